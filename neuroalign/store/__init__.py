@@ -1,0 +1,57 @@
+"""The stimulus-response store: schema, zarr I/O, folds and reliability.
+
+A store is a plain :class:`xarray.Dataset` with variable ``responses`` on dims
+``('presentation', 'neuroid'[, 'time'])`` and the coordinates of DESIGN.md §2.
+Importing this module registers the ``ds.na`` accessor.
+"""
+
+from neuroalign.store._accessor import StoreAccessor
+from neuroalign.store._folds import StimulusKFold, cv_folds
+from neuroalign.store._io import COMPLETE_MARKER, atomic_dir, open_store, save_store
+from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
+from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts, split_half
+from neuroalign.store._schema import (
+    NEUROID_DIM,
+    RESPONSE_VAR,
+    ROI_PREFIX,
+    SCHEMA_VERSION,
+    SPLITS,
+    STIMULUS_DIM,
+    TIME_DIM,
+    TRIAL_DIM,
+    check_store,
+    is_trial_level,
+    sample_dim,
+)
+from neuroalign.store._summary import summary
+
+__all__ = [
+    "StoreAccessor",
+    "check_store",
+    "save_store",
+    "open_store",
+    "atomic_dir",
+    "COMPLETE_MARKER",
+    "average_repetitions",
+    "select_roi",
+    "select_split",
+    "roi_names",
+    "zscore",
+    "ncsnr",
+    "noise_ceiling",
+    "split_half",
+    "repetition_counts",
+    "cv_folds",
+    "StimulusKFold",
+    "summary",
+    "is_trial_level",
+    "sample_dim",
+    "SCHEMA_VERSION",
+    "RESPONSE_VAR",
+    "ROI_PREFIX",
+    "TRIAL_DIM",
+    "STIMULUS_DIM",
+    "NEUROID_DIM",
+    "TIME_DIM",
+    "SPLITS",
+]

@@ -1,0 +1,222 @@
+"""Store operations: repetition averaging, ROI and split selection, z-scoring.
+
+All operations return new objects and work chunk by chunk on dask-backed stores (the
+store is chunked along ``neuroid`` only, so every chunk holds all presentations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+
+from neuroalign._validation import check_option, format_list
+from neuroalign.exceptions import DataFormatError, DimensionError
+from neuroalign.store._schema import (
+    NEUROID_DIM,
+    RESPONSE_VAR,
+    ROI_PREFIX,
+    SPLITS,
+    STIMULUS_DIM,
+    TRIAL_DIM,
+    check_store,
+    sample_dim,
+)
+
+__all__ = [
+    "average_repetitions",
+    "select_roi",
+    "roi_names",
+    "select_split",
+    "zscore",
+    "stimulus_codes",
+    "apply_along",
+]
+
+
+def stimulus_codes(ids) -> tuple[np.ndarray, np.ndarray]:
+    """Unique stimulus ids in order of first appearance, and each row's code into them."""
+    ids = np.asarray(ids)
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return uniq[order], rank[inverse.ravel()]
+
+
+def apply_along(
+    da: xr.DataArray, func: Callable[[np.ndarray], np.ndarray], dim: str, new_dim: str, new_size: int
+) -> xr.DataArray:
+    """Apply ``func`` to arrays shaped ``(..., dim)`` -> ``(..., new_dim)``, dask-aware.
+
+    The result keeps ``da``'s dim order with ``dim`` replaced by ``new_dim``.
+    """
+    out = xr.apply_ufunc(
+        func,
+        da,
+        input_core_dims=[[dim]],
+        output_core_dims=[[new_dim]],
+        exclude_dims={dim} if dim == new_dim else set(),
+        dask="parallelized",
+        output_dtypes=[np.result_type(da.dtype, np.float32)],
+        dask_gufunc_kwargs={"output_sizes": {new_dim: new_size}},
+        keep_attrs=True,
+    )
+    order = [new_dim if d == dim else d for d in da.dims]
+    return out.transpose(*order)
+
+
+def _group_matrix(codes: np.ndarray, n_groups: int, *, mean: bool) -> sp.csr_matrix:
+    n = len(codes)
+    m = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+    if mean:
+        counts = np.asarray(m.sum(axis=1)).ravel()
+        m = sp.diags(1.0 / counts) @ m
+    return m.tocsr()
+
+
+def _matmul_last(matrix: sp.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
+    def func(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(-1, x.shape[-1])
+        out = (matrix @ flat.T).T
+        return np.asarray(out, dtype=np.result_type(x.dtype, np.float32)).reshape(
+            *x.shape[:-1], matrix.shape[0]
+        )
+
+    return func
+
+
+def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
+    """Average all presentations of each stimulus: one row per ``stimulus_id``.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A trial-level store (dim ``presentation``).
+
+    Returns
+    -------
+    xr.Dataset
+        The same store with dim ``stimulus`` in place of ``presentation``, stimuli in order of
+        first appearance, and the coordinate ``n_repetitions``. Presentation coordinates
+        that are constant within every stimulus (``split``, source ids) are carried over;
+        per-trial ones (``repetition``, ``session``, ``trial``, ``run``) are dropped.
+    """
+    check_store(ds)
+    if sample_dim(ds) != TRIAL_DIM:
+        raise DimensionError(
+            "average_repetitions() needs a trial-level store (dim 'presentation'); "
+            "this store is already averaged (dim 'stimulus')."
+        )
+    uniq, codes = stimulus_codes(ds.coords["stimulus_id"].values)
+    n = len(uniq)
+    mean_m = _group_matrix(codes, n, mean=True)
+    counts = np.bincount(codes, minlength=n)
+    first = np.unique(codes, return_index=True)[1]  # first presentation of each stimulus
+
+    data_vars = {}
+    for name, var in ds.data_vars.items():
+        if TRIAL_DIM in var.dims:
+            if var.dtype.kind != "f":
+                continue
+            data_vars[name] = apply_along(var, _matmul_last(mean_m), TRIAL_DIM, STIMULUS_DIM, n)
+        else:
+            data_vars[name] = var
+    coords: dict[str, tuple] = {
+        "stimulus_id": (STIMULUS_DIM, uniq),
+        "n_repetitions": (STIMULUS_DIM, counts.astype(np.int64)),
+    }
+    per_trial = {"stimulus_id", "repetition", "session", "run", "trial"}
+    for name, coord in ds.coords.items():
+        if coord.dims != (TRIAL_DIM,) or name in per_trial:
+            continue
+        values = np.asarray(coord.values)
+        picked = values[first]
+        if np.array_equal(picked[codes], values):
+            coords[str(name)] = (STIMULUS_DIM, picked)
+        elif name == "split":
+            bad = uniq[np.unique(codes[picked[codes] != values])]
+            raise DataFormatError(
+                f"Stimuli appear in both splits: {format_list(bad, limit=5)}. "
+                "Every presentation of a stimulus must have the same 'split'."
+            )
+    out = xr.Dataset(data_vars, attrs=dict(ds.attrs))
+    out = out.drop_vars([c for c in out.coords if TRIAL_DIM in out[c].dims], errors="ignore")
+    out = out.assign_coords(coords)
+    for name, coord in ds.coords.items():
+        if TRIAL_DIM not in coord.dims and name not in out.coords:
+            out = out.assign_coords({name: coord})
+    return out
+
+
+def roi_names(ds: xr.Dataset | xr.DataArray) -> list[str]:
+    """Names of the ROIs of a store (its ``roi_*`` coordinates, without the prefix)."""
+    return [str(c)[len(ROI_PREFIX):] for c in ds.coords if str(c).startswith(ROI_PREFIX)]
+
+
+def select_roi(ds: xr.Dataset, name: str | list[str]) -> xr.Dataset:
+    """Neuroids of ROI ``name`` (``"V1v"`` or ``"roi_V1v"``); a list selects the union."""
+    names = [name] if isinstance(name, str) else list(name)
+    available = roi_names(ds)
+    mask = np.zeros(ds.sizes[NEUROID_DIM], dtype=bool)
+    for n in names:
+        key = n[len(ROI_PREFIX):] if n.startswith(ROI_PREFIX) else n
+        if key not in available:
+            raise KeyError(
+                f"Unknown ROI {n!r}. ROIs of this store: {format_list(available) or 'none'}."
+            )
+        mask |= np.asarray(ds.coords[ROI_PREFIX + key].values, dtype=bool)
+    return ds.isel({NEUROID_DIM: np.flatnonzero(mask)})
+
+
+def select_split(ds: xr.Dataset, split: str) -> xr.Dataset:
+    """Presentations (or stimuli) of split ``"train"`` or ``"test"``."""
+    check_option(split, SPLITS, name="split", func="split")
+    dim = sample_dim(ds)
+    mask = np.asarray(ds.coords["split"].values) == split
+    return ds.isel({dim: np.flatnonzero(mask)})
+
+
+def _zscore_func(codes: np.ndarray, n_groups: int) -> Callable[[np.ndarray], np.ndarray]:
+    def func(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.result_type(x.dtype, np.float32))
+        out = np.empty_like(x)
+        for g in range(n_groups):
+            idx = codes == g
+            block = x[..., idx]
+            mu = block.mean(axis=-1, keepdims=True)
+            sd = block.std(axis=-1, keepdims=True)
+            sd = np.where(sd > 0, sd, 1.0)
+            out[..., idx] = (block - mu) / sd
+        return out
+
+    return func
+
+
+def zscore(ds: xr.Dataset, by: str | None = "session") -> xr.Dataset:
+    """Z-score each neuroid over presentations, separately within each ``by`` group.
+
+    NSD's convention is ``by="session"``: betas are z-scored per voxel within each
+    session before averaging or reliability estimates. ``by=None`` z-scores over all
+    presentations. Uses the population standard deviation (``ddof=0``, as
+    :func:`scipy.stats.zscore`); a neuroid constant within a group becomes 0 there.
+    """
+    check_store(ds)
+    dim = sample_dim(ds)
+    if by is None:
+        codes = np.zeros(ds.sizes[dim], dtype=int)
+    else:
+        if by not in ds.coords or ds.coords[by].dims != (dim,):
+            present = sorted(str(c) for c in ds.coords if ds.coords[c].dims == (dim,))
+            raise KeyError(
+                f"zscore(by={by!r}): the store has no coordinate {by!r} on dim {dim!r}. "
+                f"Coordinates on {dim!r}: {format_list(present)}. Use by=None to z-score "
+                "over all presentations."
+            )
+        _, codes = stimulus_codes(ds.coords[by].values)
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    resp = ds[RESPONSE_VAR]
+    z = apply_along(resp, _zscore_func(codes, n_groups), dim, dim, ds.sizes[dim])
+    return ds.assign({RESPONSE_VAR: z.assign_coords(resp.coords)})

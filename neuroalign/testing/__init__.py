@@ -1,0 +1,5 @@
+"""Synthetic stores and assertion helpers for tests (neuroalign's and users')."""
+
+from neuroalign.testing._stores import assert_store_equal, make_store
+
+__all__ = ["make_store", "assert_store_equal"]
