@@ -254,6 +254,20 @@ def simulate(
                 ncsnr_range=tuple(ncsnr_range), n_active=n_active,
             )
         store.attrs["source"] = {"simulate": {"seed": seed, "format": format, "truth": TRUTH_FILE}}
+        # Where the pixels live (read lazily by neuroalign.stimuli); paths are final, not tmp.
+        if format == "nsd":
+            store.attrs["stimulus_set"] = {
+                "kind": "hdf5-brick",
+                "path": str((out / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5").resolve()),
+                "key": "imgBrick",
+                "id_coord": "nsd_id",
+            }
+        else:
+            store.attrs["stimulus_set"] = {
+                "kind": "image-files",
+                "root": str((out / "image_set").resolve()),
+                "file_coord": "image_file",
+            }
         if write_store:
             save_store(store, tmp / STORE_FILE)
         write_json_atomic(truth, tmp / TRUTH_FILE)

@@ -70,6 +70,7 @@ def simulate_things_eeg2(
     image_root = out / "image_set"
     files: dict[str, list[str]] = {"train": [], "test": []}
     concepts: dict[str, list[str]] = {"train": [], "test": []}
+    rel: dict[str, list[str]] = {"train": [], "test": []}
     decoded = np.empty_like(raw)
     for n in range(n_images):
         split = "train" if n < n_train else "test"
@@ -91,6 +92,7 @@ def simulate_things_eeg2(
         (folder / fname).write_bytes(data)
         files[split].append(fname)
         concepts[split].append(concept)
+        rel[split].append(str(folder.relative_to(image_root) / fname))
     metadata = {}
     for split in ("train", "test"):
         metadata[f"{split}_img_files"] = files[split]
@@ -140,7 +142,7 @@ def simulate_things_eeg2(
             allow_pickle=True,
         )
 
-    store = _eeg_store(arrays, files, subject)
+    store = _eeg_store(arrays, files, rel, subject)
     neuroids = []
     for c, ch in enumerate(CHANNELS):
         s = float(snr[c])
@@ -175,7 +177,9 @@ def simulate_things_eeg2(
     return truth, store
 
 
-def _eeg_store(arrays: dict[str, np.ndarray], files: dict[str, list[str]], subject: int) -> xr.Dataset:
+def _eeg_store(
+    arrays: dict[str, np.ndarray], files: dict[str, list[str]], rel: dict[str, list[str]], subject: int
+) -> xr.Dataset:
     """The store the EEG tree encodes: repetitions unrolled into presentations."""
     parts = []
     for split, key in (("train", "training"), ("test", "test")):
@@ -185,6 +189,7 @@ def _eeg_store(arrays: dict[str, np.ndarray], files: dict[str, list[str]], subje
         parts.append({
             "data": arr.reshape(n_img * n_rep, *arr.shape[2:]),
             "stimulus_id": np.repeat(stems, n_rep),
+            "image_file": np.repeat(np.array(rel[split]), n_rep),
             "repetition": np.tile(np.arange(n_rep), n_img),
             "split": np.full(n_img * n_rep, split),
         })
@@ -193,6 +198,7 @@ def _eeg_store(arrays: dict[str, np.ndarray], files: dict[str, list[str]], subje
         "stimulus_id": ("presentation", cat["stimulus_id"]),
         "repetition": ("presentation", cat["repetition"].astype(np.int64)),
         "split": ("presentation", cat["split"]),
+        "image_file": ("presentation", cat["image_file"]),
         "neuroid_id": ("neuroid", np.array([f"sub-{subject:02d}_{c}" for c in CHANNELS])),
         "subject": ("neuroid", np.array([f"sub-{subject:02d}"] * len(CHANNELS))),
         "sensor": ("neuroid", np.array(CHANNELS)),
