@@ -10,7 +10,7 @@ __all__ = ["check_option", "check_positive_int", "format_list"]
 
 def format_list(values: Iterable[Any], *, limit: int = 20) -> str:
     """``'a', 'b', 'c'`` for an error message, truncated after ``limit`` items."""
-    values = list(values)
+    values = [v.item() if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else v for v in values]
     shown = ", ".join(repr(v) for v in values[:limit])
     if len(values) > limit:
         shown += f", ... ({len(values) - limit} more)"

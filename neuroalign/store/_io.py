@@ -98,7 +98,7 @@ def save_store(
     path = Path(path)
     chunk = int(neuroid_chunk) if neuroid_chunk else _neuroid_chunk(ds)
     encoding: dict[str, Any] = {}
-    for name, var in ds.data_vars.items():
+    for name, var in ds.variables.items():
         if NEUROID_DIM in var.dims:
             encoding[name] = {
                 "chunks": tuple(chunk if d == NEUROID_DIM else n for d, n in var.sizes.items())

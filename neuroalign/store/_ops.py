@@ -80,7 +80,8 @@ def _group_matrix(codes: np.ndarray, n_groups: int, *, mean: bool) -> sp.csr_mat
 def _matmul_last(matrix: sp.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
     def func(x: np.ndarray) -> np.ndarray:
         flat = x.reshape(-1, x.shape[-1])
-        out = (matrix @ flat.T).T
+        m = matrix.astype(np.result_type(x.dtype, np.float32), copy=False)
+        out = (m @ flat.T).T
         return np.asarray(out, dtype=np.result_type(x.dtype, np.float32)).reshape(
             *x.shape[:-1], matrix.shape[0]
         )

@@ -9,7 +9,7 @@ import xarray as xr
 
 from neuroalign._validation import check_positive_int, format_list
 from neuroalign.exceptions import DimensionError
-from neuroalign.store._ops import _group_matrix, apply_along, select_split, stimulus_codes, zscore
+from neuroalign.store._ops import _group_matrix, apply_along, select_split, stimulus_codes
 from neuroalign.store._schema import (
     RESPONSE_VAR,
     STIMULUS_DIM,
@@ -57,7 +57,6 @@ def ncsnr(ds: xr.Dataset, *, by: str | None = "session") -> xr.DataArray:
     _require_trials(ds, "ncsnr")
     if by is not None and by not in ds.coords:
         by = None
-    z = zscore(ds, by=by)[RESPONSE_VAR]
     _, codes = stimulus_codes(ds.coords["stimulus_id"].values)
     n_stim = int(codes.max()) + 1
     counts = np.bincount(codes, minlength=n_stim)
@@ -66,18 +65,34 @@ def ncsnr(ds: xr.Dataset, *, by: str | None = "session") -> xr.DataArray:
             "ncsnr() needs stimuli shown at least twice; every stimulus_id in this store "
             "has a single presentation."
         )
-    sum_m = _group_matrix(codes, n_stim, mean=False)
+    if by is None:
+        groups = np.zeros(len(codes), dtype=int)
+    else:
+        _, groups = stimulus_codes(ds.coords[by].values)
+    group_rows = [np.flatnonzero(groups == g) for g in range(int(groups.max()) + 1)]
+    mean_m = _group_matrix(codes, n_stim, mean=True)
     dof = float((counts[counts >= 2] - 1).sum())
-    keep = counts >= 2
+    weight = (counts >= 2)[codes].astype(np.float64)
 
     def noise_var(x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
-        s1 = (sum_m @ flat.T).T
-        s2 = (sum_m @ (flat**2).T).T
-        ss = s2[:, keep] - s1[:, keep] ** 2 / counts[keep]
-        return (ss.sum(axis=1) / dof).reshape(*x.shape[:-1], 1)
+        # z-score per group, then pooled across-repetition variance, fused and blocked
+        # over neuroids so memory stays at a few blocks of (block, n_presentations).
+        flat = x.reshape(-1, x.shape[-1])
+        out = np.empty(flat.shape[0])
+        block = max(1, 2**21 // max(flat.shape[1], 1))
+        for start in range(0, flat.shape[0], block):
+            xb = flat[start : start + block].astype(np.float64)
+            for rows in group_rows:
+                part = xb[:, rows]
+                sd = part.std(axis=1, keepdims=True)
+                xb[:, rows] = (part - part.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+            means = (mean_m @ xb.T).T
+            xb -= means[:, codes]
+            xb *= xb
+            out[start : start + block] = xb @ weight / dof
+        return out.reshape(*x.shape[:-1], 1)
 
-    nv = apply_along(z, noise_var, TRIAL_DIM, "_one", 1).isel(_one=0, drop=True)
+    nv = apply_along(ds[RESPONSE_VAR], noise_var, TRIAL_DIM, "_one", 1).isel(_one=0, drop=True)
     nv = nv.drop_vars([c for c in nv.coords if TRIAL_DIM in nv[c].dims], errors="ignore")
     sv = np.maximum(0.0, 1.0 - nv)
     with np.errstate(divide="ignore", invalid="ignore"):

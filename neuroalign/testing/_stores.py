@@ -7,7 +7,7 @@ import xarray as xr
 
 from neuroalign.store._schema import SCHEMA_VERSION, check_store
 
-__all__ = ["make_store", "assert_store_equal"]
+__all__ = ["make_store", "assert_store_equal", "ncsnr_sampling_sd"]
 
 
 def make_store(
@@ -99,3 +99,17 @@ def assert_store_equal(a: xr.Dataset, b: xr.Dataset, *, rtol: float = 0, atol: f
     else:
         xr.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
         assert a.attrs == b.attrs, f"attrs differ: {a.attrs} != {b.attrs}"
+
+
+def ncsnr_sampling_sd(ncsnr, n_images: int, n_repetitions: int) -> np.ndarray:
+    """Approximate sampling sd of the NSD ncsnr estimate (delta method).
+
+    With z-scored responses the noise fraction is ``f = 1 / (1 + ncsnr²)``; its pooled
+    estimate over ``n_images * (n_repetitions - 1)`` degrees of freedom has sd
+    ``f * sqrt(2 / dof)``, and ``ncsnr = sqrt((1 - f) / f)`` moves by
+    ``sd_f / (2 f² ncsnr)``.
+    """
+    s = np.asarray(ncsnr, dtype=float)
+    f = 1.0 / (1.0 + s**2)
+    dof = n_images * (n_repetitions - 1)
+    return f * np.sqrt(2.0 / dof) / (2 * f**2 * np.maximum(s, 1e-6))

@@ -1,0 +1,29 @@
+"""Shared fixtures: small simulated datasets, built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("NEUROALIGN_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def sim_nsd(tmp_path_factory):
+    """A small simulated NSD tree (SimulationResult): 90 images, 3 sessions."""
+    from neuroalign.datasets import simulate
+
+    root = tmp_path_factory.mktemp("sim") / "nsd"
+    return simulate(root, n_images=90, n_test=18, n_sessions=3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def sim_eeg(tmp_path_factory):
+    """A small simulated THINGS-EEG2 tree (SimulationResult)."""
+    from neuroalign.datasets import simulate
+
+    root = tmp_path_factory.mktemp("sim") / "eeg"
+    return simulate(root, format="things-eeg2", n_images=60, n_test=10, n_test_repetitions=12, seed=4)

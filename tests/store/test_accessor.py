@@ -1,0 +1,95 @@
+"""The ds.na accessor against pandas/scipy references, eager and dask-backed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from neuroalign.exceptions import DataFormatError, DimensionError
+from neuroalign.store import average_repetitions, zscore
+from neuroalign.testing import make_store
+
+
+@pytest.fixture
+def ds():
+    return make_store(25, 6, n_repetitions=3, n_test=5, rois={"V1v": [1, 1, 0, 0, 0, 1], "FFA-1": [0, 0, 1, 1, 0, 0]})
+
+
+def test_average_repetitions_matches_pandas(ds):
+    av = ds.na.average_repetitions()
+    assert av.responses.dims == ("stimulus", "neuroid")
+    df = pd.DataFrame(ds.responses.values.astype(float))
+    df["id"] = ds.stimulus_id.values
+    ref = df.groupby("id", sort=False).mean()
+    assert list(av.stimulus_id.values) == list(ref.index)
+    np.testing.assert_allclose(av.responses.values, ref.values, rtol=1e-5, atol=1e-6)  # float32
+    assert (av.n_repetitions.values == 3).all()
+    assert set(av.split.values) == {"train", "test"}
+    assert "repetition" not in av.coords and "session" not in av.coords
+    assert av.na.rois == ["V1v", "FFA-1"]
+    with pytest.raises(DimensionError, match="already averaged"):
+        av.na.average_repetitions()
+
+
+def test_average_repetitions_dask_equals_eager(ds):
+    lazy = average_repetitions(ds.chunk({"neuroid": 2}))
+    assert lazy.responses.chunks is not None
+    np.testing.assert_allclose(lazy.responses.values, ds.na.average_repetitions().responses.values)
+
+
+def test_average_repetitions_time_resolved():
+    ds = make_store(8, 2, n_times=4)
+    av = ds.na.average_repetitions()
+    assert av.responses.dims == ("stimulus", "neuroid", "time")
+    first = ds.stimulus_id.values[0]
+    np.testing.assert_allclose(
+        av.responses.values[0], ds.responses.values[ds.stimulus_id.values == first].mean(0), rtol=1e-6
+    )
+
+
+def test_inconsistent_split_is_an_error(ds):
+    split = ds.split.values.copy()
+    first = ds.stimulus_id.values[0]
+    idx = np.flatnonzero(ds.stimulus_id.values == first)
+    split[idx[0]] = "test"
+    split[idx[1]] = "train"
+    with pytest.raises(DataFormatError, match=f"Stimuli appear in both splits: '{first}'"):
+        ds.assign_coords(split=("presentation", split)).na.average_repetitions()
+
+
+def test_roi_split_rois(ds):
+    assert ds.na.rois == ["V1v", "FFA-1"]
+    assert ds.na.roi("V1v").sizes["neuroid"] == 3
+    assert ds.na.roi("roi_FFA-1").sizes["neuroid"] == 2
+    assert ds.na.roi(["V1v", "FFA-1"]).sizes["neuroid"] == 5
+    with pytest.raises(KeyError, match="Unknown ROI 'PPA'. ROIs of this store: 'V1v', 'FFA-1'"):
+        ds.na.roi("PPA")
+    test = ds.na.split("test")
+    assert set(test.split.values) == {"test"} and test.sizes["presentation"] == 15
+    with pytest.raises(ValueError, match=r"Invalid value for 'split' in split\(\): 'val'"):
+        ds.na.split("val")
+
+
+def test_zscore_by_session_matches_scipy(ds):
+    z = ds.na.zscore("session")
+    for s in np.unique(ds.session.values):
+        m = ds.session.values == s
+        np.testing.assert_allclose(
+            z.responses.values[m], stats.zscore(ds.responses.values[m].astype(float), axis=0), atol=1e-5
+        )
+    np.testing.assert_allclose(
+        zscore(ds, by=None).responses.values, stats.zscore(ds.responses.values.astype(float), axis=0), atol=1e-5
+    )
+    lazy = zscore(ds.chunk({"neuroid": 4}))
+    np.testing.assert_allclose(lazy.responses.values, z.responses.values, atol=1e-6)
+    assert z.stimulus_id.equals(ds.stimulus_id)  # coordinates kept
+    with pytest.raises(KeyError, match="zscore\\(by='run'\\): the store has no coordinate 'run'"):
+        ds.na.zscore("run")
+
+
+def test_operations_do_not_mutate(ds):
+    before = ds.copy(deep=True)
+    ds.na.average_repetitions()
+    ds.na.zscore()
+    ds.na.roi("V1v")
+    assert ds.identical(before)

@@ -1,0 +1,82 @@
+"""The neuroalign command line: --help everywhere, --version, python -m, simulate/info/demo."""
+
+import subprocess
+import sys
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from neuroalign import __version__
+from neuroalign.cli import app
+
+runner = CliRunner()
+
+
+def _all_commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(cmd, click.Group):
+            yield from _all_commands(cmd, prefix + (name,))
+
+
+def test_every_command_has_help():
+    group = typer.main.get_command(app)
+    names = list(_all_commands(group))
+    assert {("simulate",), ("info",), ("demo",)} <= set(names)
+    for path in names:
+        res = runner.invoke(app, [*path, "--help"])
+        assert res.exit_code == 0, (path, res.output)
+        assert "Usage" in res.output and len(res.output) > 100
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"neuroalign {__version__}"
+
+
+def test_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "neuroalign", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"neuroalign {__version__}"
+    out = subprocess.run([sys.executable, "-m", "neuroalign", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "simulate" in out.stdout
+
+
+def test_simulate_and_info(tmp_path):
+    res = runner.invoke(app, ["simulate", str(tmp_path / "sim"), "--n-images", "30", "--n-test", "6",
+                              "--n-sessions", "3"])
+    assert res.exit_code == 0, res.output
+    assert "V1v" in res.output and "layer1" in res.output
+    res = runner.invoke(app, ["info", str(tmp_path / "sim" / "store.zarr")])
+    assert res.exit_code == 0, res.output
+    assert "presentations: 90 (30 unique stimuli; train: 72, test: 18)" in res.output
+    res = runner.invoke(app, ["simulate", str(tmp_path / "eeg"), "--format", "things-eeg2",
+                              "--n-images", "20", "--n-test", "4"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["info", str(tmp_path / "eeg" / "store.zarr")])
+    assert "time: 100 samples" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "nope.zarr"], "nope.zarr: no such store"),
+        (["simulate", "{tmp}/x", "--n-images", "20", "--n-test", "20"], "Expected fewer than n_images=20"),
+        (["simulate", "{tmp}/x", "--format", "bids"], "Invalid value for '--format'"),
+    ],
+)
+def test_user_errors_are_clean(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_demo_quick(tmp_path):
+    res = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "[PASS] ncsnr recovered" in res.output and "FAIL" not in res.output
+    again = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert again.exit_code == 0 and "reusing" in again.output
