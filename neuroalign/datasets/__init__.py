@@ -9,6 +9,15 @@ from neuroalign.datasets._brick import HDF5Brick
 from neuroalign.datasets._cards import dataset_card
 from neuroalign.datasets._formats import MissingSessionsWarning, PublishedCountWarning
 from neuroalign.datasets._ingest import IngestPlan
+from neuroalign.datasets._meeg import (
+    load_mne_epochs,
+    load_things_eeg2,
+    load_things_meg,
+    mne_epochs_plan,
+    read_bids_events,
+    things_eeg2_plan,
+    things_meg_plan,
+)
 from neuroalign.datasets._nsd import (
     NSD_BETAS,
     NSD_DEFAULT_ROIS,
@@ -30,6 +39,13 @@ __all__ = [
     "NSD_SPACES",
     "NSD_BETAS",
     "NSD_DEFAULT_ROIS",
+    "load_things_eeg2",
+    "things_eeg2_plan",
+    "load_mne_epochs",
+    "mne_epochs_plan",
+    "load_things_meg",
+    "things_meg_plan",
+    "read_bids_events",
     "HDF5Brick",
     "IngestPlan",
     "dataset_card",

@@ -167,3 +167,77 @@ def _write_surfaces(root, subj, rng, n_vertices, per_session, sessions) -> dict:
                 f.create_dataset("betas", data=nb)
     return {"surf_general": general, "surf_prf": prf, "fs_betas": fs_betas,
             "nat_betas": nat_betas, "surf_ncsnr": ncsnr, "n_vertices": n_vertices}
+
+
+EEG_CHANNELS = ["Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5", "PO7", "PO3", "POz",
+                "PO4", "PO8", "P6", "P2"]
+
+
+def write_things_eeg2(root: Path, *, subject: int = 1, n_train: int = 6, n_test: int = 3,
+                      reps: tuple[int, int] = (4, 5), n_times: int = 7, pickled: bool = False,
+                      seed: int = 0) -> dict:
+    """Preprocessed THINGS-EEG2 dicts (np.save or pickle.dump) plus image_metadata.npy."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    image_set = root / "image_set"
+    image_set.mkdir(parents=True)
+    meta = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        concepts = [f"{i // 2 + 1:05d}_thing{i // 2}" for i in range(n)]
+        files = [f"thing{i // 2}_{i % 2 + 1:02d}{'b' if split == 'train' else 's'}.jpg" for i in range(n)]
+        meta[f"{split}_img_files"] = files
+        meta[f"{split}_img_concepts"] = concepts
+        meta[f"{split}_img_concepts_THINGS"] = concepts
+    np.save(image_set / "image_metadata.npy", meta, allow_pickle=True)
+    d = root / "preprocessed_data" / f"sub-{subject:02d}"
+    d.mkdir(parents=True)
+    times = np.linspace(-0.2, -0.2 + 0.01 * (n_times - 1), n_times) + 1e-13  # float noise
+    data = {}
+    for split, n, r in (("training", n_train, reps[0]), ("test", n_test, reps[1])):
+        arr = rng.standard_normal((n, r, len(EEG_CHANNELS), n_times))
+        data[split] = arr
+        obj = {"preprocessed_eeg_data": arr, "ch_names": list(EEG_CHANNELS), "times": times}
+        path = d / f"preprocessed_eeg_{split}.npy"
+        if pickled:
+            with open(path, "wb") as f:
+                pickle.dump(obj, f)
+        else:
+            np.save(path, obj, allow_pickle=True)
+    return {"root": root, "meta": meta, "data": data, "times": times, "dir": d}
+
+
+def write_epochs(path: Path, *, n_epochs: int = 60, n_ch: int = 6, n_times: int = 11,
+                 ch_type: str = "mag", metadata: bool = True, split_size: str | None = None,
+                 seed: int = 0) -> dict:
+    """An MNE epochs file with THINGS-MEG-like metadata (sample_attributes columns)."""
+    import mne
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    names = [f"MEG{i:04d}" if ch_type == "mag" else EEG_CHANNELS[i] for i in range(n_ch)]
+    info = mne.create_info(names + ["UPPT001"], 200.0, [ch_type] * n_ch + ["stim"])
+    locs = rng.standard_normal((n_ch, 3)) * 0.05
+    for i in range(n_ch):
+        info["chs"][i]["loc"][:3] = locs[i]
+    trial_type = rng.choice(["exp", "test", "catch"], size=n_epochs, p=[0.6, 0.3, 0.1])
+    img = np.array([
+        f"images_catch_meg/catch{i:03d}.jpg" if t == "catch" else
+        f"images_test_meg/test{i % 4}.jpg" if t == "test" else f"images_meg/dog/dog_{i % 7:02d}s.jpg"
+        for i, t in enumerate(trial_type)
+    ])
+    md = pd.DataFrame({
+        "trial_type": trial_type, "image_path": img, "image_nr": np.arange(n_epochs),
+        "things_image_nr": np.arange(n_epochs) + 10, "session_nr": np.arange(n_epochs) // 20 + 1,
+        "run_nr": np.arange(n_epochs) // 10 % 2 + 1,
+    })
+    data = rng.standard_normal((n_epochs, n_ch + 1, n_times)) * (1e-12 if ch_type == "mag" else 1e-5)
+    data[:, -1] = 0
+    events = np.c_[np.arange(n_epochs) * 300, np.zeros(n_epochs, int), np.full(n_epochs, 64)]
+    ep = mne.EpochsArray(data, info, events=events, tmin=-0.1, metadata=md if metadata else None,
+                         verbose="error")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kw = {"split_size": split_size} if split_size else {}
+    ep.save(path, overwrite=True, verbose="error", **kw)
+    return {"path": path, "data": data[:, :n_ch], "metadata": md, "locs": locs, "names": names,
+            "times": ep.times}
