@@ -1,0 +1,607 @@
+"""NSD (Allen et al. 2022) single-trial betas -> store (DATASETS.md §1).
+
+Volume spaces (``func1pt8mm``, ``func1mm``; HDF5 (trials, Z, Y, X) or NIfTI (X, Y, Z, trials),
+int16 = PSC x 300) and surface spaces (``fsaverage``: float32 PSC ``.mgh`` per hemisphere;
+``nativesurface``: int16 x 300 HDF5 (trials, vertices)). Trials map to images through
+``nsd_expdesign.mat`` (1-based there, 0-based ``nsdId`` here). Sessions are read one file
+at a time; :func:`ingest_nsd` streams them into a zarr store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._logging import get_logger
+from neuroalign._validation import format_list
+from neuroalign.datasets._cards import published
+from neuroalign.datasets._formats import (
+    MissingSessionsWarning,
+    check_choice,
+    h5_dataset,
+    load_mat,
+    load_mgh,
+    load_nifti,
+    nifti_array,
+    open_hdf5,
+    read_ctab,
+    repetition_index,
+    require_file,
+    warn_count,
+)
+from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
+from neuroalign.exceptions import DataFormatError
+from neuroalign.store._schema import SCHEMA_VERSION
+
+__all__ = ["load_nsd", "ingest_nsd", "nsd_plan", "NSD_SPACES", "NSD_BETAS", "NSD_DEFAULT_ROIS"]
+
+log = get_logger(__name__)
+
+NSD_SPACES = ("func1pt8mm", "func1mm", "fsaverage", "nativesurface")
+NSD_BETAS = ("betas_assumehrf", "betas_fithrf", "betas_fithrf_GLMdenoise_RR")
+NSD_DEFAULT_ROIS = ("prf-visualrois", "floc-faces", "floc-bodies", "floc-places", "floc-words", "streams")
+NSD_SUBJECTS = tuple(range(1, 9))
+SCALE = np.float32(300.0)
+_SESSION_RE = re.compile(r"^(?:(lh|rh)\.)?betas_session(\d+)\.(hdf5|nii\.gz|nii|mgh|mgz)$")
+_SLAB_BYTES = 64 * 2**20
+
+
+def _subject_number(subject: int | str) -> int:
+    s = subject
+    if isinstance(s, str):
+        m = re.fullmatch(r"(?:subj)?0*(\d+)", s)
+        s = int(m.group(1)) if m else s
+    check_choice(s, NSD_SUBJECTS, name="subject", func="load_nsd")
+    return int(s)
+
+
+def _design(root: Path, subject: int):
+    path = root / "nsddata/experiments/nsd/nsd_expdesign.mat"
+    mat = load_mat(path, ["masterordering", "subjectim", "sharedix"])
+    mo = np.asarray(mat["masterordering"]).ravel()
+    subjectim = np.asarray(mat["subjectim"])
+    if subjectim.ndim != 2 or subjectim.shape[0] < subject:
+        raise DataFormatError(
+            f"{path}: 'subjectim' has shape {subjectim.shape!r}, expected (8, n_images) "
+            f"with a row for subject {subject}."
+        )
+    if mo.size == 0 or mo.min() < 1 or mo.max() > subjectim.shape[1]:
+        raise DataFormatError(
+            f"{path}: 'masterordering' values span {mo.min() if mo.size else None!r}.."
+            f"{mo.max() if mo.size else None!r}, expected 1-based indices 1..{subjectim.shape[1]} "
+            "into the columns of 'subjectim'."
+        )
+    nsd_of_trial = subjectim[subject - 1, mo.astype(np.int64) - 1].astype(np.int64) - 1
+    shared = np.asarray(mat["sharedix"]).ravel().astype(np.int64) - 1
+    sp = mat.get("stimpattern")
+    runs = int(np.asarray(sp).shape[1]) if sp is not None and np.ndim(sp) == 3 else 12
+    return path, nsd_of_trial, shared, runs
+
+
+def _session_files(folder: Path, space: str) -> dict[int, dict[str, Path]]:
+    """``{session: {"hdf5"|"nifti"|"lh"|"rh": path}}`` of the beta files in ``folder``."""
+    found: dict[int, dict[str, Path]] = {}
+    for p in sorted(folder.iterdir()):
+        m = _SESSION_RE.match(p.name)
+        if not m:
+            continue
+        hemi, sess, ext = m.group(1), int(m.group(2)), m.group(3)
+        kind = hemi if hemi else ("hdf5" if ext == "hdf5" else "nifti")
+        found.setdefault(sess, {})[kind] = p
+    surface = space in ("fsaverage", "nativesurface")
+    for sess, kinds in found.items():
+        if surface and set(kinds) != {"lh", "rh"}:
+            have = ", ".join(str(p.name) for p in kinds.values())
+            raise FileNotFoundError(
+                f"{folder}: session {sess} has {have} but not both lh and rh files; expected "
+                f"lh.betas_session{sess:02d} and rh.betas_session{sess:02d}."
+            )
+    return found
+
+
+def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tuple, Path]:
+    """Trials, per-trial shape (volume (X,Y,Z) or per-hemisphere vertices), and the file."""
+    if space in ("func1pt8mm", "func1mm"):
+        path = kinds.get("hdf5") if fmt != "nifti" else None
+        if path is None and fmt == "hdf5":
+            raise FileNotFoundError(f"no HDF5 beta file for this session among {list(kinds.values())}.")
+        if path is not None:
+            with open_hdf5(path) as f:
+                d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
+                return d.shape[0], tuple(d.shape[:0:-1]), path
+        path = kinds["nifti"]
+        img = load_nifti(path, "NSD betas (X, Y, Z, trials) int16")
+        if len(img.shape) != 4:
+            raise DataFormatError(f"{path}: image has shape {img.shape!r}, expected 4 dims (X, Y, Z, trials).")
+        if img.get_data_dtype() != np.int16:
+            raise DataFormatError(f"{path}: image dtype is {img.get_data_dtype()!s}, expected int16 (PSC x 300).")
+        return img.shape[3], tuple(img.shape[:3]), path
+    counts = []
+    for hemi in ("lh", "rh"):
+        path = kinds[hemi]
+        if space == "fsaverage":
+            img = load_nifti(path, "fsaverage betas (.mgh, vertices x 1 x 1 x trials)")
+            shp = img.shape
+            if len(shp) != 4 or shp[1:3] != (1, 1):
+                raise DataFormatError(f"{path}: shape {shp!r}, expected (n_vertices, 1, 1, n_trials).")
+            if np.dtype(img.get_data_dtype()).kind != "f":
+                raise DataFormatError(
+                    f"{path}: dtype {img.get_data_dtype()!s}, expected float32 (fsaverage betas are PSC)."
+                )
+            counts.append((shp[3], shp[0]))
+        else:
+            with open_hdf5(path) as f:
+                d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
+                counts.append(d.shape)
+    if counts[0][0] != counts[1][0]:
+        raise DataFormatError(
+            f"{kinds['rh']}: {counts[1][0]} trials, but {kinds['lh'].name} has {counts[0][0]}; "
+            "expected the same trials in both hemispheres."
+        )
+    return counts[0][0], (counts[0][1], counts[1][1]), kinds["lh"]
+
+
+def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
+    """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file."""
+    i, j, k = ijk.T
+    with open_hdf5(path) as f:
+        d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
+        T, Z, Y, X = d.shape
+        out = np.empty((T, len(i)), dtype=np.float32)
+        chunks = d.chunks
+        if chunks is not None and chunks[0] < T:
+            # trial-chunked: read batches of whole trials
+            step = max(chunks[0], _SLAB_BYTES // max(2 * Z * Y * X, 1) // chunks[0] * chunks[0])
+            for t0 in range(0, T, step):
+                slab = d[t0 : t0 + step]
+                out[t0 : t0 + step] = slab[:, k, j, i]
+        else:
+            # voxel-chunked (published layout): read slabs of Z planes, each chunk once
+            cz = chunks[1] if chunks is not None else 1
+            step = max(cz, _SLAB_BYTES // max(2 * T * Y * X, 1) // cz * cz)
+            for z0 in range(0, Z, step):
+                sel = (k >= z0) & (k < z0 + step)
+                if not sel.any():
+                    continue
+                slab = d[:, z0 : z0 + step]
+                out[:, sel] = slab[:, k[sel] - z0, j[sel], i[sel]]
+    out /= SCALE
+    return out
+
+
+def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
+    img = load_nifti(path, "NSD betas (X, Y, Z, trials) int16")
+    arr = nifti_array(img, path, dtype=np.int16)
+    out = arr[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T.astype(np.float32)
+    del arr
+    out /= SCALE
+    return out
+
+
+def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarray]) -> np.ndarray:
+    parts = []
+    for hemi in ("lh", "rh"):
+        path = kinds[hemi]
+        if space == "fsaverage":
+            arr = load_mgh(path)  # (V, T) float PSC
+            parts.append(arr[verts[hemi]].T.astype(np.float32))
+        else:
+            with open_hdf5(path) as f:
+                d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
+                arr = d[()]
+            parts.append(arr[:, verts[hemi]].astype(np.float32) / SCALE)
+        del arr
+    out = np.concatenate(parts, axis=1)
+    bad = np.isnan(out).all(axis=0)
+    if bad.any():
+        log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, int(bad.sum()))
+    return out
+
+
+def _atlas_names(folder: Path, suffixes: Sequence[str], prefixed: bool) -> list[str]:
+    names = set()
+    if folder.exists():
+        for p in folder.iterdir():
+            for suf in suffixes:
+                if p.name.endswith(suf):
+                    stem = p.name[: -len(suf)]
+                    if prefixed:
+                        if stem.startswith(("lh.", "rh.")):
+                            names.add(stem[3:])
+                    elif not stem.startswith(("lh.", "rh.")):
+                        names.add(stem)
+    return sorted(names)
+
+
+def _roi_coords(values: np.ndarray, labels: dict[int, str], coords: dict, atlas: str) -> None:
+    for idx, name in sorted(labels.items()):
+        if idx <= 0:
+            continue
+        member = values == idx
+        if member.any():
+            key = f"roi_{name}"
+            if key in coords:
+                key = f"roi_{atlas}.{name}"
+            coords[key] = ("neuroid", member)
+
+
+def nsd_plan(
+    root: str | os.PathLike,
+    subject: int | str,
+    *,
+    space: Literal["func1pt8mm", "func1mm", "fsaverage", "nativesurface"] = "func1pt8mm",
+    betas: str = "betas_fithrf_GLMdenoise_RR",
+    mask: str | None = "nsdgeneral",
+    rois: Sequence[str] = NSD_DEFAULT_ROIS,
+    sessions: Sequence[int] | None = None,
+    format: Literal["auto", "hdf5", "nifti"] = "auto",
+) -> IngestPlan:
+    """The ingest plan behind :func:`load_nsd` and :func:`ingest_nsd` (same parameters)."""
+    root = Path(root)
+    s = _subject_number(subject)
+    subj = f"subj{s:02d}"
+    check_choice(space, NSD_SPACES, name="space", func="load_nsd")
+    check_choice(betas, NSD_BETAS, name="betas", func="load_nsd")
+    check_choice(format, ("auto", "hdf5", "nifti"), name="format", func="load_nsd")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (expected an NSD root with nsddata/, nsddata_betas/).")
+    simulated = (root / "truth.json").exists()
+    card = "simulated" if simulated else "nsd"
+
+    beta_dir = root / f"nsddata_betas/ppdata/{subj}/{space}/{betas}"
+    if not beta_dir.is_dir():
+        base = root / "nsddata_betas/ppdata"
+        present = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+        raise FileNotFoundError(
+            f"{beta_dir}: no such folder. Subjects present under {base}: "
+            f"{format_list(present) or 'none'}; check subject, space and betas."
+        )
+    design_path, nsd_of_trial, shared, runs = _design(root, s)
+    files = _session_files(beta_dir, space)
+    if not files:
+        raise FileNotFoundError(f"{beta_dir}: no betas_sessionNN files found.")
+    present = sorted(files)
+    if sessions is not None:
+        wanted = sorted({int(x) for x in sessions})
+        missing = [x for x in wanted if x not in files]
+        if missing:
+            raise FileNotFoundError(
+                f"{beta_dir}: no beta files for session(s) {format_list(missing)}. "
+                f"Sessions present: {format_list(present)}."
+            )
+    else:
+        wanted = present
+
+    # -- trials per session, checked against each other and the design ------------------
+    counts = {}
+    geom = {}
+    for sess in wanted:
+        n, shape, path = _trial_count(files[sess], space, format)
+        counts[sess], geom[sess] = (n, path), shape
+    first = wanted[0]
+    per_session, first_path = counts[first]
+    for sess in wanted:
+        n, path = counts[sess]
+        if n != per_session:
+            raise DataFormatError(
+                f"{path}: {n} trials, expected {per_session} like {first_path.name} "
+                "(every NSD session has the same number of trials)."
+            )
+        if geom[sess] != geom[first]:
+            raise DataFormatError(
+                f"{path}: data shape {geom[sess]!r}, expected {geom[first]!r} like {first_path.name}."
+            )
+    if not simulated:
+        warn_count(first_path, "the number of trials", per_session, published("nsd", "trials_per_session"), subj)
+    n_design = len(nsd_of_trial)
+    for sess in wanted:
+        if sess * per_session > n_design:
+            raise DataFormatError(
+                f"{counts[sess][1]}: session {sess} of {per_session} trials needs trials up to "
+                f"{sess * per_session}, but {design_path.name} 'masterordering' has only "
+                f"{n_design} trials. The expdesign disagrees with the betas."
+            )
+    n_expected = n_design // per_session
+    pub_sessions = published(card, "sessions", s) if not simulated else None
+    if pub_sessions:
+        n_expected = min(n_expected, int(pub_sessions))
+    absent = [x for x in range(1, n_expected + 1) if x not in files]
+    if absent and sessions is None:
+        warnings.warn(
+            f"{beta_dir}: session file(s) {format_list(absent)} of {subj} are absent "
+            f"(sessions present: {format_list(present)}); the store holds the "
+            f"{len(present) * per_session} trials of the sessions present. Public NSD copies "
+            "withhold the last sessions.",
+            MissingSessionsWarning,
+            stacklevel=3,
+        )
+
+    # -- presentations --------------------------------------------------------------------
+    reps_all = repetition_index(nsd_of_trial)
+    trial = np.concatenate([np.arange((x - 1) * per_session, x * per_session) for x in wanted])
+    nsd_id = nsd_of_trial[trial]
+    within = trial % per_session
+    coords: dict = {
+        "stimulus_id": ("presentation", np.array([f"nsd-{int(n):05d}" for n in nsd_id])),
+        "nsd_id": ("presentation", nsd_id.astype(np.int64)),
+        "repetition": ("presentation", reps_all[trial].astype(np.int64)),
+        "session": ("presentation", (trial // per_session + 1).astype(np.int64)),
+        "run": ("presentation", (within * runs // per_session + 1).astype(np.int64)),
+        "trial": ("presentation", trial.astype(np.int64)),
+        "split": ("presentation", np.where(np.isin(nsd_id, shared), "test", "train")),
+    }
+
+    # -- neuroids ---------------------------------------------------------------------------
+    data_vars: dict = {}
+    attrs: dict = {}
+    sources = [design_path]
+    if space in ("func1pt8mm", "func1mm"):
+        blocks, sources = _volume_neuroids(
+            root, s, subj, space, mask, rois, beta_dir, files, wanted, geom[first], per_session,
+            format, coords, data_vars, attrs, sources, simulated,
+        )
+    else:
+        blocks, sources = _surface_neuroids(
+            root, s, subj, space, mask, rois, beta_dir, files, wanted, geom[first], per_session,
+            coords, data_vars, attrs, sources, simulated,
+        )
+    stim_path = root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+    attrs.update({
+        "dataset": "nsd",
+        "space": space,
+        "units": "percent signal change",
+        "schema_version": SCHEMA_VERSION,
+        "subject": subj,
+        "betas": betas,
+        "sessions": [int(x) for x in wanted],
+        "sessions_absent": [int(x) for x in absent],
+        "source": {"root": str(root.resolve()), "files": [str(p.relative_to(root)) for p in sources]},
+        "stimulus_set": {
+            "kind": "hdf5-brick",
+            "path": str(stim_path.resolve()),
+            "key": "imgBrick",
+            "id_coord": "nsd_id",
+        },
+    })
+    skeleton = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    fp = {
+        "adapter": "nsd", "subject": s, "space": space, "betas": betas, "mask": mask,
+        "rois": list(rois), "sessions": wanted, "format": format,
+        "files": file_fingerprint(sorted({p for k in wanted for p in files[k].values()})),
+    }
+    return IngestPlan(skeleton, ("presentation", "neuroid"), blocks, fp, desc=f"NSD {subj} sessions")
+
+
+def _volume_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, shape,
+                     per_session, format, coords, data_vars, attrs, sources, simulated):
+    pp = root / f"nsddata/ppdata/{subj}/{space}"
+    roi_dir = pp / "roi"
+    valid = _atlas_names(roi_dir, (".nii.gz", ".nii"), prefixed=False)
+    for atlas in ([mask] if mask else []) + list(rois):
+        if atlas not in valid:
+            raise ValueError(
+                f"Unknown ROI {atlas!r} for {subj} {space}: no {atlas}.nii.gz in {roi_dir}. "
+                f"Valid ROIs: {format_list(valid) or 'none'}."
+            )
+
+    def read_vol(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+        img = load_nifti(path, what)
+        arr = nifti_array(img, path)
+        arr = arr.reshape(arr.shape[:3]) if arr.ndim == 4 and arr.shape[3] == 1 else arr
+        if arr.shape != tuple(shape):
+            raise DataFormatError(
+                f"{path}: volume of shape {arr.shape!r} (X, Y, Z), but the betas "
+                f"({files[wanted[0]].get('hdf5', files[wanted[0]].get('nifti')).name}) have "
+                f"(X, Y, Z) = {tuple(shape)!r}. Expected an ROI aligned to the betas."
+            )
+        sources.append(path)
+        return arr, img.affine
+
+    mask_path = roi_dir / f"{mask}.nii.gz" if mask else pp / "brainmask.nii.gz"
+    mvol, affine = read_vol(mask_path, "an ROI volume (X, Y, Z)")
+    ijk = np.argwhere(mvol > 0)  # C order of (X, Y, Z)
+    if not simulated and mask == "nsdgeneral" and space == "func1pt8mm":
+        warn_count(mask_path, "the nsdgeneral voxel count", len(ijk), published("nsd", "nsdgeneral_voxels_func1pt8mm", s), subj)
+    if not simulated:
+        warn_count(mask_path, "the volume shape (X, Y, Z)", list(shape), published("nsd", f"volume_{space}", s), subj)
+    i, j, k = ijk.T
+    hemi = None
+    if mask:
+        lh_path, rh_path = roi_dir / f"lh.{mask}.nii.gz", roi_dir / f"rh.{mask}.nii.gz"
+        if lh_path.exists() and rh_path.exists():
+            lh = read_vol(lh_path, "a left-hemisphere ROI volume")[0][i, j, k] > 0
+            rh = read_vol(rh_path, "a right-hemisphere ROI volume")[0][i, j, k] > 0
+            if (lh | rh).all():
+                hemi = np.where(lh, "lh", "rh")
+    if hemi is None:  # from the affine: RAS x < 0 is left
+        xyz = np.c_[ijk, np.ones(len(ijk))] @ np.asarray(affine).T
+        hemi = np.where(xyz[:, 0] < 0, "lh", "rh")
+    coords.update({
+        "neuroid_id": ("neuroid", np.array([f"subj{s:02d}_{a}_{b}_{c}" for a, b, c in ijk])),
+        "subject": ("neuroid", np.array([subj] * len(ijk))),
+        "hemisphere": ("neuroid", np.asarray(hemi)),
+        "i": ("neuroid", i.astype(np.int64)),
+        "j": ("neuroid", j.astype(np.int64)),
+        "k": ("neuroid", k.astype(np.int64)),
+    })
+    for atlas in rois:
+        vol, _ = read_vol(roi_dir / f"{atlas}.nii.gz", "an ROI volume (X, Y, Z)")
+        labels = _ctab_for(root, subj, atlas)
+        _roi_coords(vol[i, j, k], labels, coords, atlas)
+    nc_path = beta_dir / "ncsnr.nii.gz"
+    if nc_path.exists():
+        nc, _ = read_vol(nc_path, "an ncsnr volume (X, Y, Z)")
+        data_vars["ncsnr"] = ("neuroid", nc[i, j, k].astype(np.float32))
+    attrs["affine"] = np.asarray(affine).tolist()
+    attrs["volume_shape"] = [int(x) for x in shape]
+
+    blocks = []
+    for sess in wanted:
+        kinds = files[sess]
+        use_h5 = "hdf5" in kinds and format != "nifti"
+        path = kinds["hdf5"] if use_h5 else kinds["nifti"]
+        reader = _read_volume_hdf5 if use_h5 else _read_volume_nifti
+        start = wanted.index(sess) * per_session
+        blocks.append(Block(str(path), start, start + per_session,
+                            (lambda p=path, r=reader: r(p, ijk))))
+    return blocks, sources
+
+
+def _ctab_for(root: Path, subj: str, atlas: str) -> dict[int, str]:
+    candidates = [root / f"nsddata/freesurfer/{subj}/label/{atlas}.mgz.ctab",
+                  root / f"nsddata/freesurfer/fsaverage/label/{atlas}.mgz.ctab"]
+    for c in candidates:
+        if c.exists():
+            return read_ctab(c)
+    require_file(candidates[0], f"the label table of ROI {atlas!r}")
+    return {}
+
+
+def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, nverts,
+                      per_session, coords, data_vars, attrs, sources, simulated):
+    label_dir = root / (f"nsddata/freesurfer/{'fsaverage' if space == 'fsaverage' else subj}/label")
+    valid = _atlas_names(label_dir, (".mgz", ".mgh"), prefixed=True)
+    for atlas in ([mask] if mask else []) + list(rois):
+        if atlas not in valid:
+            raise ValueError(
+                f"Unknown ROI {atlas!r} for {subj} {space}: no lh/rh.{atlas}.mgz in {label_dir}. "
+                f"Valid ROIs: {format_list(valid) or 'none'}."
+            )
+    if not simulated and space == "nativesurface":
+        warn_count(files[wanted[0]]["lh"], "the lh/rh vertex counts", list(nverts),
+                   published("nsd", "nativesurface_vertices", s), subj)
+
+    def read_label(hemi: str, atlas: str, n: int) -> np.ndarray:
+        path = label_dir / f"{hemi}.{atlas}.mgz"
+        arr = load_mgh(path, "a surface ROI label file")
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise DataFormatError(
+                f"{path}: {arr.shape!r} values, but the {hemi} betas have {n} vertices. "
+                "Expected a label file of the betas' surface."
+            )
+        sources.append(path)
+        return arr
+
+    verts = {}
+    for h, hemi in enumerate(("lh", "rh")):
+        n = nverts[h]
+        verts[hemi] = np.flatnonzero(read_label(hemi, mask, n) > 0) if mask else np.arange(n)
+    hemi_of = np.concatenate([np.full(len(verts["lh"]), "lh"), np.full(len(verts["rh"]), "rh")])
+    vertex = np.concatenate([verts["lh"], verts["rh"]])
+    coords.update({
+        "neuroid_id": ("neuroid", np.array([f"{subj}_{h}_{v}" for h, v in zip(hemi_of, vertex, strict=True)])),
+        "subject": ("neuroid", np.array([subj] * len(vertex))),
+        "hemisphere": ("neuroid", hemi_of),
+        "vertex": ("neuroid", vertex.astype(np.int64)),
+    })
+    for atlas in rois:
+        vals = np.concatenate([read_label(h, atlas, nverts[n])[verts[h]] for n, h in enumerate(("lh", "rh"))])
+        ctab = label_dir / f"{atlas}.mgz.ctab"
+        labels = read_ctab(ctab) if ctab.exists() else _ctab_for(root, subj, atlas)
+        _roi_coords(vals, labels, coords, atlas)
+    nc = [beta_dir / f"{h}.ncsnr.mgh" for h in ("lh", "rh")]
+    if all(p.exists() for p in nc):
+        vals = []
+        for n, (h, p) in enumerate(zip(("lh", "rh"), nc, strict=True)):
+            arr = load_mgh(p, "an ncsnr surface file")
+            if arr.shape[0] != nverts[n]:
+                raise DataFormatError(f"{p}: {arr.shape[0]} vertices, expected {nverts[n]} like the betas.")
+            vals.append(arr.reshape(arr.shape[0])[verts[h]])
+            sources.append(p)
+        data_vars["ncsnr"] = ("neuroid", np.concatenate(vals).astype(np.float32))
+    blocks = []
+    for sess in wanted:
+        start = wanted.index(sess) * per_session
+        blocks.append(Block(str(files[sess]["lh"]), start, start + per_session,
+                            (lambda k=files[sess]: _read_surface(k, space, verts))))
+    return blocks, sources
+
+
+def load_nsd(
+    root: str | os.PathLike,
+    subject: int | str,
+    *,
+    space: Literal["func1pt8mm", "func1mm", "fsaverage", "nativesurface"] = "func1pt8mm",
+    betas: str = "betas_fithrf_GLMdenoise_RR",
+    mask: str | None = "nsdgeneral",
+    rois: Sequence[str] = NSD_DEFAULT_ROIS,
+    sessions: Sequence[int] | None = None,
+    format: Literal["auto", "hdf5", "nifti"] = "auto",
+) -> xr.Dataset:
+    """Load one NSD subject's single-trial betas as a store.
+
+    Parameters
+    ----------
+    root : path-like
+        A local mirror of the NSD bucket (``nsddata/``, ``nsddata_betas/``,
+        ``nsddata_stimuli/``). NSD is never downloaded by neuroalign (see
+        ``datasets/nsd.toml`` for its terms of use).
+    subject : int or str
+        1..8 (or ``"subj01"``).
+    space : {"func1pt8mm", "func1mm", "fsaverage", "nativesurface"}
+        Volume spaces read HDF5 (trials, Z, Y, X) or NIfTI (X, Y, Z, trials) int16 betas and
+        divide by 300; ``fsaverage`` reads float PSC ``.mgh`` files (no scaling, NaN
+        vertices kept and logged); ``nativesurface`` reads int16 HDF5 (trials, vertices).
+    betas : str
+        Beta version: ``"betas_assumehrf"``, ``"betas_fithrf"`` or
+        ``"betas_fithrf_GLMdenoise_RR"``.
+    mask : str or None
+        ROI file whose positive voxels/vertices are kept (default ``"nsdgeneral"``);
+        ``None`` keeps the brain mask (volume) or every vertex (surface).
+    rois : sequence of str
+        ROI files whose labels (from their ``.ctab``) become boolean coordinates
+        ``roi_<label>`` for every label with at least one neuroid.
+    sessions : sequence of int, optional
+        1-based sessions to read (default: every session file present; absent sessions are
+        named in a :class:`MissingSessionsWarning`).
+    format : {"auto", "hdf5", "nifti"}
+        Volume beta files to read when both are present (``"auto"`` prefers HDF5).
+
+    Returns
+    -------
+    xr.Dataset
+        Store with ``responses`` of dims ('presentation', 'neuroid') in percent signal
+        change, in global trial order. Presentation coords ``stimulus_id``
+        (``nsd-{nsdId:05d}``, 0-based), ``nsd_id``, ``repetition`` (0-based), ``session``,
+        ``run``, ``trial`` (0-based global), ``split`` (``test`` = shared images).
+        Neuroid coords ``neuroid_id``, ``subject``, ``hemisphere``, ``i, j, k`` (NIfTI
+        X, Y, Z; C order of the mask) or ``vertex``, and ``roi_*``. Variable ``ncsnr`` when
+        the dataset has it. ``attrs["stimulus_set"]`` points at ``nsd_stimuli.hdf5``
+        (read lazily with :class:`HDF5Brick`).
+
+    Raises
+    ------
+    ValueError
+        Unknown subject, space, beta version or ROI (the message lists the valid ones).
+    FileNotFoundError
+        A required file or folder is missing.
+    DataFormatError
+        A file has the wrong shape, dtype or keys, is truncated, or disagrees with the
+        others (ROI vs betas shape, expdesign vs betas).
+    """
+    return nsd_plan(root, subject, space=space, betas=betas, mask=mask, rois=rois,
+                    sessions=sessions, format=format).load()
+
+
+def ingest_nsd(
+    root: str | os.PathLike,
+    subject: int | str,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    **kwargs,
+) -> Path:
+    """Stream one NSD subject into a zarr store at ``out``, one session file at a time.
+
+    Peak memory is bounded by one session file, not by the number of sessions. The write
+    is atomic; an interrupted ingest run again with the same inputs resumes.
+    ``kwargs`` are those of :func:`load_nsd`. Returns ``out``.
+    """
+    return nsd_plan(root, subject, **kwargs).write(out, overwrite=overwrite)
