@@ -17,9 +17,14 @@ from neuroalign.encoders._scoring import (
     roi_summary,
 )
 from neuroalign.encoders._solvers import ridge_cv, ridge_refit
+from neuroalign.encoders._sweep import LayerSweep, layer_table
+from neuroalign.encoders._truth_features import simulated_truth_features
 
 __all__ = [
     "RidgeEncoder",
+    "LayerSweep",
+    "layer_table",
+    "simulated_truth_features",
     "ridge_cv",
     "ridge_refit",
     "pearson_r",

@@ -88,7 +88,7 @@ def _responses(Y) -> xr.DataArray:
     return Y
 
 
-def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray) -> np.ndarray:
+def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray, *, allow_extra: bool = False) -> np.ndarray:
     """Row of the features for each response row; exact semantics (raises on any mismatch)."""
     feat_ids = np.asarray(feat_ids).astype(str)
     resp_ids = np.asarray(resp_ids).astype(str)
@@ -101,7 +101,7 @@ def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray) -> np.ndarray:
         )
     fset, rset = set(feat_ids.tolist()), set(resp_ids.tolist())
     missing = sorted(rset - fset)
-    extra = sorted(fset - rset)
+    extra = [] if allow_extra else sorted(fset - rset)
     if missing or extra:
         parts = []
         if missing:
@@ -116,12 +116,14 @@ def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray) -> np.ndarray:
     return np.fromiter((index[s] for s in resp_ids.tolist()), dtype=np.int64, count=len(resp_ids))
 
 
-def align(X, Y) -> Aligned:
+def align(X, Y, *, allow_extra: bool = False) -> Aligned:
     """Align features ``X`` with responses ``Y``.
 
     Arrays are taken row by row. xarray inputs are joined on ``stimulus_id``: the
     features get one row per response sample (a trial-level store repeats a stimulus's
-    features for each of its presentations).
+    features for each of its presentations). ``allow_extra`` lets the features hold
+    stimuli the responses lack (used internally after a full join was checked, to take
+    one split of a store).
     """
     if _is_xr(Y) or _is_xr(X):
         if not (_is_xr(Y) and _is_xr(X)):
@@ -143,7 +145,8 @@ def align(X, Y) -> Aligned:
                 f"{sorted(map(str, resp.coords))}."
             )
         feats = features_matrix(X)
-        rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values)
+        rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values,
+                                allow_extra=allow_extra)
         Xm = np.asarray(feats.values)[rows]
         template = resp.isel({sdim: 0}, drop=True).drop_vars(
             [c for c in resp.coords if sdim in resp[c].dims], errors="ignore")
