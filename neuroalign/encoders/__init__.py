@@ -6,6 +6,7 @@ FIR delays and time-resolved fits, the attention-routing encoder, and scoring
 (Pearson r, R², ceiling normalisation, permutation tests with FDR, bootstrap CIs).
 """
 
+from neuroalign.encoders._banded import BandedRidgeEncoder, variance_partitioning
 from neuroalign.encoders._ridge import RidgeEncoder
 from neuroalign.encoders._scoring import (
     bootstrap_roi,
@@ -22,6 +23,8 @@ from neuroalign.encoders._truth_features import simulated_truth_features
 
 __all__ = [
     "RidgeEncoder",
+    "BandedRidgeEncoder",
+    "variance_partitioning",
     "LayerSweep",
     "layer_table",
     "simulated_truth_features",
