@@ -1,0 +1,54 @@
+"""Features from the simulated brain's ground-truth network (``model = "simulated-truth"``).
+
+Until :mod:`neuroalign.features` lands, recipes and tests use this helper: it reads the
+images of a simulated NSD store from its HDF5 brick and returns a features Dataset with one
+variable per layer, dims ``('stimulus', '<layer>_unit')`` and coord ``stimulus_id``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["simulated_truth_features", "store_images"]
+
+
+def store_images(store: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(stimulus ids, uint8 images) of a simulated NSD store, one per unique stimulus."""
+    import h5py
+
+    info = store.attrs.get("stimulus_set") or {}
+    if info.get("kind") != "hdf5-brick":
+        raise ValueError(
+            f"store attrs 'stimulus_set' = {info!r}; expected an 'hdf5-brick' stimulus set "
+            "(a simulated NSD store)."
+        )
+    ids = np.asarray(store["stimulus_id"].values).astype(str)
+    nsd = np.asarray(store[info["id_coord"]].values)
+    uniq, first = np.unique(ids, return_index=True)
+    with h5py.File(info["path"], "r") as f:
+        brick = f[info["key"]]
+        idx = nsd[first]
+        order = np.argsort(idx)
+        imgs = np.empty((len(idx),) + brick.shape[1:], dtype=brick.dtype)
+        imgs[order] = brick[np.sort(idx)]
+    return uniq, imgs
+
+
+def simulated_truth_features(
+    store: xr.Dataset,
+    layers: list[str] | tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
+    *,
+    arch: str = "resnet18",
+    seed: int = 0,
+) -> xr.Dataset:
+    """Spatially pooled activations of the ground-truth network for the store's stimuli."""
+    from neuroalign.datasets.simulate import build_network, pooled_activations
+
+    ids, imgs = store_images(store)
+    acts = pooled_activations(build_network(arch, seed), imgs, list(layers))
+    return xr.Dataset(
+        {name: (("stimulus", f"{name}_unit"), acts[name].astype(np.float32)) for name in layers},
+        coords={"stimulus_id": ("stimulus", ids)},
+        attrs={"model": f"simulated-truth:{arch}", "seed": seed},
+    )

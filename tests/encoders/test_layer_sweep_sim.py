@@ -1,0 +1,60 @@
+"""LayerSweep on the simulated brain: the true layer of every ROI is recovered."""
+
+import numpy as np
+import pytest
+
+from neuroalign.datasets.simulate import simulate
+from neuroalign.encoders import LayerSweep, RidgeEncoder, roi_summary, simulated_truth_features
+from neuroalign.exceptions import StimulusMismatchError
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    res = simulate(tmp_path_factory.mktemp("sim") / "nsd")
+    store = res.store().load()
+    return res, store, simulated_truth_features(store)
+
+
+def test_sweep_recovers_true_layer_of_every_roi(sim):
+    res, store, feats = sim
+    sweep = LayerSweep().fit(feats, store.na.average_repetitions())
+    best = sweep.roi_best_layer()
+    ds = sweep.to_dataset()
+    for roi, layer in res.layer_of_roi().items():
+        assert best.sel(roi=roi).item() == layer
+        in_roi = ds[f"roi_{roi}"].values
+        vals, counts = np.unique(ds["best_layer"].values[in_roi], return_counts=True)
+        assert vals[np.argmax(counts)] == layer
+    assert sweep.scores_.dims == ("layer", "neuroid") and sweep.layers_ == list(feats.data_vars)
+
+
+def test_ceiling_normalised_scores_approach_one(sim):
+    res, store, feats = sim
+    sweep = LayerSweep(test_split="test").fit(feats, store)
+    ds = sweep.to_dataset(ceiling=store.na.noise_ceiling())
+    assert ds.attrs["score_kind"] == "test_pearson"
+    summary = roi_summary(ds, "ceiling_normalised")
+    for roi in res.layer_of_roi():
+        assert 0.75 < summary.sel(roi=roi).item() < 1.3
+    # a single true-layer encoder reaches the same on its ROI
+    roi_store = store.na.roi("FFA-1")
+    train, test = roi_store.na.split("train"), roi_store.na.split("test").na.average_repetitions()
+    f4 = feats[["layer4"]]
+    in_train = np.isin(f4["stimulus_id"].values, train["stimulus_id"].values)
+    enc = RidgeEncoder().fit(f4.isel(stimulus=in_train), train)
+    r = enc.score(f4.isel(stimulus=~in_train), test)
+    assert float(r.median()) > 0.7
+
+
+def test_sweep_errors(sim):
+    _, store, feats = sim
+    with pytest.raises(ValueError, match="'test_split' in LayerSweep: 'val'"):
+        LayerSweep(test_split="val").fit(feats, store)
+    with pytest.raises(StimulusMismatchError, match="missing from the features"):
+        LayerSweep(test_split="test").fit(feats.isel(stimulus=slice(1, None)), store)
+    with pytest.raises(TypeError, match="Invalid value for 'features' in LayerSweep.fit"):
+        LayerSweep().fit([1, 2], store)
+    sweep = LayerSweep().fit({"a": feats["layer1"]}, store.na.average_repetitions())
+    with pytest.raises(KeyError, match="Expected one of \\['a'\\]"):
+        sweep.predict(feats["layer1"], layer="b")
+    assert sweep.predict(feats["layer1"], layer="a").shape == (feats.sizes["stimulus"], store.sizes["neuroid"])
