@@ -1,0 +1,17 @@
+"""Representational comparison: RDMs and RSA inference, CKA, shape metrics.
+
+Conventions are named explicitly because the reference libraries disagree (see
+:func:`rdm` for the RDM metrics, :func:`compare_rdms` for RDM comparisons, :func:`cka`
+for the kernel choices, :class:`ShapeMetric` for the generalised shape metrics).
+"""
+
+from neuroalign.compare._compare_rdms import COMPARE_METHODS, compare_rdms
+from neuroalign.compare._rdm import RDM_DIMS, RDM_METRICS, rdm
+
+__all__ = [
+    "rdm",
+    "compare_rdms",
+    "RDM_METRICS",
+    "RDM_DIMS",
+    "COMPARE_METHODS",
+]
