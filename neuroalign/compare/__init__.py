@@ -5,12 +5,27 @@ Conventions are named explicitly because the reference libraries disagree (see
 for the kernel choices, :class:`ShapeMetric` for the generalised shape metrics).
 """
 
+from neuroalign.compare._cka import CKA, cka
 from neuroalign.compare._compare_rdms import COMPARE_METHODS, compare_rdms
 from neuroalign.compare._rdm import RDM_DIMS, RDM_METRICS, rdm
+from neuroalign.compare._shape import (
+    ShapeMetric,
+    distance_matrix,
+    mds,
+    partial_whiten,
+    shape_distance,
+)
 
 __all__ = [
     "rdm",
     "compare_rdms",
+    "cka",
+    "CKA",
+    "ShapeMetric",
+    "shape_distance",
+    "partial_whiten",
+    "distance_matrix",
+    "mds",
     "RDM_METRICS",
     "RDM_DIMS",
     "COMPARE_METHODS",
