@@ -1,0 +1,32 @@
+"""Representational comparison: RDMs and RSA inference, CKA, shape metrics.
+
+Conventions are named explicitly because the reference libraries disagree (see
+:func:`rdm` for the RDM metrics, :func:`compare_rdms` for RDM comparisons, :func:`cka`
+for the kernel choices, :class:`ShapeMetric` for the generalised shape metrics).
+"""
+
+from neuroalign.compare._cka import CKA, cka
+from neuroalign.compare._compare_rdms import COMPARE_METHODS, compare_rdms
+from neuroalign.compare._rdm import RDM_DIMS, RDM_METRICS, rdm
+from neuroalign.compare._shape import (
+    ShapeMetric,
+    distance_matrix,
+    mds,
+    partial_whiten,
+    shape_distance,
+)
+
+__all__ = [
+    "rdm",
+    "compare_rdms",
+    "cka",
+    "CKA",
+    "ShapeMetric",
+    "shape_distance",
+    "partial_whiten",
+    "distance_matrix",
+    "mds",
+    "RDM_METRICS",
+    "RDM_DIMS",
+    "COMPARE_METHODS",
+]

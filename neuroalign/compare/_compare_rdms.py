@@ -1,0 +1,290 @@
+"""Comparison of RDMs (rsatoolbox ``rdm.compare`` conventions, vectorised over stacks).
+
+All methods work on the upper triangles (``k=1``, scipy ``squareform`` order). Entries
+that are NaN in any of the compared RDMs are left out of every comparison (as rsatoolbox
+does; the bootstrap uses this for duplicated stimuli); an RDM with no finite entry left
+raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._validation import check_option
+from neuroalign.compare._inputs import align_stimuli, is_torch, to_numpy
+from neuroalign.compare._rdm import RDM_DIMS, squareform_vector, vector_squareform
+from neuroalign.exceptions import DimensionError
+
+__all__ = ["compare_rdms", "COMPARE_METHODS", "rank_average", "as_rdm_vectors"]
+
+COMPARE_METHODS = (
+    "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures",
+)
+
+try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
+    from scipy.stats._stats import _kendall_dis
+except ImportError:  # pragma: no cover - depends on the scipy version
+    _kendall_dis = None
+
+
+def as_rdm_vectors(x: Any, *, name: str, func: str):
+    """RDM(s) as a 2-D array of upper-triangle vectors ``(k, n_pairs)``.
+
+    Accepts a square RDM ``(n, n)``, a stack ``(k, n, n)``, vectors ``(n_pairs,)`` or
+    ``(k, n_pairs)``, and DataArrays with dims ``('stimulus_i', 'stimulus_j')`` plus any
+    batch dims. Returns ``(vectors, batch_shape, batch_dims, batch_coords, stimulus_ids)``.
+    """
+    if isinstance(x, xr.DataArray):
+        if not set(RDM_DIMS) <= set(x.dims):
+            raise DimensionError(
+                f"Invalid value for {name!r} in {func}(): a DataArray with dims {x.dims!r}. "
+                f"Expected an RDM with dims {RDM_DIMS!r} (from neuroalign.compare.rdm)."
+            )
+        batch_dims = tuple(d for d in x.dims if d not in RDM_DIMS)
+        x = x.transpose(*batch_dims, *RDM_DIMS)
+        ids = x.coords["stimulus_id_i"].values.astype(str) if "stimulus_id_i" in x.coords else None
+        coords = {d: x.coords[d] for d in batch_dims if d in x.coords}
+        arr = np.asarray(x.values, dtype=np.float64)
+        batch_shape = arr.shape[:-2]
+        n = arr.shape[-1]
+        vec = squareform_vector(arr.reshape((-1, n, n)))
+        return vec, batch_shape, batch_dims, coords, ids
+    arr = np.asarray(to_numpy(x) if is_torch(x) else x, dtype=np.float64)
+    if arr.ndim == 3:
+        if arr.shape[1] != arr.shape[2]:
+            raise DimensionError(
+                f"Invalid value for {name!r} in {func}(): shape {arr.shape!r}. "
+                "Expected square RDMs (k, n, n)."
+            )
+        return squareform_vector(arr), arr.shape[:1], None, {}, None
+    if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and np.allclose(arr, arr.T, equal_nan=True):
+        return squareform_vector(arr)[None], (), None, {}, None
+    if arr.ndim == 2:
+        return arr, arr.shape[:1], None, {}, None
+    if arr.ndim == 1:
+        return arr[None], (), None, {}, None
+    raise DimensionError(
+        f"Invalid value for {name!r} in {func}(): shape {arr.shape!r}. Expected an RDM (n, n), "
+        "a stack (k, n, n), or upper-triangle vectors (n_pairs,) / (k, n_pairs)."
+    )
+
+
+def rank_average(v: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
+    v = np.asarray(v)
+    flat = v.reshape(-1, v.shape[-1])
+    out = np.empty(flat.shape, dtype=np.float64)
+    m = flat.shape[1]
+    for r, row in enumerate(flat):
+        order = np.argsort(row)
+        s = row[order]
+        new = np.empty(m, dtype=bool)
+        new[0] = True
+        np.not_equal(s[1:], s[:-1], out=new[1:])
+        if new.all():
+            out[r, order] = np.arange(1, m + 1, dtype=np.float64)
+            continue
+        starts = np.flatnonzero(new)
+        counts = np.diff(np.append(starts, m))
+        avg = starts + (counts + 1) / 2.0
+        out[r, order] = np.repeat(avg, counts)
+    return out.reshape(v.shape)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray, func: str) -> np.ndarray:
+    na = np.sqrt(np.einsum("ij,ij->i", a, a))
+    nb = np.sqrt(np.einsum("ij,ij->i", b, b))
+    for nn, nm in ((na, "a"), (nb, "b")):
+        if np.any(nn == 0):
+            raise ValueError(
+                f"Invalid value for {nm!r} in {func}(): an RDM with zero norm after centring "
+                "(all dissimilarities equal), so the comparison is undefined. Expected RDMs "
+                "with varying dissimilarities."
+            )
+    return (a @ b.T) / na[:, None] / nb[None, :]
+
+
+def _centre(v):
+    return v - v.mean(axis=1, keepdims=True)
+
+
+def _gram_from_vectors(v: np.ndarray) -> np.ndarray:
+    """Double-centred second-moment matrices G = -1/2 H D H from RDM vectors."""
+    D = vector_squareform(v)
+    G = -0.5 * D
+    rm = G.mean(axis=1, keepdims=True)
+    return G - rm - np.swapaxes(rm, 1, 2) + rm.mean(axis=2, keepdims=True)
+
+
+def _bures(Ga: np.ndarray, Gb: np.ndarray) -> np.ndarray:
+    va, ua = np.linalg.eigh(Ga)
+    sqa = (ua * np.sqrt(np.maximum(va, 0))[:, None, :]) @ np.swapaxes(ua, 1, 2)
+    ta = np.trace(Ga, axis1=1, axis2=2)
+    tb = np.trace(Gb, axis1=1, axis2=2)
+    out = np.empty((len(Ga), len(Gb)))
+    for i in range(len(Ga)):
+        M = sqa[i][None] @ Gb @ sqa[i][None]
+        ev = np.linalg.eigvalsh(M)
+        out[i] = np.sqrt(np.maximum(ev, 0)).sum(axis=1) / np.sqrt(ta[i] * tb)
+    return out
+
+
+def _dense_ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v)
+    s = v[order]
+    new = np.empty(len(v), dtype=bool)
+    new[0] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    r = np.empty(len(v), dtype=np.intp)
+    r[order] = np.cumsum(new)
+    return r
+
+
+def _tie_pairs(dense: np.ndarray) -> int:
+    cnt = np.bincount(dense).astype(np.int64)
+    return int((cnt * (cnt - 1) // 2).sum())
+
+
+def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall tau-a, (concordant - discordant) / (N (N-1) / 2), for all row pairs.
+
+    The rows of ``b`` are sorted once; each row of ``a`` needs one sort and one
+    O(N log N) discordant count.
+    """
+    n = a.shape[1]
+    tot = n * (n - 1) // 2
+    out = np.empty((len(a), len(b)))
+    for j, bv in enumerate(b):
+        xb = _dense_ranks(bv)
+        xtie = _tie_pairs(xb)
+        has_ties = xtie > 0
+        order_b = np.argsort(xb, kind="stable")
+        xs = xb[order_b]
+        for i, av in enumerate(a):
+            ya = _dense_ranks(av)
+            ytie = _tie_pairs(ya)
+            if has_ties:
+                order = np.argsort(xb.astype(np.int64) * (n + 1) + ya)
+                x_sorted, y_sorted = xb[order], ya[order]
+            else:
+                x_sorted, y_sorted = xs, ya[order_b]
+            joint = np.r_[True, (x_sorted[1:] != x_sorted[:-1]) | (y_sorted[1:] != y_sorted[:-1]), True]
+            cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
+            ntie = int((cnt * (cnt - 1) // 2).sum())
+            if _kendall_dis is not None:
+                dis = int(_kendall_dis(x_sorted.astype(np.intp), y_sorted.astype(np.intp)))
+                out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
+            else:  # pragma: no cover - public fallback through tau-b
+                import scipy.stats
+
+                tau_b = scipy.stats.kendalltau(av, bv).statistic
+                out[i, j] = tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot
+    return out
+
+
+def _compare_vectors(a: np.ndarray, b: np.ndarray, method: str, func: str) -> np.ndarray:
+    if method == "cosine":
+        return _cosine(a, b, func)
+    if method == "pearson":
+        return _cosine(_centre(a), _centre(b), func)
+    if method in ("spearman", "rho_a"):
+        ra, rb = _centre(rank_average(a)), _centre(rank_average(b))
+        if method == "spearman":
+            return _cosine(ra, rb, func)
+        n = a.shape[1]
+        return 12.0 * (ra @ rb.T) / (n**3 - n)
+    if method == "tau_a":
+        return _tau_a(a, b)
+    if method in ("cosine_cov", "pearson_cov"):
+        if method == "pearson_cov":
+            a, b = _centre(a), _centre(b)
+        Ga = _gram_from_vectors(a).reshape(len(a), -1)
+        Gb = _gram_from_vectors(b).reshape(len(b), -1)
+        return _cosine(Ga, Gb, func)
+    return _bures(_gram_from_vectors(a), _gram_from_vectors(b))
+
+
+def compare_rdms(
+    a: Any,
+    b: Any,
+    method: Literal[
+        "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures"
+    ] = "spearman",
+) -> float | np.ndarray | xr.DataArray:
+    """Similarity of RDMs (higher is more similar), one value per pair of RDMs.
+
+    Parameters
+    ----------
+    a, b : array-like or xr.DataArray
+        One RDM or a stack of RDMs each: square ``(n, n)`` or ``(k, n, n)``, upper-triangle
+        vectors ``(n_pairs,)`` or ``(k, n_pairs)``, or DataArrays from :func:`rdm` (with any
+        extra batch dims, e.g. ``model``). DataArrays with stimulus ids are joined on them.
+    method : str
+        - ``"cosine"``: cosine of the upper-triangle vectors.
+        - ``"pearson"``: Pearson r of the vectors (rsatoolbox ``"corr"``).
+        - ``"spearman"``: Pearson r of the ranks (ties averaged).
+        - ``"rho_a"``: ``12 <ra - mean, rb - mean> / (N^3 - N)`` with ``N`` pairs (no tie
+          correction; rsatoolbox ``"rho-a"``).
+        - ``"tau_a"``: Kendall tau-a, ``(concordant - discordant) / (N (N-1) / 2)``.
+        - ``"cosine_cov"``, ``"pearson_cov"``: cosine (after centring the vectors, for
+          ``pearson_cov``) of the double-centred second-moment matrices
+          ``G = -1/2 H D H``, i.e. the whitened comparison of Diedrichsen et al. (2020)
+          under the RDM covariance of i.i.d. patterns (rsatoolbox ``"cosine_cov"`` and
+          ``"corr_cov"`` with ``sigma_k=None``).
+        - ``"bures"``: Bures similarity ``tr((Ga^1/2 Gb Ga^1/2)^1/2) / sqrt(tr Ga tr Gb)``
+          (negative eigenvalues clipped to 0).
+
+    Returns
+    -------
+    float, ndarray or xr.DataArray
+        A float for one RDM against one; otherwise an array of shape
+        ``batch(a) + batch(b)``, a DataArray when an input carries named batch dims.
+    """
+    check_option(method, COMPARE_METHODS, name="method", func="compare_rdms")
+    va, sha, dima, coa, ida = as_rdm_vectors(a, name="a", func="compare_rdms")
+    vb, shb, dimb, cob, idb = as_rdm_vectors(b, name="b", func="compare_rdms")
+    if va.shape[1] != vb.shape[1]:
+        raise DimensionError(
+            f"compare_rdms(): 'a' has RDMs of {va.shape[1]} pairs and 'b' of {vb.shape[1]}. "
+            "Expected RDMs over the same stimuli."
+        )
+    idx = align_stimuli(ida, idb, names=("a", "b"), func="compare_rdms",
+                        n_a=va.shape[1], n_b=vb.shape[1])
+    if idx is not None:
+        sq = vector_squareform(vb)[:, idx][:, :, idx]
+        vb = squareform_vector(sq)
+    if np.isinf(va).any() or np.isinf(vb).any():
+        raise ValueError(
+            "Invalid value in compare_rdms(): infinite dissimilarities. Expected finite values "
+            "(NaN marks entries to leave out)."
+        )
+    keep = ~(np.isnan(va).any(axis=0) | np.isnan(vb).any(axis=0))
+    if not keep.all():
+        if method in ("cosine_cov", "pearson_cov", "bures"):
+            raise ValueError(
+                f"Invalid value in compare_rdms(method={method!r}): NaN dissimilarities. "
+                "Expected complete RDMs for the second-moment methods."
+            )
+        if keep.sum() < 2:
+            raise ValueError(
+                "Invalid value in compare_rdms(): fewer than 2 dissimilarities are finite in "
+                "every RDM. Expected RDMs with finite entries."
+            )
+        va, vb = va[:, keep], vb[:, keep]
+    sim = _compare_vectors(va, vb, method, "compare_rdms")
+    out = sim.reshape(tuple(sha) + tuple(shb))
+    if out.ndim == 0:
+        return float(out)
+    if dima or dimb:
+        dims = tuple(dima or (f"a_{i}" for i in range(len(sha)))) + tuple(
+            dimb or (f"b_{i}" for i in range(len(shb)))
+        )
+        if len(set(dims)) != len(dims):
+            dims = tuple(f"{d}_a" for d in (dima or ())) + tuple(f"{d}_b" for d in (dimb or ()))
+            coa = {f"{k}_a": (f"{k}_a", v.values) for k, v in coa.items()}
+            cob = {f"{k}_b": (f"{k}_b", v.values) for k, v in cob.items()}
+        return xr.DataArray(out, dims=dims, coords={**coa, **cob}, name=method)
+    return out
