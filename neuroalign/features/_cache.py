@@ -20,8 +20,6 @@ __all__ = ["FeatureCache", "cache_key", "COMPLETE_MARKER"]
 log = get_logger(__name__)
 
 COMPLETE_MARKER = ".neuroalign-complete"
-KEY_FILE = "cache_key.json"
-PROGRESS_FILE = "progress.json"
 _ZARR_FORMAT = 2
 
 
@@ -57,24 +55,20 @@ class FeatureCache:
         self.fields = json.loads(json.dumps(fields, sort_keys=True, default=str))
         self.key = cache_key(self.fields)
         self.partial = self.path.with_name(f".{self.path.name}.partial")
+        self.state_file = self.path.with_name(f".{self.path.name}.partial-state.json")
         self.overwrite = overwrite
         self.done: set[int] = set()
         self.initialised = False
 
     # -- state --------------------------------------------------------------------------
-    def _check_key(self, folder: Path, what: str) -> None:
-        key_path = folder / KEY_FILE
-        if not key_path.exists():
-            raise DataFormatError(
-                f"{folder}: not a neuroalign feature cache (no {KEY_FILE}). Pass another "
-                "cache path, or overwrite=True to replace it."
-            )
-        old = json.loads(key_path.read_text())
-        if old.get("key") != self.key:
+    def _check_key(self, state: dict[str, Any], what: str) -> None:
+        if state.get("cache_key") != self.key:
+            old = state.get("cache_fields")
+            old = json.loads(old) if isinstance(old, str) else (old or {})
             raise CacheMismatchError(
                 f"cache={str(self.path)!r}: {what} was written for other settings "
-                f"({_diff(old.get('fields', {}), self.fields)}). Pass overwrite=True to "
-                "replace it, or another cache path."
+                f"({_diff(old, self.fields)}). Pass overwrite=True to replace it, or another "
+                "cache path."
             )
 
     def hit(self) -> bool:
@@ -87,7 +81,14 @@ class FeatureCache:
                     f"{self.path}: exists but is not a complete neuroalign feature cache. "
                     "Pass overwrite=True to replace it, or another cache path."
                 )
-            self._check_key(self.path, "the cache")
+            attrs_path = self.path / ".zattrs"
+            attrs = json.loads(attrs_path.read_text()) if attrs_path.exists() else {}
+            if "cache_key" not in attrs:
+                raise DataFormatError(
+                    f"{self.path}: not a neuroalign feature cache (no 'cache_key' attribute). "
+                    "Pass overwrite=True to replace it, or another cache path."
+                )
+            self._check_key(attrs, "the cache")
             return True
         return False
 
@@ -99,21 +100,15 @@ class FeatureCache:
 
     def resume(self) -> set[int]:
         """Finished batch starts of an interrupted run with the same key (else start clean)."""
-        if self.partial.exists():
-            if self.overwrite:
-                shutil.rmtree(self.partial)
-            else:
-                self._check_key(self.partial, "an interrupted extraction")
-                prog = self.partial / PROGRESS_FILE
-                if prog.exists():
-                    state = json.loads(prog.read_text())
-                    self.done = set(state.get("done", []))
-                    self.initialised = bool(state.get("initialised"))
-                if not self.initialised:
-                    shutil.rmtree(self.partial)
-                    self.done = set()
-                else:
-                    log.info("resuming %s: %d batches already written", self.path, len(self.done))
+        state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        if self.partial.exists() and state.get("initialised") and not self.overwrite:
+            self._check_key(state, "an interrupted extraction")
+            self.done = set(state.get("done", []))
+            self.initialised = True
+            log.info("resuming %s: %d batches already written", self.path, len(self.done))
+        else:  # nothing usable: start clean
+            shutil.rmtree(self.partial, ignore_errors=True)
+            self.state_file.unlink(missing_ok=True)
         return self.done
 
     # -- writing ------------------------------------------------------------------------
@@ -122,7 +117,6 @@ class FeatureCache:
         import dask.array as da
 
         self.partial.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic({"key": self.key, "fields": self.fields}, self.partial / KEY_FILE)
         lazy = xr.Dataset(coords=template.coords, attrs=template.attrs)
         encoding = {}
         for name, var in template.data_vars.items():
@@ -135,8 +129,9 @@ class FeatureCache:
         self._save_progress()
 
     def _save_progress(self) -> None:
-        _write_json_atomic({"done": sorted(self.done), "initialised": self.initialised},
-                           self.partial / PROGRESS_FILE)
+        _write_json_atomic({"cache_key": self.key, "cache_fields": self.fields,
+                            "done": sorted(self.done), "initialised": self.initialised},
+                           self.state_file)
 
     def write(self, start: int, stop: int, arrays: dict[str, np.ndarray], dims: dict[str, tuple]) -> None:
         """Write one batch into its region, then record it as done."""
@@ -150,6 +145,8 @@ class FeatureCache:
         """Write attrs, consolidate, mark complete and rename into place."""
         import zarr
 
+        attrs = {**attrs, "cache_key": self.key,
+                 "cache_fields": json.dumps(self.fields, sort_keys=True)}
         group = zarr.open_group(str(self.partial), mode="r+", zarr_format=_ZARR_FORMAT)
         group.attrs.update(json.loads(json.dumps(attrs, default=str)))
         zarr.consolidate_metadata(str(self.partial))
@@ -159,4 +156,5 @@ class FeatureCache:
             os.replace(self.path, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(self.partial, self.path)
+        self.state_file.unlink(missing_ok=True)
         return self.open()

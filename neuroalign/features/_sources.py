@@ -186,22 +186,23 @@ def _load_open_clip(rest: str, weights: Any, seed: int | None, allow_download: b
         tags = open_clip.list_pretrained_tags_by_model(arch)
         if tag not in tags and not Path(tag).is_file():
             raise _unknown(f"open_clip pretrained tag for {arch}", tag, tags)
-        old = os.environ.get("HF_HUB_OFFLINE")
+        source = tag
+        if not Path(tag).is_file() and _offline(allow_download):
+            source = _open_clip_cached(arch, tag)
+            if source is None:
+                raise WeightsNotAvailableError(
+                    f"Weights {tag!r} of open_clip:{arch} are not available offline (not in the "
+                    "Hugging Face or ~/.cache/clip cache). Pass a local checkpoint file as "
+                    "open_clip:<arch>/<path>, fill the cache beforehand, pass "
+                    "allow_download=True, or weights=None for random weights."
+                )
         try:
-            if _offline(allow_download):
-                os.environ["HF_HUB_OFFLINE"] = "1"
-            module = open_clip.create_model(arch, pretrained=tag)
+            module = open_clip.create_model(arch, pretrained=source)
         except Exception as err:  # hub / file errors come in several types
             raise WeightsNotAvailableError(
-                f"Weights {tag!r} of open_clip:{arch} are not available offline ({err}). "
-                "Pass a local checkpoint file as open_clip:<arch>/<path>, fill the Hugging Face "
-                "cache (HF_HOME) beforehand, pass allow_download=True, or weights=None."
+                f"Weights {tag!r} of open_clip:{arch} could not be loaded ({err}). Pass a local "
+                "checkpoint file as open_clip:<arch>/<path> or weights=None."
             ) from err
-        finally:
-            if old is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = old
         wid = tag if not Path(tag).is_file() else f"file:{Path(tag).resolve()}"
     cfg = getattr(module.visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", 224)
@@ -213,6 +214,32 @@ def _load_open_clip(rest: str, weights: Any, seed: int | None, allow_download: b
     )
     return _wrap_open_clip(module, f"open_clip:{arch}", wid, get_transform(transform, default_tf),
                            open_clip.get_tokenizer(arch))
+
+
+def _open_clip_cached(arch: str, tag: str) -> str | None:
+    """Path of the cached checkpoint of ``arch``/``tag``, without touching the network."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+    if cfg.get("file"):
+        return cfg["file"] if Path(cfg["file"]).is_file() else None
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)
+        names = [filename or "open_clip_pytorch_model.bin"]
+        names.insert(0, names[0].rsplit(".", 1)[0] + ".safetensors")
+        for name in names:
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return found
+    url = cfg.get("url", "")
+    if url:
+        local = Path("~/.cache/clip").expanduser() / Path(url).name
+        if local.is_file():
+            return str(local)
+    return None
 
 
 def _wrap_open_clip(module, name, wid, transform, tokenizer) -> FeatureModel:
