@@ -13,6 +13,8 @@ __all__ = [
     "DataFormatError",
     "NotFittedError",
     "StimulusMismatchError",
+    "WeightsNotAvailableError",
+    "CacheMismatchError",
 ]
 
 
@@ -37,3 +39,11 @@ class StimulusMismatchError(NeuroalignError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class WeightsNotAvailableError(NeuroalignError, FileNotFoundError):
+    """Model weights are not available locally and downloading was not allowed."""
+
+
+class CacheMismatchError(NeuroalignError, ValueError):
+    """A cache on disk was written for other settings (model, weights, layers, stimuli)."""

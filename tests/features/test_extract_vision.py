@@ -1,0 +1,240 @@
+"""extract() on random-weight vision architectures: shapes, names, equality, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuroalign.datasets.simulate import build_network, pooled_activations, simulate
+from neuroalign.exceptions import WeightsNotAvailableError
+from neuroalign.features import ImageTransform, extract, list_layers, load_model
+from neuroalign.features._hooks import block_layers
+from neuroalign.stimuli import StimulusSet
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (5, 40, 48, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def stim(images):
+    return StimulusSet.from_arrays(images)
+
+
+@pytest.fixture(scope="module")
+def nsd(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim") / "nsd"
+    return simulate(root, n_images=12, n_test=2, n_sessions=1, image_size=32)
+
+
+def test_resnet18_seed0_is_the_simulation_ground_truth(nsd):
+    ds = nsd.store()
+    stim = StimulusSet.from_store(ds)
+    fm = load_model("torchvision:resnet18", weights=None, seed=0)
+    truth = build_network("resnet18", 0)
+    for (k, a), (_, b) in zip(fm.module.state_dict().items(), truth.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    layers = ["layer1", "layer2", "layer3", "layer4"]
+    feats = extract("torchvision:resnet18", stim, layers=layers, weights=None, seed=0,
+                    transform="simulation", batch_size=32, device="cpu")
+    images = np.stack(stim.load())
+    ref = pooled_activations(truth, images, layers)
+    for layer in layers:
+        np.testing.assert_allclose(feats[layer].values, ref[layer], rtol=0, atol=1e-5)
+    assert list(feats["stimulus_id"].values) == stim.ids
+    assert feats["nsd_id"].values.tolist() == stim.source["nsd_id"]
+    assert feats.attrs["weights"] == "random(seed=0)"
+    assert feats.attrs["transform"].startswith("simulation(")
+
+
+def test_resnet_shapes_names_and_determinism(stim):
+    a = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], weights=None,
+                batch_size=2, device="cpu")
+    b = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], weights=None,
+                batch_size=3, device="cpu")
+    assert a["layer2"].dims == ("stimulus", "layer2_unit") and a["layer2"].shape == (5, 128)
+    assert a["layer4"].shape == (5, 512)
+    np.testing.assert_allclose(a["layer4"].values, b["layer4"].values, atol=1e-5)
+    c = extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, seed=1,
+                device="cpu")
+    assert not np.allclose(a["layer4"].values, c["layer4"].values)
+
+
+def test_resnet_token_level_keeps_grid(stim):
+    f = extract("torchvision:resnet18", stim, layers=["layer3", "layer4"], weights=None,
+                pooling=None, device="cpu")
+    assert f["layer4"].dims == ("stimulus", "layer4_token", "layer4_unit")
+    assert f["layer4"].shape == (5, 49, 512)
+    assert f["layer4"].attrs["token_grid"] == [7, 7]
+    assert f["layer4_token_row"].values[8] == 1 and f["layer4_token_col"].values[8] == 1
+    pooled = extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, device="cpu")
+    np.testing.assert_allclose(f["layer4"].values.mean(1), pooled["layer4"].values, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small(images):
+    return StimulusSet.from_arrays(images[:2])
+
+
+@pytest.fixture(scope="module")
+def clip_feats(small):
+    return extract("open_clip:ViT-B-32", small, layers=["visual.transformer.resblocks.1",
+                                                      "visual.transformer.resblocks.11"],
+                   weights=None, pooling=None, batch_size=5, device="cpu")
+
+
+def test_open_clip_vit_token_level_and_pooling(small, clip_feats):
+    stim = small
+    name = "visual.transformer.resblocks.11"
+    var = clip_feats[name]
+    assert var.dims == ("stimulus", "token", f"{name}_unit")
+    assert var.shape == (2, 50, 768)
+    assert var.attrs["token_grid"] == [7, 7] and var.attrs["n_prefix_tokens"] == 1
+    assert clip_feats["token_row"].values[0] == -1 and clip_feats["token_col"].values[1] == 0
+    cls = extract("open_clip:ViT-B-32", stim, layers=[name], weights=None, device="cpu")
+    mean = extract("open_clip:ViT-B-32", stim, layers=[name], weights=None, pooling="mean",
+                   device="cpu")
+    np.testing.assert_allclose(cls[name].values, var.values[:, 0], atol=1e-5)
+    np.testing.assert_allclose(mean[name].values, var.values[:, 1:].mean(1), atol=1e-5)
+
+
+def test_open_clip_hooks_equal_forward_intermediates(small, clip_feats):
+    stim = small
+    fm = load_model("open_clip:ViT-B-32", weights=None)
+    x = fm.transform(stim.load())
+    with torch.no_grad():
+        out = fm.module.visual.forward_intermediates(x, indices=[1, 11], output_fmt="NLC",
+                                                     intermediates_only=True)
+    inter = out["image_intermediates"]
+    np.testing.assert_allclose(clip_feats["visual.transformer.resblocks.1"].values[:, 1:],
+                               inter[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(clip_feats["visual.transformer.resblocks.11"].values[:, 1:],
+                               inter[1].numpy(), atol=1e-4)
+
+
+def test_hf_dinov2_hooks_equal_hidden_states(stim):
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                     intermediate_size=64, image_size=56, patch_size=14)).eval()
+    tf = ImageTransform(size=56, name="tiny")
+    f = extract(model, stim, layers="blocks", transform=tf, pooling=None, device="cpu")
+    assert list(f.data_vars) == ["encoder.layer.0", "encoder.layer.1", "encoder.layer.2"]
+    with torch.no_grad():
+        hs = model(pixel_values=tf(stim.load()), output_hidden_states=True).hidden_states
+    for i in range(3):
+        np.testing.assert_allclose(f[f"encoder.layer.{i}"].values, hs[i + 1].numpy(), atol=1e-5)
+    assert f["encoder.layer.0"].attrs["token_grid"] == [4, 4]
+
+
+def test_hf_clip_spec_from_local_dir(tmp_path, stim):
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    from neuroalign.features import minilm_path
+
+    cfg = CLIPConfig(
+        text_config=CLIPTextConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, vocab_size=30522, max_position_embeddings=64),
+        vision_config=CLIPVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "clip")
+    spec = f"hf:{tmp_path / 'clip'}"
+    assert block_layers(load_model(spec, weights=None).module, "image") == [
+        "vision_model.encoder.layers.0", "vision_model.encoder.layers.1"]
+    img = extract(spec, stim, layers="blocks", device="cpu")
+    assert img["vision_model.encoder.layers.1"].shape == (5, 32)
+    txt = extract(spec, StimulusSet.from_texts(["a dog", "a red car"]), layers="blocks",
+                  device="cpu")
+    assert list(txt.data_vars) == ["text_model.encoder.layers.0", "text_model.encoder.layers.1"]
+
+
+def test_list_layers_and_blocks():
+    names = list_layers("torchvision:resnet18")
+    assert names[:3] == ["conv1", "bn1", "relu"] and "layer4.1.conv2" in names
+    fm = load_model("open_clip:ViT-B-32", weights=None)
+    assert block_layers(fm.module, "image")[-1] == "visual.transformer.resblocks.11"
+    assert block_layers(fm.module, "text")[0] == "transformer.resblocks.0"
+
+
+def test_unknown_layer_lists_close_matches(stim):
+    with pytest.raises(ValueError, match="Unknown layer 'layer5'.*Close matches: 'layer4'"):
+        extract("torchvision:resnet18", stim, layers=["layer5"], weights=None, device="cpu")
+    with pytest.raises(ValueError, match="Unknown layer 'zzz' in extract\\(\\). Use list_layers"):
+        extract("torchvision:resnet18", stim, layers=["zzz"], weights=None, device="cpu")
+    with pytest.raises(ValueError, match="repeats a layer"):
+        extract("torchvision:resnet18", stim, layers=["fc", "fc"], weights=None, device="cpu")
+
+
+def test_unknown_spec_lists_sources(stim):
+    with pytest.raises(ValueError, match="Unknown model spec 'timm:vit'.*open_clip:<arch>"):
+        extract("timm:vit", stim, layers=["x"])
+    with pytest.raises(ValueError, match="Unknown torchvision architecture 'resnet19'.*Close matches"):
+        load_model("torchvision:resnet19", weights=None)
+    with pytest.raises(ValueError, match="Unknown open_clip architecture 'ViT-B-33'"):
+        load_model("open_clip:ViT-B-33", weights=None)
+    with pytest.raises(TypeError, match="Expected a spec string"):
+        load_model(3)
+
+
+def test_wrong_modality(stim):
+    texts = StimulusSet.from_texts(["a dog"])
+    with pytest.raises(ValueError, match="text stimuli, but model 'torchvision:resnet18' takes image"):
+        extract("torchvision:resnet18", texts, layers=["fc"], weights=None, device="cpu")
+    with pytest.raises(TypeError, match="Expected a StimulusSet or a store"):
+        extract("torchvision:resnet18", ["a"], layers=["fc"], weights=None)
+
+
+def test_weights_not_available_offline(tmp_path, monkeypatch, stim):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(WeightsNotAvailableError, match="not in the local cache.*allow_download=True"):
+        load_model("torchvision:resnet18")
+    with pytest.raises(WeightsNotAvailableError, match="hf:org/none is not available offline.*local directory"):
+        load_model("hf:org/none")
+    with pytest.raises(WeightsNotAvailableError, match="Weights .openai. of open_clip:ViT-B-32 are not available offline.*local checkpoint file"):
+        load_model("open_clip:ViT-B-32/openai")
+    with pytest.raises(ValueError, match="Unknown open_clip pretrained tag for ViT-B-32 'nope'"):
+        load_model("open_clip:ViT-B-32/nope")
+    with pytest.raises(ValueError, match="Unknown weights for torchvision:resnet18 'V9'"):
+        load_model("torchvision:resnet18", weights="V9")
+
+
+def test_local_checkpoint_file(tmp_path, stim):
+    net = build_network("resnet18", 3)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    f = extract("torchvision:resnet18", stim, layers=["layer4"], weights=tmp_path / "w.pth",
+                transform="simulation", device="cpu")
+    ref = extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, seed=3,
+                  device="cpu")
+    np.testing.assert_allclose(f["layer4"].values, ref["layer4"].values, atol=1e-5)
+    assert f.attrs["weights"].startswith("file:")
+
+
+def test_pooling_errors(stim):
+    with pytest.raises(ValueError, match="'cls' for layer 'layer4', a convolutional feature map"):
+        extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, pooling="cls",
+                device="cpu")
+    with pytest.raises(ValueError, match="Invalid value for 'pooling' in extract\\(\\): 'max'"):
+        extract("torchvision:resnet18", stim, layers=["layer4"], pooling="max")
+    with pytest.raises(ValueError, match="Invalid value for 'transform' in extract\\(\\): 'bogus'"):
+        extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, transform="bogus")
+
+
+def test_module_with_callable_transform(stim):
+    import torchvision.transforms as T
+
+    net = build_network("resnet18", 0)
+    tf = T.Compose([T.Resize((64, 64)), T.ToTensor()])
+    f = extract(net, stim, layers=["layer3"], transform=tf, device="cpu")
+    assert f["layer3"].shape == (5, 256)
+    assert "Resize" in f.attrs["transform"] and f.attrs["model"] == "module:ResNet"

@@ -1,0 +1,189 @@
+"""StimulusSet: constructors, lazy loading, ids, hashing and errors."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+from PIL import Image
+
+from neuroalign.exceptions import DataFormatError, StimulusMismatchError
+from neuroalign.stimuli import StimulusSet
+
+
+def _brick(tmp_path, n=6, size=8):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+    path = tmp_path / "brick.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("imgBrick", data=images)
+    return path, images
+
+
+def test_from_texts_list_and_mapping():
+    s = StimulusSet.from_texts(["a dog", "a cat"])
+    assert s.ids == ["text-00000", "text-00001"]
+    assert s.modality == "text" and len(s) == 2
+    assert s.load([1, 0]) == ["a cat", "a dog"]
+    m = StimulusSet.from_texts({"x": "one", "y": "two"})
+    assert m["y"] == "two"
+    assert m.to_dataframe().index.name == "stimulus_id"
+
+
+def test_content_hash_depends_on_content_and_ids():
+    a = StimulusSet.from_texts(["a dog", "a cat"])
+    assert a.content_hash() == StimulusSet.from_texts(["a dog", "a cat"]).content_hash()
+    assert a.content_hash() != StimulusSet.from_texts(["a dog", "a cow"]).content_hash()
+    assert a.content_hash() != StimulusSet.from_texts(["a dog", "a cat"], prefix="s").content_hash()
+
+
+def test_texts_errors():
+    with pytest.raises(TypeError, match="Expected a mapping of stimulus id to text"):
+        StimulusSet.from_texts("just one string")
+    with pytest.raises(TypeError, match="are not str"):
+        StimulusSet.from_texts({"a": 3})
+
+
+def test_duplicate_ids_raise():
+    with pytest.raises(ValueError, match="duplicated stimulus ids 'a'"):
+        StimulusSet(["a", "a"], modality="text", loader=lambda i: [])
+
+
+def test_invalid_modality_and_source_length():
+    with pytest.raises(ValueError, match="Invalid value for 'modality'"):
+        StimulusSet(["a"], modality="audio", loader=lambda i: [])
+    with pytest.raises(ValueError, match="'nsd_id' has 2 values"):
+        StimulusSet(["a"], modality="text", loader=lambda i: [], source={"nsd_id": [1, 2]})
+
+
+def test_from_hdf5_unsorted_and_repeated_indices(tmp_path):
+    path, images = _brick(tmp_path)
+    s = StimulusSet.from_hdf5(path, indices=[4, 1, 3])
+    assert s.ids == ["nsd-00004", "nsd-00001", "nsd-00003"]
+    assert s.source["nsd_id"] == [4, 1, 3]
+    got = s.load([2, 0, 0, 1])
+    for g, row in zip(got, [3, 4, 4, 1], strict=True):
+        np.testing.assert_array_equal(g, images[row])
+    np.testing.assert_array_equal(s.load([1])[0], images[1])
+
+
+def test_from_hdf5_errors(tmp_path):
+    path, _ = _brick(tmp_path)
+    with pytest.raises(DataFormatError, match="no dataset 'stimuli'"):
+        StimulusSet.from_hdf5(path, "stimuli")
+    with pytest.raises(IndexError, match="values outside"):
+        StimulusSet.from_hdf5(path, indices=[10])
+    bad = tmp_path / "bad.hdf5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("imgBrick", data=np.zeros((2, 4, 4), dtype=np.uint8))
+    with pytest.raises(DataFormatError, match="expected uint8 \\(N, H, W, 3\\)"):
+        StimulusSet.from_hdf5(bad)
+    with pytest.raises(FileNotFoundError, match="no such HDF5 file"):
+        StimulusSet.from_hdf5(tmp_path / "nope.hdf5")
+
+
+def test_from_folder(tmp_path):
+    (tmp_path / "cat").mkdir()
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for name in ["cat/b.png", "cat/a.png", "dog.jpg"]:
+        arr = rng.integers(0, 255, (6, 7, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(tmp_path / name)
+        arrays[name] = arr
+    (tmp_path / "notes.txt").write_text("not an image")
+    s = StimulusSet.from_folder(tmp_path)
+    assert s.ids == ["cat/a", "cat/b", "dog"]
+    assert s.source["image_file"] == ["cat/a.png", "cat/b.png", "dog.jpg"]
+    np.testing.assert_array_equal(s["cat/b"], arrays["cat/b.png"])
+    assert s.load([2])[0].shape == (6, 7, 3)
+
+
+def test_from_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        StimulusSet.from_folder(tmp_path / "missing")
+    with pytest.raises(DataFormatError, match="no image files"):
+        StimulusSet.from_folder(tmp_path)
+
+
+def test_lazy_loading_reads_nothing_until_load():
+    calls = []
+
+    def loader(idx):
+        calls.append(list(idx))
+        return [str(i) for i in idx]
+
+    s = StimulusSet(["a", "b", "c"], modality="text", loader=loader)
+    sub = s.subset(["c", "a"])
+    assert calls == []
+    assert sub.load() == ["2", "0"]
+    assert calls == [[2, 0]]
+
+
+def test_subset_unknown_ids_named():
+    s = StimulusSet.from_texts({"a": "x", "b": "y"})
+    with pytest.raises(StimulusMismatchError, match="'zz'"):
+        s.subset(["a", "zz"])
+    with pytest.raises(IndexError, match="Expected positions in"):
+        s.load([5])
+
+
+def test_from_arrays_and_story():
+    imgs = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    s = StimulusSet.from_arrays(imgs)
+    assert s.modality == "image" and s.ids == ["image-00000", "image-00001"]
+    with pytest.raises(DataFormatError, match="Expected uint8 \\(N, H, W, 3\\)"):
+        StimulusSet.from_arrays(imgs.astype(float))
+    story = StimulusSet.from_story("the old man sat", story="s1")
+    assert story.ids[0] == "s1-w00000" and story.source["word_index"] == [0, 1, 2, 3]
+    assert story.load([2]) == ["man"]
+    with pytest.raises(ValueError, match="an empty story"):
+        StimulusSet.from_story("")
+
+
+def test_from_store_hdf5_brick(tmp_path):
+    path, images = _brick(tmp_path)
+    ds = xr.Dataset(coords={
+        "stimulus_id": ("presentation", ["nsd-00003", "nsd-00001", "nsd-00003", "nsd-00005"]),
+        "nsd_id": ("presentation", [3, 1, 3, 5]),
+    }, attrs={"stimulus_set": {"kind": "hdf5-brick", "path": str(path), "key": "imgBrick",
+                               "id_coord": "nsd_id"}})
+    s = StimulusSet.from_store(ds)
+    assert s.ids == ["nsd-00003", "nsd-00001", "nsd-00005"]
+    np.testing.assert_array_equal(s["nsd-00005"], images[5])
+    assert StimulusSet.from_store(ds, stimulus_ids=["nsd-00001"]).ids == ["nsd-00001"]
+
+
+def test_from_store_image_files(tmp_path):
+    arr = np.full((5, 5, 3), 7, dtype=np.uint8)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(arr).save(tmp_path / "img" / "x.png")
+    ds = xr.Dataset(coords={"stimulus_id": ("presentation", ["things-x", "things-x"]),
+                            "image_file": ("presentation", ["img/x.png", "img/x.png"])},
+                    attrs={"stimulus_set": {"kind": "image-files", "root": str(tmp_path),
+                                            "file_coord": "image_file"}})
+    s = StimulusSet.from_store(ds)
+    assert s.ids == ["things-x"]
+    np.testing.assert_array_equal(s.load()[0], arr)
+
+
+def test_from_store_errors(tmp_path):
+    ds = xr.Dataset(coords={"stimulus_id": ("presentation", ["a"])})
+    with pytest.raises(DataFormatError, match="store attribute 'stimulus_set' is None"):
+        StimulusSet.from_store(ds)
+    ds.attrs["stimulus_set"] = {"kind": "hdf5-brick", "path": "x", "id_coord": "nsd_id"}
+    with pytest.raises(DataFormatError, match="names id_coord 'nsd_id'"):
+        StimulusSet.from_store(ds)
+    ds.attrs["stimulus_set"] = {"kind": "image-files", "root": "x", "file_coord": "f"}
+    with pytest.raises(DataFormatError, match="names file_coord 'f'"):
+        StimulusSet.from_store(ds)
+    ds.attrs["stimulus_set"] = {"kind": "video"}
+    with pytest.raises(DataFormatError, match="has kind 'video'"):
+        StimulusSet.from_store(ds)
+    with pytest.raises(DataFormatError, match="no 'stimulus_id' coordinate"):
+        StimulusSet.from_store(xr.Dataset(attrs={"stimulus_set": {"kind": "video"}}))
+    ds = xr.Dataset(coords={"stimulus_id": ("presentation", ["a"]),
+                            "image_file": ("presentation", ["gone.png"])},
+                    attrs={"stimulus_set": {"kind": "image-files", "root": str(tmp_path)}})
+    with pytest.raises(FileNotFoundError, match="gone.png: image file of stimulus set is missing"):
+        StimulusSet.from_store(ds)
