@@ -1,16 +1,18 @@
 """The ``neuroalign`` command line (typer).
 
-Each pipeline stage adds its commands in its own module here, registered on :data:`app`.
+Each pipeline stage adds its commands in its own module here, named ``_<stage>_cmds.py``
+and registered on :data:`app` when imported; this package imports every such module.
 ``python -m neuroalign`` runs the same app.
 """
 
 from __future__ import annotations
 
-# Command modules register themselves on ``app`` when imported (one line per module).
-from neuroalign.cli import _demo_cmds  # noqa: F401
-from neuroalign.cli import _features_cmds  # noqa: F401
-from neuroalign.cli import _simulate_cmds  # noqa: F401
-from neuroalign.cli import _store_cmds  # noqa: F401
+import importlib
+import pkgutil
+
 from neuroalign.cli._app import app, main
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmds")):
+    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["app", "main"]
