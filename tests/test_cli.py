@@ -77,6 +77,37 @@ def test_user_errors_are_clean(tmp_path, args, message):
 def test_demo_quick(tmp_path):
     res = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "[PASS] ncsnr recovered" in res.output and "FAIL" not in res.output
+    assert "[PASS] ncsnr" in res.output and "FAIL" not in res.output
     again = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert again.exit_code == 0 and "reusing" in again.output
+    _check_report(tmp_path / "report.html")
+
+
+def _check_report(path):
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    class P(HTMLParser):
+        imgs, ids, cells = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "img":
+                self.imgs.append(a["src"])
+            if "id" in a:
+                self.ids.append(a["id"])
+
+        def handle_data(self, data):
+            self.cells.append(data)
+
+    p = P()
+    p.feed(path.read_text())
+    assert "truth-vs-recovered" in p.ids
+    assert p.imgs, "the report embeds figures"
+    for src in p.imgs:
+        assert src.startswith("data:image/png;base64,")
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    assert "PASS" in p.cells and "FAIL" not in p.cells
