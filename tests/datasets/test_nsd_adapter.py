@@ -357,3 +357,13 @@ def test_copy_tree_is_independent(tmp_path, nsd):
     a = load_nsd(nsd["root"], 1).responses.values
     b = load_nsd(dst, 1).responses.values
     np.testing.assert_array_equal(a, b)
+
+
+def test_streamed_store_is_chunked_along_neuroid_only(tmp_path):
+    w = write_nsd(tmp_path / "nsd", surface=False)
+    out = ingest_nsd(w["root"], 1, tmp_path / "c.zarr", rois=())
+    ds = open_store(out, chunks={})  # on-disk chunks
+    assert ds.responses.chunks[0] == (24,)  # every chunk holds all presentations
+    mem = load_nsd(w["root"], 1, rois=())
+    np.testing.assert_array_equal(ds.na.average_repetitions().responses.values,
+                                  mem.na.average_repetitions().responses.values)
