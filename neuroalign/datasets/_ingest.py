@@ -98,8 +98,12 @@ class IngestPlan:
             rows = max(1, int(np.gcd.reduce(np.asarray(sizes, dtype=np.int64))))
         rest = int(np.prod(self.shape[2:])) if len(self.shape) > 2 else 1
         n_neuroid = self.shape[1]
-        # the final store keeps all rows per chunk: size the neuroid width for that
-        per = max(1, min(n_neuroid, _TARGET_CHUNK_BYTES // max(4 * self.shape[0] * rest, 1)))
+        # The final store keeps all rows per chunk. Its neuroid width makes a chunk no bigger
+        # than ~32 MiB and no bigger than one block (so the rechunk never holds more than
+        # about one session's worth of values).
+        per = _TARGET_CHUNK_BYTES // max(4 * self.shape[0] * rest, 1)
+        per = min(per, -(-max(sizes) * n_neuroid // max(self.shape[0], 1)))
+        per = max(1, min(n_neuroid, per))
         return (rows, per, *self.shape[2:])
 
     def write(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -117,6 +121,7 @@ class IngestPlan:
         Path
             ``out``, openable with :func:`neuroalign.store.open_store`.
         """
+        import dask
         import dask.array as da
 
         out = Path(out)
@@ -168,8 +173,9 @@ class IngestPlan:
                 src.variables[name].encoding = {}
             final_chunks = (self.shape[0], chunks[1], *self.shape[2:])
             final = src.chunk({first: -1, self.dims[1]: chunks[1]})
-            final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
-                          encoding={RESPONSE_VAR: {"chunks": final_chunks}})
+            with dask.config.set(scheduler="synchronous"):  # one neuroid slab at a time
+                final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
+                              encoding={RESPONSE_VAR: {"chunks": final_chunks}})
             (tmp / COMPLETE_MARKER).write_text("complete\n")
         shutil.rmtree(partial, ignore_errors=True)
         log.info("ingested %s (%s)", out, dict(zip(self.dims, self.shape, strict=True)))

@@ -32,6 +32,7 @@ def write_nsd(
     fmt: str = "hdf5",
     n_vertices: tuple[int, int] = (10, 12),
     surface: bool = True,
+    space: str = "func1pt8mm",
     seed: int = 0,
 ) -> dict:
     """A tiny NSD tree: expdesign, stimuli, volume betas (hdf5 or nifti), ROIs, ctabs,
@@ -66,7 +67,7 @@ def write_nsd(
 
     affine = np.diag([1.8, 1.8, 1.8, 1.0])
     affine[:3, 3] = [-4.0, -5.0, -3.0]
-    pp = root / f"nsddata/ppdata/{subj}/func1pt8mm"
+    pp = root / f"nsddata/ppdata/{subj}/{space}"
     (pp / "roi").mkdir(parents=True)
     brain = np.ones(shape, bool)
     brain[0, 0, 0] = False
@@ -94,7 +95,7 @@ def write_nsd(
         save(np.where(brain, 0.0, -1.0), pp / "roi" / f"{name}.nii.gz")
         _ctab(labels / f"{name}.mgz.ctab", ["a", "b"])
 
-    bdir = root / f"nsddata_betas/ppdata/{subj}/func1pt8mm/betas_fithrf_GLMdenoise_RR"
+    bdir = root / f"nsddata_betas/ppdata/{subj}/{space}/betas_fithrf_GLMdenoise_RR"
     bdir.mkdir(parents=True)
     ncsnr = rng.random(shape).astype(np.float32)
     save(ncsnr, bdir / "ncsnr.nii.gz")

@@ -80,6 +80,14 @@ def test_eeg2_bad_input(tmp_path):
         load_things_eeg2(w["root"], 2)
 
 
+def test_eeg2_published_shape_warning(tmp_path):
+    from neuroalign.datasets import PublishedCountWarning
+
+    w = write_things_eeg2(tmp_path / "eeg")
+    with pytest.warns(PublishedCountWarning, match=r"preprocessed_eeg_training.npy: the data shape is \[6, 4, 17, 7\], but the published value for sub-01 is \[16540, 4, 17, 100\]"):
+        load_things_eeg2(w["root"], 1)
+
+
 def test_mne_epochs_split_files_and_positions(tmp_path):
     w = write_epochs(tmp_path / "meg" / "x-epo.fif", n_epochs=300, n_times=141, split_size="2MB")
     assert (tmp_path / "meg" / "x-epo-1.fif").exists()

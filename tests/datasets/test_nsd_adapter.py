@@ -64,6 +64,19 @@ def test_volume_values_axis_order_and_scaling(tmp_path, fmt):
     assert np.abs(ds.responses.values).max() <= 32768 / 300
 
 
+def test_func1mm_space(tmp_path):
+    w = write_nsd(tmp_path / "nsd", space="func1mm", surface=False)
+    ds = load_nsd(w["root"], 1, space="func1mm", rois=("prf-visualrois",))
+    assert ds.attrs["space"] == "func1mm"
+    ijk = np.argwhere(w["general"])
+    full = np.concatenate([w["vol_betas"][s] for s in w["sessions"]])
+    np.testing.assert_array_equal(
+        ds.responses.values, full[:, ijk[:, 0], ijk[:, 1], ijk[:, 2]].astype(np.float32) / np.float32(300)
+    )
+    with pytest.raises(FileNotFoundError, match=r"func1pt8mm/betas_fithrf_GLMdenoise_RR: no such folder"):
+        load_nsd(w["root"], 1)
+
+
 def test_ids_repetitions_split_and_coords(tmp_path):
     w = write_nsd(tmp_path / "nsd")
     ds = load_nsd(w["root"], 1)
