@@ -121,7 +121,7 @@ def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tup
         if len(img.shape) != 4:
             raise DataFormatError(f"{path}: image has shape {img.shape!r}, expected 4 dims (X, Y, Z, trials).")
         if img.get_data_dtype() != np.int16:
-            raise DataFormatError(f"{path}: image dtype is {img.get_data_dtype()!s}, expected int16 (PSC x 300).")
+            raise DataFormatError(f"{path}: image dtype is {np.dtype(img.get_data_dtype()).name}, expected int16 (PSC x 300).")
         return img.shape[3], tuple(img.shape[:3]), path
     counts = []
     for hemi in ("lh", "rh"):
@@ -133,7 +133,7 @@ def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tup
                 raise DataFormatError(f"{path}: shape {shp!r}, expected (n_vertices, 1, 1, n_trials).")
             if np.dtype(img.get_data_dtype()).kind != "f":
                 raise DataFormatError(
-                    f"{path}: dtype {img.get_data_dtype()!s}, expected float32 (fsaverage betas are PSC)."
+                    f"{path}: dtype {np.dtype(img.get_data_dtype()).name}, expected float32 (fsaverage betas are PSC)."
                 )
             counts.append((shp[3], shp[0]))
         else:
@@ -218,6 +218,18 @@ def _atlas_names(folder: Path, suffixes: Sequence[str], prefixed: bool) -> list[
                     elif not stem.startswith(("lh.", "rh.")):
                         names.add(stem)
     return sorted(names)
+
+
+def _available_defaults(rois: Sequence[str], valid: list[str], folder: Path) -> tuple[str, ...]:
+    """The default ROI list keeps only the files present (fsaverage has atlases only);
+    an explicit list is kept as given, so a missing file raises."""
+    rois = tuple(rois)
+    if rois != NSD_DEFAULT_ROIS:
+        return rois
+    missing = [r for r in rois if r not in valid]
+    if missing:
+        log.info("default ROIs %s not in %s; left out", ", ".join(missing), folder)
+    return tuple(r for r in rois if r in valid)
 
 
 def _roi_coords(values: np.ndarray, labels: dict[int, str], coords: dict, atlas: str) -> None:
@@ -384,6 +396,7 @@ def _volume_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, 
     pp = root / f"nsddata/ppdata/{subj}/{space}"
     roi_dir = pp / "roi"
     valid = _atlas_names(roi_dir, (".nii.gz", ".nii"), prefixed=False)
+    rois = _available_defaults(rois, valid, roi_dir)
     for atlas in ([mask] if mask else []) + list(rois):
         if atlas not in valid:
             raise ValueError(
@@ -468,6 +481,7 @@ def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted,
                       per_session, coords, data_vars, attrs, sources, simulated):
     label_dir = root / (f"nsddata/freesurfer/{'fsaverage' if space == 'fsaverage' else subj}/label")
     valid = _atlas_names(label_dir, (".mgz", ".mgh"), prefixed=True)
+    rois = _available_defaults(rois, valid, label_dir)
     for atlas in ([mask] if mask else []) + list(rois):
         if atlas not in valid:
             raise ValueError(

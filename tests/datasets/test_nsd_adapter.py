@@ -155,6 +155,23 @@ def test_fsaverage_no_scaling_nan_vertices(tmp_path):
     assert ds.neuroid_id.values[0] == f"subj01_lh_{lhv[0]}"
 
 
+def test_fsaverage_default_rois_and_bad_dtype(tmp_path):
+    import nibabel as nib
+
+    w = write_nsd(tmp_path / "nsd")
+    ds = load_nsd(w["root"], 1, space="fsaverage")  # fsaverage has atlases only: defaults present
+    assert "roi_V1v" in ds.coords and not any("FFA" in c for c in ds.coords)
+    with pytest.raises(ValueError, match=r"Unknown ROI 'floc-faces' for subj01 fsaverage.*Valid ROIs: 'nsdgeneral', 'prf-visualrois'"):
+        load_nsd(w["root"], 1, space="fsaverage", rois=("floc-faces",))
+    p = w["root"] / "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR/lh.betas_session01.mgh"
+    nib.save(nib.MGHImage(np.zeros((10, 1, 1, 8), np.int16), np.eye(4)), str(p))
+    with pytest.raises(DataFormatError, match=r"lh.betas_session01.mgh: dtype int16, expected float32 \(fsaverage betas are PSC\)"):
+        load_nsd(w["root"], 1, space="fsaverage")
+    (w["root"] / "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR/rh.betas_session02.mgh").unlink()
+    with pytest.raises(FileNotFoundError, match=r"session 2 has lh.betas_session02.mgh but not both lh and rh files"):
+        load_nsd(w["root"], 1, space="fsaverage")
+
+
 def test_nativesurface_scaling(tmp_path):
     w = write_nsd(tmp_path / "nsd")
     ds = load_nsd(w["root"], 1, space="nativesurface", mask=None, rois=("prf-visualrois",))
@@ -380,3 +397,16 @@ def test_streamed_store_is_chunked_along_neuroid_only(tmp_path):
     mem = load_nsd(w["root"], 1, rois=())
     np.testing.assert_array_equal(ds.na.average_repetitions().responses.values,
                                   mem.na.average_repetitions().responses.values)
+
+
+def test_nifti_betas_wrong_dtype_and_dims(tmp_path):
+    import nibabel as nib
+
+    w = write_nsd(tmp_path / "nsd", fmt="nifti", surface=False)
+    p = _betas(w).with_name("betas_session01.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 4, 8), np.float32), np.eye(4)), str(p))
+    with pytest.raises(DataFormatError, match=r"betas_session01.nii.gz: image dtype is float32, expected int16 \(PSC x 300\)"):
+        load_nsd(w["root"], 1)
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 4), np.int16), np.eye(4)), str(p))
+    with pytest.raises(DataFormatError, match=r"betas_session01.nii.gz: image has shape \(5, 6, 4\), expected 4 dims \(X, Y, Z, trials\)"):
+        load_nsd(w["root"], 1)
