@@ -103,9 +103,12 @@ def algonauts2023_plan(root: str | os.PathLike, subject: int | str) -> IngestPla
         paths = [rm / f"{h}.{roi}_fsaverage_space.npy" for h in ("lh", "rh")]
         if not mp.exists() or not all(p.exists() for p in paths):
             continue
-        mapping = np.load(mp, allow_pickle=True).item()
+        mapping = np.load(mp, allow_pickle=True)
+        if isinstance(mapping, np.ndarray) and mapping.shape == () and mapping.dtype == object:
+            mapping = mapping.item()
         if not isinstance(mapping, dict):
-            raise DataFormatError(f"{mp}: holds {type(mapping).__name__}, expected a pickled dict {{int: name}}.")
+            found = f"an array of shape {mapping.shape!r}" if isinstance(mapping, np.ndarray) else type(mapping).__name__
+            raise DataFormatError(f"{mp}: holds {found}, expected a pickled dict {{int: name}}.")
         vals = np.concatenate([np.asarray(_load_npy(p, "an fsaverage ROI mask"))[verts[h]]
                                for h, p in zip(("lh", "rh"), paths, strict=True)])
         for idx, name in sorted(mapping.items()):

@@ -74,8 +74,8 @@ def _design(root: Path, subject: int):
         )
     if mo.size == 0 or mo.min() < 1 or mo.max() > subjectim.shape[1]:
         raise DataFormatError(
-            f"{path}: 'masterordering' values span {mo.min() if mo.size else None!r}.."
-            f"{mo.max() if mo.size else None!r}, expected 1-based indices 1..{subjectim.shape[1]} "
+            f"{path}: 'masterordering' values span {int(mo.min()) if mo.size else None!r}.."
+            f"{int(mo.max()) if mo.size else None!r}, expected 1-based indices 1..{subjectim.shape[1]} "
             "into the columns of 'subjectim'."
         )
     nsd_of_trial = subjectim[subject - 1, mo.astype(np.int64) - 1].astype(np.int64) - 1
@@ -110,8 +110,13 @@ def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tup
     """Trials, per-trial shape (volume (X,Y,Z) or per-hemisphere vertices), and the file."""
     if space in ("func1pt8mm", "func1mm"):
         path = kinds.get("hdf5") if fmt != "nifti" else None
-        if path is None and fmt == "hdf5":
-            raise FileNotFoundError(f"no HDF5 beta file for this session among {list(kinds.values())}.")
+        wanted = {"hdf5": "hdf5", "nifti": "nifti"}.get(fmt)
+        if wanted and wanted not in kinds:
+            have = ", ".join(p.name for p in kinds.values())
+            raise FileNotFoundError(
+                f"{next(iter(kinds.values())).parent}: no {'HDF5' if wanted == 'hdf5' else 'NIfTI'} "
+                f"beta file for this session (found {have}); format={fmt!r} asks for one."
+            )
         if path is not None:
             with open_hdf5(path) as f:
                 d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
