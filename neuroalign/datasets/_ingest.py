@@ -193,6 +193,28 @@ def _hash(fingerprint: dict, shape) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def describe_files(paths, root: Path | None = None, *, hash_limit: int = 64 * 2**20) -> dict[str, dict]:
+    """``{path: {"size": bytes, "sha256": hex}}`` of input files, for a store's ``source``.
+
+    Files up to ``hash_limit`` bytes get a SHA-256; larger ones (beta files of a whole
+    session) only their size, so describing the inputs never reads gigabytes twice.
+    """
+    out: dict[str, dict] = {}
+    for p in paths:
+        p = Path(p)
+        size = p.stat().st_size
+        entry: dict = {"size": int(size)}
+        if size <= hash_limit:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(2**20), b""):
+                    h.update(chunk)
+            entry["sha256"] = h.hexdigest()
+        key = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p)
+        out[key] = entry
+    return out
+
+
 def file_fingerprint(paths) -> dict[str, list]:
     """``{path: [size, mtime_ns]}`` of the input files (cheap; used to resume safely)."""
     out = {}

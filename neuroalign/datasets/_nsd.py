@@ -36,7 +36,7 @@ from neuroalign.datasets._formats import (
     require_file,
     warn_count,
 )
-from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
+from neuroalign.datasets._ingest import Block, IngestPlan, describe_files, file_fingerprint
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store._schema import SCHEMA_VERSION
 
@@ -379,7 +379,12 @@ def nsd_plan(
         "betas": betas,
         "sessions": [int(x) for x in wanted],
         "sessions_absent": [int(x) for x in absent],
-        "source": {"root": str(root.resolve()), "files": [str(p.relative_to(root)) for p in sources]},
+        "source": {
+            "root": str(root.resolve()),
+            "files": describe_files(
+                [*dict.fromkeys(sources), *sorted({p for k in wanted for p in files[k].values()})], root,
+            ),
+        },
         "stimulus_set": {
             "kind": "hdf5-brick",
             "path": str(stim_path.resolve()),

@@ -410,3 +410,14 @@ def test_nifti_betas_wrong_dtype_and_dims(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((5, 6, 4), np.int16), np.eye(4)), str(p))
     with pytest.raises(DataFormatError, match=r"betas_session01.nii.gz: image has shape \(5, 6, 4\), expected 4 dims \(X, Y, Z, trials\)"):
         load_nsd(w["root"], 1)
+
+
+def test_source_lists_files_with_checksums(tmp_path):
+    import hashlib
+
+    w = write_nsd(tmp_path / "nsd", surface=False)
+    src = load_nsd(w["root"], 1).attrs["source"]
+    design = "nsddata/experiments/nsd/nsd_expdesign.mat"
+    assert src["files"][design]["sha256"] == hashlib.sha256((w["root"] / design).read_bytes()).hexdigest()
+    beta = "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session03.hdf5"
+    assert src["files"][beta]["size"] == (w["root"] / beta).stat().st_size
