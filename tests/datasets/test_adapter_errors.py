@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures import (
+from adapter_fixtures import (
     EEG_CHANNELS,
     write_algonauts,
     write_bold5000,

@@ -36,7 +36,7 @@ def test_nsd_published_counts():
 
 
 def test_bold5000_volume_warning(tmp_path):
-    from fixtures import write_bold5000
+    from adapter_fixtures import write_bold5000
 
     from neuroalign.datasets import PublishedCountWarning, load_bold5000
 

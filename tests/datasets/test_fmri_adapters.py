@@ -6,7 +6,7 @@ import builtins
 
 import numpy as np
 import pytest
-from fixtures import B5K_ROIS, write_algonauts, write_bold5000, write_things_fmri
+from adapter_fixtures import B5K_ROIS, write_algonauts, write_bold5000, write_things_fmri
 
 from neuroalign.datasets import load_algonauts2023, load_bold5000, load_things_fmri
 from neuroalign.exceptions import DataFormatError

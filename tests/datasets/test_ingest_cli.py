@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures import write_epochs, write_things_fmri
+from adapter_fixtures import write_epochs, write_things_fmri
 from typer.testing import CliRunner
 
 from neuroalign.cli import app

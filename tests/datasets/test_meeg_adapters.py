@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures import EEG_CHANNELS, write_epochs, write_things_eeg2
+from adapter_fixtures import EEG_CHANNELS, write_epochs, write_things_eeg2
 
 from neuroalign.datasets import (
     load_mne_epochs,

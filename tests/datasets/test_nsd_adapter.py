@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures import PRF, write_nsd
+from adapter_fixtures import PRF, write_nsd
 
 from neuroalign.datasets import (
     HDF5Brick,
