@@ -421,3 +421,22 @@ def test_source_lists_files_with_checksums(tmp_path):
     assert src["files"][design]["sha256"] == hashlib.sha256((w["root"] / design).read_bytes()).hexdigest()
     beta = "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session03.hdf5"
     assert src["files"][beta]["size"] == (w["root"] / beta).stat().st_size
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 4, 6, 5), (3, 2, 6, 5), (8, 1, 1, 1)])
+def test_hdf5_chunk_layouts_read_the_same(tmp_path, chunks, monkeypatch):
+    import h5py
+
+    from neuroalign.datasets import _nsd
+
+    w = write_nsd(tmp_path / "nsd", surface=False)
+    for s in w["sessions"]:
+        with h5py.File(_betas(w, s), "w") as f:
+            f.create_dataset("betas", data=w["vol_betas"][s].transpose(0, 3, 2, 1), chunks=chunks)
+    monkeypatch.setattr(_nsd, "_SLAB_BYTES", 200)  # force several slabs / trial batches
+    ds = load_nsd(w["root"], 1, rois=())
+    ijk = np.argwhere(w["general"])
+    full = np.concatenate([w["vol_betas"][s] for s in w["sessions"]])
+    np.testing.assert_array_equal(
+        ds.responses.values, full[:, ijk[:, 0], ijk[:, 1], ijk[:, 2]].astype(np.float32) / np.float32(300)
+    )
