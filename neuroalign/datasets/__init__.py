@@ -5,6 +5,13 @@ its files one at a time; the ``ingest_*`` functions stream them into a zarr stor
 Formats are described in the dataset cards (``datasets/<name>.toml``).
 """
 
+from neuroalign.datasets._algonauts import ALGONAUTS_ROIS, algonauts2023_plan, load_algonauts2023
+from neuroalign.datasets._bold5000 import (
+    BOLD5000_ROIS,
+    BOLD5000_VARIANTS,
+    bold5000_plan,
+    load_bold5000,
+)
 from neuroalign.datasets._brick import HDF5Brick
 from neuroalign.datasets._cards import dataset_card
 from neuroalign.datasets._formats import MissingSessionsWarning, PublishedCountWarning
@@ -26,6 +33,7 @@ from neuroalign.datasets._nsd import (
     load_nsd,
     nsd_plan,
 )
+from neuroalign.datasets._things_fmri import find_things_fmri_files, load_things_fmri
 from neuroalign.datasets.simulate import GroundTruthBrain, ROISpec, SimulationResult, simulate
 
 __all__ = [
@@ -46,6 +54,15 @@ __all__ = [
     "load_things_meg",
     "things_meg_plan",
     "read_bids_events",
+    "load_algonauts2023",
+    "algonauts2023_plan",
+    "ALGONAUTS_ROIS",
+    "load_bold5000",
+    "bold5000_plan",
+    "BOLD5000_VARIANTS",
+    "BOLD5000_ROIS",
+    "load_things_fmri",
+    "find_things_fmri_files",
     "HDF5Brick",
     "IngestPlan",
     "dataset_card",

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import xarray as xr
 
 from neuroalign._logging import get_logger, progress
 from neuroalign.exceptions import DataFormatError
-from neuroalign.store import COMPLETE_MARKER, check_store
+from neuroalign.store import COMPLETE_MARKER, atomic_dir, check_store
 from neuroalign.store._schema import RESPONSE_VAR
 
 __all__ = ["Block", "IngestPlan"]
@@ -92,11 +91,19 @@ class IngestPlan:
 
     # -- streaming -------------------------------------------------------------------------
     def _chunks(self) -> tuple[int, ...]:
+        """Chunks of the partial store: one block of rows, and the final neuroid width."""
         sizes = [b.stop - b.start for b in self.blocks] or [1]
-        rows = max(1, int(np.gcd.reduce(np.asarray(sizes, dtype=np.int64))))
+        rows = sizes[0]
+        if any(b.start % rows for b in self.blocks):
+            rows = max(1, int(np.gcd.reduce(np.asarray(sizes, dtype=np.int64))))
         rest = int(np.prod(self.shape[2:])) if len(self.shape) > 2 else 1
         n_neuroid = self.shape[1]
-        per = max(1, min(n_neuroid, _TARGET_CHUNK_BYTES // max(4 * rows * rest, 1)))
+        # The final store keeps all rows per chunk. Its neuroid width makes a chunk no bigger
+        # than ~32 MiB and no bigger than one block (so the rechunk never holds more than
+        # about one session's worth of values).
+        per = _TARGET_CHUNK_BYTES // max(4 * self.shape[0] * rest, 1)
+        per = min(per, -(-max(sizes) * n_neuroid // max(self.shape[0], 1)))
+        per = max(1, min(n_neuroid, per))
         return (rows, per, *self.shape[2:])
 
     def write(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -114,6 +121,7 @@ class IngestPlan:
         Path
             ``out``, openable with :func:`neuroalign.store.open_store`.
         """
+        import dask
         import dask.array as da
 
         out = Path(out)
@@ -156,15 +164,20 @@ class IngestPlan:
             del arr, region
             done.append(block.key)
             _write_json(state_path, {"fingerprint": fp, "done": done})
-        state_path.unlink()
-        (partial / COMPLETE_MARKER).write_text("complete\n")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-        os.replace(partial, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # Final layout as save_store writes it: chunked along neuroid only, every chunk
+        # holding all presentations (what the store operations expect). The rechunk reads
+        # one neuroid slab (all sessions) at a time, each no bigger than ~32 MiB.
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            src = xr.open_zarr(partial, chunks={}, consolidated=True, zarr_format=_ZARR_FORMAT)
+            for name in src.variables:
+                src.variables[name].encoding = {}
+            final_chunks = (self.shape[0], chunks[1], *self.shape[2:])
+            final = src.chunk({first: -1, self.dims[1]: chunks[1]})
+            with dask.config.set(scheduler="synchronous"):  # one neuroid slab at a time
+                final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
+                              encoding={RESPONSE_VAR: {"chunks": final_chunks}})
+            (tmp / COMPLETE_MARKER).write_text("complete\n")
+        shutil.rmtree(partial, ignore_errors=True)
         log.info("ingested %s (%s)", out, dict(zip(self.dims, self.shape, strict=True)))
         return out
 
@@ -178,6 +191,28 @@ def _write_json(path: Path, obj) -> None:
 def _hash(fingerprint: dict, shape) -> str:
     text = json.dumps({"fp": fingerprint, "shape": list(shape)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def describe_files(paths, root: Path | None = None, *, hash_limit: int = 64 * 2**20) -> dict[str, dict]:
+    """``{path: {"size": bytes, "sha256": hex}}`` of input files, for a store's ``source``.
+
+    Files up to ``hash_limit`` bytes get a SHA-256; larger ones (beta files of a whole
+    session) only their size, so describing the inputs never reads gigabytes twice.
+    """
+    out: dict[str, dict] = {}
+    for p in paths:
+        p = Path(p)
+        size = p.stat().st_size
+        entry: dict = {"size": int(size)}
+        if size <= hash_limit:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(2**20), b""):
+                    h.update(chunk)
+            entry["sha256"] = h.hexdigest()
+        key = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p)
+        out[key] = entry
+    return out
 
 
 def file_fingerprint(paths) -> dict[str, list]:

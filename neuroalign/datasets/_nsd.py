@@ -36,7 +36,7 @@ from neuroalign.datasets._formats import (
     require_file,
     warn_count,
 )
-from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
+from neuroalign.datasets._ingest import Block, IngestPlan, describe_files, file_fingerprint
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store._schema import SCHEMA_VERSION
 
@@ -74,8 +74,8 @@ def _design(root: Path, subject: int):
         )
     if mo.size == 0 or mo.min() < 1 or mo.max() > subjectim.shape[1]:
         raise DataFormatError(
-            f"{path}: 'masterordering' values span {mo.min() if mo.size else None!r}.."
-            f"{mo.max() if mo.size else None!r}, expected 1-based indices 1..{subjectim.shape[1]} "
+            f"{path}: 'masterordering' values span {int(mo.min()) if mo.size else None!r}.."
+            f"{int(mo.max()) if mo.size else None!r}, expected 1-based indices 1..{subjectim.shape[1]} "
             "into the columns of 'subjectim'."
         )
     nsd_of_trial = subjectim[subject - 1, mo.astype(np.int64) - 1].astype(np.int64) - 1
@@ -110,8 +110,13 @@ def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tup
     """Trials, per-trial shape (volume (X,Y,Z) or per-hemisphere vertices), and the file."""
     if space in ("func1pt8mm", "func1mm"):
         path = kinds.get("hdf5") if fmt != "nifti" else None
-        if path is None and fmt == "hdf5":
-            raise FileNotFoundError(f"no HDF5 beta file for this session among {list(kinds.values())}.")
+        wanted = {"hdf5": "hdf5", "nifti": "nifti"}.get(fmt)
+        if wanted and wanted not in kinds:
+            have = ", ".join(p.name for p in kinds.values())
+            raise FileNotFoundError(
+                f"{next(iter(kinds.values())).parent}: no {'HDF5' if wanted == 'hdf5' else 'NIfTI'} "
+                f"beta file for this session (found {have}); format={fmt!r} asks for one."
+            )
         if path is not None:
             with open_hdf5(path) as f:
                 d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
@@ -121,7 +126,7 @@ def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tup
         if len(img.shape) != 4:
             raise DataFormatError(f"{path}: image has shape {img.shape!r}, expected 4 dims (X, Y, Z, trials).")
         if img.get_data_dtype() != np.int16:
-            raise DataFormatError(f"{path}: image dtype is {img.get_data_dtype()!s}, expected int16 (PSC x 300).")
+            raise DataFormatError(f"{path}: image dtype is {np.dtype(img.get_data_dtype()).name}, expected int16 (PSC x 300).")
         return img.shape[3], tuple(img.shape[:3]), path
     counts = []
     for hemi in ("lh", "rh"):
@@ -133,7 +138,7 @@ def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tup
                 raise DataFormatError(f"{path}: shape {shp!r}, expected (n_vertices, 1, 1, n_trials).")
             if np.dtype(img.get_data_dtype()).kind != "f":
                 raise DataFormatError(
-                    f"{path}: dtype {img.get_data_dtype()!s}, expected float32 (fsaverage betas are PSC)."
+                    f"{path}: dtype {np.dtype(img.get_data_dtype()).name}, expected float32 (fsaverage betas are PSC)."
                 )
             counts.append((shp[3], shp[0]))
         else:
@@ -218,6 +223,18 @@ def _atlas_names(folder: Path, suffixes: Sequence[str], prefixed: bool) -> list[
                     elif not stem.startswith(("lh.", "rh.")):
                         names.add(stem)
     return sorted(names)
+
+
+def _available_defaults(rois: Sequence[str], valid: list[str], folder: Path) -> tuple[str, ...]:
+    """The default ROI list keeps only the files present (fsaverage has atlases only);
+    an explicit list is kept as given, so a missing file raises."""
+    rois = tuple(rois)
+    if rois != NSD_DEFAULT_ROIS:
+        return rois
+    missing = [r for r in rois if r not in valid]
+    if missing:
+        log.info("default ROIs %s not in %s; left out", ", ".join(missing), folder)
+    return tuple(r for r in rois if r in valid)
 
 
 def _roi_coords(values: np.ndarray, labels: dict[int, str], coords: dict, atlas: str) -> None:
@@ -362,7 +379,12 @@ def nsd_plan(
         "betas": betas,
         "sessions": [int(x) for x in wanted],
         "sessions_absent": [int(x) for x in absent],
-        "source": {"root": str(root.resolve()), "files": [str(p.relative_to(root)) for p in sources]},
+        "source": {
+            "root": str(root.resolve()),
+            "files": describe_files(
+                [*dict.fromkeys(sources), *sorted({p for k in wanted for p in files[k].values()})], root,
+            ),
+        },
         "stimulus_set": {
             "kind": "hdf5-brick",
             "path": str(stim_path.resolve()),
@@ -384,6 +406,7 @@ def _volume_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, 
     pp = root / f"nsddata/ppdata/{subj}/{space}"
     roi_dir = pp / "roi"
     valid = _atlas_names(roi_dir, (".nii.gz", ".nii"), prefixed=False)
+    rois = _available_defaults(rois, valid, roi_dir)
     for atlas in ([mask] if mask else []) + list(rois):
         if atlas not in valid:
             raise ValueError(
@@ -468,6 +491,7 @@ def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted,
                       per_session, coords, data_vars, attrs, sources, simulated):
     label_dir = root / (f"nsddata/freesurfer/{'fsaverage' if space == 'fsaverage' else subj}/label")
     valid = _atlas_names(label_dir, (".mgz", ".mgh"), prefixed=True)
+    rois = _available_defaults(rois, valid, label_dir)
     for atlas in ([mask] if mask else []) + list(rois):
         if atlas not in valid:
             raise ValueError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures import EEG_CHANNELS, write_epochs, write_things_eeg2
+from adapter_fixtures import EEG_CHANNELS, write_epochs, write_things_eeg2
 
 from neuroalign.datasets import (
     load_mne_epochs,
@@ -78,6 +78,14 @@ def test_eeg2_bad_input(tmp_path):
         load_things_eeg2(w["root"], 1)
     with pytest.raises(FileNotFoundError, match=r"no folder for sub-02.*Subjects present: 'sub-01'"):
         load_things_eeg2(w["root"], 2)
+
+
+def test_eeg2_published_shape_warning(tmp_path):
+    from neuroalign.datasets import PublishedCountWarning
+
+    w = write_things_eeg2(tmp_path / "eeg")
+    with pytest.warns(PublishedCountWarning, match=r"preprocessed_eeg_training.npy: the data shape is \[6, 4, 17, 7\], but the published value for sub-01 is \[16540, 4, 17, 100\]"):
+        load_things_eeg2(w["root"], 1)
 
 
 def test_mne_epochs_split_files_and_positions(tmp_path):

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures import PRF, write_nsd
+from adapter_fixtures import PRF, write_nsd
 
 from neuroalign.datasets import (
     HDF5Brick,
@@ -62,6 +62,19 @@ def test_volume_values_axis_order_and_scaling(tmp_path, fmt):
     )
     assert ds.responses.dtype == np.float32
     assert np.abs(ds.responses.values).max() <= 32768 / 300
+
+
+def test_func1mm_space(tmp_path):
+    w = write_nsd(tmp_path / "nsd", space="func1mm", surface=False)
+    ds = load_nsd(w["root"], 1, space="func1mm", rois=("prf-visualrois",))
+    assert ds.attrs["space"] == "func1mm"
+    ijk = np.argwhere(w["general"])
+    full = np.concatenate([w["vol_betas"][s] for s in w["sessions"]])
+    np.testing.assert_array_equal(
+        ds.responses.values, full[:, ijk[:, 0], ijk[:, 1], ijk[:, 2]].astype(np.float32) / np.float32(300)
+    )
+    with pytest.raises(FileNotFoundError, match=r"func1pt8mm/betas_fithrf_GLMdenoise_RR: no such folder"):
+        load_nsd(w["root"], 1)
 
 
 def test_ids_repetitions_split_and_coords(tmp_path):
@@ -140,6 +153,23 @@ def test_fsaverage_no_scaling_nan_vertices(tmp_path):
     np.testing.assert_array_equal(ds["roi_V1v"].values, vals == 1)
     np.testing.assert_array_equal(ds.ncsnr.values, np.r_[w["surf_ncsnr"]["lh"][lhv], w["surf_ncsnr"]["rh"][rhv]])
     assert ds.neuroid_id.values[0] == f"subj01_lh_{lhv[0]}"
+
+
+def test_fsaverage_default_rois_and_bad_dtype(tmp_path):
+    import nibabel as nib
+
+    w = write_nsd(tmp_path / "nsd")
+    ds = load_nsd(w["root"], 1, space="fsaverage")  # fsaverage has atlases only: defaults present
+    assert "roi_V1v" in ds.coords and not any("FFA" in c for c in ds.coords)
+    with pytest.raises(ValueError, match=r"Unknown ROI 'floc-faces' for subj01 fsaverage.*Valid ROIs: 'nsdgeneral', 'prf-visualrois'"):
+        load_nsd(w["root"], 1, space="fsaverage", rois=("floc-faces",))
+    p = w["root"] / "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR/lh.betas_session01.mgh"
+    nib.save(nib.MGHImage(np.zeros((10, 1, 1, 8), np.int16), np.eye(4)), str(p))
+    with pytest.raises(DataFormatError, match=r"lh.betas_session01.mgh: dtype int16, expected float32 \(fsaverage betas are PSC\)"):
+        load_nsd(w["root"], 1, space="fsaverage")
+    (w["root"] / "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR/rh.betas_session02.mgh").unlink()
+    with pytest.raises(FileNotFoundError, match=r"session 2 has lh.betas_session02.mgh but not both lh and rh files"):
+        load_nsd(w["root"], 1, space="fsaverage")
 
 
 def test_nativesurface_scaling(tmp_path):
@@ -357,3 +387,56 @@ def test_copy_tree_is_independent(tmp_path, nsd):
     a = load_nsd(nsd["root"], 1).responses.values
     b = load_nsd(dst, 1).responses.values
     np.testing.assert_array_equal(a, b)
+
+
+def test_streamed_store_is_chunked_along_neuroid_only(tmp_path):
+    w = write_nsd(tmp_path / "nsd", surface=False)
+    out = ingest_nsd(w["root"], 1, tmp_path / "c.zarr", rois=())
+    ds = open_store(out, chunks={})  # on-disk chunks
+    assert ds.responses.chunks[0] == (24,)  # every chunk holds all presentations
+    mem = load_nsd(w["root"], 1, rois=())
+    np.testing.assert_array_equal(ds.na.average_repetitions().responses.values,
+                                  mem.na.average_repetitions().responses.values)
+
+
+def test_nifti_betas_wrong_dtype_and_dims(tmp_path):
+    import nibabel as nib
+
+    w = write_nsd(tmp_path / "nsd", fmt="nifti", surface=False)
+    p = _betas(w).with_name("betas_session01.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 4, 8), np.float32), np.eye(4)), str(p))
+    with pytest.raises(DataFormatError, match=r"betas_session01.nii.gz: image dtype is float32, expected int16 \(PSC x 300\)"):
+        load_nsd(w["root"], 1)
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 4), np.int16), np.eye(4)), str(p))
+    with pytest.raises(DataFormatError, match=r"betas_session01.nii.gz: image has shape \(5, 6, 4\), expected 4 dims \(X, Y, Z, trials\)"):
+        load_nsd(w["root"], 1)
+
+
+def test_source_lists_files_with_checksums(tmp_path):
+    import hashlib
+
+    w = write_nsd(tmp_path / "nsd", surface=False)
+    src = load_nsd(w["root"], 1).attrs["source"]
+    design = "nsddata/experiments/nsd/nsd_expdesign.mat"
+    assert src["files"][design]["sha256"] == hashlib.sha256((w["root"] / design).read_bytes()).hexdigest()
+    beta = "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session03.hdf5"
+    assert src["files"][beta]["size"] == (w["root"] / beta).stat().st_size
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 4, 6, 5), (3, 2, 6, 5), (8, 1, 1, 1)])
+def test_hdf5_chunk_layouts_read_the_same(tmp_path, chunks, monkeypatch):
+    import h5py
+
+    from neuroalign.datasets import _nsd
+
+    w = write_nsd(tmp_path / "nsd", surface=False)
+    for s in w["sessions"]:
+        with h5py.File(_betas(w, s), "w") as f:
+            f.create_dataset("betas", data=w["vol_betas"][s].transpose(0, 3, 2, 1), chunks=chunks)
+    monkeypatch.setattr(_nsd, "_SLAB_BYTES", 200)  # force several slabs / trial batches
+    ds = load_nsd(w["root"], 1, rois=())
+    ijk = np.argwhere(w["general"])
+    full = np.concatenate([w["vol_betas"][s] for s in w["sessions"]])
+    np.testing.assert_array_equal(
+        ds.responses.values, full[:, ijk[:, 0], ijk[:, 1], ijk[:, 2]].astype(np.float32) / np.float32(300)
+    )

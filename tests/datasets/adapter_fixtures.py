@@ -32,6 +32,7 @@ def write_nsd(
     fmt: str = "hdf5",
     n_vertices: tuple[int, int] = (10, 12),
     surface: bool = True,
+    space: str = "func1pt8mm",
     seed: int = 0,
 ) -> dict:
     """A tiny NSD tree: expdesign, stimuli, volume betas (hdf5 or nifti), ROIs, ctabs,
@@ -66,7 +67,7 @@ def write_nsd(
 
     affine = np.diag([1.8, 1.8, 1.8, 1.0])
     affine[:3, 3] = [-4.0, -5.0, -3.0]
-    pp = root / f"nsddata/ppdata/{subj}/func1pt8mm"
+    pp = root / f"nsddata/ppdata/{subj}/{space}"
     (pp / "roi").mkdir(parents=True)
     brain = np.ones(shape, bool)
     brain[0, 0, 0] = False
@@ -94,7 +95,7 @@ def write_nsd(
         save(np.where(brain, 0.0, -1.0), pp / "roi" / f"{name}.nii.gz")
         _ctab(labels / f"{name}.mgz.ctab", ["a", "b"])
 
-    bdir = root / f"nsddata_betas/ppdata/{subj}/func1pt8mm/betas_fithrf_GLMdenoise_RR"
+    bdir = root / f"nsddata_betas/ppdata/{subj}/{space}/betas_fithrf_GLMdenoise_RR"
     bdir.mkdir(parents=True)
     ncsnr = rng.random(shape).astype(np.float32)
     save(ncsnr, bdir / "ncsnr.nii.gz")
@@ -241,3 +242,121 @@ def write_epochs(path: Path, *, n_epochs: int = 60, n_ch: int = 6, n_times: int 
     ep.save(path, overwrite=True, verbose="error", **kw)
     return {"path": path, "data": data[:, :n_ch], "metadata": md, "locs": locs, "names": names,
             "times": ep.times}
+
+
+def write_algonauts(root: Path, *, subject: int = 1, n_fs: int = 30, n_train: int = 5, n_test: int = 3,
+                    test_fmri: bool = True, seed: int = 0) -> dict:
+    """The Algonauts-2023 challenge layout for one subject (tiny fsaverage of n_fs vertices)."""
+    rng = np.random.default_rng(seed)
+    s = root / f"subj{subject:02d}"
+    rm = s / "roi_masks"
+    rm.mkdir(parents=True)
+    out: dict = {"root": root, "verts": {}, "fmri": {}, "prf": {}, "nc": {}}
+    for hemi in ("lh", "rh"):
+        mask = (rng.random(n_fs) < 0.5).astype(np.int64)
+        mask[:2] = 1
+        np.save(rm / f"{hemi}.all-vertices_fsaverage_space.npy", mask)
+        out["verts"][hemi] = np.flatnonzero(mask)
+        prf = rng.integers(0, 4, n_fs)
+        np.save(rm / f"{hemi}.prf-visualrois_fsaverage_space.npy", prf)
+        np.save(rm / f"{hemi}.prf-visualrois_challenge_space.npy", prf[mask > 0])
+        out["prf"][hemi] = prf
+    np.save(rm / "mapping_prf-visualrois.npy", {0: "Unknown", 1: "V1v", 2: "V1d", 3: "V2v"}, allow_pickle=True)
+    nsd = rng.choice(np.arange(100, 999), size=n_train + n_test, replace=False)
+    out["nsd"] = nsd
+    for split, folder, word, ids in (("train", "training_split", "training", nsd[:n_train]),
+                                     ("test", "test_split", "test", nsd[n_train:])):
+        img = s / folder / f"{word}_images"
+        img.mkdir(parents=True)
+        for r, i in enumerate(ids, start=1):
+            (img / f"{split}-{r:04d}_nsd-{i:05d}.png").write_bytes(b"\x89PNG")
+        if split == "test" and not test_fmri:
+            continue
+        (s / folder / f"{word}_fmri").mkdir()
+        for hemi in ("lh", "rh"):
+            arr = rng.standard_normal((len(ids), len(out["verts"][hemi]))).astype(np.float32)
+            np.save(s / folder / f"{word}_fmri" / f"{hemi}_{word}_fmri.npy", arr)
+            out["fmri"][(split, hemi)] = arr
+    (s / "test_split/noise_ceiling").mkdir(parents=True)
+    for hemi in ("lh", "rh"):
+        nc = rng.uniform(0, 100, len(out["verts"][hemi])).astype(np.float32)
+        np.save(s / "test_split/noise_ceiling" / f"{hemi}_noise_ceiling.npy", nc)
+        out["nc"][hemi] = nc
+    return out
+
+
+B5K_ROIS = ("EarlyVis", "LOC", "OPA", "PPA", "RSC")
+
+
+def write_bold5000(root: Path, *, subject: int = 1, shape=(4, 5, 3), sessions=(1, 2), per_session=(6, 5),
+                   seed: int = 0) -> dict:
+    """Release-2.0 GLMsingle NIfTIs + imgnames, the 113-list, and release-1 ROI .mat + stim list."""
+    import nibabel as nib
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    names_pool = ["COCO_train2014_000000420713.jpg", "n01930112_19568.JPEG", "church6.jpg",
+                  "airplane1.jpg", "n02000000_1.JPEG", "COCO_train2014_000000000042.jpg"]
+    total = int(sum(per_session))
+    names = [names_pool[i] for i in rng.integers(0, len(names_pool), total)]
+    names[0] = names[1] = "church6.jpg"
+    g = root / "GLMsingle"
+    g.mkdir(parents=True)
+    (root / f"sub-CSI{subject}_imgnames.txt").write_text("\n".join(names) + "\n")
+    (root / "BOLD5000_Stimuli/Scene_Stimuli").mkdir(parents=True)
+    (root / "BOLD5000_Stimuli/Scene_Stimuli/repeated_stimuli_113_list.txt").write_text("church6.jpg\nairplane1.jpg\n")
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-3.0, -4.0, -2.0]
+    vols = []
+    for ses, n in zip(sessions, per_session, strict=True):
+        v = (rng.standard_normal((*shape, n)) * 3).astype(np.float32)
+        v[0, 0, 0] = 0  # outside the brain
+        vols.append(v)
+        nib.save(nib.Nifti1Image(v, affine), str(g / f"CSI{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{ses:02d}.nii.gz"))
+    mat_dir = root / f"BOLD5000_ROIs/ROIs/CSI{subject}/mat"
+    mat_dir.mkdir(parents=True)
+    lists = root / "BOLD5000_ROIs/ROIs/stim_lists"
+    lists.mkdir(parents=True)
+    (lists / f"CSI0{subject}_stim_lists.txt").write_text("\n".join(names) + "\n")
+    roi = {}
+    for r in B5K_ROIS:
+        for h in ("LH", "RH"):
+            roi[f"{h}{r}"] = rng.standard_normal((total, int(rng.integers(1, 4))))
+    scipy.io.savemat(mat_dir / f"CSI{subject}_ROIs_TR34.mat", roi)
+    return {"root": root, "names": names, "vols": vols, "affine": affine, "roi": roi, "mat": mat_dir / f"CSI{subject}_ROIs_TR34.mat"}
+
+
+def write_things_fmri(root: Path, *, subject: int = 1, n_vox: int = 7, n_trials: int = 9, seed: int = 0) -> dict:
+    """THINGS-fMRI table format: ResponseData HDFStore, StimulusMetadata and VoxelMetadata CSVs."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    d = root / "betas_csv"
+    d.mkdir(parents=True)
+    sub = f"sub-{subject:02d}"
+    values = rng.standard_normal((n_vox, n_trials))
+    voxel_id = np.arange(n_vox) * 3 + 100
+    table = pd.DataFrame(values, columns=list(range(n_trials)))
+    table.insert(0, "voxel_id", voxel_id)
+    import warnings
+
+    with warnings.catch_warnings():  # mixed column labels are pickled, as in the published files
+        warnings.simplefilter("ignore")
+        table.to_hdf(d / f"{sub}_ResponseData.h5", key="ResponseData", format="fixed")
+    trial_type = np.array(["train"] * n_trials, dtype=object)
+    trial_type[[1, 4, 7]] = "test"
+    stim = [f"dog_{i:02d}s.jpg" if t == "train" else "cat_01s.jpg" for i, t in enumerate(trial_type)]
+    order = rng.permutation(n_trials)  # rows not in trial_id order
+    sm = pd.DataFrame({"trial_type": trial_type, "session": np.arange(n_trials) // 3 + 1,
+                       "run": np.arange(n_trials) % 3 + 1, "subject_id": subject,
+                       "trial_id": np.arange(n_trials), "stimulus": stim,
+                       "concept": [s.split("_")[0] for s in stim]}).iloc[order]
+    sm.to_csv(d / f"{sub}_StimulusMetadata.csv", index=False)
+    vm = pd.DataFrame({"voxel_id": voxel_id, "subject_id": subject, "voxel_x": rng.integers(0, 50, n_vox),
+                       "voxel_y": rng.integers(0, 50, n_vox), "voxel_z": rng.integers(0, 50, n_vox),
+                       "nc_singletrial": rng.uniform(0, 30, n_vox), "nc_testset": rng.uniform(0, 80, n_vox),
+                       "splithalf_uncorrected": rng.uniform(0, 1, n_vox), "prf-eccentricity": rng.uniform(0, 5, n_vox),
+                       "V1": rng.integers(0, 2, n_vox), "lFFA": rng.integers(0, 2, n_vox),
+                       "glasser-V1": rng.integers(0, 2, n_vox)})
+    vm.to_csv(d / f"{sub}_VoxelMetadata.csv", index=False)
+    return {"root": root, "values": values, "voxels": vm, "stim": sm.sort_values("trial_id"), "dir": d}
