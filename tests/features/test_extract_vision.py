@@ -8,8 +8,7 @@ import torch
 
 from neuroalign.datasets.simulate import build_network, pooled_activations, simulate
 from neuroalign.exceptions import WeightsNotAvailableError
-from neuroalign.features import ImageTransform, extract, list_layers, load_model
-from neuroalign.features._hooks import block_layers
+from neuroalign.features import ImageTransform, block_layers, extract, list_layers, load_model
 from neuroalign.stimuli import StimulusSet
 
 SMALL = ImageTransform(size=64, name="small")
@@ -153,7 +152,7 @@ def test_hf_clip_spec_from_local_dir(tmp_path, stim):
 
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "clip")
     spec = f"hf:{tmp_path / 'clip'}"
-    assert block_layers(load_model(spec, weights=None).module, "image") == [
+    assert block_layers(spec, "image") == [
         "vision_model.encoder.layers.0", "vision_model.encoder.layers.1"]
     img = extract(spec, stim, layers="blocks", device="cpu")
     assert img["vision_model.encoder.layers.1"].shape == (5, 32)
@@ -166,8 +165,8 @@ def test_list_layers_and_blocks():
     names = list_layers("torchvision:resnet18")
     assert names[:3] == ["conv1", "bn1", "relu"] and "layer4.1.conv2" in names
     fm = load_model("open_clip:ViT-B-32", weights=None)
-    assert block_layers(fm.module, "image")[-1] == "visual.transformer.resblocks.11"
-    assert block_layers(fm.module, "text")[0] == "transformer.resblocks.0"
+    assert block_layers(fm, "image")[-1] == "visual.transformer.resblocks.11"
+    assert block_layers(fm, "text")[0] == "transformer.resblocks.0"
 
 
 def test_unknown_layer_lists_close_matches(stim):
