@@ -119,7 +119,7 @@ def test_open_clip_hooks_equal_forward_intermediates(small, clip_feats):
                                inter[1].numpy(), atol=1e-4)
 
 
-def test_hf_dinov2_hooks_equal_hidden_states(stim):
+def test_hf_dinov2_hooks_equal_hidden_states(stim, tmp_path):
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(0)
@@ -133,6 +133,12 @@ def test_hf_dinov2_hooks_equal_hidden_states(stim):
     for i in range(3):
         np.testing.assert_allclose(f[f"encoder.layer.{i}"].values, hs[i + 1].numpy(), atol=1e-5)
     assert f["encoder.layer.0"].attrs["token_grid"] == [4, 4]
+    # the same weights saved to a local folder load offline through the hf: spec
+    model.save_pretrained(tmp_path / "dino")
+    g = extract(f"hf:{tmp_path / 'dino'}", stim, layers=["encoder.layer.2"], transform=tf,
+                pooling=None, device="cpu")
+    np.testing.assert_allclose(g["encoder.layer.2"].values, f["encoder.layer.2"].values, atol=1e-6)
+    assert g.attrs["weights"] == f"hf:{tmp_path / 'dino'}"
 
 
 def test_hf_clip_spec_from_local_dir(tmp_path, stim):
