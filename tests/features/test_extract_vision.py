@@ -8,9 +8,10 @@ import torch
 
 from neuroalign.datasets.simulate import build_network, pooled_activations, simulate
 from neuroalign.exceptions import WeightsNotAvailableError
-from neuroalign.features import ImageTransform, extract, list_layers, load_model
-from neuroalign.features._hooks import block_layers
+from neuroalign.features import ImageTransform, block_layers, extract, list_layers, load_model
 from neuroalign.stimuli import StimulusSet
+
+SMALL = ImageTransform(size=64, name="small")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def stim(images):
 @pytest.fixture(scope="module")
 def nsd(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim") / "nsd"
-    return simulate(root, n_images=12, n_test=2, n_sessions=1, image_size=32)
+    return simulate(root, n_images=6, n_test=1, n_sessions=1, image_size=32)
 
 
 def test_resnet18_seed0_is_the_simulation_ground_truth(nsd):
@@ -51,26 +52,25 @@ def test_resnet18_seed0_is_the_simulation_ground_truth(nsd):
 
 
 def test_resnet_shapes_names_and_determinism(stim):
-    a = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], weights=None,
-                batch_size=2, device="cpu")
-    b = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], weights=None,
-                batch_size=3, device="cpu")
+    kw = {"weights": None, "transform": SMALL, "device": "cpu"}
+    a = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], batch_size=2, **kw)
+    b = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], batch_size=3, **kw)
     assert a["layer2"].dims == ("stimulus", "layer2_unit") and a["layer2"].shape == (5, 128)
     assert a["layer4"].shape == (5, 512)
     np.testing.assert_allclose(a["layer4"].values, b["layer4"].values, atol=1e-5)
-    c = extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, seed=1,
-                device="cpu")
+    c = extract("torchvision:resnet18", stim, layers=["layer4"], seed=1, **kw)
     assert not np.allclose(a["layer4"].values, c["layer4"].values)
 
 
 def test_resnet_token_level_keeps_grid(stim):
-    f = extract("torchvision:resnet18", stim, layers=["layer3", "layer4"], weights=None,
-                pooling=None, device="cpu")
+    kw = {"weights": None, "transform": SMALL, "device": "cpu"}
+    f = extract("torchvision:resnet18", stim, layers=["layer3", "layer4"], pooling=None, **kw)
     assert f["layer4"].dims == ("stimulus", "layer4_token", "layer4_unit")
-    assert f["layer4"].shape == (5, 49, 512)
-    assert f["layer4"].attrs["token_grid"] == [7, 7]
-    assert f["layer4_token_row"].values[8] == 1 and f["layer4_token_col"].values[8] == 1
-    pooled = extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, device="cpu")
+    assert f["layer4"].shape == (5, 4, 512) and f["layer3"].shape == (5, 16, 256)
+    assert f["layer4"].attrs["token_grid"] == [2, 2]
+    assert f["layer4_token_row"].values[3] == 1 and f["layer4_token_col"].values[3] == 1
+    assert f["layer3_token_row"].values[5] == 1 and f["layer3_token_col"].values[5] == 1
+    pooled = extract("torchvision:resnet18", stim, layers=["layer4"], **kw)
     np.testing.assert_allclose(f["layer4"].values.mean(1), pooled["layer4"].values, atol=1e-5)
 
 
@@ -86,6 +86,7 @@ def clip_feats(small):
                    weights=None, pooling=None, batch_size=5, device="cpu")
 
 
+@pytest.mark.slow
 def test_open_clip_vit_token_level_and_pooling(small, clip_feats):
     stim = small
     name = "visual.transformer.resblocks.11"
@@ -103,6 +104,9 @@ def test_open_clip_vit_token_level_and_pooling(small, clip_feats):
 
 def test_open_clip_hooks_equal_forward_intermediates(small, clip_feats):
     stim = small
+    last = clip_feats["visual.transformer.resblocks.11"]
+    assert last.dims == ("stimulus", "token", "visual.transformer.resblocks.11_unit")
+    assert last.shape == (2, 50, 768) and last.attrs["token_grid"] == [7, 7]
     fm = load_model("open_clip:ViT-B-32", weights=None)
     x = fm.transform(stim.load())
     with torch.no_grad():
@@ -115,7 +119,7 @@ def test_open_clip_hooks_equal_forward_intermediates(small, clip_feats):
                                inter[1].numpy(), atol=1e-4)
 
 
-def test_hf_dinov2_hooks_equal_hidden_states(stim):
+def test_hf_dinov2_hooks_equal_hidden_states(stim, tmp_path):
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(0)
@@ -129,6 +133,12 @@ def test_hf_dinov2_hooks_equal_hidden_states(stim):
     for i in range(3):
         np.testing.assert_allclose(f[f"encoder.layer.{i}"].values, hs[i + 1].numpy(), atol=1e-5)
     assert f["encoder.layer.0"].attrs["token_grid"] == [4, 4]
+    # the same weights saved to a local folder load offline through the hf: spec
+    model.save_pretrained(tmp_path / "dino")
+    g = extract(f"hf:{tmp_path / 'dino'}", stim, layers=["encoder.layer.2"], transform=tf,
+                pooling=None, device="cpu")
+    np.testing.assert_allclose(g["encoder.layer.2"].values, f["encoder.layer.2"].values, atol=1e-6)
+    assert g.attrs["weights"] == f"hf:{tmp_path / 'dino'}"
 
 
 def test_hf_clip_spec_from_local_dir(tmp_path, stim):
@@ -148,7 +158,7 @@ def test_hf_clip_spec_from_local_dir(tmp_path, stim):
 
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "clip")
     spec = f"hf:{tmp_path / 'clip'}"
-    assert block_layers(load_model(spec, weights=None).module, "image") == [
+    assert block_layers(spec, "image") == [
         "vision_model.encoder.layers.0", "vision_model.encoder.layers.1"]
     img = extract(spec, stim, layers="blocks", device="cpu")
     assert img["vision_model.encoder.layers.1"].shape == (5, 32)
@@ -161,8 +171,8 @@ def test_list_layers_and_blocks():
     names = list_layers("torchvision:resnet18")
     assert names[:3] == ["conv1", "bn1", "relu"] and "layer4.1.conv2" in names
     fm = load_model("open_clip:ViT-B-32", weights=None)
-    assert block_layers(fm.module, "image")[-1] == "visual.transformer.resblocks.11"
-    assert block_layers(fm.module, "text")[0] == "transformer.resblocks.0"
+    assert block_layers(fm, "image")[-1] == "visual.transformer.resblocks.11"
+    assert block_layers(fm, "text")[0] == "transformer.resblocks.0"
 
 
 def test_unknown_layer_lists_close_matches(stim):
@@ -213,9 +223,9 @@ def test_local_checkpoint_file(tmp_path, stim):
     net = build_network("resnet18", 3)
     torch.save(net.state_dict(), tmp_path / "w.pth")
     f = extract("torchvision:resnet18", stim, layers=["layer4"], weights=tmp_path / "w.pth",
-                transform="simulation", device="cpu")
+                transform=SMALL, device="cpu")
     ref = extract("torchvision:resnet18", stim, layers=["layer4"], weights=None, seed=3,
-                  device="cpu")
+                  transform=SMALL, device="cpu")
     np.testing.assert_allclose(f["layer4"].values, ref["layer4"].values, atol=1e-5)
     assert f.attrs["weights"].startswith("file:")
 

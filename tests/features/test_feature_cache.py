@@ -1,0 +1,128 @@
+"""Feature cache: hits run no forward pass, killed runs resume, mismatches raise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroalign.datasets.simulate import build_network
+from neuroalign.exceptions import CacheMismatchError, DataFormatError
+from neuroalign.features import ImageTransform
+from neuroalign.features import extract as _extract
+from neuroalign.stimuli import StimulusSet
+
+LAYERS = ["layer1", "layer3"]
+SMALL = ImageTransform(size=64, name="small")
+
+
+def extract(*args, **kwargs):
+    kwargs.setdefault("transform", SMALL)
+    return _extract(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(0, 255, (10, 24, 24, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def net():
+    return build_network("resnet18", 0)
+
+
+def _counting(net):
+    calls = []
+    net.register_forward_pre_hook(lambda mod, inp: calls.append(inp[0].shape[0]))
+    return calls
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def _dying_set(images, die_at: int | None):
+    """A stimulus set whose loader fails when it reaches position ``die_at`` (a killed run)."""
+    base = StimulusSet.from_arrays(images)
+
+    def loader(idx):
+        if die_at is not None and max(idx) >= die_at:
+            raise _Killed("killed")
+        return base.load(idx)
+
+    return StimulusSet(base.ids, modality="image", loader=loader,
+                       fingerprint={"arrays": base.content_hash()})
+
+
+def test_cache_hit_runs_no_forward(tmp_path, images, net):
+    stim = StimulusSet.from_arrays(images)
+    calls = _counting(net)
+    first = extract(net, stim, layers=LAYERS, batch_size=4, cache=tmp_path / "f.zarr", device="cpu")
+    assert calls == [4, 4, 2]
+    again = extract(net, stim, layers=LAYERS, batch_size=4, cache=tmp_path / "f.zarr", device="cpu")
+    assert calls == [4, 4, 2]  # no forward at all on a hit
+    xr.testing.assert_identical(first.load(), again.load())
+    plain = extract(net, stim, layers=LAYERS, batch_size=4, device="cpu")
+    np.testing.assert_allclose(first["layer3"].values, plain["layer3"].values, atol=1e-6)
+    assert list(first["stimulus_id"].values) == stim.ids
+    assert first.attrs["stimulus_set_hash"] == stim.content_hash()
+    assert "cache_key" in first.attrs
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path, images, net):
+    cache = tmp_path / "f.zarr"
+    calls = _counting(net)
+    with pytest.raises(_Killed):
+        extract(net, _dying_set(images, die_at=8), layers=LAYERS, batch_size=4, cache=cache,
+                device="cpu")
+    assert calls == [4, 4]
+    assert not cache.exists()  # nothing that opens as complete
+    calls.clear()
+    done = extract(net, _dying_set(images, None), layers=LAYERS, batch_size=4, cache=cache,
+                   device="cpu")
+    assert calls == [2]  # only the batch that was not written
+    ref = extract(net, StimulusSet.from_arrays(images), layers=LAYERS, batch_size=4, device="cpu")
+    np.testing.assert_allclose(done["layer1"].values, ref["layer1"].values, atol=1e-6)
+    np.testing.assert_allclose(done["layer3"].values, ref["layer3"].values, atol=1e-6)
+    assert not any(p.name.startswith(".f.zarr") for p in tmp_path.iterdir())
+
+
+def test_mismatched_cache_raises_and_names_field(tmp_path, images, net):
+    stim = StimulusSet.from_arrays(images)
+    cache = tmp_path / "f.zarr"
+    extract(net, stim, layers=LAYERS, batch_size=4, cache=cache, device="cpu")
+    with pytest.raises(CacheMismatchError, match="layers: cached \\['layer1', 'layer3'\\], requested \\['layer2'\\]"):
+        extract(net, stim, layers=["layer2"], batch_size=4, cache=cache, device="cpu")
+    other = StimulusSet.from_arrays(images[::-1].copy())
+    with pytest.raises(CacheMismatchError, match="the cache was written for other settings.*stimuli"):
+        extract(net, other, layers=LAYERS, batch_size=4, cache=cache, device="cpu")
+    new = extract(net, stim, layers=["layer2"], batch_size=4, cache=cache, device="cpu",
+                  overwrite=True)
+    assert list(new.data_vars) == ["layer2"]
+
+
+def test_mismatched_interrupted_run_raises(tmp_path, images, net):
+    cache = tmp_path / "f.zarr"
+    with pytest.raises(_Killed):
+        extract(net, _dying_set(images, 4), layers=LAYERS, batch_size=4, cache=cache, device="cpu")
+    with pytest.raises(CacheMismatchError, match="an interrupted extraction was written for other settings.*pooling"):
+        extract(net, _dying_set(images, None), layers=LAYERS, batch_size=4, cache=cache,
+                pooling=None, device="cpu")
+
+
+def test_cache_path_that_is_not_a_cache(tmp_path, images, net):
+    (tmp_path / "f.zarr").mkdir()
+    with pytest.raises(DataFormatError, match="not a complete neuroalign feature cache"):
+        extract(net, StimulusSet.from_arrays(images), layers=LAYERS, cache=tmp_path / "f.zarr")
+
+
+def test_float16_storage_and_token_level_cache(tmp_path, images, net):
+    stim = StimulusSet.from_arrays(images)
+    f = extract(net, stim, layers=["layer4"], pooling=None, dtype="float16", batch_size=3,
+                cache=tmp_path / "t.zarr", device="cpu")
+    assert f["layer4"].dtype == np.float16 and f["layer4"].shape == (10, 4, 512)
+    assert f["layer4"].attrs["token_grid"] == [2, 2]
+    ref = extract(net, stim, layers=["layer4"], pooling=None, device="cpu")
+    np.testing.assert_allclose(f["layer4"].values.astype(np.float32), ref["layer4"].values, rtol=2e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="Invalid value for 'dtype' in extract\\(\\): 'int8'"):
+        extract(net, stim, layers=["layer4"], dtype="int8")
