@@ -59,13 +59,15 @@ def child(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from himalaya.ridge import RidgeCV as HimalayaRidgeCV
+    from sklearn.linear_model import RidgeCV as SkRidgeCV
+
+    from neuroalign.encoders import LayerSweep, RidgeEncoder
     from neuroalign.store import cv_folds
 
     alphas = np.logspace(-2, 6, args.alphas)
     out = {"method": args.method}
     if args.method in ("sweep", "independent"):
-        from neuroalign.encoders import LayerSweep, RidgeEncoder
-
         layers = {f"layer{i}": make_data(args.n, args.p, 1, seed=100 + i)[0] for i in range(args.layers)}
         _, Y = make_data(args.n, args.p, args.t)
         base = current_rss_mb()
@@ -83,24 +85,16 @@ def child(args) -> None:
         base = current_rss_mb()
         t0 = time.perf_counter()
         if args.method == "neuroalign":
-            from neuroalign.encoders import RidgeEncoder
-
             enc = RidgeEncoder(alphas=alphas, cv=args.folds, device="cpu",
                                n_targets_batch=args.batch).fit(X, Y)
             best = enc.best_alphas_
         elif args.method == "himalaya":
-            from himalaya.ridge import RidgeCV
-
-            enc = RidgeCV(alphas=alphas, cv=folds, fit_intercept=True).fit(X, Y)
+            enc = HimalayaRidgeCV(alphas=alphas, cv=folds, fit_intercept=True).fit(X, Y)
             best = np.asarray(enc.best_alphas_)
         elif args.method == "sklearn":
-            from sklearn.linear_model import RidgeCV
-
-            enc = RidgeCV(alphas=alphas, alpha_per_target=True).fit(X, Y)
+            enc = SkRidgeCV(alphas=alphas, alpha_per_target=True).fit(X, Y)
             best = np.asarray(enc.alpha_)
         elif args.method == "neuroalign-loo":
-            from neuroalign.encoders import RidgeEncoder
-
             enc = RidgeEncoder(alphas=alphas, cv="loo", device="cpu", n_targets_batch=args.batch).fit(X, Y)
             best = enc.best_alphas_
         else:
