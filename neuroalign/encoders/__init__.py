@@ -19,6 +19,13 @@ from neuroalign.encoders._scoring import (
 )
 from neuroalign.encoders._solvers import ridge_cv, ridge_refit
 from neuroalign.encoders._sweep import LayerSweep, layer_table
+from neuroalign.encoders._temporal import (
+    Delayer,
+    FIREncoder,
+    TimeResolvedEncoder,
+    block_folds,
+    make_delays,
+)
 from neuroalign.encoders._truth_features import simulated_truth_features
 
 __all__ = [
@@ -26,6 +33,11 @@ __all__ = [
     "BandedRidgeEncoder",
     "variance_partitioning",
     "LayerSweep",
+    "FIREncoder",
+    "TimeResolvedEncoder",
+    "Delayer",
+    "make_delays",
+    "block_folds",
     "layer_table",
     "simulated_truth_features",
     "ridge_cv",

@@ -12,7 +12,7 @@ from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option, check_positive_int
 from neuroalign.encoders._data import Aligned, align, check_alphas, features_matrix, valid_neuroids
 from neuroalign.encoders._scoring import SCORERS
-from neuroalign.encoders._solvers import ridge_cv, ridge_refit
+from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DimensionError, NotFittedError
 from neuroalign.store import cv_folds
 
@@ -24,8 +24,8 @@ FORM_OPTIONS = ("auto", "primal", "dual")
 DEFAULT_ALPHAS = tuple(np.logspace(-2, 6, 20).tolist())
 
 
-def _fold_bar(it):
-    return progress(it, desc="ridge folds", total=len(it), unit="fold")
+def _batch_bar(it):
+    return progress(it, desc="ridge neuroid batches", total=len(it), unit="batch")
 
 
 def resolve_folds(cv, n_samples: int, stimulus_id: np.ndarray | None, *, func: str):
@@ -186,9 +186,8 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         Xt = self._tensor(X, device, dtype)
         Yt = self._tensor(Y, device, dtype)
         cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
-                         n_targets_batch=self.n_targets_batch, progress=_fold_bar)
-        coef, intercept = ridge_refit(Xt, Yt, cvres.best_alphas, fit_intercept=self.fit_intercept,
-                                      form=form, n_targets_batch=self.n_targets_batch)
+                         n_targets_batch=self.n_targets_batch, progress=_batch_bar, refit=True)
+        coef, intercept = cvres.coef, cvres.intercept
         log.info("ridge fit: %d samples, %d features, %d neuroids, %s form", X.shape[0],
                  X.shape[1], Y.shape[1], cvres.form)
         return {

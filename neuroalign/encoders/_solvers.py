@@ -47,6 +47,8 @@ class RidgeCVResult:
     cv_mse: np.ndarray
     cv_r2: np.ndarray
     form: str
+    coef: torch.Tensor | None = None
+    intercept: torch.Tensor | None = None
 
 
 def choose_form(n_samples: int, n_features: int) -> str:
@@ -55,42 +57,77 @@ def choose_form(n_samples: int, n_features: int) -> str:
 
 
 def eig_gram(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigendecomposition of a symmetric PSD Gram matrix in float64, eigenvalues clipped at 0."""
+    """Eigendecomposition of a symmetric PSD Gram matrix in float64, eigenvalues clipped at 0.
+
+    On CPU LAPACK is called through numpy (faster than torch's path here); on GPU, torch.
+    """
+    if G.device.type == "cpu":
+        s, V = np.linalg.eigh(G.double().numpy())
+        return torch.from_numpy(s).clamp_min(0.0), torch.from_numpy(V)
     s, V = torch.linalg.eigh(G.double())
     return s.clamp_min(0.0), V
 
 
 class _PrimalFold:
-    """Fold solver in the primal form: ``(X^T X + a I)^-1 X^T y`` via ``X^T X = V S V^T``."""
+    """Fold solver in the primal form: ``(X^T X + a I)^-1 X^T y`` via ``X^T X = V S V^T``.
 
-    def __init__(self, Xtr: torch.Tensor, Xva: torch.Tensor, dtype) -> None:
-        s, V = eig_gram(Xtr.double().T @ Xtr.double())
-        self.s = s.to(dtype)
-        self.V = V.to(dtype)
-        self.Xtr = Xtr
-        self.XvV = Xva @ self.V  # (n_val, p)
+    The training cross-product ``X_train^T Y_train`` is obtained from the full-data
+    ``X^T Y`` of the batch minus the validation part, so each fold costs ``n_val`` rows.
+    """
 
-    def rotate(self, Ytr: torch.Tensor) -> torch.Tensor:
-        return self.V.T @ (self.Xtr.T @ Ytr)  # (p, t)
+    def __init__(self, X: torch.Tensor, train, val, fit_intercept: bool) -> None:
+        dtype = X.dtype
+        Xtr, Xva = X[train], X[val]
+        self.n_train = Xtr.shape[0]
+        self.xm = Xtr.mean(0) if fit_intercept else torch.zeros_like(Xtr[0])
+        Xtr_c = Xtr - self.xm
+        s, V = eig_gram(Xtr_c.double().T @ Xtr_c.double())
+        self.s = s.to(device=X.device, dtype=dtype)
+        self.V = V.to(device=X.device, dtype=dtype)
+        self.Xva = Xva
+        self.XvV = (Xva - self.xm) @ self.V  # (n_val, p)
+        self.val = val
+        self.train = train
+        self.fit_intercept = fit_intercept
 
-    def predict(self, A: torch.Tensor, alpha: float) -> torch.Tensor:
-        return self.XvV @ (A / (self.s + alpha)[:, None])
+    def rotate(self, XtY: torch.Tensor, Yb: torch.Tensor, ysum: torch.Tensor):
+        """-> (A, Yva centred by the training mean)."""
+        Yva = Yb[self.val]
+        ym = (ysum - Yva.sum(0)) / self.n_train if self.fit_intercept else torch.zeros_like(ysum)
+        C = XtY - self.Xva.T @ Yva
+        if self.fit_intercept:
+            C -= self.n_train * torch.outer(self.xm, ym)
+        return self.V.T @ C, Yva - ym
+
+    def residual(self, A: torch.Tensor, alpha: float, Yva_c: torch.Tensor, buf) -> torch.Tensor:
+        torch.div(A, (self.s + alpha)[:, None], out=buf)
+        return torch.addmm(Yva_c, self.XvV, buf, beta=-1.0)
 
 
 class _DualFold:
     """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``."""
 
-    def __init__(self, Xtr: torch.Tensor, Xva: torch.Tensor, dtype) -> None:
-        s, U = eig_gram(Xtr.double() @ Xtr.double().T)
-        self.s = s.to(dtype)
-        self.U = U.to(dtype)
-        self.M = (Xva @ Xtr.T) @ self.U  # (n_val, n_train)
+    def __init__(self, X: torch.Tensor, train, val, fit_intercept: bool) -> None:
+        dtype = X.dtype
+        Xtr, Xva = X[train], X[val]
+        self.xm = Xtr.mean(0) if fit_intercept else torch.zeros_like(Xtr[0])
+        Xtr_c = Xtr - self.xm
+        s, U = eig_gram(Xtr_c.double() @ Xtr_c.double().T)
+        self.s = s.to(device=X.device, dtype=dtype)
+        self.U = U.to(device=X.device, dtype=dtype)
+        self.M = ((Xva - self.xm) @ Xtr_c.T) @ self.U  # (n_val, n_train)
+        self.val = val
+        self.train = train
+        self.fit_intercept = fit_intercept
 
-    def rotate(self, Ytr: torch.Tensor) -> torch.Tensor:
-        return self.U.T @ Ytr
+    def rotate(self, XtY, Yb: torch.Tensor, ysum):
+        Ytr = Yb[self.train]
+        ym = Ytr.mean(0) if self.fit_intercept else torch.zeros_like(Ytr[0])
+        return self.U.T @ (Ytr - ym), Yb[self.val] - ym
 
-    def predict(self, A: torch.Tensor, alpha: float) -> torch.Tensor:
-        return self.M @ (A / (self.s + alpha)[:, None])
+    def residual(self, A, alpha: float, Yva_c, buf) -> torch.Tensor:
+        torch.div(A, (self.s + alpha)[:, None], out=buf)
+        return torch.addmm(Yva_c, self.M, buf, beta=-1.0)
 
 
 FORMS = {"primal": _PrimalFold, "dual": _DualFold}
@@ -123,8 +160,15 @@ def ridge_cv(
     form: str | None = None,
     n_targets_batch: int = 4096,
     progress=None,
+    refit: bool = False,
 ) -> RidgeCVResult:
     """Per-target alpha selection by cross-validated prediction.
+
+    All folds are decomposed first (one eigendecomposition each, shared by every alpha and
+    target); then targets are processed in batches: per batch the full-data ``X^T Y`` is
+    formed once, each fold's training cross-product is derived from it, the validation
+    residuals of every alpha are formed with one GEMM each, and (``refit=True``) the
+    final weights of the batch are computed with each target's own alpha.
 
     Parameters
     ----------
@@ -141,7 +185,9 @@ def ridge_cv(
     n_targets_batch : int
         Targets processed at once (bounds memory).
     progress : callable or None
-        Wraps the iterable over folds (a progress bar).
+        Wraps the iterable over target batches (a progress bar).
+    refit : bool
+        Also refit on all samples; sets ``coef`` and ``intercept`` on the result.
 
     Returns
     -------
@@ -149,50 +195,90 @@ def ridge_cv(
     """
     alphas_np = np.asarray(alphas, dtype=np.float64)
     if isinstance(folds, str):
-        return _ridge_loo(X, Y, alphas_np, fit_intercept=fit_intercept,
-                          n_targets_batch=n_targets_batch)
+        res = _ridge_loo(X, Y, alphas_np, fit_intercept=fit_intercept,
+                         n_targets_batch=n_targets_batch)
+        if refit:
+            res.coef, res.intercept = ridge_refit(X, Y, res.best_alphas, fit_intercept=fit_intercept,
+                                                  form=form, n_targets_batch=n_targets_batch)
+        return res
     dtype = X.dtype
+    n, p = X.shape
     n_targets = Y.shape[1]
     n_alphas = len(alphas_np)
-    mse = torch.zeros((n_alphas, n_targets), dtype=torch.float64, device=X.device)
-    r2 = torch.zeros_like(mse)
-    it = progress(folds) if progress is not None else folds
-    used_form = None
-    for train, val in it:
+    used_form = form or choose_form(min(len(tr) for tr, _ in folds), p)
+    solvers = []
+    for train, val in folds:
         train_t = torch.as_tensor(np.asarray(train), device=X.device)
         val_t = torch.as_tensor(np.asarray(val), device=X.device)
-        Xtr, Xva = X[train_t], X[val_t]
-        if fit_intercept:
-            xm = Xtr.mean(0)
-            Xtr = Xtr - xm
-            Xva = Xva - xm
-        used_form = form or choose_form(Xtr.shape[0], Xtr.shape[1])
-        solver = FORMS[used_form](Xtr, Xva, dtype)
-        n_val = len(val)
-        for sl in _batches(n_targets, n_targets_batch):
-            Ytr = Y[train_t, sl]
-            Yva = Y[val_t, sl]
-            if fit_intercept:
-                ym = Ytr.mean(0)
-                Ytr = Ytr - ym
-                Yva = Yva - ym
-            sst = ((Yva - Yva.mean(0)) ** 2).sum(0).double()
+        solvers.append(FORMS[used_form](X, train_t, val_t, fit_intercept))
+    full = _Refit(X, fit_intercept, form) if refit else None
+    mse = np.zeros((n_alphas, n_targets))
+    r2 = np.zeros_like(mse)
+    coef = torch.zeros((p, n_targets), dtype=dtype, device=X.device) if refit else None
+    intercept = torch.zeros(n_targets, dtype=dtype, device=X.device) if refit else None
+    batches = list(_batches(n_targets, n_targets_batch))
+    it = progress(batches) if progress is not None else batches
+    for sl in it:
+        Yb = Y[:, sl].contiguous()
+        ysum = Yb.sum(0)
+        XtY = X.T @ Yb if used_form == "primal" or refit else None
+        b_mse = torch.zeros((n_alphas, Yb.shape[1]), dtype=torch.float64, device=X.device)
+        b_r2 = torch.zeros_like(b_mse)
+        for solver in solvers:
+            A, Yva_c = solver.rotate(XtY, Yb, ysum)
+            n_val = Yva_c.shape[0]
+            sst = ((Yva_c - Yva_c.mean(0)) ** 2).sum(0).double()
             sst = torch.where(sst > 0, sst, torch.ones_like(sst))
-            A = solver.rotate(Ytr)
-            del Ytr
+            buf = torch.empty_like(A)
             for a, alpha in enumerate(alphas_np):
-                pred = solver.predict(A, float(alpha))
-                pred.sub_(Yva)
-                sse = pred.pow_(2).sum(0).double()
-                mse[a, sl] += sse / n_val
-                r2[a, sl] += 1.0 - sse / sst
-                del pred
-    n_folds = len(folds)
-    cv_mse = (mse / n_folds).cpu().numpy()
-    cv_r2 = (r2 / n_folds).cpu().numpy()
-    best = _select(cv_mse, alphas_np, tie="largest")
+                resid = solver.residual(A, float(alpha), Yva_c, buf)
+                sse = torch.linalg.vector_norm(resid, dim=0).double() ** 2
+                b_mse[a] += sse / n_val
+                b_r2[a] += 1.0 - sse / sst
+                del resid
+            del A, Yva_c, buf
+        mse[:, sl] = (b_mse / len(folds)).cpu().numpy()
+        r2[:, sl] = (b_r2 / len(folds)).cpu().numpy()
+        if refit:
+            best = _select(mse[:, sl], alphas_np, tie="largest")
+            coef[:, sl], intercept[sl] = full.solve(XtY, Yb, ysum, alphas_np[best])
+        del Yb, XtY
+    best = _select(mse, alphas_np, tie="largest")
     cols = np.arange(n_targets)
-    return RidgeCVResult(best, alphas_np[best], cv_r2[best, cols], cv_mse, cv_r2, used_form)
+    res = RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, used_form)
+    res.coef, res.intercept = coef, intercept
+    return res
+
+
+class _Refit:
+    """Full-data decomposition for the final fit with a per-target alpha."""
+
+    def __init__(self, X: torch.Tensor, fit_intercept: bool, form: str | None) -> None:
+        n, p = X.shape
+        self.form = form or choose_form(n, p)
+        self.n = n
+        self.xm = X.mean(0) if fit_intercept else torch.zeros_like(X[0])
+        self.fit_intercept = fit_intercept
+        Xc = X - self.xm
+        if self.form == "primal":
+            s, V = eig_gram(Xc.double().T @ Xc.double())
+        else:
+            s, V = eig_gram(Xc.double() @ Xc.double().T)
+            self.Xc = Xc
+        self.s = s.to(device=X.device, dtype=X.dtype)
+        self.V = V.to(device=X.device, dtype=X.dtype)
+
+    def solve(self, XtY, Yb, ysum, alphas_t: np.ndarray):
+        ym = ysum / self.n if self.fit_intercept else torch.zeros_like(ysum)
+        denom = self.s[:, None] + torch.as_tensor(alphas_t, dtype=self.s.dtype, device=self.s.device)[None, :]
+        if self.form == "primal":
+            if XtY is None:
+                XtY = (self.xm[:, None] * 0)  # pragma: no cover - always given in primal
+            C = XtY - self.n * torch.outer(self.xm, ym) if self.fit_intercept else XtY
+            W = self.V @ ((self.V.T @ C) / denom)
+        else:
+            W = self.Xc.T @ (self.V @ ((self.V.T @ (Yb - ym)) / denom))
+        return W, ym - self.xm @ W
 
 
 def _ridge_loo(X, Y, alphas_np, *, fit_intercept, n_targets_batch) -> RidgeCVResult:
@@ -240,31 +326,13 @@ def ridge_refit(
     coef : torch.Tensor, shape (n_features, n_targets)
     intercept : torch.Tensor, shape (n_targets,)
     """
-    dtype = X.dtype
-    n, p = X.shape
-    xm = X.mean(0) if fit_intercept else torch.zeros(p, dtype=dtype, device=X.device)
-    Xc = X - xm
-    form = form or choose_form(n, p)
-    if form == "primal":
-        s, V = eig_gram(Xc.double().T @ Xc.double())
-        s, V = s.to(dtype), V.to(dtype)
-    else:
-        s, U = eig_gram(Xc.double() @ Xc.double().T)
-        s, U = s.to(dtype), U.to(dtype)
+    full = _Refit(X, fit_intercept, form)
     n_targets = Y.shape[1]
-    coef = torch.zeros((p, n_targets), dtype=dtype, device=X.device)
-    intercept = torch.zeros(n_targets, dtype=dtype, device=X.device)
+    coef = torch.zeros((X.shape[1], n_targets), dtype=X.dtype, device=X.device)
+    intercept = torch.zeros(n_targets, dtype=X.dtype, device=X.device)
     alphas_per_target = np.asarray(alphas_per_target, dtype=np.float64)
     for sl in _batches(n_targets, n_targets_batch):
         Yb = Y[:, sl]
-        ym = Yb.mean(0) if fit_intercept else torch.zeros_like(Yb[0])
-        Yc = Yb - ym
-        A = V.T @ (Xc.T @ Yc) if form == "primal" else U.T @ Yc
-        a_batch = alphas_per_target[sl]
-        for alpha in np.unique(a_batch):
-            idx = torch.as_tensor(np.flatnonzero(a_batch == alpha), device=X.device)
-            scaled = A[:, idx] / (s + float(alpha))[:, None]
-            W = V @ scaled if form == "primal" else Xc.T @ (U @ scaled)
-            coef[:, sl.start + idx] = W
-        intercept[sl] = ym - xm @ coef[:, sl]
+        XtY = X.T @ Yb if full.form == "primal" else None
+        coef[:, sl], intercept[sl] = full.solve(XtY, Yb, Yb.sum(0), alphas_per_target[sl])
     return coef, intercept

@@ -10,7 +10,7 @@ from neuroalign.encoders._data import align, features_matrix, valid_neuroids
 from neuroalign.encoders._results import results_dataset
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
 from neuroalign.encoders._scoring import SCORERS
-from neuroalign.encoders._solvers import ridge_cv, ridge_refit
+from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import NotFittedError
 
 __all__ = ["LayerSweep", "layer_table"]
@@ -122,12 +122,9 @@ class LayerSweep(RidgeEncoder):
             data = first if li == 0 else align(layers[name], train_Y, allow_extra=sub)
             Xt = self._tensor(data.X, device, dtype)
             cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
-                             n_targets_batch=self.n_targets_batch)
+                             n_targets_batch=self.n_targets_batch, refit=True)
             best_alphas[li, ok] = cvres.best_alphas
-            coef, intercept = ridge_refit(Xt, Yt, cvres.best_alphas,
-                                          fit_intercept=self.fit_intercept, form=form,
-                                          n_targets_batch=self.n_targets_batch)
-            coef, intercept = coef.cpu().numpy(), intercept.cpu().numpy()
+            coef, intercept = cvres.coef.cpu().numpy(), cvres.intercept.cpu().numpy()
             self.encoders_[name] = {"coef": coef, "intercept": intercept}
             if test is None:
                 scores[li, ok] = cvres.cv_scores
