@@ -8,6 +8,7 @@ for the kernel choices, :class:`ShapeMetric` for the generalised shape metrics).
 from neuroalign.compare._cka import CKA, cka
 from neuroalign.compare._compare_rdms import COMPARE_METHODS, compare_rdms
 from neuroalign.compare._rdm import RDM_DIMS, RDM_METRICS, rdm
+from neuroalign.compare._rsa import data_rdms, noise_ceiling, pool_rdms, pseudo_subjects, rsa
 from neuroalign.compare._shape import (
     ShapeMetric,
     distance_matrix,
@@ -19,6 +20,11 @@ from neuroalign.compare._shape import (
 __all__ = [
     "rdm",
     "compare_rdms",
+    "rsa",
+    "noise_ceiling",
+    "data_rdms",
+    "pseudo_subjects",
+    "pool_rdms",
     "cka",
     "CKA",
     "ShapeMetric",
