@@ -16,6 +16,11 @@ from neuroalign.compare._shape import (
     partial_whiten,
     shape_distance,
 )
+from neuroalign.compare._stochastic import (
+    EnergyStochasticMetric,
+    GaussianStochasticMetric,
+    sq_bures,
+)
 
 __all__ = [
     "rdm",
@@ -31,6 +36,9 @@ __all__ = [
     "shape_distance",
     "partial_whiten",
     "distance_matrix",
+    "GaussianStochasticMetric",
+    "EnergyStochasticMetric",
+    "sq_bures",
     "mds",
     "RDM_METRICS",
     "RDM_DIMS",
