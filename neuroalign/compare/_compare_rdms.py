@@ -8,6 +8,8 @@ raises.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +25,8 @@ __all__ = ["compare_rdms", "COMPARE_METHODS", "rank_average", "as_rdm_vectors"]
 COMPARE_METHODS = (
     "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures",
 )
+
+_PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 
 try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
     from scipy.stats._stats import _kendall_dis
@@ -72,13 +76,27 @@ def as_rdm_vectors(x: Any, *, name: str, func: str):
     )
 
 
+def _rows_parallel(func, n_rows: int, size: int) -> None:
+    """Run ``func(r)`` for every row, in threads when rows are long (numpy sorts release
+    the GIL)."""
+    workers = min(os.cpu_count() or 1, n_rows)
+    if workers > 1 and size >= _PARALLEL_MIN:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(func, range(n_rows)))
+    else:
+        for r in range(n_rows):
+            func(r)
+
+
 def rank_average(v: np.ndarray) -> np.ndarray:
     """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
     v = np.asarray(v)
     flat = v.reshape(-1, v.shape[-1])
     out = np.empty(flat.shape, dtype=np.float64)
     m = flat.shape[1]
-    for r, row in enumerate(flat):
+
+    def one(r: int) -> None:
+        row = flat[r]
         order = np.argsort(row)
         s = row[order]
         new = np.empty(m, dtype=bool)
@@ -86,11 +104,13 @@ def rank_average(v: np.ndarray) -> np.ndarray:
         np.not_equal(s[1:], s[:-1], out=new[1:])
         if new.all():
             out[r, order] = np.arange(1, m + 1, dtype=np.float64)
-            continue
+            return
         starts = np.flatnonzero(new)
         counts = np.diff(np.append(starts, m))
         avg = starts + (counts + 1) / 2.0
         out[r, order] = np.repeat(avg, counts)
+
+    _rows_parallel(one, len(flat), m)
     return out.reshape(v.shape)
 
 
@@ -163,7 +183,9 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         has_ties = xtie > 0
         order_b = np.argsort(xb, kind="stable")
         xs = xb[order_b]
-        for i, av in enumerate(a):
+
+        def one(i: int, j=j, xb=xb, xtie=xtie, has_ties=has_ties, order_b=order_b, xs=xs) -> None:
+            av = a[i]
             ya = _dense_ranks(av)
             ytie = _tie_pairs(ya)
             if has_ties:
@@ -180,8 +202,10 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             else:  # pragma: no cover - public fallback through tau-b
                 import scipy.stats
 
-                tau_b = scipy.stats.kendalltau(av, bv).statistic
+                tau_b = scipy.stats.kendalltau(av, b[j]).statistic
                 out[i, j] = tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot
+
+        _rows_parallel(one, len(a), n)
     return out
 
 
