@@ -76,13 +76,24 @@ def _rdm_set(x: Any, *, name: str, batch: str, model_metric: str) -> tuple[np.nd
             mats.append(vec[0])
         if not mats:
             raise ValueError(f"Invalid value for {name!r} in rsa(): empty. Expected RDMs.")
-        return vector_squareform(np.stack(mats)), labels, ids
+        return _finite(vector_squareform(np.stack(mats)), name), labels, ids
     vec, shape, dims, coords, ids = as_rdm_vectors(x, name=name, func="rsa")
     if dims and len(dims) == 1 and dims[0] in coords:
         labels = [str(v) for v in coords[dims[0]].values]
     else:
         labels = [f"{batch}-{i}" for i in range(len(vec))]
-    return vector_squareform(vec), labels, ids
+    return _finite(vector_squareform(vec), name), labels, ids
+
+
+def _finite(D: np.ndarray, name: str) -> np.ndarray:
+    bad = ~np.isfinite(squareform_vector(D))
+    if bad.any():
+        raise ValueError(
+            f"Invalid value for {name!r} in rsa(): {int(bad.sum())} NaN or infinite "
+            "dissimilarities. Expected complete RDMs (the stimulus bootstrap handles repeated "
+            "stimuli itself)."
+        )
+    return D
 
 
 def pool_rdms(vectors: np.ndarray, method: str) -> np.ndarray:
@@ -156,6 +167,7 @@ def rsa(
     noise_ceiling: bool = True,
     ci: float = 0.95,
     model_metric: str = "correlation",
+    data_metric: str = "correlation",
     seed: int | None = 0,
     show_progress: bool | None = None,
 ) -> xr.Dataset:
@@ -167,9 +179,10 @@ def rsa(
         Model RDMs: a dict name -> RDM or name -> features ``(n_stimuli, n_channels)``
         (turned into RDMs with ``model_metric``), a stack ``(n_models, n, n)``, or a
         DataArray with a ``model`` dim and ``('stimulus_i', 'stimulus_j')``.
-    data : dict, array or xr.DataArray
-        Data RDMs, one per subject: as ``models`` (e.g. from :func:`data_rdms`).
-        Labelled RDMs are joined on ``stimulus_id``.
+    data : dict, array, xr.DataArray or xr.Dataset
+        Data RDMs, one per subject: as ``models`` (e.g. from :func:`data_rdms`), or a
+        store, turned into one RDM per ``subject`` by :func:`data_rdms` with
+        ``data_metric``. Labelled RDMs are joined on ``stimulus_id``.
     method : str
         RDM comparison (see :func:`compare_rdms`).
     bootstrap : {"stimulus", "subject", "both", "none"}
@@ -182,6 +195,8 @@ def rsa(
         Confidence level of the percentile intervals.
     model_metric : str
         RDM metric for models given as features.
+    data_metric : str
+        RDM metric when ``data`` is a store.
     seed : int, optional
         Seed of the bootstrap.
     show_progress : bool, optional
@@ -203,6 +218,8 @@ def rsa(
     n_boot = check_positive_int(n_bootstrap, name="n_bootstrap", func="rsa")
     if not 0 < ci < 1:
         raise ValueError(f"Invalid value for 'ci' in rsa(): {ci!r}. Expected 0 < ci < 1.")
+    if isinstance(data, xr.Dataset):
+        data = data_rdms(data, data_metric)
     M, mlabels, mids = _rdm_set(models, name="models", batch="model", model_metric=model_metric)
     D, slabels, dids = _rdm_set(data, name="data", batch="subject", model_metric=model_metric)
     if M.shape[-1] != D.shape[-1] and (mids is None or dids is None):

@@ -85,6 +85,12 @@ def test_rsa_errors():
         rsa({}, subj)
     with pytest.raises(DimensionError, match="a stack of 3 RDMs"):
         rsa({"m": subj}, subj)
+    nan = subj.copy()
+    nan[0, 1, 2] = nan[0, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="'data' in rsa\\(\\): 1 NaN or infinite"):
+        rsa({"m": truth}, nan)
+    with pytest.raises(ValueError, match="'models' in rsa\\(\\): 1 NaN"):
+        rsa({"m": nan[0]}, subj)
 
 
 def test_data_rdms_and_pseudo_subjects():
@@ -110,6 +116,9 @@ def test_data_rdms_and_pseudo_subjects():
                          coords={"stimulus_id": ("stimulus", avg.stimulus_id.values[::-1])})
     res = rsa({"f": feats}, d, n_bootstrap=20)
     assert list(res.subject.values) == list(d.subject.values)
+    # a store as data: one RDM per subject
+    direct = rsa({"f": feats}, ps, n_bootstrap=20)
+    np.testing.assert_allclose(direct.score, res.score)
 
 
 @pytest.fixture(scope="module")
