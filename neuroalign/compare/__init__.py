@@ -9,7 +9,13 @@ from neuroalign.compare._cka import CKA, cka
 from neuroalign.compare._compare_rdms import COMPARE_METHODS, compare_rdms
 from neuroalign.compare._plots import plot_mds, plot_model_scores, plot_rdms, plot_timecourse
 from neuroalign.compare._rdm import RDM_DIMS, RDM_METRICS, rdm
-from neuroalign.compare._rsa import data_rdms, noise_ceiling, pool_rdms, pseudo_subjects, rsa
+from neuroalign.compare._rsa import (
+    data_rdms,
+    pool_rdms,
+    pseudo_subjects,
+    rsa,
+    rsa_noise_ceiling,
+)
 from neuroalign.compare._shape import (
     ShapeMetric,
     distance_matrix,
@@ -28,7 +34,7 @@ __all__ = [
     "rdm",
     "compare_rdms",
     "rsa",
-    "noise_ceiling",
+    "rsa_noise_ceiling",
     "rsa_timecourse",
     "data_rdms",
     "pseudo_subjects",

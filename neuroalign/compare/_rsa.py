@@ -39,7 +39,7 @@ from neuroalign.compare._inputs import align_stimuli
 from neuroalign.compare._rdm import RDM_DIMS, rdm, squareform_vector, vector_squareform
 from neuroalign.exceptions import DimensionError
 
-__all__ = ["rsa", "noise_ceiling", "data_rdms", "pseudo_subjects", "pool_rdms"]
+__all__ = ["rsa", "rsa_noise_ceiling", "data_rdms", "pseudo_subjects", "pool_rdms"]
 
 log = get_logger(__name__)
 
@@ -111,7 +111,7 @@ def pool_rdms(vectors: np.ndarray, method: str) -> np.ndarray:
     return pooled
 
 
-def noise_ceiling(data: Any, method: str = "spearman") -> tuple[float, float]:
+def rsa_noise_ceiling(data: Any, method: str = "spearman") -> tuple[float, float]:
     """Lower (leave-one-subject-out) and upper bounds of the noise ceiling.
 
     Parameters
@@ -127,7 +127,7 @@ def noise_ceiling(data: Any, method: str = "spearman") -> tuple[float, float]:
     (float, float)
         ``(lower, upper)``, see the module docstring for the definitions.
     """
-    check_option(method, COMPARE_METHODS, name="method", func="noise_ceiling")
+    check_option(method, COMPARE_METHODS, name="method", func="rsa_noise_ceiling")
     D, _, _ = _rdm_set(data, name="data", batch="subject", model_metric="correlation")
     return _noise_ceiling(squareform_vector(D), method)
 

@@ -6,7 +6,14 @@ import pytest
 import rsatoolbox
 import xarray as xr
 
-from neuroalign.compare import compare_rdms, data_rdms, noise_ceiling, pseudo_subjects, rdm, rsa
+from neuroalign.compare import (
+    compare_rdms,
+    data_rdms,
+    pseudo_subjects,
+    rdm,
+    rsa,
+    rsa_noise_ceiling,
+)
 from neuroalign.exceptions import DimensionError
 from neuroalign.testing import make_store
 
@@ -26,7 +33,7 @@ def _subjects(n_stim=20, n_subj=5, noise=1.0, seed=0):
 def test_noise_ceiling_matches_rsatoolbox(ours, theirs):
     _, subj = _subjects()
     ref = rsatoolbox.inference.boot_noise_ceiling(rsatoolbox.rdm.RDMs(subj), method=theirs)
-    lo, hi = noise_ceiling(subj, ours)
+    lo, hi = rsa_noise_ceiling(subj, ours)
     np.testing.assert_allclose([lo, hi], ref, rtol=1e-4)
     assert lo < hi
 
