@@ -8,6 +8,8 @@ raises.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +25,9 @@ __all__ = ["compare_rdms", "COMPARE_METHODS", "rank_average", "as_rdm_vectors"]
 COMPARE_METHODS = (
     "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures",
 )
+
+_PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
+_RANK_CHUNK = 8  # RDMs ranked at a time (memory: 8 x n_pairs x 8 bytes)
 
 try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
     from scipy.stats._stats import _kendall_dis
@@ -72,13 +77,27 @@ def as_rdm_vectors(x: Any, *, name: str, func: str):
     )
 
 
+def _rows_parallel(func, n_rows: int, size: int) -> None:
+    """Run ``func(r)`` for every row, in threads when rows are long (numpy sorts release
+    the GIL)."""
+    workers = min(os.cpu_count() or 1, n_rows)
+    if workers > 1 and size >= _PARALLEL_MIN:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(func, range(n_rows)))
+    else:
+        for r in range(n_rows):
+            func(r)
+
+
 def rank_average(v: np.ndarray) -> np.ndarray:
     """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
     v = np.asarray(v)
     flat = v.reshape(-1, v.shape[-1])
     out = np.empty(flat.shape, dtype=np.float64)
     m = flat.shape[1]
-    for r, row in enumerate(flat):
+
+    def one(r: int) -> None:
+        row = flat[r]
         order = np.argsort(row)
         s = row[order]
         new = np.empty(m, dtype=bool)
@@ -86,11 +105,13 @@ def rank_average(v: np.ndarray) -> np.ndarray:
         np.not_equal(s[1:], s[:-1], out=new[1:])
         if new.all():
             out[r, order] = np.arange(1, m + 1, dtype=np.float64)
-            continue
+            return
         starts = np.flatnonzero(new)
         counts = np.diff(np.append(starts, m))
         avg = starts + (counts + 1) / 2.0
         out[r, order] = np.repeat(avg, counts)
+
+    _rows_parallel(one, len(flat), m)
     return out.reshape(v.shape)
 
 
@@ -163,7 +184,9 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         has_ties = xtie > 0
         order_b = np.argsort(xb, kind="stable")
         xs = xb[order_b]
-        for i, av in enumerate(a):
+
+        def one(i: int, j=j, xb=xb, xtie=xtie, has_ties=has_ties, order_b=order_b, xs=xs) -> None:
+            av = a[i]
             ya = _dense_ranks(av)
             ytie = _tie_pairs(ya)
             if has_ties:
@@ -180,22 +203,57 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             else:  # pragma: no cover - public fallback through tau-b
                 import scipy.stats
 
-                tau_b = scipy.stats.kendalltau(av, bv).statistic
+                tau_b = scipy.stats.kendalltau(av, b[j]).statistic
                 out[i, j] = tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot
+
+        _rows_parallel(one, len(a), n)
     return out
 
 
-def _compare_vectors(a: np.ndarray, b: np.ndarray, method: str, func: str) -> np.ndarray:
+def _rank_torch(v, device: str) -> np.ndarray:
+    """Average ranks (1-based) of the rows of ``v`` with ``torch.sort`` on ``device``."""
+    import torch
+
+    t = torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float64, device=device)
+    k, m = t.shape
+    srt, order = torch.sort(t, dim=1)
+    new = torch.ones_like(srt, dtype=torch.bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    group = torch.cumsum(new.flatten().long(), 0) - 1  # global tie-group id (rows never merge)
+    counts = torch.bincount(group)
+    starts = torch.nonzero(new.flatten()).squeeze(1) - torch.repeat_interleave(
+        torch.arange(k, device=device) * m, new.sum(dim=1))
+    avg = starts.double() + (counts.double() + 1) / 2
+    ranks = torch.empty_like(t)
+    ranks.scatter_(1, order, avg[group].view(k, m))
+    return ranks.cpu().numpy()
+
+
+def _rank_compare(a, b, method: str, func: str, device: str | None) -> np.ndarray:
+    """Spearman / rho-a, ranking the larger stack in chunks (bounded memory)."""
+    if len(b) > len(a):
+        return _rank_compare(b, a, method, func, device).T
+    ranker = rank_average if device is None else (lambda v: _rank_torch(v, device))
+    rb = _centre(ranker(b))
+    n = a.shape[1]
+    out = np.empty((len(a), len(b)))
+    for start in range(0, len(a), _RANK_CHUNK):
+        ra = _centre(ranker(a[start:start + _RANK_CHUNK]))
+        if method == "spearman":
+            out[start:start + _RANK_CHUNK] = _cosine(ra, rb, func)
+        else:
+            out[start:start + _RANK_CHUNK] = 12.0 * (ra @ rb.T) / (n**3 - n)
+    return out
+
+
+def _compare_vectors(a: np.ndarray, b: np.ndarray, method: str, func: str,
+                     device: str | None = None) -> np.ndarray:
     if method == "cosine":
         return _cosine(a, b, func)
     if method == "pearson":
         return _cosine(_centre(a), _centre(b), func)
     if method in ("spearman", "rho_a"):
-        ra, rb = _centre(rank_average(a)), _centre(rank_average(b))
-        if method == "spearman":
-            return _cosine(ra, rb, func)
-        n = a.shape[1]
-        return 12.0 * (ra @ rb.T) / (n**3 - n)
+        return _rank_compare(a, b, method, func, device)
     if method == "tau_a":
         return _tau_a(a, b)
     if method in ("cosine_cov", "pearson_cov"):
@@ -213,6 +271,8 @@ def compare_rdms(
     method: Literal[
         "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures"
     ] = "spearman",
+    *,
+    device: str | None = None,
 ) -> float | np.ndarray | xr.DataArray:
     """Similarity of RDMs (higher is more similar), one value per pair of RDMs.
 
@@ -236,6 +296,10 @@ def compare_rdms(
           ``"corr_cov"`` with ``sigma_k=None``).
         - ``"bures"``: Bures similarity ``tr((Ga^1/2 Gb Ga^1/2)^1/2) / sqrt(tr Ga tr Gb)``
           (negative eigenvalues clipped to 0).
+
+    device : str, optional
+        Rank with ``torch.sort`` on this device (``"auto"``, ``"cpu"``, ``"cuda"``) for
+        ``"spearman"`` and ``"rho_a"``; other methods run in numpy.
 
     Returns
     -------
@@ -274,7 +338,11 @@ def compare_rdms(
                 "every RDM. Expected RDMs with finite entries."
             )
         va, vb = va[:, keep], vb[:, keep]
-    sim = _compare_vectors(va, vb, method, "compare_rdms")
+    if device is not None:
+        from neuroalign._config import resolve_device
+
+        device = resolve_device(device)
+    sim = _compare_vectors(va, vb, method, "compare_rdms", device)
     out = sim.reshape(tuple(sha) + tuple(shb))
     if out.ndim == 0:
         return float(out)

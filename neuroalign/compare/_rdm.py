@@ -96,9 +96,9 @@ def _correlation(X):
             f"constant across channels (rows {const[:5].tolist()}), so their correlation is "
             "undefined. Expected patterns with non-zero variance across channels."
         )
-    xn = xc / norms[:, None]
-    d = 1 - xn @ xn.T
-    d = (d + d.T) / 2
+    xc /= norms[:, None]  # in place: one copy of the data at most
+    d = xc @ xc.T
+    d = 1 - (d + d.T) / 2
     return _zero_diag(d)
 
 

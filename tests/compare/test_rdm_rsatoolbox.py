@@ -184,6 +184,16 @@ def test_compare_matches_rsatoolbox(rdm_stacks, ours, theirs):
     np.testing.assert_allclose(compare_rdms(a, b[1], ours), ref[:, 1], rtol=RTOL, atol=1e-10)
 
 
+@pytest.mark.parametrize("method", ["spearman", "rho_a"])
+def test_compare_torch_ranking_equals_numpy(rdm_stacks, method):
+    a, b = rdm_stacks
+    np.testing.assert_allclose(compare_rdms(a, b, method, device="cpu"),
+                               compare_rdms(a, b, method), rtol=1e-12)
+    big = np.random.default_rng(0).random((20, 45)).round(1)  # > one chunk, with ties
+    np.testing.assert_allclose(compare_rdms(big, b, method, device="cpu"),
+                               compare_rdms(big, b, method), rtol=1e-12)
+
+
 def test_compare_nan_entries_are_left_out(rdm_stacks):
     a, b = rdm_stacks
     a, bn = a.copy(), b.copy()

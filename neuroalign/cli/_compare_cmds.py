@@ -1,0 +1,190 @@
+"""``neuroalign rsa RECIPE.toml`` and ``neuroalign shape SYSTEM...``: tables and figures.
+
+An RSA recipe (paths relative to the recipe file)::
+
+    [data]
+    store = "store.zarr"            # a store written by neuroalign
+    roi = ["V1v", "FFA-1"]          # optional: one analysis per ROI
+    metric = "correlation"          # data RDM metric (crossnobis: cross-validated
+                                    # across repetitions of a trial-level store)
+    pseudo_subjects = 4             # optional: split neuroids into pseudo-subjects
+    by = "subject"                  # neuroid coordinate defining subjects
+
+    [models]                        # name = "file.npy" | "features.zarr:layer" | "f.nc:var"
+    layer1 = "features.zarr:layer1"
+
+    [rsa]                           # keyword arguments of neuroalign.compare.rsa
+    method = "spearman"
+    bootstrap = "stimulus"
+    n_bootstrap = 1000
+    model_metric = "correlation"
+    seed = 0
+
+    [output]
+    dir = "rsa-results"
+
+A ``.npy`` model is ``(n_stimuli, n_channels)`` with rows in the order of the store's
+stimuli after ``average_repetitions()``; labelled features are joined on ``stimulus_id``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from neuroalign.cli._app import app, fail
+from neuroalign.exceptions import NeuroalignError
+
+_RSA_KEYS = {"method", "bootstrap", "n_bootstrap", "model_metric", "seed", "ci", "noise_ceiling"}
+
+
+def _load_features(spec: str, base: Path, stimulus_ids: np.ndarray | None = None):
+    """``path[:variable]`` -> array or DataArray."""
+    import xarray as xr
+
+    path_s, _, var = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    path = Path(path_s)
+    if not path.is_absolute():
+        path = base / path
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such features file (from {spec!r}).")
+    if path.suffix == ".npy":
+        arr = np.load(path)
+        if stimulus_ids is not None and arr.ndim == 2 and len(arr) == len(stimulus_ids):
+            return xr.DataArray(arr, dims=("stimulus", "unit"),
+                                coords={"stimulus_id": ("stimulus", stimulus_ids)})
+        return arr
+    ds = xr.open_zarr(path) if path.suffix == ".zarr" or path.is_dir() else xr.open_dataset(path)
+    if var:
+        if var not in ds.data_vars:
+            raise KeyError(f"{path}: no variable {var!r}; it has {list(ds.data_vars)!r}.")
+        return ds[var].load()
+    if len(ds.data_vars) != 1:
+        raise KeyError(f"{path}: several variables {list(ds.data_vars)!r}; name one as {spec}:VAR.")
+    return ds[next(iter(ds.data_vars))].load()
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
+
+
+def run_rsa_recipe(recipe: Path, out: Path | None = None, n_bootstrap: int | None = None) -> list[Path]:
+    """Run an RSA recipe; return the files written."""
+    from neuroalign.compare import data_rdms, plot_model_scores, plot_rdms, pseudo_subjects, rsa
+    from neuroalign.store import open_store
+
+    cfg = tomllib.loads(recipe.read_text())
+    base = recipe.parent
+    for section in ("data", "models"):
+        if section not in cfg:
+            raise ValueError(f"{recipe}: missing section [{section}]. Expected [data] and [models].")
+    data_cfg, rsa_cfg = cfg["data"], dict(cfg.get("rsa", {}))
+    unknown = set(rsa_cfg) - _RSA_KEYS
+    if unknown:
+        raise ValueError(f"{recipe}: unknown key(s) {sorted(unknown)!r} in [rsa]. "
+                         f"Expected some of {sorted(_RSA_KEYS)!r}.")
+    if n_bootstrap is not None:
+        rsa_cfg["n_bootstrap"] = n_bootstrap
+    if "store" not in data_cfg:
+        raise ValueError(f"{recipe}: [data] needs 'store' (path to a store).")
+    store_path = Path(data_cfg["store"])
+    store = open_store(store_path if store_path.is_absolute() else base / store_path).load()
+    out_dir = out or base / cfg.get("output", {}).get("dir", "rsa-results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rois = data_cfg.get("roi")
+    rois = [rois] if isinstance(rois, str) else (rois or [None])
+    avg_ids = (store.na.average_repetitions() if store.na.is_trial_level else store)[
+        "stimulus_id"].values.astype(str)
+    models = {name: _load_features(spec, base, avg_ids) for name, spec in cfg["models"].items()}
+    written = []
+    for roi in rois:
+        sub = store.na.roi(roi) if roi else store
+        if data_cfg.get("pseudo_subjects"):
+            sub = pseudo_subjects(sub, int(data_cfg["pseudo_subjects"]),
+                                  seed=int(data_cfg.get("seed", 0)))
+        d = data_rdms(sub, data_cfg.get("metric", "correlation"), by=data_cfg.get("by", "subject"))
+        res = rsa(models, d, **rsa_cfg)
+        tag = roi or "all"
+        rows = [[str(m), float(res.score.sel(model=m)), float(res.ci_low.sel(model=m)),
+                 float(res.ci_high.sel(model=m)), float(res.p_zero.sel(model=m))]
+                for m in res.model.values]
+        header = ["model", "score", "ci_low", "ci_high", "p_zero"]
+        csv = out_dir / f"rsa_{tag}.csv"
+        csv.write_text(",".join(header) + "\n" + "\n".join(
+            ",".join(f"{v:.6g}" if isinstance(v, float) else v for v in r) for r in rows) + "\n")
+        typer.echo(f"ROI {tag}: {d.sizes['subject']} subject(s), method {res.attrs['method']}, "
+                   f"noise ceiling [{float(res.noise_ceiling_lower):.4f}, "
+                   f"{float(res.noise_ceiling_upper):.4f}]")
+        typer.echo(_table(rows, header))
+        fig = plot_model_scores(res, title=f"RSA {tag}")
+        png = out_dir / f"rsa_{tag}.png"
+        fig.savefig(png, dpi=100)
+        from neuroalign.compare import rdm as make_rdm
+
+        heat = {f"data ({tag}, mean)": d.mean("subject")}
+        heat.update({name: make_rdm(m, rsa_cfg.get("model_metric", "correlation"))
+                     if not (hasattr(m, "dims") and "stimulus_i" in m.dims) else m
+                     for name, m in models.items()})
+        rdm_png = out_dir / f"rdms_{tag}.png"
+        plot_rdms(heat).savefig(rdm_png, dpi=100)
+        written += [csv, png, rdm_png]
+    return written
+
+
+@app.command("rsa")
+def rsa_cmd(
+    recipe: Annotated[Path, typer.Argument(help="RSA recipe (TOML): [data], [models], [rsa], [output].")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: [output] dir).")] = None,
+    n_bootstrap: Annotated[int | None, typer.Option(help="Override [rsa] n_bootstrap.")] = None,
+) -> None:
+    """Representational similarity analysis from a recipe: score table, model bar plot with
+    noise ceiling, RDM heatmaps."""
+    if not recipe.exists():
+        fail(f"{recipe}: no such recipe file.")
+    try:
+        files = run_rsa_recipe(recipe, out, n_bootstrap)
+    except (FileNotFoundError, KeyError, ValueError, tomllib.TOMLDecodeError, NeuroalignError) as err:
+        fail(str(err))
+    for f in files:
+        typer.echo(f"wrote {f}")
+
+
+@app.command("shape")
+def shape_cmd(
+    systems: Annotated[list[str], typer.Argument(
+        help="Systems as NAME=PATH[:VAR] or PATH[:VAR] (.npy, .zarr, .nc features).")],
+    alpha: Annotated[float, typer.Option(help="1 = Procrustes, 0 = CCA, between: partial whitening.")] = 1.0,
+    score_method: Annotated[str, typer.Option(help="'angular' or 'euclidean'.")] = "angular",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("shape-results"),
+) -> None:
+    """Pairwise generalised shape distances among systems: CSV table and MDS figure."""
+    from neuroalign.compare import ShapeMetric, distance_matrix, plot_mds
+
+    try:
+        named = {}
+        for i, spec in enumerate(systems):
+            name, sep, path = spec.partition("=")
+            if not sep:
+                name, path = f"system_{i}", spec
+            named[name] = _load_features(path, Path.cwd())
+        D = distance_matrix(named, ShapeMetric(alpha, score_method))
+    except (FileNotFoundError, KeyError, ValueError, TypeError, NeuroalignError) as err:
+        fail(str(err))
+    out.mkdir(parents=True, exist_ok=True)
+    names = [str(n) for n in D.system_i.values]
+    rows = [[n] + [float(v) for v in D.values[i]] for i, n in enumerate(names)]
+    typer.echo(f"shape distances (alpha={alpha}, {score_method}):")
+    typer.echo(_table(rows, ["system"] + names))
+    csv = out / "distances.csv"
+    csv.write_text(",".join(["system"] + names) + "\n" + "\n".join(
+        ",".join([r[0]] + [f"{v:.6g}" for v in r[1:]]) for r in rows) + "\n")
+    png = out / "mds.png"
+    plot_mds(D, title=f"shape metric alpha={alpha}").savefig(png, dpi=100)
+    typer.echo(f"wrote {csv}")
+    typer.echo(f"wrote {png}")

@@ -1,0 +1,399 @@
+"""RSA inference: model scores with bootstrap confidence intervals, model-difference tests
+and the noise ceiling (rsatoolbox conventions where they exist, named where they differ).
+
+- score of a model = mean over subjects of ``compare_rdms(model, subject)``.
+- bootstrap ``"stimulus"``: resample stimuli with replacement; dissimilarities between two
+  copies of the same stimulus are left out (rsatoolbox sets them to NaN), not scored as 0.
+  ``"subject"``: resample subjects (data RDMs) with replacement. ``"both"``: both at
+  once. No variance correction is applied (rsatoolbox's ``eval_dual_bootstrap`` adds an
+  internal cross-validation and the ``n_cv`` correction); the ``"both"`` intervals are
+  therefore conservative (wider).
+- confidence intervals: percentiles of the bootstrap distribution.
+- model differences: two-sided bootstrap p-value
+  ``min(1, 2 min(P(diff <= 0), P(diff >= 0)))`` with ``(count + 1) / (n_bootstrap + 1)``.
+- noise ceiling (rsatoolbox ``boot_noise_ceiling`` on the full data): lower = mean over
+  subjects of ``compare(pool(other subjects), subject)`` (leave one subject out), upper =
+  mean of ``compare(pool(all subjects), subject)``. Pooling is method-specific as in
+  rsatoolbox: cosine and cosine_cov divide each RDM by its RMS then average; pearson and
+  pearson_cov z-score then average; spearman, rho_a and tau_a average the ranks; bures
+  averages the RDMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._logging import get_logger, progress
+from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign.compare._compare_rdms import (
+    COMPARE_METHODS,
+    _compare_vectors,
+    as_rdm_vectors,
+    rank_average,
+)
+from neuroalign.compare._inputs import align_stimuli
+from neuroalign.compare._rdm import RDM_DIMS, rdm, squareform_vector, vector_squareform
+from neuroalign.exceptions import DimensionError
+
+__all__ = ["rsa", "rsa_noise_ceiling", "data_rdms", "pseudo_subjects", "pool_rdms"]
+
+log = get_logger(__name__)
+
+BOOTSTRAPS = ("stimulus", "subject", "both", "none")
+
+
+def _rdm_set(x: Any, *, name: str, batch: str, model_metric: str) -> tuple[np.ndarray, list[str], Any]:
+    """RDMs as square stack ``(k, n, n)``, their labels and their stimulus ids."""
+    if isinstance(x, Mapping):
+        labels, mats, ids = [], [], None
+        for key, value in x.items():
+            if isinstance(value, xr.DataArray | xr.Dataset) and not (
+                isinstance(value, xr.DataArray) and set(RDM_DIMS) <= set(value.dims)
+            ):
+                value = rdm(value, model_metric)
+            elif not isinstance(value, xr.DataArray):
+                arr = np.asarray(value)
+                if arr.ndim == 2 and arr.shape[0] != arr.shape[1]:
+                    value = rdm(arr, model_metric)
+            vec, shape, _, _, vid = as_rdm_vectors(value, name=f"{name}[{key!r}]", func="rsa")
+            if shape != ():
+                raise DimensionError(
+                    f"Invalid value for {name}[{key!r}] in rsa(): a stack of {len(vec)} RDMs. "
+                    "Expected one RDM (or one features matrix) per entry."
+                )
+            if ids is None and vid is not None:
+                ids = vid
+            elif vid is not None:
+                idx = align_stimuli(ids, vid, names=(name, f"{name}[{key!r}]"), func="rsa",
+                                    n_a=len(ids), n_b=len(vid))
+                if idx is not None:
+                    vec = squareform_vector(vector_squareform(vec)[:, idx][:, :, idx])
+            labels.append(str(key))
+            mats.append(vec[0])
+        if not mats:
+            raise ValueError(f"Invalid value for {name!r} in rsa(): empty. Expected RDMs.")
+        return _finite(vector_squareform(np.stack(mats)), name), labels, ids
+    vec, shape, dims, coords, ids = as_rdm_vectors(x, name=name, func="rsa")
+    if dims and len(dims) == 1 and dims[0] in coords:
+        labels = [str(v) for v in coords[dims[0]].values]
+    else:
+        labels = [f"{batch}-{i}" for i in range(len(vec))]
+    return _finite(vector_squareform(vec), name), labels, ids
+
+
+def _finite(D: np.ndarray, name: str) -> np.ndarray:
+    bad = ~np.isfinite(squareform_vector(D))
+    if bad.any():
+        raise ValueError(
+            f"Invalid value for {name!r} in rsa(): {int(bad.sum())} NaN or infinite "
+            "dissimilarities. Expected complete RDMs (the stimulus bootstrap handles repeated "
+            "stimuli itself)."
+        )
+    return D
+
+
+def pool_rdms(vectors: np.ndarray, method: str) -> np.ndarray:
+    """Pool RDM vectors ``(k, m)`` into one, the way rsatoolbox pools for ``method``."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if method in ("cosine", "cosine_cov"):
+        v = v / np.sqrt(np.mean(v**2, axis=1, keepdims=True))
+    elif method in ("pearson", "pearson_cov"):
+        v = (v - v.mean(axis=1, keepdims=True)) / v.std(axis=1, keepdims=True)
+    elif method in ("spearman", "rho_a", "tau_a"):
+        v = rank_average(v)
+    pooled = v.mean(axis=0)
+    if method in ("pearson", "pearson_cov"):
+        pooled = pooled - pooled.min()
+    return pooled
+
+
+def rsa_noise_ceiling(data: Any, method: str = "spearman") -> tuple[float, float]:
+    """Lower (leave-one-subject-out) and upper bounds of the noise ceiling.
+
+    Parameters
+    ----------
+    data : array-like or xr.DataArray
+        Data RDMs of at least 2 subjects: ``(n_subjects, n, n)``, a DataArray with a
+        ``subject`` dim and ``('stimulus_i', 'stimulus_j')``, or a dict subject -> RDM.
+    method : str
+        The comparison method (see :func:`compare_rdms`).
+
+    Returns
+    -------
+    (float, float)
+        ``(lower, upper)``, see the module docstring for the definitions.
+    """
+    check_option(method, COMPARE_METHODS, name="method", func="rsa_noise_ceiling")
+    D, _, _ = _rdm_set(data, name="data", batch="subject", model_metric="correlation")
+    return _noise_ceiling(squareform_vector(D), method)
+
+
+def _noise_ceiling(dv: np.ndarray, method: str) -> tuple[float, float]:
+    s = len(dv)
+    if s < 2:
+        raise ValueError(
+            f"Invalid value for 'data' in rsa(noise_ceiling=True): {s} subject RDM. Expected at "
+            "least 2 subjects (or pseudo-subjects, see pseudo_subjects()) for a noise ceiling."
+        )
+    upper_ref = pool_rdms(dv, method)[None]
+    upper = _compare_vectors(upper_ref, dv, method, "noise_ceiling")[0]
+    lower = np.empty(s)
+    for i in range(s):
+        ref = pool_rdms(np.delete(dv, i, axis=0), method)[None]
+        lower[i] = _compare_vectors(ref, dv[i:i + 1], method, "noise_ceiling")[0, 0]
+    return float(lower.mean()), float(upper.mean())
+
+
+def _p_two_sided(diff: np.ndarray) -> np.ndarray:
+    n = diff.shape[-1]
+    le = (np.sum(diff <= 0, axis=-1) + 1) / (n + 1)
+    ge = (np.sum(diff >= 0, axis=-1) + 1) / (n + 1)
+    return np.minimum(1.0, 2 * np.minimum(le, ge))
+
+
+def rsa(
+    models: Any,
+    data: Any,
+    *,
+    method: Literal[
+        "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures"
+    ] = "spearman",
+    bootstrap: Literal["stimulus", "subject", "both", "none"] = "stimulus",
+    n_bootstrap: int = 1000,
+    noise_ceiling: bool = True,
+    ci: float = 0.95,
+    model_metric: str = "correlation",
+    data_metric: str = "correlation",
+    seed: int | None = 0,
+    show_progress: bool | None = None,
+) -> xr.Dataset:
+    """Compare model RDMs with data RDMs, with bootstrap inference and a noise ceiling.
+
+    Parameters
+    ----------
+    models : dict, array or xr.DataArray
+        Model RDMs: a dict name -> RDM or name -> features ``(n_stimuli, n_channels)``
+        (turned into RDMs with ``model_metric``), a stack ``(n_models, n, n)``, or a
+        DataArray with a ``model`` dim and ``('stimulus_i', 'stimulus_j')``.
+    data : dict, array, xr.DataArray or xr.Dataset
+        Data RDMs, one per subject: as ``models`` (e.g. from :func:`data_rdms`), or a
+        store, turned into one RDM per ``subject`` by :func:`data_rdms` with
+        ``data_metric``. Labelled RDMs are joined on ``stimulus_id``.
+    method : str
+        RDM comparison (see :func:`compare_rdms`).
+    bootstrap : {"stimulus", "subject", "both", "none"}
+        What to resample for the confidence intervals and model-difference tests.
+    n_bootstrap : int
+        Bootstrap samples.
+    noise_ceiling : bool
+        Compute the noise ceiling (needs at least 2 subjects).
+    ci : float
+        Confidence level of the percentile intervals.
+    model_metric : str
+        RDM metric for models given as features.
+    data_metric : str
+        RDM metric when ``data`` is a store.
+    seed : int, optional
+        Seed of the bootstrap.
+    show_progress : bool, optional
+        Progress bar over bootstrap samples (default: when on a terminal).
+
+    Returns
+    -------
+    xr.Dataset
+        On dim ``model``: ``score`` (mean similarity over subjects), ``ci_low``,
+        ``ci_high``, ``se`` (bootstrap standard deviation), ``p_zero`` (one-sided
+        bootstrap p of score <= 0); on ``(model, sample)``: ``bootstrap``; on
+        ``(model, model_other)``: ``difference`` (score of model minus model_other) and
+        ``p_difference`` (two-sided); on ``subject``-free scalars:
+        ``noise_ceiling_lower`` and ``noise_ceiling_upper`` (NaN when not computed);
+        ``per_subject`` on ``(model, subject)``. Attrs: method, bootstrap, n_bootstrap, ci.
+    """
+    check_option(method, COMPARE_METHODS, name="method", func="rsa")
+    check_option(bootstrap, BOOTSTRAPS, name="bootstrap", func="rsa")
+    n_boot = check_positive_int(n_bootstrap, name="n_bootstrap", func="rsa")
+    if not 0 < ci < 1:
+        raise ValueError(f"Invalid value for 'ci' in rsa(): {ci!r}. Expected 0 < ci < 1.")
+    if isinstance(data, xr.Dataset):
+        data = data_rdms(data, data_metric)
+    M, mlabels, mids = _rdm_set(models, name="models", batch="model", model_metric=model_metric)
+    D, slabels, dids = _rdm_set(data, name="data", batch="subject", model_metric=model_metric)
+    if M.shape[-1] != D.shape[-1] and (mids is None or dids is None):
+        raise DimensionError(
+            f"rsa(): model RDMs are over {M.shape[-1]} stimuli and data RDMs over "
+            f"{D.shape[-1]}. Expected the same stimuli."
+        )
+    idx = align_stimuli(dids, mids, names=("data", "models"), func="rsa",
+                        n_a=D.shape[-1], n_b=M.shape[-1])
+    if idx is not None:
+        M = M[:, idx][:, :, idx]
+    n, s, k = D.shape[-1], len(D), len(M)
+    if bootstrap in ("subject", "both") and s < 2:
+        raise ValueError(
+            f"Invalid value for 'bootstrap' in rsa(): {bootstrap!r} with {s} subject RDM. "
+            "Expected at least 2 subjects to resample subjects; use bootstrap='stimulus'."
+        )
+    if bootstrap in ("stimulus", "both") and n < 4:
+        raise ValueError(
+            f"Invalid value for 'bootstrap' in rsa(): {bootstrap!r} with {n} stimuli. "
+            "Expected at least 4 stimuli to resample stimuli."
+        )
+    mv, dv = squareform_vector(M), squareform_vector(D)
+    per_subject = _compare_vectors(mv, dv, method, "rsa")  # (k, s)
+    score = per_subject.mean(axis=1)
+
+    rng = np.random.default_rng(seed)
+    iu, ju = np.triu_indices(n, k=1)
+    boots = np.full((k, n_boot), np.nan)
+    if bootstrap != "none":
+        disable = None if show_progress is None else not show_progress
+        for b in progress(range(n_boot), desc="rsa bootstrap", total=n_boot, disable=disable):
+            counts = (np.bincount(rng.integers(0, s, s), minlength=s)
+                      if bootstrap in ("subject", "both") else np.ones(s))
+            if bootstrap == "subject":
+                boots[:, b] = per_subject @ counts / s
+                continue
+            sidx = rng.integers(0, n, n)
+            keep = sidx[iu] != sidx[ju]
+            a, c = sidx[iu[keep]], sidx[ju[keep]]
+            used = np.flatnonzero(counts)
+            try:
+                sims = _compare_vectors(M[:, a, c], D[used][:, a, c], method, "rsa")
+            except ValueError:  # a degenerate resample (e.g. all dissimilarities equal)
+                continue
+            boots[:, b] = sims @ counts[used] / counts.sum()
+        n_bad = int(np.isnan(boots[0]).sum())
+        if n_bad:
+            log.warning("rsa(): %d of %d bootstrap samples were degenerate and left out.",
+                        n_bad, n_boot)
+    tail = (1 - ci) / 2
+    with np.errstate(invalid="ignore"):
+        if bootstrap == "none":
+            lo = hi = se = p_zero = np.full(k, np.nan)
+            diff_p = np.full((k, k), np.nan)
+        else:
+            lo = np.nanquantile(boots, tail, axis=1)
+            hi = np.nanquantile(boots, 1 - tail, axis=1)
+            se = np.nanstd(boots, axis=1, ddof=1)
+            ok = ~np.isnan(boots[0])
+            p_zero = (np.sum(boots[:, ok] <= 0, axis=1) + 1) / (ok.sum() + 1)
+            diff_b = boots[:, None, ok] - boots[None, :, ok]
+            diff_p = _p_two_sided(diff_b)
+            np.fill_diagonal(diff_p, 1.0)
+    nc_lo = nc_hi = np.nan
+    if noise_ceiling:
+        nc_lo, nc_hi = _noise_ceiling(dv, method)
+    ds = xr.Dataset(
+        {
+            "score": ("model", score),
+            "ci_low": ("model", lo),
+            "ci_high": ("model", hi),
+            "se": ("model", se),
+            "p_zero": ("model", p_zero),
+            "bootstrap": (("model", "sample"), boots),
+            "difference": (("model", "model_other"), score[:, None] - score[None, :]),
+            "p_difference": (("model", "model_other"), diff_p),
+            "per_subject": (("model", "subject"), per_subject),
+            "noise_ceiling_lower": ((), nc_lo),
+            "noise_ceiling_upper": ((), nc_hi),
+        },
+        coords={"model": mlabels, "model_other": mlabels, "subject": slabels},
+        attrs={"method": method, "bootstrap": bootstrap, "n_bootstrap": n_boot, "ci": ci,
+               "higher_is_better": 1},
+    )
+    return ds
+
+
+def pseudo_subjects(store: xr.Dataset, n_subjects: int, *, seed: int = 0) -> xr.Dataset:
+    """Split a store's neuroids at random into ``n_subjects`` disjoint pseudo-subjects.
+
+    The ``subject`` coordinate is replaced by ``pseudo-00``, ``pseudo-01``, ... Useful for a
+    noise ceiling from a single subject: each pseudo-subject samples different neuroids
+    of the same region, as different brains sample different neurons of the same area.
+
+    Parameters
+    ----------
+    store : xr.Dataset
+        Any store (trial-level or averaged).
+    n_subjects : int
+        Number of groups (at least 2, at most the number of neuroids).
+    seed : int
+        Seed of the random assignment.
+    """
+    n_subjects = check_positive_int(n_subjects, name="n_subjects", func="pseudo_subjects",
+                                    minimum=2)
+    n = store.sizes["neuroid"]
+    if n_subjects > n:
+        raise ValueError(
+            f"Invalid value for 'n_subjects' in pseudo_subjects(): {n_subjects!r}. Expected at "
+            f"most the number of neuroids ({n})."
+        )
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(np.arange(n) % n_subjects)
+    labels = np.array([f"pseudo-{g:02d}" for g in groups])
+    return store.assign_coords(subject=("neuroid", labels))
+
+
+def data_rdms(
+    store: xr.Dataset,
+    metric: str = "correlation",
+    *,
+    roi: str | list[str] | None = None,
+    by: str = "subject",
+    runs: str = "repetition",
+    noise: Any = None,
+) -> xr.DataArray:
+    """One data RDM per subject (or per any neuroid grouping) from a store.
+
+    Parameters
+    ----------
+    store : xr.Dataset
+        A store. Trial-level stores are averaged over repetitions, except for
+        ``metric="crossnobis"``, which cross-validates the distances across ``runs``
+        (default: the k-th repetition of each stimulus forms fold k).
+    metric : str
+        RDM metric (see :func:`rdm`).
+    roi : str or list of str, optional
+        Restrict to these ROIs first.
+    by : str
+        Neuroid coordinate that defines the subjects (``"subject"``).
+    runs : str
+        Presentation coordinate of the cross-validation folds for ``"crossnobis"``.
+    noise : array-like, optional
+        Noise precision (same for every subject) for mahalanobis / crossnobis.
+
+    Returns
+    -------
+    xr.DataArray
+        Dims ``('subject', 'stimulus_i', 'stimulus_j')``.
+    """
+    from neuroalign.store import is_trial_level
+
+    if roi is not None:
+        store = store.na.roi(roi)
+    if by not in store.coords or "neuroid" not in store.coords[by].dims:
+        raise ValueError(
+            f"Invalid value for 'by' in data_rdms(): {by!r}. Expected a neuroid coordinate; "
+            f"the store has {format_list(c for c in store.coords if 'neuroid' in store.coords[c].dims)}."
+        )
+    trial = is_trial_level(store)
+    if trial and metric != "crossnobis":
+        store = store.na.average_repetitions()
+    if metric == "crossnobis" and not trial:
+        raise ValueError(
+            "Invalid value for 'store' in data_rdms(metric='crossnobis'): an averaged store. "
+            "Expected a trial-level store (dim 'presentation') to cross-validate across runs."
+        )
+    out = []
+    subjects = list(dict.fromkeys(store.coords[by].values.tolist()))
+    for subj in subjects:
+        sub = store.isel(neuroid=np.flatnonzero(store.coords[by].values == subj))
+        kw = {"noise": noise} if noise is not None else {}
+        if metric == "crossnobis":
+            kw.update(conditions="stimulus_id", runs=runs)
+        out.append(rdm(sub, metric, **kw).expand_dims(subject=[str(subj)]))
+    return xr.concat(out, dim="subject")

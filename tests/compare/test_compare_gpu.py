@@ -1,0 +1,23 @@
+"""The torch path on a CUDA device gives the numpy numbers (skipped without a GPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuroalign.compare import cka, distance_matrix, rdm
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def test_cuda_equals_numpy():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((50, 30)), rng.standard_normal((50, 20))
+    for metric in ("correlation", "euclidean", "sqeuclidean"):
+        np.testing.assert_allclose(rdm(X, metric, device="cuda").values, rdm(X, metric).values,
+                                   rtol=1e-8, atol=1e-10)
+    assert cka(X, Y, "rbf", device="cuda") == pytest.approx(cka(X, Y, "rbf"), rel=1e-8)
+    np.testing.assert_allclose(distance_matrix([X, Y, X[:, :10]], "cca", device="cuda").values,
+                               distance_matrix([X, Y, X[:, :10]], "cca").values, rtol=1e-6)
