@@ -31,6 +31,7 @@ from neuroalign.mapping._maps import (
     to_fsaverage5,
     volume_image,
 )
+from neuroalign.mapping._schematic import ROI_LOCATIONS, schematic_surface
 from neuroalign.mapping._units import aligned_units, feature_matrix, select_units, unit_to_roi
 
 __all__ = [
@@ -58,4 +59,6 @@ __all__ = [
     "FSAVERAGE_VERTICES",
     "FSAVERAGE5_VERTICES",
     "SURFACE_VIEWS",
+    "schematic_surface",
+    "ROI_LOCATIONS",
 ]

@@ -218,7 +218,7 @@ def plot_surface_map(
             ax = fig.add_subplot(len(hemis), len(views), r * len(views) + c + 1, projection="3d")
             m = mesh["flat" if view == "flat" else surface].parts[h]
             plotting.plot_surf_stat_map(
-                m, np.nan_to_num(data[h], nan=0.0) if threshold is None else data[h],
+                m, data[h],
                 bg_map=bg[h], hemi=h, view="dorsal" if view == "flat" else view,
                 axes=ax, figure=fig, colorbar=False, cmap=cmap, vmin=vmin, vmax=vmax,
                 threshold=threshold, symmetric_cbar=False,
