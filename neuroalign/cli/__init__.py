@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Command modules register themselves on ``app`` when imported (one line per module).
 from neuroalign.cli import _demo_cmds  # noqa: F401
+from neuroalign.cli import _map_cmds  # noqa: F401
 from neuroalign.cli import _simulate_cmds  # noqa: F401
 from neuroalign.cli import _store_cmds  # noqa: F401
 from neuroalign.cli._app import app, main

@@ -325,8 +325,13 @@ def plot_volume_map(
     vmin = lo if vmin is None else vmin
     vmax = hi if vmax is None else vmax
     mask = np.isfinite(data).astype(np.float32)
-    stat = nib.Nifti1Image(np.nan_to_num(data), img.affine)
-    fig = new_figure(figsize=(2.0 * (cut_coords if isinstance(cut_coords, int) else 3) + 1, 2.6))
+    # nilearn hides |value| <= threshold: voxels without a value are 0 and hidden with
+    # threshold 0; real zeros are nudged off 0 (invisibly) so that they stay visible.
+    tiny = np.float32(1e-6 * max(abs(vmin), abs(vmax), 1e-12))
+    shown = np.where(np.isfinite(data), np.where(data == 0, tiny, data), 0).astype(np.float32)
+    stat = nib.Nifti1Image(shown, img.affine)
+    threshold = 0.0 if threshold is None else threshold
+    fig = new_figure(figsize=(2.6 * (cut_coords if isinstance(cut_coords, int) else 3) + 1, 2.6))
     display = plotting.plot_stat_map(
         stat, bg_img=nib.Nifti1Image(mask, img.affine), display_mode=display_mode,
         cut_coords=cut_coords, figure=fig, colorbar=True, cmap=cmap, vmin=vmin, vmax=vmax,
