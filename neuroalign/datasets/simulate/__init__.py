@@ -40,6 +40,7 @@ __all__ = [
     "GroundTruthBrain",
     "ROISpec",
     "DEFAULT_ROIS",
+    "planted_unit_rois",
     "ATLAS_LABELS",
     "CHANNELS",
     "SENSOR_GROUPS",
@@ -143,6 +144,57 @@ class SimulationResult:
         return "\n".join(lines)
 
 
+def planted_unit_rois(
+    rois: tuple[ROISpec, ...] = DEFAULT_ROIS, units_per_roi: int = 3, *, seed: int = 0
+) -> tuple[ROISpec, ...]:
+    """Give each ROI its own planted units ("named units drive specific ROIs").
+
+    Every ROI without ``units`` gets ``units_per_roi`` distinct channels of its layer,
+    drawn (seeded) from the first 64 channels (every stage of the torchvision ResNets has
+    at least 64). ROIs that share a layer get disjoint channels. ROIs that already name
+    their units keep them.
+
+    Parameters
+    ----------
+    rois : tuple of ROISpec
+        The simulated ROIs (default :data:`DEFAULT_ROIS`).
+    units_per_roi : int
+        Planted channels per ROI (1..64).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    tuple of ROISpec
+    """
+    from dataclasses import replace
+
+    units_per_roi = check_positive_int(units_per_roi, name="units_per_roi", func="planted_unit_rois")
+    if units_per_roi > 64:
+        raise ValueError(
+            f"Invalid value for 'units_per_roi' in planted_unit_rois(): {units_per_roi!r}. "
+            "Expected an integer between 1 and 64."
+        )
+    rng = np.random.default_rng(seed + 7919)
+    taken: dict[str, set[int]] = {}
+    out = []
+    for spec in rois:
+        if spec.units is not None:
+            taken.setdefault(spec.layer, set()).update(spec.units)
+            out.append(spec)
+            continue
+        free = np.array(sorted(set(range(64)) - taken.get(spec.layer, set())))
+        if len(free) < units_per_roi:
+            raise ValueError(
+                f"planted_unit_rois(): layer {spec.layer!r} has only {len(free)} free channels "
+                f"left for ROI {spec.name!r}; expected at least units_per_roi={units_per_roi}."
+            )
+        units = tuple(int(u) for u in np.sort(rng.choice(free, size=units_per_roi, replace=False)))
+        taken.setdefault(spec.layer, set()).update(units)
+        out.append(replace(spec, units=units))
+    return tuple(out)
+
+
 def simulate(
     out: str | Path,
     *,
@@ -161,6 +213,7 @@ def simulate(
     volume_shape: tuple[int, int, int] = (18, 22, 16),
     withhold_sessions: int = 0,
     n_active: int = 8,
+    units_per_roi: int | None = None,
     overwrite: bool = False,
     write_store: bool = True,
 ) -> SimulationResult:
@@ -199,6 +252,11 @@ def simulate(
         NSD only: leave out the last sessions' beta files, as public NSD copies do.
     n_active : int
         Channels read out by each neuroid (sparsity of the read-out).
+    units_per_roi : int, optional
+        NSD only: "named units drive specific ROIs". Every ROI of ``rois`` that does not
+        name its ``units`` gets ``units_per_roi`` planted channels of its layer (see
+        :func:`planted_unit_rois`), and all of its voxels read out only those channels.
+        The planted channels are recorded in ``truth["rois"][name]["units"]``.
     overwrite : bool
         Replace an existing ``out``.
     write_store : bool
@@ -224,6 +282,9 @@ def simulate(
             f"Invalid value for 'ncsnr_range' in simulate(): {ncsnr_range!r}. Expected "
             "(low, high) with 0 < low <= high."
         )
+    if units_per_roi is not None:
+        units_per_roi = check_positive_int(units_per_roi, name="units_per_roi", func="simulate")
+        rois = planted_unit_rois(tuple(rois) if rois else DEFAULT_ROIS, units_per_roi, seed=seed)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)

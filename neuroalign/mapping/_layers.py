@@ -1,0 +1,202 @@
+"""Layers -> cortex: the preferred layer and depth of every neuroid, per ROI and over time."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._validation import check_option
+from neuroalign.mapping._common import as_scores, roi_masks
+
+__all__ = ["layer_depths", "layer_preference", "roi_layer_profile", "summarize_by_roi",
+           "best_layer_over_time"]
+
+
+def layer_depths(scores: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model label, raw depth and depth normalised to [0, 1] (within each model) per layer.
+
+    Raw depth is the ``depth`` coordinate on ``layer`` when present, else the layer's
+    position within its model. Normalised depth is ``(d - min) / (max - min)`` per model
+    (0 when a model has a single layer), so models of different depth line up.
+    """
+    n = scores.sizes["layer"]
+    model = (np.asarray(scores["model"].values).astype(str) if "model" in scores.coords
+             and scores["model"].dims == ("layer",) else np.full(n, ""))
+    depth = np.zeros(n, dtype=float)
+    if "depth" in scores.coords:
+        depth = np.asarray(scores["depth"].values, dtype=float)
+    else:
+        for m in dict.fromkeys(model):
+            idx = np.flatnonzero(model == m)
+            depth[idx] = np.arange(len(idx))
+    norm = np.zeros(n, dtype=float)
+    for m in dict.fromkeys(model):
+        idx = np.flatnonzero(model == m)
+        lo, hi = depth[idx].min(), depth[idx].max()
+        norm[idx] = (depth[idx] - lo) / (hi - lo) if hi > lo else 0.0
+    return model, depth, norm
+
+
+def _layer_names(scores: xr.DataArray) -> np.ndarray:
+    if "layer" in scores.coords:
+        return np.asarray(scores["layer"].values).astype(str)
+    return np.array([f"layer{i}" for i in range(scores.sizes["layer"])])
+
+
+def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray) -> xr.Dataset:
+    names = _layer_names(scores)
+    s = scores.transpose("layer", ...)
+    vals = np.asarray(s.values, dtype=float)
+    filled = np.where(np.isnan(vals), -np.inf, vals)
+    best = filled.argmax(axis=0)
+    all_nan = np.isnan(vals).all(axis=0)
+    best_score = np.take_along_axis(vals, best[None], axis=0)[0]
+    w = np.clip(np.nan_to_num(vals, nan=0.0), 0.0, None)
+    wsum = w.sum(axis=0)
+    shape = (-1,) + (1,) * (vals.ndim - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_depth = np.where(wsum > 0, (w * depth.reshape(shape)).sum(0) / wsum, np.nan)
+        mean_norm = np.where(wsum > 0, (w * norm.reshape(shape)).sum(0) / wsum, np.nan)
+    dims = s.dims[1:]
+    best_layer = np.where(all_nan, "", names[best])
+    out = xr.Dataset(
+        {
+            "best_layer": (dims, best_layer),
+            "best_score": (dims, np.where(all_nan, np.nan, best_score)),
+            "best_depth": (dims, np.where(all_nan, np.nan, depth[best])),
+            "best_depth_norm": (dims, np.where(all_nan, np.nan, norm[best])),
+            "mean_depth": (dims, mean_depth),
+            "mean_depth_norm": (dims, mean_norm),
+        },
+        coords={k: v for k, v in s.coords.items() if "layer" not in v.dims},
+    )
+    return out
+
+
+def layer_preference(sweep: Any) -> xr.Dataset:
+    """Preferred layer and depth of every neuroid.
+
+    Parameters
+    ----------
+    sweep : xr.DataArray, xr.Dataset or LayerSweep result
+        Scores with dims ``('layer', 'neuroid')`` (extra dims such as ``time`` are kept),
+        a Dataset with variable ``score``, or an object with a ``score`` attribute.
+        Optional coords on ``layer``: ``model`` (several models in one sweep) and ``depth``
+        (default: the layer's position within its model).
+
+    Returns
+    -------
+    xr.Dataset
+        On ``neuroid`` (plus ``model`` when the sweep has a ``model`` coord, plus extra dims):
+        ``best_layer`` (name of the highest-scoring layer), ``best_score``, ``best_depth``,
+        ``best_depth_norm`` (its depth in [0, 1] within its model), ``mean_depth`` and
+        ``mean_depth_norm`` (depth averaged over layers with weights ``max(score, 0)``;
+        NaN where no layer scores above 0).
+    """
+    scores = as_scores(sweep, func="layer_preference")
+    model, depth, norm = layer_depths(scores)
+    if "model" not in scores.coords or scores["model"].dims != ("layer",):
+        out = _preference_one(scores, depth, norm)
+    else:
+        parts = []
+        models = list(dict.fromkeys(model))
+        for m in models:
+            idx = np.flatnonzero(model == m)
+            parts.append(_preference_one(scores.isel(layer=idx), depth[idx], norm[idx]))
+        out = xr.concat(parts, dim=xr.DataArray(models, dims="model", name="model"))
+    out.attrs["description"] = "layer preference per neuroid (neuroalign.mapping.layer_preference)"
+    return out
+
+
+def roi_layer_profile(sweep: Any, store: xr.Dataset | None = None, rois=None) -> xr.DataArray:
+    """Mean score of each layer over each ROI's neuroids.
+
+    Parameters
+    ----------
+    sweep : scores as in :func:`layer_preference`
+    store : xr.Dataset, optional
+        Where the ROI masks come from (matched on ``neuroid_id``) when the scores carry no
+        ``roi_*`` coordinates.
+    rois : str or list of str, optional
+        ROIs to summarise (default: all).
+
+    Returns
+    -------
+    xr.DataArray
+        Dims ``('roi', 'layer', ...)``, named ``score``, with the layer coords of the sweep
+        (``model``, ``depth``) and ``depth_norm``.
+    """
+    scores = as_scores(sweep, func="roi_layer_profile")
+    masks = roi_masks(scores, store, rois, func="roi_layer_profile")
+    rows = [scores.isel(neuroid=np.flatnonzero(m)).mean("neuroid", skipna=True) for m in masks.values()]
+    prof = xr.concat(rows, dim=xr.DataArray(list(masks), dims="roi", name="roi"))
+    prof = prof.drop_vars([c for c in prof.coords if str(c).startswith("roi_")])
+    _, _, norm = layer_depths(scores)
+    prof = prof.assign_coords(depth_norm=("layer", norm), n_neuroids=("roi", [int(m.sum()) for m in masks.values()]))
+    return prof.transpose("roi", "layer", ...).rename("score")
+
+
+def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=None) -> xr.Dataset:
+    """Per-ROI summary of :func:`layer_preference`.
+
+    Returns
+    -------
+    xr.Dataset
+        On ``roi`` (plus ``model``/extra dims): ``best_layer`` (the most common preferred
+        layer), ``best_layer_fraction`` (the share of neuroids preferring it),
+        ``mean_depth_norm`` and ``best_depth_norm`` (means over the ROI) and ``n_neuroids``.
+    """
+    masks = roi_masks(pref, store, rois, func="summarize_by_roi")
+    rows = []
+    for m in masks.values():
+        sub = pref.isel(neuroid=np.flatnonzero(m))
+        bl = sub["best_layer"].transpose("neuroid", ...)
+        vals = bl.values.reshape(bl.shape[0], -1)
+        mode = np.empty(vals.shape[1], dtype=object)
+        frac = np.zeros(vals.shape[1])
+        for c in range(vals.shape[1]):
+            u, cnt = np.unique(vals[:, c], return_counts=True)
+            mode[c] = u[cnt.argmax()]
+            frac[c] = cnt.max() / cnt.sum()
+        rest = bl.shape[1:]
+        rows.append(xr.Dataset(
+            {
+                "best_layer": (bl.dims[1:], mode.reshape(rest).astype(str)),
+                "best_layer_fraction": (bl.dims[1:], frac.reshape(rest)),
+                "mean_depth_norm": sub["mean_depth_norm"].mean("neuroid", skipna=True),
+                "best_depth_norm": sub["best_depth_norm"].mean("neuroid", skipna=True),
+                "n_neuroids": int(m.sum()),
+            },
+            coords={k: v for k, v in bl.coords.items() if "neuroid" not in v.dims},
+        ))
+    out = xr.concat(rows, dim=xr.DataArray(list(masks), dims="roi", name="roi"))
+    return out
+
+
+def best_layer_over_time(
+    sweep: Any, *, by: Literal["neuroid", "roi"] = "neuroid", store: xr.Dataset | None = None, rois=None
+) -> xr.Dataset:
+    """The best layer at each time point, per sensor/neuroid or per ROI.
+
+    Parameters
+    ----------
+    sweep : scores with dims ``('layer', 'neuroid', 'time')`` (see :func:`layer_preference`)
+    by : {"neuroid", "roi"}
+        Per neuroid (sensor), or per ROI from the ROI-mean score profile.
+    store, rois : as in :func:`roi_layer_profile` (``by="roi"`` only)
+
+    Returns
+    -------
+    xr.Dataset
+        ``best_layer`` and ``best_score`` on ``(neuroid, time)`` or ``(roi, time)``, plus
+        ``best_depth_norm``.
+    """
+    check_option(by, ("neuroid", "roi"), name="by", func="best_layer_over_time")
+    scores = as_scores(sweep, func="best_layer_over_time", required=("layer", "neuroid", "time"))
+    if by == "neuroid":
+        return layer_preference(scores)[["best_layer", "best_score", "best_depth_norm"]]
+    prof = roi_layer_profile(scores, store, rois)
+    pref = layer_preference(prof.rename(roi="neuroid").drop_vars("n_neuroids"))
+    return pref[["best_layer", "best_score", "best_depth_norm"]].rename(neuroid="roi")

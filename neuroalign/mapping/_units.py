@@ -1,0 +1,289 @@
+"""Units -> cortex: which ROI each unit of a layer matches, and brain-aligned units across models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._logging import get_logger
+from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign.exceptions import DimensionError
+from neuroalign.mapping._common import align_stimuli, averaged_responses, roi_masks
+from neuroalign.mapping._ridge import DEFAULT_ALPHAS, _svd, ridge_fit
+
+__all__ = ["unit_to_roi", "select_units", "aligned_units", "feature_matrix"]
+
+log = get_logger(__name__)
+
+METHODS = ("correlation", "encoding")
+
+
+def feature_matrix(features, layer: str | None = None, *, func: str = "unit_to_roi") -> xr.DataArray:
+    """The ``(stimulus, unit)`` DataArray of one layer of a features Dataset (or a DataArray)."""
+    if isinstance(features, xr.Dataset):
+        names = [str(v) for v in features.data_vars]
+        if layer is None:
+            if len(names) != 1:
+                raise ValueError(
+                    f"{func}(): the features hold {len(names)} layers ({format_list(names)}); "
+                    "pass layer= to choose one."
+                )
+            layer = names[0]
+        if layer not in names:
+            raise KeyError(
+                f"Invalid value for 'layer' in {func}(): {layer!r}. Expected one of "
+                f"{format_list(names)}."
+            )
+        da = features[layer]
+        da.attrs = {**features.attrs, **da.attrs}
+    elif isinstance(features, xr.DataArray):
+        da = features
+        layer = layer or str(da.name or da.attrs.get("layer", "features"))
+    else:
+        raise TypeError(
+            f"{func}(): features must be an xr.Dataset (one variable per layer) or an "
+            f"xr.DataArray (stimulus, unit); got {type(features).__name__!r}."
+        )
+    if "stimulus" not in da.dims or da.ndim != 2:
+        raise DimensionError(
+            f"{func}(): features of layer {layer!r} have dims {da.dims!r}. Expected 2 dims "
+            "('stimulus', '<layer>_unit'); reduce token dims first."
+        )
+    if "stimulus_id" not in da.coords:
+        raise DimensionError(f"{func}(): features have no 'stimulus_id' coordinate on 'stimulus'.")
+    unit_dim = [d for d in da.dims if d != "stimulus"][0]
+    da = da.transpose("stimulus", unit_dim)
+    da.attrs["layer"] = layer
+    return da
+
+
+def _zscore(a: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=0)
+    sd = a.std(axis=0)
+    return a / np.where(sd > 0, sd, 1.0)
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+def unit_to_roi(
+    features,
+    store: xr.Dataset,
+    *,
+    layer: str | None = None,
+    method: Literal["correlation", "encoding"] = "correlation",
+    rois: str | Sequence[str] | None = None,
+    split: str | None = None,
+    n_permutations: int = 1000,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    seed: int | None = 0,
+    model: str | None = None,
+) -> xr.Dataset:
+    """Match every unit of a layer to the ROI it tracks best.
+
+    Parameters
+    ----------
+    features : xr.Dataset or xr.DataArray
+        Features Dataset (one variable per layer, dims ``('stimulus', '<layer>_unit')``,
+        coord ``stimulus_id``) or one such DataArray. Joined to the store on
+        ``stimulus_id``: both must hold the same stimuli.
+    store : xr.Dataset
+        Trial-level or averaged store with ``roi_*`` coordinates.
+    layer : str, optional
+        Layer (variable) of ``features``; needed when it holds several.
+    method : {"correlation", "encoding"}
+        ``"correlation"``: Pearson r between the unit's activation and the ROI-average
+        response over stimuli (voxels z-scored, then averaged). ``"encoding"``: a ridge
+        encoder from all the layer's (z-scored) units to each ROI-average response; a unit's
+        strength is its share of the prediction's variance,
+        ``cov(w_u x_u, ŷ) / var(ŷ)`` (the shares of one ROI sum to 1).
+    rois : str or list of str, optional
+        Candidate ROIs (default: every ``roi_*`` of the store).
+    split : str, optional
+        Use only the stimuli of this split (default: all).
+    n_permutations : int
+        Stimulus permutations of the ROI responses for the p-value (0: no p-values). The
+        null of each unit is the maximum over ROIs, so the p-value accounts for picking
+        the best ROI.
+    alphas : sequence of float
+        ``"encoding"`` only: ridge penalties, one chosen per ROI by leave-one-out error.
+    seed : int, optional
+        Seed of the permutations.
+    model : str, optional
+        Model name recorded in the table (default: the features' ``model`` attr).
+
+    Returns
+    -------
+    xr.Dataset
+        On dim ``unit``: ``roi`` (best ROI), ``strength`` (r or share at that ROI),
+        ``p_value`` and ``match`` (dims ``('unit', 'roi_candidate')``, strength for every
+        candidate ROI); coords ``unit_index``, ``layer`` and ``model`` on ``unit``.
+    """
+    check_option(method, METHODS, name="method", func="unit_to_roi")
+    if n_permutations != 0:
+        n_permutations = check_positive_int(n_permutations, name="n_permutations", func="unit_to_roi")
+    feats = feature_matrix(features, layer)
+    layer = feats.attrs["layer"]
+    model = model or str(feats.attrs.get("model", feats.attrs.get("model_name", "")))
+    resp = averaged_responses(store, func="unit_to_roi")
+    if split is not None:
+        if "split" not in resp.coords:
+            raise KeyError("unit_to_roi(): split= given but the store has no 'split' coordinate.")
+        resp = resp.isel(stimulus=np.flatnonzero(resp["split"].values == split))
+        if resp.sizes["stimulus"] == 0:
+            raise ValueError(f"Invalid value for 'split' in unit_to_roi(): {split!r}; no stimuli.")
+    pos = align_stimuli(feats["stimulus_id"].values, resp["stimulus_id"].values,
+                        left="features", right="store", func="unit_to_roi")
+    X = np.asarray(feats.values, dtype=float)[pos]
+    masks = roi_masks(resp, None, rois, func="unit_to_roi")
+    Y = np.asarray(resp.transpose("stimulus", "neuroid").values, dtype=float)
+    Yz = np.nan_to_num(_zscore(Y))
+    R = np.stack([Yz[:, m].mean(axis=1) for m in masks.values()], axis=1)
+    n_stim = X.shape[0]
+    if n_stim < 3:
+        raise ValueError(f"unit_to_roi(): {n_stim} stimuli; expected at least 3.")
+    Xz = _zscore(X)
+    const = X.std(axis=0) == 0
+
+    if method == "correlation":
+        Rz = _zscore(R)
+
+        def stat(Rp: np.ndarray) -> np.ndarray:  # Rp (n, B*n_roi) -> (units, B*n_roi)
+            return Xz.T @ _zscore(Rp) / n_stim
+
+        match = Xz.T @ Rz / n_stim
+    else:
+        x_mean, U, s, Vt = _svd(Xz)
+        fit = ridge_fit(Xz, R, alphas)
+        alpha = np.repeat(fit.alpha, 1)
+
+        def shares(Rp: np.ndarray, a: np.ndarray) -> np.ndarray:
+            Rc = Rp - Rp.mean(axis=0)
+            UtY = U.T @ Rc
+            W = Vt.T @ ((s[:, None] / (s[:, None] ** 2 + a[None])) * UtY)
+            Yhat = U @ ((s[:, None] ** 2 / (s[:, None] ** 2 + a[None])) * UtY)
+            den = (Yhat**2).sum(axis=0)
+            return (Xz.T @ Yhat) * W / np.where(den > 0, den, 1.0)
+
+        def stat(Rp: np.ndarray) -> np.ndarray:
+            return shares(Rp, np.tile(alpha, Rp.shape[1] // len(alpha)))
+
+        match = shares(R, alpha)
+    match[const] = 0.0
+    best = match.argmax(axis=1)
+    strength = match[np.arange(len(best)), best]
+
+    p = np.full(len(best), np.nan)
+    if n_permutations:
+        rng = np.random.default_rng(seed)
+        exceed = np.zeros(len(best))
+        n_roi = R.shape[1]
+        batch = max(1, int(2e7 // max(1, X.shape[1] * n_roi)))
+        for a, b in _batches(n_permutations, batch):
+            perms = np.stack([rng.permutation(n_stim) for _ in range(b - a)])
+            Rp = R[perms].transpose(1, 0, 2).reshape(n_stim, -1)  # (n, B*n_roi)
+            null = stat(Rp).reshape(X.shape[1], b - a, n_roi).max(axis=2)
+            exceed += (null >= strength[:, None] - 1e-12).sum(axis=1)
+        p = (exceed + 1.0) / (n_permutations + 1.0)
+        p[const] = 1.0
+    names = np.array(list(masks), dtype=object)
+    unit_dim = feats.dims[1]
+    unit_index = (np.asarray(feats[unit_dim].values) if unit_dim in feats.coords
+                  else np.arange(X.shape[1]))
+    out = xr.Dataset(
+        {
+            "roi": ("unit", names[best].astype(str)),
+            "strength": ("unit", strength),
+            "p_value": ("unit", p),
+            "match": (("unit", "roi_candidate"), match),
+        },
+        coords={
+            "unit_index": ("unit", unit_index),
+            "layer": ("unit", np.full(X.shape[1], layer)),
+            "model": ("unit", np.full(X.shape[1], model)),
+            "roi_candidate": ("roi_candidate", names.astype(str)),
+        },
+        attrs={"method": method, "n_permutations": int(n_permutations), "n_stimuli": int(n_stim)},
+    )
+    if method == "encoding":
+        out = out.assign(encoder_alpha=("roi_candidate", fit.alpha))
+    return out
+
+
+def select_units(table: xr.Dataset, roi: str, *, alpha: float | None = 0.05,
+                 top: int | None = None) -> xr.Dataset:
+    """Units whose best ROI is ``roi``, significant at ``alpha``, strongest first.
+
+    Answers "which units map to FFA": ``select_units(unit_to_roi(...), "FFA-1")``.
+    """
+    if "roi" not in table:
+        raise KeyError("select_units(): the table has no 'roi' variable; expected a unit_to_roi() result.")
+    if "roi_candidate" in table.coords and roi not in table["roi_candidate"].values:
+        raise KeyError(
+            f"Invalid value for 'roi' in select_units(): {roi!r}. Expected one of "
+            f"{format_list(table['roi_candidate'].values)}."
+        )
+    keep = table["roi"].values == roi
+    if alpha is not None and np.isfinite(table["p_value"].values).any():
+        keep &= table["p_value"].values <= alpha
+    sub = table.isel(unit=np.flatnonzero(keep))
+    sub = sub.isel(unit=np.argsort(-sub["strength"].values, kind="stable"))
+    return sub.isel(unit=slice(0, top)) if top is not None else sub
+
+
+def aligned_units(
+    tables: Mapping[str, xr.Dataset] | Sequence[xr.Dataset],
+    *,
+    rois: str | Sequence[str] | None = None,
+    alpha: float | None = 0.05,
+    top: int | None = None,
+) -> xr.Dataset:
+    """Brain-aligned units across models: the units of every model that match the same ROI.
+
+    Parameters
+    ----------
+    tables : mapping {model name: unit_to_roi table} or sequence of tables
+        Results of :func:`unit_to_roi` for different models (or layers).
+    rois : str or list of str, optional
+        ROIs to list (default: every ROI some unit matches).
+    alpha : float, optional
+        Keep units with ``p_value <= alpha``.
+    top : int, optional
+        At most this many units per model and ROI.
+
+    Returns
+    -------
+    xr.Dataset
+        On dim ``match``, sorted by ROI then strength: ``strength``, ``p_value``; coords
+        ``roi``, ``model``, ``layer``, ``unit_index``.
+    """
+    if isinstance(tables, Mapping):
+        items = list(tables.items())
+    else:
+        items = [(str(t["model"].values[0]) if t.sizes.get("unit") else "", t) for t in tables]
+    if not items:
+        raise ValueError("aligned_units(): no tables given; expected unit_to_roi() results.")
+    if isinstance(rois, str):
+        rois = [rois]
+    wanted = rois if rois is not None else sorted({str(r) for _, t in items for r in t["roi"].values})
+    rows = []
+    for name, t in items:
+        for roi in wanted:
+            if roi not in t["roi_candidate"].values:
+                continue
+            sel = select_units(t, roi, alpha=alpha, top=top)
+            for u in range(sel.sizes["unit"]):
+                rows.append((roi, name, str(sel["layer"].values[u]), sel["unit_index"].values[u],
+                             float(sel["strength"].values[u]), float(sel["p_value"].values[u])))
+    rows.sort(key=lambda r: (wanted.index(r[0]), -r[4]))
+    cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], [], []]
+    return xr.Dataset(
+        {"strength": ("match", np.asarray(cols[4], float)), "p_value": ("match", np.asarray(cols[5], float))},
+        coords={"roi": ("match", np.asarray(cols[0], str)), "model": ("match", np.asarray(cols[1], str)),
+                "layer": ("match", np.asarray(cols[2], str)), "unit_index": ("match", np.asarray(cols[3]))},
+    )

@@ -1,0 +1,64 @@
+"""Concept labels and image rankings recover a planted concept direction."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroalign.exceptions import DimensionError
+from neuroalign.mapping import concept_labels, rank_images, roi_concept_labels
+
+CONCEPTS = ["face", "house", "car", "dog", "tree", "word", "food", "body"]
+
+
+def space(seed=0, dim=32):
+    rng = np.random.default_rng(seed)
+    text = rng.standard_normal((len(CONCEPTS), dim))
+    text = xr.DataArray(text, dims=("concept", "embed"), coords={"concept": CONCEPTS})
+    # voxels 0-9 ("FFA") weight along "face", 10-19 ("PPA") along "house", plus noise
+    w = np.zeros((20, dim))
+    w[:10] = 3 * text.sel(concept="face").values
+    w[10:] = 3 * text.sel(concept="house").values
+    w += rng.standard_normal(w.shape)
+    weights = xr.DataArray(
+        w, dims=("neuroid", "embed"),
+        coords={"neuroid_id": ("neuroid", [f"v{i}" for i in range(20)]),
+                "roi_FFA": ("neuroid", np.arange(20) < 10), "roi_PPA": ("neuroid", np.arange(20) >= 10)},
+    )
+    return weights, text
+
+
+def test_top_concept_per_voxel_and_roi():
+    weights, text = space()
+    lab = concept_labels(weights, text, top=3)
+    assert lab["top_concept"].dims == ("neuroid", "rank") and lab.sizes["rank"] == 3
+    assert (lab["top_concept"].values[:10, 0] == "face").all()
+    assert (lab["top_concept"].values[10:, 0] == "house").all()
+    assert np.all(np.diff(lab["top_similarity"].values, axis=1) <= 0)
+    assert np.abs(lab["similarity"].values).max() <= 1 + 1e-12
+    roi = roi_concept_labels(lab)
+    assert roi["top_concept"].sel(roi="FFA").values[0] == "face"
+    assert roi["top_concept"].sel(roi="PPA").values[0] == "house"
+
+
+def test_rank_images_by_predicted_response():
+    weights, text = space()
+    rng = np.random.default_rng(1)
+    imgs = rng.standard_normal((30, 32)) * 0.3
+    imgs[7] += text.sel(concept="face").values  # a face image
+    imgs[21] += text.sel(concept="house").values  # a house image
+    feats = xr.DataArray(imgs, dims=("stimulus", "embed"),
+                         coords={"stimulus_id": ("stimulus", [f"img{i:02d}" for i in range(30)])})
+    ranked = rank_images(weights, feats, top=5, intercept=np.ones(20))
+    assert (ranked["top_stimulus"].values[:10, 0] == "img07").all()
+    assert (ranked["top_stimulus"].values[10:, 0] == "img21").all()
+    np.testing.assert_allclose(ranked["predicted"].values, weights.values @ imgs.T + 1)
+
+
+def test_errors():
+    weights, text = space()
+    with pytest.raises(DimensionError, match="expected the same joint space"):
+        concept_labels(weights, text.isel(embed=slice(0, 5)))
+    with pytest.raises(DimensionError, match="'text_embeddings' has dims"):
+        concept_labels(weights, text.rename(concept="word"))
+    with pytest.raises(DimensionError, match="expected the same feature space"):
+        rank_images(weights, xr.DataArray(np.zeros((3, 4)), dims=("stimulus", "embed")))

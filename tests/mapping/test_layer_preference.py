@@ -1,0 +1,118 @@
+"""layer_preference and its ROI / time summaries."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroalign.exceptions import DimensionError
+from neuroalign.mapping import (
+    best_layer_over_time,
+    layer_preference,
+    roi_layer_profile,
+    summarize_by_roi,
+)
+
+LAYERS = ["layer1", "layer2", "layer3", "layer4"]
+SIM_ROIS = ["V1v", "hV4", "PPA", "FFA-1"]
+
+
+def toy_scores():
+    vals = np.array([[0.9, 0.1, 0.0, -0.2], [0.1, 0.9, 0.1, -0.1], [0.0, 0.1, 0.9, -0.3]])
+    return xr.DataArray(
+        vals, dims=("layer", "neuroid"),
+        coords={"layer": ["a", "b", "c"], "neuroid_id": ("neuroid", list("wxyz")),
+                "roi_A": ("neuroid", [True, True, False, False])},
+    )
+
+
+def test_best_layer_and_depths_on_known_scores():
+    pref = layer_preference(toy_scores())
+    assert list(pref["best_layer"].values[:3]) == ["a", "b", "c"]
+    np.testing.assert_allclose(pref["best_depth_norm"].values[:3], [0, 0.5, 1])
+    np.testing.assert_allclose(pref["mean_depth"].values[0], (0.1 * 1) / 1.0)
+    assert np.isnan(pref["mean_depth"].values[3])  # no positive score: weighted depth undefined
+    assert pref["best_layer"].values[3] == "b"  # -0.1 is the highest
+    assert list(pref["neuroid_id"].values) == list("wxyz")
+
+
+def test_models_of_different_depth_are_normalised_separately():
+    vals = np.array([[1.0], [0.0], [0.0], [0.0], [1.0]])  # model m1: 3 layers, m2: 2 layers
+    da = xr.DataArray(vals, dims=("layer", "neuroid"),
+                      coords={"layer": ["x1", "x2", "x3", "y1", "y2"],
+                              "model": ("layer", ["m1", "m1", "m1", "m2", "m2"])})
+    pref = layer_preference(da)
+    assert pref.sizes["model"] == 2
+    np.testing.assert_allclose(pref["best_depth_norm"].sel(model="m1").values, [0.0])
+    np.testing.assert_allclose(pref["best_depth_norm"].sel(model="m2").values, [1.0])
+    assert pref["best_layer"].sel(model="m2").item() == "y2"
+
+
+def test_accepts_dataset_and_object_with_score():
+    ds = xr.Dataset({"score": toy_scores()})
+
+    class Sweep:
+        score = toy_scores()
+
+    assert list(layer_preference(ds)["best_layer"].values) == list(layer_preference(Sweep())["best_layer"].values)
+
+
+def test_errors_name_what_is_missing():
+    with pytest.raises(DimensionError, match="no variable 'score'"):
+        layer_preference(xr.Dataset({"r": toy_scores()}))
+    with pytest.raises(DimensionError, match="missing 'neuroid'"):
+        layer_preference(toy_scores().rename(neuroid="voxel"))
+    with pytest.raises(TypeError, match="expected a DataArray or Dataset"):
+        layer_preference(np.zeros((3, 4)))
+    with pytest.raises(KeyError, match="unknown ROI"):
+        roi_layer_profile(toy_scores(), rois=["B"])
+    with pytest.raises(ValueError, match="hold no neuroids"):
+        roi_layer_profile(toy_scores().assign_coords(roi_B=("neuroid", [False] * 4)), rois=["B"])
+    with pytest.raises(ValueError, match="Invalid value for 'by'"):
+        best_layer_over_time(toy_scores(), by="sensor")
+
+
+def test_simulated_rois_prefer_their_true_layer(sim_nsd, nsd_scores):
+    truth = sim_nsd.layer_of_roi()
+    pref = layer_preference(nsd_scores)
+    summary = summarize_by_roi(pref, rois=SIM_ROIS)
+    for roi in SIM_ROIS:
+        assert summary["best_layer"].sel(roi=roi).item() == truth[roi], roi
+    # ROIs are ordered along the hierarchy by their mean preferred depth
+    depth = [summary["best_depth_norm"].sel(roi=r).item() for r in SIM_ROIS]
+    order = [LAYERS.index(truth[r]) for r in SIM_ROIS]
+    assert np.argsort(depth).tolist() == np.argsort(order).tolist()
+    # undriven neuroids score near 0 on every layer
+    driven = np.zeros(nsd_scores.sizes["neuroid"], bool)
+    for roi in SIM_ROIS:
+        driven |= nsd_scores[f"roi_{roi}"].values
+    assert np.median(pref["best_score"].values[~driven]) < 0.3 < np.median(pref["best_score"].values[driven])
+
+
+def test_roi_profile_uses_store_masks(sim_nsd, nsd_scores):
+    bare = nsd_scores.drop_vars([c for c in nsd_scores.coords if c.startswith("roi_")])
+    prof = roi_layer_profile(bare, sim_nsd.store(), rois=SIM_ROIS)
+    assert prof.dims == ("roi", "layer")
+    np.testing.assert_allclose(prof.values, roi_layer_profile(nsd_scores, rois=SIM_ROIS).values)
+    with pytest.raises(KeyError, match="not in the store"):
+        roi_layer_profile(bare.assign_coords(neuroid_id=("neuroid", ["x"] * bare.sizes["neuroid"])),
+                          sim_nsd.store())
+
+
+def test_best_layer_over_time_per_sensor_and_roi():
+    # two sensors: layer a wins early, layer b late; sensor 1 reversed
+    t = np.arange(4)
+    vals = np.zeros((2, 2, 4))
+    vals[0, 0] = [1, 1, 0, 0]
+    vals[1, 0] = [0, 0, 1, 1]
+    vals[0, 1] = [0, 0, 1, 1]
+    vals[1, 1] = [1, 1, 0, 0]
+    da = xr.DataArray(vals + 0.1, dims=("layer", "neuroid", "time"),
+                      coords={"layer": ["a", "b"], "time": t, "roi_g": ("neuroid", [True, False])})
+    per = best_layer_over_time(da)
+    assert per["best_layer"].dims == ("neuroid", "time")
+    assert list(per["best_layer"].values[0]) == ["a", "a", "b", "b"]
+    assert list(per["best_layer"].values[1]) == ["b", "b", "a", "a"]
+    roi = best_layer_over_time(da, by="roi")
+    assert list(roi["best_layer"].sel(roi="g").values) == ["a", "a", "b", "b"]
+    with pytest.raises(DimensionError, match="missing 'time'"):
+        best_layer_over_time(da.isel(time=0))

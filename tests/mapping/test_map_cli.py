@@ -1,0 +1,44 @@
+"""``neuroalign map`` writes the figures and tables."""
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from neuroalign.cli import app
+
+
+def test_map_with_scores_file(sim_nsd, nsd_scores, tmp_path):
+    path = tmp_path / "scores.zarr"
+    nsd_scores.to_dataset(name="score").to_zarr(path)
+    out = tmp_path / "maps"
+    res = CliRunner().invoke(app, ["map", str(sim_nsd.root), "--scores", str(path), "--out", str(out),
+                                   "--format", "png"])
+    assert res.exit_code == 0, res.output
+    for stem in ("roi_scores", "layer_profile", "volume_best_depth", "surface_schematic_best_depth"):
+        assert (out / f"{stem}.png").stat().st_size > 1000, stem
+    assert (out / "roi_summary.csv").exists() and (out / "layer_preference.csv").exists()
+    for roi, layer in sim_nsd.layer_of_roi().items():
+        assert re.search(rf"{re.escape(roi)}\s+{layer}\s.*truth {layer}", res.output), res.output
+
+
+def test_map_errors(sim_nsd, tmp_path):
+    from neuroalign.store import save_store
+
+    store_path = tmp_path / "store.zarr"
+    save_store(sim_nsd.store().load(), store_path)
+    res = CliRunner().invoke(app, ["map", str(store_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "pass --scores" in res.output
+    res = CliRunner().invoke(app, ["map", str(store_path), "--scores", str(tmp_path / "nope.nc")])
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+@pytest.mark.slow
+def test_map_simulated_eeg_end_to_end(sim_eeg, tmp_path):
+    out = tmp_path / "maps"
+    res = CliRunner().invoke(app, ["map", str(sim_eeg.root), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for stem in ("topomap_best_depth", "topomap_best_score", "layer_profile"):
+        assert (out / f"{stem}.png").exists(), stem
+    assert (out / "roi_best_layer_over_time.csv").exists()
+    assert "parietal" in res.output and "truth layer4" in res.output

@@ -1,0 +1,114 @@
+"""unit_to_roi finds planted units; select_units and aligned_units list them."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroalign.exceptions import DimensionError, StimulusMismatchError
+from neuroalign.mapping import aligned_units, select_units, unit_to_roi
+from neuroalign.testing import make_store
+
+SIM_ROIS = ["V1v", "hV4", "PPA", "FFA-1"]
+LAYERS = ["layer1", "layer2", "layer3", "layer4"]
+
+
+def planted(n_units=40, n_stimuli=80, seed=0):
+    """Store whose ROI A follows units 3 and 7, ROI B unit 12; features with those units."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_stimuli, n_units))
+    rois = {"A": np.r_[np.ones(10, bool), np.zeros(10, bool)], "B": np.r_[np.zeros(10, bool), np.ones(10, bool)]}
+    store = make_store(n_stimuli, 20, n_repetitions=2, ncsnr=2.0, rois=rois, seed=seed)
+    sig = np.zeros((n_stimuli, 20))
+    sig[:, :10] = (X[:, [3]] + X[:, [7]]) / np.sqrt(2)
+    sig[:, 10:] = X[:, [12]]
+    ids = np.array([f"stim-{i:04d}" for i in range(n_stimuli)])
+    codes = np.searchsorted(ids, store["stimulus_id"].values)
+    noise = rng.standard_normal(store["responses"].shape) * 0.5
+    store = store.copy(data={"responses": (sig[codes] + noise).astype(np.float32),
+                             "true_ncsnr": store["true_ncsnr"].values})
+    order = rng.permutation(n_stimuli)  # features in another order: joined on stimulus_id
+    feats = xr.Dataset({"fc": (("stimulus", "fc_unit"), X[order])},
+                       coords={"stimulus_id": ("stimulus", ids[order])}, attrs={"model": "toy"})
+    return feats, store
+
+
+@pytest.mark.parametrize("method", ["correlation", "encoding"])
+def test_planted_units_found_with_small_p(method):
+    feats, store = planted()
+    tab = unit_to_roi(feats, store, method=method, n_permutations=199, seed=1)
+    assert tab.sizes["unit"] == 40 and list(tab["roi_candidate"].values) == ["A", "B"]
+    assert set(select_units(tab, "A", alpha=0.01)["unit_index"].values) == {3, 7}
+    assert list(select_units(tab, "B", alpha=0.01)["unit_index"].values) == [12]
+    assert tab["p_value"].values[[3, 7, 12]].max() <= 1 / 200 + 1e-12
+    others = np.setdiff1d(np.arange(40), [3, 7, 12])
+    assert np.mean(tab["p_value"].values[others] > 0.05) > 0.8  # nulls mostly not significant
+    assert (tab["model"].values == "toy").all() and (tab["layer"].values == "fc").all()
+    if method == "encoding":  # shares of one ROI's prediction sum to 1
+        np.testing.assert_allclose(tab["match"].sum("unit").values, 1.0, atol=1e-8)
+
+
+def test_no_permutations_gives_nan_p():
+    feats, store = planted()
+    tab = unit_to_roi(feats["fc"], store, n_permutations=0)
+    assert np.isnan(tab["p_value"].values).all()
+    assert len(select_units(tab, "A", alpha=0.05, top=2)["unit"]) == 2
+
+
+def test_errors():
+    feats, store = planted()
+    with pytest.raises(ValueError, match="Invalid value for 'method'"):
+        unit_to_roi(feats, store, method="cka")
+    with pytest.raises(StimulusMismatchError, match="stim-0000"):
+        unit_to_roi(feats.isel(stimulus=feats["stimulus_id"].values != "stim-0000"), store)
+    two = feats.assign(fc2=feats["fc"].rename(fc_unit="fc2_unit"))
+    with pytest.raises(ValueError, match="pass layer="):
+        unit_to_roi(two, store)
+    with pytest.raises(KeyError, match="Invalid value for 'layer'"):
+        unit_to_roi(two, store, layer="conv")
+    with pytest.raises(DimensionError, match="reduce token dims"):
+        unit_to_roi(feats["fc"].expand_dims(token=2), store)
+    with pytest.raises(TypeError, match="features must be"):
+        unit_to_roi(np.zeros((3, 3)), store)
+    with pytest.raises(KeyError, match="unknown ROI"):
+        unit_to_roi(feats, store, rois=["FFA"])
+    with pytest.raises(ValueError, match="'split' in unit_to_roi"):
+        unit_to_roi(feats, store, split="val")
+    with pytest.raises(ValueError, match="Invalid value for 'n_permutations'"):
+        unit_to_roi(feats, store, n_permutations=-3)
+    tab = unit_to_roi(feats, store, n_permutations=0)
+    with pytest.raises(KeyError, match="Invalid value for 'roi' in select_units"):
+        select_units(tab, "FFA")
+    with pytest.raises(ValueError, match="no tables"):
+        aligned_units([])
+
+
+def test_aligned_units_lists_models_together():
+    feats, store = planted()
+    t1 = unit_to_roi(feats, store, n_permutations=199)
+    feats2, _ = planted()
+    t2 = unit_to_roi(feats2.assign_attrs(model="toy2"), store, n_permutations=199)
+    al = aligned_units({"toy": t1, "toy2": t2}, alpha=0.01)
+    a = al.isel(match=al["roi"].values == "A")
+    assert set(a["model"].values) == {"toy", "toy2"}
+    assert set(a["unit_index"].values) == {3, 7}
+    assert list(al["roi"].values) == sorted(al["roi"].values)  # grouped by ROI
+    same = aligned_units([t1, t2], rois="B", top=1)
+    assert list(same["model"].values) == ["toy", "toy2"] and list(same["unit_index"].values) == [12, 12]
+
+
+def test_simulated_planted_units(sim_units, units_features):
+    """On the simulated brain, named channels drive each ROI; the encoding method finds them."""
+    store = sim_units.store()
+    planted_units = {r: sim_units.truth["rois"][r]["units"] for r in SIM_ROIS}
+    layer_of = sim_units.layer_of_roi()
+    for roi in SIM_ROIS:
+        enc = unit_to_roi(units_features, store, layer=layer_of[roi], rois=SIM_ROIS,
+                          method="encoding", n_permutations=99)
+        # every planted unit maps to its own ROI, and the strongest unit of the ROI is planted
+        assert (enc["roi"].values[planted_units[roi]] == roi).all(), roi
+        top = select_units(enc, roi, alpha=None, top=1)["unit_index"].item()
+        assert top in planted_units[roi], (roi, top)
+        corr = unit_to_roi(units_features, store, layer=layer_of[roi], rois=SIM_ROIS, n_permutations=0)
+        # correlation: planted units track their ROI far above the layer's typical unit
+        match = corr["match"].sel(roi_candidate=roi).values
+        assert match[planted_units[roi]].mean() > np.median(match), roi
