@@ -1,0 +1,243 @@
+"""Differentiable encoders: image tensors in [0, 1] -> predicted responses, with gradients.
+
+The protocol used by :class:`~neuroalign.decoders.BrainGuidedGenerator` is simply a
+``torch.nn.Module`` (or any callable) mapping ``(B, 3, H, W)`` float images in ``[0, 1]`` to
+``(B, n_neuroids)`` predicted responses. :class:`DifferentiableRidgeEncoder` builds one from
+a differentiable feature extractor and linear weights (``coef``, ``intercept``), e.g. those
+of a fitted ``RidgeEncoder`` (:meth:`DifferentiableRidgeEncoder.from_estimator`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from neuroalign.exceptions import DimensionError
+
+__all__ = ["PooledFeatureExtractor", "DifferentiableRidgeEncoder", "ridge_fit"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def ridge_fit(X, Y, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form ridge on standardised features; returns ``coef (n_targets, n_features)``
+    and ``intercept (n_targets,)`` in the original feature units.
+
+    ``coef = (Z'Z + alpha I)^-1 Z'(Y - mean Y)`` with ``Z`` the z-scored features, then
+    folded back: ``coef / sd`` and ``intercept = mean Y - coef · mean X``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if X.ndim != 2 or len(X) != len(Y):
+        raise DimensionError(
+            f"ridge_fit(): 'X' has shape {X.shape!r} and 'Y' {Y.shape!r}; expected "
+            "(n_samples, n_features) and (n_samples, n_targets) with equal n_samples."
+        )
+    mx, sx = X.mean(0), X.std(0)
+    sx = np.where(sx > 0, sx, 1.0)
+    Z = (X - mx) / sx
+    my = Y.mean(0)
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    w = Vt.T @ ((s / (s**2 + alpha))[:, None] * (U.T @ (Y - my)))
+    coef = (w / sx[:, None]).T
+    intercept = my - coef @ mx
+    return coef, intercept
+
+
+class _Hooks:
+    def __init__(self, model, layers):
+        modules = dict(model.named_modules())
+        missing = [name for name in layers if name not in modules]
+        if missing:
+            raise KeyError(
+                f"Unknown layer(s) {missing!r} of the feature model. Expected module names "
+                f"such as {[n for n in modules if n][:10]!r}."
+            )
+        self.out: dict[str, object] = {}
+        self.handles = [
+            modules[name].register_forward_hook(self._hook(name)) for name in layers
+        ]
+
+    def _hook(self, name):
+        def fn(_m, _i, o):
+            self.out[name] = o
+
+        return fn
+
+
+def _module_base():
+    return _torch().nn.Module
+
+
+class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
+    """Spatially averaged activations of named layers, differentiable w.r.t. the image.
+
+    ``forward(images)`` takes ``(B, 3, H, W)`` floats in ``[0, 1]``, resizes them
+    (bilinear, antialiased) to ``input_size``, normalises with ``mean``/``std``, runs
+    ``model`` and returns the concatenation of each layer's spatial mean, ``(B, F)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any network (kept frozen: its parameters get ``requires_grad=False``).
+    layers : sequence of str
+        Module names (``model.named_modules()``).
+    input_size : int
+        Side the images are resized to.
+    mean, std : tuple of float
+        Input normalisation (ImageNet by default).
+    """
+
+    def __init__(self, model, layers: Sequence[str], *, input_size: int = 224,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+        super().__init__()
+        torch = _torch()
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.layers = list(layers)
+        self.input_size = int(input_size)
+        self._hooks = _Hooks(self.model, self.layers)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images):
+        import torch.nn.functional as F
+
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise DimensionError(
+                f"PooledFeatureExtractor expects images (B, 3, H, W) in [0, 1]; got shape "
+                f"{tuple(images.shape)!r}."
+            )
+        x = images.float()
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        self._hooks.out.clear()
+        self.model((x - self.mean) / self.std)
+        feats = []
+        for name in self.layers:
+            a = self._hooks.out[name]
+            feats.append(a.mean(dim=(2, 3)) if a.ndim == 4 else a.reshape(a.shape[0], -1))
+        return _torch().cat(feats, dim=1)
+
+    def extract(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Features of uint8 images ``(N, H, W, 3)`` as a float64 array ``(N, F)``."""
+        torch = _torch()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+                x = x.permute(0, 3, 1, 2).float() / 255.0
+                out.append(self(x).double().cpu().numpy())
+        return np.concatenate(out)
+
+
+class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
+    """A linear read-out on a differentiable feature extractor: ``extractor(x) @ coef.T + b``.
+
+    Parameters
+    ----------
+    extractor : torch.nn.Module or callable
+        Images ``(B, 3, H, W)`` in ``[0, 1]`` -> features ``(B, F)``.
+    coef : array-like (n_neuroids, F)
+        Read-out weights (scikit-learn convention, like ``RidgeEncoder.coef_``).
+    intercept : array-like (n_neuroids,), optional
+    rois : dict of str -> array-like of bool or int, optional
+        Named neuroid sets (ROI masks or indices), used to resolve guidance targets by name.
+    neuroid_ids : sequence of str, optional
+    """
+
+    def __init__(self, extractor, coef, intercept=None, *, rois=None, neuroid_ids=None) -> None:
+        super().__init__()
+        torch = _torch()
+        coef = np.asarray(coef, dtype=np.float32)
+        if coef.ndim == 1:
+            coef = coef[None]
+        if coef.ndim != 2:
+            raise DimensionError(
+                f"Invalid shape for 'coef' in DifferentiableRidgeEncoder: {coef.shape!r}. "
+                "Expected (n_neuroids, n_features)."
+            )
+        intercept = np.zeros(len(coef), np.float32) if intercept is None else np.asarray(
+            intercept, dtype=np.float32).reshape(-1)
+        if intercept.shape != (len(coef),):
+            raise DimensionError(
+                f"Invalid shape for 'intercept' in DifferentiableRidgeEncoder: "
+                f"{intercept.shape!r}. Expected ({len(coef)},)."
+            )
+        self.extractor = extractor
+        self.register_buffer("coef", torch.from_numpy(coef))
+        self.register_buffer("intercept", torch.from_numpy(intercept))
+        self.rois = {k: np.asarray(v) for k, v in (rois or {}).items()}
+        self.neuroid_ids = None if neuroid_ids is None else list(neuroid_ids)
+
+    @property
+    def n_neuroids(self) -> int:
+        return int(self.coef.shape[0])
+
+    def forward(self, images):
+        feats = self.extractor(images)
+        if feats.shape[-1] != self.coef.shape[1]:
+            raise DimensionError(
+                f"The extractor gives {feats.shape[-1]} features; 'coef' expects "
+                f"{self.coef.shape[1]}."
+            )
+        return feats @ self.coef.T + self.intercept
+
+    @classmethod
+    def from_estimator(cls, extractor, estimator, **kwargs) -> DifferentiableRidgeEncoder:
+        """Wrap a fitted linear estimator (``coef_``, ``intercept_``), e.g. ``RidgeEncoder``."""
+        if not hasattr(estimator, "coef_"):
+            from neuroalign.exceptions import NotFittedError
+
+            raise NotFittedError(
+                f"{type(estimator).__name__} has no 'coef_': fit it before wrapping it in "
+                "DifferentiableRidgeEncoder."
+            )
+        return cls(extractor, estimator.coef_, getattr(estimator, "intercept_", None), **kwargs)
+
+    @classmethod
+    def fit_store(cls, extractor, images: np.ndarray, store, *, alpha: float = 1.0,
+                  id_coord: str = "nsd_id") -> DifferentiableRidgeEncoder:
+        """Fit the read-out with closed-form ridge on a store's repetition-averaged responses.
+
+        Parameters
+        ----------
+        extractor : PooledFeatureExtractor
+            Needs an ``extract(images)`` method (uint8 ``(N, H, W, 3)`` -> ``(N, F)``).
+        images : ndarray (N_images, H, W, 3) uint8
+            The stimulus brick, indexed by the store coordinate ``id_coord``.
+        store : xr.Dataset
+            fMRI store (trial-level or averaged) with ``roi_*`` coordinates.
+        alpha : float
+            Ridge penalty (on z-scored features).
+        id_coord : str
+            Coordinate giving each stimulus' row in ``images``.
+        """
+        from neuroalign.store import is_trial_level, roi_names
+
+        avg = store.na.average_repetitions() if is_trial_level(store) else store
+        if id_coord not in avg.coords:
+            raise DimensionError(
+                f"fit_store(): the store has no coordinate {id_coord!r} mapping stimuli to "
+                f"rows of 'images'; coordinates present: {sorted(map(str, avg.coords))}."
+            )
+        rows = np.asarray(avg.coords[id_coord].values, dtype=int)
+        X = extractor.extract(images[rows])
+        Y = np.asarray(avg["responses"].transpose("stimulus", "neuroid").values, dtype=np.float64)
+        coef, intercept = ridge_fit(X, Y, alpha)
+        rois = {name: np.asarray(avg.coords["roi_" + name].values, dtype=bool)
+                for name in roi_names(avg)}
+        return cls(extractor, coef, intercept, rois=rois,
+                   neuroid_ids=[str(v) for v in avg.coords["neuroid_id"].values])
