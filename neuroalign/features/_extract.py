@@ -229,6 +229,8 @@ def extract(
             "StimulusSet.from_story() with extract(..., context=N)."
         )
     n = len(stim)
+    if n == 0:
+        raise ValueError("Invalid value for 'stimuli' in extract(): an empty stimulus set.")
     fields = {**_spec_fields(model, weights, seed, transform, tokenizer),
               "layers": layers if isinstance(layers, str) else list(layers),
               "pooling": pooling, "context": context, "dtype": dtype,
@@ -248,6 +250,10 @@ def extract(
     dev = resolve_device(device)
     fm.module.to(dev)
     done = store.resume() if store is not None else set()
+    if store is not None and store.initialised and store.batch_size != batch_size:
+        log.info("resuming with the interrupted run's batch_size=%d (chunks on disk)",
+                 store.batch_size)
+        batch_size = store.batch_size
     story_words = None
     if context is not None:
         story_words = {}
@@ -301,8 +307,6 @@ def extract(
     if store is not None:
         attrs["cache_key"] = store.key
         return store.finalise(attrs)
-    if n == 0:
-        raise ValueError("Invalid value for 'stimuli' in extract(): an empty stimulus set.")
     ds = _template(stim, names, buffers, dims, var_attrs, token_coords, n, np_dtype, fill=True)
     ds.attrs.update(attrs)
     return ds

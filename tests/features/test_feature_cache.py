@@ -128,3 +128,22 @@ def test_float16_storage_and_token_level_cache(tmp_path, images, net):
     np.testing.assert_allclose(f["layer4"].values.astype(np.float32), ref["layer4"].values, rtol=2e-3, atol=2e-3)
     with pytest.raises(ValueError, match="Invalid value for 'dtype' in extract\\(\\): 'int8'"):
         extract(net, stim, layers=["layer4"], dtype="int8")
+
+
+def test_resume_keeps_the_batch_size_on_disk(tmp_path, images, net):
+    cache = tmp_path / "f.zarr"
+    calls = _counting(net)
+    with pytest.raises(_Killed):
+        extract(net, _dying_set(images, die_at=4), layers=["layer1"], batch_size=4, cache=cache,
+                device="cpu")
+    calls.clear()
+    done = extract(net, _dying_set(images, None), layers=["layer1"], batch_size=3, cache=cache,
+                   device="cpu")
+    assert calls == [4, 2]  # the chunks on disk decide the batches
+    ref = extract(net, StimulusSet.from_arrays(images), layers=["layer1"], device="cpu")
+    np.testing.assert_allclose(done["layer1"].values, ref["layer1"].values, atol=1e-5)
+
+
+def test_empty_stimulus_set(net):
+    with pytest.raises(ValueError, match="an empty stimulus set"):
+        extract(net, StimulusSet.from_texts({}), layers=["layer1"])
