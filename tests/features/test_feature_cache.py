@@ -147,3 +147,58 @@ def test_resume_keeps_the_batch_size_on_disk(tmp_path, images, net):
 def test_empty_stimulus_set(net):
     with pytest.raises(ValueError, match="an empty stimulus set"):
         extract(net, StimulusSet.from_texts({}), layers=["layer1"])
+
+
+_CHILD = """
+import sys, time
+import numpy as np
+from neuroalign.datasets.simulate import build_network
+from neuroalign.features import ImageTransform, extract
+from neuroalign.stimuli import StimulusSet
+
+images = np.random.default_rng(0).integers(0, 255, (10, 24, 24, 3), dtype=np.uint8)
+base = StimulusSet.from_arrays(images)
+
+def loader(idx):
+    if min(idx) >= 4:
+        time.sleep(600)  # killed here, after two batches are on disk
+    return base.load(idx)
+
+stim = StimulusSet(base.ids, modality="image", loader=loader,
+                   fingerprint={"arrays": base.content_hash()})
+extract(build_network("resnet18", 0), stim, layers=["layer1", "layer3"], batch_size=2,
+        cache=sys.argv[1], transform=ImageTransform(size=64, name="small"), device="cpu")
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_process_resumes(tmp_path, images, net):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "f.zarr"
+    state = tmp_path / ".f.zarr.partial-state.json"
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(cache)], cwd=str(tmp_path),
+                            env={**__import__("os").environ,
+                                 "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[2])})
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if state.exists() and len(json.loads(state.read_text())["done"]) == 2:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the child never wrote two batches")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not cache.exists()
+    calls = _counting(net)
+    done = extract(net, _dying_set(images, None), layers=["layer1", "layer3"],
+                   batch_size=2, cache=cache, device="cpu")
+    assert calls == [2, 2, 2]  # batches 0 and 2 came from the killed run
+    ref = extract(net, StimulusSet.from_arrays(images), layers=["layer1", "layer3"], device="cpu")
+    np.testing.assert_allclose(done["layer3"].values, ref["layer3"].values, atol=1e-5)
