@@ -6,7 +6,7 @@ subprocess so peak memory is per configuration. Default sizes are modest because
 shared; raise ``--n-images`` for steadier figures.
 
     python benchmarks/bench_features.py                      # defaults: 32 images, batch 16
-    python benchmarks/bench_features.py --n-images 64 --memory-sizes 32,256
+    python benchmarks/bench_features.py --n-images 64 --memory-sizes 48,288
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main() -> None:
     p.add_argument("--n-images", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each side; best kept")
-    p.add_argument("--memory-sizes", default="32,128", help="stimulus counts for the cache memory check")
+    p.add_argument("--memory-sizes", default="48,144", help="stimulus counts for the cache memory check")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)

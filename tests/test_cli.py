@@ -74,10 +74,14 @@ def test_user_errors_are_clean(tmp_path, args, message):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_demo_quick(tmp_path):
+    """The README's main job, in quick mode: every stage's truth check passes."""
     res = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "[PASS] ncsnr" in res.output and "FAIL" not in res.output
+    for stage in ("NSD adapter", "layer sweep recovers the layer of hV4", "RSA ranks the true model first"):
+        assert f"[PASS] {stage}" in res.output
     again = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert again.exit_code == 0 and "reusing" in again.output
     _check_report(tmp_path / "report.html")

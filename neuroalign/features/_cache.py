@@ -59,6 +59,7 @@ class FeatureCache:
         self.overwrite = overwrite
         self.done: set[int] = set()
         self.initialised = False
+        self.batch_size: int | None = None
 
     # -- state --------------------------------------------------------------------------
     def _check_key(self, state: dict[str, Any], what: str) -> None:
@@ -104,6 +105,7 @@ class FeatureCache:
         if self.partial.exists() and state.get("initialised") and not self.overwrite:
             self._check_key(state, "an interrupted extraction")
             self.done = set(state.get("done", []))
+            self.batch_size = int(state["batch_size"])
             self.initialised = True
             log.info("resuming %s: %d batches already written", self.path, len(self.done))
         else:  # nothing usable: start clean
@@ -126,11 +128,13 @@ class FeatureCache:
         lazy.to_zarr(self.partial, mode="w", compute=False, zarr_format=_ZARR_FORMAT,
                      consolidated=False, encoding=encoding)
         self.initialised = True
+        self.batch_size = int(chunk)
         self._save_progress()
 
     def _save_progress(self) -> None:
         _write_json_atomic({"cache_key": self.key, "cache_fields": self.fields,
-                            "done": sorted(self.done), "initialised": self.initialised},
+                            "done": sorted(self.done), "initialised": self.initialised,
+                            "batch_size": self.batch_size},
                            self.state_file)
 
     def write(self, start: int, stop: int, arrays: dict[str, np.ndarray], dims: dict[str, tuple]) -> None:

@@ -95,7 +95,10 @@ def _prepare(fm: FeatureModel, stim: StimulusSet, items: list[Any], start: int, 
              context: int | None, story_words, device):
     """Model inputs and the forward function for one batch."""
     if stim.modality == "image":
-        return fm.image_forward, fm.transform(items).to(device), None
+        x = fm.transform(items).to(device)
+        if fm.extra.get("channels_last"):
+            x = x.contiguous(memory_format=__import__("torch").channels_last)
+        return fm.image_forward, x, None
     if context is not None:
         texts, spans = story_inputs(items, stim.source["story"][start:stop],
                                     stim.source["word_index"][start:stop], story_words, context)
@@ -132,6 +135,7 @@ def extract(
     allow_download: bool = False,
     overwrite: bool = False,
     stop_early: bool = True,
+    channels_last: bool | None = None,
 ) -> xr.Dataset:
     """Layer activations of ``model`` for every stimulus, collected by forward hooks.
 
@@ -182,6 +186,9 @@ def extract(
         Replace a cache written with other settings.
     stop_early : bool
         Stop each forward pass once the last requested layer has run.
+    channels_last : bool, optional
+        Run convolutional networks in channels-last memory format (faster on CPU). Default:
+        on for CPU image extraction with a CNN; the module's format is restored afterwards.
 
     Returns
     -------
@@ -222,6 +229,8 @@ def extract(
             "StimulusSet.from_story() with extract(..., context=N)."
         )
     n = len(stim)
+    if n == 0:
+        raise ValueError("Invalid value for 'stimuli' in extract(): an empty stimulus set.")
     fields = {**_spec_fields(model, weights, seed, transform, tokenizer),
               "layers": layers if isinstance(layers, str) else list(layers),
               "pooling": pooling, "context": context, "dtype": dtype,
@@ -241,6 +250,10 @@ def extract(
     dev = resolve_device(device)
     fm.module.to(dev)
     done = store.resume() if store is not None else set()
+    if store is not None and store.initialised and store.batch_size != batch_size:
+        log.info("resuming with the interrupted run's batch_size=%d (chunks on disk)",
+                 store.batch_size)
+        batch_size = store.batch_size
     story_words = None
     if context is not None:
         story_words = {}
@@ -261,7 +274,10 @@ def extract(
         existing = xr.open_zarr(store.partial, consolidated=False, zarr_format=2)
         dims = {k: tuple(v.dims) for k, v in existing.data_vars.items()}
         existing.close()
-    with recorder, torch.inference_mode():
+    use_cl = channels_last
+    if use_cl is None:
+        use_cl = dev == "cpu" and stim.modality == "image" and _is_cnn(fm)
+    with recorder, torch.inference_mode(), _memory_format(fm, bool(use_cl)):
         for start in progress(starts, desc=f"features {fm.name}", total=len(starts), unit="batch"):
             stop = min(start + batch_size, n)
             items = stim.load(range(start, stop))
@@ -291,11 +307,38 @@ def extract(
     if store is not None:
         attrs["cache_key"] = store.key
         return store.finalise(attrs)
-    if n == 0:
-        raise ValueError("Invalid value for 'stimuli' in extract(): an empty stimulus set.")
     ds = _template(stim, names, buffers, dims, var_attrs, token_coords, n, np_dtype, fill=True)
     ds.attrs.update(attrs)
     return ds
+
+
+def _is_cnn(fm: FeatureModel) -> bool:
+    """A network whose compute is mostly 2-d convolutions (not a ViT patch embedding)."""
+    import torch
+
+    convs = [m for m in fm.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    return len(convs) >= 4
+
+
+class _memory_format:
+    """Temporarily run ``fm`` in channels-last memory format (restored on exit)."""
+
+    def __init__(self, fm: FeatureModel, enabled: bool) -> None:
+        self.fm, self.enabled = fm, enabled
+
+    def __enter__(self) -> None:
+        import torch
+
+        if self.enabled:
+            self.fm.module.to(memory_format=torch.channels_last)
+            self.fm.extra["channels_last"] = True
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.enabled:
+            self.fm.module.to(memory_format=torch.contiguous_format)
+            self.fm.extra.pop("channels_last", None)
 
 
 def _layout(names, arrays, recorder: LayerRecorder, fm: FeatureModel):

@@ -132,3 +132,28 @@ def test_text_errors(gpt2, tokenizer, texts):
         extract(gpt2, texts, layers=["transformer.h.0"], tokenizer=tokenizer, pooling=None)
     with pytest.raises(ValueError, match="'context' in extract\\(\\): 2 needs word-level text"):
         extract(gpt2, texts, layers=["transformer.h.0"], tokenizer=tokenizer, context=2)
+
+
+@pytest.mark.parametrize("family", ["opt", "llama"])
+def test_causal_lm_families_hooks_equal_hidden_states(family, tokenizer, texts):
+    import transformers as tr
+
+    torch.manual_seed(0)
+    common = {"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "num_attention_heads": 2,
+              "max_position_embeddings": 128, "pad_token_id": 0}
+    if family == "opt":
+        cfg = tr.OPTConfig(num_hidden_layers=3, ffn_dim=64, word_embed_proj_dim=32, **common)
+        model = tr.OPTForCausalLM(cfg).eval()
+        block = "model.decoder.layers.1"
+    else:
+        cfg = tr.LlamaConfig(num_hidden_layers=3, intermediate_size=64, num_key_value_heads=2, **common)
+        model = tr.LlamaForCausalLM(cfg).eval()
+        block = "model.layers.1"
+    fm = load_model(model, tokenizer=tokenizer)
+    assert fm.causal
+    f = extract(fm, texts, layers="blocks", pooling="mean", device="cpu")
+    assert block in f.data_vars and len(f.data_vars) == 3
+    enc = tokenizer(SENTENCES["dog2"], return_tensors="pt")
+    with torch.no_grad():
+        hs = model(input_ids=enc["input_ids"], output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(f[block].values[1], hs[2][0].mean(0).numpy(), atol=1e-4)
