@@ -96,6 +96,7 @@ def test_aligned_units_lists_models_together():
     assert list(same["model"].values) == ["toy", "toy2"] and list(same["unit_index"].values) == [12, 12]
 
 
+@pytest.mark.slow
 def test_simulated_planted_units(sim_units, units_features):
     """On the simulated brain, named channels drive each ROI; the encoding method finds them."""
     store = sim_units.store()
