@@ -75,6 +75,8 @@ def map_cmd(
         else:
             store = open_store(source)
         features = None
+        if units and sim is None:
+            fail("--units needs a simulation as SOURCE (features of its ground-truth network).")
         if scores is not None:
             sweep = _open_scores(scores)
         elif sim is not None:
@@ -159,11 +161,12 @@ def map_cmd(
         _write_csv(table.to_dataframe(), out / "layer_preference.csv")
         if units:
             if features is None:
-                fail("--units needs a simulation as SOURCE (features of its ground-truth network).")
+                features = _simulated.simulated_features(sim, store)
             rows = []
             for layer in features.data_vars:
                 tab = nm.unit_to_roi(features, store, layer=str(layer), rois=roi_list, method="encoding",
-                                     n_permutations=n_permutations)
+                                     n_permutations=n_permutations,
+                                     time=slice(0.0, 0.5) if time_resolved else None)
                 rows.append(nm.aligned_units([tab], alpha=0.05, top=5).to_dataframe())
             import pandas as pd
 

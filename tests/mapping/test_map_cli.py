@@ -31,14 +31,17 @@ def test_map_errors(sim_nsd, tmp_path):
     assert res.exit_code == 2 and "pass --scores" in res.output
     res = CliRunner().invoke(app, ["map", str(store_path), "--scores", str(tmp_path / "nope.nc")])
     assert res.exit_code == 2 and "no such file" in res.output
+    res = CliRunner().invoke(app, ["map", str(store_path), "--units"])
+    assert res.exit_code == 2 and "--units needs a simulation" in res.output
 
 
 @pytest.mark.slow
 def test_map_simulated_eeg_end_to_end(sim_eeg, tmp_path):
     out = tmp_path / "maps"
-    res = CliRunner().invoke(app, ["map", str(sim_eeg.root), "--out", str(out)])
+    res = CliRunner().invoke(app, ["map", str(sim_eeg.root), "--out", str(out), "--units",
+                                   "--n-permutations", "19"])
     assert res.exit_code == 0, res.output
     for stem in ("topomap_best_depth", "topomap_best_score", "layer_profile"):
         assert (out / f"{stem}.png").exists(), stem
-    assert (out / "roi_best_layer_over_time.csv").exists()
+    assert (out / "roi_best_layer_over_time.csv").exists() and (out / "units_to_roi.csv").exists()
     assert "parietal" in res.output and "truth layer4" in res.output
