@@ -140,7 +140,15 @@ def map_cmd(
                                    title="preferred depth (score > 0.1)", save=fig_path("volume_best_depth"))
             summary = nm.summarize_by_roi(pref, store, roi_list)
             if "vertex" in store.coords and "hemisphere" in store.coords:
-                nm.plot_surface_map(pref["best_depth_norm"], rois=nm.surface_rois(store, roi_list),
+                vals = pref["best_depth_norm"]
+                if "neuroid_id" in vals.coords:
+                    where = {v: n for n, v in enumerate(store["neuroid_id"].values)}
+                    pos = np.array([where[v] for v in vals["neuroid_id"].values], dtype=int)
+                else:
+                    pos = np.arange(store.sizes["neuroid"])
+                vals = vals.assign_coords(vertex=("neuroid", store["vertex"].values[pos]),
+                                          hemisphere=("neuroid", store["hemisphere"].values[pos]))
+                nm.plot_surface_map(vals, rois=nm.surface_rois(store, roi_list),
                                     cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth",
                                     save=fig_path("surface_best_depth"))
             else:

@@ -45,3 +45,28 @@ def test_map_simulated_eeg_end_to_end(sim_eeg, tmp_path):
         assert (out / f"{stem}.png").exists(), stem
     assert (out / "roi_best_layer_over_time.csv").exists() and (out / "units_to_roi.csv").exists()
     assert "parietal" in res.output and "truth layer4" in res.output
+
+
+def test_map_surface_store(tmp_path):
+    """A store on fsaverage vertices gets a real surface map (not the schematic)."""
+    import numpy as np
+    import xarray as xr
+
+    from neuroalign.store import save_store
+    from neuroalign.testing import make_store
+
+    n = 40
+    store = make_store(12, n, n_repetitions=2, rois={"A": np.arange(n) < 20, "B": np.arange(n) >= 20})
+    store = store.assign_coords(vertex=("neuroid", np.r_[np.arange(20), np.arange(20)]),
+                                hemisphere=("neuroid", ["lh"] * 20 + ["rh"] * 20))
+    store.attrs["space"] = "fsaverage"
+    save_store(store, tmp_path / "surf.zarr")
+    sc = xr.DataArray(np.random.default_rng(0).uniform(0, 1, (3, n)), dims=("layer", "neuroid"),
+                      coords={"layer": ["a", "b", "c"], "neuroid_id": store["neuroid_id"]}, name="score")
+    sc.to_netcdf(tmp_path / "scores.nc")
+    out = tmp_path / "maps"
+    res = CliRunner().invoke(app, ["map", str(tmp_path / "surf.zarr"), "--scores", str(tmp_path / "scores.nc"),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "surface_best_depth.png").exists()
+    assert not (out / "volume_best_depth.png").exists()
