@@ -165,6 +165,8 @@ def map_cmd(
                      f" ({100 * summary['best_layer_fraction'].sel(roi=r).item():.0f} % of voxels)"
                      + (f"  truth {truth[r]}" if r in truth else "") for r in roi_list]
         nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, save=fig_path("layer_profile"))
+        nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, relative=True,
+                              save=fig_path("layer_profile_relative"))
         table = pref.drop_vars([c for c in pref.coords if str(c).startswith("roi_")])
         _write_csv(table.to_dataframe(), out / "layer_preference.csv")
         if units:
