@@ -70,3 +70,9 @@ def test_map_surface_store(tmp_path):
     assert res.exit_code == 0, res.output
     assert (out / "surface_best_depth.png").exists()
     assert not (out / "volume_best_depth.png").exists()
+
+
+def test_simulate_units_per_roi_option(tmp_path):
+    res = CliRunner().invoke(app, ["simulate", str(tmp_path / "s"), "--units-per-roi", "0"])
+    assert res.exit_code == 2 and "Invalid value for 'units_per_roi' in simulate()" in res.output
+    assert not (tmp_path / "s").exists()
