@@ -110,7 +110,8 @@ def unit_to_roi(
     n_permutations : int
         Stimulus permutations of the ROI responses for the p-value (0: no p-values). The
         null of each unit is the maximum over ROIs, so the p-value accounts for picking
-        the best ROI.
+        the best ROI. For ``"encoding"`` each permutation refits the ridge in closed form
+        with the alpha chosen on the real data.
     alphas : sequence of float
         ``"encoding"`` only: ridge penalties, one chosen per ROI by leave-one-out error.
     seed : int, optional
