@@ -75,6 +75,8 @@ def map_cmd(
         else:
             store = open_store(source)
         features = None
+        if units and sim is None:
+            fail("--units needs a simulation as SOURCE (features of its ground-truth network).")
         if scores is not None:
             sweep = _open_scores(scores)
         elif sim is not None:
@@ -138,7 +140,15 @@ def map_cmd(
                                    title="preferred depth (score > 0.1)", save=fig_path("volume_best_depth"))
             summary = nm.summarize_by_roi(pref, store, roi_list)
             if "vertex" in store.coords and "hemisphere" in store.coords:
-                nm.plot_surface_map(pref["best_depth_norm"], rois=nm.surface_rois(store, roi_list),
+                vals = pref["best_depth_norm"]
+                if "neuroid_id" in vals.coords:
+                    where = {v: n for n, v in enumerate(store["neuroid_id"].values)}
+                    pos = np.array([where[v] for v in vals["neuroid_id"].values], dtype=int)
+                else:
+                    pos = np.arange(store.sizes["neuroid"])
+                vals = vals.assign_coords(vertex=("neuroid", store["vertex"].values[pos]),
+                                          hemisphere=("neuroid", store["hemisphere"].values[pos]))
+                nm.plot_surface_map(vals, rois=nm.surface_rois(store, roi_list),
                                     cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth",
                                     save=fig_path("surface_best_depth"))
             else:
@@ -155,15 +165,18 @@ def map_cmd(
                      f" ({100 * summary['best_layer_fraction'].sel(roi=r).item():.0f} % of voxels)"
                      + (f"  truth {truth[r]}" if r in truth else "") for r in roi_list]
         nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, save=fig_path("layer_profile"))
+        nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, relative=True,
+                              save=fig_path("layer_profile_relative"))
         table = pref.drop_vars([c for c in pref.coords if str(c).startswith("roi_")])
         _write_csv(table.to_dataframe(), out / "layer_preference.csv")
         if units:
             if features is None:
-                fail("--units needs a simulation as SOURCE (features of its ground-truth network).")
+                features = _simulated.simulated_features(sim, store)
             rows = []
             for layer in features.data_vars:
                 tab = nm.unit_to_roi(features, store, layer=str(layer), rois=roi_list, method="encoding",
-                                     n_permutations=n_permutations)
+                                     n_permutations=n_permutations,
+                                     time=slice(0.0, 0.5) if time_resolved else None)
                 rows.append(nm.aligned_units([tab], alpha=0.05, top=5).to_dataframe())
             import pandas as pd
 

@@ -31,6 +31,7 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option(help="Seed of images, design and noise.")] = 0,
     arch: Annotated[str, typer.Option(help="Ground-truth torchvision architecture.")] = "resnet18",
     model_seed: Annotated[int, typer.Option(help="Seed of the ground-truth network's weights.")] = 0,
+    units_per_roi: Annotated[int | None, typer.Option(help="NSD: each ROI reads out only N planted channels of its layer (named units drive specific ROIs).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Simulate a brain with a known answer and write it as an NSD or THINGS-EEG2 tree.
@@ -46,6 +47,7 @@ def simulate_cmd(
             n_repetitions=n_repetitions, n_test_repetitions=n_test_repetitions,
             n_sessions=n_sessions, withhold_sessions=withhold_sessions, image_size=image_size,
             seed=seed, arch=arch, model_seed=model_seed, overwrite=overwrite,
+            units_per_roi=units_per_roi,
         )
     except (FileExistsError, ValueError, NeuroalignError) as err:
         fail(str(err))

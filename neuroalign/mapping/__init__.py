@@ -11,7 +11,12 @@
   :func:`plot_layer_profile`; each returns a matplotlib figure and can save PNG/SVG.
 """
 
-from neuroalign.mapping._concepts import concept_labels, rank_images, roi_concept_labels
+from neuroalign.mapping._concepts import (
+    concept_labels,
+    rank_images,
+    roi_concept_labels,
+    voxel_weights,
+)
 from neuroalign.mapping._figures import plot_layer_profile, plot_roi_scores, save_figure
 from neuroalign.mapping._layers import (
     best_layer_over_time,
@@ -44,6 +49,7 @@ __all__ = [
     "select_units",
     "aligned_units",
     "feature_matrix",
+    "voxel_weights",
     "concept_labels",
     "roi_concept_labels",
     "rank_images",

@@ -10,7 +10,7 @@ import xarray as xr
 from neuroalign.exceptions import DimensionError
 from neuroalign.mapping._common import roi_masks
 
-__all__ = ["concept_labels", "roi_concept_labels", "rank_images"]
+__all__ = ["voxel_weights", "concept_labels", "roi_concept_labels", "rank_images"]
 
 
 def _as_matrix(obj, rows: str, *, name: str, func: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -25,6 +25,63 @@ def _as_matrix(obj, rows: str, *, name: str, func: str) -> tuple[np.ndarray, np.
     arr = obj.transpose(rows, other)
     labels = np.asarray(arr[rows].values) if rows in arr.coords else np.arange(arr.sizes[rows])
     return np.asarray(arr.values, dtype=float), labels, other
+
+
+def voxel_weights(features, store: xr.Dataset, *, layer: str | None = None,
+                  alphas: Sequence[float] | None = None, split: str | None = None) -> xr.Dataset:
+    """Fit a ridge encoder per voxel from (joint-space) features; return its weight vectors.
+
+    A small closed-form ridge (alpha per voxel by leave-one-out error) on the averaged
+    responses, for :func:`concept_labels` and :func:`rank_images` (to be replaced by
+    ``neuroalign.encoders.RidgeEncoder``'s ``coef_``).
+
+    Parameters
+    ----------
+    features : xr.Dataset or xr.DataArray
+        Features in the joint image-text space, ``(stimulus, <dim>)``, joined on ``stimulus_id``.
+    store : xr.Dataset
+        Trial-level or averaged fMRI store.
+    layer : str, optional
+        Variable of a features Dataset.
+    alphas : sequence of float, optional
+        Ridge penalties (default ``10**-2 .. 10**5``).
+    split : str, optional
+        Fit on this split's stimuli only (e.g. ``"train"``).
+
+    Returns
+    -------
+    xr.Dataset
+        ``weights`` (dims ``('neuroid', <dim>)``, in units of response per feature unit),
+        ``intercept`` and ``alpha`` on ``neuroid``, with the store's neuroid coords.
+    """
+    from neuroalign.mapping._common import align_stimuli, averaged_responses
+    from neuroalign.mapping._ridge import DEFAULT_ALPHAS, ridge_fit
+    from neuroalign.mapping._units import feature_matrix
+
+    feats = feature_matrix(features, layer, func="voxel_weights")
+    resp = averaged_responses(store, func="voxel_weights")
+    if "time" in resp.dims:
+        raise DimensionError("voxel_weights(): the store is time-resolved; expected fMRI responses.")
+    pos = align_stimuli(feats["stimulus_id"].values, resp["stimulus_id"].values,
+                        left="features", right="store", func="voxel_weights")
+    if split is not None:
+        keep = np.flatnonzero(resp["split"].values == split)
+        if keep.size == 0:
+            raise ValueError(f"Invalid value for 'split' in voxel_weights(): {split!r}; no stimuli.")
+        resp, pos = resp.isel(stimulus=keep), pos[keep]
+    X = np.asarray(feats.values, dtype=float)[pos]
+    Y = np.asarray(resp.transpose("stimulus", "neuroid").values, dtype=float)
+    fit = ridge_fit(X, Y, DEFAULT_ALPHAS if alphas is None else alphas)
+    dim = feats.dims[1]
+    coords = {k: v for k, v in resp.coords.items() if v.dims == ("neuroid",)}
+    return xr.Dataset(
+        {
+            "weights": (("neuroid", dim), fit.coef.T),
+            "intercept": ("neuroid", fit.intercept - fit.x_mean @ fit.coef),
+            "alpha": ("neuroid", fit.alpha),
+        },
+        coords=coords,
+    )
 
 
 def _unit(a: np.ndarray) -> np.ndarray:

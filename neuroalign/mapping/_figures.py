@@ -156,7 +156,7 @@ def plot_roi_scores(
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="0.5", linewidth=0.8)
     if len(groups) > 1 or nc is not None:
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -170,6 +170,7 @@ def plot_layer_profile(
     store: xr.Dataset | None = None,
     rois: list[str] | None = None,
     x: Literal["depth", "layer"] = "depth",
+    relative: bool = False,
     title: str | None = None,
     save: str | Path | None = None,
     figsize: tuple[float, float] | None = None,
@@ -183,6 +184,9 @@ def plot_layer_profile(
     store, rois : as in :func:`neuroalign.mapping.roi_layer_profile`
     x : {"depth", "layer"}
         x axis: depth normalised to [0, 1] within the model, or the layer names.
+    relative : bool
+        Divide each ROI's profile by its maximum (within each model), so that the shape
+        of flat profiles is visible.
     save : path, optional
         Write the figure (``.png``/``.svg``/``.pdf``).
 
@@ -210,6 +214,8 @@ def plot_layer_profile(
         xs = norm[idx] if x == "depth" else np.arange(len(idx))
         for r, roi in enumerate(prof["roi"].values):
             ys = prof.values[r, idx]
+            if relative and np.nanmax(np.abs(ys)) > 0:
+                ys = ys / np.nanmax(ys)
             ax.plot(xs, ys, "-", color=f"C{r % 10}", label=str(roi), marker=".")
             if np.isfinite(ys).any():
                 b = int(np.nanargmax(ys))
@@ -224,7 +230,7 @@ def plot_layer_profile(
             ax.set_xlim(-0.05, 1.05)
         ax.set_title(m or (title or "layer profile"))
         ax.axhline(0, color="0.5", linewidth=0.8)
-    axes[0].set_ylabel("mean score")
+    axes[0].set_ylabel("mean score / ROI maximum" if relative else "mean score")
     axes[-1].legend(fontsize=7, frameon=False, loc="best")
     if title and models != [""]:
         fig.suptitle(title)

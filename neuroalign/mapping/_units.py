@@ -83,6 +83,7 @@ def unit_to_roi(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     seed: int | None = 0,
     model: str | None = None,
+    time: float | slice | None = None,
 ) -> xr.Dataset:
     """Match every unit of a layer to the ROI it tracks best.
 
@@ -109,13 +110,17 @@ def unit_to_roi(
     n_permutations : int
         Stimulus permutations of the ROI responses for the p-value (0: no p-values). The
         null of each unit is the maximum over ROIs, so the p-value accounts for picking
-        the best ROI.
+        the best ROI. For ``"encoding"`` each permutation refits the ridge in closed form
+        with the alpha chosen on the real data.
     alphas : sequence of float
         ``"encoding"`` only: ridge penalties, one chosen per ROI by leave-one-out error.
     seed : int, optional
         Seed of the permutations.
     model : str, optional
         Model name recorded in the table (default: the features' ``model`` attr).
+    time : float or slice, optional
+        Time-resolved stores (MEG/EEG): the time point (nearest sample, s) or the window
+        (averaged) whose responses are matched. Required when the store has a ``time`` dim.
 
     Returns
     -------
@@ -131,14 +136,22 @@ def unit_to_roi(
     layer = feats.attrs["layer"]
     model = model or str(feats.attrs.get("model", feats.attrs.get("model_name", "")))
     resp = averaged_responses(store, func="unit_to_roi")
-    if split is not None:
-        if "split" not in resp.coords:
-            raise KeyError("unit_to_roi(): split= given but the store has no 'split' coordinate.")
-        resp = resp.isel(stimulus=np.flatnonzero(resp["split"].values == split))
-        if resp.sizes["stimulus"] == 0:
-            raise ValueError(f"Invalid value for 'split' in unit_to_roi(): {split!r}; no stimuli.")
+    if "time" in resp.dims:
+        if time is None:
+            raise DimensionError(
+                "unit_to_roi(): the store is time-resolved (dim 'time'); pass time= (a time "
+                "in s, or a slice to average a window)."
+            )
+        resp = resp.sel(time=time).mean("time") if isinstance(time, slice) else \
+            resp.sel(time=time, method="nearest")
     pos = align_stimuli(feats["stimulus_id"].values, resp["stimulus_id"].values,
                         left="features", right="store", func="unit_to_roi")
+    if split is not None:
+        keep = np.flatnonzero(resp["split"].values == split)
+        if keep.size == 0:
+            raise ValueError(f"Invalid value for 'split' in unit_to_roi(): {split!r}; no stimuli.")
+        resp = resp.isel(stimulus=keep)
+        pos = pos[keep]
     X = np.asarray(feats.values, dtype=float)[pos]
     masks = roi_masks(resp, None, rois, func="unit_to_roi")
     Y = np.asarray(resp.transpose("stimulus", "neuroid").values, dtype=float)

@@ -62,3 +62,33 @@ def test_errors():
         concept_labels(weights, text.rename(concept="word"))
     with pytest.raises(DimensionError, match="expected the same feature space"):
         rank_images(weights, xr.DataArray(np.zeros((3, 4)), dims=("stimulus", "embed")))
+
+
+def test_voxel_weights_from_a_store_recover_the_planted_concept():
+    from neuroalign.mapping import voxel_weights
+    from neuroalign.testing import make_store
+
+    weights, text = space()
+    rng = np.random.default_rng(3)
+    n_stim = 120
+    emb = rng.standard_normal((n_stim, 32))  # image embeddings in the joint space
+    rois = {"FFA": np.arange(20) < 10, "PPA": np.arange(20) >= 10}
+    store = make_store(n_stim, 20, n_repetitions=2, rois=rois, seed=2)
+    ids = np.array([f"stim-{i:04d}" for i in range(n_stim)])
+    codes = np.searchsorted(ids, store["stimulus_id"].values)
+    signal = emb @ weights.values.T / 10
+    noisy = signal[codes] + 0.3 * rng.standard_normal((len(codes), 20))
+    store = store.copy(data={"responses": noisy.astype(np.float32), "true_ncsnr": store["true_ncsnr"].values})
+    feats = xr.DataArray(emb, dims=("stimulus", "embed"), coords={"stimulus_id": ("stimulus", ids)})
+    fitted = voxel_weights(feats, store, split="train")
+    assert fitted["weights"].dims == ("neuroid", "embed")
+    lab = concept_labels(fitted["weights"], text)
+    assert (lab["top_concept"].values[:10, 0] == "face").all()
+    assert (lab["top_concept"].values[10:, 0] == "house").all()
+    roi = roi_concept_labels(lab, store)
+    assert list(roi["top_concept"].values[:, 0]) == ["face", "house"]
+    with pytest.raises(ValueError, match="Invalid value for 'split' in voxel_weights"):
+        voxel_weights(feats, store, split="val")
+    eeg = make_store(10, 4, n_times=3)
+    with pytest.raises(DimensionError, match="time-resolved"):
+        voxel_weights(feats.isel(stimulus=slice(0, 10)), eeg)

@@ -79,6 +79,10 @@ def test_layer_profile_panels_per_model(tmp_path):
     np.testing.assert_allclose(lines[0].get_xdata(), [0, 0.5, 1])
     stars = [ln for ln in ax.lines if ln.get_marker() == "*"]
     assert [float(s.get_xdata()[0]) for s in stars] == [0.0, 1.0]  # early -> l1, late -> l3
+    rel = plot_layer_profile(sc, relative=True)
+    rel_lines = [ln for ln in rel.axes[0].lines if ln.get_label() in ("early", "late")]
+    assert max(float(np.max(ln.get_ydata())) for ln in rel_lines) == pytest.approx(1.0)
+    assert rel.axes[0].get_ylabel() == "mean score / ROI maximum"
     two = xr.concat([sc, sc.isel(layer=[0, 2])], dim="layer")
     two = two.assign_coords(model=("layer", ["a"] * 3 + ["b"] * 2))
     fig2 = plot_layer_profile(two, x="layer")

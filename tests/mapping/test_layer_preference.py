@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from neuroalign.exceptions import DimensionError
 from neuroalign.mapping import (
@@ -116,3 +119,19 @@ def test_best_layer_over_time_per_sensor_and_roi():
     assert list(roi["best_layer"].sel(roi="g").values) == ["a", "a", "b", "b"]
     with pytest.raises(DimensionError, match="missing 'time'"):
         best_layer_over_time(da.isel(time=0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),
+              elements=st.floats(-1, 1, allow_nan=False)))
+def test_preference_laws(vals):
+    """Best score is the maximum; depths lie in [0, 1]; neuroid order does not matter."""
+    da = xr.DataArray(vals, dims=("layer", "neuroid"), coords={"layer": [f"L{i}" for i in range(vals.shape[0])]})
+    pref = layer_preference(da)
+    np.testing.assert_allclose(pref["best_score"].values, vals.max(axis=0))
+    for name in ("best_depth_norm", "mean_depth_norm"):
+        v = pref[name].values
+        assert np.all((v[np.isfinite(v)] >= 0) & (v[np.isfinite(v)] <= 1))
+    perm = np.arange(vals.shape[1])[::-1]
+    back = layer_preference(da.isel(neuroid=perm))
+    assert list(back["best_layer"].values) == list(pref["best_layer"].values[perm])

@@ -31,14 +31,48 @@ def test_map_errors(sim_nsd, tmp_path):
     assert res.exit_code == 2 and "pass --scores" in res.output
     res = CliRunner().invoke(app, ["map", str(store_path), "--scores", str(tmp_path / "nope.nc")])
     assert res.exit_code == 2 and "no such file" in res.output
+    res = CliRunner().invoke(app, ["map", str(store_path), "--units"])
+    assert res.exit_code == 2 and "--units needs a simulation" in res.output
 
 
 @pytest.mark.slow
 def test_map_simulated_eeg_end_to_end(sim_eeg, tmp_path):
     out = tmp_path / "maps"
-    res = CliRunner().invoke(app, ["map", str(sim_eeg.root), "--out", str(out)])
+    res = CliRunner().invoke(app, ["map", str(sim_eeg.root), "--out", str(out), "--units",
+                                   "--n-permutations", "19"])
     assert res.exit_code == 0, res.output
     for stem in ("topomap_best_depth", "topomap_best_score", "layer_profile"):
         assert (out / f"{stem}.png").exists(), stem
-    assert (out / "roi_best_layer_over_time.csv").exists()
+    assert (out / "roi_best_layer_over_time.csv").exists() and (out / "units_to_roi.csv").exists()
     assert "parietal" in res.output and "truth layer4" in res.output
+
+
+def test_map_surface_store(tmp_path):
+    """A store on fsaverage vertices gets a real surface map (not the schematic)."""
+    import numpy as np
+    import xarray as xr
+
+    from neuroalign.store import save_store
+    from neuroalign.testing import make_store
+
+    n = 40
+    store = make_store(12, n, n_repetitions=2, rois={"A": np.arange(n) < 20, "B": np.arange(n) >= 20})
+    store = store.assign_coords(vertex=("neuroid", np.r_[np.arange(20), np.arange(20)]),
+                                hemisphere=("neuroid", ["lh"] * 20 + ["rh"] * 20))
+    store.attrs["space"] = "fsaverage"
+    save_store(store, tmp_path / "surf.zarr")
+    sc = xr.DataArray(np.random.default_rng(0).uniform(0, 1, (3, n)), dims=("layer", "neuroid"),
+                      coords={"layer": ["a", "b", "c"], "neuroid_id": store["neuroid_id"]}, name="score")
+    sc.to_netcdf(tmp_path / "scores.nc")
+    out = tmp_path / "maps"
+    res = CliRunner().invoke(app, ["map", str(tmp_path / "surf.zarr"), "--scores", str(tmp_path / "scores.nc"),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "surface_best_depth.png").exists()
+    assert not (out / "volume_best_depth.png").exists()
+
+
+def test_simulate_units_per_roi_option(tmp_path):
+    res = CliRunner().invoke(app, ["simulate", str(tmp_path / "s"), "--units-per-roi", "0"])
+    assert res.exit_code == 2 and "Invalid value for 'units_per_roi' in simulate()" in res.output
+    assert not (tmp_path / "s").exists()

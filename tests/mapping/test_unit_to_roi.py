@@ -96,10 +96,14 @@ def test_aligned_units_lists_models_together():
     assert list(same["model"].values) == ["toy", "toy2"] and list(same["unit_index"].values) == [12, 12]
 
 
+@pytest.mark.slow
 def test_simulated_planted_units(sim_units, units_features):
     """On the simulated brain, named channels drive each ROI; the encoding method finds them."""
     store = sim_units.store()
     planted_units = {r: sim_units.truth["rois"][r]["units"] for r in SIM_ROIS}
+    for nd in sim_units.truth["neuroids"]:  # every voxel of an ROI reads out its planted units
+        if nd.get("roi"):
+            assert nd["channels"] == planted_units[nd["roi"]]
     layer_of = sim_units.layer_of_roi()
     for roi in SIM_ROIS:
         enc = unit_to_roi(units_features, store, layer=layer_of[roi], rois=SIM_ROIS,
