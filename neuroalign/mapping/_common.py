@@ -18,9 +18,11 @@ def as_scores(sweep: Any, *, func: str, required=("layer", "neuroid")) -> xr.Dat
     """The ``score`` DataArray of a LayerSweep-like result, checked for its dims."""
     obj = sweep
     if not isinstance(obj, xr.DataArray | xr.Dataset):
-        for attr in ("score", "scores", "scores_", "result_", "result"):
-            if hasattr(obj, attr):
-                obj = getattr(obj, attr)
+        # fitted attributes first: an estimator's ``score`` is a method, not scores
+        for attr in ("scores_", "result_", "score", "scores", "result"):
+            value = getattr(obj, attr, None)
+            if isinstance(value, xr.DataArray | xr.Dataset):
+                obj = value
                 break
     if isinstance(obj, xr.Dataset):
         if "score" not in obj.data_vars:
@@ -41,7 +43,18 @@ def as_scores(sweep: Any, *, func: str, required=("layer", "neuroid")) -> xr.Dat
             f"{func}(): scores have dims {obj.dims!r}, missing {format_list(missing)}. "
             f"Expected dims {tuple(required)!r} (optionally with 'time')."
         )
-    return obj
+    return _model_from_layer_names(obj)
+
+
+def _model_from_layer_names(scores: xr.DataArray) -> xr.DataArray:
+    """A LayerSweep over several models names its layers ``"model/layer"``; give such
+    scores a ``model`` coordinate on ``layer`` so depths are normalised within each model."""
+    if "layer" not in scores.coords or ("model" in scores.coords and scores["model"].dims == ("layer",)):
+        return scores
+    names = np.asarray(scores["layer"].values).astype(str)
+    if not all("/" in n for n in names):
+        return scores
+    return scores.assign_coords(model=("layer", np.array([n.split("/", 1)[0] for n in names])))
 
 
 def _store_roi_names(ds) -> list[str]:

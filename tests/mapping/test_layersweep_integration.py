@@ -1,0 +1,26 @@
+"""layer_preference takes a real LayerSweep (neuroalign.encoders) over several models."""
+
+import numpy as np
+
+from neuroalign.encoders import LayerSweep, simulated_truth_features
+from neuroalign.mapping import layer_preference, summarize_by_roi
+
+
+def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd):
+    store = sim_nsd.store().load()
+    feats = {
+        "truth": simulated_truth_features(store, seed=0),
+        "other": simulated_truth_features(store, ("layer1", "layer4"), seed=1),
+    }
+    sweep = LayerSweep(cv=3, device="cpu").fit(feats, store)
+    pref = layer_preference(sweep)
+    assert "model" in pref.dims and set(pref["model"].values) == {"truth", "other"}
+    best = pref["best_layer"].sel(model="truth")
+    for roi, layer in sim_nsd.layer_of_roi().items():
+        mask = store[f"roi_{roi}"].values
+        names, counts = np.unique(best.values[mask], return_counts=True)
+        assert names[np.argmax(counts)] == f"truth/{layer}", roi
+    # normalised depth runs 0..1 within each model, whatever its number of layers
+    assert float(pref["best_depth_norm"].sel(model="other").max()) <= 1.0
+    summary = summarize_by_roi(pref, store)
+    assert set(sim_nsd.layer_of_roi()) <= set(summary["roi"].values.tolist())
