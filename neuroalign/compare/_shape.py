@@ -283,6 +283,31 @@ def _svdvals(M):
     return np.linalg.svd(M, compute_uv=False)
 
 
+def _fast_nuclear(M, a: _Whitened, b: _Whitened) -> float:
+    """Nuclear norm of ``M`` from the eigenvalues of its smaller Gram matrix.
+
+    ``sum sqrt(eig(M^T M))`` is about twice as fast as the singular values and accurate
+    to ~1e-12 relative when every eigenvalue is above ``1e-6`` of the largest; otherwise
+    (small singular values, where the square root amplifies rounding) and for nearly
+    identical systems (where ``arccos`` amplifies it), the singular values are used.
+    """
+    G = M.T @ M if M.shape[1] <= M.shape[0] else M @ M.T
+    if is_torch(G):
+        import torch
+
+        ev = torch.linalg.eigvalsh(G)
+        ev_min, ev_max = float(ev[0]), float(ev[-1])
+        nuc = float(ev.clip(min=0).sqrt().sum())
+    else:
+        ev = np.linalg.eigvalsh(G)
+        ev_min, ev_max = float(ev[0]), float(ev[-1])
+        nuc = float(np.sqrt(np.maximum(ev, 0)).sum())
+    den = np.sqrt(a.sq_norm * b.sq_norm)
+    if ev_min < 1e-6 * ev_max or (den > 0 and nuc / den > 1 - 1e-6):
+        nuc = float(_svdvals(M).sum())
+    return nuc
+
+
 def _pair_distance(a: _Whitened, b: _Whitened, nuc: float, score_method: str) -> float:
     width = max(a.width, b.width)
     sa, sb = a.scale(width), b.scale(width)
@@ -414,7 +439,7 @@ def distance_matrix(
         start = 0
         for k, p in enumerate(rest):
             r = p.B.shape[1]
-            nuc = float(_svdvals(cross[:, start:start + r]).sum())
+            nuc = _fast_nuclear(cross[:, start:start + r], prepared[i], p)
             start += r
             D[i, i + 1 + k] = D[i + 1 + k, i] = _pair_distance(
                 prepared[i], p, nuc, metric.score_method)
