@@ -150,6 +150,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--only", choices=["rdm", "rank", "shape"], default=None)
+    ap.add_argument("--alpha", type=float, action="append", default=None,
+                    help="shape case: alpha value(s) (default 1 and 0)")
+    ap.add_argument("--ref-pairs", type=int, default=None,
+                    help="time netrep on this many pairs and scale (default: all 190)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -163,9 +167,9 @@ def main(argv=None):
             rows.append(r)
             print(json.dumps(r), flush=True)
     if args.only in (None, "shape"):
-        for alpha in (1.0, 0.0):
+        for alpha in args.alpha or (1.0, 0.0):
             rows.append(case_shape_matrix(6 if q else 20, 300 if q else 2000, 50 if q else 500,
-                                          rng, alpha, 15 if q else 190))
+                                          rng, alpha, args.ref_pairs or (15 if q else 190)))
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))

@@ -143,8 +143,11 @@ def rsa_cmd(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: [output] dir).")] = None,
     n_bootstrap: Annotated[int | None, typer.Option(help="Override [rsa] n_bootstrap.")] = None,
 ) -> None:
-    """Representational similarity analysis from a recipe: score table, model bar plot with
-    noise ceiling, RDM heatmaps."""
+    """Representational similarity analysis from a recipe (tables and figures).
+
+    Writes per ROI a score table (CSV), a model bar plot with the noise ceiling and RDM
+    heatmaps (PNG).
+    """
     if not recipe.exists():
         fail(f"{recipe}: no such recipe file.")
     try:

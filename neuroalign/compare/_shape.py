@@ -221,34 +221,49 @@ class ShapeMetric:
 
 
 class _Whitened:
-    """A centred system reduced to ``B = U diag(S d)`` (n x r) plus its variance terms."""
+    """A centred, partially whitened system ``B`` (n x r) with the same cross-product
+    singular values as netrep's ``X Z``, plus its variance terms.
+
+    ``alpha = 1``: ``B = Xc`` (no decomposition). Otherwise the eigendecomposition of the
+    smaller Gram matrix: ``Xc^T Xc = V diag(lam) V^T`` (p <= n) gives ``B = Xc V diag(d)``
+    (``= X Z V``, a rotation of netrep's whitened data); ``Xc Xc^T = U diag(lam) U^T``
+    (p > n) gives ``B = U diag(sqrt(lam) d)``. Eigenvalues beyond the rank are 0, clipped
+    to the tolerance, as in netrep.
+    """
 
     def __init__(self, X, alpha: float):
         self.width = X.shape[1]
         Xc = X - X.mean(axis=0, keepdims=True)
-        if is_torch(Xc):
-            import torch
-
-            U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
-        else:
-            U, S, _ = np.linalg.svd(Xc, full_matrices=False)
         self.alpha = alpha
         self.identity = alpha > 1 - EIGVAL_TOL
-        lam = S**2
         if self.identity:
-            self.B = U * S[None, :]
-            self.lam_sum = 0.0
-            self.var_sum = 0.0
+            self.B = Xc
+            self.lam_sum = self.var_sum = 0.0
+            self.sq_norm = float((Xc * Xc).sum())
+            return
+        torch_in = is_torch(Xc)
+        if torch_in:
+            import torch
+
+            eigh = torch.linalg.eigh
         else:
+            eigh = np.linalg.eigh
+        n, p = Xc.shape
+        if p <= n:
+            lam, V = eigh(Xc.T @ Xc)
             lam = lam.clip(min=EIGVAL_TOL)
             d = alpha + (1 - alpha) * lam**-0.5
-            self.B = U * (S * d)[None, :]
-            # eigenvalues of X^T X beyond the rank are 0, clipped to the tolerance
-            self.n_null = self.width - S.shape[0]
-            self.lam_sum = float(lam.sum()) + self.n_null * EIGVAL_TOL
-            self.var_sum = float(_new_var(lam, alpha)) + self.n_null * float(
-                _new_var(np.array([EIGVAL_TOL]), alpha)
-            )
+            self.B = Xc @ (V * d[None, :])
+            n_null = 0
+        else:
+            lam_raw, U = eigh(Xc @ Xc.T)
+            lam = lam_raw.clip(min=EIGVAL_TOL)
+            d = alpha + (1 - alpha) * lam**-0.5
+            self.B = U * (lam_raw.clip(min=0) ** 0.5 * d)[None, :]
+            n_null = p - n
+        tol_var = float(_new_var(np.array([EIGVAL_TOL]), alpha))
+        self.lam_sum = float(lam.sum()) + n_null * EIGVAL_TOL
+        self.var_sum = float(_new_var(lam, alpha)) + n_null * tol_var
         self.sq_norm = float((self.B * self.B).sum())
 
     def scale(self, width: int) -> float:
@@ -266,6 +281,32 @@ def _svdvals(M):
 
         return torch.linalg.svdvals(M)
     return np.linalg.svd(M, compute_uv=False)
+
+
+def _fast_nuclear(M, a: _Whitened, b: _Whitened) -> float:
+    """Nuclear norm of ``M`` from the eigenvalues of its smaller Gram matrix.
+
+    ``sum sqrt(eig(M^T M))`` is about twice as fast as the singular values; a singular
+    value ``s`` gets an error of about ``eps s_max^2 / s``, far below 1e-8 relative while
+    every eigenvalue is above ``1e-14`` of the largest. For numerically rank-deficient
+    ``M`` and for nearly identical systems (cosine above ``1 - 1e-4``, where ``arccos``
+    amplifies rounding) the singular values themselves are used.
+    """
+    G = M.T @ M if M.shape[1] <= M.shape[0] else M @ M.T
+    if is_torch(G):
+        import torch
+
+        ev = torch.linalg.eigvalsh(G)
+        ev_min, ev_max = float(ev[0]), float(ev[-1])
+        nuc = float(ev.clip(min=0).sqrt().sum())
+    else:
+        ev = np.linalg.eigvalsh(G)
+        ev_min, ev_max = float(ev[0]), float(ev[-1])
+        nuc = float(np.sqrt(np.maximum(ev, 0)).sum())
+    den = np.sqrt(a.sq_norm * b.sq_norm)
+    if ev_min < 1e-14 * ev_max or (den > 0 and nuc / den > 1 - 1e-4):
+        nuc = float(_svdvals(M).sum())
+    return nuc
 
 
 def _pair_distance(a: _Whitened, b: _Whitened, nuc: float, score_method: str) -> float:
@@ -399,7 +440,7 @@ def distance_matrix(
         start = 0
         for k, p in enumerate(rest):
             r = p.B.shape[1]
-            nuc = float(_svdvals(cross[:, start:start + r]).sum())
+            nuc = _fast_nuclear(cross[:, start:start + r], prepared[i], p)
             start += r
             D[i, i + 1 + k] = D[i + 1 + k, i] = _pair_distance(
                 prepared[i], p, nuc, metric.score_method)
