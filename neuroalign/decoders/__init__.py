@@ -15,8 +15,18 @@ encoder-guided generation and the decoding metrics of the field.
 
 from neuroalign.decoders import metrics
 from neuroalign.decoders._embedding import EmbeddingDecoder, brain_matrix, retrieve, target_matrix
-from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor, ridge_fit
+from neuroalign.decoders._encoder import (
+    DifferentiableRidgeEncoder,
+    PooledFeatureExtractor,
+    ridge_fit,
+)
 from neuroalign.decoders._guided import BrainGuidedGenerator, GuidedResult, resolve_target
+from neuroalign.decoders._reconstruct import (
+    MODES,
+    ReconstructionResult,
+    Reconstructor,
+    load_pipeline,
+)
 from neuroalign.decoders._stimuli import store_images
 from neuroalign.decoders._tiny import (
     EmbeddingDiffusionPipeline,
@@ -34,6 +44,10 @@ __all__ = [
     "DifferentiableRidgeEncoder",
     "PooledFeatureExtractor",
     "ridge_fit",
+    "Reconstructor",
+    "ReconstructionResult",
+    "load_pipeline",
+    "MODES",
     "BrainGuidedGenerator",
     "GuidedResult",
     "resolve_target",

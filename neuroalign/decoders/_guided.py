@@ -88,6 +88,11 @@ def resolve_target(target, n_neuroids: int, rois: dict | None = None) -> tuple[n
     return one(target), None
 
 
+def _clamp01(x):
+    # clamp to [0, 1] in value, identity in gradient (saturated pixels still get a gradient)
+    return x + (x.clamp(0, 1) - x).detach()
+
+
 def _alphas_cumprod(scheduler, t):
     ac = scheduler.alphas_cumprod
     return ac[int(t)]
@@ -166,10 +171,10 @@ class BrainGuidedGenerator:
             sf = float(getattr(vae.config, "scaling_factor", 1.0))
 
             def decode(z):
-                return ((vae.decode(z / sf).sample + 1) / 2).clamp(0, 1)
+                return _clamp01((vae.decode(z / sf).sample + 1) / 2)
         else:
             def decode(z):
-                return ((z + 1) / 2).clamp(0, 1)
+                return _clamp01((z + 1) / 2)
         return eps_fn, decode, (channels, size)
 
     def _activation(self, images, pos, neg):
