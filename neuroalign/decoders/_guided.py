@@ -89,8 +89,7 @@ def resolve_target(target, n_neuroids: int, rois: dict | None = None) -> tuple[n
 
 
 def _clamp01(x):
-    # clamp to [0, 1] in value, identity in gradient (saturated pixels still get a gradient)
-    return x + (x.clamp(0, 1) - x).detach()
+    return x.clamp(0, 1)
 
 
 def _alphas_cumprod(scheduler, t):
