@@ -48,8 +48,9 @@ class GuidedResult:
 def resolve_target(target, n_neuroids: int, rois: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Weights over neuroids for a target: ``(positive mask, negative mask or None)``.
 
-    ``target`` is an ROI name (``"FFA-1"``), a contrast ``("FFA-1", "PPA")`` or ``"FFA-1 - PPA"``
-    (mean of the first minus mean of the second), or a voxel set (boolean mask or indices).
+    ``target`` is an ROI name (``"FFA-1"``), a voxel set (boolean mask, or a list / array of
+    indices), or a contrast of two of those as a tuple ``("FFA-1", "PPA")`` or the string
+    ``"FFA-1 - PPA"`` (mean of the first minus mean of the second).
     """
     rois = rois or {}
 
@@ -83,7 +84,8 @@ def resolve_target(target, n_neuroids: int, rois: dict | None = None) -> tuple[n
 
     if isinstance(target, str) and " - " in target:
         target = tuple(s.strip() for s in target.split(" - ", 1))
-    if isinstance(target, tuple) and len(target) == 2 and all(isinstance(t, str) for t in target):
+    if isinstance(target, tuple) and len(target) == 2 and all(
+            isinstance(t, str | list | np.ndarray) for t in target):
         return one(target[0]), one(target[1])
     return one(target), None
 
