@@ -78,7 +78,8 @@ def _load_data(cfg: dict, base: Path):
 
     data = cfg.get("data", {})
     if "simulate" in data:
-        root = base / data.get("root", "sim-nsd")
+        root = Path(data.get("root", "sim-nsd"))
+        root = root if root.is_absolute() else base / root
         if (root / "truth.json").exists():
             sim = SimulationResult.load(root)
         else:
@@ -128,12 +129,21 @@ def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
     retrieval = dec.score(test, target)
     test_avg = test.na.average_repetitions()
     pred = dec.predict(test_avg)
-    rows = np.flatnonzero(np.isin(avg.stimulus_id.values, test_avg.stimulus_id.values))
     order = {s: i for i, s in enumerate(avg.stimulus_id.values)}
     gt = images[[order[s] for s in test_avg.stimulus_id.values]]
-    del rows
+    low = None
+    if "lowlevel" in cfg:  # Brain-Diffuser / MindEye2-style low-level (blurry) image prediction
+        from neuroalign.decoders.metrics import resize_images
+
+        size = int(cfg["lowlevel"].get("size", 8))
+        thumbs = resize_images(images, size)
+        tdec = EmbeddingDecoder("ridge").fit(store.na.split("train"), xr.DataArray(
+            thumbs, dims=("stimulus", "y", "x", "rgb"),
+            coords={"stimulus_id": ("stimulus", avg.stimulus_id.values)}))
+        low = np.round(np.clip(tdec.predict(test_avg).values, 0, 1) * 255).astype(np.uint8)
     rcfg = dict(cfg.get("reconstruct", {}))
-    rec = Reconstructor(pipe, rcfg.pop("mode", "unclip"), scorer=embed, **rcfg).reconstruct(pred.values)
+    rec = Reconstructor(pipe, rcfg.pop("mode", "unclip"), scorer=embed, **rcfg).reconstruct(
+        pred.values, low_level=low)
     mcfg = cfg.get("metrics", {})
     weights = mcfg.get("weights", "none")
     nets = {name: feature_network(name, weights=None if weights == "none" else weights)
