@@ -283,7 +283,7 @@ class EmbeddingDecoder:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss)
+                total += float(loss.detach())
             self.loss_curve_.append(total)
         self.net_ = net.eval().cpu()
 

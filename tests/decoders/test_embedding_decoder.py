@@ -62,6 +62,7 @@ def test_mlp_decoder_infonce_retrieves_above_chance(sim_nsd, sim_features):
     assert res["forward"] > 3 * res["chance"]
 
 
+@pytest.mark.slow
 def test_eeg_window_decoder(sim_eeg):
     store = sim_eeg.store().load()
     avg = store.na.average_repetitions()

@@ -196,3 +196,18 @@ def test_load_pipeline_from_local_folder(sd_pipe, tmp_path):
                            safety_checker=None, feature_extractor=None, image_encoder=None)
     assert type(loaded).__name__ == "StableDiffusionPipeline"
     assert loaded.unet.config.sample_size == 16
+
+
+def test_guided_generation_on_latent_pipeline(sd_pipe):
+    """BrainGuidedGenerator drives a latent (VAE + cross-attention UNet) pipeline too."""
+    from neuroalign.decoders import BrainGuidedGenerator
+
+    def encoder(images):  # "neuroids": mean red, mean green, mean blue
+        return images.mean(dim=(2, 3))
+
+    gen = BrainGuidedGenerator(encoder, [0], sd_pipe, scale=2000.0, num_inference_steps=4,
+                               prompt_embeds=_prompt())
+    guided = gen.generate(2, seed=0)
+    plain = gen.generate(2, seed=0, scale=0.0)
+    assert guided.images.shape == (2, 16, 16, 3) and guided.activation.shape == (4, 2)
+    assert np.all(guided.final_activation > plain.final_activation)
