@@ -29,21 +29,30 @@ def decode(
 
 @app.command("generate")
 def generate(
-    encoder: Annotated[Path, typer.Option("--encoder", help="Simulated dataset folder, or a torch.save-d encoder module.")],
-    roi: Annotated[str, typer.Option("--roi", help="Target: an ROI ('FFA-1') or a contrast ('FFA-1 - PPA').")],
-    n: Annotated[int, typer.Option("--n", help="Number of images.")] = 8,
+    encoder: Annotated[Path | None, typer.Option("--encoder", help="Simulated dataset folder, or a torch.save-d encoder module.")] = None,
+    roi: Annotated[str | None, typer.Option("--roi", help="Target: an ROI ('FFA-1') or a contrast ('FFA-1 - PPA').")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Number of images (default 8).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("generate-out"),
-    pipeline: Annotated[str, typer.Option("--pipeline", help="'tiny' (trained on first use, cached) or a pipeline folder / HF id.")] = "tiny",
-    scale: Annotated[float, typer.Option("--scale", help="Guidance scale.")] = 100.0,
-    steps: Annotated[int, typer.Option("--steps", help="Sampling steps.")] = 12,
+    pipeline: Annotated[str | None, typer.Option("--pipeline", help="'tiny' (trained on first use, cached) or a pipeline folder / HF id.")] = None,
+    scale: Annotated[float | None, typer.Option("--scale", help="Guidance scale (default 100).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Sampling steps (default 12).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="First seed.")] = 0,
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="TOML with encoder, roi, n, scale, steps, pipeline (options override it).")] = None,
 ) -> None:
     """Generate images that drive an ROI, guided by a differentiable encoder (BrainDiVE-style).
 
     Writes grid.png (unguided row above guided row, same seeds) and activations.json.
     """
-    from neuroalign.decoders._recipes import run_generate
+    from neuroalign.decoders._recipes import load_recipe, run_generate
 
-    res = run_generate(encoder, roi, n=n, out=out, pipeline=pipeline, scale=scale, steps=steps, seed=seed)
+    cfg = load_recipe(recipe) if recipe is not None else {}
+    given = {"encoder": encoder, "roi": roi, "n": n, "pipeline": pipeline, "scale": scale, "steps": steps}
+    settings = {"n": 8, "pipeline": "tiny", "scale": 100.0, "steps": 12}
+    settings.update({k: v for k, v in cfg.items() if k in given})
+    settings.update({k: v for k, v in given.items() if v is not None})
+    missing = [k for k in ("encoder", "roi") if k not in settings]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join('--' + m for m in missing)} (or a --recipe giving them)")
+    res = run_generate(settings.pop("encoder"), settings.pop("roi"), out=out, seed=seed, **settings)
     for key, value in res.items():
         typer.echo(f"{key}: {value}")

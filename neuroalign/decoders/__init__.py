@@ -21,6 +21,7 @@ from neuroalign.decoders._encoder import (
     ridge_fit,
 )
 from neuroalign.decoders._guided import BrainGuidedGenerator, GuidedResult, resolve_target
+from neuroalign.decoders._recipes import run_decode_recipe, run_generate, save_grid
 from neuroalign.decoders._reconstruct import (
     MODES,
     ReconstructionResult,
@@ -52,6 +53,9 @@ __all__ = [
     "GuidedResult",
     "resolve_target",
     "store_images",
+    "run_decode_recipe",
+    "run_generate",
+    "save_grid",
     "EmbeddingDiffusionPipeline",
     "ImageEmbedder",
     "tiny_pipeline",

@@ -58,8 +58,10 @@ networks = ["alexnet2"]
 @pytest.mark.slow
 def test_generate_command(sim_nsd, tiny_path, tmp_path):
     out = tmp_path / "gen"
-    res = CliRunner().invoke(app, ["generate", "--encoder", str(sim_nsd.root), "--roi", "FFA-1", "--n", "2",
-                                   "--steps", "3", "--scale", "10", "--pipeline", str(tiny_path), "--out", str(out)])
+    recipe = tmp_path / "guided.toml"
+    recipe.write_text(f'encoder = "{sim_nsd.root}"\nroi = "FFA-1"\nn = 2\nscale = 10.0\n')
+    res = CliRunner().invoke(app, ["generate", "--recipe", str(recipe), "--steps", "3",
+                                   "--pipeline", str(tiny_path), "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads((out / "activations.json").read_text())
     assert len(data["true_guided"]) == 2 and "true_stimulus_mean" in data
@@ -82,6 +84,8 @@ def test_cli_errors(tmp_path):
         run_generate(tmp_path / "nothing", "FFA-1")
     res = CliRunner().invoke(app, ["decode", str(tmp_path / "none.toml")])
     assert res.exit_code != 0
+    res = CliRunner().invoke(app, ["generate", "--roi", "FFA-1"])
+    assert res.exit_code != 0 and "missing --encoder" in res.output
 
 
 def test_pipeline_embedder_error():
@@ -90,3 +94,21 @@ def test_pipeline_embedder_error():
 
     with pytest.raises(DataFormatError, match="object has no image embedder"):
         pipeline_embedder(object())
+
+
+def test_shipped_recipes_parse():
+    from pathlib import Path
+
+    from neuroalign.decoders._recipes import load_recipe
+
+    root = Path(__file__).resolve().parents[2] / "decoders"
+    recipes = sorted(root.glob("*.toml"))
+    assert {p.name for p in recipes} >= {"nsd-unclip.toml", "simulated-unclip.toml",
+                                         "simulated-img2img.toml", "simulated-guided.toml"}
+    for path in recipes:
+        cfg = load_recipe(path)
+        if "roi" in cfg:
+            assert {"encoder", "roi"} <= set(cfg)
+        else:
+            assert {"data", "pipeline", "reconstruct", "metrics"} <= set(cfg)
+            assert cfg["reconstruct"]["mode"] in ("unclip", "tokens", "ip-adapter", "img2img")

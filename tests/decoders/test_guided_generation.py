@@ -120,3 +120,16 @@ def test_encoder_errors():
     pfe = PooledFeatureExtractor(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)), ["0"], input_size=8)
     with pytest.raises(DimensionError, match="PooledFeatureExtractor expects images"):
         pfe(torch.zeros(1, 4, 8, 8))
+
+
+def test_from_estimator_wraps_a_fitted_linear_model():
+    import torch
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 6)), rng.normal(size=(30, 3))
+    est = Ridge(alpha=1.0).fit(X, Y)
+    enc = DifferentiableRidgeEncoder.from_estimator(torch.nn.Identity(), est, rois={"A": [0, 2]})
+    out = enc(torch.as_tensor(X[:4], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(out, est.predict(X[:4]), rtol=1e-4, atol=1e-5)
+    assert enc.n_neuroids == 3 and enc.rois["A"].tolist() == [0, 2]
