@@ -109,3 +109,35 @@ def test_decoder_errors(sim_nsd, sim_features):
     dec = EmbeddingDecoder(target="pooled", alphas=(1.0,)).fit(store, sim_features)
     with pytest.raises(DimensionError, match="The store gives 10 brain features per sample"):
         dec.predict(store.isel(neuroid=slice(0, 10)))
+
+
+def test_store_images_errors_and_hdf5(sim_nsd):
+    from neuroalign.decoders import store_images
+    from neuroalign.exceptions import DataFormatError
+
+    avg = sim_nsd.store().load().na.average_repetitions()
+    imgs = store_images(avg.isel(stimulus=slice(0, 3)))
+    assert imgs.shape == (3, 96, 96, 3) and imgs.dtype == np.uint8
+    with pytest.raises(DataFormatError, match="The store has no 'stimulus_set' attribute"):
+        store_images(avg.assign_attrs(stimulus_set=None))
+    with pytest.raises(DataFormatError, match="Unknown stimulus_set kind 'zip'"):
+        store_images(avg.assign_attrs(stimulus_set={"kind": "zip"}))
+
+
+@pytest.mark.slow
+def test_store_images_from_image_files(sim_eeg):
+    from neuroalign.decoders import store_images
+
+    avg = sim_eeg.store().load().na.average_repetitions()
+    imgs = store_images(avg.isel(stimulus=slice(0, 2)))
+    assert imgs.ndim == 4 and imgs.shape[0] == 2 and imgs.shape[-1] == 3
+
+
+def test_fit_store_image_count_error(sim_nsd):
+    import torch
+
+    from neuroalign.decoders import DifferentiableRidgeEncoder
+
+    with pytest.raises(DimensionError, match="fit_store\\(\\): 'images' holds 2 images"):
+        DifferentiableRidgeEncoder.fit_store(torch.nn.Identity(), sim_nsd.store().load(),
+                                             images=np.zeros((2, 8, 8, 3), np.uint8))
