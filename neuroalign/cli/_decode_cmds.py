@@ -34,7 +34,7 @@ def generate(
     n: Annotated[int | None, typer.Option("--n", help="Number of images (default 8).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("generate-out"),
     pipeline: Annotated[str | None, typer.Option("--pipeline", help="'tiny' (trained on first use, cached) or a pipeline folder / HF id.")] = None,
-    scale: Annotated[float | None, typer.Option("--scale", help="Guidance scale (default 100).")] = None,
+    scale: Annotated[float | None, typer.Option("--scale", help="Guidance scale (default 10, tuned for the tiny pipeline; BrainDiVE used ~100-150 on SD latents).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Sampling steps (default 12).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="First seed.")] = 0,
     recipe: Annotated[Path | None, typer.Option("--recipe", help="TOML with encoder, roi, n, scale, steps, pipeline (options override it).")] = None,
@@ -47,7 +47,7 @@ def generate(
 
     cfg = load_recipe(recipe) if recipe is not None else {}
     given = {"encoder": encoder, "roi": roi, "n": n, "pipeline": pipeline, "scale": scale, "steps": steps}
-    settings = {"n": 8, "pipeline": "tiny", "scale": 100.0, "steps": 12}
+    settings = {"n": 8, "pipeline": "tiny", "scale": 10.0, "steps": 12}
     settings.update({k: v for k, v in cfg.items() if k in given})
     settings.update({k: v for k, v in given.items() if v is not None})
     missing = [k for k in ("encoder", "roi") if k not in settings]

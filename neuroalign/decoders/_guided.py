@@ -114,7 +114,10 @@ class BrainGuidedGenerator:
         Supplies ``unet``, ``scheduler`` and (latent pipelines) ``vae``; conditional latent
         UNets get ``prompt_embeds`` (default: the pipeline's encoding of the empty prompt).
     scale : float
-        Guidance strength (BrainDiVE used 130 for their z-scored encoder).
+        Guidance strength. It multiplies a gradient whose size depends on the encoder's units
+        and the pipeline's space: BrainDiVE used 130 on Stable Diffusion latents with a
+        z-scored encoder; the project's 32 px pixel-space pipeline with a ridge encoder in
+        percent signal change works at ~10 (too large a scale overshoots and saturates).
     num_inference_steps : int
     rois : dict, optional
     prompt_embeds : tensor, optional

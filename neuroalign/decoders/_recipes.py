@@ -159,7 +159,7 @@ def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
 
 
 def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",
-                 pipeline: str = "tiny", scale: float = 100.0, steps: int = 12, seed: int = 0,
+                 pipeline: str = "tiny", scale: float = 10.0, steps: int = 12, seed: int = 0,
                  layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
                  alpha: float = 10.0) -> dict[str, Any]:
     """Guided generation for ``roi``; ``encoder`` is a simulated dataset folder (a ridge encoder
