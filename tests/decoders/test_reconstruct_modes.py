@@ -211,3 +211,15 @@ def test_guided_generation_on_latent_pipeline(sd_pipe):
     plain = gen.generate(2, seed=0, scale=0.0)
     assert guided.images.shape == (2, 16, 16, 3) and guided.activation.shape == (4, 2)
     assert np.all(guided.final_activation > plain.final_activation)
+
+
+def test_pipeline_embedder_uses_the_unclip_image_encoder(unclip_pipe):
+    from neuroalign.decoders._recipes import pipeline_embedder
+
+    imgs = np.random.default_rng(6).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
+    emb = pipeline_embedder(unclip_pipe)(imgs)
+    assert emb.shape == (3, DIM) and np.isfinite(emb).all()
+    # embeddings of the training images feed the unclip mode directly
+    out = Reconstructor(unclip_pipe, "unclip", num_inference_steps=1, prompt_embeds=_prompt(),
+                        height=16).reconstruct(emb)
+    assert out.images.shape == (3, 16, 16, 3)
