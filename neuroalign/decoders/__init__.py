@@ -15,8 +15,19 @@ encoder-guided generation and the decoding metrics of the field.
 
 from neuroalign.decoders import metrics
 from neuroalign.decoders._embedding import EmbeddingDecoder, brain_matrix, retrieve, target_matrix
-from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor, ridge_fit
+from neuroalign.decoders._encoder import (
+    DifferentiableRidgeEncoder,
+    PooledFeatureExtractor,
+    ridge_fit,
+)
 from neuroalign.decoders._guided import BrainGuidedGenerator, GuidedResult, resolve_target
+from neuroalign.decoders._recipes import run_decode_recipe, run_generate, save_grid
+from neuroalign.decoders._reconstruct import (
+    MODES,
+    ReconstructionResult,
+    Reconstructor,
+    load_pipeline,
+)
 from neuroalign.decoders._stimuli import store_images
 from neuroalign.decoders._tiny import (
     EmbeddingDiffusionPipeline,
@@ -34,10 +45,17 @@ __all__ = [
     "DifferentiableRidgeEncoder",
     "PooledFeatureExtractor",
     "ridge_fit",
+    "Reconstructor",
+    "ReconstructionResult",
+    "load_pipeline",
+    "MODES",
     "BrainGuidedGenerator",
     "GuidedResult",
     "resolve_target",
     "store_images",
+    "run_decode_recipe",
+    "run_generate",
+    "save_grid",
     "EmbeddingDiffusionPipeline",
     "ImageEmbedder",
     "tiny_pipeline",

@@ -196,8 +196,10 @@ class EmbeddingDecoder:
         features : xr.Dataset or xr.DataArray
             Target embeddings on dim ``stimulus`` with ``stimulus_id``.
         """
+        from neuroalign.store import is_trial_level
+
         check_option(self.kind, KINDS, name="kind", func="EmbeddingDecoder")
-        if self.average and store.na.is_trial_level():
+        if self.average and is_trial_level(store):
             store = store.na.average_repetitions()
         X, ids = brain_matrix(store, self.window)
         T, tids, dims, shape = target_matrix(features, self.target)
@@ -281,7 +283,7 @@ class EmbeddingDecoder:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss)
+                total += float(loss.detach())
             self.loss_curve_.append(total)
         self.net_ = net.eval().cpu()
 
@@ -327,8 +329,9 @@ class EmbeddingDecoder:
         Repetitions are averaged first; see :func:`neuroalign.decoders.metrics.retrieval_top1`.
         """
         from neuroalign.decoders.metrics import retrieval_top1
+        from neuroalign.store import is_trial_level
 
-        if store.na.is_trial_level():
+        if is_trial_level(store):
             store = store.na.average_repetitions()
         pred = self.predict(store)
         T, tids, _, _ = target_matrix(features, self.target)

@@ -208,33 +208,33 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
         return cls(extractor, estimator.coef_, getattr(estimator, "intercept_", None), **kwargs)
 
     @classmethod
-    def fit_store(cls, extractor, images: np.ndarray, store, *, alpha: float = 1.0,
-                  id_coord: str = "nsd_id") -> DifferentiableRidgeEncoder:
+    def fit_store(cls, extractor, store, *, images: np.ndarray | None = None,
+                  alpha: float = 1.0) -> DifferentiableRidgeEncoder:
         """Fit the read-out with closed-form ridge on a store's repetition-averaged responses.
 
         Parameters
         ----------
         extractor : PooledFeatureExtractor
             Needs an ``extract(images)`` method (uint8 ``(N, H, W, 3)`` -> ``(N, F)``).
-        images : ndarray (N_images, H, W, 3) uint8
-            The stimulus brick, indexed by the store coordinate ``id_coord``.
         store : xr.Dataset
             fMRI store (trial-level or averaged) with ``roi_*`` coordinates.
+        images : ndarray (n_stimuli, H, W, 3) uint8, optional
+            One image per stimulus of the averaged store, in its order; default: read through
+            the store's ``stimulus_set`` attribute.
         alpha : float
             Ridge penalty (on z-scored features).
-        id_coord : str
-            Coordinate giving each stimulus' row in ``images``.
         """
+        from neuroalign.decoders._stimuli import store_images
         from neuroalign.store import is_trial_level, roi_names
 
         avg = store.na.average_repetitions() if is_trial_level(store) else store
-        if id_coord not in avg.coords:
+        images = store_images(avg) if images is None else np.asarray(images)
+        if len(images) != avg.sizes["stimulus"]:
             raise DimensionError(
-                f"fit_store(): the store has no coordinate {id_coord!r} mapping stimuli to "
-                f"rows of 'images'; coordinates present: {sorted(map(str, avg.coords))}."
+                f"fit_store(): 'images' holds {len(images)} images; the averaged store has "
+                f"{avg.sizes['stimulus']} stimuli. Expected one image per stimulus, in order."
             )
-        rows = np.asarray(avg.coords[id_coord].values, dtype=int)
-        X = extractor.extract(images[rows])
+        X = extractor.extract(images)
         Y = np.asarray(avg["responses"].transpose("stimulus", "neuroid").values, dtype=np.float64)
         coef, intercept = ridge_fit(X, Y, alpha)
         rois = {name: np.asarray(avg.coords["roi_" + name].values, dtype=bool)

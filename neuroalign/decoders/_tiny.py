@@ -125,7 +125,8 @@ class EmbeddingDiffusionPipeline:
             z = torch.zeros(n, self.embed_dim)
         else:
             e = np.asarray(image_embeds.detach().cpu() if hasattr(image_embeds, "detach") else image_embeds,
-                           dtype=np.float32).reshape(-1, self.embed_dim if np.size(image_embeds) % self.embed_dim == 0 else -1)
+                           dtype=np.float32)
+            e = e.reshape(1, -1) if e.ndim == 1 else e.reshape(len(e), -1)
             if e.shape[1] != self.embed_dim:
                 raise DimensionError(
                     f"Invalid shape for 'image_embeds': {np.shape(image_embeds)!r}. Expected "
@@ -145,8 +146,8 @@ class EmbeddingDiffusionPipeline:
         import torch
         import torch.nn.functional as F
 
-        n_cond = None if image_embeds is None else len(np.asarray(
-            image_embeds.detach().cpu() if hasattr(image_embeds, "detach") else image_embeds).reshape(-1, self.embed_dim))
+        n_cond = None if image_embeds is None else len(np.atleast_2d(np.asarray(
+            image_embeds.detach().cpu() if hasattr(image_embeds, "detach") else image_embeds)))
         n_img = None if image is None else len(image)
         n = n_cond or n_img or batch_size or 1
         n_total = n * int(num_images_per_prompt)
@@ -282,11 +283,12 @@ def train_tiny_pipeline(
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
         xt = scheduler.add_noise(x0, noise, t)
         loss = F.mse_loss(unet(xt, t, class_labels=proj(z)).sample, noise)
+        last = float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-    log.info("tiny pipeline trained: %d steps, last loss %.4f", steps, float(loss))
+    log.info("tiny pipeline trained: %d steps, last loss %.4f", steps, last)
     return EmbeddingDiffusionPipeline(unet.eval(), proj.eval(), scheduler, mean, sd, embedder)
 
 

@@ -1,0 +1,206 @@
+"""Recipe runners behind ``neuroalign decode`` and ``neuroalign generate``, and image grids."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._logging import get_logger
+from neuroalign.exceptions import DataFormatError
+
+__all__ = ["run_decode_recipe", "run_generate", "save_grid", "pipeline_embedder", "load_recipe"]
+
+log = get_logger(__name__)
+
+
+def save_grid(rows: list[np.ndarray], path: str | Path, *, scale: int = 2) -> Path:
+    """Save rows of uint8 images (each (n, H, W, 3), same H, W) as one PNG grid."""
+    from PIL import Image
+
+    from neuroalign.decoders.metrics import resize_images
+
+    size = max(r.shape[1] for r in rows) * scale
+    n = max(len(r) for r in rows)
+    canvas = np.full((len(rows) * (size + 2), n * (size + 2), 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        row = np.round(resize_images(row, size) * 255).astype(np.uint8)
+        for j, img in enumerate(row):
+            canvas[i * (size + 2):i * (size + 2) + size, j * (size + 2):j * (size + 2) + size] = img
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+    return path
+
+
+def load_recipe(recipe: str | Path | dict) -> dict[str, Any]:
+    if isinstance(recipe, dict):
+        return recipe
+    path = Path(recipe)
+    if not path.exists():
+        raise FileNotFoundError(f"Recipe {str(path)!r} does not exist.")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise DataFormatError(f"{path}: not a valid TOML recipe ({err}).") from err
+
+
+def pipeline_embedder(pipe):
+    """The image embedding a pipeline is conditioned on: ``pipe.embedder`` (project pipeline) or
+    the CLIP image encoder of an unCLIP / IP-Adapter pipeline (``image_encoder`` +
+    ``feature_extractor``)."""
+    if getattr(pipe, "embedder", None) is not None:
+        return pipe.embedder
+    enc, proc = getattr(pipe, "image_encoder", None), getattr(pipe, "feature_extractor", None)
+    if enc is None or proc is None:
+        raise DataFormatError(
+            f"{type(pipe).__name__} has no image embedder: expected 'embedder' or "
+            "'image_encoder' + 'feature_extractor'."
+        )
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            pix = proc(images=list(images), return_tensors="pt").pixel_values
+            return enc(pix.to(enc.dtype)).image_embeds.double().numpy()
+
+    return embed
+
+
+def _load_data(cfg: dict, base: Path):
+    from neuroalign.datasets.simulate import SimulationResult, simulate
+    from neuroalign.store import open_store
+
+    data = cfg.get("data", {})
+    if "simulate" in data:
+        root = Path(data.get("root", "sim-nsd"))
+        root = root if root.is_absolute() else base / root
+        if (root / "truth.json").exists():
+            sim = SimulationResult.load(root)
+        else:
+            sim = simulate(root, **data["simulate"])
+        return sim.store().load(), sim
+    if "store" in data:
+        return open_store(data["store"]).load(), None
+    raise DataFormatError("Recipe section [data] needs 'simulate = {...}' or 'store = \"path\"'.")
+
+
+def _load_pipe(cfg: dict):
+    from neuroalign.decoders._reconstruct import load_pipeline
+    from neuroalign.decoders._tiny import tiny_pipeline
+
+    p = dict(cfg.get("pipeline", {"source": "tiny"}))
+    source = p.pop("source", "tiny")
+    if source == "tiny":
+        return tiny_pipeline(p.pop("path", None), **p)
+    return load_pipeline(source, kind=p.pop("kind", None), **p)
+
+
+def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
+    """Run a decode recipe: store -> EmbeddingDecoder -> Reconstructor -> metrics.
+
+    Writes ``grid.png`` (ground truth row above reconstruction row), ``metrics.json`` and
+    ``metrics.csv`` under ``out`` (default: the recipe's ``out``). Returns the metrics.
+    """
+    from neuroalign.decoders._embedding import EmbeddingDecoder
+    from neuroalign.decoders._reconstruct import Reconstructor
+    from neuroalign.decoders._stimuli import store_images
+    from neuroalign.decoders.metrics import evaluate_reconstructions, feature_network
+
+    cfg = load_recipe(recipe)
+    base = Path(recipe).parent if not isinstance(recipe, dict) else Path(".")
+    out = Path(out if out is not None else base / cfg.get("out", "decode-out"))
+    store, _ = _load_data(cfg, out)
+    avg = store.na.average_repetitions()
+    images = store_images(avg)
+    pipe = _load_pipe(cfg)
+    embed = pipeline_embedder(pipe)
+    emb = embed(images)
+    target = xr.DataArray(emb, dims=("stimulus", "embedding"),
+                          coords={"stimulus_id": ("stimulus", avg.stimulus_id.values)})
+    dcfg = dict(cfg.get("decoder", {}))
+    dec = EmbeddingDecoder(dcfg.pop("kind", "ridge"), **dcfg).fit(store.na.split("train"), target)
+    test = store.na.split("test")
+    retrieval = dec.score(test, target)
+    test_avg = test.na.average_repetitions()
+    pred = dec.predict(test_avg)
+    order = {s: i for i, s in enumerate(avg.stimulus_id.values)}
+    gt = images[[order[s] for s in test_avg.stimulus_id.values]]
+    low = None
+    if "lowlevel" in cfg:  # Brain-Diffuser / MindEye2-style low-level (blurry) image prediction
+        from neuroalign.decoders.metrics import resize_images
+
+        size = int(cfg["lowlevel"].get("size", 8))
+        thumbs = resize_images(images, size)
+        tdec = EmbeddingDecoder("ridge").fit(store.na.split("train"), xr.DataArray(
+            thumbs, dims=("stimulus", "y", "x", "rgb"),
+            coords={"stimulus_id": ("stimulus", avg.stimulus_id.values)}))
+        low = np.round(np.clip(tdec.predict(test_avg).values, 0, 1) * 255).astype(np.uint8)
+    rcfg = dict(cfg.get("reconstruct", {}))
+    rec = Reconstructor(pipe, rcfg.pop("mode", "unclip"), scorer=embed, **rcfg).reconstruct(
+        pred.values, low_level=low)
+    mcfg = cfg.get("metrics", {})
+    weights = mcfg.get("weights", "none")
+    nets = {name: feature_network(name, weights=None if weights == "none" else weights)
+            for name in mcfg.get("networks", ["alexnet2", "alexnet5"])}
+    table = evaluate_reconstructions(rec.images, gt, networks=nets, preset=mcfg.get("preset", "simulated"))
+    table.update({"retrieval forward": retrieval["forward"], "retrieval backward": retrieval["backward"],
+                  "retrieval chance": retrieval["chance"], "n_test": len(gt)})
+    out.mkdir(parents=True, exist_ok=True)
+    save_grid([gt[:16], rec.images[:16]], out / "grid.png")
+    (out / "metrics.json").write_text(json.dumps(table, indent=2))
+    (out / "metrics.csv").write_text("metric,value\n" + "".join(f"{k},{v}\n" for k, v in table.items()))
+    return table
+
+
+def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",
+                 pipeline: str = "tiny", scale: float = 10.0, steps: int = 12, seed: int = 0,
+                 layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
+                 alpha: float = 10.0) -> dict[str, Any]:
+    """Guided generation for ``roi``; ``encoder`` is a simulated dataset folder (a ridge encoder
+    is fitted on its averaged responses with the ground-truth network's pooled features) or a
+    ``torch.save``-d differentiable encoder module."""
+    import torch
+
+    from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
+    from neuroalign.decoders._guided import BrainGuidedGenerator
+    from neuroalign.decoders._stimuli import store_images
+
+    encoder = Path(encoder)
+    brain = None
+    if (encoder / "truth.json").exists():
+        from neuroalign.datasets.simulate import SimulationResult, build_network
+
+        sim = SimulationResult.load(encoder)
+        avg = sim.store().load().na.average_repetitions()
+        ext = PooledFeatureExtractor(build_network(sim.truth["model"]["arch"], sim.truth["model"]["seed"]), layers)
+        enc = DifferentiableRidgeEncoder.fit_store(ext, avg, alpha=alpha)
+        brain = sim.brain()
+        stim_mean = float(brain.roi_response(store_images(avg), roi).mean())
+    elif encoder.is_file():
+        enc = torch.load(encoder, weights_only=False)
+    else:
+        raise FileNotFoundError(
+            f"--encoder {str(encoder)!r}: expected a simulated dataset folder (with truth.json) or "
+            "a torch.save-d encoder module file."
+        )
+    pipe = _load_pipe({"pipeline": {"source": pipeline}})
+    gen = BrainGuidedGenerator(enc, roi, pipe, scale=scale, num_inference_steps=steps)
+    guided = gen.generate(n, seed=seed)
+    plain = gen.generate(n, seed=seed, scale=0.0)
+    out = Path(out)
+    save_grid([plain.images, guided.images], out / "grid.png")
+    result: dict[str, Any] = {"roi": roi, "predicted_guided": guided.final_activation.tolist(),
+                              "predicted_unguided": plain.final_activation.tolist()}
+    if brain is not None:
+        result["true_guided"] = brain.roi_response(guided.images, roi).tolist()
+        result["true_unguided"] = brain.roi_response(plain.images, roi).tolist()
+        result["true_stimulus_mean"] = stim_mean
+    np.savetxt(out / "activation_trajectory.csv", guided.activation, delimiter=",")
+    (out / "activations.json").write_text(json.dumps(result, indent=2))
+    return result
