@@ -27,3 +27,16 @@ def sim_eeg(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sim") / "eeg"
     return simulate(root, format="things-eeg2", n_images=60, n_test=10, n_test_repetitions=12, seed=4)
+
+
+import torch  # noqa: E402
+
+_TORCH_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tests may lower torch's thread count for themselves; never let it leak to others."""
+    yield
+    if torch.get_num_threads() != _TORCH_THREADS:
+        torch.set_num_threads(_TORCH_THREADS)
