@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Command modules register themselves on ``app`` when imported.
 from neuroalign.cli import (
+    _fit_cmds,  # noqa: E402,F401
     _simulate_cmds,  # noqa: E402,F401
     _store_cmds,  # noqa: E402,F401
 )

@@ -32,6 +32,7 @@ def simulate_cmd(
     arch: Annotated[str, typer.Option(help="Ground-truth torchvision architecture.")] = "resnet18",
     model_seed: Annotated[int, typer.Option(help="Seed of the ground-truth network's weights.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    routing_roi: Annotated[bool, typer.Option("--routing-roi", help="NSD: add ROI EBA whose voxels read out a target object placed at a random location in each image.")] = False,
 ) -> None:
     """Simulate a brain with a known answer and write it as an NSD or THINGS-EEG2 tree.
 
@@ -46,6 +47,7 @@ def simulate_cmd(
             n_repetitions=n_repetitions, n_test_repetitions=n_test_repetitions,
             n_sessions=n_sessions, withhold_sessions=withhold_sessions, image_size=image_size,
             seed=seed, arch=arch, model_seed=model_seed, overwrite=overwrite,
+            **({"routing_roi": True} if routing_roi else {}),
         )
     except (FileExistsError, ValueError, NeuroalignError) as err:
         fail(str(err))
