@@ -8,6 +8,7 @@ FIR delays and time-resolved fits, the attention-routing encoder, and scoring
 
 from neuroalign.encoders._banded import BandedRidgeEncoder, variance_partitioning
 from neuroalign.encoders._ridge import RidgeEncoder
+from neuroalign.encoders._routing import AttentionRoutingEncoder
 from neuroalign.encoders._scoring import (
     bootstrap_roi,
     ceiling_normalise,
@@ -26,7 +27,7 @@ from neuroalign.encoders._temporal import (
     block_folds,
     make_delays,
 )
-from neuroalign.encoders._truth_features import simulated_truth_features
+from neuroalign.encoders._truth_features import simulated_truth_features, simulated_truth_tokens
 
 __all__ = [
     "RidgeEncoder",
@@ -40,6 +41,8 @@ __all__ = [
     "block_folds",
     "layer_table",
     "simulated_truth_features",
+    "simulated_truth_tokens",
+    "AttentionRoutingEncoder",
     "ridge_cv",
     "ridge_refit",
     "pearson_r",

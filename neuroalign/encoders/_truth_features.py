@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["simulated_truth_features", "store_images"]
+__all__ = ["simulated_truth_features", "simulated_truth_tokens", "store_images"]
 
 
 def store_images(store: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -51,4 +51,29 @@ def simulated_truth_features(
         {name: (("stimulus", f"{name}_unit"), acts[name].astype(np.float32)) for name in layers},
         coords={"stimulus_id": ("stimulus", ids)},
         attrs={"model": f"simulated-truth:{arch}", "seed": seed},
+    )
+
+
+def simulated_truth_tokens(
+    store: xr.Dataset,
+    layer: str = "layer3",
+    *,
+    grid: int = 7,
+    arch: str = "resnet18",
+    seed: int = 0,
+) -> xr.Dataset:
+    """Token-level features of the ground-truth network: ``layer`` pooled to a grid.
+
+    Returns a Dataset with variable ``layer`` on dims ``('stimulus', 'token',
+    '<layer>_unit')``, coord ``stimulus_id`` and the token's grid ``row`` and ``col``.
+    """
+    from neuroalign.datasets.simulate import build_network, token_activations
+
+    ids, imgs = store_images(store)
+    tokens = token_activations(build_network(arch, seed), imgs, layer, grid=grid)
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    return xr.Dataset(
+        {layer: (("stimulus", "token", f"{layer}_unit"), tokens.astype(np.float32))},
+        coords={"stimulus_id": ("stimulus", ids), "row": ("token", rows), "col": ("token", cols)},
+        attrs={"model": f"simulated-truth:{arch}", "seed": seed, "grid": grid},
     )

@@ -25,6 +25,7 @@ from neuroalign.datasets.simulate._common import write_json_atomic
 from neuroalign.datasets.simulate._eeg import CHANNELS, SENSOR_GROUPS, simulate_things_eeg2
 from neuroalign.datasets.simulate._images import FAMILIES, make_images
 from neuroalign.datasets.simulate._nsd import ATLAS_LABELS, DEFAULT_ROIS, nsd_paths, simulate_nsd
+from neuroalign.datasets.simulate._routing import ROUTING_ROI, token_activations
 from neuroalign.datasets.simulate._store import nsd_stimulus_id, volume_neuroid_id
 from neuroalign.datasets.simulate._truth import (
     GroundTruthBrain,
@@ -49,6 +50,8 @@ __all__ = [
     "build_network",
     "pooled_activations",
     "preprocess",
+    "ROUTING_ROI",
+    "token_activations",
     "nsd_paths",
     "nsd_stimulus_id",
     "volume_neuroid_id",
@@ -216,6 +219,8 @@ def simulate(
     units_per_roi: int | None = None,
     overwrite: bool = False,
     write_store: bool = True,
+    routing_roi: bool = False,
+    routing_grid: int = 7,
 ) -> SimulationResult:
     """Simulate a brain with a known answer and write it in a published format.
 
@@ -261,6 +266,13 @@ def simulate(
         Replace an existing ``out``.
     write_store : bool
         Also save the encoded store as ``out/store.zarr``.
+    routing_roi : bool
+        NSD only: paste a target object at a random cell of a ``routing_grid`` x
+        ``routing_grid`` layout in every image and add ROI ``EBA`` whose voxels read out
+        ``layer3`` at the target's cell (see :mod:`._routing`); ``truth.json["routing"]``
+        records each image's target cell. Off by default (outputs unchanged).
+    routing_grid : int
+        Grid of target positions (and of the token layout the routing ROI reads).
 
     Returns
     -------
@@ -300,11 +312,19 @@ def simulate(
                 tmp, n_images=n_images, n_test=n_test, n_repetitions=reps,
                 n_sessions=check_positive_int(n_sessions, name="n_sessions", func="simulate"),
                 image_size=image_size, seed=seed, arch=arch, model_seed=model_seed,
-                rois=tuple(rois) if rois else DEFAULT_ROIS, ncsnr_range=tuple(ncsnr_range),
+                rois=(tuple(rois) if rois else DEFAULT_ROIS) + ((ROUTING_ROI,) if routing_roi else ()),
+                ncsnr_range=tuple(ncsnr_range),
                 volume_shape=tuple(volume_shape), withhold_sessions=withhold_sessions,
                 n_active=n_active,
+                routing_grid=check_positive_int(routing_grid, name="routing_grid", func="simulate",
+                                                minimum=2) if routing_roi else None,
             )
         else:
+            if routing_roi:
+                raise ValueError(
+                    "Invalid value for 'routing_roi' in simulate(): True is only available with "
+                    "format='nsd'."
+                )
             reps = 4 if n_repetitions is None else check_positive_int(
                 n_repetitions, name="n_repetitions", func="simulate")
             truth, store = simulate_things_eeg2(

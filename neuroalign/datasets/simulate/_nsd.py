@@ -120,6 +120,7 @@ def simulate_nsd(
     withhold_sessions: int,
     n_active: int,
     subject: int = 1,
+    routing_grid: int | None = None,
 ):
     """Write the NSD tree into ``out``; return the truth dict and the store it encodes."""
     import h5py
@@ -144,6 +145,12 @@ def simulate_nsd(
 
     # -- stimuli ------------------------------------------------------------------------
     images, family = make_images(n_images, image_size, seed=seed)
+    target_cell = None
+    if routing_grid is not None:  # routing ROI: targets at random cells (own rng stream)
+        from neuroalign.datasets.simulate._routing import place_targets
+
+        images, target_cell = place_targets(images, np.random.default_rng([seed, 7919]),
+                                            grid=routing_grid)
     with h5py.File(paths["stimuli"], "w") as f:
         f.create_dataset("imgBrick", data=images, dtype="uint8", chunks=(1, image_size, image_size, 3))
 
@@ -250,7 +257,12 @@ def simulate_nsd(
 
     # -- ground truth ---------------------------------------------------------------------
     log.info("computing ground-truth activations of %s (seed %d)", arch, model_seed)
-    _, acts, lmean, lsd = ground_truth(images, arch, model_seed, [r.layer for r in rois])
+    _, acts, lmean, lsd = ground_truth(
+        images, arch, model_seed, [r.layer for r in rois if not r.layer.endswith("@target")])
+    if target_cell is not None:
+        from neuroalign.datasets.simulate._routing import add_routed_layers
+
+        add_routed_layers(acts, lmean, lsd, images, arch, model_seed, rois, target_cell, routing_grid)
     brain, general, assign = _geometry(volume_shape, rois, rng)
     vox_brain = np.argwhere(brain)  # C order
     n_vox = len(vox_brain)
@@ -409,4 +421,11 @@ def simulate_nsd(
         "noise": {"ncsnr_range": list(ncsnr_range), "session_offset_sd": 0.5},
         "neuroids": neuroids,
     }
+    if target_cell is not None:
+        truth["routing"] = {
+            "rois": [r.name for r in rois if r.layer.endswith("@target")],
+            "grid": routing_grid,
+            "target_cell_by_nsd_id": [int(c) for c in target_cell],
+            "target": "two-colour checkerboard filling one grid cell",
+        }
     return truth, sim_store

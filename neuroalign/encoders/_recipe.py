@@ -1,0 +1,263 @@
+"""Encoding-study recipes (TOML): store, features, encoder, CV and outputs in one file.
+
+Schema (see ``encoders/*.toml`` at the repository root)::
+
+    [study]
+    name = "sim-ridge-layer-sweep"
+
+    [store]
+    path = "sim/store.zarr"           # a store; or a simulated dataset made on demand:
+    simulate = { out = "sim", n_images = 240, routing_roi = false }
+    rois = ["V1v", "FFA-1"]           # optional subset
+    test_split = "test"               # held-out split scored against the noise ceiling
+
+    [features]                        # one feature set ...
+    model = "simulated-truth"         # or any model neuroalign.features.extract knows
+    layers = ["layer1", "layer2"]
+    tokens = false                    # token-level features (attention routing)
+    grid = 7
+
+    [features.spaces.vision]          # ... or several named spaces (banded ridge)
+    model = "simulated-truth"
+    layers = ["layer2"]
+
+    [encoder]
+    kind = "layer-sweep"              # "ridge", "banded-ridge", "attention-routing"
+    alphas = { logspace = [-2, 6, 20] }
+    cv = 5
+    params = { }                      # other constructor arguments
+
+    [outputs]
+    dir = "results/sim-ridge-sweep"
+    n_boot = 2000
+
+``features.model = "simulated-truth"`` computes the simulated brain's ground-truth network
+activations; any other model is passed to ``neuroalign.features.extract(store, model=...,
+layers=...)`` when that module is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._logging import get_logger
+from neuroalign._validation import check_option, format_list
+from neuroalign.exceptions import DataFormatError
+
+__all__ = ["load_recipe", "run_recipe", "ENCODER_KINDS"]
+
+log = get_logger(__name__)
+
+ENCODER_KINDS = ("layer-sweep", "ridge", "banded-ridge", "attention-routing")
+_SECTIONS = ("study", "store", "features", "encoder", "outputs")
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read and check a recipe file."""
+    path = Path(path)
+    try:
+        recipe = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise DataFormatError(f"{path}: not valid TOML ({err}).") from err
+    unknown = sorted(set(recipe) - set(_SECTIONS))
+    if unknown:
+        raise DataFormatError(
+            f"{path}: unknown section(s) {format_list(unknown)}; expected {format_list(_SECTIONS)}."
+        )
+    for key in ("store", "features", "encoder"):
+        if key not in recipe:
+            raise DataFormatError(f"{path}: missing section [{key}].")
+    kind = recipe["encoder"].get("kind")
+    if kind not in ENCODER_KINDS:
+        raise DataFormatError(
+            f"{path}: [encoder] kind = {kind!r}; expected one of {format_list(ENCODER_KINDS)}."
+        )
+    if "path" not in recipe["store"] and "simulate" not in recipe["store"]:
+        raise DataFormatError(f"{path}: [store] needs 'path' or a 'simulate' table.")
+    return recipe
+
+
+def _alphas(spec) -> np.ndarray:
+    if isinstance(spec, dict) and "logspace" in spec:
+        lo, hi, n = spec["logspace"]
+        return np.logspace(lo, hi, int(n))
+    if spec is None:
+        return np.logspace(-2, 6, 20)
+    return np.asarray(spec, dtype=float)
+
+
+def _open_store(spec: dict, store_override: str | None) -> xr.Dataset:
+    from neuroalign.store import open_store
+
+    if store_override:
+        return open_store(store_override)
+    path = spec.get("path")
+    if path and Path(path).exists():
+        return open_store(path)
+    sim = spec.get("simulate")
+    if sim is None:
+        raise FileNotFoundError(f"[store] path = {path!r} does not exist and no 'simulate' table is given.")
+    from neuroalign.datasets.simulate import SimulationResult, simulate
+
+    out = Path(sim.get("out", "sim"))
+    res = SimulationResult.load(out) if (out / "truth.json").exists() else simulate(out, **{k: v for k, v in sim.items() if k != "out"})
+    return res.store()
+
+
+def _feature_set(spec: dict, store: xr.Dataset) -> xr.Dataset:
+    model = spec.get("model")
+    layers = list(spec.get("layers") or [])
+    if model == "simulated-truth":
+        from neuroalign.encoders._truth_features import (
+            simulated_truth_features,
+            simulated_truth_tokens,
+        )
+
+        if spec.get("tokens"):
+            if len(layers) != 1:
+                raise DataFormatError(f"[features] tokens = true needs exactly one layer; got {layers!r}.")
+            return simulated_truth_tokens(store, layers[0], grid=int(spec.get("grid", 7)))
+        return simulated_truth_features(store, layers)
+    try:
+        from neuroalign.features import extract
+    except ImportError as err:
+        raise DataFormatError(
+            f"[features] model = {model!r} needs neuroalign.features, which is not available "
+            "here; use model = 'simulated-truth' on simulated data."
+        ) from err
+    return extract(store, model=model, layers=layers, **{k: v for k, v in spec.items() if k not in ("model", "layers")})
+
+
+def _subset(feats: xr.Dataset, ids) -> xr.Dataset:
+    keep = np.isin(feats["stimulus_id"].values, np.unique(np.asarray(ids)))
+    return feats.isel(stimulus=np.flatnonzero(keep))
+
+
+def _roi_summary(ds: xr.Dataset, var: str, n_boot: int) -> dict:
+    from neuroalign.encoders._scoring import bootstrap_roi
+
+    out = {}
+    for c in ds.coords:
+        if str(c).startswith("roi_") and ds[c].dims == ("neuroid",):
+            mask = np.asarray(ds[c].values, dtype=bool)
+            if mask.any():
+                m, lo, hi = bootstrap_roi(ds[var].values, mask, n_boot=n_boot)
+                out[str(c)[4:]] = {"mean": m, "ci95": [lo, hi], "n_neuroids": int(mask.sum())}
+    return out
+
+
+def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str | None = None) -> dict:
+    """Run a recipe; write ``results.zarr``, ``summary.json`` and the recipe into the output
+    folder. Returns the summary dict."""
+    from neuroalign.encoders import (
+        AttentionRoutingEncoder,
+        BandedRidgeEncoder,
+        LayerSweep,
+        RidgeEncoder,
+    )
+    from neuroalign.store import save_store  # noqa: F401 - registers the accessor
+
+    source = None
+    if not isinstance(recipe, dict):
+        source = Path(recipe)
+        recipe = load_recipe(source)
+    st = _open_store(recipe["store"], store).load()
+    rois = recipe["store"].get("rois")
+    if rois:
+        st = st.na.roi(list(rois))
+    test_split = recipe["store"].get("test_split", "test")
+    enc_spec = recipe["encoder"]
+    kind = check_option(enc_spec["kind"], ENCODER_KINDS, name="kind", func="run_recipe")
+    params = dict(enc_spec.get("params", {}))
+    cv = enc_spec.get("cv", 5)
+    n_boot = int(recipe.get("outputs", {}).get("n_boot", 1000))
+    out_dir = Path(out or recipe.get("outputs", {}).get("dir", "results"))
+    ceiling = st.na.noise_ceiling(split=test_split)
+    train = st.na.split("train")
+    test = st.na.split(test_split).na.average_repetitions()
+    fspec = recipe["features"]
+    summary: dict[str, Any] = {"study": recipe.get("study", {}), "encoder": kind}
+    extra: dict[str, xr.DataArray] = {}
+    if kind == "banded-ridge":
+        spaces = fspec.get("spaces")
+        if not spaces:
+            raise DataFormatError("[features] banded-ridge needs [features.spaces.<name>] tables.")
+        feats = {name: _feature_set(s, st) for name, s in spaces.items()}
+        mats = {name: xr.concat([f[v].rename({f[v].dims[1]: "unit"}) for v in f.data_vars], "unit")
+                for name, f in feats.items()}
+        enc = BandedRidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params)
+        enc.fit({n: _subset(m.to_dataset(name=n), train.stimulus_id)[n] for n, m in mats.items()}, train)
+        Xte = {n: _subset(m.to_dataset(name=n), test.stimulus_id)[n] for n, m in mats.items()}
+        split = enc.score_split(Xte, test)
+        score = enc.score(Xte, test)
+        metric = "r2"
+        variables = {"score": score, "best_alpha": np.zeros_like(score)}
+        extra["split_r2"] = split
+    else:
+        feats = _feature_set(fspec, st)
+        ftrain, ftest = _subset(feats, train.stimulus_id), _subset(feats, test.stimulus_id)
+        if kind == "layer-sweep":
+            sweep = LayerSweep(alphas=_alphas(enc_spec.get("alphas")), cv=cv, test_split=test_split, **params)
+            sweep.fit(feats, st)
+            res = sweep.to_dataset(ceiling=ceiling)
+            summary["best_layer_by_roi"] = {str(k): str(v) for k, v in
+                                            zip(sweep.roi_best_layer().roi.values, sweep.roi_best_layer().values, strict=True)}
+            summary["rois"] = _roi_summary(res, "ceiling_normalised", n_boot)
+            return _write(res, summary, out_dir, source, extra)
+        if kind == "ridge":
+            enc = RidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params).fit(ftrain, train)
+            score = np.asarray(enc.score(ftest, test))
+            variables = {"score": score, "best_alpha": enc.best_alphas_}
+            metric = enc.metric
+        else:
+            enc = AttentionRoutingEncoder(**params).fit(ftrain, train)
+            score = np.asarray(enc.score(ftest, test))
+            variables = {"score": score, "best_alpha": np.zeros_like(score)}
+            metric = enc.metric
+            maps = enc.routing_maps(ftest)
+            extra["routing_map"] = maps
+        summary["metric"] = metric
+    from neuroalign.encoders._results import results_dataset
+
+    tmpl = train["responses"].isel(presentation=0, drop=True)
+    tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
+    valid = getattr(enc, "valid_neuroids_", np.ones(st.sizes["neuroid"], bool))
+    res = results_dataset({k: np.asarray(v) for k, v in variables.items()}, tmpl, valid,
+                          ceiling=ceiling, metric="pearson" if kind != "banded-ridge" else "r2")
+    summary["rois"] = _roi_summary(res, "ceiling_normalised", n_boot)
+    return _write(res, summary, out_dir, source, extra)
+
+
+def _write(res: xr.Dataset, summary: dict, out_dir: Path, source: Path | None, extra: dict) -> dict:
+    from neuroalign.store._io import atomic_dir
+
+    summary["median_score"] = float(np.median(res["score"].values)) if res.sizes["neuroid"] else 0.0
+    with atomic_dir(out_dir, overwrite=True) as tmp:
+        tmp.mkdir(parents=True)
+        clean = res.copy()
+        for c in list(clean.coords):
+            if clean[c].dtype.kind in "UO":
+                clean[c] = clean[c].astype(str)
+        for v in list(clean.data_vars):
+            if clean[v].dtype.kind in "UO":
+                clean[v] = clean[v].astype(str)
+        clean.attrs = {k: (v if isinstance(v, int | float | str) else str(v)) for k, v in clean.attrs.items()}
+        clean.to_zarr(tmp / "results.zarr", mode="w")
+        for name, arr in extra.items():
+            arr = arr.copy()
+            for c in list(arr.coords):
+                if arr[c].dtype.kind in "UO":
+                    arr[c] = arr[c].astype(str)
+            arr.to_dataset(name=name).to_zarr(tmp / f"{name}.zarr", mode="w")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        if source is not None:
+            shutil.copy(source, tmp / source.name)
+    summary["out"] = str(out_dir)
+    return summary

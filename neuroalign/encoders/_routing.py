@@ -1,0 +1,359 @@
+"""AttentionRoutingEncoder: learned queries route token features to each ROI (or voxel).
+
+For each ROI (or each voxel, through learned voxel embeddings) a few learned queries
+cross-attend over the tokens of a stimulus (patch features plus a learned positional
+embedding); a per-voxel linear read-out of the routed vectors predicts the response, as in
+the transformer brain encoder (Adeli et al.) and voxel-embedding encoders (REFERENCES.md §D).
+Because the attention depends on token content, a region can "look" at a different place in
+every image. Trained with AdamW on MSE, early stopping on a validation fold of stimuli.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from neuroalign._config import resolve_device
+from neuroalign._logging import get_logger, progress
+from neuroalign._validation import check_option, check_positive_int
+from neuroalign.encoders._data import join_on_stimulus, valid_neuroids
+from neuroalign.encoders._scoring import SCORERS
+from neuroalign.exceptions import DimensionError, NotFittedError
+from neuroalign.store import cv_folds
+
+__all__ = ["AttentionRoutingEncoder"]
+
+log = get_logger(__name__)
+
+
+def _tokens(X) -> tuple[np.ndarray, xr.DataArray | None]:
+    if isinstance(X, xr.Dataset):
+        names = [n for n in X.data_vars if X[n].ndim == 3]
+        if len(names) != 1:
+            raise DimensionError(
+                f"AttentionRoutingEncoder needs exactly one token-level variable (dims "
+                f"('stimulus', 'token', unit)); found {names!r} in the features Dataset."
+            )
+        X = X[names[0]]
+    if isinstance(X, xr.DataArray):
+        if X.ndim != 3:
+            raise DimensionError(
+                f"Invalid dims for token features {X.name!r}: {X.dims!r}. Expected ('stimulus', "
+                "'token', '<layer>_unit')."
+            )
+        return np.asarray(X.values, dtype=np.float32), X
+    arr = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X, dtype=np.float32)
+    if arr.ndim != 3:
+        raise DimensionError(
+            f"Invalid shape for 'X': {arr.shape!r}. Expected 3 dims (stimuli, tokens, units)."
+        )
+    return arr, None
+
+
+def _build_model(n_tokens, n_units, n_groups, n_queries, d_model, n_heads, n_out, voxel_queries,
+                 dropout):
+    import torch
+    from torch import nn
+
+    class RoutingModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm(n_units)
+            self.proj = nn.Linear(n_units, d_model)
+            self.pos = nn.Parameter(0.02 * torch.randn(n_tokens, d_model))
+            self.key = nn.Linear(d_model, d_model)
+            self.value = nn.Linear(d_model, d_model)
+            n_q = n_out if voxel_queries else n_groups * n_queries
+            self.queries = nn.Parameter(0.02 * torch.randn(n_q, d_model))
+            self.drop = nn.Dropout(dropout)
+            width = d_model if voxel_queries else n_queries * d_model
+            self.readout = nn.Parameter(torch.randn(n_out, width) / np.sqrt(width))
+            self.bias = nn.Parameter(torch.zeros(n_out))
+
+        def attention(self, x):
+            h = self.proj(self.norm(x)) + self.pos
+            k = self.key(h)
+            b, t, _ = k.shape
+            hd = d_model // n_heads
+            q = self.queries.view(-1, n_heads, hd).transpose(0, 1)  # (H, Q, hd)
+            kh = k.view(b, t, n_heads, hd).permute(0, 2, 3, 1)  # (B, H, hd, T)
+            logits = torch.matmul(q.unsqueeze(0), kh) / np.sqrt(hd)  # (B, H, Q, T)
+            return logits.softmax(-1), h
+
+        def forward(self, x, group_mask):
+            attn, h = self.attention(x)
+            b = attn.shape[0]
+            v = self.value(h)  # (B, T, d)
+            hd = d_model // n_heads
+            vh = v.view(b, -1, n_heads, hd).transpose(1, 2)  # (B, H, T, hd)
+            routed = torch.matmul(attn, vh).transpose(1, 2).reshape(b, -1, d_model)  # (B, Q, d)
+            routed = self.drop(routed)
+            if voxel_queries:
+                return (routed * self.readout).sum(-1) + self.bias
+            g = routed.view(b, n_groups, n_queries * d_model)  # (B, G, Qd)
+            # each voxel reads out the routed vector of its ROI(s); overlapping ROIs add
+            per_group = torch.einsum("bgk,vk->bvg", g, self.readout)
+            return (per_group * group_mask).sum(-1) + self.bias
+
+    return RoutingModel()
+
+
+class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
+    """Attention-routing encoder over token-level features.
+
+    Parameters
+    ----------
+    n_queries_per_roi : int
+        Learned queries per ROI (ignored with ``voxel_queries=True``).
+    voxel_queries : bool
+        One query per voxel (learned voxel embeddings) instead of per ROI.
+    d_model, n_heads : int
+        Width of the routed vectors and attention heads.
+    rois : list of str or None
+        ROIs (``roi_*`` coordinates of the responses) that get their own queries; by default
+        every ROI in the store. Neuroids in none of them share one "unassigned" group.
+    max_epochs, batch_size, lr, weight_decay, dropout : training settings (AdamW, MSE).
+    patience : int
+        Early stopping: epochs without improvement of the validation score.
+    val_fraction : float
+        Fraction of the training stimuli held out for early stopping.
+    device : str
+    seed : int
+
+    Attributes
+    ----------
+    groups_ : list of str
+        Query groups (ROIs, plus ``"unassigned"`` when needed).
+    history_ : list of float
+        Validation mean Pearson r per epoch.
+    model_ : torch.nn.Module
+    """
+
+    def __init__(
+        self,
+        n_queries_per_roi: int = 1,
+        *,
+        voxel_queries: bool = False,
+        d_model: int = 64,
+        n_heads: int = 1,
+        rois: list[str] | None = None,
+        max_epochs: int = 300,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-3,
+        dropout: float = 0.0,
+        patience: int = 30,
+        val_fraction: float = 0.15,
+        metric: str = "pearson",
+        device: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        self.n_queries_per_roi = n_queries_per_roi
+        self.voxel_queries = voxel_queries
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.rois = rois
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.metric = metric
+        self.device = device
+        self.seed = seed
+
+    # -- data --------------------------------------------------------------------------------
+    def _align(self, X, Y):
+        tokens, tok_da = _tokens(X)
+        if isinstance(Y, xr.Dataset | xr.DataArray):
+            resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
+            if tok_da is None or "stimulus_id" not in tok_da.coords:
+                raise TypeError(
+                    "With xarray responses, X must be token features with a 'stimulus_id' "
+                    "coordinate (joined exactly on stimulus_id)."
+                )
+            sdim = next(d for d in resp.dims if d != "neuroid")
+            resp = resp.transpose(sdim, "neuroid")
+            rows = join_on_stimulus(tok_da["stimulus_id"].values, resp["stimulus_id"].values)
+            tmpl = resp.isel({sdim: 0}, drop=True)
+            tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
+            return tokens[rows], np.asarray(resp.values, dtype=np.float32), \
+                np.asarray(resp["stimulus_id"].values), tmpl
+        Ym = np.asarray(Y, dtype=np.float32)
+        if Ym.ndim != 2 or Ym.shape[0] != tokens.shape[0]:
+            raise DimensionError(
+                f"Invalid shape for 'Y': {Ym.shape!r}. Expected ({tokens.shape[0]}, n_neuroids) "
+                "to match X."
+            )
+        return tokens, Ym, None, None
+
+    def _group_mask(self, tmpl, n_out: int) -> tuple[list[str], np.ndarray]:
+        if tmpl is None:
+            return ["all"], np.ones((n_out, 1), np.float32)
+        available = sorted(str(c)[4:] for c in tmpl.coords if str(c).startswith("roi_"))
+        rois = available if self.rois is None else list(self.rois)
+        unknown = [r for r in rois if r not in available]
+        if unknown:
+            raise ValueError(
+                f"Invalid value for 'rois' in AttentionRoutingEncoder: {unknown!r} not in the "
+                f"store's ROIs {available!r}."
+            )
+        cols = [np.asarray(tmpl[f"roi_{r}"].values, dtype=bool) for r in rois]
+        mask = np.stack(cols, 1) if cols else np.zeros((n_out, 0), bool)
+        groups = list(rois)
+        if not mask.any(1).all():
+            mask = np.concatenate([mask, ~mask.any(1, keepdims=True)], axis=1)
+            groups.append("unassigned")
+        return groups, mask.astype(np.float32)
+
+    # -- API ----------------------------------------------------------------------------------
+    def fit(self, X, Y):
+        """Train on token features ``X`` (stimulus, token, unit) and responses ``Y``."""
+        import torch
+
+        func = "AttentionRoutingEncoder"
+        check_positive_int(self.n_queries_per_roi, name="n_queries_per_roi", func=func)
+        check_positive_int(self.max_epochs, name="max_epochs", func=func)
+        check_positive_int(self.batch_size, name="batch_size", func=func)
+        check_option(self.metric, tuple(SCORERS), name="metric", func=func)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"Invalid value for 'n_heads' in {func}: {self.n_heads!r}. Expected a divisor of "
+                f"d_model={self.d_model}."
+            )
+        if not 0 < self.val_fraction < 0.5:
+            raise ValueError(
+                f"Invalid value for 'val_fraction' in {func}: {self.val_fraction!r}. Expected 0 < "
+                "val_fraction < 0.5."
+            )
+        device = resolve_device(self.device)
+        tokens, Ym, ids, tmpl = self._align(X, Y)
+        ok = valid_neuroids(Ym, func=f"{func}.fit")
+        Ym = np.where(ok, np.nan_to_num(Ym), 0.0).astype(np.float32)
+        groups, mask = self._group_mask(tmpl, Ym.shape[1])
+        n_val_splits = max(2, int(round(1 / self.val_fraction)))
+        train, val = cv_folds(ids if ids is not None else np.arange(len(Ym)).astype(str),
+                              n_val_splits, seed=self.seed)[0]
+        self.y_mean_ = Ym[train].mean(0)
+        sd = Ym[train].std(0)
+        self.y_sd_ = np.where(sd > 0, sd, 1.0)
+        self.x_shape_ = tokens.shape[1:]
+        torch.manual_seed(self.seed)
+        model = _build_model(tokens.shape[1], tokens.shape[2], len(groups), self.n_queries_per_roi,
+                             self.d_model, self.n_heads, Ym.shape[1], self.voxel_queries,
+                             self.dropout).to(device)
+        Xt = torch.from_numpy(tokens).to(device)
+        Yz = torch.from_numpy((Ym - self.y_mean_) / self.y_sd_).to(device)
+        M = torch.from_numpy(mask).to(device)
+        w = torch.from_numpy(ok.astype(np.float32)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed)
+        train_t = torch.as_tensor(train)
+        best, best_state, wait, history = -np.inf, None, 0, []
+        for _epoch in progress(range(self.max_epochs), desc="routing epochs", unit="epoch"):
+            model.train()
+            perm = train_t[torch.randperm(len(train_t), generator=gen)]
+            for start in range(0, len(perm), self.batch_size):
+                idx = perm[start:start + self.batch_size].to(device)
+                pred = model(Xt[idx], M)
+                loss = (((pred - Yz[idx]) ** 2) * w).mean()
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                pv = model(Xt[torch.as_tensor(val, device=device)], M).cpu().numpy()
+            score = float(np.mean(SCORERS["pearson"](Yz.cpu().numpy()[val][:, ok], pv[:, ok])))
+            history.append(score)
+            if score > best + 1e-4:
+                best, best_state, wait = score, copy.deepcopy(model.state_dict()), 0
+            else:
+                wait += 1
+                if wait >= self.patience:
+                    break
+        model.load_state_dict(best_state)
+        model.eval()
+        self.model_ = model
+        self.groups_ = groups
+        self.group_mask_ = mask
+        self.valid_neuroids_ = ok
+        self.history_ = history
+        self.best_val_score_ = best
+        self._template = tmpl
+        self._device = device
+        log.info("attention routing: %d epochs, best validation r %.3f", len(history), best)
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise NotFittedError("This AttentionRoutingEncoder is not fitted yet; call fit(X, Y) first.")
+
+    def _forward_np(self, tokens: np.ndarray, fn: str):
+        import torch
+
+        if tokens.shape[1:] != tuple(self.x_shape_):
+            raise DimensionError(
+                f"X has (tokens, units) = {tokens.shape[1:]!r}; this encoder was fitted with "
+                f"{tuple(self.x_shape_)!r}."
+            )
+        out = []
+        M = torch.from_numpy(self.group_mask_).to(self._device)
+        with torch.no_grad():
+            for start in range(0, len(tokens), 256):
+                xb = torch.from_numpy(tokens[start:start + 256]).to(self._device)
+                if fn == "predict":
+                    out.append(self.model_(xb, M).cpu().numpy())
+                else:
+                    out.append(self.model_.attention(xb)[0].mean(1).cpu().numpy())
+        return np.concatenate(out)
+
+    def predict(self, X):
+        """Predicted responses: ndarray (n_stimuli, n_neuroids), or a DataArray
+        ('stimulus', 'neuroid') for xarray token features."""
+        self._check_fitted()
+        tokens, tok_da = _tokens(X)
+        pred = self._forward_np(tokens, "predict") * self.y_sd_ + self.y_mean_
+        pred[:, ~self.valid_neuroids_] = self.y_mean_[~self.valid_neuroids_]
+        if tok_da is None:
+            return pred
+        coords = {k: v for k, v in tok_da.coords.items() if v.dims == ("stimulus",)}
+        out = xr.DataArray(pred, dims=("stimulus", "neuroid"), coords=coords, name="prediction")
+        if self._template is not None:
+            out = out.assign_coords({k: v for k, v in self._template.coords.items()})
+        return out
+
+    def score(self, X, Y, sample_weight=None):
+        """Score per neuroid (``metric``); DataArray on ``neuroid`` for xarray inputs."""
+        self._check_fitted()
+        tokens, Ym, _, tmpl = self._align(X, Y)
+        s = SCORERS[self.metric](Ym, self.predict(tokens))
+        s = np.where(self.valid_neuroids_, s, 0.0)
+        return s if tmpl is None else tmpl.copy(data=s).rename("score")
+
+    def routing_maps(self, X) -> xr.DataArray:
+        """Attention of each query group (ROI) over the tokens of each stimulus.
+
+        Returns a DataArray with dims ('stimulus', 'roi', 'token') (weights sum to 1 over
+        tokens; queries of one ROI are averaged); token coordinates of ``X`` (e.g. grid
+        ``row``/``col``) are carried over. With ``voxel_queries=True`` the dim is 'neuroid'.
+        """
+        self._check_fitted()
+        tokens, tok_da = _tokens(X)
+        attn = self._forward_np(tokens, "maps")  # (B, Q, T)
+        if self.voxel_queries:
+            dims, qcoord = ("stimulus", "neuroid", "token"), {}
+        else:
+            attn = attn.reshape(attn.shape[0], len(self.groups_), self.n_queries_per_roi, -1).mean(2)
+            dims, qcoord = ("stimulus", "roi", "token"), {"roi": self.groups_}
+        coords = dict(qcoord)
+        if tok_da is not None:
+            sdim, tdim = tok_da.dims[0], tok_da.dims[1]
+            coords.update({k: (("stimulus",) if v.dims == (sdim,) else ("token",), v.values)
+                           for k, v in tok_da.coords.items() if v.dims in ((sdim,), (tdim,))})
+        return xr.DataArray(attn, dims=dims, coords=coords, name="routing_map")
