@@ -17,12 +17,14 @@ def format_list(values: Iterable[Any], *, limit: int = 20) -> str:
     return shown
 
 
-def check_option(value: Any, options: Sequence[Any], *, name: str, func: str) -> Any:
-    """Raise ``ValueError`` unless ``value`` is one of ``options``."""
+def check_option(
+    value: Any, options: Sequence[Any], *, name: str, func: str, limit: int = 20
+) -> Any:
+    """Raise ``ValueError`` unless ``value`` is one of ``options`` (listing up to ``limit``)."""
     if value not in options:
         raise ValueError(
             f"Invalid value for {name!r} in {func}(): {value!r}. "
-            f"Expected one of {format_list(options)}."
+            f"Expected one of {format_list(options, limit=limit)}."
         )
     return value
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign._validation import format_list
+from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DataFormatError
 
 __all__ = [
@@ -52,12 +52,7 @@ def require_file(path: Path, what: str) -> Path:
 
 def check_choice(value: Any, valid: Sequence[Any], *, name: str, func: str) -> Any:
     """Raise ``ValueError`` listing the valid values unless ``value`` is one of them."""
-    if value not in valid:
-        raise ValueError(
-            f"Invalid value for {name!r} in {func}(): {value!r}. "
-            f"Expected one of {format_list(valid, limit=60)}."
-        )
-    return value
+    return check_option(value, valid, name=name, func=func, limit=60)
 
 
 def open_hdf5(path: Path):

@@ -13,18 +13,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
-def adapter_sim_nsd(tmp_path_factory):
-    """A small simulated NSD tree (60 images, 3 sessions)."""
-    from neuroalign.datasets import simulate
-
-    root = tmp_path_factory.mktemp("adapter-sim") / "nsd"
-    return simulate(root, n_images=60, n_test=12, n_sessions=3, seed=5)
+def adapter_sim_nsd(sim_nsd):
+    """The shared small simulated NSD tree (tests/conftest.py), built once per session."""
+    return sim_nsd
 
 
 @pytest.fixture(scope="session")
-def adapter_sim_eeg(tmp_path_factory):
-    """A small simulated THINGS-EEG2 tree."""
-    from neuroalign.datasets import simulate
-
-    root = tmp_path_factory.mktemp("adapter-sim") / "eeg"
-    return simulate(root, format="things-eeg2", n_images=30, n_test=6, n_test_repetitions=5, seed=6)
+def adapter_sim_eeg(sim_eeg):
+    """The shared small simulated THINGS-EEG2 tree (tests/conftest.py)."""
+    return sim_eeg
