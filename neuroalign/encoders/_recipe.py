@@ -32,8 +32,9 @@ Schema (see ``encoders/*.toml`` at the repository root)::
     n_boot = 2000
 
 ``features.model = "simulated-truth"`` computes the simulated brain's ground-truth network
-activations; any other model is passed to ``neuroalign.features.extract(store, model=...,
-layers=...)`` when that module is installed.
+activations; any other model is a :func:`neuroalign.features.extract` spec, called as
+``extract(model, store, layers=..., **other keys)`` (``weights = "random"`` builds random
+weights seeded by ``seed``; ``tokens = true`` asks for token-level features, ``pooling=None``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _open_store(spec: dict, store_override: str | None) -> xr.Dataset:
     return res.store()
 
 
-def _feature_set(spec: dict, store: xr.Dataset) -> xr.Dataset:
+def _feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -> xr.Dataset:
     model = spec.get("model")
     layers = list(spec.get("layers") or [])
     if model == "simulated-truth":
@@ -125,14 +126,17 @@ def _feature_set(spec: dict, store: xr.Dataset) -> xr.Dataset:
                 raise DataFormatError(f"[features] tokens = true needs exactly one layer; got {layers!r}.")
             return simulated_truth_tokens(store, layers[0], grid=int(spec.get("grid", 7)))
         return simulated_truth_features(store, layers)
-    try:
-        from neuroalign.features import extract
-    except ImportError as err:
-        raise DataFormatError(
-            f"[features] model = {model!r} needs neuroalign.features, which is not available "
-            "here; use model = 'simulated-truth' on simulated data."
-        ) from err
-    return extract(store, model=model, layers=layers, **{k: v for k, v in spec.items() if k not in ("model", "layers")})
+    from neuroalign.features import extract
+
+    kwargs = {k: v for k, v in spec.items() if k not in ("model", "layers", "tokens", "grid")}
+    if kwargs.get("weights") == "random":  # TOML has no None: random weights, seeded by 'seed'
+        kwargs["weights"] = None
+    if "cache" not in kwargs and cache_dir is not None:  # reruns reuse the features
+        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(model))
+        kwargs["cache"] = cache_dir / f"{slug}-seed{kwargs.get('seed', 0)}.zarr"
+    if spec.get("tokens"):
+        kwargs["pooling"] = None
+    return extract(model, store, layers=layers, **kwargs)
 
 
 def _subset(feats: xr.Dataset, ids) -> xr.Dataset:
@@ -179,6 +183,8 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
     cv = enc_spec.get("cv", 5)
     n_boot = int(recipe.get("outputs", {}).get("n_boot", 1000))
     out_dir = Path(out or recipe.get("outputs", {}).get("dir", "results"))
+    # beside the results folder (which is replaced atomically on every run)
+    cache_dir = out_dir.with_name(out_dir.name + ".features")
     ceiling = st.na.noise_ceiling(split=test_split)
     train = st.na.split("train")
     test = st.na.split(test_split).na.average_repetitions()
@@ -189,7 +195,7 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
         spaces = fspec.get("spaces")
         if not spaces:
             raise DataFormatError("[features] banded-ridge needs [features.spaces.<name>] tables.")
-        feats = {name: _feature_set(s, st) for name, s in spaces.items()}
+        feats = {name: _feature_set(s, st, cache_dir) for name, s in spaces.items()}
         mats = {name: xr.concat([f[v].rename({f[v].dims[1]: "unit"}) for v in f.data_vars], "unit")
                 for name, f in feats.items()}
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params)
@@ -201,7 +207,7 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
         variables = {"score": score, "best_alpha": np.zeros_like(score)}
         extra["split_r2"] = split
     else:
-        feats = _feature_set(fspec, st)
+        feats = _feature_set(fspec, st, cache_dir)
         ftrain, ftest = _subset(feats, train.stimulus_id), _subset(feats, test.stimulus_id)
         if kind == "layer-sweep":
             sweep = LayerSweep(alphas=_alphas(enc_spec.get("alphas")), cv=cv, test_split=test_split, **params)
