@@ -17,18 +17,43 @@ runner = CliRunner()
 def _all_commands(group: click.Group, prefix=()):
     for name, cmd in group.commands.items():
         yield prefix + (name,)
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # typer groups are not click.Group subclasses
             yield from _all_commands(cmd, prefix + (name,))
 
 
 def test_every_command_has_help():
     group = typer.main.get_command(app)
     names = list(_all_commands(group))
-    assert {("simulate",), ("info",), ("demo",)} <= set(names)
+    assert {("simulate",), ("info",), ("demo",), ("features", "extract"), ("ingest", "nsd")} <= set(names)
     for path in names:
         res = runner.invoke(app, [*path, "--help"])
         assert res.exit_code == 0, (path, res.output)
         assert "Usage" in res.output and len(res.output) > 100
+
+
+def test_help_renders_in_a_real_process():
+    """Outside CliRunner typer formats help with rich; '[data]'-style text must not be read as
+    markup (it once crashed `neuroalign features extract --help`)."""
+    script = (
+        "import typer\n"
+        "from neuroalign.cli import app\n"
+        "group = typer.main.get_command(app)\n"
+        "def walk(g, prefix=()):\n"
+        "    for name, cmd in g.commands.items():\n"
+        "        yield prefix + (name,)\n"
+        "        if hasattr(cmd, 'commands'):\n"
+        "            yield from walk(cmd, prefix + (name,))\n"
+        "for path in walk(group):\n"
+        "    try:\n"
+        "        group.main([*path, '--help'], prog_name='neuroalign', standalone_mode=False)\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, path\n"
+        "print('ALL-HELP-OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**__import__("os").environ, "COLUMNS": "100", "FORCE_COLOR": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ALL-HELP-OK" in out.stdout and "Usage" in out.stdout
 
 
 def test_version():

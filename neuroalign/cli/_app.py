@@ -15,6 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts hold TOML section names such as [data]: never read them as rich markup
+    rich_markup_mode=None,
 )
 
 
