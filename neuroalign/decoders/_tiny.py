@@ -210,7 +210,7 @@ class EmbeddingDiffusionPipeline:
                 "EmbeddingDiffusionPipeline.save_pretrained()."
             )
         meta = json.loads(meta_file.read_text())
-        unet = UNet2DModel.from_pretrained(path / "unet")
+        unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
         scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
         mean = np.asarray(meta["embed_mean"], dtype=np.float32)
         proj = torch.nn.Linear(len(mean), meta["proj_out"])

@@ -41,3 +41,12 @@ def test_attention_routing_beats_ridge_on_simulated_routing_roi(tmp_path):
     nsd_of = dict(zip(store.stimulus_id.values.tolist(), store.nsd_id.values.tolist(), strict=True))
     true_cell = cells[[nsd_of[s] for s in tte.stimulus_id.values]]
     assert (maps.values.argmax(-1) == true_cell).mean() > 0.7
+    # the ground-truth brain answers for ordinary ROIs and refuses the position-dependent one
+    from neuroalign.decoders import store_images
+
+    imgs = store_images(test.isel(stimulus=slice(0, 2)))
+    brain = res.brain()
+    assert np.isfinite(brain.roi_response(imgs, "FFA-1")).all()
+    assert np.isnan(brain.signal(imgs)[:, store["roi_EBA"].values]).all()
+    with pytest.raises(ValueError, match="ROI 'EBA' reads 'layer3@target'"):
+        brain.roi_response(imgs, "EBA")

@@ -149,7 +149,7 @@ class GroundTruthBrain:
 
     @property
     def layers(self) -> list[str]:
-        return sorted({n["layer"] for n in self.neuroids if n.get("layer")})
+        return sorted({n["layer"] for n in self.neuroids if n.get("layer") and "@" not in n["layer"]})
 
     def rois(self) -> list[str]:
         return sorted({n["roi"] for n in self.neuroids if n.get("roi")})
@@ -157,7 +157,9 @@ class GroundTruthBrain:
     def signal(self, images: np.ndarray, *, activations: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Noise-free response (PSC) of every neuroid to uint8 ``images``: shape (N, n_neuroids).
 
-        Undriven neuroids respond 0.
+        Undriven neuroids respond 0. Neuroids of a routing ROI (layer ``"layer3@target"``)
+        read the layer at a target position that only the simulated images define; they
+        are NaN here.
         """
         acts = activations or pooled_activations(self.model, images, self.layers)
         n = len(next(iter(acts.values()))) if acts else len(images)
@@ -165,6 +167,9 @@ class GroundTruthBrain:
         for v, nd in enumerate(self.neuroids):
             layer = nd.get("layer")
             if not layer:
+                continue
+            if "@" in layer:
+                out[:, v] = np.nan
                 continue
             z = (acts[layer] - self.layer_mean[layer]) / self.layer_sd[layer]
             ch = np.asarray(nd["channels"], dtype=int)
@@ -177,6 +182,12 @@ class GroundTruthBrain:
         idx = [v for v, nd in enumerate(self.neuroids) if nd.get("roi") == roi]
         if not idx:
             raise KeyError(f"Unknown ROI {roi!r}. Simulated ROIs: {self.rois()!r}.")
+        routed = sorted({self.neuroids[v]["layer"] for v in idx if "@" in (self.neuroids[v].get("layer") or "")})
+        if routed:
+            raise ValueError(
+                f"ROI {roi!r} reads {routed[0]!r}: its response depends on the target position "
+                "inside the simulated images, so it is not defined for arbitrary images."
+            )
         return self.signal(images)[:, idx].mean(axis=1)
 
     def to_dict(self) -> dict[str, Any]:
