@@ -197,7 +197,9 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
 
     @classmethod
     def from_estimator(cls, extractor, estimator, **kwargs) -> DifferentiableRidgeEncoder:
-        """Wrap a fitted linear estimator (``coef_``, ``intercept_``), e.g. ``RidgeEncoder``."""
+        """Wrap a fitted linear estimator (``coef_``, ``intercept_``): a scikit-learn linear
+        model (``coef_`` of shape (n_neuroids, F)) or a neuroalign ``RidgeEncoder``
+        (``coef_`` of shape (F, n_neuroids), transposed here)."""
         if not hasattr(estimator, "coef_"):
             from neuroalign.exceptions import NotFittedError
 
@@ -205,7 +207,12 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
                 f"{type(estimator).__name__} has no 'coef_': fit it before wrapping it in "
                 "DifferentiableRidgeEncoder."
             )
-        return cls(extractor, estimator.coef_, getattr(estimator, "intercept_", None), **kwargs)
+        coef = np.asarray(estimator.coef_)
+        from neuroalign.encoders import RidgeEncoder
+
+        if isinstance(estimator, RidgeEncoder):  # (n_features, n_neuroids): transpose
+            coef = coef.T
+        return cls(extractor, coef, getattr(estimator, "intercept_", None), **kwargs)
 
     @classmethod
     def fit_store(cls, extractor, store, *, images: np.ndarray | None = None,

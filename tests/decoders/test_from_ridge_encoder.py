@@ -1,0 +1,20 @@
+"""DifferentiableRidgeEncoder.from_estimator wraps neuroalign's own RidgeEncoder."""
+
+import numpy as np
+
+
+def test_from_estimator_accepts_a_ridge_encoder():
+    import torch
+
+    from neuroalign.decoders import DifferentiableRidgeEncoder
+    from neuroalign.encoders import RidgeEncoder
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    Y = X @ rng.normal(size=(6, 3)) + rng.normal(size=(40, 3)) * 0.1
+    est = RidgeEncoder(alphas=(0.1, 1.0), cv=4, device="cpu").fit(X, Y)
+    assert est.coef_.shape == (6, 3)  # (n_features, n_neuroids)
+    enc = DifferentiableRidgeEncoder.from_estimator(torch.nn.Identity(), est, rois={"A": [0, 2]})
+    assert enc.n_neuroids == 3
+    out = enc(torch.as_tensor(X[:5], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(out, est.predict(X[:5]), rtol=1e-4, atol=1e-4)
