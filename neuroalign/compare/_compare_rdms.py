@@ -28,6 +28,7 @@ COMPARE_METHODS = (
 
 _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 _RANK_CHUNK = 8  # RDMs ranked at a time (memory: 8 x n_pairs x 8 bytes)
+_DIRECT_MAX = 4  # against at most this many RDMs, rows are ranked and dotted one by one
 
 try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
     from scipy.stats._stats import _kendall_dis
@@ -190,11 +191,7 @@ def _cosine(a: np.ndarray, b: np.ndarray, func: str) -> np.ndarray:
     nb = np.sqrt(np.einsum("ij,ij->i", b, b))
     for nn, nm in ((na, "a"), (nb, "b")):
         if np.any(nn == 0):
-            raise ValueError(
-                f"Invalid value for {nm!r} in {func}(): an RDM with zero norm after centring "
-                "(all dissimilarities equal), so the comparison is undefined. Expected RDMs "
-                "with varying dissimilarities."
-            )
+            raise _zero_norm_error(nm, func)
     return (a @ b.T) / na[:, None] / nb[None, :]
 
 
@@ -229,7 +226,7 @@ def _dense_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     new = np.ones(len(x), dtype=bool)
     new[ties + 1] = False
     dense = np.empty(len(x), dtype=np.intp)
-    dense[order] = np.cumsum(new)
+    dense[order] = np.cumsum(new, dtype=np.intp)
     return dense, order, _tie_pairs(new)
 
 
@@ -241,31 +238,12 @@ def _tie_pairs(new: np.ndarray) -> int:
     return int((cnt * (cnt - 1) // 2).sum())
 
 
-_FENWICK_TOP_BITS = 11  # the coarse pass counts on a Fenwick tree of 2**11 entries
-
-
-def _discordant(y: np.ndarray) -> int:
-    """Pairs ``i < j`` with ``y[i] > y[j]`` of positive intp values (scipy's Fenwick count).
-
-    Split in two cache-friendly counts: the pairs whose coarse values ``(y - 1) >> s``
-    differ (a Fenwick tree of ``2**11`` entries) plus those within each coarse bucket, counted
-    on ``y`` stably grouped by bucket (buckets in increasing order add no pairs across them,
-    and the tree is then walked locally).
-    """
-    s = max(0, int(y.max()).bit_length() - _FENWICK_TOP_BITS)
-    pos = np.arange(1, len(y) + 1, dtype=np.intp)
-    if s == 0:
-        return int(_kendall_dis(pos, y))
-    coarse = ((y - 1) >> s).astype(np.uint16)
-    within = y[np.argsort(coarse, kind="stable")]
-    return int(_kendall_dis(pos, coarse.astype(np.intp) + 1)) + int(_kendall_dis(pos, within))
-
-
 def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Kendall tau-a, (concordant - discordant) / (N (N-1) / 2), for all row pairs.
 
-    Each row of ``b`` is ranked once; each row of ``a`` needs one sort and one
-    O(N log N) discordant count (rows in threads; the counts hold the GIL, the sorts not).
+    Each row of ``b`` is ranked once; each row of ``a`` is taken in the sorted order of
+    ``b`` and needs one sort (:func:`_sort_ties`) and one O(N log N) discordant count
+    (scipy's Fenwick tree). Rows run in threads: the sorts release the GIL, the counts not.
     """
     n = a.shape[1]
     tot = n * (n - 1) // 2
@@ -274,22 +252,24 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         xb, order_b, xtie = _dense_sorted(bv)
 
         def one(i: int, j=j, xb=xb, order_b=order_b, xtie=xtie) -> None:
-            ya, _, ytie = _dense_sorted(a[i])
             if _kendall_dis is None:  # pragma: no cover - public fallback through tau-b
                 import scipy.stats
 
+                ytie = _dense_sorted(a[i])[2]
                 tau_b = scipy.stats.kendalltau(a[i], b[j]).statistic
                 out[i, j] = tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot
                 return
             if xtie:  # order by (x, y): no pair tied in x is then out of order in y
+                ya, _, ytie = _dense_sorted(a[i])
                 order, _ = _sort_ties((xb.astype(np.int64) * (n + 1) + ya).astype(np.float64))
                 xs, ys = xb[order], ya[order]
                 joint = np.r_[True, (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1]), True]
                 cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
                 ntie = int((cnt * (cnt - 1) // 2).sum())
-            else:
-                ys, ntie = ya[order_b], 0
-            dis = _discordant(ys)
+            else:  # rank the row of a taken in the order of b: y in the order of x
+                ys, _, ytie = _dense_sorted(a[i][order_b])
+                ntie = 0
+            dis = int(_kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
             out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
 
         _rows_parallel(one, len(a), n)
@@ -315,18 +295,66 @@ def _rank_torch(v, device: str) -> np.ndarray:
     return ranks.cpu().numpy()
 
 
-def _rank_compare(a, b, method: str, func: str, device: str | None) -> np.ndarray:
+def _zero_norm_error(name: str, func: str) -> ValueError:
+    return ValueError(
+        f"Invalid value for {name!r} in {func}(): an RDM with zero norm after centring "
+        "(all dissimilarities equal), so the comparison is undefined. Expected RDMs "
+        "with varying dissimilarities."
+    )
+
+
+def _rank_compare_direct(a, rb, method: str, func: str, swapped: bool) -> np.ndarray:
+    """Spearman / rho-a of each row of ``a`` against a few centred rank rows ``rb``.
+
+    Each row of ``a`` is sorted once and its centred ranks, in sorted order, are dotted with
+    ``rb`` gathered in that order: no rank matrix is built.
+    """
+    m = a.shape[1]
+    out = np.empty((len(a), len(rb)))
+    nb = np.sqrt(np.einsum("ij,ij->i", rb, rb))
+    if method == "spearman" and np.any(nb == 0):
+        raise _zero_norm_error("a" if swapped else "b", func)
+    plain = np.arange(1, m + 1, dtype=np.float64) - (m + 1) / 2.0
+
+    def one(i: int) -> None:
+        order, ties = _sort_row(a[i])
+        if len(ties) == 0:
+            r = plain
+        else:
+            new = np.ones(m, dtype=bool)
+            new[ties + 1] = False
+            starts = np.flatnonzero(new)
+            counts = np.diff(np.append(starts, m))
+            r = np.repeat(starts + (counts + 1) / 2.0 - (m + 1) / 2.0, counts)
+        num = rb[:, order] @ r
+        if method == "spearman":
+            na = np.sqrt(r @ r)
+            if na == 0:
+                raise _zero_norm_error("b" if swapped else "a", func)
+            out[i] = num / (na * nb)
+        else:
+            out[i] = 12.0 * num / (m**3 - m)
+
+    _rows_parallel(one, len(a), m)
+    return out
+
+
+def _rank_compare(a, b, method: str, func: str, device: str | None,
+                  swapped: bool = False) -> np.ndarray:
     """Spearman / rho-a, ranking the larger stack in chunks (bounded memory)."""
     if len(b) > len(a):
-        return _rank_compare(b, a, method, func, device).T
+        return _rank_compare(b, a, method, func, device, not swapped).T
     ranker = rank_average if device is None else (lambda v: _rank_torch(v, device))
     rb = _centre(ranker(b))
+    if device is None and len(b) <= _DIRECT_MAX:
+        return _rank_compare_direct(a, rb, method, func, swapped)
     n = a.shape[1]
     out = np.empty((len(a), len(b)))
     for start in range(0, len(a), _RANK_CHUNK):
         ra = _centre(ranker(a[start:start + _RANK_CHUNK]))
         if method == "spearman":
-            out[start:start + _RANK_CHUNK] = _cosine(ra, rb, func)
+            out[start:start + _RANK_CHUNK] = (
+                _cosine(rb, ra, func).T if swapped else _cosine(ra, rb, func))
         else:
             out[start:start + _RANK_CHUNK] = 12.0 * (ra @ rb.T) / (n**3 - n)
     return out
