@@ -326,7 +326,7 @@ def _rank_compare_direct(a, rb, method: str, func: str, swapped: bool) -> np.nda
             starts = np.flatnonzero(new)
             counts = np.diff(np.append(starts, m))
             r = np.repeat(starts + (counts + 1) / 2.0 - (m + 1) / 2.0, counts)
-        num = rb[:, order] @ r
+        num = np.take(rb, order, axis=1) @ r
         if method == "spearman":
             na = np.sqrt(r @ r)
             if na == 0:
