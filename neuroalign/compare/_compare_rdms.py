@@ -28,6 +28,7 @@ COMPARE_METHODS = (
 
 _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 _RANK_CHUNK = 8  # RDMs ranked at a time (memory: 8 x n_pairs x 8 bytes)
+_DIRECT_MAX = 4  # against at most this many RDMs, rows are ranked and dotted one by one
 
 try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
     from scipy.stats._stats import _kendall_dis
@@ -89,6 +90,87 @@ def _rows_parallel(func, n_rows: int, size: int) -> None:
             func(r)
 
 
+_KEY_MARGIN = 2.0**12  # keeps the scaled key below its bit budget after rounding
+
+
+def _argsort_ties(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference path: ``argsort`` and the sorted positions equal to their successor."""
+    order = np.argsort(x)
+    s = x[order]
+    return order, np.flatnonzero(s[1:] == s[:-1])
+
+
+def _sort_ties(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorting permutation of a float64 vector and the tied positions of the sorted order.
+
+    Returns ``order`` (``x[order]`` is non-decreasing; tied values in any order) and the
+    positions ``k`` with ``x[order[k]] == x[order[k + 1]]``, both exact.
+
+    ``np.sort`` of 64-bit integers is much faster than ``np.argsort``, so each value is
+    mapped to an integer key by the monotone map ``floor((x - min) * scale)`` (float
+    subtraction, product and floor are all non-decreasing, so ``x_i <= x_j`` implies
+    ``key_i <= key_j``), shifted left to make room for the element index, which fills the
+    low bits; one ``np.sort`` of the packed keys then carries the permutation along. Values
+    closer than the key resolution (``(max - min) / 2**43`` for 2 million entries) can share a
+    key, and equal keys come out in index order: such runs are found afterwards and, where
+    their values are out of order, re-sorted by the values themselves (rare, small).
+    """
+    m = len(x)
+    bits = max(1, (m - 1).bit_length())  # index bits
+    lo, hi = x.min(), x.max()
+    span = hi - lo
+    if not np.isfinite(span):  # NaN or overflowing range: the plain path
+        return _argsort_ties(x)
+    if span == 0:
+        return np.arange(m), np.arange(m - 1)
+    with np.errstate(over="ignore"):
+        scale = (2.0 ** min(64 - bits, 52) - _KEY_MARGIN) / span
+    if not np.isfinite(scale):
+        return _argsort_ties(x)
+    t = x - lo
+    t *= scale
+    key = t.astype(np.uint64)
+    del t
+    key <<= np.uint64(bits)
+    key |= np.arange(m, dtype=np.uint64)
+    key.sort()
+    order = (key & np.uint64((1 << bits) - 1)).view(np.int64)
+    key >>= np.uint64(bits)
+    cand = np.flatnonzero(key[1:] == key[:-1])  # shared keys: equal or very close values
+    del key
+    if len(cand) == 0:
+        return order, cand
+    a, b = x[order[cand]], x[order[cand + 1]]
+    if (a > b).any():  # re-sort the runs of shared keys by value (runs merged when adjacent)
+        members = np.union1d(cand, cand + 1)
+        run = np.cumsum(np.r_[True, np.diff(members) != 1])
+        idx = order[members]
+        order[members] = idx[np.lexsort((x[idx], run))]
+        a, b = x[order[cand]], x[order[cand + 1]]
+    return order, cand[a == b]
+
+
+def _sort_row(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_sort_ties`` for any real row (float64 conversion only where it is exact)."""
+    if x.dtype.kind == "f" and x.dtype.itemsize <= 8 or x.dtype.kind in "iub" and (
+            x.dtype.itemsize <= 4):
+        return _sort_ties(np.ascontiguousarray(x, dtype=np.float64))
+    return _argsort_ties(x)
+
+
+def _average_from_ties(order: np.ndarray, ties: np.ndarray, out: np.ndarray) -> None:
+    """Average ranks (1-based, ``scipy.stats.rankdata``) written into ``out``."""
+    m = len(order)
+    if len(ties) == 0:
+        out[order] = np.arange(1, m + 1, dtype=np.float64)
+        return
+    new = np.ones(m, dtype=bool)
+    new[ties + 1] = False
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, m))
+    out[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
+
+
 def rank_average(v: np.ndarray) -> np.ndarray:
     """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
     v = np.asarray(v)
@@ -97,19 +179,8 @@ def rank_average(v: np.ndarray) -> np.ndarray:
     m = flat.shape[1]
 
     def one(r: int) -> None:
-        row = flat[r]
-        order = np.argsort(row)
-        s = row[order]
-        new = np.empty(m, dtype=bool)
-        new[0] = True
-        np.not_equal(s[1:], s[:-1], out=new[1:])
-        if new.all():
-            out[r, order] = np.arange(1, m + 1, dtype=np.float64)
-            return
-        starts = np.flatnonzero(new)
-        counts = np.diff(np.append(starts, m))
-        avg = starts + (counts + 1) / 2.0
-        out[r, order] = np.repeat(avg, counts)
+        order, ties = _sort_row(flat[r])
+        _average_from_ties(order, ties, out[r])
 
     _rows_parallel(one, len(flat), m)
     return out.reshape(v.shape)
@@ -120,11 +191,7 @@ def _cosine(a: np.ndarray, b: np.ndarray, func: str) -> np.ndarray:
     nb = np.sqrt(np.einsum("ij,ij->i", b, b))
     for nn, nm in ((na, "a"), (nb, "b")):
         if np.any(nn == 0):
-            raise ValueError(
-                f"Invalid value for {nm!r} in {func}(): an RDM with zero norm after centring "
-                "(all dissimilarities equal), so the comparison is undefined. Expected RDMs "
-                "with varying dissimilarities."
-            )
+            raise _zero_norm_error(nm, func)
     return (a @ b.T) / na[:, None] / nb[None, :]
 
 
@@ -153,58 +220,57 @@ def _bures(Ga: np.ndarray, Gb: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dense_ranks(v: np.ndarray) -> np.ndarray:
-    order = np.argsort(v)
-    s = v[order]
-    new = np.empty(len(v), dtype=bool)
-    new[0] = True
-    np.not_equal(s[1:], s[:-1], out=new[1:])
-    r = np.empty(len(v), dtype=np.intp)
-    r[order] = np.cumsum(new)
-    return r
+def _dense_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense ranks (1-based, intp), the sorting order and the number of tied pairs."""
+    order, ties = _sort_row(x)
+    new = np.ones(len(x), dtype=bool)
+    new[ties + 1] = False
+    dense = np.empty(len(x), dtype=np.intp)
+    dense[order] = np.cumsum(new, dtype=np.intp)
+    return dense, order, _tie_pairs(new)
 
 
-def _tie_pairs(dense: np.ndarray) -> int:
-    cnt = np.bincount(dense).astype(np.int64)
+def _tie_pairs(new: np.ndarray) -> int:
+    """Tied pairs from the group starts of a sorted vector."""
+    if new.all():
+        return 0
+    cnt = np.diff(np.append(np.flatnonzero(new), len(new))).astype(np.int64)
     return int((cnt * (cnt - 1) // 2).sum())
 
 
 def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Kendall tau-a, (concordant - discordant) / (N (N-1) / 2), for all row pairs.
 
-    The rows of ``b`` are sorted once; each row of ``a`` needs one sort and one
-    O(N log N) discordant count.
+    Each row of ``b`` is ranked once; each row of ``a`` is taken in the sorted order of
+    ``b`` and needs one sort (:func:`_sort_ties`) and one O(N log N) discordant count
+    (scipy's Fenwick tree). Rows run in threads: the sorts release the GIL, the counts not.
     """
     n = a.shape[1]
     tot = n * (n - 1) // 2
     out = np.empty((len(a), len(b)))
     for j, bv in enumerate(b):
-        xb = _dense_ranks(bv)
-        xtie = _tie_pairs(xb)
-        has_ties = xtie > 0
-        order_b = np.argsort(xb, kind="stable")
-        xs = xb[order_b]
+        xb, order_b, xtie = _dense_sorted(bv)
 
-        def one(i: int, j=j, xb=xb, xtie=xtie, has_ties=has_ties, order_b=order_b, xs=xs) -> None:
-            av = a[i]
-            ya = _dense_ranks(av)
-            ytie = _tie_pairs(ya)
-            if has_ties:
-                order = np.argsort(xb.astype(np.int64) * (n + 1) + ya)
-                x_sorted, y_sorted = xb[order], ya[order]
-            else:
-                x_sorted, y_sorted = xs, ya[order_b]
-            joint = np.r_[True, (x_sorted[1:] != x_sorted[:-1]) | (y_sorted[1:] != y_sorted[:-1]), True]
-            cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
-            ntie = int((cnt * (cnt - 1) // 2).sum())
-            if _kendall_dis is not None:
-                dis = int(_kendall_dis(x_sorted.astype(np.intp), y_sorted.astype(np.intp)))
-                out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
-            else:  # pragma: no cover - public fallback through tau-b
+        def one(i: int, j=j, xb=xb, order_b=order_b, xtie=xtie) -> None:
+            if _kendall_dis is None:  # pragma: no cover - public fallback through tau-b
                 import scipy.stats
 
-                tau_b = scipy.stats.kendalltau(av, b[j]).statistic
+                ytie = _dense_sorted(a[i])[2]
+                tau_b = scipy.stats.kendalltau(a[i], b[j]).statistic
                 out[i, j] = tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot
+                return
+            if xtie:  # order by (x, y): no pair tied in x is then out of order in y
+                ya, _, ytie = _dense_sorted(a[i])
+                order, _ = _sort_ties((xb.astype(np.int64) * (n + 1) + ya).astype(np.float64))
+                xs, ys = xb[order], ya[order]
+                joint = np.r_[True, (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1]), True]
+                cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
+                ntie = int((cnt * (cnt - 1) // 2).sum())
+            else:  # rank the row of a taken in the order of b: y in the order of x
+                ys, _, ytie = _dense_sorted(a[i][order_b])
+                ntie = 0
+            dis = int(_kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
+            out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
 
         _rows_parallel(one, len(a), n)
     return out
@@ -229,18 +295,66 @@ def _rank_torch(v, device: str) -> np.ndarray:
     return ranks.cpu().numpy()
 
 
-def _rank_compare(a, b, method: str, func: str, device: str | None) -> np.ndarray:
+def _zero_norm_error(name: str, func: str) -> ValueError:
+    return ValueError(
+        f"Invalid value for {name!r} in {func}(): an RDM with zero norm after centring "
+        "(all dissimilarities equal), so the comparison is undefined. Expected RDMs "
+        "with varying dissimilarities."
+    )
+
+
+def _rank_compare_direct(a, rb, method: str, func: str, swapped: bool) -> np.ndarray:
+    """Spearman / rho-a of each row of ``a`` against a few centred rank rows ``rb``.
+
+    Each row of ``a`` is sorted once and its centred ranks, in sorted order, are dotted with
+    ``rb`` gathered in that order: no rank matrix is built.
+    """
+    m = a.shape[1]
+    out = np.empty((len(a), len(rb)))
+    nb = np.sqrt(np.einsum("ij,ij->i", rb, rb))
+    if method == "spearman" and np.any(nb == 0):
+        raise _zero_norm_error("a" if swapped else "b", func)
+    plain = np.arange(1, m + 1, dtype=np.float64) - (m + 1) / 2.0
+
+    def one(i: int) -> None:
+        order, ties = _sort_row(a[i])
+        if len(ties) == 0:
+            r = plain
+        else:
+            new = np.ones(m, dtype=bool)
+            new[ties + 1] = False
+            starts = np.flatnonzero(new)
+            counts = np.diff(np.append(starts, m))
+            r = np.repeat(starts + (counts + 1) / 2.0 - (m + 1) / 2.0, counts)
+        num = np.take(rb, order, axis=1) @ r
+        if method == "spearman":
+            na = np.sqrt(r @ r)
+            if na == 0:
+                raise _zero_norm_error("b" if swapped else "a", func)
+            out[i] = num / (na * nb)
+        else:
+            out[i] = 12.0 * num / (m**3 - m)
+
+    _rows_parallel(one, len(a), m)
+    return out
+
+
+def _rank_compare(a, b, method: str, func: str, device: str | None,
+                  swapped: bool = False) -> np.ndarray:
     """Spearman / rho-a, ranking the larger stack in chunks (bounded memory)."""
     if len(b) > len(a):
-        return _rank_compare(b, a, method, func, device).T
+        return _rank_compare(b, a, method, func, device, not swapped).T
     ranker = rank_average if device is None else (lambda v: _rank_torch(v, device))
     rb = _centre(ranker(b))
+    if device is None and len(b) <= _DIRECT_MAX:
+        return _rank_compare_direct(a, rb, method, func, swapped)
     n = a.shape[1]
     out = np.empty((len(a), len(b)))
     for start in range(0, len(a), _RANK_CHUNK):
         ra = _centre(ranker(a[start:start + _RANK_CHUNK]))
         if method == "spearman":
-            out[start:start + _RANK_CHUNK] = _cosine(ra, rb, func)
+            out[start:start + _RANK_CHUNK] = (
+                _cosine(rb, ra, func).T if swapped else _cosine(ra, rb, func))
         else:
             out[start:start + _RANK_CHUNK] = 12.0 * (ra @ rb.T) / (n**3 - n)
     return out
