@@ -29,6 +29,17 @@ def sim_eeg(tmp_path_factory):
     return simulate(root, format="things-eeg2", n_images=60, n_test=10, n_test_repetitions=12, seed=4)
 
 
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """``neuroalign demo --quick`` run once per session: (out folder, CliRunner result)."""
+    from typer.testing import CliRunner
+
+    from neuroalign.cli import app
+
+    out = tmp_path_factory.mktemp("demo")
+    return out, CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+
+
 import torch  # noqa: E402
 
 _TORCH_THREADS = torch.get_num_threads()

@@ -99,17 +99,48 @@ def test_user_errors_are_clean(tmp_path, args, message):
     assert "Traceback" not in res.output
 
 
+STAGE_CHECKS = (
+    "NSD adapter", "ncsnr", "noise ceiling", "layer sweep recovers the layer of hV4",
+    "voxel-wise layer preference", "RSA ranks the true layer first for FFA-1",
+    "RSA noise ceiling of PPA brackets", "shape metric", "attention routing beats ridge",
+    "routing maps peak on the true target cell", "held-out retrieval", "reconstructions: 2-way",
+    "guided images drive the TRUE FFA-1 response", "guided images drive the TRUE PPA response",
+)
+
+
 @pytest.mark.slow
-def test_demo_quick(tmp_path):
+def test_demo_quick(quick_demo):
     """The README's main job, in quick mode: every stage's truth check passes."""
-    res = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    out, res = quick_demo
     assert res.exit_code == 0, res.output
-    assert "[PASS] ncsnr" in res.output and "FAIL" not in res.output
-    for stage in ("NSD adapter", "layer sweep recovers the layer of hV4", "RSA ranks the true model first"):
-        assert f"[PASS] {stage}" in res.output
-    again = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
-    assert again.exit_code == 0 and "reusing" in again.output
-    _check_report(tmp_path / "report.html")
+    assert "FAIL" not in res.output
+    for stage in STAGE_CHECKS:
+        assert f"[PASS] {stage}" in res.output, stage
+    for k in range(1, 11):
+        assert f"\n== {k}. " in res.output, f"stage {k} did not run"
+    _check_report(out / "report.html")
+
+
+@pytest.mark.slow
+def test_demo_rerun_reuses_caches(quick_demo):
+    """A rerun reuses the simulation, store, features and trained pipeline in --out."""
+    from neuroalign.cli._demo import STAGES, DemoConfig
+    from neuroalign.cli._demo_brain import _pipeline
+    from neuroalign.cli._report import Report
+
+    out, res = quick_demo
+    assert res.exit_code == 0, res.output
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "report" not in p.name}
+    lines: list[str] = []
+    cfg = DemoConfig(out=out, quick=True, echo=lines.append)
+    report = Report("rerun")
+    for stage in STAGES[:4]:  # simulate, ingest, reliability, features
+        stage(cfg, report)
+    _pipeline(cfg)
+    assert any(line.startswith("reusing") for line in lines), lines
+    assert report.all_passed
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "report" not in p.name}
+    assert after == before, "a rerun rewrote cached files"
 
 
 def _check_report(path):

@@ -81,7 +81,7 @@ def stage_ingest(cfg: DemoConfig, report: Report) -> None:
     cfg.echo(f"adapter output equals the simulated betas: {same}")
     report.section("2. Store (ingested with load_nsd)").code(summary(store))
     report.check("NSD adapter returns the simulated betas exactly", "equal", "equal" if same else "different", same)
-    cfg.state["store"] = store
+    cfg.state["store"], cfg.state["store_path"] = store, path
     _done(cfg, t0)
 
 
@@ -129,7 +129,7 @@ def stage_features(cfg: DemoConfig, report: Report) -> None:
     for name, (spec, seed, layers) in CANDIDATES.items():
         cache = cfg.out / "features" / f"{name}{'-quick' if cfg.quick else ''}.zarr"
         feats[name] = extract(spec, stim, layers=layers, weights=None, seed=seed,
-                              transform="simulation", cache=cache, batch_size=32)
+                              transform="simulation", cache=cache, batch_size=32)[layers]  # network order
         dims = {k: v.shape[1] for k, v in feats[name].data_vars.items()}
         cfg.echo(f"{name}: {len(stim)} stimuli, units per layer {dims}")
         rows.append({"model": name, "spec": spec, "seed": seed, "layers": ", ".join(layers),
@@ -153,7 +153,7 @@ def stage_layer_sweep(cfg: DemoConfig, report: Report) -> None:
     sweep = LayerSweep(cv=5, device="cpu").fit(feats, store)
     scores = sweep.scores_
     layers = list(scores["layer"].values)
-    truth = sim.layer_of_roi()
+    truth = _layer_rois(sim)
     single_trial_nc = noise_ceiling(ncsnr(store), 1).values / 100.0
     rows = []
     fig, axes = plt.subplots(1, len(truth), figsize=(4 * len(truth), 3.6), sharey=True)
@@ -189,58 +189,148 @@ def stage_layer_sweep(cfg: DemoConfig, report: Report) -> None:
                    "ceiling (n = 1). Red: the true layer.")
     report.table(rows).figure(fig, caption="Median cross-validated R² per layer, by ROI")
     cfg.state["sweep"] = sweep
+    _layer_map(cfg, report, sweep, store, truth)
     _done(cfg, t0)
+
+
+def _layer_rois(sim) -> dict[str, str]:
+    """ROIs that read out one plain layer (not the routing ROI's ``layer@target``)."""
+    return {roi: layer for roi, layer in sim.layer_of_roi().items() if "@" not in layer}
+
+
+def _layer_map(cfg: DemoConfig, report: Report, sweep, store, truth: dict[str, str]) -> None:
+    """Per-voxel layer preference of the generating network, per ROI, on the cortical surface."""
+    from neuroalign import mapping as nm
+
+    pref = nm.layer_preference(sweep)
+    if "model" in pref.dims:
+        pref = pref.sel(model=TRUE_MODEL)
+    rois = list(truth)
+    summary = nm.summarize_by_roi(pref, store, rois)
+    rows = []
+    for roi in rois:
+        mode = str(summary["best_layer"].sel(roi=roi).item()).split("/")[-1]
+        frac = float(summary["best_layer_fraction"].sel(roi=roi))
+        depth = float(summary["best_depth_norm"].sel(roi=roi))
+        rows.append({"ROI": roi, "true layer": truth[roi], "most preferred layer": mode,
+                     "share of voxels": round(frac, 2), "mean preferred depth (0-1)": round(depth, 2)})
+        cfg.echo(f"  {roi:<6} voxels prefer {mode} ({100 * frac:.0f} %), true {truth[roi]}")
+    ok = all(r["most preferred layer"] == r["true layer"] for r in rows)
+    report.check("voxel-wise layer preference: each ROI's most common preferred layer is its true layer",
+                 ", ".join(truth.values()), ", ".join(r["most preferred layer"] for r in rows), ok)
+    data, masks = nm.schematic_surface({r: float(summary["best_depth_norm"].sel(roi=r)) for r in rois})
+    fig = nm.plot_surface_map(
+        data, rois=masks, views=("lateral", "ventral"),
+        cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth (0 = layer1, 1 = layer4)",
+        title="layer preference of the generating network (schematic ROI patches)")
+    report.text("Layer preference per voxel (the best layer of the generating network), "
+                "summarised per ROI. The simulated store is volumetric, so the surface shows one "
+                "schematic patch per ROI at its typical fsaverage location; on real surface data "
+                "(NSD fsaverage) every vertex gets its own value.")
+    report.table(rows).figure(fig, caption="Mean preferred depth per ROI on fsaverage5")
+
+
+def _standardise(a):
+    """Every channel / voxel z-scored across stimuli (constant channels left at 0)."""
+    sd = a.std("stimulus")
+    return (a - a.mean("stimulus")) / sd.where(sd > 0, 1.0)
 
 
 def stage_rsa(cfg: DemoConfig, report: Report) -> None:
-    from neuroalign.compare import compare_rdms, rdm
+    from neuroalign.compare import data_rdms, plot_model_scores, pseudo_subjects, rdm, rsa
 
-    t0 = _stage(cfg, "6. RSA: every model layer against every ROI")
+    t0 = _stage(cfg, "6. RSA: every model layer against every ROI, with noise ceilings")
     sim, store, feats = cfg.state["sim"], cfg.state["store"], cfg.state["features"]
-    avg = store.na.average_repetitions()
-
-    def standardise(a):  # every channel / voxel z-scored across stimuli
-        sd = a.std("stimulus")
-        return (a - a.mean("stimulus")) / sd.where(sd > 0, 1.0)
-
-    names, model_rdms = [], []
-    for model, ds in feats.items():
-        for layer in ds.data_vars:
-            names.append(f"{model}/{layer}")
-            model_rdms.append(rdm(standardise(ds[layer]), "correlation"))
-    rows = []
-    for roi, true_layer in sim.layer_of_roi().items():
-        data_rdm = rdm(standardise(avg.na.roi(roi).responses), "correlation")
-        sims = np.array([float(compare_rdms(m, data_rdm, "spearman")) for m in model_rdms])
-        order = np.argsort(-sims)
+    models = {f"{model}/{layer}": rdm(_standardise(ds[layer]), "sqeuclidean")
+              for model, ds in feats.items() for layer in ds.data_vars}
+    rows, figs = [], []
+    for roi, true_layer in _layer_rois(sim).items():
+        # 4 pseudo-subjects: disjoint random sets of the ROI's voxels, as different brains
+        # sample different voxels of one area; each gives a repetition-averaged data RDM
+        data = data_rdms(pseudo_subjects(store.na.roi(roi), 4, seed=cfg.seed), "sqeuclidean")
+        res = rsa(models, data, method="pearson", bootstrap="none")
+        score = res.score.to_series().sort_values(ascending=False)
         expected = f"{TRUE_MODEL}/{true_layer}"
-        rank = int(np.flatnonzero(np.array(names)[order] == expected)[0]) + 1
-        models = [n.split("/")[0] for n in np.array(names)[order]]
-        model_rank = list(dict.fromkeys(models)).index(TRUE_MODEL) + 1
-        rows.append({"ROI": roi, "true layer": expected, "best": names[order[0]],
-                     "rank of true model": model_rank, "rank of true layer": rank,
-                     "spearman (true layer)": round(float(sims[names.index(expected)]), 3)})
-        report.check(f"RSA ranks the true model first for {roi}", TRUE_MODEL, models[0], model_rank == 1)
-        cfg.echo(f"  {roi:<6} best {names[order[0]]:<24} rank of true model {model_rank}, "
-                 f"of true layer {rank}")
-    report.section("6. RSA", "Correlation-distance RDMs of repetition-averaged ROI responses and of "
-                   "every model layer, compared with Spearman's rho. Voxels and units are first "
-                   "z-scored across stimuli, so voxel baselines and the scale of individual units "
-                   "do not dominate the pattern correlations. Adjacent ResNet stages share a linear "
-                   "component through their skip connections, so RSA separates networks more "
-                   "sharply than it separates neighbouring layers; the encoding sweep above is the "
-                   "layer-specific test.").table(rows)
+        rank = list(score.index).index(expected) + 1
+        ranked_models = list(dict.fromkeys(n.split("/")[0] for n in score.index))
+        lo, hi = float(res.noise_ceiling_lower), float(res.noise_ceiling_upper)
+        other = float(score[[n for n in score.index if not n.startswith(TRUE_MODEL + "/")]].max())
+        rows.append({"ROI": roi, "true layer": expected, "best": score.index[0],
+                     "rank of true layer": rank, "r (true layer)": round(float(score[expected]), 3),
+                     "best other network": round(other, 3), "noise ceiling": f"[{lo:.3f}, {hi:.3f}]"})
+        report.check(f"RSA ranks the true layer first for {roi} (true model first: "
+                     f"{ranked_models[0] == TRUE_MODEL})", expected, score.index[0],
+                     rank == 1 and ranked_models[0] == TRUE_MODEL)
+        report.check(f"RSA noise ceiling of {roi} brackets the true layer's score",
+                     f"[{lo:.3f}, {hi:.3f}]", f"{score[expected]:.3f}", lo <= score[expected] <= hi)
+        cfg.echo(f"  {roi:<6} best {score.index[0]:<24} rank of true layer {rank}; "
+                 f"r {score[expected]:.3f} in noise ceiling [{lo:.3f}, {hi:.3f}]; best other network {other:.3f}")
+        figs.append(plot_model_scores(res, title=f"{roi} (true: {expected})"))
+    report.section("6. RSA", "Squared-Euclidean RDMs of every model layer (units z-scored across "
+                   "stimuli) and of each ROI, compared with Pearson's r. The simulated voxels are "
+                   "random linear read-outs of z-scored channels, so their expected squared "
+                   "distances are those of the z-scored layer: this pairing is the one the "
+                   "generating process makes exact. The noise ceiling comes from 4 pseudo-subjects "
+                   "(disjoint random sets of the ROI's voxels): lower bound leave-one-subject-out, "
+                   "upper bound against the mean of all.").table(rows)
+    for fig in figs:
+        report.figure(fig)
     _done(cfg, t0)
 
 
-STAGES = [stage_simulate, stage_ingest, stage_reliability, stage_features, stage_layer_sweep, stage_rsa]
+def stage_shape(cfg: DemoConfig, report: Report) -> None:
+    from neuroalign.compare import distance_matrix, plot_mds
+
+    t0 = _stage(cfg, "7. shape metrics: distances among models, layers and ROIs")
+    sim, store, feats = cfg.state["sim"], cfg.state["store"], cfg.state["features"]
+    avg = store.na.average_repetitions()
+    systems = {}
+    for model, ds in feats.items():
+        for layer in ds.data_vars:
+            systems[f"{model}/{layer}"] = _standardise(ds[layer])
+    truth = _layer_rois(sim)
+    for roi in truth:
+        systems[roi] = _standardise(avg.na.roi(roi).responses)
+    dist = distance_matrix(systems, "procrustes", show_progress=False)
+    model_names = [n for n in systems if "/" in n]
+    rows = []
+    for roi, layer in truth.items():
+        d = dist.sel(system_i=roi, system_j=model_names).values
+        nearest = model_names[int(np.argmin(d))]
+        expected = f"{TRUE_MODEL}/{layer}"
+        rows.append({"ROI": roi, "true layer": expected, "nearest system": nearest,
+                     "distance to true layer": round(float(dist.sel(system_i=roi, system_j=expected)), 3),
+                     "nearest other network": round(float(min(
+                         dist.sel(system_i=roi, system_j=n) for n in model_names
+                         if not n.startswith(TRUE_MODEL + "/"))), 3)})
+        cfg.echo(f"  {roi:<6} nearest {nearest:<24} (true {expected})")
+    ok = all(r["nearest system"] == r["true layer"] for r in rows)
+    report.check("shape metric: every ROI's nearest model system is its true layer",
+                 ", ".join(r["true layer"] for r in rows), ", ".join(r["nearest system"] for r in rows), ok)
+    fig = plot_mds(dist, title="Procrustes (angular) distances, classical MDS")
+    report.section("7. Shape metrics", "Generalised shape metric (alpha = 1: Procrustes, angular) "
+                   f"among all {len(systems)} systems: every layer of every network and every ROI "
+                   "(z-scored, repetition-averaged). Each system is whitened once; all pairs then "
+                   "need one small SVD each.").table(rows).figure(fig, caption="MDS of the distance matrix")
+    cfg.state["shape_distances"] = dist
+    _done(cfg, t0)
+
+
+def _late_stages():
+    from neuroalign.cli._demo_brain import stage_decode, stage_guided, stage_routing
+
+    return [stage_routing, stage_decode, stage_guided]
+
+
+STAGES = [stage_simulate, stage_ingest, stage_reliability, stage_features, stage_layer_sweep, stage_rsa,
+          stage_shape]
 
 
 def run_demo(cfg: DemoConfig) -> Report:
     """Run every stage; return the report (also saved as ``out/report.html``)."""
     report = Report("neuroalign demo: the simulated brain, truth vs recovered")
     start = time.perf_counter()
-    for stage in STAGES:
+    for stage in STAGES + _late_stages():
         stage(cfg, report)
     cfg.echo("\n== truth vs recovered")
     for c in report.checks:

@@ -19,9 +19,12 @@ def demo(
     """Run the end-to-end demo on the embedded simulated brain and check it against the truth.
 
     Stages: simulate an NSD-format brain, ingest it with the NSD adapter, estimate
-    reliability, extract features of three candidate networks, run a ridge layer sweep and
-    RSA. Each stage prints what it recovered next to the truth; OUT/report.html gathers
-    figures, tables and the truth-vs-recovered table. Reruns reuse what is in OUT.
+    reliability, extract features of three candidate networks, ridge layer sweep with a
+    layer-preference map, RSA with noise ceilings, a shape-metric distance matrix, attention
+    routing vs ridge, decoding held-out stimuli, and brain-guided images for two ROIs. Each
+    stage prints what it recovered next to the truth; OUT/report.html gathers figures, tables
+    and the truth-vs-recovered table. Reruns reuse what is in OUT (simulations, features,
+    the trained diffusion pipeline). Exits with status 1 if any check fails.
     """
     import matplotlib
 
