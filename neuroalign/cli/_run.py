@@ -3,13 +3,12 @@
 A recipe says what it is with a top-level ``kind`` key; without one the kind is read from
 its tables:
 
-================  ==========================================  ==============================
-kind              recognised by                               runner
-================  ==========================================  ==============================
-``"fit"``         an ``[encoder]`` table                      :func:`neuroalign.encoders._recipe.run_recipe`
-``"decode"``      ``[data]`` / ``[pipeline]`` / ``[reconstruct]``  :func:`neuroalign.decoders._recipes.run_decode_recipe`
-``"generate"``    top-level ``encoder`` and ``roi`` keys      :func:`neuroalign.decoders._recipes.run_generate_recipe`
-================  ==========================================  ==============================
+- ``"fit"``: an ``[encoder]`` table; run by :func:`neuroalign.encoders._recipe.run_recipe`
+  (as ``neuroalign fit``).
+- ``"decode"``: a ``[data]``, ``[pipeline]`` or ``[reconstruct]`` table; run by
+  :func:`neuroalign.decoders._recipes.run_decode_recipe` (as ``neuroalign decode``).
+- ``"generate"``: top-level ``encoder`` and ``roi`` keys; run by
+  :func:`neuroalign.decoders._recipes.run_generate_recipe` (as ``neuroalign generate``).
 
 ``--set key.sub=value`` overrides a value before the run (the value is read as TOML, and
 as a plain string when it is not valid TOML), so a recipe can be pointed at other paths

@@ -2,12 +2,14 @@
 
 Schema (see ``encoders/*.toml`` at the repository root)::
 
+    kind = "fit"                      # optional; what `neuroalign run` dispatches on
+
     [study]
     name = "sim-ridge-layer-sweep"
 
     [store]
-    path = "sim/store.zarr"           # a store; or a simulated dataset made on demand:
-    simulate = { out = "sim", n_images = 240, routing_roi = false }
+    path = "sim/store.zarr"           # a store; when it does not exist and lies under
+    simulate = { out = "sim", n_images = 240, routing_roi = false }  # out, it is simulated
     rois = ["V1v", "FFA-1"]           # optional subset
     test_split = "test"               # held-out split scored against the noise ceiling
 
