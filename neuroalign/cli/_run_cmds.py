@@ -20,9 +20,9 @@ def run_cmd(
         "--set", help="Override a recipe value: --set data.store=/data/nsd.zarr (repeatable; value read as TOML).",
     )] = None,
 ) -> None:
-    """Run a recipe, whatever its kind: an [encoder] table fits encoders (as `neuroalign fit`),
-    [data]/[pipeline]/[reconstruct] decode images (as `neuroalign decode`), top-level
-    encoder + roi generate brain-guided images (as `neuroalign generate`); a top-level
+    """Run a recipe, whatever its kind: fit encoders (an encoder table, as `neuroalign fit`),
+    decode images (data / pipeline / reconstruct tables, as `neuroalign decode`) or generate
+    brain-guided images (top-level encoder + roi, as `neuroalign generate`). A top-level
     kind = "fit" | "decode" | "generate" says it explicitly.
 
     Relative paths in the recipe are relative to the current directory. Writes the runner's
