@@ -13,7 +13,8 @@ import xarray as xr
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError
 
-__all__ = ["run_decode_recipe", "run_generate", "save_grid", "pipeline_embedder", "load_recipe"]
+__all__ = ["run_decode_recipe", "run_generate", "run_generate_recipe", "save_grid", "pipeline_embedder",
+           "load_recipe"]
 
 log = get_logger(__name__)
 
@@ -77,6 +78,29 @@ def _load_data(cfg: dict, base: Path):
     from neuroalign.store import open_store
 
     data = cfg.get("data", {})
+    if "store" in data:
+        path = Path(data["store"])
+        if path.exists():
+            return open_store(path).load(), None
+        sim_cfg = dict(data.get("simulate") or {})
+        if "out" not in sim_cfg:
+            raise FileNotFoundError(
+                f"[data] store = {str(path)!r} does not exist (and no 'simulate = {{ out = ... }}' "
+                "table says to simulate it)."
+            )
+        root = Path(sim_cfg.pop("out"))
+        if root.resolve() not in path.resolve().parents:
+            # a store outside the simulation folder is a real store that is missing
+            raise FileNotFoundError(
+                f"[data] store = {str(path)!r} does not exist (the 'simulate' table only makes "
+                f"stores under its out = {str(root)!r})."
+            )
+        if (root / "truth.json").exists():
+            sim = SimulationResult.load(root)
+        else:
+            log.info("[data] store = %r does not exist: simulating into %s", str(path), root)
+            sim = simulate(root, **sim_cfg)
+        return sim.store().load(), sim
     if "simulate" in data:
         root = Path(data.get("root", "sim-nsd"))
         root = root if root.is_absolute() else base / root
@@ -87,7 +111,8 @@ def _load_data(cfg: dict, base: Path):
         return sim.store().load(), sim
     if "store" in data:
         return open_store(data["store"]).load(), None
-    raise DataFormatError("Recipe section [data] needs 'simulate = {...}' or 'store = \"path\"'.")
+    raise DataFormatError("Recipe section [data] needs 'store = \"path\"' (optionally with "
+                          "'simulate = { out = ... }') or 'root' + 'simulate = {...}'.")
 
 
 def _load_pipe(cfg: dict):
@@ -156,6 +181,34 @@ def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(table, indent=2))
     (out / "metrics.csv").write_text("metric,value\n" + "".join(f"{k},{v}\n" for k, v in table.items()))
     return table
+
+
+_GENERATE_KEYS = ("kind", "out", "encoder", "roi", "n", "scale", "steps", "pipeline", "seed",
+                  "simulate")
+
+
+def run_generate_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
+    """Run a guided-generation recipe (top-level ``encoder``, ``roi`` and the settings of
+    :func:`run_generate`). With ``simulate = {...}`` and no folder at ``encoder``, the
+    simulated dataset is made there first."""
+    cfg = load_recipe(recipe)
+    unknown = sorted(set(cfg) - set(_GENERATE_KEYS))
+    if unknown:
+        raise DataFormatError(
+            f"generate recipe: unknown key(s) {unknown!r}; expected some of {list(_GENERATE_KEYS)!r}."
+        )
+    missing = [k for k in ("encoder", "roi") if k not in cfg]
+    if missing:
+        raise DataFormatError(f"generate recipe: missing key(s) {missing!r}.")
+    encoder = Path(cfg["encoder"])
+    if "simulate" in cfg and not encoder.exists():
+        from neuroalign.datasets.simulate import simulate
+
+        log.info("encoder = %r does not exist: simulating into it", str(encoder))
+        simulate(encoder, **cfg["simulate"])
+    settings = {k: cfg[k] for k in ("n", "scale", "steps", "pipeline", "seed") if k in cfg}
+    out = Path(out if out is not None else cfg.get("out", "generate-out"))
+    return run_generate(encoder, cfg["roi"], out=out, **settings)
 
 
 def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",

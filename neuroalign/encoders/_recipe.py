@@ -2,12 +2,14 @@
 
 Schema (see ``encoders/*.toml`` at the repository root)::
 
+    kind = "fit"                      # optional; what `neuroalign run` dispatches on
+
     [study]
     name = "sim-ridge-layer-sweep"
 
     [store]
-    path = "sim/store.zarr"           # a store; or a simulated dataset made on demand:
-    simulate = { out = "sim", n_images = 240, routing_roi = false }
+    path = "sim/store.zarr"           # a store; when it does not exist and lies under
+    simulate = { out = "sim", n_images = 240, routing_roi = false }  # out, it is simulated
     rois = ["V1v", "FFA-1"]           # optional subset
     test_split = "test"               # held-out split scored against the noise ceiling
 
@@ -52,12 +54,12 @@ from neuroalign._logging import get_logger
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DataFormatError
 
-__all__ = ["load_recipe", "run_recipe", "ENCODER_KINDS"]
+__all__ = ["load_recipe", "check_recipe", "run_recipe", "ENCODER_KINDS"]
 
 log = get_logger(__name__)
 
 ENCODER_KINDS = ("layer-sweep", "ridge", "banded-ridge", "attention-routing")
-_SECTIONS = ("study", "store", "features", "encoder", "outputs")
+_SECTIONS = ("kind", "study", "store", "features", "encoder", "outputs")
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -67,6 +69,13 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         recipe = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise DataFormatError(f"{path}: not valid TOML ({err}).") from err
+    return check_recipe(recipe, path)
+
+
+def check_recipe(recipe: dict[str, Any], path: str | Path = "recipe") -> dict[str, Any]:
+    """Check the tables of a recipe (read from ``path``); return it unchanged."""
+    if recipe.get("kind", "fit") != "fit":
+        raise DataFormatError(f"{path}: kind = {recipe['kind']!r}; an encoder recipe has kind = 'fit'.")
     unknown = sorted(set(recipe) - set(_SECTIONS))
     if unknown:
         raise DataFormatError(
@@ -108,6 +117,14 @@ def _open_store(spec: dict, store_override: str | None) -> xr.Dataset:
     from neuroalign.datasets.simulate import SimulationResult, simulate
 
     out = Path(sim.get("out", "sim"))
+    if path and out.resolve() not in Path(path).resolve().parents:
+        # a store path outside the simulation folder is a real store that is missing:
+        # never stand a simulation in for it
+        raise FileNotFoundError(
+            f"[store] path = {path!r} does not exist (the 'simulate' table only makes stores "
+            f"under its out = {str(out)!r})."
+        )
+    log.info("[store] path = %r does not exist: simulating into %s", path, out)
     res = SimulationResult.load(out) if (out / "truth.json").exists() else simulate(out, **{k: v for k, v in sim.items() if k != "out"})
     return res.store()
 

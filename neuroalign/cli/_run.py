@@ -1,0 +1,159 @@
+"""``neuroalign run RECIPE.toml``: one entry point for every recipe kind.
+
+A recipe says what it is with a top-level ``kind`` key; without one the kind is read from
+its tables:
+
+- ``"fit"``: an ``[encoder]`` table; run by :func:`neuroalign.encoders._recipe.run_recipe`
+  (as ``neuroalign fit``).
+- ``"decode"``: a ``[data]``, ``[pipeline]`` or ``[reconstruct]`` table; run by
+  :func:`neuroalign.decoders._recipes.run_decode_recipe` (as ``neuroalign decode``).
+- ``"generate"``: top-level ``encoder`` and ``roi`` keys; run by
+  :func:`neuroalign.decoders._recipes.run_generate_recipe` (as ``neuroalign generate``).
+
+``--set key.sub=value`` overrides a value before the run (the value is read as TOML, and
+as a plain string when it is not valid TOML), so a recipe can be pointed at other paths
+without editing it. Relative paths in a recipe are relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from neuroalign._logging import get_logger
+from neuroalign._validation import format_list
+from neuroalign.exceptions import DataFormatError
+
+__all__ = ["RECIPE_KINDS", "detect_kind", "apply_overrides", "load_recipe", "run_recipe"]
+
+log = get_logger(__name__)
+
+RECIPE_KINDS = ("fit", "decode", "generate")
+_DECODE_TABLES = ("data", "pipeline", "reconstruct")
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file (any kind)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recipe {str(path)!r} does not exist.")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise DataFormatError(f"{path}: not a valid TOML recipe ({err}).") from err
+
+
+def detect_kind(recipe: dict[str, Any], source: str | Path = "recipe") -> str:
+    """The kind of a recipe: its ``kind`` key, else what its tables say.
+
+    Raises :class:`DataFormatError` naming ``source`` when the kind is unknown, when the
+    tables fit no kind or more than one, or when ``kind`` contradicts the tables.
+    """
+    found = []
+    if isinstance(recipe.get("encoder"), dict):
+        found.append("fit")
+    if any(isinstance(recipe.get(t), dict) for t in _DECODE_TABLES):
+        found.append("decode")
+    if isinstance(recipe.get("encoder"), str) and "roi" in recipe:
+        found.append("generate")
+    kind = recipe.get("kind")
+    if kind is not None:
+        if kind not in RECIPE_KINDS:
+            raise DataFormatError(
+                f"{source}: kind = {kind!r}; expected one of {format_list(RECIPE_KINDS)}."
+            )
+        if found and kind not in found:
+            raise DataFormatError(
+                f"{source}: kind = {kind!r} but its tables look like a {format_list(found)} recipe."
+            )
+        return kind
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataFormatError(
+            f"{source}: cannot tell the recipe kind: no [encoder] table (fit), no "
+            f"{format_list(['[' + t + ']' for t in _DECODE_TABLES])} table (decode) and no "
+            f"top-level 'encoder' + 'roi' (generate). Add kind = one of {format_list(RECIPE_KINDS)}."
+        )
+    raise DataFormatError(
+        f"{source}: ambiguous recipe: its tables fit {format_list(found)}. "
+        f"Add a top-level kind = one of {format_list(found)}."
+    )
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string: --set data.store=/data/nsd.zarr
+
+
+def apply_overrides(recipe: dict[str, Any], sets: list[str] | tuple[str, ...],
+                    source: str | Path = "recipe") -> dict[str, Any]:
+    """A copy of ``recipe`` with each ``"key.sub=value"`` of ``sets`` applied.
+
+    Every table on the way to the key must exist in the recipe (a misspelt table is an
+    error, not a new table); the last key may be new.
+    """
+    out = copy.deepcopy(recipe)
+    for item in sets:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise ValueError(
+                f"Invalid --set {item!r} for {source}: expected key.sub=value, e.g. "
+                "--set data.store=/data/nsd.zarr."
+            )
+        table = out
+        for depth, part in enumerate(parts[:-1]):
+            nxt = table.get(part)
+            if not isinstance(nxt, dict):
+                where = ".".join(parts[:depth + 1])
+                tables = sorted(k for k, v in table.items() if isinstance(v, dict))
+                raise KeyError(
+                    f"--set {item!r}: {source} has no table [{where}]"
+                    + (f"; its tables here are {format_list(tables)}." if tables else ".")
+                )
+            table = nxt
+        if isinstance(table.get(parts[-1]), dict):
+            raise KeyError(f"--set {item!r}: [{key}] in {source} is a table; set one of its keys.")
+        table[parts[-1]] = _parse_value(text.strip())
+    return out
+
+
+def run_recipe(path: str | Path, *, out: str | Path | None = None,
+               sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the recipe at ``path`` (fit, decode or generate) with ``--set`` overrides applied.
+
+    Writes the runner's outputs under ``out`` (default: the recipe's output folder) and
+    ``run.json`` there: the recipe file, its kind, the overrides and the recipe as run.
+    Returns ``{"kind": ..., "out": ..., "result": <the runner's summary>}``.
+    """
+    path = Path(path)
+    recipe = apply_overrides(load_recipe(path), sets, source=path)
+    kind = detect_kind(recipe, source=path)
+    log.info("running %s as a %r recipe", path, kind)
+    if kind == "fit":
+        from neuroalign.encoders._recipe import check_recipe
+        from neuroalign.encoders._recipe import run_recipe as run_fit
+
+        check_recipe(recipe, path)
+        out_dir = Path(out if out is not None else recipe.get("outputs", {}).get("dir", "results"))
+        result = run_fit(recipe, out=str(out_dir))
+    elif kind == "decode":
+        from neuroalign.decoders._recipes import run_decode_recipe
+
+        out_dir = Path(out if out is not None else recipe.get("out", "decode-out"))
+        result = run_decode_recipe(recipe, out_dir)
+    else:
+        from neuroalign.decoders._recipes import run_generate_recipe
+
+        out_dir = Path(out if out is not None else recipe.get("out", "generate-out"))
+        result = run_generate_recipe(recipe, out_dir)
+    record = {"recipe": str(path), "kind": kind, "set": list(sets), "config": recipe}
+    (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    return {"kind": kind, "out": str(out_dir), "result": result}

@@ -1,0 +1,101 @@
+"""The HTML report in a real browser (headless Chromium over the DevTools pipe).
+
+Without Chromium these tests skip (install: ``apt-get install chromium`` or
+``scripts/install-chromium.sh``); with ``NEUROALIGN_REQUIRE_BROWSER=1`` they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from neuroalign.testing import check_html, find_chromium
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    binary = find_chromium()
+    if binary is None:
+        msg = ("no Chromium found (NEUROALIGN_CHROMIUM or chromium on PATH); install it with "
+               "`apt-get install chromium` or scripts/install-chromium.sh")
+        if os.environ.get("NEUROALIGN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"NEUROALIGN_REQUIRE_BROWSER=1 but {msg}")
+        pytest.skip(msg)
+    return binary
+
+
+def test_report_renders_without_errors(chromium, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from neuroalign.cli._report import Report
+
+    rep = Report("Browser check")
+    rep.section("Numbers", "A table and a figure, rendered by Chromium.")
+    rep.table([{"roi": "V1v", "r": 0.61, "n": 120}, {"roi": "FFA-1", "r": 0.44, "n": 80}], caption="scores")
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(np.arange(10), np.arange(10) ** 2, color="tab:red")
+    rep.figure(fig, caption="a red parabola")
+    plt.close(fig)
+    rep.check("best layer of FFA-1", "layer4", "layer4", True)
+    page = rep.save(tmp_path / "report.html")
+
+    res = check_html(page, screenshot=tmp_path / "report.png", chromium=chromium)
+    assert res.console_errors == [], res.problems()
+    assert len(res.images) == 1 and res.broken_images == [], res.images
+    assert res.images[0]["width"] > 100 and res.images[0]["height"] > 100
+    assert res.ok
+    # the screenshot is a real rendering: a PNG of the page, not blank
+    with Image.open(res.screenshot) as im:
+        assert im.format == "PNG" and im.width >= 1000 and im.height >= 600
+        arr = np.asarray(im.convert("RGB"), dtype=int)
+    assert arr.std() > 10  # text, table borders and the figure
+    red = (arr[..., 0] > 150) & (arr[..., 1] < 110) & (arr[..., 2] < 110)
+    assert red.sum() > 50  # the figure's line was drawn
+
+
+def test_console_errors_and_exceptions_are_caught(chromium, tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text("<!doctype html><html><body><p>x</p><script>"
+                    "console.error('deliberate console error');"
+                    "setTimeout(() => { throw new TypeError('late failure'); }, 10);"
+                    "undefinedFunction();</script></body></html>")
+    res = check_html(page, chromium=chromium)
+    assert not res.ok
+    text = "\n".join(res.console_errors)
+    assert "console.error: deliberate console error" in text
+    assert "undefinedFunction is not defined" in text
+    assert "TypeError: late failure" in text
+
+
+def test_broken_image_is_caught(chromium, tmp_path):
+    page = tmp_path / "img.html"
+    ok_png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+              "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    page.write_text(f'<html><body><img src="{ok_png}"><img src="missing.png">'
+                    '<img src="data:image/png;base64,bm90IGEgcG5n"></body></html>')
+    res = check_html(page, screenshot=tmp_path / "img.png", chromium=chromium)
+    assert len(res.images) == 3
+    assert res.broken_images[0].endswith("missing.png") and len(res.broken_images) == 2
+    assert res.images[0]["width"] == 1
+    assert any("missing.png" in e for e in res.console_errors)  # the failed load is logged
+    assert "image did not load" in res.problems()
+
+
+def test_missing_file_and_browser_errors(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="nope.html"):
+        check_html(tmp_path / "nope.html")
+    page = tmp_path / "p.html"
+    page.write_text("<p>x</p>")
+    monkeypatch.setenv("NEUROALIGN_CHROMIUM", str(tmp_path / "no-browser"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_chromium() is None
+    with pytest.raises(FileNotFoundError, match="apt-get install chromium"):
+        check_html(page)

@@ -1,0 +1,333 @@
+"""`neuroalign run RECIPE.toml`: every shipped recipe runs on simulated data, changing paths only.
+
+Each recipe in encoders/ and decoders/ (a new one is picked up automatically) is run through
+the CLI with ``--set`` overrides of its *paths* only: the store (a small simulated dataset
+made with the recipe's own ``simulate`` options), the pipeline folder (a small tiny pipeline,
+or for a real-data recipe a tiny random-weight pipeline of the recipe's diffusers class) and,
+for recipes that ask for pretrained metric networks, ``$TORCH_HOME`` (random-weight
+checkpoints under torchvision's file names). Everything else runs exactly as written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from neuroalign.cli import app
+from neuroalign.cli._run import apply_overrides, detect_kind, load_recipe
+from neuroalign.exceptions import DataFormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.relative_to(ROOT).as_posix()
+                 for p in [*ROOT.glob("encoders/*.toml"), *ROOT.glob("decoders/*.toml")])
+# the simulated datasets the recipes run on here: small versions of what their 'simulate' asks for
+SMALL = {"n_images": 90, "n_test": 18, "n_sessions": 3, "seed": 0}
+# for real-data recipes (no 'simulate' table), whose settings are sized for real data
+# (e.g. 512 px unCLIP samples): fewer test images keep the run short
+SMALL_REAL = {"n_images": 60, "n_test": 6, "n_sessions": 2, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """options -> a small SimulationResult made with those options (one per option set)."""
+    from neuroalign.datasets.simulate import simulate
+
+    made = {}
+
+    def get(options: dict | None):
+        small = SMALL if options is not None else SMALL_REAL
+        opts = {**{k: v for k, v in (options or {}).items() if k != "out"}, **small}
+        key = json.dumps(opts, sort_keys=True)
+        if key not in made:
+            made[key] = simulate(tmp_path_factory.mktemp("sim") / "sim", **opts)
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    from neuroalign.decoders import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("pipe") / "tiny"
+    tiny_pipeline(path, n_images=48, steps=20, seed=0)
+    return path
+
+
+def _byte_chars() -> list[str]:
+    """The 256 characters of CLIP's byte-level BPE alphabet."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _tiny_unclip(path: Path) -> Path:
+    """A random-weight StableUnCLIPImg2ImgPipeline (SD 2.1 unCLIP's class and components,
+    tiny sizes: 32-dim CLIP, 16x16 latents, a VAE with scale factor 32 so 512 px output
+    stays cheap), written with save_pretrained."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableUnCLIPImg2ImgPipeline,
+        UNet2DConditionModel,
+    )
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
+        StableUnCLIPImageNormalizer,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    dim = 32
+    chars = _byte_chars()
+    vocab = {t: i for i, t in enumerate([*chars, *(c + "</w>" for c in chars),
+                                         "<|startoftext|>", "<|endoftext|>"])}
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"], vocab_size=len(vocab), max_position_embeddings=8,
+        hidden_size=dim, projection_dim=dim, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2))
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=dim, projection_dim=dim, num_hidden_layers=2, num_attention_heads=4,
+        image_size=16, intermediate_size=37, patch_size=4))
+    vae = AutoencoderKL(block_out_channels=(8,) * 6, norm_num_groups=4, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 6,
+                        up_block_types=("UpDecoderBlock2D",) * 6)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=dim,
+        attention_head_dim=4, norm_num_groups=8, class_embed_type="projection",
+        projection_class_embeddings_input_dim=2 * dim)
+    pipe = StableUnCLIPImg2ImgPipeline(
+        feature_extractor=CLIPImageProcessor(crop_size=16, size=16), image_encoder=image_encoder,
+        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=dim),
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=CLIPTokenizer(vocab=vocab, merges=[], model_max_length=8), text_encoder=text,
+        unet=unet, vae=vae,
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                set_alpha_to_one=False, steps_offset=1, clip_sample=False))
+    pipe.save_pretrained(path)
+    return path
+
+
+# stand-ins for real diffusers pipelines, by the recipe's [pipeline] kind
+_PIPELINE_STANDINS = {"StableUnCLIPImg2ImgPipeline": _tiny_unclip}
+
+
+@pytest.fixture(scope="module")
+def pipeline_standin(tmp_path_factory):
+    made = {}
+
+    def get(kind: str) -> Path:
+        if kind not in _PIPELINE_STANDINS:
+            pytest.fail(f"no tiny stand-in for [pipeline] kind = {kind!r}: add one to _PIPELINE_STANDINS")
+        if kind not in made:
+            made[kind] = _PIPELINE_STANDINS[kind](tmp_path_factory.mktemp("standin") / kind)
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def random_torch_home(tmp_path_factory):
+    """A $TORCH_HOME whose hub/checkpoints hold random weights under torchvision's file names
+    for the metric networks (what 'weights = "DEFAULT"' loads; nothing is downloaded)."""
+    import torch
+    import torchvision
+
+    from neuroalign.decoders.metrics import _NETWORKS
+
+    home = tmp_path_factory.mktemp("torch-home")
+    ckpt = home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    for arch in sorted({arch for arch, *_ in _NETWORKS.values()} & {"alexnet", "inception_v3"}):
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+        torch.manual_seed(0)
+        kw = {"aux_logits": True, "init_weights": False} if arch == "inception_v3" else {}
+        state = torchvision.models.get_model(arch, weights=None, **kw).state_dict()
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+                   ckpt / weights.url.rsplit("/", 1)[1])
+    return home
+
+
+def _path_overrides(cfg: dict, simulated, tiny_path, pipeline_standin) -> tuple[list[str], int]:
+    """The --set options that point a recipe at the test's data (paths only), and the number
+    of test images of that data."""
+    kind = detect_kind(cfg)
+    if kind == "fit":
+        sim_cfg = cfg["store"].get("simulate")
+        sim = simulated(sim_cfg)
+        sets = [f"store.path={sim.store_path}"]
+    elif kind == "decode":
+        sim_cfg = cfg["data"].get("simulate")
+        sim = simulated(sim_cfg)
+        source = cfg["pipeline"].get("source", "tiny")
+        folder = tiny_path if source == "tiny" else pipeline_standin(cfg["pipeline"].get("kind"))
+        sets = [f"data.store={sim.store_path}", f"pipeline.source={folder}"]
+    else:
+        sim_cfg = cfg.get("simulate")
+        sim = simulated(sim_cfg)
+        assert cfg.get("pipeline", "tiny") == "tiny"
+        sets = [f"encoder={sim.root}", f"pipeline={tiny_path}"]
+    return sets, (SMALL if sim_cfg is not None else SMALL_REAL)["n_test"]
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_standin, tmp_path,
+                                       monkeypatch, request):
+    import torch
+
+    torch.set_num_threads(2)
+    cfg = load_recipe(ROOT / recipe)
+    assert cfg.get("kind") in ("fit", "decode", "generate"), f"{recipe}: add a top-level kind"
+    kind = detect_kind(cfg, recipe)
+    sets, n_test = _path_overrides(cfg, simulated, tiny_path, pipeline_standin)
+    if cfg.get("metrics", {}).get("weights", "none") != "none":
+        monkeypatch.setenv("TORCH_HOME", str(request.getfixturevalue("random_torch_home")))
+    monkeypatch.chdir(tmp_path)  # relative paths in the recipe land here
+    out = tmp_path / "out"
+    args = ["run", str(ROOT / recipe), "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert f"{kind} -> {out}" in res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == kind and run["set"] == sets
+    if kind == "fit":
+        import xarray as xr
+
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["rois"], summary
+        for roi, stats in summary["rois"].items():
+            assert _finite(stats["mean"]) and stats["ci95"][0] <= stats["mean"] <= stats["ci95"][1], roi
+            assert stats["n_neuroids"] > 0
+        assert set(cfg["store"].get("rois", [])) <= set(summary["rois"])
+        # the simulated brain carries signal: held-out predictions beat zero
+        assert _finite(summary["median_score"]) and summary["median_score"] > 0
+        res_ds = xr.open_zarr(out / "results.zarr")
+        assert np.isfinite(res_ds["score"].values).mean() > 0.9
+    elif kind == "decode":
+        table = json.loads((out / "metrics.json").read_text())
+        nets = cfg["metrics"].get("networks", ["alexnet2", "alexnet5"])
+        assert {"PixCorr", "SSIM", "retrieval forward", *(f"{n} 2-way" for n in nets)} <= set(table)
+        assert all(_finite(v) for v in table.values()), table
+        assert all(0 <= table[f"{n} 2-way"] <= 1 for n in nets)
+        assert table["n_test"] == n_test
+        from PIL import Image
+
+        with Image.open(out / "grid.png") as im:
+            assert im.width > 0 and np.asarray(im).std() > 0
+    else:
+        data = json.loads((out / "activations.json").read_text())
+        assert len(data["true_guided"]) == len(data["predicted_guided"]) == cfg["n"]
+        assert all(_finite(v) for v in data["true_guided"] + data["predicted_guided"])
+        assert (out / "grid.png").exists()
+
+
+@pytest.mark.slow
+def test_simulation_made_on_demand(tmp_path, monkeypatch):
+    """As written, a simulated recipe makes its dataset under the recipe's relative path."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, [
+        "run", str(ROOT / "encoders/sim-banded-vision-language.toml"), "--out", "res",
+        "--set", "store.simulate.n_images=60", "--set", "store.simulate.n_test=12",
+        "--set", "store.simulate.n_sessions=2", "--set", "outputs.n_boot=50"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "sim" / "truth.json").exists() and (tmp_path / "sim" / "store.zarr").exists()
+    assert {"hV4", "FFA-1"} <= set(json.loads((tmp_path / "res" / "summary.json").read_text())["rois"])
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _run(*args):
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+def test_every_recipe_declares_its_kind():
+    for recipe in RECIPES:
+        cfg = load_recipe(ROOT / recipe)
+        assert detect_kind(cfg, recipe) == cfg["kind"], recipe
+
+
+def test_missing_recipe(tmp_path):
+    res = _run(tmp_path / "nope.toml")
+    assert res.exit_code == 2 and "nope.toml" in res.output and "does not exist" in res.output
+
+
+def test_unknown_and_ambiguous_kind(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "train"\n[encoder]\nkind = "ridge"\n')
+    res = _run(bad)
+    assert res.exit_code == 2
+    assert "bad.toml: kind = 'train'; expected one of 'fit', 'decode', 'generate'" in res.output
+    bad.write_text('[study]\nname = "x"\n')
+    res = _run(bad)
+    assert res.exit_code == 2 and "bad.toml: cannot tell the recipe kind" in res.output
+    bad.write_text('[encoder]\nkind = "ridge"\n[data]\nstore = "x"\n')
+    res = _run(bad)
+    assert res.exit_code == 2 and "ambiguous recipe: its tables fit 'fit', 'decode'. Add a top-level kind" in res.output
+    bad.write_text('kind = "generate"\n[encoder]\nkind = "ridge"\n')
+    with pytest.raises(DataFormatError, match="kind = 'generate' but its tables look like a 'fit'"):
+        detect_kind(load_recipe(bad), bad)
+    bad.write_text("kind = = 1\n")
+    res = _run(bad)
+    assert res.exit_code == 2 and "bad.toml: not a valid TOML recipe" in res.output
+
+
+def test_bad_set_options():
+    recipe = ROOT / "decoders" / "simulated-unclip.toml"
+    res = _run(recipe, "--set", "data.store")
+    assert res.exit_code == 2
+    assert "Invalid --set 'data.store' for" in res.output and "simulated-unclip.toml" in res.output
+    res = _run(recipe, "--set", "dat.store=x.zarr")
+    assert res.exit_code == 2
+    assert "--set 'dat.store=x.zarr':" in res.output and "has no table [dat]" in res.output
+    res = _run(recipe, "--set", "data=x")
+    assert res.exit_code == 2 and "[data] in" in res.output and "is a table" in res.output
+    res = _run(recipe, "--set", "=1")
+    assert res.exit_code == 2 and "expected key.sub=value" in res.output
+
+
+def test_set_values_are_toml_or_strings():
+    cfg = {"a": {"b": 1, "c": {"d": "x"}}}
+    new = apply_overrides(cfg, ["a.b=2.5", "a.c.d=/data/nsd.zarr", "a.e=[1, 2]", "a.f=\"q\"", "top=true"])
+    assert new == {"a": {"b": 2.5, "c": {"d": "/data/nsd.zarr"}, "e": [1, 2], "f": "q"}, "top": True}
+    assert cfg == {"a": {"b": 1, "c": {"d": "x"}}}  # the input is not changed
+
+
+def test_missing_real_store_is_not_replaced_by_a_simulation(tmp_path, monkeypatch):
+    """Pointing a simulated recipe at a real store that is missing fails; it never simulates."""
+    monkeypatch.chdir(tmp_path)
+    res = _run(ROOT / "encoders/sim-ridge-layer-sweep.toml", "--set", "store.path=/data/nsd-missing.zarr")
+    assert res.exit_code == 2 and "[store] path = '/data/nsd-missing.zarr' does not exist" in res.output
+    res = _run(ROOT / "decoders/simulated-unclip.toml", "--set", "data.store=/data/nsd-missing.zarr")
+    assert res.exit_code == 2 and "[data] store = '/data/nsd-missing.zarr' does not exist" in res.output
+    res = _run(ROOT / "decoders/nsd-unclip.toml")
+    assert res.exit_code == 2 and "[data] store = 'nsd-subj01.zarr' does not exist" in res.output
+    assert not (tmp_path / "sim").exists()
