@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MIN_PASS = {
     "01_voxelwise_encoders": 14,
     "02_rsa_and_shape_metrics": 9,
-    "03_brain_guided_images": 5,
+    "03_brain_guided_images": 9,
     "04_meg_eeg_time_resolved": 9,
 }
 
