@@ -99,3 +99,17 @@ def test_missing_file_and_browser_errors(tmp_path, monkeypatch):
     assert find_chromium() is None
     with pytest.raises(FileNotFoundError, match="apt-get install chromium"):
         check_html(page)
+
+
+def test_demo_report_in_the_browser(chromium, quick_demo, tmp_path):
+    """The report the README's main command writes: no console errors, every figure loads."""
+    from PIL import Image
+
+    out, res = quick_demo
+    assert res.exit_code == 0, res.output
+    page = check_html(out / "report.html", screenshot=tmp_path / "demo.png", chromium=chromium)
+    assert page.console_errors == [] and page.broken_images == [], page.problems()
+    assert len(page.images) >= 10, page.images  # one or more figures per stage
+    assert all(img["width"] > 50 for img in page.images)
+    with Image.open(page.screenshot) as im:
+        assert im.height > 3000  # the whole page, all stages
