@@ -107,3 +107,48 @@ def test_spearman_and_tau_a_of_tied_model_rdms_match_rsatoolbox():
         ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(models),
                                      rsatoolbox.rdm.RDMs(data[None]), method=theirs)[:, 0]
         np.testing.assert_allclose(compare_rdms(models, data, ours), ref, rtol=1e-12)
+
+
+@SETTINGS
+@given(seed=seeds, kind=kinds, n=st.integers(2, 300))
+def test_torch_key_sort_order_and_ties_are_exact(seed, kind, n):
+    """The 31-bit int32 keys sorted by torch (long rows), forced on short rows."""
+    from unittest import mock
+
+    import neuroalign.compare._compare_rdms as cr
+
+    v = _vector(np.random.default_rng(seed), kind, n)
+    with mock.patch.object(cr, "_TORCH_SORT_MIN", 1):
+        order, ties = _sort_ties(v)
+        ranks = rank_average(v)
+    s = v[order]
+    assert np.array_equal(np.sort(order), np.arange(n))
+    assert np.all(s[1:] >= s[:-1])
+    np.testing.assert_array_equal(ties, np.flatnonzero(s[1:] == s[:-1]))
+    np.testing.assert_array_equal(ranks, rankdata(v))
+
+
+def test_torch_key_sort_long_rows_keep_thread_count():
+    """Long rows (torch radix sort, ranked in threads): exact ranks for every fallback
+    (heavy tails and an outlier overflow the 31-bit keys), torch's thread count unchanged."""
+    import threading
+
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    n = 200_000
+    base = rng.random(n)
+    rows = np.stack([
+        base + rng.random(n),
+        base + rng.integers(0, 3, n) * 1e-15,
+        rng.integers(0, 2, n).astype(float),
+        rng.standard_normal(n) ** 3,  # heavy tails: many shared 31-bit keys
+        np.r_[base[:-1], 1e9],  # most values share keys even with 64-bit keys
+    ])
+    before = torch.get_num_threads()
+    np.testing.assert_array_equal(rank_average(rows), rankdata(rows, axis=1))
+    assert torch.get_num_threads() == before
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [before]
