@@ -101,7 +101,7 @@ def test_user_errors_are_clean(tmp_path, args, message):
 
 STAGE_CHECKS = (
     "NSD adapter", "ncsnr", "noise ceiling", "layer sweep recovers the layer of hV4",
-    "voxel-wise layer preference", "RSA ranks the true layer first for FFA-1",
+    "voxel-wise layer preference", "RSA ranks the true model first for FFA-1",
     "RSA noise ceiling of PPA brackets", "shape metric", "attention routing beats ridge",
     "routing maps peak on the true target cell", "held-out retrieval", "reconstructions: 2-way",
     "guided images drive the TRUE FFA-1 response", "guided images drive the TRUE PPA response",

@@ -181,7 +181,7 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     n = 3 if cfg.quick else 6
     rows, panels = [], []
     for roi in GUIDED_ROIS:
-        gen = BrainGuidedGenerator(enc, roi, pipe, scale=10.0, num_inference_steps=12)
+        gen = BrainGuidedGenerator(enc, roi, pipe, scale=50.0, num_inference_steps=12)
         guided = gen.generate(n, seed=cfg.seed)
         plain = gen.generate(n, seed=cfg.seed, scale=0.0)
         true_g = brain.roi_response(guided.images, roi)
@@ -190,7 +190,7 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
         wins = float(np.mean(true_g > true_p))
         rows.append({"ROI": roi, "true response, guided (mean)": round(float(true_g.mean()), 3),
                      "unguided, same seeds": round(float(true_p.mean()), 3),
-                     "stimulus-set mean": round(stim_mean, 3), "guided > unguided": f"{wins:.0%}"})
+                     "stimulus-set mean": round(stim_mean, 3) + 0.0, "guided > unguided": f"{wins:.0%}"})
         cfg.echo(f"  {roi:<6} true response: guided {true_g.mean():.3f}, unguided {true_p.mean():.3f}, "
                  f"stimulus mean {stim_mean:.3f}; guided wins {wins:.0%}")
         report.check(f"guided images drive the TRUE {roi} response above unguided ones (same seeds) "
