@@ -157,36 +157,23 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
 
 def stage_guided(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     from neuroalign.cli._demo import _done, _stage
-    from neuroalign.datasets.simulate import build_network
-    from neuroalign.decoders import (
-        BrainGuidedGenerator,
-        DifferentiableRidgeEncoder,
-        PooledFeatureExtractor,
-        store_images,
-    )
+    from neuroalign.decoders import run_generate
 
     t0 = _stage(cfg, f"10. brain-guided images for {' and '.join(GUIDED_ROIS)}")
-    sim, store = cfg.state["sim"], cfg.state["store"]
+    sim = cfg.state["sim"]
     pipe, _ = _pipeline(cfg)
-    avg = store.na.average_repetitions()
-    # the encoder the generator climbs: ridge on pooled features of the candidate network
-    # that won the layer sweep (the generating architecture and seed)
-    ext = PooledFeatureExtractor(build_network("resnet18", sim.truth["model"]["seed"]),
-                                 ["layer1", "layer2", "layer3", "layer4"], input_size=224)
-    enc = DifferentiableRidgeEncoder.fit_store(ext, avg, alpha=10.0)
-    brain = sim.brain()
-    stim = store_images(avg)
     n = 3 if cfg.quick else 6
-    rows, panels = [], []
+    rows, grids = [], []
     for roi in GUIDED_ROIS:
-        gen = BrainGuidedGenerator(enc, roi, pipe, scale=50.0, num_inference_steps=12)
-        guided = gen.generate(n, seed=cfg.seed)
-        plain = gen.generate(n, seed=cfg.seed, scale=0.0)
-        true_g = brain.roi_response(guided.images, roi)
-        true_p = brain.roi_response(plain.images, roi)
-        stim_mean = float(brain.roi_response(stim, roi).mean())
+        # the encoder the generator climbs: ridge on pooled features of the network that won
+        # the layer sweep (the generating architecture and seed), fitted on the averaged store
+        out = cfg.out / ("guided-quick" if cfg.quick else "guided") / roi
+        res = run_generate(sim.root, roi, n=n, out=out, pipeline=pipe, scale=50.0, steps=12, seed=cfg.seed)
+        true_g, true_p = np.asarray(res["true_guided"]), np.asarray(res["true_unguided"])
+        stim_mean = res["true_stimulus_mean"]
         wins = float(np.mean(true_g > true_p))
         rows.append({"ROI": roi, "true response, guided (mean)": round(float(true_g.mean()), 3),
                      "unguided, same seeds": round(float(true_p.mean()), 3),
@@ -197,18 +184,16 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
                      "and above the stimulus-set mean",
                      f"unguided {true_p.mean():.3f}, stimuli {stim_mean:.3f}", f"{true_g.mean():.3f}",
                      wins >= 0.8 and true_g.mean() > max(true_p.mean(), stim_mean))
-        panels.append((roi, plain.images, guided.images))
-    fig, axes = plt.subplots(2 * len(panels), n, figsize=(1.5 * n, 3.2 * len(panels)), squeeze=False)
-    for p, (roi, plain_imgs, guided_imgs) in enumerate(panels):
-        for k in range(n):
-            for row, imgs, label in ((2 * p, plain_imgs, "unguided"), (2 * p + 1, guided_imgs, "guided")):
-                axes[row, k].imshow(imgs[k])
-                axes[row, k].set_axis_off()
-                if k == 0:
-                    axes[row, k].set_title(f"{roi}: {label}", fontsize=8, loc="left")
+        grids.append((roi, np.asarray(Image.open(out / "grid.png"))))
+    fig, axes = plt.subplots(len(grids), 1, figsize=(1.6 * n, 3.4 * len(grids)), squeeze=False)
+    for ax, (roi, grid) in zip(axes[:, 0], grids, strict=True):
+        ax.imshow(grid)
+        ax.set_title(f"{roi}: unguided (top) and guided (bottom), same seeds", fontsize=9, loc="left")
+        ax.set_axis_off()
     report.section("10. Brain-guided generation", "BrainDiVE-style: at each denoising step the "
                    "sample moves along the gradient of the encoder's predicted ROI response. The "
                    "images are then scored by the simulation's TRUE response of that ROI, which the "
-                   "generator never sees.").table(rows)
+                   "generator never sees. The same run as `neuroalign generate --encoder SIM "
+                   "--roi ROI`.").table(rows)
     report.figure(fig, caption="Unguided and guided samples from the same seeds")
     _done(cfg, t0)

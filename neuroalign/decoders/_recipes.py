@@ -212,12 +212,17 @@ def run_generate_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]
 
 
 def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",
-                 pipeline: str = "tiny", scale: float = 10.0, steps: int = 12, seed: int = 0,
+                 pipeline: Any = "tiny", scale: float = 10.0, steps: int = 12, seed: int = 0,
                  layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
                  alpha: float = 10.0) -> dict[str, Any]:
     """Guided generation for ``roi``; ``encoder`` is a simulated dataset folder (a ridge encoder
     is fitted on its averaged responses with the ground-truth network's pooled features) or a
-    ``torch.save``-d differentiable encoder module."""
+    ``torch.save``-d differentiable encoder module. ``pipeline`` is a source (``"tiny"``, a
+    local folder or cached Hugging Face id) or a loaded pipeline.
+
+    Writes ``grid.png`` (unguided row above guided row, same seeds), ``activations.json`` and
+    ``activation_trajectory.csv`` under ``out``; returns the activations (predicted, and the
+    TRUE responses when ``encoder`` is a simulated dataset)."""
     import torch
 
     from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
@@ -242,7 +247,7 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
             f"--encoder {str(encoder)!r}: expected a simulated dataset folder (with truth.json) or "
             "a torch.save-d encoder module file."
         )
-    pipe = _load_pipe({"pipeline": {"source": pipeline}})
+    pipe = _load_pipe({"pipeline": {"source": pipeline}}) if isinstance(pipeline, str | Path) else pipeline
     gen = BrainGuidedGenerator(enc, roi, pipe, scale=scale, num_inference_steps=steps)
     guided = gen.generate(n, seed=seed)
     plain = gen.generate(n, seed=seed, scale=0.0)
