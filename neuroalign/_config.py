@@ -1,11 +1,13 @@
-"""Configuration shared by the subpackages: device resolution, cache locations."""
+"""Configuration shared by the subpackages: device resolution, cache locations, recipe files."""
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
-__all__ = ["resolve_device", "cache_dir"]
+__all__ = ["resolve_device", "cache_dir", "read_recipe"]
 
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -48,3 +50,16 @@ def cache_dir() -> Path:
     root = os.environ.get("NEUROALIGN_CACHE")
     path = Path(root) if root else Path.home() / ".cache" / "neuroalign"
     return path
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML recipe file (any kind), with errors that name the file."""
+    from neuroalign.exceptions import DataFormatError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recipe {str(path)!r} does not exist.")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise DataFormatError(f"{path}: not a valid TOML recipe (not valid TOML: {err}).") from err

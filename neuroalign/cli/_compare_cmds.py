@@ -36,6 +36,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from neuroalign._config import read_recipe
 from neuroalign.cli._app import app, fail
 from neuroalign.exceptions import NeuroalignError
 
@@ -79,7 +80,7 @@ def run_rsa_recipe(recipe: Path, out: Path | None = None, n_bootstrap: int | Non
     from neuroalign.compare import data_rdms, plot_model_scores, plot_rdms, pseudo_subjects, rsa
     from neuroalign.store import open_store
 
-    cfg = tomllib.loads(recipe.read_text())
+    cfg = read_recipe(recipe)
     base = recipe.parent
     for section in ("data", "models"):
         if section not in cfg:

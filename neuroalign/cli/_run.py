@@ -23,6 +23,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from neuroalign._config import read_recipe
 from neuroalign._logging import get_logger
 from neuroalign._validation import format_list
 from neuroalign.exceptions import DataFormatError
@@ -37,13 +38,7 @@ _DECODE_TABLES = ("data", "pipeline", "reconstruct")
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """Read a recipe file (any kind)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Recipe {str(path)!r} does not exist.")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise DataFormatError(f"{path}: not a valid TOML recipe ({err}).") from err
+    return read_recipe(path)
 
 
 def detect_kind(recipe: dict[str, Any], source: str | Path = "recipe") -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from neuroalign._config import read_recipe
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError
 
@@ -39,15 +39,8 @@ def save_grid(rows: list[np.ndarray], path: str | Path, *, scale: int = 2) -> Pa
 
 
 def load_recipe(recipe: str | Path | dict) -> dict[str, Any]:
-    if isinstance(recipe, dict):
-        return recipe
-    path = Path(recipe)
-    if not path.exists():
-        raise FileNotFoundError(f"Recipe {str(path)!r} does not exist.")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise DataFormatError(f"{path}: not a valid TOML recipe ({err}).") from err
+    """A recipe dict as given, or read from a TOML file."""
+    return recipe if isinstance(recipe, dict) else read_recipe(recipe)
 
 
 def pipeline_embedder(pipe):

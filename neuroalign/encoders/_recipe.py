@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from neuroalign._config import read_recipe
 from neuroalign._logging import get_logger
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DataFormatError
@@ -64,12 +64,7 @@ _SECTIONS = ("kind", "study", "store", "features", "encoder", "outputs")
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """Read and check a recipe file."""
-    path = Path(path)
-    try:
-        recipe = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise DataFormatError(f"{path}: not valid TOML ({err}).") from err
-    return check_recipe(recipe, path)
+    return check_recipe(read_recipe(path), path)
 
 
 def check_recipe(recipe: dict[str, Any], path: str | Path = "recipe") -> dict[str, Any]:
