@@ -15,6 +15,12 @@ __all__ = [
     "StimulusMismatchError",
     "WeightsNotAvailableError",
     "CacheMismatchError",
+    "SplitLeakageError",
+    "UnsafeFileError",
+    "StoreCorruptError",
+    "OutputExistsError",
+    "TargetLockedError",
+    "DataQualityWarning",
 ]
 
 
@@ -47,3 +53,30 @@ class WeightsNotAvailableError(NeuroalignError, FileNotFoundError):
 
 class CacheMismatchError(NeuroalignError, ValueError):
     """A cache on disk was written for other settings (model, weights, layers, stimuli)."""
+
+
+class SplitLeakageError(NeuroalignError, ValueError):
+    """Presentations of one stimulus fall on both sides of a split or of a CV fold."""
+
+
+class UnsafeFileError(DataFormatError):
+    """A data file holds something that could run code when read (e.g. a pickle that names
+    a callable); neuroalign refuses to load it."""
+
+
+class StoreCorruptError(DataFormatError):
+    """A saved store or result is incomplete or damaged (missing chunk, wrong checksum)."""
+
+
+class OutputExistsError(NeuroalignError, FileExistsError):
+    """An output path exists and holds something neuroalign did not write (or overwriting
+    was not asked for)."""
+
+
+class TargetLockedError(NeuroalignError, RuntimeError):
+    """Another live process is writing the same target (store, cache or output folder)."""
+
+
+class DataQualityWarning(UserWarning):
+    """Some neuroids, channels or samples are NaN, infinite or constant; the results for
+    them are NaN (or they were left out), and the warning names them."""
