@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from neuroalign._files import atomic_dir
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store._schema import NEUROID_DIM, RESPONSE_VAR, check_store
@@ -23,40 +22,6 @@ log = get_logger(__name__)
 COMPLETE_MARKER = ".neuroalign-complete"
 _ZARR_FORMAT = 2
 _TARGET_CHUNK_BYTES = 32 * 2**20
-
-
-class atomic_dir:
-    """Context manager that builds a folder beside ``target`` and renames it into place.
-
-    On success the temporary folder replaces ``target`` (an existing ``target`` is only
-    removed once the new one is complete). On error the temporary folder is deleted and
-    ``target`` is untouched, so a crash never leaves a half-written folder at ``target``.
-    """
-
-    def __init__(self, target: str | os.PathLike, *, overwrite: bool = False) -> None:
-        self.target = Path(target)
-        self.overwrite = overwrite
-        self.tmp = self.target.with_name(f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}")
-
-    def __enter__(self) -> Path:
-        if self.target.exists() and not self.overwrite:
-            raise FileExistsError(
-                f"{self.target}: already exists. Pass overwrite=True to replace it."
-            )
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _neuroid_chunk(ds: xr.Dataset) -> int:
@@ -108,7 +73,7 @@ def save_store(
     for name in encoding:
         out[name].encoding.pop("chunks", None)
         out[name].encoding.pop("preferred_chunks", None)
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    with atomic_dir(path, overwrite=overwrite, kind="store") as tmp:
         out.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True, encoding=encoding)
         (tmp / COMPLETE_MARKER).write_text("complete\n")
     log.info("saved store %s (%s)", path, dict(ds[RESPONSE_VAR].sizes))

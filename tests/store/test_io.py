@@ -58,7 +58,9 @@ def test_existing_target_needs_overwrite(tmp_path):
     ds2 = make_store(6, 3, seed=5)
     save_store(ds2, tmp_path / "s.zarr", overwrite=True)
     xr.testing.assert_identical(open_store(tmp_path / "s.zarr").load(), ds2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no leftovers
+    # no leftovers but the (empty, hidden) lock file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".s.zarr.lock", "s.zarr"]
+    assert (tmp_path / ".s.zarr.lock").stat().st_size == 0
 
 
 def test_invalid_store_is_not_written(tmp_path):
