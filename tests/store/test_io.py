@@ -53,7 +53,7 @@ def test_saving_a_dask_store(tmp_path):
 def test_existing_target_needs_overwrite(tmp_path):
     ds = make_store(6, 3)
     save_store(ds, tmp_path / "s.zarr")
-    with pytest.raises(FileExistsError, match="s.zarr: already exists. Pass overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"s.zarr: already exists \(a store written by neuroalign\). Pass overwrite=True"):
         save_store(ds, tmp_path / "s.zarr")
     ds2 = make_store(6, 3, seed=5)
     save_store(ds2, tmp_path / "s.zarr", overwrite=True)
