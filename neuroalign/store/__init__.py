@@ -11,6 +11,7 @@ from neuroalign.store._io import COMPLETE_MARKER, atomic_dir, open_store, save_s
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts, split_half
 from neuroalign.store._schema import (
+    ALLOW_SPLIT_OVERLAP,
     NEUROID_DIM,
     RESPONSE_VAR,
     ROI_PREFIX,
@@ -22,6 +23,7 @@ from neuroalign.store._schema import (
     check_store,
     is_trial_level,
     sample_dim,
+    split_overlap,
 )
 from neuroalign.store._summary import summary
 
@@ -46,6 +48,8 @@ __all__ = [
     "summary",
     "is_trial_level",
     "sample_dim",
+    "split_overlap",
+    "ALLOW_SPLIT_OVERLAP",
     "SCHEMA_VERSION",
     "RESPONSE_VAR",
     "ROI_PREFIX",
