@@ -9,7 +9,7 @@ from neuroalign.store._accessor import StoreAccessor
 from neuroalign.store._folds import StimulusKFold, cv_folds
 from neuroalign.store._io import COMPLETE_MARKER, atomic_dir, open_store, save_store
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
-from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts, split_half
+from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
 from neuroalign.store._schema import (
     ALLOW_SPLIT_OVERLAP,
     NEUROID_DIM,
@@ -25,6 +25,7 @@ from neuroalign.store._schema import (
     sample_dim,
     split_overlap,
 )
+from neuroalign.store._split_half import split_half
 from neuroalign.store._summary import summary
 
 __all__ = [

@@ -10,11 +10,72 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.exceptions import DataFormatError, DataQualityWarning
+from neuroalign.exceptions import DataFormatError, DataQualityWarning, DimensionError
+from neuroalign.store._schema import NEUROID_DIM, TRIAL_DIM, check_store, sample_dim
 
-__all__ = ["report_neuroids", "neuroid_labels"]
+__all__ = [
+    "report_neuroids",
+    "neuroid_labels",
+    "require_trials",
+    "blocks",
+    "finish_estimate",
+]
+
+# status codes returned beside each estimate (one per neuroid / time point)
+OK, INF, CONST, TOO_FEW, NO_NOISE = range(5)
+ZERO_NOISE = 1e-12  # noise variance of z-scored data below this is "no noise at all"
+BLOCK = 2**21  # values per block of neuroids held in float64 at a time
+
+
+def require_trials(ds: xr.Dataset, func: str) -> None:
+    check_store(ds)
+    if sample_dim(ds) != TRIAL_DIM:
+        raise DimensionError(
+            f"{func}() needs a trial-level store (dim 'presentation') with repetitions; "
+            "this store is averaged (dim 'stimulus')."
+        )
+
+
+def blocks(x: np.ndarray):
+    flat = x.reshape(-1, x.shape[-1])
+    step = max(1, BLOCK // max(flat.shape[1], 1))
+    for start in range(0, flat.shape[0], step):
+        yield slice(start, start + step), flat[start : start + step].astype(np.float64)
+
+
+def finish_estimate(
+    da: xr.DataArray, values: xr.DataArray, func: str, reasons: dict[str, int], *, strict: bool
+) -> xr.DataArray:
+    """Split ``values`` (last dim: value, status, missing) and report flagged neuroids."""
+    values = values.drop_vars(
+        [c for c in values.coords if TRIAL_DIM in values[c].dims], errors="ignore"
+    ).compute()
+    out = values.isel(_out=0, drop=True)
+    status = np.asarray(values.isel(_out=1).values).astype(int)
+    missing = np.asarray(values.isel(_out=2).values) > 0
+    labels = neuroid_labels(da, da.sizes[NEUROID_DIM])
+    report_neuroids(
+        f"{func}()",
+        labels,
+        {text: status == code for text, code in reasons.items()},
+        outcome=f"Their {func} is NaN",
+        strict=strict,
+        stacklevel=4,
+    )
+    report_neuroids(
+        f"{func}()",
+        labels,
+        {"in some presentations": missing & (status == OK)},
+        header="have missing (NaN) values",
+        outcome="Those presentations were left out for them (a NaN is a missing trial)",
+        strict=strict,
+        stacklevel=4,
+    )
+    return out
+
 
 
 def neuroid_labels(obj, n: int) -> np.ndarray:

@@ -13,13 +13,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.sparse as sp
 import xarray as xr
 
-from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DimensionError
 from neuroalign.store._ops import _group_matrix, apply_along, select_split, stimulus_codes
-from neuroalign.store._quality import neuroid_labels, report_neuroids
+from neuroalign.store._quality import (
+    CONST,
+    INF,
+    NO_NOISE,
+    OK,
+    TOO_FEW,
+    ZERO_NOISE,
+    blocks,
+    finish_estimate,
+    neuroid_labels,
+    report_neuroids,
+    require_trials,
+)
 from neuroalign.store._schema import (
     NEUROID_DIM,
     RESPONSE_VAR,
@@ -30,60 +41,9 @@ from neuroalign.store._schema import (
     check_store,
     sample_dim,
 )
+from neuroalign.store._split_half import split_half_r
 
-__all__ = ["ncsnr", "noise_ceiling", "split_half", "repetition_counts"]
-
-# status codes returned beside each estimate (one per neuroid / time point)
-_OK, _INF, _CONST, _TOO_FEW, _NO_NOISE, _ANTI = range(6)
-_ZERO_NOISE = 1e-12  # noise variance of z-scored data below this is "no noise at all"
-_BLOCK = 2**21  # values per block of neuroids held in float64 at a time
-
-
-def _require_trials(ds: xr.Dataset, func: str) -> None:
-    check_store(ds)
-    if sample_dim(ds) != TRIAL_DIM:
-        raise DimensionError(
-            f"{func}() needs a trial-level store (dim 'presentation') with repetitions; "
-            "this store is averaged (dim 'stimulus')."
-        )
-
-
-def _blocks(x: np.ndarray):
-    flat = x.reshape(-1, x.shape[-1])
-    step = max(1, _BLOCK // max(flat.shape[1], 1))
-    for start in range(0, flat.shape[0], step):
-        yield slice(start, start + step), flat[start : start + step].astype(np.float64)
-
-
-def _finish(
-    da: xr.DataArray, values: xr.DataArray, func: str, reasons: dict[str, int], *, strict: bool
-) -> xr.DataArray:
-    """Split ``values`` (last dim: value, status, missing) and report flagged neuroids."""
-    values = values.drop_vars(
-        [c for c in values.coords if TRIAL_DIM in values[c].dims], errors="ignore"
-    ).compute()
-    out = values.isel(_out=0, drop=True)
-    status = np.asarray(values.isel(_out=1).values).astype(int)
-    missing = np.asarray(values.isel(_out=2).values) > 0
-    labels = neuroid_labels(da, da.sizes[NEUROID_DIM])
-    report_neuroids(
-        f"{func}()",
-        labels,
-        {text: status == code for text, code in reasons.items()},
-        outcome=f"Their {func} is NaN",
-        strict=strict,
-        stacklevel=4,
-    )
-    report_neuroids(
-        f"{func}()",
-        labels,
-        {"in some presentations": missing & (status == _OK)},
-        header="have missing (NaN) values",
-        outcome="Those presentations were left out for them (a NaN is a missing trial)",
-        strict=strict,
-        stacklevel=4,
-    )
-    return out
+__all__ = ["ncsnr", "noise_ceiling", "repetition_counts"]
 
 
 def ncsnr(
@@ -127,7 +87,7 @@ def ncsnr(
     infinite value, constant within a group, left without any stimulus with 2 repetitions,
     or with no variance across repetitions at all gets NaN (never ``inf``).
     """
-    _require_trials(ds, "ncsnr")
+    require_trials(ds, "ncsnr")
     ddof = check_option(ddof, (1, 0), name="ddof", func="ncsnr")
     if by is not None and by not in ds.coords:
         if by != "session":
@@ -163,8 +123,8 @@ def ncsnr(
     def estimate(x: np.ndarray) -> np.ndarray:
         flat_shape = x.shape[:-1]
         out = np.empty((int(np.prod(flat_shape)), 3))
-        for rows_out, xb in _blocks(x):
-            status = np.where(np.isinf(xb).any(axis=1), _INF, _OK)
+        for rows_out, xb in blocks(x):
+            status = np.where(np.isinf(xb).any(axis=1), INF, OK)
             fin = np.isfinite(xb)
             missing = (~fin).any(axis=1)
             xb[~fin] = 0.0
@@ -173,7 +133,7 @@ def ncsnr(
                 n = fp.sum(axis=1)
                 hi = np.where(fp, part, -np.inf).max(axis=1)
                 lo = np.where(fp, part, np.inf).min(axis=1)
-                status = np.where((status == _OK) & (n >= 2) & (hi == lo), _CONST, status)
+                status = np.where((status == OK) & (n >= 2) & (hi == lo), CONST, status)
                 usable = n >= max(2, ddof + 1)  # fewer values: left out for that neuroid
                 with np.errstate(invalid="ignore", divide="ignore"):
                     mu = part.sum(axis=1) / n
@@ -192,11 +152,11 @@ def ncsnr(
                 use = n_rep >= 2
                 n_use = use.sum(axis=1)
                 nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
-            status = np.where((status == _OK) & (n_use == 0), _TOO_FEW, status)
-            status = np.where((status == _OK) & (nv < _ZERO_NOISE), _NO_NOISE, status)
+            status = np.where((status == OK) & (n_use == 0), TOO_FEW, status)
+            status = np.where((status == OK) & (nv < ZERO_NOISE), NO_NOISE, status)
             with np.errstate(invalid="ignore", divide="ignore"):
                 value = np.sqrt(np.maximum(0.0, 1.0 - nv)) / np.sqrt(nv)
-            out[rows_out, 0] = np.where(status == _OK, value, np.nan)
+            out[rows_out, 0] = np.where(status == OK, value, np.nan)
             out[rows_out, 1] = status
             out[rows_out, 2] = missing
         return out.reshape(*flat_shape, 3)
@@ -204,15 +164,15 @@ def ncsnr(
     resp = ds[RESPONSE_VAR]
     raw = apply_along(resp, estimate, TRIAL_DIM, "_out", 3, dtype=np.float64)
     where = f"a {by}" if by is not None else "the store"
-    out = _finish(
+    out = finish_estimate(
         resp,
         raw,
         "ncsnr",
         {
-            "with infinite values": _INF,
-            f"constant within {where}": _CONST,
-            "without any stimulus left with 2 finite repetitions": _TOO_FEW,
-            "identical across repetitions (zero noise variance)": _NO_NOISE,
+            "with infinite values": INF,
+            f"constant within {where}": CONST,
+            "without any stimulus left with 2 finite repetitions": TOO_FEW,
+            "identical across repetitions (zero noise variance)": NO_NOISE,
         },
         strict=strict,
     )
@@ -350,7 +310,7 @@ def noise_ceiling(
             sub = ds
             if split is not None and split in set(np.asarray(ds.coords["split"].values).tolist()):
                 sub = select_split(ds, split)
-            r = _split_half_r(sub, n_splits=10, seed=0, func="noise_ceiling", strict=strict)
+            r = split_half_r(sub, n_splits=10, seed=0, func="noise_ceiling", strict=strict)
             rc = r.clip(min=0.0)
             out = 100.0 * (2 * rc / (1 + rc))
             out.name = "noise_ceiling"
@@ -372,156 +332,3 @@ def noise_ceiling(
         ncsnr_or_store, dtype=float
     )
     return _ceiling_from_ncsnr(snr, _inverse_n(n), strict=strict)
-
-
-def _split_half_r(
-    ds: xr.Dataset, *, n_splits: int, seed, func: str, strict: bool
-) -> xr.DataArray:
-    """Split-half correlation per neuroid (and time), averaged over random splits."""
-    _require_trials(ds, func)
-    n_splits = check_positive_int(n_splits, name="n_splits", func=func)
-    ids, codes = stimulus_codes(ds.coords["stimulus_id"].values)
-    counts = np.bincount(codes, minlength=len(ids))
-    if (counts >= 2).sum() < 3:
-        usable = np.flatnonzero(counts >= 2)
-        raise ValueError(
-            f"{func}() needs at least 3 stimuli with 2 or more repetitions; found "
-            f"{len(usable)} ({format_list(ids[usable], limit=5) or 'none'})."
-        )
-    # A canonical order of the presentations (stimulus_id, then repetition, session, run,
-    # trial), so that the random halves, hence the result, do not depend on row order.
-    uniq, canon = np.unique(ds.coords["stimulus_id"].values, return_inverse=True)
-    canon = canon.ravel()
-    keys = [np.asarray(ds.coords[c].values) for c in ("trial", "run", "session", "repetition")
-            if c in ds.coords]
-    order = np.lexsort((*keys, canon))
-    order = order[counts[codes[order]] >= 2]  # stimuli with 2+ presentations, sorted by id
-    stim = canon[order]
-    _, use_code, n_per = np.unique(stim, return_inverse=True, return_counts=True)
-    use_code = use_code.ravel()
-    start = np.concatenate([[0], np.cumsum(n_per)[:-1]])
-    n_use, n_pres = len(n_per), ds.sizes[TRIAL_DIM]
-    rng = np.random.default_rng(seed)
-    mats = []
-    for _ in range(n_splits):
-        shuffled = np.lexsort((rng.random(len(order)), use_code))  # shuffle within stimulus
-        rank = np.arange(len(order)) - start[use_code]
-        in_a = np.empty(len(order), dtype=bool)
-        in_a[shuffled] = rank < (n_per // 2)[use_code]
-        pair = []
-        for side in (in_a, ~in_a):
-            cols = order[side]
-            pair.append(sp.csr_matrix((np.ones(len(cols)), (use_code[side], cols)),
-                                      shape=(n_use, n_pres)))
-        mats.append(pair)
-    used = np.zeros(n_pres, dtype=bool)
-    used[order] = True
-
-    def estimate(x: np.ndarray) -> np.ndarray:
-        flat_shape = x.shape[:-1]
-        out = np.empty((int(np.prod(flat_shape)), 3))
-        for rows_out, xb in _blocks(x):
-            xb = xb[:, used]
-            status = np.where(np.isinf(xb).any(axis=1), _INF, _OK)
-            fin = np.isfinite(xb)
-            hi = np.where(fin, xb, -np.inf).max(axis=1)
-            lo = np.where(fin, xb, np.inf).min(axis=1)
-            status = np.where((status == _OK) & (fin.sum(axis=1) >= 2) & (hi == lo), _CONST,
-                              status)
-            missing = (~fin).any(axis=1)
-            xz = np.zeros((xb.shape[0], n_pres))
-            xz[:, used] = np.where(fin, xb, 0.0)
-            fz = np.zeros((xb.shape[0], n_pres))
-            fz[:, used] = fin
-            r_sum = np.zeros(xb.shape[0])
-            r_n = np.zeros(xb.shape[0])
-            for ma, mb in mats:
-                ca, cb = (ma @ fz.T).T, (mb @ fz.T).T
-                v = (ca > 0) & (cb > 0)  # stimulus has data in both halves for this neuroid
-                k = v.sum(axis=1)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    xa = np.where(v, (ma @ xz.T).T / ca, 0.0)
-                    xb2 = np.where(v, (mb @ xz.T).T / cb, 0.0)
-                    da = np.where(v, xa - (xa.sum(1) / k)[:, None], 0.0)
-                    db = np.where(v, xb2 - (xb2.sum(1) / k)[:, None], 0.0)
-                    den = np.sqrt((da**2).sum(1) * (db**2).sum(1))
-                    r = (da * db).sum(1) / den
-                good = (k >= 3) & (den > 0) & np.isfinite(r)
-                r_sum += np.where(good, r, 0.0)
-                r_n += good
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = np.clip(r_sum / r_n, -1.0, 1.0)
-            status = np.where((status == _OK) & (r_n == 0), _TOO_FEW, status)
-            out[rows_out, 0] = np.where(status == _OK, r, np.nan)
-            out[rows_out, 1] = status
-            out[rows_out, 2] = missing
-        return out.reshape(*flat_shape, 3)
-
-    resp = ds[RESPONSE_VAR]
-    raw = apply_along(resp, estimate, TRIAL_DIM, "_out", 3, dtype=np.float64)
-    return _finish(
-        resp,
-        raw,
-        func,
-        {
-            "with infinite values": _INF,
-            "constant": _CONST,
-            "without 3 stimuli left with data in both halves": _TOO_FEW,
-        },
-        strict=strict,
-    )
-
-
-def split_half(
-    ds: xr.Dataset,
-    *,
-    n_splits: int = 10,
-    seed: int | np.random.Generator | None = 0,
-    strict: bool = False,
-) -> xr.DataArray:
-    """Split-half reliability per neuroid (and time), Spearman-Brown corrected.
-
-    For each of ``n_splits`` random splits, the repetitions of every stimulus with at
-    least two presentations are divided into two halves, each half is averaged, and the
-    two half-averages are correlated across stimuli (Pearson). The mean correlation ``r``
-    over splits is corrected to the full number of repetitions with ``2r / (1 + r)``. This
-    estimates the reliability of the repetition-averaged data (= NC/100).
-
-    Parameters
-    ----------
-    ds : xr.Dataset
-        Trial-level store.
-    n_splits : int
-        Random splits averaged.
-    seed : int, numpy Generator or None
-        Seed of the random halves; the same seed gives the same result whatever the
-        order of the presentations (they are put in a canonical order by ``stimulus_id``,
-        ``repetition``, ``session``, ``run``, ``trial`` first). ``None`` draws fresh
-        entropy.
-    strict : bool
-        Raise :class:`~neuroalign.exceptions.DataFormatError` for unusable neuroids
-        instead of warning.
-
-    Returns
-    -------
-    xr.DataArray
-        float64, dims ``('neuroid',)`` or ``('neuroid', 'time')``, named
-        ``"reliability"``. Not clipped: negative when the halves anti-correlate
-        (:func:`noise_ceiling` clips ``r`` at 0); NaN at ``r = -1``, the pole of
-        Spearman-Brown, and for unusable neuroids (see the module notes: NaN responses
-        are missing trials, left out for that neuroid).
-    """
-    r = _split_half_r(ds, n_splits=n_splits, seed=seed, func="split_half", strict=strict)
-    pole = np.asarray((r <= -1).transpose(NEUROID_DIM, ...).values)
-    report_neuroids(
-        "split_half()",
-        neuroid_labels(r, r.sizes[NEUROID_DIM]),
-        {"with perfectly anti-correlated halves (r = -1)": pole},
-        outcome="Their reliability is NaN (the pole of Spearman-Brown)",
-        strict=strict,
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (2 * r / (1 + r)).where(r > -1)
-    out.name = "reliability"
-    out.attrs = {"method": "split-half, Spearman-Brown", "n_splits": n_splits}
-    return out

@@ -130,8 +130,8 @@ def test_zscore_ddof_nan_and_constant_follow_scipy(ds):
     with pytest.raises(ValueError, match=r"Invalid value for 'ddof' in zscore\(\): 2. Expected one of 0, 1"):
         zscore(ds, ddof=2)
     x[3, 1] = np.nan  # a missing trial: left out of the statistics, stays NaN
-    x[:, 4] = 1.5  # constant: NaN, as scipy gives, never 0
-    dirty = ds.assign(responses=(ds.responses.dims, x.astype(np.float32)))
+    x[:, 4] = 0.1  # constant (its float64 mean is not exactly 0.1): NaN as in scipy, never 0
+    dirty = ds.assign(responses=(ds.responses.dims, x))
     with pytest.warns(DataQualityWarning, match=r"zscore\(\): 1 of 6 neuroids have unusable data: 1 constant, "
                       r"infinite or \(nearly\) all NaN within a store group \('n00004'\)"):
         z = zscore(dirty, by=None)
@@ -150,3 +150,19 @@ def test_operations_do_not_mutate(ds):
     ds.na.zscore()
     ds.na.roi("V1v")
     assert ds.identical(before)
+
+
+def test_accessor_passes_the_reliability_options(ds):
+    from neuroalign.store import ncsnr, noise_ceiling, split_half
+
+    np.testing.assert_array_equal(ds.na.ncsnr(ddof=0).values, ncsnr(ds, ddof=0).values)
+    assert not np.array_equal(ds.na.ncsnr().values, ds.na.ncsnr(ddof=0).values)
+    np.testing.assert_array_equal(ds.na.noise_ceiling(ddof=0, split="train").values,
+                                  noise_ceiling(ds, ddof=0, split="train").values)
+    np.testing.assert_array_equal(ds.na.split_half(seed=3).values, split_half(ds, seed=3).values)
+    np.testing.assert_array_equal(ds.na.zscore(ddof=1).responses.values, zscore(ds, ddof=1).responses.values)
+    dead = ds.assign(responses=ds.responses.where(ds.neuroid_id != "n00002", 1.0))
+    with pytest.raises(DataFormatError, match="'n00002'"):
+        dead.na.ncsnr(strict=True)
+    with pytest.raises(DataFormatError, match="'n00002'"):
+        dead.na.noise_ceiling(strict=True)

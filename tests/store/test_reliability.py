@@ -286,6 +286,17 @@ def test_a_missing_trial_is_left_out_for_that_neuroid(clean):
         ncsnr(dirty, strict=True)
 
 
+def test_a_lone_value_in_a_session_is_left_out(clean):
+    # neuroid 2 keeps one finite value in session 1: it cannot be z-scored there, so the
+    # result is that of the store without session 1 (for that neuroid)
+    rows = np.flatnonzero(clean.session.values == 1)
+    dirty = _set(clean, rows[1:], 2, np.nan)
+    with pytest.warns(DataQualityWarning, match="have missing"):
+        snr = ncsnr(dirty)
+    without = clean.isel(presentation=np.flatnonzero(clean.session.values != 1))
+    np.testing.assert_allclose(snr.values[2], ncsnr(without).values[2], rtol=1e-12)
+
+
 def test_published_ncsnr_with_nan_or_inf_gives_nan_ceiling(clean):
     pub = clean.assign(ncsnr=("neuroid", np.array([1, np.nan, 1, np.inf, 1, -0.5, 1, 1], dtype=np.float32)))
     with pytest.warns(DataQualityWarning, match=r"noise_ceiling\(\): 3 of 8 neuroids have an unusable ncsnr: "

@@ -142,11 +142,29 @@ def test_string_coordinate_holding_other_objects(ds):
         check_store(ds.assign_coords(stimulus_id=("presentation", ids)))
 
 
-def test_optional_coordinates_are_checked_when_present(ds):
-    with pytest.raises(DataFormatError, match="coordinate 'session' has dtype float64, expected int"):
-        check_store(ds.assign_coords(session=ds.session.astype(float)))
-    with pytest.raises(DataFormatError, match="coordinate 'hemisphere' has dtype int64, expected str"):
-        check_store(ds.assign_coords(hemisphere=("neuroid", np.arange(4))))
+@pytest.mark.parametrize("name,dim,good,bad,expected", [
+    ("session", "presentation", 0, 0.5, "int"),
+    ("run", "presentation", 0, 0.5, "int"),
+    ("trial", "presentation", 0, 0.5, "int"),
+    ("hemisphere", "neuroid", "lh", 1, "str"),
+    ("sensor", "neuroid", "MEG0111", 1, "str"),
+    ("i", "neuroid", 0, 0.5, "int"),
+    ("j", "neuroid", 0, 0.5, "int"),
+    ("k", "neuroid", 0, 0.5, "int"),
+    ("vertex", "neuroid", 0, 0.5, "int"),
+])
+def test_optional_coordinates_are_checked_when_present(ds, name, dim, good, bad, expected):
+    n = ds.sizes[dim]
+    check_store(ds.assign_coords({name: (dim, np.full(n, good))}))
+    bad_values = np.full(n, bad)
+    with pytest.raises(DataFormatError, match=f"coordinate '{name}' has dtype {bad_values.dtype}, expected {expected}"):
+        check_store(ds.assign_coords({name: (dim, bad_values)}))
+    other = "neuroid" if dim == "presentation" else "presentation"
+    with pytest.raises(DimensionError, match=f"coordinate '{name}' has dims \\('{other}',\\), expected \\('{dim}',\\)"):
+        check_store(ds.drop_vars(name, errors="ignore").assign_coords({name: (other, np.full(ds.sizes[other], good))}))
+
+
+def test_averaged_store_coordinates(ds):
     av = ds.na.average_repetitions()
     with pytest.raises(DataFormatError, match="coordinate 'n_repetitions' has dtype float64, expected int"):
         check_store(av.assign_coords(n_repetitions=av.n_repetitions.astype(float)))
