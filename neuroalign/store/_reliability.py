@@ -128,30 +128,47 @@ def ncsnr(
             fin = np.isfinite(xb)
             missing = (~fin).any(axis=1)
             xb[~fin] = 0.0
+            complete = not missing.any()
             for rows in group_rows:  # z-score within each group, finite values only
                 part, fp = xb[:, rows], fin[:, rows]
-                n = fp.sum(axis=1)
-                hi = np.where(fp, part, -np.inf).max(axis=1)
-                lo = np.where(fp, part, np.inf).min(axis=1)
+                if complete:  # fast path: nothing to leave out
+                    n = np.full(len(part), len(rows))
+                    hi, lo = part.max(axis=1), part.min(axis=1)
+                    dev = part - part.mean(axis=1, keepdims=True)
+                else:
+                    n = fp.sum(axis=1)
+                    hi = np.where(fp, part, -np.inf).max(axis=1)
+                    lo = np.where(fp, part, np.inf).min(axis=1)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        dev = np.where(fp, part - (part.sum(axis=1) / n)[:, None], 0.0)
                 status = np.where((status == OK) & (n >= 2) & (hi == lo), CONST, status)
                 usable = n >= max(2, ddof + 1)  # fewer values: left out for that neuroid
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    mu = part.sum(axis=1) / n
-                    dev = np.where(fp, part - mu[:, None], 0.0)
                     sd = np.sqrt((dev**2).sum(axis=1) / (n - ddof))
                     z = dev / np.where(usable & (sd > 0), sd, 1.0)[:, None]
-                fp &= usable[:, None]
-                xb[:, rows] = np.where(fp, z, 0.0)
-                fin[:, rows] = fp
+                if complete:
+                    xb[:, rows] = z
+                else:
+                    fp &= usable[:, None]
+                    xb[:, rows] = np.where(fp, z, 0.0)
+                    fin[:, rows] = fp
             # per-stimulus variance across repetitions (N - 1), mean over stimuli with >= 2
-            n_rep = (sum_m @ fin.T.astype(np.float64)).T
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = (sum_m @ xb.T).T / n_rep
-                dev = np.where(fin, xb - np.nan_to_num(means)[:, codes], 0.0)
-                ss = (sum_m @ (dev**2).T).T
-                use = n_rep >= 2
-                n_use = use.sum(axis=1)
-                nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
+            if complete:  # the design's counts
+                means = (sum_m @ np.ascontiguousarray(xb.T)).T / counts
+                dev = xb - means[:, codes]
+                ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
+                use = counts >= 2
+                n_use = np.full(len(xb), use.sum())
+                nv = (ss[:, use] / (counts[use] - 1)).mean(axis=1)
+            else:
+                n_rep = (sum_m @ np.ascontiguousarray(fin.T, dtype=np.float64)).T
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means = (sum_m @ np.ascontiguousarray(xb.T)).T / n_rep
+                    dev = np.where(fin, xb - np.nan_to_num(means)[:, codes], 0.0)
+                    ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
+                    use = n_rep >= 2
+                    n_use = use.sum(axis=1)
+                    nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
             status = np.where((status == OK) & (n_use == 0), TOO_FEW, status)
             status = np.where((status == OK) & (nv < ZERO_NOISE), NO_NOISE, status)
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -71,6 +71,7 @@ def split_half_r(
         mats.append(pair)
     used = np.zeros(n_pres, dtype=bool)
     used[order] = True
+    sizes = [tuple(np.asarray(m.sum(axis=1)).T for m in pair) for pair in mats]
 
     def estimate(x: np.ndarray) -> np.ndarray:
         flat_shape = x.shape[:-1]
@@ -79,28 +80,45 @@ def split_half_r(
             xb = xb[:, used]
             status = np.where(np.isinf(xb).any(axis=1), INF, OK)
             fin = np.isfinite(xb)
-            hi = np.where(fin, xb, -np.inf).max(axis=1)
-            lo = np.where(fin, xb, np.inf).min(axis=1)
+            complete = bool(fin.all())
+            if complete:
+                hi, lo = xb.max(axis=1), xb.min(axis=1)
+            else:
+                hi = np.where(fin, xb, -np.inf).max(axis=1)
+                lo = np.where(fin, xb, np.inf).min(axis=1)
             status = np.where((status == OK) & (fin.sum(axis=1) >= 2) & (hi == lo), CONST,
                               status)
             missing = (~fin).any(axis=1)
             xz = np.zeros((xb.shape[0], n_pres))
-            xz[:, used] = np.where(fin, xb, 0.0)
-            fz = np.zeros((xb.shape[0], n_pres))
-            fz[:, used] = fin
+            xz[:, used] = xb if complete else np.where(fin, xb, 0.0)
+            if not complete:
+                fz = np.zeros((xb.shape[0], n_pres))
+                fz[:, used] = fin
+            xzt = np.ascontiguousarray(xz.T)  # sparse @ dense wants C-ordered operands
+            fzt = None if complete else np.ascontiguousarray(fz.T)
             r_sum = np.zeros(xb.shape[0])
             r_n = np.zeros(xb.shape[0])
-            for ma, mb in mats:
-                ca, cb = (ma @ fz.T).T, (mb @ fz.T).T
-                v = (ca > 0) & (cb > 0)  # stimulus has data in both halves for this neuroid
-                k = v.sum(axis=1)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    xa = np.where(v, (ma @ xz.T).T / ca, 0.0)
-                    xb2 = np.where(v, (mb @ xz.T).T / cb, 0.0)
-                    da = np.where(v, xa - (xa.sum(1) / k)[:, None], 0.0)
-                    db = np.where(v, xb2 - (xb2.sum(1) / k)[:, None], 0.0)
-                    den = np.sqrt((da**2).sum(1) * (db**2).sum(1))
-                    r = (da * db).sum(1) / den
+            for (ma, mb), (na, nb) in zip(mats, sizes, strict=True):
+                if complete:  # nothing missing in this block: every stimulus in both halves
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        xa = (ma @ xzt).T / na
+                        xb2 = (mb @ xzt).T / nb
+                        xa -= xa.mean(axis=1, keepdims=True)
+                        xb2 -= xb2.mean(axis=1, keepdims=True)
+                        den = np.sqrt((xa**2).sum(1) * (xb2**2).sum(1))
+                        r = (xa * xb2).sum(1) / den
+                    k = np.full(xb.shape[0], n_use)
+                else:
+                    ca, cb = (ma @ fzt).T, (mb @ fzt).T
+                    v = (ca > 0) & (cb > 0)  # stimulus with data in both halves (this neuroid)
+                    k = v.sum(axis=1)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        xa = np.where(v, (ma @ xzt).T / ca, 0.0)
+                        xb2 = np.where(v, (mb @ xzt).T / cb, 0.0)
+                        da = np.where(v, xa - (xa.sum(1) / k)[:, None], 0.0)
+                        db = np.where(v, xb2 - (xb2.sum(1) / k)[:, None], 0.0)
+                        den = np.sqrt((da**2).sum(1) * (db**2).sum(1))
+                        r = (da * db).sum(1) / den
                 good = (k >= 3) & (den > 0) & np.isfinite(r)
                 r_sum += np.where(good, r, 0.0)
                 r_n += good
