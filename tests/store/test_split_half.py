@@ -110,3 +110,29 @@ def test_time_resolved_ceiling_high_snr_matches_known_reliability():
     rho = true**2 / (true**2 + 1 / 2)
     sd = 100 * (1 - rho**2) / np.sqrt(800) * 2 / (1 + rho) ** 2
     assert (np.abs(nc.values - expected[:, None]) < 4 * sd[:, None]).all()
+
+
+def test_missing_trials_leave_half_averages_exact():
+    # neuroid 0 has no trial noise: every half-average equals the stimulus's value whatever
+    # the number of trials left in that half, so r = 1 exactly despite the missing trials
+    ds = make_store(30, 2, ncsnr=1.0, n_repetitions=4, seed=10)
+    resp = ds.responses.values.astype(np.float64)
+    codes = np.unique(ds.stimulus_id.values, return_inverse=True)[1]
+    resp[:, 0] = np.random.default_rng(0).standard_normal(30)[codes]
+    resp[[0, 5, 9, 17, 40], 0] = np.nan
+    dirty = ds.assign(responses=(ds.responses.dims, resp))
+    with pytest.warns(DataQualityWarning, match="have missing"):
+        rel = split_half(dirty, n_splits=5)
+    np.testing.assert_allclose(rel.values[0], 1.0, rtol=1e-12)
+
+
+def test_a_stimulus_missing_for_one_neuroid_is_left_out_of_its_correlation():
+    ds = make_store(30, 3, ncsnr=0.8, n_repetitions=4, seed=11)
+    last = np.sort(np.unique(ds.stimulus_id.values))[-1]  # last in the canonical order, so
+    rows = ds.stimulus_id.values == last  # the other stimuli keep their random halves
+    dirty = _set(ds, np.flatnonzero(rows), 1, np.nan)
+    with pytest.warns(DataQualityWarning, match="have missing"):
+        rel = split_half(dirty, n_splits=1)
+    without = split_half(ds.isel(presentation=np.flatnonzero(~rows)), n_splits=1)
+    np.testing.assert_allclose(rel.values[1], without.values[1], rtol=1e-12)
+    np.testing.assert_allclose(rel.values[[0, 2]], split_half(ds, n_splits=1).values[[0, 2]], rtol=1e-12)
