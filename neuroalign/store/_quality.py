@@ -27,7 +27,7 @@ __all__ = [
 # status codes returned beside each estimate (one per neuroid / time point)
 OK, INF, CONST, TOO_FEW, NO_NOISE = range(5)
 ZERO_NOISE = 1e-12  # noise variance of z-scored data below this is "no noise at all"
-BLOCK = 2**21  # values per block of neuroids held in float64 at a time
+BLOCK = 2**20  # values per block of neuroids held in float64 at a time
 
 
 def require_trials(ds: xr.Dataset, func: str) -> None:
