@@ -77,7 +77,6 @@ def finish_estimate(
     return out
 
 
-
 def neuroid_labels(obj, n: int) -> np.ndarray:
     """``neuroid_id`` values of ``obj`` when it has them, else positions ``0 .. n-1``."""
     coords = getattr(obj, "coords", {})
