@@ -4,8 +4,8 @@
 
 Compares, on the same data in the same run:
 - ``average_repetitions`` vs ``xarray`` ``groupby('stimulus_id').mean()`` and pandas groupby;
-- ``ncsnr`` vs a direct implementation of NSD's recipe (scipy ``zscore`` per session,
-  then the across-repetition variance image by image);
+- ``ncsnr`` vs a direct implementation of NSD's recipe (scipy ``zscore`` per session with
+  ``ddof=1``, NSD's ``calczscore``, then the across-repetition variance image by image);
 - ``cv_folds`` vs scikit-learn ``GroupKFold``.
 """
 
@@ -32,7 +32,7 @@ def nsd_reference_ncsnr(data: np.ndarray, ids: np.ndarray, session: np.ndarray) 
     z = np.empty_like(data, dtype=np.float64)
     for s in np.unique(session):
         m = session == s
-        z[m] = stats.zscore(data[m], axis=0)
+        z[m] = stats.zscore(data[m], axis=0, ddof=1)  # NSD's calczscore: sample sd
     var = [z[ids == i].var(axis=0, ddof=1) for i in np.unique(ids) if (ids == i).sum() > 1]
     noise = np.mean(var, axis=0)
     return np.sqrt(np.maximum(0, 1 - noise)) / np.sqrt(noise)

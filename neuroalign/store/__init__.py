@@ -9,8 +9,9 @@ from neuroalign.store._accessor import StoreAccessor
 from neuroalign.store._folds import StimulusKFold, cv_folds
 from neuroalign.store._io import COMPLETE_MARKER, atomic_dir, open_store, save_store
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
-from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts, split_half
+from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
 from neuroalign.store._schema import (
+    ALLOW_SPLIT_OVERLAP,
     NEUROID_DIM,
     RESPONSE_VAR,
     ROI_PREFIX,
@@ -22,7 +23,9 @@ from neuroalign.store._schema import (
     check_store,
     is_trial_level,
     sample_dim,
+    split_overlap,
 )
+from neuroalign.store._split_half import split_half
 from neuroalign.store._summary import summary
 
 __all__ = [
@@ -46,6 +49,8 @@ __all__ = [
     "summary",
     "is_trial_level",
     "sample_dim",
+    "split_overlap",
+    "ALLOW_SPLIT_OVERLAP",
     "SCHEMA_VERSION",
     "RESPONSE_VAR",
     "ROI_PREFIX",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from neuroalign.store import _ops, _reliability
+from neuroalign.store import _ops, _reliability, _split_half
 from neuroalign.store._folds import cv_folds
 from neuroalign.store._schema import check_store, is_trial_level
 
@@ -47,17 +47,38 @@ class StoreAccessor:
         """Presentations (or stimuli) of ``"train"`` or ``"test"``."""
         return _ops.select_split(self._ds, split)
 
-    def zscore(self, by: str | None = "session") -> xr.Dataset:
-        """Z-score each neuroid within each ``by`` group (NSD: per session)."""
-        return _ops.zscore(self._ds, by=by)
+    def zscore(
+        self, by: str | None = "session", *, ddof: int = 0, strict: bool = False
+    ) -> xr.Dataset:
+        """Z-score each neuroid within each ``by`` group (NSD: per session); ``ddof=0``
+        (scipy's convention) by default (see :func:`neuroalign.store.zscore`)."""
+        return _ops.zscore(self._ds, by=by, ddof=ddof, strict=strict)
 
-    def ncsnr(self, by: str | None = "session") -> xr.DataArray:
-        """NSD ncsnr per neuroid (see :func:`neuroalign.store.ncsnr`)."""
-        return _reliability.ncsnr(self._ds, by=by)
+    def ncsnr(
+        self, by: str | None = "session", *, ddof: int = 1, strict: bool = False
+    ) -> xr.DataArray:
+        """NSD ncsnr per neuroid, z-scoring with the sample sd (``ddof=1``) as NSD does
+        (see :func:`neuroalign.store.ncsnr`)."""
+        return _reliability.ncsnr(self._ds, by=by, ddof=ddof, strict=strict)
 
-    def noise_ceiling(self, n=None, *, split: str | None = "test") -> xr.DataArray:
+    def noise_ceiling(
+        self,
+        n=None,
+        *,
+        split: str | None = "test",
+        by: str | None = "session",
+        ddof: int = 1,
+        strict: bool = False,
+    ) -> xr.DataArray:
         """Noise ceiling in percent (see :func:`neuroalign.store.noise_ceiling`)."""
-        return _reliability.noise_ceiling(self._ds, n, split=split)
+        return _reliability.noise_ceiling(
+            self._ds, n, split=split, by=by, ddof=ddof, strict=strict
+        )
+
+    def split_half(self, *, n_splits: int = 10, seed=0, strict: bool = False) -> xr.DataArray:
+        """Split-half reliability, Spearman-Brown corrected (see
+        :func:`neuroalign.store.split_half`)."""
+        return _split_half.split_half(self._ds, n_splits=n_splits, seed=seed, strict=strict)
 
     def cv_folds(self, n_splits: int = 5, *, shuffle: bool = True, seed: int | None = 0):
         """Stimulus-grouped folds (see :func:`neuroalign.store.cv_folds`)."""

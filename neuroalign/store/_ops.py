@@ -13,8 +13,10 @@ import scipy.sparse as sp
 import xarray as xr
 
 from neuroalign._validation import check_option, format_list
-from neuroalign.exceptions import DataFormatError, DimensionError
+from neuroalign.exceptions import DimensionError, SplitLeakageError
+from neuroalign.store._quality import neuroid_labels, report_neuroids
 from neuroalign.store._schema import (
+    ALLOW_SPLIT_OVERLAP,
     NEUROID_DIM,
     RESPONSE_VAR,
     ROI_PREFIX,
@@ -47,12 +49,20 @@ def stimulus_codes(ids) -> tuple[np.ndarray, np.ndarray]:
 
 
 def apply_along(
-    da: xr.DataArray, func: Callable[[np.ndarray], np.ndarray], dim: str, new_dim: str, new_size: int
+    da: xr.DataArray,
+    func: Callable[[np.ndarray], np.ndarray],
+    dim: str,
+    new_dim: str,
+    new_size: int,
+    dtype=None,
 ) -> xr.DataArray:
     """Apply ``func`` to arrays shaped ``(..., dim)`` -> ``(..., new_dim)``, dask-aware.
 
-    The result keeps ``da``'s dim order with ``dim`` replaced by ``new_dim``.
+    The result keeps ``da``'s dim order with ``dim`` replaced by ``new_dim``; its dtype is
+    ``dtype`` (default: ``da``'s float dtype, at least float32).
     """
+    if dtype is None:
+        dtype = np.result_type(da.dtype, np.float32)
     out = xr.apply_ufunc(
         func,
         da,
@@ -60,7 +70,7 @@ def apply_along(
         output_core_dims=[[new_dim]],
         exclude_dims={dim} if dim == new_dim else set(),
         dask="parallelized",
-        output_dtypes=[np.result_type(da.dtype, np.float32)],
+        output_dtypes=[dtype],
         dask_gufunc_kwargs={"output_sizes": {new_dim: new_size}},
         keep_attrs=True,
     )
@@ -104,6 +114,20 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
         first appearance, and the coordinate ``n_repetitions``. Presentation coordinates
         that are constant within every stimulus (``split``, source ids) are carried over;
         per-trial ones (``repetition``, ``session``, ``trial``, ``run``) are dropped.
+
+    Notes
+    -----
+    The average is the plain mean over a stimulus's presentations: a NaN in any of them
+    makes that stimulus's average NaN for that neuroid (other stimuli and neuroids are
+    unaffected). To leave a dropped trial out, drop its presentation first
+    (``ds.isel(presentation=...)``); ``n_repetitions`` then counts what was averaged.
+    The result does not depend on the order of the presentations.
+
+    Raises
+    ------
+    SplitLeakageError
+        The store allows a stimulus in both splits (attribute ``allow_split_overlap``):
+        average each split separately (``ds.na.split("test").na.average_repetitions()``).
     """
     check_store(ds)
     if sample_dim(ds) != TRIAL_DIM:
@@ -137,11 +161,13 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
         picked = values[first]
         if np.array_equal(picked[codes], values):
             coords[str(name)] = (STIMULUS_DIM, picked)
-        elif name == "split":
+        elif name == "split":  # only reachable when the store allows split overlap
             bad = uniq[np.unique(codes[picked[codes] != values])]
-            raise DataFormatError(
-                f"Stimuli appear in both splits: {format_list(bad, limit=5)}. "
-                "Every presentation of a stimulus must have the same 'split'."
+            raise SplitLeakageError(
+                f"Stimuli appear in both splits: {format_list(bad, limit=5)}, and the store "
+                f"allows it ({ALLOW_SPLIT_OVERLAP}=True); an averaged store holds one split "
+                "per stimulus. Average each split on its own: "
+                "ds.na.split('test').na.average_repetitions()."
             )
     out = xr.Dataset(data_vars, attrs=dict(ds.attrs))
     out = out.drop_vars([c for c in out.coords if TRIAL_DIM in out[c].dims], errors="ignore")
@@ -173,38 +199,76 @@ def select_roi(ds: xr.Dataset, name: str | list[str]) -> xr.Dataset:
 
 
 def select_split(ds: xr.Dataset, split: str) -> xr.Dataset:
-    """Presentations (or stimuli) of split ``"train"`` or ``"test"``."""
+    """Presentations (or stimuli) of split ``"train"`` or ``"test"``.
+
+    The store passes :func:`~neuroalign.store.check_store` first, so a stimulus with
+    presentations in both splits raises :class:`~neuroalign.exceptions.SplitLeakageError`
+    unless the store allows it (attribute ``allow_split_overlap``).
+    """
     check_option(split, SPLITS, name="split", func="split")
+    check_store(ds)
     dim = sample_dim(ds)
     mask = np.asarray(ds.coords["split"].values) == split
     return ds.isel({dim: np.flatnonzero(mask)})
 
 
-def _zscore_func(codes: np.ndarray, n_groups: int) -> Callable[[np.ndarray], np.ndarray]:
+def _zscore_func(codes: np.ndarray, n_groups: int, ddof: int) -> Callable[[np.ndarray], np.ndarray]:
     def func(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.result_type(x.dtype, np.float32))
-        out = np.empty_like(x)
+        dtype = np.result_type(x.dtype, np.float32)
+        out = np.empty(x.shape, dtype=dtype)
         for g in range(n_groups):
             idx = codes == g
-            block = x[..., idx]
-            mu = block.mean(axis=-1, keepdims=True)
-            sd = block.std(axis=-1, keepdims=True)
-            sd = np.where(sd > 0, sd, 1.0)
-            out[..., idx] = (block - mu) / sd
+            block = np.asarray(x[..., idx], dtype=np.float64)
+            finite = np.isfinite(block)
+            n = finite.sum(axis=-1, keepdims=True)
+            vals = np.where(finite, block, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mu = vals.sum(axis=-1, keepdims=True) / n
+                dev = np.where(finite, block - mu, 0.0)
+                sd = np.sqrt((dev**2).sum(axis=-1, keepdims=True) / (n - ddof))
+                hi = np.where(finite, block, -np.inf).max(axis=-1, keepdims=True)
+                lo = np.where(finite, block, np.inf).min(axis=-1, keepdims=True)
+                ok = ~np.isinf(block).any(axis=-1, keepdims=True) & (n > ddof) & (hi > lo)
+                out[..., idx] = np.where(ok & finite, dev / np.where(ok, sd, 1.0), np.nan)
         return out
 
     return func
 
 
-def zscore(ds: xr.Dataset, by: str | None = "session") -> xr.Dataset:
+def zscore(
+    ds: xr.Dataset, by: str | None = "session", *, ddof: int = 0, strict: bool = False
+) -> xr.Dataset:
     """Z-score each neuroid over presentations, separately within each ``by`` group.
 
     NSD's convention is ``by="session"``: betas are z-scored per voxel within each
     session before averaging or reliability estimates. ``by=None`` z-scores over all
-    presentations. Uses the population standard deviation (``ddof=0``, as
-    :func:`scipy.stats.zscore`); a neuroid constant within a group becomes 0 there.
+    presentations.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store (trial-level or averaged).
+    by : str or None
+        Grouping coordinate on the sample dim.
+    ddof : {0, 1}
+        Delta degrees of freedom of the standard deviation. The default ``0`` (population
+        sd) is :func:`scipy.stats.zscore`'s convention; NSD's ``calczscore`` (and
+        :func:`~neuroalign.store.ncsnr`) use ``1`` (sample sd, ``N - 1``).
+    strict : bool
+        Raise :class:`~neuroalign.exceptions.DataFormatError` instead of warning about
+        unusable neuroids.
+
+    Notes
+    -----
+    Missing values (NaN) are left out of the mean and sd of their group and stay NaN
+    (scipy's ``nan_policy="omit"``). A neuroid that is constant within a group, has an
+    infinite value in it, or has no more than ``ddof`` finite values there is NaN in that
+    whole group (scipy also gives NaN for a constant column, never 0), with a
+    :class:`~neuroalign.exceptions.DataQualityWarning` naming those neuroids. The store
+    must be in memory or dask-backed; a dask-backed store is read once for that check.
     """
     check_store(ds)
+    ddof = check_option(ddof, (0, 1), name="ddof", func="zscore")
     dim = sample_dim(ds)
     if by is None:
         codes = np.zeros(ds.sizes[dim], dtype=int)
@@ -219,5 +283,15 @@ def zscore(ds: xr.Dataset, by: str | None = "session") -> xr.Dataset:
         _, codes = stimulus_codes(ds.coords[by].values)
     n_groups = int(codes.max()) + 1 if codes.size else 0
     resp = ds[RESPONSE_VAR]
-    z = apply_along(resp, _zscore_func(codes, n_groups), dim, dim, ds.sizes[dim])
+    z = apply_along(resp, _zscore_func(codes, n_groups, ddof), dim, dim, ds.sizes[dim])
+    made_nan = (z.isnull() & resp.notnull()).any(dim)
+    bad = np.asarray(made_nan.values)
+    if bad.any():
+        report_neuroids(
+            "zscore()",
+            neuroid_labels(ds, ds.sizes[NEUROID_DIM]),
+            {f"constant, infinite or (nearly) all NaN within a {by or 'store'} group": bad},
+            outcome="They are NaN in those groups",
+            strict=strict,
+        )
     return ds.assign({RESPONSE_VAR: z.assign_coords(resp.coords)})

@@ -1,4 +1,12 @@
-"""Reliability from repetitions: ncsnr, noise ceilings, split-half (Spearman-Brown)."""
+"""Reliability from repetitions: ncsnr, noise ceilings, split-half (Spearman-Brown).
+
+Data quality, the same rule in every function here: a NaN response is a missing trial and
+is left out for that neuroid (exactly as if that presentation had been dropped for it); a
+neuroid with an infinite value, a constant one, or too little data left is NaN in the
+result, never 0, ``inf`` or 100 %. Both are reported by a
+:class:`~neuroalign.exceptions.DataQualityWarning` that counts and names the neuroids, or,
+with ``strict=True``, raised as a :class:`~neuroalign.exceptions.DataFormatError`.
+"""
 
 from __future__ import annotations
 
@@ -7,58 +15,91 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from neuroalign._validation import check_positive_int, format_list
+from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DimensionError
 from neuroalign.store._ops import _group_matrix, apply_along, select_split, stimulus_codes
+from neuroalign.store._quality import (
+    CONST,
+    INF,
+    NO_NOISE,
+    OK,
+    TOO_FEW,
+    ZERO_NOISE,
+    blocks,
+    finish_estimate,
+    neuroid_labels,
+    report_neuroids,
+    require_trials,
+)
 from neuroalign.store._schema import (
+    NEUROID_DIM,
     RESPONSE_VAR,
+    SPLITS,
     STIMULUS_DIM,
     TIME_DIM,
     TRIAL_DIM,
     check_store,
     sample_dim,
 )
+from neuroalign.store._split_half import split_half_r
 
-__all__ = ["ncsnr", "noise_ceiling", "split_half", "repetition_counts"]
-
-
-def _require_trials(ds: xr.Dataset, func: str) -> None:
-    check_store(ds)
-    if sample_dim(ds) != TRIAL_DIM:
-        raise DimensionError(
-            f"{func}() needs a trial-level store (dim 'presentation') with repetitions; "
-            "this store is averaged (dim 'stimulus')."
-        )
+__all__ = ["ncsnr", "noise_ceiling", "repetition_counts"]
 
 
-def ncsnr(ds: xr.Dataset, *, by: str | None = "session") -> xr.DataArray:
+def ncsnr(
+    ds: xr.Dataset, *, by: str | None = "session", ddof: int = 1, strict: bool = False
+) -> xr.DataArray:
     """Noise-ceiling signal-to-noise ratio per neuroid, NSD's definition.
 
-    Responses are z-scored per neuroid within each ``by`` group (NSD: per session). The
-    noise variance is the variance across repetitions of each stimulus, pooled over all
-    stimuli with at least two repetitions (for a balanced design this is NSD's mean over
-    images); ``signal_var = max(0, 1 - noise_var)`` and
-    ``ncsnr = sqrt(signal_var) / sqrt(noise_var)``.
+    NSD's recipe (Allen et al. 2022; ``calczscore``): responses are z-scored per neuroid
+    within each ``by`` group (NSD: per session) with the sample standard deviation
+    (``N - 1``); the noise variance is the mean, over the stimuli with at least two
+    repetitions, of each stimulus's variance across its repetitions (``N - 1``);
+    ``signal_var = max(0, 1 - noise_var)`` and ``ncsnr = sqrt(signal_var) / sqrt(noise_var)``.
 
     Parameters
     ----------
     ds : xr.Dataset
-        Trial-level store. ``by`` falls back to ``None`` when the store has no such
-        coordinate.
+        Trial-level store.
     by : str or None
-        Grouping coordinate for z-scoring.
+        Grouping coordinate for z-scoring. The default ``"session"`` falls back to ``None``
+        (z-scoring over all presentations) when the store has no ``session`` coordinate;
+        any other name must exist. Every group must hold at least 2 presentations.
+    ddof : {1, 0}
+        Delta degrees of freedom of the z-scoring sd. ``1`` is NSD's; ``0`` (the population
+        sd, :func:`scipy.stats.zscore`'s) gives a smaller ncsnr on short sessions (up to
+        9 points of noise ceiling lower at 30 trials per session).
+    strict : bool
+        Raise :class:`~neuroalign.exceptions.DataFormatError` for unusable neuroids
+        instead of warning.
 
     Returns
     -------
     xr.DataArray
-        dims ``('neuroid',)`` (``('neuroid', 'time')`` for time-resolved stores), named
-        ``"ncsnr"``.
+        float64, dims ``('neuroid',)`` (``('neuroid', 'time')`` for time-resolved stores),
+        named ``"ncsnr"``.
+
+    Notes
+    -----
+    A NaN response is a missing trial: it is left out of its group's z-scoring and of its
+    stimulus's variance for that neuroid (a stimulus left with fewer than 2 repetitions is
+    then skipped for it), as if that presentation had been dropped. A neuroid with an
+    infinite value, constant within a group, left without any stimulus with 2 repetitions,
+    or with no variance across repetitions at all gets NaN (never ``inf``).
     """
-    _require_trials(ds, "ncsnr")
+    require_trials(ds, "ncsnr")
+    ddof = check_option(ddof, (1, 0), name="ddof", func="ncsnr")
     if by is not None and by not in ds.coords:
+        if by != "session":
+            present = sorted(str(c) for c in ds.coords if ds.coords[c].dims == (TRIAL_DIM,))
+            raise KeyError(
+                f"ncsnr(by={by!r}): the store has no coordinate {by!r} on dim {TRIAL_DIM!r}. "
+                f"Coordinates on {TRIAL_DIM!r}: {format_list(present)}. Use by=None to "
+                "z-score over all presentations."
+            )
         by = None
-    _, codes = stimulus_codes(ds.coords["stimulus_id"].values)
-    n_stim = int(codes.max()) + 1
+    ids, codes = stimulus_codes(ds.coords["stimulus_id"].values)
+    n_stim = len(ids)
     counts = np.bincount(codes, minlength=n_stim)
     if (counts >= 2).sum() == 0:
         raise ValueError(
@@ -66,47 +107,113 @@ def ncsnr(ds: xr.Dataset, *, by: str | None = "session") -> xr.DataArray:
             "has a single presentation."
         )
     if by is None:
-        groups = np.zeros(len(codes), dtype=int)
+        group_names, groups = np.array(["all"]), np.zeros(len(codes), dtype=int)
     else:
-        _, groups = stimulus_codes(ds.coords[by].values)
-    group_rows = [np.flatnonzero(groups == g) for g in range(int(groups.max()) + 1)]
-    mean_m = _group_matrix(codes, n_stim, mean=True)
-    dof = float((counts[counts >= 2] - 1).sum())
-    weight = (counts >= 2)[codes].astype(np.float64)
+        group_names, groups = stimulus_codes(ds.coords[by].values)
+    sizes = np.bincount(groups)
+    if (sizes < 2).any():
+        raise ValueError(
+            f"ncsnr(by={by!r}): z-scoring needs at least 2 presentations per group; "
+            f"{by} {format_list(group_names[sizes < 2], limit=5)} hold 1. Merge them into "
+            "a neighbouring group, or pass by=None."
+        )
+    group_rows = [np.flatnonzero(groups == g) for g in range(len(sizes))]
+    sum_m = _group_matrix(codes, n_stim, mean=False)  # stimulus x presentation indicator
 
-    def noise_var(x: np.ndarray) -> np.ndarray:
-        # z-score per group, then pooled across-repetition variance, fused and blocked
-        # over neuroids so memory stays at a few blocks of (block, n_presentations).
-        flat = x.reshape(-1, x.shape[-1])
-        out = np.empty(flat.shape[0])
-        block = max(1, 2**21 // max(flat.shape[1], 1))
-        for start in range(0, flat.shape[0], block):
-            xb = flat[start : start + block].astype(np.float64)
-            for rows in group_rows:
-                part = xb[:, rows]
-                sd = part.std(axis=1, keepdims=True)
-                xb[:, rows] = (part - part.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
-            means = (mean_m @ xb.T).T
-            xb -= means[:, codes]
-            xb *= xb
-            out[start : start + block] = xb @ weight / dof
-        return out.reshape(*x.shape[:-1], 1)
+    def estimate(x: np.ndarray) -> np.ndarray:
+        flat_shape = x.shape[:-1]
+        out = np.empty((int(np.prod(flat_shape)), 3))
+        for rows_out, xb in blocks(x):
+            status = np.where(np.isinf(xb).any(axis=1), INF, OK)
+            fin = np.isfinite(xb)
+            missing = (~fin).any(axis=1)
+            xb[~fin] = 0.0
+            complete = not missing.any()
+            for rows in group_rows:  # z-score within each group, finite values only
+                part, fp = xb[:, rows], fin[:, rows]
+                if complete:  # fast path: nothing to leave out
+                    n = np.full(len(part), len(rows))
+                    hi, lo = part.max(axis=1), part.min(axis=1)
+                    dev = part - part.mean(axis=1, keepdims=True)
+                else:
+                    n = fp.sum(axis=1)
+                    hi = np.where(fp, part, -np.inf).max(axis=1)
+                    lo = np.where(fp, part, np.inf).min(axis=1)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        dev = np.where(fp, part - (part.sum(axis=1) / n)[:, None], 0.0)
+                status = np.where((status == OK) & (n >= 2) & (hi == lo), CONST, status)
+                usable = n >= max(2, ddof + 1)  # fewer values: left out for that neuroid
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    sd = np.sqrt((dev**2).sum(axis=1) / (n - ddof))
+                    z = dev / np.where(usable & (sd > 0), sd, 1.0)[:, None]
+                if complete:
+                    xb[:, rows] = z
+                else:
+                    fp &= usable[:, None]
+                    xb[:, rows] = np.where(fp, z, 0.0)
+                    fin[:, rows] = fp
+            # per-stimulus variance across repetitions (N - 1), mean over stimuli with >= 2
+            if complete:  # the design's counts
+                means = (sum_m @ np.ascontiguousarray(xb.T)).T / counts
+                dev = xb - means[:, codes]
+                ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
+                use = counts >= 2
+                n_use = np.full(len(xb), use.sum())
+                nv = (ss[:, use] / (counts[use] - 1)).mean(axis=1)
+            else:
+                n_rep = (sum_m @ np.ascontiguousarray(fin.T, dtype=np.float64)).T
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means = (sum_m @ np.ascontiguousarray(xb.T)).T / n_rep
+                    dev = np.where(fin, xb - np.nan_to_num(means)[:, codes], 0.0)
+                    ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
+                    use = n_rep >= 2
+                    n_use = use.sum(axis=1)
+                    nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
+            status = np.where((status == OK) & (n_use == 0), TOO_FEW, status)
+            status = np.where((status == OK) & (nv < ZERO_NOISE), NO_NOISE, status)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = np.sqrt(np.maximum(0.0, 1.0 - nv)) / np.sqrt(nv)
+            out[rows_out, 0] = np.where(status == OK, value, np.nan)
+            out[rows_out, 1] = status
+            out[rows_out, 2] = missing
+        return out.reshape(*flat_shape, 3)
 
-    nv = apply_along(ds[RESPONSE_VAR], noise_var, TRIAL_DIM, "_one", 1).isel(_one=0, drop=True)
-    nv = nv.drop_vars([c for c in nv.coords if TRIAL_DIM in nv[c].dims], errors="ignore")
-    sv = np.maximum(0.0, 1.0 - nv)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.sqrt(sv) / np.sqrt(nv)
-    out = out.where(nv > 0, np.inf).astype(np.float32)
+    resp = ds[RESPONSE_VAR]
+    raw = apply_along(resp, estimate, TRIAL_DIM, "_out", 3, dtype=np.float64)
+    where = f"a {by}" if by is not None else "the store"
+    out = finish_estimate(
+        resp,
+        raw,
+        "ncsnr",
+        {
+            "with infinite values": INF,
+            f"constant within {where}": CONST,
+            "without any stimulus left with 2 finite repetitions": TOO_FEW,
+            "identical across repetitions (zero noise variance)": NO_NOISE,
+        },
+        strict=strict,
+    )
     out.name = "ncsnr"
-    out.attrs = {"long_name": "noise-ceiling SNR (NSD definition)", "zscored_by": str(by)}
+    out.attrs = {
+        "long_name": "noise-ceiling SNR (NSD definition)",
+        "zscored_by": str(by),
+        "zscore_ddof": ddof,
+    }
     return out
 
 
 def repetition_counts(ds: xr.Dataset, split: str | None = "test") -> np.ndarray:
-    """Number of repetitions of each stimulus of ``split`` (all stimuli if ``None`` or absent)."""
-    if split is not None and split in set(np.asarray(ds.coords["split"].values).tolist()):
-        ds = select_split(ds, split)
+    """Number of repetitions of each stimulus of ``split``, in order of first appearance.
+
+    ``split=None``, or a split the store does not have, counts all stimuli. A trial-level
+    store counts its presentations per ``stimulus_id``; an averaged store reports its
+    ``n_repetitions`` coordinate.
+    """
+    check_store(ds)
+    if split is not None:
+        check_option(split, SPLITS, name="split", func="repetition_counts")
+        if split in set(np.asarray(ds.coords["split"].values).tolist()):
+            ds = select_split(ds, split)
     if sample_dim(ds) == STIMULUS_DIM:
         if "n_repetitions" not in ds.coords:
             raise DimensionError(
@@ -137,12 +244,40 @@ def _inverse_n(n) -> float:
     return float(np.mean(1.0 / arr))
 
 
+def _ceiling_from_ncsnr(snr, inv: float, *, strict: bool):
+    if isinstance(snr, xr.DataArray) and NEUROID_DIM in snr.dims:
+        snr = snr.transpose(NEUROID_DIM, ...)
+    values = np.asarray(snr, dtype=np.float64)
+    flat = np.atleast_1d(values)
+    report_neuroids(
+        "noise_ceiling()",
+        neuroid_labels(snr, flat.shape[0]),
+        {"with NaN ncsnr": np.isnan(flat), "with infinite ncsnr": np.isinf(flat),
+         "with negative ncsnr": flat < 0},
+        outcome="Their noise ceiling is NaN",
+        strict=strict,
+        header="have an unusable ncsnr",
+        stacklevel=4,
+    )
+    ok = np.isfinite(values) & (values >= 0)
+    sq = np.where(ok, values, 0.0) ** 2
+    nc = np.where(ok, 100.0 * sq / (sq + inv), np.nan)
+    if isinstance(snr, xr.DataArray):
+        out = snr.copy(data=nc)
+        out.name = "noise_ceiling"
+        out.attrs = {"units": "percent", "n_inverse": inv}
+        return out
+    return nc if nc.ndim else float(nc)
+
+
 def noise_ceiling(
     ncsnr_or_store,
     n=None,
     *,
     split: str | None = "test",
     by: str | None = "session",
+    ddof: int = 1,
+    strict: bool = False,
 ) -> xr.DataArray | np.ndarray:
     """Noise ceiling in percent of explainable variance (a ceiling on R², not r).
 
@@ -156,43 +291,56 @@ def noise_ceiling(
         ncsnr values, or a store. For an fMRI store the ncsnr is its ``ncsnr`` variable
         when present, else :func:`ncsnr` of its trials; ``n`` defaults to the repetition
         counts of the ``split`` images. For a time-resolved store (dim ``time``) the
-        ceiling is the split-half reliability with Spearman-Brown correction
-        (:func:`split_half`), clipped at 0, in percent.
+        ceiling is the split-half reliability with Spearman-Brown correction, see Notes.
     n : int, sequence of int, or mapping {repetitions: count}, optional
         Trials averaged per image. Required for ncsnr input.
-    split : str or None
-        Which images are averaged in the evaluation (default ``"test"``; all if absent).
-    by : str or None
-        z-scoring group passed to :func:`ncsnr`.
+    split : {"test", "train"} or None
+        Which images are averaged in the evaluation (default ``"test"``; all if None or
+        absent from the store).
+    by, ddof : see :func:`ncsnr`
+        z-scoring of the trials when the ncsnr is estimated here.
+    strict : bool
+        Raise :class:`~neuroalign.exceptions.DataFormatError` for unusable neuroids (NaN,
+        infinite or negative ncsnr; dead channels) instead of warning.
 
     Returns
     -------
-    Same container as the ncsnr (DataArray named ``noise_ceiling`` for stores), in percent.
+    Same container as the ncsnr (DataArray named ``noise_ceiling`` for stores), in percent,
+    within [0, 100]; NaN for unusable neuroids (with a
+    :class:`~neuroalign.exceptions.DataQualityWarning` naming them).
+
+    Notes
+    -----
+    Time-resolved ceiling: ``100 · SB(max(r, 0))`` where ``r`` is the split-half
+    correlation averaged over random splits (:func:`split_half`) and
+    ``SB(r) = 2r / (1 + r)``. The mean ``r`` is clipped, not each split's ``r`` (clipping
+    each would bias the ceiling of noise channels upwards). Clipping before or after
+    Spearman-Brown gives the same value for ``r > -1`` (``SB`` is increasing with
+    ``SB(0) = 0``), but only clipping before avoids its pole at ``r = -1``.
     """
     if isinstance(ncsnr_or_store, xr.Dataset):
         ds = ncsnr_or_store
         check_store(ds)
+        if split is not None:
+            check_option(split, SPLITS, name="split", func="noise_ceiling")
         if TIME_DIM in ds[RESPONSE_VAR].dims and n is None:
             sub = ds
             if split is not None and split in set(np.asarray(ds.coords["split"].values).tolist()):
                 sub = select_split(ds, split)
-            rel = split_half(sub)
-            out = 100.0 * rel.clip(min=0.0)
+            r = split_half_r(sub, n_splits=10, seed=0, func="noise_ceiling", strict=strict)
+            rc = r.clip(min=0.0)
+            out = 100.0 * (2 * rc / (1 + rc))
             out.name = "noise_ceiling"
             out.attrs = {"units": "percent", "method": "split-half, Spearman-Brown"}
             return out
         if "ncsnr" in ds.data_vars:
             snr = ds["ncsnr"]
         else:
-            snr = ncsnr(ds, by=by)
+            snr = ncsnr(ds, by=by, ddof=ddof, strict=strict)
         if n is None:
             n = repetition_counts(ds, split)
-        out = noise_ceiling(snr, n)
-        out.name = "noise_ceiling"
-        out.attrs = {"units": "percent", "n_inverse": _inverse_n(n)}
-        return out
-    inv = _inverse_n(n) if n is not None else None
-    if inv is None:
+        return _ceiling_from_ncsnr(snr, _inverse_n(n), strict=strict)
+    if n is None:
         raise ValueError(
             "noise_ceiling() needs n= (the number of trials averaged per image) when given "
             "ncsnr values rather than a store."
@@ -200,86 +348,4 @@ def noise_ceiling(
     snr = ncsnr_or_store if isinstance(ncsnr_or_store, xr.DataArray) else np.asarray(
         ncsnr_or_store, dtype=float
     )
-    sq = snr**2
-    with np.errstate(invalid="ignore"):
-        nc = 100.0 * sq / (sq + inv)
-    if isinstance(nc, xr.DataArray):
-        nc = nc.where(~np.isinf(snr), 100.0)
-    else:
-        nc = np.where(np.isinf(snr), 100.0, nc)
-    return nc
-
-
-def split_half(
-    ds: xr.Dataset,
-    *,
-    n_splits: int = 10,
-    seed: int | None = 0,
-) -> xr.DataArray:
-    """Split-half reliability per neuroid (and time), Spearman-Brown corrected.
-
-    For each of ``n_splits`` random splits, the repetitions of every stimulus with at
-    least two presentations are divided into two halves, each half is averaged, and the
-    two half-averages are correlated across stimuli (Pearson). The mean correlation over
-    splits is corrected to the full number of repetitions with ``2r / (1 + r)``. This
-    estimates the reliability of the repetition-averaged data (= NC/100).
-
-    Returns
-    -------
-    xr.DataArray
-        dims ``('neuroid',)`` or ``('neuroid', 'time')``, named ``"reliability"``.
-    """
-    _require_trials(ds, "split_half")
-    n_splits = check_positive_int(n_splits, name="n_splits", func="split_half")
-    ids, codes = stimulus_codes(ds.coords["stimulus_id"].values)
-    counts = np.bincount(codes, minlength=len(ids))
-    usable = np.flatnonzero(counts >= 2)
-    if len(usable) < 3:
-        raise ValueError(
-            f"split_half() needs at least 3 stimuli with 2 or more repetitions; found "
-            f"{len(usable)} ({format_list(ids[usable], limit=5) or 'none'})."
-        )
-    rng = np.random.default_rng(seed)
-    halves = []
-    for _ in range(n_splits):
-        a_rows, a_cols, b_rows, b_cols = [], [], [], []
-        for new, s in enumerate(usable):
-            idx = rng.permutation(np.flatnonzero(codes == s))
-            h = len(idx) // 2
-            a_rows += [new] * h
-            a_cols += list(idx[:h])
-            b_rows += [new] * (len(idx) - h)
-            b_cols += list(idx[h:])
-        halves.append((np.array(a_rows), np.array(a_cols), np.array(b_rows), np.array(b_cols)))
-
-    import scipy.sparse as sp
-
-    n_pres = ds.sizes[TRIAL_DIM]
-    n_use = len(usable)
-
-    def mean_matrix(rows, cols):
-        m = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_use, n_pres))
-        c = np.asarray(m.sum(axis=1)).ravel()
-        return sp.diags(1.0 / c) @ m
-
-    mats = [(mean_matrix(a, b), mean_matrix(c, d)) for a, b, c, d in halves]
-
-    def reliability(x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
-        rs = np.zeros(flat.shape[0])
-        for ma, mb in mats:
-            xa = (ma @ flat.T).T
-            xb = (mb @ flat.T).T
-            xa = xa - xa.mean(axis=1, keepdims=True)
-            xb = xb - xb.mean(axis=1, keepdims=True)
-            den = np.sqrt((xa**2).sum(1) * (xb**2).sum(1))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rs += np.where(den > 0, (xa * xb).sum(1) / den, 0.0)
-        r = rs / len(mats)
-        return (2 * r / (1 + r)).reshape(*x.shape[:-1], 1)
-
-    out = apply_along(ds[RESPONSE_VAR], reliability, TRIAL_DIM, "_one", 1).isel(_one=0, drop=True)
-    out = out.drop_vars([c for c in out.coords if TRIAL_DIM in out[c].dims], errors="ignore")
-    out.name = "reliability"
-    out.attrs = {"method": "split-half, Spearman-Brown", "n_splits": n_splits}
-    return out
+    return _ceiling_from_ncsnr(snr, _inverse_n(n), strict=strict)

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.exceptions import DataFormatError, DimensionError
+from neuroalign.exceptions import DataFormatError, DimensionError, SplitLeakageError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -19,7 +19,10 @@ __all__ = [
     "NEUROID_DIM",
     "TIME_DIM",
     "SPLITS",
+    "ALLOW_SPLIT_OVERLAP",
     "check_store",
+    "split_overlap",
+    "split_overlap_allowed",
     "is_trial_level",
     "sample_dim",
 ]
@@ -33,6 +36,9 @@ STIMULUS_DIM = "stimulus"  # one row per stimulus (after average_repetitions)
 NEUROID_DIM = "neuroid"
 TIME_DIM = "time"
 SPLITS = ("train", "test")
+# store attribute: True lets one stimulus have presentations in both splits (opt-out of
+# the leakage check); saved with the store, shown by summary() / ``neuroalign info``
+ALLOW_SPLIT_OVERLAP = "allow_split_overlap"
 
 REQUIRED_ATTRS = ("dataset", "space", "units", "schema_version")
 
@@ -73,6 +79,35 @@ def sample_dim(ds: xr.Dataset) -> str:
 def is_trial_level(ds: xr.Dataset) -> bool:
     """True when ``ds`` holds one row per presentation (repetitions not averaged)."""
     return sample_dim(ds) == TRIAL_DIM
+
+
+def split_overlap(ds: xr.Dataset) -> np.ndarray:
+    """Stimulus ids (sorted) with presentations in more than one split; empty if none.
+
+    Only a trial-level store can have such stimuli (an averaged one has one row each).
+    """
+    if sample_dim(ds) != TRIAL_DIM or "split" not in ds.coords:
+        return np.array([], dtype=str)
+    ids = np.asarray(ds.coords["stimulus_id"].values)
+    split = np.asarray(ds.coords["split"].values)
+    if ids.size == 0:
+        return ids
+    uniq, codes = np.unique(ids, return_inverse=True)
+    codes = codes.ravel()
+    first = split[np.unique(codes, return_index=True)[1]]  # split of the first presentation
+    mixed = np.zeros(len(uniq), dtype=bool)
+    np.logical_or.at(mixed, codes, split != first[codes])
+    return uniq[mixed]
+
+
+def split_overlap_allowed(ds: xr.Dataset) -> bool:
+    """Whether the store opts out of the split-leakage check (attr ``allow_split_overlap``)."""
+    value = ds.attrs.get(ALLOW_SPLIT_OVERLAP, False)
+    if not isinstance(value, (bool, np.bool_)):
+        raise DataFormatError(
+            f"Store attribute {ALLOW_SPLIT_OVERLAP!r} is {value!r}; expected True or False."
+        )
+    return bool(value)
 
 
 def _kind_ok(values: Any, kinds: str) -> bool:
@@ -130,6 +165,12 @@ def check_store(ds: xr.Dataset) -> xr.Dataset:
     DataFormatError
         A variable or coordinate has the wrong dtype or values (e.g. ``split`` not in
         ``{'train', 'test'}``, duplicated ``neuroid_id``), or a required attribute is missing.
+    SplitLeakageError
+        A stimulus has presentations in both ``train`` and ``test`` (trained and tested on
+        the same image). A store that means it sets the attribute
+        ``allow_split_overlap = True``: it is saved with the store and shown by
+        :func:`~neuroalign.store.summary`; split consumers then take each split's
+        presentations as they are.
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(
@@ -169,12 +210,21 @@ def check_store(ds: xr.Dataset) -> xr.Dataset:
             f"Store coordinate 'split' has values {format_list(sorted(splits))}, "
             f"expected only {format_list(SPLITS)}."
         )
+    allowed = split_overlap_allowed(ds)
     if sdim == TRIAL_DIM:
         reps = np.asarray(ds.coords["repetition"].values)
         if reps.size and reps.min() < 0:
             raise DataFormatError(
                 f"Store coordinate 'repetition' has negative values (min {int(reps.min())}); "
                 "repetitions are 0-based."
+            )
+        leaked = [] if allowed else split_overlap(ds)
+        if len(leaked):
+            raise SplitLeakageError(
+                f"{len(leaked)} stimuli have presentations in both 'train' and 'test': "
+                f"{format_list(leaked, limit=5)}. A model would be trained and tested on the "
+                "same images. Give every presentation of a stimulus the same 'split', or set "
+                f"ds.attrs[{ALLOW_SPLIT_OVERLAP!r}] = True if this is intended."
             )
     else:
         ids = ds.coords["stimulus_id"].values

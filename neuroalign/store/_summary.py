@@ -5,14 +5,26 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from neuroalign._validation import format_list
 from neuroalign.store._ops import roi_names
-from neuroalign.store._schema import NEUROID_DIM, RESPONSE_VAR, TIME_DIM, sample_dim
+from neuroalign.store._schema import (
+    ALLOW_SPLIT_OVERLAP,
+    NEUROID_DIM,
+    RESPONSE_VAR,
+    TIME_DIM,
+    sample_dim,
+    split_overlap,
+)
 
 __all__ = ["summary"]
 
 
 def summary(ds: xr.Dataset) -> str:
-    """A short multi-line text describing a store: sizes, splits, ROIs, reliability."""
+    """A short multi-line text describing a store: sizes, splits, ROIs, reliability.
+
+    A store that allows stimuli in both splits (attribute ``allow_split_overlap``) says so,
+    with the number of such stimuli and the first few of them.
+    """
     resp = ds[RESPONSE_VAR]
     dim = sample_dim(ds)
     ids = np.asarray(ds.coords["stimulus_id"].values)
@@ -25,6 +37,12 @@ def summary(ds: xr.Dataset) -> str:
         + ", ".join(f"{s}: {int((split == s).sum())}" for s in ("train", "test"))
         + ")",
     ]
+    if ds.attrs.get(ALLOW_SPLIT_OVERLAP, False):
+        both = split_overlap(ds)
+        lines.append(
+            f"split overlap: ALLOWED ({ALLOW_SPLIT_OVERLAP}=True); {len(both)} stimuli in both "
+            "train and test" + (f": {format_list(both, limit=5)}" if len(both) else "")
+        )
     if "subject" in ds.coords:
         lines.append(f"subjects: {', '.join(map(str, np.unique(ds.coords['subject'].values)))}")
     if "session" in ds.coords:
@@ -37,8 +55,13 @@ def summary(ds: xr.Dataset) -> str:
         parts = [f"{r} ({int(np.asarray(ds.coords['roi_' + r].values).sum())})" for r in rois]
         lines.append(f"ROIs ({NEUROID_DIM}s): " + ", ".join(parts))
     if "ncsnr" in ds.data_vars:
-        v = np.asarray(ds["ncsnr"].values, dtype=float)
+        v = np.asarray(ds["ncsnr"].values, dtype=float).ravel()
+        bad = int((~np.isfinite(v)).sum())
         v = v[np.isfinite(v)]
+        text = "ncsnr:"
         if v.size:
-            lines.append(f"ncsnr: median {np.median(v):.3f} (range {v.min():.3f} .. {v.max():.3f})")
+            text += f" median {np.median(v):.3f} (range {v.min():.3f} .. {v.max():.3f})"
+        if bad:
+            text += f" {bad} of {v.size + bad} not finite"
+        lines.append(text)
     return "\n".join(lines)

@@ -5,8 +5,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from neuroalign.exceptions import DataFormatError, DimensionError
-from neuroalign.store import average_repetitions, zscore
+from neuroalign.exceptions import (
+    DataFormatError,
+    DataQualityWarning,
+    DimensionError,
+    SplitLeakageError,
+)
+from neuroalign.store import average_repetitions, open_store, save_store, zscore
 from neuroalign.testing import make_store
 
 
@@ -53,8 +58,39 @@ def test_inconsistent_split_is_an_error(ds):
     idx = np.flatnonzero(ds.stimulus_id.values == first)
     split[idx[0]] = "test"
     split[idx[1]] = "train"
-    with pytest.raises(DataFormatError, match=f"Stimuli appear in both splits: '{first}'"):
+    with pytest.raises(SplitLeakageError, match=f"both 'train' and 'test': '{first}'"):
         ds.assign_coords(split=("presentation", split)).na.average_repetitions()
+
+
+def test_average_repetitions_ignores_presentation_order(ds):
+    ds = ds.assign(responses=ds.responses.astype(np.float64))
+    perm = np.random.default_rng(0).permutation(ds.sizes["presentation"])
+    a = ds.na.average_repetitions()
+    b = ds.isel(presentation=perm).na.average_repetitions().set_index(stimulus="stimulus_id")
+    b = b.sel(stimulus=a.stimulus_id.values)
+    np.testing.assert_allclose(b.responses.values, a.responses.values, rtol=1e-12)
+    np.testing.assert_array_equal(b.n_repetitions.values, a.n_repetitions.values)
+    np.testing.assert_array_equal(b.split.values, a.split.values)
+
+
+def test_average_repetitions_of_a_saved_dask_store(ds, tmp_path):
+    lazy = open_store(save_store(ds, tmp_path / "s.zarr", neuroid_chunk=2), chunks=2)
+    av = lazy.na.average_repetitions()
+    assert av.responses.chunks is not None
+    np.testing.assert_array_equal(av.responses.values, ds.na.average_repetitions().responses.values)
+
+
+def test_average_repetitions_nan_propagates_to_that_stimulus_only(ds):
+    resp = ds.responses.values.copy()
+    row = 4
+    resp[row, 2] = np.nan
+    av = ds.assign(responses=(ds.responses.dims, resp)).na.average_repetitions()
+    clean = ds.na.average_repetitions()
+    hit = list(av.stimulus_id.values).index(ds.stimulus_id.values[row])
+    assert np.isnan(av.responses.values[hit, 2])
+    mask = np.ones(av.responses.shape, dtype=bool)
+    mask[hit, 2] = False
+    np.testing.assert_array_equal(av.responses.values[mask], clean.responses.values[mask])
 
 
 def test_roi_split_rois(ds):
@@ -87,9 +123,46 @@ def test_zscore_by_session_matches_scipy(ds):
         ds.na.zscore("run")
 
 
+def test_zscore_ddof_nan_and_constant_follow_scipy(ds):
+    z1 = zscore(ds, by=None, ddof=1)
+    x = ds.responses.values.astype(float)
+    np.testing.assert_allclose(z1.responses.values, stats.zscore(x, axis=0, ddof=1), atol=1e-5)
+    with pytest.raises(ValueError, match=r"Invalid value for 'ddof' in zscore\(\): 2. Expected one of 0, 1"):
+        zscore(ds, ddof=2)
+    x[3, 1] = np.nan  # a missing trial: left out of the statistics, stays NaN
+    x[:, 4] = 0.1  # constant (its float64 mean is not exactly 0.1): NaN as in scipy, never 0
+    dirty = ds.assign(responses=(ds.responses.dims, x))
+    with pytest.warns(DataQualityWarning, match=r"zscore\(\): 1 of 6 neuroids have unusable data: 1 constant, "
+                      r"infinite or \(nearly\) all NaN within a store group \('n00004'\)"):
+        z = zscore(dirty, by=None)
+    ref = np.full_like(x, np.nan)
+    ref[:, :4] = stats.zscore(x[:, :4], axis=0, nan_policy="omit")
+    ref[:, 5:] = stats.zscore(x[:, 5:], axis=0, nan_policy="omit")
+    np.testing.assert_allclose(z.responses.values, ref, atol=1e-5)
+    assert np.isnan(z.responses.values[:, 4]).all() and np.isnan(z.responses.values[3, 1])
+    with pytest.raises(DataFormatError, match=r"'n00004'.*\(strict=True\)"):
+        zscore(dirty, by=None, strict=True)
+
+
 def test_operations_do_not_mutate(ds):
     before = ds.copy(deep=True)
     ds.na.average_repetitions()
     ds.na.zscore()
     ds.na.roi("V1v")
     assert ds.identical(before)
+
+
+def test_accessor_passes_the_reliability_options(ds):
+    from neuroalign.store import ncsnr, noise_ceiling, split_half
+
+    np.testing.assert_array_equal(ds.na.ncsnr(ddof=0).values, ncsnr(ds, ddof=0).values)
+    assert not np.array_equal(ds.na.ncsnr().values, ds.na.ncsnr(ddof=0).values)
+    np.testing.assert_array_equal(ds.na.noise_ceiling(ddof=0, split="train").values,
+                                  noise_ceiling(ds, ddof=0, split="train").values)
+    np.testing.assert_array_equal(ds.na.split_half(seed=3).values, split_half(ds, seed=3).values)
+    np.testing.assert_array_equal(ds.na.zscore(ddof=1).responses.values, zscore(ds, ddof=1).responses.values)
+    dead = ds.assign(responses=ds.responses.where(ds.neuroid_id != "n00002", 1.0))
+    with pytest.raises(DataFormatError, match="'n00002'"):
+        dead.na.ncsnr(strict=True)
+    with pytest.raises(DataFormatError, match="'n00002'"):
+        dead.na.noise_ceiling(strict=True)

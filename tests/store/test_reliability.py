@@ -1,18 +1,103 @@
-"""ncsnr, noise ceilings and split-half reliability against known answers."""
+"""ncsnr and noise ceilings: NSD's own recipe, known answers, invariances, dirty data."""
+
+import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
-from scipy import stats
 
-from neuroalign.exceptions import DimensionError
-from neuroalign.store import ncsnr, noise_ceiling, split_half
+from neuroalign.exceptions import DataFormatError, DataQualityWarning, DimensionError
+from neuroalign.store import (
+    ncsnr,
+    noise_ceiling,
+    open_store,
+    repetition_counts,
+    save_store,
+    split_half,
+)
 from neuroalign.testing import make_store, ncsnr_sampling_sd
 
+SEEDS = [0, 1, 2]  # every known-answer test below was also run once over seeds 0..19
 
-def test_ncsnr_recovers_true_value_within_sampling_error():
+
+def nsd_reference(resp, stim, session, *, ddof=1):
+    """NSD's recipe written out independently: calczscore per session (sample sd), then
+    the mean over images with >= 2 trials of the across-trial variance (N - 1)."""
+    resp = np.asarray(resp, dtype=np.float64)
+    z = np.empty_like(resp)
+    for s in np.unique(session):
+        rows = session == s
+        z[rows] = (resp[rows] - resp[rows].mean(0)) / resp[rows].std(0, ddof=ddof)
+    variances = [z[stim == i].var(0, ddof=1) for i in np.unique(stim) if (stim == i).sum() >= 2]
+    noise_var = np.mean(variances, axis=0)
+    return np.sqrt(np.maximum(0.0, 1.0 - noise_var)) / np.sqrt(noise_var)
+
+
+def nsd_ceiling(snr, reps):
+    """NSD's NC = 100 ncsnr² / (ncsnr² + (A/3 + B/2 + C/1)/(A + B + C)) written as counts."""
+    reps = np.asarray(reps)
+    a, b, c = (reps == 3).sum(), (reps == 2).sum(), (reps == 1).sum()
+    assert a + b + c == len(reps)
+    inv = (a / 3 + b / 2 + c / 1) / (a + b + c)
+    return 100 * snr**2 / (snr**2 + inv)
+
+
+def unequal_sessions(ds, sizes):
+    session = np.repeat(np.arange(len(sizes)), sizes).astype(np.int64)
+    assert len(session) == ds.sizes["presentation"]
+    return ds.assign_coords(session=("presentation", session))
+
+
+def unbalanced(ds, seed):
+    """Keep a random 1..3 repetitions of every stimulus (test images included)."""
+    rng = np.random.default_rng(seed)
+    keep_n = dict(zip(np.unique(ds.stimulus_id.values), rng.integers(1, 4, 10_000), strict=False))
+    keep = [r < keep_n[s] for s, r in zip(ds.stimulus_id.values, ds.repetition.values, strict=True)]
+    return ds.isel(presentation=np.flatnonzero(keep))
+
+
+def designs():
+    snr = np.linspace(0.1, 2.0, 12)
+    base = make_store(60, 12, n_repetitions=3, n_test=20, ncsnr=snr, seed=3)
+    yield "30 trials per session", make_store(40, 12, n_repetitions=3, n_sessions=4, ncsnr=snr, seed=4)
+    yield "unequal sessions", unequal_sessions(base, [7, 50, 13, 60, 50])
+    yield "unbalanced repetitions", unbalanced(make_store(60, 12, n_repetitions=3, n_test=20,
+                                                          ncsnr=snr, seed=5), seed=5)
+    yield "3-6 trials per session", unequal_sessions(base, [3, 4, 5, 6] * 10)
+    yield "time-resolved", make_store(30, 4, n_repetitions=2, n_times=3, ncsnr=snr[:4], seed=6)
+
+
+DESIGNS = list(designs())
+
+
+@pytest.mark.parametrize("name,ds", DESIGNS, ids=[n for n, _ in DESIGNS])
+def test_ncsnr_and_ceiling_match_independent_nsd_reference(name, ds):
+    resp = ds.responses.transpose("presentation", ...).values
+    ref = nsd_reference(resp, ds.stimulus_id.values, ds.session.values)
+    np.testing.assert_allclose(ncsnr(ds).values, ref, rtol=1e-10, atol=1e-12)
+    assert ncsnr(ds).dtype == np.float64
+    test_ids = ds.stimulus_id.values[ds.split.values == "test"]
+    reps = np.unique(test_ids, return_counts=True)[1]
+    nc = noise_ceiling(ds, reps) if "time" in ds.dims else noise_ceiling(ds)  # time: split-half
+    np.testing.assert_allclose(nc.values, nsd_ceiling(ref, reps), rtol=1e-10, atol=1e-12)
+    ref0 = nsd_reference(resp, ds.stimulus_id.values, ds.session.values, ddof=0)
+    np.testing.assert_allclose(ncsnr(ds, ddof=0).values, ref0, rtol=1e-10, atol=1e-12)
+
+
+def test_population_sd_is_a_named_option_and_differs_on_short_sessions():
+    ds = make_store(100, 50, n_repetitions=3, n_sessions=10, ncsnr=np.linspace(0.05, 3, 50), seed=0)
+    nsd, pop = noise_ceiling(ds, 3), noise_ceiling(ds, 3, ddof=0)
+    assert ncsnr(ds).attrs["zscore_ddof"] == 1 and ncsnr(ds, ddof=0).attrs["zscore_ddof"] == 0
+    # 30 trials per session: the population sd lowers the ceiling by up to ~9 points
+    assert 7 < float((nsd - pop).max()) < 11 and float((nsd - pop).min()) >= 0
+    with pytest.raises(ValueError, match=r"Invalid value for 'ddof' in ncsnr\(\): 2. Expected one of 1, 0"):
+        ncsnr(ds, ddof=2)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ncsnr_recovers_true_value_within_sampling_error(seed):
     true = np.linspace(0.3, 2.0, 40)
-    ds = make_store(400, 40, ncsnr=true, n_repetitions=3, seed=1)
+    ds = make_store(400, 40, ncsnr=true, n_repetitions=3, seed=seed)
     est = ncsnr(ds)
     assert est.dims == ("neuroid",)
     z = (est.values - true) / ncsnr_sampling_sd(true, 400, 3)
@@ -21,55 +106,10 @@ def test_ncsnr_recovers_true_value_within_sampling_error():
     assert np.corrcoef(est.values, true)[0, 1] > 0.98
 
 
-def test_ncsnr_matches_hand_computation_of_nsd_definition():
-    ds = make_store(30, 5, n_repetitions=3, n_sessions=2, seed=2)
-    z = ds.responses.values.astype(float).copy()
-    for s in np.unique(ds.session.values):
-        m = ds.session.values == s
-        z[m] = stats.zscore(z[m], axis=0)
-    ids = ds.stimulus_id.values
-    var = np.array([z[ids == i].var(axis=0, ddof=1) for i in np.unique(ids)])
-    noise = var.mean(axis=0)  # balanced design: pooled == NSD's mean over images
-    expected = np.sqrt(np.maximum(0, 1 - noise)) / np.sqrt(noise)
-    np.testing.assert_allclose(ncsnr(ds).values, expected, rtol=1e-5)
-
-
-def test_ncsnr_needs_repeats_and_trials():
-    ds = make_store(10, 2, n_repetitions=1)
-    with pytest.raises(ValueError, match="needs stimuli shown at least twice"):
-        ncsnr(ds)
-    with pytest.raises(DimensionError, match=r"ncsnr\(\) needs a trial-level store"):
-        ncsnr(make_store(10, 2).na.average_repetitions())
-
-
-def test_noise_ceiling_formula_and_mixed_repetitions():
-    snr = np.array([0.0, 0.5, 1.0, 2.0, np.inf])
-    nc = noise_ceiling(snr, 3)
-    expected = np.append(100 * snr[:4] ** 2 / (snr[:4] ** 2 + 1 / 3), 100.0)
-    np.testing.assert_allclose(nc, expected)
-    # NSD's mixed form: A images with 3 reps, B with 2, C with 1
-    A, B, C = 100, 30, 10
-    mixed = noise_ceiling(snr[:4], {3: A, 2: B, 1: C})
-    inv = (A / 3 + B / 2 + C / 1) / (A + B + C)
-    np.testing.assert_allclose(mixed, 100 * snr[:4] ** 2 / (snr[:4] ** 2 + inv))
-    per_image = [3] * A + [2] * B + [1] * C
-    np.testing.assert_allclose(noise_ceiling(snr[:4], per_image), mixed)
-    da = xr.DataArray(snr[:4], dims="neuroid")
-    assert isinstance(noise_ceiling(da, 3), xr.DataArray)
-
-
-def test_noise_ceiling_bad_n():
-    with pytest.raises(ValueError, match=r"needs n= \(the number of trials averaged per image\)"):
-        noise_ceiling([1.0])
-    with pytest.raises(ValueError, match=r"Invalid value for 'n' in noise_ceiling\(\): 0. Expected a positive"):
-        noise_ceiling([1.0], 0)
-    with pytest.raises(ValueError, match=r"Expected a mapping \{repetitions: number of images\}"):
-        noise_ceiling([1.0], {0: 3})
-
-
-def test_noise_ceiling_of_store_uses_test_repetitions():
+@pytest.mark.parametrize("seed", SEEDS)
+def test_noise_ceiling_of_store_uses_test_repetitions(seed):
     true = np.linspace(0.3, 1.5, 20)
-    ds = make_store(300, 20, ncsnr=true, n_test=60, seed=4)
+    ds = make_store(300, 20, ncsnr=true, n_test=60, seed=seed)
     nc = noise_ceiling(ds)
     assert nc.name == "noise_ceiling" and nc.dims == ("neuroid",)
     true_nc = 100 * true**2 / (true**2 + 1 / 3)
@@ -87,14 +127,188 @@ def test_noise_ceiling_of_store_uses_test_repetitions():
     np.testing.assert_allclose(noise_ceiling(pub).values, 100 * 1 / (1 + 1 / 3), rtol=1e-6)
 
 
-def test_split_half_spearman_brown_recovers_reliability():
-    true = np.array([0.3, 0.6, 1.0, 1.5])
-    ds = make_store(300, 4, ncsnr=true, n_repetitions=4, n_times=3, seed=5)
-    rel = split_half(ds, n_splits=20)
-    assert rel.dims == ("neuroid", "time")
-    expected = true**2 / (true**2 + 1 / 4)  # reliability of the 4-repetition mean
-    np.testing.assert_allclose(rel.values, np.repeat(expected[:, None], 3, 1), atol=0.06)
-    nc = noise_ceiling(ds, split=None)
-    np.testing.assert_allclose(nc.values, 100 * np.clip(rel.values, 0, None), atol=8)
-    with pytest.raises(ValueError, match="needs at least 3 stimuli with 2 or more repetitions"):
-        split_half(make_store(5, 2, n_repetitions=1))
+def test_noise_ceiling_with_three_two_and_one_repetitions():
+    ds = make_store(90, 6, n_repetitions=3, n_test=30, ncsnr=np.linspace(0.3, 1.5, 6), seed=7)
+    test_ids = np.unique(ds.stimulus_id.values[ds.split.values == "test"])
+    # test images: A = 10 with 3 repetitions, B = 12 with 2, C = 8 with 1
+    keep_n = dict(zip(test_ids, [3] * 10 + [2] * 12 + [1] * 8, strict=True))
+    keep = [r < keep_n.get(s, 3) for s, r in zip(ds.stimulus_id.values, ds.repetition.values, strict=True)]
+    mixed = ds.isel(presentation=np.flatnonzero(keep))
+    np.testing.assert_array_equal(np.sort(repetition_counts(mixed)), np.sort([3] * 10 + [2] * 12 + [1] * 8))
+    nc = noise_ceiling(mixed)
+    inv = (10 / 3 + 12 / 2 + 8 / 1) / 30
+    assert nc.attrs["n_inverse"] == pytest.approx(inv, rel=1e-12)
+    snr = ncsnr(mixed).values
+    np.testing.assert_allclose(nc.values, 100 * snr**2 / (snr**2 + inv), rtol=1e-12)
+    np.testing.assert_allclose(nc.values, noise_ceiling(snr, {3: 10, 2: 12, 1: 8}), rtol=1e-12)
+
+
+def test_row_order_and_units_do_not_change_ncsnr_or_ceiling():
+    ds = unequal_sessions(make_store(60, 8, n_repetitions=3, n_test=20, seed=8), [20, 70, 90])
+    ds = ds.assign(responses=ds.responses.astype(np.float64))
+    perm = np.random.default_rng(0).permutation(ds.sizes["presentation"])
+    shuffled = ds.isel(presentation=perm)
+    np.testing.assert_allclose(ncsnr(shuffled).values, ncsnr(ds).values, rtol=1e-12)
+    np.testing.assert_allclose(noise_ceiling(shuffled).values, noise_ceiling(ds).values, rtol=1e-12)
+    tiny = ds.assign(responses=ds.responses * 1e-13)
+    np.testing.assert_allclose(ncsnr(tiny).values, ncsnr(ds).values, rtol=1e-10)
+    np.testing.assert_allclose(noise_ceiling(tiny).values, noise_ceiling(ds).values, rtol=1e-10)
+
+
+def test_dask_backed_store_gives_the_same_values(tmp_path):
+    ds = make_store(30, 6, n_repetitions=3, n_times=2, seed=9)
+    lazy = open_store(save_store(ds, tmp_path / "s.zarr", neuroid_chunk=2), chunks=2)
+    np.testing.assert_array_equal(ncsnr(lazy).values, ncsnr(ds).values)
+    np.testing.assert_array_equal(split_half(lazy).values, split_half(ds).values)
+    np.testing.assert_array_equal(noise_ceiling(lazy).values, noise_ceiling(ds).values)
+
+
+def test_noise_ceiling_formula_and_mixed_repetitions():
+    snr = np.array([0.0, 0.5, 1.0, 2.0])
+    np.testing.assert_allclose(noise_ceiling(snr, 3), 100 * snr**2 / (snr**2 + 1 / 3))
+    A, B, C = 100, 30, 10  # NSD's mixed form: A images with 3 reps, B with 2, C with 1
+    mixed = noise_ceiling(snr, {3: A, 2: B, 1: C})
+    np.testing.assert_allclose(mixed, 100 * snr**2 / (snr**2 + (A / 3 + B / 2 + C / 1) / (A + B + C)))
+    np.testing.assert_allclose(noise_ceiling(snr, [3] * A + [2] * B + [1] * C), mixed)
+    nc = noise_ceiling(xr.DataArray(snr, dims="neuroid"), 3)
+    assert isinstance(nc, xr.DataArray) and nc.name == "noise_ceiling"
+
+
+def test_noise_ceiling_bad_n_and_split():
+    with pytest.raises(ValueError, match=r"needs n= \(the number of trials averaged per image\)"):
+        noise_ceiling([1.0])
+    with pytest.raises(ValueError, match=r"Invalid value for 'n' in noise_ceiling\(\): 0. Expected a positive"):
+        noise_ceiling([1.0], 0)
+    with pytest.raises(ValueError, match=r"Expected a mapping \{repetitions: number of images\}"):
+        noise_ceiling([1.0], {0: 3})
+    with pytest.raises(ValueError, match=r"Invalid value for 'split' in noise_ceiling\(\): 'val'"):
+        noise_ceiling(make_store(10, 2), split="val")
+
+
+def test_repetition_counts():
+    ds = make_store(12, 2, n_repetitions=3, n_test=4, seed=1)
+    ds = ds.isel(presentation=np.flatnonzero(~((ds.stimulus_id.values == "stim-0000") & (ds.repetition.values == 0))))
+    counts = dict(zip(*np.unique(ds.stimulus_id.values[ds.split.values == "test"], return_counts=True), strict=True))
+    first = list(dict.fromkeys(ds.stimulus_id.values[ds.split.values == "test"]))
+    np.testing.assert_array_equal(repetition_counts(ds), [counts[s] for s in first])
+    assert sorted(repetition_counts(ds, "train")) == [3] * 8
+    assert sorted(repetition_counts(ds, None)) == [2] + [3] * 11
+    av = ds.na.average_repetitions()
+    assert sorted(repetition_counts(av)) == [2, 3, 3, 3]
+    with pytest.raises(DimensionError, match="no 'n_repetitions' coordinate; pass n= explicitly"):
+        repetition_counts(av.drop_vars("n_repetitions"))
+    with pytest.raises(ValueError, match=r"Invalid value for 'split' in repetition_counts\(\): 'val'"):
+        repetition_counts(ds, "val")
+
+
+def test_ncsnr_needs_repeats_trials_and_groups():
+    with pytest.raises(ValueError, match="needs stimuli shown at least twice"):
+        ncsnr(make_store(10, 2, n_repetitions=1))
+    with pytest.raises(DimensionError, match=r"ncsnr\(\) needs a trial-level store"):
+        ncsnr(make_store(10, 2).na.average_repetitions())
+    ds = make_store(10, 2, n_repetitions=3)
+    with pytest.raises(KeyError, match=r"ncsnr\(by='run'\): the store has no coordinate 'run'"):
+        ncsnr(ds, by="run")
+    lone = unequal_sessions(ds, [1, 14, 15])
+    with pytest.raises(ValueError, match=r"at least 2 presentations per group; session 0 hold 1"):
+        ncsnr(lone)
+    # without a session coordinate the default z-scores over all presentations
+    no_session = ds.drop_vars("session")
+    resp = no_session.responses.values
+    np.testing.assert_allclose(ncsnr(no_session).values, nsd_reference(
+        resp, ds.stimulus_id.values, np.zeros(len(resp))), rtol=1e-10)
+    assert ncsnr(no_session).attrs["zscored_by"] == "None"
+
+
+# -- dirty data -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean():
+    return make_store(40, 8, n_repetitions=3, n_test=12, ncsnr=np.linspace(0.3, 1.5, 8), seed=9)
+
+
+def _set(ds, rows, neuroid, value):
+    resp = ds.responses.values.copy()
+    resp[rows, neuroid] = value
+    return ds.assign(responses=(ds.responses.dims, resp))
+
+
+def test_dead_neuroids_are_nan_and_named(clean):
+    n = clean.sizes["presentation"]
+    dirty = _set(clean, slice(None), 1, 3.0)  # constant
+    dirty = _set(dirty, 5, 3, np.inf)  # one infinite trial
+    dirty = _set(dirty, slice(None), 4, np.nan)  # never measured
+    dirty = _set(dirty, np.flatnonzero(clean.session.values == 1), 6, 0.0)  # zero in one session
+    with pytest.warns(DataQualityWarning) as rec:
+        snr = ncsnr(dirty)
+    msg = str(rec[0].message)
+    assert "ncsnr(): 4 of 8 neuroids have unusable data" in msg
+    assert "2 constant within a session ('n00001', 'n00006')" in msg
+    assert "1 with infinite values ('n00003')" in msg
+    assert "1 without any stimulus left with 2 finite repetitions ('n00004')" in msg
+    bad = [1, 3, 4, 6]
+    assert np.isnan(snr.values[bad]).all() and np.isfinite(np.delete(snr.values, bad)).all()
+    np.testing.assert_allclose(np.delete(snr.values, bad), np.delete(ncsnr(clean).values, bad), rtol=1e-12)
+    with pytest.warns(DataQualityWarning, match="ncsnr"):
+        nc = noise_ceiling(dirty)
+    assert np.isnan(nc.values[bad]).all() and (nc.values[np.isfinite(nc.values)] < 100).all()
+    with pytest.raises(DataFormatError, match=r"4 of 8 neuroids have unusable data.*\(strict=True\)"):
+        ncsnr(dirty, strict=True)
+    assert n == dirty.sizes["presentation"]
+
+
+def test_identical_repetitions_are_flagged_not_inf(clean):
+    resp = clean.responses.values.copy()
+    for s in np.unique(clean.stimulus_id.values):  # copy the first trial into every repetition
+        rows = np.flatnonzero(clean.stimulus_id.values == s)
+        resp[rows, 2] = resp[rows[0], 2]
+    dup = clean.assign(session=("presentation", np.zeros(len(resp), dtype=np.int64)),
+                       responses=(clean.responses.dims, resp))
+    with pytest.warns(DataQualityWarning, match=r"1 identical across repetitions \(zero noise variance\) \('n00002'\)"):
+        snr = ncsnr(dup)
+    assert np.isnan(snr.values[2]) and np.isfinite(np.delete(snr.values, 2)).all()
+
+
+def test_a_missing_trial_is_left_out_for_that_neuroid(clean):
+    row = int(np.flatnonzero(clean.split.values == "train")[4])
+    dirty = _set(clean, row, 2, np.nan)
+    with pytest.warns(DataQualityWarning, match=r"1 of 8 neuroids have missing \(NaN\) values: 1 in some presentations \('n00002'\). Those presentations were left out"):
+        snr = ncsnr(dirty)
+    dropped = clean.isel(presentation=np.flatnonzero(np.arange(clean.sizes["presentation"]) != row))
+    np.testing.assert_allclose(snr.values[2], ncsnr(dropped).values[2], rtol=1e-12)
+    np.testing.assert_allclose(np.delete(snr.values, 2), np.delete(ncsnr(clean).values, 2), rtol=1e-12)
+    # a dropped trial (the whole row NaN) is the same as dropping the presentation
+    with pytest.warns(DataQualityWarning, match="8 of 8 neuroids have missing"):
+        whole = ncsnr(_set(clean, row, slice(None), np.nan))
+    np.testing.assert_allclose(whole.values, ncsnr(dropped).values, rtol=1e-12)
+    with pytest.raises(DataFormatError, match=r"have missing \(NaN\) values.*\(strict=True\)"):
+        ncsnr(dirty, strict=True)
+
+
+def test_a_lone_value_in_a_session_is_left_out(clean):
+    # neuroid 2 keeps one finite value in session 1: it cannot be z-scored there, so the
+    # result is that of the store without session 1 (for that neuroid)
+    rows = np.flatnonzero(clean.session.values == 1)
+    dirty = _set(clean, rows[1:], 2, np.nan)
+    with pytest.warns(DataQualityWarning, match="have missing"):
+        snr = ncsnr(dirty)
+    without = clean.isel(presentation=np.flatnonzero(clean.session.values != 1))
+    np.testing.assert_allclose(snr.values[2], ncsnr(without).values[2], rtol=1e-12)
+
+
+def test_published_ncsnr_with_nan_or_inf_gives_nan_ceiling(clean):
+    pub = clean.assign(ncsnr=("neuroid", np.array([1, np.nan, 1, np.inf, 1, -0.5, 1, 1], dtype=np.float32)))
+    with pytest.warns(DataQualityWarning, match=r"noise_ceiling\(\): 3 of 8 neuroids have an unusable ncsnr: "
+                      r"1 with NaN ncsnr \('n00001'\); 1 with infinite ncsnr \('n00003'\); 1 with negative "
+                      r"ncsnr \('n00005'\). Their noise ceiling is NaN"):
+        nc = noise_ceiling(pub)
+    assert np.isnan(nc.values[[1, 3, 5]]).all()
+    np.testing.assert_allclose(np.delete(nc.values, [1, 3, 5]), 75.0, rtol=1e-6)
+    with pytest.warns(DataQualityWarning, match=r"1 with infinite ncsnr \(0\)"):
+        assert np.isnan(noise_ceiling([np.inf, 1.0], 3)[0])
+    with pytest.raises(DataFormatError, match="NaN ncsnr"):
+        noise_ceiling(pub, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        noise_ceiling(clean)  # clean data: no warning

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from neuroalign.exceptions import DataFormatError, DimensionError
-from neuroalign.store import check_store
+from neuroalign.exceptions import DataFormatError, DimensionError, SplitLeakageError
+from neuroalign.store import check_store, open_store, save_store, split_overlap, summary
 from neuroalign.testing import make_store
 
 
@@ -125,3 +125,104 @@ def test_missing_attrs(ds):
     del bad.attrs["units"]
     with pytest.raises(DataFormatError, match=r"missing the attribute\(s\) 'units'. Attributes present: 'dataset', 'schema_version', 'space'"):
         check_store(bad)
+
+
+def test_missing_split_and_subject(ds):
+    with pytest.raises(DimensionError, match="missing the coordinate 'split' on dim 'presentation'"):
+        check_store(ds.drop_vars("split"))
+    with pytest.raises(DimensionError, match="missing the coordinate 'subject' on dim 'neuroid'"):
+        check_store(ds.drop_vars("subject"))
+
+
+def test_string_coordinate_holding_other_objects(ds):
+    ids = ds.stimulus_id.values.astype(object)
+    ids[3] = 7
+    ids = np.concatenate([ids[3:4], ids[:3], ids[4:]])  # the non-str first, where it is checked
+    with pytest.raises(DataFormatError, match="coordinate 'stimulus_id' has dtype object, expected str"):
+        check_store(ds.assign_coords(stimulus_id=("presentation", ids)))
+
+
+@pytest.mark.parametrize("name,dim,good,bad,expected", [
+    ("session", "presentation", 0, 0.5, "int"),
+    ("run", "presentation", 0, 0.5, "int"),
+    ("trial", "presentation", 0, 0.5, "int"),
+    ("hemisphere", "neuroid", "lh", 1, "str"),
+    ("sensor", "neuroid", "MEG0111", 1, "str"),
+    ("i", "neuroid", 0, 0.5, "int"),
+    ("j", "neuroid", 0, 0.5, "int"),
+    ("k", "neuroid", 0, 0.5, "int"),
+    ("vertex", "neuroid", 0, 0.5, "int"),
+])
+def test_optional_coordinates_are_checked_when_present(ds, name, dim, good, bad, expected):
+    n = ds.sizes[dim]
+    check_store(ds.assign_coords({name: (dim, np.full(n, good))}))
+    bad_values = np.full(n, bad)
+    with pytest.raises(DataFormatError, match=f"coordinate '{name}' has dtype {bad_values.dtype}, expected {expected}"):
+        check_store(ds.assign_coords({name: (dim, bad_values)}))
+    other = "neuroid" if dim == "presentation" else "presentation"
+    with pytest.raises(DimensionError, match=f"coordinate '{name}' has dims \\('{other}',\\), expected \\('{dim}',\\)"):
+        check_store(ds.drop_vars(name, errors="ignore").assign_coords({name: (other, np.full(ds.sizes[other], good))}))
+
+
+def test_averaged_store_coordinates(ds):
+    av = ds.na.average_repetitions()
+    with pytest.raises(DataFormatError, match="coordinate 'n_repetitions' has dtype float64, expected int"):
+        check_store(av.assign_coords(n_repetitions=av.n_repetitions.astype(float)))
+    with pytest.raises(DimensionError, match="missing the coordinate 'stimulus_id' on dim 'stimulus'"):
+        check_store(av.drop_vars("stimulus_id"))
+
+
+def test_roi_must_be_on_neuroid(ds):
+    mask = np.zeros(ds.sizes["presentation"], dtype=bool)
+    with pytest.raises(DataFormatError, match=r"ROI coordinate 'roi_x' must be bool on dim 'neuroid', got dtype bool on dims \('presentation',\)"):
+        check_store(ds.assign_coords(roi_x=("presentation", mask)))
+
+
+def test_noise_ceiling_variable_checked(ds):
+    with pytest.raises(DataFormatError, match="variable 'noise_ceiling' must be float on dim 'neuroid', got dtype int64"):
+        check_store(ds.assign(noise_ceiling=("neuroid", np.arange(4))))
+    with pytest.raises(DataFormatError, match=r"variable 'ncsnr' must be float on dim 'neuroid', got dtype float64 on dims \('presentation',\)"):
+        check_store(ds.assign(ncsnr=("presentation", np.ones(ds.sizes["presentation"]))))
+    check_store(ds.assign(noise_ceiling=("neuroid", np.full(4, 50.0)), ncsnr=("neuroid", np.ones(4))))
+
+
+# -- split leakage ----------------------------------------------------------------------
+
+
+def leaky(ds, n=1):
+    """Move one presentation of each of the first ``n`` train stimuli into 'test'."""
+    split = ds.split.values.copy()
+    train_ids = list(dict.fromkeys(ds.stimulus_id.values[split == "train"]))[:n]
+    for s in train_ids:
+        split[np.flatnonzero(ds.stimulus_id.values == s)[0]] = "test"
+    return ds.assign_coords(split=("presentation", split)), sorted(train_ids)
+
+
+def test_stimulus_in_both_splits_is_an_error(ds):
+    bad, ids = leaky(ds, 2)
+    with pytest.raises(SplitLeakageError, match=rf"2 stimuli have presentations in both 'train' and 'test': "
+                       rf"'{ids[0]}', '{ids[1]}'. A model would be trained and tested on the same images. "
+                       r"Give every presentation .* or set ds.attrs\['allow_split_overlap'\] = True"):
+        check_store(bad)
+    with pytest.raises(SplitLeakageError, match=ids[0]):
+        bad.na.split("test")  # every split selection goes through the check
+
+
+def test_split_overlap_opt_out_survives_save_and_shows(ds, tmp_path):
+    bad, ids = leaky(ds)
+    allowed = bad.assign_attrs(allow_split_overlap=True)
+    assert check_store(allowed) is allowed
+    assert split_overlap(allowed).tolist() == ids
+    test = allowed.na.split("test")
+    assert ids[0] in test.stimulus_id.values and ids[0] in allowed.na.split("train").stimulus_id.values
+    back = open_store(save_store(allowed, tmp_path / "s.zarr"))
+    assert back.attrs["allow_split_overlap"] is True
+    text = summary(back)
+    assert f"split overlap: ALLOWED (allow_split_overlap=True); 1 stimuli in both train and test: '{ids[0]}'" in text
+    assert "split overlap" not in summary(ds)
+    with pytest.raises(SplitLeakageError, match=r"allows it \(allow_split_overlap=True\).*Average each split on its own"):
+        allowed.na.average_repetitions()
+    with pytest.raises(SplitLeakageError):
+        check_store(bad.assign_attrs(allow_split_overlap=False))
+    with pytest.raises(DataFormatError, match=r"attribute 'allow_split_overlap' is 'yes'; expected True or False"):
+        check_store(ds.assign_attrs(allow_split_overlap="yes"))
