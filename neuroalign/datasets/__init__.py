@@ -33,6 +33,7 @@ from neuroalign.datasets._nsd import (
     load_nsd,
     nsd_plan,
 )
+from neuroalign.datasets._text import TextEncodingWarning
 from neuroalign.datasets._things_fmri import find_things_fmri_files, load_things_fmri
 from neuroalign.datasets.simulate import GroundTruthBrain, ROISpec, SimulationResult, simulate
 
@@ -68,4 +69,5 @@ __all__ = [
     "dataset_card",
     "PublishedCountWarning",
     "MissingSessionsWarning",
+    "TextEncodingWarning",
 ]

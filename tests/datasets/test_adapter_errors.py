@@ -54,7 +54,7 @@ def test_reader_errors(tmp_path):
         load_mat(m, ["a"])
     n = tmp_path / "bad.npy"
     n.write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(DataFormatError, match=r"bad.npy: cannot be read as .npy or pickle"):
+    with pytest.raises(DataFormatError, match=r"bad.npy: has a broken .npy header"):
         load_npy_dict(n, [], "a dict")
 
 
@@ -123,7 +123,7 @@ def test_nsd_format_and_geometry_errors(nsd):
         load_nsd(nsd["root"], 1, format="nifti")
     with h5py.File(_bdir(nsd) / "betas_session02.hdf5", "w") as f:
         f.create_dataset("betas", data=np.zeros((8, 3, 6, 5), np.int16))
-    with pytest.raises(DataFormatError, match=r"betas_session02.hdf5: data shape \(5, 6, 3\), expected \(5, 6, 4\) like betas_session01.hdf5"):
+    with pytest.raises(DataFormatError, match=r"betas_session02.hdf5: data shape \(5, 6, 3\), expected \(5, 6, 4\) like 2 of 3 sessions"):
         load_nsd(nsd["root"], 1)
 
 
