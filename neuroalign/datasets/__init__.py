@@ -18,11 +18,9 @@ from neuroalign.datasets._formats import MissingSessionsWarning, PublishedCountW
 from neuroalign.datasets._ingest import IngestPlan
 from neuroalign.datasets._meeg import (
     load_mne_epochs,
-    load_things_eeg2,
     load_things_meg,
     mne_epochs_plan,
     read_bids_events,
-    things_eeg2_plan,
     things_meg_plan,
 )
 from neuroalign.datasets._nsd import (
@@ -34,6 +32,7 @@ from neuroalign.datasets._nsd import (
     nsd_plan,
 )
 from neuroalign.datasets._text import TextEncodingWarning
+from neuroalign.datasets._things_eeg2 import load_things_eeg2, things_eeg2_plan
 from neuroalign.datasets._things_fmri import find_things_fmri_files, load_things_fmri
 from neuroalign.datasets.simulate import GroundTruthBrain, ROISpec, SimulationResult, simulate
 

@@ -81,29 +81,37 @@ def read_table(path: Path, what: str, *, required: Sequence[str] = (), sep: str 
     return df
 
 
-def int_column(df, column: str, path: Path, *, minimum: int | None = None) -> np.ndarray:
-    """Column ``column`` of a table as int64: every value a whole number (no ``n/a``)."""
+def int_column(df, column: str, path: Path, *, minimum: int | None = None,
+               rows: str = "line") -> np.ndarray:
+    """Column ``column`` of a table as int64: every value a whole number (no ``n/a``).
+
+    ``df`` may be a subset of the rows of the table read from ``path`` (its index labels
+    are the 0-based row numbers); ``rows="line"`` names bad rows by their line in the file
+    (header = line 1), ``rows="epoch"`` by their 0-based epoch number.
+    """
     import pandas as pd
 
     raw = df[column]
     num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(num) | (num != np.round(num))
+    if minimum is not None:
+        bad |= np.isfinite(num) & (num < minimum)
+
+    def where(positions) -> str:
+        labels = [int(df.index[i]) for i in positions]
+        if rows == "line":
+            return f"on line(s) {format_list([x + 2 for x in labels], limit=5)} (header = line 1)"
+        return f"at {rows}(s) {format_list(labels, limit=5)}"
+
     if bad.any():
-        rows = np.flatnonzero(bad)
-        values = [raw.iloc[i] for i in rows[:3]]
+        pos = np.flatnonzero(bad)
+        values = [raw.iloc[i] for i in pos[:3]]
+        expected = "whole numbers" + (f" >= {minimum}" if minimum is not None else "")
         raise DataFormatError(
-            f"{path}: column {column!r} holds {format_list(values)} on line(s) "
-            f"{format_list([int(i) + 2 for i in rows], limit=5)} (header = line 1); expected "
-            "whole numbers in every row (no 'n/a')."
+            f"{path}: column {column!r} holds {format_list(values)} {where(pos)}; expected "
+            f"{expected} in every row (no 'n/a')."
         )
-    out = num.astype(np.int64)
-    if minimum is not None and out.size and out.min() < minimum:
-        rows = np.flatnonzero(out < minimum)
-        raise DataFormatError(
-            f"{path}: column {column!r} holds {int(out[rows[0]])} on line {int(rows[0]) + 2}, "
-            f"expected values >= {minimum}."
-        )
-    return out
+    return num.astype(np.int64)
 
 
 def read_ctab(path: Path) -> dict[int, str]:
