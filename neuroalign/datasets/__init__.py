@@ -33,7 +33,11 @@ from neuroalign.datasets._nsd import (
 )
 from neuroalign.datasets._text import TextEncodingWarning
 from neuroalign.datasets._things_eeg2 import load_things_eeg2, things_eeg2_plan
-from neuroalign.datasets._things_fmri import find_things_fmri_files, load_things_fmri
+from neuroalign.datasets._things_fmri import (
+    find_things_fmri_files,
+    load_things_fmri,
+    things_fmri_plan,
+)
 from neuroalign.datasets.simulate import GroundTruthBrain, ROISpec, SimulationResult, simulate
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "BOLD5000_ROIS",
     "load_things_fmri",
     "find_things_fmri_files",
+    "things_fmri_plan",
     "HDF5Brick",
     "IngestPlan",
     "dataset_card",
