@@ -17,8 +17,10 @@ written, the SHA-256 of each file it was read from is recorded with it (the file
 for the block anyway, so hashing it costs one extra sequential read, from the page cache,
 at ~2 GB/s); a rerun re-hashes those files and keeps a finished block only when every
 digest is unchanged, so a file replaced by one of the same size with its old mtime
-(``cp -p``, ``rsync -t``) is read again. The coordinates and attrs (built from the small
-files: design, masks, metadata) are hashed as a whole: any change to them starts clean.
+(``cp -p``, ``rsync -t``) is read again. The coordinates (built from the small files:
+design, masks, metadata) decide what each block reads, so they are hashed as a whole and
+any change to them starts clean; the finished store takes its coordinates and attrs from
+the current plan, its responses from the partial store.
 A full hash rather than a sampled one: a sample misses a change between its probes, and
 a single changed beta block is exactly the kind of change that must not be missed.
 """
@@ -162,8 +164,10 @@ class IngestPlan:
         return out
 
     def _fingerprint(self, chunks) -> str:
+        # the skeleton's variables decide what each block reads (voxels, trials): any change
+        # restarts; its attrs do not (they are taken from the current plan at the end)
         return _hash({"fp": self.fingerprint, "shape": list(self.shape), "chunks": list(chunks),
-                      "skeleton": _hash_dataset(self.skeleton), "version": _STATE_VERSION})
+                      "skeleton": _hash_variables(self.skeleton), "version": _STATE_VERSION})
 
     def _write_partial(self, partial: Path) -> None:
         import dask.array as da
@@ -228,10 +232,11 @@ class IngestPlan:
         chunks = self._chunks()
         first = self.dims[0]
         src = xr.open_zarr(partial, chunks={}, consolidated=True, zarr_format=_ZARR_FORMAT)
-        for name in src.variables:
-            src.variables[name].encoding = {}
+        # responses from the partial store; coordinates, variables and attrs from this plan
+        # (identical variables by the fingerprint; attrs such as file digests may be newer)
+        final = self.skeleton.assign({RESPONSE_VAR: (self.dims, src[RESPONSE_VAR].data)})
         final_chunks = (self.shape[0], chunks[1], *self.shape[2:])
-        final = src.chunk({first: -1, self.dims[1]: chunks[1]})
+        final = final.chunk({first: -1, self.dims[1]: chunks[1]})
         with dask.config.set(scheduler="synchronous"):
             final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
                           encoding={RESPONSE_VAR: {"chunks": final_chunks}})
@@ -289,8 +294,8 @@ def _hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _hash_dataset(ds: xr.Dataset) -> str:
-    """SHA-256 of every variable (name, dims, dtype, values) and of the attrs."""
+def _hash_variables(ds: xr.Dataset) -> str:
+    """SHA-256 of every variable of ``ds`` (name, dims, dtype, values, attrs)."""
     h = hashlib.sha256()
     for name in sorted(map(str, ds.variables)):
         var = ds.variables[name]
@@ -301,7 +306,6 @@ def _hash_dataset(ds: xr.Dataset) -> str:
             h.update(json.dumps([str(v) for v in values.ravel()]).encode())
         else:
             h.update(np.ascontiguousarray(values).tobytes())
-    h.update(json.dumps(ds.attrs, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 

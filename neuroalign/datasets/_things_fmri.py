@@ -27,7 +27,7 @@ from neuroalign._validation import format_list
 from neuroalign.datasets._formats import h5_read, open_hdf5, repetition_index, unpickle_restricted
 from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
 from neuroalign.datasets._text import int_column, read_table
-from neuroalign.exceptions import DataFormatError
+from neuroalign.exceptions import DataFormatError, UnsafeFileError
 from neuroalign.store._schema import SCHEMA_VERSION
 
 __all__ = ["load_things_fmri", "things_fmri_plan", "find_things_fmri_files"]
@@ -67,12 +67,35 @@ def find_things_fmri_files(root: str | os.PathLike, subject: int | str) -> dict[
 
 
 def _attr(node, name: str, default=None):
+    """Attribute ``name`` of an HDF5 node as a plain value; a pickled one is refused.
+
+    PyTables unpickles attributes that hold a pickle; h5py never does, and neither do we.
+    """
     value = node.attrs.get(name, default)
-    if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8", "replace")
+    raw = value.tobytes() if isinstance(value, np.void) else value
+    if isinstance(raw, (bytes, np.bytes_)):
+        raw = bytes(raw)
+        if raw[:1] == b"\x80" and raw.rstrip(b"\0")[-1:] == b".":
+            raise UnsafeFileError(
+                f"{node.file.filename}: refused to read: attribute {name!r} of {node.name} holds a "
+                "pickle (PyTables would unpickle it, which could run code); expected a plain value."
+            )
+        return raw.decode("utf-8", "replace")
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _codec(path: Path, name: str) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, TypeError, ValueError):
+        raise DataFormatError(
+            f"{path}: {_KEY} has encoding attribute {name[:40]!r}; expected a codec name such as "
+            "'UTF-8'."
+        ) from None
 
 
 class _ResponseTable:
@@ -95,7 +118,7 @@ class _ResponseTable:
                     f"{path}: {_KEY!r} has pandas_type {kind!r}, expected 'frame' (a DataFrame "
                     "saved in fixed format; 'frame_table' is the table format)."
                 )
-            encoding = _attr(g, "encoding") or "UTF-8"
+            encoding = _codec(path, _attr(g, "encoding") or "UTF-8")
             self.columns: dict = {}
             self.blocks: dict[int, tuple[str, bool, np.dtype]] = {}
             self.n_rows = None

@@ -328,11 +328,12 @@ def _items(r, labels, block=0):
         d.attrs.update(attrs)
 
 
-def _attr_payload(r, s):
+def _attr_payload(r, s, name="info", node="ResponseData", value=None):
+    """A pickled attribute (PyTables unpickles such attributes when pandas reads them)."""
     import h5py
 
     with h5py.File(resp(r), "r+") as f:
-        f["ResponseData"].attrs["info"] = np.void(evil_pickle(s))
+        f[node].attrs[name] = np.bytes_(evil_pickle(s)) if value is None else value
 
 
 def _untransposed(r):
@@ -400,6 +401,12 @@ TF = [
     ("resp-crafted-labels", lambda r, s: _items(r, evil_pickle(s)), UnsafeFileError,
      r"sub-01_ResponseData.h5: refused to load: its pickle names posix.system"),
     ("resp-crafted-attr", lambda r, s: _attr_payload(r, s), None, None),
+    ("resp-pickled-attr-encoding", lambda r, s: _attr_payload(r, s, "encoding"), UnsafeFileError,
+     r"sub-01_ResponseData.h5: refused to read: attribute 'encoding' of /ResponseData holds a pickle"),
+    ("resp-pickled-attr-kind", lambda r, s: _attr_payload(r, s, "kind", "ResponseData/block0_items"),
+     UnsafeFileError, r"sub-01_ResponseData.h5: refused to read: attribute 'kind' of /ResponseData/block0_items"),
+    ("resp-bad-encoding", lambda r, s: _attr_payload(r, s, "encoding", value=np.bytes_(b"no-such-codec")), E,
+     r"sub-01_ResponseData.h5: ResponseData has encoding attribute 'no-such-codec'; expected a codec name"),
     ("resp-string-trials", lambda r, s: _to_hdf(r, _table(r).astype({c: str for c in range(9)})), E,
      r"sub-01_ResponseData.h5: trial column 0 holds dtype object; expected float betas"),
     ("resp-duplicate-column", lambda r, s: _items(r, [0, 1, 1, 3, 4, 5, 6, 7, 8]), E,
