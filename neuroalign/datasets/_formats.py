@@ -24,6 +24,7 @@ __all__ = [
     "PublishedCountWarning",
     "MissingSessionsWarning",
     "require_file",
+    "only_one",
     "check_choice",
     "open_hdf5",
     "h5_dataset",
@@ -58,6 +59,21 @@ def require_file(path: Path, what: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (expected {what}).")
     return path
+
+
+def only_one(paths: Sequence[Path], what: str, *, kind: str = "file") -> Path | None:
+    """The one existing path of ``paths`` (None if none); two existing ones are an error.
+
+    Used where a dataset may be laid out in more than one way: finding both is ambiguous,
+    and guessing which one the user meant could silently read the wrong copy.
+    """
+    found = [Path(p) for p in paths if (Path(p).is_dir() if kind == "folder" else Path(p).is_file())]
+    if len(found) > 1:
+        raise DataFormatError(
+            f"{found[0]} and {found[1]}: two {kind}s for {what}; expected one. Move one of them "
+            "away (or pass the one to use explicitly)."
+        )
+    return found[0] if found else None
 
 
 def check_choice(value: Any, valid: Sequence[Any], *, name: str, func: str) -> Any:

@@ -13,7 +13,7 @@ import xarray as xr
 
 from neuroalign._logging import get_logger
 from neuroalign._validation import format_list
-from neuroalign.datasets._formats import repetition_index, require_file
+from neuroalign.datasets._formats import only_one, repetition_index, require_file
 from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
 from neuroalign.datasets._text import int_column, read_table
 from neuroalign.exceptions import DataFormatError
@@ -270,7 +270,7 @@ def things_meg_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
     metadata = None
     if _read_epochs(epo).metadata is None:
         candidates = [base / "sourcedata" / f"sample_attributes_P{n}.csv", base / f"sample_attributes_P{n}.csv"]
-        metadata = next((c for c in candidates if c.exists()), candidates[0])
+        metadata = only_one(candidates, f"the THINGS-MEG sample attributes of P{n}") or candidates[0]
         require_file(metadata, f"THINGS-MEG sample attributes for P{n} (epochs have no metadata)")
     plan = mne_epochs_plan(
         epo, stimulus_column="image_path", metadata=metadata, stimulus_prefix="things-", stem=True,

@@ -19,7 +19,7 @@ import xarray as xr
 
 from neuroalign._validation import format_list
 from neuroalign.datasets._cards import published
-from neuroalign.datasets._formats import load_npy_dict, warn_count
+from neuroalign.datasets._formats import load_npy_dict, only_one, warn_count
 from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
 from neuroalign.datasets._meeg import _montage_positions, _sub
 from neuroalign.exceptions import DataFormatError
@@ -145,7 +145,7 @@ def things_eeg2_plan(
                 f"Invalid value for 'splits' in load_things_eeg2(): {s!r}. Expected 'training' and/or 'test'."
             )
     candidates = [root / "preprocessed_data" / sub, root / sub, root / "preprocessed" / sub]
-    data_dir = next((c for c in candidates if c.is_dir()), None)
+    data_dir = only_one(candidates, f"the preprocessed data of {sub}", kind="folder")
     if data_dir is None:
         present = sorted({p.name for c in (root / "preprocessed_data", root) if c.is_dir()
                           for p in c.iterdir() if p.name.startswith("sub-")})
@@ -155,7 +155,7 @@ def things_eeg2_plan(
         )
     if image_metadata is None:
         meta_candidates = [root / "image_set" / "image_metadata.npy", root / "image_metadata.npy"]
-        meta_path = next((c for c in meta_candidates if c.exists()), meta_candidates[0])
+        meta_path = only_one(meta_candidates, "THINGS-EEG2 image_metadata.npy") or meta_candidates[0]
     else:
         meta_path = Path(image_metadata)
     keys = [f"{_EEG2_SPLITS[s][0]}_img_{k}" for s in splits for k in ("files", "concepts")]

@@ -24,7 +24,13 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.datasets._formats import h5_read, open_hdf5, repetition_index, unpickle_restricted
+from neuroalign.datasets._formats import (
+    h5_read,
+    only_one,
+    open_hdf5,
+    repetition_index,
+    unpickle_restricted,
+)
 from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
 from neuroalign.datasets._text import int_column, read_table
 from neuroalign.exceptions import DataFormatError, UnsafeFileError
@@ -57,8 +63,9 @@ def find_things_fmri_files(root: str | os.PathLike, subject: int | str) -> dict[
           {"responses": f"{sub}_task-things_voxel-wise-responses.h5",
            "stimuli": f"{sub}_task-things_stimulus-metadata.tsv",
            "voxels": f"{sub}_task-things_voxel-metadata.tsv"})]
+    found = only_one([f / names["responses"] for f, names in layouts], f"the response table of {sub}")
     for folder, names in layouts:
-        if (folder / names["responses"]).exists():
+        if found == folder / names["responses"]:
             return {k: folder / v for k, v in names.items()}
     raise FileNotFoundError(
         f"{root}: no THINGS-fMRI response table for {sub} (looked for "
@@ -258,7 +265,7 @@ def things_fmri_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
             f"{sp}: trial_id(s) {format_list(missing, limit=5)} have no column in "
             f"{path.name} ({len(table.trials)} trial columns)."
         )
-    bad = sorted(set(stim.trial_type.astype(str)) - {"train", "test"})
+    bad = sorted(set(stim.trial_type.to_numpy().astype(str)) - {"train", "test"})
     if bad:
         raise DataFormatError(
             f"{sp}: trial_type values {format_list(bad)}, expected only 'train' and 'test' "
@@ -273,7 +280,7 @@ def things_fmri_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
     stim = stim.iloc[order].reset_index(drop=True)
     trial_id, session, run = trial_id[order], session[order], run[order]
     stim_ids = np.array([f"things-{Path(str(s)).stem}" for s in stim.stimulus])
-    split = stim.trial_type.astype(str).to_numpy()
+    split = stim.trial_type.to_numpy().astype(str)
     both = sorted(set(stim_ids[split == "train"]) & set(stim_ids[split == "test"]))
     if both:
         raise DataFormatError(

@@ -388,6 +388,8 @@ def _check_tf(w, order=None):
 TF = [
     ("resp-missing", lambda r, s: resp(r).unlink(), FileNotFoundError, r"no THINGS-fMRI response table for sub-01"),
     ("resp-empty", lambda r, s: empty(resp(r)), E, r"sub-01_ResponseData.h5: cannot be read as HDF5"),
+    ("resp-two-layouts", lambda r, s: shutil.copy(resp(r), r / "sub-01_ResponseData.h5"), E,
+     r"tf/sub-01_ResponseData.h5 and .*betas_csv/sub-01_ResponseData.h5: two files for the response table of sub-01"),
     ("resp-truncated", lambda r, s: truncate(resp(r), 0.5), E,
      r"sub-01_ResponseData.h5: (cannot be read as HDF5|cannot read dataset)"),
     ("resp-no-key", lambda r, s: _to_hdf(r, pd.DataFrame({"a": [1.0]}), key_="Other"), E, r"sub-01_ResponseData.h5: has no key 'ResponseData'. Keys present: 'Other'"),

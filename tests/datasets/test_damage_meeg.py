@@ -8,6 +8,7 @@ The pristine files are written by ``adapter_fixtures`` (``np.save`` of the publi
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,10 @@ EEG = [
      r"image_metadata.npy: 'thing0_01b.jpg' is both a train and a test image \(stimulus id 'things-thing0_01b'\)"),
     ("meta-non-str", lambda r, s: _meta_edit(r, "train_img_files", lambda v: list(range(len(v)))), E,
      r"image_metadata.npy: 'train_img_files' holds 0 \(int\), expected file names \(str\)"),
+    ("eeg-two-subject-folders", lambda r, s: shutil.copytree(eegf(r).parent, r / "sub-01"), E,
+     r"preprocessed_data/sub-01 and .*/eeg/sub-01: two folders for the preprocessed data of sub-01; expected one"),
+    ("meta-two-copies", lambda r, s: shutil.copy(meta(r), r / "image_metadata.npy"), E,
+     r"image_set/image_metadata.npy and .*/eeg/image_metadata.npy: two files for THINGS-EEG2 image_metadata.npy"),
     ("meta-crafted", lambda r, s: meta(r).write_bytes(evil_pickle(s)), UnsafeFileError,
      r"image_metadata.npy: refused to load: its pickle names posix.system"),
 ]
@@ -294,6 +299,10 @@ MNE = [
      lambda r: _csv_edit(r / "sourcedata/sample_attributes_P1.csv", lambda df: _cell(df, 7, "session_nr", "n/a")),
      lambda r: lambda: load_things_meg(r, 1), E,
      r"sample_attributes_P1.csv: column 'session_nr' holds nan on line\(s\) 9"),
+    ("meg-attributes-two-copies", lambda r: shutil.copy(r / "sourcedata/sample_attributes_P1.csv", r),
+     lambda r: lambda: load_things_meg(r, 1), E,
+     r"sourcedata/sample_attributes_P1.csv and .*/sample_attributes_P1.csv: two files for the THINGS-MEG sample "
+     r"attributes of P1"),
     ("meg-attributes-latin1", lambda r: _latin1_csv(r / "sourcedata/sample_attributes_P1.csv"),
      lambda r: lambda: load_things_meg(r, 1), None, r"sample_attributes_P1.csv: is not UTF-8"),
 ]
