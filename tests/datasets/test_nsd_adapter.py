@@ -437,13 +437,13 @@ def test_source_lists_files_with_checksums(tmp_path):
 def test_hdf5_chunk_layouts_read_the_same(tmp_path, chunks, monkeypatch):
     import h5py
 
-    from neuroalign.datasets import _nsd
+    from neuroalign.datasets import _nsd_files
 
     w = write_nsd(tmp_path / "nsd", surface=False)
     for s in w["sessions"]:
         with h5py.File(_betas(w, s), "w") as f:
             f.create_dataset("betas", data=w["vol_betas"][s].transpose(0, 3, 2, 1), chunks=chunks)
-    monkeypatch.setattr(_nsd, "_SLAB_BYTES", 200)  # force several slabs / trial batches
+    monkeypatch.setattr(_nsd_files, "_SLAB_BYTES", 200)  # force several slabs / trial batches
     ds = load_nsd(w["root"], 1, rois=())
     ijk = np.argwhere(w["general"])
     full = np.concatenate([w["vol_betas"][s] for s in w["sessions"]])
