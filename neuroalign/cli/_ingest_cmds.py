@@ -152,13 +152,7 @@ def things_fmri_cmd(
     subject: Annotated[int, typer.Option("--subject", "-s", help="Subject 1..3.")] = 1,
     overwrite: Overwrite = False,
 ) -> None:
-    """THINGS-fMRI single-trial table format of one subject (needs neuroalign[tables])."""
-    from neuroalign.datasets import load_things_fmri
-    from neuroalign.store import save_store
+    """THINGS-fMRI single-trial table format of one subject (streamed in blocks of trials)."""
+    from neuroalign.datasets import things_fmri_plan
 
-    try:
-        ds = load_things_fmri(root, subject)
-        written = save_store(ds, out, overwrite=overwrite)
-    except _ERRORS as err:
-        fail(str(err))
-    typer.echo(f"store: {written}")
+    _run(lambda: things_fmri_plan(root, subject), out, overwrite)

@@ -18,11 +18,9 @@ from neuroalign.datasets._formats import MissingSessionsWarning, PublishedCountW
 from neuroalign.datasets._ingest import IngestPlan
 from neuroalign.datasets._meeg import (
     load_mne_epochs,
-    load_things_eeg2,
     load_things_meg,
     mne_epochs_plan,
     read_bids_events,
-    things_eeg2_plan,
     things_meg_plan,
 )
 from neuroalign.datasets._nsd import (
@@ -33,7 +31,13 @@ from neuroalign.datasets._nsd import (
     load_nsd,
     nsd_plan,
 )
-from neuroalign.datasets._things_fmri import find_things_fmri_files, load_things_fmri
+from neuroalign.datasets._text import TextEncodingWarning
+from neuroalign.datasets._things_eeg2 import load_things_eeg2, things_eeg2_plan
+from neuroalign.datasets._things_fmri import (
+    find_things_fmri_files,
+    load_things_fmri,
+    things_fmri_plan,
+)
 from neuroalign.datasets.simulate import GroundTruthBrain, ROISpec, SimulationResult, simulate
 
 __all__ = [
@@ -63,9 +67,11 @@ __all__ = [
     "BOLD5000_ROIS",
     "load_things_fmri",
     "find_things_fmri_files",
+    "things_fmri_plan",
     "HDF5Brick",
     "IngestPlan",
     "dataset_card",
     "PublishedCountWarning",
     "MissingSessionsWarning",
+    "TextEncodingWarning",
 ]

@@ -22,6 +22,7 @@ from neuroalign.datasets._formats import (
     warn_count,
 )
 from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
+from neuroalign.datasets._text import read_lines
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store._schema import SCHEMA_VERSION
 
@@ -48,14 +49,52 @@ def _find(root: Path, pattern: str, what: str) -> list[Path]:
     return found
 
 
+def _find_one(root: Path, name: str, what: str, *, required: bool = True) -> Path | None:
+    """The single file called ``name`` under ``root``; two copies are an error, not a guess."""
+    found = sorted(p for p in root.rglob(name) if p.is_file())
+    if not found:
+        if required:
+            raise FileNotFoundError(f"{root}: no file matching {name!r} (expected {what}).")
+        return None
+    if len(found) > 1:
+        raise DataFormatError(
+            f"{root}: found {len(found)} files named {name!r} "
+            f"({format_list([str(p.relative_to(root)) for p in found])}); expected one ({what}). "
+            "Move the extra copies away."
+        )
+    return found[0]
+
+
+def _session_files(root: Path, n: int, variant: str) -> dict[int, Path]:
+    """``{session: file}`` of the GLMsingle betas; stray names and duplicates raise."""
+    prefix = f"CSI{n}_GLMbetas-{variant}_ses-"
+    strict = re.compile(rf"^{re.escape(prefix)}(\d+)\.nii\.gz$")
+    out: dict[int, Path] = {}
+    for p in _find(root, f"{prefix}*.nii.gz", f"release-2.0 GLMsingle betas of CSI{n}"):
+        m = strict.match(p.name)
+        if not m:
+            raise DataFormatError(
+                f"{p}: unexpected file name; expected {prefix}NN.nii.gz. Move it away (a copy?)."
+            )
+        ses = int(m.group(1))
+        if ses in out:
+            raise DataFormatError(
+                f"{p}: a second file for session {ses} (besides {out[ses]}); expected one file per "
+                "session. Move one of them away."
+            )
+        out[ses] = p
+    return dict(sorted(out.items()))
+
+
 def _stimulus_ids(names: list[str]) -> np.ndarray:
     return np.array([f"bold5000-{Path(n.strip()).stem}" for n in names])
 
 
 def _test_split(root: Path, ids: np.ndarray) -> np.ndarray:
-    lists = sorted(root.rglob("repeated_stimuli_113_list.txt"))
-    if lists:
-        rep = {f"bold5000-{Path(x.strip()).stem}" for x in lists[0].read_text().splitlines() if x.strip()}
+    path = _find_one(root, "repeated_stimuli_113_list.txt", "the list of repeated images",
+                     required=False)
+    if path is not None:
+        rep = {f"bold5000-{Path(x).stem}" for x in read_lines(path, "the repeated image names")}
     else:
         u, c = np.unique(ids, return_counts=True)
         rep = set(u[c > 1])
@@ -84,19 +123,21 @@ def bold5000_plan(
     if source == "roi":
         return _roi_plan(root, n, str(tr))
     check_choice(variant, BOLD5000_VARIANTS, name="variant", func="load_bold5000")
-    files = _find(root, f"CSI{n}_GLMbetas-{variant}_ses-*.nii.gz", f"release-2.0 GLMsingle betas of CSI{n}")
-    ses_of = {}
-    for p in files:
-        m = re.search(r"_ses-(\d+)\.nii\.gz$", p.name)
-        ses_of[p] = int(m.group(1))
-    files.sort(key=ses_of.get)
-    names_path = _find(root, f"sub-CSI{n}_imgnames.txt", f"the image-name order of CSI{n}")[0]
-    names = [x for x in names_path.read_text().splitlines() if x.strip()]
+    by_session = _session_files(root, n, variant)
+    files = list(by_session.values())
+    ses_of = {p: s for s, p in by_session.items()}
+    names_path = _find_one(root, f"sub-CSI{n}_imgnames.txt", f"the image-name order of CSI{n}")
+    names = read_lines(names_path, f"the image-name order of CSI{n}")
     counts, shape, affine = [], None, None
     for p in files:
         img = load_nifti(p, "GLMsingle betas (X, Y, Z, trials)")
         if len(img.shape) != 4:
             raise DataFormatError(f"{p}: image has shape {img.shape!r}, expected 4 dims (X, Y, Z, trials).")
+        if np.dtype(img.get_data_dtype()).kind != "f":
+            raise DataFormatError(
+                f"{p}: image dtype is {np.dtype(img.get_data_dtype())!s}, expected float (GLMsingle "
+                "betas are PSC)."
+            )
         if shape is None:
             shape, affine = img.shape[:3], img.affine
         elif img.shape[:3] != shape:
@@ -148,7 +189,7 @@ def bold5000_plan(
             arr = nifti_array(load_nifti(p), p)
             return arr[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T.astype(np.float32)
 
-        blocks.append(Block(str(p), start, start + c, read))
+        blocks.append(Block(str(p), start, start + c, read, files=(p,)))
         start += c
     attrs = {
         "dataset": "bold5000", "space": "func (release 2.0)", "units": "percent signal change",
@@ -163,12 +204,12 @@ def bold5000_plan(
 
 def _roi_plan(root: Path, n: int, tr: str) -> IngestPlan:
     check_choice(tr, _TRS, name="tr", func="load_bold5000")
-    mat_path = _find(root, f"CSI{n}_ROIs_TR{tr}.mat", f"release-1 ROI betas of CSI{n}")[0]
+    mat_path = _find_one(root, f"CSI{n}_ROIs_TR{tr}.mat", f"release-1 ROI betas of CSI{n}")
     # note the padding: CSI01 in the stim list, CSI1 in the ROI folders
-    list_path = _find(root, f"CSI0{n}_stim_lists.txt", f"the stimulus list of CSI{n} (CSI0{n})")[0]
+    list_path = _find_one(root, f"CSI0{n}_stim_lists.txt", f"the stimulus list of CSI{n} (CSI0{n})")
     keys = [f"{h}{r}" for r in BOLD5000_ROIS for h in ("LH", "RH")]
     mat = load_mat(mat_path, keys)
-    names = [x for x in list_path.read_text().splitlines() if x.strip()]
+    names = read_lines(list_path, f"the stimulus list of CSI{n}")
     parts, hemi, roi_of = [], [], []
     for key in keys:
         arr = np.asarray(mat[key])
@@ -211,7 +252,7 @@ def _roi_plan(root: Path, n: int, tr: str) -> IngestPlan:
         "schema_version": SCHEMA_VERSION, "subject": f"CSI{n}",
         "source": {"files": [str(mat_path), str(list_path)]},
     }
-    blocks = [Block(str(mat_path), 0, len(names), lambda: values)]
+    blocks = [Block(str(mat_path), 0, len(names), lambda: values, files=(mat_path,))]
     return IngestPlan(xr.Dataset(coords=coords, attrs=attrs), ("presentation", "neuroid"), blocks,
                       {"adapter": "bold5000-roi", "files": file_fingerprint([mat_path, list_path])})
 

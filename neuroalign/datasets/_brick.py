@@ -57,7 +57,7 @@ class HDF5Brick:
 
     def __getitem__(self, index: int | Sequence[int] | np.ndarray) -> np.ndarray:
         """Images at 0-based rows ``index``: (H, W, 3) for an int, (n, H, W, 3) otherwise."""
-        import h5py
+        from neuroalign.datasets._formats import h5_read, open_hdf5
 
         scalar = np.ndim(index) == 0
         rows = np.atleast_1d(np.asarray(index))
@@ -70,7 +70,8 @@ class HDF5Brick:
                 f"{len(self)} images (0-based rows 0..{len(self) - 1})."
             )
         uniq, inverse = np.unique(rows, return_inverse=True)
-        with h5py.File(self.path, "r") as f:
-            block = f[self.key][uniq.tolist()] if uniq.size else np.empty((0, *self.shape[1:]), np.uint8)
+        with open_hdf5(self.path) as f:
+            block = (h5_read(f[self.key], self.path, uniq.tolist()) if uniq.size
+                     else np.empty((0, *self.shape[1:]), np.uint8))
         out = block[inverse.ravel()]
         return out[0] if scalar else out

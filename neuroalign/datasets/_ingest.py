@@ -3,10 +3,26 @@
 Every adapter builds an :class:`IngestPlan`. :meth:`IngestPlan.load` reads the blocks
 into memory; :meth:`IngestPlan.write` streams them into a zarr store one block (one
 session file) at a time, so peak memory is bounded by one block, not by the whole
-subject. The write goes into a ``.<name>.partial`` folder beside the target, records the
-finished blocks, and is renamed into place only when complete: an interrupted ingest that
-is run again with the same inputs resumes from the blocks already written, and one run
-with different inputs starts clean.
+subject.
+
+A write holds the target's lock (:func:`neuroalign._files.atomic_dir`) from start to end:
+a second writer to the same target gets :class:`~neuroalign.exceptions.TargetLockedError`
+naming the holder, a lock left by a killed process is taken over, and a folder at the
+target that neuroalign did not write is never replaced. Blocks go into a
+``.<name>.partial`` folder beside the target, covered by the same lock, that records the
+finished blocks; the store is renamed into place only when complete.
+
+Resuming is keyed on content, never on file sizes and times alone. When a block is
+written, the SHA-256 of each file it was read from is recorded with it (the file is read
+for the block anyway, so hashing it costs one extra sequential read, from the page cache,
+at ~2 GB/s); a rerun re-hashes those files and keeps a finished block only when every
+digest is unchanged, so a file replaced by one of the same size with its old mtime
+(``cp -p``, ``rsync -t``) is read again. The coordinates (built from the small files:
+design, masks, metadata) decide what each block reads, so they are hashed as a whole and
+any change to them starts clean; the finished store takes its coordinates and attrs from
+the current plan, its responses from the partial store.
+A full hash rather than a sampled one: a sample misses a change between its probes, and
+a single changed beta block is exactly the kind of change that must not be missed.
 """
 
 from __future__ import annotations
@@ -15,35 +31,42 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from neuroalign._files import atomic_dir, is_neuroalign_dir, write_marker
 from neuroalign._logging import get_logger, progress
-from neuroalign.exceptions import DataFormatError
-from neuroalign.store import COMPLETE_MARKER, atomic_dir, check_store
+from neuroalign.exceptions import DataFormatError, OutputExistsError
+from neuroalign.store import COMPLETE_MARKER, check_store
 from neuroalign.store._schema import RESPONSE_VAR
 
-__all__ = ["Block", "IngestPlan"]
+__all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fingerprint"]
 
 log = get_logger(__name__)
 
 _PROGRESS_FILE = ".neuroalign-ingest.json"
+_STATE_VERSION = 2
 _ZARR_FORMAT = 2
 _TARGET_CHUNK_BYTES = 32 * 2**20
 
 
 @dataclass
 class Block:
-    """Rows ``start:stop`` of the sample dim, read by ``read()`` (shape (stop-start, ...))."""
+    """Rows ``start:stop`` of the sample dim, read by ``read()`` (shape (stop-start, ...)).
+
+    ``files`` are the files ``read()`` reads; their content digests decide whether a
+    block written by an interrupted ingest can be kept.
+    """
 
     key: str
     start: int
     stop: int
     read: Callable[[], np.ndarray]
+    files: Sequence[str | os.PathLike] = ()
 
 
 @dataclass
@@ -59,8 +82,9 @@ class IngestPlan:
     blocks : list of Block
         Contiguous blocks along the first dim covering it exactly.
     fingerprint : dict
-        What identifies the inputs (files, sizes, mtimes, options); an interrupted write
-        resumes only when the fingerprint is unchanged.
+        What identifies the inputs (options, the files read and their sizes); an
+        interrupted write resumes only when it, the skeleton's content and the content of
+        each finished block's files are unchanged.
     """
 
     skeleton: xr.Dataset
@@ -107,44 +131,70 @@ class IngestPlan:
         return (rows, per, *self.shape[2:])
 
     def write(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Stream the blocks into a zarr store at ``out`` (atomic, resumable).
+        """Stream the blocks into a zarr store at ``out`` (locked, atomic, resumable).
 
         Parameters
         ----------
         out : path-like
             Target store folder (conventionally ``*.zarr``).
         overwrite : bool
-            Replace an existing store at ``out`` (only once the new one is complete).
+            Replace an existing store at ``out`` that neuroalign wrote (only once the new
+            one is complete). A folder that neuroalign did not write is never replaced.
 
         Returns
         -------
         Path
             ``out``, openable with :func:`neuroalign.store.open_store`.
+
+        Raises
+        ------
+        OutputExistsError
+            ``out`` exists (without ``overwrite``), or holds files neuroalign did not write.
+        TargetLockedError
+            Another live process is writing ``out``.
         """
-        import dask
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(out, overwrite=overwrite, kind="store") as tmp:
+            partial = out.with_name(f".{out.name}.partial")
+            self._write_partial(partial)
+            self._finalize(partial, tmp)
+            shutil.rmtree(partial)  # still under the lock: no other writer can be resuming it
+        log.info("ingested %s (%s)", out, dict(zip(self.dims, self.shape, strict=True)))
+        return out
+
+    def _fingerprint(self, chunks) -> str:
+        # the skeleton's variables decide what each block reads (voxels, trials): any change
+        # restarts; its attrs do not (they are taken from the current plan at the end)
+        return _hash({"fp": self.fingerprint, "shape": list(self.shape), "chunks": list(chunks),
+                      "skeleton": _hash_variables(self.skeleton), "version": _STATE_VERSION})
+
+    def _write_partial(self, partial: Path) -> None:
         import dask.array as da
 
-        out = Path(out)
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out}: already exists. Pass overwrite=True to replace it.")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(f".{out.name}.partial")
-        fp = _hash(self.fingerprint, self.shape)
-        done: list[str] = []
+        chunks = self._chunks()
+        fp = self._fingerprint(chunks)
         state_path = partial / _PROGRESS_FILE
+        done: dict[str, dict[str, str]] = {}
+        digests = _Digests()
         if partial.exists():
+            if not (is_neuroalign_dir(partial) or state_path.is_file()):
+                raise OutputExistsError(
+                    f"{partial}: exists and holds files that neuroalign did not write; it is "
+                    "left untouched. Move it away to ingest into "
+                    f"{partial.with_name(partial.name[1:-len('.partial')])}."
+                )
             try:
                 state = json.loads(state_path.read_text())
             except (OSError, ValueError):
                 state = {}
-            if state.get("fingerprint") == fp:
-                done = list(state.get("done", []))
+            if state.get("fingerprint") == fp and isinstance(state.get("done"), dict):
+                done = _still_valid(state["done"], self.blocks, digests)
                 log.info("resuming ingest into %s: %d of %d blocks already written",
-                         out, len(done), len(self.blocks))
+                         partial, len(done), len(self.blocks))
             else:
                 log.info("discarding a stale partial ingest at %s", partial)
                 shutil.rmtree(partial)
-        chunks = self._chunks()
         if not partial.exists():
             ds = self.skeleton.assign(
                 {RESPONSE_VAR: (self.dims, da.zeros(self.shape, chunks=chunks, dtype=np.float32))}
@@ -152,34 +202,85 @@ class IngestPlan:
             check_store(ds)
             ds.to_zarr(partial, mode="w", compute=False, zarr_format=_ZARR_FORMAT,
                        consolidated=True, encoding={RESPONSE_VAR: {"chunks": chunks}})
-            _write_json(state_path, {"fingerprint": fp, "done": []})
+            write_marker(partial, "partial ingest")
+        _write_json(state_path, {"fingerprint": fp, "done": done})
         first = self.dims[0]
         for block in progress(self.blocks, desc=self.desc, unit="file"):
             if block.key in done:
                 continue
+            before = {str(p): digests.stat(p) for p in block.files}
+            recorded = {str(p): digests(p) for p in block.files}
             arr = self._check_block(block, block.read())
+            for p in block.files:  # a file replaced while it was read: its digest is not its data
+                if digests.stat(p) != before[str(p)]:
+                    raise DataFormatError(
+                        f"{p}: changed while it was being read (size, time or inode differ). "
+                        "Run the ingest again once the file is complete."
+                    )
             region = xr.Dataset({RESPONSE_VAR: (self.dims, arr)})
             region.to_zarr(partial, region={first: slice(block.start, block.stop)},
                            zarr_format=_ZARR_FORMAT)
             del arr, region
-            done.append(block.key)
+            done[block.key] = recorded
             _write_json(state_path, {"fingerprint": fp, "done": done})
-        # Final layout as save_store writes it: chunked along neuroid only, every chunk
-        # holding all presentations (what the store operations expect). The rechunk reads
-        # one neuroid slab (all sessions) at a time, each no bigger than ~32 MiB.
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            src = xr.open_zarr(partial, chunks={}, consolidated=True, zarr_format=_ZARR_FORMAT)
-            for name in src.variables:
-                src.variables[name].encoding = {}
-            final_chunks = (self.shape[0], chunks[1], *self.shape[2:])
-            final = src.chunk({first: -1, self.dims[1]: chunks[1]})
-            with dask.config.set(scheduler="synchronous"):  # one neuroid slab at a time
-                final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
-                              encoding={RESPONSE_VAR: {"chunks": final_chunks}})
-            (tmp / COMPLETE_MARKER).write_text("complete\n")
-        shutil.rmtree(partial, ignore_errors=True)
-        log.info("ingested %s (%s)", out, dict(zip(self.dims, self.shape, strict=True)))
-        return out
+
+    def _finalize(self, partial: Path, tmp: Path) -> None:
+        """Rechunk the partial store into ``tmp``: all presentations per chunk, as
+        save_store writes it; one neuroid slab (all sessions, <= ~32 MiB) at a time."""
+        import dask
+
+        chunks = self._chunks()
+        first = self.dims[0]
+        src = xr.open_zarr(partial, chunks={}, consolidated=True, zarr_format=_ZARR_FORMAT)
+        # responses from the partial store; coordinates, variables and attrs from this plan
+        # (identical variables by the fingerprint; attrs such as file digests may be newer)
+        final = self.skeleton.assign({RESPONSE_VAR: (self.dims, src[RESPONSE_VAR].data)})
+        final_chunks = (self.shape[0], chunks[1], *self.shape[2:])
+        final = final.chunk({first: -1, self.dims[1]: chunks[1]})
+        with dask.config.set(scheduler="synchronous"):
+            final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
+                          encoding={RESPONSE_VAR: {"chunks": final_chunks}})
+        (tmp / COMPLETE_MARKER).write_text("complete\n")
+
+
+class _Digests:
+    """SHA-256 of files, computed at most once per file per ingest (keyed on its stat)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple, str]] = {}
+
+    @staticmethod
+    def stat(path) -> tuple:
+        st = Path(path).stat()
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+    def __call__(self, path) -> str:
+        key = self.stat(path)
+        hit = self._cache.get(str(path))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        digest = content_digest(path)
+        self._cache[str(path)] = (key, digest)
+        return digest
+
+
+def _still_valid(done: dict, blocks: Sequence[Block], digests: _Digests) -> dict[str, dict[str, str]]:
+    """The finished blocks whose files still have the recorded content."""
+    by_key = {b.key: b for b in blocks}
+    keep = {}
+    for key, recorded in done.items():
+        block = by_key.get(key)
+        if block is None or not isinstance(recorded, dict):
+            continue
+        files = {str(p) for p in block.files}
+        if set(recorded) != files:
+            continue
+        changed = [p for p in sorted(files) if not Path(p).is_file() or digests(p) != recorded[p]]
+        if changed:
+            log.info("%s: content changed since it was written; reading it again", changed[0])
+            continue
+        keep[key] = recorded
+    return keep
 
 
 def _write_json(path: Path, obj) -> None:
@@ -188,16 +289,41 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _hash(fingerprint: dict, shape) -> str:
-    text = json.dumps({"fp": fingerprint, "shape": list(shape)}, sort_keys=True, default=str)
+def _hash(obj) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _hash_variables(ds: xr.Dataset) -> str:
+    """SHA-256 of every variable of ``ds`` (name, dims, dtype, values, attrs)."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        values = np.asarray(var.values)
+        h.update(json.dumps([name, list(var.dims), str(values.dtype), list(values.shape),
+                             var.attrs], sort_keys=True, default=str).encode())
+        if values.dtype.kind in "OUS":
+            h.update(json.dumps([str(v) for v in values.ravel()]).encode())
+        else:
+            h.update(np.ascontiguousarray(values).tobytes())
+    return h.hexdigest()
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of the whole file at ``path``, read in 8 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(8 * 2**20), b""):
+            h.update(piece)
+    return h.hexdigest()
 
 
 def describe_files(paths, root: Path | None = None, *, hash_limit: int = 64 * 2**20) -> dict[str, dict]:
     """``{path: {"size": bytes, "sha256": hex}}`` of input files, for a store's ``source``.
 
     Files up to ``hash_limit`` bytes get a SHA-256; larger ones (beta files of a whole
-    session) only their size, so describing the inputs never reads gigabytes twice.
+    session) only their size, so describing the inputs never reads gigabytes twice (the
+    ingest's resume check hashes those, block by block).
     """
     out: dict[str, dict] = {}
     for p in paths:
@@ -205,22 +331,16 @@ def describe_files(paths, root: Path | None = None, *, hash_limit: int = 64 * 2*
         size = p.stat().st_size
         entry: dict = {"size": int(size)}
         if size <= hash_limit:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(2**20), b""):
-                    h.update(chunk)
-            entry["sha256"] = h.hexdigest()
+            entry["sha256"] = content_digest(p)
         key = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p)
         out[key] = entry
     return out
 
 
-def file_fingerprint(paths) -> dict[str, list]:
-    """``{path: [size, mtime_ns]}`` of the input files (cheap; used to resume safely)."""
-    out = {}
-    for p in paths:
-        st = Path(p).stat()
-        out[str(p)] = [st.st_size, st.st_mtime_ns]
-    return out
+def file_fingerprint(paths) -> dict[str, int]:
+    """``{path: size}`` of the input files: which inputs a plan reads.
 
-
+    Not a content check: the content of every file a block reads is hashed when the block
+    is written and checked again before a resumed ingest keeps it (:meth:`IngestPlan.write`).
+    """
+    return {str(p): int(Path(p).stat().st_size) for p in paths}

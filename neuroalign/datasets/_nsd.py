@@ -25,18 +25,27 @@ from neuroalign.datasets._cards import published
 from neuroalign.datasets._formats import (
     MissingSessionsWarning,
     check_choice,
-    h5_dataset,
-    load_mat,
+    check_label_names,
+    check_labels,
     load_mgh,
     load_nifti,
     nifti_array,
-    open_hdf5,
-    read_ctab,
     repetition_index,
     require_file,
     warn_count,
 )
 from neuroalign.datasets._ingest import Block, IngestPlan, describe_files, file_fingerprint
+from neuroalign.datasets._nsd_files import (
+    _AXES_HINT,
+    _agree,
+    _design,
+    _read_surface,
+    _read_volume_hdf5,
+    _read_volume_nifti,
+    _session_files,
+    _trial_count,
+)
+from neuroalign.datasets._text import read_ctab
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store._schema import SCHEMA_VERSION
 
@@ -48,11 +57,6 @@ NSD_SPACES = ("func1pt8mm", "func1mm", "fsaverage", "nativesurface")
 NSD_BETAS = ("betas_assumehrf", "betas_fithrf", "betas_fithrf_GLMdenoise_RR")
 NSD_DEFAULT_ROIS = ("prf-visualrois", "floc-faces", "floc-bodies", "floc-places", "floc-words", "streams")
 NSD_SUBJECTS = tuple(range(1, 9))
-SCALE = np.float32(300.0)
-_SESSION_RE = re.compile(r"^(?:(lh|rh)\.)?betas_session(\d+)\.(hdf5|nii\.gz|nii|mgh|mgz)$")
-_SLAB_BYTES = 64 * 2**20
-
-
 def _subject_number(subject: int | str) -> int:
     s = subject
     if isinstance(s, str):
@@ -60,154 +64,6 @@ def _subject_number(subject: int | str) -> int:
         s = int(m.group(1)) if m else s
     check_choice(s, NSD_SUBJECTS, name="subject", func="load_nsd")
     return int(s)
-
-
-def _design(root: Path, subject: int):
-    path = root / "nsddata/experiments/nsd/nsd_expdesign.mat"
-    mat = load_mat(path, ["masterordering", "subjectim", "sharedix"])
-    mo = np.asarray(mat["masterordering"]).ravel()
-    subjectim = np.asarray(mat["subjectim"])
-    if subjectim.ndim != 2 or subjectim.shape[0] < subject:
-        raise DataFormatError(
-            f"{path}: 'subjectim' has shape {subjectim.shape!r}, expected (8, n_images) "
-            f"with a row for subject {subject}."
-        )
-    if mo.size == 0 or mo.min() < 1 or mo.max() > subjectim.shape[1]:
-        raise DataFormatError(
-            f"{path}: 'masterordering' values span {int(mo.min()) if mo.size else None!r}.."
-            f"{int(mo.max()) if mo.size else None!r}, expected 1-based indices 1..{subjectim.shape[1]} "
-            "into the columns of 'subjectim'."
-        )
-    nsd_of_trial = subjectim[subject - 1, mo.astype(np.int64) - 1].astype(np.int64) - 1
-    shared = np.asarray(mat["sharedix"]).ravel().astype(np.int64) - 1
-    sp = mat.get("stimpattern")
-    runs = int(np.asarray(sp).shape[1]) if sp is not None and np.ndim(sp) == 3 else 12
-    return path, nsd_of_trial, shared, runs
-
-
-def _session_files(folder: Path, space: str) -> dict[int, dict[str, Path]]:
-    """``{session: {"hdf5"|"nifti"|"lh"|"rh": path}}`` of the beta files in ``folder``."""
-    found: dict[int, dict[str, Path]] = {}
-    for p in sorted(folder.iterdir()):
-        m = _SESSION_RE.match(p.name)
-        if not m:
-            continue
-        hemi, sess, ext = m.group(1), int(m.group(2)), m.group(3)
-        kind = hemi if hemi else ("hdf5" if ext == "hdf5" else "nifti")
-        found.setdefault(sess, {})[kind] = p
-    surface = space in ("fsaverage", "nativesurface")
-    for sess, kinds in found.items():
-        if surface and set(kinds) != {"lh", "rh"}:
-            have = ", ".join(str(p.name) for p in kinds.values())
-            raise FileNotFoundError(
-                f"{folder}: session {sess} has {have} but not both lh and rh files; expected "
-                f"lh.betas_session{sess:02d} and rh.betas_session{sess:02d}."
-            )
-    return found
-
-
-def _trial_count(kinds: dict[str, Path], space: str, fmt: str) -> tuple[int, tuple, Path]:
-    """Trials, per-trial shape (volume (X,Y,Z) or per-hemisphere vertices), and the file."""
-    if space in ("func1pt8mm", "func1mm"):
-        path = kinds.get("hdf5") if fmt != "nifti" else None
-        wanted = {"hdf5": "hdf5", "nifti": "nifti"}.get(fmt)
-        if wanted and wanted not in kinds:
-            have = ", ".join(p.name for p in kinds.values())
-            raise FileNotFoundError(
-                f"{next(iter(kinds.values())).parent}: no {'HDF5' if wanted == 'hdf5' else 'NIfTI'} "
-                f"beta file for this session (found {have}); format={fmt!r} asks for one."
-            )
-        if path is not None:
-            with open_hdf5(path) as f:
-                d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
-                return d.shape[0], tuple(d.shape[:0:-1]), path
-        path = kinds["nifti"]
-        img = load_nifti(path, "NSD betas (X, Y, Z, trials) int16")
-        if len(img.shape) != 4:
-            raise DataFormatError(f"{path}: image has shape {img.shape!r}, expected 4 dims (X, Y, Z, trials).")
-        if img.get_data_dtype() != np.int16:
-            raise DataFormatError(f"{path}: image dtype is {np.dtype(img.get_data_dtype()).name}, expected int16 (PSC x 300).")
-        return img.shape[3], tuple(img.shape[:3]), path
-    counts = []
-    for hemi in ("lh", "rh"):
-        path = kinds[hemi]
-        if space == "fsaverage":
-            img = load_nifti(path, "fsaverage betas (.mgh, vertices x 1 x 1 x trials)")
-            shp = img.shape
-            if len(shp) != 4 or shp[1:3] != (1, 1):
-                raise DataFormatError(f"{path}: shape {shp!r}, expected (n_vertices, 1, 1, n_trials).")
-            if np.dtype(img.get_data_dtype()).kind != "f":
-                raise DataFormatError(
-                    f"{path}: dtype {np.dtype(img.get_data_dtype()).name}, expected float32 (fsaverage betas are PSC)."
-                )
-            counts.append((shp[3], shp[0]))
-        else:
-            with open_hdf5(path) as f:
-                d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
-                counts.append(d.shape)
-    if counts[0][0] != counts[1][0]:
-        raise DataFormatError(
-            f"{kinds['rh']}: {counts[1][0]} trials, but {kinds['lh'].name} has {counts[0][0]}; "
-            "expected the same trials in both hemispheres."
-        )
-    return counts[0][0], (counts[0][1], counts[1][1]), kinds["lh"]
-
-
-def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
-    """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file."""
-    i, j, k = ijk.T
-    with open_hdf5(path) as f:
-        d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
-        T, Z, Y, X = d.shape
-        out = np.empty((T, len(i)), dtype=np.float32)
-        chunks = d.chunks
-        if chunks is not None and chunks[0] < T:
-            # trial-chunked: read batches of whole trials
-            step = max(chunks[0], _SLAB_BYTES // max(2 * Z * Y * X, 1) // chunks[0] * chunks[0])
-            for t0 in range(0, T, step):
-                slab = d[t0 : t0 + step]
-                out[t0 : t0 + step] = slab[:, k, j, i]
-        else:
-            # voxel-chunked (published layout): read slabs of Z planes, each chunk once
-            cz = chunks[1] if chunks is not None else 1
-            step = max(cz, _SLAB_BYTES // max(2 * T * Y * X, 1) // cz * cz)
-            for z0 in range(0, Z, step):
-                sel = (k >= z0) & (k < z0 + step)
-                if not sel.any():
-                    continue
-                slab = d[:, z0 : z0 + step]
-                out[:, sel] = slab[:, k[sel] - z0, j[sel], i[sel]]
-    out /= SCALE
-    return out
-
-
-def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
-    img = load_nifti(path, "NSD betas (X, Y, Z, trials) int16")
-    arr = nifti_array(img, path, dtype=np.int16)
-    out = arr[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T.astype(np.float32)
-    del arr
-    out /= SCALE
-    return out
-
-
-def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarray]) -> np.ndarray:
-    parts = []
-    for hemi in ("lh", "rh"):
-        path = kinds[hemi]
-        if space == "fsaverage":
-            arr = load_mgh(path)  # (V, T) float PSC
-            parts.append(arr[verts[hemi]].T.astype(np.float32))
-        else:
-            with open_hdf5(path) as f:
-                d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
-                arr = d[()]
-            parts.append(arr[:, verts[hemi]].astype(np.float32) / SCALE)
-        del arr
-    out = np.concatenate(parts, axis=1)
-    bad = np.isnan(out).all(axis=0)
-    if bad.any():
-        log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, int(bad.sum()))
-    return out
 
 
 def _atlas_names(folder: Path, suffixes: Sequence[str], prefixed: bool) -> list[str]:
@@ -303,18 +159,11 @@ def nsd_plan(
         n, shape, path = _trial_count(files[sess], space, format)
         counts[sess], geom[sess] = (n, path), shape
     first = wanted[0]
-    per_session, first_path = counts[first]
-    for sess in wanted:
-        n, path = counts[sess]
-        if n != per_session:
-            raise DataFormatError(
-                f"{path}: {n} trials, expected {per_session} like {first_path.name} "
-                "(every NSD session has the same number of trials)."
-            )
-        if geom[sess] != geom[first]:
-            raise DataFormatError(
-                f"{path}: data shape {geom[sess]!r}, expected {geom[first]!r} like {first_path.name}."
-            )
+    paths = {sess: counts[sess][1] for sess in wanted}
+    per_session = _agree({x: counts[x][0] for x in wanted}, paths, "{} trials",
+                         " (every NSD session has the same number of trials)")
+    _agree(geom, paths, "data shape {!r}", "")
+    first_path = paths[first]
     if not simulated:
         warn_count(first_path, "the number of trials", per_session, published("nsd", "trials_per_session"), subj)
     n_design = len(nsd_of_trial)
@@ -414,22 +263,29 @@ def _volume_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, 
                 f"Valid ROIs: {format_list(valid) or 'none'}."
             )
 
-    def read_vol(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    kinds0 = files[wanted[0]]
+    betas0 = kinds0["hdf5"] if "hdf5" in kinds0 and format != "nifti" else kinds0["nifti"]
+
+    def read_vol(path: Path, what: str, labels: bool = True) -> tuple[np.ndarray, np.ndarray]:
         img = load_nifti(path, what)
         arr = nifti_array(img, path)
         arr = arr.reshape(arr.shape[:3]) if arr.ndim == 4 and arr.shape[3] == 1 else arr
         if arr.shape != tuple(shape):
             raise DataFormatError(
-                f"{path}: volume of shape {arr.shape!r} (X, Y, Z), but the betas "
-                f"({files[wanted[0]].get('hdf5', files[wanted[0]].get('nifti')).name}) have "
-                f"(X, Y, Z) = {tuple(shape)!r}. Expected an ROI aligned to the betas."
+                f"{path}: volume of shape {arr.shape!r} (X, Y, Z), but the betas ({betas0.name}) "
+                f"have (X, Y, Z) = {tuple(shape)!r}. Expected a volume aligned to the betas "
+                f"({_AXES_HINT})."
             )
         sources.append(path)
-        return arr, img.affine
+        return (check_labels(arr, path) if labels else arr), img.affine
 
     mask_path = roi_dir / f"{mask}.nii.gz" if mask else pp / "brainmask.nii.gz"
     mvol, affine = read_vol(mask_path, "an ROI volume (X, Y, Z)")
     ijk = np.argwhere(mvol > 0)  # C order of (X, Y, Z)
+    if len(ijk) == 0:
+        raise DataFormatError(
+            f"{mask_path}: no voxel > 0; expected a mask with at least one voxel."
+        )
     if not simulated and mask == "nsdgeneral" and space == "func1pt8mm":
         warn_count(mask_path, "the nsdgeneral voxel count", len(ijk), published("nsd", "nsdgeneral_voxels_func1pt8mm", s), subj)
     if not simulated:
@@ -455,12 +311,14 @@ def _volume_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, 
         "k": ("neuroid", k.astype(np.int64)),
     })
     for atlas in rois:
-        vol, _ = read_vol(roi_dir / f"{atlas}.nii.gz", "an ROI volume (X, Y, Z)")
-        labels = _ctab_for(root, subj, atlas)
+        vol_path = roi_dir / f"{atlas}.nii.gz"
+        vol, _ = read_vol(vol_path, "an ROI volume (X, Y, Z)")
+        labels, table = _ctab_for(root, subj, atlas)
+        check_label_names(vol, labels, vol_path, table, "voxel(s)")
         _roi_coords(vol[i, j, k], labels, coords, atlas)
     nc_path = beta_dir / "ncsnr.nii.gz"
     if nc_path.exists():
-        nc, _ = read_vol(nc_path, "an ncsnr volume (X, Y, Z)")
+        nc, _ = read_vol(nc_path, "an ncsnr volume (X, Y, Z)", labels=False)
         data_vars["ncsnr"] = ("neuroid", nc[i, j, k].astype(np.float32))
     attrs["affine"] = np.asarray(affine).tolist()
     attrs["volume_shape"] = [int(x) for x in shape]
@@ -473,18 +331,18 @@ def _volume_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, 
         reader = _read_volume_hdf5 if use_h5 else _read_volume_nifti
         start = wanted.index(sess) * per_session
         blocks.append(Block(str(path), start, start + per_session,
-                            (lambda p=path, r=reader: r(p, ijk))))
+                            (lambda p=path, r=reader: r(p, ijk)), files=(path,)))
     return blocks, sources
 
 
-def _ctab_for(root: Path, subj: str, atlas: str) -> dict[int, str]:
+def _ctab_for(root: Path, subj: str, atlas: str) -> tuple[dict[int, str], Path]:
     candidates = [root / f"nsddata/freesurfer/{subj}/label/{atlas}.mgz.ctab",
                   root / f"nsddata/freesurfer/fsaverage/label/{atlas}.mgz.ctab"]
     for c in candidates:
         if c.exists():
-            return read_ctab(c)
+            return read_ctab(c), c
     require_file(candidates[0], f"the label table of ROI {atlas!r}")
-    return {}
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted, nverts,
@@ -502,7 +360,7 @@ def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted,
         warn_count(files[wanted[0]]["lh"], "the lh/rh vertex counts", list(nverts),
                    published("nsd", "nativesurface_vertices", s), subj)
 
-    def read_label(hemi: str, atlas: str, n: int) -> np.ndarray:
+    def read_label(hemi: str, atlas: str, n: int) -> tuple[np.ndarray, Path]:
         path = label_dir / f"{hemi}.{atlas}.mgz"
         arr = load_mgh(path, "a surface ROI label file")
         if arr.ndim != 1 or arr.shape[0] != n:
@@ -511,12 +369,17 @@ def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted,
                 "Expected a label file of the betas' surface."
             )
         sources.append(path)
-        return arr
+        return check_labels(arr, path), path
 
     verts = {}
     for h, hemi in enumerate(("lh", "rh")):
         n = nverts[h]
-        verts[hemi] = np.flatnonzero(read_label(hemi, mask, n) > 0) if mask else np.arange(n)
+        verts[hemi] = np.flatnonzero(read_label(hemi, mask, n)[0] > 0) if mask else np.arange(n)
+    if not sum(len(v) for v in verts.values()):
+        raise DataFormatError(
+            f"{label_dir / f'lh.{mask}.mgz'}: no vertex > 0 in either hemisphere; expected a mask "
+            "with at least one vertex."
+        )
     hemi_of = np.concatenate([np.full(len(verts["lh"]), "lh"), np.full(len(verts["rh"]), "rh")])
     vertex = np.concatenate([verts["lh"], verts["rh"]])
     coords.update({
@@ -526,10 +389,14 @@ def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted,
         "vertex": ("neuroid", vertex.astype(np.int64)),
     })
     for atlas in rois:
-        vals = np.concatenate([read_label(h, atlas, nverts[n])[verts[h]] for n, h in enumerate(("lh", "rh"))])
         ctab = label_dir / f"{atlas}.mgz.ctab"
-        labels = read_ctab(ctab) if ctab.exists() else _ctab_for(root, subj, atlas)
-        _roi_coords(vals, labels, coords, atlas)
+        labels, ctab = (read_ctab(ctab), ctab) if ctab.exists() else _ctab_for(root, subj, atlas)
+        vals = []
+        for n, h in enumerate(("lh", "rh")):
+            arr, path = read_label(h, atlas, nverts[n])
+            check_label_names(arr, labels, path, ctab, "vertex(es)")
+            vals.append(arr[verts[h]])
+        _roi_coords(np.concatenate(vals), labels, coords, atlas)
     nc = [beta_dir / f"{h}.ncsnr.mgh" for h in ("lh", "rh")]
     if all(p.exists() for p in nc):
         vals = []
@@ -544,7 +411,8 @@ def _surface_neuroids(root, s, subj, space, mask, rois, beta_dir, files, wanted,
     for sess in wanted:
         start = wanted.index(sess) * per_session
         blocks.append(Block(str(files[sess]["lh"]), start, start + per_session,
-                            (lambda k=files[sess]: _read_surface(k, space, verts))))
+                            (lambda k=files[sess]: _read_surface(k, space, verts)),
+                            files=(files[sess]["lh"], files[sess]["rh"])))
     return blocks, sources
 
 

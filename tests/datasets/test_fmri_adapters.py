@@ -133,17 +133,26 @@ def test_things_fmri_bad_input(tmp_path, monkeypatch):
     with pytest.raises(DataFormatError, match=r"sub-01_ResponseData.h5: has no key 'ResponseData'. Keys present: 'Other'"):
         load_things_fmri(w["root"], 1)
     p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 50)
-    with pytest.raises(DataFormatError, match=r"sub-01_ResponseData.h5: cannot be read as a pandas HDFStore"):
+    with pytest.raises(DataFormatError, match=r"sub-01_ResponseData.h5: cannot be read as HDF5"):
         load_things_fmri(w["root"], 1)
     with pytest.raises(FileNotFoundError, match=r"no THINGS-fMRI response table for sub-02"):
         load_things_fmri(w["root"], 2)
+
+
+def test_things_fmri_reads_without_pytables_or_pandas_hdf(tmp_path, monkeypatch):
+    """The HDFStore is read with h5py: PyTables is not needed, pandas never unpickles."""
+    import pandas as pd
+
+    w = write_things_fmri(tmp_path / "tf")
     real_import = builtins.__import__
 
     def no_tables(name, *a, **k):
-        if name == "tables":
+        if name == "tables" or name.startswith("tables."):
             raise ImportError("No module named 'tables'")
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_tables)
-    with pytest.raises(ImportError, match=r"pip install 'neuroalign\[tables\]'"):
-        load_things_fmri(w["root"], 1)
+    monkeypatch.setattr(pd, "read_hdf", lambda *a, **k: pytest.fail("pandas.read_hdf was used"))
+    monkeypatch.setattr(pd, "HDFStore", lambda *a, **k: pytest.fail("pandas.HDFStore was used"))
+    ds = load_things_fmri(w["root"], 1)
+    np.testing.assert_array_equal(ds.responses.values, w["values"].T.astype(np.float32))

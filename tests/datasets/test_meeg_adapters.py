@@ -144,7 +144,7 @@ def test_bids_events_keep_columns(tmp_path):
     assert ds.stimulus_id.values.tolist() == ["dog_12s"]
     bad = tmp_path / "bad_events.tsv"
     bad.write_text("time\tvalue\n1\t2\n")
-    with pytest.raises(DataFormatError, match=r"bad_events.tsv: missing BIDS column\(s\) 'onset', 'duration'"):
+    with pytest.raises(DataFormatError, match=r"bad_events.tsv: missing column\(s\) 'onset', 'duration'"):
         read_bids_events(bad)
 
 

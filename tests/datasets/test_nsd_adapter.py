@@ -220,12 +220,22 @@ def test_streaming_ingest_equals_load_and_resumes(tmp_path):
 
 
 def test_stale_partial_starts_clean(tmp_path):
+    from neuroalign._files import write_marker
+    from neuroalign.exceptions import OutputExistsError
+
     w = write_nsd(tmp_path / "nsd", surface=False)
     partial = tmp_path / ".x.zarr.partial"
     partial.mkdir()
     (partial / "junk").write_text("x")
+    # a folder of that name that neuroalign did not write is left alone
+    with pytest.raises(OutputExistsError, match=r"\.x\.zarr\.partial: exists and holds files that "
+                       "neuroalign did not write; it is left untouched"):
+        ingest_nsd(w["root"], 1, tmp_path / "x.zarr", rois=())
+    assert (partial / "junk").read_text() == "x"
+    # a stale partial ingest of neuroalign's (marker, no valid state) starts clean
+    write_marker(partial, "partial ingest")
     ingest_nsd(w["root"], 1, tmp_path / "x.zarr", rois=())
-    assert not (tmp_path / "x.zarr" / "junk").exists()
+    assert not (tmp_path / "x.zarr" / "junk").exists() and not partial.exists()
     assert open_store(tmp_path / "x.zarr").sizes["presentation"] == 24
 
 
@@ -356,7 +366,7 @@ def test_session_trial_count_mismatch(nsd):
 
     with h5py.File(_betas(nsd, 2), "w") as f:
         f.create_dataset("betas", data=np.zeros((7, 4, 6, 5), np.int16))
-    with pytest.raises(DataFormatError, match=r"betas_session02.hdf5: 7 trials, expected 8 like betas_session01.hdf5"):
+    with pytest.raises(DataFormatError, match=r"betas_session02.hdf5: 7 trials, expected 8 like 2 of 3 sessions"):
         load_nsd(nsd["root"], 1)
 
 
@@ -427,13 +437,13 @@ def test_source_lists_files_with_checksums(tmp_path):
 def test_hdf5_chunk_layouts_read_the_same(tmp_path, chunks, monkeypatch):
     import h5py
 
-    from neuroalign.datasets import _nsd
+    from neuroalign.datasets import _nsd_files
 
     w = write_nsd(tmp_path / "nsd", surface=False)
     for s in w["sessions"]:
         with h5py.File(_betas(w, s), "w") as f:
             f.create_dataset("betas", data=w["vol_betas"][s].transpose(0, 3, 2, 1), chunks=chunks)
-    monkeypatch.setattr(_nsd, "_SLAB_BYTES", 200)  # force several slabs / trial batches
+    monkeypatch.setattr(_nsd_files, "_SLAB_BYTES", 200)  # force several slabs / trial batches
     ds = load_nsd(w["root"], 1, rois=())
     ijk = np.argwhere(w["general"])
     full = np.concatenate([w["vol_betas"][s] for s in w["sessions"]])

@@ -55,5 +55,9 @@ def test_store_matches_files_and_latencies(sim_eeg):
     # split-half noise ceiling peaks where the signal is
     nc = store.na.noise_ceiling(split=None)
     occ = nc.sel(neuroid=store["roi_occipital"].values).mean("neuroid")
-    assert float(occ.sel(time=0.1, method="nearest")) > 30
-    assert float(occ.sel(time=slice(-0.2, 0.0)).mean()) < 10
+    peak = float(occ.sel(time=0.1, method="nearest"))
+    base = float(occ.sel(time=slice(-0.2, 0.0)).mean())
+    # before stimulus onset there is only noise: a split-half r over n = 60 images, clipped
+    # at 0 and Spearman-Brown corrected, averages ~100 * 0.8 / sqrt(60) = 10 % (6-11 % over
+    # seeds 0-15); the signal window is far above it (63-90 %)
+    assert peak > 30 and base < 20 and peak > 3 * base, (peak, base)
