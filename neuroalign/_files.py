@@ -2,7 +2,7 @@
 
 Every folder neuroalign writes (stores, results, caches, demo and recipe outputs) carries a
 marker file, :data:`OUTPUT_MARKER`: JSON naming the tool, the *kind* of output (``"store"``,
-``"fit results"``, ``"simulation"`` ...) and, for folders written in one go, the entries
+``"fit output"``, ``"simulation"`` ...) and, for folders written in one go, the entries
 neuroalign put in it. The rules that follow from it:
 
 - :func:`target_lock` gives one process at a time the right to write a target. The lock is
@@ -13,7 +13,7 @@ neuroalign put in it. The rules that follow from it:
 - :class:`atomic_dir` builds a folder beside the target and renames it into place. An
   existing target is replaced only when *all* of these hold (:func:`check_target`):
   ``overwrite=True``; it carries a neuroalign marker; the marker's kind is the kind being
-  written (fit results never replace a simulation or a store); and it holds nothing but
+  written (a fit output never replaces a simulation or a store); and it holds nothing but
   the entries the marker lists (a file the user added to an output folder keeps it from
   being replaced). A folder without a marker (the user's own files) is never deleted, nor
   is a file or a symbolic link. Temporary folders of earlier, killed writes to the same
@@ -198,6 +198,11 @@ def write_marker(folder: str | os.PathLike, kind: str, *,
     (Path(folder) / OUTPUT_MARKER).write_text(json.dumps(info) + "\n")
 
 
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article."""
+    return f"{'an' if kind[:1].lower() in 'aeio' or kind.startswith('RSA') else 'a'} {kind}"
+
+
 def _kind_of(info: dict) -> str:
     return "neuroalign output (earlier version)" if info.get("legacy") else str(info["kind"])
 
@@ -270,19 +275,19 @@ def check_target(target: str | os.PathLike, *, overwrite: bool = False,
         )
     if not _same_kind(info, kind):
         raise OutputExistsError(
-            f"{target}: holds a {_kind_of(info)} written by neuroalign, not a {kind}; it is "
+            f"{target}: holds {_a(_kind_of(info))} written by neuroalign, not {_a(kind)}; it is "
             f"left untouched. Choose another path for this {kind}."
         )
     if not overwrite:
         raise OutputExistsError(
-            f"{target}: already exists (a {kind} written by neuroalign). Pass overwrite=True "
+            f"{target}: already exists ({_a(kind)} written by neuroalign). Pass overwrite=True "
             "(--overwrite) to replace it."
         )
     if isinstance(info.get("entries"), list):
         foreign = sorted(names - set(info["entries"]) - set(_MARKERS))
         if foreign:
             raise OutputExistsError(
-                f"{target}: a {kind} written by neuroalign, but it also holds "
+                f"{target}: {_a(kind)} written by neuroalign, but it also holds "
                 f"{format_list(foreign, limit=5)}, which neuroalign did not write there; it is "
                 "left untouched. Move those away, or choose another path."
             )
@@ -440,9 +445,9 @@ def claim_dir(path: str | os.PathLike, *, kind: str = "output folder") -> Path:
             )
         if info.get("invalid") or info.get("legacy") or info.get("kind") != kind:
             raise OutputExistsError(
-                f"{path}: holds a "
-                f"{'folder with an unreadable marker' if info.get('invalid') else _kind_of(info)}"
-                f", not a {kind}; it is left untouched. Choose another path for this {kind}."
+                f"{path}: holds "
+                f"{'a folder with an unreadable marker' if info.get('invalid') else _a(_kind_of(info))}"
+                f", not {_a(kind)}; it is left untouched. Choose another path for this {kind}."
             )
         return path
     path.mkdir(parents=True, exist_ok=True)
@@ -463,7 +468,7 @@ def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
         info = read_marker(folder)
         if info is None or info.get("invalid") or not _same_kind(info, kind):
             raise OutputExistsError(
-                f"{folder}: not a {kind} written by neuroalign; {name!r} is not written there."
+                f"{folder}: not {_a(kind)} written by neuroalign; {name!r} is not written there."
             )
         dest = folder / name
         if dest.exists() and isinstance(info.get("entries"), list) and name not in info["entries"]:

@@ -42,8 +42,8 @@ from neuroalign.cli._app import Overwrite, app, fail
 from neuroalign.exceptions import NeuroalignError
 
 #: Marker kinds of the output folders (each replaced only by its own kind, with overwrite).
-RSA_KIND = "rsa results"
-SHAPE_KIND = "shape results"
+RSA_KIND = "RSA output"
+SHAPE_KIND = "shape output"
 
 _RSA_KEYS = {"method", "bootstrap", "n_bootstrap", "model_metric", "seed", "ci", "noise_ceiling"}
 

@@ -14,7 +14,7 @@ from neuroalign.cli._app import Overwrite, app, fail
 from neuroalign.exceptions import NeuroalignError
 
 #: Marker kind of the output folder (replaced only by another map output, with overwrite).
-MAP_KIND = "map results"
+MAP_KIND = "map output"
 
 
 class FigFormat(StrEnum):

@@ -120,6 +120,20 @@ def apply_overrides(recipe: dict[str, Any], sets: list[str] | tuple[str, ...],
     return out
 
 
+def _existing_paths(value: Any) -> list[str]:
+    """Every string in a recipe that names an existing file or folder (its inputs)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _existing_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _existing_paths(v)]
+    if isinstance(value, str) and value and len(value) < 4096:
+        try:
+            return [value] if Path(value).exists() else []
+        except (OSError, ValueError):
+            return []
+    return []
+
+
 def run_recipe(path: str | Path, *, out: str | Path | None = None,
                sets: list[str] | tuple[str, ...] = (), overwrite: bool = False) -> dict[str, Any]:
     """Run the recipe at ``path`` (fit, decode or generate) with ``--set`` overrides applied.
@@ -131,14 +145,19 @@ def run_recipe(path: str | Path, *, out: str | Path | None = None,
     The output folder is written atomically by the runner; an existing one is replaced only
     with ``overwrite=True`` and only when it is an earlier output of the same kind of recipe
     (neuroalign's marker). Anything else (a folder of the user's, the recipe's own folder,
-    a folder holding an input) raises :class:`~neuroalign.exceptions.OutputExistsError`
-    before the run starts.
+    a folder holding an input: any existing path the recipe names) raises
+    :class:`~neuroalign.exceptions.OutputExistsError` before the run starts.
     """
     from neuroalign._files import add_file, check_target
 
     path = Path(path)
     recipe = apply_overrides(load_recipe(path), sets, source=path)
     kind = detect_kind(recipe, source=path)
+    # inputs: the recipe and every existing path it names, but for its own output folder
+    named = {k: v for k, v in recipe.items() if k != "out"}
+    if isinstance(named.get("outputs"), dict):
+        named["outputs"] = {k: v for k, v in named["outputs"].items() if k != "dir"}
+    inputs = [path, *_existing_paths(named)]
     log.info("running %s as a %r recipe", path, kind)
     if kind == "fit":
         from neuroalign.encoders._recipe import OUTPUT_KIND as out_kind
@@ -147,21 +166,21 @@ def run_recipe(path: str | Path, *, out: str | Path | None = None,
 
         check_recipe(recipe, path)
         out_dir = Path(out if out is not None else recipe.get("outputs", {}).get("dir", "results"))
-        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=[path])
+        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
         result = run_fit(recipe, out=str(out_dir), overwrite=overwrite)
     elif kind == "decode":
         from neuroalign.decoders._recipes import DECODE_KIND as out_kind
         from neuroalign.decoders._recipes import run_decode_recipe
 
         out_dir = Path(out if out is not None else recipe.get("out", "decode-out"))
-        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=[path])
+        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
         result = run_decode_recipe(recipe, out_dir, overwrite=overwrite)
     else:
         from neuroalign.decoders._recipes import GENERATE_KIND as out_kind
         from neuroalign.decoders._recipes import run_generate_recipe
 
         out_dir = Path(out if out is not None else recipe.get("out", "generate-out"))
-        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=[path])
+        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
         result = run_generate_recipe(recipe, out_dir, overwrite=overwrite)
     record = {"recipe": str(path), "kind": kind, "set": list(sets), "config": recipe}
     add_file(out_dir, "run.json", json.dumps(record, indent=2, default=str), kind=out_kind)

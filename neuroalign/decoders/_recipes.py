@@ -20,8 +20,8 @@ __all__ = ["run_decode_recipe", "run_generate", "run_generate_recipe", "save_gri
 log = get_logger(__name__)
 
 #: Marker kinds of the output folders (each replaced only by its own kind, with overwrite).
-DECODE_KIND = "decode results"
-GENERATE_KIND = "generate results"
+DECODE_KIND = "decode output"
+GENERATE_KIND = "generate output"
 
 
 def _inputs(cfg: dict, base: Path) -> list:

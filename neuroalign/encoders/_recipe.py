@@ -61,7 +61,7 @@ log = get_logger(__name__)
 
 ENCODER_KINDS = ("layer-sweep", "ridge", "banded-ridge", "attention-routing")
 #: Marker kind of a fit's output folder (replaced only by another fit's, with overwrite).
-OUTPUT_KIND = "fit results"
+OUTPUT_KIND = "fit output"
 _SECTIONS = ("kind", "study", "store", "features", "encoder", "outputs")
 
 
