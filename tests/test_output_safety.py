@@ -102,6 +102,8 @@ def test_fit_and_run_refuse_user_folders_and_overwrite_their_own(tmp_path, sim):
     assert {p.name for p in out.iterdir()} == {".neuroalign", "results.zarr", "summary.json", "run.json"}
     results = xr.open_zarr(out / "results.zarr", consolidated=True, zarr_format=2)
     assert "score" in results and (out / "results.zarr" / ".neuroalign-manifest.json").is_file()
+    res = runner.invoke(app, ["store", "verify", str(out)])  # the output folder's zarrs
+    assert res.exit_code == 0 and "in 1 zarr folder(s): all checksums match" in res.output
     # a user's file added to the output keeps it from being replaced
     (out / "my-plot.png").write_bytes(b"mine")
     for command in ("fit", "run"):

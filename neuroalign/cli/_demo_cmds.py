@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from neuroalign.cli._app import app, fail
-from neuroalign.exceptions import OutputExistsError, TargetLockedError
+from neuroalign.exceptions import NeuroalignError
 
 
 @app.command("demo")
@@ -36,7 +36,7 @@ def demo(
 
     try:
         report = run_demo(DemoConfig(out=out, quick=quick, seed=seed, echo=typer.echo))
-    except (OSError, OutputExistsError, TargetLockedError) as err:
+    except (OSError, NeuroalignError) as err:  # a refused folder, a damaged store, a full disk
         fail(str(err))
     if not report.all_passed:
         raise typer.Exit(1)
