@@ -56,6 +56,8 @@ __all__ = [
     "claim_dir",
     "check_target",
     "replace_dir",
+    "recover",
+    "clean_stale",
     "add_file",
     "is_neuroalign_dir",
     "read_marker",
@@ -336,6 +338,25 @@ def clean_stale(target: str | os.PathLike, keep: Path | None = None) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def recover(target: str | os.PathLike) -> None:
+    """Put back an output that a write killed between its two renames left aside.
+
+    :func:`replace_dir` renames the old output to ``.NAME.old-XXXXXXXX`` and then the new
+    one into place; a writer killed between the two leaves no ``target``. Call this holding
+    ``target``'s lock: when ``target`` is missing and one such folder exists, it is renamed
+    back (instead of being removed as a stale temporary).
+    """
+    target = _abs(target)
+    if target.exists() or target.is_symlink() or not target.parent.is_dir():
+        return
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.old-[0-9a-f]{{8}}$")
+    old = [p for p in target.parent.iterdir()
+           if pattern.match(p.name) and p.is_dir() and not p.is_symlink()]
+    if len(old) == 1:
+        log.info("%s: restoring the output an interrupted write left at %s", target, old[0])
+        os.replace(old[0], target)
+
+
 class atomic_dir:
     """Build a folder beside ``target`` and rename it into place, under the target's lock.
 
@@ -388,6 +409,7 @@ class atomic_dir:
         self._lock = target_lock(self.target, what=self.kind)
         self._lock.__enter__()
         try:
+            recover(self.target)
             check_target(self.target, overwrite=self.overwrite, kind=self.kind)
         except BaseException:
             self._release()

@@ -283,3 +283,16 @@ def test_claim_dir_kinds(tmp_path):
     afile.write_text("mine")
     with pytest.raises(OutputExistsError, match="f: exists and is not a folder"):
         claim_dir(afile)
+
+
+def test_output_left_aside_by_a_killed_replace_is_restored(tmp_path):
+    out = tmp_path / "out"
+    _write(out, "one")
+    aside = tmp_path / ".out.old-0123abcd"
+    os.replace(out, aside)  # killed between its two renames: no `out`
+    (tmp_path / ".out.tmp-89abcdef").mkdir()  # the new one, unfinished as far as we know
+    with pytest.raises(OutputExistsError, match="already exists"):
+        _write(out, "two")  # the old output is back, so this is an ordinary refusal
+    assert (out / "data.txt").read_text() == "one" and not aside.exists()
+    _write(out, "two", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]

@@ -25,6 +25,7 @@ from neuroalign._files import (
     check_target,
     clean_stale,
     read_marker,
+    recover,
     replace_dir,
     target_lock,
     write_marker,
@@ -90,6 +91,7 @@ class FeatureCache:
     def locked(self) -> Iterator[None]:
         """Hold the cache path's write lock (a second extraction into it is refused)."""
         with target_lock(self.path, what=KIND):
+            recover(self.path)
             yield
 
     # -- state --------------------------------------------------------------------------

@@ -184,7 +184,8 @@ def extract(
     allow_download : bool
         Allow downloading weights (never by default).
     overwrite : bool
-        Replace a cache written with other settings.
+        Replace a cache written with other settings (only a feature cache neuroalign wrote;
+        a folder of the user's at ``cache`` is never replaced).
     stop_early : bool
         Stop each forward pass once the last requested layer has run.
     channels_last : bool, optional
@@ -208,6 +209,15 @@ def extract(
         Pretrained weights are not available offline.
     CacheMismatchError
         ``cache`` holds features computed with other settings.
+    OutputExistsError
+        ``cache`` is a file, or a folder neuroalign did not write (left untouched).
+    TargetLockedError
+        Another process is writing ``cache``.
+    StoreCorruptError
+        The complete cache at ``cache`` is damaged (a chunk missing, truncated or altered).
+    OSError
+        A write failed (e.g. a full disk); the message names the cache and the batch, and
+        the same call again resumes from the batches already written.
     """
 
     check_option(pooling, POOLINGS, name="pooling", func="extract")
