@@ -1,7 +1,9 @@
 """Safe writes: one writer per target, atomic folders, and never touching what is not ours.
 
 Every folder neuroalign writes (stores, results, caches, demo and recipe outputs) carries a
-marker file, :data:`OUTPUT_MARKER`. The rules that follow from it:
+marker file, :data:`OUTPUT_MARKER`: JSON naming the tool, the *kind* of output (``"store"``,
+``"fit output"``, ``"simulation"`` ...) and, for folders written in one go, the entries
+neuroalign put in it. The rules that follow from it:
 
 - :func:`target_lock` gives one process at a time the right to write a target. The lock is
   an OS file lock (``filelock``) on ``.NAME.lock`` beside the target, so a lock left by a
@@ -9,14 +11,23 @@ marker file, :data:`OUTPUT_MARKER`. The rules that follow from it:
   pid, host and start time are recorded beside it so that a second writer's error names
   the holder.
 - :class:`atomic_dir` builds a folder beside the target and renames it into place. An
-  existing target is replaced only with ``overwrite=True`` *and* when it carries a
-  neuroalign marker; a folder without one (the user's own files) is never deleted.
-  Temporary folders of earlier, killed writes to the same target (``.NAME.tmp-XXXXXXXX``)
-  are removed after the next successful write: every writer holds the target's lock while
-  its temporary folder exists, so one found while holding the lock belongs to a dead writer.
+  existing target is replaced only when *all* of these hold (:func:`check_target`):
+  ``overwrite=True``; it carries a neuroalign marker; the marker's kind is the kind being
+  written (a fit output never replaces a simulation or a store); and it holds nothing but
+  the entries the marker lists (a file the user added to an output folder keeps it from
+  being replaced). A folder without a marker (the user's own files) is never deleted, nor
+  is a file or a symbolic link. Temporary folders of earlier, killed writes to the same
+  target (``.NAME.tmp-XXXXXXXX`` and ``.NAME.old-XXXXXXXX``, neuroalign's names) are
+  removed after the next successful write: every writer holds the target's lock while its
+  temporary folder exists, so one found while holding the lock belongs to a dead writer.
 - :func:`claim_dir` is for working folders that neuroalign fills over several runs (the
-  demo's folder, a recipe's simulation folder): it accepts a missing or empty folder, or
-  one that already carries the marker, and refuses any other non-empty folder.
+  demo's folder): it accepts a missing or empty folder, or one that already carries a
+  marker of the same kind, and refuses any other non-empty folder. It never deletes.
+
+The marker is trusted: neuroalign cannot tell its own marker from a copied or hand-made
+one, so a folder carrying a valid marker of the right kind (and only the listed entries)
+is treated as neuroalign's output and replaced on ``overwrite=True``. Do not copy
+``.neuroalign`` files into folders of your own. An unreadable marker is not trusted.
 """
 
 from __future__ import annotations
@@ -29,10 +40,11 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from neuroalign._logging import get_logger
+from neuroalign._validation import format_list
 from neuroalign._version import __version__
 from neuroalign.exceptions import OutputExistsError, TargetLockedError
 
@@ -42,16 +54,33 @@ __all__ = [
     "target_lock",
     "atomic_dir",
     "claim_dir",
+    "check_target",
+    "replace_dir",
+    "recover",
+    "clean_stale",
+    "add_file",
     "is_neuroalign_dir",
+    "read_marker",
     "write_marker",
 ]
 
 log = get_logger(__name__)
 
-#: Marker file in every folder neuroalign writes (JSON: tool, version, kind, created).
+#: Marker file in every folder neuroalign writes (JSON: tool, version, kind, created, entries).
 OUTPUT_MARKER = ".neuroalign"
-#: Markers written by earlier versions, accepted as proof of ownership.
+#: Markers written by earlier versions (stores and feature caches), accepted as proof of
+#: ownership for the kinds in :data:`LEGACY_KINDS`.
 LEGACY_MARKERS = (".neuroalign-complete",)
+LEGACY_KINDS = ("store", "feature cache")
+_MARKERS = (OUTPUT_MARKER, *LEGACY_MARKERS)
+
+
+def _abs(target: str | os.PathLike) -> Path:
+    """``target`` as an absolute, normalised path (``.`` and ``..`` resolved, links kept)."""
+    path = Path(os.path.abspath(os.fspath(target)))
+    if not path.name:
+        raise OutputExistsError(f"{path}: the file-system root cannot be an output path.")
+    return path
 
 
 def _lock_paths(target: Path) -> tuple[Path, Path]:
@@ -64,8 +93,8 @@ def _holder(owner: Path) -> str:
         info = json.loads(owner.read_text())
         return (f"process {info.get('pid')} on {info.get('host')} "
                 f"(since {info.get('started')})")
-    except (OSError, ValueError):
-        return "another process"
+    except (OSError, ValueError, AttributeError):
+        return "process"
 
 
 @contextlib.contextmanager
@@ -85,7 +114,8 @@ def target_lock(target: str | os.PathLike, *, what: str = "target",
     Raises
     ------
     TargetLockedError
-        Another live process holds the lock; the message names it.
+        Another live process (or another writer in this process) holds the lock; the
+        message names it.
 
     Examples
     --------
@@ -96,10 +126,12 @@ def target_lock(target: str | os.PathLike, *, what: str = "target",
     """
     from filelock import FileLock, Timeout
 
-    target = Path(target)
+    target = _abs(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path, owner = _lock_paths(target)
-    lock = FileLock(str(lock_path), timeout=timeout)
+    # thread_local=False + is_singleton=False: a second writer in this process opens its
+    # own descriptor, and flock() refuses it just as it refuses another process
+    lock = FileLock(str(lock_path), timeout=timeout, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
@@ -123,52 +155,217 @@ def target_lock(target: str | os.PathLike, *, what: str = "target",
         lock.release()
 
 
-def is_neuroalign_dir(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a folder carrying a neuroalign marker."""
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """The ownership marker of folder ``path``.
+
+    Returns ``None`` when ``path`` is not a folder or carries no marker, ``{"kind": None,
+    "legacy": True}`` for a marker of an earlier version, and ``{"invalid": True}`` when
+    the marker cannot be read as neuroalign's JSON.
+    """
     path = Path(path)
-    return path.is_dir() and any((path / m).is_file() for m in (OUTPUT_MARKER, *LEGACY_MARKERS))
+    if not path.is_dir():
+        return None
+    marker = path / OUTPUT_MARKER
+    if marker.is_file():
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return {"invalid": True}
+        if not isinstance(info, dict) or info.get("tool") != "neuroalign" or \
+                not isinstance(info.get("kind"), str):
+            return {"invalid": True}
+        return info
+    if any((path / m).is_file() for m in LEGACY_MARKERS):
+        return {"kind": None, "legacy": True}
+    return None
 
 
-def write_marker(folder: str | os.PathLike, kind: str) -> None:
-    """Write the ownership marker into ``folder``."""
-    (Path(folder) / OUTPUT_MARKER).write_text(json.dumps(
-        {"tool": "neuroalign", "version": __version__, "kind": kind,
-         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+def is_neuroalign_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder carrying a (readable) neuroalign marker."""
+    info = read_marker(path)
+    return info is not None and not info.get("invalid")
 
 
-def _refuse(target: Path, what: str, overwrite: bool) -> None:
-    """Raise unless an existing ``target`` may be replaced."""
+def write_marker(folder: str | os.PathLike, kind: str, *,
+                 entries: Iterable[str] | None = None) -> None:
+    """Write the ownership marker into ``folder``.
+
+    ``entries``: the names neuroalign wrote into the folder (for a folder written in one
+    go); ``None`` for a working folder that fills over several runs.
+    """
+    info = {"tool": "neuroalign", "version": __version__, "kind": kind,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if entries is not None:
+        info["entries"] = sorted(set(entries) - set(_MARKERS))
+    (Path(folder) / OUTPUT_MARKER).write_text(json.dumps(info) + "\n")
+
+
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article."""
+    return f"{'an' if kind[:1].lower() in 'aeio' or kind.startswith('RSA') else 'a'} {kind}"
+
+
+def _kind_of(info: dict) -> str:
+    return "neuroalign output (earlier version)" if info.get("legacy") else str(info["kind"])
+
+
+def _same_kind(info: dict, kind: str) -> bool:
+    return kind in LEGACY_KINDS if info.get("legacy") else info.get("kind") == kind
+
+
+def _not_ours(target: Path, what: str) -> OutputExistsError:
+    return OutputExistsError(
+        f"{target}: exists and holds files that neuroalign did not write (no "
+        f"{OUTPUT_MARKER!r} marker); it is left untouched. Choose another path for this "
+        f"{what}, or move those files away."
+    )
+
+
+def check_target(target: str | os.PathLike, *, overwrite: bool = False,
+                 kind: str = "output folder",
+                 inputs: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Raise unless ``target`` may be written (created, or replaced) as a ``kind``.
+
+    Call it before long work so that a refused output fails at once; :class:`atomic_dir`
+    checks again, under the lock, just before it replaces anything.
+
+    Parameters
+    ----------
+    target : path-like
+    overwrite : bool
+        Whether an existing neuroalign output of the same kind may be replaced.
+    kind : str
+        What is about to be written.
+    inputs : iterable of path-like
+        Paths this run reads; ``target`` must not be one of them nor a folder holding one.
+
+    Raises
+    ------
+    OutputExistsError
+        ``target`` is a file or a link; a non-empty folder without a neuroalign marker (or
+        with an unreadable one); a neuroalign output of another kind; an output of this kind
+        without ``overwrite``; one holding entries neuroalign did not write there; or it is
+        (or holds) one of ``inputs``.
+    """
+    target = _abs(target)
+    for inp in inputs:
+        if inp is None:
+            continue
+        src = Path(os.path.realpath(inp))
+        if src == Path(os.path.realpath(target)) or Path(os.path.realpath(target)) in src.parents:
+            raise OutputExistsError(
+                f"{target}: is (or holds) this run's input {os.fspath(inp)!r}; writing the "
+                f"{kind} there would replace it. Choose another output folder."
+            )
     if not target.exists() and not target.is_symlink():
         return
     if target.is_symlink() or not target.is_dir():
         raise OutputExistsError(
-            f"{target}: exists and is not a folder neuroalign wrote; it is left untouched. "
-            f"Choose another path for this {what}."
+            f"{target}: exists and is not a folder neuroalign wrote (a file or a link); it is "
+            f"left untouched. Choose another path for this {kind}."
         )
-    if not any(target.iterdir()):
+    names = {p.name for p in target.iterdir()}
+    if not names:
         return  # an empty folder holds nothing to lose
-    if not is_neuroalign_dir(target):
+    info = read_marker(target)
+    if info is None:
+        raise _not_ours(target, kind)
+    if info.get("invalid"):
         raise OutputExistsError(
-            f"{target}: exists and holds files that neuroalign did not write (no "
-            f"{OUTPUT_MARKER!r} marker); it is left untouched. Choose another path for this "
-            f"{what}, or move those files away."
+            f"{target}: its {OUTPUT_MARKER!r} marker is not neuroalign's (unreadable); the "
+            f"folder is left untouched. Choose another path for this {kind}."
+        )
+    if not _same_kind(info, kind):
+        raise OutputExistsError(
+            f"{target}: holds {_a(_kind_of(info))} written by neuroalign, not {_a(kind)}; it is "
+            f"left untouched. Choose another path for this {kind}."
         )
     if not overwrite:
         raise OutputExistsError(
-            f"{target}: already exists (a {what} written by neuroalign). Pass overwrite=True "
+            f"{target}: already exists ({_a(kind)} written by neuroalign). Pass overwrite=True "
             "(--overwrite) to replace it."
         )
+    if isinstance(info.get("entries"), list):
+        foreign = sorted(names - set(info["entries"]) - set(_MARKERS))
+        if foreign:
+            raise OutputExistsError(
+                f"{target}: {_a(kind)} written by neuroalign, but it also holds "
+                f"{format_list(foreign, limit=5)}, which neuroalign did not write there; it is "
+                "left untouched. Move those away, or choose another path."
+            )
+
+
+def replace_dir(src: str | os.PathLike, target: str | os.PathLike, *, overwrite: bool = False,
+                kind: str = "output folder") -> None:
+    """Rename the finished folder ``src`` to ``target``, replacing an old output there.
+
+    The caller holds ``target``'s :func:`target_lock` and has written the marker into
+    ``src``. ``target`` is checked with :func:`check_target` first; the old output is
+    renamed aside, ``src`` renamed into place (the old one is put back if that fails), and
+    only then is the old one deleted.
+    """
+    target = _abs(target)
+    check_target(target, overwrite=overwrite, kind=kind)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(src, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_STALE = r"^\.{name}\.(tmp|old)-[0-9a-f]{{8}}$"
+
+
+def clean_stale(target: str | os.PathLike, keep: Path | None = None) -> None:
+    """Remove temporary folders that earlier, killed writes to ``target`` left.
+
+    Call it holding ``target``'s lock: a live writer would hold it, so every temporary
+    folder of this target found now (named ``.NAME.tmp-XXXXXXXX`` or ``.NAME.old-XXXXXXXX``
+    by neuroalign) belongs to a writer that died. Nothing else is touched.
+    """
+    target = _abs(target)
+    pattern = re.compile(_STALE.format(name=re.escape(target.name)))
+    for p in target.parent.iterdir():
+        if p != keep and pattern.match(p.name) and p.is_dir() and not p.is_symlink():
+            log.info("removing %s, left by an interrupted write", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def recover(target: str | os.PathLike) -> None:
+    """Put back an output that a write killed between its two renames left aside.
+
+    :func:`replace_dir` renames the old output to ``.NAME.old-XXXXXXXX`` and then the new
+    one into place; a writer killed between the two leaves no ``target``. Call this holding
+    ``target``'s lock: when ``target`` is missing and one such folder exists, it is renamed
+    back (instead of being removed as a stale temporary).
+    """
+    target = _abs(target)
+    if target.exists() or target.is_symlink() or not target.parent.is_dir():
+        return
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.old-[0-9a-f]{{8}}$")
+    old = [p for p in target.parent.iterdir()
+           if pattern.match(p.name) and p.is_dir() and not p.is_symlink()]
+    if len(old) == 1:
+        log.info("%s: restoring the output an interrupted write left at %s", target, old[0])
+        os.replace(old[0], target)
 
 
 class atomic_dir:
     """Build a folder beside ``target`` and rename it into place, under the target's lock.
 
-    On success the new folder (with the ownership marker) replaces ``target``; an existing
-    ``target`` is replaced only with ``overwrite=True`` and only when neuroalign wrote it
-    (:data:`OUTPUT_MARKER`), never a folder of the user's. On error the temporary folder is
-    deleted and ``target`` is untouched, so a crash never leaves a half-written folder at
-    ``target``. After a successful rename, temporary folders of earlier killed writes to the
-    same target are removed.
+    On success the new folder (with the ownership marker listing what it holds) replaces
+    ``target``; an existing ``target`` is replaced only as :func:`check_target` allows
+    (``overwrite=True``, a neuroalign output of the same kind, nothing foreign in it). On
+    error the temporary folder is deleted and ``target`` is untouched, so a crash never
+    leaves a half-written folder at ``target``. After a successful rename, temporary
+    folders of earlier killed writes to the same target are removed.
 
     The caller creates the temporary folder (``tmp.mkdir()``, or a writer such as
     ``to_zarr`` that creates it).
@@ -177,9 +374,16 @@ class atomic_dir:
     ----------
     target : path-like
     overwrite : bool
-        Replace an existing neuroalign folder at ``target``.
+        Replace an existing neuroalign folder of the same kind at ``target``.
     kind : str
         What is written (recorded in the marker and named in errors).
+
+    Raises
+    ------
+    OutputExistsError
+        On entry, when ``target`` may not be written (see :func:`check_target`).
+    TargetLockedError
+        Another process is writing ``target``.
 
     Examples
     --------
@@ -194,65 +398,53 @@ class atomic_dir:
 
     def __init__(self, target: str | os.PathLike, *, overwrite: bool = False,
                  kind: str = "output folder") -> None:
-        self.target = Path(target)
+        self.target = _abs(target)
         self.overwrite = overwrite
         self.kind = kind
         self.tmp = self.target.with_name(f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}")
         self._lock: contextlib.AbstractContextManager | None = None
 
     def __enter__(self) -> Path:
+        check_target(self.target, overwrite=self.overwrite, kind=self.kind)  # fail before locking
         self._lock = target_lock(self.target, what=self.kind)
         self._lock.__enter__()
         try:
-            _refuse(self.target, self.kind, self.overwrite)
+            recover(self.target)
+            check_target(self.target, overwrite=self.overwrite, kind=self.kind)
         except BaseException:
-            self._release(None)
+            self._release()
             raise
         return self.tmp
 
-    def _release(self, exc_type) -> None:
+    def _release(self) -> None:
         if self._lock is not None:
-            self._lock.__exit__(exc_type, None, None)
-            self._lock = None
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
                 return
-            if not (self.tmp / OUTPUT_MARKER).exists():
-                write_marker(self.tmp, self.kind)
-            old = None
-            if self.target.exists():
-                _refuse(self.target, self.kind, self.overwrite)  # checked again under the lock
-                old = self.target.with_name(f".{self.target.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(self.target, old)
-            os.replace(self.tmp, self.target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-            self._clean_stale()
+            try:
+                self.tmp.mkdir(parents=True, exist_ok=True)
+                write_marker(self.tmp, self.kind, entries=os.listdir(self.tmp))
+                replace_dir(self.tmp, self.target, overwrite=self.overwrite, kind=self.kind)
+            except BaseException:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
+            clean_stale(self.target, keep=self.tmp)
         finally:
-            self._release(exc_type)
-
-    def _clean_stale(self) -> None:
-        """Remove temporary folders that earlier, killed writes to this target left.
-
-        Called under the target's lock: a live writer would hold it, so every temporary
-        folder of this target found now belongs to a writer that died.
-        """
-        pattern = re.compile(rf"^\.{re.escape(self.target.name)}\.(tmp|old)-[0-9a-f]{{8}}$")
-        for p in self.target.parent.glob(f".{self.target.name}.*-*"):
-            if p != self.tmp and p.is_dir() and not p.is_symlink() and pattern.match(p.name):
-                log.info("removing %s, left by an interrupted write", p)
-                shutil.rmtree(p, ignore_errors=True)
+            self._release()
 
 
 def claim_dir(path: str | os.PathLike, *, kind: str = "output folder") -> Path:
     """Make ``path`` a neuroalign working folder, or refuse if it holds the user's files.
 
-    A missing or empty folder is created and marked; a folder that carries the marker is
-    accepted as is (reruns reuse what it holds); any other non-empty folder raises
-    :class:`~neuroalign.exceptions.OutputExistsError` and is left untouched.
+    A missing or empty folder is created and marked; a folder that carries the marker of
+    the same kind is accepted as is (reruns reuse what it holds); any other non-empty folder
+    raises :class:`~neuroalign.exceptions.OutputExistsError` and is left untouched. Nothing
+    is ever deleted.
 
     Returns
     -------
@@ -260,19 +452,63 @@ def claim_dir(path: str | os.PathLike, *, kind: str = "output folder") -> Path:
         ``path``.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise OutputExistsError(
-            f"{path}: exists and is not a folder; it is left untouched. Choose another path "
-            f"for this {kind}."
+            f"{path}: exists and is not a folder (a file or a link); it is left untouched. "
+            f"Choose another path for this {kind}."
         )
     if path.is_dir() and any(path.iterdir()):
-        if not is_neuroalign_dir(path):
+        info = read_marker(path)
+        if info is None:
             raise OutputExistsError(
                 f"{path}: exists and holds files that neuroalign did not write (no "
                 f"{OUTPUT_MARKER!r} marker); it is left untouched. Choose another path for "
                 f"this {kind}, or an empty folder."
             )
+        if info.get("invalid") or info.get("legacy") or info.get("kind") != kind:
+            raise OutputExistsError(
+                f"{path}: holds "
+                f"{'a folder with an unreadable marker' if info.get('invalid') else _a(_kind_of(info))}"
+                f", not {_a(kind)}; it is left untouched. Choose another path for this {kind}."
+            )
         return path
     path.mkdir(parents=True, exist_ok=True)
     write_marker(path, kind)
     return path
+
+
+def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
+             kind: str = "output folder") -> Path:
+    """Write ``name`` into the neuroalign output ``folder`` (a ``kind``) after the fact.
+
+    The file is written beside its final name and renamed into place, under the folder's
+    lock, and recorded in the folder's marker so that a later ``overwrite`` still
+    recognises every entry as neuroalign's.
+    """
+    folder = _abs(folder)
+    with target_lock(folder, what=kind):
+        info = read_marker(folder)
+        if info is None or info.get("invalid") or not _same_kind(info, kind):
+            raise OutputExistsError(
+                f"{folder}: not {_a(kind)} written by neuroalign; {name!r} is not written there."
+            )
+        dest = folder / name
+        if dest.exists() and isinstance(info.get("entries"), list) and name not in info["entries"]:
+            raise OutputExistsError(
+                f"{dest}: exists and neuroalign did not write it; it is left untouched."
+            )
+        tmp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            if isinstance(data, bytes):
+                tmp.write_bytes(data)
+            else:
+                tmp.write_text(data)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if isinstance(info.get("entries"), list) and name not in info["entries"]:
+            info["entries"] = sorted([*info["entries"], name])
+            mtmp = folder / f".{OUTPUT_MARKER}.tmp"
+            mtmp.write_text(json.dumps(info) + "\n")
+            os.replace(mtmp, folder / OUTPUT_MARKER)
+    return dest

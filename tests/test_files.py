@@ -12,9 +12,12 @@ import pytest
 
 from neuroalign._files import (
     OUTPUT_MARKER,
+    add_file,
     atomic_dir,
+    check_target,
     claim_dir,
     is_neuroalign_dir,
+    read_marker,
     target_lock,
 )
 from neuroalign.exceptions import OutputExistsError, TargetLockedError
@@ -127,10 +130,169 @@ def test_claim_dir(tmp_path):
     work = claim_dir(tmp_path / "demo", kind="demo folder")
     assert (work / OUTPUT_MARKER).is_file()
     (work / "cache.bin").write_text("c")
-    assert claim_dir(work) == work  # reruns reuse it
+    assert claim_dir(work, kind="demo folder") == work  # reruns reuse it
     user = tmp_path / "mine"
     user.mkdir()
     (user / "a.csv").write_text("1")
     with pytest.raises(OutputExistsError, match="mine: exists and holds files"):
         claim_dir(user, kind="demo folder")
     assert sorted(p.name for p in user.iterdir()) == ["a.csv"]
+
+
+# -- what may be replaced: kind, listing, marker validity, links, inputs ---------------------
+def test_overwrite_replaces_only_the_same_kind(tmp_path):
+    sim = tmp_path / "sim"
+    _write(sim, "simulated", kind="simulation")
+    for kind in ("fit output", "store", "output folder"):
+        with pytest.raises(OutputExistsError, match="holds a simulation written by neuroalign, not an? "):
+            _write(sim, "results", overwrite=True, kind=kind)
+    assert (sim / "data.txt").read_text() == "simulated"
+    _write(sim, "again", overwrite=True, kind="simulation")
+    assert (sim / "data.txt").read_text() == "again"
+    assert read_marker(sim)["kind"] == "simulation" and read_marker(sim)["entries"] == ["data.txt"]
+
+
+def test_a_file_the_user_added_to_an_output_keeps_it(tmp_path):
+    out = tmp_path / "results"
+    _write(out, "one", kind="fit output")
+    (out / "my-notes.txt").write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match=r"also holds 'my-notes.txt', which neuroalign did not write"):
+        _write(out, "two", overwrite=True, kind="fit output")
+    assert (out / "my-notes.txt").read_bytes() == b"precious" and (out / "data.txt").read_text() == "one"
+
+
+def test_forged_marker_is_trusted_unreadable_one_is_not(tmp_path):
+    # documented: a valid marker of the right kind is taken as neuroalign's
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    (forged / "data.txt").write_text("old")
+    (forged / OUTPUT_MARKER).write_text('{"tool": "neuroalign", "kind": "output folder"}')
+    _write(forged, "new", overwrite=True)
+    assert (forged / "data.txt").read_text() == "new"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "data.txt").write_text("keep")
+    for text in ("", "not json", '{"kind": "output folder"}', '["neuroalign"]'):
+        (bad / OUTPUT_MARKER).write_text(text)
+        with pytest.raises(OutputExistsError, match="marker is not neuroalign's"):
+            _write(bad, "x", overwrite=True)
+        with pytest.raises(OutputExistsError, match="unreadable marker"):
+            claim_dir(bad)
+    assert (bad / "data.txt").read_text() == "keep"
+
+
+def test_links_are_never_replaced(tmp_path):
+    real = tmp_path / "real"
+    _write(real, "ours")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(OutputExistsError, match="link: exists and is not a folder neuroalign wrote"):
+        _write(link, "x", overwrite=True)
+    assert link.is_symlink() and (real / "data.txt").read_text() == "ours"
+    with pytest.raises(OutputExistsError, match="is not a folder"):
+        claim_dir(link)
+
+
+def test_target_holding_an_input_is_refused(tmp_path):
+    data = tmp_path / "data"
+    _write(data, "x")
+    store = data / "store.zarr"
+    store.mkdir()
+    for target in (data, store, tmp_path):
+        with pytest.raises(OutputExistsError, match="is \\(or holds\\) this run's input"):
+            check_target(target, overwrite=True, inputs=[store, None])
+    check_target(data / "results", inputs=[store])  # beside, inside: fine
+
+
+def test_relative_and_dot_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write("rel", "r")
+    assert (tmp_path / "rel" / "data.txt").read_text() == "r"
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(OutputExistsError, match="did not write"):
+        _write(".", "x", overwrite=True)  # the current folder, holding the user's file
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    with pytest.raises(OutputExistsError, match="did not write"):
+        _write("sub/..", "x", overwrite=True)  # normalised to tmp_path
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+    with pytest.raises(OutputExistsError, match="file-system root"):
+        check_target("/")
+
+
+def test_failed_rename_puts_the_old_output_back(tmp_path, monkeypatch):
+    import neuroalign._files as files
+
+    out = tmp_path / "out"
+    _write(out, "one")
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the new folder's rename into place
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        _write(out, "two", overwrite=True)
+    monkeypatch.setattr(files.os, "replace", real)
+    assert (out / "data.txt").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_nothing_written_still_gives_a_marked_folder(tmp_path):
+    with atomic_dir(tmp_path / "empty-out"):
+        pass
+    assert sorted(p.name for p in (tmp_path / "empty-out").iterdir()) == [OUTPUT_MARKER]
+
+
+def test_second_writer_in_the_same_process_is_refused(tmp_path):
+    target = tmp_path / "t"
+    with atomic_dir(target) as tmp:
+        tmp.mkdir()
+        with pytest.raises(TargetLockedError, match=rf"process {os.getpid()} on "):
+            _write(target, "inner")
+    assert is_neuroalign_dir(target)
+
+
+def test_add_file_records_it_in_the_marker(tmp_path):
+    out = tmp_path / "out"
+    _write(out, "one", kind="fit output")
+    add_file(out, "run.json", "{}", kind="fit output")
+    assert read_marker(out)["entries"] == ["data.txt", "run.json"]
+    _write(out, "two", overwrite=True, kind="fit output")  # run.json counts as ours
+    with pytest.raises(OutputExistsError, match="not a decode output written by neuroalign"):
+        add_file(out, "run.json", "{}", kind="decode output")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="notes.txt: exists and neuroalign did not write it"):
+        add_file(out, "notes.txt", "x", kind="fit output")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_claim_dir_kinds(tmp_path):
+    work = claim_dir(tmp_path / "demo", kind="demo folder")
+    (work / "x").write_text("1")
+    with pytest.raises(OutputExistsError, match="holds a demo folder, not a fit output"):
+        claim_dir(work, kind="fit output")
+    _write(tmp_path / "res", "r", kind="fit output")
+    with pytest.raises(OutputExistsError, match="holds a fit output, not a demo folder"):
+        claim_dir(tmp_path / "res", kind="demo folder")
+    afile = tmp_path / "f"
+    afile.write_text("mine")
+    with pytest.raises(OutputExistsError, match="f: exists and is not a folder"):
+        claim_dir(afile)
+
+
+def test_output_left_aside_by_a_killed_replace_is_restored(tmp_path):
+    out = tmp_path / "out"
+    _write(out, "one")
+    aside = tmp_path / ".out.old-0123abcd"
+    os.replace(out, aside)  # killed between its two renames: no `out`
+    (tmp_path / ".out.tmp-89abcdef").mkdir()  # the new one, unfinished as far as we know
+    with pytest.raises(OutputExistsError, match="already exists"):
+        _write(out, "two")  # the old output is back, so this is an ordinary refusal
+    assert (out / "data.txt").read_text() == "one" and not aside.exists()
+    _write(out, "two", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]

@@ -40,6 +40,14 @@ def _root(
         logging.getLogger("neuroalign").setLevel(logging.INFO)
 
 
+#: The ``--overwrite`` option of every command that writes an output folder.
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite",
+    help="Replace the output if it is an earlier output of this command (it carries "
+         "neuroalign's .neuroalign marker); a folder of your own files is never replaced.",
+)]
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` to stderr and exit with ``code`` (no traceback for user errors)."""
     typer.echo(f"Error: {message}", err=True)

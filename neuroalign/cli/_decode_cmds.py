@@ -7,21 +7,34 @@ from typing import Annotated
 
 import typer
 
-from neuroalign.cli._app import app
+from neuroalign.cli._app import Overwrite, app, fail
+from neuroalign.exceptions import NeuroalignError
+
+_ERRORS = (OSError, ValueError, KeyError, NeuroalignError)
 
 
 @app.command("decode")
 def decode(
     recipe: Annotated[Path, typer.Argument(help="Decode recipe (TOML), e.g. decoders/simulated-unclip.toml.")],
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: the recipe's 'out').")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Decode images from brain responses: store -> embedding -> diffusion, with metrics.
 
-    Writes grid.png (ground truth above reconstructions), metrics.json and metrics.csv.
+    Writes grid.png (ground truth above reconstructions), metrics.json and metrics.csv. An
+    existing output folder is an error unless it is an earlier decode output and --overwrite
+    is given; a folder of your own files is never replaced.
     """
     from neuroalign.decoders._recipes import run_decode_recipe
 
-    table = run_decode_recipe(recipe, out)
+    if not recipe.is_file():
+        fail(f"recipe {str(recipe)!r} does not exist.")
+    try:
+        table = run_decode_recipe(recipe, out, overwrite=overwrite)
+    except KeyError as err:  # str(KeyError) quotes its message
+        fail(err.args[0] if err.args else repr(err))
+    except _ERRORS as err:
+        fail(str(err))
     width = max(len(k) for k in table)
     for key, value in table.items():
         typer.echo(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
@@ -38,14 +51,20 @@ def generate(
     steps: Annotated[int | None, typer.Option("--steps", help="Sampling steps (default 12).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="First seed.")] = 0,
     recipe: Annotated[Path | None, typer.Option("--recipe", help="TOML with encoder, roi, n, scale, steps, pipeline (options override it).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Generate images that drive an ROI, guided by a differentiable encoder (BrainDiVE-style).
 
-    Writes grid.png (unguided row above guided row, same seeds) and activations.json.
+    Writes grid.png (unguided row above guided row, same seeds) and activations.json. An
+    existing output folder is an error unless it is an earlier generate output and
+    --overwrite is given; a folder of your own files is never replaced.
     """
     from neuroalign.decoders._recipes import load_recipe, run_generate
 
-    cfg = load_recipe(recipe) if recipe is not None else {}
+    try:
+        cfg = load_recipe(recipe) if recipe is not None else {}
+    except _ERRORS as err:
+        fail(str(err))
     given = {"encoder": encoder, "roi": roi, "n": n, "pipeline": pipeline, "scale": scale, "steps": steps}
     settings = {"n": 8, "pipeline": "tiny", "scale": 10.0, "steps": 12}
     settings.update({k: v for k, v in cfg.items() if k in given})
@@ -53,6 +72,10 @@ def generate(
     missing = [k for k in ("encoder", "roi") if k not in settings]
     if missing:
         raise typer.BadParameter(f"missing {', '.join('--' + m for m in missing)} (or a --recipe giving them)")
-    res = run_generate(settings.pop("encoder"), settings.pop("roi"), out=out, seed=seed, **settings)
+    try:
+        res = run_generate(settings.pop("encoder"), settings.pop("roi"), out=out, seed=seed,
+                           overwrite=overwrite, **settings)
+    except _ERRORS as err:
+        fail(str(err))
     for key, value in res.items():
         typer.echo(f"{key}: {value}")

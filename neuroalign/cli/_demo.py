@@ -12,7 +12,10 @@ import numpy as np
 
 from neuroalign.cli._report import Report
 
-__all__ = ["DemoConfig", "run_demo", "CANDIDATES"]
+__all__ = ["DemoConfig", "run_demo", "CANDIDATES", "DEMO_KIND"]
+
+#: Marker kind of the demo's working folder (reused across runs, never replaced).
+DEMO_KIND = "demo folder"
 
 #: Candidate networks: the generating one, the same architecture with another seed, and a
 #: different architecture. ``name -> (spec, seed, layers)``.
@@ -329,16 +332,26 @@ STAGES = [stage_simulate, stage_ingest, stage_reliability, stage_features, stage
 
 
 def run_demo(cfg: DemoConfig) -> Report:
-    """Run every stage; return the report (also saved as ``out/report.html``)."""
-    report = Report("neuroalign demo: the simulated brain, truth vs recovered")
-    start = time.perf_counter()
-    for stage in STAGES + _late_stages():
-        stage(cfg, report)
-    cfg.echo("\n== truth vs recovered")
-    for c in report.checks:
-        cfg.echo(f"  [{'PASS' if c.passed else 'FAIL'}] {c.name}: truth {c.truth}, recovered {c.recovered}")
-    report.section("Run", f"Total time {time.perf_counter() - start:.0f} s "
-                   f"({'quick' if cfg.quick else 'full'} demo).")
-    path = report.save(cfg.out / "report.html")
+    """Run every stage; return the report (also saved as ``out/report.html``).
+
+    ``cfg.out`` is a working folder that reruns reuse (:func:`neuroalign._files.claim_dir`):
+    missing, empty, or an earlier demo's folder; a folder of the user's files raises
+    :class:`~neuroalign.exceptions.OutputExistsError` before anything is written. One demo
+    at a time per folder (a second gets :class:`~neuroalign.exceptions.TargetLockedError`).
+    """
+    from neuroalign._files import claim_dir, target_lock
+
+    with target_lock(cfg.out, what=DEMO_KIND):
+        claim_dir(cfg.out, kind=DEMO_KIND)
+        report = Report("neuroalign demo: the simulated brain, truth vs recovered")
+        start = time.perf_counter()
+        for stage in STAGES + _late_stages():
+            stage(cfg, report)
+        cfg.echo("\n== truth vs recovered")
+        for c in report.checks:
+            cfg.echo(f"  [{'PASS' if c.passed else 'FAIL'}] {c.name}: truth {c.truth}, recovered {c.recovered}")
+        report.section("Run", f"Total time {time.perf_counter() - start:.0f} s "
+                       f"({'quick' if cfg.quick else 'full'} demo).")
+        path = report.save(cfg.out / "report.html")
     cfg.echo(f"\nreport: {path}")
     return report

@@ -129,7 +129,7 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
         "metrics": {"preset": "simulated", "networks": ["alexnet2", "alexnet5"], "weights": "none"},
     }
     out = cfg.out / ("decode-quick" if cfg.quick else "decode")
-    table = run_decode_recipe(recipe, out)
+    table = run_decode_recipe(recipe, out, overwrite=True)  # the demo folder's own output
     chance = table["retrieval chance"]
     cfg.echo(f"  retrieval (test brain -> its image's embedding): {table['retrieval forward']:.3f} "
              f"(chance {chance:.3f})")
@@ -171,7 +171,8 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
         # the encoder the generator climbs: ridge on pooled features of the network that won
         # the layer sweep (the generating architecture and seed), fitted on the averaged store
         out = cfg.out / ("guided-quick" if cfg.quick else "guided") / roi
-        res = run_generate(sim.root, roi, n=n, out=out, pipeline=pipe, scale=50.0, steps=12, seed=cfg.seed)
+        res = run_generate(sim.root, roi, n=n, out=out, pipeline=pipe, scale=50.0, steps=12,
+                           seed=cfg.seed, overwrite=True)  # the demo folder's own output
         true_g, true_p = np.asarray(res["true_guided"]), np.asarray(res["true_unguided"])
         stim_mean = res["true_stimulus_mean"]
         wins = float(np.mean(true_g > true_p))

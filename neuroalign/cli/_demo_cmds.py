@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from neuroalign.cli._app import app
+from neuroalign.cli._app import app, fail
+from neuroalign.exceptions import NeuroalignError
 
 
 @app.command("demo")
@@ -24,13 +25,18 @@ def demo(
     routing vs ridge, decoding held-out stimuli, and brain-guided images for two ROIs. Each
     stage prints what it recovered next to the truth; OUT/report.html gathers figures, tables
     and the truth-vs-recovered table. Reruns reuse what is in OUT (simulations, features,
-    the trained diffusion pipeline). Exits with status 1 if any check fails.
+    the trained diffusion pipeline). OUT must be missing, empty or an earlier demo's folder:
+    a folder of your own files is refused, and nothing in it is touched. Exits with status 1
+    if any check fails.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from neuroalign.cli._demo import DemoConfig, run_demo
 
-    report = run_demo(DemoConfig(out=out, quick=quick, seed=seed, echo=typer.echo))
+    try:
+        report = run_demo(DemoConfig(out=out, quick=quick, seed=seed, echo=typer.echo))
+    except (OSError, NeuroalignError) as err:  # a refused folder, a damaged store, a full disk
+        fail(str(err))
     if not report.all_passed:
         raise typer.Exit(1)

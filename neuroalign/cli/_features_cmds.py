@@ -52,7 +52,7 @@ def _stimuli(path: Path, texts: bool):
 def extract_cmd(
     model: Annotated[str, typer.Argument(help="Model spec: open_clip:ARCH[/TAG], hf:REPO_OR_DIR, torchvision:ARCH, minilm.")],
     stimuli: Annotated[Path, typer.Option("--stimuli", "-s", help="A store (.zarr), an image folder, an HDF5 brick, or a text file (with --texts).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Features zarr (a cache: resumes, and is reused when complete).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Features zarr (a cache: resumes, and is reused when complete; never a folder of your own files).")],
     layers: Annotated[list[str] | None, typer.Option("--layers", "-l", help="Layer names (repeat or comma-separate); 'blocks' for all blocks.")] = None,
     pooling: Annotated[str, typer.Option(help="auto, cls, mean, spatial, last, or none (token-level).")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Stimuli per forward pass.")] = 32,
@@ -63,9 +63,13 @@ def extract_cmd(
     texts: Annotated[bool, typer.Option("--texts", help="STIMULI is a text file, one stimulus per line.")] = False,
     dtype: Annotated[str, typer.Option(help="float32 or float16 storage.")] = "float32",
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow downloading weights.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if written with other settings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is a feature cache neuroalign wrote (e.g. with other settings).")] = False,
 ) -> None:
-    """Extract MODEL's layer features for STIMULI into OUT (zarr), batch by batch."""
+    """Extract MODEL's layer features for STIMULI into OUT (zarr), batch by batch.
+
+    An interrupted extraction (killed, or a full disk) exits with an error naming the cache
+    and the batch; the same command run again resumes from the batches already written.
+    """
     from neuroalign.features import extract
 
     names = [n for item in (layers or ["blocks"]) for n in item.split(",") if n]
@@ -77,8 +81,8 @@ def extract_cmd(
             device=device, cache=out, weights=None if random_weights else "default", seed=seed,
             transform=transform, dtype=dtype, allow_download=allow_download, overwrite=overwrite,
         )
-    except (FileNotFoundError, ValueError, TypeError, NeuroalignError) as err:
-        fail(str(err))
+    except (OSError, ValueError, TypeError, NeuroalignError) as err:
+        fail(str(err), code=1 if type(err) is OSError else 2)
     typer.echo(f"features of {ds.attrs['model']} ({ds.attrs['weights']}) for {ds.sizes['stimulus']} stimuli")
     for name in ds.data_vars:
         typer.echo(f"  {name:<40} {tuple(ds[name].shape)}")

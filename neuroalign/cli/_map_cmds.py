@@ -9,8 +9,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from neuroalign.cli._app import app, fail
+from neuroalign._files import atomic_dir, check_target
+from neuroalign.cli._app import Overwrite, app, fail
 from neuroalign.exceptions import NeuroalignError
+
+#: Marker kind of the output folder (replaced only by another map output, with overwrite).
+MAP_KIND = "map output"
 
 
 class FigFormat(StrEnum):
@@ -27,7 +31,11 @@ def _open_scores(path: Path):
     if not path.exists():
         raise FileNotFoundError(f"--scores {path}: no such file or folder.")
     if path.suffix == ".zarr" or path.is_dir():
-        obj = xr.open_zarr(path)
+        from neuroalign.store import COMPLETE_MARKER, read_zarr
+
+        # results neuroalign wrote are checked against their manifest; other zarrs read as is
+        obj = read_zarr(path, what="results zarr") if (path / COMPLETE_MARKER).exists() \
+            else xr.open_zarr(path)
     else:
         obj = xr.open_dataset(path)
     if isinstance(obj, xr.Dataset) and "score" not in obj.data_vars and len(obj.data_vars) == 1:
@@ -50,6 +58,7 @@ def map_cmd(
     fmt: Annotated[FigFormat, typer.Option("--format", "-f", help="Figure format.")] = FigFormat.png,
     units: Annotated[bool, typer.Option("--units/--no-units", help="Simulations: also map single units to ROIs (unit_to_roi, encoding).")] = False,
     n_permutations: Annotated[int, typer.Option(help="Permutations for the unit p-values.")] = 200,
+    overwrite: Overwrite = False,
 ) -> None:
     """Map layers (and units) onto cortex and write the figures.
 
@@ -57,7 +66,9 @@ def map_cmd(
     ceilings, layer-preference profiles, and maps of the preferred depth (volume slices
     and fsaverage surfaces for fMRI; sensor topographies over time for MEG/EEG). For a
     volumetric store the surface figure is a schematic: each ROI is a patch at its
-    typical fsaverage location, painted with its mean preferred depth.
+    typical fsaverage location, painted with its mean preferred depth. An existing output
+    folder is an error unless it is an earlier map output and --overwrite is given; a
+    folder of your own files is never replaced.
     """
     import matplotlib
 
@@ -69,6 +80,7 @@ def map_cmd(
 
     sim = None
     try:
+        check_target(out, overwrite=overwrite, kind=MAP_KIND, inputs=[source, scores])
         if (source / "truth.json").exists():
             sim = SimulationResult.load(source)
             store = sim.store()
@@ -91,101 +103,102 @@ def map_cmd(
             roi_list = list(sim.layer_of_roi())
         else:
             roi_list = None
-        out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
+        with atomic_dir(out, overwrite=overwrite, kind=MAP_KIND) as tmp:
+            tmp.mkdir(parents=True)
 
-        def fig_path(stem: str) -> Path:
-            p = out / f"{stem}.{fmt.value}"
-            written.append(p)
-            return p
+            def fig_path(stem: str) -> Path:
+                p = tmp / f"{stem}.{fmt.value}"
+                written.append(p)
+                return p
 
-        time_resolved = "time" in sweep.dims
-        pref = nm.layer_preference(sweep)
-        if "model" in pref.dims:
-            pref = pref.isel(model=0)
-        masks = _common.roi_masks(sweep, store, roi_list, func="neuroalign map")
-        roi_list = list(masks)
-        truth = sim.layer_of_roi() if sim is not None else {}
-        if time_resolved:
-            per_roi = nm.best_layer_over_time(sweep, by="roi", store=store, rois=roi_list)
-            df = per_roi.to_dataframe()[["best_layer", "best_score", "best_depth_norm"]]
-            _write_csv(df, out / "roi_best_layer_over_time.csv")
-            latency = (sim.truth.get("latency_of_roi") if sim is not None else None) or {}
-            times = sorted(latency.values()) if latency else 6
-            nm.plot_topomaps(pref["best_depth_norm"], times=times, cmap="viridis", vmin=0, vmax=1,
-                             colorbar_label="preferred depth (0-1)", title="best layer over time",
-                             save=fig_path("topomap_best_depth"))
-            nm.plot_topomaps(pref["best_score"], times=times, cmap="magma", vmin=0,
-                             colorbar_label="best score (r)", save=fig_path("topomap_best_score"))
-            window = sweep.sel(time=slice(0.0, 0.5)) if float(sweep["time"].max()) > 0 else sweep
-            prof_scores = window.mean("time")
-            lines = []
-            for roi in roi_list:
-                best = per_roi["best_score"].sel(roi=roi)
-                t = float(best["time"].values[int(np.nanargmax(best.values))])
-                lines.append(f"  {roi:<18} peak {t * 1000:5.0f} ms: "
-                             f"{per_roi['best_layer'].sel(roi=roi, time=t).item()}"
-                             + (f"  (truth {truth[roi]} at {latency.get(roi, float('nan')) * 1000:.0f} ms)"
-                                if roi in truth else ""))
-        else:
-            prof_scores = sweep
-            nc = None
-            if is_trial_level(store) and "time" not in store.dims:
-                nc = noise_ceiling(store)
-            nm.plot_roi_scores(sweep.max("layer"), store=store, rois=roi_list, noise_ceiling=nc,
-                               title="best-layer score per ROI", save=fig_path("roi_scores"))
-            if "affine" in store.attrs and "i" in store.coords:
-                shown = pref["best_depth_norm"].where(pref["best_score"] > 0.1)
-                nm.plot_volume_map(shown, store, rois=roi_list, cmap="viridis", vmin=0, vmax=1,
-                                   title="preferred depth (score > 0.1)", save=fig_path("volume_best_depth"))
-            summary = nm.summarize_by_roi(pref, store, roi_list)
-            if "vertex" in store.coords and "hemisphere" in store.coords:
-                vals = pref["best_depth_norm"]
-                if "neuroid_id" in vals.coords:
-                    where = {v: n for n, v in enumerate(store["neuroid_id"].values)}
-                    pos = np.array([where[v] for v in vals["neuroid_id"].values], dtype=int)
-                else:
-                    pos = np.arange(store.sizes["neuroid"])
-                vals = vals.assign_coords(vertex=("neuroid", store["vertex"].values[pos]),
-                                          hemisphere=("neuroid", store["hemisphere"].values[pos]))
-                nm.plot_surface_map(vals, rois=nm.surface_rois(store, roi_list),
-                                    cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth",
-                                    save=fig_path("surface_best_depth"))
+            time_resolved = "time" in sweep.dims
+            pref = nm.layer_preference(sweep)
+            if "model" in pref.dims:
+                pref = pref.isel(model=0)
+            masks = _common.roi_masks(sweep, store, roi_list, func="neuroalign map")
+            roi_list = list(masks)
+            truth = sim.layer_of_roi() if sim is not None else {}
+            if time_resolved:
+                per_roi = nm.best_layer_over_time(sweep, by="roi", store=store, rois=roi_list)
+                df = per_roi.to_dataframe()[["best_layer", "best_score", "best_depth_norm"]]
+                _write_csv(df, tmp / "roi_best_layer_over_time.csv")
+                latency = (sim.truth.get("latency_of_roi") if sim is not None else None) or {}
+                times = sorted(latency.values()) if latency else 6
+                nm.plot_topomaps(pref["best_depth_norm"], times=times, cmap="viridis", vmin=0, vmax=1,
+                                 colorbar_label="preferred depth (0-1)", title="best layer over time",
+                                 save=fig_path("topomap_best_depth"))
+                nm.plot_topomaps(pref["best_score"], times=times, cmap="magma", vmin=0,
+                                 colorbar_label="best score (r)", save=fig_path("topomap_best_score"))
+                window = sweep.sel(time=slice(0.0, 0.5)) if float(sweep["time"].max()) > 0 else sweep
+                prof_scores = window.mean("time")
+                lines = []
+                for roi in roi_list:
+                    best = per_roi["best_score"].sel(roi=roi)
+                    t = float(best["time"].values[int(np.nanargmax(best.values))])
+                    lines.append(f"  {roi:<18} peak {t * 1000:5.0f} ms: "
+                                 f"{per_roi['best_layer'].sel(roi=roi, time=t).item()}"
+                                 + (f"  (truth {truth[roi]} at {latency.get(roi, float('nan')) * 1000:.0f} ms)"
+                                    if roi in truth else ""))
             else:
-                known = [r for r in roi_list if r in nm.ROI_LOCATIONS]
-                if known:
-                    data, smasks = nm.schematic_surface(
-                        {r: float(summary["best_depth_norm"].sel(roi=r)) for r in known})
-                    nm.plot_surface_map(data, rois=smasks, cmap="viridis", vmin=0, vmax=1,
-                                        colorbar_label="mean preferred depth",
-                                        title="schematic: ROI patches at typical fsaverage locations",
-                                        save=fig_path("surface_schematic_best_depth"))
-            _write_csv(summary.to_dataframe(), out / "roi_summary.csv")
-            lines = [f"  {r:<18} {summary['best_layer'].sel(roi=r).item():<10}"
-                     f" ({100 * summary['best_layer_fraction'].sel(roi=r).item():.0f} % of voxels)"
-                     + (f"  truth {truth[r]}" if r in truth else "") for r in roi_list]
-        nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, save=fig_path("layer_profile"))
-        nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, relative=True,
-                              save=fig_path("layer_profile_relative"))
-        table = pref.drop_vars([c for c in pref.coords if str(c).startswith("roi_")])
-        _write_csv(table.to_dataframe(), out / "layer_preference.csv")
-        if units:
-            if features is None:
-                features = _simulated.simulated_features(sim, store)
-            rows = []
-            for layer in features.data_vars:
-                tab = nm.unit_to_roi(features, store, layer=str(layer), rois=roi_list, method="encoding",
-                                     n_permutations=n_permutations,
-                                     time=slice(0.0, 0.5) if time_resolved else None)
-                rows.append(nm.aligned_units([tab], alpha=0.05, top=5).to_dataframe())
-            import pandas as pd
+                prof_scores = sweep
+                nc = None
+                if is_trial_level(store) and "time" not in store.dims:
+                    nc = noise_ceiling(store)
+                nm.plot_roi_scores(sweep.max("layer"), store=store, rois=roi_list, noise_ceiling=nc,
+                                   title="best-layer score per ROI", save=fig_path("roi_scores"))
+                if "affine" in store.attrs and "i" in store.coords:
+                    shown = pref["best_depth_norm"].where(pref["best_score"] > 0.1)
+                    nm.plot_volume_map(shown, store, rois=roi_list, cmap="viridis", vmin=0, vmax=1,
+                                       title="preferred depth (score > 0.1)", save=fig_path("volume_best_depth"))
+                summary = nm.summarize_by_roi(pref, store, roi_list)
+                if "vertex" in store.coords and "hemisphere" in store.coords:
+                    vals = pref["best_depth_norm"]
+                    if "neuroid_id" in vals.coords:
+                        where = {v: n for n, v in enumerate(store["neuroid_id"].values)}
+                        pos = np.array([where[v] for v in vals["neuroid_id"].values], dtype=int)
+                    else:
+                        pos = np.arange(store.sizes["neuroid"])
+                    vals = vals.assign_coords(vertex=("neuroid", store["vertex"].values[pos]),
+                                              hemisphere=("neuroid", store["hemisphere"].values[pos]))
+                    nm.plot_surface_map(vals, rois=nm.surface_rois(store, roi_list),
+                                        cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth",
+                                        save=fig_path("surface_best_depth"))
+                else:
+                    known = [r for r in roi_list if r in nm.ROI_LOCATIONS]
+                    if known:
+                        data, smasks = nm.schematic_surface(
+                            {r: float(summary["best_depth_norm"].sel(roi=r)) for r in known})
+                        nm.plot_surface_map(data, rois=smasks, cmap="viridis", vmin=0, vmax=1,
+                                            colorbar_label="mean preferred depth",
+                                            title="schematic: ROI patches at typical fsaverage locations",
+                                            save=fig_path("surface_schematic_best_depth"))
+                _write_csv(summary.to_dataframe(), tmp / "roi_summary.csv")
+                lines = [f"  {r:<18} {summary['best_layer'].sel(roi=r).item():<10}"
+                         f" ({100 * summary['best_layer_fraction'].sel(roi=r).item():.0f} % of voxels)"
+                         + (f"  truth {truth[r]}" if r in truth else "") for r in roi_list]
+            nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, save=fig_path("layer_profile"))
+            nm.plot_layer_profile(prof_scores, store=store, rois=roi_list, relative=True,
+                                  save=fig_path("layer_profile_relative"))
+            table = pref.drop_vars([c for c in pref.coords if str(c).startswith("roi_")])
+            _write_csv(table.to_dataframe(), tmp / "layer_preference.csv")
+            if units:
+                if features is None:
+                    features = _simulated.simulated_features(sim, store)
+                rows = []
+                for layer in features.data_vars:
+                    tab = nm.unit_to_roi(features, store, layer=str(layer), rois=roi_list, method="encoding",
+                                         n_permutations=n_permutations,
+                                         time=slice(0.0, 0.5) if time_resolved else None)
+                    rows.append(nm.aligned_units([tab], alpha=0.05, top=5).to_dataframe())
+                import pandas as pd
 
-            _write_csv(pd.concat(rows, ignore_index=True), out / "units_to_roi.csv")
-            written.append(out / "units_to_roi.csv")
-    except (FileNotFoundError, KeyError, ValueError, NeuroalignError) as err:
+                _write_csv(pd.concat(rows, ignore_index=True), tmp / "units_to_roi.csv")
+                written.append(tmp / "units_to_roi.csv")
+    except (OSError, KeyError, ValueError, NeuroalignError) as err:
         fail(str(err))
     typer.echo("preferred layer per ROI:")
     for line in lines:
         typer.echo(line)
     for p in written:
-        typer.echo(f"wrote {p}")
+        typer.echo(f"wrote {out / p.name}")

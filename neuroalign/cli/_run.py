@@ -120,35 +120,68 @@ def apply_overrides(recipe: dict[str, Any], sets: list[str] | tuple[str, ...],
     return out
 
 
+def _existing_paths(value: Any) -> list[str]:
+    """Every string in a recipe that names an existing file or folder (its inputs)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _existing_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _existing_paths(v)]
+    if isinstance(value, str) and value and len(value) < 4096:
+        try:
+            return [value] if Path(value).exists() else []
+        except (OSError, ValueError):
+            return []
+    return []
+
+
 def run_recipe(path: str | Path, *, out: str | Path | None = None,
-               sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+               sets: list[str] | tuple[str, ...] = (), overwrite: bool = False) -> dict[str, Any]:
     """Run the recipe at ``path`` (fit, decode or generate) with ``--set`` overrides applied.
 
     Writes the runner's outputs under ``out`` (default: the recipe's output folder) and
     ``run.json`` there: the recipe file, its kind, the overrides and the recipe as run.
     Returns ``{"kind": ..., "out": ..., "result": <the runner's summary>}``.
+
+    The output folder is written atomically by the runner; an existing one is replaced only
+    with ``overwrite=True`` and only when it is an earlier output of the same kind of recipe
+    (neuroalign's marker). Anything else (a folder of the user's, the recipe's own folder,
+    a folder holding an input: any existing path the recipe names) raises
+    :class:`~neuroalign.exceptions.OutputExistsError` before the run starts.
     """
+    from neuroalign._files import add_file, check_target
+
     path = Path(path)
     recipe = apply_overrides(load_recipe(path), sets, source=path)
     kind = detect_kind(recipe, source=path)
+    # inputs: the recipe and every existing path it names, but for its own output folder
+    named = {k: v for k, v in recipe.items() if k != "out"}
+    if isinstance(named.get("outputs"), dict):
+        named["outputs"] = {k: v for k, v in named["outputs"].items() if k != "dir"}
+    inputs = [path, *_existing_paths(named)]
     log.info("running %s as a %r recipe", path, kind)
     if kind == "fit":
+        from neuroalign.encoders._recipe import OUTPUT_KIND as out_kind
         from neuroalign.encoders._recipe import check_recipe
         from neuroalign.encoders._recipe import run_recipe as run_fit
 
         check_recipe(recipe, path)
         out_dir = Path(out if out is not None else recipe.get("outputs", {}).get("dir", "results"))
-        result = run_fit(recipe, out=str(out_dir))
+        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
+        result = run_fit(recipe, out=str(out_dir), overwrite=overwrite)
     elif kind == "decode":
+        from neuroalign.decoders._recipes import DECODE_KIND as out_kind
         from neuroalign.decoders._recipes import run_decode_recipe
 
         out_dir = Path(out if out is not None else recipe.get("out", "decode-out"))
-        result = run_decode_recipe(recipe, out_dir)
+        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
+        result = run_decode_recipe(recipe, out_dir, overwrite=overwrite)
     else:
+        from neuroalign.decoders._recipes import GENERATE_KIND as out_kind
         from neuroalign.decoders._recipes import run_generate_recipe
 
         out_dir = Path(out if out is not None else recipe.get("out", "generate-out"))
-        result = run_generate_recipe(recipe, out_dir)
+        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
+        result = run_generate_recipe(recipe, out_dir, overwrite=overwrite)
     record = {"recipe": str(path), "kind": kind, "set": list(sets), "config": recipe}
-    (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    add_file(out_dir, "run.json", json.dumps(record, indent=2, default=str), kind=out_kind)
     return {"kind": kind, "out": str(out_dir), "result": result}

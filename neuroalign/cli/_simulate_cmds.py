@@ -32,7 +32,7 @@ def simulate_cmd(
     arch: Annotated[str, typer.Option(help="Ground-truth torchvision architecture.")] = "resnet18",
     model_seed: Annotated[int, typer.Option(help="Seed of the ground-truth network's weights.")] = 0,
     units_per_roi: Annotated[int | None, typer.Option(help="NSD: each ROI reads out only N planted channels of its layer (named units drive specific ROIs).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is a simulation neuroalign wrote (never a folder of your own files).")] = False,
     routing_roi: Annotated[bool, typer.Option("--routing-roi", help="NSD: add ROI EBA whose voxels read out a target object placed at a random location in each image.")] = False,
 ) -> None:
     """Simulate a brain with a known answer and write it as an NSD or THINGS-EEG2 tree.
@@ -51,7 +51,7 @@ def simulate_cmd(
             units_per_roi=units_per_roi,
             **({"routing_roi": True} if routing_roi else {}),
         )
-    except (FileExistsError, ValueError, NeuroalignError) as err:
+    except (OSError, ValueError, NeuroalignError) as err:
         fail(str(err))
     typer.echo(result.summary())
     typer.echo(f"truth: {result.truth_path}")

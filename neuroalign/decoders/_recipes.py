@@ -10,13 +10,28 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._config import read_recipe
+from neuroalign._files import atomic_dir, check_target
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["run_decode_recipe", "run_generate", "run_generate_recipe", "save_grid", "pipeline_embedder",
-           "load_recipe"]
+           "load_recipe", "DECODE_KIND", "GENERATE_KIND"]
 
 log = get_logger(__name__)
+
+#: Marker kinds of the output folders (each replaced only by its own kind, with overwrite).
+DECODE_KIND = "decode output"
+GENERATE_KIND = "generate output"
+
+
+def _inputs(cfg: dict, base: Path) -> list:
+    """Paths a decode recipe reads (an output folder must not be or hold one of them)."""
+    data = cfg.get("data", {})
+    pipe = cfg.get("pipeline", {})
+    root = Path(data["root"]) if "root" in data else None
+    return [data.get("store"), (data.get("simulate") or {}).get("out"),
+            None if root is None else (root if root.is_absolute() else base / root),
+            pipe.get("path"), pipe.get("source") if pipe.get("source") != "tiny" else None]
 
 
 def save_grid(rows: list[np.ndarray], path: str | Path, *, scale: int = 2) -> Path:
@@ -119,11 +134,15 @@ def _load_pipe(cfg: dict):
     return load_pipeline(source, kind=p.pop("kind", None), **p)
 
 
-def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
+def run_decode_recipe(recipe, out: str | Path | None = None, *,
+                      overwrite: bool = False) -> dict[str, Any]:
     """Run a decode recipe: store -> EmbeddingDecoder -> Reconstructor -> metrics.
 
     Writes ``grid.png`` (ground truth row above reconstruction row), ``metrics.json`` and
-    ``metrics.csv`` under ``out`` (default: the recipe's ``out``). Returns the metrics.
+    ``metrics.csv`` under ``out`` (default: the recipe's ``out``), atomically. An existing
+    ``out`` is replaced only with ``overwrite=True`` and only when it is an earlier decode
+    output (neuroalign's marker); anything else raises
+    :class:`~neuroalign.exceptions.OutputExistsError` before the run. Returns the metrics.
     """
     from neuroalign.decoders._embedding import EmbeddingDecoder
     from neuroalign.decoders._reconstruct import Reconstructor
@@ -133,7 +152,8 @@ def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
     cfg = load_recipe(recipe)
     base = Path(recipe).parent if not isinstance(recipe, dict) else Path(".")
     out = Path(out if out is not None else base / cfg.get("out", "decode-out"))
-    store, _ = _load_data(cfg, out)
+    check_target(out, overwrite=overwrite, kind=DECODE_KIND, inputs=_inputs(cfg, base))
+    store, _ = _load_data(cfg, base)
     avg = store.na.average_repetitions()
     images = store_images(avg)
     pipe = _load_pipe(cfg)
@@ -169,10 +189,11 @@ def run_decode_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
     table = evaluate_reconstructions(rec.images, gt, networks=nets, preset=mcfg.get("preset", "simulated"))
     table.update({"retrieval forward": retrieval["forward"], "retrieval backward": retrieval["backward"],
                   "retrieval chance": retrieval["chance"], "n_test": len(gt)})
-    out.mkdir(parents=True, exist_ok=True)
-    save_grid([gt[:16], rec.images[:16]], out / "grid.png")
-    (out / "metrics.json").write_text(json.dumps(table, indent=2))
-    (out / "metrics.csv").write_text("metric,value\n" + "".join(f"{k},{v}\n" for k, v in table.items()))
+    with atomic_dir(out, overwrite=overwrite, kind=DECODE_KIND) as tmp:
+        tmp.mkdir(parents=True)
+        save_grid([gt[:16], rec.images[:16]], tmp / "grid.png")
+        (tmp / "metrics.json").write_text(json.dumps(table, indent=2))
+        (tmp / "metrics.csv").write_text("metric,value\n" + "".join(f"{k},{v}\n" for k, v in table.items()))
     return table
 
 
@@ -180,7 +201,8 @@ _GENERATE_KEYS = ("kind", "out", "encoder", "roi", "n", "scale", "steps", "pipel
                   "simulate")
 
 
-def run_generate_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]:
+def run_generate_recipe(recipe, out: str | Path | None = None, *,
+                        overwrite: bool = False) -> dict[str, Any]:
     """Run a guided-generation recipe (top-level ``encoder``, ``roi`` and the settings of
     :func:`run_generate`). With ``simulate = {...}`` and no folder at ``encoder``, the
     simulated dataset is made there first."""
@@ -194,28 +216,30 @@ def run_generate_recipe(recipe, out: str | Path | None = None) -> dict[str, Any]
     if missing:
         raise DataFormatError(f"generate recipe: missing key(s) {missing!r}.")
     encoder = Path(cfg["encoder"])
+    out = Path(out if out is not None else cfg.get("out", "generate-out"))
+    check_target(out, overwrite=overwrite, kind=GENERATE_KIND, inputs=[encoder])
     if "simulate" in cfg and not encoder.exists():
         from neuroalign.datasets.simulate import simulate
 
         log.info("encoder = %r does not exist: simulating into it", str(encoder))
         simulate(encoder, **cfg["simulate"])
     settings = {k: cfg[k] for k in ("n", "scale", "steps", "pipeline", "seed") if k in cfg}
-    out = Path(out if out is not None else cfg.get("out", "generate-out"))
-    return run_generate(encoder, cfg["roi"], out=out, **settings)
+    return run_generate(encoder, cfg["roi"], out=out, overwrite=overwrite, **settings)
 
 
 def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",
                  pipeline: Any = "tiny", scale: float = 10.0, steps: int = 12, seed: int = 0,
                  layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
-                 alpha: float = 10.0) -> dict[str, Any]:
+                 alpha: float = 10.0, overwrite: bool = False) -> dict[str, Any]:
     """Guided generation for ``roi``; ``encoder`` is a simulated dataset folder (a ridge encoder
     is fitted on its averaged responses with the ground-truth network's pooled features) or a
     ``torch.save``-d differentiable encoder module. ``pipeline`` is a source (``"tiny"``, a
     local folder or cached Hugging Face id) or a loaded pipeline.
 
     Writes ``grid.png`` (unguided row above guided row, same seeds), ``activations.json`` and
-    ``activation_trajectory.csv`` under ``out``; returns the activations (predicted, and the
-    TRUE responses when ``encoder`` is a simulated dataset)."""
+    ``activation_trajectory.csv`` under ``out`` (atomically; an existing ``out`` is replaced
+    only with ``overwrite=True`` and only when it is an earlier generate output); returns the
+    activations (predicted, and the TRUE responses when ``encoder`` is a simulated dataset)."""
     import torch
 
     from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
@@ -223,6 +247,9 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
     from neuroalign.decoders._stimuli import store_images
 
     encoder = Path(encoder)
+    out = Path(out)
+    check_target(out, overwrite=overwrite, kind=GENERATE_KIND,
+                 inputs=[encoder, pipeline if isinstance(pipeline, str | Path) and pipeline != "tiny" else None])
     brain = None
     if (encoder / "truth.json").exists():
         from neuroalign.datasets.simulate import SimulationResult, build_network
@@ -244,14 +271,15 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
     gen = BrainGuidedGenerator(enc, roi, pipe, scale=scale, num_inference_steps=steps)
     guided = gen.generate(n, seed=seed)
     plain = gen.generate(n, seed=seed, scale=0.0)
-    out = Path(out)
-    save_grid([plain.images, guided.images], out / "grid.png")
     result: dict[str, Any] = {"roi": roi, "predicted_guided": guided.final_activation.tolist(),
                               "predicted_unguided": plain.final_activation.tolist()}
     if brain is not None:
         result["true_guided"] = brain.roi_response(guided.images, roi).tolist()
         result["true_unguided"] = brain.roi_response(plain.images, roi).tolist()
         result["true_stimulus_mean"] = stim_mean
-    np.savetxt(out / "activation_trajectory.csv", guided.activation, delimiter=",")
-    (out / "activations.json").write_text(json.dumps(result, indent=2))
+    with atomic_dir(out, overwrite=overwrite, kind=GENERATE_KIND) as tmp:
+        tmp.mkdir(parents=True)
+        save_grid([plain.images, guided.images], tmp / "grid.png")
+        np.savetxt(tmp / "activation_trajectory.csv", guided.activation, delimiter=",")
+        (tmp / "activations.json").write_text(json.dumps(result, indent=2))
     return result

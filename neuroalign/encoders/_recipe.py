@@ -50,15 +50,18 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._config import read_recipe
+from neuroalign._files import check_target
 from neuroalign._logging import get_logger
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DataFormatError
 
-__all__ = ["load_recipe", "check_recipe", "run_recipe", "ENCODER_KINDS"]
+__all__ = ["load_recipe", "check_recipe", "run_recipe", "ENCODER_KINDS", "OUTPUT_KIND"]
 
 log = get_logger(__name__)
 
 ENCODER_KINDS = ("layer-sweep", "ridge", "banded-ridge", "attention-routing")
+#: Marker kind of a fit's output folder (replaced only by another fit's, with overwrite).
+OUTPUT_KIND = "fit output"
 _SECTIONS = ("kind", "study", "store", "features", "encoder", "outputs")
 
 
@@ -169,9 +172,16 @@ def _roi_summary(ds: xr.Dataset, var: str, n_boot: int) -> dict:
     return out
 
 
-def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str | None = None) -> dict:
+def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str | None = None,
+               overwrite: bool = False) -> dict:
     """Run a recipe; write ``results.zarr``, ``summary.json`` and the recipe into the output
-    folder. Returns the summary dict."""
+    folder. Returns the summary dict.
+
+    The output folder is written atomically. An existing one is replaced only with
+    ``overwrite=True`` and only when it is an earlier fit's output (neuroalign's marker);
+    a folder of the user's, or one holding this fit's input store, raises
+    :class:`~neuroalign.exceptions.OutputExistsError` before anything is computed.
+    """
     from neuroalign.encoders import (
         AttentionRoutingEncoder,
         BandedRidgeEncoder,
@@ -184,6 +194,11 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
     if not isinstance(recipe, dict):
         source = Path(recipe)
         recipe = load_recipe(source)
+    out_dir = Path(out or recipe.get("outputs", {}).get("dir", "results"))
+    check_target(out_dir, overwrite=overwrite, kind=OUTPUT_KIND,
+                 inputs=[store, recipe["store"].get("path"), source,
+                         (recipe["store"].get("simulate") or {}).get("out", "sim")
+                         if "simulate" in recipe["store"] else None])
     st = _open_store(recipe["store"], store).load()
     rois = recipe["store"].get("rois")
     if rois:
@@ -194,7 +209,6 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
     params = dict(enc_spec.get("params", {}))
     cv = enc_spec.get("cv", 5)
     n_boot = int(recipe.get("outputs", {}).get("n_boot", 1000))
-    out_dir = Path(out or recipe.get("outputs", {}).get("dir", "results"))
     # beside the results folder (which is replaced atomically on every run)
     cache_dir = out_dir.with_name(out_dir.name + ".features")
     ceiling = st.na.noise_ceiling(split=test_split)
@@ -228,7 +242,7 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
             summary["best_layer_by_roi"] = {str(k): str(v) for k, v in
                                             zip(sweep.roi_best_layer().roi.values, sweep.roi_best_layer().values, strict=True)}
             summary["rois"] = _roi_summary(res, "ceiling_normalised", n_boot)
-            return _write(res, summary, out_dir, source, extra)
+            return _write(res, summary, out_dir, source, extra, overwrite)
         if kind == "ridge":
             enc = RidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params).fit(ftrain, train)
             score = np.asarray(enc.score(ftest, test))
@@ -250,30 +264,19 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
     res = results_dataset({k: np.asarray(v) for k, v in variables.items()}, tmpl, valid,
                           ceiling=ceiling, metric="pearson" if kind != "banded-ridge" else "r2")
     summary["rois"] = _roi_summary(res, "ceiling_normalised", n_boot)
-    return _write(res, summary, out_dir, source, extra)
+    return _write(res, summary, out_dir, source, extra, overwrite)
 
 
-def _write(res: xr.Dataset, summary: dict, out_dir: Path, source: Path | None, extra: dict) -> dict:
-    from neuroalign.store._io import atomic_dir
+def _write(res: xr.Dataset, summary: dict, out_dir: Path, source: Path | None, extra: dict,
+           overwrite: bool = False) -> dict:
+    from neuroalign.store._io import atomic_dir, write_zarr
 
     summary["median_score"] = float(np.median(res["score"].values)) if res.sizes["neuroid"] else 0.0
-    with atomic_dir(out_dir, overwrite=True) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind=OUTPUT_KIND) as tmp:
         tmp.mkdir(parents=True)
-        clean = res.copy()
-        for c in list(clean.coords):
-            if clean[c].dtype.kind in "UO":
-                clean[c] = clean[c].astype(str)
-        for v in list(clean.data_vars):
-            if clean[v].dtype.kind in "UO":
-                clean[v] = clean[v].astype(str)
-        clean.attrs = {k: (v if isinstance(v, int | float | str) else str(v)) for k, v in clean.attrs.items()}
-        clean.to_zarr(tmp / "results.zarr", mode="w")
+        write_zarr(res, tmp / "results.zarr")
         for name, arr in extra.items():
-            arr = arr.copy()
-            for c in list(arr.coords):
-                if arr[c].dtype.kind in "UO":
-                    arr[c] = arr[c].astype(str)
-            arr.to_dataset(name=name).to_zarr(tmp / f"{name}.zarr", mode="w")
+            write_zarr(arr.to_dataset(name=name), tmp / f"{name}.zarr")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         if source is not None:
             shutil.copy(source, tmp / source.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -183,7 +184,8 @@ def extract(
     allow_download : bool
         Allow downloading weights (never by default).
     overwrite : bool
-        Replace a cache written with other settings.
+        Replace a cache written with other settings (only a feature cache neuroalign wrote;
+        a folder of the user's at ``cache`` is never replaced).
     stop_early : bool
         Stop each forward pass once the last requested layer has run.
     channels_last : bool, optional
@@ -207,8 +209,16 @@ def extract(
         Pretrained weights are not available offline.
     CacheMismatchError
         ``cache`` holds features computed with other settings.
+    OutputExistsError
+        ``cache`` is a file, or a folder neuroalign did not write (left untouched).
+    TargetLockedError
+        Another process is writing ``cache``.
+    StoreCorruptError
+        The complete cache at ``cache`` is damaged (a chunk missing, truncated or altered).
+    OSError
+        A write failed (e.g. a full disk); the message names the cache and the batch, and
+        the same call again resumes from the batches already written.
     """
-    import torch
 
     check_option(pooling, POOLINGS, name="pooling", func="extract")
     batch_size = check_positive_int(batch_size, name="batch_size", func="extract")
@@ -236,9 +246,24 @@ def extract(
               "pooling": pooling, "context": context, "dtype": dtype,
               "stimuli": stim.content_hash(), "n_stimuli": n}
     store = FeatureCache(cache, fields, overwrite=overwrite) if cache is not None else None
-    if store is not None and store.hit():
-        log.info("feature cache hit: %s", store.path)
-        return store.open()
+    # one extraction at a time per cache: the lock is held from the check to the rename
+    with store.locked() if store is not None else contextlib.nullcontext():
+        if store is not None and store.hit():
+            log.info("feature cache hit: %s", store.path)
+            return store.open()
+        return _compute(store, model, stim, n, layers=layers, pooling=pooling,
+                        batch_size=batch_size, device=device, weights=weights, seed=seed,
+                        transform=transform, tokenizer=tokenizer, context=context, dtype=dtype,
+                        allow_download=allow_download, stop_early=stop_early,
+                        channels_last=channels_last)
+
+
+def _compute(store: FeatureCache | None, model: Any, stim: StimulusSet, n: int, *, layers,
+             pooling, batch_size, device, weights, seed, transform, tokenizer, context, dtype,
+             allow_download, stop_early, channels_last) -> xr.Dataset:
+    """The forward passes of :func:`extract`, batch by batch (into ``store`` when given)."""
+    import torch
+
     fm = load_model(model, weights=weights, seed=seed, transform=transform, tokenizer=tokenizer,
                     allow_download=allow_download)
     if stim.modality not in fm.modalities:

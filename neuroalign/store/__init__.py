@@ -7,7 +7,18 @@ Importing this module registers the ``ds.na`` accessor.
 
 from neuroalign.store._accessor import StoreAccessor
 from neuroalign.store._folds import StimulusKFold, cv_folds
-from neuroalign.store._io import COMPLETE_MARKER, atomic_dir, open_store, save_store
+from neuroalign.store._io import (
+    COMPLETE_MARKER,
+    MANIFEST,
+    atomic_dir,
+    open_store,
+    read_zarr,
+    save_results,
+    save_store,
+    verify_store,
+    write_manifest,
+    write_zarr,
+)
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
 from neuroalign.store._schema import (
@@ -35,6 +46,12 @@ __all__ = [
     "open_store",
     "atomic_dir",
     "COMPLETE_MARKER",
+    "MANIFEST",
+    "write_manifest",
+    "write_zarr",
+    "read_zarr",
+    "save_results",
+    "verify_store",
     "average_repetitions",
     "select_roi",
     "select_split",

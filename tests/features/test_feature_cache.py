@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from neuroalign.datasets.simulate import build_network
-from neuroalign.exceptions import CacheMismatchError, DataFormatError
+from neuroalign.exceptions import CacheMismatchError, DataFormatError, OutputExistsError
 from neuroalign.features import ImageTransform
 from neuroalign.features import extract as _extract
 from neuroalign.stimuli import StimulusSet
@@ -86,7 +86,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path, images, net):
     ref = extract(net, StimulusSet.from_arrays(images), layers=LAYERS, batch_size=4, device="cpu")
     np.testing.assert_allclose(done["layer1"].values, ref["layer1"].values, atol=1e-6)
     np.testing.assert_allclose(done["layer3"].values, ref["layer3"].values, atol=1e-6)
-    assert not any(p.name.startswith(".f.zarr") for p in tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".f.zarr")] == [".f.zarr.lock"]
 
 
 def test_mismatched_cache_raises_and_names_field(tmp_path, images, net):
@@ -113,9 +113,28 @@ def test_mismatched_interrupted_run_raises(tmp_path, images, net):
 
 
 def test_cache_path_that_is_not_a_cache(tmp_path, images, net):
-    (tmp_path / "f.zarr").mkdir()
+    stim = StimulusSet.from_arrays(images)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_bytes(b"precious")
+    afile = tmp_path / "f.txt"
+    afile.write_bytes(b"mine too")
+    for target in (user, afile):
+        for overwrite in (False, True):
+            with pytest.raises(OutputExistsError, match="neuroalign did not write|not a folder neuroalign wrote"):
+                extract(net, stim, layers=LAYERS, cache=target, overwrite=overwrite, device="cpu")
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]
+    assert (user / "notes.txt").read_bytes() == b"precious" and afile.read_bytes() == b"mine too"
+    # a cache of neuroalign's that lost its completion marker: named, replaced on overwrite
+    extract(net, stim, layers=LAYERS, cache=tmp_path / "f.zarr", device="cpu")
+    (tmp_path / "f.zarr" / ".neuroalign-complete").unlink()
     with pytest.raises(DataFormatError, match="not a complete neuroalign feature cache"):
-        extract(net, StimulusSet.from_arrays(images), layers=LAYERS, cache=tmp_path / "f.zarr")
+        extract(net, stim, layers=LAYERS, cache=tmp_path / "f.zarr", device="cpu")
+    extract(net, stim, layers=LAYERS, cache=tmp_path / "f.zarr", device="cpu", overwrite=True)
+    # an empty folder holds nothing to lose: it becomes the cache
+    (tmp_path / "empty.zarr").mkdir()
+    extract(net, stim, layers=LAYERS, cache=tmp_path / "empty.zarr", device="cpu")
+    assert (tmp_path / "empty.zarr" / ".neuroalign-complete").is_file()
 
 
 def test_float16_storage_and_token_level_cache(tmp_path, images, net):

@@ -298,7 +298,7 @@ def simulate(
         units_per_roi = check_positive_int(units_per_roi, name="units_per_roi", func="simulate")
         rois = planted_unit_rois(tuple(rois) if rois else DEFAULT_ROIS, units_per_roi, seed=seed)
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="simulation") as tmp:
         tmp.mkdir(parents=True)
         if format == "nsd":
             reps = 3 if n_repetitions is None else check_positive_int(
