@@ -41,7 +41,7 @@ import xarray as xr
 from neuroalign._files import atomic_dir, is_neuroalign_dir, write_marker
 from neuroalign._logging import get_logger, progress
 from neuroalign.exceptions import DataFormatError, OutputExistsError
-from neuroalign.store import COMPLETE_MARKER, check_store
+from neuroalign.store import check_store, write_manifest
 from neuroalign.store._schema import RESPONSE_VAR
 
 __all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fingerprint"]
@@ -240,7 +240,7 @@ class IngestPlan:
         with dask.config.set(scheduler="synchronous"):
             final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
                           encoding={RESPONSE_VAR: {"chunks": final_chunks}})
-        (tmp / COMPLETE_MARKER).write_text("complete\n")
+        write_manifest(tmp)  # chunk sizes and checksums, then the completion marker
 
 
 class _Digests:
