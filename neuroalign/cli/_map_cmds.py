@@ -160,10 +160,15 @@ def map_cmd(
                         notes.append(f"no surface map: the store's space {store.attrs.get('space')!r} "
                                      "is not MNI (project_to_fsaverage needs a transform to MNI)")
                     else:
-                        nm.plot_surface_map(surf, cmap="viridis", vmin=0, vmax=1,
-                                            colorbar_label="preferred depth",
-                                            title="preferred depth, projected from the MNI volume",
-                                            save=fig_path("surface_best_depth"))
+                        hemis = [h for h in ("left", "right") if np.isfinite(surf[h]).any()]
+                        if hemis:
+                            nm.plot_surface_map(surf, hemispheres=hemis, cmap="viridis", vmin=0, vmax=1,
+                                                colorbar_label="preferred depth",
+                                                title="preferred depth, projected from the MNI volume",
+                                                save=fig_path("surface_best_depth"))
+                        else:
+                            notes.append("no surface map: no voxel with a preferred depth reaches "
+                                         "the fsaverage cortex")
                 summary = nm.summarize_by_roi(pref, store, roi_list)
                 if "vertex" in store.coords and "hemisphere" in store.coords:
                     vals = pref["best_depth_norm"]

@@ -34,6 +34,8 @@ def read_events(events: Any, *, columns: Sequence[str], func: str):
 
     if isinstance(events, pd.DataFrame):
         df, where = events.reset_index(drop=True), "the events table"
+        present = [c for c in columns if c in df.columns]
+        df[present] = df[present].mask(df[present].isin(["n/a"]))  # BIDS's missing value
     else:
         path = Path(events)
         if not path.is_file():
