@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from neuroalign.exceptions import DataFormatError, DimensionError, SpaceError, TemplateNotAvailableError
+from neuroalign.exceptions import (
+    DataFormatError,
+    DimensionError,
+    SpaceError,
+    TemplateNotAvailableError,
+)
 from neuroalign.mapping import (
     FSAVERAGE5_VERTICES,
     load_fsaverage_mesh,
