@@ -161,6 +161,23 @@ def test_from_arrays_time_resolved_and_int_data():
     ({"sensors": ["Fz", "Fz", "Cz"]}, DataFormatError, r"'sensors'.*duplicated value\(s\) 'Fz'"),
     ({"times": [0.0, 0.1]}, DimensionError, r"'times' given, but 'responses' has no time axis"),
     ({"hemisphere": ["lh", "up", "rh"]}, DataFormatError, r"'hemisphere'.*'up'"),
+    ({"vertices": [1, 2, 3]}, ValueError, r"'vertices' needs 'hemisphere'"),
+    ({"vertices": [1, -2, 3], "hemisphere": ["lh"] * 3}, DataFormatError, r"'vertices'.*non-negative"),
+    ({"vertices": [1, 1, 3], "hemisphere": ["lh", "left", "rh"]}, DataFormatError, r"'vertices'.*'lh_1'"),
+    ({"affine": np.eye(4)}, ValueError, r"'affine' and 'volume_shape' need 'ijk'"),
+    ({"ijk": np.zeros((3, 3)), "affine": np.eye(4), "volume_shape": (3, 3, 3)}, DataFormatError,
+     r"'ijk'.*dtype float64\. Expected integer"),
+    ({"ijk": np.zeros((3, 2), int), "affine": np.eye(4), "volume_shape": (3, 3, 3)}, DimensionError,
+     r"'ijk'.*shape \(3, 2\)\. Expected \(3, 3\)"),
+    ({"ijk": np.eye(3, dtype=int), "affine": np.eye(4), "volume_shape": (3, 3)}, DataFormatError,
+     r"'volume_shape'.*\(3, 3\)\. Expected 3 positive"),
+    ({"subject": ""}, ValueError, r"'subject' in from_arrays\(\): ''"),
+    ({"image_ids": ["a"]}, ValueError, r"'image_ids' and 'write_images' go with 'images'"),
+    ({"stimulus_ids": ["a", True, "b", "c"]}, DataFormatError, r"True \(a bool\)"),
+    ({"stimulus_ids": ["a", ("x",), "b", "c"]}, DataFormatError, r"\('x',\) \(tuple\)"),
+    ({"split": ["train"] * 3}, DimensionError, r"'split'.*3 values\. Expected one per trial \(4\)"),
+    ({"session": [1, 1]}, DimensionError, r"'session'.*shape \(2,\)\. Expected one value per trial"),
+    ({"neuroid_ids": ["a", "b"]}, DimensionError, r"'neuroid_ids'.*Expected one value per neuroid \(3,\)"),
 ])
 def test_from_arrays_errors(kwargs, exc, match):
     args = {"stimulus_ids": ["a", "b", "c", "a"], **kwargs}
@@ -175,6 +192,8 @@ def test_from_arrays_shape_errors_and_overlap_opt_in():
         from_arrays(np.zeros((2, 3, 4)), ["a", "b"])
     with pytest.raises(DataFormatError, match=r"'times'.*Expected 4 finite, increasing"):
         from_arrays(np.zeros((2, 3, 4)), ["a", "b"], times=[0, 0.1, 0.1, 0.2])
+    with pytest.raises(DataFormatError, match=r"'responses'.*dtype <U1\. Expected numbers"):
+        from_arrays(np.array([["x"]]), ["a"])
     store = from_arrays(np.zeros((2, 1)), ["a", "a"], split=["train", "test"], allow_split_overlap=True)
     assert store.attrs["allow_split_overlap"] is True
 
@@ -230,6 +249,33 @@ def test_images_folder_hdf5_and_array(tmp_path):
         from_arrays(np.zeros((1, 2)), ["a"], images=out, image_ids=["a", "b", "c"], images_key="pixels")
     with pytest.raises(DataFormatError, match=r"Expected uint8 images \(N, H, W, 3\)"):
         from_arrays(np.zeros((1, 2)), ["a"], images=brick[..., 0], image_ids=["a", "b", "c"], write_images=out)
+
+
+def test_images_errors(tmp_path):
+    _pngs(tmp_path / "stim", ["a.png", "b.png", "b.jpg"])
+    z = np.zeros((1, 2))
+    brick = np.zeros((2, 3, 3, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"'image_ids' is for an HDF5 file or an array"):
+        from_arrays(z, ["a"], images=tmp_path / "stim", image_ids=["a"])
+    with pytest.raises(DataFormatError, match=r"several files for stimulus 'b' \('b\.jpg', 'b\.png'\)"):
+        from_arrays(z, ["b"], images=tmp_path / "stim")
+    assert from_arrays(z, ["a"], images=tmp_path / "stim")["image_file"].item() == "a.png"
+    with pytest.raises(ValueError, match=r"'write_images' is for images given as an array"):
+        from_arrays(z, ["a"], images=tmp_path / "stim", write_images=tmp_path / "x.h5")
+    with pytest.raises(FileNotFoundError, match=r"'images'.*nope: no such folder or file"):
+        from_arrays(z, ["a"], images=tmp_path / "nope")
+    with pytest.raises(DataFormatError, match=r"'images'.*a\.png\. Expected a folder of image files or an HDF5"):
+        from_arrays(z, ["a"], images=tmp_path / "stim" / "a.png")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(DataFormatError, match=r"bad\.h5: cannot be read as HDF5"):
+        from_arrays(z, ["a"], images=tmp_path / "bad.h5", image_ids=["a"])
+    with pytest.raises(ValueError, match=r"'write_images'.*x\.png'\. Expected a new file ending in \.h5"):
+        from_arrays(z, ["a"], images=brick, image_ids=["a", "b"], write_images=tmp_path / "x.png")
+    with pytest.raises(DataFormatError, match=r"'image_ids'.*duplicated id\(s\) 'a'"):
+        from_arrays(z, ["a"], images=brick, image_ids=["a", "a"], write_images=tmp_path / "x.h5")
+    with pytest.raises(StimulusMismatchError, match=r"no image in 'images': 'q'"):
+        from_arrays(z, ["q"], images=brick, image_ids=["a", "b"], write_images=tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
 
 
 # -- from_nifti ----------------------------------------------------------------------------
@@ -358,6 +404,24 @@ def test_from_nifti_errors(tmp_path):
         from_nifti(betas, bad, mask=mask)
     with pytest.raises(SplitLeakageError, match=r"'split' in from_nifti\(\)"):
         from_nifti(betas, ev.assign(part=["test", "train"] * 12 + ["train"]), mask=mask, split_column="part")
+    with pytest.raises(DataFormatError, match=r"no column\(s\) 'part'"):
+        from_nifti(betas, ev, mask=mask, split_column="part")
+    with pytest.raises(ValueError, match=r"pass one of 'split_column', 'split' or 'test'"):
+        from_nifti(betas, ev.assign(part="train"), mask=mask, split_column="part", test=["stim00"])
+    with pytest.raises(DataFormatError, match=r"'mask'.*no voxel is in the mask"):
+        from_nifti(betas, ev, mask=nib.Nifti1Image(np.zeros(case["mask"].shape, np.uint8), case["affine"]))
+    with pytest.raises(ValueError, match=r"'atlases'.*entry 0 is str.*\(label image, \{label: roi name\}\)"):
+        from_nifti(betas, ev, mask=mask, atlases=[str(tmp_path / "atlas.nii.gz")])
+    with pytest.raises(ValueError, match=r"ROI 'early' is given twice"):
+        from_nifti(betas, ev, mask=mask, rois={"early": mask}, atlases=(tmp_path / "atlas.nii.gz", {1: "early"}))
+    frac = nib.Nifti1Image(case["mask"] * 1.5, case["affine"])
+    with pytest.raises(DataFormatError, match=r"atlases\[0\].*non-integer labels"):
+        from_nifti(betas, ev, mask=mask, atlases=(frac, {1: "x"}))
+    with pytest.raises(DataFormatError, match=r"'imgs' in from_nifti\(\): cannot load the images"):
+        from_nifti(tmp_path / "nope.nii.gz", ev, mask=mask)
+    (tmp_path / "bad.tsv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataFormatError, match=r"bad\.tsv: cannot be read as a tab-separated events table"):
+        from_nifti(betas, tmp_path / "bad.tsv", mask=mask)
 
 
 def test_events_tsv_keeps_ids_as_text(tmp_path):
@@ -425,6 +489,13 @@ def test_from_epochs_units_and_errors(tmp_path):
     bare.metadata = None
     with pytest.raises(DataFormatError, match=r"the epochs have no metadata"):
         from_epochs(bare, "image")
+    with pytest.raises(ValueError, match=r"'picks' in from_epochs\(\): 'ecog'"):
+        from_epochs(epochs, "image", picks="ecog")
+    nothing, _ = _epochs([None, np.nan])
+    with pytest.raises(DataFormatError, match=r"every value of 'image' is missing"):
+        from_epochs(nothing, "image")
+    with pytest.raises(ValueError, match=r"pass one of 'split_column', 'split' or 'test'"):
+        from_epochs(epochs, "image", picks="eeg", split_column="part", test=["a"])
     with pytest.raises(TypeError, match=r"'epochs' in from_epochs\(\): ndarray"):
         from_epochs(np.zeros((2, 3, 4)), "image")
     with pytest.raises(FileNotFoundError, match=r"nope-epo\.fif: no such file"):
