@@ -21,6 +21,8 @@ __all__ = [
     "OutputExistsError",
     "TargetLockedError",
     "DataQualityWarning",
+    "SpaceError",
+    "TemplateNotAvailableError",
 ]
 
 
@@ -80,3 +82,13 @@ class TargetLockedError(NeuroalignError, RuntimeError):
 class DataQualityWarning(UserWarning):
     """Some neuroids, channels or samples are NaN, infinite or constant; the results for
     them are NaN (or they were left out), and the warning names them."""
+
+
+class SpaceError(NeuroalignError, ValueError):
+    """Data are not in the space an operation needs (e.g. a subject's own volume, which has
+    no place on fsaverage without a transform to MNI)."""
+
+
+class TemplateNotAvailableError(NeuroalignError, FileNotFoundError):
+    """A template (e.g. an fsaverage mesh) is not on this machine, and neuroalign does not
+    download it; the message says which file to place where."""

@@ -202,8 +202,9 @@ def _layer_rois(sim) -> dict[str, str]:
 
 
 def _layer_map(cfg: DemoConfig, report: Report, sweep, store, truth: dict[str, str]) -> None:
-    """Per-voxel layer preference of the generating network, per ROI, on the cortical surface."""
+    """Per-voxel layer preference of the generating network: slices, and per ROI a schematic surface."""
     from neuroalign import mapping as nm
+    from neuroalign.cli._demo_schematic import schematic_surface
 
     pref = nm.layer_preference(sweep)
     if "model" in pref.dims:
@@ -221,16 +222,23 @@ def _layer_map(cfg: DemoConfig, report: Report, sweep, store, truth: dict[str, s
     ok = all(r["most preferred layer"] == r["true layer"] for r in rows)
     report.check("voxel-wise layer preference: each ROI's most common preferred layer is its true layer",
                  ", ".join(truth.values()), ", ".join(r["most preferred layer"] for r in rows), ok)
-    data, masks = nm.schematic_surface({r: float(summary["best_depth_norm"].sel(roi=r)) for r in rois})
+    depth_label = "preferred depth (0 = layer1, 1 = layer4)"
+    slices = nm.plot_volume_map(pref["best_depth_norm"], store, rois=rois, cmap="viridis",
+                                vmin=0, vmax=1, title="preferred depth per voxel")
+    data, masks = schematic_surface({r: float(summary["best_depth_norm"].sel(roi=r)) for r in rois})
     fig = nm.plot_surface_map(
         data, rois=masks, views=("lateral", "ventral"),
-        cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth (0 = layer1, 1 = layer4)",
+        cmap="viridis", vmin=0, vmax=1, colorbar_label=depth_label,
         title="layer preference of the generating network (schematic ROI patches)")
     report.text("Layer preference per voxel (the best layer of the generating network), "
-                "summarised per ROI. The simulated store is volumetric, so the surface shows one "
-                "schematic patch per ROI at its typical fsaverage location; on real surface data "
-                "(NSD fsaverage) every vertex gets its own value.")
-    report.table(rows).figure(fig, caption="Mean preferred depth per ROI on fsaverage5")
+                "drawn on the store's own grid over its mean image, and summarised per ROI. "
+                "The simulated brain is a volume with no registration to fsaverage, so the "
+                "surface picture is a schematic: one patch per ROI at its typical fsaverage "
+                "location. Stores in an MNI space are projected for real "
+                "(neuroalign.mapping.project_to_fsaverage); surface stores (NSD fsaverage) get "
+                "a value at every vertex.")
+    report.table(rows).figure(slices, caption="Preferred depth per voxel (slices, ROI outlines)")
+    report.figure(fig, caption="Schematic: mean preferred depth per ROI as patches on fsaverage5")
 
 
 def _standardise(a):

@@ -11,7 +11,7 @@ import typer
 
 from neuroalign._files import atomic_dir, check_target
 from neuroalign.cli._app import Overwrite, app, fail
-from neuroalign.exceptions import NeuroalignError
+from neuroalign.exceptions import NeuroalignError, SpaceError
 
 #: Marker kind of the output folder (replaced only by another map output, with overwrite).
 MAP_KIND = "map output"
@@ -63,10 +63,10 @@ def map_cmd(
     """Map layers (and units) onto cortex and write the figures.
 
     Writes layer_preference.csv, roi_summary.csv and figures: ROI bars with noise
-    ceilings, layer-preference profiles, and maps of the preferred depth (volume slices
-    and fsaverage surfaces for fMRI; sensor topographies over time for MEG/EEG). For a
-    volumetric store the surface figure is a schematic: each ROI is a patch at its
-    typical fsaverage location, painted with its mean preferred depth. An existing output
+    ceilings, layer-preference profiles, and maps of the preferred depth and best score
+    (fMRI volumes: slices on the store's own grid over its mean image, plus an fsaverage
+    projection when the store is in an MNI space; surface stores: fsaverage; MEG/EEG:
+    sensor topographies over time). An existing output
     folder is an error unless it is an earlier map output and --overwrite is given; a
     folder of your own files is never replaced.
     """
@@ -104,6 +104,7 @@ def map_cmd(
         else:
             roi_list = None
         written: list[Path] = []
+        notes: list[str] = []
         with atomic_dir(out, overwrite=overwrite, kind=MAP_KIND) as tmp:
             tmp.mkdir(parents=True)
 
@@ -151,6 +152,23 @@ def map_cmd(
                     shown = pref["best_depth_norm"].where(pref["best_score"] > 0.1)
                     nm.plot_volume_map(shown, store, rois=roi_list, cmap="viridis", vmin=0, vmax=1,
                                        title="preferred depth (score > 0.1)", save=fig_path("volume_best_depth"))
+                    nm.plot_volume_map(pref["best_score"], store, rois=roi_list, cmap="magma",
+                                       title="best-layer score", save=fig_path("volume_best_score"))
+                    try:
+                        surf = nm.project_to_fsaverage(shown, store)
+                    except SpaceError:
+                        notes.append(f"no surface map: the store's space {store.attrs.get('space')!r} "
+                                     "is not MNI (project_to_fsaverage needs a transform to MNI)")
+                    else:
+                        hemis = [h for h in ("left", "right") if np.isfinite(surf[h]).any()]
+                        if hemis:
+                            nm.plot_surface_map(surf, hemispheres=hemis, cmap="viridis", vmin=0, vmax=1,
+                                                colorbar_label="preferred depth",
+                                                title="preferred depth, projected from the MNI volume",
+                                                save=fig_path("surface_best_depth"))
+                        else:
+                            notes.append("no surface map: no voxel with a preferred depth reaches "
+                                         "the fsaverage cortex")
                 summary = nm.summarize_by_roi(pref, store, roi_list)
                 if "vertex" in store.coords and "hemisphere" in store.coords:
                     vals = pref["best_depth_norm"]
@@ -164,15 +182,6 @@ def map_cmd(
                     nm.plot_surface_map(vals, rois=nm.surface_rois(store, roi_list),
                                         cmap="viridis", vmin=0, vmax=1, colorbar_label="preferred depth",
                                         save=fig_path("surface_best_depth"))
-                else:
-                    known = [r for r in roi_list if r in nm.ROI_LOCATIONS]
-                    if known:
-                        data, smasks = nm.schematic_surface(
-                            {r: float(summary["best_depth_norm"].sel(roi=r)) for r in known})
-                        nm.plot_surface_map(data, rois=smasks, cmap="viridis", vmin=0, vmax=1,
-                                            colorbar_label="mean preferred depth",
-                                            title="schematic: ROI patches at typical fsaverage locations",
-                                            save=fig_path("surface_schematic_best_depth"))
                 _write_csv(summary.to_dataframe(), tmp / "roi_summary.csv")
                 lines = [f"  {r:<18} {summary['best_layer'].sel(roi=r).item():<10}"
                          f" ({100 * summary['best_layer_fraction'].sel(roi=r).item():.0f} % of voxels)"
@@ -200,5 +209,7 @@ def map_cmd(
     typer.echo("preferred layer per ROI:")
     for line in lines:
         typer.echo(line)
+    for note in notes:
+        typer.echo(note)
     for p in written:
         typer.echo(f"wrote {out / p.name}")

@@ -6,9 +6,12 @@
   which ROI, with permutation p-values, and the units of several models that match the same ROI.
 - :func:`concept_labels`, :func:`roi_concept_labels`, :func:`rank_images`: concepts and images
   that drive a voxel, for encoders in a joint image-text space.
-- Pictures: :func:`plot_surface_map` (fsaverage5 through nilearn), :func:`plot_volume_map`,
+- Pictures: :func:`plot_surface_map` (fsaverage5 through nilearn), :func:`plot_volume_map`
+  (slices on a volumetric store's own grid over its :func:`mean_image`),
   :func:`plot_topomaps` (MNE), :func:`plot_roi_scores` (with noise ceilings) and
   :func:`plot_layer_profile`; each returns a matplotlib figure and can save PNG/SVG.
+- :func:`project_to_fsaverage`: volume values onto fsaverage when the store is in an MNI
+  space or a transform to MNI is given (never silently from a subject's own volume).
 """
 
 from neuroalign.mapping._concepts import (
@@ -31,13 +34,17 @@ from neuroalign.mapping._maps import (
     SURFACE_VIEWS,
     plot_surface_map,
     plot_topomaps,
-    plot_volume_map,
     surface_rois,
     to_fsaverage5,
+)
+from neuroalign.mapping._units import aligned_units, feature_matrix, select_units, unit_to_roi
+from neuroalign.mapping._volume import (
+    load_fsaverage_mesh,
+    mean_image,
+    plot_volume_map,
+    project_to_fsaverage,
     volume_image,
 )
-from neuroalign.mapping._schematic import ROI_LOCATIONS, schematic_surface
-from neuroalign.mapping._units import aligned_units, feature_matrix, select_units, unit_to_roi
 
 __all__ = [
     "layer_preference",
@@ -65,6 +72,7 @@ __all__ = [
     "FSAVERAGE_VERTICES",
     "FSAVERAGE5_VERTICES",
     "SURFACE_VIEWS",
-    "schematic_surface",
-    "ROI_LOCATIONS",
+    "mean_image",
+    "project_to_fsaverage",
+    "load_fsaverage_mesh",
 ]

@@ -1,4 +1,6 @@
-"""Maps people can look at: fsaverage surfaces and volumes (nilearn), sensor topographies (MNE)."""
+"""Maps people can look at: fsaverage surfaces (nilearn) and sensor topographies (MNE).
+
+Volumes are in :mod:`neuroalign.mapping._volume`."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from neuroalign.exceptions import DataFormatError, DimensionError
 from neuroalign.mapping._figures import new_figure, save_figure
 
 __all__ = ["FSAVERAGE_VERTICES", "FSAVERAGE5_VERTICES", "SURFACE_VIEWS", "to_fsaverage5",
-           "surface_rois", "plot_surface_map", "volume_image", "plot_volume_map", "plot_topomaps"]
+           "surface_rois", "plot_surface_map", "plot_topomaps"]
 
 log = get_logger(__name__)
 
@@ -237,113 +239,6 @@ def plot_surface_map(
         fig.legend(handles=handles, loc="lower left", fontsize=7, frameon=False)
     if title:
         fig.suptitle(title)
-    save_figure(fig, save)
-    return fig
-
-
-def volume_image(values, store: xr.Dataset, *, name: str = "values"):
-    """A NIfTI image of per-neuroid ``values`` in the store's volume (``affine``, ``volume_shape``,
-    neuroid coords ``i, j, k``); voxels outside the store are NaN."""
-    import nibabel as nib
-
-    for key in ("affine", "volume_shape"):
-        if key not in store.attrs:
-            raise DataFormatError(
-                f"volume_image(): the store has no attribute {key!r} (space "
-                f"{store.attrs.get('space')!r}); expected a volumetric store."
-            )
-    missing = [c for c in ("i", "j", "k") if c not in store.coords]
-    if missing:
-        raise DataFormatError(f"volume_image(): the store lacks neuroid coords {format_list(missing)}.")
-    if isinstance(values, xr.DataArray) and "neuroid_id" in values.coords and "neuroid_id" in store.coords:
-        ids = {v: n for n, v in enumerate(values["neuroid_id"].values)}
-        sid = store["neuroid_id"].values
-        keep = np.array([s in ids for s in sid])
-        v = np.full(len(sid), np.nan)
-        v[keep] = np.asarray(values.values, dtype=float)[[ids[s] for s in sid[keep]]]
-    else:
-        v = np.asarray(values, dtype=float).ravel()
-        if v.size != store.sizes["neuroid"]:
-            raise DimensionError(
-                f"volume_image(): {name!r} has {v.size} values; expected one per neuroid "
-                f"({store.sizes['neuroid']})."
-            )
-    shape = tuple(int(s) for s in store.attrs["volume_shape"])
-    vol = np.full(shape, np.nan, dtype=np.float32)
-    vol[store["i"].values, store["j"].values, store["k"].values] = v
-    return nib.Nifti1Image(vol, np.asarray(store.attrs["affine"], dtype=float))
-
-
-def plot_volume_map(
-    values,
-    store: xr.Dataset,
-    *,
-    display_mode: str = "z",
-    cut_coords: int | Sequence[float] | None = 5,
-    rois: Sequence[str] | None = None,
-    cmap: str = "RdBu_r",
-    vmin: float | None = None,
-    vmax: float | None = None,
-    threshold: float | None = None,
-    title: str | None = None,
-    save: str | Path | None = None,
-) -> Any:
-    """Per-voxel values as slices through the store's volume (nilearn ``plot_stat_map``).
-
-    The background is the store's voxel mask; ``rois`` are drawn as contours.
-
-    Parameters
-    ----------
-    values : xr.DataArray or array-like
-        One value per neuroid (matched on ``neuroid_id`` when both carry it).
-    store : xr.Dataset
-        Volumetric store (attrs ``affine``, ``volume_shape``; coords ``i, j, k``).
-    display_mode : str
-        nilearn display mode: ``"x"``, ``"y"``, ``"z"``, ``"ortho"``, ``"mosaic"``, ...
-    cut_coords : int or sequence of float
-        Number of slices or their positions (mm).
-    rois : list of str, optional
-        ROI contours (``roi_*`` coords of the store).
-    cmap, vmin, vmax, threshold : display options (default range: the data's, symmetric
-        around 0 when the data have both signs).
-    save : path, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        The slices and one colour bar, whose image limits are ``(vmin, vmax)``.
-    """
-    import nibabel as nib
-    from nilearn import plotting
-
-    img = volume_image(values, store)
-    data = np.asarray(img.dataobj)
-    finite = data[np.isfinite(data)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if vmin is None and vmax is None and lo < 0 < hi:
-        lo, hi = -max(-lo, hi), max(-lo, hi)
-    vmin = lo if vmin is None else vmin
-    vmax = hi if vmax is None else vmax
-    mask = np.isfinite(data).astype(np.float32)
-    # nilearn hides |value| <= threshold: voxels without a value are 0 and hidden with
-    # threshold 0; real zeros are nudged off 0 (invisibly) so that they stay visible.
-    tiny = np.float32(1e-6 * max(abs(vmin), abs(vmax), 1e-12))
-    shown = np.where(np.isfinite(data), np.where(data == 0, tiny, data), 0).astype(np.float32)
-    stat = nib.Nifti1Image(shown, img.affine)
-    threshold = 0.0 if threshold is None else threshold
-    fig = new_figure(figsize=(2.6 * (cut_coords if isinstance(cut_coords, int) else 3) + 1, 2.6))
-    display = plotting.plot_stat_map(
-        stat, bg_img=nib.Nifti1Image(mask, img.affine), display_mode=display_mode,
-        cut_coords=cut_coords, figure=fig, colorbar=True, cmap=cmap, vmin=vmin, vmax=vmax,
-        threshold=threshold, black_bg=False, draw_cross=False, title=title,
-        symmetric_cbar=False, resampling_interpolation="nearest",
-    )
-    for k, roi in enumerate(rois or []):
-        if f"roi_{roi}" not in store.coords:
-            raise KeyError(f"plot_volume_map(): unknown ROI {roi!r}; the store has no 'roi_{roi}'.")
-        rimg = volume_image(store[f"roi_{roi}"].values.astype(float), store)
-        display.add_contours(nib.Nifti1Image(np.nan_to_num(np.asarray(rimg.dataobj)), img.affine),
-                             levels=[0.5], colors=[f"C{k % 10}"], linewidths=1.0)
     save_figure(fig, save)
     return fig
 

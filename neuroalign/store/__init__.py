@@ -2,10 +2,14 @@
 
 A store is a plain :class:`xarray.Dataset` with variable ``responses`` on dims
 ``('presentation', 'neuroid'[, 'time'])`` and the coordinates of DESIGN.md §2.
+Build one from your own data with :func:`from_arrays`, :func:`from_nifti` (NIfTI betas
+and a BIDS events table) or :func:`from_epochs` (MNE).
 Importing this module registers the ``ds.na`` accessor.
 """
 
 from neuroalign.store._accessor import StoreAccessor
+from neuroalign.store._builders import from_arrays
+from neuroalign.store._builders_neuro import from_epochs, from_nifti
 from neuroalign.store._folds import StimulusKFold, cv_folds
 from neuroalign.store._io import (
     COMPLETE_MARKER,
@@ -76,4 +80,7 @@ __all__ = [
     "NEUROID_DIM",
     "TIME_DIM",
     "SPLITS",
+    "from_arrays",
+    "from_nifti",
+    "from_epochs",
 ]

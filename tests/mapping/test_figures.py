@@ -233,18 +233,3 @@ def test_save_figure_rejects_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="Expected a file name ending in"):
         save_figure(Figure(), tmp_path / "x.tiff")
     assert save_figure(Figure(), None) is None
-
-
-def test_schematic_surface_for_volumetric_rois():
-    from neuroalign.mapping import schematic_surface
-
-    data, masks = schematic_surface({"V1v": 0.0, "FFA-1": 1.0})
-    for hemi in ("left", "right"):
-        assert data[hemi].shape == (FSAVERAGE5_VERTICES,)
-        assert np.all(data[hemi][masks["FFA-1"][hemi]] == 1.0)
-        assert np.isnan(data[hemi][~(masks["FFA-1"][hemi] | masks["V1v"][hemi])]).all()
-        assert 5 < masks["V1v"][hemi].sum() < 200
-    fig = plot_surface_map(data, rois=masks, views=["ventral", "flat"], vmin=0, vmax=1)
-    assert len([ax for ax in fig.axes if ax.name == "3d"]) == 4
-    with pytest.raises(KeyError, match="no schematic location"):
-        schematic_surface({"MT": 1.0})

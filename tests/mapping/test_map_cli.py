@@ -15,8 +15,11 @@ def test_map_with_scores_file(sim_nsd, nsd_scores, tmp_path):
     res = CliRunner().invoke(app, ["map", str(sim_nsd.root), "--scores", str(path), "--out", str(out),
                                    "--format", "png"])
     assert res.exit_code == 0, res.output
-    for stem in ("roi_scores", "layer_profile", "volume_best_depth", "surface_schematic_best_depth"):
+    for stem in ("roi_scores", "layer_profile", "volume_best_depth", "volume_best_score"):
         assert (out / f"{stem}.png").stat().st_size > 1000, stem
+    # the simulated brain is a subject-native volume: real slices, no (schematic) surface
+    assert not list(out.glob("surface*")), sorted(p.name for p in out.iterdir())
+    assert "no surface map: the store's space 'func1pt8mm' is not MNI" in res.output
     assert (out / "roi_summary.csv").exists() and (out / "layer_preference.csv").exists()
     for roi, layer in sim_nsd.layer_of_roi().items():
         assert re.search(rf"{re.escape(roi)}\s+{layer}\s.*truth {layer}", res.output), res.output

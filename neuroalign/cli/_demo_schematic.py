@@ -1,11 +1,13 @@
-"""A schematic placement of named ROIs on fsaverage5, for surface pictures of volumetric data.
+"""The demo's schematic surface: named ROIs drawn as patches at typical fsaverage5 locations.
 
-The simulated brain (and any store in a subject's own volume) is not registered to
-fsaverage, so its voxels cannot be projected onto the surface honestly. For display, each
-named ROI is drawn as a patch (a disc on the sphere) around the fsaverage5 vertex nearest
-to a typical location of that ROI in MNI305 space (fsaverage's space), and painted with
-one value per ROI. The picture shows ROI-level results in a familiar place; it is a
-schematic, not a projection, and the figure title says so.
+Only the demo uses this. The simulated brain is a volume with no registration to
+fsaverage, so its voxels cannot be projected onto the surface honestly. For the demo's
+overview picture, each named ROI is drawn as a patch (a disc on the sphere) around the
+fsaverage5 vertex nearest to a typical location of that ROI in MNI305 space (fsaverage's
+space), painted with one value per ROI. It is a schematic, not a projection, and the
+figure says so. Real maps of volumetric stores are
+:func:`neuroalign.mapping.plot_volume_map` (slices on the store's grid) and
+:func:`neuroalign.mapping.project_to_fsaverage` (stores in an MNI space).
 """
 
 from __future__ import annotations
