@@ -19,6 +19,7 @@ import numpy as np
 
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DataFormatError, UnsafeFileError
+from neuroalign.store._builders import repetitions_in_order
 
 __all__ = [
     "PublishedCountWarning",
@@ -442,16 +443,7 @@ def check_label_names(values: np.ndarray, labels: dict[int, str], path: Path, ta
 
 def repetition_index(ids: Sequence[Any]) -> np.ndarray:
     """0-based order of each row among the rows with the same id (first showing -> 0)."""
-    ids = np.asarray(ids)
-    _, inverse = np.unique(ids, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    sorted_inv = inverse[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_inv)) + 1]
-    first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    rep = np.empty(len(ids), dtype=np.int64)
-    rep[order] = np.arange(len(order)) - first
-    return rep
+    return repetitions_in_order(ids)
 
 
 def warn_count(path: Path | str, what: str, found: Any, published: Any, subject: str) -> None:

@@ -105,18 +105,25 @@ def _int_per_trial(values: Any, n: int, *, name: str, func: str) -> np.ndarray:
     return num.astype(np.int64)
 
 
-def repetitions_in_order(ids: np.ndarray, order: np.ndarray) -> np.ndarray:
+def repetitions_in_order(ids: Any, order: np.ndarray | None = None) -> np.ndarray:
     """0-based repetition of each row: how often its stimulus was shown before it.
 
     ``order`` gives the rows in presentation order (e.g. ``np.lexsort`` of session, run,
-    trial); the result is indexed like ``ids``.
+    trial; default: row order); the result is indexed like ``ids``. The one implementation
+    used by the builders and every dataset adapter.
     """
+    ids = np.asarray(ids)
+    order = np.arange(len(ids)) if order is None else np.asarray(order)
+    _, inverse = np.unique(ids[order], return_inverse=True)
+    inverse = inverse.ravel()
+    by_id = np.argsort(inverse, kind="stable")  # presentation order within each id
+    sorted_inv = inverse[by_id]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_inv)) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, len(by_id)]))
+    rep_in_order = np.empty(len(ids), dtype=np.int64)
+    rep_in_order[by_id] = np.arange(len(by_id)) - first
     rep = np.empty(len(ids), dtype=np.int64)
-    seen: dict[str, int] = {}
-    for row in order:
-        sid = ids[row]
-        rep[row] = seen.get(sid, 0)
-        seen[sid] = rep[row] + 1
+    rep[order] = rep_in_order
     return rep
 
 
