@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -190,8 +191,21 @@ def mne_epochs_plan(
                 raise DataFormatError(f"{src}: no column {col!r} for {name}_column. Columns present: {format_list(list(md.columns))}.")
             coords[name] = ("presentation", int_column(
                 md.iloc[rows], col, src, rows="line" if src != path else "epoch"))
-    kinds = set(types)
-    units = "T" if kinds <= {"mag"} else "V" if kinds <= {"eeg", "seeg", "ecog"} else "SI (T, T/m, V)"
+    from neuroalign.store._builders_neuro import _units
+
+    ch_units = np.asarray(_units(epochs), dtype=str)[picks]
+    kinds = list(dict.fromkeys(ch_units.tolist()))
+    units = kinds[0] if len(kinds) == 1 else "mixed"
+    if len(kinds) > 1:  # recorded per sensor, and said: analyses across sensors must scale them
+        coords["sensor_units"] = ("neuroid", ch_units)
+        warnings.warn(
+            f"{path}: channels in different units ({format_list(kinds)}: "
+            + ", ".join(f"{int((ch_units == k).sum())} in {k}" for k in kinds)
+            + "); the store's units are 'mixed' and each sensor's unit is in its "
+            "'sensor_units' coordinate. Select one sensor type (or z-score per sensor) before "
+            "analyses that pool sensors, such as RDMs.",
+            UserWarning, stacklevel=2,
+        )
     attrs = {
         "dataset": dataset, "space": "sensor", "units": units, "schema_version": SCHEMA_VERSION,
         "subject": subject, "sfreq": float(epochs.info["sfreq"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from adapter_fixtures import EEG_CHANNELS, write_epochs, write_things_eeg2
@@ -163,3 +164,22 @@ def test_mne_bad_input(tmp_path):
         load_mne_epochs(corrupt, stimulus_column="image_path")
     with pytest.raises(FileNotFoundError, match=r"missing-epo.fif: no such file"):
         load_mne_epochs(tmp_path / "missing-epo.fif", stimulus_column="image_path")
+
+
+def test_mne_mixed_units_recorded_per_sensor_and_said(tmp_path):
+    """MEG in tesla and EEG in volts are never mixed silently: units 'mixed', a per-sensor
+    unit coordinate, and a warning naming the counts."""
+    import mne
+
+    rng = np.random.default_rng(0)
+    info = mne.create_info(["MEG0001", "MEG0002", "Fz", "Cz", "Pz"], 200.0,
+                           ["mag", "mag", "eeg", "eeg", "eeg"])
+    data = rng.standard_normal((12, 5, 7)) * np.array([1e-13, 1e-13, 1e-5, 1e-5, 1e-5])[:, None]
+    md = pd.DataFrame({"image": [f"im{i % 4}" for i in range(12)]})
+    path = tmp_path / "mixed-epo.fif"
+    mne.EpochsArray(data, info, metadata=md, verbose="error").save(path, verbose="error")
+    with pytest.warns(UserWarning, match=r"different units \('T', 'V': 2 in T, 3 in V\)"):
+        ds = load_mne_epochs(path, stimulus_column="image")
+    assert ds.attrs["units"] == "mixed"
+    np.testing.assert_array_equal(ds.sensor_units.values, ["T", "T", "V", "V", "V"])
+    np.testing.assert_allclose(ds.responses.values, data.astype(np.float32), rtol=1e-6)
