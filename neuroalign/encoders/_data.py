@@ -210,7 +210,7 @@ def valid_neuroids(Y: np.ndarray, *, func: str, stacklevel: int = 3, names=None)
     """Mask of neuroids that are finite and not constant.
 
     Warns (:class:`DataQualityWarning`) with the count of the others and their ``names``
-    (default: column indices).
+    (default: column indices; a callable is called only when there is something to name).
     """
     finite = np.isfinite(Y).all(axis=0)
     with np.errstate(invalid="ignore"):
@@ -219,7 +219,7 @@ def valid_neuroids(Y: np.ndarray, *, func: str, stacklevel: int = 3, names=None)
     ok = finite & ~constant
     n_nan, n_const = int((~finite).sum()), int(constant.sum())
     if n_nan or n_const:
-        names = np.arange(Y.shape[1]) if names is None else np.asarray(names)
+        names = np.arange(Y.shape[1]) if names is None else np.asarray(names() if callable(names) else names)
         warnings.warn(
             f"{func}: excluding {n_nan + n_const} of {Y.shape[1]} neuroids "
             f"({n_nan} with NaN or inf: {format_list(names[~finite], limit=10) or '-'}; "

@@ -222,7 +222,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         self._fit_meta(data)
         folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=name)
         ok = valid_neuroids(data.Y, func=f"{name}.fit",
-                            names=neuroid_names(data.neuroid_coords, data.Y.shape[1]))
+                            names=lambda: neuroid_names(data.neuroid_coords, data.Y.shape[1]))
         if client is not None:
             from neuroalign.encoders._scaleout import distributed_ridge
 
@@ -284,8 +284,6 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         self._y_offset = self.intercept_.astype(np.float64)
         if res.get("y_offset") is not None:
             self._y_offset[ok] = res["y_offset"]
-        if self._x_offset is not None:
-            self._y_offset[~ok] += self._x_offset @ self.coef_[:, ~ok].astype(np.float64)
         undefined = ok & ~np.isfinite(self.cv_scores_)
         if undefined.any():
             warnings.warn(

@@ -114,27 +114,48 @@ def feature_scale(X: torch.Tensor, fit_intercept: bool = True) -> float:
     return _Prep(X, fit_intercept).feature_var
 
 
+_ROWS = 1024  # rows per float64 block
+
+
+def _colsum64(T: torch.Tensor) -> torch.Tensor:
+    """Column sums accumulated in float64, a block of rows at a time."""
+    out = torch.zeros(T.shape[1], dtype=torch.float64, device=T.device)
+    for r in range(0, T.shape[0], _ROWS):
+        out += T[r:r + _ROWS].to(torch.float64).sum(0)
+    return out
+
+
 class _Prep:
     """Centring and rescaling in float64 (see the module docstring)."""
 
     def __init__(self, X: torch.Tensor, fit_intercept: bool) -> None:
-        X64 = X.to(torch.float64)
-        n, p = X64.shape
+        Xw = X.to(torch.float64, copy=True)  # never modifies the caller's data
+        n, p = Xw.shape
         self.fit_intercept = fit_intercept
-        self.x_mean = X64.mean(0) if fit_intercept and n else torch.zeros(p, dtype=torch.float64, device=X.device)
-        Xc = X64 - self.x_mean
-        var = float((Xc ** 2).sum()) / (n * p) if n * p else 0.0
+        self.x_mean = Xw.mean(0) if fit_intercept and n else torch.zeros(p, dtype=torch.float64, device=X.device)
+        Xw -= self.x_mean
+        var = float(torch.linalg.vector_norm(Xw)) ** 2 / (n * p) if n * p else 0.0
         self.feature_var = var if var > 0 and math.isfinite(var) else 1.0
-        self.Xw64 = Xc / math.sqrt(self.feature_var)
+        Xw /= math.sqrt(self.feature_var)
+        self.Xw64 = Xw
 
-    def targets(self, Yb: torch.Tensor):
-        """-> (targets centred and scaled to unit variance in float64, means, sds)."""
-        Y64 = Yb.to(torch.float64)
-        ym = Y64.mean(0) if self.fit_intercept else torch.zeros_like(Y64[0])
-        Yc = Y64 - ym
-        sd = torch.sqrt((Yc ** 2).mean(0))
-        sd = torch.where((sd > 0) & torch.isfinite(sd), sd, torch.ones_like(sd))
-        return Yc / sd, ym, sd
+    def targets(self, Yb: torch.Tensor, dtype: torch.dtype):
+        """-> (targets centred and scaled to unit variance, in ``dtype``; float64 means; sds;
+        mask of finite columns). Worked in float64 a block of rows at a time, so no float64
+        copy of the whole batch is held."""
+        n = Yb.shape[0]
+        ym = _colsum64(Yb) / max(n, 1) if self.fit_intercept else torch.zeros(
+            Yb.shape[1], dtype=torch.float64, device=Yb.device)
+        ss = torch.zeros_like(ym)
+        for r in range(0, n, _ROWS):
+            ss += ((Yb[r:r + _ROWS].to(torch.float64) - ym) ** 2).sum(0)
+        sd = torch.sqrt(ss / max(n, 1))
+        finite = torch.isfinite(sd) & torch.isfinite(ym)
+        sd = torch.where(finite & (sd > 0), sd, torch.ones_like(sd))
+        out = torch.empty(Yb.shape, dtype=dtype, device=Yb.device)
+        for r in range(0, n, _ROWS):
+            out[r:r + _ROWS] = ((Yb[r:r + _ROWS].to(torch.float64) - ym) / sd).to(dtype)
+        return out, ym, sd, finite
 
     def to_units(self, W: torch.Tensor, b: torch.Tensor, ym, ysd, dtype):
         """Internal weights -> (coef, intercept) in the data's units, and the float64 offsets."""
@@ -173,7 +194,7 @@ class _PrimalFold:
         """-> (A, Yva centred by the training mean)."""
         Yva = Yb[self.val]
         if self.fit_intercept:
-            ym = ((ysum - Yva.sum(0, dtype=torch.float64)) / self.n_train).to(Yb.dtype)
+            ym = ((ysum - _colsum64(Yva)) / self.n_train).to(Yb.dtype)
         else:
             ym = torch.zeros_like(Yb[0])
         C = XtY - self.Xva.T @ Yva
@@ -208,7 +229,7 @@ class _DualFold:
     def rotate(self, XtY, Yb: torch.Tensor, ysum):
         Ytr = Yb[self.train]
         if self.fit_intercept:
-            ym = (Ytr.sum(0, dtype=torch.float64) / self.n_train).to(Yb.dtype)
+            ym = (_colsum64(Ytr) / self.n_train).to(Yb.dtype)
         else:
             ym = torch.zeros_like(Ytr[0])
         return self.U.T @ (Ytr - ym), Yb[self.val] - ym
@@ -256,56 +277,6 @@ def _check_folds(folds, n: int) -> None:
                 )
 
 
-class _Loo:
-    """Leave-one-out residuals in closed form, as scikit-learn's ``_RidgeGCV`` (float64).
-
-    ``n <= p``: ``looe = c / d`` with ``c = G^-1 y``, ``d = diag(G^-1)`` from the Gram matrix
-    ``X X^T = Q S Q^T`` (scikit-learn's ``gram`` mode); otherwise from ``X^T X = V S V^T``
-    (``cov`` mode). Both handle the intercept as scikit-learn does.
-    """
-
-    def __init__(self, Xw64: torch.Tensor, fit_intercept: bool) -> None:
-        n, p = Xw64.shape
-        self.n = n
-        self.fit_intercept = fit_intercept
-        self.gram = n <= p
-        ones = torch.ones(n, dtype=torch.float64, device=Xw64.device)
-        if self.gram:
-            self.s, self.Q = eig_gram(Xw64 @ Xw64.T)
-            self.Q2 = self.Q ** 2
-            self.Qt1 = self.Q.T @ ones
-        else:
-            self.s, V = eig_gram(Xw64.T @ Xw64)
-            self.XV = Xw64 @ V
-            self.XV2 = self.XV ** 2
-            self.XVt1 = self.XV.T @ ones
-        self.s = self.s.to(Xw64.device)
-
-    def errors(self, Yw: torch.Tensor, alphas: np.ndarray):
-        """-> (mean squared LOO error, LOO R²), each (n_alphas, n_targets), target units = 1."""
-        n = self.n
-        sst = ((Yw - Yw.mean(0)) ** 2).sum(0)
-        mse = torch.zeros((len(alphas), Yw.shape[1]), dtype=torch.float64, device=Yw.device)
-        r2 = torch.zeros_like(mse)
-        proj = self.Q.T @ Yw if self.gram else self.XV.T @ Yw
-        for a, alpha in enumerate(alphas):
-            D = 1.0 / (self.s + float(alpha))
-            if self.gram:
-                c = self.Q @ (D[:, None] * proj)
-                d = self.Q2 @ D
-                if self.fit_intercept:
-                    d = d - (self.Q @ (D * self.Qt1)) / n
-            else:
-                c = Yw - self.XV @ (D[:, None] * proj)
-                d = 1.0 - self.XV2 @ D
-                if self.fit_intercept:
-                    d = d - (1.0 - self.XV @ (D * self.XVt1)) / n
-            sse = ((c / d[:, None]) ** 2).sum(0)
-            mse[a] = sse / n
-            r2[a] = torch.where(sst > _CONSTANT_FOLD * n, 1.0 - sse / sst, torch.nan)
-        return mse, r2
-
-
 def _kfold_errors(solvers, Yb, XtY, ysum, alphas_int):
     """-> (mean validation MSE, mean validation R²) over folds, (n_alphas, n_targets), float64."""
     n_alphas = len(alphas_int)
@@ -315,12 +286,10 @@ def _kfold_errors(solvers, Yb, XtY, ysum, alphas_int):
     for solver in solvers:
         A, Yva_c = solver.rotate(XtY, Yb, ysum)
         n_val = Yva_c.shape[0]
-        Yva64 = Yva_c.double()
-        sst = ((Yva64 - Yva64.mean(0)) ** 2).sum(0)
+        sst = ((Yva_c - Yva_c.mean(0)) ** 2).sum(0).double()
         defined = sst > _CONSTANT_FOLD * n_val
         r2_n += defined
         sst = torch.where(defined, sst, torch.ones_like(sst))
-        del Yva64
         buf = torch.empty_like(A)
         for a, alpha in enumerate(alphas_int):
             resid = solver.residual(A, float(alpha), Yva_c, buf)
@@ -400,7 +369,9 @@ def ridge_cv(
     alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
     Xw = prep.Xw64.to(work)
     if loo:
-        loo_solver = _Loo(prep.Xw64, fit_intercept)
+        from neuroalign.encoders._loo import LooSolver
+
+        loo_solver = LooSolver(prep.Xw64, fit_intercept)
         used_form, tie = "loo", "first"
     else:
         used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
@@ -423,18 +394,17 @@ def ridge_cv(
     batches = list(_batches(n_targets, n_targets_batch))
     it = progress(batches) if progress is not None else batches
     for sl in it:
-        if not torch.isfinite(Y[:, sl]).all():
-            bad = np.flatnonzero(~torch.isfinite(Y[:, sl]).all(0).cpu().numpy()) + sl.start
+        Yb, ym, ysd, finite = prep.targets(Y[:, sl], torch.float64 if loo else work)
+        if not bool(finite.all()):
+            bad = np.flatnonzero(~finite.cpu().numpy()) + sl.start
             raise DataFormatError(
                 f"ridge_cv: 'Y' holds NaN or infinite values in {len(bad)} target columns "
                 f"{format_list(bad, limit=10)}. Expected finite targets (leave such neuroids out)."
             )
-        Yw64, ym, ysd = prep.targets(Y[:, sl])
         if loo:
-            b_mse, b_r2 = loo_solver.errors(Yw64, alphas_int)
-        Yb = Yw64.to(work).contiguous()
-        del Yw64
-        ysum = Yb.sum(0, dtype=torch.float64)
+            b_mse, b_r2 = loo_solver.errors(Yb, alphas_int)
+            Yb = Yb.to(work)
+        ysum = _colsum64(Yb)
         need_xty = (not loo and used_form == "primal") or (refit and full.form == "primal")
         XtY = Xw.T @ Yb if need_xty else None
         if not loo:
@@ -521,9 +491,8 @@ def ridge_refit(
     if not relative_alphas:
         alphas_int = alphas_int / prep.feature_var
     for sl in _batches(n_targets, n_targets_batch):
-        Yw64, ym, ysd = prep.targets(Y[:, sl])
-        Yb = Yw64.to(work)
+        Yb, ym, ysd, _ = prep.targets(Y[:, sl], work)
         XtY = Xw.T @ Yb if full.form == "primal" else None
-        W, b = full.solve(XtY, Yb, Yb.sum(0, dtype=torch.float64).to(work), alphas_int[sl])
+        W, b = full.solve(XtY, Yb, _colsum64(Yb).to(work), alphas_int[sl])
         coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
     return coef, intercept

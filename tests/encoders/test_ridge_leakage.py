@@ -12,7 +12,7 @@ import xarray as xr
 from sklearn import model_selection as ms
 
 from neuroalign.encoders import BandedRidgeEncoder, LayerSweep, RidgeEncoder, TimeResolvedEncoder
-from neuroalign.exceptions import SplitLeakageError
+from neuroalign.exceptions import DataQualityWarning, SplitLeakageError
 from neuroalign.store import StimulusKFold
 
 ALPHAS = np.logspace(-2, 4, 7)
@@ -131,3 +131,11 @@ def test_plain_splitter_on_one_row_per_stimulus_gives_its_usual_folds():
             np.testing.assert_array_equal(a, np.sort(c))
             np.testing.assert_array_equal(b, np.sort(d))
     assert RidgeEncoder(alphas=ALPHAS, cv=ms.KFold(5)).fit(X, Y).coef_.shape == (4, 2)
+
+
+def test_single_row_validation_folds_give_nan_cv_scores_with_a_warning():
+    feats, store, _ = trial_data(7)
+    with pytest.warns(DataQualityWarning, match=r"RidgeEncoder.fit: the cross-validated R² is "
+                      r"undefined \(NaN\) for 12 neuroids, e.g. 'neuroid 0'.*cv='loo'"):
+        enc = RidgeEncoder(alphas=ALPHAS, cv=ms.LeaveOneOut()).fit(feats, averaged(store))
+    assert np.isnan(enc.cv_scores_).all() and np.isfinite(enc.coef_).all()

@@ -254,3 +254,19 @@ def test_exact_ties_go_to_the_largest_alpha_in_kfold_and_the_first_in_loo():
     np.testing.assert_allclose(kf.best_alphas_, np.asarray(him.best_alphas_), rtol=1e-12)
     # a real signal is not a tie
     assert RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y).best_alphas_[0] < ALPHAS[-1]
+
+
+def test_layer_sweep_and_fir_encoder_do_not_depend_on_units():
+    from neuroalign.encoders import FIREncoder, LayerSweep
+
+    X, Y = make(90, 12, t=8, seed=13)
+    layers = {"a": X[:, :6], "b": X[:, 6:]}
+    base = LayerSweep(alphas=ALPHAS, cv=5).fit(layers, Y)
+    tiny = LayerSweep(alphas=ALPHAS, cv=5).fit({k: v * 1e-13 for k, v in layers.items()}, Y * 1e-13)
+    np.testing.assert_allclose(tiny.scores_.values, base.scores_.values, atol=1e-3)
+    assert np.mean(tiny.best_alphas_.values == base.best_alphas_.values) >= 0.9
+    fir = FIREncoder(delays=(0, 1), alphas=ALPHAS, cv=4).fit(X, Y)
+    fir_tiny = FIREncoder(delays=(0, 1), alphas=ALPHAS, cv=4).fit(X * 1e13, Y * 1e-13)
+    np.testing.assert_allclose(fir_tiny.cv_scores_, fir.cv_scores_, atol=1e-3)
+    np.testing.assert_allclose(fir_tiny.predict(X * 1e13) * 1e13, fir.predict(X), rtol=1e-3,
+                               atol=1e-3 * Y.std())
