@@ -9,9 +9,15 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.exceptions import DimensionError, StimulusMismatchError
+from neuroalign.exceptions import (
+    DataFormatError,
+    DataQualityWarning,
+    DimensionError,
+    StimulusMismatchError,
+)
 
-__all__ = ["Aligned", "align", "as_matrix", "features_matrix", "valid_neuroids", "check_alphas"]
+__all__ = ["Aligned", "align", "as_matrix", "features_matrix", "valid_neuroids", "check_alphas",
+           "check_finite", "neuroid_names"]
 
 
 @dataclass
@@ -88,8 +94,12 @@ def _responses(Y) -> xr.DataArray:
     return Y
 
 
-def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray, *, allow_extra: bool = False) -> np.ndarray:
-    """Row of the features for each response row; exact semantics (raises on any mismatch)."""
+def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray, *, allow_extra: bool = True) -> np.ndarray:
+    """Row of the features for each response row, matched by ``stimulus_id`` (never by position).
+
+    Raises on a response stimulus without features and on duplicated feature ids; features
+    may describe more stimuli than the responses hold unless ``allow_extra=False``.
+    """
     feat_ids = np.asarray(feat_ids).astype(str)
     resp_ids = np.asarray(resp_ids).astype(str)
     uniq, counts = np.unique(feat_ids, return_counts=True)
@@ -116,14 +126,15 @@ def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray, *, allow_extra:
     return np.fromiter((index[s] for s in resp_ids.tolist()), dtype=np.int64, count=len(resp_ids))
 
 
-def align(X, Y, *, allow_extra: bool = False) -> Aligned:
+def align(X, Y, *, allow_extra: bool = True, func: str = "fit") -> Aligned:
     """Align features ``X`` with responses ``Y``.
 
-    Arrays are taken row by row. xarray inputs are joined on ``stimulus_id``: the
-    features get one row per response sample (a trial-level store repeats a stimulus's
-    features for each of its presentations). ``allow_extra`` lets the features hold
-    stimuli the responses lack (used internally after a full join was checked, to take
-    one split of a store).
+    Arrays are taken row by row. xarray inputs are joined on ``stimulus_id``, whatever the
+    order of either side: the features get one row per response sample (a trial-level store
+    repeats a stimulus's features for each of its presentations), and may describe more
+    stimuli than the responses hold (``allow_extra=False`` refuses that). Non-finite
+    features in the rows used raise a :class:`DataFormatError` naming rows, columns and
+    stimuli.
     """
     if _is_xr(Y) or _is_xr(X):
         if not (_is_xr(Y) and _is_xr(X)):
@@ -148,21 +159,59 @@ def align(X, Y, *, allow_extra: bool = False) -> Aligned:
         rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values,
                                 allow_extra=allow_extra)
         Xm = np.asarray(feats.values)[rows]
+        resp_ids = np.asarray(resp["stimulus_id"].values)
+        check_finite(Xm, name="X", func=func, row_labels=resp_ids)
         template = resp.isel({sdim: 0}, drop=True).drop_vars(
             [c for c in resp.coords if sdim in resp[c].dims], errors="ignore")
-        return Aligned(Xm, np.asarray(resp.values), np.asarray(resp["stimulus_id"].values),
-                       template, sdim)
+        return Aligned(Xm, np.asarray(resp.values), resp_ids, template, sdim)
     Xm = as_matrix(X, name="X")
     Ym = as_matrix(Y, name="Y")
     if Xm.shape[0] != Ym.shape[0]:
         raise DimensionError(
             f"X has {Xm.shape[0]} samples and Y has {Ym.shape[0]}; expected the same number of rows."
         )
+    check_finite(Xm, name="X", func=func)
     return Aligned(Xm, Ym, None, None, "sample")
 
 
-def valid_neuroids(Y: np.ndarray, *, func: str, stacklevel: int = 3) -> np.ndarray:
-    """Mask of neuroids that are finite and not constant; warns with the count of the others."""
+def check_finite(X, *, name: str = "X", func: str = "fit", row_labels=None) -> None:
+    """Raise :class:`DataFormatError` naming the rows and columns of ``X`` that hold NaN or inf.
+
+    ``row_labels`` (the stimulus id of each row) are named in the message too.
+    """
+    if hasattr(X, "detach") and hasattr(X, "cpu"):
+        X = X.detach().cpu().numpy()
+    arr = np.asarray(X)
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return
+    bad2 = bad.reshape(arr.shape[0], -1)
+    rows, cols = np.flatnonzero(bad2.any(1)), np.flatnonzero(bad2.any(0))
+    n_nan, n_inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+    where = f"rows {format_list(rows, limit=10)}"
+    if row_labels is not None:
+        labels = list(dict.fromkeys(np.asarray(row_labels)[rows].tolist()))
+        where += f" (stimulus_id {format_list(labels, limit=10)})"
+    raise DataFormatError(
+        f"{func}: features {name!r} hold {n_nan} NaN and {n_inf} infinite values, in "
+        f"{len(rows)} of {arr.shape[0]} {where} and {len(cols)} of {bad2.shape[1]} columns "
+        f"{format_list(cols, limit=10)}. Expected finite features: impute or drop them first."
+    )
+
+
+def neuroid_names(template, n: int) -> np.ndarray:
+    """``neuroid_id`` values of a neuroid template, or ``"neuroid <i>"`` labels for arrays."""
+    if template is not None and "neuroid_id" in template.coords:
+        return np.asarray(template["neuroid_id"].values)
+    return np.array([f"neuroid {i}" for i in range(n)])
+
+
+def valid_neuroids(Y: np.ndarray, *, func: str, stacklevel: int = 3, names=None) -> np.ndarray:
+    """Mask of neuroids that are finite and not constant.
+
+    Warns (:class:`DataQualityWarning`) with the count of the others and their ``names``
+    (default: column indices; a callable is called only when there is something to name).
+    """
     finite = np.isfinite(Y).all(axis=0)
     with np.errstate(invalid="ignore"):
         spread = np.nanmax(Y, axis=0) - np.nanmin(Y, axis=0) if Y.shape[0] else np.zeros(Y.shape[1])
@@ -170,11 +219,13 @@ def valid_neuroids(Y: np.ndarray, *, func: str, stacklevel: int = 3) -> np.ndarr
     ok = finite & ~constant
     n_nan, n_const = int((~finite).sum()), int(constant.sum())
     if n_nan or n_const:
+        names = np.arange(Y.shape[1]) if names is None else np.asarray(names() if callable(names) else names)
         warnings.warn(
             f"{func}: excluding {n_nan + n_const} of {Y.shape[1]} neuroids "
-            f"({n_nan} with NaN or inf, {n_const} constant); they get zero weights and are "
-            "left out of the results.",
-            UserWarning,
+            f"({n_nan} with NaN or inf: {format_list(names[~finite], limit=10) or '-'}; "
+            f"{n_const} constant: {format_list(names[constant], limit=10) or '-'}); they get "
+            "zero weights and NaN scores, and are left out of the results.",
+            DataQualityWarning,
             stacklevel=stacklevel,
         )
     return ok

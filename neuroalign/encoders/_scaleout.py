@@ -22,7 +22,7 @@ __all__ = ["distributed_ridge", "fit_fingerprint"]
 
 log = get_logger(__name__)
 
-_VARS = ("coef", "intercept", "best_alphas", "cv_scores")
+_VARS = ("coef", "intercept", "best_alphas", "cv_scores", "y_offset")
 
 
 def fit_fingerprint(X: np.ndarray, Y: np.ndarray, alphas, folds, params: dict) -> str:
@@ -72,16 +72,21 @@ def _fit_batch(path: str, b: int, cols: np.ndarray, X, Y_batch, folds, alphas, p
     if fail:  # used by the tests to simulate a worker dying mid-fit
         raise RuntimeError(f"simulated failure of batch {b}")
     dtype = getattr(torch, params["dtype"])
-    Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dtype)
-    Yt = torch.from_numpy(np.ascontiguousarray(Y_batch)).to(dtype)
+    # float64 data stay float64 until the solver has centred and scaled them (as in fit)
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    Yt = torch.from_numpy(np.ascontiguousarray(Y_batch))
+    Xt = Xt if Xt.dtype == torch.float64 else Xt.to(dtype)
+    Yt = Yt if Yt.dtype == torch.float64 else Yt.to(dtype)
     res = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=params["fit_intercept"],
-                   form=params["form"], n_targets_batch=params["n_targets_batch"], refit=True)
+                   form=params["form"], n_targets_batch=params["n_targets_batch"], refit=True,
+                   relative_alphas=params["relative_alphas"], dtype=dtype)
     group = zarr.open_group(path, mode="r+")
     sl = slice(int(cols[0]), int(cols[-1]) + 1)
     group["coef"][:, sl] = res.coef.cpu().numpy()
     group["intercept"][sl] = res.intercept.cpu().numpy()
     group["best_alphas"][sl] = res.best_alphas
     group["cv_scores"][sl] = res.cv_scores
+    group["y_offset"][sl] = res.y_offset
     group["done"][b] = True  # written last: a batch is done only once its region is complete
     return b
 
@@ -104,22 +109,26 @@ def distributed_ridge(encoder, data, ok, folds, alphas, *, client, result_path=N
     batch = check_positive_int(batch, name="batch_size", func=f"{type(encoder).__name__}.fit")
     params = {"fit_intercept": encoder.fit_intercept, "dtype": encoder.dtype,
               "form": None if encoder.form == "auto" else encoder.form,
-              "n_targets_batch": encoder.n_targets_batch, "batch": batch}
+              "n_targets_batch": encoder.n_targets_batch, "batch": batch,
+              "relative_alphas": bool(encoder._relative())}
     if result_path is None:
         result_path = Path(tempfile.mkdtemp(prefix="neuroalign-ridge-")) / "result.zarr"
     path = Path(result_path)
     bounds = [(s, min(s + batch, n_valid)) for s in range(0, n_valid, batch)]
     p = X.shape[1]
     shapes = {"coef": (p, n_valid), "intercept": (n_valid,), "best_alphas": (n_valid,),
-              "cv_scores": (n_valid,)}
-    chunks = {"coef": (p, batch), "intercept": (batch,), "best_alphas": (batch,), "cv_scores": (batch,)}
+              "cv_scores": (n_valid,), "y_offset": (n_valid,)}
+    chunks = {"coef": (p, batch), "intercept": (batch,), "best_alphas": (batch,), "cv_scores": (batch,),
+              "y_offset": (batch,)}
     fp = fit_fingerprint(X, Y, alphas, folds, params)
     group = _open_result(path, shapes, chunks, len(bounds), fp)
     done = np.asarray(group["done"][:], dtype=bool)
     todo = [b for b in range(len(bounds)) if not done[b]]
     log.info("distributed ridge: %d batches, %d already done, %d to fit", len(bounds),
              len(bounds) - len(todo), len(todo))
-    X_future = client.scatter(X, broadcast=True) if todo else None
+    # hash=False: a key of its own per fit; with the content hash, two fits of the same X share
+    # one key and releasing the first one's future can cancel the second one's tasks
+    X_future = client.scatter(X, broadcast=True, hash=False) if todo else None
     futures = [
         client.submit(_fit_batch, str(path), b, np.arange(*bounds[b]), X_future,
                       Y[:, bounds[b][0]:bounds[b][1]], folds, alphas, params,
@@ -147,4 +156,11 @@ def distributed_ridge(encoder, data, ok, folds, alphas, *, client, result_path=N
     out["coef"] = out["coef"].astype(np_dtype)
     out["intercept"] = out["intercept"].astype(np_dtype)
     out["form"] = params["form"] or "auto"
+    import torch
+
+    from neuroalign.encoders._solvers import _Prep
+
+    prep = _Prep(torch.from_numpy(X), encoder.fit_intercept)  # the same float64 sums as each task
+    out["alpha_scale"] = prep.feature_var if params["relative_alphas"] else 1.0
+    out["x_offset"] = prep.x_mean.numpy()
     return out

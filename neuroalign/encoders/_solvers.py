@@ -7,38 +7,73 @@ every alpha and every batch of targets. Validation predictions are formed batch 
 so memory stays bounded whatever the number of neuroids. The solver for a form is chosen
 from :data:`FORMS`; both give the same answer.
 
-With ``folds="loo"`` the leave-one-out (generalised cross-validation) form is used: one
-eigendecomposition of the centred Gram matrix gives every leave-one-out residual in closed
-form, as in scikit-learn's ``RidgeCV(alpha_per_target=True)``.
+Units never matter. Before any work in the working precision, features and targets are
+centred (means computed in float64) and rescaled: the features by one number, the root of
+their mean variance ``s = trace(Xc^T Xc) / (n p)``, each target by its own standard
+deviation. Alphas are relative to ``s`` by default (the penalty applied is ``alpha * s``;
+``s == 1`` for z-scored features), the selection rule compares errors relative to each
+target's variance, and weights are mapped back to the data's units in float64. So
+multiplying X or Y by any factor changes neither the chosen alphas nor the scores, and a
+float32 fit of data with a large mean gives the float64 answer.
+
+With ``folds="loo"`` the leave-one-out form is used, as in scikit-learn's
+``RidgeCV(alpha_per_target=True)`` (its ``gram`` form for ``n <= p``, its ``cov`` form
+otherwise, in float64): one eigendecomposition gives every leave-one-out residual in
+closed form.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["RidgeCVResult", "ridge_cv", "ridge_refit", "choose_form", "FORMS", "eig_gram"]
+from neuroalign._validation import format_list
+from neuroalign.encoders._data import check_finite
+from neuroalign.exceptions import DataFormatError
+
+__all__ = ["RidgeCVResult", "ridge_cv", "ridge_refit", "choose_form", "FORMS", "eig_gram",
+           "feature_scale"]
+
+#: Slope of the tie rule: ``-MSE / var(y) + TIE_SLOPE * log(alpha)`` is maximised, so equal
+#: (relative) validation errors go to the largest alpha, as in himalaya.
+TIE_SLOPE = 1e-10
+#: A validation fold whose responses vary less than this fraction of the target's overall
+#: variance has no defined R² (it is left out of the mean over folds).
+_CONSTANT_FOLD = 1e-12
 
 
 @dataclass
 class RidgeCVResult:
-    """What a cross-validated ridge fit returns (all numpy, on CPU).
+    """What a cross-validated ridge fit returns (all numpy, on CPU, except the weights).
 
     Attributes
     ----------
     best_alpha_index : ndarray of int, shape (n_targets,)
     best_alphas : ndarray, shape (n_targets,)
+        Chosen alphas, in the units of the ``alphas`` grid (relative to the feature scale
+        unless ``relative_alphas=False``); the penalty applied is
+        ``best_alphas * alpha_scale``.
     cv_scores : ndarray, shape (n_targets,)
-        Mean over folds of the validation R² at the best alpha.
+        Mean over folds of the validation R² at the best alpha (each fold's R² uses the
+        validation fold's own mean); for ``"loo"``, ``1 - PRESS / SST``.
     cv_mse : ndarray, shape (n_alphas, n_targets)
-        Mean over folds of the validation mean squared error (selection criterion).
+        Mean over folds of the validation mean squared error, in the targets' units.
     cv_r2 : ndarray, shape (n_alphas, n_targets)
         Mean over folds of the validation R².
     form : str
         ``"primal"`` or ``"dual"`` (``"loo"`` for leave-one-out).
+    coef, intercept : torch.Tensor or None
+        With ``refit=True``: weights (n_features, n_targets) and intercepts in the data's
+        units, ``Y ≈ X @ coef + intercept``.
+    alpha_scale : float
+        Factor from the alphas grid to the penalty applied on the data as given.
+    x_offset : ndarray (n_features,) or None, y_offset : ndarray (n_targets,) or None
+        With ``refit=True`` (float64): ``Y ≈ (X - x_offset) @ coef + y_offset``, the form to
+        predict with in low precision when the features carry a large mean.
     """
 
     best_alpha_index: np.ndarray
@@ -49,6 +84,9 @@ class RidgeCVResult:
     form: str
     coef: torch.Tensor | None = None
     intercept: torch.Tensor | None = None
+    alpha_scale: float = 1.0
+    x_offset: np.ndarray | None = None
+    y_offset: np.ndarray | None = None
 
 
 def choose_form(n_samples: int, n_features: int) -> str:
@@ -68,20 +106,82 @@ def eig_gram(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s.clamp_min(0.0), V
 
 
+def feature_scale(X: torch.Tensor, fit_intercept: bool = True) -> float:
+    """Mean variance of the (centred) features, ``trace(Xc^T Xc) / (n p)``, in float64.
+
+    1 for z-scored features; the unit of relative alphas. 1 if the features are constant.
+    """
+    return _Prep(X, fit_intercept).feature_var
+
+
+_ROWS = 1024  # rows per float64 block
+
+
+def _colsum64(T: torch.Tensor) -> torch.Tensor:
+    """Column sums accumulated in float64, a block of rows at a time."""
+    out = torch.zeros(T.shape[1], dtype=torch.float64, device=T.device)
+    for r in range(0, T.shape[0], _ROWS):
+        out += T[r:r + _ROWS].to(torch.float64).sum(0)
+    return out
+
+
+class _Prep:
+    """Centring and rescaling in float64 (see the module docstring)."""
+
+    def __init__(self, X: torch.Tensor, fit_intercept: bool) -> None:
+        Xw = X.to(torch.float64, copy=True)  # never modifies the caller's data
+        n, p = Xw.shape
+        self.fit_intercept = fit_intercept
+        self.x_mean = Xw.mean(0) if fit_intercept and n else torch.zeros(p, dtype=torch.float64, device=X.device)
+        Xw -= self.x_mean
+        var = float(torch.linalg.vector_norm(Xw)) ** 2 / (n * p) if n * p else 0.0
+        self.feature_var = var if var > 0 and math.isfinite(var) else 1.0
+        Xw /= math.sqrt(self.feature_var)
+        self.Xw64 = Xw
+
+    def targets(self, Yb: torch.Tensor, dtype: torch.dtype):
+        """-> (targets centred and scaled to unit variance, in ``dtype``; float64 means; sds;
+        mask of finite columns). Worked in float64 a block of rows at a time, so no float64
+        copy of the whole batch is held."""
+        n = Yb.shape[0]
+        ym = _colsum64(Yb) / max(n, 1) if self.fit_intercept else torch.zeros(
+            Yb.shape[1], dtype=torch.float64, device=Yb.device)
+        ss = torch.zeros_like(ym)
+        for r in range(0, n, _ROWS):
+            ss += ((Yb[r:r + _ROWS].to(torch.float64) - ym) ** 2).sum(0)
+        sd = torch.sqrt(ss / max(n, 1))
+        finite = torch.isfinite(sd) & torch.isfinite(ym)
+        sd = torch.where(finite & (sd > 0), sd, torch.ones_like(sd))
+        out = torch.empty(Yb.shape, dtype=dtype, device=Yb.device)
+        for r in range(0, n, _ROWS):
+            out[r:r + _ROWS] = ((Yb[r:r + _ROWS].to(torch.float64) - ym) / sd).to(dtype)
+        return out, ym, sd, finite
+
+    def to_units(self, W: torch.Tensor, b: torch.Tensor, ym, ysd, dtype):
+        """Internal weights -> (coef, intercept) in the data's units, and the float64 offsets."""
+        coef64 = W.double() * (ysd / math.sqrt(self.feature_var))[None, :]
+        y_off = ym + ysd * b.double()
+        intercept = y_off - self.x_mean @ coef64
+        return coef64.to(dtype), intercept.to(dtype), y_off
+
+
 class _PrimalFold:
     """Fold solver in the primal form: ``(X^T X + a I)^-1 X^T y`` via ``X^T X = V S V^T``.
 
     The training cross-product ``X_train^T Y_train`` is obtained from the full-data
     ``X^T Y`` of the batch minus the validation part, so each fold costs ``n_val`` rows.
+    Fold means are computed in float64.
     """
 
     def __init__(self, X: torch.Tensor, train, val, fit_intercept: bool) -> None:
         dtype = X.dtype
         Xtr, Xva = X[train], X[val]
         self.n_train = Xtr.shape[0]
-        self.xm = Xtr.mean(0) if fit_intercept else torch.zeros_like(Xtr[0])
-        Xtr_c = Xtr - self.xm
-        s, V = eig_gram(Xtr_c.double().T @ Xtr_c.double())
+        Xtr64 = Xtr.double()
+        xm64 = Xtr64.mean(0) if fit_intercept else torch.zeros_like(Xtr64[0])
+        Xtr_c = Xtr64 - xm64
+        s, V = eig_gram(Xtr_c.T @ Xtr_c)
+        self.xm = xm64.to(dtype)
         self.s = s.to(device=X.device, dtype=dtype)
         self.V = V.to(device=X.device, dtype=dtype)
         self.Xva = Xva
@@ -93,7 +193,10 @@ class _PrimalFold:
     def rotate(self, XtY: torch.Tensor, Yb: torch.Tensor, ysum: torch.Tensor):
         """-> (A, Yva centred by the training mean)."""
         Yva = Yb[self.val]
-        ym = (ysum - Yva.sum(0)) / self.n_train if self.fit_intercept else torch.zeros_like(ysum)
+        if self.fit_intercept:
+            ym = ((ysum - _colsum64(Yva)) / self.n_train).to(Yb.dtype)
+        else:
+            ym = torch.zeros_like(Yb[0])
         C = XtY - self.Xva.T @ Yva
         if self.fit_intercept:
             C -= self.n_train * torch.outer(self.xm, ym)
@@ -110,19 +213,25 @@ class _DualFold:
     def __init__(self, X: torch.Tensor, train, val, fit_intercept: bool) -> None:
         dtype = X.dtype
         Xtr, Xva = X[train], X[val]
-        self.xm = Xtr.mean(0) if fit_intercept else torch.zeros_like(Xtr[0])
-        Xtr_c = Xtr - self.xm
-        s, U = eig_gram(Xtr_c.double() @ Xtr_c.double().T)
+        Xtr64 = Xtr.double()
+        xm64 = Xtr64.mean(0) if fit_intercept else torch.zeros_like(Xtr64[0])
+        Xtr_c64 = Xtr64 - xm64
+        s, U = eig_gram(Xtr_c64 @ Xtr_c64.T)
+        self.xm = xm64.to(dtype)
         self.s = s.to(device=X.device, dtype=dtype)
         self.U = U.to(device=X.device, dtype=dtype)
-        self.M = ((Xva - self.xm) @ Xtr_c.T) @ self.U  # (n_val, n_train)
+        self.M = ((Xva - self.xm) @ Xtr_c64.to(dtype).T) @ self.U  # (n_val, n_train)
+        self.n_train = Xtr.shape[0]
         self.val = val
         self.train = train
         self.fit_intercept = fit_intercept
 
     def rotate(self, XtY, Yb: torch.Tensor, ysum):
         Ytr = Yb[self.train]
-        ym = Ytr.mean(0) if self.fit_intercept else torch.zeros_like(Ytr[0])
+        if self.fit_intercept:
+            ym = (_colsum64(Ytr) / self.n_train).to(Yb.dtype)
+        else:
+            ym = torch.zeros_like(Ytr[0])
         return self.U.T @ (Ytr - ym), Yb[self.val] - ym
 
     def residual(self, A, alpha: float, Yva_c, buf) -> torch.Tensor:
@@ -138,16 +247,59 @@ def _batches(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
-def _select(cv_mse: np.ndarray, alphas: np.ndarray, *, tie: str) -> np.ndarray:
+def _select(rel_mse: np.ndarray, alphas: np.ndarray, *, tie: str) -> np.ndarray:
     """Index of the best alpha per target (lowest mean validation MSE).
 
-    ``tie="largest"`` breaks (near) ties towards larger alphas, as himalaya does;
-    ``tie="first"`` keeps the first minimum, as scikit-learn does.
+    ``rel_mse`` is the MSE divided by each target's variance, so the rule does not depend on
+    units. ``tie="largest"`` breaks (near) ties towards larger alphas, as himalaya does
+    (``-rel_mse + 1e-10 log(alpha)`` is maximised); ``tie="first"`` keeps the first
+    minimum, as scikit-learn does.
     """
-    score = -cv_mse.astype(np.float64)
+    score = -np.asarray(rel_mse, dtype=np.float64)
     if tie == "largest":
-        score = score + (np.log(alphas) * 1e-10)[:, None]
+        score = score + (np.log(alphas) * TIE_SLOPE)[:, None]
     return np.argmax(score, axis=0)
+
+
+def _check_folds(folds, n: int) -> None:
+    for k, (train, val) in enumerate(folds):
+        for name, idx in (("training", train), ("validation", val)):
+            idx = np.asarray(idx)
+            if idx.size == 0:
+                raise ValueError(
+                    f"ridge_cv(): fold {k} has an empty {name} set; expected every fold to "
+                    "hold at least one sample on each side."
+                )
+            if idx.min() < 0 or idx.max() >= n:
+                raise ValueError(
+                    f"ridge_cv(): fold {k} has {name} indices outside 0..{n - 1} "
+                    f"(min {idx.min()!r}, max {idx.max()!r})."
+                )
+
+
+def _kfold_errors(solvers, Yb, XtY, ysum, alphas_int):
+    """-> (mean validation MSE, mean validation R²) over folds, (n_alphas, n_targets), float64."""
+    n_alphas = len(alphas_int)
+    b_mse = torch.zeros((n_alphas, Yb.shape[1]), dtype=torch.float64, device=Yb.device)
+    r2_sum = torch.zeros_like(b_mse)
+    r2_n = torch.zeros(Yb.shape[1], dtype=torch.float64, device=Yb.device)
+    for solver in solvers:
+        A, Yva_c = solver.rotate(XtY, Yb, ysum)
+        n_val = Yva_c.shape[0]
+        sst = ((Yva_c - Yva_c.mean(0)) ** 2).sum(0).double()
+        defined = sst > _CONSTANT_FOLD * n_val
+        r2_n += defined
+        sst = torch.where(defined, sst, torch.ones_like(sst))
+        buf = torch.empty_like(A)
+        for a, alpha in enumerate(alphas_int):
+            resid = solver.residual(A, float(alpha), Yva_c, buf)
+            sse = torch.linalg.vector_norm(resid, dim=0).double() ** 2
+            b_mse[a] += sse / n_val
+            r2_sum[a] += torch.where(defined, 1.0 - sse / sst, torch.zeros_like(sse))
+            del resid
+        del A, Yva_c, buf
+    r2 = torch.where(r2_n > 0, r2_sum / r2_n.clamp_min(1), torch.nan)
+    return b_mse / len(solvers), r2
 
 
 def ridge_cv(
@@ -161,6 +313,8 @@ def ridge_cv(
     n_targets_batch: int = 4096,
     progress=None,
     refit: bool = False,
+    relative_alphas: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> RidgeCVResult:
     """Per-target alpha selection by cross-validated prediction.
 
@@ -173,8 +327,10 @@ def ridge_cv(
     Parameters
     ----------
     X : torch.Tensor, shape (n_samples, n_features)
+        Finite features (a :class:`~neuroalign.exceptions.DataFormatError` names the rows
+        and columns otherwise).
     Y : torch.Tensor, shape (n_samples, n_targets)
-        Same dtype and device as ``X``.
+        Finite targets, on the device of ``X`` (any float dtype).
     alphas : sequence of float
         Positive regularisation strengths.
     folds : list of (train_index, val_index), or ``"loo"``
@@ -188,65 +344,87 @@ def ridge_cv(
         Wraps the iterable over target batches (a progress bar).
     refit : bool
         Also refit on all samples; sets ``coef`` and ``intercept`` on the result.
+    relative_alphas : bool
+        True: ``alphas`` are relative to the feature scale (:func:`feature_scale`); the
+        penalty applied is ``alpha * feature_scale(X)``, equal to ``alpha`` for z-scored
+        features, and the choice does not depend on the units of ``X``. False: absolute
+        penalties, as himalaya or scikit-learn use them on the data as given.
+    dtype : torch.dtype or None
+        Working precision (default: the dtype of ``X``). Centring and scaling are done in
+        float64 before the data are cast to it.
 
     Returns
     -------
     RidgeCVResult
     """
     alphas_np = np.asarray(alphas, dtype=np.float64)
-    if isinstance(folds, str):
-        res = _ridge_loo(X, Y, alphas_np, fit_intercept=fit_intercept,
-                         n_targets_batch=n_targets_batch)
-        if refit:
-            res.coef, res.intercept = ridge_refit(X, Y, res.best_alphas, fit_intercept=fit_intercept,
-                                                  form=form, n_targets_batch=n_targets_batch)
-        return res
-    dtype = X.dtype
+    work = dtype or X.dtype
     n, p = X.shape
+    check_finite(X, name="X", func="ridge_cv")
+    loo = isinstance(folds, str)
+    if not loo:
+        _check_folds(folds, n)
+    prep = _Prep(X, fit_intercept)
+    alpha_scale = prep.feature_var if relative_alphas else 1.0
+    alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
+    Xw = prep.Xw64.to(work)
+    if loo:
+        from neuroalign.encoders._loo import LooSolver
+
+        loo_solver = LooSolver(prep.Xw64, fit_intercept)
+        used_form, tie = "loo", "first"
+    else:
+        used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
+        solvers = []
+        for train, val in folds:
+            train_t = torch.as_tensor(np.asarray(train), device=X.device)
+            val_t = torch.as_tensor(np.asarray(val), device=X.device)
+            solvers.append(FORMS[used_form](Xw, train_t, val_t, fit_intercept))
+    del prep.Xw64
+    full = _Refit(Xw, fit_intercept, form) if refit else None
     n_targets = Y.shape[1]
     n_alphas = len(alphas_np)
-    used_form = form or choose_form(min(len(tr) for tr, _ in folds), p)
-    solvers = []
-    for train, val in folds:
-        train_t = torch.as_tensor(np.asarray(train), device=X.device)
-        val_t = torch.as_tensor(np.asarray(val), device=X.device)
-        solvers.append(FORMS[used_form](X, train_t, val_t, fit_intercept))
-    full = _Refit(X, fit_intercept, form) if refit else None
     mse = np.zeros((n_alphas, n_targets))
+    rel = np.zeros_like(mse)
     r2 = np.zeros_like(mse)
-    coef = torch.zeros((p, n_targets), dtype=dtype, device=X.device) if refit else None
-    intercept = torch.zeros(n_targets, dtype=dtype, device=X.device) if refit else None
+    if refit:
+        coef = torch.zeros((p, n_targets), dtype=work, device=X.device)
+        intercept = torch.zeros(n_targets, dtype=work, device=X.device)
+        y_offset = np.zeros(n_targets)
     batches = list(_batches(n_targets, n_targets_batch))
     it = progress(batches) if progress is not None else batches
     for sl in it:
-        Yb = Y[:, sl].contiguous()
-        ysum = Yb.sum(0)
-        XtY = X.T @ Yb if used_form == "primal" or refit else None
-        b_mse = torch.zeros((n_alphas, Yb.shape[1]), dtype=torch.float64, device=X.device)
-        b_r2 = torch.zeros_like(b_mse)
-        for solver in solvers:
-            A, Yva_c = solver.rotate(XtY, Yb, ysum)
-            n_val = Yva_c.shape[0]
-            sst = ((Yva_c - Yva_c.mean(0)) ** 2).sum(0).double()
-            sst = torch.where(sst > 0, sst, torch.ones_like(sst))
-            buf = torch.empty_like(A)
-            for a, alpha in enumerate(alphas_np):
-                resid = solver.residual(A, float(alpha), Yva_c, buf)
-                sse = torch.linalg.vector_norm(resid, dim=0).double() ** 2
-                b_mse[a] += sse / n_val
-                b_r2[a] += 1.0 - sse / sst
-                del resid
-            del A, Yva_c, buf
-        mse[:, sl] = (b_mse / len(folds)).cpu().numpy()
-        r2[:, sl] = (b_r2 / len(folds)).cpu().numpy()
+        Yb, ym, ysd, finite = prep.targets(Y[:, sl], torch.float64 if loo else work)
+        if not bool(finite.all()):
+            bad = np.flatnonzero(~finite.cpu().numpy()) + sl.start
+            raise DataFormatError(
+                f"ridge_cv: 'Y' holds NaN or infinite values in {len(bad)} target columns "
+                f"{format_list(bad, limit=10)}. Expected finite targets (leave such neuroids out)."
+            )
+        if loo:
+            b_mse, b_r2 = loo_solver.errors(Yb, alphas_int)
+            Yb = Yb.to(work)
+        ysum = _colsum64(Yb)
+        need_xty = (not loo and used_form == "primal") or (refit and full.form == "primal")
+        XtY = Xw.T @ Yb if need_xty else None
+        if not loo:
+            b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int)
+        rel[:, sl] = b_mse.cpu().numpy()
+        mse[:, sl] = rel[:, sl] * (ysd ** 2).cpu().numpy()[None, :]
+        r2[:, sl] = b_r2.cpu().numpy()
         if refit:
-            best = _select(mse[:, sl], alphas_np, tie="largest")
-            coef[:, sl], intercept[sl] = full.solve(XtY, Yb, ysum, alphas_np[best])
+            best = _select(rel[:, sl], alphas_np, tie=tie)
+            W, b = full.solve(XtY, Yb, ysum.to(work), alphas_int[best])
+            coef[:, sl], intercept[sl], y_off = prep.to_units(W, b, ym, ysd, work)
+            y_offset[sl] = y_off.cpu().numpy()
         del Yb, XtY
-    best = _select(mse, alphas_np, tie="largest")
+    best = _select(rel, alphas_np, tie=tie)
     cols = np.arange(n_targets)
-    res = RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, used_form)
-    res.coef, res.intercept = coef, intercept
+    res = RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, used_form,
+                        alpha_scale=alpha_scale)
+    if refit:
+        res.coef, res.intercept = coef, intercept
+        res.x_offset, res.y_offset = prep.x_mean.cpu().numpy(), y_offset
     return res
 
 
@@ -257,14 +435,16 @@ class _Refit:
         n, p = X.shape
         self.form = form or choose_form(n, p)
         self.n = n
-        self.xm = X.mean(0) if fit_intercept else torch.zeros_like(X[0])
+        X64 = X.double()
+        xm64 = X64.mean(0) if fit_intercept else torch.zeros_like(X64[0])
+        self.xm = xm64.to(X.dtype)
         self.fit_intercept = fit_intercept
-        Xc = X - self.xm
+        Xc64 = X64 - xm64
         if self.form == "primal":
-            s, V = eig_gram(Xc.double().T @ Xc.double())
+            s, V = eig_gram(Xc64.T @ Xc64)
         else:
-            s, V = eig_gram(Xc.double() @ Xc.double().T)
-            self.Xc = Xc
+            s, V = eig_gram(Xc64 @ Xc64.T)
+            self.Xc = Xc64.to(X.dtype)
         self.s = s.to(device=X.device, dtype=X.dtype)
         self.V = V.to(device=X.device, dtype=X.dtype)
 
@@ -272,42 +452,11 @@ class _Refit:
         ym = ysum / self.n if self.fit_intercept else torch.zeros_like(ysum)
         denom = self.s[:, None] + torch.as_tensor(alphas_t, dtype=self.s.dtype, device=self.s.device)[None, :]
         if self.form == "primal":
-            if XtY is None:
-                XtY = (self.xm[:, None] * 0)  # pragma: no cover - always given in primal
             C = XtY - self.n * torch.outer(self.xm, ym) if self.fit_intercept else XtY
             W = self.V @ ((self.V.T @ C) / denom)
         else:
             W = self.Xc.T @ (self.V @ ((self.V.T @ (Yb - ym)) / denom))
         return W, ym - self.xm @ W
-
-
-def _ridge_loo(X, Y, alphas_np, *, fit_intercept, n_targets_batch) -> RidgeCVResult:
-    """Leave-one-out errors in closed form from one eigendecomposition of the Gram matrix."""
-    n = X.shape[0]
-    Xc = X - X.mean(0) if fit_intercept else X
-    s, U = eig_gram(Xc.double() @ Xc.double().T)
-    n_targets = Y.shape[1]
-    mse = np.zeros((len(alphas_np), n_targets))
-    r2 = np.zeros_like(mse)
-    U2 = U ** 2
-    for sl in _batches(n_targets, n_targets_batch):
-        Yb = Y[:, sl].double()
-        ym = Yb.mean(0) if fit_intercept else torch.zeros_like(Yb[0])
-        Yc = Yb - ym
-        C = U.T @ Yc
-        sst = ((Yb - Yb.mean(0)) ** 2).sum(0)
-        sst = torch.where(sst > 0, sst, torch.ones_like(sst))
-        for a, alpha in enumerate(alphas_np):
-            w = s / (s + alpha)
-            diag_h = U2 @ w + (1.0 / n if fit_intercept else 0.0)
-            fitted = U @ (C * w[:, None]) + ym
-            resid = (Yb - fitted) / (1.0 - diag_h)[:, None]
-            sse = (resid ** 2).sum(0)
-            mse[a, sl] = (sse / n).cpu().numpy()
-            r2[a, sl] = (1.0 - sse / sst).cpu().numpy()
-    best = _select(mse, alphas_np, tie="first")
-    cols = np.arange(n_targets)
-    return RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, "loo")
 
 
 def ridge_refit(
@@ -318,21 +467,32 @@ def ridge_refit(
     fit_intercept: bool = True,
     form: str | None = None,
     n_targets_batch: int = 4096,
+    relative_alphas: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refit on all samples with each target's own alpha.
+    """Refit on all samples with each target's own alpha (as :func:`ridge_cv` reports them:
+    relative to :func:`feature_scale` unless ``relative_alphas=False``).
 
     Returns
     -------
     coef : torch.Tensor, shape (n_features, n_targets)
     intercept : torch.Tensor, shape (n_targets,)
     """
-    full = _Refit(X, fit_intercept, form)
+    work = dtype or X.dtype
+    check_finite(X, name="X", func="ridge_refit")
+    prep = _Prep(X, fit_intercept)
+    Xw = prep.Xw64.to(work)
+    del prep.Xw64
+    full = _Refit(Xw, fit_intercept, form)
     n_targets = Y.shape[1]
-    coef = torch.zeros((X.shape[1], n_targets), dtype=X.dtype, device=X.device)
-    intercept = torch.zeros(n_targets, dtype=X.dtype, device=X.device)
-    alphas_per_target = np.asarray(alphas_per_target, dtype=np.float64)
+    coef = torch.zeros((X.shape[1], n_targets), dtype=work, device=X.device)
+    intercept = torch.zeros(n_targets, dtype=work, device=X.device)
+    alphas_int = np.asarray(alphas_per_target, dtype=np.float64) * np.ones(n_targets)
+    if not relative_alphas:
+        alphas_int = alphas_int / prep.feature_var
     for sl in _batches(n_targets, n_targets_batch):
-        Yb = Y[:, sl]
-        XtY = X.T @ Yb if full.form == "primal" else None
-        coef[:, sl], intercept[sl] = full.solve(XtY, Yb, Yb.sum(0), alphas_per_target[sl])
+        Yb, ym, ysd, _ = prep.targets(Y[:, sl], work)
+        XtY = Xw.T @ Yb if full.form == "primal" else None
+        W, b = full.solve(XtY, Yb, _colsum64(Yb).to(work), alphas_int[sl])
+        coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
     return coef, intercept

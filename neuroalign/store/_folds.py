@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
-from neuroalign._validation import check_positive_int
+from neuroalign._validation import check_positive_int, format_list
+from neuroalign.exceptions import SplitLeakageError
 from neuroalign.store._schema import sample_dim
 
-__all__ = ["cv_folds", "StimulusKFold"]
+__all__ = ["cv_folds", "StimulusKFold", "stimulus_folds", "check_folds"]
 
 
 def _stimulus_ids(data) -> np.ndarray:
@@ -94,6 +95,8 @@ class StimulusKFold:
         self.seed = seed
 
     def split(self, X=None, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Folds over the rows of ``X``, grouped by ``groups`` (the stimulus id of each row;
+        taken from ``X``'s ``stimulus_id`` coordinate when ``X`` is an xarray object)."""
         if groups is None:
             if isinstance(X, xr.Dataset | xr.DataArray):
                 groups = X
@@ -108,3 +111,122 @@ class StimulusKFold:
 
     def __repr__(self) -> str:
         return f"StimulusKFold(n_splits={self.n_splits}, shuffle={self.shuffle}, seed={self.seed})"
+
+
+def _sklearn_kinds():
+    from sklearn import model_selection as ms
+
+    grouped = (ms.GroupKFold, ms.GroupShuffleSplit, ms.LeaveOneGroupOut, ms.LeavePGroupsOut,
+               ms.StratifiedGroupKFold, StimulusKFold)
+    stratified = (ms.StratifiedKFold, ms.StratifiedShuffleSplit, ms.RepeatedStratifiedKFold)
+    plain = (ms.KFold, ms.ShuffleSplit, ms.RepeatedKFold, ms.LeaveOneOut, ms.LeavePOut,
+             ms.TimeSeriesSplit)
+    return grouped, stratified, plain, ms.PredefinedSplit
+
+
+def stimulus_folds(cv, stimulus_id, *, func: str, name: str = "cv") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds over rows from any scikit-learn splitter, with no stimulus on both sides.
+
+    - group-aware splitters (``GroupKFold``, ``GroupShuffleSplit``, ``LeaveOneGroupOut``,
+      ``LeavePGroupsOut``, ``StratifiedGroupKFold``, :class:`StimulusKFold`) get the
+      stimulus ids as ``groups``;
+    - plain splitters (``KFold``, ``ShuffleSplit``, ``RepeatedKFold``, ``LeaveOneOut``,
+      ``LeavePOut``, ``TimeSeriesSplit``) are applied to the unique stimuli, in order of
+      first appearance (so on one row per stimulus they give their usual row folds), and
+      each fold is expanded to all rows of its stimuli;
+    - ``PredefinedSplit`` is taken row by row (``test_fold`` has one entry per row);
+    - any other object with ``split`` gets the stimulus ids as ``groups``; an iterable of
+      ``(train, test)`` index pairs is taken as given.
+
+    Whatever comes out is checked by :func:`check_folds`.
+
+    Raises
+    ------
+    SplitLeakageError
+        A fold puts rows of one stimulus on both sides.
+    ValueError
+        Stratified splitters (no class labels to stratify on), empty or out-of-range folds.
+    """
+    ids = np.asarray(stimulus_id).astype(str)
+    n = len(ids)
+    grouped, stratified, plain, predefined = _sklearn_kinds()
+    label = f"{type(cv).__name__}"
+    if isinstance(cv, stratified):
+        raise ValueError(
+            f"Invalid value for {name!r} in {func}(): {cv!r}. Stratified splitters need class "
+            "labels, which regression targets do not have; use an integer, KFold, GroupKFold "
+            "or StimulusKFold."
+        )
+    if isinstance(cv, grouped):
+        folds = list(cv.split(np.zeros((n, 1)), None, ids))
+    elif isinstance(cv, plain):
+        uniq, first, codes = np.unique(ids, return_index=True, return_inverse=True)
+        order = np.argsort(first)  # stimulus k (in order of first appearance) = uniq[order[k]]
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        stim_of_row = rank[codes.ravel()]
+        folds = []
+        for tr, te in cv.split(np.zeros((len(uniq), 1))):
+            in_tr = np.zeros(len(uniq), bool)
+            in_tr[np.asarray(tr)] = True
+            in_te = np.zeros(len(uniq), bool)
+            in_te[np.asarray(te)] = True
+            folds.append((np.flatnonzero(in_tr[stim_of_row]), np.flatnonzero(in_te[stim_of_row])))
+    elif isinstance(cv, predefined):
+        if len(cv.test_fold) != n:
+            raise ValueError(
+                f"Invalid value for {name!r} in {func}(): PredefinedSplit with "
+                f"{len(cv.test_fold)} entries in test_fold; expected one per row ({n})."
+            )
+        folds = list(cv.split())
+    elif hasattr(cv, "split"):
+        folds = list(cv.split(np.zeros((n, 1)), None, ids))
+    else:
+        try:
+            folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Invalid value for {name!r} in {func}(): {cv!r}. Expected an integer >= 2, "
+                "'loo', a scikit-learn splitter or a list of (train, test) index pairs."
+            ) from None
+        label = "the given folds"
+    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in folds]
+    check_folds(folds, ids, func=func, name=name, source=label)
+    return folds
+
+
+def check_folds(folds, stimulus_id, *, func: str, name: str = "cv", source: str = "the folds") -> None:
+    """Check (train, test) folds over rows: non-empty, in range, no stimulus on both sides.
+
+    Raises
+    ------
+    SplitLeakageError
+        Rows of one stimulus fall on both sides of a fold (the stimuli are named).
+    ValueError
+        No folds, an empty side, or indices outside the rows.
+    """
+    ids = np.asarray(stimulus_id).astype(str)
+    n = len(ids)
+    if len(folds) == 0:
+        raise ValueError(f"Invalid value for {name!r} in {func}(): {source} gave no folds.")
+    for k, (tr, te) in enumerate(folds):
+        for side, idx in (("training", tr), ("validation", te)):
+            if len(idx) == 0:
+                raise ValueError(
+                    f"Invalid value for {name!r} in {func}(): fold {k} of {source} has an empty "
+                    f"{side} set; expected at least one row on each side."
+                )
+            if idx.min() < 0 or idx.max() >= n:
+                raise ValueError(
+                    f"Invalid value for {name!r} in {func}(): fold {k} of {source} has {side} "
+                    f"indices outside 0..{n - 1}."
+                )
+        both = np.intersect1d(ids[tr], ids[te])
+        if both.size:
+            raise SplitLeakageError(
+                f"Invalid value for {name!r} in {func}(): fold {k} of {source} puts {both.size} "
+                f"stimuli on both sides (training and validation): {format_list(both, limit=5)}. "
+                "Expected all rows of a stimulus in one fold: use an integer cv, StimulusKFold, "
+                "a group-aware splitter (given the stimulus ids as groups) or a plain splitter "
+                "such as KFold (applied to the unique stimuli)."
+            )

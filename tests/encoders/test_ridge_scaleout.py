@@ -57,3 +57,18 @@ def test_result_path_of_another_fit_is_refused(client, tmp_path):
         RidgeEncoder(alphas=ALPHAS[:3]).fit(X, Y, client=client, result_path=path, batch_size=10)
     with pytest.raises(ValueError, match="Invalid value for 'batch_size'"):
         RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, result_path=tmp_path / "b.zarr", batch_size=0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_any_batch_size_gives_the_single_process_fit(client, tmp_path, dtype):
+    X, Y, _ = planted(n=80, t=23)
+    X = X.astype(np.float64) * 1e-12 + 1e-9  # odd units and a mean: the scaling must not depend on the batch
+    single = RidgeEncoder(alphas=ALPHAS, dtype=dtype).fit(X, Y)
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    for batch in (1, 7, 23):
+        dist = RidgeEncoder(alphas=ALPHAS, dtype=dtype).fit(
+            X, Y, client=client, result_path=tmp_path / f"{batch}.zarr", batch_size=batch)
+        np.testing.assert_array_equal(dist.best_alphas_, single.best_alphas_)
+        np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, atol=tol)
+        np.testing.assert_allclose(dist.predict(X), single.predict(X), rtol=tol, atol=tol * Y.std())
+        assert dist.alpha_scale_ == pytest.approx(single.alpha_scale_, rel=1e-12)

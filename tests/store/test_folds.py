@@ -69,3 +69,59 @@ def test_sklearn_splitter():
     assert scores.shape == (3,)
     with pytest.raises(ValueError, match="needs groups="):
         list(cv.split(X))
+
+
+def test_unshuffled_folds_follow_order_of_first_appearance():
+    # ids neither sorted nor in np.unique order: c, a, d, b, e (then repeats)
+    ids = np.array(["c", "a", "c", "d", "b", "a", "e", "d", "b", "e", "f"])
+    folds = cv_folds(ids, 2, shuffle=False)
+    # dealt round-robin in order of first appearance: c->0, a->1, d->0, b->1, e->0, f->1
+    assert sorted(set(ids[folds[0][1]])) == ["c", "d", "e"]
+    assert sorted(set(ids[folds[1][1]])) == ["a", "b", "f"]
+    np.testing.assert_array_equal(folds[0][1], [0, 2, 3, 6, 7, 9])
+
+
+def test_stimulus_kfold_uses_the_groups_in_sklearn():
+    # responses carry a strong per-stimulus signal; features are random per stimulus, so
+    # folds that split a stimulus's repetitions would score high on unrelated features
+    rng = np.random.default_rng(0)
+    n_stim, reps = 40, 4
+    stim = rng.permutation(np.repeat(np.arange(n_stim), reps))
+    ids = np.array([f"s{i:02d}" for i in stim])
+    X = rng.standard_normal((n_stim, 60))[stim]
+    y = 2.0 * rng.standard_normal(n_stim)[stim] + rng.standard_normal(len(stim))
+    cv = StimulusKFold(5)
+    for train, test in cv.split(X, y, groups=ids):
+        assert not set(ids[train]) & set(ids[test])
+    assert np.median(cross_val_score(Ridge(alpha=1.0), X, y, groups=ids, cv=cv)) <= 0.1
+    from sklearn.model_selection import KFold
+
+    # the same features do score on folds that ignore the groups (the check is not vacuous)
+    assert np.median(cross_val_score(Ridge(alpha=1.0), X, y, cv=KFold(5, shuffle=True, random_state=0))) > 0.4
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ids=st.lists(st.integers(0, 12), min_size=4, max_size=60),
+    kind=st.sampled_from(["KFold", "ShuffleSplit", "LeaveOneOut", "GroupKFold"]),
+    seed=st.integers(0, 5),
+)
+def test_stimulus_folds_never_leak(ids, kind, seed):
+    from sklearn import model_selection as ms
+
+    from neuroalign.store._folds import stimulus_folds
+
+    ids = np.array([f"s{i}" for i in ids])
+    n_unique = len(np.unique(ids))
+    if n_unique < 2:
+        return
+    k = min(3, n_unique)
+    cv = {"KFold": ms.KFold(k, shuffle=True, random_state=seed), "LeaveOneOut": ms.LeaveOneOut(),
+          "ShuffleSplit": ms.ShuffleSplit(3, test_size=0.34, random_state=seed),
+          "GroupKFold": ms.GroupKFold(k)}[kind]
+    folds = stimulus_folds(cv, ids, func="t")
+    for train, test in folds:
+        assert not set(ids[train]) & set(ids[test])
+        assert len(train) and len(test)
+        # every row of a stimulus goes where the stimulus goes
+        assert set(np.flatnonzero(np.isin(ids, ids[test]))) == set(test.tolist())
