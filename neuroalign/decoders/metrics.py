@@ -343,28 +343,26 @@ class FeatureNetwork:
         return np.concatenate(out)
 
 
-def feature_network(name: str, *, weights: str | None = "DEFAULT", seed: int = 0) -> FeatureNetwork:
+def feature_network(name: str, *, weights: str | None = "DEFAULT", seed: int = 0,
+                    allow_download: bool = False) -> FeatureNetwork:
     """A metric network by name: ``"alexnet2"``, ``"alexnet5"``, ``"inception"``, ``"effnet"``,
     ``"resnet18"``.
 
     ``weights="DEFAULT"`` loads torchvision's pretrained weights from the local torch cache
-    (``$TORCH_HOME``; nothing is downloaded at run time unless torchvision is allowed to);
-    ``weights=None`` builds the same architecture with random weights from ``seed``, a
-    stand-in when no pretrained weights are available (scores are then not comparable with
-    the literature, but 2-way identification is still a valid test against chance).
+    (``$TORCH_HOME/hub/checkpoints``, read as plain tensors); when the file is not there it
+    raises :class:`~neuroalign.exceptions.WeightsNotAvailableError` naming it, unless
+    ``allow_download=True``. ``weights=None`` builds the same architecture with random
+    weights from ``seed``, a stand-in when no pretrained weights are available (scores are
+    then not comparable with the literature, but 2-way identification is still a valid test
+    against chance).
     """
-    import torch
-    import torchvision
+    from neuroalign.features._weights import torchvision_model
 
     check_option(name, tuple(_NETWORKS), name="name", func="feature_network")
     arch, node, resize, mean, std = _NETWORKS[name]
     kwargs = {"aux_logits": True, "init_weights": True} if arch == "inception_v3" and weights is None else {}
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = torchvision.models.get_model(arch, weights=weights, **kwargs)
-    finally:
-        torch.random.set_rng_state(state)
+    model, _ = torchvision_model(arch, weights, seed=seed, allow_download=allow_download,
+                                 func="feature_network", **kwargs)
     return FeatureNetwork(model, node, resize=resize, mean=mean, std=std, name=name)
 
 
