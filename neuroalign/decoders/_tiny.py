@@ -207,6 +207,11 @@ class EmbeddingDiffusionPipeline:
                 "EmbeddingDiffusionPipeline.save_pretrained()."
             )
         meta = json.loads(meta_file.read_text())
+        emb_cfg = meta.get("embedder") or None
+        if emb_cfg is not None:
+            unknown = sorted(set(emb_cfg) - {"arch", "seed", "layers", "input_size", "weights"})
+            if unknown:
+                raise DataFormatError(f"{meta_file}: unknown embedder key(s) {unknown!r}.")
         with hub_offline():
             unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
             scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
@@ -214,11 +219,6 @@ class EmbeddingDiffusionPipeline:
         proj = torch.nn.Linear(len(mean), meta["proj_out"])
         proj_file = path / "proj.safetensors"
         proj.load_state_dict(load_state_file(proj_file if proj_file.exists() else path / "proj.pt"))
-        emb_cfg = meta.get("embedder") or None
-        if emb_cfg is not None:
-            unknown = sorted(set(emb_cfg) - {"arch", "seed", "layers", "input_size", "weights"})
-            if unknown:
-                raise DataFormatError(f"{meta_file}: unknown embedder key(s) {unknown!r}.")
         embedder = ImageEmbedder(**emb_cfg) if emb_cfg else None
         return cls(unet, proj, scheduler, mean, meta["embed_scale"], embedder)
 

@@ -17,7 +17,8 @@ The definitions follow MindEye1 ``src/Reconstruction_Metrics.py`` / MindEye2
 - :func:`retrieval_top1`: ``n_draws`` draws of ``n_way`` test samples without replacement;
   embeddings flattened and l2-normalised; cosine matrix; forward ("image retrieval") = top-1
   over images for each brain embedding, backward ("brain retrieval") = top-1 over brains for
-  each image; mean over draws (chance ``1 / n_way``). With fewer than ``n_way`` test
+  each image; mean over draws (chance ``1 / n_way``). A tie with another candidate counts
+  as a miss (the references' ``argmax`` would pick whichever comes first). With fewer than ``n_way`` test
   samples, ``n_way`` is scaled down to the test size (a protocol choice recorded in
   the result).
 
@@ -246,7 +247,7 @@ def retrieval_top1(
         Candidates per draw (300 in the references); scaled down to N when N is smaller.
     n_draws : int
         Draws (30 in the references). With ``n_way == N`` every draw holds all samples, so
-        one draw suffices and the result is deterministic.
+        one draw suffices and the result is deterministic and independent of row order.
     seed : int or None
         Seed of the draws.
 
@@ -270,9 +271,13 @@ def retrieval_top1(
     for _ in range(draws):
         idx = rng.permutation(n)[:way] if way < n else np.arange(n)
         sim = b[idx] @ im[idx].T  # rows brain, columns images
-        target = np.arange(way)
-        fwd.append(np.mean(sim.argmax(axis=1) == target))
-        bwd.append(np.mean(sim.argmax(axis=0) == target))
+        own = np.diag(sim)
+        other = sim.copy()
+        np.fill_diagonal(other, -np.inf)
+        # a hit needs its own match strictly more similar than every candidate: a tie is a
+        # miss (as 2-way identification's strict <), so candidate order never matters
+        fwd.append(np.mean(own > other.max(axis=1)))
+        bwd.append(np.mean(own > other.max(axis=0)))
     return {
         "forward": float(np.mean(fwd)),
         "backward": float(np.mean(bwd)),

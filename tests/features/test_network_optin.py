@@ -11,7 +11,6 @@ does" pin the facts neuroalign's guards rest on (see ``neuroalign/features/_weig
 from __future__ import annotations
 
 import importlib
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,43 +19,27 @@ import torch
 from neuroalign.exceptions import UnsafeFileError, WeightsNotAvailableError
 from neuroalign.features import ImageTransform, extract, load_model
 from neuroalign.stimuli import StimulusSet
-from neuroalign.testing import block_network, write_crafted_pickle
+from neuroalign.testing import (
+    block_network,
+    empty_model_caches,
+    place_in_hub_cache,
+    write_crafted_pickle,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TINY = ImageTransform(size=32, name="tiny")
 
 
 @pytest.fixture
-def online(tmp_path, monkeypatch):
+def online(tmp_path):
     """Empty HF / torch / clip caches under tmp_path, and a Hub client that is not offline."""
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    hub = tmp_path / "hf-hub"
-    hub.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agents.json"), raising=False)
-    try:
-        agent = importlib.import_module("huggingface_hub.utils._detect_agent")
-        monkeypatch.setattr(agent, "_registry", None)
-    except (ImportError, AttributeError):  # older huggingface_hub: no agent registry
-        pass
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return SimpleNamespace(hub=hub, checkpoints=tmp_path / "torch" / "hub" / "checkpoints",
-                           tmp=tmp_path)
+    with empty_model_caches(tmp_path) as caches:
+        caches.tmp = tmp_path
+        yield caches
 
 
-def place_in_hub_cache(hub, repo_id: str, save) -> None:
-    """Lay out a repository as the Hugging Face cache does: refs/main -> snapshots/<commit>/."""
-    folder = hub / f"models--{repo_id.replace('/', '--')}"
-    snap = folder / "snapshots" / COMMIT
-    snap.mkdir(parents=True)
-    save(snap)
-    (folder / "refs").mkdir()
-    (folder / "refs" / "main").write_text(COMMIT)
+def place(hub, repo_id, save):
+    return place_in_hub_cache(hub, repo_id, save, commit=COMMIT)
 
 
 def tiny_vit():
@@ -136,7 +119,7 @@ def test_hf_model_in_cache_loads_offline(online, stim, tmp_path):
 
         ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
 
-    place_in_hub_cache(online.hub, "org/tiny-vit", save)
+    place(online.hub, "org/tiny-vit", save)
     with block_network() as attempts:
         got = extract("hf:org/tiny-vit", stim, layers=["layers.0"], transform=TINY,
                       pooling=None, device="cpu")
@@ -153,7 +136,7 @@ def test_hf_model_in_cache_loads_offline(online, stim, tmp_path):
 def test_hf_config_without_weights_names_the_missing_file(online):
     from transformers import ViTConfig
 
-    place_in_hub_cache(online.hub, "org/no-weights", ViTConfig(hidden_size=32, num_hidden_layers=1,
+    place(online.hub, "org/no-weights", ViTConfig(hidden_size=32, num_hidden_layers=1,
                        num_attention_heads=2, intermediate_size=37).save_pretrained)
     with block_network() as attempts, pytest.raises(
             WeightsNotAvailableError, match=r"expected model.safetensors \(or pytorch_model.bin\) in .*models--org--no-weights"):
@@ -191,7 +174,7 @@ def test_open_clip_tag_in_cache_loads_offline_and_never_unpickles_code(online, t
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in tiny_open_clip.state_dict().items()}
-    place_in_hub_cache(online.hub, "na-org/tiny-clip",
+    place(online.hub, "na-org/tiny-clip",
                        lambda d: save_file(state, str(d / "open_clip_model.safetensors")))
     with block_network() as attempts:
         fm = load_model("open_clip:na-tiny/hub")
