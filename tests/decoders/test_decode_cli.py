@@ -53,6 +53,13 @@ networks = ["alexnet2"]
     assert table["retrieval forward"] > 3 * table["retrieval chance"]
     assert table["alexnet2 2-way"] > 0.65
     assert table["PixCorr"] > 0.1
+    # every metric next to its chance level and the low-level input img2img refined
+    for k in ("PixCorr", "SSIM", "alexnet2 2-way"):
+        assert table[k] > table[f"{k} chance"], k
+        assert f"{k} low-level input" in table
+    assert table["alexnet2 2-way chance"] == 0.5
+    assert "above chance on 3/3 metrics; better than the low-level input on" in table["verdict"]
+    assert table["verdict"] in res.output
 
 
 @pytest.mark.slow
