@@ -135,7 +135,8 @@ def _pair(recons, targets) -> tuple[np.ndarray, np.ndarray]:
     return rec, gt
 
 
-def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True) -> float:
+def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True,
+            per_image: bool = False) -> float | np.ndarray:
     """PixCorr: mean over images of the Pearson r of flattened RGB pixels (higher is better).
 
     Parameters
@@ -146,6 +147,8 @@ def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True) 
         Resize both to ``size`` x ``size`` first (references: 425); ``None`` keeps them.
     antialias : bool
         Antialiased bilinear resize.
+    per_image : bool
+        Return the score of each image (N,) instead of their mean.
     """
     rec, gt = _pair(recons, targets)
     if size is not None:
@@ -154,15 +157,17 @@ def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True) 
         rec, gt = to_float_images(rec), to_float_images(gt)
     rec = rec.reshape(len(rec), -1)
     gt = gt.reshape(len(gt), -1)
-    return float(np.mean([np.corrcoef(gt[i], rec[i])[0, 1] for i in range(len(gt))]))
+    scores = np.array([np.corrcoef(gt[i], rec[i])[0, 1] for i in range(len(gt))])
+    return scores if per_image else float(np.mean(scores))
 
 
-def ssim(recons, targets, *, size: int | None = 425, antialias: bool = True) -> float:
+def ssim(recons, targets, *, size: int | None = 425, antialias: bool = True,
+         per_image: bool = False) -> float | np.ndarray:
     """SSIM on grey images with Gaussian weights (sigma 1.5), mean over images (higher is better).
 
     ``skimage.metrics.structural_similarity(rec, gt, gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1.0)`` on ``skimage.color.rgb2gray`` images,
-    exactly as the references.
+    exactly as the references. ``per_image=True`` returns the score of each image.
     """
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
@@ -179,7 +184,7 @@ def ssim(recons, targets, *, size: int | None = 425, antialias: bool = True) -> 
         )
         for r, g in zip(rec, gt, strict=True)
     ]
-    return float(np.mean(scores))
+    return np.array(scores) if per_image else float(np.mean(scores))
 
 
 def _features_pair(feat_gt, feat_rec) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +204,7 @@ def _features_pair(feat_gt, feat_rec) -> tuple[np.ndarray, np.ndarray]:
     return gt, rec
 
 
-def two_way_identification(feat_gt, feat_rec) -> float:
+def two_way_identification(feat_gt, feat_rec, *, per_image: bool = False) -> float | np.ndarray:
     """2-way identification against all ``N - 1`` distractors (higher is better, chance 0.5).
 
     ``r = corrcoef(F_gt, F_rec)[:N, N:]`` (rows ground truth, columns reconstructions); for
@@ -210,6 +215,8 @@ def two_way_identification(feat_gt, feat_rec) -> float:
     ----------
     feat_gt, feat_rec : array-like (N, ...)
         Features of the ground-truth images and of the reconstructions (flattened per image).
+    per_image : bool
+        Return ``count_j / (N - 1)`` of each reconstruction (N,) instead of their mean.
     """
     gt, rec = _features_pair(feat_gt, feat_rec)
     n = len(gt)
@@ -217,16 +224,18 @@ def two_way_identification(feat_gt, feat_rec) -> float:
     congruent = np.diag(r)
     success = r < congruent[None, :]
     success[np.arange(n), np.arange(n)] = False
-    return float(np.mean(success.sum(axis=0) / (n - 1)))
+    scores = success.sum(axis=0) / (n - 1)
+    return scores if per_image else float(np.mean(scores))
 
 
-def correlation_distance(feat_gt, feat_rec) -> float:
-    """Mean over images of ``scipy.spatial.distance.correlation(gt_i, rec_i)`` (lower is better)."""
+def correlation_distance(feat_gt, feat_rec, *, per_image: bool = False) -> float | np.ndarray:
+    """Mean over images of ``scipy.spatial.distance.correlation(gt_i, rec_i)`` (lower is better);
+    ``per_image=True`` returns each image's distance."""
     gt, rec = _features_pair(feat_gt, feat_rec)
     gt = gt - gt.mean(axis=1, keepdims=True)
     rec = rec - rec.mean(axis=1, keepdims=True)
     r = (gt * rec).sum(1) / np.sqrt((gt**2).sum(1) * (rec**2).sum(1))
-    return float(np.mean(1.0 - r))
+    return (1.0 - r) if per_image else float(np.mean(1.0 - r))
 
 
 def retrieval_top1(

@@ -106,19 +106,24 @@ def hf_snapshot(repo_id: str, marker: str, *, spec: str, weights_hint: str = "")
     found on disk only; :class:`WeightsNotAvailableError` naming the exact place otherwise."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = None
-    if looks_like_repo_id(repo_id):
+    if not looks_like_repo_id(repo_id):
+        raise WeightsNotAvailableError(
+            f"{spec} is not available offline: {repo_id!r} is neither a folder nor a Hugging Face "
+            f"id ('owner/name'). Pass a local folder with {marker}, or a Hub id."
+        )
+    try:
         found = try_to_load_from_cache(repo_id, marker)
+    except ValueError:  # not a valid Hub id (HFValidationError)
+        found = None
     if isinstance(found, str):
         return Path(found).parent
     folder = hf_cache_folder(repo_id)
-    where = (f"{folder}/snapshots/<commit>/{marker}{weights_hint}, with {folder}/refs/main "
-             "holding <commit>") if looks_like_repo_id(repo_id) else f"a folder {repo_id!r}"
     raise WeightsNotAvailableError(
-        f"{spec} is not available offline: expected {where}. Copy it there (e.g. `hf download "
-        f"{repo_id}` on a machine with network, then copy {folder.name} into {_hub_cache()}), "
-        f"pass a local folder (hf:/path/to/model with {marker}), pass {HOW_TO_ALLOW}, or "
-        "weights=None for random weights."
+        f"{spec} is not available offline: expected {folder}/snapshots/<commit>/{marker}"
+        f"{weights_hint}, with {folder}/refs/main holding <commit>. Copy it there (e.g. `hf "
+        f"download {repo_id}` on a machine with network, then copy {folder.name} into "
+        f"{_hub_cache()}), pass a local folder (hf:/path/to/model with {marker}), pass "
+        f"{HOW_TO_ALLOW}, or weights=None for random weights."
     )
 
 

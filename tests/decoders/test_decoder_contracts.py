@@ -171,7 +171,8 @@ def test_check_reconstructions_against_baseline_and_chance():
     res = check_reconstructions(worse, gt, baseline=good, baseline_name="low-level input")
     assert res.beats_baseline == {"PixCorr": False, "SSIM": False}
     assert res.improves_on_baseline is False and all(res.above_chance.values())
-    assert "better than the low-level input on 0/2" in res.summary()
+    assert res.below_baseline == {"PixCorr": True, "SSIM": True}
+    assert "better than the low-level input on 0/2 and worse on 2/2" in res.summary()
     assert res.summary().endswith("the refinement makes its input worse.")
     assert "," not in res.summary()  # fits a CSV cell
     # ... and one that improves it, as such
@@ -180,11 +181,16 @@ def test_check_reconstructions_against_baseline_and_chance():
     # chance: the same metric on mismatched pairs, hand-computed
     shifted = np.mean([M.pixcorr(good, np.roll(gt, k, 0), size=64) for k in (1, 2, 3, 4, 5)])
     assert res2.chance["PixCorr"] == pytest.approx(shifted, abs=1e-12)
-    # unrelated images are not above chance on every metric
-    unrelated = check_reconstructions(_imgs(8, 5), gt)
-    assert not all(unrelated.above_chance.values()) or max(unrelated.scores.values()) < 0.1
+    # unrelated images: at chance (the test is paired over images, so its level holds)
+    hits = [sum(check_reconstructions(_imgs(8, 100 + s), gt).above_chance.values()) for s in range(20)]
+    assert sum(hits) <= 6, hits  # 40 tests at level 0.05: about 2 expected
+    # a difference no larger than chance's own spread is not "above chance": a reconstruction
+    # that is the ground truth of the NEXT image scores at chance on PixCorr
+    shifted_rec = check_reconstructions(np.roll(gt, 1, axis=0), gt)
+    assert shifted_rec.above_chance["PixCorr"] is False
     table = res.to_dict()
     assert table["PixCorr low-level input"] == pytest.approx(res.baseline["PixCorr"])
+    assert table["PixCorr p worse than low-level input"] < 0.05
     assert table["verdict"] == res.summary()
 
 
