@@ -269,3 +269,21 @@ def test_hub_offline_switch_is_restored(online):
     with pytest.raises(RuntimeError), hub_offline():
         raise RuntimeError("boom")
     assert constants.HF_HUB_OFFLINE is False
+
+
+def test_features_extract_command_stays_offline(online, tmp_path):
+    """`neuroalign features extract hf:<model>` without --allow-download: no connection, and
+    the message names the cache folder the model belongs in."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from neuroalign.cli import app
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    with block_network() as attempts:
+        res = CliRunner().invoke(app, ["features", "extract", "hf:org/absent-vit", "--stimuli", str(folder),
+                                       "--layers", "layers.0", "--out", str(tmp_path / "f.zarr")])
+    assert attempts == []
+    assert res.exit_code == 2 and "models--org--absent-vit" in res.output, res.output
