@@ -113,3 +113,70 @@ def test_demo_report_in_the_browser(chromium, quick_demo, tmp_path):
     assert all(img["width"] > 50 for img in page.images)
     with Image.open(page.screenshot) as im:
         assert im.height > 3000  # the whole page, all stages
+
+
+# -- hostile names: escaped, shown literally, never run --------------------------------------
+_PROBES = {
+    "title": "document.title",
+    "pwned": "document.getElementById('pwned') !== null",
+    "scripts": "document.scripts.length",
+    "active": "document.querySelectorAll('iframe,svg,object,embed,script,img[onerror]').length",
+    "images": "document.images.length",
+    "text": "document.body.innerText",
+}
+
+
+def _hostile_report():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neuroalign.cli._report import Report
+    from neuroalign.testing import HOSTILE_NAMES
+
+    rep = Report(HOSTILE_NAMES[2])  # '</title><script>...' as the title
+    for name in HOSTILE_NAMES:
+        rep.section(name, f"ROI {name} of stimulus {name}")
+        rep.check(f"layer of {name}", name, name, True)
+    recipe = {"data": {"store": HOSTILE_NAMES[3]}, "roi": HOSTILE_NAMES[0], "out": HOSTILE_NAMES[5]}
+    rep.code(str(recipe))
+    rep.table([{"ROI": n, "stimulus_id": n, HOSTILE_NAMES[4]: 0.5} for n in HOSTILE_NAMES],
+              caption=HOSTILE_NAMES[1])
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1])
+    rep.figure(fig, caption=HOSTILE_NAMES[6])
+    return rep
+
+
+def test_hostile_names_are_shown_literally_and_never_run(chromium, tmp_path):
+    from neuroalign.testing import HOSTILE_NAMES
+
+    page = _hostile_report().save(tmp_path / "hostile.html")
+    res = check_html(page, chromium=chromium, evaluate=_PROBES)
+    assert res.console_errors == [], res.problems()
+    v = res.values
+    assert v["title"] == HOSTILE_NAMES[2]  # the title is the literal text
+    assert v["pwned"] is False and v["scripts"] == 0 and v["active"] == 0
+    assert v["images"] == 1 and res.broken_images == []  # the figure, nothing else
+    for name in HOSTILE_NAMES:
+        assert name in v["text"], name
+
+
+def test_the_browser_probe_sees_scripts_run(chromium, tmp_path):
+    """Controls: the same names inserted raw DO run (so the test above can fail), and the
+    page's Content-Security-Policy alone stops them (a second line of defence)."""
+    from neuroalign.cli._report import content_security_policy
+    from neuroalign.testing import HOSTILE_NAMES
+
+    body = "".join(f"<p>{n}</p>" for n in HOSTILE_NAMES)
+    raw = tmp_path / "raw.html"
+    raw.write_text(f"<!doctype html><html><head><title>{HOSTILE_NAMES[2]}</title></head><body>{body}</body></html>")
+    res = check_html(raw, chromium=chromium, evaluate=_PROBES)
+    assert res.values["title"] == "pwned" and res.values["pwned"] is True
+    csp = tmp_path / "csp.html"
+    csp.write_text(f'<!doctype html><html><head><meta http-equiv="Content-Security-Policy" '
+                   f'content="{content_security_policy()}"><title>t</title></head><body>{body}</body></html>')
+    res = check_html(csp, chromium=chromium, evaluate=_PROBES)
+    assert res.values["title"] == "t" and res.values["pwned"] is False
+    assert any("Content Security Policy" in e for e in res.console_errors), res.console_errors

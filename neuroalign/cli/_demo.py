@@ -357,7 +357,7 @@ def run_demo(cfg: DemoConfig) -> Report:
             stage(cfg, report)
         cfg.echo("\n== truth vs recovered")
         for c in report.checks:
-            cfg.echo(f"  [{'PASS' if c.passed else 'FAIL'}] {c.name}: truth {c.truth}, recovered {c.recovered}")
+            cfg.echo(f"  [{c.label}] {c.name}: truth {c.truth}, recovered {c.recovered}")
         report.section("Run", f"Total time {time.perf_counter() - start:.0f} s "
                        f"({'quick' if cfg.quick else 'full'} demo).")
         path = report.save(cfg.out / "report.html")

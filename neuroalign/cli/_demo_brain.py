@@ -133,14 +133,43 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
     chance = table["retrieval chance"]
     cfg.echo(f"  retrieval (test brain -> its image's embedding): {table['retrieval forward']:.3f} "
              f"(chance {chance:.3f})")
-    cfg.echo(f"  reconstructions: 2-way identification AlexNet(2) {table['alexnet2 2-way']:.3f}, "
-             f"PixCorr {table['PixCorr']:.3f}")
+    metrics = [k for k in ("PixCorr", "SSIM", "alexnet2 2-way", "alexnet5 2-way") if k in table]
+    base = "low-level input"
+    for k in metrics:
+        cfg.echo(f"  {k:<15} reconstructions {table[k]:.3f}, {base} {table[f'{k} {base}']:.3f}, "
+                 f"chance {table[f'{k} chance']:.3f} (p above chance {table[f'{k} p above chance']:.2g})")
+    cfg.echo(f"  reconstructions: {table['verdict']}")
+    alpha = 0.05  # one-sided paired tests over the test images (check_reconstructions)
+    at_chance = [k for k in metrics if not table[f"{k} p above chance"] < alpha]
+    improves = all(table[f"{k} p better than {base}"] < alpha for k in metrics)
+    worse = [k for k in metrics if table[f"{k} p worse than {base}"] < alpha]
     report.check("held-out retrieval above 3x chance", f"chance {chance:.3f}",
                  f"{table['retrieval forward']:.3f}", table["retrieval forward"] > 3 * chance)
-    report.check("reconstructions: 2-way identification (AlexNet layer 2) above 0.65",
-                 "chance 0.5", f"{table['alexnet2 2-way']:.3f}", table["alexnet2 2-way"] > 0.65)
-    rows = [{"metric": k, "value": round(float(v), 4) if isinstance(v, float) else v}
-            for k, v in table.items()]
+    report.check("reconstructions: 2-way identification above chance (paired over test images, "
+                 "p < 0.05)", "chance 0.5",
+                 "; ".join(f"{k} {table[k]:.3f}" for k in metrics if k.endswith("2-way")),
+                 not any(k.endswith("2-way") for k in at_chance))
+    # PixCorr and SSIM, and the refinement itself, are judged against the low-level input it
+    # started from: with the tiny offline pipeline the diffusion step makes that input worse,
+    # and the report says so (NOT SHOWN, with the reason) instead of passing it
+    pix = [k for k in metrics if not k.endswith("2-way")]
+    report.check("reconstructions: PixCorr and SSIM above chance (mismatched pairs; paired over "
+                 "test images, p < 0.05)", "; ".join(f"{k} {table[f'{k} chance']:.3f}" for k in pix),
+                 "; ".join(f"{k} {table[k]:.3f}" for k in pix) + (
+                     f" (at chance: {', '.join(k for k in pix if k in at_chance)})"
+                     if set(pix) & set(at_chance) else ""),
+                 True if not set(pix) & set(at_chance) else (None if worse else False))
+    report.check("the diffusion refinement improves on its low-level input (every metric)",
+                 "; ".join(f"{k} {table[f'{k} {base}']:.3f}" for k in metrics),
+                 "; ".join(f"{k} {table[k]:.3f}" for k in metrics) + (
+                     f" (worse on {len(worse)}/{len(metrics)})" if worse else ""),
+                 True if improves else None)
+    rows = [{"metric": k, "reconstructions": round(table[k], 4),
+             base: round(table[f"{k} {base}"], 4), "chance": round(table[f"{k} chance"], 4)}
+            for k in metrics]
+    retrieval = [{"retrieval (top-1 among the test images)": f"{k} ({what})",
+                  "score": round(table[f"retrieval {k}"], 4), "chance": round(chance, 4)}
+                 for k, what in (("forward", "brain -> image"), ("backward", "image -> brain"))]
     fig, ax = plt.subplots(figsize=(11, 1.8))
     ax.imshow(np.asarray(Image.open(out / "grid.png")))
     ax.set_axis_off()
@@ -149,8 +178,16 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
                    "Brain-Diffuser-style reconstructions: a predicted 8x8 low-level image refined "
                    "by img2img, conditioned on the predicted embedding. The pipeline is the "
                    "project's tiny 32 px model trained on the simulation's image families, so "
-                   "reconstructions are judged by the field's metrics, not by looks. The same run "
-                   "as `neuroalign run decoders/simulated-img2img.toml`.").table(rows)
+                   "reconstructions are judged by the field's metrics, not by looks: against "
+                   "chance (2-way 0.5; PixCorr and SSIM of each reconstruction against the wrong "
+                   "images) and against the low-level input the diffusion step started from. The "
+                   "same run as `neuroalign run decoders/simulated-img2img.toml`.")
+    report.text(f"Verdict: the reconstructions are {table['verdict']}" + (
+        "" if improves else " This offline pipeline, trained for seconds on procedural images, "
+        "shows the plumbing only: the decoded information is carried by the low-level "
+        "prediction, and the diffusion step does not add to it. A trained or pretrained "
+        "pipeline (decoders/nsd-unclip.toml) is what can show that it does.")).table(rows)
+    report.table(retrieval)
     report.figure(fig, caption="Held-out images (top) and reconstructions from the brain (bottom)")
     _done(cfg, t0)
 

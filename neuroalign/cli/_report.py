@@ -1,20 +1,23 @@
 """A single-file HTML report: sections of text, tables, figures and truth-vs-recovered checks.
 
-Figures are embedded as base64 PNGs and the page has no scripts, so it opens anywhere
-(and loads without console errors in a headless browser).
+Every string that reaches the page (titles, stimulus ids, ROI names, recipe values,
+captions, table cells) goes through one autoescaping jinja2 template, and the page carries a
+Content-Security-Policy that allows no script at all, images only from ``data:`` URLs and
+only the report's own style sheet (by its hash). Figures are embedded as base64 PNGs, so the
+page opens anywhere, offline.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Check", "Report"]
+__all__ = ["Check", "Report", "CHECK_STATUSES"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -22,43 +25,100 @@ padding:0 1em;color:#222}
 h1{border-bottom:2px solid #446;padding-bottom:.2em}h2{margin-top:1.6em;color:#335}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#eef}td:first-child,th:first-child{text-align:left}
-.pass{color:#080;font-weight:bold}.fail{color:#b00;font-weight:bold}
+.pass{color:#080;font-weight:bold}.fail{color:#b00;font-weight:bold}.note{color:#a60;font-weight:bold}
 figure{margin:1em 0}figcaption{font-size:.9em;color:#555}img{max-width:100%}
-pre{background:#f6f6f8;padding:.6em;overflow-x:auto}
+pre{background:#f6f6f8;padding:.6em;overflow-x:auto;white-space:pre-wrap}
 """
+
+#: status of a check -> (label, CSS class). ``passed=None``: the run does not show the claim
+#: either way (e.g. an offline stand-in model that demonstrates the plumbing only).
+CHECK_STATUSES = {True: ("PASS", "pass"), False: ("FAIL", "fail"), None: ("NOT SHOWN", "note")}
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<meta name="referrer" content="no-referrer">
+<title>{{ title }}</title><style>{{ css|safe }}</style></head><body>
+<h1>{{ title }}</h1>
+{%- if checks %}
+<h2>Truth vs recovered</h2><table id="truth-vs-recovered"><tr><th>check</th><th>truth</th><th>recovered</th><th>result</th></tr>
+{%- for c in checks %}
+<tr><td>{{ c.name }}</td><td>{{ c.truth }}</td><td>{{ c.recovered }}</td><td class="{{ c.css }}">{{ c.label }}</td></tr>
+{%- endfor %}</table>
+{%- endif %}
+{%- for b in blocks %}
+{%- if b.kind == "section" %}
+<h2>{{ b.title }}</h2>
+{%- elif b.kind == "text" %}
+<p>{{ b.text }}</p>
+{%- elif b.kind == "code" %}
+<pre>{{ b.text }}</pre>
+{%- elif b.kind == "table" %}
+<table>{% if b.caption %}<caption>{{ b.caption }}</caption>{% endif %}<tr>
+{%- for c in b.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{%- for row in b.rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+{%- elif b.kind == "figure" %}
+<figure><img alt="{{ b.alt }}" src="data:image/png;base64,{{ b.png }}">
+{%- if b.caption %}<figcaption>{{ b.caption }}</figcaption>{% endif %}</figure>
+{%- endif %}
+{%- endfor %}
+</body></html>
+"""
+
+
+def _environment():
+    """The one template environment: autoescaping on, for every string of the page (the
+    style sheet is the module's own constant, inserted as is so that its hash matches)."""
+    import jinja2
+
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True)
+
+
+def content_security_policy(css: str = _CSS) -> str:
+    """The page's policy: nothing loads or runs but ``data:`` images and the style sheet
+    whose SHA-256 is given (no script, no frame, no form, no base URL, no connection)."""
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    return ("default-src 'none'; img-src data:; style-src 'sha256-" + digest + "'; "
+            "script-src 'none'; object-src 'none'; frame-src 'none'; base-uri 'none'; "
+            "form-action 'none'")
 
 
 @dataclass
 class Check:
-    """One truth-vs-recovered comparison."""
+    """One truth-vs-recovered comparison; ``passed`` is True, False or None (not shown)."""
 
     name: str
     truth: Any
     recovered: Any
-    passed: bool
+    passed: bool | None
+
+    @property
+    def label(self) -> str:
+        return CHECK_STATUSES[self.passed][0]
 
 
 @dataclass
 class Report:
-    """Collects sections and writes one self-contained HTML file."""
+    """Collects sections and writes one self-contained HTML file (see the module docstring)."""
 
     title: str
-    blocks: list[str] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
 
     def section(self, title: str, text: str | None = None) -> Report:
-        self.blocks.append(f"<h2>{html.escape(title)}</h2>")
+        self.blocks.append({"kind": "section", "title": str(title)})
         if text:
             self.text(text)
         return self
 
     def text(self, text: str) -> Report:
-        for para in text.strip().split("\n\n"):
-            self.blocks.append(f"<p>{html.escape(para)}</p>")
+        for para in str(text).strip().split("\n\n"):
+            self.blocks.append({"kind": "text", "text": para})
         return self
 
     def code(self, text: str) -> Report:
-        self.blocks.append(f"<pre>{html.escape(text)}</pre>")
+        self.blocks.append({"kind": "code", "text": str(text)})
         return self
 
     def table(self, rows: list[dict[str, Any]] | Any, *, caption: str | None = None) -> Report:
@@ -69,12 +129,9 @@ class Report:
         if not rows:
             return self
         cols = list(rows[0])
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows
-        )
-        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-        self.blocks.append(f"<table>{cap}<tr>{head}</tr>{body}</table>")
+        self.blocks.append({"kind": "table", "caption": None if caption is None else str(caption),
+                            "columns": [str(c) for c in cols],
+                            "rows": [[_fmt(r.get(c)) for c in cols] for r in rows]})
         return self
 
     def figure(self, fig, *, caption: str | None = None, dpi: int = 90) -> Report:
@@ -84,37 +141,30 @@ class Report:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self.blocks.append(f'<figure><img alt="{html.escape(caption or "figure")}" '
-                           f'src="data:image/png;base64,{data}">{cap}</figure>')
+        self.blocks.append({"kind": "figure", "png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                            "caption": None if caption is None else str(caption),
+                            "alt": str(caption or "figure")})
         return self
 
-    def check(self, name: str, truth: Any, recovered: Any, passed: bool) -> Check:
-        c = Check(name, truth, recovered, bool(passed))
+    def check(self, name: str, truth: Any, recovered: Any, passed: bool | None) -> Check:
+        """Record a check; ``passed=None`` records a claim the run does not show either way
+        (reported as NOT SHOWN, never as PASS)."""
+        c = Check(name, truth, recovered, None if passed is None else bool(passed))
         self.checks.append(c)
         return c
 
     @property
     def all_passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        """No check failed (checks that are NOT SHOWN do not count as passed or failed)."""
+        return all(c.passed is not False for c in self.checks)
 
     def to_html(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(c.name)}</td><td>{html.escape(_fmt(c.truth))}</td>"
-            f"<td>{html.escape(_fmt(c.recovered))}</td>"
-            f"<td class=\"{'pass' if c.passed else 'fail'}\">{'PASS' if c.passed else 'FAIL'}</td></tr>"
-            for c in self.checks
-        )
-        summary = (
-            "<h2>Truth vs recovered</h2><table id=\"truth-vs-recovered\"><tr><th>check</th><th>truth</th>"
-            f"<th>recovered</th><th>result</th></tr>{rows}</table>" if self.checks else ""
-        )
-        return (
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1>{summary}{''.join(self.blocks)}</body></html>"
-        )
+        checks = [{"name": c.name, "truth": _fmt(c.truth), "recovered": _fmt(c.recovered),
+                   "label": CHECK_STATUSES[c.passed][0], "css": CHECK_STATUSES[c.passed][1]}
+                  for c in self.checks]
+        return _environment().from_string(_TEMPLATE).render(
+            title=str(self.title), css=_CSS, csp=content_security_policy(_CSS), checks=checks,
+            blocks=self.blocks)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report atomically (temporary file, then rename)."""

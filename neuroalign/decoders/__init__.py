@@ -10,7 +10,8 @@ encoder-guided generation and the decoding metrics of the field.
   gradient of a differentiable encoder's predicted target activation.
 - :func:`tiny_pipeline`: the project's small pipeline, trained on first use and cached.
 - :mod:`neuroalign.decoders.metrics`: PixCorr, SSIM, 2-way identification, correlation
-  distance, top-1 retrieval (REFERENCES.md §B).
+  distance, top-1 retrieval (REFERENCES.md §B); :func:`check_reconstructions` judges them
+  against chance and against the input a refinement started from.
 """
 
 from neuroalign.decoders import metrics
@@ -35,6 +36,7 @@ from neuroalign.decoders._tiny import (
     tiny_pipeline,
     train_tiny_pipeline,
 )
+from neuroalign.decoders._verdict import ReconstructionCheck, check_reconstructions
 
 __all__ = [
     "metrics",
@@ -60,4 +62,6 @@ __all__ = [
     "ImageEmbedder",
     "tiny_pipeline",
     "train_tiny_pipeline",
+    "check_reconstructions",
+    "ReconstructionCheck",
 ]

@@ -96,12 +96,17 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         Side the images are resized to.
     mean, std : tuple of float
         Input normalisation (ImageNet by default).
+    network_spec : dict, optional
+        A JSON description of ``model`` (``{"source": "torchvision", "arch": ..., "weights":
+        None | "DEFAULT" | name, "seed": int}``) that rebuilds it; needed to save an encoder
+        on this extractor (:meth:`DifferentiableRidgeEncoder.save`). Set by :meth:`from_spec`.
     """
 
     def __init__(self, model, layers: Sequence[str], *, input_size: int = 224,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, network_spec: dict | None = None) -> None:
         super().__init__()
         torch = _torch()
+        self.network_spec = None if network_spec is None else dict(network_spec)
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -110,6 +115,25 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         self._hooks = _Hooks(self.model, self.layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @classmethod
+    def from_spec(cls, network: dict, layers: Sequence[str], *, allow_download: bool = False,
+                  **kwargs) -> PooledFeatureExtractor:
+        """Build the network a JSON description names (offline unless ``allow_download``) and
+        wrap it; the description is kept so that an encoder on it can be saved.
+
+        Examples
+        --------
+        >>> ext = PooledFeatureExtractor.from_spec(
+        ...     {"source": "torchvision", "arch": "resnet18", "weights": None, "seed": 0},
+        ...     ["layer4"], input_size=32)
+        >>> ext.network_spec["arch"]
+        'resnet18'
+        """
+        from neuroalign.decoders._encoder_io import network_from_spec
+
+        net = network_from_spec(network, allow_download=allow_download)
+        return cls(net, layers, network_spec=network, **kwargs)
 
     def forward(self, images):
         import torch.nn.functional as F
@@ -194,6 +218,38 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
                 f"{self.coef.shape[1]}."
             )
         return feats @ self.coef.T + self.intercept
+
+    def save(self, path, *, network_weights: bool = False, overwrite: bool = False):
+        """Write the encoder to the folder ``path``: ``encoder.json`` (the extractor's network
+        description, layers, input size, normalisation, neuroid ids, ROIs) and
+        ``readout.safetensors`` (``coef``, ``intercept``); no file holds code.
+
+        Parameters
+        ----------
+        path : path-like
+            A new folder (an existing one is replaced only with ``overwrite=True`` and only
+            when neuroalign wrote it).
+        network_weights : bool
+            Also write the network's weights (``network.safetensors``), for a network that its
+            description alone does not rebuild (e.g. fine-tuned weights).
+        overwrite : bool
+
+        Returns
+        -------
+        Path
+        """
+        from neuroalign.decoders._encoder_io import save_encoder
+
+        return save_encoder(self, path, network_weights=network_weights, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path, *, allow_download: bool = False) -> DifferentiableRidgeEncoder:
+        """Read a folder written by :meth:`save` (JSON and safetensors only: nothing in it can
+        run code). The network is rebuilt offline from its description; pretrained weights
+        come from the local torch cache unless ``allow_download``."""
+        from neuroalign.decoders._encoder_io import load_encoder
+
+        return load_encoder(path, allow_download=allow_download)
 
     @classmethod
     def from_estimator(cls, extractor, estimator, **kwargs) -> DifferentiableRidgeEncoder:

@@ -123,40 +123,71 @@ def _load_data(cfg: dict, base: Path):
                           "'simulate = { out = ... }') or 'root' + 'simulate = {...}'.")
 
 
-def _load_pipe(cfg: dict):
+#: pipeline settings that would run code from the pipeline's folder or fetch it
+_CODE_KEYS = ("trust_remote_code", "custom_pipeline", "custom_revision")
+
+
+def _allow_download(cfg: dict, where: str = "recipe") -> bool:
+    value = cfg.get("allow_download", False)
+    if not isinstance(value, bool):
+        raise DataFormatError(f"{where}: allow_download = {value!r}; expected true or false.")
+    return value
+
+
+def _load_pipe(cfg: dict, allow_download: bool = False):
     from neuroalign.decoders._reconstruct import load_pipeline
     from neuroalign.decoders._tiny import tiny_pipeline
 
     p = dict(cfg.get("pipeline", {"source": "tiny"}))
+    code = [k for k in _CODE_KEYS if k in p]
+    if code:
+        raise DataFormatError(
+            f"[pipeline] {code!r}: neuroalign does not run code from a pipeline folder or the Hub; "
+            "remove the key(s)."
+        )
     source = p.pop("source", "tiny")
     if source == "tiny":
         return tiny_pipeline(p.pop("path", None), **p)
-    return load_pipeline(source, kind=p.pop("kind", None), **p)
+    return load_pipeline(source, kind=p.pop("kind", None), allow_download=allow_download, **p)
 
 
 def run_decode_recipe(recipe, out: str | Path | None = None, *,
-                      overwrite: bool = False) -> dict[str, Any]:
+                      overwrite: bool = False,
+                      allow_download: bool | None = None) -> dict[str, Any]:
     """Run a decode recipe: store -> EmbeddingDecoder -> Reconstructor -> metrics.
 
     Writes ``grid.png`` (ground truth row above reconstruction row), ``metrics.json`` and
     ``metrics.csv`` under ``out`` (default: the recipe's ``out``), atomically. An existing
     ``out`` is replaced only with ``overwrite=True`` and only when it is an earlier decode
     output (neuroalign's marker); anything else raises
-    :class:`~neuroalign.exceptions.OutputExistsError` before the run. Returns the metrics.
+    :class:`~neuroalign.exceptions.OutputExistsError` before the run. Returns the metrics:
+    each reconstruction metric with its chance level (``"<metric> chance"``) and, for
+    img2img, the same metric of the low-level input the diffusion step refined
+    (``"<metric> low-level input"``), the retrieval scores, and ``"verdict"``: a sentence
+    saying whether the reconstructions beat chance and whether the refinement improved on
+    its input. Nothing touches the network unless the recipe says ``allow_download = true``.
     """
     from neuroalign.decoders._embedding import EmbeddingDecoder
     from neuroalign.decoders._reconstruct import Reconstructor
     from neuroalign.decoders._stimuli import store_images
-    from neuroalign.decoders.metrics import evaluate_reconstructions, feature_network
+    from neuroalign.decoders._verdict import check_reconstructions
+    from neuroalign.decoders.metrics import feature_network
 
     cfg = load_recipe(recipe)
     base = Path(recipe).parent if not isinstance(recipe, dict) else Path(".")
     out = Path(out if out is not None else base / cfg.get("out", "decode-out"))
     check_target(out, overwrite=overwrite, kind=DECODE_KIND, inputs=_inputs(cfg, base))
+    allow = _allow_download(cfg) if allow_download is None else bool(allow_download)
     store, _ = _load_data(cfg, base)
+    # the metric networks before the fits: missing weights stop the run before long work
+    mcfg = cfg.get("metrics", {})
+    weights = mcfg.get("weights", "none")
+    nets = {name: feature_network(name, weights=None if weights == "none" else weights,
+                                  allow_download=allow)
+            for name in mcfg.get("networks", ["alexnet2", "alexnet5"])}
     avg = store.na.average_repetitions()
     images = store_images(avg)
-    pipe = _load_pipe(cfg)
+    pipe = _load_pipe(cfg, allow)
     embed = pipeline_embedder(pipe)
     emb = embed(images)
     target = xr.DataArray(emb, dims=("stimulus", "embedding"),
@@ -180,15 +211,16 @@ def run_decode_recipe(recipe, out: str | Path | None = None, *,
             coords={"stimulus_id": ("stimulus", avg.stimulus_id.values)}))
         low = np.round(np.clip(tdec.predict(test_avg).values, 0, 1) * 255).astype(np.uint8)
     rcfg = dict(cfg.get("reconstruct", {}))
-    rec = Reconstructor(pipe, rcfg.pop("mode", "unclip"), scorer=embed, **rcfg).reconstruct(
-        pred.values, low_level=low)
-    mcfg = cfg.get("metrics", {})
-    weights = mcfg.get("weights", "none")
-    nets = {name: feature_network(name, weights=None if weights == "none" else weights)
-            for name in mcfg.get("networks", ["alexnet2", "alexnet5"])}
-    table = evaluate_reconstructions(rec.images, gt, networks=nets, preset=mcfg.get("preset", "simulated"))
+    rcfg_mode = rcfg.pop("mode", "unclip")
+    rec = Reconstructor(pipe, rcfg_mode, scorer=embed, **rcfg).reconstruct(pred.values, low_level=low)
+    # scored against chance and, for img2img, against the low-level input it refined
+    check = check_reconstructions(rec.images, gt, baseline=low if rcfg_mode == "img2img" else None,
+                                  baseline_name="low-level input", networks=nets,
+                                  preset=mcfg.get("preset", "simulated"))
+    table = check.to_dict()
+    verdict = table.pop("verdict")
     table.update({"retrieval forward": retrieval["forward"], "retrieval backward": retrieval["backward"],
-                  "retrieval chance": retrieval["chance"], "n_test": len(gt)})
+                  "retrieval chance": retrieval["chance"], "n_test": len(gt), "verdict": verdict})
     with atomic_dir(out, overwrite=overwrite, kind=DECODE_KIND) as tmp:
         tmp.mkdir(parents=True)
         save_grid([gt[:16], rec.images[:16]], tmp / "grid.png")
@@ -198,7 +230,7 @@ def run_decode_recipe(recipe, out: str | Path | None = None, *,
 
 
 _GENERATE_KEYS = ("kind", "out", "encoder", "roi", "n", "scale", "steps", "pipeline", "seed",
-                  "simulate")
+                  "simulate", "allow_download")
 
 
 def run_generate_recipe(recipe, out: str | Path | None = None, *,
@@ -224,24 +256,26 @@ def run_generate_recipe(recipe, out: str | Path | None = None, *,
         log.info("encoder = %r does not exist: simulating into it", str(encoder))
         simulate(encoder, **cfg["simulate"])
     settings = {k: cfg[k] for k in ("n", "scale", "steps", "pipeline", "seed") if k in cfg}
+    settings["allow_download"] = _allow_download(cfg, "generate recipe")
     return run_generate(encoder, cfg["roi"], out=out, overwrite=overwrite, **settings)
 
 
 def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",
                  pipeline: Any = "tiny", scale: float = 10.0, steps: int = 12, seed: int = 0,
                  layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
-                 alpha: float = 10.0, overwrite: bool = False) -> dict[str, Any]:
+                 alpha: float = 10.0, overwrite: bool = False,
+                 allow_download: bool = False) -> dict[str, Any]:
     """Guided generation for ``roi``; ``encoder`` is a simulated dataset folder (a ridge encoder
     is fitted on its averaged responses with the ground-truth network's pooled features) or a
-    ``torch.save``-d differentiable encoder module. ``pipeline`` is a source (``"tiny"``, a
-    local folder or cached Hugging Face id) or a loaded pipeline.
+    folder written by :meth:`DifferentiableRidgeEncoder.save` (JSON + safetensors; a pickled
+    ``torch.save`` file is refused with :class:`UnsafeFileError` and never opened by torch).
+    ``pipeline`` is a source (``"tiny"``, a local folder or cached Hugging Face id) or a loaded
+    pipeline. Nothing touches the network unless ``allow_download``.
 
     Writes ``grid.png`` (unguided row above guided row, same seeds), ``activations.json`` and
     ``activation_trajectory.csv`` under ``out`` (atomically; an existing ``out`` is replaced
     only with ``overwrite=True`` and only when it is an earlier generate output); returns the
     activations (predicted, and the TRUE responses when ``encoder`` is a simulated dataset)."""
-    import torch
-
     from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
     from neuroalign.decoders._guided import BrainGuidedGenerator
     from neuroalign.decoders._stimuli import store_images
@@ -252,22 +286,27 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
                  inputs=[encoder, pipeline if isinstance(pipeline, str | Path) and pipeline != "tiny" else None])
     brain = None
     if (encoder / "truth.json").exists():
-        from neuroalign.datasets.simulate import SimulationResult, build_network
+        from neuroalign.datasets.simulate import SimulationResult
 
         sim = SimulationResult.load(encoder)
         avg = sim.store().load().na.average_repetitions()
-        ext = PooledFeatureExtractor(build_network(sim.truth["model"]["arch"], sim.truth["model"]["seed"]), layers)
+        truth = sim.truth["model"]  # the ground-truth network: torchvision arch, seeded weights
+        ext = PooledFeatureExtractor.from_spec(
+            {"source": "torchvision", "arch": truth["arch"], "weights": None, "seed": truth["seed"]}, layers)
         enc = DifferentiableRidgeEncoder.fit_store(ext, avg, alpha=alpha)
         brain = sim.brain()
         stim_mean = float(brain.roi_response(store_images(avg), roi).mean())
+    elif (encoder / "encoder.json").is_file():
+        enc = DifferentiableRidgeEncoder.load(encoder, allow_download=allow_download)
     elif encoder.is_file():
-        enc = torch.load(encoder, weights_only=False)
+        raise _encoder_file_error(encoder)
     else:
         raise FileNotFoundError(
             f"--encoder {str(encoder)!r}: expected a simulated dataset folder (with truth.json) or "
-            "a torch.save-d encoder module file."
+            "a saved encoder folder (with encoder.json, written by DifferentiableRidgeEncoder.save)."
         )
-    pipe = _load_pipe({"pipeline": {"source": pipeline}}) if isinstance(pipeline, str | Path) else pipeline
+    pipe = (_load_pipe({"pipeline": {"source": pipeline}}, allow_download)
+            if isinstance(pipeline, str | Path) else pipeline)
     gen = BrainGuidedGenerator(enc, roi, pipe, scale=scale, num_inference_steps=steps)
     guided = gen.generate(n, seed=seed)
     plain = gen.generate(n, seed=seed, scale=0.0)
@@ -283,3 +322,20 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
         np.savetxt(tmp / "activation_trajectory.csv", guided.activation, delimiter=",")
         (tmp / "activations.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _encoder_file_error(path: Path) -> Exception:
+    """The error for an encoder given as a single file: never unpickled, only its first bytes
+    are looked at to say what it is."""
+    from neuroalign.exceptions import UnsafeFileError
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    how = ("Save the encoder with DifferentiableRidgeEncoder.save(folder) (JSON + safetensors) "
+           "and pass the folder.")
+    if head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save zip archive, or a raw pickle
+        return UnsafeFileError(
+            f"--encoder {str(path)!r}: a pickled (torch.save) file. neuroalign never unpickles an "
+            f"encoder: unpickling runs whatever code the file names. {how}"
+        )
+    return DataFormatError(f"--encoder {str(path)!r}: not a saved encoder. {how}")

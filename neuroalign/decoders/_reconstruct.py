@@ -17,7 +17,7 @@ Pointing the same code at real weights::
     pipe = load_pipeline("stabilityai/stable-diffusion-2-1-unclip")     # from the HF cache
     Reconstructor(pipe, mode="unclip", guidance_scale=10).reconstruct(pred_clip_embeds)
 
-``load_pipeline`` never downloads unless ``local_files_only=False`` is passed.
+``load_pipeline`` never touches the network unless ``allow_download=True`` is passed.
 """
 
 from __future__ import annotations
@@ -37,22 +37,44 @@ log = get_logger(__name__)
 MODES = ("unclip", "tokens", "ip-adapter", "img2img")
 
 
-def load_pipeline(source: str | Path, *, kind: str | None = None, local_files_only: bool = True,
+def load_pipeline(source: str | Path, *, kind: str | None = None, allow_download: bool = False,
                   torch_dtype=None, **kwargs):
-    """Load a pipeline from a local folder or the Hugging Face cache.
+    """Load a pipeline from a local folder or the Hugging Face cache, with no network and no
+    code from the folder unless asked.
 
     Parameters
     ----------
     source : str or path
         A folder (a project pipeline written by ``save_pretrained``, or a diffusers folder), or
-        a Hub id already in the local cache (``HF_HOME``).
+        a Hub id (``"owner/name"``) already in the local Hugging Face cache.
     kind : str, optional
         diffusers class name to use (``"StableUnCLIPImg2ImgPipeline"``, ...); default
         ``DiffusionPipeline`` picks it from ``model_index.json``.
-    local_files_only : bool
-        Do not touch the network (default).
+    allow_download : bool
+        Fetch a Hub id that is not in the cache (off by default: then nothing touches the
+        network, and a missing pipeline raises :class:`WeightsNotAvailableError` naming the
+        cache folder it was looked for in).
+    torch_dtype : torch.dtype, optional
+    **kwargs
+        Passed to ``from_pretrained`` (e.g. ``safety_checker=None``).
+
+    Raises
+    ------
+    WeightsNotAvailableError
+        Not in the cache and ``allow_download`` is off.
+    UnsafeFileError
+        The folder holds pipeline code (a custom pipeline ``.py``), which is never run.
     """
-    path = Path(source)
+    from neuroalign.exceptions import UnsafeFileError, WeightsNotAvailableError
+    from neuroalign.features._weights import (
+        HOW_TO_ALLOW,
+        env_offline,
+        hf_snapshot,
+        hub_offline,
+        looks_like_repo_id,
+    )
+
+    path = Path(source).expanduser()
     if path.is_dir() and (path / "neuroalign_pipeline.json").exists():
         from neuroalign.decoders._tiny import EmbeddingDiffusionPipeline
 
@@ -65,13 +87,37 @@ def load_pipeline(source: str | Path, *, kind: str | None = None, local_files_on
             f"Invalid value for 'kind' in load_pipeline(): {kind!r}. Expected a diffusers "
             "pipeline class name such as 'StableUnCLIPImg2ImgPipeline'."
         )
-    if not path.exists() and ("/" not in str(source) or str(source).startswith((".", "/"))):
+    offline = env_offline() or not allow_download
+    if path.is_dir():
+        target = str(path)
+    elif not looks_like_repo_id(str(source)):
         raise FileNotFoundError(
             f"load_pipeline(): {str(source)!r} is neither a folder nor a Hugging Face id "
             "('owner/name') in the local cache."
         )
+    elif offline:  # found on disk: diffusers would still send a request
+        target = str(hf_snapshot(str(source), "model_index.json", spec=f"Pipeline {str(source)!r}",
+                                 weights_hint=" and its component folders (unet/, vae/, ...)"))
+    else:
+        target = str(source)
     extra = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
-    return cls.from_pretrained(str(source), local_files_only=local_files_only, **extra, **kwargs)
+    with hub_offline(offline):
+        try:
+            return cls.from_pretrained(target, local_files_only=offline, **extra, **kwargs)
+        except ValueError as err:
+            if "custom code" in str(err):
+                raise UnsafeFileError(
+                    f"load_pipeline(): {target} holds pipeline code (a .py file named in "
+                    "model_index.json); neuroalign does not run code from a model folder."
+                ) from err
+            raise
+        except OSError as err:
+            if not offline:
+                raise
+            raise WeightsNotAvailableError(
+                f"Pipeline {str(source)!r} is not complete offline: a file is missing in {target} "
+                f"({err}). Copy the whole pipeline there, or pass {HOW_TO_ALLOW}."
+            ) from err
 
 
 @dataclass

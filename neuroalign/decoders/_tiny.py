@@ -60,17 +60,10 @@ class ImageEmbedder:
     def module(self):
         """The differentiable :class:`PooledFeatureExtractor` (images in [0, 1] -> (B, D))."""
         if self._module is None:
-            import torch
-            import torchvision
-
             from neuroalign.decoders._encoder import PooledFeatureExtractor
+            from neuroalign.features._weights import torchvision_model
 
-            state = torch.random.get_rng_state()
-            try:
-                torch.manual_seed(self.seed)
-                net = torchvision.models.get_model(self.arch, weights=self.weights)
-            finally:
-                torch.random.set_rng_state(state)
+            net, _ = torchvision_model(self.arch, self.weights, seed=self.seed, func="ImageEmbedder")
             self._module = PooledFeatureExtractor(net, self.layers, input_size=self.input_size)
         return self._module
 
@@ -183,14 +176,16 @@ class EmbeddingDiffusionPipeline:
 
     # ------------------------------------------------------------ save/load
     def save_pretrained(self, path: str | Path) -> None:
-        """Write ``unet/``, ``scheduler/``, ``proj.pt`` and ``neuroalign_pipeline.json``."""
-        import torch
+        """Write ``unet/`` (safetensors), ``scheduler/``, ``proj.safetensors`` and
+        ``neuroalign_pipeline.json``: no file that holds code."""
+        from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.unet.save_pretrained(path / "unet")
+        self.unet.save_pretrained(path / "unet", safe_serialization=True)
         self.scheduler.save_pretrained(path / "scheduler")
-        torch.save(self.proj.state_dict(), path / "proj.pt")
+        save_file({k: v.detach().contiguous() for k, v in self.proj.state_dict().items()},
+                  str(path / "proj.safetensors"))
         meta = {"kind": "neuroalign-embedding-diffusion",
                 "embed_mean": self.embed_mean.tolist(), "embed_scale": self.embed_scale.tolist(),
                 "proj_out": int(self.proj.out_features),
@@ -202,6 +197,8 @@ class EmbeddingDiffusionPipeline:
         import torch
         from diffusers import DDIMScheduler, UNet2DModel
 
+        from neuroalign.features._weights import hub_offline, load_state_file
+
         path = Path(path)
         meta_file = path / "neuroalign_pipeline.json"
         if not meta_file.exists():
@@ -210,12 +207,19 @@ class EmbeddingDiffusionPipeline:
                 "EmbeddingDiffusionPipeline.save_pretrained()."
             )
         meta = json.loads(meta_file.read_text())
-        unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
-        scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
+        emb_cfg = meta.get("embedder") or None
+        if emb_cfg is not None:
+            unknown = sorted(set(emb_cfg) - {"arch", "seed", "layers", "input_size", "weights"})
+            if unknown:
+                raise DataFormatError(f"{meta_file}: unknown embedder key(s) {unknown!r}.")
+        with hub_offline():
+            unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
+            scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
         mean = np.asarray(meta["embed_mean"], dtype=np.float32)
         proj = torch.nn.Linear(len(mean), meta["proj_out"])
-        proj.load_state_dict(torch.load(path / "proj.pt", map_location="cpu", weights_only=True))
-        embedder = ImageEmbedder(**meta["embedder"]) if meta.get("embedder") else None
+        proj_file = path / "proj.safetensors"
+        proj.load_state_dict(load_state_file(proj_file if proj_file.exists() else path / "proj.pt"))
+        embedder = ImageEmbedder(**emb_cfg) if emb_cfg else None
         return cls(unet, proj, scheduler, mean, meta["embed_scale"], embedder)
 
 

@@ -17,7 +17,8 @@ The definitions follow MindEye1 ``src/Reconstruction_Metrics.py`` / MindEye2
 - :func:`retrieval_top1`: ``n_draws`` draws of ``n_way`` test samples without replacement;
   embeddings flattened and l2-normalised; cosine matrix; forward ("image retrieval") = top-1
   over images for each brain embedding, backward ("brain retrieval") = top-1 over brains for
-  each image; mean over draws (chance ``1 / n_way``). With fewer than ``n_way`` test
+  each image; mean over draws (chance ``1 / n_way``). A tie with another candidate counts
+  as a miss (the references' ``argmax`` would pick whichever comes first). With fewer than ``n_way`` test
   samples, ``n_way`` is scaled down to the test size (a protocol choice recorded in
   the result).
 
@@ -134,7 +135,8 @@ def _pair(recons, targets) -> tuple[np.ndarray, np.ndarray]:
     return rec, gt
 
 
-def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True) -> float:
+def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True,
+            per_image: bool = False) -> float | np.ndarray:
     """PixCorr: mean over images of the Pearson r of flattened RGB pixels (higher is better).
 
     Parameters
@@ -145,6 +147,8 @@ def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True) 
         Resize both to ``size`` x ``size`` first (references: 425); ``None`` keeps them.
     antialias : bool
         Antialiased bilinear resize.
+    per_image : bool
+        Return the score of each image (N,) instead of their mean.
     """
     rec, gt = _pair(recons, targets)
     if size is not None:
@@ -153,15 +157,17 @@ def pixcorr(recons, targets, *, size: int | None = 425, antialias: bool = True) 
         rec, gt = to_float_images(rec), to_float_images(gt)
     rec = rec.reshape(len(rec), -1)
     gt = gt.reshape(len(gt), -1)
-    return float(np.mean([np.corrcoef(gt[i], rec[i])[0, 1] for i in range(len(gt))]))
+    scores = np.array([np.corrcoef(gt[i], rec[i])[0, 1] for i in range(len(gt))])
+    return scores if per_image else float(np.mean(scores))
 
 
-def ssim(recons, targets, *, size: int | None = 425, antialias: bool = True) -> float:
+def ssim(recons, targets, *, size: int | None = 425, antialias: bool = True,
+         per_image: bool = False) -> float | np.ndarray:
     """SSIM on grey images with Gaussian weights (sigma 1.5), mean over images (higher is better).
 
     ``skimage.metrics.structural_similarity(rec, gt, gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1.0)`` on ``skimage.color.rgb2gray`` images,
-    exactly as the references.
+    exactly as the references. ``per_image=True`` returns the score of each image.
     """
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
@@ -178,7 +184,7 @@ def ssim(recons, targets, *, size: int | None = 425, antialias: bool = True) -> 
         )
         for r, g in zip(rec, gt, strict=True)
     ]
-    return float(np.mean(scores))
+    return np.array(scores) if per_image else float(np.mean(scores))
 
 
 def _features_pair(feat_gt, feat_rec) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +204,7 @@ def _features_pair(feat_gt, feat_rec) -> tuple[np.ndarray, np.ndarray]:
     return gt, rec
 
 
-def two_way_identification(feat_gt, feat_rec) -> float:
+def two_way_identification(feat_gt, feat_rec, *, per_image: bool = False) -> float | np.ndarray:
     """2-way identification against all ``N - 1`` distractors (higher is better, chance 0.5).
 
     ``r = corrcoef(F_gt, F_rec)[:N, N:]`` (rows ground truth, columns reconstructions); for
@@ -209,6 +215,8 @@ def two_way_identification(feat_gt, feat_rec) -> float:
     ----------
     feat_gt, feat_rec : array-like (N, ...)
         Features of the ground-truth images and of the reconstructions (flattened per image).
+    per_image : bool
+        Return ``count_j / (N - 1)`` of each reconstruction (N,) instead of their mean.
     """
     gt, rec = _features_pair(feat_gt, feat_rec)
     n = len(gt)
@@ -216,16 +224,18 @@ def two_way_identification(feat_gt, feat_rec) -> float:
     congruent = np.diag(r)
     success = r < congruent[None, :]
     success[np.arange(n), np.arange(n)] = False
-    return float(np.mean(success.sum(axis=0) / (n - 1)))
+    scores = success.sum(axis=0) / (n - 1)
+    return scores if per_image else float(np.mean(scores))
 
 
-def correlation_distance(feat_gt, feat_rec) -> float:
-    """Mean over images of ``scipy.spatial.distance.correlation(gt_i, rec_i)`` (lower is better)."""
+def correlation_distance(feat_gt, feat_rec, *, per_image: bool = False) -> float | np.ndarray:
+    """Mean over images of ``scipy.spatial.distance.correlation(gt_i, rec_i)`` (lower is better);
+    ``per_image=True`` returns each image's distance."""
     gt, rec = _features_pair(feat_gt, feat_rec)
     gt = gt - gt.mean(axis=1, keepdims=True)
     rec = rec - rec.mean(axis=1, keepdims=True)
     r = (gt * rec).sum(1) / np.sqrt((gt**2).sum(1) * (rec**2).sum(1))
-    return float(np.mean(1.0 - r))
+    return (1.0 - r) if per_image else float(np.mean(1.0 - r))
 
 
 def retrieval_top1(
@@ -246,7 +256,7 @@ def retrieval_top1(
         Candidates per draw (300 in the references); scaled down to N when N is smaller.
     n_draws : int
         Draws (30 in the references). With ``n_way == N`` every draw holds all samples, so
-        one draw suffices and the result is deterministic.
+        one draw suffices and the result is deterministic and independent of row order.
     seed : int or None
         Seed of the draws.
 
@@ -270,9 +280,13 @@ def retrieval_top1(
     for _ in range(draws):
         idx = rng.permutation(n)[:way] if way < n else np.arange(n)
         sim = b[idx] @ im[idx].T  # rows brain, columns images
-        target = np.arange(way)
-        fwd.append(np.mean(sim.argmax(axis=1) == target))
-        bwd.append(np.mean(sim.argmax(axis=0) == target))
+        own = np.diag(sim)
+        other = sim.copy()
+        np.fill_diagonal(other, -np.inf)
+        # a hit needs its own match strictly more similar than every candidate: a tie is a
+        # miss (as 2-way identification's strict <), so candidate order never matters
+        fwd.append(np.mean(own > other.max(axis=1)))
+        bwd.append(np.mean(own > other.max(axis=0)))
     return {
         "forward": float(np.mean(fwd)),
         "backward": float(np.mean(bwd)),
@@ -343,28 +357,26 @@ class FeatureNetwork:
         return np.concatenate(out)
 
 
-def feature_network(name: str, *, weights: str | None = "DEFAULT", seed: int = 0) -> FeatureNetwork:
+def feature_network(name: str, *, weights: str | None = "DEFAULT", seed: int = 0,
+                    allow_download: bool = False) -> FeatureNetwork:
     """A metric network by name: ``"alexnet2"``, ``"alexnet5"``, ``"inception"``, ``"effnet"``,
     ``"resnet18"``.
 
     ``weights="DEFAULT"`` loads torchvision's pretrained weights from the local torch cache
-    (``$TORCH_HOME``; nothing is downloaded at run time unless torchvision is allowed to);
-    ``weights=None`` builds the same architecture with random weights from ``seed``, a
-    stand-in when no pretrained weights are available (scores are then not comparable with
-    the literature, but 2-way identification is still a valid test against chance).
+    (``$TORCH_HOME/hub/checkpoints``, read as plain tensors); when the file is not there it
+    raises :class:`~neuroalign.exceptions.WeightsNotAvailableError` naming it, unless
+    ``allow_download=True``. ``weights=None`` builds the same architecture with random
+    weights from ``seed``, a stand-in when no pretrained weights are available (scores are
+    then not comparable with the literature, but 2-way identification is still a valid test
+    against chance).
     """
-    import torch
-    import torchvision
+    from neuroalign.features._weights import torchvision_model
 
     check_option(name, tuple(_NETWORKS), name="name", func="feature_network")
     arch, node, resize, mean, std = _NETWORKS[name]
     kwargs = {"aux_logits": True, "init_weights": True} if arch == "inception_v3" and weights is None else {}
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = torchvision.models.get_model(arch, weights=weights, **kwargs)
-    finally:
-        torch.random.set_rng_state(state)
+    model, _ = torchvision_model(arch, weights, seed=seed, allow_download=allow_download,
+                                 func="feature_network", **kwargs)
     return FeatureNetwork(model, node, resize=resize, mean=mean, std=std, name=name)
 
 

@@ -8,8 +8,6 @@ random weights (seeded by ``seed``).
 from __future__ import annotations
 
 import contextlib
-import difflib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 from neuroalign._logging import get_logger
 from neuroalign._validation import format_list
-from neuroalign.exceptions import WeightsNotAvailableError
+from neuroalign.exceptions import UnsafeFileError, WeightsNotAvailableError
 from neuroalign.features._transforms import (
     CLIP_MEAN,
     CLIP_STD,
@@ -26,6 +24,18 @@ from neuroalign.features._transforms import (
     TRANSFORM_PRESETS,
     ImageTransform,
     get_transform,
+)
+from neuroalign.features._weights import (
+    HOW_TO_ALLOW,
+    env_offline,
+    hf_cache_folder,
+    hf_snapshot,
+    hub_offline,
+    open_clip_checkpoint,
+    open_clip_locations,
+    torchvision_model,
+    unknown,
+    weights_only_loads,
 )
 
 __all__ = ["FeatureModel", "load_model", "SOURCES", "DEFAULT"]
@@ -102,17 +112,6 @@ def _seeded(seed: int | None):
         torch.random.set_rng_state(state)
 
 
-def _offline(allow_download: bool) -> bool:
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    return env or not allow_download
-
-
-def _unknown(kind: str, value: str, known: list[str], func: str = "load_model") -> ValueError:
-    close = difflib.get_close_matches(value, known, n=5, cutoff=0.5)
-    hint = f" Close matches: {format_list(close)}." if close else ""
-    return ValueError(f"Unknown {kind} {value!r} in {func}().{hint} Known: {format_list(known, limit=15)}.")
-
-
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"open_clip:ViT-B-32/openai"`` -> ``("open_clip", "ViT-B-32/openai")``."""
     if spec == "minilm":
@@ -129,39 +128,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 # -- torchvision -------------------------------------------------------------------
 def _load_torchvision(arch: str, weights: Any, seed: int | None, allow_download: bool,
                       transform: Any) -> FeatureModel:
-    import torch
-    import torchvision
-
-    known = torchvision.models.list_models()
-    if arch not in known:
-        raise _unknown("torchvision architecture", arch, known)
-    if weights is None:
-        with _seeded(0 if seed is None else seed):
-            module = torchvision.models.get_model(arch, weights=None)
-        wid = f"random(seed={0 if seed is None else seed})"
-        default_tf = TRANSFORM_PRESETS["simulation"]
-    elif isinstance(weights, str | os.PathLike) and Path(weights).is_file():
-        module = torchvision.models.get_model(arch, weights=None)
-        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        wid, default_tf = f"file:{Path(weights).resolve()}", TRANSFORM_PRESETS["imagenet"]
-    else:
-        enum = torchvision.models.get_model_weights(arch)
-        name = "DEFAULT" if weights == DEFAULT else str(weights)
-        try:
-            w = enum[name] if name == "DEFAULT" else enum[name.split(".")[-1]]
-        except KeyError:
-            raise _unknown(f"weights for torchvision:{arch}", name,
-                           ["DEFAULT", *[m.name for m in enum]]) from None
-        fname = Path(w.url).name
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / fname
-        if not cached.exists() and _offline(allow_download):
-            raise WeightsNotAvailableError(
-                f"Weights {w} of torchvision:{arch} are not in the local cache ({cached}). "
-                f"Put the file there, pass weights='path/to/state_dict.pth', pass "
-                f"allow_download=True to fetch {w.url}, or weights=None for random weights."
-            )
-        module = torchvision.models.get_model(arch, weights=w)
-        wid, default_tf = str(w), TRANSFORM_PRESETS["imagenet"]
+    if weights is not None and str(weights).lower() == DEFAULT:
+        weights = "DEFAULT"
+    module, wid = torchvision_model(arch, weights, seed=seed, allow_download=allow_download)
+    default_tf = TRANSFORM_PRESETS["simulation" if weights is None else "imagenet"]
     return FeatureModel(module=module.eval(), name=f"torchvision:{arch}", weights=wid,
                         modalities=("image",), transform=get_transform(transform, default_tf),
                         image_forward=module)
@@ -172,38 +142,30 @@ def _load_open_clip(rest: str, weights: Any, seed: int | None, allow_download: b
                     transform: Any) -> FeatureModel:
     import open_clip
 
+    offline = env_offline() or not allow_download
     arch, _, tag = rest.partition("/")
     known = open_clip.list_models()
     if arch not in known:
-        raise _unknown("open_clip architecture", arch, known)
+        raise unknown("open_clip architecture", arch, known)
     if weights not in (None, DEFAULT):
         tag = str(weights)
-    if weights is None or not tag:
-        with _seeded(0 if seed is None else seed):
-            module = open_clip.create_model(arch, pretrained=None)
-        wid = f"random(seed={0 if seed is None else seed})"
-    else:
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        if tag not in tags and not Path(tag).is_file():
-            raise _unknown(f"open_clip pretrained tag for {arch}", tag, tags)
-        source = tag
-        if not Path(tag).is_file() and _offline(allow_download):
-            source = _open_clip_cached(arch, tag)
-            if source is None:
-                raise WeightsNotAvailableError(
-                    f"Weights {tag!r} of open_clip:{arch} are not available offline (not in the "
-                    "Hugging Face or ~/.cache/clip cache). Pass a local checkpoint file as "
-                    "open_clip:<arch>/<path>, fill the cache beforehand, pass "
-                    "allow_download=True, or weights=None for random weights."
-                )
+    with hub_offline(offline):
+        if weights is None or not tag:
+            with _seeded(0 if seed is None else seed):
+                module = open_clip.create_model(arch, pretrained=None)
+            wid = f"random(seed={0 if seed is None else seed})"
+        else:
+            module, wid = _open_clip_pretrained(arch, tag, offline)
         try:
-            module = open_clip.create_model(arch, pretrained=source)
-        except Exception as err:  # hub / file errors come in several types
+            tokenizer = open_clip.get_tokenizer(arch)
+        except OSError as err:
+            name = (open_clip.get_model_config(arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name", "")
+            where = (f" expected in {hf_cache_folder(name)}/snapshots/<commit>/ (tokenizer.json, "
+                     "tokenizer_config.json)") if name else ""
             raise WeightsNotAvailableError(
-                f"Weights {tag!r} of open_clip:{arch} could not be loaded ({err}). Pass a local "
-                "checkpoint file as open_clip:<arch>/<path> or weights=None."
+                f"The tokenizer of open_clip:{arch} is not available offline:{where}. Fill the "
+                f"Hugging Face cache beforehand or pass {HOW_TO_ALLOW}."
             ) from err
-        wid = tag if not Path(tag).is_file() else f"file:{Path(tag).resolve()}"
     cfg = getattr(module.visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", 224)
     size = size[0] if isinstance(size, tuple | list) else size
@@ -213,33 +175,38 @@ def _load_open_clip(rest: str, weights: Any, seed: int | None, allow_download: b
         mean=tuple(cfg.get("mean", CLIP_MEAN)), std=tuple(cfg.get("std", CLIP_STD)), name="open_clip",
     )
     return _wrap_open_clip(module, f"open_clip:{arch}", wid, get_transform(transform, default_tf),
-                           open_clip.get_tokenizer(arch))
+                           tokenizer)
 
 
-def _open_clip_cached(arch: str, tag: str) -> str | None:
-    """Path of the cached checkpoint of ``arch``/``tag``, without touching the network."""
+def _open_clip_pretrained(arch: str, tag: str, offline: bool):
     import open_clip
 
-    cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
-    if cfg.get("file"):
-        return cfg["file"] if Path(cfg["file"]).is_file() else None
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo, filename = os.path.split(hub)
-        names = [filename or "open_clip_pytorch_model.bin"]
-        names.insert(0, names[0].rsplit(".", 1)[0] + ".safetensors")
-        for name in names:
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str):
-                return found
-    url = cfg.get("url", "")
-    if url:
-        local = Path("~/.cache/clip").expanduser() / Path(url).name
-        if local.is_file():
-            return str(local)
-    return None
+    is_file = Path(tag).is_file()
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if tag not in tags and not is_file:
+        raise unknown(f"open_clip pretrained tag for {arch}", tag, tags)
+    source = tag
+    if not is_file and offline:
+        source = open_clip_checkpoint(arch, tag)
+        if source is None:
+            places = " or ".join(str(p) for p in open_clip_locations(arch, tag))
+            raise WeightsNotAvailableError(
+                f"Weights {tag!r} of open_clip:{arch} are not available offline: expected the "
+                f"file {places} (Hugging Face cache, open_clip's ~/.cache/clip). Pass a local "
+                f"checkpoint file as open_clip:<arch>/<path>, fill the cache beforehand, pass "
+                f"{HOW_TO_ALLOW}, or weights=None for random weights."
+            )
+    try:
+        with weights_only_loads(source):
+            module = open_clip.create_model(arch, pretrained=source)
+    except UnsafeFileError:
+        raise
+    except Exception as err:  # hub / file errors come in several types
+        raise WeightsNotAvailableError(
+            f"Weights {tag!r} of open_clip:{arch} could not be loaded ({err}). Pass a local "
+            "checkpoint file as open_clip:<arch>/<path> or weights=None."
+        ) from err
+    return module, tag if not is_file else f"file:{Path(tag).resolve()}"
 
 
 def _wrap_open_clip(module, name, wid, transform, tokenizer) -> FeatureModel:
@@ -289,42 +256,52 @@ def _load_hf(src: str, weights: Any, seed: int | None, allow_download: bool, tra
              *, name: str | None = None) -> FeatureModel:
     from transformers import AutoConfig
 
-    local_only = _offline(allow_download)
-    how = (
-        "Pass a local directory (hf:/path/to/model with config.json and weights), fill the "
-        "Hugging Face cache beforehand (huggingface-cli download REPO), or pass "
-        "allow_download=True (and unset HF_HUB_OFFLINE)."
-    )
-    try:
-        config = AutoConfig.from_pretrained(src, local_files_only=local_only)
-    except (OSError, ValueError) as err:
-        raise WeightsNotAvailableError(
-            f"Model hf:{src} is not available offline: no config.json in {src!r} or in the "
-            f"Hugging Face cache ({type(err).__name__}). {how}"
-        ) from err
-    try:
-        module = _hf_build(src, config, weights, seed, local_only)
-    except OSError as err:
-        raise WeightsNotAvailableError(
-            f"Weights of hf:{src} are not available offline ({type(err).__name__}). {how} "
-            "Or pass weights=None for random weights."
-        ) from err
-    wid = f"random(seed={0 if seed is None else seed})" if weights is None else (
-        f"file:{Path(weights).resolve()}" if weights != DEFAULT else f"hf:{src}")
-    tokenizer = None
-    if config.model_type not in _VISION_TYPES:
-        from transformers import AutoTokenizer
-
+    offline = env_offline() or not allow_download
+    spec = name or f"hf:{src}"
+    local = Path(src).expanduser()
+    if local.is_dir():
+        path = str(local)
+    elif offline:  # resolve the Hub id on disk: transformers would still send a request
+        path = str(hf_snapshot(src, "config.json", spec=f"Model {spec}",
+                               weights_hint=" and its weights (model.safetensors)"))
+    else:
+        path = src
+    how = (f"Pass a local directory (hf:/path/to/model with config.json and weights), fill the "
+           f"Hugging Face cache beforehand, or pass {HOW_TO_ALLOW} (and unset HF_HUB_OFFLINE).")
+    with hub_offline(offline):
         try:
-            tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local_only)
+            config = AutoConfig.from_pretrained(path, local_files_only=offline, trust_remote_code=False)
         except (OSError, ValueError) as err:
             raise WeightsNotAvailableError(
-                f"The tokenizer of hf:{src} is not available offline ({type(err).__name__}). {how}"
+                f"Model {spec} is not available offline: no readable config.json in {path!r} "
+                f"({type(err).__name__}). {how}"
             ) from err
-    tf = None
-    if config.model_type in _VISION_TYPES or config.model_type == "clip":
-        tf = get_transform(transform, _hf_image_transform(src, config, local_only))
-    return wrap_hf(module, tokenizer=tokenizer, transform=tf, name=name or f"hf:{src}", weights=wid)
+        try:
+            module = _hf_build(path, config, weights, seed, offline)
+        except OSError as err:
+            raise WeightsNotAvailableError(
+                f"Weights of {spec} are not available offline: expected model.safetensors (or "
+                f"pytorch_model.bin) in {path} ({type(err).__name__}). {how} Or pass "
+                "weights=None for random weights."
+            ) from err
+        tokenizer = None
+        if config.model_type not in _VISION_TYPES:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline,
+                                                          trust_remote_code=False)
+            except (OSError, ValueError) as err:
+                raise WeightsNotAvailableError(
+                    f"The tokenizer of {spec} is not available offline: expected tokenizer.json "
+                    f"or the vocabulary files in {path} ({type(err).__name__}). {how}"
+                ) from err
+        tf = None
+        if config.model_type in _VISION_TYPES or config.model_type == "clip":
+            tf = get_transform(transform, _hf_image_transform(path, config, offline))
+    wid = f"random(seed={0 if seed is None else seed})" if weights is None else (
+        f"file:{Path(weights).resolve()}" if weights != DEFAULT else f"hf:{src}")
+    return wrap_hf(module, tokenizer=tokenizer, transform=tf, name=spec, weights=wid)
 
 
 def _hf_build(src, config, weights, seed, local_only):
@@ -341,7 +318,7 @@ def _hf_build(src, config, weights, seed, local_only):
         with _seeded(0 if seed is None else seed):
             return (cls.from_config(config) if hasattr(cls, "from_config") else cls(config)).eval()
     path = src if weights == DEFAULT else str(weights)
-    return cls.from_pretrained(path, local_files_only=local_only).eval()
+    return cls.from_pretrained(path, local_files_only=local_only, trust_remote_code=False).eval()
 
 
 def wrap_hf(module, *, tokenizer=None, transform=None, name=None, weights="unknown") -> FeatureModel:

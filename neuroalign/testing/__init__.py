@@ -1,8 +1,17 @@
-"""Synthetic stores, assertion helpers and a headless-browser page check for tests
+"""Synthetic stores, assertion helpers, a headless-browser page check, a network blocker and
+hostile inputs (a crafted pickle, names that try to break out of HTML) for tests
 (neuroalign's and users')."""
 
 from neuroalign.testing._browser import BrowserCheck, check_html, find_chromium
+from neuroalign.testing._hostile import HOSTILE_NAMES, write_crafted_pickle
+from neuroalign.testing._network import (
+    NetworkBlockedError,
+    block_network,
+    empty_model_caches,
+    place_in_hub_cache,
+)
 from neuroalign.testing._stores import assert_store_equal, make_store, ncsnr_sampling_sd
 
 __all__ = ["make_store", "assert_store_equal", "ncsnr_sampling_sd", "BrowserCheck", "check_html",
-           "find_chromium"]
+           "find_chromium", "block_network", "NetworkBlockedError", "write_crafted_pickle",
+           "HOSTILE_NAMES", "empty_model_caches", "place_in_hub_cache"]

@@ -1,4 +1,5 @@
-"""Open an HTML file in headless Chromium and check it: console errors, images, screenshot.
+"""Open an HTML file in headless Chromium and check it: console errors, images, screenshot,
+and the values of expressions evaluated in the loaded page.
 
 Talks to Chromium over its DevTools protocol on ``--remote-debugging-pipe`` (JSON messages
 separated by NUL bytes on file descriptors 3 and 4), so it needs no websocket client and no
@@ -49,12 +50,15 @@ class BrowserCheck:
         Every ``<img>``: ``src`` (cut to 80 characters), ``complete``, ``width``, ``height``
         (natural size; 0 when the image did not load).
     screenshot : Path or None
+    values : dict
+        The results of the ``evaluate`` expressions of :func:`check_html` (JSON values).
     """
 
     path: Path
     console_errors: list[str] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
     screenshot: Path | None = None
+    values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def broken_images(self) -> list[str]:
@@ -179,7 +183,8 @@ def _errors_from(events: list[dict]) -> list[str]:
 
 def check_html(path: str | os.PathLike, *, screenshot: str | os.PathLike | None = None,
                width: int = 1200, height: int = 900, timeout: float = 60.0,
-               settle: float = 0.5, chromium: str | None = None) -> BrowserCheck:
+               settle: float = 0.5, chromium: str | None = None,
+               evaluate: dict[str, str] | None = None) -> BrowserCheck:
     """Open ``path`` in headless Chromium; collect console errors, check every ``<img>``
     loaded (``naturalWidth > 0``) and optionally save a full-page PNG screenshot.
 
@@ -197,6 +202,11 @@ def check_html(path: str | os.PathLike, *, screenshot: str | os.PathLike | None 
         Seconds to keep listening after the load event (late script errors).
     chromium : str, optional
         The browser binary; default :func:`find_chromium`.
+    evaluate : dict of str -> str, optional
+        JavaScript expressions evaluated (by the browser's debugger, not by the page) after
+        the page loaded and settled, e.g. ``{"title": "document.title"}``; their JSON values
+        go to :attr:`BrowserCheck.values`. They run after the page's own scripts, so they see
+        what those did.
 
     Raises
     ------
@@ -246,6 +256,13 @@ def check_html(path: str | os.PathLike, *, screenshot: str | os.PathLike | None 
             value = dt.call("Runtime.evaluate", {"expression": _IMAGES_JS, "returnByValue": True},
                             session=session)["result"]["value"]
             result.images = [{**im, "src": im["src"][:80]} for im in json.loads(value)]
+            for key, expression in (evaluate or {}).items():
+                out = dt.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                              session=session)
+                if "exceptionDetails" in out:
+                    raise RuntimeError(f"check_html(): evaluating {key!r} failed: "
+                                       f"{out['exceptionDetails'].get('text', out['exceptionDetails'])}")
+                result.values[key] = out["result"].get("value")
             if screenshot is not None:
                 size = dt.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
                 clip = {"x": 0, "y": 0, "width": max(width, size["width"]),

@@ -53,6 +53,15 @@ networks = ["alexnet2"]
     assert table["retrieval forward"] > 3 * table["retrieval chance"]
     assert table["alexnet2 2-way"] > 0.65
     assert table["PixCorr"] > 0.1
+    # every metric next to its chance level and the low-level input img2img refined
+    for k in ("PixCorr", "SSIM", "alexnet2 2-way"):
+        assert {f"{k} chance", f"{k} low-level input", f"{k} p above chance",
+                f"{k} p better than low-level input", f"{k} p worse than low-level input"} <= set(table)
+    for k in ("PixCorr", "alexnet2 2-way"):
+        assert table[f"{k} p above chance"] < 0.05, k
+    assert table["alexnet2 2-way chance"] == 0.5
+    assert "better than the low-level input on" in table["verdict"]
+    assert table["verdict"] in res.output
 
 
 @pytest.mark.slow

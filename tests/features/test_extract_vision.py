@@ -207,9 +207,9 @@ def test_weights_not_available_offline(tmp_path, monkeypatch, stim):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(WeightsNotAvailableError, match="not in the local cache.*allow_download=True"):
+    with pytest.raises(WeightsNotAvailableError, match="not in the local torch cache.*allow_download=True"):
         load_model("torchvision:resnet18")
-    with pytest.raises(WeightsNotAvailableError, match="hf:org/none is not available offline.*local directory"):
+    with pytest.raises(WeightsNotAvailableError, match="hf:org/none is not available offline.*local folder"):
         load_model("hf:org/none")
     with pytest.raises(WeightsNotAvailableError, match="Weights .openai. of open_clip:ViT-B-32 are not available offline.*local checkpoint file"):
         load_model("open_clip:ViT-B-32/openai")
