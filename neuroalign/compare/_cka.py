@@ -10,7 +10,10 @@ Conventions (the copies in Brain-Score, thingsvision and Net2Brain differ):
 - the RBF kernel is ``exp(-||x_i - x_j||^2 / (2 threshold^2 median))`` where ``median`` is
   the median of ALL squared distances, the zero diagonal INCLUDED (Kornblith's choice;
   Brain-Score and thingsvision drop the zeros and get other values);
-- columns are centred but not z-scored (Net2Brain z-scores every column first).
+- columns are centred but not z-scored (Net2Brain z-scores every column first);
+- CKA does not depend on the units of either representation (each is rescaled to unit
+  peak before its kernel is formed, which changes no value but keeps data in units of
+  1e-100 or 1e100 from underflowing or overflowing).
 """
 
 from __future__ import annotations
@@ -147,8 +150,8 @@ def cka(
         Xm, Ym = to_torch(Xm, dev), to_torch(Ym, dev)
     else:
         Xm, Ym = np.asarray(Xm, dtype=np.float64), np.asarray(Ym, dtype=np.float64)
-    Xm = Xm - Xm.mean(axis=0, keepdims=True)
-    Ym = Ym - Ym.mean(axis=0, keepdims=True)
+    Xm = _unit_scale(Xm - Xm.mean(axis=0, keepdims=True), Xm)
+    Ym = _unit_scale(Ym - Ym.mean(axis=0, keepdims=True), Ym)
     if kernel == "linear" and not debiased and Xm.shape[1] + Ym.shape[1] < Xm.shape[0]:
         num = float((Xm.T @ Ym).square().sum() if is_torch(Xm) else np.sum((Xm.T @ Ym) ** 2))
         nx = _fro(Xm.T @ Xm)
@@ -161,6 +164,18 @@ def cka(
     else:
         K, L = gram_rbf(Xm, threshold), gram_rbf(Ym, threshold)
     return _cka_value(center_gram(K, debiased), center_gram(L, debiased))
+
+
+def _unit_scale(Xc, X):
+    """Centred ``Xc`` divided by its largest magnitude: CKA (every kernel here) does not
+    change when a representation is scaled, and the kernels of data in tiny or huge units
+    (products of fourth powers) would underflow or overflow. Zero when ``Xc`` is rounding
+    only (``X`` constant over stimuli to rounding), so that the error for a constant
+    representation is raised instead of a CKA of rounding noise."""
+    peak = float(abs(Xc).max())
+    if peak <= 64 * np.finfo(np.float64).eps * np.sqrt(Xc.shape[0]) * float(abs(X).max()):
+        return Xc * 0
+    return Xc / peak
 
 
 def _fro(M) -> float:
