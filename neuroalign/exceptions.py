@@ -21,6 +21,7 @@ __all__ = [
     "OutputExistsError",
     "TargetLockedError",
     "DataQualityWarning",
+    "BootstrapError",
 ]
 
 
@@ -80,3 +81,8 @@ class TargetLockedError(NeuroalignError, RuntimeError):
 class DataQualityWarning(UserWarning):
     """Some neuroids, channels or samples are NaN, infinite or constant; the results for
     them are NaN (or they were left out), and the warning names them."""
+
+
+class BootstrapError(NeuroalignError, ValueError):
+    """Too few bootstrap samples could be scored (e.g. resamples of few stimuli whose
+    comparison is undefined) for intervals or p-values to mean anything."""
