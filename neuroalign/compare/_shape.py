@@ -104,10 +104,11 @@ def _eigh(M):
 
 
 def _range(Xc, alpha: float, name: str = "X", func: str = "ShapeMetric"):
-    """Whitening of centred ``Xc`` on its numerical range: ``(lam, V, U, scale)``.
+    """Whitening of centred ``Xc`` on its numerical range: ``(lam, d, V, U, scale)``.
 
-    ``lam`` (``r``) are the eigenvalues of ``Xc^T Xc`` above ``max(n, p) eps lam_max``, ``d``
-    the whitening gains (module docstring) and ``scale`` the variance-preserving factor.
+    ``lam`` (``r``) are the eigenvalues of ``Xc^T Xc`` above ``max(n, p) eps lam_max`` (a
+    relative tolerance: the rank does not depend on units), ``d`` the whitening gains
+    (module docstring) and ``scale`` the variance-preserving factor.
     From the smaller Gram matrix: ``V`` (``p x r``, eigenvectors of ``Xc^T Xc``) when
     ``p <= n``, else ``U`` (``n x r``, of ``Xc Xc^T``; the other is None).
     """
