@@ -13,7 +13,9 @@ Conventions (the copies in Brain-Score, thingsvision and Net2Brain differ):
 - columns are centred but not z-scored (Net2Brain z-scores every column first);
 - CKA does not depend on the units of either representation (each is rescaled to unit
   peak before its kernel is formed, which changes no value but keeps data in units of
-  1e-100 or 1e100 from underflowing or overflowing).
+  1e-100 or 1e100 from underflowing or overflowing); channels constant over stimuli to
+  rounding are exactly 0 after centring (:func:`centre_columns`), so a representation that
+  is constant raises instead of giving a CKA of rounding noise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import numpy as np
 
 from neuroalign._config import resolve_device
 from neuroalign._validation import check_option
-from neuroalign.compare._inputs import align_stimuli, as_matrix, check_finite, is_torch, to_torch
+from neuroalign.compare._inputs import (
+    align_stimuli,
+    as_matrix,
+    centre_columns,
+    check_finite,
+    is_torch,
+    to_torch,
+)
 from neuroalign.exceptions import DimensionError
 
 __all__ = ["cka", "CKA", "gram_linear", "gram_rbf", "center_gram"]
@@ -150,8 +159,7 @@ def cka(
         Xm, Ym = to_torch(Xm, dev), to_torch(Ym, dev)
     else:
         Xm, Ym = np.asarray(Xm, dtype=np.float64), np.asarray(Ym, dtype=np.float64)
-    Xm = _unit_scale(Xm - Xm.mean(axis=0, keepdims=True), Xm)
-    Ym = _unit_scale(Ym - Ym.mean(axis=0, keepdims=True), Ym)
+    Xm, Ym = _unit_scale(centre_columns(Xm)), _unit_scale(centre_columns(Ym))
     if kernel == "linear" and not debiased and Xm.shape[1] + Ym.shape[1] < Xm.shape[0]:
         num = float((Xm.T @ Ym).square().sum() if is_torch(Xm) else np.sum((Xm.T @ Ym) ** 2))
         nx = _fro(Xm.T @ Xm)
@@ -166,16 +174,12 @@ def cka(
     return _cka_value(center_gram(K, debiased), center_gram(L, debiased))
 
 
-def _unit_scale(Xc, X):
+def _unit_scale(Xc):
     """Centred ``Xc`` divided by its largest magnitude: CKA (every kernel here) does not
     change when a representation is scaled, and the kernels of data in tiny or huge units
-    (products of fourth powers) would underflow or overflow. Zero when ``Xc`` is rounding
-    only (``X`` constant over stimuli to rounding), so that the error for a constant
-    representation is raised instead of a CKA of rounding noise."""
+    (products of fourth powers) would underflow or overflow."""
     peak = float(abs(Xc).max())
-    if peak <= 64 * np.finfo(np.float64).eps * np.sqrt(Xc.shape[0]) * float(abs(X).max()):
-        return Xc * 0
-    return Xc / peak
+    return Xc / peak if peak > 0 else Xc
 
 
 def _fro(M) -> float:

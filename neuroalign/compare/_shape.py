@@ -61,6 +61,7 @@ from neuroalign._validation import check_option
 from neuroalign.compare._inputs import (
     align_stimuli,
     as_matrix,
+    centre_columns,
     check_finite,
     is_torch,
     to_numpy,
@@ -257,11 +258,12 @@ class ShapeMetric:
         self.mx_ = X.mean(axis=0)
         self.my_ = Y.mean(axis=0)
         alpha = float(self.alpha)
-        Zx, rx = _whitening(X - self.mx_, alpha, "X")
-        Zy, ry = _whitening(Y - self.my_, alpha, "Y")
+        Xc, Yc = centre_columns(X), centre_columns(Y)
+        Zx, rx = _whitening(Xc, alpha, "X")
+        Zy, ry = _whitening(Yc, alpha, "Y")
         _log_full_rank(rx, X.shape[0], alpha, "X")
         _log_full_rank(ry, X.shape[0], alpha, "Y")
-        Xw, Yw = (X - self.mx_) @ Zx, (Y - self.my_) @ Zy
+        Xw, Yw = Xc @ Zx, Yc @ Zy
         U, _, Vt = np.linalg.svd(Xw.T @ Yw)
         self.Wx_ = Zx @ U
         self.Wy_ = Zy @ Vt.T
@@ -281,7 +283,7 @@ class ShapeMetric:
                 f"ShapeMetric.transform(): {X.shape[1]} channels after padding, but the metric "
                 f"was fitted on {self.n_features_in_}. Expected the same systems as in fit."
             )
-        return (X - self.mx_) @ self.Wx_, (Y - self.my_) @ self.Wy_
+        return (centre_columns(X, self.mx_) @ self.Wx_, centre_columns(Y, self.my_) @ self.Wy_)
 
     def score(self, X: Any, Y: Any) -> float:
         """Distance between ``X`` and ``Y`` under the fitted alignment."""
@@ -308,7 +310,7 @@ class _Whitened:
 
     def __init__(self, X, alpha: float, name: str = "X", func: str = "distance_matrix"):
         self.width = X.shape[1]
-        Xc = X - X.mean(axis=0, keepdims=True)
+        Xc = centre_columns(X)
         if alpha > 1 - EIGVAL_TOL:
             self.B, self.scale = Xc, 1.0
         else:

@@ -105,3 +105,12 @@ def test_cka_rank_deficient_and_constant_inputs():
         cka(C, Y)
     with pytest.raises(ValueError, match="'Y' in cka\\(\\): its centred kernel is zero"):
         cka(Y, C * 1e-13, debiased=True)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_cka_constant_channel_changes_nothing(kernel):
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((40, 5)), rng.standard_normal((40, 7))
+    Xk = np.c_[X, np.full(40, 1e12 / 3)]  # centring leaves rounding of ~1e-4
+    assert cka(Xk, Y, kernel) == pytest.approx(cka(X, Y, kernel), rel=1e-12)
+    assert cka(Xk, Y, kernel, True) == pytest.approx(cka(X, Y, kernel, True), rel=1e-12)

@@ -208,3 +208,48 @@ def test_fitted_metric_generalises_with_the_same_maps():
     assert m.score(X[:20], Y[:20]) == pytest.approx(
         shape_distance(X[:20], Y[:20], alpha=0.3), rel=1e-9)
     assert 0 <= m.score(X[20:], Y[20:]) <= np.pi / 2
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_constant_channels_are_exactly_zero_after_centring(alpha):
+    """A channel constant over stimuli (here at 1e12, whose centring leaves rounding of
+    ~1e-4) carries nothing: it used to be whitened into a unit-variance channel of noise."""
+    X, Y = _data()["equal"]
+    Xk = np.c_[X, np.full(30, 1e12 / 3)]
+    for method in ("angular", "euclidean"):
+        t = alpha == 0.0
+        _close(_paths(Xk, Y, alpha, method, torch=t), _paths(X, Y, alpha, method, torch=t),
+               rel=1e-9)
+    const = np.zeros((30, 3)) + np.array([0.3, 0.1 + 0.7, 1e12 / 3])
+    for func in (lambda: ShapeMetric(alpha).fit_score(const, Y),
+                 lambda: distance_matrix([Y, const], ShapeMetric(alpha))):
+        with pytest.raises(ValueError, match="zero after centring"):
+            func()
+
+
+def test_row_order_does_not_matter():
+    """Labelled systems are joined on stimulus_id: shuffling the rows of some of them (and
+    unlabelled systems shuffled together) gives the same distances."""
+    import xarray as xr
+
+    X, Y = _data()["equal"]
+    R, _ = _rank_deficient()
+    ids = np.array([f"s{i:02d}" for i in range(30)])
+
+    def lab(A, perm):
+        return xr.DataArray(A[perm], dims=("stimulus", "unit"),
+                            coords={"stimulus_id": ("stimulus", ids[perm])})
+
+    rng = np.random.default_rng(5)
+    same = np.arange(30)
+    for metric in (ShapeMetric(0.0), ShapeMetric(0.5, "euclidean"), ShapeMetric(1.0)):
+        base = distance_matrix({"x": lab(X, same), "y": lab(Y, same), "r": lab(R, same)}, metric)
+        shuffled = distance_matrix({"x": lab(X, rng.permutation(30)), "y": lab(Y, same),
+                                    "r": lab(R, rng.permutation(30))}, metric)
+        np.testing.assert_allclose(shuffled.values, base.values, rtol=1e-10, atol=1e-12)
+        p = rng.permutation(30)
+        np.testing.assert_allclose(distance_matrix([X[p], Y[p], R[p]], metric).values,
+                                   base.values, rtol=1e-10, atol=1e-12)
+        assert shape_distance(lab(X, rng.permutation(30)), lab(Y, same), alpha=metric.alpha,
+                              score_method=metric.score_method) == pytest.approx(
+            base.values[0, 1], rel=1e-10)

@@ -185,3 +185,14 @@ def test_energy_metric():
         EnergyStochasticMetric().fit(X[:, :1], Y[:, :1])
     with pytest.raises(DimensionError, match="Expected equal shapes"):
         EnergyStochasticMetric().fit(X, Y[:4])
+
+
+def test_stimulus_order_does_not_matter():
+    X, Y = _gaussians53(11), _gaussians53(12)
+    p = np.random.default_rng(0).permutation(5)
+    for alpha in (0.0, 1.0):
+        assert GaussianStochasticMetric(alpha).fit_score((X[0][p], X[1][p]), (Y[0][p], Y[1][p])) \
+            == pytest.approx(GaussianStochasticMetric(alpha).fit_score(X, Y), rel=1e-8)
+    Xe, Ye = _energy_data()
+    assert EnergyStochasticMetric().fit_score(Xe[p], Ye[p]) == pytest.approx(
+        EnergyStochasticMetric().fit_score(Xe, Ye), rel=1e-8)
