@@ -23,6 +23,7 @@ __all__ = [
     "DataQualityWarning",
     "SpaceError",
     "TemplateNotAvailableError",
+    "BootstrapError",
 ]
 
 
@@ -92,3 +93,8 @@ class SpaceError(NeuroalignError, ValueError):
 class TemplateNotAvailableError(NeuroalignError, FileNotFoundError):
     """A template (e.g. an fsaverage mesh) is not on this machine, and neuroalign does not
     download it; the message says which file to place where."""
+
+
+class BootstrapError(NeuroalignError, ValueError):
+    """Too few bootstrap samples could be scored (e.g. resamples of few stimuli whose
+    comparison is undefined) for intervals or p-values to mean anything."""

@@ -10,7 +10,12 @@ Conventions (the copies in Brain-Score, thingsvision and Net2Brain differ):
 - the RBF kernel is ``exp(-||x_i - x_j||^2 / (2 threshold^2 median))`` where ``median`` is
   the median of ALL squared distances, the zero diagonal INCLUDED (Kornblith's choice;
   Brain-Score and thingsvision drop the zeros and get other values);
-- columns are centred but not z-scored (Net2Brain z-scores every column first).
+- columns are centred but not z-scored (Net2Brain z-scores every column first);
+- CKA does not depend on the units of either representation (each is rescaled to unit
+  peak before its kernel is formed, which changes no value but keeps data in units of
+  1e-100 or 1e100 from underflowing or overflowing); channels constant over stimuli to
+  rounding are exactly 0 after centring (:func:`centre_columns`), so a representation that
+  is constant raises instead of giving a CKA of rounding noise.
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ import numpy as np
 
 from neuroalign._config import resolve_device
 from neuroalign._validation import check_option
-from neuroalign.compare._inputs import align_stimuli, as_matrix, check_finite, is_torch, to_torch
+from neuroalign.compare._inputs import (
+    align_stimuli,
+    as_matrix,
+    centre_columns,
+    check_finite,
+    is_torch,
+    to_torch,
+)
 from neuroalign.exceptions import DimensionError
 
 __all__ = ["cka", "CKA", "gram_linear", "gram_rbf", "center_gram"]
@@ -147,8 +159,7 @@ def cka(
         Xm, Ym = to_torch(Xm, dev), to_torch(Ym, dev)
     else:
         Xm, Ym = np.asarray(Xm, dtype=np.float64), np.asarray(Ym, dtype=np.float64)
-    Xm = Xm - Xm.mean(axis=0, keepdims=True)
-    Ym = Ym - Ym.mean(axis=0, keepdims=True)
+    Xm, Ym = _unit_scale(centre_columns(Xm)), _unit_scale(centre_columns(Ym))
     if kernel == "linear" and not debiased and Xm.shape[1] + Ym.shape[1] < Xm.shape[0]:
         num = float((Xm.T @ Ym).square().sum() if is_torch(Xm) else np.sum((Xm.T @ Ym) ** 2))
         nx = _fro(Xm.T @ Xm)
@@ -161,6 +172,14 @@ def cka(
     else:
         K, L = gram_rbf(Xm, threshold), gram_rbf(Ym, threshold)
     return _cka_value(center_gram(K, debiased), center_gram(L, debiased))
+
+
+def _unit_scale(Xc):
+    """Centred ``Xc`` divided by its largest magnitude: CKA (every kernel here) does not
+    change when a representation is scaled, and the kernels of data in tiny or huge units
+    (products of fourth powers) would underflow or overflow."""
+    peak = float(abs(Xc).max())
+    return Xc / peak if peak > 0 else Xc
 
 
 def _fro(M) -> float:

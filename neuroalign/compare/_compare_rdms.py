@@ -2,15 +2,18 @@
 
 All methods work on the upper triangles (``k=1``, scipy ``squareform`` order). Entries
 that are NaN in any of the compared RDMs are left out of every comparison (as rsatoolbox
-does; the bootstrap uses this for duplicated stimuli); an RDM with no finite entry left
-raises.
+does; the bootstrap uses this for duplicated stimuli); fewer than 2 entries left raises.
+The second-moment methods (``cosine_cov``, ``pearson_cov``, ``bures``) double-centre over
+the pairs present, as rsatoolbox's covariance weighting does (see
+:mod:`neuroalign.compare._second_moment`).
+
+A comparison that is undefined raises: ``pearson`` (``spearman``) of an RDM whose
+dissimilarities (ranks) are all equal, to rounding; ``cosine`` of an all-zero RDM; the
+second-moment methods of an RDM whose ``G`` is zero. (rsatoolbox returns 0 there.)
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +21,9 @@ import xarray as xr
 
 from neuroalign._validation import check_option
 from neuroalign.compare._inputs import align_stimuli, is_torch, to_numpy
+from neuroalign.compare._ranks import _rank_torch, _rows_parallel, _sort_row, _tau_a, rank_average
 from neuroalign.compare._rdm import RDM_DIMS, squareform_vector, vector_squareform
+from neuroalign.compare._second_moment import second_moment_compare
 from neuroalign.exceptions import DimensionError
 
 __all__ = ["compare_rdms", "COMPARE_METHODS", "rank_average", "as_rdm_vectors"]
@@ -27,15 +32,8 @@ COMPARE_METHODS = (
     "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures",
 )
 
-_PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 _RANK_CHUNK = 8  # RDMs ranked at a time (memory: 8 x n_pairs x 8 bytes)
 _DIRECT_MAX = 4  # against at most this many RDMs, rows are ranked and dotted one by one
-
-try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
-    from scipy.stats._stats import _kendall_dis
-except ImportError:  # pragma: no cover - depends on the scipy version
-    _kendall_dis = None
-
 
 def as_rdm_vectors(x: Any, *, name: str, func: str):
     """RDM(s) as a 2-D array of upper-triangle vectors ``(k, n_pairs)``.
@@ -79,328 +77,45 @@ def as_rdm_vectors(x: Any, *, name: str, func: str):
     )
 
 
-def _rows_parallel(func, n_rows: int, size: int) -> None:
-    """Run ``func(r)`` for every row, in threads when rows are long (numpy sorts release
-    the GIL)."""
-    workers = min(os.cpu_count() or 1, n_rows)
-    if workers > 1 and size >= _PARALLEL_MIN:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(func, range(n_rows)))
-    else:
-        for r in range(n_rows):
-            func(r)
+_EPS = np.finfo(np.float64).eps
 
 
-_KEY_MARGIN = 2.0**12  # keeps the scaled key below its bit budget after rounding
-
-
-def _argsort_ties(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reference path: ``argsort`` and the sorted positions equal to their successor."""
-    order = np.argsort(x)
-    s = x[order]
-    return order, np.flatnonzero(s[1:] == s[:-1])
-
-
-_TORCH_SORT_MIN = 1 << 15  # rows at least this long are sorted by torch's radix sort
-_TORCH_KEY_BITS = 31  # int32 keys: four 8-bit radix passes
-_RESORT_MAX = 1 / 16  # share of elements in out-of-order shared keys above which the
-# 31-bit keys give way to 64-bit keys, and those to a plain argsort
-_torch_state = {"lock": threading.Lock(), "active": 0, "outer": 1}
-_torch_mod = None  # torch once imported, False when it is unavailable
-
-
-def _get_torch():
-    global _torch_mod
-    if _torch_mod is None:
-        try:
-            import torch
-
-            _torch_mod = torch
-        except Exception:  # pragma: no cover - torch is a core dependency
-            _torch_mod = False
-    return _torch_mod
-
-
-def _torch_argsort_int32(key: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(sorted keys, stable order)`` of int32 keys by ``torch.sort`` with one thread.
-
-    On CPU torch sorts 1-D integer tensors of at least 32768 entries with a stable
-    key-value radix sort (fbgemm), which on this hardware is several times faster than
-    ``np.sort``; with int32 keys it needs four passes and returns the permutation itself,
-    so no index has to be packed into the keys. Its OpenMP threads spin against the
-    caller's threads (``_rows_parallel``) and are much slower on a loaded machine, so the
-    calling thread sorts with one thread; the thread count is restored afterwards, to the
-    value seen outside all concurrent calls (a thread started meanwhile would otherwise
-    inherit the temporary 1). ``None`` when torch is unavailable.
-    """
-    torch = _get_torch()
-    if not torch:
-        return None
-    st = _torch_state
-    with st["lock"]:
-        if st["active"] == 0:
-            st["outer"] = torch.get_num_threads()
-        restore = st["outer"]
-        st["active"] += 1
-        torch.set_num_threads(1)
-    try:
-        srt, idx = torch.sort(torch.from_numpy(key), stable=True)
-    finally:
-        with st["lock"]:
-            st["active"] -= 1
-            torch.set_num_threads(restore)
-    return srt.numpy(), idx.numpy()
-
-
-def _sort_ties(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorting permutation of a float64 vector and the tied positions of the sorted order.
-
-    Returns ``order`` (``x[order]`` is non-decreasing; tied values in any order) and the
-    positions ``k`` with ``x[order[k]] == x[order[k + 1]]``, both exact.
-
-    Each value is mapped to an integer key by the monotone map ``floor((x - min) * scale)``
-    (float subtraction, product and floor are all non-decreasing, so ``x_i <= x_j`` implies
-    ``key_i <= key_j``) and the keys are sorted, which is much faster than ``np.argsort``
-    of the floats. Long rows use 31-bit int32 keys and torch's radix sort, which returns the
-    permutation (:func:`_torch_argsort_int32`); otherwise (or without torch) the key is
-    shifted left to make room for the element index, which fills the low bits, and one
-    ``np.sort`` of the packed 64-bit keys carries the permutation along (43-bit keys for 2
-    million entries). Values closer than the key resolution (``(max - min) / 2**31`` or
-    ``/ 2**43``) can share a key: such runs are found afterwards and, where their values are
-    out of order, re-sorted by the values themselves (rare, small). Where more than a
-    sixteenth of the values would need re-sorting (heavy tails or an outlier squeezing the
-    rest into few keys), the 31-bit keys give way to the 64-bit packed keys, and those to a
-    plain ``np.argsort``.
-    """
-    m = len(x)
-    lo, hi = x.min(), x.max()
-    span = hi - lo
-    if not np.isfinite(span):  # NaN or overflowing range: the plain path
-        return _argsort_ties(x)
-    if span == 0:
-        return np.arange(m), np.arange(m - 1)
-    if m >= _TORCH_SORT_MIN and _get_torch():
-        with np.errstate(over="ignore"):
-            scale = (2.0**_TORCH_KEY_BITS - _KEY_MARGIN) / span
-        if np.isfinite(scale):
-            t = x - lo
-            t *= scale
-            res = _torch_argsort_int32(t.astype(np.int32))
-            del t
-            if res is not None:
-                skey, order = res
-                cand = np.flatnonzero(skey[1:] == skey[:-1])
-                del skey, res
-                out = _resolve_shared(x, order, cand, max_members=int(m * _RESORT_MAX))
-                if out is not None:
-                    return out
-    return _sort_ties_packed(x, lo, span)
-
-
-def _sort_ties_packed(x: np.ndarray, lo, span) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_sort_ties` by ``np.sort`` of 64-bit keys with the index in the low bits."""
-    m = len(x)
-    bits = max(1, (m - 1).bit_length())  # index bits
-    with np.errstate(over="ignore"):
-        scale = (2.0 ** min(64 - bits, 52) - _KEY_MARGIN) / span
-    if not np.isfinite(scale):
-        return _argsort_ties(x)
-    t = x - lo
-    t *= scale
-    key = t.astype(np.uint64)
-    del t
-    key <<= np.uint64(bits)
-    key |= np.arange(m, dtype=np.uint64)
-    key.sort()
-    order = (key & np.uint64((1 << bits) - 1)).view(np.int64)
-    key >>= np.uint64(bits)
-    cand = np.flatnonzero(key[1:] == key[:-1])  # shared keys: equal or very close values
-    del key
-    out = _resolve_shared(x, order, cand, max_members=int(m * _RESORT_MAX))
-    return _argsort_ties(x) if out is None else out
-
-
-def _resolve_shared(x, order, cand, max_members: int | None = None):
-    """Exact order and ties given the positions ``cand`` whose sorted key equals the next.
-
-    Runs of shared keys whose values are out of order are re-sorted by value in place
-    (runs merged when adjacent). ``None`` (nothing done) if more than ``max_members``
-    elements would need it.
-    """
-    if len(cand) == 0:
-        return order, cand
-    a, b = x[order[cand]], x[order[cand + 1]]
-    if (a > b).any():
-        if max_members is not None and len(cand) > max_members:
-            return None
-        mask = np.zeros(len(order), dtype=bool)
-        mask[cand] = True
-        mask[cand + 1] = True
-        members = np.flatnonzero(mask)
-        del mask
-        if max_members is not None and len(members) > max_members:
-            return None
-        run = np.cumsum(np.r_[True, np.diff(members) != 1])
-        idx = order[members]
-        order[members] = idx[np.lexsort((x[idx], run))]
-        a, b = x[order[cand]], x[order[cand + 1]]
-    return order, cand[a == b]
-
-
-def _sort_row(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``_sort_ties`` for any real row (float64 conversion only where it is exact)."""
-    if x.dtype.kind == "f" and x.dtype.itemsize <= 8 or x.dtype.kind in "iub" and (
-            x.dtype.itemsize <= 4):
-        return _sort_ties(np.ascontiguousarray(x, dtype=np.float64))
-    return _argsort_ties(x)
-
-
-def _average_from_ties(order: np.ndarray, ties: np.ndarray, out: np.ndarray) -> None:
-    """Average ranks (1-based, ``scipy.stats.rankdata``) written into ``out``."""
-    m = len(order)
-    if len(ties) == 0:
-        out[order] = np.arange(1, m + 1, dtype=np.float64)
-        return
-    new = np.ones(m, dtype=bool)
-    new[ties + 1] = False
-    starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, m))
-    out[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
-
-
-def rank_average(v: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
-    v = np.asarray(v)
-    flat = v.reshape(-1, v.shape[-1])
-    out = np.empty(flat.shape, dtype=np.float64)
-    m = flat.shape[1]
-
-    def one(r: int) -> None:
-        order, ties = _sort_row(flat[r])
-        _average_from_ties(order, ties, out[r])
-
-    _rows_parallel(one, len(flat), m)
-    return out.reshape(v.shape)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray, func: str) -> np.ndarray:
+def _cosine(a: np.ndarray, b: np.ndarray, tol_a=0.0, tol_b=0.0):
+    """Cosines of all row pairs, ``(sim, undefined_a, undefined_b)``: a row whose norm is at
+    most its tolerance has no direction (NaN)."""
     na = np.sqrt(np.einsum("ij,ij->i", a, a))
     nb = np.sqrt(np.einsum("ij,ij->i", b, b))
-    for nn, nm in ((na, "a"), (nb, "b")):
-        if np.any(nn == 0):
-            raise _zero_norm_error(nm, func)
-    return (a @ b.T) / na[:, None] / nb[None, :]
+    bad_a, bad_b = na <= tol_a, nb <= tol_b
+    if not (bad_a.any() or bad_b.any()):
+        return (a @ b.T) / na[:, None] / nb[None, :], bad_a, bad_b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sim = (a @ b.T) / na[:, None] / nb[None, :]
+    sim[bad_a] = np.nan
+    sim[:, bad_b] = np.nan
+    return sim, bad_a, bad_b
 
 
 def _centre(v):
     return v - v.mean(axis=1, keepdims=True)
 
 
-def _gram_from_vectors(v: np.ndarray) -> np.ndarray:
-    """Double-centred second-moment matrices G = -1/2 H D H from RDM vectors."""
-    D = vector_squareform(v)
-    G = -0.5 * D
-    rm = G.mean(axis=1, keepdims=True)
-    return G - rm - np.swapaxes(rm, 1, 2) + rm.mean(axis=2, keepdims=True)
-
-
-def _bures(Ga: np.ndarray, Gb: np.ndarray) -> np.ndarray:
-    va, ua = np.linalg.eigh(Ga)
-    sqa = (ua * np.sqrt(np.maximum(va, 0))[:, None, :]) @ np.swapaxes(ua, 1, 2)
-    ta = np.trace(Ga, axis1=1, axis2=2)
-    tb = np.trace(Gb, axis1=1, axis2=2)
-    out = np.empty((len(Ga), len(Gb)))
-    for i in range(len(Ga)):
-        M = sqa[i][None] @ Gb @ sqa[i][None]
-        ev = np.linalg.eigvalsh(M)
-        out[i] = np.sqrt(np.maximum(ev, 0)).sum(axis=1) / np.sqrt(ta[i] * tb)
-    return out
-
-
-def _dense_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Dense ranks (1-based, intp), the sorting order and the number of tied pairs."""
-    order, ties = _sort_row(x)
-    new = np.ones(len(x), dtype=bool)
-    new[ties + 1] = False
-    dense = np.empty(len(x), dtype=np.intp)
-    dense[order] = np.cumsum(new, dtype=np.intp)
-    return dense, order, _tie_pairs(new)
-
-
-def _tie_pairs(new: np.ndarray) -> int:
-    """Tied pairs from the group starts of a sorted vector."""
-    if new.all():
-        return 0
-    cnt = np.diff(np.append(np.flatnonzero(new), len(new))).astype(np.int64)
-    return int((cnt * (cnt - 1) // 2).sum())
-
-
-def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Kendall tau-a, (concordant - discordant) / (N (N-1) / 2), for all row pairs.
-
-    Each row of ``b`` is ranked once; each row of ``a`` is taken in the sorted order of
-    ``b`` and needs one sort (:func:`_sort_ties`) and one O(N log N) discordant count
-    (scipy's Fenwick tree). Rows run in threads: the sorts release the GIL, the counts not.
-    """
-    n = a.shape[1]
-    tot = n * (n - 1) // 2
-    out = np.empty((len(a), len(b)))
-    for j, bv in enumerate(b):
-        xb, order_b, xtie = _dense_sorted(bv)
-
-        def one(i: int, j=j, xb=xb, order_b=order_b, xtie=xtie) -> None:
-            if _kendall_dis is None:  # pragma: no cover - public fallback through tau-b
-                import scipy.stats
-
-                ytie = _dense_sorted(a[i])[2]
-                tau_b = scipy.stats.kendalltau(a[i], b[j]).statistic
-                out[i, j] = tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot
-                return
-            if xtie:  # order by (x, y): no pair tied in x is then out of order in y
-                ya, _, ytie = _dense_sorted(a[i])
-                order, _ = _sort_ties((xb.astype(np.int64) * (n + 1) + ya).astype(np.float64))
-                xs, ys = xb[order], ya[order]
-                joint = np.r_[True, (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1]), True]
-                cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
-                ntie = int((cnt * (cnt - 1) // 2).sum())
-            else:  # rank the row of a taken in the order of b: y in the order of x
-                ys, _, ytie = _dense_sorted(a[i][order_b])
-                ntie = 0
-            dis = int(_kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
-            out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
-
-        _rows_parallel(one, len(a), n)
-    return out
-
-
-def _rank_torch(v, device: str) -> np.ndarray:
-    """Average ranks (1-based) of the rows of ``v`` with ``torch.sort`` on ``device``."""
-    import torch
-
-    t = torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float64, device=device)
-    k, m = t.shape
-    srt, order = torch.sort(t, dim=1)
-    new = torch.ones_like(srt, dtype=torch.bool)
-    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
-    group = torch.cumsum(new.flatten().long(), 0) - 1  # global tie-group id (rows never merge)
-    counts = torch.bincount(group)
-    starts = torch.nonzero(new.flatten()).squeeze(1) - torch.repeat_interleave(
-        torch.arange(k, device=device) * m, new.sum(dim=1))
-    avg = starts.double() + (counts.double() + 1) / 2
-    ranks = torch.empty_like(t)
-    ranks.scatter_(1, order, avg[group].view(k, m))
-    return ranks.cpu().numpy()
+def _centre_tol(v: np.ndarray) -> np.ndarray:
+    """Norm below which a centred row is constant to rounding: centring a constant row ``c``
+    leaves errors of a few ``eps |c|`` per entry."""
+    if v.shape[1] == 0:
+        return np.zeros(len(v))
+    return 64 * _EPS * np.sqrt(v.shape[1]) * np.abs(v).max(axis=1)
 
 
 def _zero_norm_error(name: str, func: str) -> ValueError:
     return ValueError(
         f"Invalid value for {name!r} in {func}(): an RDM with zero norm after centring "
-        "(all dissimilarities equal), so the comparison is undefined. Expected RDMs "
-        "with varying dissimilarities."
+        "(all dissimilarities equal, to rounding), so the comparison is undefined. Expected "
+        "RDMs with varying dissimilarities."
     )
 
 
-def _rank_compare_direct(a, rb, method: str, func: str, swapped: bool) -> np.ndarray:
+def _rank_compare_direct(a, rb, method: str):
     """Spearman / rho-a of each row of ``a`` against a few centred rank rows ``rb``.
 
     Each row of ``a`` is sorted once and its centred ranks, in sorted order, are dotted with
@@ -409,8 +124,8 @@ def _rank_compare_direct(a, rb, method: str, func: str, swapped: bool) -> np.nda
     m = a.shape[1]
     out = np.empty((len(a), len(rb)))
     nb = np.sqrt(np.einsum("ij,ij->i", rb, rb))
-    if method == "spearman" and np.any(nb == 0):
-        raise _zero_norm_error("a" if swapped else "b", func)
+    bad_a = np.zeros(len(a), dtype=bool)
+    bad_b = (nb == 0) if method == "spearman" else np.zeros(len(rb), dtype=bool)
     plain = np.arange(1, m + 1, dtype=np.float64) - (m + 1) / 2.0
 
     def one(i: int) -> None:
@@ -427,53 +142,66 @@ def _rank_compare_direct(a, rb, method: str, func: str, swapped: bool) -> np.nda
         if method == "spearman":
             na = np.sqrt(r @ r)
             if na == 0:
-                raise _zero_norm_error("b" if swapped else "a", func)
-            out[i] = num / (na * nb)
+                bad_a[i] = True
+                out[i] = np.nan
+                return
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[i] = num / (na * nb)
         else:
             out[i] = 12.0 * num / (m**3 - m)
 
     _rows_parallel(one, len(a), m)
-    return out
+    out[:, bad_b] = np.nan
+    return out, bad_a, bad_b
 
 
-def _rank_compare(a, b, method: str, func: str, device: str | None,
-                  swapped: bool = False) -> np.ndarray:
-    """Spearman / rho-a, ranking the larger stack in chunks (bounded memory)."""
+def _rank_compare(a, b, method: str, device: str | None):
+    """Spearman / rho-a, ranking the larger stack in chunks (bounded memory);
+    ``(sim, undefined_a, undefined_b)``."""
     if len(b) > len(a):
-        return _rank_compare(b, a, method, func, device, not swapped).T
+        sim, bad_b, bad_a = _rank_compare(b, a, method, device)
+        return sim.T, bad_a, bad_b
     ranker = rank_average if device is None else (lambda v: _rank_torch(v, device))
     rb = _centre(ranker(b))
     if device is None and len(b) <= _DIRECT_MAX:
-        return _rank_compare_direct(a, rb, method, func, swapped)
+        return _rank_compare_direct(a, rb, method)
     n = a.shape[1]
     out = np.empty((len(a), len(b)))
+    bad_a, bad_b = np.zeros(len(a), dtype=bool), np.zeros(len(b), dtype=bool)
     for start in range(0, len(a), _RANK_CHUNK):
         ra = _centre(ranker(a[start:start + _RANK_CHUNK]))
         if method == "spearman":
-            out[start:start + _RANK_CHUNK] = (
-                _cosine(rb, ra, func).T if swapped else _cosine(ra, rb, func))
+            sim, ba, bb = _cosine(ra, rb)
+            out[start:start + _RANK_CHUNK] = sim
+            bad_a[start:start + _RANK_CHUNK] = ba
+            bad_b |= bb
         else:
             out[start:start + _RANK_CHUNK] = 12.0 * (ra @ rb.T) / (n**3 - n)
-    return out
+    return out, bad_a, bad_b
 
 
 def _compare_vectors(a: np.ndarray, b: np.ndarray, method: str, func: str,
-                     device: str | None = None) -> np.ndarray:
+                     device: str | None = None, *, keep: np.ndarray | None = None,
+                     nan: bool = False) -> np.ndarray:
+    """Similarities ``(len(a), len(b))`` of RDM vectors over the pairs present.
+
+    ``keep`` locates those pairs among all ``n (n-1) / 2`` (the second-moment methods need
+    the stimuli of each pair); None: all present. An undefined comparison (an RDM constant
+    after centring, see the methods) raises, or with ``nan=True`` is NaN.
+    """
     if method == "cosine":
-        return _cosine(a, b, func)
-    if method == "pearson":
-        return _cosine(_centre(a), _centre(b), func)
-    if method in ("spearman", "rho_a"):
-        return _rank_compare(a, b, method, func, device)
-    if method == "tau_a":
+        sim, bad_a, bad_b = _cosine(a, b)
+    elif method == "pearson":
+        sim, bad_a, bad_b = _cosine(_centre(a), _centre(b), _centre_tol(a), _centre_tol(b))
+    elif method in ("spearman", "rho_a"):
+        sim, bad_a, bad_b = _rank_compare(a, b, method, device)
+    elif method == "tau_a":
         return _tau_a(a, b)
-    if method in ("cosine_cov", "pearson_cov"):
-        if method == "pearson_cov":
-            a, b = _centre(a), _centre(b)
-        Ga = _gram_from_vectors(a).reshape(len(a), -1)
-        Gb = _gram_from_vectors(b).reshape(len(b), -1)
-        return _cosine(Ga, Gb, func)
-    return _bures(_gram_from_vectors(a), _gram_from_vectors(b))
+    else:
+        sim, bad_a, bad_b = second_moment_compare(a, b, method, keep)
+    if not nan and (bad_a.any() or bad_b.any()):
+        raise _zero_norm_error("a" if bad_a.any() else "b", func)
+    return sim
 
 
 def compare_rdms(
@@ -508,6 +236,9 @@ def compare_rdms(
         - ``"bures"``: Bures similarity ``tr((Ga^1/2 Gb Ga^1/2)^1/2) / sqrt(tr Ga tr Gb)``
           (negative eigenvalues clipped to 0).
 
+        NaN entries are left out (second-moment methods: double-centred over the pairs
+        present, as rsatoolbox's covariance weighting).
+
     device : str, optional
         Rank with ``torch.sort`` on this device (``"auto"``, ``"cpu"``, ``"cuda"``) for
         ``"spearman"`` and ``"rho_a"``; other methods run in numpy.
@@ -538,22 +269,19 @@ def compare_rdms(
         )
     keep = ~(np.isnan(va).any(axis=0) | np.isnan(vb).any(axis=0))
     if not keep.all():
-        if method in ("cosine_cov", "pearson_cov", "bures"):
-            raise ValueError(
-                f"Invalid value in compare_rdms(method={method!r}): NaN dissimilarities. "
-                "Expected complete RDMs for the second-moment methods."
-            )
         if keep.sum() < 2:
             raise ValueError(
                 "Invalid value in compare_rdms(): fewer than 2 dissimilarities are finite in "
                 "every RDM. Expected RDMs with finite entries."
             )
         va, vb = va[:, keep], vb[:, keep]
+    else:
+        keep = None
     if device is not None:
         from neuroalign._config import resolve_device
 
         device = resolve_device(device)
-    sim = _compare_vectors(va, vb, method, "compare_rdms", device)
+    sim = _compare_vectors(va, vb, method, "compare_rdms", device, keep=keep)
     out = sim.reshape(tuple(sha) + tuple(shb))
     if out.ndim == 0:
         return float(out)

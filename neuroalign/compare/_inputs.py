@@ -23,6 +23,7 @@ __all__ = [
     "to_numpy",
     "to_torch",
     "check_finite",
+    "centre_columns",
 ]
 
 _SAMPLE_DIMS = ("stimulus", "presentation")
@@ -192,3 +193,25 @@ def align_stimuli(
         )
     pos = {s: i for i, s in enumerate(ids_b)}
     return np.array([pos[s] for s in ids_a])
+
+
+def centre_columns(X: Any, means: Any = None) -> Any:
+    """``X`` minus its column means (or ``means``), with the columns that are constant to
+    rounding set to 0.
+
+    Centring a constant column ``c`` leaves rounding errors of a few ``eps |c|``, which
+    whitening (shape metrics) or normalisation would blow up into a channel of noise; a
+    column whose centred values are all below ``64 eps sqrt(n)`` times its own magnitude is
+    exactly 0 after centring in exact arithmetic, and is made so. Works on numpy and torch.
+    """
+    Xc = X - (X.mean(axis=0, keepdims=True) if means is None else means)
+    n = X.shape[0]
+    if is_torch(X):
+        peak, peak_c = X.abs().amax(dim=0), Xc.abs().amax(dim=0)
+    else:
+        peak = np.maximum(X.max(axis=0), -X.min(axis=0))
+        peak_c = np.maximum(Xc.max(axis=0), -Xc.min(axis=0))
+    const = peak_c <= 64 * np.finfo(np.float64).eps * np.sqrt(n) * peak
+    if bool(const.any()):
+        Xc[:, const] = 0
+    return Xc

@@ -88,8 +88,16 @@ def _zero_diag(d):
 
 def _correlation(X):
     xc = X - X.mean(axis=1, keepdims=True)
-    norms = (xc * xc).sum(axis=1) ** 0.5
-    const = np.flatnonzero(to_numpy(norms) <= 1e-12 * max(1.0, float(to_numpy(abs(X).max()))))
+    norms = (xc * xc).sum(axis=1) ** 0.5 if is_torch(xc) else np.sqrt(
+        np.einsum("ij,ij->i", xc, xc))  # no squared copy of the data
+    # constant to rounding: centring a constant row c leaves errors of a few eps |c| per
+    # channel (relative to each row's own magnitude, so the test does not depend on units)
+    if is_torch(X):
+        peak = to_numpy(X.abs().amax(dim=1))
+    else:  # no |X| copy of the data
+        peak = np.maximum(X.max(axis=1), -X.min(axis=1))
+    tol = 64 * np.finfo(np.float64).eps * np.sqrt(X.shape[1]) * peak
+    const = np.flatnonzero(to_numpy(norms) <= tol)
     if const.size:
         raise ValueError(
             f"Invalid value for 'data' in rdm(metric='correlation'): {const.size} pattern(s) are "

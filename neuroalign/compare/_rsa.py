@@ -2,15 +2,31 @@
 and the noise ceiling (rsatoolbox conventions where they exist, named where they differ).
 
 - score of a model = mean over subjects of ``compare_rdms(model, subject)``.
-- bootstrap ``"stimulus"``: resample stimuli with replacement; dissimilarities between two
-  copies of the same stimulus are left out (rsatoolbox sets them to NaN), not scored as 0.
+- bootstrap ``"stimulus"``: resample stimuli with replacement (rsatoolbox
+  ``bootstrap_sample_pattern``); dissimilarities between two copies of the same stimulus
+  are missing (rsatoolbox sets them to NaN), not scored as 0, and every method scores the
+  resample as rsatoolbox's ``compare`` does on the resampled RDMs: the covariance-weighted
+  methods (``cosine_cov``, ``pearson_cov``) double-centre over the pairs present, and
+  ``bures`` uses the same second-moment matrices (see ``_second_moment``). Resamples with
+  fewer than 3 distinct stimuli are left out, as in rsatoolbox's ``eval_bootstrap``.
   ``"subject"``: resample subjects (data RDMs) with replacement. ``"both"``: both at
   once. No variance correction is applied (rsatoolbox's ``eval_dual_bootstrap`` adds an
   internal cross-validation and the ``n_cv`` correction); the ``"both"`` intervals are
-  therefore conservative (wider).
-- confidence intervals: percentiles of the bootstrap distribution.
+  therefore conservative (wider). Stimuli are resampled in the order of their
+  ``stimulus_id`` and subjects in the order of their labels, so the result for a seed does
+  not depend on the order of the rows.
+- samples left out: those of fewer than 3 distinct stimuli, and, per model, those whose
+  comparison is undefined (a resampled RDM with all dissimilarities equal, e.g. a
+  categorical model on stimuli of one category). A :class:`DataQualityWarning` says how
+  many; ``n_valid`` holds the count per model. When fewer than half of ``n_bootstrap``
+  samples remain for a model (or for the samples shared by two models, for their
+  difference), :class:`~neuroalign.exceptions.BootstrapError` is raised: intervals and
+  p-values are never computed from a handful of samples (or none).
+- confidence intervals: percentiles of the scored bootstrap samples.
+- ``p_zero``: one-sided ``(#(sample <= 0) + 1) / (n_valid + 1)``.
 - model differences: two-sided bootstrap p-value
-  ``min(1, 2 min(P(diff <= 0), P(diff >= 0)))`` with ``(count + 1) / (n_bootstrap + 1)``.
+  ``min(1, 2 min(P(diff <= 0), P(diff >= 0)))``, each ``P = (count + 1) / (n + 1)`` over the
+  ``n`` samples scored for both models (ties count on both sides: identical models get 1).
 - noise ceiling (rsatoolbox ``boot_noise_ceiling`` on the full data): lower = mean over
   subjects of ``compare(pool(other subjects), subject)`` (leave one subject out), upper =
   mean of ``compare(pool(all subjects), subject)``. Pooling is method-specific as in
@@ -21,6 +37,7 @@ and the noise ceiling (rsatoolbox conventions where they exist, named where they
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -37,13 +54,15 @@ from neuroalign.compare._compare_rdms import (
 )
 from neuroalign.compare._inputs import align_stimuli
 from neuroalign.compare._rdm import RDM_DIMS, rdm, squareform_vector, vector_squareform
-from neuroalign.exceptions import DimensionError
+from neuroalign.exceptions import BootstrapError, DataQualityWarning, DimensionError
 
 __all__ = ["rsa", "rsa_noise_ceiling", "data_rdms", "pseudo_subjects", "pool_rdms"]
 
 log = get_logger(__name__)
 
 BOOTSTRAPS = ("stimulus", "subject", "both", "none")
+MIN_DISTINCT = 3  # resamples of fewer distinct stimuli are left out (rsatoolbox's rule)
+MIN_VALID_FRACTION = 0.5  # fewer scored samples than this share of n_bootstrap: error
 
 
 def _rdm_set(x: Any, *, name: str, batch: str, model_metric: str) -> tuple[np.ndarray, list[str], Any]:
@@ -102,7 +121,9 @@ def pool_rdms(vectors: np.ndarray, method: str) -> np.ndarray:
     if method in ("cosine", "cosine_cov"):
         v = v / np.sqrt(np.mean(v**2, axis=1, keepdims=True))
     elif method in ("pearson", "pearson_cov"):
-        v = (v - v.mean(axis=1, keepdims=True)) / v.std(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant RDM: NaN, and the
+            # comparison with it raises
+            v = (v - v.mean(axis=1, keepdims=True)) / v.std(axis=1, keepdims=True)
     elif method in ("spearman", "rho_a", "tau_a"):
         v = rank_average(v)
     pooled = v.mean(axis=0)
@@ -149,10 +170,86 @@ def _noise_ceiling(dv: np.ndarray, method: str) -> tuple[float, float]:
 
 
 def _p_two_sided(diff: np.ndarray) -> np.ndarray:
-    n = diff.shape[-1]
+    """Two-sided bootstrap p over the last axis, from the samples where ``diff`` is finite."""
+    n = np.isfinite(diff).sum(axis=-1)
     le = (np.sum(diff <= 0, axis=-1) + 1) / (n + 1)
     ge = (np.sum(diff >= 0, axis=-1) + 1) / (n + 1)
     return np.minimum(1.0, 2 * np.minimum(le, ge))
+
+
+def _score_resample(M: np.ndarray, D: np.ndarray, sidx: np.ndarray, counts: np.ndarray,
+                    method: str, pairs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Score of each model on one resample: stimuli ``sidx`` (sorted, with repeats; the
+    pairs of a stimulus with its own copies are missing, as rsatoolbox marks them NaN) and
+    subjects weighted by ``counts``. NaN for a model whose comparison is undefined."""
+    iu, ju = pairs if pairs is not None else np.triu_indices(len(sidx), k=1)
+    a, c = sidx[iu], sidx[ju]
+    keep = a != c
+    a, c = a[keep], c[keep]
+    used = np.flatnonzero(counts)
+    sims = _compare_vectors(M[:, a, c], D[used][:, a, c], method, "rsa", keep=keep, nan=True)
+    return sims @ counts[used] / counts[used].sum()
+
+
+def _bootstrap(M, D, per_subject, method, bootstrap, n_boot, rng, sorder, disable):
+    """Bootstrap distribution ``(k, n_boot)`` and the samples left out for drawing fewer
+    than ``MIN_DISTINCT`` distinct stimuli."""
+    k, s, n = len(M), len(D), D.shape[-1]
+    pairs = np.triu_indices(n, k=1)
+    boots = np.full((k, n_boot), np.nan)
+    few = np.zeros(n_boot, dtype=bool)
+    counts = np.ones(s)
+    for b in progress(range(n_boot), desc="rsa bootstrap", total=n_boot, disable=disable):
+        if bootstrap in ("subject", "both"):
+            counts = np.empty(s)
+            counts[sorder] = np.bincount(rng.integers(0, s, s), minlength=s)
+        if bootstrap == "subject":
+            boots[:, b] = per_subject @ counts / s
+            continue
+        sidx = np.sort(rng.integers(0, n, n))
+        if len(np.unique(sidx)) < MIN_DISTINCT:
+            few[b] = True
+            continue
+        boots[:, b] = _score_resample(M, D, sidx, counts, method, pairs)
+    return boots, few
+
+
+def _check_samples(boots: np.ndarray, few: np.ndarray, labels: list[str], n_boot: int) -> None:
+    """Warn about samples left out; raise when fewer than ``MIN_VALID_FRACTION`` remain."""
+    valid = np.isfinite(boots)
+    n_valid = valid.sum(axis=1)
+    n_few = int(few.sum())
+    undefined = n_boot - n_few - n_valid
+    if n_few or undefined.any():
+        parts = []
+        if n_few:
+            parts.append(f"{n_few} drew fewer than {MIN_DISTINCT} distinct stimuli (left out, "
+                         "as rsatoolbox does)")
+        if undefined.any():
+            bad = [f"{labels[i]!r} ({undefined[i]})" for i in np.flatnonzero(undefined)]
+            shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+            parts.append("the comparison was undefined (an RDM with all dissimilarities equal "
+                         f"over the resampled stimuli) for model {shown}")
+        warnings.warn(
+            f"rsa(): bootstrap samples left out of {n_boot}: {'; '.join(parts)}. Intervals and "
+            f"p-values use the samples left ({int(n_valid.min())} at least).",
+            DataQualityWarning, stacklevel=3,
+        )
+    need = int(np.ceil(MIN_VALID_FRACTION * n_boot))
+    joint = valid.astype(np.int64) @ valid.T.astype(np.int64)
+    if joint.min() < need:  # a model first, then a pair of models
+        own = np.diag(joint)
+        i = j = int(np.argmin(own))
+        if own[i] >= need:
+            i, j = np.unravel_index(np.argmin(joint), joint.shape)
+        which = f"model {labels[i]!r}" if i == j else f"models {labels[i]!r} and {labels[j]!r}"
+        raise BootstrapError(
+            f"rsa(): only {int(joint[i, j])} of {n_boot} bootstrap samples could be scored for "
+            f"{which} ({n_few} drew fewer than {MIN_DISTINCT} distinct stimuli, the others an "
+            f"undefined comparison). Expected at least {need} (half of n_bootstrap) for "
+            "intervals and p-values: use more stimuli, models whose dissimilarities vary within "
+            "small sets of stimuli, or bootstrap='subject'."
+        )
 
 
 def rsa(
@@ -211,7 +308,14 @@ def rsa(
         ``(model, model_other)``: ``difference`` (score of model minus model_other) and
         ``p_difference`` (two-sided); on ``subject``-free scalars:
         ``noise_ceiling_lower`` and ``noise_ceiling_upper`` (NaN when not computed);
-        ``per_subject`` on ``(model, subject)``. Attrs: method, bootstrap, n_bootstrap, ci.
+        ``per_subject`` on ``(model, subject)``; ``n_valid`` on ``model``: the bootstrap
+        samples scored (the others are NaN in ``bootstrap``; see the module docstring).
+        Attrs: method, bootstrap, n_bootstrap, ci.
+
+    Raises
+    ------
+    BootstrapError
+        When fewer than half of the bootstrap samples can be scored for a model.
     """
     check_option(method, COMPARE_METHODS, name="method", func="rsa")
     check_option(bootstrap, BOOTSTRAPS, name="bootstrap", func="rsa")
@@ -242,48 +346,35 @@ def rsa(
             f"Invalid value for 'bootstrap' in rsa(): {bootstrap!r} with {n} stimuli. "
             "Expected at least 4 stimuli to resample stimuli."
         )
+    # canonical orders (stimuli by id, subjects by label): the resamples drawn for a seed do
+    # not depend on the order of the rows or of the subjects
+    ids = dids if dids is not None else mids
+    if ids is not None:
+        order = np.argsort(ids, kind="stable")
+        D, M = D[:, order][:, :, order], M[:, order][:, :, order]
+    sorder = np.argsort(np.asarray(slabels), kind="stable")
     mv, dv = squareform_vector(M), squareform_vector(D)
     per_subject = _compare_vectors(mv, dv, method, "rsa")  # (k, s)
     score = per_subject.mean(axis=1)
 
-    rng = np.random.default_rng(seed)
-    iu, ju = np.triu_indices(n, k=1)
     boots = np.full((k, n_boot), np.nan)
     if bootstrap != "none":
         disable = None if show_progress is None else not show_progress
-        for b in progress(range(n_boot), desc="rsa bootstrap", total=n_boot, disable=disable):
-            counts = (np.bincount(rng.integers(0, s, s), minlength=s)
-                      if bootstrap in ("subject", "both") else np.ones(s))
-            if bootstrap == "subject":
-                boots[:, b] = per_subject @ counts / s
-                continue
-            sidx = rng.integers(0, n, n)
-            keep = sidx[iu] != sidx[ju]
-            a, c = sidx[iu[keep]], sidx[ju[keep]]
-            used = np.flatnonzero(counts)
-            try:
-                sims = _compare_vectors(M[:, a, c], D[used][:, a, c], method, "rsa")
-            except ValueError:  # a degenerate resample (e.g. all dissimilarities equal)
-                continue
-            boots[:, b] = sims @ counts[used] / counts.sum()
-        n_bad = int(np.isnan(boots[0]).sum())
-        if n_bad:
-            log.warning("rsa(): %d of %d bootstrap samples were degenerate and left out.",
-                        n_bad, n_boot)
+        boots, few = _bootstrap(M, D, per_subject, method, bootstrap, n_boot,
+                                np.random.default_rng(seed), sorder, disable)
+        _check_samples(boots, few, mlabels, n_boot)
     tail = (1 - ci) / 2
-    with np.errstate(invalid="ignore"):
-        if bootstrap == "none":
-            lo = hi = se = p_zero = np.full(k, np.nan)
-            diff_p = np.full((k, k), np.nan)
-        else:
-            lo = np.nanquantile(boots, tail, axis=1)
-            hi = np.nanquantile(boots, 1 - tail, axis=1)
-            se = np.nanstd(boots, axis=1, ddof=1)
-            ok = ~np.isnan(boots[0])
-            p_zero = (np.sum(boots[:, ok] <= 0, axis=1) + 1) / (ok.sum() + 1)
-            diff_b = boots[:, None, ok] - boots[None, :, ok]
-            diff_p = _p_two_sided(diff_b)
-            np.fill_diagonal(diff_p, 1.0)
+    n_valid = np.isfinite(boots).sum(axis=1)
+    if bootstrap == "none":
+        lo = hi = se = p_zero = np.full(k, np.nan)
+        diff_p = np.full((k, k), np.nan)
+    else:
+        lo = np.nanquantile(boots, tail, axis=1)
+        hi = np.nanquantile(boots, 1 - tail, axis=1)
+        se = np.nanstd(boots, axis=1, ddof=1) if n_valid.min() > 1 else np.full(k, np.nan)
+        p_zero = (np.sum(boots <= 0, axis=1) + 1) / (n_valid + 1)
+        diff_p = _p_two_sided(boots[:, None, :] - boots[None, :, :])
+        np.fill_diagonal(diff_p, 1.0)
     nc_lo = nc_hi = np.nan
     if noise_ceiling:
         nc_lo, nc_hi = _noise_ceiling(dv, method)
@@ -297,6 +388,7 @@ def rsa(
             "bootstrap": (("model", "sample"), boots),
             "difference": (("model", "model_other"), score[:, None] - score[None, :]),
             "p_difference": (("model", "model_other"), diff_p),
+            "n_valid": ("model", n_valid),
             "per_subject": (("model", "subject"), per_subject),
             "noise_ceiling_lower": ((), nc_lo),
             "noise_ceiling_upper": ((), nc_hi),

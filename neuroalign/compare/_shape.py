@@ -3,21 +3,48 @@
 Both representations are centred (per column), partially whitened, and aligned by the
 best rotation:
 
-- partial whitening of centred ``X``: eigendecomposition ``X^T X = V diag(lam) V^T`` with
-  ``lam`` clipped at ``1e-7`` (this clipping is the regularisation of rank-deficient
-  covariances, e.g. more channels than stimuli); ``d = alpha + (1 - alpha) lam^-1/2``,
-  rescaled so that the total variance is preserved; ``Z = V diag(d) V^T``. ``alpha = 1``
-  is no whitening (Procrustes), ``alpha = 0`` full whitening (CCA).
+- partial whitening of centred ``X`` (``n`` stimuli x ``p`` channels): eigendecomposition
+  of its covariance on its numerical range, ``X^T X = V_r diag(lam) V_r^T`` with the ``r``
+  eigenvalues above ``max(n, p) eps lam_max``; ``d = alpha + (1 - alpha) lam^-1/2``,
+  rescaled by ``s = sqrt(sum lam / sum (alpha lam^1/2 + 1 - alpha)^2)`` so that the total
+  variance is preserved; ``Z = s (V_r diag(d) V_r^T + alpha (I - V_r V_r^T))``. ``alpha = 1``
+  is no whitening (Procrustes; ``Z = I`` for ``alpha > 1 - 1e-7``), ``alpha = 0`` full
+  whitening (CCA).
 - fit: ``U S V^T = svd(Xw^T Yw)``, ``Wx = Zx U``, ``Wy = Zy V``.
 - score ``"angular"``: ``arccos(<X Wx, Y Wy>_F / (||X Wx||_F ||Y Wy||_F))`` (radians, in
   ``[0, pi/2]``); ``"euclidean"``: ``||X Wx - Y Wy||_F`` (NOT divided by ``sqrt(n)``).
-- narrower representations are zero-padded to the wider one's width.
+- narrower representations are zero-padded to the wider one's width (the padded channels
+  have no variance: they change nothing).
+
+On the training data this is the closed form (``Bx = Xc V_r diag(d)``, ``n x r``):
+
+``angular = arccos(||Bx^T By||_* / (||Bx||_F ||By||_F))``,
+``euclidean^2 = sx^2 ||Bx||^2 + sy^2 ||By||^2 - 2 sx sy ||Bx^T By||_*``;
+
+for ``alpha = 0`` (``Bx`` an orthonormal basis of the column space of ``Xc``) the angular
+distance is ``arccos(sum_k cos theta_k / sqrt(rx ry))`` with ``theta_k`` the principal
+angles between the column spaces of ``Xc`` and ``Yc`` of ranks ``rx``, ``ry``. It is 0 when
+both systems span every direction of the centred stimulus space (rank ``n - 1``, e.g.
+more channels than stimuli): CCA of such systems cannot tell them apart.
+
+**Where this differs from netrep.** netrep clips the eigenvalues at the absolute value
+``1e-7`` instead of finding the range. On data of ordinary scale and full rank the two
+agree (to ~1e-12); otherwise netrep depends on units and rounding: data in small units
+(e.g. multiplied by 1e-6) have every eigenvalue clipped, so CCA becomes Procrustes; in
+large units (x 1e6) the rounding-level eigenvalues of the null directions (more channels
+than stimuli, collinear channels) exceed 1e-7 and are whitened into unit-variance noise
+(errors up to ~0.2 rad); and the clipped null directions (including zero-padding) count in
+its variance preservation, so its euclidean scale depends on the rank and on the width of
+the partner. Here, scaling a system by any factor leaves every angular distance unchanged
+and multiplies euclidean distances to it as the data. For ``0 < alpha < 1`` the whitening
+blends the identity with ``C^-1/2`` in the data's own units, as netrep's does: such
+metrics depend on the scale of each system by definition (normalise the systems, e.g. to
+unit total variance, to compare across units).
 
 Both scores are metrics (symmetric, triangle inequality) and distances (lower is more
 similar). :func:`distance_matrix` computes all pairs among many systems, whitening each
-system once: on the training data, the fitted score equals
-``arccos(||Xw^T Yw||_* / (||Xw|| ||Yw||))``, so each pair needs only the singular values
-of one small cross-product.
+system once; each pair then needs only the singular values of one small cross-product
+``Bx^T By``.
 """
 
 from __future__ import annotations
@@ -34,6 +61,7 @@ from neuroalign._validation import check_option
 from neuroalign.compare._inputs import (
     align_stimuli,
     as_matrix,
+    centre_columns,
     check_finite,
     is_torch,
     to_numpy,
@@ -52,7 +80,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
-EIGVAL_TOL = 1e-7
+EIGVAL_TOL = 1e-7  # netrep's tolerance: alpha above 1 - EIGVAL_TOL means no whitening
 
 
 def _check_alpha(alpha: Any, func: str) -> float:
@@ -65,22 +93,75 @@ def _check_alpha(alpha: Any, func: str) -> float:
 
 
 def _new_var(lam, alpha):
-    return (alpha**2 * lam + 2 * alpha * (1 - alpha) * lam**0.5 + (1 - alpha) ** 2).sum()
+    return ((alpha * lam**0.5 + (1 - alpha)) ** 2).sum()
+
+
+def _eigh(M):
+    if is_torch(M):
+        import torch
+
+        return torch.linalg.eigh(M)
+    return np.linalg.eigh(M)
+
+
+def _range(Xc, alpha: float, name: str = "X", func: str = "ShapeMetric"):
+    """Whitening of centred ``Xc`` on its numerical range: ``(lam, d, V, U, scale)``.
+
+    ``lam`` (``r``) are the eigenvalues of ``Xc^T Xc`` above ``max(n, p) eps lam_max`` (a
+    relative tolerance: the rank does not depend on units), ``d`` the whitening gains
+    (module docstring) and ``scale`` the variance-preserving factor.
+    From the smaller Gram matrix: ``V`` (``p x r``, eigenvectors of ``Xc^T Xc``) when
+    ``p <= n``, else ``U`` (``n x r``, of ``Xc Xc^T``; the other is None).
+    """
+    n, p = Xc.shape
+    wide = p > n
+    lam, vec = _eigh(Xc @ Xc.T if wide else Xc.T @ Xc)
+    lam_max = float(lam[-1]) if lam.shape[0] else 0.0
+    keep = lam > max(n, p) * np.finfo(np.float64).eps * lam_max
+    if lam_max <= 0 or not bool(keep.any()):
+        raise ValueError(
+            f"Invalid value for {name!r} in {func}(): a representation that is zero after "
+            "centring (every stimulus has the same pattern), so the distance is undefined. "
+            "Expected varying patterns."
+        )
+    lam, vec = lam[keep], vec[:, keep]
+    d = alpha + (1 - alpha) * lam**-0.5
+    scale = float(np.sqrt(float(lam.sum()) / float(_new_var(lam, alpha))))
+    return lam, d, (None if wide else vec), (vec if wide else None), scale
+
+
+def _whitening(Xc: np.ndarray, alpha: float, name: str = "X",
+               func: str = "ShapeMetric.fit") -> tuple[np.ndarray, int]:
+    """The partial whitening matrix ``Z`` (``p x p``) of centred ``Xc`` and its rank."""
+    p = Xc.shape[1]
+    if alpha > 1 - EIGVAL_TOL:
+        return np.eye(p), p
+    lam, d, V, U, scale = _range(Xc, alpha, name, func)
+    if V is None:  # eigenvectors of X^T X on the range, from those of X X^T
+        V = (Xc.T @ U) / lam**0.5
+    return scale * ((V * (d - alpha)[None, :]) @ V.T + alpha * np.eye(p)), len(lam)
+
+
+def _log_full_rank(rank: int, n: int, alpha: float, name: str) -> None:
+    if alpha < 1 and rank >= n - 1:
+        log.warning(
+            "Shape metric (alpha=%s): %r spans every direction of the %d centred stimuli "
+            "(rank %d, e.g. at least as many channels as stimuli), so whitening fits the "
+            "stimuli exactly; with alpha=0 two such systems are at distance 0. Reduce the "
+            "dimension first (e.g. PCA) or use a larger alpha.", alpha, name, n, rank,
+        )
 
 
 def partial_whiten(X: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Partially whiten centred ``X`` (netrep ``whiten`` with variance preserved).
+    """Partially whiten centred ``X`` with the total variance preserved.
 
-    Returns ``(X @ Z, Z)``; ``Z`` is the identity when ``alpha > 1 - 1e-7``.
+    Returns ``(X @ Z, Z)`` with ``Z`` as in the module docstring (netrep's ``whiten`` with
+    the covariance taken on its numerical range instead of clipped at ``1e-7``); ``Z`` is
+    the identity when ``alpha > 1 - 1e-7``.
     """
     alpha = _check_alpha(alpha, "partial_whiten()")
-    if alpha > 1 - EIGVAL_TOL:
-        return X, np.eye(X.shape[1])
-    lam, V = np.linalg.eigh(X.T @ X)
-    lam = np.maximum(lam, EIGVAL_TOL)
-    d = alpha + (1 - alpha) * lam**-0.5
-    d = d * np.sqrt(lam.sum() / _new_var(lam, alpha))
-    Z = (V * d[None, :]) @ V.T
+    X = np.asarray(X, dtype=np.float64)
+    Z, _ = _whitening(X, alpha, "X", "partial_whiten")
     return X @ Z, Z
 
 
@@ -176,14 +257,13 @@ class ShapeMetric:
         X, Y = self._widths(X, Y)
         self.mx_ = X.mean(axis=0)
         self.my_ = Y.mean(axis=0)
-        Xw, Zx = partial_whiten(X - self.mx_, self.alpha)
-        Yw, Zy = partial_whiten(Y - self.my_, self.alpha)
-        if self.alpha < 1 and min(X.shape[1], Y.shape[1]) >= X.shape[0]:
-            log.warning(
-                "ShapeMetric(alpha=%s): %d channels for %d stimuli; the covariance is rank "
-                "deficient and its eigenvalues are clipped at %g.",
-                self.alpha, X.shape[1], X.shape[0], EIGVAL_TOL,
-            )
+        alpha = float(self.alpha)
+        Xc, Yc = centre_columns(X), centre_columns(Y)
+        Zx, rx = _whitening(Xc, alpha, "X")
+        Zy, ry = _whitening(Yc, alpha, "Y")
+        _log_full_rank(rx, X.shape[0], alpha, "X")
+        _log_full_rank(ry, X.shape[0], alpha, "Y")
+        Xw, Yw = Xc @ Zx, Yc @ Zy
         U, _, Vt = np.linalg.svd(Xw.T @ Yw)
         self.Wx_ = Zx @ U
         self.Wy_ = Zy @ Vt.T
@@ -203,7 +283,7 @@ class ShapeMetric:
                 f"ShapeMetric.transform(): {X.shape[1]} channels after padding, but the metric "
                 f"was fitted on {self.n_features_in_}. Expected the same systems as in fit."
             )
-        return (X - self.mx_) @ self.Wx_, (Y - self.my_) @ self.Wy_
+        return (centre_columns(X, self.mx_) @ self.Wx_, centre_columns(Y, self.my_) @ self.Wy_)
 
     def score(self, X: Any, Y: Any) -> float:
         """Distance between ``X`` and ``Y`` under the fitted alignment."""
@@ -221,58 +301,23 @@ class ShapeMetric:
 
 
 class _Whitened:
-    """A centred, partially whitened system ``B`` (n x r) with the same cross-product
-    singular values as netrep's ``X Z``, plus its variance terms.
+    """A centred, partially whitened system ``B`` (``n x r``) and its variance scale.
 
-    ``alpha = 1``: ``B = Xc`` (no decomposition). Otherwise the eigendecomposition of the
-    smaller Gram matrix: ``Xc^T Xc = V diag(lam) V^T`` (p <= n) gives ``B = Xc V diag(d)``
-    (``= X Z V``, a rotation of netrep's whitened data); ``Xc Xc^T = U diag(lam) U^T``
-    (p > n) gives ``B = U diag(sqrt(lam) d)``. Eigenvalues beyond the rank are 0, clipped
-    to the tolerance, as in netrep.
+    ``B = Xc V_r diag(d)`` (``p <= n``) or ``U_r diag(lam^1/2 d)`` (``p > n``): a rotation of
+    the training data whitened by :class:`ShapeMetric` (up to its scale ``scale``), so the
+    cross-products of two systems have the same singular values. ``alpha = 1``: ``B = Xc``.
     """
 
-    def __init__(self, X, alpha: float):
+    def __init__(self, X, alpha: float, name: str = "X", func: str = "distance_matrix"):
         self.width = X.shape[1]
-        Xc = X - X.mean(axis=0, keepdims=True)
-        self.alpha = alpha
-        self.identity = alpha > 1 - EIGVAL_TOL
-        if self.identity:
-            self.B = Xc
-            self.lam_sum = self.var_sum = 0.0
-            self.sq_norm = float((Xc * Xc).sum())
-            return
-        torch_in = is_torch(Xc)
-        if torch_in:
-            import torch
-
-            eigh = torch.linalg.eigh
+        Xc = centre_columns(X)
+        if alpha > 1 - EIGVAL_TOL:
+            self.B, self.scale = Xc, 1.0
         else:
-            eigh = np.linalg.eigh
-        n, p = Xc.shape
-        if p <= n:
-            lam, V = eigh(Xc.T @ Xc)
-            lam = lam.clip(min=EIGVAL_TOL)
-            d = alpha + (1 - alpha) * lam**-0.5
-            self.B = Xc @ (V * d[None, :])
-            n_null = 0
-        else:
-            lam_raw, U = eigh(Xc @ Xc.T)
-            lam = lam_raw.clip(min=EIGVAL_TOL)
-            d = alpha + (1 - alpha) * lam**-0.5
-            self.B = U * (lam_raw.clip(min=0) ** 0.5 * d)[None, :]
-            n_null = p - n
-        tol_var = float(_new_var(np.array([EIGVAL_TOL]), alpha))
-        self.lam_sum = float(lam.sum()) + n_null * EIGVAL_TOL
-        self.var_sum = float(_new_var(lam, alpha)) + n_null * tol_var
+            lam, d, V, U, self.scale = _range(Xc, alpha, name, func)
+            self.B = Xc @ (V * d[None, :]) if V is not None else U * (lam**0.5 * d)[None, :]
+            _log_full_rank(len(lam), X.shape[0], alpha, name)
         self.sq_norm = float((self.B * self.B).sum())
-
-    def scale(self, width: int) -> float:
-        """Variance-preserving factor of netrep's whitening after zero-padding to ``width``."""
-        if self.identity:
-            return 1.0
-        extra = width - self.width
-        tol_var = float(_new_var(np.array([EIGVAL_TOL]), self.alpha))
-        return float(np.sqrt((self.lam_sum + extra * EIGVAL_TOL) / (self.var_sum + extra * tol_var)))
 
 
 def _svdvals(M):
@@ -310,8 +355,6 @@ def _fast_nuclear(M, a: _Whitened, b: _Whitened) -> float:
 
 
 def _pair_distance(a: _Whitened, b: _Whitened, nuc: float, score_method: str) -> float:
-    width = max(a.width, b.width)
-    sa, sb = a.scale(width), b.scale(width)
     if score_method == "angular":
         den = np.sqrt(a.sq_norm * b.sq_norm)
         if den == 0:
@@ -320,6 +363,7 @@ def _pair_distance(a: _Whitened, b: _Whitened, nuc: float, score_method: str) ->
                 "stimulus has the same pattern). Expected varying patterns."
             )
         return float(np.arccos(np.clip(nuc / den, -1.0, 1.0)))
+    sa, sb = a.scale, b.scale
     d2 = sa**2 * a.sq_norm + sb**2 * b.sq_norm - 2 * sa * sb * nuc
     return float(np.sqrt(max(d2, 0.0)))
 
@@ -340,7 +384,8 @@ def shape_distance(
     check_option(score_method, ("angular", "euclidean"), name="score_method",
                  func="shape_distance")
     X, Y = _prepare_pair(X, Y, "shape_distance")
-    a, b = _Whitened(X, alpha), _Whitened(Y, alpha)
+    a = _Whitened(X, alpha, "X", "shape_distance")
+    b = _Whitened(Y, alpha, "Y", "shape_distance")
     nuc = float(_svdvals(a.B.T @ b.B).sum())
     return _pair_distance(a, b, nuc, score_method)
 
@@ -425,7 +470,7 @@ def distance_matrix(
                 f"channels, {names[0]!r} has {prepared[0].width}. Expected equal widths."
             )
         X = to_torch(X, dev) if dev is not None else np.asarray(to_numpy(X), dtype=np.float64)
-        prepared.append(_Whitened(X, float(metric.alpha)))
+        prepared.append(_Whitened(X, float(metric.alpha), f"systems[{name!r}]"))
     m = len(prepared)
     D = np.zeros((m, m))
     for i in range(m - 1):

@@ -1,6 +1,7 @@
 """Metric laws as property tests (hypothesis): symmetry, invariances, triangle inequality."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ from neuroalign.compare import (
     shape_distance,
 )
 
-SETTINGS = settings(max_examples=20, deadline=None)
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -86,19 +87,67 @@ def _gauss(rng, m=4, n=2):
     return rng.standard_normal((m, n)), A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(n)
 
 
-@settings(max_examples=15, deadline=None)
+def _bures2x2(A, B):
+    """Squared Bures distance of 2 x 2 PSD matrices in closed form (independent of the
+    library): tr((A^1/2 B A^1/2)^1/2) = sqrt(tr(AB) + 2 sqrt(det A det B))."""
+    tr_ab = np.einsum("...ij,...ji->...", A, B)
+    root = np.sqrt(np.maximum(np.linalg.det(A) * np.linalg.det(B), 0))
+    return (np.trace(A, axis1=-2, axis2=-1) + np.trace(B, axis1=-2, axis2=-1)
+            - 2 * np.sqrt(tr_ab + 2 * root))
+
+
+def _exhaustive_2d(alpha, X, Y):
+    """The exact minimum over O(2): a grid over rotations and reflections, refined."""
+    from scipy.optimize import minimize_scalar
+
+    (mx, cx), (my, cy) = X, Y
+
+    def d2(theta, refl):
+        theta = np.atleast_1d(theta)
+        c, s = np.cos(theta), np.sin(theta)
+        T = np.stack([np.stack([c, -refl * s], -1), np.stack([s, refl * c], -1)], -2)
+        mean = np.sum((mx[None] - my[None] @ T) ** 2, axis=-1)  # (grid, m)
+        cov = _bures2x2(cx[None], np.swapaxes(T, 1, 2)[:, None] @ cy[None] @ T[:, None])
+        return np.mean(alpha * mean + (2 - alpha) * cov, axis=1)
+
+    grid = np.linspace(0, 2 * np.pi, 2000, endpoint=False)
+    step = grid[1]
+    best = np.inf
+    for refl in (1.0, -1.0):
+        vals = d2(grid, refl)
+        for i in np.argsort(vals)[:4]:
+            r = minimize_scalar(lambda t, refl=refl: d2(t, refl)[0], method="bounded",
+                                bounds=(grid[i] - step, grid[i] + step),
+                                options={"xatol": 1e-12})
+            best = min(best, r.fun, vals[i])
+    return np.sqrt(max(best, 0.0))
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(seed=seeds, alpha=st.sampled_from([0.5, 1.0, 1.5]))
 def test_gaussian_stochastic_bound_and_symmetry(seed, alpha):
+    """The law d(a) >= sqrt((1 - a/2) d(0)^2 + (a/2) d(2)^2) holds for the exact minima; it
+    failed (seed 10023) because the fit stopped in a local optimum for d(0) (1.890 instead
+    of 1.658): the fit must reach the exhaustive minimum over O(2) for every alpha."""
     rng = np.random.default_rng(seed)
     X, Y = _gauss(rng), _gauss(rng)
-
-    def d(a, x, y):  # several restarts: the fit is non-convex
-        return min(GaussianStochasticMetric(a).fit_score(x, y),
-                   GaussianStochasticMetric(a, init="rand", n_restarts=4, seed=1).fit_score(x, y))
-
-    d0, d2, da = d(0.0, X, Y), d(2.0, X, Y), d(alpha, X, Y)
-    assert da >= np.sqrt((1 - alpha / 2) * d0**2 + (alpha / 2) * d2**2) - 1e-4
-    assert abs(da - d(alpha, Y, X)) < 1e-3 * max(1.0, da)
+    exact = {a: _exhaustive_2d(a, X, Y) for a in (0.0, 2.0, alpha)}
+    fitted = {a: GaussianStochasticMetric(a).fit_score(X, Y) for a in exact}
+    for a in exact:
+        assert abs(fitted[a] - exact[a]) < 1e-6, (a, fitted[a], exact[a])
+    for d in (exact, fitted):
+        assert d[alpha] >= np.sqrt((1 - alpha / 2) * d[0.0]**2 + (alpha / 2) * d[2.0]**2) - 1e-6
+    assert abs(fitted[alpha] - GaussianStochasticMetric(alpha).fit_score(Y, X)) < 1e-6
     Q = _orth(rng, 2)
     rot = (X[0] @ Q, Q.T @ X[1] @ Q)
-    assert d(alpha, X, rot) < 1e-4
+    assert GaussianStochasticMetric(alpha).fit_score(X, rot) < 1e-6
+
+
+def test_gaussian_law_example_that_failed():
+    """seed 10023: exact minima 1.65824 (alpha 0), 1.89615 (1), 2.05507 (2); netrep's fit
+    gives 1.890 and 1.990 for alpha 0 and 1."""
+    rng = np.random.default_rng(10023)
+    X, Y = _gauss(rng), _gauss(rng)
+    for a, want in ((0.0, 1.6582403773), (1.0, 1.8961478991), (2.0, 2.0550723885)):
+        assert _exhaustive_2d(a, X, Y) == pytest.approx(want, abs=1e-8)
+        assert GaussianStochasticMetric(a).fit_score(X, Y) == pytest.approx(want, abs=1e-8)

@@ -13,9 +13,9 @@ from rsatoolbox.rdm.compare import _tau_a as rsa_tau_a
 from scipy.stats import rankdata
 
 from neuroalign.compare import compare_rdms
-from neuroalign.compare._compare_rdms import _sort_ties, _tau_a, rank_average
+from neuroalign.compare._ranks import _sort_ties, _tau_a, rank_average
 
-SETTINGS = settings(max_examples=40, deadline=None)
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -115,7 +115,7 @@ def test_torch_key_sort_order_and_ties_are_exact(seed, kind, n):
     """The 31-bit int32 keys sorted by torch (long rows), forced on short rows."""
     from unittest import mock
 
-    import neuroalign.compare._compare_rdms as cr
+    import neuroalign.compare._ranks as cr
 
     v = _vector(np.random.default_rng(seed), kind, n)
     with mock.patch.object(cr, "_TORCH_SORT_MIN", 1):

@@ -197,13 +197,20 @@ def test_compare_torch_ranking_equals_numpy(rdm_stacks, method):
 def test_compare_nan_entries_are_left_out(rdm_stacks):
     a, b = rdm_stacks
     a, bn = a.copy(), b.copy()
-    a[:, 0, 1] = a[:, 1, 0] = np.nan
-    bn[:, 0, 1] = bn[:, 1, 0] = np.nan
-    ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(bn), method="spearman")
+    for i, j in ((0, 1), (2, 7), (3, 4)):
+        a[:, i, j] = a[:, j, i] = np.nan
+        bn[:, i, j] = bn[:, j, i] = np.nan
+    ra, rb = rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(bn)
     # a NaN on one side only leaves that entry out of both
-    np.testing.assert_allclose(compare_rdms(a, b, "spearman"), ref, rtol=RTOL)
-    with pytest.raises(ValueError, match="NaN dissimilarities"):
-        compare_rdms(a, b, "bures")
+    for ours, theirs in (("spearman", "spearman"), ("pearson", "corr"), ("tau_a", "tau-a"),
+                         ("cosine_cov", "cosine_cov"), ("pearson_cov", "corr_cov")):
+        ref = rsatoolbox.rdm.compare(ra, rb, method=theirs)
+        np.testing.assert_allclose(compare_rdms(a, b, ours), ref, rtol=1e-10, atol=1e-12)
+    # the covariance weighting with missing pairs is a double-centring: it differs from the
+    # complete comparison and from dropping the entries from the plain cosine
+    full = compare_rdms(rdm_stacks[0], b, "cosine_cov")
+    assert np.abs(compare_rdms(a, b, "cosine_cov") - full).max() > 1e-4
+    assert np.isfinite(compare_rdms(a, b, "bures")).all()
 
 
 def test_compare_dataarrays_join_on_stimulus_id():
@@ -234,3 +241,94 @@ def test_compare_errors(rdm_stacks):
         compare_rdms(a, np.ones(45), "pearson")
     with pytest.raises(ValueError, match="infinite"):
         compare_rdms(a, np.full(45, np.inf), "pearson")
+
+
+# ------------------------------------------------------ noise-weighted RDMs, more inputs
+@pytest.mark.parametrize("kind", ["full", "diagonal", "shrinkage"])
+def test_mahalanobis_precisions_match_rsatoolbox(X, kind):
+    rng = np.random.default_rng(11)
+    if kind == "full":
+        A = rng.standard_normal((30, 30))
+        P = np.linalg.inv(A @ A.T / 30 + 0.5 * np.eye(30))
+    elif kind == "diagonal":
+        P = np.diag(rng.uniform(0.2, 5.0, 30))
+    else:  # rsatoolbox's own shrinkage estimate from residuals
+        resid = rng.standard_normal((40, 30)) @ rng.standard_normal((30, 30)) * 0.3
+        P = rsatoolbox.data.noise.prec_from_residuals(resid)
+    ref = _rsa_rdm(X, "mahalanobis", noise=P)
+    ours = rdm(X, "mahalanobis", noise=P).values
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rdm(torch.from_numpy(X), "mahalanobis", noise=P).values, ref,
+                               rtol=1e-10, atol=1e-12)
+    if kind == "diagonal":  # the diagonal alone is accepted
+        np.testing.assert_allclose(rdm(X, "mahalanobis", noise=np.diag(P)).values, ref,
+                                   rtol=1e-10, atol=1e-12)
+    # identity precision: rsatoolbox's "euclidean" (squared, / p)
+    np.testing.assert_allclose(rdm(X, "mahalanobis", noise=np.eye(30)).values,
+                               _rsa_rdm(X, "euclidean"), rtol=1e-10, atol=1e-12)
+
+
+def test_poisson_with_zero_counts_matches_rsatoolbox():
+    rng = np.random.default_rng(12)
+    X = rng.poisson(0.7, (12, 40)).astype(float)  # many zeros
+    X[3] = 0.0  # a silent stimulus
+    ref = _rsa_rdm(X, "poisson")
+    np.testing.assert_allclose(rdm(X, "poisson").values, ref, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(rdm(torch.from_numpy(X), "poisson").values, ref, rtol=1e-10,
+                               atol=1e-14)
+    # rates, not counts: the rsatoolbox prior (x + 0.1) / 1.1 is in the data's units
+    Xr = rng.gamma(2.0, 1.5, (12, 40))
+    np.testing.assert_allclose(rdm(Xr, "poisson").values, _rsa_rdm(Xr, "poisson"), rtol=1e-10)
+
+
+def test_crossnobis_unbalanced_runs_match_rsatoolbox():
+    """Runs with different numbers of trials per condition (repeats within a run), rows in
+    any order: the fold means average the trials, as rsatoolbox's average_dataset_by."""
+    rng = np.random.default_rng(13)
+    n_cond, p = 5, 12
+    signal = rng.standard_normal((n_cond, p))
+    cond = np.r_[np.arange(5), np.arange(5), 2, np.arange(5), 0, 0, 4]
+    runs = np.r_[[0] * 5, [1] * 5, 1, [2] * 5, 2, 2, 2]
+    Y = signal[cond] + rng.standard_normal((len(cond), p))
+    perm = rng.permutation(len(cond))
+    cond, runs, Y = cond[perm], runs[perm], Y[perm]
+    A = rng.standard_normal((p, p))
+    P = np.linalg.inv(A @ A.T / p + np.eye(p))
+    ds = rsatoolbox.data.Dataset(Y, obs_descriptors={"cond": cond, "run": runs})
+    for noise in (None, P):
+        ref = rsatoolbox.rdm.calc_rdm(ds, method="crossnobis", descriptor="cond",
+                                      cv_descriptor="run", noise=noise)
+        ours = rdm(Y, "crossnobis", conditions=cond, runs=runs, noise=noise)
+        order = np.argsort(ours.coords["stimulus_id_i"].values.astype(int))
+        np.testing.assert_allclose(ours.values[order][:, order], ref.get_matrices()[0],
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric, power", [("correlation", 0), ("euclidean", 1),
+                                           ("sqeuclidean", 2), ("crossnobis", 2)])
+@pytest.mark.parametrize("factor", [1e-13, 1e6])
+def test_rdm_units(X, metric, power, factor):
+    """RDMs scale as documented (correlation: not at all; euclidean: as the data; squared
+    metrics: as its square), on numpy and torch."""
+    kw = {}
+    if metric == "crossnobis":
+        kw = {"conditions": np.tile(np.arange(6), 2), "runs": np.repeat([0, 1], 6)}
+    base = rdm(X, metric, **kw).values
+    for data in (X * factor, torch.from_numpy(X * factor)):
+        np.testing.assert_allclose(rdm(data, metric, **kw).values, base * factor**power,
+                                   rtol=1e-9, atol=1e-12 * factor**power)
+    P = np.diag(np.linspace(1, 2, 30))
+    np.testing.assert_allclose(rdm(X * factor, "mahalanobis", noise=P / factor**2).values,
+                               rdm(X, "mahalanobis", noise=P).values, rtol=1e-9)
+
+
+def test_correlation_rdm_constant_patterns_in_any_units(X):
+    """A pattern constant across channels (to rounding) has no correlation: the error names
+    it in any units; a pattern with real variation in tiny units is fine."""
+    for factor in (1e-13, 1.0, 1e8):
+        Z = X * factor
+        Z[4] = 0.1 * factor  # constant, with the rounding of 0.1
+        with pytest.raises(ValueError, match="1 pattern\\(s\\) are constant across channels "
+                                             "\\(rows \\[4\\]\\)"):
+            rdm(Z, "correlation")
+    np.testing.assert_allclose(rdm(X * 1e-13).values, rdm(X).values, rtol=1e-10, atol=1e-13)

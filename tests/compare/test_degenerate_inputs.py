@@ -1,0 +1,116 @@
+"""Units, constant and NaN inputs: a number only where the comparison is defined, the same
+number in any units, a named error otherwise."""
+
+import warnings
+
+import numpy as np
+import pytest
+import rsatoolbox
+import torch
+
+from neuroalign.compare import COMPARE_METHODS, cka, compare_rdms, rdm, rsa_noise_ceiling
+
+
+@pytest.fixture
+def rdms():
+    rng = np.random.default_rng(0)
+    a = np.stack([rdm(rng.standard_normal((9, 6))).values for _ in range(3)])
+    b = np.stack([rdm(rng.standard_normal((9, 6)), "sqeuclidean").values for _ in range(2)])
+    return a, b
+
+
+@pytest.mark.parametrize("method", COMPARE_METHODS)
+@pytest.mark.parametrize("factor", [1e-13, 1e6])
+def test_compare_rdms_does_not_depend_on_units(rdms, method, factor):
+    a, b = rdms
+    np.testing.assert_allclose(compare_rdms(a * factor, b, method), compare_rdms(a, b, method),
+                               rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("value", [0.3, 0.1, 1 / 3, 7.7, 1e-13 / 3])
+def test_constant_rdm_has_no_correlation(rdms, value):
+    """A constant RDM (whose centring leaves only rounding) raises for pearson and
+    spearman: it used to give ~4e-16. rho-a and tau-a are defined (0)."""
+    _, b = rdms
+    const = np.full(36, value)
+    for method in ("pearson", "spearman", "pearson_cov"):
+        with pytest.raises(ValueError, match="'a' in compare_rdms\\(\\): an RDM with zero norm"):
+            compare_rdms(const, b, method)
+        with pytest.raises(ValueError, match="'b' in compare_rdms\\(\\): an RDM with zero norm"):
+            compare_rdms(b, const, method)
+    for method in ("rho_a", "tau_a"):
+        np.testing.assert_array_equal(compare_rdms(const, b, method), 0.0)
+    # a constant RDM has a second moment (equidistant stimuli): cosine_cov is defined
+    ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(const[None]), rsatoolbox.rdm.RDMs(b),
+                                 method="cosine_cov")[0]
+    np.testing.assert_allclose(compare_rdms(const, b, "cosine_cov"), ref, rtol=1e-10)
+
+
+def test_other_undefined_comparisons_raise(rdms):
+    _, b = rdms
+    with pytest.raises(ValueError, match="'a' in compare_rdms\\(\\): an RDM with zero norm"):
+        compare_rdms(np.zeros(36), b, "cosine")
+    for method in ("cosine_cov", "pearson_cov", "bures"):  # G = 0
+        with pytest.raises(ValueError, match="'a' in compare_rdms\\(\\)"):
+            compare_rdms(np.zeros(36), b, method)
+    gap = np.zeros(36)  # with missing pairs
+    gap[[0, 5]] = np.nan
+    with pytest.raises(ValueError, match="'a' in compare_rdms\\(\\)"):
+        compare_rdms(gap, b, "cosine_cov")
+    negative = -b[0][np.triu_indices(9, 1)]  # tr G < 0 (e.g. crossnobis): no square root
+    with pytest.raises(ValueError, match="'a' in compare_rdms\\(\\)"):
+        compare_rdms(negative, b, "bures")
+
+
+def test_noise_ceiling_with_a_constant_subject_raises_cleanly(rdms):
+    a, _ = rdms
+    data = a.copy()
+    data[1] = 0.5
+    np.fill_diagonal(data[1], 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division-by-zero warning on the way
+        with pytest.raises(ValueError, match="an RDM with zero norm"):
+            rsa_noise_ceiling(data, "pearson")
+
+
+def _kornblith_linear(X, Y):
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    return np.linalg.norm(Xc.T @ Yc) ** 2 / (np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc))
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_does_not_depend_on_units(kernel, debiased):
+    """Kernels of data in tiny units underflowed (1e-100: 'centred kernel is zero')."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20, 6))
+    Y = X @ rng.standard_normal((6, 30)) + rng.standard_normal((20, 30))
+    base = cka(X, Y, kernel, debiased)
+    for factor in (1e-13, 1e-100, 1e6, 1e100):
+        assert cka(X * factor, Y, kernel, debiased) == pytest.approx(base, rel=1e-10)
+        assert cka(torch.from_numpy(X * factor), Y / factor, kernel, debiased) == pytest.approx(
+            base, rel=1e-10)
+
+
+def test_cka_rank_deficient_and_constant_inputs():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((25, 4))
+    Xr = np.c_[X[:, :2], 2 * X[:, :2], X[:, :1] - X[:, 1:2]]  # 5 channels, rank 2
+    Y = rng.standard_normal((25, 40))  # more channels than stimuli
+    assert cka(Xr, Y) == pytest.approx(_kornblith_linear(Xr, Y), rel=1e-10)
+    assert cka(Xr * 1e-13, Y * 1e6) == pytest.approx(_kornblith_linear(Xr, Y), rel=1e-10)
+    # constant over stimuli up to rounding: no CKA of rounding noise (it gave ~1e-33)
+    C = np.zeros((25, 3)) + np.array([0.3, 0.1 + 0.7, 1 / 3])
+    with pytest.raises(ValueError, match="'X' in cka\\(\\): its centred kernel is zero"):
+        cka(C, Y)
+    with pytest.raises(ValueError, match="'Y' in cka\\(\\): its centred kernel is zero"):
+        cka(Y, C * 1e-13, debiased=True)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_cka_constant_channel_changes_nothing(kernel):
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((40, 5)), rng.standard_normal((40, 7))
+    Xk = np.c_[X, np.full(40, 1e12 / 3)]  # centring leaves rounding of ~1e-4
+    assert cka(Xk, Y, kernel) == pytest.approx(cka(X, Y, kernel), rel=1e-12)
+    assert cka(Xk, Y, kernel, True) == pytest.approx(cka(X, Y, kernel, True), rel=1e-12)
