@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["resolve_device", "cache_dir", "read_recipe", "thread_limits", "max_threads",
-           "require_torch", "torch_installed", "TORCH_INSTALL"]
+           "limit_this_thread", "require_torch", "torch_installed", "TORCH_INSTALL"]
 
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -113,14 +113,10 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # -- thread limits -----------------------------------------------------------------------------
-_THREADS: dict[str, Any] = {
-    "lock": threading.RLock(),
-    "blas": [],  # limits of the active thread_limits blocks that cover BLAS/OpenMP
-    "torch": [],  # ... and torch's intra-op pool
-    "limiter": None,  # threadpoolctl limiter holding the settings found on entry
-    "controller": None,
-    "torch_found": None,  # torch's thread count found on entry
-}
+# OpenMP runtimes and torch (built with OpenMP) keep one thread count per thread; BLAS
+# libraries (OpenBLAS with pthreads, MKL, BLIS) one per process, which threadpoolctl lets one
+# Python thread at a time control. Each block sets and restores its limits in its own thread.
+_LOCAL = threading.local()  # .limits: the limits of this thread's active blocks
 
 
 def _cores() -> int:
@@ -131,58 +127,47 @@ def _cores() -> int:
 
 
 def max_threads() -> int:
-    """Threads neuroalign may use now: the tightest active :func:`thread_limits`, else the
-    cores this process may run on. Worker pools size themselves by it."""
-    with _THREADS["lock"]:
-        limits = _THREADS["blas"] + _THREADS["torch"]
-        return min([_cores(), *limits])
+    """Threads neuroalign may use now in this thread: the tightest active
+    :func:`thread_limits`, else the cores this process may run on. Worker pools size
+    themselves by it."""
+    return min([_cores(), *getattr(_LOCAL, "limits", [])])
 
 
-def _apply_limits() -> None:
-    """Set BLAS/OpenMP and torch to the tightest active limits, or restore what was found."""
-    st = _THREADS
-    if st["blas"]:
-        if st["controller"] is None:
-            from threadpoolctl import ThreadpoolController
+def limit_this_thread(n_threads: int) -> None:
+    """Limit OpenMP and torch (if imported) in the calling thread for the rest of its life,
+    e.g. in the initializer of a worker pool whose threads end with the pool."""
+    from threadpoolctl import threadpool_limits
 
-            st["controller"] = ThreadpoolController()
-            st["limiter"] = st["controller"].limit(limits=min(st["blas"]))
-        else:
-            st["controller"].limit(limits=min(st["blas"]))
-    elif st["limiter"] is not None:
-        st["limiter"].restore_original_limits()
-        st["limiter"] = st["controller"] = None
+    threadpool_limits(limits=n_threads, user_api="openmp")
     torch = sys.modules.get("torch")  # never imported here
-    if st["torch"] and torch is not None:
-        if st["torch_found"] is None:
-            st["torch_found"] = torch.get_num_threads()
-        torch.set_num_threads(min(st["torch"]))
-    elif not st["torch"] and st["torch_found"] is not None:
-        if torch is not None:
-            torch.set_num_threads(st["torch_found"])
-        st["torch_found"] = None
+    if torch is not None:
+        torch.set_num_threads(n_threads)
+    _LOCAL.limits = [n_threads]
 
 
 @contextlib.contextmanager
 def thread_limits(n_threads: int | None, *, blas: bool = True, torch: bool = True) -> Iterator[int]:
     """Limit the threads used inside the block; everything is restored on exit.
 
-    Limits the BLAS and OpenMP thread pools (numpy, scipy, scikit-learn, through
-    threadpoolctl), torch's intra-op pool when torch is already imported (it is never
-    imported here), and the worker pools neuroalign starts itself (e.g. the rank sorts of
+    Limits the BLAS and OpenMP pools (numpy, scipy, scikit-learn; through threadpoolctl),
+    torch's intra-op pool (when torch is already imported; it is never imported here), and
+    the worker pools neuroalign starts itself (e.g. the rank sorts of
     :func:`neuroalign.compare.compare_rdms`), which size themselves so that workers times
-    BLAS threads never exceed the limit.
+    their threads never exceed the limit. Blocks nest (an inner block never raises an outer
+    limit); the settings found on entry are restored on exit, also by an exception.
 
-    Blocks nest and may run in several threads at once: the tightest active limit applies,
-    and the settings found before the first block are restored when the last one exits,
-    also when it exits with an exception.
+    OpenMP and torch keep one setting per thread, so a block limits the thread that enters
+    it; BLAS keeps one per process, which threadpoolctl lets one Python thread at a time
+    control: enter blocks from the thread that runs the work.
 
     Parameters
     ----------
     n_threads : int or None
         Maximum number of threads; ``None`` changes nothing.
-    blas, torch : bool
-        Which pools to limit (both by default).
+    blas : bool
+        Limit the BLAS and OpenMP pools.
+    torch : bool
+        Limit torch's intra-op pool.
 
     Yields
     ------
@@ -192,8 +177,9 @@ def thread_limits(n_threads: int | None, *, blas: bool = True, torch: bool = Tru
     Examples
     --------
     >>> import neuroalign
-    >>> with neuroalign.thread_limits(1):
-    ...     pass  # BLAS, torch and neuroalign's own pools use one thread here
+    >>> with neuroalign.thread_limits(1) as n:
+    ...     print(n)  # BLAS, torch and neuroalign's own pools use one thread here
+    1
     """
     if n_threads is None:
         yield max_threads()
@@ -203,22 +189,26 @@ def thread_limits(n_threads: int | None, *, blas: bool = True, torch: bool = Tru
             f"Invalid value for 'n_threads' in thread_limits(): {n_threads!r}. Expected a "
             "positive integer or None."
         )
-    st = _THREADS
-    keys = [k for k, on in (("blas", blas), ("torch", torch)) if on]
-    with st["lock"]:
-        for k in keys:
-            st[k].append(n_threads)
-        try:
-            _apply_limits()
-        except BaseException:
-            for k in keys:
-                st[k].remove(n_threads)
-            _apply_limits()
-            raise
+    n = min(n_threads, max_threads())
+    torch_mod = sys.modules.get("torch") if torch else None
+    # read before the OpenMP limit, which torch's count follows
+    torch_found = torch_mod.get_num_threads() if torch_mod is not None else None
+    local = _LOCAL.__dict__.setdefault("limits", [])
+    local.append(n)
+    limiter = None
     try:
-        yield max_threads()
+        if blas:
+            from threadpoolctl import threadpool_limits
+
+            limiter = threadpool_limits(limits=n)
+        if torch_mod is not None:
+            torch_mod.set_num_threads(n)
+        yield n
     finally:
-        with st["lock"]:
-            for k in keys:
-                st[k].remove(n_threads)
-            _apply_limits()
+        try:
+            if limiter is not None:
+                limiter.restore_original_limits()
+            if torch_found is not None:
+                torch_mod.set_num_threads(torch_found)
+        finally:
+            local.pop()

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from neuroalign._config import max_threads, thread_limits
+from neuroalign._config import limit_this_thread, max_threads, thread_limits
 
 __all__ = ["rank_average"]
 
@@ -33,15 +33,16 @@ def _rows_parallel(func, n_rows: int, size: int) -> None:
     the GIL).
 
     The pool has at most :func:`neuroalign._config.max_threads` workers (the cores, or the
-    limit of an active :func:`neuroalign.thread_limits` block), and while it runs, BLAS and
-    torch get ``max_threads() // workers`` threads each, so workers times their threads
-    never exceed the limit.
+    limit of an active :func:`neuroalign.thread_limits` block), and while it runs, BLAS,
+    OpenMP and torch get ``max_threads() // workers`` threads in each worker, so workers
+    times their threads never exceed the limit.
     """
     limit = max_threads()
     workers = min(limit, n_rows)
     if workers > 1 and size >= _PARALLEL_MIN:
-        with thread_limits(max(1, limit // workers)), \
-                ThreadPoolExecutor(max_workers=workers) as pool:
+        each = max(1, limit // workers)
+        with thread_limits(each), ThreadPoolExecutor(
+                max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
             list(pool.map(func, range(n_rows)))
     else:
         for r in range(n_rows):
