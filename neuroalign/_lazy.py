@@ -10,6 +10,7 @@ variable ``EAGER_IMPORT=1`` imports everything at once (to find import errors).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 
 import lazy_loader
@@ -36,6 +37,9 @@ def attach(package: str, names: Mapping[str, Iterable[str]], *, submodules: Iter
                                            submod_attrs={k: list(v) for k, v in names.items()})
     needs_torch = frozenset(torch_names)
 
+    def __dir__() -> list[str]:  # what is loaded already, and what can be
+        return sorted(set(sys.modules[package].__dict__) | set(dir_()))
+
     def __getattr__(name: str):
         if name in needs_torch:
             from neuroalign._config import require_torch, torch_installed
@@ -44,4 +48,4 @@ def attach(package: str, names: Mapping[str, Iterable[str]], *, submodules: Iter
                 require_torch(f"{package}.{name}")
         return getattr_(name)
 
-    return __getattr__, dir_
+    return __getattr__, __dir__

@@ -10,9 +10,8 @@ def ridge_backend(request, monkeypatch):
     if request.param == "torch":
         pytest.importorskip("torch")
         import neuroalign.encoders._solvers as solvers
-        from neuroalign.encoders._backend import TorchOps
-
         from neuroalign._config import thread_limits
+        from neuroalign.encoders._backend import TorchOps
 
         monkeypatch.setattr(solvers, "compute_backend", lambda *arrays: TorchOps("cpu"))
         # one torch thread: its OpenMP threads spin for long on a loaded machine
