@@ -126,3 +126,19 @@ print(json.dumps({"torch": "torch" in sys.modules, "gpu_driver": _cuda_possible(
 """
     out, _ = run_child(code, env={"OMP_NUM_THREADS": "1"})
     assert out["torch"] is (True if out["gpu_driver"] else False)
+
+
+def test_core_requirements_match_pyproject_and_leave_torch_out():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    core = [ln.strip() for ln in (ROOT / "requirements-core.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert core and len(core) == len(set(core))
+    assert set(core) <= set(deps), set(core) - set(deps)
+    names = {c.split(">")[0].split("[")[0].lower() for c in core}
+    assert not names & {"torch", "torchvision", "open_clip_torch", "diffusers", "transformers"}
+    # and it is what the README tells users to run
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -r requirements-core.txt` then `pip install --no-deps -e .`" in readme
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in readme
