@@ -20,8 +20,8 @@ _DEVICES = ("auto", "cpu", "cuda")
 
 #: How to install PyTorch, named by every error about it being missing.
 TORCH_INSTALL = (
-    "pip install torch torchvision (CPU-only wheels, about 1 GB instead of 6 GB: pip install "
-    "torch torchvision --index-url https://download.pytorch.org/whl/cpu)"
+    "pip install torch torchvision (or PyTorch's CPU-only wheels, without its 4.6 GB of CUDA "
+    "libraries: pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu)"
 )
 
 

@@ -101,6 +101,8 @@ expect_import_error("decoders", lambda: neuroalign.decoders.EmbeddingDecoder)
 expect_import_error("routing", lambda: neuroalign.encoders.AttentionRoutingEncoder)
 expect_import_error("cuda_ridge", lambda: RidgeEncoder(device="cuda").fit(np.ones((5, 2)), np.ones((5, 1))))
 expect_import_error("cuda_rdm", lambda: neuroalign.compare.rdm(np.eye(4), device="cuda"))
+from neuroalign.datasets import simulate
+expect_import_error("simulate", lambda: simulate(NSD_ROOT + "-sim"))
 out["auto"] = resolve_device("auto")
 out["errors"] = errors
 out["torch_loaded"] = "torch" in sys.modules
@@ -132,7 +134,8 @@ def test_core_without_torch_gives_the_same_numbers(tmp_path):
     for key, what in (("features", "neuroalign.features.extract"),
                       ("decoders", "neuroalign.decoders.EmbeddingDecoder"),
                       ("routing", "neuroalign.encoders.AttentionRoutingEncoder"),
-                      ("cuda_ridge", "device='cuda'"), ("cuda_rdm", "device='cuda'")):
+                      ("cuda_ridge", "device='cuda'"), ("cuda_rdm", "device='cuda'"),
+                      ("simulate", "neuroalign.datasets.simulate()")):
         msg = child["errors"][key]
         assert msg is not None, f"{key}: no ImportError without torch"
         assert msg.startswith(f"{what} needs PyTorch, which is not installed"), msg
