@@ -150,6 +150,10 @@ class _Prep:
         """-> (targets centred and scaled to unit variance, in ``dtype``; float64 means; sds;
         mask of finite columns). Worked in float64 a block of rows at a time, so no float64
         copy of the whole batch is held."""
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite columns: flagged
+            return self._targets(Yb, dtype)
+
+    def _targets(self, Yb, dtype):
         ops = self.ops
         n = Yb.shape[0]
         ym = _colsum64(Yb, ops) / max(n, 1) if self.fit_intercept else ops.zeros(

@@ -123,3 +123,17 @@ def test_encoder_on_cpu_passes_numpy_to_the_core(monkeypatch):
         RidgeEncoder(alphas=ALPHAS, device=device).fit(X.astype(np.float32), Y)
     if not torch.cuda.is_available():
         assert seen == [(np.ndarray, np.ndarray)] * 2
+
+
+def test_non_finite_targets_raise_without_numpy_warnings():
+    import warnings
+
+    from neuroalign.exceptions import DataFormatError
+
+    X, Y = make(30, 4, seed=7)
+    Y[3, 1], Y[5, 2] = np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataFormatError, match=r"'Y' holds NaN or infinite values in 2 "
+                                                  r"target columns 1, 2\."):
+            ridge_cv(X, Y, ALPHAS, [(np.arange(20), np.arange(20, 30))])
