@@ -20,22 +20,27 @@ def make(n, p, t=15, seed=0):
     return X, Y
 
 
+@pytest.fixture
 def torch_cpu(monkeypatch):
+    """A callable that switches the core to torch for CPU tensors (one torch thread: its
+    OpenMP threads spin for long on a loaded machine)."""
     import neuroalign.encoders._backend as backend
+    from neuroalign._config import thread_limits
 
-    monkeypatch.setattr(backend, "TORCH_ON_CPU", True)
+    with thread_limits(1, blas=False):
+        yield lambda: monkeypatch.setattr(backend, "TORCH_ON_CPU", True)
 
 
 @pytest.mark.parametrize("cv", ["primal", "dual", "loo"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_numpy_and_torch_agree_in_float64(cv, fit_intercept, seed, monkeypatch):
+def test_numpy_and_torch_agree_in_float64(cv, fit_intercept, seed, torch_cpu):
     X, Y = make(60, 25 if cv != "dual" else 90, seed=seed)
     folds = "loo" if cv == "loo" else cv_folds(np.arange(len(X)).astype(str), 4)
     form = None if cv == "loo" else cv
     kw = dict(fit_intercept=fit_intercept, form=form, refit=True, n_targets_batch=7)
     a = ridge_cv(X, Y, ALPHAS, folds, **kw)
-    torch_cpu(monkeypatch)
+    torch_cpu()
     b = ridge_cv(torch.from_numpy(X), torch.from_numpy(Y), ALPHAS, folds, **kw)
     assert isinstance(a.coef, np.ndarray) and torch.is_tensor(b.coef)
     assert a.form == b.form == ("loo" if cv == "loo" else cv)
@@ -59,13 +64,13 @@ def test_numpy_and_torch_agree_in_float64(cv, fit_intercept, seed, monkeypatch):
 
 
 @pytest.mark.parametrize("cv", ["primal", "dual", "loo"])
-def test_numpy_and_torch_agree_in_float32(cv, monkeypatch):
+def test_numpy_and_torch_agree_in_float32(cv, torch_cpu):
     X, Y = make(80, 20 if cv != "dual" else 120, t=40, seed=3)
     folds = "loo" if cv == "loo" else cv_folds(np.arange(len(X)).astype(str), 5)
     form = None if cv == "loo" else cv
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
     a = ridge_cv(X32, Y32, ALPHAS, folds, form=form, refit=True)
-    torch_cpu(monkeypatch)
+    torch_cpu()
     b = ridge_cv(torch.from_numpy(X32), torch.from_numpy(Y32), ALPHAS, folds, form=form,
                  refit=True)
     assert a.coef.dtype == np.float32 and b.coef.dtype == torch.float32
