@@ -1,22 +1,71 @@
-"""Configuration shared by the subpackages: device resolution, cache locations, recipe files."""
+"""Configuration shared by the subpackages: device resolution, thread limits, optional
+dependencies, cache locations, recipe files."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import sys
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resolve_device", "cache_dir", "read_recipe"]
+__all__ = ["resolve_device", "cache_dir", "read_recipe", "thread_limits", "max_threads",
+           "limit_this_thread", "require_torch", "torch_installed", "TORCH_INSTALL"]
 
 _DEVICES = ("auto", "cpu", "cuda")
+
+#: How to install PyTorch, named by every error about it being missing.
+TORCH_INSTALL = (
+    "pip install torch torchvision (or PyTorch's CPU-only wheels, without its 4.6 GB of CUDA "
+    "libraries: pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu)"
+)
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported, without importing it."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"] is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_torch(what: str):
+    """Import and return :mod:`torch`; an :class:`ImportError` naming ``what`` needs it and
+    how to install it otherwise."""
+    try:
+        import torch
+    except ImportError as err:
+        raise ImportError(
+            f"{what} needs PyTorch, which is not installed ({err}). Install it with "
+            f"{TORCH_INSTALL}. The store, the dataset adapters, compare and the ridge "
+            "encoders work without it."
+        ) from err
+    return torch
+
+
+def _cuda_possible() -> bool:
+    """False when this machine certainly has no CUDA (or ROCm) device, decided without
+    importing torch: on Linux a GPU needs its kernel driver, which shows in /proc or /dev
+    (WSL2: /dev/dxg). Elsewhere, True (torch is asked)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    marks = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+    return any(os.path.exists(m) for m in marks)
 
 
 def resolve_device(device: str | None = "auto") -> str:
     """Resolve ``"auto"`` to ``"cuda"`` when a CUDA device is present, else ``"cpu"``.
 
     Any explicit torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``) is returned
-    unchanged after a check that CUDA is present when asked for.
+    unchanged after a check that CUDA is present when asked for. ``"auto"`` does not import
+    torch when it is not installed or when the machine has no GPU driver; ``"cuda"``
+    without torch raises an :class:`ImportError` that says how to install it.
     """
     if device is None:
         device = "auto"
@@ -28,12 +77,10 @@ def resolve_device(device: str | None = "auto") -> str:
         )
     if device == "cpu":
         return "cpu"
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        if device == "auto":
-            return "cpu"
-        raise
+    if device == "auto" and (not torch_installed() or (
+            "torch" not in sys.modules and not _cuda_possible())):
+        return "cpu"  # decided without importing torch
+    torch = require_torch(f"device={device!r}")
     has_cuda = torch.cuda.is_available()
     if device == "auto":
         return "cuda" if has_cuda else "cpu"
@@ -63,3 +110,105 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise DataFormatError(f"{path}: not a valid TOML recipe (not valid TOML: {err}).") from err
+
+
+# -- thread limits -----------------------------------------------------------------------------
+# OpenMP runtimes and torch (built with OpenMP) keep one thread count per thread; BLAS
+# libraries (OpenBLAS with pthreads, MKL, BLIS) one per process, which threadpoolctl lets one
+# Python thread at a time control. Each block sets and restores its limits in its own thread.
+_LOCAL = threading.local()  # .limits: the limits of this thread's active blocks
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def max_threads() -> int:
+    """Threads neuroalign may use now in this thread: the tightest active
+    :func:`thread_limits`, else the cores this process may run on. Worker pools size
+    themselves by it."""
+    return min([_cores(), *getattr(_LOCAL, "limits", [])])
+
+
+def limit_this_thread(n_threads: int) -> None:
+    """Limit OpenMP and torch (if imported) in the calling thread for the rest of its life,
+    e.g. in the initializer of a worker pool whose threads end with the pool."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n_threads, user_api="openmp")
+    torch = sys.modules.get("torch")  # never imported here
+    if torch is not None:
+        torch.set_num_threads(n_threads)
+    _LOCAL.limits = [n_threads]
+
+
+@contextlib.contextmanager
+def thread_limits(n_threads: int | None, *, blas: bool = True, torch: bool = True) -> Iterator[int]:
+    """Limit the threads used inside the block; everything is restored on exit.
+
+    Limits the BLAS and OpenMP pools (numpy, scipy, scikit-learn; through threadpoolctl),
+    torch's intra-op pool (when torch is already imported; it is never imported here), and
+    the worker pools neuroalign starts itself (e.g. the rank sorts of
+    :func:`neuroalign.compare.compare_rdms`), which size themselves so that workers times
+    their threads never exceed the limit. Blocks nest (an inner block never raises an outer
+    limit); the settings found on entry are restored on exit, also by an exception.
+
+    OpenMP and torch keep one setting per thread, so a block limits the thread that enters
+    it; BLAS keeps one per process, which threadpoolctl lets one Python thread at a time
+    control: enter blocks from the thread that runs the work.
+
+    Parameters
+    ----------
+    n_threads : int or None
+        Maximum number of threads; ``None`` changes nothing.
+    blas : bool
+        Limit the BLAS and OpenMP pools.
+    torch : bool
+        Limit torch's intra-op pool.
+
+    Yields
+    ------
+    int
+        The limit in force inside the block.
+
+    Examples
+    --------
+    >>> import neuroalign
+    >>> with neuroalign.thread_limits(1) as n:
+    ...     print(n)  # BLAS, torch and neuroalign's own pools use one thread here
+    1
+    """
+    if n_threads is None:
+        yield max_threads()
+        return
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(
+            f"Invalid value for 'n_threads' in thread_limits(): {n_threads!r}. Expected a "
+            "positive integer or None."
+        )
+    n = min(n_threads, max_threads())
+    torch_mod = sys.modules.get("torch") if torch else None
+    # read before the OpenMP limit, which torch's count follows
+    torch_found = torch_mod.get_num_threads() if torch_mod is not None else None
+    local = _LOCAL.__dict__.setdefault("limits", [])
+    local.append(n)
+    limiter = None
+    try:
+        if blas:
+            from threadpoolctl import threadpool_limits
+
+            limiter = threadpool_limits(limits=n)
+        if torch_mod is not None:
+            torch_mod.set_num_threads(n)
+        yield n
+    finally:
+        try:
+            if limiter is not None:
+                limiter.restore_original_limits()
+            if torch_found is not None:
+                torch_mod.set_num_threads(torch_found)
+        finally:
+            local.pop()

@@ -3,32 +3,24 @@
 Conventions are named explicitly because the reference libraries disagree (see
 :func:`rdm` for the RDM metrics, :func:`compare_rdms` for RDM comparisons, :func:`cka`
 for the kernel choices, :class:`ShapeMetric` for the generalised shape metrics).
+
+Names are imported from their modules on first use (:mod:`neuroalign._lazy`); torch is
+used only for ``device=`` or torch tensor inputs.
 """
 
-from neuroalign.compare._cka import CKA, cka
-from neuroalign.compare._compare_rdms import COMPARE_METHODS, compare_rdms
-from neuroalign.compare._plots import plot_mds, plot_model_scores, plot_rdms, plot_timecourse
-from neuroalign.compare._rdm import RDM_DIMS, RDM_METRICS, rdm
-from neuroalign.compare._rsa import (
-    data_rdms,
-    pool_rdms,
-    pseudo_subjects,
-    rsa,
-    rsa_noise_ceiling,
-)
-from neuroalign.compare._shape import (
-    ShapeMetric,
-    distance_matrix,
-    mds,
-    partial_whiten,
-    shape_distance,
-)
-from neuroalign.compare._stochastic import (
-    EnergyStochasticMetric,
-    GaussianStochasticMetric,
-    sq_bures,
-)
-from neuroalign.compare._timecourse import rsa_timecourse
+from neuroalign._lazy import attach
+
+_NAMES = {
+    "_cka": ["CKA", "cka"],
+    "_compare_rdms": ["COMPARE_METHODS", "compare_rdms"],
+    "_plots": ["plot_mds", "plot_model_scores", "plot_rdms", "plot_timecourse"],
+    "_rdm": ["RDM_DIMS", "RDM_METRICS", "rdm"],
+    "_rsa": ["data_rdms", "pool_rdms", "pseudo_subjects", "rsa", "rsa_noise_ceiling"],
+    "_shape": ["ShapeMetric", "distance_matrix", "mds", "partial_whiten", "shape_distance"],
+    "_stochastic": ["EnergyStochasticMetric", "GaussianStochasticMetric", "sq_bures"],
+    "_timecourse": ["rsa_timecourse"],
+}
+__getattr__, __dir__ = attach(__name__, _NAMES)
 
 __all__ = [
     "rdm",

@@ -7,28 +7,42 @@ values to integer keys (see :func:`_sort_ties`), which is much faster than ``np.
 
 from __future__ import annotations
 
-import os
-import threading
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from neuroalign._config import limit_this_thread, max_threads, thread_limits
 
 __all__ = ["rank_average"]
 
 _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 
-try:  # scipy's O(n log n) discordant-pair count (private; public fallback below)
-    from scipy.stats._stats import _kendall_dis
-except ImportError:  # pragma: no cover - depends on the scipy version
-    _kendall_dis = None
+
+def _kendall_dis():
+    """scipy's O(n log n) discordant-pair count (private; ``None``: public fallback)."""
+    try:
+        from scipy.stats._stats import _kendall_dis as dis
+    except ImportError:  # pragma: no cover - depends on the scipy version
+        return None
+    return dis
 
 
 def _rows_parallel(func, n_rows: int, size: int) -> None:
     """Run ``func(r)`` for every row, in threads when rows are long (numpy sorts release
-    the GIL)."""
-    workers = min(os.cpu_count() or 1, n_rows)
+    the GIL).
+
+    The pool has at most :func:`neuroalign._config.max_threads` workers (the cores, or the
+    limit of an active :func:`neuroalign.thread_limits` block), and while it runs, BLAS,
+    OpenMP and torch get ``max_threads() // workers`` threads in each worker, so workers
+    times their threads never exceed the limit.
+    """
+    limit = max_threads()
+    workers = min(limit, n_rows)
     if workers > 1 and size >= _PARALLEL_MIN:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        each = max(1, limit // workers)
+        with thread_limits(each), ThreadPoolExecutor(
+                max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
             list(pool.map(func, range(n_rows)))
     else:
         for r in range(n_rows):
@@ -49,50 +63,35 @@ _TORCH_SORT_MIN = 1 << 15  # rows at least this long are sorted by torch's radix
 _TORCH_KEY_BITS = 31  # int32 keys: four 8-bit radix passes
 _RESORT_MAX = 1 / 16  # share of elements in out-of-order shared keys above which the
 # 31-bit keys give way to 64-bit keys, and those to a plain argsort
-_torch_state = {"lock": threading.Lock(), "active": 0, "outer": 1}
-_torch_mod = None  # torch once imported, False when it is unavailable
 
 
 def _get_torch():
-    global _torch_mod
-    if _torch_mod is None:
-        try:
-            import torch
+    """torch when the process has already imported it, else ``False``.
 
-            _torch_mod = torch
-        except Exception:  # pragma: no cover - torch is a core dependency
-            _torch_mod = False
-    return _torch_mod
+    Never imported here: with numpy 2's vectorised sorts the packed 64-bit keys sort as fast
+    as torch's radix sort or faster (5e4 to 5e6 entries, 2 cores), which does not pay for
+    the second or so that importing torch takes.
+    """
+    torch = sys.modules.get("torch")
+    return torch if torch is not None else False
 
 
 def _torch_argsort_int32(key: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``(sorted keys, stable order)`` of int32 keys by ``torch.sort`` with one thread.
 
     On CPU torch sorts 1-D integer tensors of at least 32768 entries with a stable
-    key-value radix sort (fbgemm), which on this hardware is several times faster than
-    ``np.sort``; with int32 keys it needs four passes and returns the permutation itself,
-    so no index has to be packed into the keys. Its OpenMP threads spin against the
-    caller's threads (``_rows_parallel``) and are much slower on a loaded machine, so the
-    calling thread sorts with one thread; the thread count is restored afterwards, to the
-    value seen outside all concurrent calls (a thread started meanwhile would otherwise
-    inherit the temporary 1). ``None`` when torch is unavailable.
+    key-value radix sort (fbgemm); with int32 keys it needs four passes and returns the permutation itself, so no index has to be
+    packed into the keys. Used only when torch is already imported. Its OpenMP threads
+    spin against the caller's threads (``_rows_parallel``) and are much slower on a loaded
+    machine, so the sort runs with one torch thread (:func:`neuroalign.thread_limits`,
+    which restores the setting found outside all concurrent calls). ``None`` when torch is
+    not imported.
     """
     torch = _get_torch()
     if not torch:
         return None
-    st = _torch_state
-    with st["lock"]:
-        if st["active"] == 0:
-            st["outer"] = torch.get_num_threads()
-        restore = st["outer"]
-        st["active"] += 1
-        torch.set_num_threads(1)
-    try:
+    with thread_limits(1, blas=False):
         srt, idx = torch.sort(torch.from_numpy(key), stable=True)
-    finally:
-        with st["lock"]:
-            st["active"] -= 1
-            torch.set_num_threads(restore)
     return srt.numpy(), idx.numpy()
 
 
@@ -106,7 +105,7 @@ def _sort_ties(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (float subtraction, product and floor are all non-decreasing, so ``x_i <= x_j`` implies
     ``key_i <= key_j``) and the keys are sorted, which is much faster than ``np.argsort``
     of the floats. Long rows use 31-bit int32 keys and torch's radix sort, which returns the
-    permutation (:func:`_torch_argsort_int32`); otherwise (or without torch) the key is
+    permutation (:func:`_torch_argsort_int32`), when torch is already imported; otherwise the key is
     shifted left to make room for the element index, which fills the low bits, and one
     ``np.sort`` of the packed 64-bit keys carries the permutation along (43-bit keys for 2
     million entries). Values closer than the key resolution (``(max - min) / 2**31`` or
@@ -255,11 +254,12 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = a.shape[1]
     tot = n * (n - 1) // 2
     out = np.empty((len(a), len(b)))
+    kendall_dis = _kendall_dis()
     for j, bv in enumerate(b):
         xb, order_b, xtie = _dense_sorted(bv)
 
         def one(i: int, j=j, xb=xb, order_b=order_b, xtie=xtie) -> None:
-            if _kendall_dis is None:  # pragma: no cover - public fallback through tau-b
+            if kendall_dis is None:  # pragma: no cover - public fallback through tau-b
                 import scipy.stats
 
                 ytie = _dense_sorted(a[i])[2]
@@ -276,7 +276,7 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             else:  # rank the row of a taken in the order of b: y in the order of x
                 ys, _, ytie = _dense_sorted(a[i][order_b])
                 ntie = 0
-            dis = int(_kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
+            dis = int(kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
             out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
 
         _rows_parallel(one, len(a), n)

@@ -12,31 +12,27 @@ encoder-guided generation and the decoding metrics of the field.
 - :mod:`neuroalign.decoders.metrics`: PixCorr, SSIM, 2-way identification, correlation
   distance, top-1 retrieval (REFERENCES.md §B); :func:`check_reconstructions` judges them
   against chance and against the input a refinement started from.
+
+Decoding needs PyTorch: names are imported from their modules on first use
+(:mod:`neuroalign._lazy`), and without torch that first use raises an :class:`ImportError`
+that says how to install it.
 """
 
-from neuroalign.decoders import metrics
-from neuroalign.decoders._embedding import EmbeddingDecoder, brain_matrix, retrieve, target_matrix
-from neuroalign.decoders._encoder import (
-    DifferentiableRidgeEncoder,
-    PooledFeatureExtractor,
-    ridge_fit,
-)
-from neuroalign.decoders._guided import BrainGuidedGenerator, GuidedResult, resolve_target
-from neuroalign.decoders._recipes import run_decode_recipe, run_generate, save_grid
-from neuroalign.decoders._reconstruct import (
-    MODES,
-    ReconstructionResult,
-    Reconstructor,
-    load_pipeline,
-)
-from neuroalign.decoders._stimuli import store_images
-from neuroalign.decoders._tiny import (
-    EmbeddingDiffusionPipeline,
-    ImageEmbedder,
-    tiny_pipeline,
-    train_tiny_pipeline,
-)
-from neuroalign.decoders._verdict import ReconstructionCheck, check_reconstructions
+from neuroalign._lazy import attach
+
+_NAMES = {
+    "_embedding": ["EmbeddingDecoder", "brain_matrix", "retrieve", "target_matrix"],
+    "_encoder": ["DifferentiableRidgeEncoder", "PooledFeatureExtractor", "ridge_fit"],
+    "_guided": ["BrainGuidedGenerator", "GuidedResult", "resolve_target"],
+    "_recipes": ["run_decode_recipe", "run_generate", "save_grid"],
+    "_reconstruct": ["MODES", "ReconstructionResult", "Reconstructor", "load_pipeline"],
+    "_stimuli": ["store_images"],
+    "_tiny": ["EmbeddingDiffusionPipeline", "ImageEmbedder", "tiny_pipeline",
+              "train_tiny_pipeline"],
+    "_verdict": ["ReconstructionCheck", "check_reconstructions"],
+}
+__getattr__, __dir__ = attach(__name__, _NAMES, submodules=["metrics"],
+                              torch_names=["metrics", *(n for v in _NAMES.values() for n in v)])
 
 __all__ = [
     "metrics",

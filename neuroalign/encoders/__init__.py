@@ -4,30 +4,34 @@ Ridge with a cross-validated alpha per neuroid (:class:`RidgeEncoder`), banded r
 several feature spaces (:class:`BandedRidgeEncoder`), layer sweeps (:class:`LayerSweep`),
 FIR delays and time-resolved fits, the attention-routing encoder, and scoring
 (Pearson r, R², ceiling normalisation, permutation tests with FDR, bootstrap CIs).
+
+Names are imported from their modules on first use (:mod:`neuroalign._lazy`): importing
+this package does not import torch, scikit-learn or himalaya.
 """
 
-from neuroalign.encoders._banded import BandedRidgeEncoder, variance_partitioning
-from neuroalign.encoders._ridge import RidgeEncoder
-from neuroalign.encoders._routing import AttentionRoutingEncoder
-from neuroalign.encoders._scoring import (
-    bootstrap_roi,
-    ceiling_normalise,
-    fdr_bh,
-    pearson_r,
-    permutation_test,
-    r2_score,
-    roi_summary,
-)
-from neuroalign.encoders._solvers import ridge_cv, ridge_refit
-from neuroalign.encoders._sweep import LayerSweep, layer_table
-from neuroalign.encoders._temporal import (
-    Delayer,
-    FIREncoder,
-    TimeResolvedEncoder,
-    block_folds,
-    make_delays,
-)
-from neuroalign.encoders._truth_features import simulated_truth_features, simulated_truth_tokens
+from neuroalign._lazy import attach
+
+_NAMES = {
+    "_banded": ["BandedRidgeEncoder", "variance_partitioning"],
+    "_ridge": ["RidgeEncoder"],
+    "_routing": ["AttentionRoutingEncoder"],
+    "_scoring": [
+        "bootstrap_roi",
+        "ceiling_normalise",
+        "fdr_bh",
+        "pearson_r",
+        "permutation_test",
+        "r2_score",
+        "roi_summary",
+    ],
+    "_solvers": ["ridge_cv", "ridge_refit"],
+    "_sweep": ["LayerSweep", "layer_table"],
+    "_temporal": ["Delayer", "FIREncoder", "TimeResolvedEncoder", "block_folds", "make_delays"],
+    "_truth_features": ["simulated_truth_features", "simulated_truth_tokens"],
+}
+__getattr__, __dir__ = attach(__name__, _NAMES,
+                              torch_names=["AttentionRoutingEncoder", "simulated_truth_features",
+                                           "simulated_truth_tokens"])
 
 __all__ = [
     "RidgeEncoder",

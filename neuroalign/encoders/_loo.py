@@ -6,10 +6,11 @@ that it has already centred and scaled (float64).
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import math
 
-from neuroalign.encoders._solvers import _CONSTANT_FOLD, eig_gram
+import numpy as np
+
+from neuroalign.encoders._solvers import _CONSTANT_FOLD
 
 __all__ = ["LooSolver"]
 
@@ -19,32 +20,36 @@ class LooSolver:
 
     ``n <= p``: ``looe = c / d`` with ``c = G^-1 y``, ``d = diag(G^-1)`` from the Gram matrix
     ``X X^T = Q S Q^T`` (scikit-learn's ``gram`` mode); otherwise from ``X^T X = V S V^T``
-    (``cov`` mode). Both handle the intercept as scikit-learn does.
+    (``cov`` mode). Both handle the intercept as scikit-learn does. ``ops`` is the array
+    backend (:mod:`neuroalign.encoders._backend`) of ``Xw64``.
     """
 
-    def __init__(self, Xw64: torch.Tensor, fit_intercept: bool) -> None:
+    def __init__(self, Xw64, fit_intercept: bool, ops) -> None:
+        self.ops = ops
         n, p = Xw64.shape
         self.n = n
         self.fit_intercept = fit_intercept
         self.gram = n <= p
-        ones = torch.ones(n, dtype=torch.float64, device=Xw64.device)
+        ones = ops.ones(n, ops.float64)
         if self.gram:
-            self.s, self.Q = eig_gram(Xw64 @ Xw64.T)
+            s, Q = ops.eigh(Xw64 @ Xw64.T)
+            self.Q = ops.asarray(Q)
             self.Q2 = self.Q ** 2
             self.Qt1 = self.Q.T @ ones
         else:
-            self.s, V = eig_gram(Xw64.T @ Xw64)
-            self.XV = Xw64 @ V
+            s, V = ops.eigh(Xw64.T @ Xw64)
+            self.XV = Xw64 @ ops.asarray(V)
             self.XV2 = self.XV ** 2
             self.XVt1 = self.XV.T @ ones
-        self.s = self.s.to(Xw64.device)
+        self.s = ops.asarray(s)
 
-    def errors(self, Yw: torch.Tensor, alphas: np.ndarray):
+    def errors(self, Yw, alphas: np.ndarray):
         """-> (mean squared LOO error, LOO R²), each (n_alphas, n_targets), target units = 1."""
+        ops = self.ops
         n = self.n
         sst = ((Yw - Yw.mean(0)) ** 2).sum(0)
-        mse = torch.zeros((len(alphas), Yw.shape[1]), dtype=torch.float64, device=Yw.device)
-        r2 = torch.zeros_like(mse)
+        mse = ops.zeros((len(alphas), Yw.shape[1]), ops.float64)
+        r2 = ops.zeros((len(alphas), Yw.shape[1]), ops.float64)
         proj = self.Q.T @ Yw if self.gram else self.XV.T @ Yw
         for a, alpha in enumerate(alphas):
             D = 1.0 / (self.s + float(alpha))
@@ -60,5 +65,5 @@ class LooSolver:
                     d = d - (1.0 - self.XV @ (D * self.XVt1)) / n
             sse = ((c / d[:, None]) ** 2).sum(0)
             mse[a] = sse / n
-            r2[a] = torch.where(sst > _CONSTANT_FOLD * n, 1.0 - sse / sst, torch.nan)
+            r2[a] = ops.where(sst > _CONSTANT_FOLD * n, 1.0 - sse / sst, math.nan)
         return mse, r2

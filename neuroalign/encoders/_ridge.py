@@ -5,13 +5,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 import xarray as xr
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign.encoders._backend import dtype_name, to_numpy
 from neuroalign.encoders._data import (
     Aligned,
     align,
@@ -97,7 +97,9 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     fit_intercept : bool
         Fit an unpenalised intercept per neuroid.
     device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``. On the CPU the fit runs on numpy and
+        needs no torch; on a GPU it runs with torch. ``"auto"`` picks a GPU when there is
+        one (without importing torch when the machine has no GPU driver).
     form : {"auto", "primal", "dual"}
         Which Gram matrix to decompose; ``"auto"`` picks the smaller one. Same answer.
     n_targets_batch : int
@@ -160,7 +162,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         self.relative_alphas = relative_alphas
 
     # -- helpers -----------------------------------------------------------------------
-    def _validate(self) -> tuple[np.ndarray, str, torch.dtype]:
+    def _validate(self) -> tuple[np.ndarray, str, np.dtype]:
         name = type(self).__name__
         alphas = check_alphas(self.alphas, func=name)
         check_option(self.form, FORM_OPTIONS, name="form", func=name)
@@ -168,22 +170,38 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         check_option(self.dtype, ("float32", "float64"), name="dtype", func=name)
         check_positive_int(self.n_targets_batch, name="n_targets_batch", func=name)
         check_option(self._relative(), (True, False), name="relative_alphas", func=name)
-        return alphas, resolve_device(self.device), getattr(torch, self.dtype)
+        return alphas, resolve_device(self.device), np.dtype(self.dtype)
 
     def _relative(self) -> bool:
         # subclasses whose __init__ predates the parameter get the default
         return getattr(self, "relative_alphas", True)
 
-    def _tensor(self, arr: np.ndarray, device: str, dtype) -> torch.Tensor:
-        np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    def _array(self, arr: np.ndarray, device: str, dtype):
+        """Data for the ridge core in ``dtype`` (numpy dtype, torch dtype or name): a numpy
+        array on CPU (solved with numpy, torch is not imported), a torch tensor on a GPU."""
+        np_dtype = np.dtype(dtype_name(dtype))
+        out = np.ascontiguousarray(arr, dtype=np_dtype)
+        if device == "cpu":
+            return out
+        from neuroalign._config import require_torch
+
+        return require_torch(f"device={device!r}").from_numpy(out).to(device)
+
+    def _tensor(self, arr: np.ndarray, device: str, dtype):
+        """The data as a torch tensor on ``device`` in ``dtype`` (for torch-based callers;
+        the encoders themselves use :meth:`_array`)."""
+        from neuroalign._config import require_torch
+
+        torch = require_torch(f"{type(self).__name__} with torch tensors")
+        np_dtype = np.dtype(dtype_name(dtype))
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np_dtype)).to(device)
 
-    def _input_tensor(self, arr: np.ndarray, device: str, dtype) -> torch.Tensor:
+    def _input_array(self, arr: np.ndarray, device: str, dtype):
         """Data as given when it is float64 (centred and scaled in float64 by the solver
         before the cast to ``dtype``), else in ``dtype``."""
         if np.asarray(arr).dtype == np.float64:
-            return torch.from_numpy(np.ascontiguousarray(arr)).to(device)
-        return self._tensor(arr, device, dtype)
+            return self._array(arr, device, np.float64)
+        return self._array(arr, device, dtype)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -241,8 +259,8 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     def _fit_arrays(self, X, Y, folds, alphas, device, dtype) -> dict[str, np.ndarray]:
         """Fit on arrays (valid neuroids only) -> dict of numpy results."""
         form = None if self.form == "auto" else self.form
-        Xt = self._input_tensor(X, device, dtype)
-        Yt = self._input_tensor(Y, device, dtype)
+        Xt = self._input_array(X, device, dtype)
+        Yt = self._input_array(Y, device, dtype)
         cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
                          n_targets_batch=self.n_targets_batch, progress=_batch_bar, refit=True,
                          relative_alphas=self._relative(), dtype=dtype)
@@ -250,8 +268,8 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         log.info("ridge fit: %d samples, %d features, %d neuroids, %s form", X.shape[0],
                  X.shape[1], Y.shape[1], cvres.form)
         return {
-            "coef": coef.cpu().numpy(),
-            "intercept": intercept.cpu().numpy(),
+            "coef": to_numpy(coef),
+            "intercept": to_numpy(intercept),
             "best_alphas": cvres.best_alphas,
             "cv_scores": cvres.cv_scores,
             "form": cvres.form,

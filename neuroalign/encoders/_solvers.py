@@ -20,6 +20,12 @@ With ``folds="loo"`` the leave-one-out form is used, as in scikit-learn's
 ``RidgeCV(alpha_per_target=True)`` (its ``gram`` form for ``n <= p``, its ``cov`` form
 otherwise, in float64): one eigendecomposition gives every leave-one-out residual in
 closed form.
+
+Backends: numpy arrays, and torch tensors on the CPU, are solved with numpy (and the
+BLAS/LAPACK it links; torch is not imported for numpy input); torch tensors on a GPU are
+solved with torch there. Results come back in the kind of the input (torch tensors for
+torch input) and agree to rounding. The code is written once against
+:mod:`neuroalign.encoders._backend`.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
 from neuroalign._validation import format_list
+from neuroalign.encoders._backend import backend_for, compute_backend, dtype_name, like_input
 from neuroalign.encoders._data import check_finite
 from neuroalign.exceptions import DataFormatError
 
@@ -48,7 +55,8 @@ _CONSTANT_FOLD = 1e-12
 
 @dataclass
 class RidgeCVResult:
-    """What a cross-validated ridge fit returns (all numpy, on CPU, except the weights).
+    """What a cross-validated ridge fit returns (all numpy, on CPU, except the weights,
+    which are of the input's kind: numpy arrays, or torch tensors on the input's device).
 
     Attributes
     ----------
@@ -66,7 +74,7 @@ class RidgeCVResult:
         Mean over folds of the validation R².
     form : str
         ``"primal"`` or ``"dual"`` (``"loo"`` for leave-one-out).
-    coef, intercept : torch.Tensor or None
+    coef, intercept : ndarray, torch.Tensor or None
         With ``refit=True``: weights (n_features, n_targets) and intercepts in the data's
         units, ``Y ≈ X @ coef + intercept``.
     alpha_scale : float
@@ -82,8 +90,8 @@ class RidgeCVResult:
     cv_mse: np.ndarray
     cv_r2: np.ndarray
     form: str
-    coef: torch.Tensor | None = None
-    intercept: torch.Tensor | None = None
+    coef: Any = None
+    intercept: Any = None
     alpha_scale: float = 1.0
     x_offset: np.ndarray | None = None
     y_offset: np.ndarray | None = None
@@ -94,19 +102,16 @@ def choose_form(n_samples: int, n_features: int) -> str:
     return "primal" if n_features <= n_samples else "dual"
 
 
-def eig_gram(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def eig_gram(G) -> tuple[Any, Any]:
     """Eigendecomposition of a symmetric PSD Gram matrix in float64, eigenvalues clipped at 0.
 
-    On CPU LAPACK is called through numpy (faster than torch's path here); on GPU, torch.
+    numpy arrays through numpy's LAPACK; torch tensors through numpy on CPU (faster than
+    torch's path there) and torch on GPU.
     """
-    if G.device.type == "cpu":
-        s, V = np.linalg.eigh(G.double().numpy())
-        return torch.from_numpy(s).clamp_min(0.0), torch.from_numpy(V)
-    s, V = torch.linalg.eigh(G.double())
-    return s.clamp_min(0.0), V
+    return backend_for(G).eigh(G)
 
 
-def feature_scale(X: torch.Tensor, fit_intercept: bool = True) -> float:
+def feature_scale(X, fit_intercept: bool = True) -> float:
     """Mean variance of the (centred) features, ``trace(Xc^T Xc) / (n p)``, in float64.
 
     1 for z-scored features; the unit of relative alphas. 1 if the features are constant.
@@ -117,52 +122,60 @@ def feature_scale(X: torch.Tensor, fit_intercept: bool = True) -> float:
 _ROWS = 1024  # rows per float64 block
 
 
-def _colsum64(T: torch.Tensor) -> torch.Tensor:
+def _colsum64(T, ops) -> Any:
     """Column sums accumulated in float64, a block of rows at a time."""
-    out = torch.zeros(T.shape[1], dtype=torch.float64, device=T.device)
+    out = ops.zeros(T.shape[1], ops.float64)
     for r in range(0, T.shape[0], _ROWS):
-        out += T[r:r + _ROWS].to(torch.float64).sum(0)
+        out += ops.cast(T[r:r + _ROWS], ops.float64).sum(0)
     return out
 
 
 class _Prep:
     """Centring and rescaling in float64 (see the module docstring)."""
 
-    def __init__(self, X: torch.Tensor, fit_intercept: bool) -> None:
-        Xw = X.to(torch.float64, copy=True)  # never modifies the caller's data
+    def __init__(self, X, fit_intercept: bool, ops: Any = None) -> None:
+        self.ops = ops = ops or backend_for(X)
+        X = ops.asarray(X)
+        Xw = ops.cast(X, ops.float64, copy=True)  # never modifies the caller's data
         n, p = Xw.shape
         self.fit_intercept = fit_intercept
-        self.x_mean = Xw.mean(0) if fit_intercept and n else torch.zeros(p, dtype=torch.float64, device=X.device)
+        self.x_mean = Xw.mean(0) if fit_intercept and n else ops.zeros(p, ops.float64)
         Xw -= self.x_mean
-        var = float(torch.linalg.vector_norm(Xw)) ** 2 / (n * p) if n * p else 0.0
+        var = ops.frobenius(Xw) ** 2 / (n * p) if n * p else 0.0
         self.feature_var = var if var > 0 and math.isfinite(var) else 1.0
         Xw /= math.sqrt(self.feature_var)
         self.Xw64 = Xw
 
-    def targets(self, Yb: torch.Tensor, dtype: torch.dtype):
+    def targets(self, Yb, dtype):
         """-> (targets centred and scaled to unit variance, in ``dtype``; float64 means; sds;
         mask of finite columns). Worked in float64 a block of rows at a time, so no float64
         copy of the whole batch is held."""
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite columns: flagged
+            return self._targets(Yb, dtype)
+
+    def _targets(self, Yb, dtype):
+        ops = self.ops
         n = Yb.shape[0]
-        ym = _colsum64(Yb) / max(n, 1) if self.fit_intercept else torch.zeros(
-            Yb.shape[1], dtype=torch.float64, device=Yb.device)
-        ss = torch.zeros_like(ym)
+        ym = _colsum64(Yb, ops) / max(n, 1) if self.fit_intercept else ops.zeros(
+            Yb.shape[1], ops.float64)
+        ss = ops.zeros(Yb.shape[1], ops.float64)
         for r in range(0, n, _ROWS):
-            ss += ((Yb[r:r + _ROWS].to(torch.float64) - ym) ** 2).sum(0)
-        sd = torch.sqrt(ss / max(n, 1))
-        finite = torch.isfinite(sd) & torch.isfinite(ym)
-        sd = torch.where(finite & (sd > 0), sd, torch.ones_like(sd))
-        out = torch.empty(Yb.shape, dtype=dtype, device=Yb.device)
+            ss += ((ops.cast(Yb[r:r + _ROWS], ops.float64) - ym) ** 2).sum(0)
+        sd = ops.sqrt(ss / max(n, 1))
+        finite = ops.isfinite(sd) & ops.isfinite(ym)
+        sd = ops.where(finite & (sd > 0), sd, 1.0)
+        out = ops.empty(Yb.shape, dtype)
         for r in range(0, n, _ROWS):
-            out[r:r + _ROWS] = ((Yb[r:r + _ROWS].to(torch.float64) - ym) / sd).to(dtype)
+            out[r:r + _ROWS] = ops.cast((ops.cast(Yb[r:r + _ROWS], ops.float64) - ym) / sd, dtype)
         return out, ym, sd, finite
 
-    def to_units(self, W: torch.Tensor, b: torch.Tensor, ym, ysd, dtype):
+    def to_units(self, W, b, ym, ysd, dtype):
         """Internal weights -> (coef, intercept) in the data's units, and the float64 offsets."""
-        coef64 = W.double() * (ysd / math.sqrt(self.feature_var))[None, :]
-        y_off = ym + ysd * b.double()
+        ops = self.ops
+        coef64 = ops.cast(W, ops.float64) * (ysd / math.sqrt(self.feature_var))[None, :]
+        y_off = ym + ysd * ops.cast(b, ops.float64)
         intercept = y_off - self.x_mean @ coef64
-        return coef64.to(dtype), intercept.to(dtype), y_off
+        return ops.cast(coef64, dtype), ops.cast(intercept, dtype), y_off
 
 
 class _PrimalFold:
@@ -173,70 +186,74 @@ class _PrimalFold:
     Fold means are computed in float64.
     """
 
-    def __init__(self, X: torch.Tensor, train, val, fit_intercept: bool) -> None:
+    def __init__(self, X, train, val, fit_intercept: bool, ops) -> None:
+        self.ops = ops
         dtype = X.dtype
         Xtr, Xva = X[train], X[val]
         self.n_train = Xtr.shape[0]
-        Xtr64 = Xtr.double()
-        xm64 = Xtr64.mean(0) if fit_intercept else torch.zeros_like(Xtr64[0])
+        Xtr64 = ops.cast(Xtr, ops.float64)
+        xm64 = Xtr64.mean(0) if fit_intercept else ops.zeros(Xtr64.shape[1], ops.float64)
         Xtr_c = Xtr64 - xm64
-        s, V = eig_gram(Xtr_c.T @ Xtr_c)
-        self.xm = xm64.to(dtype)
-        self.s = s.to(device=X.device, dtype=dtype)
-        self.V = V.to(device=X.device, dtype=dtype)
+        s, V = ops.eigh(Xtr_c.T @ Xtr_c)
+        self.xm = ops.cast(xm64, dtype)
+        self.s = ops.cast(ops.asarray(s), dtype)
+        self.V = ops.cast(ops.asarray(V), dtype)
         self.Xva = Xva
         self.XvV = (Xva - self.xm) @ self.V  # (n_val, p)
         self.val = val
         self.train = train
         self.fit_intercept = fit_intercept
 
-    def rotate(self, XtY: torch.Tensor, Yb: torch.Tensor, ysum: torch.Tensor):
+    def rotate(self, XtY, Yb, ysum):
         """-> (A, Yva centred by the training mean)."""
+        ops = self.ops
         Yva = Yb[self.val]
         if self.fit_intercept:
-            ym = ((ysum - _colsum64(Yva)) / self.n_train).to(Yb.dtype)
+            ym = ops.cast((ysum - _colsum64(Yva, ops)) / self.n_train, Yb.dtype)
         else:
-            ym = torch.zeros_like(Yb[0])
+            ym = ops.zeros(Yb.shape[1], Yb.dtype)
         C = XtY - self.Xva.T @ Yva
         if self.fit_intercept:
-            C -= self.n_train * torch.outer(self.xm, ym)
+            C -= self.n_train * ops.outer(self.xm, ym)
         return self.V.T @ C, Yva - ym
 
-    def residual(self, A: torch.Tensor, alpha: float, Yva_c: torch.Tensor, buf) -> torch.Tensor:
-        torch.div(A, (self.s + alpha)[:, None], out=buf)
-        return torch.addmm(Yva_c, self.XvV, buf, beta=-1.0)
+    def residual(self, A, alpha: float, Yva_c, buf, out):
+        self.ops.divide_into(A, (self.s + alpha)[:, None], buf)
+        return self.ops.residual_into(self.XvV, buf, Yva_c, out)
 
 
 class _DualFold:
     """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``."""
 
-    def __init__(self, X: torch.Tensor, train, val, fit_intercept: bool) -> None:
+    def __init__(self, X, train, val, fit_intercept: bool, ops) -> None:
+        self.ops = ops
         dtype = X.dtype
         Xtr, Xva = X[train], X[val]
-        Xtr64 = Xtr.double()
-        xm64 = Xtr64.mean(0) if fit_intercept else torch.zeros_like(Xtr64[0])
+        Xtr64 = ops.cast(Xtr, ops.float64)
+        xm64 = Xtr64.mean(0) if fit_intercept else ops.zeros(Xtr64.shape[1], ops.float64)
         Xtr_c64 = Xtr64 - xm64
-        s, U = eig_gram(Xtr_c64 @ Xtr_c64.T)
-        self.xm = xm64.to(dtype)
-        self.s = s.to(device=X.device, dtype=dtype)
-        self.U = U.to(device=X.device, dtype=dtype)
-        self.M = ((Xva - self.xm) @ Xtr_c64.to(dtype).T) @ self.U  # (n_val, n_train)
+        s, U = ops.eigh(Xtr_c64 @ Xtr_c64.T)
+        self.xm = ops.cast(xm64, dtype)
+        self.s = ops.cast(ops.asarray(s), dtype)
+        self.U = ops.cast(ops.asarray(U), dtype)
+        self.M = ((Xva - self.xm) @ ops.cast(Xtr_c64, dtype).T) @ self.U  # (n_val, n_train)
         self.n_train = Xtr.shape[0]
         self.val = val
         self.train = train
         self.fit_intercept = fit_intercept
 
-    def rotate(self, XtY, Yb: torch.Tensor, ysum):
+    def rotate(self, XtY, Yb, ysum):
+        ops = self.ops
         Ytr = Yb[self.train]
         if self.fit_intercept:
-            ym = (_colsum64(Ytr) / self.n_train).to(Yb.dtype)
+            ym = ops.cast(_colsum64(Ytr, ops) / self.n_train, Yb.dtype)
         else:
-            ym = torch.zeros_like(Ytr[0])
+            ym = ops.zeros(Yb.shape[1], Yb.dtype)
         return self.U.T @ (Ytr - ym), Yb[self.val] - ym
 
-    def residual(self, A, alpha: float, Yva_c, buf) -> torch.Tensor:
-        torch.div(A, (self.s + alpha)[:, None], out=buf)
-        return torch.addmm(Yva_c, self.M, buf, beta=-1.0)
+    def residual(self, A, alpha: float, Yva_c, buf, out):
+        self.ops.divide_into(A, (self.s + alpha)[:, None], buf)
+        return self.ops.residual_into(self.M, buf, Yva_c, out)
 
 
 FORMS = {"primal": _PrimalFold, "dual": _DualFold}
@@ -277,34 +294,43 @@ def _check_folds(folds, n: int) -> None:
                 )
 
 
-def _kfold_errors(solvers, Yb, XtY, ysum, alphas_int):
+def _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops):
     """-> (mean validation MSE, mean validation R²) over folds, (n_alphas, n_targets), float64."""
     n_alphas = len(alphas_int)
-    b_mse = torch.zeros((n_alphas, Yb.shape[1]), dtype=torch.float64, device=Yb.device)
-    r2_sum = torch.zeros_like(b_mse)
-    r2_n = torch.zeros(Yb.shape[1], dtype=torch.float64, device=Yb.device)
+    b_mse = ops.zeros((n_alphas, Yb.shape[1]), ops.float64)
+    r2_sum = ops.zeros((n_alphas, Yb.shape[1]), ops.float64)
+    r2_n = ops.zeros(Yb.shape[1], ops.float64)
     for solver in solvers:
         A, Yva_c = solver.rotate(XtY, Yb, ysum)
         n_val = Yva_c.shape[0]
-        sst = ((Yva_c - Yva_c.mean(0)) ** 2).sum(0).double()
+        sst = ops.cast(((Yva_c - Yva_c.mean(0)) ** 2).sum(0), ops.float64)
         defined = sst > _CONSTANT_FOLD * n_val
         r2_n += defined
-        sst = torch.where(defined, sst, torch.ones_like(sst))
-        buf = torch.empty_like(A)
+        sst = ops.where(defined, sst, 1.0)
+        buf = ops.empty(A.shape, A.dtype)
+        out = ops.empty(Yva_c.shape, Yva_c.dtype)
         for a, alpha in enumerate(alphas_int):
-            resid = solver.residual(A, float(alpha), Yva_c, buf)
-            sse = torch.linalg.vector_norm(resid, dim=0).double() ** 2
+            resid = solver.residual(A, float(alpha), Yva_c, buf, out)
+            sse = ops.sqnorm_cols(resid)
             b_mse[a] += sse / n_val
-            r2_sum[a] += torch.where(defined, 1.0 - sse / sst, torch.zeros_like(sse))
-            del resid
-        del A, Yva_c, buf
-    r2 = torch.where(r2_n > 0, r2_sum / r2_n.clamp_min(1), torch.nan)
+            r2_sum[a] += ops.where(defined, 1.0 - sse / sst, 0.0)
+        del A, Yva_c, buf, out
+    r2 = ops.where(r2_n > 0, r2_sum / ops.where(r2_n > 0, r2_n, 1.0), math.nan)
     return b_mse / len(solvers), r2
 
 
+def _work_dtype(X, dtype, ops) -> Any:
+    """The working precision: ``dtype`` (numpy/torch dtype or name), else that of ``X``
+    (float64 for integer data)."""
+    name = dtype_name(dtype) or ops.dtype_of(X)
+    if not np.issubdtype(np.dtype(name) if name != "bfloat16" else np.float32, np.floating):
+        name = "float64"
+    return ops.dtype(name)
+
+
 def ridge_cv(
-    X: torch.Tensor,
-    Y: torch.Tensor,
+    X,
+    Y,
     alphas: Sequence[float],
     folds: list[tuple[np.ndarray, np.ndarray]] | str,
     *,
@@ -314,7 +340,7 @@ def ridge_cv(
     progress=None,
     refit: bool = False,
     relative_alphas: bool = True,
-    dtype: torch.dtype | None = None,
+    dtype=None,
 ) -> RidgeCVResult:
     """Per-target alpha selection by cross-validated prediction.
 
@@ -326,11 +352,12 @@ def ridge_cv(
 
     Parameters
     ----------
-    X : torch.Tensor, shape (n_samples, n_features)
+    X : ndarray or torch.Tensor, shape (n_samples, n_features)
         Finite features (a :class:`~neuroalign.exceptions.DataFormatError` names the rows
-        and columns otherwise).
-    Y : torch.Tensor, shape (n_samples, n_targets)
-        Finite targets, on the device of ``X`` (any float dtype).
+        and columns otherwise). numpy arrays and CPU tensors are solved with numpy (torch
+        is not imported for numpy input); tensors on a GPU with torch, there.
+    Y : ndarray or torch.Tensor, shape (n_samples, n_targets)
+        Finite targets (any float dtype); moved to the backend and device of ``X``.
     alphas : sequence of float
         Positive regularisation strengths.
     folds : list of (train_index, val_index), or ``"loo"``
@@ -349,7 +376,7 @@ def ridge_cv(
         penalty applied is ``alpha * feature_scale(X)``, equal to ``alpha`` for z-scored
         features, and the choice does not depend on the units of ``X``. False: absolute
         penalties, as himalaya or scikit-learn use them on the data as given.
-    dtype : torch.dtype or None
+    dtype : numpy or torch dtype, str or None
         Working precision (default: the dtype of ``X``). Centring and scaling are done in
         float64 before the data are cast to it.
 
@@ -357,102 +384,104 @@ def ridge_cv(
     -------
     RidgeCVResult
     """
+    inputs = (X, Y)
+    ops = compute_backend(X, Y)
+    X, Y = ops.asarray(X), ops.asarray(Y)
     alphas_np = np.asarray(alphas, dtype=np.float64)
-    work = dtype or X.dtype
+    work = _work_dtype(X, dtype, ops)
     n, p = X.shape
     check_finite(X, name="X", func="ridge_cv")
     loo = isinstance(folds, str)
     if not loo:
         _check_folds(folds, n)
-    prep = _Prep(X, fit_intercept)
+    prep = _Prep(X, fit_intercept, ops)
     alpha_scale = prep.feature_var if relative_alphas else 1.0
     alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
-    Xw = prep.Xw64.to(work)
+    Xw = ops.cast(prep.Xw64, work)
     if loo:
         from neuroalign.encoders._loo import LooSolver
 
-        loo_solver = LooSolver(prep.Xw64, fit_intercept)
+        loo_solver = LooSolver(prep.Xw64, fit_intercept, ops)
         used_form, tie = "loo", "first"
     else:
         used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
-        solvers = []
-        for train, val in folds:
-            train_t = torch.as_tensor(np.asarray(train), device=X.device)
-            val_t = torch.as_tensor(np.asarray(val), device=X.device)
-            solvers.append(FORMS[used_form](Xw, train_t, val_t, fit_intercept))
+        solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops)
+                   for train, val in folds]
     del prep.Xw64
-    full = _Refit(Xw, fit_intercept, form) if refit else None
+    full = _Refit(Xw, fit_intercept, form, ops) if refit else None
     n_targets = Y.shape[1]
     n_alphas = len(alphas_np)
     mse = np.zeros((n_alphas, n_targets))
     rel = np.zeros_like(mse)
     r2 = np.zeros_like(mse)
     if refit:
-        coef = torch.zeros((p, n_targets), dtype=work, device=X.device)
-        intercept = torch.zeros(n_targets, dtype=work, device=X.device)
+        coef = ops.zeros((p, n_targets), work)
+        intercept = ops.zeros(n_targets, work)
         y_offset = np.zeros(n_targets)
     batches = list(_batches(n_targets, n_targets_batch))
     it = progress(batches) if progress is not None else batches
     for sl in it:
-        Yb, ym, ysd, finite = prep.targets(Y[:, sl], torch.float64 if loo else work)
+        Yb, ym, ysd, finite = prep.targets(Y[:, sl], ops.float64 if loo else work)
         if not bool(finite.all()):
-            bad = np.flatnonzero(~finite.cpu().numpy()) + sl.start
+            bad = np.flatnonzero(~ops.numpy(finite)) + sl.start
             raise DataFormatError(
                 f"ridge_cv: 'Y' holds NaN or infinite values in {len(bad)} target columns "
                 f"{format_list(bad, limit=10)}. Expected finite targets (leave such neuroids out)."
             )
         if loo:
             b_mse, b_r2 = loo_solver.errors(Yb, alphas_int)
-            Yb = Yb.to(work)
-        ysum = _colsum64(Yb)
+            Yb = ops.cast(Yb, work)
+        ysum = _colsum64(Yb, ops)
         need_xty = (not loo and used_form == "primal") or (refit and full.form == "primal")
         XtY = Xw.T @ Yb if need_xty else None
         if not loo:
-            b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int)
-        rel[:, sl] = b_mse.cpu().numpy()
-        mse[:, sl] = rel[:, sl] * (ysd ** 2).cpu().numpy()[None, :]
-        r2[:, sl] = b_r2.cpu().numpy()
+            b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops)
+        rel[:, sl] = ops.numpy(b_mse)
+        mse[:, sl] = rel[:, sl] * ops.numpy(ysd ** 2)[None, :]
+        r2[:, sl] = ops.numpy(b_r2)
         if refit:
             best = _select(rel[:, sl], alphas_np, tie=tie)
-            W, b = full.solve(XtY, Yb, ysum.to(work), alphas_int[best])
+            W, b = full.solve(XtY, Yb, ops.cast(ysum, work), alphas_int[best])
             coef[:, sl], intercept[sl], y_off = prep.to_units(W, b, ym, ysd, work)
-            y_offset[sl] = y_off.cpu().numpy()
+            y_offset[sl] = ops.numpy(y_off)
         del Yb, XtY
     best = _select(rel, alphas_np, tie=tie)
     cols = np.arange(n_targets)
     res = RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, used_form,
                         alpha_scale=alpha_scale)
     if refit:
-        res.coef, res.intercept = coef, intercept
-        res.x_offset, res.y_offset = prep.x_mean.cpu().numpy(), y_offset
+        res.coef, res.intercept = like_input(coef, *inputs), like_input(intercept, *inputs)
+        res.x_offset, res.y_offset = ops.numpy(prep.x_mean), y_offset
     return res
 
 
 class _Refit:
     """Full-data decomposition for the final fit with a per-target alpha."""
 
-    def __init__(self, X: torch.Tensor, fit_intercept: bool, form: str | None) -> None:
+    def __init__(self, X, fit_intercept: bool, form: str | None, ops) -> None:
+        self.ops = ops
         n, p = X.shape
         self.form = form or choose_form(n, p)
         self.n = n
-        X64 = X.double()
-        xm64 = X64.mean(0) if fit_intercept else torch.zeros_like(X64[0])
-        self.xm = xm64.to(X.dtype)
+        X64 = ops.cast(X, ops.float64)
+        xm64 = X64.mean(0) if fit_intercept else ops.zeros(p, ops.float64)
+        self.xm = ops.cast(xm64, X.dtype)
         self.fit_intercept = fit_intercept
         Xc64 = X64 - xm64
         if self.form == "primal":
-            s, V = eig_gram(Xc64.T @ Xc64)
+            s, V = ops.eigh(Xc64.T @ Xc64)
         else:
-            s, V = eig_gram(Xc64 @ Xc64.T)
-            self.Xc = Xc64.to(X.dtype)
-        self.s = s.to(device=X.device, dtype=X.dtype)
-        self.V = V.to(device=X.device, dtype=X.dtype)
+            s, V = ops.eigh(Xc64 @ Xc64.T)
+            self.Xc = ops.cast(Xc64, X.dtype)
+        self.s = ops.cast(ops.asarray(s), X.dtype)
+        self.V = ops.cast(ops.asarray(V), X.dtype)
 
     def solve(self, XtY, Yb, ysum, alphas_t: np.ndarray):
-        ym = ysum / self.n if self.fit_intercept else torch.zeros_like(ysum)
-        denom = self.s[:, None] + torch.as_tensor(alphas_t, dtype=self.s.dtype, device=self.s.device)[None, :]
+        ops = self.ops
+        ym = ysum / self.n if self.fit_intercept else ops.zeros(ysum.shape[0], ysum.dtype)
+        denom = self.s[:, None] + ops.vector(alphas_t, self.s.dtype)[None, :]
         if self.form == "primal":
-            C = XtY - self.n * torch.outer(self.xm, ym) if self.fit_intercept else XtY
+            C = XtY - self.n * ops.outer(self.xm, ym) if self.fit_intercept else XtY
             W = self.V @ ((self.V.T @ C) / denom)
         else:
             W = self.Xc.T @ (self.V @ ((self.V.T @ (Yb - ym)) / denom))
@@ -460,39 +489,45 @@ class _Refit:
 
 
 def ridge_refit(
-    X: torch.Tensor,
-    Y: torch.Tensor,
+    X,
+    Y,
     alphas_per_target: np.ndarray,
     *,
     fit_intercept: bool = True,
     form: str | None = None,
     n_targets_batch: int = 4096,
     relative_alphas: bool = True,
-    dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    dtype=None,
+):
     """Refit on all samples with each target's own alpha (as :func:`ridge_cv` reports them:
     relative to :func:`feature_scale` unless ``relative_alphas=False``).
 
+    Backends as in :func:`ridge_cv` (numpy for numpy arrays and CPU tensors, torch on a
+    GPU; results in the input's kind); ``dtype`` is a numpy or torch dtype or its name.
+
     Returns
     -------
-    coef : torch.Tensor, shape (n_features, n_targets)
-    intercept : torch.Tensor, shape (n_targets,)
+    coef : ndarray or torch.Tensor, shape (n_features, n_targets)
+    intercept : ndarray or torch.Tensor, shape (n_targets,)
     """
-    work = dtype or X.dtype
+    inputs = (X, Y)
+    ops = compute_backend(X, Y)
+    X, Y = ops.asarray(X), ops.asarray(Y)
+    work = _work_dtype(X, dtype, ops)
     check_finite(X, name="X", func="ridge_refit")
-    prep = _Prep(X, fit_intercept)
-    Xw = prep.Xw64.to(work)
+    prep = _Prep(X, fit_intercept, ops)
+    Xw = ops.cast(prep.Xw64, work)
     del prep.Xw64
-    full = _Refit(Xw, fit_intercept, form)
+    full = _Refit(Xw, fit_intercept, form, ops)
     n_targets = Y.shape[1]
-    coef = torch.zeros((X.shape[1], n_targets), dtype=work, device=X.device)
-    intercept = torch.zeros(n_targets, dtype=work, device=X.device)
+    coef = ops.zeros((X.shape[1], n_targets), work)
+    intercept = ops.zeros(n_targets, work)
     alphas_int = np.asarray(alphas_per_target, dtype=np.float64) * np.ones(n_targets)
     if not relative_alphas:
         alphas_int = alphas_int / prep.feature_var
     for sl in _batches(n_targets, n_targets_batch):
         Yb, ym, ysd, _ = prep.targets(Y[:, sl], work)
         XtY = Xw.T @ Yb if full.form == "primal" else None
-        W, b = full.solve(XtY, Yb, _colsum64(Yb).to(work), alphas_int[sl])
+        W, b = full.solve(XtY, Yb, ops.cast(_colsum64(Yb, ops), work), alphas_int[sl])
         coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
-    return coef, intercept
+    return like_input(coef, *inputs), like_input(intercept, *inputs)

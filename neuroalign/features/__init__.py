@@ -6,12 +6,23 @@ torchvision, the packaged MiniLM, or any ``torch.nn.Module``) over a
 in one pass, pools them, and returns the features Dataset (one variable per layer, dims
 ``("stimulus", "<layer>_unit")``). :func:`reduce` applies PCA (fitted on training stimuli),
 random projection or spatial pooling.
+
+Extraction needs PyTorch: names are imported from their modules on first use
+(:mod:`neuroalign._lazy`), and without torch that first use raises an :class:`ImportError`
+that says how to install it.
 """
 
-from neuroalign.features._extract import block_layers, extract, list_layers
-from neuroalign.features._reduce import reduce
-from neuroalign.features._sources import SOURCES, FeatureModel, load_model, minilm_path
-from neuroalign.features._transforms import TRANSFORM_PRESETS, ImageTransform
+from neuroalign._lazy import attach
+
+_NAMES = {
+    "_extract": ["block_layers", "extract", "list_layers"],
+    "_reduce": ["reduce"],
+    "_sources": ["SOURCES", "FeatureModel", "load_model", "minilm_path"],
+    "_transforms": ["TRANSFORM_PRESETS", "ImageTransform"],
+}
+__getattr__, __dir__ = attach(__name__, _NAMES,
+                              torch_names=["block_layers", "extract", "list_layers", "FeatureModel",
+                                           "load_model", "ImageTransform"])
 
 __all__ = [
     "extract",

@@ -145,7 +145,9 @@ def _random(x: np.ndarray, k: int, seed: int):
 
 
 def _spatial(var: xr.DataArray, name: str, grid: tuple[int, int]):
-    import torch
+    from neuroalign._config import require_torch
+
+    torch = require_torch("reduce(method='spatial')")
     import torch.nn.functional as F
 
     tok_grid = list(var.attrs.get("token_grid", []))

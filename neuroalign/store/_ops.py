@@ -7,10 +7,13 @@ store is chunked along ``neuroid`` only, so every chunk holds all presentations)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 import xarray as xr
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DimensionError, SplitLeakageError
@@ -79,6 +82,8 @@ def apply_along(
 
 
 def _group_matrix(codes: np.ndarray, n_groups: int, *, mean: bool) -> sp.csr_matrix:
+    import scipy.sparse as sp  # here, not at import: scipy.sparse is slow to import
+
     n = len(codes)
     m = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
     if mean:

@@ -8,7 +8,6 @@ a :class:`~neuroalign.exceptions.DataQualityWarning` (or an error with ``strict=
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import xarray as xr
 
 from neuroalign._validation import check_positive_int, format_list
@@ -33,6 +32,8 @@ def split_half_r(
     ds: xr.Dataset, *, n_splits: int, seed, func: str, strict: bool
 ) -> xr.DataArray:
     """Split-half correlation per neuroid (and time), averaged over random splits."""
+    import scipy.sparse as sp  # here, not at import: scipy.sparse is slow to import
+
     require_trials(ds, func)
     n_splits = check_positive_int(n_splits, name="n_splits", func=func)
     ids, codes = stimulus_codes(ds.coords["stimulus_id"].values)

@@ -12,6 +12,8 @@ from neuroalign.store import cv_folds
 from neuroalign.testing import make_store
 
 ALPHAS = np.logspace(-2, 4, 13)
+# every test here runs with the ridge core on numpy and on torch (tests/encoders/conftest.py)
+pytestmark = pytest.mark.usefixtures("ridge_backend")
 
 
 def test_matches_himalaya_on_same_folds():

@@ -10,6 +10,8 @@ from neuroalign.exceptions import DataFormatError, DataQualityWarning, StimulusM
 from neuroalign.testing import make_store
 
 ALPHAS = np.logspace(-2, 4, 7)
+# every test here runs with the ridge core on numpy and on torch (tests/encoders/conftest.py)
+pytestmark = pytest.mark.usefixtures("ridge_backend")
 
 
 def store_and_features(seed=0, n_stimuli=30, n_extra=0):

@@ -14,6 +14,8 @@ from neuroalign.encoders import RidgeEncoder, TimeResolvedEncoder, ridge_cv
 from neuroalign.store import cv_folds
 
 ALPHAS = np.logspace(-2, 5, 15)
+# every test here runs with the ridge core on numpy and on torch (tests/encoders/conftest.py)
+pytestmark = pytest.mark.usefixtures("ridge_backend")
 SEEDS = [0, 1, 2]
 
 

@@ -278,10 +278,12 @@ def simulate(
     -------
     SimulationResult
     """
+    from neuroalign._config import require_torch
     from neuroalign.store import save_store
     from neuroalign.store._io import atomic_dir
 
     check_option(format, FORMATS, name="format", func="simulate")
+    require_torch("neuroalign.datasets.simulate()")  # its ground truth is a torchvision network
     n_images = check_positive_int(n_images, name="n_images", func="simulate", minimum=4)
     n_test = check_positive_int(n_test, name="n_test", func="simulate")
     if n_test >= n_images:
