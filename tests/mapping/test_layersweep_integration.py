@@ -6,8 +6,8 @@ from neuroalign.encoders import LayerSweep, simulated_truth_features
 from neuroalign.mapping import layer_preference, summarize_by_roi
 
 
-def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd):
-    store = sim_nsd.store().load()
+def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd_large):
+    store = sim_nsd_large.store().load()
     feats = {
         "truth": simulated_truth_features(store, seed=0),
         "other": simulated_truth_features(store, ("layer1", "layer4"), seed=1),
@@ -16,11 +16,30 @@ def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd):
     pref = layer_preference(sweep)
     assert "model" in pref.dims and set(pref["model"].values) == {"truth", "other"}
     best = pref["best_layer"].sel(model="truth")
-    for roi, layer in sim_nsd.layer_of_roi().items():
+    for roi, layer in sim_nsd_large.layer_of_roi().items():
         mask = store[f"roi_{roi}"].values
         names, counts = np.unique(best.values[mask], return_counts=True)
         assert names[np.argmax(counts)] == f"truth/{layer}", roi
     # normalised depth runs 0..1 within each model, whatever its number of layers
     assert float(pref["best_depth_norm"].sel(model="other").max()) <= 1.0
     summary = summarize_by_roi(pref, store)
-    assert set(sim_nsd.layer_of_roi()) <= set(summary["roi"].values.tolist())
+    assert set(sim_nsd_large.layer_of_roi()) <= set(summary["roi"].values.tolist())
+
+
+def test_layer_preference_of_a_sweep_result_dataset(sim_nsd_large):
+    """The results Dataset of a real fit (held-out test split) goes straight into
+    layer_preference: per-layer scores on ('layer', 'neuroid')."""
+    store = sim_nsd_large.store().load()
+    feats = simulated_truth_features(store, seed=0)
+    ds = LayerSweep(cv=3, device="cpu", test_split="test").fit(feats, store).to_dataset(
+        ceiling=store.na.noise_ceiling())
+    assert ds["score"].dims == ("layer", "neuroid") and ds["score"].attrs["kind"] == "test"
+    pref = layer_preference(ds)
+    assert pref.sizes["neuroid"] == ds.sizes["neuroid"]
+    summary = summarize_by_roi(pref)
+    for roi, layer in sim_nsd_large.layer_of_roi().items():
+        assert summary["best_layer"].sel(roi=roi).item() == layer, roi
+    # the sweep's own choice (by cross-validation in the training data) agrees per ROI
+    cv_pref = summarize_by_roi(layer_preference(ds["cv_score"]))
+    for roi, layer in sim_nsd_large.layer_of_roi().items():
+        assert cv_pref["best_layer"].sel(roi=roi).item() == layer, roi
