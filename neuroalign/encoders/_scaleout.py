@@ -119,7 +119,9 @@ def distributed_ridge(encoder, data, ok, folds, alphas, *, client, result_path=N
     todo = [b for b in range(len(bounds)) if not done[b]]
     log.info("distributed ridge: %d batches, %d already done, %d to fit", len(bounds),
              len(bounds) - len(todo), len(todo))
-    X_future = client.scatter(X, broadcast=True) if todo else None
+    # hash=False: a content-hashed key would be shared with the previous fit of the same X,
+    # whose release can then drop the data under this fit ("lost dependencies")
+    X_future = client.scatter(X, broadcast=True, hash=False) if todo else None
     futures = [
         client.submit(_fit_batch, str(path), b, np.arange(*bounds[b]), X_future,
                       Y[:, bounds[b][0]:bounds[b][1]], folds, alphas, params,
