@@ -33,6 +33,14 @@ def sim_nsd_large(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sim_nsd_large_features(sim_nsd_large):
+    """The ground-truth network's features (layer1-4) of ``sim_nsd_large``'s stimuli."""
+    from neuroalign.encoders import simulated_truth_features
+
+    return simulated_truth_features(sim_nsd_large.store())
+
+
+@pytest.fixture(scope="session")
 def sim_eeg(tmp_path_factory):
     """A small simulated THINGS-EEG2 tree (SimulationResult)."""
     from neuroalign.datasets import simulate

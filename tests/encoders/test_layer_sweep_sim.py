@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 
-from neuroalign.encoders import LayerSweep, RidgeEncoder, roi_summary, simulated_truth_features
+from neuroalign.encoders import LayerSweep, RidgeEncoder, roi_summary
 from neuroalign.exceptions import StimulusMismatchError
 
 
 @pytest.fixture(scope="module")
-def sim(sim_nsd_large):
-    store = sim_nsd_large.store().load()
-    return sim_nsd_large, store, simulated_truth_features(store)
+def sim(sim_nsd_large, sim_nsd_large_features):
+    return sim_nsd_large, sim_nsd_large.store().load(), sim_nsd_large_features
 
 
 def test_sweep_recovers_true_layer_of_every_roi(sim):

@@ -42,8 +42,8 @@ def sweep_scores(sim, feats: xr.Dataset) -> xr.DataArray:
 
 
 @pytest.fixture(scope="session")
-def nsd_features(sim_nsd_large):
-    return exact_features(sim_nsd_large)
+def nsd_features(sim_nsd_large_features):
+    return sim_nsd_large_features
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,22 @@
 """layer_preference takes a real LayerSweep (neuroalign.encoders) over several models."""
 
 import numpy as np
+import xarray as xr
 
-from neuroalign.encoders import LayerSweep, simulated_truth_features
+from neuroalign.encoders import LayerSweep
 from neuroalign.mapping import layer_preference, summarize_by_roi
 
 
-def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd_large):
-    store = sim_nsd_large.store().load()
+def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd_large, sim_nsd_large_features):
+    rois = list(sim_nsd_large.layer_of_roi())
+    store = sim_nsd_large.store().load().na.roi(rois).na.average_repetitions()
+    rng = np.random.default_rng(0)
+    ids = sim_nsd_large_features["stimulus_id"].values
     feats = {
-        "truth": simulated_truth_features(store, seed=0),
-        "other": simulated_truth_features(store, ("layer1", "layer4"), seed=1),
+        "truth": sim_nsd_large_features,
+        # a second "model" of two layers that carries no signal (random features)
+        "other": xr.Dataset({n: (("stimulus", f"{n}_unit"), rng.standard_normal((len(ids), 16)))
+                             for n in ("layer1", "layer4")}, coords={"stimulus_id": ("stimulus", ids)}),
     }
     sweep = LayerSweep(cv=3, device="cpu").fit(feats, store)
     pref = layer_preference(sweep)
@@ -26,11 +32,11 @@ def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd_large):
     assert set(sim_nsd_large.layer_of_roi()) <= set(summary["roi"].values.tolist())
 
 
-def test_layer_preference_of_a_sweep_result_dataset(sim_nsd_large):
+def test_layer_preference_of_a_sweep_result_dataset(sim_nsd_large, sim_nsd_large_features):
     """The results Dataset of a real fit (held-out test split) goes straight into
     layer_preference: per-layer scores on ('layer', 'neuroid')."""
-    store = sim_nsd_large.store().load()
-    feats = simulated_truth_features(store, seed=0)
+    store = sim_nsd_large.store().load().na.roi(list(sim_nsd_large.layer_of_roi()))
+    feats = sim_nsd_large_features
     ds = LayerSweep(cv=3, device="cpu", test_split="test").fit(feats, store).to_dataset(
         ceiling=store.na.noise_ceiling())
     assert ds["score"].dims == ("layer", "neuroid") and ds["score"].attrs["kind"] == "test"
