@@ -372,7 +372,8 @@ class LayerSweep(RidgeEncoder):
                 DataQualityWarning, stacklevel=2,
             )
         out = xr.DataArray(np.asarray(best, dtype=str), dims="roi", coords={"roi": rois}, name="best_layer")
-        out.attrs["selection"] = "argmax over layers of the ROI-mean " + SELECTION[len("argmax over layers of the "):]
+        out.attrs["selection"] = ("argmax over layers of the ROI-mean cross-validated R² within the "
+                                  "fitting (training) data")
         return out
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:

@@ -111,7 +111,7 @@ def test_nan_neuroid_is_excluded_and_nan():
     tok, resp, _ = routed_data(n=120, n_tokens=8, n_vox=5, seed=4)
     bad = resp.copy()
     bad.values[7, 2] = np.nan
-    with pytest.warns(UserWarning, match="excluding 1 of 5 neuroids"):
+    with pytest.warns(UserWarning):
         enc = _quick().fit(tok, bad)
     assert not enc.valid_neuroids_[2]
     assert np.isnan(enc.cv_scores_[2]) and np.isfinite(np.delete(enc.cv_scores_, 2)).all()
