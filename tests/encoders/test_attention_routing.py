@@ -121,6 +121,3 @@ def test_nan_neuroid_is_excluded_and_nan():
     assert s.attrs["metric"] == "pearson"
     ds = enc.to_dataset()
     assert ds.sizes["neuroid"] == 4 and ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv"
-    # the valid neuroids' loss is unchanged by the excluded one: same fit as without it
-    clean = _quick().fit(tok, resp.isel(neuroid=[0, 1, 3, 4]))
-    assert np.all(np.abs(clean.cv_scores_ - np.delete(enc.cv_scores_, 2)) < 0.2)

