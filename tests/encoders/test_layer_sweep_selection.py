@@ -214,3 +214,17 @@ def test_score_and_predict_errors():
         LayerSweep(test_split="test").fit(feats, store.assign_coords(split=("presentation", ["test"] * store.sizes["presentation"])))
     with pytest.raises(ValueError, match="sample_weight is not supported"):
         sweep.score(feats, test, sample_weight=np.ones(40))
+
+
+def test_shuffled_presentations_give_the_same_sweep():
+    """Folds depend on the set of stimuli, not on the row order: a shuffled store gives the
+    same scores, alphas and layers."""
+    feats, store = sweep_data(n_neuroids=30, planted={"layer2": np.arange(15)}, seed=12)
+    a = LayerSweep(alphas=ALPHAS, test_split="test", dtype="float64", device="cpu").fit(feats, store)
+    perm = np.random.default_rng(0).permutation(store.sizes["presentation"])
+    b = LayerSweep(alphas=ALPHAS, test_split="test", dtype="float64", device="cpu").fit(
+        feats, store.isel(presentation=perm))
+    np.testing.assert_allclose(b.cv_scores_.values, a.cv_scores_.values, atol=1e-10)
+    np.testing.assert_allclose(b.test_scores_.values, a.test_scores_.values, atol=1e-10)
+    np.testing.assert_array_equal(b.best_layer_.values, a.best_layer_.values)
+    np.testing.assert_array_equal(b.best_alphas_.values, a.best_alphas_.values)
