@@ -117,6 +117,9 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         ROIs (``roi_*`` coordinates of the responses) that get their own queries; by default
         every ROI in the store. Neuroids in none of them share one "unassigned" group.
     max_epochs, batch_size, lr, weight_decay, dropout : training settings (AdamW, MSE).
+        With ``lr=1e-2`` the queries learn where the target is in 20 of 20 fits of the
+        simulated routing ROI (4 simulations x 4-8 seeds); at ``3e-3`` they mostly settle on
+        the uniform-attention (ridge-like) solution, and from ``2e-2`` training diverges.
     patience : int
         Early stopping: epochs without improvement of the validation score.
     val_fraction : float
@@ -153,7 +156,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         rois: list[str] | None = None,
         max_epochs: int = 300,
         batch_size: int = 32,
-        lr: float = 3e-3,
+        lr: float = 1e-2,
         weight_decay: float = 1e-3,
         dropout: float = 0.0,
         patience: int = 30,
