@@ -95,8 +95,14 @@ def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarr
     for k in np.unique(it):
         cols = np.flatnonzero(it == k)
         Z = np.concatenate([m.astype(np.float64) * np.sqrt(g) for m, g in zip(mats, gammas[k], strict=True)], 1)
-        res = ridge_cv(torch.from_numpy(Z), Yt[:, cols].contiguous(), alphas, folds,
-                       fit_intercept=fit_intercept)
+        # himalaya's alphas are absolute penalties on Z. Rescaled to unit mean feature
+        # variance (with the penalties rescaled alike: the same model), Z has a feature scale
+        # of 1, so the penalty is the same whether the solver takes alphas as absolute or as
+        # relative to the feature scale.
+        Zc = Z - Z.mean(0) if fit_intercept else Z
+        scale = float((Zc ** 2).mean()) or 1.0
+        res = ridge_cv(torch.from_numpy(Z / np.sqrt(scale)), Yt[:, cols].contiguous(), alphas / scale,
+                       folds, fit_intercept=fit_intercept)
         out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
     return out
 
