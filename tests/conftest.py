@@ -21,6 +21,26 @@ def sim_nsd(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sim_nsd_large(tmp_path_factory):
+    """A simulated NSD tree big enough to tell neighbouring layers apart whatever the fold
+    seed (240 images, 40 of them test, 6 sessions): for known-answer tests of layer
+    recovery. ``sim_nsd`` (90 images) cannot reliably tell hV4's and PPA's layers from
+    their neighbours."""
+    from neuroalign.datasets import simulate
+
+    root = tmp_path_factory.mktemp("sim") / "nsd-large"
+    return simulate(root, n_images=240, n_test=40, n_sessions=6, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sim_nsd_large_features(sim_nsd_large):
+    """The ground-truth network's features (layer1-4) of ``sim_nsd_large``'s stimuli."""
+    from neuroalign.encoders import simulated_truth_features
+
+    return simulated_truth_features(sim_nsd_large.store())
+
+
+@pytest.fixture(scope="session")
 def sim_eeg(tmp_path_factory):
     """A small simulated THINGS-EEG2 tree (SimulationResult)."""
     from neuroalign.datasets import simulate

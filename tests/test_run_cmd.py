@@ -224,7 +224,8 @@ def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_st
         summary = json.loads((out / "summary.json").read_text())
         assert summary["rois"], summary
         for roi, stats in summary["rois"].items():
-            assert _finite(stats["mean"]) and stats["ci95"][0] <= stats["mean"] <= stats["ci95"][1], roi
+            raw = stats["score"]
+            assert _finite(raw["value"]) and raw["ci95"][0] <= raw["value"] <= raw["ci95"][1], roi
             assert stats["n_neuroids"] > 0
         assert set(cfg["store"].get("rois", [])) <= set(summary["rois"])
         # the simulated brain carries signal: held-out predictions beat zero

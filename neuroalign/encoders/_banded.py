@@ -17,13 +17,18 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger
-from neuroalign._validation import check_option, check_positive_int
-from neuroalign.encoders._data import align, check_alphas, valid_neuroids
-from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
+from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign.encoders._canonical import order_free_folds
+from neuroalign.encoders._data import align, as_matrix, check_alphas, valid_neuroids
+from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
+from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder
 from neuroalign.encoders._scoring import SCORERS, r2_score
+from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DimensionError, NotFittedError
 
 __all__ = ["BandedRidgeEncoder", "variance_partitioning"]
+
+CONCENTRATION = (0.1, 1.0)  # himalaya's default Dirichlet concentrations
 
 log = get_logger(__name__)
 
@@ -58,6 +63,50 @@ def _to_numpy(x):
     return np.asarray(x)
 
 
+def _candidate_gammas(n_iter: int, n_spaces: int, random_state) -> np.ndarray:
+    """The space weights himalaya's random search tries (as ``GroupRidgeCV`` draws them)."""
+    from himalaya.kernel_ridge import generate_dirichlet_samples
+
+    gammas = np.asarray(generate_dirichlet_samples(n_samples=n_iter, n_kernels=n_spaces,
+                                                   concentration=list(CONCENTRATION),
+                                                   random_state=random_state), dtype=np.float64)
+    gammas[0] = 1.0 / n_spaces
+    return gammas
+
+
+def _chosen(deltas: np.ndarray, gammas: np.ndarray, alphas: np.ndarray):
+    """Candidate index and alpha index of each target from himalaya's ``deltas_``
+    (``deltas = log(gamma / alpha)`` with ``sum(gamma) = 1``)."""
+    w = np.exp(deltas.astype(np.float64))  # (n_spaces, n_targets)
+    alpha = 1.0 / w.sum(0)
+    gamma = w * alpha
+    it = np.abs(gamma.T[:, None, :] - gammas[None]).sum(-1).argmin(1)
+    ai = np.abs(np.log(alpha)[:, None] - np.log(alphas)[None]).argmin(1)
+    return it, ai
+
+
+def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarray:
+    """Mean validation R² over ``folds`` of each target at its chosen space weights and
+    alpha: the features of each space scaled by ``sqrt(gamma)``, one ridge per candidate."""
+    import torch
+
+    out = np.full(Y.shape[1], np.nan)
+    Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
+    for k in np.unique(it):
+        cols = np.flatnonzero(it == k)
+        Z = np.concatenate([m.astype(np.float64) * np.sqrt(g) for m, g in zip(mats, gammas[k], strict=True)], 1)
+        # himalaya's alphas are absolute penalties on Z. Rescaled to unit mean feature
+        # variance (with the penalties rescaled alike: the same model), Z has a feature scale
+        # of 1, so the penalty is the same whether the solver takes alphas as absolute or as
+        # relative to the feature scale.
+        Zc = Z - Z.mean(0) if fit_intercept else Z
+        scale = float((Zc ** 2).mean()) or 1.0
+        res = ridge_cv(torch.from_numpy(Z / np.sqrt(scale)), Yt[:, cols].contiguous(), alphas / scale,
+                       folds, fit_intercept=fit_intercept)
+        out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
+    return out
+
+
 class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     """Banded ridge over several feature spaces (one regularisation per space).
 
@@ -81,7 +130,13 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     coef_ : ndarray, shape (n_features_total, n_neuroids)
     space_weights_ : DataArray, dims ('space', 'neuroid')
         Fitted per-space scaling ``exp(delta)``: each space's effective inverse regularisation.
+    best_alphas_ : ndarray (n_neuroids,)
+        ``1 / sum(space_weights_)``, as himalaya's ``best_alphas_``.
     cv_scores_ : ndarray (n_neuroids,)
+        Cross-validated R²: mean over folds of the validation R² at each neuroid's chosen
+        space weights and alpha (which himalaya chooses by the mean validation squared
+        error, as :class:`RidgeEncoder` chooses its alpha). NaN for excluded neuroids.
+    valid_neuroids_ : ndarray of bool
     """
 
     def __init__(
@@ -104,16 +159,34 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         self.metric = metric
 
     def _matrices(self, X, Y, *, fit: bool):
+        """-> (space names, matrices with rows in one order, Aligned of the last space or None).
+
+        With xarray features every space is joined on ``stimulus_id`` (to ``Y`` when given,
+        else to the first space's stimuli), never matched by position."""
         spaces = _spaces(X, func=f"{type(self).__name__}.{'fit' if fit else 'predict'}")
         if not fit and list(spaces) != self.spaces_:
             raise DimensionError(
                 f"Feature spaces {list(spaces)!r} differ from the fitted spaces {self.spaces_!r}."
             )
-        mats, data = [], None
-        for name in spaces:
-            data = align(spaces[name], Y) if Y is not None else None
-            mats.append(data.X if data is not None else _to_numpy(getattr(spaces[name], "values", spaces[name])))
-        return list(spaces), mats, data
+        if Y is not None:
+            aligned = [align(spaces[n], Y, allow_extra=not fit) for n in spaces]
+            return list(spaces), [a.X for a in aligned], aligned[-1]
+        values = list(spaces.values())
+        if all(isinstance(v, xr.DataArray) for v in values):
+            from neuroalign.encoders._data import features_matrix, join_on_stimulus
+
+            ids = features_matrix(values[0])["stimulus_id"].values
+            mats = []
+            for v in values:
+                fm = features_matrix(v)
+                mats.append(np.asarray(fm.values)[join_on_stimulus(fm["stimulus_id"].values, ids)])
+            return list(spaces), mats, None
+        if any(isinstance(v, xr.DataArray | xr.Dataset) for v in values):
+            raise TypeError(
+                f"{type(self).__name__}: feature spaces must all be xarray features (joined on "
+                "stimulus_id) or all arrays; got a mix."
+            )
+        return list(spaces), [as_matrix(_to_numpy(v), name="X") for v in values], None
 
     def fit(self, X, Y):
         """Fit the banded model.
@@ -142,21 +215,29 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
                 f"{func}.fit() needs at least 2 feature spaces; got {names!r}. Use RidgeEncoder "
                 "for one."
             )
-        folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=func)
+        folds = order_free_folds(self.cv, data.X.shape[0], data.stimulus_id, func=func)
+        if isinstance(folds, str):
+            raise ValueError(
+                f"Invalid value for 'cv' in {func}: {self.cv!r}. Expected an integer >= 2 or a "
+                "scikit-learn splitter (banded ridge has no closed-form leave-one-out)."
+            )
         ok = valid_neuroids(data.Y, func=f"{func}.fit")
         mats = [np.ascontiguousarray(m, dtype=np.float32) for m in mats]
+        Yok = np.ascontiguousarray(data.Y[:, ok], dtype=np.float32)
+        gammas = _candidate_gammas(n_iter, len(names), self.random_state)
         with _himalaya_backend(device):
             model = GroupRidgeCV(
                 groups="input", fit_intercept=self.fit_intercept, cv=folds,
                 random_state=self.random_state,
-                solver_params={"alphas": alphas, "n_iter": n_iter, "progress_bar": False,
+                solver_params={"alphas": alphas, "n_iter": gammas, "progress_bar": False,
                                "n_targets_batch": 4096},
             )
-            model.fit(mats, np.ascontiguousarray(data.Y[:, ok], dtype=np.float32))
+            model.fit(mats, Yok)
             coef = _to_numpy(model.coef_)
             deltas = _to_numpy(model.deltas_)
             intercept = _to_numpy(model.intercept_) if self.fit_intercept else np.zeros(ok.sum())
-            cv_scores = _to_numpy(model.cv_scores_).max(0)
+        it, ai = _chosen(deltas, gammas, alphas)
+        cv_r2 = _cv_r2_at(mats, Yok, gammas, it, ai, alphas, folds, self.fit_intercept)
         n = data.Y.shape[1]
         self.spaces_ = names
         self.n_features_ = [m.shape[1] for m in mats]
@@ -164,17 +245,31 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         self.coef_[:, ok] = coef
         self.intercept_ = np.zeros(n, dtype=np.float32)
         self.intercept_[ok] = intercept
-        weights = np.zeros((len(names), n))
+        weights = np.full((len(names), n), np.nan)
         weights[:, ok] = np.exp(deltas)
         tmpl = data.neuroid_coords
         coords = {} if tmpl is None else {k: v for k, v in tmpl.coords.items() if v.dims == ("neuroid",)}
         self.space_weights_ = xr.DataArray(weights, dims=("space", "neuroid"),
                                            coords={"space": names, **coords}, name="space_weight")
-        self.cv_scores_ = np.zeros(n)
-        self.cv_scores_[ok] = cv_scores
+        self.best_alphas_ = np.full(n, np.nan)
+        self.best_alphas_[ok] = alphas[ai]
+        self.cv_scores_ = np.full(n, np.nan)
+        self.cv_scores_[ok] = cv_r2
         self.valid_neuroids_ = ok
         self._template = tmpl
         return self
+
+    def to_dataset(self, ceiling=None) -> xr.Dataset:
+        """Results on ``neuroid`` (valid neuroids only): ``score`` (cross-validated R²),
+        ``best_alpha``, ``space_weight`` (space, neuroid) and, with a noise ceiling
+        (percent, per neuroid), ``ceiling_normalised``."""
+        self._check_fitted()
+        return results_dataset(
+            {"score": self.cv_scores_, "best_alpha": self.best_alphas_,
+             "space_weight": (("space", "neuroid"), self.space_weights_.values)},
+            self._template, self.valid_neuroids_, metric="r2", kind=CV_KIND, cv=self.cv,
+            ceiling=ceiling, coords={"space": self.spaces_},
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -193,18 +288,31 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         return parts if split else parts.sum(0)
 
     def _xy(self, X, Y):
-        names = self.spaces_
-        spaces = _spaces(X, func=f"{type(self).__name__}.score")
-        if Y is not None and isinstance(Y, xr.Dataset | xr.DataArray):
-            aligned = {n: align(spaces[n], Y) for n in names}
-            return {n: a.X for n, a in aligned.items()}, aligned[names[0]].Y
-        return {n: _to_numpy(spaces[n]) for n in names}, np.asarray(Y)
+        """-> (dict {space: matrix}, responses, neuroid template or None), joined on
+        ``stimulus_id`` for xarray inputs (the features may cover more stimuli)."""
+        names, mats, data = self._matrices(X, Y, fit=False)
+        if data is not None:
+            return dict(zip(names, mats, strict=True)), data.Y, data.neuroid_coords
+        return dict(zip(names, mats, strict=True)), as_matrix(Y, name="Y"), None
 
-    def score(self, X, Y, sample_weight=None) -> np.ndarray:
-        """Joint score per neuroid (``metric``)."""
+    def _masked(self, values: np.ndarray) -> np.ndarray:
+        return np.where(self.valid_neuroids_, values, np.nan)
+
+    def score(self, X, Y, sample_weight=None):
+        """Joint held-out score per neuroid (``metric``); NaN for excluded neuroids.
+
+        Returns a DataArray on ``neuroid`` for xarray inputs, else an ndarray.
+        """
         self._check_fitted()
-        Xs, Ym = self._xy(X, Y)
-        return SCORERS[self.metric](Ym, self.predict(Xs))
+        if sample_weight is not None:
+            raise ValueError(f"{type(self).__name__}.score(): sample_weight is not supported; expected None.")
+        Xs, Ym, tmpl = self._xy(X, Y)
+        s = self._masked(SCORERS[self.metric](Ym, self.predict(Xs)))
+        if tmpl is None:
+            return s
+        out = tmpl.copy(data=s).rename("score")
+        out.attrs.update(metric=self.metric, kind="held-out")
+        return out
 
     def score_split(self, X, Y) -> xr.DataArray:
         """Split R² per space and neuroid (product measure; sums to the joint R² of the
@@ -213,7 +321,8 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         Returns a DataArray with dims ('space', 'neuroid').
         """
         self._check_fitted()
-        Xs, Ym = self._xy(X, Y)
+        Xs, Ym, _ = self._xy(X, Y)
+        Ym = np.asarray(Ym, dtype=np.float64)
         parts = self.predict(Xs, split=True).astype(np.float64)
         parts[0] -= self.intercept_
         yc = Ym - Ym.mean(0)
@@ -222,8 +331,36 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         sst = (yc ** 2).sum(0)
         # R²_i = <p_i, 2y - p> / ||y||²  (Nunez-Elizalde 2019); sum_i R²_i = joint R²
         split = np.stack([((2 * yc - full) * p).sum(0) / np.where(sst > 0, sst, 1.0) for p in pc])
+        split = np.where(self.valid_neuroids_ & (sst > 0), split, np.nan)
         coords = self.space_weights_.coords
-        return xr.DataArray(split, dims=("space", "neuroid"), coords=coords, name="split_r2")
+        out = xr.DataArray(split, dims=("space", "neuroid"), coords=coords, name="split_r2")
+        out.attrs.update(metric="r2", kind="held-out")
+        return out
+
+
+def _subset_design(Xd: dict, subset, Y, *, what: str):
+    """Features of ``subset`` side by side, rows matched to ``Y`` -> (X, Y, template).
+
+    xarray features and responses are joined on ``stimulus_id`` (each space on its own,
+    so spaces in different row orders still line up); arrays are taken row by row."""
+    vals = [Xd[n] for n in subset]
+    if all(isinstance(v, xr.DataArray) for v in vals) and isinstance(Y, xr.Dataset | xr.DataArray):
+        aligned = [align(v, Y, allow_extra=True) for v in vals]
+        return np.concatenate([a.X for a in aligned], 1), aligned[0].Y, aligned[0].neuroid_coords
+    if any(isinstance(v, xr.DataArray | xr.Dataset) for v in vals) or isinstance(Y, xr.Dataset | xr.DataArray):
+        raise TypeError(
+            f"variance_partitioning(): the {what} features and responses must all be xarray "
+            "objects (joined on stimulus_id) or all arrays (taken row by row); got "
+            f"{format_list([type(v).__name__ for v in vals])} and {type(Y).__name__!r}."
+        )
+    mats = [as_matrix(_to_numpy(v), name="X") for v in vals]
+    Ym = as_matrix(_to_numpy(Y), name="Y")
+    if any(m.shape[0] != Ym.shape[0] for m in mats):
+        raise DimensionError(
+            f"variance_partitioning(): the {what} features have {[m.shape[0] for m in mats]!r} "
+            f"rows and the responses {Ym.shape[0]}; expected the same number of rows."
+        )
+    return np.concatenate(mats, 1), Ym, None
 
 
 def variance_partitioning(
@@ -241,35 +378,56 @@ def variance_partitioning(
     unique to each space and, for two spaces, the variance they share. For a vision model
     V and a language model L, ``unique`` of L is "how much L adds beyond V".
 
+    Parameters
+    ----------
+    X_train, X_test : dict {space: features}
+        xarray features (each joined on ``stimulus_id`` to the responses, so row order
+        never matters and the features may cover more stimuli) or arrays (row by row).
+    Y_train, Y_test : store Dataset, DataArray or ndarray
+    encoder : RidgeEncoder, optional
+        Its parameters are used for every fit.
+
     Returns
     -------
     xr.Dataset on ``neuroid`` with ``joint_r2``, ``r2`` (subset, neuroid), ``unique``
-    (space, neuroid) and, for two spaces, ``shared``.
+    (space, neuroid) and, for two spaces, ``shared``: held-out R² (attrs ``metric`` and
+    ``score_kind``). NaN for neuroids excluded from a fit (NaN or constant).
     """
     names = list(_spaces(X_train, func="variance_partitioning"))
     if len(names) < 2:
         raise ValueError(f"variance_partitioning() needs at least 2 feature spaces; got {names!r}.")
+    missing = [n for n in names if n not in X_test]
+    if missing:
+        raise KeyError(
+            f"variance_partitioning(): X_test lacks the space(s) {format_list(missing)}; "
+            f"X_train has {format_list(names)}."
+        )
     base = encoder if encoder is not None else RidgeEncoder()
-
-    def cat(Xd, subset):
-        return np.concatenate([_to_numpy(getattr(Xd[n], "values", Xd[n])) for n in subset], axis=1)
-
-    Ytr = np.asarray(getattr(Y_train, "values", Y_train))
-    Yte = np.asarray(getattr(Y_test, "values", Y_test))
     r2 = {}
+    template = None
     for k in range(1, len(names) + 1):
         for subset in itertools.combinations(names, k):
-            enc = RidgeEncoder(**base.get_params()).fit(cat(X_train, subset), Ytr)
-            r2[subset] = r2_score(Yte, enc.predict(cat(X_test, subset)))
+            Xtr, Ytr, _ = _subset_design(X_train, subset, Y_train, what="training")
+            Xte, Yte, template = _subset_design(X_test, subset, Y_test, what="test")
+            enc = RidgeEncoder(**base.get_params()).fit(Xtr, Ytr)
+            r2[subset] = np.where(enc.valid_neuroids_, r2_score(Yte, enc.predict(Xte)), np.nan)
     joint = r2[tuple(names)]
     unique = np.stack([joint - r2[tuple(n for n in names if n != s)] for s in names])
+    coords = {"space": names, "subset": ["+".join(s) for s in r2]}
+    if template is not None:
+        coords.update({k: c for k, c in template.coords.items() if c.dims == ("neuroid",)})
     ds = xr.Dataset(
         {"joint_r2": ("neuroid", joint),
          "r2": (("subset", "neuroid"), np.stack(list(r2.values()))),
          "unique": (("space", "neuroid"), unique)},
-        coords={"space": names, "subset": ["+".join(s) for s in r2]},
+        coords=coords,
     )
     if len(names) == 2:
         a, b = names
         ds["shared"] = ("neuroid", r2[(a,)] + r2[(b,)] - joint)
+    for v in ds.data_vars:
+        ds[v].attrs.update(metric="r2", kind="held-out")
+    ds.attrs.update(metric="r2", score_kind="held-out", cv=cv_scheme(base.cv),
+                    description="alpha per neuroid chosen by cross-validation within the "
+                                "training data; R² on the test data")
     return ds

@@ -31,7 +31,10 @@ Schema (see ``encoders/*.toml`` at the repository root)::
 
     [outputs]
     dir = "results/sim-ridge-sweep"
-    n_boot = 2000
+    n_boot = 2000                     # bootstrap resamples of the ROI summaries
+    aggregate = "mean"                # or "median"
+    ceiling_threshold = 10            # percent; neuroids below it are left out of the
+                                      # ceiling-normalised ROI summaries
 
 ``features.model = "simulated-truth"`` computes the simulated brain's ground-truth network
 activations; any other model is a :func:`neuroalign.features.extract` spec, called as
@@ -159,16 +162,40 @@ def _subset(feats: xr.Dataset, ids) -> xr.Dataset:
     return feats.isel(stimulus=np.flatnonzero(keep))
 
 
-def _roi_summary(ds: xr.Dataset, var: str, n_boot: int) -> dict:
-    from neuroalign.encoders._scoring import bootstrap_roi
+def _finite_or_none(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
 
+
+def _roi_summary(ds: xr.Dataset, outputs: dict) -> dict:
+    """Per-ROI summary for summary.json, from :func:`neuroalign.encoders.roi_summary`: the
+    raw held-out score and the ceiling-normalised score, each with its metric, aggregate
+    and bootstrap interval."""
+    from neuroalign.encoders._scoring import DEFAULT_CEILING_THRESHOLD, roi_summary
+
+    n_boot = int(outputs.get("n_boot", 1000))
+    summ = roi_summary(ds, aggregate=outputs.get("aggregate", "mean"), n_boot=n_boot,
+                       ceiling_threshold=float(outputs.get("ceiling_threshold", DEFAULT_CEILING_THRESHOLD)))
     out = {}
-    for c in ds.coords:
-        if str(c).startswith("roi_") and ds[c].dims == ("neuroid",):
-            mask = np.asarray(ds[c].values, dtype=bool)
-            if mask.any():
-                m, lo, hi = bootstrap_roi(ds[var].values, mask, n_boot=n_boot)
-                out[str(c)[4:]] = {"mean": m, "ci95": [lo, hi], "n_neuroids": int(mask.sum())}
+    for roi in summ["roi"].values:
+        row = summ.sel(roi=roi)
+        if int(row["n_neuroids"]) == 0:
+            continue
+        entry: dict[str, Any] = {"n_neuroids": int(row["n_neuroids"])}
+        for name in ("score", "ceiling_normalised"):
+            if name not in summ:
+                continue
+            attrs = summ[name].attrs
+            entry[name] = {
+                "metric": attrs["metric"], "aggregate": attrs["aggregate"],
+                "value": _finite_or_none(row[name]),
+                "ci95": [_finite_or_none(row[f"{name}_ci_low"]), _finite_or_none(row[f"{name}_ci_high"])],
+            }
+            if name == "score":
+                entry[name]["kind"] = attrs.get("kind", "")
+            else:
+                entry[name]["n_neuroids"] = int(row["n_above_threshold"])
+        out[str(roi)] = entry
     return out
 
 
@@ -208,7 +235,7 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
     kind = check_option(enc_spec["kind"], ENCODER_KINDS, name="kind", func="run_recipe")
     params = dict(enc_spec.get("params", {}))
     cv = enc_spec.get("cv", 5)
-    n_boot = int(recipe.get("outputs", {}).get("n_boot", 1000))
+    outputs = dict(recipe.get("outputs", {}))
     # beside the results folder (which is replaced atomically on every run)
     cache_dir = out_dir.with_name(out_dir.name + ".features")
     ceiling = st.na.noise_ceiling(split=test_split)
@@ -229,8 +256,8 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
         Xte = {n: _subset(m.to_dataset(name=n), test.stimulus_id)[n] for n, m in mats.items()}
         split = enc.score_split(Xte, test)
         score = enc.score(Xte, test)
-        metric = "r2"
-        variables = {"score": score, "best_alpha": np.zeros_like(score)}
+        metric = enc.metric
+        variables = {"score": score, "best_alpha": enc.best_alphas_}
         extra["split_r2"] = split
     else:
         feats = _feature_set(fspec, st, cache_dir)
@@ -239,10 +266,11 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
             sweep = LayerSweep(alphas=_alphas(enc_spec.get("alphas")), cv=cv, test_split=test_split, **params)
             sweep.fit(feats, st)
             res = sweep.to_dataset(ceiling=ceiling)
+            best = sweep.roi_best_layer()
             summary["best_layer_by_roi"] = {str(k): str(v) for k, v in
-                                            zip(sweep.roi_best_layer().roi.values, sweep.roi_best_layer().values, strict=True)}
-            summary["rois"] = _roi_summary(res, "ceiling_normalised", n_boot)
-            return _write(res, summary, out_dir, source, extra, overwrite)
+                                            zip(best.roi.values, best.values, strict=True)}
+            summary["best_layer_selection"] = res.attrs["selection"]
+            return _write(res, summary, out_dir, source, extra, outputs, overwrite)
         if kind == "ridge":
             enc = RidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params).fit(ftrain, train)
             score = np.asarray(enc.score(ftest, test))
@@ -251,27 +279,30 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
         else:
             enc = AttentionRoutingEncoder(**params).fit(ftrain, train)
             score = np.asarray(enc.score(ftest, test))
-            variables = {"score": score, "best_alpha": np.zeros_like(score)}
+            variables = {"score": score}
             metric = enc.metric
             maps = enc.routing_maps(ftest)
             extra["routing_map"] = maps
-        summary["metric"] = metric
     from neuroalign.encoders._results import results_dataset
 
     tmpl = train["responses"].isel(presentation=0, drop=True)
     tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
     valid = getattr(enc, "valid_neuroids_", np.ones(st.sizes["neuroid"], bool))
     res = results_dataset({k: np.asarray(v) for k, v in variables.items()}, tmpl, valid,
-                          ceiling=ceiling, metric="pearson" if kind != "banded-ridge" else "r2")
-    summary["rois"] = _roi_summary(res, "ceiling_normalised", n_boot)
-    return _write(res, summary, out_dir, source, extra, overwrite)
+                          ceiling=ceiling, metric=metric, kind=test_split, cv=cv, test_split=test_split)
+    return _write(res, summary, out_dir, source, extra, outputs, overwrite)
 
 
 def _write(res: xr.Dataset, summary: dict, out_dir: Path, source: Path | None, extra: dict,
-           overwrite: bool = False) -> dict:
+           outputs: dict, overwrite: bool = False) -> dict:
     from neuroalign.store._io import atomic_dir, write_zarr
 
-    summary["median_score"] = float(np.median(res["score"].values)) if res.sizes["neuroid"] else 0.0
+    score_var = res.attrs["score_var"]
+    summary.update(metric=res.attrs["metric"], score_kind=res.attrs["score_kind"], score_var=score_var,
+                   cv=res.attrs["cv"], test_split=res.attrs["test_split"])
+    summary["rois"] = _roi_summary(res, outputs)
+    vals = res[score_var].values
+    summary["median_score"] = _finite_or_none(np.nanmedian(vals)) if np.isfinite(vals).any() else None
     with atomic_dir(out_dir, overwrite=overwrite, kind=OUTPUT_KIND) as tmp:
         tmp.mkdir(parents=True)
         write_zarr(res, tmp / "results.zarr")

@@ -7,7 +7,9 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from neuroalign._validation import check_positive_int
+from neuroalign.encoders._canonical import order_free_folds
 from neuroalign.encoders._data import as_matrix, features_matrix, join_on_stimulus, valid_neuroids
+from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
 from neuroalign.encoders._scoring import SCORERS
 from neuroalign.exceptions import DimensionError, NotFittedError
@@ -95,18 +97,21 @@ class FIREncoder(RidgeEncoder):
     ----------
     delays : sequence of int
         Delays in samples (e.g. ``(1, 2, 3, 4)`` at TR 2 s covers 2–8 s).
-    alphas, cv, fit_intercept, device, metric : see :class:`RidgeEncoder`.
+    alphas, cv, fit_intercept, device, metric, dtype : see :class:`RidgeEncoder`.
 
     Attributes
     ----------
     delay_weights_ : ndarray, shape (n_delays, n_features, n_neuroids)
         The fitted FIR kernel.
+    cv_scores_ : ndarray, shape (n_neuroids,)
+        Cross-validated R² (mean over the block folds of the validation R² at the chosen
+        alpha); NaN for excluded (NaN or constant) neuroids.
     """
 
     def __init__(self, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=5, fit_intercept=True,
-                 device="auto", *, metric="pearson") -> None:
+                 device="auto", *, metric="pearson", dtype="float32") -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, device=device,
-                         metric=metric)
+                         metric=metric, dtype=dtype)
         self.delays = delays
 
     def fit(self, X, Y):
@@ -129,18 +134,34 @@ class FIREncoder(RidgeEncoder):
         ok = valid_neuroids(Ym, func="FIREncoder.fit")
         res = self._fit_arrays(Xd, Ym[:, ok], folds, alphas, device, dtype)
         self._set_results(res, data, ok, alphas)
+        self.cv_scores_ = np.where(ok, self.cv_scores_, np.nan)
         p = Xm.shape[1]
         self.delay_weights_ = self.coef_.reshape(len(delays), p, -1)
         return self
 
     def predict(self, X):
+        """Predictions from the delayed features of ``X`` (consecutive samples)."""
         self._check_fitted()
         return super().predict(make_delays(as_matrix(X, name="X"), self.delays))
 
     def score(self, X, Y, sample_weight=None):
+        """Held-out score per neuroid (``metric``); NaN for excluded neuroids."""
         self._check_fitted()
+        if sample_weight is not None:
+            raise ValueError("FIREncoder.score(): sample_weight is not supported; expected None.")
         Ym = as_matrix(Y, name="Y")
-        return SCORERS[self.metric](Ym, self.predict(X))
+        return np.where(self.valid_neuroids_, SCORERS[self.metric](Ym, self.predict(X)), np.nan)
+
+    def to_dataset(self, ceiling=None) -> xr.Dataset:
+        """Results on ``neuroid`` (valid neuroids only): ``score`` (cross-validated R² over
+        block folds) and ``best_alpha``."""
+        self._check_fitted()
+        return results_dataset(
+            {"score": self.cv_scores_, "best_alpha": self.best_alphas_}, None,
+            self.valid_neuroids_, metric="r2", kind=CV_KIND, ceiling=ceiling,
+            cv=cv_scheme(self.cv, blocks=True),
+            attrs={"delays": list(_check_delays(self.delays, "FIREncoder"))},
+        )
 
 
 class TimeResolvedEncoder(RidgeEncoder):
@@ -156,7 +177,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         Samples averaged per fit (1: one fit per time point).
     step : int
         Samples between window starts.
-    alphas, cv, fit_intercept, device, metric : see :class:`RidgeEncoder`.
+    alphas, cv, fit_intercept, device, metric, dtype : see :class:`RidgeEncoder`.
 
     Attributes
     ----------
@@ -166,9 +187,9 @@ class TimeResolvedEncoder(RidgeEncoder):
     """
 
     def __init__(self, window: int = 1, step: int = 1, alphas=DEFAULT_ALPHAS, cv=5,
-                 fit_intercept=True, device="auto", *, metric="pearson") -> None:
+                 fit_intercept=True, device="auto", *, metric="pearson", dtype="float32") -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, device=device,
-                         metric=metric)
+                         metric=metric, dtype=dtype)
         self.window = window
         self.step = step
 
@@ -182,7 +203,7 @@ class TimeResolvedEncoder(RidgeEncoder):
             )
         return [(a, a + w) for a in range(0, n_times - w + 1, s)]
 
-    def _responses(self, X, Y):
+    def _responses(self, X, Y, *, allow_extra: bool = False):
         """-> (X matrix, Y cube (n, neuroid, time), stimulus ids, neuroid coords, times)."""
         if isinstance(Y, xr.Dataset | xr.DataArray):
             resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
@@ -193,7 +214,8 @@ class TimeResolvedEncoder(RidgeEncoder):
             sdim = next(d for d in resp.dims if d not in ("neuroid", "time"))
             resp = resp.transpose(sdim, "neuroid", "time")
             feats = features_matrix(X)
-            rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values)
+            rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values,
+                                    allow_extra=allow_extra)
             times = resp["time"].values if "time" in resp.coords else np.arange(resp.sizes["time"])
             tmpl = resp.isel({sdim: 0, "time": 0}, drop=True)
             tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
@@ -215,7 +237,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         Xm, cube, ids, tmpl, times = self._responses(X, Y)
         wins = self._windows(cube.shape[2])
         Ys = self._stack(cube, wins)
-        folds = resolve_folds(self.cv, Xm.shape[0], ids, func="TimeResolvedEncoder")
+        folds = order_free_folds(self.cv, Xm.shape[0], ids, func="TimeResolvedEncoder")
         from neuroalign.encoders._data import Aligned
 
         data = Aligned(Xm, Ys, ids, None, "sample")
@@ -231,10 +253,32 @@ class TimeResolvedEncoder(RidgeEncoder):
         coords = {"time": centres}
         if tmpl is not None:
             coords.update({k: c for k, c in tmpl.coords.items() if c.dims == ("neuroid",)})
-        self.cv_scores_ = xr.DataArray(self.cv_scores_.reshape(v, len(wins)), dims=("neuroid", "time"),
-                                       coords=coords, name="cv_r2")
-        self.best_alphas_ = self.cv_scores_.copy(data=self.best_alphas_.reshape(v, len(wins))).rename("best_alpha")
+        cv = np.where(ok, self.cv_scores_, np.nan).reshape(v, len(wins))
+        self.cv_scores_ = xr.DataArray(cv, dims=("neuroid", "time"), coords=coords, name="cv_r2")
+        self.cv_scores_.attrs.update(metric="r2", kind=CV_KIND)
+        self.best_alphas_ = self.cv_scores_.copy(
+            data=np.where(ok, self.best_alphas_, np.nan).reshape(v, len(wins))).rename("best_alpha")
         return self
+
+    def to_dataset(self, ceiling=None) -> xr.Dataset:
+        """Results on ``(neuroid, time)``: ``score`` (cross-validated R² per window; NaN for
+        excluded neuroid-windows) and ``best_alpha``. Every neuroid is kept."""
+        if not hasattr(self, "times_"):
+            raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
+        if ceiling is not None:
+            raise ValueError(
+                "TimeResolvedEncoder.to_dataset(): 'ceiling' is not supported (a noise ceiling "
+                "per neuroid and time point is not defined here); expected None."
+            )
+        ds = results_dataset(
+            {"score": (("neuroid", "time"), self.cv_scores_.values),
+             "best_alpha": (("neuroid", "time"), self.best_alphas_.values)},
+            self._cube_tmpl, np.ones(self.cv_scores_.sizes["neuroid"], bool), metric="r2",
+            kind=CV_KIND, cv=self.cv, coords={"time": self.times_},
+            attrs={"window": int(self.window), "step": int(self.step)},
+        )
+        ds["score"].attrs.update(metric="r2", kind=CV_KIND)
+        return ds
 
     def predict(self, X):
         """Predictions, shape (n_samples, n_neuroids, n_windows)."""
@@ -248,7 +292,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         """Held-out score (``metric``) per neuroid and window: DataArray ('neuroid', 'time')."""
         if not hasattr(self, "times_"):
             raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
-        Xm, cube, _, _, _ = self._responses(X, Y)
+        Xm, cube, _, _, _ = self._responses(X, Y, allow_extra=True)
         Ys = self._stack(cube, self._wins)
-        s = SCORERS[self.metric](Ys, RidgeEncoder.predict(self, Xm))
+        s = np.where(self.valid_neuroids_, SCORERS[self.metric](Ys, RidgeEncoder.predict(self, Xm)), np.nan)
         return self.cv_scores_.copy(data=s.reshape(self.cv_scores_.shape)).rename("score")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
-from neuroalign._validation import check_option
+from neuroalign._validation import check_option, format_list
+from neuroalign.encoders._scoring import nan_argmax
+from neuroalign.exceptions import DataQualityWarning
 from neuroalign.mapping._common import as_scores, roi_masks
 
 __all__ = ["layer_depths", "layer_preference", "roi_layer_profile", "summarize_by_roi",
@@ -49,9 +52,17 @@ def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray) -
     names = _layer_names(scores)
     s = scores.transpose("layer", ...)
     vals = np.asarray(s.values, dtype=float)
-    filled = np.where(np.isnan(vals), -np.inf, vals)
-    best = filled.argmax(axis=0)
-    all_nan = np.isnan(vals).all(axis=0)
+    best, all_nan = nan_argmax(vals, axis=0)
+    if all_nan.any():
+        ids = (np.asarray(s["neuroid_id"].values) if "neuroid_id" in s.coords
+               and s["neuroid_id"].dims == ("neuroid",) else np.arange(s.sizes["neuroid"]))
+        ax = s.dims[1:].index("neuroid")
+        where = np.flatnonzero(np.moveaxis(all_nan, ax, 0).reshape(all_nan.shape[ax], -1).any(1))
+        warnings.warn(
+            f"layer_preference(): {int(all_nan.sum())} score(s) are NaN on every layer (neuroids "
+            f"{format_list(ids[where], limit=5)}); their best layer is '' and their scores NaN.",
+            DataQualityWarning, stacklevel=3,
+        )
     best_score = np.take_along_axis(vals, best[None], axis=0)[0]
     w = np.clip(np.nan_to_num(vals, nan=0.0), 0.0, None)
     wsum = w.sum(axis=0)
@@ -63,7 +74,7 @@ def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray) -
     best_layer = np.where(all_nan, "", names[best])
     out = xr.Dataset(
         {
-            "best_layer": (dims, best_layer),
+            "best_layer": (dims, best_layer.astype(str)),
             "best_score": (dims, np.where(all_nan, np.nan, best_score)),
             "best_depth": (dims, np.where(all_nan, np.nan, depth[best])),
             "best_depth_norm": (dims, np.where(all_nan, np.nan, norm[best])),
@@ -72,6 +83,7 @@ def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray) -
         },
         coords={k: v for k, v in s.coords.items() if "layer" not in v.dims},
     )
+    out["best_score"].attrs["aggregate"] = "maximum over layers (biased upwards as an estimate)"
     return out
 
 
@@ -90,10 +102,19 @@ def layer_preference(sweep: Any) -> xr.Dataset:
     -------
     xr.Dataset
         On ``neuroid`` (plus ``model`` when the sweep has a ``model`` coord, plus extra dims):
-        ``best_layer`` (name of the highest-scoring layer), ``best_score``, ``best_depth``,
-        ``best_depth_norm`` (its depth in [0, 1] within its model), ``mean_depth`` and
-        ``mean_depth_norm`` (depth averaged over layers with weights ``max(score, 0)``;
-        NaN where no layer scores above 0).
+        ``best_layer`` (name of the highest-scoring layer), ``best_score`` (its score: the
+        maximum over layers, so an upward-biased estimate of that layer's accuracy when
+        the scores are noisy; score held-out data with the chosen layer for an unbiased
+        one, as :class:`~neuroalign.encoders.LayerSweep` does with ``test_split``),
+        ``best_depth``, ``best_depth_norm`` (its depth in [0, 1] within its model),
+        ``mean_depth`` and ``mean_depth_norm`` (depth averaged over layers with weights
+        ``max(score, 0)``; NaN where no layer scores above 0).
+
+    Notes
+    -----
+    NaN rule: a layer whose score is NaN never wins. Where every layer is NaN the best
+    layer is ``""`` and the scores and depths are NaN, with a
+    :class:`~neuroalign.exceptions.DataQualityWarning` naming the neuroids.
     """
     scores = as_scores(sweep, func="layer_preference")
     model, depth, norm = layer_depths(scores)
@@ -145,8 +166,9 @@ def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=Non
     -------
     xr.Dataset
         On ``roi`` (plus ``model``/extra dims): ``best_layer`` (the most common preferred
-        layer), ``best_layer_fraction`` (the share of neuroids preferring it),
-        ``mean_depth_norm`` and ``best_depth_norm`` (means over the ROI) and ``n_neuroids``.
+        layer among neuroids that have one; ``""`` when none has), ``best_layer_fraction``
+        (the share of those neuroids preferring it), ``mean_depth_norm`` and
+        ``best_depth_norm`` (means over the ROI, NaN left out) and ``n_neuroids``.
     """
     masks = roi_masks(pref, store, rois, func="summarize_by_roi")
     rows = []
@@ -157,7 +179,11 @@ def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=Non
         mode = np.empty(vals.shape[1], dtype=object)
         frac = np.zeros(vals.shape[1])
         for c in range(vals.shape[1]):
-            u, cnt = np.unique(vals[:, c], return_counts=True)
+            named = vals[:, c][vals[:, c] != ""]  # neuroids without a best layer never vote
+            if not named.size:
+                mode[c], frac[c] = "", np.nan
+                continue
+            u, cnt = np.unique(named, return_counts=True)
             mode[c] = u[cnt.argmax()]
             frac[c] = cnt.max() / cnt.sum()
         rest = bl.shape[1:]

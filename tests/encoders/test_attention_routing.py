@@ -88,3 +88,36 @@ def test_routing_errors():
     enc = AttentionRoutingEncoder(max_epochs=1, d_model=8).fit(tok, resp)
     with pytest.raises(DimensionError, match="was fitted with"):
         enc.predict(tok.values[:, :3])
+
+
+def _quick(**kw):
+    return AttentionRoutingEncoder(d_model=16, max_epochs=8, patience=8, device="cpu", **kw)
+
+
+def test_shuffled_rows_give_the_same_fit():
+    """Rows are put in stimulus order before training: a shuffled store (and token rows in
+    another order) gives the same model, scores and maps."""
+    tok, resp, _ = routed_data(n=120, n_tokens=8, n_vox=5, seed=3)
+    rng = np.random.default_rng(0)
+    a = _quick().fit(tok, resp)
+    b = _quick().fit(tok.isel(stimulus=rng.permutation(120)), resp.isel(stimulus=rng.permutation(120)))
+    np.testing.assert_allclose(b.predict(tok).values, a.predict(tok).values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.cv_scores_, a.cv_scores_, atol=1e-6)
+    np.testing.assert_allclose(b.score(tok, resp).values, a.score(tok, resp).values, atol=1e-6)
+    assert a.history_ == pytest.approx(b.history_, abs=1e-6)
+
+
+def test_nan_neuroid_is_excluded_and_nan():
+    tok, resp, _ = routed_data(n=120, n_tokens=8, n_vox=5, seed=4)
+    bad = resp.copy()
+    bad.values[7, 2] = np.nan
+    with pytest.warns(UserWarning):
+        enc = _quick().fit(tok, bad)
+    assert not enc.valid_neuroids_[2]
+    assert np.isnan(enc.cv_scores_[2]) and np.isfinite(np.delete(enc.cv_scores_, 2)).all()
+    assert np.isnan(enc.predict(tok).values[:, 2]).all()
+    s = enc.score(tok, resp)
+    assert np.isnan(s.values[2]) and np.isfinite(np.delete(s.values, 2)).all()
+    assert s.attrs["metric"] == "pearson"
+    ds = enc.to_dataset()
+    assert ds.sizes["neuroid"] == 4 and ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv"

@@ -12,6 +12,8 @@ from neuroalign.encoders import (
     r2_score,
     roi_summary,
 )
+from neuroalign.encoders._scoring import nan_argmax
+from neuroalign.exceptions import DataQualityWarning
 
 
 def test_pearson_and_r2_match_references():
@@ -28,33 +30,85 @@ def test_pearson_and_r2_match_references():
 
 
 def test_ceiling_normalise():
-    np.testing.assert_allclose(ceiling_normalise([0.5, -0.2, 0.3], [25.0, 50.0, 0.0]), [1.0, 0.0, 0.0])
+    # a neuroid without explainable variance has no normalised score (NaN, never 0 or inf)
+    np.testing.assert_allclose(ceiling_normalise([0.5, -0.2, 0.3], [25.0, 50.0, 0.0]), [1.0, 0.0, np.nan])
     np.testing.assert_allclose(ceiling_normalise([0.2], [40.0], metric="r2"), [0.5])
     with pytest.raises(ValueError, match="Invalid value for 'metric' in ceiling_normalise"):
         ceiling_normalise([0.1], [1.0], metric="spearman")
 
 
-def test_fdr_matches_scipy():
-    p = np.random.default_rng(1).random(200) ** 3
+@pytest.mark.parametrize("seed", range(4))
+def test_fdr_matches_scipy_with_ties_and_ones(seed):
+    rng = np.random.default_rng(seed)
+    p = rng.random(200) ** 3
+    p[:20] = p[20:40]  # ties
+    p[40:50] = 1.0
+    p[50:55] = 0.0
+    p = rng.permutation(p)
     reject, adj = fdr_bh(p, 0.05)
-    np.testing.assert_allclose(adj, false_discovery_control(p), rtol=1e-12)
+    np.testing.assert_allclose(adj, false_discovery_control(p), rtol=1e-12, atol=0)
     np.testing.assert_array_equal(reject, adj <= 0.05)
+    assert reject.sum() >= 5  # the zeros at least
+
+
+def test_fdr_nan_and_errors():
+    p = np.array([0.01, np.nan, 0.02, 0.5])
+    reject, adj = fdr_bh(p)
+    np.testing.assert_allclose(adj[[0, 2, 3]], false_discovery_control(p[[0, 2, 3]]))
+    assert np.isnan(adj[1]) and not reject[1]
     with pytest.raises(ValueError, match="Invalid value for 'q' in fdr_bh"):
         fdr_bh(p, 1.5)
+    with pytest.raises(ValueError, match=r"Invalid value for 'p' in fdr_bh\(\): values outside \[0, 1\], e.g. 1.5"):
+        fdr_bh([0.1, 1.5])
+
+
+def _stimulus_data(n_stim=30, n_rep=3, n_cols=20, seed=0):
+    """Rows = repetitions of stimuli; y has a strong stimulus effect, pred one value per stimulus."""
+    rng = np.random.default_rng(seed)
+    codes = np.repeat(np.arange(n_stim), n_rep)
+    effect = rng.standard_normal((n_stim, n_cols))
+    y = effect[codes] + 0.3 * rng.standard_normal((len(codes), n_cols))
+    pred = rng.standard_normal((n_stim, n_cols))[codes]  # unrelated to y: the null
+    return y, pred, effect, codes, np.array([f"s{c:03d}" for c in codes])
 
 
 @pytest.mark.parametrize("grouped", [False, True])
 def test_permutation_test_finds_real_effects_only(grouped):
-    rng = np.random.default_rng(0)
-    n = 60
-    y = rng.standard_normal((n, 20))
-    pred = rng.standard_normal((n, 20))
-    pred[:, :5] = y[:, :5] + 0.5 * rng.standard_normal((n, 5))
-    groups = np.repeat(np.arange(n // 2), 2).astype(str) if grouped else None
-    out = permutation_test(y, pred, n_permutations=200, groups=groups, seed=0)
+    y, pred, effect, codes, groups = _stimulus_data()
+    rng = np.random.default_rng(1)
+    pred[:, :5] = (effect[:, :5] + 0.5 * rng.standard_normal((30, 5)))[codes]
+    out = permutation_test(y, pred, n_permutations=200, groups=groups if grouped else None, seed=0)
     assert out["significant"][:5].all()
-    assert out["significant"][5:].sum() <= 1
+    # BH at q = 0.05 with 5 true effects: ~0.2 false discoveries expected among the 15 nulls;
+    # 4 or more has probability < 0.1 %
+    assert out["significant"][5:].sum() <= 3
     assert out["p_value"].min() >= 1 / 201
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_permutation_null_rejection_rate_is_nominal(grouped):
+    """On null data the share of p <= 0.05 over many neuroids stays at the nominal 5 %.
+    Repeated stimuli make rows dependent: permuting rows instead of whole stimuli gives a
+    too-narrow null and rejects ~17 % here; permuting stimuli keeps the rate nominal."""
+    if grouped:
+        y, pred, _, _, groups = _stimulus_data(n_cols=400, seed=2)
+    else:
+        rng = np.random.default_rng(2)
+        y, pred, groups = rng.standard_normal((40, 400)), rng.standard_normal((40, 400)), None
+    out = permutation_test(y, pred, n_permutations=99, groups=groups, seed=3)
+    rate = float((out["p_value"] <= 0.05).mean())
+    bound = 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)
+    assert 0.015 < rate <= bound, rate
+    assert out["significant"].sum() <= 2  # FDR over null neuroids
+
+
+def test_grouped_permutation_needs_one_prediction_per_stimulus():
+    y, pred, _, _, groups = _stimulus_data(n_cols=3)
+    pred[0, 0] += 1.0
+    with pytest.raises(ValueError, match="rows of one stimulus in 'groups' have different predictions"):
+        permutation_test(y, pred, groups=groups, n_permutations=5)
+    with pytest.raises(ValueError, match=r"Invalid value for 'groups' in permutation_test\(\): shape \(5,\)"):
+        permutation_test(y, pred, groups=groups[:5], n_permutations=5)
 
 
 def test_bootstrap_ci_covers_mean_and_shrinks():
@@ -67,10 +121,92 @@ def test_bootstrap_ci_covers_mean_and_shrinks():
         bootstrap_roi(v, np.zeros(400, bool))
     with pytest.raises(ValueError, match="Invalid value for 'ci'"):
         bootstrap_roi(v, ci=95)
+    with pytest.raises(ValueError, match="Invalid value for 'aggregate' in bootstrap_roi"):
+        bootstrap_roi(v, aggregate="trimmed")
 
 
-def test_roi_summary():
-    ds = xr.Dataset({"score": ("neuroid", [1.0, 2.0, 3.0])},
-                    coords={"roi_A": ("neuroid", [True, True, False]), "roi_B": ("neuroid", [False, False, True])})
+def test_bootstrap_intervals_cover_the_planted_value():
+    """95 % intervals cover the planted mean (and the planted ratio of means) in >= 90 % of
+    100 seeds."""
+    hits, ratio_hits = 0, 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        v = rng.normal(0.3, 0.1, 60)
+        _, lo, hi = bootstrap_roi(v, n_boot=400, seed=seed)
+        hits += lo <= 0.3 <= hi
+        c = rng.uniform(0.2, 0.6, 60)
+        e = 0.8 * c + rng.normal(0, 0.05, 60)  # explained variance: 0.8 of the ceiling
+        _, lo, hi = bootstrap_roi(e, ceiling=c, n_boot=400, seed=seed)
+        ratio_hits += lo <= 0.8 <= hi
+    assert hits >= 90 and ratio_hits >= 90, (hits, ratio_hits)
+
+
+def _two_rois():
+    """ROI 'strong': r = 0.6 at a 40 % ceiling (normalised 0.9). ROI 'weak': r = 0.2 at a
+    30 % ceiling (0.133), plus 10 neuroids at a 1 % ceiling whose chance r = 0.3 gives
+    per-neuroid ratios of 9."""
+    score = np.r_[np.full(20, 0.6), np.full(10, 0.2), np.full(10, 0.3)]
+    ceiling = np.r_[np.full(20, 40.0), np.full(10, 30.0), np.full(10, 1.0)]
+    strong = np.arange(40) < 20
+    ds = xr.Dataset({"score": ("neuroid", score), "noise_ceiling": ("neuroid", ceiling)},
+                    coords={"roi_strong": ("neuroid", strong), "roi_weak": ("neuroid", ~strong)},
+                    attrs={"metric": "pearson", "score_kind": "test"})
+    return ds
+
+
+def test_roi_summary_ratio_of_means_above_threshold():
+    ds = _two_rois()
     s = roi_summary(ds)
-    assert s.sel(roi="A").item() == 1.5 and s.sel(roi="B").item() == 3.0
+    assert s["ceiling_normalised"].sel(roi="strong").item() == pytest.approx(0.9)
+    assert s["ceiling_normalised"].sel(roi="weak").item() == pytest.approx(0.04 / 0.3)
+    assert s["ceiling_normalised"].sel(roi="strong") > s["ceiling_normalised"].sel(roi="weak")
+    assert list(s["n_above_threshold"].values) == [20, 10] and list(s["n_neuroids"].values) == [20, 20]
+    assert s["score"].sel(roi="weak").item() == pytest.approx(0.25)  # raw score beside it
+    assert s["score"].attrs == {"metric": "pearson", "kind": "test", "aggregate": "mean", "source": "score"}
+    assert s["ceiling_normalised"].attrs["aggregate"] == \
+        "ratio of means over neuroids with noise ceiling >= 10 %"
+    assert s.attrs["metric"] == "pearson" and s.attrs["ceiling_threshold"] == 10.0
+    # ratio of means differs from the mean of ratios when ceilings vary
+    ds2 = ds.copy()
+    ds2["noise_ceiling"].values[:10] = 80.0
+    strong = roi_summary(ds2)["ceiling_normalised"].sel(roi="strong").item()
+    assert strong == pytest.approx(0.36 / 0.6)  # not mean(0.36/0.8, 0.36/0.4) = 0.675
+    med = roi_summary(ds2, aggregate="median", ceiling_threshold=0.5)
+    assert med["ceiling_normalised"].sel(roi="weak").item() == pytest.approx((0.04 / 0.3 + 9.0) / 2)
+    assert med["score"].attrs["aggregate"] == "median"
+
+
+def test_roi_summary_bootstrap_nan_and_errors():
+    ds = _two_rois()
+    ds["score"].values[0] = np.nan
+    s = roi_summary(ds, n_boot=200)
+    assert s["n_neuroids"].sel(roi="strong").item() == 19
+    for name in ("score", "ceiling_normalised"):
+        lo, hi = s[f"{name}_ci_low"].values, s[f"{name}_ci_high"].values
+        assert np.all(lo <= s[name].values + 1e-12) and np.all(s[name].values <= hi + 1e-12)
+    ds["score"].values[20:] = np.nan
+    with pytest.warns(DataQualityWarning, match=r"1 ROI\(s\) have no neuroid with a finite 'score': 'weak'"):
+        s = roi_summary(ds)
+    assert np.isnan(s["score"].sel(roi="weak").item()) and np.isnan(s["ceiling_normalised"].sel(roi="weak").item())
+    with pytest.raises(ValueError, match="An ROI mean of per-neuroid ratios is dominated"):
+        roi_summary(ds.assign(ceiling_normalised=ds["score"]), "ceiling_normalised")
+    with pytest.raises(KeyError, match="Invalid value for 'var' in roi_summary"):
+        roi_summary(ds, "r")
+    with pytest.raises(ValueError, match="Invalid value for 'metric' in roi_summary"):
+        roi_summary(ds.assign_attrs(metric="spearman"))
+
+
+def test_roi_summary_without_ceiling():
+    ds = xr.Dataset({"score": ("neuroid", [1.0, 2.0, 3.0])},
+                    coords={"roi_A": ("neuroid", [True, True, False]), "roi_B": ("neuroid", [False, False, True])},
+                    attrs={"metric": "r2"})
+    s = roi_summary(ds)
+    assert s["score"].sel(roi="A").item() == 1.5 and s["score"].sel(roi="B").item() == 3.0
+    assert "ceiling_normalised" not in s
+
+
+def test_nan_argmax_rule():
+    v = np.array([[np.nan, 0.1, np.nan], [0.2, np.nan, np.nan], [0.2, 0.0, np.nan]])
+    idx, none = nan_argmax(v)
+    np.testing.assert_array_equal(idx[:2], [1, 0])  # NaN never wins; ties go to the first
+    np.testing.assert_array_equal(none, [False, False, True])

@@ -8,7 +8,6 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from neuroalign.cli import app
-from neuroalign.datasets.simulate import simulate
 from neuroalign.encoders._recipe import load_recipe, run_recipe
 from neuroalign.exceptions import DataFormatError
 
@@ -17,8 +16,8 @@ RECIPES = ROOT / "encoders"
 
 
 @pytest.fixture(scope="module")
-def small_sim(tmp_path_factory):
-    return simulate(tmp_path_factory.mktemp("simfit") / "nsd", n_images=120, n_test=24)
+def small_sim(sim_nsd_large):
+    return sim_nsd_large
 
 
 def test_all_recipes_parse():
@@ -38,13 +37,24 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     assert set(summary["best_layer_by_roi"]) >= set(small_sim.layer_of_roi())
     assert summary["best_layer_by_roi"]["FFA-1"] == "layer4"
     res = xr.open_zarr(out / "results.zarr")
-    assert {"score", "best_layer", "best_alpha", "ceiling_normalised"} <= set(res.data_vars)
+    assert {"score", "cv_score", "best_layer", "best_layer_score", "ceiling_normalised"} <= set(res.data_vars)
+    assert res["score"].dims == ("layer", "neuroid")
+    assert res.attrs["metric"] == "pearson" and res.attrs["score_kind"] == "test"
     assert (out / "sim-ridge-layer-sweep.toml").exists()
     # the recipe extracts real features (neuroalign.features), cached beside the results
     assert [p.name for p in (tmp_path / "res.features").glob("*.zarr")] == [
         "torchvision-resnet18-seed0.zarr"]
+    # every summary names its metric, kind and aggregate
+    assert summary["metric"] == "pearson" and summary["score_kind"] == "test"
+    assert summary["score_var"] == "best_layer_score"
+    assert summary["best_layer_selection"].startswith("best_layer: argmax over layers of the cross-validated R²")
     for roi, stats in summary["rois"].items():
-        assert stats["ci95"][0] <= stats["mean"] <= stats["ci95"][1], roi
+        raw, norm = stats["score"], stats["ceiling_normalised"]
+        assert raw["metric"] == "pearson" and raw["kind"] == "test" and raw["aggregate"] == "mean"
+        assert raw["ci95"][0] <= raw["value"] <= raw["ci95"][1], roi
+        assert norm["aggregate"] == "ratio of means over neuroids with noise ceiling >= 10 %"
+        assert norm["ci95"][0] <= norm["value"] <= norm["ci95"][1], roi
+        assert 0 < norm["n_neuroids"] <= stats["n_neuroids"]
 
 
 @pytest.mark.slow

@@ -7,14 +7,49 @@ from neuroalign.encoders import RidgeEncoder, _scaleout
 ALPHAS = np.logspace(-2, 4, 9)
 
 
-@pytest.fixture(scope="module")
-def client():
+def _client(n_workers):
     distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False,
                                        dashboard_address=None)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    yield from _client(2)
+
+
+@pytest.fixture(scope="module")
+def client1():
+    yield from _client(1)
+
+
+@pytest.mark.parametrize(("workers", "batch_size"), [(1, 7), (1, 100), (2, 1), (2, 13), (2, 45)])
+def test_any_batch_size_and_workers_match_the_single_process_fit(batch_size, workers, client, client1, tmp_path):
+    """In float64, batches of any size on 1 or 2 workers give the single-process alphas and
+    scores to 1e-12 (float32 agrees to its own rounding, ~1e-7, with the same alphas)."""
+    X, Y, _ = planted(n=100, t=45)
+    c = client1 if workers == 1 else client
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-6)):
+        single = RidgeEncoder(alphas=ALPHAS, dtype=dtype, device="cpu").fit(X, Y)
+        dist = RidgeEncoder(alphas=ALPHAS, dtype=dtype, device="cpu").fit(
+            X, Y, client=c, result_path=tmp_path / f"{dtype}.zarr", batch_size=batch_size)
+        assert dist.scaleout_info_["n_batches"] == -(-45 // batch_size)
+        np.testing.assert_array_equal(dist.best_alphas_, single.best_alphas_)
+        np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, rtol=0, atol=tol)
+        np.testing.assert_allclose(dist.coef_, single.coef_, rtol=0, atol=100 * tol)
+
+
+def test_repeated_fits_of_the_same_data(client, tmp_path):
+    """Fitting the same X again and again (a rerun, a sweep) never loses the scattered data."""
+    X, Y, _ = planted(n=60, t=12)
+    ref = RidgeEncoder(alphas=ALPHAS, device="cpu").fit(X, Y)
+    for i in range(20):
+        enc = RidgeEncoder(alphas=ALPHAS, device="cpu").fit(X, Y, client=client, result_path=tmp_path / f"r{i}.zarr",
+                                                             batch_size=(3, 12)[i % 2])
+        np.testing.assert_array_equal(enc.best_alphas_, ref.best_alphas_)
 
 
 def test_distributed_fit_matches_single_process(client, tmp_path):
@@ -55,6 +90,14 @@ def test_result_path_of_another_fit_is_refused(client, tmp_path):
     RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, result_path=path, batch_size=10)
     with pytest.raises(ValueError, match="belongs to a different fit"):
         RidgeEncoder(alphas=ALPHAS[:3]).fit(X, Y, client=client, result_path=path, batch_size=10)
+    # other data (same shapes, same alphas): the stale result is refused, not reused
+    Y2 = Y.copy()
+    Y2[0, 0] += 1.0
+    with pytest.raises(ValueError, match="belongs to a different fit"):
+        RidgeEncoder(alphas=ALPHAS).fit(X, Y2, client=client, result_path=path, batch_size=10)
+    X2 = X[::-1].copy()
+    with pytest.raises(ValueError, match="belongs to a different fit"):
+        RidgeEncoder(alphas=ALPHAS).fit(X2, Y, client=client, result_path=path, batch_size=10)
     with pytest.raises(ValueError, match="Invalid value for 'batch_size'"):
         RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, result_path=tmp_path / "b.zarr", batch_size=0)
 

@@ -24,11 +24,62 @@ def test_make_delays_shifts():
         make_delays(X, (1.5,))
 
 
-def test_block_folds_are_contiguous():
-    folds = block_folds(100, 5)
-    for _, val in folds:
-        runs = np.split(val, np.flatnonzero(np.diff(val) != 1) + 1)
-        assert all(len(r) >= 5 for r in runs)
+@pytest.mark.parametrize(("n", "k", "blocks"), [(100, 5, None), (203, 4, 10), (57, 3, 9)])
+def test_block_folds_never_interleave_neighbours(n, k, blocks):
+    """Each sample's fold changes only at block boundaries: neighbours share a fold except
+    where one block ends; every sample is validated exactly once."""
+    folds = block_folds(n, k, n_blocks=blocks)
+    n_blocks = blocks or 4 * k
+    fold_of = np.full(n, -1)
+    for f, (train, val) in enumerate(folds):
+        assert np.intersect1d(train, val).size == 0 and len(train) + len(val) == n
+        assert (fold_of[val] == -1).all()
+        fold_of[val] = f
+    assert (fold_of >= 0).all()
+    assert np.count_nonzero(np.diff(fold_of)) <= n_blocks - 1
+    runs = np.split(np.arange(n), np.flatnonzero(np.diff(fold_of)) + 1)
+    assert min(len(r) for r in runs) >= n // n_blocks
+
+
+def test_fir_recovers_a_planted_kernel():
+    """A kernel spread over delays 1-3 (rising then decaying) is recovered, delay by delay."""
+    rng = np.random.default_rng(1)
+    n, p, v = 500, 4, 6
+    X = rng.standard_normal((n, p))
+    kernel = np.stack([rng.standard_normal((p, v)) * g for g in (0.0, 1.0, 0.6, 0.25)])  # delays 0-3
+    Y = sum(make_delays(X, (d,)) @ kernel[d] for d in range(4)) + 0.2 * rng.standard_normal((n, v))
+    enc = FIREncoder(delays=(0, 1, 2, 3), alphas=ALPHAS).fit(X, Y)
+    assert enc.delay_weights_.shape == (4, p, v)
+    np.testing.assert_allclose(enc.delay_weights_, kernel, atol=0.1)
+    assert np.median(enc.cv_scores_) > 0.9
+    ds = enc.to_dataset()
+    assert ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv" and ds.attrs["delays"] == [0, 1, 2, 3]
+    assert ds.attrs["cv"] == "5-fold, contiguous blocks of samples (neuroalign.encoders.block_folds)"
+
+
+def test_fir_block_folds_stop_autocorrelation_leaking():
+    """Two independent random walks: shuffled folds let the spurious fit interpolate between
+    neighbours (high CV R²); contiguous blocks do not."""
+    rng = np.random.default_rng(2)
+    n = 400
+    X = np.cumsum(rng.standard_normal((n, 3)), 0)
+    Y = np.cumsum(rng.standard_normal((n, 8)), 0)
+    enc = FIREncoder(delays=(0, 1), alphas=ALPHAS).fit(X, Y)
+    assert np.median(enc.cv_scores_) < 0.2, enc.cv_scores_
+    from sklearn.model_selection import KFold
+
+    leaky = FIREncoder(delays=(0, 1), alphas=ALPHAS, cv=KFold(5, shuffle=True, random_state=0)).fit(X, Y)
+    assert np.median(leaky.cv_scores_) > np.median(enc.cv_scores_) + 0.2
+
+
+def test_fir_nan_neuroid():
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((80, 2)), rng.standard_normal((80, 3))
+    Y[4, 1] = np.nan
+    with pytest.warns(UserWarning):
+        enc = FIREncoder(alphas=ALPHAS).fit(X, Y)
+    assert np.isnan(enc.cv_scores_[1]) and np.isfinite(enc.cv_scores_[[0, 2]]).all()
+    assert np.isnan(enc.score(X, np.nan_to_num(Y))[1])
 
 
 def test_fir_encoder_recovers_hemodynamic_lag():
@@ -71,6 +122,34 @@ def test_time_resolved_on_store_joins_stimuli():
     enc = TimeResolvedEncoder(alphas=ALPHAS, cv=4).fit(feats, store)
     assert "neuroid_id" in enc.cv_scores_.coords
     assert float(enc.score(feats, avg).mean()) > 0.8
+    ds = enc.to_dataset()
+    assert ds["score"].dims == ("neuroid", "time") and ds.attrs["metric"] == "r2"
+    assert ds.attrs["cv"] == "4-fold, stimulus-grouped (neuroalign.store.cv_folds)"
+
+
+def test_time_resolved_planted_latency_and_shuffled_presentations():
+    """Signal at one latency per neuroid group is found there; shuffling the presentations of
+    the store (and the feature rows) gives the same scores and alphas."""
+    rng = np.random.default_rng(4)
+    n_stim, T = 60, 8
+    store = make_store(n_stimuli=n_stim, n_neuroids=6, n_times=T, n_repetitions=2, ncsnr=1.0, seed=4)
+    ids = np.array([f"stim-{i:04d}" for i in range(n_stim)])
+    X = rng.standard_normal((n_stim, 5))
+    sig = X @ rng.standard_normal((5, 6))
+    latency = np.array([2, 2, 2, 5, 5, 5])
+    gain = np.exp(-0.5 * ((np.arange(T)[None] - latency[:, None]) / 0.7) ** 2)  # (neuroid, time)
+    codes = np.searchsorted(ids, store["stimulus_id"].values)
+    resp = sig[codes][:, :, None] * gain + 0.5 * rng.standard_normal(store["responses"].shape)
+    store = store.copy(data={"responses": resp.astype(np.float32), "true_ncsnr": store["true_ncsnr"].values})
+    feats = feature_da(X.astype(np.float32), ids)
+    enc = TimeResolvedEncoder(alphas=ALPHAS, cv=4, dtype="float64").fit(feats, store)
+    np.testing.assert_array_equal(enc.cv_scores_.values.argmax(1), latency)
+    order = rng.permutation(store.sizes["presentation"])
+    frows = rng.permutation(n_stim)
+    again = TimeResolvedEncoder(alphas=ALPHAS, cv=4, dtype="float64").fit(
+        feats.isel(stimulus=frows), store.isel(presentation=order))
+    np.testing.assert_allclose(again.cv_scores_.values, enc.cv_scores_.values, atol=1e-10)
+    np.testing.assert_array_equal(again.best_alphas_.values, enc.best_alphas_.values)
 
 
 def test_temporal_errors():

@@ -42,13 +42,14 @@ def sweep_scores(sim, feats: xr.Dataset) -> xr.DataArray:
 
 
 @pytest.fixture(scope="session")
-def nsd_features(sim_nsd):
-    return exact_features(sim_nsd)
+def nsd_features(sim_nsd_large_features):
+    return sim_nsd_large_features
 
 
 @pytest.fixture(scope="session")
-def nsd_scores(sim_nsd, nsd_features):
-    return sweep_scores(sim_nsd, nsd_features)
+def nsd_scores(sim_nsd_large, nsd_features):
+    """Cross-validated layer scores on the large simulation (``sim_nsd_large``)."""
+    return sweep_scores(sim_nsd_large, nsd_features)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """layer_preference and its ROI / time summaries."""
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -7,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from neuroalign.exceptions import DimensionError
+from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.mapping import (
     best_layer_over_time,
     layer_preference,
@@ -74,8 +76,8 @@ def test_errors_name_what_is_missing():
         best_layer_over_time(toy_scores(), by="sensor")
 
 
-def test_simulated_rois_prefer_their_true_layer(sim_nsd, nsd_scores):
-    truth = sim_nsd.layer_of_roi()
+def test_simulated_rois_prefer_their_true_layer(sim_nsd_large, nsd_scores):
+    truth = sim_nsd_large.layer_of_roi()
     pref = layer_preference(nsd_scores)
     summary = summarize_by_roi(pref, rois=SIM_ROIS)
     for roi in SIM_ROIS:
@@ -91,14 +93,14 @@ def test_simulated_rois_prefer_their_true_layer(sim_nsd, nsd_scores):
     assert np.median(pref["best_score"].values[~driven]) < 0.3 < np.median(pref["best_score"].values[driven])
 
 
-def test_roi_profile_uses_store_masks(sim_nsd, nsd_scores):
+def test_roi_profile_uses_store_masks(sim_nsd_large, nsd_scores):
     bare = nsd_scores.drop_vars([c for c in nsd_scores.coords if c.startswith("roi_")])
-    prof = roi_layer_profile(bare, sim_nsd.store(), rois=SIM_ROIS)
+    prof = roi_layer_profile(bare, sim_nsd_large.store(), rois=SIM_ROIS)
     assert prof.dims == ("roi", "layer")
     np.testing.assert_allclose(prof.values, roi_layer_profile(nsd_scores, rois=SIM_ROIS).values)
     with pytest.raises(KeyError, match="not in the store"):
         roi_layer_profile(bare.assign_coords(neuroid_id=("neuroid", ["x"] * bare.sizes["neuroid"])),
-                          sim_nsd.store())
+                          sim_nsd_large.store())
 
 
 def test_best_layer_over_time_per_sensor_and_roi():
@@ -121,17 +123,51 @@ def test_best_layer_over_time_per_sensor_and_roi():
         best_layer_over_time(da.isel(time=0))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),
-              elements=st.floats(-1, 1, allow_nan=False)))
+              elements=st.one_of(st.floats(-1, 1), st.just(np.nan))))
 def test_preference_laws(vals):
-    """Best score is the maximum; depths lie in [0, 1]; neuroid order does not matter."""
+    """Best score is the maximum over the layers that have one; a NaN layer never wins; a
+    neuroid whose every layer is NaN gets '' and NaN (with a warning); depths lie in [0, 1];
+    neuroid order does not matter."""
     da = xr.DataArray(vals, dims=("layer", "neuroid"), coords={"layer": [f"L{i}" for i in range(vals.shape[0])]})
-    pref = layer_preference(da)
-    np.testing.assert_allclose(pref["best_score"].values, vals.max(axis=0))
+    all_nan = np.isnan(vals).all(axis=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pref = layer_preference(da)
+    assert any(issubclass(w.category, DataQualityWarning) for w in caught) == bool(all_nan.any())
+    expected = np.array([np.nan if n else np.nanmax(vals[:, j]) for j, n in enumerate(all_nan)])
+    np.testing.assert_allclose(pref["best_score"].values, expected)
+    for j, name in enumerate(pref["best_layer"].values):
+        if all_nan[j]:
+            assert name == "" and np.isnan(pref["best_depth_norm"].values[j])
+        else:
+            assert vals[int(name[1:]), j] == expected[j]  # never a NaN layer
     for name in ("best_depth_norm", "mean_depth_norm"):
         v = pref[name].values
         assert np.all((v[np.isfinite(v)] >= 0) & (v[np.isfinite(v)] <= 1))
     perm = np.arange(vals.shape[1])[::-1]
-    back = layer_preference(da.isel(neuroid=perm))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        back = layer_preference(da.isel(neuroid=perm))
     assert list(back["best_layer"].values) == list(pref["best_layer"].values[perm])
+
+
+def test_nan_layers_never_win_in_roi_summaries():
+    """An all-NaN neuroid does not vote for the ROI's layer; an ROI-mean profile skips NaN."""
+    vals = np.array([[np.nan, np.nan, 0.1, np.nan], [np.nan, np.nan, 0.9, 0.5], [np.nan, 0.4, 0.2, 0.1]])
+    da = xr.DataArray(vals, dims=("layer", "neuroid"),
+                      coords={"layer": ["a", "b", "c"], "neuroid_id": ("neuroid", list("wxyz")),
+                              "roi_A": ("neuroid", [True, True, True, True]),
+                              "roi_B": ("neuroid", [True, False, False, False])})
+    with pytest.warns(DataQualityWarning, match=r"NaN on every layer \(neuroids 'w'\)"):
+        pref = layer_preference(da)
+    assert list(pref["best_layer"].values) == ["", "c", "b", "b"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = summarize_by_roi(pref)
+    assert summary["best_layer"].sel(roi="A").item() == "b"  # 2 of the 3 neuroids with a layer
+    assert summary["best_layer_fraction"].sel(roi="A").item() == pytest.approx(2 / 3)
+    assert summary["best_layer"].sel(roi="B").item() == "" and np.isnan(summary["best_layer_fraction"].sel(roi="B"))
+    prof = roi_layer_profile(da, rois="A")
+    np.testing.assert_allclose(prof.sel(roi="A").values, [0.1, 0.7, 0.7 / 3])

@@ -8,11 +8,11 @@ from typer.testing import CliRunner
 from neuroalign.cli import app
 
 
-def test_map_with_scores_file(sim_nsd, nsd_scores, tmp_path):
+def test_map_with_scores_file(sim_nsd_large, nsd_scores, tmp_path):
     path = tmp_path / "scores.zarr"
     nsd_scores.to_dataset(name="score").to_zarr(path)
     out = tmp_path / "maps"
-    res = CliRunner().invoke(app, ["map", str(sim_nsd.root), "--scores", str(path), "--out", str(out),
+    res = CliRunner().invoke(app, ["map", str(sim_nsd_large.root), "--scores", str(path), "--out", str(out),
                                    "--format", "png"])
     assert res.exit_code == 0, res.output
     for stem in ("roi_scores", "layer_profile", "volume_best_depth", "volume_best_score"):
@@ -21,7 +21,7 @@ def test_map_with_scores_file(sim_nsd, nsd_scores, tmp_path):
     assert not list(out.glob("surface*")), sorted(p.name for p in out.iterdir())
     assert "no surface map: the store's space 'func1pt8mm' is not MNI" in res.output
     assert (out / "roi_summary.csv").exists() and (out / "layer_preference.csv").exists()
-    for roi, layer in sim_nsd.layer_of_roi().items():
+    for roi, layer in sim_nsd_large.layer_of_roi().items():
         assert re.search(rf"{re.escape(roi)}\s+{layer}\s.*truth {layer}", res.output), res.output
 
 

@@ -37,8 +37,14 @@ def test_planted_units_found_with_small_p(method):
     feats, store = planted()
     tab = unit_to_roi(feats, store, method=method, n_permutations=199, seed=1)
     assert tab.sizes["unit"] == 40 and list(tab["roi_candidate"].values) == ["A", "B"]
-    assert set(select_units(tab, "A", alpha=0.01)["unit_index"].values) == {3, 7}
-    assert list(select_units(tab, "B", alpha=0.01)["unit_index"].values) == [12]
+    # the planted units are selected; of the 37 null units ~0.4 pass alpha = 0.01 by chance
+    # (3 or more: < 1 %), so the test allows two
+    sel_a = set(select_units(tab, "A", alpha=0.01)["unit_index"].values)
+    sel_b = set(select_units(tab, "B", alpha=0.01)["unit_index"].values)
+    assert {3, 7} <= sel_a and len(sel_a - {3, 7}) <= 2, sel_a
+    assert {12} <= sel_b and len(sel_b - {12}) <= 2, sel_b
+    assert list(select_units(tab, "A", alpha=None, top=2)["unit_index"].values) in ([3, 7], [7, 3])
+    assert list(select_units(tab, "B", alpha=None, top=1)["unit_index"].values) == [12]
     assert tab["p_value"].values[[3, 7, 12]].max() <= 1 / 200 + 1e-12
     others = np.setdiff1d(np.arange(40), [3, 7, 12])
     assert np.mean(tab["p_value"].values[others] > 0.05) > 0.8  # nulls mostly not significant
@@ -90,7 +96,9 @@ def test_aligned_units_lists_models_together():
     al = aligned_units({"toy": t1, "toy2": t2}, alpha=0.01)
     a = al.isel(match=al["roi"].values == "A")
     assert set(a["model"].values) == {"toy", "toy2"}
-    assert set(a["unit_index"].values) == {3, 7}
+    assert {3, 7} <= set(a["unit_index"].values)  # planted; a chance unit may join at alpha 0.01
+    top = aligned_units({"toy": t1, "toy2": t2}, rois="A", top=2)
+    assert set(top["unit_index"].values) == {3, 7}
     assert list(al["roi"].values) == sorted(al["roi"].values)  # grouped by ROI
     same = aligned_units([t1, t2], rois="B", top=1)
     assert list(same["model"].values) == ["toy", "toy2"] and list(same["unit_index"].values) == [12, 12]
