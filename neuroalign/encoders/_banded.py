@@ -18,10 +18,9 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger
 from neuroalign._validation import check_option, check_positive_int, format_list
-from neuroalign.encoders._canonical import order_free_folds
 from neuroalign.encoders._data import align, as_matrix, check_alphas, valid_neuroids
 from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
-from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder
+from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
 from neuroalign.encoders._scoring import SCORERS, r2_score
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DimensionError, NotFittedError
@@ -215,7 +214,7 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
                 f"{func}.fit() needs at least 2 feature spaces; got {names!r}. Use RidgeEncoder "
                 "for one."
             )
-        folds = order_free_folds(self.cv, data.X.shape[0], data.stimulus_id, func=func)
+        folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=func)
         if isinstance(folds, str):
             raise ValueError(
                 f"Invalid value for 'cv' in {func}: {self.cv!r}. Expected an integer >= 2 or a "

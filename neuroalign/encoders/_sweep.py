@@ -9,7 +9,6 @@ import xarray as xr
 
 from neuroalign._logging import get_logger, progress
 from neuroalign._validation import format_list
-from neuroalign.encoders._canonical import order_free_folds
 from neuroalign.encoders._data import (
     align,
     as_matrix,
@@ -18,7 +17,7 @@ from neuroalign.encoders._data import (
     valid_neuroids,
 )
 from neuroalign.encoders._results import CV_KIND, results_dataset
-from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder
+from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
 from neuroalign.encoders._scoring import SCORERS, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DataQualityWarning, DimensionError, NotFittedError
@@ -150,7 +149,7 @@ class LayerSweep(RidgeEncoder):
                 align(layers[name], Y)
         first = align(layers[names[0]], train_Y, allow_extra=sub)
         self._fit_meta(first)
-        folds = order_free_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
+        folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
         Yt = self._tensor(first.Y[:, ok], device, dtype)
         n_neuroids = first.Y.shape[1]

@@ -7,7 +7,6 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from neuroalign._validation import check_positive_int
-from neuroalign.encoders._canonical import order_free_folds
 from neuroalign.encoders._data import as_matrix, features_matrix, join_on_stimulus, valid_neuroids
 from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
@@ -237,7 +236,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         Xm, cube, ids, tmpl, times = self._responses(X, Y)
         wins = self._windows(cube.shape[2])
         Ys = self._stack(cube, wins)
-        folds = order_free_folds(self.cv, Xm.shape[0], ids, func="TimeResolvedEncoder")
+        folds = resolve_folds(self.cv, Xm.shape[0], ids, func="TimeResolvedEncoder")
         from neuroalign.encoders._data import Aligned
 
         data = Aligned(Xm, Ys, ids, None, "sample")

@@ -46,8 +46,10 @@ def cv_folds(
     n_splits : int
         Number of folds (>= 2).
     shuffle : bool
-        Shuffle stimuli before dealing them (seeded by ``seed``); otherwise the order of
-        first appearance is used.
+        Shuffle stimuli before dealing them (seeded by ``seed``). The shuffle starts from
+        the sorted stimulus ids, so which stimulus lands in which fold depends only on the
+        set of stimuli and the seed, never on the order of the rows. ``shuffle=False``
+        deals the stimuli in their order of first appearance (the order you gave).
     seed : int or None
         Seed of the shuffle.
 
@@ -71,9 +73,10 @@ def cv_folds(
             f"Too few stimuli for cv_folds(n_splits={n_splits}): {n_stim} unique stimulus_id "
             f"over {len(ids)} {dim}; need at least {n_splits}."
         )
-    order = np.argsort(first)  # order of first appearance
-    if shuffle:
-        order = np.random.default_rng(seed).permutation(order)
+    if shuffle:  # from the sorted ids: the folds depend on the set of stimuli, not the row order
+        order = np.random.default_rng(seed).permutation(n_stim)
+    else:
+        order = np.argsort(first)  # order of first appearance, as the user gave the rows
     fold_of_stim = np.empty(n_stim, dtype=int)
     fold_of_stim[order] = np.arange(n_stim) % n_splits
     fold = fold_of_stim[codes.ravel()]

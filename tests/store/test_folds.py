@@ -125,3 +125,22 @@ def test_stimulus_folds_never_leak(ids, kind, seed):
         assert len(train) and len(test)
         # every row of a stimulus goes where the stimulus goes
         assert set(np.flatnonzero(np.isin(ids, ids[test]))) == set(test.tolist())
+
+
+def test_shuffled_folds_depend_on_the_set_of_stimuli_not_the_row_order():
+    """Which stimulus lands in which fold is a function of the set of ids and the seed."""
+    rng = np.random.default_rng(5)
+    ids = np.repeat([f"s{i:03d}" for i in range(40)], 3)
+    perm = rng.permutation(len(ids))
+
+    def fold_of(ids_, folds):
+        out = {}
+        for f, (_, te) in enumerate(folds):
+            for sid in ids_[te]:
+                out[str(sid)] = f
+        return out
+
+    a = fold_of(ids, cv_folds(ids, 5, seed=3))
+    b = fold_of(ids[perm], cv_folds(ids[perm], 5, seed=3))
+    assert a == b
+    assert fold_of(ids, cv_folds(ids, 5, seed=4)) != a  # the seed still matters
