@@ -8,6 +8,7 @@ sessions that disagree (named against the majority), scaled NIfTI, corrupt chunk
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from neuroalign._logging import get_logger
 from neuroalign._validation import format_list
+from neuroalign.datasets._digest import BackgroundDigest, StreamDigest, wants_digests
 from neuroalign.datasets._formats import (
     check_integers,
     h5_dataset,
@@ -26,6 +28,7 @@ from neuroalign.datasets._formats import (
     nifti_array,
     open_hdf5,
 )
+from neuroalign.datasets._scan import read_h5_voxels, read_mgh_frames
 from neuroalign.exceptions import DataFormatError
 
 log = get_logger(__name__)
@@ -187,10 +190,24 @@ def _agree(values: dict[int, object], paths: dict[int, Path], fmt: str, note: st
 
 
 def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
-    """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file."""
+    """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file.
+
+    The published layout (one voxel per unfiltered chunk) is read directly as raw chunks
+    (:func:`~neuroalign.datasets._scan.read_h5_voxels`); other layouts through h5py. While
+    an ingest writes, the file's SHA-256 is computed on a second thread meanwhile.
+    """
+    with _stream_digest(path) as digest:
+        return _read_volume_hdf5_values(path, ijk, digest)
+
+
+def _read_volume_hdf5_values(path: Path, ijk: np.ndarray, digest) -> np.ndarray:
     i, j, k = ijk.T
     with open_hdf5(path) as f:
         d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
+        out = read_h5_voxels(d, path, np.c_[k, j, i], digest)
+        if out is not None:
+            out /= SCALE
+            return out
         T, Z, Y, X = d.shape
         out = np.empty((T, len(i)), dtype=np.float32)
         chunks = d.chunks
@@ -201,7 +218,7 @@ def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
                 slab = h5_read(d, path, np.s_[t0 : t0 + step])
                 out[t0 : t0 + step] = slab[:, k, j, i]
         else:
-            # voxel-chunked (published layout): read slabs of Z planes, each chunk once
+            # voxel-chunked with filters, or contiguous: read slabs of Z planes
             cz = chunks[1] if chunks is not None else 1
             step = max(cz, _SLAB_BYTES // max(2 * T * Y * X, 1) // cz * cz)
             for z0 in range(0, Z, step):
@@ -214,9 +231,30 @@ def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
     return out
 
 
+def _digest(path: Path):
+    """Hash ``path`` on a second thread while a library reads it, when an ingest asks."""
+    return BackgroundDigest(path) if wants_digests() else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _stream_digest(path: Path):
+    """A :class:`StreamDigest` for a reader that scans ``path`` whole, when an ingest
+    asks (None otherwise); its digest is handed over only if every byte was fed."""
+    if not wants_digests():
+        yield None
+        return
+    digest = StreamDigest(path)
+    try:
+        yield digest
+        digest.finish()
+    finally:
+        digest.close()
+
+
 def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
     img = load_nifti(path, "NSD betas (X, Y, Z, trials) int16")
-    arr = nifti_array(img, path, dtype=np.int16)
+    with _digest(path):
+        arr = nifti_array(img, path, dtype=np.int16)
     out = arr[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T.astype(np.float32)
     del arr
     out /= SCALE
@@ -228,14 +266,22 @@ def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarra
     for hemi in ("lh", "rh"):
         path = kinds[hemi]
         if space == "fsaverage":
-            arr = load_mgh(path)  # (V, T) float PSC
-            parts.append(arr[verts[hemi]].T.astype(np.float32))
+            img = load_nifti(path, "fsaverage betas (.mgh, vertices x 1 x 1 x trials)")
+            with _stream_digest(path) as digest:
+                part = read_mgh_frames(path, img, verts[hemi], digest)  # (T, n) float PSC
+            if part is None:  # .mgz (gzip) and other variants: through nibabel
+                with _digest(path):
+                    arr = load_mgh(path)  # (V, T)
+                part = arr[verts[hemi]].T.astype(np.float32)
+                del arr
         else:
-            with open_hdf5(path) as f:
-                d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
-                arr = h5_read(d, path)
-            parts.append(arr[:, verts[hemi]].astype(np.float32) / SCALE)
-        del arr
+            with _digest(path):
+                with open_hdf5(path) as f:
+                    d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
+                    arr = h5_read(d, path)
+                part = arr[:, verts[hemi]].astype(np.float32) / SCALE
+                del arr
+        parts.append(part)
     out = np.concatenate(parts, axis=1)
     bad = np.isnan(out).all(axis=0)
     if bad.any():

@@ -1,0 +1,381 @@
+"""Direct readers for the uncompressed layouts of NSD's large beta files.
+
+NSD's func1pt8mm HDF5 betas are chunked one voxel per chunk (h5py chunks
+``(trials, 1, 1, 1)``, ~700,000 chunks per session), unfiltered. h5py reads such a file
+at ~70 MB/s, chunk by chunk through HDF5's chunk machinery, whatever the selection. Here
+the chunk index is read once (``chunk_iter``) and the chunks holding the wanted voxels
+are read as raw bytes, sorted by file offset and coalesced into large reads: disk speed.
+The fsaverage ``.mgh`` betas are one raw big-endian array after a 284-byte header; their
+trials are read in large pieces and the wanted vertices taken from each.
+
+Either reader returns ``None`` when the file does not have the layout it handles
+(filters, partial-trial chunks, gzip): the caller then reads it with h5py / nibabel.
+Values are returned exactly as stored (cast to float32), as those libraries give them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from neuroalign.exceptions import DataFormatError
+
+__all__ = ["read_h5_voxels", "read_mgh_frames"]
+
+_RANGE_BYTES = 64 * 2**20  # at most one read of this size (plus one chunk) at a time
+_GAP_BYTES = 256 * 2**10  # chunks closer than this are read in one go, gap included
+
+
+def _pread(fd: int, buf: bytearray, offset: int, length: int, path: Path) -> memoryview:
+    view = memoryview(buf)[:length]
+    got = 0
+    while got < length:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            raise DataFormatError(
+                f"{path}: ends at byte {offset + got}, but its data continue to byte "
+                f"{offset + length}; the file is truncated. Download it again."
+            )
+        got += n
+    return view
+
+
+@dataclass
+class _ChunkIndex:
+    """Byte offset of every chunk (by linear chunk index; -1: never written), chunks
+    stored in an unexpected way (``bad``), and the file's bytes outside chunk data
+    (``gaps``, None when too many to compare) with their digest (None until computed)."""
+
+    key: tuple
+    table: np.ndarray
+    bad: np.ndarray
+    gaps: np.ndarray | None  # (m, 2) [start, stop) byte ranges not holding chunk data
+    gap_digest: str | None = None
+
+
+# chunk indexes of recent files, reused for a file whose every byte outside the chunk
+# data is identical (same layout: HDF5 reads its index from exactly those bytes)
+_INDEX_CACHE: OrderedDict[tuple, _ChunkIndex] = OrderedDict()
+_INDEX_CACHE_SIZE = 4
+_GAP_LIMIT = 256 * 2**20  # files with more non-chunk bytes than this are not cached
+
+
+def _remember(index: _ChunkIndex) -> None:
+    _INDEX_CACHE[index.key] = index
+    _INDEX_CACHE.move_to_end(index.key)
+    while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+        _INDEX_CACHE.popitem(last=False)
+
+
+def _gap_digest(path: Path, gaps: np.ndarray) -> str:
+    h = _GapHash(gaps)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = bytearray(int((gaps[:, 1] - gaps[:, 0]).max(initial=0)))
+        for a, b in gaps.tolist():
+            h(a, _pread(fd, buf, a, b - a, path))
+    finally:
+        os.close(fd)
+    return h.hash.hexdigest()
+
+
+def _chunk_index(d, path: Path, grid, chunk, size: int, *, check: bool,
+                 fresh: bool = False) -> tuple[_ChunkIndex, bool]:
+    """The chunk index of ``d`` and whether it is known to be this file's.
+
+    A cached index of a file of the same size and layout is returned when the bytes
+    outside its chunk data are identical in this file: checked here (``check``), or left
+    to the caller, who reads the whole file anyway and compares ``gap_digest`` (then the
+    second value is False). Otherwise the index is HDF5's (``chunk_iter``).
+
+    Why the cache is exact: HDF5 finds a dataset's chunks by parsing metadata (superblock,
+    object header, B-tree nodes) that lies outside the chunk data. If every byte outside
+    file A's chunk data is identical in file B, parsing B reads the same bytes at the same
+    addresses as parsing A, so B's chunks are where A's are; only their contents differ.
+    Comparing those bytes (~4 % of an NSD session file) costs far less than iterating
+    ~700,000 chunks.
+    """
+    file_size = path.stat().st_size
+    key = (file_size, d.shape, d.dtype.str, d.chunks)
+    cached = None if fresh else _INDEX_CACHE.get(key)
+    if cached is not None:
+        if not check:
+            return cached, False
+        if _gap_digest(path, cached.gaps) == cached.gap_digest:
+            _INDEX_CACHE.move_to_end(key)
+            return cached, True
+    gy, gx = grid[1], grid[2]
+    cz, cy, cx = chunk
+    infos: list = []
+    d.id.chunk_iter(infos.append)
+    n = len(infos)
+    offsets = np.fromiter((c.byte_offset for c in infos), np.int64, n)
+    sizes = np.fromiter((c.size for c in infos), np.int64, n)
+    masks = np.fromiter((c.filter_mask for c in infos), np.int64, n)
+    corner = np.array([c.chunk_offset for c in infos], dtype=np.int64).reshape(n, 4)
+    del infos
+    lin = ((corner[:, 1] // cz) * gy + corner[:, 2] // cy) * gx + corner[:, 3] // cx
+    ok = (sizes == size) & (masks == 0)
+    n_chunks = int(np.prod(grid))
+    table = np.full(n_chunks, -1, dtype=np.int64)
+    table[lin[ok]] = offsets[ok]
+    bad = np.zeros(n_chunks, dtype=bool)
+    bad[lin[~ok]] = True
+    # the bytes outside chunk data; overlapping chunks (a corrupt file): no caching
+    o = np.argsort(offsets)
+    lo, hi = offsets[o], offsets[o] + sizes[o]
+    gaps = None
+    if not (n and (np.any(lo[1:] < hi[:-1]) or hi[-1] > file_size)):
+        edges, ends = np.r_[0, hi], np.r_[lo, file_size]
+        keep = ends > edges
+        gaps = np.c_[edges[keep], ends[keep]]
+        if int((gaps[:, 1] - gaps[:, 0]).sum()) > _GAP_LIMIT:
+            gaps = None
+    index = _ChunkIndex(key, table, bad, gaps)
+    if check and gaps is not None:
+        index.gap_digest = _gap_digest(path, gaps)
+        _remember(index)
+    return index, True
+
+
+def _direct_chunks(d) -> tuple[int, ...] | None:
+    """The chunk shape when every chunk can be read as raw bytes, else None."""
+    from h5py import h5d
+
+    if d.chunks is None or d.chunks[0] != d.shape[0] or not hasattr(d.id, "chunk_iter"):
+        return None
+    plist = d.id.get_create_plist()
+    if plist.get_layout() != h5d.CHUNKED or plist.get_nfilters() != 0:
+        return None
+    return tuple(int(c) for c in d.chunks)
+
+
+def _cuts(file_size: int, starts: np.ndarray, size: int) -> list[int]:
+    """Piece boundaries over the whole file, ~_RANGE_BYTES apart, never inside a wanted
+    chunk ``[start, start + size)``."""
+    cuts = [0]
+    while cuts[-1] < file_size:
+        c = min(cuts[-1] + _RANGE_BYTES, file_size)
+        i = int(np.searchsorted(starts, c, side="right")) - 1
+        if i >= 0 and starts[i] < c < starts[i] + size:
+            c = int(starts[i]) if starts[i] > cuts[-1] else int(starts[i]) + size
+        cuts.append(c)
+    return cuts
+
+
+class _Gather:
+    """Copies the wanted chunks' values out of pieces of the file into ``out`` (n, T)."""
+
+    def __init__(self, out, vox, starts, which, local, size, T, per_chunk, dtype):
+        self.out, self.vox, self.starts, self.local = out, vox, starts, local
+        self.size, self.T, self.per_chunk, self.dtype = size, T, per_chunk, dtype
+        self.order = np.argsort(which, kind="stable")
+        self.sorted_which = which[self.order]
+
+    def __call__(self, base: int, view: memoryview) -> None:
+        """Take every wanted chunk lying wholly in ``view`` (file bytes from ``base``)."""
+        a = int(np.searchsorted(self.starts, base))
+        b = int(np.searchsorted(self.starts, base + len(view) - self.size, side="right"))
+        if b <= a:
+            return
+        lo, hi = np.searchsorted(self.sorted_which, [a, b])
+        sel = self.order[lo:hi]
+        rows_out = self.vox[sel]
+        # one copy of each wanted chunk, already in output order, then cast into place
+        raw = np.frombuffer(view, dtype=np.uint8)
+        rows = sliding_window_view(raw, self.size)[self.starts[self.sorted_which[lo:hi]] - base]
+        vals = rows.view(self.dtype).reshape(len(sel), self.T, self.per_chunk)
+        if self.per_chunk == 1:
+            self.out[rows_out] = vals[:, :, 0]
+        else:
+            self.out[rows_out] = vals[np.arange(len(sel)), :, self.local[rows_out]]
+
+
+class _GapHash:
+    """SHA-256 of the bytes in ``gaps`` (sorted [start, stop) ranges), fed by pieces."""
+
+    def __init__(self, gaps: np.ndarray) -> None:
+        self.gaps = gaps
+        self.hash = hashlib.sha256(np.ascontiguousarray(gaps, dtype="<i8").tobytes())
+
+    def __call__(self, base: int, view: memoryview) -> None:
+        end = base + len(view)
+        i = int(np.searchsorted(self.gaps[:, 1], base, side="right"))
+        j = int(np.searchsorted(self.gaps[:, 0], end))
+        for g0, g1 in self.gaps[i:j].tolist():
+            self.hash.update(view[max(g0, base) - base : min(g1, end) - base])
+
+
+def _scan_file(fd: int, path: Path, cuts: list[int], digest, handlers) -> None:
+    """Read the file once, in order, piece by piece (``cuts``); feed every piece to
+    ``digest`` (hashed on its thread meanwhile) and to each handler ``(base, view)``."""
+    biggest = max(b - a for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+    bufs = [bytearray(biggest), bytearray(biggest)]
+    pending = [None, None]
+    advise = getattr(os, "posix_fadvise", None)
+    try:
+        for n, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+            k = n % 2
+            if pending[k] is not None:
+                pending[k].result()  # the hasher is done with this buffer
+            if advise is not None:
+                advise(fd, b, biggest, os.POSIX_FADV_WILLNEED)  # the next piece, meanwhile
+            view = _pread(fd, bufs[k], a, b - a, path)
+            pending[k] = digest.feed(a, view) if digest is not None else None
+            for handle in handlers:
+                handle(a, view)
+    finally:
+        for fut in pending:
+            if fut is not None:
+                fut.result()
+
+
+def read_h5_voxels(d, path: Path, zyx: np.ndarray, digest=None) -> np.ndarray | None:
+    """Values (trials, n) of 4-D dataset ``d`` (trials, Z, Y, X) at voxels ``zyx`` (n, 3).
+
+    Parameters
+    ----------
+    d : h5py.Dataset
+        Open dataset, shape (T, Z, Y, X).
+    path : Path
+        Its file (named in errors, and read directly).
+    zyx : ndarray of int, shape (n, 3)
+        Wanted voxels as (z, y, x) indices.
+    digest : StreamDigest, optional
+        When given, the whole file is read once in order and every piece fed to it (the
+        file's SHA-256 for the ingest's resume check comes free); otherwise only the
+        bytes of the wanted chunks are read.
+
+    Returns
+    -------
+    ndarray of float32, shape (T, n), or None
+        The stored values (unscaled; a transposed view of a C-ordered (n, T) array), or
+        None when the layout is not one whose chunks hold every trial of a block of voxels
+        without filters (nothing was read then).
+    """
+    chunks = _direct_chunks(d)
+    if chunks is None:
+        return None
+    T = int(d.shape[0])
+    cz, cy, cx = chunks[1:]
+    grid = tuple(-(-int(n) // c) for n, c in zip(d.shape[1:], chunks[1:], strict=True))
+    per_chunk = cz * cy * cx
+    size = T * per_chunk * d.dtype.itemsize
+    file_size = path.stat().st_size
+    # with a digest the whole file is scanned: a cached index is checked during the scan
+    index, _ = _chunk_index(d, path, grid, chunks[1:], size, check=digest is None)
+
+    z, y, x = (np.asarray(zyx[:, a], dtype=np.int64) for a in range(3))
+    lin = ((z // cz) * grid[1] + y // cy) * grid[2] + x // cx
+    local = ((z % cz) * cy + y % cy) * cx + x % cx
+
+    def gather(index: _ChunkIndex, scan: bool):
+        if index.bad[lin].any():
+            return None  # a wanted chunk is stored in some other way: let h5py read it
+        off = index.table[lin]
+        # filled neuroid-major (n, T): each chunk's trials are one contiguous row, so the
+        # scatter into voxel order moves whole rows; the caller gets the (T, n) view
+        out = np.empty((len(z), T), dtype=np.float32)
+        absent = off < 0  # never written: HDF5 gives the fill value
+        if absent.any():
+            fill = d.fillvalue
+            out[absent] = np.float32(0 if fill is None else fill)
+        vox = np.flatnonzero(~absent)
+        starts, which = np.unique(off[vox], return_inverse=True)  # sorted chunk offsets
+        if len(starts) and starts[-1] + size > file_size:
+            raise DataFormatError(
+                f"{path}: chunk data of dataset {d.name.lstrip('/')!r} run to byte "
+                f"{int(starts[-1] + size)}, but the file has {file_size} bytes; the file is "
+                "truncated or corrupt. Download it again."
+            )
+        take = _Gather(out, vox, starts, which, local, size, T, per_chunk, d.dtype)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if scan:
+                gaps = _GapHash(index.gaps) if index.gaps is not None else None
+                _scan_file(fd, path, _cuts(file_size, starts, size), digest,
+                           [take] + ([gaps] if gaps is not None else []))
+                if gaps is not None and index.gap_digest is None:
+                    index.gap_digest = gaps.hash.hexdigest()  # a fresh index: now cacheable
+                    _remember(index)
+                elif gaps is not None and gaps.hash.hexdigest() != index.gap_digest:
+                    return "stale"
+            else:
+                _read_ranges(fd, path, starts, size, take)
+        finally:
+            os.close(fd)
+        return out.T
+
+    out = gather(index, scan=digest is not None)
+    if isinstance(out, str):  # the cached index was not this file's: HDF5's own, from cache
+        index, _ = _chunk_index(d, path, grid, chunks[1:], size, check=True, fresh=True)
+        out = gather(index, scan=False)
+    return out
+
+
+def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> None:
+    """Read only the wanted chunks, nearby ones coalesced, at most _RANGE_BYTES at once."""
+    if not len(starts):
+        return
+    brk = np.ones(len(starts), dtype=bool)
+    brk[1:] = ((np.diff(starts) > size + _GAP_BYTES)
+               | (starts[1:] // _RANGE_BYTES != starts[:-1] // _RANGE_BYTES))
+    first = np.flatnonzero(brk)
+    last = np.append(first[1:], len(starts)) - 1
+    buf = bytearray(int(np.max(starts[last] - starts[first])) + size)
+    for a, b in zip(first, last, strict=True):
+        base = int(starts[a])
+        take(base, _pread(fd, buf, base, int(starts[b]) + size - base, path))
+
+
+def read_mgh_frames(path: Path, img, columns: np.ndarray, digest=None) -> np.ndarray | None:
+    """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float32.
+
+    Returns None for other files (``.mgz``, scaled data, other shapes). The values are
+    those ``nibabel`` gives (``img.dataobj``), cast to float32. The file is read once, in
+    order, in pieces of whole frames (every piece fed to ``digest`` when given).
+    """
+    proxy = img.dataobj
+    if not str(path).lower().endswith(".mgh") or getattr(proxy, "order", None) != "F":
+        return None
+    shape = tuple(int(s) for s in proxy.shape)
+    if len(shape) != 4 or shape[1:3] != (1, 1):
+        return None
+    if float(getattr(proxy, "slope", 1.0)) != 1.0 or float(getattr(proxy, "inter", 0.0)) != 0.0:
+        return None
+    dtype = np.dtype(proxy.dtype)
+    V, T = shape[0], shape[3]
+    offset = int(proxy.offset)
+    frame = V * dtype.itemsize
+    need = offset + frame * T
+    file_size = path.stat().st_size
+    if file_size < need:
+        raise DataFormatError(
+            f"{path}: truncated or corrupt image data (the file has {file_size} bytes, its "
+            f"header describes {need}). Expected {V * T} values of shape {shape!r}."
+        )
+    columns = np.asarray(columns, dtype=np.int64)
+    out = np.empty((T, len(columns)), dtype=np.float32)
+    step = max(1, _RANGE_BYTES // max(frame, 1))
+    cuts = sorted({0, *range(offset, need, step * frame), need, file_size})
+
+    def take(base: int, view: memoryview) -> None:
+        lo, hi = max(base, offset), min(base + len(view), need)
+        if hi <= lo:
+            return
+        t0, t1 = (lo - offset) // frame, (hi - offset) // frame
+        block = np.frombuffer(view[lo - base : hi - base], dtype=dtype).reshape(t1 - t0, V)
+        out[t0:t1] = block[:, columns]
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _scan_file(fd, path, cuts, digest, [take])
+    finally:
+        os.close(fd)
+    return out
