@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroalign.datasets._scan import _hdf5_chunks
+
 __all__ = ["NeuroidParams", "neuroid_params", "write_volume_session", "write_surface_session"]
 
 _PIECE_BYTES = 32 * 2**20  # int16/float32 values generated per piece (memory bound)
@@ -117,13 +119,10 @@ def write_volume_session(path: Path, *, seed: int, session: int, shape: tuple[in
         dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5d.FILL_TIME_NEVER)
         d = f.create_dataset("betas", shape=(T, Z, Y, X), dtype="<i2", dcpl=dcpl)
-        infos: list = []
-        d.id.chunk_iter(infos.append)
-        lin = np.array([((c.chunk_offset[1] * Y) + c.chunk_offset[2]) * X + c.chunk_offset[3]
-                        for c in infos], dtype=np.int64)
+        offsets, _, _, corner = _hdf5_chunks(d)
         offset = np.empty(Z * Y * X, dtype=np.int64)
-        offset[lin] = np.fromiter((c.byte_offset for c in infos), np.int64, len(infos))
-        del infos, lin
+        offset[(corner[:, 1] * Y + corner[:, 2]) * X + corner[:, 3]] = offsets
+        del offsets, corner
     size = 2 * T
     brain_flat = brain.ravel()
     index = np.cumsum(brain_flat) - 1  # voxel (file order) -> row of p
