@@ -75,6 +75,8 @@ _PROGRESS_FILE = ".neuroalign-ingest.json"
 _STATE_VERSION = 3  # 3: final layout written in place, uncompressed
 _ZARR_FORMAT = 2
 _TARGET_CHUNK_BYTES = 32 * 2**20
+
+
 @dataclass
 class Block:
     """Rows ``start:stop`` of the sample dim, read by ``read()`` (shape (stop-start, ...)).
@@ -138,9 +140,8 @@ class IngestPlan:
     def _chunks(self) -> tuple[int, ...]:
         """Chunks of the store: every presentation, and a slab of neuroids.
 
-        The neuroid width makes a chunk no bigger than ~32 MiB and its share of one block
-        no bigger than one block's rows (so a block's write touches at most one block's
-        worth of values per chunk).
+        The neuroid width makes a chunk no bigger than ~32 MiB, and no bigger than one
+        block (a chunk never holds more values than one session file gives).
         """
         sizes = [b.stop - b.start for b in self.blocks] or [1]
         rest = int(np.prod(self.shape[2:])) if len(self.shape) > 2 else 1
