@@ -67,7 +67,8 @@ def work_simulate(a: dict) -> dict:
     from neuroalign.datasets.simulate import simulate_nsd_scale
 
     small = {"volume_shape": (20, 24, 18), "n_vertices": (3000, 2800)} if a.get("smoke") else {}
-    sim = simulate_nsd_scale(a["root"], sessions=a["n"], spaces=(a["space"],), seed=0, **small)
+    sim = simulate_nsd_scale(a["root"], sessions=a["n"], spaces=(a["space"],), seed=0,
+                             nsdgeneral_only=a.get("nsdgeneral_only", False), **small)
     return {"bytes": sim.truth["bytes_written"]}
 
 
@@ -224,6 +225,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--profile", action="store_true", help="cProfile the first ingest")
     ap.add_argument("--smoke", action="store_true", help="small grids: check that the script runs")
+    ap.add_argument("--nsdgeneral-only", action="store_true",
+                    help="sparse trees: only the nsdgeneral values are on disk (the files keep "
+                         "NSD's sizes; the rest are holes that read as 0 without disk reads)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -235,18 +239,20 @@ def main() -> None:
     store_per_session = {("func1pt8mm", "nsdgeneral"): 15724 * 750 * 4, ("func1pt8mm", "whole"): 303950 * 750 * 4,
                          ("fsaverage", "nsdgeneral"): 37984 * 750 * 4, ("fsaverage", "whole"): 327684 * 750 * 4}
     profiled = not a.profile
+    tag = " (nsdgeneral-only tree)" if a.nsdgeneral_only else ""
     try:
         for space in a.spaces:
             for n in sorted(a.sessions):
                 tree = a.root / f"{space}-{n}"
-                need = n * per_session[space] / GiB
+                need = n * per_session[space] / GiB * (0.1 if a.nsdgeneral_only else 1)
                 if _free(a.root) - need < a.min_free:
                     print(f"skip {space} {n} sessions: {_free(a.root):.0f} GiB free, the tree needs {need:.0f}")
                     continue
-                r = _run("simulate", {"root": str(tree), "n": n, "space": space, "smoke": a.smoke})
-                r.update(step="simulate", space=space, sessions=n)
+                r = _run("simulate", {"root": str(tree), "n": n, "space": space, "smoke": a.smoke,
+                                      "nsdgeneral_only": a.nsdgeneral_only})
+                r.update(step="simulate", space=space, sessions=n, nsdgeneral_only=a.nsdgeneral_only)
                 results.append(r)
-                print(f"simulate {space} {n:>2} sessions: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_mib']:6.0f} MiB, "
+                print(f"simulate{tag} {space} {n:>2} sessions: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_mib']:6.0f} MiB, "
                       f"{r['bytes'] / GiB:.1f} GiB, load {r['load_avg']}, {_free(a.root):.0f} GiB free", flush=True)
                 files = [str(p) for p in _files(tree, space, n)]
                 for mask in a.masks:
@@ -257,7 +263,7 @@ def main() -> None:
                               f"{_free(a.root):.0f} GiB free")
                         continue
                     args = {"root": str(tree), "n": n, "space": space, "mask": m}
-                    row = {"space": space, "sessions": n, "mask": mask}
+                    row = {"space": space, "sessions": n, "mask": mask, "nsdgeneral_only": a.nsdgeneral_only}
                     row["reference"] = _run("reference", args, drop=files)
                     row["raw"] = _run("raw", args, drop=files)
                     out = a.root / f"store-{space}-{mask}-{n}.zarr"
@@ -270,7 +276,7 @@ def main() -> None:
                     row["ratio_reference"] = ing["seconds"] / ref["seconds"]
                     row["ratio_raw"] = ing["seconds"] / raw["seconds"]
                     results.append(row)
-                    print(f"{space} {mask:<10} {n:>2} sessions | ingest {ing['seconds']:7.1f} s "
+                    print(f"{space}{tag} {mask:<10} {n:>2} sessions | ingest {ing['seconds']:7.1f} s "
                           f"{ing['peak_rss_mib']:6.0f} MiB | {'h5py' if space == 'func1pt8mm' else 'nibabel'} "
                           f"{ref['seconds']:7.1f} s {ref['peak_rss_mib']:6.0f} MiB | raw read {raw['seconds']:6.1f} s"
                           f" | ingest/reference {row['ratio_reference']:.2f}x, ingest/raw {row['ratio_raw']:.2f}x"
@@ -283,9 +289,12 @@ def main() -> None:
                 shutil.rmtree(tree)
                 if a.json:
                     a.json.write_text(json.dumps(results, indent=1))
-    finally:
-        for p in a.root.glob("*"):
-            shutil.rmtree(p, ignore_errors=True)
+    finally:  # the trees, stores and their lock files (hidden names too)
+        for p in a.root.iterdir():
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         if a.json:
             a.json.write_text(json.dumps(results, indent=1))
 

@@ -27,9 +27,17 @@ _DIGEST_PIECE = 8 * 2**20
 _SEEN_DIGESTS: ContextVar[dict | None] = ContextVar("neuroalign_ingest_digests", default=None)
 
 
-def wants_digests() -> bool:
-    """True while :meth:`IngestPlan.write` reads a block and keeps the files' digests."""
-    return _SEEN_DIGESTS.get() is not None
+# files already being hashed ahead of their block by IngestPlan.write: {path: BackgroundDigest}
+_AHEAD: ContextVar[dict | None] = ContextVar("neuroalign_ingest_ahead", default=None)
+
+
+def wants_digests(path=None) -> bool:
+    """True while :meth:`IngestPlan.write` reads a block and keeps the files' digests
+    (and ``path``, if given, is not already being hashed ahead of its block)."""
+    if _SEEN_DIGESTS.get() is None:
+        return False
+    ahead = _AHEAD.get()
+    return path is None or not ahead or str(path) not in ahead
 
 
 def record_digest(path, stat_key: tuple, digest: str) -> None:
@@ -77,6 +85,13 @@ class BackgroundDigest:
     def cancel(self) -> None:
         self._stop.set()
         self._thread.join()
+
+    def result(self) -> tuple[tuple, str | None]:
+        """Wait; (stat when the hash started, the digest or None if cancelled)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.stat, self._digest
 
     def finish(self) -> str | None:
         self._thread.join()

@@ -53,6 +53,7 @@ import xarray as xr
 from neuroalign._files import atomic_dir, is_neuroalign_dir, write_marker
 from neuroalign._logging import get_logger, progress
 from neuroalign.datasets._digest import (
+    _AHEAD,
     _SEEN_DIGESTS,
     BackgroundDigest,
     StreamDigest,
@@ -227,30 +228,51 @@ class IngestPlan:
             write_marker(partial, "partial ingest")
         _write_json(state_path, {"fingerprint": fp, "done": done})
         files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
-        for block in progress(self.blocks, desc=self.desc, unit="file"):
-            if block.key in done:
-                continue
-            before = {str(p): file_stat(p) for p in block.files}
-            token = _SEEN_DIGESTS.set({})
-            try:
-                arr = self._check_block(block, block.read())
-                seen = _SEEN_DIGESTS.get() or {}
-            finally:
-                _SEEN_DIGESTS.reset(token)
-            for p in block.files:  # a file replaced while it was read: its digest is not its data
-                if file_stat(p) != before[str(p)]:
-                    raise DataFormatError(
-                        f"{p}: changed while it was being read (size, time or inode differ). "
-                        "Run the ingest again once the file is complete."
-                    )
-            recorded = {}
-            for p in map(str, block.files):
-                hit = seen.get(p)
-                recorded[p] = hit[1] if hit is not None and hit[0] == before[p] else digests(p)
-            files.write_rows(block.start, arr)
-            del arr
-            done[block.key] = recorded
-            _write_json(state_path, {"fingerprint": fp, "done": done})
+        todo = [b for b in self.blocks if b.key not in done]
+        ahead: dict[str, BackgroundDigest] = {}  # next block's files, hashed meanwhile
+        try:
+            for n, block in enumerate(progress(todo, desc=self.desc, unit="file")):
+                for p in todo[n + 1].files if n + 1 < len(todo) else ():
+                    if str(p) not in ahead and Path(p).is_file():
+                        ahead[str(p)] = BackgroundDigest(p)
+                done[block.key] = self._write_block(block, files, digests, ahead)
+                _write_json(state_path, {"fingerprint": fp, "done": done})
+        finally:
+            for bg in ahead.values():
+                bg.cancel()
+
+    def _write_block(self, block: Block, files: _ChunkFiles, digests: _Digests,
+                     ahead: dict[str, BackgroundDigest]) -> dict[str, str]:
+        """Read one block, write its rows in place; the digests of the files it read.
+
+        A file's digest comes from the reader's own pass over it (:func:`record_digest`),
+        or from its hash started while the previous block was written, or is computed now;
+        a file that changed while the block was read is an error.
+        """
+        before = {str(p): file_stat(p) for p in block.files}
+        tokens = (_SEEN_DIGESTS.set({}), _AHEAD.set(ahead))
+        try:
+            arr = self._check_block(block, block.read())
+            seen = _SEEN_DIGESTS.get() or {}
+        finally:
+            _AHEAD.reset(tokens[1])
+            _SEEN_DIGESTS.reset(tokens[0])
+        for p in block.files:  # a file replaced while it was read: its digest is not its data
+            if file_stat(p) != before[str(p)]:
+                raise DataFormatError(
+                    f"{p}: changed while it was being read (size, time or inode differ). "
+                    "Run the ingest again once the file is complete."
+                )
+        recorded = {}
+        for p in map(str, block.files):
+            hit = seen.get(p)
+            bg = ahead.pop(p, None)
+            if hit is None and bg is not None:
+                hit = bg.result()
+            ok = hit is not None and hit[1] is not None and hit[0] == before[p]
+            recorded[p] = hit[1] if ok else digests(p)
+        files.write_rows(block.start, arr)
+        return recorded
 
     def _finalize(self, partial: Path, tmp: Path) -> None:
         """Give the finished partial store the current plan's attrs and rename it to ``tmp``.

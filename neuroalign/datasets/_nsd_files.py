@@ -233,14 +233,14 @@ def _read_volume_hdf5_values(path: Path, ijk: np.ndarray, digest) -> np.ndarray:
 
 def _digest(path: Path):
     """Hash ``path`` on a second thread while a library reads it, when an ingest asks."""
-    return BackgroundDigest(path) if wants_digests() else contextlib.nullcontext()
+    return BackgroundDigest(path) if wants_digests(path) else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
 def _stream_digest(path: Path):
     """A :class:`StreamDigest` for a reader that scans ``path`` whole, when an ingest
     asks (None otherwise); its digest is handed over only if every byte was fed."""
-    if not wants_digests():
+    if not wants_digests(path):
         yield None
         return
     digest = StreamDigest(path)
@@ -262,13 +262,23 @@ def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
 
 
 def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarray]) -> np.ndarray:
-    parts = []
+    """(trials, lh vertices + rh vertices) PSC, filled hemisphere by hemisphere in place."""
+    total = len(verts["lh"]) + len(verts["rh"])
+    out = None
+    col = 0
     for hemi in ("lh", "rh"):
         path = kinds[hemi]
+        n = len(verts[hemi])
+        part = dest = None
         if space == "fsaverage":
             img = load_nifti(path, "fsaverage betas (.mgh, vertices x 1 x 1 x trials)")
+            shape = image_shape(img)
+            if out is None and len(shape) == 4:
+                out = np.empty((shape[3], total), dtype=np.float32)
+            if out is not None and len(shape) == 4 and out.shape[0] == shape[3]:
+                dest = out[:, col : col + n]
             with _stream_digest(path) as digest:
-                part = read_mgh_frames(path, img, verts[hemi], digest)  # (T, n) float PSC
+                part = read_mgh_frames(path, img, verts[hemi], digest, out=dest)  # PSC
             if part is None:  # .mgz (gzip) and other variants: through nibabel
                 with _digest(path):
                     arr = load_mgh(path)  # (V, T)
@@ -281,9 +291,20 @@ def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarra
                     arr = h5_read(d, path)
                 part = arr[:, verts[hemi]].astype(np.float32) / SCALE
                 del arr
-        parts.append(part)
-    out = np.concatenate(parts, axis=1)
-    bad = np.isnan(out).all(axis=0)
-    if bad.any():
-        log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, int(bad.sum()))
+        if out is None:
+            out = np.empty((part.shape[0], total), dtype=np.float32)
+        if part.shape[0] != out.shape[0]:
+            raise DataFormatError(
+                f"{path}: {part.shape[0]} trials, but {kinds['lh'].name} has {out.shape[0]}; "
+                "expected the same trials in both hemispheres."
+            )
+        if part is not dest:
+            out[:, col : col + n] = part
+        del part
+        col += n
+    # vertices NaN in every trial (NSD subjects 6 and 8): candidates from the first trial
+    cand = np.flatnonzero(np.isnan(out[0])) if len(out) else np.array([], dtype=int)
+    bad = cand[np.isnan(out[:, cand]).all(axis=0)] if len(cand) else cand
+    if len(bad):
+        log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, len(bad))
     return out

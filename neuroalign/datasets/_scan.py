@@ -350,12 +350,14 @@ def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> No
         take(base, _pread(fd, buf, base, int(starts[b]) + size - base, path))
 
 
-def read_mgh_frames(path: Path, img, columns: np.ndarray, digest=None) -> np.ndarray | None:
+def read_mgh_frames(path: Path, img, columns: np.ndarray, digest=None,
+                    out: np.ndarray | None = None) -> np.ndarray | None:
     """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float32.
 
     Returns None for other files (``.mgz``, scaled data, other shapes). The values are
-    those ``nibabel`` gives (``img.dataobj``), cast to float32. The file is read once, in
-    order, in pieces of whole frames (every piece fed to ``digest`` when given).
+    those ``nibabel`` gives (``img.dataobj``), cast to float32, written into ``out``
+    (T, len(columns)) when given. The file is read once, in order, in pieces of whole
+    frames (every piece fed to ``digest`` when given).
     """
     proxy = img.dataobj
     if not str(path).lower().endswith(".mgh") or getattr(proxy, "order", None) != "F":
@@ -377,7 +379,8 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray, digest=None) -> np.nda
             f"header describes {need}). Expected {V * T} values of shape {shape!r}."
         )
     columns = np.asarray(columns, dtype=np.int64)
-    out = np.empty((T, len(columns)), dtype=np.float32)
+    if out is None or out.shape != (T, len(columns)):
+        out = np.empty((T, len(columns)), dtype=np.float32)
     step = max(1, _RANGE_BYTES // max(frame, 1))
     cuts = sorted({0, *range(offset, need, step * frame), need, file_size})
 

@@ -167,12 +167,12 @@ def test_deterministic_per_session_and_seed(short, tmp_path):
 
 
 def test_writer_memory_is_bounded_by_a_piece_not_a_session(tmp_path, monkeypatch):
-    monkeypatch.setattr(_scale_betas, "_PIECE_BYTES", 256 * 2**10)
-    shape, T = (40, 40, 36), 150
+    monkeypatch.setattr(_scale_betas, "_PIECE_BYTES", 128 * 2**10)
+    shape, T = (32, 32, 30), 300
     brain = np.ones(shape[::-1], dtype=bool)
     p = _scale_betas.neuroid_params(0, "func1pt8mm", np.arange(brain.sum()) % 7 == 0, 4, (0.1, 0.8))
     latent = np.random.default_rng(0).standard_normal((T, 4)).astype(np.float32)
-    session = int(np.prod(shape)) * T * 2  # 17 MB of int16
+    session = int(np.prod(shape)) * T * 2  # 18 MB of int16
     tracemalloc.start()
     try:
         written = _scale_betas.write_volume_session(tmp_path / "b.hdf5", seed=0, session=1, shape=shape,
@@ -183,10 +183,10 @@ def test_writer_memory_is_bounded_by_a_piece_not_a_session(tmp_path, monkeypatch
     assert written == session
     assert peak < session / 4, f"peak {peak / 2**20:.1f} MiB for a {session / 2**20:.1f} MiB session"
     with h5py.File(tmp_path / "b.hdf5", "r") as f:
-        assert f["betas"].shape == (T, 36, 40, 40) and f["betas"].chunks == (T, 1, 1, 1)
+        assert f["betas"].shape == (T, 30, 32, 32) and f["betas"].chunks == (T, 1, 1, 1)
         assert (f["betas"][:, 5, 6, 7] != 0).all()
     # the surface writer too
-    V = (60000, 50000)
+    V = (30000, 25000)
     ps = _scale_betas.neuroid_params(0, "fsaverage", np.arange(sum(V)) % 5 == 0, 4, (0.1, 0.8))
     tracemalloc.start()
     try:
@@ -197,7 +197,7 @@ def test_writer_memory_is_bounded_by_a_piece_not_a_session(tmp_path, monkeypatch
     finally:
         tracemalloc.stop()
     assert written == sum(V) * T * 4 and peak < written / 4
-    assert nib.load(tmp_path / "rh.mgh").shape == (50000, 1, 1, T)
+    assert nib.load(tmp_path / "rh.mgh").shape == (25000, 1, 1, T)
 
 
 def test_invalid_parameters_and_full_disk(tmp_path, monkeypatch):
@@ -219,9 +219,9 @@ def test_cli_size_nsd(tmp_path, monkeypatch):
     real = _scale.simulate_nsd_scale
     seen = {}
 
-    def small(out, **kw):  # the CLI at NSD size, on small grids
+    def small(out, **kw):  # the CLI's call, run on small grids and a short design
         seen.update(kw)
-        return real(out, **kw, **SMALL)
+        return real(out, **kw, **SHORT)
 
     monkeypatch.setattr(_scale, "simulate_nsd_scale", small)
     out = tmp_path / "cli"
@@ -230,9 +230,9 @@ def test_cli_size_nsd(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert seen == {"sessions": 2, "spaces": ("fsaverage",), "nsdgeneral_only": True, "seed": 4,
                     "image_size": 32, "overwrite": False}
-    assert "design: 10000 images, 30000 trials in 40 sessions of 750; sessions written: 1, 2" in res.output
+    assert "design: 300 images, 900 trials in 4 sessions of 225; sessions written: 1, 2" in res.output
     assert "fsaverage: 560 neuroids" in res.output and "nsdgeneral only" in res.output
-    assert load_nsd(out, 1, space="fsaverage", sessions=[1, 2]).sizes["presentation"] == 1500
+    assert load_nsd(out, 1, space="fsaverage", sessions=[1, 2]).sizes["presentation"] == 450
     res = runner.invoke(app, ["simulate", str(tmp_path / "y"), "--size", "nsd", "--n-images", "50"])
     assert res.exit_code == 2 and "--n-images: not an option of --size nsd" in res.output
     res = runner.invoke(app, ["simulate", str(tmp_path / "y"), "--sessions", "2"])
