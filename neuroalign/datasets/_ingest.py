@@ -21,17 +21,20 @@ target that neuroalign did not write is never replaced. Blocks go into a
 ``.<name>.partial`` folder beside the target, covered by the same lock, that records the
 finished blocks; it is renamed into place only when complete.
 
-Resuming is keyed on content, never on file sizes and times alone. When a block is
-written, the SHA-256 of each file it was read from is recorded with it; a rerun re-hashes
-those files and keeps a finished block only when every digest is unchanged, so a file
-replaced by one of the same size with its old mtime (``cp -p``, ``rsync -t``) is read
-again. Readers that scan a file anyway hash it in the same pass, on a second thread
-(:func:`record_digest`), so the hash costs no second read; for the others the file is
-hashed after the block is read (from the page cache). A file whose size, times or inode
-change while its block is read is an error. The coordinates (built from the small
-files: design, masks, metadata) decide what each block reads, so they are hashed as a
-whole and any change to them starts clean; the finished store takes its coordinates
-from the partial store (identical by that hash) and its attrs from the current plan.
+Resuming is keyed on content, never on file sizes and times alone. For every block
+written, the SHA-256 of each file it was read from is recorded; a rerun re-hashes those
+files and keeps a finished block only when every digest is unchanged, so a file replaced
+by one of the same size with its old mtime (``cp -p``, ``rsync -t``) is read again. The
+hashing is off the critical path (:mod:`~neuroalign.datasets._digest`): files are hashed
+on a background thread after their block is written, a block enters the resume state
+once its digests are in, an interrupted ingest finishes the digests of the blocks it
+wrote before it exits, and a complete one drops those still pending. A file that changes
+(size, times or inode) while its block is read is an error; one that changes after that
+but before it is hashed keeps its block out of the resume state. The coordinates (built
+from the small files: design, masks, metadata) decide what each block reads, so they are
+hashed as a whole and any change to them starts clean; the finished store takes its
+coordinates from the partial store (identical by that hash) and its attrs from the
+current plan.
 A full hash rather than a sampled one: a sample misses a change between its probes, and
 a single changed beta block is exactly the kind of change that must not be missed.
 """
@@ -52,23 +55,12 @@ import xarray as xr
 
 from neuroalign._files import atomic_dir, is_neuroalign_dir, write_marker
 from neuroalign._logging import get_logger, progress
-from neuroalign.datasets._digest import (
-    _AHEAD,
-    _SEEN_DIGESTS,
-    BackgroundDigest,
-    StreamDigest,
-    content_digest,
-    file_stat,
-    record_digest,
-    wants_digests,
-)
+from neuroalign.datasets._digest import DigestQueue, content_digest, file_stat
 from neuroalign.exceptions import DataFormatError, OutputExistsError
 from neuroalign.store import COMPLETE_MARKER, check_store
 from neuroalign.store._schema import RESPONSE_VAR
 
-__all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fingerprint",
-           "file_stat", "record_digest", "wants_digests", "BackgroundDigest",
-           "StreamDigest"]
+__all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fingerprint"]
 
 log = get_logger(__name__)
 
@@ -228,51 +220,41 @@ class IngestPlan:
             write_marker(partial, "partial ingest")
         _write_json(state_path, {"fingerprint": fp, "done": done})
         files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
-        todo = [b for b in self.blocks if b.key not in done]
-        ahead: dict[str, BackgroundDigest] = {}  # next block's files, hashed meanwhile
+        hashes = DigestQueue()
+        waiting: list[tuple[str, dict[str, object]]] = []  # written blocks, digests pending
+        complete = False
         try:
-            for n, block in enumerate(progress(todo, desc=self.desc, unit="file")):
-                for p in todo[n + 1].files if n + 1 < len(todo) else ():
-                    if str(p) not in ahead and Path(p).is_file():
-                        ahead[str(p)] = BackgroundDigest(p)
-                done[block.key] = self._write_block(block, files, digests, ahead)
-                _write_json(state_path, {"fingerprint": fp, "done": done})
+            for block in progress([b for b in self.blocks if b.key not in done],
+                                  desc=self.desc, unit="file"):
+                waiting.append((block.key, self._write_block(block, files, hashes)))
+                if _take_digests(waiting, done, wait=False):
+                    _write_json(state_path, {"fingerprint": fp, "done": done})
+            complete = True
         finally:
-            for bg in ahead.values():
-                bg.cancel()
+            try:
+                # interrupted: finish the digests of the blocks written, so a resume keeps
+                # them; complete: pending digests would only serve a resume, drop them
+                if not complete and _take_digests(waiting, done, wait=True):
+                    _write_json(state_path, {"fingerprint": fp, "done": done})
+            finally:
+                hashes.close()
 
-    def _write_block(self, block: Block, files: _ChunkFiles, digests: _Digests,
-                     ahead: dict[str, BackgroundDigest]) -> dict[str, str]:
-        """Read one block, write its rows in place; the digests of the files it read.
+    def _write_block(self, block: Block, files: _ChunkFiles, hashes: DigestQueue) -> dict:
+        """Read one block and write its rows in place; queue its files for hashing.
 
-        A file's digest comes from the reader's own pass over it (:func:`record_digest`),
-        or from its hash started while the previous block was written, or is computed now;
-        a file that changed while the block was read is an error.
+        Returns ``{path: future digest}``. A file that changed while the block was read is
+        an error.
         """
         before = {str(p): file_stat(p) for p in block.files}
-        tokens = (_SEEN_DIGESTS.set({}), _AHEAD.set(ahead))
-        try:
-            arr = self._check_block(block, block.read())
-            seen = _SEEN_DIGESTS.get() or {}
-        finally:
-            _AHEAD.reset(tokens[1])
-            _SEEN_DIGESTS.reset(tokens[0])
-        for p in block.files:  # a file replaced while it was read: its digest is not its data
+        arr = self._check_block(block, block.read())
+        for p in block.files:  # a file replaced while it was read: the block is not its data
             if file_stat(p) != before[str(p)]:
                 raise DataFormatError(
                     f"{p}: changed while it was being read (size, time or inode differ). "
                     "Run the ingest again once the file is complete."
                 )
-        recorded = {}
-        for p in map(str, block.files):
-            hit = seen.get(p)
-            bg = ahead.pop(p, None)
-            if hit is None and bg is not None:
-                hit = bg.result()
-            ok = hit is not None and hit[1] is not None and hit[0] == before[p]
-            recorded[p] = hit[1] if ok else digests(p)
         files.write_rows(block.start, arr)
-        return recorded
+        return {p: hashes.submit(p, st) for p, st in before.items()}
 
     def _finalize(self, partial: Path, tmp: Path) -> None:
         """Give the finished partial store the current plan's attrs and rename it to ``tmp``.
@@ -362,6 +344,24 @@ class _Digests:
         digest = content_digest(path)
         self._cache[str(path)] = (key, digest)
         return digest
+
+
+def _take_digests(waiting: list, done: dict, *, wait: bool) -> bool:
+    """Move written blocks whose digests are in from ``waiting`` to ``done`` (all of them,
+    waiting for their hashes, with ``wait``); a block whose file changed after its read
+    (digest None) is left out. True when ``done`` changed."""
+    changed = False
+    for key, futures in list(waiting):
+        if not wait and not all(f.done() for f in futures.values()):
+            continue
+        digests = {p: f.result() for p, f in futures.items()}
+        waiting.remove((key, futures))
+        if all(d is not None for d in digests.values()):
+            done[key] = digests
+            changed = True
+        else:
+            log.info("%s: changed after it was read; its block will be read again on resume", key)
+    return changed
 
 
 def _still_valid(done: dict, blocks: Sequence[Block], digests: _Digests) -> dict[str, dict[str, str]]:

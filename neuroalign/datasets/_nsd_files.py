@@ -8,7 +8,6 @@ sessions that disagree (named against the majority), scaled NIfTI, corrupt chunk
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 
 from neuroalign._logging import get_logger
 from neuroalign._validation import format_list
-from neuroalign.datasets._digest import BackgroundDigest, StreamDigest, wants_digests
 from neuroalign.datasets._formats import (
     check_integers,
     h5_dataset,
@@ -193,18 +191,12 @@ def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
     """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file.
 
     The published layout (one voxel per unfiltered chunk) is read directly as raw chunks
-    (:func:`~neuroalign.datasets._scan.read_h5_voxels`); other layouts through h5py. While
-    an ingest writes, the file's SHA-256 is computed on a second thread meanwhile.
+    (:func:`~neuroalign.datasets._scan.read_h5_voxels`); other layouts through h5py.
     """
-    with _stream_digest(path) as digest:
-        return _read_volume_hdf5_values(path, ijk, digest)
-
-
-def _read_volume_hdf5_values(path: Path, ijk: np.ndarray, digest) -> np.ndarray:
     i, j, k = ijk.T
     with open_hdf5(path) as f:
         d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
-        out = read_h5_voxels(d, path, np.c_[k, j, i], digest)
+        out = read_h5_voxels(d, path, np.c_[k, j, i])
         if out is not None:
             out /= SCALE
             return out
@@ -231,30 +223,9 @@ def _read_volume_hdf5_values(path: Path, ijk: np.ndarray, digest) -> np.ndarray:
     return out
 
 
-def _digest(path: Path):
-    """Hash ``path`` on a second thread while a library reads it, when an ingest asks."""
-    return BackgroundDigest(path) if wants_digests(path) else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _stream_digest(path: Path):
-    """A :class:`StreamDigest` for a reader that scans ``path`` whole, when an ingest
-    asks (None otherwise); its digest is handed over only if every byte was fed."""
-    if not wants_digests(path):
-        yield None
-        return
-    digest = StreamDigest(path)
-    try:
-        yield digest
-        digest.finish()
-    finally:
-        digest.close()
-
-
 def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
     img = load_nifti(path, "NSD betas (X, Y, Z, trials) int16")
-    with _digest(path):
-        arr = nifti_array(img, path, dtype=np.int16)
+    arr = nifti_array(img, path, dtype=np.int16)
     out = arr[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T.astype(np.float32)
     del arr
     out /= SCALE
@@ -277,20 +248,17 @@ def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarra
                 out = np.empty((shape[3], total), dtype=np.float32)
             if out is not None and len(shape) == 4 and out.shape[0] == shape[3]:
                 dest = out[:, col : col + n]
-            with _stream_digest(path) as digest:
-                part = read_mgh_frames(path, img, verts[hemi], digest, out=dest)  # PSC
+            part = read_mgh_frames(path, img, verts[hemi], out=dest)  # PSC
             if part is None:  # .mgz (gzip) and other variants: through nibabel
-                with _digest(path):
-                    arr = load_mgh(path)  # (V, T)
+                arr = load_mgh(path)  # (V, T)
                 part = arr[verts[hemi]].T.astype(np.float32)
                 del arr
         else:
-            with _digest(path):
-                with open_hdf5(path) as f:
-                    d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
-                    arr = h5_read(d, path)
-                part = arr[:, verts[hemi]].astype(np.float32) / SCALE
-                del arr
+            with open_hdf5(path) as f:
+                d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
+                arr = h5_read(d, path)
+            part = arr[:, verts[hemi]].astype(np.float32) / SCALE
+            del arr
         if out is None:
             out = np.empty((part.shape[0], total), dtype=np.float32)
         if part.shape[0] != out.shape[0]:

@@ -3,8 +3,10 @@
 NSD's func1pt8mm HDF5 betas are chunked one voxel per chunk (h5py chunks
 ``(trials, 1, 1, 1)``, ~700,000 chunks per session), unfiltered. h5py reads such a file
 at ~70 MB/s, chunk by chunk through HDF5's chunk machinery, whatever the selection. Here
-the chunk index is read once (``chunk_iter``) and the chunks holding the wanted voxels
-are read as raw bytes, sorted by file offset and coalesced into large reads: disk speed.
+HDF5's chunk index is read once per layout (``chunk_iter``, ~1-5 s for 700,000 chunks;
+reused for the other sessions, whose bytes outside the chunk data are identical) and the
+chunks holding the wanted voxels are read as raw bytes, sorted by file offset and
+coalesced into large reads: disk speed.
 The fsaverage ``.mgh`` betas are one raw big-endian array after a 284-byte header; their
 trials are read in large pieces and the wanted vertices taken from each.
 
@@ -50,7 +52,7 @@ def _pread(fd: int, buf: bytearray, offset: int, length: int, path: Path) -> mem
 class _ChunkIndex:
     """Byte offset of every chunk (by linear chunk index; -1: never written), chunks
     stored in an unexpected way (``bad``), and the file's bytes outside chunk data
-    (``gaps``, None when too many to compare) with their digest (None until computed)."""
+    (``gaps``, None when too many to compare) and their digest."""
 
     key: tuple
     table: np.ndarray
@@ -74,15 +76,16 @@ def _remember(index: _ChunkIndex) -> None:
 
 
 def _gap_digest(path: Path, gaps: np.ndarray) -> str:
-    h = _GapHash(gaps)
+    """SHA-256 of the ranges ``gaps`` and of the file's bytes in them."""
+    h = hashlib.sha256(np.ascontiguousarray(gaps, dtype="<i8").tobytes())
     fd = os.open(path, os.O_RDONLY)
     try:
         buf = bytearray(int((gaps[:, 1] - gaps[:, 0]).max(initial=0)))
         for a, b in gaps.tolist():
-            h(a, _pread(fd, buf, a, b - a, path))
+            h.update(_pread(fd, buf, a, b - a, path))
     finally:
         os.close(fd)
-    return h.hash.hexdigest()
+    return h.hexdigest()
 
 
 def _hdf5_chunks(d):
@@ -107,14 +110,10 @@ def _hdf5_chunks(d):
     return as_np[0], as_np[1], as_np[2], as_np[3].reshape(-1, d.ndim)
 
 
-def _chunk_index(d, path: Path, grid, chunk, size: int, *, check: bool,
-                 fresh: bool = False) -> tuple[_ChunkIndex, bool]:
-    """The chunk index of ``d`` and whether it is known to be this file's.
-
-    A cached index of a file of the same size and layout is returned when the bytes
-    outside its chunk data are identical in this file: checked here (``check``), or left
-    to the caller, who reads the whole file anyway and compares ``gap_digest`` (then the
-    second value is False). Otherwise the index is HDF5's (``chunk_iter``).
+def _chunk_index(d, path: Path, grid, chunk, size: int) -> _ChunkIndex:
+    """The chunk index of ``d``: a cached index of a file of the same size and layout
+    when the bytes outside its chunk data are identical in this file, else HDF5's own
+    (``chunk_iter``).
 
     Why the cache is exact: HDF5 finds a dataset's chunks by parsing metadata (superblock,
     object header, B-tree nodes) that lies outside the chunk data. If every byte outside
@@ -125,13 +124,10 @@ def _chunk_index(d, path: Path, grid, chunk, size: int, *, check: bool,
     """
     file_size = path.stat().st_size
     key = (file_size, d.shape, d.dtype.str, d.chunks)
-    cached = None if fresh else _INDEX_CACHE.get(key)
-    if cached is not None:
-        if not check:
-            return cached, False
-        if _gap_digest(path, cached.gaps) == cached.gap_digest:
-            _INDEX_CACHE.move_to_end(key)
-            return cached, True
+    cached = _INDEX_CACHE.get(key)
+    if cached is not None and _gap_digest(path, cached.gaps) == cached.gap_digest:
+        _INDEX_CACHE.move_to_end(key)
+        return cached
     gy, gx = grid[1], grid[2]
     cz, cy, cx = chunk
     offsets, sizes, masks, corner = _hdf5_chunks(d)
@@ -154,10 +150,10 @@ def _chunk_index(d, path: Path, grid, chunk, size: int, *, check: bool,
         if int((gaps[:, 1] - gaps[:, 0]).sum()) > _GAP_LIMIT:
             gaps = None
     index = _ChunkIndex(key, table, bad, gaps)
-    if check and gaps is not None:
+    if gaps is not None:
         index.gap_digest = _gap_digest(path, gaps)
         _remember(index)
-    return index, True
+    return index
 
 
 def _direct_chunks(d) -> tuple[int, ...] | None:
@@ -170,19 +166,6 @@ def _direct_chunks(d) -> tuple[int, ...] | None:
     if plist.get_layout() != h5d.CHUNKED or plist.get_nfilters() != 0:
         return None
     return tuple(int(c) for c in d.chunks)
-
-
-def _cuts(file_size: int, starts: np.ndarray, size: int) -> list[int]:
-    """Piece boundaries over the whole file, ~_RANGE_BYTES apart, never inside a wanted
-    chunk ``[start, start + size)``."""
-    cuts = [0]
-    while cuts[-1] < file_size:
-        c = min(cuts[-1] + _RANGE_BYTES, file_size)
-        i = int(np.searchsorted(starts, c, side="right")) - 1
-        if i >= 0 and starts[i] < c < starts[i] + size:
-            c = int(starts[i]) if starts[i] > cuts[-1] else int(starts[i]) + size
-        cuts.append(c)
-    return cuts
 
 
 class _Gather:
@@ -213,47 +196,11 @@ class _Gather:
             self.out[rows_out] = vals[np.arange(len(sel)), :, self.local[rows_out]]
 
 
-class _GapHash:
-    """SHA-256 of the bytes in ``gaps`` (sorted [start, stop) ranges), fed by pieces."""
-
-    def __init__(self, gaps: np.ndarray) -> None:
-        self.gaps = gaps
-        self.hash = hashlib.sha256(np.ascontiguousarray(gaps, dtype="<i8").tobytes())
-
-    def __call__(self, base: int, view: memoryview) -> None:
-        end = base + len(view)
-        i = int(np.searchsorted(self.gaps[:, 1], base, side="right"))
-        j = int(np.searchsorted(self.gaps[:, 0], end))
-        for g0, g1 in self.gaps[i:j].tolist():
-            self.hash.update(view[max(g0, base) - base : min(g1, end) - base])
-
-
-def _scan_file(fd: int, path: Path, cuts: list[int], digest, handlers) -> None:
-    """Read the file once, in order, piece by piece (``cuts``); feed every piece to
-    ``digest`` (hashed on its thread meanwhile) and to each handler ``(base, view)``."""
-    biggest = max(b - a for a, b in zip(cuts[:-1], cuts[1:], strict=True))
-    bufs = [bytearray(biggest), bytearray(biggest)]
-    pending = [None, None]
-    advise = getattr(os, "posix_fadvise", None)
-    try:
-        for n, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
-            k = n % 2
-            if pending[k] is not None:
-                pending[k].result()  # the hasher is done with this buffer
-            if advise is not None:
-                advise(fd, b, biggest, os.POSIX_FADV_WILLNEED)  # the next piece, meanwhile
-            view = _pread(fd, bufs[k], a, b - a, path)
-            pending[k] = digest.feed(a, view) if digest is not None else None
-            for handle in handlers:
-                handle(a, view)
-    finally:
-        for fut in pending:
-            if fut is not None:
-                fut.result()
-
-
-def read_h5_voxels(d, path: Path, zyx: np.ndarray, digest=None) -> np.ndarray | None:
+def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
     """Values (trials, n) of 4-D dataset ``d`` (trials, Z, Y, X) at voxels ``zyx`` (n, 3).
+
+    Only the chunks of the wanted voxels are read, sorted by file offset, nearby ones in
+    one read.
 
     Parameters
     ----------
@@ -263,10 +210,6 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray, digest=None) -> np.ndarray | 
         Its file (named in errors, and read directly).
     zyx : ndarray of int, shape (n, 3)
         Wanted voxels as (z, y, x) indices.
-    digest : StreamDigest, optional
-        When given, the whole file is read once in order and every piece fed to it (the
-        file's SHA-256 for the ingest's resume check comes free); otherwise only the
-        bytes of the wanted chunks are read.
 
     Returns
     -------
@@ -284,55 +227,36 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray, digest=None) -> np.ndarray | 
     per_chunk = cz * cy * cx
     size = T * per_chunk * d.dtype.itemsize
     file_size = path.stat().st_size
-    # with a digest the whole file is scanned: a cached index is checked during the scan
-    index, _ = _chunk_index(d, path, grid, chunks[1:], size, check=digest is None)
+    index = _chunk_index(d, path, grid, chunks[1:], size)
 
     z, y, x = (np.asarray(zyx[:, a], dtype=np.int64) for a in range(3))
     lin = ((z // cz) * grid[1] + y // cy) * grid[2] + x // cx
     local = ((z % cz) * cy + y % cy) * cx + x % cx
-
-    def gather(index: _ChunkIndex, scan: bool):
-        if index.bad[lin].any():
-            return None  # a wanted chunk is stored in some other way: let h5py read it
-        off = index.table[lin]
-        # filled neuroid-major (n, T): each chunk's trials are one contiguous row, so the
-        # scatter into voxel order moves whole rows; the caller gets the (T, n) view
-        out = np.empty((len(z), T), dtype=np.float32)
-        absent = off < 0  # never written: HDF5 gives the fill value
-        if absent.any():
-            fill = d.fillvalue
-            out[absent] = np.float32(0 if fill is None else fill)
-        vox = np.flatnonzero(~absent)
-        starts, which = np.unique(off[vox], return_inverse=True)  # sorted chunk offsets
-        if len(starts) and starts[-1] + size > file_size:
-            raise DataFormatError(
-                f"{path}: chunk data of dataset {d.name.lstrip('/')!r} run to byte "
-                f"{int(starts[-1] + size)}, but the file has {file_size} bytes; the file is "
-                "truncated or corrupt. Download it again."
-            )
-        take = _Gather(out, vox, starts, which, local, size, T, per_chunk, d.dtype)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if scan:
-                gaps = _GapHash(index.gaps) if index.gaps is not None else None
-                _scan_file(fd, path, _cuts(file_size, starts, size), digest,
-                           [take] + ([gaps] if gaps is not None else []))
-                if gaps is not None and index.gap_digest is None:
-                    index.gap_digest = gaps.hash.hexdigest()  # a fresh index: now cacheable
-                    _remember(index)
-                elif gaps is not None and gaps.hash.hexdigest() != index.gap_digest:
-                    return "stale"
-            else:
-                _read_ranges(fd, path, starts, size, take)
-        finally:
-            os.close(fd)
-        return out.T
-
-    out = gather(index, scan=digest is not None)
-    if isinstance(out, str):  # the cached index was not this file's: HDF5's own, from cache
-        index, _ = _chunk_index(d, path, grid, chunks[1:], size, check=True, fresh=True)
-        out = gather(index, scan=False)
-    return out
+    if index.bad[lin].any():
+        return None  # a wanted chunk is stored in some other way: let h5py read it
+    off = index.table[lin]
+    # filled neuroid-major (n, T): each chunk's trials are one contiguous row, so the
+    # scatter into voxel order moves whole rows; the caller gets the (T, n) view
+    out = np.empty((len(z), T), dtype=np.float32)
+    absent = off < 0  # never written: HDF5 gives the fill value
+    if absent.any():
+        fill = d.fillvalue
+        out[absent] = np.float32(0 if fill is None else fill)
+    vox = np.flatnonzero(~absent)
+    starts, which = np.unique(off[vox], return_inverse=True)  # sorted chunk offsets
+    if len(starts) and starts[-1] + size > file_size:
+        raise DataFormatError(
+            f"{path}: chunk data of dataset {d.name.lstrip('/')!r} run to byte "
+            f"{int(starts[-1] + size)}, but the file has {file_size} bytes; the file is "
+            "truncated or corrupt. Download it again."
+        )
+    take = _Gather(out, vox, starts, which, local, size, T, per_chunk, d.dtype)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _read_ranges(fd, path, starts, size, take)
+    finally:
+        os.close(fd)
+    return out.T
 
 
 def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> None:
@@ -350,14 +274,13 @@ def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> No
         take(base, _pread(fd, buf, base, int(starts[b]) + size - base, path))
 
 
-def read_mgh_frames(path: Path, img, columns: np.ndarray, digest=None,
+def read_mgh_frames(path: Path, img, columns: np.ndarray,
                     out: np.ndarray | None = None) -> np.ndarray | None:
     """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float32.
 
     Returns None for other files (``.mgz``, scaled data, other shapes). The values are
     those ``nibabel`` gives (``img.dataobj``), cast to float32, written into ``out``
-    (T, len(columns)) when given. The file is read once, in order, in pieces of whole
-    frames (every piece fed to ``digest`` when given).
+    (T, len(columns)) when given. The frames are read in order, ~64 MiB at a time.
     """
     proxy = img.dataobj
     if not str(path).lower().endswith(".mgh") or getattr(proxy, "order", None) != "F":
@@ -382,19 +305,14 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray, digest=None,
     if out is None or out.shape != (T, len(columns)):
         out = np.empty((T, len(columns)), dtype=np.float32)
     step = max(1, _RANGE_BYTES // max(frame, 1))
-    cuts = sorted({0, *range(offset, need, step * frame), need, file_size})
-
-    def take(base: int, view: memoryview) -> None:
-        lo, hi = max(base, offset), min(base + len(view), need)
-        if hi <= lo:
-            return
-        t0, t1 = (lo - offset) // frame, (hi - offset) // frame
-        block = np.frombuffer(view[lo - base : hi - base], dtype=dtype).reshape(t1 - t0, V)
-        out[t0:t1] = block[:, columns]
-
+    buf = bytearray(min(step, T) * frame)
     fd = os.open(path, os.O_RDONLY)
     try:
-        _scan_file(fd, path, cuts, digest, [take])
+        for t0 in range(0, T, step):
+            m = min(step, T - t0)
+            view = _pread(fd, buf, offset + t0 * frame, m * frame, path)
+            out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
+            del view
     finally:
         os.close(fd)
     return out

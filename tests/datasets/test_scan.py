@@ -38,9 +38,9 @@ def _write(path, data, chunks, *, early=False, order=None, fill=0):
                 d[sl] = data[sl]
 
 
-def _read(path, zyx, digest=None):
+def _read(path, zyx):
     with h5py.File(path, "r") as f:
-        return _scan.read_h5_voxels(f["betas"], path, zyx, digest)
+        return _scan.read_h5_voxels(f["betas"], path, zyx)
 
 
 def _expected(data, zyx):
@@ -56,8 +56,7 @@ def small_pieces(monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["voxel", "voxel-early", "voxel-shuffled", "boxes", "sparse-fill"])
-@pytest.mark.parametrize("scan", [False, True])
-def test_direct_reader_equals_h5py(tmp_path, layout, scan):
+def test_direct_reader_equals_h5py(tmp_path, layout):
     rng = np.random.default_rng(0)
     data = rng.integers(-32768, 32767, size=(T, 5, 6, 7), dtype=np.int16)
     path = tmp_path / "b.hdf5"
@@ -73,11 +72,7 @@ def test_direct_reader_equals_h5py(tmp_path, layout, scan):
     zyx = np.argwhere(np.ones((5, 6, 7), bool))[rng.integers(0, 210, 60)]  # any order, repeats
     with h5py.File(path, "r") as f:
         want = f["betas"][()][:, zyx[:, 0], zyx[:, 1], zyx[:, 2]].astype(np.float32)
-    digest = _digest.StreamDigest(path) if scan else None
-    got = _read(path, zyx, digest)
-    np.testing.assert_array_equal(got, want)
-    if scan:  # the whole file went through the digest, in order
-        assert digest.finish() == hashlib.sha256(path.read_bytes()).hexdigest()
+    np.testing.assert_array_equal(_read(path, zyx), want)
 
 
 def test_filtered_or_trial_chunked_files_are_left_to_h5py(tmp_path):
@@ -106,19 +101,13 @@ def test_index_cache_is_used_only_for_the_same_layout(tmp_path, monkeypatch):
     monkeypatch.setattr(_scan, "_hdf5_chunks", lambda d: (built.append(d.file.filename), real(d))[1])
     zyx = np.argwhere(np.ones((5, 6, 7), bool))
     c_key = (tmp_path / "c.hdf5").stat().st_size, (T, 5, 6, 7), "<i2", (T, 1, 1, 1)
-    for scan in (False, True):
-        _scan._INDEX_CACHE.clear()
-        built.clear()
-        for name, data in (("a", a), ("b", b), ("c", c), ("b", b)):
-            path = tmp_path / f"{name}.hdf5"
-            if name == "c":  # the worst case: a's index cached under c's size and shape
-                _scan._INDEX_CACHE[c_key] = replace(_scan._INDEX_CACHE[next(iter(_scan._INDEX_CACHE))],
-                                                    key=c_key)
-            got = _read(path, zyx, _digest.StreamDigest(path) if scan else None)
-            np.testing.assert_array_equal(got, _expected(data, zyx))
-        # a: HDF5's index; b: a's (the same bytes outside the chunks); c: its own; b: a's
-        names = [p.rsplit("/", 1)[-1] for p in built]
-        assert names == ["a.hdf5", "c.hdf5"], (scan, names)
+    for name, data in (("a", a), ("b", b), ("c", c), ("b", b)):
+        path = tmp_path / f"{name}.hdf5"
+        if name == "c":  # the worst case: a's index cached under c's size and shape
+            _scan._INDEX_CACHE[c_key] = replace(_scan._INDEX_CACHE[next(iter(_scan._INDEX_CACHE))], key=c_key)
+        np.testing.assert_array_equal(_read(path, zyx), _expected(data, zyx))
+    # a: HDF5's index; b: a's (the same bytes outside the chunks); c: its own; b: a's
+    assert [p.rsplit("/", 1)[-1] for p in built] == ["a.hdf5", "c.hdf5"]
 
 
 def test_truncated_chunk_data_is_a_named_error(tmp_path):
@@ -137,8 +126,8 @@ def test_truncated_chunk_data_is_a_named_error(tmp_path):
             _scan.read_h5_voxels(d, path, np.array([[1, 2, 3], [0, 0, 0]]))
 
 
-@pytest.mark.parametrize("scan", [False, True])
-def test_mgh_reader_equals_nibabel(tmp_path, scan):
+def test_mgh_reader_equals_nibabel(tmp_path, monkeypatch):
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 4 * 50 * 3)  # 3 frames a read
     rng = np.random.default_rng(2)
     vals = rng.standard_normal((50, 1, 1, 13)).astype(np.float32)
     vals[3] = np.nan
@@ -146,11 +135,8 @@ def test_mgh_reader_equals_nibabel(tmp_path, scan):
     nib.save(nib.MGHImage(vals, np.eye(4)), str(path))
     cols = np.array([7, 3, 3, 49, 0])
     img = nib.load(path)
-    digest = _digest.StreamDigest(path) if scan else None
-    got = _scan.read_mgh_frames(path, img, cols, digest)
+    got = _scan.read_mgh_frames(path, img, cols)
     np.testing.assert_array_equal(got, np.asarray(img.dataobj)[cols, 0, 0, :].T)
-    if scan:
-        assert digest.finish() == hashlib.sha256(path.read_bytes()).hexdigest()
     gz = tmp_path / "lh.betas_session01.mgz"
     nib.save(nib.MGHImage(vals, np.eye(4)), str(gz))
     assert _scan.read_mgh_frames(gz, nib.load(gz), cols) is None  # gzip: nibabel reads it
@@ -167,14 +153,28 @@ def tree(tmp_path_factory):
                               trials_per_session=225)
 
 
-@pytest.mark.parametrize("space", ["func1pt8mm", "fsaverage"])
-def test_ingest_hashes_each_file_in_its_read_pass(tree, tmp_path, monkeypatch, space):
-    hashed = []
-    monkeypatch.setattr(_ingest._Digests, "__call__", lambda self, p: hashed.append(p) or "x")
-    out = ingest_nsd(tree.root, 1, tmp_path / "s.zarr", space=space, sessions=[1, 2, 3])
-    assert hashed == []  # every digest came from the reads (in-pass, or hashed one block ahead)
-    np.testing.assert_array_equal(open_store(out).responses.values,
-                                  load_nsd(tree.root, 1, space=space, sessions=[1, 2, 3]).responses.values)
+def test_a_complete_ingest_does_not_wait_for_its_hashes(tree, tmp_path, monkeypatch):
+    import threading
+
+    release, started, finished = threading.Event(), [], []
+
+    def slow_hash(self, path, stat):  # a resume hash that takes until the test lets it go
+        started.append(path)
+        for _ in range(1000):  # (10 s at most: an ingest that waited fails, not hangs)
+            if release.wait(0.01):
+                break
+            if self._stop.is_set():
+                return None
+        finished.append(path)
+        return "x"
+
+    monkeypatch.setattr(_digest.DigestQueue, "_hash", slow_hash)
+    for space in ("func1pt8mm", "fsaverage"):
+        out = ingest_nsd(tree.root, 1, tmp_path / f"{space}.zarr", space=space, sessions=[1, 2, 3])
+        np.testing.assert_array_equal(open_store(out).responses.values,
+                                      load_nsd(tree.root, 1, space=space, sessions=[1, 2, 3]).responses.values)
+    assert started and not finished  # hashing ran beside the ingest, and was dropped at the end
+    release.set()
 
 
 def test_resume_state_has_the_files_digests(tree, tmp_path):
