@@ -34,6 +34,16 @@ _RANGE_BYTES = 64 * 2**20  # at most one read of this size (plus one chunk) at a
 _GAP_BYTES = 256 * 2**10  # chunks closer than this are read in one go, gap included
 
 
+def _prefetch(fd: int, ranges) -> None:
+    """Ask the kernel to start reading all ``(start, stop)`` ranges now, in parallel
+    (``POSIX_FADV_WILLNEED``): many small reads then come from the page cache instead of
+    waiting on the disk one by one (4x faster for the ~12,000 gaps of an NSD file)."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        for a, b in ranges:
+            advise(fd, int(a), int(b - a), os.POSIX_FADV_WILLNEED)
+
+
 def _pread(fd: int, buf: bytearray, offset: int, length: int, path: Path) -> memoryview:
     view = memoryview(buf)[:length]
     got = 0
@@ -81,6 +91,7 @@ def _gap_digest(path: Path, gaps: np.ndarray) -> str:
     fd = os.open(path, os.O_RDONLY)
     try:
         buf = bytearray(int((gaps[:, 1] - gaps[:, 0]).max(initial=0)))
+        _prefetch(fd, gaps.tolist())
         for a, b in gaps.tolist():
             h.update(_pread(fd, buf, a, b - a, path))
     finally:
@@ -269,6 +280,7 @@ def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> No
     first = np.flatnonzero(brk)
     last = np.append(first[1:], len(starts)) - 1
     buf = bytearray(int(np.max(starts[last] - starts[first])) + size)
+    _prefetch(fd, zip(starts[first].tolist(), (starts[last] + size).tolist(), strict=True))
     for a, b in zip(first, last, strict=True):
         base = int(starts[a])
         take(base, _pread(fd, buf, base, int(starts[b]) + size - base, path))
