@@ -140,7 +140,7 @@ def load_nifti(path: Path, what: str = "a NIfTI image"):
         raise DataFormatError(f"{path}: cannot be read as {_image_kind(path)}: the file is empty "
                               f"(0 bytes). Expected {what}.")
     try:
-        img = nib.load(str(path))
+        img = _load_mgh(path) if _image_kind(path) == "MGH" else nib.load(str(path))
         img.header.get_data_shape()
     except Exception as err:  # nibabel raises several types (ImageFileError, EOFError, ...)
         raise DataFormatError(
@@ -148,6 +148,22 @@ def load_nifti(path: Path, what: str = "a NIfTI image"):
             f"Expected {what}."
         ) from err
     return img
+
+
+def _load_mgh(path: Path):
+    """An MGH/MGZ image on a lazy proxy, its header read through a handle that is closed.
+
+    ``nibabel.load`` leaves the header's file handle of an MGH file open (nibabel 5's
+    ``MGHImage.from_file_map``): one leaked descriptor per session file.
+    """
+    from nibabel.freesurfer.mghformat import MGHImage
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path), "rb") as f:
+        header = MGHImage.header_class.from_fileobj(f)
+    proxy = MGHImage.ImageArrayProxy(str(path), header.copy(), mmap=True)
+    return MGHImage(proxy, header.get_affine(), header,
+                    file_map=MGHImage.filespec_to_file_map(str(path)))
 
 
 def image_shape(img) -> tuple[int, ...]:

@@ -5,22 +5,36 @@ into memory; :meth:`IngestPlan.write` streams them into a zarr store one block (
 session file) at a time, so peak memory is bounded by one block, not by the whole
 subject.
 
+The store is written directly in its final layout: chunks that hold every presentation
+of a slab of neuroids (as :func:`~neuroalign.store.save_store` writes), stored
+uncompressed. An uncompressed zarr chunk is the C-order bytes of its values, so the rows
+of one block are one contiguous byte range of every chunk file, at a known offset; each
+block is written straight into place (``pwrite``), in any order and again after an
+interruption, and no rechunking pass or second copy of the store is ever made. (The
+betas compress to about half with blosc-zstd, but at 25-60 MB/s per core, well below
+disk speed; a store can be recompressed later with :func:`~neuroalign.store.save_store`.)
+
 A write holds the target's lock (:func:`neuroalign._files.atomic_dir`) from start to end:
 a second writer to the same target gets :class:`~neuroalign.exceptions.TargetLockedError`
 naming the holder, a lock left by a killed process is taken over, and a folder at the
 target that neuroalign did not write is never replaced. Blocks go into a
 ``.<name>.partial`` folder beside the target, covered by the same lock, that records the
-finished blocks; the store is renamed into place only when complete.
+finished blocks; it is renamed into place only when complete.
 
-Resuming is keyed on content, never on file sizes and times alone. When a block is
-written, the SHA-256 of each file it was read from is recorded with it (the file is read
-for the block anyway, so hashing it costs one extra sequential read, from the page cache,
-at ~2 GB/s); a rerun re-hashes those files and keeps a finished block only when every
-digest is unchanged, so a file replaced by one of the same size with its old mtime
-(``cp -p``, ``rsync -t``) is read again. The coordinates (built from the small files:
-design, masks, metadata) decide what each block reads, so they are hashed as a whole and
-any change to them starts clean; the finished store takes its coordinates and attrs from
-the current plan, its responses from the partial store.
+Resuming is keyed on content, never on file sizes and times alone. For every block
+written, the SHA-256 of each file it was read from is recorded; a rerun re-hashes those
+files and keeps a finished block only when every digest is unchanged, so a file replaced
+by one of the same size with its old mtime (``cp -p``, ``rsync -t``) is read again. The
+hashing is off the critical path (:mod:`~neuroalign.datasets._digest`): files are hashed
+on a background thread after their block is written, a block enters the resume state
+once its digests are in, an interrupted ingest finishes the digests of the blocks it
+wrote before it exits, and a complete one drops those still pending. A file that changes
+(size, times or inode) while its block is read is an error; one that changes after that
+but before it is hashed keeps its block out of the resume state. The coordinates (built
+from the small files: design, masks, metadata) decide what each block reads, so they are
+hashed as a whole and any change to them starts clean; the finished store takes its
+coordinates from the partial store (identical by that hash) and its attrs from the
+current plan.
 A full hash rather than a sampled one: a sample misses a change between its probes, and
 a single changed beta block is exactly the kind of change that must not be missed.
 """
@@ -31,6 +45,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +55,7 @@ import xarray as xr
 
 from neuroalign._files import atomic_dir, is_neuroalign_dir, write_marker
 from neuroalign._logging import get_logger, progress
+from neuroalign.datasets._digest import DigestQueue, content_digest, file_stat
 from neuroalign.exceptions import DataFormatError, OutputExistsError
 from neuroalign.store import check_store, write_manifest
 from neuroalign.store._schema import RESPONSE_VAR
@@ -49,7 +65,7 @@ __all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fing
 log = get_logger(__name__)
 
 _PROGRESS_FILE = ".neuroalign-ingest.json"
-_STATE_VERSION = 2
+_STATE_VERSION = 3  # 3: final layout written in place, uncompressed
 _ZARR_FORMAT = 2
 _TARGET_CHUNK_BYTES = 32 * 2**20
 
@@ -115,20 +131,18 @@ class IngestPlan:
 
     # -- streaming -------------------------------------------------------------------------
     def _chunks(self) -> tuple[int, ...]:
-        """Chunks of the partial store: one block of rows, and the final neuroid width."""
+        """Chunks of the store: every presentation, and a slab of neuroids.
+
+        The neuroid width makes a chunk no bigger than ~32 MiB, and no bigger than one
+        block (a chunk never holds more values than one session file gives).
+        """
         sizes = [b.stop - b.start for b in self.blocks] or [1]
-        rows = sizes[0]
-        if any(b.start % rows for b in self.blocks):
-            rows = max(1, int(np.gcd.reduce(np.asarray(sizes, dtype=np.int64))))
         rest = int(np.prod(self.shape[2:])) if len(self.shape) > 2 else 1
-        n_neuroid = self.shape[1]
-        # The final store keeps all rows per chunk. Its neuroid width makes a chunk no bigger
-        # than ~32 MiB and no bigger than one block (so the rechunk never holds more than
-        # about one session's worth of values).
-        per = _TARGET_CHUNK_BYTES // max(4 * self.shape[0] * rest, 1)
-        per = min(per, -(-max(sizes) * n_neuroid // max(self.shape[0], 1)))
+        n_rows, n_neuroid = self.shape[0], self.shape[1]
+        per = _TARGET_CHUNK_BYTES // max(4 * n_rows * rest, 1)
+        per = min(per, -(-max(sizes) * n_neuroid // max(n_rows, 1)))
         per = max(1, min(n_neuroid, per))
-        return (rows, per, *self.shape[2:])
+        return (max(n_rows, 1), per, *self.shape[2:])
 
     def write(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Stream the blocks into a zarr store at ``out`` (locked, atomic, resumable).
@@ -158,8 +172,7 @@ class IngestPlan:
         with atomic_dir(out, overwrite=overwrite, kind="store") as tmp:
             partial = out.with_name(f".{out.name}.partial")
             self._write_partial(partial)
-            self._finalize(partial, tmp)
-            shutil.rmtree(partial)  # still under the lock: no other writer can be resuming it
+            self._finalize(partial, tmp)  # renames partial to tmp, under the lock
         log.info("ingested %s (%s)", out, dict(zip(self.dims, self.shape, strict=True)))
         return out
 
@@ -200,47 +213,119 @@ class IngestPlan:
                 {RESPONSE_VAR: (self.dims, da.zeros(self.shape, chunks=chunks, dtype=np.float32))}
             )
             check_store(ds)
+            # metadata and every other variable now; the responses' chunks by _ChunkFiles
             ds.to_zarr(partial, mode="w", compute=False, zarr_format=_ZARR_FORMAT,
-                       consolidated=True, encoding={RESPONSE_VAR: {"chunks": chunks}})
+                       consolidated=True,
+                       encoding={RESPONSE_VAR: {"chunks": chunks, "compressors": None}})
             write_marker(partial, "partial ingest")
         _write_json(state_path, {"fingerprint": fp, "done": done})
-        first = self.dims[0]
-        for block in progress(self.blocks, desc=self.desc, unit="file"):
-            if block.key in done:
-                continue
-            before = {str(p): digests.stat(p) for p in block.files}
-            recorded = {str(p): digests(p) for p in block.files}
-            arr = self._check_block(block, block.read())
-            for p in block.files:  # a file replaced while it was read: its digest is not its data
-                if digests.stat(p) != before[str(p)]:
-                    raise DataFormatError(
-                        f"{p}: changed while it was being read (size, time or inode differ). "
-                        "Run the ingest again once the file is complete."
-                    )
-            region = xr.Dataset({RESPONSE_VAR: (self.dims, arr)})
-            region.to_zarr(partial, region={first: slice(block.start, block.stop)},
-                           zarr_format=_ZARR_FORMAT)
-            del arr, region
-            done[block.key] = recorded
-            _write_json(state_path, {"fingerprint": fp, "done": done})
+        files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
+        hashes = DigestQueue()
+        waiting: list[tuple[str, dict[str, object]]] = []  # written blocks, digests pending
+        complete = False
+        try:
+            for block in progress([b for b in self.blocks if b.key not in done],
+                                  desc=self.desc, unit="file"):
+                waiting.append((block.key, self._write_block(block, files, hashes)))
+                if _take_digests(waiting, done, wait=False):
+                    _write_json(state_path, {"fingerprint": fp, "done": done})
+            complete = True
+        finally:
+            try:
+                # interrupted: finish the digests of the blocks written, so a resume keeps
+                # them; complete: pending digests would only serve a resume, drop them
+                if not complete and _take_digests(waiting, done, wait=True):
+                    _write_json(state_path, {"fingerprint": fp, "done": done})
+            finally:
+                hashes.close()
+
+    def _write_block(self, block: Block, files: _ChunkFiles, hashes: DigestQueue) -> dict:
+        """Read one block and write its rows in place; queue its files for hashing.
+
+        Returns ``{path: future digest}``. A file that changed while the block was read is
+        an error.
+        """
+        before = {str(p): file_stat(p) for p in block.files}
+        arr = self._check_block(block, block.read())
+        for p in block.files:  # a file replaced while it was read: the block is not its data
+            if file_stat(p) != before[str(p)]:
+                raise DataFormatError(
+                    f"{p}: changed while it was being read (size, time or inode differ). "
+                    "Run the ingest again once the file is complete."
+                )
+        files.write_rows(block.start, arr)
+        return {p: hashes.submit(p, st) for p, st in before.items()}
 
     def _finalize(self, partial: Path, tmp: Path) -> None:
-        """Rechunk the partial store into ``tmp``: all presentations per chunk, as
-        save_store writes it; one neuroid slab (all sessions, <= ~32 MiB) at a time."""
-        import dask
+        """Give the finished partial store the current plan's attrs and rename it to ``tmp``.
 
-        chunks = self._chunks()
-        first = self.dims[0]
-        src = xr.open_zarr(partial, chunks={}, consolidated=True, zarr_format=_ZARR_FORMAT)
-        # responses from the partial store; coordinates, variables and attrs from this plan
-        # (identical variables by the fingerprint; attrs such as file digests may be newer)
-        final = self.skeleton.assign({RESPONSE_VAR: (self.dims, src[RESPONSE_VAR].data)})
-        final_chunks = (self.shape[0], chunks[1], *self.shape[2:])
-        final = final.chunk({first: -1, self.dims[1]: chunks[1]})
-        with dask.config.set(scheduler="synchronous"):
-            final.to_zarr(tmp, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
-                          encoding={RESPONSE_VAR: {"chunks": final_chunks}})
+        Its responses are complete in their final chunks already (see :class:`_ChunkFiles`);
+        coordinates and variables are those it was created with, identical to this plan's
+        by the fingerprint. Only attrs (e.g. input file digests) may be newer.
+        """
+        import zarr
+        from xarray.backends.zarr import encode_zarr_attr_value
+
+        group = zarr.open_group(str(partial), mode="r+", zarr_format=_ZARR_FORMAT)
+        group.attrs.put({k: encode_zarr_attr_value(v) for k, v in self.skeleton.attrs.items()})
+        with warnings.catch_warnings():  # our marker and state files are not zarr's
+            warnings.filterwarnings("ignore", message=r"Object at \S+ is not recognized")
+            zarr.consolidate_metadata(str(partial), zarr_format=_ZARR_FORMAT)
+        os.replace(partial, tmp)
+        (tmp / _PROGRESS_FILE).unlink()
+        write_marker(tmp, "store")
         write_manifest(tmp)  # chunk sizes and checksums, then the completion marker
+
+
+class _ChunkFiles:
+    """The uncompressed zarr v2 chunk files of ``responses``, written row block by row block.
+
+    Chunk ``(0, c, 0...)`` holds all ``n`` rows of neuroids ``c*w : (c+1)*w`` (and every
+    trailing index) in C order, so rows ``start:stop`` are bytes
+    ``start*row : stop*row`` of it, ``row = w * prod(trailing) * 4``. Each chunk file is
+    created at its full size (sparse) and written with ``pwrite`` at that offset; the last
+    chunk's columns beyond the array are zeros (zarr ignores them).
+    """
+
+    def __init__(self, folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
+        import zarr
+
+        arr = zarr.open_array(str(folder), mode="r", zarr_format=_ZARR_FORMAT)
+        meta = arr.metadata
+        if (tuple(meta.chunks) != tuple(chunks) or getattr(meta, "compressor", None) is not None
+                or getattr(meta, "filters", None) or arr.dtype != np.dtype("<f4")
+                or getattr(meta, "order", "C") != "C"):  # pragma: no cover - guards the layout
+            raise DataFormatError(f"{folder}: unexpected zarr layout {meta!r} for a streamed ingest.")
+        self.folder = folder
+        self.shape = shape
+        self.width = chunks[1]
+        self.rest = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+        self.row_bytes = self.width * self.rest * 4
+        self.n_chunks = -(-shape[1] // self.width)
+        trailing = (0,) * (len(shape) - 2)
+        self.paths = [folder / meta.encode_chunk_key((0, c, *trailing)) for c in range(self.n_chunks)]
+
+    def write_rows(self, start: int, arr: np.ndarray) -> None:
+        n_rows = arr.shape[0]
+        full = self.shape[0] * self.row_bytes
+        piece = np.zeros((n_rows, self.width, *self.shape[2:]), dtype="<f4")
+        for c, path in enumerate(self.paths):
+            part = arr[:, c * self.width : (c + 1) * self.width]
+            if part.shape[1] == self.width:
+                piece[...] = part
+            else:  # the last chunk: columns past the end are 0
+                piece[:, : part.shape[1]] = part
+                piece[:, part.shape[1] :] = 0
+            data = memoryview(piece).cast("B")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+            try:
+                if os.fstat(fd).st_size != full:
+                    os.ftruncate(fd, full)
+                offset, done = start * self.row_bytes, 0
+                while done < len(data):
+                    done += os.pwrite(fd, data[done:], offset + done)
+            finally:
+                os.close(fd)
 
 
 class _Digests:
@@ -249,19 +334,34 @@ class _Digests:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[tuple, str]] = {}
 
-    @staticmethod
-    def stat(path) -> tuple:
-        st = Path(path).stat()
-        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    stat = staticmethod(file_stat)
 
     def __call__(self, path) -> str:
-        key = self.stat(path)
+        key = file_stat(path)
         hit = self._cache.get(str(path))
         if hit is not None and hit[0] == key:
             return hit[1]
         digest = content_digest(path)
         self._cache[str(path)] = (key, digest)
         return digest
+
+
+def _take_digests(waiting: list, done: dict, *, wait: bool) -> bool:
+    """Move written blocks whose digests are in from ``waiting`` to ``done`` (all of them,
+    waiting for their hashes, with ``wait``); a block whose file changed after its read
+    (digest None) is left out. True when ``done`` changed."""
+    changed = False
+    for key, futures in list(waiting):
+        if not wait and not all(f.done() for f in futures.values()):
+            continue
+        digests = {p: f.result() for p, f in futures.items()}
+        waiting.remove((key, futures))
+        if all(d is not None for d in digests.values()):
+            done[key] = digests
+            changed = True
+        else:
+            log.info("%s: changed after it was read; its block will be read again on resume", key)
+    return changed
 
 
 def _still_valid(done: dict, blocks: Sequence[Block], digests: _Digests) -> dict[str, dict[str, str]]:
@@ -306,15 +406,6 @@ def _hash_variables(ds: xr.Dataset) -> str:
             h.update(json.dumps([str(v) for v in values.ravel()]).encode())
         else:
             h.update(np.ascontiguousarray(values).tobytes())
-    return h.hexdigest()
-
-
-def content_digest(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of the whole file at ``path``, read in 8 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(8 * 2**20), b""):
-            h.update(piece)
     return h.hexdigest()
 
 

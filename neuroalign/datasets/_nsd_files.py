@@ -26,6 +26,7 @@ from neuroalign.datasets._formats import (
     nifti_array,
     open_hdf5,
 )
+from neuroalign.datasets._scan import read_h5_voxels, read_mgh_frames
 from neuroalign.exceptions import DataFormatError
 
 log = get_logger(__name__)
@@ -187,10 +188,18 @@ def _agree(values: dict[int, object], paths: dict[int, Path], fmt: str, note: st
 
 
 def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
-    """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file."""
+    """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file.
+
+    The published layout (one voxel per unfiltered chunk) is read directly as raw chunks
+    (:func:`~neuroalign.datasets._scan.read_h5_voxels`); other layouts through h5py.
+    """
     i, j, k = ijk.T
     with open_hdf5(path) as f:
         d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
+        out = read_h5_voxels(d, path, np.c_[k, j, i])
+        if out is not None:
+            out /= SCALE
+            return out
         T, Z, Y, X = d.shape
         out = np.empty((T, len(i)), dtype=np.float32)
         chunks = d.chunks
@@ -201,7 +210,7 @@ def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
                 slab = h5_read(d, path, np.s_[t0 : t0 + step])
                 out[t0 : t0 + step] = slab[:, k, j, i]
         else:
-            # voxel-chunked (published layout): read slabs of Z planes, each chunk once
+            # voxel-chunked with filters, or contiguous: read slabs of Z planes
             cz = chunks[1] if chunks is not None else 1
             step = max(cz, _SLAB_BYTES // max(2 * T * Y * X, 1) // cz * cz)
             for z0 in range(0, Z, step):
@@ -224,20 +233,46 @@ def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
 
 
 def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarray]) -> np.ndarray:
-    parts = []
+    """(trials, lh vertices + rh vertices) PSC, filled hemisphere by hemisphere in place."""
+    total = len(verts["lh"]) + len(verts["rh"])
+    out = None
+    col = 0
     for hemi in ("lh", "rh"):
         path = kinds[hemi]
+        n = len(verts[hemi])
+        part = dest = None
         if space == "fsaverage":
-            arr = load_mgh(path)  # (V, T) float PSC
-            parts.append(arr[verts[hemi]].T.astype(np.float32))
+            img = load_nifti(path, "fsaverage betas (.mgh, vertices x 1 x 1 x trials)")
+            shape = image_shape(img)
+            if out is None and len(shape) == 4:
+                out = np.empty((shape[3], total), dtype=np.float32)
+            if out is not None and len(shape) == 4 and out.shape[0] == shape[3]:
+                dest = out[:, col : col + n]
+            part = read_mgh_frames(path, img, verts[hemi], out=dest)  # PSC
+            if part is None:  # .mgz (gzip) and other variants: through nibabel
+                arr = load_mgh(path)  # (V, T)
+                part = arr[verts[hemi]].T.astype(np.float32)
+                del arr
         else:
             with open_hdf5(path) as f:
                 d = h5_dataset(f, path, "betas", ndim=2, dtype="int16", axes="trials, vertices")
                 arr = h5_read(d, path)
-            parts.append(arr[:, verts[hemi]].astype(np.float32) / SCALE)
-        del arr
-    out = np.concatenate(parts, axis=1)
-    bad = np.isnan(out).all(axis=0)
-    if bad.any():
-        log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, int(bad.sum()))
+            part = arr[:, verts[hemi]].astype(np.float32) / SCALE
+            del arr
+        if out is None:
+            out = np.empty((part.shape[0], total), dtype=np.float32)
+        if part.shape[0] != out.shape[0]:
+            raise DataFormatError(
+                f"{path}: {part.shape[0]} trials, but {kinds['lh'].name} has {out.shape[0]}; "
+                "expected the same trials in both hemispheres."
+            )
+        if part is not dest:
+            out[:, col : col + n] = part
+        del part
+        col += n
+    # vertices NaN in every trial (NSD subjects 6 and 8): candidates from the first trial
+    cand = np.flatnonzero(np.isnan(out[0])) if len(out) else np.array([], dtype=int)
+    bad = cand[np.isnan(out[:, cand]).all(axis=0)] if len(cand) else cand
+    if len(bad):
+        log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, len(bad))
     return out

@@ -7,6 +7,10 @@ NSD-format tree (``format="nsd"``) or a THINGS-EEG2-format tree (``format="thing
 each sensor group responding at its own latency), with ``truth.json`` holding the answer:
 the layer of each ROI, the true ncsnr and noise ceiling of each neuroid, the generating
 model and its seed. ``store.zarr`` beside it is the store the files encode.
+
+:func:`simulate_nsd_scale` writes an NSD-size subject instead (NSD's full design and
+grids, a low-rank signal with known ncsnr), session by session in bounded memory, for
+benchmarks of ingest at scale.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from neuroalign.datasets.simulate._eeg import CHANNELS, SENSOR_GROUPS, simulate_
 from neuroalign.datasets.simulate._images import FAMILIES, make_images
 from neuroalign.datasets.simulate._nsd import ATLAS_LABELS, DEFAULT_ROIS, nsd_paths, simulate_nsd
 from neuroalign.datasets.simulate._routing import ROUTING_ROI, token_activations
+from neuroalign.datasets.simulate._scale import ScaleSimulation, simulate_nsd_scale
 from neuroalign.datasets.simulate._store import nsd_stimulus_id, volume_neuroid_id
 from neuroalign.datasets.simulate._truth import (
     GroundTruthBrain,
@@ -55,6 +60,8 @@ __all__ = [
     "nsd_paths",
     "nsd_stimulus_id",
     "volume_neuroid_id",
+    "simulate_nsd_scale",
+    "ScaleSimulation",
 ]
 
 log = get_logger(__name__)

@@ -1,0 +1,303 @@
+"""NSD at full size: simulate a subject, then ingest it against plain reads of its files.
+
+For each space (func1pt8mm HDF5, fsaverage MGH) and each session count (default 10, 40):
+
+1. ``simulate``: :func:`neuroalign.datasets.simulate.simulate_nsd_scale` writes an NSD-size
+   subject (NSD's grid or surface, 750 trials a session, ~1 GB a session file);
+2. ``h5py``/``nibabel``: the plain reference, reading each session file whole with h5py
+   (volume) or nibabel (fsaverage) and masking with numpy, no store;
+3. ``raw``: reading every byte of the same files sequentially (``readinto``): disk speed;
+4. ``ingest``: :func:`neuroalign.datasets.ingest_nsd` into a zarr store (nsdgeneral, and
+   the whole brain/surface where the disk has room for its store),
+
+each in a fresh subprocess, with the input files dropped from the page cache before
+(``POSIX_FADV_DONTNEED``), reporting wall time, peak RSS (``ru_maxrss``) and the load
+average. The ingest of the nsdgeneral store at the largest session count is checked
+against ``truth.json`` (NSD's ncsnr estimated from the store vs the true ncsnr).
+
+Disk: the trees are written under ``--root`` (default ``/tmp/nsd-scale``) and deleted at
+the end; a step is skipped when it would leave less than ``--min-free`` GiB free.
+
+Run::
+
+    python benchmarks/bench_nsd_scale.py [--root /tmp/nsd-scale] [--sessions 10 40]
+        [--spaces func1pt8mm fsaverage] [--json results.json] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GiB = 2**30
+BETAS = "betas_fithrf_GLMdenoise_RR"
+
+
+# -- workers (each in its own process) -----------------------------------------------------------
+def _files(root: Path, space: str, n: int) -> list[Path]:
+    folder = root / f"nsddata_betas/ppdata/subj01/{space}/{BETAS}"
+    if space == "func1pt8mm":
+        return [folder / f"betas_session{s:02d}.hdf5" for s in range(1, n + 1)]
+    return [folder / f"{h}.betas_session{s:02d}.mgh" for s in range(1, n + 1) for h in ("lh", "rh")]
+
+
+def _mask(root: Path, space: str, mask: str | None):
+    import nibabel as nib
+    import numpy as np
+
+    if space == "func1pt8mm":
+        pp = root / "nsddata/ppdata/subj01/func1pt8mm"
+        vol = pp / ("roi/nsdgeneral.nii.gz" if mask else "brainmask.nii.gz")
+        return np.asarray(nib.load(vol).dataobj) > 0  # (X, Y, Z)
+    label = root / "nsddata/freesurfer/fsaverage/label"
+    if not mask:
+        return None
+    return {h: np.asarray(nib.load(label / f"{h}.nsdgeneral.mgz").dataobj).ravel() > 0 for h in ("lh", "rh")}
+
+
+def work_simulate(a: dict) -> dict:
+    from neuroalign.datasets.simulate import simulate_nsd_scale
+
+    small = {"volume_shape": (20, 24, 18), "n_vertices": (3000, 2800)} if a.get("smoke") else {}
+    sim = simulate_nsd_scale(a["root"], sessions=a["n"], spaces=(a["space"],), seed=0,
+                             nsdgeneral_only=a.get("nsdgeneral_only", False), **small)
+    return {"bytes": sim.truth["bytes_written"]}
+
+
+def work_reference(a: dict) -> dict:
+    """h5py (volume) / nibabel (fsaverage): each file read whole, masked with numpy."""
+    import numpy as np
+
+    root, space = Path(a["root"]), a["space"]
+    mask = _mask(root, space, a["mask"])
+    n_values = 0
+    if space == "func1pt8mm":
+        import h5py
+
+        zyx_mask = mask.transpose(2, 1, 0)  # the betas are (trials, Z, Y, X)
+        for p in _files(root, space, a["n"]):
+            with h5py.File(p, "r") as f:
+                vol = f["betas"][()]
+            block = vol[:, zyx_mask].astype(np.float32) / np.float32(300)
+            n_values += block.size
+            del vol, block
+    else:
+        import nibabel as nib
+
+        for p in _files(root, space, a["n"]):
+            vals = np.asarray(nib.load(p).dataobj)[:, 0, 0, :]  # (V, T)
+            hemi = p.name[:2]
+            block = (vals[mask[hemi]] if mask is not None else vals).T.astype(np.float32)
+            n_values += block.size
+            del vals, block
+    return {"values": n_values}
+
+
+def work_raw(a: dict) -> dict:
+    """Every byte of the same files, read sequentially, nothing else."""
+    buf = bytearray(64 * 2**20)
+    total = 0
+    for p in _files(Path(a["root"]), a["space"], a["n"]):
+        with open(p, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                total += n
+    return {"bytes": total}
+
+
+def work_ingest(a: dict) -> dict:
+    from neuroalign.datasets import ingest_nsd
+
+    kwargs = {"space": a["space"], "mask": a["mask"], "rois": (), "sessions": list(range(1, a["n"] + 1))}
+    if a.get("profile"):
+        import cProfile
+        import io
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        ingest_nsd(a["root"], 1, a["out"], **kwargs)
+        prof.disable()
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(14)
+        print(s.getvalue(), file=sys.stderr)
+    else:
+        ingest_nsd(a["root"], 1, a["out"], **kwargs)
+    import zarr
+
+    arr = zarr.open_array(str(Path(a["out"]) / "responses"), mode="r", zarr_format=2)
+    size = sum(p.stat().st_size for p in Path(a["out"]).rglob("*") if p.is_file())
+    return {"shape": list(arr.shape), "chunks": list(arr.chunks),
+            "compressor": str(arr.metadata.compressor), "store_bytes": size,
+            "chunk_files": sum(1 for p in (Path(a["out"]) / "responses").iterdir() if not p.name.startswith("."))}
+
+
+def work_check(a: dict) -> dict:
+    """NSD's ncsnr of the first neuroids of the store against truth.json."""
+    import numpy as np
+
+    from neuroalign.datasets.simulate import ScaleSimulation
+    from neuroalign.store import open_store
+
+    ds = open_store(a["out"], chunks=2000).isel(neuroid=slice(0, 2000))
+    est = ds.na.ncsnr().values
+    truth = ScaleSimulation.load(a["root"]).true_ncsnr(a["space"])[:2000]
+    assert list(ds.neuroid_id.values) == list(truth.neuroid_id.values)
+    true = truth.values
+    return {"neuroids": len(est), "r": float(np.corrcoef(est, true)[0, 1]),
+            "median_error": float(np.median(est - true)), "median_abs_error": float(np.median(np.abs(est - true)))}
+
+
+WORKERS = {"simulate": work_simulate, "reference": work_reference, "raw": work_raw,
+           "ingest": work_ingest, "check": work_check}
+
+
+def worker(mode: str, args: dict) -> None:
+    """Run one step and print its figures; imports happen before the clock starts."""
+    import warnings
+
+    import h5py  # noqa: F401
+    import nibabel  # noqa: F401
+    import numpy  # noqa: F401
+
+    if mode in ("simulate", "ingest", "check"):
+        import zarr  # noqa: F401
+
+        import neuroalign.datasets  # noqa: F401
+        import neuroalign.datasets.simulate  # noqa: F401
+        import neuroalign.store  # noqa: F401
+
+    warnings.simplefilter("ignore")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    out = WORKERS[mode](args)
+    out.update(seconds=time.perf_counter() - t0,
+               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               rss_at_start_mib=base / 1024)
+    print(json.dumps(out))
+
+
+# -- driver -----------------------------------------------------------------------------------
+def _drop_cache(paths) -> None:
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _run(mode: str, args: dict, drop=()) -> dict:
+    _drop_cache(drop)
+    load0 = os.getloadavg()[0]
+    env = dict(os.environ, NEUROALIGN_PROGRESS="0", OMP_NUM_THREADS="2",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, __file__, "--worker", mode, json.dumps(args)],
+                         capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(f"{mode} {args} failed:\n{res.stderr[-4000:]}")
+    if args.get("profile"):
+        print(res.stderr, flush=True)
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["load_avg"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+    return out
+
+
+def _free(path: Path) -> float:
+    return shutil.disk_usage(path).free / GiB
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=Path("/tmp/nsd-scale"))
+    ap.add_argument("--sessions", type=int, nargs="+", default=[10, 40])
+    ap.add_argument("--spaces", nargs="+", default=["func1pt8mm", "fsaverage"])
+    ap.add_argument("--masks", nargs="+", default=["nsdgeneral", "whole"])
+    ap.add_argument("--min-free", type=float, default=20.0, help="GiB to leave free on the disk")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--profile", action="store_true", help="cProfile the first ingest")
+    ap.add_argument("--smoke", action="store_true", help="small grids: check that the script runs")
+    ap.add_argument("--nsdgeneral-only", action="store_true",
+                    help="sparse trees: only the nsdgeneral values are on disk (the files keep "
+                         "NSD's sizes; the rest are holes that read as 0 without disk reads)")
+    ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        worker(a.worker[0], json.loads(a.worker[1]))
+        return
+    a.root.mkdir(parents=True, exist_ok=True)
+    results = []
+    per_session = {"func1pt8mm": 81 * 104 * 83 * 750 * 2 * 1.045, "fsaverage": 2 * 163842 * 750 * 4}
+    store_per_session = {("func1pt8mm", "nsdgeneral"): 15724 * 750 * 4, ("func1pt8mm", "whole"): 303950 * 750 * 4,
+                         ("fsaverage", "nsdgeneral"): 37984 * 750 * 4, ("fsaverage", "whole"): 327684 * 750 * 4}
+    profiled = not a.profile
+    tag = " (nsdgeneral-only tree)" if a.nsdgeneral_only else ""
+    try:
+        for space in a.spaces:
+            for n in sorted(a.sessions):
+                tree = a.root / f"{space}-{n}"
+                need = n * per_session[space] / GiB * (0.1 if a.nsdgeneral_only else 1)
+                if _free(a.root) - need < a.min_free:
+                    print(f"skip {space} {n} sessions: {_free(a.root):.0f} GiB free, the tree needs {need:.0f}")
+                    continue
+                r = _run("simulate", {"root": str(tree), "n": n, "space": space, "smoke": a.smoke,
+                                      "nsdgeneral_only": a.nsdgeneral_only})
+                r.update(step="simulate", space=space, sessions=n, nsdgeneral_only=a.nsdgeneral_only)
+                results.append(r)
+                print(f"simulate{tag} {space} {n:>2} sessions: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_mib']:6.0f} MiB, "
+                      f"{r['bytes'] / GiB:.1f} GiB, load {r['load_avg']}, {_free(a.root):.0f} GiB free", flush=True)
+                files = [str(p) for p in _files(tree, space, n)]
+                for mask in a.masks:
+                    m = None if mask == "whole" else "nsdgeneral"
+                    store_need = n * store_per_session[(space, mask)] / GiB
+                    if _free(a.root) - store_need < a.min_free:
+                        print(f"skip {space} {mask} {n} sessions: the store needs {store_need:.0f} GiB, "
+                              f"{_free(a.root):.0f} GiB free")
+                        continue
+                    args = {"root": str(tree), "n": n, "space": space, "mask": m}
+                    row = {"space": space, "sessions": n, "mask": mask, "nsdgeneral_only": a.nsdgeneral_only}
+                    row["reference"] = _run("reference", args, drop=files)
+                    row["raw"] = _run("raw", args, drop=files)
+                    out = a.root / f"store-{space}-{mask}-{n}.zarr"
+                    row["ingest"] = _run("ingest", {**args, "out": str(out), "profile": not profiled}, drop=files)
+                    profiled = True
+                    if m and n == max(a.sessions):
+                        row["check"] = _run("check", {**args, "out": str(out)})
+                    shutil.rmtree(out)
+                    ing, ref, raw = row["ingest"], row["reference"], row["raw"]
+                    row["ratio_reference"] = ing["seconds"] / ref["seconds"]
+                    row["ratio_raw"] = ing["seconds"] / raw["seconds"]
+                    results.append(row)
+                    print(f"{space}{tag} {mask:<10} {n:>2} sessions | ingest {ing['seconds']:7.1f} s "
+                          f"{ing['peak_rss_mib']:6.0f} MiB | {'h5py' if space == 'func1pt8mm' else 'nibabel'} "
+                          f"{ref['seconds']:7.1f} s {ref['peak_rss_mib']:6.0f} MiB | raw read {raw['seconds']:6.1f} s"
+                          f" | ingest/reference {row['ratio_reference']:.2f}x, ingest/raw {row['ratio_raw']:.2f}x"
+                          f" | chunks {ing['chunks']} ({ing['chunk_files']} files, {ing['compressor']}, "
+                          f"{ing['store_bytes'] / GiB:.2f} GiB) | load {ing['load_avg']}", flush=True)
+                    if "check" in row:
+                        c = row["check"]
+                        print(f"  ncsnr of {c['neuroids']} neuroids vs truth: r = {c['r']:.3f}, median error "
+                              f"{c['median_error']:+.3f}, median |error| {c['median_abs_error']:.3f}", flush=True)
+                shutil.rmtree(tree)
+                if a.json:
+                    a.json.write_text(json.dumps(results, indent=1))
+    finally:  # the trees, stores and their lock files (hidden names too)
+        for p in a.root.iterdir():
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        if a.json:
+            a.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

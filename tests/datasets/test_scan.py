@@ -1,0 +1,232 @@
+"""Direct readers of NSD's large files (raw HDF5 chunks, raw MGH frames) against h5py and
+nibabel, the chunk-index cache, single-pass hashing, and the in-place store layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import zarr
+from h5py import h5d, h5p
+
+from neuroalign.datasets import _digest, _ingest, _scan, ingest_nsd, load_nsd
+from neuroalign.datasets.simulate import simulate_nsd_scale
+from neuroalign.exceptions import DataFormatError
+from neuroalign.store import open_store
+
+T = 9
+
+
+def _write(path, data, chunks, *, early=False, order=None, fill=0):
+    """An int16 (T, Z, Y, X) dataset; ``order`` writes chunk by chunk in that order."""
+    with h5py.File(path, "w") as f:
+        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl.set_chunk(chunks)
+        dcpl.set_fill_value(np.array(fill, dtype="<i2"))
+        if early:
+            dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
+        d = f.create_dataset("betas", shape=data.shape, dtype="<i2", dcpl=dcpl)
+        if order is None:
+            d[...] = data
+        else:
+            for z, y, x in order:
+                sl = (slice(None), slice(z, z + chunks[1]), slice(y, y + chunks[2]), slice(x, x + chunks[3]))
+                d[sl] = data[sl]
+
+
+def _read(path, zyx):
+    with h5py.File(path, "r") as f:
+        return _scan.read_h5_voxels(f["betas"], path, zyx)
+
+
+def _expected(data, zyx):
+    return data[:, zyx[:, 0], zyx[:, 1], zyx[:, 2]].astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def small_pieces(monkeypatch):
+    """Pieces of a few chunks: many reads, pieces cut next to chunks, coalescing gaps."""
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 1000)
+    monkeypatch.setattr(_scan, "_GAP_BYTES", 100)
+    _scan._INDEX_CACHE.clear()
+
+
+@pytest.mark.parametrize("layout", ["voxel", "voxel-early", "voxel-shuffled", "boxes", "sparse-fill"])
+def test_direct_reader_equals_h5py(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    data = rng.integers(-32768, 32767, size=(T, 5, 6, 7), dtype=np.int16)
+    path = tmp_path / "b.hdf5"
+    chunks = (T, 2, 4, 3) if layout == "boxes" else (T, 1, 1, 1)  # boxes: edge chunks too
+    cells = [(z, y, x) for z in range(5) for y in range(6) for x in range(7)]
+    order = None
+    if layout == "voxel-shuffled":  # chunks stored out of order
+        order = [cells[i] for i in rng.permutation(len(cells))]
+    if layout == "sparse-fill":  # a third of the chunks never written: the fill value
+        order = [c for i, c in enumerate(cells) if i % 3]
+        data[:, 0, 0, 0] = 77
+    _write(path, data, chunks, early=layout == "voxel-early", order=order, fill=77)
+    zyx = np.argwhere(np.ones((5, 6, 7), bool))[rng.integers(0, 210, 60)]  # any order, repeats
+    with h5py.File(path, "r") as f:
+        want = f["betas"][()][:, zyx[:, 0], zyx[:, 1], zyx[:, 2]].astype(np.float32)
+    np.testing.assert_array_equal(_read(path, zyx), want)
+
+
+def test_filtered_or_trial_chunked_files_are_left_to_h5py(tmp_path):
+    data = np.arange(T * 2 * 3 * 4, dtype=np.int16).reshape(T, 2, 3, 4)
+    with h5py.File(tmp_path / "c.hdf5", "w") as f:
+        f.create_dataset("betas", data=data, chunks=(T, 1, 1, 1), compression="gzip")
+    with h5py.File(tmp_path / "t.hdf5", "w") as f:
+        f.create_dataset("betas", data=data, chunks=(3, 1, 1, 1))
+    with h5py.File(tmp_path / "n.hdf5", "w") as f:
+        f.create_dataset("betas", data=data)
+    for name in ("c", "t", "n"):
+        assert _read(tmp_path / f"{name}.hdf5", np.array([[0, 1, 2]])) is None
+
+
+def test_index_cache_is_used_only_for_the_same_layout(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    rng = np.random.default_rng(1)
+    cells = [(z, y, x) for z in range(5) for y in range(6) for x in range(7)]
+    a, b, c = (rng.integers(-999, 999, size=(T, 5, 6, 7), dtype=np.int16) for _ in range(3))
+    _write(tmp_path / "a.hdf5", a, (T, 1, 1, 1))
+    _write(tmp_path / "b.hdf5", b, (T, 1, 1, 1))  # same layout, other values
+    _write(tmp_path / "c.hdf5", c, (T, 1, 1, 1), order=cells[::-1])  # another layout
+    built = []
+    real = _scan._hdf5_chunks
+    monkeypatch.setattr(_scan, "_hdf5_chunks", lambda d: (built.append(d.file.filename), real(d))[1])
+    zyx = np.argwhere(np.ones((5, 6, 7), bool))
+    c_key = (tmp_path / "c.hdf5").stat().st_size, (T, 5, 6, 7), "<i2", (T, 1, 1, 1)
+    for name, data in (("a", a), ("b", b), ("c", c), ("b", b)):
+        path = tmp_path / f"{name}.hdf5"
+        if name == "c":  # the worst case: a's index cached under c's size and shape
+            _scan._INDEX_CACHE[c_key] = replace(_scan._INDEX_CACHE[next(iter(_scan._INDEX_CACHE))], key=c_key)
+        np.testing.assert_array_equal(_read(path, zyx), _expected(data, zyx))
+    # a: HDF5's index; b: a's (the same bytes outside the chunks); c: its own; b: a's
+    assert [p.rsplit("/", 1)[-1] for p in built] == ["a.hdf5", "c.hdf5"]
+
+
+def test_truncated_chunk_data_is_a_named_error(tmp_path):
+    data = np.ones((T, 2, 3, 4), dtype=np.int16)
+    path = tmp_path / "b.hdf5"
+    _write(path, data, (T, 1, 1, 1), early=True)
+    with h5py.File(path, "r") as f:
+        offsets, sizes, _, _ = _scan._hdf5_chunks(f["betas"])
+        end = int((offsets + sizes).max())
+    with h5py.File(path, "r") as f:
+        d = f["betas"]
+        with open(path, "r+b") as raw:
+            raw.truncate(end - 5)
+        with pytest.raises(DataFormatError, match=r"b.hdf5: chunk data of dataset 'betas' run to byte "
+                           rf"{end}, but the file has {end - 5} bytes; the file is truncated"):
+            _scan.read_h5_voxels(d, path, np.array([[1, 2, 3], [0, 0, 0]]))
+
+
+def test_mgh_reader_equals_nibabel(tmp_path, monkeypatch):
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 4 * 50 * 3)  # 3 frames a read
+    rng = np.random.default_rng(2)
+    vals = rng.standard_normal((50, 1, 1, 13)).astype(np.float32)
+    vals[3] = np.nan
+    path = tmp_path / "lh.betas_session01.mgh"
+    nib.save(nib.MGHImage(vals, np.eye(4)), str(path))
+    cols = np.array([7, 3, 3, 49, 0])
+    img = nib.load(path)
+    got = _scan.read_mgh_frames(path, img, cols)
+    np.testing.assert_array_equal(got, np.asarray(img.dataobj)[cols, 0, 0, :].T)
+    gz = tmp_path / "lh.betas_session01.mgz"
+    nib.save(nib.MGHImage(vals, np.eye(4)), str(gz))
+    assert _scan.read_mgh_frames(gz, nib.load(gz), cols) is None  # gzip: nibabel reads it
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 100)
+    with pytest.raises(DataFormatError, match=r"lh.betas_session01.mgh: truncated or corrupt image data"):
+        _scan.read_mgh_frames(path, img, cols)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return simulate_nsd_scale(tmp_path_factory.mktemp("scan") / "nsd", sessions=3, volume_shape=(10, 12, 9),
+                              n_vertices=(200, 150), n_images=300, n_shared=30, n_sessions=4,
+                              trials_per_session=225)
+
+
+def test_a_complete_ingest_does_not_wait_for_its_hashes(tree, tmp_path, monkeypatch):
+    import threading
+
+    release, started, finished = threading.Event(), [], []
+
+    def slow_hash(self, path, stat):  # a resume hash that takes until the test lets it go
+        started.append(path)
+        for _ in range(1000):  # (10 s at most: an ingest that waited fails, not hangs)
+            if release.wait(0.01):
+                break
+            if self._stop.is_set():
+                return None
+        finished.append(path)
+        return "x"
+
+    monkeypatch.setattr(_digest.DigestQueue, "_hash", slow_hash)
+    for space in ("func1pt8mm", "fsaverage"):
+        out = ingest_nsd(tree.root, 1, tmp_path / f"{space}.zarr", space=space, sessions=[1, 2, 3])
+        np.testing.assert_array_equal(open_store(out).responses.values,
+                                      load_nsd(tree.root, 1, space=space, sessions=[1, 2, 3]).responses.values)
+    assert started and not finished  # hashing ran beside the ingest, and was dropped at the end
+    release.set()
+
+
+def test_resume_state_has_the_files_digests(tree, tmp_path):
+    plan = _ingest_plan(tree.root, "fsaverage")
+    boom = plan.blocks[2]
+    boom.read = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        plan.write(tmp_path / "r.zarr")
+    state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
+    for block in plan.blocks[:2]:
+        assert state["done"][block.key] == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in block.files}
+    assert plan.blocks[2].key not in state["done"]
+
+
+def _ingest_plan(root, space):
+    from neuroalign.datasets import nsd_plan
+
+    return nsd_plan(root, 1, space=space, sessions=[1, 2, 3])
+
+
+def test_store_is_written_in_its_final_uncompressed_layout(tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(_ingest, "_TARGET_CHUNK_BYTES", 675 * 4 * 7)  # 7 neuroids a chunk
+    out = ingest_nsd(tree.root, 1, tmp_path / "s.zarr", mask=None, rois=(), sessions=[1, 2, 3])
+    arr = zarr.open_array(str(out / "responses"), mode="r", zarr_format=2)
+    n = arr.shape[1]
+    assert arr.chunks == (675, 7) and arr.metadata.compressor is None and n % 7
+    chunk_files = sorted(p.name for p in (out / "responses").iterdir() if not p.name.startswith("."))
+    assert chunk_files == sorted(f"0.{c}" for c in range(-(-n // 7)))  # one file per neuroid slab
+    mem = load_nsd(tree.root, 1, mask=None, rois=(), sessions=[1, 2, 3])
+    disk = open_store(out)
+    np.testing.assert_array_equal(disk.responses.values, mem.responses.values)
+    assert disk.attrs["source"] == json.loads(json.dumps(mem.attrs["source"]))
+    assert not (out / ".neuroalign-ingest.json").exists()
+    assert json.loads((out / ".neuroalign").read_text())["kind"] == "store"
+
+
+def test_a_changed_session_is_rewritten_in_place_on_resume(tree, tmp_path):
+    import shutil
+
+    root = tmp_path / "nsd"
+    shutil.copytree(tree.root, root)
+    plan = _ingest_plan(root, "func1pt8mm")
+    plan.blocks[2].read = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        plan.write(tmp_path / "r.zarr")
+    before = load_nsd(root, 1, sessions=[1, 2, 3]).responses.values
+    # session 2 (already written) changes: the resumed ingest rewrites its rows in place
+    p2 = root / "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session02.hdf5"
+    with h5py.File(p2, "r+") as f:
+        f["betas"][...] = -f["betas"][()]
+    out = ingest_nsd(root, 1, tmp_path / "r.zarr", sessions=[1, 2, 3])
+    after = open_store(out).responses.values
+    np.testing.assert_array_equal(after, load_nsd(root, 1, sessions=[1, 2, 3]).responses.values)
+    np.testing.assert_array_equal(after[225:450], -before[225:450])
+    np.testing.assert_array_equal(after[:225], before[:225])
