@@ -1,7 +1,7 @@
-"""Figures of representational comparisons (matplotlib, Agg; every function returns a Figure).
+"""Figures of representational comparisons (every function returns a matplotlib Figure).
 
-Figures are built with :class:`matplotlib.figure.Figure` directly, so no GUI backend and
-no global pyplot state is involved.
+Figures are pyplot-managed (see :mod:`neuroalign._plotting`): they display in Jupyter and
+with ``plt.show()``; in batch use close them with ``plt.close(fig)`` once saved.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ __all__ = ["plot_rdms", "plot_model_scores", "plot_mds", "plot_timecourse"]
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from neuroalign._plotting import new_figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return new_figure(figsize=(width, height), layout="constrained")
 
 
 def plot_rdms(rdms: Mapping[str, Any] | Any, *, cmap: str = "viridis", max_cols: int = 4):

@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
+from neuroalign._plotting import new_figure
 from neuroalign._validation import check_option
 from neuroalign.exceptions import DimensionError
 from neuroalign.mapping._common import as_scores, roi_masks
@@ -19,13 +20,6 @@ __all__ = ["save_figure", "plot_roi_scores", "plot_layer_profile", "new_figure"]
 log = get_logger(__name__)
 
 FORMATS = ("png", "svg", "pdf")
-
-
-def new_figure(**kwargs):
-    """A matplotlib Figure not registered with pyplot (no GUI backend, no global state)."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
 
 
 def save_figure(fig, path: str | Path | None, *, dpi: int = 150) -> Path | None:
