@@ -379,6 +379,20 @@ def shape_distance(
 
     Equals ``ShapeMetric(alpha, score_method).fit_score(X, Y)`` (see :class:`ShapeMetric`
     for the conventions), computed from singular values only.
+
+    Examples
+    --------
+    The Procrustes distance (``alpha=1``) ignores rotations, translations and scale:
+
+    >>> import numpy as np
+    >>> from neuroalign.compare import shape_distance
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((50, 6))
+    >>> Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    >>> round(shape_distance(X, 2 * X @ Q + 1), 6)
+    0.0
+    >>> shape_distance(X, rng.standard_normal((50, 6))) > 0.5
+    True
     """
     alpha = _check_alpha(alpha, "shape_distance()")
     check_option(score_method, ("angular", "euclidean"), name="score_method",

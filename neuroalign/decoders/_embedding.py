@@ -148,6 +148,26 @@ class EmbeddingDecoder:
         Average repetitions of the training store first (trial-level stores).
     seed : int
     device : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from neuroalign.decoders import EmbeddingDecoder
+    >>> from neuroalign.store import from_arrays
+    >>> rng = np.random.default_rng(0)
+    >>> ids = np.array([f"s{i:02d}" for i in range(80)])
+    >>> embedding = rng.standard_normal((80, 3))
+    >>> betas = embedding @ rng.standard_normal((3, 20)) + 0.1 * rng.standard_normal((80, 20))
+    >>> store = from_arrays(betas, ids, test=ids[:10])
+    >>> target = xr.DataArray(embedding, dims=("stimulus", "dim"),
+    ...                       coords={"stimulus_id": ("stimulus", ids)})
+    >>> decoder = EmbeddingDecoder("ridge").fit(store.na.split("train"), target)
+    >>> predicted = decoder.predict(store.na.split("test"))
+    >>> predicted.shape
+    (10, 3)
+    >>> bool(np.corrcoef(np.asarray(predicted).ravel(), embedding[:10].ravel())[0, 1] > 0.9)
+    True
     """
 
     def __init__(

@@ -194,7 +194,7 @@ class BrainGuidedGenerator:
         return a
 
     def generate(self, n: int = 4, *, seed: int = 0, scale: float | None = None) -> GuidedResult:
-        """Generate ``n`` images from seeds ``seed .. seed + n - 1``.
+        """Generate ``n`` images, from the seeds ``seed`` to ``seed + n - 1``.
 
         ``scale=0`` gives the unguided samples from the same seeds.
         """

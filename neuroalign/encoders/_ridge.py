@@ -136,6 +136,22 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     valid_neuroids_ : ndarray of bool
         False for constant or non-finite neuroids, which were excluded.
     n_features_in_ : int
+
+    Examples
+    --------
+    Plain arrays (one row per stimulus) work like scikit-learn's; stores and feature
+    Datasets are joined on ``stimulus_id``.
+
+    >>> import numpy as np
+    >>> from neuroalign.encoders import RidgeEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((60, 5))
+    >>> Y = X @ rng.standard_normal((5, 4)) + 0.1 * rng.standard_normal((60, 4))
+    >>> encoder = RidgeEncoder(cv=5).fit(X, Y)
+    >>> encoder.coef_.shape, bool((encoder.cv_scores_ > 0.9).all())
+    ((5, 4), True)
+    >>> np.asarray(encoder.predict(X[:2])).shape
+    (2, 4)
     """
 
     def __init__(

@@ -89,6 +89,27 @@ class LayerSweep(RidgeEncoder):
         Chosen by ``cv_scores_`` ("" where no layer has a score).
     encoders_ : dict {layer: dict of coef, intercept}
         Weights of the valid neuroids (``valid_neuroids_``).
+
+    Examples
+    --------
+    Two voxels read layer ``early``, two read layer ``late``:
+
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from neuroalign.encoders import LayerSweep
+    >>> from neuroalign.store import from_arrays
+    >>> rng = np.random.default_rng(0)
+    >>> ids = [f"s{i:02d}" for i in range(60)]
+    >>> early, late = rng.standard_normal((60, 5)), rng.standard_normal((60, 5))
+    >>> features = xr.Dataset({"early": (("stimulus", "u1"), early), "late": (("stimulus", "u2"), late)},
+    ...                       coords={"stimulus_id": ("stimulus", ids)})
+    >>> Y = np.hstack([early @ rng.standard_normal((5, 2)), late @ rng.standard_normal((5, 2))])
+    >>> store = from_arrays(Y + 0.1 * rng.standard_normal(Y.shape), ids)
+    >>> sweep = LayerSweep(cv=5).fit(features, store)
+    >>> sweep.layers_, sweep.best_layer_.values.tolist()
+    (['early', 'late'], ['early', 'early', 'late', 'late'])
+    >>> sweep.cv_scores_.dims
+    ('layer', 'neuroid')
     """
 
     def __init__(

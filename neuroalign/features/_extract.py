@@ -218,6 +218,23 @@ def extract(
     OSError
         A write failed (e.g. a full disk); the message names the cache and the batch, and
         the same call again resumes from the batches already written.
+
+    Examples
+    --------
+    Any ``torch.nn.Module`` works, its layers named as in ``named_modules()``:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from neuroalign.features import extract
+    >>> from neuroalign.stimuli import StimulusSet
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3))
+    >>> images = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
+    >>> stimuli = StimulusSet.from_arrays(images, [f"img{i}" for i in range(5)])
+    >>> features = extract(net, stimuli, layers=["0", "2"], transform="simulation", device="cpu")
+    >>> list(features.data_vars), dict(features.sizes)
+    (['0', '2'], {'stimulus': 5, '0_unit': 4, '2_unit': 6})
+    >>> features["stimulus_id"].values.tolist()
+    ['img0', 'img1', 'img2', 'img3', 'img4']
     """
 
     check_option(pooling, POOLINGS, name="pooling", func="extract")

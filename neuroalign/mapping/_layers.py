@@ -115,6 +115,16 @@ def layer_preference(sweep: Any) -> xr.Dataset:
     NaN rule: a layer whose score is NaN never wins. Where every layer is NaN the best
     layer is ``""`` and the scores and depths are NaN, with a
     :class:`~neuroalign.exceptions.DataQualityWarning` naming the neuroids.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from neuroalign.mapping import layer_preference
+    >>> scores = xr.DataArray([[0.1, 0.5, 0.2], [0.3, 0.1, 0.6]], dims=("layer", "neuroid"),
+    ...                       coords={"layer": ["conv1", "fc"]})
+    >>> pref = layer_preference(scores)
+    >>> pref["best_layer"].values.tolist(), pref["best_depth_norm"].values.tolist()
+    (['fc', 'conv1', 'fc'], [1.0, 0.0, 1.0])
     """
     scores = as_scores(sweep, func="layer_preference")
     model, depth, norm = layer_depths(scores)

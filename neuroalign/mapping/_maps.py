@@ -268,7 +268,7 @@ def plot_topomaps(
     montage : str, optional
         An MNE built-in montage (offline). Default: ``"colin27_1020"`` where this MNE has
         it (the 10-20 positions, renamed in MNE 1.13), else ``"standard_1020"``.
-    cmap, vmin, vmax : one colour range for all panels (default symmetric, ±max |value|,
+    cmap, vmin, vmax : one colour range for all panels (default symmetric, ± the largest absolute value,
         or the data's range when all values have one sign).
     save : path, optional
 

@@ -1,7 +1,7 @@
 """The stimulus-response store: schema, zarr I/O, folds and reliability.
 
 A store is a plain :class:`xarray.Dataset` with variable ``responses`` on dims
-``('presentation', 'neuroid'[, 'time'])`` and the coordinates of DESIGN.md §2.
+``('presentation', 'neuroid'[, 'time'])`` and the coordinates of docs/design.md ("The store").
 Build one from your own data with :func:`from_arrays`, :func:`from_nifti` (NIfTI betas
 and a BIDS events table) or :func:`from_epochs` (MNE).
 Importing this module registers the ``ds.na`` accessor.

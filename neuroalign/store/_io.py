@@ -428,6 +428,20 @@ def open_store(
         ``path`` does not exist, or is an incomplete store (an interrupted save).
     StoreCorruptError
         A chunk is missing, truncated or altered; the message names the array and chunk.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from neuroalign.store import from_arrays, open_store, save_store
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.zarr")
+    >>> store = from_arrays(np.arange(12.0).reshape(4, 3), ["a", "b", "a", "c"])
+    >>> _ = save_store(store, path)
+    >>> back = open_store(path)
+    >>> dict(back.sizes), back["stimulus_id"].values.tolist()
+    ({'presentation': 4, 'neuroid': 3}, ['a', 'b', 'a', 'c'])
+    >>> back["responses"].values[2].tolist()
+    [6.0, 7.0, 8.0]
     """
     path = Path(path)
     if isinstance(chunks, int) and not isinstance(chunks, bool):

@@ -1,4 +1,4 @@
-"""The stimulus-response schema (DESIGN.md §2) and its one gate, :func:`check_store`."""
+"""The stimulus-response schema (docs/design.md, "The store") and its one gate, :func:`check_store`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,272 @@
+"""numpydoc on every public object: each name in a subpackage's ``__all__`` (and each public
+method its classes define) has a docstring whose Parameters match the signature and, where
+it returns something, a Returns section (numpydoc's own validation)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+numpydoc_validate = pytest.importorskip("numpydoc.validate")
+
+SUBPACKAGES = ["neuroalign", "neuroalign.store", "neuroalign.stimuli", "neuroalign.features",
+               "neuroalign.encoders", "neuroalign.compare", "neuroalign.mapping",
+               "neuroalign.decoders", "neuroalign.datasets", "neuroalign.testing",
+               "neuroalign.exceptions"]
+#: GL08 no docstring; PR01 a parameter not documented; PR02 a documented parameter that
+#: does not exist; RT01 no Returns section where the function returns something
+CODES = ("GL08", "PR01", "PR02", "RT01")
+#: objects still short of CODES, to be documented (this list only shrinks: a listed object
+#: that passes fails the test, so the entry must be deleted)
+KNOWN_GAPS: set[str] = {
+    "neuroalign.compare.CKA",
+    "neuroalign.compare.CKA.fit",
+    "neuroalign.compare.CKA.score",
+    "neuroalign.compare.EnergyStochasticMetric.fit",
+    "neuroalign.compare.EnergyStochasticMetric.fit_score",
+    "neuroalign.compare.EnergyStochasticMetric.score",
+    "neuroalign.compare.GaussianStochasticMetric.fit",
+    "neuroalign.compare.GaussianStochasticMetric.fit_score",
+    "neuroalign.compare.GaussianStochasticMetric.score",
+    "neuroalign.compare.ShapeMetric.fit",
+    "neuroalign.compare.ShapeMetric.fit_score",
+    "neuroalign.compare.ShapeMetric.score",
+    "neuroalign.compare.ShapeMetric.transform",
+    "neuroalign.compare.partial_whiten",
+    "neuroalign.compare.plot_mds",
+    "neuroalign.compare.plot_model_scores",
+    "neuroalign.compare.plot_rdms",
+    "neuroalign.compare.plot_timecourse",
+    "neuroalign.compare.pool_rdms",
+    "neuroalign.compare.pseudo_subjects",
+    "neuroalign.compare.shape_distance",
+    "neuroalign.compare.sq_bures",
+    "neuroalign.datasets.GroundTruthBrain",
+    "neuroalign.datasets.GroundTruthBrain.from_truth",
+    "neuroalign.datasets.GroundTruthBrain.roi_response",
+    "neuroalign.datasets.GroundTruthBrain.rois",
+    "neuroalign.datasets.GroundTruthBrain.signal",
+    "neuroalign.datasets.GroundTruthBrain.to_dict",
+    "neuroalign.datasets.IngestPlan",
+    "neuroalign.datasets.IngestPlan.load",
+    "neuroalign.datasets.SimulationResult",
+    "neuroalign.datasets.SimulationResult.brain",
+    "neuroalign.datasets.SimulationResult.layer_of_roi",
+    "neuroalign.datasets.SimulationResult.load",
+    "neuroalign.datasets.SimulationResult.store",
+    "neuroalign.datasets.SimulationResult.summary",
+    "neuroalign.datasets.SimulationResult.true_ncsnr",
+    "neuroalign.datasets.SimulationResult.true_noise_ceiling",
+    "neuroalign.datasets.algonauts2023_plan",
+    "neuroalign.datasets.bold5000_plan",
+    "neuroalign.datasets.dataset_card",
+    "neuroalign.datasets.find_things_fmri_files",
+    "neuroalign.datasets.ingest_nsd",
+    "neuroalign.datasets.load_mne_epochs",
+    "neuroalign.datasets.load_things_meg",
+    "neuroalign.datasets.mne_epochs_plan",
+    "neuroalign.datasets.nsd_plan",
+    "neuroalign.datasets.read_bids_events",
+    "neuroalign.datasets.things_eeg2_plan",
+    "neuroalign.datasets.things_fmri_plan",
+    "neuroalign.datasets.things_meg_plan",
+    "neuroalign.decoders.BrainGuidedGenerator.generate",
+    "neuroalign.decoders.DifferentiableRidgeEncoder.forward",
+    "neuroalign.decoders.DifferentiableRidgeEncoder.from_estimator",
+    "neuroalign.decoders.DifferentiableRidgeEncoder.load",
+    "neuroalign.decoders.EmbeddingDecoder.fit",
+    "neuroalign.decoders.EmbeddingDecoder.predict",
+    "neuroalign.decoders.EmbeddingDecoder.score",
+    "neuroalign.decoders.EmbeddingDiffusionPipeline.condition",
+    "neuroalign.decoders.EmbeddingDiffusionPipeline.from_pretrained",
+    "neuroalign.decoders.EmbeddingDiffusionPipeline.predict_noise",
+    "neuroalign.decoders.EmbeddingDiffusionPipeline.save_pretrained",
+    "neuroalign.decoders.GuidedResult",
+    "neuroalign.decoders.ImageEmbedder.config",
+    "neuroalign.decoders.PooledFeatureExtractor.extract",
+    "neuroalign.decoders.PooledFeatureExtractor.forward",
+    "neuroalign.decoders.PooledFeatureExtractor.from_spec",
+    "neuroalign.decoders.ReconstructionCheck",
+    "neuroalign.decoders.ReconstructionCheck.rows",
+    "neuroalign.decoders.ReconstructionCheck.summary",
+    "neuroalign.decoders.ReconstructionCheck.to_dict",
+    "neuroalign.decoders.ReconstructionResult",
+    "neuroalign.decoders.Reconstructor.reconstruct",
+    "neuroalign.decoders.brain_matrix",
+    "neuroalign.decoders.load_pipeline",
+    "neuroalign.decoders.resolve_target",
+    "neuroalign.decoders.retrieve",
+    "neuroalign.decoders.ridge_fit",
+    "neuroalign.decoders.run_decode_recipe",
+    "neuroalign.decoders.run_generate",
+    "neuroalign.decoders.save_grid",
+    "neuroalign.decoders.store_images",
+    "neuroalign.decoders.target_matrix",
+    "neuroalign.decoders.tiny_pipeline",
+    "neuroalign.decoders.train_tiny_pipeline",
+    "neuroalign.encoders.AttentionRoutingEncoder",
+    "neuroalign.encoders.AttentionRoutingEncoder.fit",
+    "neuroalign.encoders.AttentionRoutingEncoder.predict",
+    "neuroalign.encoders.AttentionRoutingEncoder.routing_maps",
+    "neuroalign.encoders.AttentionRoutingEncoder.score",
+    "neuroalign.encoders.AttentionRoutingEncoder.to_dataset",
+    "neuroalign.encoders.BandedRidgeEncoder.predict",
+    "neuroalign.encoders.BandedRidgeEncoder.score",
+    "neuroalign.encoders.BandedRidgeEncoder.score_split",
+    "neuroalign.encoders.BandedRidgeEncoder.to_dataset",
+    "neuroalign.encoders.Delayer",
+    "neuroalign.encoders.Delayer.fit",
+    "neuroalign.encoders.Delayer.transform",
+    "neuroalign.encoders.FIREncoder.fit",
+    "neuroalign.encoders.FIREncoder.predict",
+    "neuroalign.encoders.FIREncoder.score",
+    "neuroalign.encoders.FIREncoder.to_dataset",
+    "neuroalign.encoders.LayerSweep.fit",
+    "neuroalign.encoders.LayerSweep.roi_best_layer",
+    "neuroalign.encoders.LayerSweep.score",
+    "neuroalign.encoders.LayerSweep.to_dataset",
+    "neuroalign.encoders.RidgeEncoder.predict",
+    "neuroalign.encoders.RidgeEncoder.score",
+    "neuroalign.encoders.RidgeEncoder.to_dataset",
+    "neuroalign.encoders.TimeResolvedEncoder.fit",
+    "neuroalign.encoders.TimeResolvedEncoder.predict",
+    "neuroalign.encoders.TimeResolvedEncoder.score",
+    "neuroalign.encoders.TimeResolvedEncoder.to_dataset",
+    "neuroalign.encoders.block_folds",
+    "neuroalign.encoders.ceiling_normalise",
+    "neuroalign.encoders.fdr_bh",
+    "neuroalign.encoders.layer_table",
+    "neuroalign.encoders.make_delays",
+    "neuroalign.encoders.pearson_r",
+    "neuroalign.encoders.permutation_test",
+    "neuroalign.encoders.r2_score",
+    "neuroalign.encoders.ridge_refit",
+    "neuroalign.encoders.simulated_truth_features",
+    "neuroalign.encoders.simulated_truth_tokens",
+    "neuroalign.features.FeatureModel",
+    "neuroalign.features.FeatureModel.describe_transform",
+    "neuroalign.features.ImageTransform.describe",
+    "neuroalign.features.block_layers",
+    "neuroalign.features.list_layers",
+    "neuroalign.features.minilm_path",
+    "neuroalign.mapping.feature_matrix",
+    "neuroalign.mapping.layer_depths",
+    "neuroalign.mapping.load_fsaverage_mesh",
+    "neuroalign.mapping.mean_image",
+    "neuroalign.mapping.plot_layer_profile",
+    "neuroalign.mapping.plot_roi_scores",
+    "neuroalign.mapping.plot_surface_map",
+    "neuroalign.mapping.plot_topomaps",
+    "neuroalign.mapping.plot_volume_map",
+    "neuroalign.mapping.project_to_fsaverage",
+    "neuroalign.mapping.roi_concept_labels",
+    "neuroalign.mapping.save_figure",
+    "neuroalign.mapping.select_units",
+    "neuroalign.mapping.summarize_by_roi",
+    "neuroalign.mapping.surface_rois",
+    "neuroalign.mapping.to_fsaverage5",
+    "neuroalign.mapping.volume_image",
+    "neuroalign.stimuli.StimulusSet.content_hash",
+    "neuroalign.stimuli.StimulusSet.from_arrays",
+    "neuroalign.stimuli.StimulusSet.from_folder",
+    "neuroalign.stimuli.StimulusSet.iter_batches",
+    "neuroalign.stimuli.StimulusSet.load",
+    "neuroalign.stimuli.StimulusSet.positions",
+    "neuroalign.stimuli.StimulusSet.subset",
+    "neuroalign.stimuli.StimulusSet.to_dataframe",
+    "neuroalign.store.StimulusKFold",
+    "neuroalign.store.StimulusKFold.get_n_splits",
+    "neuroalign.store.StimulusKFold.split",
+    "neuroalign.store.StoreAccessor",
+    "neuroalign.store.StoreAccessor.average_repetitions",
+    "neuroalign.store.StoreAccessor.check",
+    "neuroalign.store.StoreAccessor.cv_folds",
+    "neuroalign.store.StoreAccessor.ncsnr",
+    "neuroalign.store.StoreAccessor.noise_ceiling",
+    "neuroalign.store.StoreAccessor.roi",
+    "neuroalign.store.StoreAccessor.split",
+    "neuroalign.store.StoreAccessor.split_half",
+    "neuroalign.store.StoreAccessor.zscore",
+    "neuroalign.store.from_arrays",
+    "neuroalign.store.from_nifti",
+    "neuroalign.store.is_trial_level",
+    "neuroalign.store.open_store",
+    "neuroalign.store.read_zarr",
+    "neuroalign.store.repetition_counts",
+    "neuroalign.store.roi_names",
+    "neuroalign.store.sample_dim",
+    "neuroalign.store.save_results",
+    "neuroalign.store.select_roi",
+    "neuroalign.store.select_split",
+    "neuroalign.store.split_overlap",
+    "neuroalign.store.summary",
+    "neuroalign.store.verify_store",
+    "neuroalign.store.write_manifest",
+    "neuroalign.store.write_zarr",
+    "neuroalign.store.zscore",
+    "neuroalign.testing.BrowserCheck",
+    "neuroalign.testing.BrowserCheck.problems",
+    "neuroalign.testing.assert_store_equal",
+    "neuroalign.testing.check_html",
+    "neuroalign.testing.empty_model_caches",
+    "neuroalign.testing.find_chromium",
+    "neuroalign.testing.make_store",
+    "neuroalign.testing.ncsnr_sampling_sd",
+    "neuroalign.testing.place_in_hub_cache",
+    "neuroalign.testing.write_crafted_pickle",
+}
+
+
+def public_objects() -> list[str]:
+    names = []
+    for sub in SUBPACKAGES:
+        mod = importlib.import_module(sub)
+        for n in mod.__all__:
+            obj = getattr(mod, n)
+            if inspect.ismodule(obj) or not (inspect.isclass(obj) or callable(obj)):
+                continue  # constants are documented on their module's page
+            names.append(f"{sub}.{n}")
+            if inspect.isclass(obj) and not issubclass(obj, BaseException):
+                names.extend(f"{sub}.{n}.{m}" for m, v in vars(obj).items()
+                             if not m.startswith("_") and (inspect.isfunction(v) or isinstance(v, (classmethod, staticmethod))))
+    return names
+
+
+def problems(name: str) -> list[str]:
+    result = numpydoc_validate.validate(name)
+    return [f"{code} {msg}" for code, msg in result["errors"] if code in CODES]
+
+
+@pytest.mark.slow  # imports every subpackage (torch included): ~20 s alone, seconds in a full run
+def test_every_public_object_has_numpydoc_parameters_and_returns():
+    bad = {}
+    for name in public_objects():
+        found = problems(name)
+        if found and name not in KNOWN_GAPS:
+            bad[name] = found
+    assert not bad, "\n".join(f"{k}: {'; '.join(v)}" for k, v in bad.items())
+
+
+@pytest.mark.slow
+def test_known_gaps_only_shrink():
+    names = set(public_objects())
+    fixed = sorted(n for n in KNOWN_GAPS if n not in names or not problems(n))
+    assert not fixed, f"documented now (or gone): delete from KNOWN_GAPS: {fixed}"
+
+
+def test_the_check_catches_a_missing_parameter_and_returns():
+    found = problems("tests.test_numpydoc._undocumented")
+    assert {p.split()[0] for p in found} == {"PR01", "RT01"}
+
+
+def _undocumented(x, y):
+    """Add.
+
+    Parameters
+    ----------
+    x : int
+        First.
+    """
+    return x + y
