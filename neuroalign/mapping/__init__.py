@@ -39,7 +39,7 @@ from neuroalign.mapping._maps import (
     surface_rois,
     to_fsaverage5,
 )
-from neuroalign.mapping._units import aligned_units, feature_matrix, select_units, unit_to_roi
+from neuroalign.mapping._units import aligned_units, select_units, unit_to_roi
 from neuroalign.mapping._volume import (
     load_fsaverage_mesh,
     mean_image,
@@ -57,7 +57,6 @@ __all__ = [
     "unit_to_roi",
     "select_units",
     "aligned_units",
-    "feature_matrix",
     "voxel_weights",
     "concept_labels",
     "roi_concept_labels",

@@ -23,6 +23,20 @@ def layer_depths(scores: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Raw depth is the ``depth`` coordinate on ``layer`` when present, else the layer's
     position within its model. Normalised depth is ``(d - min) / (max - min)`` per model
     (0 when a model has a single layer), so models of different depth line up.
+
+    Parameters
+    ----------
+    scores : xr.DataArray
+        Scores with a ``layer`` dim (coords ``model`` and ``depth`` on it are optional).
+
+    Returns
+    -------
+    model : ndarray of str
+        The model of each layer (``""`` without a ``model`` coord).
+    depth : ndarray of float
+        Raw depth of each layer.
+    depth_norm : ndarray of float
+        Depth in [0, 1] within its model.
     """
     n = scores.sizes["layer"]
     model = (np.asarray(scores["model"].values).astype(str) if "model" in scores.coords
@@ -171,6 +185,16 @@ def roi_layer_profile(sweep: Any, store: xr.Dataset | None = None, rois=None) ->
 
 def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=None) -> xr.Dataset:
     """Per-ROI summary of :func:`layer_preference`.
+
+    Parameters
+    ----------
+    pref : xr.Dataset
+        What :func:`layer_preference` returns.
+    store : xr.Dataset, optional
+        Where the ROI masks come from (matched on ``neuroid_id``) when ``pref`` carries no
+        ``roi_*`` coordinates.
+    rois : str or list of str, optional
+        ROIs to summarise (default: all).
 
     Returns
     -------
