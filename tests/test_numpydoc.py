@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 
 import pytest
 
@@ -137,36 +138,6 @@ KNOWN_GAPS: set[str] = {
     "neuroalign.stimuli.StimulusSet.positions",
     "neuroalign.stimuli.StimulusSet.subset",
     "neuroalign.stimuli.StimulusSet.to_dataframe",
-    "neuroalign.store.StimulusKFold",
-    "neuroalign.store.StimulusKFold.get_n_splits",
-    "neuroalign.store.StimulusKFold.split",
-    "neuroalign.store.StoreAccessor",
-    "neuroalign.store.StoreAccessor.average_repetitions",
-    "neuroalign.store.StoreAccessor.check",
-    "neuroalign.store.StoreAccessor.cv_folds",
-    "neuroalign.store.StoreAccessor.ncsnr",
-    "neuroalign.store.StoreAccessor.noise_ceiling",
-    "neuroalign.store.StoreAccessor.roi",
-    "neuroalign.store.StoreAccessor.split",
-    "neuroalign.store.StoreAccessor.split_half",
-    "neuroalign.store.StoreAccessor.zscore",
-    "neuroalign.store.from_arrays",
-    "neuroalign.store.from_nifti",
-    "neuroalign.store.is_trial_level",
-    "neuroalign.store.open_store",
-    "neuroalign.store.read_zarr",
-    "neuroalign.store.repetition_counts",
-    "neuroalign.store.roi_names",
-    "neuroalign.store.sample_dim",
-    "neuroalign.store.save_results",
-    "neuroalign.store.select_roi",
-    "neuroalign.store.select_split",
-    "neuroalign.store.split_overlap",
-    "neuroalign.store.summary",
-    "neuroalign.store.verify_store",
-    "neuroalign.store.write_manifest",
-    "neuroalign.store.write_zarr",
-    "neuroalign.store.zscore",
     "neuroalign.testing.BrowserCheck",
     "neuroalign.testing.BrowserCheck.problems",
     "neuroalign.testing.assert_store_equal",
@@ -197,7 +168,16 @@ def public_objects() -> list[str]:
 
 def problems(name: str) -> list[str]:
     result = numpydoc_validate.validate(name)
-    return [f"{code} {msg}" for code, msg in result["errors"] if code in CODES]
+    out = []
+    for code, msg in result["errors"]:
+        if code not in CODES:
+            continue
+        if code == "PR01":  # a private keyword (``_func``) is not part of the public API
+            missing = [m for m in re.findall(r"'([^']+)'", msg) if not m.startswith("_")]
+            if not missing:
+                continue
+        out.append(f"{code} {msg}")
+    return out
 
 
 @pytest.mark.slow  # imports every subpackage (torch included): ~20 s alone, seconds in a full run

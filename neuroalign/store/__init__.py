@@ -11,18 +11,21 @@ from neuroalign.store._accessor import StoreAccessor
 from neuroalign.store._builders import from_arrays
 from neuroalign.store._builders_neuro import from_epochs, from_nifti
 from neuroalign.store._folds import StimulusKFold, cv_folds
+
+# imported ``as`` themselves: plumbing for neuroalign's own modules, importable from here but
+# not in __all__ (not part of the public API)
+from neuroalign.store._io import COMPLETE_MARKER as COMPLETE_MARKER
+from neuroalign.store._io import MANIFEST as MANIFEST
+from neuroalign.store._io import atomic_dir as atomic_dir
 from neuroalign.store._io import (
-    COMPLETE_MARKER,
-    MANIFEST,
-    atomic_dir,
     open_store,
-    read_zarr,
     save_results,
     save_store,
     verify_store,
-    write_manifest,
-    write_zarr,
 )
+from neuroalign.store._io import read_zarr as read_zarr
+from neuroalign.store._io import write_manifest as write_manifest
+from neuroalign.store._io import write_zarr as write_zarr
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
 from neuroalign.store._schema import (
@@ -48,12 +51,6 @@ __all__ = [
     "check_store",
     "save_store",
     "open_store",
-    "atomic_dir",
-    "COMPLETE_MARKER",
-    "MANIFEST",
-    "write_manifest",
-    "write_zarr",
-    "read_zarr",
     "save_results",
     "verify_store",
     "average_repetitions",
