@@ -27,16 +27,18 @@ log = get_logger(__name__)
 
 @dataclass
 class GuidedResult:
-    """Output of :meth:`BrainGuidedGenerator.generate`.
+    """Output of :meth:`BrainGuidedGenerator.generate` (a dataclass; fields as parameters).
 
-    Attributes
+    Parameters
     ----------
     images : ndarray uint8 (n, H, W, 3)
+        The generated images.
     activation : ndarray (n_steps, n)
         The encoder's predicted target activation of the predicted clean image at each step.
     final_activation : ndarray (n,)
         Predicted activation of the final images.
     seeds : list of int
+        The seed of each image.
     """
 
     images: np.ndarray
@@ -197,6 +199,20 @@ class BrainGuidedGenerator:
         """Generate ``n`` images, from the seeds ``seed`` to ``seed + n - 1``.
 
         ``scale=0`` gives the unguided samples from the same seeds.
+
+        Parameters
+        ----------
+        n : int
+            Number of images.
+        seed : int
+            Seed of the first image.
+        scale : float, optional
+            Guidance strength for this call (default: the generator's ``scale``).
+
+        Returns
+        -------
+        GuidedResult
+            Images, the predicted target activation along the way and at the end, seeds.
         """
         import torch
 

@@ -122,13 +122,14 @@ def load_pipeline(source: str | Path, *, kind: str | None = None, allow_download
 
 @dataclass
 class ReconstructionResult:
-    """Output of :meth:`Reconstructor.reconstruct`.
+    """Output of :meth:`Reconstructor.reconstruct` (a dataclass; fields as parameters).
 
-    Attributes
+    Parameters
     ----------
     images : ndarray uint8 (N, H, W, 3)
         The selected reconstruction of each input.
     candidates : ndarray uint8 (N, n_samples, H, W, 3)
+        Every sample drawn for each input.
     scores : ndarray (N, n_samples) or None
         Cosine similarity of each candidate's embedding to the predicted embedding.
     """

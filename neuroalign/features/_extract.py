@@ -33,6 +33,18 @@ def list_layers(model: Any, **kwargs: Any) -> list[str]:
     ``kwargs`` go to :func:`load_model`; by default a spec is built with random weights
     (layer names do not depend on the weights), so no download is needed.
 
+    Parameters
+    ----------
+    model : str, torch.nn.Module or FeatureModel
+        A spec (see :func:`extract`) or a module.
+    **kwargs
+        Passed to :func:`load_model` for a spec.
+
+    Returns
+    -------
+    list of str
+        The names to pass as ``layers=`` to :func:`extract`, in ``named_modules()`` order.
+
     Examples
     --------
     >>> list_layers("torchvision:resnet18")[:3]
@@ -50,6 +62,20 @@ def block_layers(model: Any, modality: str | None = None, **kwargs: Any) -> list
 
     Transformer layers (the children of the largest list of identical blocks, in the tower of
     ``modality`` for two-tower models such as CLIP), else the top-level stages.
+
+    Parameters
+    ----------
+    model : str, torch.nn.Module or FeatureModel
+        A spec (see :func:`extract`) or a module.
+    modality : {"image", "text"}, optional
+        The tower of a two-tower model.
+    **kwargs
+        Passed to :func:`load_model` for a spec.
+
+    Returns
+    -------
+    list of str
+        Layer names, input to output.
 
     Examples
     --------
