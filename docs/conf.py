@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -87,6 +88,8 @@ def api_page(module: str, title: str) -> str:
 def write_api_pages() -> None:
     out = HERE / "api"
     out.mkdir(exist_ok=True)
+    # autosummary's pages of names no longer public would be orphans (a warning): start clean
+    shutil.rmtree(out / "generated", ignore_errors=True)
     for module, title in SUBPACKAGES.items():
         text = api_page(module, title)
         path = out / f"{module.split('.')[-1]}.rst"

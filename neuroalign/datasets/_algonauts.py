@@ -1,4 +1,4 @@
-"""Algonauts-2023 challenge layout (an NSD derivative, DATASETS.md §2) -> store."""
+"""Algonauts-2023 challenge layout (an NSD derivative, card datasets/algonauts2023.toml) -> store."""
 
 from __future__ import annotations
 

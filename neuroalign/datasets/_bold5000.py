@@ -1,4 +1,4 @@
-"""BOLD5000 (DATASETS.md §3): release-2.0 GLMsingle betas and release-1 ROI ``.mat`` files."""
+"""BOLD5000 (the card datasets/bold5000.toml): release-2.0 GLMsingle betas and release-1 ROI ``.mat`` files."""
 
 from __future__ import annotations
 

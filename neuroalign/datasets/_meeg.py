@@ -1,5 +1,5 @@
 """MEG / EEG adapters: any MNE epochs file, THINGS-MEG preprocessed epochs, and BIDS
-``events.tsv`` (DATASETS.md §5, §7). THINGS-EEG2 is in :mod:`._things_eeg2`."""
+``events.tsv`` (the card datasets/things-meg.toml; the BIDS events format). THINGS-EEG2 is in :mod:`._things_eeg2`."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def read_bids_events(path: str | os.PathLike):
     """Read a BIDS ``*_events.tsv`` with pandas, keeping every column (``n/a`` -> NaN).
 
     mne-bids turns events into annotations and drops the columns that hold stimulus ids
-    (DATASETS.md §7); this reader keeps them. Text that is not UTF-8 is read as latin-1
+    (the BIDS events format); this reader keeps them. Text that is not UTF-8 is read as latin-1
     with a :class:`~neuroalign.datasets.TextEncodingWarning`.
     """
     return read_table(Path(path), "a BIDS events.tsv (tab-separated)",

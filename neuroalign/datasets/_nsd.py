@@ -1,4 +1,4 @@
-"""NSD (Allen et al. 2022) single-trial betas -> store (DATASETS.md §1).
+"""NSD (Allen et al. 2022) single-trial betas -> store (the card datasets/nsd.toml).
 
 Volume spaces (``func1pt8mm``, ``func1mm``; HDF5 (trials, Z, Y, X) or NIfTI (X, Y, Z, trials),
 int16 = PSC x 300) and surface spaces (``fsaverage``: float32 PSC ``.mgh`` per hemisphere;

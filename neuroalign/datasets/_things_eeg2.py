@@ -1,4 +1,4 @@
-"""THINGS-EEG2 preprocessed data (DATASETS.md §4) -> store.
+"""THINGS-EEG2 preprocessed data (the card datasets/things-eeg2.toml) -> store.
 
 ``preprocessed_eeg_{training,test}.npy`` are pickled dicts (``np.save`` of a dict, or a
 third party's ``pickle.dump``) and ``image_metadata.npy`` a pickled dict of file lists; all

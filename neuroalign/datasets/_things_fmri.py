@@ -1,4 +1,4 @@
-"""THINGS-fMRI single-trial table format (DATASETS.md §6) -> store.
+"""THINGS-fMRI single-trial table format (the card datasets/things-fmri.toml) -> store.
 
 ``sub-0X_ResponseData.h5`` is a pandas HDFStore in fixed format (key ``ResponseData``):
 rows are voxels, columns ``voxel_id`` then one float column per trial. It is read with

@@ -7,7 +7,7 @@ is predicted ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``, mixed as
 (VAE for latent pipelines, identity for pixel ones) to images in ``[0, 1]``, passed through the
 differentiable encoder, and the predicted mean activation of the target ``a`` gives
 ``g = d(scale * a) / d x_t``; the noise prediction becomes ``eps - sqrt(1 - abar) g`` before
-``scheduler.step`` (REFERENCES.md §C).
+``scheduler.step`` (BrainDiVE, Luo et al. 2023).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 For each ROI (or each voxel, through learned voxel embeddings) a few learned queries
 cross-attend over the tokens of a stimulus (patch features plus a learned positional
 embedding); a per-voxel linear read-out of the routed vectors predicts the response, as in
-the transformer brain encoder (Adeli et al.) and voxel-embedding encoders (REFERENCES.md §D).
+the transformer brain encoder (Adeli et al.) and voxel-embedding encoders.
 Because the attention depends on token content, a region can "look" at a different place in
 every image. Trained with AdamW on MSE, early stopping on a validation fold of stimuli.
 """
