@@ -353,6 +353,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     def predict(self, X):
         """Predicted responses.
 
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features) or xarray features
+            Features of the stimuli to predict (a features Dataset with one layer, or a
+            DataArray on ``stimulus``).
+
         Returns
         -------
         ndarray (n_samples, n_neuroids), or a DataArray with dims ('stimulus', 'neuroid')
@@ -380,6 +386,21 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         ``neuroid`` is returned; otherwise an ndarray (n_neuroids,). Neuroids whose test
         responses hold NaN or inf or are constant, and neuroids excluded at fit, score NaN
         (with a :class:`~neuroalign.exceptions.DataQualityWarning` naming them).
+
+        Parameters
+        ----------
+        X : array-like or xarray features
+            Features of held-out stimuli.
+        Y : array-like (n_samples, n_neuroids) or store
+            Their responses, joined row by row on ``stimulus_id`` (one row per presentation
+            for a trial-level store: average its repetitions first to score stimuli).
+        sample_weight : None
+            Not supported (scikit-learn's signature); must be None.
+
+        Returns
+        -------
+        xr.DataArray or ndarray
+            One score per neuroid.
         """
         self._check_fitted()
         name = type(self).__name__
