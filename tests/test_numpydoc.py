@@ -22,21 +22,6 @@ CODES = ("GL08", "PR01", "PR02", "RT01")
 #: objects still short of CODES, to be documented (this list only shrinks: a listed object
 #: that passes fails the test, so the entry must be deleted)
 KNOWN_GAPS: set[str] = {
-    "neuroalign.datasets.IngestPlan",
-    "neuroalign.datasets.IngestPlan.load",
-    "neuroalign.datasets.algonauts2023_plan",
-    "neuroalign.datasets.bold5000_plan",
-    "neuroalign.datasets.dataset_card",
-    "neuroalign.datasets.find_things_fmri_files",
-    "neuroalign.datasets.ingest_nsd",
-    "neuroalign.datasets.load_mne_epochs",
-    "neuroalign.datasets.load_things_meg",
-    "neuroalign.datasets.mne_epochs_plan",
-    "neuroalign.datasets.nsd_plan",
-    "neuroalign.datasets.read_bids_events",
-    "neuroalign.datasets.things_eeg2_plan",
-    "neuroalign.datasets.things_fmri_plan",
-    "neuroalign.datasets.things_meg_plan",
     "neuroalign.decoders.DifferentiableRidgeEncoder.forward",
     "neuroalign.decoders.DifferentiableRidgeEncoder.from_estimator",
     "neuroalign.decoders.DifferentiableRidgeEncoder.load",
