@@ -53,6 +53,27 @@ def resolve_target(target, n_neuroids: int, rois: dict | None = None) -> tuple[n
     ``target`` is an ROI name (``"FFA-1"``), a voxel set (boolean mask, or a list / array of
     indices), or a contrast of two of those as a tuple ``("FFA-1", "PPA")`` or the string
     ``"FFA-1 - PPA"`` (mean of the first minus mean of the second).
+
+    Parameters
+    ----------
+    target : str, tuple, bool array or sequence of int
+        As above.
+    n_neuroids : int
+        Number of the encoder's outputs.
+    rois : dict of str to mask or indices, optional
+        Named neuroid sets.
+
+    Returns
+    -------
+    positive : ndarray of bool, shape (n_neuroids,)
+        The neuroids whose mean is raised.
+    negative : ndarray of bool or None
+        The neuroids whose mean is subtracted (a contrast), else None.
+
+    Raises
+    ------
+    KeyError
+        An ROI name that ``rois`` does not hold.
     """
     rois = rois or {}
 
