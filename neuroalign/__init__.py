@@ -1,6 +1,6 @@
 """neuroalign: align artificial networks with brains.
 
-The package is organised by pipeline stage (see ``DESIGN.md``):
+The package is organised by pipeline stage (see ``docs/design.md``, "The pipeline"):
 
 - :mod:`neuroalign.store` -- the stimulus-response store, its schema gate, zarr I/O,
   cross-validation folds and reliability (ncsnr, noise ceilings);

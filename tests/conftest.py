@@ -11,6 +11,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Plot functions return pyplot-managed figures: close those a test leaves open."""
+    yield
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close("all")
+
+
 @pytest.fixture(scope="session")
 def sim_nsd(tmp_path_factory):
     """A small simulated NSD tree (SimulationResult): 90 images, 3 sessions."""

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from neuroalign._files import atomic_dir, check_target
+from neuroalign._plotting import closing_new_figures
 from neuroalign.cli._app import Overwrite, app, fail
 from neuroalign.exceptions import NeuroalignError, SpaceError
 
@@ -105,7 +106,7 @@ def map_cmd(
             roi_list = None
         written: list[Path] = []
         notes: list[str] = []
-        with atomic_dir(out, overwrite=overwrite, kind=MAP_KIND) as tmp:
+        with atomic_dir(out, overwrite=overwrite, kind=MAP_KIND) as tmp, closing_new_figures():
             tmp.mkdir(parents=True)
 
             def fig_path(stem: str) -> Path:

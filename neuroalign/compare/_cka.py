@@ -190,6 +190,17 @@ class CKA:
     """Centred kernel alignment as an object: ``CKA(kernel="rbf").score(X, Y)``.
 
     CKA is a similarity (higher is more similar) and not a metric; see :func:`cka`.
+
+    Parameters
+    ----------
+    kernel : {"linear", "rbf"}
+        Kernel of both representations.
+    debiased : bool
+        The unbiased HSIC estimator (Song et al. 2012) instead of the plug-in one.
+    threshold : float
+        RBF bandwidth as a multiple of the median distance (``kernel="rbf"`` only).
+    device : str, optional
+        Where to compute (see :func:`cka`).
     """
 
     is_metric = False
@@ -203,9 +214,32 @@ class CKA:
         self.device = device
 
     def fit(self, X: Any, Y: Any) -> CKA:
-        """Nothing to fit; returns ``self``."""
+        """Nothing to fit; returns ``self``.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_channels)
+            Ignored (CKA has no fitted state).
+
+        Returns
+        -------
+        CKA
+            ``self``.
+        """
         return self
 
     def score(self, X: Any, Y: Any) -> float:
-        """CKA between ``X`` and ``Y``."""
+        """CKA between ``X`` and ``Y``.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_channels)
+            Two representations of the same stimuli (labelled ones joined on
+            ``stimulus_id``).
+
+        Returns
+        -------
+        float
+            The CKA similarity, in [0, 1] for the plug-in estimator.
+        """
         return cka(X, Y, self.kernel, self.debiased, threshold=self.threshold, device=self.device)

@@ -1,7 +1,7 @@
-"""Figures of representational comparisons (matplotlib, Agg; every function returns a Figure).
+"""Figures of representational comparisons (every function returns a matplotlib Figure).
 
-Figures are built with :class:`matplotlib.figure.Figure` directly, so no GUI backend and
-no global pyplot state is involved.
+Figures are pyplot-managed (see :mod:`neuroalign._plotting`): they display in Jupyter and
+with ``plt.show()``; in batch use close them with ``plt.close(fig)`` once saved.
 """
 
 from __future__ import annotations
@@ -16,13 +16,30 @@ __all__ = ["plot_rdms", "plot_model_scores", "plot_mds", "plot_timecourse"]
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from neuroalign._plotting import new_figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return new_figure(figsize=(width, height), layout="constrained")
 
 
 def plot_rdms(rdms: Mapping[str, Any] | Any, *, cmap: str = "viridis", max_cols: int = 4):
-    """Heatmaps of one or several RDMs (``name -> RDM``), each with its own colour bar."""
+    """Heatmaps of one or several RDMs, each with its own colour bar.
+
+    Parameters
+    ----------
+    rdms : mapping of str to RDM, or one RDM
+        ``name -> RDM`` (DataArrays from :func:`rdm` or square arrays); a single RDM is
+        drawn under the name ``"RDM"``.
+    cmap : str
+        Matplotlib colour map.
+    max_cols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per RDM, titled with its name (and metric). The figure is pyplot-managed:
+        it displays in Jupyter; close it with ``plt.close(fig)`` in batch use.
+    """
     if not isinstance(rdms, Mapping):
         rdms = {"RDM": rdms}
     items = list(rdms.items())
@@ -45,8 +62,23 @@ def plot_rdms(rdms: Mapping[str, Any] | Any, *, cmap: str = "viridis", max_cols:
 
 
 def plot_model_scores(result: xr.Dataset, *, title: str | None = None):
-    """Bar plot of :func:`rsa` scores with their confidence intervals and the noise ceiling
-    (grey band from the lower to the upper bound)."""
+    """Bar plot of :func:`rsa` scores with their confidence intervals and the noise ceiling.
+
+    Parameters
+    ----------
+    result : xr.Dataset
+        What :func:`rsa` returns (``score``, ``ci_low``, ``ci_high``,
+        ``noise_ceiling_lower``, ``noise_ceiling_upper``).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One bar per model with its interval; the noise ceiling is a grey band from its
+        lower to its upper bound (absent when not computed). Pyplot-managed (see
+        :func:`plot_rdms`).
+    """
     fig = _figure(max(3.0, 0.8 * result.sizes["model"] + 1.5), 3.2)
     ax = fig.subplots()
     x = np.arange(result.sizes["model"])
@@ -69,7 +101,23 @@ def plot_model_scores(result: xr.Dataset, *, title: str | None = None):
 
 def plot_mds(distances: xr.DataArray | np.ndarray, *, labels: list[str] | None = None,
              title: str | None = None):
-    """2-D classical MDS embedding of a distance matrix (e.g. :func:`distance_matrix`)."""
+    """2-D classical MDS embedding of a distance matrix.
+
+    Parameters
+    ----------
+    distances : xr.DataArray or ndarray, shape (n_systems, n_systems)
+        Symmetric distances, e.g. from :func:`distance_matrix`.
+    labels : list of str, optional
+        Point labels (default: the ``system`` coordinate, or the indices).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One labelled point per system, equal axis scales. Pyplot-managed (see
+        :func:`plot_rdms`).
+    """
     from neuroalign.compare._shape import mds
 
     emb = mds(distances, 2)
@@ -91,7 +139,22 @@ def plot_mds(distances: xr.DataArray | np.ndarray, *, labels: list[str] | None =
 
 
 def plot_timecourse(result: xr.Dataset, *, title: str | None = None):
-    """Time course of :func:`rsa_timecourse` scores (and the generalisation matrix)."""
+    """Time course of :func:`rsa_timecourse` scores (and the generalisation matrix).
+
+    Parameters
+    ----------
+    result : xr.Dataset
+        What :func:`rsa_timecourse` returns; with ``generalization`` a second panel shows
+        the time-by-time matrix.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line per model over time (and the generalisation matrix). Pyplot-managed (see
+        :func:`plot_rdms`).
+    """
     gen = "generalization" in result
     fig = _figure(8.0 if gen else 5.0, 3.2)
     axes = np.atleast_1d(fig.subplots(1, 2 if gen else 1))

@@ -253,6 +253,16 @@ def rdm(
         Square RDM with dims ``('stimulus_i', 'stimulus_j')``, coordinates
         ``stimulus_id_i``/``stimulus_id_j`` when the input has stimulus ids, float64, zero
         diagonal; attrs ``metric``, ``description`` and ``n_channels``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from neuroalign.compare import rdm
+    >>> responses = xr.DataArray([[0.0, 1.0], [0.0, 2.0], [3.0, 0.0]], dims=("stimulus", "unit"),
+    ...                          coords={"stimulus_id": ("stimulus", ["x", "y", "z"])})
+    >>> d = rdm(responses, "euclidean")
+    >>> d.dims, d.round(3).values.tolist()
+    (('stimulus_i', 'stimulus_j'), [[0.0, 1.0, 3.162], [1.0, 0.0, 3.606], [3.162, 3.606, 0.0]])
     """
     check_option(metric, RDM_METRICS, name="metric", func="rdm")
     raw = data

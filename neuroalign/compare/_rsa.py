@@ -116,7 +116,22 @@ def _finite(D: np.ndarray, name: str) -> np.ndarray:
 
 
 def pool_rdms(vectors: np.ndarray, method: str) -> np.ndarray:
-    """Pool RDM vectors ``(k, m)`` into one, the way rsatoolbox pools for ``method``."""
+    """Pool RDM vectors into one, the way rsatoolbox pools for ``method``.
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (k, m)
+        ``k`` RDMs as vectors of their ``m`` upper-triangle entries.
+    method : str
+        The comparison the pooled RDM is for (see :func:`compare_rdms`): cosine methods
+        normalise each RDM's root mean square, Pearson methods z-score, rank methods
+        rank, before the mean.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        The pooled RDM vector.
+    """
     v = np.asarray(vectors, dtype=np.float64)
     if method in ("cosine", "cosine_cov"):
         v = v / np.sqrt(np.mean(v**2, axis=1, keepdims=True))
@@ -316,6 +331,25 @@ def rsa(
     ------
     BootstrapError
         When fewer than half of the bootstrap samples can be scored for a model.
+
+    Examples
+    --------
+    Three subjects whose voxels read a latent space; one model shares it, one does not:
+
+    >>> import numpy as np
+    >>> from neuroalign.compare import rdm, rsa
+    >>> rng = np.random.default_rng(0)
+    >>> latent = rng.standard_normal((20, 4))
+    >>> subjects = {f"sub-{s}": rdm(latent @ rng.standard_normal((4, 15))
+    ...                             + 0.5 * rng.standard_normal((20, 15))) for s in range(3)}
+    >>> models = {"good": rdm(latent), "noise": rdm(rng.standard_normal((20, 4)))}
+    >>> result = rsa(models, subjects, n_bootstrap=50, seed=0)
+    >>> result["score"].round(2).to_series().to_dict()
+    {'good': 0.63, 'noise': 0.06}
+    >>> bool(result["score"].sel(model="good") > result["ci_high"].sel(model="noise"))
+    True
+    >>> float(result.noise_ceiling_lower) <= float(result.noise_ceiling_upper)
+    True
     """
     check_option(method, COMPARE_METHODS, name="method", func="rsa")
     check_option(bootstrap, BOOTSTRAPS, name="bootstrap", func="rsa")
@@ -415,6 +449,12 @@ def pseudo_subjects(store: xr.Dataset, n_subjects: int, *, seed: int = 0) -> xr.
         Number of groups (at least 2, at most the number of neuroids).
     seed : int
         Seed of the random assignment.
+
+    Returns
+    -------
+    xr.Dataset
+        The store with its ``subject`` coordinate on ``neuroid`` replaced (about equal
+        group sizes), ready for :func:`data_rdms` or :func:`rsa`.
     """
     n_subjects = check_positive_int(n_subjects, name="n_subjects", func="pseudo_subjects",
                                     minimum=2)

@@ -155,9 +155,23 @@ def _log_full_rank(rank: int, n: int, alpha: float, name: str) -> None:
 def partial_whiten(X: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Partially whiten centred ``X`` with the total variance preserved.
 
-    Returns ``(X @ Z, Z)`` with ``Z`` as in the module docstring (netrep's ``whiten`` with
-    the covariance taken on its numerical range instead of clipped at ``1e-7``); ``Z`` is
-    the identity when ``alpha > 1 - 1e-7``.
+    ``Z`` is as in the module docstring (netrep's ``whiten`` with the covariance taken on
+    its numerical range instead of clipped at ``1e-7``); it is the identity when
+    ``alpha > 1 - 1e-7``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_stimuli, n_channels)
+        Centred data.
+    alpha : float
+        In [0, 1]: 0 whitens fully (CCA), 1 leaves ``X`` as it is (Procrustes).
+
+    Returns
+    -------
+    X_whitened : ndarray, shape (n_stimuli, n_channels)
+        ``X @ Z``.
+    Z : ndarray, shape (n_channels, n_channels)
+        The whitening matrix.
     """
     alpha = _check_alpha(alpha, "partial_whiten()")
     X = np.asarray(X, dtype=np.float64)
@@ -251,7 +265,19 @@ class ShapeMetric:
         return X, Y
 
     def fit(self, X: Any, Y: Any) -> ShapeMetric:
-        """Fit the alignment of ``X`` and ``Y`` (same stimuli, rows joined on ids)."""
+        """Fit the alignment of ``X`` and ``Y`` (same stimuli, rows joined on ids).
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_channels)
+            Two representations of the same stimuli; labelled ones are joined on
+            ``stimulus_id`` (rows in any order).
+
+        Returns
+        -------
+        ShapeMetric
+            ``self``, with the means ``mx_``, ``my_`` and maps ``Wx_``, ``Wy_``.
+        """
         self._validate()
         X, Y = _prepare_pair(X, Y, "ShapeMetric.fit")
         X, Y = self._widths(X, Y)
@@ -271,7 +297,19 @@ class ShapeMetric:
         return self
 
     def transform(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Centre with the training means and apply the fitted maps."""
+        """Centre with the training means and apply the fitted maps.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_channels)
+            Two representations of the same stimuli; labelled ones are joined on
+            ``stimulus_id`` (rows in any order).
+
+        Returns
+        -------
+        tX, tY : ndarray
+            ``X`` and ``Y`` in the aligned space.
+        """
         if not hasattr(self, "Wx_"):
             raise NotFittedError(
                 "This ShapeMetric is not fitted yet. Call fit(X, Y) before transform or score."
@@ -286,14 +324,38 @@ class ShapeMetric:
         return (centre_columns(X, self.mx_) @ self.Wx_, centre_columns(Y, self.my_) @ self.Wy_)
 
     def score(self, X: Any, Y: Any) -> float:
-        """Distance between ``X`` and ``Y`` under the fitted alignment."""
+        """Distance between ``X`` and ``Y`` under the fitted alignment.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_channels)
+            Two representations of the same stimuli; labelled ones are joined on
+            ``stimulus_id`` (rows in any order).
+
+        Returns
+        -------
+        float
+            Angular (radians) or Euclidean distance, as ``score_method``.
+        """
         tX, tY = self.transform(X, Y)
         if self.score_method == "angular":
             return _angular(tX, tY)
         return float(np.linalg.norm(tX - tY))
 
     def fit_score(self, X: Any, Y: Any) -> float:
-        """``fit(X, Y).score(X, Y)``."""
+        """``fit(X, Y).score(X, Y)``.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_channels)
+            Two representations of the same stimuli; labelled ones are joined on
+            ``stimulus_id`` (rows in any order).
+
+        Returns
+        -------
+        float
+            The distance on the fitting data.
+        """
         return self.fit(X, Y).score(X, Y)
 
 
@@ -379,6 +441,36 @@ def shape_distance(
 
     Equals ``ShapeMetric(alpha, score_method).fit_score(X, Y)`` (see :class:`ShapeMetric`
     for the conventions), computed from singular values only.
+
+    Parameters
+    ----------
+    X, Y : array-like, shape (n_stimuli, n_channels)
+        Two representations of the same stimuli (channel counts may differ); labelled
+        ones are joined on ``stimulus_id``.
+    alpha : float
+        Regularisation in [0, 1]: 0 is CCA, 1 Procrustes.
+    score_method : {"angular", "euclidean"}
+        Angular distance (radians, in [0, pi/2]) or Euclidean distance after alignment.
+
+    Returns
+    -------
+    float
+        The distance (0 for representations equal up to rotation, translation and,
+        with ``alpha=1``, scale).
+
+    Examples
+    --------
+    The Procrustes distance (``alpha=1``) ignores rotations, translations and scale:
+
+    >>> import numpy as np
+    >>> from neuroalign.compare import shape_distance
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((50, 6))
+    >>> Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    >>> round(shape_distance(X, 2 * X @ Q + 1), 6)
+    0.0
+    >>> shape_distance(X, rng.standard_normal((50, 6))) > 0.5
+    True
     """
     alpha = _check_alpha(alpha, "shape_distance()")
     check_option(score_method, ("angular", "euclidean"), name="score_method",

@@ -78,6 +78,16 @@ def sq_bures(A: np.ndarray, C: np.ndarray) -> np.ndarray:
     """Squared Bures distance of PSD matrices (batched over leading dims).
 
     ``tr A + tr C - 2 sum svd(A^1/2 C^1/2)``; negative eigenvalues are clipped to 0.
+
+    Parameters
+    ----------
+    A, C : ndarray, shape (..., n, n)
+        Symmetric positive semi-definite matrices (covariances).
+
+    Returns
+    -------
+    ndarray, shape (...)
+        The squared Bures distance of each pair.
     """
     va, ua = np.linalg.eigh(A)
     vc, uc = np.linalg.eigh(C)
@@ -222,7 +232,19 @@ class GaussianStochasticMetric:
                 yield q * np.sign(np.diag(r))
 
     def fit(self, X: Any, Y: Any) -> GaussianStochasticMetric:
-        """Fit the alignment of ``Y`` to ``X``; each a tuple ``(means, covariances)``."""
+        """Fit the alignment of ``Y`` to ``X``.
+
+        Parameters
+        ----------
+        X, Y : tuple of (means, covariances)
+            Per stimulus: means ``(n_stimuli, n_channels)`` and covariances
+            ``(n_stimuli, n_channels, n_channels)``.
+
+        Returns
+        -------
+        GaussianStochasticMetric
+            ``self``, fitted.
+        """
         self._validate()
         mx, cx = _check_gaussian(X, "X", "GaussianStochasticMetric.fit()")
         my, cy = _check_gaussian(Y, "Y", "GaussianStochasticMetric.fit()")
@@ -270,7 +292,19 @@ class GaussianStochasticMetric:
         return float(np.sign(d2) * np.sqrt(abs(d2)))
 
     def score(self, X: Any, Y: Any) -> float:
-        """Distance under the fitted alignment (``sign(d^2) sqrt(|d^2|)``)."""
+        """Distance under the fitted alignment (``sign(d^2) sqrt(|d^2|)``).
+
+        Parameters
+        ----------
+        X, Y : tuple of (means, covariances)
+            Per stimulus: means ``(n_stimuli, n_channels)`` and covariances
+            ``(n_stimuli, n_channels, n_channels)``.
+
+        Returns
+        -------
+        float
+            The distance.
+        """
         if not hasattr(self, "T_"):
             raise NotFittedError(
                 "This GaussianStochasticMetric is not fitted yet. Call fit(X, Y) before score."
@@ -285,7 +319,19 @@ class GaussianStochasticMetric:
         return self._distance(mx, cx, my, cy, self.T_)
 
     def fit_score(self, X: Any, Y: Any) -> float:
-        """``fit(X, Y).score(X, Y)``."""
+        """``fit(X, Y).score(X, Y)``.
+
+        Parameters
+        ----------
+        X, Y : tuple of (means, covariances)
+            Per stimulus: means ``(n_stimuli, n_channels)`` and covariances
+            ``(n_stimuli, n_channels, n_channels)``.
+
+        Returns
+        -------
+        float
+            The distance on the fitting data.
+        """
         return self.fit(X, Y).score(X, Y)
 
 
@@ -332,7 +378,18 @@ class EnergyStochasticMetric:
         self.tol = tol
 
     def fit(self, X: Any, Y: Any) -> EnergyStochasticMetric:
-        """Fit ``Q`` aligning ``Y`` to ``X``, both ``(n_stimuli, n_repeats, n_channels)``."""
+        """Fit ``Q`` aligning ``Y`` to ``X``.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_repeats, n_channels)
+            Samples of the response to each stimulus.
+
+        Returns
+        -------
+        EnergyStochasticMetric
+            ``self``, fitted.
+        """
         check_option(self.group, GROUPS, name="group", func="EnergyStochasticMetric")
         check_positive_int(self.niter, name="niter", func="EnergyStochasticMetric")
         X = _check_samples(X, "X", "EnergyStochasticMetric.fit()")
@@ -364,7 +421,18 @@ class EnergyStochasticMetric:
         return self
 
     def score(self, X: Any, Y: Any) -> float:
-        """Energy distance under the fitted alignment."""
+        """Energy distance under the fitted alignment.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_repeats, n_channels)
+            Samples of the response to each stimulus.
+
+        Returns
+        -------
+        float
+            The distance.
+        """
         if not hasattr(self, "Q_"):
             raise NotFittedError(
                 "This EnergyStochasticMetric is not fitted yet. Call fit(X, Y) before score."
@@ -379,5 +447,16 @@ class EnergyStochasticMetric:
         return float(np.sqrt(max(0.0, dxy.mean() - 0.5 * (dxx.mean() + dyy.mean()))))
 
     def fit_score(self, X: Any, Y: Any) -> float:
-        """``fit(X, Y).score(X, Y)``."""
+        """``fit(X, Y).score(X, Y)``.
+
+        Parameters
+        ----------
+        X, Y : array-like, shape (n_stimuli, n_repeats, n_channels)
+            Samples of the response to each stimulus.
+
+        Returns
+        -------
+        float
+            The distance on the fitting data.
+        """
         return self.fit(X, Y).score(X, Y)

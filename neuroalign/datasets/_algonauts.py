@@ -1,4 +1,4 @@
-"""Algonauts-2023 challenge layout (an NSD derivative, DATASETS.md §2) -> store."""
+"""Algonauts-2023 challenge layout (an NSD derivative, card datasets/algonauts2023.toml) -> store."""
 
 from __future__ import annotations
 
@@ -133,7 +133,19 @@ def _roi_files(rm: Path, roi: str, masks: dict[str, np.ndarray]):
 
 
 def algonauts2023_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
-    """The ingest plan behind :func:`load_algonauts2023`."""
+    """The ingest plan behind :func:`load_algonauts2023`.
+
+    Parameters
+    ----------
+    root, subject
+        As :func:`load_algonauts2023`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_algonauts2023(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     root = Path(root)
     n = int(re.sub(r"\D", "", str(subject)) or 0) if not isinstance(subject, int) else subject
     subj = f"subj{n:02d}"

@@ -1,4 +1,4 @@
-"""BOLD5000 (DATASETS.md §3): release-2.0 GLMsingle betas and release-1 ROI ``.mat`` files."""
+"""BOLD5000 (the card datasets/bold5000.toml): release-2.0 GLMsingle betas and release-1 ROI ``.mat`` files."""
 
 from __future__ import annotations
 
@@ -114,7 +114,19 @@ def bold5000_plan(
     mask: str | os.PathLike | None = None,
     tr: str = "34",
 ) -> IngestPlan:
-    """The ingest plan behind :func:`load_bold5000` (same parameters)."""
+    """The ingest plan behind :func:`load_bold5000` (same parameters).
+
+    Parameters
+    ----------
+    root, subject, source, variant, mask, tr
+        As :func:`load_bold5000`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_bold5000(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     root = Path(root)
     n = _subject(subject)
     check_choice(source, ("glmsingle", "roi"), name="source", func="load_bold5000")

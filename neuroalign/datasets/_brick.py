@@ -19,7 +19,7 @@ class HDF5Brick:
     Nothing is read when the object is made, beyond the dataset's shape; pixels are read
     only for the rows asked for. h5py fancy indexing needs increasing unique indices, so
     the rows are read sorted and unique and then put back in the order asked for
-    (DATASETS.md §1.5).
+    (the card datasets/nsd.toml).
 
     Parameters
     ----------

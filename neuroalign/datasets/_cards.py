@@ -33,7 +33,18 @@ def _load(name: str) -> dict[str, Any]:
 
 
 def dataset_card(name: str) -> dict[str, Any]:
-    """The parsed card ``datasets/<name>.toml`` (``{}`` when it is not available)."""
+    """The parsed card ``datasets/<name>.toml``: source, terms of use, layout, published counts.
+
+    Parameters
+    ----------
+    name : str
+        The dataset (``"nsd"``, ``"things-eeg2"``, ...).
+
+    Returns
+    -------
+    dict
+        The card (``{}`` when it is not available).
+    """
     return dict(_load(name))
 
 

@@ -89,7 +89,9 @@ class Block:
 class IngestPlan:
     """What an adapter will produce: coordinates and attrs now, responses block by block.
 
-    Attributes
+    A dataclass; its fields are its parameters.
+
+    Parameters
     ----------
     skeleton : xr.Dataset
         The store without ``responses``: all coordinates, attrs and per-neuroid variables.
@@ -101,6 +103,8 @@ class IngestPlan:
         What identifies the inputs (options, the files read and their sizes); an
         interrupted write resumes only when it, the skeleton's content and the content of
         each finished block's files are unchanged.
+    desc : str
+        Label of the progress bar.
     """
 
     skeleton: xr.Dataset
@@ -122,7 +126,13 @@ class IngestPlan:
         return np.asarray(arr, dtype=np.float32)
 
     def load(self) -> xr.Dataset:
-        """Read every block into memory and return the validated store."""
+        """Read every block into memory and return the validated store.
+
+        Returns
+        -------
+        xr.Dataset
+            The store, checked with :func:`neuroalign.store.check_store`.
+        """
         out = np.empty(self.shape, dtype=np.float32)
         for block in progress(self.blocks, desc=self.desc, unit="file"):
             out[block.start : block.stop] = self._check_block(block, block.read())

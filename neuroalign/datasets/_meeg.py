@@ -1,5 +1,5 @@
 """MEG / EEG adapters: any MNE epochs file, THINGS-MEG preprocessed epochs, and BIDS
-``events.tsv`` (DATASETS.md §5, §7). THINGS-EEG2 is in :mod:`._things_eeg2`."""
+``events.tsv`` (the card datasets/things-meg.toml; the BIDS events format). THINGS-EEG2 is in :mod:`._things_eeg2`."""
 
 from __future__ import annotations
 
@@ -67,8 +67,18 @@ def read_bids_events(path: str | os.PathLike):
     """Read a BIDS ``*_events.tsv`` with pandas, keeping every column (``n/a`` -> NaN).
 
     mne-bids turns events into annotations and drops the columns that hold stimulus ids
-    (DATASETS.md §7); this reader keeps them. Text that is not UTF-8 is read as latin-1
+    (the BIDS events format); this reader keeps them. Text that is not UTF-8 is read as latin-1
     with a :class:`~neuroalign.datasets.TextEncodingWarning`.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``*_events.tsv`` file (tab-separated, with ``onset`` and ``duration``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per event, every column kept.
     """
     return read_table(Path(path), "a BIDS events.tsv (tab-separated)",
                       required=("onset", "duration"), sep="\t")
@@ -111,7 +121,19 @@ def mne_epochs_plan(
     subject: str = "sub-01",
     dataset: str = "mne",
 ) -> IngestPlan:
-    """The ingest plan behind :func:`load_mne_epochs` (same parameters)."""
+    """The ingest plan behind :func:`load_mne_epochs` (same parameters).
+
+    Parameters
+    ----------
+    path, stimulus_column, metadata, stimulus_prefix, stem, split_column, test_values, drop, session_column, run_column, subject, dataset
+        As :func:`load_mne_epochs`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_mne_epochs(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     import mne
     import pandas as pd
 
@@ -241,24 +263,27 @@ def load_mne_epochs(path: str | os.PathLike, *, stimulus_column: str, **kwargs) 
         The epochs file; mne reads split parts (``-epo-1.fif``...) automatically.
     stimulus_column : str
         Column of the metadata that names each epoch's stimulus.
-    metadata : DataFrame or path-like, optional
-        One row per epoch, used instead of ``epochs.metadata`` (a CSV, or a BIDS
-        ``events.tsv`` read with :func:`read_bids_events`).
-    stimulus_prefix : str
-        Prefix of the stimulus ids (e.g. ``"things-"``).
-    stem : bool
-        Use the file stem of the stimulus column's values (``"images/dog_12s.jpg"`` ->
-        ``"dog_12s"``).
-    split_column, test_values : str, sequence
-        Rows whose ``split_column`` is in ``test_values`` form the test split (else all
-        are train).
-    drop : dict, optional
-        ``{column: values}`` of epochs to leave out (e.g. catch trials). Epochs with no
-        stimulus are always left out.
-    session_column, run_column : str, optional
-        Columns giving the session and run.
-    subject, dataset : str
-        Recorded on the store.
+    **kwargs
+        The other options of :func:`mne_epochs_plan`:
+
+        metadata : DataFrame or path-like, optional
+            One row per epoch, used instead of ``epochs.metadata`` (a CSV, or a BIDS
+            ``events.tsv`` read with :func:`read_bids_events`).
+        stimulus_prefix : str
+            Prefix of the stimulus ids (e.g. ``"things-"``).
+        stem : bool
+            Use the file stem of the stimulus column's values (``"images/dog_12s.jpg"`` ->
+            ``"dog_12s"``).
+        split_column, test_values : str, sequence
+            Rows whose ``split_column`` is in ``test_values`` form the test split (else all
+            are train).
+        drop : dict, optional
+            ``{column: values}`` of epochs to leave out (e.g. catch trials). Epochs with no
+            stimulus are always left out.
+        session_column, run_column : str, optional
+            Columns giving the session and run.
+        subject, dataset : str
+            Recorded on the store.
 
     Returns
     -------
@@ -273,7 +298,19 @@ def load_mne_epochs(path: str | os.PathLike, *, stimulus_column: str, **kwargs) 
 # -- THINGS-MEG -------------------------------------------------------------------------------
 
 def things_meg_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
-    """The ingest plan behind :func:`load_things_meg`."""
+    """The ingest plan behind :func:`load_things_meg`.
+
+    Parameters
+    ----------
+    root, subject
+        As :func:`load_things_meg`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_things_meg(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     root = Path(root)
     n = int(_sub(subject, prefix="")) if not isinstance(subject, int) else subject
     if root.is_file():
@@ -302,5 +339,17 @@ def load_things_meg(root: str | os.PathLike, subject: int | str) -> xr.Dataset:
     when the epochs carry no metadata. Catch trials are dropped; ``trial_type == 'test'``
     is the test split; stimulus ids are ``things-<image stem>``; ``session``/``run`` come
     from ``session_nr``/``run_nr``.
+
+    Parameters
+    ----------
+    root : path-like
+        The THINGS-MEG folder, or the epochs file itself.
+    subject : int or str
+        The participant, 1..4.
+
+    Returns
+    -------
+    xr.Dataset
+        The store (as :func:`load_mne_epochs`).
     """
     return things_meg_plan(root, subject).load()

@@ -1,4 +1,4 @@
-"""NSD (Allen et al. 2022) single-trial betas -> store (DATASETS.md §1).
+"""NSD (Allen et al. 2022) single-trial betas -> store (the card datasets/nsd.toml).
 
 Volume spaces (``func1pt8mm``, ``func1mm``; HDF5 (trials, Z, Y, X) or NIfTI (X, Y, Z, trials),
 int16 = PSC x 300) and surface spaces (``fsaverage``: float32 PSC ``.mgh`` per hemisphere;
@@ -116,7 +116,19 @@ def nsd_plan(
     sessions: Sequence[int] | None = None,
     format: Literal["auto", "hdf5", "nifti"] = "auto",
 ) -> IngestPlan:
-    """The ingest plan behind :func:`load_nsd` and :func:`ingest_nsd` (same parameters)."""
+    """The ingest plan behind :func:`load_nsd` and :func:`ingest_nsd` (same parameters).
+
+    Parameters
+    ----------
+    root, subject, space, betas, mask, rois, sessions, format
+        As :func:`load_nsd`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_nsd(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     root = Path(root)
     s = _subject_number(subject)
     subj = f"subj{s:02d}"
@@ -494,6 +506,24 @@ def ingest_nsd(
 
     Peak memory is bounded by one session file, not by the number of sessions. The write
     is atomic; an interrupted ingest run again with the same inputs resumes.
-    ``kwargs`` are those of :func:`load_nsd`. Returns ``out``.
+
+    Parameters
+    ----------
+    root : path-like
+        The NSD tree.
+    subject : int or str
+        1..8 or ``"subj01"``.
+    out : path-like
+        The store folder to write.
+    overwrite : bool
+        Replace an earlier store written by neuroalign at ``out``.
+    **kwargs
+        The options of :func:`load_nsd` (``space``, ``betas``, ``mask``, ``rois``,
+        ``sessions``, ``format``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
     """
     return nsd_plan(root, subject, **kwargs).write(out, overwrite=overwrite)

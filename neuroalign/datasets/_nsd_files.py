@@ -1,6 +1,6 @@
 """NSD file readers: the expdesign, the session files of a beta folder, and the betas.
 
-Every reader checks what it reads against the published format (DATASETS.md §1) and
+Every reader checks what it reads against the published format (the card datasets/nsd.toml) and
 raises :class:`~neuroalign.exceptions.DataFormatError` naming the file: non-integer,
 0-based or out-of-range indices in the expdesign, two files for one session, stray copies,
 sessions that disagree (named against the majority), scaled NIfTI, corrupt chunks.

@@ -1,4 +1,4 @@
-"""THINGS-EEG2 preprocessed data (DATASETS.md §4) -> store.
+"""THINGS-EEG2 preprocessed data (the card datasets/things-eeg2.toml) -> store.
 
 ``preprocessed_eeg_{training,test}.npy`` are pickled dicts (``np.save`` of a dict, or a
 third party's ``pickle.dump``) and ``image_metadata.npy`` a pickled dict of file lists; all
@@ -136,7 +136,19 @@ def things_eeg2_plan(
     image_metadata: str | os.PathLike | None = None,
     splits: Sequence[str] = ("training", "test"),
 ) -> IngestPlan:
-    """The ingest plan behind :func:`load_things_eeg2` (same parameters)."""
+    """The ingest plan behind :func:`load_things_eeg2` (same parameters).
+
+    Parameters
+    ----------
+    root, subject, image_metadata, splits
+        As :func:`load_things_eeg2`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_things_eeg2(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     root = Path(root)
     sub = _sub(subject)
     for s in splits:

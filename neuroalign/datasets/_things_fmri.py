@@ -1,4 +1,4 @@
-"""THINGS-fMRI single-trial table format (DATASETS.md §6) -> store.
+"""THINGS-fMRI single-trial table format (the card datasets/things-fmri.toml) -> store.
 
 ``sub-0X_ResponseData.h5`` is a pandas HDFStore in fixed format (key ``ResponseData``):
 rows are voxels, columns ``voxel_id`` then one float column per trial. It is read with
@@ -51,6 +51,23 @@ def find_things_fmri_files(root: str | os.PathLike, subject: int | str) -> dict[
     ``sub-0X_StimulusMetadata.csv``, ``sub-0X_VoxelMetadata.csv``) under ``root`` and
     ``root/betas_csv``, then for the OpenNeuro names under
     ``derivatives/ICA-betas/sub-0X/voxel-metadata``.
+
+    Parameters
+    ----------
+    root : path-like
+        The THINGS-fMRI folder.
+    subject : int or str
+        1..3 or ``"sub-01"``.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``{"responses", "stimuli", "voxels"}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing (the message says where it was looked for).
     """
     root = Path(root)
     n = subject if isinstance(subject, int) else int(re.sub(r"\D", "", str(subject)) or 0)
@@ -238,7 +255,19 @@ class _ResponseTable:
 
 
 def things_fmri_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
-    """The ingest plan behind :func:`load_things_fmri`."""
+    """The ingest plan behind :func:`load_things_fmri`.
+
+    Parameters
+    ----------
+    root, subject
+        As :func:`load_things_fmri`.
+
+    Returns
+    -------
+    IngestPlan
+        The store's coordinates and attrs, and its responses as blocks read on demand
+        (``plan.load()`` is ``load_things_fmri(...)``; ``neuroalign ingest`` streams the blocks).
+    """
     files = find_things_fmri_files(root, subject)
     path = files["responses"]
     n = subject if isinstance(subject, int) else int(re.sub(r"\D", "", str(subject)))

@@ -10,7 +10,7 @@ encoder-guided generation and the decoding metrics of the field.
   gradient of a differentiable encoder's predicted target activation.
 - :func:`tiny_pipeline`: the project's small pipeline, trained on first use and cached.
 - :mod:`neuroalign.decoders.metrics`: PixCorr, SSIM, 2-way identification, correlation
-  distance, top-1 retrieval (REFERENCES.md §B); :func:`check_reconstructions` judges them
+  distance, top-1 retrieval (as MindEye, Scotti et al. 2023, reports them); :func:`check_reconstructions` judges them
   against chance and against the input a refinement started from.
 
 Decoding needs PyTorch: names are imported from their modules on first use

@@ -23,6 +23,20 @@ def brain_matrix(store: xr.Dataset, window: tuple[float, float] | None = None) -
 
     fMRI stores give ``presentation|stimulus x neuroid``; MEG/EEG stores are cut to the
     time ``window`` (seconds, inclusive) and flattened to ``neuroid x time`` per row.
+
+    Parameters
+    ----------
+    store : xr.Dataset
+        A store.
+    window : (float, float), optional
+        MEG/EEG: the time window kept (default: all time points).
+
+    Returns
+    -------
+    X : ndarray, shape (n_samples, n_features)
+        One row per presentation (or stimulus).
+    stimulus_ids : ndarray of str
+        The stimulus of each row.
     """
     from neuroalign.store import check_store, sample_dim
 
@@ -52,6 +66,24 @@ def target_matrix(target, variable: str | None = None) -> tuple[np.ndarray, np.n
     ``target`` is a features Dataset (one variable per layer on ``("stimulus", ...)``, pick
     one with ``variable``) or a DataArray on ``("stimulus", ...)`` with ``stimulus_id``;
     token embeddings ``("stimulus", "token", unit)`` are flattened and restored on predict.
+
+    Parameters
+    ----------
+    target : xr.Dataset or xr.DataArray
+        The embeddings.
+    variable : str, optional
+        The variable of a Dataset with several.
+
+    Returns
+    -------
+    T : ndarray, shape (n_stimuli, D)
+        The flattened embeddings.
+    stimulus_ids : ndarray of str
+        The stimulus of each row.
+    dims : tuple of str
+        The embedding's dims after ``stimulus``.
+    shape : tuple of int
+        Their sizes (to restore the shape of predictions).
     """
     if isinstance(target, xr.Dataset):
         names = [str(v) for v in target.data_vars]
@@ -100,7 +132,11 @@ def retrieve(predicted, candidates, *, k: int = 1) -> np.ndarray:
     Parameters
     ----------
     predicted : array-like (N, ...)
+        Predicted embeddings (flattened after the first axis).
     candidates : array-like (M, ...)
+        Candidate embeddings, same trailing shape.
+    k : int
+        Candidates returned per prediction.
 
     Returns
     -------
@@ -148,6 +184,26 @@ class EmbeddingDecoder:
         Average repetitions of the training store first (trial-level stores).
     seed : int
     device : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from neuroalign.decoders import EmbeddingDecoder
+    >>> from neuroalign.store import from_arrays
+    >>> rng = np.random.default_rng(0)
+    >>> ids = np.array([f"s{i:02d}" for i in range(80)])
+    >>> embedding = rng.standard_normal((80, 3))
+    >>> betas = embedding @ rng.standard_normal((3, 20)) + 0.1 * rng.standard_normal((80, 20))
+    >>> store = from_arrays(betas, ids, test=ids[:10])
+    >>> target = xr.DataArray(embedding, dims=("stimulus", "dim"),
+    ...                       coords={"stimulus_id": ("stimulus", ids)})
+    >>> decoder = EmbeddingDecoder("ridge").fit(store.na.split("train"), target)
+    >>> predicted = decoder.predict(store.na.split("test"))
+    >>> predicted.shape
+    (10, 3)
+    >>> bool(np.corrcoef(np.asarray(predicted).ravel(), embedding[:10].ravel())[0, 1] > 0.9)
+    True
     """
 
     def __init__(
@@ -195,6 +251,11 @@ class EmbeddingDecoder:
             Store (trial-level or averaged; fMRI or MEG/EEG). Use its train split.
         features : xr.Dataset or xr.DataArray
             Target embeddings on dim ``stimulus`` with ``stimulus_id``.
+
+        Returns
+        -------
+        EmbeddingDecoder
+            ``self``, fitted.
         """
         from neuroalign.store import is_trial_level
 
@@ -295,8 +356,18 @@ class EmbeddingDecoder:
             )
 
     def predict(self, store: xr.Dataset) -> xr.DataArray:
-        """Predicted embeddings, DataArray on the store's sample dim and the target's dims,
-        with the store's ``stimulus_id``.
+        """Predicted embeddings of the store's rows.
+
+        Parameters
+        ----------
+        store : xr.Dataset
+            A store with the neuroids (and time points) the decoder was fitted on.
+
+        Returns
+        -------
+        xr.DataArray
+            On the store's sample dim and the target's dims, with the store's
+            ``stimulus_id``.
         """
         import torch
 
@@ -327,6 +398,25 @@ class EmbeddingDecoder:
         """Top-1 retrieval of the store's (averaged) stimuli by predicted embedding.
 
         Repetitions are averaged first; see :func:`neuroalign.decoders.metrics.retrieval_top1`.
+
+        Parameters
+        ----------
+        store : xr.Dataset
+            Held-out responses.
+        features : xr.Dataset or xr.DataArray
+            The true embeddings of its stimuli (joined on ``stimulus_id``).
+        n_way : int
+            Candidates per draw (scaled down to the number of stimuli when smaller).
+        n_draws : int
+            Random draws of candidates.
+        seed : int
+            Seed of the draws.
+
+        Returns
+        -------
+        dict
+            ``{"forward", "backward", "n_way", "n_draws", "chance"}``: top-1 accuracies of
+            brain -> image and image -> brain retrieval, and chance (``1 / n_way``).
         """
         from neuroalign.decoders.metrics import retrieval_top1
         from neuroalign.store import is_trial_level

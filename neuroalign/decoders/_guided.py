@@ -7,7 +7,7 @@ is predicted ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``, mixed as
 (VAE for latent pipelines, identity for pixel ones) to images in ``[0, 1]``, passed through the
 differentiable encoder, and the predicted mean activation of the target ``a`` gives
 ``g = d(scale * a) / d x_t``; the noise prediction becomes ``eps - sqrt(1 - abar) g`` before
-``scheduler.step`` (REFERENCES.md §C).
+``scheduler.step`` (BrainDiVE, Luo et al. 2023).
 """
 
 from __future__ import annotations
@@ -27,16 +27,18 @@ log = get_logger(__name__)
 
 @dataclass
 class GuidedResult:
-    """Output of :meth:`BrainGuidedGenerator.generate`.
+    """Output of :meth:`BrainGuidedGenerator.generate` (a dataclass; fields as parameters).
 
-    Attributes
+    Parameters
     ----------
     images : ndarray uint8 (n, H, W, 3)
+        The generated images.
     activation : ndarray (n_steps, n)
         The encoder's predicted target activation of the predicted clean image at each step.
     final_activation : ndarray (n,)
         Predicted activation of the final images.
     seeds : list of int
+        The seed of each image.
     """
 
     images: np.ndarray
@@ -51,6 +53,27 @@ def resolve_target(target, n_neuroids: int, rois: dict | None = None) -> tuple[n
     ``target`` is an ROI name (``"FFA-1"``), a voxel set (boolean mask, or a list / array of
     indices), or a contrast of two of those as a tuple ``("FFA-1", "PPA")`` or the string
     ``"FFA-1 - PPA"`` (mean of the first minus mean of the second).
+
+    Parameters
+    ----------
+    target : str, tuple, bool array or sequence of int
+        As above.
+    n_neuroids : int
+        Number of the encoder's outputs.
+    rois : dict of str to mask or indices, optional
+        Named neuroid sets.
+
+    Returns
+    -------
+    positive : ndarray of bool, shape (n_neuroids,)
+        The neuroids whose mean is raised.
+    negative : ndarray of bool or None
+        The neuroids whose mean is subtracted (a contrast), else None.
+
+    Raises
+    ------
+    KeyError
+        An ROI name that ``rois`` does not hold.
     """
     rois = rois or {}
 
@@ -194,9 +217,23 @@ class BrainGuidedGenerator:
         return a
 
     def generate(self, n: int = 4, *, seed: int = 0, scale: float | None = None) -> GuidedResult:
-        """Generate ``n`` images from seeds ``seed .. seed + n - 1``.
+        """Generate ``n`` images, from the seeds ``seed`` to ``seed + n - 1``.
 
         ``scale=0`` gives the unguided samples from the same seeds.
+
+        Parameters
+        ----------
+        n : int
+            Number of images.
+        seed : int
+            Seed of the first image.
+        scale : float, optional
+            Guidance strength for this call (default: the generator's ``scale``).
+
+        Returns
+        -------
+        GuidedResult
+            Images, the predicted target activation along the way and at the end, seeds.
         """
         import torch
 

@@ -55,8 +55,14 @@ def load_pipeline(source: str | Path, *, kind: str | None = None, allow_download
         network, and a missing pipeline raises :class:`WeightsNotAvailableError` naming the
         cache folder it was looked for in).
     torch_dtype : torch.dtype, optional
+        Precision of the weights (default: as saved).
     **kwargs
         Passed to ``from_pretrained`` (e.g. ``safety_checker=None``).
+
+    Returns
+    -------
+    diffusers pipeline or EmbeddingDiffusionPipeline
+        The pipeline, on the CPU.
 
     Raises
     ------
@@ -122,13 +128,14 @@ def load_pipeline(source: str | Path, *, kind: str | None = None, allow_download
 
 @dataclass
 class ReconstructionResult:
-    """Output of :meth:`Reconstructor.reconstruct`.
+    """Output of :meth:`Reconstructor.reconstruct` (a dataclass; fields as parameters).
 
-    Attributes
+    Parameters
     ----------
     images : ndarray uint8 (N, H, W, 3)
         The selected reconstruction of each input.
     candidates : ndarray uint8 (N, n_samples, H, W, 3)
+        Every sample drawn for each input.
     scores : ndarray (N, n_samples) or None
         Cosine similarity of each candidate's embedding to the predicted embedding.
     """
@@ -246,6 +253,13 @@ class Reconstructor:
             Low-level image predictions for ``mode="img2img"``.
         score_target : array-like (N, D), optional
             What best-of-N compares candidates with (default: ``embeds``).
+        batch_size : int
+            Inputs per pipeline call.
+
+        Returns
+        -------
+        ReconstructionResult
+            The chosen image of each input, every candidate and their scores.
         """
         import torch
 

@@ -17,6 +17,16 @@ def store_images(store: xr.Dataset) -> np.ndarray:
 
     Supports ``stimulus_set = {"kind": "hdf5-brick", "path", "key", "id_coord"}`` (NSD) and
     ``{"kind": "image-files", "root", "file_coord"}`` (THINGS-EEG2).
+
+    Parameters
+    ----------
+    store : xr.Dataset
+        A store whose ``stimulus_set`` attribute says where its images are.
+
+    Returns
+    -------
+    ndarray of uint8, shape (n_samples, H, W, 3)
+        The image of each row.
     """
     spec = store.attrs.get("stimulus_set")
     if not isinstance(spec, dict) or "kind" not in spec:

@@ -53,6 +53,13 @@ class ImageEmbedder:
         self._module = None
 
     def config(self) -> dict:
+        """What rebuilds this embedder (saved with a pipeline).
+
+        Returns
+        -------
+        dict
+            ``arch``, ``seed``, ``layers``, ``input_size``, ``weights``.
+        """
         return {"arch": self.arch, "seed": self.seed, "layers": list(self.layers),
                 "input_size": self.input_size, "weights": self.weights}
 
@@ -111,7 +118,20 @@ class EmbeddingDiffusionPipeline:
         return int(self.embed_mean.shape[0])
 
     def condition(self, image_embeds, n: int):
-        """Projected, standardised embedding ``(n, time_embed_dim)``; ``None`` = null embedding."""
+        """The UNet's condition for a batch.
+
+        Parameters
+        ----------
+        image_embeds : array-like (N, embed_dim) or None
+            Image embeddings; ``None`` gives the null (unconditional) embedding.
+        n : int
+            Batch size, for the null embedding.
+
+        Returns
+        -------
+        torch.Tensor, shape (n, time_embed_dim)
+            The standardised embedding, projected.
+        """
         import torch
 
         if image_embeds is None:
@@ -129,6 +149,22 @@ class EmbeddingDiffusionPipeline:
         return self.proj(z.to(next(self.proj.parameters()).device))
 
     def predict_noise(self, x, t, cond):
+        """The UNet's noise prediction.
+
+        Parameters
+        ----------
+        x : torch.Tensor (B, 3, H, W)
+            Noisy images.
+        t : int or torch.Tensor
+            Timestep.
+        cond : torch.Tensor (B, time_embed_dim)
+            Condition from :meth:`condition`.
+
+        Returns
+        -------
+        torch.Tensor (B, 3, H, W)
+            The predicted noise.
+        """
         return self.unet(x, t, class_labels=cond).sample
 
     def __call__(self, *, image_embeds=None, image=None, strength: float = 0.6, num_inference_steps: int = 20,
@@ -177,7 +213,13 @@ class EmbeddingDiffusionPipeline:
     # ------------------------------------------------------------ save/load
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``unet/`` (safetensors), ``scheduler/``, ``proj.safetensors`` and
-        ``neuroalign_pipeline.json``: no file that holds code."""
+        ``neuroalign_pipeline.json``: no file that holds code.
+
+        Parameters
+        ----------
+        path : path-like
+            The folder (created).
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -194,6 +236,23 @@ class EmbeddingDiffusionPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> EmbeddingDiffusionPipeline:
+        """Read a pipeline written by :meth:`save_pretrained` (offline; no code is run).
+
+        Parameters
+        ----------
+        path : path-like
+            The folder.
+
+        Returns
+        -------
+        EmbeddingDiffusionPipeline
+            The pipeline.
+
+        Raises
+        ------
+        DataFormatError
+            The folder is not such a pipeline.
+        """
         import torch
         from diffusers import DDIMScheduler, UNet2DModel
 
@@ -250,6 +309,32 @@ def train_tiny_pipeline(
 
     Deterministic from ``seed`` on CPU. Images are resized to ``size`` and augmented with
     horizontal flips only when the embedding is flip-invariant (it is not: none here).
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, H, W, 3)
+        Training images.
+    embedder : ImageEmbedder, optional
+        The image embedding the pipeline is conditioned on (default: ``ImageEmbedder()``).
+    size : int
+        Side of the generated images.
+    channels : tuple of int
+        UNet channels per resolution.
+    steps : int
+        Optimisation steps.
+    batch_size : int
+        Images per step.
+    lr : float
+        Learning rate (AdamW).
+    p_uncond : float
+        Probability of dropping the condition (classifier-free guidance).
+    seed : int
+        Seed of initialisation and sampling.
+
+    Returns
+    -------
+    EmbeddingDiffusionPipeline
+        The trained pipeline.
     """
     import torch
     import torch.nn.functional as F
@@ -315,6 +400,11 @@ def tiny_pipeline(
     n_images, steps, size, seed : training settings (part of the cache key).
     retrain : bool
         Train again even if cached.
+
+    Returns
+    -------
+    EmbeddingDiffusionPipeline
+        The trained pipeline (read from the cache when it is there).
     """
     from neuroalign.datasets.simulate import make_images
     from neuroalign.store import atomic_dir

@@ -29,7 +29,9 @@ TWO_WAY_CHANCE = 0.5
 class ReconstructionCheck:
     """Scores of reconstructions next to chance and to a baseline, with paired tests.
 
-    Attributes
+    What :func:`check_reconstructions` returns (a dataclass; fields as parameters).
+
+    Parameters
     ----------
     scores : dict of str -> float
         The metrics of :func:`~neuroalign.decoders.metrics.evaluate_reconstructions`.
@@ -46,7 +48,9 @@ class ReconstructionCheck:
         One-sided p of "better than the baseline" and of "worse than the baseline", paired
         over images.
     higher_is_better : dict of str -> bool
+        The direction of each metric.
     baseline_name : str
+        What the baseline images are (e.g. ``"low-level input"``).
     alpha : float
         Level of the tests.
     """
@@ -83,8 +87,14 @@ class ReconstructionCheck:
         return None if b is None else all(b.values())
 
     def summary(self) -> str:
-        """One sentence (no commas, so that it fits a CSV cell): above chance on k/m
-        metrics; better and worse than the baseline on j/m and w/m."""
+        """The verdict in one sentence.
+
+        Returns
+        -------
+        str
+            Above chance on k/m metrics; better and worse than the baseline on j/m and w/m,
+            with each metric's scores.
+        """
         m = len(self.scores)
         k = sum(self.above_chance.values())
         text = f"above chance on {k}/{m} metrics (paired over images; p < {self.alpha:g})"
@@ -107,7 +117,13 @@ class ReconstructionCheck:
     def to_dict(self) -> dict[str, float | str]:
         """Flat table: ``<metric>``, ``<metric> chance``, ``<metric> p above chance`` and, with
         a baseline, ``<metric> <baseline_name>``, ``<metric> p better than <baseline_name>``,
-        ``<metric> p worse than <baseline_name>``; then ``verdict`` (:meth:`summary`)."""
+        ``<metric> p worse than <baseline_name>``; then ``verdict`` (:meth:`summary`).
+
+        Returns
+        -------
+        dict of str to float or str
+            The flat table (one CSV row).
+        """
         out: dict[str, float | str] = {}
         b = self.baseline_name
         for name, value in self.scores.items():
@@ -122,7 +138,14 @@ class ReconstructionCheck:
         return out
 
     def rows(self) -> list[dict[str, object]]:
-        """One row per metric, for a report table."""
+        """One row per metric, for a report table.
+
+        Returns
+        -------
+        list of dict
+            ``metric``, ``reconstructions``, ``chance``, ``p (above chance)`` and, with a
+            baseline, its score and the two paired p-values.
+        """
         rows = []
         for name, value in self.scores.items():
             row: dict[str, object] = {"metric": name, "reconstructions": round(value, 4),

@@ -1,4 +1,4 @@
-"""Reconstruction and retrieval metrics, with the field's definitions (REFERENCES.md §B).
+"""Reconstruction and retrieval metrics, with the field's definitions (as MindEye, Scotti et al. 2023, reports them).
 
 The definitions follow MindEye1 ``src/Reconstruction_Metrics.py`` / MindEye2
 ``final_evaluations.ipynb`` (reused verbatim by MindBridge and ATM) and Brain-Diffuser

@@ -275,9 +275,22 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(X, Y) first.")
 
     def predict(self, X, *, split: bool = False) -> np.ndarray:
-        """Predictions, shape (n_samples, n_neuroids); with ``split=True`` one per space,
-        shape (n_spaces, n_samples, n_neuroids), summing to the joint prediction (the
-        intercept is added to the first space)."""
+        """Predicted responses, jointly or per feature space.
+
+        Parameters
+        ----------
+        X : dict, xr.Dataset or sequence of array-like
+            One feature matrix per space (as given to :meth:`fit`).
+        split : bool
+            Return one prediction per space, summing to the joint prediction (the
+            intercept is added to the first space).
+
+        Returns
+        -------
+        ndarray
+            Shape (n_samples, n_neuroids), or (n_spaces, n_samples, n_neuroids) with
+            ``split=True``.
+        """
         self._check_fitted()
         _, mats, _ = self._matrices(X, None, fit=False)
         bounds = np.concatenate([[0], np.cumsum(self.n_features_)])
@@ -300,7 +313,19 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     def score(self, X, Y, sample_weight=None):
         """Joint held-out score per neuroid (``metric``); NaN for excluded neuroids.
 
-        Returns a DataArray on ``neuroid`` for xarray inputs, else an ndarray.
+        Parameters
+        ----------
+        X : dict, xr.Dataset or sequence of array-like
+            One feature matrix per space (as given to :meth:`fit`).
+        Y : array-like or store
+            Held-out responses (joined on ``stimulus_id`` for xarray inputs).
+        sample_weight : None
+            Not supported (scikit-learn's signature); must be None.
+
+        Returns
+        -------
+        xr.DataArray or ndarray
+            A DataArray on ``neuroid`` for xarray inputs, else an ndarray.
         """
         self._check_fitted()
         if sample_weight is not None:
@@ -317,7 +342,17 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         """Split R² per space and neuroid (product measure; sums to the joint R² of the
         mean-centred prediction).
 
-        Returns a DataArray with dims ('space', 'neuroid').
+        Parameters
+        ----------
+        X : dict, xr.Dataset or sequence of array-like
+            One feature matrix per space (as given to :meth:`fit`).
+        Y : array-like or store
+            Held-out responses.
+
+        Returns
+        -------
+        xr.DataArray
+            Dims ('space', 'neuroid').
         """
         self._check_fitted()
         Xs, Ym, _ = self._xy(X, Y)

@@ -136,6 +136,22 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     valid_neuroids_ : ndarray of bool
         False for constant or non-finite neuroids, which were excluded.
     n_features_in_ : int
+
+    Examples
+    --------
+    Plain arrays (one row per stimulus) work like scikit-learn's; stores and feature
+    Datasets are joined on ``stimulus_id``.
+
+    >>> import numpy as np
+    >>> from neuroalign.encoders import RidgeEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((60, 5))
+    >>> Y = X @ rng.standard_normal((5, 4)) + 0.1 * rng.standard_normal((60, 4))
+    >>> encoder = RidgeEncoder(cv=5).fit(X, Y)
+    >>> encoder.coef_.shape, bool((encoder.cv_scores_ > 0.9).all())
+    ((5, 4), True)
+    >>> np.asarray(encoder.predict(X[:2])).shape
+    (2, 4)
     """
 
     def __init__(
@@ -337,6 +353,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     def predict(self, X):
         """Predicted responses.
 
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features) or xarray features
+            Features of the stimuli to predict (a features Dataset with one layer, or a
+            DataArray on ``stimulus``).
+
         Returns
         -------
         ndarray (n_samples, n_neuroids), or a DataArray with dims ('stimulus', 'neuroid')
@@ -364,6 +386,21 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         ``neuroid`` is returned; otherwise an ndarray (n_neuroids,). Neuroids whose test
         responses hold NaN or inf or are constant, and neuroids excluded at fit, score NaN
         (with a :class:`~neuroalign.exceptions.DataQualityWarning` naming them).
+
+        Parameters
+        ----------
+        X : array-like or xarray features
+            Features of held-out stimuli.
+        Y : array-like (n_samples, n_neuroids) or store
+            Their responses, joined row by row on ``stimulus_id`` (one row per presentation
+            for a trial-level store: average its repetitions first to score stimuli).
+        sample_weight : None
+            Not supported (scikit-learn's signature); must be None.
+
+        Returns
+        -------
+        xr.DataArray or ndarray
+            One score per neuroid.
         """
         self._check_fitted()
         name = type(self).__name__

@@ -3,7 +3,7 @@
 For each ROI (or each voxel, through learned voxel embeddings) a few learned queries
 cross-attend over the tokens of a stimulus (patch features plus a learned positional
 embedding); a per-voxel linear read-out of the routed vectors predicts the response, as in
-the transformer brain encoder (Adeli et al.) and voxel-embedding encoders (REFERENCES.md §D).
+the transformer brain encoder (Adeli et al.) and voxel-embedding encoders.
 Because the attention depends on token content, a region can "look" at a different place in
 every image. Trained with AdamW on MSE, early stopping on a validation fold of stimuli.
 """
@@ -126,6 +126,8 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         Fraction of the training stimuli held out for early stopping.
     device : str
     seed : int
+    metric : {"pearson", "r2"}
+        What :meth:`score` returns per neuroid.
 
     Attributes
     ----------
@@ -234,7 +236,20 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
 
     # -- API ----------------------------------------------------------------------------------
     def fit(self, X, Y):
-        """Train on token features ``X`` (stimulus, token, unit) and responses ``Y``."""
+        """Train on token features ``X`` (stimulus, token, unit) and responses ``Y``.
+
+        Parameters
+        ----------
+        X : xr.DataArray or ndarray, shape (n_stimuli, n_tokens, n_units)
+            Token-level features (``extract(..., pooling=None)``).
+        Y : xr.Dataset or array-like
+            A store (joined on ``stimulus_id``) or responses ``(n_stimuli, n_neuroids)``.
+
+        Returns
+        -------
+        AttentionRoutingEncoder
+            ``self``, fitted.
+        """
         import torch
 
         func = "AttentionRoutingEncoder"
@@ -339,8 +354,18 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         return np.concatenate(out)
 
     def predict(self, X):
-        """Predicted responses: ndarray (n_stimuli, n_neuroids), or a DataArray
-        ('stimulus', 'neuroid') for xarray token features."""
+        """Predicted responses.
+
+        Parameters
+        ----------
+        X : xr.DataArray or ndarray, shape (n_stimuli, n_tokens, n_units)
+            Token-level features (``extract(..., pooling=None)``).
+
+        Returns
+        -------
+        ndarray (n_stimuli, n_neuroids) or xr.DataArray
+            A DataArray ('stimulus', 'neuroid') for xarray token features.
+        """
         self._check_fitted()
         tokens, tok_da = _tokens(X)
         pred = self._forward_np(tokens, "predict") * self.y_sd_ + self.y_mean_
@@ -354,9 +379,23 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         return out
 
     def score(self, X, Y, sample_weight=None):
-        """Held-out score per neuroid (``metric``); NaN for excluded neuroids. A DataArray
-        on ``neuroid`` for xarray inputs (joined on ``stimulus_id``; the token features may
-        cover more stimuli)."""
+        """Held-out score per neuroid (``metric``); NaN for excluded neuroids.
+
+        Parameters
+        ----------
+        X : xr.DataArray or ndarray, shape (n_stimuli, n_tokens, n_units)
+            Token-level features (``extract(..., pooling=None)``).
+        Y : xr.Dataset or array-like
+            Held-out responses (joined on ``stimulus_id``; the token features may cover
+            more stimuli).
+        sample_weight : None
+            Not supported (scikit-learn's signature); must be None.
+
+        Returns
+        -------
+        xr.DataArray or ndarray
+            One score per neuroid: a DataArray on ``neuroid`` for xarray inputs.
+        """
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("AttentionRoutingEncoder.score(): sample_weight is not supported; expected None.")
@@ -375,8 +414,14 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         return out
 
     def to_dataset(self) -> xr.Dataset:
-        """Results on ``neuroid`` (valid neuroids only): ``score`` (validation R², see
-        ``cv_scores_``)."""
+        """The fit's results as a Dataset.
+
+        Returns
+        -------
+        xr.Dataset
+            On ``neuroid`` (valid neuroids only): ``score`` (validation R², see
+            ``cv_scores_``), with the metric and validation scheme in attrs.
+        """
         self._check_fitted()
         return results_dataset({"score": self.cv_scores_}, self._template, self.valid_neuroids_,
                                metric="r2", kind=CV_KIND,
@@ -386,9 +431,17 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
     def routing_maps(self, X) -> xr.DataArray:
         """Attention of each query group (ROI) over the tokens of each stimulus.
 
-        Returns a DataArray with dims ('stimulus', 'roi', 'token') (weights sum to 1 over
-        tokens; queries of one ROI are averaged); token coordinates of ``X`` (e.g. grid
-        ``row``/``col``) are carried over. With ``voxel_queries=True`` the dim is 'neuroid'.
+        Parameters
+        ----------
+        X : xr.DataArray or ndarray, shape (n_stimuli, n_tokens, n_units)
+            Token-level features (``extract(..., pooling=None)``).
+
+        Returns
+        -------
+        xr.DataArray
+            Dims ('stimulus', 'roi', 'token'): weights sum to 1 over tokens; queries of one
+            ROI are averaged; token coordinates of ``X`` (e.g. grid ``row``/``col``) are
+            carried over. With ``voxel_queries=True`` the dim is 'neuroid'.
         """
         self._check_fitted()
         tokens, tok_da = _tokens(X)

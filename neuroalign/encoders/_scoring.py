@@ -31,7 +31,18 @@ DEFAULT_CEILING_THRESHOLD = 10.0  # percent of explainable variance
 
 
 def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Pearson r per column (neuroid); 0 where either side is constant."""
+    """Pearson r per column (neuroid); 0 where either side is constant.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (n_samples, n_neuroids)
+        Observed and predicted responses, row for row.
+
+    Returns
+    -------
+    ndarray, shape (n_neuroids,)
+        The correlations.
+    """
     yt = np.asarray(y_true, dtype=np.float64)
     yp = np.asarray(y_pred, dtype=np.float64)
     yt = yt - yt.mean(0)
@@ -42,7 +53,18 @@ def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Coefficient of determination per column; 0 where the truth is constant."""
+    """Coefficient of determination per column; 0 where the truth is constant.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (n_samples, n_neuroids)
+        Observed and predicted responses, row for row.
+
+    Returns
+    -------
+    ndarray, shape (n_neuroids,)
+        ``1 - SSE / SST`` (about the observed mean).
+    """
     yt = np.asarray(y_true, dtype=np.float64)
     yp = np.asarray(y_pred, dtype=np.float64)
     sse = ((yt - yp) ** 2).sum(0)
@@ -71,6 +93,21 @@ def ceiling_normalise(score, ceiling, *, metric: str = "pearson"):
     Per-neuroid ratios are noisy where the ceiling is low (a chance r² of 0.01 over a
     ceiling of 1 % is 1.0); to summarise a region use :func:`roi_summary`, which takes the
     ratio of means over neuroids above a ceiling threshold.
+
+    Parameters
+    ----------
+    score : array-like or xr.DataArray
+        One score per neuroid.
+    ceiling : array-like or xr.DataArray
+        The noise ceiling per neuroid, in percent (:func:`neuroalign.store.noise_ceiling`).
+    metric : {"pearson", "r2"}
+        What ``score`` is.
+
+    Returns
+    -------
+    ndarray or xr.DataArray
+        The explained variance over the ceiling (a DataArray named ``ceiling_normalised``
+        for a DataArray ``score``).
     """
     check_option(metric, tuple(SCORERS), name="metric", func="ceiling_normalise")
     val = explained_variance(score, metric=metric)
@@ -332,10 +369,19 @@ def fdr_bh(p: np.ndarray, q: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     NaN p-values (excluded neuroids) stay NaN, are never rejected and do not count
     towards the number of tests.
 
+    Parameters
+    ----------
+    p : array-like
+        p-values in [0, 1] (NaN allowed).
+    q : float
+        False discovery rate, in (0, 1).
+
     Returns
     -------
     reject : ndarray of bool
+        Adjusted p-value at most ``q``.
     p_adjusted : ndarray
+        Benjamini-Hochberg adjusted p-values (NaN where ``p`` is NaN).
     """
     from scipy.stats import false_discovery_control
 
@@ -373,9 +419,25 @@ def permutation_test(
     prediction of the same stimulus ``j``, so repetitions stay together and the null keeps
     the data's dependence (rows of one stimulus must then share one prediction).
 
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (n_samples, n_neuroids)
+        Held-out responses and their predictions.
+    metric : {"pearson", "r2"}
+        The score.
+    n_permutations : int
+        Permutations of the prediction rows.
+    groups : array-like, optional
+        The stimulus id of each row (permute whole stimuli).
+    q : float
+        False discovery rate of the Benjamini-Hochberg correction.
+    seed : int, optional
+        Seed of the permutations.
+
     Returns
     -------
-    dict with ``score``, ``p_value``, ``p_fdr`` and ``significant`` (arrays per neuroid).
+    dict
+        ``score``, ``p_value``, ``p_fdr`` and ``significant``, arrays per neuroid.
     """
     check_option(metric, tuple(SCORERS), name="metric", func="permutation_test")
     n_permutations = check_positive_int(n_permutations, name="n_permutations", func="permutation_test")

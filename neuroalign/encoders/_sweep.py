@@ -89,6 +89,27 @@ class LayerSweep(RidgeEncoder):
         Chosen by ``cv_scores_`` ("" where no layer has a score).
     encoders_ : dict {layer: dict of coef, intercept}
         Weights of the valid neuroids (``valid_neuroids_``).
+
+    Examples
+    --------
+    Two voxels read layer ``early``, two read layer ``late``:
+
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from neuroalign.encoders import LayerSweep
+    >>> from neuroalign.store import from_arrays
+    >>> rng = np.random.default_rng(0)
+    >>> ids = [f"s{i:02d}" for i in range(60)]
+    >>> early, late = rng.standard_normal((60, 5)), rng.standard_normal((60, 5))
+    >>> features = xr.Dataset({"early": (("stimulus", "u1"), early), "late": (("stimulus", "u2"), late)},
+    ...                       coords={"stimulus_id": ("stimulus", ids)})
+    >>> Y = np.hstack([early @ rng.standard_normal((5, 2)), late @ rng.standard_normal((5, 2))])
+    >>> store = from_arrays(Y + 0.1 * rng.standard_normal(Y.shape), ids)
+    >>> sweep = LayerSweep(cv=5).fit(features, store)
+    >>> sweep.layers_, sweep.best_layer_.values.tolist()
+    (['early', 'late'], ['early', 'early', 'late', 'late'])
+    >>> sweep.cv_scores_.dims
+    ('layer', 'neuroid')
     """
 
     def __init__(
@@ -136,7 +157,24 @@ class LayerSweep(RidgeEncoder):
         return Y.isel({dim: np.flatnonzero(~is_test)}), test
 
     def fit(self, features, Y, **_):
-        """Fit every layer of ``features`` against ``Y``; see the class docstring."""
+        """Fit every layer of ``features`` against ``Y``; see the class docstring.
+
+        Parameters
+        ----------
+        features : xr.Dataset or dict
+            One variable (entry) per layer, on ``stimulus`` with ``stimulus_id``; may cover
+            more stimuli than ``Y``.
+        Y : xr.Dataset
+            The store (joined on ``stimulus_id``); with ``test_split``, that split is held
+            out of every choice and only scored.
+        **_
+            Ignored (scikit-learn's ``fit_params``).
+
+        Returns
+        -------
+        LayerSweep
+            ``self``, fitted.
+        """
         alphas, device, dtype = self._validate()
         layers = layer_table(features)
         if not layers:
@@ -318,8 +356,23 @@ class LayerSweep(RidgeEncoder):
 
         ``X`` holds the features of every layer (a features Dataset or a dict), or with
         ``layer`` that layer's features; xarray inputs are joined on ``stimulus_id`` (the
-        features may cover more stimuli than ``Y``). Returns a DataArray on ``neuroid`` for
-        xarray inputs, else an ndarray; NaN for excluded neuroids.
+        features may cover more stimuli than ``Y``). NaN for excluded neuroids.
+
+        Parameters
+        ----------
+        X : xr.Dataset, dict or array-like
+            Features of held-out stimuli (every layer, or ``layer``'s).
+        Y : array-like or store
+            Their responses.
+        sample_weight : None
+            Not supported (scikit-learn's signature); must be None.
+        layer : str, optional
+            Score this layer for every neuroid instead of each neuroid's best layer.
+
+        Returns
+        -------
+        xr.DataArray or ndarray
+            One score per neuroid: a DataArray on ``neuroid`` for xarray inputs.
         """
         self._check_fitted()
         if sample_weight is not None:
@@ -347,8 +400,12 @@ class LayerSweep(RidgeEncoder):
         """Best layer of each ROI: the argmax over layers of the ROI-mean cross-validated R²
         (``cv_scores_``, within the fitting data; NaN neuroids left out).
 
-        Returns a DataArray of str with dim ``roi`` (from the ``roi_*`` coordinates); an ROI
-        without any scored neuroid gets ``""`` and a :class:`DataQualityWarning`.
+        An ROI without any scored neuroid gets ``""`` and a :class:`DataQualityWarning`.
+
+        Returns
+        -------
+        xr.DataArray
+            Layer names (str) on dim ``roi`` (from the ``roi_*`` coordinates).
         """
         self._check_fitted()
         sc = self.cv_scores_

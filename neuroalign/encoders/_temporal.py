@@ -37,9 +37,17 @@ def make_delays(X: np.ndarray, delays=(1, 2, 3, 4)) -> np.ndarray:
     a response at sample ``t`` sees the features at ``t - d``: a finite impulse response.
     Negative delays shift the other way.
 
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, n_features)
+        Features of consecutive samples of one run.
+    delays : sequence of int
+        Delays in samples.
+
     Returns
     -------
     ndarray, shape (n_samples, n_features * len(delays))
+        The delayed copies side by side.
     """
     delays = _check_delays(delays, "make_delays")
     X = np.asarray(X)
@@ -57,17 +65,49 @@ def make_delays(X: np.ndarray, delays=(1, 2, 3, 4)) -> np.ndarray:
 
 
 class Delayer(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer wrapping :func:`make_delays`."""
+    """scikit-learn transformer wrapping :func:`make_delays`.
+
+    Parameters
+    ----------
+    delays : sequence of int
+        Delays in samples.
+    """
 
     def __init__(self, delays=(1, 2, 3, 4)) -> None:
         self.delays = delays
 
     def fit(self, X, y=None):
+        """Check the delays and record the number of features.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Features.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        Delayer
+            ``self``.
+        """
         _check_delays(self.delays, "Delayer")
         self.n_features_in_ = np.asarray(X).shape[1]
         return self
 
     def transform(self, X):
+        """Delayed copies of ``X`` (see :func:`make_delays`).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Features of consecutive samples.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_features * len(delays))
+            The delayed features.
+        """
         return make_delays(np.asarray(X), self.delays)
 
 
@@ -77,6 +117,22 @@ def block_folds(n_samples: int, n_splits: int, *, n_blocks: int | None = None, s
     Samples are cut into ``n_blocks`` contiguous blocks (default ``4 * n_splits``) that are
     dealt into folds by :func:`neuroalign.store.cv_folds`, each block acting as one
     "stimulus", so no fold interleaves neighbouring samples.
+
+    Parameters
+    ----------
+    n_samples : int
+        Length of the time series.
+    n_splits : int
+        Number of folds.
+    n_blocks : int, optional
+        Number of contiguous blocks (default ``4 * n_splits``, at most ``n_samples``).
+    seed : int
+        Seed of the assignment of blocks to folds.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        ``(train, test)`` sample indices of each fold.
     """
     n_blocks = n_blocks or 4 * n_splits
     if n_samples < n_blocks:
@@ -114,6 +170,20 @@ class FIREncoder(RidgeEncoder):
         self.delays = delays
 
     def fit(self, X, Y):
+        """Fit a ridge on the delayed features, alphas chosen over contiguous block folds.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Features of consecutive samples (e.g. TRs of one run).
+        Y : array-like, shape (n_samples, n_neuroids)
+            Responses of the same samples.
+
+        Returns
+        -------
+        FIREncoder
+            ``self``, fitted.
+        """
         delays = _check_delays(self.delays, "FIREncoder")
         alphas, device, dtype = self._validate()
         Xm, Ym = as_matrix(X, name="X"), as_matrix(Y, name="Y")
@@ -139,12 +209,38 @@ class FIREncoder(RidgeEncoder):
         return self
 
     def predict(self, X):
-        """Predictions from the delayed features of ``X`` (consecutive samples)."""
+        """Predictions from the delayed features of ``X`` (consecutive samples).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Features of consecutive samples.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_neuroids)
+            Predicted responses.
+        """
         self._check_fitted()
         return super().predict(make_delays(as_matrix(X, name="X"), self.delays))
 
     def score(self, X, Y, sample_weight=None):
-        """Held-out score per neuroid (``metric``); NaN for excluded neuroids."""
+        """Held-out score per neuroid (``metric``); NaN for excluded neuroids.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Features of consecutive held-out samples.
+        Y : array-like, shape (n_samples, n_neuroids)
+            Their responses.
+        sample_weight : None
+            Not supported (scikit-learn's signature); must be None.
+
+        Returns
+        -------
+        ndarray, shape (n_neuroids,)
+            The scores.
+        """
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("FIREncoder.score(): sample_weight is not supported; expected None.")
@@ -232,6 +328,20 @@ class TimeResolvedEncoder(RidgeEncoder):
         return np.stack([cube[:, :, a:b].mean(2) for a, b in wins], axis=2).reshape(n, v * len(wins))
 
     def fit(self, X, Y):
+        """Fit every (neuroid, window) in one cross-validated ridge.
+
+        Parameters
+        ----------
+        X : xr.Dataset, xr.DataArray or array-like
+            Features, one row per stimulus (joined on ``stimulus_id`` for xarray inputs).
+        Y : xr.Dataset or array-like (n_samples, n_neuroids, n_times)
+            An MEG/EEG store or a response cube.
+
+        Returns
+        -------
+        TimeResolvedEncoder
+            ``self``, fitted.
+        """
         alphas, device, dtype = self._validate()
         Xm, cube, ids, tmpl, times = self._responses(X, Y)
         wins = self._windows(cube.shape[2])
@@ -280,7 +390,18 @@ class TimeResolvedEncoder(RidgeEncoder):
         return ds
 
     def predict(self, X):
-        """Predictions, shape (n_samples, n_neuroids, n_windows)."""
+        """Predicted responses of every window.
+
+        Parameters
+        ----------
+        X : xr.Dataset, xr.DataArray or array-like
+            Features.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_neuroids, n_windows)
+            The predictions.
+        """
         if not hasattr(self, "times_"):
             raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
         Xm = np.asarray(features_matrix(X).values) if isinstance(X, xr.DataArray | xr.Dataset) else as_matrix(X, name="X")
@@ -288,7 +409,22 @@ class TimeResolvedEncoder(RidgeEncoder):
         return pred.reshape(pred.shape[0], -1, len(self._wins))
 
     def score(self, X, Y, sample_weight=None) -> xr.DataArray:
-        """Held-out score (``metric``) per neuroid and window: DataArray ('neuroid', 'time')."""
+        """Held-out score (``metric``) per neuroid and window.
+
+        Parameters
+        ----------
+        X : xr.Dataset, xr.DataArray or array-like
+            Features of held-out stimuli.
+        Y : xr.Dataset or array-like
+            Their responses (the features may cover more stimuli).
+        sample_weight : None
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        xr.DataArray
+            Dims ('neuroid', 'time').
+        """
         if not hasattr(self, "times_"):
             raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
         Xm, cube, _, _, _ = self._responses(X, Y, allow_extra=True)

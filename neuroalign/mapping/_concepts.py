@@ -133,6 +133,18 @@ def roi_concept_labels(labels: xr.Dataset, store: xr.Dataset | None = None,
                        rois: Sequence[str] | None = None, *, top: int = 5) -> xr.Dataset:
     """Top concepts per ROI: the voxel similarities of :func:`concept_labels` averaged over each ROI.
 
+    Parameters
+    ----------
+    labels : xr.Dataset
+        What :func:`concept_labels` returns (``similarity`` on ``('neuroid', 'concept')``).
+    store : xr.Dataset, optional
+        Where the ROI masks come from (matched on ``neuroid_id``) when ``labels`` carries no
+        ``roi_*`` coordinates.
+    rois : sequence of str, optional
+        ROIs to summarise (default: all).
+    top : int
+        Concepts kept per ROI.
+
     Returns
     -------
     xr.Dataset

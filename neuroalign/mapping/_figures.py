@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
+from neuroalign._plotting import new_figure
 from neuroalign._validation import check_option
 from neuroalign.exceptions import DimensionError
 from neuroalign.mapping._common import as_scores, roi_masks
@@ -21,15 +22,28 @@ log = get_logger(__name__)
 FORMATS = ("png", "svg", "pdf")
 
 
-def new_figure(**kwargs):
-    """A matplotlib Figure not registered with pyplot (no GUI backend, no global state)."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
 def save_figure(fig, path: str | Path | None, *, dpi: int = 150) -> Path | None:
-    """Save ``fig`` to ``path`` (PNG, SVG or PDF, from its suffix), written atomically."""
+    """Save ``fig`` to ``path`` (PNG, SVG or PDF, from its suffix), written atomically.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure (it stays open: close it with ``plt.close(fig)`` when done).
+    path : path-like or None
+        File name ending in ``.png``, ``.svg`` or ``.pdf``; ``None`` writes nothing.
+    dpi : int
+        Resolution of raster output.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The file written, or ``None`` when ``path`` is ``None``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` has another suffix.
+    """
     if path is None:
         return None
     path = Path(path)
@@ -90,14 +104,21 @@ def plot_roi_scores(
         correlations, ``NC/100`` for R², unchanged, or no ceiling.
     group_dim : str, optional
         The extra dim of ``scores`` (default: the one that is not ``neuroid``).
+    title : str, optional
+        Axes title.
+    ylabel : str
+        Label of the y axis (say what the scores are).
     save : path, optional
         Write the figure (``.png``/``.svg``/``.pdf``).
+    figsize : (float, float), optional
+        Figure size in inches (default: from the number of ROIs and groups).
 
     Returns
     -------
     matplotlib.figure.Figure
         One axes; bars in ``ax.patches`` (ROI-major), ceilings as lines labelled
-        ``"noise ceiling"``.
+        ``"noise ceiling"``. The figure is pyplot-managed: it displays in
+        Jupyter; close it with ``plt.close(fig)`` in batch use.
     """
     check_option(ceiling_as, ("r", "r2", "percent", "none"), name="ceiling_as", func="plot_roi_scores")
     if not isinstance(scores, xr.DataArray) or "neuroid" not in scores.dims:
@@ -187,13 +208,18 @@ def plot_layer_profile(
     relative : bool
         Divide each ROI's profile by its maximum (within each model), so that the shape
         of flat profiles is visible.
+    title : str, optional
+        Figure title.
     save : path, optional
         Write the figure (``.png``/``.svg``/``.pdf``).
+    figsize : (float, float), optional
+        Figure size in inches (default: from the number of models).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per model, one line per ROI; a marker on each ROI's best layer.
+        One panel per model, one line per ROI; a marker on each ROI's best layer. The figure is pyplot-managed: it displays in
+        Jupyter; close it with ``plt.close(fig)`` in batch use.
     """
     check_option(x, ("depth", "layer"), name="x", func="plot_layer_profile")
     scores = as_scores(sweep, func="plot_layer_profile")

@@ -23,6 +23,20 @@ def layer_depths(scores: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Raw depth is the ``depth`` coordinate on ``layer`` when present, else the layer's
     position within its model. Normalised depth is ``(d - min) / (max - min)`` per model
     (0 when a model has a single layer), so models of different depth line up.
+
+    Parameters
+    ----------
+    scores : xr.DataArray
+        Scores with a ``layer`` dim (coords ``model`` and ``depth`` on it are optional).
+
+    Returns
+    -------
+    model : ndarray of str
+        The model of each layer (``""`` without a ``model`` coord).
+    depth : ndarray of float
+        Raw depth of each layer.
+    depth_norm : ndarray of float
+        Depth in [0, 1] within its model.
     """
     n = scores.sizes["layer"]
     model = (np.asarray(scores["model"].values).astype(str) if "model" in scores.coords
@@ -115,6 +129,16 @@ def layer_preference(sweep: Any) -> xr.Dataset:
     NaN rule: a layer whose score is NaN never wins. Where every layer is NaN the best
     layer is ``""`` and the scores and depths are NaN, with a
     :class:`~neuroalign.exceptions.DataQualityWarning` naming the neuroids.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from neuroalign.mapping import layer_preference
+    >>> scores = xr.DataArray([[0.1, 0.5, 0.2], [0.3, 0.1, 0.6]], dims=("layer", "neuroid"),
+    ...                       coords={"layer": ["conv1", "fc"]})
+    >>> pref = layer_preference(scores)
+    >>> pref["best_layer"].values.tolist(), pref["best_depth_norm"].values.tolist()
+    (['fc', 'conv1', 'fc'], [1.0, 0.0, 1.0])
     """
     scores = as_scores(sweep, func="layer_preference")
     model, depth, norm = layer_depths(scores)
@@ -161,6 +185,16 @@ def roi_layer_profile(sweep: Any, store: xr.Dataset | None = None, rois=None) ->
 
 def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=None) -> xr.Dataset:
     """Per-ROI summary of :func:`layer_preference`.
+
+    Parameters
+    ----------
+    pref : xr.Dataset
+        What :func:`layer_preference` returns.
+    store : xr.Dataset, optional
+        Where the ROI masks come from (matched on ``neuroid_id``) when ``pref`` carries no
+        ``roi_*`` coordinates.
+    rois : str or list of str, optional
+        ROIs to summarise (default: all).
 
     Returns
     -------

@@ -51,6 +51,13 @@ def to_fsaverage5(values, *, name: str = "values") -> dict[str, np.ndarray]:
         ``{"left"/"lh": (N,), "right"/"rh": (N,)}`` with N = 163842 (fsaverage) or 10242
         (fsaverage5); or a DataArray on ``neuroid`` with coords ``hemisphere`` and
         ``vertex`` (fsaverage indices; vertices absent from it become NaN).
+    name : str
+        What ``values`` are, for error messages.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``{"left": (10242,), "right": (10242,)}`` float arrays on fsaverage5.
     """
     out = {}
     if isinstance(values, xr.DataArray) and "neuroid" in values.dims:
@@ -95,8 +102,22 @@ def to_fsaverage5(values, *, name: str = "values") -> dict[str, np.ndarray]:
 
 
 def surface_rois(store_or_values, rois: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """ROI masks on fsaverage5 ``{roi: {"left": bool (10242,), "right": ...}}`` from ``roi_*``
-    coordinates of a surface store (or DataArray) with ``hemisphere`` and ``vertex`` coords."""
+    """ROI masks on fsaverage5 from the ``roi_*`` coordinates of a surface store.
+
+    Parameters
+    ----------
+    store_or_values : xr.Dataset or xr.DataArray
+        A surface store (or a DataArray on ``neuroid``) with ``hemisphere``, ``vertex`` and
+        ``roi_*`` coordinates.
+    rois : sequence of str, optional
+        ROIs to convert (default: all).
+
+    Returns
+    -------
+    dict
+        ``{roi: {"left": bool (10242,), "right": bool (10242,)}}``, as
+        :func:`plot_surface_map` takes for outlines.
+    """
     obj = store_or_values
     names = [str(c)[4:] for c in obj.coords if str(c).startswith("roi_")]
     rois = names if rois is None else list(rois)
@@ -174,13 +195,18 @@ def plot_surface_map(
     cmap, vmin, vmax, threshold : display options
         One colour range for all panels (default: the data's range; symmetric around 0
         when the data have both signs).
+    title : str, optional
+        Figure title.
+    colorbar_label : str
+        Label of the colour bar.
     save : path, optional
         Write the figure (``.png``/``.svg``/``.pdf``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``len(hemispheres) * len(views)`` 3-d panels and one colour bar.
+        ``len(hemispheres) * len(views)`` 3-d panels and one colour bar. The figure is pyplot-managed: it displays in
+        Jupyter; close it with ``plt.close(fig)`` in batch use.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -268,14 +294,20 @@ def plot_topomaps(
     montage : str, optional
         An MNE built-in montage (offline). Default: ``"colin27_1020"`` where this MNE has
         it (the 10-20 positions, renamed in MNE 1.13), else ``"standard_1020"``.
-    cmap, vmin, vmax : one colour range for all panels (default symmetric, ±max |value|,
+    cmap, vmin, vmax : one colour range for all panels (default symmetric, ± the largest absolute value,
         or the data's range when all values have one sign).
+    title : str, optional
+        Figure title.
+    colorbar_label : str
+        Label of the colour bar.
     save : path, optional
+        Write the figure (``.png``/``.svg``/``.pdf``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One axes per time point plus the colour bar.
+        One axes per time point plus the colour bar. The figure is pyplot-managed: it displays in
+        Jupyter; close it with ``plt.close(fig)`` in batch use.
     """
     import mne
 

@@ -233,6 +233,23 @@ def select_units(table: xr.Dataset, roi: str, *, alpha: float | None = 0.05,
     """Units whose best ROI is ``roi``, significant at ``alpha``, strongest first.
 
     Answers "which units map to FFA": ``select_units(unit_to_roi(...), "FFA-1")``.
+
+    Parameters
+    ----------
+    table : xr.Dataset
+        What :func:`unit_to_roi` returns.
+    roi : str
+        The ROI.
+    alpha : float or None
+        Keep units whose permutation p-value (``p_value``) is at most ``alpha``; ``None``,
+        or a table without p-values (no permutations), keeps all.
+    top : int, optional
+        Keep at most this many units.
+
+    Returns
+    -------
+    xr.Dataset
+        The rows of ``table`` for those units, strongest first.
     """
     if "roi" not in table:
         raise KeyError("select_units(): the table has no 'roi' variable; expected a unit_to_roi() result.")

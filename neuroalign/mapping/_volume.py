@@ -83,11 +83,22 @@ def _per_neuroid(values, store: xr.Dataset, name: str, func: str) -> np.ndarray:
 
 
 def volume_image(values, store: xr.Dataset, *, name: str = "values"):
-    """A NIfTI image of per-neuroid ``values`` on the store's grid (``affine``, ``volume_shape``,
-    neuroid coords ``i, j, k``); voxels outside the store are NaN.
+    """A NIfTI image of per-neuroid ``values`` on the store's grid.
 
-    ``values`` is a DataArray on ``neuroid`` matched on ``neuroid_id`` (store neuroids it
-    lacks are NaN; ids the store lacks are an error), or an array in the store's order.
+    Parameters
+    ----------
+    values : xr.DataArray or array-like
+        A DataArray on ``neuroid`` matched on ``neuroid_id`` (store neuroids it lacks are
+        NaN; ids the store lacks are an error), or an array in the store's order.
+    store : xr.Dataset
+        Volumetric store (attrs ``affine``, ``volume_shape``; neuroid coords ``i, j, k``).
+    name : str
+        What ``values`` are, for error messages.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 volume with the store's affine; voxels outside the store are NaN.
     """
     import nibabel as nib
 
@@ -100,8 +111,19 @@ def volume_image(values, store: xr.Dataset, *, name: str = "values"):
 
 
 def mean_image(store: xr.Dataset):
-    """The store's mean image: each voxel's mean response over presentations (NaN trials
-    left out), on the store's grid; NaN outside the store's voxels."""
+    """The store's mean image: each voxel's mean response over presentations.
+
+    Parameters
+    ----------
+    store : xr.Dataset
+        Volumetric store (see :func:`volume_image`).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The mean over presentations (NaN trials left out) on the store's grid; NaN outside
+        the store's voxels. The background of :func:`plot_volume_map`.
+    """
     _check_volumetric(store, "mean_image")
     resp = store["responses"]
     other = [d for d in resp.dims if d != "neuroid"]
@@ -159,12 +181,16 @@ def plot_volume_map(
         ROI contours (``roi_*`` coords of the store).
     cmap, vmin, vmax, threshold : display options (default range: the data's, symmetric
         around 0 when the data have both signs).
+    title : str, optional
+        Figure title.
     save : path, optional
+        Write the figure (``.png``/``.svg``/``.pdf``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        The slices and one colour bar, whose image limits are ``(vmin, vmax)``.
+        The slices and one colour bar, whose image limits are ``(vmin, vmax)``. The figure is pyplot-managed: it displays in
+        Jupyter; close it with ``plt.close(fig)`` in batch use.
     """
     import nibabel as nib
     from nilearn import plotting
@@ -216,6 +242,18 @@ def load_fsaverage_mesh(mesh: str = "fsaverage5", *, data_dir: str | Path | None
     are read from nilearn's data folder (``$NILEARN_DATA`` or ``~/nilearn_data``, or
     ``data_dir``) where ``nilearn.datasets.fetch_surf_fsaverage(mesh)`` puts them; they are
     never downloaded here.
+
+    Parameters
+    ----------
+    mesh : str
+        ``"fsaverage5"`` or another fsaverage mesh name of nilearn (``"fsaverage"``, ...).
+    data_dir : path-like, optional
+        nilearn's data folder (default: ``$NILEARN_DATA`` or ``~/nilearn_data``).
+
+    Returns
+    -------
+    dict
+        ``{"pial": {"left": mesh, "right": mesh}, "white": {...}}``, nilearn surface meshes.
 
     Raises
     ------
@@ -309,6 +347,8 @@ def project_to_fsaverage(
         data folder (see :func:`load_fsaverage_mesh`).
     radius : float
         nilearn's sampling radius (mm), used where the white surface is not.
+    data_dir : path-like, optional
+        nilearn's data folder, for meshes other than fsaverage5.
 
     Returns
     -------

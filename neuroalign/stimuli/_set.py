@@ -106,7 +106,14 @@ class StimulusSet:
         return stimulus_id in self._index
 
     def to_dataframe(self):
-        """The table: one row per stimulus, ``stimulus_id`` index, ``modality`` and sources."""
+        """The set as a table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per stimulus, indexed by ``stimulus_id``, with ``modality`` and the
+            source columns (e.g. ``image_file``).
+        """
         import pandas as pd
 
         df = pd.DataFrame({"modality": [self.modality] * len(self), **self.source})
@@ -114,7 +121,23 @@ class StimulusSet:
         return df
 
     def positions(self, stimulus_ids: Sequence[str]) -> np.ndarray:
-        """Positions of ``stimulus_ids`` in the set; unknown ids raise and are named."""
+        """Positions of ``stimulus_ids`` in the set.
+
+        Parameters
+        ----------
+        stimulus_ids : sequence of str
+            Ids to look up.
+
+        Returns
+        -------
+        ndarray of int
+            Their positions, in the order given.
+
+        Raises
+        ------
+        StimulusMismatchError
+            Some ids are not in the set (the message names them).
+        """
         missing = [s for s in stimulus_ids if s not in self._index]
         if missing:
             raise StimulusMismatchError(
@@ -124,7 +147,18 @@ class StimulusSet:
         return np.array([self._index[s] for s in stimulus_ids], dtype=int)
 
     def subset(self, stimulus_ids: Sequence[str]) -> StimulusSet:
-        """A new set holding ``stimulus_ids`` (in that order), loading from the same source."""
+        """A new set holding ``stimulus_ids`` (in that order), loading from the same source.
+
+        Parameters
+        ----------
+        stimulus_ids : sequence of str
+            Ids of this set.
+
+        Returns
+        -------
+        StimulusSet
+            The subset (its content hash stays tied to the same source).
+        """
         pos = self.positions(list(stimulus_ids))
         parent = self._loader
 
@@ -139,7 +173,12 @@ class StimulusSet:
 
     # -- loading --------------------------------------------------------------------
     def load(self, indices: Sequence[int] | slice | None = None) -> list[Any]:
-        """Load the stimuli at ``indices`` (positions; all when ``None``).
+        """Load the stimuli at ``indices``.
+
+        Parameters
+        ----------
+        indices : sequence of int, slice or None
+            Positions in the set (negative ones count from the end); ``None`` loads all.
 
         Returns
         -------
@@ -166,7 +205,20 @@ class StimulusSet:
         return self.load([key])[0]
 
     def iter_batches(self, batch_size: int):
-        """Yield ``(start, stop, items)`` batches in order."""
+        """Load the set batch by batch, in order.
+
+        Parameters
+        ----------
+        batch_size : int
+            Stimuli per batch.
+
+        Yields
+        ------
+        start, stop : int
+            Positions of the batch.
+        items : list
+            The loaded stimuli (as :meth:`load`).
+        """
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
             yield start, stop, self.load(range(start, stop))
@@ -177,6 +229,11 @@ class StimulusSet:
 
         Texts and in-memory arrays are hashed by value; files by path, size and
         modification time. Used in feature-cache keys.
+
+        Returns
+        -------
+        str
+            32 hexadecimal characters.
         """
         payload = json.dumps(
             {"ids": self._ids, "modality": self.modality, "content": self._fingerprint},
@@ -258,7 +315,20 @@ class StimulusSet:
 
     @classmethod
     def from_arrays(cls, images: np.ndarray, ids: Sequence[str] | None = None) -> StimulusSet:
-        """In-memory uint8 images ``(N, H, W, 3)`` as stimuli (ids ``image-00000``, ...)."""
+        """In-memory images as stimuli.
+
+        Parameters
+        ----------
+        images : ndarray of uint8, shape (N, H, W, 3)
+            The images.
+        ids : sequence of str, optional
+            Their stimulus ids (default ``image-00000``, ``image-00001``, ...).
+
+        Returns
+        -------
+        StimulusSet
+            An image set hashed by the pixel values.
+        """
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise DataFormatError(
@@ -280,6 +350,18 @@ class StimulusSet:
         """Every image file under ``path`` (recursively, sorted).
 
         Ids are the file paths relative to ``path`` without extension (``cat/001``).
+
+        Parameters
+        ----------
+        path : path-like
+            The folder.
+        extensions : sequence of str
+            File suffixes counted as images (case-insensitive).
+
+        Returns
+        -------
+        StimulusSet
+            An image set reading the files on demand.
         """
         root = Path(path)
         if not root.is_dir():

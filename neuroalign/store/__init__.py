@@ -1,7 +1,7 @@
 """The stimulus-response store: schema, zarr I/O, folds and reliability.
 
 A store is a plain :class:`xarray.Dataset` with variable ``responses`` on dims
-``('presentation', 'neuroid'[, 'time'])`` and the coordinates of DESIGN.md §2.
+``('presentation', 'neuroid'[, 'time'])`` and the coordinates of docs/design.md ("The store").
 Build one from your own data with :func:`from_arrays`, :func:`from_nifti` (NIfTI betas
 and a BIDS events table) or :func:`from_epochs` (MNE).
 Importing this module registers the ``ds.na`` accessor.
@@ -11,18 +11,21 @@ from neuroalign.store._accessor import StoreAccessor
 from neuroalign.store._builders import from_arrays
 from neuroalign.store._builders_neuro import from_epochs, from_nifti
 from neuroalign.store._folds import StimulusKFold, cv_folds
+
+# imported ``as`` themselves: plumbing for neuroalign's own modules, importable from here but
+# not in __all__ (not part of the public API)
+from neuroalign.store._io import COMPLETE_MARKER as COMPLETE_MARKER
+from neuroalign.store._io import MANIFEST as MANIFEST
+from neuroalign.store._io import atomic_dir as atomic_dir
 from neuroalign.store._io import (
-    COMPLETE_MARKER,
-    MANIFEST,
-    atomic_dir,
     open_store,
-    read_zarr,
     save_results,
     save_store,
     verify_store,
-    write_manifest,
-    write_zarr,
 )
+from neuroalign.store._io import read_zarr as read_zarr
+from neuroalign.store._io import write_manifest as write_manifest
+from neuroalign.store._io import write_zarr as write_zarr
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
 from neuroalign.store._schema import (
@@ -48,12 +51,6 @@ __all__ = [
     "check_store",
     "save_store",
     "open_store",
-    "atomic_dir",
-    "COMPLETE_MARKER",
-    "MANIFEST",
-    "write_manifest",
-    "write_zarr",
-    "read_zarr",
     "save_results",
     "verify_store",
     "average_repetitions",

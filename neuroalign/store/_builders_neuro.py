@@ -183,6 +183,9 @@ def from_nifti(
     mask : path or NIfTI image, optional
         Binary brain mask on the grid of ``imgs`` (it defines the neuroids); computed by
         :class:`nilearn.maskers.NiftiMasker` (``mask_strategy``) when not given.
+    mask_strategy : str
+        How nilearn computes the mask when ``mask`` is not given (``"background"``,
+        ``"epi"``, ``"whole-brain-template"``, ...).
     rois : mapping {name: binary mask image}, optional
     atlases : (label image, {label: name}) or a list of such pairs, optional
         ROI images are resampled to the mask's grid with nearest-neighbour interpolation.

@@ -90,6 +90,16 @@ class StimulusKFold:
     Use it wherever a scikit-learn ``cv=`` is accepted::
 
         GridSearchCV(est, grid, cv=StimulusKFold(5)).fit(X, y, groups=stimulus_ids)
+
+    Parameters
+    ----------
+    n_splits : int
+        Number of folds.
+    shuffle : bool
+        Shuffle the stimuli before assigning folds (from the sorted ids, so the folds depend
+        on the set of stimuli and the seed, never on the row order).
+    seed : int, optional
+        Seed of the shuffle.
     """
 
     def __init__(self, n_splits: int = 5, *, shuffle: bool = True, seed: int | None = 0) -> None:
@@ -98,8 +108,22 @@ class StimulusKFold:
         self.seed = seed
 
     def split(self, X=None, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Folds over the rows of ``X``, grouped by ``groups`` (the stimulus id of each row;
-        taken from ``X``'s ``stimulus_id`` coordinate when ``X`` is an xarray object)."""
+        """Folds over the rows of ``X``, grouped by stimulus.
+
+        Parameters
+        ----------
+        X : array-like or xarray object, optional
+            The rows; an xarray object with a ``stimulus_id`` coordinate gives the groups.
+        y : array-like, optional
+            Ignored (scikit-learn's signature).
+        groups : array-like, optional
+            The stimulus id of each row (needed unless ``X`` carries them).
+
+        Yields
+        ------
+        train, test : ndarray of int
+            Row indices of each fold; all rows of a stimulus are on one side.
+        """
         if groups is None:
             if isinstance(X, xr.Dataset | xr.DataArray):
                 groups = X
@@ -110,6 +134,18 @@ class StimulusKFold:
         yield from cv_folds(groups, self.n_splits, shuffle=self.shuffle, seed=self.seed)
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        """Number of folds.
+
+        Parameters
+        ----------
+        X, y, groups : optional
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        int
+            ``n_splits``.
+        """
         return self.n_splits
 
     def __repr__(self) -> str:

@@ -86,6 +86,11 @@ def write_manifest(path: str | os.PathLike) -> Path:
     :data:`COMPLETE_MARKER` (which records that a manifest exists, so that a deleted
     manifest is noticed too).
 
+    Parameters
+    ----------
+    path : path-like
+        The zarr folder.
+
     Returns
     -------
     Path
@@ -201,6 +206,11 @@ def verify_store(path: str | os.PathLike) -> dict[str, Any]:
     """Check every checksum of a zarr folder written by neuroalign (or of each such folder in
     an output folder, e.g. a fit's ``results.zarr``).
 
+    Parameters
+    ----------
+    path : path-like
+        A store, a zarr folder or an output folder holding such folders.
+
     Returns
     -------
     dict
@@ -289,6 +299,20 @@ def write_zarr(ds: xr.Dataset, path: str | os.PathLike, *,
     JSON-serialisable; then :func:`write_manifest`. Not atomic by itself: call it on the
     temporary folder of an :class:`~neuroalign._files.atomic_dir` (or use
     :func:`save_results` / :func:`save_store`).
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        What to write.
+    path : path-like
+        The zarr folder (replaced if present).
+    encoding : dict, optional
+        Per-variable zarr encoding (chunks, compressors), as :meth:`xarray.Dataset.to_zarr`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     _zarr_ready(ds).to_zarr(path, mode="w", zarr_format=_ZARR_FORMAT, consolidated=True,
@@ -299,7 +323,29 @@ def write_zarr(ds: xr.Dataset, path: str | os.PathLike, *,
 
 def save_results(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False,
                  kind: str = "results") -> Path:
-    """Write a results Dataset to the zarr folder ``path`` atomically (see :func:`write_zarr`)."""
+    """Write a results Dataset to the zarr folder ``path`` atomically (see :func:`write_zarr`).
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        The results.
+    path : path-like
+        The zarr folder; it appears only when complete.
+    overwrite : bool
+        Replace an earlier output of the same kind (never a folder neuroalign did not write).
+    kind : str
+        What the folder is, recorded in its ``.neuroalign`` marker.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and may not be replaced.
+    """
     path = Path(path)
     with atomic_dir(path, overwrite=overwrite, kind=kind) as tmp:
         write_zarr(ds, tmp)
@@ -309,6 +355,22 @@ def save_results(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = F
 def read_zarr(path: str | os.PathLike, chunks: Any = None, *, what: str = "zarr folder",
               verify: bool | None = None) -> xr.Dataset:
     """Open a zarr folder written by :func:`write_zarr`, checked against its manifest.
+
+    Parameters
+    ----------
+    path : path-like
+        The zarr folder.
+    chunks : optional
+        As :func:`open_store`.
+    what : str
+        What the folder is, for error messages.
+    verify : bool, optional
+        Check every checksum (default: for folders up to :data:`VERIFY_AT_OPEN_BYTES`).
+
+    Returns
+    -------
+    xr.Dataset
+        The folder's contents (lazy).
 
     Raises
     ------
@@ -422,12 +484,31 @@ def open_store(
         :data:`VERIFY_AT_OPEN_BYTES`; larger ones get every chunk's presence and size
         checked (run :func:`verify_store` or ``neuroalign store verify`` for the rest).
 
+    Returns
+    -------
+    xr.Dataset
+        The store (checked with :func:`check_store` when ``check``).
+
     Raises
     ------
     FileNotFoundError
         ``path`` does not exist, or is an incomplete store (an interrupted save).
     StoreCorruptError
         A chunk is missing, truncated or altered; the message names the array and chunk.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from neuroalign.store import from_arrays, open_store, save_store
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.zarr")
+    >>> store = from_arrays(np.arange(12.0).reshape(4, 3), ["a", "b", "a", "c"])
+    >>> _ = save_store(store, path)
+    >>> back = open_store(path)
+    >>> dict(back.sizes), back["stimulus_id"].values.tolist()
+    ({'presentation': 4, 'neuroid': 3}, ['a', 'b', 'a', 'c'])
+    >>> back["responses"].values[2].tolist()
+    [6.0, 7.0, 8.0]
     """
     path = Path(path)
     if isinstance(chunks, int) and not isinstance(chunks, bool):

@@ -184,12 +184,41 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
 
 
 def roi_names(ds: xr.Dataset | xr.DataArray) -> list[str]:
-    """Names of the ROIs of a store (its ``roi_*`` coordinates, without the prefix)."""
+    """Names of the ROIs of a store.
+
+    Parameters
+    ----------
+    ds : xr.Dataset or xr.DataArray
+        A store, or anything with ``roi_*`` coordinates.
+
+    Returns
+    -------
+    list of str
+        Its ``roi_*`` coordinates without the prefix.
+    """
     return [str(c)[len(ROI_PREFIX):] for c in ds.coords if str(c).startswith(ROI_PREFIX)]
 
 
 def select_roi(ds: xr.Dataset, name: str | list[str]) -> xr.Dataset:
-    """Neuroids of ROI ``name`` (``"V1v"`` or ``"roi_V1v"``); a list selects the union."""
+    """Neuroids of an ROI.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+    name : str or list of str
+        ``"V1v"`` or ``"roi_V1v"``; a list selects the union.
+
+    Returns
+    -------
+    xr.Dataset
+        The store restricted to those neuroids.
+
+    Raises
+    ------
+    KeyError
+        An unknown ROI (the message lists the store's ROIs).
+    """
     names = [name] if isinstance(name, str) else list(name)
     available = roi_names(ds)
     mask = np.zeros(ds.sizes[NEUROID_DIM], dtype=bool)
@@ -209,6 +238,18 @@ def select_split(ds: xr.Dataset, split: str) -> xr.Dataset:
     The store passes :func:`~neuroalign.store.check_store` first, so a stimulus with
     presentations in both splits raises :class:`~neuroalign.exceptions.SplitLeakageError`
     unless the store allows it (attribute ``allow_split_overlap``).
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+    split : {"train", "test"}
+        The split.
+
+    Returns
+    -------
+    xr.Dataset
+        The store restricted to that split's presentations (or stimuli).
     """
     check_option(split, SPLITS, name="split", func="split")
     check_store(ds)
@@ -262,6 +303,11 @@ def zscore(
     strict : bool
         Raise :class:`~neuroalign.exceptions.DataFormatError` instead of warning about
         unusable neuroids.
+
+    Returns
+    -------
+    xr.Dataset
+        The store with ``responses`` z-scored (the input is not modified).
 
     Notes
     -----

@@ -208,6 +208,18 @@ def repetition_counts(ds: xr.Dataset, split: str | None = "test") -> np.ndarray:
     ``split=None``, or a split the store does not have, counts all stimuli. A trial-level
     store counts its presentations per ``stimulus_id``; an averaged store reports its
     ``n_repetitions`` coordinate.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+    split : {"train", "test"} or None
+        The split whose stimuli are counted.
+
+    Returns
+    -------
+    ndarray of int
+        One count per stimulus.
     """
     check_store(ds)
     if split is not None:

@@ -1,4 +1,4 @@
-"""The stimulus-response schema (DESIGN.md §2) and its one gate, :func:`check_store`."""
+"""The stimulus-response schema (docs/design.md, "The store") and its one gate, :func:`check_store`."""
 
 from __future__ import annotations
 
@@ -71,13 +71,35 @@ _KIND_NAMES = {"U": "str", "iu": "int", "f": "float", "b": "bool"}
 
 
 def sample_dim(ds: xr.Dataset) -> str:
-    """``'presentation'`` for a trial-level store, ``'stimulus'`` for an averaged one."""
+    """The sample dim of a store.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+
+    Returns
+    -------
+    str
+        ``'presentation'`` for a trial-level store, ``'stimulus'`` for an averaged one.
+    """
     dims = ds[RESPONSE_VAR].dims if RESPONSE_VAR in ds else tuple(ds.dims)
     return TRIAL_DIM if TRIAL_DIM in dims else STIMULUS_DIM
 
 
 def is_trial_level(ds: xr.Dataset) -> bool:
-    """True when ``ds`` holds one row per presentation (repetitions not averaged)."""
+    """Whether ``ds`` holds one row per presentation.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+
+    Returns
+    -------
+    bool
+        True for a trial-level store, False after repetition averaging.
+    """
     return sample_dim(ds) == TRIAL_DIM
 
 
@@ -85,6 +107,16 @@ def split_overlap(ds: xr.Dataset) -> np.ndarray:
     """Stimulus ids (sorted) with presentations in more than one split; empty if none.
 
     Only a trial-level store can have such stimuli (an averaged one has one row each).
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+
+    Returns
+    -------
+    ndarray of str
+        The sorted stimulus ids in more than one split.
     """
     if sample_dim(ds) != TRIAL_DIM or "split" not in ds.coords:
         return np.array([], dtype=str)

@@ -24,6 +24,16 @@ def summary(ds: xr.Dataset) -> str:
 
     A store that allows stimuli in both splits (attribute ``allow_split_overlap``) says so,
     with the number of such stimuli and the first few of them.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A store.
+
+    Returns
+    -------
+    str
+        The description (what ``neuroalign info`` prints).
     """
     resp = ds[RESPONSE_VAR]
     dim = sample_dim(ds)

@@ -39,10 +39,12 @@ _IMAGES_JS = """JSON.stringify(Array.from(document.images).map(img => ({
 
 @dataclass
 class BrowserCheck:
-    """What :func:`check_html` saw.
+    """What :func:`check_html` saw (a dataclass; fields as parameters).
 
-    Attributes
+    Parameters
     ----------
+    path : Path
+        The page checked.
     console_errors : list of str
         ``console.error``/``console.assert`` calls, uncaught exceptions and browser log
         entries of level error (e.g. a resource that failed to load).
@@ -50,6 +52,7 @@ class BrowserCheck:
         Every ``<img>``: ``src`` (cut to 80 characters), ``complete``, ``width``, ``height``
         (natural size; 0 when the image did not load).
     screenshot : Path or None
+        The screenshot written, if any.
     values : dict
         The results of the ``evaluate`` expressions of :func:`check_html` (JSON values).
     """
@@ -69,6 +72,13 @@ class BrowserCheck:
         return not self.console_errors and not self.broken_images
 
     def problems(self) -> str:
+        """What went wrong, one line per problem.
+
+        Returns
+        -------
+        str
+            Console errors and images that did not load, or ``"none"``.
+        """
         lines = [f"console error: {e}" for e in self.console_errors]
         lines += [f"image did not load: {s}" for s in self.broken_images]
         return "\n".join(lines) or "none"
@@ -76,7 +86,13 @@ class BrowserCheck:
 
 def find_chromium() -> str | None:
     """``$NEUROALIGN_CHROMIUM`` if set, else ``chromium`` / ``chromium-browser`` /
-    ``google-chrome`` on ``PATH``; ``None`` when there is none."""
+    ``google-chrome`` on ``PATH``; ``None`` when there is none.
+
+    Returns
+    -------
+    str or None
+        The browser binary.
+    """
     env = os.environ.get("NEUROALIGN_CHROMIUM")
     if env:
         return env if Path(env).is_file() else shutil.which(env)
@@ -207,6 +223,11 @@ def check_html(path: str | os.PathLike, *, screenshot: str | os.PathLike | None 
         the page loaded and settled, e.g. ``{"title": "document.title"}``; their JSON values
         go to :attr:`BrowserCheck.values`. They run after the page's own scripts, so they see
         what those did.
+
+    Returns
+    -------
+    BrowserCheck
+        Console errors, images, screenshot and evaluated values.
 
     Raises
     ------

@@ -40,6 +40,20 @@ def write_crafted_pickle(path: str | os.PathLike, sentinel: str | os.PathLike, *
 
     ``torch_format=True`` writes it with ``torch.save`` (a zip archive holding the pickle, as
     a ``.pt``/``.pth``/``.bin`` checkpoint is), else as a bare pickle.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write.
+    sentinel : path-like
+        The file that unpickling creates.
+    torch_format : bool
+        Write with ``torch.save`` instead of a bare pickle.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

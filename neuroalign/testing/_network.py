@@ -94,6 +94,11 @@ def empty_model_caches(root: str | os.PathLike) -> Iterator[SimpleNamespace]:
     ``root/home`` (open_clip's ``~/.cache/clip``). Together with :func:`block_network` this
     shows whether code reaches for the network on its own. Everything is restored on exit.
 
+    Parameters
+    ----------
+    root : path-like
+        Folder for the empty caches.
+
     Yields
     ------
     SimpleNamespace
@@ -140,9 +145,27 @@ def empty_model_caches(root: str | os.PathLike) -> Iterator[SimpleNamespace]:
 
 def place_in_hub_cache(hub: str | os.PathLike, repo_id: str, save, *,
                        commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
-    """Lay out a repository as the Hugging Face cache does (``models--org--name/refs/main``
-    naming ``snapshots/<commit>/``); ``save(folder)`` writes the files. Returns the snapshot
-    folder."""
+    """Lay out a repository as the Hugging Face cache does.
+
+    ``models--org--name/refs/main`` names ``snapshots/<commit>/``, where ``save`` writes
+    the files.
+
+    Parameters
+    ----------
+    hub : path-like
+        The Hub cache folder.
+    repo_id : str
+        ``"org/name"``.
+    save : callable
+        ``save(folder)`` writes the repository's files into ``folder``.
+    commit : str
+        The snapshot's commit hash.
+
+    Returns
+    -------
+    pathlib.Path
+        The snapshot folder.
+    """
     folder = Path(hub) / f"models--{repo_id.replace('/', '--')}"
     snap = folder / "snapshots" / commit
     snap.mkdir(parents=True)

@@ -32,6 +32,34 @@ def make_store(
     ``n_times``, responses get a ``time`` dim (signal identical at every time point).
     The store carries ``true_ncsnr`` on ``neuroid``; with ``return_signal=True`` the true
     signal is also returned, as a DataArray with dims ``('stimulus', 'neuroid')``.
+
+    Parameters
+    ----------
+    n_stimuli, n_neuroids : int
+        Sizes.
+    n_repetitions : int
+        Presentations of every stimulus.
+    n_test : int
+        Stimuli in the test split (the first ``n_test`` ids).
+    ncsnr : float or ndarray
+        True ncsnr, scalar or per neuroid (0: pure noise).
+    n_sessions : int
+        Sessions the presentations are spread over.
+    n_times : int, optional
+        Time points (MEG/EEG-like store).
+    rois : dict of str to bool array, optional
+        ROI masks over neuroids.
+    seed : int
+        Seed of signal, noise and order.
+    dtype : numpy dtype
+        Dtype of ``responses``.
+    return_signal : bool
+        Also return the true signal.
+
+    Returns
+    -------
+    xr.Dataset or (xr.Dataset, xr.DataArray)
+        The store, and with ``return_signal`` the true signal.
     """
     rng = np.random.default_rng(seed)
     snr = np.broadcast_to(np.asarray(ncsnr, dtype=float), (n_neuroids,)).copy()
@@ -93,7 +121,20 @@ def make_store(
 
 
 def assert_store_equal(a: xr.Dataset, b: xr.Dataset, *, rtol: float = 0, atol: float = 0) -> None:
-    """Assert two stores are identical (exactly, or values within tolerances)."""
+    """Assert two stores are identical (exactly, or values within tolerances).
+
+    Parameters
+    ----------
+    a, b : xr.Dataset
+        The stores.
+    rtol, atol : float
+        Tolerances on values (0 and 0: identical, attrs included).
+
+    Raises
+    ------
+    AssertionError
+        They differ.
+    """
     if rtol == 0 and atol == 0:
         xr.testing.assert_identical(a, b)
     else:
@@ -108,6 +149,20 @@ def ncsnr_sampling_sd(ncsnr, n_images: int, n_repetitions: int) -> np.ndarray:
     estimate over ``n_images * (n_repetitions - 1)`` degrees of freedom has sd
     ``f * sqrt(2 / dof)``, and ``ncsnr = sqrt((1 - f) / f)`` moves by
     ``sd_f / (2 f² ncsnr)``.
+
+    Parameters
+    ----------
+    ncsnr : float or array-like
+        True ncsnr.
+    n_images : int
+        Stimuli with repetitions.
+    n_repetitions : int
+        Repetitions of each.
+
+    Returns
+    -------
+    ndarray
+        The approximate standard deviation of the estimate.
     """
     s = np.asarray(ncsnr, dtype=float)
     f = 1.0 / (1.0 + s**2)

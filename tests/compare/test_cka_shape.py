@@ -11,7 +11,7 @@ from neuroalign.exceptions import DimensionError, NotFittedError, StimulusMismat
 RTOL = 1e-4
 
 
-# ---- reference: Kornblith et al. (2019) CKA, written from the formulas in REFERENCES.md
+# ---- reference: Kornblith et al. (2019) CKA, written from the paper's formulas
 def _ref_center(G, unbiased):
     G = G.copy()
     n = len(G)

@@ -1,4 +1,4 @@
-"""Writers of tiny synthetic files in the published dataset formats (DATASETS.md).
+"""Writers of tiny synthetic files in the published dataset formats (the cards in datasets/*.toml).
 
 Each writer returns what it wrote (raw arrays, ids) so tests can check loaded values
 element by element. Nothing here is real dataset content.

@@ -1,4 +1,4 @@
-"""The simulated THINGS-EEG2 tree matches the published format (DATASETS.md §4)."""
+"""The simulated THINGS-EEG2 tree matches the published format (the card datasets/things-eeg2.toml)."""
 
 import numpy as np
 from PIL import Image

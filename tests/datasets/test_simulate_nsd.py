@@ -1,4 +1,4 @@
-"""The simulated NSD tree matches the published format (DATASETS.md §1) and its truth."""
+"""The simulated NSD tree matches the published format (the card datasets/nsd.toml) and its truth."""
 
 import json
 

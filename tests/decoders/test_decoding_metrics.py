@@ -1,4 +1,4 @@
-"""Decoding metrics against hand computations on small arrays (REFERENCES.md §B)."""
+"""Decoding metrics against hand computations on small arrays (as MindEye, Scotti et al. 2023, reports them)."""
 
 from __future__ import annotations
 

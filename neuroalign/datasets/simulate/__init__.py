@@ -73,9 +73,9 @@ STORE_FILE = "store.zarr"
 
 @dataclass
 class SimulationResult:
-    """A simulated dataset on disk.
+    """A simulated dataset on disk (a dataclass; fields as parameters).
 
-    Attributes
+    Parameters
     ----------
     root : Path
         The dataset folder (NSD or THINGS-EEG2 layout).
@@ -98,20 +98,50 @@ class SimulationResult:
         return self.root / STORE_FILE
 
     def store(self, chunks=None) -> xr.Dataset:
-        """The store the simulated files encode (opened from ``store.zarr``)."""
+        """The store the simulated files encode (opened from ``store.zarr``).
+
+        Parameters
+        ----------
+        chunks : optional
+            As :func:`neuroalign.store.open_store`.
+
+        Returns
+        -------
+        xr.Dataset
+            The trial-level store.
+        """
         from neuroalign.store import open_store
 
         return open_store(self.store_path, chunks=chunks)
 
     def brain(self) -> GroundTruthBrain:
-        """The ground truth as a callable model of every neuroid's noise-free response."""
+        """The ground truth as a callable model of every neuroid's noise-free response.
+
+        Returns
+        -------
+        GroundTruthBrain
+            The network and read-out weights of ``truth.json``.
+        """
         return GroundTruthBrain.from_truth(self.truth)
 
     def layer_of_roi(self) -> dict[str, str]:
+        """The layer each simulated ROI reads.
+
+        Returns
+        -------
+        dict of str to str
+            ``{roi: layer}``, in hierarchy order.
+        """
         return dict(self.truth["layer_of_roi"])
 
     def true_ncsnr(self) -> xr.DataArray:
-        """True ncsnr per neuroid (peak ncsnr per sensor for EEG), indexed like the store."""
+        """True ncsnr per neuroid (peak ncsnr per sensor for EEG), indexed like the store.
+
+        Returns
+        -------
+        xr.DataArray
+            On ``neuroid``, with ``neuroid_id``.
+        """
         key = "ncsnr" if self.format == "nsd" else "ncsnr_peak"
         ids = [n["neuroid_id"] for n in self.truth["neuroids"]]
         return xr.DataArray(
@@ -120,7 +150,13 @@ class SimulationResult:
         )
 
     def true_noise_ceiling(self) -> xr.DataArray:
-        """True noise ceiling (percent) per neuroid for the test-set averages."""
+        """True noise ceiling (percent) per neuroid for the test-set averages.
+
+        Returns
+        -------
+        xr.DataArray
+            On ``neuroid``, with ``neuroid_id``.
+        """
         key = "noise_ceiling" if self.format == "nsd" else "noise_ceiling_peak"
         ids = [n["neuroid_id"] for n in self.truth["neuroids"]]
         return xr.DataArray(
@@ -130,7 +166,23 @@ class SimulationResult:
 
     @classmethod
     def load(cls, root: str | Path) -> SimulationResult:
-        """Open a simulated dataset written earlier (reads ``truth.json``)."""
+        """Open a simulated dataset written earlier (reads ``truth.json``).
+
+        Parameters
+        ----------
+        root : path-like
+            The dataset folder.
+
+        Returns
+        -------
+        SimulationResult
+            The dataset and its truth.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``root`` holds no ``truth.json``.
+        """
         root = Path(root)
         path = root / TRUTH_FILE
         if not path.exists():
@@ -142,6 +194,13 @@ class SimulationResult:
         return cls(root=root, format=truth["format"], truth=truth)
 
     def summary(self) -> str:
+        """A short description: the true network, the layer of each ROI, the ncsnr range.
+
+        Returns
+        -------
+        str
+            Several lines.
+        """
         t = self.truth
         lines = [f"simulated {t['format']} dataset at {self.root}",
                  f"ground truth: {t['model']['arch']} (seed {t['model']['seed']}), layers by ROI:"]

@@ -1,4 +1,4 @@
-"""Write a simulated subject as a THINGS-EEG2-format tree (DATASETS.md §4)."""
+"""Write a simulated subject as a THINGS-EEG2-format tree (the card datasets/things-eeg2.toml)."""
 
 from __future__ import annotations
 

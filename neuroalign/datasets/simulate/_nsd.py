@@ -1,4 +1,4 @@
-"""Write a simulated subject as an NSD-format tree (DATASETS.md §1)."""
+"""Write a simulated subject as an NSD-format tree (the card datasets/nsd.toml)."""
 
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def simulate_nsd(
         },
     )
 
-    # trial -> image for this subject (DATASETS.md §1.2)
+    # trial -> image for this subject (the card datasets/nsd.toml)
     nsd_of_trial = (subjectim[subject - 1, masterordering.astype(int) - 1].astype(int) - 1)
     session_of_trial = np.arange(n_trials) // per_session + 1
     run_of_trial = (np.arange(n_trials) % per_session) * runs // per_session + 1

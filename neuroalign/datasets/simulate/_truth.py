@@ -132,6 +132,19 @@ class GroundTruthBrain:
     ``signal_v = amplitude_v * (w_v · z) / s_v`` with ``z = (a - mean) / sd`` standardised by
     the simulation's stimulus-set statistics and ``s_v`` the sd of ``w_v · z`` over that
     set, so the signal has sd ``amplitude_v`` (percent signal change) over the stimuli.
+
+    Parameters
+    ----------
+    arch : str
+        The torchvision architecture of the true network (e.g. ``"resnet18"``).
+    seed : int
+        Seed of its random weights.
+    layer_mean, layer_sd : dict of str to ndarray
+        Per layer, the mean and sd of the pooled activations over the simulated stimuli.
+    neuroids : list of dict
+        Per neuroid: id, ROI, layer, read-out weights and amplitude (``truth.json``).
+    _model : torch.nn.Module, optional
+        The network, built on first use.
     """
 
     arch: str
@@ -152,6 +165,13 @@ class GroundTruthBrain:
         return sorted({n["layer"] for n in self.neuroids if n.get("layer") and "@" not in n["layer"]})
 
     def rois(self) -> list[str]:
+        """Names of the simulated ROIs.
+
+        Returns
+        -------
+        list of str
+            Sorted.
+        """
         return sorted({n["roi"] for n in self.neuroids if n.get("roi")})
 
     def signal(self, images: np.ndarray, *, activations: dict[str, np.ndarray] | None = None) -> np.ndarray:
@@ -160,6 +180,18 @@ class GroundTruthBrain:
         Undriven neuroids respond 0. Neuroids of a routing ROI (layer ``"layer3@target"``)
         read the layer at a target position that only the simulated images define; they
         are NaN here.
+
+        Parameters
+        ----------
+        images : ndarray of uint8, shape (N, H, W, 3)
+            Any images.
+        activations : dict of str to ndarray, optional
+            Pooled activations of the true network's layers, when already computed.
+
+        Returns
+        -------
+        ndarray, shape (N, n_neuroids)
+            The noise-free responses.
         """
         acts = activations or pooled_activations(self.model, images, self.layers)
         n = len(next(iter(acts.values()))) if acts else len(images)
@@ -178,7 +210,20 @@ class GroundTruthBrain:
         return out
 
     def roi_response(self, images: np.ndarray, roi: str) -> np.ndarray:
-        """Mean noise-free response of ROI ``roi``'s neuroids to each image: shape (N,)."""
+        """Mean noise-free response of an ROI's neuroids to each image.
+
+        Parameters
+        ----------
+        images : ndarray of uint8, shape (N, H, W, 3)
+            Any images.
+        roi : str
+            A simulated ROI.
+
+        Returns
+        -------
+        ndarray, shape (N,)
+            The ROI's mean response.
+        """
         idx = [v for v, nd in enumerate(self.neuroids) if nd.get("roi") == roi]
         if not idx:
             raise KeyError(f"Unknown ROI {roi!r}. Simulated ROIs: {self.rois()!r}.")
@@ -191,6 +236,13 @@ class GroundTruthBrain:
         return self.signal(images)[:, idx].mean(axis=1)
 
     def to_dict(self) -> dict[str, Any]:
+        """The brain as JSON-serialisable data (what ``truth.json`` stores).
+
+        Returns
+        -------
+        dict
+            Architecture, seed, layer statistics and neuroids.
+        """
         return {
             "arch": self.arch,
             "seed": self.seed,
@@ -200,7 +252,18 @@ class GroundTruthBrain:
 
     @classmethod
     def from_truth(cls, truth: dict[str, Any] | str | Path) -> GroundTruthBrain:
-        """Rebuild from a ``truth.json`` (path or loaded dict)."""
+        """Rebuild from a ``truth.json``.
+
+        Parameters
+        ----------
+        truth : dict or path-like
+            The loaded file, or its path.
+
+        Returns
+        -------
+        GroundTruthBrain
+            The brain the simulation was written from.
+        """
         if not isinstance(truth, dict):
             truth = json.loads(Path(truth).read_text())
         model = truth["model"]
