@@ -1,0 +1,59 @@
+"""The correlation RDM is accumulated over channel blocks: rsatoolbox's values, no
+full-size temporary of the data."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import rsatoolbox
+
+from neuroalign.compare import _rdm, rdm
+
+
+def _rsa_corr(X):
+    ds = rsatoolbox.data.Dataset(np.asarray(X, dtype=np.float64))
+    return rsatoolbox.rdm.calc_rdm(ds, method="correlation").get_matrices()[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("block_bytes", [8 * 40 * 7, 8 * 40 * 64, _rdm._BLOCK_BYTES])
+def test_blocked_correlation_equals_rsatoolbox(dtype, block_bytes, monkeypatch):
+    # blocks of 7 and 64 channels (a last, partial block) and one block; a large offset
+    # and mixed scales, so centring per block must use the row means of all channels
+    monkeypatch.setattr(_rdm, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((40, 150)) * rng.uniform(0.1, 10, (40, 1)) + 1e3).astype(dtype)
+    d = rdm(X, "correlation").values
+    np.testing.assert_allclose(d, _rsa_corr(X), rtol=1e-9, atol=1e-10)
+    assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0)
+    assert d.dtype == np.float64
+
+
+def test_shuffled_channels_and_rows_give_the_same_rdm():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((30, 500))
+    d = rdm(X).values
+    cols, rows = rng.permutation(500), rng.permutation(30)
+    np.testing.assert_allclose(rdm(X[:, cols]).values, d, atol=1e-13)
+    np.testing.assert_allclose(rdm(X[rows]).values, d[np.ix_(rows, rows)], atol=1e-13)
+
+
+def test_no_full_size_temporary(monkeypatch):
+    monkeypatch.setattr(_rdm, "_BLOCK_BYTES", 2**20)
+    X = np.random.default_rng(7).standard_normal((100, 40_000))  # 30.5 MiB
+    rdm(X[:, :10])  # warm-up
+    tracemalloc.start()
+    try:
+        rdm(X, "correlation")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one 1 MiB block and n x n matrices; a centred copy of the data would be 30.5 MiB
+    assert peak < 0.15 * X.nbytes, peak
+
+
+def test_constant_row_still_named():
+    X = np.random.default_rng(8).standard_normal((5, 300))
+    X[3] = 7.0
+    with pytest.raises(ValueError, match=r"1 pattern\(s\) are constant .*rows \[3\]"):
+        rdm(X)
