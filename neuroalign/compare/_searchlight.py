@@ -98,34 +98,48 @@ def _geometry(data, X, radius, threshold, mask_ijk, volume_shape, surface):
 
 def _chunk_rdms(X, table, metric: str, device):
     """RDM vectors ``(c, n_pairs)`` of the neighbourhoods in ``table`` (``-1`` = padding),
-    and which centres have a stimulus whose pattern is constant (correlation undefined)."""
+    and which centres have a stimulus whose pattern is constant (correlation undefined).
+
+    Patterns are gathered as ``(c, w, n)`` (voxels x stimuli per centre), padding zeroed,
+    centred over each neighbourhood's own voxels for ``"correlation"``; one batched
+    matrix product gives every centre's Gram matrix."""
     n = X.shape[0]
     c, w = table.shape
     valid = table >= 0
-    P = X[:, np.where(valid, table, 0).ravel()].reshape(n, c, w).transpose(1, 0, 2)
-    P = np.array(P, dtype=np.float64)  # (c, n, w), a copy
-    P *= valid[:, None, :]
+    # the neighbourhoods of consecutive centres lie in a window of neuroids: transpose that
+    # window only (stimuli last), then gather whole rows (c, w, n)
+    lo, hi = int(table[valid].min()), int(table.max()) + 1
+    XT = np.ascontiguousarray(X[:, lo:hi].T, dtype=np.float64)
+    P = np.take(XT, np.where(valid, table - lo, 0), axis=0)
+    del XT
+    vmask = valid[:, :, None]
+    P *= vmask
     count = valid.sum(1).astype(np.float64)
     iu = np.triu_indices(n, k=1)
     if metric == "correlation":
-        peak = np.abs(P).max(2)
-        P -= (P.sum(2) / count[:, None])[:, :, None]
-        P *= valid[:, None, :]
+        ones = valid[:, None, :].astype(np.float64)  # (c, 1, w): sums over the voxels
+        raw = np.einsum("cwn,cwn->cn", P, P)  # a constant row c: |c|^2 w
+        mean = np.matmul(ones, P)  # (c, 1, n)
+        mean /= count[:, None, None]
+        P -= mean
+        P *= vmask
     if device is not None:
         import torch
 
         Pt = torch.as_tensor(P, device=device)
-        sq = (Pt * Pt).sum(2)
-        G = Pt @ Pt.transpose(1, 2)
+        sq = (Pt * Pt).sum(1)
+        G = Pt.transpose(1, 2) @ Pt
         sq, G = sq.cpu().numpy(), G.cpu().numpy()
         del Pt
     else:
-        sq = np.einsum("cnw,cnw->cn", P, P)
-        G = np.matmul(P, P.transpose(0, 2, 1))
+        sq = np.einsum("cwn,cwn->cn", P, P)
+        G = np.matmul(P.transpose(0, 2, 1), P)
     del P
     if metric == "correlation":
+        # centring a constant row c leaves errors of a few eps |c| per voxel: a centred norm
+        # below 64 eps |c| sqrt(w) = 64 eps * the uncentred norm is zero in exact arithmetic
         norms = np.sqrt(sq)
-        const = norms <= 64 * _EPS * np.sqrt(count)[:, None] * peak
+        const = norms <= 64 * _EPS * np.sqrt(raw)
         bad = const.any(1)
         norms[const] = 1.0
         r = G[:, iu[0], iu[1]]
