@@ -404,6 +404,9 @@ def _systems_dict(systems: Any) -> dict[str, Any]:
     )
 
 
+_CROSS_BYTES = 32 * 2**20  # systems concatenated for one cross-product (per thread)
+
+
 def _parallel_rows(func, items: list, *, threads: bool) -> None:
     """``func(item)`` for every item, in :func:`neuroalign._config.max_threads` threads
     with BLAS, OpenMP and torch limited so that threads times their BLAS threads never
@@ -503,21 +506,28 @@ def distance_matrix(
     D = np.zeros((m, m))
 
     def row(i: int) -> None:
-        rest = prepared[i + 1:]
         Bi = prepared[i].B
-        if dev is not None:
-            import torch
+        j = i + 1
+        while j < m:  # the cross-products with the next systems, a block of them at a time
+            stop, size = j, 0
+            while stop < m and (stop == j or size + prepared[stop].B.nbytes <= _CROSS_BYTES):
+                size += prepared[stop].B.nbytes
+                stop += 1
+            rest = prepared[j:stop]
+            if dev is not None:
+                import torch
 
-            cross = Bi.T @ torch.cat([p.B for p in rest], dim=1)
-        else:
-            cross = Bi.T @ np.concatenate([p.B for p in rest], axis=1)
-        start = 0
-        for k, p in enumerate(rest):
-            r = p.B.shape[1]
-            nuc = _fast_nuclear(cross[:, start:start + r], prepared[i], p)
-            start += r
-            D[i, i + 1 + k] = D[i + 1 + k, i] = _pair_distance(
-                prepared[i], p, nuc, metric.score_method)
+                cross = Bi.T @ torch.cat([p.B for p in rest], dim=1)
+            else:
+                cross = Bi.T @ np.concatenate([p.B for p in rest], axis=1)
+            start = 0
+            for k, p in enumerate(rest):
+                r = p.B.shape[1]
+                nuc = _fast_nuclear(cross[:, start:start + r], prepared[i], p)
+                start += r
+                D[i, j + k] = D[j + k, i] = _pair_distance(prepared[i], p, nuc,
+                                                           metric.score_method)
+            j = stop
 
     _parallel_rows(row, list(range(m - 1)), threads=dev is None)
     return xr.DataArray(

@@ -63,3 +63,13 @@ def test_searchlight_threads_bounded_restored_and_equal(monkeypatch):
     assert len(seen) > 4 and all(a * blas <= 2 for a, blas in seen)
     assert _blas_threads() == before
     np.testing.assert_allclose(out.values, ref.values, rtol=1e-12, equal_nan=True)
+
+
+def test_distance_matrix_cross_products_in_blocks(monkeypatch):
+    rng = np.random.default_rng(2)
+    systems = [rng.standard_normal((40, w)) for w in (6, 9, 7, 6, 8)]
+    ref = distance_matrix(systems, "procrustes").values
+    monkeypatch.setattr(shape, "_CROSS_BYTES", 40 * 8 * 10)  # one or two systems per block
+    np.testing.assert_allclose(distance_matrix(systems, "procrustes").values, ref, rtol=1e-12)
+    monkeypatch.setattr(shape, "_CROSS_BYTES", 1)  # one system per block
+    np.testing.assert_allclose(distance_matrix(systems, "procrustes").values, ref, rtol=1e-12)
