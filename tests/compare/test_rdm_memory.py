@@ -39,8 +39,11 @@ def test_shuffled_channels_and_rows_give_the_same_rdm():
 
 
 def test_no_full_size_temporary(monkeypatch):
-    monkeypatch.setattr(_rdm, "_BLOCK_BYTES", 2**20)
-    X = np.random.default_rng(7).standard_normal((100, 40_000))  # 30.5 MiB
+    from neuroalign.compare import _inputs
+
+    monkeypatch.setattr(_rdm, "_BLOCK_BYTES", 2**16)
+    monkeypatch.setattr(_inputs, "_FINITE_BLOCK", 2**15)
+    X = np.random.default_rng(7).standard_normal((40, 8000))  # 2.4 MiB
     rdm(X[:, :10])  # warm-up
     tracemalloc.start()
     try:
@@ -48,8 +51,20 @@ def test_no_full_size_temporary(monkeypatch):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # one 1 MiB block and n x n matrices; a centred copy of the data would be 30.5 MiB
-    assert peak < 0.15 * X.nbytes, peak
+    # one 64 KiB block and 40 x 40 matrices; a centred copy of the data would be 2.4 MiB,
+    # a boolean finiteness mask of it 0.3 MiB
+    assert peak < 0.08 * X.nbytes, peak
+
+
+def test_nan_is_still_counted_by_blocks(monkeypatch):
+    from neuroalign.compare import _inputs
+
+    monkeypatch.setattr(_inputs, "_FINITE_BLOCK", 7)
+    X = np.random.default_rng(9).standard_normal((20, 5))
+    X[[3, 17], [1, 4]] = np.nan
+    X[11, 0] = np.inf
+    with pytest.raises(ValueError, match=r"'data' in rdm\(\): 3 NaN or infinite"):
+        rdm(X)
 
 
 def test_constant_row_still_named():
