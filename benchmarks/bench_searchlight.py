@@ -5,6 +5,7 @@ values; the parent checks that they agree and reports time, peak RSS and the rat
 
     nice -n 0 python benchmarks/bench_searchlight.py                 # small volume, both sides
     nice -n 0 python benchmarks/bench_searchlight.py --whole-brain   # + neuroalign on ~250k centres
+    nice -n 0 python benchmarks/bench_searchlight.py --surface       # fsaverage-size meshes
 
 rsatoolbox's side: ``get_volume_searchlight`` + ``get_searchlight_RDMs`` +
 ``evaluate_models_searchlight(eval_fixed)``; neuroalign's: one ``searchlight`` call (which
@@ -43,6 +44,60 @@ def make_data(shape, n_stim, n_models, fill, seed=0):
     data += rng.standard_normal((n_stim, 1)).astype(np.float32)
     models = rng.random((n_models, n_stim * (n_stim - 1) // 2))
     return mask, ijk, data, models
+
+
+def icosphere(level: int, radius: float = 100.0):
+    """Vertices and faces of an icosahedron subdivided ``level`` times onto a sphere
+    (level 7: 163,842 vertices, the tessellation of FreeSurfer's fsaverage)."""
+    t = (1 + 5 ** 0.5) / 2
+    v = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t),
+         (0, 1, -t), (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
+    f = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4),
+         (11, 10, 2), (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8),
+         (3, 8, 9), (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    v, f = np.array(v, dtype=float), np.array(f)
+    for _ in range(level):
+        e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+        edges, inv = np.unique(e, axis=0, return_inverse=True)
+        mid = len(v) + inv.reshape(3, -1).T  # midpoint vertex of each face's 3 edges
+        v = np.vstack([v, (v[edges[:, 0]] + v[edges[:, 1]]) / 2])
+        a, b, c = f.T
+        ab, bc, ca = mid.T
+        f = np.concatenate([np.stack(x, 1) for x in
+                            ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))])
+    v *= radius / np.linalg.norm(v, axis=1, keepdims=True)
+    return v, f
+
+
+def surface_worker(args):
+    """neuroalign on two fsaverage-size spheres, on the vertices of a cap (a measured
+    fraction of the surface; discs use the whole mesh)."""
+    from neuroalign.compare import searchlight
+
+    v, f = icosphere(7)
+    rng = np.random.default_rng(0)
+    cap = np.flatnonzero(v[:, 2] > 100 * (1 - 2 * args.surface_fraction))
+    n = len(cap)
+    data = rng.standard_normal((args.n_stim, 2 * n)).astype(np.float32)
+    models = rng.random((args.n_models, args.n_stim * (args.n_stim - 1) // 2))
+    import xarray as xr
+
+    da = xr.DataArray(data, dims=("stimulus", "neuroid"), coords={
+        "vertex": ("neuroid", np.r_[cap, cap]), "hemisphere": ("neuroid", ["lh"] * n + ["rh"] * n)})
+    small = da.isel(neuroid=slice(0, 50))
+    searchlight(small, models, surface={"lh": (v, f), "rh": (v, f)}, radius=args.radius,
+                threshold=0, show_progress=False)  # warm-up
+    rss0 = self_peak_rss_mib()
+    t0 = time.perf_counter()
+    sl = searchlight(da, models, surface={"lh": (v, f), "rh": (v, f)}, radius=args.radius,
+                     threshold=0, show_progress=False)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"side": "neuroalign (surface)", "seconds": seconds,
+                      "n_centres": int(sl.attrs["n_centres"]), "mesh_vertices": 2 * len(v),
+                      "median_disc": float(np.median(sl["n_neighbours"].values)),
+                      "seconds_per_centre": seconds / sl.attrs["n_centres"],
+                      "extrapolated_all_vertices_s": seconds / sl.attrs["n_centres"] * 2 * len(v),
+                      "peak_rss_MiB": self_peak_rss_mib(), "rss_after_data_MiB": rss0}))
 
 
 def worker(args):
@@ -111,7 +166,7 @@ def worker(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", choices=["neuroalign", "rsatoolbox"], default=None,
+    ap.add_argument("--side", choices=["neuroalign", "rsatoolbox", "surface"], default=None,
                     help=argparse.SUPPRESS)
     ap.add_argument("--save", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", type=int, nargs=3, default=[20, 20, 20])
@@ -126,9 +181,25 @@ def main(argv=None):
     ap.add_argument("--wb-fill", type=float, default=0.87,
                     help="share of the grid's inscribed ellipsoid in the mask (0.87: ~250k centres)")
     ap.add_argument("--wb-n-stim", type=int, default=None, help="default: --n-stim")
+    ap.add_argument("--surface", action="store_true",
+                    help="only neuroalign on two fsaverage-size icospheres (2 x 163,842 "
+                         "vertices, radius 100 mm), discs of --surface-radius mm")
+    ap.add_argument("--surface-radius", type=float, default=8.0)
+    ap.add_argument("--surface-fraction", type=float, default=0.05,
+                    help="share of each sphere (a polar cap) whose vertices are centres")
     args = ap.parse_args(argv)
+    if args.side == "surface":
+        return surface_worker(args)
     if args.side:
         return worker(args)
+    if args.surface:
+        env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+        r = run_fresh(__file__, ["--side", "surface", "--n-stim", str(args.n_stim),
+                                 "--n-models", str(args.n_models), "--radius",
+                                 str(args.surface_radius), "--surface-fraction",
+                                 str(args.surface_fraction)], env=env)
+        print(json.dumps(r), flush=True)
+        return [r]
     common = ["--repeat", str(args.repeat), "--shape", *map(str, args.shape), "--fill", str(args.fill), "--n-stim",
               str(args.n_stim), "--n-models", str(args.n_models), "--radius", str(args.radius),
               "--method", args.method]

@@ -106,11 +106,11 @@ def _chunk_rdms(X, table, metric: str, device):
     n = X.shape[0]
     c, w = table.shape
     valid = table >= 0
-    # the neighbourhoods of consecutive centres lie in a window of neuroids: transpose that
-    # window only (stimuli last), then gather whole rows (c, w, n)
-    lo, hi = int(table[valid].min()), int(table.max()) + 1
-    XT = np.ascontiguousarray(X[:, lo:hi].T, dtype=np.float64)
-    P = np.take(XT, np.where(valid, table - lo, 0), axis=0)
+    # the neuroids this chunk needs, transposed (stimuli last), then whole rows gathered
+    # into (c, w, n)
+    used, local = np.unique(np.where(valid, table, table[valid][0]), return_inverse=True)
+    XT = np.ascontiguousarray(np.take(X, used, axis=1).T, dtype=np.float64)
+    P = np.take(XT, local.reshape(table.shape), axis=0)
     del XT
     vmask = valid[:, :, None]
     P *= vmask

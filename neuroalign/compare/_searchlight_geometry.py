@@ -17,6 +17,8 @@ from neuroalign.exceptions import DimensionError
 
 __all__ = ["VolumeSpheres", "SurfaceDiscs", "load_surface"]
 
+_DIST_BYTES = 64 * 2**20  # dense Dijkstra distances computed at a time (surface discs)
+
 
 def _check_radius(radius: Any) -> float:
     if isinstance(radius, bool) or not isinstance(radius, int | float | np.integer | np.floating) \
@@ -189,7 +191,7 @@ class SurfaceDiscs:
         self.threshold = threshold
         self.hemisphere = np.asarray(hemisphere).astype(str)
         self.vertex = np.asarray(vertex).astype(np.int64)
-        self.graphs, self.luts = {}, {}
+        self.graphs, self.luts, self.coords = {}, {}, {}
         for h in np.unique(self.hemisphere):
             if h not in meshes:
                 raise ValueError(
@@ -212,6 +214,7 @@ class SurfaceDiscs:
                     "the data's surface space."
                 )
             self.graphs[h] = _mesh_graph(v.astype(np.float64), f)
+            self.coords[h] = v.astype(np.float64)
             lut = np.full(len(v), -1, dtype=np.int64)
             lut[self.vertex[idx]] = idx
             self.luts[h] = lut
@@ -219,18 +222,41 @@ class SurfaceDiscs:
         self.max_size = None
 
     def chunks(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        from scipy.sparse.csgraph import dijkstra
+        """``(centres, table)`` per chunk of spatially close centres.
 
-        size = max(1, min(size, 256))  # dijkstra returns (size, n_vertices) distances
+        A path of length at most ``radius`` never leaves the Euclidean ball of that radius
+        around its start, so each chunk's Dijkstra runs on the subgraph of the vertices
+        within ``radius`` (straight line, a KD-tree query) of its centres: exact, and its
+        cost does not grow with the size of the mesh. Centres are taken in the order of a
+        grid of cells of ``4 radius`` so that a chunk's balls overlap.
+        """
+        from scipy.sparse.csgraph import dijkstra
+        from scipy.spatial import cKDTree
+
+        r = self.radius
         for h, graph in self.graphs.items():
             idx = np.flatnonzero(self.hemisphere == h)
-            lut = self.luts[h]
-            for start in range(0, len(idx), size):
-                c = idx[start:start + size]
-                dist = dijkstra(graph, indices=self.vertex[c], limit=self.radius * (1 + 1e-12))
-                rows, cols = np.nonzero(dist <= self.radius)
-                del dist
-                nb = lut[cols]
+            lut, xyz = self.luts[h], self.coords[h]
+            tree = cKDTree(xyz)
+            cell = np.floor((xyz[self.vertex[idx]] - xyz.min(0)) / (4 * r)).astype(np.int64)
+            idx = idx[np.lexsort(cell.T[::-1])]
+            rows_max = max(1, min(size, 512))
+            for start in range(0, len(idx), rows_max):
+                c = idx[start:start + rows_max]
+                src = self.vertex[c]
+                balls = tree.query_ball_point(xyz[src], r * (1 + 1e-9) + 1e-12)
+                cand = np.unique(np.concatenate([np.asarray(b, dtype=np.int64) for b in balls]))
+                sub = graph[cand][:, cand]
+                step = max(1, _DIST_BYTES // (8 * len(cand)))
+                pieces = []
+                for s0 in range(0, len(c), step):
+                    d = dijkstra(sub, indices=np.searchsorted(cand, src[s0:s0 + step]),
+                                 limit=r * (1 + 1e-12))
+                    rr, cc = np.nonzero(d <= r)
+                    pieces.append((rr + s0, cand[cc]))
+                    del d
+                rows = np.concatenate([p[0] for p in pieces])
+                nb = lut[np.concatenate([p[1] for p in pieces])]
                 total = np.bincount(rows, minlength=len(c))
                 inside = np.bincount(rows, weights=nb >= 0, minlength=len(c))
                 keep = inside >= self.threshold * total - 1e-9
