@@ -148,14 +148,16 @@ def _plane(nx=9, ny=8):
     return v, np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
 
 
-def test_surface_equals_a_loop_over_discs():
+@pytest.mark.parametrize("max_memory", [256.0, 0.001])  # one chunk; one centre per chunk
+def test_surface_equals_a_loop_over_discs(max_memory):
     v, f = _plane()
     rng = np.random.default_rng(7)
     keep = np.sort(rng.choice(len(v), 60, replace=False))  # a masked surface
     data = rng.standard_normal((N_STIM, len(keep)))
     da = xr.DataArray(data, dims=("stimulus", "neuroid"), coords={"vertex": ("neuroid", keep)})
     models = rng.random((2, N_STIM * (N_STIM - 1) // 2))
-    sl = searchlight(da, models, surface=(v, f), radius=2.2, threshold=0.0, method="pearson")
+    sl = searchlight(da, models, surface=(v, f), radius=2.2, threshold=0.0, method="pearson",
+                     max_memory=max_memory)
     dist = dijkstra(_mesh_graph(v, f))
     for c in range(len(keep)):
         near = dist[keep[c], keep] <= 2.2
