@@ -204,3 +204,13 @@ def test_errors_name_the_parameter():
         searchlight(data, models, ijk=ijk, volume_shape=(2, 2, 2))
     with pytest.raises(ValueError, match=r"'surface' in searchlight\(\): 'fsavg'"):
         searchlight(data, models, surface="fsavg")
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_torch_device_path_gives_the_numpy_values(method):
+    pytest.importorskip("torch")
+    mask, full, ijk, data, models = _volume(9)
+    ref = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2, method=method)
+    out = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2, method=method,
+                      device="cpu")
+    np.testing.assert_allclose(out.values, ref.values, rtol=1e-10, atol=1e-12, equal_nan=True)
