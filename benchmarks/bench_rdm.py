@@ -2,6 +2,7 @@
 
     nice -n 0 python benchmarks/bench_rdm.py --only rdm     # 2000 stimuli x 20000 channels
     nice -n 0 python benchmarks/bench_rdm.py --only rank    # 100 model RDMs vs 1 (2000 stimuli)
+    nice -n 0 python benchmarks/bench_rdm.py --only rank-small  # 5000 RDMs of 100 stimuli vs 1
     nice -n 0 python benchmarks/bench_rdm.py --quick        # small sizes
 
 Each side generates the same data (fixed seed) in its own process, runs once untimed on a
@@ -96,7 +97,7 @@ def main(argv=None):
     ap.add_argument("--n-models", type=int, default=100, help=argparse.SUPPRESS)
     ap.add_argument("--ref-models", type=int, default=10,
                     help="rsatoolbox timed on this many model RDMs, scaled to all")
-    ap.add_argument("--only", choices=["rdm", "rank"], default=None)
+    ap.add_argument("--only", choices=["rdm", "rank", "rank-small"], default=None)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if args.side:
@@ -113,6 +114,10 @@ def main(argv=None):
             cases.append(("rank", m, ["--n", str(200 if q else 2000), "--n-models",
                                       str(n_models), "--ref-models",
                                       str(3 if q else args.ref_models)]))
+    if args.only in (None, "rank-small"):  # many short rows: ranked together, no row loop
+        for m in ("spearman",):
+            cases.append(("rank", m, ["--n", "100", "--n-models", str(500 if q else 5000),
+                                      "--ref-models", str(500 if q else 5000)]))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case, method, extra in cases:
@@ -128,7 +133,8 @@ def main(argv=None):
                 k = res["rsatoolbox"]["items"]
                 t_ref *= res["neuroalign"]["items"] / k
                 diff = float(np.max(np.abs(ours[:k] - ref)))
-                name = f"{method}: {res['neuroalign']['items']} model RDMs vs 1 data RDM"
+                name = (f"{method}: {res['neuroalign']['items']} model RDMs vs 1 data RDM "
+                        f"({extra[1]} stimuli)")
             else:
                 diff = float(np.max(np.abs(ours - ref)))
                 name = "correlation RDM " + " x ".join(extra[1::2])

@@ -211,12 +211,30 @@ def _average_from_ties(order: np.ndarray, ties: np.ndarray, out: np.ndarray) -> 
     out[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
 
 
+_ROWS_BLOCK = 1 << 22  # entries ranked together by rank_rows (short rows)
+_ROWS_MAX = 1024  # rows shorter than this are ranked together by rank_rows; longer rows
+# one by one with integer keys, which is faster from about 1000 entries on (measured,
+# 2 million entries in all: 45 entries 0.21 s vs 1.43 s, 1225: 0.083 vs 0.088, 4950:
+# 0.171 vs 0.050)
+
+
 def rank_average(v: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
+    """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based.
+
+    Many short rows (under ``_ROWS_MAX`` entries) are ranked together, a block of rows at a
+    time, by :func:`rank_rows` (no Python loop over rows); longer rows one by one with
+    integer-key sorts (in threads when long).
+    """
     v = np.asarray(v)
     flat = v.reshape(-1, v.shape[-1])
     out = np.empty(flat.shape, dtype=np.float64)
     m = flat.shape[1]
+    if 0 < m < _ROWS_MAX and len(flat) > 1 and flat.dtype.kind in "fiub" and (
+            flat.dtype.itemsize <= 8 if flat.dtype.kind == "f" else flat.dtype.itemsize <= 4):
+        step = max(1, _ROWS_BLOCK // m)
+        for start in range(0, len(flat), step):
+            out[start:start + step] = rank_rows(flat[start:start + step])
+        return out.reshape(v.shape)
 
     def one(r: int) -> None:
         order, ties = _sort_row(flat[r])

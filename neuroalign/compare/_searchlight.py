@@ -20,7 +20,7 @@ from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option, format_list
 from neuroalign.compare._compare_rdms import COMPARE_METHODS, _compare_vectors, as_rdm_vectors
 from neuroalign.compare._inputs import align_stimuli, as_matrix, is_torch, to_numpy
-from neuroalign.compare._ranks import _rank_torch, rank_rows
+from neuroalign.compare._ranks import _rank_torch, rank_average
 from neuroalign.compare._rdm import squareform_vector, vector_squareform
 from neuroalign.compare._searchlight_geometry import SurfaceDiscs, VolumeSpheres, load_surface
 from neuroalign.exceptions import DataQualityWarning, DimensionError
@@ -163,7 +163,7 @@ class _Models:
         self.method, self.device, self.raw = method, device, vb
         m = vb.shape[1]
         if method in ("spearman", "rho_a"):
-            rb = _rank_torch(vb, device) if device is not None else rank_rows(vb)
+            rb = _rank_torch(vb, device) if device is not None else rank_average(vb)
             v = rb - (m + 1) / 2.0
         elif method == "pearson":
             v = vb - vb.mean(1, keepdims=True)
@@ -189,7 +189,7 @@ class _Models:
         if method not in _FAST:
             return _compare_vectors(d, self.raw, method, "searchlight", self.device, nan=True)
         if method in ("spearman", "rho_a"):
-            a = _rank_torch(d, self.device) if self.device is not None else rank_rows(d)
+            a = _rank_torch(d, self.device) if self.device is not None else rank_average(d)
             a -= (m + 1) / 2.0
         elif method == "pearson":
             tol = 64 * _EPS * np.sqrt(m) * np.abs(d).max(1)
