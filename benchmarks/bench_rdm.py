@@ -64,7 +64,8 @@ def worker(args):
         X = (models, data)
         small = rank_data(30, 3)[::-1]
         if args.side == "neuroalign":
-            import torch  # noqa: F401 - long rows are sorted by torch when it is imported
+            if args.n * (args.n - 1) // 2 >= 1 << 15:
+                import torch  # noqa: F401 - long rows are sorted by torch when imported
 
             from neuroalign.compare import compare_rdms
 
