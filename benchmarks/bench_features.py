@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 MODELS = {
     "vit-b-32": ("open_clip:ViT-B-32", [f"visual.transformer.resblocks.{i}" for i in (2, 5, 8, 11)]),
     "resnet50": ("torchvision:resnet50", ["layer1", "layer2", "layer3", "layer4"]),
+    "resnet18": ("torchvision:resnet18", ["layer1", "layer2", "layer3", "layer4"]),
 }
 
 
@@ -80,23 +81,32 @@ def child(args) -> dict:
     if args.mode == "baseline":
         _baseline(fm, warm, layers, args.batch_size)
         t = time.perf_counter()
-        _baseline(fm, stim, layers, args.batch_size)
+        feats = _baseline(fm, stim, layers, args.batch_size)
     else:
         extract(fm, warm, layers=layers, batch_size=args.batch_size, device="cpu")
         cache = None
         if args.mode == "cache":
             cache = Path(tempfile.mkdtemp()) / "features.zarr"
         t = time.perf_counter()
-        extract(fm, stim, layers=layers, batch_size=args.batch_size, device="cpu", cache=cache)
-    elapsed = time.perf_counter() - t
+        ds = extract(fm, stim, layers=layers, batch_size=args.batch_size, device="cpu",
+                     cache=cache)
+        elapsed = time.perf_counter() - t
+        feats = {name: ds[name].values for name in layers}
+    elapsed = locals().get("elapsed") or time.perf_counter() - t
+    if args.save:
+        import numpy as np
+
+        np.savez(args.save, **{k.replace(".", "_"): v for k, v in feats.items()})
     return {"model": args.model, "mode": args.mode, "n_images": args.n_images,
             "seconds": elapsed, "images_per_s": args.n_images / elapsed,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _run(model, mode, n, args) -> dict:
+def _run(model, mode, n, args, save=None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--model", model, "--mode", mode,
            "--n-images", str(n), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    if save:
+        cmd += ["--save", save]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
@@ -114,24 +124,45 @@ def main() -> None:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--save", help=argparse.SUPPRESS)
+    p.add_argument("--modes", default="baseline,extract",
+                   help="sides to time: baseline (hook loop), extract, cache (extract to zarr)")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args)))
         return
+    import os
+
+    import numpy as np
+
+    print(f"# load average {os.getloadavg()}", flush=True)
     rows = []
+    modes = args.modes.split(",")
+    tmp = Path(tempfile.mkdtemp())
     for model in args.models.split(","):
         best: dict[str, dict] = {}
         for _ in range(args.repeats):  # alternate to share the load of a busy machine fairly
-            for mode in ("baseline", "extract"):
-                r = _run(model, mode, args.n_images, args)
+            for mode in modes:
+                r = _run(model, mode, args.n_images, args, save=str(tmp / f"{mode}.npz"))
+                print(f"#   {mode}: {r['images_per_s']:.2f} img/s", flush=True)
                 if mode not in best or r["images_per_s"] > best[mode]["images_per_s"]:
                     best[mode] = r
-        ratio = best["extract"]["images_per_s"] / best["baseline"]["images_per_s"]
-        rows.append((model, best["baseline"], best["extract"], ratio))
-        print(f"{model:9s} hand-written loop {best['baseline']['images_per_s']:6.2f} img/s "
-              f"(peak {best['baseline']['peak_rss_mib']:.0f} MiB) | extract "
-              f"{best['extract']['images_per_s']:6.2f} img/s (peak "
-              f"{best['extract']['peak_rss_mib']:.0f} MiB) | ratio {ratio:.2f}x", flush=True)
+        base = np.load(tmp / "baseline.npz") if "baseline" in modes else None
+        for mode in modes:
+            if mode == "baseline":
+                continue
+            ratio = best[mode]["images_per_s"] / best["baseline"]["images_per_s"]
+            out = np.load(tmp / f"{mode}.npz")
+            diff = max(float(np.max(np.abs(out[k] - base[k])) / np.max(np.abs(base[k])))
+                       for k in base.files)
+            rows.append((model, best["baseline"], best[mode], ratio))
+            print(f"{model:9s} hand-written loop {best['baseline']['images_per_s']:6.2f} img/s "
+                  f"(peak {best['baseline']['peak_rss_mib']:.0f} MiB) | {mode} "
+                  f"{best[mode]['images_per_s']:6.2f} img/s (peak "
+                  f"{best[mode]['peak_rss_mib']:.0f} MiB) | ratio {ratio:.2f}x | outputs: max "
+                  f"rel. diff {diff:.1e} | load {os.getloadavg()}", flush=True)
+    if not args.memory_sizes:
+        return
     model = args.models.split(",")[-1]
     for n in [int(s) for s in args.memory_sizes.split(",")]:
         r = _run(model, "cache", n, args)

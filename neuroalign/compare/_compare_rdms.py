@@ -21,7 +21,15 @@ import xarray as xr
 
 from neuroalign._validation import check_option
 from neuroalign.compare._inputs import align_stimuli, is_torch, to_numpy
-from neuroalign.compare._ranks import _rank_torch, _rows_parallel, _sort_row, _tau_a, rank_average
+from neuroalign.compare._ranks import (
+    _ROWS_BLOCK,
+    _ROWS_MAX,
+    _rank_torch,
+    _rows_parallel,
+    _sort_row,
+    _tau_a,
+    rank_average,
+)
 from neuroalign.compare._rdm import RDM_DIMS, squareform_vector, vector_squareform
 from neuroalign.compare._second_moment import second_moment_compare
 from neuroalign.exceptions import DimensionError
@@ -163,20 +171,22 @@ def _rank_compare(a, b, method: str, device: str | None):
         return sim.T, bad_a, bad_b
     ranker = rank_average if device is None else (lambda v: _rank_torch(v, device))
     rb = _centre(ranker(b))
-    if device is None and len(b) <= _DIRECT_MAX:
-        return _rank_compare_direct(a, rb, method)
     n = a.shape[1]
+    short = n < _ROWS_MAX  # short rows: ranked many at a time (rank_rows)
+    if device is None and len(b) <= _DIRECT_MAX and not short:
+        return _rank_compare_direct(a, rb, method)
+    chunk = max(_RANK_CHUNK, _ROWS_BLOCK // max(n, 1)) if short else _RANK_CHUNK
     out = np.empty((len(a), len(b)))
     bad_a, bad_b = np.zeros(len(a), dtype=bool), np.zeros(len(b), dtype=bool)
-    for start in range(0, len(a), _RANK_CHUNK):
-        ra = _centre(ranker(a[start:start + _RANK_CHUNK]))
+    for start in range(0, len(a), chunk):
+        ra = _centre(ranker(a[start:start + chunk]))
         if method == "spearman":
             sim, ba, bb = _cosine(ra, rb)
-            out[start:start + _RANK_CHUNK] = sim
-            bad_a[start:start + _RANK_CHUNK] = ba
+            out[start:start + chunk] = sim
+            bad_a[start:start + chunk] = ba
             bad_b |= bb
         else:
-            out[start:start + _RANK_CHUNK] = 12.0 * (ra @ rb.T) / (n**3 - n)
+            out[start:start + chunk] = 12.0 * (ra @ rb.T) / (n**3 - n)
     return out, bad_a, bad_b
 
 

@@ -53,6 +53,9 @@ def to_torch(x: Any, device: str, dtype=None):
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
+_FINITE_BLOCK = 2**23  # elements checked at a time
+
+
 def check_finite(x: Any, *, name: str, func: str) -> None:
     """Raise ``ValueError`` naming ``name`` when ``x`` holds NaN or infinite values."""
     if is_torch(x):
@@ -60,7 +63,13 @@ def check_finite(x: Any, *, name: str, func: str) -> None:
 
         bad = int((~torch.isfinite(x)).sum())
     else:
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        x = np.asarray(x)
+        if x.ndim < 2:
+            bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        else:  # by blocks of rows: no boolean copy of the whole data (8 MiB at a time)
+            rows = max(1, _FINITE_BLOCK // max(1, np.size(x[0])))
+            bad = sum(int(np.size(x[s:s + rows]) - np.count_nonzero(np.isfinite(x[s:s + rows])))
+                      for s in range(0, len(x), rows))
     if bad:
         raise ValueError(
             f"Invalid value for {name!r} in {func}(): {bad} NaN or infinite value(s). "

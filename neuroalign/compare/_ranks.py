@@ -14,7 +14,7 @@ import numpy as np
 
 from neuroalign._config import limit_this_thread, max_threads, thread_limits
 
-__all__ = ["rank_average"]
+__all__ = ["rank_average", "rank_rows"]
 
 _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 
@@ -211,12 +211,30 @@ def _average_from_ties(order: np.ndarray, ties: np.ndarray, out: np.ndarray) -> 
     out[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
 
 
+_ROWS_BLOCK = 1 << 22  # entries ranked together by rank_rows (short rows)
+_ROWS_MAX = 1024  # rows shorter than this are ranked together by rank_rows; longer rows
+# one by one with integer keys, which is faster from about 1000 entries on (measured,
+# 2 million entries in all: 45 entries 0.21 s vs 1.43 s, 1225: 0.083 vs 0.088, 4950:
+# 0.171 vs 0.050)
+
+
 def rank_average(v: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based."""
+    """Ranks along the last axis with ties averaged (= ``scipy.stats.rankdata``), 1-based.
+
+    Many short rows (under ``_ROWS_MAX`` entries) are ranked together, a block of rows at a
+    time, by :func:`rank_rows` (no Python loop over rows); longer rows one by one with
+    integer-key sorts (in threads when long).
+    """
     v = np.asarray(v)
     flat = v.reshape(-1, v.shape[-1])
     out = np.empty(flat.shape, dtype=np.float64)
     m = flat.shape[1]
+    if 0 < m < _ROWS_MAX and len(flat) > 1 and flat.dtype.kind in "fiub" and (
+            flat.dtype.itemsize <= 8 if flat.dtype.kind == "f" else flat.dtype.itemsize <= 4):
+        step = max(1, _ROWS_BLOCK // m)
+        for start in range(0, len(flat), step):
+            out[start:start + step] = rank_rows(flat[start:start + step])
+        return out.reshape(v.shape)
 
     def one(r: int) -> None:
         order, ties = _sort_row(flat[r])
@@ -224,6 +242,47 @@ def rank_average(v: np.ndarray) -> np.ndarray:
 
     _rows_parallel(one, len(flat), m)
     return out.reshape(v.shape)
+
+
+def rank_rows(v: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ``scipy.stats.rankdata`` per row) of many short rows at once.
+
+    One ``argsort`` along the rows and a few whole-array passes: no Python loop over rows
+    (for searchlights: hundreds of thousands of RDM vectors of a few thousand entries). Ties
+    are found on the sorted values and get the mean of their positions, exactly; NaN sort
+    last and are ranked as values (callers mask such rows). Long rows are better served by
+    :func:`rank_average` (integer-key radix sorts).
+    """
+    v = np.asarray(v, dtype=np.float64)
+    k, m = v.shape
+    out = np.empty((k, m))
+    if m == 0 or k == 0:
+        return out
+    order = np.argsort(v, axis=1)
+    srt = np.sort(v, axis=1)  # = v[order] per row (faster than take_along_axis)
+    new = np.ones((k, m), dtype=bool)
+    np.not_equal(srt[:, 1:], srt[:, :-1], out=new[:, 1:])
+    del srt
+    order += (np.arange(k) * m)[:, None]
+    flat = out.ravel()
+    tied = ~new.all(axis=1)
+    if not tied.any():  # no ties: ranks are the positions
+        flat[order.ravel()] = np.tile(np.arange(1.0, m + 1), k)
+        return out
+    # tie groups on the flattened rows (each row starts and ends a group, so no group
+    # crosses rows): each position gets the mean of its group's first and last positions
+    newf = new.ravel()
+    pos = np.arange(k * m, dtype=np.float64)
+    first = np.maximum.accumulate(np.where(newf, pos, 0.0))
+    endf = np.empty(k * m, dtype=bool)
+    endf[:-1] = newf[1:]
+    endf[-1] = True
+    last = np.minimum.accumulate(np.where(endf, pos, np.inf)[::-1])[::-1]
+    first += last
+    first *= 0.5
+    first -= (np.arange(k) * m).repeat(m) - 1.0
+    flat[order.ravel()] = first
+    return out
 
 
 def _dense_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

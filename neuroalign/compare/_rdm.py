@@ -86,16 +86,13 @@ def _zero_diag(d):
     return d
 
 
-def _correlation(X):
-    xc = X - X.mean(axis=1, keepdims=True)
-    norms = (xc * xc).sum(axis=1) ** 0.5 if is_torch(xc) else np.sqrt(
-        np.einsum("ij,ij->i", xc, xc))  # no squared copy of the data
-    # constant to rounding: centring a constant row c leaves errors of a few eps |c| per
-    # channel (relative to each row's own magnitude, so the test does not depend on units)
-    if is_torch(X):
-        peak = to_numpy(X.abs().amax(dim=1))
-    else:  # no |X| copy of the data
-        peak = np.maximum(X.max(axis=1), -X.min(axis=1))
+_BLOCK_BYTES = 32 * 2**20  # float64 channel block centred at a time (correlation RDM)
+
+
+def _constant_rows(norms, X, peak) -> None:
+    """Raise when a centred row's norm is below the rounding of centring a constant row."""
+    # centring a constant row c leaves errors of a few eps |c| per channel (relative to each
+    # row's own magnitude, so the test does not depend on units)
     tol = 64 * np.finfo(np.float64).eps * np.sqrt(X.shape[1]) * peak
     const = np.flatnonzero(to_numpy(norms) <= tol)
     if const.size:
@@ -104,10 +101,47 @@ def _correlation(X):
             f"constant across channels (rows {const[:5].tolist()}), so their correlation is "
             "undefined. Expected patterns with non-zero variance across channels."
         )
+
+
+def _correlation(X):
+    if not is_torch(X):
+        return _correlation_numpy(X)
+    xc = X - X.mean(axis=1, keepdims=True)
+    norms = (xc * xc).sum(axis=1) ** 0.5
+    _constant_rows(norms, X, to_numpy(X.abs().amax(dim=1)))
     xc /= norms[:, None]  # in place: one copy of the data at most
     d = xc @ xc.T
     d = 1 - (d + d.T) / 2
     return _zero_diag(d)
+
+
+def _correlation_numpy(X: np.ndarray) -> np.ndarray:
+    """``1 - r`` without a full-size temporary: the Gram matrix of the row-centred data is
+    accumulated over blocks of channels (each centred in float64, ``_BLOCK_BYTES``) by a
+    symmetric rank-k update (BLAS ``syrk``, half the work of a matrix product). Peak memory
+    above the data: the ``n x n`` result and one block, whatever the number of channels
+    and the input's dtype (float32 data is never copied whole to float64)."""
+    from scipy.linalg.blas import dsyrk
+
+    n, p = X.shape
+    mu = X.mean(axis=1, dtype=np.float64)
+    peak = np.maximum(X.max(axis=1), -X.min(axis=1)).astype(np.float64)  # no |X| copy
+    step = max(1, _BLOCK_BYTES // (8 * n))
+    G = np.zeros((n, n), order="F")
+    for start in range(0, p, step):
+        block = np.array(X[:, start:start + step], dtype=np.float64, order="C")
+        block -= mu[:, None]
+        # block.T is Fortran-ordered (k x n): trans=1 gives block @ block.T with no copy
+        G = dsyrk(1.0, block.T, beta=1.0, c=G, trans=1, overwrite_c=1)
+        del block
+    norms = np.sqrt(np.diagonal(G).copy())
+    G += G.T  # syrk fills the upper triangle only; the lower one is still 0
+    np.fill_diagonal(G, norms**2)
+    _constant_rows(norms, X, peak)
+    for start in range(0, n, step):  # by row blocks: n_i n_j is symmetric, no n x n temporary
+        G[start:start + step] /= np.outer(norms[start:start + step], norms)
+    np.subtract(1.0, G, out=G)
+    return np.ascontiguousarray(_zero_diag(G))
 
 
 def _sqdist(X, precision=None):
@@ -279,7 +313,7 @@ def rdm(
     if device is not None or is_torch(X):
         dev = resolve_device(device) if device is not None else X.device
         X = to_torch(X, dev)
-    else:
+    elif metric != "correlation" or X.dtype.kind not in "fiu":  # correlation: per block
         X = np.asarray(X, dtype=np.float64)
 
     precision = None

@@ -50,12 +50,13 @@ system once; each pair then needs only the singular values of one small cross-pr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
-from neuroalign._config import resolve_device
+from neuroalign._config import limit_this_thread, max_threads, resolve_device, thread_limits
 from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option
 from neuroalign.compare._inputs import (
@@ -495,6 +496,29 @@ def _systems_dict(systems: Any) -> dict[str, Any]:
     )
 
 
+_CROSS_BYTES = 32 * 2**20  # systems concatenated for one cross-product (per thread)
+
+
+def _parallel_rows(func, items: list, *, threads: bool) -> None:
+    """``func(item)`` for every item, in :func:`neuroalign._config.max_threads` threads
+    with BLAS, OpenMP and torch limited so that threads times their BLAS threads never
+    exceed the limit (restored afterwards). Each item's work is many small ``r x r``
+    eigendecompositions, which scale poorly with BLAS threads and oversubscribe the cores
+    when BLAS threads spin against each other; one BLAS thread per worker avoids both.
+    Items are interleaved from both ends (rows of the upper triangle shrink)."""
+    limit = max_threads()
+    workers = min(limit, len(items)) if threads else 1
+    if workers <= 1:
+        for it in items:
+            func(it)
+        return
+    order = [items[k // 2] if k % 2 == 0 else items[-1 - k // 2] for k in range(len(items))]
+    each = max(1, limit // workers)
+    with thread_limits(each), ThreadPoolExecutor(
+            max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
+        list(pool.map(func, order))
+
+
 def distance_matrix(
     systems: Any,
     metric: ShapeMetric | Literal["procrustes", "cca"] = "procrustes",
@@ -544,8 +568,8 @@ def distance_matrix(
     dev = resolve_device(device) if device is not None else None
     names = list(named)
     ref_ids, n_ref = None, None
-    prepared = []
-    for name in progress(names, desc="whitening systems", disable=None if show_progress is None
+    mats: list = []
+    for name in progress(names, desc="checking systems", disable=None if show_progress is None
                          else not show_progress):
         X, ids, _ = as_matrix(named[name], name=f"systems[{name!r}]", func="distance_matrix",
                               keep_torch=True)
@@ -556,31 +580,48 @@ def distance_matrix(
         if idx is not None:
             X = X[idx]
         check_finite(X, name=f"systems[{name!r}]", func="distance_matrix")
-        if not metric.zero_pad and prepared and X.shape[1] != prepared[0].width:
+        if not metric.zero_pad and mats and X.shape[1] != mats[0].shape[1]:
             raise DimensionError(
                 f"distance_matrix() with zero_pad=False: system {name!r} has {X.shape[1]} "
-                f"channels, {names[0]!r} has {prepared[0].width}. Expected equal widths."
+                f"channels, {names[0]!r} has {mats[0].shape[1]}. Expected equal widths."
             )
         X = to_torch(X, dev) if dev is not None else np.asarray(to_numpy(X), dtype=np.float64)
-        prepared.append(_Whitened(X, float(metric.alpha), f"systems[{name!r}]"))
+        mats.append(X)
+    prepared: list = [None] * len(mats)
+
+    def whiten(k: int) -> None:  # each system centred and whitened once, in threads
+        prepared[k] = _Whitened(mats[k], float(metric.alpha), f"systems[{names[k]!r}]")
+        mats[k] = None  # its converted copy (if any) goes as soon as it is whitened
+
+    _parallel_rows(whiten, list(range(len(mats))), threads=dev is None)
     m = len(prepared)
     D = np.zeros((m, m))
-    for i in range(m - 1):
-        rest = prepared[i + 1:]
-        Bi = prepared[i].B
-        if dev is not None:
-            import torch
 
-            cross = Bi.T @ torch.cat([p.B for p in rest], dim=1)
-        else:
-            cross = Bi.T @ np.concatenate([p.B for p in rest], axis=1)
-        start = 0
-        for k, p in enumerate(rest):
-            r = p.B.shape[1]
-            nuc = _fast_nuclear(cross[:, start:start + r], prepared[i], p)
-            start += r
-            D[i, i + 1 + k] = D[i + 1 + k, i] = _pair_distance(
-                prepared[i], p, nuc, metric.score_method)
+    def row(i: int) -> None:
+        Bi = prepared[i].B
+        j = i + 1
+        while j < m:  # the cross-products with the next systems, a block of them at a time
+            stop, size = j, 0
+            while stop < m and (stop == j or size + prepared[stop].B.nbytes <= _CROSS_BYTES):
+                size += prepared[stop].B.nbytes
+                stop += 1
+            rest = prepared[j:stop]
+            if dev is not None:
+                import torch
+
+                cross = Bi.T @ torch.cat([p.B for p in rest], dim=1)
+            else:
+                cross = Bi.T @ np.concatenate([p.B for p in rest], axis=1)
+            start = 0
+            for k, p in enumerate(rest):
+                r = p.B.shape[1]
+                nuc = _fast_nuclear(cross[:, start:start + r], prepared[i], p)
+                start += r
+                D[i, j + k] = D[j + k, i] = _pair_distance(prepared[i], p, nuc,
+                                                           metric.score_method)
+            j = stop
+
+    _parallel_rows(row, list(range(m - 1)), threads=dev is None)
     return xr.DataArray(
         D,
         dims=("system_i", "system_j"),

@@ -85,6 +85,7 @@ class FeatureCache:
         self.overwrite = overwrite
         self.done: set[int] = set()
         self.initialised = False
+        self._arrays: dict[str, Any] | None = None  # zarr arrays, opened once per run
         self.batch_size: int | None = None
 
     @contextmanager
@@ -192,6 +193,8 @@ class FeatureCache:
         """Write coordinates and preallocate (lazily, no data) the feature arrays."""
         import dask.array as da
 
+        self._arrays = None
+
         try:
             self.partial.mkdir(parents=True, exist_ok=True)
             lazy = xr.Dataset(coords=template.coords, attrs=template.attrs)
@@ -223,10 +226,22 @@ class FeatureCache:
             The write failed (e.g. ``ENOSPC``, a full disk); the message names the cache and
             the batch. The batch is not recorded, so a rerun writes it again.
         """
-        batch = xr.Dataset({name: (dims[name], arr) for name, arr in arrays.items()})
         try:
-            batch.to_zarr(self.partial, region={"stimulus": slice(start, stop)},
-                          zarr_format=_ZARR_FORMAT, consolidated=False)
+            if self._arrays is None:  # one open per run, not one xarray to_zarr per batch
+                import zarr
+
+                group = zarr.open_group(str(self.partial), mode="r+", zarr_format=_ZARR_FORMAT)
+                self._arrays = {name: group[name] for name in arrays}
+            for name, arr in arrays.items():
+                target = self._arrays[name]
+                if target.shape[1:] != arr.shape[1:] or target.dtype != arr.dtype:
+                    raise ValueError(
+                        f"{self.path}: the features of layer {name!r} have shape "
+                        f"{arr.shape[1:]!r} and dtype {arr.dtype} in stimuli {start}..{stop - 1}, "
+                        f"but the cache holds {target.shape[1:]!r} {target.dtype}. Expected the "
+                        "same model and layers for every batch."
+                    )
+                target[start:stop] = arr
             self.done.add(start)
             self._save_progress()
         except OSError as err:

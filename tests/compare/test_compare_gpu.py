@@ -37,3 +37,16 @@ def test_cuda_rank_deficient_and_scaled_inputs():
                                        rtol=1e-8, atol=1e-7)
     assert cka(low[0] * 1e-13, low[1], device="cuda") == pytest.approx(cka(low[0], low[1]),
                                                                         rel=1e-8)
+
+
+def test_cuda_searchlight_equals_numpy():
+    from neuroalign.compare import searchlight
+
+    rng = np.random.default_rng(2)
+    ijk = np.argwhere(np.ones((6, 6, 6), dtype=bool))
+    data, models = rng.standard_normal((10, len(ijk))), rng.random((2, 45))
+    for method in ("spearman", "pearson"):
+        np.testing.assert_allclose(
+            searchlight(data, models, ijk=ijk, radius=2, method=method, device="cuda").values,
+            searchlight(data, models, ijk=ijk, radius=2, method=method).values,
+            rtol=1e-8, atol=1e-10, equal_nan=True)

@@ -152,3 +152,29 @@ def test_torch_key_sort_long_rows_keep_thread_count():
     t.start()
     t.join()
     assert seen == [before]
+
+
+def test_rank_rows_equals_rankdata_per_row():
+    import scipy.stats
+
+    from neuroalign.compare._ranks import rank_rows
+
+    rng = np.random.default_rng(11)
+    cases = [rng.standard_normal((30, 200)), rng.integers(0, 4, (30, 200)).astype(float),
+             np.round(rng.standard_normal((20, 9)), 1), np.ones((3, 6)),
+             rng.standard_normal((4, 1)), np.r_[rng.standard_normal((1, 50)),
+                                                np.full((1, 50), 2.0)]]
+    for v in cases:  # no ties, heavy ties, some ties, all tied, one entry, mixed rows
+        assert np.array_equal(rank_rows(v), scipy.stats.rankdata(v, axis=1))
+
+
+@pytest.mark.parametrize("m", [7, 300, 1500])  # ranked together, and row by row
+def test_rank_average_of_many_rows_equals_rankdata(m, monkeypatch):
+    from neuroalign.compare import _ranks
+
+    monkeypatch.setattr(_ranks, "_ROWS_BLOCK", 900)  # several blocks of rows
+    rng = np.random.default_rng(m)
+    v = np.round(rng.standard_normal((40, m)), 1)  # ties
+    v[3] = 1.0  # a constant row
+    assert np.array_equal(rank_average(v), rankdata(v, axis=1))
+    assert np.array_equal(rank_average(v.reshape(4, 10, m)), rankdata(v, axis=1).reshape(4, 10, m))

@@ -1,0 +1,446 @@
+"""Searchlight RSA: an RDM per sphere (volume) or disc (surface), compared with model RDMs.
+
+Chunked over centres (memory bounded by ``max_memory``, never a table for the whole brain),
+chunks run in threads (the matrix products, sorts and Dijkstra searches release the GIL)
+with BLAS limited so that workers times their threads never exceed the cores.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._config import limit_this_thread, max_threads, thread_limits
+from neuroalign._logging import get_logger, progress
+from neuroalign._validation import check_option, format_list
+from neuroalign.compare._compare_rdms import COMPARE_METHODS, _compare_vectors, as_rdm_vectors
+from neuroalign.compare._inputs import align_stimuli, as_matrix, is_torch, to_numpy
+from neuroalign.compare._ranks import _rank_torch, rank_average
+from neuroalign.compare._rdm import squareform_vector, vector_squareform
+from neuroalign.compare._searchlight_geometry import SurfaceDiscs, VolumeSpheres, load_surface
+from neuroalign.exceptions import DataQualityWarning, DimensionError
+
+__all__ = ["searchlight", "SEARCHLIGHT_RDM_METRICS"]
+
+log = get_logger(__name__)
+
+SEARCHLIGHT_RDM_METRICS = ("correlation", "sqeuclidean", "euclidean")
+_FAST = ("pearson", "cosine", "spearman", "rho_a")
+_EPS = np.finfo(np.float64).eps
+
+
+def _neuroid_array(data: Any) -> xr.DataArray | None:
+    if isinstance(data, xr.Dataset) and "responses" in data.data_vars:
+        return data["responses"]
+    return data if isinstance(data, xr.DataArray) else None
+
+
+def _geometry(data, X, radius, threshold, mask_ijk, volume_shape, surface):
+    """The neighbourhoods (VolumeSpheres or SurfaceDiscs) and the neuroid coordinates."""
+    arr = _neuroid_array(data)
+    n = X.shape[1]
+    ndim = None if arr is None else [d for d in arr.dims if d not in ("stimulus", "presentation")][0]
+    coords = {} if arr is None else {k: v for k, v in arr.coords.items() if v.dims == (ndim,)}
+    attrs = {} if arr is None else dict(arr.attrs)
+    if isinstance(data, xr.Dataset):
+        attrs = {**dict(data.attrs), **attrs}
+    if surface is None:
+        if mask_ijk is None:
+            if not all(c in coords for c in ("i", "j", "k")):
+                raise ValueError(
+                    "Invalid value for 'ijk' in searchlight(): None, and the data has no voxel "
+                    "coordinates i, j, k. Expected a volume store (from_nifti, NSD func1pt8mm), "
+                    "ijk= (n_neuroids, 3) voxel indices, or surface= for surface data."
+                )
+            mask_ijk = np.stack([np.asarray(coords[c].values) for c in ("i", "j", "k")], 1)
+        mask_ijk = np.asarray(mask_ijk)
+        if mask_ijk.shape[:1] != (n,):
+            raise DimensionError(
+                f"Invalid value for 'ijk' in searchlight(): shape {mask_ijk.shape!r}. Expected "
+                f"one voxel per neuroid, shape ({n}, 3)."
+            )
+        if volume_shape is None and "volume_shape" in attrs:
+            volume_shape = np.asarray(attrs["volume_shape"]).tolist()
+        return VolumeSpheres(mask_ijk, radius, volume_shape, threshold), coords, ndim
+    if isinstance(surface, str):
+        hemis = np.asarray(coords["hemisphere"].values).astype(str) if "hemisphere" in coords \
+            else np.full(n, "lh")
+        meshes = {h: load_surface(surface, h) for h in np.unique(hemis)}
+    elif isinstance(surface, dict):
+        meshes = surface
+        hemis = np.asarray(coords["hemisphere"].values).astype(str) if "hemisphere" in coords \
+            else None
+        if hemis is None:
+            if len(meshes) != 1:
+                raise ValueError(
+                    "Invalid value for 'surface' in searchlight(): meshes for "
+                    f"{sorted(meshes)!r} but the data has no 'hemisphere' coordinate. Expected "
+                    "one mesh (vertices, faces) for data on one surface."
+                )
+            hemis = np.full(n, next(iter(meshes)))
+    else:
+        if not isinstance(surface, tuple | list) or len(surface) != 2:
+            raise ValueError(
+                f"Invalid value for 'surface' in searchlight(): {type(surface).__name__}. "
+                "Expected a mesh (vertices, faces), a dict {'lh': mesh, 'rh': mesh}, "
+                "'fsaverage' or 'fsaverage5'."
+            )
+        meshes = {"mesh": surface}
+        hemis = np.full(n, "mesh")
+    vertex = np.asarray(coords["vertex"].values) if "vertex" in coords else np.arange(n)
+    return SurfaceDiscs(meshes, hemis, vertex, radius, threshold), coords, ndim
+
+
+def _chunk_rdms(X, table, metric: str, device):
+    """RDM vectors ``(c, n_pairs)`` of the neighbourhoods in ``table`` (``-1`` = padding),
+    and which centres have a stimulus whose pattern is constant (correlation undefined).
+
+    Patterns are gathered as ``(c, w, n)`` (voxels x stimuli per centre), padding zeroed,
+    centred over each neighbourhood's own voxels for ``"correlation"``; one batched
+    matrix product gives every centre's Gram matrix."""
+    n = X.shape[0]
+    c, w = table.shape
+    valid = table >= 0
+    # the neuroids this chunk needs, transposed (stimuli last), then whole rows gathered
+    # into (c, w, n)
+    used, local = np.unique(np.where(valid, table, table[valid][0]), return_inverse=True)
+    XT = np.ascontiguousarray(np.take(X, used, axis=1).T, dtype=np.float64)
+    P = np.take(XT, local.reshape(table.shape), axis=0)
+    del XT
+    vmask = valid[:, :, None]
+    P *= vmask
+    count = valid.sum(1).astype(np.float64)
+    iu = np.triu_indices(n, k=1)
+    if metric == "correlation":
+        ones = valid[:, None, :].astype(np.float64)  # (c, 1, w): sums over the voxels
+        raw = np.einsum("cwn,cwn->cn", P, P)  # a constant row c: |c|^2 w
+        mean = np.matmul(ones, P)  # (c, 1, n)
+        mean /= count[:, None, None]
+        P -= mean
+        P *= vmask
+    if device is not None:
+        import torch
+
+        Pt = torch.as_tensor(P, device=device)
+        sq = (Pt * Pt).sum(1)
+        G = Pt.transpose(1, 2) @ Pt
+        sq, G = sq.cpu().numpy(), G.cpu().numpy()
+        del Pt
+    else:
+        sq = np.einsum("cwn,cwn->cn", P, P)
+        G = np.matmul(P.transpose(0, 2, 1), P)
+    del P
+    if metric == "correlation":
+        # centring a constant row c leaves errors of a few eps |c| per voxel: a centred norm
+        # below 64 eps |c| sqrt(w) = 64 eps * the uncentred norm is zero in exact arithmetic
+        norms = np.sqrt(sq)
+        const = norms <= 64 * _EPS * np.sqrt(raw)
+        bad = const.any(1)
+        norms[const] = 1.0
+        r = G[:, iu[0], iu[1]]
+        r /= norms[:, iu[0]] * norms[:, iu[1]]
+        d = np.subtract(1.0, r, out=r)
+    else:
+        d = sq[:, iu[0]] + sq[:, iu[1]] - 2 * G[:, iu[0], iu[1]]
+        np.maximum(d, 0, out=d)
+        if metric == "sqeuclidean":
+            d /= count[:, None]
+        else:
+            np.sqrt(d, out=d)
+        bad = np.zeros(c, dtype=bool)
+    return d, bad
+
+
+class _Models:
+    """Model RDM vectors prepared once for the fast comparison methods."""
+
+    def __init__(self, vb: np.ndarray, method: str, device):
+        self.method, self.device, self.raw = method, device, vb
+        m = vb.shape[1]
+        if method in ("spearman", "rho_a"):
+            rb = _rank_torch(vb, device) if device is not None else rank_average(vb)
+            v = rb - (m + 1) / 2.0
+        elif method == "pearson":
+            v = vb - vb.mean(1, keepdims=True)
+        else:
+            v = vb.copy()
+        norms = np.sqrt(np.einsum("ij,ij->i", v, v))
+        if method in ("pearson", "spearman", "cosine"):
+            tol = 0.0 if method != "pearson" else \
+                64 * _EPS * np.sqrt(m) * np.abs(vb).max(1)
+            if np.any(norms <= tol):
+                raise ValueError(
+                    "Invalid value for 'models' in searchlight(): model RDM(s) "
+                    f"{np.flatnonzero(norms <= tol)[:5].tolist()!r} have all dissimilarities "
+                    f"equal (zero norm after centring), so {method!r} is undefined. Expected "
+                    "model RDMs with varying dissimilarities."
+                )
+            v = v / norms[:, None]
+        self.v = v
+
+    def compare(self, d: np.ndarray) -> np.ndarray:
+        """Similarities ``(c, k)`` of data RDM vectors ``d`` (NaN where undefined)."""
+        method, m = self.method, d.shape[1]
+        if method not in _FAST:
+            return _compare_vectors(d, self.raw, method, "searchlight", self.device, nan=True)
+        if method in ("spearman", "rho_a"):
+            a = _rank_torch(d, self.device) if self.device is not None else rank_average(d)
+            a -= (m + 1) / 2.0
+        elif method == "pearson":
+            tol = 64 * _EPS * np.sqrt(m) * np.abs(d).max(1)
+            a = d - d.mean(1, keepdims=True)
+        else:
+            a = d
+        if method == "rho_a":
+            return 12.0 * (a @ self.v.T) / (float(m) ** 3 - m)
+        na = np.sqrt(np.einsum("ij,ij->i", a, a))
+        undefined = na <= (tol if method == "pearson" else 0.0)
+        na[undefined] = 1.0
+        out = (a @ self.v.T) / na[:, None]
+        out[undefined] = np.nan
+        return out
+
+
+def _bounded_map(pool, func, items, in_flight: int):
+    """``pool.map`` in order with at most ``in_flight`` items submitted at a time (the
+    neighbourhood tables of a whole brain are never all built at once)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(func, item))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _model_labels(models, k: int, dims, coords) -> tuple[str, np.ndarray]:
+    if dims and len(dims) == 1:
+        dim = dims[0]
+        if dim in coords:
+            return dim, np.asarray(coords[dim].values)
+        return dim, np.arange(k)
+    return "model", np.array([f"model_{i}" for i in range(k)])
+
+
+def searchlight(
+    data: Any,
+    models: Any,
+    *,
+    radius: float = 3.0,
+    method: Literal[
+        "cosine", "pearson", "spearman", "rho_a", "tau_a", "cosine_cov", "pearson_cov", "bures"
+    ] = "spearman",
+    rdm_metric: Literal["correlation", "sqeuclidean", "euclidean"] = "correlation",
+    threshold: float = 1.0,
+    ijk: Any = None,
+    volume_shape: Any = None,
+    surface: Any = None,
+    n_jobs: int | None = None,
+    max_memory: float = 256.0,
+    device: str | None = None,
+    show_progress: bool | None = None,
+) -> xr.DataArray:
+    """Searchlight RSA: compare the RDM of every sphere or disc with model RDMs.
+
+    For each centre neuroid, the RDM of the patterns of its neighbourhood (all neuroids
+    within ``radius``) is compared with each model RDM. On a volume the neighbourhood is a
+    sphere of voxels at a Euclidean distance strictly below ``radius`` voxels (as
+    rsatoolbox's ``get_volume_searchlight``); on a surface a disc of vertices within
+    ``radius`` (mm) along the mesh. Values equal rsatoolbox's ``get_searchlight_RDMs`` plus
+    ``evaluate_models_searchlight`` with ``eval_fixed`` (its ``truncate_at_boundary=True``
+    form when ``threshold < 1``: spheres contain neuroids only; rsatoolbox then keeps every
+    mask voxel as a centre, while here ``threshold`` is always the share of the whole
+    sphere).
+
+    Parameters
+    ----------
+    data : xr.Dataset, xr.DataArray or ndarray
+        Patterns ``(n_stimuli, n_neuroids)``: a store averaged over repetitions (volume
+        stores carry voxel coordinates ``i, j, k`` and the ``volume_shape`` attr; surface
+        stores ``hemisphere`` and ``vertex``), a DataArray, or an array with ``ijk=``.
+    models : array-like or xr.DataArray
+        Model RDMs: ``(k, n, n)``, ``(k, n_pairs)``, one ``(n, n)``, or DataArrays from
+        :func:`neuroalign.compare.rdm` (joined on ``stimulus_id`` when both sides have it).
+        NaN dissimilarities are left out of every comparison.
+    radius : float
+        Sphere radius in voxels (volume) or disc radius in mesh units (surface).
+    method : str
+        RDM comparison, as :func:`neuroalign.compare.compare_rdms` (``"pearson"`` is
+        rsatoolbox's ``"corr"``). ``pearson``, ``cosine``, ``spearman`` and ``rho_a`` are
+        vectorised over centres; the others go through ``compare_rdms`` chunk by chunk.
+    rdm_metric : {"correlation", "sqeuclidean", "euclidean"}
+        Dissimilarity within a neighbourhood, as :func:`neuroalign.compare.rdm`
+        (``"sqeuclidean"`` is rsatoolbox's ``"euclidean"``: divided by the channels).
+    threshold : float
+        A neuroid is a centre when at least this share of the voxels of its sphere (on the
+        grid) or of the vertices of its disc are neuroids; others get NaN. 1.0 (default,
+        as rsatoolbox) keeps only whole spheres.
+    ijk : array-like, optional
+        Voxel indices ``(n_neuroids, 3)`` for array data (default: the coordinates
+        ``i, j, k``).
+    volume_shape : tuple of 3 ints, optional
+        The grid (default: the data's ``volume_shape`` attr; else unbounded). Sphere voxels
+        off the grid do not count towards ``threshold``.
+    surface : str, tuple, or dict, optional
+        Surface data: a mesh ``(vertices, faces)``, ``{"lh": mesh, "rh": mesh}`` (neuroids
+        matched on the ``hemisphere`` and ``vertex`` coordinates), ``"fsaverage5"``
+        (nilearn's) or ``"fsaverage"`` (from a FreeSurfer installation, never downloaded);
+        the distance is along the midthickness mesh's edges.
+    n_jobs : int, optional
+        Threads over chunks of centres (default and maximum: the cores, or the limit of an
+        active :func:`neuroalign.thread_limits` block); BLAS gets ``cores // n_jobs``
+        threads each, restored afterwards.
+    max_memory : float
+        MiB of working memory per thread (sets the chunk size).
+    device : str, optional
+        Compute the RDMs (and the ranks) with torch on this device (``"cpu"``, ``"cuda"``).
+    show_progress : bool, optional
+        Progress over chunks (default: when on a terminal).
+
+    Returns
+    -------
+    xr.DataArray
+        Similarities with dims ``('model', 'neuroid')`` (the models' own dim name when
+        they carry one) and the data's neuroid coordinates, NaN where a neuroid is not a
+        centre; coordinate ``n_neighbours`` (0 for non-centres); attrs ``method``,
+        ``rdm_metric``, ``radius``, ``threshold`` and ``n_centres``. A centre whose
+        neighbourhood has a NaN/infinite neuroid or, for ``"correlation"``, a stimulus with a
+        constant pattern is NaN, with a :class:`neuroalign.exceptions.DataQualityWarning`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroalign.compare import searchlight
+    >>> rng = np.random.default_rng(0)
+    >>> ijk = np.argwhere(np.ones((6, 6, 6), dtype=bool)) + 1  # a 6 x 6 x 6 mask ...
+    >>> data = rng.standard_normal((10, len(ijk)))  # 10 stimuli
+    >>> models = rng.random((2, 45))  # 2 model RDMs (upper triangles)
+    >>> sl = searchlight(data, models, ijk=ijk, volume_shape=(8, 8, 8), radius=2)  # ... in 8^3
+    >>> sl.dims, int(sl.attrs["n_centres"])  # whole 3 x 3 x 3 spheres around 4 x 4 x 4 voxels
+    (('model', 'neuroid'), 64)
+    >>> sl.sel(model="model_0").shape
+    (216,)
+    """
+    check_option(method, COMPARE_METHODS, name="method", func="searchlight")
+    check_option(rdm_metric, SEARCHLIGHT_RDM_METRICS, name="rdm_metric", func="searchlight")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or \
+            not 0 <= threshold <= 1:
+        raise ValueError(
+            f"Invalid value for 'threshold' in searchlight(): {threshold!r}. Expected a share "
+            "between 0 and 1."
+        )
+    if not isinstance(max_memory, int | float) or isinstance(max_memory, bool) or \
+            not max_memory > 0:
+        raise ValueError(
+            f"Invalid value for 'max_memory' in searchlight(): {max_memory!r}. Expected a "
+            "positive number of MiB."
+        )
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
+                               or n_jobs < 1):
+        raise ValueError(
+            f"Invalid value for 'n_jobs' in searchlight(): {n_jobs!r}. Expected a positive "
+            "integer or None."
+        )
+    X, ids, _ = as_matrix(data, name="data", func="searchlight")
+    if is_torch(X):  # pragma: no cover - as_matrix returns numpy without keep_torch
+        X = to_numpy(X)
+    n, n_neuroids = X.shape
+    if n < 3:
+        raise DimensionError(
+            f"Invalid value for 'data' in searchlight(): {n} stimuli. Expected at least 3."
+        )
+    vb, shb, dimb, cob, idb = as_rdm_vectors(models, name="models", func="searchlight")
+    if vb.shape[1] != n * (n - 1) // 2:
+        raise DimensionError(
+            f"searchlight(): the data has {n} stimuli ({n * (n - 1) // 2} pairs) but the "
+            f"model RDMs have {vb.shape[1]} pairs. Expected model RDMs over the same stimuli."
+        )
+    idx = align_stimuli(ids, idb, names=("data", "models"), func="searchlight",
+                        n_a=n, n_b=n)
+    if idx is not None:
+        vb = squareform_vector(vector_squareform(vb)[:, idx][:, :, idx])
+    if np.isinf(vb).any():
+        raise ValueError(
+            "Invalid value for 'models' in searchlight(): infinite dissimilarities. Expected "
+            "finite values (NaN marks entries to leave out)."
+        )
+    keep = ~np.isnan(vb).any(0)
+    if keep.sum() < 3:
+        raise ValueError(
+            "Invalid value for 'models' in searchlight(): fewer than 3 dissimilarities are "
+            "finite in every model RDM. Expected model RDMs with finite entries."
+        )
+    dev = None
+    if device is not None:
+        from neuroalign._config import resolve_device
+
+        dev = resolve_device(device)
+    prepared = _Models(vb[:, keep], method, dev)
+    geom, coords, ndim = _geometry(data, X, radius, threshold, ijk, volume_shape, surface)
+    bad_vox = np.zeros(n_neuroids, dtype=bool)
+    for s in range(0, n_neuroids, 65536):
+        bad_vox[s:s + 65536] = ~np.isfinite(X[:, s:s + 65536]).all(0)
+
+    k = len(vb)
+    out = np.full((k, n_neuroids), np.nan)
+    sizes = np.zeros(n_neuroids, dtype=np.int64)
+    undefined: list[np.ndarray] = []
+    width = geom.max_size or 64
+    per_centre = 8 * (2 * n * width + 2 * n * n + 4 * len(keep))
+    chunk = int(max(1, min(8192, max_memory * 2**20 // per_centre)))
+    limit = max_threads()
+    workers = min(limit, n_jobs or limit)
+    each = max(1, limit // workers)
+
+    def run(item):
+        centres, table = item
+        if len(centres) == 0:
+            return centres, np.zeros(0, dtype=bool)
+        d, const = _chunk_rdms(X, table, rdm_metric, dev)
+        bad = const | bad_vox[np.where(table >= 0, table, 0)].any(1)
+        if bad.any():
+            d[bad] = 0.0
+        sim = prepared.compare(d[:, keep] if not keep.all() else d)
+        sim[bad] = np.nan
+        out[:, centres] = sim.T
+        sizes[centres] = (table >= 0).sum(1)
+        return centres, bad
+
+    n_chunks = -(-n_neuroids // chunk)
+    disable = None if show_progress is None else not show_progress
+    with thread_limits(each), ThreadPoolExecutor(
+            max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
+        results = _bounded_map(pool, run, geom.chunks(chunk), 2 * workers) if workers > 1 \
+            else map(run, geom.chunks(chunk))
+        for centres, bad in progress(results, desc="searchlight", total=n_chunks,
+                                     unit="chunk", disable=disable):
+            if bad.any():
+                undefined.append(centres[bad])
+    n_centres = int((sizes > 0).sum())
+    if undefined:
+        bad_idx = np.concatenate(undefined)
+        names = coords["neuroid_id"].values[bad_idx] if "neuroid_id" in coords else bad_idx
+        warnings.warn(
+            f"searchlight(): {len(bad_idx)} of {n_centres} centres are NaN: their "
+            "neighbourhood has a NaN or infinite neuroid, or a stimulus whose pattern is "
+            f"constant across it (correlation undefined): {format_list(names, limit=5)}.",
+            DataQualityWarning, stacklevel=2,
+        )
+    if n_centres == 0:
+        log.warning("searchlight(): no centre passed threshold=%s at radius %s; every value "
+                    "is NaN.", threshold, radius)
+    mdim, mlabels = _model_labels(models, k, dimb, cob)
+    ndim = ndim or "neuroid"
+    return xr.DataArray(
+        out,
+        dims=(mdim, ndim),
+        coords={mdim: mlabels, **coords, "n_neighbours": (ndim, sizes)},
+        name=method,
+        attrs={"method": method, "rdm_metric": rdm_metric, "radius": float(radius),
+               "threshold": float(threshold), "n_centres": n_centres},
+    )

@@ -1,0 +1,216 @@
+"""Searchlight RSA against rsatoolbox's searchlight on a small volume, and on a mesh
+against a brute-force loop over discs."""
+
+import warnings
+
+import numpy as np
+import pytest
+import rsatoolbox
+import xarray as xr
+from rsatoolbox.inference import eval_fixed
+from rsatoolbox.model import ModelFixed
+from rsatoolbox.util.searchlight import (
+    evaluate_models_searchlight,
+    get_searchlight_RDMs,
+    get_volume_searchlight,
+)
+from scipy.sparse.csgraph import dijkstra
+
+from neuroalign.compare import compare_rdms, rdm, searchlight
+from neuroalign.compare._searchlight_geometry import _mesh_graph
+from neuroalign.exceptions import DataQualityWarning, DimensionError, StimulusMismatchError
+
+SHAPE = (9, 10, 8)
+N_STIM = 9
+
+
+def _volume(seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), -1)
+    mask = (((g - np.array([4.2, 4.6, 3.6])) / np.array([4.4, 4.9, 3.9])) ** 2).sum(-1) < 1
+    full = rng.standard_normal((N_STIM, int(np.prod(SHAPE))))
+    full += rng.standard_normal((N_STIM, 1)) * 0.5  # shared component: varied correlations
+    ijk = np.argwhere(mask)
+    data = full[:, np.ravel_multi_index(ijk.T, SHAPE)]
+    models = rng.random((3, N_STIM * (N_STIM - 1) // 2))
+    return mask, full, ijk, data, models
+
+
+def _rsatoolbox(mask, full, models, radius, method, rdm_method="correlation", threshold=1.0):
+    centres, nbrs = get_volume_searchlight(mask, radius=radius, threshold=threshold,
+                                           truncate_at_boundary=threshold < 1)
+    sl = get_searchlight_RDMs(full, centres, nbrs, np.arange(N_STIM), method=rdm_method,
+                              verbose=False)
+    mods = [ModelFixed(f"m{i}", rsatoolbox.rdm.RDMs(m[None])) for i, m in enumerate(models)]
+    res = evaluate_models_searchlight(sl, mods, eval_fixed, method=method, n_jobs=1)
+    return centres, np.array([r.evaluations[0, :, 0] for r in res])  # (n_centres, k)
+
+
+def _ours_at(sl, ijk, centres):
+    flat = np.ravel_multi_index(ijk.T, SHAPE)
+    pos = {f: i for i, f in enumerate(flat)}
+    return sl.values[:, [pos[c] for c in centres]].T
+
+
+@pytest.mark.parametrize("ours, theirs, radius", [
+    ("spearman", "spearman", 2), ("pearson", "corr", 2), ("rho_a", "rho-a", 2.5),
+    ("cosine", "cosine", 2), ("tau_a", "tau-a", 2),
+])
+def test_volume_equals_rsatoolbox(ours, theirs, radius, capsys):
+    mask, full, ijk, data, models = _volume()
+    centres, ref = _rsatoolbox(mask, full, models, radius, theirs)
+    assert 5 < len(centres) < mask.sum()
+    sl = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=radius, method=ours)
+    assert sl.attrs["n_centres"] == len(centres)
+    np.testing.assert_allclose(_ours_at(sl, ijk, centres), ref, rtol=1e-9, atol=1e-12)
+    # every other neuroid is NaN with no neighbours
+    is_c = np.isin(np.ravel_multi_index(ijk.T, SHAPE), centres)
+    assert np.isnan(sl.values[:, ~is_c]).all() and (sl["n_neighbours"].values[~is_c] == 0).all()
+
+
+@pytest.mark.parametrize("threshold", [0.6, 0.0])
+def test_partial_spheres_equal_rsatoolbox_truncated(threshold, capsys):
+    mask, full, ijk, data, models = _volume(1)
+    centres, ref = _rsatoolbox(mask, full, models, 2, "corr", "euclidean", threshold)
+    sl = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2, method="pearson",
+                     rdm_metric="sqeuclidean", threshold=threshold)
+    # rsatoolbox's truncated spheres keep every mask voxel as a centre (it thresholds the
+    # share of mask voxels AFTER truncating to the mask); here the share is of the whole
+    # sphere, so threshold=0 gives its centres, 0.6 a subset with the same values
+    ours = np.ravel_multi_index(ijk[sl["n_neighbours"].values > 0].T, SHAPE)
+    assert len(centres) == mask.sum()
+    assert (len(ours) == len(centres)) == (threshold == 0) and np.isin(ours, centres).all()
+    pos = np.searchsorted(centres, ours)
+    np.testing.assert_allclose(_ours_at(sl, ijk, ours), ref[pos], rtol=1e-9, atol=1e-12)
+
+
+def test_invariant_to_neuroid_order_chunks_and_threads():
+    mask, full, ijk, data, models = _volume(2)
+    ref = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2)
+    perm = np.random.default_rng(0).permutation(len(ijk))
+    sl = searchlight(data[:, perm], models, ijk=ijk[perm], volume_shape=SHAPE, radius=2,
+                     max_memory=0.01, n_jobs=2)  # one centre per chunk, two threads
+    np.testing.assert_allclose(sl.values, ref.values[:, perm], rtol=1e-12, equal_nan=True)
+
+
+def test_store_coords_and_stimulus_join():
+    mask, full, ijk, data, models = _volume(3)
+    ids = np.array([f"s{i}" for i in range(N_STIM)])
+    store = xr.Dataset(
+        {"responses": (("stimulus", "neuroid"), data)},
+        coords={"stimulus_id": ("stimulus", ids), "i": ("neuroid", ijk[:, 0]),
+                "j": ("neuroid", ijk[:, 1]), "k": ("neuroid", ijk[:, 2]),
+                "neuroid_id": ("neuroid", [f"v{n}" for n in range(len(ijk))])},
+        attrs={"volume_shape": list(SHAPE)})
+    feats = np.random.default_rng(4).standard_normal((2, N_STIM, 5))
+    model_rdms = xr.concat([rdm(xr.DataArray(f, dims=("stimulus", "unit"),
+                                             coords={"stimulus_id": ("stimulus", ids)}))
+                            for f in feats], dim="model").assign_coords(model=["a", "b"])
+    sl = searchlight(store, model_rdms, radius=2)
+    assert sl.dims == ("model", "neuroid") and list(sl["model"].values) == ["a", "b"]
+    assert "neuroid_id" in sl.coords and "i" in sl.coords
+    # shuffled stimuli on the model side: joined by stimulus_id, same values
+    p = np.random.default_rng(5).permutation(N_STIM)
+    shuffled = model_rdms.isel(stimulus_i=p, stimulus_j=p)
+    np.testing.assert_allclose(searchlight(store, shuffled, radius=2).values, sl.values,
+                               rtol=1e-12, equal_nan=True)
+    # one centre by hand: the RDM of its sphere against the model RDMs
+    c = int(np.flatnonzero(sl["n_neighbours"].values)[0])
+    near = ((ijk - ijk[c]) ** 2).sum(1) < 4
+    expect = compare_rdms(model_rdms, rdm(store["responses"][:, near]), "spearman")
+    np.testing.assert_allclose(sl.values[:, c], expect.values, rtol=1e-12)
+    with pytest.raises(StimulusMismatchError, match="only in"):
+        searchlight(store, model_rdms.assign_coords(
+            stimulus_id_i=("stimulus_i", [*ids[:-1], "x"]),
+            stimulus_id_j=("stimulus_j", [*ids[:-1], "x"])), radius=2)
+
+
+def test_nan_neuroid_and_constant_pattern_give_nan_and_warn():
+    mask, full, ijk, data, models = _volume(6)
+    data = data.copy()
+    data[2, 10] = np.nan
+    with pytest.warns(DataQualityWarning, match=r"centres are NaN"):
+        sl = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2)
+    near = ((ijk - ijk[10]) ** 2).sum(1) < 4
+    centres = sl["n_neighbours"].values > 0
+    assert np.isnan(sl.values[:, near & centres]).all()
+    assert np.isfinite(sl.values[:, ~near & centres]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        searchlight(np.nan_to_num(data), models, ijk=ijk, volume_shape=SHAPE, radius=2)
+
+
+def _plane(nx=9, ny=8):
+    x, y = np.meshgrid(np.arange(nx, dtype=float), np.arange(ny, dtype=float), indexing="ij")
+    v = np.stack([x.ravel(), y.ravel(), 0.1 * np.sin(x.ravel())], 1)
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+    return v, np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+
+
+@pytest.mark.parametrize("max_memory", [256.0, 0.001])  # one chunk; one centre per chunk
+def test_surface_equals_a_loop_over_discs(max_memory):
+    v, f = _plane()
+    rng = np.random.default_rng(7)
+    keep = np.sort(rng.choice(len(v), 60, replace=False))  # a masked surface
+    data = rng.standard_normal((N_STIM, len(keep)))
+    da = xr.DataArray(data, dims=("stimulus", "neuroid"), coords={"vertex": ("neuroid", keep)})
+    models = rng.random((2, N_STIM * (N_STIM - 1) // 2))
+    sl = searchlight(da, models, surface=(v, f), radius=2.2, threshold=0.0, method="pearson",
+                     max_memory=max_memory)
+    dist = dijkstra(_mesh_graph(v, f))
+    for c in range(len(keep)):
+        near = dist[keep[c], keep] <= 2.2
+        expect = compare_rdms(models, rdm(data[:, near]), "pearson") if near.sum() > 1 else None
+        assert sl["n_neighbours"].values[c] == near.sum()
+        if near.sum() > 1:
+            np.testing.assert_allclose(sl.values[:, c], expect, rtol=1e-10)
+    full = searchlight(da, models, surface=(v, f), radius=2.2, method="pearson")  # threshold 1
+    whole = [np.isin(np.flatnonzero(dist[k] <= 2.2), keep).all() for k in keep]
+    assert np.array_equal(full["n_neighbours"].values > 0, whole)
+
+
+def test_surface_two_hemispheres_by_coordinate():
+    v, f = _plane(5, 5)
+    rng = np.random.default_rng(8)
+    n = len(v)
+    data = rng.standard_normal((N_STIM, 2 * n))
+    da = xr.DataArray(data, dims=("stimulus", "neuroid"), coords={
+        "vertex": ("neuroid", np.r_[np.arange(n), np.arange(n)]),
+        "hemisphere": ("neuroid", ["lh"] * n + ["rh"] * n)})
+    models = rng.random((1, N_STIM * (N_STIM - 1) // 2))
+    sl = searchlight(da, models, surface={"lh": (v, f), "rh": (v, f)}, radius=1.5)
+    one = searchlight(data[:, n:], models, surface=(v, f), radius=1.5)
+    np.testing.assert_allclose(sl.values[:, n:], one.values, equal_nan=True)
+
+
+def test_errors_name_the_parameter():
+    mask, full, ijk, data, models = _volume()
+    with pytest.raises(ValueError, match=r"'radius' in searchlight\(\): -1"):
+        searchlight(data, models, ijk=ijk, radius=-1)
+    with pytest.raises(ValueError, match=r"'ijk' in searchlight\(\): None"):
+        searchlight(data, models)
+    with pytest.raises(DimensionError, match=r"'ijk' in searchlight\(\): shape \(5, 3\)"):
+        searchlight(data, models, ijk=ijk[:5])
+    with pytest.raises(DimensionError, match=r"model RDMs have 3 pairs"):
+        searchlight(data, models[:, :3], ijk=ijk)
+    with pytest.raises(ValueError, match=r"'threshold' in searchlight\(\): 1.5"):
+        searchlight(data, models, ijk=ijk, threshold=1.5)
+    with pytest.raises(ValueError, match=r"'n_jobs' in searchlight\(\): 0"):
+        searchlight(data, models, ijk=ijk, n_jobs=0)
+    with pytest.raises(ValueError, match=r"model RDM\(s\) \[1\] have all dissimilarities equal"):
+        searchlight(data, np.stack([models[0], np.ones_like(models[0])]), ijk=ijk)
+    with pytest.raises(DimensionError, match=r"'volume_shape' in searchlight\(\): \(2, 2, 2\)"):
+        searchlight(data, models, ijk=ijk, volume_shape=(2, 2, 2))
+    with pytest.raises(ValueError, match=r"'surface' in searchlight\(\): 'fsavg'"):
+        searchlight(data, models, surface="fsavg")
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_torch_device_path_gives_the_numpy_values(method):
+    pytest.importorskip("torch")
+    mask, full, ijk, data, models = _volume(9)
+    ref = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2, method=method)
+    out = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2, method=method,
+                      device="cpu")
+    np.testing.assert_allclose(out.values, ref.values, rtol=1e-10, atol=1e-12, equal_nan=True)
