@@ -228,7 +228,7 @@ class EmbeddingDecoder:
         ym = Y.mean(0)
         if len(alphas) > 1:
             err = np.zeros(len(alphas))
-            for tr, te in cv_folds(ids, self.cv, seed=self.seed):
+            for tr, te in cv_folds(ids, self.cv, random_state=self.seed):
                 U, s, Vt = np.linalg.svd(Z[tr], full_matrices=False)
                 UtY = U.T @ (Y[tr] - Y[tr].mean(0))
                 for a, alpha in enumerate(alphas):

@@ -259,7 +259,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         groups, mask = self._group_mask(tmpl, Ym.shape[1])
         n_val_splits = max(2, int(round(1 / self.val_fraction)))
         train, val = cv_folds(ids if ids is not None else np.arange(len(Ym)).astype(str),
-                              n_val_splits, seed=self.seed)[0]
+                              n_val_splits, random_state=self.seed)[0]
         self.y_mean_ = Ym[train].mean(0)
         sd = Ym[train].std(0)
         self.y_sd_ = np.where(sd > 0, sd, 1.0)

@@ -18,6 +18,7 @@ __all__ = [
     "ceiling_normalise",
     "explained_variance",
     "nan_argmax",
+    "held_out_scores",
     "roi_summary",
     "permutation_test",
     "fdr_bh",
@@ -51,6 +52,42 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 SCORERS = {"pearson": pearson_r, "r2": r2_score}
+
+
+def held_out_scores(Y: np.ndarray, pred: np.ndarray, fitted: np.ndarray, metric: str,
+                    neuroid_coords=None, *, func: str) -> np.ndarray:
+    """Held-out score (``metric``) of each neuroid, NaN where it is not defined.
+
+    NaN for neuroids whose test responses hold NaN or inf or are constant, and for
+    neuroids not fitted (``fitted`` False: excluded at fit, or without a best layer), with
+    one :class:`~neuroalign.exceptions.DataQualityWarning` that counts and names them
+    (``neuroid_id`` from ``neuroid_coords`` when given). Never 0 for an undefined score.
+    """
+    from neuroalign.encoders._data import neuroid_names
+
+    Y = np.asarray(Y)
+    pred = np.asarray(pred, dtype=np.float64)
+    fitted = np.asarray(fitted, dtype=bool) & np.isfinite(pred).all(0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(Y).all(0)
+        spread = np.nanmax(Y, 0) - np.nanmin(Y, 0) if len(Y) else np.zeros(Y.shape[1])
+        s = SCORERS[metric](np.where(np.isfinite(Y), Y, 0.0), np.where(fitted, pred, 0.0))
+    constant = finite & ~(spread > 0)
+    unfitted = ~fitted & finite & ~constant
+    bad = ~finite | constant | unfitted
+    s = np.where(bad, np.nan, s)
+    if bad.any():
+        names = neuroid_names(neuroid_coords, Y.shape[1])
+        warnings.warn(
+            f"{func}: {int(bad.sum())} of {Y.shape[1]} neuroids score NaN "
+            f"({int((~finite).sum())} with NaN or inf test responses: "
+            f"{format_list(names[~finite], limit=10) or '-'}; {int(constant.sum())} with "
+            f"constant test responses: {format_list(names[constant], limit=10) or '-'}; "
+            f"{int(unfitted.sum())} excluded at fit: "
+            f"{format_list(names[unfitted], limit=10) or '-'}).",
+            DataQualityWarning, stacklevel=3,
+        )
+    return s
 
 
 def explained_variance(score, *, metric: str = "pearson") -> np.ndarray:

@@ -80,6 +80,6 @@ class StoreAccessor:
         :func:`neuroalign.store.split_half`)."""
         return _split_half.split_half(self._ds, n_splits=n_splits, seed=seed, strict=strict)
 
-    def cv_folds(self, n_splits: int = 5, *, shuffle: bool = True, seed: int | None = 0):
+    def cv_folds(self, n_splits: int = 5, *, shuffle: bool = True, random_state: int | None = 0):
         """Stimulus-grouped folds (see :func:`neuroalign.store.cv_folds`)."""
-        return cv_folds(self._ds, n_splits, shuffle=shuffle, seed=seed)
+        return cv_folds(self._ds, n_splits, shuffle=shuffle, random_state=random_state)
