@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from neuroalign.exceptions import DimensionError, NotFittedError
 
-__all__ = ["EstimatorNotFittedError", "check_fitted", "check_x", "check_xy", "is_xarray",
+__all__ = ["EstimatorNotFittedError", "check_fitted", "check_x", "check_xy", "is_xarray", "is_table",
            "n_features_error", "as_container", "regressor_tags"]
 
 
@@ -36,7 +36,7 @@ def is_xarray(obj: Any) -> bool:
     return isinstance(obj, xr.Dataset | xr.DataArray)
 
 
-def _is_table(obj: Any) -> bool:
+def is_table(obj: Any) -> bool:
     """A dict of feature spaces or layers (not a scipy ``dok`` matrix, also a dict)."""
     return isinstance(obj, dict) and not hasattr(obj, "tocsr")
 
@@ -74,7 +74,7 @@ def _array(obj: Any, *, name: str, min_samples: int, func: str) -> np.ndarray:
 
 def check_x(X: Any, *, func: str, min_samples: int = 1):
     """``X`` as a 2-d numeric ndarray (array inputs); xarray objects are returned as they are."""
-    if is_xarray(X) or _is_table(X):
+    if is_xarray(X) or is_table(X):
         return X
     return _array(X, name="X", min_samples=min_samples, func=func)
 
@@ -94,7 +94,7 @@ def check_xy(X: Any, Y: Any, *, func: str, min_samples: int = 2, y_finite_1d: bo
             f"{name} requires y to be passed, but the target y is None. Expected responses "
             "(n_samples, n_neuroids)."
         )
-    if is_xarray(X) or is_xarray(Y) or _is_table(X):
+    if is_xarray(X) or is_xarray(Y) or is_table(X):
         return X, Y, False
     Xa = _array(X, name="X", min_samples=min_samples, func=func)
     if _is_torch(Y):
