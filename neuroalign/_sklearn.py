@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from neuroalign.exceptions import DimensionError, NotFittedError
 
 __all__ = ["EstimatorNotFittedError", "check_fitted", "check_x", "check_xy", "is_xarray", "is_table",
-           "n_features_error", "as_container", "regressor_tags"]
+           "n_features_error", "as_container", "regressor_tags", "DEPRECATED", "random_state_of"]
 
 
 class EstimatorNotFittedError(NotFittedError, _SklearnNotFitted):
@@ -151,3 +151,25 @@ def regressor_tags(tags, *, multi_output: bool = True, allow_nan: bool = False,
     if tags.regressor_tags is not None:
         tags.regressor_tags.poor_score = poor_score
     return tags
+
+
+#: Default of a deprecated ``seed`` parameter of an estimator (a string, so ``clone`` keeps it).
+DEPRECATED = "deprecated"
+
+
+def random_state_of(estimator, *, func: str):
+    """The estimator's ``random_state``, or its deprecated ``seed`` when that was set (with a
+    ``FutureWarning``). Setting both raises ``TypeError``."""
+    import warnings
+
+    seed = getattr(estimator, "seed", DEPRECATED)
+    if isinstance(seed, str) and seed == DEPRECATED:
+        return estimator.random_state
+    if estimator.random_state not in (None, 0):
+        raise TypeError(f"{func}: got both 'seed' (deprecated) and 'random_state'; pass only "
+                        "'random_state'.")
+    warnings.warn(
+        f"{func}: 'seed' is deprecated and will be removed; use random_state={seed!r} instead.",
+        FutureWarning, stacklevel=3,
+    )
+    return seed

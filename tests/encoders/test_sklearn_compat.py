@@ -13,7 +13,8 @@ Expected failures (documented, each for a reason of design, not a bug):
 - ``AttentionRoutingEncoder`` is not run through the checks: its ``X`` is 3-d token features
   ``(stimuli, tokens, units)`` and every check feeds 2-d arrays, so the checks cannot
   express its input. It is tested below for the parts of the contract that do apply
-  (``clone``, ``get_params``, ``check_is_fitted``, ``random_state``).
+  (``clone``, ``get_params``, ``check_is_fitted``, ``random_state``) in
+  ``test_attention_routing.py``.
 """
 
 from __future__ import annotations
@@ -84,3 +85,4 @@ def test_clone_is_fitted_and_container(est):
     assert coef.shape == (n_in, 3)  # (n_features, n_targets), himalaya's orientation
     one = clone(est).fit(X, Y[:, 0])
     assert one.predict(X).shape == (30,) and isinstance(one.score(X, Y[:, 0]), float)
+
