@@ -4,11 +4,12 @@ permutation tests with FDR correction and bootstrap confidence intervals."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
 from neuroalign.exceptions import DataQualityWarning
 
 __all__ = [
@@ -159,9 +160,11 @@ def bootstrap_roi(
     *,
     ceiling: np.ndarray | None = None,
     aggregate: str = "mean",
-    n_boot: int = 2000,
+    n_bootstrap: int = 2000,
     ci: float = 0.95,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    n_boot: Any = UNSET,
+    seed: Any = UNSET,
 ) -> tuple[float, float, float]:
     """An ROI aggregate of per-neuroid values and its percentile bootstrap interval.
 
@@ -179,17 +182,25 @@ def bootstrap_roi(
         median of the per-neuroid ratios (``aggregate="median"``). Neuroids whose ceiling
         is not positive are left out.
     aggregate : {"mean", "median"}
-    n_boot : int
+    n_bootstrap : int
+        Bootstrap resamples.
     ci : float
         Coverage of the interval, 0 < ci < 1.
-    seed : int or None
+    random_state : int or None
+        Seed of the resampling (``numpy.random.default_rng``).
+    n_boot, seed : deprecated
+        Old names of ``n_bootstrap`` and ``random_state`` (``FutureWarning``).
 
     Returns
     -------
     (estimate, low, high)
     """
+    n_boot = renamed(n_boot, n_bootstrap, old="n_boot", new="n_bootstrap", func="bootstrap_roi",
+                     default=2000)
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="bootstrap_roi",
+                   default=0)
     check_option(aggregate, AGGREGATES, name="aggregate", func="bootstrap_roi")
-    n_boot = check_positive_int(n_boot, name="n_boot", func="bootstrap_roi")
+    n_boot = check_positive_int(n_boot, name="n_bootstrap", func="bootstrap_roi")
     if not 0 < ci < 1:
         raise ValueError(f"Invalid value for 'ci' in bootstrap_roi(): {ci!r}. Expected 0 < ci < 1.")
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -228,8 +239,8 @@ def _roi_stat(values, mask, ceiling, aggregate, n_boot, ci, seed) -> tuple[float
     if not mask.any():
         return np.nan, np.nan, np.nan
     if n_boot:
-        return bootstrap_roi(values, mask, ceiling=ceiling, aggregate=aggregate, n_boot=n_boot,
-                             ci=ci, seed=seed)
+        return bootstrap_roi(values, mask, ceiling=ceiling, aggregate=aggregate,
+                             n_bootstrap=n_boot, ci=ci, random_state=seed)
     est = _aggregate(values[mask], None if ceiling is None else ceiling[mask], aggregate)
     return est, np.nan, np.nan
 
@@ -264,9 +275,11 @@ def roi_summary(
     ceiling=None,
     aggregate: str = "mean",
     ceiling_threshold: float = DEFAULT_CEILING_THRESHOLD,
-    n_boot: int = 0,
+    n_bootstrap: int = 0,
     ci: float = 0.95,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    n_boot: Any = UNSET,
+    seed: Any = UNSET,
 ) -> xr.Dataset:
     """Summary of a per-neuroid score over each ROI (``roi_*`` coordinates).
 
@@ -288,26 +301,32 @@ def roi_summary(
     ceiling_threshold : float
         Only neuroids whose noise ceiling (percent) is at least this enter the normalised
         summary; a low ceiling makes a neuroid's ratio meaningless.
-    n_boot : int
+    n_bootstrap : int
         Bootstrap resamples (over neuroids) for 95 % intervals; 0 for none.
-    ci, seed : as in :func:`bootstrap_roi`
+    ci, random_state : as in :func:`bootstrap_roi`
+    n_boot, seed : deprecated
+        Old names of ``n_bootstrap`` and ``random_state`` (``FutureWarning``).
 
     Returns
     -------
     xr.Dataset on ``roi``
         ``score`` (aggregate of the raw score), ``n_neuroids`` (with a finite score), and
-        with a ceiling ``ceiling_normalised`` and ``n_above_threshold``; with ``n_boot``,
+        with a ceiling ``ceiling_normalised`` and ``n_above_threshold``; with ``n_bootstrap``,
         ``<name>_ci_low`` / ``<name>_ci_high``. Attributes name the metric, the score kind,
         the aggregate and the threshold. ROIs whose neuroids are all NaN get NaN and a
         :class:`~neuroalign.exceptions.DataQualityWarning`.
     """
+    n_boot = renamed(n_boot, n_bootstrap, old="n_boot", new="n_bootstrap", func="roi_summary",
+                     default=0)
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="roi_summary",
+                   default=0)
     check_option(aggregate, AGGREGATES, name="aggregate", func="roi_summary")
     var = _score_name(result, var)
     score = result[var]
     metric = metric or score.attrs.get("metric") or result.attrs.get("metric")
     check_option(metric, tuple(SCORERS), name="metric", func="roi_summary")
     if n_boot:
-        check_positive_int(n_boot, name="n_boot", func="roi_summary")
+        check_positive_int(n_boot, name="n_bootstrap", func="roi_summary")
     if ceiling is None and "noise_ceiling" in result.data_vars:
         ceiling = result["noise_ceiling"].values
     masks = _roi_masks(result)
@@ -359,7 +378,7 @@ def roi_summary(
             ceiling_threshold=float(ceiling_threshold),
         )
     out.attrs.update(metric=metric, score_kind=kind, aggregate=aggregate,
-                     ceiling_threshold=float(ceiling_threshold), n_boot=int(n_boot), ci=float(ci))
+                     ceiling_threshold=float(ceiling_threshold), n_bootstrap=int(n_boot), ci=float(ci))
     return out
 
 
@@ -400,7 +419,8 @@ def permutation_test(
     n_permutations: int = 1000,
     groups: np.ndarray | None = None,
     q: float = 0.05,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
 ) -> dict[str, np.ndarray]:
     """Permutation test per neuroid of held-out predictions, FDR-corrected across neuroids.
 
@@ -409,11 +429,14 @@ def permutation_test(
     stimulus id) whole stimuli are permuted: every row of stimulus ``i`` gets the
     prediction of the same stimulus ``j``, so repetitions stay together and the null keeps
     the data's dependence (rows of one stimulus must then share one prediction).
+    ``random_state`` seeds the permutations (``seed``: its deprecated old name).
 
     Returns
     -------
     dict with ``score``, ``p_value``, ``p_fdr`` and ``significant`` (arrays per neuroid).
     """
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="permutation_test",
+                   default=0)
     check_option(metric, tuple(SCORERS), name="metric", func="permutation_test")
     n_permutations = check_positive_int(n_permutations, name="n_permutations", func="permutation_test")
     scorer = SCORERS[metric]

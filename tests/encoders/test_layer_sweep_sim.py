@@ -33,7 +33,7 @@ def test_ceiling_normalised_scores_approach_one(sim):
     sweep = LayerSweep(test_split="test").fit(feats, store)
     ds = sweep.to_dataset(ceiling=store.na.noise_ceiling())
     assert ds.attrs["score_kind"] == "test" and ds.attrs["metric"] == "pearson"
-    summary = roi_summary(ds, n_boot=200)
+    summary = roi_summary(ds, n_bootstrap=200)
     assert summary.attrs["aggregate"] == "mean" and summary["score"].attrs["source"] == "best_layer_score"
     for roi in res.layer_of_roi():
         row = summary.sel(roi=roi)
