@@ -15,7 +15,7 @@ import numpy as np
 
 from neuroalign.exceptions import DimensionError
 
-__all__ = ["PooledFeatureExtractor", "DifferentiableRidgeEncoder", "ridge_fit"]
+__all__ = ["PooledFeatureExtractor", "DifferentiableRidgeEncoder"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,31 +27,34 @@ def _torch():
     return torch
 
 
-def ridge_fit(X, Y, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form ridge on standardised features; returns ``coef (n_targets, n_features)``
-    and ``intercept (n_targets,)`` in the original feature units.
+def readout_fit(X, Y, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge read-out on z-scored features, solved by the ridge core
+    (:func:`neuroalign.encoders._solvers.ridge_refit`), folded back to the features' units.
 
-    ``coef = (Z'Z + alpha I)^-1 Z'(Y - mean Y)`` with ``Z`` the z-scored features, then
-    folded back: ``coef / sd`` and ``intercept = mean Y - coef · mean X``.
+    ``alpha`` is the penalty on the z-scored features (population standard deviation;
+    constant features are left unscaled), as ``Ridge(alpha)`` after ``StandardScaler``.
+
+    Returns
+    -------
+    coef : ndarray (n_features, n_targets)
+    intercept : ndarray (n_targets,)
+        ``Y ≈ X @ coef + intercept``.
     """
+    from neuroalign.encoders._solvers import ridge_refit
+
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim == 1:
-        Y = Y[:, None]
+    Y = Y[:, None] if Y.ndim == 1 else Y
     if X.ndim != 2 or len(X) != len(Y):
         raise DimensionError(
-            f"ridge_fit(): 'X' has shape {X.shape!r} and 'Y' {Y.shape!r}; expected "
-            "(n_samples, n_features) and (n_samples, n_targets) with equal n_samples."
+            f"fit_store(): the features have shape {X.shape!r} and the responses {Y.shape!r}; "
+            "expected (n_samples, n_features) and (n_samples, n_targets) with equal n_samples."
         )
     mx, sx = X.mean(0), X.std(0)
     sx = np.where(sx > 0, sx, 1.0)
-    Z = (X - mx) / sx
-    my = Y.mean(0)
-    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-    w = Vt.T @ ((s / (s**2 + alpha))[:, None] * (U.T @ (Y - my)))
-    coef = (w / sx[:, None]).T
-    intercept = my - coef @ mx
-    return coef, intercept
+    W, b = ridge_refit((X - mx) / sx, Y, alpha, relative_alphas=False, dtype=np.float64)
+    coef = W / sx[:, None]
+    return coef, b - mx @ coef
 
 
 class _Hooks:
@@ -299,8 +302,8 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
             )
         X = extractor.extract(images)
         Y = np.asarray(avg["responses"].transpose("stimulus", "neuroid").values, dtype=np.float64)
-        coef, intercept = ridge_fit(X, Y, alpha)
+        coef, intercept = readout_fit(X, Y, alpha)
         rois = {name: np.asarray(avg.coords["roi_" + name].values, dtype=bool)
                 for name in roi_names(avg)}
-        return cls(extractor, coef, intercept, rois=rois,
+        return cls(extractor, coef.T, intercept, rois=rois,
                    neuroid_ids=[str(v) for v in avg.coords["neuroid_id"].values])

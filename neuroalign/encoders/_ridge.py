@@ -30,7 +30,7 @@ from neuroalign.encoders._data import (
     valid_neuroids,
 )
 from neuroalign.encoders._scoring import SCORERS, held_out_scores
-from neuroalign.encoders._solvers import ridge_cv
+from neuroalign.encoders._solvers import predict_linear, ridge_cv
 from neuroalign.exceptions import DataQualityWarning
 from neuroalign.store import cv_folds
 from neuroalign.store._folds import check_folds, stimulus_folds
@@ -78,19 +78,6 @@ def resolve_folds(cv, n_samples: int, stimulus_id: np.ndarray | None, *, func: s
         check_folds(folds, groups, func=func, source=f"cv={int(cv)}")
         return folds
     return stimulus_folds(cv, groups, func=func)
-
-
-def predict_linear(Xm, coef, intercept, x_offset=None, y_offset=None) -> np.ndarray:
-    """``(X - x_offset) @ coef + y_offset`` with the offsets in float64 (exact in float32
-    when the features carry a large mean), else ``X @ coef + intercept``. float64 features
-    give float64 predictions; others are computed in the precision of ``coef``."""
-    dtype = np.result_type(np.asarray(Xm).dtype, coef.dtype)
-    if not np.issubdtype(dtype, np.floating):
-        dtype = coef.dtype
-    if x_offset is None:
-        return np.asarray(Xm, dtype=dtype) @ coef.astype(dtype, copy=False) + intercept.astype(dtype)
-    Xc = (np.asarray(Xm, dtype=np.float64) - x_offset).astype(dtype, copy=False)
-    return Xc @ coef.astype(dtype, copy=False) + np.asarray(y_offset).astype(dtype)
 
 
 class RidgeEncoder(RegressorMixin, BaseEstimator):

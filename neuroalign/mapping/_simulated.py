@@ -60,8 +60,10 @@ def simulated_features(sim, store: xr.Dataset | None = None, layers=SIM_LAYERS) 
 
 def simulated_scores(sim, store: xr.Dataset, features: xr.Dataset, *, n_splits: int = 5) -> xr.DataArray:
     """Cross-validated ridge score (Pearson r) of each layer: dims ``('layer', 'neuroid'[, 'time'])``."""
+    from neuroalign.encoders._scoring import pearson_r
+    from neuroalign.encoders._solvers import cv_predict
     from neuroalign.mapping._common import align_stimuli
-    from neuroalign.mapping._ridge import cv_scores
+    from neuroalign.mapping._units import DEFAULT_ALPHAS
     from neuroalign.store import average_repetitions, cv_folds, is_trial_level
 
     av = average_repetitions(store) if is_trial_level(store) else store
@@ -72,7 +74,8 @@ def simulated_scores(sim, store: xr.Dataset, features: xr.Dataset, *, n_splits: 
     folds = cv_folds(av, n_splits)
     layers = [str(v) for v in features.data_vars]
     sc = np.stack([
-        cv_scores(np.asarray(features[name].values)[pos], Y, folds).reshape(resp.shape[1:])
+        pearson_r(cv_predict(np.asarray(features[name].values)[pos], Y, folds, DEFAULT_ALPHAS),
+                  Y).reshape(resp.shape[1:])
         for name in progress(layers, desc="layer sweep", unit="layer")
     ])
     coords = {k: v for k, v in av.coords.items() if v.dims in (("neuroid",), ("time",))}

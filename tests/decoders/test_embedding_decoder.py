@@ -56,7 +56,7 @@ def test_mlp_decoder_infonce_retrieves_above_chance(sim_nsd, sim_features):
     store = sim_nsd.store().load()
     train, test = store.na.split("train"), store.na.split("test")
     dec = EmbeddingDecoder("mlp", target="pooled", hidden=64, epochs=60, batch_size=32, lr=3e-3,
-                           average=True, seed=0).fit(train, sim_features)
+                           average=True, random_state=0).fit(train, sim_features)
     assert dec.loss_curve_[-1] < dec.loss_curve_[0]
     res = dec.score(test, sim_features)
     assert res["forward"] > 3 * res["chance"]
