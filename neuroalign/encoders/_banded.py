@@ -102,21 +102,14 @@ def _chosen(deltas: np.ndarray, gammas: np.ndarray, alphas: np.ndarray):
 def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarray:
     """Mean validation R² over ``folds`` of each target at its chosen space weights and
     alpha: the features of each space scaled by ``sqrt(gamma)``, one ridge per candidate."""
-    import torch
-
     out = np.full(Y.shape[1], np.nan)
-    Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
+    Y64 = np.asarray(Y, dtype=np.float64)
     for k in np.unique(it):
         cols = np.flatnonzero(it == k)
         Z = np.concatenate([m.astype(np.float64) * np.sqrt(g) for m, g in zip(mats, gammas[k], strict=True)], 1)
-        # himalaya's alphas are absolute penalties on Z. Rescaled to unit mean feature
-        # variance (with the penalties rescaled alike: the same model), Z has a feature scale
-        # of 1, so the penalty is the same whether the solver takes alphas as absolute or as
-        # relative to the feature scale.
-        Zc = Z - Z.mean(0) if fit_intercept else Z
-        scale = float((Zc ** 2).mean()) or 1.0
-        res = ridge_cv(torch.from_numpy(Z / np.sqrt(scale)), Yt[:, cols].contiguous(), alphas / scale,
-                       folds, fit_intercept=fit_intercept)
+        # himalaya's alphas are absolute penalties on Z (numpy: torch is not needed)
+        res = ridge_cv(Z, Y64[:, cols], alphas, folds, fit_intercept=fit_intercept,
+                       relative_alphas=False, dtype=np.float64)
         out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
     return out
 
@@ -383,10 +376,13 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         parts[0] -= self.intercept_
         yc = Ym - Ym.mean(0)
         pc = parts - parts.mean(1, keepdims=True)
-        full = pc.sum(0)
         sst = (yc ** 2).sum(0)
-        # R²_i = <p_i, 2y - p> / ||y||²  (Nunez-Elizalde 2019); sum_i R²_i = joint R²
-        split = np.stack([((2 * yc - full) * p).sum(0) / np.where(sst > 0, sst, 1.0) for p in pc])
+        # R²_i = <p_i, 2y - p> / ||y||²  (product measure, Nunez-Elizalde 2019): himalaya's
+        # r2_score_split on the centred responses and predictions; sum_i R²_i = joint R²
+        with _himalaya_backend("cpu"), np.errstate(invalid="ignore", divide="ignore"):
+            from himalaya.scoring import r2_score_split
+
+            split = np.asarray(r2_score_split(yc, pc, include_correlation=True), dtype=np.float64)
         split = np.where(self.valid_neuroids_ & (sst > 0), split, np.nan)
         coords = self.space_weights_.coords
         out = xr.DataArray(split, dims=("space", "neuroid"), coords=coords, name="split_r2")
