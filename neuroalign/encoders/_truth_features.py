@@ -14,25 +14,13 @@ __all__ = ["simulated_truth_features", "simulated_truth_tokens", "store_images"]
 
 
 def store_images(store: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(stimulus ids, uint8 images) of a simulated NSD store, one per unique stimulus."""
-    import h5py
+    """(stimulus ids, uint8 images) of a store, one per unique stimulus (ids sorted), read by
+    :class:`neuroalign.stimuli.StimulusSet`."""
+    from neuroalign.stimuli import StimulusSet
 
-    info = store.attrs.get("stimulus_set") or {}
-    if info.get("kind") != "hdf5-brick":
-        raise ValueError(
-            f"store attrs 'stimulus_set' = {info!r}; expected an 'hdf5-brick' stimulus set "
-            "(a simulated NSD store)."
-        )
-    ids = np.asarray(store["stimulus_id"].values).astype(str)
-    nsd = np.asarray(store[info["id_coord"]].values)
-    uniq, first = np.unique(ids, return_index=True)
-    with h5py.File(info["path"], "r") as f:
-        brick = f[info["key"]]
-        idx = nsd[first]
-        order = np.argsort(idx)
-        imgs = np.empty((len(idx),) + brick.shape[1:], dtype=brick.dtype)
-        imgs[order] = brick[np.sort(idx)]
-    return uniq, imgs
+    stimuli = StimulusSet.from_store(store)
+    ids = np.array(sorted(stimuli.ids))
+    return ids, np.stack(stimuli.load(stimuli.positions(ids.tolist()).tolist()))
 
 
 def simulated_truth_features(
