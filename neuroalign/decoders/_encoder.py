@@ -57,27 +57,6 @@ def readout_fit(X, Y, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     return coef, b - mx @ coef
 
 
-class _Hooks:
-    def __init__(self, model, layers):
-        modules = dict(model.named_modules())
-        missing = [name for name in layers if name not in modules]
-        if missing:
-            raise KeyError(
-                f"Unknown layer(s) {missing!r} of the feature model. Expected module names "
-                f"such as {[n for n in modules if n][:10]!r}."
-            )
-        self.out: dict[str, object] = {}
-        self.handles = [
-            modules[name].register_forward_hook(self._hook(name)) for name in layers
-        ]
-
-    def _hook(self, name):
-        def fn(_m, _i, o):
-            self.out[name] = o
-
-        return fn
-
-
 def _module_base():
     return _torch().nn.Module
 
@@ -114,8 +93,14 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.layers = list(layers)
+        modules = dict(self.model.named_modules())
+        missing = [name for name in self.layers if name not in modules]
+        if missing:
+            raise KeyError(
+                f"Unknown layer(s) {missing!r} of the feature model. Expected module names "
+                f"such as {[n for n in modules if n][:10]!r}."
+            )
         self.input_size = int(input_size)
-        self._hooks = _Hooks(self.model, self.layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -150,13 +135,13 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=True)
-        self._hooks.out.clear()
-        self.model((x - self.mean) / self.std)
-        feats = []
-        for name in self.layers:
-            a = self._hooks.out[name]
-            feats.append(a.mean(dim=(2, 3)) if a.ndim == 4 else a.reshape(a.shape[0], -1))
-        return _torch().cat(feats, dim=1)
+        from neuroalign.features._hooks import LayerRecorder
+
+        # the one hook engine, kept differentiable: spatial mean of feature maps
+        with LayerRecorder(self.model, self.layers, pooling="mean", modality="image",
+                           detach=False) as rec:
+            out = rec.run(self.model, (x - self.mean) / self.std)
+        return _torch().cat([out[name] for name in self.layers], dim=1)
 
     def extract(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Features of uint8 images ``(N, H, W, 3)`` as a float64 array ``(N, F)``."""
