@@ -340,20 +340,21 @@ class FeatureNetwork:
                 f"Unknown node {self.node!r} of network {self.name!r}. "
                 f"Expected a module name such as {list(modules)[1:8]!r}."
             )
+        from neuroalign.features._hooks import LayerRecorder
+
         out: list[np.ndarray] = []
-        grab: dict[str, torch.Tensor] = {}
-        handle = modules[self.node].register_forward_hook(lambda m, i, o: grab.__setitem__("x", o))
-        try:
-            with torch.no_grad():
-                for start in range(0, len(images), batch_size):
-                    arr = resize_images(images[start : start + batch_size], self.resize)
-                    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
-                    m = torch.tensor(self.mean).view(1, 3, 1, 1)
-                    s = torch.tensor(self.std).view(1, 3, 1, 1)
-                    self.model((x - m) / s)
-                    out.append(grab["x"].reshape(len(x), -1).double().numpy())
-        finally:
-            handle.remove()
+        m = torch.tensor(self.mean).view(1, 3, 1, 1)
+        s = torch.tensor(self.std).view(1, 3, 1, 1)
+        # the one hook engine, unpooled: the node's whole output, flattened as (C, H, W)
+        with torch.no_grad(), LayerRecorder(self.model, [self.node], pooling=None,
+                                            modality="image") as rec:
+            for start in range(0, len(images), batch_size):
+                arr = resize_images(images[start : start + batch_size], self.resize)
+                x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
+                act = rec.run(self.model, (x - m) / s)[self.node]
+                if self.node in rec.grids:  # a feature map given as (B, H*W, C) tokens
+                    act = act.transpose(1, 2)
+                out.append(act.reshape(len(x), -1).double().numpy())
         return np.concatenate(out)
 
 
