@@ -312,7 +312,29 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         pred = self._predict_parts(mats, split)
         if getattr(self, "_y_1d", False):
             pred = pred[..., 0]
-        return pred if (is_table(X) or is_xarray(X)) else as_container(pred, X)
+        spaces = _spaces(X, func=f"{type(self).__name__}.predict") if (
+            is_table(X) or is_xarray(X)) else None
+        if spaces is not None and all(isinstance(v, xr.DataArray) for v in spaces.values()):
+            return self._labelled(pred, next(iter(spaces.values())), split)
+        return pred if spaces is not None else as_container(pred, X)
+
+    def _labelled(self, pred: np.ndarray, first: xr.DataArray, split: bool) -> xr.DataArray:
+        """Predictions of xarray features as a DataArray ('stimulus', 'neuroid') (with a
+        leading 'space' for ``split=True``), rows in the first space's stimulus order."""
+        from neuroalign.encoders._data import features_matrix
+
+        fm = features_matrix(first)
+        coords = {k: v for k, v in fm.coords.items() if v.dims == (fm.dims[0],)}
+        dims = ("stimulus", "neuroid")
+        out = xr.DataArray(pred, dims=(("space",) + dims) if split else dims,
+                           coords={k: ("stimulus", np.asarray(v.values)) for k, v in coords.items()},
+                           name="prediction")
+        if split:
+            out = out.assign_coords(space=self.spaces_)
+        if self._template is not None:
+            out = out.assign_coords({k: v for k, v in self._template.coords.items()
+                                     if v.dims == ("neuroid",)})
+        return out
 
     def _predict_parts(self, mats, split: bool) -> np.ndarray:
         if sum(m.shape[1] for m in mats) != self.n_features_in_ or any(

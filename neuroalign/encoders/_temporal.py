@@ -371,13 +371,25 @@ class TimeResolvedEncoder(RidgeEncoder):
 
     def predict(self, X):
         """Predictions, shape (n_samples, n_neuroids, n_windows) (the shape of a 1-d or
-        2-d ``y`` when fitted on one), in the container of ``X`` (ndarray or tensor)."""
+        2-d ``y`` when fitted on one), in the container of ``X``: ndarray or tensor, or for
+        xarray features a DataArray ('stimulus', 'neuroid', 'time') with the features'
+        stimulus coordinates, the neuroid coordinates and the window centres."""
         self._check_fitted()
-        Xm = np.asarray(features_matrix(X).values) if isinstance(X, xr.DataArray | xr.Dataset) \
+        fm = features_matrix(X) if isinstance(X, xr.DataArray | xr.Dataset) else None
+        Xm = np.asarray(fm.values) if fm is not None \
             else as_matrix(check_x(X, func="TimeResolvedEncoder.predict"), name="X")
         self._check_n_features(Xm)
         check_finite(Xm, name="X", func="TimeResolvedEncoder.predict")
-        return as_container(self._shaped(self._predict_matrix(Xm)), X)
+        if fm is None:
+            return as_container(self._shaped(self._predict_matrix(Xm)), X)
+        pred = self._predict_matrix(Xm).reshape(len(Xm), -1, len(self._wins))
+        coords = {k: ("stimulus", np.asarray(v.values)) for k, v in fm.coords.items()
+                  if v.dims == (fm.dims[0],)}
+        out = xr.DataArray(pred, dims=("stimulus", "neuroid", "time"), coords=coords,
+                           name="prediction")
+        tmpl = self.cv_scores_.coords
+        return out.assign_coords({k: v for k, v in tmpl.items()
+                                  if v.dims in (("neuroid",), ("time",))})
 
     def score(self, X, y, sample_weight=None):
         """Held-out score (``metric``) per neuroid and window: a DataArray ('neuroid',

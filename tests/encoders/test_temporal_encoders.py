@@ -168,3 +168,16 @@ def test_temporal_errors():
                                   xr.DataArray(np.zeros((20, 2)), dims=("stimulus", "neuroid")))
     with pytest.raises(DimensionError, match="expected the same number of rows"):
         FIREncoder().fit(X, np.zeros((19, 2)))
+
+
+def test_time_resolved_predict_is_labelled_for_xarray_features():
+    store, signal = make_store(n_stimuli=30, n_neuroids=3, n_times=4, ncsnr=3.0, return_signal=True)
+    ids = signal["stimulus_id"].values
+    feats = feature_da(signal.values.astype(np.float32), ids)
+    enc = TimeResolvedEncoder(alphas=ALPHAS, cv=3).fit(feats, store)
+    pred = enc.predict(feats.isel(stimulus=slice(None, None, -1)))
+    assert isinstance(pred, xr.DataArray) and pred.dims == ("stimulus", "neuroid", "time")
+    assert list(pred["stimulus_id"].values) == list(ids[::-1])
+    np.testing.assert_array_equal(pred["time"].values, enc.times_)
+    assert "neuroid_id" in pred.coords
+    np.testing.assert_allclose(pred.values, enc.predict(feats.values[::-1]))
