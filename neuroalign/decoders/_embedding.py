@@ -350,4 +350,4 @@ class EmbeddingDecoder(BaseEstimator):
         pred = self.predict(store)
         T, tids, _, _ = target_matrix(features, self.target)
         true = T[_align(np.asarray(pred.coords["stimulus_id"].values).astype(str), tids)]
-        return retrieval_top1(pred.values, true, n_way=n_way, n_draws=n_draws, seed=seed)
+        return retrieval_top1(pred.values, true, n_way=n_way, n_draws=n_draws, random_state=seed)

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from neuroalign._validation import check_option, check_positive_int
+from neuroalign._validation import UNSET, check_option, check_positive_int, renamed
 from neuroalign.exceptions import DimensionError
 
 __all__ = [
@@ -244,7 +245,8 @@ def retrieval_top1(
     *,
     n_way: int = 300,
     n_draws: int = 30,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
 ) -> dict[str, float]:
     """Top-1 retrieval in ``n_way`` draws (MindEye protocol).
 
@@ -257,8 +259,10 @@ def retrieval_top1(
     n_draws : int
         Draws (30 in the references). With ``n_way == N`` every draw holds all samples, so
         one draw suffices and the result is deterministic and independent of row order.
-    seed : int or None
+    random_state : int or None
         Seed of the draws.
+    seed : deprecated
+        Old name of ``random_state`` (``FutureWarning``).
 
     Returns
     -------
@@ -275,6 +279,8 @@ def retrieval_top1(
     n = len(b)
     way = min(n_way, n)
     draws = 1 if way == n else n_draws
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="retrieval_top1",
+                   default=0)
     rng = np.random.default_rng(seed)
     fwd, bwd = [], []
     for _ in range(draws):

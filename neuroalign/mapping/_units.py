@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
-from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
 from neuroalign.exceptions import DimensionError
 from neuroalign.mapping._common import align_stimuli, averaged_responses, roi_masks
 
@@ -83,7 +83,8 @@ def unit_to_roi(
     split: str | None = None,
     n_permutations: int = 1000,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
     model: str | None = None,
     time: float | slice | None = None,
 ) -> xr.Dataset:
@@ -116,8 +117,10 @@ def unit_to_roi(
         with the alpha chosen on the real data.
     alphas : sequence of float
         ``"encoding"`` only: ridge penalties, one chosen per ROI by leave-one-out error.
-    seed : int, optional
+    random_state : int, optional
         Seed of the permutations.
+    seed : deprecated
+        Old name of ``random_state`` (``FutureWarning``).
     model : str, optional
         Model name recorded in the table (default: the features' ``model`` attr).
     time : float or slice, optional
@@ -131,6 +134,8 @@ def unit_to_roi(
         ``p_value`` and ``match`` (dims ``('unit', 'roi_candidate')``, strength for every
         candidate ROI); coords ``unit_index``, ``layer`` and ``model`` on ``unit``.
     """
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="unit_to_roi",
+                   default=0)
     check_option(method, METHODS, name="method", func="unit_to_roi")
     if n_permutations != 0:
         n_permutations = check_positive_int(n_permutations, name="n_permutations", func="unit_to_roi")
