@@ -15,6 +15,11 @@ Expected failures (documented, each for a reason of design, not a bug):
   express its input. It is tested below for the parts of the contract that do apply
   (``clone``, ``get_params``, ``check_is_fitted``, ``random_state``) in
   ``test_attention_routing.py``.
+- ``neuroalign.decoders.EmbeddingDecoder`` is not run through the checks: it is fitted on a
+  store and a features table joined by ``stimulus_id`` (``fit(store, features)``), which no
+  check can build from arrays. It is a ``BaseEstimator`` (``clone``, ``get_params``), takes
+  ``random_state``, and its ridge is checked against scikit-learn's ``RidgeCV`` in
+  ``tests/decoders/test_decoder_contracts.py``.
 """
 
 from __future__ import annotations
