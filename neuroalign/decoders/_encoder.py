@@ -242,8 +242,8 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
     @classmethod
     def from_estimator(cls, extractor, estimator, **kwargs) -> DifferentiableRidgeEncoder:
         """Wrap a fitted linear estimator (``coef_``, ``intercept_``): a scikit-learn linear
-        model (``coef_`` of shape (n_neuroids, F)) or a neuroalign ``RidgeEncoder``
-        (``coef_`` of shape (F, n_neuroids), transposed here)."""
+        model (``coef_`` of shape (n_neuroids, F)) or a neuroalign estimator (``RidgeEncoder``,
+        ``BandedRidgeEncoder``, ...: ``coef_`` of shape (F, n_neuroids), transposed here)."""
         if not hasattr(estimator, "coef_"):
             from neuroalign.exceptions import NotFittedError
 
@@ -252,10 +252,8 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
                 "DifferentiableRidgeEncoder."
             )
         coef = np.asarray(estimator.coef_)
-        from neuroalign.encoders import RidgeEncoder
-
-        if isinstance(estimator, RidgeEncoder):  # (n_features, n_neuroids): transpose
-            coef = coef.T
+        if type(estimator).__module__.startswith("neuroalign."):
+            coef = coef.T  # every neuroalign estimator: (n_features, n_neuroids)
         return cls(extractor, coef, getattr(estimator, "intercept_", None), **kwargs)
 
     @classmethod
