@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["check_option", "check_positive_int", "format_list"]
+__all__ = ["check_option", "check_positive_int", "format_list", "renamed", "UNSET"]
 
 
 def format_list(values: Iterable[Any], *, limit: int = 20) -> str:
@@ -39,3 +39,34 @@ def check_positive_int(value: Any, *, name: str, func: str, minimum: int = 1) ->
             f"Expected an integer >= {minimum}."
         )
     return int(value)
+
+
+class _Unset:
+    """The default of a deprecated keyword: tells "not given" from any value (None included)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+#: Default of deprecated keyword aliases (see :func:`renamed`).
+UNSET: Any = _Unset()
+
+
+def renamed(old_value: Any, new_value: Any, *, old: str, new: str, func: str,
+            default: Any = None) -> Any:
+    """The value of a renamed keyword: ``new_value``, or ``old_value`` (with a
+    ``FutureWarning``) when the deprecated ``old`` keyword was given.
+
+    Giving ``old`` together with a ``new`` other than its ``default`` raises ``TypeError``.
+    """
+    import warnings
+
+    if old_value is UNSET:
+        return new_value
+    if new_value is not UNSET and new_value is not default:
+        raise TypeError(f"{func}() got both {old!r} (deprecated) and {new!r}; pass only {new!r}.")
+    warnings.warn(
+        f"{func}(): {old!r} is deprecated and will be removed; use {new}={old_value!r} instead.",
+        FutureWarning, stacklevel=3,
+    )
+    return old_value

@@ -22,7 +22,7 @@ from neuroalign._lazy import attach
 
 _NAMES = {
     "_embedding": ["EmbeddingDecoder", "brain_matrix", "retrieve", "target_matrix"],
-    "_encoder": ["DifferentiableRidgeEncoder", "PooledFeatureExtractor", "ridge_fit"],
+    "_encoder": ["DifferentiableRidgeEncoder", "PooledFeatureExtractor"],
     "_guided": ["BrainGuidedGenerator", "GuidedResult", "resolve_target"],
     "_recipes": ["run_decode_recipe", "run_generate", "save_grid"],
     "_reconstruct": ["MODES", "ReconstructionResult", "Reconstructor", "load_pipeline"],
@@ -42,7 +42,6 @@ __all__ = [
     "retrieve",
     "DifferentiableRidgeEncoder",
     "PooledFeatureExtractor",
-    "ridge_fit",
     "Reconstructor",
     "ReconstructionResult",
     "load_pipeline",

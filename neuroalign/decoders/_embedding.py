@@ -6,11 +6,13 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
+from sklearn.base import BaseEstimator
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
-from neuroalign._validation import check_option, format_list
-from neuroalign.exceptions import DimensionError, NotFittedError, StimulusMismatchError
+from neuroalign._sklearn import DEPRECATED, check_fitted, random_state_of
+from neuroalign._validation import UNSET, check_option, format_list, renamed
+from neuroalign.exceptions import DimensionError, StimulusMismatchError
 
 __all__ = ["EmbeddingDecoder", "brain_matrix", "target_matrix", "retrieve"]
 
@@ -154,7 +156,7 @@ def retrieve(predicted, candidates, *, k: int = 1) -> np.ndarray:
     return np.argsort(-(p @ c.T), axis=1, kind="stable")[:, :k]
 
 
-class EmbeddingDecoder:
+class EmbeddingDecoder(BaseEstimator):
     """Map brain responses to a target embedding (CLIP image embeddings, CLIP tokens, any
     features), then retrieve or reconstruct images from it.
 
@@ -182,8 +184,24 @@ class EmbeddingDecoder:
         Weight of the MSE term (the InfoNCE term has weight 1).
     average : bool
         Average repetitions of the training store first (trial-level stores).
-    seed : int
+    random_state : int
+        Seed of the ridge's folds and of the MLP's initialisation and minibatches.
     device : str
+    seed : int, deprecated
+        Old name of ``random_state`` (``FutureWarning``).
+
+    Attributes
+    ----------
+    coef_ : ndarray (n_brain_features, n_embedding_dims)
+        Ridge weights on the z-scored brain features (``kind="ridge"``), in the one
+        orientation of every neuroalign estimator, ``(n_features, n_targets)``.
+    intercept_ : ndarray (n_embedding_dims,)
+    alpha_ : float
+        The penalty, shared by every embedding dimension: the one of ``alphas`` with the
+        least cross-validated mean squared error, averaged over folds and dimensions (as
+        scikit-learn's ``RidgeCV(cv=folds, scoring="neg_mean_squared_error")``).
+    cv_errors_ : ndarray (n_alphas,)
+        That error for each alpha (when several were given).
 
     Examples
     --------
@@ -222,8 +240,9 @@ class EmbeddingDecoder:
         temperature: float = 0.05,
         mse_weight: float = 1.0,
         average: bool = False,
-        seed: int = 0,
+        random_state: int = 0,
         device: str = "auto",
+        seed=DEPRECATED,
     ) -> None:
         self.kind = kind
         self.target = target
@@ -238,8 +257,9 @@ class EmbeddingDecoder:
         self.temperature = temperature
         self.mse_weight = mse_weight
         self.average = average
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
+        self.seed = seed
 
     # ------------------------------------------------------------------ fit
     def fit(self, store: xr.Dataset, features) -> EmbeddingDecoder:
@@ -260,6 +280,7 @@ class EmbeddingDecoder:
         from neuroalign.store import is_trial_level
 
         check_option(self.kind, KINDS, name="kind", func="EmbeddingDecoder")
+        self._seed = int(random_state_of(self, func="EmbeddingDecoder"))
         if self.average and is_trial_level(store):
             store = store.na.average_repetitions()
         X, ids = brain_matrix(store, self.window)
@@ -278,31 +299,24 @@ class EmbeddingDecoder:
         return self
 
     def _fit_ridge(self, Z: np.ndarray, Y: np.ndarray, ids: np.ndarray) -> None:
+        from neuroalign.encoders._solvers import ridge_cv, ridge_refit
         from neuroalign.store import cv_folds
 
         alphas = np.atleast_1d(np.asarray(self.alphas, dtype=float))
-        if (alphas <= 0).any() or alphas.size == 0:
+        if alphas.size == 0 or (alphas <= 0).any():
             raise ValueError(
                 f"Invalid value for 'alphas' in EmbeddingDecoder: {tuple(self.alphas)!r}. "
                 "Expected positive penalties."
             )
-        ym = Y.mean(0)
         if len(alphas) > 1:
-            err = np.zeros(len(alphas))
-            for tr, te in cv_folds(ids, self.cv, seed=self.seed):
-                U, s, Vt = np.linalg.svd(Z[tr], full_matrices=False)
-                UtY = U.T @ (Y[tr] - Y[tr].mean(0))
-                for a, alpha in enumerate(alphas):
-                    W = Vt.T @ ((s / (s**2 + alpha))[:, None] * UtY)
-                    pred = Z[te] @ W + Y[tr].mean(0)
-                    err[a] += ((pred - Y[te]) ** 2).sum()
-            self.alpha_ = float(alphas[int(np.argmin(err))])
-            self.cv_errors_ = err
+            folds = cv_folds(ids, self.cv, random_state=self._seed)
+            res = ridge_cv(Z, Y, alphas, folds, relative_alphas=False, dtype=np.float64)
+            self.cv_errors_ = res.cv_mse.mean(1)  # one alpha for every embedding dimension
+            self.alpha_ = float(alphas[int(np.argmin(self.cv_errors_))])
         else:
             self.alpha_ = float(alphas[0])
-        U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-        self.coef_ = (Vt.T @ ((s / (s**2 + self.alpha_))[:, None] * (U.T @ (Y - ym)))).T
-        self.intercept_ = ym
+        self.coef_, self.intercept_ = ridge_refit(Z, Y, self.alpha_, relative_alphas=False,
+                                                  dtype=np.float64)
         log.info("EmbeddingDecoder ridge: alpha=%g", self.alpha_)
 
     def _fit_mlp(self, Z: np.ndarray, Y: np.ndarray) -> None:
@@ -310,8 +324,8 @@ class EmbeddingDecoder:
         import torch.nn.functional as F
 
         device = resolve_device(self.device)
-        g = torch.Generator().manual_seed(int(self.seed))
-        torch.manual_seed(int(self.seed))
+        g = torch.Generator().manual_seed(int(self._seed))
+        torch.manual_seed(int(self._seed))
         d_in, d_out = Z.shape[1], Y.shape[1]
         self.y_mean_ = Y.mean(0)
         ysd = Y.std(0)
@@ -350,10 +364,7 @@ class EmbeddingDecoder:
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
-        if not hasattr(self, "n_features_in_"):
-            raise NotFittedError(
-                "This EmbeddingDecoder is not fitted yet: call fit(store, features) first."
-            )
+        check_fitted(self, "n_features_in_", call="fit(store, features)")
 
     def predict(self, store: xr.Dataset) -> xr.DataArray:
         """Predicted embeddings of the store's rows.
@@ -382,7 +393,7 @@ class EmbeddingDecoder:
             )
         Z = (X - self.x_mean_) / self.x_scale_
         if self.kind == "ridge":
-            Y = Z @ self.coef_.T + self.intercept_
+            Y = Z @ self.coef_ + self.intercept_
         else:
             with torch.no_grad():
                 Y = self.net_(torch.as_tensor(Z, dtype=torch.float32)).double().numpy()
@@ -394,7 +405,7 @@ class EmbeddingDecoder:
         )
 
     def score(self, store: xr.Dataset, features, *, n_way: int = 300, n_draws: int = 30,
-              seed: int = 0) -> dict[str, float]:
+              random_state: int = 0, seed=UNSET) -> dict[str, float]:
         """Top-1 retrieval of the store's (averaged) stimuli by predicted embedding.
 
         Repetitions are averaged first; see :func:`neuroalign.decoders.metrics.retrieval_top1`.
@@ -409,8 +420,10 @@ class EmbeddingDecoder:
             Candidates per draw (scaled down to the number of stimuli when smaller).
         n_draws : int
             Random draws of candidates.
-        seed : int
+        random_state : int
             Seed of the draws.
+        seed : int, deprecated
+            Old name of ``random_state`` (``FutureWarning``).
 
         Returns
         -------
@@ -418,6 +431,8 @@ class EmbeddingDecoder:
             ``{"forward", "backward", "n_way", "n_draws", "chance"}``: top-1 accuracies of
             brain -> image and image -> brain retrieval, and chance (``1 / n_way``).
         """
+        seed = renamed(seed, random_state, old="seed", new="random_state",
+                       func="EmbeddingDecoder.score", default=0)
         from neuroalign.decoders.metrics import retrieval_top1
         from neuroalign.store import is_trial_level
 
@@ -426,4 +441,4 @@ class EmbeddingDecoder:
         pred = self.predict(store)
         T, tids, _, _ = target_matrix(features, self.target)
         true = T[_align(np.asarray(pred.coords["stimulus_id"].values).astype(str), tids)]
-        return retrieval_top1(pred.values, true, n_way=n_way, n_draws=n_draws, seed=seed)
+        return retrieval_top1(pred.values, true, n_way=n_way, n_draws=n_draws, random_state=seed)

@@ -15,7 +15,7 @@ import numpy as np
 
 from neuroalign.exceptions import DimensionError
 
-__all__ = ["PooledFeatureExtractor", "DifferentiableRidgeEncoder", "ridge_fit"]
+__all__ = ["PooledFeatureExtractor", "DifferentiableRidgeEncoder"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,52 +27,34 @@ def _torch():
     return torch
 
 
-def ridge_fit(X, Y, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form ridge on standardised features; returns ``coef (n_targets, n_features)``
-    and ``intercept (n_targets,)`` in the original feature units.
+def readout_fit(X, Y, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge read-out on z-scored features, solved by the ridge core
+    (:func:`neuroalign.encoders._solvers.ridge_refit`), folded back to the features' units.
 
-    ``coef = (Z'Z + alpha I)^-1 Z'(Y - mean Y)`` with ``Z`` the z-scored features, then
-    folded back: ``coef / sd`` and ``intercept = mean Y - coef · mean X``.
+    ``alpha`` is the penalty on the z-scored features (population standard deviation;
+    constant features are left unscaled), as ``Ridge(alpha)`` after ``StandardScaler``.
+
+    Returns
+    -------
+    coef : ndarray (n_features, n_targets)
+    intercept : ndarray (n_targets,)
+        ``Y ≈ X @ coef + intercept``.
     """
+    from neuroalign.encoders._solvers import ridge_refit
+
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim == 1:
-        Y = Y[:, None]
+    Y = Y[:, None] if Y.ndim == 1 else Y
     if X.ndim != 2 or len(X) != len(Y):
         raise DimensionError(
-            f"ridge_fit(): 'X' has shape {X.shape!r} and 'Y' {Y.shape!r}; expected "
-            "(n_samples, n_features) and (n_samples, n_targets) with equal n_samples."
+            f"fit_store(): the features have shape {X.shape!r} and the responses {Y.shape!r}; "
+            "expected (n_samples, n_features) and (n_samples, n_targets) with equal n_samples."
         )
     mx, sx = X.mean(0), X.std(0)
     sx = np.where(sx > 0, sx, 1.0)
-    Z = (X - mx) / sx
-    my = Y.mean(0)
-    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-    w = Vt.T @ ((s / (s**2 + alpha))[:, None] * (U.T @ (Y - my)))
-    coef = (w / sx[:, None]).T
-    intercept = my - coef @ mx
-    return coef, intercept
-
-
-class _Hooks:
-    def __init__(self, model, layers):
-        modules = dict(model.named_modules())
-        missing = [name for name in layers if name not in modules]
-        if missing:
-            raise KeyError(
-                f"Unknown layer(s) {missing!r} of the feature model. Expected module names "
-                f"such as {[n for n in modules if n][:10]!r}."
-            )
-        self.out: dict[str, object] = {}
-        self.handles = [
-            modules[name].register_forward_hook(self._hook(name)) for name in layers
-        ]
-
-    def _hook(self, name):
-        def fn(_m, _i, o):
-            self.out[name] = o
-
-        return fn
+    W, b = ridge_refit((X - mx) / sx, Y, alpha, relative_alphas=False, dtype=np.float64)
+    coef = W / sx[:, None]
+    return coef, b - mx @ coef
 
 
 def _module_base():
@@ -111,8 +93,14 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.layers = list(layers)
+        modules = dict(self.model.named_modules())
+        missing = [name for name in self.layers if name not in modules]
+        if missing:
+            raise KeyError(
+                f"Unknown layer(s) {missing!r} of the feature model. Expected module names "
+                f"such as {[n for n in modules if n][:10]!r}."
+            )
         self.input_size = int(input_size)
-        self._hooks = _Hooks(self.model, self.layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -147,13 +135,13 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=True)
-        self._hooks.out.clear()
-        self.model((x - self.mean) / self.std)
-        feats = []
-        for name in self.layers:
-            a = self._hooks.out[name]
-            feats.append(a.mean(dim=(2, 3)) if a.ndim == 4 else a.reshape(a.shape[0], -1))
-        return _torch().cat(feats, dim=1)
+        from neuroalign.features._hooks import LayerRecorder
+
+        # the one hook engine, kept differentiable: spatial mean of feature maps
+        with LayerRecorder(self.model, self.layers, pooling="mean", modality="image",
+                           detach=False) as rec:
+            out = rec.run(self.model, (x - self.mean) / self.std)
+        return _torch().cat([out[name] for name in self.layers], dim=1)
 
     def extract(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Features of uint8 images ``(N, H, W, 3)`` as a float64 array ``(N, F)``."""
@@ -254,8 +242,8 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
     @classmethod
     def from_estimator(cls, extractor, estimator, **kwargs) -> DifferentiableRidgeEncoder:
         """Wrap a fitted linear estimator (``coef_``, ``intercept_``): a scikit-learn linear
-        model (``coef_`` of shape (n_neuroids, F)) or a neuroalign ``RidgeEncoder``
-        (``coef_`` of shape (F, n_neuroids), transposed here)."""
+        model (``coef_`` of shape (n_neuroids, F)) or a neuroalign estimator (``RidgeEncoder``,
+        ``BandedRidgeEncoder``, ...: ``coef_`` of shape (F, n_neuroids), transposed here)."""
         if not hasattr(estimator, "coef_"):
             from neuroalign.exceptions import NotFittedError
 
@@ -264,10 +252,8 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
                 "DifferentiableRidgeEncoder."
             )
         coef = np.asarray(estimator.coef_)
-        from neuroalign.encoders import RidgeEncoder
-
-        if isinstance(estimator, RidgeEncoder):  # (n_features, n_neuroids): transpose
-            coef = coef.T
+        if type(estimator).__module__.startswith("neuroalign."):
+            coef = coef.T  # every neuroalign estimator: (n_features, n_neuroids)
         return cls(extractor, coef, getattr(estimator, "intercept_", None), **kwargs)
 
     @classmethod
@@ -299,8 +285,8 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
             )
         X = extractor.extract(images)
         Y = np.asarray(avg["responses"].transpose("stimulus", "neuroid").values, dtype=np.float64)
-        coef, intercept = ridge_fit(X, Y, alpha)
+        coef, intercept = readout_fit(X, Y, alpha)
         rois = {name: np.asarray(avg.coords["roi_" + name].values, dtype=bool)
                 for name in roi_names(avg)}
-        return cls(extractor, coef, intercept, rois=rois,
+        return cls(extractor, coef.T, intercept, rois=rois,
                    neuroid_ids=[str(v) for v in avg.coords["neuroid_id"].values])

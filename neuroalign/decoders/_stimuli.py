@@ -1,13 +1,10 @@
-"""Reading a store's stimulus pixels (the ``stimulus_set`` attr written by the adapters)."""
+"""A store's stimulus pixels, one image per row, read by :class:`neuroalign.stimuli.StimulusSet`
+(the one image reader: the ``stimulus_set`` attr written by the adapters says where they live)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import xarray as xr
-
-from neuroalign.exceptions import DataFormatError
 
 __all__ = ["store_images"]
 
@@ -15,8 +12,9 @@ __all__ = ["store_images"]
 def store_images(store: xr.Dataset) -> np.ndarray:
     """uint8 images ``(n_samples, H, W, 3)``, one per row of ``store`` (presentation or stimulus).
 
-    Supports ``stimulus_set = {"kind": "hdf5-brick", "path", "key", "id_coord"}`` (NSD) and
-    ``{"kind": "image-files", "root", "file_coord"}`` (THINGS-EEG2).
+    The pixels are read by :meth:`neuroalign.stimuli.StimulusSet.from_store` (its
+    ``stimulus_set`` attribute: ``{"kind": "hdf5-brick", ...}`` for NSD, ``{"kind":
+    "image-files", ...}`` for THINGS-EEG2), each stimulus once.
 
     Parameters
     ----------
@@ -28,33 +26,9 @@ def store_images(store: xr.Dataset) -> np.ndarray:
     ndarray of uint8, shape (n_samples, H, W, 3)
         The image of each row.
     """
-    spec = store.attrs.get("stimulus_set")
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise DataFormatError(
-            "The store has no 'stimulus_set' attribute saying where its images are; got "
-            f"{spec!r}. Expected a dict with 'kind' 'hdf5-brick' or 'image-files'."
-        )
-    if spec["kind"] == "hdf5-brick":
-        import h5py
+    from neuroalign.stimuli import StimulusSet
 
-        coord = spec.get("id_coord", "nsd_id")
-        rows = np.asarray(store.coords[coord].values, dtype=int)
-        uniq, inv = np.unique(rows, return_inverse=True)
-        with h5py.File(spec["path"], "r") as f:
-            brick = f[spec["key"]][uniq.tolist()]
-        return np.asarray(brick, dtype=np.uint8)[inv]
-    if spec["kind"] == "image-files":
-        from PIL import Image
-
-        root = Path(spec["root"])
-        files = np.asarray(store.coords[spec.get("file_coord", "image_file")].values).astype(str)
-        cache: dict[str, np.ndarray] = {}
-        out = []
-        for name in files:
-            if name not in cache:
-                cache[name] = np.asarray(Image.open(root / name).convert("RGB"), dtype=np.uint8)
-            out.append(cache[name])
-        return np.stack(out)
-    raise DataFormatError(
-        f"Unknown stimulus_set kind {spec['kind']!r}. Expected 'hdf5-brick' or 'image-files'."
-    )
+    stimuli = StimulusSet.from_store(store)
+    pos = stimuli.positions(np.asarray(store["stimulus_id"].values).astype(str).tolist())
+    uniq, inverse = np.unique(pos, return_inverse=True)
+    return np.stack([np.asarray(a, dtype=np.uint8) for a in stimuli.load(uniq.tolist())])[inverse]

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from neuroalign._validation import check_option, check_positive_int
+from neuroalign._validation import UNSET, check_option, check_positive_int, renamed
 from neuroalign.exceptions import DimensionError
 
 __all__ = [
@@ -244,7 +245,8 @@ def retrieval_top1(
     *,
     n_way: int = 300,
     n_draws: int = 30,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
 ) -> dict[str, float]:
     """Top-1 retrieval in ``n_way`` draws (MindEye protocol).
 
@@ -257,8 +259,10 @@ def retrieval_top1(
     n_draws : int
         Draws (30 in the references). With ``n_way == N`` every draw holds all samples, so
         one draw suffices and the result is deterministic and independent of row order.
-    seed : int or None
+    random_state : int or None
         Seed of the draws.
+    seed : deprecated
+        Old name of ``random_state`` (``FutureWarning``).
 
     Returns
     -------
@@ -275,6 +279,8 @@ def retrieval_top1(
     n = len(b)
     way = min(n_way, n)
     draws = 1 if way == n else n_draws
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="retrieval_top1",
+                   default=0)
     rng = np.random.default_rng(seed)
     fwd, bwd = [], []
     for _ in range(draws):
@@ -340,20 +346,21 @@ class FeatureNetwork:
                 f"Unknown node {self.node!r} of network {self.name!r}. "
                 f"Expected a module name such as {list(modules)[1:8]!r}."
             )
+        from neuroalign.features._hooks import LayerRecorder
+
         out: list[np.ndarray] = []
-        grab: dict[str, torch.Tensor] = {}
-        handle = modules[self.node].register_forward_hook(lambda m, i, o: grab.__setitem__("x", o))
-        try:
-            with torch.no_grad():
-                for start in range(0, len(images), batch_size):
-                    arr = resize_images(images[start : start + batch_size], self.resize)
-                    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
-                    m = torch.tensor(self.mean).view(1, 3, 1, 1)
-                    s = torch.tensor(self.std).view(1, 3, 1, 1)
-                    self.model((x - m) / s)
-                    out.append(grab["x"].reshape(len(x), -1).double().numpy())
-        finally:
-            handle.remove()
+        m = torch.tensor(self.mean).view(1, 3, 1, 1)
+        s = torch.tensor(self.std).view(1, 3, 1, 1)
+        # the one hook engine, unpooled: the node's whole output, flattened as (C, H, W)
+        with torch.no_grad(), LayerRecorder(self.model, [self.node], pooling=None,
+                                            modality="image") as rec:
+            for start in range(0, len(images), batch_size):
+                arr = resize_images(images[start : start + batch_size], self.resize)
+                x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
+                act = rec.run(self.model, (x - m) / s)[self.node]
+                if self.node in rec.grids:  # a feature map given as (B, H*W, C) tokens
+                    act = act.transpose(1, 2)
+                out.append(act.reshape(len(x), -1).double().numpy())
         return np.concatenate(out)
 
 

@@ -17,13 +17,23 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger
+from neuroalign._sklearn import (
+    as_container,
+    check_fitted,
+    check_x,
+    check_xy,
+    is_table,
+    is_xarray,
+    n_features_error,
+    regressor_tags,
+)
 from neuroalign._validation import check_option, check_positive_int, format_list
 from neuroalign.encoders._data import align, as_matrix, check_alphas, valid_neuroids
 from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
-from neuroalign.encoders._scoring import SCORERS, r2_score
+from neuroalign.encoders._scoring import SCORERS, held_out_scores, r2_score
 from neuroalign.encoders._solvers import ridge_cv
-from neuroalign.exceptions import DimensionError, NotFittedError
+from neuroalign.exceptions import DimensionError
 
 __all__ = ["BandedRidgeEncoder", "variance_partitioning"]
 
@@ -45,14 +55,19 @@ def _himalaya_backend(device: str):
         set_backend(previous, on_error="warn")
 
 
+#: The name of the one feature space of a banded encoder fitted on a plain array.
+ARRAY_SPACE = "X"
+
+
 def _spaces(features, *, func: str) -> dict[str, object]:
     if isinstance(features, xr.Dataset):
         return {str(k): features[k] for k in features.data_vars}
-    if isinstance(features, dict) and features:
+    if isinstance(features, dict) and features and not hasattr(features, "tocsr"):
         return dict(features)
     raise TypeError(
         f"Invalid value for 'X' in {func}(): {type(features).__name__}. Expected a dict "
-        "{space name: features} or a features Dataset (one variable per space)."
+        "{space name: features}, a features Dataset (one variable per space), or one array "
+        "(a single space) with array responses."
     )
 
 
@@ -87,21 +102,14 @@ def _chosen(deltas: np.ndarray, gammas: np.ndarray, alphas: np.ndarray):
 def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarray:
     """Mean validation R² over ``folds`` of each target at its chosen space weights and
     alpha: the features of each space scaled by ``sqrt(gamma)``, one ridge per candidate."""
-    import torch
-
     out = np.full(Y.shape[1], np.nan)
-    Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
+    Y64 = np.asarray(Y, dtype=np.float64)
     for k in np.unique(it):
         cols = np.flatnonzero(it == k)
         Z = np.concatenate([m.astype(np.float64) * np.sqrt(g) for m, g in zip(mats, gammas[k], strict=True)], 1)
-        # himalaya's alphas are absolute penalties on Z. Rescaled to unit mean feature
-        # variance (with the penalties rescaled alike: the same model), Z has a feature scale
-        # of 1, so the penalty is the same whether the solver takes alphas as absolute or as
-        # relative to the feature scale.
-        Zc = Z - Z.mean(0) if fit_intercept else Z
-        scale = float((Zc ** 2).mean()) or 1.0
-        res = ridge_cv(torch.from_numpy(Z / np.sqrt(scale)), Yt[:, cols].contiguous(), alphas / scale,
-                       folds, fit_intercept=fit_intercept)
+        # himalaya's alphas are absolute penalties on Z (numpy: torch is not needed)
+        res = ridge_cv(Z, Y64[:, cols], alphas, folds, fit_intercept=fit_intercept,
+                       relative_alphas=False, dtype=np.float64)
         out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
     return out
 
@@ -136,6 +144,15 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         space weights and alpha (which himalaya chooses by the mean validation squared
         error, as :class:`RidgeEncoder` chooses its alpha). NaN for excluded neuroids.
     valid_neuroids_ : ndarray of bool
+    n_features_in_ : int
+        Features of all spaces together.
+
+    Notes
+    -----
+    A plain 2-d array ``X`` (with array responses) is one feature space named ``"X"``: the
+    fit is then a ridge whose alpha is chosen by the same search, which makes the class a
+    scikit-learn regressor on arrays (``clone``, pipelines, ``parametrize_with_checks``).
+    A 1-d ``y`` is one target; predictions and scores then come back 1-d / as a float.
     """
 
     def __init__(
@@ -162,7 +179,10 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
 
         With xarray features every space is joined on ``stimulus_id`` (to ``Y`` when given,
         else to the first space's stimuli), never matched by position."""
-        spaces = _spaces(X, func=f"{type(self).__name__}.{'fit' if fit else 'predict'}")
+        func = f"{type(self).__name__}.{'fit' if fit else 'predict'}"
+        if not (is_table(X) or is_xarray(X) or is_xarray(Y)):
+            X = {ARRAY_SPACE: check_x(X, func=func, min_samples=2 if fit else 1)}
+        spaces = _spaces(X, func=func)
         if not fit and list(spaces) != self.spaces_:
             raise DimensionError(
                 f"Feature spaces {list(spaces)!r} differ from the fitted spaces {self.spaces_!r}."
@@ -187,20 +207,22 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
             )
         return list(spaces), [as_matrix(_to_numpy(v), name="X") for v in values], None
 
-    def fit(self, X, Y):
+    def fit(self, X, y):
         """Fit the banded model.
 
         Parameters
         ----------
-        X : dict {space: features} or features Dataset (one variable per space)
+        X : dict {space: features}, features Dataset (one variable per space) or array
             Each value as accepted by :meth:`RidgeEncoder.fit` (arrays or xarray features
-            joined on ``stimulus_id``).
-        Y : ndarray, DataArray or store Dataset
+            joined on ``stimulus_id``); one array is one space named ``"X"``.
+        y : ndarray, DataArray or store Dataset
+            Responses (n_samples, n_neuroids), or (n_samples,) for one target.
 
         Returns
         -------
         self
         """
+        Y = y
         from himalaya.ridge import GroupRidgeCV
 
         func = type(self).__name__
@@ -208,8 +230,11 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         n_iter = check_positive_int(self.n_iter, name="n_iter", func=func)
         check_option(self.metric, tuple(SCORERS), name="metric", func=func)
         device = resolve_device(self.device)
+        self._y_1d = False
+        if not (is_table(X) or is_xarray(X) or is_xarray(Y)):
+            X, Y, self._y_1d = check_xy(X, Y, func=f"{func}.fit")
         names, mats, data = self._matrices(X, Y, fit=True)
-        if len(names) < 2:
+        if len(names) < 2 and names != [ARRAY_SPACE]:
             raise ValueError(
                 f"{func}.fit() needs at least 2 feature spaces; got {names!r}. Use RidgeEncoder "
                 "for one."
@@ -240,6 +265,7 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         n = data.Y.shape[1]
         self.spaces_ = names
         self.n_features_ = [m.shape[1] for m in mats]
+        self.n_features_in_ = int(sum(self.n_features_))
         self.coef_ = np.zeros((sum(self.n_features_), n), dtype=np.float32)
         self.coef_[:, ok] = coef
         self.intercept_ = np.zeros(n, dtype=np.float32)
@@ -271,8 +297,10 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         )
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(X, Y) first.")
+        check_fitted(self, "coef_")
+
+    def __sklearn_tags__(self):
+        return regressor_tags(super().__sklearn_tags__())
 
     def predict(self, X, *, split: bool = False) -> np.ndarray:
         """Predicted responses, jointly or per feature space.
@@ -280,21 +308,58 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : dict, xr.Dataset or sequence of array-like
-            One feature matrix per space (as given to :meth:`fit`).
+            One feature matrix per space (as given to :meth:`fit`); one array is one space.
         split : bool
             Return one prediction per space, summing to the joint prediction (the
             intercept is added to the first space).
 
         Returns
         -------
-        ndarray
-            Shape (n_samples, n_neuroids), or (n_spaces, n_samples, n_neuroids) with
-            ``split=True``.
+        ndarray, torch.Tensor or xr.DataArray
+            Shape (n_samples, n_neuroids) (``(n_samples,)`` after a fit on a 1-d ``y``; a
+            tensor for a tensor ``X``; a DataArray for xarray features), or with
+            ``split=True`` (n_spaces, n_samples, n_neuroids).
         """
         self._check_fitted()
         _, mats, _ = self._matrices(X, None, fit=False)
+        pred = self._predict_parts(mats, split)
+        if getattr(self, "_y_1d", False):
+            pred = pred[..., 0]
+        spaces = _spaces(X, func=f"{type(self).__name__}.predict") if (
+            is_table(X) or is_xarray(X)) else None
+        if spaces is not None and all(isinstance(v, xr.DataArray) for v in spaces.values()):
+            return self._labelled(pred, next(iter(spaces.values())), split)
+        return pred if spaces is not None else as_container(pred, X)
+
+    def _labelled(self, pred: np.ndarray, first: xr.DataArray, split: bool) -> xr.DataArray:
+        """Predictions of xarray features as a DataArray ('stimulus', 'neuroid') (with a
+        leading 'space' for ``split=True``), rows in the first space's stimulus order."""
+        from neuroalign.encoders._data import features_matrix
+
+        fm = features_matrix(first)
+        coords = {k: v for k, v in fm.coords.items() if v.dims == (fm.dims[0],)}
+        dims = ("stimulus", "neuroid")
+        out = xr.DataArray(pred, dims=(("space",) + dims) if split else dims,
+                           coords={k: ("stimulus", np.asarray(v.values)) for k, v in coords.items()},
+                           name="prediction")
+        if split:
+            out = out.assign_coords(space=self.spaces_)
+        if self._template is not None:
+            out = out.assign_coords({k: v for k, v in self._template.coords.items()
+                                     if v.dims == ("neuroid",)})
+        return out
+
+    def _predict_parts(self, mats, split: bool) -> np.ndarray:
+        if sum(m.shape[1] for m in mats) != self.n_features_in_ or any(
+                m.shape[1] != n for m, n in zip(mats, self.n_features_, strict=True)):
+            raise n_features_error(self, sum(m.shape[1] for m in mats), self.n_features_in_)
+        if not all(np.isfinite(m).all() for m in mats):
+            raise ValueError(f"{type(self).__name__}.predict: Input X contains NaN or infinity; "
+                             "expected finite features.")
         bounds = np.concatenate([[0], np.cumsum(self.n_features_)])
-        parts = np.stack([m.astype(np.float32) @ self.coef_[a:b]
+        # float64 features give float64 predictions (as scikit-learn's regressors)
+        dtype = np.float64 if any(m.dtype == np.float64 for m in mats) else np.float32
+        parts = np.stack([m.astype(dtype, copy=False) @ self.coef_[a:b].astype(dtype)
                           for m, a, b in zip(mats, bounds[:-1], bounds[1:], strict=True)])
         parts[0] += self.intercept_
         return parts if split else parts.sum(0)
@@ -310,7 +375,7 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     def _masked(self, values: np.ndarray) -> np.ndarray:
         return np.where(self.valid_neuroids_, values, np.nan)
 
-    def score(self, X, Y, sample_weight=None):
+    def score(self, X, y, sample_weight=None):
         """Joint held-out score per neuroid (``metric``); NaN for excluded neuroids.
 
         Parameters
@@ -327,18 +392,24 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         xr.DataArray or ndarray
             A DataArray on ``neuroid`` for xarray inputs, else an ndarray.
         """
+        Y = y
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError(f"{type(self).__name__}.score(): sample_weight is not supported; expected None.")
+        y_1d = False
+        if not (is_table(X) or is_xarray(X) or is_xarray(Y)):
+            X, Y, y_1d = check_xy(X, Y, func=f"{type(self).__name__}.score", min_samples=1,
+                                  y_finite_1d=False)
         Xs, Ym, tmpl = self._xy(X, Y)
-        s = self._masked(SCORERS[self.metric](Ym, self.predict(Xs)))
+        s = held_out_scores(Ym, self._predict_parts(list(Xs.values()), False), self.valid_neuroids_,
+                            self.metric, tmpl, func=f"{type(self).__name__}.score")
         if tmpl is None:
-            return s
+            return float(s[0]) if y_1d else s
         out = tmpl.copy(data=s).rename("score")
         out.attrs.update(metric=self.metric, kind="held-out")
         return out
 
-    def score_split(self, X, Y) -> xr.DataArray:
+    def score_split(self, X, y) -> xr.DataArray:
         """Split R² per space and neuroid (product measure; sums to the joint R² of the
         mean-centred prediction).
 
@@ -354,17 +425,21 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         xr.DataArray
             Dims ('space', 'neuroid').
         """
+        Y = y
         self._check_fitted()
         Xs, Ym, _ = self._xy(X, Y)
         Ym = np.asarray(Ym, dtype=np.float64)
-        parts = self.predict(Xs, split=True).astype(np.float64)
+        parts = self._predict_parts(list(Xs.values()), True).astype(np.float64)
         parts[0] -= self.intercept_
         yc = Ym - Ym.mean(0)
         pc = parts - parts.mean(1, keepdims=True)
-        full = pc.sum(0)
         sst = (yc ** 2).sum(0)
-        # R²_i = <p_i, 2y - p> / ||y||²  (Nunez-Elizalde 2019); sum_i R²_i = joint R²
-        split = np.stack([((2 * yc - full) * p).sum(0) / np.where(sst > 0, sst, 1.0) for p in pc])
+        # R²_i = <p_i, 2y - p> / ||y||²  (product measure, Nunez-Elizalde 2019): himalaya's
+        # r2_score_split on the centred responses and predictions; sum_i R²_i = joint R²
+        with _himalaya_backend("cpu"), np.errstate(invalid="ignore", divide="ignore"):
+            from himalaya.scoring import r2_score_split
+
+            split = np.asarray(r2_score_split(yc, pc, include_correlation=True), dtype=np.float64)
         split = np.where(self.valid_neuroids_ & (sst > 0), split, np.nan)
         coords = self.space_weights_.coords
         out = xr.DataArray(split, dims=("space", "neuroid"), coords=coords, name="split_r2")

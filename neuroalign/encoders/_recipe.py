@@ -174,7 +174,7 @@ def _roi_summary(ds: xr.Dataset, outputs: dict) -> dict:
     from neuroalign.encoders._scoring import DEFAULT_CEILING_THRESHOLD, roi_summary
 
     n_boot = int(outputs.get("n_boot", 1000))
-    summ = roi_summary(ds, aggregate=outputs.get("aggregate", "mean"), n_boot=n_boot,
+    summ = roi_summary(ds, aggregate=outputs.get("aggregate", "mean"), n_bootstrap=n_boot,
                        ceiling_threshold=float(outputs.get("ceiling_threshold", DEFAULT_CEILING_THRESHOLD)))
     out = {}
     for roi in summ["roi"].values:

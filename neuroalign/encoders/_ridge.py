@@ -10,6 +10,14 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
+from neuroalign._sklearn import (
+    as_container,
+    check_fitted,
+    check_x,
+    check_xy,
+    n_features_error,
+    regressor_tags,
+)
 from neuroalign._validation import check_option, check_positive_int, format_list
 from neuroalign.encoders._backend import dtype_name, to_numpy
 from neuroalign.encoders._data import (
@@ -21,13 +29,13 @@ from neuroalign.encoders._data import (
     neuroid_names,
     valid_neuroids,
 )
-from neuroalign.encoders._scoring import SCORERS
-from neuroalign.encoders._solvers import ridge_cv
-from neuroalign.exceptions import DataQualityWarning, DimensionError, NotFittedError
+from neuroalign.encoders._scoring import SCORERS, held_out_scores
+from neuroalign.encoders._solvers import predict_linear, ridge_cv
+from neuroalign.exceptions import DataQualityWarning
 from neuroalign.store import cv_folds
 from neuroalign.store._folds import check_folds, stimulus_folds
 
-__all__ = ["RidgeEncoder", "resolve_folds"]
+__all__ = ["RidgeEncoder", "resolve_folds", "predict_linear"]
 
 log = get_logger(__name__)
 
@@ -185,12 +193,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         check_option(self.metric, tuple(SCORERS), name="metric", func=name)
         check_option(self.dtype, ("float32", "float64"), name="dtype", func=name)
         check_positive_int(self.n_targets_batch, name="n_targets_batch", func=name)
-        check_option(self._relative(), (True, False), name="relative_alphas", func=name)
+        check_option(self.relative_alphas, (True, False), name="relative_alphas", func=name)
+        check_option(self.fit_intercept, (True, False), name="fit_intercept", func=name)
         return alphas, resolve_device(self.device), np.dtype(self.dtype)
 
-    def _relative(self) -> bool:
-        # subclasses whose __init__ predates the parameter get the default
-        return getattr(self, "relative_alphas", True)
+    def __sklearn_tags__(self):
+        return regressor_tags(super().__sklearn_tags__())
 
     def _array(self, arr: np.ndarray, device: str, dtype):
         """Data for the ridge core in ``dtype`` (numpy dtype, torch dtype or name): a numpy
@@ -203,15 +211,6 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
 
         return require_torch(f"device={device!r}").from_numpy(out).to(device)
 
-    def _tensor(self, arr: np.ndarray, device: str, dtype):
-        """The data as a torch tensor on ``device`` in ``dtype`` (for torch-based callers;
-        the encoders themselves use :meth:`_array`)."""
-        from neuroalign._config import require_torch
-
-        torch = require_torch(f"{type(self).__name__} with torch tensors")
-        np_dtype = np.dtype(dtype_name(dtype))
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np_dtype)).to(device)
-
     def _input_array(self, arr: np.ndarray, device: str, dtype):
         """Data as given when it is float64 (centred and scaled in float64 by the solver
         before the cast to ``dtype``), else in ``dtype``."""
@@ -220,24 +219,22 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         return self._array(arr, device, dtype)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet; call fit(X, Y) before using it."
-            )
+        check_fitted(self, "coef_")
 
     # -- API -----------------------------------------------------------------------------
-    def fit(self, X, Y, *, client=None, result_path=None, batch_size: int | None = None):
+    def fit(self, X, y, *, client=None, result_path=None, batch_size: int | None = None):
         """Fit one ridge per neuroid, choosing each neuroid's alpha by cross-validation.
 
         Parameters
         ----------
         X : ndarray, torch.Tensor, DataArray or features Dataset
             Features, shape (n_samples, n_features), or a features object with a
-            ``stimulus_id`` coordinate (joined to ``Y`` by id, in any row order; it may
-            describe more stimuli than ``Y`` holds). Must be finite.
-        Y : ndarray, torch.Tensor, DataArray or store Dataset
-            Responses, shape (n_samples, n_neuroids); a store's ``responses``. Neuroids
-            with NaN, inf or constant values are excluded (``DataQualityWarning``).
+            ``stimulus_id`` coordinate (joined to ``y`` by id, in any row order; it may
+            describe more stimuli than ``y`` holds). Must be finite.
+        y : ndarray, torch.Tensor, DataArray or store Dataset
+            Responses, shape (n_samples, n_neuroids) (or (n_samples,) for one target); a
+            store's ``responses``. Neuroids with NaN, inf or constant values are excluded
+            (``DataQualityWarning``); a 1-d ``y`` must be finite.
         client : dask.distributed.Client, optional
             Split neuroids into batches across the client's workers (see ``result_path``).
         result_path : path-like, optional
@@ -252,6 +249,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         """
         name = type(self).__name__
         alphas, device, dtype = self._validate()
+        X, Y, self._y_1d = check_xy(X, y, func=f"{name}.fit")
         data = align(X, Y, func=f"{name}.fit")
         self._fit_meta(data)
         folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=name)
@@ -279,7 +277,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         Yt = self._input_array(Y, device, dtype)
         cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
                          n_targets_batch=self.n_targets_batch, progress=_batch_bar, refit=True,
-                         relative_alphas=self._relative(), dtype=dtype)
+                         relative_alphas=self.relative_alphas, dtype=dtype)
         coef, intercept = cvres.coef, cvres.intercept
         log.info("ridge fit: %d samples, %d features, %d neuroids, %s form", X.shape[0],
                  X.shape[1], Y.shape[1], cvres.form)
@@ -335,23 +333,17 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             return np.asarray(feats.values), feats
         from neuroalign.encoders._data import as_matrix
 
-        return as_matrix(X, name="X"), None
+        return as_matrix(check_x(X, func=f"{type(self).__name__}.predict"), name="X"), None
 
     def _check_n_features(self, Xm: np.ndarray) -> None:
         if Xm.shape[1] != self.n_features_in_:
-            raise DimensionError(
-                f"X has {Xm.shape[1]} features; this {type(self).__name__} was fitted with "
-                f"{self.n_features_in_}."
-            )
+            raise n_features_error(self, Xm.shape[1], self.n_features_in_)
 
     def _predict_matrix(self, Xm: np.ndarray) -> np.ndarray:
-        if getattr(self, "_x_offset", None) is None:
-            return Xm.astype(self.coef_.dtype, copy=False) @ self.coef_ + self.intercept_
-        Xc = (np.asarray(Xm, dtype=np.float64) - self._x_offset).astype(self.coef_.dtype)
-        return Xc @ self.coef_ + self._y_offset.astype(self.coef_.dtype)
+        return predict_linear(Xm, self.coef_, self.intercept_, self._x_offset, self._y_offset)
 
     def predict(self, X):
-        """Predicted responses.
+        """Predicted responses, in the container of ``X``.
 
         Parameters
         ----------
@@ -361,8 +353,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray (n_samples, n_neuroids), or a DataArray with dims ('stimulus', 'neuroid')
-        when ``X`` is an xarray features object (stimulus and neuroid coordinates carried).
+        ndarray (n_samples, n_neuroids) for an ndarray (``(n_samples,)`` when the encoder
+        was fitted on a 1-d ``y``); a torch tensor (on the device of ``X``) for a tensor; a
+        DataArray with dims ('stimulus', 'neuroid') when ``X`` is an xarray features object
+        (stimulus and neuroid coordinates carried).
         """
         self._check_fitted()
         Xm, feats = self._design(X)
@@ -371,7 +365,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
                      row_labels=None if feats is None else feats["stimulus_id"].values)
         pred = self._predict_matrix(Xm)
         if feats is None:
-            return pred
+            return as_container(pred[:, 0] if getattr(self, "_y_1d", False) else pred, X)
         coords = {k: v for k, v in feats.coords.items() if v.dims == ("stimulus",)}
         out = xr.DataArray(pred, dims=("stimulus", "neuroid"), coords=coords, name="prediction")
         if self._neuroid_template is not None:
@@ -379,19 +373,20 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
                                      if v.dims == ("neuroid",)})
         return out
 
-    def score(self, X, Y, sample_weight=None):
-        """Score of each neuroid on (X, Y) (``metric``: Pearson r or R²).
+    def score(self, X, y, sample_weight=None):
+        """Score of each neuroid on (X, y) (``metric``: Pearson r or R²).
 
-        For xarray inputs X and Y are joined on ``stimulus_id`` and a DataArray on
-        ``neuroid`` is returned; otherwise an ndarray (n_neuroids,). Neuroids whose test
-        responses hold NaN or inf or are constant, and neuroids excluded at fit, score NaN
-        (with a :class:`~neuroalign.exceptions.DataQualityWarning` naming them).
+        For xarray inputs X and y are joined on ``stimulus_id`` and a DataArray on
+        ``neuroid`` is returned; otherwise an ndarray (n_neuroids,), or a float for a 1-d
+        ``y``. Neuroids whose test responses hold NaN or inf or are constant, and neuroids
+        excluded at fit, score NaN (with a :class:`~neuroalign.exceptions.DataQualityWarning`
+        naming them).
 
         Parameters
         ----------
         X : array-like or xarray features
             Features of held-out stimuli.
-        Y : array-like (n_samples, n_neuroids) or store
+        y : array-like (n_samples, n_neuroids) or store
             Their responses, joined row by row on ``stimulus_id`` (one row per presentation
             for a trial-level store: average its repetitions first to score stimuli).
         sample_weight : None
@@ -399,38 +394,20 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        xr.DataArray or ndarray
+        xr.DataArray, ndarray or float
             One score per neuroid.
         """
         self._check_fitted()
         name = type(self).__name__
         if sample_weight is not None:
             raise ValueError(f"{name}.score(): sample_weight is not supported; expected None.")
+        X, Y, y_1d = check_xy(X, y, func=f"{name}.score", min_samples=1, y_finite_1d=False)
         data = align(X, Y, func=f"{name}.score")
         self._check_n_features(data.X)
-        pred = self._predict_matrix(data.X)
-        Ym = data.Y
-        with np.errstate(invalid="ignore", over="ignore"):
-            finite = np.isfinite(Ym).all(0)
-            spread = np.nanmax(Ym, 0) - np.nanmin(Ym, 0) if len(Ym) else np.zeros(Ym.shape[1])
-            s = SCORERS[self.metric](np.where(np.isfinite(Ym), Ym, 0.0), pred)
-        constant = finite & ~(spread > 0)
-        unfitted = ~self.valid_neuroids_ & finite & ~constant
-        bad = ~finite | constant | unfitted
-        s = np.where(bad, np.nan, s)
-        if bad.any():
-            names = neuroid_names(data.neuroid_coords, Ym.shape[1])
-            warnings.warn(
-                f"{name}.score: {int(bad.sum())} of {Ym.shape[1]} neuroids score NaN "
-                f"({int((~finite).sum())} with NaN or inf test responses: "
-                f"{format_list(names[~finite], limit=10) or '-'}; {int(constant.sum())} with "
-                f"constant test responses: {format_list(names[constant], limit=10) or '-'}; "
-                f"{int(unfitted.sum())} excluded at fit: "
-                f"{format_list(names[unfitted], limit=10) or '-'}).",
-                DataQualityWarning, stacklevel=2,
-            )
+        s = held_out_scores(data.Y, self._predict_matrix(data.X), self.valid_neuroids_,
+                            self.metric, data.neuroid_coords, func=f"{name}.score")
         if data.neuroid_coords is None:
-            return s
+            return float(s[0]) if y_1d else s
         return data.neuroid_coords.copy(data=s).rename("score")
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
@@ -445,10 +422,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             {"score": self.cv_scores_, "best_alpha": self.best_alphas_},
             self._neuroid_template, self.valid_neuroids_, ceiling=ceiling, metric="r2",
             attrs={"score_kind": "cv", "alpha_scale": self.alpha_scale_,
-                   "relative_alphas": int(self._relative())},
+                   "relative_alphas": int(self.relative_alphas)},
         )
         ds["score"].attrs.update(metric="r2", kind="cv",
                                  long_name="cross-validated R² (mean over folds)")
         ds["best_alpha"].attrs.update(alpha_scale=self.alpha_scale_,
-                                      relative=int(self._relative()))
+                                      relative=int(self.relative_alphas))
         return ds

@@ -18,11 +18,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
+from neuroalign._sklearn import DEPRECATED, check_fitted, random_state_of
 from neuroalign._validation import check_option, check_positive_int
 from neuroalign.encoders._data import join_on_stimulus, valid_neuroids
 from neuroalign.encoders._results import CV_KIND, results_dataset
 from neuroalign.encoders._scoring import SCORERS, r2_score
-from neuroalign.exceptions import DimensionError, NotFittedError
+from neuroalign.exceptions import DimensionError
 from neuroalign.store import cv_folds
 
 __all__ = ["AttentionRoutingEncoder"]
@@ -125,7 +126,10 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
     val_fraction : float
         Fraction of the training stimuli held out for early stopping.
     device : str
-    seed : int
+    random_state : int
+        Seed of the validation fold, the initialisation and the minibatch order.
+    seed : int, deprecated
+        Old name of ``random_state`` (``FutureWarning``).
     metric : {"pearson", "r2"}
         What :meth:`score` returns per neuroid.
 
@@ -165,7 +169,8 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         val_fraction: float = 0.15,
         metric: str = "pearson",
         device: str = "auto",
-        seed: int = 0,
+        random_state: int = 0,
+        seed=DEPRECATED,
     ) -> None:
         self.n_queries_per_roi = n_queries_per_roi
         self.voxel_queries = voxel_queries
@@ -181,6 +186,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.metric = metric
         self.device = device
+        self.random_state = random_state
         self.seed = seed
 
     # -- data --------------------------------------------------------------------------------
@@ -268,18 +274,19 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
                 "val_fraction < 0.5."
             )
         device = resolve_device(self.device)
+        seed = int(random_state_of(self, func=func))
         tokens, Ym, ids, tmpl = self._align(X, Y, canonical=True)
         ok = valid_neuroids(Ym, func=f"{func}.fit")
         Ym = np.where(ok, np.nan_to_num(Ym), 0.0).astype(np.float32)
         groups, mask = self._group_mask(tmpl, Ym.shape[1])
         n_val_splits = max(2, int(round(1 / self.val_fraction)))
         train, val = cv_folds(ids if ids is not None else np.arange(len(Ym)).astype(str),
-                              n_val_splits, seed=self.seed)[0]
+                              n_val_splits, random_state=seed)[0]
         self.y_mean_ = Ym[train].mean(0)
         sd = Ym[train].std(0)
         self.y_sd_ = np.where(sd > 0, sd, 1.0)
         self.x_shape_ = tokens.shape[1:]
-        torch.manual_seed(self.seed)
+        torch.manual_seed(seed)
         model = _build_model(tokens.shape[1], tokens.shape[2], len(groups), self.n_queries_per_roi,
                              self.d_model, self.n_heads, Ym.shape[1], self.voxel_queries,
                              self.dropout).to(device)
@@ -288,7 +295,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         M = torch.from_numpy(mask).to(device)
         w = torch.from_numpy(ok.astype(np.float32)).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        gen = torch.Generator().manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(seed)
         train_t = torch.as_tensor(train)
         best, best_state, wait, history = -np.inf, None, 0, []
         for _epoch in progress(range(self.max_epochs), desc="routing epochs", unit="epoch"):
@@ -331,8 +338,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         return self
 
     def _check_fitted(self):
-        if not hasattr(self, "model_"):
-            raise NotFittedError("This AttentionRoutingEncoder is not fitted yet; call fit(X, Y) first.")
+        check_fitted(self, "model_")
 
     def _forward_np(self, tokens: np.ndarray, fn: str):
         import torch

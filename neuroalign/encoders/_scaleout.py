@@ -110,7 +110,7 @@ def distributed_ridge(encoder, data, ok, folds, alphas, *, client, result_path=N
     params = {"fit_intercept": encoder.fit_intercept, "dtype": encoder.dtype,
               "form": None if encoder.form == "auto" else encoder.form,
               "n_targets_batch": encoder.n_targets_batch, "batch": batch,
-              "relative_alphas": bool(encoder._relative())}
+              "relative_alphas": bool(encoder.relative_alphas)}
     if result_path is None:
         result_path = Path(tempfile.mkdtemp(prefix="neuroalign-ridge-")) / "result.zarr"
     path = Path(result_path)

@@ -4,11 +4,12 @@ permutation tests with FDR correction and bootstrap confidence intervals."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
 from neuroalign.exceptions import DataQualityWarning
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ceiling_normalise",
     "explained_variance",
     "nan_argmax",
+    "held_out_scores",
     "roi_summary",
     "permutation_test",
     "fdr_bh",
@@ -73,6 +75,42 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 SCORERS = {"pearson": pearson_r, "r2": r2_score}
+
+
+def held_out_scores(Y: np.ndarray, pred: np.ndarray, fitted: np.ndarray, metric: str,
+                    neuroid_coords=None, *, func: str) -> np.ndarray:
+    """Held-out score (``metric``) of each neuroid, NaN where it is not defined.
+
+    NaN for neuroids whose test responses hold NaN or inf or are constant, and for
+    neuroids not fitted (``fitted`` False: excluded at fit, or without a best layer), with
+    one :class:`~neuroalign.exceptions.DataQualityWarning` that counts and names them
+    (``neuroid_id`` from ``neuroid_coords`` when given). Never 0 for an undefined score.
+    """
+    from neuroalign.encoders._data import neuroid_names
+
+    Y = np.asarray(Y)
+    pred = np.asarray(pred, dtype=np.float64)
+    fitted = np.asarray(fitted, dtype=bool) & np.isfinite(pred).all(0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(Y).all(0)
+        spread = np.nanmax(Y, 0) - np.nanmin(Y, 0) if len(Y) else np.zeros(Y.shape[1])
+        s = SCORERS[metric](np.where(np.isfinite(Y), Y, 0.0), np.where(fitted, pred, 0.0))
+    constant = finite & ~(spread > 0)
+    unfitted = ~fitted & finite & ~constant
+    bad = ~finite | constant | unfitted
+    s = np.where(bad, np.nan, s)
+    if bad.any():
+        names = neuroid_names(neuroid_coords, Y.shape[1])
+        warnings.warn(
+            f"{func}: {int(bad.sum())} of {Y.shape[1]} neuroids score NaN "
+            f"({int((~finite).sum())} with NaN or inf test responses: "
+            f"{format_list(names[~finite], limit=10) or '-'}; {int(constant.sum())} with "
+            f"constant test responses: {format_list(names[constant], limit=10) or '-'}; "
+            f"{int(unfitted.sum())} excluded at fit: "
+            f"{format_list(names[unfitted], limit=10) or '-'}).",
+            DataQualityWarning, stacklevel=3,
+        )
+    return s
 
 
 def explained_variance(score, *, metric: str = "pearson") -> np.ndarray:
@@ -159,9 +197,11 @@ def bootstrap_roi(
     *,
     ceiling: np.ndarray | None = None,
     aggregate: str = "mean",
-    n_boot: int = 2000,
+    n_bootstrap: int = 2000,
     ci: float = 0.95,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    n_boot: Any = UNSET,
+    seed: Any = UNSET,
 ) -> tuple[float, float, float]:
     """An ROI aggregate of per-neuroid values and its percentile bootstrap interval.
 
@@ -179,17 +219,25 @@ def bootstrap_roi(
         median of the per-neuroid ratios (``aggregate="median"``). Neuroids whose ceiling
         is not positive are left out.
     aggregate : {"mean", "median"}
-    n_boot : int
+    n_bootstrap : int
+        Bootstrap resamples.
     ci : float
         Coverage of the interval, 0 < ci < 1.
-    seed : int or None
+    random_state : int or None
+        Seed of the resampling (``numpy.random.default_rng``).
+    n_boot, seed : deprecated
+        Old names of ``n_bootstrap`` and ``random_state`` (``FutureWarning``).
 
     Returns
     -------
     (estimate, low, high)
     """
+    n_boot = renamed(n_boot, n_bootstrap, old="n_boot", new="n_bootstrap", func="bootstrap_roi",
+                     default=2000)
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="bootstrap_roi",
+                   default=0)
     check_option(aggregate, AGGREGATES, name="aggregate", func="bootstrap_roi")
-    n_boot = check_positive_int(n_boot, name="n_boot", func="bootstrap_roi")
+    n_boot = check_positive_int(n_boot, name="n_bootstrap", func="bootstrap_roi")
     if not 0 < ci < 1:
         raise ValueError(f"Invalid value for 'ci' in bootstrap_roi(): {ci!r}. Expected 0 < ci < 1.")
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -228,8 +276,8 @@ def _roi_stat(values, mask, ceiling, aggregate, n_boot, ci, seed) -> tuple[float
     if not mask.any():
         return np.nan, np.nan, np.nan
     if n_boot:
-        return bootstrap_roi(values, mask, ceiling=ceiling, aggregate=aggregate, n_boot=n_boot,
-                             ci=ci, seed=seed)
+        return bootstrap_roi(values, mask, ceiling=ceiling, aggregate=aggregate,
+                             n_bootstrap=n_boot, ci=ci, random_state=seed)
     est = _aggregate(values[mask], None if ceiling is None else ceiling[mask], aggregate)
     return est, np.nan, np.nan
 
@@ -264,9 +312,11 @@ def roi_summary(
     ceiling=None,
     aggregate: str = "mean",
     ceiling_threshold: float = DEFAULT_CEILING_THRESHOLD,
-    n_boot: int = 0,
+    n_bootstrap: int = 0,
     ci: float = 0.95,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    n_boot: Any = UNSET,
+    seed: Any = UNSET,
 ) -> xr.Dataset:
     """Summary of a per-neuroid score over each ROI (``roi_*`` coordinates).
 
@@ -288,26 +338,32 @@ def roi_summary(
     ceiling_threshold : float
         Only neuroids whose noise ceiling (percent) is at least this enter the normalised
         summary; a low ceiling makes a neuroid's ratio meaningless.
-    n_boot : int
+    n_bootstrap : int
         Bootstrap resamples (over neuroids) for 95 % intervals; 0 for none.
-    ci, seed : as in :func:`bootstrap_roi`
+    ci, random_state : as in :func:`bootstrap_roi`
+    n_boot, seed : deprecated
+        Old names of ``n_bootstrap`` and ``random_state`` (``FutureWarning``).
 
     Returns
     -------
     xr.Dataset on ``roi``
         ``score`` (aggregate of the raw score), ``n_neuroids`` (with a finite score), and
-        with a ceiling ``ceiling_normalised`` and ``n_above_threshold``; with ``n_boot``,
+        with a ceiling ``ceiling_normalised`` and ``n_above_threshold``; with ``n_bootstrap``,
         ``<name>_ci_low`` / ``<name>_ci_high``. Attributes name the metric, the score kind,
         the aggregate and the threshold. ROIs whose neuroids are all NaN get NaN and a
         :class:`~neuroalign.exceptions.DataQualityWarning`.
     """
+    n_boot = renamed(n_boot, n_bootstrap, old="n_boot", new="n_bootstrap", func="roi_summary",
+                     default=0)
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="roi_summary",
+                   default=0)
     check_option(aggregate, AGGREGATES, name="aggregate", func="roi_summary")
     var = _score_name(result, var)
     score = result[var]
     metric = metric or score.attrs.get("metric") or result.attrs.get("metric")
     check_option(metric, tuple(SCORERS), name="metric", func="roi_summary")
     if n_boot:
-        check_positive_int(n_boot, name="n_boot", func="roi_summary")
+        check_positive_int(n_boot, name="n_bootstrap", func="roi_summary")
     if ceiling is None and "noise_ceiling" in result.data_vars:
         ceiling = result["noise_ceiling"].values
     masks = _roi_masks(result)
@@ -359,7 +415,7 @@ def roi_summary(
             ceiling_threshold=float(ceiling_threshold),
         )
     out.attrs.update(metric=metric, score_kind=kind, aggregate=aggregate,
-                     ceiling_threshold=float(ceiling_threshold), n_boot=int(n_boot), ci=float(ci))
+                     ceiling_threshold=float(ceiling_threshold), n_bootstrap=int(n_boot), ci=float(ci))
     return out
 
 
@@ -409,7 +465,8 @@ def permutation_test(
     n_permutations: int = 1000,
     groups: np.ndarray | None = None,
     q: float = 0.05,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
 ) -> dict[str, np.ndarray]:
     """Permutation test per neuroid of held-out predictions, FDR-corrected across neuroids.
 
@@ -418,6 +475,7 @@ def permutation_test(
     stimulus id) whole stimuli are permuted: every row of stimulus ``i`` gets the
     prediction of the same stimulus ``j``, so repetitions stay together and the null keeps
     the data's dependence (rows of one stimulus must then share one prediction).
+    ``random_state`` seeds the permutations (``seed``: its deprecated old name).
 
     Parameters
     ----------
@@ -439,6 +497,8 @@ def permutation_test(
     dict
         ``score``, ``p_value``, ``p_fdr`` and ``significant``, arrays per neuroid.
     """
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="permutation_test",
+                   default=0)
     check_option(metric, tuple(SCORERS), name="metric", func="permutation_test")
     n_permutations = check_positive_int(n_permutations, name="n_permutations", func="permutation_test")
     scorer = SCORERS[metric]

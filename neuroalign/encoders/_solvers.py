@@ -43,7 +43,7 @@ from neuroalign.encoders._data import check_finite
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["RidgeCVResult", "ridge_cv", "ridge_refit", "choose_form", "FORMS", "eig_gram",
-           "feature_scale"]
+           "feature_scale", "predict_linear", "ridge_loo", "cv_predict"]
 
 #: Slope of the tie rule: ``-MSE / var(y) + TIE_SLOPE * log(alpha)`` is maximised, so equal
 #: (relative) validation errors go to the largest alpha, as in himalaya.
@@ -95,6 +95,51 @@ class RidgeCVResult:
     alpha_scale: float = 1.0
     x_offset: np.ndarray | None = None
     y_offset: np.ndarray | None = None
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions of the refitted model (``refit=True``) for numpy features ``X``."""
+        if self.coef is None:
+            raise ValueError("RidgeCVResult.predict(): fitted without refit=True; no weights.")
+        return predict_linear(X, np.asarray(self.coef), np.asarray(self.intercept),
+                              self.x_offset, self.y_offset)
+
+
+def predict_linear(Xm, coef, intercept, x_offset=None, y_offset=None) -> np.ndarray:
+    """``(X - x_offset) @ coef + y_offset`` with the offsets in float64 (exact in float32
+    when the features carry a large mean), else ``X @ coef + intercept``. float64 features
+    give float64 predictions; others are computed in the precision of ``coef``."""
+    dtype = np.result_type(np.asarray(Xm).dtype, coef.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = coef.dtype
+    if x_offset is None:
+        return np.asarray(Xm, dtype=dtype) @ coef.astype(dtype, copy=False) + intercept.astype(dtype)
+    Xc = (np.asarray(Xm, dtype=np.float64) - x_offset).astype(dtype, copy=False)
+    return Xc @ coef.astype(dtype, copy=False) + np.asarray(y_offset).astype(dtype)
+
+
+def ridge_loo(X, Y, alphas: Sequence[float], *, fit_intercept: bool = True,
+              relative_alphas: bool = False) -> RidgeCVResult:
+    """Ridge with a per-target alpha chosen by exact leave-one-out error, refitted on all
+    rows, in float64 (``RidgeCV(alpha_per_target=True)`` of scikit-learn). Alphas are
+    absolute penalties by default. A 1-d ``Y`` is one target."""
+    Y = np.asarray(Y, dtype=np.float64)
+    return ridge_cv(np.asarray(X, dtype=np.float64), Y[:, None] if Y.ndim == 1 else Y,
+                    alphas, "loo", fit_intercept=fit_intercept, refit=True,
+                    relative_alphas=relative_alphas, dtype=np.float64)
+
+
+def cv_predict(X, Y, folds, alphas: Sequence[float], *, relative_alphas: bool = False
+               ) -> np.ndarray:
+    """Held-out predictions: for each ``(train, test)`` fold, a :func:`ridge_loo` fit on the
+    training rows (alpha per target by leave-one-out within them) predicts the test rows.
+    Rows in no test fold stay NaN."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    pred = np.full(Y.shape, np.nan)
+    for train, test in folds:
+        fit = ridge_loo(X[train], Y[train], alphas, relative_alphas=relative_alphas)
+        pred[test] = fit.predict(X[test]).reshape(pred[test].shape)
+    return pred
 
 
 def choose_form(n_samples: int, n_features: int) -> str:

@@ -8,23 +8,30 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger, progress
-from neuroalign._validation import format_list
+from neuroalign._sklearn import check_fitted, check_x, check_xy, n_features_error
+from neuroalign._validation import check_option, format_list
+from neuroalign.encoders._backend import to_numpy
 from neuroalign.encoders._data import (
     align,
     as_matrix,
+    check_finite,
     features_matrix,
     join_on_stimulus,
     valid_neuroids,
 )
 from neuroalign.encoders._results import CV_KIND, results_dataset
-from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
-from neuroalign.encoders._scoring import SCORERS, nan_argmax
+from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, predict_linear, resolve_folds
+from neuroalign.encoders._scoring import held_out_scores, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
-from neuroalign.exceptions import DataQualityWarning, DimensionError, NotFittedError
+from neuroalign.exceptions import DataQualityWarning, DimensionError
+from neuroalign.store import SPLITS, select_split
 
 __all__ = ["LayerSweep", "layer_table"]
 
 log = get_logger(__name__)
+
+#: The name of the one layer of a sweep fitted on a plain array.
+ARRAY_LAYER = "X"
 
 SELECTION = "argmax over layers of the cross-validated R² within the fitting (training) data"
 
@@ -44,8 +51,9 @@ def layer_table(features) -> dict[str, object]:
                 out[str(key)] = val
         return out
     raise TypeError(
-        f"Invalid value for 'features' in LayerSweep.fit(): {type(features).__name__}. Expected a "
-        "features Dataset, a dict {layer: features} or a dict {model: features Dataset}."
+        f"Invalid value for 'features' (X) in LayerSweep.fit(): {type(features).__name__}. "
+        "Expected a features Dataset, a dict {layer: features}, a dict {model: features "
+        "Dataset}, or one array (n_samples, n_features) with array responses."
     )
 
 
@@ -123,48 +131,56 @@ class LayerSweep(RidgeEncoder):
         n_targets_batch: int = 4096,
         metric: str = "pearson",
         dtype: str = "float32",
+        relative_alphas: bool = True,
         test_split: str | None = None,
     ) -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, device=device,
-                         form=form, n_targets_batch=n_targets_batch, metric=metric, dtype=dtype)
+                         form=form, n_targets_batch=n_targets_batch, metric=metric, dtype=dtype,
+                         relative_alphas=relative_alphas)
         self.test_split = test_split
 
     # -- fitting -------------------------------------------------------------------------
     def _split(self, Y):
-        """-> (training responses, repetition-averaged test responses or None)."""
+        """-> (training responses, repetition-averaged test responses or None).
+
+        The splits are taken with :func:`neuroalign.store.select_split`, which checks the
+        store first: a stimulus with presentations in both splits raises
+        :class:`~neuroalign.exceptions.SplitLeakageError`."""
         if self.test_split is None:
             return Y, None
         if not isinstance(Y, xr.Dataset) or "split" not in Y.coords:
             raise ValueError(
                 f"Invalid value for 'test_split' in LayerSweep: {self.test_split!r} needs a "
-                "store with a 'split' coordinate as Y."
+                "store with a 'split' coordinate as y."
             )
-        is_test = Y["split"].values == self.test_split
-        if not is_test.any():
+        check_option(self.test_split, SPLITS, name="test_split", func="LayerSweep")
+        splits = set(np.asarray(Y["split"].values).tolist())
+        if self.test_split not in splits:
             raise ValueError(
                 f"Invalid value for 'test_split' in LayerSweep: {self.test_split!r}; the "
-                f"store's splits are {sorted(set(Y['split'].values.tolist()))!r}."
+                f"store's splits are {sorted(splits)!r}."
             )
-        if is_test.all():
+        if splits == {self.test_split}:
             raise ValueError(
                 f"Invalid value for 'test_split' in LayerSweep: {self.test_split!r} holds every "
                 "presentation; expected other presentations to fit on."
             )
-        dim = Y["split"].dims[0]
-        test = Y.isel({dim: np.flatnonzero(is_test)})
+        test = select_split(Y, self.test_split)
+        train = select_split(Y, next(s for s in SPLITS if s != self.test_split))
         if "repetition" in test.coords:
             test = test.na.average_repetitions()
-        return Y.isel({dim: np.flatnonzero(~is_test)}), test
+        return train, test
 
-    def fit(self, features, Y, **_):
-        """Fit every layer of ``features`` against ``Y``; see the class docstring.
+    def fit(self, X, y, **_):
+        """Fit every layer of ``X`` against ``y``; see the class docstring.
 
         Parameters
         ----------
-        features : xr.Dataset or dict
-            One variable (entry) per layer, on ``stimulus`` with ``stimulus_id``; may cover
-            more stimuli than ``Y``.
-        Y : xr.Dataset
+        X : xr.Dataset, dict or array-like
+            One variable (entry) per layer, on ``stimulus`` with ``stimulus_id`` (may cover
+            more stimuli than ``y``); a dict {model: features Dataset}; or one array (a
+            single layer, named ``"X"``).
+        y : xr.Dataset, xr.DataArray or ndarray
             The store (joined on ``stimulus_id``); with ``test_split``, that split is held
             out of every choice and only scored.
         **_
@@ -176,39 +192,57 @@ class LayerSweep(RidgeEncoder):
             ``self``, fitted.
         """
         alphas, device, dtype = self._validate()
-        layers = layer_table(features)
+        if not isinstance(X, xr.Dataset | dict) and not isinstance(y, xr.Dataset | xr.DataArray):
+            X, y, self._y_1d = check_xy(X, y, func="LayerSweep.fit")
+            X = {ARRAY_LAYER: X}
+        else:
+            check_xy(X, y, func="LayerSweep.fit")
+            self._y_1d = False
+        layers = layer_table(X)
         if not layers:
-            raise ValueError("LayerSweep.fit(): 'features' holds no layers; expected at least one.")
-        train_Y, test = self._split(Y)
+            raise ValueError("LayerSweep.fit(): 'X' holds no layers; expected at least one.")
+        train_Y, test = self._split(y)
         names = list(layers)
         sub = test is not None
         if sub:  # the exact join is checked on the whole store, then split
             for name in names:
-                align(layers[name], Y)
+                align(layers[name], y)
         first = align(layers[names[0]], train_Y, allow_extra=sub)
         self._fit_meta(first)
         folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
-        Yt = self._tensor(first.Y[:, ok], device, dtype)
+        Yt = self._input_array(first.Y[:, ok], device, dtype)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
         held = np.full((len(names), n_neuroids), np.nan) if sub else None
         best_alphas = np.full((len(names), n_neuroids), np.nan)
         self.encoders_ = {}
+        self.alpha_scales_ = {}
         form = None if self.form == "auto" else self.form
         for li, name in enumerate(progress(names, desc="layers", unit="layer")):
             data = first if li == 0 else align(layers[name], train_Y, allow_extra=sub)
-            Xt = self._tensor(data.X, device, dtype)
+            Xt = self._input_array(data.X, device, dtype)
             cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
-                             n_targets_batch=self.n_targets_batch, refit=True)
+                             n_targets_batch=self.n_targets_batch, refit=True,
+                             relative_alphas=self.relative_alphas, dtype=dtype)
             best_alphas[li, ok] = cvres.best_alphas
             cv[li, ok] = cvres.cv_scores
-            coef, intercept = cvres.coef.cpu().numpy(), cvres.intercept.cpu().numpy()
-            self.encoders_[name] = {"coef": coef, "intercept": intercept}
+            enc = {"coef": to_numpy(cvres.coef), "intercept": to_numpy(cvres.intercept),
+                   "x_offset": np.asarray(cvres.x_offset, dtype=np.float64),
+                   "y_offset": np.asarray(cvres.y_offset, dtype=np.float64)}
+            self.encoders_[name] = enc
+            self.alpha_scales_[name] = float(cvres.alpha_scale)
             if sub:
                 tdata = align(layers[name], test, allow_extra=True)
-                pred = tdata.X.astype(coef.dtype) @ coef + intercept
-                held[li, ok] = SCORERS[self.metric](tdata.Y[:, ok], pred)
+                pred = np.full(tdata.Y.shape, np.nan)
+                pred[:, ok] = predict_linear(tdata.X, enc["coef"], enc["intercept"],
+                                             enc["x_offset"], enc["y_offset"])
+                with warnings.catch_warnings():
+                    if li:  # the same neuroids for every layer: warn once
+                        warnings.simplefilter("ignore", DataQualityWarning)
+                    held[li] = held_out_scores(
+                        tdata.Y, pred, ok, self.metric, tdata.neuroid_coords,
+                        func=f"LayerSweep.fit (held-out {self.test_split!r} split)")
             del Xt
             log.info("layer %s: median cv R² %.3f", name, float(np.median(cv[li, ok])) if ok.any() else np.nan)
         self.layers_ = names
@@ -243,8 +277,7 @@ class LayerSweep(RidgeEncoder):
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "cv_scores_"):
-            raise NotFittedError("This LayerSweep is not fitted yet; call fit(features, Y) first.")
+        check_fitted(self, "encoders_", call="fit(X, y)")
 
     # -- prediction and scoring ------------------------------------------------------------
     def _check_layer(self, layer, func: str) -> None:
@@ -263,10 +296,10 @@ class LayerSweep(RidgeEncoder):
         if isinstance(X, xr.Dataset) or (isinstance(X, dict) and any(
                 isinstance(v, xr.Dataset | xr.DataArray | dict) for v in X.values())):
             table = layer_table(X)
-        elif isinstance(X, dict):
+        elif isinstance(X, dict) and not hasattr(X, "tocsr"):
             table = dict(X)
         elif len(needed) == 1:
-            table = {needed[0]: X}
+            table = {needed[0]: check_x(X, func=f"LayerSweep.{func}")}
         else:
             raise ValueError(
                 f"LayerSweep.{func}(): with layer=None every neuroid is predicted by its own best "
@@ -290,7 +323,8 @@ class LayerSweep(RidgeEncoder):
                 fm = features_matrix(table[n])
                 mats[n] = np.asarray(fm.values)[join_on_stimulus(fm["stimulus_id"].values, ids)]
             return mats, ids, None, None
-        mats = {n: as_matrix(table[n], name="X") for n in needed}
+        mats = {n: as_matrix(check_x(table[n], func=f"LayerSweep.{func}"), name="X")
+                for n in needed}
         if Y is None:
             return mats, None, None, None
         Ym = as_matrix(Y, name="Y")
@@ -310,16 +344,18 @@ class LayerSweep(RidgeEncoder):
         for name, Xm in mats.items():
             enc = self.encoders_[name]
             if Xm.shape[1] != enc["coef"].shape[0]:
-                raise DimensionError(
-                    f"Layer {name!r} has {Xm.shape[1]} features; this LayerSweep was fitted with "
-                    f"{enc['coef'].shape[0]}."
-                )
+                raise n_features_error(self, Xm.shape[1], enc["coef"].shape[0],
+                                       what=f"X (layer {name!r})" if name != ARRAY_LAYER else "X")
+            check_finite(Xm, name="X" if name == ARRAY_LAYER else f"X (layer {name!r})",
+                         func="LayerSweep.predict")
             if layer is None:
                 use = (self.best_layer_.values == name)[cols_ok]
             else:
                 use = np.ones(len(cols_ok), bool)
             if use.any():
-                pred[:, cols_ok[use]] = Xm.astype(enc["coef"].dtype) @ enc["coef"][:, use] + enc["intercept"][use]
+                pred[:, cols_ok[use]] = predict_linear(
+                    Xm, enc["coef"][:, use], enc["intercept"][use], enc["x_offset"],
+                    enc["y_offset"][use])
         return pred
 
     def predict(self, X, layer: str | None = None):
@@ -334,8 +370,9 @@ class LayerSweep(RidgeEncoder):
 
         Returns
         -------
-        ndarray (n_stimuli, n_neuroids), or a DataArray ('stimulus', 'neuroid') for xarray
-        features; NaN for neuroids that were excluded or have no best layer.
+        ndarray (n_stimuli, n_neuroids) (``(n_stimuli,)`` after a fit on a 1-d ``y``), or a
+        DataArray ('stimulus', 'neuroid') for xarray features; NaN for neuroids that were
+        excluded or have no best layer.
         """
         self._check_fitted()
         if layer is not None:
@@ -345,24 +382,26 @@ class LayerSweep(RidgeEncoder):
         pred = self._predict_matrix({n: mats[n] for n in needed}, layer) if needed else \
             np.full((next(iter(mats.values())).shape[0], len(self.valid_neuroids_)), np.nan)
         if ids is None:
-            return pred
+            return pred[:, 0] if getattr(self, "_y_1d", False) else pred
         coords = {"stimulus_id": ("stimulus", ids)}
         if self._neuroid_template is not None:
             coords.update({k: v for k, v in self._neuroid_template.coords.items() if v.dims == ("neuroid",)})
         return xr.DataArray(pred, dims=("stimulus", "neuroid"), coords=coords, name="prediction")
 
-    def score(self, X, Y, sample_weight=None, *, layer: str | None = None):
+    def score(self, X, y, sample_weight=None, *, layer: str | None = None):
         """Held-out score (``metric``) of each neuroid's best layer (or of ``layer``).
 
         ``X`` holds the features of every layer (a features Dataset or a dict), or with
         ``layer`` that layer's features; xarray inputs are joined on ``stimulus_id`` (the
-        features may cover more stimuli than ``Y``). NaN for excluded neuroids.
+        features may cover more stimuli than ``y``). NaN for neuroids excluded at fit,
+        without a best layer, or whose test responses are NaN, inf or constant (with a
+        :class:`~neuroalign.exceptions.DataQualityWarning` naming them).
 
         Parameters
         ----------
         X : xr.Dataset, dict or array-like
             Features of held-out stimuli (every layer, or ``layer``'s).
-        Y : array-like or store
+        y : array-like or store
             Their responses.
         sample_weight : None
             Not supported (scikit-learn's signature); must be None.
@@ -371,26 +410,30 @@ class LayerSweep(RidgeEncoder):
 
         Returns
         -------
-        xr.DataArray or ndarray
-            One score per neuroid: a DataArray on ``neuroid`` for xarray inputs.
+        xr.DataArray, ndarray or float
+            One score per neuroid: a DataArray on ``neuroid`` for xarray inputs (a float
+            for a 1-d ``y``).
         """
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("LayerSweep.score(): sample_weight is not supported; expected None.")
         if layer is not None:
             self._check_layer(layer, "score")
+        y_1d = False
+        if not isinstance(X, xr.Dataset | xr.DataArray | dict):
+            X, y, y_1d = check_xy(X, y, func="LayerSweep.score", min_samples=1, y_finite_1d=False)
         needed = [layer] if layer is not None else sorted(set(self.best_layer_.values) - {""})
-        mats, _, Ym, tmpl = self._layer_rows(X, needed or self.layers_[:1], "score", Y=Y)
+        mats, _, Ym, tmpl = self._layer_rows(X, needed or self.layers_[:1], "score", Y=y)
         if Ym.shape[1] != len(self.valid_neuroids_):
             raise DimensionError(
-                f"Y has {Ym.shape[1]} neuroids; this LayerSweep was fitted with {len(self.valid_neuroids_)}."
+                f"y has {Ym.shape[1]} neuroids; this LayerSweep was fitted with {len(self.valid_neuroids_)}."
             )
-        pred = self._predict_matrix({n: mats[n] for n in needed}, layer)
-        s = np.full(Ym.shape[1], np.nan)
-        has = ~np.isnan(pred).any(0)
-        s[has] = SCORERS[self.metric](Ym[:, has], pred[:, has])
+        pred = self._predict_matrix({n: mats[n] for n in needed}, layer) if needed else \
+            np.full(Ym.shape, np.nan)
+        s = held_out_scores(Ym, pred, self.valid_neuroids_, self.metric, tmpl,
+                            func="LayerSweep.score")
         if tmpl is None:
-            return s
+            return float(s[0]) if y_1d else s
         out = tmpl.copy(data=s).rename("score")
         out.attrs.update(metric=self.metric, kind="held-out")
         return out

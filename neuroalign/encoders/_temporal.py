@@ -6,12 +6,19 @@ import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from neuroalign._sklearn import as_container, check_fitted, check_x, check_xy, n_features_error
 from neuroalign._validation import check_positive_int
-from neuroalign.encoders._data import as_matrix, features_matrix, join_on_stimulus, valid_neuroids
+from neuroalign.encoders._data import (
+    as_matrix,
+    check_finite,
+    features_matrix,
+    join_on_stimulus,
+    valid_neuroids,
+)
 from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
-from neuroalign.encoders._scoring import SCORERS
-from neuroalign.exceptions import DimensionError, NotFittedError
+from neuroalign.encoders._scoring import held_out_scores
+from neuroalign.exceptions import DimensionError
 from neuroalign.store import cv_folds
 
 __all__ = ["make_delays", "Delayer", "FIREncoder", "TimeResolvedEncoder", "block_folds"]
@@ -67,6 +74,9 @@ def make_delays(X: np.ndarray, delays=(1, 2, 3, 4)) -> np.ndarray:
 class Delayer(TransformerMixin, BaseEstimator):
     """scikit-learn transformer wrapping :func:`make_delays`.
 
+    Rows are consecutive samples of one run, so the output depends on the row order by
+    design (scikit-learn's sample-order and batch-invariance checks do not apply).
+
     Parameters
     ----------
     delays : sequence of int
@@ -92,7 +102,9 @@ class Delayer(TransformerMixin, BaseEstimator):
             ``self``.
         """
         _check_delays(self.delays, "Delayer")
-        self.n_features_in_ = np.asarray(X).shape[1]
+        X = check_x(X, func="Delayer.fit")
+        check_finite(X, name="X", func="Delayer.fit")
+        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X):
@@ -108,10 +120,22 @@ class Delayer(TransformerMixin, BaseEstimator):
         ndarray, shape (n_samples, n_features * len(delays))
             The delayed features.
         """
-        return make_delays(np.asarray(X), self.delays)
+        check_fitted(self, "n_features_in_", call="fit(X)")
+        X = check_x(X, func="Delayer.transform")
+        if X.shape[1] != self.n_features_in_:
+            raise n_features_error(self, X.shape[1], self.n_features_in_)
+        check_finite(X, name="X", func="Delayer.transform")
+        return make_delays(X, self.delays)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        return tags
 
 
-def block_folds(n_samples: int, n_splits: int, *, n_blocks: int | None = None, seed: int = 0):
+def block_folds(n_samples: int, n_splits: int, *, n_blocks: int | None = None,
+                random_state: int | None = 0):
     """Folds of contiguous blocks for autocorrelated time series.
 
     Samples are cut into ``n_blocks`` contiguous blocks (default ``4 * n_splits``) that are
@@ -138,45 +162,53 @@ def block_folds(n_samples: int, n_splits: int, *, n_blocks: int | None = None, s
     if n_samples < n_blocks:
         n_blocks = n_samples
     labels = (np.arange(n_samples) * n_blocks // n_samples).astype(str)
-    return cv_folds(labels, n_splits, seed=seed)
+    return cv_folds(labels, n_splits, random_state=random_state)
 
 
 class FIREncoder(RidgeEncoder):
     """Ridge on FIR-delayed features for continuous time series (naturalistic fMRI).
 
-    Rows of ``X`` and ``Y`` are consecutive samples (TRs). Features are delayed by
+    Rows of ``X`` and ``y`` are consecutive samples (TRs). Features are delayed by
     ``delays`` samples and concatenated; an integer ``cv`` uses contiguous blocks
-    (:func:`block_folds`) so autocorrelation does not leak across folds.
+    (:func:`block_folds`) so autocorrelation does not leak across folds. Because of the
+    delays, predictions depend on the order (and the batching) of the rows, by design.
 
     Parameters
     ----------
     delays : sequence of int
         Delays in samples (e.g. ``(1, 2, 3, 4)`` at TR 2 s covers 2–8 s).
-    alphas, cv, fit_intercept, device, metric, dtype : see :class:`RidgeEncoder`.
+    alphas, cv, fit_intercept, device, form, n_targets_batch, metric, dtype, relative_alphas
+        See :class:`RidgeEncoder`.
 
     Attributes
     ----------
+    coef_ : ndarray, shape (n_delays * n_features, n_neuroids)
+        Weights of the delayed features (delay-major, as :func:`make_delays` stacks them).
     delay_weights_ : ndarray, shape (n_delays, n_features, n_neuroids)
         The fitted FIR kernel.
     cv_scores_ : ndarray, shape (n_neuroids,)
         Cross-validated R² (mean over the block folds of the validation R² at the chosen
         alpha); NaN for excluded (NaN or constant) neuroids.
+    n_features_in_ : int
+        Features of ``X`` before the delays.
     """
 
     def __init__(self, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=5, fit_intercept=True,
-                 device="auto", *, metric="pearson", dtype="float32") -> None:
+                 device="auto", *, form: str = "auto", n_targets_batch: int = 4096,
+                 metric="pearson", dtype="float32", relative_alphas: bool = True) -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, device=device,
-                         metric=metric, dtype=dtype)
+                         form=form, n_targets_batch=n_targets_batch, metric=metric, dtype=dtype,
+                         relative_alphas=relative_alphas)
         self.delays = delays
 
-    def fit(self, X, Y):
+    def fit(self, X, y):
         """Fit a ridge on the delayed features, alphas chosen over contiguous block folds.
 
         Parameters
         ----------
         X : array-like, shape (n_samples, n_features)
             Features of consecutive samples (e.g. TRs of one run).
-        Y : array-like, shape (n_samples, n_neuroids)
+        y : array-like, shape (n_samples, n_neuroids) or (n_samples,)
             Responses of the same samples.
 
         Returns
@@ -186,13 +218,11 @@ class FIREncoder(RidgeEncoder):
         """
         delays = _check_delays(self.delays, "FIREncoder")
         alphas, device, dtype = self._validate()
-        Xm, Ym = as_matrix(X, name="X"), as_matrix(Y, name="Y")
-        if Xm.shape[0] != Ym.shape[0]:
-            raise DimensionError(
-                f"X has {Xm.shape[0]} samples and Y has {Ym.shape[0]}; expected the same number of rows."
-            )
+        X, y, self._y_1d = check_xy(X, y, func="FIREncoder.fit")
+        Xm, Ym = as_matrix(X, name="X"), as_matrix(y, name="Y")
+        check_finite(Xm, name="X", func="FIREncoder.fit")
         Xd = make_delays(Xm, delays)
-        if isinstance(self.cv, int | np.integer):
+        if isinstance(self.cv, int | np.integer) and not isinstance(self.cv, bool):
             folds = block_folds(len(Xd), check_positive_int(self.cv, name="cv", func="FIREncoder", minimum=2))
         else:
             folds = resolve_folds(self.cv, len(Xd), None, func="FIREncoder")
@@ -205,8 +235,16 @@ class FIREncoder(RidgeEncoder):
         self._set_results(res, data, ok, alphas)
         self.cv_scores_ = np.where(ok, self.cv_scores_, np.nan)
         p = Xm.shape[1]
+        self.n_features_in_ = p
         self.delay_weights_ = self.coef_.reshape(len(delays), p, -1)
         return self
+
+    def _delayed(self, X, func: str) -> np.ndarray:
+        Xm = as_matrix(check_x(X, func=func), name="X")
+        if Xm.shape[1] != self.n_features_in_:
+            raise n_features_error(self, Xm.shape[1], self.n_features_in_)
+        check_finite(Xm, name="X", func=func)
+        return make_delays(Xm, self.delays)
 
     def predict(self, X):
         """Predictions from the delayed features of ``X`` (consecutive samples).
@@ -218,34 +256,41 @@ class FIREncoder(RidgeEncoder):
 
         Returns
         -------
-        ndarray, shape (n_samples, n_neuroids)
-            Predicted responses.
+        ndarray or torch.Tensor, shape (n_samples, n_neuroids)
+            Predicted responses, in the container of ``X``.
         """
         self._check_fitted()
-        return super().predict(make_delays(as_matrix(X, name="X"), self.delays))
+        pred = self._predict_matrix(self._delayed(X, "FIREncoder.predict"))
+        return as_container(pred[:, 0] if self._y_1d else pred, X)
 
-    def score(self, X, Y, sample_weight=None):
-        """Held-out score per neuroid (``metric``); NaN for excluded neuroids.
+    def score(self, X, y, sample_weight=None):
+        """Held-out score per neuroid (``metric``).
+
+        NaN for excluded neuroids and for neuroids whose test responses are NaN, inf or
+        constant.
 
         Parameters
         ----------
         X : array-like, shape (n_samples, n_features)
             Features of consecutive held-out samples.
-        Y : array-like, shape (n_samples, n_neuroids)
+        y : array-like, shape (n_samples, n_neuroids) or (n_samples,)
             Their responses.
         sample_weight : None
             Not supported (scikit-learn's signature); must be None.
 
         Returns
         -------
-        ndarray, shape (n_neuroids,)
-            The scores.
+        ndarray or float
+            The scores (a float for a 1-d ``y``).
         """
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("FIREncoder.score(): sample_weight is not supported; expected None.")
-        Ym = as_matrix(Y, name="Y")
-        return np.where(self.valid_neuroids_, SCORERS[self.metric](Ym, self.predict(X)), np.nan)
+        X, y, y_1d = check_xy(X, y, func="FIREncoder.score", min_samples=1, y_finite_1d=False)
+        Ym = as_matrix(y, name="Y")
+        s = held_out_scores(Ym, self._predict_matrix(self._delayed(X, "FIREncoder.score")),
+                            self.valid_neuroids_, self.metric, func="FIREncoder.score")
+        return float(s[0]) if y_1d else s
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
         """Results on ``neuroid`` (valid neuroids only): ``score`` (cross-validated R² over
@@ -272,19 +317,29 @@ class TimeResolvedEncoder(RidgeEncoder):
         Samples averaged per fit (1: one fit per time point).
     step : int
         Samples between window starts.
-    alphas, cv, fit_intercept, device, metric, dtype : see :class:`RidgeEncoder`.
+    alphas, cv, fit_intercept, device, form, n_targets_batch, metric, dtype, relative_alphas
+        See :class:`RidgeEncoder`.
 
     Attributes
     ----------
     cv_scores_ : DataArray, dims ('neuroid', 'time')
         Cross-validated R² per neuroid and window (``time`` = window centre).
     best_alphas_ : DataArray, dims ('neuroid', 'time')
+
+    Notes
+    -----
+    Array responses are ``(n_samples, n_neuroids, n_times)``; a 2-d ``y`` is one time point
+    of each neuroid and a 1-d ``y`` one neuroid at one time point (predictions and scores
+    come back in the same shape).
     """
 
     def __init__(self, window: int = 1, step: int = 1, alphas=DEFAULT_ALPHAS, cv=5,
-                 fit_intercept=True, device="auto", *, metric="pearson", dtype="float32") -> None:
+                 fit_intercept=True, device="auto", *, form: str = "auto",
+                 n_targets_batch: int = 4096, metric="pearson", dtype="float32",
+                 relative_alphas: bool = True) -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, device=device,
-                         metric=metric, dtype=dtype)
+                         form=form, n_targets_batch=n_targets_batch, metric=metric, dtype=dtype,
+                         relative_alphas=relative_alphas)
         self.window = window
         self.step = step
 
@@ -298,8 +353,8 @@ class TimeResolvedEncoder(RidgeEncoder):
             )
         return [(a, a + w) for a in range(0, n_times - w + 1, s)]
 
-    def _responses(self, X, Y, *, allow_extra: bool = False):
-        """-> (X matrix, Y cube (n, neuroid, time), stimulus ids, neuroid coords, times)."""
+    def _responses(self, X, Y, *, allow_extra: bool = False, func: str = "fit"):
+        """-> (X matrix, Y cube (n, neuroid, time), stimulus ids, neuroid coords, times, y ndim)."""
         if isinstance(Y, xr.Dataset | xr.DataArray):
             resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
             if "time" not in resp.dims or "neuroid" not in resp.dims:
@@ -314,27 +369,47 @@ class TimeResolvedEncoder(RidgeEncoder):
             times = resp["time"].values if "time" in resp.coords else np.arange(resp.sizes["time"])
             tmpl = resp.isel({sdim: 0, "time": 0}, drop=True)
             tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
-            return (np.asarray(feats.values)[rows], np.asarray(resp.values),
-                    np.asarray(resp["stimulus_id"].values), tmpl, times)
-        Ym = np.asarray(Y)
-        if Ym.ndim != 3:
+            Xm = np.asarray(feats.values)[rows]
+            check_finite(Xm, name="X", func=f"TimeResolvedEncoder.{func}",
+                         row_labels=resp["stimulus_id"].values)
+            return (Xm, np.asarray(resp.values), np.asarray(resp["stimulus_id"].values), tmpl,
+                    times, 3)
+        Xm = check_x(X, func=f"TimeResolvedEncoder.{func}", min_samples=2 if func == "fit" else 1)
+        if Y is None:
+            raise ValueError("TimeResolvedEncoder requires y to be passed, but the target y is None.")
+        Ym = np.asarray(Y.detach().cpu().numpy() if hasattr(Y, "detach") else Y)
+        if Ym.dtype == object:
+            Ym = Ym.astype(np.float64)
+        if Ym.ndim not in (1, 2, 3):
             raise DimensionError(
-                f"Invalid shape for 'Y': {Ym.shape!r}. Expected 3 dims (samples, neuroids, times)."
+                f"Invalid shape for 'y': {Ym.shape!r}. Expected 3 dims (samples, neuroids, "
+                "times), or 2 dims (samples, neuroids) for one time point."
             )
-        return as_matrix(X, name="X"), Ym, None, None, np.arange(Ym.shape[2])
+        if Ym.shape[0] != Xm.shape[0]:
+            raise DimensionError(
+                f"X has {Xm.shape[0]} samples and y has {Ym.shape[0]}; expected the same number "
+                "of rows (inconsistent numbers of samples)."
+            )
+        if Ym.ndim == 1 and func == "fit" and not np.isfinite(Ym).all():
+            raise ValueError("TimeResolvedEncoder.fit: Input y contains NaN or infinity; a "
+                             "single target (1-d y) must be finite.")
+        cube = Ym.reshape(Ym.shape[0], -1, 1) if Ym.ndim < 3 else Ym
+        Xm = as_matrix(Xm, name="X")
+        check_finite(Xm, name="X", func=f"TimeResolvedEncoder.{func}")
+        return Xm, cube, None, None, np.arange(cube.shape[2]), Ym.ndim
 
     def _stack(self, cube: np.ndarray, wins) -> np.ndarray:
         n, v, _ = cube.shape
         return np.stack([cube[:, :, a:b].mean(2) for a, b in wins], axis=2).reshape(n, v * len(wins))
 
-    def fit(self, X, Y):
+    def fit(self, X, y):
         """Fit every (neuroid, window) in one cross-validated ridge.
 
         Parameters
         ----------
         X : xr.Dataset, xr.DataArray or array-like
             Features, one row per stimulus (joined on ``stimulus_id`` for xarray inputs).
-        Y : xr.Dataset or array-like (n_samples, n_neuroids, n_times)
+        y : xr.Dataset or array-like (n_samples, n_neuroids, n_times)
             An MEG/EEG store or a response cube.
 
         Returns
@@ -343,7 +418,7 @@ class TimeResolvedEncoder(RidgeEncoder):
             ``self``, fitted.
         """
         alphas, device, dtype = self._validate()
-        Xm, cube, ids, tmpl, times = self._responses(X, Y)
+        Xm, cube, ids, tmpl, times, self._y_ndim = self._responses(X, y)
         wins = self._windows(cube.shape[2])
         Ys = self._stack(cube, wins)
         folds = resolve_folds(self.cv, Xm.shape[0], ids, func="TimeResolvedEncoder")
@@ -369,11 +444,13 @@ class TimeResolvedEncoder(RidgeEncoder):
             data=np.where(ok, self.best_alphas_, np.nan).reshape(v, len(wins))).rename("best_alpha")
         return self
 
+    def _check_fitted(self) -> None:
+        check_fitted(self, "times_")
+
     def to_dataset(self, ceiling=None) -> xr.Dataset:
         """Results on ``(neuroid, time)``: ``score`` (cross-validated R² per window; NaN for
         excluded neuroid-windows) and ``best_alpha``. Every neuroid is kept."""
-        if not hasattr(self, "times_"):
-            raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
+        self._check_fitted()
         if ceiling is not None:
             raise ValueError(
                 "TimeResolvedEncoder.to_dataset(): 'ceiling' is not supported (a noise ceiling "
@@ -389,6 +466,14 @@ class TimeResolvedEncoder(RidgeEncoder):
         ds["score"].attrs.update(metric="r2", kind=CV_KIND)
         return ds
 
+    def _shaped(self, flat: np.ndarray) -> np.ndarray:
+        """(..., n_neuroids * n_windows) -> the shape of the fitted ``y``."""
+        out = flat.reshape(*flat.shape[:-1], -1, len(self._wins))
+        if self._y_ndim == 3:
+            return out
+        out = out[..., 0]
+        return out[..., 0] if self._y_ndim == 1 else out
+
     def predict(self, X):
         """Predicted responses of every window.
 
@@ -399,35 +484,59 @@ class TimeResolvedEncoder(RidgeEncoder):
 
         Returns
         -------
-        ndarray, shape (n_samples, n_neuroids, n_windows)
-            The predictions.
+        ndarray, torch.Tensor or xr.DataArray
+            Shape (n_samples, n_neuroids, n_windows) (the shape of a 1-d or 2-d ``y`` when
+            fitted on one), in the container of ``X``: for xarray features a DataArray
+            ('stimulus', 'neuroid', 'time') with the features' stimulus coordinates, the
+            neuroid coordinates and the window centres.
         """
-        if not hasattr(self, "times_"):
-            raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
-        Xm = np.asarray(features_matrix(X).values) if isinstance(X, xr.DataArray | xr.Dataset) else as_matrix(X, name="X")
-        pred = RidgeEncoder.predict(self, Xm)
-        return pred.reshape(pred.shape[0], -1, len(self._wins))
+        self._check_fitted()
+        fm = features_matrix(X) if isinstance(X, xr.DataArray | xr.Dataset) else None
+        Xm = np.asarray(fm.values) if fm is not None \
+            else as_matrix(check_x(X, func="TimeResolvedEncoder.predict"), name="X")
+        self._check_n_features(Xm)
+        check_finite(Xm, name="X", func="TimeResolvedEncoder.predict")
+        if fm is None:
+            return as_container(self._shaped(self._predict_matrix(Xm)), X)
+        pred = self._predict_matrix(Xm).reshape(len(Xm), -1, len(self._wins))
+        coords = {k: ("stimulus", np.asarray(v.values)) for k, v in fm.coords.items()
+                  if v.dims == (fm.dims[0],)}
+        out = xr.DataArray(pred, dims=("stimulus", "neuroid", "time"), coords=coords,
+                           name="prediction")
+        tmpl = self.cv_scores_.coords
+        return out.assign_coords({k: v for k, v in tmpl.items()
+                                  if v.dims in (("neuroid",), ("time",))})
 
-    def score(self, X, Y, sample_weight=None) -> xr.DataArray:
+    def score(self, X, y, sample_weight=None):
         """Held-out score (``metric``) per neuroid and window.
 
         Parameters
         ----------
         X : xr.Dataset, xr.DataArray or array-like
             Features of held-out stimuli.
-        Y : xr.Dataset or array-like
+        y : xr.Dataset or array-like
             Their responses (the features may cover more stimuli).
         sample_weight : None
-            Ignored (scikit-learn's signature).
+            Not supported (scikit-learn's signature); must be None.
 
         Returns
         -------
-        xr.DataArray
-            Dims ('neuroid', 'time').
+        xr.DataArray, ndarray or float
+            A DataArray ('neuroid', 'time') for xarray inputs, else an ndarray in the shape
+            of ``y``'s trailing dims (a float for a 1-d ``y``). NaN for excluded neuroids
+            and for undefined scores.
         """
-        if not hasattr(self, "times_"):
-            raise NotFittedError("This TimeResolvedEncoder is not fitted yet; call fit(X, Y) first.")
-        Xm, cube, _, _, _ = self._responses(X, Y, allow_extra=True)
+        self._check_fitted()
+        if sample_weight is not None:
+            raise ValueError("TimeResolvedEncoder.score(): sample_weight is not supported; "
+                             "expected None.")
+        Xm, cube, _, tmpl, _, ndim = self._responses(X, y, allow_extra=True, func="score")
+        self._check_n_features(Xm)
         Ys = self._stack(cube, self._wins)
-        s = np.where(self.valid_neuroids_, SCORERS[self.metric](Ys, RidgeEncoder.predict(self, Xm)), np.nan)
+        s = held_out_scores(Ys, self._predict_matrix(Xm), self.valid_neuroids_, self.metric,
+                            func="TimeResolvedEncoder.score")
+        if tmpl is None and not isinstance(y, xr.Dataset | xr.DataArray):
+            if ndim == 1:
+                return float(s[0])
+            return s.reshape(-1, len(self._wins)) if ndim == 3 else s
         return self.cv_scores_.copy(data=s.reshape(self.cv_scores_.shape)).rename("score")

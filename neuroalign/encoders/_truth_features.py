@@ -1,8 +1,10 @@
 """Features from the simulated brain's ground-truth network (``model = "simulated-truth"``).
 
-Until :mod:`neuroalign.features` lands, recipes and tests use this helper: it reads the
-images of a simulated NSD store from its HDF5 brick and returns a features Dataset with one
-variable per layer, dims ``('stimulus', '<layer>_unit')`` and coord ``stimulus_id``.
+A thin layer over :func:`neuroalign.features.extract` (pooled features) and the
+simulation's token activations (recorded by the same hook engine,
+:class:`neuroalign.features._hooks.LayerRecorder`): a features Dataset with one variable per
+layer, dims ``('stimulus', '<layer>_unit')`` and coord ``stimulus_id``. The
+"simulated-truth" model of the fit recipe uses it (see the recipes).
 """
 
 from __future__ import annotations
@@ -14,25 +16,13 @@ __all__ = ["simulated_truth_features", "simulated_truth_tokens", "store_images"]
 
 
 def store_images(store: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(stimulus ids, uint8 images) of a simulated NSD store, one per unique stimulus."""
-    import h5py
+    """(stimulus ids, uint8 images) of a store, one per unique stimulus (ids sorted), read by
+    :class:`neuroalign.stimuli.StimulusSet`."""
+    from neuroalign.stimuli import StimulusSet
 
-    info = store.attrs.get("stimulus_set") or {}
-    if info.get("kind") != "hdf5-brick":
-        raise ValueError(
-            f"store attrs 'stimulus_set' = {info!r}; expected an 'hdf5-brick' stimulus set "
-            "(a simulated NSD store)."
-        )
-    ids = np.asarray(store["stimulus_id"].values).astype(str)
-    nsd = np.asarray(store[info["id_coord"]].values)
-    uniq, first = np.unique(ids, return_index=True)
-    with h5py.File(info["path"], "r") as f:
-        brick = f[info["key"]]
-        idx = nsd[first]
-        order = np.argsort(idx)
-        imgs = np.empty((len(idx),) + brick.shape[1:], dtype=brick.dtype)
-        imgs[order] = brick[np.sort(idx)]
-    return uniq, imgs
+    stimuli = StimulusSet.from_store(store)
+    ids = np.array(sorted(stimuli.ids))
+    return ids, np.stack(stimuli.load(stimuli.positions(ids.tolist()).tolist()))
 
 
 def simulated_truth_features(
@@ -42,16 +32,21 @@ def simulated_truth_features(
     arch: str = "resnet18",
     seed: int = 0,
 ) -> xr.Dataset:
-    """Spatially pooled activations of the ground-truth network for the store's stimuli."""
-    from neuroalign.datasets.simulate import build_network, pooled_activations
+    """Spatially pooled activations of the ground-truth network for the store's stimuli.
 
-    ids, imgs = store_images(store)
-    acts = pooled_activations(build_network(arch, seed), imgs, list(layers))
-    return xr.Dataset(
-        {name: (("stimulus", f"{name}_unit"), acts[name].astype(np.float32)) for name in layers},
-        coords={"stimulus_id": ("stimulus", ids)},
-        attrs={"model": f"simulated-truth:{arch}", "seed": seed},
-    )
+    This is :func:`neuroalign.features.extract` of ``"torchvision:{arch}"`` with random
+    weights seeded by ``seed`` and the simulation's transform (the network and
+    preprocessing the simulated brain was generated with), on the CPU, so truth features
+    and ``extract`` agree by construction. Rows: one per stimulus, ids sorted.
+    """
+    from neuroalign.features import extract
+    from neuroalign.stimuli import StimulusSet
+
+    stimuli = StimulusSet.from_store(store)
+    stimuli = stimuli.subset(sorted(stimuli.ids))
+    feats = extract(f"torchvision:{arch}", stimuli, layers=list(layers), pooling="mean",
+                    weights=None, seed=seed, transform="simulation", device="cpu")
+    return feats.assign_attrs(model=f"simulated-truth:{arch}", seed=seed)
 
 
 def simulated_truth_tokens(

@@ -98,10 +98,19 @@ class LayerRecorder:
         Text: ``"auto"`` takes the last selected token.
     stop_early : bool
         Stop the forward pass once every requested layer has fired.
+    detach : bool
+        Detach the activations from the autograd graph (False: keep them differentiable
+        with respect to the input, e.g. for guided image generation).
+
+    Notes
+    -----
+    The one hook engine of neuroalign: :func:`neuroalign.features.extract`, the simulated
+    brain's ground-truth network (``neuroalign.datasets.simulate``) and the decoders'
+    :class:`~neuroalign.decoders.PooledFeatureExtractor` all record layers with it.
     """
 
     def __init__(self, module, layers, *, pooling, modality, n_prefix_tokens=0, causal=False,
-                 stop_early=True):
+                 stop_early=True, detach=True):
         self.module = module
         self.layers = list(layers)
         self.pooling = pooling
@@ -109,6 +118,7 @@ class LayerRecorder:
         self.prefix = n_prefix_tokens
         self.causal = causal
         self.stop_early = stop_early
+        self.detach = detach
         self.outputs: dict[str, Any] = {}
         self.kinds: dict[str, str] = {}
         self.grids: dict[str, tuple[int, int]] = {}
@@ -153,7 +163,8 @@ class LayerRecorder:
 
     def _pool(self, name: str, x):
         pooling = self.pooling
-        x = x.detach()
+        if self.detach:
+            x = x.detach()
         if self.modality == "text":
             return self._pool_text(name, x)
         if x.ndim == 4:  # (B, C, H, W)

@@ -54,9 +54,9 @@ def voxel_weights(features, store: xr.Dataset, *, layer: str | None = None,
         ``weights`` (dims ``('neuroid', <dim>)``, in units of response per feature unit),
         ``intercept`` and ``alpha`` on ``neuroid``, with the store's neuroid coords.
     """
+    from neuroalign.encoders._solvers import ridge_loo
     from neuroalign.mapping._common import align_stimuli, averaged_responses
-    from neuroalign.mapping._ridge import DEFAULT_ALPHAS, ridge_fit
-    from neuroalign.mapping._units import feature_matrix
+    from neuroalign.mapping._units import DEFAULT_ALPHAS, feature_matrix
 
     feats = feature_matrix(features, layer, func="voxel_weights")
     resp = averaged_responses(store, func="voxel_weights")
@@ -71,14 +71,14 @@ def voxel_weights(features, store: xr.Dataset, *, layer: str | None = None,
         resp, pos = resp.isel(stimulus=keep), pos[keep]
     X = np.asarray(feats.values, dtype=float)[pos]
     Y = np.asarray(resp.transpose("stimulus", "neuroid").values, dtype=float)
-    fit = ridge_fit(X, Y, DEFAULT_ALPHAS if alphas is None else alphas)
+    fit = ridge_loo(X, Y, DEFAULT_ALPHAS if alphas is None else alphas)
     dim = feats.dims[1]
     coords = {k: v for k, v in resp.coords.items() if v.dims == ("neuroid",)}
     return xr.Dataset(
         {
-            "weights": (("neuroid", dim), fit.coef.T),
-            "intercept": ("neuroid", fit.intercept - fit.x_mean @ fit.coef),
-            "alpha": ("neuroid", fit.alpha),
+            "weights": (("neuroid", dim), np.asarray(fit.coef).T),
+            "intercept": ("neuroid", np.asarray(fit.intercept)),
+            "alpha": ("neuroid", fit.best_alphas),
         },
         coords=coords,
     )

@@ -19,27 +19,15 @@ SIM_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 
 def simulated_images(sim, store: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images of the store's stimuli (averaged store order) and their stimulus ids."""
+    """uint8 images of the store's stimuli (averaged store order) and their stimulus ids,
+    read by :class:`neuroalign.stimuli.StimulusSet` from the store's ``stimulus_set``."""
+    from neuroalign.stimuli import StimulusSet
     from neuroalign.store import average_repetitions, is_trial_level
 
     av = average_repetitions(store) if is_trial_level(store) else store
     ids = np.asarray(av["stimulus_id"].values).astype(str)
-    if sim.format == "nsd":
-        import h5py
-
-        rows = np.asarray(av["nsd_id"].values, dtype=int)
-        path = sim.root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
-        with h5py.File(path, "r") as f:
-            order = np.argsort(rows)
-            imgs = f["imgBrick"][np.sort(rows)]
-            out = np.empty_like(imgs)
-            out[order] = imgs
-        return out, ids
-    from PIL import Image
-
-    root = sim.root / "image_set"
-    imgs = np.stack([np.asarray(Image.open(root / f).convert("RGB")) for f in av["image_file"].values])
-    return imgs, ids
+    stimuli = StimulusSet.from_store(av)
+    return np.stack(stimuli.load(stimuli.positions(ids.tolist()).tolist())), ids
 
 
 def simulated_features(sim, store: xr.Dataset | None = None, layers=SIM_LAYERS) -> xr.Dataset:
@@ -60,8 +48,10 @@ def simulated_features(sim, store: xr.Dataset | None = None, layers=SIM_LAYERS) 
 
 def simulated_scores(sim, store: xr.Dataset, features: xr.Dataset, *, n_splits: int = 5) -> xr.DataArray:
     """Cross-validated ridge score (Pearson r) of each layer: dims ``('layer', 'neuroid'[, 'time'])``."""
+    from neuroalign.encoders._scoring import pearson_r
+    from neuroalign.encoders._solvers import cv_predict
     from neuroalign.mapping._common import align_stimuli
-    from neuroalign.mapping._ridge import cv_scores
+    from neuroalign.mapping._units import DEFAULT_ALPHAS
     from neuroalign.store import average_repetitions, cv_folds, is_trial_level
 
     av = average_repetitions(store) if is_trial_level(store) else store
@@ -72,7 +62,8 @@ def simulated_scores(sim, store: xr.Dataset, features: xr.Dataset, *, n_splits: 
     folds = cv_folds(av, n_splits)
     layers = [str(v) for v in features.data_vars]
     sc = np.stack([
-        cv_scores(np.asarray(features[name].values)[pos], Y, folds).reshape(resp.shape[1:])
+        pearson_r(cv_predict(np.asarray(features[name].values)[pos], Y, folds, DEFAULT_ALPHAS),
+                  Y).reshape(resp.shape[1:])
         for name in progress(layers, desc="layer sweep", unit="layer")
     ])
     coords = {k: v for k, v in av.coords.items() if v.dims in (("neuroid",), ("time",))}

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
-from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
 from neuroalign.exceptions import DimensionError
 from neuroalign.mapping._common import align_stimuli, averaged_responses, roi_masks
-from neuroalign.mapping._ridge import DEFAULT_ALPHAS, _svd, ridge_fit
 
 __all__ = ["unit_to_roi", "select_units", "aligned_units", "feature_matrix"]
+
+#: Ridge penalties tried by mapping's ridge fits (absolute, on z-scored features).
+DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-2, 6))
 
 log = get_logger(__name__)
 
@@ -81,7 +83,8 @@ def unit_to_roi(
     split: str | None = None,
     n_permutations: int = 1000,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
     model: str | None = None,
     time: float | slice | None = None,
 ) -> xr.Dataset:
@@ -114,8 +117,10 @@ def unit_to_roi(
         with the alpha chosen on the real data.
     alphas : sequence of float
         ``"encoding"`` only: ridge penalties, one chosen per ROI by leave-one-out error.
-    seed : int, optional
+    random_state : int, optional
         Seed of the permutations.
+    seed : deprecated
+        Old name of ``random_state`` (``FutureWarning``).
     model : str, optional
         Model name recorded in the table (default: the features' ``model`` attr).
     time : float or slice, optional
@@ -129,6 +134,8 @@ def unit_to_roi(
         ``p_value`` and ``match`` (dims ``('unit', 'roi_candidate')``, strength for every
         candidate ROI); coords ``unit_index``, ``layer`` and ``model`` on ``unit``.
     """
+    seed = renamed(seed, random_state, old="seed", new="random_state", func="unit_to_roi",
+                   default=0)
     check_option(method, METHODS, name="method", func="unit_to_roi")
     if n_permutations != 0:
         n_permutations = check_positive_int(n_permutations, name="n_permutations", func="unit_to_roi")
@@ -171,15 +178,14 @@ def unit_to_roi(
 
         match = Xz.T @ Rz / n_stim
     else:
-        x_mean, U, s, Vt = _svd(Xz)
-        fit = ridge_fit(Xz, R, alphas)
-        alpha = np.repeat(fit.alpha, 1)
+        from neuroalign.encoders._solvers import ridge_loo, ridge_refit
+
+        alpha = ridge_loo(Xz, R, alphas).best_alphas  # per ROI, by leave-one-out
+        Xc = Xz - Xz.mean(axis=0)
 
         def shares(Rp: np.ndarray, a: np.ndarray) -> np.ndarray:
-            Rc = Rp - Rp.mean(axis=0)
-            UtY = U.T @ Rc
-            W = Vt.T @ ((s[:, None] / (s[:, None] ** 2 + a[None])) * UtY)
-            Yhat = U @ ((s[:, None] ** 2 / (s[:, None] ** 2 + a[None])) * UtY)
+            W, _ = ridge_refit(Xz, Rp, a, relative_alphas=False, dtype=np.float64)
+            Yhat = Xc @ W  # the centred prediction
             den = (Yhat**2).sum(axis=0)
             return (Xz.T @ Yhat) * W / np.where(den > 0, den, 1.0)
 
@@ -224,7 +230,7 @@ def unit_to_roi(
         attrs={"method": method, "n_permutations": int(n_permutations), "n_stimuli": int(n_stim)},
     )
     if method == "encoding":
-        out = out.assign(encoder_alpha=("roi_candidate", fit.alpha))
+        out = out.assign(encoder_alpha=("roi_candidate", alpha))
     return out
 
 

@@ -162,12 +162,12 @@ class StoreAccessor:
         """
         return _split_half.split_half(self._ds, n_splits=n_splits, seed=seed, strict=strict)
 
-    def cv_folds(self, n_splits: int = 5, *, shuffle: bool = True, seed: int | None = 0):
+    def cv_folds(self, n_splits: int = 5, *, shuffle: bool = True, random_state: int | None = 0):
         """Stimulus-grouped folds.
 
         Parameters
         ----------
-        n_splits, shuffle, seed
+        n_splits, shuffle, random_state
             As :func:`neuroalign.store.cv_folds`.
 
         Returns
@@ -175,4 +175,4 @@ class StoreAccessor:
         list of (ndarray, ndarray)
             ``(train, test)`` row indices of each fold.
         """
-        return cv_folds(self._ds, n_splits, shuffle=shuffle, seed=seed)
+        return cv_folds(self._ds, n_splits, shuffle=shuffle, random_state=random_state)

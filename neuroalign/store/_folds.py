@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from neuroalign._validation import check_positive_int, format_list
+from neuroalign._validation import UNSET, check_positive_int, format_list, renamed
 from neuroalign.exceptions import SplitLeakageError
 from neuroalign.store._schema import sample_dim
 
@@ -30,7 +31,8 @@ def cv_folds(
     n_splits: int = 5,
     *,
     shuffle: bool = True,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = UNSET,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Cross-validation folds over presentations that keep every stimulus in one fold.
 
@@ -46,12 +48,14 @@ def cv_folds(
     n_splits : int
         Number of folds (>= 2).
     shuffle : bool
-        Shuffle stimuli before dealing them (seeded by ``seed``). The shuffle starts from
-        the sorted stimulus ids, so which stimulus lands in which fold depends only on the
-        set of stimuli and the seed, never on the order of the rows. ``shuffle=False``
+        Shuffle stimuli before dealing them (seeded by ``random_state``). The shuffle starts
+        from the sorted stimulus ids, so which stimulus lands in which fold depends only on
+        the set of stimuli and the seed, never on the order of the rows. ``shuffle=False``
         deals the stimuli in their order of first appearance (the order you gave).
+    random_state : int or None
+        Seed of the shuffle (``numpy.random.default_rng``).
     seed : int or None
-        Seed of the shuffle.
+        Deprecated alias of ``random_state`` (``FutureWarning``).
 
     Returns
     -------
@@ -63,6 +67,9 @@ def cv_folds(
     ValueError
         Fewer unique stimuli than ``n_splits``.
     """
+    if seed is not UNSET:
+        random_state = renamed(seed, random_state, old="seed", new="random_state",
+                               func="cv_folds", default=0)
     n_splits = check_positive_int(n_splits, name="n_splits", func="cv_folds", minimum=2)
     ids = _stimulus_ids(data)
     uniq, first, codes = np.unique(ids, return_index=True, return_inverse=True)
@@ -74,7 +81,7 @@ def cv_folds(
             f"over {len(ids)} {dim}; need at least {n_splits}."
         )
     if shuffle:  # from the sorted ids: the folds depend on the set of stimuli, not the row order
-        order = np.random.default_rng(seed).permutation(n_stim)
+        order = np.random.default_rng(random_state).permutation(n_stim)
     else:
         order = np.argsort(first)  # order of first appearance, as the user gave the rows
     fold_of_stim = np.empty(n_stim, dtype=int)
@@ -102,10 +109,12 @@ class StimulusKFold:
         Seed of the shuffle.
     """
 
-    def __init__(self, n_splits: int = 5, *, shuffle: bool = True, seed: int | None = 0) -> None:
+    def __init__(self, n_splits: int = 5, *, shuffle: bool = True,
+                 random_state: int | None = 0, seed: Any = UNSET) -> None:
         self.n_splits = n_splits
         self.shuffle = shuffle
-        self.seed = seed
+        self.random_state = renamed(seed, random_state, old="seed", new="random_state",
+                                    func="StimulusKFold", default=0)
 
     def split(self, X=None, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Folds over the rows of ``X``, grouped by stimulus.
@@ -131,7 +140,8 @@ class StimulusKFold:
                 raise ValueError(
                     "StimulusKFold.split() needs groups= (the stimulus_id of each row)."
                 )
-        yield from cv_folds(groups, self.n_splits, shuffle=self.shuffle, seed=self.seed)
+        yield from cv_folds(groups, self.n_splits, shuffle=self.shuffle,
+                            random_state=self.random_state)
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
         """Number of folds.
@@ -149,7 +159,8 @@ class StimulusKFold:
         return self.n_splits
 
     def __repr__(self) -> str:
-        return f"StimulusKFold(n_splits={self.n_splits}, shuffle={self.shuffle}, seed={self.seed})"
+        return (f"StimulusKFold(n_splits={self.n_splits}, shuffle={self.shuffle}, "
+                f"random_state={self.random_state})")
 
 
 def _sklearn_kinds():

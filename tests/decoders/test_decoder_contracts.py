@@ -209,3 +209,35 @@ def test_check_reconstructions_networks_and_distance():
         check_reconstructions(gt[:2], gt)
     with pytest.raises(DimensionError, match="at least 2 images"):
         check_reconstructions(gt[:1], gt[:1])
+
+
+def test_embedding_decoder_ridge_is_sklearn_ridgecv(planted):
+    """The decoder's ridge is the ridge core: one alpha for every embedding dimension, the
+    one scikit-learn's RidgeCV picks on the same stimulus-grouped folds by mean squared
+    error; weights in the (n_features, n_targets) orientation."""
+    from sklearn.base import clone
+    from sklearn.linear_model import RidgeCV
+
+    from neuroalign.decoders._embedding import _align, brain_matrix, target_matrix
+    from neuroalign.store import cv_folds
+
+    store, emb = planted
+    train = store.na.split("train")
+    alphas = (0.3, 3.0, 30.0, 300.0)
+    dec = EmbeddingDecoder("ridge", alphas=alphas, cv=4, random_state=5).fit(train, emb)
+    X, ids = brain_matrix(train)
+    T, tids, _, _ = target_matrix(emb, None)
+    Y = T[_align(ids, tids)]
+    Z = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+    folds = cv_folds(ids, 4, random_state=5)
+    ref = RidgeCV(alphas=alphas, cv=folds, scoring="neg_mean_squared_error").fit(Z, Y)
+    assert dec.alpha_ == ref.alpha_
+    assert dec.coef_.shape == (Z.shape[1], Y.shape[1])
+    scale = np.abs(ref.coef_).max()
+    np.testing.assert_allclose(dec.coef_, ref.coef_.T, rtol=1e-7, atol=1e-9 * scale)
+    np.testing.assert_allclose(dec.intercept_, ref.intercept_, rtol=1e-7, atol=1e-9)
+    # scikit-learn's conventions: clone, random_state (seed: deprecated alias)
+    assert clone(dec).get_params()["random_state"] == 5
+    with pytest.warns(FutureWarning, match="EmbeddingDecoder: 'seed' is deprecated"):
+        old = EmbeddingDecoder("ridge", alphas=alphas, cv=4, seed=5).fit(train, emb)
+    np.testing.assert_array_equal(old.coef_, dec.coef_)

@@ -126,3 +126,11 @@ def test_metric_errors():
                            mean=(0, 0, 0), std=(1, 1, 1), name="alex")
     with pytest.raises(KeyError, match="Unknown node 'nope' of network 'alex'"):
         net(_images(2, 16))
+
+
+def test_retrieval_seed_is_a_deprecated_alias():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
+    new = M.retrieval_top1(a, b, n_way=10, n_draws=5, random_state=7)
+    with pytest.warns(FutureWarning, match="retrieval_top1\\(\\): 'seed' is deprecated.*random_state=7"):
+        assert M.retrieval_top1(a, b, n_way=10, n_draws=5, seed=7) == new

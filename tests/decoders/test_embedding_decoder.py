@@ -56,7 +56,7 @@ def test_mlp_decoder_infonce_retrieves_above_chance(sim_nsd, sim_features):
     store = sim_nsd.store().load()
     train, test = store.na.split("train"), store.na.split("test")
     dec = EmbeddingDecoder("mlp", target="pooled", hidden=64, epochs=60, batch_size=32, lr=3e-3,
-                           average=True, seed=0).fit(train, sim_features)
+                           average=True, random_state=0).fit(train, sim_features)
     assert dec.loss_curve_[-1] < dec.loss_curve_[0]
     res = dec.score(test, sim_features)
     assert res["forward"] > 3 * res["chance"]
@@ -118,9 +118,16 @@ def test_store_images_errors_and_hdf5(sim_nsd):
     avg = sim_nsd.store().load().na.average_repetitions()
     imgs = store_images(avg.isel(stimulus=slice(0, 3)))
     assert imgs.shape == (3, 96, 96, 3) and imgs.dtype == np.uint8
-    with pytest.raises(DataFormatError, match="The store has no 'stimulus_set' attribute"):
+    # one image per row, in the rows' order (repeated and permuted rows included)
+    rows = avg.isel(stimulus=[2, 0, 2, 1])
+    np.testing.assert_array_equal(store_images(rows), imgs[[2, 0, 2, 1]])
+    trial = sim_nsd.store().load().isel(presentation=slice(0, 12))
+    first = {s: i for i, s in reversed(list(enumerate(avg["stimulus_id"].values)))}
+    want = store_images(avg.isel(stimulus=[first[s] for s in trial["stimulus_id"].values]))
+    np.testing.assert_array_equal(store_images(trial), want)
+    with pytest.raises(DataFormatError, match="store attribute 'stimulus_set' is None; expected a dict"):
         store_images(avg.assign_attrs(stimulus_set=None))
-    with pytest.raises(DataFormatError, match="Unknown stimulus_set kind 'zip'"):
+    with pytest.raises(DataFormatError, match="'stimulus_set' has kind 'zip'; expected 'hdf5-brick' or"):
         store_images(avg.assign_attrs(stimulus_set={"kind": "zip"}))
 
 

@@ -18,3 +18,22 @@ def test_from_estimator_accepts_a_ridge_encoder():
     assert enc.n_neuroids == 3
     out = enc(torch.as_tensor(X[:5], dtype=torch.float32)).numpy()
     np.testing.assert_allclose(out, est.predict(X[:5]), rtol=1e-4, atol=1e-4)
+
+
+def test_from_estimator_takes_every_estimator_in_the_one_orientation():
+    """neuroalign's estimators share coef_ (n_features, n_neuroids); scikit-learn's are
+    (n_neuroids, n_features): both wrap to the same predictions."""
+    import torch
+    from sklearn.linear_model import Ridge
+
+    from neuroalign.decoders import DifferentiableRidgeEncoder
+    from neuroalign.encoders import BandedRidgeEncoder
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 3))  # 3 features, 3 neuroids: a square coef_ must not confuse
+    Y = X @ rng.normal(size=(3, 3)) + rng.normal(size=(40, 3)) * 0.1
+    x = torch.as_tensor(X[:5], dtype=torch.float32)
+    for est in (BandedRidgeEncoder(alphas=(0.1, 1.0), cv=4, n_iter=1).fit(X, Y),
+                Ridge(alpha=1.0).fit(X, Y)):
+        enc = DifferentiableRidgeEncoder.from_estimator(torch.nn.Identity(), est)
+        np.testing.assert_allclose(enc(x).numpy(), est.predict(X[:5]), rtol=1e-4, atol=1e-4)

@@ -10,7 +10,6 @@ from neuroalign.decoders import (
     DifferentiableRidgeEncoder,
     PooledFeatureExtractor,
     resolve_target,
-    ridge_fit,
     store_images,
     tiny_pipeline,
 )
@@ -61,12 +60,26 @@ def test_fitted_encoder_matches_closed_form_and_is_differentiable(setup):
     assert pred.shape == (2, avg.sizes["neuroid"])
     pred[:, enc.rois["FFA-1"]].mean().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
-    # ridge_fit: a planted linear map is recovered with a tiny penalty
+    # the read-out is the ridge core: scikit-learn's Ridge(alpha) on standardised features
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    X = enc.extractor.extract(store_images(avg)).astype(np.float64)
+    Y = avg["responses"].transpose("stimulus", "neuroid").values.astype(np.float64)
+    sc = StandardScaler().fit(X)
+    ref = Ridge(alpha=10.0).fit(sc.transform(X), Y)
+    coef = ref.coef_ / np.where(sc.scale_ > 0, sc.scale_, 1.0)
+    np.testing.assert_allclose(enc.coef.numpy(), coef, rtol=1e-4, atol=1e-6 * np.abs(coef).max())
+    np.testing.assert_allclose(enc.intercept.numpy(), ref.intercept_ - sc.mean_ @ coef.T,
+                               rtol=1e-4, atol=1e-4)
+    # and a planted linear map is recovered with a tiny penalty
+    from neuroalign.decoders._encoder import readout_fit
+
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 4)) * [1, 2, 3, 4] + 5
     W = rng.normal(size=(3, 4))
-    coef, b = ridge_fit(X, X @ W.T + 1.5, alpha=1e-8)
-    np.testing.assert_allclose(coef, W, atol=1e-6)
+    coef, b = readout_fit(X, X @ W.T + 1.5, alpha=1e-8)
+    np.testing.assert_allclose(coef, W.T, atol=1e-6)
     np.testing.assert_allclose(b, 1.5 + 0 * b, atol=1e-5)
 
 
@@ -113,8 +126,10 @@ def test_encoder_errors():
         enc(torch.zeros(1, 3, 2, 2))
     with pytest.raises(NotFittedError, match="has no 'coef_'"):
         DifferentiableRidgeEncoder.from_estimator(ext, object())
-    with pytest.raises(DimensionError, match="ridge_fit\\(\\): 'X' has shape"):
-        ridge_fit(np.zeros((3, 2)), np.zeros((4, 1)))
+    from neuroalign.decoders._encoder import readout_fit
+
+    with pytest.raises(DimensionError, match="fit_store\\(\\): the features have shape \\(3, 2\\)"):
+        readout_fit(np.zeros((3, 2)), np.zeros((4, 1)))
     with pytest.raises(KeyError, match="Unknown layer\\(s\\) \\['nope'\\]"):
         PooledFeatureExtractor(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)), ["nope"])
     pfe = PooledFeatureExtractor(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)), ["0"], input_size=8)

@@ -121,3 +121,30 @@ def test_nan_neuroid_is_excluded_and_nan():
     assert s.attrs["metric"] == "pearson"
     ds = enc.to_dataset()
     assert ds.sizes["neuroid"] == 4 and ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv"
+
+
+def test_attention_routing_follows_the_contract_that_applies():
+    """Token features are 3-d, so scikit-learn's checks do not run; the rest applies."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    rng = np.random.default_rng(2)
+    tok = rng.standard_normal((40, 3, 4)).astype(np.float32)
+    Y = tok[:, 1] @ rng.standard_normal((4, 2))
+    est = AttentionRoutingEncoder(d_model=8, max_epochs=2, batch_size=16, random_state=3)
+    fresh = clone(est)
+    assert fresh.get_params() == est.get_params() and fresh.get_params()["seed"] == "deprecated"
+    with pytest.raises(NotFittedError, match="AttentionRoutingEncoder is not fitted yet"):
+        fresh.predict(tok)
+    with pytest.raises(SklearnNotFittedError):
+        fresh.predict(tok)
+    a = clone(est).fit(tok, Y)
+    check_is_fitted(a)
+    b = clone(est).fit(tok, Y)
+    np.testing.assert_array_equal(a.predict(tok), b.predict(tok))  # random_state seeds it all
+    with pytest.warns(FutureWarning, match="'seed' is deprecated.*random_state=3"):
+        old = AttentionRoutingEncoder(d_model=8, max_epochs=2, batch_size=16, seed=3).fit(tok, Y)
+    np.testing.assert_array_equal(old.predict(tok), a.predict(tok))
+    with pytest.raises(TypeError, match="got both 'seed' \\(deprecated\\) and 'random_state'"):
+        AttentionRoutingEncoder(max_epochs=1, seed=1, random_state=2).fit(tok, Y)

@@ -175,8 +175,8 @@ def test_banded_errors():
     A, B, Y = _two_spaces(n=60)
     with pytest.raises(ValueError, match="at least 2 feature spaces"):
         BandedRidgeEncoder().fit({"vision": A}, Y)
-    with pytest.raises(TypeError, match="Invalid value for 'X' in BandedRidgeEncoder.fit"):
-        BandedRidgeEncoder().fit(A, Y)
+    with pytest.raises(TypeError, match="Invalid value for 'X' in BandedRidgeEncoder.fit\\(\\): ndarray"):
+        BandedRidgeEncoder().fit(A, xr.DataArray(Y, dims=("stimulus", "neuroid")))
     with pytest.raises(ValueError, match="Invalid value for 'alphas' in BandedRidgeEncoder"):
         BandedRidgeEncoder(alphas=[-1.0]).fit({"a": A, "b": B}, Y)
     with pytest.raises(NotFittedError, match="not fitted yet"):
@@ -195,3 +195,39 @@ def test_predict_with_other_spaces_raises(fitted):
     enc, Xte, _, _ = fitted
     with pytest.raises(DimensionError, match="differ from the fitted spaces"):
         enc.predict({"audio": Xte["vision"], "language": Xte["language"]})
+
+
+def test_one_array_is_one_space_and_equals_ridge():
+    """A plain array is one feature space: banded ridge then is ridge with the alpha chosen
+    by the same criterion (mean validation error over the same folds)."""
+    from sklearn.model_selection import KFold
+
+    A, _, Y = _two_spaces(n=120, seed=3)
+    folds = list(KFold(4).split(A))
+    alphas = np.logspace(-1, 4, 11)
+    band = BandedRidgeEncoder(alphas=alphas, cv=folds, n_iter=1).fit(A, Y)
+    ridge = RidgeEncoder(alphas=alphas, cv=folds, relative_alphas=False, dtype="float64").fit(A, Y)
+    assert band.spaces_ == ["X"] and band.n_features_in_ == 12
+    np.testing.assert_allclose(band.best_alphas_, ridge.best_alphas_, rtol=1e-6)
+    np.testing.assert_allclose(band.coef_, ridge.coef_, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(band.predict(A), ridge.predict(A), rtol=2e-3, atol=2e-3)
+
+
+def test_predict_is_labelled_for_xarray_features():
+    A, B, Y = _two_spaces(n=60, seed=4)
+    ids = np.array([f"s{i:03d}" for i in range(60)])
+    fa, fb = feature_da(A, ids), feature_da(B, ids)
+    resp = xr.DataArray(Y, dims=("stimulus", "neuroid"),
+                        coords={"stimulus_id": ("stimulus", ids),
+                                "neuroid_id": ("neuroid", [f"v{i}" for i in range(20)])})
+    enc = BandedRidgeEncoder(cv=3, n_iter=2).fit({"a": fa, "b": fb}, resp)
+    order = np.random.default_rng(0).permutation(60)
+    pred = enc.predict({"a": fa.isel(stimulus=order), "b": fb.isel(stimulus=order)})
+    assert isinstance(pred, xr.DataArray) and pred.dims == ("stimulus", "neuroid")
+    assert list(pred["stimulus_id"].values) == list(ids[order])
+    assert list(pred["neuroid_id"].values[:2]) == ["v0", "v1"]
+    plain = enc.predict({"a": A, "b": B})
+    assert isinstance(plain, np.ndarray)
+    np.testing.assert_allclose(pred.values, plain[order], rtol=1e-5, atol=1e-5)
+    parts = enc.predict({"a": fa, "b": fb}, split=True)
+    assert parts.dims == ("space", "stimulus", "neuroid") and list(parts["space"].values) == ["a", "b"]

@@ -77,7 +77,7 @@ def test_permutation_test_finds_real_effects_only(grouped):
     y, pred, effect, codes, groups = _stimulus_data()
     rng = np.random.default_rng(1)
     pred[:, :5] = (effect[:, :5] + 0.5 * rng.standard_normal((30, 5)))[codes]
-    out = permutation_test(y, pred, n_permutations=200, groups=groups if grouped else None, seed=0)
+    out = permutation_test(y, pred, n_permutations=200, groups=groups if grouped else None, random_state=0)
     assert out["significant"][:5].all()
     # BH at q = 0.05 with 5 true effects: ~0.2 false discoveries expected among the 15 nulls;
     # 4 or more has probability < 0.1 %
@@ -95,7 +95,7 @@ def test_permutation_null_rejection_rate_is_nominal(grouped):
     else:
         rng = np.random.default_rng(2)
         y, pred, groups = rng.standard_normal((40, 400)), rng.standard_normal((40, 400)), None
-    out = permutation_test(y, pred, n_permutations=99, groups=groups, seed=3)
+    out = permutation_test(y, pred, n_permutations=99, groups=groups, random_state=3)
     rate = float((out["p_value"] <= 0.05).mean())
     bound = 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)
     assert 0.015 < rate <= bound, rate
@@ -113,9 +113,9 @@ def test_grouped_permutation_needs_one_prediction_per_stimulus():
 
 def test_bootstrap_ci_covers_mean_and_shrinks():
     v = np.random.default_rng(0).normal(0.3, 0.1, 400)
-    m, lo, hi = bootstrap_roi(v, n_boot=500)
+    m, lo, hi = bootstrap_roi(v, n_bootstrap=500)
     assert lo < m < hi and lo < 0.3 < hi and hi - lo < 0.05
-    m2, lo2, hi2 = bootstrap_roi(v, np.arange(400) < 40, n_boot=500)
+    m2, lo2, hi2 = bootstrap_roi(v, np.arange(400) < 40, n_bootstrap=500)
     assert hi2 - lo2 > hi - lo
     with pytest.raises(ValueError, match="selects no neuroids"):
         bootstrap_roi(v, np.zeros(400, bool))
@@ -132,11 +132,11 @@ def test_bootstrap_intervals_cover_the_planted_value():
     for seed in range(100):
         rng = np.random.default_rng(seed)
         v = rng.normal(0.3, 0.1, 60)
-        _, lo, hi = bootstrap_roi(v, n_boot=400, seed=seed)
+        _, lo, hi = bootstrap_roi(v, n_bootstrap=400, random_state=seed)
         hits += lo <= 0.3 <= hi
         c = rng.uniform(0.2, 0.6, 60)
         e = 0.8 * c + rng.normal(0, 0.05, 60)  # explained variance: 0.8 of the ceiling
-        _, lo, hi = bootstrap_roi(e, ceiling=c, n_boot=400, seed=seed)
+        _, lo, hi = bootstrap_roi(e, ceiling=c, n_bootstrap=400, random_state=seed)
         ratio_hits += lo <= 0.8 <= hi
     assert hits >= 90 and ratio_hits >= 90, (hits, ratio_hits)
 
@@ -179,7 +179,7 @@ def test_roi_summary_ratio_of_means_above_threshold():
 def test_roi_summary_bootstrap_nan_and_errors():
     ds = _two_rois()
     ds["score"].values[0] = np.nan
-    s = roi_summary(ds, n_boot=200)
+    s = roi_summary(ds, n_bootstrap=200)
     assert s["n_neuroids"].sel(roi="strong").item() == 19
     for name in ("score", "ceiling_normalised"):
         lo, hi = s[f"{name}_ci_low"].values, s[f"{name}_ci_high"].values
@@ -210,3 +210,20 @@ def test_nan_argmax_rule():
     idx, none = nan_argmax(v)
     np.testing.assert_array_equal(idx[:2], [1, 0])  # NaN never wins; ties go to the first
     np.testing.assert_array_equal(none, [False, False, True])
+
+
+def test_old_names_are_deprecated_aliases():
+    v = np.random.default_rng(0).standard_normal(50)
+    with pytest.warns(FutureWarning, match="bootstrap_roi\\(\\): 'n_boot' is deprecated.*n_bootstrap=300"):
+        old = bootstrap_roi(v, n_boot=300, random_state=4)
+    assert old == bootstrap_roi(v, n_bootstrap=300, random_state=4)
+    with pytest.warns(FutureWarning, match="'seed' is deprecated.*random_state=4"):
+        assert bootstrap_roi(v, n_bootstrap=300, seed=4) == old
+    assert bootstrap_roi(v, n_bootstrap=300, random_state=5) != old
+    with pytest.raises(TypeError, match="got both 'seed' \\(deprecated\\) and 'random_state'"):
+        bootstrap_roi(v, seed=1, random_state=2)
+    y, pred = np.random.default_rng(1).standard_normal((2, 30, 4))
+    with pytest.warns(FutureWarning, match="permutation_test\\(\\): 'seed' is deprecated"):
+        a = permutation_test(y, pred, n_permutations=20, seed=2)
+    b = permutation_test(y, pred, n_permutations=20, random_state=2)
+    np.testing.assert_array_equal(a["p_value"], b["p_value"])

@@ -208,7 +208,7 @@ def test_score_and_predict_errors():
         sweep.score(feats, test, layer="conv")
     with pytest.raises(KeyError, match="the features lack the layer"):
         sweep.score(feats[["layer1"]], test)
-    with pytest.raises(DimensionError, match="Layer 'layer1' has 3 features; this LayerSweep was fitted with 8"):
+    with pytest.raises(DimensionError, match=r"X \(layer 'layer1'\) has 3 features, but LayerSweep is expecting 8 features as input"):
         sweep.predict(feats["layer1"].values[:, :3], layer="layer1")
     with pytest.raises(ValueError, match="'test_split' in LayerSweep: 'test' holds every presentation"):
         LayerSweep(test_split="test").fit(feats, store.assign_coords(split=("presentation", ["test"] * store.sizes["presentation"])))

@@ -33,7 +33,7 @@ def test_ceiling_normalised_scores_approach_one(sim):
     sweep = LayerSweep(test_split="test").fit(feats, store)
     ds = sweep.to_dataset(ceiling=store.na.noise_ceiling())
     assert ds.attrs["score_kind"] == "test" and ds.attrs["metric"] == "pearson"
-    summary = roi_summary(ds, n_boot=200)
+    summary = roi_summary(ds, n_bootstrap=200)
     assert summary.attrs["aggregate"] == "mean" and summary["score"].attrs["source"] == "best_layer_score"
     for roi in res.layer_of_roi():
         row = summary.sel(roi=roi)
@@ -52,11 +52,11 @@ def test_ceiling_normalised_scores_approach_one(sim):
 
 def test_sweep_errors(sim):
     _, store, feats = sim
-    with pytest.raises(ValueError, match="'test_split' in LayerSweep: 'val'"):
+    with pytest.raises(ValueError, match=r"'test_split' in LayerSweep\(\): 'val'. Expected one of 'train', 'test'"):
         LayerSweep(test_split="val").fit(feats, store)
     with pytest.raises(StimulusMismatchError, match="missing from the features"):
         LayerSweep(test_split="test").fit(feats.isel(stimulus=slice(1, None)), store)
-    with pytest.raises(TypeError, match="Invalid value for 'features' in LayerSweep.fit"):
+    with pytest.raises(TypeError, match=r"Invalid value for 'features' \(X\) in LayerSweep.fit\(\): list"):
         LayerSweep().fit([1, 2], store)
     sweep = LayerSweep().fit({"a": feats["layer1"]}, store.na.average_repetitions())
     with pytest.raises(KeyError, match="Expected one of \\['a'\\]"):

@@ -110,8 +110,13 @@ def test_time_resolved_encoder_peaks_where_the_signal_is():
     assert enc.predict(X).shape == (n, v, T)
     win = TimeResolvedEncoder(window=3, step=3, alphas=ALPHAS).fit(X, Y)
     np.testing.assert_allclose(win.times_, [1, 4, 7, 10])
-    held = win.score(X, Y)
-    assert held.dims == ("neuroid", "time") and float(held.isel(time=2).mean()) > 0.8
+    held = win.score(X, Y)  # array in, array out: (n_neuroids, n_windows)
+    assert isinstance(held, np.ndarray) and held.shape == (v, 4) and held[:, 2].mean() > 0.8
+    # a 2-d y is one time point per neuroid: predictions and scores in its shape
+    one = TimeResolvedEncoder(alphas=ALPHAS).fit(X, Y[:, :, 7])
+    assert one.predict(X).shape == (n, v) and one.score(X, Y[:, :, 7]).shape == (v,)
+    np.testing.assert_allclose(one.cv_scores_.values[:, 0], enc.cv_scores_.values[:, 7],
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_time_resolved_on_store_joins_stimuli():
@@ -155,7 +160,7 @@ def test_time_resolved_planted_latency_and_shuffled_presentations():
 def test_temporal_errors():
     X = np.zeros((20, 3))
     with pytest.raises(DimensionError, match="Expected 3 dims"):
-        TimeResolvedEncoder().fit(X, np.zeros((20, 4)))
+        TimeResolvedEncoder().fit(X, np.zeros((20, 4, 2, 2)))
     with pytest.raises(ValueError, match="Invalid value for 'window' in TimeResolvedEncoder"):
         TimeResolvedEncoder(window=9).fit(X, np.zeros((20, 2, 4)))
     with pytest.raises(DimensionError, match="expected \\(sample, 'neuroid', 'time'\\)"):
@@ -163,3 +168,16 @@ def test_temporal_errors():
                                   xr.DataArray(np.zeros((20, 2)), dims=("stimulus", "neuroid")))
     with pytest.raises(DimensionError, match="expected the same number of rows"):
         FIREncoder().fit(X, np.zeros((19, 2)))
+
+
+def test_time_resolved_predict_is_labelled_for_xarray_features():
+    store, signal = make_store(n_stimuli=30, n_neuroids=3, n_times=4, ncsnr=3.0, return_signal=True)
+    ids = signal["stimulus_id"].values
+    feats = feature_da(signal.values.astype(np.float32), ids)
+    enc = TimeResolvedEncoder(alphas=ALPHAS, cv=3).fit(feats, store)
+    pred = enc.predict(feats.isel(stimulus=slice(None, None, -1)))
+    assert isinstance(pred, xr.DataArray) and pred.dims == ("stimulus", "neuroid", "time")
+    assert list(pred["stimulus_id"].values) == list(ids[::-1])
+    np.testing.assert_array_equal(pred["time"].values, enc.times_)
+    assert "neuroid_id" in pred.coords
+    np.testing.assert_allclose(pred.values, enc.predict(feats.values[::-1]))

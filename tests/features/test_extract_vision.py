@@ -49,6 +49,24 @@ def test_resnet18_seed0_is_the_simulation_ground_truth(nsd):
     assert feats["nsd_id"].values.tolist() == stim.source["nsd_id"]
     assert feats.attrs["weights"] == "random(seed=0)"
     assert feats.attrs["transform"].startswith("simulation(")
+    # one hook engine: the truth features of the encoders, the simulation's own activations
+    # and the decoders' differentiable extractor all agree with extract()
+    from neuroalign.decoders import PooledFeatureExtractor
+    from neuroalign.encoders import simulated_truth_features
+
+    truth_feats = simulated_truth_features(ds.isel(presentation=slice(None, None, -1)), layers)
+    assert list(truth_feats["stimulus_id"].values) == sorted(stim.ids)
+    rows = [stim.ids.index(s) for s in truth_feats["stimulus_id"].values]
+    ext = PooledFeatureExtractor(truth, layers, input_size=224)
+    pooled = ext.extract(images)
+    start = 0
+    for layer in layers:
+        np.testing.assert_allclose(truth_feats[layer].values, feats[layer].values[rows], rtol=0,
+                                   atol=1e-6)
+        width = feats[layer].shape[1]
+        np.testing.assert_allclose(pooled[:, start:start + width], feats[layer].values, rtol=0,
+                                   atol=1e-5)
+        start += width
 
 
 def test_resnet_shapes_names_and_determinism(stim):

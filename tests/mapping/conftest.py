@@ -28,7 +28,12 @@ def exact_features(sim) -> xr.Dataset:
 
 def sweep_scores(sim, feats: xr.Dataset) -> xr.DataArray:
     """Cross-validated ridge score of every layer for every neuroid: dims ('layer', 'neuroid')."""
-    from neuroalign.mapping._ridge import cv_scores
+    from neuroalign.encoders._scoring import pearson_r
+    from neuroalign.encoders._solvers import cv_predict
+    from neuroalign.mapping._units import DEFAULT_ALPHAS
+
+    def cv_scores(X, Y, folds):  # pooled held-out predictions of the ridge core, Pearson r
+        return pearson_r(cv_predict(X, Y, folds, DEFAULT_ALPHAS), Y)
     from neuroalign.store import average_repetitions, cv_folds
 
     av = average_repetitions(sim.store())

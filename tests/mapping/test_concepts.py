@@ -92,3 +92,29 @@ def test_voxel_weights_from_a_store_recover_the_planted_concept():
     eeg = make_store(10, 4, n_times=3)
     with pytest.raises(DimensionError, match="time-resolved"):
         voxel_weights(feats.isel(stimulus=slice(0, 10)), eeg)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_voxel_weights_is_sklearn_ridgecv_per_neuroid(seed):
+    """Mapping's ridge is the ridge core: scikit-learn's leave-one-out RidgeCV with an alpha
+    per target, on the same rows (also with more features than stimuli)."""
+    from sklearn.linear_model import RidgeCV
+
+    from neuroalign.mapping import voxel_weights
+    from neuroalign.mapping._units import DEFAULT_ALPHAS
+    from neuroalign.testing import make_store
+
+    rng = np.random.default_rng(seed)
+    store = make_store(n_stimuli=30, n_neuroids=6, n_repetitions=1, seed=seed)
+    avg = store.na.average_repetitions()
+    p = 45  # p > n
+    X = rng.standard_normal((30, p)) * 1e-3 + 5.0  # small units, large mean
+    feats = xr.Dataset({"emb": (("stimulus", "embed"), X[::-1])},
+                       coords={"stimulus_id": ("stimulus", avg["stimulus_id"].values[::-1])})
+    fitted = voxel_weights(feats, store)
+    Y = avg["responses"].transpose("stimulus", "neuroid").values
+    ref = RidgeCV(alphas=DEFAULT_ALPHAS, alpha_per_target=True).fit(X, Y)
+    np.testing.assert_allclose(fitted["alpha"].values, ref.alpha_)
+    scale = np.abs(ref.coef_).max()
+    np.testing.assert_allclose(fitted["weights"].values, ref.coef_, rtol=1e-6, atol=1e-8 * scale)
+    np.testing.assert_allclose(fitted["intercept"].values, ref.intercept_, rtol=1e-6, atol=1e-8)

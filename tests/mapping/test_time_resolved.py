@@ -18,7 +18,12 @@ def time_scores(sim) -> xr.DataArray:
     """Cross-validated score of every layer for every sensor and time point of a simulated
     THINGS-EEG2 brain: dims ('layer', 'neuroid', 'time')."""
     from neuroalign.datasets.simulate import build_network, pooled_activations
-    from neuroalign.mapping._ridge import cv_scores
+    from neuroalign.encoders._scoring import pearson_r
+    from neuroalign.encoders._solvers import cv_predict
+    from neuroalign.mapping._units import DEFAULT_ALPHAS
+
+    def cv_scores(X, Y, folds):  # pooled held-out predictions of the ridge core, Pearson r
+        return pearson_r(cv_predict(X, Y, folds, DEFAULT_ALPHAS), Y)
     from neuroalign.store import average_repetitions, cv_folds
 
     av = average_repetitions(sim.store())

@@ -35,7 +35,7 @@ def planted(n_units=40, n_stimuli=80, seed=0):
 @pytest.mark.parametrize("method", ["correlation", "encoding"])
 def test_planted_units_found_with_small_p(method):
     feats, store = planted()
-    tab = unit_to_roi(feats, store, method=method, n_permutations=199, seed=1)
+    tab = unit_to_roi(feats, store, method=method, n_permutations=199, random_state=1)
     assert tab.sizes["unit"] == 40 and list(tab["roi_candidate"].values) == ["A", "B"]
     # the planted units are selected; of the 37 null units ~0.4 pass alpha = 0.01 by chance
     # (3 or more: < 1 %), so the test allows two

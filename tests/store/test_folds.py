@@ -23,9 +23,9 @@ def test_no_stimulus_straddles_folds(ids, n_splits, seed, shuffle):
     n_unique = len(np.unique(ids))
     if n_unique < n_splits:
         with pytest.raises(ValueError, match=f"Too few stimuli for cv_folds\\(n_splits={n_splits}\\)"):
-            cv_folds(ids, n_splits, seed=seed, shuffle=shuffle)
+            cv_folds(ids, n_splits, random_state=seed, shuffle=shuffle)
         return
-    folds = cv_folds(ids, n_splits, seed=seed, shuffle=shuffle)
+    folds = cv_folds(ids, n_splits, random_state=seed, shuffle=shuffle)
     assert len(folds) == n_splits
     tests = np.concatenate([te for _, te in folds])
     assert np.array_equal(np.sort(tests), np.arange(len(ids)))  # every row tested once
@@ -45,9 +45,9 @@ def test_folds_on_store_and_accessor():
     for train, test in folds:
         assert not set(ids[train]) & set(ids[test])
     # deterministic for a seed, different for another
-    again = cv_folds(ds, 4, seed=0)
+    again = cv_folds(ds, 4, random_state=0)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again, strict=True))
-    other = cv_folds(ds, 4, seed=1)
+    other = cv_folds(ds, 4, random_state=1)
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other, strict=True))
 
 
@@ -140,7 +140,21 @@ def test_shuffled_folds_depend_on_the_set_of_stimuli_not_the_row_order():
                 out[str(sid)] = f
         return out
 
-    a = fold_of(ids, cv_folds(ids, 5, seed=3))
-    b = fold_of(ids[perm], cv_folds(ids[perm], 5, seed=3))
+    a = fold_of(ids, cv_folds(ids, 5, random_state=3))
+    b = fold_of(ids[perm], cv_folds(ids[perm], 5, random_state=3))
     assert a == b
-    assert fold_of(ids, cv_folds(ids, 5, seed=4)) != a  # the seed still matters
+    assert fold_of(ids, cv_folds(ids, 5, random_state=4)) != a  # the seed still matters
+
+
+def test_seed_is_a_deprecated_alias_of_random_state():
+    from neuroalign.store import StimulusKFold
+
+    ids = np.repeat(np.arange(12).astype(str), 2)
+    with pytest.warns(FutureWarning, match="'seed' is deprecated.*random_state=3"):
+        old = cv_folds(ids, 4, seed=3)
+    new = cv_folds(ids, 4, random_state=3)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(old, new, strict=True))
+    with pytest.raises(TypeError, match="got both 'seed' \\(deprecated\\) and 'random_state'"):
+        cv_folds(ids, 4, seed=3, random_state=4)
+    with pytest.warns(FutureWarning, match="StimulusKFold\\(\\): 'seed' is deprecated"):
+        assert StimulusKFold(4, seed=5).random_state == 5

@@ -63,18 +63,17 @@ def token_activations(model, images: np.ndarray, layer: str, *, grid: int = 7,
     import torch
     import torch.nn.functional as F
 
-    module = dict(model.named_modules())[layer]
-    cur = {}
-    handle = module.register_forward_hook(lambda _m, _i, o: cur.__setitem__("a", o))
+    from neuroalign.features._hooks import LayerRecorder
+
     out = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                model(preprocess(images[start:start + batch_size]))
-                a = F.adaptive_avg_pool2d(cur["a"], grid)  # (B, C, g, g)
-                out.append(a.flatten(2).transpose(1, 2).double().numpy())
-    finally:
-        handle.remove()
+    # the one hook engine: token-level feature maps, then pooled to the grid
+    with torch.no_grad(), LayerRecorder(model, [layer], pooling=None, modality="image") as rec:
+        for start in range(0, len(images), batch_size):
+            tok = rec.run(model, preprocess(images[start:start + batch_size]))[layer]  # (B, HW, C)
+            h, w = rec.grids[layer]
+            fmap = tok.transpose(1, 2).reshape(tok.shape[0], tok.shape[2], h, w)
+            a = F.adaptive_avg_pool2d(fmap, grid)  # (B, C, g, g)
+            out.append(a.flatten(2).transpose(1, 2).double().numpy())
     return np.concatenate(out)
 
 

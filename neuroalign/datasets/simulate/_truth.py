@@ -100,27 +100,15 @@ def pooled_activations(
             f"Unknown layer(s) {missing!r} of the ground-truth network. "
             f"Expected module names such as {[n for n in modules if n][:12]!r}."
         )
+    from neuroalign.features._hooks import LayerRecorder
+
     store: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    current: dict[str, Any] = {}
-
-    def hook(name):
-        def fn(_module, _inp, out):
-            current[name] = out
-
-        return fn
-
-    handles = [modules[name].register_forward_hook(hook(name)) for name in layers]
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                model(preprocess(images[start : start + batch_size]))
-                for name in layers:
-                    act = current[name]
-                    act = act.mean(dim=(2, 3)) if act.ndim == 4 else act.reshape(act.shape[0], -1)
-                    store[name].append(act.double().numpy())
-    finally:
-        for h in handles:
-            h.remove()
+    # the one hook engine (as neuroalign.features.extract): spatial mean of feature maps
+    with torch.no_grad(), LayerRecorder(model, layers, pooling="mean", modality="image") as rec:
+        for start in range(0, len(images), batch_size):
+            out = rec.run(model, preprocess(images[start : start + batch_size]))
+            for name in layers:
+                store[name].append(out[name].double().numpy())
     return {name: np.concatenate(v) for name, v in store.items()}
 
 
