@@ -28,7 +28,6 @@ KNOWN_GAPS: set[str] = {
     "neuroalign.decoders.PooledFeatureExtractor.extract",
     "neuroalign.decoders.PooledFeatureExtractor.forward",
     "neuroalign.decoders.PooledFeatureExtractor.from_spec",
-    "neuroalign.decoders.ridge_fit",
     "neuroalign.decoders.run_decode_recipe",
     "neuroalign.decoders.run_generate",
     "neuroalign.encoders.BandedRidgeEncoder.to_dataset",

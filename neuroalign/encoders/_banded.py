@@ -382,7 +382,7 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         ----------
         X : dict, xr.Dataset or sequence of array-like
             One feature matrix per space (as given to :meth:`fit`).
-        Y : array-like or store
+        y : array-like or store
             Held-out responses (joined on ``stimulus_id`` for xarray inputs).
         sample_weight : None
             Not supported (scikit-learn's signature); must be None.
@@ -417,7 +417,7 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         ----------
         X : dict, xr.Dataset or sequence of array-like
             One feature matrix per space (as given to :meth:`fit`).
-        Y : array-like or store
+        y : array-like or store
             Held-out responses.
 
         Returns

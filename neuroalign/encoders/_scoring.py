@@ -489,8 +489,10 @@ def permutation_test(
         The stimulus id of each row (permute whole stimuli).
     q : float
         False discovery rate of the Benjamini-Hochberg correction.
-    seed : int, optional
+    random_state : int, optional
         Seed of the permutations.
+    seed : int, deprecated
+        Old name of ``random_state`` (``FutureWarning``).
 
     Returns
     -------

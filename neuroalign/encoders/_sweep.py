@@ -75,7 +75,7 @@ class LayerSweep(RidgeEncoder):
 
     Parameters
     ----------
-    alphas, cv, fit_intercept, device, form, n_targets_batch, metric, dtype
+    alphas, cv, fit_intercept, device, form, n_targets_batch, metric, dtype, relative_alphas
         As :class:`RidgeEncoder`. ``metric`` is what held-out scores (``test_split``,
         :meth:`score`) are; the cross-validated scores are always R².
     test_split : str or None

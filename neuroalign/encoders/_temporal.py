@@ -150,7 +150,7 @@ def block_folds(n_samples: int, n_splits: int, *, n_blocks: int | None = None,
         Number of folds.
     n_blocks : int, optional
         Number of contiguous blocks (default ``4 * n_splits``, at most ``n_samples``).
-    seed : int
+    random_state : int
         Seed of the assignment of blocks to folds.
 
     Returns

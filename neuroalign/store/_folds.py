@@ -105,8 +105,10 @@ class StimulusKFold:
     shuffle : bool
         Shuffle the stimuli before assigning folds (from the sorted ids, so the folds depend
         on the set of stimuli and the seed, never on the row order).
-    seed : int, optional
+    random_state : int, optional
         Seed of the shuffle.
+    seed : int, deprecated
+        Old name of ``random_state`` (``FutureWarning``).
     """
 
     def __init__(self, n_splits: int = 5, *, shuffle: bool = True,
