@@ -24,6 +24,7 @@ from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_fol
 from neuroalign.encoders._scoring import SCORERS, r2_score
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DimensionError, NotFittedError
+from neuroalign.store._join import match_stimuli
 
 __all__ = ["BandedRidgeEncoder", "variance_partitioning"]
 
@@ -173,7 +174,6 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         values = list(spaces.values())
         if all(isinstance(v, xr.DataArray) for v in values):
             from neuroalign.encoders._data import features_matrix
-            from neuroalign.store._join import match_stimuli
 
             ids = features_matrix(values[0])["stimulus_id"].values
             mats = []
@@ -348,14 +348,28 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
 
 
 def _subset_design(Xd: dict, subset, Y, *, what: str):
-    """Features of ``subset`` side by side, rows matched to ``Y`` -> (X, Y, template).
+    """Features of ``subset`` side by side -> (X, Y, labelled).
 
-    xarray features and responses are joined on ``stimulus_id`` (each space on its own,
-    so spaces in different row orders still line up); arrays are taken row by row."""
+    xarray features are joined space by space on ``stimulus_id`` (spaces in different row
+    orders line up) into one features DataArray over the stimuli of ``Y``, which the encoder
+    joins to ``Y`` on ``stimulus_id`` too (so its folds never depend on row order); arrays
+    are taken row by row."""
     vals = [Xd[n] for n in subset]
     if all(isinstance(v, xr.DataArray) for v in vals) and isinstance(Y, xr.Dataset | xr.DataArray):
-        aligned = [align(v, Y, func="variance_partitioning") for v in vals]
-        return np.concatenate([a.X for a in aligned], 1), aligned[0].Y, aligned[0].neuroid_coords
+        from neuroalign.encoders._data import features_matrix
+        from neuroalign.store._join import stimulus_ids
+
+        resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
+        ids = np.unique(stimulus_ids(resp, name="responses", func="variance_partitioning")[0])
+        parts = []
+        for name, v in zip(subset, vals, strict=True):
+            fm = features_matrix(v)
+            rows = match_stimuli(fm["stimulus_id"].values, ids, have_name=f"space {name!r}",
+                                 want_name=f"the {what} responses", func="variance_partitioning")
+            parts.append(np.asarray(fm.values)[rows])
+        X = xr.DataArray(np.concatenate(parts, 1), dims=("stimulus", "unit"),
+                         coords={"stimulus_id": ("stimulus", ids)}, name="+".join(subset))
+        return X, Y, True
     if any(isinstance(v, xr.DataArray | xr.Dataset) for v in vals) or isinstance(Y, xr.Dataset | xr.DataArray):
         raise TypeError(
             f"variance_partitioning(): the {what} features and responses must all be xarray "
@@ -369,7 +383,7 @@ def _subset_design(Xd: dict, subset, Y, *, what: str):
             f"variance_partitioning(): the {what} features have {[m.shape[0] for m in mats]!r} "
             f"rows and the responses {Ym.shape[0]}; expected the same number of rows."
         )
-    return np.concatenate(mats, 1), Ym, None
+    return np.concatenate(mats, 1), Ym, False
 
 
 def variance_partitioning(
@@ -417,9 +431,14 @@ def variance_partitioning(
     for k in range(1, len(names) + 1):
         for subset in itertools.combinations(names, k):
             Xtr, Ytr, _ = _subset_design(X_train, subset, Y_train, what="training")
-            Xte, Yte, template = _subset_design(X_test, subset, Y_test, what="test")
+            Xte, Yte, labelled = _subset_design(X_test, subset, Y_test, what="test")
             enc = RidgeEncoder(**base.get_params()).fit(Xtr, Ytr)
-            r2[subset] = np.where(enc.valid_neuroids_, r2_score(Yte, enc.predict(Xte)), np.nan)
+            if labelled:  # joined on stimulus_id; held-out R², NaN for excluded neuroids
+                held = enc.set_params(metric="r2").score(Xte, Yte)
+                template = held
+                r2[subset] = np.asarray(held.values, dtype=np.float64)
+            else:
+                r2[subset] = np.where(enc.valid_neuroids_, r2_score(Yte, enc.predict(Xte)), np.nan)
     joint = r2[tuple(names)]
     unique = np.stack([joint - r2[tuple(n for n in names if n != s)] for s in names])
     coords = {"space": names, "subset": ["+".join(s) for s in r2]}

@@ -1,0 +1,146 @@
+"""Row order never matters: every public function that takes two stimulus-indexed inputs
+(features and responses, two representations, a store and target embeddings) gives the same
+answer when the rows of either input are permuted (joined on stimulus_id, never by row)."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroalign.testing import make_store
+
+N_STIM, N_EXTRA, N_NEUROIDS = 40, 6, 6
+ALPHAS = [0.1, 1.0, 10.0, 100.0]
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A trial-level store (2 repetitions, train/test split, two ROIs) and features of 46
+    stimuli (6 the store does not hold) in their own order: two layers carrying the signal."""
+    rois = {"A": np.arange(N_NEUROIDS) < 3, "B": np.arange(N_NEUROIDS) >= 3}
+    store, signal = make_store(n_stimuli=N_STIM, n_neuroids=N_NEUROIDS, n_repetitions=2, n_test=8,
+                               ncsnr=2.0, rois=rois, seed=3, return_signal=True, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    ids = np.r_[signal["stimulus_id"].values, [f"stim-{i:04d}" for i in range(N_STIM, N_STIM + N_EXTRA)]]
+    sig = np.r_[signal.values, rng.standard_normal((N_EXTRA, N_NEUROIDS))]
+    layers = {f"l{k}": sig @ rng.standard_normal((N_NEUROIDS, 5)) + (k + 0.5) * rng.standard_normal((len(ids), 5))
+              for k in (1, 2)}
+    feats = xr.Dataset({n: (("stimulus", f"{n}_unit"), v) for n, v in layers.items()},
+                       coords={"stimulus_id": ("stimulus", ids)}, attrs={"model": "toy"})
+    feats = feats.isel(stimulus=rng.permutation(len(ids)))
+    return feats, store
+
+
+def _shuffle(obj, seed):
+    dim = "presentation" if "presentation" in obj.dims else "stimulus"
+    return obj.isel({dim: np.random.default_rng(seed).permutation(obj.sizes[dim])})
+
+
+def _both(data, seed):
+    feats, store = data
+    return (feats, store), (_shuffle(feats, seed), _shuffle(store, seed + 1))
+
+
+def _close(a, b, atol=1e-6):
+    a = getattr(a, "values", a)
+    b = getattr(b, "values", b)
+    if isinstance(a, np.ndarray) and a.dtype.kind in "USO":
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), atol=atol, rtol=1e-6)
+
+
+def ridge(feats, store):
+    from neuroalign.encoders import RidgeEncoder
+
+    train, test = store.na.split("train"), store.na.split("test").na.average_repetitions()
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64", device="cpu").fit(feats[["l1"]], train)
+    return [enc.cv_scores_, enc.best_alphas_, enc.score(feats[["l1"]], test)]
+
+
+def layer_sweep(feats, store):
+    from neuroalign.encoders import LayerSweep
+
+    sweep = LayerSweep(alphas=ALPHAS, cv=4, dtype="float64", device="cpu", test_split="test").fit(feats, store)
+    res = sweep.to_dataset()
+    avg = store.na.split("test").na.average_repetitions()
+    return [res["score"], res["cv_score"], res["best_layer"], sweep.score(feats, avg)]
+
+
+def banded(feats, store):
+    from neuroalign.encoders import BandedRidgeEncoder
+
+    avg = store.na.average_repetitions()
+    enc = BandedRidgeEncoder(alphas=ALPHAS, n_iter=3, cv=4, device="cpu").fit(
+        {"a": feats["l1"], "b": feats["l2"]}, avg)
+    return [enc.cv_scores_, enc.space_weights_, enc.score({"a": feats["l1"], "b": feats["l2"]}, avg)]
+
+
+def partitioning(feats, store):
+    from neuroalign.encoders import RidgeEncoder, variance_partitioning
+
+    train, test = store.na.split("train"), store.na.split("test").na.average_repetitions()
+    x = {"a": feats["l1"], "b": feats["l2"]}
+    vp = variance_partitioning(x, train, x, test, encoder=RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64"))
+    return [vp[name] for name in vp.data_vars]
+
+
+def time_resolved(feats, store):
+    from neuroalign.encoders import TimeResolvedEncoder
+
+    cube = store.assign(responses=store["responses"].expand_dims(time=[0.0, 0.1], axis=-1) * [1.0, 0.5])
+    enc = TimeResolvedEncoder(alphas=ALPHAS, cv=4, dtype="float64").fit(feats[["l1"]], cube)
+    return [enc.cv_scores_, enc.to_dataset()["score"]]
+
+
+def cka_and_shape(feats, store):
+    from neuroalign.compare import cka, compare_rdms, rdm, shape_distance
+
+    resp = store.na.average_repetitions()["responses"]
+    held = np.isin(feats["stimulus_id"].values, resp["stimulus_id"].values)
+    x = feats["l1"].isel(stimulus=np.flatnonzero(held))  # the same stimuli, in the features' order
+    return [cka(x, resp), shape_distance(x, resp, alpha=0.5), compare_rdms(rdm(x), rdm(resp))]
+
+
+def units_and_weights(feats, store):
+    from neuroalign.mapping import unit_to_roi, voxel_weights
+
+    units = unit_to_roi(feats, store, layer="l1", n_permutations=0, split="train")
+    weights = voxel_weights(feats, store, layer="l2", split="train")
+    return [units["strength"], units["roi"], weights["weights"], weights["intercept"]]
+
+
+def decoder(feats, store):
+    from neuroalign.decoders import EmbeddingDecoder
+
+    target = feats["l2"].rename(l2_unit="dim")
+    dec = EmbeddingDecoder(alphas=ALPHAS).fit(store.na.split("train"), target)
+    pred = dec.predict(store.na.split("test").na.average_repetitions())
+    return [dec.alpha_, dec.coef_, dec.intercept_, pred.sortby("stimulus_id")]
+
+
+FUNCTIONS = [ridge, layer_sweep, banded, partitioning, time_resolved, cka_and_shape,
+             units_and_weights, decoder]
+
+
+@pytest.mark.parametrize("func", FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("seed", [1, 7])
+def test_permuted_rows_give_the_same_answer(data, func, seed):
+    (f0, s0), (f1, s1) = _both(data, seed)
+    base, again = func(f0, s0), func(f1, s1)
+    assert len(base) == len(again)
+    for a, b in zip(base, again, strict=True):
+        _close(a, b)
+
+
+def test_positional_pairing_would_be_caught(data):
+    """The property above can fail: pairing features with responses by row position after a
+    shuffle gives a different answer (here RidgeEncoder on plain arrays)."""
+    from neuroalign.encoders import RidgeEncoder
+
+    feats, store = data
+    avg = store.na.average_repetitions()
+    joined = feats["l1"].sel(stimulus_id=avg["stimulus_id"].values)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64")
+    right = enc.fit(joined.values, avg["responses"].values).cv_scores_.copy()
+    wrong = enc.fit(_shuffle(joined, 3).values, avg["responses"].values).cv_scores_
+    assert np.nanmean(right) > np.nanmean(wrong) + 0.2
