@@ -42,6 +42,11 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     assert res["score"].dims == ("layer", "neuroid")
     assert res.attrs["metric"] == "pearson" and res.attrs["score_kind"] == "test"
     assert (out / "sim-ridge-layer-sweep.toml").exists()
+    # what `neuroalign fit` writes is what `neuroalign map --scores` reads
+    maps = CliRunner().invoke(app, ["map", str(small_sim.store_path), "--scores", str(out / "results.zarr"),
+                                    "--out", str(tmp_path / "maps")])
+    assert maps.exit_code == 0, maps.output
+    assert (tmp_path / "maps" / "layer_preference.csv").exists()
     # the recipe extracts real features (neuroalign.features), cached beside the results
     assert [p.name for p in (tmp_path / "res.features").glob("*.zarr")] == [
         "torchvision-resnet18-seed0.zarr"]
