@@ -144,3 +144,24 @@ def test_positional_pairing_would_be_caught(data):
     right = enc.fit(joined.values, avg["responses"].values).cv_scores_.copy()
     wrong = enc.fit(_shuffle(joined, 3).values, avg["responses"].values).cv_scores_
     assert np.nanmean(right) > np.nanmean(wrong) + 0.2
+
+
+def test_results_and_store_are_matched_by_neuroid_id(data):
+    """Mapping functions that take results and a store (ROI masks) match neuroids by
+    neuroid_id: the store's neuroids in another order give the same summaries."""
+    from neuroalign.encoders import LayerSweep
+    from neuroalign.mapping import layer_preference, roi_layer_profile, summarize_by_roi
+
+    feats, store = data
+    avg = store.na.average_repetitions()
+    res = LayerSweep(alphas=ALPHAS, cv=4, dtype="float64").fit(feats, avg).to_dataset()
+    res = res.drop_vars(["roi_A", "roi_B"])  # the ROI masks come from the store
+    pref = layer_preference(res)
+    other = store.isel(neuroid=[5, 2, 0, 4, 1, 3])
+    for a, b in ((roi_layer_profile(res, store), roi_layer_profile(res, other)),
+                 (summarize_by_roi(pref, store)["best_layer"], summarize_by_roi(pref, other)["best_layer"]),
+                 (summarize_by_roi(pref, store)["mean_depth_norm"], summarize_by_roi(pref, other)["mean_depth_norm"])):
+        _close(a, b)
+    flipped = store.assign_coords(roi_A=("neuroid", ~store["roi_A"].values))
+    assert not np.allclose(roi_layer_profile(res, flipped).sel(roi="A").values,
+                           roi_layer_profile(res, store).sel(roi="A").values)
