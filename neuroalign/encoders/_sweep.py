@@ -71,7 +71,7 @@ class LayerSweep(RidgeEncoder):
     (``cv_scores_``). With ``test_split`` the held-out split plays no part in any choice;
     it only scores the chosen models, so the best layer's test score is an unbiased
     estimate. Without it, the best layer's score is the maximum over layers of noisy
-    estimates, and is named so (``max_layer_score``).
+    estimates, biased upwards, and its results say so (``best_score.attrs["estimate"]``).
 
     NaN rule: a layer whose score is NaN never wins; a neuroid whose every layer is NaN
     (an excluded NaN/constant neuroid) gets the empty best layer ``""`` and NaN scores.
