@@ -102,6 +102,13 @@ def cka_and_shape(feats, store):
     return [cka(x, resp), shape_distance(x, resp, alpha=0.5), compare_rdms(rdm(x), rdm(resp))]
 
 
+def rsa_features_and_store(feats, store):
+    from neuroalign.compare import rsa
+
+    res = rsa({"a": feats["l1"], "b": feats["l2"]}, store, n_bootstrap=20, noise_ceiling=False)
+    return [res["score"]]
+
+
 def units_and_weights(feats, store):
     from neuroalign.mapping import unit_to_roi, voxel_weights
 
@@ -119,7 +126,7 @@ def decoder(feats, store):
     return [dec.alpha_, dec.coef_, dec.intercept_, pred.sortby("stimulus_id")]
 
 
-FUNCTIONS = [ridge, layer_sweep, banded, partitioning, time_resolved, cka_and_shape,
+FUNCTIONS = [ridge, layer_sweep, banded, partitioning, time_resolved, cka_and_shape, rsa_features_and_store,
              units_and_weights, decoder]
 
 
@@ -166,3 +173,14 @@ def test_results_and_store_are_matched_by_neuroid_id(data):
     flipped = store.assign_coords(roi_A=("neuroid", ~store["roi_A"].values))
     assert not np.allclose(roi_layer_profile(res, flipped).sel(roi="A").values,
                            roi_layer_profile(res, store).sel(roi="A").values)
+
+
+def test_rsa_features_missing_a_store_stimulus_are_named(data):
+    from neuroalign.compare import rsa
+    from neuroalign.exceptions import StimulusMismatchError
+
+    feats, store = data
+    some = feats["l1"].isel(stimulus=np.flatnonzero(feats["stimulus_id"].values != "stim-0005"))
+    with pytest.raises(StimulusMismatchError, match=r"rsa\(\): joined on stimulus_id, 1 stimuli of the store "
+                       r"are missing from models\['a'\]: 'stim-0005'"):
+        rsa({"a": some}, store, n_bootstrap=20, noise_ceiling=False)
