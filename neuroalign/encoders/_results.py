@@ -38,7 +38,7 @@ def cv_scheme(cv, *, blocks: bool = False) -> str:
     if isinstance(cv, int | np.integer) and not isinstance(cv, bool):
         if blocks:
             return f"{int(cv)}-fold, contiguous blocks of samples (neuroalign.encoders.block_folds)"
-        return f"{int(cv)}-fold, stimulus-grouped (neuroalign.store.cv_folds)"
+        return f"{int(cv)}-fold, stimulus-grouped, shuffled with seed 0 (neuroalign.store.cv_folds)"
     return repr(cv)
 
 

@@ -104,7 +104,7 @@ def test_dataset_names_metric_kind_and_scheme():
     assert held.attrs["metric"] == "pearson" and held.attrs["score_kind"] == "test"
     assert held.attrs["split"] == "test" and held.attrs["encoder"] == "LayerSweep"
     assert check_results(held) is held
-    assert held.attrs["cv"] == "5-fold, stimulus-grouped (neuroalign.store.cv_folds)"
+    assert held.attrs["cv"] == "5-fold, stimulus-grouped, shuffled with seed 0 (neuroalign.store.cv_folds)"
     assert held["score"].dims == ("layer", "neuroid")
     assert held["score"].attrs == {"metric": "pearson", "kind": "test"}
     assert held["cv_score"].attrs == {"metric": "r2", "kind": "cv"}

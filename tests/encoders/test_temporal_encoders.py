@@ -128,7 +128,7 @@ def test_time_resolved_on_store_joins_stimuli():
     assert ds["score"].dims == ("layer", "neuroid", "time") and ds.attrs["metric"] == "r2"
     assert ds["best_score"].dims == ("neuroid", "time") and list(ds["layer"].values) == [feats.name]
     np.testing.assert_array_equal(ds["score"].values[0], enc.cv_scores_.values)
-    assert ds.attrs["cv"] == "4-fold, stimulus-grouped (neuroalign.store.cv_folds)"
+    assert ds.attrs["cv"] == "4-fold, stimulus-grouped, shuffled with seed 0 (neuroalign.store.cv_folds)"
 
 
 def test_time_resolved_planted_latency_and_shuffled_presentations():
