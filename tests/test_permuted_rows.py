@@ -184,3 +184,19 @@ def test_rsa_features_missing_a_store_stimulus_are_named(data):
     with pytest.raises(StimulusMismatchError, match=r"rsa\(\): joined on stimulus_id, 1 stimuli of the store "
                        r"are missing from models\['a'\]: 'stim-0005'"):
         rsa({"a": some}, store, n_bootstrap=20, noise_ceiling=False)
+
+
+def test_rsa_timecourse_features_in_any_order_with_extra_stimuli():
+    from neuroalign.compare import rsa_timecourse
+
+    store, sig = make_store(n_stimuli=16, n_neuroids=8, n_repetitions=2, n_times=3, ncsnr=2.0, seed=2,
+                            return_signal=True)
+    store = store.assign_coords(subject=("neuroid", np.array(["a"] * 4 + ["b"] * 4)))
+    rng = np.random.default_rng(0)
+    ids = np.r_[sig["stimulus_id"].values, ["stim-0099", "stim-0098"]]
+    model = xr.DataArray(np.r_[sig.values, rng.standard_normal((2, 8))], dims=("stimulus", "unit"),
+                         coords={"stimulus_id": ("stimulus", ids)})
+    base = rsa_timecourse({"m": model}, store, method="pearson")["score"].values
+    again = rsa_timecourse({"m": _shuffle(model, 4)}, _shuffle(store, 5), method="pearson")["score"].values
+    np.testing.assert_allclose(again, base, atol=1e-10)
+    assert np.all(base > 0.3)  # the model is the signal itself
