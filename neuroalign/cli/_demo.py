@@ -206,7 +206,7 @@ def _layer_map(cfg: DemoConfig, report: Report, sweep, store, truth: dict[str, s
     from neuroalign import mapping as nm
     from neuroalign.cli._demo_schematic import schematic_surface
 
-    pref = nm.layer_preference(sweep)
+    pref = nm.layer_preference(sweep.to_dataset())  # mapping reads results, not estimators
     if "model" in pref.dims:
         pref = pref.sel(model=TRUE_MODEL)
     rois = list(truth)

@@ -39,7 +39,8 @@ def _open_scores(path: Path):
             else xr.open_zarr(path)
     else:
         obj = xr.open_dataset(path)
-    if isinstance(obj, xr.Dataset) and "score" not in obj.data_vars and len(obj.data_vars) == 1:
+    # results (the schema, checked by as_scores), or a file holding one scores array
+    if isinstance(obj, xr.Dataset) and "results_schema" not in obj.attrs and len(obj.data_vars) == 1:
         obj = obj[list(obj.data_vars)[0]]
     return as_scores(obj, func="neuroalign map").load()
 
@@ -54,7 +55,7 @@ def _write_csv(df, path: Path) -> None:
 def map_cmd(
     source: Annotated[Path, typer.Argument(help="A simulated dataset folder (with truth.json) or a store (.zarr).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the figures and tables.")] = Path("neuroalign-maps"),
-    scores: Annotated[Path | None, typer.Option(help="LayerSweep result (.nc or .zarr) with 'score' on ('layer', 'neuroid'[, 'time']). Required unless SOURCE is a simulation.")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Results of 'neuroalign fit' or an encoder's to_dataset() (results.zarr or .nc; see docs/results.md), or one scores array on ('layer', 'neuroid'[, 'time']). Required unless SOURCE is a simulation.")] = None,
     rois: Annotated[str | None, typer.Option(help="Comma-separated ROIs (default: the simulated ROIs, else all).")] = None,
     fmt: Annotated[FigFormat, typer.Option("--format", "-f", help="Figure format.")] = FigFormat.png,
     units: Annotated[bool, typer.Option("--units/--no-units", help="Simulations: also map single units to ROIs (unit_to_roi, encoding).")] = False,

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.exceptions import DataFormatError, DimensionError, StimulusMismatchError
+from neuroalign.exceptions import DataFormatError, DimensionError
 
 __all__ = [
     "as_matrix",
@@ -185,23 +185,12 @@ def align_stimuli(
                 "Expected the same stimuli in the same order."
             )
         return None
-    if len(set(ids_a)) != len(ids_a) or len(set(ids_b)) != len(ids_b):
-        raise StimulusMismatchError(
-            f"{func}(): repeated stimulus_id values in {names[0]!r} or {names[1]!r}. "
-            "Expected one row per stimulus (average repetitions first)."
-        )
-    if np.array_equal(ids_a, ids_b):
+    if np.array_equal(ids_a, ids_b) and len(set(ids_a)) == len(ids_a):
         return None
-    missing = sorted(set(ids_a) - set(ids_b))
-    extra = sorted(set(ids_b) - set(ids_a))
-    if missing or extra:
-        raise StimulusMismatchError(
-            f"{func}(): stimuli of {names[0]!r} and {names[1]!r} differ: "
-            f"{len(missing)} only in {names[0]!r} ({format_list(missing, limit=5)}), "
-            f"{len(extra)} only in {names[1]!r} ({format_list(extra, limit=5)})."
-        )
-    pos = {s: i for i, s in enumerate(ids_b)}
-    return np.array([pos[s] for s in ids_a])
+    from neuroalign.store._join import match_stimuli  # the one join on stimulus_id
+
+    return match_stimuli(ids_b, ids_a, have_name=repr(names[1]), want_name=repr(names[0]),
+                         func=func, exact=True)
 
 
 def centre_columns(X: Any, means: Any = None) -> Any:

@@ -104,6 +104,25 @@ def _rdm_set(x: Any, *, name: str, batch: str, model_metric: str) -> tuple[np.nd
     return _finite(vector_squareform(vec), name), labels, ids
 
 
+def _features_of_store(models: Mapping, store: xr.Dataset) -> dict:
+    """Model features (not RDMs) restricted to the store's stimuli, joined on ``stimulus_id``
+    (:func:`neuroalign.store.match_stimuli`): a features table may describe more stimuli
+    than the store holds, in any order; a stimulus of the store without features is named."""
+    from neuroalign.store._join import match_stimuli
+
+    want = np.unique(np.asarray(store["stimulus_id"].values).astype(str))
+    out = {}
+    for key, value in models.items():
+        is_features = isinstance(value, xr.DataArray | xr.Dataset) and not set(RDM_DIMS) <= set(value.dims)
+        coord = value.coords.get("stimulus_id") if is_features else None
+        if coord is not None and coord.ndim == 1:
+            rows = match_stimuli(coord.values, want, have_name=f"models[{key!r}]",
+                                 want_name="the store", func="rsa")
+            value = value.isel({coord.dims[0]: rows})
+        out[key] = value
+    return out
+
+
 def _finite(D: np.ndarray, name: str) -> np.ndarray:
     bad = ~np.isfinite(squareform_vector(D))
     if bad.any():
@@ -357,6 +376,8 @@ def rsa(
     if not 0 < ci < 1:
         raise ValueError(f"Invalid value for 'ci' in rsa(): {ci!r}. Expected 0 < ci < 1.")
     if isinstance(data, xr.Dataset):
+        if isinstance(models, Mapping) and "stimulus_id" in data.coords:
+            models = _features_of_store(models, data)
         data = data_rdms(data, data_metric)
     M, mlabels, mids = _rdm_set(models, name="models", batch="model", model_metric=model_metric)
     D, slabels, dids = _rdm_set(data, name="data", batch="subject", model_metric=model_metric)

@@ -9,6 +9,7 @@ matrix, averaged over subjects).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from neuroalign._validation import check_option
 from neuroalign.compare._compare_rdms import COMPARE_METHODS, _compare_vectors
 from neuroalign.compare._inputs import align_stimuli
 from neuroalign.compare._rdm import squareform_vector
-from neuroalign.compare._rsa import _rdm_set
+from neuroalign.compare._rsa import _features_of_store, _rdm_set
 from neuroalign.exceptions import DimensionError
 
 __all__ = ["rsa_timecourse"]
@@ -91,6 +92,8 @@ def rsa_timecourse(
             f"Invalid value for 'by' in rsa_timecourse(): {by!r}. Expected a neuroid "
             "coordinate such as 'subject'."
         )
+    if isinstance(models, Mapping):  # features of more stimuli than the store: joined on id
+        models = _features_of_store(models, store)
     M, mlabels, mids = _rdm_set(models, name="models", batch="model", model_metric=model_metric)
     ids = store.coords["stimulus_id"].values.astype(str)
     idx = align_stimuli(ids, mids, names=("store", "models"), func="rsa_timecourse",

@@ -12,7 +12,7 @@ from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
 from neuroalign._sklearn import DEPRECATED, check_fitted, random_state_of
 from neuroalign._validation import UNSET, check_option, format_list, renamed
-from neuroalign.exceptions import DimensionError, StimulusMismatchError
+from neuroalign.exceptions import DimensionError
 
 __all__ = ["EmbeddingDecoder", "brain_matrix", "target_matrix", "retrieve"]
 
@@ -118,14 +118,12 @@ def target_matrix(target, variable: str | None = None) -> tuple[np.ndarray, np.n
 
 
 def _align(ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
-    lookup = {s: i for i, s in enumerate(target_ids)}
-    missing = sorted({s for s in ids if s not in lookup})
-    if missing:
-        raise StimulusMismatchError(
-            f"{len(missing)} stimuli of the store have no target embedding: "
-            f"{format_list(missing, limit=5)}."
-        )
-    return np.array([lookup[s] for s in ids])
+    """Row of the target embeddings for each stimulus of the store (the one join on
+    ``stimulus_id``: order free, extra targets fine, missing or repeated ones named)."""
+    from neuroalign.store._join import match_stimuli
+
+    return match_stimuli(target_ids, ids, have_name="the target embeddings", want_name="the store",
+                         func="EmbeddingDecoder")
 
 
 def retrieve(predicted, candidates, *, k: int = 1) -> np.ndarray:

@@ -13,6 +13,7 @@ from neuroalign._lazy import attach
 
 _NAMES = {
     "_banded": ["BandedRidgeEncoder", "variance_partitioning"],
+    "_results": ["results_from_scores", "concat_results"],
     "_ridge": ["RidgeEncoder"],
     "_routing": ["AttentionRoutingEncoder"],
     "_scoring": [
@@ -56,4 +57,6 @@ __all__ = [
     "permutation_test",
     "fdr_bh",
     "bootstrap_roi",
+    "results_from_scores",
+    "concat_results",
 ]

@@ -29,11 +29,12 @@ from neuroalign._sklearn import (
 )
 from neuroalign._validation import check_option, check_positive_int, format_list
 from neuroalign.encoders._data import align, as_matrix, check_alphas, valid_neuroids
-from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
+from neuroalign.encoders._results import CV_KIND, cv_scheme
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
 from neuroalign.encoders._scoring import SCORERS, held_out_scores, r2_score
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DimensionError
+from neuroalign.store._join import match_stimuli
 
 __all__ = ["BandedRidgeEncoder", "variance_partitioning"]
 
@@ -188,17 +189,19 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
                 f"Feature spaces {list(spaces)!r} differ from the fitted spaces {self.spaces_!r}."
             )
         if Y is not None:
-            aligned = [align(spaces[n], Y, allow_extra=not fit) for n in spaces]
+            aligned = [align(spaces[n], Y, func=f"{type(self).__name__}.{'fit' if fit else 'score'}") for n in spaces]
             return list(spaces), [a.X for a in aligned], aligned[-1]
         values = list(spaces.values())
         if all(isinstance(v, xr.DataArray) for v in values):
-            from neuroalign.encoders._data import features_matrix, join_on_stimulus
+            from neuroalign.encoders._data import features_matrix
 
             ids = features_matrix(values[0])["stimulus_id"].values
             mats = []
             for v in values:
                 fm = features_matrix(v)
-                mats.append(np.asarray(fm.values)[join_on_stimulus(fm["stimulus_id"].values, ids)])
+                mats.append(np.asarray(fm.values)[match_stimuli(
+                    fm["stimulus_id"].values, ids, have_name="a feature space",
+                    want_name="the first feature space", func=f"{type(self).__name__}.predict")])
             return list(spaces), mats, None
         if any(isinstance(v, xr.DataArray | xr.Dataset) for v in values):
             raise TypeError(
@@ -282,18 +285,25 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         self.cv_scores_[ok] = cv_r2
         self.valid_neuroids_ = ok
         self._template = tmpl
+        self._fitted_split = data.split
         return self
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
-        """Results on ``neuroid`` (valid neuroids only): ``score`` (cross-validated R²),
-        ``best_alpha``, ``space_weight`` (space, neuroid) and, with a noise ceiling
-        (percent, per neuroid), ``ceiling_normalised``."""
+        """The fit's results in the schema of :func:`neuroalign.store.check_results`: one
+        layer, the joint model of every space (named ``"space1+space2+..."``), ``score`` its
+        cross-validated R², ``alpha`` the chosen penalty; ``space_weight`` on
+        ``(space, neuroid)``; excluded neuroids left out. With a noise ceiling (percent, per
+        neuroid), ``noise_ceiling`` and ``ceiling_normalised``."""
+        from neuroalign.encoders._results import build_results, params_json
+
         self._check_fitted()
-        return results_dataset(
-            {"score": self.cv_scores_, "best_alpha": self.best_alphas_,
-             "space_weight": (("space", "neuroid"), self.space_weights_.values)},
-            self._template, self.valid_neuroids_, metric="r2", kind=CV_KIND, cv=self.cv,
-            ceiling=ceiling, coords={"space": self.spaces_},
+        return build_results(
+            self.cv_scores_[None], layers=["+".join(self.spaces_)], template=self._template,
+            valid=self.valid_neuroids_, alpha=self.best_alphas_[None], metric="r2",
+            score_kind=CV_KIND, split=getattr(self, "_fitted_split", "all"), cv=cv_scheme(self.cv),
+            encoder=type(self).__name__, params=params_json(self), ceiling=ceiling,
+            extra={"space_weight": (("space", "neuroid"), self.space_weights_.values)},
+            extra_coords={"space": list(self.spaces_)},
         )
 
     def _check_fitted(self) -> None:
@@ -448,14 +458,28 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
 
 
 def _subset_design(Xd: dict, subset, Y, *, what: str):
-    """Features of ``subset`` side by side, rows matched to ``Y`` -> (X, Y, template).
+    """Features of ``subset`` side by side -> (X, Y, labelled).
 
-    xarray features and responses are joined on ``stimulus_id`` (each space on its own,
-    so spaces in different row orders still line up); arrays are taken row by row."""
+    xarray features are joined space by space on ``stimulus_id`` (spaces in different row
+    orders line up) into one features DataArray over the stimuli of ``Y``, which the encoder
+    joins to ``Y`` on ``stimulus_id`` too (so its folds never depend on row order); arrays
+    are taken row by row."""
     vals = [Xd[n] for n in subset]
     if all(isinstance(v, xr.DataArray) for v in vals) and isinstance(Y, xr.Dataset | xr.DataArray):
-        aligned = [align(v, Y, allow_extra=True) for v in vals]
-        return np.concatenate([a.X for a in aligned], 1), aligned[0].Y, aligned[0].neuroid_coords
+        from neuroalign.encoders._data import features_matrix
+        from neuroalign.store._join import stimulus_ids
+
+        resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
+        ids = np.unique(stimulus_ids(resp, name="responses", func="variance_partitioning")[0])
+        parts = []
+        for name, v in zip(subset, vals, strict=True):
+            fm = features_matrix(v)
+            rows = match_stimuli(fm["stimulus_id"].values, ids, have_name=f"space {name!r}",
+                                 want_name=f"the {what} responses", func="variance_partitioning")
+            parts.append(np.asarray(fm.values)[rows])
+        X = xr.DataArray(np.concatenate(parts, 1), dims=("stimulus", "unit"),
+                         coords={"stimulus_id": ("stimulus", ids)}, name="+".join(subset))
+        return X, Y, True
     if any(isinstance(v, xr.DataArray | xr.Dataset) for v in vals) or isinstance(Y, xr.Dataset | xr.DataArray):
         raise TypeError(
             f"variance_partitioning(): the {what} features and responses must all be xarray "
@@ -469,7 +493,7 @@ def _subset_design(Xd: dict, subset, Y, *, what: str):
             f"variance_partitioning(): the {what} features have {[m.shape[0] for m in mats]!r} "
             f"rows and the responses {Ym.shape[0]}; expected the same number of rows."
         )
-    return np.concatenate(mats, 1), Ym, None
+    return np.concatenate(mats, 1), Ym, False
 
 
 def variance_partitioning(
@@ -517,9 +541,14 @@ def variance_partitioning(
     for k in range(1, len(names) + 1):
         for subset in itertools.combinations(names, k):
             Xtr, Ytr, _ = _subset_design(X_train, subset, Y_train, what="training")
-            Xte, Yte, template = _subset_design(X_test, subset, Y_test, what="test")
+            Xte, Yte, labelled = _subset_design(X_test, subset, Y_test, what="test")
             enc = RidgeEncoder(**base.get_params()).fit(Xtr, Ytr)
-            r2[subset] = np.where(enc.valid_neuroids_, r2_score(Yte, enc.predict(Xte)), np.nan)
+            if labelled:  # joined on stimulus_id; held-out R², NaN for excluded neuroids
+                held = enc.set_params(metric="r2").score(Xte, Yte)
+                template = held
+                r2[subset] = np.asarray(held.values, dtype=np.float64)
+            else:
+                r2[subset] = np.where(enc.valid_neuroids_, r2_score(Yte, enc.predict(Xte)), np.nan)
     joint = r2[tuple(names)]
     unique = np.stack([joint - r2[tuple(n for n in names if n != s)] for s in names])
     coords = {"space": names, "subset": ["+".join(s) for s in r2]}

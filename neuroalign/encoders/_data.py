@@ -1,4 +1,5 @@
-"""Turning features and responses into aligned matrices, joined on ``stimulus_id``."""
+"""Features and responses as aligned matrices: xarray inputs through the one join on
+``stimulus_id`` (:func:`neuroalign.store.join_features`), arrays row by row."""
 
 from __future__ import annotations
 
@@ -9,26 +10,29 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.exceptions import (
-    DataFormatError,
-    DataQualityWarning,
-    DimensionError,
-    StimulusMismatchError,
-)
+from neuroalign.exceptions import DataFormatError, DataQualityWarning, DimensionError
+from neuroalign.store._join import join_features
 
-__all__ = ["Aligned", "align", "as_matrix", "features_matrix", "valid_neuroids", "check_alphas",
-           "check_finite", "neuroid_names"]
+__all__ = ["Aligned", "align", "as_matrix", "features_matrix", "feature_space", "fitted_split",
+           "valid_neuroids", "check_alphas", "check_finite", "neuroid_names"]
 
 
 @dataclass
 class Aligned:
-    """Features and responses as matrices with one row per sample, and their labels."""
+    """Features and responses as matrices with one row per sample, and their labels.
+
+    ``layer`` and ``model`` name the feature space for the results (``"features"`` and
+    ``""`` for arrays).
+    """
 
     X: np.ndarray
     Y: np.ndarray
     stimulus_id: np.ndarray | None
     neuroid_coords: xr.DataArray | None  # template DataArray on 'neuroid' (coords only)
     sample_dim: str
+    layer: str = "features"
+    model: str = ""
+    split: str = "all"
 
 
 def _is_xr(obj) -> bool:
@@ -82,59 +86,34 @@ def features_matrix(X) -> xr.DataArray:
     return X.rename({X.dims[0]: "stimulus", unit_dim: "unit"}) if unit_dim != "unit" or X.dims[0] != "stimulus" else X
 
 
-def _responses(Y) -> xr.DataArray:
-    if isinstance(Y, xr.Dataset):
-        if "responses" not in Y:
-            raise DimensionError(
-                f"Store has no 'responses' variable; variables present: {sorted(map(str, Y.data_vars))}."
-            )
-        Y = Y["responses"]
-    if "neuroid" not in Y.dims:
-        raise DimensionError(f"Responses have dims {Y.dims!r}; expected a 'neuroid' dim.")
-    return Y
+def feature_space(X) -> tuple[str, str]:
+    """(layer name, model name) of a features object, for the results: a DataArray's name,
+    a Dataset's variables joined by ``"+"``; the model from the ``model`` attribute."""
+    if isinstance(X, xr.Dataset):
+        names = [str(v) for v in X.data_vars]
+        return "+".join(names) or "features", str(X.attrs.get("model", ""))
+    if isinstance(X, xr.DataArray):
+        return (str(X.name) if X.name is not None else "features"), str(X.attrs.get("model", ""))
+    return "features", ""
 
 
-def join_on_stimulus(feat_ids: np.ndarray, resp_ids: np.ndarray, *, allow_extra: bool = True) -> np.ndarray:
-    """Row of the features for each response row, matched by ``stimulus_id`` (never by position).
-
-    Raises on a response stimulus without features and on duplicated feature ids; features
-    may describe more stimuli than the responses hold unless ``allow_extra=False``.
-    """
-    feat_ids = np.asarray(feat_ids).astype(str)
-    resp_ids = np.asarray(resp_ids).astype(str)
-    uniq, counts = np.unique(feat_ids, return_counts=True)
-    dup = uniq[counts > 1]
-    if dup.size:
-        raise StimulusMismatchError(
-            f"Features hold duplicate stimulus_id values: {format_list(dup)}. "
-            "Expected one row per stimulus."
-        )
-    fset, rset = set(feat_ids.tolist()), set(resp_ids.tolist())
-    missing = sorted(rset - fset)
-    extra = [] if allow_extra else sorted(fset - rset)
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing from the features: {format_list(missing)}")
-        if extra:
-            parts.append(f"in the features but not in the responses: {format_list(extra)}")
-        raise StimulusMismatchError(
-            "Features and responses do not hold the same stimuli (joined on stimulus_id); "
-            + "; ".join(parts) + "."
-        )
-    index = {s: i for i, s in enumerate(feat_ids.tolist())}
-    return np.fromiter((index[s] for s in resp_ids.tolist()), dtype=np.int64, count=len(resp_ids))
+def fitted_split(resp_split) -> str:
+    """The results' ``split`` of rows with these split labels: their one split, or ``"all"``."""
+    if resp_split is None:
+        return "all"
+    values = set(np.asarray(resp_split).astype(str).tolist())
+    return values.pop() if len(values) == 1 else "all"
 
 
-def align(X, Y, *, allow_extra: bool = True, func: str = "fit") -> Aligned:
+def align(X, Y, *, func: str = "fit", split: str | None = None) -> Aligned:
     """Align features ``X`` with responses ``Y``.
 
-    Arrays are taken row by row. xarray inputs are joined on ``stimulus_id``, whatever the
-    order of either side: the features get one row per response sample (a trial-level store
-    repeats a stimulus's features for each of its presentations), and may describe more
-    stimuli than the responses hold (``allow_extra=False`` refuses that). Non-finite
-    features in the rows used raise a :class:`DataFormatError` naming rows, columns and
-    stimuli.
+    Arrays are taken row by row. xarray inputs go through the one join,
+    :func:`neuroalign.store.join_features`: on ``stimulus_id``, whatever the order of either
+    side; the features get one row per response sample (a trial-level store repeats a
+    stimulus's features for each of its presentations) and may describe more stimuli than
+    the responses hold; ``split`` takes the store's rows of that split. Non-finite features
+    in the rows used raise a :class:`DataFormatError` naming rows, columns and stimuli.
     """
     if _is_xr(Y) or _is_xr(X):
         if not (_is_xr(Y) and _is_xr(X)):
@@ -142,28 +121,27 @@ def align(X, Y, *, allow_extra: bool = True, func: str = "fit") -> Aligned:
                 "X and Y must both be xarray objects (joined on stimulus_id) or both arrays; "
                 f"got X={type(X).__name__}, Y={type(Y).__name__}."
             )
-        resp = _responses(Y)
-        if resp.ndim != 2:
+        if isinstance(X, xr.DataArray) and X.ndim != 2:
+            features_matrix(X)  # raises the dims error
+        joined = join_features(X, Y, split=split, func=func)
+        if joined.responses.ndim != 2:
             raise DimensionError(
-                f"Responses have dims {resp.dims!r}; expected 2 dims (sample, 'neuroid'). "
-                "Use TimeResolvedEncoder for responses with a 'time' dim."
+                f"Responses have {joined.responses.ndim} dims (sample, 'neuroid', 'time'); expected "
+                "2 dims (sample, 'neuroid'). Use TimeResolvedEncoder for responses with a 'time' dim."
             )
-        sdim = next(d for d in resp.dims if d != "neuroid")
-        resp = resp.transpose(sdim, "neuroid")
-        if "stimulus_id" not in resp.coords:
-            raise DimensionError(
-                f"Responses have no 'stimulus_id' coordinate; coordinates present: "
-                f"{sorted(map(str, resp.coords))}."
-            )
-        feats = features_matrix(X)
-        rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values,
-                                allow_extra=allow_extra)
-        Xm = np.asarray(feats.values)[rows]
-        resp_ids = np.asarray(resp["stimulus_id"].values)
-        check_finite(Xm, name="X", func=func, row_labels=resp_ids)
-        template = resp.isel({sdim: 0}, drop=True).drop_vars(
-            [c for c in resp.coords if sdim in resp[c].dims], errors="ignore")
-        return Aligned(Xm, np.asarray(resp.values), resp_ids, template, sdim)
+        for name, arr in joined.features.items():
+            if arr.ndim != 2:
+                raise DimensionError(
+                    f"Invalid dims for features {name!r}: {arr.ndim} dims. Expected ('stimulus', "
+                    "'<layer>_unit'); token-level features need AttentionRoutingEncoder."
+                )
+        Xm = joined.matrix()
+        if not np.issubdtype(Xm.dtype, np.floating):
+            Xm = Xm.astype(np.float32)
+        check_finite(Xm, name="X", func=func, row_labels=joined.stimulus_id)
+        layer, model = feature_space(X)
+        return Aligned(Xm, joined.responses, joined.stimulus_id, joined.neuroids, joined.sample_dim,
+                       layer, model, fitted_split(joined.split))
     Xm = as_matrix(X, name="X")
     Ym = as_matrix(Y, name="Y")
     if Xm.shape[0] != Ym.shape[0]:

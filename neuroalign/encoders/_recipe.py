@@ -157,11 +157,6 @@ def _feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -
     return extract(model, store, layers=layers, **kwargs)
 
 
-def _subset(feats: xr.Dataset, ids) -> xr.Dataset:
-    keep = np.isin(feats["stimulus_id"].values, np.unique(np.asarray(ids)))
-    return feats.isel(stimulus=np.flatnonzero(keep))
-
-
 def _finite_or_none(x) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
@@ -252,16 +247,12 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
         mats = {name: xr.concat([f[v].rename({f[v].dims[1]: "unit"}) for v in f.data_vars], "unit")
                 for name, f in feats.items()}
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params)
-        enc.fit({n: _subset(m.to_dataset(name=n), train.stimulus_id)[n] for n, m in mats.items()}, train)
-        Xte = {n: _subset(m.to_dataset(name=n), test.stimulus_id)[n] for n, m in mats.items()}
-        split = enc.score_split(Xte, test)
-        score = enc.score(Xte, test)
-        metric = enc.metric
-        variables = {"score": score, "best_alpha": enc.best_alphas_}
-        extra["split_r2"] = split
+        # features cover every stimulus; the join on stimulus_id takes each split's rows
+        enc.fit(mats, train)
+        extra["split_r2"] = enc.score_split(mats, test)
+        score = enc.score(mats, test)
     else:
         feats = _feature_set(fspec, st, cache_dir)
-        ftrain, ftest = _subset(feats, train.stimulus_id), _subset(feats, test.stimulus_id)
         if kind == "layer-sweep":
             sweep = LayerSweep(alphas=_alphas(enc_spec.get("alphas")), cv=cv, test_split=test_split, **params)
             sweep.fit(feats, st)
@@ -272,34 +263,47 @@ def run_recipe(recipe: dict | str | Path, *, store: str | None = None, out: str 
             summary["best_layer_selection"] = res.attrs["selection"]
             return _write(res, summary, out_dir, source, extra, outputs, overwrite)
         if kind == "ridge":
-            enc = RidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params).fit(ftrain, train)
-            score = np.asarray(enc.score(ftest, test))
-            variables = {"score": score, "best_alpha": enc.best_alphas_}
-            metric = enc.metric
+            enc = RidgeEncoder(alphas=_alphas(enc_spec.get("alphas")), cv=cv, **params).fit(feats, train)
+            score = enc.score(feats, test)
         else:
-            enc = AttentionRoutingEncoder(**params).fit(ftrain, train)
-            score = np.asarray(enc.score(ftest, test))
-            variables = {"score": score}
-            metric = enc.metric
-            maps = enc.routing_maps(ftest)
-            extra["routing_map"] = maps
-    from neuroalign.encoders._results import results_dataset
+            enc = AttentionRoutingEncoder(**params).fit(feats, train)
+            score = enc.score(feats, test)
+            from neuroalign.store import index_stimuli
 
-    tmpl = train["responses"].isel(presentation=0, drop=True)
-    tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
-    valid = getattr(enc, "valid_neuroids_", np.ones(st.sizes["neuroid"], bool))
-    res = results_dataset({k: np.asarray(v) for k, v in variables.items()}, tmpl, valid,
-                          ceiling=ceiling, metric=metric, kind=test_split, cv=cv, test_split=test_split)
+            test_ids = test.stimulus_id.values
+            extra["routing_map"] = enc.routing_maps(index_stimuli(feats).sel(stimulus_id=test_ids))
+    res = _held_out_results(enc, score, test_split=test_split, ceiling=ceiling)
     return _write(res, summary, out_dir, source, extra, outputs, overwrite)
+
+
+def _held_out_results(enc, score, *, test_split: str, ceiling) -> xr.Dataset:
+    """Results of the schema (one layer) for an encoder's held-out ``score`` on
+    ``test_split``: ``score`` the held-out score, ``cv_score`` its cross-validated R²."""
+    from neuroalign.encoders._results import build_results, cv_scheme, params_json
+
+    ds = enc.to_dataset()
+    valid = np.asarray(enc.valid_neuroids_, bool)
+    held = np.where(valid, np.asarray(getattr(score, "values", score), dtype=np.float64), np.nan)
+    cv_all = np.full(valid.shape, np.nan)
+    cv_all[valid] = ds["score"].values[0]
+    alpha = np.full(valid.shape, np.nan)
+    alpha[valid] = ds["alpha"].values[0]
+    return build_results(
+        held[None], layers=[str(ds["layer"].values[0])], models=[str(ds["model"].values[0])],
+        template=score if isinstance(score, xr.DataArray) else None, valid=valid, alpha=alpha[None],
+        cv_score=cv_all[None], metric=enc.metric, score_kind="test", split=test_split,
+        cv=cv_scheme(enc.cv) if hasattr(enc, "cv") else ds.attrs["cv"],
+        encoder=type(enc).__name__, params=params_json(enc), ceiling=ceiling,
+    )
 
 
 def _write(res: xr.Dataset, summary: dict, out_dir: Path, source: Path | None, extra: dict,
            outputs: dict, overwrite: bool = False) -> dict:
     from neuroalign.store._io import atomic_dir, write_zarr
 
-    score_var = res.attrs["score_var"]
+    score_var = "best_score"
     summary.update(metric=res.attrs["metric"], score_kind=res.attrs["score_kind"], score_var=score_var,
-                   cv=res.attrs["cv"], test_split=res.attrs["test_split"])
+                   cv=res.attrs["cv"], split=res.attrs["split"])
     summary["rois"] = _roi_summary(res, outputs)
     vals = res[score_var].values
     summary["median_score"] = _finite_or_none(np.nanmedian(vals)) if np.isfinite(vals).any() else None

@@ -31,7 +31,7 @@ from neuroalign.encoders._data import (
 )
 from neuroalign.encoders._scoring import SCORERS, held_out_scores
 from neuroalign.encoders._solvers import predict_linear, ridge_cv
-from neuroalign.exceptions import DataQualityWarning
+from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.store import cv_folds
 from neuroalign.store._folds import check_folds, stimulus_folds
 
@@ -269,6 +269,8 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     def _fit_meta(self, data: Aligned) -> None:
         self.n_features_in_ = data.X.shape[1]
         self._neuroid_template = data.neuroid_coords
+        # for the results: the feature space's name and model, the split of the rows fitted
+        self._space = (data.layer, data.model, data.split)
 
     def _fit_arrays(self, X, Y, folds, alphas, device, dtype) -> dict[str, np.ndarray]:
         """Fit on arrays (valid neuroids only) -> dict of numpy results."""
@@ -410,22 +412,71 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             return float(s[0]) if y_1d else s
         return data.neuroid_coords.copy(data=s).rename("score")
 
-    def to_dataset(self, ceiling=None) -> xr.Dataset:
-        """Results on ``neuroid`` (excluded neuroids left out): ``score``, the
-        cross-validated R² (``cv_scores_``; its attrs say ``metric="r2"``, ``kind="cv"``,
-        as does ``attrs["metric"]``), ``best_alpha`` and, with a noise ceiling (percent,
-        per neuroid), ``ceiling_normalised``."""
-        from neuroalign.encoders._results import results_dataset
+    def to_dataset(self, ceiling=None, *, test_scores=None, test_split: str = "test") -> xr.Dataset:
+        """The fit's results, in the schema of :func:`neuroalign.store.check_results`: one
+        layer (the feature space), excluded neuroids left out.
+
+        Parameters
+        ----------
+        ceiling : array-like, optional
+            Noise ceiling in percent per neuroid: adds ``noise_ceiling`` and
+            ``ceiling_normalised``.
+        test_scores : array-like or DataArray, optional
+            Held-out scores of this encoder (:meth:`score` on ``test_split``, ``metric``).
+            With them ``score`` is the held-out score (``score_kind="test"``) and
+            ``cv_score`` the cross-validated R²; without, ``score`` is the cross-validated R²
+            within the fitting data (``cv_scores_``, ``score_kind="cv"``).
+        test_split : str
+            The split ``test_scores`` were computed on.
+
+        Returns
+        -------
+        xr.Dataset
+            ``score``, ``alpha`` (``best_alphas_``; relative to the feature scale, see
+            ``alpha_scale`` in the attributes) on ``(layer, neuroid)``; ``best_layer``,
+            ``best_score``, ``best_alpha`` on ``neuroid``; attributes ``metric``,
+            ``score_kind``, ``split``, ``cv``, ``encoder``, ``params`` ...
+        """
+        from neuroalign.encoders._results import build_results, cv_scheme, params_json
 
         self._check_fitted()
-        ds = results_dataset(
-            {"score": self.cv_scores_, "best_alpha": self.best_alphas_},
-            self._neuroid_template, self.valid_neuroids_, ceiling=ceiling, metric="r2",
-            attrs={"score_kind": "cv", "alpha_scale": self.alpha_scale_,
-                   "relative_alphas": int(self.relative_alphas)},
+        layer, model, fitted = getattr(self, "_space", ("features", "", "all"))
+        cv = self.cv_scores_[None]
+        kwargs = dict(metric="r2", score_kind="cv", split=fitted, cv_score=None)
+        score = cv
+        if test_scores is not None:
+            held = _neuroid_values(test_scores, self._neuroid_template, len(self.valid_neuroids_),
+                                   func=f"{type(self).__name__}.to_dataset")
+            score = np.where(self.valid_neuroids_, held, np.nan)[None]
+            kwargs = dict(metric=self.metric, score_kind="test", split=str(test_split), cv_score=cv)
+        return build_results(
+            score, layers=[layer], models=[model], template=self._neuroid_template,
+            valid=self.valid_neuroids_, alpha=self.best_alphas_[None], ceiling=ceiling,
+            cv=cv_scheme(self.cv), encoder=type(self).__name__, params=params_json(self),
+            attrs={"alpha_scale": self.alpha_scale_, "relative_alphas": int(self.relative_alphas)},
+            **kwargs,
         )
-        ds["score"].attrs.update(metric="r2", kind="cv",
-                                 long_name="cross-validated R² (mean over folds)")
-        ds["best_alpha"].attrs.update(alpha_scale=self.alpha_scale_,
-                                      relative=int(self.relative_alphas))
-        return ds
+
+
+def _neuroid_values(values, template, n: int, *, func: str) -> np.ndarray:
+    """Per-neuroid values (array, or DataArray on ``neuroid`` matched by ``neuroid_id``)."""
+    if isinstance(values, xr.DataArray) and "neuroid_id" in values.coords and template is not None \
+            and "neuroid_id" in template.coords:
+        want = np.asarray(template["neuroid_id"].values).astype(str)
+        have = np.asarray(values["neuroid_id"].values).astype(str)
+        if not np.array_equal(have, want):
+            import pandas as pd
+
+            pos = pd.Index(have).get_indexer(want)
+            if (pos < 0).any():
+                raise ValueError(
+                    f"{func}(): the scores lack the neuroids "
+                    f"{format_list(want[pos < 0], limit=5)} of the fit."
+                )
+            return np.asarray(values.values, dtype=np.float64)[pos]
+    arr = np.asarray(getattr(values, "values", values), dtype=np.float64).ravel()
+    if arr.shape != (n,):
+        raise DimensionError(
+            f"{func}(): the scores have {arr.size} values; expected one per neuroid ({n})."
+        )
+    return arr

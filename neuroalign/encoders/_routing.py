@@ -20,11 +20,12 @@ from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
 from neuroalign._sklearn import DEPRECATED, check_fitted, random_state_of
 from neuroalign._validation import check_option, check_positive_int
-from neuroalign.encoders._data import join_on_stimulus, valid_neuroids
-from neuroalign.encoders._results import CV_KIND, results_dataset
+from neuroalign.encoders._data import valid_neuroids
+from neuroalign.encoders._results import CV_KIND
 from neuroalign.encoders._scoring import SCORERS, r2_score
 from neuroalign.exceptions import DimensionError
 from neuroalign.store import cv_folds
+from neuroalign.store._join import match_stimuli
 
 __all__ = ["AttentionRoutingEncoder"]
 
@@ -190,7 +191,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     # -- data --------------------------------------------------------------------------------
-    def _align(self, X, Y, *, canonical: bool = False, allow_extra: bool = False):
+    def _align(self, X, Y, *, canonical: bool = False, func: str = "fit"):
         tokens, tok_da = _tokens(X)
         if isinstance(Y, xr.Dataset | xr.DataArray):
             resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
@@ -201,8 +202,8 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
                 )
             sdim = next(d for d in resp.dims if d != "neuroid")
             resp = resp.transpose(sdim, "neuroid")
-            rows = join_on_stimulus(tok_da["stimulus_id"].values, resp["stimulus_id"].values,
-                                    allow_extra=allow_extra)
+            rows = match_stimuli(tok_da["stimulus_id"].values, resp["stimulus_id"].values,
+                                 func=f"AttentionRoutingEncoder.{func}")
             if canonical:  # row order must not change the fit (minibatches, init)
                 keys = [np.asarray(resp["stimulus_id"].values).astype(str)]
                 if "repetition" in resp.coords and resp["repetition"].dims == (sdim,):
@@ -405,7 +406,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("AttentionRoutingEncoder.score(): sample_weight is not supported; expected None.")
-        tokens, Ym, _, tmpl = self._align(X, Y, allow_extra=True)
+        tokens, Ym, _, tmpl = self._align(X, Y, func="score")
         ok = self.valid_neuroids_
         if Ym.shape[1] != len(ok):
             raise DimensionError(
@@ -420,19 +421,25 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         return out
 
     def to_dataset(self) -> xr.Dataset:
-        """The fit's results as a Dataset.
+        """The fit's results in the schema of :func:`neuroalign.store.check_results`.
 
         Returns
         -------
         xr.Dataset
-            On ``neuroid`` (valid neuroids only): ``score`` (validation R², see
-            ``cv_scores_``), with the metric and validation scheme in attrs.
+            One layer (the token features); ``score`` the validation R² (see
+            ``cv_scores_``); ``alpha`` NaN (no ridge penalty is chosen); excluded neuroids
+            left out.
         """
+        from neuroalign.encoders._results import build_results, params_json
+
         self._check_fitted()
-        return results_dataset({"score": self.cv_scores_}, self._template, self.valid_neuroids_,
-                               metric="r2", kind=CV_KIND,
-                               cv=f"one stimulus-grouped validation fold ({self.val_fraction:g} of "
-                                  "the stimuli; also chose the epoch)")
+        return build_results(
+            np.asarray(self.cv_scores_, dtype=np.float64)[None], layers=["tokens"],
+            template=self._template, valid=self.valid_neuroids_, metric="r2", score_kind=CV_KIND,
+            split="all", encoder=type(self).__name__, params=params_json(self),
+            cv=f"one stimulus-grouped validation fold ({self.val_fraction:g} of the stimuli; "
+               "also chose the epoch)",
+        )
 
     def routing_maps(self, X) -> xr.DataArray:
         """Attention of each query group (ROI) over the tokens of each stimulus.

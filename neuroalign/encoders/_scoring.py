@@ -283,8 +283,11 @@ def _roi_stat(values, mask, ceiling, aggregate, n_boot, ci, seed) -> tuple[float
 
 
 def _score_name(result: xr.Dataset, var: str | None) -> str:
+    from neuroalign.store._results import check_results
+
+    check_results(result)
     if var is None:
-        var = str(result.attrs.get("score_var", "score"))
+        var = "best_score"
     if var not in result.data_vars:
         raise KeyError(
             f"Invalid value for 'var' in roi_summary(): {var!r}. Expected one of "
@@ -323,9 +326,11 @@ def roi_summary(
     Parameters
     ----------
     result : xr.Dataset
-        Per-neuroid results (an encoder's ``to_dataset()``).
+        Encoder results in the one schema (an encoder's ``to_dataset()``; checked by
+        :func:`neuroalign.store.check_results`).
     var : str, optional
-        The score variable (default: ``result.attrs["score_var"]``, else ``"score"``).
+        The score variable on ``neuroid`` (default ``"best_score"``: the score of each
+        neuroid's best layer, the only layer of a single-space encoder).
     metric : {"pearson", "r2"}, optional
         What the score is (default: the variable's or the Dataset's ``metric`` attribute).
     ceiling : array-like, optional

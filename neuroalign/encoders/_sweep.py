@@ -16,15 +16,21 @@ from neuroalign.encoders._data import (
     as_matrix,
     check_finite,
     features_matrix,
-    join_on_stimulus,
     valid_neuroids,
 )
-from neuroalign.encoders._results import CV_KIND, results_dataset
+from neuroalign.encoders._results import (
+    CV_KIND,
+    TEST_KIND,
+    build_results,
+    cv_scheme,
+    params_json,
+)
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, predict_linear, resolve_folds
 from neuroalign.encoders._scoring import held_out_scores, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.store import SPLITS, select_split
+from neuroalign.store._join import match_stimuli
 
 __all__ = ["LayerSweep", "layer_table"]
 
@@ -57,6 +63,22 @@ def layer_table(features) -> dict[str, object]:
     )
 
 
+def layer_spaces(features) -> dict[str, tuple[str, str]]:
+    """``{key of layer_table: (model, the layer's own name)}``: the model is the key of a
+    dict ``{model: features Dataset}``, else the features' ``model`` attribute (``""``)."""
+    if isinstance(features, xr.Dataset):
+        model = str(features.attrs.get("model", ""))
+        return {str(k): (model, str(k)) for k in features.data_vars}
+    out: dict[str, tuple[str, str]] = {}
+    for key, val in features.items():
+        if isinstance(val, xr.Dataset | dict):
+            for sub, (_, layer) in layer_spaces(val).items():
+                out[f"{key}/{sub}"] = (str(key), layer)
+        else:
+            out[str(key)] = (str(getattr(val, "attrs", {}).get("model", "")), str(key))
+    return out
+
+
 class LayerSweep(RidgeEncoder):
     """Ridge encoders for every layer of one or more models, against the same responses.
 
@@ -68,7 +90,7 @@ class LayerSweep(RidgeEncoder):
     (``cv_scores_``). With ``test_split`` the held-out split plays no part in any choice;
     it only scores the chosen models, so the best layer's test score is an unbiased
     estimate. Without it, the best layer's score is the maximum over layers of noisy
-    estimates, and is named so (``max_layer_score``).
+    estimates, biased upwards, and its results say so (``best_score.attrs["estimate"]``).
 
     NaN rule: a layer whose score is NaN never wins; a neuroid whose every layer is NaN
     (an excluded NaN/constant neuroid) gets the empty best layer ``""`` and NaN scores.
@@ -204,11 +226,9 @@ class LayerSweep(RidgeEncoder):
         train_Y, test = self._split(y)
         names = list(layers)
         sub = test is not None
-        if sub:  # the exact join is checked on the whole store, then split
-            for name in names:
-                align(layers[name], y)
-        first = align(layers[names[0]], train_Y, allow_extra=sub)
+        first = align(layers[names[0]], train_Y, func="LayerSweep.fit")
         self._fit_meta(first)
+        self._spaces = layer_spaces(X)
         folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
         Yt = self._input_array(first.Y[:, ok], device, dtype)
@@ -220,7 +240,7 @@ class LayerSweep(RidgeEncoder):
         self.alpha_scales_ = {}
         form = None if self.form == "auto" else self.form
         for li, name in enumerate(progress(names, desc="layers", unit="layer")):
-            data = first if li == 0 else align(layers[name], train_Y, allow_extra=sub)
+            data = first if li == 0 else align(layers[name], train_Y, func="LayerSweep.fit")
             Xt = self._input_array(data.X, device, dtype)
             cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
                              n_targets_batch=self.n_targets_batch, refit=True,
@@ -233,7 +253,7 @@ class LayerSweep(RidgeEncoder):
             self.encoders_[name] = enc
             self.alpha_scales_[name] = float(cvres.alpha_scale)
             if sub:
-                tdata = align(layers[name], test, allow_extra=True)
+                tdata = align(layers[name], test, func="LayerSweep.fit")
                 pred = np.full(tdata.Y.shape, np.nan)
                 pred[:, ok] = predict_linear(tdata.X, enc["coef"], enc["intercept"],
                                              enc["x_offset"], enc["y_offset"])
@@ -314,14 +334,16 @@ class LayerSweep(RidgeEncoder):
             )
         if all(isinstance(table[n], xr.DataArray) for n in needed):
             if Y is not None:
-                aligned = {n: align(table[n], Y, allow_extra=True) for n in needed}
+                aligned = {n: align(table[n], Y, func=f"LayerSweep.{func}") for n in needed}
                 a0 = aligned[needed[0]]
                 return {n: a.X for n, a in aligned.items()}, a0.stimulus_id, a0.Y, a0.neuroid_coords
             ids = np.asarray(features_matrix(table[needed[0]])["stimulus_id"].values)
             mats = {}
             for n in needed:
                 fm = features_matrix(table[n])
-                mats[n] = np.asarray(fm.values)[join_on_stimulus(fm["stimulus_id"].values, ids)]
+                mats[n] = np.asarray(fm.values)[match_stimuli(
+                    fm["stimulus_id"].values, ids, have_name=f"layer {n!r}",
+                    want_name=f"layer {needed[0]!r}", func=f"LayerSweep.{func}")]
             return mats, ids, None, None
         mats = {n: as_matrix(check_x(table[n], func=f"LayerSweep.{func}"), name="X")
                 for n in needed}
@@ -476,49 +498,35 @@ class LayerSweep(RidgeEncoder):
         return out
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
-        """The sweep's results (valid neuroids only).
+        """The sweep's results in the schema of :func:`neuroalign.store.check_results`
+        (valid neuroids only), ready for :func:`neuroalign.mapping.layer_preference`.
 
-        Per layer, dims ``('layer', 'neuroid')``: ``score`` (held-out ``metric`` with
-        ``test_split``, else the cross-validated R²; what
-        :func:`neuroalign.mapping.layer_preference` reads), ``cv_score`` (cross-validated
-        R² within the fitting data, the selection criterion) and ``best_alpha``.
+        Per layer, dims ``('layer', 'neuroid')`` with coordinates ``layer`` (the layer's own
+        name), ``model`` and ``depth``: ``score`` (held-out ``metric`` with ``test_split``,
+        ``score_kind="test"``; else the cross-validated R², ``score_kind="cv"``), ``alpha``
+        and, with ``test_split``, ``cv_score`` (the cross-validated R² within the training
+        data, the selection criterion).
 
-        Per neuroid: ``best_layer`` (chosen by ``cv_score``), ``best_layer_alpha`` and
-        either ``best_layer_score`` (with ``test_split``: the held-out score of the chosen
-        layer, an unbiased estimate) or ``max_layer_score`` (without: the maximum over
-        layers of the cross-validated R², biased upwards by the choice). With a noise
-        ceiling (percent, per neuroid), ``noise_ceiling`` and ``ceiling_normalised`` (or
-        ``max_layer_ceiling_normalised``). Attributes name the metric, the score kind, the
-        CV scheme, the test split and the selection rule.
+        Per neuroid: ``best_layer`` and ``best_model`` (chosen by the cross-validated R²),
+        ``best_score`` (with ``test_split``: the held-out score of the chosen layer, an
+        unbiased estimate; without: the maximum over layers of the cross-validated R²,
+        biased upwards by the choice, as its ``estimate`` attribute says), ``best_alpha``;
+        with a noise ceiling (percent, per neuroid) ``noise_ceiling`` and
+        ``ceiling_normalised``.
         """
         self._check_fitted()
-        cols = np.arange(self.cv_scores_.sizes["neuroid"])
-        best = self._best_index
-        none = self._no_layer
-        cv = self.cv_scores_.values
-        alphas = self.best_alphas_.values
+        spaces = getattr(self, "_spaces", {n: ("", n) for n in self.layers_})
+        models = [spaces[n][0] for n in self.layers_]
+        own = [spaces[n][1] for n in self.layers_]
         held = self.test_scores_ is not None
-        per_layer = self.test_scores_.values if held else cv
-        metric = self.metric if held else "r2"
-        kind = self.test_split if held else CV_KIND
-        score_var = "best_layer_score" if held else "max_layer_score"
-        pick = np.where(none, np.nan, per_layer[best, cols])
-        lcoords = {k: ("layer", v.values) for k, v in self.cv_scores_.coords.items() if v.dims == ("layer",)}
-        ds = results_dataset(
-            {"score": (("layer", "neuroid"), per_layer),
-             "cv_score": (("layer", "neuroid"), cv),
-             "best_alpha": (("layer", "neuroid"), alphas),
-             "best_layer": self.best_layer_.values,
-             score_var: pick,
-             "best_layer_alpha": np.where(none, np.nan, alphas[best, cols])},
-            self._neuroid_template, self.valid_neuroids_, metric=metric, kind=kind, cv=self.cv,
-            test_split=self.test_split, score_var=score_var, ceiling=ceiling,
-            normalised_var="ceiling_normalised" if held else "max_layer_ceiling_normalised",
-            coords=lcoords, attrs={"selection": "best_layer: " + SELECTION},
+        _, _, fitted = getattr(self, "_space", ("", "", "all"))
+        if held:
+            kwargs = dict(score=self.test_scores_.values, cv_score=self.cv_scores_.values,
+                          metric=self.metric, score_kind=TEST_KIND, split=str(self.test_split))
+        else:
+            kwargs = dict(score=self.cv_scores_.values, metric="r2", score_kind=CV_KIND, split=fitted)
+        return build_results(
+            layers=own, models=models, template=self._neuroid_template, valid=self.valid_neuroids_,
+            alpha=self.best_alphas_.values, cv=cv_scheme(self.cv), encoder=type(self).__name__,
+            params=params_json(self), ceiling=ceiling, **kwargs,
         )
-        ds["score"].attrs.update(metric=metric, kind=kind)
-        ds["cv_score"].attrs.update(metric="r2", kind=CV_KIND)
-        ds[score_var].attrs["description"] = (
-            f"held-out {self.test_split} {metric} of best_layer" if held
-            else "maximum over layers of the cross-validated R² (biased upwards by the choice)")
-        return ds

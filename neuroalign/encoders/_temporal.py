@@ -11,15 +11,17 @@ from neuroalign._validation import check_positive_int
 from neuroalign.encoders._data import (
     as_matrix,
     check_finite,
+    feature_space,
     features_matrix,
-    join_on_stimulus,
+    fitted_split,
     valid_neuroids,
 )
-from neuroalign.encoders._results import CV_KIND, cv_scheme, results_dataset
+from neuroalign.encoders._results import CV_KIND, cv_scheme
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
 from neuroalign.encoders._scoring import held_out_scores
 from neuroalign.exceptions import DimensionError
 from neuroalign.store import cv_folds
+from neuroalign.store._join import join_features
 
 __all__ = ["make_delays", "Delayer", "FIREncoder", "TimeResolvedEncoder", "block_folds"]
 
@@ -293,13 +295,17 @@ class FIREncoder(RidgeEncoder):
         return float(s[0]) if y_1d else s
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
-        """Results on ``neuroid`` (valid neuroids only): ``score`` (cross-validated R² over
-        block folds) and ``best_alpha``."""
+        """The fit's results in the schema of :func:`neuroalign.store.check_results`: one
+        layer (the features), ``score`` the cross-validated R² over block folds, ``alpha``
+        the chosen penalty; excluded neuroids left out."""
+        from neuroalign.encoders._results import build_results, params_json
+
         self._check_fitted()
-        return results_dataset(
-            {"score": self.cv_scores_, "best_alpha": self.best_alphas_}, None,
-            self.valid_neuroids_, metric="r2", kind=CV_KIND, ceiling=ceiling,
-            cv=cv_scheme(self.cv, blocks=True),
+        return build_results(
+            self.cv_scores_[None], layers=["features"], template=None, valid=self.valid_neuroids_,
+            alpha=self.best_alphas_[None], metric="r2", score_kind=CV_KIND, split="all",
+            cv=cv_scheme(self.cv, blocks=True), encoder=type(self).__name__,
+            params=params_json(self), ceiling=ceiling,
             attrs={"delays": list(_check_delays(self.delays, "FIREncoder"))},
         )
 
@@ -353,27 +359,26 @@ class TimeResolvedEncoder(RidgeEncoder):
             )
         return [(a, a + w) for a in range(0, n_times - w + 1, s)]
 
-    def _responses(self, X, Y, *, allow_extra: bool = False, func: str = "fit"):
-        """-> (X matrix, Y cube (n, neuroid, time), stimulus ids, neuroid coords, times, y ndim)."""
+    def _responses(self, X, Y, *, func: str = "fit"):
+        """-> (X matrix, Y cube (n, neuroid, time), stimulus ids, neuroid coords, times,
+        y ndim, split labels); xarray inputs through the one join on ``stimulus_id``."""
         if isinstance(Y, xr.Dataset | xr.DataArray):
-            resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
+            resp = Y["responses"] if isinstance(Y, xr.Dataset) and "responses" in Y else Y
             if "time" not in resp.dims or "neuroid" not in resp.dims:
                 raise DimensionError(
-                    f"Responses have dims {resp.dims!r}; expected (sample, 'neuroid', 'time')."
+                    f"TimeResolvedEncoder.{func}(): the responses have dims {resp.dims!r}; "
+                    "expected (sample, 'neuroid', 'time')."
                 )
-            sdim = next(d for d in resp.dims if d not in ("neuroid", "time"))
-            resp = resp.transpose(sdim, "neuroid", "time")
-            feats = features_matrix(X)
-            rows = join_on_stimulus(feats["stimulus_id"].values, resp["stimulus_id"].values,
-                                    allow_extra=allow_extra)
-            times = resp["time"].values if "time" in resp.coords else np.arange(resp.sizes["time"])
-            tmpl = resp.isel({sdim: 0, "time": 0}, drop=True)
-            tmpl = tmpl.drop_vars([c for c in tmpl.coords if tmpl[c].dims != ("neuroid",)])
-            Xm = np.asarray(feats.values)[rows]
+            if isinstance(X, xr.Dataset | xr.DataArray):
+                features_matrix(X)  # one 2-D feature space, else a named error
+            j = join_features(X, Y, func=f"TimeResolvedEncoder.{func}")
+            times = j.times if j.times is not None else np.arange(j.responses.shape[2])
+            Xm = j.matrix()
+            if not np.issubdtype(Xm.dtype, np.floating):
+                Xm = Xm.astype(np.float32)
             check_finite(Xm, name="X", func=f"TimeResolvedEncoder.{func}",
-                         row_labels=resp["stimulus_id"].values)
-            return (Xm, np.asarray(resp.values), np.asarray(resp["stimulus_id"].values), tmpl,
-                    times, 3)
+                         row_labels=j.stimulus_id)
+            return Xm, j.responses, j.stimulus_id, j.neuroids, times, 3, j.split
         Xm = check_x(X, func=f"TimeResolvedEncoder.{func}", min_samples=2 if func == "fit" else 1)
         if Y is None:
             raise ValueError("TimeResolvedEncoder requires y to be passed, but the target y is None.")
@@ -396,7 +401,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         cube = Ym.reshape(Ym.shape[0], -1, 1) if Ym.ndim < 3 else Ym
         Xm = as_matrix(Xm, name="X")
         check_finite(Xm, name="X", func=f"TimeResolvedEncoder.{func}")
-        return Xm, cube, None, None, np.arange(cube.shape[2]), Ym.ndim
+        return Xm, cube, None, None, np.arange(cube.shape[2]), Ym.ndim, None
 
     def _stack(self, cube: np.ndarray, wins) -> np.ndarray:
         n, v, _ = cube.shape
@@ -418,13 +423,13 @@ class TimeResolvedEncoder(RidgeEncoder):
             ``self``, fitted.
         """
         alphas, device, dtype = self._validate()
-        Xm, cube, ids, tmpl, times, self._y_ndim = self._responses(X, y)
+        Xm, cube, ids, tmpl, times, self._y_ndim, labels = self._responses(X, y)
         wins = self._windows(cube.shape[2])
         Ys = self._stack(cube, wins)
         folds = resolve_folds(self.cv, Xm.shape[0], ids, func="TimeResolvedEncoder")
         from neuroalign.encoders._data import Aligned
 
-        data = Aligned(Xm, Ys, ids, None, "sample")
+        data = Aligned(Xm, Ys, ids, None, "sample", *feature_space(X), fitted_split(labels))
         self._fit_meta(data)
         ok = valid_neuroids(Ys, func="TimeResolvedEncoder.fit")
         res = self._fit_arrays(Xm, Ys[:, ok], folds, alphas, device, dtype)
@@ -448,23 +453,32 @@ class TimeResolvedEncoder(RidgeEncoder):
         check_fitted(self, "times_")
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
-        """Results on ``(neuroid, time)``: ``score`` (cross-validated R² per window; NaN for
-        excluded neuroid-windows) and ``best_alpha``. Every neuroid is kept."""
+        """The fit's results in the schema of :func:`neuroalign.store.check_results`.
+
+        Returns
+        -------
+        xr.Dataset
+            With a ``time`` dim: ``score`` (cross-validated R² per window, ``time`` = window
+            centre; NaN for excluded neuroid-windows) and ``alpha`` on ``(layer, neuroid,
+            time)`` (one layer: the feature space), the best-layer summaries on ``(neuroid,
+            time)``. Every neuroid is kept. Several layers: one encoder per layer, joined
+            with :func:`neuroalign.encoders.concat_results`.
+        """
+        from neuroalign.encoders._results import build_results, params_json
+
         self._check_fitted()
         if ceiling is not None:
             raise ValueError(
                 "TimeResolvedEncoder.to_dataset(): 'ceiling' is not supported (a noise ceiling "
                 "per neuroid and time point is not defined here); expected None."
             )
-        ds = results_dataset(
-            {"score": (("neuroid", "time"), self.cv_scores_.values),
-             "best_alpha": (("neuroid", "time"), self.best_alphas_.values)},
-            self._cube_tmpl, np.ones(self.cv_scores_.sizes["neuroid"], bool), metric="r2",
-            kind=CV_KIND, cv=self.cv, coords={"time": self.times_},
-            attrs={"window": int(self.window), "step": int(self.step)},
+        layer, model, fitted = getattr(self, "_space", ("features", "", "all"))
+        return build_results(
+            self.cv_scores_.values[None], layers=[layer], models=[model], template=self._cube_tmpl,
+            alpha=self.best_alphas_.values[None], metric="r2", score_kind=CV_KIND, split=fitted,
+            cv=cv_scheme(self.cv), encoder=type(self).__name__, params=params_json(self),
+            times=self.times_, attrs={"window": int(self.window), "step": int(self.step)},
         )
-        ds["score"].attrs.update(metric="r2", kind=CV_KIND)
-        return ds
 
     def _shaped(self, flat: np.ndarray) -> np.ndarray:
         """(..., n_neuroids * n_windows) -> the shape of the fitted ``y``."""
@@ -530,7 +544,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         if sample_weight is not None:
             raise ValueError("TimeResolvedEncoder.score(): sample_weight is not supported; "
                              "expected None.")
-        Xm, cube, _, tmpl, _, ndim = self._responses(X, y, allow_extra=True, func="score")
+        Xm, cube, _, tmpl, _, ndim, _ = self._responses(X, y, func="score")
         self._check_n_features(Xm)
         Ys = self._stack(cube, self._wins)
         s = held_out_scores(Ys, self._predict_matrix(Xm), self.valid_neuroids_, self.metric,

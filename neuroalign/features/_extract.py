@@ -19,6 +19,7 @@ from neuroalign.features._hooks import POOLINGS, LayerRecorder, resolve_layers
 from neuroalign.features._language import encode_texts, story_inputs
 from neuroalign.features._sources import DEFAULT, FeatureModel, load_model, module_fingerprint
 from neuroalign.stimuli import StimulusSet
+from neuroalign.store._join import index_stimuli
 
 __all__ = ["extract", "list_layers", "block_layers"]
 
@@ -222,8 +223,9 @@ def extract(
     -------
     xr.Dataset
         One variable per layer, dims ``("stimulus", "<layer>_unit")`` or
-        ``("stimulus", "token", "<layer>_unit")``; coordinate ``stimulus_id`` (and the stimulus
-        set's source identifiers) on ``stimulus``; attrs ``model``, ``weights``, ``transform``,
+        ``("stimulus", "token", "<layer>_unit")``; coordinate ``stimulus_id`` (an xarray
+        index: ``features.sel(stimulus_id=[...])``; the stimulus set's source identifiers
+        are coordinates too) on ``stimulus``; attrs ``model``, ``weights``, ``transform``,
         ``stimulus_set_hash``, ``layers``, ``pooling``.
 
     Raises
@@ -444,4 +446,4 @@ def _template(stim, names, arrays, dims, var_attrs, token_coords, n, np_dtype, f
 
             values = da.zeros((n, *arr.shape[1:]), dtype=np_dtype)
         data[name] = xr.Variable(dims[name], values, attrs=var_attrs.get(name, {}))
-    return xr.Dataset(data, coords=coords)
+    return index_stimuli(xr.Dataset(data, coords=coords))

@@ -8,53 +8,54 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import format_list
-from neuroalign.exceptions import DimensionError, StimulusMismatchError
-from neuroalign.store import ROI_PREFIX, average_repetitions, check_store, is_trial_level
+from neuroalign.exceptions import DimensionError
+from neuroalign.store import (
+    ROI_PREFIX,
+    average_repetitions,
+    check_results,
+    check_store,
+    is_trial_level,
+    match_stimuli,
+)
 
 __all__ = ["as_scores", "roi_masks", "averaged_responses", "align_stimuli"]
 
 
-def as_scores(sweep: Any, *, func: str, required=("layer", "neuroid")) -> xr.DataArray:
-    """The ``score`` DataArray of a LayerSweep-like result, checked for its dims."""
-    obj = sweep
-    if not isinstance(obj, xr.DataArray | xr.Dataset):
-        # fitted attributes first: an estimator's ``score`` is a method, not scores
-        for attr in ("scores_", "result_", "score", "scores", "result"):
-            value = getattr(obj, attr, None)
-            if isinstance(value, xr.DataArray | xr.Dataset):
-                obj = value
-                break
-    if isinstance(obj, xr.Dataset):
-        if "score" not in obj.data_vars:
-            raise DimensionError(
-                f"{func}(): the Dataset has no variable 'score'; it has "
-                f"{format_list(list(obj.data_vars))}. Expected a LayerSweep result with "
-                "'score' on dims ('layer', 'neuroid')."
-            )
-        obj = obj["score"]
-    if not isinstance(obj, xr.DataArray):
+def as_scores(results: Any, *, func: str, required=("layer", "neuroid")) -> xr.DataArray:
+    """The per-layer ``score`` of encoder results, checked.
+
+    Accepts exactly two things: a results Dataset of the one schema (an encoder's
+    ``to_dataset()`` or a results folder the CLI wrote; checked by
+    :func:`neuroalign.store.check_results`), or a DataArray of per-layer scores on
+    ``('layer', 'neuroid'[, 'time'])`` (e.g. ``LayerSweep.cv_scores_``). Nothing is guessed
+    from attribute names.
+    """
+    if isinstance(results, xr.Dataset):
+        obj = check_results(results)["score"]
+    elif isinstance(results, xr.DataArray):
+        obj = results
+    else:
         raise TypeError(
-            f"{func}(): expected a DataArray or Dataset of scores (or an object with a "
-            f"'score' attribute), got {type(sweep).__name__!r}."
+            f"{func}(): expected encoder results (an xarray.Dataset of the results schema, e.g. "
+            "an encoder's to_dataset(); see neuroalign.store.check_results) or a DataArray of "
+            f"per-layer scores on ('layer', 'neuroid'[, 'time']); got {type(results).__name__!r}."
         )
     missing = [d for d in required if d not in obj.dims]
     if missing:
         raise DimensionError(
             f"{func}(): scores have dims {obj.dims!r}, missing {format_list(missing)}. "
-            f"Expected dims {tuple(required)!r} (optionally with 'time')."
+            f"Expected dims {tuple(required)!r} (optionally with 'time'); the scores of one "
+            "feature space: scores.expand_dims('layer')."
         )
-    return _model_from_layer_names(obj)
-
-
-def _model_from_layer_names(scores: xr.DataArray) -> xr.DataArray:
-    """A LayerSweep over several models names its layers ``"model/layer"``; give such
-    scores a ``model`` coordinate on ``layer`` so depths are normalised within each model."""
-    if "layer" not in scores.coords or ("model" in scores.coords and scores["model"].dims == ("layer",)):
-        return scores
-    names = np.asarray(scores["layer"].values).astype(str)
-    if not all("/" in n for n in names):
-        return scores
-    return scores.assign_coords(model=("layer", np.array([n.split("/", 1)[0] for n in names])))
+    if "layer" in obj.coords and not ("model" in obj.coords and obj["model"].dims == ("layer",)):
+        names = np.asarray(obj["layer"].values).astype(str)
+        if names.size and all("/" in n for n in names):
+            raise ValueError(
+                f"{func}(): the layers are named {format_list(names, limit=4)} with no 'model' "
+                "coordinate; expected the model in a 'model' coordinate on 'layer' and the "
+                "layer's own name in 'layer' (no 'model/layer' names)."
+            )
+    return obj
 
 
 def _store_roi_names(ds) -> list[str]:
@@ -119,21 +120,7 @@ def averaged_responses(store: xr.Dataset, *, func: str) -> xr.DataArray:
 
 
 def align_stimuli(ids_left, ids_right, *, left: str, right: str, func: str) -> np.ndarray:
-    """Positions in ``ids_left`` of each id of ``ids_right``; the two sets must be equal."""
-    ids_left = np.asarray(ids_left).astype(str)
-    ids_right = np.asarray(ids_right).astype(str)
-    if len(np.unique(ids_left)) != len(ids_left):
-        raise StimulusMismatchError(
-            f"{func}(): {left} has repeated stimulus_id values; expected one row per stimulus."
-        )
-    sl, sr = set(ids_left), set(ids_right)
-    if sl != sr:
-        missing = sorted(sr - sl)
-        extra = sorted(sl - sr)
-        raise StimulusMismatchError(
-            f"{func}(): {left} and {right} hold different stimuli. Missing from {left}: "
-            f"{format_list(missing, limit=5) or 'none'}; not in {right}: "
-            f"{format_list(extra, limit=5) or 'none'}."
-        )
-    where = {v: n for n, v in enumerate(ids_left)}
-    return np.array([where[v] for v in ids_right], dtype=int)
+    """Positions in ``ids_left`` of each id of ``ids_right``; the two sets must be equal,
+    each id once (:func:`neuroalign.store.match_stimuli` with ``exact=True``)."""
+    return match_stimuli(ids_left, ids_right, have_name=left, want_name=right, func=func,
+                         exact=True)

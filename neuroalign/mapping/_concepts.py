@@ -55,22 +55,17 @@ def voxel_weights(features, store: xr.Dataset, *, layer: str | None = None,
         ``intercept`` and ``alpha`` on ``neuroid``, with the store's neuroid coords.
     """
     from neuroalign.encoders._solvers import ridge_loo
-    from neuroalign.mapping._common import align_stimuli, averaged_responses
+    from neuroalign.mapping._common import averaged_responses
     from neuroalign.mapping._units import DEFAULT_ALPHAS, feature_matrix
+    from neuroalign.store._join import join_features
 
     feats = feature_matrix(features, layer, func="voxel_weights")
     resp = averaged_responses(store, func="voxel_weights")
     if "time" in resp.dims:
         raise DimensionError("voxel_weights(): the store is time-resolved; expected fMRI responses.")
-    pos = align_stimuli(feats["stimulus_id"].values, resp["stimulus_id"].values,
-                        left="features", right="store", func="voxel_weights")
-    if split is not None:
-        keep = np.flatnonzero(resp["split"].values == split)
-        if keep.size == 0:
-            raise ValueError(f"Invalid value for 'split' in voxel_weights(): {split!r}; no stimuli.")
-        resp, pos = resp.isel(stimulus=keep), pos[keep]
-    X = np.asarray(feats.values, dtype=float)[pos]
-    Y = np.asarray(resp.transpose("stimulus", "neuroid").values, dtype=float)
+    joined = join_features(feats, resp, split=split, func="voxel_weights")  # on stimulus_id
+    X = np.asarray(joined.matrix(), dtype=float)
+    Y = np.asarray(joined.responses, dtype=float)
     fit = ridge_loo(X, Y, DEFAULT_ALPHAS if alphas is None else alphas)
     dim = feats.dims[1]
     coords = {k: v for k, v in resp.coords.items() if v.dims == ("neuroid",)}

@@ -106,16 +106,17 @@ def layer_preference(sweep: Any) -> xr.Dataset:
 
     Parameters
     ----------
-    sweep : xr.DataArray, xr.Dataset or LayerSweep result
-        Scores with dims ``('layer', 'neuroid')`` (extra dims such as ``time`` are kept),
-        a Dataset with variable ``score``, or an object with a ``score`` attribute.
-        Optional coords on ``layer``: ``model`` (several models in one sweep) and ``depth``
-        (default: the layer's position within its model).
+    sweep : xr.Dataset or xr.DataArray
+        Encoder results in the one schema (e.g. ``LayerSweep(...).fit(...).to_dataset()``,
+        checked by :func:`neuroalign.store.check_results`; their per-layer ``score`` is
+        used), or a DataArray of per-layer scores with dims ``('layer', 'neuroid')``
+        (extra dims such as ``time`` are kept). Coords on ``layer``: ``model`` (several
+        models) and ``depth`` (default: the layer's position within its model).
 
     Returns
     -------
     xr.Dataset
-        On ``neuroid`` (plus ``model`` when the sweep has a ``model`` coord, plus extra dims):
+        On ``neuroid`` (plus ``model`` when the scores hold several models, plus extra dims):
         ``best_layer`` (name of the highest-scoring layer), ``best_score`` (its score: the
         maximum over layers, so an upward-biased estimate of that layer's accuracy when
         the scores are noisy; score held-out data with the chosen layer for an unbiased
@@ -142,11 +143,11 @@ def layer_preference(sweep: Any) -> xr.Dataset:
     """
     scores = as_scores(sweep, func="layer_preference")
     model, depth, norm = layer_depths(scores)
-    if "model" not in scores.coords or scores["model"].dims != ("layer",):
+    models = list(dict.fromkeys(model))
+    if len(models) == 1:
         out = _preference_one(scores, depth, norm)
     else:
         parts = []
-        models = list(dict.fromkeys(model))
         for m in models:
             idx = np.flatnonzero(model == m)
             parts.append(_preference_one(scores.isel(layer=idx), depth[idx], norm[idx]))

@@ -50,14 +50,14 @@ def simulated_scores(sim, store: xr.Dataset, features: xr.Dataset, *, n_splits: 
     """Cross-validated ridge score (Pearson r) of each layer: dims ``('layer', 'neuroid'[, 'time'])``."""
     from neuroalign.encoders._scoring import pearson_r
     from neuroalign.encoders._solvers import cv_predict
-    from neuroalign.mapping._common import align_stimuli
     from neuroalign.mapping._units import DEFAULT_ALPHAS
     from neuroalign.store import average_repetitions, cv_folds, is_trial_level
+    from neuroalign.store._join import match_stimuli
 
     av = average_repetitions(store) if is_trial_level(store) else store
     resp = av["responses"].transpose("stimulus", "neuroid", ...)
-    pos = align_stimuli(features["stimulus_id"].values, av["stimulus_id"].values,
-                        left="features", right="store", func="simulated_scores")
+    pos = match_stimuli(features["stimulus_id"].values, av["stimulus_id"].values,
+                        func="simulated_scores")
     Y = np.asarray(resp.values, dtype=float).reshape(resp.shape[0], -1)
     folds = cv_folds(av, n_splits)
     layers = [str(v) for v in features.data_vars]

@@ -11,7 +11,8 @@ import xarray as xr
 from neuroalign._logging import get_logger
 from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
 from neuroalign.exceptions import DimensionError
-from neuroalign.mapping._common import align_stimuli, averaged_responses, roi_masks
+from neuroalign.mapping._common import averaged_responses, roi_masks
+from neuroalign.store._join import join_features
 
 __all__ = ["unit_to_roi", "select_units", "aligned_units", "feature_matrix"]
 
@@ -39,10 +40,11 @@ def feature_matrix(features, layer: str | None = None, *, func: str = "unit_to_r
                 f"Invalid value for 'layer' in {func}(): {layer!r}. Expected one of "
                 f"{format_list(names)}."
             )
-        da = features[layer]
+        da = features[layer].copy(deep=False)  # never touch the caller's attrs
         da.attrs = {**features.attrs, **da.attrs}
     elif isinstance(features, xr.DataArray):
-        da = features
+        da = features.copy(deep=False)
+        da.attrs = dict(da.attrs)
         layer = layer or str(da.name or da.attrs.get("layer", "features"))
     else:
         raise TypeError(
@@ -57,9 +59,7 @@ def feature_matrix(features, layer: str | None = None, *, func: str = "unit_to_r
     if "stimulus_id" not in da.coords:
         raise DimensionError(f"{func}(): features have no 'stimulus_id' coordinate on 'stimulus'.")
     unit_dim = [d for d in da.dims if d != "stimulus"][0]
-    da = da.transpose("stimulus", unit_dim)
-    da.attrs["layer"] = layer
-    return da
+    return da.transpose("stimulus", unit_dim).assign_attrs(layer=layer)
 
 
 def _zscore(a: np.ndarray) -> np.ndarray:
@@ -95,7 +95,8 @@ def unit_to_roi(
     features : xr.Dataset or xr.DataArray
         Features Dataset (one variable per layer, dims ``('stimulus', '<layer>_unit')``,
         coord ``stimulus_id``) or one such DataArray. Joined to the store on
-        ``stimulus_id``: both must hold the same stimuli.
+        ``stimulus_id`` (:func:`neuroalign.store.join_features`): any order, and the
+        features may cover more stimuli than the store.
     store : xr.Dataset
         Trial-level or averaged store with ``roi_*`` coordinates.
     layer : str, optional
@@ -151,17 +152,10 @@ def unit_to_roi(
             )
         resp = resp.sel(time=time).mean("time") if isinstance(time, slice) else \
             resp.sel(time=time, method="nearest")
-    pos = align_stimuli(feats["stimulus_id"].values, resp["stimulus_id"].values,
-                        left="features", right="store", func="unit_to_roi")
-    if split is not None:
-        keep = np.flatnonzero(resp["split"].values == split)
-        if keep.size == 0:
-            raise ValueError(f"Invalid value for 'split' in unit_to_roi(): {split!r}; no stimuli.")
-        resp = resp.isel(stimulus=keep)
-        pos = pos[keep]
-    X = np.asarray(feats.values, dtype=float)[pos]
+    joined = join_features(feats, resp, split=split, func="unit_to_roi")  # on stimulus_id
+    X = np.asarray(joined.matrix(), dtype=float)
     masks = roi_masks(resp, None, rois, func="unit_to_roi")
-    Y = np.asarray(resp.transpose("stimulus", "neuroid").values, dtype=float)
+    Y = np.asarray(joined.responses, dtype=float)
     Yz = np.nan_to_num(_zscore(Y))
     R = np.stack([Yz[:, m].mean(axis=1) for m in masks.values()], axis=1)
     n_stim = X.shape[0]

@@ -1,7 +1,10 @@
 """The stimulus-response store: schema, zarr I/O, folds and reliability.
 
 A store is a plain :class:`xarray.Dataset` with variable ``responses`` on dims
-``('presentation', 'neuroid'[, 'time'])`` and the coordinates of docs/design.md ("The store").
+``('presentation', 'neuroid'[, 'time'])`` and the coordinates of docs/design.md ("The
+store"), checked by :func:`check_store`. Features meet a store through one join,
+:func:`join_features` (on ``stimulus_id``, never by row position); encoder results follow
+one schema, checked by :func:`check_results`.
 Build one from your own data with :func:`from_arrays`, :func:`from_nifti` (NIfTI betas
 and a BIDS events table) or :func:`from_epochs` (MNE).
 Importing this module registers the ``ds.na`` accessor.
@@ -26,8 +29,14 @@ from neuroalign.store._io import (
 from neuroalign.store._io import read_zarr as read_zarr
 from neuroalign.store._io import write_manifest as write_manifest
 from neuroalign.store._io import write_zarr as write_zarr
+from neuroalign.store._join import Joined, index_stimuli, join_features, match_stimuli
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
+from neuroalign.store._results import (
+    RESULTS_SCHEMA,
+    check_results,
+    open_results,
+)
 from neuroalign.store._schema import (
     ALLOW_SPLIT_OVERLAP,
     NEUROID_DIM,
@@ -49,6 +58,13 @@ from neuroalign.store._summary import summary
 __all__ = [
     "StoreAccessor",
     "check_store",
+    "check_results",
+    "open_results",
+    "RESULTS_SCHEMA",
+    "join_features",
+    "Joined",
+    "match_stimuli",
+    "index_stimuli",
     "save_store",
     "open_store",
     "save_results",

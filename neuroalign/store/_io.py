@@ -28,6 +28,7 @@ import xarray as xr
 from neuroalign._files import LEGACY_MARKERS, OUTPUT_MARKER, atomic_dir, check_target
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError, NeuroalignError, StoreCorruptError
+from neuroalign.store._join import index_stimuli
 from neuroalign.store._schema import NEUROID_DIM, RESPONSE_VAR, check_store
 
 __all__ = [
@@ -396,7 +397,7 @@ def read_zarr(path: str | os.PathLike, chunks: Any = None, *, what: str = "zarr 
         raise DataFormatError(f"{path}: cannot be read as a zarr store ({err}).") from err
     for name in ds.variables:
         ds.variables[name].encoding = {}
-    return ds
+    return index_stimuli(ds)  # features and averaged stores: stimulus_id is an index
 
 
 # -- stores ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DimensionError, SplitLeakageError
+from neuroalign.store._join import index_stimuli
 from neuroalign.store._quality import neuroid_labels, report_neuroids
 from neuroalign.store._schema import (
     ALLOW_SPLIT_OVERLAP,
@@ -116,7 +117,8 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
     -------
     xr.Dataset
         The same store with dim ``stimulus`` in place of ``presentation``, stimuli in order of
-        first appearance, and the coordinate ``n_repetitions``. Presentation coordinates
+        first appearance, ``stimulus_id`` as an xarray index (``.sel(stimulus_id=...)``)
+        and the coordinate ``n_repetitions``. Presentation coordinates
         that are constant within every stimulus (``split``, source ids) are carried over;
         per-trial ones (``repetition``, ``session``, ``trial``, ``run``) are dropped.
 
@@ -180,7 +182,7 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
     for name, coord in ds.coords.items():
         if TRIAL_DIM not in coord.dims and name not in out.coords:
             out = out.assign_coords({name: coord})
-    return out
+    return index_stimuli(out)
 
 
 def roi_names(ds: xr.Dataset | xr.DataArray) -> list[str]:

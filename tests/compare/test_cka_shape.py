@@ -108,7 +108,7 @@ def test_cka_joins_on_stimulus_id(XY):
     dy = xr.DataArray(Y, dims=("stimulus", "v"), coords={"stimulus_id": ("stimulus", ids)})
     perm = np.random.default_rng(3).permutation(40)
     assert cka(dx, dy.isel(stimulus=perm)) == pytest.approx(cka(X, Y))
-    with pytest.raises(StimulusMismatchError, match="only in 'Y'"):
+    with pytest.raises(StimulusMismatchError, match="1 stimuli of 'Y' are not in 'X': 'new'"):
         cka(dx, dy.assign_coords(stimulus_id=("stimulus", np.r_[ids[1:], ["new"]])))
 
 

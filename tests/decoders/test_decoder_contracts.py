@@ -101,7 +101,7 @@ def test_embedding_decoder_joins_features_by_stimulus_id(planted):
     # score() too: the same retrieval whatever the order of the feature rows
     assert dec.score(store.na.split("test"), shuffled) == ref.score(store.na.split("test"), emb)
     missing = emb.isel(stimulus=slice(1, None))
-    with pytest.raises(StimulusMismatchError, match="1 stimuli of the store have no target embedding"):
+    with pytest.raises(StimulusMismatchError, match="1 stimuli of the store are missing from the target embeddings"):
         EmbeddingDecoder("ridge").fit(store, missing)
 
 

@@ -98,7 +98,7 @@ def test_decoder_errors(sim_nsd, sim_features):
         EmbeddingDecoder(target="clip").fit(store, sim_features)
     with pytest.raises(ValueError, match="Invalid value for 'alphas' in EmbeddingDecoder"):
         EmbeddingDecoder(target="pooled", alphas=(-1.0,)).fit(store, sim_features)
-    with pytest.raises(StimulusMismatchError, match="stimuli of the store have no target embedding"):
+    with pytest.raises(StimulusMismatchError, match="stimuli of the store are missing from the target embeddings"):
         EmbeddingDecoder(target="pooled").fit(store, sim_features.isel(stimulus=slice(0, 10)))
     with pytest.raises(DimensionError, match="'features' must be a features Dataset or a DataArray"):
         EmbeddingDecoder().fit(store, np.zeros((3, 3)))

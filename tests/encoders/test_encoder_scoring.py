@@ -10,10 +10,11 @@ from neuroalign.encoders import (
     pearson_r,
     permutation_test,
     r2_score,
+    results_from_scores,
     roi_summary,
 )
 from neuroalign.encoders._scoring import nan_argmax
-from neuroalign.exceptions import DataQualityWarning
+from neuroalign.exceptions import DataFormatError, DataQualityWarning, DimensionError
 
 
 def test_pearson_and_r2_match_references():
@@ -148,10 +149,10 @@ def _two_rois():
     score = np.r_[np.full(20, 0.6), np.full(10, 0.2), np.full(10, 0.3)]
     ceiling = np.r_[np.full(20, 40.0), np.full(10, 30.0), np.full(10, 1.0)]
     strong = np.arange(40) < 20
-    ds = xr.Dataset({"score": ("neuroid", score), "noise_ceiling": ("neuroid", ceiling)},
-                    coords={"roi_strong": ("neuroid", strong), "roi_weak": ("neuroid", ~strong)},
-                    attrs={"metric": "pearson", "score_kind": "test"})
-    return ds
+    da = xr.DataArray(score[None], dims=("layer", "neuroid"),
+                      coords={"layer": ["l1"], "neuroid_id": ("neuroid", [f"v{i}" for i in range(40)]),
+                              "roi_strong": ("neuroid", strong), "roi_weak": ("neuroid", ~strong)})
+    return results_from_scores(da, metric="pearson", score_kind="test", split="test", ceiling=ceiling)
 
 
 def test_roi_summary_ratio_of_means_above_threshold():
@@ -162,7 +163,7 @@ def test_roi_summary_ratio_of_means_above_threshold():
     assert s["ceiling_normalised"].sel(roi="strong") > s["ceiling_normalised"].sel(roi="weak")
     assert list(s["n_above_threshold"].values) == [20, 10] and list(s["n_neuroids"].values) == [20, 20]
     assert s["score"].sel(roi="weak").item() == pytest.approx(0.25)  # raw score beside it
-    assert s["score"].attrs == {"metric": "pearson", "kind": "test", "aggregate": "mean", "source": "score"}
+    assert s["score"].attrs == {"metric": "pearson", "kind": "test", "aggregate": "mean", "source": "best_score"}
     assert s["ceiling_normalised"].attrs["aggregate"] == \
         "ratio of means over neuroids with noise ceiling >= 10 %"
     assert s.attrs["metric"] == "pearson" and s.attrs["ceiling_threshold"] == 10.0
@@ -178,28 +179,33 @@ def test_roi_summary_ratio_of_means_above_threshold():
 
 def test_roi_summary_bootstrap_nan_and_errors():
     ds = _two_rois()
-    ds["score"].values[0] = np.nan
+    ds["best_score"].values[0] = np.nan
     s = roi_summary(ds, n_bootstrap=200)
     assert s["n_neuroids"].sel(roi="strong").item() == 19
     for name in ("score", "ceiling_normalised"):
         lo, hi = s[f"{name}_ci_low"].values, s[f"{name}_ci_high"].values
         assert np.all(lo <= s[name].values + 1e-12) and np.all(s[name].values <= hi + 1e-12)
-    ds["score"].values[20:] = np.nan
-    with pytest.warns(DataQualityWarning, match=r"1 ROI\(s\) have no neuroid with a finite 'score': 'weak'"):
+    ds["best_score"].values[20:] = np.nan
+    with pytest.warns(DataQualityWarning, match=r"1 ROI\(s\) have no neuroid with a finite 'best_score': 'weak'"):
         s = roi_summary(ds)
     assert np.isnan(s["score"].sel(roi="weak").item()) and np.isnan(s["ceiling_normalised"].sel(roi="weak").item())
     with pytest.raises(ValueError, match="An ROI mean of per-neuroid ratios is dominated"):
-        roi_summary(ds.assign(ceiling_normalised=ds["score"]), "ceiling_normalised")
+        roi_summary(ds, "ceiling_normalised")
     with pytest.raises(KeyError, match="Invalid value for 'var' in roi_summary"):
         roi_summary(ds, "r")
     with pytest.raises(ValueError, match="Invalid value for 'metric' in roi_summary"):
+        roi_summary(ds, metric="spearman")
+    with pytest.raises(DataFormatError, match="Results attribute 'metric' is 'spearman'"):
         roi_summary(ds.assign_attrs(metric="spearman"))
+    with pytest.raises(DimensionError, match=r"Results are missing the variable 'alpha' on \('layer', 'neuroid'\)"):
+        roi_summary(xr.Dataset({"score": ("neuroid", [1.0])}, attrs={"metric": "r2"}).expand_dims("layer"))
 
 
 def test_roi_summary_without_ceiling():
-    ds = xr.Dataset({"score": ("neuroid", [1.0, 2.0, 3.0])},
-                    coords={"roi_A": ("neuroid", [True, True, False]), "roi_B": ("neuroid", [False, False, True])},
-                    attrs={"metric": "r2"})
+    da = xr.DataArray([[1.0, 2.0, 3.0]], dims=("layer", "neuroid"),
+                      coords={"layer": ["l"], "neuroid_id": ("neuroid", ["a", "b", "c"]),
+                              "roi_A": ("neuroid", [True, True, False]), "roi_B": ("neuroid", [False, False, True])})
+    ds = results_from_scores(da, metric="r2", score_kind="cv", split="all")
     s = roi_summary(ds)
     assert s["score"].sel(roi="A").item() == 1.5 and s["score"].sel(roi="B").item() == 3.0
     assert "ceiling_normalised" not in s

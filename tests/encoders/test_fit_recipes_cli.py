@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from neuroalign.cli import app
 from neuroalign.encoders._recipe import load_recipe, run_recipe
 from neuroalign.exceptions import DataFormatError
+from neuroalign.store import check_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "encoders"
@@ -36,18 +37,23 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["best_layer_by_roi"]) >= set(small_sim.layer_of_roi())
     assert summary["best_layer_by_roi"]["FFA-1"] == "layer4"
-    res = xr.open_zarr(out / "results.zarr")
-    assert {"score", "cv_score", "best_layer", "best_layer_score", "ceiling_normalised"} <= set(res.data_vars)
+    res = check_results(xr.open_zarr(out / "results.zarr"))
+    assert {"score", "cv_score", "best_layer", "best_score", "ceiling_normalised"} <= set(res.data_vars)
     assert res["score"].dims == ("layer", "neuroid")
     assert res.attrs["metric"] == "pearson" and res.attrs["score_kind"] == "test"
     assert (out / "sim-ridge-layer-sweep.toml").exists()
+    # what `neuroalign fit` writes is what `neuroalign map --scores` reads
+    maps = CliRunner().invoke(app, ["map", str(small_sim.store_path), "--scores", str(out / "results.zarr"),
+                                    "--out", str(tmp_path / "maps")])
+    assert maps.exit_code == 0, maps.output
+    assert (tmp_path / "maps" / "layer_preference.csv").exists()
     # the recipe extracts real features (neuroalign.features), cached beside the results
     assert [p.name for p in (tmp_path / "res.features").glob("*.zarr")] == [
         "torchvision-resnet18-seed0.zarr"]
     # every summary names its metric, kind and aggregate
     assert summary["metric"] == "pearson" and summary["score_kind"] == "test"
-    assert summary["score_var"] == "best_layer_score"
-    assert summary["best_layer_selection"].startswith("best_layer: argmax over layers of the cross-validated R²")
+    assert summary["score_var"] == "best_score"
+    assert summary["best_layer_selection"] == "cv-r2 within train"
     for roi, stats in summary["rois"].items():
         raw, norm = stats["score"], stats["ceiling_normalised"]
         assert raw["metric"] == "pearson" and raw["kind"] == "test" and raw["aggregate"] == "mean"

@@ -10,6 +10,7 @@ import xarray as xr
 from neuroalign.encoders import LayerSweep, _sweep
 from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.mapping import layer_preference
+from neuroalign.store import check_results
 from neuroalign.testing import make_store
 
 ALPHAS = np.logspace(-1, 5, 7)
@@ -47,13 +48,14 @@ def test_pure_noise_best_layer_test_score_is_unbiased(noise_fit):
     about half the neuroids (choosing on the test set gives mean ~0.2 and ~95 % positive)."""
     sweep, _, _ = noise_fit
     ds = sweep.to_dataset()
-    s = ds["best_layer_score"].values
+    s = ds["best_score"].values
     se = s.std() / np.sqrt(s.size)
     assert abs(s.mean()) < 4 * se, (s.mean(), se)
     assert abs((s > 0).mean() - 0.5) < 4 * np.sqrt(0.25 / s.size), (s > 0).mean()
     # each layer's own test score is also centred on 0: no layer is special
     assert np.all(np.abs(ds["score"].mean("neuroid").values) < 4 * se)
-    assert "max_layer_score" not in ds  # the reported score is not a maximum over layers
+    assert "unbiased" in ds["best_score"].attrs["estimate"]  # not a maximum over layers
+    assert ds.attrs["selection"] == "cv-r2 within train"
 
 
 def test_choice_ignores_the_test_split(noise_fit):
@@ -79,14 +81,14 @@ def test_planted_layers_recovered_and_reported_with_their_own_test_score():
     for layer, cols in planted.items():
         assert (ds["best_layer"].values[cols] == layer).mean() > 0.95, layer
         chosen = ds["best_layer"].values[cols] == layer
-        np.testing.assert_allclose(ds["best_layer_score"].values[cols][chosen],
+        np.testing.assert_allclose(ds["best_score"].values[cols][chosen],
                                    ds["score"].sel(layer=layer).values[cols][chosen])
-        assert np.median(ds["best_layer_score"].values[cols]) > 0.5
+        assert np.median(ds["best_score"].values[cols]) > 0.5
     assert dict(zip(sweep.roi_best_layer().roi.values, sweep.roi_best_layer().values, strict=True)) == \
         {"A": "layer2", "B": "layer4"}
     # score() of each neuroid's best layer on the held-out split is the reported score
     test = store.na.split("test").na.average_repetitions()
-    np.testing.assert_allclose(sweep.score(feats, test).values, ds["best_layer_score"].values, atol=1e-6)
+    np.testing.assert_allclose(sweep.score(feats, test).values, ds["best_score"].values, atol=1e-6)
     np.testing.assert_allclose(sweep.score(feats["layer2"], test, layer="layer2").values,
                                sweep.test_scores_.sel(layer="layer2").values, atol=1e-6)
     pred = sweep.predict(feats)
@@ -100,19 +102,21 @@ def test_dataset_names_metric_kind_and_scheme():
     held = LayerSweep(alphas=ALPHAS, test_split="test", device="cpu").fit(feats, store).to_dataset(
         ceiling=np.full(40, 50.0))
     assert held.attrs["metric"] == "pearson" and held.attrs["score_kind"] == "test"
-    assert held.attrs["score_var"] == "best_layer_score" and held.attrs["test_split"] == "test"
-    assert held.attrs["cv"] == "5-fold, stimulus-grouped (neuroalign.store.cv_folds)"
+    assert held.attrs["split"] == "test" and held.attrs["encoder"] == "LayerSweep"
+    assert check_results(held) is held
+    assert held.attrs["cv"] == "5-fold, stimulus-grouped, shuffled with seed 0 (neuroalign.store.cv_folds)"
     assert held["score"].dims == ("layer", "neuroid")
     assert held["score"].attrs == {"metric": "pearson", "kind": "test"}
     assert held["cv_score"].attrs == {"metric": "r2", "kind": "cv"}
     np.testing.assert_allclose(held["ceiling_normalised"].values,
-                               np.clip(held["best_layer_score"].values, 0, None) ** 2 / 0.5)
+                               np.clip(held["best_score"].values, 0, None) ** 2 / 0.5)
     cv = LayerSweep(alphas=ALPHAS, cv=4, device="cpu").fit(feats, store.na.average_repetitions())
     ds = cv.to_dataset(ceiling=np.full(40, 50.0))
-    assert ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv" and ds.attrs["test_split"] == ""
-    assert "best_layer_score" not in ds and "ceiling_normalised" not in ds
-    np.testing.assert_allclose(ds["max_layer_score"].values, ds["cv_score"].max("layer").values)
-    assert "max_layer_ceiling_normalised" in ds
+    assert ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv" and ds.attrs["split"] == "all"
+    assert "cv_score" not in ds  # the score is the cross-validated R² itself
+    np.testing.assert_allclose(ds["best_score"].values, ds["score"].max("layer").values)
+    assert "maximum over layers" in ds["best_score"].attrs["estimate"]
+    assert "ceiling_normalised" in ds
     np.testing.assert_array_equal(cv.cv_scores_.values, cv.scores_.values)
     # the per-layer scores go straight into mapping.layer_preference
     pref = layer_preference(ds)
@@ -169,7 +173,7 @@ def test_nan_layer_never_wins(monkeypatch):
     assert dict(zip(sweep.roi_best_layer().roi.values, sweep.roi_best_layer().values, strict=True)) == \
         {"A": "layer1", "B": "layer1"}
     ds = sweep.to_dataset()
-    assert np.isfinite(ds["max_layer_score"].values).all()
+    assert np.isfinite(ds["best_score"].values).all()
 
 
 def test_all_nan_neuroid_gets_no_layer_and_a_warning(monkeypatch):
@@ -180,7 +184,7 @@ def test_all_nan_neuroid_gets_no_layer_and_a_warning(monkeypatch):
         sweep = LayerSweep(alphas=ALPHAS, cv=4, device="cpu").fit(feats, store.na.average_repetitions())
     assert sweep.best_layer_.values[4] == ""
     ds = sweep.to_dataset()
-    assert ds["best_layer"].values[4] == "" and np.isnan(ds["max_layer_score"].values[4])
+    assert ds["best_layer"].values[4] == "" and np.isnan(ds["best_score"].values[4])
     with pytest.warns(DataQualityWarning, match="NaN on every layer"):
         pref = layer_preference(ds)
     assert pref["best_layer"].values[4] == ""

@@ -86,7 +86,7 @@ def test_stimulus_mismatch_names_stimuli():
     store, feats = _store_and_features()
     with pytest.raises(StimulusMismatchError, match="missing from the features: 'stim-0003'"):
         RidgeEncoder(alphas=ALPHAS).fit(feats.isel(stimulus=[i for i in range(40) if i != 3]), store)
-    with pytest.raises(StimulusMismatchError, match="duplicate stimulus_id"):
+    with pytest.raises(StimulusMismatchError, match="repeated stimulus_id"):
         RidgeEncoder(alphas=ALPHAS).fit(xr.concat([feats, feats.isel(stimulus=[0])], "stimulus"), store)
 
 

@@ -53,7 +53,7 @@ def test_join_refuses_missing_and_duplicated_stimuli():
     store, feats = store_and_features()
     with pytest.raises(StimulusMismatchError, match="missing from the features: 'stim-0003'"):
         RidgeEncoder(alphas=ALPHAS).fit(feats.isel(stimulus=[i for i in range(30) if i != 3]), store)
-    with pytest.raises(StimulusMismatchError, match="duplicate stimulus_id values: 'stim-0000'"):
+    with pytest.raises(StimulusMismatchError, match="repeated stimulus_id values: 'stim-0000'"):
         RidgeEncoder(alphas=ALPHAS).fit(xr.concat([feats, feats.isel(stimulus=[0])], "stimulus"), store)
 
 
@@ -142,7 +142,12 @@ def test_to_dataset_names_metric_and_kind(metric):
     ds = enc.to_dataset()
     assert ds.attrs["metric"] == "r2" and ds.attrs["score_kind"] == "cv"
     assert ds["score"].attrs["metric"] == "r2" and ds["score"].attrs["kind"] == "cv"
-    np.testing.assert_array_equal(ds["score"].values, enc.cv_scores_)  # R² whatever the metric
+    np.testing.assert_array_equal(ds["score"].values[0], enc.cv_scores_)  # R² whatever the metric
+    np.testing.assert_array_equal(ds["best_score"].values, enc.cv_scores_)
+    assert ds.sizes["layer"] == 1 and ds.attrs["results_schema"] == "1"
+    held = enc.to_dataset(test_scores=enc.score(feats, store), test_split="test")
+    assert held.attrs["metric"] == metric and held.attrs["score_kind"] == "test"
+    np.testing.assert_array_equal(held["cv_score"].values[0], enc.cv_scores_)
     assert ds.attrs["alpha_scale"] == enc.alpha_scale_
 
 

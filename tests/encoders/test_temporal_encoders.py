@@ -5,6 +5,7 @@ from enc_helpers import feature_da
 
 from neuroalign.encoders import Delayer, FIREncoder, TimeResolvedEncoder, block_folds, make_delays
 from neuroalign.exceptions import DimensionError
+from neuroalign.store import check_results
 from neuroalign.testing import make_store
 
 ALPHAS = np.logspace(-2, 4, 9)
@@ -128,8 +129,11 @@ def test_time_resolved_on_store_joins_stimuli():
     assert "neuroid_id" in enc.cv_scores_.coords
     assert float(enc.score(feats, avg).mean()) > 0.8
     ds = enc.to_dataset()
-    assert ds["score"].dims == ("neuroid", "time") and ds.attrs["metric"] == "r2"
-    assert ds.attrs["cv"] == "4-fold, stimulus-grouped (neuroalign.store.cv_folds)"
+    check_results(ds)
+    assert ds["score"].dims == ("layer", "neuroid", "time") and ds.attrs["metric"] == "r2"
+    assert ds["best_score"].dims == ("neuroid", "time") and list(ds["layer"].values) == [feats.name]
+    np.testing.assert_array_equal(ds["score"].values[0], enc.cv_scores_.values)
+    assert ds.attrs["cv"] == "4-fold, stimulus-grouped, shuffled with seed 0 (neuroalign.store.cv_folds)"
 
 
 def test_time_resolved_planted_latency_and_shuffled_presentations():

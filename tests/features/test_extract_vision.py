@@ -75,6 +75,8 @@ def test_resnet_shapes_names_and_determinism(stim):
     b = extract("torchvision:resnet18", stim, layers=["layer2", "layer4"], batch_size=3, **kw)
     assert a["layer2"].dims == ("stimulus", "layer2_unit") and a["layer2"].shape == (5, 128)
     assert a["layer4"].shape == (5, 512)
+    assert "stimulus_id" in a.xindexes  # features.sel(stimulus_id=...) works
+    np.testing.assert_array_equal(a.sel(stimulus_id=[stim.ids[3]])["layer4"].values, a["layer4"].values[[3]])
     np.testing.assert_allclose(a["layer4"].values, b["layer4"].values, atol=1e-5)
     c = extract("torchvision:resnet18", stim, layers=["layer4"], seed=1, **kw)
     assert not np.allclose(a["layer4"].values, c["layer4"].values)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from neuroalign.encoders import results_from_scores
 from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.mapping import (
     best_layer_over_time,
@@ -52,13 +53,19 @@ def test_models_of_different_depth_are_normalised_separately():
     assert pref["best_layer"].sel(model="m2").item() == "y2"
 
 
-def test_accepts_dataset_and_object_with_score():
-    ds = xr.Dataset({"score": toy_scores()})
+def test_accepts_results_of_the_schema_and_score_arrays_only():
+    ds = results_from_scores(toy_scores(), metric="r2", score_kind="cv", split="all")
+    assert list(layer_preference(ds)["best_layer"].values) == list(layer_preference(toy_scores())["best_layer"].values)
 
-    class Sweep:
+    class Sweep:  # no attribute guessing: an object holding scores is not results
         score = toy_scores()
 
-    assert list(layer_preference(ds)["best_layer"].values) == list(layer_preference(Sweep())["best_layer"].values)
+    with pytest.raises(TypeError, match="expected encoder results .* got 'Sweep'"):
+        layer_preference(Sweep())
+    with pytest.raises(DimensionError, match="Results are missing the variable 'alpha'"):
+        layer_preference(xr.Dataset({"score": toy_scores()}))
+    with pytest.raises(ValueError, match="named 'm/a', 'm/b', 'm/c' with no 'model' coordinate"):
+        layer_preference(toy_scores().assign_coords(layer=["m/a", "m/b", "m/c"]))
 
 
 def test_errors_name_what_is_missing():
@@ -66,7 +73,7 @@ def test_errors_name_what_is_missing():
         layer_preference(xr.Dataset({"r": toy_scores()}))
     with pytest.raises(DimensionError, match="missing 'neuroid'"):
         layer_preference(toy_scores().rename(neuroid="voxel"))
-    with pytest.raises(TypeError, match="expected a DataArray or Dataset"):
+    with pytest.raises(TypeError, match="expected encoder results"):
         layer_preference(np.zeros((3, 4)))
     with pytest.raises(KeyError, match="unknown ROI"):
         roi_layer_profile(toy_scores(), rois=["B"])

@@ -18,14 +18,16 @@ def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd_large, sim_ns
         "other": xr.Dataset({n: (("stimulus", f"{n}_unit"), rng.standard_normal((len(ids), 16)))
                              for n in ("layer1", "layer4")}, coords={"stimulus_id": ("stimulus", ids)}),
     }
-    sweep = LayerSweep(cv=3, device="cpu").fit(feats, store)
-    pref = layer_preference(sweep)
+    res = LayerSweep(cv=3, device="cpu").fit(feats, store).to_dataset()
+    assert list(dict.fromkeys(res["model"].values.tolist())) == ["truth", "other"]
+    assert not any("/" in name for name in res["layer"].values)  # the model is a coordinate
+    pref = layer_preference(res)
     assert "model" in pref.dims and set(pref["model"].values) == {"truth", "other"}
     best = pref["best_layer"].sel(model="truth")
     for roi, layer in sim_nsd_large.layer_of_roi().items():
         mask = store[f"roi_{roi}"].values
         names, counts = np.unique(best.values[mask], return_counts=True)
-        assert names[np.argmax(counts)] == f"truth/{layer}", roi
+        assert names[np.argmax(counts)] == layer, roi
     # normalised depth runs 0..1 within each model, whatever its number of layers
     assert float(pref["best_depth_norm"].sel(model="other").max()) <= 1.0
     summary = summarize_by_roi(pref, store)

@@ -9,8 +9,10 @@ from neuroalign.cli import app
 
 
 def test_map_with_scores_file(sim_nsd_large, nsd_scores, tmp_path):
+    from neuroalign.encoders import results_from_scores
+
     path = tmp_path / "scores.zarr"
-    nsd_scores.to_dataset(name="score").to_zarr(path)
+    results_from_scores(nsd_scores, metric="r2", score_kind="cv", split="all").to_zarr(path)
     out = tmp_path / "maps"
     res = CliRunner().invoke(app, ["map", str(sim_nsd_large.root), "--scores", str(path), "--out", str(out),
                                    "--format", "png"])
