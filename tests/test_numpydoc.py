@@ -33,7 +33,6 @@ KNOWN_GAPS: set[str] = {
     "neuroalign.encoders.BandedRidgeEncoder.to_dataset",
     "neuroalign.encoders.FIREncoder.to_dataset",
     "neuroalign.encoders.LayerSweep.to_dataset",
-    "neuroalign.encoders.RidgeEncoder.to_dataset",
     "neuroalign.encoders.TimeResolvedEncoder.to_dataset",
     "neuroalign.encoders.layer_table",
     "neuroalign.encoders.ridge_refit",

@@ -317,6 +317,16 @@ def concat_results(results: Sequence[xr.Dataset]) -> xr.Dataset:
     The results must agree on the metric, score kind, split, CV scheme and neuroids; the
     layer coordinates (``layer``, ``model``, ``depth``) are kept as they are, so give each
     input its model and depth (``res.assign_coords(model=("layer", ["m"]), depth=...)``).
+
+    Parameters
+    ----------
+    results : sequence of xr.Dataset
+        Results in the schema of :func:`neuroalign.store.check_results`.
+
+    Returns
+    -------
+    xr.Dataset
+        One results Dataset over every input's layers, checked by ``check_results``.
     """
     results = [check_results(r) for r in results]
     if not results:

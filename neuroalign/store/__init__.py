@@ -29,7 +29,10 @@ from neuroalign.store._io import (
 from neuroalign.store._io import read_zarr as read_zarr
 from neuroalign.store._io import write_manifest as write_manifest
 from neuroalign.store._io import write_zarr as write_zarr
-from neuroalign.store._join import Joined, index_stimuli, join_features, match_stimuli
+from neuroalign.store._join import Joined as Joined
+from neuroalign.store._join import index_stimuli as index_stimuli
+from neuroalign.store._join import join_features
+from neuroalign.store._join import match_stimuli as match_stimuli
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
 from neuroalign.store._results import (
@@ -62,9 +65,6 @@ __all__ = [
     "open_results",
     "RESULTS_SCHEMA",
     "join_features",
-    "Joined",
-    "match_stimuli",
-    "index_stimuli",
     "save_store",
     "open_store",
     "save_results",

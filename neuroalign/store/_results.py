@@ -263,6 +263,16 @@ def open_results(path: str | os.PathLike) -> xr.Dataset:
     """Open results written by :func:`~neuroalign.store.save_results` (checked against their
     manifest) and check them with :func:`check_results`.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The results folder (``results.zarr``) written by ``save_results``.
+
+    Returns
+    -------
+    xr.Dataset
+        The results, lazily loaded.
+
     Raises
     ------
     FileNotFoundError

@@ -1,7 +1,7 @@
 """The small files of the NSD-size simulation: design, stimulus table, images, ROIs.
 
 All vectorised (73,000-row tables, 30,000-trial designs) and in NSD's published formats
-(DATASETS.md §1): 1-based ids in ``nsd_expdesign.mat``, 0-based ``nsdId`` in
+(the NSD dataset card, datasets/nsd.toml): 1-based ids in ``nsd_expdesign.mat``, 0-based ``nsdId`` in
 ``nsd_stim_info_merged.csv``, ROI volumes -1/0/label, ``.ctab`` label tables.
 """
 
