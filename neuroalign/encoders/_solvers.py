@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroalign._preflight import ridge_cv_batch
 from neuroalign._validation import format_list
 from neuroalign.encoders._backend import backend_for, compute_backend, dtype_name, like_input
 from neuroalign.encoders._data import check_finite
@@ -394,6 +395,8 @@ def ridge_cv(
     loo = isinstance(folds, str)
     if not loo:
         _check_folds(folds, n)
+    n_targets_batch = ridge_cv_batch(X, Y, alphas_np, folds, form=form, batch=n_targets_batch,
+                                     dtype=work, refit=refit, backend=ops.name)  # memory preflight
     prep = _Prep(X, fit_intercept, ops)
     alpha_scale = prep.feature_var if relative_alphas else 1.0
     alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X

@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger, progress
+from neuroalign._preflight import check_sweep
 from neuroalign._validation import format_list
 from neuroalign.encoders._data import (
     align,
@@ -151,6 +152,8 @@ class LayerSweep(RidgeEncoder):
         self._fit_meta(first)
         folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
+        check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
+                    n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype)
         Yt = self._tensor(first.Y[:, ok], device, dtype)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
