@@ -23,16 +23,16 @@ import sys
 # (job, n, p, t, alphas, folds, batch, dtype, form)
 GRID = [
     ("ridge", 2000, 500, 20000, 10, 5, 4096, "float32", "primal"),
-    ("ridge", 5000, 1024, 20000, 10, 5, 4096, "float32", "primal"),
-    ("ridge", 5000, 1024, 20000, 10, 5, 1024, "float32", "primal"),
-    ("ridge", 3000, 2000, 10000, 20, 5, 2048, "float64", "primal"),
-    ("ridge", 4000, 256, 50000, 10, 5, 8192, "float32", "primal"),
-    ("ridge", 1000, 20000, 5000, 10, 5, 4096, "float32", "dual"),
-    ("ridge", 1500, 8000, 10000, 10, 5, 2048, "float64", "dual"),
-    ("ridge", 2000, 1024, 10000, 30, 3, 4096, "float32", "primal"),
-    ("rdm", 5000, 2000, 0, 0, 0, 0, "float64", "correlation"),
-    ("rdm", 8000, 500, 0, 0, 0, 0, "float32", "correlation"),
-    ("decoder", 3000, 2000, 512, 5, 5, 0, "float64", "ridge"),
+    ("ridge", 3000, 800, 10000, 10, 5, 2048, "float32", "primal"),
+    ("ridge", 3000, 800, 10000, 10, 5, 512, "float32", "primal"),
+    ("ridge", 2000, 1000, 5000, 20, 5, 2048, "float64", "primal"),
+    ("ridge", 4000, 256, 30000, 10, 5, 8192, "float32", "primal"),
+    ("ridge", 600, 12000, 3000, 10, 5, 2048, "float32", "dual"),
+    ("ridge", 800, 6000, 4000, 10, 5, 1024, "float64", "dual"),
+    ("ridge", 2500, 600, 8000, 30, 3, 4096, "float32", "primal"),
+    ("rdm", 4000, 1000, 0, 0, 0, 0, "float64", "correlation"),
+    ("rdm", 5000, 300, 0, 0, 0, 0, "float32", "correlation"),
+    ("decoder", 2000, 1500, 256, 5, 5, 0, "float64", "ridge"),
 ]
 QUICK = [GRID[0], GRID[5], GRID[8]]
 

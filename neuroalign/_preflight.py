@@ -59,7 +59,7 @@ ENV_VAR = "NEUROALIGN_MEMORY_LIMIT"
 SAFETY_MARGIN = 0.2
 #: Fixed cost of a heavy numeric job beyond its arrays (BLAS/LAPACK thread buffers, the
 #: allocator's slack), measured by ``benchmarks/bench_preflight.py``.
-OVERHEAD = 64 * 2**20
+OVERHEAD = 48 * 2**20
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
           "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20,
@@ -165,22 +165,25 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     """Peak bytes of :func:`~neuroalign.encoders.ridge_cv` beyond its inputs.
 
     With ``n`` samples, ``p`` features, ``t`` targets, ``a`` alphas, ``F`` folds (``F = 1``
-    and ``n_tr = n`` for ``"loo"``), ``n_tr = n (F-1)/F`` training rows, ``b`` targets per
-    batch, ``w`` bytes per working value and 8 per float64 value, the sum of
+    and ``n_tr = n`` for ``"loo"``), ``n_tr = n (F-1)/F`` training rows, ``n_va = n/F``,
+    ``b`` targets per batch, ``w`` bytes per working value (8 per float64 value) and
+    ``g = p`` (primal) or ``n_tr`` (dual), the larger of
 
-    * held throughout: the scaled features ``n p w``; the per-fold decompositions, primal
-      ``F p^2 w + 2 n p w``, dual ``F n_tr^2 w + n n_tr w``; the refit's decomposition
-      (primal ``p^2 w``, dual ``n^2 w + n p w``); the outputs ``3 a t 8`` (errors and R²
-      per alpha) and ``p t w + 2 t 8`` (weights, intercepts, offsets);
-    * the larger of the set-up transients (the float64 copy of the features ``n p 8``, a
-      fold's training rows ``n_tr p (w + 16)`` and its eigendecomposition: Gram matrix,
-      eigenvectors and LAPACK workspace, ``4 g^2 8`` with ``g = p`` primal or ``n_tr``
-      dual) and the per-batch working set: the batch's targets ``n b (w + 8)``, per alpha
-      and fold the rotated targets, a buffer and the validation residuals
-      (``3 g b w + 2 n/F b w``, ``g`` as above), the refit's float64 weights
-      ``2 p b 8`` and the per-batch errors ``2 a b 8``.
+    * set-up: the working features ``n p w`` and their float64 copy ``n p 8`` (when
+      ``w < 8``), the folds' decompositions (primal ``F p^2 w + 2 n p w``, dual
+      ``F n_tr^2 w + n n_tr w``), and the last fold's transients: its rows in ``w`` and
+      float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
+      eigenvectors, LAPACK workspace: ``4 g^2 8``); likewise the refit's;
+    * the batch loop: the above without the transients, the refit's decomposition (primal
+      ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
+      and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
+      zero-initialised weights become resident only as they are written), and one batch's
+      working set: its targets ``n b w`` with float64 blocks ``2 min(n, 1024) b 8``,
+      ``X^T Y`` (primal, ``p b w``), per fold the rotated targets, a buffer and residuals
+      (``3 g b w + 3 n_va b w``) or the refit (primal ``3 p b w``, dual
+      ``3 n b w + p b w``, plus float64 weights ``2 p b 8``), and the errors ``2 a b 8``;
 
-    ``form="loo"`` uses the closed-form leave-one-out solver (float64 throughout).
+    plus :data:`OVERHEAD`. ``form="loo"``: the closed-form leave-one-out solver (float64).
     """
     n, p, t, a = int(n_samples), int(n_features), int(n_targets), int(n_alphas)
     b = max(1, min(int(batch), t)) if t else 0
@@ -190,17 +193,26 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     n_tr = n if loo else n * (F - 1) // F
     n_va = n if loo else -(-n // F)
     g = (n if p >= n else p) if loo else (p if form == "primal" else n_tr)
+    x64 = n * p * 8 if w != 8 else 0  # the float64 copy beside the working one
     if loo:
         w = 8
-        held = n * p * 8 + g * g * 8 + 2 * n * g * 8
+        folds = g * g * 8 + 2 * n * g * 8
     elif form == "primal":
-        held = n * p * w + F * p * p * w + 2 * n * p * w
+        folds = F * p * p * w + 2 * n * p * w
     else:
-        held = n * p * w + F * n_tr * n_tr * w + n * n_tr * w
+        folds = F * n_tr * n_tr * w + n * n_tr * w
+    base = n * p * w + folds
+    # set-up: the last fold's transients (its rows in w and float64, centred, and the
+    # eigendecomposition) beside the float64 features; then the refit's decomposition
+    setup = base + x64 + n_tr * p * (w + 16) + 4 * g * g * 8
     if refit and not loo:
-        held += p * p * w if form == "primal" else n * n * w + n * p * w
-    held += 3 * a * t * 8 + (p * t * w + 2 * t * 8 if refit else 0)
-    setup = n * p * 8 + n_tr * p * (w + 16) + 4 * g * g * 8
+        g_r = p if form == "primal" else n
+        setup = max(setup, base + x64 + n * p * 8 + 4 * g_r * g_r * 8)
+        base += p * p * w if form == "primal" else n * n * w + n * p * w
+    # the batch loop: one batch's working set beside the outputs filled so far (the pages
+    # of the zero-initialised weights become resident as batches are written: at most
+    # t - b columns when a full batch is being worked on)
+    outputs = 3 * a * t * 8 + (p * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
     rows = min(n, 1024)
     xty = p * b * w if form == "primal" else 0
     targets = n * b * w + 2 * rows * b * 8
@@ -212,7 +224,7 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     else:
         final = 3 * p * b * w + 2 * p * b * 8
     per_batch = max(targets, n * b * w + xty + 2 * a * b * 8 + max(fold, final))
-    return int(held + max(setup, per_batch) + OVERHEAD)
+    return int(max(setup, base + outputs + per_batch) + OVERHEAD)
 
 
 def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,

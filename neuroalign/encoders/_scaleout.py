@@ -34,7 +34,7 @@ import numpy as np
 from neuroalign._logging import get_logger
 from neuroalign._validation import check_positive_int
 
-__all__ = ["CLUSTER_KINDS", "cached_ridge", "distributed_ridge", "fingerprint", "get_client",
+__all__ = ["CLUSTER_KINDS", "SweepCells", "cached_ridge", "distributed_ridge", "fingerprint", "get_client",
            "make_cluster"]
 
 log = get_logger(__name__)
@@ -303,3 +303,58 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
         obj.close()
 
     return client, close
+
+
+class SweepCells:
+    """Cached cells for a layer sweep: each layer's fit goes through :func:`cached_ridge`
+    (cells keyed by the layer's features, so a rerun of a grid of layers fits only the
+    missing cells, and a layer added later only its own), on ``cluster``'s workers or in
+    this process. ``close()`` shuts down a cluster started here."""
+
+    def __init__(self, est, *, client=None, cluster=None, cluster_options=None,
+                 result_path=None, batch_size=None) -> None:
+        import weakref
+
+        name = f"{type(est).__name__}.fit"
+        self.client, own = client, None
+        if client is None and cluster is not None:
+            self.client, own = get_client(cluster, cluster_options, func=name)
+        self.close = weakref.finalize(self, own) if own is not None else (lambda: None)
+        self.result_path = Path(result_path) if result_path is not None else Path(
+            tempfile.mkdtemp(prefix="neuroalign-sweep-"))
+        self.batch = est.n_targets_batch if batch_size is None else batch_size
+        self.func = name
+        self.params = {"fit_intercept": est.fit_intercept, "dtype": est.dtype,
+                       "form": None if est.form == "auto" else est.form,
+                       "n_targets_batch": est.n_targets_batch,
+                       "relative_alphas": bool(est._relative()),
+                       "seed": getattr(est, "random_state", None)}
+        self.info: dict[str, dict] = {}
+
+    @classmethod
+    def maybe(cls, est, **kw):
+        """A :class:`SweepCells` when any of ``client``, ``cluster``, ``result_path`` is
+        given, else None (the single-process sweep)."""
+        if all(kw.get(k) is None for k in ("client", "cluster", "result_path")):
+            return None
+        return cls(est, **kw)
+
+    def fit(self, X, Y, folds, alphas, *, like=None, layer: str = ""):
+        """One layer's fit -> a :class:`~neuroalign.encoders._solvers.RidgeCVResult` whose
+        weights are of the kind of ``like`` (torch tensors for a tensor)."""
+        from neuroalign.encoders._backend import like_input, to_numpy
+        from neuroalign.encoders._solvers import RidgeCVResult
+
+        out = cached_ridge(to_numpy(X), to_numpy(Y), folds, alphas, self.params,
+                           result_path=self.result_path, batch_size=self.batch,
+                           client=self.client, func=self.func)
+        self.info[layer] = out.pop("info")
+        alphas = np.asarray(alphas, dtype=np.float64)
+        idx = np.searchsorted(alphas, out["best_alphas"]) if np.all(np.diff(alphas) > 0) else \
+            np.array([int(np.flatnonzero(alphas == a)[0]) for a in out["best_alphas"]])
+        ins = () if like is None else (like,)
+        return RidgeCVResult(idx, out["best_alphas"], out["cv_scores"], None, None, out["form"],
+                             coef=like_input(out["coef"], *ins),
+                             intercept=like_input(out["intercept"], *ins),
+                             alpha_scale=out["alpha_scale"], x_offset=out["x_offset"],
+                             y_offset=out["y_offset"])

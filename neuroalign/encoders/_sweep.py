@@ -19,6 +19,7 @@ from neuroalign.encoders._data import (
 )
 from neuroalign.encoders._results import CV_KIND, results_dataset
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
+from neuroalign.encoders._scaleout import SweepCells
 from neuroalign.encoders._scoring import SCORERS, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DataQualityWarning, DimensionError, NotFittedError
@@ -136,8 +137,14 @@ class LayerSweep(RidgeEncoder):
             test = test.na.average_repetitions()
         return Y.isel({dim: np.flatnonzero(~is_test)}), test
 
-    def fit(self, features, Y, **_):
-        """Fit every layer of ``features`` against ``Y``; see the class docstring."""
+    def fit(self, features, Y, *, cluster=None, cluster_options=None, result_path=None,
+            batch_size=None, client=None, **_):
+        """Fit every layer of ``features`` against ``Y``; see the class docstring.
+
+        ``cluster``, ``cluster_options``, ``result_path``, ``batch_size``, ``client``: as in
+        :meth:`RidgeEncoder.fit` (cells of neuroids per layer, cached under ``result_path``;
+        a rerun fits only the missing cells). Same results as the single-process sweep.
+        """
         alphas, device, dtype = self._validate()
         layers = layer_table(features)
         if not layers:
@@ -161,11 +168,14 @@ class LayerSweep(RidgeEncoder):
         best_alphas = np.full((len(names), n_neuroids), np.nan)
         self.encoders_ = {}
         form = None if self.form == "auto" else self.form
+        cells = SweepCells.maybe(self, client=client, cluster=cluster, result_path=result_path,
+                                 cluster_options=cluster_options, batch_size=batch_size)
         for li, name in enumerate(progress(names, desc="layers", unit="layer")):
             data = first if li == 0 else align(layers[name], train_Y, allow_extra=sub)
             Xt = self._tensor(data.X, device, dtype)
-            cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
-                             n_targets_batch=self.n_targets_batch, refit=True)
+            cvres = cells.fit(Xt, Yt, folds, alphas, like=Xt, layer=name) if cells else ridge_cv(
+                Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
+                n_targets_batch=self.n_targets_batch, refit=True)
             best_alphas[li, ok] = cvres.best_alphas
             cv[li, ok] = cvres.cv_scores
             coef, intercept = cvres.coef.cpu().numpy(), cvres.intercept.cpu().numpy()
@@ -176,6 +186,9 @@ class LayerSweep(RidgeEncoder):
                 held[li, ok] = SCORERS[self.metric](tdata.Y[:, ok], pred)
             del Xt
             log.info("layer %s: median cv R² %.3f", name, float(np.median(cv[li, ok])) if ok.any() else np.nan)
+        if cells:
+            cells.close()
+            self.scaleout_info_ = cells.info
         self.layers_ = names
         self.valid_neuroids_ = ok
         tmpl = first.neuroid_coords

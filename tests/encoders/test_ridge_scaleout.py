@@ -204,3 +204,29 @@ def test_any_batch_size_gives_the_single_process_fit(client, tmp_path, dtype):
         np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, atol=tol)
         np.testing.assert_allclose(dist.predict(X), single.predict(X), rtol=tol, atol=tol * Y.std())
         assert dist.alpha_scale_ == pytest.approx(single.alpha_scale_, rel=1e-12)
+
+
+def test_layer_sweep_cells_match_the_single_process_sweep_and_rerun_only_missing(client, tmp_path):
+    """A grid of layers x neuroid batches: any workers and batch sizes give the single-process
+    sweep; a rerun fits nothing; a deleted cell is the only one fitted again."""
+    from neuroalign.encoders import LayerSweep
+
+    rng = np.random.default_rng(3)
+    layers = {f"l{i}": rng.standard_normal((60, 10 + 15 * i)) for i in range(3)}
+    Y = layers["l1"] @ rng.standard_normal((25, 22)) + 2 * rng.standard_normal((60, 22))
+    kw = dict(alphas=ALPHAS, cv=4, dtype="float64", device="cpu")
+    single = LayerSweep(**kw).fit(layers, Y)
+    for c, batch in ((None, 5), (client, 22), (client, 3)):
+        path = tmp_path / f"sweep-{batch}"
+        sweep = LayerSweep(**kw).fit(layers, Y, client=c, result_path=path, batch_size=batch)
+        np.testing.assert_array_equal(sweep.best_alphas_.values, single.best_alphas_.values)
+        np.testing.assert_allclose(sweep.cv_scores_.values, single.cv_scores_.values, rtol=0,
+                                   atol=1e-12)
+        n_cells = 3 * -(-22 // batch)
+        assert len(list((path / "cells").glob("*.npz"))) == n_cells
+    again = LayerSweep(**kw).fit(layers, Y, result_path=path, batch_size=3)
+    assert all(info["computed"] == [] for info in again.scaleout_info_.values())
+    sorted((path / "cells").glob("*.npz"))[4].unlink()
+    redo = LayerSweep(**kw).fit(layers, Y, result_path=path, batch_size=3)
+    assert sum(len(info["computed"]) for info in redo.scaleout_info_.values()) == 1
+    np.testing.assert_allclose(redo.cv_scores_.values, single.cv_scores_.values, rtol=0, atol=1e-12)
