@@ -171,9 +171,11 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
 
     * set-up: the working features ``n p w`` and their float64 copy ``n p 8`` (when
       ``w < 8``), the folds' decompositions (primal ``F p^2 w + 2 n p w``, dual
-      ``F n_tr^2 w + n n_tr w``), and the last fold's transients: its rows in ``w`` and
-      float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
-      eigenvectors, LAPACK workspace: ``4 g^2 8``); likewise the refit's;
+      ``F n_tr^2 w + n n_tr w``), and the last fold's transients: primal, its rows in ``w``
+      and float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
+      eigenvectors, LAPACK workspace: ``4 g^2 8``); dual, the full Gram matrix ``n^2 8``
+      and the fold's centred blocks and eigendecomposition ``7 n_tr^2 8``; likewise the
+      refit's (``n p 8 + 4 g_r^2 8``);
     * the batch loop: the above without the transients, the refit's decomposition (primal
       ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
       and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
@@ -204,7 +206,10 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     base = n * p * w + folds
     # set-up: the last fold's transients (its rows in w and float64, centred, and the
     # eigendecomposition) beside the float64 features; then the refit's decomposition
-    setup = base + x64 + n_tr * p * (w + 16) + 4 * g * g * 8
+    if form == "dual":  # one float64 Gram matrix for all folds; each fold's centred block
+        setup = base + x64 + n * n * 8 + 7 * n_tr * n_tr * 8
+    else:
+        setup = base + x64 + n_tr * p * (w + 16) + 4 * g * g * 8
     if refit and not loo:
         g_r = p if form == "primal" else n
         setup = max(setup, base + x64 + n * p * 8 + 4 * g_r * g_r * 8)

@@ -224,21 +224,32 @@ class _PrimalFold:
 
 
 class _DualFold:
-    """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``."""
+    """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``.
 
-    def __init__(self, X, train, val, fit_intercept: bool, ops) -> None:
+    The fold's centred Gram matrices are taken from the full-data Gram matrix ``gram``
+    (float64, computed once for all folds), centred on the training rows:
+    ``(x_i - m)(x_j - m)^T = K_ij - r_i - r_j + c`` with ``r_i`` the mean of ``K_ij`` over
+    the training rows ``j`` and ``c`` the mean of ``r`` over them, so no fold touches the
+    ``n_features`` axis (as a kernel ridge does).
+    """
+
+    def __init__(self, X, train, val, fit_intercept: bool, ops, gram=None) -> None:
         self.ops = ops
         dtype = X.dtype
-        Xtr, Xva = X[train], X[val]
-        Xtr64 = ops.cast(Xtr, ops.float64)
-        xm64 = Xtr64.mean(0) if fit_intercept else ops.zeros(Xtr64.shape[1], ops.float64)
-        Xtr_c64 = Xtr64 - xm64
-        s, U = ops.eigh(Xtr_c64 @ Xtr_c64.T)
-        self.xm = ops.cast(xm64, dtype)
+        if gram is None:
+            X64 = ops.cast(X, ops.float64)
+            gram = X64 @ X64.T
+        Ktt, Kvt = gram[train][:, train], gram[val][:, train]
+        if fit_intercept:
+            r = Ktt.mean(1)
+            c = r.mean()
+            Ktt = Ktt - r[:, None] - r[None, :] + c
+            Kvt = Kvt - Kvt.mean(1)[:, None] - r[None, :] + c
+        s, U = ops.eigh(Ktt)
         self.s = ops.cast(ops.asarray(s), dtype)
         self.U = ops.cast(ops.asarray(U), dtype)
-        self.M = ((Xva - self.xm) @ ops.cast(Xtr_c64, dtype).T) @ self.U  # (n_val, n_train)
-        self.n_train = Xtr.shape[0]
+        self.M = ops.cast(Kvt @ ops.asarray(U), dtype)  # (n_val, n_train)
+        self.n_train = len(train)
         self.val = val
         self.train = train
         self.fit_intercept = fit_intercept
@@ -408,8 +419,10 @@ def ridge_cv(
         used_form, tie = "loo", "first"
     else:
         used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
-        solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops)
-                   for train, val in folds]
+        gram = {"gram": prep.Xw64 @ prep.Xw64.T} if used_form == "dual" else {}  # for all folds
+        solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops,
+                                    **gram) for train, val in folds]
+        del gram
     del prep.Xw64
     full = _Refit(Xw, fit_intercept, form, ops) if refit else None
     n_targets = Y.shape[1]
