@@ -412,6 +412,7 @@ def ridge_cv(
     alpha_scale = prep.feature_var if relative_alphas else 1.0
     alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
     Xw = ops.cast(prep.Xw64, work)
+    gram = {}
     if loo:
         from neuroalign.encoders._loo import LooSolver
 
@@ -422,9 +423,9 @@ def ridge_cv(
         gram = {"gram": prep.Xw64 @ prep.Xw64.T} if used_form == "dual" else {}  # for all folds
         solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops,
                                     **gram) for train, val in folds]
-        del gram
     del prep.Xw64
-    full = _Refit(Xw, fit_intercept, form, ops) if refit else None
+    full = _Refit(Xw, fit_intercept, form, ops, **gram) if refit else None
+    del gram
     n_targets = Y.shape[1]
     n_alphas = len(alphas_np)
     mse = np.zeros((n_alphas, n_targets))
@@ -474,7 +475,7 @@ def ridge_cv(
 class _Refit:
     """Full-data decomposition for the final fit with a per-target alpha."""
 
-    def __init__(self, X, fit_intercept: bool, form: str | None, ops) -> None:
+    def __init__(self, X, fit_intercept: bool, form: str | None, ops, gram=None) -> None:
         self.ops = ops
         n, p = X.shape
         self.form = form or choose_form(n, p)
@@ -486,8 +487,11 @@ class _Refit:
         Xc64 = X64 - xm64
         if self.form == "primal":
             s, V = ops.eigh(Xc64.T @ Xc64)
-        else:
-            s, V = ops.eigh(Xc64 @ Xc64.T)
+        else:  # the folds' Gram matrix, centred on all rows, when there is one
+            if gram is not None and fit_intercept:
+                r = gram.mean(1)
+                gram = gram - r[:, None] - r[None, :] + r.mean()
+            s, V = ops.eigh(Xc64 @ Xc64.T if gram is None else gram)
             self.Xc = ops.cast(Xc64, X.dtype)
         self.s = ops.cast(ops.asarray(s), X.dtype)
         self.V = ops.cast(ops.asarray(V), X.dtype)
