@@ -133,7 +133,9 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
 
     ``params``: ``fit_intercept``, ``dtype``, ``form`` (None for auto), ``n_targets_batch``,
     ``relative_alphas`` (and anything else that determines the result, e.g. ``seed``).
-    Cells run on ``client`` (a dask Client) or, without one, in this process. Returns the
+    ``Y`` may be any array-like sliced by columns (a zarr array: each cell reads only its
+    own batch, so responses larger than memory stream from disk). Cells run on ``client``
+    (a dask Client) or, without one, in this process. Returns the
     single-process fit's dict (``coef``, ``intercept``, ``best_alphas``, ``cv_scores``,
     ``y_offset``, ``alpha_scale``, ``x_offset``, ``form``) and, under ``"info"``, the cells
     computed and loaded.
@@ -141,7 +143,12 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     from neuroalign.encoders._solvers import _Prep
 
     X = np.ascontiguousarray(X)
-    Y = np.ascontiguousarray(Y)
+    if isinstance(Y, np.ndarray):  # else an array-like read a batch of columns at a time
+        Y = np.ascontiguousarray(Y)  # (e.g. a zarr array: responses streamed from disk)
+
+    def cols(i):
+        return np.ascontiguousarray(np.asarray(Y[:, bounds[i][0]:bounds[i][1]]))
+
     batch = check_positive_int(batch_size, name="batch_size", func=func)
     folder = Path(result_path) if result_path is not None else Path(
         tempfile.mkdtemp(prefix="neuroalign-ridge-"))
@@ -149,8 +156,8 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     bounds = [(s, min(s + batch, n_valid)) for s in range(0, n_valid, batch)]
     base = fingerprint(fingerprint(X), _folds_fingerprint(folds),
                        np.asarray(alphas, dtype=np.float64), params)
-    paths = [_cell_path(folder, fingerprint(base, fingerprint(Y[:, a:b])))
-             for a, b in bounds]
+    paths = [_cell_path(folder, fingerprint(base, fingerprint(cols(i))))
+             for i in range(len(bounds))]
     loaded = {i: c for i, p in enumerate(paths) if (c := _read_cell(p)) is not None}
     todo = [i for i in range(len(bounds)) if i not in loaded]
     log.info("ridge in %d cells: %d cached, %d to fit", len(bounds), len(loaded), len(todo))
@@ -159,8 +166,8 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
         # hash=False: a key of its own per fit; with the content hash, two fits of the same X
         # share one key and releasing the first one's future can cancel the second one's
         X_future = client.scatter(X, broadcast=True, hash=False)
-        futures = [client.submit(_fit_cell, str(paths[i]), X_future,
-                                 Y[:, bounds[i][0]:bounds[i][1]], folds, alphas, params,
+        futures = [client.submit(_fit_cell, str(paths[i]), X_future, cols(i), folds, alphas,
+                                 params,
                                  i in set(_fail_cells), pure=False) for i in todo]
         for fut in futures:
             try:
@@ -170,8 +177,8 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     else:
         for i in todo:
             try:
-                _fit_cell(str(paths[i]), X, Y[:, bounds[i][0]:bounds[i][1]], folds, alphas,
-                          params, i in set(_fail_cells))
+                _fit_cell(str(paths[i]), X, cols(i), folds, alphas, params,
+                          i in set(_fail_cells))
             except Exception as err:
                 errors.append(err)
     cells = {i: loaded.get(i) or _read_cell(paths[i]) for i in range(len(bounds))}

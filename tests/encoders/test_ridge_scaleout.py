@@ -3,6 +3,7 @@ import pytest
 from enc_helpers import planted
 
 from neuroalign.encoders import RidgeEncoder, _scaleout
+from neuroalign.store import cv_folds
 
 ALPHAS = np.logspace(-2, 4, 9)
 
@@ -230,3 +231,25 @@ def test_layer_sweep_cells_match_the_single_process_sweep_and_rerun_only_missing
     redo = LayerSweep(**kw).fit(layers, Y, result_path=path, batch_size=3)
     assert sum(len(info["computed"]) for info in redo.scaleout_info_.values()) == 1
     np.testing.assert_allclose(redo.cv_scores_.values, single.cv_scores_.values, rtol=0, atol=1e-12)
+
+
+def test_responses_streamed_from_zarr_give_the_in_memory_cells(tmp_path):
+    """A zarr array of responses is read one batch of columns per cell: same keys, same fit."""
+    zarr = pytest.importorskip("zarr")
+    X, Y, _ = planted(n=70, t=24)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    z = zarr.open_array(str(tmp_path / "y.zarr"), mode="w", shape=Y.shape, chunks=(70, 8),
+                        dtype="float64")
+    z[:] = Y
+    params = {"fit_intercept": True, "dtype": "float64", "form": None, "n_targets_batch": 4096,
+              "relative_alphas": True, "seed": None}
+    folds = cv_folds(np.arange(70).astype(str), 5)
+    mem = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, result_path=tmp_path / "c",
+                                 batch_size=8)
+    streamed = _scaleout.cached_ridge(X, z, folds, ALPHAS, params, result_path=tmp_path / "c",
+                                      batch_size=8)
+    assert streamed["info"]["computed"] == []  # the same cells, found by their keys
+    fresh = _scaleout.cached_ridge(X, z, folds, ALPHAS, params, result_path=tmp_path / "d",
+                                   batch_size=8)
+    for key in ("best_alphas", "cv_scores", "coef"):
+        np.testing.assert_array_equal(fresh[key], mem[key])
