@@ -24,6 +24,7 @@ __all__ = [
     "SpaceError",
     "TemplateNotAvailableError",
     "BootstrapError",
+    "MemoryPreflightError",
 ]
 
 
@@ -98,3 +99,9 @@ class TemplateNotAvailableError(NeuroalignError, FileNotFoundError):
 class BootstrapError(NeuroalignError, ValueError):
     """Too few bootstrap samples could be scored (e.g. resamples of few stimuli whose
     comparison is undefined) for intervals or p-values to mean anything."""
+
+
+class MemoryPreflightError(NeuroalignError, MemoryError):
+    """A job's estimated peak memory does not fit the memory available (checked before the
+    job starts); the message says how much is needed, how much is available and which
+    setting lowers it."""

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._config import resolve_device
+from neuroalign._preflight import check_rdm
 from neuroalign._validation import check_option
 from neuroalign.compare._inputs import as_matrix, check_finite, is_torch, to_numpy, to_torch
 from neuroalign.exceptions import DimensionError
@@ -310,6 +311,8 @@ def rdm(
             "Expected at least 2 stimuli and 1 channel."
         )
     check_finite(X, name="data", func="rdm")
+    if device is None and not is_torch(X):  # memory preflight (numpy path)
+        check_rdm(n, p, metric=metric, dtype=getattr(X, "dtype", "float64"))
     if device is not None or is_torch(X):
         dev = resolve_device(device) if device is not None else X.device
         X = to_torch(X, dev)

@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator
 
 from neuroalign._config import resolve_device
 from neuroalign._logging import get_logger, progress
+from neuroalign._preflight import check_decoder
 from neuroalign._sklearn import DEPRECATED, check_fitted, random_state_of
 from neuroalign._validation import UNSET, check_option, format_list, renamed
 from neuroalign.exceptions import DimensionError
@@ -283,6 +284,8 @@ class EmbeddingDecoder(BaseEstimator):
             store = store.na.average_repetitions()
         X, ids = brain_matrix(store, self.window)
         T, tids, dims, shape = target_matrix(features, self.target)
+        if self.kind == "ridge":  # memory preflight
+            check_decoder(*X.shape, int(np.prod(T.shape[1:])), func="EmbeddingDecoder.fit")
         Y = T[_align(ids, tids)]
         self.target_dims_, self.target_shape_ = dims, shape
         self.n_features_in_ = X.shape[1]

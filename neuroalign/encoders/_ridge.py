@@ -222,7 +222,8 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         check_fitted(self, "coef_")
 
     # -- API -----------------------------------------------------------------------------
-    def fit(self, X, y, *, client=None, result_path=None, batch_size: int | None = None):
+    def fit(self, X, y, *, client=None, result_path=None, batch_size: int | None = None,
+            cluster=None, cluster_options: dict | None = None):
         """Fit one ridge per neuroid, choosing each neuroid's alpha by cross-validation.
 
         Parameters
@@ -242,10 +243,19 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             only the missing batches.
         batch_size : int, optional
             With ``client``: neuroids per batch (default: ``n_targets_batch``).
+        cluster : None, "local", "slurm", "pbs", scheduler address, Client or dict
+            Where the neuroid batches run (:func:`neuroalign.encoders._scaleout.get_client`;
+            Slurm/PBS options in ``cluster_options``). With ``cluster`` or ``result_path``
+            each batch is a cached cell under ``result_path``: a rerun fits only the
+            missing ones. Same results as the single-process fit.
+        cluster_options : dict, optional
+            Options of a Slurm/PBS cluster (dask-jobqueue's: ``cores``, ``memory``,
+            ``walltime``, ``queue``, ``account``, ``job_extra``, ``jobs``).
 
         Returns
         -------
-        self
+        RidgeEncoder
+            ``self``, fitted.
         """
         name = type(self).__name__
         alphas, device, dtype = self._validate()
@@ -255,11 +265,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=name)
         ok = valid_neuroids(data.Y, func=f"{name}.fit",
                             names=lambda: neuroid_names(data.neuroid_coords, data.Y.shape[1]))
-        if client is not None:
+        if client is not None or cluster is not None or result_path is not None:
             from neuroalign.encoders._scaleout import distributed_ridge
 
             res = distributed_ridge(self, data, ok, folds, alphas, client=client,
-                                    result_path=result_path, batch_size=batch_size)
+                                    result_path=result_path, batch_size=batch_size,
+                                    cluster=cluster, cluster_options=cluster_options)
             self._set_results(res, data, ok, alphas)
             return self
         res = self._fit_arrays(data.X, data.Y[:, ok], folds, alphas, device, dtype)

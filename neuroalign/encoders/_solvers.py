@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroalign._preflight import ridge_cv_batch
 from neuroalign._validation import format_list
 from neuroalign.encoders._backend import backend_for, compute_backend, dtype_name, like_input
 from neuroalign.encoders._data import check_finite
@@ -268,21 +269,32 @@ class _PrimalFold:
 
 
 class _DualFold:
-    """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``."""
+    """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``.
 
-    def __init__(self, X, train, val, fit_intercept: bool, ops) -> None:
+    The fold's centred Gram matrices are taken from the full-data Gram matrix ``gram``
+    (float64, computed once for all folds), centred on the training rows:
+    ``(x_i - m)(x_j - m)^T = K_ij - r_i - r_j + c`` with ``r_i`` the mean of ``K_ij`` over
+    the training rows ``j`` and ``c`` the mean of ``r`` over them, so no fold touches the
+    ``n_features`` axis (as a kernel ridge does).
+    """
+
+    def __init__(self, X, train, val, fit_intercept: bool, ops, gram=None) -> None:
         self.ops = ops
         dtype = X.dtype
-        Xtr, Xva = X[train], X[val]
-        Xtr64 = ops.cast(Xtr, ops.float64)
-        xm64 = Xtr64.mean(0) if fit_intercept else ops.zeros(Xtr64.shape[1], ops.float64)
-        Xtr_c64 = Xtr64 - xm64
-        s, U = ops.eigh(Xtr_c64 @ Xtr_c64.T)
-        self.xm = ops.cast(xm64, dtype)
+        if gram is None:
+            X64 = ops.cast(X, ops.float64)
+            gram = X64 @ X64.T
+        Ktt, Kvt = gram[train][:, train], gram[val][:, train]
+        if fit_intercept:
+            r = Ktt.mean(1)
+            c = r.mean()
+            Ktt = Ktt - r[:, None] - r[None, :] + c
+            Kvt = Kvt - Kvt.mean(1)[:, None] - r[None, :] + c
+        s, U = ops.eigh(Ktt)
         self.s = ops.cast(ops.asarray(s), dtype)
         self.U = ops.cast(ops.asarray(U), dtype)
-        self.M = ((Xva - self.xm) @ ops.cast(Xtr_c64, dtype).T) @ self.U  # (n_val, n_train)
-        self.n_train = Xtr.shape[0]
+        self.M = ops.cast(Kvt @ ops.asarray(U), dtype)  # (n_val, n_train)
+        self.n_train = len(train)
         self.val = val
         self.train = train
         self.fit_intercept = fit_intercept
@@ -439,10 +451,13 @@ def ridge_cv(
     loo = isinstance(folds, str)
     if not loo:
         _check_folds(folds, n)
+    n_targets_batch = ridge_cv_batch(X, Y, alphas_np, folds, form=form, batch=n_targets_batch,
+                                     dtype=work, refit=refit, backend=ops.name)  # memory preflight
     prep = _Prep(X, fit_intercept, ops)
     alpha_scale = prep.feature_var if relative_alphas else 1.0
     alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
     Xw = ops.cast(prep.Xw64, work)
+    gram = {}
     if loo:
         from neuroalign.encoders._loo import LooSolver
 
@@ -450,10 +465,12 @@ def ridge_cv(
         used_form, tie = "loo", "first"
     else:
         used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
-        solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops)
-                   for train, val in folds]
+        gram = {"gram": prep.Xw64 @ prep.Xw64.T} if used_form == "dual" else {}  # for all folds
+        solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops,
+                                    **gram) for train, val in folds]
     del prep.Xw64
-    full = _Refit(Xw, fit_intercept, form, ops) if refit else None
+    full = _Refit(Xw, fit_intercept, form, ops, **gram) if refit else None
+    del gram
     n_targets = Y.shape[1]
     n_alphas = len(alphas_np)
     mse = np.zeros((n_alphas, n_targets))
@@ -503,7 +520,7 @@ def ridge_cv(
 class _Refit:
     """Full-data decomposition for the final fit with a per-target alpha."""
 
-    def __init__(self, X, fit_intercept: bool, form: str | None, ops) -> None:
+    def __init__(self, X, fit_intercept: bool, form: str | None, ops, gram=None) -> None:
         self.ops = ops
         n, p = X.shape
         self.form = form or choose_form(n, p)
@@ -515,8 +532,11 @@ class _Refit:
         Xc64 = X64 - xm64
         if self.form == "primal":
             s, V = ops.eigh(Xc64.T @ Xc64)
-        else:
-            s, V = ops.eigh(Xc64 @ Xc64.T)
+        else:  # the folds' Gram matrix, centred on all rows, when there is one
+            if gram is not None and fit_intercept:
+                r = gram.mean(1)
+                gram = gram - r[:, None] - r[None, :] + r.mean()
+            s, V = ops.eigh(Xc64 @ Xc64.T if gram is None else gram)
             self.Xc = ops.cast(Xc64, X.dtype)
         self.s = ops.cast(ops.asarray(s), X.dtype)
         self.V = ops.cast(ops.asarray(V), X.dtype)

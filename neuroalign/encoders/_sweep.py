@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger, progress
+from neuroalign._preflight import check_sweep
 from neuroalign._sklearn import check_fitted, check_x, check_xy, n_features_error
 from neuroalign._validation import check_option, format_list
 from neuroalign.encoders._backend import to_numpy
@@ -26,6 +27,7 @@ from neuroalign.encoders._results import (
     params_json,
 )
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, predict_linear, resolve_folds
+from neuroalign.encoders._scaleout import SweepCells
 from neuroalign.encoders._scoring import held_out_scores, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.exceptions import DataQualityWarning, DimensionError
@@ -193,7 +195,8 @@ class LayerSweep(RidgeEncoder):
             test = test.na.average_repetitions()
         return train, test
 
-    def fit(self, X, y, **_):
+    def fit(self, X, y, *, cluster=None, cluster_options=None, result_path=None,
+            batch_size=None, client=None, **_):
         """Fit every layer of ``X`` against ``y``; see the class docstring.
 
         Parameters
@@ -205,6 +208,10 @@ class LayerSweep(RidgeEncoder):
         y : xr.Dataset, xr.DataArray or ndarray
             The store (joined on ``stimulus_id``); with ``test_split``, that split is held
             out of every choice and only scored.
+        cluster, cluster_options, result_path, batch_size, client
+            As in :meth:`RidgeEncoder.fit`: cells of neuroids per layer, cached under
+            ``result_path``; a rerun fits only the missing cells. Same results as the
+            single-process sweep.
         **_
             Ignored (scikit-learn's ``fit_params``).
 
@@ -231,6 +238,8 @@ class LayerSweep(RidgeEncoder):
         self._spaces = layer_spaces(X)
         folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
+        check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
+                    n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype)
         Yt = self._input_array(first.Y[:, ok], device, dtype)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
@@ -239,12 +248,15 @@ class LayerSweep(RidgeEncoder):
         self.encoders_ = {}
         self.alpha_scales_ = {}
         form = None if self.form == "auto" else self.form
+        cells = SweepCells.maybe(self, client=client, cluster=cluster, result_path=result_path,
+                                 cluster_options=cluster_options, batch_size=batch_size)
         for li, name in enumerate(progress(names, desc="layers", unit="layer")):
             data = first if li == 0 else align(layers[name], train_Y, func="LayerSweep.fit")
             Xt = self._input_array(data.X, device, dtype)
-            cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
-                             n_targets_batch=self.n_targets_batch, refit=True,
-                             relative_alphas=self.relative_alphas, dtype=dtype)
+            cvres = cells.fit(Xt, Yt, folds, alphas, like=Xt, layer=name) if cells else ridge_cv(
+                Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
+                n_targets_batch=self.n_targets_batch, refit=True,
+                relative_alphas=self.relative_alphas, dtype=dtype)
             best_alphas[li, ok] = cvres.best_alphas
             cv[li, ok] = cvres.cv_scores
             enc = {"coef": to_numpy(cvres.coef), "intercept": to_numpy(cvres.intercept),
@@ -265,6 +277,9 @@ class LayerSweep(RidgeEncoder):
                         func=f"LayerSweep.fit (held-out {self.test_split!r} split)")
             del Xt
             log.info("layer %s: median cv R² %.3f", name, float(np.median(cv[li, ok])) if ok.any() else np.nan)
+        if cells:
+            cells.close()
+            self.scaleout_info_ = cells.info
         self.layers_ = names
         self.valid_neuroids_ = ok
         tmpl = first.neuroid_coords

@@ -3,6 +3,7 @@ import pytest
 from enc_helpers import planted
 
 from neuroalign.encoders import RidgeEncoder, _scaleout
+from neuroalign.store import cv_folds
 
 ALPHAS = np.logspace(-2, 4, 9)
 
@@ -26,7 +27,7 @@ def client1():
     yield from _client(1)
 
 
-@pytest.mark.parametrize(("workers", "batch_size"), [(1, 7), (1, 100), (2, 1), (2, 13), (2, 45)])
+@pytest.mark.parametrize(("workers", "batch_size"), [(1, 7), (1, 100), (2, 4), (2, 13), (2, 45)])
 def test_any_batch_size_and_workers_match_the_single_process_fit(batch_size, workers, client, client1, tmp_path):
     """In float64, batches of any size on 1 or 2 workers give the single-process alphas and
     scores to 1e-12 (float32 agrees to its own rounding, ~1e-7, with the same alphas)."""
@@ -35,7 +36,7 @@ def test_any_batch_size_and_workers_match_the_single_process_fit(batch_size, wor
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-6)):
         single = RidgeEncoder(alphas=ALPHAS, dtype=dtype, device="cpu").fit(X, Y)
         dist = RidgeEncoder(alphas=ALPHAS, dtype=dtype, device="cpu").fit(
-            X, Y, client=c, result_path=tmp_path / f"{dtype}.zarr", batch_size=batch_size)
+            X, Y, client=c, result_path=tmp_path / dtype, batch_size=batch_size)
         assert dist.scaleout_info_["n_batches"] == -(-45 // batch_size)
         np.testing.assert_array_equal(dist.best_alphas_, single.best_alphas_)
         np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, rtol=0, atol=tol)
@@ -46,7 +47,7 @@ def test_repeated_fits_of_the_same_data(client, tmp_path):
     """Fitting the same X again and again (a rerun, a sweep) never loses the scattered data."""
     X, Y, _ = planted(n=60, t=12)
     ref = RidgeEncoder(alphas=ALPHAS, device="cpu").fit(X, Y)
-    for i in range(20):
+    for i in range(8):
         enc = RidgeEncoder(alphas=ALPHAS, device="cpu").fit(X, Y, client=client, result_path=tmp_path / f"r{i}.zarr",
                                                              batch_size=(3, 12)[i % 2])
         np.testing.assert_array_equal(enc.best_alphas_, ref.best_alphas_)
@@ -84,22 +85,111 @@ def test_rerun_after_failure_completes_only_missing_batches(client, tmp_path, mo
     np.testing.assert_allclose(enc.coef_, single.coef_, rtol=1e-5, atol=1e-5)
 
 
-def test_result_path_of_another_fit_is_refused(client, tmp_path):
+def test_other_fits_in_the_same_folder_never_reuse_its_cells(client, tmp_path):
+    """Other alphas, other responses, other features: other keys, every cell fitted anew."""
     X, Y, _ = planted(n=60, t=20)
-    path = tmp_path / "r.zarr"
+    path = tmp_path / "r"
     RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, result_path=path, batch_size=10)
-    with pytest.raises(ValueError, match="belongs to a different fit"):
-        RidgeEncoder(alphas=ALPHAS[:3]).fit(X, Y, client=client, result_path=path, batch_size=10)
-    # other data (same shapes, same alphas): the stale result is refused, not reused
     Y2 = Y.copy()
-    Y2[0, 0] += 1.0
-    with pytest.raises(ValueError, match="belongs to a different fit"):
-        RidgeEncoder(alphas=ALPHAS).fit(X, Y2, client=client, result_path=path, batch_size=10)
+    Y2[0, 0] += 1.0  # changes batch 0's responses only
     X2 = X[::-1].copy()
-    with pytest.raises(ValueError, match="belongs to a different fit"):
-        RidgeEncoder(alphas=ALPHAS).fit(X2, Y, client=client, result_path=path, batch_size=10)
+    for alphas, XX, YY, computed in ((ALPHAS[:3], X, Y, [0, 1]), (ALPHAS, X, Y2, [0]),
+                                     (ALPHAS, X2, Y, [0, 1])):
+        enc = RidgeEncoder(alphas=alphas).fit(XX, YY, client=client, result_path=path,
+                                              batch_size=10)
+        assert enc.scaleout_info_["computed"] == computed
+        ref = RidgeEncoder(alphas=alphas).fit(XX, YY)
+        np.testing.assert_array_equal(enc.best_alphas_, ref.best_alphas_)
+        np.testing.assert_allclose(enc.cv_scores_, ref.cv_scores_, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="Invalid value for 'batch_size'"):
-        RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, result_path=tmp_path / "b.zarr", batch_size=0)
+        RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, result_path=tmp_path / "b", batch_size=0)
+
+
+def _cells(path):
+    return sorted((path / "cells").glob("*.npz"), key=lambda f: f.stat().st_mtime_ns)
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt", "truncate"])
+def test_a_deleted_or_corrupt_cell_is_the_only_one_fitted_again(damage, tmp_path):
+    """In-process cells (no client): a rerun loads the good cells and refits the bad one."""
+    X, Y, _ = planted(n=80, t=30)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    path = tmp_path / "grid"
+    first = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y, result_path=path, batch_size=7)
+    assert first.scaleout_info_["computed"] == [0, 1, 2, 3, 4]
+    again = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y, result_path=path, batch_size=7)
+    assert again.scaleout_info_["computed"] == []
+    cells = sorted((path / "cells").glob("*.npz"))
+    assert len(cells) == 5
+    victim = cells[2]
+    if damage == "delete":
+        victim.unlink()
+    elif damage == "corrupt":  # same length, other bytes: the checksum or the zip format says so
+        raw = bytearray(victim.read_bytes())
+        for i in range(len(raw) // 2, len(raw) // 2 + 64):
+            raw[i] ^= 0xFF
+        victim.write_bytes(bytes(raw))
+    else:
+        victim.write_bytes(victim.read_bytes()[:100])
+    redo = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y, result_path=path, batch_size=7)
+    assert len(redo.scaleout_info_["computed"]) == 1
+    assert len(redo.scaleout_info_["skipped"]) == 4
+    assert victim.is_file()
+    single = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y)
+    for enc in (first, redo):
+        np.testing.assert_array_equal(enc.best_alphas_, single.best_alphas_)
+        np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(enc.coef_, single.coef_, rtol=0, atol=1e-10)
+    assert not list((path / "cells").glob(".tmp-*"))
+
+
+def test_cluster_local_two_workers_matches_the_single_process_fit(tmp_path):
+    pytest.importorskip("dask.distributed")
+    X, Y, _ = planted(n=70, t=25)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    single = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y)
+    enc = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(
+        X, Y, cluster="local", cluster_options={"n_workers": 2, "processes": False},
+        result_path=tmp_path / "r", batch_size=6)
+    assert enc.scaleout_info_["n_batches"] == 5
+    np.testing.assert_array_equal(enc.best_alphas_, single.best_alphas_)
+    np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+
+
+SLURM = {"cores": 8, "memory": "32GB", "walltime": "04:00:00", "queue": "gpu",
+         "account": "lab42", "job_extra": ["--constraint=a100", "--gres=gpu:1"]}
+
+
+def test_slurm_job_script_holds_what_the_options_ask_for():
+    pytest.importorskip("dask_jobqueue")
+    cluster = _scaleout.make_cluster("slurm", {**SLURM, "jobs": 3})
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p gpu", "#SBATCH -A lab42", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH --mem=30G", "#SBATCH -t 04:00:00", "#SBATCH --constraint=a100",
+                 "#SBATCH --gres=gpu:1"):
+        assert line in script.splitlines(), (line, script)
+
+
+def test_pbs_job_script_holds_what_the_options_ask_for():
+    pytest.importorskip("dask_jobqueue")
+    cluster = _scaleout.make_cluster("pbs", {**SLURM, "job_extra": ["-l ngpus=1"]})
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#PBS -q gpu", "#PBS -A lab42", "#PBS -l select=1:ncpus=8:mem=30GB",
+                 "#PBS -l walltime=04:00:00", "#PBS -l ngpus=1"):
+        assert line in script.splitlines(), (line, script)
+
+
+def test_bad_cluster_values_are_named():
+    with pytest.raises(ValueError, match=r"Invalid value for 'cluster' in RidgeEncoder.fit\(\): 'slurmm'"):
+        _scaleout.get_client("slurmm", func="RidgeEncoder.fit")
+    with pytest.raises(ValueError, match=r"Invalid value for 'cluster_options' with cluster='slurm'"):
+        _scaleout.make_cluster("slurm", {"coress": 4})
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -115,3 +205,51 @@ def test_any_batch_size_gives_the_single_process_fit(client, tmp_path, dtype):
         np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, atol=tol)
         np.testing.assert_allclose(dist.predict(X), single.predict(X), rtol=tol, atol=tol * Y.std())
         assert dist.alpha_scale_ == pytest.approx(single.alpha_scale_, rel=1e-12)
+
+
+def test_layer_sweep_cells_match_the_single_process_sweep_and_rerun_only_missing(client, tmp_path):
+    """A grid of layers x neuroid batches: any workers and batch sizes give the single-process
+    sweep; a rerun fits nothing; a deleted cell is the only one fitted again."""
+    from neuroalign.encoders import LayerSweep
+
+    rng = np.random.default_rng(3)
+    layers = {f"l{i}": rng.standard_normal((60, 10 + 15 * i)) for i in range(3)}
+    Y = layers["l1"] @ rng.standard_normal((25, 22)) + 2 * rng.standard_normal((60, 22))
+    kw = dict(alphas=ALPHAS, cv=4, dtype="float64", device="cpu")
+    single = LayerSweep(**kw).fit(layers, Y)
+    for c, batch in ((None, 5), (client, 22), (client, 3)):
+        path = tmp_path / f"sweep-{batch}"
+        sweep = LayerSweep(**kw).fit(layers, Y, client=c, result_path=path, batch_size=batch)
+        np.testing.assert_array_equal(sweep.best_alphas_.values, single.best_alphas_.values)
+        np.testing.assert_allclose(sweep.cv_scores_.values, single.cv_scores_.values, rtol=0,
+                                   atol=1e-12)
+        n_cells = 3 * -(-22 // batch)
+        assert len(list((path / "cells").glob("*.npz"))) == n_cells
+    again = LayerSweep(**kw).fit(layers, Y, result_path=path, batch_size=3)
+    assert all(info["computed"] == [] for info in again.scaleout_info_.values())
+    sorted((path / "cells").glob("*.npz"))[4].unlink()
+    redo = LayerSweep(**kw).fit(layers, Y, result_path=path, batch_size=3)
+    assert sum(len(info["computed"]) for info in redo.scaleout_info_.values()) == 1
+    np.testing.assert_allclose(redo.cv_scores_.values, single.cv_scores_.values, rtol=0, atol=1e-12)
+
+
+def test_responses_streamed_from_zarr_give_the_in_memory_cells(tmp_path):
+    """A zarr array of responses is read one batch of columns per cell: same keys, same fit."""
+    zarr = pytest.importorskip("zarr")
+    X, Y, _ = planted(n=70, t=24)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    z = zarr.open_array(str(tmp_path / "y.zarr"), mode="w", shape=Y.shape, chunks=(70, 8),
+                        dtype="float64")
+    z[:] = Y
+    params = {"fit_intercept": True, "dtype": "float64", "form": None, "n_targets_batch": 4096,
+              "relative_alphas": True, "seed": None}
+    folds = cv_folds(np.arange(70).astype(str), 5)
+    mem = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, result_path=tmp_path / "c",
+                                 batch_size=8)
+    streamed = _scaleout.cached_ridge(X, z, folds, ALPHAS, params, result_path=tmp_path / "c",
+                                      batch_size=8)
+    assert streamed["info"]["computed"] == []  # the same cells, found by their keys
+    fresh = _scaleout.cached_ridge(X, z, folds, ALPHAS, params, result_path=tmp_path / "d",
+                                   batch_size=8)
+    for key in ("best_alphas", "cv_scores", "coef"):
+        np.testing.assert_array_equal(fresh[key], mem[key])

@@ -1,0 +1,110 @@
+"""Memory preflight: estimated peak against the peak measured in a fresh process.
+
+Each cell of the grid runs in its own subprocess: it builds the inputs (in the working
+dtype, touched), resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the
+job and reports ``VmHWM - VmRSS`` (peak resident memory minus the baseline with the inputs
+loaded) next to :mod:`neuroalign._preflight`'s estimate. Jobs: ``ridge_cv`` with refit
+(primal and dual forms, float32 and float64, several batch sizes and alpha counts), the
+correlation RDM and the ridge decoder's fit.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_preflight.py [--quick]
+
+Linux only (``/proc``). Prints one line per cell and the worst relative error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+# (job, n, p, t, alphas, folds, batch, dtype, form)
+GRID = [
+    ("ridge", 2000, 500, 20000, 10, 5, 4096, "float32", "primal"),
+    ("ridge", 3000, 800, 10000, 10, 5, 2048, "float32", "primal"),
+    ("ridge", 3000, 800, 10000, 10, 5, 512, "float32", "primal"),
+    ("ridge", 2000, 1000, 5000, 20, 5, 2048, "float64", "primal"),
+    ("ridge", 4000, 256, 30000, 10, 5, 8192, "float32", "primal"),
+    ("ridge", 600, 12000, 3000, 10, 5, 2048, "float32", "dual"),
+    ("ridge", 800, 6000, 4000, 10, 5, 1024, "float64", "dual"),
+    ("ridge", 2500, 600, 8000, 30, 3, 4096, "float32", "primal"),
+    ("rdm", 4000, 1000, 0, 0, 0, 0, "float64", "correlation"),
+    ("rdm", 5000, 300, 0, 0, 0, 0, "float32", "correlation"),
+    ("decoder", 2000, 1500, 256, 5, 5, 0, "float64", "ridge"),
+]
+QUICK = [GRID[0], GRID[5], GRID[8]]
+
+CHILD = r"""
+import json, sys, numpy as np
+job, n, p, t, a, F, batch, dtype, form = json.loads(sys.argv[1])
+from neuroalign import _preflight as pf
+
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+rng = np.random.default_rng(0)
+if job == 'ridge':
+    from neuroalign.encoders import ridge_cv
+    from neuroalign.store import cv_folds
+    X = rng.standard_normal((n, p)).astype(dtype)
+    Y = rng.standard_normal((n, t)).astype(dtype)
+    folds = cv_folds(np.arange(n).astype(str), F)
+    alphas = np.logspace(-2, 5, a)
+    est = pf.ridge_memory(n, p, t, n_alphas=a, n_folds=F, batch=batch,
+                          itemsize=np.dtype(dtype).itemsize, form=form)
+    run = lambda: ridge_cv(X, Y, alphas, folds, form=form, n_targets_batch=batch, refit=True)
+elif job == 'rdm':
+    from neuroalign.compare import rdm
+    X = rng.standard_normal((n, p)).astype(dtype)
+    est = pf.rdm_memory(n, p, metric=form, copy=dtype != 'float64')
+    run = lambda: rdm(X, form)
+else:
+    import xarray as xr
+    from neuroalign.decoders import EmbeddingDecoder
+    from neuroalign.testing import make_store
+    store = make_store(n, p, n_repetitions=1, n_test=0, dtype=np.float64)
+    ids = store['stimulus_id'].values
+    feats = xr.DataArray(rng.standard_normal((len(ids), t)), dims=('stimulus', 'unit'),
+                         coords={'stimulus_id': ('stimulus', ids)})
+    del rng
+    dec = EmbeddingDecoder(kind='ridge', alphas=np.logspace(-1, 3, a), cv=F, average=False)
+    est = pf.decoder_memory(n, p, t)
+    run = lambda: dec.fit(store, feats)
+import gc; gc.collect()
+base = status('VmRSS')
+open('/proc/self/clear_refs', 'w').write('5')
+run()
+peak = status('VmHWM') - base
+print(json.dumps({'est': est, 'peak': peak}))
+"""
+
+
+def run_cell(cell) -> dict:
+    env = dict(os.environ, NEUROALIGN_MEMORY_LIMIT="off")
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cell)], capture_output=True,
+                         text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    worst = 0.0
+    for cell in QUICK if args.quick else GRID:
+        r = run_cell(cell)
+        err = (r["est"] - r["peak"]) / r["peak"]
+        worst = max(worst, abs(err))
+        job, n, p, t, a, F, batch, dtype, form = cell
+        print(f"{job:<8} n={n:<6} p={p:<6} t={t:<6} alphas={a:<3} folds={F} batch={batch:<5} "
+              f"{dtype:<8} {form:<12} measured {r['peak'] / 2**20:8.1f} MiB  estimate "
+              f"{r['est'] / 2**20:8.1f} MiB  error {err:+6.1%}", flush=True)
+    print(f"worst |error|: {worst:.1%}")
+
+
+if __name__ == "__main__":
+    main()

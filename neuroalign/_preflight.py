@@ -1,0 +1,373 @@
+"""Memory preflight: estimate a job's peak memory from its shapes before it starts.
+
+Every heavy job (ridge fits and sweeps, RDMs, decoders) calls one function of this module
+before it allocates anything large. The function estimates the job's peak working memory
+from the shapes, the dtype, the batch size and the number of alphas (formulas below, in
+bytes; they count what the job allocates beyond its inputs, its outputs included), and
+
+* for jobs that work in batches of targets, returns the largest batch (at most the one
+  asked for) whose peak fits the memory budget;
+* otherwise, or when not even one target fits, raises
+  :class:`~neuroalign.exceptions.MemoryPreflightError` at once, saying how much is needed,
+  how much is available and which setting lowers it (instead of the kernel's OOM killer
+  six hours in).
+
+The budget is ``(1 - SAFETY_MARGIN)`` of the memory available now: the smaller of the
+system's available memory (``MemAvailable`` in ``/proc/meminfo``, or psutil elsewhere) and
+the room left under a cgroup (container, Slurm job) limit. The environment variable
+``NEUROALIGN_MEMORY_LIMIT`` overrides it: a size (``"12GiB"``, ``"800MB"``, a number of
+bytes) is used as the budget as it is, and ``"off"`` turns the preflight off.
+
+The formulas follow the allocations of :func:`neuroalign.encoders.ridge_cv` and are checked
+against peaks measured in fresh processes by ``benchmarks/bench_preflight.py`` (the
+estimate is within 25 % of the measured peak over the grid recorded in
+``benchmarks/README.md``). They describe the numpy (CPU) path; on a GPU the preflight is
+not applied (the device's memory is another budget).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from neuroalign.exceptions import MemoryPreflightError
+
+__all__ = [
+    "ENV_VAR",
+    "SAFETY_MARGIN",
+    "available_memory",
+    "check_decoder",
+    "check_memory",
+    "check_rdm",
+    "check_sweep",
+    "decoder_memory",
+    "format_bytes",
+    "memory_budget",
+    "parse_bytes",
+    "rdm_memory",
+    "ridge_batch",
+    "ridge_cv_batch",
+    "ridge_memory",
+    "sweep_memory",
+]
+
+#: Environment variable overriding the memory budget (a size, or ``"off"``).
+ENV_VAR = "NEUROALIGN_MEMORY_LIMIT"
+#: Fraction of the available memory kept free (for the interpreter, the allocator and
+#: whatever else runs on the machine).
+SAFETY_MARGIN = 0.2
+#: Fixed cost of a heavy numeric job beyond its arrays (BLAS/LAPACK thread buffers, the
+#: allocator's slack), measured by ``benchmarks/bench_preflight.py``.
+OVERHEAD = 48 * 2**20
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
+          "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value) -> int:
+    """``"12GiB"``, ``"800 MB"``, ``"1.5e9"`` or a number -> bytes (int)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"Invalid memory size {value!r}: expected a positive size.")
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise ValueError(
+            f"Invalid memory size {value!r} (e.g. in ${ENV_VAR}): expected a positive number "
+            "of bytes or a size such as '12GiB', '800MB' (or 'off' to turn the preflight off)."
+        )
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def format_bytes(n: float) -> str:
+    """Bytes as a short human-readable size (``"1.50 GiB"``)."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def _cgroup_room() -> int | None:
+    """Room left under the cgroup's memory limit (v2, then v1), or None without a limit."""
+    pairs = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+             ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+              "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+    for limit_file, usage_file in pairs:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**60:
+            return None
+        return max(int(limit) - usage, 0)
+    return None
+
+
+def available_memory() -> int | None:
+    """Memory available to this process now, in bytes (None when it cannot be told)."""
+    sizes = [s for s in (_meminfo_available(), _cgroup_room()) if s is not None]
+    return min(sizes) if sizes else None
+
+
+def memory_budget() -> int | None:
+    """The budget a job may use: ``$NEUROALIGN_MEMORY_LIMIT`` when set (None for ``"off"``),
+    else ``(1 - SAFETY_MARGIN)`` of :func:`available_memory`."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env.lower() in ("off", "none", "0"):
+        return None
+    if env:
+        return parse_bytes(env)
+    avail = available_memory()
+    return None if avail is None else int(avail * (1 - SAFETY_MARGIN))
+
+
+def _raise(needed: int, budget: int, what: str, lower: str) -> None:
+    avail = available_memory()
+    raise MemoryPreflightError(
+        f"{what} needs about {format_bytes(needed)} of memory at its peak, but only "
+        f"{format_bytes(budget)} may be used (available now: "
+        f"{format_bytes(avail) if avail is not None else 'unknown'}, less a "
+        f"{SAFETY_MARGIN:.0%} safety margin, or ${ENV_VAR}). To lower it: {lower}."
+    )
+
+
+def check_memory(needed: int, *, what: str, lower: str, budget: int | None = None) -> int:
+    """Raise :class:`~neuroalign.exceptions.MemoryPreflightError` when ``needed`` bytes do
+    not fit the budget (``budget`` or :func:`memory_budget`); returns ``needed``."""
+    budget = memory_budget() if budget is None else budget
+    if budget is not None and needed > budget:
+        _raise(needed, budget, what, lower)
+    return needed
+
+
+# -- ridge ---------------------------------------------------------------------------------
+def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
+                 n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
+                 refit: bool = True) -> int:
+    """Peak bytes of :func:`~neuroalign.encoders.ridge_cv` beyond its inputs.
+
+    With ``n`` samples, ``p`` features, ``t`` targets, ``a`` alphas, ``F`` folds (``F = 1``
+    and ``n_tr = n`` for ``"loo"``), ``n_tr = n (F-1)/F`` training rows, ``n_va = n/F``,
+    ``b`` targets per batch, ``w`` bytes per working value (8 per float64 value) and
+    ``g = p`` (primal) or ``n_tr`` (dual), the larger of
+
+    * set-up: the working features ``n p w`` and their float64 copy ``n p 8`` (when
+      ``w < 8``), the folds' decompositions (primal ``F p^2 w + 2 n p w``, dual
+      ``F n_tr^2 w + n n_tr w``), and the last fold's transients: primal, its rows in ``w``
+      and float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
+      eigenvectors, LAPACK workspace: ``4 g^2 8``); dual, the full Gram matrix ``n^2 8``
+      and the fold's centred blocks and eigendecomposition ``7 n_tr^2 8``; likewise the
+      refit's (``n p 8 + 4 g_r^2 8``);
+    * the batch loop: the above without the transients, the refit's decomposition (primal
+      ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
+      and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
+      zero-initialised weights become resident only as they are written), and one batch's
+      working set: its targets ``n b w`` with float64 blocks ``2 min(n, 1024) b 8``,
+      ``X^T Y`` (primal, ``p b w``), per fold the rotated targets, a buffer and residuals
+      (``3 g b w + 3 n_va b w``) or the refit (primal ``3 p b w``, dual
+      ``3 n b w + p b w``, plus float64 weights ``2 p b 8``), and the errors ``2 a b 8``;
+
+    plus :data:`OVERHEAD`. ``form="loo"``: the closed-form leave-one-out solver (float64).
+    """
+    n, p, t, a = int(n_samples), int(n_features), int(n_targets), int(n_alphas)
+    b = max(1, min(int(batch), t)) if t else 0
+    w = int(itemsize)
+    loo = form == "loo"
+    F = 1 if loo else max(int(n_folds), 2)
+    n_tr = n if loo else n * (F - 1) // F
+    n_va = n if loo else -(-n // F)
+    g = (n if p >= n else p) if loo else (p if form == "primal" else n_tr)
+    x64 = n * p * 8 if w != 8 else 0  # the float64 copy beside the working one
+    if loo:
+        w = 8
+        folds = g * g * 8 + 2 * n * g * 8
+    elif form == "primal":
+        folds = F * p * p * w + 2 * n * p * w
+    else:
+        folds = F * n_tr * n_tr * w + n * n_tr * w
+    base = n * p * w + folds
+    # set-up: the last fold's transients (its rows in w and float64, centred, and the
+    # eigendecomposition) beside the float64 features; then the refit's decomposition
+    if form == "dual":  # one float64 Gram matrix for all folds; each fold's centred block
+        setup = base + x64 + n * n * 8 + 7 * n_tr * n_tr * 8
+    else:
+        setup = base + x64 + n_tr * p * (w + 16) + 4 * g * g * 8
+    if refit and not loo:
+        g_r = p if form == "primal" else n
+        setup = max(setup, base + x64 + n * p * 8 + 4 * g_r * g_r * 8)
+        base += p * p * w if form == "primal" else n * n * w + n * p * w
+    # the batch loop: one batch's working set beside the outputs filled so far (the pages
+    # of the zero-initialised weights become resident as batches are written: at most
+    # t - b columns when a full batch is being worked on)
+    outputs = 3 * a * t * 8 + (p * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
+    rows = min(n, 1024)
+    xty = p * b * w if form == "primal" else 0
+    targets = n * b * w + 2 * rows * b * 8
+    fold = 3 * g * b * w + 3 * n_va * b * w
+    if not refit:
+        final = 0
+    elif form == "dual":
+        final = 3 * n * b * w + p * b * w + 2 * p * b * 8
+    else:
+        final = 3 * p * b * w + 2 * p * b * 8
+    per_batch = max(targets, n * b * w + xty + 2 * a * b * 8 + max(fold, final))
+    return int(max(setup, base + outputs + per_batch) + OVERHEAD)
+
+
+def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
+                n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
+                refit: bool = True, func: str = "ridge_cv", budget: int | None = None) -> int:
+    """The number of targets per batch to use: ``batch`` when the fit's peak
+    (:func:`ridge_memory`) fits the budget, else the largest smaller batch that does.
+
+    Raises
+    ------
+    MemoryPreflightError
+        When the fit does not fit even one target at a time.
+    """
+    budget = memory_budget() if budget is None else budget
+    kw = dict(n_alphas=n_alphas, n_folds=n_folds, itemsize=itemsize, form=form, refit=refit)
+    need = ridge_memory(n_samples, n_features, n_targets, batch=batch, **kw)
+    if budget is None or need <= budget or n_targets == 0:
+        return int(batch)
+    fixed = ridge_memory(n_samples, n_features, n_targets, batch=1, **kw)
+    if fixed > budget:
+        lower = ("fewer features (e.g. a PCA of the features)" if form == "primal"
+                 else "fewer samples per fit")
+        _raise(fixed, budget,
+               f"{func}: the fit of {n_targets} targets ({n_samples} samples x {n_features} "
+               f"features, {n_alphas} alphas, {n_folds} folds, {form} form, "
+               f"{'float64' if itemsize == 8 else 'float32'}) even one target at a time",
+               f"dtype='float32', {lower}, fewer alphas, or fewer targets per call "
+               "(split the neuroids, e.g. cluster= or by ROI)")
+    lo, hi = 1, int(batch)  # the estimate grows with the batch: bisect the largest that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ridge_memory(n_samples, n_features, n_targets, batch=mid, **kw) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    fit = lo
+    return int(fit)
+
+
+def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4) -> int:
+    """Bytes a layer sweep keeps across layers: each layer's weights ``p_l t w`` and score
+    tables ``3 t 8`` (``n_features``: one feature count per layer). Each layer's own fit
+    adds :func:`ridge_memory` on top, and its batch adapts to what is left."""
+    return int(sum(int(p) * int(n_targets) * int(itemsize) + 3 * int(n_targets) * 8
+                   for p in n_features))
+
+
+def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, n_folds: int,
+                dtype="float32", func: str = "LayerSweep.fit", budget: int | None = None) -> int:
+    """Stop a layer sweep at once when the weights it keeps for every layer
+    (:func:`sweep_memory`) plus the smallest fit of its widest layer (one target at a time)
+    do not fit the budget. ``layers`` maps names to arrays of shape (n_samples, ...).
+    Returns the bytes needed."""
+    import numpy as np
+
+    sizes = [int(np.prod(np.shape(v)[1:])) for v in layers.values()]
+    if not sizes:
+        return 0
+    itemsize = np.dtype(dtype).itemsize
+    widest = max(sizes)
+    form = "primal" if widest <= n_samples * (n_folds - 1) // max(n_folds, 1) else "dual"
+    need = sweep_memory(sizes, n_targets, itemsize=itemsize) + ridge_memory(
+        n_samples, widest, n_targets, n_alphas=n_alphas, n_folds=n_folds, batch=1,
+        itemsize=itemsize, form=form)
+    return check_memory(
+        need, budget=budget,
+        what=f"{func}: {len(sizes)} layers (up to {widest} features) against {n_targets} "
+             f"neuroids keep {format_bytes(sweep_memory(sizes, n_targets, itemsize=itemsize))} "
+             "of weights, and",
+        lower="fewer layers per sweep (fit them in groups), dtype='float32', fewer neuroids "
+              "per call (e.g. by ROI, or cluster=) or fewer features (PCA)")
+
+
+# -- RDMs and decoders ---------------------------------------------------------------------
+def rdm_memory(n_stimuli: int, n_channels: int, *, metric: str = "correlation",
+               itemsize: int = 8, copy: bool = True) -> int:
+    """Peak bytes of :func:`neuroalign.compare.rdm`: a float64 copy of the patterns when the
+    input is not float64 (``copy``), the centred/scaled or projected patterns ``n p 8``, and
+    ``3 n^2 8`` for the Gram matrix, its symmetrised form and the result."""
+    n, p = int(n_stimuli), int(n_channels)
+    data = n * p * 8 * (2 if copy else 1)
+    if metric in ("mahalanobis", "crossnobis"):
+        data += p * p * 8
+    return int(data + 3 * n * n * 8 + OVERHEAD)
+
+
+def decoder_memory(n_samples: int, n_features: int, n_targets: int) -> int:
+    """Peak bytes of a ridge decoder's fit (float64 SVD per fold): the standardised brain
+    data and its centred copy ``2 n p 8``, a fold's rows and their SVD (``U``, ``V^T`` and
+    LAPACK workspace, ``n p 8 + 3 k (n + p) 8`` with ``k = min(n, p)``) and the targets and
+    predictions ``3 n t 8``."""
+    n, p, t = int(n_samples), int(n_features), int(n_targets)
+    k = min(n, p)
+    return int(3 * n * p * 8 + 3 * k * (n + p) * 8 + 3 * n * t * 8 + OVERHEAD)
+
+
+def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
+                   refit: bool, backend: str = "numpy") -> int:
+    """:func:`ridge_batch` for a call of :func:`~neuroalign.encoders.ridge_cv` (its
+    arguments as given; ``dtype`` the working dtype): the batch of targets to use. Not
+    applied on a GPU (``backend != "numpy"``)."""
+    if backend != "numpy":
+        return int(batch)
+    import numpy as np
+
+    n, p = X.shape
+    loo = isinstance(folds, str)
+    if loo:
+        used = "loo"
+    else:
+        n_tr = min((len(tr) for tr, _ in folds), default=n)
+        used = form or ("primal" if p <= n_tr else "dual")
+    name = getattr(dtype, "name", None) or str(dtype).removeprefix("torch.")
+    return ridge_batch(n, p, Y.shape[1], n_alphas=len(alphas), n_folds=1 if loo else len(folds),
+                       batch=batch, itemsize=np.dtype(name).itemsize, form=used, refit=refit)
+
+
+def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",
+              func: str = "rdm", budget: int | None = None) -> int:
+    """Stop an RDM at once when :func:`rdm_memory` does not fit the budget."""
+    import numpy as np
+
+    copy = np.dtype(str(dtype).removeprefix("torch.")) != np.float64
+    need = rdm_memory(n_stimuli, n_channels, metric=metric, copy=copy)
+    return check_memory(
+        need, budget=budget,
+        what=f"{func}(metric={metric!r}) of {n_stimuli} stimuli x {n_channels} channels",
+        lower="fewer stimuli per RDM (the matrix grows with their square), fewer channels "
+              "(e.g. a PCA or an ROI), or float64 input (no float64 copy is made then)")
+
+
+def check_decoder(n_samples: int, n_features: int, n_targets: int, *, func: str,
+                  budget: int | None = None) -> int:
+    """Stop a ridge decoder's fit at once when :func:`decoder_memory` does not fit."""
+    need = decoder_memory(n_samples, n_features, n_targets)
+    return check_memory(
+        need, budget=budget,
+        what=f"{func} on {n_samples} samples x {n_features} brain features -> {n_targets} "
+             "targets",
+        lower="fewer brain features (an ROI, or a PCA of the responses), average=True "
+              "(one row per stimulus), or a smaller target embedding")

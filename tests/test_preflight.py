@@ -1,0 +1,168 @@
+"""Memory preflight: estimates, batch choice under a small budget, named errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neuroalign import _preflight as pf
+from neuroalign.exceptions import MemoryPreflightError
+
+KW = dict(n_alphas=10, n_folds=5, itemsize=4, form="primal")
+
+
+def test_parse_and_format_sizes():
+    assert pf.parse_bytes("12GiB") == 12 * 2**30
+    assert pf.parse_bytes("800 MB") == 800_000_000
+    assert pf.parse_bytes(1e9) == 10**9
+    assert pf.format_bytes(1.5 * 2**30) == "1.50 GiB"
+    for bad in ("lots", "-3GB", "12 parsecs", 0):
+        with pytest.raises(ValueError, match="Invalid memory size"):
+            pf.parse_bytes(bad)
+
+
+def test_budget_comes_from_the_environment_or_the_machine(monkeypatch):
+    monkeypatch.setenv(pf.ENV_VAR, "3GiB")
+    assert pf.memory_budget() == 3 * 2**30
+    monkeypatch.setenv(pf.ENV_VAR, "off")
+    assert pf.memory_budget() is None
+    monkeypatch.delenv(pf.ENV_VAR)
+    monkeypatch.setattr(pf, "available_memory", lambda: 10 * 2**30)
+    assert pf.memory_budget() == int(10 * 2**30 * (1 - pf.SAFETY_MARGIN))
+
+
+def test_ridge_estimate_grows_with_what_drives_it():
+    base = pf.ridge_memory(5000, 1024, 20000, batch=4096, **KW)
+    assert pf.ridge_memory(5000, 1024, 20000, batch=1024, **KW) < base
+    assert pf.ridge_memory(5000, 1024, 20000, batch=4096, **{**KW, "itemsize": 8}) > base
+    assert pf.ridge_memory(5000, 1024, 40000, batch=4096, **KW) > base
+    assert pf.ridge_memory(5000, 1024, 20000, batch=4096, **{**KW, "n_alphas": 40}) > base
+    # the batch never counts beyond the number of targets
+    assert pf.ridge_memory(500, 100, 30, batch=4096, **KW) == pf.ridge_memory(500, 100, 30,
+                                                                              batch=30, **KW)
+
+
+def test_batch_is_the_largest_that_fits_a_small_budget(monkeypatch):
+    """Mocked small available memory: the batch drops to the largest one that fits."""
+    monkeypatch.delenv(pf.ENV_VAR, raising=False)
+    need = pf.ridge_memory(5000, 1024, 20000, batch=4096, **KW)
+    fixed = pf.ridge_memory(5000, 1024, 20000, batch=1, **KW)
+    avail = int((fixed + (need - fixed) / 3) / (1 - pf.SAFETY_MARGIN))
+    monkeypatch.setattr(pf, "available_memory", lambda: avail)
+    budget = pf.memory_budget()
+    b = pf.ridge_batch(5000, 1024, 20000, batch=4096, **KW)
+    assert 1 < b < 4096
+    assert pf.ridge_memory(5000, 1024, 20000, batch=b, **KW) <= budget
+    assert pf.ridge_memory(5000, 1024, 20000, batch=b + 1, **KW) > budget
+    # plenty of memory: the batch asked for
+    monkeypatch.setattr(pf, "available_memory", lambda: 100 * need)
+    assert pf.ridge_batch(5000, 1024, 20000, batch=4096, **KW) == 4096
+
+
+def test_error_says_needed_available_and_what_lowers_it(monkeypatch):
+    monkeypatch.delenv(pf.ENV_VAR, raising=False)
+    monkeypatch.setattr(pf, "available_memory", lambda: 2**30)
+    with pytest.raises(MemoryPreflightError, match=(
+            r"ridge_cv: the fit of 327684 targets \(30000 samples x 50000 features, 10 alphas, "
+            r"5 folds, dual form, float32\) even one target at a time needs about [0-9.]+ GiB "
+            r"of memory at its peak, but only 819.20 MiB may be used \(available now: 1.00 GiB, "
+            r"less a 20% safety margin.*To lower it: dtype='float32'.*fewer samples")):
+        pf.ridge_batch(30000, 50000, 327684, batch=4096, **{**KW, "form": "dual"})
+    assert issubclass(MemoryPreflightError, MemoryError)
+
+
+def test_ridge_encoder_fits_in_small_batches_with_the_same_result(monkeypatch):
+    """Under a budget that forces small batches the fit is the unconstrained fit."""
+    from neuroalign.encoders import RidgeEncoder, _solvers
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 30))
+    Y = X @ rng.standard_normal((30, 200)) + 3 * rng.standard_normal((120, 200))
+    alphas = np.logspace(-1, 4, 8)
+    monkeypatch.setenv(pf.ENV_VAR, "off")
+    ref = RidgeEncoder(alphas=alphas, dtype="float64", device="cpu").fit(X, Y)
+    chosen = []
+    original = _solvers.ridge_cv_batch
+
+    def spy(*args, **kwargs):
+        chosen.append(original(*args, **kwargs))
+        return chosen[-1]
+
+    monkeypatch.setattr(_solvers, "ridge_cv_batch", spy)
+    kw = dict(n_alphas=8, n_folds=5, itemsize=8, form="primal")
+    budget = pf.ridge_memory(120, 30, 200, batch=70, **kw)
+    assert pf.ridge_memory(120, 30, 200, batch=71, **kw) > budget
+    monkeypatch.setenv(pf.ENV_VAR, str(budget))
+    enc = RidgeEncoder(alphas=alphas, dtype="float64", device="cpu").fit(X, Y)
+    assert chosen == [70]  # three batches instead of one
+    np.testing.assert_array_equal(enc.best_alphas_, ref.best_alphas_)
+    np.testing.assert_allclose(enc.cv_scores_, ref.cv_scores_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(enc.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    monkeypatch.setenv(pf.ENV_VAR, "1MB")
+    with pytest.raises(MemoryPreflightError, match="ridge_cv: the fit of 200 targets"):
+        RidgeEncoder(alphas=alphas, device="cpu").fit(X, Y)
+
+
+def test_sweep_rdm_and_decoder_stop_at_once(monkeypatch):
+    import xarray as xr
+
+    from neuroalign.compare import rdm
+    from neuroalign.decoders import EmbeddingDecoder
+    from neuroalign.encoders import LayerSweep
+    from neuroalign.testing import make_store
+
+    rng = np.random.default_rng(1)
+    monkeypatch.setenv(pf.ENV_VAR, "1MB")
+    with pytest.raises(MemoryPreflightError, match=r"rdm\(metric='correlation'\) of 300 stimuli x "
+                                                   r"40 channels.*fewer stimuli per RDM"):
+        rdm(rng.standard_normal((300, 40)))
+    layers = {"a": rng.standard_normal((60, 20)), "b": rng.standard_normal((60, 30))}
+    with pytest.raises(MemoryPreflightError, match="LayerSweep.fit: 2 layers .up to 30 features. "
+                                                   "against 10 neuroids.*fewer layers per sweep"):
+        LayerSweep(cv=3, device="cpu").fit(layers, rng.standard_normal((60, 10)))
+    store = make_store(30, 20, n_repetitions=1, n_test=0)
+    ids = store["stimulus_id"].values
+    feats = xr.DataArray(rng.standard_normal((len(ids), 8)), dims=("stimulus", "unit"),
+                         coords={"stimulus_id": ("stimulus", ids)})
+    with pytest.raises(MemoryPreflightError, match="EmbeddingDecoder.fit on 30 samples x 20 brain"):
+        EmbeddingDecoder(kind="ridge", cv=3, device="cpu").fit(store, feats)
+    monkeypatch.setenv(pf.ENV_VAR, "off")
+    assert rdm(rng.standard_normal((300, 40))).shape == (300, 300)
+
+
+_CHILD = r"""
+import json, sys, numpy as np
+from neuroalign import _preflight as pf
+from neuroalign.encoders import ridge_cv
+from neuroalign.store import cv_folds
+n, p, t, b, form = json.loads(sys.argv[1])
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+rng = np.random.default_rng(0)
+X = rng.standard_normal((n, p)).astype('float32')
+Y = rng.standard_normal((n, t)).astype('float32')
+folds = cv_folds(np.arange(n).astype(str), 5)
+base = status('VmRSS')
+open('/proc/self/clear_refs', 'w').write('5')
+ridge_cv(X, Y, np.logspace(-2, 5, 10), folds, form=form, n_targets_batch=b, refit=True)
+print(json.dumps([status('VmHWM') - base,
+                  pf.ridge_memory(n, p, t, n_alphas=10, n_folds=5, batch=b, form=form)]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+@pytest.mark.parametrize("cell", [(2000, 400, 12000, 4096, "primal"),
+                                  (3000, 300, 30000, 8192, "primal"),
+                                  (600, 6000, 5000, 2048, "dual")])
+def test_estimate_within_25_percent_of_the_measured_peak(cell):
+    env = dict(os.environ, NEUROALIGN_MEMORY_LIMIT="off", OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(cell)], env=env, check=True,
+                         capture_output=True, text=True)
+    measured, estimate = json.loads(out.stdout.strip().splitlines()[-1])
+    assert abs(estimate - measured) <= 0.25 * measured, (measured / 2**20, estimate / 2**20)
