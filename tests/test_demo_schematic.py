@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from neuroalign.cli._demo_schematic import schematic_surface
+from neuroalign.recipes._demo_schematic import schematic_surface
 from neuroalign.mapping import FSAVERAGE5_VERTICES, plot_surface_map
 
 

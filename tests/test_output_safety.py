@@ -226,7 +226,7 @@ def test_decode_generate_demo_refuse_user_folders(tmp_path, sim):
 
 def test_demo_folder_is_claimed_once_and_reused(tmp_path):
     from neuroalign._files import claim_dir, read_marker, target_lock
-    from neuroalign.cli._demo import DEMO_KIND, DemoConfig, run_demo
+    from neuroalign.recipes._demo import DEMO_KIND, DemoConfig, run_demo
     from neuroalign.exceptions import TargetLockedError
 
     out = claim_dir(tmp_path / "demo", kind=DEMO_KIND)

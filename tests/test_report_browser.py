@@ -35,7 +35,7 @@ def test_report_renders_without_errors(chromium, tmp_path):
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._html import Report
 
     rep = Report("Browser check")
     rep.section("Numbers", "A table and a figure, rendered by Chromium.")
@@ -132,7 +132,7 @@ def _hostile_report():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._html import Report
     from neuroalign.testing import HOSTILE_NAMES
 
     rep = Report(HOSTILE_NAMES[2])  # '</title><script>...' as the title
@@ -166,7 +166,7 @@ def test_hostile_names_are_shown_literally_and_never_run(chromium, tmp_path):
 def test_the_browser_probe_sees_scripts_run(chromium, tmp_path):
     """Controls: the same names inserted raw DO run (so the test above can fail), and the
     page's Content-Security-Policy alone stops them (a second line of defence)."""
-    from neuroalign.cli._report import content_security_policy
+    from neuroalign.recipes._html import content_security_policy
     from neuroalign.testing import HOSTILE_NAMES
 
     body = "".join(f"<p>{n}</p>" for n in HOSTILE_NAMES)

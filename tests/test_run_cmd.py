@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neuroalign.cli import app
-from neuroalign.cli._run import apply_overrides, detect_kind, load_recipe
+from neuroalign.recipes._registry import apply_overrides, detect_kind, load_recipe
 from neuroalign.exceptions import DataFormatError
 
 ROOT = Path(__file__).resolve().parents[1]

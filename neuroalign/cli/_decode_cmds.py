@@ -27,7 +27,7 @@ def decode(
     existing output folder is an error unless it is an earlier decode output and --overwrite
     is given; a folder of your own files is never replaced.
     """
-    from neuroalign.decoders._recipes import run_decode_recipe
+    from neuroalign.recipes._decode import run_decode_recipe
 
     if not recipe.is_file():
         fail(f"recipe {str(recipe)!r} does not exist.")
@@ -63,7 +63,7 @@ def generate(
     existing output folder is an error unless it is an earlier generate output and
     --overwrite is given; a folder of your own files is never replaced.
     """
-    from neuroalign.decoders._recipes import load_recipe, run_generate
+    from neuroalign.recipes._decode import load_recipe, run_generate
 
     try:
         cfg = load_recipe(recipe) if recipe is not None else {}

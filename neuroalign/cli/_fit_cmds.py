@@ -26,7 +26,7 @@ def fit_cmd(
     output folder is an error unless it is an earlier fit's output and --overwrite is given;
     a folder of your own files (or one holding the input store) is never replaced.
     """
-    from neuroalign.encoders._recipe import run_recipe
+    from neuroalign.recipes._fit import run_recipe
 
     if not recipe.exists():
         fail(f"recipe {str(recipe)!r} does not exist.")

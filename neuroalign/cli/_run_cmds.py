@@ -31,7 +31,7 @@ def run_cmd(
     folder is an error unless it is an earlier output of the same kind of recipe and
     --overwrite is given; a folder of your own files is never replaced.
     """
-    from neuroalign.cli._run import run_recipe
+    from neuroalign.recipes._registry import run_recipe
 
     if not recipe.is_file():
         fail(f"recipe {str(recipe)!r} does not exist.")

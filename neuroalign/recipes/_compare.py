@@ -29,17 +29,12 @@ stimuli after ``average_repetitions()``; labelled features are joined on ``stimu
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
-
 from neuroalign._config import read_recipe
 from neuroalign._files import atomic_dir, check_target
-from neuroalign.cli._app import Overwrite, app, fail
-from neuroalign.exceptions import NeuroalignError
 
 #: Marker kinds of the output folders (each replaced only by its own kind, with overwrite).
 RSA_KIND = "RSA output"
@@ -88,8 +83,8 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 
 
 def run_rsa_recipe(recipe: Path, out: Path | None = None, n_bootstrap: int | None = None, *,
-                   overwrite: bool = False) -> list[Path]:
-    """Run an RSA recipe; return the files written.
+                   overwrite: bool = False) -> tuple[list[Path], list[str]]:
+    """Run an RSA recipe; return the files written and the lines of its text summary.
 
     The output folder is written atomically; an existing one is replaced only with
     ``overwrite=True`` and only when it is an earlier RSA output (neuroalign's marker).
@@ -122,15 +117,16 @@ def run_rsa_recipe(recipe: Path, out: Path | None = None, n_bootstrap: int | Non
     avg_ids = (store.na.average_repetitions() if store.na.is_trial_level else store)[
         "stimulus_id"].values.astype(str)
     models = {name: _load_features(spec, base, avg_ids) for name, spec in cfg["models"].items()}
-    written = []
+    written: list[Path] = []
+    lines: list[str] = []
     with atomic_dir(out_dir, overwrite=overwrite, kind=RSA_KIND) as tmp:
         tmp.mkdir(parents=True)
         for roi in rois:
-            written += _rsa_roi(store, roi, models, data_cfg, rsa_cfg, tmp)
-    return [out_dir / p.name for p in written]
+            written += _rsa_roi(store, roi, models, data_cfg, rsa_cfg, tmp, lines)
+    return [out_dir / p.name for p in written], lines
 
 
-def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path) -> list[Path]:
+def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path, lines: list[str]) -> list[Path]:
     """One ROI of an RSA recipe: the table, the bar plot and the RDMs, written in ``out_dir``."""
     from neuroalign.compare import data_rdms, plot_model_scores, plot_rdms, pseudo_subjects, rsa
 
@@ -148,10 +144,10 @@ def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path) -> list[Path]
     csv = out_dir / f"rsa_{tag}.csv"
     csv.write_text(",".join(header) + "\n" + "\n".join(
         ",".join(f"{v:.6g}" if isinstance(v, float) else v for v in r) for r in rows) + "\n")
-    typer.echo(f"ROI {tag}: {d.sizes['subject']} subject(s), method {res.attrs['method']}, "
+    lines.append(f"ROI {tag}: {d.sizes['subject']} subject(s), method {res.attrs['method']}, "
                f"noise ceiling [{float(res.noise_ceiling_lower):.4f}, "
                f"{float(res.noise_ceiling_upper):.4f}]")
-    typer.echo(_table(rows, header))
+    lines.append(_table(rows, header))
     fig = plot_model_scores(res, title=f"RSA {tag}")
     png = out_dir / f"rsa_{tag}.png"
     fig.savefig(png, dpi=100)
@@ -166,64 +162,22 @@ def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path) -> list[Path]
     return [csv, png, rdm_png]
 
 
-@app.command("rsa")
-def rsa_cmd(
-    recipe: Annotated[Path, typer.Argument(help="RSA recipe (TOML): [data], [models], [rsa], [output].")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: [output] dir).")] = None,
-    n_bootstrap: Annotated[int | None, typer.Option(help="Override [rsa] n_bootstrap.")] = None,
-    overwrite: Overwrite = False,
-) -> None:
-    """Representational similarity analysis from a recipe (tables and figures).
-
-    Writes per ROI a score table (CSV), a model bar plot with the noise ceiling and RDM
-    heatmaps (PNG). An existing output folder is an error unless it is an earlier RSA output
-    and --overwrite is given; a folder of your own files is never replaced.
-    """
-    if not recipe.exists():
-        fail(f"{recipe}: no such recipe file.")
-    try:
-        files = run_rsa_recipe(recipe, out, n_bootstrap, overwrite=overwrite)
-    except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError, NeuroalignError) as err:
-        fail(str(err))
-    for f in files:
-        typer.echo(f"wrote {f}")
-
-
-@app.command("shape")
-def shape_cmd(
-    systems: Annotated[list[str], typer.Argument(
-        help="Systems as NAME=PATH[:VAR] or PATH[:VAR] (.npy, .zarr, .nc features).")],
-    alpha: Annotated[float, typer.Option(help="1 = Procrustes, 0 = CCA, between: partial whitening.")] = 1.0,
-    score_method: Annotated[str, typer.Option(help="'angular' or 'euclidean'.")] = "angular",
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("shape-results"),
-    overwrite: Overwrite = False,
-) -> None:
-    """Pairwise generalised shape distances among systems: CSV table and MDS figure.
-
-    An existing output folder is an error unless it is an earlier shape output and
-    --overwrite is given; a folder of your own files is never replaced.
-    """
+def run_shape(specs: dict[str, str], *, alpha: float = 1.0, score_method: str = "angular",
+              out: Path = Path("shape-results"), overwrite: bool = False, base: Path | None = None):
+    """Pairwise shape distances among ``specs`` (name -> ``path[:variable]``); write
+    ``distances.csv`` and ``mds.png`` in ``out``. Returns ``(rows, names, files)``."""
     from neuroalign.compare import ShapeMetric, distance_matrix, plot_mds
 
-    try:
-        specs = {}
-        for i, spec in enumerate(systems):
-            name, sep, path = spec.partition("=")
-            specs[name if sep else f"system_{i}"] = path if sep else spec
-        check_target(out, overwrite=overwrite, kind=SHAPE_KIND,
-                     inputs=[p if Path(p).exists() else p.partition(":")[0] for p in specs.values()])
-        named = {name: _load_features(path, Path.cwd()) for name, path in specs.items()}
-        D = distance_matrix(named, ShapeMetric(alpha, score_method))
-        names = [str(n) for n in D.system_i.values]
-        rows = [[n] + [float(v) for v in D.values[i]] for i, n in enumerate(names)]
-        with atomic_dir(out, overwrite=overwrite, kind=SHAPE_KIND) as tmp:
-            tmp.mkdir(parents=True)
-            (tmp / "distances.csv").write_text(",".join(["system"] + names) + "\n" + "\n".join(
-                ",".join([r[0]] + [f"{v:.6g}" for v in r[1:]]) for r in rows) + "\n")
-            plot_mds(D, title=f"shape metric alpha={alpha}").savefig(tmp / "mds.png", dpi=100)
-    except (OSError, KeyError, ValueError, TypeError, NeuroalignError) as err:
-        fail(str(err))
-    typer.echo(f"shape distances (alpha={alpha}, {score_method}):")
-    typer.echo(_table(rows, ["system"] + names))
-    typer.echo(f"wrote {out / 'distances.csv'}")
-    typer.echo(f"wrote {out / 'mds.png'}")
+    out = Path(out)
+    check_target(out, overwrite=overwrite, kind=SHAPE_KIND,
+                 inputs=[p if Path(p).exists() else p.partition(":")[0] for p in specs.values()])
+    named = {name: _load_features(path, base or Path.cwd()) for name, path in specs.items()}
+    D = distance_matrix(named, ShapeMetric(alpha, score_method))
+    names = [str(n) for n in D.system_i.values]
+    rows = [[n] + [float(v) for v in D.values[i]] for i, n in enumerate(names)]
+    with atomic_dir(out, overwrite=overwrite, kind=SHAPE_KIND) as tmp:
+        tmp.mkdir(parents=True)
+        (tmp / "distances.csv").write_text(",".join(["system"] + names) + "\n" + "\n".join(
+            ",".join([r[0]] + [f"{v:.6g}" for v in r[1:]]) for r in rows) + "\n")
+        plot_mds(D, title=f"shape metric alpha={alpha}").savefig(tmp / "mds.png", dpi=100)
+    return rows, names, [out / "distances.csv", out / "mds.png"]

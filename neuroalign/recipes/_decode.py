@@ -12,6 +12,7 @@ import xarray as xr
 from neuroalign._config import read_recipe
 from neuroalign._files import atomic_dir, check_target
 from neuroalign._logging import get_logger
+from neuroalign.decoders._grid import save_grid
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["run_decode_recipe", "run_generate", "run_generate_recipe", "save_grid", "pipeline_embedder",
@@ -32,25 +33,6 @@ def _inputs(cfg: dict, base: Path) -> list:
     return [data.get("store"), (data.get("simulate") or {}).get("out"),
             None if root is None else (root if root.is_absolute() else base / root),
             pipe.get("path"), pipe.get("source") if pipe.get("source") != "tiny" else None]
-
-
-def save_grid(rows: list[np.ndarray], path: str | Path, *, scale: int = 2) -> Path:
-    """Save rows of uint8 images (each (n, H, W, 3), same H, W) as one PNG grid."""
-    from PIL import Image
-
-    from neuroalign.decoders.metrics import resize_images
-
-    size = max(r.shape[1] for r in rows) * scale
-    n = max(len(r) for r in rows)
-    canvas = np.full((len(rows) * (size + 2), n * (size + 2), 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        row = np.round(resize_images(row, size) * 255).astype(np.uint8)
-        for j, img in enumerate(row):
-            canvas[i * (size + 2):i * (size + 2) + size, j * (size + 2):j * (size + 2) + size] = img
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(path)
-    return path
 
 
 def load_recipe(recipe: str | Path | dict) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign.cli._report import Report
+from neuroalign.recipes._html import Report
 
 __all__ = ["DemoConfig", "run_demo", "CANDIDATES", "DEMO_KIND"]
 
@@ -204,7 +204,7 @@ def _layer_rois(sim) -> dict[str, str]:
 def _layer_map(cfg: DemoConfig, report: Report, sweep, store, truth: dict[str, str]) -> None:
     """Per-voxel layer preference of the generating network: slices, and per ROI a schematic surface."""
     from neuroalign import mapping as nm
-    from neuroalign.cli._demo_schematic import schematic_surface
+    from neuroalign.recipes._demo_schematic import schematic_surface
 
     pref = nm.layer_preference(sweep)
     if "model" in pref.dims:
@@ -330,7 +330,7 @@ def stage_shape(cfg: DemoConfig, report: Report) -> None:
 
 
 def _late_stages():
-    from neuroalign.cli._demo_brain import stage_decode, stage_guided, stage_routing
+    from neuroalign.recipes._demo_brain import stage_decode, stage_guided, stage_routing
 
     return [stage_routing, stage_decode, stage_guided]
 

@@ -1,6 +1,6 @@
 """Demo stages 8-10: attention routing, decoding held-out stimuli, brain-guided images.
 
-Split from :mod:`neuroalign.cli._demo` (stages 1-7); same conventions: each stage prints
+Split from :mod:`neuroalign.recipes._demo` (stages 1-7); same conventions: each stage prints
 progress, adds a report section, and checks itself against the simulation's truth.
 """
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from neuroalign.cli._demo import DemoConfig
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._demo import DemoConfig
+    from neuroalign.recipes._html import Report
 
 __all__ = ["stage_routing", "stage_decode", "stage_guided", "GUIDED_ROIS"]
 
@@ -38,7 +38,7 @@ def stage_routing(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     import xarray as xr
 
-    from neuroalign.cli._demo import _done, _stage
+    from neuroalign.recipes._demo import _done, _stage
     from neuroalign.decoders import store_images
     from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder, simulated_truth_tokens
 
@@ -114,7 +114,7 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.cli._demo import _done, _stage
+    from neuroalign.recipes._demo import _done, _stage
     from neuroalign.decoders import run_decode_recipe
 
     t0 = _stage(cfg, "9. decode held-out stimuli: retrieval and reconstructions")
@@ -196,7 +196,7 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.cli._demo import _done, _stage
+    from neuroalign.recipes._demo import _done, _stage
     from neuroalign.decoders import run_generate
 
     t0 = _stage(cfg, f"10. brain-guided images for {' and '.join(GUIDED_ROIS)}")

@@ -6,9 +6,9 @@ its tables:
 - ``"fit"``: an ``[encoder]`` table; run by :func:`neuroalign.encoders._recipe.run_recipe`
   (as ``neuroalign fit``).
 - ``"decode"``: a ``[data]``, ``[pipeline]`` or ``[reconstruct]`` table; run by
-  :func:`neuroalign.decoders._recipes.run_decode_recipe` (as ``neuroalign decode``).
+  :func:`neuroalign.recipes._decode.run_decode_recipe` (as ``neuroalign decode``).
 - ``"generate"``: top-level ``encoder`` and ``roi`` keys; run by
-  :func:`neuroalign.decoders._recipes.run_generate_recipe` (as ``neuroalign generate``).
+  :func:`neuroalign.recipes._decode.run_generate_recipe` (as ``neuroalign generate``).
 
 ``--set key.sub=value`` overrides a value before the run (the value is read as TOML, and
 as a plain string when it is not valid TOML), so a recipe can be pointed at other paths
@@ -160,24 +160,24 @@ def run_recipe(path: str | Path, *, out: str | Path | None = None,
     inputs = [path, *_existing_paths(named)]
     log.info("running %s as a %r recipe", path, kind)
     if kind == "fit":
-        from neuroalign.encoders._recipe import OUTPUT_KIND as out_kind
-        from neuroalign.encoders._recipe import check_recipe
-        from neuroalign.encoders._recipe import run_recipe as run_fit
+        from neuroalign.recipes._fit import OUTPUT_KIND as out_kind
+        from neuroalign.recipes._fit import check_recipe
+        from neuroalign.recipes._fit import run_recipe as run_fit
 
         check_recipe(recipe, path)
         out_dir = Path(out if out is not None else recipe.get("outputs", {}).get("dir", "results"))
         check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
         result = run_fit(recipe, out=str(out_dir), overwrite=overwrite)
     elif kind == "decode":
-        from neuroalign.decoders._recipes import DECODE_KIND as out_kind
-        from neuroalign.decoders._recipes import run_decode_recipe
+        from neuroalign.recipes._decode import DECODE_KIND as out_kind
+        from neuroalign.recipes._decode import run_decode_recipe
 
         out_dir = Path(out if out is not None else recipe.get("out", "decode-out"))
         check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
         result = run_decode_recipe(recipe, out_dir, overwrite=overwrite)
     else:
-        from neuroalign.decoders._recipes import GENERATE_KIND as out_kind
-        from neuroalign.decoders._recipes import run_generate_recipe
+        from neuroalign.recipes._decode import GENERATE_KIND as out_kind
+        from neuroalign.recipes._decode import run_generate_recipe
 
         out_dir = Path(out if out is not None else recipe.get("out", "generate-out"))
         check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)

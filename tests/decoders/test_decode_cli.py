@@ -78,7 +78,7 @@ def test_generate_command(sim_nsd, tiny_path, tmp_path):
 
 
 def test_cli_errors(tmp_path):
-    from neuroalign.decoders._recipes import load_recipe, run_decode_recipe, run_generate
+    from neuroalign.recipes._decode import load_recipe, run_decode_recipe, run_generate
     from neuroalign.exceptions import DataFormatError
 
     with pytest.raises(FileNotFoundError, match="Recipe .* does not exist"):
@@ -98,7 +98,7 @@ def test_cli_errors(tmp_path):
 
 
 def test_pipeline_embedder_error():
-    from neuroalign.decoders._recipes import pipeline_embedder
+    from neuroalign.recipes._decode import pipeline_embedder
     from neuroalign.exceptions import DataFormatError
 
     with pytest.raises(DataFormatError, match="object has no image embedder"):
@@ -108,7 +108,7 @@ def test_pipeline_embedder_error():
 def test_shipped_recipes_parse():
     from pathlib import Path
 
-    from neuroalign.decoders._recipes import load_recipe
+    from neuroalign.recipes._decode import load_recipe
 
     root = Path(__file__).resolve().parents[2] / "decoders"
     recipes = sorted(root.glob("*.toml"))

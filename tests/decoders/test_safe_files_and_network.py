@@ -131,7 +131,7 @@ def test_crafted_encoder_file_never_runs(tmp_path, online):
     from typer.testing import CliRunner
 
     from neuroalign.cli import app
-    from neuroalign.decoders._recipes import run_generate, run_generate_recipe
+    from neuroalign.recipes._decode import run_generate, run_generate_recipe
 
     sentinel = tmp_path / "ran"
     crafted = write_crafted_pickle(tmp_path / "encoder.pt", sentinel)
@@ -285,7 +285,7 @@ def test_metric_networks_offline(online):
 
 
 def test_decode_recipe_metric_weights_offline(sim_nsd, online, tmp_path):
-    from neuroalign.decoders._recipes import run_decode_recipe
+    from neuroalign.recipes._decode import run_decode_recipe
 
     recipe = {"data": {"root": str(sim_nsd.root), "simulate": {}},
               "metrics": {"networks": ["alexnet2"], "weights": "DEFAULT"}}

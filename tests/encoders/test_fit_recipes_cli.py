@@ -8,7 +8,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from neuroalign.cli import app
-from neuroalign.encoders._recipe import load_recipe, run_recipe
+from neuroalign.recipes._fit import load_recipe, run_recipe
 from neuroalign.exceptions import DataFormatError
 
 ROOT = Path(__file__).resolve().parents[2]
