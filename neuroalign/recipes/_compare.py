@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from neuroalign._config import read_recipe
 from neuroalign._files import atomic_dir, check_target
 

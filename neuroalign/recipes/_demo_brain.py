@@ -38,9 +38,9 @@ def stage_routing(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     import xarray as xr
 
-    from neuroalign.recipes._demo import _done, _stage
     from neuroalign.decoders import store_images
     from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder, simulated_truth_tokens
+    from neuroalign.recipes._demo import _done, _stage
 
     t0 = _stage(cfg, "8. attention routing vs ridge on the routing ROI (EBA)")
     sim = _routing_sim(cfg)
@@ -114,8 +114,8 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    from neuroalign.recipes._decode import run_decode_recipe
     from neuroalign.recipes._demo import _done, _stage
-    from neuroalign.decoders import run_decode_recipe
 
     t0 = _stage(cfg, "9. decode held-out stimuli: retrieval and reconstructions")
     _, pipe_path = _pipeline(cfg)
@@ -196,8 +196,8 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    from neuroalign.recipes._decode import run_generate
     from neuroalign.recipes._demo import _done, _stage
-    from neuroalign.decoders import run_generate
 
     t0 = _stage(cfg, f"10. brain-guided images for {' and '.join(GUIDED_ROIS)}")
     sim = cfg.state["sim"]
