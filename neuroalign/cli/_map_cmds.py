@@ -1,4 +1,4 @@
-"""``neuroalign map``: layer-preference and unit maps, written as figures and tables."""
+"""``neuroalign map PATH``: layer-preference and unit maps, written as figures and tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from neuroalign.cli._app import Overwrite, app, fail
+from neuroalign.cli._app import OutOption, Overwrite, SetOption, app, fail, run_recipe_command
 from neuroalign.exceptions import NeuroalignError
 
 
@@ -20,35 +20,34 @@ class FigFormat(StrEnum):
 
 @app.command("map")
 def map_cmd(
-    source: Annotated[Path, typer.Argument(help="A simulated dataset folder (with truth.json) or a store (.zarr).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the figures and tables.")] = Path("neuroalign-maps"),
-    scores: Annotated[Path | None, typer.Option(help="LayerSweep result (.nc or .zarr) with 'score' on ('layer', 'neuroid'[, 'time']). Required unless SOURCE is a simulation.")] = None,
-    rois: Annotated[str | None, typer.Option(help="Comma-separated ROIs (default: the simulated ROIs, else all).")] = None,
-    fmt: Annotated[FigFormat, typer.Option("--format", "-f", help="Figure format.")] = FigFormat.png,
-    units: Annotated[bool, typer.Option("--units/--no-units", help="Simulations: also map single units to ROIs (unit_to_roi, encoding).")] = False,
-    n_permutations: Annotated[int, typer.Option(help="Permutations for the unit p-values.")] = 200,
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A map recipe (.toml), a fit output folder, or a store / simulation folder (with --scores, or a simulation alone).")],
+    out: OutOption = None,
+    sets: SetOption = None,
     overwrite: Overwrite = False,
+    scores: Annotated[Path | None, typer.Option(metavar="PATH", help="Layer scores: a fit output folder or a results file (.zarr, .nc) with 'score' on ('layer', 'neuroid'[, 'time']).")] = None,
+    store: Annotated[Path | None, typer.Option(metavar="STORE", help="With a fit output folder as PATH: map onto this store instead of the one its recipe read.")] = None,
+    rois: Annotated[str | None, typer.Option(help="Comma-separated ROIs (default: the simulated ROIs, else all).")] = None,
+    fmt: Annotated[FigFormat | None, typer.Option("--format", "-f", help="Figure format (default png).")] = None,
+    units: Annotated[bool | None, typer.Option("--units/--no-units", help="Also map single units to ROIs (needs features: a simulation or a recipe with [features]).")] = None,
+    n_permutations: Annotated[int | None, typer.Option(help="Permutations for the unit p-values (default 200).")] = None,
 ) -> None:
-    """Map layers (and units) onto cortex and write the figures.
+    """Map layers (and units) onto cortex and write the figures and tables.
 
     Writes layer_preference.csv, roi_summary.csv and figures: ROI bars with noise
     ceilings, layer-preference profiles, and maps of the preferred depth and best score
     (fMRI volumes: slices on the store's own grid over its mean image, plus an fsaverage
     projection when the store is in an MNI space; surface stores: fsaverage; MEG/EEG:
-    sensor topographies over time). An existing output folder is an error unless it is an
-    earlier map output and --overwrite is given; a folder of your own files is never replaced.
+    sensor topographies over time), and run.json. An existing output folder is an error
+    unless it is an earlier map output and --overwrite is given; a folder of your own files
+    is never replaced.
     """
-    from neuroalign.recipes._map import run_map
+    from neuroalign.recipes._map import map_recipe
 
     try:
-        res = run_map(source, out, scores=scores, rois=rois, fmt=fmt.value, units=units,
-                      n_permutations=n_permutations, overwrite=overwrite, echo=typer.echo)
-    except (OSError, KeyError, ValueError, NeuroalignError) as err:
+        recipe = map_recipe(path, scores=scores, store=store, sets=tuple(sets or ()), options={
+            "rois": [r.strip() for r in rois.split(",") if r.strip()] if rois else None,
+            "format": fmt.value if fmt is not None else None, "units": units,
+            "n_permutations": n_permutations})
+    except (OSError, ValueError, NeuroalignError) as err:
         fail(str(err))
-    typer.echo("preferred layer per ROI:")
-    for line in res["lines"]:
-        typer.echo(line)
-    for note in res["notes"]:
-        typer.echo(note)
-    for p in res["written"]:
-        typer.echo(f"wrote {p}")
+    run_recipe_command(recipe, kind="map", out=out, sets=(), overwrite=overwrite)

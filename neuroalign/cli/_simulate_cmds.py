@@ -19,7 +19,7 @@ class SimFormat(StrEnum):
 
 @app.command("simulate")
 def simulate_cmd(
-    out: Annotated[Path, typer.Argument(help="Output folder for the simulated dataset.")],
+    out: Annotated[Path, typer.Argument(metavar="PATH", help="Output folder for the simulated dataset.")],
     format: Annotated[SimFormat, typer.Option("--format", "-f", help="Published format to write.")] = SimFormat.nsd,
     n_images: Annotated[int, typer.Option(help="Number of images.")] = 240,
     n_test: Annotated[int, typer.Option(help="Images in the test split (NSD: shared images).")] = 40,
@@ -32,12 +32,12 @@ def simulate_cmd(
     arch: Annotated[str, typer.Option(help="Ground-truth torchvision architecture.")] = "resnet18",
     model_seed: Annotated[int, typer.Option(help="Seed of the ground-truth network's weights.")] = 0,
     units_per_roi: Annotated[int | None, typer.Option(help="NSD: each ROI reads out only N planted channels of its layer (named units drive specific ROIs).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is a simulation neuroalign wrote (never a folder of your own files).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PATH if it is a simulation neuroalign wrote (never a folder of your own files).")] = False,
     routing_roi: Annotated[bool, typer.Option("--routing-roi", help="NSD: add ROI EBA whose voxels read out a target object placed at a random location in each image.")] = False,
 ) -> None:
     """Simulate a brain with a known answer and write it as an NSD or THINGS-EEG2 tree.
 
-    OUT also gets truth.json (layer per ROI, true ncsnr and noise ceiling per neuroid,
+    PATH also gets truth.json (layer per ROI, true ncsnr and noise ceiling per neuroid,
     generating model and seed) and store.zarr (the store the files encode).
     """
     from neuroalign.datasets import simulate

@@ -12,9 +12,10 @@ from neuroalign._lazy import attach
 _NAMES = {
     "_recipe": ["Recipe", "load_recipe", "default_out", "reference_markdown"],
     "_kinds": ["RECIPE_KINDS"],
-    "_registry": ["run_recipe"],
+    "_registry": ["run_recipe", "versions"],
+    "_report": ["write_report"],
 }
 __getattr__, __dir__ = attach(__name__, _NAMES)
 
-__all__ = ["RECIPE_KINDS", "Recipe", "load_recipe", "run_recipe", "default_out",
-           "reference_markdown"]
+__all__ = ["RECIPE_KINDS", "Recipe", "load_recipe", "run_recipe", "write_report", "default_out",
+           "reference_markdown", "versions"]

@@ -1,80 +1,66 @@
-"""``neuroalign rsa RECIPE.toml`` and ``neuroalign shape SYSTEM...``: tables and figures.
+"""The ``rsa`` and ``shape`` recipe runners: tables and figures.
 
-An RSA recipe (paths relative to the recipe file)::
-
-    [data]
-    store = "store.zarr"            # a store written by neuroalign
-    roi = ["V1v", "FFA-1"]          # optional: one analysis per ROI
-    metric = "correlation"          # data RDM metric (crossnobis: cross-validated
-                                    # across repetitions of a trial-level store)
-    pseudo_subjects = 4             # optional: split neuroids into pseudo-subjects
-    by = "subject"                  # neuroid coordinate defining subjects
-
-    [models]                        # name = "file.npy" | "features.zarr:layer" | "f.nc:var"
-    layer1 = "features.zarr:layer1"
-
-    [rsa]                           # keyword arguments of neuroalign.compare.rsa
-    method = "spearman"
-    bootstrap = "stimulus"
-    n_bootstrap = 1000
-    model_metric = "correlation"
-    seed = 0
-
-    [output]
-    dir = "rsa-results"
-
+The recipes' schemas are in :mod:`neuroalign.recipes._kinds` (documented in docs/recipes.md).
 A ``.npy`` model is ``(n_stimuli, n_channels)`` with rows in the order of the store's
 stimuli after ``average_repetitions()``; labelled features are joined on ``stimulus_id``.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neuroalign._config import read_recipe
-from neuroalign._files import atomic_dir, check_target
+from neuroalign._files import atomic_dir
+from neuroalign.recipes._inputs import feature_set, load_array, open_store
+
+__all__ = ["run_rsa", "run_shape", "RSA_KIND", "SHAPE_KIND"]
 
 #: Marker kinds of the output folders (each replaced only by its own kind, with overwrite).
 RSA_KIND = "RSA output"
 SHAPE_KIND = "shape output"
 
-_RSA_KEYS = {"method", "bootstrap", "n_bootstrap", "model_metric", "seed", "ci", "noise_ceiling"}
+
+def _averaged_ids(store) -> np.ndarray:
+    av = store.na.average_repetitions() if store.na.is_trial_level else store
+    return av["stimulus_id"].values.astype(str)
 
 
-def _load_features(spec: str, base: Path, stimulus_ids: np.ndarray | None = None):
-    """``path[:variable]`` -> array or DataArray."""
-    import xarray as xr
+def _representations(cfg: dict, table: str, store, cache_dir: Path) -> dict[str, Any]:
+    """Named representations: the files of ``[table]`` and every layer of ``[features]``."""
+    ids = _averaged_ids(store) if store is not None else None
+    out: dict[str, Any] = {name: load_array(spec, ids) for name, spec in (cfg.get(table) or {}).items()}
+    if cfg.get("features") is not None:
+        feats = feature_set(cfg["features"], store, cache_dir)
+        for layer in feats.data_vars:
+            name = str(layer)
+            if name in out:
+                raise ValueError(f"[{table}] {name!r} and a [features] layer have the same name.")
+            out[name] = feats[layer].rename({feats[layer].dims[1]: "unit"})
+    return out
 
-    path_s, _, var = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    path = Path(path_s)
-    if not path.is_absolute():
-        path = base / path
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such features file (from {spec!r}).")
-    if path.suffix == ".npy":
-        arr = np.load(path)
-        if stimulus_ids is not None and arr.ndim == 2 and len(arr) == len(stimulus_ids):
-            return xr.DataArray(arr, dims=("stimulus", "unit"),
-                                coords={"stimulus_id": ("stimulus", stimulus_ids)})
-        return arr
-    if path.suffix == ".zarr" or path.is_dir():
-        from neuroalign.store import COMPLETE_MARKER, read_zarr
 
-        # a zarr neuroalign wrote is checked against its manifest; any other is read as is
-        ds = read_zarr(path, what="features zarr") if (path / COMPLETE_MARKER).exists() \
-            else xr.open_zarr(path)
-    else:
-        ds = xr.open_dataset(path)
-    if var:
-        if var not in ds.data_vars:
-            raise KeyError(f"{path}: no variable {var!r}; it has {list(ds.data_vars)!r}.")
-        return ds[var].load()
-    if len(ds.data_vars) != 1:
-        raise KeyError(f"{path}: several variables {list(ds.data_vars)!r}; name one as {spec}:VAR.")
-    return ds[next(iter(ds.data_vars))].load()
+def run_rsa(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
+    """Run a validated ``rsa`` recipe; write per ROI a score table (CSV), a model bar plot
+    with the noise ceiling and RDM heatmaps (PNG) into ``out`` (atomically).
+
+    Returns ``{"rois": {roi: {"noise_ceiling": [low, high], "models": {name: score}}},
+    "text": [lines]}``.
+    """
+    out = Path(out)
+    store = open_store(cfg["store"])[0].load()
+    rois = cfg["store"].get("rois")
+    rois = [rois] if isinstance(rois, str) else (rois or [None])
+    models = _representations(cfg, "models", store, out.with_name(out.name + ".features"))
+    lines: list[str] = []
+    summary: dict[str, Any] = {}
+    with atomic_dir(out, overwrite=overwrite, kind=RSA_KIND) as tmp:
+        tmp.mkdir(parents=True)
+        for roi in rois:
+            summary[roi or "all"] = _rsa_roi(store, roi, models, cfg["rdm"], dict(cfg["rsa"]), tmp, lines)
+    return {"rois": summary, "text": lines}
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -83,58 +69,13 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
 
 
-def run_rsa_recipe(recipe: Path, out: Path | None = None, n_bootstrap: int | None = None, *,
-                   overwrite: bool = False) -> tuple[list[Path], list[str]]:
-    """Run an RSA recipe; return the files written and the lines of its text summary.
-
-    The output folder is written atomically; an existing one is replaced only with
-    ``overwrite=True`` and only when it is an earlier RSA output (neuroalign's marker).
-    """
-    from neuroalign.store import open_store
-
-    cfg = read_recipe(recipe)
-    base = recipe.parent
-    for section in ("data", "models"):
-        if section not in cfg:
-            raise ValueError(f"{recipe}: missing section [{section}]. Expected [data] and [models].")
-    data_cfg, rsa_cfg = cfg["data"], dict(cfg.get("rsa", {}))
-    unknown = set(rsa_cfg) - _RSA_KEYS
-    if unknown:
-        raise ValueError(f"{recipe}: unknown key(s) {sorted(unknown)!r} in [rsa]. "
-                         f"Expected some of {sorted(_RSA_KEYS)!r}.")
-    if n_bootstrap is not None:
-        rsa_cfg["n_bootstrap"] = n_bootstrap
-    if "store" not in data_cfg:
-        raise ValueError(f"{recipe}: [data] needs 'store' (path to a store).")
-    store_path = Path(data_cfg["store"])
-    store_path = store_path if store_path.is_absolute() else base / store_path
-    out_dir = Path(out or base / cfg.get("output", {}).get("dir", "rsa-results"))
-    model_paths = [base / str(spec).partition(":")[0] for spec in cfg["models"].values()]
-    check_target(out_dir, overwrite=overwrite, kind=RSA_KIND,
-                 inputs=[store_path, recipe, *model_paths])
-    store = open_store(store_path).load()
-    rois = data_cfg.get("roi")
-    rois = [rois] if isinstance(rois, str) else (rois or [None])
-    avg_ids = (store.na.average_repetitions() if store.na.is_trial_level else store)[
-        "stimulus_id"].values.astype(str)
-    models = {name: _load_features(spec, base, avg_ids) for name, spec in cfg["models"].items()}
-    written: list[Path] = []
-    lines: list[str] = []
-    with atomic_dir(out_dir, overwrite=overwrite, kind=RSA_KIND) as tmp:
-        tmp.mkdir(parents=True)
-        for roi in rois:
-            written += _rsa_roi(store, roi, models, data_cfg, rsa_cfg, tmp, lines)
-    return [out_dir / p.name for p in written], lines
-
-
-def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path, lines: list[str]) -> list[Path]:
+def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path, lines: list[str]) -> dict:
     """One ROI of an RSA recipe: the table, the bar plot and the RDMs, written in ``out_dir``."""
-    from neuroalign.compare import data_rdms, plot_model_scores, plot_rdms, pseudo_subjects, rsa
+    from neuroalign.compare import data_rdms, plot_model_scores, plot_rdms, rsa
 
     sub = store.na.roi(roi) if roi else store
     if data_cfg.get("pseudo_subjects"):
-        sub = pseudo_subjects(sub, int(data_cfg["pseudo_subjects"]),
-                              seed=int(data_cfg.get("seed", 0)))
+        sub = _pseudo(sub, int(data_cfg["pseudo_subjects"]), int(data_cfg["random_state"]))
     d = data_rdms(sub, data_cfg.get("metric", "correlation"), by=data_cfg.get("by", "subject"))
     res = rsa(models, d, **rsa_cfg)
     tag = roi or "all"
@@ -160,25 +101,57 @@ def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path, lines: list[s
                  for name, m in models.items()})
     rdm_png = out_dir / f"rdms_{tag}.png"
     plot_rdms(heat).savefig(rdm_png, dpi=100)
-    return [csv, png, rdm_png]
+    return {"noise_ceiling": [float(res.noise_ceiling_lower), float(res.noise_ceiling_upper)],
+            "method": str(res.attrs["method"]),
+            "models": {r[0]: {"score": r[1], "ci95": [r[2], r[3]], "p_zero": r[4]} for r in rows}}
 
 
-def run_shape(specs: dict[str, str], *, alpha: float = 1.0, score_method: str = "angular",
-              out: Path = Path("shape-results"), overwrite: bool = False, base: Path | None = None):
-    """Pairwise shape distances among ``specs`` (name -> ``path[:variable]``); write
-    ``distances.csv`` and ``mds.png`` in ``out``. Returns ``(rows, names, files)``."""
+def run_shape(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
+    """Run a validated ``shape`` recipe: pairwise generalised shape distances among the
+    systems (files, model layers, and each ROI's averaged responses); write
+    ``distances.csv`` and ``mds.png`` into ``out`` (atomically)."""
     from neuroalign.compare import ShapeMetric, distance_matrix, plot_mds
 
     out = Path(out)
-    check_target(out, overwrite=overwrite, kind=SHAPE_KIND,
-                 inputs=[p if Path(p).exists() else p.partition(":")[0] for p in specs.values()])
-    named = {name: _load_features(path, base or Path.cwd()) for name, path in specs.items()}
-    D = distance_matrix(named, ShapeMetric(alpha, score_method))
+    store = None
+    if cfg.get("store") is not None:
+        store = open_store(cfg["store"])[0].load()
+    named = _representations(cfg, "systems", store, out.with_name(out.name + ".features"))
+    if store is not None:
+        av = store.na.average_repetitions() if store.na.is_trial_level else store
+        rois = cfg["store"].get("rois")
+        rois = [rois] if isinstance(rois, str) else (rois or sorted(
+            str(c)[4:] for c in av.coords if str(c).startswith("roi_")))
+        for roi in rois:
+            resp = av.na.roi(roi)["responses"].transpose("stimulus", "neuroid")
+            named[f"ROI {roi}"] = resp.rename(neuroid="unit").drop_vars(
+                [c for c in resp.coords if c != "stimulus_id"])
+    shape = cfg["shape"]
+    if shape["standardise"]:
+        named = {k: _zscore(v) for k, v in named.items()}
+    D = distance_matrix(named, ShapeMetric(shape["alpha"], shape["score_method"]))
     names = [str(n) for n in D.system_i.values]
     rows = [[n] + [float(v) for v in D.values[i]] for i, n in enumerate(names)]
     with atomic_dir(out, overwrite=overwrite, kind=SHAPE_KIND) as tmp:
         tmp.mkdir(parents=True)
         (tmp / "distances.csv").write_text(",".join(["system"] + names) + "\n" + "\n".join(
             ",".join([r[0]] + [f"{v:.6g}" for v in r[1:]]) for r in rows) + "\n")
-        plot_mds(D, title=f"shape metric alpha={alpha}").savefig(tmp / "mds.png", dpi=100)
-    return rows, names, [out / "distances.csv", out / "mds.png"]
+        plot_mds(D, title=f"shape metric alpha={shape['alpha']}").savefig(tmp / "mds.png", dpi=100)
+    text = [f"shape distances (alpha={shape['alpha']}, {shape['score_method']}):",
+            _table(rows, ["system"] + names)]
+    return {"systems": names, "distances": {r[0]: dict(zip(names, r[1:], strict=True)) for r in rows},
+            "text": text}
+
+
+def _zscore(x):
+    values = np.asarray(x, dtype=float)
+    sd = values.std(0)
+    z = (values - values.mean(0)) / np.where(sd > 0, sd, 1.0)
+    return x.copy(data=z) if hasattr(x, "copy") and hasattr(x, "dims") else z
+
+
+def _pseudo(sub, n: int, seed: int):
+    from neuroalign.compare import pseudo_subjects
+
+    name = "random_state" if "random_state" in inspect.signature(pseudo_subjects).parameters else "seed"
+    return pseudo_subjects(sub, n, **{name: seed})

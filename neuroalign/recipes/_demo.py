@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -360,6 +361,9 @@ def run_demo(cfg: DemoConfig) -> Report:
             cfg.echo(f"  [{c.label}] {c.name}: truth {c.truth}, recovered {c.recovered}")
         report.section("Run", f"Total time {time.perf_counter() - start:.0f} s "
                        f"({'quick' if cfg.quick else 'full'} demo).")
+        (cfg.out / "checks.json").write_text(json.dumps(
+            [{"check": c.name, "truth": str(c.truth), "recovered": str(c.recovered), "result": c.label}
+             for c in report.checks], indent=2))
         path = report.save(cfg.out / "report.html")
     cfg.echo(f"\nreport: {path}")
     return report

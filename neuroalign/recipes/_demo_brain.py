@@ -114,13 +114,16 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.recipes._decode import run_decode_recipe
+    from neuroalign.recipes._decode import run_decode
     from neuroalign.recipes._demo import _done, _stage
 
     t0 = _stage(cfg, "9. decode held-out stimuli: retrieval and reconstructions")
     _, pipe_path = _pipeline(cfg)
+    from neuroalign.recipes._recipe import recipe_from_dict
+
     recipe = {
-        "data": {"store": str(cfg.state["store_path"])},
+        "kind": "decode",
+        "store": {"path": str(cfg.state["store_path"])},
         "pipeline": {"source": "tiny", "path": str(pipe_path)},
         "decoder": {"kind": "ridge"},
         "lowlevel": {"size": 8},
@@ -129,7 +132,8 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
         "metrics": {"preset": "simulated", "networks": ["alexnet2", "alexnet5"], "weights": "none"},
     }
     out = cfg.out / ("decode-quick" if cfg.quick else "decode")
-    table = run_decode_recipe(recipe, out, overwrite=True)  # the demo folder's own output
+    # the demo folder's own output
+    table = run_decode(recipe_from_dict(recipe, source="demo").config, out, overwrite=True)
     chance = table["retrieval chance"]
     cfg.echo(f"  retrieval (test brain -> its image's embedding): {table['retrieval forward']:.3f} "
              f"(chance {chance:.3f})")

@@ -118,8 +118,8 @@ PIPELINE = Table(
               "cached), a local diffusers folder, or a Hugging Face id in the local cache.",
               default="tiny", path="path-or-name"),
           Key("kind", "string", 'The diffusers class, e.g. "StableUnCLIPImg2ImgPipeline".'),
-          Key("path", "string", "tiny: where the trained pipeline is cached (default: beside the "
-              "output folder).", path="path")),
+          Key("path", "string", "tiny: where the trained pipeline is cached (default: neuroalign's "
+              "cache folder, keyed by the training settings).", path="path")),
     always=True, kwargs=_pipeline_kwargs,
     kwargs_doc="Other keys: keyword arguments of `neuroalign.decoders.tiny_pipeline` (source "
                '"tiny") or of `neuroalign.decoders.load_pipeline`.',

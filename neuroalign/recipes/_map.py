@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroalign._files import atomic_dir, check_target
+from neuroalign._files import atomic_dir
 from neuroalign.exceptions import SpaceError
 
 #: Marker kind of the output folder (replaced only by another map output, with overwrite).
@@ -26,7 +26,7 @@ def _open_scores(path: Path):
     from neuroalign.mapping._common import as_scores
 
     if not path.exists():
-        raise FileNotFoundError(f"--scores {path}: no such file or folder.")
+        raise FileNotFoundError(f"[results] path = {str(path)!r} does not exist (a fit output folder or a results file).")
     if path.suffix == ".zarr" or path.is_dir():
         from neuroalign.store import COMPLETE_MARKER, read_zarr
 
@@ -46,50 +46,54 @@ def _write_csv(df, path: Path) -> None:
     tmp.replace(path)
 
 
-def run_map(source: Path, out: Path = Path("neuroalign-maps"), *, scores: Path | None = None,
-            rois: str | None = None, fmt: str = "png", units: bool = False,
-            n_permutations: int = 200, overwrite: bool = False, echo=None) -> dict:
-    """Map layers (and units) onto cortex and write the figures.
+def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
+    """Run a validated ``map`` recipe: map layers (and units) onto cortex, write the figures.
 
     Writes layer_preference.csv, roi_summary.csv and figures: ROI bars with noise
     ceilings, layer-preference profiles, and maps of the preferred depth and best score
     (fMRI volumes: slices on the store's own grid over its mean image, plus an fsaverage
     projection when the store is in an MNI space; surface stores: fsaverage; MEG/EEG:
-    sensor topographies over time). Returns ``{"lines", "notes", "written"}``.
+    sensor topographies over time). Returns ``{"best_layer_by_roi", "text", "files"}``.
     """
-    fmt = FigFormat(fmt)
-    source, out = Path(source), Path(out)
-    scores = Path(scores) if scores is not None else None
     import matplotlib
 
     matplotlib.use("Agg")
     from neuroalign import mapping as nm
-    from neuroalign.datasets.simulate import SimulationResult
     from neuroalign.mapping import _common
     from neuroalign.recipes import _simulated
-    from neuroalign.store import is_trial_level, noise_ceiling, open_store
+    from neuroalign.recipes._inputs import SIMULATED_TRUTH, feature_set, open_store, results_file
+    from neuroalign.store import is_trial_level, noise_ceiling
 
-    sim = None
-    check_target(out, overwrite=overwrite, kind=MAP_KIND, inputs=[source, scores])
-    if (source / "truth.json").exists():
-        sim = SimulationResult.load(source)
-        store = sim.store()
-    else:
-        store = open_store(source)
+    out = Path(out)
+    mcfg = cfg["map"]
+    fmt, units, n_permutations = FigFormat(mcfg["format"]), mcfg["units"], mcfg["n_permutations"]
+    store, sim = open_store(cfg["store"])
+    fspec = cfg.get("features")
+
+    def features_of():
+        if fspec["model"] == SIMULATED_TRUTH and sim is not None:
+            return _simulated.simulated_features(sim, store, layers=fspec["layers"])
+        return feature_set(fspec, store, out.with_name(out.name + ".features"))
+
     features = None
-    if units and sim is None:
-        raise ValueError("--units needs a simulation as SOURCE (features of its ground-truth network).")
-    if scores is not None:
-        sweep = _open_scores(scores)
-    elif sim is not None:
-        if echo is not None:
-            echo(f"computing features of the ground-truth network and a ridge layer sweep for {source}")
-        features = _simulated.simulated_features(sim, store)
-        sweep = _simulated.simulated_scores(sim, store, features)
+    if cfg.get("results") is not None:
+        sweep = _open_scores(results_file(Path(cfg["results"]["path"])))
     else:
-        raise ValueError(f"{source} is not a simulation; pass --scores with a LayerSweep result.")
+        features = features_of()
+        enc = cfg.get("encoder") or {}
+        if fspec["model"] == SIMULATED_TRUTH and sim is not None:
+            sweep = _simulated.simulated_scores(sim, store, features, n_splits=enc.get("cv", 5))
+        else:
+            from neuroalign.encoders import LayerSweep
+            from neuroalign.recipes._fit import _alphas
+
+            sweep = LayerSweep(alphas=_alphas(enc.get("alphas")), cv=enc.get("cv", 5)).fit(
+                features, store.load()).scores_
+    if units and features is None:
+        features = features_of()
+    rois = cfg["store"].get("rois")
     if rois:
-        roi_list = [r.strip() for r in rois.split(",") if r.strip()]
+        roi_list = [rois] if isinstance(rois, str) else list(rois)
     elif sim is not None:
         roi_list = list(sim.layer_of_roi())
     else:
@@ -195,4 +199,68 @@ def run_map(source: Path, out: Path = Path("neuroalign-maps"), *, scores: Path |
 
             _write_csv(pd.concat(rows, ignore_index=True), tmp / "units_to_roi.csv")
             written.append(tmp / "units_to_roi.csv")
-    return {"lines": lines, "notes": notes, "written": [out / p.name for p in written]}
+    best = {}
+    if not time_resolved:
+        best = {r: str(summary["best_layer"].sel(roi=r).item()) for r in roi_list}
+    return {"best_layer_by_roi": best, "text": ["preferred layer per ROI:", *lines, *notes],
+            "files": [str(out / p.name) for p in written]}
+
+
+def map_recipe(path: str | Path, *, scores: str | Path | None = None, store: str | Path | None = None,
+               options: dict | None = None, sets=()):
+    """The map recipe for what ``neuroalign map PATH`` is given.
+
+    ``PATH`` is a map recipe file; or a fit output folder (its ``results.zarr``, mapped onto
+    the store its recipe read, or onto ``store``); or a store or simulation folder with
+    ``scores`` (a fit output folder or a results file); or a simulation folder alone (a
+    layer sweep of its generating network is fitted first). ``options`` fills the ``[map]``
+    table (``format``, ``units``, ``n_permutations``) and ``rois`` the ``[store]`` table.
+    """
+    import json
+
+    from neuroalign.exceptions import DataFormatError
+    from neuroalign.recipes._recipe import load_recipe, recipe_from_dict
+    from neuroalign.recipes._registry import RUN_FILE
+    from neuroalign.recipes._simulated import SIM_LAYERS
+
+    path = Path(path)
+    options = dict(options or {})
+    rois = options.pop("rois", None)
+    if path.is_file() and path.suffix == ".toml":
+        if scores is not None or store is not None:
+            raise DataFormatError(f"map {str(path)!r}: a recipe names its own [results] and [store]; "
+                                  "use --set results.path=... or --set store.path=....")
+        return load_recipe(path, sets=sets, kind="map")
+    if not path.exists():
+        raise FileNotFoundError(f"map {str(path)!r}: no such recipe, results folder or store.")
+    raw: dict = {"kind": "map"}
+    run_file = path / RUN_FILE
+    if path.is_dir() and (path / "results.zarr").exists() and scores is None:
+        if store is None:
+            if not run_file.is_file():
+                raise DataFormatError(f"map {str(path)!r}: a results folder without {RUN_FILE}; "
+                                      "pass --store STORE (the store the results belong to).")
+            record = json.loads(run_file.read_text(encoding="utf-8"))
+            fit_store = (record.get("config") or {}).get("store") or {}
+            raw["store"] = {k: v for k, v in fit_store.items() if k in ("path", "simulate", "rois")}
+        else:
+            raw["store"] = {"path": str(Path(store).absolute())}
+        raw["results"] = {"path": str(path.absolute())}
+    else:
+        if store is not None:
+            raise DataFormatError(f"map {str(path)!r}: --store goes with a results folder as PATH; "
+                                  "here PATH is the store.")
+        raw["store"] = {"path": str(path.absolute())}
+        if scores is not None:
+            raw["results"] = {"path": str(Path(scores).absolute())}
+        elif (path / "truth.json").exists():
+            raw["features"] = {"model": "simulated-truth", "layers": list(SIM_LAYERS)}
+        else:
+            raise DataFormatError(
+                f"map {str(path)!r}: a store without layer scores. Give a fit output folder as "
+                "PATH, pass --scores RESULTS (a fit output folder or a results file), or write a "
+                "map recipe (docs/recipes.md).")
+    if rois:
+        raw["store"]["rois"] = rois
+    raw["map"] = {k: v for k, v in options.items() if v is not None}
+    return recipe_from_dict(raw, source=None, sets=sets)

@@ -1,187 +1,133 @@
-"""``neuroalign run RECIPE.toml``: one entry point for every recipe kind.
+"""The runner registry behind ``neuroalign run``: a recipe's ``kind`` names its runner.
 
-A recipe says what it is with a top-level ``kind`` key; without one the kind is read from
-its tables:
-
-- ``"fit"``: an ``[encoder]`` table; run by :func:`neuroalign.encoders._recipe.run_recipe`
-  (as ``neuroalign fit``).
-- ``"decode"``: a ``[data]``, ``[pipeline]`` or ``[reconstruct]`` table; run by
-  :func:`neuroalign.recipes._decode.run_decode_recipe` (as ``neuroalign decode``).
-- ``"generate"``: top-level ``encoder`` and ``roi`` keys; run by
-  :func:`neuroalign.recipes._decode.run_generate_recipe` (as ``neuroalign generate``).
-
-``--set key.sub=value`` overrides a value before the run (the value is read as TOML, and
-as a plain string when it is not valid TOML), so a recipe can be pointed at other paths
-without editing it. Relative paths in a recipe are relative to the current directory.
+Every runner takes the validated recipe config (defaults filled in, paths absolute), the
+output folder and ``overwrite``; it writes its outputs atomically and returns a JSON-able
+summary. :func:`run_recipe` checks the output folder before anything runs, calls the runner
+and adds ``run.json`` (the recipe file and text, the ``--set`` overrides, the recipe as run
+and the versions of neuroalign and its main dependencies) to the output.
 """
 
 from __future__ import annotations
 
-import copy
+import importlib
 import json
-import tomllib
+import os
+import platform
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from neuroalign._config import read_recipe
 from neuroalign._logging import get_logger
-from neuroalign._validation import format_list
-from neuroalign.exceptions import DataFormatError
+from neuroalign.recipes._recipe import Recipe, default_out, load_recipe
 
-__all__ = ["RECIPE_KINDS", "detect_kind", "apply_overrides", "load_recipe", "run_recipe"]
+__all__ = ["RUNNERS", "OUTPUT_KINDS", "run_recipe", "versions", "RUN_FILE"]
 
 log = get_logger(__name__)
 
-RECIPE_KINDS = ("fit", "decode", "generate")
-_DECODE_TABLES = ("data", "pipeline", "reconstruct")
+#: kind -> "module:function" of its runner ``(config, out, *, overwrite) -> dict``
+RUNNERS: dict[str, str] = {
+    "fit": "neuroalign.recipes._fit:run_fit",
+    "rsa": "neuroalign.recipes._compare:run_rsa",
+    "shape": "neuroalign.recipes._compare:run_shape",
+    "map": "neuroalign.recipes._map:run_map",
+    "decode": "neuroalign.recipes._decode:run_decode",
+    "generate": "neuroalign.recipes._decode:run_generate_recipe",
+}
+
+#: kind -> the marker kind of its output folder (replaced only by its own kind, with overwrite)
+OUTPUT_KINDS: dict[str, str] = {
+    "fit": "fit output", "rsa": "RSA output", "shape": "shape output", "map": "map output",
+    "decode": "decode output", "generate": "generate output",
+}
+
+#: The record every recipe output carries.
+RUN_FILE = "run.json"
+
+_PACKAGES = ("numpy", "scipy", "xarray", "zarr", "scikit-learn", "himalaya", "rsatoolbox",
+             "nilearn", "mne", "torch", "torchvision", "diffusers")
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a recipe file (any kind)."""
-    return read_recipe(path)
+def versions() -> dict[str, str]:
+    """Versions of Python, neuroalign and its main dependencies (those installed)."""
+    from neuroalign._version import __version__
 
-
-def detect_kind(recipe: dict[str, Any], source: str | Path = "recipe") -> str:
-    """The kind of a recipe: its ``kind`` key, else what its tables say.
-
-    Raises :class:`DataFormatError` naming ``source`` when the kind is unknown, when the
-    tables fit no kind or more than one, or when ``kind`` contradicts the tables.
-    """
-    found = []
-    if isinstance(recipe.get("encoder"), dict):
-        found.append("fit")
-    if any(isinstance(recipe.get(t), dict) for t in _DECODE_TABLES):
-        found.append("decode")
-    if isinstance(recipe.get("encoder"), str) and "roi" in recipe:
-        found.append("generate")
-    kind = recipe.get("kind")
-    if kind is not None:
-        if kind not in RECIPE_KINDS:
-            raise DataFormatError(
-                f"{source}: kind = {kind!r}; expected one of {format_list(RECIPE_KINDS)}."
-            )
-        if found and kind not in found:
-            raise DataFormatError(
-                f"{source}: kind = {kind!r} but its tables look like a {format_list(found)} recipe."
-            )
-        return kind
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise DataFormatError(
-            f"{source}: cannot tell the recipe kind: no [encoder] table (fit), no "
-            f"{format_list(['[' + t + ']' for t in _DECODE_TABLES])} table (decode) and no "
-            f"top-level 'encoder' + 'roi' (generate). Add kind = one of {format_list(RECIPE_KINDS)}."
-        )
-    raise DataFormatError(
-        f"{source}: ambiguous recipe: its tables fit {format_list(found)}. "
-        f"Add a top-level kind = one of {format_list(found)}."
-    )
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare string: --set data.store=/data/nsd.zarr
-
-
-def apply_overrides(recipe: dict[str, Any], sets: list[str] | tuple[str, ...],
-                    source: str | Path = "recipe") -> dict[str, Any]:
-    """A copy of ``recipe`` with each ``"key.sub=value"`` of ``sets`` applied.
-
-    Every table on the way to the key must exist in the recipe (a misspelt table is an
-    error, not a new table); the last key may be new.
-    """
-    out = copy.deepcopy(recipe)
-    for item in sets:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        parts = key.split(".")
-        if not sep or not key or any(not p for p in parts):
-            raise ValueError(
-                f"Invalid --set {item!r} for {source}: expected key.sub=value, e.g. "
-                "--set data.store=/data/nsd.zarr."
-            )
-        table = out
-        for depth, part in enumerate(parts[:-1]):
-            nxt = table.get(part)
-            if not isinstance(nxt, dict):
-                where = ".".join(parts[:depth + 1])
-                tables = sorted(k for k, v in table.items() if isinstance(v, dict))
-                raise KeyError(
-                    f"--set {item!r}: {source} has no table [{where}]"
-                    + (f"; its tables here are {format_list(tables)}." if tables else ".")
-                )
-            table = nxt
-        if isinstance(table.get(parts[-1]), dict):
-            raise KeyError(f"--set {item!r}: [{key}] in {source} is a table; set one of its keys.")
-        table[parts[-1]] = _parse_value(text.strip())
+    out = {"python": platform.python_version(), "neuroalign": __version__}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     return out
 
 
-def _existing_paths(value: Any) -> list[str]:
-    """Every string in a recipe that names an existing file or folder (its inputs)."""
-    if isinstance(value, dict):
-        return [p for v in value.values() for p in _existing_paths(v)]
-    if isinstance(value, list):
-        return [p for v in value for p in _existing_paths(v)]
-    if isinstance(value, str) and value and len(value) < 4096:
-        try:
-            return [value] if Path(value).exists() else []
-        except (OSError, ValueError):
-            return []
-    return []
+def _runner(kind: str):
+    mod, _, name = RUNNERS[kind].partition(":")
+    return getattr(importlib.import_module(mod), name)
 
 
-def run_recipe(path: str | Path, *, out: str | Path | None = None,
-               sets: list[str] | tuple[str, ...] = (), overwrite: bool = False) -> dict[str, Any]:
-    """Run the recipe at ``path`` (fit, decode or generate) with ``--set`` overrides applied.
+def run_recipe(recipe: Recipe | str | os.PathLike, *, out: str | os.PathLike | None = None,
+               sets=(), overwrite: bool = False, kind: str | None = None,
+               **options: Any) -> dict[str, Any]:
+    """Run a recipe of any kind.
 
-    Writes the runner's outputs under ``out`` (default: the recipe's output folder) and
-    ``run.json`` there: the recipe file, its kind, the overrides and the recipe as run.
-    Returns ``{"kind": ..., "out": ..., "result": <the runner's summary>}``.
+    Parameters
+    ----------
+    recipe : Recipe or path-like
+        A recipe file (TOML with a top-level ``kind``) or a :class:`Recipe`.
+    out : path-like, optional
+        Output folder; default ``[outputs] dir``, else ``<recipe folder>/<recipe stem>-results``.
+    sets : sequence of str
+        ``"table.key=value"`` overrides (``--set``).
+    overwrite : bool
+        Replace an earlier output of the same kind (neuroalign's marker); a folder of your
+        own files, or one holding an input, is never replaced.
+    kind : str, optional
+        Refuse a recipe of another kind (``neuroalign fit`` runs only fit recipes).
+    **options
+        Passed to the runner (``allow_download`` for decode and generate).
 
-    The output folder is written atomically by the runner; an existing one is replaced only
-    with ``overwrite=True`` and only when it is an earlier output of the same kind of recipe
-    (neuroalign's marker). Anything else (a folder of the user's, the recipe's own folder,
-    a folder holding an input: any existing path the recipe names) raises
-    :class:`~neuroalign.exceptions.OutputExistsError` before the run starts.
+    Returns
+    -------
+    dict
+        ``{"kind", "out", "result"}``: the kind, the output folder and the runner's summary.
+
+    Raises
+    ------
+    DataFormatError
+        The recipe does not fit its kind's schema (see :func:`load_recipe`).
+    OutputExistsError
+        The output folder exists and may not be replaced.
     """
     from neuroalign._files import add_file, check_target
 
-    path = Path(path)
-    recipe = apply_overrides(load_recipe(path), sets, source=path)
-    kind = detect_kind(recipe, source=path)
-    # inputs: the recipe and every existing path it names, but for its own output folder
-    named = {k: v for k, v in recipe.items() if k != "out"}
-    if isinstance(named.get("outputs"), dict):
-        named["outputs"] = {k: v for k, v in named["outputs"].items() if k != "dir"}
-    inputs = [path, *_existing_paths(named)]
-    log.info("running %s as a %r recipe", path, kind)
-    if kind == "fit":
-        from neuroalign.recipes._fit import OUTPUT_KIND as out_kind
-        from neuroalign.recipes._fit import check_recipe
-        from neuroalign.recipes._fit import run_recipe as run_fit
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, sets=sets, kind=kind)
+    elif kind is not None:
+        from neuroalign.recipes._recipe import check_kind
 
-        check_recipe(recipe, path)
-        out_dir = Path(out if out is not None else recipe.get("outputs", {}).get("dir", "results"))
-        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
-        result = run_fit(recipe, out=str(out_dir), overwrite=overwrite)
-    elif kind == "decode":
-        from neuroalign.recipes._decode import DECODE_KIND as out_kind
-        from neuroalign.recipes._decode import run_decode_recipe
+        check_kind(recipe, kind)
+    out_dir = Path(out).absolute() if out is not None else default_out(recipe)
+    out_kind = OUTPUT_KINDS[recipe.kind]
+    # inputs: the recipe file and every path it names but its own output folder
+    inputs = [recipe.source, *(p for key, p in recipe.paths() if key != "outputs.dir")]
+    check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
+    log.info("running %s as a %r recipe into %s", recipe.source or "recipe", recipe.kind, out_dir)
+    result = _runner(recipe.kind)(recipe.config, out_dir, overwrite=overwrite, **options)
+    record = {
+        "kind": recipe.kind,
+        "recipe_file": None if recipe.source is None else str(recipe.source.absolute()),
+        "recipe_text": recipe.text,
+        "set": list(recipe.sets),
+        "config": recipe.config,
+        "versions": versions(),
+        "result": result,
+    }
+    add_file(out_dir, RUN_FILE, json.dumps(record, indent=2, default=_jsonable), kind=out_kind)
+    return {"kind": recipe.kind, "out": str(out_dir), "result": result}
 
-        out_dir = Path(out if out is not None else recipe.get("out", "decode-out"))
-        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
-        result = run_decode_recipe(recipe, out_dir, overwrite=overwrite)
-    else:
-        from neuroalign.recipes._decode import GENERATE_KIND as out_kind
-        from neuroalign.recipes._decode import run_generate_recipe
 
-        out_dir = Path(out if out is not None else recipe.get("out", "generate-out"))
-        check_target(out_dir, overwrite=overwrite, kind=out_kind, inputs=inputs)
-        result = run_generate_recipe(recipe, out_dir, overwrite=overwrite)
-    record = {"recipe": str(path), "kind": kind, "set": list(sets), "config": recipe}
-    add_file(out_dir, "run.json", json.dumps(record, indent=2, default=str), kind=out_kind)
-    return {"kind": kind, "out": str(out_dir), "result": result}
+def _jsonable(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

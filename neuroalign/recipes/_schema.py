@@ -287,6 +287,10 @@ def path_values(root: Table, recipe: dict) -> list[tuple[str, str]]:
 
 
 # -- --set overrides -------------------------------------------------------------------------
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" or word == "rsa" else "a"
+
+
 def _parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -297,7 +301,7 @@ def _parse_value(text: str) -> Any:
 def _lookup(root: Table, parts: list[str], item: str, kind: str, values: dict) -> Key | Entries | str:
     """The schema of the dotted key ``parts`` (a Key, the Entries of a free-form table, or
     ``"kwarg"``); a DataFormatError with "did you mean" when it names nothing."""
-    table, here, path = root, values, ()
+    table, here, path, parent = root, values, (), {}
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         key = table.key(part)
@@ -305,6 +309,7 @@ def _lookup(root: Table, parts: list[str], item: str, kind: str, values: dict) -
             if last:
                 return key
             if key.type == "table" and key.table is not None:
+                parent = here
                 table, here, path = key.table, here.get(part) if isinstance(here.get(part), dict) else {}, path + (part,)
                 continue
             if key.type == "tables" and key.table is not None and depth + 1 < len(parts):
@@ -322,15 +327,15 @@ def _lookup(root: Table, parts: list[str], item: str, kind: str, values: dict) -
         if last and table.entries is not None:
             return table.entries
         if last and table.kwargs is not None:
-            names, owner = _kwarg_names(table, here, values)
+            names, owner = _kwarg_names(table, here, parent)
             if names is None or part in names:
                 return "kwarg"
         known = [k.name for k in table.keys]
         if table.kwargs is not None:
-            names, _ = _kwarg_names(table, here, values)
+            names, _ = _kwarg_names(table, here, parent)
             known += names or []
         raise DataFormatError(
-            f"--set {item!r}: a {kind} recipe has no key {part!r} in {_label(path)}"
+            f"--set {item!r}: {_article(kind)} {kind} recipe has no key {part!r} in {_label(path)}"
             f"{_hint(part, known)}Expected one of {format_list(known, limit=30) or 'none'}.")
     raise DataFormatError(f"--set {item!r}: expected a key.")
 
