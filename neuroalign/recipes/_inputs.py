@@ -65,6 +65,8 @@ def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
 
 def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -> xr.Dataset:
     """The features of a ``[features]`` table for the stimuli of ``store``."""
+    if "path" in spec:
+        return _feature_file(spec)
     model = spec["model"]
     layers = list(spec["layers"]) if isinstance(spec["layers"], list) else [spec["layers"]]
     if model == SIMULATED_TRUTH:
@@ -89,6 +91,31 @@ def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) ->
     if spec.get("tokens"):
         kwargs["pooling"] = None
     return extract(model, store, layers=layers, **kwargs)
+
+
+def _feature_file(spec: dict) -> xr.Dataset:
+    path = Path(spec["path"])
+    if not path.exists():
+        raise FileNotFoundError(f"[features] path = {str(path)!r} does not exist.")
+    if path.suffix == ".zarr" or path.is_dir():
+        from neuroalign.store import COMPLETE_MARKER, read_zarr
+
+        ds = read_zarr(path, what="features zarr") if (path / COMPLETE_MARKER).exists() \
+            else xr.open_zarr(path)
+    else:
+        ds = xr.open_dataset(path)
+    if "stimulus_id" not in ds.coords:
+        raise DataFormatError(f"[features] path = {str(path)!r}: no 'stimulus_id' coordinate; "
+                              f"its coordinates are {list(ds.coords)!r}.")
+    layers = spec.get("layers")
+    if layers is not None:
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        missing = [name for name in layers if name not in ds.data_vars]
+        if missing:
+            raise DataFormatError(f"[features] path = {str(path)!r} has no layer(s) {missing!r}; it "
+                                  f"has {list(ds.data_vars)!r}.")
+        ds = ds[layers]
+    return ds.load()
 
 
 def _split_spec(spec: str) -> tuple[Path, str]:

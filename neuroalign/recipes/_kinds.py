@@ -67,10 +67,14 @@ def _store(doc: str, *, required: bool = True, test_split: bool = False) -> Tabl
 
 
 _FEATURE_KEYS = (
+    Key("path", "string", "Features from a file instead of a model: a features zarr written by "
+        "`neuroalign features` (or any .zarr/.nc Dataset with a `stimulus_id` coordinate and one "
+        "variable per layer).", path="path"),
     Key("model", "string", 'A `neuroalign.features.extract` model spec ("torchvision:resnet18", '
         '"open_clip:ViT-B-32/openai", "hf:...", "minilm"), or "simulated-truth": the simulated '
         "brain's own generating network (its architecture, seed and preprocessing)."),
-    Key("layers", "string or strings", 'Layer names, or "blocks" for every block.'),
+    Key("layers", "string or strings", 'Layer names, or "blocks" for every block (with `path`: '
+        "the variables to use, default all)."),
     Key("weights", "string", '"default" (pretrained), "random" (random weights seeded by `seed`) '
         "or a local checkpoint file.", path="path-or-name"),
     Key("tokens", "boolean", "Token-level features `(stimulus, token, unit)` (attention routing).",

@@ -172,9 +172,15 @@ def _check_combinations(kind: str, cfg: dict, source: str) -> None:
             raise DataFormatError(f"{source}: [features] has both 'model' and [features.spaces]; "
                                   "give one feature set or named spaces.")
         for name, spec in ({"": feats} if not spaces else {f".spaces.{k}": v for k, v in spaces.items()}).items():
-            if "model" not in spec:
-                raise DataFormatError(f"{source}: [features{name}] needs 'model' (a model spec or "
-                                      "\"simulated-truth\").")
+            if ("model" in spec) == ("path" in spec):
+                raise DataFormatError(f"{source}: [features{name}] needs exactly one of 'model' (a "
+                                      "model spec or \"simulated-truth\") and 'path' (a features file).")
+            if "path" in spec:
+                extra = sorted(set(spec) - {"path", "layers", "tokens", "grid"})
+                if extra:
+                    raise DataFormatError(f"{source}: [features{name}] path = {spec['path']!r} reads "
+                                          f"features from a file; {format_list(extra)} do not apply.")
+                continue
             if "layers" not in spec:
                 raise DataFormatError(f"{source}: [features{name}] needs 'layers'.")
     if kind == "fit" and cfg["encoder"]["kind"] == "banded-ridge" and not (feats or {}).get("spaces"):
