@@ -121,16 +121,17 @@ def test_reference_names_every_key():
     for kind, (_, root) in SCHEMAS.items():
         part = md.split(f'### kind = "{kind}"')[1].split("### kind =")[0]
 
-        def walk(table, path=()):
-            for key in table.keys:
-                if key.type in ("table", "tables") and key.table is not None:
-                    sub = path + ((key.name, "NAME") if key.type == "tables" else (key.name,))
-                    assert f"`[{'.'.join(sub)}]`" in part, (kind, sub)
-                    walk(key.table, sub)
-                else:
-                    assert f"| `{key.name}` |" in part, (kind, path, key.name)
+        _walk(root, part, kind)
 
-        walk(root)
+
+def _walk(table, part: str, kind: str, path=()):
+    for key in table.keys:
+        if key.type in ("table", "tables") and key.table is not None:
+            sub = path + ((key.name, "NAME") if key.type == "tables" else (key.name,))
+            assert f"`[{'.'.join(sub)}]`" in part, (kind, sub)
+            _walk(key.table, part, kind, sub)
+        else:
+            assert f"| `{key.name}` |" in part, (kind, path, key.name)
 
 
 def test_command_of_another_kind_is_refused(tmp_path):
