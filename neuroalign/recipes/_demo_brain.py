@@ -185,12 +185,12 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
                    "reconstructions are judged by the field's metrics, not by looks: against "
                    "chance (2-way 0.5; PixCorr and SSIM of each reconstruction against the wrong "
                    "images) and against the low-level input the diffusion step started from. The "
-                   "same run as `neuroalign run decoders/simulated-img2img.toml`.")
+                   "same run as `neuroalign decode examples/recipes/decode-img2img.toml`.")
     report.text(f"Verdict: the reconstructions are {table['verdict']}" + (
         "" if improves else " This offline pipeline, trained for seconds on procedural images, "
         "shows the plumbing only: the decoded information is carried by the low-level "
         "prediction, and the diffusion step does not add to it. A trained or pretrained "
-        "pipeline (decoders/nsd-unclip.toml) is what can show that it does.")).table(rows)
+        "pipeline (examples/recipes/decode-nsd-unclip.toml) is what can show that it does.")).table(rows)
     report.table(retrieval)
     report.figure(fig, caption="Held-out images (top) and reconstructions from the brain (bottom)")
     _done(cfg, t0)
@@ -235,7 +235,7 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     report.section("10. Brain-guided generation", "BrainDiVE-style: at each denoising step the "
                    "sample moves along the gradient of the encoder's predicted ROI response. The "
                    "images are then scored by the simulation's TRUE response of that ROI, which the "
-                   "generator never sees. The same run as `neuroalign generate --encoder SIM "
-                   "--roi ROI`.").table(rows)
+                   "generator never sees. The same run as `neuroalign generate "
+                   "examples/recipes/generate-ffa.toml`.").table(rows)
     report.figure(fig, caption="Unguided and guided samples from the same seeds")
     _done(cfg, t0)

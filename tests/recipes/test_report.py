@@ -84,3 +84,15 @@ def test_run_json_records_recipe_sets_and_versions(outputs):
     assert run["recipe_file"] == str(recipe) and run["recipe_text"] == recipe.read_text()
     assert run["config"]["encoder"]["alphas"] == [0.1, 10, 1000]
     assert run["versions"]["neuroalign"] and run["versions"]["python"]
+
+
+@pytest.mark.slow
+def test_report_of_the_demo_folder(quick_demo, tmp_path):
+    out, res = quick_demo
+    assert res.exit_code == 0, res.output
+    checks = json.loads((out / "checks.json").read_text())
+    assert checks and all(c["result"] in ("PASS", "NOT SHOWN") for c in checks)
+    html = write_report(out, tmp_path / "demo.html").read_text()
+    n_pass = sum(c["result"] == "PASS" for c in checks)
+    assert f"{n_pass} of {len(checks)} checks pass, 0 fail" in html
+    assert html.count("<img") >= 10  # the stages' figures (grids, maps, bars)
