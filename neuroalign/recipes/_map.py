@@ -35,7 +35,8 @@ def _open_scores(path: Path):
             else xr.open_zarr(path)
     else:
         obj = xr.open_dataset(path)
-    if isinstance(obj, xr.Dataset) and "score" not in obj.data_vars and len(obj.data_vars) == 1:
+    # results (the schema, checked by as_scores), or a file holding one scores array
+    if isinstance(obj, xr.Dataset) and "results_schema" not in obj.attrs and len(obj.data_vars) == 1:
         obj = obj[list(obj.data_vars)[0]]
     return as_scores(obj, func="neuroalign map").load()
 
