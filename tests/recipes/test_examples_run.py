@@ -227,6 +227,12 @@ def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_st
     assert f"{kind} results: {out}" in res.output
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == kind and run["set"] == sets
+    # every kind of output makes a report page: its section, figures and recipe
+    from neuroalign.recipes import write_report
+
+    html = write_report(out, tmp_path / "report.html").read_text()
+    assert f"<h2>{kind}: " in html and "<h2>Summary</h2>" in html
+    assert (kind == "fit" or "<img" in html) and "<td>neuroalign</td>" in html
     if kind == "fit":
         import xarray as xr
 
