@@ -37,7 +37,8 @@ def map_cmd(
     ceilings, layer-preference profiles, and maps of the preferred depth and best score
     (fMRI volumes: slices on the store's own grid over its mean image, plus an fsaverage
     projection when the store is in an MNI space; surface stores: fsaverage; MEG/EEG:
-    sensor topographies over time), and run.json. An existing output folder is an error
+    sensor topographies over time), and run.json (default output folder: the recipe's rule
+    for a map recipe, else map-results in the current directory). An existing output folder is an error
     unless it is an earlier map output and --overwrite is given; a folder of your own files
     is never replaced.
     """
