@@ -167,7 +167,8 @@ def random_torch_home(tmp_path_factory):
     return home
 
 
-def _path_overrides(recipe, simulated, tiny_path, pipeline_standin, fit_output) -> tuple[list[str], int]:
+def _path_overrides(recipe, simulated, tiny_path, pipeline_standin, fit_output,
+                    features_file) -> tuple[list[str], int]:
     """The --set options that point a recipe at the test's data (paths only), and the number
     of test images of that data."""
     cfg = recipe.config
@@ -176,11 +177,31 @@ def _path_overrides(recipe, simulated, tiny_path, pipeline_standin, fit_output) 
     sets = [f"store.path={sim.root}"]
     if recipe.kind == "map":
         sets.append(f"results.path={fit_output(sim)}")
+    if "path" in (cfg.get("features") or {}):
+        sets.append(f"features.path={features_file(sim)}")
     if "pipeline" in cfg:
         source = cfg["pipeline"]["source"]
         folder = tiny_path if source == "tiny" else pipeline_standin(cfg["pipeline"].get("kind"))
         sets.append(f"pipeline.source={folder}")
     return sets, (SMALL if sim_cfg is not None else SMALL_REAL)["n_test"]
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory):
+    """sim -> a features zarr of its stimuli (the generating network's layer1 and layer4)."""
+    from neuroalign.recipes._inputs import feature_set
+
+    made = {}
+
+    def get(sim):
+        if sim.root not in made:
+            feats = feature_set({"model": "simulated-truth", "layers": ["layer1", "layer4"]}, sim.store())
+            path = tmp_path_factory.mktemp("feats") / "features.zarr"
+            feats.to_zarr(path, zarr_format=2, consolidated=True)
+            made[sim.root] = path
+        return made[sim.root]
+
+    return get
 
 
 @pytest.fixture(scope="module")
@@ -208,13 +229,14 @@ def _finite(x) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_standin, fit_output,
-                                       tmp_path, monkeypatch, request):
+                                       features_file, tmp_path, monkeypatch, request):
     import torch
 
     torch.set_num_threads(2)
     loaded = load_recipe(ROOT / recipe)
     cfg, kind = loaded.config, loaded.kind
-    sets, n_test = _path_overrides(loaded, simulated, tiny_path, pipeline_standin, fit_output)
+    sets, n_test = _path_overrides(loaded, simulated, tiny_path, pipeline_standin, fit_output,
+                                   features_file)
     if cfg.get("metrics", {}).get("weights", "none") != "none":
         monkeypatch.setenv("TORCH_HOME", str(request.getfixturevalue("random_torch_home")))
     monkeypatch.chdir(tmp_path)  # relative paths in the recipe land here
