@@ -124,9 +124,9 @@ def test_demo_quick(quick_demo):
 @pytest.mark.slow
 def test_demo_rerun_reuses_caches(quick_demo):
     """A rerun reuses the simulation, store, features and trained pipeline in --out."""
-    from neuroalign.cli._demo import STAGES, DemoConfig
-    from neuroalign.cli._demo_brain import _pipeline
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._demo import STAGES, DemoConfig
+    from neuroalign.recipes._demo_brain import _pipeline
+    from neuroalign.recipes._html import Report
 
     out, res = quick_demo
     assert res.exit_code == 0, res.output

@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from neuroalign.cli._demo_schematic import schematic_surface
 from neuroalign.mapping import FSAVERAGE5_VERTICES, plot_surface_map
+from neuroalign.recipes._demo_schematic import schematic_surface
 
 
 def test_schematic_surface_for_volumetric_rois():

@@ -61,7 +61,7 @@ def sim(tmp_path_factory):
 def _fit_recipe(path: Path, store: Path, out: str) -> Path:
     path.write_text(
         # features cached beside the output folder: reruns skip the network
-        f'[store]\npath = "{store}"\n[features]\nmodel = "torchvision:resnet18"\nweights = "random"\n'
+        f'kind = "fit"\n[store]\npath = "{store}"\n[features]\nmodel = "torchvision:resnet18"\nweights = "random"\n'
         f'layers = ["layer1"]\ntransform = "simulation"\ndevice = "cpu"\n'
         f'[encoder]\nkind = "ridge"\nalphas = [1.0, 100.0]\ncv = 2\n[outputs]\ndir = "{out}"\nn_boot = 20\n'
     )
@@ -90,7 +90,7 @@ def test_fit_and_run_refuse_user_folders_and_overwrite_their_own(tmp_path, sim):
     res = runner.invoke(app, ["fit", str(recipe)])
     assert res.exit_code == 0, res.output
     first = json.loads((out / "summary.json").read_text())
-    assert {p.name for p in out.iterdir()} == {".neuroalign", "results.zarr", "summary.json", "s.toml"}
+    assert {p.name for p in out.iterdir()} == {".neuroalign", "results.zarr", "summary.json", "run.json"}
     for command in ("fit", "run"):
         res = runner.invoke(app, [command, str(recipe)])
         assert res.exit_code == 2 and "already exists (a fit output written by neuroalign)" in res.output
@@ -98,7 +98,7 @@ def test_fit_and_run_refuse_user_folders_and_overwrite_their_own(tmp_path, sim):
     res = runner.invoke(app, ["run", str(recipe), "--overwrite"])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "summary.json").read_text())["median_score"] == first["median_score"]
-    # run records the recipe as run (run.json) instead of copying it
+    # the recipe as run is recorded in run.json
     assert {p.name for p in out.iterdir()} == {".neuroalign", "results.zarr", "summary.json", "run.json"}
     results = xr.open_zarr(out / "results.zarr", consolidated=True, zarr_format=2)
     assert "score" in results and (out / "results.zarr" / ".neuroalign-manifest.json").is_file()
@@ -147,8 +147,8 @@ def test_rsa(tmp_path):
     user = _user_folder(tmp_path / "study", store=True)
     np.save(user / "model.npy", np.random.default_rng(1).standard_normal((12, 5)))
     recipe = user / "rsa.toml"
-    recipe.write_text('[data]\nstore = "store.zarr"\npseudo_subjects = 2\n[models]\nm = "model.npy"\n'
-                      '[rsa]\nn_bootstrap = 10\n[output]\ndir = "."\n')
+    recipe.write_text('kind = "rsa"\n[store]\npath = "store.zarr"\n[rdm]\npseudo_subjects = 2\n'
+                      '[models]\nm = "model.npy"\n[rsa]\nn_bootstrap = 10\n[outputs]\ndir = "."\n')
     before = _snapshot(user)
     _refused(["rsa", str(recipe)], user, before, match="this run's input")  # the recipe's own folder
     _refused(["rsa", str(recipe), "--out", str(user / "notes")], user, before)
@@ -169,7 +169,9 @@ def test_shape(tmp_path):
     for name in ("a", "b"):
         np.save(user / f"{name}.npy", rng.standard_normal((20, 4)))
     before = _snapshot(user)
-    args = ["shape", f"a={user / 'a.npy'}", f"b={user / 'b.npy'}"]
+    recipe = tmp_path / "shape.toml"
+    recipe.write_text(f'kind = "shape"\n[systems]\na = "{user / "a.npy"}"\nb = "{user / "b.npy"}"\n')
+    args = ["shape", str(recipe)]
     _refused([*args, "--out", str(user)], user, before, match="this run's input")
     _refused([*args, "--out", str(user / "notes")], user, before)
     out = tmp_path / "shape-out"
@@ -208,16 +210,17 @@ def test_decode_generate_demo_refuse_user_folders(tmp_path, sim):
     user = _user_folder(tmp_path / "user", store=True)
     before = _snapshot(user)
     recipe = tmp_path / "d.toml"
-    recipe.write_text(f'out = "{user}"\n[data]\nstore = "{user / "store.zarr"}"\n')
+    recipe.write_text(f'kind = "decode"\n[store]\npath = "{user / "store.zarr"}"\n[outputs]\ndir = "{user}"\n')
     _refused(["decode", str(recipe)], user, before, match="this run's input")
     _refused(["decode", str(recipe), "--out", str(user / "notes")], user, before)
     _refused(["run", str(recipe)], user, before, match="this run's input")
     sim_before = _snapshot(sim.root)
-    _refused(["generate", "--encoder", str(sim.root), "--roi", "FFA-1", "--out", str(sim.root)],
-             sim.root, sim_before, match="this run's input")
-    _refused(["generate", "--encoder", str(sim.root), "--roi", "FFA-1", "--out", str(user)], user, before)
     grecipe = tmp_path / "g.toml"
-    grecipe.write_text(f'encoder = "{sim.root}"\nroi = "FFA-1"\nout = "{user}"\n')
+    grecipe.write_text(f'kind = "generate"\n[store]\npath = "{sim.root}"\n[encoder]\n'
+                       f'model = "simulated-truth"\n[generate]\nroi = "FFA-1"\n[outputs]\ndir = "{user}"\n')
+    _refused(["generate", str(grecipe), "--out", str(sim.root)], sim.root, sim_before,
+             match="this run's input")
+    _refused(["generate", str(grecipe)], user, before)
     _refused(["run", str(grecipe)], user, before)
     res = runner.invoke(app, ["demo", "--quick", "--out", str(user)])
     assert res.exit_code == 2 and "did not write" in res.output and "Traceback" not in res.output
@@ -226,8 +229,8 @@ def test_decode_generate_demo_refuse_user_folders(tmp_path, sim):
 
 def test_demo_folder_is_claimed_once_and_reused(tmp_path):
     from neuroalign._files import claim_dir, read_marker, target_lock
-    from neuroalign.cli._demo import DEMO_KIND, DemoConfig, run_demo
     from neuroalign.exceptions import TargetLockedError
+    from neuroalign.recipes._demo import DEMO_KIND, DemoConfig, run_demo
 
     out = claim_dir(tmp_path / "demo", kind=DEMO_KIND)
     assert read_marker(out)["kind"] == DEMO_KIND

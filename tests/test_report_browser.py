@@ -35,7 +35,7 @@ def test_report_renders_without_errors(chromium, tmp_path):
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._html import Report
 
     rep = Report("Browser check")
     rep.section("Numbers", "A table and a figure, rendered by Chromium.")
@@ -132,7 +132,7 @@ def _hostile_report():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._html import Report
     from neuroalign.testing import HOSTILE_NAMES
 
     rep = Report(HOSTILE_NAMES[2])  # '</title><script>...' as the title
@@ -166,7 +166,7 @@ def test_hostile_names_are_shown_literally_and_never_run(chromium, tmp_path):
 def test_the_browser_probe_sees_scripts_run(chromium, tmp_path):
     """Controls: the same names inserted raw DO run (so the test above can fail), and the
     page's Content-Security-Policy alone stops them (a second line of defence)."""
-    from neuroalign.cli._report import content_security_policy
+    from neuroalign.recipes._html import content_security_policy
     from neuroalign.testing import HOSTILE_NAMES
 
     body = "".join(f"<p>{n}</p>" for n in HOSTILE_NAMES)
@@ -180,3 +180,38 @@ def test_the_browser_probe_sees_scripts_run(chromium, tmp_path):
     res = check_html(csp, chromium=chromium, evaluate=_PROBES)
     assert res.values["title"] == "t" and res.values["pwned"] is False
     assert any("Content Security Policy" in e for e in res.console_errors), res.console_errors
+
+
+def test_report_of_a_fit_folder_with_hostile_names(chromium, tmp_path):
+    """`neuroalign report` on a real fit output whose study, description, --set values and
+    recipe text carry hostile names: shown literally, nothing runs, every figure loads."""
+    import json
+
+    import xarray as xr
+
+    from neuroalign.recipes import run_recipe, write_report
+    from neuroalign.store import save_store
+    from neuroalign.testing import HOSTILE_NAMES, make_store
+
+    ds, sig = make_store(n_stimuli=30, n_neuroids=12, n_repetitions=2, n_test=8, seed=0, ncsnr=2.0,
+                         rois={"A": np.arange(12) < 6, "B": np.arange(12) >= 6}, return_signal=True)
+    save_store(ds, tmp_path / "store.zarr")
+    xr.Dataset({"layer": (("stimulus", "unit"), sig.values)},
+               coords={"stimulus_id": ("stimulus", sig["stimulus_id"].values)}).to_zarr(
+        tmp_path / "features.zarr", zarr_format=2, consolidated=True)
+    comments = "".join(f"# {n}\n" for n in HOSTILE_NAMES)
+    recipe = tmp_path / "fit.toml"
+    recipe.write_text(comments + 'kind = "fit"\n[study]\nname = ' + json.dumps(HOSTILE_NAMES[2])
+                      + '\n[store]\npath = "store.zarr"\n[features]\npath = "features.zarr"\n'
+                      '[encoder]\nkind = "ridge"\ncv = 3\n[outputs]\nn_boot = 20\n')
+    res = run_recipe(recipe, sets=["study.description=" + json.dumps(HOSTILE_NAMES[5])])
+    page = write_report(res["out"], tmp_path / "report.html", title=HOSTILE_NAMES[0])
+    check = check_html(page, chromium=chromium, evaluate=_PROBES)
+    assert check.console_errors == [], check.problems()
+    v = check.values
+    assert v["title"] == HOSTILE_NAMES[0]
+    assert v["pwned"] is False and v["scripts"] == 0 and v["active"] == 0
+    assert v["images"] >= 1 and check.broken_images == []  # the per-ROI figure
+    for name in HOSTILE_NAMES:
+        assert name in v["text"], name
+    assert "Summary" in v["text"] and "fit: " + HOSTILE_NAMES[2] in v["text"]

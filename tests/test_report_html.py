@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from neuroalign.cli._report import Report, content_security_policy
+from neuroalign.recipes._html import Report, content_security_policy
 from neuroalign.testing import HOSTILE_NAMES
 
 

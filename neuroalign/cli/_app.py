@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from neuroalign._version import __version__
 
+#: ``neuroalign --help`` lists the commands in the order of a study.
+COMMAND_ORDER = ("simulate", "ingest", "info", "store", "features", "fit", "rsa", "shape", "map",
+                 "decode", "generate", "run", "report", "demo")
+
+
+class _PipelineOrder(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = list(self.commands)
+        rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
+
+
 app = typer.Typer(
+    cls=_PipelineOrder,
     name="neuroalign",
     help="Align artificial networks with brains: stores, features, encoders, RSA, generation.",
     no_args_is_help=True,
@@ -46,6 +62,55 @@ Overwrite = Annotated[bool, typer.Option(
     help="Replace the output if it is an earlier output of this command (it carries "
          "neuroalign's .neuroalign marker); a folder of your own files is never replaced.",
 )]
+
+
+#: The arguments of every command that runs a recipe.
+RecipeArg = Annotated[Path, typer.Argument(
+    metavar="RECIPE", help="Recipe file (TOML with a top-level kind; see docs/recipes.md).")]
+OutOption = Annotated[Path | None, typer.Option(
+    "--out", "-o", metavar="PATH",
+    help="Output folder (default: the recipe's [outputs] dir, else RECIPE-STEM-results beside "
+         "the recipe).")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="TABLE.KEY=VALUE",
+    help="Override a recipe value, e.g. --set store.path=/data/nsd.zarr (repeatable; the value "
+         "is read as TOML; unknown keys are an error).")]
+
+
+def run_recipe_command(recipe: Path | Any, *, kind: str | None, out: Path | None, sets,
+                       overwrite: bool, **options: Any) -> dict:
+    """Run a recipe (a file, or a :class:`~neuroalign.recipes.Recipe`) and print its summary."""
+    from neuroalign.exceptions import NeuroalignError
+    from neuroalign.recipes import run_recipe
+
+    if isinstance(recipe, Path) and not recipe.is_file():
+        fail(f"recipe {str(recipe)!r} does not exist.")
+    try:
+        res = run_recipe(recipe, out=out, sets=tuple(sets or ()), overwrite=overwrite, kind=kind,
+                         **options)
+    except KeyError as err:  # str(KeyError) quotes its message
+        fail(err.args[0] if err.args else repr(err))
+    except (OSError, ValueError, TypeError, NeuroalignError) as err:
+        fail(str(err))
+    print_result(res["result"])
+    typer.echo(f"{res['kind']} results: {res['out']}")
+    return res
+
+
+def print_result(result: Any) -> None:
+    """A runner's summary: its text lines, else one line per scalar, else JSON."""
+    if isinstance(result, dict) and "text" in result:
+        for line in result["text"]:
+            typer.echo(line)
+        return
+    if isinstance(result, dict) and result and all(
+            isinstance(v, str | int | float | bool) or v is None for v in result.values()):
+        width = max(len(str(k)) for k in result)
+        for key, value in result.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            typer.echo(f"{key:<{width}}  {shown}")
+        return
+    typer.echo(json.dumps(result, indent=2, default=float))
 
 
 def fail(message: str, code: int = 2) -> None:

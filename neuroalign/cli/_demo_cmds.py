@@ -32,7 +32,7 @@ def demo(
     import matplotlib
 
     matplotlib.use("Agg")
-    from neuroalign.cli._demo import DemoConfig, run_demo
+    from neuroalign.recipes._demo import DemoConfig, run_demo
 
     try:
         report = run_demo(DemoConfig(out=out, quick=quick, seed=seed, echo=typer.echo))

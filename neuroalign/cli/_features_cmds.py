@@ -50,7 +50,7 @@ def _stimuli(path: Path, texts: bool):
 
 @features_app.command("extract")
 def extract_cmd(
-    model: Annotated[str, typer.Argument(help="Model spec: open_clip:ARCH[/TAG], hf:REPO_OR_DIR, torchvision:ARCH, minilm.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model spec: open_clip:ARCH[/TAG], hf:REPO_OR_DIR, torchvision:ARCH, minilm.")],
     stimuli: Annotated[Path, typer.Option("--stimuli", "-s", help="A store (.zarr), an image folder, an HDF5 brick, or a text file (with --texts).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Features zarr (a cache: resumes, and is reused when complete; never a folder of your own files).")],
     layers: Annotated[list[str] | None, typer.Option("--layers", "-l", help="Layer names (repeat or comma-separate); 'blocks' for all blocks.")] = None,
@@ -91,7 +91,7 @@ def extract_cmd(
 
 @features_app.command("layers")
 def layers_cmd(
-    model: Annotated[str, typer.Argument(help="Model spec (built with random weights to list names).")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model spec (built with random weights to list names).")],
     blocks: Annotated[bool, typer.Option("--blocks", help="Only the blocks of a layer sweep.")] = False,
 ) -> None:
     """List the hookable layers of MODEL."""

@@ -19,8 +19,8 @@ app.add_typer(ingest_app, name="ingest")
 
 _ERRORS = (FileExistsError, FileNotFoundError, ValueError, ImportError, NeuroalignError)
 
-Root = Annotated[Path, typer.Argument(help="Dataset folder (a local copy; nothing is downloaded).")]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output store folder (*.zarr).")]
+Root = Annotated[Path, typer.Argument(metavar="PATH", help="Dataset folder (a local copy; nothing is downloaded).")]
+Out = Annotated[Path, typer.Option("--out", "-o", metavar="STORE", help="Output store folder (*.zarr).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
 
 
@@ -125,7 +125,7 @@ def meg_cmd(
 
 @ingest_app.command("mne")
 def mne_cmd(
-    path: Annotated[Path, typer.Argument(help="MNE epochs file (*-epo.fif).")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="MNE epochs file (*-epo.fif).")],
     out: Out,
     stimulus_column: Annotated[str, typer.Option(help="Metadata column naming the stimulus.")],
     metadata: Annotated[Path | None, typer.Option(help="CSV or BIDS events.tsv, one row per epoch.")] = None,

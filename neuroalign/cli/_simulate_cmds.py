@@ -29,7 +29,7 @@ class SimSpace(StrEnum):
 
 @app.command("simulate")
 def simulate_cmd(
-    out: Annotated[Path, typer.Argument(help="Output folder for the simulated dataset.")],
+    out: Annotated[Path, typer.Argument(metavar="PATH", help="Output folder for the simulated dataset.")],
     format: Annotated[SimFormat, typer.Option("--format", "-f", help="Published format to write.")] = SimFormat.nsd,
     n_images: Annotated[int, typer.Option(help="Number of images.")] = 240,
     n_test: Annotated[int, typer.Option(help="Images in the test split (NSD: shared images).")] = 40,
@@ -42,7 +42,7 @@ def simulate_cmd(
     arch: Annotated[str, typer.Option(help="Ground-truth torchvision architecture.")] = "resnet18",
     model_seed: Annotated[int, typer.Option(help="Seed of the ground-truth network's weights.")] = 0,
     units_per_roi: Annotated[int | None, typer.Option(help="NSD: each ROI reads out only N planted channels of its layer (named units drive specific ROIs).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is a simulation neuroalign wrote (never a folder of your own files).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PATH if it is a simulation neuroalign wrote (never a folder of your own files).")] = False,
     routing_roi: Annotated[bool, typer.Option("--routing-roi", help="NSD: add ROI EBA whose voxels read out a target object placed at a random location in each image.")] = False,
     size: Annotated[SimSize, typer.Option("--size", help="small: the ground-truth network simulation (options above). nsd: an NSD-size subject (10,000 images x 3 in 40 sessions of 750 trials; func1pt8mm grid 81x104x83 and/or fsaverage 2x163,842 vertices; a low-rank signal with known ncsnr), written session by session. About 1 GB per session and space.")] = SimSize.small,
     sessions: Annotated[int | None, typer.Option("--sessions", help="With --size nsd: write the first N of the 40 session files (default 40).")] = None,
@@ -51,7 +51,7 @@ def simulate_cmd(
 ) -> None:
     """Simulate a brain with a known answer and write it as an NSD or THINGS-EEG2 tree.
 
-    OUT also gets truth.json (layer per ROI, true ncsnr and noise ceiling per neuroid,
+    PATH also gets truth.json (layer per ROI, true ncsnr and noise ceiling per neuroid,
     generating model and seed) and store.zarr (the store the files encode).
     """
     if size is SimSize.nsd:

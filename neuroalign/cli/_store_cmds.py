@@ -28,7 +28,7 @@ def _verify(path: Path) -> None:
 
 @store_app.command("verify")
 def verify_cmd(
-    store: Annotated[Path, typer.Argument(help="A store (.zarr folder), a results or features zarr, or an output folder holding them.")],
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A store (.zarr folder), a results or features zarr, or an output folder holding them.")],
 ) -> None:
     """Check every chunk of STORE against the sizes and checksums recorded when it was saved.
 
@@ -40,7 +40,7 @@ def verify_cmd(
 
 @app.command("info")
 def info(
-    store: Annotated[Path, typer.Argument(help="Path to a store (.zarr folder).")],
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="Path to a store (.zarr folder).")],
     verify: Annotated[bool, typer.Option("--verify", help="Also check every chunk's checksum (reads the whole store).")] = False,
 ) -> None:
     """Print a summary of STORE: sizes, splits, sessions, ROIs and reliability."""

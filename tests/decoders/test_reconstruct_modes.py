@@ -214,7 +214,7 @@ def test_guided_generation_on_latent_pipeline(sd_pipe):
 
 
 def test_pipeline_embedder_uses_the_unclip_image_encoder(unclip_pipe):
-    from neuroalign.decoders._recipes import pipeline_embedder
+    from neuroalign.recipes._decode import pipeline_embedder
 
     imgs = np.random.default_rng(6).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
     emb = pipeline_embedder(unclip_pipe)(imgs)

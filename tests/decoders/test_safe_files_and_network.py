@@ -131,7 +131,8 @@ def test_crafted_encoder_file_never_runs(tmp_path, online):
     from typer.testing import CliRunner
 
     from neuroalign.cli import app
-    from neuroalign.decoders._recipes import run_generate, run_generate_recipe
+    from neuroalign.recipes import load_recipe
+    from neuroalign.recipes._decode import run_generate, run_generate_recipe
 
     sentinel = tmp_path / "ran"
     crafted = write_crafted_pickle(tmp_path / "encoder.pt", sentinel)
@@ -141,9 +142,9 @@ def test_crafted_encoder_file_never_runs(tmp_path, online):
             with pytest.raises(UnsafeFileError, match=f"{f.name}'?: a pickled \\(torch.save\\) file"):
                 run_generate(f, "FFA-1", out=tmp_path / "out")
         recipe = tmp_path / "guided.toml"
-        recipe.write_text(f'kind = "generate"\nencoder = "{crafted}"\nroi = "FFA-1"\n')
+        recipe.write_text(f'kind = "generate"\n[encoder]\npath = "{crafted}"\n[generate]\nroi = "FFA-1"\n')
         with pytest.raises(UnsafeFileError, match="never unpickles an encoder"):
-            run_generate_recipe(recipe, out=tmp_path / "out")
+            run_generate_recipe(load_recipe(recipe).config, out=tmp_path / "out")
         res = CliRunner().invoke(app, ["run", str(recipe), "--out", str(tmp_path / "out2")])
         assert res.exit_code != 0
         (tmp_path / "notes.txt").write_text("hello")
@@ -285,16 +286,17 @@ def test_metric_networks_offline(online):
 
 
 def test_decode_recipe_metric_weights_offline(sim_nsd, online, tmp_path):
-    from neuroalign.decoders._recipes import run_decode_recipe
+    from neuroalign.recipes._decode import run_decode
+    from neuroalign.recipes._recipe import recipe_from_dict
 
-    recipe = {"data": {"root": str(sim_nsd.root), "simulate": {}},
+    recipe = {"kind": "decode", "store": {"path": str(sim_nsd.root)},
               "metrics": {"networks": ["alexnet2"], "weights": "DEFAULT"}}
     with block_network() as attempts, pytest.raises(WeightsNotAvailableError, match="alexnet-owt-7be5be79.pth"):
-        run_decode_recipe(recipe, tmp_path / "out")
+        run_decode(recipe_from_dict(recipe).config, tmp_path / "out")
     assert attempts == []
     for bad, match in (({"allow_download": "yes"}, "allow_download = 'yes'; expected true or false"),
                        ({"pipeline": {"source": "x/y", "trust_remote_code": True}},
                         r"\[pipeline\] \['trust_remote_code'\]: neuroalign does not run code")):
         with pytest.raises(DataFormatError, match=match):
-            run_decode_recipe({**recipe, "metrics": {"weights": "none", "networks": []}, **bad},
-                              tmp_path / "out")
+            run_decode(recipe_from_dict({**recipe, "metrics": {"weights": "none", "networks": []},
+                                         **bad}).config, tmp_path / "out")

@@ -12,7 +12,8 @@ def test_map_with_scores_file(sim_nsd_large, nsd_scores, tmp_path):
     from neuroalign.encoders import results_from_scores
 
     path = tmp_path / "scores.zarr"
-    results_from_scores(nsd_scores, metric="r2", score_kind="cv", split="all").to_zarr(path)
+    results_from_scores(nsd_scores, metric="r2", score_kind="cv", split="all").to_zarr(
+        path, zarr_format=2)
     out = tmp_path / "maps"
     res = CliRunner().invoke(app, ["map", str(sim_nsd_large.root), "--scores", str(path), "--out", str(out),
                                    "--format", "png"])
@@ -33,11 +34,14 @@ def test_map_errors(sim_nsd, tmp_path):
     store_path = tmp_path / "store.zarr"
     save_store(sim_nsd.store().load(), store_path)
     res = CliRunner().invoke(app, ["map", str(store_path), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "pass --scores" in res.output
+    assert res.exit_code == 2 and "a store without layer scores" in res.output
+    assert "pass --scores RESULTS" in res.output
     res = CliRunner().invoke(app, ["map", str(store_path), "--scores", str(tmp_path / "nope.nc")])
-    assert res.exit_code == 2 and "no such file" in res.output
-    res = CliRunner().invoke(app, ["map", str(store_path), "--units"])
-    assert res.exit_code == 2 and "--units needs a simulation" in res.output
+    assert res.exit_code == 2 and "nope.nc" in res.output and "does not exist" in res.output
+    res = CliRunner().invoke(app, ["map", str(store_path), "--scores", str(store_path), "--units"])
+    assert res.exit_code == 2 and "[map] units = true needs [features]" in res.output
+    res = CliRunner().invoke(app, ["map", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "no such recipe, results folder or store" in res.output
 
 
 @pytest.mark.slow

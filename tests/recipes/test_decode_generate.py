@@ -1,4 +1,4 @@
-"""End to end: `neuroalign decode RECIPE.toml` and `neuroalign generate` on the simulated brain."""
+"""End to end: `neuroalign decode RECIPE` and `neuroalign generate RECIPE` on the simulated brain."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ def tiny_path(tmp_path_factory):
 def test_decode_recipe_reconstructs_above_chance(sim_nsd, tiny_path, tmp_path):
     recipe = tmp_path / "sim.toml"
     recipe.write_text(f"""
-out = "out"
-[data]
-root = "{sim_nsd.root.resolve()}"
-simulate = {{}}
+kind = "decode"
+[store]
+path = "{sim_nsd.root.resolve()}"
+[outputs]
+dir = "out"
 [pipeline]
 source = "{tiny_path}"
 [decoder]
@@ -68,9 +69,10 @@ networks = ["alexnet2"]
 def test_generate_command(sim_nsd, tiny_path, tmp_path):
     out = tmp_path / "gen"
     recipe = tmp_path / "guided.toml"
-    recipe.write_text(f'encoder = "{sim_nsd.root}"\nroi = "FFA-1"\nn = 2\nscale = 10.0\n')
-    res = CliRunner().invoke(app, ["generate", "--recipe", str(recipe), "--steps", "3",
-                                   "--pipeline", str(tiny_path), "--out", str(out)])
+    recipe.write_text(f'kind = "generate"\n[store]\npath = "{sim_nsd.root}"\n[encoder]\n'
+                      'model = "simulated-truth"\n[generate]\nroi = "FFA-1"\nn = 2\nscale = 10.0\n')
+    res = CliRunner().invoke(app, ["generate", str(recipe), "--set", "generate.steps=3",
+                                   "--set", f"pipeline.source={tiny_path}", "-o", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads((out / "activations.json").read_text())
     assert len(data["true_guided"]) == 2 and "true_stimulus_mean" in data
@@ -78,8 +80,9 @@ def test_generate_command(sim_nsd, tiny_path, tmp_path):
 
 
 def test_cli_errors(tmp_path):
-    from neuroalign.decoders._recipes import load_recipe, run_decode_recipe, run_generate
     from neuroalign.exceptions import DataFormatError
+    from neuroalign.recipes import load_recipe
+    from neuroalign.recipes._decode import run_generate
 
     with pytest.raises(FileNotFoundError, match="Recipe .* does not exist"):
         load_recipe(tmp_path / "none.toml")
@@ -87,19 +90,27 @@ def test_cli_errors(tmp_path):
     bad.write_text("this is = = not toml")
     with pytest.raises(DataFormatError, match="not a valid TOML recipe"):
         load_recipe(bad)
-    with pytest.raises(DataFormatError, match=r"Recipe section \[data\] needs"):
-        run_decode_recipe({"data": {}}, tmp_path / "o")
+    bad.write_text('kind = "decode"\n[data]\nstore = "x"\n')
+    with pytest.raises(DataFormatError, match=r"unknown key 'data' in the top level"):
+        load_recipe(bad)
+    bad.write_text('kind = "generate"\n[encoder]\nmodel = "simulated-truth"\npath = "e"\n'
+                   '[generate]\nroi = "FFA-1"\n')
+    with pytest.raises(DataFormatError, match=r"\[encoder\] needs exactly one of 'path'"):
+        load_recipe(bad)
+    bad.write_text('kind = "generate"\n[encoder]\nmodel = "simulated-truth"\n[generate]\nroi = "FFA-1"\n')
+    with pytest.raises(DataFormatError, match=r"is fitted on the responses of \[store\]"):
+        load_recipe(bad)
     with pytest.raises(FileNotFoundError, match="--encoder .*expected a simulated dataset folder"):
         run_generate(tmp_path / "nothing", "FFA-1")
     res = CliRunner().invoke(app, ["decode", str(tmp_path / "none.toml")])
-    assert res.exit_code != 0
-    res = CliRunner().invoke(app, ["generate", "--roi", "FFA-1"])
-    assert res.exit_code != 0 and "missing --encoder" in res.output
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = CliRunner().invoke(app, ["generate"])
+    assert res.exit_code != 0 and "RECIPE" in res.output
 
 
 def test_pipeline_embedder_error():
-    from neuroalign.decoders._recipes import pipeline_embedder
     from neuroalign.exceptions import DataFormatError
+    from neuroalign.recipes._decode import pipeline_embedder
 
     with pytest.raises(DataFormatError, match="object has no image embedder"):
         pipeline_embedder(object())
@@ -108,16 +119,12 @@ def test_pipeline_embedder_error():
 def test_shipped_recipes_parse():
     from pathlib import Path
 
-    from neuroalign.decoders._recipes import load_recipe
+    from neuroalign.recipes import load_recipe
 
-    root = Path(__file__).resolve().parents[2] / "decoders"
-    recipes = sorted(root.glob("*.toml"))
-    assert {p.name for p in recipes} >= {"nsd-unclip.toml", "simulated-unclip.toml",
-                                         "simulated-img2img.toml", "simulated-guided.toml"}
-    for path in recipes:
-        cfg = load_recipe(path)
-        if "roi" in cfg:
-            assert {"encoder", "roi"} <= set(cfg)
-        else:
-            assert {"data", "pipeline", "reconstruct", "metrics"} <= set(cfg)
-            assert cfg["reconstruct"]["mode"] in ("unclip", "tokens", "ip-adapter", "img2img")
+    root = Path(__file__).resolve().parents[2] / "examples" / "recipes"
+    names = {p.name for p in root.glob("*.toml")}
+    assert {"decode-nsd-unclip.toml", "decode-unclip.toml", "decode-img2img.toml",
+            "generate-ffa.toml"} <= names
+    for path in sorted(root.glob("decode-*.toml")):
+        assert load_recipe(path).config["reconstruct"]["mode"] in ("unclip", "tokens", "ip-adapter", "img2img")
+    assert load_recipe(root / "generate-ffa.toml").config["generate"]["roi"] == "FFA-1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign.cli._report import Report
+from neuroalign.recipes._html import Report
 
 __all__ = ["DemoConfig", "run_demo", "CANDIDATES", "DEMO_KIND"]
 
@@ -204,7 +205,7 @@ def _layer_rois(sim) -> dict[str, str]:
 def _layer_map(cfg: DemoConfig, report: Report, sweep, store, truth: dict[str, str]) -> None:
     """Per-voxel layer preference of the generating network: slices, and per ROI a schematic surface."""
     from neuroalign import mapping as nm
-    from neuroalign.cli._demo_schematic import schematic_surface
+    from neuroalign.recipes._demo_schematic import schematic_surface
 
     pref = nm.layer_preference(sweep.to_dataset())  # mapping reads results, not estimators
     if "model" in pref.dims:
@@ -330,7 +331,7 @@ def stage_shape(cfg: DemoConfig, report: Report) -> None:
 
 
 def _late_stages():
-    from neuroalign.cli._demo_brain import stage_decode, stage_guided, stage_routing
+    from neuroalign.recipes._demo_brain import stage_decode, stage_guided, stage_routing
 
     return [stage_routing, stage_decode, stage_guided]
 
@@ -360,6 +361,9 @@ def run_demo(cfg: DemoConfig) -> Report:
             cfg.echo(f"  [{c.label}] {c.name}: truth {c.truth}, recovered {c.recovered}")
         report.section("Run", f"Total time {time.perf_counter() - start:.0f} s "
                        f"({'quick' if cfg.quick else 'full'} demo).")
+        (cfg.out / "checks.json").write_text(json.dumps(
+            [{"check": c.name, "truth": str(c.truth), "recovered": str(c.recovered), "result": c.label}
+             for c in report.checks], indent=2))
         path = report.save(cfg.out / "report.html")
     cfg.echo(f"\nreport: {path}")
     return report

@@ -1,6 +1,6 @@
 """Demo stages 8-10: attention routing, decoding held-out stimuli, brain-guided images.
 
-Split from :mod:`neuroalign.cli._demo` (stages 1-7); same conventions: each stage prints
+Split from :mod:`neuroalign.recipes._demo` (stages 1-7); same conventions: each stage prints
 progress, adds a report section, and checks itself against the simulation's truth.
 """
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from neuroalign.cli._demo import DemoConfig
-    from neuroalign.cli._report import Report
+    from neuroalign.recipes._demo import DemoConfig
+    from neuroalign.recipes._html import Report
 
 __all__ = ["stage_routing", "stage_decode", "stage_guided", "GUIDED_ROIS"]
 
@@ -38,9 +38,9 @@ def stage_routing(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     import xarray as xr
 
-    from neuroalign.cli._demo import _done, _stage
     from neuroalign.decoders import store_images
     from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder, simulated_truth_tokens
+    from neuroalign.recipes._demo import _done, _stage
 
     t0 = _stage(cfg, "8. attention routing vs ridge on the routing ROI (EBA)")
     sim = _routing_sim(cfg)
@@ -114,13 +114,16 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.cli._demo import _done, _stage
-    from neuroalign.decoders import run_decode_recipe
+    from neuroalign.recipes._decode import run_decode
+    from neuroalign.recipes._demo import _done, _stage
 
     t0 = _stage(cfg, "9. decode held-out stimuli: retrieval and reconstructions")
     _, pipe_path = _pipeline(cfg)
+    from neuroalign.recipes._recipe import recipe_from_dict
+
     recipe = {
-        "data": {"store": str(cfg.state["store_path"])},
+        "kind": "decode",
+        "store": {"path": str(cfg.state["store_path"])},
         "pipeline": {"source": "tiny", "path": str(pipe_path)},
         "decoder": {"kind": "ridge"},
         "lowlevel": {"size": 8},
@@ -129,7 +132,8 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
         "metrics": {"preset": "simulated", "networks": ["alexnet2", "alexnet5"], "weights": "none"},
     }
     out = cfg.out / ("decode-quick" if cfg.quick else "decode")
-    table = run_decode_recipe(recipe, out, overwrite=True)  # the demo folder's own output
+    # the demo folder's own output
+    table = run_decode(recipe_from_dict(recipe, source="demo").config, out, overwrite=True)
     chance = table["retrieval chance"]
     cfg.echo(f"  retrieval (test brain -> its image's embedding): {table['retrieval forward']:.3f} "
              f"(chance {chance:.3f})")
@@ -181,12 +185,12 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
                    "reconstructions are judged by the field's metrics, not by looks: against "
                    "chance (2-way 0.5; PixCorr and SSIM of each reconstruction against the wrong "
                    "images) and against the low-level input the diffusion step started from. The "
-                   "same run as `neuroalign run decoders/simulated-img2img.toml`.")
+                   "same run as `neuroalign decode examples/recipes/decode-img2img.toml`.")
     report.text(f"Verdict: the reconstructions are {table['verdict']}" + (
         "" if improves else " This offline pipeline, trained for seconds on procedural images, "
         "shows the plumbing only: the decoded information is carried by the low-level "
         "prediction, and the diffusion step does not add to it. A trained or pretrained "
-        "pipeline (decoders/nsd-unclip.toml) is what can show that it does.")).table(rows)
+        "pipeline (examples/recipes/decode-nsd-unclip.toml) is what can show that it does.")).table(rows)
     report.table(retrieval)
     report.figure(fig, caption="Held-out images (top) and reconstructions from the brain (bottom)")
     _done(cfg, t0)
@@ -196,8 +200,8 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from neuroalign.cli._demo import _done, _stage
-    from neuroalign.decoders import run_generate
+    from neuroalign.recipes._decode import run_generate
+    from neuroalign.recipes._demo import _done, _stage
 
     t0 = _stage(cfg, f"10. brain-guided images for {' and '.join(GUIDED_ROIS)}")
     sim = cfg.state["sim"]
@@ -231,7 +235,7 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     report.section("10. Brain-guided generation", "BrainDiVE-style: at each denoising step the "
                    "sample moves along the gradient of the encoder's predicted ROI response. The "
                    "images are then scored by the simulation's TRUE response of that ROI, which the "
-                   "generator never sees. The same run as `neuroalign generate --encoder SIM "
-                   "--roi ROI`.").table(rows)
+                   "generator never sees. The same run as `neuroalign generate "
+                   "examples/recipes/generate-ffa.toml`.").table(rows)
     report.figure(fig, caption="Unguided and guided samples from the same seeds")
     _done(cfg, t0)

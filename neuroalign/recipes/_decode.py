@@ -1,4 +1,4 @@
-"""Recipe runners behind ``neuroalign decode`` and ``neuroalign generate``, and image grids."""
+"""The ``decode`` and ``generate`` recipe runners (``neuroalign decode`` / ``generate``)."""
 
 from __future__ import annotations
 
@@ -9,69 +9,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuroalign._config import read_recipe
 from neuroalign._files import atomic_dir, check_target
 from neuroalign._logging import get_logger
+from neuroalign.decoders._grid import save_grid
 from neuroalign.exceptions import DataFormatError
 
-__all__ = ["run_decode_recipe", "run_generate", "run_generate_recipe", "save_grid", "pipeline_embedder",
-           "load_recipe", "DECODE_KIND", "GENERATE_KIND"]
+__all__ = ["run_decode", "run_generate", "run_generate_recipe", "save_grid", "pipeline_embedder",
+           "DECODE_KIND", "GENERATE_KIND"]
 
 log = get_logger(__name__)
 
 #: Marker kinds of the output folders (each replaced only by its own kind, with overwrite).
 DECODE_KIND = "decode output"
 GENERATE_KIND = "generate output"
-
-
-def _inputs(cfg: dict, base: Path) -> list:
-    """Paths a decode recipe reads (an output folder must not be or hold one of them)."""
-    data = cfg.get("data", {})
-    pipe = cfg.get("pipeline", {})
-    root = Path(data["root"]) if "root" in data else None
-    return [data.get("store"), (data.get("simulate") or {}).get("out"),
-            None if root is None else (root if root.is_absolute() else base / root),
-            pipe.get("path"), pipe.get("source") if pipe.get("source") != "tiny" else None]
-
-
-def save_grid(rows: list[np.ndarray], path: str | Path, *, scale: int = 2) -> Path:
-    """Save rows of images as one PNG grid.
-
-    Parameters
-    ----------
-    rows : list of ndarray
-        uint8 images, each row ``(n, H, W, 3)`` (rows may differ in size; each image is
-        resized to the largest).
-    path : path-like
-        The PNG file.
-    scale : int
-        Upsampling factor of the largest image size.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    from PIL import Image
-
-    from neuroalign.decoders.metrics import resize_images
-
-    size = max(r.shape[1] for r in rows) * scale
-    n = max(len(r) for r in rows)
-    canvas = np.full((len(rows) * (size + 2), n * (size + 2), 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        row = np.round(resize_images(row, size) * 255).astype(np.uint8)
-        for j, img in enumerate(row):
-            canvas[i * (size + 2):i * (size + 2) + size, j * (size + 2):j * (size + 2) + size] = img
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(path)
-    return path
-
-
-def load_recipe(recipe: str | Path | dict) -> dict[str, Any]:
-    """A recipe dict as given, or read from a TOML file."""
-    return recipe if isinstance(recipe, dict) else read_recipe(recipe)
 
 
 def pipeline_embedder(pipe):
@@ -97,64 +47,16 @@ def pipeline_embedder(pipe):
     return embed
 
 
-def _load_data(cfg: dict, base: Path):
-    from neuroalign.datasets.simulate import SimulationResult, simulate
-    from neuroalign.store import open_store
-
-    data = cfg.get("data", {})
-    if "store" in data:
-        path = Path(data["store"])
-        if path.exists():
-            return open_store(path).load(), None
-        sim_cfg = dict(data.get("simulate") or {})
-        if "out" not in sim_cfg:
-            raise FileNotFoundError(
-                f"[data] store = {str(path)!r} does not exist (and no 'simulate = {{ out = ... }}' "
-                "table says to simulate it)."
-            )
-        root = Path(sim_cfg.pop("out"))
-        if root.resolve() not in path.resolve().parents:
-            # a store outside the simulation folder is a real store that is missing
-            raise FileNotFoundError(
-                f"[data] store = {str(path)!r} does not exist (the 'simulate' table only makes "
-                f"stores under its out = {str(root)!r})."
-            )
-        if (root / "truth.json").exists():
-            sim = SimulationResult.load(root)
-        else:
-            log.info("[data] store = %r does not exist: simulating into %s", str(path), root)
-            sim = simulate(root, **sim_cfg)
-        return sim.store().load(), sim
-    if "simulate" in data:
-        root = Path(data.get("root", "sim-nsd"))
-        root = root if root.is_absolute() else base / root
-        if (root / "truth.json").exists():
-            sim = SimulationResult.load(root)
-        else:
-            sim = simulate(root, **data["simulate"])
-        return sim.store().load(), sim
-    if "store" in data:
-        return open_store(data["store"]).load(), None
-    raise DataFormatError("Recipe section [data] needs 'store = \"path\"' (optionally with "
-                          "'simulate = { out = ... }') or 'root' + 'simulate = {...}'.")
-
-
 #: pipeline settings that would run code from the pipeline's folder or fetch it
 _CODE_KEYS = ("trust_remote_code", "custom_pipeline", "custom_revision")
 
 
-def _allow_download(cfg: dict, where: str = "recipe") -> bool:
-    value = cfg.get("allow_download", False)
-    if not isinstance(value, bool):
-        raise DataFormatError(f"{where}: allow_download = {value!r}; expected true or false.")
-    return value
-
-
-def _load_pipe(cfg: dict, allow_download: bool = False):
+def _load_pipe(pipeline: dict, allow_download: bool = False):
+    """The pipeline of a ``[pipeline]`` table."""
     from neuroalign.decoders._reconstruct import load_pipeline
     from neuroalign.decoders._tiny import tiny_pipeline
 
-    p = dict(cfg.get("pipeline", {"source": "tiny"}))
+    p = dict(pipeline)
     code = [k for k in _CODE_KEYS if k in p]
     if code:
         raise DataFormatError(
@@ -167,43 +69,37 @@ def _load_pipe(cfg: dict, allow_download: bool = False):
     return load_pipeline(source, kind=p.pop("kind", None), allow_download=allow_download, **p)
 
 
-def run_decode_recipe(recipe, out: str | Path | None = None, *,
-                      overwrite: bool = False,
-                      allow_download: bool | None = None) -> dict[str, Any]:
-    """Run a decode recipe: store -> EmbeddingDecoder -> Reconstructor -> metrics.
+def run_decode(cfg: dict, out: Path, *, overwrite: bool = False,
+               allow_download: bool | None = None) -> dict[str, Any]:
+    """Run a validated ``decode`` recipe: store -> EmbeddingDecoder -> Reconstructor -> metrics.
 
     Writes ``grid.png`` (ground truth row above reconstruction row), ``metrics.json`` and
-    ``metrics.csv`` under ``out`` (default: the recipe's ``out``), atomically. An existing
-    ``out`` is replaced only with ``overwrite=True`` and only when it is an earlier decode
-    output (neuroalign's marker); anything else raises
-    :class:`~neuroalign.exceptions.OutputExistsError` before the run. Returns the metrics:
-    each reconstruction metric with its chance level (``"<metric> chance"``) and, for
-    img2img, the same metric of the low-level input the diffusion step refined
-    (``"<metric> low-level input"``), the retrieval scores, and ``"verdict"``: a sentence
-    saying whether the reconstructions beat chance and whether the refinement improved on
-    its input. Nothing touches the network unless the recipe says ``allow_download = true``.
+    ``metrics.csv`` into ``out``, atomically. Returns the metrics: each reconstruction
+    metric with its chance level (``"<metric> chance"``) and, for img2img, the same metric of
+    the low-level input the diffusion step refined (``"<metric> low-level input"``), the
+    retrieval scores, and ``"verdict"``: a sentence saying whether the reconstructions beat
+    chance and whether the refinement improved on its input. Nothing touches the network
+    unless the recipe says ``allow_download = true`` (or ``allow_download=True``).
     """
     from neuroalign.decoders._embedding import EmbeddingDecoder
     from neuroalign.decoders._reconstruct import Reconstructor
     from neuroalign.decoders._stimuli import store_images
     from neuroalign.decoders._verdict import check_reconstructions
     from neuroalign.decoders.metrics import feature_network
+    from neuroalign.recipes._inputs import open_store
 
-    cfg = load_recipe(recipe)
-    base = Path(recipe).parent if not isinstance(recipe, dict) else Path(".")
-    out = Path(out if out is not None else base / cfg.get("out", "decode-out"))
-    check_target(out, overwrite=overwrite, kind=DECODE_KIND, inputs=_inputs(cfg, base))
-    allow = _allow_download(cfg) if allow_download is None else bool(allow_download)
-    store, _ = _load_data(cfg, base)
+    out = Path(out)
+    allow = cfg["allow_download"] if allow_download is None else bool(allow_download)
+    store = open_store(cfg["store"])[0].load()
     # the metric networks before the fits: missing weights stop the run before long work
-    mcfg = cfg.get("metrics", {})
-    weights = mcfg.get("weights", "none")
+    mcfg = cfg["metrics"]
+    weights = mcfg["weights"]
     nets = {name: feature_network(name, weights=None if weights == "none" else weights,
                                   allow_download=allow)
-            for name in mcfg.get("networks", ["alexnet2", "alexnet5"])}
+            for name in mcfg["networks"]}
     avg = store.na.average_repetitions()
     images = store_images(avg)
-    pipe = _load_pipe(cfg, allow)
+    pipe = _load_pipe(cfg["pipeline"], allow)
     embed = pipeline_embedder(pipe)
     emb = embed(images)
     target = xr.DataArray(emb, dims=("stimulus", "embedding"),
@@ -217,10 +113,10 @@ def run_decode_recipe(recipe, out: str | Path | None = None, *,
     order = {s: i for i, s in enumerate(avg.stimulus_id.values)}
     gt = images[[order[s] for s in test_avg.stimulus_id.values]]
     low = None
-    if "lowlevel" in cfg:  # Brain-Diffuser / MindEye2-style low-level (blurry) image prediction
+    if cfg.get("lowlevel") is not None:  # Brain-Diffuser / MindEye2-style low-level (blurry) image prediction
         from neuroalign.decoders.metrics import resize_images
 
-        size = int(cfg["lowlevel"].get("size", 8))
+        size = int(cfg["lowlevel"]["size"])
         thumbs = resize_images(images, size)
         tdec = EmbeddingDecoder("ridge").fit(store.na.split("train"), xr.DataArray(
             thumbs, dims=("stimulus", "y", "x", "rgb"),
@@ -232,7 +128,7 @@ def run_decode_recipe(recipe, out: str | Path | None = None, *,
     # scored against chance and, for img2img, against the low-level input it refined
     check = check_reconstructions(rec.images, gt, baseline=low if rcfg_mode == "img2img" else None,
                                   baseline_name="low-level input", networks=nets,
-                                  preset=mcfg.get("preset", "simulated"))
+                                  preset=mcfg["preset"])
     table = check.to_dict()
     verdict = table.pop("verdict")
     table.update({"retrieval forward": retrieval["forward"], "retrieval backward": retrieval["backward"],
@@ -245,35 +141,60 @@ def run_decode_recipe(recipe, out: str | Path | None = None, *,
     return table
 
 
-_GENERATE_KEYS = ("kind", "out", "encoder", "roi", "n", "scale", "steps", "pipeline", "seed",
-                  "simulate", "allow_download")
+def run_generate_recipe(cfg: dict, out: Path, *, overwrite: bool = False,
+                        allow_download: bool | None = None) -> dict[str, Any]:
+    """Run a validated ``generate`` recipe: a differentiable encoder (a saved one, or a ridge
+    read-out of a network's pooled layers fitted on the store's averaged responses) guides
+    the pipeline towards ``[generate] roi``. See :func:`run_generate` for the outputs."""
+    from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
+    from neuroalign.decoders._stimuli import store_images
+    from neuroalign.recipes._inputs import SIMULATED_TRUTH, open_store
+
+    allow = cfg["allow_download"] if allow_download is None else bool(allow_download)
+    ecfg, gcfg = cfg["encoder"], cfg["generate"]
+    roi = gcfg["roi"]
+    brain, stim_mean = None, None
+    if "path" in ecfg:
+        enc = _saved_encoder(Path(ecfg["path"]), allow)
+    else:
+        store, sim = open_store(cfg["store"])
+        avg = store.load().na.average_repetitions()
+        layers = tuple(ecfg["layers"])
+        if ecfg["model"] == SIMULATED_TRUTH:
+            if sim is None:
+                raise DataFormatError(
+                    f"[encoder] model = {SIMULATED_TRUTH!r} needs a simulated store ([store] path "
+                    "a simulation folder, or [store.simulate]).")
+            truth = sim.truth["model"]  # the ground-truth network: torchvision arch, seeded weights
+            spec = {"source": "torchvision", "arch": truth["arch"], "weights": None, "seed": truth["seed"]}
+            brain = sim.brain()
+        else:
+            source, _, arch = ecfg["model"].partition(":")
+            if source != "torchvision" or not arch:
+                raise DataFormatError(f"[encoder] model = {ecfg['model']!r}; expected "
+                                      f"{SIMULATED_TRUTH!r} or 'torchvision:ARCH'.")
+            weights = None if ecfg["weights"] == "random" else ecfg["weights"]
+            spec = {"source": "torchvision", "arch": arch, "weights": weights, "seed": ecfg["seed"]}
+        ext = PooledFeatureExtractor.from_spec(spec, layers)
+        enc = DifferentiableRidgeEncoder.fit_store(ext, avg, alpha=ecfg["alpha"])
+        if brain is not None:
+            stim_mean = float(brain.roi_response(store_images(avg), roi).mean())
+    pipe = _load_pipe(cfg["pipeline"], allow)
+    return _generate(enc, roi, pipe, Path(out), n=gcfg["n"], scale=gcfg["scale"], steps=gcfg["steps"],
+                     seed=gcfg["random_state"], brain=brain, stim_mean=stim_mean, overwrite=overwrite)
 
 
-def run_generate_recipe(recipe, out: str | Path | None = None, *,
-                        overwrite: bool = False) -> dict[str, Any]:
-    """Run a guided-generation recipe (top-level ``encoder``, ``roi`` and the settings of
-    :func:`run_generate`). With ``simulate = {...}`` and no folder at ``encoder``, the
-    simulated dataset is made there first."""
-    cfg = load_recipe(recipe)
-    unknown = sorted(set(cfg) - set(_GENERATE_KEYS))
-    if unknown:
-        raise DataFormatError(
-            f"generate recipe: unknown key(s) {unknown!r}; expected some of {list(_GENERATE_KEYS)!r}."
-        )
-    missing = [k for k in ("encoder", "roi") if k not in cfg]
-    if missing:
-        raise DataFormatError(f"generate recipe: missing key(s) {missing!r}.")
-    encoder = Path(cfg["encoder"])
-    out = Path(out if out is not None else cfg.get("out", "generate-out"))
-    check_target(out, overwrite=overwrite, kind=GENERATE_KIND, inputs=[encoder])
-    if "simulate" in cfg and not encoder.exists():
-        from neuroalign.datasets.simulate import simulate
+def _saved_encoder(path: Path, allow_download: bool):
+    from neuroalign.decoders._encoder import DifferentiableRidgeEncoder
 
-        log.info("encoder = %r does not exist: simulating into it", str(encoder))
-        simulate(encoder, **cfg["simulate"])
-    settings = {k: cfg[k] for k in ("n", "scale", "steps", "pipeline", "seed") if k in cfg}
-    settings["allow_download"] = _allow_download(cfg, "generate recipe")
-    return run_generate(encoder, cfg["roi"], out=out, overwrite=overwrite, **settings)
+    if (path / "encoder.json").is_file():
+        return DifferentiableRidgeEncoder.load(path, allow_download=allow_download)
+    if path.is_file():
+        raise _encoder_file_error(path)
+    raise FileNotFoundError(
+        f"[encoder] path = {str(path)!r}: expected a saved encoder folder (with encoder.json, "
+        "written by DifferentiableRidgeEncoder.save)."
+    )
 
 
 def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path = "generate-out",
@@ -293,14 +214,13 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
     only with ``overwrite=True`` and only when it is an earlier generate output); returns the
     activations (predicted, and the TRUE responses when ``encoder`` is a simulated dataset)."""
     from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
-    from neuroalign.decoders._guided import BrainGuidedGenerator
     from neuroalign.decoders._stimuli import store_images
 
     encoder = Path(encoder)
     out = Path(out)
     check_target(out, overwrite=overwrite, kind=GENERATE_KIND,
                  inputs=[encoder, pipeline if isinstance(pipeline, str | Path) and pipeline != "tiny" else None])
-    brain = None
+    brain, stim_mean = None, None
     if (encoder / "truth.json").exists():
         from neuroalign.datasets.simulate import SimulationResult
 
@@ -321,8 +241,18 @@ def run_generate(encoder: str | Path, roi: str, *, n: int = 8, out: str | Path =
             f"--encoder {str(encoder)!r}: expected a simulated dataset folder (with truth.json) or "
             "a saved encoder folder (with encoder.json, written by DifferentiableRidgeEncoder.save)."
         )
-    pipe = (_load_pipe({"pipeline": {"source": pipeline}}, allow_download)
+    pipe = (_load_pipe({"source": pipeline}, allow_download)
             if isinstance(pipeline, str | Path) else pipeline)
+    return _generate(enc, roi, pipe, out, n=n, scale=scale, steps=steps, seed=seed, brain=brain,
+                     stim_mean=stim_mean, overwrite=overwrite)
+
+
+def _generate(enc, roi: str, pipe, out: Path, *, n: int, scale: float, steps: int, seed: int,
+              brain=None, stim_mean: float | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Guided and unguided images from the same seeds; ``grid.png``, ``activations.json`` and
+    ``activation_trajectory.csv`` written into ``out`` (atomically)."""
+    from neuroalign.decoders._guided import BrainGuidedGenerator
+
     gen = BrainGuidedGenerator(enc, roi, pipe, scale=scale, num_inference_steps=steps)
     guided = gen.generate(n, seed=seed)
     plain = gen.generate(n, seed=seed, scale=0.0)

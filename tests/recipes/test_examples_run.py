@@ -1,6 +1,6 @@
-"""`neuroalign run RECIPE.toml`: every shipped recipe runs on simulated data, changing paths only.
+"""`neuroalign run RECIPE`: every shipped recipe runs on simulated data, changing paths only.
 
-Each recipe in encoders/ and decoders/ (a new one is picked up automatically) is run through
+Each recipe in examples/recipes/ (a new one is picked up automatically) is run through
 the CLI with ``--set`` overrides of its *paths* only: the store (a small simulated dataset
 made with the recipe's own ``simulate`` options), the pipeline folder (a small tiny pipeline,
 or for a real-data recipe a tiny random-weight pipeline of the recipe's diffusers class) and,
@@ -19,12 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from neuroalign.cli import app
-from neuroalign.cli._run import apply_overrides, detect_kind, load_recipe
-from neuroalign.exceptions import DataFormatError
+from neuroalign.recipes import load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted(p.relative_to(ROOT).as_posix()
-                 for p in [*ROOT.glob("encoders/*.toml"), *ROOT.glob("decoders/*.toml")])
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("examples/recipes/*.toml"))
 # the simulated datasets the recipes run on here: small versions of what their 'simulate' asks for
 SMALL = {"n_images": 90, "n_test": 18, "n_sessions": 3, "seed": 0}
 # for real-data recipes (no 'simulate' table), whose settings are sized for real data
@@ -169,26 +167,59 @@ def random_torch_home(tmp_path_factory):
     return home
 
 
-def _path_overrides(cfg: dict, simulated, tiny_path, pipeline_standin) -> tuple[list[str], int]:
+def _path_overrides(recipe, simulated, tiny_path, pipeline_standin, fit_output,
+                    features_file) -> tuple[list[str], int]:
     """The --set options that point a recipe at the test's data (paths only), and the number
     of test images of that data."""
-    kind = detect_kind(cfg)
-    if kind == "fit":
-        sim_cfg = cfg["store"].get("simulate")
-        sim = simulated(sim_cfg)
-        sets = [f"store.path={sim.store_path}"]
-    elif kind == "decode":
-        sim_cfg = cfg["data"].get("simulate")
-        sim = simulated(sim_cfg)
-        source = cfg["pipeline"].get("source", "tiny")
+    cfg = recipe.config
+    sim_cfg = cfg["store"].get("simulate")
+    sim = simulated(sim_cfg)
+    sets = [f"store.path={sim.root}"]
+    if recipe.kind == "map":
+        sets.append(f"results.path={fit_output(sim)}")
+    if "path" in (cfg.get("features") or {}):
+        sets.append(f"features.path={features_file(sim)}")
+    if "pipeline" in cfg:
+        source = cfg["pipeline"]["source"]
         folder = tiny_path if source == "tiny" else pipeline_standin(cfg["pipeline"].get("kind"))
-        sets = [f"data.store={sim.store_path}", f"pipeline.source={folder}"]
-    else:
-        sim_cfg = cfg.get("simulate")
-        sim = simulated(sim_cfg)
-        assert cfg.get("pipeline", "tiny") == "tiny"
-        sets = [f"encoder={sim.root}", f"pipeline={tiny_path}"]
+        sets.append(f"pipeline.source={folder}")
     return sets, (SMALL if sim_cfg is not None else SMALL_REAL)["n_test"]
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory):
+    """sim -> a features zarr of its stimuli (the generating network's layer1 and layer4)."""
+    from neuroalign.recipes._inputs import feature_set
+
+    made = {}
+
+    def get(sim):
+        if sim.root not in made:
+            feats = feature_set({"model": "simulated-truth", "layers": ["layer1", "layer4"]}, sim.store())
+            path = tmp_path_factory.mktemp("feats") / "features.zarr"
+            feats.to_zarr(path, zarr_format=2, consolidated=True)
+            made[sim.root] = path
+        return made[sim.root]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def fit_output(tmp_path_factory):
+    """sim -> the output folder of a small layer sweep on it (what a map recipe reads)."""
+    from neuroalign.recipes import run_recipe
+
+    made = {}
+
+    def get(sim):
+        if sim.root not in made:
+            out = tmp_path_factory.mktemp("fit") / "fit-results"
+            run_recipe(ROOT / "examples/recipes/fit-layer-sweep.toml", out=out, sets=[
+                f"store.path={sim.root}", "features.model=simulated-truth", "outputs.n_boot=20"])
+            made[sim.root] = out
+        return made[sim.root]
+
+    return get
 
 
 def _finite(x) -> bool:
@@ -197,15 +228,15 @@ def _finite(x) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_standin, tmp_path,
-                                       monkeypatch, request):
+def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_standin, fit_output,
+                                       features_file, tmp_path, monkeypatch, request):
     import torch
 
     torch.set_num_threads(2)
-    cfg = load_recipe(ROOT / recipe)
-    assert cfg.get("kind") in ("fit", "decode", "generate"), f"{recipe}: add a top-level kind"
-    kind = detect_kind(cfg, recipe)
-    sets, n_test = _path_overrides(cfg, simulated, tiny_path, pipeline_standin)
+    loaded = load_recipe(ROOT / recipe)
+    cfg, kind = loaded.config, loaded.kind
+    sets, n_test = _path_overrides(loaded, simulated, tiny_path, pipeline_standin, fit_output,
+                                   features_file)
     if cfg.get("metrics", {}).get("weights", "none") != "none":
         monkeypatch.setenv("TORCH_HOME", str(request.getfixturevalue("random_torch_home")))
     monkeypatch.chdir(tmp_path)  # relative paths in the recipe land here
@@ -215,9 +246,15 @@ def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_st
         args += ["--set", s]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert f"{kind} -> {out}" in res.output
+    assert f"{kind} results: {out}" in res.output
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == kind and run["set"] == sets
+    # every kind of output makes a report page: its section, figures and recipe
+    from neuroalign.recipes import write_report
+
+    html = write_report(out, tmp_path / "report.html").read_text()
+    assert f"<h2>{kind}: " in html and "<h2>Summary</h2>" in html
+    assert (kind == "fit" or "<img" in html) and "<td>neuroalign</td>" in html
     if kind == "fit":
         import xarray as xr
 
@@ -234,7 +271,7 @@ def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_st
         assert np.isfinite(res_ds["score"].values).mean() > 0.9
     elif kind == "decode":
         table = json.loads((out / "metrics.json").read_text())
-        nets = cfg["metrics"].get("networks", ["alexnet2", "alexnet5"])
+        nets = cfg["metrics"]["networks"]
         assert {"PixCorr", "SSIM", "retrieval forward", *(f"{n} 2-way" for n in nets)} <= set(table)
         assert all(_finite(v) for k, v in table.items() if k != "verdict"), table
         assert "above chance on" in table["verdict"]
@@ -244,92 +281,51 @@ def test_recipe_runs_on_simulated_data(recipe, simulated, tiny_path, pipeline_st
 
         with Image.open(out / "grid.png") as im:
             assert im.width > 0 and np.asarray(im).std() > 0
+    elif kind == "rsa":
+        assert run["result"]["rois"] and (out / "rsa_V1v.csv").exists()
+    elif kind == "shape":
+        assert (out / "distances.csv").exists() and (out / "mds.png").exists()
+    elif kind == "map":
+        assert (out / "layer_preference.csv").exists() and (out / "roi_summary.csv").exists()
     else:
         data = json.loads((out / "activations.json").read_text())
-        assert len(data["true_guided"]) == len(data["predicted_guided"]) == cfg["n"]
+        assert len(data["true_guided"]) == len(data["predicted_guided"]) == cfg["generate"]["n"]
         assert all(_finite(v) for v in data["true_guided"] + data["predicted_guided"])
         assert (out / "grid.png").exists()
 
 
 @pytest.mark.slow
-def test_simulation_made_on_demand(tmp_path, monkeypatch):
-    """As written, a simulated recipe makes its dataset under the recipe's relative path."""
-    monkeypatch.chdir(tmp_path)
+def test_simulation_made_on_demand(tmp_path):
+    """As written, a simulated recipe makes its dataset beside the recipe file."""
+    recipe = tmp_path / "study" / "banded.toml"
+    recipe.parent.mkdir()
+    recipe.write_text((ROOT / "examples/recipes/fit-banded-ridge.toml").read_text())
     res = CliRunner().invoke(app, [
-        "run", str(ROOT / "encoders/sim-banded-vision-language.toml"), "--out", "res",
+        "run", str(recipe),
         "--set", "store.simulate.n_images=60", "--set", "store.simulate.n_test=12",
         "--set", "store.simulate.n_sessions=2", "--set", "outputs.n_boot=50"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "sim" / "truth.json").exists() and (tmp_path / "sim" / "store.zarr").exists()
-    assert {"hV4", "FFA-1"} <= set(json.loads((tmp_path / "res" / "summary.json").read_text())["rois"])
+    sim = tmp_path / "study" / "sim"
+    assert (sim / "truth.json").exists() and (sim / "store.zarr").exists()
+    summary = json.loads((tmp_path / "study" / "banded-results" / "summary.json").read_text())
+    assert {"hV4", "FFA-1"} <= set(summary["rois"])
 
 
-# ---------------------------------------------------------------------------- errors
-
-
-def _run(*args):
-    return CliRunner().invoke(app, ["run", *map(str, args)])
-
-
-def test_every_recipe_declares_its_kind():
-    for recipe in RECIPES:
-        cfg = load_recipe(ROOT / recipe)
-        assert detect_kind(cfg, recipe) == cfg["kind"], recipe
-
-
-def test_missing_recipe(tmp_path):
-    res = _run(tmp_path / "nope.toml")
-    assert res.exit_code == 2 and "nope.toml" in res.output and "does not exist" in res.output
-
-
-def test_unknown_and_ambiguous_kind(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text('kind = "train"\n[encoder]\nkind = "ridge"\n')
-    res = _run(bad)
-    assert res.exit_code == 2
-    assert "bad.toml: kind = 'train'; expected one of 'fit', 'decode', 'generate'" in res.output
-    bad.write_text('[study]\nname = "x"\n')
-    res = _run(bad)
-    assert res.exit_code == 2 and "bad.toml: cannot tell the recipe kind" in res.output
-    bad.write_text('[encoder]\nkind = "ridge"\n[data]\nstore = "x"\n')
-    res = _run(bad)
-    assert res.exit_code == 2 and "ambiguous recipe: its tables fit 'fit', 'decode'. Add a top-level kind" in res.output
-    bad.write_text('kind = "generate"\n[encoder]\nkind = "ridge"\n')
-    with pytest.raises(DataFormatError, match="kind = 'generate' but its tables look like a 'fit'"):
-        detect_kind(load_recipe(bad), bad)
-    bad.write_text("kind = = 1\n")
-    res = _run(bad)
-    assert res.exit_code == 2 and "bad.toml: not a valid TOML recipe" in res.output
-
-
-def test_bad_set_options():
-    recipe = ROOT / "decoders" / "simulated-unclip.toml"
-    res = _run(recipe, "--set", "data.store")
-    assert res.exit_code == 2
-    assert "Invalid --set 'data.store' for" in res.output and "simulated-unclip.toml" in res.output
-    res = _run(recipe, "--set", "dat.store=x.zarr")
-    assert res.exit_code == 2
-    assert "--set 'dat.store=x.zarr':" in res.output and "has no table [dat]" in res.output
-    res = _run(recipe, "--set", "data=x")
-    assert res.exit_code == 2 and "[data] in" in res.output and "is a table" in res.output
-    res = _run(recipe, "--set", "=1")
-    assert res.exit_code == 2 and "expected key.sub=value" in res.output
-
-
-def test_set_values_are_toml_or_strings():
-    cfg = {"a": {"b": 1, "c": {"d": "x"}}}
-    new = apply_overrides(cfg, ["a.b=2.5", "a.c.d=/data/nsd.zarr", "a.e=[1, 2]", "a.f=\"q\"", "top=true"])
-    assert new == {"a": {"b": 2.5, "c": {"d": "/data/nsd.zarr"}, "e": [1, 2], "f": "q"}, "top": True}
-    assert cfg == {"a": {"b": 1, "c": {"d": "x"}}}  # the input is not changed
+def test_every_kind_has_an_example():
+    kinds = {load_recipe(ROOT / r).kind for r in RECIPES}
+    assert kinds == {"fit", "rsa", "shape", "map", "decode", "generate"}
 
 
 def test_missing_real_store_is_not_replaced_by_a_simulation(tmp_path, monkeypatch):
     """Pointing a simulated recipe at a real store that is missing fails; it never simulates."""
     monkeypatch.chdir(tmp_path)
-    res = _run(ROOT / "encoders/sim-ridge-layer-sweep.toml", "--set", "store.path=/data/nsd-missing.zarr")
-    assert res.exit_code == 2 and "[store] path = '/data/nsd-missing.zarr' does not exist" in res.output
-    res = _run(ROOT / "decoders/simulated-unclip.toml", "--set", "data.store=/data/nsd-missing.zarr")
-    assert res.exit_code == 2 and "[data] store = '/data/nsd-missing.zarr' does not exist" in res.output
-    res = _run(ROOT / "decoders/nsd-unclip.toml")
-    assert res.exit_code == 2 and "[data] store = 'nsd-subj01.zarr' does not exist" in res.output
+    for recipe in ("fit-layer-sweep.toml", "decode-unclip.toml", "rsa-layers.toml"):
+        res = CliRunner().invoke(app, ["run", str(ROOT / "examples/recipes" / recipe), "-o", "out",
+                                       "--set", "store.path=/data/nsd-missing.zarr"])
+        assert res.exit_code == 2, res.output
+        assert "[store] path = '/data/nsd-missing.zarr' does not exist" in res.output
+    res = CliRunner().invoke(app, ["run", str(ROOT / "examples/recipes/decode-nsd-unclip.toml"),
+                                   "-o", "out"])
+    nsd = ROOT / "examples/recipes/nsd-subj01.zarr"
+    assert res.exit_code == 2 and f"[store] path = {str(nsd)!r} does not exist" in res.output
     assert not (tmp_path / "sim").exists()

@@ -1,4 +1,4 @@
-"""`neuroalign fit RECIPE.toml` and the recipe runner."""
+"""`neuroalign fit RECIPE`: the fit runner, its outputs and its errors."""
 
 import json
 from pathlib import Path
@@ -8,12 +8,12 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from neuroalign.cli import app
-from neuroalign.encoders._recipe import load_recipe, run_recipe
 from neuroalign.exceptions import DataFormatError
+from neuroalign.recipes import load_recipe, run_recipe
 from neuroalign.store import check_results
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = ROOT / "encoders"
+RECIPES = ROOT / "examples" / "recipes"
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +21,10 @@ def small_sim(sim_nsd_large):
     return sim_nsd_large
 
 
-def test_all_recipes_parse():
-    names = sorted(p.name for p in RECIPES.glob("*.toml"))
-    assert names == ["sim-attention-routing.toml", "sim-banded-vision-language.toml",
-                     "sim-ridge-layer-sweep.toml"]
-    for p in RECIPES.glob("*.toml"):
-        load_recipe(p)
-
-
 def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     out = tmp_path / "res"
-    result = CliRunner().invoke(app, ["fit", str(RECIPES / "sim-ridge-layer-sweep.toml"),
-                                      "--store", str(small_sim.store_path), "--out", str(out)])
+    result = CliRunner().invoke(app, ["fit", str(RECIPES / "fit-layer-sweep.toml"),
+                                      "--set", f"store.path={small_sim.store_path}", "-o", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["best_layer_by_roi"]) >= set(small_sim.layer_of_roi())
@@ -47,6 +39,11 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
                                     "--out", str(tmp_path / "maps")])
     assert maps.exit_code == 0, maps.output
     assert (tmp_path / "maps" / "layer_preference.csv").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == "fit" and run["recipe_text"] == (RECIPES / "fit-layer-sweep.toml").read_text()
+    assert run["set"] == [f"store.path={small_sim.store_path}"]
+    assert run["config"]["store"]["path"] == str(small_sim.store_path)
+    assert {"python", "neuroalign", "numpy", "xarray", "zarr"} <= set(run["versions"])
     # the recipe extracts real features (neuroalign.features), cached beside the results
     assert [p.name for p in (tmp_path / "res.features").glob("*.zarr")] == [
         "torchvision-resnet18-seed0.zarr"]
@@ -65,37 +62,45 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
 
 @pytest.mark.slow
 def test_banded_recipe_runs(small_sim, tmp_path):
-    summary = run_recipe(RECIPES / "sim-banded-vision-language.toml", store=str(small_sim.store_path),
-                         out=str(tmp_path / "b"))
+    res = run_recipe(RECIPES / "fit-banded-ridge.toml", sets=[f"store.path={small_sim.store_path}"],
+                     out=tmp_path / "b")
     split = xr.open_zarr(tmp_path / "b" / "split_r2.zarr")["split_r2"]
     assert list(split["space"].values) == ["vision", "language"]
-    assert {"hV4", "FFA-1"} <= set(summary["rois"])
+    assert {"hV4", "FFA-1"} <= set(res["result"]["rois"])
 
 
 def test_recipe_errors(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[store]\npath = "x"\n[features]\nmodel = "m"\n[encoder]\nkind = "lasso"\n')
-    with pytest.raises(DataFormatError, match="kind = 'lasso'; expected one of"):
+    bad.write_text('kind = "fit"\n[store]\npath = "x"\n[features]\nmodel = "m"\nlayers = "l"\n'
+                   '[encoder]\nkind = "lasso"\n')
+    with pytest.raises(DataFormatError, match=r"\[encoder\] kind = 'lasso'; expected one of 'layer-sweep'"):
         load_recipe(bad)
-    bad.write_text('[store]\npath = "x"\n[encoder]\nkind = "ridge"\n')
-    with pytest.raises(DataFormatError, match=r"missing section \[features\]"):
+    bad.write_text('kind = "fit"\n[store]\npath = "x"\n[encoder]\nkind = "ridge"\n')
+    with pytest.raises(DataFormatError, match=r"missing table \[features\]"):
         load_recipe(bad)
     bad.write_text("[store\n")
     with pytest.raises(DataFormatError, match="not valid TOML"):
         load_recipe(bad)
-    bad.write_text('[stor]\n')
-    with pytest.raises(DataFormatError, match="unknown section"):
+    bad.write_text('kind = "fit"\n[stor]\n')
+    with pytest.raises(DataFormatError, match=r"unknown key 'stor' in the top level; did you mean 'store'\?"):
         load_recipe(bad)
-    bad.write_text('[store]\nrois = []\n[features]\nmodel = "m"\n[encoder]\nkind = "ridge"\n')
-    with pytest.raises(DataFormatError, match="needs 'path' or a 'simulate' table"):
+    bad.write_text('kind = "fit"\n[store]\nrois = []\n[features]\nmodel = "m"\nlayers = "l"\n'
+                   '[encoder]\nkind = "ridge"\n')
+    with pytest.raises(DataFormatError, match=r"missing key 'path' in \[store\]"):
+        load_recipe(bad)
+    bad.write_text('kind = "fit"\n[store]\npath = "x"\n[features]\nmodel = "m"\n[encoder]\nkind = "ridge"\n')
+    with pytest.raises(DataFormatError, match=r"\[features\] needs 'layers'"):
+        load_recipe(bad)
+    bad.write_text('kind = "fit"\n[store]\npath = "x"\n[features]\nmodel = "m"\nlayers = "l"\n'
+                   '[encoder]\nkind = "banded-ridge"\n')
+    with pytest.raises(DataFormatError, match=r"needs named feature spaces \[features.spaces.NAME\]"):
         load_recipe(bad)
     result = CliRunner().invoke(app, ["fit", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
 def test_unknown_feature_model_is_a_clear_error(small_sim, tmp_path):
-    recipe = load_recipe(RECIPES / "sim-ridge-layer-sweep.toml")
-    recipe["features"] = {"model": "no-such-model", "layers": ["a"]}
     # neuroalign.features rejects the spec itself, naming it and the known sources
     with pytest.raises(ValueError, match="no-such-model"):
-        run_recipe(recipe, store=str(small_sim.store_path), out=str(tmp_path / "x"))
+        run_recipe(RECIPES / "fit-layer-sweep.toml", out=tmp_path / "x",
+                   sets=[f"store.path={small_sim.store_path}", "features.model=no-such-model"])

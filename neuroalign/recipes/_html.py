@@ -146,6 +146,15 @@ class Report:
                             "alt": str(caption or "figure")})
         return self
 
+    def image(self, png: bytes, *, caption: str | None = None) -> Report:
+        """Embed a PNG file's bytes (checked to be a PNG: nothing else reaches the page)."""
+        if not bytes(png[:8]) == b"\x89PNG\r\n\x1a\n":
+            raise ValueError(f"Report.image(): not a PNG ({caption or 'image'!r}).")
+        self.blocks.append({"kind": "figure", "png": base64.b64encode(bytes(png)).decode("ascii"),
+                            "caption": None if caption is None else str(caption),
+                            "alt": str(caption or "figure")})
+        return self
+
     def check(self, name: str, truth: Any, recovered: Any, passed: bool | None) -> Check:
         """Record a check; ``passed=None`` records a claim the run does not show either way
         (reported as NOT SHOWN, never as PASS)."""

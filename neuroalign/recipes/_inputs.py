@@ -1,0 +1,181 @@
+"""What recipes read: stores (simulated on demand), feature sets, model files, results.
+
+This module is the only place where a recipe's store may be simulated: when ``[store] path``
+does not exist and lies inside ``[store.simulate] out``, the simulated brain is written to
+``out`` first; a missing store anywhere else is an error, never replaced by a simulation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from neuroalign._logging import get_logger
+from neuroalign.exceptions import DataFormatError
+
+__all__ = ["open_store", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH"]
+
+log = get_logger(__name__)
+
+#: The feature model name that means "the simulated brain's own generating network".
+SIMULATED_TRUTH = "simulated-truth"
+
+
+def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
+    """The store of a ``[store]`` table, and the simulation it came from (or None).
+
+    A store at ``path`` is opened; a missing one is simulated when ``path`` lies inside
+    ``[store.simulate] out`` (reused when ``out`` already holds that simulation).
+    """
+    from neuroalign.store import open_store as _open
+
+    path = Path(spec["path"])
+    sim_cfg = dict(spec.get("simulate") or {})
+    if sim_cfg:
+        root = Path(sim_cfg.pop("out"))
+        if root.resolve() == path.resolve() or root.resolve() in path.resolve().parents:
+            from neuroalign.datasets.simulate import SimulationResult, simulate
+
+            if (root / "truth.json").exists():
+                sim = SimulationResult.load(root)
+            elif path.exists():
+                return _open(path), None
+            else:
+                log.info("[store] path = %r does not exist: simulating into %s", str(path), root)
+                sim = simulate(root, **sim_cfg)
+            if path.resolve() not in (root.resolve(), sim.store_path.resolve()) and not path.exists():
+                raise FileNotFoundError(
+                    f"[store] path = {str(path)!r} does not exist; the simulation in {str(root)!r} "
+                    f"writes its store at {str(sim.store_path)!r}.")
+            return sim.store(), sim
+    if not path.exists():
+        hint = ("" if not sim_cfg else
+                " (the [store.simulate] table only makes a store inside its 'out' folder)")
+        raise FileNotFoundError(f"[store] path = {str(path)!r} does not exist{hint}.")
+    if (path / "truth.json").exists():  # a simulation folder given as the store
+        from neuroalign.datasets.simulate import SimulationResult
+
+        sim = SimulationResult.load(path)
+        return sim.store(), sim
+    return _open(path), None
+
+
+def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -> xr.Dataset:
+    """The features of a ``[features]`` table for the stimuli of ``store``."""
+    if "path" in spec:
+        return _feature_file(spec)
+    model = spec["model"]
+    layers = list(spec["layers"]) if isinstance(spec["layers"], list) else [spec["layers"]]
+    if model == SIMULATED_TRUTH:
+        from neuroalign.encoders._truth_features import (
+            simulated_truth_features,
+            simulated_truth_tokens,
+        )
+
+        if spec.get("tokens"):
+            if len(layers) != 1:
+                raise DataFormatError(f"[features] tokens = true needs exactly one layer; got {layers!r}.")
+            return simulated_truth_tokens(store, layers[0], grid=int(spec.get("grid", 7)))
+        return simulated_truth_features(store, layers)
+    from neuroalign.features import extract
+
+    kwargs = {k: v for k, v in spec.items() if k not in ("model", "layers", "tokens", "grid", "spaces")}
+    if kwargs.get("weights") == "random":  # TOML has no None: random weights, seeded by 'seed'
+        kwargs["weights"] = None
+    if "cache" not in kwargs and cache_dir is not None:  # reruns reuse the features
+        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(model))
+        kwargs["cache"] = cache_dir / f"{slug}-seed{kwargs.get('seed', 0)}.zarr"
+    if spec.get("tokens"):
+        kwargs["pooling"] = None
+    return extract(model, store, layers=layers, **kwargs)
+
+
+def _feature_file(spec: dict) -> xr.Dataset:
+    path = Path(spec["path"])
+    if not path.exists():
+        raise FileNotFoundError(f"[features] path = {str(path)!r} does not exist.")
+    if path.suffix == ".zarr" or path.is_dir():
+        from neuroalign.store import COMPLETE_MARKER, read_zarr
+
+        ds = read_zarr(path, what="features zarr") if (path / COMPLETE_MARKER).exists() \
+            else xr.open_zarr(path)
+    else:
+        ds = xr.open_dataset(path)
+    if "stimulus_id" not in ds.coords:
+        raise DataFormatError(f"[features] path = {str(path)!r}: no 'stimulus_id' coordinate; "
+                              f"its coordinates are {list(ds.coords)!r}.")
+    layers = spec.get("layers")
+    if layers is not None:
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        missing = [name for name in layers if name not in ds.data_vars]
+        if missing:
+            raise DataFormatError(f"[features] path = {str(path)!r} has no layer(s) {missing!r}; it "
+                                  f"has {list(ds.data_vars)!r}.")
+        ds = ds[layers]
+    return ds.load()
+
+
+def _split_spec(spec: str) -> tuple[Path, str]:
+    if Path(spec).exists():
+        return Path(spec), ""
+    head, sep, var = spec.rpartition(":")
+    if sep and head and "/" not in var and len(head) > 1:
+        return Path(head), var
+    return Path(spec), ""
+
+
+def load_array(spec: str, stimulus_ids: np.ndarray | None = None):
+    """``path[:variable]`` (.npy, .zarr, .nc) -> an array or a DataArray.
+
+    A ``.npy`` of ``len(stimulus_ids)`` rows gets those ids (rows in the store's order after
+    averaging); labelled features keep their own ``stimulus_id``.
+    """
+    path, var = _split_spec(str(spec))
+    if not path.exists():
+        raise FileNotFoundError(f"{str(path)!r}: no such file (from {spec!r}).")
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if stimulus_ids is not None and arr.ndim == 2 and len(arr) == len(stimulus_ids):
+            return xr.DataArray(arr, dims=("stimulus", "unit"),
+                                coords={"stimulus_id": ("stimulus", stimulus_ids)})
+        return arr
+    if path.suffix == ".zarr" or path.is_dir():
+        from neuroalign.store import COMPLETE_MARKER, read_zarr
+
+        # a zarr neuroalign wrote is checked against its manifest; any other is read as is
+        ds = read_zarr(path, what="features zarr") if (path / COMPLETE_MARKER).exists() \
+            else xr.open_zarr(path)
+    else:
+        ds = xr.open_dataset(path)
+    if var:
+        if var not in ds.data_vars:
+            raise KeyError(f"{str(path)!r}: no variable {var!r}; it has {list(ds.data_vars)!r}.")
+        return ds[var].load()
+    if len(ds.data_vars) != 1:
+        raise KeyError(f"{str(path)!r}: several variables {list(ds.data_vars)!r}; name one as "
+                       f"{spec}:VARIABLE.")
+    return ds[next(iter(ds.data_vars))].load()
+
+
+def results_file(path: Path) -> Path:
+    """A results file from a fit output folder (its ``results.zarr``) or the file itself."""
+    path = Path(path)
+    if path.is_dir() and (path / "results.zarr").exists():
+        return path / "results.zarr"
+    return path
+
+
+def load_results(path: Path) -> xr.Dataset | xr.DataArray:
+    """Layer scores from a fit output folder or a results file (.zarr, .nc)."""
+    path = results_file(path)
+    if not path.exists():
+        raise FileNotFoundError(f"[results] path = {str(path)!r}: no such file or folder.")
+    if path.suffix == ".zarr" or path.is_dir():
+        from neuroalign.store import COMPLETE_MARKER, read_zarr
+
+        return read_zarr(path, what="results zarr") if (path / COMPLETE_MARKER).exists() \
+            else xr.open_zarr(path)
+    return xr.open_dataset(path)
