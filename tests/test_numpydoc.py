@@ -28,8 +28,6 @@ KNOWN_GAPS: set[str] = {
     "neuroalign.decoders.PooledFeatureExtractor.extract",
     "neuroalign.decoders.PooledFeatureExtractor.forward",
     "neuroalign.decoders.PooledFeatureExtractor.from_spec",
-    "neuroalign.decoders.run_decode_recipe",
-    "neuroalign.decoders.run_generate",
     "neuroalign.encoders.BandedRidgeEncoder.to_dataset",
     "neuroalign.encoders.FIREncoder.to_dataset",
     "neuroalign.encoders.LayerSweep.to_dataset",

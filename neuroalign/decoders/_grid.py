@@ -10,7 +10,23 @@ __all__ = ["save_grid"]
 
 
 def save_grid(rows: list[np.ndarray], path: str | Path, *, scale: int = 2) -> Path:
-    """Save rows of uint8 images (each (n, H, W, 3), same H, W) as one PNG grid."""
+    """Save rows of images as one PNG grid.
+
+    Parameters
+    ----------
+    rows : list of ndarray
+        uint8 images, each row ``(n, H, W, 3)`` (rows may differ in size; each image is
+        resized to the largest).
+    path : path-like
+        The PNG file.
+    scale : int
+        Upsampling factor of the largest image size.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     from PIL import Image
 
     from neuroalign.decoders.metrics import resize_images

@@ -119,7 +119,7 @@ def test_store_coords_and_stimulus_join():
     near = ((ijk - ijk[c]) ** 2).sum(1) < 4
     expect = compare_rdms(model_rdms, rdm(store["responses"][:, near]), "spearman")
     np.testing.assert_allclose(sl.values[:, c], expect.values, rtol=1e-12)
-    with pytest.raises(StimulusMismatchError, match="only in"):
+    with pytest.raises(StimulusMismatchError, match="missing from"):
         searchlight(store, model_rdms.assign_coords(
             stimulus_id_i=("stimulus_i", [*ids[:-1], "x"]),
             stimulus_id_j=("stimulus_j", [*ids[:-1], "x"])), radius=2)

@@ -33,7 +33,6 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     assert {"score", "cv_score", "best_layer", "best_score", "ceiling_normalised"} <= set(res.data_vars)
     assert res["score"].dims == ("layer", "neuroid")
     assert res.attrs["metric"] == "pearson" and res.attrs["score_kind"] == "test"
-    assert (out / "sim-ridge-layer-sweep.toml").exists()
     # what `neuroalign fit` writes is what `neuroalign map --scores` reads
     maps = CliRunner().invoke(app, ["map", str(small_sim.store_path), "--scores", str(out / "results.zarr"),
                                     "--out", str(tmp_path / "maps")])
