@@ -33,6 +33,9 @@ NOT_RUN = {
     ".venv/bin/pip install": "installs the package",
     "sh scripts/install-chromium.sh": "installs Chromium (tests/test_report_browser.py uses it)",
     ".venv/bin/python -m pytest": "runs this test suite",
+    "pip install mutmut": "installs the mutation-testing tool (docs/testing.md)",
+    "mutmut run": "mutation testing: hours on 2 cores, run by hand (docs/testing.md)",
+    "mutmut results": "lists the results of a mutation-testing run",
 }
 #: neuroalign commands run by another test (parsed here): (start of the command, test)
 ELSEWHERE = {

@@ -352,7 +352,8 @@ def run_demo(cfg: DemoConfig) -> Report:
 
     with target_lock(cfg.out, what=DEMO_KIND):
         claim_dir(cfg.out, kind=DEMO_KIND)
-        report = Report("neuroalign demo: the simulated brain, truth vs recovered")
+        report = Report("neuroalign demo: the simulated brain, truth vs recovered",
+                        figure_dir=cfg.out / "figures")
         start = time.perf_counter()
         for stage in STAGES + _late_stages():
             stage(cfg, report)

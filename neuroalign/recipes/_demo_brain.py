@@ -41,6 +41,7 @@ def stage_routing(cfg: DemoConfig, report: Report) -> None:
     from neuroalign.decoders import store_images
     from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder, simulated_truth_tokens
     from neuroalign.recipes._demo import _done, _stage
+    from neuroalign.store import index_stimuli
 
     t0 = _stage(cfg, "8. attention routing vs ridge on the routing ROI (EBA)")
     sim = _routing_sim(cfg)
@@ -50,17 +51,17 @@ def stage_routing(cfg: DemoConfig, report: Report) -> None:
     tokens = simulated_truth_tokens(store, "layer3", grid=grid)
     train = eba.na.split("train").na.average_repetitions()
     test = eba.na.split("test").na.average_repetitions()
-    in_train = np.isin(tokens.stimulus_id.values, train.stimulus_id.values)
-    ttr, tte = tokens.isel(stimulus=in_train), tokens.isel(stimulus=~in_train)
-    enc = AttentionRoutingEncoder(rois=["EBA"], device="cpu").fit(ttr, train)
-    r_attn = enc.score(tte, test)
+    # the token features cover every stimulus; fit and score join them to each split by id
+    enc = AttentionRoutingEncoder(rois=["EBA"], device="cpu").fit(tokens, train)
+    r_attn = enc.score(tokens, test)
+    tte = index_stimuli(tokens).sel(stimulus_id=test.stimulus_id.values)
 
     def flat(t):
         a = t["layer3"]
         return xr.DataArray(a.values.reshape(len(a), -1), dims=("stimulus", "feature"),
                             coords={"stimulus_id": ("stimulus", a.stimulus_id.values)})
 
-    r_ridge = RidgeEncoder(device="cpu").fit(flat(ttr), train).score(flat(tte), test)
+    r_ridge = RidgeEncoder(device="cpu").fit(flat(tokens), train).score(flat(tokens), test)
     med_attn, med_ridge = float(r_attn.median()), float(r_ridge.median())
     maps = enc.routing_maps(tte).sel(roi="EBA")
     cells = np.asarray(sim.truth["routing"]["target_cell_by_nsd_id"])

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,9 @@ class Report:
     title: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    #: when set, every :meth:`figure` is also saved there as ``NN-<caption>.png``, so the
+    #: folder's figures stand on their own (``neuroalign report`` picks them up)
+    figure_dir: Path | None = None
 
     def section(self, title: str, text: str | None = None) -> Report:
         self.blocks.append({"kind": "section", "title": str(title)})
@@ -141,6 +145,14 @@ class Report:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
+        if self.figure_dir is not None:
+            n = sum(b["kind"] == "figure" for b in self.blocks) + 1
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", caption or "figure").strip("-")[:60] or "figure"
+            self.figure_dir.mkdir(parents=True, exist_ok=True)
+            dest = self.figure_dir / f"{n:02d}-{slug}.png"
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp, dest)  # written beside, then renamed: never a half-written PNG
         self.blocks.append({"kind": "figure", "png": base64.b64encode(buf.getvalue()).decode("ascii"),
                             "caption": None if caption is None else str(caption),
                             "alt": str(caption or "figure")})
