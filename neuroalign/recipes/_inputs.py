@@ -97,13 +97,9 @@ def _feature_file(spec: dict) -> xr.Dataset:
     path = Path(spec["path"])
     if not path.exists():
         raise FileNotFoundError(f"[features] path = {str(path)!r} does not exist.")
-    if path.suffix == ".zarr" or path.is_dir():
-        from neuroalign.store import COMPLETE_MARKER, read_zarr
+    from neuroalign.store._io import open_dataset_file
 
-        ds = read_zarr(path, what="features zarr") if (path / COMPLETE_MARKER).exists() \
-            else xr.open_zarr(path)
-    else:
-        ds = xr.open_dataset(path)
+    ds = open_dataset_file(path, what="features zarr")
     if "stimulus_id" not in ds.coords:
         raise DataFormatError(f"[features] path = {str(path)!r}: no 'stimulus_id' coordinate; "
                               f"its coordinates are {list(ds.coords)!r}.")

@@ -28,14 +28,10 @@ def _open_scores(path: Path):
 
     if not path.exists():
         raise FileNotFoundError(f"[results] path = {str(path)!r} does not exist (a fit output folder or a results file).")
-    if path.suffix == ".zarr" or path.is_dir():
-        from neuroalign.store import COMPLETE_MARKER, read_zarr
+    from neuroalign.store._io import open_dataset_file
 
-        # results neuroalign wrote are checked against their manifest; other zarrs read as is
-        obj = read_zarr(path, what="results zarr") if (path / COMPLETE_MARKER).exists() \
-            else xr.open_zarr(path)
-    else:
-        obj = xr.open_dataset(path)
+    # results neuroalign wrote are checked against their manifest; other files read as is
+    obj = open_dataset_file(path, what="results zarr")
     # results (the schema, checked by as_scores), or a file holding one scores array
     if isinstance(obj, xr.Dataset) and "results_schema" not in obj.attrs and len(obj.data_vars) == 1:
         obj = obj[list(obj.data_vars)[0]]

@@ -353,6 +353,33 @@ def save_results(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = F
     return path
 
 
+def open_dataset_file(path: str | os.PathLike, *, what: str) -> xr.Dataset:
+    """A Dataset from a zarr folder or a netCDF file given by the user.
+
+    A zarr folder that neuroalign wrote (it carries the completion marker) is read with
+    :func:`read_zarr`, so it is checked against its manifest; other zarr folders and
+    netCDF files are opened as they are.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.zarr`` folder (or any folder) or a netCDF file.
+    what : str
+        What the file is, for error messages (e.g. ``"results zarr"``).
+
+    Returns
+    -------
+    xr.Dataset
+        Its contents (lazy).
+    """
+    path = Path(path)
+    if path.suffix == ".zarr" or path.is_dir():
+        if (path / COMPLETE_MARKER).exists():
+            return read_zarr(path, what=what)
+        return xr.open_zarr(path)
+    return xr.open_dataset(path)
+
+
 def read_zarr(path: str | os.PathLike, chunks: Any = None, *, what: str = "zarr folder",
               verify: bool | None = None) -> xr.Dataset:
     """Open a zarr folder written by :func:`write_zarr`, checked against its manifest.
