@@ -60,6 +60,7 @@ SUBPACKAGES = {
     "neuroalign.mapping": "Mapping to cortex",
     "neuroalign.decoders": "Decoding and generation",
     "neuroalign.datasets": "Datasets and simulation",
+    "neuroalign.recipes": "Recipes and reports",
     "neuroalign.testing": "Testing helpers",
     "neuroalign.exceptions": "Errors and warnings",
 }

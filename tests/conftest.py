@@ -46,7 +46,7 @@ def sim_nsd_large(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sim_nsd_large_features(sim_nsd_large):
     """The ground-truth network's features (layer1-4) of ``sim_nsd_large``'s stimuli."""
-    from neuroalign.encoders import simulated_truth_features
+    from neuroalign.recipes import simulated_truth_features
 
     return simulated_truth_features(sim_nsd_large.store())
 

@@ -15,7 +15,7 @@ numpydoc_validate = pytest.importorskip("numpydoc.validate")
 SUBPACKAGES = ["neuroalign", "neuroalign.store", "neuroalign.stimuli", "neuroalign.features",
                "neuroalign.encoders", "neuroalign.compare", "neuroalign.mapping",
                "neuroalign.decoders", "neuroalign.datasets", "neuroalign.testing",
-               "neuroalign.exceptions"]
+               "neuroalign.exceptions", "neuroalign.recipes"]
 #: GL08 no docstring; PR01 a parameter not documented; PR02 a documented parameter that
 #: does not exist; RT01 no Returns section where the function returns something
 CODES = ("GL08", "PR01", "PR02", "RT01")
@@ -34,8 +34,6 @@ KNOWN_GAPS: set[str] = {
     "neuroalign.encoders.TimeResolvedEncoder.to_dataset",
     "neuroalign.encoders.layer_table",
     "neuroalign.encoders.ridge_refit",
-    "neuroalign.encoders.simulated_truth_features",
-    "neuroalign.encoders.simulated_truth_tokens",
 }
 
 

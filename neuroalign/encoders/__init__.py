@@ -28,11 +28,9 @@ _NAMES = {
     "_solvers": ["ridge_cv", "ridge_refit"],
     "_sweep": ["LayerSweep", "layer_table"],
     "_temporal": ["Delayer", "FIREncoder", "TimeResolvedEncoder", "block_folds", "make_delays"],
-    "_truth_features": ["simulated_truth_features", "simulated_truth_tokens"],
 }
 __getattr__, __dir__ = attach(__name__, _NAMES,
-                              torch_names=["AttentionRoutingEncoder", "simulated_truth_features",
-                                           "simulated_truth_tokens"])
+                              torch_names=["AttentionRoutingEncoder"])
 
 __all__ = [
     "RidgeEncoder",
@@ -45,8 +43,6 @@ __all__ = [
     "make_delays",
     "block_folds",
     "layer_table",
-    "simulated_truth_features",
-    "simulated_truth_tokens",
     "AttentionRoutingEncoder",
     "ridge_cv",
     "ridge_refit",

@@ -14,8 +14,10 @@ _NAMES = {
     "_kinds": ["RECIPE_KINDS"],
     "_registry": ["run_recipe", "versions"],
     "_report": ["write_report"],
+    "_truth_features": ["simulated_truth_features", "simulated_truth_tokens"],
 }
-__getattr__, __dir__ = attach(__name__, _NAMES)
+__getattr__, __dir__ = attach(__name__, _NAMES,
+                              torch_names=["simulated_truth_features", "simulated_truth_tokens"])
 
 __all__ = ["RECIPE_KINDS", "Recipe", "load_recipe", "run_recipe", "write_report", "default_out",
-           "reference_markdown", "versions"]
+           "reference_markdown", "versions", "simulated_truth_features", "simulated_truth_tokens"]

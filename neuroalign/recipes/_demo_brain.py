@@ -39,8 +39,9 @@ def stage_routing(cfg: DemoConfig, report: Report) -> None:
     import xarray as xr
 
     from neuroalign.decoders import store_images
-    from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder, simulated_truth_tokens
+    from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder
     from neuroalign.recipes._demo import _done, _stage
+    from neuroalign.recipes._truth_features import simulated_truth_tokens
     from neuroalign.store import index_stimuli
 
     t0 = _stage(cfg, "8. attention routing vs ridge on the routing ROI (EBA)")

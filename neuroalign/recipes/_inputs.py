@@ -70,7 +70,7 @@ def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) ->
     model = spec["model"]
     layers = list(spec["layers"]) if isinstance(spec["layers"], list) else [spec["layers"]]
     if model == SIMULATED_TRUTH:
-        from neuroalign.encoders._truth_features import (
+        from neuroalign.recipes._truth_features import (
             simulated_truth_features,
             simulated_truth_tokens,
         )

@@ -26,7 +26,12 @@ __all__ = ["Recipe", "load_recipe", "recipe_from_dict", "check_kind", "default_o
 
 @dataclass
 class Recipe:
-    """A validated recipe.
+    """A validated recipe (made by :func:`load_recipe`).
+
+    Parameters
+    ----------
+    kind, config, source, base, sets, text
+        As the attributes below.
 
     Attributes
     ----------
@@ -61,7 +66,13 @@ class Recipe:
         return self.source.stem if self.source is not None else self.kind
 
     def paths(self) -> list[tuple[str, str]]:
-        """``(dotted key, absolute path)`` of every path the recipe names."""
+        """Every path the recipe names.
+
+        Returns
+        -------
+        list of (str, str)
+            ``(dotted key, absolute path)`` pairs.
+        """
         return path_values(SCHEMAS[self.kind][1], self.config)
 
 
@@ -137,6 +148,11 @@ def load_recipe(path: str | os.PathLike, *, sets=(), kind: str | None = None) ->
     kind : str, optional
         Refuse a recipe of another kind.
 
+    Returns
+    -------
+    Recipe
+        The recipe as it runs (defaults filled in, overrides applied, paths absolute).
+
     Raises
     ------
     FileNotFoundError
@@ -206,8 +222,19 @@ def _check_combinations(kind: str, cfg: dict, source: str) -> None:
 
 
 def default_out(recipe: Recipe) -> Path:
-    """The output folder: ``[outputs] dir``, else ``<recipe folder>/<recipe stem>-results``
-    (``<kind>-results`` in the current directory for a recipe given as a dict)."""
+    """The output folder of a recipe.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A loaded recipe.
+
+    Returns
+    -------
+    Path
+        ``[outputs] dir``, else ``<recipe folder>/<recipe stem>-results``
+        (``<kind>-results`` in the current directory for a recipe given as a dict).
+    """
     given = (recipe.config.get("outputs") or {}).get("dir")
     if given:
         return Path(given)
@@ -217,5 +244,11 @@ def default_out(recipe: Recipe) -> Path:
 
 
 def reference_markdown() -> str:
-    """The schema reference of every recipe kind, as in docs/recipes.md."""
+    """The schema reference of every recipe kind.
+
+    Returns
+    -------
+    str
+        Markdown, as in docs/recipes.md.
+    """
     return schema_markdown(SCHEMAS)

@@ -48,7 +48,13 @@ _PACKAGES = ("numpy", "scipy", "xarray", "zarr", "scikit-learn", "himalaya", "rs
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, neuroalign and its main dependencies (those installed)."""
+    """Versions of Python, neuroalign and its main dependencies.
+
+    Returns
+    -------
+    dict
+        ``{package: version}`` of those installed.
+    """
     from neuroalign._version import __version__
 
     out = {"python": platform.python_version(), "neuroalign": __version__}

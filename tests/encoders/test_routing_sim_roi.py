@@ -6,7 +6,8 @@ import pytest
 import xarray as xr
 
 from neuroalign.datasets.simulate import simulate
-from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder, simulated_truth_tokens
+from neuroalign.encoders import AttentionRoutingEncoder, RidgeEncoder
+from neuroalign.recipes import simulated_truth_tokens
 
 
 def test_routing_roi_is_opt_in(tmp_path):

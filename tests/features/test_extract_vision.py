@@ -52,7 +52,7 @@ def test_resnet18_seed0_is_the_simulation_ground_truth(nsd):
     # one hook engine: the truth features of the encoders, the simulation's own activations
     # and the decoders' differentiable extractor all agree with extract()
     from neuroalign.decoders import PooledFeatureExtractor
-    from neuroalign.encoders import simulated_truth_features
+    from neuroalign.recipes import simulated_truth_features
 
     truth_feats = simulated_truth_features(ds.isel(presentation=slice(None, None, -1)), layers)
     assert list(truth_feats["stimulus_id"].values) == sorted(stim.ids)

@@ -37,7 +37,24 @@ def simulated_truth_features(
     This is :func:`neuroalign.features.extract` of ``"torchvision:{arch}"`` with random
     weights seeded by ``seed`` and the simulation's transform (the network and
     preprocessing the simulated brain was generated with), on the CPU, so truth features
-    and ``extract`` agree by construction. Rows: one per stimulus, ids sorted.
+    and ``extract`` agree by construction.
+
+    Parameters
+    ----------
+    store : xr.Dataset
+        A store of the simulation (its ``stimulus_set`` attribute says where the images are).
+    layers : sequence of str
+        Layers of the network.
+    arch : str
+        The torchvision architecture the simulation used.
+    seed : int
+        Seed of its random weights.
+
+    Returns
+    -------
+    xr.Dataset
+        One variable per layer on ``('stimulus', '<layer>_unit')``; one row per stimulus,
+        ids sorted.
     """
     from neuroalign.features import extract
     from neuroalign.stimuli import StimulusSet
@@ -59,8 +76,24 @@ def simulated_truth_tokens(
 ) -> xr.Dataset:
     """Token-level features of the ground-truth network: ``layer`` pooled to a grid.
 
-    Returns a Dataset with variable ``layer`` on dims ``('stimulus', 'token',
-    '<layer>_unit')``, coord ``stimulus_id`` and the token's grid ``row`` and ``col``.
+    Parameters
+    ----------
+    store : xr.Dataset
+        A store of the simulation.
+    layer : str
+        The layer.
+    grid : int
+        Tokens per side (``grid * grid`` tokens).
+    arch : str
+        The torchvision architecture the simulation used.
+    seed : int
+        Seed of its random weights.
+
+    Returns
+    -------
+    xr.Dataset
+        Variable ``layer`` on dims ``('stimulus', 'token', '<layer>_unit')``, coord
+        ``stimulus_id`` and the token's grid ``row`` and ``col``.
     """
     from neuroalign.datasets.simulate import build_network, token_activations
 
