@@ -21,20 +21,7 @@ SUBPACKAGES = ["neuroalign", "neuroalign.store", "neuroalign.stimuli", "neuroali
 CODES = ("GL08", "PR01", "PR02", "RT01")
 #: objects still short of CODES, to be documented (this list only shrinks: a listed object
 #: that passes fails the test, so the entry must be deleted)
-KNOWN_GAPS: set[str] = {
-    "neuroalign.decoders.DifferentiableRidgeEncoder.forward",
-    "neuroalign.decoders.DifferentiableRidgeEncoder.from_estimator",
-    "neuroalign.decoders.DifferentiableRidgeEncoder.load",
-    "neuroalign.decoders.PooledFeatureExtractor.extract",
-    "neuroalign.decoders.PooledFeatureExtractor.forward",
-    "neuroalign.decoders.PooledFeatureExtractor.from_spec",
-    "neuroalign.encoders.BandedRidgeEncoder.to_dataset",
-    "neuroalign.encoders.FIREncoder.to_dataset",
-    "neuroalign.encoders.LayerSweep.to_dataset",
-    "neuroalign.encoders.TimeResolvedEncoder.to_dataset",
-    "neuroalign.encoders.layer_table",
-    "neuroalign.encoders.ridge_refit",
-}
+KNOWN_GAPS: set[str] = set()
 
 
 def public_objects() -> list[str]:

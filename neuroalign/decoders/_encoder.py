@@ -110,6 +110,21 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         """Build the network a JSON description names (offline unless ``allow_download``) and
         wrap it; the description is kept so that an encoder on it can be saved.
 
+        Parameters
+        ----------
+        network : dict
+            The JSON description (``source``, ``arch``, ``weights``, ``seed``...).
+        layers : sequence of str
+            Layers whose pooled outputs are the features.
+        allow_download : bool
+            Allow pretrained weights to be downloaded (else the local cache only).
+        **kwargs
+            Passed to the constructor (e.g. ``input_size``).
+
+        Returns
+        -------
+        PooledFeatureExtractor
+
         Examples
         --------
         >>> ext = PooledFeatureExtractor.from_spec(
@@ -124,6 +139,18 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         return cls(net, layers, network_spec=network, **kwargs)
 
     def forward(self, images):
+        """Pooled features of a batch of images.
+
+        Parameters
+        ----------
+        images : torch.Tensor, shape (B, 3, H, W)
+            Images in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n_features)
+            The layers' pooled outputs side by side (differentiable).
+        """
         import torch.nn.functional as F
 
         if images.ndim != 4 or images.shape[1] != 3:
@@ -144,7 +171,20 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         return _torch().cat([out[name] for name in self.layers], dim=1)
 
     def extract(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
-        """Features of uint8 images ``(N, H, W, 3)`` as a float64 array ``(N, F)``."""
+        """Features of uint8 images, without gradients.
+
+        Parameters
+        ----------
+        images : ndarray of uint8, shape (N, H, W, 3)
+            The images.
+        batch_size : int
+            Images per forward pass.
+
+        Returns
+        -------
+        ndarray of float64, shape (N, F)
+            Their features.
+        """
         torch = _torch()
         out = []
         with torch.no_grad():
@@ -199,6 +239,18 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
         return int(self.coef.shape[0])
 
     def forward(self, images):
+        """Predicted responses to a batch of images (differentiable).
+
+        Parameters
+        ----------
+        images : torch.Tensor, shape (B, 3, H, W)
+            Images in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n_neuroids)
+            The predictions.
+        """
         feats = self.extractor(images)
         if feats.shape[-1] != self.coef.shape[1]:
             raise DimensionError(
@@ -234,7 +286,19 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
     def load(cls, path, *, allow_download: bool = False) -> DifferentiableRidgeEncoder:
         """Read a folder written by :meth:`save` (JSON and safetensors only: nothing in it can
         run code). The network is rebuilt offline from its description; pretrained weights
-        come from the local torch cache unless ``allow_download``."""
+        come from the local torch cache unless ``allow_download``.
+
+        Parameters
+        ----------
+        path : path-like
+            The folder.
+        allow_download : bool
+            Allow pretrained weights to be downloaded.
+
+        Returns
+        -------
+        DifferentiableRidgeEncoder
+        """
         from neuroalign.decoders._encoder_io import load_encoder
 
         return load_encoder(path, allow_download=allow_download)
@@ -243,7 +307,21 @@ class DifferentiableRidgeEncoder(_module_base()):  # type: ignore[misc]
     def from_estimator(cls, extractor, estimator, **kwargs) -> DifferentiableRidgeEncoder:
         """Wrap a fitted linear estimator (``coef_``, ``intercept_``): a scikit-learn linear
         model (``coef_`` of shape (n_neuroids, F)) or a neuroalign estimator (``RidgeEncoder``,
-        ``BandedRidgeEncoder``, ...: ``coef_`` of shape (F, n_neuroids), transposed here)."""
+        ``BandedRidgeEncoder``, ...: ``coef_`` of shape (F, n_neuroids), transposed here).
+
+        Parameters
+        ----------
+        extractor : PooledFeatureExtractor
+            The features the estimator was fitted on.
+        estimator : fitted estimator
+            Its ``coef_`` and ``intercept_`` are used.
+        **kwargs
+            Passed to the constructor (``rois``, ``neuroid_ids``).
+
+        Returns
+        -------
+        DifferentiableRidgeEncoder
+        """
         if not hasattr(estimator, "coef_"):
             from neuroalign.exceptions import NotFittedError
 

@@ -293,7 +293,19 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         layer, the joint model of every space (named ``"space1+space2+..."``), ``score`` its
         cross-validated R², ``alpha`` the chosen penalty; ``space_weight`` on
         ``(space, neuroid)``; excluded neuroids left out. With a noise ceiling (percent, per
-        neuroid), ``noise_ceiling`` and ``ceiling_normalised``."""
+        neuroid), ``noise_ceiling`` and ``ceiling_normalised``.
+
+        Parameters
+        ----------
+        ceiling : array-like, optional
+            Noise ceiling in percent per neuroid: adds ``noise_ceiling`` and
+            ``ceiling_normalised``.
+
+        Returns
+        -------
+        xr.Dataset
+            Checked by ``check_results``.
+        """
         from neuroalign.encoders._results import build_results, params_json
 
         self._check_fitted()

@@ -570,6 +570,15 @@ def ridge_refit(
     Backends as in :func:`ridge_cv` (numpy for numpy arrays and CPU tensors, torch on a
     GPU; results in the input's kind); ``dtype`` is a numpy or torch dtype or its name.
 
+    Parameters
+    ----------
+    X, Y : array-like or torch.Tensor
+        Features (n_samples, n_features) and targets (n_samples, n_targets).
+    alphas_per_target : ndarray, shape (n_targets,)
+        Each target's alpha.
+    fit_intercept, form, n_targets_batch, relative_alphas, dtype
+        As :func:`ridge_cv`.
+
     Returns
     -------
     coef : ndarray or torch.Tensor, shape (n_features, n_targets)

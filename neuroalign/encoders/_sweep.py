@@ -45,8 +45,19 @@ SELECTION = "argmax over layers of the cross-validated R² within the fitting (t
 
 
 def layer_table(features) -> dict[str, object]:
-    """``{layer name: features}`` from a features Dataset (one variable per layer), a dict
-    of layers, or a dict ``{model: features Dataset}`` (names become ``"model/layer"``)."""
+    """The layers of a features object, by name.
+
+    Parameters
+    ----------
+    features : xr.Dataset or dict
+        A features Dataset (one variable per layer), a dict of layers, or a dict
+        ``{model: features Dataset}``.
+
+    Returns
+    -------
+    dict
+        ``{layer name: features}`` (names ``"model/layer"`` for a dict of models).
+    """
     if isinstance(features, xr.Dataset):
         return {str(k): features[k] for k in features.data_vars}
     if isinstance(features, dict):
@@ -528,6 +539,17 @@ class LayerSweep(RidgeEncoder):
         biased upwards by the choice, as its ``estimate`` attribute says), ``best_alpha``;
         with a noise ceiling (percent, per neuroid) ``noise_ceiling`` and
         ``ceiling_normalised``.
+
+        Parameters
+        ----------
+        ceiling : array-like, optional
+            Noise ceiling in percent per neuroid: adds ``noise_ceiling`` and
+            ``ceiling_normalised``.
+
+        Returns
+        -------
+        xr.Dataset
+            Checked by ``check_results``.
         """
         self._check_fitted()
         spaces = getattr(self, "_spaces", {n: ("", n) for n in self.layers_})

@@ -297,7 +297,19 @@ class FIREncoder(RidgeEncoder):
     def to_dataset(self, ceiling=None) -> xr.Dataset:
         """The fit's results in the schema of :func:`neuroalign.store.check_results`: one
         layer (the features), ``score`` the cross-validated R² over block folds, ``alpha``
-        the chosen penalty; excluded neuroids left out."""
+        the chosen penalty; excluded neuroids left out.
+
+        Parameters
+        ----------
+        ceiling : array-like, optional
+            Noise ceiling in percent per neuroid: adds ``noise_ceiling`` and
+            ``ceiling_normalised``.
+
+        Returns
+        -------
+        xr.Dataset
+            Checked by ``check_results``.
+        """
         from neuroalign.encoders._results import build_results, params_json
 
         self._check_fitted()
@@ -454,6 +466,12 @@ class TimeResolvedEncoder(RidgeEncoder):
 
     def to_dataset(self, ceiling=None) -> xr.Dataset:
         """The fit's results in the schema of :func:`neuroalign.store.check_results`.
+
+        Parameters
+        ----------
+        ceiling : array-like, optional
+            Noise ceiling in percent per neuroid: adds ``noise_ceiling`` and
+            ``ceiling_normalised``.
 
         Returns
         -------
