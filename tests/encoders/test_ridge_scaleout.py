@@ -161,7 +161,6 @@ SLURM = {"cores": 8, "memory": "32GB", "walltime": "04:00:00", "queue": "gpu",
 
 
 def test_slurm_job_script_holds_what_the_options_ask_for():
-    pytest.importorskip("dask_jobqueue")
     cluster = _scaleout.make_cluster("slurm", {**SLURM, "jobs": 3})
     try:
         script = cluster.job_script()
@@ -174,7 +173,6 @@ def test_slurm_job_script_holds_what_the_options_ask_for():
 
 
 def test_pbs_job_script_holds_what_the_options_ask_for():
-    pytest.importorskip("dask_jobqueue")
     cluster = _scaleout.make_cluster("pbs", {**SLURM, "job_extra": ["-l ngpus=1"]})
     try:
         script = cluster.job_script()
