@@ -114,3 +114,22 @@ def test_cka_constant_channel_changes_nothing(kernel):
     Xk = np.c_[X, np.full(40, 1e12 / 3)]  # centring leaves rounding of ~1e-4
     assert cka(Xk, Y, kernel) == pytest.approx(cka(X, Y, kernel), rel=1e-12)
     assert cka(Xk, Y, kernel, True) == pytest.approx(cka(X, Y, kernel, True), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["cosine", "pearson", "spearman"])
+def test_an_undefined_rdm_is_nan_and_leaves_the_others_unchanged(rdms, method):
+    """With ``nan=True`` (as the bootstrap scores resamples) a zero-norm RDM in a stack is
+    NaN, and every other pair is scored exactly as without it, on both sides."""
+    from neuroalign.compare._compare_rdms import _compare_vectors
+    from neuroalign.compare._rdm import squareform_vector
+
+    a, b = rdms
+    va, vb = squareform_vector(a) * 3.7, squareform_vector(b) * 0.2
+    dead = np.full((1, va.shape[1]), 0.0 if method == "cosine" else 0.4)
+    ref = _compare_vectors(va, vb, method, "test")
+    left = _compare_vectors(np.vstack([va[:1], dead, va[1:]]), vb, method, "test", nan=True)
+    assert np.isnan(left[1]).all()
+    np.testing.assert_allclose(np.delete(left, 1, axis=0), ref, rtol=1e-12)
+    right = _compare_vectors(va, np.vstack([dead, vb]), method, "test", nan=True)
+    assert np.isnan(right[:, 0]).all()
+    np.testing.assert_allclose(right[:, 1:], ref, rtol=1e-12)
