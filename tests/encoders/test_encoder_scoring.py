@@ -233,3 +233,36 @@ def test_old_names_are_deprecated_aliases():
         a = permutation_test(y, pred, n_permutations=20, seed=2)
     b = permutation_test(y, pred, n_permutations=20, random_state=2)
     np.testing.assert_array_equal(a["p_value"], b["p_value"])
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "median"])
+@pytest.mark.parametrize("with_ceiling", [False, True])
+def test_bootstrap_roi_equals_a_direct_percentile_bootstrap(aggregate, with_ceiling):
+    """Estimate and interval against a plain percentile bootstrap on the same draws: the
+    ROI's finite values (positive ceilings) resampled with replacement; the aggregate is the
+    mean or median, or with a ceiling the ratio of means or the median of ratios."""
+    rng = np.random.default_rng(3)
+    v = rng.gamma(1.5, 0.2, 60) - 0.05  # skewed: mean and median differ
+    v[[4, 17]] = np.nan
+    c = rng.uniform(0.2, 0.9, 60)
+    c[9] = 0.0  # no positive ceiling: left out with one
+    mask = np.ones(60, bool)
+    mask[50:] = False
+    ceiling = c if with_ceiling else None
+    est, lo, hi = bootstrap_roi(v, mask, ceiling=ceiling, aggregate=aggregate, n_bootstrap=500,
+                                random_state=11)
+    keep = mask & ~np.isnan(v) & ((c > 0) if with_ceiling else True)
+    x, y = v[keep], c[keep]
+
+    def stat(xs, ys):
+        if not with_ceiling:
+            return xs.mean(-1) if aggregate == "mean" else np.median(xs, -1)
+        return xs.sum(-1) / ys.sum(-1) if aggregate == "mean" else np.median(xs / ys, -1)
+
+    idx = np.random.default_rng(11).integers(0, x.size, size=(500, x.size))
+    boots = stat(x[idx], y[idx])
+    assert est == pytest.approx(float(stat(x, y)), rel=1e-12)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), rel=1e-12)
+    other = bootstrap_roi(v, mask, ceiling=ceiling, aggregate="median" if aggregate == "mean"
+                          else "mean", n_bootstrap=500, random_state=11)[0]
+    assert abs(other - est) > 1e-3  # the two aggregates are told apart on skewed values
