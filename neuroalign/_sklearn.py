@@ -79,11 +79,14 @@ def check_x(X: Any, *, func: str, min_samples: int = 1):
     return _array(X, name="X", min_samples=min_samples, func=func)
 
 
-def check_xy(X: Any, Y: Any, *, func: str, min_samples: int = 2, y_finite_1d: bool = True):
+def check_xy(X: Any, Y: Any, *, func: str, min_samples: int = 2, y_finite_1d: bool = True,
+             y_ndims: tuple[int, ...] = (1, 2),
+             y_expected: str = "(n_samples,) or (n_samples, n_neuroids)"):
     """-> (X, Y, y_1d): array inputs validated as scikit-learn's ``check_X_y`` would.
 
     ``Y`` may be 1-d (one target; ``y_1d`` is True and ``Y`` is returned as a column) or
-    2-d (neuroids). Non-finite values of a 2-d ``Y`` are left to the estimator (it excludes
+    2-d (neuroids); ``y_ndims`` widens that (e.g. 3-d responses with time), ``y_expected``
+    says so in the error. Non-finite values of a 2-d ``Y`` are left to the estimator (it excludes
     such neuroids with a warning); a 1-d ``y`` must be finite (``y_finite_1d``), since
     excluding its only target would leave nothing to fit. xarray inputs pass through with
     ``y_1d`` False.
@@ -105,11 +108,8 @@ def check_xy(X: Any, Y: Any, *, func: str, min_samples: int = 2, y_finite_1d: bo
     if np.iscomplexobj(Ya):
         raise ValueError(f"{func}: invalid 'y': Complex data not supported.")
     y_1d = Ya.ndim == 1
-    if Ya.ndim not in (1, 2):
-        raise DimensionError(
-            f"{func}: invalid shape for 'Y': {Ya.shape!r}. Expected (n_samples,) or "
-            "(n_samples, n_neuroids)."
-        )
+    if Ya.ndim not in y_ndims:
+        raise DimensionError(f"{func}: invalid shape for 'Y': {Ya.shape!r}. Expected {y_expected}.")
     if Ya.shape[0] != Xa.shape[0]:
         raise DimensionError(
             f"{func}: X has {Xa.shape[0]} samples and Y has {Ya.shape[0]}; expected the same "

@@ -391,29 +391,17 @@ class TimeResolvedEncoder(RidgeEncoder):
             check_finite(Xm, name="X", func=f"TimeResolvedEncoder.{func}",
                          row_labels=j.stimulus_id)
             return Xm, j.responses, j.stimulus_id, j.neuroids, times, 3, j.split
-        Xm = check_x(X, func=f"TimeResolvedEncoder.{func}", min_samples=2 if func == "fit" else 1)
-        if Y is None:
-            raise ValueError("TimeResolvedEncoder requires y to be passed, but the target y is None.")
-        Ym = np.asarray(Y.detach().cpu().numpy() if hasattr(Y, "detach") else Y)
-        if Ym.dtype == object:
-            Ym = Ym.astype(np.float64)
-        if Ym.ndim not in (1, 2, 3):
-            raise DimensionError(
-                f"Invalid shape for 'y': {Ym.shape!r}. Expected 3 dims (samples, neuroids, "
-                "times), or 2 dims (samples, neuroids) for one time point."
-            )
-        if Ym.shape[0] != Xm.shape[0]:
-            raise DimensionError(
-                f"X has {Xm.shape[0]} samples and y has {Ym.shape[0]}; expected the same number "
-                "of rows (inconsistent numbers of samples)."
-            )
-        if Ym.ndim == 1 and func == "fit" and not np.isfinite(Ym).all():
-            raise ValueError("TimeResolvedEncoder.fit: Input y contains NaN or infinity; a "
-                             "single target (1-d y) must be finite.")
+        if isinstance(X, xr.Dataset | xr.DataArray):  # features with array responses
+            X = as_matrix(X, name="X")
+        Xm, Ym, y_1d = check_xy(
+            X, Y, func=f"TimeResolvedEncoder.{func}", min_samples=2 if func == "fit" else 1,
+            y_finite_1d=func == "fit", y_ndims=(1, 2, 3),
+            y_expected="3 dims (samples, neuroids, times), or 2 dims (samples, neuroids) for one "
+                       "time point")
         cube = Ym.reshape(Ym.shape[0], -1, 1) if Ym.ndim < 3 else Ym
         Xm = as_matrix(Xm, name="X")
         check_finite(Xm, name="X", func=f"TimeResolvedEncoder.{func}")
-        return Xm, cube, None, None, np.arange(cube.shape[2]), Ym.ndim, None
+        return Xm, cube, None, None, np.arange(cube.shape[2]), 1 if y_1d else Ym.ndim, None
 
     def _stack(self, cube: np.ndarray, wins) -> np.ndarray:
         n, v, _ = cube.shape
