@@ -105,7 +105,7 @@ def fitted_split(resp_split) -> str:
     return values.pop() if len(values) == 1 else "all"
 
 
-def align(X, Y, *, func: str = "fit", split: str | None = None) -> Aligned:
+def align(X, Y, *, func: str = "fit", split: str | None = None, lazy: bool = False) -> Aligned:
     """Align features ``X`` with responses ``Y``.
 
     Arrays are taken row by row. xarray inputs go through the one join,
@@ -114,6 +114,8 @@ def align(X, Y, *, func: str = "fit", split: str | None = None) -> Aligned:
     stimulus's features for each of its presentations) and may describe more stimuli than
     the responses hold; ``split`` takes the store's rows of that split. Non-finite features
     in the rows used raise a :class:`DataFormatError` naming rows, columns and stimuli.
+    ``lazy`` leaves a store's 2-D responses on disk (a
+    :class:`~neuroalign.store.LazyResponses`, for fits in cells).
     """
     if _is_xr(Y) or _is_xr(X):
         if not (_is_xr(Y) and _is_xr(X)):
@@ -123,7 +125,7 @@ def align(X, Y, *, func: str = "fit", split: str | None = None) -> Aligned:
             )
         if isinstance(X, xr.DataArray) and X.ndim != 2:
             features_matrix(X)  # raises the dims error
-        joined = join_features(X, Y, split=split, func=func)
+        joined = join_features(X, Y, split=split, lazy=lazy, func=func)
         if joined.responses.ndim != 2:
             raise DimensionError(
                 f"Responses have {joined.responses.ndim} dims (sample, 'neuroid', 'time'); expected "
@@ -184,15 +186,34 @@ def neuroid_names(template, n: int) -> np.ndarray:
     return np.array([f"neuroid {i}" for i in range(n)])
 
 
+def column_checks(Y) -> tuple[np.ndarray, np.ndarray]:
+    """``(finite, spread)`` per neuroid: all values finite, and max - min of the finite ones.
+
+    Responses left on disk (:class:`~neuroalign.store.LazyResponses`) are read a block of
+    neuroids at a time, once (the result is kept on the object).
+    """
+    if hasattr(Y, "blocks"):
+        cached = getattr(Y, "_checks", None)
+        if cached is None:
+            parts = [column_checks(block) for _, _, block in
+                     Y.blocks(max(1, 2**28 // max(1, 4 * Y.shape[0])))]
+            cached = Y._checks = (np.concatenate([p[0] for p in parts]) if parts else np.ones(0, bool),
+                                  np.concatenate([p[1] for p in parts]) if parts else np.zeros(0))
+        return cached
+    finite = np.isfinite(Y).all(axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neuroids: spread NaN
+        spread = np.nanmax(Y, axis=0) - np.nanmin(Y, axis=0) if Y.shape[0] else np.zeros(Y.shape[1])
+    return finite, spread
+
+
 def valid_neuroids(Y: np.ndarray, *, func: str, stacklevel: int = 3, names=None) -> np.ndarray:
     """Mask of neuroids that are finite and not constant.
 
     Warns (:class:`DataQualityWarning`) with the count of the others and their ``names``
     (default: column indices; a callable is called only when there is something to name).
     """
-    finite = np.isfinite(Y).all(axis=0)
-    with np.errstate(invalid="ignore"):
-        spread = np.nanmax(Y, axis=0) - np.nanmin(Y, axis=0) if Y.shape[0] else np.zeros(Y.shape[1])
+    finite, spread = column_checks(Y)
     constant = finite & ~(spread > 0)
     ok = finite & ~constant
     n_nan, n_const = int((~finite).sum()), int(constant.sum())

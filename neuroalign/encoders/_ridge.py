@@ -25,6 +25,7 @@ from neuroalign.encoders._data import (
     align,
     check_alphas,
     check_finite,
+    column_checks,
     features_matrix,
     neuroid_names,
     valid_neuroids,
@@ -260,12 +261,14 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         name = type(self).__name__
         alphas, device, dtype = self._validate()
         X, Y, self._y_1d = check_xy(X, y, func=f"{name}.fit")
-        data = align(X, Y, func=f"{name}.fit")
+        cells = client is not None or cluster is not None or result_path is not None
+        # in cells, a store's responses stay on disk: each cell reads its own neuroids
+        data = align(X, Y, func=f"{name}.fit", lazy=cells)
         self._fit_meta(data)
         folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=name)
         ok = valid_neuroids(data.Y, func=f"{name}.fit",
                             names=lambda: neuroid_names(data.neuroid_coords, data.Y.shape[1]))
-        if client is not None or cluster is not None or result_path is not None:
+        if cells:
             from neuroalign.encoders._scaleout import distributed_ridge
 
             res = distributed_ridge(self, data, ok, folds, alphas, client=client,
@@ -312,7 +315,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         self.coef_[:, ok] = res["coef"]
         self.intercept_ = np.zeros(n_neuroids, dtype=np_dtype)
         self.intercept_[ok] = res["intercept"]
-        const = ~ok & np.isfinite(data.Y).all(0)
+        const = ~ok & column_checks(data.Y)[0]
         if const.any():
             self.intercept_[const] = data.Y[0, const]
         self.best_alphas_ = np.full(n_neuroids, np.nan)

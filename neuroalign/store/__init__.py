@@ -30,8 +30,8 @@ from neuroalign.store._io import read_zarr as read_zarr
 from neuroalign.store._io import write_manifest as write_manifest
 from neuroalign.store._io import write_zarr as write_zarr
 from neuroalign.store._join import Joined as Joined
+from neuroalign.store._join import LazyResponses, join_features
 from neuroalign.store._join import index_stimuli as index_stimuli
-from neuroalign.store._join import join_features
 from neuroalign.store._join import match_stimuli as match_stimuli
 from neuroalign.store._ops import average_repetitions, roi_names, select_roi, select_split, zscore
 from neuroalign.store._reliability import ncsnr, noise_ceiling, repetition_counts
@@ -65,6 +65,7 @@ __all__ = [
     "open_results",
     "RESULTS_SCHEMA",
     "join_features",
+    "LazyResponses",
     "save_store",
     "open_store",
     "save_results",

@@ -29,7 +29,7 @@ import xarray as xr
 from neuroalign._validation import format_list
 from neuroalign.exceptions import DimensionError, StimulusMismatchError
 
-__all__ = ["Joined", "join_features", "match_stimuli", "index_stimuli", "stimulus_ids"]
+__all__ = ["Joined", "LazyResponses", "join_features", "match_stimuli", "index_stimuli", "stimulus_ids"]
 
 STIMULUS_ID = "stimulus_id"
 
@@ -218,7 +218,7 @@ def _responses(store, *, func: str) -> xr.DataArray:
 
 
 def join_features(features, store, *, split: str | None = None, layers=None,
-                  func: str = "join_features") -> Joined:
+                  lazy: bool = False, func: str = "join_features") -> Joined:
     """Align features with a store's responses, row by row, joined on ``stimulus_id``.
 
     Parameters
@@ -235,6 +235,10 @@ def join_features(features, store, *, split: str | None = None, layers=None,
         Only the store's rows of this split (its ``split`` coordinate), e.g. ``"train"``.
     layers : list of str, optional
         Variables of a features Dataset to join (default: all).
+    lazy : bool
+        Leave 2-D responses on disk: ``responses`` is then a :class:`LazyResponses`, read a
+        block of neuroids at a time (for fits in cells over stores larger than memory, e.g.
+        ``RidgeEncoder.fit(..., result_path=...)``). Default: read them into memory.
     func : str
         The calling function, named in error messages.
 
@@ -307,4 +311,76 @@ def join_features(features, store, *, split: str | None = None, layers=None,
     times = np.asarray(resp["time"].values) if "time" in resp.dims and "time" in resp.coords else None
     labels = (np.asarray(resp.coords["split"].values).astype(str)
               if "split" in resp.coords and resp.coords["split"].dims == (sdim,) else None)
-    return Joined(out, np.asarray(resp.values), ids, template, sdim, times, labels, attrs)
+    values = LazyResponses(resp) if lazy and resp.ndim == 2 else np.asarray(resp.values)
+    return Joined(out, values, ids, template, sdim, times, labels, attrs)
+
+
+class LazyResponses:
+    """2-D responses ``(rows, neuroids)`` left on disk, read a block of neuroids at a time.
+
+    What :func:`join_features` returns with ``lazy=True``, for fits whose responses do not
+    fit in memory (a whole-brain store opened with :func:`~neuroalign.store.open_store`
+    reads only what is indexed). Column selections stay lazy (``Y[:, mask]``); anything
+    else reads: ``np.asarray(Y)``, ``Y[:, a:b]`` as an array via ``np.asarray``, a row
+    ``Y[i, cols]``.
+
+    Parameters
+    ----------
+    data : xr.DataArray
+        2-D responses ``(rows, neuroids)``, lazily indexed (as :func:`open_store` gives them).
+    columns : ndarray of int, optional
+        The neuroids (positions along ``data``'s second dim) this view holds; default all.
+
+    Examples
+    --------
+    >>> Y = join_features(features, open_store(path), lazy=True).responses  # doctest: +SKIP
+    >>> block = np.asarray(Y[:, :1000])                                     # doctest: +SKIP
+    """
+
+    def __init__(self, data: xr.DataArray, columns: np.ndarray | None = None) -> None:
+        self._data = data
+        self._columns = np.arange(data.shape[1]) if columns is None else np.asarray(columns)
+        self.shape = (int(data.shape[0]), int(self._columns.size))
+        self.dtype = data.dtype
+        self.ndim = 2
+
+    def _read(self, columns: np.ndarray) -> np.ndarray:
+        if columns.size and np.all(np.diff(columns) == 1):  # one contiguous range
+            sel: slice | np.ndarray = slice(int(columns[0]), int(columns[-1]) + 1)
+        else:
+            sel = columns
+        return np.asarray(self._data.isel({self._data.dims[1]: sel}).values)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._read(self._columns)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key):
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if isinstance(cols, slice) or (isinstance(cols, np.ndarray) and cols.dtype != bool):
+            picked = self._columns[cols]
+        else:
+            picked = self._columns[np.asarray(cols, dtype=bool)]
+        if isinstance(rows, slice) and rows == slice(None):
+            return LazyResponses(self._data, picked)
+        return self._read(picked)[rows]
+
+    def blocks(self, size: int):
+        """Yield ``(start, stop, block)`` over the columns, ``size`` neuroids at a time.
+
+        Parameters
+        ----------
+        size : int
+            Neuroids per block.
+
+        Yields
+        ------
+        tuple of (int, int, ndarray)
+            The block's first and past-the-end column, and its values.
+        """
+        for start in range(0, self.shape[1], size):
+            stop = min(start + size, self.shape[1])
+            yield start, stop, self._read(self._columns[start:stop])
+
+    def __repr__(self) -> str:
+        return f"<LazyResponses {self.shape[0]} x {self.shape[1]} {self.dtype} on disk>"

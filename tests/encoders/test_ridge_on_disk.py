@@ -1,0 +1,76 @@
+"""A ridge fit in cells over a store left on disk (LazyResponses): the in-memory fit's
+numbers, reading one batch of neuroids at a time."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroalign.encoders import RidgeEncoder
+from neuroalign.exceptions import DataQualityWarning
+from neuroalign.store import LazyResponses, join_features, open_store, save_store, select_split
+from neuroalign.testing import make_store
+
+ALPHAS = np.logspace(-2, 4, 7)
+
+
+def _features(store, seed):
+    rng = np.random.default_rng(seed)
+    ids = np.unique(store["stimulus_id"].values)
+    ids = np.concatenate([ids, ["extra-1", "extra-2"]])[rng.permutation(ids.size + 2)]
+    return xr.DataArray(rng.standard_normal((ids.size, 12)), dims=("stimulus", "unit"),
+                        coords={"stimulus_id": ("stimulus", ids)}, name="layer")
+
+
+@pytest.fixture(scope="module", params=[0, 1])
+def on_disk(request, tmp_path_factory):
+    seed = request.param
+    store = make_store(n_stimuli=30, n_neuroids=23, seed=seed, dtype=np.float64)
+    values = store["responses"].values.copy()
+    values[:, 3] = np.nan          # a dead neuroid
+    values[:, 11] = 2.5            # a constant one
+    store["responses"] = (store["responses"].dims, values)
+    path = save_store(store, tmp_path_factory.mktemp("disk") / "s.zarr", neuroid_chunk=5)
+    return store, open_store(path), _features(store, seed)
+
+
+def test_lazy_join_reads_only_what_is_indexed(on_disk):
+    store, opened, feats = on_disk
+    eager = join_features(feats, store)
+    lazy = join_features(feats, opened, lazy=True)
+    Y = lazy.responses
+    assert isinstance(Y, LazyResponses) and Y.shape == eager.responses.shape
+    np.testing.assert_array_equal(lazy.matrix(), eager.matrix())
+    np.testing.assert_array_equal(np.asarray(Y), eager.responses)
+    mask = np.arange(Y.shape[1]) % 3 == 1
+    sub = Y[:, mask]
+    assert isinstance(sub, LazyResponses) and sub.shape == (Y.shape[0], int(mask.sum()))
+    np.testing.assert_array_equal(np.asarray(sub[:, 2:5]), eager.responses[:, mask][:, 2:5])
+    np.testing.assert_array_equal(sub[4, np.array([0, 2])], eager.responses[4, mask][[0, 2]])
+    blocks = list(sub.blocks(3))
+    assert [(a, b) for a, b, _ in blocks] == [(0, 3), (3, 6), (6, 8)]
+    np.testing.assert_array_equal(np.concatenate([b for *_, b in blocks], axis=1),
+                                  eager.responses[:, mask])
+
+
+@pytest.mark.parametrize("batch_size", [4, 9])
+def test_fit_in_cells_on_disk_equals_the_in_memory_fit(on_disk, tmp_path, batch_size, monkeypatch):
+    store, opened, feats = on_disk
+    train, train_disk = select_split(store, "train"), select_split(opened, "train")
+    with pytest.warns(DataQualityWarning, match="2 of 23 neuroids"):
+        ref = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(feats, train)
+    reads = []
+    read = LazyResponses._read
+    monkeypatch.setattr(LazyResponses, "_read",
+                        lambda self, cols: reads.append(len(cols)) or read(self, cols))
+    with pytest.warns(DataQualityWarning, match="2 of 23 neuroids"):
+        disk = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(
+            feats, train_disk, result_path=tmp_path / "cells", batch_size=batch_size)
+    np.testing.assert_array_equal(disk.valid_neuroids_, ref.valid_neuroids_)
+    np.testing.assert_array_equal(disk.best_alphas_, ref.best_alphas_)
+    np.testing.assert_allclose(disk.cv_scores_, ref.cv_scores_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(disk.coef_, ref.coef_, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(disk.intercept_[11], 2.5)
+    np.testing.assert_allclose(disk.predict(feats), ref.predict(feats), rtol=0, atol=1e-10)
+    # after the one pass of checks, every read is one cell's batch of valid neuroids at most
+    assert reads[0] == 23 and max(reads[1:]) <= batch_size
+    assert disk.scaleout_info_["n_batches"] == -(-21 // batch_size)
