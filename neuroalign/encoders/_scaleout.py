@@ -352,7 +352,8 @@ class SweepCells:
         from neuroalign.encoders._backend import like_input, to_numpy
         from neuroalign.encoders._solvers import RidgeCVResult
 
-        out = cached_ridge(to_numpy(X), to_numpy(Y), folds, alphas, self.params,
+        Y = Y if hasattr(Y, "blocks") else to_numpy(Y)  # responses left on disk stay there
+        out = cached_ridge(to_numpy(X), Y, folds, alphas, self.params,
                            result_path=self.result_path, batch_size=self.batch,
                            client=self.client, func=self.func)
         self.info[layer] = out.pop("info")

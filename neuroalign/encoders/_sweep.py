@@ -244,14 +244,17 @@ class LayerSweep(RidgeEncoder):
         train_Y, test = self._split(y)
         names = list(layers)
         sub = test is not None
-        first = align(layers[names[0]], train_Y, func="LayerSweep.fit")
+        # in cells, a store's responses stay on disk: each cell reads its own neuroids
+        lazy = client is not None or cluster is not None or result_path is not None
+        first = align(layers[names[0]], train_Y, func="LayerSweep.fit", lazy=lazy)
         self._fit_meta(first)
         self._spaces = layer_spaces(X)
         folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
         check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
                     n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype)
-        Yt = self._input_array(first.Y[:, ok], device, dtype)
+        Yt = first.Y[:, ok] if hasattr(first.Y, "blocks") else self._input_array(
+            first.Y[:, ok], device, dtype)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
         held = np.full((len(names), n_neuroids), np.nan) if sub else None
@@ -262,7 +265,8 @@ class LayerSweep(RidgeEncoder):
         cells = SweepCells.maybe(self, client=client, cluster=cluster, result_path=result_path,
                                  cluster_options=cluster_options, batch_size=batch_size)
         for li, name in enumerate(progress(names, desc="layers", unit="layer")):
-            data = first if li == 0 else align(layers[name], train_Y, func="LayerSweep.fit")
+            data = first if li == 0 else align(layers[name], train_Y, func="LayerSweep.fit",
+                                               lazy=lazy)
             Xt = self._input_array(data.X, device, dtype)
             cvres = cells.fit(Xt, Yt, folds, alphas, like=Xt, layer=name) if cells else ridge_cv(
                 Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,

@@ -74,3 +74,26 @@ def test_fit_in_cells_on_disk_equals_the_in_memory_fit(on_disk, tmp_path, batch_
     # after the one pass of checks, every read is one cell's batch of valid neuroids at most
     assert reads[0] == 23 and max(reads[1:]) <= batch_size
     assert disk.scaleout_info_["n_batches"] == -(-21 // batch_size)
+
+
+def test_layer_sweep_in_cells_on_disk_equals_the_in_memory_sweep(on_disk, tmp_path, monkeypatch):
+    from neuroalign.encoders import LayerSweep
+
+    store, opened, feats = on_disk
+    rng = np.random.default_rng(3)
+    layers = xr.Dataset({"a": feats, "b": feats.copy(data=rng.standard_normal(feats.shape)),
+                         "c": feats[:, :5].rename({"unit": "c_unit"})})
+    train, train_disk = select_split(store, "train"), select_split(opened, "train")
+    with pytest.warns(DataQualityWarning):
+        ref = LayerSweep(alphas=ALPHAS, dtype="float64", device="cpu").fit(layers, train)
+    reads = []
+    read = LazyResponses._read
+    monkeypatch.setattr(LazyResponses, "_read",
+                        lambda self, cols: reads.append(len(cols)) or read(self, cols))
+    with pytest.warns(DataQualityWarning):
+        disk = LayerSweep(alphas=ALPHAS, dtype="float64", device="cpu").fit(
+            layers, train_disk, result_path=tmp_path / "cells", batch_size=6)
+    np.testing.assert_array_equal(disk.best_alphas_.values, ref.best_alphas_.values)
+    np.testing.assert_allclose(disk.cv_scores_.values, ref.cv_scores_.values, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(disk.best_layer_.values, ref.best_layer_.values)
+    assert reads[0] == 23 and max(reads[1:]) <= 6

@@ -1,0 +1,162 @@
+"""Whole-brain fsaverage ridge on one machine, run in full (not projected).
+
+1. ``make``: writes a simulated subject as a neuroalign store with ``save_store``, streamed
+   (dask, one chunk of neuroids at a time; never whole in memory): ``--trials`` trials
+   (``--images`` images, each shown ``trials / images`` times, over sessions of 750
+   trials) x ``--vertices`` vertices (default fsaverage's 2 x 163,842), float32. Each
+   vertex's response is ``s_v * f(image) @ w_v + noise`` with ``w_v`` from a rank-64
+   truth over ``--features`` features and ``s_v`` uniform in [0, 1] (some vertices carry
+   no signal), noise sd 1.
+2. ``fit`` (a fresh process): ``open_store`` (lazy), the features as a DataArray with
+   ``stimulus_id``, then the public ``RidgeEncoder(...).fit(features, store,
+   result_path=..., batch_size=...)`` (5 stimulus-grouped folds, 10 alphas, float32): the
+   responses stay on disk and each cell reads its own vertices. Reports wall and CPU time,
+   peak RSS (``VmHWM``), median CV R², and the recovery of the truth (correlation of the
+   fitted with the true weights, and of CV R² with the planted signal strength).
+
+    OMP_NUM_THREADS=2 PYTHONPATH=$PWD nice -n 19 python benchmarks/bench_wholebrain_full.py \
+        --root /tmp/wholebrain --json wholebrain.json
+
+The store (39 GB at full size) is removed afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MAKE = r"""
+import json, sys, time, resource, numpy as np, xarray as xr, dask.array as da
+from neuroalign.store import save_store
+n, n_img, p, v, root = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
+FA = F @ A                                          # (images, 64)
+reps = n // n_img
+img = np.random.default_rng(1).permutation(np.repeat(np.arange(n_img), reps))
+chunk = 2**25 // (4 * n)                            # ~32 MiB chunks, as save_store chooses
+def block(block_info=None):
+    a, b = block_info[None]['array-location'][1]
+    r = np.random.default_rng([2, a])
+    B = r.standard_normal((64, b - a)).astype(np.float32) / np.float32(8.0)
+    s = r.uniform(0, 1, b - a).astype(np.float32)
+    return (FA[img] @ B) * s + r.standard_normal((n, b - a), dtype=np.float32)
+Y = da.map_blocks(block, dtype=np.float32, chunks=((n,), tuple(
+    min(chunk, v - a) for a in range(0, v, chunk))))
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+seen = np.zeros(n_img, int); rep = np.empty(n, int)
+for t, i in enumerate(img):
+    rep[t] = seen[i]; seen[i] += 1
+ds = xr.Dataset(
+    {"responses": (("presentation", "neuroid"), Y)},
+    coords={"stimulus_id": ("presentation", ids[img]), "repetition": ("presentation", rep),
+            "session": ("presentation", np.arange(n) // 750), "trial": ("presentation", np.arange(n)),
+            "split": ("presentation", np.full(n, "train")),
+            "neuroid_id": ("neuroid", np.array([f"v{j:06d}" for j in range(v)])),
+            "subject": ("neuroid", np.full(v, "sub-sim"))},
+    attrs={"dataset": "simulated whole brain", "space": "fsaverage", "units": "a.u.",
+           "schema_version": "1.0"})
+t0 = time.perf_counter()
+save_store(ds, root + "/store.zarr", neuroid_chunk=chunk)
+print(json.dumps({"wall": time.perf_counter() - t0}))
+"""
+
+FIT = r"""
+import json, sys, time, resource, numpy as np, xarray as xr
+from neuroalign.encoders import RidgeEncoder
+from neuroalign.store import open_store
+n, n_img, p, v, root, batch = json.loads(sys.argv[1])
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+features = xr.DataArray(F, dims=("stimulus", "unit"), coords={"stimulus_id": ("stimulus", ids)},
+                        name="layer")
+t0, c0 = time.perf_counter(), cpu()
+store = open_store(root + "/store.zarr")
+enc = RidgeEncoder(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu").fit(
+    features, store, result_path=root + "/cells", batch_size=batch)
+wall, used = time.perf_counter() - t0, cpu() - c0
+# the truth of a sample of vertices (same generator as the writer)
+chunk = 2**25 // (4 * n)
+r2 = enc.cv_scores_
+corr, corr_r2 = [], []
+for a in range(0, v, chunk * max(1, v // 20 // chunk)):  # 20 of the writer's chunks
+    b = min(a + chunk, v)
+    g = np.random.default_rng([2, a])
+    B = g.standard_normal((64, b - a)).astype(np.float32) / np.float32(8.0)
+    s = g.uniform(0, 1, b - a).astype(np.float32)
+    W = (A @ B) * s
+    C = enc.coef_[:, a:b]
+    good = s > 0.5
+    corr += [float(np.corrcoef(W[:, j], C[:, j])[0, 1]) for j in np.flatnonzero(good)[:20]]
+    corr_r2 += list(zip(s.tolist(), r2[a:b].tolist()))
+ss, rr = np.array(corr_r2).T
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+                  "median_cv_r2": float(np.nanmedian(r2)),
+                  "median_weight_corr_strong": float(np.median(corr)),
+                  "r2_vs_strength_spearman": float(
+                      np.corrcoef(np.argsort(np.argsort(ss)), np.argsort(np.argsort(rr)))[0, 1]),
+                  "n_batches": enc.scaleout_info_["n_batches"],
+                  "n_valid": int(enc.valid_neuroids_.sum())}))
+"""
+
+
+def _run(code: str, args: list) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)],
+                         capture_output=True, text=True, env=dict(os.environ))
+    if out.returncode:
+        sys.exit(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default="/tmp/wholebrain")
+    ap.add_argument("--trials", type=int, default=30000)
+    ap.add_argument("--images", type=int, default=10000)
+    ap.add_argument("--features", type=int, default=1024)
+    ap.add_argument("--vertices", type=int, default=2 * 163_842)
+    ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    size = [a.trials, a.images, a.features, a.vertices, str(root)]
+    res = {"size": size[:4], "batch": a.batch, "load_before": open("/proc/loadavg").read().split()[:3]}
+    if not (root / "store.zarr").exists():
+        res["make"] = _run(MAKE, size)
+        print(f"store written in {res['make']['wall']:.0f} s", flush=True)
+    t = time.time()
+    res["fit"] = _run(FIT, size + [a.batch])
+    res["load_after"] = open("/proc/loadavg").read().split()[:3]
+    f = res["fit"]
+    print(f"fit: {a.trials} trials x {a.features} features -> {a.vertices} vertices in "
+          f"{f['n_batches']} cells: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with start), "
+          f"{f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB; median CV R² "
+          f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
+          f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
+          f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1))
+    if not a.keep:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
