@@ -116,6 +116,44 @@ print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
 """
 
 
+SWEEP = r"""
+import json, sys, time, resource, numpy as np, xarray as xr
+from neuroalign.encoders import LayerSweep
+from neuroalign.store import open_store
+n, n_img, p, v, root, batch, n_layers, n_vertices = json.loads(sys.argv[1])
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+true = n_layers // 2       # layer `true` is the features that drive the responses; the others
+layers = {}                # mix them with their own noise, less the further from it
+for k in range(n_layers):
+    c = np.float32(np.exp(-((k - true) ** 2) / 2.0))
+    noise = np.random.default_rng([3, k]).standard_normal((n_img, p), dtype=np.float32)
+    layers[f"layer{k:02d}"] = (("stimulus", f"unit{k:02d}"), c * F + np.sqrt(1 - c * c) * noise)
+features = xr.Dataset(layers, coords={"stimulus_id": ("stimulus", ids)})
+t0, c0 = time.perf_counter(), cpu()
+store = open_store(root + "/store.zarr").isel(neuroid=slice(0, n_vertices))
+sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu").fit(
+    features, store, result_path=root + f"/sweep-cells-{n_vertices}", batch_size=batch)
+wall, used = time.perf_counter() - t0, cpu() - c0
+best = sweep.best_layer_.values
+chunk = 2**25 // (4 * n)
+s = np.concatenate([np.random.default_rng([2, a]).uniform(0, 1, min(a + chunk, v) - a)
+                    for a in range(0, n_vertices, chunk)])[:n_vertices]
+strong = s > 0.5
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+                  "true_layer_found": float(np.mean(best[strong] == f"layer{true:02d}")),
+                  "n_layers": n_layers, "n_vertices": n_vertices}))
+"""
+
+
 def _run(code: str, args: list) -> dict:
     out = subprocess.run([sys.executable, "-c", code, json.dumps(args)],
                          capture_output=True, text=True, env=dict(os.environ))
@@ -132,6 +170,10 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=1024)
     ap.add_argument("--vertices", type=int, default=2 * 163_842)
     ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--sweep-layers", type=int, default=12)
+    ap.add_argument("--sweep-vertices", type=int, default=0,
+                    help="also sweep --sweep-layers layers over this many vertices (0: no sweep)")
+    ap.add_argument("--skip-fit", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -142,16 +184,24 @@ def main() -> None:
     if not (root / "store.zarr").exists():
         res["make"] = _run(MAKE, size)
         print(f"store written in {res['make']['wall']:.0f} s", flush=True)
-    t = time.time()
-    res["fit"] = _run(FIT, size + [a.batch])
-    res["load_after"] = open("/proc/loadavg").read().split()[:3]
-    f = res["fit"]
-    print(f"fit: {a.trials} trials x {a.features} features -> {a.vertices} vertices in "
-          f"{f['n_batches']} cells: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with start), "
-          f"{f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB; median CV R² "
-          f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
-          f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
-          f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
+    if not a.skip_fit:
+        t = time.time()
+        res["fit"] = _run(FIT, size + [a.batch])
+        res["load_after"] = open("/proc/loadavg").read().split()[:3]
+        f = res["fit"]
+        print(f"fit: {a.trials} trials x {a.features} features -> {a.vertices} vertices in "
+              f"{f['n_batches']} cells: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with "
+              f"start), {f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB; median CV R² "
+              f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
+              f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
+              f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
+    if a.sweep_vertices:
+        res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices])
+        res["load_after_sweep"] = open("/proc/loadavg").read().split()[:3]
+        print(f"sweep: {a.sweep_layers} layers x {a.features} features -> {a.sweep_vertices} "
+              f"vertices: {w['wall']:.0f} s wall, {w['cpu']:.0f} s CPU, peak RSS "
+              f"{w['peak'] / 2**30:.2f} GiB; true layer found for "
+              f"{100 * w['true_layer_found']:.1f} % of the vertices with s > 0.5", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     if not a.keep:
