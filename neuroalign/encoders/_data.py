@@ -154,6 +154,16 @@ def align(X, Y, *, func: str = "fit", split: str | None = None, lazy: bool = Fal
     return Aligned(Xm, Ym, None, None, "sample")
 
 
+def on_disk(store) -> bool:
+    """True when ``store``'s responses (a store or a responses DataArray) are not in memory:
+    a store opened with :func:`~neuroalign.store.open_store` (lazily indexed or dask)."""
+    if isinstance(store, xr.Dataset):
+        if "responses" not in store.data_vars:
+            return False
+        store = store["responses"]
+    return isinstance(store, xr.DataArray) and not store.variable._in_memory
+
+
 def check_finite(X, *, name: str = "X", func: str = "fit", row_labels=None) -> None:
     """Raise :class:`DataFormatError` naming the rows and columns of ``X`` that hold NaN or inf.
 

@@ -28,6 +28,7 @@ from neuroalign.encoders._data import (
     column_checks,
     features_matrix,
     neuroid_names,
+    on_disk,
     valid_neuroids,
 )
 from neuroalign.encoders._scoring import SCORERS, held_out_scores
@@ -262,8 +263,9 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         alphas, device, dtype = self._validate()
         X, Y, self._y_1d = check_xy(X, y, func=f"{name}.fit")
         cells = client is not None or cluster is not None or result_path is not None
-        # in cells, a store's responses stay on disk: each cell reads its own neuroids
-        data = align(X, Y, func=f"{name}.fit", lazy=cells)
+        # a store's responses on disk stay there: each batch of neuroids (or each cell)
+        # is read when it is fitted, so stores larger than memory fit
+        data = align(X, Y, func=f"{name}.fit", lazy=cells or on_disk(Y))
         self._fit_meta(data)
         folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=name)
         ok = valid_neuroids(data.Y, func=f"{name}.fit",
@@ -290,7 +292,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         """Fit on arrays (valid neuroids only) -> dict of numpy results."""
         form = None if self.form == "auto" else self.form
         Xt = self._input_array(X, device, dtype)
-        Yt = self._input_array(Y, device, dtype)
+        Yt = Y if hasattr(Y, "blocks") else self._input_array(Y, device, dtype)
         cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
                          n_targets_batch=self.n_targets_batch, progress=_batch_bar, refit=True,
                          relative_alphas=self.relative_alphas, dtype=dtype)

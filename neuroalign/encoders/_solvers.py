@@ -385,6 +385,16 @@ def _work_dtype(X, dtype, ops) -> Any:
     return ops.dtype(name)
 
 
+def _on_disk(Y) -> bool:
+    """Responses left on disk (:class:`~neuroalign.store.LazyResponses`)."""
+    return hasattr(Y, "blocks")
+
+
+def _columns(Y, sl: slice, ops):
+    """``Y[:, sl]`` on the backend; read from disk for responses left there."""
+    return ops.asarray(np.asarray(Y[:, sl])) if _on_disk(Y) else Y[:, sl]
+
+
 def ridge_cv(
     X,
     Y,
@@ -413,8 +423,10 @@ def ridge_cv(
         Finite features (a :class:`~neuroalign.exceptions.DataFormatError` names the rows
         and columns otherwise). numpy arrays and CPU tensors are solved with numpy (torch
         is not imported for numpy input); tensors on a GPU with torch, there.
-    Y : ndarray or torch.Tensor, shape (n_samples, n_targets)
+    Y : ndarray, torch.Tensor or LazyResponses, shape (n_samples, n_targets)
         Finite targets (any float dtype); moved to the backend and device of ``X``.
+        Responses left on disk (:class:`~neuroalign.store.LazyResponses`) are read one
+        batch of ``n_targets_batch`` targets at a time.
     alphas : sequence of float
         Positive regularisation strengths.
     folds : list of (train_index, val_index), or ``"loo"``
@@ -443,7 +455,8 @@ def ridge_cv(
     """
     inputs = (X, Y)
     ops = compute_backend(X, Y)
-    X, Y = ops.asarray(X), ops.asarray(Y)
+    X = ops.asarray(X)
+    Y = Y if _on_disk(Y) else ops.asarray(Y)  # responses on disk: read a batch at a time
     alphas_np = np.asarray(alphas, dtype=np.float64)
     work = _work_dtype(X, dtype, ops)
     n, p = X.shape
@@ -483,7 +496,7 @@ def ridge_cv(
     batches = list(_batches(n_targets, n_targets_batch))
     it = progress(batches) if progress is not None else batches
     for sl in it:
-        Yb, ym, ysd, finite = prep.targets(Y[:, sl], ops.float64 if loo else work)
+        Yb, ym, ysd, finite = prep.targets(_columns(Y, sl, ops), ops.float64 if loo else work)
         if not bool(finite.all()):
             bad = np.flatnonzero(~ops.numpy(finite)) + sl.start
             raise DataFormatError(

@@ -17,6 +17,7 @@ from neuroalign.encoders._data import (
     as_matrix,
     check_finite,
     features_matrix,
+    on_disk,
     valid_neuroids,
 )
 from neuroalign.encoders._results import (
@@ -244,8 +245,10 @@ class LayerSweep(RidgeEncoder):
         train_Y, test = self._split(y)
         names = list(layers)
         sub = test is not None
-        # in cells, a store's responses stay on disk: each cell reads its own neuroids
-        lazy = client is not None or cluster is not None or result_path is not None
+        # a store's responses on disk stay there: each batch of neuroids (or each cell) is
+        # read when it is fitted
+        lazy = (client is not None or cluster is not None or result_path is not None
+                or on_disk(train_Y))
         first = align(layers[names[0]], train_Y, func="LayerSweep.fit", lazy=lazy)
         self._fit_meta(first)
         self._spaces = layer_spaces(X)

@@ -97,3 +97,39 @@ def test_layer_sweep_in_cells_on_disk_equals_the_in_memory_sweep(on_disk, tmp_pa
     np.testing.assert_allclose(disk.cv_scores_.values, ref.cv_scores_.values, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(disk.best_layer_.values, ref.best_layer_.values)
     assert reads[0] == 23 and max(reads[1:]) <= 6
+
+
+def test_a_store_on_disk_is_read_a_batch_at_a_time_without_cells(on_disk, monkeypatch):
+    """No cells: a store opened from disk is never read whole; ridge_cv reads each batch of
+    n_targets_batch neuroids when it fits it (one decomposition for all batches)."""
+    from neuroalign.encoders import LayerSweep
+
+    store, opened, feats = on_disk
+    train, train_disk = select_split(store, "train"), select_split(opened, "train")
+    reads = []
+    read = LazyResponses._read
+    monkeypatch.setattr(LazyResponses, "_read",
+                        lambda self, cols: reads.append(len(cols)) or read(self, cols))
+    with pytest.warns(DataQualityWarning):
+        ref = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu", n_targets_batch=4).fit(
+            feats, train)
+    assert reads == []  # responses in memory: no LazyResponses
+    with pytest.warns(DataQualityWarning):
+        disk = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu", n_targets_batch=4).fit(
+            feats, train_disk)
+    # one pass of checks, the 21 valid neuroids in batches of 4, the constant one's value
+    assert reads[0] == 23 and reads[1:-1] == [4, 4, 4, 4, 4, 1] and reads[-1] == 1
+    np.testing.assert_array_equal(disk.best_alphas_, ref.best_alphas_)
+    np.testing.assert_allclose(disk.cv_scores_, ref.cv_scores_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(disk.coef_, ref.coef_, rtol=0, atol=1e-10)
+    reads.clear()
+    layers = xr.Dataset({"a": feats, "b": feats[:, :7].rename({"unit": "b_unit"})})
+    with pytest.warns(DataQualityWarning):
+        sweep_ref = LayerSweep(alphas=ALPHAS, dtype="float64", device="cpu").fit(layers, train)
+    with pytest.warns(DataQualityWarning):
+        sweep = LayerSweep(alphas=ALPHAS, dtype="float64", device="cpu", n_targets_batch=5).fit(
+            layers, train_disk)
+    assert reads[0] == 23 and max(reads[1:]) == 5
+    np.testing.assert_array_equal(sweep.best_alphas_.values, sweep_ref.best_alphas_.values)
+    np.testing.assert_allclose(sweep.cv_scores_.values, sweep_ref.cv_scores_.values, rtol=0,
+                               atol=1e-12)
