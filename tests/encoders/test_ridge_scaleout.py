@@ -27,6 +27,32 @@ def client1():
     yield from _client(1)
 
 
+@pytest.fixture(scope="module")
+def client4():
+    yield from _client(4)
+
+
+@pytest.mark.parametrize("workers", [1, 2, pytest.param(4, marks=pytest.mark.slow)])
+def test_partition_invariance_1_2_4_workers_three_batch_sizes(workers, request, tmp_path):
+    """1, 2 and 4 workers x batches of 3, 8 and 45 neuroids (one cell): alphas identical to
+    the single-process fit, cv scores and weights to 1e-12 (float64)."""
+    c = request.getfixturevalue({1: "client1", 2: "client", 4: "client4"}[workers])
+    X, Y, _ = planted(n=90, t=45, seed=4)
+    X, Y = X.astype(np.float64) * 1e3 + 5.0, Y.astype(np.float64)  # units and a mean
+    kw = dict(alphas=ALPHAS, dtype="float64", device="cpu")
+    single = RidgeEncoder(**kw).fit(X, Y)
+    assert len(np.unique(single.best_alphas_)) >= 3  # the choice varies across neuroids
+    assert len(c.scheduler_info()["workers"]) == workers
+    for batch in (3, 8, 45):
+        dist = RidgeEncoder(**kw).fit(X, Y, client=c, result_path=tmp_path / f"{workers}-{batch}",
+                                      batch_size=batch)
+        assert dist.scaleout_info_["n_batches"] == -(-45 // batch)
+        np.testing.assert_array_equal(dist.best_alphas_, single.best_alphas_)
+        np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dist.coef_, single.coef_, rtol=0, atol=1e-12 * np.abs(single.coef_).max())
+        np.testing.assert_allclose(dist.predict(X), single.predict(X), rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize(("workers", "batch_size"), [(1, 7), (1, 100), (2, 4), (2, 13), (2, 45)])
 def test_any_batch_size_and_workers_match_the_single_process_fit(batch_size, workers, client, client1, tmp_path):
     """In float64, batches of any size on 1 or 2 workers give the single-process alphas and
