@@ -120,3 +120,26 @@ def test_shape_recipe_cells_and_banded_refusal(tmp_path, own_data):
     with pytest.raises(DataFormatError, match=r"\[cluster\] with \[results\]: the map reads its "
                                               r"scores and fits nothing"):
         load_recipe(_write(tmp_path, maps, "m.toml"))
+
+
+def test_the_slurm_example_of_the_docs_is_a_valid_recipe_and_job_script(tmp_path):
+    """docs/recipes.md's Slurm recipe loads, and the job script dask-jobqueue would submit
+    holds what it asks for."""
+    import re
+
+    from neuroalign._scaleout import make_cluster
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "recipes.md").read_text()
+    toml = re.search(r"## Beyond one machine.*?```toml\n(.*?)```", text, re.S).group(1)
+    r = load_recipe(_write(tmp_path, toml))
+    spec = cluster_spec(r.config, tmp_path / "out")
+    assert spec["result_path"] == "/scratch/me/subj01-cells" and spec["batch_size"] == 20000
+    cluster = make_cluster(spec["kind"], {k: v for k, v in spec.items()
+                                          if k not in ("kind", "result_path", "batch_size")})
+    try:
+        script = cluster.job_script().splitlines()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p cpu", "#SBATCH -A lab42", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH -t 04:00:00", "#SBATCH --constraint=skylake"):
+        assert line in script, (line, script)
