@@ -134,6 +134,8 @@ def test_the_slurm_example_of_the_docs_is_a_valid_recipe_and_job_script(tmp_path
     r = load_recipe(_write(tmp_path, toml))
     spec = cluster_spec(r.config, tmp_path / "out")
     assert spec["result_path"] == "/scratch/me/subj01-cells" and spec["batch_size"] == 20000
+    assert spec["log_directory"] == "/scratch/me/dask-logs"
+    spec["log_directory"] = str(tmp_path / "logs")  # dask-jobqueue creates it
     cluster = make_cluster(spec["kind"], {k: v for k, v in spec.items()
                                           if k not in ("kind", "result_path", "batch_size")})
     try:
