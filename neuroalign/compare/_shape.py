@@ -521,11 +521,14 @@ def _parallel_rows(func, items: list, *, threads: bool) -> None:
 
 def _pair_block(prepared: list, pairs, score_method: str) -> dict:
     """Distances of a block of pairs ``(b, 2)`` of whitened systems (the task of a cached
-    cell, see ``distance_matrix(cluster=)``)."""
+    cell, see ``distance_matrix(cluster=)``). One BLAS thread: each pair is a few small
+    ``r x r`` products and eigendecompositions, which BLAS threads slow down (they spin
+    against each other and against the other workers)."""
     d = np.empty(len(pairs))
-    for t, (i, j) in enumerate(np.asarray(pairs)):
-        a, b = prepared[i], prepared[j]
-        d[t] = _pair_distance(a, b, _fast_nuclear(a.B.T @ b.B, a, b), score_method)
+    with thread_limits(1):
+        for t, (i, j) in enumerate(np.asarray(pairs)):
+            a, b = prepared[i], prepared[j]
+            d[t] = _pair_distance(a, b, _fast_nuclear(a.B.T @ b.B, a, b), score_method)
     return {"distance": d}
 
 
