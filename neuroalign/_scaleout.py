@@ -8,7 +8,7 @@ cell's result (the data, the features or models, the parameters, the folds and t
 seed, the cell's own items). A cell is written beside its final name and renamed (never
 half-written under its name) and carries a checksum of its arrays: a cell that does not
 load or whose checksum does not match is computed again, and a temporary left by a killed
-writer is never read. A rerun with the same ``result_path`` loads the cells there and
+writer is never read (and removed by a later run once an hour old). A rerun with the same ``result_path`` loads the cells there and
 computes only the missing ones (:func:`run_cells`), so a killed worker or driver costs only
 the unfinished cells; cells of another computation have other keys and are never reused.
 
@@ -33,8 +33,8 @@ import numpy as np
 
 from neuroalign._logging import get_logger
 
-__all__ = ["CLUSTER_KINDS", "ScaleOut", "fingerprint", "get_client", "make_cluster", "read_cell",
-           "run_cells", "write_cell"]
+__all__ = ["CLUSTER_KINDS", "ScaleOut", "clean_stale_temporaries", "fingerprint", "get_client",
+           "make_cluster", "read_cell", "run_cells", "write_cell"]
 
 log = get_logger(__name__)
 
@@ -106,6 +106,30 @@ def read_cell(path: str | os.PathLike, names: Sequence[str]) -> dict | None:
     return arrays
 
 
+#: A temporary cell file older than this (seconds) was left by a killed writer: removed.
+STALE_TEMP_S = 3600.0
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, *, older_than: float = STALE_TEMP_S) -> int:
+    """Remove the temporaries (``cells/.tmp-*.npz``, written by :func:`write_cell`) older
+    than ``older_than`` seconds under the results folder ``folder``: what a killed writer
+    left (a live writer renames its temporary within moments). Returns how many."""
+    import time
+
+    removed = 0
+    now = time.time()
+    for tmp in (Path(folder) / "cells").glob(".tmp-*.npz"):
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
+    if removed:
+        log.info("removed %d stale temporary cell file(s) under %s", removed, folder)
+    return removed
+
+
 def _run_task(path: str, names: tuple, task: Callable, shared: tuple, args: tuple,
               fail: str | None = None) -> str:
     """Worker side: ``task(*shared, *args)`` -> arrays, written as the cell ``path``.
@@ -141,6 +165,7 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
     """
     names = tuple(names)
     fail = dict(fail or {})
+    clean_stale_temporaries(folder)
     paths = [cell_path(folder, k) for k in keys]
     loaded = {i: c for i, p in enumerate(paths) if (c := read_cell(p, names)) is not None}
     todo = [i for i in range(len(paths)) if i not in loaded]

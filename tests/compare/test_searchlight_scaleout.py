@@ -2,8 +2,12 @@
 single-process map whatever the workers and the chunk size; a rerun computes only the
 missing or damaged cells; a temporary left by a killed writer is never read."""
 
+import os
+import time
+
 import numpy as np
 import pytest
+import xarray as xr
 
 from neuroalign.compare import searchlight
 
@@ -71,11 +75,17 @@ def test_rerun_computes_only_missing_or_damaged_cells(tmp_path):
     assert len(cells) == n
     cells[0].unlink()
     cells[3].write_bytes(cells[3].read_bytes()[:200])  # truncated under its own name
-    # a partial write left by a killed writer: a temporary beside, never read as a cell
+    # partial writes left by a killed writer: temporaries beside, never read as cells; one
+    # two hours old is removed, a recent one (maybe a live writer's) is left alone
     (path / "cells" / ".tmp-dead.npz").write_bytes(cells[4].read_bytes()[:150])
+    (path / "cells" / ".tmp-old.npz").write_bytes(cells[4].read_bytes()[:150])
+    old = time.time() - 7200
+    os.utime(path / "cells" / ".tmp-old.npz", (old, old))
     before = {f.name: f.stat().st_mtime_ns for f in cells[5:]}
     redo = _run(data, ijk, models, result_path=path, batch_size=30)
     assert redo.attrs["n_cells_computed"] == 2
+    assert (path / "cells" / ".tmp-dead.npz").is_file()
+    assert not (path / "cells" / ".tmp-old.npz").exists()
     assert {f.name: f.stat().st_mtime_ns for f in cells[5:]} == before
     np.testing.assert_allclose(redo.values, single.values, rtol=0, atol=1e-12)
     # other models, other radius: other keys, nothing reused
@@ -101,3 +111,26 @@ def test_bad_batch_size_and_cluster_are_named(tmp_path):
         _run(data, ijk, models, result_path=tmp_path, batch_size=0)
     with pytest.raises(ValueError, match=r"Invalid value for 'cluster' in searchlight\(\): 'lcoal'"):
         _run(data, ijk, models, cluster="lcoal")
+
+
+def test_surface_cells_match_the_single_process_map(client, tmp_path):
+    """Discs on a mesh (Dijkstra chunks): cells give the single-process map."""
+    nx, ny = 9, 8
+    x, y = np.meshgrid(np.arange(nx, dtype=float), np.arange(ny, dtype=float), indexing="ij")
+    v = np.stack([x.ravel(), y.ravel(), 0.1 * np.sin(x.ravel())], 1)
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+    f = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+    rng = np.random.default_rng(7)
+    keep = np.sort(rng.choice(len(v), 60, replace=False))
+    da = xr.DataArray(rng.standard_normal((9, len(keep))), dims=("stimulus", "neuroid"),
+                      coords={"vertex": ("neuroid", keep)})
+    models = rng.random((2, 36))
+    kw = dict(surface=(v, f), radius=2.2, threshold=0.0, method="pearson", show_progress=False)
+    single = searchlight(da, models, **kw)
+    for batch, c in ((7, None), (16, client)):
+        cells = searchlight(da, models, result_path=tmp_path / str(batch), batch_size=batch,
+                            client=c, **kw)
+        assert cells.attrs["n_cells"] > 1
+        np.testing.assert_allclose(cells.values, single.values, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(cells["n_neighbours"].values, single["n_neighbours"].values)
