@@ -43,6 +43,7 @@ __all__ = ["CLUSTER_KINDS", "SweepCells", "cached_ridge", "distributed_ridge", "
 log = get_logger(__name__)
 
 _VARS = ("coef", "intercept", "best_alphas", "cv_scores", "y_offset")
+_CELL_VARS = (*_VARS, "form")  # the solver's form ("primal"/"dual") of the cell
 
 
 def _folds_fingerprint(folds) -> str:
@@ -64,7 +65,8 @@ def _ridge_cell(X, folds, alphas, params: dict, Y_batch) -> dict:
                    form=params["form"], n_targets_batch=params["n_targets_batch"], refit=True,
                    relative_alphas=params["relative_alphas"], dtype=work)
     return {"coef": np.asarray(res.coef), "intercept": np.asarray(res.intercept),
-            "best_alphas": res.best_alphas, "cv_scores": res.cv_scores, "y_offset": res.y_offset}
+            "best_alphas": res.best_alphas, "cv_scores": res.cv_scores, "y_offset": res.y_offset,
+            "form": np.array(str(res.form))}
 
 
 def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_size: int,
@@ -100,7 +102,7 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     keys = [fingerprint(base, fingerprint(cols(i))) for i in range(len(bounds))]
     fail = {i: "raise" for i in _fail_cells} | dict(_fail or {})
     cells, info = run_cells(_ridge_cell, keys, lambda i: (folds, alphas, params, cols(i)),
-                            names=_VARS, folder=folder, shared=(X,), client=client,
+                            names=_CELL_VARS, folder=folder, shared=(X,), client=client,
                             what=f"{func} (ridge)", fail=fail,
                             rerun_hint="Call fit() again with the same result_path to complete them.")
     out = {k: np.concatenate([c[k] for c in cells], axis=-1)
@@ -108,7 +110,8 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     np_dtype = np.float32 if params["dtype"] == "float32" else np.float64
     out["coef"] = out["coef"].astype(np_dtype, copy=False)
     out["intercept"] = out["intercept"].astype(np_dtype, copy=False)
-    out["form"] = params["form"] or "auto"
+    forms = sorted({str(c["form"]) for c in cells})  # one form, unless "auto" chose per cell
+    out["form"] = "+".join(forms) if forms else (params["form"] or "auto")
     prep = _Prep(X, params["fit_intercept"])  # the same float64 sums as each cell
     out["alpha_scale"] = prep.feature_var if params["relative_alphas"] else 1.0
     out["x_offset"] = np.asarray(prep.x_mean)

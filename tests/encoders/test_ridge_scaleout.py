@@ -47,6 +47,7 @@ def test_partition_invariance_1_2_4_workers_three_batch_sizes(workers, request, 
         dist = RidgeEncoder(**kw).fit(X, Y, client=c, result_path=tmp_path / f"{workers}-{batch}",
                                       batch_size=batch)
         assert dist.scaleout_info_["n_batches"] == -(-45 // batch)
+        assert dist.form_ == single.form_
         np.testing.assert_array_equal(dist.best_alphas_, single.best_alphas_)
         np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
         np.testing.assert_allclose(dist.coef_, single.coef_, rtol=0, atol=1e-12 * np.abs(single.coef_).max())
