@@ -303,6 +303,7 @@ class ScaleOut:
         self.cluster, self.options, self.client = cluster, cluster_options, client
         self.result_path, self.batch_size, self.func = result_path, batch_size, func
         self.prefix = prefix
+        self.fail: dict | None = None  # for the tests: {cell: "raise" | "kill:<marker>"}
         self._close = None
 
     @property

@@ -144,6 +144,50 @@ def distributed_ridge(encoder, X, Y, folds, alphas, *, client=None, cluster=None
     return out
 
 
+_BANDED_VARS = ("coef", "deltas", "intercept", "ai", "cv_r2")
+
+
+def _banded_cell(mats, folds, alphas, gammas, params: dict, Y_batch) -> dict:
+    """Task: the banded random search for one batch of neuroids."""
+    from neuroalign.encoders._banded import banded_solve
+
+    return banded_solve(list(mats), np.asarray(Y_batch), folds, alphas, gammas,
+                        params["fit_intercept"], params["random_state"], params["device"])
+
+
+def banded_cells(est, mats, Y, folds, alphas, gammas, device: str, *, client=None,
+                 cluster=None, cluster_options=None, result_path=None, batch_size=None) -> dict:
+    """:func:`neuroalign.encoders._banded.banded_solve` in cached cells of neuroids (the
+    same candidate space weights ``gammas`` and folds in every cell; each neuroid's choice is
+    its own). Returns its dict; sets ``est.scaleout_info_``."""
+    from neuroalign._scaleout import ScaleOut
+
+    name = f"{type(est).__name__}.fit"
+    params = {"fit_intercept": bool(est.fit_intercept), "random_state": est.random_state,
+              "device": str(device)}
+    with ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
+                  result_path=result_path, batch_size=batch_size, func=name,
+                  prefix="neuroalign-banded-") as so:
+        batch = check_positive_int(4096 if so.batch_size is None else so.batch_size,
+                                   name="batch_size", func=name)
+        n = Y.shape[1]
+        bounds = [(s, min(s + batch, n)) for s in range(0, n, batch)]
+        base = fingerprint("banded", *[fingerprint(m) for m in mats], _folds_fingerprint(folds),
+                           np.asarray(alphas, dtype=np.float64), np.asarray(gammas), params)
+
+        def cols(i):
+            return np.ascontiguousarray(Y[:, bounds[i][0]:bounds[i][1]])
+
+        keys = [fingerprint(base, fingerprint(cols(i))) for i in range(len(bounds))]
+        cells, info = run_cells(_banded_cell, keys, lambda i: (folds, alphas, gammas, params, cols(i)),
+                                names=_BANDED_VARS, folder=so.folder, shared=(tuple(mats),),
+                                client=so.client, what=f"{name} (banded ridge)", fail=so.fail)
+    est.scaleout_info_ = info
+    out = {k: np.concatenate([c[k] for c in cells], axis=-1) for k in _BANDED_VARS}
+    out["ai"] = out["ai"].astype(np.int64)
+    return out
+
+
 def ridge_params(est) -> dict:
     """What determines an estimator's ridge cells besides the data, folds and alphas."""
     return {"fit_intercept": est.fit_intercept, "dtype": est.dtype,

@@ -104,7 +104,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     fspec = cfg["features"]
     summary: dict[str, Any] = {"study": cfg.get("study", {}), "encoder": kind}
     extra: dict[str, xr.DataArray] = {}
-    cells = cluster_spec(cfg, out_dir)  # banded and routing: refused when the recipe loads
+    cells = cluster_spec(cfg, out_dir)  # attention routing: refused when the recipe loads
     if kind == "banded-ridge":
         spaces = fspec["spaces"]
         feats = {name: feature_set(s, st, cache_dir) for name, s in spaces.items()}
@@ -112,7 +112,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
                 for name, f in feats.items()}
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
         # features cover every stimulus; the join on stimulus_id takes each split's rows
-        enc.fit(mats, train)
+        enc.fit(mats, train, cluster=cells)
         extra["split_r2"] = enc.score_split(mats, test)
         score = enc.score(mats, test)
     else:

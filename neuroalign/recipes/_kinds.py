@@ -131,7 +131,7 @@ PIPELINE = Table(
 
 CLUSTER = Table(
     "cluster",
-    "Where the heavy part runs (ridge and layer-sweep fits: batches of neuroids; shape "
+    "Where the heavy part runs (ridge, layer-sweep and banded-ridge fits: batches of neuroids; shape "
     "distances: blocks of pairs), as cached cells: a rerun computes only the cells that are "
     "missing or failed. Without this table: one process, no cells.",
     keys=(

@@ -202,8 +202,7 @@ def _check_combinations(kind: str, cfg: dict, source: str) -> None:
     if kind == "fit" and cfg["encoder"]["kind"] == "banded-ridge" and not (feats or {}).get("spaces"):
         raise DataFormatError(f"{source}: [encoder] kind = 'banded-ridge' needs named feature "
                               "spaces [features.spaces.NAME].")
-    if kind == "fit" and cfg.get("cluster") and cfg["encoder"]["kind"] in ("banded-ridge",
-                                                                          "attention-routing"):
+    if kind == "fit" and cfg.get("cluster") and cfg["encoder"]["kind"] == "attention-routing":
         raise DataFormatError(f"{source}: [cluster] with [encoder] kind = "
                               f"{cfg['encoder']['kind']!r}: this encoder runs in one process only, "
                               "without cells; remove the [cluster] table.")

@@ -96,7 +96,7 @@ def test_fit_recipe_with_a_local_cluster_equals_one_process_and_reruns_only_miss
     assert [n for n in after if after[n] != cells.get(n)] == [victim]
 
 
-def test_shape_recipe_cells_and_banded_refusal(tmp_path, own_data):
+def test_shape_and_banded_recipes_in_cells_and_the_routing_refusal(tmp_path, own_data):
     _, store, feats = own_data
     text = (f'kind = "shape"\n[systems]\ng = "{feats}:good"\nn = "{feats}:noise"\n'
             f'g2 = "{feats}:good"\n[shape]\nalpha = 0.5\n')
@@ -111,10 +111,26 @@ def test_shape_recipe_cells_and_banded_refusal(tmp_path, own_data):
             assert cl[a][b] == pytest.approx(plain[a][b], abs=1e-12)
     banded = (f'kind = "fit"\n[store]\npath = "{store}"\n[features.spaces.a]\npath = "{feats}"\n'
               f'layers = "good"\n[features.spaces.b]\npath = "{feats}"\nlayers = "noise"\n'
-              '[encoder]\nkind = "banded-ridge"\n[cluster]\nkind = "local"\n')
-    with pytest.raises(DataFormatError, match=r"b.toml: \[cluster\] with \[encoder\] kind = "
-                                              r"'banded-ridge': this encoder runs in one process only"):
-        load_recipe(_write(tmp_path, banded, "b.toml"))
+              '[encoder]\nkind = "banded-ridge"\ncv = 3\nalphas = [1.0, 100.0]\n'
+              '[encoder.params]\nn_iter = 3\ndevice = "cpu"\n[outputs]\nn_boot = 10\n')
+    one = run_recipe(_write(tmp_path, banded, "b1.toml"), out=tmp_path / "b1")
+    cells = run_recipe(_write(tmp_path, banded + '[cluster]\nbatch_size = 10\n', "b2.toml"),
+                       out=tmp_path / "b2")
+    assert len(_cells(tmp_path / "b2.cells")) == 3  # 24 neuroids in cells of 10
+    a = xr.open_zarr(tmp_path / "b1" / "results.zarr").load()
+    b = xr.open_zarr(tmp_path / "b2" / "results.zarr").load()
+    np.testing.assert_array_equal(b["alpha"].values, a["alpha"].values)
+    np.testing.assert_allclose(b["cv_score"].values, a["cv_score"].values, rtol=0, atol=1e-12)
+    # banded weights are float32 (himalaya): held-out scores agree to float32 rounding
+    np.testing.assert_allclose(b["score"].values, a["score"].values, rtol=1e-5, atol=1e-6)
+    assert cells["result"]["median_score"] == pytest.approx(one["result"]["median_score"], rel=1e-5)
+    routing = (f'kind = "fit"\n[store]\npath = "{store}"\n[features]\nmodel = "simulated-truth"\n'
+               'layers = ["layer1"]\ntokens = true\n[encoder]\nkind = "attention-routing"\n'
+               '[cluster]\nkind = "local"\n')
+    with pytest.raises(DataFormatError, match=r"r.toml: \[cluster\] with \[encoder\] kind = "
+                                              r"'attention-routing': this encoder runs in one "
+                                              r"process only"):
+        load_recipe(_write(tmp_path, routing, "r.toml"))
     maps = (f'kind = "map"\n[store]\npath = "{store}"\n[results]\npath = "r.zarr"\n'
             '[cluster]\nkind = "local"\n')
     with pytest.raises(DataFormatError, match=r"\[cluster\] with \[results\]: the map reads its "

@@ -1,5 +1,6 @@
-"""cluster= / result_path= on the time-resolved encoders: cells of neuroids (of (neuroid,
-window) targets) give the single-process fit, and a rerun fits only the missing cells."""
+"""cluster= / result_path= on the time-resolved encoders and banded ridge: cells of
+neuroids (of (neuroid, window) targets) give the single-process fit, and a rerun fits only
+the missing cells."""
 
 import numpy as np
 import pytest
@@ -63,3 +64,37 @@ def test_fir_cells_match_the_single_process_fit_and_rerun_only_missing(tmp_path)
     # other delays: other features, other keys, nothing reused
     other = FIREncoder(**{**kw, "delays": (0, 1)}).fit(X, Y, result_path=path, batch_size=2)
     assert other.scaleout_info_["skipped"] == []
+
+
+@pytest.mark.parametrize(("use_client", "batch"), [(False, 3), (True, 5), (True, 40)])
+def test_banded_cells_match_the_single_process_fit(client, tmp_path, use_client, batch):
+    """Banded ridge in cells of neuroids: the same random search (candidate space weights,
+    folds) per cell, each neuroid's choice its own: the single-process fit."""
+    from neuroalign.encoders import BandedRidgeEncoder
+
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((80, 6)), rng.standard_normal((80, 9))
+    Y = A @ rng.standard_normal((6, 14)) * rng.random(14) + B @ rng.standard_normal((9, 14)) * \
+        rng.random(14) + 2 * rng.standard_normal((80, 14))
+    Y[:, 3] = 1.0  # a constant neuroid: NaN as in the single-process fit
+    spaces = {"a": A, "b": B}
+    kw = dict(alphas=np.logspace(-2, 4, 7), n_iter=6, device="cpu", random_state=2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = BandedRidgeEncoder(**kw).fit(spaces, Y)
+        path = tmp_path / "b"
+        enc = BandedRidgeEncoder(**kw).fit(spaces, Y, client=client if use_client else None,
+                                           result_path=path, batch_size=batch)
+        assert enc.scaleout_info_["n_batches"] == -(-13 // batch)
+        np.testing.assert_array_equal(enc.best_alphas_, single.best_alphas_)
+        np.testing.assert_array_equal(enc.space_weights_.values, single.space_weights_.values)
+        np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(enc.coef_, single.coef_, rtol=0, atol=1e-5)
+        assert np.isnan(enc.cv_scores_[3])
+        again = BandedRidgeEncoder(**kw).fit(spaces, Y, result_path=path, batch_size=batch)
+        assert again.scaleout_info_["computed"] == []
+        other = BandedRidgeEncoder(**{**kw, "random_state": 3}).fit(spaces, Y, result_path=path,
+                                                                     batch_size=batch)
+        assert other.scaleout_info_["skipped"] == []  # other candidate weights: other keys
