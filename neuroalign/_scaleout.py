@@ -149,6 +149,50 @@ def _run_task(path: str, names: tuple, task: Callable, shared: tuple, args: tupl
     return path
 
 
+def _in_flight(client) -> int:
+    """Cells submitted at a time: twice the workers (at least 4), so that the driver holds
+    only a few batches (responses streamed from a store are read batch by batch)."""
+    try:
+        return max(4, 2 * len(client.scheduler_info()["workers"]))
+    except Exception:  # pragma: no cover - a scheduler that does not answer: submit slowly
+        return 4
+
+
+def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
+    """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors."""
+    import warnings
+    from itertools import islice
+
+    from dask.distributed import as_completed
+
+    # hash=False: a key of its own per run; with the content hash, two runs on the same
+    # data share one key and releasing the first one's future can cancel the second one's
+    shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
+
+    def submit(i):
+        with warnings.catch_warnings():
+            # a cell's own batch travels with its task (kept by the scheduler, so a task of
+            # a worker that died is rerun elsewhere), never a whole array
+            warnings.filterwarnings("ignore", message="Large object", category=UserWarning)
+            return client.submit(_run_task, str(paths[i]), names, task, shared_f, args_of(i),
+                                 fail.get(i), pure=False)
+
+    queue = iter(todo)
+    running = as_completed([submit(i) for i in islice(queue, _in_flight(client))])
+    errors = []
+    n_running = running.count()
+    for fut in running:
+        n_running -= 1
+        try:
+            fut.result()
+        except Exception as err:  # collected, then re-raised with the missing cells named
+            errors.append(err)
+        for i in islice(queue, max(0, _in_flight(client) - n_running)):
+            running.add(submit(i))
+            n_running += 1
+    return errors
+
+
 def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tuple], *,
               names: Sequence[str], folder: str | os.PathLike, shared: tuple = (),
               client=None, what: str = "cells", fail: dict | None = None,
@@ -172,16 +216,7 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
     log.info("%s: %d cells, %d cached, %d to compute", what, len(paths), len(loaded), len(todo))
     errors = []
     if client is not None and todo:
-        # hash=False: a key of its own per run; with the content hash, two runs on the same
-        # data share one key and releasing the first one's future can cancel the second one's
-        shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
-        futures = [client.submit(_run_task, str(paths[i]), names, task, shared_f, args_of(i),
-                                 fail.get(i), pure=False) for i in todo]
-        for fut in futures:
-            try:
-                fut.result()
-            except Exception as err:  # collected, then re-raised with the missing cells named
-                errors.append(err)
+        errors = _on_client(client, task, names, shared, todo, paths, args_of, fail)
     else:
         for i in todo:
             try:
