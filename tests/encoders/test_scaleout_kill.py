@@ -129,7 +129,7 @@ def test_driver_killed_mid_searchlight_rerun_computes_only_missing_cells(tmp_pat
 def process_client():
     distributed = pytest.importorskip("dask.distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
