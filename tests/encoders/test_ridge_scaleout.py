@@ -278,3 +278,37 @@ def test_responses_streamed_from_zarr_give_the_in_memory_cells(tmp_path):
                                    batch_size=8)
     for key in ("best_alphas", "cv_scores", "coef"):
         np.testing.assert_array_equal(fresh[key], mem[key])
+
+
+class _Reads:
+    """Responses read one batch of columns at a time, noting how many cells were on disk
+    at each read (as a zarr array would be read)."""
+
+    def __init__(self, Y, cells):
+        self.Y, self.cells, self.log = Y, cells, []
+        self.shape, self.dtype = Y.shape, Y.dtype
+
+    def __getitem__(self, key):
+        self.log.append(len(list(self.cells.glob("[!.]*.npz"))) if self.cells.exists() else 0)
+        return self.Y[key]
+
+
+def test_a_client_gets_a_bounded_number_of_batches_at_a_time(client1, tmp_path):
+    """The driver reads (and submits) a batch only when a cell in flight is done: at most 4
+    batches ahead on 1 worker, never the whole responses at once."""
+    X, Y, _ = planted(n=60, t=40)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    params = {"fit_intercept": True, "dtype": "float64", "form": None, "n_targets_batch": 4096,
+              "relative_alphas": True, "seed": None}
+    folds = cv_folds(np.arange(60).astype(str), 5)
+    reads = _Reads(Y, tmp_path / "c" / "cells")
+    out = _scaleout.cached_ridge(X, reads, folds, ALPHAS, params, result_path=tmp_path / "c",
+                                 batch_size=2, client=client1)
+    assert out["info"]["computed"] == list(range(20))
+    submits = reads.log[20:]  # after one read per batch for its key
+    assert len(submits) == 20
+    for j, on_disk in enumerate(submits):
+        assert on_disk >= j - 3, (j, submits)
+    ref = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, result_path=tmp_path / "d",
+                                 batch_size=40)
+    np.testing.assert_array_equal(out["best_alphas"], ref["best_alphas"])
