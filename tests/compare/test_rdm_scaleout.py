@@ -55,3 +55,10 @@ def test_rerun_and_an_added_subject_compute_only_missing(store, tmp_path):
     # another metric on the same data: other keys
     data_rdms(store, "euclidean", result_path=path)
     assert len(list((path / "cells").glob("*.npz"))) == 7
+    # one subject's responses changed: its cell only
+    changed = store.copy(deep=True)
+    sel = changed.subject.values == "pseudo-01"
+    changed["responses"][:, sel] = changed["responses"][:, sel] * 1.5
+    d = data_rdms(changed, result_path=path)
+    assert len(list((path / "cells").glob("*.npz"))) == 8
+    xr.testing.assert_identical(d, data_rdms(changed))
