@@ -320,7 +320,10 @@ class ScaleOut:
     """The scale-out arguments of one call (``cluster``, ``cluster_options``, ``client``,
     ``result_path``, ``batch_size``), resolved once: ``active`` says whether cells are
     asked for at all; as a context manager it starts the cluster named (if any) and shuts
-    it down on exit; ``folder`` is ``result_path`` or a fresh temporary folder.
+    it down on exit; ``folder`` is ``result_path`` or a fresh temporary folder, removed on
+    a successful exit (``result_path`` is then None; after a failure it stays, for a rerun).
+    A Slurm/PBS cluster or a scheduler address needs ``result_path``: the workers write the
+    cells that this process reads, so on a folder both see.
 
     A ``cluster`` dict (a recipe's table) may carry ``result_path`` and ``batch_size``,
     used when the call's own are None.
@@ -340,6 +343,7 @@ class ScaleOut:
         self.prefix = prefix
         self.fail: dict | None = None  # for the tests: {cell: "raise" | "kill:<marker>"}
         self._close = None
+        self._temporary = False
 
     @property
     def active(self) -> bool:
@@ -349,14 +353,28 @@ class ScaleOut:
     def folder(self) -> Path:
         if self.result_path is None:
             self.result_path = tempfile.mkdtemp(prefix=self.prefix)
+            self._temporary = True
         return Path(self.result_path)
 
     def __enter__(self) -> ScaleOut:
+        kind = self.cluster.get("kind") if isinstance(self.cluster, dict) else self.cluster
+        remote = isinstance(kind, str) and (kind in ("slurm", "pbs") or ":" in kind)
+        if self.result_path is None and self.client is None and remote:
+            raise ValueError(
+                f"Invalid value for 'result_path' in {self.func}(): None with cluster={kind!r}. "
+                "Expected a folder that the workers and this process share (the workers write "
+                "the cells, this process reads them)."
+            )
         if self.client is None and self.cluster is not None:
             self.client, self._close = get_client(self.cluster, self.options, func=self.func)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, *exc) -> None:
         if self._close is not None:
             self._close()
             self._close, self.client = None, None
+        if self._temporary and exc_type is None and self.result_path is not None:
+            import shutil
+
+            shutil.rmtree(self.result_path, ignore_errors=True)
+            self.result_path = None

@@ -514,13 +514,16 @@ def searchlight(
                     "is NaN.", threshold, radius)
     mdim, mlabels = _model_labels(models, k, dimb, cob)
     ndim = ndim or "neuroid"
+    cells = {}
+    if so.active:
+        cells = {"n_cells": so.info["n_batches"], "n_cells_computed": len(so.info["computed"])}
+        if so.result_path is not None:  # None: a temporary folder, removed
+            cells["result_path"] = str(so.result_path)
     return xr.DataArray(
         out,
         dims=(mdim, ndim),
         coords={mdim: mlabels, **coords, "n_neighbours": (ndim, sizes)},
         name=method,
         attrs={"method": method, "rdm_metric": rdm_metric, "radius": float(radius),
-               "threshold": float(threshold), "n_centres": n_centres,
-               **({"n_cells": so.info["n_batches"], "n_cells_computed": len(so.info["computed"]),
-                   "result_path": so.info["result_path"]} if so.active else {})},
+               "threshold": float(threshold), "n_centres": n_centres, **cells},
     )

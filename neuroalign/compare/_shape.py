@@ -695,7 +695,7 @@ def distance_matrix(
     else:
         _parallel_rows(row, list(range(m - 1)), threads=dev is None)
     cells = {"n_cells": so.info["n_batches"], "n_cells_computed": len(so.info["computed"]),
-             "result_path": so.info["result_path"]} if so.active else {}
+             **({"result_path": str(so.result_path)} if so.result_path else {})} if so.active else {}
     return xr.DataArray(
         D,
         dims=("system_i", "system_j"),

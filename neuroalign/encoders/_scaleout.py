@@ -141,6 +141,7 @@ def distributed_ridge(encoder, X, Y, folds, alphas, *, client=None, cluster=None
                            batch_size=batch, client=so.client, func=name,
                            _fail_cells=_fail_batches, _fail=_fail)
     encoder.scaleout_info_ = out.pop("info")
+    encoder.scaleout_info_["result_path"] = so.result_path and str(so.result_path)
     return out
 
 
@@ -182,7 +183,7 @@ def banded_cells(est, mats, Y, folds, alphas, gammas, device: str, *, client=Non
         cells, info = run_cells(_banded_cell, keys, lambda i: (folds, alphas, gammas, params, cols(i)),
                                 names=_BANDED_VARS, folder=so.folder, shared=(tuple(mats),),
                                 client=so.client, what=f"{name} (banded ridge)", fail=so.fail)
-    est.scaleout_info_ = info
+    est.scaleout_info_ = info | {"result_path": so.result_path and str(so.result_path)}
     out = {k: np.concatenate([c[k] for c in cells], axis=-1) for k in _BANDED_VARS}
     out["ai"] = out["ai"].astype(np.int64)
     return out
@@ -213,13 +214,20 @@ class SweepCells:
         so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
                       result_path=result_path, batch_size=batch_size, func=name,
                       prefix="neuroalign-sweep-").__enter__()
-        self.client = so.client
-        self.close = weakref.finalize(self, so.__exit__, None, None, None)
+        self.client, self._so = so.client, so
+        self._finalize = weakref.finalize(self, so.__exit__, None, None, None)
         self.result_path = so.folder
         self.batch = est.n_targets_batch if so.batch_size is None else so.batch_size
         self.func = name
         self.params = ridge_params(est)
         self.info: dict[str, dict] = {}
+
+    def close(self) -> None:
+        """Shut down a cluster started here; remove a temporary cells folder."""
+        self._finalize()
+        if self._so.result_path is None:
+            for info in self.info.values():
+                info["result_path"] = None
 
     @classmethod
     def maybe(cls, est, **kw):

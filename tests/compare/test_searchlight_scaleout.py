@@ -134,3 +134,12 @@ def test_surface_cells_match_the_single_process_map(client, tmp_path):
         assert cells.attrs["n_cells"] > 1
         np.testing.assert_allclose(cells.values, single.values, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(cells["n_neighbours"].values, single["n_neighbours"].values)
+
+
+def test_with_a_client_and_no_result_path_the_temporary_cells_go(client, tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    data, ijk, models = _volume(3)
+    sl = _run(data, ijk, models, client=client, batch_size=100)
+    assert sl.attrs["n_cells_computed"] == sl.attrs["n_cells"] > 1
+    assert "result_path" not in sl.attrs and list(tmp_path.iterdir()) == []
+    np.testing.assert_allclose(sl.values, _run(data, ijk, models).values, rtol=0, atol=1e-12)

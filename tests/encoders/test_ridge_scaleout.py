@@ -312,3 +312,20 @@ def test_a_client_gets_a_bounded_number_of_batches_at_a_time(client1, tmp_path):
     ref = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, result_path=tmp_path / "d",
                                  batch_size=40)
     np.testing.assert_array_equal(out["best_alphas"], ref["best_alphas"])
+
+
+def test_without_result_path_the_temporary_cells_go_and_a_remote_cluster_needs_one(
+        client, tmp_path, monkeypatch):
+    """cluster=/client= without result_path: cells in a temporary folder, removed once the
+    fit is done; Slurm/PBS/a scheduler address: a named error (the workers must write where
+    this process reads)."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    X, Y, _ = planted(n=50, t=12)
+    enc = RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, batch_size=5)
+    assert enc.scaleout_info_["n_batches"] == 3 and enc.scaleout_info_["result_path"] is None
+    assert list(tmp_path.iterdir()) == []
+    for cluster in ("slurm", "tcp://10.0.0.1:8786", {"kind": "pbs", "cores": 4}):
+        with pytest.raises(ValueError, match=r"Invalid value for 'result_path' in "
+                                             r"RidgeEncoder.fit\(\): None with cluster='(slurm|tcp://10.0.0.1:8786|pbs)'\. "
+                                             r"Expected a folder that the workers and this process share"):
+            RidgeEncoder(alphas=ALPHAS).fit(X, Y, cluster=cluster)
