@@ -241,7 +241,9 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         result_path : path-like, optional
             Folder of the cached cells (``result_path/cells/``): each batch of neuroids is a
             cell, written as it completes; a rerun fits only the missing or damaged ones.
-            Default with ``cluster``/``client``: a fresh temporary folder.
+            Default with ``cluster``/``client``: a temporary folder, removed once the fit
+            succeeds. Slurm/PBS and scheduler addresses need it, on a folder the workers
+            share (they write the cells that this process reads).
         batch_size : int, optional
             Neuroids per cell (default: ``n_targets_batch``).
         cluster : None, "none", "local", "slurm", "pbs", scheduler address, Client or dict
