@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from neuroalign.compare import searchlight
 from neuroalign.encoders import RidgeEncoder, _scaleout
@@ -161,3 +162,45 @@ def test_a_worker_process_killed_mid_grid_is_replaced_and_the_result_complete(
     np.testing.assert_array_equal(enc.best_alphas_, single.best_alphas_)
     np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
     assert not list((path / "cells").glob(".tmp-*"))  # the dead task's temporary, if any
+
+
+@pytest.mark.slow
+def test_four_worker_processes_give_the_single_process_results(tmp_path):
+    """Cells pickled to 4 worker processes (ridge, searchlight, distance matrix, data RDMs):
+    the single-process results, for three batch sizes each."""
+    distributed = pytest.importorskip("dask.distributed")
+    from neuroalign.compare import data_rdms, distance_matrix, pseudo_subjects
+    from neuroalign.testing import make_store
+
+    X, Y = _ridge_data()
+    data, ijk, models = _sl_data()
+    systems = {f"s{i}": np.random.default_rng(i).standard_normal((40, 5 + i)) for i in range(6)}
+    store = pseudo_subjects(make_store(n_stimuli=10, n_neuroids=24, n_repetitions=2, seed=1), 3,
+                            seed=0)
+    kw = dict(alphas=ALPHAS, dtype="float64", device="cpu")
+    skw = dict(ijk=ijk, radius=2.0, threshold=0.5, method="spearman", show_progress=False)
+    single = RidgeEncoder(**kw).fit(X, Y)
+    sl = searchlight(data, models, **skw)
+    D = distance_matrix(systems, "cca")
+    rdms = data_rdms(store, "crossnobis")
+    cluster = distributed.LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    try:
+        with distributed.Client(cluster) as c:
+            assert len(c.scheduler_info()["workers"]) == 4
+            for b, (rb, sb, db) in enumerate(((1, 7, 1), (7, 50, 4), (60, 800, 15))):
+                enc = RidgeEncoder(**kw).fit(X, Y, client=c, result_path=tmp_path / f"r{b}",
+                                             batch_size=rb)
+                assert enc.scaleout_info_["n_batches"] == -(-60 // rb)
+                np.testing.assert_array_equal(enc.best_alphas_, single.best_alphas_)
+                np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+                got = searchlight(data, models, client=c, result_path=tmp_path / f"s{b}",
+                                  batch_size=sb, **skw)
+                np.testing.assert_allclose(got.values, sl.values, rtol=0, atol=1e-12)
+                got = distance_matrix(systems, "cca", client=c, result_path=tmp_path / f"d{b}",
+                                      batch_size=db)
+                np.testing.assert_allclose(got.values, D.values, rtol=0, atol=1e-12)
+            got = data_rdms(store, "crossnobis", client=c, result_path=tmp_path / "rdm")
+            xr.testing.assert_identical(got, rdms)
+    finally:
+        cluster.close()
