@@ -1,23 +1,14 @@
-"""Scale-out of ridge fits: neuroid batches as cached cells, on one machine or a cluster.
+"""Scale-out of the encoders' fits: neuroid batches as cached cells, on one machine or a
+cluster (the shared machinery, keys, cell files and ``cluster=``, is
+:mod:`neuroalign._scaleout`).
 
 A fit is split into cells: one batch of neuroids (for a layer sweep, one batch of one
-layer). Each cell is fitted by the same solver as the single-process fit, on the same
-folds, and its results are written under the results folder as one file named by its key,
-a hash of (the batch's responses, the features, the estimator's parameters, the folds and
-their seed). Results therefore do not depend on the number of workers or the batch size
-(each neuroid's fit is independent of the others).
-
-A rerun with the same results folder loads the cells already there and fits only the
-missing ones: a killed worker or driver costs only the unfinished cells. A cell is written
-beside its final name and renamed (never half-written under its name), and carries a
-checksum of its arrays; a cell that does not load or whose checksum does not match is
-fitted again. Cells of other fits (other data, features, parameters) have other keys and
-are never reused.
-
-Where the cells run (``cluster=``, see :func:`get_client`): in this process (None), on a
-:class:`dask.distributed.LocalCluster` (``"local"``), on a running scheduler (its address,
-or a ``Client``), or on Slurm / PBS through dask-jobqueue (``"slurm"``, ``"pbs"``; options
-such as cores, memory, walltime, queue, account, job_extra in ``cluster_options``).
+layer; for banded ridge, one batch searched over the same candidate space weights). Each
+cell is fitted by the same solver as the single-process fit, on the same folds, and written
+under ``result_path/cells/`` named by its key, a hash of (the batch's responses, the
+features, the estimator's parameters, the folds and their seed). Results therefore do not
+depend on the number of workers or the batch size (each neuroid's fit is independent of
+the others), and a rerun with the same folder fits only the missing cells.
 """
 
 from __future__ import annotations
