@@ -69,7 +69,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     fspec = cfg.get("features")
 
     def features_of():
-        if fspec["model"] == SIMULATED_TRUTH and sim is not None:
+        if fspec.get("model") == SIMULATED_TRUTH and sim is not None:
             return _simulated.simulated_features(sim, store, layers=fspec["layers"])
         return feature_set(fspec, store, out.with_name(out.name + ".features"))
 
@@ -79,7 +79,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     else:
         features = features_of()
         enc = cfg.get("encoder") or {}
-        if fspec["model"] == SIMULATED_TRUTH and sim is not None:
+        if fspec.get("model") == SIMULATED_TRUTH and sim is not None:
             sweep = _simulated.simulated_scores(sim, store, features, n_splits=enc.get("cv", 5))
         else:
             from neuroalign.encoders import LayerSweep

@@ -161,3 +161,17 @@ def test_the_slurm_example_of_the_docs_is_a_valid_recipe_and_job_script(tmp_path
     for line in ("#SBATCH -p cpu", "#SBATCH -A lab42", "#SBATCH --cpus-per-task=8",
                  "#SBATCH -t 04:00:00", "#SBATCH --constraint=skylake"):
         assert line in script, (line, script)
+
+
+def test_map_recipe_fits_its_sweep_in_cells(tmp_path, own_data):
+    """A map recipe without [results] fits its layer sweep in cells (under <out>.cells)."""
+    _, store, feats = own_data
+    text = (f'kind = "map"\n[store]\npath = "{store}"\nrois = ["A", "B"]\n[features]\n'
+            f'path = "{feats}"\nlayers = ["good", "noise"]\n[encoder]\ncv = 3\n'
+            'alphas = [1.0, 100.0]\n')
+    plain = run_recipe(_write(tmp_path, text, "m1.toml"), out=tmp_path / "m1")
+    cells = run_recipe(_write(tmp_path, text + '[cluster]\nbatch_size = 10\n', "m2.toml"),
+                       out=tmp_path / "m2")
+    assert len(_cells(tmp_path / "m2.cells")) == 2 * 3  # 2 layers x 24 neuroids in 10s
+    assert cells["result"]["best_layer_by_roi"] == plain["result"]["best_layer_by_roi"]
+    assert plain["result"]["best_layer_by_roi"]["A"] == "good"
