@@ -499,6 +499,10 @@ def data_rdms(
     by: str = "subject",
     runs: str = "repetition",
     noise: Any = None,
+    cluster: Any = None,
+    cluster_options: dict | None = None,
+    result_path: Any = None,
+    client: Any = None,
 ) -> xr.DataArray:
     """One data RDM per subject (or per any neuroid grouping) from a store.
 
@@ -518,6 +522,18 @@ def data_rdms(
         Presentation coordinate of the cross-validation folds for ``"crossnobis"``.
     noise : array-like, optional
         Noise precision (same for every subject) for mahalanobis / crossnobis.
+    cluster : None, "none", "local", "slurm", "pbs", scheduler address, Client or dict
+        Compute one cached cell per subject on this cluster
+        (:func:`neuroalign._scaleout.get_client`, as :meth:`RidgeEncoder.fit
+        <neuroalign.encoders.RidgeEncoder.fit>`); same RDMs as the single-process run.
+    cluster_options : dict, optional
+        Options of the cluster (Slurm/PBS: dask-jobqueue's ``cores``, ``memory``, ...).
+    result_path : path-like, optional
+        Folder of the cached cells (``result_path/cells/``), keyed by each subject's
+        responses, stimuli and runs, the metric and ``noise``: a rerun (or a store with a
+        subject added) computes only the missing subjects. Also with ``cluster=None``.
+    client : dask.distributed.Client, optional
+        Run the cells on this client's workers.
 
     Returns
     -------
@@ -543,6 +559,19 @@ def data_rdms(
         )
     out = []
     subjects = list(dict.fromkeys(store.coords[by].values.tolist()))
+    from neuroalign._scaleout import ScaleOut
+
+    so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
+                  result_path=result_path, func="data_rdms", prefix="neuroalign-rdms-")
+    if so.active:
+        from neuroalign.compare._cells import subject_rdm_cells
+
+        kw = {"noise": noise} if noise is not None else {}
+        if metric == "crossnobis":
+            kw.update(conditions="stimulus_id", runs=runs)
+        with so:
+            return xr.concat(subject_rdm_cells(store, subjects, by, metric, kw, runs, so),
+                             dim="subject")
     for subj in subjects:
         sub = store.isel(neuroid=np.flatnonzero(store.coords[by].values == subj))
         kw = {"noise": noise} if noise is not None else {}

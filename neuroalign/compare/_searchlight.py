@@ -17,7 +17,7 @@ import xarray as xr
 
 from neuroalign._config import limit_this_thread, max_threads, thread_limits
 from neuroalign._logging import get_logger, progress
-from neuroalign._validation import check_option, format_list
+from neuroalign._validation import check_option, check_positive_int, format_list
 from neuroalign.compare._compare_rdms import COMPARE_METHODS, _compare_vectors, as_rdm_vectors
 from neuroalign.compare._inputs import align_stimuli, as_matrix, is_torch, to_numpy
 from neuroalign.compare._ranks import _rank_torch, rank_average
@@ -206,6 +206,44 @@ class _Models:
         return out
 
 
+def _centre_chunk(X, prepared: _Models, bad_vox, keep, rdm_metric: str, dev, centres, table) -> dict:
+    """One chunk of centres -> similarities ``(k, c)``, which centres are undefined, and
+    their neighbourhood sizes (also the task of a cached cell, see ``cluster=``)."""
+    d, const = _chunk_rdms(X, table, rdm_metric, dev)
+    bad = const | bad_vox[np.where(table >= 0, table, 0)].any(1)
+    if bad.any():
+        d[bad] = 0.0
+    sim = prepared.compare(d[:, keep] if not keep.all() else d)
+    sim[bad] = np.nan
+    return {"sim": np.ascontiguousarray(sim.T), "bad": bad, "sizes": (table >= 0).sum(1)}
+
+
+_CELL_VARS = ("sim", "bad", "sizes")
+_CHUNKS_PER_ROUND = 64  # chunks whose tables are built and submitted at a time (cells)
+
+
+def _cells_in_rounds(so, geom, chunk: int, base: str, shared: tuple, what: str):
+    """Chunks of centres as cached cells (:func:`neuroalign._scaleout.run_cells`), built and
+    submitted ``_CHUNKS_PER_ROUND`` at a time (never a table for the whole brain): yields
+    ``(centres, cell)``; sets ``so.info``."""
+    from itertools import islice
+
+    from neuroalign._scaleout import fingerprint, run_cells
+
+    so.info = {"n_batches": 0, "computed": [], "skipped": [], "result_path": str(so.folder)}
+    items = ((c, t) for c, t in geom.chunks(chunk) if len(c))
+    while batch := list(islice(items, _CHUNKS_PER_ROUND)):
+        keys = [fingerprint(base, c, t) for c, t in batch]
+        cells, info = run_cells(_centre_chunk, keys, lambda i, b=batch: b[i], names=_CELL_VARS,
+                                folder=so.folder, shared=shared, client=so.client, what=what,
+                                fail=so.fail)
+        first = so.info["n_batches"]
+        so.info["n_batches"] += info["n_batches"]
+        so.info["computed"] += [first + i for i in info["computed"]]
+        so.info["skipped"] += [first + i for i in info["skipped"]]
+        yield from ((c, cell) for (c, _), cell in zip(batch, cells, strict=True))
+
+
 def _bounded_map(pool, func, items, in_flight: int):
     """``pool.map`` in order with at most ``in_flight`` items submitted at a time (the
     neighbourhood tables of a whole brain are never all built at once)."""
@@ -244,6 +282,12 @@ def searchlight(
     max_memory: float = 256.0,
     device: str | None = None,
     show_progress: bool | None = None,
+    cluster: Any = None,
+    cluster_options: dict | None = None,
+    result_path: Any = None,
+    batch_size: int | None = None,
+    client: Any = None,
+    _fail: dict | None = None,
 ) -> xr.DataArray:
     """Searchlight RSA: compare the RDM of every sphere or disc with model RDMs.
 
@@ -301,6 +345,20 @@ def searchlight(
         Compute the RDMs (and the ranks) with torch on this device (``"cpu"``, ``"cuda"``).
     show_progress : bool, optional
         Progress over chunks (default: when on a terminal).
+    cluster : None, "none", "local", "slurm", "pbs", scheduler address, Client or dict
+        Run chunks of centres as cached cells on this cluster
+        (:func:`neuroalign._scaleout.get_client`, as :meth:`RidgeEncoder.fit
+        <neuroalign.encoders.RidgeEncoder.fit>`); same values as the single-process run.
+    cluster_options : dict, optional
+        Options of the cluster (Slurm/PBS: dask-jobqueue's ``cores``, ``memory``, ...).
+    result_path : path-like, optional
+        Folder of the cached cells (``result_path/cells/``), one per chunk of centres, keyed
+        by the data, the models, the parameters and the chunk's neighbourhoods: a rerun
+        computes only the missing ones. Also with ``cluster=None`` (cells in this process).
+    batch_size : int, optional
+        Centres per cell (default: the chunk size that ``max_memory`` gives).
+    client : dask.distributed.Client, optional
+        Run the cells on this client's workers.
 
     Returns
     -------
@@ -308,7 +366,8 @@ def searchlight(
         Similarities with dims ``('model', 'neuroid')`` (the models' own dim name when
         they carry one) and the data's neuroid coordinates, NaN where a neuroid is not a
         centre; coordinate ``n_neighbours`` (0 for non-centres); attrs ``method``,
-        ``rdm_metric``, ``radius``, ``threshold`` and ``n_centres``. A centre whose
+        ``rdm_metric``, ``radius``, ``threshold`` and ``n_centres`` (with cells also
+        ``n_cells``, ``n_cells_computed`` and ``result_path``). A centre whose
         neighbourhood has a NaN/infinite neuroid or, for ``"correlation"``, a stimulus with a
         constant pattern is NaN, with a :class:`neuroalign.exceptions.DataQualityWarning`.
 
@@ -401,26 +460,45 @@ def searchlight(
         centres, table = item
         if len(centres) == 0:
             return centres, np.zeros(0, dtype=bool)
-        d, const = _chunk_rdms(X, table, rdm_metric, dev)
-        bad = const | bad_vox[np.where(table >= 0, table, 0)].any(1)
-        if bad.any():
-            d[bad] = 0.0
-        sim = prepared.compare(d[:, keep] if not keep.all() else d)
-        sim[bad] = np.nan
-        out[:, centres] = sim.T
-        sizes[centres] = (table >= 0).sum(1)
-        return centres, bad
+        cell = _centre_chunk(X, prepared, bad_vox, keep, rdm_metric, dev, centres, table)
+        out[:, centres] = cell["sim"]
+        sizes[centres] = cell["sizes"]
+        return centres, cell["bad"]
 
-    n_chunks = -(-n_neuroids // chunk)
+    from neuroalign._scaleout import ScaleOut
+
+    so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
+                  result_path=result_path, batch_size=batch_size, func="searchlight",
+                  prefix="neuroalign-searchlight-")
     disable = None if show_progress is None else not show_progress
-    with thread_limits(each), ThreadPoolExecutor(
-            max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
-        results = _bounded_map(pool, run, geom.chunks(chunk), 2 * workers) if workers > 1 \
-            else map(run, geom.chunks(chunk))
-        for centres, bad in progress(results, desc="searchlight", total=n_chunks,
-                                     unit="chunk", disable=disable):
-            if bad.any():
-                undefined.append(centres[bad])
+    if so.active:
+        from neuroalign._scaleout import fingerprint
+
+        if so.batch_size is not None:
+            chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
+        n_chunks = -(-n_neuroids // chunk)
+        base = fingerprint("searchlight", np.asarray(X, dtype=np.float64), vb[:, keep], keep,
+                           method, rdm_metric, str(dev))
+        so.fail = _fail
+        with so:
+            for centres, cell in progress(
+                    _cells_in_rounds(so, geom, chunk, base, (X, prepared, bad_vox, keep,
+                                                              rdm_metric, dev), "searchlight"),
+                    desc="searchlight", unit="chunk", disable=disable):
+                out[:, centres] = cell["sim"]
+                sizes[centres] = cell["sizes"]
+                if cell["bad"].any():
+                    undefined.append(centres[cell["bad"]])
+    else:
+        n_chunks = -(-n_neuroids // chunk)
+        with thread_limits(each), ThreadPoolExecutor(
+                max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
+            results = _bounded_map(pool, run, geom.chunks(chunk), 2 * workers) if workers > 1 \
+                else map(run, geom.chunks(chunk))
+            for centres, bad in progress(results, desc="searchlight", total=n_chunks,
+                                         unit="chunk", disable=disable):
+                if bad.any():
+                    undefined.append(centres[bad])
     n_centres = int((sizes > 0).sum())
     if undefined:
         bad_idx = np.concatenate(undefined)
@@ -436,11 +514,16 @@ def searchlight(
                     "is NaN.", threshold, radius)
     mdim, mlabels = _model_labels(models, k, dimb, cob)
     ndim = ndim or "neuroid"
+    cells = {}
+    if so.active:
+        cells = {"n_cells": so.info["n_batches"], "n_cells_computed": len(so.info["computed"])}
+        if so.result_path is not None:  # None: a temporary folder, removed
+            cells["result_path"] = str(so.result_path)
     return xr.DataArray(
         out,
         dims=(mdim, ndim),
         coords={mdim: mlabels, **coords, "n_neighbours": (ndim, sizes)},
         name=method,
         attrs={"method": method, "rdm_metric": rdm_metric, "radius": float(radius),
-               "threshold": float(threshold), "n_centres": n_centres},
+               "threshold": float(threshold), "n_centres": n_centres, **cells},
     )

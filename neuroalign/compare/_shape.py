@@ -58,7 +58,7 @@ import xarray as xr
 
 from neuroalign._config import limit_this_thread, max_threads, resolve_device, thread_limits
 from neuroalign._logging import get_logger, progress
-from neuroalign._validation import check_option
+from neuroalign._validation import check_option, check_positive_int
 from neuroalign.compare._inputs import (
     align_stimuli,
     as_matrix,
@@ -519,12 +519,51 @@ def _parallel_rows(func, items: list, *, threads: bool) -> None:
         list(pool.map(func, order))
 
 
+def _pair_block(prepared: list, pairs, score_method: str) -> dict:
+    """Distances of a block of pairs ``(b, 2)`` of whitened systems (the task of a cached
+    cell, see ``distance_matrix(cluster=)``). One BLAS thread: each pair is a few small
+    ``r x r`` products and eigendecompositions, which BLAS threads slow down (they spin
+    against each other and against the other workers)."""
+    d = np.empty(len(pairs))
+    with thread_limits(1):
+        for t, (i, j) in enumerate(np.asarray(pairs)):
+            a, b = prepared[i], prepared[j]
+            d[t] = _pair_distance(a, b, _fast_nuclear(a.B.T @ b.B, a, b), score_method)
+    return {"distance": d}
+
+
+def _pairs_in_cells(so, prepared: list, fps: list[str], metric: ShapeMetric, D: np.ndarray,
+                    batch: int) -> None:
+    """Fill ``D`` from cached cells of ``batch`` pairs (keyed by the two systems' data and
+    the metric): a rerun, or a matrix with systems added, computes only the missing pairs."""
+    from neuroalign._scaleout import fingerprint, run_cells
+
+    m = len(prepared)
+    pairs = np.array([(i, j) for i in range(m - 1) for j in range(i + 1, m)], dtype=np.int64)
+    blocks = [pairs[s:s + batch] for s in range(0, len(pairs), batch)]
+    base = fingerprint("shape-distance", float(metric.alpha), metric.score_method,
+                       bool(metric.zero_pad))
+    keys = [fingerprint(base, [(fps[i], fps[j]) for i, j in b.tolist()]) for b in blocks]
+    with so:
+        cells, so.info = run_cells(_pair_block, keys, lambda k: (blocks[k], metric.score_method),
+                                   names=("distance",), folder=so.folder, shared=(prepared,),
+                                   client=so.client, what="distance_matrix", fail=so.fail)
+    for b, cell in zip(blocks, cells, strict=True):
+        D[b[:, 0], b[:, 1]] = D[b[:, 1], b[:, 0]] = cell["distance"]
+
+
 def distance_matrix(
     systems: Any,
     metric: ShapeMetric | Literal["procrustes", "cca"] = "procrustes",
     *,
     device: str | None = None,
     show_progress: bool | None = None,
+    cluster: Any = None,
+    cluster_options: dict | None = None,
+    result_path: Any = None,
+    batch_size: int | None = None,
+    client: Any = None,
+    _fail: dict | None = None,
 ) -> xr.DataArray:
     """All pairwise shape distances among many systems (models, layers, subjects, ROIs).
 
@@ -543,13 +582,42 @@ def distance_matrix(
         Compute with torch on this device (``"auto"``, ``"cpu"``, ``"cuda"``).
     show_progress : bool, optional
         Progress bar over systems (default: when on a terminal).
+    cluster : None, "none", "local", "slurm", "pbs", scheduler address, Client or dict
+        Compute blocks of pairs as cached cells on this cluster
+        (:func:`neuroalign._scaleout.get_client`, as :meth:`RidgeEncoder.fit
+        <neuroalign.encoders.RidgeEncoder.fit>`); each system is whitened once here and
+        sent to every worker. Same distances as the single-process run (to ~1e-12).
+    cluster_options : dict, optional
+        Options of the cluster (Slurm/PBS: dask-jobqueue's ``cores``, ``memory``, ...).
+    result_path : path-like, optional
+        Folder of the cached cells (``result_path/cells/``), one per block of pairs, keyed
+        by the two systems' data and the metric: a rerun (or a matrix with systems added
+        at the end) computes only the missing blocks. Also with ``cluster=None``.
+    batch_size : int, optional
+        Pairs per cell (default 256).
+    client : dask.distributed.Client, optional
+        Run the cells on this client's workers.
 
     Returns
     -------
     xr.DataArray
         Symmetric distances, dims ``('system_i', 'system_j')`` with the names as
-        coordinates, zero diagonal; attrs ``alpha`` and ``score_method``.
+        coordinates, zero diagonal; attrs ``alpha`` and ``score_method`` (with cells also
+        ``n_cells``, ``n_cells_computed`` and ``result_path``).
     """
+    from neuroalign._scaleout import ScaleOut, fingerprint
+
+    so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
+                  result_path=result_path, batch_size=batch_size, func="distance_matrix",
+                  prefix="neuroalign-shape-")
+    so.fail = _fail
+    batch = 256 if so.batch_size is None else check_positive_int(
+        so.batch_size, name="batch_size", func="distance_matrix")
+    if so.active and device is not None:
+        raise ValueError(
+            f"Invalid value for 'device' in distance_matrix() with cells (cluster= or "
+            f"result_path=): {device!r}. Expected None (cells are computed with numpy)."
+        )
     if isinstance(metric, str):
         check_option(metric, ("procrustes", "cca"), name="metric", func="distance_matrix")
         metric = ShapeMetric(1.0 if metric == "procrustes" else 0.0)
@@ -587,6 +655,7 @@ def distance_matrix(
             )
         X = to_torch(X, dev) if dev is not None else np.asarray(to_numpy(X), dtype=np.float64)
         mats.append(X)
+    fps = [fingerprint(np.asarray(X)) for X in mats] if so.active else []
     prepared: list = [None] * len(mats)
 
     def whiten(k: int) -> None:  # each system centred and whitened once, in threads
@@ -621,13 +690,18 @@ def distance_matrix(
                                                            metric.score_method)
             j = stop
 
-    _parallel_rows(row, list(range(m - 1)), threads=dev is None)
+    if so.active:
+        _pairs_in_cells(so, prepared, fps, metric, D, batch)
+    else:
+        _parallel_rows(row, list(range(m - 1)), threads=dev is None)
+    cells = {"n_cells": so.info["n_batches"], "n_cells_computed": len(so.info["computed"]),
+             **({"result_path": str(so.result_path)} if so.result_path else {})} if so.active else {}
     return xr.DataArray(
         D,
         dims=("system_i", "system_j"),
         coords={"system_i": names, "system_j": names},
         name="distance",
-        attrs={"alpha": float(metric.alpha), "score_method": metric.score_method},
+        attrs={"alpha": float(metric.alpha), "score_method": metric.score_method, **cells},
     )
 
 

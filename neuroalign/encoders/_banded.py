@@ -115,6 +115,29 @@ def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarr
     return out
 
 
+def banded_solve(mats, Yok, folds, alphas, gammas, fit_intercept: bool, random_state,
+                 device: str) -> dict:
+    """himalaya's random search over the candidate space weights ``gammas`` for the targets
+    ``Yok`` (each target's choice is its own), then each target's cv R² at its choice."""
+    from himalaya.ridge import GroupRidgeCV
+
+    with _himalaya_backend(device):
+        model = GroupRidgeCV(
+            groups="input", fit_intercept=fit_intercept, cv=folds,
+            random_state=random_state,
+            solver_params={"alphas": alphas, "n_iter": gammas, "progress_bar": False,
+                           "n_targets_batch": 4096},
+        )
+        model.fit(mats, Yok)
+        coef = _to_numpy(model.coef_)
+        deltas = _to_numpy(model.deltas_)
+        intercept = _to_numpy(model.intercept_) if fit_intercept else np.zeros(Yok.shape[1])
+    it, ai = _chosen(deltas, gammas, alphas)
+    cv_r2 = _cv_r2_at(mats, Yok, gammas, it, ai, alphas, folds, fit_intercept)
+    return {"coef": coef, "deltas": deltas, "intercept": np.asarray(intercept), "ai": ai,
+            "cv_r2": cv_r2}
+
+
 class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     """Banded ridge over several feature spaces (one regularisation per space).
 
@@ -210,7 +233,8 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
             )
         return list(spaces), [as_matrix(_to_numpy(v), name="X") for v in values], None
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, client=None, result_path=None, batch_size=None, cluster=None,
+            cluster_options=None):
         """Fit the banded model.
 
         Parameters
@@ -220,14 +244,16 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
             joined on ``stimulus_id``); one array is one space named ``"X"``.
         y : ndarray, DataArray or store Dataset
             Responses (n_samples, n_neuroids), or (n_samples,) for one target.
+        client, result_path, batch_size, cluster, cluster_options
+            Scale-out as in :meth:`RidgeEncoder.fit`: cells of ``batch_size`` neuroids
+            (default 4096), each the same random search on the same candidate space weights,
+            cached under ``result_path``; a rerun fits only the missing cells.
 
         Returns
         -------
         self
         """
         Y = y
-        from himalaya.ridge import GroupRidgeCV
-
         func = type(self).__name__
         alphas = check_alphas(self.alphas, func=func)
         n_iter = check_positive_int(self.n_iter, name="n_iter", func=func)
@@ -252,19 +278,19 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         mats = [np.ascontiguousarray(m, dtype=np.float32) for m in mats]
         Yok = np.ascontiguousarray(data.Y[:, ok], dtype=np.float32)
         gammas = _candidate_gammas(n_iter, len(names), self.random_state)
-        with _himalaya_backend(device):
-            model = GroupRidgeCV(
-                groups="input", fit_intercept=self.fit_intercept, cv=folds,
-                random_state=self.random_state,
-                solver_params={"alphas": alphas, "n_iter": gammas, "progress_bar": False,
-                               "n_targets_batch": 4096},
-            )
-            model.fit(mats, Yok)
-            coef = _to_numpy(model.coef_)
-            deltas = _to_numpy(model.deltas_)
-            intercept = _to_numpy(model.intercept_) if self.fit_intercept else np.zeros(ok.sum())
-        it, ai = _chosen(deltas, gammas, alphas)
-        cv_r2 = _cv_r2_at(mats, Yok, gammas, it, ai, alphas, folds, self.fit_intercept)
+        from neuroalign._scaleout import ScaleOut
+
+        if ScaleOut(cluster=cluster, client=client, result_path=result_path).active:
+            from neuroalign.encoders._scaleout import banded_cells
+
+            res = banded_cells(self, mats, Yok, folds, alphas, gammas, device, client=client,
+                               cluster=cluster, cluster_options=cluster_options,
+                               result_path=result_path, batch_size=batch_size)
+        else:
+            res = banded_solve(mats, Yok, folds, alphas, gammas, self.fit_intercept,
+                               self.random_state, device)
+        coef, deltas, intercept, ai, cv_r2 = (res[k] for k in ("coef", "deltas", "intercept",
+                                                                "ai", "cv_r2"))
         n = data.Y.shape[1]
         self.spaces_ = names
         self.n_features_ = [m.shape[1] for m in mats]

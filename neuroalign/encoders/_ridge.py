@@ -239,20 +239,24 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             store's ``responses``. Neuroids with NaN, inf or constant values are excluded
             (``DataQualityWarning``); a 1-d ``y`` must be finite.
         client : dask.distributed.Client, optional
-            Split neuroids into batches across the client's workers (see ``result_path``).
+            Run the neuroid batches on this client's workers.
         result_path : path-like, optional
-            With ``client``: the zarr where each batch writes its region; a rerun completes
-            only the missing batches.
+            Folder of the cached cells (``result_path/cells/``): each batch of neuroids is a
+            cell, written as it completes; a rerun fits only the missing or damaged ones.
+            Default with ``cluster``/``client``: a temporary folder, removed once the fit
+            succeeds. Slurm/PBS and scheduler addresses need it, on a folder the workers
+            share (they write the cells that this process reads).
         batch_size : int, optional
-            With ``client``: neuroids per batch (default: ``n_targets_batch``).
-        cluster : None, "local", "slurm", "pbs", scheduler address, Client or dict
-            Where the neuroid batches run (:func:`neuroalign.encoders._scaleout.get_client`;
-            Slurm/PBS options in ``cluster_options``). With ``cluster`` or ``result_path``
-            each batch is a cached cell under ``result_path``: a rerun fits only the
-            missing ones. Same results as the single-process fit.
+            Neuroids per cell (default: ``n_targets_batch``).
+        cluster : None, "none", "local", "slurm", "pbs", scheduler address, Client or dict
+            Where the cells run (:func:`neuroalign._scaleout.get_client`; Slurm/PBS options
+            in ``cluster_options``; a dict as a recipe's ``[cluster]`` table, which may also
+            carry ``result_path`` and ``batch_size``). Same results as the single-process
+            fit whatever the workers and the batch size.
         cluster_options : dict, optional
-            Options of a Slurm/PBS cluster (dask-jobqueue's: ``cores``, ``memory``,
-            ``walltime``, ``queue``, ``account``, ``job_extra``, ``jobs``).
+            Options of the cluster: ``n_workers``, ``processes`` (local); dask-jobqueue's
+            ``cores``, ``memory``, ``walltime``, ``queue``, ``account``, ``job_extra``,
+            ``jobs`` (Slurm/PBS).
 
         Returns
         -------
@@ -270,15 +274,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         folds = resolve_folds(self.cv, data.X.shape[0], data.stimulus_id, func=name)
         ok = valid_neuroids(data.Y, func=f"{name}.fit",
                             names=lambda: neuroid_names(data.neuroid_coords, data.Y.shape[1]))
-        if cells:
-            from neuroalign.encoders._scaleout import distributed_ridge
-
-            res = distributed_ridge(self, data, ok, folds, alphas, client=client,
-                                    result_path=result_path, batch_size=batch_size,
-                                    cluster=cluster, cluster_options=cluster_options)
-            self._set_results(res, data, ok, alphas)
-            return self
-        res = self._fit_arrays(data.X, data.Y[:, ok], folds, alphas, device, dtype)
+        res = self._fit_arrays(data.X, data.Y[:, ok], folds, alphas, device, dtype,
+                               scale={"client": client, "result_path": result_path,
+                                      "batch_size": batch_size, "cluster": cluster,
+                                      "cluster_options": cluster_options})
         self._set_results(res, data, ok, alphas)
         return self
 
@@ -288,8 +287,16 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         # for the results: the feature space's name and model, the split of the rows fitted
         self._space = (data.layer, data.model, data.split)
 
-    def _fit_arrays(self, X, Y, folds, alphas, device, dtype) -> dict[str, np.ndarray]:
-        """Fit on arrays (valid neuroids only) -> dict of numpy results."""
+    def _fit_arrays(self, X, Y, folds, alphas, device, dtype,
+                    scale: dict | None = None) -> dict[str, np.ndarray]:
+        """Fit on arrays (valid neuroids only) -> dict of numpy results; in cached cells of
+        neuroids when ``scale`` (the scale-out arguments of ``fit``) asks for them."""
+        from neuroalign._scaleout import ScaleOut
+
+        if scale and ScaleOut(**{k: scale.get(k) for k in ("cluster", "client", "result_path")}).active:
+            from neuroalign.encoders._scaleout import distributed_ridge
+
+            return distributed_ridge(self, X, Y, folds, alphas, **scale)
         form = None if self.form == "auto" else self.form
         Xt = self._input_array(X, device, dtype)
         Yt = Y if hasattr(Y, "blocks") else self._input_array(Y, device, dtype)

@@ -203,7 +203,8 @@ class FIREncoder(RidgeEncoder):
                          relative_alphas=relative_alphas)
         self.delays = delays
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, client=None, result_path=None, batch_size=None, cluster=None,
+            cluster_options=None):
         """Fit a ridge on the delayed features, alphas chosen over contiguous block folds.
 
         Parameters
@@ -212,6 +213,10 @@ class FIREncoder(RidgeEncoder):
             Features of consecutive samples (e.g. TRs of one run).
         y : array-like, shape (n_samples, n_neuroids) or (n_samples,)
             Responses of the same samples.
+        client, result_path, batch_size, cluster, cluster_options
+            Scale-out as in :meth:`RidgeEncoder.fit`: cells of neuroids cached under
+            ``result_path``; a rerun fits only the missing cells. Same results as the
+            single-process fit.
 
         Returns
         -------
@@ -233,7 +238,9 @@ class FIREncoder(RidgeEncoder):
         data = Aligned(Xd, Ym, None, None, "sample")
         self._fit_meta(data)
         ok = valid_neuroids(Ym, func="FIREncoder.fit")
-        res = self._fit_arrays(Xd, Ym[:, ok], folds, alphas, device, dtype)
+        res = self._fit_arrays(Xd, Ym[:, ok], folds, alphas, device, dtype, scale={
+            "client": client, "result_path": result_path, "batch_size": batch_size,
+            "cluster": cluster, "cluster_options": cluster_options})
         self._set_results(res, data, ok, alphas)
         self.cv_scores_ = np.where(ok, self.cv_scores_, np.nan)
         p = Xm.shape[1]
@@ -407,7 +414,8 @@ class TimeResolvedEncoder(RidgeEncoder):
         n, v, _ = cube.shape
         return np.stack([cube[:, :, a:b].mean(2) for a, b in wins], axis=2).reshape(n, v * len(wins))
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, client=None, result_path=None, batch_size=None, cluster=None,
+            cluster_options=None):
         """Fit every (neuroid, window) in one cross-validated ridge.
 
         Parameters
@@ -416,6 +424,10 @@ class TimeResolvedEncoder(RidgeEncoder):
             Features, one row per stimulus (joined on ``stimulus_id`` for xarray inputs).
         y : xr.Dataset or array-like (n_samples, n_neuroids, n_times)
             An MEG/EEG store or a response cube.
+        client, result_path, batch_size, cluster, cluster_options
+            Scale-out as in :meth:`RidgeEncoder.fit`: cells of (neuroid, window) targets cached under
+            ``result_path``; a rerun fits only the missing cells. Same results as the
+            single-process fit.
 
         Returns
         -------
@@ -432,7 +444,9 @@ class TimeResolvedEncoder(RidgeEncoder):
         data = Aligned(Xm, Ys, ids, None, "sample", *feature_space(X), fitted_split(labels))
         self._fit_meta(data)
         ok = valid_neuroids(Ys, func="TimeResolvedEncoder.fit")
-        res = self._fit_arrays(Xm, Ys[:, ok], folds, alphas, device, dtype)
+        res = self._fit_arrays(Xm, Ys[:, ok], folds, alphas, device, dtype, scale={
+            "client": client, "result_path": result_path, "batch_size": batch_size,
+            "cluster": cluster, "cluster_options": cluster_options})
         self._set_results(res, data, ok, alphas)
         centres = np.array([np.mean(times[a:b]) for a, b in wins])
         self.times_ = centres

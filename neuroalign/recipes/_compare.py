@@ -129,7 +129,10 @@ def run_shape(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     shape = cfg["shape"]
     if shape["standardise"]:
         named = {k: _zscore(v) for k, v in named.items()}
-    D = distance_matrix(named, ShapeMetric(shape["alpha"], shape["score_method"]))
+    from neuroalign.recipes._inputs import cluster_spec
+
+    D = distance_matrix(named, ShapeMetric(shape["alpha"], shape["score_method"]),
+                        cluster=cluster_spec(cfg, out))
     names = [str(n) for n in D.system_i.values]
     rows = [[n] + [float(v) for v in D.values[i]] for i, n in enumerate(names)]
     with atomic_dir(out, overwrite=overwrite, kind=SHAPE_KIND) as tmp:

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
-from neuroalign.recipes._inputs import feature_set, open_store
+from neuroalign.recipes._inputs import cluster_spec, feature_set, open_store
 
 __all__ = ["run_fit", "OUTPUT_KIND"]
 
@@ -104,6 +104,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     fspec = cfg["features"]
     summary: dict[str, Any] = {"study": cfg.get("study", {}), "encoder": kind}
     extra: dict[str, xr.DataArray] = {}
+    cells = cluster_spec(cfg, out_dir)  # attention routing: refused when the recipe loads
     if kind == "banded-ridge":
         spaces = fspec["spaces"]
         feats = {name: feature_set(s, st, cache_dir) for name, s in spaces.items()}
@@ -111,14 +112,14 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
                 for name, f in feats.items()}
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
         # features cover every stimulus; the join on stimulus_id takes each split's rows
-        enc.fit(mats, train)
+        enc.fit(mats, train, cluster=cells)
         extra["split_r2"] = enc.score_split(mats, test)
         score = enc.score(mats, test)
     else:
         feats = feature_set(fspec, st, cache_dir)
         if kind == "layer-sweep":
             sweep = LayerSweep(alphas=_alphas(enc_spec["alphas"]), cv=cv, test_split=test_split, **params)
-            sweep.fit(feats, st)
+            sweep.fit(feats, st, cluster=cells)
             res = sweep.to_dataset(ceiling=ceiling)
             best = sweep.roi_best_layer()
             summary["best_layer_by_roi"] = {str(k): str(v) for k, v in
@@ -126,7 +127,8 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
             summary["best_layer_selection"] = res.attrs["selection"]
             return _write(res, summary, out_dir, extra, outputs, overwrite)
         if kind == "ridge":
-            enc = RidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params).fit(feats, train)
+            enc = RidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
+            enc.fit(feats, train, cluster=cells)
             score = enc.score(feats, test)
         else:
             enc = AttentionRoutingEncoder(**params).fit(feats, train)

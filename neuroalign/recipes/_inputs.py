@@ -16,7 +16,8 @@ import xarray as xr
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError
 
-__all__ = ["open_store", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH"]
+__all__ = ["open_store", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH",
+           "cluster_spec"]
 
 log = get_logger(__name__)
 
@@ -175,3 +176,18 @@ def load_results(path: Path) -> xr.Dataset | xr.DataArray:
         return read_zarr(path, what="results zarr") if (path / COMPLETE_MARKER).exists() \
             else xr.open_zarr(path)
     return xr.open_dataset(path)
+
+
+def cluster_spec(cfg: dict, out_dir: Path) -> dict | None:
+    """A recipe's ``[cluster]`` table as ``cluster=`` takes it (``{"kind": ..., "result_path":
+    ..., "batch_size": ..., **options}``), the cells defaulting to ``<out_dir>.cells`` (kept
+    between runs, so a rerun computes only the missing cells); None without a ``[cluster]``
+    table (one process, no cells)."""
+    table = dict(cfg.get("cluster") or {})
+    if not table:
+        return None
+    options = table.pop("options", None) or {}
+    if table.get("result_path") is None:
+        out_dir = Path(out_dir)
+        table["result_path"] = str(out_dir.with_name(out_dir.name + ".cells"))
+    return {k: v for k, v in table.items() if v is not None} | dict(options)

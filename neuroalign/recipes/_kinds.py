@@ -129,6 +129,36 @@ PIPELINE = Table(
                '"tiny") or of `neuroalign.decoders.load_pipeline`.',
 )
 
+CLUSTER = Table(
+    "cluster",
+    "Where the heavy part runs (ridge, layer-sweep and banded-ridge fits: batches of neuroids; shape "
+    "distances: blocks of pairs), as cached cells: a rerun computes only the cells that are "
+    "missing or failed. Without this table: one process, no cells.",
+    keys=(
+        Key("kind", "string", '"none" (cells in this process), "local" (a dask LocalCluster), "slurm", '
+            '"pbs" (dask-jobqueue), or a scheduler address such as "tcp://host:8786".',
+            default="none"),
+        Key("result_path", "string", "Folder of the cached cells (default: `<output folder>.cells`, "
+            "beside the output folder, kept between runs).", path="path"),
+        Key("batch_size", "integer", "Neuroids (fit) or pairs (shape) per cell."),
+        Key("jobs", "integer", "slurm/pbs: number of jobs submitted.", default=1),
+        Key("n_workers", "integer", "local: worker processes."),
+        Key("processes", "integer or boolean", "local: processes (true) or threads (false); "
+            "slurm/pbs: worker processes per job."),
+        Key("cores", "integer", "slurm/pbs: cores per job."),
+        Key("memory", "string", 'slurm/pbs: memory per job, e.g. "32GB".'),
+        Key("walltime", "string", 'slurm/pbs: wall time per job, e.g. "04:00:00".'),
+        Key("queue", "string", "slurm/pbs: partition (Slurm) or queue (PBS)."),
+        Key("account", "string", "slurm/pbs: account charged."),
+        Key("job_extra", "strings", 'slurm/pbs: extra directives, e.g. ["--gres=gpu:1"].'),
+        Key("local_directory", "string", "Workers' scratch folder.", path="path"),
+        Key("options", "table", "Other keyword arguments of the dask cluster class "
+            "(LocalCluster, dask_jobqueue.SLURMCluster / PBSCluster).",
+            table=Table("options", "Keyword arguments of the dask cluster class.",
+                        entries=Entries("any", "A keyword argument of the cluster class."))),
+    ),
+)
+
 ALLOW_DOWNLOAD = Key("allow_download", "boolean", "Let neuroalign download missing weights "
                      "(as --allow-download).", default=False)
 KIND = Key("kind", "string", "What the recipe runs.", required=True, choices=RECIPE_KINDS)
@@ -162,6 +192,7 @@ FIT = _root(
         Key("ceiling_threshold", "number", "Percent; neuroids below this noise ceiling are left "
             "out of the ceiling-normalised summaries.", default=10.0),
     )),
+    _t(CLUSTER),
 )
 
 RSA = _root(
@@ -196,6 +227,7 @@ SHAPE = _root(
             default="angular", choices=("angular", "euclidean")),
         Key("standardise", "boolean", "z-score every unit across stimuli first.", default=False),
     ))),
+    _t(CLUSTER),
     _t(_outputs()),
 )
 
@@ -215,6 +247,7 @@ MAP = _root(
         Key("units", "boolean", "Also map single units to ROIs (needs [features]).", default=False),
         Key("n_permutations", "integer", "Permutations for the unit p-values.", default=200),
     ))),
+    _t(CLUSTER),
     _t(_outputs()),
 )
 

@@ -69,7 +69,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     fspec = cfg.get("features")
 
     def features_of():
-        if fspec["model"] == SIMULATED_TRUTH and sim is not None:
+        if fspec.get("model") == SIMULATED_TRUTH and sim is not None:
             return _simulated.simulated_features(sim, store, layers=fspec["layers"])
         return feature_set(fspec, store, out.with_name(out.name + ".features"))
 
@@ -79,14 +79,15 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     else:
         features = features_of()
         enc = cfg.get("encoder") or {}
-        if fspec["model"] == SIMULATED_TRUTH and sim is not None:
+        if fspec.get("model") == SIMULATED_TRUTH and sim is not None:
             sweep = _simulated.simulated_scores(sim, store, features, n_splits=enc.get("cv", 5))
         else:
             from neuroalign.encoders import LayerSweep
             from neuroalign.recipes._fit import _alphas
+            from neuroalign.recipes._inputs import cluster_spec
 
             sweep = LayerSweep(alphas=_alphas(enc.get("alphas")), cv=enc.get("cv", 5)).fit(
-                features, store.load()).scores_
+                features, store.load(), cluster=cluster_spec(cfg, out)).scores_
     if units and features is None:
         features = features_of()
     rois = cfg["store"].get("rois")

@@ -202,6 +202,13 @@ def _check_combinations(kind: str, cfg: dict, source: str) -> None:
     if kind == "fit" and cfg["encoder"]["kind"] == "banded-ridge" and not (feats or {}).get("spaces"):
         raise DataFormatError(f"{source}: [encoder] kind = 'banded-ridge' needs named feature "
                               "spaces [features.spaces.NAME].")
+    if kind == "fit" and cfg.get("cluster") and cfg["encoder"]["kind"] == "attention-routing":
+        raise DataFormatError(f"{source}: [cluster] with [encoder] kind = "
+                              f"{cfg['encoder']['kind']!r}: this encoder runs in one process only, "
+                              "without cells; remove the [cluster] table.")
+    if kind == "map" and cfg.get("cluster") and "results" in cfg:
+        raise DataFormatError(f"{source}: [cluster] with [results]: the map reads its scores and "
+                              "fits nothing; remove the [cluster] table.")
     if kind in ("rsa", "shape"):
         table = "models" if kind == "rsa" else "systems"
         if not cfg.get(table) and feats is None and not (kind == "shape" and "store" in cfg):

@@ -55,6 +55,8 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
                or (isinstance(v, dict) and set(v) == {"logspace"} and isinstance(v["logspace"], list)
                    and len(v["logspace"]) == 3
                    and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v["logspace"]))),
+    "integer or boolean": ("an integer or true or false",
+                           lambda v: isinstance(v, int)),
     "table": ("a table", lambda v: isinstance(v, dict)),
     "tables": ("a table of named tables", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
     "any": ("any value", lambda v: True),

@@ -11,7 +11,7 @@ ALPHAS = np.logspace(-2, 4, 9)
 def _client(n_workers):
     distributed = pytest.importorskip("dask.distributed")
     cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -25,6 +25,33 @@ def client():
 @pytest.fixture(scope="module")
 def client1():
     yield from _client(1)
+
+
+@pytest.fixture(scope="module")
+def client4():
+    yield from _client(4)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_partition_invariance_1_2_4_workers_three_batch_sizes(workers, request, tmp_path):
+    """1, 2 and 4 workers x batches of 5, 16 and 45 neuroids (one cell): alphas identical to
+    the single-process fit, cv scores and weights to 1e-12 (float64)."""
+    c = request.getfixturevalue({1: "client1", 2: "client", 4: "client4"}[workers])
+    X, Y, _ = planted(n=90, t=45, seed=4)
+    X, Y = X.astype(np.float64) * 1e3 + 5.0, Y.astype(np.float64)  # units and a mean
+    kw = dict(alphas=ALPHAS, dtype="float64", device="cpu")
+    single = RidgeEncoder(**kw).fit(X, Y)
+    assert len(np.unique(single.best_alphas_)) >= 3  # the choice varies across neuroids
+    assert len(c.scheduler_info()["workers"]) == workers
+    for batch in (5, 16, 45):
+        dist = RidgeEncoder(**kw).fit(X, Y, client=c, result_path=tmp_path / f"{workers}-{batch}",
+                                      batch_size=batch)
+        assert dist.scaleout_info_["n_batches"] == -(-45 // batch)
+        assert dist.form_ == single.form_
+        np.testing.assert_array_equal(dist.best_alphas_, single.best_alphas_)
+        np.testing.assert_allclose(dist.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dist.coef_, single.coef_, rtol=0, atol=1e-12 * np.abs(single.coef_).max())
+        np.testing.assert_allclose(dist.predict(X), single.predict(X), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize(("workers", "batch_size"), [(1, 7), (1, 100), (2, 4), (2, 13), (2, 45)])
@@ -251,3 +278,54 @@ def test_responses_streamed_from_zarr_give_the_in_memory_cells(tmp_path):
                                    batch_size=8)
     for key in ("best_alphas", "cv_scores", "coef"):
         np.testing.assert_array_equal(fresh[key], mem[key])
+
+
+class _Reads:
+    """Responses read one batch of columns at a time, noting how many cells were on disk
+    at each read (as a zarr array would be read)."""
+
+    def __init__(self, Y, cells):
+        self.Y, self.cells, self.log = Y, cells, []
+        self.shape, self.dtype = Y.shape, Y.dtype
+
+    def __getitem__(self, key):
+        self.log.append(len(list(self.cells.glob("[!.]*.npz"))) if self.cells.exists() else 0)
+        return self.Y[key]
+
+
+def test_a_client_gets_a_bounded_number_of_batches_at_a_time(client1, tmp_path):
+    """The driver reads (and submits) a batch only when a cell in flight is done: at most 4
+    batches ahead on 1 worker, never the whole responses at once."""
+    X, Y, _ = planted(n=60, t=40)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    params = {"fit_intercept": True, "dtype": "float64", "form": None, "n_targets_batch": 4096,
+              "relative_alphas": True, "seed": None}
+    folds = cv_folds(np.arange(60).astype(str), 5)
+    reads = _Reads(Y, tmp_path / "c" / "cells")
+    out = _scaleout.cached_ridge(X, reads, folds, ALPHAS, params, result_path=tmp_path / "c",
+                                 batch_size=2, client=client1)
+    assert out["info"]["computed"] == list(range(20))
+    submits = reads.log[20:]  # after one read per batch for its key
+    assert len(submits) == 20
+    for j, on_disk in enumerate(submits):
+        assert on_disk >= j - 3, (j, submits)
+    ref = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, result_path=tmp_path / "d",
+                                 batch_size=40)
+    np.testing.assert_array_equal(out["best_alphas"], ref["best_alphas"])
+
+
+def test_without_result_path_the_temporary_cells_go_and_a_remote_cluster_needs_one(
+        client, tmp_path, monkeypatch):
+    """cluster=/client= without result_path: cells in a temporary folder, removed once the
+    fit is done; Slurm/PBS/a scheduler address: a named error (the workers must write where
+    this process reads)."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    X, Y, _ = planted(n=50, t=12)
+    enc = RidgeEncoder(alphas=ALPHAS).fit(X, Y, client=client, batch_size=5)
+    assert enc.scaleout_info_["n_batches"] == 3 and enc.scaleout_info_["result_path"] is None
+    assert list(tmp_path.iterdir()) == []
+    for cluster in ("slurm", "tcp://10.0.0.1:8786", {"kind": "pbs", "cores": 4}):
+        with pytest.raises(ValueError, match=r"Invalid value for 'result_path' in "
+                                             r"RidgeEncoder.fit\(\): None with cluster='(slurm|tcp://10.0.0.1:8786|pbs)'\. "
+                                             r"Expected a folder that the workers and this process share"):
+            RidgeEncoder(alphas=ALPHAS).fit(X, Y, cluster=cluster)

@@ -1,0 +1,380 @@
+"""Scale-out shared by every heavy entry point: ``cluster=`` and cached cells.
+
+A heavy computation (a ridge fit, a searchlight, a shape distance matrix) is split into
+cells whose results do not depend on one another (a batch of neuroids, a chunk of centres,
+a block of pairs). Each cell is computed by a task (a module-level function) and written
+under ``result_path/cells/<key>.npz``, the key a hash of everything that determines the
+cell's result (the data, the features or models, the parameters, the folds and their
+seed, the cell's own items). A cell is written beside its final name and renamed (never
+half-written under its name) and carries a checksum of its arrays: a cell that does not
+load or whose checksum does not match is computed again, and a temporary left by a killed
+writer is never read (and removed by a later run once an hour old). A rerun with the same ``result_path`` loads the cells there and
+computes only the missing ones (:func:`run_cells`), so a killed worker or driver costs only
+the unfinished cells; cells of another computation have other keys and are never reused.
+
+Where the cells run (``cluster=``, :func:`get_client`): in this process (None), on a
+:class:`dask.distributed.LocalCluster` (``"local"``), on a running scheduler (its address,
+or a ``Client``), or on Slurm / PBS through dask-jobqueue (``"slurm"``, ``"pbs"``; options
+such as cores, memory, walltime, queue, account, job_extra in ``cluster_options``), or a
+dict ``{"kind": ..., **options}`` as a recipe's ``[cluster]`` table gives it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuroalign._logging import get_logger
+
+__all__ = ["CLUSTER_KINDS", "ScaleOut", "clean_stale_temporaries", "fingerprint", "get_client",
+           "make_cluster", "read_cell", "run_cells", "write_cell"]
+
+log = get_logger(__name__)
+
+#: Values of ``cluster=`` besides a scheduler address, a ``Client`` or a dict.
+CLUSTER_KINDS = ("local", "slurm", "pbs")
+#: Options of dask-jobqueue clusters under the names recipes use -> dask-jobqueue's names.
+_JOBQUEUE_ALIASES = {"job_extra": "job_extra_directives", "queue": "queue", "account": "account",
+                     "env_extra": "job_script_prologue"}
+#: Keys of a ``cluster`` dict (a recipe's table) that are not cluster options.
+RUN_KEYS = ("kind", "result_path", "batch_size")
+
+
+# -- keys ----------------------------------------------------------------------------------
+def fingerprint(*parts: Any) -> str:
+    """Hash of arrays (values, dtype, shape), strings and JSON-able objects, in order."""
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.view(np.uint8).reshape(-1).data if arr.size else b"")
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+# -- cells ---------------------------------------------------------------------------------
+def cell_path(folder: str | os.PathLike, key: str) -> Path:
+    """Where the cell of ``key`` lives under the results folder ``folder``."""
+    return Path(folder) / "cells" / f"{key}.npz"
+
+
+def _checksum(arrays: dict, names: Sequence[str]) -> str:
+    return fingerprint(*[np.asarray(arrays[k]) for k in names])
+
+
+def write_cell(path: str | os.PathLike, arrays: dict, names: Sequence[str]) -> None:
+    """Write ``arrays`` (the variables ``names``) with their checksum, beside then renamed:
+    a cell exists under its name only when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, checksum=np.array(_checksum(arrays, names)),
+                     **{k: np.asarray(arrays[k]) for k in names})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_cell(path: str | os.PathLike, names: Sequence[str]) -> dict | None:
+    """The cell's arrays, or None when it is missing, unreadable or fails its checksum."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k]) for k in names}
+            stored = str(z["checksum"])
+    except Exception as err:  # a damaged file: computed again
+        log.warning("cached cell %s is unreadable (%s); computing it again", path.name, err)
+        return None
+    if stored != _checksum(arrays, names):
+        log.warning("cached cell %s fails its checksum; computing it again", path.name)
+        return None
+    return arrays
+
+
+#: A temporary cell file older than this (seconds) was left by a killed writer: removed.
+STALE_TEMP_S = 3600.0
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, *, older_than: float = STALE_TEMP_S) -> int:
+    """Remove the temporaries (``cells/.tmp-*.npz``, written by :func:`write_cell`) older
+    than ``older_than`` seconds under the results folder ``folder``: what a killed writer
+    left (a live writer renames its temporary within moments). Returns how many."""
+    import time
+
+    removed = 0
+    now = time.time()
+    for tmp in (Path(folder) / "cells").glob(".tmp-*.npz"):
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
+    if removed:
+        log.info("removed %d stale temporary cell file(s) under %s", removed, folder)
+    return removed
+
+
+def _run_task(path: str, names: tuple, task: Callable, shared: tuple, args: tuple,
+              fail: str | None = None) -> str:
+    """Worker side: ``task(*shared, *args)`` -> arrays, written as the cell ``path``.
+
+    ``fail`` is for the tests: ``"raise"`` simulates a failing cell; ``"kill:<marker>"``
+    kills this process (a worker dying mid-task) the first time, leaving ``<marker>``."""
+    if fail == "raise":
+        raise RuntimeError(f"simulated failure of cell {Path(path).stem}")
+    if fail and fail.startswith("kill:"):
+        marker = Path(fail[5:])
+        if not marker.exists():
+            marker.touch()
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+    write_cell(path, task(*shared, *args), names)
+    return path
+
+
+def _in_flight(client) -> int:
+    """Cells submitted at a time: twice the workers (at least 4), so that the driver holds
+    only a few batches (responses streamed from a store are read batch by batch)."""
+    try:
+        return max(4, 2 * len(client.scheduler_info()["workers"]))
+    except Exception:  # pragma: no cover - a scheduler that does not answer: submit slowly
+        return 4
+
+
+def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
+    """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors."""
+    import warnings
+    from itertools import islice
+
+    from dask.distributed import as_completed
+
+    # hash=False: a key of its own per run; with the content hash, two runs on the same
+    # data share one key and releasing the first one's future can cancel the second one's
+    shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
+
+    def submit(i):
+        with warnings.catch_warnings():
+            # a cell's own batch travels with its task (kept by the scheduler, so a task of
+            # a worker that died is rerun elsewhere), never a whole array
+            warnings.filterwarnings("ignore", message="Large object", category=UserWarning)
+            return client.submit(_run_task, str(paths[i]), names, task, shared_f, args_of(i),
+                                 fail.get(i), pure=False)
+
+    queue = iter(todo)
+    running = as_completed([submit(i) for i in islice(queue, _in_flight(client))])
+    errors = []
+    n_running = running.count()
+    for fut in running:
+        n_running -= 1
+        try:
+            fut.result()
+        except Exception as err:  # collected, then re-raised with the missing cells named
+            errors.append(err)
+        for i in islice(queue, max(0, _in_flight(client) - n_running)):
+            running.add(submit(i))
+            n_running += 1
+    return errors
+
+
+def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tuple], *,
+              names: Sequence[str], folder: str | os.PathLike, shared: tuple = (),
+              client=None, what: str = "cells", fail: dict | None = None,
+              rerun_hint: str = "Call it again with the same result_path to complete them."
+              ) -> tuple[list[dict], dict]:
+    """Cached cells: load the cells of ``keys`` found under ``folder``, compute the others
+    with ``task(*shared, *args_of(i))`` (a dict of the arrays ``names``) on ``client``'s
+    workers (``shared`` scattered once to all of them) or in this process, write each as
+    it completes, and return ``(cells, info)``: the arrays of every cell in order, and
+    ``{"n_batches", "computed", "skipped", "result_path"}``.
+
+    A cell that fails is named in a ``RuntimeError`` after the others have run; the cells
+    written stay, so a rerun computes only the missing ones.
+    """
+    names = tuple(names)
+    fail = dict(fail or {})
+    clean_stale_temporaries(folder)
+    paths = [cell_path(folder, k) for k in keys]
+    loaded = {i: c for i, p in enumerate(paths) if (c := read_cell(p, names)) is not None}
+    todo = [i for i in range(len(paths)) if i not in loaded]
+    log.info("%s: %d cells, %d cached, %d to compute", what, len(paths), len(loaded), len(todo))
+    errors = []
+    if client is not None and todo:
+        errors = _on_client(client, task, names, shared, todo, paths, args_of, fail)
+    else:
+        for i in todo:
+            try:
+                _run_task(str(paths[i]), names, task, shared, args_of(i), fail.get(i))
+            except Exception as err:
+                errors.append(err)
+    cells = [loaded.get(i) or read_cell(paths[i], names) for i in range(len(paths))]
+    missing = [i for i, c in enumerate(cells) if c is None]
+    if errors or missing:
+        first = errors[0] if errors else None
+        raise RuntimeError(
+            f"{what}: {len(missing)} cell(s) failed ({first!r}); batches {missing!r} of "
+            f"{folder} are missing. {rerun_hint}"
+        ) from first
+    info = {"n_batches": len(paths), "computed": todo, "skipped": sorted(loaded),
+            "result_path": str(folder)}
+    return cells, info
+
+
+# -- clusters ------------------------------------------------------------------------------
+def make_cluster(kind: str, options: dict | None = None):
+    """A dask cluster object (not yet scaled): ``"local"`` (LocalCluster; options
+    ``n_workers``, ``threads_per_worker``, ``processes``, ``memory_limit``), ``"slurm"`` or
+    ``"pbs"`` (dask-jobqueue ``SLURMCluster`` / ``PBSCluster``; options as dask-jobqueue
+    takes them: ``cores``, ``memory``, ``walltime``, ``queue``, ``account``, ``processes``,
+    ``job_extra`` (or ``job_extra_directives``), ``local_directory``, ``python`` ...; the
+    option ``jobs`` is for :func:`get_client`). The job script it would submit is
+    ``cluster.job_script()``."""
+    from neuroalign._validation import check_option
+
+    check_option(kind, CLUSTER_KINDS, name="cluster", func="make_cluster")
+    opts = dict(options or {})
+    opts.pop("jobs", None)
+    if kind == "local":
+        from dask.distributed import LocalCluster
+
+        opts.setdefault("threads_per_worker", 1)
+        opts.setdefault("dashboard_address", ":0")
+        return LocalCluster(**opts)
+    try:
+        import dask_jobqueue
+    except ImportError as err:
+        raise ImportError(
+            f"cluster={kind!r} needs dask-jobqueue: pip install 'neuroalign[cluster]'."
+        ) from err
+    for alias, real in _JOBQUEUE_ALIASES.items():
+        if alias in opts and alias != real:
+            opts[real] = opts.pop(alias)
+    opts.setdefault("scheduler_options", {"dashboard_address": ":0"})
+    cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
+    try:
+        return cls(**opts)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"Invalid value for 'cluster_options' with cluster={kind!r}: {options!r} ({err}). "
+            f"Expected options of dask_jobqueue.{cls.__name__} (cores, memory, walltime, queue, "
+            "account, job_extra, ...)."
+        ) from err
+
+
+def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
+    """``cluster=`` -> ``(client, close)``: ``close()`` shuts down what was started here
+    (None for a Client passed in, which is used as is and not closed).
+
+    ``cluster``: a ``dask.distributed.Client``; ``"local"``; a scheduler address
+    (``"tcp://host:8786"``); ``"slurm"`` or ``"pbs"`` (with ``options["jobs"]`` jobs,
+    default 1); or a dict ``{"kind": ..., **options}`` as a recipe's ``cluster`` table
+    gives it (its ``result_path`` and ``batch_size`` are not cluster options and are left
+    out here).
+    """
+    from dask.distributed import Client
+
+    if isinstance(cluster, Client):
+        return cluster, None
+    if isinstance(cluster, dict):
+        options = {k: v for k, v in cluster.items() if k not in RUN_KEYS} | dict(options or {})
+        cluster = cluster.get("kind")
+    if isinstance(cluster, str) and cluster not in CLUSTER_KINDS and (
+            "://" in cluster or ":" in cluster):
+        client = Client(cluster)
+        return client, client.close
+    if not isinstance(cluster, str) or cluster not in CLUSTER_KINDS:
+        raise ValueError(
+            f"Invalid value for 'cluster' in {func}(): {cluster!r}. Expected None, 'local', "
+            "'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', a dask Client, "
+            "or a table {kind = ..., options...}."
+        )
+    obj = make_cluster(cluster, options)
+    if cluster != "local":
+        obj.scale(jobs=int((options or {}).get("jobs", 1)))
+    client = Client(obj)
+
+    def close():
+        client.close()
+        obj.close()
+
+    return client, close
+
+
+class ScaleOut:
+    """The scale-out arguments of one call (``cluster``, ``cluster_options``, ``client``,
+    ``result_path``, ``batch_size``), resolved once: ``active`` says whether cells are
+    asked for at all; as a context manager it starts the cluster named (if any) and shuts
+    it down on exit; ``folder`` is ``result_path`` or a fresh temporary folder, removed on
+    a successful exit (``result_path`` is then None; after a failure it stays, for a rerun).
+    A Slurm/PBS cluster or a scheduler address needs ``result_path``: the workers write the
+    cells that this process reads, so on a folder both see.
+
+    A ``cluster`` dict (a recipe's table) may carry ``result_path`` and ``batch_size``,
+    used when the call's own are None.
+    """
+
+    def __init__(self, *, cluster=None, cluster_options=None, client=None, result_path=None,
+                 batch_size=None, func: str = "fit", prefix: str = "neuroalign-") -> None:
+        if isinstance(cluster, dict):
+            result_path = cluster.get("result_path") if result_path is None else result_path
+            batch_size = cluster.get("batch_size") if batch_size is None else batch_size
+            if cluster.get("kind") in (None, "none"):
+                cluster = None
+        elif cluster == "none":
+            cluster = None
+        self.cluster, self.options, self.client = cluster, cluster_options, client
+        self.result_path, self.batch_size, self.func = result_path, batch_size, func
+        self.prefix = prefix
+        self.fail: dict | None = None  # for the tests: {cell: "raise" | "kill:<marker>"}
+        self._close = None
+        self._temporary = False
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.cluster, self.client, self.result_path))
+
+    @property
+    def folder(self) -> Path:
+        if self.result_path is None:
+            self.result_path = tempfile.mkdtemp(prefix=self.prefix)
+            self._temporary = True
+        return Path(self.result_path)
+
+    def __enter__(self) -> ScaleOut:
+        kind = self.cluster.get("kind") if isinstance(self.cluster, dict) else self.cluster
+        remote = isinstance(kind, str) and (kind in ("slurm", "pbs") or ":" in kind)
+        if self.result_path is None and self.client is None and remote:
+            raise ValueError(
+                f"Invalid value for 'result_path' in {self.func}(): None with cluster={kind!r}. "
+                "Expected a folder that the workers and this process share (the workers write "
+                "the cells, this process reads them)."
+            )
+        if self.client is None and self.cluster is not None:
+            self.client, self._close = get_client(self.cluster, self.options, func=self.func)
+        return self
+
+    def __exit__(self, exc_type=None, *exc) -> None:
+        if self._close is not None:
+            self._close()
+            self._close, self.client = None, None
+        if self._temporary and exc_type is None and self.result_path is not None:
+            import shutil
+
+            shutil.rmtree(self.result_path, ignore_errors=True)
+            self.result_path = None
