@@ -20,12 +20,34 @@ _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 
 
 def _kendall_dis():
-    """scipy's O(n log n) discordant-pair count (private; ``None``: public fallback)."""
+    """The discordant-pair count ``count(y)``: pairs ``i < j`` with ``y[i] > y[j]`` of dense
+    integer ranks.
+
+    numba's compiled Fenwick tree (:mod:`neuroalign.compare._tau_kernel`, imported here, on
+    first use, never at ``import neuroalign``), which releases the GIL so that rows are
+    counted in parallel; without numba, scipy's private ``_kendall_dis`` (the same count,
+    holding the GIL); ``None`` if neither is available (then tau-a goes through
+    ``scipy.stats.kendalltau``).
+    """
+    try:
+        from neuroalign.compare._tau_kernel import discordant
+    except ImportError:  # numba absent
+        return _scipy_kendall_dis()
+    return discordant
+
+
+def _scipy_kendall_dis():
+    """scipy's O(n log n) discordant-pair count as ``count(y)`` (``None``: not available)."""
     try:
         from scipy.stats._stats import _kendall_dis as dis
     except ImportError:  # pragma: no cover - depends on the scipy version
         return None
-    return dis
+
+    def count(y: np.ndarray) -> int:
+        y = np.ascontiguousarray(y, dtype=np.intp)
+        return int(dis(np.arange(1, len(y) + 1, dtype=np.intp), y))
+
+    return count
 
 
 def _rows_parallel(func, n_rows: int, size: int) -> None:
@@ -308,7 +330,8 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Each row of ``b`` is ranked once; each row of ``a`` is taken in the sorted order of
     ``b`` and needs one sort (:func:`_sort_ties`) and one O(N log N) discordant count
-    (scipy's Fenwick tree). Rows run in threads: the sorts release the GIL, the counts not.
+    (:func:`_kendall_dis`: numba's Fenwick tree). Rows run in threads: the sorts and the
+    compiled count release the GIL (scipy's count, the fallback without numba, does not).
     """
     n = a.shape[1]
     tot = n * (n - 1) // 2
@@ -335,7 +358,7 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             else:  # rank the row of a taken in the order of b: y in the order of x
                 ys, _, ytie = _dense_sorted(a[i][order_b])
                 ntie = 0
-            dis = int(kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
+            dis = kendall_dis(ys)
             out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
 
         _rows_parallel(one, len(a), n)
