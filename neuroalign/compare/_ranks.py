@@ -45,6 +45,8 @@ def _scipy_kendall_dis():
 
     def count(y: np.ndarray) -> int:
         y = np.ascontiguousarray(y, dtype=np.intp)
+        if len(y) < 2:
+            return 0
         return int(dis(np.arange(1, len(y) + 1, dtype=np.intp), y))
 
     return count

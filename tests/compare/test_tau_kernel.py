@@ -1,0 +1,158 @@
+"""The compiled discordant-pair count of tau-a (numba) against a brute-force count, scipy's
+count (the fallback without numba) and rsatoolbox / scipy's Kendall tau, ties of every kind."""
+
+import sys
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+
+import neuroalign.compare._ranks as cr  # noqa: E402
+from neuroalign.compare import compare_rdms  # noqa: E402
+from neuroalign.compare._tau_kernel import _discordant_split, discordant  # noqa: E402
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
+seeds = st.integers(0, 2**31 - 1)
+
+
+def brute_discordant(y) -> int:
+    y = np.asarray(y)
+    i, j = np.triu_indices(len(y), 1)
+    return int((y[i] > y[j]).sum())
+
+
+def brute_tau_a(a, b) -> float:
+    i, j = np.triu_indices(len(a), 1)
+    return float((np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])).sum() / len(i))
+
+
+@pytest.mark.parametrize("y, expected", [
+    ([], 0), ([5], 0), ([1, 2], 0), ([2, 1], 1), ([1, 1], 0), ([3, 2, 1], 3), ([1, 3, 2], 1),
+    ([2, 2, 1], 2), ([2, 1, 1], 2), ([1, 1, 1], 0), ([2, 1, 2], 1),
+    (list(range(50, 0, -1)), 50 * 49 // 2), (list(range(1, 51)), 0), ([7] * 40, 0),
+])
+def test_discordant_small_known_counts(y, expected):
+    assert discordant(np.array(y, dtype=np.intp)) == expected
+    assert cr._scipy_kendall_dis()(np.array(y, dtype=np.intp)) == expected
+
+
+@SETTINGS
+@given(seed=seeds, n=st.integers(0, 300), top=st.sampled_from([1, 2, 3, 4, 5, 16, 17, 255,
+                                                               256, 257, 1000, 10**6, 2**30]))
+def test_discordant_equals_brute_force_with_ties(seed, n, top):
+    """Values 1..top with many ties (small top) or sparse over many high parts (large top)."""
+    y = np.random.default_rng(seed).integers(1, top + 1, n)
+    expected = brute_discordant(y)
+    assert discordant(y) == expected
+    assert cr._scipy_kendall_dis()(y) == expected
+
+
+@SETTINGS
+@given(seed=seeds, n=st.integers(2, 200), low_bits=st.integers(1, 9))
+def test_every_split_of_the_bits_gives_the_same_count(seed, n, low_bits):
+    """Values on both sides of the split between high and low parts, any split."""
+    y = np.random.default_rng(seed).integers(1, 600, n).astype(np.int64)
+    assert _discordant_split(y, low_bits) == brute_discordant(y)
+
+
+def test_discordant_of_permutations_equals_scipy_for_other_seeds():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(5_000, 20_000))
+        y = rng.permutation(n) + 1
+        y_tied = rng.integers(1, 50, n)  # heavy ties
+        for v in (y, y_tied, y[::-1].copy(), np.sort(y_tied)):
+            assert discordant(v) == cr._scipy_kendall_dis()(v)
+
+
+def test_discordant_refuses_values_below_one():
+    with pytest.raises(ValueError, match=r"needs integer values from 1 to 2\*\*62; got 0 to 3"):
+        discordant(np.array([3, 0, 1]))
+
+
+def test_discordant_releases_the_gil_and_is_cached():
+    assert _discordant_split.targetoptions["nogil"] is True
+    assert _discordant_split._cache.__class__.__name__ == "FunctionCache"
+
+
+def _tied(rng, kind, n):
+    if kind == "ties":
+        return rng.integers(0, 4, n).astype(float)
+    if kind == "equal_runs":  # long runs of one value beside distinct values
+        v = rng.random(n)
+        v[rng.random(n) < 0.5] = 0.5
+        return v
+    return rng.standard_normal(n)
+
+
+tie_kinds = st.sampled_from(["ties", "equal_runs", "distinct"])
+
+
+@SETTINGS
+@given(seed=seeds, ka=tie_kinds, kb=tie_kinds, n=st.integers(2, 120))
+def test_tau_a_ties_in_x_only_y_only_or_both(seed, ka, kb, n):
+    """tau-a with ties in the model only, the data only, both or neither: the pair count,
+    scipy's tau-b rescaled to tau-a, and the scipy-count fallback, on the same inputs."""
+    rng = np.random.default_rng(seed)
+    a, b = _tied(rng, ka, n), _tied(rng, kb, n)
+    ours = cr._tau_a(a[None], b[None])[0, 0]
+    assert ours == pytest.approx(brute_tau_a(a, b), abs=1e-14)
+    i, j = np.triu_indices(n, 1)
+    tot, ta, tb = len(i), int((a[i] == a[j]).sum()), int((b[i] == b[j]).sum())
+    if ta < tot and tb < tot:
+        tau_b = scipy.stats.kendalltau(a, b).statistic
+        assert ours == pytest.approx(tau_b * np.sqrt((tot - ta) * (tot - tb)) / tot, abs=1e-12)
+    kernel = cr._kendall_dis
+    try:
+        cr._kendall_dis = cr._scipy_kendall_dis
+        assert cr._tau_a(a[None], b[None])[0, 0] == ours  # bit-identical counts
+    finally:
+        cr._kendall_dis = kernel
+
+
+def test_tau_a_all_equal_reversed_and_n_two():
+    a = np.arange(10.0)
+    assert cr._tau_a(a[None], a[None])[0, 0] == 1.0
+    assert cr._tau_a(a[None], a[None, ::-1])[0, 0] == -1.0
+    assert cr._tau_a(np.ones((1, 10)), a[None])[0, 0] == 0.0
+    assert cr._tau_a(np.array([[1.0, 2.0]]), np.array([[3.0, 4.0]]))[0, 0] == 1.0
+    assert cr._tau_a(np.array([[1.0, 2.0]]), np.array([[4.0, 3.0]]))[0, 0] == -1.0
+    assert cr._tau_a(np.array([[1.0, 1.0]]), np.array([[4.0, 3.0]]))[0, 0] == 0.0
+
+
+def test_tau_a_long_rows_in_threads_equal_the_scipy_count(monkeypatch):
+    """Rows counted in parallel threads (numba, no GIL) give scipy's counts exactly, rows
+    with ties in the data, in the models and neither."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    data = rng.random(n)
+    models = data[None] + rng.random((5, n)) * np.array([0.1, 1, 10, 0, 0])[:, None]
+    models[3] = np.round(models[3], 2)  # ties in y
+    models[4] = rng.integers(0, 3, n)
+    monkeypatch.setattr(cr, "_PARALLEL_MIN", 1)
+    for b in (data, np.round(data, 2)):  # ties in x
+        ours = compare_rdms(models, b, "tau_a")
+        monkeypatch.setattr(cr, "_kendall_dis", cr._scipy_kendall_dis)
+        ref = compare_rdms(models, b, "tau_a")
+        monkeypatch.undo()
+        monkeypatch.setattr(cr, "_PARALLEL_MIN", 1)
+        np.testing.assert_array_equal(ours, ref)
+        i = rng.choice(n, 300, replace=False)
+        assert ours[4] != 0
+        np.testing.assert_allclose(compare_rdms(models[:, i], b[i], "tau_a"),
+                                   [brute_tau_a(m[i], b[i]) for m in models], atol=1e-14)
+
+
+def test_without_numba_tau_a_uses_scipys_count(monkeypatch):
+    """numba absent (its import fails): the same values through scipy's count."""
+    rng = np.random.default_rng(4)
+    a, b = np.round(rng.random((3, 500)), 1), rng.random(500)
+    with_numba = compare_rdms(a, b, "tau_a")
+    monkeypatch.setitem(sys.modules, "neuroalign.compare._tau_kernel", None)
+    count = cr._kendall_dis()
+    assert count is not None and count.__qualname__.startswith("_scipy_kendall_dis")
+    np.testing.assert_array_equal(compare_rdms(a, b, "tau_a"), with_numba)
