@@ -56,7 +56,14 @@ def test_discordant_equals_brute_force_with_ties(seed, n, top):
 def test_every_split_of_the_bits_gives_the_same_count(seed, n, low_bits):
     """Values on both sides of the split between high and low parts, any split."""
     y = np.random.default_rng(seed).integers(1, 600, n).astype(np.int64)
-    assert _discordant_split(y, low_bits) == brute_discordant(y)
+    assert _discordant_split(y, low_bits, np.int32) == brute_discordant(y)
+
+
+def test_int64_counters_give_the_same_count():
+    """The counters of more than 2**31 values (int64), checked on a small input."""
+    y = np.random.default_rng(5).integers(1, 3000, 2000).astype(np.int64)
+    assert _discordant_split(y, 6, np.int64) == _discordant_split(y, 6, np.int32) == (
+        brute_discordant(y))
 
 
 def test_discordant_of_permutations_equals_scipy_for_other_seeds():
