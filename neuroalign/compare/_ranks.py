@@ -36,6 +36,17 @@ def _kendall_dis():
     return discordant
 
 
+def _kendall_sorted(count):
+    """The count from a sorting order and ties that goes with ``count`` (numba's
+    :func:`neuroalign.compare._tau_kernel.discordant_sorted`: no ranks needed), or ``None``
+    (any other count: tau-a counts dense ranks)."""
+    try:
+        from neuroalign.compare._tau_kernel import discordant, discordant_sorted
+    except ImportError:  # numba absent
+        return None
+    return discordant_sorted if count is discordant else None
+
+
 def _scipy_kendall_dis():
     """scipy's O(n log n) discordant-pair count as ``count(y)`` (``None``: not available)."""
     try:
@@ -332,13 +343,15 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Each row of ``b`` is ranked once; each row of ``a`` is taken in the sorted order of
     ``b`` and needs one sort (:func:`_sort_ties`) and one O(N log N) discordant count
-    (:func:`_kendall_dis`: numba's Fenwick tree). Rows run in threads: the sorts and the
+    (:func:`_kendall_dis`, compiled by numba: without ties in ``b``, counted straight from
+    the sorting order, :func:`_kendall_sorted`). Rows run in threads: the sorts and the
     compiled count release the GIL (scipy's count, the fallback without numba, does not).
     """
     n = a.shape[1]
     tot = n * (n - 1) // 2
     out = np.empty((len(a), len(b)))
     kendall_dis = _kendall_dis()
+    sorted_count = _kendall_sorted(kendall_dis)
     for j, bv in enumerate(b):
         xb, order_b, xtie = _dense_sorted(bv)
 
@@ -357,6 +370,11 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 joint = np.r_[True, (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1]), True]
                 cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
                 ntie = int((cnt * (cnt - 1) // 2).sum())
+            elif sorted_count is not None:  # the row of a in the order of b: y in x's order
+                order, ties = _sort_row(a[i][order_b])
+                dis, ytie = sorted_count(np.ascontiguousarray(order, dtype=np.int64), ties)
+                out[i, j] = (tot - xtie - ytie - 2 * dis) / tot
+                return
             else:  # rank the row of a taken in the order of b: y in the order of x
                 ys, _, ytie = _dense_sorted(a[i][order_b])
                 ntie = 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["discordant"]
+__all__ = ["discordant", "discordant_sorted"]
 
 
 @njit(nogil=True, cache=True)
@@ -42,20 +42,20 @@ def _count_greater(cnt, v, bits):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def _discordant_split(y, low_bits, dtype):  # pragma: no cover - compiled; see discordant()
-    """Pairs ``i < j`` with ``y[i] > y[j]``; values ``>= 1``, split at ``low_bits``;
+    """Pairs ``i < j`` with ``y[i] > y[j]``; values ``>= 0``, split at ``low_bits``;
     counters of ``dtype``."""
     n = len(y)
     top = 0
     for i in range(n):
         top = max(top, y[i])
     high_bits = 0
-    while ((top - 1) >> (low_bits + high_bits)) > 0:
+    while (top >> (low_bits + high_bits)) > 0:
         high_bits += 1
-    n_high = ((top - 1) >> low_bits) + 1
+    n_high = (top >> low_bits) + 1
     mask = (1 << low_bits) - 1
     start = np.zeros(n_high + 1, dtype=np.int64)  # start of each high part when placed
     for i in range(n):
-        start[((y[i] - 1) >> low_bits) + 1] += 1
+        start[(y[i] >> low_bits) + 1] += 1
     for h in range(n_high):
         start[h + 1] += start[h]
     fill = start[:-1].copy()
@@ -63,7 +63,7 @@ def _discordant_split(y, low_bits, dtype):  # pragma: no cover - compiled; see d
     cnt = np.zeros(2 << high_bits, dtype=dtype)
     dis = 0
     for i in range(n):  # pairs whose high parts differ
-        v = y[i] - 1
+        v = y[i]
         h = v >> low_bits
         dis += _count_greater(cnt, h, high_bits)
         low[fill[h]] = v & mask
@@ -76,16 +76,66 @@ def _discordant_split(y, low_bits, dtype):  # pragma: no cover - compiled; see d
     return dis
 
 
+@njit(nogil=True, cache=True)
+def _positions_ascending_within_ties(order, ties):  # pragma: no cover - compiled
+    """Sort ``order`` ascending within each tie group (in place); return the tied pairs.
+
+    A tie group is a run of consecutive sorted positions ``t, t + 1, ...`` in ``ties``
+    (``ties`` holds ``k`` where the ``k``-th sorted value equals the next).
+    """
+    pairs = 0
+    k = 0
+    m = len(ties)
+    while k < m:
+        s = ties[k]
+        while k + 1 < m and ties[k + 1] == ties[k] + 1:
+            k += 1
+        e = ties[k] + 1  # the group is order[s..e]
+        k += 1
+        c = e - s + 1
+        pairs += c * (c - 1) // 2
+        for t in range(s, e):
+            if order[t] > order[t + 1]:
+                order[s:e + 1] = np.sort(order[s:e + 1])
+                break
+    return pairs
+
+
+def _low_bits_dtype(n: int, top: int):
+    """Split of ``top``'s bits (low half, at most 31: fits the uint32 buffer) and the
+    counters' dtype: int32 (4x faster than int64 here), int64 only where a count could
+    overflow."""
+    return max(1, (top.bit_length() + 1) // 2), np.int32 if n < 2**31 else np.int64
+
+
 def discordant(y: np.ndarray) -> int:
-    """Pairs ``i < j`` with ``y[i] > y[j]`` of positive integer values (e.g. dense ranks)."""
+    """Pairs ``i < j`` with ``y[i] > y[j]`` of non-negative integers (e.g. dense ranks)."""
     y = np.ascontiguousarray(y, dtype=np.int64)
     if len(y) < 2:
         return 0
     lo, top = int(y.min()), int(y.max())
-    if lo < 1 or top >= 2**62:
+    if lo < 0 or top >= 2**62:
         raise ValueError(
-            f"discordant() needs integer values from 1 to 2**62; got {lo!r} to {top!r}.")
-    low_bits = max(1, ((top - 1).bit_length() + 1) // 2)  # at most 31: fits the uint32
-    # int32 counters are 4x faster than int64 here; int64 only where a count could overflow
-    dtype = np.int32 if len(y) < 2**31 else np.int64
-    return int(_discordant_split(y, low_bits, dtype))
+            f"discordant() needs integer values from 0 to 2**62; got {lo!r} to {top!r}.")
+    return int(_discordant_split(y, *_low_bits_dtype(len(y), top)))
+
+
+def discordant_sorted(order: np.ndarray, ties: np.ndarray) -> tuple[int, int]:
+    """Discordant and tied pairs of a vector ``g`` given its sorting order and ties.
+
+    ``order`` is a permutation with ``g[order]`` non-decreasing and ``ties`` the positions
+    ``k`` where ``g[order[k]] == g[order[k + 1]]`` (as :func:`neuroalign.compare._ranks.
+    _sort_ties` returns them). The pairs ``i < j`` with ``g[i] > g[j]`` are the inversions of
+    ``order`` once the positions within each tie group ascend (tied pairs are then never
+    inverted), so no ranks are needed. ``order`` is modified in place. Returns
+    ``(discordant, tied)``.
+    """
+    order = np.asarray(order)
+    if order.dtype != np.int64 or not order.flags.c_contiguous:
+        raise TypeError("discordant_sorted() needs a contiguous int64 'order'; got "
+                        f"{order.dtype!r}.")
+    n = len(order)
+    tied = int(_positions_ascending_within_ties(order, np.ascontiguousarray(ties, np.int64)))
+    if n < 2:
+        return 0, tied
+    return int(_discordant_split(order, *_low_bits_dtype(n, n - 1))), tied

@@ -13,7 +13,11 @@ pytest.importorskip("numba")
 
 import neuroalign.compare._ranks as cr  # noqa: E402
 from neuroalign.compare import compare_rdms  # noqa: E402
-from neuroalign.compare._tau_kernel import _discordant_split, discordant  # noqa: E402
+from neuroalign.compare._tau_kernel import (  # noqa: E402
+    _discordant_split,
+    discordant,
+    discordant_sorted,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 seeds = st.integers(0, 2**31 - 1)
@@ -76,9 +80,33 @@ def test_discordant_of_permutations_equals_scipy_for_other_seeds():
             assert discordant(v) == cr._scipy_kendall_dis()(v)
 
 
-def test_discordant_refuses_values_below_one():
-    with pytest.raises(ValueError, match=r"needs integer values from 1 to 2\*\*62; got 0 to 3"):
-        discordant(np.array([3, 0, 1]))
+@SETTINGS
+@given(seed=seeds, n=st.integers(0, 200), top=st.sampled_from([1, 2, 3, 10, 1000]),
+       shuffle=st.booleans())
+def test_discordant_from_the_sorting_order_equals_brute_force(seed, n, top, shuffle):
+    """Discordant and tied pairs from a sorting order whose tie groups come in any order
+    (shuffled within ties: must be put in ascending positions first)."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, top, n).astype(float)
+    order = np.argsort(g, kind="stable")
+    s = g[order]
+    ties = np.flatnonzero(s[1:] == s[:-1])
+    if shuffle:  # any order within each tie group
+        order = order[np.lexsort((rng.random(n), s))]
+    i, j = np.triu_indices(n, 1)
+    dis, tied = discordant_sorted(order.astype(np.int64), ties)
+    assert dis == int((g[i] > g[j]).sum())
+    assert tied == int((g[i] == g[j]).sum())
+
+
+def test_discordant_sorted_refuses_other_integer_types():
+    with pytest.raises(TypeError, match=r"needs a contiguous int64 'order'; got dtype\('int32'\)"):
+        discordant_sorted(np.arange(3, dtype=np.int32), np.array([], dtype=np.int64))
+
+
+def test_discordant_refuses_negative_values():
+    with pytest.raises(ValueError, match=r"needs integer values from 0 to 2\*\*62; got -1 to 3"):
+        discordant(np.array([3, -1, 1]))
 
 
 def test_discordant_releases_the_gil_and_is_cached():
