@@ -13,38 +13,48 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from neuroalign._config import limit_this_thread, max_threads, thread_limits
+from neuroalign._logging import get_logger
 
 __all__ = ["rank_average", "rank_rows"]
 
+log = get_logger(__name__)
+
 _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
+
+
+def _tau_kernel():
+    """:mod:`neuroalign.compare._tau_kernel` (numba), imported here on first use (never at
+    ``import neuroalign``); ``None`` without numba, or where numba finds no writable cache
+    folder for the compiled code (it raises ``RuntimeError`` then)."""
+    try:
+        from neuroalign.compare import _tau_kernel
+    except (ImportError, RuntimeError) as err:
+        log.debug("tau-a counts pairs with scipy's count: %s", err)
+        return None
+    return _tau_kernel
 
 
 def _kendall_dis():
     """The discordant-pair count ``count(y)``: pairs ``i < j`` with ``y[i] > y[j]`` of dense
     integer ranks.
 
-    numba's compiled Fenwick tree (:mod:`neuroalign.compare._tau_kernel`, imported here, on
-    first use, never at ``import neuroalign``), which releases the GIL so that rows are
-    counted in parallel; without numba, scipy's private ``_kendall_dis`` (the same count,
-    holding the GIL); ``None`` if neither is available (then tau-a goes through
-    ``scipy.stats.kendalltau``).
+    numba's compiled count (:func:`neuroalign.compare._tau_kernel.discordant`), which
+    releases the GIL so that rows are counted in parallel; without numba, scipy's private
+    ``_kendall_dis`` (the same count, holding the GIL); ``None`` if neither is available
+    (then tau-a goes through ``scipy.stats.kendalltau``).
     """
-    try:
-        from neuroalign.compare._tau_kernel import discordant
-    except ImportError:  # numba absent
-        return _scipy_kendall_dis()
-    return discordant
+    kernel = _tau_kernel()
+    return _scipy_kendall_dis() if kernel is None else kernel.discordant
 
 
 def _kendall_sorted(count):
     """The count from a sorting order and ties that goes with ``count`` (numba's
     :func:`neuroalign.compare._tau_kernel.discordant_sorted`: no ranks needed), or ``None``
     (any other count: tau-a counts dense ranks)."""
-    try:
-        from neuroalign.compare._tau_kernel import discordant, discordant_sorted
-    except ImportError:  # numba absent
+    kernel = _tau_kernel()
+    if kernel is None or count is not kernel.discordant:
         return None
-    return discordant_sorted if count is discordant else None
+    return kernel.discordant_sorted
 
 
 def _scipy_kendall_dis():

@@ -182,12 +182,25 @@ def test_tau_a_long_rows_in_threads_equal_the_scipy_count(monkeypatch):
                                    [brute_tau_a(m[i], b[i]) for m in models], atol=1e-14)
 
 
-def test_without_numba_tau_a_uses_scipys_count(monkeypatch):
-    """numba absent (its import fails): the same values through scipy's count."""
-    rng = np.random.default_rng(4)
-    a, b = np.round(rng.random((3, 500)), 1), rng.random(500)
-    with_numba = compare_rdms(a, b, "tau_a")
-    monkeypatch.setitem(sys.modules, "neuroalign.compare._tau_kernel", None)
+@pytest.mark.parametrize("error", [ImportError, RuntimeError])
+def test_without_a_usable_numba_tau_a_uses_scipys_count(monkeypatch, error):
+    """numba's import fails, or it finds no writable cache folder (RuntimeError at import of
+    the kernel): scipy's count, the same values."""
+    rng = np.random.default_rng(6)
+    a, b = rng.random((2, 300)), rng.random(300)
+    expected = compare_rdms(a, b, "tau_a")
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "neuroalign.compare._tau_kernel":
+                raise error("no cache locator")
+            return None
+
+    monkeypatch.delitem(sys.modules, "neuroalign.compare._tau_kernel")
+    monkeypatch.delattr(sys.modules["neuroalign.compare"], "_tau_kernel", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    assert cr._tau_kernel() is None
     count = cr._kendall_dis()
-    assert count is not None and count.__qualname__.startswith("_scipy_kendall_dis")
-    np.testing.assert_array_equal(compare_rdms(a, b, "tau_a"), with_numba)
+    assert count.__qualname__.startswith("_scipy_kendall_dis")
+    assert cr._kendall_sorted(count) is None
+    np.testing.assert_array_equal(compare_rdms(a, b, "tau_a"), expected)
