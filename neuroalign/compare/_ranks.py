@@ -380,13 +380,16 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 joint = np.r_[True, (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1]), True]
                 cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
                 ntie = int((cnt * (cnt - 1) // 2).sum())
-            elif sorted_count is not None:  # the row of a in the order of b: y in x's order
-                order, ties = _sort_row(a[i][order_b])
-                dis, ytie = sorted_count(np.ascontiguousarray(order, dtype=np.int64), ties)
-                out[i, j] = (tot - xtie - ytie - 2 * dis) / tot
-                return
             else:  # rank the row of a taken in the order of b: y in the order of x
-                ys, _, ytie = _dense_sorted(a[i][order_b])
+                y = a[i][order_b]
+                if sorted_count is not None:  # counted from y's sorting order if stable
+                    order, ties = _sort_row(y)
+                    res = sorted_count(np.ascontiguousarray(order, dtype=np.int64), ties)
+                    if res is not None:
+                        dis, ytie = res
+                        out[i, j] = (tot - xtie - ytie - 2 * dis) / tot
+                        return
+                ys, _, ytie = _dense_sorted(y)
                 ntie = 0
             dis = kendall_dis(ys)
             out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot

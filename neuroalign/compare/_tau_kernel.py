@@ -77,8 +77,8 @@ def _discordant_split(y, low_bits, dtype):  # pragma: no cover - compiled; see d
 
 
 @njit(nogil=True, cache=True)
-def _positions_ascending_within_ties(order, ties):  # pragma: no cover - compiled
-    """Sort ``order`` ascending within each tie group (in place); return the tied pairs.
+def _tied_pairs_if_ascending(order, ties):  # pragma: no cover - compiled
+    """Tied pairs, or -1 if the positions in ``order`` do not ascend within a tie group.
 
     A tie group is a run of consecutive sorted positions ``t, t + 1, ...`` in ``ties``
     (``ties`` holds ``k`` where the ``k``-th sorted value equals the next).
@@ -96,8 +96,7 @@ def _positions_ascending_within_ties(order, ties):  # pragma: no cover - compile
         pairs += c * (c - 1) // 2
         for t in range(s, e):
             if order[t] > order[t + 1]:
-                order[s:e + 1] = np.sort(order[s:e + 1])
-                break
+                return -1
     return pairs
 
 
@@ -120,22 +119,24 @@ def discordant(y: np.ndarray) -> int:
     return int(_discordant_split(y, *_low_bits_dtype(len(y), top)))
 
 
-def discordant_sorted(order: np.ndarray, ties: np.ndarray) -> tuple[int, int]:
-    """Discordant and tied pairs of a vector ``g`` given its sorting order and ties.
+def discordant_sorted(order: np.ndarray, ties: np.ndarray) -> tuple[int, int] | None:
+    """Discordant and tied pairs of a vector ``g`` given its stable sorting order and ties.
 
     ``order`` is a permutation with ``g[order]`` non-decreasing and ``ties`` the positions
     ``k`` where ``g[order[k]] == g[order[k + 1]]`` (as :func:`neuroalign.compare._ranks.
     _sort_ties` returns them). The pairs ``i < j`` with ``g[i] > g[j]`` are the inversions of
-    ``order`` once the positions within each tie group ascend (tied pairs are then never
-    inverted), so no ranks are needed. ``order`` is modified in place. Returns
-    ``(discordant, tied)``.
+    ``order`` when the positions ascend within each tie group (tied pairs are then never
+    inverted), so no ranks are needed. Returns ``(discordant, tied)``, or ``None`` where the
+    positions do not ascend within a tie group (the order was not stable; count ranks then).
     """
     order = np.asarray(order)
     if order.dtype != np.int64 or not order.flags.c_contiguous:
         raise TypeError("discordant_sorted() needs a contiguous int64 'order'; got "
                         f"{order.dtype!r}.")
     n = len(order)
-    tied = int(_positions_ascending_within_ties(order, np.ascontiguousarray(ties, np.int64)))
+    tied = int(_tied_pairs_if_ascending(order, np.ascontiguousarray(ties, np.int64)))
+    if tied < 0:
+        return None
     if n < 2:
         return 0, tied
     return int(_discordant_split(order, *_low_bits_dtype(n, n - 1))), tied

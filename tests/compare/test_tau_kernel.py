@@ -84,8 +84,8 @@ def test_discordant_of_permutations_equals_scipy_for_other_seeds():
 @given(seed=seeds, n=st.integers(0, 200), top=st.sampled_from([1, 2, 3, 10, 1000]),
        shuffle=st.booleans())
 def test_discordant_from_the_sorting_order_equals_brute_force(seed, n, top, shuffle):
-    """Discordant and tied pairs from a sorting order whose tie groups come in any order
-    (shuffled within ties: must be put in ascending positions first)."""
+    """Discordant and tied pairs from a stable sorting order; ``None`` where the tie groups
+    come in another order (shuffled within ties)."""
     rng = np.random.default_rng(seed)
     g = rng.integers(0, top, n).astype(float)
     order = np.argsort(g, kind="stable")
@@ -94,9 +94,31 @@ def test_discordant_from_the_sorting_order_equals_brute_force(seed, n, top, shuf
     if shuffle:  # any order within each tie group
         order = order[np.lexsort((rng.random(n), s))]
     i, j = np.triu_indices(n, 1)
-    dis, tied = discordant_sorted(order.astype(np.int64), ties)
-    assert dis == int((g[i] > g[j]).sum())
-    assert tied == int((g[i] == g[j]).sum())
+    res = discordant_sorted(order.astype(np.int64), ties)
+    if shuffle and any(np.any(np.diff(order[s == v]) < 0) for v in np.unique(s)):
+        assert res is None  # not stable: the caller counts ranks instead
+        return
+    assert res == (int((g[i] > g[j]).sum()), int((g[i] == g[j]).sum()))
+
+
+def test_tau_a_with_an_unstable_sorting_order_counts_ranks(monkeypatch):
+    """A sort that returns tied values in any order (the ``argsort`` path): tau-a falls back
+    from the sorting order to dense ranks, same values."""
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 3, (3, 400)).astype(float), rng.random(400)
+    expected = [brute_tau_a(r, b) for r in a]
+
+    def unstable(x):
+        order = np.lexsort((rng.random(len(x)), x))  # ties in random order
+        s = x[order]
+        return order, np.flatnonzero(s[1:] == s[:-1])
+
+    monkeypatch.setattr(cr, "_sort_row", unstable)
+    calls = []
+    real = cr._dense_sorted
+    monkeypatch.setattr(cr, "_dense_sorted", lambda x: calls.append(1) or real(x))
+    np.testing.assert_allclose(cr._tau_a(a, b[None])[:, 0], expected, atol=1e-14)
+    assert len(calls) == 1 + 3  # b, then every row of a (their tie groups come unsorted)
 
 
 def test_discordant_sorted_refuses_other_integer_types():
@@ -204,3 +226,24 @@ def test_without_a_usable_numba_tau_a_uses_scipys_count(monkeypatch, error):
     assert count.__qualname__.startswith("_scipy_kendall_dis")
     assert cr._kendall_sorted(count) is None
     np.testing.assert_array_equal(compare_rdms(a, b, "tau_a"), expected)
+
+
+@pytest.mark.parametrize("torch_sort", [False, True])
+def test_tau_a_counts_from_the_sorting_order_of_the_key_sorts(monkeypatch, torch_sort):
+    """The integer-key sorts (packed 64-bit keys; torch's radix sort) are stable, so tau-a
+    counts straight from their order (no ranks), ties and near-ties included."""
+    if torch_sort:
+        pytest.importorskip("torch")
+        monkeypatch.setattr(cr, "_TORCH_SORT_MIN", 1)
+    else:
+        monkeypatch.setattr(cr, "_get_torch", lambda: False)
+    rng = np.random.default_rng(9)
+    b = rng.random(300)
+    a = np.stack([np.round(b + rng.random(300), 1), b + rng.integers(0, 2, 300) * 1e-16,
+                  rng.integers(0, 2, 300).astype(float), np.r_[b[:-1], 1e9]])
+    calls = []
+    real = cr._dense_sorted
+    monkeypatch.setattr(cr, "_dense_sorted", lambda x: calls.append(1) or real(x))
+    np.testing.assert_allclose(cr._tau_a(a, b[None])[:, 0], [brute_tau_a(r, b) for r in a],
+                               atol=1e-14)
+    assert len(calls) == 1  # b only
