@@ -29,14 +29,21 @@ __all__ = ["discordant", "discordant_sorted"]
 @njit(nogil=True, cache=True)
 def _count_greater(cnt, v, bits):  # pragma: no cover - compiled
     """Add ``v`` (``bits`` bits) to the tree of counters ``cnt`` (heap order, root 1);
-    return how many values added before are larger."""
+    return how many values added before are larger.
+
+    Only right children hold counts (a left child's is never read): at each level the
+    right child's count is read, added to the result where ``v`` goes left, and incremented
+    where ``v`` goes right, one load and one store.
+    """
     greater = 0
     node = 1
     for level in range(bits - 1, -1, -1):
         bit = (v >> level) & 1
-        greater += cnt[2 * node + 1] & (bit - 1)  # right sibling's count where v goes left
-        node = 2 * node + bit
-        cnt[node] += 1
+        right = 2 * node + 1
+        c = cnt[right]
+        greater += c & (bit - 1)  # bit 0: all ones, the right subtree's values are larger
+        cnt[right] = c + bit
+        node = right - 1 + bit
     return greater
 
 
