@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import tracemalloc
@@ -109,6 +110,15 @@ def case_rank_compare(n_stim, n_models, n_ref_models, rng):
     models = data[None] + rng.random((n_models, n_pairs)) * np.linspace(0.2, 5, n_models)[:, None]
     rows = []
     for ours_m, theirs_m in (("spearman", "spearman"), ("tau_a", "tau-a")):
+        # first calls on a tiny input, untimed for the comparison: imports on both sides
+        # (and, for tau-a, numba's import and its compiled count: loaded from numba's cache,
+        # or compiled on the very first run of an installation); reported as first_call_s
+        t0 = time.perf_counter()
+        compare_rdms(models[:2, :500], data[:500], ours_m)
+        first_call = time.perf_counter() - t0
+        rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(models[:2, :500]),
+                               rsatoolbox.rdm.RDMs(data[None, :500]), method=theirs_m)
+        load_before = os.getloadavg()[0]
         ours, t_ours, m_ours = timed(lambda m=ours_m: compare_rdms(models, data, m))
         sub = models[:n_ref_models]
         ref, t_ref, m_ref = timed(lambda m=theirs_m, s=sub: rsatoolbox.rdm.compare(
@@ -121,6 +131,8 @@ def case_rank_compare(n_stim, n_models, n_ref_models, rng):
             "rsatoolbox_s_scaled_to_all": t_ref_all, "rsatoolbox_peak_MiB": m_ref,
             "speedup": t_ref_all / t_ours,
             "max_abs_err": float(np.max(np.abs(ours[:n_ref_models] - ref))),
+            "first_call_s": first_call, "load_avg_before_after": [load_before,
+                                                                  os.getloadavg()[0]],
         })
     return rows
 

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "sklearn", "scipy.stats", "scipy.sparse", "scipy.optimize",
          "himalaya", "nilearn", "mne", "diffusers", "open_clip", "transformers", "matplotlib",
-         "dask", "zarr", "h5py", "nibabel", "typer", "jinja2", "PIL")
+         "dask", "zarr", "h5py", "nibabel", "typer", "jinja2", "PIL", "numba")
 PACKAGES = ("store", "datasets", "compare", "encoders", "features", "decoders", "mapping",
             "stimuli", "testing")
 

@@ -237,7 +237,10 @@ def compare_rdms(
         - ``"spearman"``: Pearson r of the ranks (ties averaged).
         - ``"rho_a"``: ``12 <ra - mean, rb - mean> / (N^3 - N)`` with ``N`` pairs (no tie
           correction; rsatoolbox ``"rho-a"``).
-        - ``"tau_a"``: Kendall tau-a, ``(concordant - discordant) / (N (N-1) / 2)``.
+        - ``"tau_a"``: Kendall tau-a, ``(concordant - discordant) / (N (N-1) / 2)``
+          (rsatoolbox ``"tau-a"``; ties count 0). The discordant pairs are counted by
+          code that numba compiles on the first call of an installation (a few seconds,
+          then cached); without numba, by scipy's count (the same values, slower).
         - ``"cosine_cov"``, ``"pearson_cov"``: cosine (after centring the vectors, for
           ``pearson_cov``) of the double-centred second-moment matrices
           ``G = -1/2 H D H``, i.e. the whitened comparison of Diedrichsen et al. (2020)

@@ -13,19 +13,64 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from neuroalign._config import limit_this_thread, max_threads, thread_limits
+from neuroalign._logging import get_logger
 
 __all__ = ["rank_average", "rank_rows"]
+
+log = get_logger(__name__)
 
 _PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
 
 
+def _tau_kernel():
+    """:mod:`neuroalign.compare._tau_kernel` (numba), imported here on first use (never at
+    ``import neuroalign``); ``None`` without numba, or where numba finds no writable cache
+    folder for the compiled code (it raises ``RuntimeError`` then)."""
+    try:
+        from neuroalign.compare import _tau_kernel
+    except (ImportError, RuntimeError) as err:
+        log.debug("tau-a counts pairs with scipy's count: %s", err)
+        return None
+    return _tau_kernel
+
+
 def _kendall_dis():
-    """scipy's O(n log n) discordant-pair count (private; ``None``: public fallback)."""
+    """The discordant-pair count ``count(y)``: pairs ``i < j`` with ``y[i] > y[j]`` of dense
+    integer ranks.
+
+    numba's compiled count (:func:`neuroalign.compare._tau_kernel.discordant`), which
+    releases the GIL so that rows are counted in parallel; without numba, scipy's private
+    ``_kendall_dis`` (the same count, holding the GIL); ``None`` if neither is available
+    (then tau-a goes through ``scipy.stats.kendalltau``).
+    """
+    kernel = _tau_kernel()
+    return _scipy_kendall_dis() if kernel is None else kernel.discordant
+
+
+def _kendall_sorted(count):
+    """The count from a sorting order and ties that goes with ``count`` (numba's
+    :func:`neuroalign.compare._tau_kernel.discordant_sorted`: no ranks needed), or ``None``
+    (any other count: tau-a counts dense ranks)."""
+    kernel = _tau_kernel()
+    if kernel is None or count is not kernel.discordant:
+        return None
+    return kernel.discordant_sorted
+
+
+def _scipy_kendall_dis():
+    """scipy's O(n log n) discordant-pair count as ``count(y)`` (``None``: not available)."""
     try:
         from scipy.stats._stats import _kendall_dis as dis
     except ImportError:  # pragma: no cover - depends on the scipy version
         return None
-    return dis
+
+    def count(y: np.ndarray) -> int:
+        y = np.ascontiguousarray(y, dtype=np.intp)
+        if len(y) < 2:
+            return 0
+        return int(dis(np.arange(1, len(y) + 1, dtype=np.intp), y))
+
+    return count
 
 
 def _rows_parallel(func, n_rows: int, size: int) -> None:
@@ -308,12 +353,15 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Each row of ``b`` is ranked once; each row of ``a`` is taken in the sorted order of
     ``b`` and needs one sort (:func:`_sort_ties`) and one O(N log N) discordant count
-    (scipy's Fenwick tree). Rows run in threads: the sorts release the GIL, the counts not.
+    (:func:`_kendall_dis`, compiled by numba: without ties in ``b``, counted straight from
+    the sorting order, :func:`_kendall_sorted`). Rows run in threads: the sorts and the
+    compiled count release the GIL (scipy's count, the fallback without numba, does not).
     """
     n = a.shape[1]
     tot = n * (n - 1) // 2
     out = np.empty((len(a), len(b)))
     kendall_dis = _kendall_dis()
+    sorted_count = _kendall_sorted(kendall_dis)
     for j, bv in enumerate(b):
         xb, order_b, xtie = _dense_sorted(bv)
 
@@ -333,9 +381,17 @@ def _tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 cnt = np.diff(np.flatnonzero(joint)).astype(np.int64)
                 ntie = int((cnt * (cnt - 1) // 2).sum())
             else:  # rank the row of a taken in the order of b: y in the order of x
-                ys, _, ytie = _dense_sorted(a[i][order_b])
+                y = a[i][order_b]
+                if sorted_count is not None:  # counted from y's sorting order if stable
+                    order, ties = _sort_row(y)
+                    res = sorted_count(np.ascontiguousarray(order, dtype=np.int64), ties)
+                    if res is not None:
+                        dis, ytie = res
+                        out[i, j] = (tot - xtie - ytie - 2 * dis) / tot
+                        return
+                ys, _, ytie = _dense_sorted(y)
                 ntie = 0
-            dis = int(kendall_dis(np.arange(1, n + 1, dtype=np.intp), ys))
+            dis = kendall_dis(ys)
             out[i, j] = (tot - xtie - ytie + ntie - 2 * dis) / tot
 
         _rows_parallel(one, len(a), n)
