@@ -47,6 +47,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,7 @@ class IngestPlan:
     blocks: list[Block]
     fingerprint: dict = field(default_factory=dict)
     desc: str = "ingest"
+    _files: _ChunkFiles | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -229,19 +231,31 @@ class IngestPlan:
                        encoding={RESPONSE_VAR: {"chunks": chunks, "compressors": None}})
             write_marker(partial, "partial ingest")
         _write_json(state_path, {"fingerprint": fp, "done": done})
-        files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
+        self._files = files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
         hashes = DigestQueue()
-        waiting: list[tuple[str, dict[str, object]]] = []  # written blocks, digests pending
+        # one block is written (and its bytes hashed for the manifest) on this thread while
+        # the next one is read: at most two blocks in memory
+        writer = ThreadPoolExecutor(1, thread_name_prefix="neuroalign-write")
+        waiting: list[tuple[str, Future]] = []  # blocks being written or with digests pending
         complete = False
         try:
+            writing: Future | None = None
             for block in progress([b for b in self.blocks if b.key not in done],
                                   desc=self.desc, unit="file"):
-                waiting.append((block.key, self._write_block(block, files, hashes)))
+                arr, before = self._read_block(block)
+                if writing is not None:
+                    writing.result()  # the previous block is written (or its error raised)
+                writing = writer.submit(_store_block, block, arr, before, files, hashes)
+                waiting.append((block.key, writing))
+                del arr
                 if _take_digests(waiting, done, wait=False):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
+            if writing is not None:
+                writing.result()
             complete = True
         finally:
             try:
+                writer.shutdown(wait=True)  # a block being written is finished first
                 # interrupted: finish the digests of the blocks written, so a resume keeps
                 # them; complete: pending digests would only serve a resume, drop them
                 if not complete and _take_digests(waiting, done, wait=True):
@@ -249,11 +263,10 @@ class IngestPlan:
             finally:
                 hashes.close()
 
-    def _write_block(self, block: Block, files: _ChunkFiles, hashes: DigestQueue) -> dict:
-        """Read one block and write its rows in place; queue its files for hashing.
+    def _read_block(self, block: Block) -> tuple[np.ndarray, dict[str, tuple]]:
+        """Read one block; a file that changed while it was read is an error.
 
-        Returns ``{path: future digest}``. A file that changed while the block was read is
-        an error.
+        Returns the values and the stat of each of its files before the read.
         """
         before = {str(p): file_stat(p) for p in block.files}
         arr = self._check_block(block, block.read())
@@ -263,8 +276,7 @@ class IngestPlan:
                     f"{p}: changed while it was being read (size, time or inode differ). "
                     "Run the ingest again once the file is complete."
                 )
-        files.write_rows(block.start, arr)
-        return {p: hashes.submit(p, st) for p, st in before.items()}
+        return arr, before
 
     def _finalize(self, partial: Path, tmp: Path) -> None:
         """Give the finished partial store the current plan's attrs and rename it to ``tmp``.
@@ -284,7 +296,19 @@ class IngestPlan:
         os.replace(partial, tmp)
         (tmp / _PROGRESS_FILE).unlink()
         write_marker(tmp, "store")
-        write_manifest(tmp)  # chunk sizes and checksums, then the completion marker
+        # chunk sizes and checksums, then the completion marker; the digests of the chunk
+        # files written whole by this run come from the bytes written, the rest are read
+        write_manifest(tmp, known=self._files.digests() if self._files is not None else None)
+
+
+def _store_block(block: Block, arr: np.ndarray, before: dict, files: _ChunkFiles,
+                 hashes: DigestQueue) -> dict[str, Future]:
+    """Write a block's rows in place (on the writer thread); queue its files for hashing.
+
+    Returns ``{path: future digest}`` of the files the block was read from.
+    """
+    files.write_rows(block.start, arr)
+    return {p: hashes.submit(p, st) for p, st in before.items()}
 
 
 class _ChunkFiles:
@@ -295,6 +319,11 @@ class _ChunkFiles:
     ``start*row : stop*row`` of it, ``row = w * prod(trailing) * 4``. Each chunk file is
     created at its full size (sparse) and written with ``pwrite`` at that offset; the last
     chunk's columns beyond the array are zeros (zarr ignores them).
+
+    The SHA-256 of each chunk file is computed from the bytes as they are written, for the
+    store's manifest, as long as its rows are written in order from the first (a fresh
+    ingest); :meth:`digests` gives those of the files written whole that way, so the
+    manifest does not read the store back.
     """
 
     def __init__(self, folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
@@ -313,7 +342,18 @@ class _ChunkFiles:
         self.row_bytes = self.width * self.rest * 4
         self.n_chunks = -(-shape[1] // self.width)
         trailing = (0,) * (len(shape) - 2)
-        self.paths = [folder / meta.encode_chunk_key((0, c, *trailing)) for c in range(self.n_chunks)]
+        keys = [meta.encode_chunk_key((0, c, *trailing)) for c in range(self.n_chunks)]
+        self.paths = [folder / k for k in keys]
+        self.rel = [f"{folder.name}/{k}" for k in keys]
+        self._sha = [hashlib.sha256() for _ in keys]
+        self._hashed = [0] * self.n_chunks  # bytes hashed from the start; -1: out of order
+
+    def digests(self) -> dict[str, tuple[int, str]]:
+        """``{path relative to the store: (size, SHA-256)}`` of the chunk files whose every
+        byte was hashed as written, in order."""
+        full = self.shape[0] * self.row_bytes
+        return {rel: (full, h.hexdigest()) for rel, h, n in zip(self.rel, self._sha, self._hashed, strict=True)
+                if n == full}
 
     def write_rows(self, start: int, arr: np.ndarray) -> None:
         n_rows = arr.shape[0]
@@ -336,6 +376,11 @@ class _ChunkFiles:
                     done += os.pwrite(fd, data[done:], offset + done)
             finally:
                 os.close(fd)
+            if self._hashed[c] == offset:  # hashlib releases the GIL on large buffers
+                self._sha[c].update(data)
+                self._hashed[c] = offset + len(data)
+            else:
+                self._hashed[c] = -1
 
 
 class _Digests:
@@ -359,13 +404,19 @@ class _Digests:
 def _take_digests(waiting: list, done: dict, *, wait: bool) -> bool:
     """Move written blocks whose digests are in from ``waiting`` to ``done`` (all of them,
     waiting for their hashes, with ``wait``); a block whose file changed after its read
-    (digest None) is left out. True when ``done`` changed."""
+    (digest None), or whose write failed, is left out. True when ``done`` changed.
+
+    ``waiting`` holds ``(key, future)``, the future of the block's write giving
+    ``{path: future digest}``."""
     changed = False
-    for key, futures in list(waiting):
-        if not wait and not all(f.done() for f in futures.values()):
+    for key, writing in list(waiting):
+        if not wait and not (writing.done() and (writing.exception() is not None or all(
+                f.done() for f in writing.result().values()))):
             continue
-        digests = {p: f.result() for p, f in futures.items()}
-        waiting.remove((key, futures))
+        waiting.remove((key, writing))
+        if writing.exception() is not None:  # a failed write (the ingest raises it)
+            continue
+        digests = {p: f.result() for p, f in writing.result().items()}
         if all(d is not None for d in digests.values()):
             done[key] = digests
             changed = True

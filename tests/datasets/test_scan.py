@@ -230,3 +230,73 @@ def test_a_changed_session_is_rewritten_in_place_on_resume(tree, tmp_path):
     np.testing.assert_array_equal(after, load_nsd(root, 1, sessions=[1, 2, 3]).responses.values)
     np.testing.assert_array_equal(after[225:450], -before[225:450])
     np.testing.assert_array_equal(after[:225], before[:225])
+
+
+def _hashed_from_disk(monkeypatch) -> list[str]:
+    """Record the files the store manifest reads back to hash."""
+    from neuroalign.store import _io
+
+    reads, real = [], _io._sha256
+    monkeypatch.setattr(_io, "_sha256", lambda p: reads.append(p.relative_to(p.parents[1]).as_posix()) or real(p))
+    return reads
+
+
+def _manifest_is_true(out):
+    from neuroalign.store import MANIFEST, verify_store
+
+    files = json.loads((out / MANIFEST).read_text())["files"]
+    for rel, (size, digest) in files.items():
+        data = (out / rel).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (size, digest), rel
+    assert verify_store(out)["files"] == len(files)
+
+
+def test_the_manifest_digests_chunks_as_written_without_reading_them_back(tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(_ingest, "_TARGET_CHUNK_BYTES", 675 * 4 * 7)  # 7 neuroids a chunk
+    reads = _hashed_from_disk(monkeypatch)
+    out = ingest_nsd(tree.root, 1, tmp_path / "s.zarr", mask=None, rois=(), sessions=[1, 2, 3])
+    assert not [r for r in reads if r.startswith("responses/") and "/.z" not in r]
+    assert any(r.startswith("neuroid_id/") for r in reads)  # other arrays are read back
+    _manifest_is_true(out)  # includes the last chunk's zero padding
+
+
+def test_a_resumed_ingest_reads_back_the_chunks_it_did_not_write_whole(tree, tmp_path, monkeypatch):
+    plan = _ingest_plan(tree.root, "fsaverage")
+    plan.blocks[1].read = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        plan.write(tmp_path / "r.zarr")
+    reads = _hashed_from_disk(monkeypatch)
+    out = ingest_nsd(tree.root, 1, tmp_path / "r.zarr", space="fsaverage", sessions=[1, 2, 3])
+    chunks = sorted(p.name for p in (out / "responses").iterdir() if not p.name.startswith("."))
+    assert sorted(r.split("/")[1] for r in reads if r.startswith("responses/0.")) == chunks
+    _manifest_is_true(out)  # rows 225: were hashed as written, rows :225 were not
+    np.testing.assert_array_equal(open_store(out).responses.values,
+                                  load_nsd(tree.root, 1, space="fsaverage", sessions=[1, 2, 3]).responses.values)
+
+
+def test_write_manifest_reads_a_file_whose_known_size_is_stale(tmp_path):
+    from neuroalign.store import MANIFEST, write_manifest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/0").write_bytes(b"12345")
+    (tmp_path / "a/1").write_bytes(b"678")
+    write_manifest(tmp_path, known={"a/0": (5, "given"), "a/1": (4, "stale")})
+    files = json.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert files == {"a/0": [5, "given"], "a/1": [3, hashlib.sha256(b"678").hexdigest()]}
+
+
+def test_a_failed_write_is_raised_and_only_written_blocks_are_resumable(tree, tmp_path, monkeypatch):
+    real = _ingest._ChunkFiles.write_rows
+
+    def full_disk(self, start, arr):
+        if start >= 450:  # the third session
+            raise OSError(28, "No space left on device")
+        return real(self, start, arr)
+
+    monkeypatch.setattr(_ingest._ChunkFiles, "write_rows", full_disk)
+    plan = _ingest_plan(tree.root, "func1pt8mm")
+    with pytest.raises(OSError, match="No space left"):
+        plan.write(tmp_path / "r.zarr")
+    state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
+    assert sorted(state["done"]) == sorted(b.key for b in plan.blocks[:2])
+    assert not (tmp_path / "r.zarr").exists()
