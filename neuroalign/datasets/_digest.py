@@ -7,13 +7,18 @@ when those digests are unchanged. Hashing a file costs about as much CPU as read
 read and written, its files are queued for hashing on a background thread (they are in
 the page cache then), and the block counts as finished in the resume state when its
 digests are in. A complete ingest drops the hashes still pending (they only serve a
-resume); an interrupted one first finishes those of the blocks it wrote.
+resume); an interrupted one first finishes those of the blocks it wrote. On Linux the
+hashing thread runs at the lowest CPU priority (``nice`` 19, that thread only), so it
+takes only the CPU time that the ingest leaves idle (waiting on the disk): it never slows
+the ingest down, and the hashes it has not finished when the ingest completes are simply
+dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +26,16 @@ from pathlib import Path
 __all__ = ["file_stat", "content_digest", "DigestQueue"]
 
 _DIGEST_PIECE = 8 * 2**20
+
+
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: ``setpriority`` on a thread
+    id affects that thread only); elsewhere, or when refused, do nothing."""
+    if sys.platform.startswith("linux") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:  # pragma: no cover - e.g. a sandbox that forbids it
+            pass
 
 
 def file_stat(path) -> tuple:
@@ -67,7 +82,8 @@ class DigestQueue:
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="neuroalign-digest")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="neuroalign-digest",
+                                        initializer=_lower_priority)
         self._stop = threading.Event()
         self._futures: dict[tuple, Future] = {}
 

@@ -300,3 +300,21 @@ def test_a_failed_write_is_raised_and_only_written_blocks_are_resumable(tree, tm
     state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
     assert sorted(state["done"]) == sorted(b.key for b in plan.blocks[:2])
     assert not (tmp_path / "r.zarr").exists()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_resume_hashing_runs_at_the_lowest_priority_on_its_own_thread_only():
+    import os
+    import threading
+
+    def nice_of_this_thread(path, stat):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    q = _digest.DigestQueue()
+    try:
+        q._hash = nice_of_this_thread
+        assert q.submit(__file__, (0,)).result() == 19
+    finally:
+        q.close()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # unchanged
