@@ -316,6 +316,10 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
     columns = np.asarray(columns, dtype=np.int64)
     if out is None or out.shape != (T, len(columns)):
         out = np.empty((T, len(columns)), dtype=np.float32)
+    if len(columns) and columns[0] >= 0 and np.array_equal(
+            columns, np.arange(columns[0], columns[0] + len(columns))):
+        # a run of columns (the whole surface): a slice, cast straight into ``out``
+        columns = slice(int(columns[0]), int(columns[0]) + len(columns))
     step = max(1, _RANGE_BYTES // max(frame, 1))
     buf = bytearray(min(step, T) * frame)
     fd = os.open(path, os.O_RDONLY)

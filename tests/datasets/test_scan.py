@@ -137,6 +137,9 @@ def test_mgh_reader_equals_nibabel(tmp_path, monkeypatch):
     img = nib.load(path)
     got = _scan.read_mgh_frames(path, img, cols)
     np.testing.assert_array_equal(got, np.asarray(img.dataobj)[cols, 0, 0, :].T)
+    for run in (np.arange(50), np.arange(4, 9), np.arange(49, 50)):  # runs read as a slice
+        np.testing.assert_array_equal(_scan.read_mgh_frames(path, img, run),
+                                      np.asarray(img.dataobj)[run, 0, 0, :].T)
     gz = tmp_path / "lh.betas_session01.mgz"
     nib.save(nib.MGHImage(vals, np.eye(4)), str(gz))
     assert _scan.read_mgh_frames(gz, nib.load(gz), cols) is None  # gzip: nibabel reads it
