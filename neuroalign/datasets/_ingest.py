@@ -13,6 +13,10 @@ block is written straight into place (``pwrite``), in any order and again after 
 interruption, and no rechunking pass or second copy of the store is ever made. (The
 betas compress to about half with blosc-zstd, but at 25-60 MB/s per core, well below
 disk speed; a store can be recompressed later with :func:`~neuroalign.store.save_store`.)
+A block is written on a writer thread while the next one is read (at most two blocks in
+memory), and the SHA-256 of each chunk file for the store's manifest is computed there
+from the bytes as they are written, so the finished store is never read back to be
+hashed (except the chunk files a resumed ingest did not write whole, in order).
 
 A write holds the target's lock (:func:`neuroalign._files.atomic_dir`) from start to end:
 a second writer to the same target gets :class:`~neuroalign.exceptions.TargetLockedError`
