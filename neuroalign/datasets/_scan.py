@@ -8,7 +8,8 @@ reused for the other sessions, whose bytes outside the chunk data are identical)
 chunks holding the wanted voxels are read as raw bytes, sorted by file offset and
 coalesced into large reads: disk speed.
 The fsaverage ``.mgh`` betas are one raw big-endian array after a 284-byte header; their
-trials are read in large pieces and the wanted vertices taken from each.
+trials are read in large pieces (the next one read ahead by the kernel while the CPU takes
+the wanted vertices from the current one).
 
 Either reader returns ``None`` when the file does not have the layout it handles
 (filters, partial-trial chunks, gzip): the caller then reads it with h5py / nibabel.
@@ -41,7 +42,8 @@ def _prefetch(fd: int, ranges) -> None:
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
         for a, b in ranges:
-            advise(fd, int(a), int(b - a), os.POSIX_FADV_WILLNEED)
+            if b > a:  # (a length of 0 would mean: to the end of the file)
+                advise(fd, int(a), int(b - a), os.POSIX_FADV_WILLNEED)
 
 
 def _pread(fd: int, buf: bytearray, offset: int, length: int, path: Path) -> memoryview:
@@ -326,6 +328,8 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
     try:
         for t0 in range(0, T, step):
             m = min(step, T - t0)
+            # the disk reads the next piece while this one is cast
+            _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
             view = _pread(fd, buf, offset + t0 * frame, m * frame, path)
             out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
             del view
