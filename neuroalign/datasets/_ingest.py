@@ -65,7 +65,7 @@ from neuroalign.exceptions import DataFormatError, OutputExistsError
 from neuroalign.store import check_store, write_manifest
 from neuroalign.store._schema import RESPONSE_VAR
 
-__all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fingerprint"]
+__all__ = ["Block", "IngestPlan", "Scaled", "content_digest", "describe_files", "file_fingerprint"]
 
 log = get_logger(__name__)
 
@@ -76,17 +76,45 @@ _TARGET_CHUNK_BYTES = 32 * 2**20
 
 
 @dataclass
+class Scaled:
+    """Values stored as integers, and their divisor: the block's values are
+    ``values.astype(float32) / divisor`` (float32 arithmetic, as ``arr /= divisor``).
+
+    A :class:`Block` may read these instead of float32: half the memory for int16 data,
+    and the streamed write divides while it lays the values out in the store's chunks
+    (one pass instead of a cast, a division and a copy).
+    """
+
+    values: np.ndarray  # (rows, ...) any strides
+    divisor: np.float32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.values.shape
+
+    def into(self, out: np.ndarray, cols: slice = slice(None)) -> None:
+        """Write ``values[:, cols] / divisor`` (float32) into ``out``."""
+        np.divide(self.values[:, cols], np.float32(self.divisor), out=out, dtype=np.float32)
+
+    def to_float32(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.float32)
+        self.into(out)
+        return out
+
+
+@dataclass
 class Block:
     """Rows ``start:stop`` of the sample dim, read by ``read()`` (shape (stop-start, ...)).
 
     ``files`` are the files ``read()`` reads; their content digests decide whether a
-    block written by an interrupted ingest can be kept.
+    block written by an interrupted ingest can be kept. ``read()`` returns float32 values,
+    or :class:`Scaled` integers.
     """
 
     key: str
     start: int
     stop: int
-    read: Callable[[], np.ndarray]
+    read: Callable[[], np.ndarray | Scaled]
     files: Sequence[str | os.PathLike] = ()
 
 
@@ -123,13 +151,13 @@ class IngestPlan:
     def shape(self) -> tuple[int, ...]:
         return tuple(int(self.skeleton.sizes[d]) for d in self.dims)
 
-    def _check_block(self, block: Block, arr: np.ndarray) -> np.ndarray:
+    def _check_block(self, block: Block, arr: np.ndarray | Scaled) -> np.ndarray | Scaled:
         expected = (block.stop - block.start, *self.shape[1:])
         if arr.shape != expected:
             raise DataFormatError(
                 f"{block.key}: read an array of shape {arr.shape!r}, expected {expected!r}."
             )
-        return np.asarray(arr, dtype=np.float32)
+        return arr if isinstance(arr, Scaled) else np.asarray(arr, dtype=np.float32)
 
     def load(self) -> xr.Dataset:
         """Read every block into memory and return the validated store.
@@ -141,7 +169,11 @@ class IngestPlan:
         """
         out = np.empty(self.shape, dtype=np.float32)
         for block in progress(self.blocks, desc=self.desc, unit="file"):
-            out[block.start : block.stop] = self._check_block(block, block.read())
+            arr = self._check_block(block, block.read())
+            if isinstance(arr, Scaled):
+                arr.into(out[block.start : block.stop])
+            else:
+                out[block.start : block.stop] = arr
         ds = self.skeleton.assign({RESPONSE_VAR: (self.dims, out)})
         return check_store(ds)
 
@@ -267,7 +299,7 @@ class IngestPlan:
             finally:
                 hashes.close()
 
-    def _read_block(self, block: Block) -> tuple[np.ndarray, dict[str, tuple]]:
+    def _read_block(self, block: Block) -> tuple[np.ndarray | Scaled, dict[str, tuple]]:
         """Read one block; a file that changed while it was read is an error.
 
         Returns the values and the stat of each of its files before the read.
@@ -305,7 +337,7 @@ class IngestPlan:
         write_manifest(tmp, known=self._files.digests() if self._files is not None else None)
 
 
-def _store_block(block: Block, arr: np.ndarray, before: dict, files: _ChunkFiles,
+def _store_block(block: Block, arr: np.ndarray | Scaled, before: dict, files: _ChunkFiles,
                  hashes: DigestQueue) -> dict[str, Future]:
     """Write a block's rows in place (on the writer thread); queue its files for hashing.
 
@@ -359,17 +391,19 @@ class _ChunkFiles:
         return {rel: (full, h.hexdigest()) for rel, h, n in zip(self.rel, self._sha, self._hashed, strict=True)
                 if n == full}
 
-    def write_rows(self, start: int, arr: np.ndarray) -> None:
+    def write_rows(self, start: int, arr: np.ndarray | Scaled) -> None:
         n_rows = arr.shape[0]
         full = self.shape[0] * self.row_bytes
         piece = np.zeros((n_rows, self.width, *self.shape[2:]), dtype="<f4")
         for c, path in enumerate(self.paths):
-            part = arr[:, c * self.width : (c + 1) * self.width]
-            if part.shape[1] == self.width:
-                piece[...] = part
-            else:  # the last chunk: columns past the end are 0
-                piece[:, : part.shape[1]] = part
-                piece[:, part.shape[1] :] = 0
+            cols = slice(c * self.width, min((c + 1) * self.width, self.shape[1]))
+            k = cols.stop - cols.start
+            if isinstance(arr, Scaled):  # divided as it is laid out
+                arr.into(piece[:, :k], cols)
+            else:
+                piece[:, :k] = arr[:, cols]
+            if k < self.width:  # the last chunk: columns past the end are 0
+                piece[:, k:] = 0
             data = memoryview(piece).cast("B")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
             try:

@@ -209,7 +209,7 @@ class _Gather:
             self.out[rows_out] = vals[np.arange(len(sel)), :, self.local[rows_out]]
 
 
-def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
+def read_h5_voxels(d, path: Path, zyx: np.ndarray, dtype=np.float32) -> np.ndarray | None:
     """Values (trials, n) of 4-D dataset ``d`` (trials, Z, Y, X) at voxels ``zyx`` (n, 3).
 
     Only the chunks of the wanted voxels are read, sorted by file offset, nearby ones in
@@ -223,10 +223,12 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
         Its file (named in errors, and read directly).
     zyx : ndarray of int, shape (n, 3)
         Wanted voxels as (z, y, x) indices.
+    dtype : dtype
+        Of the result: float32 (default), or the stored dtype (no cast).
 
     Returns
     -------
-    ndarray of float32, shape (T, n), or None
+    ndarray of ``dtype``, shape (T, n), or None
         The stored values (unscaled; a transposed view of a C-ordered (n, T) array), or
         None when the layout is not one whose chunks hold every trial of a block of voxels
         without filters (nothing was read then).
@@ -250,11 +252,11 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
     off = index.table[lin]
     # filled neuroid-major (n, T): each chunk's trials are one contiguous row, so the
     # scatter into voxel order moves whole rows; the caller gets the (T, n) view
-    out = np.empty((len(z), T), dtype=np.float32)
+    out = np.empty((len(z), T), dtype=dtype)
     absent = off < 0  # never written: HDF5 gives the fill value
     if absent.any():
         fill = d.fillvalue
-        out[absent] = np.float32(0 if fill is None else fill)
+        out[absent] = np.asarray(0 if fill is None else fill).astype(dtype)
     vox = np.flatnonzero(~absent)
     starts, which = np.unique(off[vox], return_inverse=True)  # sorted chunk offsets
     if len(starts) and starts[-1] + size > file_size:

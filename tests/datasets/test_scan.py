@@ -321,3 +321,19 @@ def test_resume_hashing_runs_at_the_lowest_priority_on_its_own_thread_only():
     finally:
         q.close()
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # unchanged
+
+
+def test_published_layout_is_read_as_int16_with_its_divisor(tree):
+    from neuroalign.datasets._nsd_files import _read_volume_hdf5
+
+    path = tree.root / "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session02.hdf5"
+    ijk = np.array([[0, 0, 0], [9, 11, 8], [3, 4, 5], [3, 4, 6]])
+    got = _read_volume_hdf5(path, ijk)
+    assert isinstance(got, _ingest.Scaled) and got.values.dtype == np.int16
+    with h5py.File(path, "r") as f:
+        full = f["betas"][()]  # (T, Z, Y, X)
+    want = full[:, ijk[:, 2], ijk[:, 1], ijk[:, 0]].astype(np.float32) / np.float32(300)
+    np.testing.assert_array_equal(got.to_float32().view(np.int32), want.view(np.int32))  # bitwise
+    part = np.empty((len(want), 2), dtype=np.float32)
+    got.into(part, slice(1, 3))
+    np.testing.assert_array_equal(part, want[:, 1:3])
