@@ -7,7 +7,8 @@ when those digests are unchanged. Hashing a file costs about as much CPU as read
 read and written, its files are queued for hashing on a background thread (they are in
 the page cache then), and the block counts as finished in the resume state when its
 digests are in. A complete ingest drops the hashes still pending (they only serve a
-resume); an interrupted one first finishes those of the blocks it wrote. On Linux the
+resume); an interrupted one first finishes those of the blocks it wrote (on its own
+thread, at its own priority). On Linux the
 hashing thread runs at the lowest CPU priority (``nice`` 19, that thread only), so it
 takes only the CPU time that the ingest leaves idle (waiting on the disk): it never slows
 the ingest down, and the hashes it has not finished when the ingest completes are simply
@@ -98,6 +99,19 @@ class DigestQueue:
             return None
         digest = _sha256_file(path, self._stop)
         return digest if digest is not None and file_stat(path) == stat else None
+
+    def result_now(self, path, stat: tuple) -> str | None:
+        """The digest of ``path`` as it had ``stat``: the background one when it is in,
+        else computed now on the calling thread (at its priority; after :meth:`close`, for
+        an interrupted ingest that must not wait on the low-priority thread)."""
+        fut = self._futures.get((str(path), tuple(stat)))
+        if fut is not None and fut.done() and not fut.cancelled() and fut.result() is not None:
+            return fut.result()
+        path = Path(path)
+        if not path.is_file() or file_stat(path) != tuple(stat):
+            return None
+        digest = _sha256_file(path)
+        return digest if file_stat(path) == tuple(stat) else None
 
     def close(self) -> None:
         """Stop: the running hash ends at its next piece, queued ones are dropped."""

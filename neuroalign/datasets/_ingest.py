@@ -73,6 +73,7 @@ _PROGRESS_FILE = ".neuroalign-ingest.json"
 _STATE_VERSION = 3  # 3: final layout written in place, uncompressed
 _ZARR_FORMAT = 2
 _TARGET_CHUNK_BYTES = 32 * 2**20
+_WRITE_AHEAD = True  # read the next block while one is written (two blocks in memory)
 
 
 @dataclass
@@ -284,6 +285,8 @@ class IngestPlan:
                 writing = writer.submit(_store_block, block, arr, before, files, hashes)
                 waiting.append((block.key, writing))
                 del arr
+                if not _WRITE_AHEAD:
+                    writing.result()
                 if _take_digests(waiting, done, wait=False):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
             if writing is not None:
@@ -292,9 +295,11 @@ class IngestPlan:
         finally:
             try:
                 writer.shutdown(wait=True)  # a block being written is finished first
-                # interrupted: finish the digests of the blocks written, so a resume keeps
-                # them; complete: pending digests would only serve a resume, drop them
-                if not complete and _take_digests(waiting, done, wait=True):
+                hashes.close()  # the low-priority thread stops; what it finished is kept
+                # interrupted: finish the digests of the blocks written (here, at this
+                # thread's priority), so a resume keeps them; complete: pending digests
+                # would only serve a resume, drop them
+                if not complete and _take_digests(waiting, done, wait=True, hashes=hashes):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
             finally:
                 hashes.close()
@@ -341,10 +346,10 @@ def _store_block(block: Block, arr: np.ndarray | Scaled, before: dict, files: _C
                  hashes: DigestQueue) -> dict[str, Future]:
     """Write a block's rows in place (on the writer thread); queue its files for hashing.
 
-    Returns ``{path: future digest}`` of the files the block was read from.
+    Returns ``{path: (stat, future digest)}`` of the files the block was read from.
     """
     files.write_rows(block.start, arr)
-    return {p: hashes.submit(p, st) for p, st in before.items()}
+    return {p: (st, hashes.submit(p, st)) for p, st in before.items()}
 
 
 class _ChunkFiles:
@@ -439,22 +444,24 @@ class _Digests:
         return digest
 
 
-def _take_digests(waiting: list, done: dict, *, wait: bool) -> bool:
-    """Move written blocks whose digests are in from ``waiting`` to ``done`` (all of them,
-    waiting for their hashes, with ``wait``); a block whose file changed after its read
-    (digest None), or whose write failed, is left out. True when ``done`` changed.
+def _take_digests(waiting: list, done: dict, *, wait: bool, hashes: DigestQueue | None = None) -> bool:
+    """Move written blocks whose digests are in from ``waiting`` to ``done`` (with
+    ``wait``: all of them, the missing digests computed now by ``hashes.result_now``); a
+    block whose file changed after its read (digest None), or whose write failed, is left
+    out. True when ``done`` changed.
 
     ``waiting`` holds ``(key, future)``, the future of the block's write giving
-    ``{path: future digest}``."""
+    ``{path: (stat, future digest)}``."""
     changed = False
     for key, writing in list(waiting):
         if not wait and not (writing.done() and (writing.exception() is not None or all(
-                f.done() for f in writing.result().values()))):
+                f.done() for _, f in writing.result().values()))):
             continue
         waiting.remove((key, writing))
         if writing.exception() is not None:  # a failed write (the ingest raises it)
             continue
-        digests = {p: f.result() for p, f in writing.result().items()}
+        digests = {p: (hashes.result_now(p, st) if wait else f.result())
+                   for p, (st, f) in writing.result().items()}
         if all(d is not None for d in digests.values()):
             done[key] = digests
             changed = True

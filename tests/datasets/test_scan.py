@@ -337,3 +337,23 @@ def test_published_layout_is_read_as_int16_with_its_divisor(tree):
     part = np.empty((len(want), 2), dtype=np.float32)
     got.into(part, slice(1, 3))
     np.testing.assert_array_equal(part, want[:, 1:3])
+
+
+def test_an_interrupted_ingest_does_not_wait_on_the_low_priority_hashes(tree, tmp_path, monkeypatch):
+    import time
+
+    def stuck(self, path, stat):  # a background hash starved of CPU: runs until closed
+        while not self._stop.wait(0.01):
+            pass
+        return None
+
+    monkeypatch.setattr(_digest.DigestQueue, "_hash", stuck)
+    plan = _ingest_plan(tree.root, "func1pt8mm")
+    plan.blocks[2].read = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        plan.write(tmp_path / "r.zarr")
+    assert time.perf_counter() - t0 < 10
+    state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
+    assert state["done"] == {b.key: {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in b.files}
+                             for b in plan.blocks[:2]}
