@@ -13,10 +13,9 @@ block is written straight into place (``pwrite``), in any order and again after 
 interruption, and no rechunking pass or second copy of the store is ever made. (The
 betas compress to about half with blosc-zstd, but at 25-60 MB/s per core, well below
 disk speed; a store can be recompressed later with :func:`~neuroalign.store.save_store`.)
-A block is written on a writer thread while the next one is read (at most two blocks in
-memory), and the SHA-256 of each chunk file for the store's manifest is computed there
-from the bytes as they are written, so the finished store is never read back to be
-hashed (except the chunk files a resumed ingest did not write whole, in order).
+The SHA-256 of each chunk file for the store's manifest is computed from the bytes as
+they are written, so the finished store is never read back to be hashed (except the
+chunk files a resumed ingest did not write whole, in order).
 
 A write holds the target's lock (:func:`neuroalign._files.atomic_dir`) from start to end:
 a second writer to the same target gets :class:`~neuroalign.exceptions.TargetLockedError`
@@ -51,7 +50,6 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +71,6 @@ _PROGRESS_FILE = ".neuroalign-ingest.json"
 _STATE_VERSION = 3  # 3: final layout written in place, uncompressed
 _ZARR_FORMAT = 2
 _TARGET_CHUNK_BYTES = 32 * 2**20
-_WRITE_AHEAD = True  # read the next block while one is written (two blocks in memory)
 
 
 @dataclass
@@ -270,31 +267,22 @@ class IngestPlan:
         _write_json(state_path, {"fingerprint": fp, "done": done})
         self._files = files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
         hashes = DigestQueue()
-        # one block is written (and its bytes hashed for the manifest) on this thread while
-        # the next one is read: at most two blocks in memory
-        writer = ThreadPoolExecutor(1, thread_name_prefix="neuroalign-write")
-        waiting: list[tuple[str, Future]] = []  # blocks being written or with digests pending
+        # one block at a time: reading the next block while one is written (on a thread)
+        # gained nothing measurable on 2 shared cores, and took a second block of memory
+        waiting: list[tuple[str, dict]] = []  # written blocks, digests pending
         complete = False
         try:
-            writing: Future | None = None
             for block in progress([b for b in self.blocks if b.key not in done],
                                   desc=self.desc, unit="file"):
                 arr, before = self._read_block(block)
-                if writing is not None:
-                    writing.result()  # the previous block is written (or its error raised)
-                writing = writer.submit(_store_block, block, arr, before, files, hashes)
-                waiting.append((block.key, writing))
+                files.write_rows(block.start, arr)
                 del arr
-                if not _WRITE_AHEAD:
-                    writing.result()
+                waiting.append((block.key, {p: (st, hashes.submit(p, st)) for p, st in before.items()}))
                 if _take_digests(waiting, done, wait=False):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
-            if writing is not None:
-                writing.result()
             complete = True
         finally:
             try:
-                writer.shutdown(wait=True)  # a block being written is finished first
                 hashes.close()  # the low-priority thread stops; what it finished is kept
                 # interrupted: finish the digests of the blocks written (here, at this
                 # thread's priority), so a resume keeps them; complete: pending digests
@@ -340,16 +328,6 @@ class IngestPlan:
         # chunk sizes and checksums, then the completion marker; the digests of the chunk
         # files written whole by this run come from the bytes written, the rest are read
         write_manifest(tmp, known=self._files.digests() if self._files is not None else None)
-
-
-def _store_block(block: Block, arr: np.ndarray | Scaled, before: dict, files: _ChunkFiles,
-                 hashes: DigestQueue) -> dict[str, Future]:
-    """Write a block's rows in place (on the writer thread); queue its files for hashing.
-
-    Returns ``{path: (stat, future digest)}`` of the files the block was read from.
-    """
-    files.write_rows(block.start, arr)
-    return {p: (st, hashes.submit(p, st)) for p, st in before.items()}
 
 
 class _ChunkFiles:
@@ -447,21 +425,16 @@ class _Digests:
 def _take_digests(waiting: list, done: dict, *, wait: bool, hashes: DigestQueue | None = None) -> bool:
     """Move written blocks whose digests are in from ``waiting`` to ``done`` (with
     ``wait``: all of them, the missing digests computed now by ``hashes.result_now``); a
-    block whose file changed after its read (digest None), or whose write failed, is left
-    out. True when ``done`` changed.
+    block whose file changed after its read (digest None) is left out. True when ``done``
+    changed.
 
-    ``waiting`` holds ``(key, future)``, the future of the block's write giving
-    ``{path: (stat, future digest)}``."""
+    ``waiting`` holds ``(key, {path: (stat, future digest)})``."""
     changed = False
-    for key, writing in list(waiting):
-        if not wait and not (writing.done() and (writing.exception() is not None or all(
-                f.done() for _, f in writing.result().values()))):
+    for key, pending in list(waiting):
+        if not wait and not all(f.done() for _, f in pending.values()):
             continue
-        waiting.remove((key, writing))
-        if writing.exception() is not None:  # a failed write (the ingest raises it)
-            continue
-        digests = {p: (hashes.result_now(p, st) if wait else f.result())
-                   for p, (st, f) in writing.result().items()}
+        waiting.remove((key, pending))
+        digests = {p: (hashes.result_now(p, st) if wait else f.result()) for p, (st, f) in pending.items()}
         if all(d is not None for d in digests.values()):
             done[key] = digests
             changed = True
