@@ -105,13 +105,17 @@ class DigestQueue:
         else computed now on the calling thread (at its priority; after :meth:`close`, for
         an interrupted ingest that must not wait on the low-priority thread)."""
         fut = self._futures.get((str(path), tuple(stat)))
-        if fut is not None and fut.done() and not fut.cancelled() and fut.result() is not None:
+        if (fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None
+                and fut.result() is not None):
             return fut.result()
         path = Path(path)
-        if not path.is_file() or file_stat(path) != tuple(stat):
+        try:
+            if not path.is_file() or file_stat(path) != tuple(stat):
+                return None
+            digest = _sha256_file(path)
+            return digest if file_stat(path) == tuple(stat) else None
+        except OSError:  # removed meanwhile: its block is read again on resume
             return None
-        digest = _sha256_file(path)
-        return digest if file_stat(path) == tuple(stat) else None
 
     def close(self) -> None:
         """Stop: the running hash ends at its next piece, queued ones are dropped."""

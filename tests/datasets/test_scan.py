@@ -357,3 +357,20 @@ def test_an_interrupted_ingest_does_not_wait_on_the_low_priority_hashes(tree, tm
     state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
     assert state["done"] == {b.key: {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in b.files}
                              for b in plan.blocks[:2]}
+
+
+def test_result_now_takes_the_background_digest_or_hashes_now(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"abc" * 1000)
+    st = _digest.file_stat(p)
+    q = _digest.DigestQueue()
+    try:
+        assert q.submit(p, st).result() == hashlib.sha256(b"abc" * 1000).hexdigest()
+        p.write_bytes(b"xyz" * 1000)  # now other content: the recorded digest is of the old one
+        assert q.result_now(p, st) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    finally:
+        q.close()
+    st2 = _digest.file_stat(p)
+    assert q.result_now(p, st2) == hashlib.sha256(b"xyz" * 1000).hexdigest()  # never submitted
+    p.unlink()
+    assert q.result_now(p, st2) is None  # removed: read again on resume
