@@ -7,8 +7,13 @@ For each space (func1pt8mm HDF5, fsaverage MGH) and each session count (default 
 2. ``h5py``/``nibabel``: the plain reference, reading each session file whole with h5py
    (volume) or nibabel (fsaverage) and masking with numpy, no store;
 3. ``raw``: reading every byte of the same files sequentially (``readinto``): disk speed;
-4. ``ingest``: :func:`neuroalign.datasets.ingest_nsd` into a zarr store (nsdgeneral, and
-   the whole brain/surface where the disk has room for its store),
+4. ``floor``: the raw read plus a plain write of as many bytes as the store holds (one
+   preallocated numpy buffer written per session to a file on the same disk): what any
+   ingest must at least do;
+5. ``ingest``: :func:`neuroalign.datasets.ingest_nsd` into a zarr store (nsdgeneral, and
+   the whole brain/surface where the disk has room for its store); with ``--baseline
+   SRC`` also the ingest of another neuroalign source tree (e.g. ``git archive`` of an
+   earlier commit), right before, on the same files (``ingest_baseline``),
 
 each in a fresh subprocess, with the input files dropped from the page cache before
 (``POSIX_FADV_DONTNEED``), reporting wall time, peak RSS (``ru_maxrss``) and the load
@@ -22,6 +27,7 @@ Run::
 
     python benchmarks/bench_nsd_scale.py [--root /tmp/nsd-scale] [--sessions 10 40]
         [--spaces func1pt8mm fsaverage] [--json results.json] [--profile]
+        [--baseline /tmp/neuroalign-before] [--skip reference]
 """
 
 from __future__ import annotations
@@ -112,6 +118,42 @@ def work_raw(a: dict) -> dict:
     return {"bytes": total}
 
 
+def work_floor(a: dict) -> dict:
+    """The raw read, plus a plain sequential write of the store's bytes, session by session."""
+    import numpy as np
+
+    root, space = Path(a["root"]), a["space"]
+    files = _files(root, space, a["n"])
+    per = len(files) // a["n"]
+    mask = _mask(root, space, a["mask"])
+    if space == "func1pt8mm":
+        import h5py
+
+        with h5py.File(files[0], "r") as f:
+            trials = f["betas"].shape[0]
+        n_neuroids = int(mask.sum())
+    else:
+        import nibabel as nib
+
+        shapes = [nib.load(p).shape for p in files[:2]]
+        trials = shapes[0][3]
+        n_neuroids = sum(int(m.sum()) for m in mask.values()) if mask else sum(sh[0] for sh in shapes)
+    buf = bytearray(64 * 2**20)
+    block = np.ones(trials * n_neuroids, dtype=np.float32)  # one session of the store
+    total = written = 0
+    try:
+        with open(a["out"], "wb", buffering=0) as out:
+            for s in range(a["n"]):
+                for p in files[s * per : (s + 1) * per]:
+                    with open(p, "rb", buffering=0) as f:
+                        while n := f.readinto(buf):
+                            total += n
+                written += out.write(memoryview(block).cast("B"))
+    finally:
+        Path(a["out"]).unlink(missing_ok=True)
+    return {"bytes": total, "written": written}
+
+
 def work_ingest(a: dict) -> dict:
     from neuroalign.datasets import ingest_nsd
 
@@ -156,7 +198,7 @@ def work_check(a: dict) -> dict:
 
 
 WORKERS = {"simulate": work_simulate, "reference": work_reference, "raw": work_raw,
-           "ingest": work_ingest, "check": work_check}
+           "floor": work_floor, "ingest": work_ingest, "check": work_check}
 
 
 def worker(mode: str, args: dict) -> None:
@@ -195,11 +237,11 @@ def _drop_cache(paths) -> None:
             os.close(fd)
 
 
-def _run(mode: str, args: dict, drop=()) -> dict:
+def _run(mode: str, args: dict, drop=(), src: Path = REPO) -> dict:
     _drop_cache(drop)
     load0 = os.getloadavg()[0]
     env = dict(os.environ, NEUROALIGN_PROGRESS="0", OMP_NUM_THREADS="2",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
     res = subprocess.run([sys.executable, __file__, "--worker", mode, json.dumps(args)],
                          capture_output=True, text=True, env=env)
     if res.returncode:
@@ -228,6 +270,10 @@ def main() -> None:
     ap.add_argument("--nsdgeneral-only", action="store_true",
                     help="sparse trees: only the nsdgeneral values are on disk (the files keep "
                          "NSD's sizes; the rest are holes that read as 0 without disk reads)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a neuroalign source tree (holding neuroalign/) whose ingest is timed too")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["reference", "floor"],
+                    help="steps not to run")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -264,24 +310,44 @@ def main() -> None:
                         continue
                     args = {"root": str(tree), "n": n, "space": space, "mask": m}
                     row = {"space": space, "sessions": n, "mask": mask, "nsdgeneral_only": a.nsdgeneral_only}
-                    row["reference"] = _run("reference", args, drop=files)
+                    if "reference" not in a.skip:
+                        row["reference"] = _run("reference", args, drop=files)
                     row["raw"] = _run("raw", args, drop=files)
                     out = a.root / f"store-{space}-{mask}-{n}.zarr"
+                    if "floor" not in a.skip:
+                        row["floor"] = _run("floor", {**args, "out": str(out) + ".floor"}, drop=files)
+                    if a.baseline:
+                        row["ingest_baseline"] = _run("ingest", {**args, "out": str(out)}, drop=files,
+                                                      src=a.baseline.resolve())
+                        shutil.rmtree(out)
                     row["ingest"] = _run("ingest", {**args, "out": str(out), "profile": not profiled}, drop=files)
                     profiled = True
                     if m and n == max(a.sessions):
                         row["check"] = _run("check", {**args, "out": str(out)})
                     shutil.rmtree(out)
-                    ing, ref, raw = row["ingest"], row["reference"], row["raw"]
-                    row["ratio_reference"] = ing["seconds"] / ref["seconds"]
+                    ing, raw = row["ingest"], row["raw"]
                     row["ratio_raw"] = ing["seconds"] / raw["seconds"]
+                    parts = [f"{space}{tag} {mask:<10} {n:>2} sessions | ingest {ing['seconds']:7.1f} s "
+                             f"{ing['peak_rss_mib']:6.0f} MiB load {ing['load_avg']}"]
+                    if "ingest_baseline" in row:
+                        b = row["ingest_baseline"]
+                        parts.append(f"baseline ingest {b['seconds']:7.1f} s {b['peak_rss_mib']:6.0f} MiB "
+                                     f"load {b['load_avg']} ({b['seconds'] / raw['seconds']:.2f}x raw)")
+                    if "reference" in row:
+                        ref = row["reference"]
+                        row["ratio_reference"] = ing["seconds"] / ref["seconds"]
+                        parts.append(f"{'h5py' if space == 'func1pt8mm' else 'nibabel'} {ref['seconds']:7.1f} s "
+                                     f"{ref['peak_rss_mib']:6.0f} MiB ({row['ratio_reference']:.2f}x)")
+                    parts.append(f"raw read {raw['seconds']:6.1f} s load {raw['load_avg']}, ingest/raw {row['ratio_raw']:.2f}x")
+                    if "floor" in row:
+                        fl = row["floor"]
+                        row["ratio_floor"] = ing["seconds"] / fl["seconds"]
+                        parts.append(f"floor (read + write {fl['written'] / GiB:.2f} GiB) {fl['seconds']:6.1f} s "
+                                     f"load {fl['load_avg']}, ingest/floor {row['ratio_floor']:.2f}x")
+                    parts.append(f"chunks {ing['chunks']} ({ing['chunk_files']} files, {ing['compressor']}, "
+                                 f"{ing['store_bytes'] / GiB:.2f} GiB)")
                     results.append(row)
-                    print(f"{space}{tag} {mask:<10} {n:>2} sessions | ingest {ing['seconds']:7.1f} s "
-                          f"{ing['peak_rss_mib']:6.0f} MiB | {'h5py' if space == 'func1pt8mm' else 'nibabel'} "
-                          f"{ref['seconds']:7.1f} s {ref['peak_rss_mib']:6.0f} MiB | raw read {raw['seconds']:6.1f} s"
-                          f" | ingest/reference {row['ratio_reference']:.2f}x, ingest/raw {row['ratio_raw']:.2f}x"
-                          f" | chunks {ing['chunks']} ({ing['chunk_files']} files, {ing['compressor']}, "
-                          f"{ing['store_bytes'] / GiB:.2f} GiB) | load {ing['load_avg']}", flush=True)
+                    print(" | ".join(parts), flush=True)
                     if "check" in row:
                         c = row["check"]
                         print(f"  ncsnr of {c['neuroids']} neuroids vs truth: r = {c['r']:.3f}, median error "

@@ -7,13 +7,19 @@ when those digests are unchanged. Hashing a file costs about as much CPU as read
 read and written, its files are queued for hashing on a background thread (they are in
 the page cache then), and the block counts as finished in the resume state when its
 digests are in. A complete ingest drops the hashes still pending (they only serve a
-resume); an interrupted one first finishes those of the blocks it wrote.
+resume); an interrupted one first finishes those of the blocks it wrote (on its own
+thread, at its own priority). On Linux the
+hashing thread runs at the lowest CPU priority (``nice`` 19, that thread only), so it
+takes only the CPU time that the ingest leaves idle (waiting on the disk): it never slows
+the ingest down, and the hashes it has not finished when the ingest completes are simply
+dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +27,16 @@ from pathlib import Path
 __all__ = ["file_stat", "content_digest", "DigestQueue"]
 
 _DIGEST_PIECE = 8 * 2**20
+
+
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: ``setpriority`` on a thread
+    id affects that thread only); elsewhere, or when refused, do nothing."""
+    if sys.platform.startswith("linux") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:  # pragma: no cover - e.g. a sandbox that forbids it
+            pass
 
 
 def file_stat(path) -> tuple:
@@ -67,7 +83,8 @@ class DigestQueue:
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="neuroalign-digest")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="neuroalign-digest",
+                                        initializer=_lower_priority)
         self._stop = threading.Event()
         self._futures: dict[tuple, Future] = {}
 
@@ -82,6 +99,23 @@ class DigestQueue:
             return None
         digest = _sha256_file(path, self._stop)
         return digest if digest is not None and file_stat(path) == stat else None
+
+    def result_now(self, path, stat: tuple) -> str | None:
+        """The digest of ``path`` as it had ``stat``: the background one when it is in,
+        else computed now on the calling thread (at its priority; after :meth:`close`, for
+        an interrupted ingest that must not wait on the low-priority thread)."""
+        fut = self._futures.get((str(path), tuple(stat)))
+        if (fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None
+                and fut.result() is not None):
+            return fut.result()
+        path = Path(path)
+        try:
+            if not path.is_file() or file_stat(path) != tuple(stat):
+                return None
+            digest = _sha256_file(path)
+            return digest if file_stat(path) == tuple(stat) else None
+        except OSError:  # removed meanwhile: its block is read again on resume
+            return None
 
     def close(self) -> None:
         """Stop: the running hash ends at its next piece, queued ones are dropped."""

@@ -13,6 +13,9 @@ block is written straight into place (``pwrite``), in any order and again after 
 interruption, and no rechunking pass or second copy of the store is ever made. (The
 betas compress to about half with blosc-zstd, but at 25-60 MB/s per core, well below
 disk speed; a store can be recompressed later with :func:`~neuroalign.store.save_store`.)
+The SHA-256 of each chunk file for the store's manifest is computed from the bytes as
+they are written, so the finished store is never read back to be hashed (except the
+chunk files a resumed ingest did not write whole, in order).
 
 A write holds the target's lock (:func:`neuroalign._files.atomic_dir`) from start to end:
 a second writer to the same target gets :class:`~neuroalign.exceptions.TargetLockedError`
@@ -60,7 +63,7 @@ from neuroalign.exceptions import DataFormatError, OutputExistsError
 from neuroalign.store import check_store, write_manifest
 from neuroalign.store._schema import RESPONSE_VAR
 
-__all__ = ["Block", "IngestPlan", "content_digest", "describe_files", "file_fingerprint"]
+__all__ = ["Block", "IngestPlan", "Scaled", "content_digest", "describe_files", "file_fingerprint"]
 
 log = get_logger(__name__)
 
@@ -71,17 +74,45 @@ _TARGET_CHUNK_BYTES = 32 * 2**20
 
 
 @dataclass
+class Scaled:
+    """Values stored as integers, and their divisor: the block's values are
+    ``values.astype(float32) / divisor`` (float32 arithmetic, as ``arr /= divisor``).
+
+    A :class:`Block` may read these instead of float32: half the memory for int16 data,
+    and the streamed write divides while it lays the values out in the store's chunks
+    (one pass instead of a cast, a division and a copy).
+    """
+
+    values: np.ndarray  # (rows, ...) any strides
+    divisor: np.float32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.values.shape
+
+    def into(self, out: np.ndarray, cols: slice = slice(None)) -> None:
+        """Write ``values[:, cols] / divisor`` (float32) into ``out``."""
+        np.divide(self.values[:, cols], np.float32(self.divisor), out=out, dtype=np.float32)
+
+    def to_float32(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.float32)
+        self.into(out)
+        return out
+
+
+@dataclass
 class Block:
     """Rows ``start:stop`` of the sample dim, read by ``read()`` (shape (stop-start, ...)).
 
     ``files`` are the files ``read()`` reads; their content digests decide whether a
-    block written by an interrupted ingest can be kept.
+    block written by an interrupted ingest can be kept. ``read()`` returns float32 values,
+    or :class:`Scaled` integers.
     """
 
     key: str
     start: int
     stop: int
-    read: Callable[[], np.ndarray]
+    read: Callable[[], np.ndarray | Scaled]
     files: Sequence[str | os.PathLike] = ()
 
 
@@ -112,18 +143,19 @@ class IngestPlan:
     blocks: list[Block]
     fingerprint: dict = field(default_factory=dict)
     desc: str = "ingest"
+    _files: _ChunkFiles | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(int(self.skeleton.sizes[d]) for d in self.dims)
 
-    def _check_block(self, block: Block, arr: np.ndarray) -> np.ndarray:
+    def _check_block(self, block: Block, arr: np.ndarray | Scaled) -> np.ndarray | Scaled:
         expected = (block.stop - block.start, *self.shape[1:])
         if arr.shape != expected:
             raise DataFormatError(
                 f"{block.key}: read an array of shape {arr.shape!r}, expected {expected!r}."
             )
-        return np.asarray(arr, dtype=np.float32)
+        return arr if isinstance(arr, Scaled) else np.asarray(arr, dtype=np.float32)
 
     def load(self) -> xr.Dataset:
         """Read every block into memory and return the validated store.
@@ -135,7 +167,11 @@ class IngestPlan:
         """
         out = np.empty(self.shape, dtype=np.float32)
         for block in progress(self.blocks, desc=self.desc, unit="file"):
-            out[block.start : block.stop] = self._check_block(block, block.read())
+            arr = self._check_block(block, block.read())
+            if isinstance(arr, Scaled):
+                arr.into(out[block.start : block.stop])
+            else:
+                out[block.start : block.stop] = arr
         ds = self.skeleton.assign({RESPONSE_VAR: (self.dims, out)})
         return check_store(ds)
 
@@ -229,31 +265,37 @@ class IngestPlan:
                        encoding={RESPONSE_VAR: {"chunks": chunks, "compressors": None}})
             write_marker(partial, "partial ingest")
         _write_json(state_path, {"fingerprint": fp, "done": done})
-        files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
+        self._files = files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
         hashes = DigestQueue()
-        waiting: list[tuple[str, dict[str, object]]] = []  # written blocks, digests pending
+        # one block at a time: reading the next block while one is written (on a thread)
+        # gained nothing measurable on 2 shared cores, and took a second block of memory
+        waiting: list[tuple[str, dict]] = []  # written blocks, digests pending
         complete = False
         try:
             for block in progress([b for b in self.blocks if b.key not in done],
                                   desc=self.desc, unit="file"):
-                waiting.append((block.key, self._write_block(block, files, hashes)))
+                arr, before = self._read_block(block)
+                files.write_rows(block.start, arr)
+                del arr
+                waiting.append((block.key, {p: (st, hashes.submit(p, st)) for p, st in before.items()}))
                 if _take_digests(waiting, done, wait=False):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
             complete = True
         finally:
             try:
-                # interrupted: finish the digests of the blocks written, so a resume keeps
-                # them; complete: pending digests would only serve a resume, drop them
-                if not complete and _take_digests(waiting, done, wait=True):
+                hashes.close()  # the low-priority thread stops; what it finished is kept
+                # interrupted: finish the digests of the blocks written (here, at this
+                # thread's priority), so a resume keeps them; complete: pending digests
+                # would only serve a resume, drop them
+                if not complete and _take_digests(waiting, done, wait=True, hashes=hashes):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
             finally:
                 hashes.close()
 
-    def _write_block(self, block: Block, files: _ChunkFiles, hashes: DigestQueue) -> dict:
-        """Read one block and write its rows in place; queue its files for hashing.
+    def _read_block(self, block: Block) -> tuple[np.ndarray | Scaled, dict[str, tuple]]:
+        """Read one block; a file that changed while it was read is an error.
 
-        Returns ``{path: future digest}``. A file that changed while the block was read is
-        an error.
+        Returns the values and the stat of each of its files before the read.
         """
         before = {str(p): file_stat(p) for p in block.files}
         arr = self._check_block(block, block.read())
@@ -263,8 +305,7 @@ class IngestPlan:
                     f"{p}: changed while it was being read (size, time or inode differ). "
                     "Run the ingest again once the file is complete."
                 )
-        files.write_rows(block.start, arr)
-        return {p: hashes.submit(p, st) for p, st in before.items()}
+        return arr, before
 
     def _finalize(self, partial: Path, tmp: Path) -> None:
         """Give the finished partial store the current plan's attrs and rename it to ``tmp``.
@@ -284,7 +325,9 @@ class IngestPlan:
         os.replace(partial, tmp)
         (tmp / _PROGRESS_FILE).unlink()
         write_marker(tmp, "store")
-        write_manifest(tmp)  # chunk sizes and checksums, then the completion marker
+        # chunk sizes and checksums, then the completion marker; the digests of the chunk
+        # files written whole by this run come from the bytes written, the rest are read
+        write_manifest(tmp, known=self._files.digests() if self._files is not None else None)
 
 
 class _ChunkFiles:
@@ -295,6 +338,11 @@ class _ChunkFiles:
     ``start*row : stop*row`` of it, ``row = w * prod(trailing) * 4``. Each chunk file is
     created at its full size (sparse) and written with ``pwrite`` at that offset; the last
     chunk's columns beyond the array are zeros (zarr ignores them).
+
+    The SHA-256 of each chunk file is computed from the bytes as they are written, for the
+    store's manifest, as long as its rows are written in order from the first (a fresh
+    ingest); :meth:`digests` gives those of the files written whole that way, so the
+    manifest does not read the store back.
     """
 
     def __init__(self, folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
@@ -313,19 +361,32 @@ class _ChunkFiles:
         self.row_bytes = self.width * self.rest * 4
         self.n_chunks = -(-shape[1] // self.width)
         trailing = (0,) * (len(shape) - 2)
-        self.paths = [folder / meta.encode_chunk_key((0, c, *trailing)) for c in range(self.n_chunks)]
+        keys = [meta.encode_chunk_key((0, c, *trailing)) for c in range(self.n_chunks)]
+        self.paths = [folder / k for k in keys]
+        self.rel = [f"{folder.name}/{k}" for k in keys]
+        self._sha = [hashlib.sha256() for _ in keys]
+        self._hashed = [0] * self.n_chunks  # bytes hashed from the start; -1: out of order
 
-    def write_rows(self, start: int, arr: np.ndarray) -> None:
+    def digests(self) -> dict[str, tuple[int, str]]:
+        """``{path relative to the store: (size, SHA-256)}`` of the chunk files whose every
+        byte was hashed as written, in order."""
+        full = self.shape[0] * self.row_bytes
+        return {rel: (full, h.hexdigest()) for rel, h, n in zip(self.rel, self._sha, self._hashed, strict=True)
+                if n == full}
+
+    def write_rows(self, start: int, arr: np.ndarray | Scaled) -> None:
         n_rows = arr.shape[0]
         full = self.shape[0] * self.row_bytes
         piece = np.zeros((n_rows, self.width, *self.shape[2:]), dtype="<f4")
         for c, path in enumerate(self.paths):
-            part = arr[:, c * self.width : (c + 1) * self.width]
-            if part.shape[1] == self.width:
-                piece[...] = part
-            else:  # the last chunk: columns past the end are 0
-                piece[:, : part.shape[1]] = part
-                piece[:, part.shape[1] :] = 0
+            cols = slice(c * self.width, min((c + 1) * self.width, self.shape[1]))
+            k = cols.stop - cols.start
+            if isinstance(arr, Scaled):  # divided as it is laid out
+                arr.into(piece[:, :k], cols)
+            else:
+                piece[:, :k] = arr[:, cols]
+            if k < self.width:  # the last chunk: columns past the end are 0
+                piece[:, k:] = 0
             data = memoryview(piece).cast("B")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
             try:
@@ -336,6 +397,11 @@ class _ChunkFiles:
                     done += os.pwrite(fd, data[done:], offset + done)
             finally:
                 os.close(fd)
+            if self._hashed[c] == offset:  # hashlib releases the GIL on large buffers
+                self._sha[c].update(data)
+                self._hashed[c] = offset + len(data)
+            else:
+                self._hashed[c] = -1
 
 
 class _Digests:
@@ -356,16 +422,19 @@ class _Digests:
         return digest
 
 
-def _take_digests(waiting: list, done: dict, *, wait: bool) -> bool:
-    """Move written blocks whose digests are in from ``waiting`` to ``done`` (all of them,
-    waiting for their hashes, with ``wait``); a block whose file changed after its read
-    (digest None) is left out. True when ``done`` changed."""
+def _take_digests(waiting: list, done: dict, *, wait: bool, hashes: DigestQueue | None = None) -> bool:
+    """Move written blocks whose digests are in from ``waiting`` to ``done`` (with
+    ``wait``: all of them, the missing digests computed now by ``hashes.result_now``); a
+    block whose file changed after its read (digest None) is left out. True when ``done``
+    changed.
+
+    ``waiting`` holds ``(key, {path: (stat, future digest)})``."""
     changed = False
-    for key, futures in list(waiting):
-        if not wait and not all(f.done() for f in futures.values()):
+    for key, pending in list(waiting):
+        if not wait and not all(f.done() for _, f in pending.values()):
             continue
-        digests = {p: f.result() for p, f in futures.items()}
-        waiting.remove((key, futures))
+        waiting.remove((key, pending))
+        digests = {p: (hashes.result_now(p, st) if wait else f.result()) for p, (st, f) in pending.items()}
         if all(d is not None for d in digests.values()):
             done[key] = digests
             changed = True

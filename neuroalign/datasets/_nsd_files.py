@@ -26,6 +26,7 @@ from neuroalign.datasets._formats import (
     nifti_array,
     open_hdf5,
 )
+from neuroalign.datasets._ingest import Scaled
 from neuroalign.datasets._scan import read_h5_voxels, read_mgh_frames
 from neuroalign.exceptions import DataFormatError
 
@@ -187,19 +188,20 @@ def _agree(values: dict[int, object], paths: dict[int, Path], fmt: str, note: st
     return ref
 
 
-def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray:
+def _read_volume_hdf5(path: Path, ijk: np.ndarray) -> np.ndarray | Scaled:
     """(trials, n_voxels) PSC of voxels ``ijk`` (X, Y, Z indices) from an HDF5 session file.
 
     The published layout (one voxel per unfiltered chunk) is read directly as raw chunks
-    (:func:`~neuroalign.datasets._scan.read_h5_voxels`); other layouts through h5py.
+    (:func:`~neuroalign.datasets._scan.read_h5_voxels`), kept as int16 with their divisor
+    (:class:`~neuroalign.datasets._ingest.Scaled`: half the memory, and the ingest divides
+    while it lays the values out in the store's chunks); other layouts through h5py.
     """
     i, j, k = ijk.T
     with open_hdf5(path) as f:
         d = h5_dataset(f, path, "betas", ndim=4, dtype="int16", axes="trials, Z, Y, X")
-        out = read_h5_voxels(d, path, np.c_[k, j, i])
-        if out is not None:
-            out /= SCALE
-            return out
+        raw = read_h5_voxels(d, path, np.c_[k, j, i], dtype=np.int16)
+        if raw is not None:
+            return Scaled(raw, SCALE)
         T, Z, Y, X = d.shape
         out = np.empty((T, len(i)), dtype=np.float32)
         chunks = d.chunks

@@ -8,7 +8,8 @@ reused for the other sessions, whose bytes outside the chunk data are identical)
 chunks holding the wanted voxels are read as raw bytes, sorted by file offset and
 coalesced into large reads: disk speed.
 The fsaverage ``.mgh`` betas are one raw big-endian array after a 284-byte header; their
-trials are read in large pieces and the wanted vertices taken from each.
+trials are read in large pieces (the next one read ahead by the kernel while the CPU takes
+the wanted vertices from the current one).
 
 Either reader returns ``None`` when the file does not have the layout it handles
 (filters, partial-trial chunks, gzip): the caller then reads it with h5py / nibabel.
@@ -41,7 +42,8 @@ def _prefetch(fd: int, ranges) -> None:
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
         for a, b in ranges:
-            advise(fd, int(a), int(b - a), os.POSIX_FADV_WILLNEED)
+            if b > a:  # (a length of 0 would mean: to the end of the file)
+                advise(fd, int(a), int(b - a), os.POSIX_FADV_WILLNEED)
 
 
 def _pread(fd: int, buf: bytearray, offset: int, length: int, path: Path) -> memoryview:
@@ -200,14 +202,14 @@ class _Gather:
         # one copy of each wanted chunk, already in output order, then cast into place
         raw = np.frombuffer(view, dtype=np.uint8)
         rows = sliding_window_view(raw, self.size)[self.starts[self.sorted_which[lo:hi]] - base]
-        vals = rows.view(self.dtype).reshape(len(sel), self.T, self.per_chunk)
-        if self.per_chunk == 1:
-            self.out[rows_out] = vals[:, :, 0]
+        if self.per_chunk == 1:  # 2-d source: numpy's fast cast-and-scatter (7x a 3-d view)
+            self.out[rows_out] = rows.view(self.dtype).reshape(len(sel), self.T)
         else:
+            vals = rows.view(self.dtype).reshape(len(sel), self.T, self.per_chunk)
             self.out[rows_out] = vals[np.arange(len(sel)), :, self.local[rows_out]]
 
 
-def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
+def read_h5_voxels(d, path: Path, zyx: np.ndarray, dtype=np.float32) -> np.ndarray | None:
     """Values (trials, n) of 4-D dataset ``d`` (trials, Z, Y, X) at voxels ``zyx`` (n, 3).
 
     Only the chunks of the wanted voxels are read, sorted by file offset, nearby ones in
@@ -221,10 +223,12 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
         Its file (named in errors, and read directly).
     zyx : ndarray of int, shape (n, 3)
         Wanted voxels as (z, y, x) indices.
+    dtype : dtype
+        Of the result: float32 (default), or the stored dtype (no cast).
 
     Returns
     -------
-    ndarray of float32, shape (T, n), or None
+    ndarray of ``dtype``, shape (T, n), or None
         The stored values (unscaled; a transposed view of a C-ordered (n, T) array), or
         None when the layout is not one whose chunks hold every trial of a block of voxels
         without filters (nothing was read then).
@@ -248,11 +252,11 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray) -> np.ndarray | None:
     off = index.table[lin]
     # filled neuroid-major (n, T): each chunk's trials are one contiguous row, so the
     # scatter into voxel order moves whole rows; the caller gets the (T, n) view
-    out = np.empty((len(z), T), dtype=np.float32)
+    out = np.empty((len(z), T), dtype=dtype)
     absent = off < 0  # never written: HDF5 gives the fill value
     if absent.any():
         fill = d.fillvalue
-        out[absent] = np.float32(0 if fill is None else fill)
+        out[absent] = np.asarray(0 if fill is None else fill).astype(dtype)
     vox = np.flatnonzero(~absent)
     starts, which = np.unique(off[vox], return_inverse=True)  # sorted chunk offsets
     if len(starts) and starts[-1] + size > file_size:
@@ -316,12 +320,18 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
     columns = np.asarray(columns, dtype=np.int64)
     if out is None or out.shape != (T, len(columns)):
         out = np.empty((T, len(columns)), dtype=np.float32)
+    if len(columns) and columns[0] >= 0 and np.array_equal(
+            columns, np.arange(columns[0], columns[0] + len(columns))):
+        # a run of columns (the whole surface): a slice, cast straight into ``out``
+        columns = slice(int(columns[0]), int(columns[0]) + len(columns))
     step = max(1, _RANGE_BYTES // max(frame, 1))
     buf = bytearray(min(step, T) * frame)
     fd = os.open(path, os.O_RDONLY)
     try:
         for t0 in range(0, T, step):
             m = min(step, T - t0)
+            # the disk reads the next piece while this one is cast
+            _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
             view = _pread(fd, buf, offset + t0 * frame, m * frame, path)
             out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
             del view

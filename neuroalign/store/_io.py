@@ -79,7 +79,7 @@ def _data_files(root: Path) -> list[str]:
     return out
 
 
-def write_manifest(path: str | os.PathLike) -> Path:
+def write_manifest(path: str | os.PathLike, *, known: dict[str, tuple[int, str]] | None = None) -> Path:
     """Record every file of the zarr folder ``path`` (size, SHA-256), then mark it complete.
 
     Call it last, once everything in ``path`` is written (inside the temporary folder of an
@@ -91,6 +91,10 @@ def write_manifest(path: str | os.PathLike) -> Path:
     ----------
     path : path-like
         The zarr folder.
+    known : dict, optional
+        ``{relative path: (size, sha256 hex)}`` of files whose digest the writer computed
+        from the bytes it wrote (a streamed ingest), so they are not read back. Used only
+        where the file has that size now; every other file is read and hashed.
 
     Returns
     -------
@@ -98,7 +102,12 @@ def write_manifest(path: str | os.PathLike) -> Path:
         The manifest file.
     """
     path = Path(path)
-    files = {rel: [(path / rel).stat().st_size, _sha256(path / rel)] for rel in _data_files(path)}
+    known = known or {}
+    files = {}
+    for rel in _data_files(path):
+        size = (path / rel).stat().st_size
+        hit = known.get(rel)
+        files[rel] = [size, hit[1] if hit is not None and hit[0] == size else _sha256(path / rel)]
     manifest = path / MANIFEST
     manifest.write_text(json.dumps({"tool": "neuroalign", "manifest_version": 1,
                                     "algorithm": "sha256", "files": files}, indent=0) + "\n")

@@ -137,6 +137,9 @@ def test_mgh_reader_equals_nibabel(tmp_path, monkeypatch):
     img = nib.load(path)
     got = _scan.read_mgh_frames(path, img, cols)
     np.testing.assert_array_equal(got, np.asarray(img.dataobj)[cols, 0, 0, :].T)
+    for run in (np.arange(50), np.arange(4, 9), np.arange(49, 50)):  # runs read as a slice
+        np.testing.assert_array_equal(_scan.read_mgh_frames(path, img, run),
+                                      np.asarray(img.dataobj)[run, 0, 0, :].T)
     gz = tmp_path / "lh.betas_session01.mgz"
     nib.save(nib.MGHImage(vals, np.eye(4)), str(gz))
     assert _scan.read_mgh_frames(gz, nib.load(gz), cols) is None  # gzip: nibabel reads it
@@ -230,3 +233,144 @@ def test_a_changed_session_is_rewritten_in_place_on_resume(tree, tmp_path):
     np.testing.assert_array_equal(after, load_nsd(root, 1, sessions=[1, 2, 3]).responses.values)
     np.testing.assert_array_equal(after[225:450], -before[225:450])
     np.testing.assert_array_equal(after[:225], before[:225])
+
+
+def _hashed_from_disk(monkeypatch) -> list[str]:
+    """Record the files the store manifest reads back to hash."""
+    from neuroalign.store import _io
+
+    reads, real = [], _io._sha256
+    monkeypatch.setattr(_io, "_sha256", lambda p: reads.append(p.relative_to(p.parents[1]).as_posix()) or real(p))
+    return reads
+
+
+def _manifest_is_true(out):
+    from neuroalign.store import MANIFEST, verify_store
+
+    files = json.loads((out / MANIFEST).read_text())["files"]
+    for rel, (size, digest) in files.items():
+        data = (out / rel).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (size, digest), rel
+    assert verify_store(out)["files"] == len(files)
+
+
+def test_the_manifest_digests_chunks_as_written_without_reading_them_back(tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(_ingest, "_TARGET_CHUNK_BYTES", 675 * 4 * 7)  # 7 neuroids a chunk
+    reads = _hashed_from_disk(monkeypatch)
+    out = ingest_nsd(tree.root, 1, tmp_path / "s.zarr", mask=None, rois=(), sessions=[1, 2, 3])
+    assert not [r for r in reads if r.startswith("responses/") and "/.z" not in r]
+    assert any(r.startswith("neuroid_id/") for r in reads)  # other arrays are read back
+    _manifest_is_true(out)  # includes the last chunk's zero padding
+
+
+def test_a_resumed_ingest_reads_back_the_chunks_it_did_not_write_whole(tree, tmp_path, monkeypatch):
+    plan = _ingest_plan(tree.root, "fsaverage")
+    plan.blocks[1].read = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        plan.write(tmp_path / "r.zarr")
+    reads = _hashed_from_disk(monkeypatch)
+    out = ingest_nsd(tree.root, 1, tmp_path / "r.zarr", space="fsaverage", sessions=[1, 2, 3])
+    chunks = sorted(p.name for p in (out / "responses").iterdir() if not p.name.startswith("."))
+    assert sorted(r.split("/")[1] for r in reads if r.startswith("responses/0.")) == chunks
+    _manifest_is_true(out)  # rows 225: were hashed as written, rows :225 were not
+    np.testing.assert_array_equal(open_store(out).responses.values,
+                                  load_nsd(tree.root, 1, space="fsaverage", sessions=[1, 2, 3]).responses.values)
+
+
+def test_write_manifest_reads_a_file_whose_known_size_is_stale(tmp_path):
+    from neuroalign.store import MANIFEST, write_manifest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/0").write_bytes(b"12345")
+    (tmp_path / "a/1").write_bytes(b"678")
+    write_manifest(tmp_path, known={"a/0": (5, "given"), "a/1": (4, "stale")})
+    files = json.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert files == {"a/0": [5, "given"], "a/1": [3, hashlib.sha256(b"678").hexdigest()]}
+
+
+def test_a_failed_write_is_raised_and_only_written_blocks_are_resumable(tree, tmp_path, monkeypatch):
+    real = _ingest._ChunkFiles.write_rows
+
+    def full_disk(self, start, arr):
+        if start >= 450:  # the third session
+            raise OSError(28, "No space left on device")
+        return real(self, start, arr)
+
+    monkeypatch.setattr(_ingest._ChunkFiles, "write_rows", full_disk)
+    plan = _ingest_plan(tree.root, "func1pt8mm")
+    with pytest.raises(OSError, match="No space left"):
+        plan.write(tmp_path / "r.zarr")
+    state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
+    assert sorted(state["done"]) == sorted(b.key for b in plan.blocks[:2])
+    assert not (tmp_path / "r.zarr").exists()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_resume_hashing_runs_at_the_lowest_priority_on_its_own_thread_only():
+    import os
+    import threading
+
+    def nice_of_this_thread(path, stat):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    q = _digest.DigestQueue()
+    try:
+        q._hash = nice_of_this_thread
+        assert q.submit(__file__, (0,)).result() == 19
+    finally:
+        q.close()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # unchanged
+
+
+def test_published_layout_is_read_as_int16_with_its_divisor(tree):
+    from neuroalign.datasets._nsd_files import _read_volume_hdf5
+
+    path = tree.root / "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session02.hdf5"
+    ijk = np.array([[0, 0, 0], [9, 11, 8], [3, 4, 5], [3, 4, 6]])
+    got = _read_volume_hdf5(path, ijk)
+    assert isinstance(got, _ingest.Scaled) and got.values.dtype == np.int16
+    with h5py.File(path, "r") as f:
+        full = f["betas"][()]  # (T, Z, Y, X)
+    want = full[:, ijk[:, 2], ijk[:, 1], ijk[:, 0]].astype(np.float32) / np.float32(300)
+    np.testing.assert_array_equal(got.to_float32().view(np.int32), want.view(np.int32))  # bitwise
+    part = np.empty((len(want), 2), dtype=np.float32)
+    got.into(part, slice(1, 3))
+    np.testing.assert_array_equal(part, want[:, 1:3])
+
+
+def test_an_interrupted_ingest_does_not_wait_on_the_low_priority_hashes(tree, tmp_path, monkeypatch):
+    import time
+
+    def stuck(self, path, stat):  # a background hash starved of CPU: runs until closed
+        while not self._stop.wait(0.01):
+            pass
+        return None
+
+    monkeypatch.setattr(_digest.DigestQueue, "_hash", stuck)
+    plan = _ingest_plan(tree.root, "func1pt8mm")
+    plan.blocks[2].read = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        plan.write(tmp_path / "r.zarr")
+    assert time.perf_counter() - t0 < 10
+    state = json.loads((tmp_path / ".r.zarr.partial/.neuroalign-ingest.json").read_text())
+    assert state["done"] == {b.key: {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in b.files}
+                             for b in plan.blocks[:2]}
+
+
+def test_result_now_takes_the_background_digest_or_hashes_now(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"abc" * 1000)
+    st = _digest.file_stat(p)
+    q = _digest.DigestQueue()
+    try:
+        assert q.submit(p, st).result() == hashlib.sha256(b"abc" * 1000).hexdigest()
+        p.write_bytes(b"xyz" * 1000)  # now other content: the recorded digest is of the old one
+        assert q.result_now(p, st) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    finally:
+        q.close()
+    st2 = _digest.file_stat(p)
+    assert q.result_now(p, st2) == hashlib.sha256(b"xyz" * 1000).hexdigest()  # never submitted
+    p.unlink()
+    assert q.result_now(p, st2) is None  # removed: read again on resume
