@@ -195,6 +195,8 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     n_tr = n if loo else n * (F - 1) // F
     n_va = n if loo else -(-n // F)
     g = (n if p >= n else p) if loo else (p if form == "primal" else n_tr)
+    if form == "dual" and not loo:
+        return _dual_memory(n, p, t, a, F, b, w, refit)
     x64 = n * p * 8 if w != 8 else 0  # the float64 copy beside the working one
     if loo:
         w = 8
@@ -229,6 +231,42 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     else:
         final = 3 * p * b * w + 2 * p * b * 8
     per_batch = max(targets, n * b * w + xty + 2 * a * b * 8 + max(fold, final))
+    return int(max(setup, base + outputs + per_batch) + OVERHEAD)
+
+
+def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: bool) -> int:
+    """:func:`ridge_memory` of the dual (kernel) form, which never copies the features nor
+    forms primal weights (see :mod:`neuroalign.encoders._dual`): the larger of
+
+    * the centred Gram matrix ``n^2 8`` beside one float64 block of feature columns
+      (``n min(p, c) 8``, ``c`` columns of at most 32 MiB);
+    * the Gram matrix beside the folds' decompositions (``F n_tr^2 w + n n_tr w``) and the
+      last fold's centred blocks and eigendecomposition (``7 n_tr^2 8``), or beside the
+      refit's eigendecomposition (``3 n^2 8 + n^2 w``);
+    * the batch loop: the folds' and the refit's decompositions (``n^2 w``), the outputs
+      written so far (``3 a t 8``, the dual coefficients of the other batches
+      ``n (t - b) w``), and one batch: its targets ``n b w`` with float64 blocks
+      ``2 min(n, 1024) b 8``, the errors ``2 a b 8`` and the larger of a fold's working set
+      (``3 n_tr b w + 3 n_va b w``) and the refit's (``n b w + 2 n b 8``);
+
+    plus :data:`OVERHEAD`.
+    """
+    from neuroalign.encoders._dual import feature_block
+
+    n_tr = n * (F - 1) // F
+    n_va = -(-n // F)
+    folds = F * n_tr * n_tr * w + n * n_tr * w
+    gram = n * n * 8
+    setup = max(gram + n * min(p, feature_block(n)) * 8, gram + folds + 7 * n_tr * n_tr * 8)
+    base = folds
+    if refit:
+        setup = max(setup, gram + folds + 3 * n * n * 8 + n * n * w)
+        base += n * n * w
+    outputs = 3 * a * t * 8 + (n * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
+    fold = 3 * n_tr * b * w + 3 * n_va * b * w
+    final = n * b * w + 2 * n * b * 8 if refit else 0
+    targets = n * b * w + 2 * min(n, 1024) * b * 8
+    per_batch = max(targets, n * b * w + 2 * a * b * 8 + max(fold, final))
     return int(max(setup, base + outputs + per_batch) + OVERHEAD)
 
 
