@@ -40,16 +40,19 @@ __all__ = [
     "check_decoder",
     "check_memory",
     "check_rdm",
+    "check_refit",
     "check_sweep",
     "decoder_memory",
     "format_bytes",
     "memory_budget",
     "parse_bytes",
     "rdm_memory",
+    "refit_memory",
     "ridge_batch",
     "ridge_cv_batch",
     "ridge_memory",
     "sweep_memory",
+    "sweep_peak",
 ]
 
 #: Environment variable overriding the memory budget (a size, or ``"off"``).
@@ -315,12 +318,35 @@ def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4) -> int:
                    for p in n_features))
 
 
+def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_folds: int,
+               batch: int = 4096, itemsize: int = 4) -> int:
+    """Peak bytes of a layer sweep (``n_features``: one feature count per layer, in the
+    order fitted): the largest, over layers, of the weights and scores kept for the layers
+    before it (:func:`sweep_memory`) plus that layer's fit (:func:`ridge_memory`, in the
+    form ``ridge_cv`` picks; a dual-form layer adds its weights ``p t w``, formed after the
+    fit from the dual coefficients, with a float64 block of feature columns)."""
+    from neuroalign.encoders._dual import feature_block
+
+    n, t, w = int(n_samples), int(n_targets), int(itemsize)
+    F = max(int(n_folds), 2)
+    peak, kept = 0, 0
+    for p in (int(v) for v in n_features):
+        form = "primal" if p <= n * (F - 1) // F else "dual"
+        need = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=batch, itemsize=w,
+                            form=form)
+        if form == "dual":
+            need += p * t * w + n * min(p, feature_block(n)) * 8
+        peak = max(peak, kept + need)
+        kept += sweep_memory([p], t, itemsize=w)
+    return int(peak)
+
+
 def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, n_folds: int,
                 dtype="float32", func: str = "LayerSweep.fit", budget: int | None = None) -> int:
     """Stop a layer sweep at once when the weights it keeps for every layer
-    (:func:`sweep_memory`) plus the smallest fit of its widest layer (one target at a time)
-    do not fit the budget. ``layers`` maps names to arrays of shape (n_samples, ...).
-    Returns the bytes needed."""
+    (:func:`sweep_memory`) plus the smallest fit of its layers (:func:`sweep_peak` one
+    target at a time) do not fit the budget. ``layers`` maps names to arrays of shape
+    (n_samples, ...). Returns the bytes needed."""
     import numpy as np
 
     sizes = [int(np.prod(np.shape(v)[1:])) for v in layers.values()]
@@ -328,10 +354,9 @@ def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, 
         return 0
     itemsize = np.dtype(dtype).itemsize
     widest = max(sizes)
-    form = "primal" if widest <= n_samples * (n_folds - 1) // max(n_folds, 1) else "dual"
-    need = sweep_memory(sizes, n_targets, itemsize=itemsize) + ridge_memory(
-        n_samples, widest, n_targets, n_alphas=n_alphas, n_folds=n_folds, batch=1,
-        itemsize=itemsize, form=form)
+    need = sweep_peak(n_samples, sizes, n_targets, n_alphas=n_alphas, n_folds=n_folds,
+                      batch=1, itemsize=itemsize)
+    need = max(need, sweep_memory(sizes, n_targets, itemsize=itemsize))
     return check_memory(
         need, budget=budget,
         what=f"{func}: {len(sizes)} layers (up to {widest} features) against {n_targets} "
@@ -354,14 +379,54 @@ def rdm_memory(n_stimuli: int, n_channels: int, *, metric: str = "correlation",
     return int(data + 3 * n * n * 8 + OVERHEAD)
 
 
-def decoder_memory(n_samples: int, n_features: int, n_targets: int) -> int:
-    """Peak bytes of a ridge decoder's fit (float64 SVD per fold): the standardised brain
-    data and its centred copy ``2 n p 8``, a fold's rows and their SVD (``U``, ``V^T`` and
-    LAPACK workspace, ``n p 8 + 3 k (n + p) 8`` with ``k = min(n, p)``) and the targets and
-    predictions ``3 n t 8``."""
+def refit_memory(n_samples: int, n_features: int, n_targets: int, *, batch: int = 4096,
+                 itemsize: int = 8, form: str | None = None) -> int:
+    """Peak bytes of :func:`~neuroalign.encoders.ridge_refit` beyond its inputs: its weights
+    ``p t w`` and, with ``n`` samples, ``p`` features, ``b`` targets per batch,
+
+    * primal (``p <= n``): the rescaled features in float64 and in ``w`` (``n p (8 + w)``,
+      one array when ``w = 8``) beside, first, their centred copy and the
+      eigendecomposition of ``X^T X`` (``n p 8 + 4 p^2 8``), then the eigenvectors
+      (``p^2 (8 + w)``) and one batch (``n b w`` targets, ``5 p b 8``);
+    * dual: the centred Gram matrix and its eigendecomposition (``4 n^2 8 + n^2 w``) with a
+      float64 block of feature columns, then the dual coefficients ``n t w`` and the
+      weights formed from them a block of features at a time.
+
+    Plus :data:`OVERHEAD`.
+    """
+    from neuroalign.encoders._dual import feature_block
+
+    n, p, t, w = int(n_samples), int(n_features), int(n_targets), int(itemsize)
+    b = max(1, min(int(batch), t)) if t else 0
+    form = form or ("primal" if p <= n else "dual")
+    out = p * t * w
+    if form == "primal":
+        xw = n * p * 8 + (n * p * w if w != 8 else 0)
+        setup = xw + n * p * 8 + 4 * p * p * 8
+        loop = xw + p * p * (8 + w) + n * b * w + 5 * p * b * 8 + out
+        need = max(setup, loop)
+    else:
+        block = n * min(p, feature_block(n)) * 8
+        need = max(4 * n * n * 8 + n * n * w + block,
+                   n * n * w + n * t * w + 2 * n * b * 8,
+                   n * t * w + out + 2 * block)
+    return int(need + OVERHEAD)
+
+
+def decoder_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int = 10,
+                   n_folds: int = 5) -> int:
+    """Peak bytes of a ridge decoder's fit (``EmbeddingDecoder(kind="ridge")``, float64):
+    the brain matrix taken from the store and its standardised copy (``2 n p 8``), beside
+    the larger of the transient of the standardisation (``n p 8``), the cross-validated
+    choice of alpha (:func:`ridge_memory` without refit, in the form ``ridge_cv`` picks)
+    and the final fit (:func:`refit_memory`)."""
     n, p, t = int(n_samples), int(n_features), int(n_targets)
-    k = min(n, p)
-    return int(3 * n * p * 8 + 3 * k * (n + p) * 8 + 3 * n * t * 8 + OVERHEAD)
+    F = max(int(n_folds), 2)
+    form = "primal" if p <= n * (F - 1) // F else "dual"
+    fit = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=4096, itemsize=8,
+                       form=form, refit=False) if n_alphas > 1 else 0
+    refit = refit_memory(n, p, t, itemsize=8)
+    return int(2 * n * p * 8 + max(n * p * 8 + OVERHEAD, fit, refit))
 
 
 def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
@@ -385,6 +450,22 @@ def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
                        batch=batch, itemsize=np.dtype(name).itemsize, form=used, refit=refit)
 
 
+def check_refit(n_samples: int, n_features: int, n_targets: int, *, itemsize: int,
+                form: str | None, batch: int, func: str = "ridge_refit",
+                backend: str = "numpy", budget: int | None = None) -> int:
+    """Stop a ridge refit (:func:`~neuroalign.encoders.ridge_refit`) at once when
+    :func:`refit_memory` does not fit the budget (not applied on a GPU)."""
+    if backend != "numpy":
+        return 0
+    need = refit_memory(n_samples, n_features, n_targets, batch=batch, itemsize=itemsize,
+                        form=form)
+    return check_memory(
+        need, budget=budget,
+        what=f"{func} of {n_targets} targets on {n_samples} samples x {n_features} features "
+             f"({'float64' if itemsize == 8 else 'float32'})",
+        lower="fewer targets per call, fewer features (e.g. a PCA), or dtype='float32'")
+
+
 def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",
               func: str = "rdm", budget: int | None = None) -> int:
     """Stop an RDM at once when :func:`rdm_memory` does not fit the budget."""
@@ -400,9 +481,9 @@ def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",
 
 
 def check_decoder(n_samples: int, n_features: int, n_targets: int, *, func: str,
-                  budget: int | None = None) -> int:
+                  n_alphas: int = 10, n_folds: int = 5, budget: int | None = None) -> int:
     """Stop a ridge decoder's fit at once when :func:`decoder_memory` does not fit."""
-    need = decoder_memory(n_samples, n_features, n_targets)
+    need = decoder_memory(n_samples, n_features, n_targets, n_alphas=n_alphas, n_folds=n_folds)
     return check_memory(
         need, budget=budget,
         what=f"{func} on {n_samples} samples x {n_features} brain features -> {n_targets} "

@@ -47,15 +47,26 @@ def dtype_name(dtype: Any) -> str | None:
     return np.dtype(dtype).name
 
 
+#: Up to this size an eigendecomposition runs on one BLAS thread: LAPACK's ``syevd`` is
+#: mostly memory-bound there and its threads cost more than they give (measured on 2 cores:
+#: 800 x 800 takes 0.09 s of CPU on one thread, 0.5 s on two, and less wall time too).
+EIGH_ONE_THREAD = 2048
+
+
 def eigh64(G) -> tuple[np.ndarray, np.ndarray]:
     """Eigendecomposition of a symmetric numpy matrix in float64 (LAPACK's divide and
     conquer ``syevd`` through scipy: 2-3x less CPU time than ``numpy.linalg.eigh`` with the
-    BLAS these wheels bundle); ``G`` itself is never modified."""
+    BLAS these wheels bundle; one BLAS thread up to :data:`EIGH_ONE_THREAD`); ``G`` itself
+    is never modified."""
     from scipy.linalg import eigh
+
+    from neuroalign._config import thread_limits
 
     G64 = np.asarray(G, dtype=np.float64)
     own = G64 is not G and not np.shares_memory(G64, G)
-    return eigh(G64, driver="evd", check_finite=False, overwrite_a=own)
+    one = G64.shape[0] <= EIGH_ONE_THREAD
+    with thread_limits(1 if one else None, torch=False):
+        return eigh(G64, driver="evd", check_finite=False, overwrite_a=own)
 
 
 class NumpyOps:

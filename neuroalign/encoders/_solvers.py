@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign._preflight import ridge_cv_batch
+from neuroalign._preflight import check_refit, ridge_cv_batch
 from neuroalign._validation import format_list
 from neuroalign.encoders._backend import (
     backend_for,
@@ -652,6 +652,9 @@ def ridge_refit(
     work = _work_dtype(X, dtype, ops)
     check_finite(X, name="X", func="ridge_refit")
     dual = (form or choose_form(*X.shape)) == "dual"
+    check_refit(*X.shape, Y.shape[1], itemsize=np.dtype(dtype_name(work)).itemsize,
+                form="dual" if dual else "primal", batch=n_targets_batch,
+                backend=ops.name)  # memory preflight
     if dual:  # as the refit of ridge_cv: from the centred Gram matrix, no primal work
         gram, x_mean, feature_var, kx = centred_gram(X, fit_intercept, ops)
         prep = _Prep.from_stats(x_mean, feature_var, fit_intercept, ops)
