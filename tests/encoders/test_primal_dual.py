@@ -161,3 +161,18 @@ def test_dual_blocks_of_features_give_the_one_block_answer(monkeypatch):
     ref = ridge_cv(Xc, Y, ALPHAS, folds, refit=True, form="primal")
     np.testing.assert_array_equal(many.best_alphas, ref.best_alphas)
     np.testing.assert_allclose(many.coef, ref.coef, rtol=1e-6, atol=1e-9)
+
+
+def test_dual_encoder_pickles_and_clones():
+    import pickle
+
+    from sklearn.base import clone
+
+    X, Y = make(40, 150, t=5, seed=14)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, device="cpu").fit(X, Y)
+    assert enc.form_ == "dual"
+    again = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(again.predict(X[:6]), enc.predict(X[:6]))
+    np.testing.assert_array_equal(again.coef_, enc.coef_)
+    fresh = clone(enc)
+    assert not hasattr(fresh, "coef_") and "_dual" not in vars(fresh)
