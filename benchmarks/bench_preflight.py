@@ -1,7 +1,8 @@
 """Memory preflight: estimated peak against the peak measured in a fresh process.
 
 Each cell of the grid runs in its own subprocess: it builds the inputs (in the working
-dtype, touched), resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the
+dtype, touched), returns the memory freed while building them to the system (``malloc_trim``: otherwise the
+job reuses it unseen), resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the
 job and reports ``VmHWM - VmRSS`` (peak resident memory minus the baseline with the inputs
 loaded) next to :mod:`neuroalign._preflight`'s estimate. Jobs: ``ridge_cv`` with refit
 (primal and dual forms, float32 and float64, several batch sizes and alpha counts), the
@@ -97,9 +98,10 @@ else:
                          coords={'stimulus_id': ('stimulus', ids)})
     del rng
     dec = EmbeddingDecoder(kind='ridge', alphas=np.logspace(-1, 3, a), cv=F, average=False)
-    est = pf.decoder_memory(n, p, t, n_alphas=a, n_folds=F)
+    est = pf.decoder_memory(n, p, t, n_alphas=a, n_folds=F, copy=False)  # float64: a view
     run = lambda: dec.fit(store, feats)
-import gc; gc.collect()
+import ctypes, gc; gc.collect()
+ctypes.CDLL('libc.so.6').malloc_trim(0)  # freed set-up memory back to the system first
 base = status('VmRSS')
 open('/proc/self/clear_refs', 'w').write('5')
 run()

@@ -178,7 +178,7 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
       and float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
       eigenvectors, LAPACK workspace: ``4 g^2 8``); dual, the full Gram matrix ``n^2 8``
       and the fold's centred blocks and eigendecomposition ``7 n_tr^2 8``; likewise the
-      refit's (``n p 8 + 4 g_r^2 8``);
+      refit's (``n p 8 + 4 g_r^2 8``) (``n_tr p 16`` for the fold's rows when ``w = 8``);
     * the batch loop: the above without the transients, the refit's decomposition (primal
       ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
       and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
@@ -214,7 +214,8 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     if form == "dual":  # one float64 Gram matrix for all folds; each fold's centred block
         setup = base + x64 + n * n * 8 + 7 * n_tr * n_tr * 8
     else:
-        setup = base + x64 + n_tr * p * (w + 16) + 4 * g * g * 8
+        # the fold's rows, in float64 (the same array when w = 8) and centred
+        setup = base + x64 + n_tr * p * (w + 16 if w != 8 else 16) + 4 * g * g * 8
     if refit and not loo:
         g_r = p if form == "primal" else n
         setup = max(setup, base + x64 + n * p * 8 + 4 * g_r * g_r * 8)
@@ -321,15 +322,16 @@ def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4) -> int:
 def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_folds: int,
                batch: int = 4096, itemsize: int = 4) -> int:
     """Peak bytes of a layer sweep (``n_features``: one feature count per layer, in the
-    order fitted): the largest, over layers, of the weights and scores kept for the layers
-    before it (:func:`sweep_memory`) plus that layer's fit (:func:`ridge_memory`, in the
-    form ``ridge_cv`` picks; a dual-form layer adds its weights ``p t w``, formed after the
-    fit from the dual coefficients, with a float64 block of feature columns)."""
+    order fitted): its copy of the valid neuroids' responses (``n t w``) and the largest,
+    over layers, of the weights and scores kept for the layers before it
+    (:func:`sweep_memory`) plus that layer's fit (:func:`ridge_memory`, in the form
+    ``ridge_cv`` picks; a dual-form layer adds its weights ``p t w``, formed after the fit
+    from the dual coefficients, with a float64 block of feature columns)."""
     from neuroalign.encoders._dual import feature_block
 
     n, t, w = int(n_samples), int(n_targets), int(itemsize)
     F = max(int(n_folds), 2)
-    peak, kept = 0, 0
+    peak, kept = 0, n * t * w
     for p in (int(v) for v in n_features):
         form = "primal" if p <= n * (F - 1) // F else "dual"
         need = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=batch, itemsize=w,
@@ -414,9 +416,10 @@ def refit_memory(n_samples: int, n_features: int, n_targets: int, *, batch: int 
 
 
 def decoder_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int = 10,
-                   n_folds: int = 5) -> int:
+                   n_folds: int = 5, copy: bool = True) -> int:
     """Peak bytes of a ridge decoder's fit (``EmbeddingDecoder(kind="ridge")``, float64):
-    the brain matrix taken from the store and its standardised copy (``2 n p 8``), beside
+    the brain matrix taken from the store (``n p 8``, when it is a copy: ``copy``; a
+    float64 store in memory gives a view) and its standardised copy (``n p 8``), beside
     the larger of the transient of the standardisation (``n p 8``), the cross-validated
     choice of alpha (:func:`ridge_memory` without refit, in the form ``ridge_cv`` picks)
     and the final fit (:func:`refit_memory`)."""
@@ -426,7 +429,8 @@ def decoder_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas:
     fit = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=4096, itemsize=8,
                        form=form, refit=False) if n_alphas > 1 else 0
     refit = refit_memory(n, p, t, itemsize=8)
-    return int(2 * n * p * 8 + max(n * p * 8 + OVERHEAD, fit, refit))
+    brain = n * p * 8 if copy else 0
+    return int(brain + n * p * 8 + max(n * p * 8 + OVERHEAD, fit, refit))
 
 
 def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
@@ -481,9 +485,12 @@ def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",
 
 
 def check_decoder(n_samples: int, n_features: int, n_targets: int, *, func: str,
-                  n_alphas: int = 10, n_folds: int = 5, budget: int | None = None) -> int:
-    """Stop a ridge decoder's fit at once when :func:`decoder_memory` does not fit."""
-    need = decoder_memory(n_samples, n_features, n_targets, n_alphas=n_alphas, n_folds=n_folds)
+                  n_alphas: int = 10, n_folds: int = 5, copy: bool = True,
+                  budget: int | None = None) -> int:
+    """Stop a ridge decoder's fit at once when :func:`decoder_memory` does not fit
+    (``copy=False`` when the brain matrix is already in memory)."""
+    need = decoder_memory(n_samples, n_features, n_targets, n_alphas=n_alphas, n_folds=n_folds,
+                          copy=copy)
     return check_memory(
         need, budget=budget,
         what=f"{func} on {n_samples} samples x {n_features} brain features -> {n_targets} "

@@ -65,8 +65,8 @@ def test_dual_estimate_has_no_features_by_targets_terms():
 
 def test_sweep_peak_adds_the_weights_kept_for_earlier_layers():
     one = pf.sweep_peak(2000, [512], 5000, n_alphas=10, n_folds=5)
-    assert one == pf.ridge_memory(2000, 512, 5000, batch=4096, **KW)
     three = pf.sweep_peak(2000, [512] * 3, 5000, n_alphas=10, n_folds=5)
+    assert one == pf.ridge_memory(2000, 512, 5000, batch=4096, **KW) + 2000 * 5000 * 4
     assert three == one + 2 * pf.sweep_memory([512], 5000)
 
 
