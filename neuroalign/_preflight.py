@@ -162,6 +162,17 @@ def check_memory(needed: int, *, what: str, lower: str, budget: int | None = Non
 
 
 # -- ridge ---------------------------------------------------------------------------------
+#: Bytes of one float64 block of target rows (the targets are centred and scaled in float64
+#: a block of rows at a time; small blocks, so the allocator does not keep them resident).
+ROW_BLOCK_BYTES = 8 * 2**20
+
+
+def row_block(n_columns: int) -> int:
+    """Rows per float64 block of ``n_columns`` targets (64 to 1024 rows,
+    :data:`ROW_BLOCK_BYTES`)."""
+    return int(min(1024, max(64, ROW_BLOCK_BYTES // (8 * max(int(n_columns), 1)))))
+
+
 def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                  n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
                  refit: bool = True) -> int:
@@ -183,7 +194,8 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
       ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
       and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
       zero-initialised weights become resident only as they are written), and one batch's
-      working set: its targets ``n b w`` with float64 blocks ``2 min(n, 1024) b 8``,
+      working set: its targets ``n b w`` with float64 blocks ``2 r b 8`` (``r`` rows,
+      :func:`row_block`),
       ``X^T Y`` (primal, ``p b w``), per fold the rotated targets, a buffer and residuals
       (``3 g b w + 3 n_va b w``) or the refit (primal ``3 p b w``, dual
       ``3 n b w + p b w``, plus float64 weights ``2 p b 8``), and the errors ``2 a b 8``;
@@ -224,7 +236,7 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     # of the zero-initialised weights become resident as batches are written: at most
     # t - b columns when a full batch is being worked on)
     outputs = 3 * a * t * 8 + (p * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
-    rows = min(n, 1024)
+    rows = min(n, row_block(b))
     xty = p * b * w if form == "primal" else 0
     targets = n * b * w + 2 * rows * b * 8
     fold = 3 * g * b * w + 3 * n_va * b * w
@@ -250,7 +262,7 @@ def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: 
     * the batch loop: the folds' and the refit's decompositions (``n^2 w``), the outputs
       written so far (``3 a t 8``, the dual coefficients of the other batches
       ``n (t - b) w``), and one batch: its targets ``n b w`` with float64 blocks
-      ``2 min(n, 1024) b 8``, the errors ``2 a b 8`` and the larger of a fold's working set
+      ``2 r b 8`` (:func:`row_block`), the errors ``2 a b 8`` and the larger of a fold's working set
       (``3 n_tr b w + 3 n_va b w``) and the refit's (``n b w + 2 n b 8``);
 
     plus :data:`OVERHEAD`.
@@ -269,7 +281,7 @@ def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: 
     outputs = 3 * a * t * 8 + (n * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
     fold = 3 * n_tr * b * w + 3 * n_va * b * w
     final = n * b * w + 2 * n * b * 8 if refit else 0
-    targets = n * b * w + 2 * min(n, 1024) * b * 8
+    targets = n * b * w + 2 * min(n, row_block(b)) * b * 8
     per_batch = max(targets, n * b * w + 2 * a * b * 8 + max(fold, final))
     return int(max(setup, base + outputs + per_batch) + OVERHEAD)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign._preflight import check_refit, ridge_cv_batch
+from neuroalign._preflight import check_refit, ridge_cv_batch, row_block
 from neuroalign._validation import format_list
 from neuroalign.encoders._backend import (
     backend_for,
@@ -199,14 +199,14 @@ def feature_scale(X, fit_intercept: bool = True) -> float:
     return _Prep(X, fit_intercept).feature_var
 
 
-_ROWS = 1024  # rows per float64 block
 
 
 def _colsum64(T, ops) -> Any:
     """Column sums accumulated in float64, a block of rows at a time."""
     out = ops.zeros(T.shape[1], ops.float64)
-    for r in range(0, T.shape[0], _ROWS):
-        out += ops.cast(T[r:r + _ROWS], ops.float64).sum(0)
+    rows = row_block(T.shape[1])
+    for r in range(0, T.shape[0], rows):
+        out += ops.cast(T[r:r + rows], ops.float64).sum(0)
     return out
 
 
@@ -248,14 +248,15 @@ class _Prep:
         ym = _colsum64(Yb, ops) / max(n, 1) if self.fit_intercept else ops.zeros(
             Yb.shape[1], ops.float64)
         ss = ops.zeros(Yb.shape[1], ops.float64)
-        for r in range(0, n, _ROWS):
-            ss += ((ops.cast(Yb[r:r + _ROWS], ops.float64) - ym) ** 2).sum(0)
+        rows = row_block(Yb.shape[1])
+        for r in range(0, n, rows):
+            ss += ((ops.cast(Yb[r:r + rows], ops.float64) - ym) ** 2).sum(0)
         sd = ops.sqrt(ss / max(n, 1))
         finite = ops.isfinite(sd) & ops.isfinite(ym)
         sd = ops.where(finite & (sd > 0), sd, 1.0)
         out = ops.empty(Yb.shape, dtype)
-        for r in range(0, n, _ROWS):
-            out[r:r + _ROWS] = ops.cast((ops.cast(Yb[r:r + _ROWS], ops.float64) - ym) / sd, dtype)
+        for r in range(0, n, rows):
+            out[r:r + rows] = ops.cast((ops.cast(Yb[r:r + rows], ops.float64) - ym) / sd, dtype)
         return out, ym, sd, finite
 
     def to_units(self, W, b, ym, ysd, dtype):
