@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--no-primal", action="store_true",
                     help="skip the primal rows (the forced primal fit takes minutes)")
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp()
+    holder = tempfile.TemporaryDirectory()  # removed at exit
+    tmp = holder.name
     rows = [("auto", a.features), ("himalaya", a.features), ("auto+coef", a.features)]
     if not a.no_primal:
         rows += [("primal", a.features), ("primal", a.primal_features),

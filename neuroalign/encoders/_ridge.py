@@ -130,6 +130,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     coef_ : ndarray, shape (n_features, n_neuroids)
+        After a fit in the dual form (``form_ == "dual"``) the encoder keeps dual
+        coefficients (n_samples x n_neuroids) and a reference to the training features,
+        as a kernel ridge does; ``coef_`` is formed from them on first access (and kept),
+        and :meth:`predict` goes through the kernel without it.
     intercept_ : ndarray, shape (n_neuroids,)
     best_alphas_ : ndarray, shape (n_neuroids,)
         Chosen alpha of each neuroid, a value of ``alphas`` (relative to the feature scale
