@@ -383,10 +383,19 @@ def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, 
 # -- RDMs and decoders ---------------------------------------------------------------------
 def rdm_memory(n_stimuli: int, n_channels: int, *, metric: str = "correlation",
                itemsize: int = 8, copy: bool = True) -> int:
-    """Peak bytes of :func:`neuroalign.compare.rdm`: a float64 copy of the patterns when the
-    input is not float64 (``copy``), the centred/scaled or projected patterns ``n p 8``, and
-    ``3 n^2 8`` for the Gram matrix, its symmetrised form and the result."""
+    """Peak bytes of :func:`neuroalign.compare.rdm` on numpy data.
+
+    ``metric="correlation"``: the Gram matrix of the row-centred patterns is accumulated
+    over float64 blocks of channels (``n min(p, c) 8``, ``c`` channels of at most 32 MiB;
+    the data are never copied whole), and the result is a second ``n^2 8`` (the
+    C-ordered copy of the Fortran-ordered Gram matrix). Other metrics: a float64 copy of the
+    patterns when the input is not float64 (``copy``), the centred/scaled or projected
+    patterns ``n p 8`` (and ``p^2 8`` for a precision matrix), and ``3 n^2 8`` for the Gram
+    matrix, its symmetrised form and the result."""
     n, p = int(n_stimuli), int(n_channels)
+    if metric == "correlation":
+        block = n * min(p, max(1, 32 * 2**20 // (8 * n))) * 8
+        return int(2 * n * n * 8 + block + OVERHEAD)
     data = n * p * 8 * (2 if copy else 1)
     if metric in ("mahalanobis", "crossnobis"):
         data += p * p * 8
