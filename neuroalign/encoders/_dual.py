@@ -61,24 +61,28 @@ def _symmetrise_lower(K, ops, rows: int = 1024) -> None:
             K[r0:r1, r1:] = K[r1:, r0:r1].T
 
 
-def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any]:
+def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any, Any]:
     """Gram matrix of the features centred in float64, without a float64 copy of ``X``.
 
-    Returns ``(K, x_mean, feature_var, kx)``: ``K = Xc Xc^T / feature_var`` (float64,
-    ``Xc = X - x_mean``, the means taken in float64), ``feature_var = trace(Xc^T Xc) /
-    (n p)`` (1 when the features are constant), and ``kx = Xc x_mean`` (float64, for the
-    intercepts). Worked a block of feature columns at a time (:func:`feature_block`).
+    Returns ``(K, x_mean, feature_var, kx, col_sums)``: ``K = Xc Xc^T / feature_var``
+    (float64, ``Xc = X - x_mean``, the means taken in float64), ``feature_var =
+    trace(Xc^T Xc) / (n p)`` (1 when the features are constant), ``kx = Xc x_mean``
+    (float64, for the intercepts) and the float64 column sums of ``X`` (a fingerprint of
+    the features, see :class:`DualWeights`). Worked a block of feature columns at a time
+    (:func:`feature_block`).
     """
     n, p = X.shape
     x_mean = ops.zeros(p, ops.float64)
+    col_sums = ops.zeros(p, ops.float64)
     K = ops.zeros((n, n), ops.float64)
     kx = ops.zeros(n, ops.float64)
     step = feature_block(n)
     for c in range(0, p, step):
         cols = slice(c, min(c + step, p))
         B = ops.cast(X[:, cols], ops.float64, copy=True)
+        col_sums[cols] = B.sum(0)
         if fit_intercept and n:
-            m = B.mean(0)
+            m = col_sums[cols] / n
             x_mean[cols] = m
             B -= m
             kx += B @ m
@@ -89,7 +93,7 @@ def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any]:
     var = trace / (n * p) if n * p else 0.0
     var = var if var > 0 and math.isfinite(var) else 1.0
     K /= var
-    return K, x_mean, var, kx
+    return K, x_mean, var, kx, col_sums
 
 
 class DualRefit:
@@ -135,15 +139,54 @@ class DualWeights:
         Their float64 means (zeros without an intercept).
     dual : ndarray or torch.Tensor, shape (n_samples, n_targets)
         Dual coefficients in the data's units (the fit's working dtype).
+    col_sums : ndarray, shape (n_features,), optional
+        The float64 column sums of ``X`` at the fit. ``X`` is the caller's array, not a
+        copy: whenever it is read again (:meth:`coef`, :meth:`kernel`) its column sums are
+        recomputed (bit for bit the same for unchanged data) and a
+        :class:`~neuroalign.exceptions.DataFormatError` is raised if it was modified since,
+        instead of weights or predictions silently computed from other features.
     """
 
-    def __init__(self, X, x_offset, dual) -> None:
+    def __init__(self, X, x_offset, dual, col_sums=None) -> None:
         from neuroalign.encoders._backend import backend_for
 
         self.X = X
         self.x_offset = x_offset
         self.dual = dual
+        self.col_sums = col_sums
         self._ops = backend_for(X, dual)
+
+    def fingerprint(self):
+        """The float64 column sums of the training features as they are now (a block of
+        features at a time, as :meth:`coef` and :meth:`kernel` check them)."""
+        ops = self._ops
+        n, p = self.X.shape
+        sums = ops.zeros(p, ops.float64)
+        step = feature_block(n)
+        for c in range(0, p, step):
+            sums[c:c + step] = ops.cast(self.X[:, c:c + step], ops.float64, copy=True).sum(0)
+        return sums
+
+    def _training_block(self, cols: slice, x_off):
+        """Columns ``cols`` of the training features, centred, in float64 (checked against
+        the fit's column sums)."""
+        ops = self._ops
+        B = ops.cast(self.X[:, cols], ops.float64, copy=True)
+        if self.col_sums is not None and ops.name == "numpy":
+            sums = B.sum(0)
+            if not np.array_equal(sums, self.col_sums[cols]):
+                from neuroalign._validation import format_list
+                from neuroalign.exceptions import DataFormatError
+
+                bad = np.flatnonzero(sums != self.col_sums[cols]) + cols.start
+                raise DataFormatError(
+                    f"The training features of this dual-form ridge fit were modified after "
+                    f"the fit (columns {format_list(bad, limit=5)} differ): the fit keeps a "
+                    "reference to them, not a copy, to form its weights and predictions. "
+                    "Refit, or fit on a copy (X.copy()) if the array is to be changed."
+                )
+        B -= x_off[cols]
+        return B
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -165,7 +208,7 @@ class DualWeights:
         step = feature_block(n)
         for c in range(0, p, step):
             cols = slice(c, min(c + step, p))
-            B = ops.cast(_centred_block(self.X, cols, x_off, ops), self.dual.dtype)
+            B = ops.cast(self._training_block(cols, x_off), self.dual.dtype)
             out[cols] = B.T @ self.dual
             del B
         return out
@@ -180,7 +223,7 @@ class DualWeights:
         step = feature_block(max(n, Xnew.shape[0]))
         for c in range(0, p, step):
             cols = slice(c, min(c + step, p))
-            K += _centred_block(Xnew, cols, x_off, ops) @ _centred_block(self.X, cols, x_off, ops).T
+            K += _centred_block(Xnew, cols, x_off, ops) @ self._training_block(cols, x_off).T
         return K
 
     def predict(self, Xnew, y_offset, dtype=None):

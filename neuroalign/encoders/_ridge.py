@@ -19,7 +19,7 @@ from neuroalign._sklearn import (
     regressor_tags,
 )
 from neuroalign._validation import check_option, check_positive_int, format_list
-from neuroalign.encoders._backend import dtype_name, to_numpy
+from neuroalign.encoders._backend import dtype_name, is_torch, to_numpy
 from neuroalign.encoders._data import (
     Aligned,
     align,
@@ -339,7 +339,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             fitted = res["dual"]
             dual = np.zeros((fitted.dual.shape[0], n_neuroids), dtype=np_dtype)
             dual[:, ok] = to_numpy(fitted.dual)
-            self._dual = DualWeights(to_numpy(fitted.X), to_numpy(fitted.x_offset), dual)
+            self._dual = DualWeights(to_numpy(fitted.X), to_numpy(fitted.x_offset), dual,
+                                     fitted.col_sums)
+            if fitted.col_sums is None or is_torch(fitted.col_sums):  # summed by numpy
+                self._dual.col_sums = self._dual.fingerprint()
         else:
             self.coef_ = np.zeros((data.X.shape[1], n_neuroids), dtype=np_dtype)
             self.coef_[:, ok] = res["coef"]

@@ -504,7 +504,7 @@ def ridge_cv(
     dual = used_form == "dual"
     if dual:  # kernel ridge: the float64 Gram matrix of the centred features serves every
         # fold and the refit; no copy of the features, no primal weights
-        gram, x_mean, feature_var, kx = centred_gram(X, fit_intercept, ops)
+        gram, x_mean, feature_var, kx, col_sums = centred_gram(X, fit_intercept, ops)
         prep = _Prep.from_stats(x_mean, feature_var, fit_intercept, ops)
         Xw = None
         solvers = [_DualFold(None, ops.index(train), ops.index(val), fit_intercept, ops,
@@ -574,7 +574,7 @@ def ridge_cv(
         res.intercept = like_input(intercept, *inputs)
         res.x_offset, res.y_offset = ops.numpy(prep.x_mean), y_offset
         if dual:  # the primal weights are formed only when asked (RidgeCVResult.coef)
-            res.dual, res._inputs = DualWeights(X, prep.x_mean, coef), inputs
+            res.dual, res._inputs = DualWeights(X, prep.x_mean, coef, col_sums), inputs
         else:
             res.coef = like_input(coef, *inputs)
     return res
@@ -657,7 +657,7 @@ def ridge_refit(
                 form="dual" if dual else "primal", batch=n_targets_batch,
                 backend=ops.name)  # memory preflight
     if dual:  # as the refit of ridge_cv: from the centred Gram matrix, no primal work
-        gram, x_mean, feature_var, kx = centred_gram(X, fit_intercept, ops)
+        gram, x_mean, feature_var, kx, col_sums = centred_gram(X, fit_intercept, ops)
         prep = _Prep.from_stats(x_mean, feature_var, fit_intercept, ops)
         full = DualRefit(gram, fit_intercept, ops, work)
         del gram
@@ -682,5 +682,5 @@ def ridge_refit(
             W, b = full.solve(Xw.T @ Yb, Yb, ysum, alphas_int[sl])
             coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
     if dual:
-        coef = DualWeights(X, x_mean, coef).coef()
+        coef = DualWeights(X, x_mean, coef, col_sums).coef()
     return like_input(coef, *inputs), like_input(intercept, *inputs)

@@ -187,3 +187,24 @@ def test_validation_errors_of_float32_fits_are_summed_in_float64():
     R[:, 1] = -0.3
     exact = 200_000 * R[0].astype(np.float64) ** 2
     np.testing.assert_allclose(NumpyOps().sqnorm_cols(R), exact, rtol=1e-7)
+
+
+def test_dual_fit_refuses_training_features_modified_after_the_fit():
+    """The dual form keeps a reference to X: changed in place after the fit, it is caught
+    (not silently used for coef_ or predictions)."""
+    from neuroalign.exceptions import DataFormatError
+
+    X, Y = make(40, 150, t=5, seed=15)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64", device="cpu").fit(X, Y)
+    res = ridge_cv(X, Y, ALPHAS, cv_folds(np.arange(40).astype(str), 4), refit=True)
+    Xnew = X[:3].copy()
+    before = enc.predict(Xnew)
+    X[7, 42] += 1e-9  # one value, slightly
+    for call in (lambda: enc.predict(Xnew), lambda: enc.coef_, lambda: res.coef,
+                 lambda: res.predict(Xnew)):
+        with pytest.raises(DataFormatError, match=r"modified after the fit \(columns 42 "
+                                                  r"differ\).*X.copy\(\)"):
+            call()
+    X[7, 42] -= 1e-9
+    X[7, 42] = make(40, 150, t=5, seed=15)[0][7, 42]  # restored: works again
+    np.testing.assert_array_equal(enc.predict(Xnew), before)
