@@ -4,7 +4,10 @@
 folds. Each method runs in a fresh subprocess (wall time and peak RSS minus the baseline
 with the data loaded):
 
-* neuroalign ``form="auto"`` (chooses the dual form here);
+* neuroalign ``form="auto"`` (chooses the dual form here; the fit keeps dual
+  coefficients, as a kernel ridge does);
+* the same, then its primal weights ``coef`` asked for (formed from the dual
+  coefficients a block of features at a time);
 * neuroalign ``form="primal"``: the memory preflight refuses it at 50,000 features (each
   fold's ``X^T X`` and its eigendecomposition need ~37 GiB); it is timed at
   ``--primal-features`` features instead, with the dual form at the same size;
@@ -12,7 +15,10 @@ with the data loaded):
   features centred as neuroalign centres them (absolute alphas on both sides), and the
   chosen alphas compared.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_primal_dual.py
+Both libraries are imported before the baseline is taken.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_primal_dual.py [--no-primal]
+        [--dtype float64]
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import sys
 
 CHILD = r"""
 import json, sys, time, numpy as np
-method, n, p, t = json.loads(sys.argv[1])
+method, n, p, t, dtype = json.loads(sys.argv[1])
 def status(key):
     for line in open('/proc/self/status'):
         if line.startswith(key):
@@ -35,12 +41,15 @@ X = rng.standard_normal((n, p), dtype=np.float32)
 W = rng.standard_normal((p, t), dtype=np.float32) / np.sqrt(p)
 Y = (X @ W + rng.standard_normal((n, t), dtype=np.float32)).astype(np.float32)
 del W
+X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
 alphas = np.logspace(0, 6, 10)
 from neuroalign.store import cv_folds
 folds = cv_folds(np.arange(n).astype(str), 5)
 if method == 'himalaya':
     from himalaya.kernel_ridge import KernelRidgeCV
     X -= X.mean(0)
+else:  # both libraries imported before the baseline
+    from neuroalign.encoders import ridge_cv
 import gc; gc.collect()
 base = status('VmRSS'); open('/proc/self/clear_refs', 'w').write('5')
 import resource
@@ -54,10 +63,11 @@ try:
         m = KernelRidgeCV(alphas=alphas, kernel='linear', cv=folds, fit_intercept=True).fit(X, Y)
         best = np.asarray(m.best_alphas_)
     else:
-        from neuroalign.encoders import ridge_cv
-        res = ridge_cv(X, Y, alphas, folds, form=None if method == 'auto' else method,
+        res = ridge_cv(X, Y, alphas, folds, form=None if method.startswith('auto') else method,
                        refit=True, relative_alphas=False)
         best = res.best_alphas
+        if method == 'auto+coef':  # the primal weights asked for (formed from the dual ones)
+            assert res.coef.shape == (p, t) and res.coef.dtype == X.dtype
 except MemoryError as e:
     err, best = str(e), np.array([])
 wall, cpu_s = time.perf_counter() - t0, cpu() - c0
@@ -66,9 +76,9 @@ print(json.dumps({'wall': wall, 'cpu': cpu_s, 'peak': status('VmHWM') - base, 'e
 """
 
 
-def run(method, n, p, t, out) -> dict:
+def run(method, n, p, t, dtype, out) -> dict:
     env = dict(os.environ)
-    res = subprocess.run([sys.executable, "-c", CHILD, json.dumps([method, n, p, t]), out],
+    res = subprocess.run([sys.executable, "-c", CHILD, json.dumps([method, n, p, t, dtype]), out],
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -83,14 +93,20 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=50000)
     ap.add_argument("--targets", type=int, default=2000)
     ap.add_argument("--primal-features", type=int, default=4000)
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--no-primal", action="store_true",
+                    help="skip the primal rows (the forced primal fit takes minutes)")
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    rows = [("auto", a.features), ("himalaya", a.features), ("primal", a.features),
-            ("primal", a.primal_features), ("auto", a.primal_features)]
+    holder = tempfile.TemporaryDirectory()  # removed at exit
+    tmp = holder.name
+    rows = [("auto", a.features), ("himalaya", a.features), ("auto+coef", a.features)]
+    if not a.no_primal:
+        rows += [("primal", a.features), ("primal", a.primal_features),
+                 ("auto", a.primal_features)]
     best = {}
     for method, p in rows:
         path = f"{tmp}/{method}-{p}.npy"
-        r = run(method, a.samples, p, a.targets, path)
+        r = run(method, a.samples, p, a.targets, a.dtype, path)
         best[method, p] = np.load(path)
         if r["error"]:
             print(f"{method:<9} {a.samples} x {p:<6} -> {a.targets} targets: refused by the "
@@ -100,9 +116,10 @@ def main() -> None:
               f"{r['cpu']:8.2f} s CPU, "
               f"peak {r['peak'] / 2**20:8.1f} MiB", flush=True)
     same = np.mean(np.isclose(best["auto", a.features], best["himalaya", a.features], rtol=1e-6))
-    print(f"alphas equal to himalaya's at {a.features} features: {same:.1%} of targets")
-    same = np.mean(best["auto", a.primal_features] == best["primal", a.primal_features])
-    print(f"dual (auto) and primal alphas equal at {a.primal_features} features: {same:.1%}")
+    print(f"alphas equal to himalaya's at {a.features} features ({a.dtype}): {same:.1%} of targets")
+    if not a.no_primal:
+        same = np.mean(best["auto", a.primal_features] == best["primal", a.primal_features])
+        print(f"dual (auto) and primal alphas equal at {a.primal_features} features: {same:.1%}")
 
 
 if __name__ == "__main__":

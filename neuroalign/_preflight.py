@@ -40,16 +40,19 @@ __all__ = [
     "check_decoder",
     "check_memory",
     "check_rdm",
+    "check_refit",
     "check_sweep",
     "decoder_memory",
     "format_bytes",
     "memory_budget",
     "parse_bytes",
     "rdm_memory",
+    "refit_memory",
     "ridge_batch",
     "ridge_cv_batch",
     "ridge_memory",
     "sweep_memory",
+    "sweep_peak",
 ]
 
 #: Environment variable overriding the memory budget (a size, or ``"off"``).
@@ -159,6 +162,17 @@ def check_memory(needed: int, *, what: str, lower: str, budget: int | None = Non
 
 
 # -- ridge ---------------------------------------------------------------------------------
+#: Bytes of one float64 block of target rows (the targets are centred and scaled in float64
+#: a block of rows at a time; small blocks, so the allocator does not keep them resident).
+ROW_BLOCK_BYTES = 8 * 2**20
+
+
+def row_block(n_columns: int) -> int:
+    """Rows per float64 block of ``n_columns`` targets (64 to 1024 rows,
+    :data:`ROW_BLOCK_BYTES`)."""
+    return int(min(1024, max(64, ROW_BLOCK_BYTES // (8 * max(int(n_columns), 1)))))
+
+
 def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                  n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
                  refit: bool = True) -> int:
@@ -175,12 +189,13 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
       and float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
       eigenvectors, LAPACK workspace: ``4 g^2 8``); dual, the full Gram matrix ``n^2 8``
       and the fold's centred blocks and eigendecomposition ``7 n_tr^2 8``; likewise the
-      refit's (``n p 8 + 4 g_r^2 8``);
+      refit's (``n p 8 + 4 g_r^2 8``) (``n_tr p 16`` for the fold's rows when ``w = 8``);
     * the batch loop: the above without the transients, the refit's decomposition (primal
       ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
       and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
       zero-initialised weights become resident only as they are written), and one batch's
-      working set: its targets ``n b w`` with float64 blocks ``2 min(n, 1024) b 8``,
+      working set: its targets ``n b w`` with float64 blocks ``2 r b 8`` (``r`` rows,
+      :func:`row_block`),
       ``X^T Y`` (primal, ``p b w``), per fold the rotated targets, a buffer and residuals
       (``3 g b w + 3 n_va b w``) or the refit (primal ``3 p b w``, dual
       ``3 n b w + p b w``, plus float64 weights ``2 p b 8``), and the errors ``2 a b 8``;
@@ -195,6 +210,8 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     n_tr = n if loo else n * (F - 1) // F
     n_va = n if loo else -(-n // F)
     g = (n if p >= n else p) if loo else (p if form == "primal" else n_tr)
+    if form == "dual" and not loo:
+        return _dual_memory(n, p, t, a, F, b, w, refit)
     x64 = n * p * 8 if w != 8 else 0  # the float64 copy beside the working one
     if loo:
         w = 8
@@ -209,7 +226,8 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     if form == "dual":  # one float64 Gram matrix for all folds; each fold's centred block
         setup = base + x64 + n * n * 8 + 7 * n_tr * n_tr * 8
     else:
-        setup = base + x64 + n_tr * p * (w + 16) + 4 * g * g * 8
+        # the fold's rows, in float64 (the same array when w = 8) and centred
+        setup = base + x64 + n_tr * p * (w + 16 if w != 8 else 16) + 4 * g * g * 8
     if refit and not loo:
         g_r = p if form == "primal" else n
         setup = max(setup, base + x64 + n * p * 8 + 4 * g_r * g_r * 8)
@@ -218,7 +236,7 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     # of the zero-initialised weights become resident as batches are written: at most
     # t - b columns when a full batch is being worked on)
     outputs = 3 * a * t * 8 + (p * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
-    rows = min(n, 1024)
+    rows = min(n, row_block(b))
     xty = p * b * w if form == "primal" else 0
     targets = n * b * w + 2 * rows * b * 8
     fold = 3 * g * b * w + 3 * n_va * b * w
@@ -229,6 +247,42 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     else:
         final = 3 * p * b * w + 2 * p * b * 8
     per_batch = max(targets, n * b * w + xty + 2 * a * b * 8 + max(fold, final))
+    return int(max(setup, base + outputs + per_batch) + OVERHEAD)
+
+
+def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: bool) -> int:
+    """:func:`ridge_memory` of the dual (kernel) form, which never copies the features nor
+    forms primal weights (see :mod:`neuroalign.encoders._dual`): the larger of
+
+    * the centred Gram matrix ``n^2 8`` beside one float64 block of feature columns
+      (``n min(p, c) 8``, ``c`` columns of at most 32 MiB);
+    * the Gram matrix beside the folds' decompositions (``F n_tr^2 w + n n_tr w``) and the
+      last fold's centred blocks and eigendecomposition (``7 n_tr^2 8``), or beside the
+      refit's eigendecomposition (``3 n^2 8 + n^2 w``);
+    * the batch loop: the folds' and the refit's decompositions (``n^2 w``), the outputs
+      written so far (``3 a t 8``, the dual coefficients of the other batches
+      ``n (t - b) w``), and one batch: its targets ``n b w`` with float64 blocks
+      ``2 r b 8`` (:func:`row_block`), the errors ``2 a b 8`` and the larger of a fold's working set
+      (``3 n_tr b w + 3 n_va b w``) and the refit's (``n b w + 2 n b 8``);
+
+    plus :data:`OVERHEAD`.
+    """
+    from neuroalign.encoders._dual import feature_block
+
+    n_tr = n * (F - 1) // F
+    n_va = -(-n // F)
+    folds = F * n_tr * n_tr * w + n * n_tr * w
+    gram = n * n * 8
+    setup = max(gram + n * min(p, feature_block(n)) * 8, gram + folds + 7 * n_tr * n_tr * 8)
+    base = folds
+    if refit:
+        setup = max(setup, gram + folds + 3 * n * n * 8 + n * n * w)
+        base += n * n * w
+    outputs = 3 * a * t * 8 + (n * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
+    fold = 3 * n_tr * b * w + 3 * n_va * b * w
+    final = n * b * w + 2 * n * b * 8 if refit else 0
+    targets = n * b * w + 2 * min(n, row_block(b)) * b * 8
+    per_batch = max(targets, n * b * w + 2 * a * b * 8 + max(fold, final))
     return int(max(setup, base + outputs + per_batch) + OVERHEAD)
 
 
@@ -277,12 +331,36 @@ def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4) -> int:
                    for p in n_features))
 
 
+def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_folds: int,
+               batch: int = 4096, itemsize: int = 4) -> int:
+    """Peak bytes of a layer sweep (``n_features``: one feature count per layer, in the
+    order fitted): its copy of the valid neuroids' responses (``n t w``) and the largest,
+    over layers, of the weights and scores kept for the layers before it
+    (:func:`sweep_memory`) plus that layer's fit (:func:`ridge_memory`, in the form
+    ``ridge_cv`` picks; a dual-form layer adds its weights ``p t w``, formed after the fit
+    from the dual coefficients, with a float64 block of feature columns)."""
+    from neuroalign.encoders._dual import feature_block
+
+    n, t, w = int(n_samples), int(n_targets), int(itemsize)
+    F = max(int(n_folds), 2)
+    peak, kept = 0, n * t * w
+    for p in (int(v) for v in n_features):
+        form = "primal" if p <= n * (F - 1) // F else "dual"
+        need = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=batch, itemsize=w,
+                            form=form)
+        if form == "dual":
+            need += p * t * w + n * min(p, feature_block(n)) * 8
+        peak = max(peak, kept + need)
+        kept += sweep_memory([p], t, itemsize=w)
+    return int(peak)
+
+
 def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, n_folds: int,
                 dtype="float32", func: str = "LayerSweep.fit", budget: int | None = None) -> int:
     """Stop a layer sweep at once when the weights it keeps for every layer
-    (:func:`sweep_memory`) plus the smallest fit of its widest layer (one target at a time)
-    do not fit the budget. ``layers`` maps names to arrays of shape (n_samples, ...).
-    Returns the bytes needed."""
+    (:func:`sweep_memory`) plus the smallest fit of its layers (:func:`sweep_peak` one
+    target at a time) do not fit the budget. ``layers`` maps names to arrays of shape
+    (n_samples, ...). Returns the bytes needed."""
     import numpy as np
 
     sizes = [int(np.prod(np.shape(v)[1:])) for v in layers.values()]
@@ -290,10 +368,9 @@ def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, 
         return 0
     itemsize = np.dtype(dtype).itemsize
     widest = max(sizes)
-    form = "primal" if widest <= n_samples * (n_folds - 1) // max(n_folds, 1) else "dual"
-    need = sweep_memory(sizes, n_targets, itemsize=itemsize) + ridge_memory(
-        n_samples, widest, n_targets, n_alphas=n_alphas, n_folds=n_folds, batch=1,
-        itemsize=itemsize, form=form)
+    need = sweep_peak(n_samples, sizes, n_targets, n_alphas=n_alphas, n_folds=n_folds,
+                      batch=1, itemsize=itemsize)
+    need = max(need, sweep_memory(sizes, n_targets, itemsize=itemsize))
     return check_memory(
         need, budget=budget,
         what=f"{func}: {len(sizes)} layers (up to {widest} features) against {n_targets} "
@@ -306,24 +383,75 @@ def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, 
 # -- RDMs and decoders ---------------------------------------------------------------------
 def rdm_memory(n_stimuli: int, n_channels: int, *, metric: str = "correlation",
                itemsize: int = 8, copy: bool = True) -> int:
-    """Peak bytes of :func:`neuroalign.compare.rdm`: a float64 copy of the patterns when the
-    input is not float64 (``copy``), the centred/scaled or projected patterns ``n p 8``, and
-    ``3 n^2 8`` for the Gram matrix, its symmetrised form and the result."""
+    """Peak bytes of :func:`neuroalign.compare.rdm` on numpy data.
+
+    ``metric="correlation"``: the Gram matrix of the row-centred patterns is accumulated
+    over float64 blocks of channels (``n min(p, c) 8``, ``c`` channels of at most 32 MiB;
+    the data are never copied whole), and the result is a second ``n^2 8`` (the
+    C-ordered copy of the Fortran-ordered Gram matrix). Other metrics: a float64 copy of the
+    patterns when the input is not float64 (``copy``), the centred/scaled or projected
+    patterns ``n p 8`` (and ``p^2 8`` for a precision matrix), and ``3 n^2 8`` for the Gram
+    matrix, its symmetrised form and the result."""
     n, p = int(n_stimuli), int(n_channels)
+    if metric == "correlation":
+        block = n * min(p, max(1, 32 * 2**20 // (8 * n))) * 8
+        return int(2 * n * n * 8 + block + OVERHEAD)
     data = n * p * 8 * (2 if copy else 1)
     if metric in ("mahalanobis", "crossnobis"):
         data += p * p * 8
     return int(data + 3 * n * n * 8 + OVERHEAD)
 
 
-def decoder_memory(n_samples: int, n_features: int, n_targets: int) -> int:
-    """Peak bytes of a ridge decoder's fit (float64 SVD per fold): the standardised brain
-    data and its centred copy ``2 n p 8``, a fold's rows and their SVD (``U``, ``V^T`` and
-    LAPACK workspace, ``n p 8 + 3 k (n + p) 8`` with ``k = min(n, p)``) and the targets and
-    predictions ``3 n t 8``."""
+def refit_memory(n_samples: int, n_features: int, n_targets: int, *, batch: int = 4096,
+                 itemsize: int = 8, form: str | None = None) -> int:
+    """Peak bytes of :func:`~neuroalign.encoders.ridge_refit` beyond its inputs: its weights
+    ``p t w`` and, with ``n`` samples, ``p`` features, ``b`` targets per batch,
+
+    * primal (``p <= n``): the rescaled features in float64 and in ``w`` (``n p (8 + w)``,
+      one array when ``w = 8``) beside, first, their centred copy and the
+      eigendecomposition of ``X^T X`` (``n p 8 + 4 p^2 8``), then the eigenvectors
+      (``p^2 (8 + w)``) and one batch (``n b w`` targets, ``5 p b 8``);
+    * dual: the centred Gram matrix and its eigendecomposition (``4 n^2 8 + n^2 w``) with a
+      float64 block of feature columns, then the dual coefficients ``n t w`` and the
+      weights formed from them a block of features at a time.
+
+    Plus :data:`OVERHEAD`.
+    """
+    from neuroalign.encoders._dual import feature_block
+
+    n, p, t, w = int(n_samples), int(n_features), int(n_targets), int(itemsize)
+    b = max(1, min(int(batch), t)) if t else 0
+    form = form or ("primal" if p <= n else "dual")
+    out = p * t * w
+    if form == "primal":
+        xw = n * p * 8 + (n * p * w if w != 8 else 0)
+        setup = xw + n * p * 8 + 4 * p * p * 8
+        loop = xw + p * p * (8 + w) + n * b * w + 5 * p * b * 8 + out
+        need = max(setup, loop)
+    else:
+        block = n * min(p, feature_block(n)) * 8
+        need = max(4 * n * n * 8 + n * n * w + block,
+                   n * n * w + n * t * w + 2 * n * b * 8,
+                   n * t * w + out + 2 * block)
+    return int(need + OVERHEAD)
+
+
+def decoder_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int = 10,
+                   n_folds: int = 5, copy: bool = True) -> int:
+    """Peak bytes of a ridge decoder's fit (``EmbeddingDecoder(kind="ridge")``, float64):
+    the brain matrix taken from the store (``n p 8``, when it is a copy: ``copy``; a
+    float64 store in memory gives a view) and its standardised copy (``n p 8``), beside
+    the larger of the transient of the standardisation (``n p 8``), the cross-validated
+    choice of alpha (:func:`ridge_memory` without refit, in the form ``ridge_cv`` picks)
+    and the final fit (:func:`refit_memory`)."""
     n, p, t = int(n_samples), int(n_features), int(n_targets)
-    k = min(n, p)
-    return int(3 * n * p * 8 + 3 * k * (n + p) * 8 + 3 * n * t * 8 + OVERHEAD)
+    F = max(int(n_folds), 2)
+    form = "primal" if p <= n * (F - 1) // F else "dual"
+    fit = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=4096, itemsize=8,
+                       form=form, refit=False) if n_alphas > 1 else 0
+    refit = refit_memory(n, p, t, itemsize=8)
+    brain = n * p * 8 if copy else 0
+    return int(brain + n * p * 8 + max(n * p * 8 + OVERHEAD, fit, refit))
 
 
 def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
@@ -347,6 +475,22 @@ def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
                        batch=batch, itemsize=np.dtype(name).itemsize, form=used, refit=refit)
 
 
+def check_refit(n_samples: int, n_features: int, n_targets: int, *, itemsize: int,
+                form: str | None, batch: int, func: str = "ridge_refit",
+                backend: str = "numpy", budget: int | None = None) -> int:
+    """Stop a ridge refit (:func:`~neuroalign.encoders.ridge_refit`) at once when
+    :func:`refit_memory` does not fit the budget (not applied on a GPU)."""
+    if backend != "numpy":
+        return 0
+    need = refit_memory(n_samples, n_features, n_targets, batch=batch, itemsize=itemsize,
+                        form=form)
+    return check_memory(
+        need, budget=budget,
+        what=f"{func} of {n_targets} targets on {n_samples} samples x {n_features} features "
+             f"({'float64' if itemsize == 8 else 'float32'})",
+        lower="fewer targets per call, fewer features (e.g. a PCA), or dtype='float32'")
+
+
 def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",
               func: str = "rdm", budget: int | None = None) -> int:
     """Stop an RDM at once when :func:`rdm_memory` does not fit the budget."""
@@ -362,9 +506,12 @@ def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",
 
 
 def check_decoder(n_samples: int, n_features: int, n_targets: int, *, func: str,
+                  n_alphas: int = 10, n_folds: int = 5, copy: bool = True,
                   budget: int | None = None) -> int:
-    """Stop a ridge decoder's fit at once when :func:`decoder_memory` does not fit."""
-    need = decoder_memory(n_samples, n_features, n_targets)
+    """Stop a ridge decoder's fit at once when :func:`decoder_memory` does not fit
+    (``copy=False`` when the brain matrix is already in memory)."""
+    need = decoder_memory(n_samples, n_features, n_targets, n_alphas=n_alphas, n_folds=n_folds,
+                          copy=copy)
     return check_memory(
         need, budget=budget,
         what=f"{func} on {n_samples} samples x {n_features} brain features -> {n_targets} "

@@ -45,6 +45,31 @@ def test_ridge_estimate_grows_with_what_drives_it():
                                                                               batch=30, **KW)
 
 
+def test_dual_estimate_has_no_features_by_targets_terms():
+    """The dual form keeps dual coefficients: beyond one float64 block of feature columns
+    its estimate does not grow with the number of features, and grows with the targets by
+    n (not p) values per target."""
+    kw = dict(KW, form="dual")
+    from neuroalign.encoders._dual import feature_block
+
+    wide = feature_block(1000) * 2
+    assert pf.ridge_memory(1000, wide, 2000, batch=4096, **kw) == pf.ridge_memory(
+        1000, 10 * wide, 2000, batch=4096, **kw)
+    more = pf.ridge_memory(1000, wide, 60000, batch=512, **kw) - pf.ridge_memory(
+        1000, wide, 20000, batch=512, **kw)
+    assert more == 40000 * (1000 * 4 + 2 * 8 + 3 * 10 * 8)  # dual coefs, offsets, errors
+    # the decoder and the refit pick the form by shape; the refit counts its weights
+    assert pf.refit_memory(500, 4000, 100) > pf.refit_memory(500, 4000, 10) + 90 * 4000 * 8
+    assert pf.decoder_memory(600, 8000, 512) > 2 * 600 * 8000 * 8
+
+
+def test_sweep_peak_adds_the_weights_kept_for_earlier_layers():
+    one = pf.sweep_peak(2000, [512], 5000, n_alphas=10, n_folds=5)
+    three = pf.sweep_peak(2000, [512] * 3, 5000, n_alphas=10, n_folds=5)
+    assert one == pf.ridge_memory(2000, 512, 5000, batch=4096, **KW) + 2000 * 5000 * 4
+    assert three == one + 2 * pf.sweep_memory([512], 5000)
+
+
 def test_batch_is_the_largest_that_fits_a_small_budget(monkeypatch):
     """Mocked small available memory: the batch drops to the largest one that fits."""
     monkeypatch.delenv(pf.ENV_VAR, raising=False)
@@ -129,6 +154,14 @@ def test_sweep_rdm_and_decoder_stop_at_once(monkeypatch):
                          coords={"stimulus_id": ("stimulus", ids)})
     with pytest.raises(MemoryPreflightError, match="EmbeddingDecoder.fit on 30 samples x 20 brain"):
         EmbeddingDecoder(kind="ridge", cv=3, device="cpu").fit(store, feats)
+    from neuroalign.decoders._encoder import readout_fit
+    from neuroalign.encoders import ridge_refit
+
+    with pytest.raises(MemoryPreflightError, match=r"ridge_refit of 5 targets on 30 samples x 20 "
+                                                   r"features \(float64\).*fewer targets"):
+        ridge_refit(rng.standard_normal((30, 20)), rng.standard_normal((30, 5)), np.ones(5))
+    with pytest.raises(MemoryPreflightError, match="ridge_refit of 3 targets"):
+        readout_fit(rng.standard_normal((30, 20)), rng.standard_normal((30, 3)))
     monkeypatch.setenv(pf.ENV_VAR, "off")
     assert rdm(rng.standard_normal((300, 40))).shape == (300, 300)
 
@@ -147,6 +180,7 @@ rng = np.random.default_rng(0)
 X = rng.standard_normal((n, p)).astype('float32')
 Y = rng.standard_normal((n, t)).astype('float32')
 folds = cv_folds(np.arange(n).astype(str), 5)
+import ctypes; ctypes.CDLL('libc.so.6').malloc_trim(0)
 base = status('VmRSS')
 open('/proc/self/clear_refs', 'w').write('5')
 ridge_cv(X, Y, np.logspace(-2, 5, 10), folds, form=form, n_targets_batch=b, refit=True)
@@ -159,7 +193,8 @@ print(json.dumps([status('VmHWM') - base,
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
 @pytest.mark.parametrize("cell", [(2000, 400, 12000, 4096, "primal"),
                                   (3000, 300, 30000, 8192, "primal"),
-                                  (600, 6000, 5000, 2048, "dual")])
+                                  (600, 6000, 5000, 2048, "dual"),
+                                  (1000, 20000, 3000, 4096, "dual")])
 def test_estimate_within_25_percent_of_the_measured_peak(cell):
     env = dict(os.environ, NEUROALIGN_MEMORY_LIMIT="off", OMP_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(cell)], env=env, check=True,

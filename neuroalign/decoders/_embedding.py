@@ -285,7 +285,8 @@ class EmbeddingDecoder(BaseEstimator):
         X, ids = brain_matrix(store, self.window)
         T, tids, dims, shape = target_matrix(features, self.target)
         if self.kind == "ridge":  # memory preflight
-            check_decoder(*X.shape, int(np.prod(T.shape[1:])), func="EmbeddingDecoder.fit")
+            check_decoder(*X.shape, int(np.prod(T.shape[1:])), func="EmbeddingDecoder.fit",
+                          n_alphas=np.size(self.alphas), n_folds=int(self.cv), copy=False)
         Y = T[_align(ids, tids)]
         self.target_dims_, self.target_shape_ = dims, shape
         self.n_features_in_ = X.shape[1]

@@ -19,7 +19,7 @@ from neuroalign._sklearn import (
     regressor_tags,
 )
 from neuroalign._validation import check_option, check_positive_int, format_list
-from neuroalign.encoders._backend import dtype_name, to_numpy
+from neuroalign.encoders._backend import dtype_name, is_torch, to_numpy
 from neuroalign.encoders._data import (
     Aligned,
     align,
@@ -31,6 +31,7 @@ from neuroalign.encoders._data import (
     on_disk,
     valid_neuroids,
 )
+from neuroalign.encoders._dual import DualWeights
 from neuroalign.encoders._scoring import SCORERS, held_out_scores
 from neuroalign.encoders._solvers import predict_linear, ridge_cv
 from neuroalign.exceptions import DataQualityWarning, DimensionError
@@ -131,6 +132,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     coef_ : ndarray, shape (n_features, n_neuroids)
+        After a fit in the dual form (``form_ == "dual"``) the encoder keeps dual
+        coefficients (n_samples x n_neuroids) and a reference to the training features,
+        as a kernel ridge does; ``coef_`` is formed from them on first access (and kept),
+        and :meth:`predict` goes through the kernel without it.
     intercept_ : ndarray, shape (n_neuroids,)
     best_alphas_ : ndarray, shape (n_neuroids,)
         Chosen alpha of each neuroid, a value of ``alphas`` (relative to the feature scale
@@ -221,7 +226,25 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         return self._array(arr, device, dtype)
 
     def _check_fitted(self) -> None:
-        check_fitted(self, "coef_")
+        check_fitted(self, "intercept_")
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """Weights, shape (n_features, n_neuroids). After a fit in the dual form they are
+        formed from the dual coefficients on first access (a block of features at a time,
+        in ``dtype``) and kept; predictions never need them."""
+        coef = self.__dict__.get("_coef")
+        if coef is None:
+            dual = self.__dict__.get("_dual")
+            if dual is None:
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute 'coef_'")
+            coef = self.__dict__["_coef"] = dual.coef()
+        return coef
+
+    @coef_.setter
+    def coef_(self, value) -> None:
+        self.__dict__["_coef"] = value
+        self.__dict__.pop("_dual", None)
 
     # -- API -----------------------------------------------------------------------------
     def fit(self, X, y, *, client=None, result_path=None, batch_size: int | None = None,
@@ -303,12 +326,14 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
                          n_targets_batch=self.n_targets_batch, progress=_batch_bar, refit=True,
                          relative_alphas=self.relative_alphas, dtype=dtype)
-        coef, intercept = cvres.coef, cvres.intercept
         log.info("ridge fit: %d samples, %d features, %d neuroids, %s form", X.shape[0],
                  X.shape[1], Y.shape[1], cvres.form)
+        # the dual form keeps its dual coefficients (coef_ is formed when asked)
+        weights = {"dual": cvres.dual} if cvres.dual is not None and device == "cpu" else {
+            "coef": to_numpy(cvres.coef)}
         return {
-            "coef": to_numpy(coef),
-            "intercept": to_numpy(intercept),
+            **weights,
+            "intercept": to_numpy(cvres.intercept),
             "best_alphas": cvres.best_alphas,
             "cv_scores": cvres.cv_scores,
             "form": cvres.form,
@@ -320,8 +345,19 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     def _set_results(self, res, data: Aligned, ok: np.ndarray, alphas: np.ndarray) -> None:
         n_neuroids = data.Y.shape[1]
         np_dtype = np.float32 if self.dtype == "float32" else np.float64
-        self.coef_ = np.zeros((data.X.shape[1], n_neuroids), dtype=np_dtype)
-        self.coef_[:, ok] = res["coef"]
+        self.__dict__.pop("_coef", None)
+        self.__dict__.pop("_dual", None)
+        if res.get("dual") is not None:  # coef_ = (X - x_offset)^T dual, formed when asked
+            fitted = res["dual"]
+            dual = np.zeros((fitted.dual.shape[0], n_neuroids), dtype=np_dtype)
+            dual[:, ok] = to_numpy(fitted.dual)
+            self._dual = DualWeights(to_numpy(fitted.X), to_numpy(fitted.x_offset), dual,
+                                     fitted.col_sums)
+            if fitted.col_sums is None or is_torch(fitted.col_sums):  # summed by numpy
+                self._dual.col_sums = self._dual.fingerprint()
+        else:
+            self.coef_ = np.zeros((data.X.shape[1], n_neuroids), dtype=np_dtype)
+            self.coef_[:, ok] = res["coef"]
         self.intercept_ = np.zeros(n_neuroids, dtype=np_dtype)
         self.intercept_[ok] = res["intercept"]
         const = ~ok & column_checks(data.Y)[0]
@@ -365,6 +401,9 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             raise n_features_error(self, Xm.shape[1], self.n_features_in_)
 
     def _predict_matrix(self, Xm: np.ndarray) -> np.ndarray:
+        dual = self.__dict__.get("_dual")
+        if dual is not None and self.__dict__.get("_coef") is None:
+            return dual.predict(Xm, self._y_offset)  # through the kernel
         return predict_linear(Xm, self.coef_, self.intercept_, self._x_offset, self._y_offset)
 
     def predict(self, X):

@@ -37,10 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign._preflight import ridge_cv_batch
+from neuroalign._preflight import check_refit, ridge_cv_batch, row_block
 from neuroalign._validation import format_list
-from neuroalign.encoders._backend import backend_for, compute_backend, dtype_name, like_input
+from neuroalign.encoders._backend import (
+    backend_for,
+    compute_backend,
+    dtype_name,
+    like_input,
+    to_numpy,
+)
 from neuroalign.encoders._data import check_finite
+from neuroalign.encoders._dual import DualRefit, DualWeights, centred_gram
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["RidgeCVResult", "ridge_cv", "ridge_refit", "choose_form", "FORMS", "eig_gram",
@@ -52,6 +59,23 @@ TIE_SLOPE = 1e-10
 #: A validation fold whose responses vary less than this fraction of the target's overall
 #: variance has no defined R² (it is left out of the mean over folds).
 _CONSTANT_FOLD = 1e-12
+
+
+class _LazyCoef:
+    """``RidgeCVResult.coef``: the weights as set, or, for a fit in the dual form (``dual``
+    set, ``coef`` not), formed from the dual coefficients on first access (a block of
+    features at a time, in the working dtype) and kept."""
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return None  # the dataclass default
+        coef = obj.__dict__.get("_coef")
+        if coef is None and obj.__dict__.get("dual") is not None:
+            coef = obj.__dict__["_coef"] = like_input(obj.dual.coef(), *obj._inputs)
+        return coef
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__["_coef"] = value
 
 
 @dataclass
@@ -83,7 +107,14 @@ class RidgeCVResult:
     x_offset : ndarray (n_features,) or None, y_offset : ndarray (n_targets,) or None
         With ``refit=True`` (float64): ``Y ≈ (X - x_offset) @ coef + y_offset``, the form to
         predict with in low precision when the features carry a large mean.
+    dual : DualWeights or None
+        With ``refit=True`` in the dual form: the fitted model as dual coefficients
+        (n_samples, n_targets), ``coef = (X - x_offset)^T dual.dual``; ``coef`` is then
+        formed from them on first access (and kept), and :meth:`predict` goes through the
+        kernel without it.
     """
+
+    _inputs = ()  # the fit's (X, Y), for the kind (numpy/torch) of the lazy weights
 
     best_alpha_index: np.ndarray
     best_alphas: np.ndarray
@@ -91,14 +122,17 @@ class RidgeCVResult:
     cv_mse: np.ndarray
     cv_r2: np.ndarray
     form: str
-    coef: Any = None
+    coef: Any = _LazyCoef()
     intercept: Any = None
     alpha_scale: float = 1.0
     x_offset: np.ndarray | None = None
     y_offset: np.ndarray | None = None
+    dual: DualWeights | None = None
 
     def predict(self, X) -> np.ndarray:
         """Predictions of the refitted model (``refit=True``) for numpy features ``X``."""
+        if self.dual is not None and self.__dict__.get("_coef") is None:
+            return to_numpy(self.dual.predict(X, self.y_offset))
         if self.coef is None:
             raise ValueError("RidgeCVResult.predict(): fitted without refit=True; no weights.")
         return predict_linear(X, np.asarray(self.coef), np.asarray(self.intercept),
@@ -165,19 +199,28 @@ def feature_scale(X, fit_intercept: bool = True) -> float:
     return _Prep(X, fit_intercept).feature_var
 
 
-_ROWS = 1024  # rows per float64 block
 
 
 def _colsum64(T, ops) -> Any:
     """Column sums accumulated in float64, a block of rows at a time."""
     out = ops.zeros(T.shape[1], ops.float64)
-    for r in range(0, T.shape[0], _ROWS):
-        out += ops.cast(T[r:r + _ROWS], ops.float64).sum(0)
+    rows = row_block(T.shape[1])
+    for r in range(0, T.shape[0], rows):
+        out += ops.cast(T[r:r + rows], ops.float64).sum(0)
     return out
 
 
 class _Prep:
     """Centring and rescaling in float64 (see the module docstring)."""
+
+    @classmethod
+    def from_stats(cls, x_mean, feature_var: float, fit_intercept: bool, ops) -> _Prep:
+        """The preparation of features already summarised (the dual form's
+        :func:`~neuroalign.encoders._dual.centred_gram`): no float64 copy of them."""
+        self = cls.__new__(cls)
+        self.ops, self.fit_intercept = ops, fit_intercept
+        self.x_mean, self.feature_var = x_mean, feature_var
+        return self
 
     def __init__(self, X, fit_intercept: bool, ops: Any = None) -> None:
         self.ops = ops = ops or backend_for(X)
@@ -205,14 +248,15 @@ class _Prep:
         ym = _colsum64(Yb, ops) / max(n, 1) if self.fit_intercept else ops.zeros(
             Yb.shape[1], ops.float64)
         ss = ops.zeros(Yb.shape[1], ops.float64)
-        for r in range(0, n, _ROWS):
-            ss += ((ops.cast(Yb[r:r + _ROWS], ops.float64) - ym) ** 2).sum(0)
+        rows = row_block(Yb.shape[1])
+        for r in range(0, n, rows):
+            ss += ((ops.cast(Yb[r:r + rows], ops.float64) - ym) ** 2).sum(0)
         sd = ops.sqrt(ss / max(n, 1))
         finite = ops.isfinite(sd) & ops.isfinite(ym)
         sd = ops.where(finite & (sd > 0), sd, 1.0)
         out = ops.empty(Yb.shape, dtype)
-        for r in range(0, n, _ROWS):
-            out[r:r + _ROWS] = ops.cast((ops.cast(Yb[r:r + _ROWS], ops.float64) - ym) / sd, dtype)
+        for r in range(0, n, rows):
+            out[r:r + rows] = ops.cast((ops.cast(Yb[r:r + rows], ops.float64) - ym) / sd, dtype)
         return out, ym, sd, finite
 
     def to_units(self, W, b, ym, ysd, dtype):
@@ -278,9 +322,9 @@ class _DualFold:
     ``n_features`` axis (as a kernel ridge does).
     """
 
-    def __init__(self, X, train, val, fit_intercept: bool, ops, gram=None) -> None:
+    def __init__(self, X, train, val, fit_intercept: bool, ops, gram=None, dtype=None) -> None:
         self.ops = ops
-        dtype = X.dtype
+        dtype = X.dtype if dtype is None else dtype
         if gram is None:
             X64 = ops.cast(X, ops.float64)
             gram = X64 @ X64.T
@@ -466,31 +510,41 @@ def ridge_cv(
         _check_folds(folds, n)
     n_targets_batch = ridge_cv_batch(X, Y, alphas_np, folds, form=form, batch=n_targets_batch,
                                      dtype=work, refit=refit, backend=ops.name)  # memory preflight
-    prep = _Prep(X, fit_intercept, ops)
-    alpha_scale = prep.feature_var if relative_alphas else 1.0
-    alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
-    Xw = ops.cast(prep.Xw64, work)
-    gram = {}
     if loo:
-        from neuroalign.encoders._loo import LooSolver
-
-        loo_solver = LooSolver(prep.Xw64, fit_intercept, ops)
         used_form, tie = "loo", "first"
     else:
         used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
-        gram = {"gram": prep.Xw64 @ prep.Xw64.T} if used_form == "dual" else {}  # for all folds
-        solvers = [FORMS[used_form](Xw, ops.index(train), ops.index(val), fit_intercept, ops,
-                                    **gram) for train, val in folds]
-    del prep.Xw64
-    full = _Refit(Xw, fit_intercept, form, ops, **gram) if refit else None
-    del gram
+    dual = used_form == "dual"
+    if dual:  # kernel ridge: the float64 Gram matrix of the centred features serves every
+        # fold and the refit; no copy of the features, no primal weights
+        gram, x_mean, feature_var, kx, col_sums = centred_gram(X, fit_intercept, ops)
+        prep = _Prep.from_stats(x_mean, feature_var, fit_intercept, ops)
+        Xw = None
+        solvers = [_DualFold(None, ops.index(train), ops.index(val), fit_intercept, ops,
+                             gram=gram, dtype=work) for train, val in folds]
+        full = DualRefit(gram, fit_intercept, ops, work) if refit else None
+        del gram
+    else:
+        prep = _Prep(X, fit_intercept, ops)
+        Xw = ops.cast(prep.Xw64, work)
+        if loo:
+            from neuroalign.encoders._loo import LooSolver
+
+            loo_solver = LooSolver(prep.Xw64, fit_intercept, ops)
+        else:
+            solvers = [_PrimalFold(Xw, ops.index(train), ops.index(val), fit_intercept, ops)
+                       for train, val in folds]
+        del prep.Xw64
+        full = _Refit(Xw, fit_intercept, form, ops) if refit else None
+    alpha_scale = prep.feature_var if relative_alphas else 1.0
+    alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
     n_targets = Y.shape[1]
     n_alphas = len(alphas_np)
     mse = np.zeros((n_alphas, n_targets))
     rel = np.zeros_like(mse)
     r2 = np.zeros_like(mse)
     if refit:
-        coef = ops.zeros((p, n_targets), work)
+        coef = ops.zeros((n, n_targets) if dual else (p, n_targets), work)  # dual: D
         intercept = ops.zeros(n_targets, work)
         y_offset = np.zeros(n_targets)
     batches = list(_batches(n_targets, n_targets_batch))
@@ -516,8 +570,13 @@ def ridge_cv(
         r2[:, sl] = ops.numpy(b_r2)
         if refit:
             best = _select(rel[:, sl], alphas_np, tie=tie)
-            W, b = full.solve(XtY, Yb, ops.cast(ysum, work), alphas_int[best])
-            coef[:, sl], intercept[sl], y_off = prep.to_units(W, b, ym, ysd, work)
+            if dual:
+                D, b = full.solve(Yb, ops.cast(ysum, work), alphas_int[best])
+                coef[:, sl], intercept[sl], y_off = full.to_units(D, b, ym, ysd,
+                                                                  prep.feature_var, kx, work)
+            else:
+                W, b = full.solve(XtY, Yb, ops.cast(ysum, work), alphas_int[best])
+                coef[:, sl], intercept[sl], y_off = prep.to_units(W, b, ym, ysd, work)
             y_offset[sl] = ops.numpy(y_off)
         del Yb, XtY
     best = _select(rel, alphas_np, tie=tie)
@@ -525,8 +584,12 @@ def ridge_cv(
     res = RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, used_form,
                         alpha_scale=alpha_scale)
     if refit:
-        res.coef, res.intercept = like_input(coef, *inputs), like_input(intercept, *inputs)
+        res.intercept = like_input(intercept, *inputs)
         res.x_offset, res.y_offset = ops.numpy(prep.x_mean), y_offset
+        if dual:  # the primal weights are formed only when asked (RidgeCVResult.coef)
+            res.dual, res._inputs = DualWeights(X, prep.x_mean, coef, col_sums), inputs
+        else:
+            res.coef = like_input(coef, *inputs)
     return res
 
 
@@ -602,19 +665,35 @@ def ridge_refit(
     X, Y = ops.asarray(X), ops.asarray(Y)
     work = _work_dtype(X, dtype, ops)
     check_finite(X, name="X", func="ridge_refit")
-    prep = _Prep(X, fit_intercept, ops)
-    Xw = ops.cast(prep.Xw64, work)
-    del prep.Xw64
-    full = _Refit(Xw, fit_intercept, form, ops)
+    dual = (form or choose_form(*X.shape)) == "dual"
+    check_refit(*X.shape, Y.shape[1], itemsize=np.dtype(dtype_name(work)).itemsize,
+                form="dual" if dual else "primal", batch=n_targets_batch,
+                backend=ops.name)  # memory preflight
+    if dual:  # as the refit of ridge_cv: from the centred Gram matrix, no primal work
+        gram, x_mean, feature_var, kx, col_sums = centred_gram(X, fit_intercept, ops)
+        prep = _Prep.from_stats(x_mean, feature_var, fit_intercept, ops)
+        full = DualRefit(gram, fit_intercept, ops, work)
+        del gram
+    else:
+        prep = _Prep(X, fit_intercept, ops)
+        Xw = ops.cast(prep.Xw64, work)
+        del prep.Xw64
+        full = _Refit(Xw, fit_intercept, "primal", ops)
     n_targets = Y.shape[1]
-    coef = ops.zeros((X.shape[1], n_targets), work)
+    coef = ops.zeros((X.shape[0] if dual else X.shape[1], n_targets), work)
     intercept = ops.zeros(n_targets, work)
     alphas_int = np.asarray(alphas_per_target, dtype=np.float64) * np.ones(n_targets)
     if not relative_alphas:
         alphas_int = alphas_int / prep.feature_var
     for sl in _batches(n_targets, n_targets_batch):
         Yb, ym, ysd, _ = prep.targets(Y[:, sl], work)
-        XtY = Xw.T @ Yb if full.form == "primal" else None
-        W, b = full.solve(XtY, Yb, ops.cast(_colsum64(Yb, ops), work), alphas_int[sl])
-        coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
+        ysum = ops.cast(_colsum64(Yb, ops), work)
+        if dual:
+            D, b = full.solve(Yb, ysum, alphas_int[sl])
+            coef[:, sl], intercept[sl], _ = full.to_units(D, b, ym, ysd, feature_var, kx, work)
+        else:
+            W, b = full.solve(Xw.T @ Yb, Yb, ysum, alphas_int[sl])
+            coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
+    if dual:
+        coef = DualWeights(X, x_mean, coef, col_sums).coef()
     return like_input(coef, *inputs), like_input(intercept, *inputs)

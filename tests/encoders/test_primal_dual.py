@@ -9,6 +9,7 @@ from sklearn.linear_model import RidgeCV as SkRidgeCV
 
 from neuroalign.encoders import RidgeEncoder, ridge_cv
 from neuroalign.encoders._solvers import choose_form
+from neuroalign.exceptions import DataQualityWarning
 from neuroalign.store import cv_folds
 
 ALPHAS = np.logspace(-2, 5, 15)
@@ -98,3 +99,112 @@ def test_loo_on_p_greater_than_n_matches_sklearn_gram_mode():
     ref = SkRidgeCV(alphas=ALPHAS, alpha_per_target=True, gcv_mode="eigen").fit(Xz, Y)
     np.testing.assert_array_equal(ours.best_alphas_, ref.alpha_)
     np.testing.assert_allclose(ours.predict(Xz), ref.predict(Xz), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_dual_fit_keeps_dual_coefficients_and_forms_coef_only_when_asked(fit_intercept):
+    """The dual form's weights are dual coefficients; coef (formed lazily, in the working
+    dtype) is the primal form's, and predictions without it equal those with it."""
+    X, Y = make(40, 150, t=12, seed=11)
+    folds = cv_folds(np.arange(len(X)).astype(str), 4)
+    kw = dict(fit_intercept=fit_intercept, refit=True)
+    d = ridge_cv(X, Y, ALPHAS, folds, form="dual", **kw)
+    p = ridge_cv(X, Y, ALPHAS, folds, form="primal", **kw)
+    assert d.dual is not None and p.dual is None
+    assert d.dual.dual.shape == (40, 12) and vars(d).get("_coef") is None
+    pred = d.predict(X[:7])  # through the kernel
+    assert vars(d).get("_coef") is None
+    np.testing.assert_array_equal(d.best_alphas, p.best_alphas)
+    scale = np.abs(p.coef).max()
+    np.testing.assert_allclose(d.coef, p.coef, rtol=1e-7, atol=1e-10 * scale)
+    assert d.coef is d.coef  # formed once, then kept
+    np.testing.assert_allclose(d.intercept, p.intercept, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(pred, p.predict(X[:7]), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(pred, d.predict(X[:7]), rtol=1e-8, atol=1e-10)
+
+
+def test_dual_encoder_coef_is_lazy_and_predictions_do_not_form_it():
+    X, Y = make(40, 150, t=6, seed=12)
+    Y[:, 2] = 3.5  # constant: excluded, predicted as its value
+    with pytest.warns(DataQualityWarning, match="1 constant"):
+        enc = RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64", device="cpu").fit(X, Y)
+        ref = RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64", device="cpu",
+                           form="primal").fit(X, Y)
+    assert enc.form_ == "dual" and "_coef" not in vars(enc)
+    pred = enc.predict(X[:5])
+    assert "_coef" not in vars(enc)  # predict goes through the kernel
+    np.testing.assert_allclose(pred[:, 2], 3.5)
+    np.testing.assert_allclose(pred, ref.predict(X[:5]), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(enc.coef_, ref.coef_, rtol=1e-7, atol=1e-12)
+    assert enc.coef_.shape == (150, 6) and not enc.coef_[:, 2].any()
+    np.testing.assert_allclose(enc.predict(X[:5]), pred, rtol=1e-10, atol=1e-12)
+
+
+def test_dual_blocks_of_features_give_the_one_block_answer(monkeypatch):
+    """The Gram matrix, the kernel of new rows and coef are accumulated over blocks of
+    features; tiny blocks (7 features here) give the single-block answer."""
+    from neuroalign.encoders import _dual
+
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((30, 100)).astype(np.float32) * 3 + 1e3  # large mean: centred in float64
+    Y = rng.standard_normal((30, 5))
+    folds = cv_folds(np.arange(30).astype(str), 3)
+    one = ridge_cv(X, Y, ALPHAS, folds, refit=True, dtype="float64")
+    monkeypatch.setattr(_dual, "BLOCK_BYTES", 30 * 8 * 7)
+    assert _dual.feature_block(30) == 7
+    many = ridge_cv(X, Y, ALPHAS, folds, refit=True, dtype="float64")
+    np.testing.assert_array_equal(many.best_alphas, one.best_alphas)
+    np.testing.assert_allclose(many.coef, one.coef, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(many.predict(X[:4]), one.predict(X[:4]), rtol=1e-10)
+    # and the float64 reference on the centred data (the mean of 1e3 costs nothing)
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    ref = ridge_cv(Xc, Y, ALPHAS, folds, refit=True, form="primal")
+    np.testing.assert_array_equal(many.best_alphas, ref.best_alphas)
+    np.testing.assert_allclose(many.coef, ref.coef, rtol=1e-6, atol=1e-9)
+
+
+def test_dual_encoder_pickles_and_clones():
+    import pickle
+
+    from sklearn.base import clone
+
+    X, Y = make(40, 150, t=5, seed=14)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, device="cpu").fit(X, Y)
+    assert enc.form_ == "dual"
+    again = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(again.predict(X[:6]), enc.predict(X[:6]))
+    np.testing.assert_array_equal(again.coef_, enc.coef_)
+    fresh = clone(enc)
+    assert not hasattr(fresh, "coef_") and "_dual" not in vars(fresh)
+
+
+def test_validation_errors_of_float32_fits_are_summed_in_float64():
+    """float32 residuals, float64 sums: float32 sums flip near-tied alphas (1.1 % of the
+    targets of benchmarks/bench_primal_dual.py against the float64 fit, 0.05 % now)."""
+    from neuroalign.encoders._backend import NumpyOps
+
+    R = np.full((200_000, 2), 0.1, dtype=np.float32)
+    R[:, 1] = -0.3
+    exact = 200_000 * R[0].astype(np.float64) ** 2
+    np.testing.assert_allclose(NumpyOps().sqnorm_cols(R), exact, rtol=1e-7)
+
+
+def test_dual_fit_refuses_training_features_modified_after_the_fit():
+    """The dual form keeps a reference to X: changed in place after the fit, it is caught
+    (not silently used for coef_ or predictions)."""
+    from neuroalign.exceptions import DataFormatError
+
+    X, Y = make(40, 150, t=5, seed=15)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, dtype="float64", device="cpu").fit(X, Y)
+    res = ridge_cv(X, Y, ALPHAS, cv_folds(np.arange(40).astype(str), 4), refit=True)
+    Xnew = X[:3].copy()
+    before = enc.predict(Xnew)
+    X[7, 42] += 1e-9  # one value, slightly
+    for call in (lambda: enc.predict(Xnew), lambda: enc.coef_, lambda: res.coef,
+                 lambda: res.predict(Xnew)):
+        with pytest.raises(DataFormatError, match=r"modified after the fit \(columns 42 "
+                                                  r"differ\).*X.copy\(\)"):
+            call()
+    X[7, 42] -= 1e-9
+    X[7, 42] = make(40, 150, t=5, seed=15)[0][7, 42]  # restored: works again
+    np.testing.assert_array_equal(enc.predict(Xnew), before)

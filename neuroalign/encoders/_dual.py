@@ -1,0 +1,240 @@
+"""The dual (kernel) form of ridge without any (n_features x n_targets) float64 work.
+
+When features outnumber samples, :func:`~neuroalign.encoders.ridge_cv` works on the
+``n x n`` Gram matrix of the centred features (float64: it is small) and keeps the fitted
+model as dual coefficients ``D`` (``n x n_targets``, in the working dtype), as a kernel
+ridge does: ``coef = (X - x_offset)^T D``. The primal weights are formed only when asked
+(:meth:`DualWeights.coef`), a block of features at a time; predictions go through the
+kernel ``(X_new - x_offset)(X - x_offset)^T`` (float64, a block of features at a time)
+and never need them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BLOCK_BYTES", "DualRefit", "DualWeights", "centred_gram", "feature_block"]
+
+#: Bytes of one float64 block of feature columns (the Gram matrix, the kernel of new rows
+#: and the primal weights are accumulated over such blocks).
+BLOCK_BYTES = 32 * 2**20
+
+
+def feature_block(n_rows: int) -> int:
+    """Feature columns per float64 block of ``n_rows`` rows (:data:`BLOCK_BYTES`)."""
+    return max(1, BLOCK_BYTES // (8 * max(int(n_rows), 1)))
+
+
+def _centred_block(X, cols: slice, x_mean, ops):
+    """Columns ``cols`` of ``X`` in float64, minus their means ``x_mean`` (float64)."""
+    B = ops.cast(X[:, cols], ops.float64, copy=True)
+    B -= x_mean[cols]
+    return B
+
+
+def _syrk_into(K, B, ops) -> None:
+    """``K += B B^T`` (lower triangle only for numpy: BLAS ``dsyrk`` writes in place)."""
+    if ops.name == "numpy":
+        from scipy.linalg.blas import dsyrk
+
+        out = dsyrk(1.0, B.T, beta=1.0, c=K.T, trans=1, lower=0, overwrite_c=1)
+        if not np.shares_memory(out, K):  # pragma: no cover - a BLAS that copied
+            K[...] = out.T
+    else:
+        K += B @ B.T
+
+
+def _symmetrise_lower(K, ops, rows: int = 1024) -> None:
+    """Copy the lower triangle of ``K`` onto its upper one, a block of rows at a time."""
+    if ops.name != "numpy":
+        return
+    n = K.shape[0]
+    for r0 in range(0, n, rows):
+        r1 = min(r0 + rows, n)
+        blk = K[r0:r1, r0:r1]
+        iu = np.triu_indices(r1 - r0, 1)
+        blk[iu] = blk.T[iu]
+        if r1 < n:
+            K[r0:r1, r1:] = K[r1:, r0:r1].T
+
+
+def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any, Any]:
+    """Gram matrix of the features centred in float64, without a float64 copy of ``X``.
+
+    Returns ``(K, x_mean, feature_var, kx, col_sums)``: ``K = Xc Xc^T / feature_var``
+    (float64, ``Xc = X - x_mean``, the means taken in float64), ``feature_var =
+    trace(Xc^T Xc) / (n p)`` (1 when the features are constant), ``kx = Xc x_mean``
+    (float64, for the intercepts) and the float64 column sums of ``X`` (a fingerprint of
+    the features, see :class:`DualWeights`). Worked a block of feature columns at a time
+    (:func:`feature_block`).
+    """
+    n, p = X.shape
+    x_mean = ops.zeros(p, ops.float64)
+    col_sums = ops.zeros(p, ops.float64)
+    K = ops.zeros((n, n), ops.float64)
+    kx = ops.zeros(n, ops.float64)
+    step = feature_block(n)
+    for c in range(0, p, step):
+        cols = slice(c, min(c + step, p))
+        B = ops.cast(X[:, cols], ops.float64, copy=True)
+        col_sums[cols] = B.sum(0)
+        if fit_intercept and n:
+            m = col_sums[cols] / n
+            x_mean[cols] = m
+            B -= m
+            kx += B @ m
+        _syrk_into(K, B, ops)
+        del B
+    _symmetrise_lower(K, ops)
+    trace = float(K.diagonal().sum()) if n else 0.0
+    var = trace / (n * p) if n * p else 0.0
+    var = var if var > 0 and math.isfinite(var) else 1.0
+    K /= var
+    return K, x_mean, var, kx, col_sums
+
+
+class DualRefit:
+    """The final fit in the dual form on all rows, from the centred Gram matrix ``K`` of
+    the rescaled features: ``D = U (S + a)^-1 U^T (y - mean y)`` per target."""
+
+    form = "dual"
+
+    def __init__(self, K, fit_intercept: bool, ops, dtype) -> None:
+        self.ops = ops
+        self.n = K.shape[0]
+        self.fit_intercept = fit_intercept
+        s, U = ops.eigh(K)
+        self.s = ops.cast(ops.asarray(s), dtype)
+        self.U = ops.cast(ops.asarray(U), dtype)
+
+    def solve(self, Yb, ysum, alphas_t: np.ndarray):
+        """-> (dual coefficients of the rescaled problem (n, b), intercepts (b,))."""
+        ops = self.ops
+        ym = ysum / self.n if self.fit_intercept else ops.zeros(ysum.shape[0], ysum.dtype)
+        denom = self.s[:, None] + ops.vector(alphas_t, self.s.dtype)[None, :]
+        return self.U @ ((self.U.T @ (Yb - ym)) / denom), ym
+
+    def to_units(self, D, b, ym, ysd, feature_var: float, kx, dtype):
+        """Dual coefficients and intercepts in the data's units: ``coef = (X - x_mean)^T
+        D_units`` (``D * ysd / feature_var``), ``intercept = y_offset - x_mean @ coef``
+        (``x_mean @ coef = kx @ D_units``), and the float64 ``y_offset``."""
+        ops = self.ops
+        D64 = ops.cast(D, ops.float64) * (ysd / feature_var)[None, :]
+        y_off = ym + ysd * ops.cast(b, ops.float64)
+        intercept = y_off - kx @ D64
+        return ops.cast(D64, dtype), ops.cast(intercept, dtype), y_off
+
+
+class DualWeights:
+    """A ridge fitted in the dual form: ``coef = (X - x_offset)^T dual``.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor, shape (n_samples, n_features)
+        The training features, as given to the fit (a reference, not a copy).
+    x_offset : ndarray, shape (n_features,)
+        Their float64 means (zeros without an intercept).
+    dual : ndarray or torch.Tensor, shape (n_samples, n_targets)
+        Dual coefficients in the data's units (the fit's working dtype).
+    col_sums : ndarray, shape (n_features,), optional
+        The float64 column sums of ``X`` at the fit. ``X`` is the caller's array, not a
+        copy: whenever it is read again (:meth:`coef`, :meth:`kernel`) its column sums are
+        recomputed (bit for bit the same for unchanged data) and a
+        :class:`~neuroalign.exceptions.DataFormatError` is raised if it was modified since,
+        instead of weights or predictions silently computed from other features.
+    """
+
+    def __init__(self, X, x_offset, dual, col_sums=None) -> None:
+        from neuroalign.encoders._backend import backend_for
+
+        self.X = X
+        self.x_offset = x_offset
+        self.dual = dual
+        self.col_sums = col_sums
+        self._ops = backend_for(X, dual)
+
+    def fingerprint(self):
+        """The float64 column sums of the training features as they are now (a block of
+        features at a time, as :meth:`coef` and :meth:`kernel` check them)."""
+        ops = self._ops
+        n, p = self.X.shape
+        sums = ops.zeros(p, ops.float64)
+        step = feature_block(n)
+        for c in range(0, p, step):
+            sums[c:c + step] = ops.cast(self.X[:, c:c + step], ops.float64, copy=True).sum(0)
+        return sums
+
+    def _training_block(self, cols: slice, x_off):
+        """Columns ``cols`` of the training features, centred, in float64 (checked against
+        the fit's column sums)."""
+        ops = self._ops
+        B = ops.cast(self.X[:, cols], ops.float64, copy=True)
+        if self.col_sums is not None and ops.name == "numpy":
+            sums = B.sum(0)
+            if not np.array_equal(sums, self.col_sums[cols]):
+                from neuroalign._validation import format_list
+                from neuroalign.exceptions import DataFormatError
+
+                bad = np.flatnonzero(sums != self.col_sums[cols]) + cols.start
+                raise DataFormatError(
+                    f"The training features of this dual-form ridge fit were modified after "
+                    f"the fit (columns {format_list(bad, limit=5)} differ): the fit keeps a "
+                    "reference to them, not a copy, to form its weights and predictions. "
+                    "Refit, or fit on a copy (X.copy()) if the array is to be changed."
+                )
+        B -= x_off[cols]
+        return B
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.X.shape[1]), int(self.dual.shape[1]))
+
+    @property
+    def dtype(self):
+        return self.dual.dtype
+
+    def coef(self, out=None):
+        """The primal weights ``(n_features, n_targets)`` in the dtype of ``dual``, formed
+        a block of features at a time (float64 centring, then one GEMM per block in the
+        working dtype); written into ``out`` when given."""
+        ops = self._ops
+        n, p = self.X.shape
+        if out is None:
+            out = ops.empty((p, self.dual.shape[1]), self.dual.dtype)
+        x_off = ops.asarray(self.x_offset)
+        step = feature_block(n)
+        for c in range(0, p, step):
+            cols = slice(c, min(c + step, p))
+            B = ops.cast(self._training_block(cols, x_off), self.dual.dtype)
+            out[cols] = B.T @ self.dual
+            del B
+        return out
+
+    def kernel(self, Xnew):
+        """``(X_new - x_offset)(X - x_offset)^T`` in float64, a block of features at a time."""
+        ops = self._ops
+        n, p = self.X.shape
+        Xnew = ops.asarray(Xnew)
+        x_off = ops.asarray(self.x_offset)
+        K = ops.zeros((Xnew.shape[0], n), ops.float64)
+        step = feature_block(max(n, Xnew.shape[0]))
+        for c in range(0, p, step):
+            cols = slice(c, min(c + step, p))
+            K += _centred_block(Xnew, cols, x_off, ops) @ self._training_block(cols, x_off).T
+        return K
+
+    def predict(self, Xnew, y_offset, dtype=None):
+        """``(X_new - x_offset) @ coef + y_offset`` through the kernel (no primal weights):
+        in ``dtype`` (default: float64 for float64 ``X_new``, else the dtype of ``dual``)."""
+        ops = self._ops
+        if dtype is None:
+            dtype = np.result_type(np.asarray(Xnew).dtype, np.dtype(str(self.dual.dtype)
+                                                                    .removeprefix("torch.")))
+            if not np.issubdtype(dtype, np.floating):
+                dtype = self.dual.dtype
+        dt = ops.dtype(np.dtype(dtype).name) if ops.name != "numpy" else np.dtype(dtype)
+        K = ops.cast(self.kernel(Xnew), dt)
+        return K @ ops.cast(self.dual, dt) + ops.cast(ops.asarray(y_offset), dt)
