@@ -1,16 +1,27 @@
-"""Whole-brain fsaverage ridge, measured on a fraction and projected (a projection, not a run).
+"""Whole-brain fsaverage ridge on one machine, run in full (not projected).
 
-Simulates ``--trials`` x ``--features`` float32 features and writes responses for
-``--vertices`` vertices to a zarr store, one chunk of columns at a time (never whole in
-memory); then fits the per-vertex ridge (5 folds, 10 alphas, float32) with
-``neuroalign.encoders._scaleout.cached_ridge`` in this process, each cell reading only its
-batch of vertices from the store. Each size runs in a fresh subprocess: wall and CPU time,
-peak RSS (``VmHWM``). Two sizes give a fixed cost (decompositions, shared by all
-vertices) and a cost per vertex; the script prints the projection to 327,684 vertices (one
-subject, one layer) and to 8 subjects x 12 layers, clearly marked as such.
+1. ``make``: writes a simulated subject as a neuroalign store with ``save_store``, streamed
+   (dask, one chunk of neuroids at a time; never whole in memory): ``--trials`` trials
+   (``--images`` images, each shown ``trials / images`` times, over sessions of 750
+   trials) x ``--vertices`` vertices (default fsaverage's 2 x 163,842), float32. Each
+   vertex's response is ``s_v * f(image) @ w_v + noise`` with ``w_v`` from a rank-64
+   truth over ``--features`` features and ``s_v`` uniform in [0, 1] (some vertices carry
+   no signal), noise sd 1.
+2. ``fit`` (a fresh process): ``open_store`` (lazy), the features as a DataArray with
+   ``stimulus_id``, then the public ``RidgeEncoder(...).fit(features, store,
+   result_path=..., batch_size=...)`` (5 stimulus-grouped folds, 10 alphas, float32): the
+   responses stay on disk and each cell reads its own vertices. Reports wall and CPU time,
+   peak RSS (``VmHWM``), median CV R², and the recovery of the truth (correlation of the
+   fitted with the true weights, and of CV R² with the planted signal strength).
+3. ``--sweep-vertices N`` (a fresh process): ``LayerSweep`` of ``--sweep-layers`` layers
+   over the store's first N vertices, in cells; layer ``L // 2`` carries the features that
+   drive the responses and the others mix them with noise, less the further from it, so
+   the best layer is known. ``--skip-fit`` runs only the sweep (on a kept store).
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_wholebrain.py \
-        --trials 30000 --features 1024 --vertices 1000 2000
+        --root /tmp/wholebrain --json wholebrain.json
+
+The store (39 GB at full size) is removed afterwards unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -18,15 +29,52 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
+import time
+from pathlib import Path
 
-FSAVERAGE = 327_684
+MAKE = r"""
+import json, sys, time, resource, numpy as np, xarray as xr, dask.array as da
+from neuroalign.store import save_store
+n, n_img, p, v, root = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
+FA = F @ A                                          # (images, 64)
+reps = n // n_img
+img = np.random.default_rng(1).permutation(np.repeat(np.arange(n_img), reps))
+chunk = 2**25 // (4 * n)                            # ~32 MiB chunks, as save_store chooses
+def block(block_info=None):
+    a, b = block_info[None]['array-location'][1]
+    r = np.random.default_rng([2, a])
+    B = r.standard_normal((64, b - a)).astype(np.float32) / np.float32(8.0)
+    s = r.uniform(0, 1, b - a).astype(np.float32)
+    return (FA[img] @ B) * s + r.standard_normal((n, b - a), dtype=np.float32)
+Y = da.map_blocks(block, dtype=np.float32, chunks=((n,), tuple(
+    min(chunk, v - a) for a in range(0, v, chunk))))
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+seen = np.zeros(n_img, int); rep = np.empty(n, int)
+for t, i in enumerate(img):
+    rep[t] = seen[i]; seen[i] += 1
+ds = xr.Dataset(
+    {"responses": (("presentation", "neuroid"), Y)},
+    coords={"stimulus_id": ("presentation", ids[img]), "repetition": ("presentation", rep),
+            "session": ("presentation", np.arange(n) // 750), "trial": ("presentation", np.arange(n)),
+            "split": ("presentation", np.full(n, "train")),
+            "neuroid_id": ("neuroid", np.array([f"v{j:06d}" for j in range(v)])),
+            "subject": ("neuroid", np.full(v, "sub-sim"))},
+    attrs={"dataset": "simulated whole brain", "space": "fsaverage", "units": "a.u.",
+           "schema_version": "1.0"})
+t0 = time.perf_counter()
+save_store(ds, root + "/store.zarr", neuroid_chunk=chunk)
+print(json.dumps({"wall": time.perf_counter() - t0}))
+"""
 
-CHILD = r"""
-import json, sys, time, resource, numpy as np, zarr
-n, p, v, batch, folder = json.loads(sys.argv[1])
+# peak RSS and CPU time of the child itself
+MEASURE = r"""
+import resource
 def status(key):
     for line in open('/proc/self/status'):
         if line.startswith(key):
@@ -34,56 +82,132 @@ def status(key):
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-rng = np.random.default_rng(0)
-X = rng.standard_normal((n, p), dtype=np.float32)
-z = zarr.open_array(folder + '/y.zarr', mode='w', shape=(n, v), chunks=(n, batch), dtype='float32')
-for a in range(0, v, batch):
-    b = min(a + batch, v)
-    W = rng.standard_normal((p, b - a), dtype=np.float32) / np.sqrt(p)
-    z[:, a:b] = X @ W + rng.standard_normal((n, b - a), dtype=np.float32)
-del W
-from neuroalign.encoders._scaleout import cached_ridge
-from neuroalign.store import cv_folds
-folds = cv_folds(np.arange(n).astype(str), 5)
-params = {'fit_intercept': True, 'dtype': 'float32', 'form': None, 'n_targets_batch': batch,
-          'relative_alphas': True, 'seed': 0}
-t0, c0 = time.perf_counter(), cpu()
-out = cached_ridge(X, z, folds, np.logspace(-1, 5, 10), params, result_path=folder + '/cells',
-                   batch_size=batch)
-print(json.dumps({'wall': time.perf_counter() - t0, 'cpu': cpu() - c0, 'peak': status('VmHWM'),
-                  'median_r2': float(np.median(out['cv_scores']))}))
 """
+
+FIT = MEASURE + r"""
+import json, sys, time, numpy as np, xarray as xr
+from neuroalign.encoders import RidgeEncoder
+from neuroalign.store import open_store
+n, n_img, p, v, root, batch = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+features = xr.DataArray(F, dims=("stimulus", "unit"), coords={"stimulus_id": ("stimulus", ids)},
+                        name="layer")
+t0, c0 = time.perf_counter(), cpu()
+store = open_store(root + "/store.zarr")
+enc = RidgeEncoder(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu").fit(
+    features, store, result_path=root + "/cells", batch_size=batch)
+wall, used = time.perf_counter() - t0, cpu() - c0
+# the truth of a sample of vertices (same generator as the writer)
+chunk = 2**25 // (4 * n)
+r2 = enc.cv_scores_
+corr, corr_r2 = [], []
+for a in range(0, v, chunk * max(1, v // 20 // chunk)):  # 20 of the writer's chunks
+    b = min(a + chunk, v)
+    g = np.random.default_rng([2, a])
+    B = g.standard_normal((64, b - a)).astype(np.float32) / np.float32(8.0)
+    s = g.uniform(0, 1, b - a).astype(np.float32)
+    W = (A @ B) * s
+    C = enc.coef_[:, a:b]
+    good = s > 0.5
+    corr += [float(np.corrcoef(W[:, j], C[:, j])[0, 1]) for j in np.flatnonzero(good)[:20]]
+    corr_r2 += list(zip(s.tolist(), r2[a:b].tolist()))
+ss, rr = np.array(corr_r2).T
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+                  "median_cv_r2": float(np.nanmedian(r2)),
+                  "median_weight_corr_strong": float(np.median(corr)),
+                  "r2_vs_strength_spearman": float(
+                      np.corrcoef(np.argsort(np.argsort(ss)), np.argsort(np.argsort(rr)))[0, 1]),
+                  "n_batches": enc.scaleout_info_["n_batches"],
+                  "n_valid": int(enc.valid_neuroids_.sum())}))
+"""
+
+
+SWEEP = MEASURE + r"""
+import json, sys, time, numpy as np, xarray as xr
+from neuroalign.encoders import LayerSweep
+from neuroalign.store import open_store
+n, n_img, p, v, root, batch, n_layers, n_vertices = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+true = n_layers // 2       # layer `true` is the features that drive the responses; the others
+layers = {}                # mix them with their own noise, less the further from it
+for k in range(n_layers):
+    c = np.float32(np.exp(-((k - true) ** 2) / 2.0))
+    noise = np.random.default_rng([3, k]).standard_normal((n_img, p), dtype=np.float32)
+    layers[f"layer{k:02d}"] = (("stimulus", f"unit{k:02d}"), c * F + np.sqrt(1 - c * c) * noise)
+features = xr.Dataset(layers, coords={"stimulus_id": ("stimulus", ids)})
+t0, c0 = time.perf_counter(), cpu()
+store = open_store(root + "/store.zarr").isel(neuroid=slice(0, n_vertices))
+sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu").fit(
+    features, store, result_path=root + f"/sweep-cells-{n_vertices}", batch_size=batch)
+wall, used = time.perf_counter() - t0, cpu() - c0
+best = sweep.best_layer_.values
+chunk = 2**25 // (4 * n)
+s = np.concatenate([np.random.default_rng([2, a]).uniform(0, 1, min(a + chunk, v) - a)
+                    for a in range(0, n_vertices, chunk)])[:n_vertices]
+strong = s > 0.5
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+                  "true_layer_found": float(np.mean(best[strong] == f"layer{true:02d}")),
+                  "n_layers": n_layers, "n_vertices": n_vertices}))
+"""
+
+
+def _run(code: str, args: list) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)],
+                         capture_output=True, text=True, env=dict(os.environ))
+    if out.returncode:
+        sys.exit(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default="/tmp/wholebrain")
     ap.add_argument("--trials", type=int, default=30000)
+    ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--features", type=int, default=1024)
-    ap.add_argument("--vertices", type=int, nargs=2, default=[1000, 2000])
-    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--vertices", type=int, default=2 * 163_842)
+    ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--sweep-layers", type=int, default=12)
+    ap.add_argument("--sweep-vertices", type=int, default=0,
+                    help="also sweep --sweep-layers layers over this many vertices (0: no sweep)")
+    ap.add_argument("--skip-fit", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
-    rows = []
-    for v in a.vertices:
-        with tempfile.TemporaryDirectory() as folder:
-            cell = [a.trials, a.features, v, a.batch, folder]
-            out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cell)], check=True,
-                                 capture_output=True, text=True, env=dict(os.environ))
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append((v, r))
-        print(f"measured: {a.trials} trials x {a.features} features -> {v} vertices: "
-              f"{r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, peak RSS {r['peak'] / 2**30:.2f} GiB, "
-              f"median cv R² {r['median_r2']:.3f}", flush=True)
-    (v1, r1), (v2, r2) = rows
-    for key in ("wall", "cpu"):
-        per = (r2[key] - r1[key]) / (v2 - v1)
-        fixed = max(r1[key] - per * v1, 0.0)
-        one = fixed + per * FSAVERAGE
-        print(f"PROJECTION ({key} time, linear in vertices from the two sizes above): fixed "
-              f"{fixed:.1f} s + {per * 1000:.2f} s per 1,000 vertices -> one subject x one layer "
-              f"(327,684 vertices) {one / 3600:.2f} h; 8 subjects x 12 layers "
-              f"{96 * one / 3600:.1f} h")
-    print("PROJECTION (memory): the peak does not grow with the number of vertices beyond the "
-          "weights kept (1,024 x 327,684 float32 = 1.25 GiB) — see the two measured peaks")
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    size = [a.trials, a.images, a.features, a.vertices, str(root)]
+    res = {"size": size[:4], "batch": a.batch, "load_before": open("/proc/loadavg").read().split()[:3]}
+    if not (root / "store.zarr").exists():
+        res["make"] = _run(MAKE, size)
+        print(f"store written in {res['make']['wall']:.0f} s", flush=True)
+    if not a.skip_fit:
+        t = time.time()
+        res["fit"] = _run(FIT, size + [a.batch])
+        res["load_after"] = open("/proc/loadavg").read().split()[:3]
+        f = res["fit"]
+        print(f"fit: {a.trials} trials x {a.features} features -> {a.vertices} vertices in "
+              f"{f['n_batches']} cells: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with "
+              f"start), {f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB; median CV R² "
+              f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
+              f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
+              f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
+    if a.sweep_vertices:
+        res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices])
+        res["load_after_sweep"] = open("/proc/loadavg").read().split()[:3]
+        print(f"sweep: {a.sweep_layers} layers x {a.features} features -> {a.sweep_vertices} "
+              f"vertices: {w['wall']:.0f} s wall, {w['cpu']:.0f} s CPU, peak RSS "
+              f"{w['peak'] / 2**30:.2f} GiB; true layer found for "
+              f"{100 * w['true_layer_found']:.1f} % of the vertices with s > 0.5", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1))
+    if not a.keep:
+        shutil.rmtree(root)
 
 
 if __name__ == "__main__":

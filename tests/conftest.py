@@ -82,3 +82,39 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != _TORCH_THREADS:
         torch.set_num_threads(_TORCH_THREADS)
+
+
+def local_client(n_workers: int, *, processes: bool = False):
+    """A dask ``Client`` on a ``LocalCluster`` of ``n_workers`` one-thread workers (threads in
+    this process, or worker processes), closed afterwards; the dashboard on a free port."""
+    from dask import distributed
+
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                       processes=processes, dashboard_address=":0")
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker threads (the scale-out tests: cells on a cluster)."""
+    yield from local_client(2)
+
+
+@pytest.fixture(scope="module")
+def client1():
+    """One worker thread."""
+    yield from local_client(1)
+
+
+@pytest.fixture(scope="module")
+def process_client():
+    """Two one-thread worker processes (kill tests)."""
+    yield from local_client(2, processes=True)
+
+
+@pytest.fixture(scope="module")
+def client4():
+    """Four worker threads."""
+    yield from local_client(4)

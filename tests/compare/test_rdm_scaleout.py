@@ -11,16 +11,6 @@ from neuroalign.testing import make_store
 
 
 @pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def store():
     ds = make_store(n_stimuli=12, n_neuroids=30, n_repetitions=2, seed=3)
     return pseudo_subjects(ds, 3, seed=1)

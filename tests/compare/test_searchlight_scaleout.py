@@ -25,16 +25,6 @@ def _volume(seed=0, n=9):
     return data, ijk, models
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 KW = dict(radius=2.0, threshold=0.5, volume_shape=SHAPE, show_progress=False)
 
 

@@ -19,16 +19,6 @@ def _systems(m=6, n=30, seed=0):
     return out
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 @pytest.mark.parametrize("metric", [ShapeMetric(1.0), ShapeMetric(0.0),
                                     ShapeMetric(0.5, "euclidean")], ids=["procrustes", "cca", "partial-eucl"])
 @pytest.mark.parametrize(("use_client", "batch"), [(False, 1), (True, 4), (True, 100)])

@@ -8,30 +8,6 @@ from neuroalign.store import cv_folds
 ALPHAS = np.logspace(-2, 4, 9)
 
 
-def _client(n_workers):
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def client():
-    yield from _client(2)
-
-
-@pytest.fixture(scope="module")
-def client1():
-    yield from _client(1)
-
-
-@pytest.fixture(scope="module")
-def client4():
-    yield from _client(4)
-
-
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_partition_invariance_1_2_4_workers_three_batch_sizes(workers, request, tmp_path):
     """1, 2 and 4 workers x batches of 5, 16 and 45 neuroids (one cell): alphas identical to

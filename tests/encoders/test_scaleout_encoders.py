@@ -10,16 +10,6 @@ from neuroalign.encoders import FIREncoder, TimeResolvedEncoder
 ALPHAS = np.logspace(-2, 4, 9)
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 def _cube(seed=0, n=90, p=8, v=5, T=6):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, p))

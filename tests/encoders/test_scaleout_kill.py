@@ -126,16 +126,6 @@ def test_driver_killed_mid_searchlight_rerun_computes_only_missing_cells(tmp_pat
     np.testing.assert_allclose(sl.values, single.values, rtol=0, atol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def process_client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 @pytest.mark.slow
 def test_a_worker_process_killed_mid_grid_is_replaced_and_the_result_complete(
         process_client, tmp_path, monkeypatch):
