@@ -191,9 +191,13 @@ print(json.dumps([status('VmHWM') - base,
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+# Peaks of 150 MiB and more: below ~100 MiB the fixed part (BLAS buffers, allocator slack,
+# counted as a constant) dominates and varies with the process's surroundings (a dual fit
+# of 600 x 6,000 -> 5,000 peaked at 83-87 MiB run alone, 71 MiB inside the full CI run,
+# against an estimate of 91 MiB).
 @pytest.mark.parametrize("cell", [(2000, 400, 12000, 4096, "primal"),
                                   (3000, 300, 30000, 8192, "primal"),
-                                  (600, 6000, 5000, 2048, "dual"),
+                                  (800, 10000, 12000, 4096, "dual"),
                                   (1000, 20000, 3000, 4096, "dual")])
 def test_estimate_within_25_percent_of_the_measured_peak(cell):
     env = dict(os.environ, NEUROALIGN_MEMORY_LIMIT="off", OMP_NUM_THREADS="2")
