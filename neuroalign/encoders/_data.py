@@ -11,7 +11,7 @@ import xarray as xr
 
 from neuroalign._validation import format_list
 from neuroalign.exceptions import DataFormatError, DataQualityWarning, DimensionError
-from neuroalign.store._join import join_features
+from neuroalign.store._join import LazyResponses, join_features
 
 __all__ = ["Aligned", "align", "as_matrix", "features_matrix", "feature_space", "fitted_split",
            "valid_neuroids", "check_alphas", "check_finite", "neuroid_names"]
@@ -202,7 +202,7 @@ def column_checks(Y) -> tuple[np.ndarray, np.ndarray]:
     Responses left on disk (:class:`~neuroalign.store.LazyResponses`) are read a block of
     neuroids at a time, once (the result is kept on the object).
     """
-    if hasattr(Y, "blocks"):
+    if isinstance(Y, LazyResponses):
         cached = getattr(Y, "_checks", None)
         if cached is None:
             parts = [column_checks(block) for _, _, block in

@@ -35,7 +35,7 @@ from neuroalign.encoders._dual import DualWeights
 from neuroalign.encoders._scoring import SCORERS, held_out_scores
 from neuroalign.encoders._solvers import predict_linear, ridge_cv
 from neuroalign.exceptions import DataQualityWarning, DimensionError
-from neuroalign.store import cv_folds
+from neuroalign.store import LazyResponses, cv_folds
 from neuroalign.store._folds import check_folds, stimulus_folds
 
 __all__ = ["RidgeEncoder", "resolve_folds", "predict_linear"]
@@ -220,7 +220,10 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
 
     def _input_array(self, arr: np.ndarray, device: str, dtype):
         """Data as given when it is float64 (centred and scaled in float64 by the solver
-        before the cast to ``dtype``), else in ``dtype``."""
+        before the cast to ``dtype``), else in ``dtype``; responses left on disk stay there
+        (the solver reads them a batch at a time)."""
+        if isinstance(arr, LazyResponses):
+            return arr
         if np.asarray(arr).dtype == np.float64:
             return self._array(arr, device, np.float64)
         return self._array(arr, device, dtype)
@@ -322,7 +325,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             return distributed_ridge(self, X, Y, folds, alphas, **scale)
         form = None if self.form == "auto" else self.form
         Xt = self._input_array(X, device, dtype)
-        Yt = Y if hasattr(Y, "blocks") else self._input_array(Y, device, dtype)
+        Yt = self._input_array(Y, device, dtype)
         cvres = ridge_cv(Xt, Yt, alphas, folds, fit_intercept=self.fit_intercept, form=form,
                          n_targets_batch=self.n_targets_batch, progress=_batch_bar, refit=True,
                          relative_alphas=self.relative_alphas, dtype=dtype)

@@ -235,9 +235,9 @@ class SweepCells:
         """One layer's fit -> a :class:`~neuroalign.encoders._solvers.RidgeCVResult` whose
         weights are of the kind of ``like`` (torch tensors for a tensor)."""
         from neuroalign.encoders._backend import like_input, to_numpy
-        from neuroalign.encoders._solvers import RidgeCVResult
+        from neuroalign.encoders._solvers import RidgeCVResult, _on_disk
 
-        Y = Y if hasattr(Y, "blocks") else to_numpy(Y)  # responses left on disk stay there
+        Y = Y if _on_disk(Y) else to_numpy(Y)  # responses left on disk stay there
         out = cached_ridge(to_numpy(X), Y, folds, alphas, self.params,
                            result_path=self.result_path, batch_size=self.batch,
                            client=self.client, func=self.func)

@@ -431,7 +431,9 @@ def _work_dtype(X, dtype, ops) -> Any:
 
 def _on_disk(Y) -> bool:
     """Responses left on disk (:class:`~neuroalign.store.LazyResponses`)."""
-    return hasattr(Y, "blocks")
+    from neuroalign.store import LazyResponses
+
+    return isinstance(Y, LazyResponses)
 
 
 def _columns(Y, sl: slice, ops):

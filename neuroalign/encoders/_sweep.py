@@ -256,8 +256,7 @@ class LayerSweep(RidgeEncoder):
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
         check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
                     n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype)
-        Yt = first.Y[:, ok] if hasattr(first.Y, "blocks") else self._input_array(
-            first.Y[:, ok], device, dtype)
+        Yt = self._input_array(first.Y[:, ok], device, dtype)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
         held = np.full((len(names), n_neuroids), np.nan) if sub else None
