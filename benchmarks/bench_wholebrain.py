@@ -88,7 +88,7 @@ FIT = MEASURE + r"""
 import json, sys, time, numpy as np, xarray as xr
 from neuroalign.encoders import RidgeEncoder
 from neuroalign.store import open_store
-n, n_img, p, v, root, batch = json.loads(sys.argv[1])
+n, n_img, p, v, root, batch, cells = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 F = rng.standard_normal((n_img, p), dtype=np.float32)
 A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
@@ -97,8 +97,11 @@ features = xr.DataArray(F, dims=("stimulus", "unit"), coords={"stimulus_id": ("s
                         name="layer")
 t0, c0 = time.perf_counter(), cpu()
 store = open_store(root + "/store.zarr")
-enc = RidgeEncoder(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu").fit(
-    features, store, result_path=root + "/cells", batch_size=batch)
+enc = RidgeEncoder(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu")
+if cells:
+    enc.fit(features, store, result_path=root + "/cells", batch_size=batch)
+else:   # the plain call: responses stay on disk, each fold decomposed once for all batches
+    enc.fit(features, store)
 wall, used = time.perf_counter() - t0, cpu() - c0
 # the truth of a sample of vertices (same generator as the writer)
 chunk = 2**25 // (4 * n)
@@ -120,7 +123,7 @@ print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
                   "median_weight_corr_strong": float(np.median(corr)),
                   "r2_vs_strength_spearman": float(
                       np.corrcoef(np.argsort(np.argsort(ss)), np.argsort(np.argsort(rr)))[0, 1]),
-                  "n_batches": enc.scaleout_info_["n_batches"],
+                  "n_batches": enc.scaleout_info_["n_batches"] if cells else 1,
                   "n_valid": int(enc.valid_neuroids_.sum())}))
 """
 
@@ -176,6 +179,8 @@ def main() -> None:
     ap.add_argument("--sweep-vertices", type=int, default=0,
                     help="also sweep --sweep-layers layers over this many vertices (0: no sweep)")
     ap.add_argument("--skip-fit", action="store_true")
+    ap.add_argument("--no-cells", action="store_true",
+                    help="fit with the plain call (no result_path, no batch_size)")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -188,11 +193,11 @@ def main() -> None:
         print(f"store written in {res['make']['wall']:.0f} s", flush=True)
     if not a.skip_fit:
         t = time.time()
-        res["fit"] = _run(FIT, size + [a.batch])
+        res["fit"] = _run(FIT, size + [a.batch, not a.no_cells])
         res["load_after"] = open("/proc/loadavg").read().split()[:3]
         f = res["fit"]
         print(f"fit: {a.trials} trials x {a.features} features -> {a.vertices} vertices in "
-              f"{f['n_batches']} cells: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with "
+              f"{f['n_batches']} cells{' (plain call)' if a.no_cells else ''}: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with "
               f"start), {f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB; median CV R² "
               f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
               f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
