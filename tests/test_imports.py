@@ -47,8 +47,9 @@ def test_import_is_cheap_and_imports_no_heavy_library():
     out, wall = run_child(CHEAP)
     assert out["heavy"] == []
     assert out["accessor"]  # `import neuroalign` registers ds.na
-    # the budget is 1 s on an idle machine; generous margins for a loaded one
-    assert out["wall"] < 3.0 and wall < 5.0, (out, wall)
+    # CPU time, not wall: ~0.35 s on an idle machine, and a wall-clock budget fails on a
+    # loaded one (CI shares its cores). Importing torch alone costs ~1.2 s CPU.
+    assert out["cpu"] < 1.5, (out, wall)
 
 
 def test_each_subpackage_imports_without_heavy_libraries():
