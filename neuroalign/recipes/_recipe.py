@@ -206,6 +206,10 @@ def _check_combinations(kind: str, cfg: dict, source: str) -> None:
         raise DataFormatError(f"{source}: [cluster] with [encoder] kind = "
                               f"{cfg['encoder']['kind']!r}: this encoder runs in one process only, "
                               "without cells; remove the [cluster] table.")
+    if kind == "rsa" and (cfg.get("cluster") or {}).get("batch_size") is not None:
+        raise DataFormatError(f"{source}: [cluster] batch_size = {cfg['cluster']['batch_size']!r} "
+                              "does not apply to an rsa recipe: its cells are one data RDM per "
+                              "subject and ROI; remove batch_size.")
     if kind == "map" and cfg.get("cluster") and "results" in cfg:
         raise DataFormatError(f"{source}: [cluster] with [results]: the map reads its scores and "
                               "fits nothing; remove the [cluster] table.")

@@ -1,5 +1,6 @@
 """The recipes' ``[cluster]`` table: schema, defaults, and the runners that pass it to
-``cluster=`` (fit: ridge and layer sweep; shape: the distance matrix; map: its sweep)."""
+``cluster=`` (fit: ridge and layer sweep; shape: the distance matrix; map: its sweep; rsa:
+the data RDMs)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def test_schema_of_the_cluster_table(tmp_path, own_data):
         load_recipe(_write(tmp_path, _fit(store, feats, extra=SLURM.replace("walltime", "wall_time"))))
     with pytest.raises(DataFormatError, match=r"\[cluster\] jobs = '4'; expected an integer"):
         load_recipe(_write(tmp_path, _fit(store, feats, extra=SLURM.replace("jobs = 4", "jobs = '4'"))))
-    rsa = f'kind = "rsa"\n[store]\npath = "{store}"\n[cluster]\nkind = "local"\n'
+    decode = f'kind = "decode"\n[store]\npath = "{store}"\n[cluster]\nkind = "local"\n'
     with pytest.raises(DataFormatError, match=r"table \[cluster\] does not belong in this recipe kind"):
-        load_recipe(_write(tmp_path, rsa))
+        load_recipe(_write(tmp_path, decode))
     # a relative result_path is relative to the recipe's folder
     r = load_recipe(_write(tmp_path, _fit(store, feats, extra='[cluster]\nresult_path = "cells"\n')))
     assert cluster_spec(r.config, tmp_path / "o") == {"kind": "none", "jobs": 1,
@@ -175,3 +176,46 @@ def test_map_recipe_fits_its_sweep_in_cells(tmp_path, own_data):
     assert len(_cells(tmp_path / "m2.cells")) == 2 * 3  # 2 layers x 24 neuroids in 10s
     assert cells["result"]["best_layer_by_roi"] == plain["result"]["best_layer_by_roi"]
     assert plain["result"]["best_layer_by_roi"]["A"] == "good"
+
+
+def _rsa(store, feats, extra=""):
+    return (f'kind = "rsa"\n[store]\npath = "{store}"\nrois = ["A", "B"]\n[rdm]\n'
+            'pseudo_subjects = 3\n'
+            f'[models]\ngood = "{feats}:good"\nnoise = "{feats}:noise"\n[rsa]\nmethod = "pearson"\n'
+            'n_bootstrap = 20\n' + extra)
+
+
+def test_rsa_recipe_with_a_cluster_table(tmp_path, own_data):
+    """An rsa recipe's [cluster] table: validated, its data RDMs (one cell per pseudo-subject
+    and ROI) on a local cluster give the plain run's scores, and a rerun computes only the
+    cell that is missing."""
+    _, store, feats = own_data
+    r = load_recipe(_write(tmp_path, _rsa(store, feats, '[cluster]\nkind = "local"\n')))
+    assert cluster_spec(r.config, tmp_path / "o")["result_path"] == str(tmp_path / "o.cells")
+    with pytest.raises(DataFormatError, match=r"r.toml: \[cluster\] batch_size = 5 does not "
+                                              r"apply to an rsa recipe: its cells are one data "
+                                              r"RDM per subject and ROI"):
+        load_recipe(_write(tmp_path, _rsa(store, feats, '[cluster]\nbatch_size = 5\n')))
+    with pytest.raises(DataFormatError, match=r"\[cluster\] n_workers = 'two'; expected an integer"):
+        load_recipe(_write(tmp_path, _rsa(store, feats, "[cluster]\nn_workers = 'two'\n")))
+    plain = run_recipe(_write(tmp_path, _rsa(store, feats), "p.toml"), out=tmp_path / "p")
+    recipe = _write(tmp_path, _rsa(store, feats, '[cluster]\nkind = "local"\nn_workers = 2\n'
+                                                 'processes = false\n'), "c.toml")
+    first = run_recipe(recipe, out=tmp_path / "c")
+    cells = _cells(tmp_path / "c.cells")
+    assert len(cells) == 2 * 3  # 2 ROIs x 3 pseudo-subjects
+    a, b = plain["result"]["rois"], first["result"]["rois"]
+    assert set(a) == {"A", "B"} and a["A"]["models"]["good"]["score"] > a["A"]["models"]["noise"]["score"]
+    for roi in a:
+        assert b[roi]["noise_ceiling"] == pytest.approx(a[roi]["noise_ceiling"], abs=1e-12)
+        for m in a[roi]["models"]:
+            for k in ("score", "ci95", "p_zero"):
+                assert b[roi]["models"][m][k] == pytest.approx(a[roi]["models"][m][k], abs=1e-12)
+    assert (tmp_path / "c" / "rsa_A.csv").read_text() == (tmp_path / "p" / "rsa_A.csv").read_text()
+    victim = sorted(cells)[2]
+    (tmp_path / "c.cells" / "cells" / victim).unlink()
+    again = run_recipe(recipe, out=tmp_path / "c", overwrite=True, sets=['cluster.kind="none"'])
+    after = _cells(tmp_path / "c.cells")
+    assert set(after) == set(cells)
+    assert [n for n in after if after[n] != cells.get(n)] == [victim]
+    assert again["result"]["rois"] == first["result"]["rois"]
