@@ -132,7 +132,7 @@ PIPELINE = Table(
 CLUSTER = Table(
     "cluster",
     "Where the heavy part runs (ridge, layer-sweep and banded-ridge fits: batches of neuroids; "
-    "shape distances: blocks of pairs; RSA: "
+    "attention routing: its training, in chunks of epochs run one after the other; shape distances: blocks of pairs; RSA: "
     "each subject's data RDM, per ROI), as cached cells: a rerun computes only the cells that "
     "are missing or failed. Without this table: one process, no cells.",
     keys=(
@@ -141,8 +141,8 @@ CLUSTER = Table(
             default="none"),
         Key("result_path", "string", "Folder of the cached cells (default: `<output folder>.cells`, "
             "beside the output folder, kept between runs).", path="path"),
-        Key("batch_size", "integer", "Neuroids (fit) or pairs (shape) per cell; not for RSA "
-            "(one cell per subject)."),
+        Key("batch_size", "integer", "Neuroids (fit), epochs (attention routing) or pairs "
+            "(shape) per cell; not for RSA (one cell per subject)."),
         Key("jobs", "integer", "slurm/pbs: number of jobs submitted.", default=1),
         Key("n_workers", "integer", "local: worker processes."),
         Key("processes", "integer or boolean", "local: processes (true) or threads (false); "

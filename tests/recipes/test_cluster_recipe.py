@@ -1,5 +1,5 @@
 """The recipes' ``[cluster]`` table: schema, defaults, and the runners that pass it to
-``cluster=`` (fit: ridge and layer sweep; shape: the distance matrix; map: its sweep; rsa:
+``cluster=`` (fit: ridge, layer sweep, banded ridge, attention routing; shape: the distance matrix; map: its sweep; rsa:
 the data RDMs)."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_fit_recipe_with_a_local_cluster_equals_one_process_and_reruns_only_miss
     assert [n for n in after if after[n] != cells.get(n)] == [victim]
 
 
-def test_shape_and_banded_recipes_in_cells_and_the_routing_refusal(tmp_path, own_data):
+def test_shape_and_banded_recipes_in_cells_and_the_map_refusal(tmp_path, own_data):
     _, store, feats = own_data
     text = (f'kind = "shape"\n[systems]\ng = "{feats}:good"\nn = "{feats}:noise"\n'
             f'g2 = "{feats}:good"\n[shape]\nalpha = 0.5\n')
@@ -125,13 +125,6 @@ def test_shape_and_banded_recipes_in_cells_and_the_routing_refusal(tmp_path, own
     # banded weights are float32 (himalaya): held-out scores agree to float32 rounding
     np.testing.assert_allclose(b["score"].values, a["score"].values, rtol=1e-5, atol=1e-6)
     assert cells["result"]["median_score"] == pytest.approx(one["result"]["median_score"], rel=1e-5)
-    routing = (f'kind = "fit"\n[store]\npath = "{store}"\n[features]\nmodel = "simulated-truth"\n'
-               'layers = ["layer1"]\ntokens = true\n[encoder]\nkind = "attention-routing"\n'
-               '[cluster]\nkind = "local"\n')
-    with pytest.raises(DataFormatError, match=r"r.toml: \[cluster\] with \[encoder\] kind = "
-                                              r"'attention-routing': this encoder runs in one "
-                                              r"process only"):
-        load_recipe(_write(tmp_path, routing, "r.toml"))
     maps = (f'kind = "map"\n[store]\npath = "{store}"\n[results]\npath = "r.zarr"\n'
             '[cluster]\nkind = "local"\n')
     with pytest.raises(DataFormatError, match=r"\[cluster\] with \[results\]: the map reads its "
@@ -219,3 +212,30 @@ def test_rsa_recipe_with_a_cluster_table(tmp_path, own_data):
     assert set(after) == set(cells)
     assert [n for n in after if after[n] != cells.get(n)] == [victim]
     assert again["result"]["rois"] == first["result"]["rois"]
+
+
+def test_routing_recipe_in_cells_of_epochs(tmp_path, own_data):
+    """A fit recipe with attention routing and a [cluster] table: chunks of epochs as cells,
+    the plain run's results; a rerun loads the finished fit without training."""
+    _, store, feats = own_data
+    ds = xr.open_zarr(feats).load()
+    tokens = ds["good"].values.reshape(40, 4, 4) + 0.1 * np.random.default_rng(2).standard_normal(
+        (40, 4, 4))
+    tok = xr.Dataset({"tok": (("stimulus", "token", "tok_unit"), tokens.astype(np.float32))},
+                     coords={"stimulus_id": ("stimulus", ds["stimulus_id"].values)})
+    tok.to_zarr(tmp_path / "tokens.zarr", zarr_format=2, consolidated=True)
+    text = (f'kind = "fit"\n[store]\npath = "{store}"\n[features]\npath = "{tmp_path / "tokens.zarr"}"\n'
+            'layers = "tok"\n[encoder]\nkind = "attention-routing"\n[encoder.params]\n'
+            'd_model = 8\nmax_epochs = 12\npatience = 4\ndevice = "cpu"\n[outputs]\nn_boot = 10\n')
+    plain = run_recipe(_write(tmp_path, text, "p.toml"), out=tmp_path / "p")
+    recipe = _write(tmp_path, text + '[cluster]\nbatch_size = 5\n', "c.toml")
+    first = run_recipe(recipe, out=tmp_path / "c")
+    cells = _cells(tmp_path / "c.cells")
+    assert 1 <= len(cells) <= 3  # 12 epochs at most, in cells of 5
+    a = xr.open_zarr(tmp_path / "p" / "results.zarr").load()
+    b = xr.open_zarr(tmp_path / "c" / "results.zarr").load()
+    for var in ("cv_score", "score"):
+        np.testing.assert_array_equal(b[var].values, a[var].values)
+    assert first["result"]["median_score"] == plain["result"]["median_score"]
+    run_recipe(recipe, out=tmp_path / "c", overwrite=True)
+    assert _cells(tmp_path / "c.cells") == cells  # loaded, nothing trained again
