@@ -76,7 +76,7 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     ``y_offset``, ``alpha_scale``, ``x_offset``, ``form``) and, under ``"info"``, the cells
     computed and loaded.
     """
-    from neuroalign.encoders._solvers import _Prep
+    from neuroalign.encoders._ridge_folds import _Prep
 
     X = np.ascontiguousarray(X)
     if isinstance(Y, np.ndarray):  # else an array-like read a batch of columns at a time
