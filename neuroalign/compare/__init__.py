@@ -17,7 +17,8 @@ _NAMES = {
     "_rdm": ["RDM_DIMS", "RDM_METRICS", "rdm"],
     "_rsa": ["data_rdms", "pool_rdms", "pseudo_subjects", "rsa", "rsa_noise_ceiling"],
     "_searchlight": ["searchlight"],
-    "_shape": ["ShapeMetric", "distance_matrix", "mds", "partial_whiten", "shape_distance"],
+    "_shape": ["ShapeMetric", "partial_whiten", "shape_distance"],
+    "_shape_matrix": ["distance_matrix", "mds"],
     "_stochastic": ["EnergyStochasticMetric", "GaussianStochasticMetric", "sq_bures"],
     "_timecourse": ["rsa_timecourse"],
 }
