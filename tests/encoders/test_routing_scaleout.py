@@ -114,3 +114,19 @@ def test_routing_batch_size_is_validated(tmp_path):
     with pytest.raises(ValueError, match=r"Invalid value for 'batch_size' in "
                                          r"AttentionRoutingEncoder.fit\(\): 0"):
         AttentionRoutingEncoder(**KW).fit(tok, resp, result_path=tmp_path, batch_size=0)
+
+
+@pytest.mark.slow
+def test_cells_on_worker_processes_give_the_plain_fit(process_client, tmp_path):
+    """The cells pickled to 2 worker processes (one torch thread each, as dask starts them):
+    the plain fit run with one thread here too (float32 sums over another thread count
+    differ in the last bits, with or without cells)."""
+    from neuroalign import thread_limits
+
+    tok, resp = _data()
+    with thread_limits(1):
+        ref = AttentionRoutingEncoder(**KW).fit(tok, resp)
+        enc = AttentionRoutingEncoder(**KW).fit(tok, resp, client=process_client, batch_size=6,
+                                                result_path=tmp_path)
+    assert enc.scaleout_info_["n_batches"] == -(-len(ref.history_) // 6)
+    _assert_same(enc, ref, tok)
