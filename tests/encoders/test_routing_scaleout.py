@@ -109,6 +109,31 @@ def test_cells_are_keyed_by_the_epoch_reached_and_by_data_and_seed(single, tmp_p
     assert moved.scaleout_info_["skipped"] == []
 
 
+def test_a_failed_cell_stops_the_fit_and_the_rerun_resumes_from_the_cell_before(
+        single, tmp_path, monkeypatch):
+    from neuroalign.encoders import _routing_train
+
+    tok, resp = _data()
+    original = _routing_train.routing_chunk
+
+    def failing(*args):
+        if args[-1] == 8:  # the cell that ends at epoch 8
+            raise RuntimeError("simulated failure")
+        return original(*args)
+
+    monkeypatch.setattr(_routing_train, "routing_chunk", failing)
+    with pytest.raises(RuntimeError, match=r"AttentionRoutingEncoder.fit \(routing epochs to "
+                                           r"8\): 1 cell\(s\) failed .*simulated failure"):
+        AttentionRoutingEncoder(**KW).fit(tok, resp, result_path=tmp_path, batch_size=4)
+    assert len(_cells(tmp_path)) == 1  # epochs 0-3 kept
+    monkeypatch.setattr(_routing_train, "routing_chunk", original)
+    enc = AttentionRoutingEncoder(**KW).fit(tok, resp, result_path=tmp_path, batch_size=4)
+    n = -(-len(single.history_) // 4)
+    assert enc.scaleout_info_["skipped"] == [0]
+    assert enc.scaleout_info_["computed"] == list(range(1, n))
+    _assert_same(enc, single, tok)
+
+
 def test_routing_batch_size_is_validated(tmp_path):
     tok, resp = _data()
     with pytest.raises(ValueError, match=r"Invalid value for 'batch_size' in "
