@@ -13,11 +13,13 @@ from neuroalign._lazy import attach
 _NAMES = {
     "_cka": ["CKA", "cka"],
     "_compare_rdms": ["COMPARE_METHODS", "compare_rdms"],
+    "_data_rdms": ["data_rdms", "pseudo_subjects"],
     "_plots": ["plot_mds", "plot_model_scores", "plot_rdms", "plot_timecourse"],
     "_rdm": ["RDM_DIMS", "RDM_METRICS", "rdm"],
-    "_rsa": ["data_rdms", "pool_rdms", "pseudo_subjects", "rsa", "rsa_noise_ceiling"],
+    "_rsa": ["pool_rdms", "rsa", "rsa_noise_ceiling"],
     "_searchlight": ["searchlight"],
-    "_shape": ["ShapeMetric", "distance_matrix", "mds", "partial_whiten", "shape_distance"],
+    "_shape": ["ShapeMetric", "partial_whiten", "shape_distance"],
+    "_shape_matrix": ["distance_matrix", "mds"],
     "_stochastic": ["EnergyStochasticMetric", "GaussianStochasticMetric", "sq_bures"],
     "_timecourse": ["rsa_timecourse"],
 }

@@ -118,7 +118,7 @@ def plot_mds(distances: xr.DataArray | np.ndarray, *, labels: list[str] | None =
         One labelled point per system, equal axis scales. Pyplot-managed (see
         :func:`plot_rdms`).
     """
-    from neuroalign.compare._shape import mds
+    from neuroalign.compare._shape_matrix import mds
 
     emb = mds(distances, 2)
     if labels is None:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from neuroalign.encoders._solvers import _CONSTANT_FOLD
+from neuroalign.encoders._ridge_folds import _CONSTANT_FOLD
 
 __all__ = ["LooSolver"]
 

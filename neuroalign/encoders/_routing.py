@@ -10,16 +10,15 @@ every image. Trained with AdamW on MSE, early stopping on a validation fold of s
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from neuroalign._config import resolve_device
-from neuroalign._logging import get_logger, progress
+from neuroalign._logging import get_logger
 from neuroalign._sklearn import DEPRECATED, check_fitted, random_state_of
 from neuroalign._validation import check_option, check_positive_int
+from neuroalign.encoders import _routing_train
 from neuroalign.encoders._data import valid_neuroids
 from neuroalign.encoders._results import CV_KIND
 from neuroalign.encoders._scoring import SCORERS, r2_score
@@ -54,54 +53,6 @@ def _tokens(X) -> tuple[np.ndarray, xr.DataArray | None]:
             f"Invalid shape for 'X': {arr.shape!r}. Expected 3 dims (stimuli, tokens, units)."
         )
     return arr, None
-
-
-def _build_model(n_tokens, n_units, n_groups, n_queries, d_model, n_heads, n_out, voxel_queries,
-                 dropout):
-    import torch
-    from torch import nn
-
-    class RoutingModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norm = nn.LayerNorm(n_units)
-            self.proj = nn.Linear(n_units, d_model)
-            self.pos = nn.Parameter(0.02 * torch.randn(n_tokens, d_model))
-            self.key = nn.Linear(d_model, d_model)
-            self.value = nn.Linear(d_model, d_model)
-            n_q = n_out if voxel_queries else n_groups * n_queries
-            self.queries = nn.Parameter(0.02 * torch.randn(n_q, d_model))
-            self.drop = nn.Dropout(dropout)
-            width = d_model if voxel_queries else n_queries * d_model
-            self.readout = nn.Parameter(torch.randn(n_out, width) / np.sqrt(width))
-            self.bias = nn.Parameter(torch.zeros(n_out))
-
-        def attention(self, x):
-            h = self.proj(self.norm(x)) + self.pos
-            k = self.key(h)
-            b, t, _ = k.shape
-            hd = d_model // n_heads
-            q = self.queries.view(-1, n_heads, hd).transpose(0, 1)  # (H, Q, hd)
-            kh = k.view(b, t, n_heads, hd).permute(0, 2, 3, 1)  # (B, H, hd, T)
-            logits = torch.matmul(q.unsqueeze(0), kh) / np.sqrt(hd)  # (B, H, Q, T)
-            return logits.softmax(-1), h
-
-        def forward(self, x, group_mask):
-            attn, h = self.attention(x)
-            b = attn.shape[0]
-            v = self.value(h)  # (B, T, d)
-            hd = d_model // n_heads
-            vh = v.view(b, -1, n_heads, hd).transpose(1, 2)  # (B, H, T, hd)
-            routed = torch.matmul(attn, vh).transpose(1, 2).reshape(b, -1, d_model)  # (B, Q, d)
-            routed = self.drop(routed)
-            if voxel_queries:
-                return (routed * self.readout).sum(-1) + self.bias
-            g = routed.view(b, n_groups, n_queries * d_model)  # (B, G, Qd)
-            # each voxel reads out the routed vector of its ROI(s); overlapping ROIs add
-            per_group = torch.einsum("bgk,vk->bvg", g, self.readout)
-            return (per_group * group_mask).sum(-1) + self.bias
-
-    return RoutingModel()
 
 
 class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
@@ -242,8 +193,25 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         return groups, mask.astype(np.float32)
 
     # -- API ----------------------------------------------------------------------------------
-    def fit(self, X, Y):
+    def fit(self, X, Y, *, client=None, result_path=None, batch_size: int | None = None,
+            cluster=None, cluster_options: dict | None = None):
         """Train on token features ``X`` (stimulus, token, unit) and responses ``Y``.
+
+        The network's attention, projections and positional embedding are shared by every
+        neuroid and early stopping watches the mean over all of them, so unlike
+        :meth:`RidgeEncoder.fit <neuroalign.encoders.RidgeEncoder.fit>` this fit does not
+        split into batches of neuroids (a batch trained alone would learn other shared
+        weights). Its cells are chunks of epochs instead: each cell holds the whole training
+        state after its last epoch and the next starts from it, restored exactly, so the
+        result is the same for every ``batch_size`` and with or without cells (bit for bit
+        when the cells run with as many torch threads as this process, e.g. on thread
+        workers; float32 sums over another thread count differ in the last bits, as the
+        plain fit itself does between 1 and 2 threads, and dask's worker processes run one
+        thread each by default). The cells of
+        one fit run one after the other (on a cluster, one worker at a time); they make the
+        fit resumable: a rerun with the same ``result_path`` (after a kill, or of a grid of
+        fits sharing the folder) starts from the latest cell there, and a finished fit is
+        loaded without training.
 
         Parameters
         ----------
@@ -251,6 +219,24 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
             Token-level features (``extract(..., pooling=None)``).
         Y : xr.Dataset or array-like
             A store (joined on ``stimulus_id``) or responses ``(n_stimuli, n_neuroids)``.
+        client : dask.distributed.Client, optional
+            Run the cells on this client's workers.
+        result_path : path-like, optional
+            Folder of the cached cells (``result_path/cells/``), keyed by the token features,
+            the responses, the ROI mask, the validation split, the parameters, the seed and
+            the epoch reached. Default with ``cluster``/``client``: a temporary folder,
+            removed once the fit succeeds. Slurm/PBS and scheduler addresses need it, on a
+            folder the workers share.
+        batch_size : int, optional
+            Epochs per cell (default 50; the estimator's own ``batch_size`` is the
+            minibatch of stimuli).
+        cluster : None, "none", "local", "slurm", "pbs", scheduler address, Client or dict
+            Where the cells run (:func:`neuroalign._scaleout.get_client`; a dict as a
+            recipe's ``[cluster]`` table, which may also carry ``result_path`` and
+            ``batch_size``).
+        cluster_options : dict, optional
+            Options of the cluster (as :meth:`RidgeEncoder.fit
+            <neuroalign.encoders.RidgeEncoder.fit>`).
 
         Returns
         -------
@@ -287,46 +273,34 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         sd = Ym[train].std(0)
         self.y_sd_ = np.where(sd > 0, sd, 1.0)
         self.x_shape_ = tokens.shape[1:]
-        torch.manual_seed(seed)
-        model = _build_model(tokens.shape[1], tokens.shape[2], len(groups), self.n_queries_per_roi,
-                             self.d_model, self.n_heads, Ym.shape[1], self.voxel_queries,
-                             self.dropout).to(device)
-        Xt = torch.from_numpy(tokens).to(device)
-        Yz = torch.from_numpy((Ym - self.y_mean_) / self.y_sd_).to(device)
-        M = torch.from_numpy(mask).to(device)
-        w = torch.from_numpy(ok.astype(np.float32)).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-        train_t = torch.as_tensor(train)
-        best, best_state, wait, history = -np.inf, None, 0, []
-        for _epoch in progress(range(self.max_epochs), desc="routing epochs", unit="epoch"):
-            model.train()
-            perm = train_t[torch.randperm(len(train_t), generator=gen)]
-            for start in range(0, len(perm), self.batch_size):
-                idx = perm[start:start + self.batch_size].to(device)
-                pred = model(Xt[idx], M)
-                loss = (((pred - Yz[idx]) ** 2) * w).sum() / (w.sum() * len(idx))
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-            model.eval()
-            with torch.no_grad():
-                pv = model(Xt[torch.as_tensor(val, device=device)], M).cpu().numpy()
-            score = float(np.mean(SCORERS["pearson"](Yz.cpu().numpy()[val][:, ok], pv[:, ok])))
-            history.append(score)
-            if score > best + 1e-4:
-                best, best_state, wait = score, copy.deepcopy(model.state_dict()), 0
-            else:
-                wait += 1
-                if wait >= self.patience:
-                    break
-        model.load_state_dict(best_state)
+        spec = {"model": (tokens.shape[1], tokens.shape[2], len(groups), self.n_queries_per_roi,
+                          self.d_model, self.n_heads, Ym.shape[1], self.voxel_queries,
+                          self.dropout),
+                "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
+                "patience": self.patience, "max_epochs": self.max_epochs, "seed": seed,
+                "device": str(device)}
+        Yz = ((Ym - self.y_mean_) / self.y_sd_).astype(np.float32)
+        arrays = (tokens, Yz, mask, ok, train, val)
+        from neuroalign._scaleout import ScaleOut
+
+        if ScaleOut(cluster=cluster, client=client, result_path=result_path).active:
+            from neuroalign.encoders._scaleout import routing_cells
+
+            state, _ = routing_cells(self, arrays, spec, client=client, cluster=cluster,
+                                     cluster_options=cluster_options, result_path=result_path,
+                                     batch_size=batch_size)
+        else:
+            state = _routing_train.train(_routing_train.new_state(spec),
+                                         _routing_train.tensors(*arrays, device), spec,
+                                         self.max_epochs)
+        model, history, best = state.model, state.history, state.best
+        model.load_state_dict(state.best_state)
         model.eval()
+        Xt, M = torch.from_numpy(tokens).to(device), torch.from_numpy(mask).to(device)
         with torch.no_grad():
             pv = model(Xt[torch.as_tensor(val, device=device)], M).cpu().numpy()
         self.cv_scores_ = np.full(Ym.shape[1], np.nan)
-        self.cv_scores_[ok] = r2_score(Yz.cpu().numpy()[val][:, ok], pv[:, ok])
+        self.cv_scores_[ok] = r2_score(Yz[val][:, ok], pv[:, ok])
         self.model_ = model
         self.groups_ = groups
         self.group_mask_ = mask

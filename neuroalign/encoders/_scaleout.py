@@ -8,7 +8,9 @@ cell is fitted by the same solver as the single-process fit, on the same folds, 
 under ``result_path/cells/`` named by its key, a hash of (the batch's responses, the
 features, the estimator's parameters, the folds and their seed). Results therefore do not
 depend on the number of workers or the batch size (each neuroid's fit is independent of
-the others), and a rerun with the same folder fits only the missing cells.
+the others), and a rerun with the same folder fits only the missing cells. Attention
+routing, whose network is shared by every neuroid, is cut in time instead: its cells are
+chunks of epochs (:func:`routing_cells`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from neuroalign._scaleout import (
 from neuroalign._validation import check_positive_int
 
 __all__ = ["CLUSTER_KINDS", "SweepCells", "cached_ridge", "distributed_ridge", "fingerprint", "get_client",
-           "make_cluster"]
+           "make_cluster", "routing_cells"]
 
 log = get_logger(__name__)
 
@@ -74,7 +76,7 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     ``y_offset``, ``alpha_scale``, ``x_offset``, ``form``) and, under ``"info"``, the cells
     computed and loaded.
     """
-    from neuroalign.encoders._solvers import _Prep
+    from neuroalign.encoders._ridge_folds import _Prep
 
     X = np.ascontiguousarray(X)
     if isinstance(Y, np.ndarray):  # else an array-like read a batch of columns at a time
@@ -251,3 +253,63 @@ class SweepCells:
                              intercept=like_input(out["intercept"], *ins),
                              alpha_scale=out["alpha_scale"], x_offset=out["x_offset"],
                              y_offset=out["y_offset"])
+
+
+_ROUTING_VARS = ("state", "epoch", "stopped")
+
+
+def routing_cells(est, arrays: tuple, spec: dict, *, client=None, cluster=None,
+                  cluster_options=None, result_path=None, batch_size=None) -> tuple:
+    """An attention-routing fit in cached cells of epochs: cell ``k`` holds the training
+    state after ``k * batch_size`` epochs (or the state where early stopping ended it),
+    trained from the previous cell's state by
+    :func:`neuroalign.encoders._routing_train.routing_chunk`; its key is a hash of (the
+    token features, the responses, the ROI mask, the train/validation rows, the estimator's
+    parameters and seed, the epoch it reaches). The cells of one fit are sequential (each
+    starts where the previous ended), so a cluster runs them one at a time on a worker;
+    what the cells give is resumption: a rerun (after a kill, or of a grid of fits sharing
+    ``result_path``) starts from the latest cell present, and a finished fit is loaded
+    whole. The state is restored exactly, so the result does not depend on ``batch_size``.
+
+    ``arrays``: ``(tokens, Yz, mask, ok, train, val)`` as :func:`routing_chunk` takes them.
+    Returns ``(state, info)``: the final :class:`~neuroalign.encoders._routing_train.TrainState`
+    and the cells computed and loaded; sets ``est.scaleout_info_``.
+    """
+    from neuroalign._scaleout import ScaleOut, cell_path, read_cell
+    from neuroalign.encoders._routing_train import from_bytes, routing_chunk
+
+    name = f"{type(est).__name__}.fit"
+    max_epochs = int(spec["max_epochs"])
+    with ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
+                  result_path=result_path, batch_size=batch_size, func=name,
+                  prefix="neuroalign-routing-") as so:
+        step = check_positive_int(50 if so.batch_size is None else so.batch_size,
+                                  name="batch_size", func=name)
+        ends = [min(e, max_epochs) for e in range(step, max_epochs + step, step)]
+        base = fingerprint("routing", *[fingerprint(np.asarray(a)) for a in arrays],
+                           {k: v for k, v in spec.items() if k != "max_epochs"})
+        keys = [fingerprint(base, end) for end in ends]
+        # the latest cell present and sound: where this run starts (earlier ones not needed)
+        start, cell = -1, None
+        for k in range(len(keys) - 1, -1, -1):
+            cell = read_cell(cell_path(so.folder, keys[k]), _ROUTING_VARS)
+            if cell is not None:
+                start = k
+                break
+        computed = []
+        for k in range(start + 1, len(keys)):
+            if cell is not None and bool(cell["stopped"]):
+                break
+            blob = None if cell is None else cell["state"]
+            cells, _ = run_cells(routing_chunk, [keys[k]], lambda i, b=blob, e=ends[k]: (spec, b, e),
+                                 names=_ROUTING_VARS, folder=so.folder, shared=tuple(arrays),
+                                 client=so.client, what=f"{name} (routing epochs to {ends[k]})",
+                                 fail={0: (so.fail or {}).get(k)} if so.fail else None)
+            cell = cells[0]
+            computed.append(k)
+        info = {"n_batches": start + 1 + len(computed), "computed": computed,
+                "skipped": list(range(start + 1)), "result_path": str(so.folder)}
+        state = from_bytes(bytes(np.asarray(cell["state"])), spec)
+    info["result_path"] = so.result_path and str(so.result_path)
+    est.scaleout_info_ = info
+    return state, info

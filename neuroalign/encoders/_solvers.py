@@ -30,24 +30,32 @@ torch input) and agree to rounding. The code is written once against
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from neuroalign._preflight import check_refit, ridge_cv_batch, row_block
+from neuroalign._preflight import check_refit, ridge_cv_batch
 from neuroalign._validation import format_list
 from neuroalign.encoders._backend import (
-    backend_for,
     compute_backend,
     dtype_name,
     like_input,
-    to_numpy,
 )
 from neuroalign.encoders._data import check_finite
 from neuroalign.encoders._dual import DualRefit, DualWeights, centred_gram
+from neuroalign.encoders._ridge_folds import (
+    FORMS,
+    _colsum64,
+    _DualFold,
+    _kfold_errors,
+    _Prep,
+    _PrimalFold,
+    choose_form,
+    eig_gram,
+    feature_scale,
+)
+from neuroalign.encoders._ridge_result import RidgeCVResult, predict_linear
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["RidgeCVResult", "ridge_cv", "ridge_refit", "choose_form", "FORMS", "eig_gram",
@@ -56,100 +64,6 @@ __all__ = ["RidgeCVResult", "ridge_cv", "ridge_refit", "choose_form", "FORMS", "
 #: Slope of the tie rule: ``-MSE / var(y) + TIE_SLOPE * log(alpha)`` is maximised, so equal
 #: (relative) validation errors go to the largest alpha, as in himalaya.
 TIE_SLOPE = 1e-10
-#: A validation fold whose responses vary less than this fraction of the target's overall
-#: variance has no defined R² (it is left out of the mean over folds).
-_CONSTANT_FOLD = 1e-12
-
-
-class _LazyCoef:
-    """``RidgeCVResult.coef``: the weights as set, or, for a fit in the dual form (``dual``
-    set, ``coef`` not), formed from the dual coefficients on first access (a block of
-    features at a time, in the working dtype) and kept."""
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return None  # the dataclass default
-        coef = obj.__dict__.get("_coef")
-        if coef is None and obj.__dict__.get("dual") is not None:
-            coef = obj.__dict__["_coef"] = like_input(obj.dual.coef(), *obj._inputs)
-        return coef
-
-    def __set__(self, obj, value) -> None:
-        obj.__dict__["_coef"] = value
-
-
-@dataclass
-class RidgeCVResult:
-    """What a cross-validated ridge fit returns (all numpy, on CPU, except the weights,
-    which are of the input's kind: numpy arrays, or torch tensors on the input's device).
-
-    Attributes
-    ----------
-    best_alpha_index : ndarray of int, shape (n_targets,)
-    best_alphas : ndarray, shape (n_targets,)
-        Chosen alphas, in the units of the ``alphas`` grid (relative to the feature scale
-        unless ``relative_alphas=False``); the penalty applied is
-        ``best_alphas * alpha_scale``.
-    cv_scores : ndarray, shape (n_targets,)
-        Mean over folds of the validation R² at the best alpha (each fold's R² uses the
-        validation fold's own mean); for ``"loo"``, ``1 - PRESS / SST``.
-    cv_mse : ndarray, shape (n_alphas, n_targets)
-        Mean over folds of the validation mean squared error, in the targets' units.
-    cv_r2 : ndarray, shape (n_alphas, n_targets)
-        Mean over folds of the validation R².
-    form : str
-        ``"primal"`` or ``"dual"`` (``"loo"`` for leave-one-out).
-    coef, intercept : ndarray, torch.Tensor or None
-        With ``refit=True``: weights (n_features, n_targets) and intercepts in the data's
-        units, ``Y ≈ X @ coef + intercept``.
-    alpha_scale : float
-        Factor from the alphas grid to the penalty applied on the data as given.
-    x_offset : ndarray (n_features,) or None, y_offset : ndarray (n_targets,) or None
-        With ``refit=True`` (float64): ``Y ≈ (X - x_offset) @ coef + y_offset``, the form to
-        predict with in low precision when the features carry a large mean.
-    dual : DualWeights or None
-        With ``refit=True`` in the dual form: the fitted model as dual coefficients
-        (n_samples, n_targets), ``coef = (X - x_offset)^T dual.dual``; ``coef`` is then
-        formed from them on first access (and kept), and :meth:`predict` goes through the
-        kernel without it.
-    """
-
-    _inputs = ()  # the fit's (X, Y), for the kind (numpy/torch) of the lazy weights
-
-    best_alpha_index: np.ndarray
-    best_alphas: np.ndarray
-    cv_scores: np.ndarray
-    cv_mse: np.ndarray
-    cv_r2: np.ndarray
-    form: str
-    coef: Any = _LazyCoef()
-    intercept: Any = None
-    alpha_scale: float = 1.0
-    x_offset: np.ndarray | None = None
-    y_offset: np.ndarray | None = None
-    dual: DualWeights | None = None
-
-    def predict(self, X) -> np.ndarray:
-        """Predictions of the refitted model (``refit=True``) for numpy features ``X``."""
-        if self.dual is not None and self.__dict__.get("_coef") is None:
-            return to_numpy(self.dual.predict(X, self.y_offset))
-        if self.coef is None:
-            raise ValueError("RidgeCVResult.predict(): fitted without refit=True; no weights.")
-        return predict_linear(X, np.asarray(self.coef), np.asarray(self.intercept),
-                              self.x_offset, self.y_offset)
-
-
-def predict_linear(Xm, coef, intercept, x_offset=None, y_offset=None) -> np.ndarray:
-    """``(X - x_offset) @ coef + y_offset`` with the offsets in float64 (exact in float32
-    when the features carry a large mean), else ``X @ coef + intercept``. float64 features
-    give float64 predictions; others are computed in the precision of ``coef``."""
-    dtype = np.result_type(np.asarray(Xm).dtype, coef.dtype)
-    if not np.issubdtype(dtype, np.floating):
-        dtype = coef.dtype
-    if x_offset is None:
-        return np.asarray(Xm, dtype=dtype) @ coef.astype(dtype, copy=False) + intercept.astype(dtype)
-    Xc = (np.asarray(Xm, dtype=np.float64) - x_offset).astype(dtype, copy=False)
-    return Xc @ coef.astype(dtype, copy=False) + np.asarray(y_offset).astype(dtype)
 
 
 def ridge_loo(X, Y, alphas: Sequence[float], *, fit_intercept: bool = True,
@@ -175,189 +89,6 @@ def cv_predict(X, Y, folds, alphas: Sequence[float], *, relative_alphas: bool = 
         fit = ridge_loo(X[train], Y[train], alphas, relative_alphas=relative_alphas)
         pred[test] = fit.predict(X[test]).reshape(pred[test].shape)
     return pred
-
-
-def choose_form(n_samples: int, n_features: int) -> str:
-    """``"primal"`` when the feature Gram matrix is the smaller one, else ``"dual"``."""
-    return "primal" if n_features <= n_samples else "dual"
-
-
-def eig_gram(G) -> tuple[Any, Any]:
-    """Eigendecomposition of a symmetric PSD Gram matrix in float64, eigenvalues clipped at 0.
-
-    numpy arrays through numpy's LAPACK; torch tensors through numpy on CPU (faster than
-    torch's path there) and torch on GPU.
-    """
-    return backend_for(G).eigh(G)
-
-
-def feature_scale(X, fit_intercept: bool = True) -> float:
-    """Mean variance of the (centred) features, ``trace(Xc^T Xc) / (n p)``, in float64.
-
-    1 for z-scored features; the unit of relative alphas. 1 if the features are constant.
-    """
-    return _Prep(X, fit_intercept).feature_var
-
-
-
-
-def _colsum64(T, ops) -> Any:
-    """Column sums accumulated in float64, a block of rows at a time."""
-    out = ops.zeros(T.shape[1], ops.float64)
-    rows = row_block(T.shape[1])
-    for r in range(0, T.shape[0], rows):
-        out += ops.cast(T[r:r + rows], ops.float64).sum(0)
-    return out
-
-
-class _Prep:
-    """Centring and rescaling in float64 (see the module docstring)."""
-
-    @classmethod
-    def from_stats(cls, x_mean, feature_var: float, fit_intercept: bool, ops) -> _Prep:
-        """The preparation of features already summarised (the dual form's
-        :func:`~neuroalign.encoders._dual.centred_gram`): no float64 copy of them."""
-        self = cls.__new__(cls)
-        self.ops, self.fit_intercept = ops, fit_intercept
-        self.x_mean, self.feature_var = x_mean, feature_var
-        return self
-
-    def __init__(self, X, fit_intercept: bool, ops: Any = None) -> None:
-        self.ops = ops = ops or backend_for(X)
-        X = ops.asarray(X)
-        Xw = ops.cast(X, ops.float64, copy=True)  # never modifies the caller's data
-        n, p = Xw.shape
-        self.fit_intercept = fit_intercept
-        self.x_mean = Xw.mean(0) if fit_intercept and n else ops.zeros(p, ops.float64)
-        Xw -= self.x_mean
-        var = ops.frobenius(Xw) ** 2 / (n * p) if n * p else 0.0
-        self.feature_var = var if var > 0 and math.isfinite(var) else 1.0
-        Xw /= math.sqrt(self.feature_var)
-        self.Xw64 = Xw
-
-    def targets(self, Yb, dtype):
-        """-> (targets centred and scaled to unit variance, in ``dtype``; float64 means; sds;
-        mask of finite columns). Worked in float64 a block of rows at a time, so no float64
-        copy of the whole batch is held."""
-        with np.errstate(invalid="ignore", over="ignore"):  # non-finite columns: flagged
-            return self._targets(Yb, dtype)
-
-    def _targets(self, Yb, dtype):
-        ops = self.ops
-        n = Yb.shape[0]
-        ym = _colsum64(Yb, ops) / max(n, 1) if self.fit_intercept else ops.zeros(
-            Yb.shape[1], ops.float64)
-        ss = ops.zeros(Yb.shape[1], ops.float64)
-        rows = row_block(Yb.shape[1])
-        for r in range(0, n, rows):
-            ss += ((ops.cast(Yb[r:r + rows], ops.float64) - ym) ** 2).sum(0)
-        sd = ops.sqrt(ss / max(n, 1))
-        finite = ops.isfinite(sd) & ops.isfinite(ym)
-        sd = ops.where(finite & (sd > 0), sd, 1.0)
-        out = ops.empty(Yb.shape, dtype)
-        for r in range(0, n, rows):
-            out[r:r + rows] = ops.cast((ops.cast(Yb[r:r + rows], ops.float64) - ym) / sd, dtype)
-        return out, ym, sd, finite
-
-    def to_units(self, W, b, ym, ysd, dtype):
-        """Internal weights -> (coef, intercept) in the data's units, and the float64 offsets."""
-        ops = self.ops
-        coef64 = ops.cast(W, ops.float64) * (ysd / math.sqrt(self.feature_var))[None, :]
-        y_off = ym + ysd * ops.cast(b, ops.float64)
-        intercept = y_off - self.x_mean @ coef64
-        return ops.cast(coef64, dtype), ops.cast(intercept, dtype), y_off
-
-
-class _PrimalFold:
-    """Fold solver in the primal form: ``(X^T X + a I)^-1 X^T y`` via ``X^T X = V S V^T``.
-
-    The training cross-product ``X_train^T Y_train`` is obtained from the full-data
-    ``X^T Y`` of the batch minus the validation part, so each fold costs ``n_val`` rows.
-    Fold means are computed in float64.
-    """
-
-    def __init__(self, X, train, val, fit_intercept: bool, ops) -> None:
-        self.ops = ops
-        dtype = X.dtype
-        Xtr, Xva = X[train], X[val]
-        self.n_train = Xtr.shape[0]
-        Xtr64 = ops.cast(Xtr, ops.float64)
-        xm64 = Xtr64.mean(0) if fit_intercept else ops.zeros(Xtr64.shape[1], ops.float64)
-        Xtr_c = Xtr64 - xm64
-        s, V = ops.eigh(Xtr_c.T @ Xtr_c)
-        self.xm = ops.cast(xm64, dtype)
-        self.s = ops.cast(ops.asarray(s), dtype)
-        self.V = ops.cast(ops.asarray(V), dtype)
-        self.Xva = Xva
-        self.XvV = (Xva - self.xm) @ self.V  # (n_val, p)
-        self.val = val
-        self.train = train
-        self.fit_intercept = fit_intercept
-
-    def rotate(self, XtY, Yb, ysum):
-        """-> (A, Yva centred by the training mean)."""
-        ops = self.ops
-        Yva = Yb[self.val]
-        if self.fit_intercept:
-            ym = ops.cast((ysum - _colsum64(Yva, ops)) / self.n_train, Yb.dtype)
-        else:
-            ym = ops.zeros(Yb.shape[1], Yb.dtype)
-        C = XtY - self.Xva.T @ Yva
-        if self.fit_intercept:
-            C -= self.n_train * ops.outer(self.xm, ym)
-        return self.V.T @ C, Yva - ym
-
-    def residual(self, A, alpha: float, Yva_c, buf, out):
-        self.ops.divide_into(A, (self.s + alpha)[:, None], buf)
-        return self.ops.residual_into(self.XvV, buf, Yva_c, out)
-
-
-class _DualFold:
-    """Fold solver in the dual form: ``X_val X^T (X X^T + a I)^-1 y`` via ``X X^T = U S U^T``.
-
-    The fold's centred Gram matrices are taken from the full-data Gram matrix ``gram``
-    (float64, computed once for all folds), centred on the training rows:
-    ``(x_i - m)(x_j - m)^T = K_ij - r_i - r_j + c`` with ``r_i`` the mean of ``K_ij`` over
-    the training rows ``j`` and ``c`` the mean of ``r`` over them, so no fold touches the
-    ``n_features`` axis (as a kernel ridge does).
-    """
-
-    def __init__(self, X, train, val, fit_intercept: bool, ops, gram=None, dtype=None) -> None:
-        self.ops = ops
-        dtype = X.dtype if dtype is None else dtype
-        if gram is None:
-            X64 = ops.cast(X, ops.float64)
-            gram = X64 @ X64.T
-        Ktt, Kvt = gram[train][:, train], gram[val][:, train]
-        if fit_intercept:
-            r = Ktt.mean(1)
-            c = r.mean()
-            Ktt = Ktt - r[:, None] - r[None, :] + c
-            Kvt = Kvt - Kvt.mean(1)[:, None] - r[None, :] + c
-        s, U = ops.eigh(Ktt)
-        self.s = ops.cast(ops.asarray(s), dtype)
-        self.U = ops.cast(ops.asarray(U), dtype)
-        self.M = ops.cast(Kvt @ ops.asarray(U), dtype)  # (n_val, n_train)
-        self.n_train = len(train)
-        self.val = val
-        self.train = train
-        self.fit_intercept = fit_intercept
-
-    def rotate(self, XtY, Yb, ysum):
-        ops = self.ops
-        Ytr = Yb[self.train]
-        if self.fit_intercept:
-            ym = ops.cast(_colsum64(Ytr, ops) / self.n_train, Yb.dtype)
-        else:
-            ym = ops.zeros(Yb.shape[1], Yb.dtype)
-        return self.U.T @ (Ytr - ym), Yb[self.val] - ym
-
-    def residual(self, A, alpha: float, Yva_c, buf, out):
-        self.ops.divide_into(A, (self.s + alpha)[:, None], buf)
-        return self.ops.residual_into(self.M, buf, Yva_c, out)
-
-
-FORMS = {"primal": _PrimalFold, "dual": _DualFold}
 
 
 def _batches(n: int, size: int):
@@ -393,31 +124,6 @@ def _check_folds(folds, n: int) -> None:
                     f"ridge_cv(): fold {k} has {name} indices outside 0..{n - 1} "
                     f"(min {idx.min()!r}, max {idx.max()!r})."
                 )
-
-
-def _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops):
-    """-> (mean validation MSE, mean validation R²) over folds, (n_alphas, n_targets), float64."""
-    n_alphas = len(alphas_int)
-    b_mse = ops.zeros((n_alphas, Yb.shape[1]), ops.float64)
-    r2_sum = ops.zeros((n_alphas, Yb.shape[1]), ops.float64)
-    r2_n = ops.zeros(Yb.shape[1], ops.float64)
-    for solver in solvers:
-        A, Yva_c = solver.rotate(XtY, Yb, ysum)
-        n_val = Yva_c.shape[0]
-        sst = ops.cast(((Yva_c - Yva_c.mean(0)) ** 2).sum(0), ops.float64)
-        defined = sst > _CONSTANT_FOLD * n_val
-        r2_n += defined
-        sst = ops.where(defined, sst, 1.0)
-        buf = ops.empty(A.shape, A.dtype)
-        out = ops.empty(Yva_c.shape, Yva_c.dtype)
-        for a, alpha in enumerate(alphas_int):
-            resid = solver.residual(A, float(alpha), Yva_c, buf, out)
-            sse = ops.sqnorm_cols(resid)
-            b_mse[a] += sse / n_val
-            r2_sum[a] += ops.where(defined, 1.0 - sse / sst, 0.0)
-        del A, Yva_c, buf, out
-    r2 = ops.where(r2_n > 0, r2_sum / ops.where(r2_n > 0, r2_n, 1.0), math.nan)
-    return b_mse / len(solvers), r2
 
 
 def _work_dtype(X, dtype, ops) -> Any:

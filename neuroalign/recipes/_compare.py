@@ -56,10 +56,17 @@ def run_rsa(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     models = _representations(cfg, "models", store, out.with_name(out.name + ".features"))
     lines: list[str] = []
     summary: dict[str, Any] = {}
-    with atomic_dir(out, overwrite=overwrite, kind=RSA_KIND) as tmp:
+    from neuroalign._scaleout import ScaleOut
+    from neuroalign.recipes._inputs import cluster_spec
+
+    # one cluster for every ROI; the data RDMs in cells under result_path (kept between runs)
+    with ScaleOut(cluster=cluster_spec(cfg, out), func="data_rdms", prefix="neuroalign-rdms-") as so, \
+            atomic_dir(out, overwrite=overwrite, kind=RSA_KIND) as tmp:
         tmp.mkdir(parents=True)
+        cells = {"client": so.client, "result_path": so.folder} if so.active else {}
         for roi in rois:
-            summary[roi or "all"] = _rsa_roi(store, roi, models, cfg["rdm"], dict(cfg["rsa"]), tmp, lines)
+            summary[roi or "all"] = _rsa_roi(store, roi, models, cfg["rdm"], dict(cfg["rsa"]), tmp,
+                                             lines, cells)
     return {"rois": summary, "text": lines}
 
 
@@ -69,14 +76,17 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
 
 
-def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path, lines: list[str]) -> dict:
-    """One ROI of an RSA recipe: the table, the bar plot and the RDMs, written in ``out_dir``."""
+def _rsa_roi(store, roi, models, data_cfg, rsa_cfg, out_dir: Path, lines: list[str],
+             cells: dict) -> dict:
+    """One ROI of an RSA recipe: the table, the bar plot and the RDMs, written in ``out_dir``
+    (``cells``: ``client`` and ``result_path`` of :func:`~neuroalign.compare.data_rdms`)."""
     from neuroalign.compare import data_rdms, plot_model_scores, plot_rdms, rsa
 
     sub = store.na.roi(roi) if roi else store
     if data_cfg.get("pseudo_subjects"):
         sub = _pseudo(sub, int(data_cfg["pseudo_subjects"]), int(data_cfg["random_state"]))
-    d = data_rdms(sub, data_cfg.get("metric", "correlation"), by=data_cfg.get("by", "subject"))
+    d = data_rdms(sub, data_cfg.get("metric", "correlation"), by=data_cfg.get("by", "subject"),
+                  **cells)
     res = rsa(models, d, **rsa_cfg)
     tag = roi or "all"
     rows = [[str(m), float(res.score.sel(model=m)), float(res.ci_low.sel(model=m)),

@@ -104,7 +104,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     fspec = cfg["features"]
     summary: dict[str, Any] = {"study": cfg.get("study", {}), "encoder": kind}
     extra: dict[str, xr.DataArray] = {}
-    cells = cluster_spec(cfg, out_dir)  # attention routing: refused when the recipe loads
+    cells = cluster_spec(cfg, out_dir)
     if kind == "banded-ridge":
         spaces = fspec["spaces"]
         feats = {name: feature_set(s, st, cache_dir) for name, s in spaces.items()}
@@ -131,7 +131,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
             enc.fit(feats, train, cluster=cells)
             score = enc.score(feats, test)
         else:
-            enc = AttentionRoutingEncoder(**params).fit(feats, train)
+            enc = AttentionRoutingEncoder(**params).fit(feats, train, cluster=cells)
             score = enc.score(feats, test)
             from neuroalign.store import index_stimuli
 

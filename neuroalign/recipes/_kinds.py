@@ -131,16 +131,18 @@ PIPELINE = Table(
 
 CLUSTER = Table(
     "cluster",
-    "Where the heavy part runs (ridge, layer-sweep and banded-ridge fits: batches of neuroids; shape "
-    "distances: blocks of pairs), as cached cells: a rerun computes only the cells that are "
-    "missing or failed. Without this table: one process, no cells.",
+    "Where the heavy part runs (ridge, layer-sweep and banded-ridge fits: batches of neuroids; "
+    "attention routing: its training, in chunks of epochs run one after the other; shape distances: blocks of pairs; RSA: "
+    "each subject's data RDM, per ROI), as cached cells: a rerun computes only the cells that "
+    "are missing or failed. Without this table: one process, no cells.",
     keys=(
         Key("kind", "string", '"none" (cells in this process), "local" (a dask LocalCluster), "slurm", '
             '"pbs" (dask-jobqueue), or a scheduler address such as "tcp://host:8786".',
             default="none"),
         Key("result_path", "string", "Folder of the cached cells (default: `<output folder>.cells`, "
             "beside the output folder, kept between runs).", path="path"),
-        Key("batch_size", "integer", "Neuroids (fit) or pairs (shape) per cell."),
+        Key("batch_size", "integer", "Neuroids (fit), epochs (attention routing) or pairs "
+            "(shape) per cell; not for RSA (one cell per subject)."),
         Key("jobs", "integer", "slurm/pbs: number of jobs submitted.", default=1),
         Key("n_workers", "integer", "local: worker processes."),
         Key("processes", "integer or boolean", "local: processes (true) or threads (false); "
@@ -213,6 +215,7 @@ RSA = _root(
                                                                ("models", "data", "show_progress")),
              kwargs_doc="Keys: keyword arguments of `neuroalign.compare.rsa` (`method`, "
                         "`bootstrap`, `n_bootstrap`, `model_metric`, ...).")),
+    _t(CLUSTER),
     _t(_outputs()),
 )
 

@@ -202,10 +202,10 @@ def _check_combinations(kind: str, cfg: dict, source: str) -> None:
     if kind == "fit" and cfg["encoder"]["kind"] == "banded-ridge" and not (feats or {}).get("spaces"):
         raise DataFormatError(f"{source}: [encoder] kind = 'banded-ridge' needs named feature "
                               "spaces [features.spaces.NAME].")
-    if kind == "fit" and cfg.get("cluster") and cfg["encoder"]["kind"] == "attention-routing":
-        raise DataFormatError(f"{source}: [cluster] with [encoder] kind = "
-                              f"{cfg['encoder']['kind']!r}: this encoder runs in one process only, "
-                              "without cells; remove the [cluster] table.")
+    if kind == "rsa" and (cfg.get("cluster") or {}).get("batch_size") is not None:
+        raise DataFormatError(f"{source}: [cluster] batch_size = {cfg['cluster']['batch_size']!r} "
+                              "does not apply to an rsa recipe: its cells are one data RDM per "
+                              "subject and ROI; remove batch_size.")
     if kind == "map" and cfg.get("cluster") and "results" in cfg:
         raise DataFormatError(f"{source}: [cluster] with [results]: the map reads its scores and "
                               "fits nothing; remove the [cluster] table.")

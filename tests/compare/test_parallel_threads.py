@@ -7,7 +7,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 import neuroalign.compare._searchlight as sl_mod
-import neuroalign.compare._shape as shape
+import neuroalign.compare._shape_matrix as shape_matrix
 from neuroalign._config import max_threads, thread_limits
 from neuroalign.compare import distance_matrix, searchlight
 
@@ -41,7 +41,7 @@ def test_distance_matrix_threads_bounded_restored_and_equal(monkeypatch):
         ref = distance_matrix(systems, "cca").values  # sequential
     np.ones((2, 2)) @ np.ones((2, 2))
     before = _blas_threads()
-    seen = _spy(monkeypatch, shape, "_fast_nuclear")
+    seen = _spy(monkeypatch, shape_matrix, "_fast_nuclear")
     with thread_limits(2):
         out = distance_matrix(systems, "cca").values
     assert len(seen) == 15 and all(a * blas <= 2 for a, blas in seen)
@@ -69,7 +69,7 @@ def test_distance_matrix_cross_products_in_blocks(monkeypatch):
     rng = np.random.default_rng(2)
     systems = [rng.standard_normal((40, w)) for w in (6, 9, 7, 6, 8)]
     ref = distance_matrix(systems, "procrustes").values
-    monkeypatch.setattr(shape, "_CROSS_BYTES", 40 * 8 * 10)  # one or two systems per block
+    monkeypatch.setattr(shape_matrix, "_CROSS_BYTES", 40 * 8 * 10)  # one or two systems per block
     np.testing.assert_allclose(distance_matrix(systems, "procrustes").values, ref, rtol=1e-12)
-    monkeypatch.setattr(shape, "_CROSS_BYTES", 1)  # one system per block
+    monkeypatch.setattr(shape_matrix, "_CROSS_BYTES", 1)  # one system per block
     np.testing.assert_allclose(distance_matrix(systems, "procrustes").values, ref, rtol=1e-12)

@@ -47,6 +47,13 @@ GRIDS = {
         RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(
             X, Y, result_path=PATH, batch_size=1)
     """,
+    "routing": """
+        import numpy as np
+        from test_scaleout_kill import ROUTING
+        from neuroalign.encoders import AttentionRoutingEncoder
+        X, Y = np.load(DATA + "/X.npy"), np.load(DATA + "/Y.npy")
+        AttentionRoutingEncoder(**ROUTING).fit(X, Y, result_path=PATH, batch_size=1)
+    """,
     "searchlight": """
         import numpy as np
         from neuroalign.compare import searchlight
@@ -55,6 +62,10 @@ GRIDS = {
                     result_path=PATH, batch_size=3, show_progress=False)
     """,
 }
+
+
+#: a routing fit of 30 epochs (no early stop), one epoch per cell
+ROUTING = dict(d_model=16, max_epochs=30, patience=100, lr=1e-2, dropout=0.1, device="cpu")
 
 
 def _cells(path: Path) -> dict[str, int]:
@@ -194,3 +205,33 @@ def test_four_worker_processes_give_the_single_process_results(tmp_path):
             xr.testing.assert_identical(got, rdms)
     finally:
         cluster.close()
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_routing_fit_rerun_resumes_from_the_last_cell(tmp_path):
+    """Attention routing's cells are chunks of epochs, each from the previous one's state:
+    a rerun after a kill starts from the latest cell, trains only the epochs after it, and
+    ends with the weights of an uninterrupted fit."""
+    from test_attention_routing import routed_data
+
+    from neuroalign import thread_limits
+    from neuroalign.encoders import AttentionRoutingEncoder
+
+    tok, resp, _ = routed_data(n=160, n_tokens=8, n_units=6, n_vox=8, seed=5)
+    X, Y = tok.values, resp.values
+    path = tmp_path / "routing"
+    before = _kill_driver_mid_grid("routing", path, 3, X=X, Y=Y)
+    m = len(before)
+    assert 3 <= m < 30
+    # the subprocess ran with one torch thread: so do the rerun and the reference (float32
+    # sums over other thread counts differ in the last bits)
+    with thread_limits(1):
+        enc = AttentionRoutingEncoder(**ROUTING).fit(X, Y, result_path=path, batch_size=1)
+        single = AttentionRoutingEncoder(**ROUTING).fit(X, Y)
+    assert enc.scaleout_info_["skipped"] == list(range(m))
+    assert enc.scaleout_info_["computed"] == list(range(m, 30))
+    after = _cells(path)
+    assert len(after) == 30 and {k: after[k] for k in before} == before
+    assert enc.history_ == single.history_
+    np.testing.assert_array_equal(enc.cv_scores_, single.cv_scores_)
+    np.testing.assert_array_equal(enc.predict(X), single.predict(X))

@@ -1,5 +1,6 @@
 """The recipes' ``[cluster]`` table: schema, defaults, and the runners that pass it to
-``cluster=`` (fit: ridge and layer sweep; shape: the distance matrix; map: its sweep)."""
+``cluster=`` (fit: ridge, layer sweep, banded ridge, attention routing; shape: the distance matrix; map: its sweep; rsa:
+the data RDMs)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def test_schema_of_the_cluster_table(tmp_path, own_data):
         load_recipe(_write(tmp_path, _fit(store, feats, extra=SLURM.replace("walltime", "wall_time"))))
     with pytest.raises(DataFormatError, match=r"\[cluster\] jobs = '4'; expected an integer"):
         load_recipe(_write(tmp_path, _fit(store, feats, extra=SLURM.replace("jobs = 4", "jobs = '4'"))))
-    rsa = f'kind = "rsa"\n[store]\npath = "{store}"\n[cluster]\nkind = "local"\n'
+    decode = f'kind = "decode"\n[store]\npath = "{store}"\n[cluster]\nkind = "local"\n'
     with pytest.raises(DataFormatError, match=r"table \[cluster\] does not belong in this recipe kind"):
-        load_recipe(_write(tmp_path, rsa))
+        load_recipe(_write(tmp_path, decode))
     # a relative result_path is relative to the recipe's folder
     r = load_recipe(_write(tmp_path, _fit(store, feats, extra='[cluster]\nresult_path = "cells"\n')))
     assert cluster_spec(r.config, tmp_path / "o") == {"kind": "none", "jobs": 1,
@@ -96,7 +97,7 @@ def test_fit_recipe_with_a_local_cluster_equals_one_process_and_reruns_only_miss
     assert [n for n in after if after[n] != cells.get(n)] == [victim]
 
 
-def test_shape_and_banded_recipes_in_cells_and_the_routing_refusal(tmp_path, own_data):
+def test_shape_and_banded_recipes_in_cells_and_the_map_refusal(tmp_path, own_data):
     _, store, feats = own_data
     text = (f'kind = "shape"\n[systems]\ng = "{feats}:good"\nn = "{feats}:noise"\n'
             f'g2 = "{feats}:good"\n[shape]\nalpha = 0.5\n')
@@ -124,13 +125,6 @@ def test_shape_and_banded_recipes_in_cells_and_the_routing_refusal(tmp_path, own
     # banded weights are float32 (himalaya): held-out scores agree to float32 rounding
     np.testing.assert_allclose(b["score"].values, a["score"].values, rtol=1e-5, atol=1e-6)
     assert cells["result"]["median_score"] == pytest.approx(one["result"]["median_score"], rel=1e-5)
-    routing = (f'kind = "fit"\n[store]\npath = "{store}"\n[features]\nmodel = "simulated-truth"\n'
-               'layers = ["layer1"]\ntokens = true\n[encoder]\nkind = "attention-routing"\n'
-               '[cluster]\nkind = "local"\n')
-    with pytest.raises(DataFormatError, match=r"r.toml: \[cluster\] with \[encoder\] kind = "
-                                              r"'attention-routing': this encoder runs in one "
-                                              r"process only"):
-        load_recipe(_write(tmp_path, routing, "r.toml"))
     maps = (f'kind = "map"\n[store]\npath = "{store}"\n[results]\npath = "r.zarr"\n'
             '[cluster]\nkind = "local"\n')
     with pytest.raises(DataFormatError, match=r"\[cluster\] with \[results\]: the map reads its "
@@ -175,3 +169,73 @@ def test_map_recipe_fits_its_sweep_in_cells(tmp_path, own_data):
     assert len(_cells(tmp_path / "m2.cells")) == 2 * 3  # 2 layers x 24 neuroids in 10s
     assert cells["result"]["best_layer_by_roi"] == plain["result"]["best_layer_by_roi"]
     assert plain["result"]["best_layer_by_roi"]["A"] == "good"
+
+
+def _rsa(store, feats, extra=""):
+    return (f'kind = "rsa"\n[store]\npath = "{store}"\nrois = ["A", "B"]\n[rdm]\n'
+            'pseudo_subjects = 3\n'
+            f'[models]\ngood = "{feats}:good"\nnoise = "{feats}:noise"\n[rsa]\nmethod = "pearson"\n'
+            'n_bootstrap = 20\n' + extra)
+
+
+def test_rsa_recipe_with_a_cluster_table(tmp_path, own_data):
+    """An rsa recipe's [cluster] table: validated, its data RDMs (one cell per pseudo-subject
+    and ROI) on a local cluster give the plain run's scores, and a rerun computes only the
+    cell that is missing."""
+    _, store, feats = own_data
+    r = load_recipe(_write(tmp_path, _rsa(store, feats, '[cluster]\nkind = "local"\n')))
+    assert cluster_spec(r.config, tmp_path / "o")["result_path"] == str(tmp_path / "o.cells")
+    with pytest.raises(DataFormatError, match=r"r.toml: \[cluster\] batch_size = 5 does not "
+                                              r"apply to an rsa recipe: its cells are one data "
+                                              r"RDM per subject and ROI"):
+        load_recipe(_write(tmp_path, _rsa(store, feats, '[cluster]\nbatch_size = 5\n')))
+    with pytest.raises(DataFormatError, match=r"\[cluster\] n_workers = 'two'; expected an integer"):
+        load_recipe(_write(tmp_path, _rsa(store, feats, "[cluster]\nn_workers = 'two'\n")))
+    plain = run_recipe(_write(tmp_path, _rsa(store, feats), "p.toml"), out=tmp_path / "p")
+    recipe = _write(tmp_path, _rsa(store, feats, '[cluster]\nkind = "local"\nn_workers = 2\n'
+                                                 'processes = false\n'), "c.toml")
+    first = run_recipe(recipe, out=tmp_path / "c")
+    cells = _cells(tmp_path / "c.cells")
+    assert len(cells) == 2 * 3  # 2 ROIs x 3 pseudo-subjects
+    a, b = plain["result"]["rois"], first["result"]["rois"]
+    assert set(a) == {"A", "B"} and a["A"]["models"]["good"]["score"] > a["A"]["models"]["noise"]["score"]
+    for roi in a:
+        assert b[roi]["noise_ceiling"] == pytest.approx(a[roi]["noise_ceiling"], abs=1e-12)
+        for m in a[roi]["models"]:
+            for k in ("score", "ci95", "p_zero"):
+                assert b[roi]["models"][m][k] == pytest.approx(a[roi]["models"][m][k], abs=1e-12)
+    assert (tmp_path / "c" / "rsa_A.csv").read_text() == (tmp_path / "p" / "rsa_A.csv").read_text()
+    victim = sorted(cells)[2]
+    (tmp_path / "c.cells" / "cells" / victim).unlink()
+    again = run_recipe(recipe, out=tmp_path / "c", overwrite=True, sets=['cluster.kind="none"'])
+    after = _cells(tmp_path / "c.cells")
+    assert set(after) == set(cells)
+    assert [n for n in after if after[n] != cells.get(n)] == [victim]
+    assert again["result"]["rois"] == first["result"]["rois"]
+
+
+def test_routing_recipe_in_cells_of_epochs(tmp_path, own_data):
+    """A fit recipe with attention routing and a [cluster] table: chunks of epochs as cells,
+    the plain run's results; a rerun loads the finished fit without training."""
+    _, store, feats = own_data
+    ds = xr.open_zarr(feats).load()
+    tokens = ds["good"].values.reshape(40, 4, 4) + 0.1 * np.random.default_rng(2).standard_normal(
+        (40, 4, 4))
+    tok = xr.Dataset({"tok": (("stimulus", "token", "tok_unit"), tokens.astype(np.float32))},
+                     coords={"stimulus_id": ("stimulus", ds["stimulus_id"].values)})
+    tok.to_zarr(tmp_path / "tokens.zarr", zarr_format=2, consolidated=True)
+    text = (f'kind = "fit"\n[store]\npath = "{store}"\n[features]\npath = "{tmp_path / "tokens.zarr"}"\n'
+            'layers = "tok"\n[encoder]\nkind = "attention-routing"\n[encoder.params]\n'
+            'd_model = 8\nmax_epochs = 12\npatience = 4\ndevice = "cpu"\n[outputs]\nn_boot = 10\n')
+    plain = run_recipe(_write(tmp_path, text, "p.toml"), out=tmp_path / "p")
+    recipe = _write(tmp_path, text + '[cluster]\nbatch_size = 5\n', "c.toml")
+    first = run_recipe(recipe, out=tmp_path / "c")
+    cells = _cells(tmp_path / "c.cells")
+    assert 1 <= len(cells) <= 3  # 12 epochs at most, in cells of 5
+    a = xr.open_zarr(tmp_path / "p" / "results.zarr").load()
+    b = xr.open_zarr(tmp_path / "c" / "results.zarr").load()
+    for var in ("cv_score", "score"):
+        np.testing.assert_array_equal(b[var].values, a[var].values)
+    assert first["result"]["median_score"] == plain["result"]["median_score"]
+    run_recipe(recipe, out=tmp_path / "c", overwrite=True)
+    assert _cells(tmp_path / "c.cells") == cells  # loaded, nothing trained again
