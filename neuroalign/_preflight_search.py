@@ -51,15 +51,15 @@ def banded_memory(n_samples: int, n_features, n_targets: int, *, n_alphas: int, 
       ``(n_tr k + k p) w``, workspace ``4 k^2 w``), the resolution matrices of every alpha
       ``a p n_tr w`` (built from ``a k n_tr w``) and their product with the validation rows
       ``a n_va n_tr w``; per batch of targets its rows (``2 n b w``) and the predictions,
-      residuals and squares of every alpha ``3 a n_va b w``. The refit: the SVD of all rows
+      and residuals of every alpha ``2 a n_va b w``. The refit: the SVD of all rows
       (``(2 n p + n k_r + k_r p + 4 k_r^2) w``), the resolution matrices ``a p n w`` and,
       per batch, ``a p b w`` weights and the rows ``(n + p) b w``, beside the new weights
       (``p (t - b) w``) and the refit weights.
-    * the cross-validated R² at each neuroid's choice: the model's weights and scores
-      (``(p + I + s + 1) t w``), the scaled features in float64 (``n p 8`` and a space
-      ``2 n p_s 8`` while built), the targets in float64 ``n t 8`` and
-      :func:`~neuroalign._preflight.ridge_memory` (float64, no refit) of one candidate's
-      targets (all of them, at worst).
+    * the cross-validated R² at each neuroid's choice, a batch of ``b`` targets at a time:
+      the model's weights and scores (``(p + I + s + 1) t w``) beside the scaled features
+      in float64 (``n p 8``; twice while they are stacked), a batch of targets in float64
+      ``n b 8`` (and ``n b 4`` while converted) and its
+      :func:`~neuroalign._preflight.ridge_memory` (float64, no refit).
     """
     sizes = [int(v) for v in n_features]
     n, t, a = int(n_samples), int(n_targets), int(n_alphas)
@@ -76,7 +76,7 @@ def banded_memory(n_samples: int, n_features, n_targets: int, *, n_alphas: int, 
     svd = rows + n_tr * p * w + usv + 4 * k * k * w
     resolve = rows + usv + a * p * n_tr * w + max(a * k * n_tr * w,
                                                    a * n_va * n_tr * w + 2 * n * b * w
-                                                   + 3 * a * n_va * b * w)
+                                                   + 2 * a * n_va * b * w)
     usv_r = (n * k_r + k_r * p) * w
     refit_svd = 2 * n * p * w + usv_r + 4 * k_r * k_r * w
     refit_batch = usv_r + a * p * n * w + max(a * k_r * n * w,
@@ -86,9 +86,10 @@ def banded_memory(n_samples: int, n_features, n_targets: int, *, n_alphas: int, 
     from neuroalign._preflight import ridge_memory
 
     form = "primal" if p <= n_tr else "dual"
-    cv_r2 = ((p + it + s + 1) * t * w + n * p * 8 + 2 * n * max(sizes, default=0) * 8
-             + n * t * 8 + ridge_memory(n, p, t, n_alphas=a, n_folds=F, batch=4096, itemsize=8,
-                                        form=form, refit=False) - pf.OVERHEAD)
+    ridge = ridge_memory(n, p, b, n_alphas=a, n_folds=F, batch=b, itemsize=8, form=form,
+                         refit=False) - pf.OVERHEAD
+    cv_r2 = (p + it + s + 1) * t * w + max(2 * n * p * 8, n * p * 8 + n * b * 12,
+                                            n * p * 8 + n * b * 8 + ridge)
     return int(max(search, cv_r2) + pf.OVERHEAD)
 
 
@@ -146,11 +147,12 @@ def searchlight_chunk_memory(n_stimuli: int, width: int, chunk: int, *, n_neuroi
     (``x`` bytes per value of the data), the largest of
 
     * gathering the patterns: the neighbourhood table and its indices (``40 c w``), the
-      columns read ``u n (x + 8)`` and the patterns ``c w n 8``;
+      columns read in float64 ``u n 8`` beside, first, the same columns as read
+      (``u n x``), then the patterns ``c w n 8``;
     * the Gram matrices ``c n^2 8`` beside the patterns and their sums (``c w 8 + 3 c n 8``);
     * the RDMs: the Gram matrices beside the dissimilarities and the temporaries that form
-      them (``4 c m 8`` for correlation, ``3 c m 8`` otherwise) and the pair indices
-      (``32 m``);
+      them (``4 c m 8`` in all for correlation, ``3 c m 8`` otherwise) and the pair
+      indices (``32 m``);
     * the comparison: the RDMs (twice when some pairs are left out) and the compared
       vectors (``c m 8``; ranks: plus the sort of a block of rows, ``17`` bytes per entry;
       methods other than pearson, cosine, spearman and rho_a: ``3 c m 8``).
@@ -159,10 +161,10 @@ def searchlight_chunk_memory(n_stimuli: int, width: int, chunk: int, *, n_neuroi
     m_all = n * (n - 1) // 2
     m = m_all if n_pairs_kept is None else int(n_pairs_kept)
     u = min(c * wd, int(n_neuroids))
-    gather = 40 * c * wd + u * n * (int(itemsize) + 8) + c * wd * n * 8
+    gather = 40 * c * wd + u * n * 8 + max(u * n * int(itemsize), c * wd * n * 8)
     gram = c * wd * n * 8 + c * n * n * 8 + c * wd * 8 + 3 * c * n * 8
     temps = 4 if rdm_metric == "correlation" else 3
-    rdms = c * n * n * 8 + (1 + temps) * c * m_all * 8 + 32 * m_all
+    rdms = c * n * n * 8 + temps * c * m_all * 8 + 32 * m_all
     d = c * m_all * 8 + (c * m * 8 if m != m_all else 0)
     if method in ("spearman", "rho_a"):
         block = min(c * m, max(m, _RANK_BLOCK)) if m < _RANK_ROWS_MAX else 32 * m
@@ -199,12 +201,13 @@ def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, 
 def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: int,
                       workers: int, max_memory: float, method: str, rdm_metric: str,
                       n_pairs_kept: int | None = None, itemsize: int = 8, grid_cells: int = 0,
-                      fixed_chunk: int | None = None, budget: int | None = None) -> int:
+                      fixed_chunk: int | None = None, budget: int | None = None,
+                      apply_budget: bool = True) -> int:
     """Centres per chunk of a searchlight: the largest (at most 8192) whose working set
     (:func:`searchlight_chunk_memory`) fits ``max_memory`` MiB per thread and whose whole
     peak (:func:`searchlight_memory`, ``workers`` chunks at once) fits the budget.
     ``fixed_chunk``: a chunk size set by the caller (cached cells, ``batch_size``), only
-    checked.
+    checked. ``apply_budget=False``: ``max_memory`` only (a GPU, or cells run elsewhere).
 
     Raises
     ------
@@ -226,6 +229,8 @@ def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: 
     chunk = int(fixed_chunk) if fixed_chunk is not None else largest(
         lambda c: searchlight_chunk_memory(n_stimuli, width, c, n_neuroids=n_neuroids,
                                            **kw) <= per_thread, 8192)
+    if not apply_budget:
+        return chunk
     budget = pf.memory_budget() if budget is None else budget
     if budget is None or searchlight_memory(n_stimuli, n_neuroids, width, chunk,
                                             **whole) <= budget:

@@ -58,18 +58,22 @@ def _chosen(deltas: np.ndarray, gammas: np.ndarray, alphas: np.ndarray):
     return it, ai
 
 
-def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarray:
+def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept,
+              batch: int = 4096) -> np.ndarray:
     """Mean validation R² over ``folds`` of each target at its chosen space weights and
-    alpha: the features of each space scaled by ``sqrt(gamma)``, one ridge per candidate."""
+    alpha: the features of each space scaled by ``sqrt(gamma)``, one ridge per candidate,
+    on at most ``batch`` of its targets at a time (in float64)."""
     out = np.full(Y.shape[1], np.nan)
     for k in np.unique(it):
-        cols = np.flatnonzero(it == k)
+        chosen = np.flatnonzero(it == k)
         Z = np.concatenate([m.astype(np.float64) * np.sqrt(g) for m, g in zip(mats, gammas[k], strict=True)], 1)
-        # himalaya's alphas are absolute penalties on Z (numpy: torch is not needed); the
-        # candidate's targets only in float64 (never a float64 copy of all of them)
-        res = ridge_cv(Z, np.asarray(Y[:, cols], dtype=np.float64), alphas, folds,
-                       fit_intercept=fit_intercept, relative_alphas=False, dtype=np.float64)
-        out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
+        for start in range(0, len(chosen), batch):
+            cols = chosen[start:start + batch]
+            # himalaya's alphas are absolute penalties on Z (numpy: torch is not needed)
+            res = ridge_cv(Z, np.asarray(Y[:, cols], dtype=np.float64), alphas, folds,
+                           fit_intercept=fit_intercept, relative_alphas=False,
+                           dtype=np.float64, n_targets_batch=batch)
+            out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
     return out
 
 
@@ -108,7 +112,7 @@ def banded_solve(mats, Yok, folds, alphas, gammas, fit_intercept: bool, random_s
         deltas = _to_numpy(model.deltas_)
         intercept = _to_numpy(model.intercept_) if fit_intercept else np.zeros(Yok.shape[1])
     it, ai = _chosen(deltas, gammas, alphas)
-    cv_r2 = _cv_r2_at(mats, Yok, gammas, it, ai, alphas, folds, fit_intercept)
+    cv_r2 = _cv_r2_at(mats, Yok, gammas, it, ai, alphas, folds, fit_intercept, batch)
     return {"coef": coef, "deltas": deltas, "intercept": np.asarray(intercept), "ai": ai,
             "cv_r2": cv_r2}
 
