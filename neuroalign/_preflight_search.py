@@ -245,8 +245,8 @@ def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: 
             pf._raise(need, budget, what + " even one centre per chunk",
                       "fewer stimuli (each centre's RDM grows with their square), fewer "
                       "threads (n_jobs=1), a smaller radius, or fewer model RDMs")
-        pf._raise(need, budget, what + f" with batch_size={chunk} centres per cell",
-                  "a smaller batch_size (centres per cell), fewer threads (n_jobs=1), fewer "
-                  "stimuli or a smaller radius")
+        pf._raise(need, budget, what + f" with {chunk} centres per cell",
+                  "a smaller batch_size (centres per cell; by default max_memory sets it), "
+                  "fewer stimuli or a smaller radius")
     return largest(lambda c: searchlight_memory(n_stimuli, n_neuroids, width, c, **whole)
                    <= budget, chunk)

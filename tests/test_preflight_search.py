@@ -142,12 +142,12 @@ def test_searchlight_chunk_fits_max_memory_and_a_small_budget(monkeypatch):
     assert ps.searchlight_memory(*args, small + 1, **kw) > budget
     # a chunk set by the caller (cached cells) is checked, never changed
     assert ps.searchlight_chunk(*args, max_memory=64, fixed_chunk=7, budget=budget, **kw) == 7
-    with pytest.raises(MemoryPreflightError, match=r"with batch_size=5000 centres per cell.*"
+    with pytest.raises(MemoryPreflightError, match=r"with 5000 centres per cell.*"
                                                    r"To lower it: a smaller batch_size"):
         ps.searchlight_chunk(*args, max_memory=64, fixed_chunk=5000, budget=budget, **kw)
 
 
-def test_searchlight_error_says_needed_available_and_what_lowers_it(monkeypatch):
+def test_searchlight_error_says_needed_available_and_what_lowers_it(monkeypatch, tmp_path):
     from neuroalign.compare import searchlight
 
     monkeypatch.delenv(pf.ENV_VAR, raising=False)
@@ -165,6 +165,11 @@ def test_searchlight_error_says_needed_available_and_what_lowers_it(monkeypatch)
                                                    r"\(neighbourhoods of up to 19 neuroids, 2 "
                                                    r"model RDMs"):
         searchlight(rng.standard_normal((12, 125)), rng.random((2, 66)), ijk=ijk, radius=1.5)
+    # cached cells run here: their chunk is checked (cells are keyed by it, never shrunk)
+    with pytest.raises(MemoryPreflightError, match=r"with 100 centres per cell.*a smaller "
+                                                   r"batch_size"):
+        searchlight(rng.standard_normal((12, 125)), rng.random((2, 66)), ijk=ijk, radius=1.5,
+                    result_path=tmp_path, batch_size=100)
 
 
 def test_searchlight_in_the_chunks_the_budget_allows_gives_the_same_result(monkeypatch):

@@ -336,20 +336,22 @@ def searchlight(
                   result_path=result_path, batch_size=batch_size, func="searchlight",
                   prefix="neuroalign-searchlight-")
     # memory preflight (numpy path): the chunk whose working set fits max_memory per thread
-    # and whose whole peak fits the memory available; cached cells keep their chunk (cells
-    # are keyed by it): it is checked when they run in this process
-    in_process = not so.active or (so.client is None and so.cluster in (None, "none"))
-    fixed = None
-    if so.active and so.batch_size is not None:
-        fixed = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
+    # and whose whole peak, every thread's chunk at once, fits the memory available. Cached
+    # cells are keyed by their centres: their chunk (batch_size, or max_memory's) never
+    # depends on the memory available; it is checked when the cells run in this process
     from neuroalign._preflight_search import searchlight_chunk
 
-    chunk = searchlight_chunk(
-        n, n_neuroids, geom.max_size or 64, n_models=k, workers=1 if so.active else workers,
-        max_memory=max_memory, method=method, rdm_metric=rdm_metric,
-        n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize,
-        grid_cells=getattr(getattr(geom, "_lut", None), "size", 0), fixed_chunk=fixed,
-        apply_budget=dev is None and in_process)
+    kw = dict(n_models=k, max_memory=max_memory, method=method, rdm_metric=rdm_metric,
+              n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize,
+              grid_cells=getattr(getattr(geom, "_lut", None), "size", 0))
+    width = geom.max_size or 64
+    chunk = searchlight_chunk(n, n_neuroids, width, workers=workers,
+                              apply_budget=dev is None and not so.active, **kw)
+    if so.active:
+        if so.batch_size is not None:
+            chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
+        if dev is None and so.client is None and so.cluster is None:
+            searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, **kw)
     out = np.full((k, n_neuroids), np.nan)
     sizes = np.zeros(n_neuroids, dtype=np.int64)
     undefined: list[np.ndarray] = []
