@@ -18,6 +18,9 @@ the room left under a cgroup (container, Slurm job) limit. The environment varia
 ``NEUROALIGN_MEMORY_LIMIT`` overrides it: a size (``"12GiB"``, ``"800MB"``, a number of
 bytes) is used as the budget as it is, and ``"off"`` turns the preflight off.
 
+Banded ridge and the searchlight have their formulas in :mod:`neuroalign._preflight_search`
+(same budget, same error).
+
 The formulas follow the allocations of :func:`neuroalign.encoders.ridge_cv` and are checked
 against peaks measured in fresh processes by ``benchmarks/bench_preflight.py`` (the
 estimate is within 25 % of the measured peak over the grid recorded in

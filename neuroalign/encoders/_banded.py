@@ -99,6 +99,12 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     fit is then a ridge whose alpha is chosen by the same search, which makes the class a
     scikit-learn regressor on arrays (``clone``, pipelines, ``parametrize_with_checks``).
     A 1-d ``y`` is one target; predictions and scores then come back 1-d / as a float.
+
+    Before the search a memory preflight estimates its peak from the shapes, the number of
+    alphas and of candidate space weights, and sets how many neuroids himalaya works on at
+    once (at most 4,096) to the largest that fits the memory available; when not even one
+    fits it raises :class:`~neuroalign.exceptions.MemoryPreflightError` at once, saying how
+    much is needed and what lowers it. The result does not depend on that batch.
     """
 
     def __init__(
