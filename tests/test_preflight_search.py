@@ -263,3 +263,21 @@ def test_estimate_within_25_percent_of_the_measured_peak(cell):
                          capture_output=True, text=True)
     measured, estimate = json.loads(out.stdout.strip().splitlines()[-1])
     assert abs(estimate - measured) <= 0.25 * measured, (measured / 2**20, estimate / 2**20)
+
+
+def test_surface_width_bounds_every_disc():
+    """On a surface the preflight's neighbourhood size is the largest Euclidean ball around
+    the centres, which contains every geodesic disc (and equals the widest on a flat grid)."""
+    from neuroalign.compare._searchlight import _width
+    from neuroalign.compare._searchlight_geometry import SurfaceDiscs
+
+    x, y = np.meshgrid(np.arange(12.0), np.arange(10.0), indexing="ij")
+    v = np.stack([x.ravel(), y.ravel(), 0.1 * np.sin(x.ravel())], 1)
+    idx = np.arange(120).reshape(12, 10)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+    f = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+    geom = SurfaceDiscs({"lh": (v, f)}, np.full(120, "lh"), np.arange(120), radius=2.5,
+                        threshold=0.0)
+    widest = max(t.shape[1] for _, t in geom.chunks(512))
+    assert widest <= _width(geom) <= 3 * widest
+    assert _width(geom, sample=1) >= 1

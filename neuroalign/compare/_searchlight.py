@@ -133,6 +133,24 @@ def _bounded_map(pool, func, items, in_flight: int):
         yield pending.popleft().result()
 
 
+def _width(geom, sample: int = 2048) -> int:
+    """The most neuroids in a neighbourhood (for the memory preflight): a volume's sphere;
+    on a surface, the largest Euclidean ball of ``radius`` around (an even sample of up to
+    ``sample`` per hemisphere of) the centres, which contains the geodesic disc."""
+    if geom.max_size:
+        return int(geom.max_size)
+    from scipy.spatial import cKDTree
+
+    widest = 1
+    for h, xyz in geom.coords.items():
+        idx = np.flatnonzero(geom.hemisphere == h)
+        pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), sample)).astype(int))]
+        counts = cKDTree(xyz).query_ball_point(xyz[geom.vertex[pick]], geom.radius,
+                                               return_length=True)
+        widest = max(widest, int(np.max(counts)))
+    return widest
+
+
 def _model_labels(models, k: int, dims, coords) -> tuple[str, np.ndarray]:
     if dims and len(dims) == 1:
         dim = dims[0]
@@ -344,7 +362,7 @@ def searchlight(
     kw = dict(n_models=k, max_memory=max_memory, method=method, rdm_metric=rdm_metric,
               n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize,
               grid_cells=getattr(getattr(geom, "_lut", None), "size", 0))
-    width = geom.max_size or 64
+    width = _width(geom)
     chunk = searchlight_chunk(n, n_neuroids, width, workers=workers,
                               apply_budget=dev is None and not so.active, **kw)
     if so.active:
