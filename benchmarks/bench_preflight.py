@@ -8,7 +8,10 @@ loaded) next to :mod:`neuroalign._preflight`'s estimate. Jobs: ``ridge_cv`` with
 (primal and dual forms, float32 and float64, several batch sizes and alpha counts), the
 correlation RDM, the ridge decoder's fit (``EmbeddingDecoder(kind="ridge")``, brain
 features fewer and more than the samples), ``ridge_refit`` (the read-out fit of
-``DifferentiableRidgeEncoder.fit_store``) and a ``LayerSweep`` (primal and dual layers).
+``DifferentiableRidgeEncoder.fit_store``), a ``LayerSweep`` (primal and dual layers),
+``BandedRidgeEncoder.fit`` (himalaya's random search, then the cv R² at each choice; 2-3
+spaces, several batches of targets) and ``searchlight`` (volume, one and two threads,
+chunk from ``max_memory``).
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_preflight.py [--quick]
 
@@ -43,8 +46,17 @@ GRID = [
     ("refit", 800, 20000, 1000, 0, 0, 4096, "float64", "dual"),
     ("sweep", 2000, 512, 5000, 10, 5, 4096, "float32", 4),  # 4 layers of 512 features
     ("sweep", 600, 4000, 3000, 10, 5, 2048, "float32", 3),  # 3 dual-form layers
+    # banded: n, p (all spaces), t, alphas, folds, himalaya's batch, spaces x candidates
+    ("banded", 2000, 400, 5000, 10, 5, 4096, "float32", "2x4"),
+    ("banded", 1500, 1200, 3000, 8, 4, 1024, "float32", "3x3"),
+    ("banded", 3000, 300, 12000, 10, 5, 2048, "float32", "2x3"),
+    # searchlight: stimuli, side of a cubic mask (side^3 centres), models, radius, threads
+    # (n_jobs), max_memory (MiB per thread), data dtype, method
+    ("searchlight", 100, 30, 3, 3, 1, 256, "float64", "spearman"),
+    ("searchlight", 60, 36, 2, 4, 2, 128, "float64", "pearson"),
+    ("searchlight", 200, 24, 4, 2.5, 1, 512, "float32", "spearman"),
 ]
-QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15]]
+QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[21]]
 
 CHILD = r"""
 import json, sys, numpy as np
@@ -83,6 +95,42 @@ elif job == 'sweep':
     sweep = LayerSweep(alphas=np.logspace(-2, 5, a), cv=F, device='cpu', dtype=dtype,
                        n_targets_batch=batch)
     run = lambda: sweep.fit(layers, Y)
+elif job == 'banded':
+    from neuroalign._preflight_search import banded_memory
+    from neuroalign.encoders import BandedRidgeEncoder, _banded_solve
+    s, iters = (int(v) for v in form.split('x'))
+    sizes = [p // s] * s
+    X = {f's{i}': rng.standard_normal((n, q)).astype(dtype) for i, q in enumerate(sizes)}
+    # targets of every signal-to-noise ratio, so that every alpha is chosen by some
+    gain = np.logspace(-2, 1, t).astype(dtype)
+    Y = sum((X[k] @ rng.standard_normal((q, t)).astype(dtype)) / np.sqrt(q)
+            for k, q in zip(X, sizes)) * gain + rng.standard_normal((n, t)).astype(dtype)
+    _banded_solve.TARGETS_BATCH = batch
+    est = n * t * 4 + banded_memory(n, sizes, t, n_alphas=a, n_iter=iters, n_folds=F,
+                                    batch=batch)  # + the fit's copy of the valid targets
+    enc = BandedRidgeEncoder(alphas=np.logspace(-2, 5, a), n_iter=iters, cv=F, device='cpu')
+    run = lambda: enc.fit(X, Y)
+elif job == 'searchlight':
+    from neuroalign._config import max_threads
+    from neuroalign._preflight_search import searchlight_chunk, searchlight_memory
+    from neuroalign.compare import searchlight
+    from neuroalign.compare._searchlight_geometry import VolumeSpheres
+    side, k, radius, jobs, mib = p, t, a, F, batch
+    ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
+    N = len(ijk)
+    X = rng.standard_normal((n, N)).astype(dtype)
+    models = rng.random((k, n * (n - 1) // 2))
+    geom = VolumeSpheres(ijk, radius, (side,) * 3)
+    width, cells = geom.max_size, geom._lut.size
+    del geom
+    workers = min(max_threads(), jobs)
+    kw = dict(method=form, rdm_metric='correlation', itemsize=np.dtype(dtype).itemsize)
+    chunk = searchlight_chunk(n, N, width, n_models=k, workers=workers, max_memory=mib,
+                              apply_budget=False, **kw)
+    est = searchlight_memory(n, N, width, chunk, n_models=k, workers=workers,
+                             grid_cells=cells, **kw)
+    run = lambda: searchlight(X, models, ijk=ijk, volume_shape=(side,) * 3, radius=radius,
+                              method=form, n_jobs=jobs, max_memory=mib, show_progress=False)
 elif job == 'rdm':
     from neuroalign.compare import rdm
     X = rng.standard_normal((n, p)).astype(dtype)
@@ -137,8 +185,13 @@ def main() -> None:
         worst = max(worst, abs(err))
         job, n, p, t, a, F, batch, dtype, form = cell
         form = f"{form} layers" if job == "sweep" else form
-        print(f"{job:<8} n={n:<6} p={p:<6} t={t:<6} alphas={a:<3} folds={F} batch={batch:<5} "
-              f"{dtype:<8} {form:<12} measured {r['peak'] / 2**20:8.1f} MiB  estimate "
+        if job == "searchlight":
+            label = (f"{job:<8} stimuli={n:<4} centres={p}^3 models={t} radius={a} "
+                     f"n_jobs={F} max_memory={batch} {dtype:<8} {form:<12}")
+        else:
+            label = (f"{job:<8} n={n:<6} p={p:<6} t={t:<6} alphas={a:<3} folds={F} "
+                     f"batch={batch:<5} {dtype:<8} {form:<12}")
+        print(f"{label} measured {r['peak'] / 2**20:8.1f} MiB  estimate "
               f"{r['est'] / 2**20:8.1f} MiB  error {err:+6.1%}  load {_load()}", flush=True)
     print(f"worst |error|: {worst:.1%}")
 

@@ -18,6 +18,9 @@ the room left under a cgroup (container, Slurm job) limit. The environment varia
 ``NEUROALIGN_MEMORY_LIMIT`` overrides it: a size (``"12GiB"``, ``"800MB"``, a number of
 bytes) is used as the budget as it is, and ``"off"`` turns the preflight off.
 
+Banded ridge and the searchlight have their formulas in :mod:`neuroalign._preflight_search`
+(same budget, same error).
+
 The formulas follow the allocations of :func:`neuroalign.encoders.ridge_cv` and are checked
 against peaks measured in fresh processes by ``benchmarks/bench_preflight.py`` (the
 estimate is within 25 % of the measured peak over the grid recorded in
@@ -257,7 +260,8 @@ def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: 
     * the centred Gram matrix ``n^2 8`` beside one float64 block of feature columns
       (``n min(p, c) 8``, ``c`` columns of at most 32 MiB);
     * the Gram matrix beside the folds' decompositions (``F n_tr^2 w + n n_tr w``) and the
-      last fold's centred blocks and eigendecomposition (``7 n_tr^2 8``), or beside the
+      last fold's centred blocks and eigendecomposition (``7 n_tr^2 8``; ``6 n_tr^2 8`` in
+      float64, whose eigenvectors are the fold's own), or beside the
       refit's eigendecomposition (``3 n^2 8 + n^2 w``);
     * the batch loop: the folds' and the refit's decompositions (``n^2 w``), the outputs
       written so far (``3 a t 8``, the dual coefficients of the other batches
@@ -273,7 +277,9 @@ def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: 
     n_va = -(-n // F)
     folds = F * n_tr * n_tr * w + n * n_tr * w
     gram = n * n * 8
-    setup = max(gram + n * min(p, feature_block(n)) * 8, gram + folds + 7 * n_tr * n_tr * 8)
+    # float64 working values: the last fold's eigenvectors are its kept U (no cast copy)
+    setup = max(gram + n * min(p, feature_block(n)) * 8,
+                gram + folds + (7 if w != 8 else 6) * n_tr * n_tr * 8)
     base = folds
     if refit:
         setup = max(setup, gram + folds + 3 * n * n * 8 + n * n * w)

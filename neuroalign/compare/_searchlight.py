@@ -18,10 +18,10 @@ import xarray as xr
 from neuroalign._config import limit_this_thread, max_threads, thread_limits
 from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option, check_positive_int, format_list
-from neuroalign.compare._compare_rdms import COMPARE_METHODS, _compare_vectors, as_rdm_vectors
+from neuroalign.compare._compare_rdms import COMPARE_METHODS, as_rdm_vectors
 from neuroalign.compare._inputs import align_stimuli, as_matrix, is_torch, to_numpy
-from neuroalign.compare._ranks import _rank_torch, rank_average
 from neuroalign.compare._rdm import squareform_vector, vector_squareform
+from neuroalign.compare._searchlight_chunks import _centre_chunk, _Models
 from neuroalign.compare._searchlight_geometry import SurfaceDiscs, VolumeSpheres, load_surface
 from neuroalign.exceptions import DataQualityWarning, DimensionError
 
@@ -30,8 +30,6 @@ __all__ = ["searchlight", "SEARCHLIGHT_RDM_METRICS"]
 log = get_logger(__name__)
 
 SEARCHLIGHT_RDM_METRICS = ("correlation", "sqeuclidean", "euclidean")
-_FAST = ("pearson", "cosine", "spearman", "rho_a")
-_EPS = np.finfo(np.float64).eps
 
 
 def _neuroid_array(data: Any) -> xr.DataArray | None:
@@ -96,127 +94,6 @@ def _geometry(data, X, radius, threshold, mask_ijk, volume_shape, surface):
     return SurfaceDiscs(meshes, hemis, vertex, radius, threshold), coords, ndim
 
 
-def _chunk_rdms(X, table, metric: str, device):
-    """RDM vectors ``(c, n_pairs)`` of the neighbourhoods in ``table`` (``-1`` = padding),
-    and which centres have a stimulus whose pattern is constant (correlation undefined).
-
-    Patterns are gathered as ``(c, w, n)`` (voxels x stimuli per centre), padding zeroed,
-    centred over each neighbourhood's own voxels for ``"correlation"``; one batched
-    matrix product gives every centre's Gram matrix."""
-    n = X.shape[0]
-    c, w = table.shape
-    valid = table >= 0
-    # the neuroids this chunk needs, transposed (stimuli last), then whole rows gathered
-    # into (c, w, n)
-    used, local = np.unique(np.where(valid, table, table[valid][0]), return_inverse=True)
-    XT = np.ascontiguousarray(np.take(X, used, axis=1).T, dtype=np.float64)
-    P = np.take(XT, local.reshape(table.shape), axis=0)
-    del XT
-    vmask = valid[:, :, None]
-    P *= vmask
-    count = valid.sum(1).astype(np.float64)
-    iu = np.triu_indices(n, k=1)
-    if metric == "correlation":
-        ones = valid[:, None, :].astype(np.float64)  # (c, 1, w): sums over the voxels
-        raw = np.einsum("cwn,cwn->cn", P, P)  # a constant row c: |c|^2 w
-        mean = np.matmul(ones, P)  # (c, 1, n)
-        mean /= count[:, None, None]
-        P -= mean
-        P *= vmask
-    if device is not None:
-        import torch
-
-        Pt = torch.as_tensor(P, device=device)
-        sq = (Pt * Pt).sum(1)
-        G = Pt.transpose(1, 2) @ Pt
-        sq, G = sq.cpu().numpy(), G.cpu().numpy()
-        del Pt
-    else:
-        sq = np.einsum("cwn,cwn->cn", P, P)
-        G = np.matmul(P.transpose(0, 2, 1), P)
-    del P
-    if metric == "correlation":
-        # centring a constant row c leaves errors of a few eps |c| per voxel: a centred norm
-        # below 64 eps |c| sqrt(w) = 64 eps * the uncentred norm is zero in exact arithmetic
-        norms = np.sqrt(sq)
-        const = norms <= 64 * _EPS * np.sqrt(raw)
-        bad = const.any(1)
-        norms[const] = 1.0
-        r = G[:, iu[0], iu[1]]
-        r /= norms[:, iu[0]] * norms[:, iu[1]]
-        d = np.subtract(1.0, r, out=r)
-    else:
-        d = sq[:, iu[0]] + sq[:, iu[1]] - 2 * G[:, iu[0], iu[1]]
-        np.maximum(d, 0, out=d)
-        if metric == "sqeuclidean":
-            d /= count[:, None]
-        else:
-            np.sqrt(d, out=d)
-        bad = np.zeros(c, dtype=bool)
-    return d, bad
-
-
-class _Models:
-    """Model RDM vectors prepared once for the fast comparison methods."""
-
-    def __init__(self, vb: np.ndarray, method: str, device):
-        self.method, self.device, self.raw = method, device, vb
-        m = vb.shape[1]
-        if method in ("spearman", "rho_a"):
-            rb = _rank_torch(vb, device) if device is not None else rank_average(vb)
-            v = rb - (m + 1) / 2.0
-        elif method == "pearson":
-            v = vb - vb.mean(1, keepdims=True)
-        else:
-            v = vb.copy()
-        norms = np.sqrt(np.einsum("ij,ij->i", v, v))
-        if method in ("pearson", "spearman", "cosine"):
-            tol = 0.0 if method != "pearson" else \
-                64 * _EPS * np.sqrt(m) * np.abs(vb).max(1)
-            if np.any(norms <= tol):
-                raise ValueError(
-                    "Invalid value for 'models' in searchlight(): model RDM(s) "
-                    f"{np.flatnonzero(norms <= tol)[:5].tolist()!r} have all dissimilarities "
-                    f"equal (zero norm after centring), so {method!r} is undefined. Expected "
-                    "model RDMs with varying dissimilarities."
-                )
-            v = v / norms[:, None]
-        self.v = v
-
-    def compare(self, d: np.ndarray) -> np.ndarray:
-        """Similarities ``(c, k)`` of data RDM vectors ``d`` (NaN where undefined)."""
-        method, m = self.method, d.shape[1]
-        if method not in _FAST:
-            return _compare_vectors(d, self.raw, method, "searchlight", self.device, nan=True)
-        if method in ("spearman", "rho_a"):
-            a = _rank_torch(d, self.device) if self.device is not None else rank_average(d)
-            a -= (m + 1) / 2.0
-        elif method == "pearson":
-            tol = 64 * _EPS * np.sqrt(m) * np.abs(d).max(1)
-            a = d - d.mean(1, keepdims=True)
-        else:
-            a = d
-        if method == "rho_a":
-            return 12.0 * (a @ self.v.T) / (float(m) ** 3 - m)
-        na = np.sqrt(np.einsum("ij,ij->i", a, a))
-        undefined = na <= (tol if method == "pearson" else 0.0)
-        na[undefined] = 1.0
-        out = (a @ self.v.T) / na[:, None]
-        out[undefined] = np.nan
-        return out
-
-
-def _centre_chunk(X, prepared: _Models, bad_vox, keep, rdm_metric: str, dev, centres, table) -> dict:
-    """One chunk of centres -> similarities ``(k, c)``, which centres are undefined, and
-    their neighbourhood sizes (also the task of a cached cell, see ``cluster=``)."""
-    d, const = _chunk_rdms(X, table, rdm_metric, dev)
-    bad = const | bad_vox[np.where(table >= 0, table, 0)].any(1)
-    if bad.any():
-        d[bad] = 0.0
-    sim = prepared.compare(d[:, keep] if not keep.all() else d)
-    sim[bad] = np.nan
-    return {"sim": np.ascontiguousarray(sim.T), "bad": bad, "sizes": (table >= 0).sum(1)}
-
 
 _CELL_VARS = ("sim", "bad", "sizes")
 _CHUNKS_PER_ROUND = 64  # chunks whose tables are built and submitted at a time (cells)
@@ -254,6 +131,24 @@ def _bounded_map(pool, func, items, in_flight: int):
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _width(geom, sample: int = 2048) -> int:
+    """The most neuroids in a neighbourhood (for the memory preflight): a volume's sphere;
+    on a surface, the largest Euclidean ball of ``radius`` around (an even sample of up to
+    ``sample`` per hemisphere of) the centres, which contains the geodesic disc."""
+    if geom.max_size:
+        return int(geom.max_size)
+    from scipy.spatial import cKDTree
+
+    widest = 1
+    for h, xyz in geom.coords.items():
+        idx = np.flatnonzero(geom.hemisphere == h)
+        pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), sample)).astype(int))]
+        counts = cKDTree(xyz).query_ball_point(xyz[geom.vertex[pick]], geom.radius,
+                                               return_length=True)
+        widest = max(widest, int(np.max(counts)))
+    return widest
 
 
 def _model_labels(models, k: int, dims, coords) -> tuple[str, np.ndarray]:
@@ -340,7 +235,11 @@ def searchlight(
         active :func:`neuroalign.thread_limits` block); BLAS gets ``cores // n_jobs``
         threads each, restored afterwards.
     max_memory : float
-        MiB of working memory per thread (sets the chunk size).
+        MiB of working memory per thread: the chunk of centres is the largest whose
+        estimated working set fits (and, with every thread's chunk at once, the memory
+        available: :mod:`neuroalign._preflight_search`; a
+        :class:`~neuroalign.exceptions.MemoryPreflightError` before any work when not even
+        one centre fits).
     device : str, optional
         Compute the RDMs (and the ranks) with torch on this device (``"cpu"``, ``"cuda"``).
     show_progress : bool, optional
@@ -446,15 +345,34 @@ def searchlight(
         bad_vox[s:s + 65536] = ~np.isfinite(X[:, s:s + 65536]).all(0)
 
     k = len(vb)
-    out = np.full((k, n_neuroids), np.nan)
-    sizes = np.zeros(n_neuroids, dtype=np.int64)
-    undefined: list[np.ndarray] = []
-    width = geom.max_size or 64
-    per_centre = 8 * (2 * n * width + 2 * n * n + 4 * len(keep))
-    chunk = int(max(1, min(8192, max_memory * 2**20 // per_centre)))
     limit = max_threads()
     workers = min(limit, n_jobs or limit)
     each = max(1, limit // workers)
+    from neuroalign._scaleout import ScaleOut
+
+    so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
+                  result_path=result_path, batch_size=batch_size, func="searchlight",
+                  prefix="neuroalign-searchlight-")
+    # memory preflight (numpy path): the chunk whose working set fits max_memory per thread
+    # and whose whole peak, every thread's chunk at once, fits the memory available. Cached
+    # cells are keyed by their centres: their chunk (batch_size, or max_memory's) never
+    # depends on the memory available; it is checked when the cells run in this process
+    from neuroalign._preflight_search import searchlight_chunk
+
+    kw = dict(n_models=k, max_memory=max_memory, method=method, rdm_metric=rdm_metric,
+              n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize,
+              grid_cells=getattr(getattr(geom, "_lut", None), "size", 0))
+    width = _width(geom)
+    chunk = searchlight_chunk(n, n_neuroids, width, workers=workers,
+                              apply_budget=dev is None and not so.active, **kw)
+    if so.active:
+        if so.batch_size is not None:
+            chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
+        if dev is None and so.client is None and so.cluster is None:
+            searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, **kw)
+    out = np.full((k, n_neuroids), np.nan)
+    sizes = np.zeros(n_neuroids, dtype=np.int64)
+    undefined: list[np.ndarray] = []
 
     def run(item):
         centres, table = item
@@ -465,17 +383,10 @@ def searchlight(
         sizes[centres] = cell["sizes"]
         return centres, cell["bad"]
 
-    from neuroalign._scaleout import ScaleOut
-
-    so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
-                  result_path=result_path, batch_size=batch_size, func="searchlight",
-                  prefix="neuroalign-searchlight-")
     disable = None if show_progress is None else not show_progress
     if so.active:
         from neuroalign._scaleout import fingerprint
 
-        if so.batch_size is not None:
-            chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
         n_chunks = -(-n_neuroids // chunk)
         base = fingerprint("searchlight", np.asarray(X, dtype=np.float64), vb[:, keep], keep,
                            method, rdm_metric, str(dev))

@@ -8,9 +8,6 @@ variance partitioning (unique and shared variance) from joint and single-space f
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -27,33 +24,24 @@ from neuroalign._sklearn import (
     n_features_error,
     regressor_tags,
 )
-from neuroalign._validation import check_option, check_positive_int, format_list
+from neuroalign._validation import check_option, check_positive_int
+from neuroalign.encoders._banded_solve import (  # noqa: F401 (banded_solve: imported from here)
+    CONCENTRATION,
+    _candidate_gammas,
+    _himalaya_backend,
+    _to_numpy,
+    banded_solve,
+)
 from neuroalign.encoders._data import align, as_matrix, check_alphas, valid_neuroids
 from neuroalign.encoders._results import CV_KIND, cv_scheme
-from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, resolve_folds
-from neuroalign.encoders._scoring import SCORERS, held_out_scores, r2_score
-from neuroalign.encoders._solvers import ridge_cv
+from neuroalign.encoders._ridge import DEFAULT_ALPHAS, resolve_folds
+from neuroalign.encoders._scoring import SCORERS, held_out_scores
 from neuroalign.exceptions import DimensionError
 from neuroalign.store._join import match_stimuli
 
 __all__ = ["BandedRidgeEncoder", "variance_partitioning"]
 
-CONCENTRATION = (0.1, 1.0)  # himalaya's default Dirichlet concentrations
-
 log = get_logger(__name__)
-
-
-@contextlib.contextmanager
-def _himalaya_backend(device: str):
-    """Temporarily set himalaya's backend (numpy on CPU, torch_cuda on GPU)."""
-    from himalaya.backend import get_backend, set_backend
-
-    previous = get_backend().name
-    set_backend("torch_cuda" if device.startswith("cuda") else "numpy", on_error="raise")
-    try:
-        yield
-    finally:
-        set_backend(previous, on_error="warn")
 
 
 #: The name of the one feature space of a banded encoder fitted on a plain array.
@@ -70,72 +58,6 @@ def _spaces(features, *, func: str) -> dict[str, object]:
         "{space name: features}, a features Dataset (one variable per space), or one array "
         "(a single space) with array responses."
     )
-
-
-def _to_numpy(x):
-    if hasattr(x, "cpu"):
-        x = x.cpu()
-    return np.asarray(x)
-
-
-def _candidate_gammas(n_iter: int, n_spaces: int, random_state) -> np.ndarray:
-    """The space weights himalaya's random search tries (as ``GroupRidgeCV`` draws them)."""
-    from himalaya.kernel_ridge import generate_dirichlet_samples
-
-    gammas = np.asarray(generate_dirichlet_samples(n_samples=n_iter, n_kernels=n_spaces,
-                                                   concentration=list(CONCENTRATION),
-                                                   random_state=random_state), dtype=np.float64)
-    gammas[0] = 1.0 / n_spaces
-    return gammas
-
-
-def _chosen(deltas: np.ndarray, gammas: np.ndarray, alphas: np.ndarray):
-    """Candidate index and alpha index of each target from himalaya's ``deltas_``
-    (``deltas = log(gamma / alpha)`` with ``sum(gamma) = 1``)."""
-    w = np.exp(deltas.astype(np.float64))  # (n_spaces, n_targets)
-    alpha = 1.0 / w.sum(0)
-    gamma = w * alpha
-    it = np.abs(gamma.T[:, None, :] - gammas[None]).sum(-1).argmin(1)
-    ai = np.abs(np.log(alpha)[:, None] - np.log(alphas)[None]).argmin(1)
-    return it, ai
-
-
-def _cv_r2_at(mats, Y, gammas, it, ai, alphas, folds, fit_intercept) -> np.ndarray:
-    """Mean validation R² over ``folds`` of each target at its chosen space weights and
-    alpha: the features of each space scaled by ``sqrt(gamma)``, one ridge per candidate."""
-    out = np.full(Y.shape[1], np.nan)
-    Y64 = np.asarray(Y, dtype=np.float64)
-    for k in np.unique(it):
-        cols = np.flatnonzero(it == k)
-        Z = np.concatenate([m.astype(np.float64) * np.sqrt(g) for m, g in zip(mats, gammas[k], strict=True)], 1)
-        # himalaya's alphas are absolute penalties on Z (numpy: torch is not needed)
-        res = ridge_cv(Z, Y64[:, cols], alphas, folds, fit_intercept=fit_intercept,
-                       relative_alphas=False, dtype=np.float64)
-        out[cols] = res.cv_r2[ai[cols], np.arange(len(cols))]
-    return out
-
-
-def banded_solve(mats, Yok, folds, alphas, gammas, fit_intercept: bool, random_state,
-                 device: str) -> dict:
-    """himalaya's random search over the candidate space weights ``gammas`` for the targets
-    ``Yok`` (each target's choice is its own), then each target's cv R² at its choice."""
-    from himalaya.ridge import GroupRidgeCV
-
-    with _himalaya_backend(device):
-        model = GroupRidgeCV(
-            groups="input", fit_intercept=fit_intercept, cv=folds,
-            random_state=random_state,
-            solver_params={"alphas": alphas, "n_iter": gammas, "progress_bar": False,
-                           "n_targets_batch": 4096},
-        )
-        model.fit(mats, Yok)
-        coef = _to_numpy(model.coef_)
-        deltas = _to_numpy(model.deltas_)
-        intercept = _to_numpy(model.intercept_) if fit_intercept else np.zeros(Yok.shape[1])
-    it, ai = _chosen(deltas, gammas, alphas)
-    cv_r2 = _cv_r2_at(mats, Yok, gammas, it, ai, alphas, folds, fit_intercept)
-    return {"coef": coef, "deltas": deltas, "intercept": np.asarray(intercept), "ai": ai,
-            "cv_r2": cv_r2}
 
 
 class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
@@ -177,6 +99,12 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
     fit is then a ridge whose alpha is chosen by the same search, which makes the class a
     scikit-learn regressor on arrays (``clone``, pipelines, ``parametrize_with_checks``).
     A 1-d ``y`` is one target; predictions and scores then come back 1-d / as a float.
+
+    Before the search a memory preflight estimates its peak from the shapes, the number of
+    alphas and of candidate space weights, and sets how many neuroids himalaya works on at
+    once (at most 4,096) to the largest that fits the memory available; when not even one
+    fits it raises :class:`~neuroalign.exceptions.MemoryPreflightError` at once, saying how
+    much is needed and what lowers it. The result does not depend on that batch.
     """
 
     def __init__(
@@ -495,115 +423,4 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
         return out
 
 
-def _subset_design(Xd: dict, subset, Y, *, what: str):
-    """Features of ``subset`` side by side -> (X, Y, labelled).
-
-    xarray features are joined space by space on ``stimulus_id`` (spaces in different row
-    orders line up) into one features DataArray over the stimuli of ``Y``, which the encoder
-    joins to ``Y`` on ``stimulus_id`` too (so its folds never depend on row order); arrays
-    are taken row by row."""
-    vals = [Xd[n] for n in subset]
-    if all(isinstance(v, xr.DataArray) for v in vals) and isinstance(Y, xr.Dataset | xr.DataArray):
-        from neuroalign.encoders._data import features_matrix
-        from neuroalign.store._join import stimulus_ids
-
-        resp = Y["responses"] if isinstance(Y, xr.Dataset) else Y
-        ids = np.unique(stimulus_ids(resp, name="responses", func="variance_partitioning")[0])
-        parts = []
-        for name, v in zip(subset, vals, strict=True):
-            fm = features_matrix(v)
-            rows = match_stimuli(fm["stimulus_id"].values, ids, have_name=f"space {name!r}",
-                                 want_name=f"the {what} responses", func="variance_partitioning")
-            parts.append(np.asarray(fm.values)[rows])
-        X = xr.DataArray(np.concatenate(parts, 1), dims=("stimulus", "unit"),
-                         coords={"stimulus_id": ("stimulus", ids)}, name="+".join(subset))
-        return X, Y, True
-    if any(isinstance(v, xr.DataArray | xr.Dataset) for v in vals) or isinstance(Y, xr.Dataset | xr.DataArray):
-        raise TypeError(
-            f"variance_partitioning(): the {what} features and responses must all be xarray "
-            "objects (joined on stimulus_id) or all arrays (taken row by row); got "
-            f"{format_list([type(v).__name__ for v in vals])} and {type(Y).__name__!r}."
-        )
-    mats = [as_matrix(_to_numpy(v), name="X") for v in vals]
-    Ym = as_matrix(_to_numpy(Y), name="Y")
-    if any(m.shape[0] != Ym.shape[0] for m in mats):
-        raise DimensionError(
-            f"variance_partitioning(): the {what} features have {[m.shape[0] for m in mats]!r} "
-            f"rows and the responses {Ym.shape[0]}; expected the same number of rows."
-        )
-    return np.concatenate(mats, 1), Ym, False
-
-
-def variance_partitioning(
-    X_train: dict,
-    Y_train,
-    X_test: dict,
-    Y_test,
-    *,
-    encoder: RidgeEncoder | None = None,
-) -> xr.Dataset:
-    """Variance partitioning of held-out R² between feature spaces.
-
-    Fits a ridge encoder on every non-empty subset of the spaces (concatenated
-    features), scores R² on the test data, and derives by inclusion-exclusion the variance
-    unique to each space and, for two spaces, the variance they share. For a vision model
-    V and a language model L, ``unique`` of L is "how much L adds beyond V".
-
-    Parameters
-    ----------
-    X_train, X_test : dict {space: features}
-        xarray features (each joined on ``stimulus_id`` to the responses, so row order
-        never matters and the features may cover more stimuli) or arrays (row by row).
-    Y_train, Y_test : store Dataset, DataArray or ndarray
-    encoder : RidgeEncoder, optional
-        Its parameters are used for every fit.
-
-    Returns
-    -------
-    xr.Dataset on ``neuroid`` with ``joint_r2``, ``r2`` (subset, neuroid), ``unique``
-    (space, neuroid) and, for two spaces, ``shared``: held-out R² (attrs ``metric`` and
-    ``score_kind``). NaN for neuroids excluded from a fit (NaN or constant).
-    """
-    names = list(_spaces(X_train, func="variance_partitioning"))
-    if len(names) < 2:
-        raise ValueError(f"variance_partitioning() needs at least 2 feature spaces; got {names!r}.")
-    missing = [n for n in names if n not in X_test]
-    if missing:
-        raise KeyError(
-            f"variance_partitioning(): X_test lacks the space(s) {format_list(missing)}; "
-            f"X_train has {format_list(names)}."
-        )
-    base = encoder if encoder is not None else RidgeEncoder()
-    r2 = {}
-    template = None
-    for k in range(1, len(names) + 1):
-        for subset in itertools.combinations(names, k):
-            Xtr, Ytr, _ = _subset_design(X_train, subset, Y_train, what="training")
-            Xte, Yte, labelled = _subset_design(X_test, subset, Y_test, what="test")
-            enc = RidgeEncoder(**base.get_params()).fit(Xtr, Ytr)
-            if labelled:  # joined on stimulus_id; held-out R², NaN for excluded neuroids
-                held = enc.set_params(metric="r2").score(Xte, Yte)
-                template = held
-                r2[subset] = np.asarray(held.values, dtype=np.float64)
-            else:
-                r2[subset] = np.where(enc.valid_neuroids_, r2_score(Yte, enc.predict(Xte)), np.nan)
-    joint = r2[tuple(names)]
-    unique = np.stack([joint - r2[tuple(n for n in names if n != s)] for s in names])
-    coords = {"space": names, "subset": ["+".join(s) for s in r2]}
-    if template is not None:
-        coords.update({k: c for k, c in template.coords.items() if c.dims == ("neuroid",)})
-    ds = xr.Dataset(
-        {"joint_r2": ("neuroid", joint),
-         "r2": (("subset", "neuroid"), np.stack(list(r2.values()))),
-         "unique": (("space", "neuroid"), unique)},
-        coords=coords,
-    )
-    if len(names) == 2:
-        a, b = names
-        ds["shared"] = ("neuroid", r2[(a,)] + r2[(b,)] - joint)
-    for v in ds.data_vars:
-        ds[v].attrs.update(metric="r2", kind="held-out")
-    ds.attrs.update(metric="r2", score_kind="held-out", cv=cv_scheme(base.cv),
-                    description="alpha per neuroid chosen by cross-validation within the "
-                                "training data; R² on the test data")
-    return ds
+from neuroalign.encoders._varpart import variance_partitioning  # noqa: E402 (public name kept here)

@@ -1,0 +1,252 @@
+"""Memory preflight of the two search jobs: banded ridge and the searchlight.
+
+The rest of the preflight (the budget, the named error, ridge fits, sweeps, RDMs and
+decoders) is :mod:`neuroalign._preflight`; this module adds, with the same budget and the
+same :class:`~neuroalign.exceptions.MemoryPreflightError`,
+
+* :func:`banded_memory` / :func:`banded_batch`: the random search over space weights of
+  :class:`~neuroalign.encoders.BandedRidgeEncoder` (himalaya's
+  ``solve_group_ridge_random_search``, then the cross-validated R² at each neuroid's
+  choice): the batch of targets himalaya works on (``n_targets_batch``) is the largest
+  that fits;
+* :func:`searchlight_memory` / :func:`searchlight_chunk`: the searchlight's chunks of
+  centres (an RDM per centre, compared with the model RDMs): the number of centres per
+  chunk is the largest that fits (at most what ``max_memory`` gives per thread).
+
+Both formulas are checked against peaks measured in fresh processes by
+``benchmarks/bench_preflight.py`` (within 25 %, grid in ``benchmarks/README.md``). They
+describe the numpy (CPU) path; on a GPU the preflight is not applied.
+"""
+
+from __future__ import annotations
+
+from neuroalign import _preflight as pf
+
+__all__ = [
+    "banded_batch",
+    "banded_memory",
+    "searchlight_chunk",
+    "searchlight_chunk_memory",
+    "searchlight_memory",
+]
+
+
+# -- banded ridge --------------------------------------------------------------------------
+def banded_memory(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_iter: int,
+                  n_folds: int, batch: int, fit_intercept: bool = True,
+                  itemsize: int = 4) -> int:
+    """Peak bytes of a banded ridge fit (:func:`neuroalign.encoders._banded.banded_solve`)
+    beyond its inputs (the feature spaces and the targets).
+
+    ``n_features``: one feature count per space (``s`` spaces, ``p`` features in all).
+    With ``n`` samples, ``t`` targets, ``a`` alphas, ``I`` candidate space weights, ``F``
+    folds (``n_tr = n (F-1)/F`` training rows, ``n_va = n/F``), ``k = min(n_tr, p)``,
+    ``k_r = min(n, p)``, ``b`` targets per batch and ``w`` bytes per value (float32: 4),
+    the larger of two phases, plus :data:`~neuroalign._preflight.OVERHEAD`:
+
+    * himalaya's random search. Kept throughout: the stacked features ``n p w`` and the
+      centred targets ``n t w`` (with an intercept), the scores ``(I + F a + s + 3) t w``
+      and, from the first candidate on, the refit weights ``p t w``. Per candidate and
+      fold: the fold's rows ``n p w``, their SVD (a copy ``n_tr p w``, ``U`` and ``V^T``,
+      ``(n_tr k + k p) w``, workspace ``4 k^2 w``), the resolution matrices of every alpha
+      ``a p n_tr w`` (built from ``a k n_tr w``) and their product with the validation rows
+      ``a n_va n_tr w``; per batch of targets its rows (``2 n b w``) and the predictions,
+      and residuals of every alpha ``2 a n_va b w``. The refit: the SVD of all rows
+      (``(2 n p + n k_r + k_r p + 4 k_r^2) w``), the resolution matrices ``a p n w`` and,
+      per batch, ``a p b w`` weights and the rows ``(n + p) b w``, beside the new weights
+      (``p (t - b) w``) and the refit weights.
+    * the cross-validated R² at each neuroid's choice, a batch of ``b`` targets at a time:
+      the model's weights and scores (``(p + I + s + 1) t w``) beside the scaled features
+      in float64 (``n p 8``; twice while they are stacked), a batch of targets in float64
+      ``n b 8`` (and ``n b 4`` while converted) and its
+      :func:`~neuroalign._preflight.ridge_memory` (float64, no refit).
+    """
+    sizes = [int(v) for v in n_features]
+    n, t, a = int(n_samples), int(n_targets), int(n_alphas)
+    p, s, it, w = sum(sizes), len(sizes), int(n_iter), int(itemsize)
+    F = max(int(n_folds), 2)
+    b = max(1, min(int(batch), t)) if t else 0
+    n_tr, n_va = n * (F - 1) // F, -(-n // F)
+    k, k_r = min(n_tr, p), min(n, p)
+    kept = n * p * w + (n * t * w if fit_intercept else 0) + (it + F * a + s + 3) * t * w
+    refit = p * t * w
+    setup = kept + n * p * w
+    rows = n * p * w  # the fold's training and validation rows
+    usv = (n_tr * k + k * p) * w
+    svd = rows + n_tr * p * w + usv + 4 * k * k * w
+    resolve = rows + usv + a * p * n_tr * w + max(a * k * n_tr * w,
+                                                   a * n_va * n_tr * w + 2 * n * b * w
+                                                   + 2 * a * n_va * b * w)
+    usv_r = (n * k_r + k_r * p) * w
+    refit_svd = 2 * n * p * w + usv_r + 4 * k_r * k_r * w
+    refit_batch = usv_r + a * p * n * w + max(a * k_r * n * w,
+                                             p * max(t - b, 0) * w + (a * p + n + p) * b * w)
+    search = max(setup, kept + refit + max(svd, resolve, refit_svd, refit_batch),
+                 kept + 2 * refit)
+    from neuroalign._preflight import ridge_memory
+
+    form = "primal" if p <= n_tr else "dual"
+    ridge = ridge_memory(n, p, b, n_alphas=a, n_folds=F, batch=b, itemsize=8, form=form,
+                         refit=False) - pf.OVERHEAD
+    cv_r2 = (p + it + s + 1) * t * w + max(2 * n * p * 8, n * p * 8 + n * b * 12,
+                                            n * p * 8 + n * b * 8 + ridge)
+    return int(max(search, cv_r2) + pf.OVERHEAD)
+
+
+def banded_batch(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_iter: int,
+                 n_folds: int, batch: int = 4096, fit_intercept: bool = True,
+                 func: str = "BandedRidgeEncoder.fit", budget: int | None = None) -> int:
+    """The batch of targets (himalaya's ``n_targets_batch``) to use: ``batch`` when
+    :func:`banded_memory` fits the budget, else the largest smaller batch that does.
+
+    Raises
+    ------
+    MemoryPreflightError
+        When the fit does not fit even one target at a time.
+    """
+    budget = pf.memory_budget() if budget is None else budget
+    kw = dict(n_alphas=n_alphas, n_iter=n_iter, n_folds=n_folds, fit_intercept=fit_intercept)
+    t = int(n_targets)
+    if budget is None or t == 0 or banded_memory(n_samples, n_features, t, batch=batch,
+                                                  **kw) <= budget:
+        return int(batch)
+    fixed = banded_memory(n_samples, n_features, t, batch=1, **kw)
+    if fixed > budget:
+        sizes = [int(v) for v in n_features]
+        pf._raise(fixed, budget,
+                  f"{func}: the banded ridge of {t} neuroids ({n_samples} samples x "
+                  f"{sum(sizes)} features in {len(sizes)} spaces, {n_alphas} alphas, {n_iter} "
+                  f"candidate space weights, {n_folds} folds, float32) even one neuroid at a "
+                  "time",
+                  "fewer alphas (alphas=: the search keeps one matrix of features x samples "
+                  "per alpha), fewer features (e.g. a PCA of each space), fewer samples per "
+                  "fit, or fewer neuroids per call (e.g. by ROI, or cluster= with a smaller "
+                  "batch_size)")
+    lo, hi = 1, int(batch)  # the estimate grows with the batch: the largest that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if banded_memory(n_samples, n_features, t, batch=mid, **kw) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return int(lo)
+
+
+# -- searchlight ---------------------------------------------------------------------------
+_RANK_BLOCK = 1 << 22  # entries ranked together (neuroalign.compare._ranks._ROWS_BLOCK)
+_RANK_ROWS_MAX = 1024  # shorter rows are ranked a block at a time (_ranks._ROWS_MAX)
+
+
+def searchlight_chunk_memory(n_stimuli: int, width: int, chunk: int, *, n_neuroids: int,
+                             method: str = "spearman", rdm_metric: str = "correlation",
+                             n_pairs_kept: int | None = None, itemsize: int = 8) -> int:
+    """Peak bytes of one chunk of a searchlight (one thread's working set).
+
+    With ``c`` centres of at most ``w`` neuroids (``width``), ``n`` stimuli, ``m`` pairs
+    (``n_pairs_kept``: those finite in every model RDM), ``u = min(c w, N)`` neuroids read
+    (``x`` bytes per value of the data), the largest of
+
+    * gathering the patterns: the neighbourhood table and its indices (``40 c w``), the
+      columns read in float64 ``u n 8`` beside, first, the same columns as read
+      (``u n x``), then the patterns ``c w n 8``;
+    * the Gram matrices ``c n^2 8`` beside the patterns and their sums (``c w 8 + 3 c n 8``);
+    * the RDMs: the Gram matrices beside the dissimilarities and the temporaries that form
+      them (``4 c m 8`` in all for correlation, ``3 c m 8`` otherwise) and the pair
+      indices (``32 m``);
+    * the comparison: the RDMs (twice when some pairs are left out) and the compared
+      vectors (``c m 8``; ranks: plus the sort of a block of rows, ``17`` bytes per entry;
+      methods other than pearson, cosine, spearman and rho_a: ``3 c m 8``).
+    """
+    c, wd, n = int(chunk), max(int(width), 1), int(n_stimuli)
+    m_all = n * (n - 1) // 2
+    m = m_all if n_pairs_kept is None else int(n_pairs_kept)
+    u = min(c * wd, int(n_neuroids))
+    gather = 40 * c * wd + u * n * 8 + max(u * n * int(itemsize), c * wd * n * 8)
+    gram = c * wd * n * 8 + c * n * n * 8 + c * wd * 8 + 3 * c * n * 8
+    temps = 4 if rdm_metric == "correlation" else 3
+    rdms = c * n * n * 8 + temps * c * m_all * 8 + 32 * m_all
+    d = c * m_all * 8 + (c * m * 8 if m != m_all else 0)
+    if method in ("spearman", "rho_a"):
+        block = min(c * m, max(m, _RANK_BLOCK)) if m < _RANK_ROWS_MAX else 32 * m
+        compare = d + c * m * 8 + 17 * block
+    elif method == "pearson":
+        compare = d + c * m * 8
+    elif method == "cosine":
+        compare = d
+    else:
+        compare = d + 3 * c * m * 8
+    return int(max(gather, gram, rdms, compare))
+
+
+def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, *,
+                       n_models: int, workers: int = 1, method: str = "spearman",
+                       rdm_metric: str = "correlation", n_pairs_kept: int | None = None,
+                       itemsize: int = 8, grid_cells: int = 0) -> int:
+    """Peak bytes of a searchlight beyond its data: the results (``k N 8`` similarities
+    and the neighbourhood sizes ``N 8``), the model RDMs prepared for the comparison
+    (``4 k m 8``), the volume's lookup grid (``grid_cells`` int64), and ``workers`` chunks
+    in flight at once (:func:`searchlight_chunk_memory`, each with its neighbourhood
+    table ``8 c w``, and the next two tables being built, ``60 c w``), plus
+    :data:`~neuroalign._preflight.OVERHEAD`."""
+    n, N, k = int(n_stimuli), int(n_neuroids), int(n_models)
+    c, wd = int(chunk), max(int(width), 1)
+    m = n * (n - 1) // 2 if n_pairs_kept is None else int(n_pairs_kept)
+    fixed = k * N * 8 + N * 9 + 4 * k * m * 8 + 8 * int(grid_cells)
+    one = searchlight_chunk_memory(n, wd, c, n_neuroids=N, method=method, rdm_metric=rdm_metric,
+                                   n_pairs_kept=n_pairs_kept, itemsize=itemsize)
+    per = one + 8 * c * wd
+    return int(fixed + int(workers) * per + 60 * c * wd + pf.OVERHEAD)
+
+
+def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: int,
+                      workers: int, max_memory: float, method: str, rdm_metric: str,
+                      n_pairs_kept: int | None = None, itemsize: int = 8, grid_cells: int = 0,
+                      fixed_chunk: int | None = None, budget: int | None = None,
+                      apply_budget: bool = True) -> int:
+    """Centres per chunk of a searchlight: the largest (at most 8192) whose working set
+    (:func:`searchlight_chunk_memory`) fits ``max_memory`` MiB per thread and whose whole
+    peak (:func:`searchlight_memory`, ``workers`` chunks at once) fits the budget.
+    ``fixed_chunk``: a chunk size set by the caller (cached cells, ``batch_size``), only
+    checked. ``apply_budget=False``: ``max_memory`` only (a GPU, or cells run elsewhere).
+
+    Raises
+    ------
+    MemoryPreflightError
+        When not even one centre per chunk fits (or ``fixed_chunk`` does not).
+    """
+    kw = dict(n_pairs_kept=n_pairs_kept, method=method, rdm_metric=rdm_metric,
+              itemsize=itemsize)
+    whole = dict(kw, n_models=n_models, workers=workers, grid_cells=grid_cells)
+
+    def largest(ok, hi: int) -> int:
+        lo = 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+        return lo
+
+    per_thread = max_memory * 2**20
+    chunk = int(fixed_chunk) if fixed_chunk is not None else largest(
+        lambda c: searchlight_chunk_memory(n_stimuli, width, c, n_neuroids=n_neuroids,
+                                           **kw) <= per_thread, 8192)
+    if not apply_budget:
+        return chunk
+    budget = pf.memory_budget() if budget is None else budget
+    if budget is None or searchlight_memory(n_stimuli, n_neuroids, width, chunk,
+                                            **whole) <= budget:
+        return chunk
+    first = 1 if fixed_chunk is None else chunk
+    need = searchlight_memory(n_stimuli, n_neuroids, width, first, **whole)
+    if need > budget:
+        what = (f"searchlight: {n_neuroids} centres over {n_stimuli} stimuli (neighbourhoods "
+                f"of up to {width} neuroids, {n_models} model RDMs, {workers} thread"
+                f"{'s' if workers != 1 else ''})")
+        if fixed_chunk is None:
+            pf._raise(need, budget, what + " even one centre per chunk",
+                      "fewer stimuli (each centre's RDM grows with their square), fewer "
+                      "threads (n_jobs=1), a smaller radius, or fewer model RDMs")
+        pf._raise(need, budget, what + f" with {chunk} centres per cell",
+                  "a smaller batch_size (centres per cell; by default max_memory sets it), "
+                  "fewer stimuli or a smaller radius")
+    return largest(lambda c: searchlight_memory(n_stimuli, n_neuroids, width, c, **whole)
+                   <= budget, chunk)
