@@ -6,7 +6,7 @@ import threading
 import numpy as np
 from threadpoolctl import threadpool_info
 
-import neuroalign.compare._searchlight as sl_mod
+import neuroalign.compare._searchlight_chunks as sl_chunks
 import neuroalign.compare._shape_matrix as shape_matrix
 from neuroalign._config import max_threads, thread_limits
 from neuroalign.compare import distance_matrix, searchlight
@@ -57,7 +57,7 @@ def test_searchlight_threads_bounded_restored_and_equal(monkeypatch):
     models = rng.random((2, 28))
     ref = searchlight(data, models, ijk=ijk, radius=1.5, n_jobs=1)
     before = _blas_threads()
-    seen = _spy(monkeypatch, sl_mod, "_chunk_rdms")
+    seen = _spy(monkeypatch, sl_chunks, "_chunk_rdms")
     with thread_limits(2):
         out = searchlight(data, models, ijk=ijk, radius=1.5, max_memory=0.005)  # many chunks
     assert len(seen) > 4 and all(a * blas <= 2 for a, blas in seen)
