@@ -26,7 +26,8 @@ _NAMES = {
         "roi_summary",
     ],
     "_solvers": ["ridge_cv", "ridge_refit"],
-    "_sweep": ["LayerSweep", "layer_table"],
+    "_sweep": ["LayerSweep"],
+    "_sweep_layers": ["layer_table"],
     "_temporal": ["Delayer", "FIREncoder", "TimeResolvedEncoder", "block_folds", "make_delays"],
 }
 __getattr__, __dir__ = attach(__name__, _NAMES,
