@@ -28,7 +28,8 @@ _NAMES = {
     "_solvers": ["ridge_cv", "ridge_refit"],
     "_sweep": ["LayerSweep"],
     "_sweep_layers": ["layer_table"],
-    "_temporal": ["Delayer", "FIREncoder", "TimeResolvedEncoder", "block_folds", "make_delays"],
+    "_temporal": ["Delayer", "FIREncoder", "block_folds", "make_delays"],
+    "_time_resolved": ["TimeResolvedEncoder"],
 }
 __getattr__, __dir__ = attach(__name__, _NAMES,
                               torch_names=["AttentionRoutingEncoder"])
