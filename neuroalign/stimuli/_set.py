@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -14,21 +12,15 @@ import numpy as np
 from neuroalign._logging import get_logger
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DataFormatError, StimulusMismatchError
+from neuroalign.stimuli import _set_files
+from neuroalign.stimuli._set_files import IMAGE_EXTENSIONS
 
 __all__ = ["StimulusSet", "IMAGE_EXTENSIONS", "MODALITIES"]
 
 log = get_logger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MODALITIES = ("image", "text")
 Modality = Literal["image", "text"]
-
-
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 class StimulusSet:
@@ -343,172 +335,8 @@ class StimulusSet:
 
         return cls(ids, modality="image", loader=loader, fingerprint={"arrays": digest})
 
-    @classmethod
-    def from_folder(
-        cls, path: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS
-    ) -> StimulusSet:
-        """Every image file under ``path`` (recursively, sorted).
-
-        Ids are the file paths relative to ``path`` without extension (``cat/001``).
-
-        Parameters
-        ----------
-        path : path-like
-            The folder.
-        extensions : sequence of str
-            File suffixes counted as images (case-insensitive).
-
-        Returns
-        -------
-        StimulusSet
-            An image set reading the files on demand.
-        """
-        root = Path(path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: no such folder of images.")
-        exts = {e.lower() for e in extensions}
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-        if not files:
-            raise DataFormatError(
-                f"{root}: no image files (expected extensions {format_list(sorted(exts))})."
-            )
-        rel = [f.relative_to(root).as_posix() for f in files]
-        return cls._from_files(root, rel, [r.rsplit(".", 1)[0] for r in rel])
-
-    @classmethod
-    def _from_files(cls, root: Path, rel: list[str], ids: list[str]) -> StimulusSet:
-        stats = []
-        for r in rel:
-            p = root / r
-            if not p.is_file():
-                raise FileNotFoundError(f"{p}: image file of stimulus set is missing.")
-            st = p.stat()
-            stats.append((r, st.st_size, st.st_mtime_ns))
-
-        def loader(indices: Sequence[int]) -> list[np.ndarray]:
-            return [_read_image(root / rel[i]) for i in indices]
-
-        return cls(
-            ids, modality="image", loader=loader, source={"image_file": rel},
-            fingerprint={"files": hashlib.sha256(json.dumps(stats).encode()).hexdigest()},
-        )
-
-    @classmethod
-    def from_hdf5(
-        cls,
-        path: str | os.PathLike,
-        key: str = "imgBrick",
-        *,
-        indices: Sequence[int] | None = None,
-        ids: Sequence[str] | None = None,
-        id_name: str = "nsd_id",
-    ) -> StimulusSet:
-        """Images of an HDF5 brick ``(N, H, W, 3)`` uint8 (NSD's ``nsd_stimuli.hdf5``).
-
-        Parameters
-        ----------
-        path : path-like
-            The HDF5 file.
-        key : str
-            Dataset holding the brick.
-        indices : sequence of int, optional
-            Rows to use (default: all), recorded as source ``id_name``.
-        ids : sequence of str, optional
-            Stimulus ids (default ``nsd-{index:05d}``).
-        id_name : str
-            Name of the source identifier holding the row indices.
-        """
-        import h5py
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such HDF5 file.")
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise DataFormatError(
-                    f"{path}: no dataset {key!r}. Expected one of {format_list(list(f.keys()))}."
-                )
-            shape, dtype = f[key].shape, f[key].dtype
-        if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
-            raise DataFormatError(
-                f"{path}: dataset {key!r} has shape {shape} and dtype {dtype}, expected "
-                "uint8 (N, H, W, 3)."
-            )
-        rows = np.arange(shape[0]) if indices is None else np.asarray(indices, dtype=int)
-        if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
-            raise IndexError(
-                f"Invalid value for 'indices' in StimulusSet.from_hdf5(): values outside "
-                f"[0, {shape[0]}) of {path} dataset {key!r}."
-            )
-        ids = [f"nsd-{int(r):05d}" for r in rows] if ids is None else list(ids)
-        st = path.stat()
-
-        def loader(pos: Sequence[int]) -> list[np.ndarray]:
-            want = rows[np.asarray(pos, dtype=int)]
-            # h5py fancy indexing needs increasing unique indices: sort, read, un-permute.
-            uniq, inverse = np.unique(want, return_inverse=True)
-            with h5py.File(path, "r") as f:
-                block = f[key][uniq.tolist()] if len(uniq) > 1 else f[key][int(uniq[0]):int(uniq[0]) + 1]
-            return list(block[inverse])
-
-        return cls(
-            ids, modality="image", loader=loader, source={id_name: rows.tolist()},
-            fingerprint={"hdf5": str(path.resolve()), "key": key, "size": st.st_size,
-                         "mtime": st.st_mtime_ns, "rows": hashlib.sha256(rows.tobytes()).hexdigest()},
-        )
-
-    @classmethod
-    def from_store(cls, ds, *, stimulus_ids: Sequence[str] | None = None) -> StimulusSet:
-        """The stimuli of a store, from its ``stimulus_set`` attribute.
-
-        One entry per unique ``stimulus_id`` of the store, in order of first presentation.
-        The attribute says where the pixels live: ``{"kind": "hdf5-brick", "path", "key",
-        "id_coord"}`` (NSD) or ``{"kind": "image-files", "root", "file_coord"}``.
-
-        Parameters
-        ----------
-        ds : xr.Dataset
-            A store with a ``stimulus_id`` coordinate.
-        stimulus_ids : sequence of str, optional
-            Restrict to (and order by) these ids.
-        """
-        spec = ds.attrs.get("stimulus_set")
-        if not isinstance(spec, Mapping) or "kind" not in spec:
-            raise DataFormatError(
-                f"store attribute 'stimulus_set' is {spec!r}; expected a dict with 'kind' "
-                "('hdf5-brick' or 'image-files') saying where the stimuli live. Build the "
-                "stimulus set with StimulusSet.from_folder() or from_hdf5() instead."
-            )
-        if "stimulus_id" not in ds.coords:
-            raise DataFormatError(
-                "store has no 'stimulus_id' coordinate; expected one on 'presentation'."
-            )
-        sid = np.asarray(ds["stimulus_id"].values).astype(str)
-        _, first = np.unique(sid, return_index=True)
-        first = np.sort(first)
-        kind = spec["kind"]
-        if kind == "hdf5-brick":
-            coord = spec.get("id_coord", "nsd_id")
-            if coord not in ds.coords:
-                raise DataFormatError(
-                    f"store attribute 'stimulus_set' names id_coord {coord!r}, but the store "
-                    f"has no such coordinate (coordinates: {format_list(list(ds.coords))})."
-                )
-            rows = np.asarray(ds[coord].values)[first].astype(int)
-            out = cls.from_hdf5(spec["path"], spec.get("key", "imgBrick"), indices=rows,
-                                ids=sid[first].tolist(), id_name=coord)
-        elif kind == "image-files":
-            coord = spec.get("file_coord", "image_file")
-            if coord not in ds.coords:
-                raise DataFormatError(
-                    f"store attribute 'stimulus_set' names file_coord {coord!r}, but the store "
-                    f"has no such coordinate (coordinates: {format_list(list(ds.coords))})."
-                )
-            files = np.asarray(ds[coord].values).astype(str)[first].tolist()
-            out = cls._from_files(Path(spec["root"]), files, sid[first].tolist())
-        else:
-            raise DataFormatError(
-                f"store attribute 'stimulus_set' has kind {kind!r}; expected 'hdf5-brick' or "
-                "'image-files'."
-            )
-        return out.subset(stimulus_ids) if stimulus_ids is not None else out
+    # -- constructors from files (:mod:`neuroalign.stimuli._set_files`) ----------------
+    from_folder = classmethod(_set_files.from_folder)
+    _from_files = classmethod(_set_files._from_files)
+    from_hdf5 = classmethod(_set_files.from_hdf5)
+    from_store = classmethod(_set_files.from_store)

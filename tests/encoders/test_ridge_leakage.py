@@ -123,7 +123,7 @@ def test_leaky_custom_splitters_and_folds_are_refused():
 def test_plain_splitter_on_one_row_per_stimulus_gives_its_usual_folds():
     rng = np.random.default_rng(6)
     X, Y = rng.standard_normal((30, 4)), rng.standard_normal((30, 2))
-    from neuroalign.encoders._ridge import resolve_folds
+    from neuroalign.encoders._ridge_inputs import resolve_folds
 
     for cv in (ms.KFold(5), ms.KFold(5, shuffle=True, random_state=1), ms.ShuffleSplit(3, random_state=2)):
         ours = resolve_folds(cv, 30, None, func="t")

@@ -32,7 +32,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
 from neuroalign.encoders import BandedRidgeEncoder, LayerSweep, RidgeEncoder
-from neuroalign.encoders._temporal import Delayer, FIREncoder, TimeResolvedEncoder
+from neuroalign.encoders._temporal import Delayer, FIREncoder
+from neuroalign.encoders._time_resolved import TimeResolvedEncoder
 from neuroalign.exceptions import NotFittedError
 
 ALPHAS = (0.1, 1.0, 10.0)
