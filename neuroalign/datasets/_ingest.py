@@ -81,15 +81,18 @@ _TARGET_CHUNK_BYTES = 32 * 2**20
 @dataclass
 class Scaled:
     """Values stored as integers, and their divisor: the block's values are
-    ``values.astype(float32) / divisor`` (float32 arithmetic, as ``arr /= divisor``).
+    ``values.astype(float32) / divisor`` (float32 arithmetic, as ``arr /= divisor``);
+    with ``divisor=None``, values of another float dtype (e.g. big-endian) that are cast
+    exactly: ``values.astype(float32)``.
 
     A :class:`Block` may read these instead of float32: half the memory for int16 data,
-    and the streamed write divides while it lays the values out in the store's chunks
-    (one pass instead of a cast, a division and a copy).
+    no pass over the values in the reader, and the streamed write divides or casts while
+    it lays the values out in the store's chunks (one pass instead of a cast, a division
+    and a copy).
     """
 
     values: np.ndarray  # (rows, ...) any strides
-    divisor: np.float32
+    divisor: np.float32 | None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -97,7 +100,10 @@ class Scaled:
 
     def into(self, out: np.ndarray, cols: slice = slice(None)) -> None:
         """Write ``values[:, cols] / divisor`` (float32) into ``out``."""
-        np.divide(self.values[:, cols], np.float32(self.divisor), out=out, dtype=np.float32)
+        if self.divisor is None:
+            np.copyto(out, self.values[:, cols], casting="same_kind")
+        else:
+            np.divide(self.values[:, cols], np.float32(self.divisor), out=out, dtype=np.float32)
 
     def to_float32(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)

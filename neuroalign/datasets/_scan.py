@@ -290,13 +290,37 @@ def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> No
         take(base, _pread(fd, buf, base, int(starts[b]) + size - base, path))
 
 
+def _preadv_rows(fd: int, rows: list[np.ndarray], offset: int, path: Path) -> None:
+    """Fill the contiguous arrays ``rows`` with the file's bytes from ``offset`` on, in
+    order (one ``preadv`` when it reads them whole)."""
+    views = [memoryview(r.reshape(-1).view(np.uint8)) for r in rows]
+    need = sum(len(v) for v in views)
+    got = 0
+    while views:
+        n = os.preadv(fd, views, offset + got)
+        if n == 0:
+            raise DataFormatError(
+                f"{path}: ends at byte {offset + got}, but its data continue to byte "
+                f"{offset + need}; the file is truncated. Download it again."
+            )
+        got += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
 def read_mgh_frames(path: Path, img, columns: np.ndarray,
                     out: np.ndarray | None = None) -> np.ndarray | None:
-    """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float32.
+    """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float.
 
     Returns None for other files (``.mgz``, scaled data, other shapes). The values are
-    those ``nibabel`` gives (``img.dataobj``), cast to float32, written into ``out``
-    (T, len(columns)) when given. The frames are read in order, ~64 MiB at a time.
+    those ``nibabel`` gives (``img.dataobj``), written into ``out`` (T, len(columns)) when
+    given, cast to its dtype, else into a new float32 array. When ``out`` has the file's
+    own dtype (big-endian) and the columns are all of them, the frames are read straight
+    into it (no copy through a buffer, no cast). The frames are read in order, ~64 MiB at
+    a time.
     """
     proxy = img.dataobj
     if not str(path).lower().endswith(".mgh") or getattr(proxy, "order", None) != "F":
@@ -324,14 +348,20 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
             columns, np.arange(columns[0], columns[0] + len(columns))):
         # a run of columns (the whole surface): a slice, cast straight into ``out``
         columns = slice(int(columns[0]), int(columns[0]) + len(columns))
-    step = max(1, _RANGE_BYTES // max(frame, 1))
-    buf = bytearray(min(step, T) * frame)
+    # every column, in the file's dtype, each row of ``out`` contiguous: read in place
+    direct = (isinstance(columns, slice) and columns == slice(0, V) and out.dtype == dtype
+              and out.strides[1] == dtype.itemsize)
+    step = max(1, min(_RANGE_BYTES // max(frame, 1), 512 if direct else T))
+    buf = None if direct else bytearray(min(step, T) * frame)
     fd = os.open(path, os.O_RDONLY)
     try:
         for t0 in range(0, T, step):
             m = min(step, T - t0)
             # the disk reads the next piece while this one is cast
             _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
+            if direct:
+                _preadv_rows(fd, list(out[t0 : t0 + m]), offset + t0 * frame, path)
+                continue
             view = _pread(fd, buf, offset + t0 * frame, m * frame, path)
             out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
             del view

@@ -149,6 +149,36 @@ def test_mgh_reader_equals_nibabel(tmp_path, monkeypatch):
         _scan.read_mgh_frames(path, img, cols)
 
 
+def test_mgh_frames_are_read_straight_into_a_big_endian_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 4 * 50 * 3)  # 3 frames a read
+    vals = np.random.default_rng(3).standard_normal((50, 1, 1, 13)).astype(np.float32)
+    vals[3] = np.nan
+    vals.view(np.int32)[5, 0, 0, 2] = 0x7FC00123  # a NaN with a payload: bits kept
+    path = tmp_path / "lh.betas_session01.mgh"
+    nib.save(nib.MGHImage(vals, np.eye(4)), str(path))
+    img = nib.load(path)
+    real, calls = _scan.os.preadv, []
+
+    def short(fd, views, offset):  # the kernel may return fewer bytes than asked
+        calls.append(len(views))
+        first = views[0]
+        return real(fd, [first[: max(1, len(first) // 3)]], offset)
+
+    monkeypatch.setattr(_scan.os, "preadv", short)
+    block = np.full((13, 70), 7, dtype=">f4")  # both hemispheres; lh in columns 10:60
+    got = _scan.read_mgh_frames(path, img, np.arange(50), out=block[:, 10:60])
+    assert got.base is block or got.base is block.base
+    assert max(calls) > 1  # several rows in one preadv
+    want = np.asarray(img.dataobj)[:, 0, 0, :].T
+    np.testing.assert_array_equal(block[:, 10:60].astype(np.float32).view(np.int32),
+                                  want.astype(np.float32).view(np.int32))  # bitwise
+    assert (block[:, :10] == 7).all() and (block[:, 60:] == 7).all()
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 100)
+    with pytest.raises(DataFormatError, match=r"lh.betas_session01.mgh: truncated or corrupt image data"):
+        _scan.read_mgh_frames(path, img, np.arange(50), out=block[:, 10:60])
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     return simulate_nsd_scale(tmp_path_factory.mktemp("scan") / "nsd", sessions=3, volume_shape=(10, 12, 9),
