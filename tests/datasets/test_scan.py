@@ -110,6 +110,35 @@ def test_index_cache_is_used_only_for_the_same_layout(tmp_path, monkeypatch):
     assert [p.rsplit("/", 1)[-1] for p in built] == ["a.hdf5", "c.hdf5"]
 
 
+@pytest.mark.parametrize("early", [False, True])
+def test_gaps_are_hashed_in_the_pass_that_reads_the_chunks(tmp_path, monkeypatch, early):
+    monkeypatch.setattr(_scan, "_GAP_BYTES", 8000)  # ranges that hold B-tree nodes
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 10**6)
+    path = tmp_path / "a.hdf5"
+    _write(path, np.random.default_rng(4).integers(-999, 999, size=(T, 8, 10, 12), dtype=np.int16),
+           (T, 1, 1, 1), early=early)
+    size = T * 2
+    with h5py.File(path, "r") as f:
+        index = _scan._chunk_index(f["betas"], path, (8, 10, 12), (1, 1, 1), size)
+    assert index.gaps is not None and len(index.gaps) > 6
+    want = _scan._gap_digest(path, index.gaps)
+    reads, real = [], _scan._pread
+    monkeypatch.setattr(_scan, "_pread", lambda fd, buf, a, n, p: reads.append(n) or real(fd, buf, a, n, p))
+    rng = np.random.default_rng(5)
+    for sel in (np.arange(960), np.sort(rng.choice(960, 9, replace=False)), np.array([959]), np.array([], int)):
+        reads.clear()
+        starts, taken = np.unique(index.table[sel]), []
+        with open(path, "rb") as f:
+            got = _scan._read_ranges(f.fileno(), path, starts, size, lambda base, v, t=taken: t.append(base),
+                                     index.gaps)
+        assert got == want, sel  # the same digest as the separate pass
+        assert bool(taken) == bool(len(sel))  # the chunks were handed over
+        if len(sel) == 960:  # every chunk read: the gaps between them come with them
+            assert len(reads) < len(index.gaps)
+    with open(path, "rb") as f:
+        assert _scan._read_ranges(f.fileno(), path, starts, size, lambda *a: None) is None
+
+
 def test_truncated_chunk_data_is_a_named_error(tmp_path):
     data = np.ones((T, 2, 3, 4), dtype=np.int16)
     path = tmp_path / "b.hdf5"
