@@ -16,8 +16,8 @@ For each space (func1pt8mm HDF5, fsaverage MGH) and each session count (default 
    earlier commit), right before, on the same files (``ingest_baseline``),
 
 each in a fresh subprocess, with the input files dropped from the page cache before
-(``POSIX_FADV_DONTNEED``), reporting wall time, peak RSS (``ru_maxrss``) and the load
-average. The ingest of the nsdgeneral store at the largest session count is checked
+(``POSIX_FADV_DONTNEED``), reporting wall time, CPU time (user + system, all threads of
+the process), peak RSS (``ru_maxrss``) and the load average. The ingest of the nsdgeneral store at the largest session count is checked
 against ``truth.json`` (NSD's ncsnr estimated from the store vs the true ncsnr).
 
 Disk: the trees are written under ``--root`` (default ``/tmp/nsd-scale``) and deleted at
@@ -218,9 +218,12 @@ def worker(mode: str, args: dict) -> None:
 
     warnings.simplefilter("ignore")
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     out = WORKERS[mode](args)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     out.update(seconds=time.perf_counter() - t0,
+               cpu_s=(r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),  # all threads
                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                rss_at_start_mib=base / 1024)
     print(json.dumps(out))
@@ -328,22 +331,24 @@ def main() -> None:
                     ing, raw = row["ingest"], row["raw"]
                     row["ratio_raw"] = ing["seconds"] / raw["seconds"]
                     parts = [f"{space}{tag} {mask:<10} {n:>2} sessions | ingest {ing['seconds']:7.1f} s "
-                             f"{ing['peak_rss_mib']:6.0f} MiB load {ing['load_avg']}"]
+                             f"(CPU {ing['cpu_s']:.1f} s) {ing['peak_rss_mib']:6.0f} MiB load {ing['load_avg']}"]
                     if "ingest_baseline" in row:
                         b = row["ingest_baseline"]
-                        parts.append(f"baseline ingest {b['seconds']:7.1f} s {b['peak_rss_mib']:6.0f} MiB "
-                                     f"load {b['load_avg']} ({b['seconds'] / raw['seconds']:.2f}x raw)")
+                        parts.append(f"baseline ingest {b['seconds']:7.1f} s (CPU {b['cpu_s']:.1f} s) "
+                                     f"{b['peak_rss_mib']:6.0f} MiB load {b['load_avg']} "
+                                     f"({b['seconds'] / raw['seconds']:.2f}x raw)")
                     if "reference" in row:
                         ref = row["reference"]
                         row["ratio_reference"] = ing["seconds"] / ref["seconds"]
                         parts.append(f"{'h5py' if space == 'func1pt8mm' else 'nibabel'} {ref['seconds']:7.1f} s "
                                      f"{ref['peak_rss_mib']:6.0f} MiB ({row['ratio_reference']:.2f}x)")
-                    parts.append(f"raw read {raw['seconds']:6.1f} s load {raw['load_avg']}, ingest/raw {row['ratio_raw']:.2f}x")
+                    parts.append(f"raw read {raw['seconds']:6.1f} s (CPU {raw['cpu_s']:.1f} s) load {raw['load_avg']}, "
+                                 f"ingest/raw {row['ratio_raw']:.2f}x")
                     if "floor" in row:
                         fl = row["floor"]
                         row["ratio_floor"] = ing["seconds"] / fl["seconds"]
                         parts.append(f"floor (read + write {fl['written'] / GiB:.2f} GiB) {fl['seconds']:6.1f} s "
-                                     f"load {fl['load_avg']}, ingest/floor {row['ratio_floor']:.2f}x")
+                                     f"(CPU {fl['cpu_s']:.1f} s) load {fl['load_avg']}, ingest/floor {row['ratio_floor']:.2f}x")
                     parts.append(f"chunks {ing['chunks']} ({ing['chunk_files']} files, {ing['compressor']}, "
                                  f"{ing['store_bytes'] / GiB:.2f} GiB)")
                     results.append(row)

@@ -2,8 +2,11 @@
 
 Every adapter builds an :class:`IngestPlan`. :meth:`IngestPlan.load` reads the blocks
 into memory; :meth:`IngestPlan.write` streams them into a zarr store one block (one
-session file) at a time, so peak memory is bounded by one block, not by the whole
-subject.
+session file) at a time, reading the next block while the current one is written, so
+peak memory is bounded by two blocks, not by the whole subject. The per-byte work of a
+block (cast, layout, ``pwrite``, SHA-256) is spread over the cores, chunk by chunk
+(:mod:`~neuroalign.datasets._chunkfiles`); the store's bytes and digests are those of a
+single thread.
 
 The store is written directly in its final layout: chunks that hold every presentation
 of a slab of neuroids (as :func:`~neuroalign.store.save_store` writes), stored
@@ -58,6 +61,8 @@ import xarray as xr
 
 from neuroalign._files import atomic_dir, is_neuroalign_dir, write_marker
 from neuroalign._logging import get_logger, progress
+from neuroalign.datasets._chunkfiles import ChunkFiles as _ChunkFiles
+from neuroalign.datasets._chunkfiles import Workers
 from neuroalign.datasets._digest import DigestQueue, content_digest, file_stat
 from neuroalign.exceptions import DataFormatError, OutputExistsError
 from neuroalign.store import check_store, write_manifest
@@ -76,15 +81,18 @@ _TARGET_CHUNK_BYTES = 32 * 2**20
 @dataclass
 class Scaled:
     """Values stored as integers, and their divisor: the block's values are
-    ``values.astype(float32) / divisor`` (float32 arithmetic, as ``arr /= divisor``).
+    ``values.astype(float32) / divisor`` (float32 arithmetic, as ``arr /= divisor``);
+    with ``divisor=None``, values of another float dtype (e.g. big-endian) that are cast
+    exactly: ``values.astype(float32)``.
 
     A :class:`Block` may read these instead of float32: half the memory for int16 data,
-    and the streamed write divides while it lays the values out in the store's chunks
-    (one pass instead of a cast, a division and a copy).
+    no pass over the values in the reader, and the streamed write divides or casts while
+    it lays the values out in the store's chunks (one pass instead of a cast, a division
+    and a copy).
     """
 
     values: np.ndarray  # (rows, ...) any strides
-    divisor: np.float32
+    divisor: np.float32 | None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,7 +100,10 @@ class Scaled:
 
     def into(self, out: np.ndarray, cols: slice = slice(None)) -> None:
         """Write ``values[:, cols] / divisor`` (float32) into ``out``."""
-        np.divide(self.values[:, cols], np.float32(self.divisor), out=out, dtype=np.float32)
+        if self.divisor is None:
+            np.copyto(out, self.values[:, cols], casting="same_kind")
+        else:
+            np.divide(self.values[:, cols], np.float32(self.divisor), out=out, dtype=np.float32)
 
     def to_float32(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
@@ -267,22 +278,26 @@ class IngestPlan:
         _write_json(state_path, {"fingerprint": fp, "done": done})
         self._files = files = _ChunkFiles(partial / RESPONSE_VAR, self.shape, chunks)
         hashes = DigestQueue()
-        # one block at a time: reading the next block while one is written (on a thread)
-        # gained nothing measurable on 2 shared cores, and took a second block of memory
+        # the next block is read (on a worker) while this one is written (by the workers,
+        # chunk by chunk): two blocks in memory at most
         waiting: list[tuple[str, dict]] = []  # written blocks, digests pending
         complete = False
+        workers = Workers()
         try:
-            for block in progress([b for b in self.blocks if b.key not in done],
-                                  desc=self.desc, unit="file"):
-                arr, before = self._read_block(block)
+            files.workers = workers if workers.n > 1 else None
+            todo = [b for b in self.blocks if b.key not in done]
+            blocks = workers.read_ahead(self._read_block, todo)
+            for block in progress(todo, desc=self.desc, unit="file"):
+                arr, before = next(blocks)[1]
                 files.write_rows(block.start, arr)
-                del arr
+                del arr  # before the next read starts
                 waiting.append((block.key, {p: (st, hashes.submit(p, st)) for p, st in before.items()}))
                 if _take_digests(waiting, done, wait=False):
                     _write_json(state_path, {"fingerprint": fp, "done": done})
             complete = True
         finally:
             try:
+                workers.close()  # a block read ahead ends first
                 hashes.close()  # the low-priority thread stops; what it finished is kept
                 # interrupted: finish the digests of the blocks written (here, at this
                 # thread's priority), so a resume keeps them; complete: pending digests
@@ -328,80 +343,6 @@ class IngestPlan:
         # chunk sizes and checksums, then the completion marker; the digests of the chunk
         # files written whole by this run come from the bytes written, the rest are read
         write_manifest(tmp, known=self._files.digests() if self._files is not None else None)
-
-
-class _ChunkFiles:
-    """The uncompressed zarr v2 chunk files of ``responses``, written row block by row block.
-
-    Chunk ``(0, c, 0...)`` holds all ``n`` rows of neuroids ``c*w : (c+1)*w`` (and every
-    trailing index) in C order, so rows ``start:stop`` are bytes
-    ``start*row : stop*row`` of it, ``row = w * prod(trailing) * 4``. Each chunk file is
-    created at its full size (sparse) and written with ``pwrite`` at that offset; the last
-    chunk's columns beyond the array are zeros (zarr ignores them).
-
-    The SHA-256 of each chunk file is computed from the bytes as they are written, for the
-    store's manifest, as long as its rows are written in order from the first (a fresh
-    ingest); :meth:`digests` gives those of the files written whole that way, so the
-    manifest does not read the store back.
-    """
-
-    def __init__(self, folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
-        import zarr
-
-        arr = zarr.open_array(str(folder), mode="r", zarr_format=_ZARR_FORMAT)
-        meta = arr.metadata
-        if (tuple(meta.chunks) != tuple(chunks) or getattr(meta, "compressor", None) is not None
-                or getattr(meta, "filters", None) or arr.dtype != np.dtype("<f4")
-                or getattr(meta, "order", "C") != "C"):  # pragma: no cover - guards the layout
-            raise DataFormatError(f"{folder}: unexpected zarr layout {meta!r} for a streamed ingest.")
-        self.folder = folder
-        self.shape = shape
-        self.width = chunks[1]
-        self.rest = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-        self.row_bytes = self.width * self.rest * 4
-        self.n_chunks = -(-shape[1] // self.width)
-        trailing = (0,) * (len(shape) - 2)
-        keys = [meta.encode_chunk_key((0, c, *trailing)) for c in range(self.n_chunks)]
-        self.paths = [folder / k for k in keys]
-        self.rel = [f"{folder.name}/{k}" for k in keys]
-        self._sha = [hashlib.sha256() for _ in keys]
-        self._hashed = [0] * self.n_chunks  # bytes hashed from the start; -1: out of order
-
-    def digests(self) -> dict[str, tuple[int, str]]:
-        """``{path relative to the store: (size, SHA-256)}`` of the chunk files whose every
-        byte was hashed as written, in order."""
-        full = self.shape[0] * self.row_bytes
-        return {rel: (full, h.hexdigest()) for rel, h, n in zip(self.rel, self._sha, self._hashed, strict=True)
-                if n == full}
-
-    def write_rows(self, start: int, arr: np.ndarray | Scaled) -> None:
-        n_rows = arr.shape[0]
-        full = self.shape[0] * self.row_bytes
-        piece = np.zeros((n_rows, self.width, *self.shape[2:]), dtype="<f4")
-        for c, path in enumerate(self.paths):
-            cols = slice(c * self.width, min((c + 1) * self.width, self.shape[1]))
-            k = cols.stop - cols.start
-            if isinstance(arr, Scaled):  # divided as it is laid out
-                arr.into(piece[:, :k], cols)
-            else:
-                piece[:, :k] = arr[:, cols]
-            if k < self.width:  # the last chunk: columns past the end are 0
-                piece[:, k:] = 0
-            data = memoryview(piece).cast("B")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-            try:
-                if os.fstat(fd).st_size != full:
-                    os.ftruncate(fd, full)
-                offset, done = start * self.row_bytes, 0
-                while done < len(data):
-                    done += os.pwrite(fd, data[done:], offset + done)
-            finally:
-                os.close(fd)
-            if self._hashed[c] == offset:  # hashlib releases the GIL on large buffers
-                self._sha[c].update(data)
-                self._hashed[c] = offset + len(data)
-            else:
-                self._hashed[c] = -1
 
 
 class _Digests:

@@ -504,8 +504,9 @@ def ingest_nsd(
 ) -> Path:
     """Stream one NSD subject into a zarr store at ``out``, one session file at a time.
 
-    Peak memory is bounded by one session file, not by the number of sessions. The write
-    is atomic; an interrupted ingest run again with the same inputs resumes.
+    Peak memory is bounded by two session blocks (one written while the next is read),
+    not by the number of sessions. The write is atomic; an interrupted ingest run again
+    with the same inputs resumes.
 
     Parameters
     ----------

@@ -234,8 +234,10 @@ def _read_volume_nifti(path: Path, ijk: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarray]) -> np.ndarray:
-    """(trials, lh vertices + rh vertices) PSC, filled hemisphere by hemisphere in place."""
+def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarray]) -> np.ndarray | Scaled:
+    """(trials, lh vertices + rh vertices) PSC, filled hemisphere by hemisphere in place
+    (in the files' big-endian float32 for ``.mgh``: a :class:`~neuroalign.datasets._ingest.Scaled`
+    without divisor, cast where the ingest lays the values out)."""
     total = len(verts["lh"]) + len(verts["rh"])
     out = None
     col = 0
@@ -247,7 +249,11 @@ def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarra
             img = load_nifti(path, "fsaverage betas (.mgh, vertices x 1 x 1 x trials)")
             shape = image_shape(img)
             if out is None and len(shape) == 4:
-                out = np.empty((shape[3], total), dtype=np.float32)
+                # the file's own float32 (big-endian in .mgh): read without a cast, the
+                # ingest casts it (exactly) while it lays the values out in the store
+                own = np.dtype(img.get_data_dtype())
+                out = np.empty((shape[3], total), dtype=own if own in (np.dtype(">f4"), np.dtype("<f4"))
+                               else np.float32)
             if out is not None and len(shape) == 4 and out.shape[0] == shape[3]:
                 dest = out[:, col : col + n]
             part = read_mgh_frames(path, img, verts[hemi], out=dest)  # PSC
@@ -277,4 +283,4 @@ def _read_surface(kinds: dict[str, Path], space: str, verts: dict[str, np.ndarra
     bad = cand[np.isnan(out[:, cand]).all(axis=0)] if len(cand) else cand
     if len(bad):
         log.warning("%s: %d vertices are NaN in every trial", kinds["lh"].name, len(bad))
-    return out
+    return out if out.dtype == np.float32 else Scaled(out, None)

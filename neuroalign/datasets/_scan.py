@@ -4,7 +4,8 @@ NSD's func1pt8mm HDF5 betas are chunked one voxel per chunk (h5py chunks
 ``(trials, 1, 1, 1)``, ~700,000 chunks per session), unfiltered. h5py reads such a file
 at ~70 MB/s, chunk by chunk through HDF5's chunk machinery, whatever the selection. Here
 HDF5's chunk index is read once per layout (``chunk_iter``, ~1-5 s for 700,000 chunks;
-reused for the other sessions, whose bytes outside the chunk data are identical) and the
+reused for the other sessions, whose bytes outside the chunk data are identical: checked
+in the same pass that reads the chunks, the result kept only when they are) and the
 chunks holding the wanted voxels are read as raw bytes, sorted by file offset and
 coalesced into large reads: disk speed.
 The fsaverage ``.mgh`` betas are one raw big-endian array after a 284-byte header; their
@@ -124,23 +125,18 @@ def _hdf5_chunks(d):
 
 
 def _chunk_index(d, path: Path, grid, chunk, size: int) -> _ChunkIndex:
-    """The chunk index of ``d``: a cached index of a file of the same size and layout
-    when the bytes outside its chunk data are identical in this file, else HDF5's own
-    (``chunk_iter``).
+    """HDF5's own index of ``d``'s chunks (``chunk_iter``), and the file's bytes outside
+    the chunk data (``gaps``; None when chunks overlap or they are too many to compare).
 
-    Why the cache is exact: HDF5 finds a dataset's chunks by parsing metadata (superblock,
-    object header, B-tree nodes) that lies outside the chunk data. If every byte outside
-    file A's chunk data is identical in file B, parsing B reads the same bytes at the same
-    addresses as parsing A, so B's chunks are where A's are; only their contents differ.
-    Comparing those bytes (~4 % of an NSD session file) costs far less than iterating
-    ~700,000 chunks.
+    Why an index can be reused for another file (:func:`read_h5_voxels`): HDF5 finds a
+    dataset's chunks by parsing metadata (superblock, object header, B-tree nodes) that
+    lies outside the chunk data. If every byte outside file A's chunk data is identical in
+    file B, parsing B reads the same bytes at the same addresses as parsing A, so B's
+    chunks are where A's are; only their contents differ. Comparing those bytes (~4 % of
+    an NSD session file) costs far less than iterating ~700,000 chunks.
     """
     file_size = path.stat().st_size
     key = (file_size, d.shape, d.dtype.str, d.chunks)
-    cached = _INDEX_CACHE.get(key)
-    if cached is not None and _gap_digest(path, cached.gaps) == cached.gap_digest:
-        _INDEX_CACHE.move_to_end(key)
-        return cached
     gy, gx = grid[1], grid[2]
     cz, cy, cx = chunk
     offsets, sizes, masks, corner = _hdf5_chunks(d)
@@ -162,11 +158,7 @@ def _chunk_index(d, path: Path, grid, chunk, size: int) -> _ChunkIndex:
         gaps = np.c_[edges[keep], ends[keep]]
         if int((gaps[:, 1] - gaps[:, 0]).sum()) > _GAP_LIMIT:
             gaps = None
-    index = _ChunkIndex(key, table, bad, gaps)
-    if gaps is not None:
-        index.gap_digest = _gap_digest(path, gaps)
-        _remember(index)
-    return index
+    return _ChunkIndex(key, table, bad, gaps)
 
 
 def _direct_chunks(d) -> tuple[int, ...] | None:
@@ -237,13 +229,40 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray, dtype=np.float32) -> np.ndarr
     if chunks is None:
         return None
     T = int(d.shape[0])
-    cz, cy, cx = chunks[1:]
     grid = tuple(-(-int(n) // c) for n, c in zip(d.shape[1:], chunks[1:], strict=True))
-    per_chunk = cz * cy * cx
-    size = T * per_chunk * d.dtype.itemsize
+    size = T * int(np.prod(chunks[1:])) * d.dtype.itemsize
     file_size = path.stat().st_size
+    key = (file_size, d.shape, d.dtype.str, d.chunks)
+    cached = _INDEX_CACHE.get(key)
+    if cached is not None:
+        # read with the index of a file of the same layout, hashing this file's bytes
+        # outside the chunk data in the same pass; kept only when they are identical
+        try:
+            got = _read_voxels(d, path, zyx, dtype, cached, chunks, grid, size, file_size)
+        except DataFormatError:  # e.g. a chunk past the end: not this file's index
+            got = None
+        if got is not None and got[1] == cached.gap_digest:
+            _INDEX_CACHE.move_to_end(key)
+            return got[0]
+        _INDEX_CACHE.pop(key, None)
     index = _chunk_index(d, path, grid, chunks[1:], size)
+    got = _read_voxels(d, path, zyx, dtype, index, chunks, grid, size, file_size)
+    if got is None:
+        return None
+    if index.gaps is not None and got[1] is not None:
+        index.gap_digest = got[1]
+        _remember(index)
+    return got[0]
 
+
+def _read_voxels(d, path: Path, zyx, dtype, index: _ChunkIndex, chunks, grid, size: int,
+                 file_size: int) -> tuple[np.ndarray, str | None] | None:
+    """The values (T, n) at ``zyx`` read with ``index``, and the digest of the file's bytes
+    in ``index.gaps`` (:func:`_gap_digest`, taken in the same pass); None when a wanted
+    chunk is stored in some other way (h5py reads it then)."""
+    T = int(d.shape[0])
+    cz, cy, cx = chunks[1:]
+    per_chunk = cz * cy * cx
     z, y, x = (np.asarray(zyx[:, a], dtype=np.int64) for a in range(3))
     lin = ((z // cz) * grid[1] + y // cy) * grid[2] + x // cx
     local = ((z % cz) * cy + y % cy) * cx + x % cx
@@ -268,35 +287,88 @@ def read_h5_voxels(d, path: Path, zyx: np.ndarray, dtype=np.float32) -> np.ndarr
     take = _Gather(out, vox, starts, which, local, size, T, per_chunk, d.dtype)
     fd = os.open(path, os.O_RDONLY)
     try:
-        _read_ranges(fd, path, starts, size, take)
+        digest = _read_ranges(fd, path, starts, size, take, index.gaps)
     finally:
         os.close(fd)
-    return out.T
+    return out.T, digest
 
 
-def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take) -> None:
-    """Read only the wanted chunks, nearby ones coalesced, at most _RANGE_BYTES at once."""
-    if not len(starts):
-        return
-    brk = np.ones(len(starts), dtype=bool)
-    brk[1:] = ((np.diff(starts) > size + _GAP_BYTES)
-               | (starts[1:] // _RANGE_BYTES != starts[:-1] // _RANGE_BYTES))
-    first = np.flatnonzero(brk)
-    last = np.append(first[1:], len(starts)) - 1
-    buf = bytearray(int(np.max(starts[last] - starts[first])) + size)
-    _prefetch(fd, zip(starts[first].tolist(), (starts[last] + size).tolist(), strict=True))
-    for a, b in zip(first, last, strict=True):
-        base = int(starts[a])
-        take(base, _pread(fd, buf, base, int(starts[b]) + size - base, path))
+def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take,
+                 gaps: np.ndarray | None = None) -> str | None:
+    """Read only the wanted chunks, nearby ones coalesced, at most _RANGE_BYTES at once.
+
+    With ``gaps`` (the file's bytes outside chunk data), also return their digest as
+    :func:`_gap_digest` computes it, in the same pass: a gap inside a range is hashed from
+    the bytes read for the chunks, the others are read on their own, in file order.
+    """
+    h = None
+    if gaps is not None:
+        h = hashlib.sha256(np.ascontiguousarray(gaps, dtype="<i8").tobytes())
+        g_lo, g_hi = gaps[:, 0], gaps[:, 1]
+    if len(starts):
+        brk = np.ones(len(starts), dtype=bool)
+        brk[1:] = ((np.diff(starts) > size + _GAP_BYTES)
+                   | (starts[1:] // _RANGE_BYTES != starts[:-1] // _RANGE_BYTES))
+        first = np.flatnonzero(brk)
+        last = np.append(first[1:], len(starts)) - 1
+        lo, hi = starts[first], starts[last] + size
+    else:
+        lo = hi = np.empty(0, dtype=np.int64)
+    inside = np.zeros(0 if gaps is None else len(gaps), dtype=bool)
+    if gaps is not None and len(lo):  # a gap never straddles a range (ranges end at chunks)
+        r = np.searchsorted(lo, g_lo, side="right") - 1
+        inside = (r >= 0) & (g_hi <= hi[np.maximum(r, 0)])
+    alone = [] if gaps is None else gaps[~inside].tolist()
+    _prefetch(fd, sorted(zip(lo.tolist(), hi.tolist(), strict=True)) + alone)
+    buf = bytearray(int(np.max(hi - lo)) if len(lo) else 0)
+    gbuf = bytearray(max((b - a for a, b in alone), default=0))
+    g = 0  # next gap to hash
+    for base, end in zip(lo.tolist(), hi.tolist(), strict=True):
+        view = _pread(fd, buf, base, end - base, path)
+        if h is not None:
+            while g < len(gaps) and g_lo[g] < end:
+                a, b = int(g_lo[g]), int(g_hi[g])
+                h.update(view[a - base : b - base] if inside[g] else _pread(fd, gbuf, a, b - a, path))
+                g += 1
+        take(base, view)
+    if h is None:
+        return None
+    for a, b in gaps[g:].tolist():
+        h.update(_pread(fd, gbuf, a, b - a, path))
+    return h.hexdigest()
+
+
+def _preadv_rows(fd: int, rows: list[np.ndarray], offset: int, path: Path) -> None:
+    """Fill the contiguous arrays ``rows`` with the file's bytes from ``offset`` on, in
+    order (one ``preadv`` when it reads them whole)."""
+    views = [memoryview(r.reshape(-1).view(np.uint8)) for r in rows]
+    need = sum(len(v) for v in views)
+    got = 0
+    while views:
+        n = os.preadv(fd, views, offset + got)
+        if n == 0:
+            raise DataFormatError(
+                f"{path}: ends at byte {offset + got}, but its data continue to byte "
+                f"{offset + need}; the file is truncated. Download it again."
+            )
+        got += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 def read_mgh_frames(path: Path, img, columns: np.ndarray,
                     out: np.ndarray | None = None) -> np.ndarray | None:
-    """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float32.
+    """Frames x ``columns`` of an uncompressed ``.mgh`` of shape (V, 1, 1, T), float.
 
     Returns None for other files (``.mgz``, scaled data, other shapes). The values are
-    those ``nibabel`` gives (``img.dataobj``), cast to float32, written into ``out``
-    (T, len(columns)) when given. The frames are read in order, ~64 MiB at a time.
+    those ``nibabel`` gives (``img.dataobj``), written into ``out`` (T, len(columns)) when
+    given, cast to its dtype, else into a new float32 array. When ``out`` has the file's
+    own dtype (big-endian) and the columns are all of them, the frames are read straight
+    into it (no copy through a buffer, no cast). The frames are read in order, ~64 MiB at
+    a time.
     """
     proxy = img.dataobj
     if not str(path).lower().endswith(".mgh") or getattr(proxy, "order", None) != "F":
@@ -324,14 +396,20 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
             columns, np.arange(columns[0], columns[0] + len(columns))):
         # a run of columns (the whole surface): a slice, cast straight into ``out``
         columns = slice(int(columns[0]), int(columns[0]) + len(columns))
-    step = max(1, _RANGE_BYTES // max(frame, 1))
-    buf = bytearray(min(step, T) * frame)
+    # every column, in the file's dtype, each row of ``out`` contiguous: read in place
+    direct = (isinstance(columns, slice) and columns == slice(0, V) and out.dtype == dtype
+              and out.strides[1] == dtype.itemsize)
+    step = max(1, min(_RANGE_BYTES // max(frame, 1), 512 if direct else T))
+    buf = None if direct else bytearray(min(step, T) * frame)
     fd = os.open(path, os.O_RDONLY)
     try:
         for t0 in range(0, T, step):
             m = min(step, T - t0)
             # the disk reads the next piece while this one is cast
             _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
+            if direct:
+                _preadv_rows(fd, list(out[t0 : t0 + m]), offset + t0 * frame, path)
+                continue
             view = _pread(fd, buf, offset + t0 * frame, m * frame, path)
             out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
             del view

@@ -110,6 +110,35 @@ def test_index_cache_is_used_only_for_the_same_layout(tmp_path, monkeypatch):
     assert [p.rsplit("/", 1)[-1] for p in built] == ["a.hdf5", "c.hdf5"]
 
 
+@pytest.mark.parametrize("early", [False, True])
+def test_gaps_are_hashed_in_the_pass_that_reads_the_chunks(tmp_path, monkeypatch, early):
+    monkeypatch.setattr(_scan, "_GAP_BYTES", 8000)  # ranges that hold B-tree nodes
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 10**6)
+    path = tmp_path / "a.hdf5"
+    _write(path, np.random.default_rng(4).integers(-999, 999, size=(T, 8, 10, 12), dtype=np.int16),
+           (T, 1, 1, 1), early=early)
+    size = T * 2
+    with h5py.File(path, "r") as f:
+        index = _scan._chunk_index(f["betas"], path, (8, 10, 12), (1, 1, 1), size)
+    assert index.gaps is not None and len(index.gaps) > 6
+    want = _scan._gap_digest(path, index.gaps)
+    reads, real = [], _scan._pread
+    monkeypatch.setattr(_scan, "_pread", lambda fd, buf, a, n, p: reads.append(n) or real(fd, buf, a, n, p))
+    rng = np.random.default_rng(5)
+    for sel in (np.arange(960), np.sort(rng.choice(960, 9, replace=False)), np.array([959]), np.array([], int)):
+        reads.clear()
+        starts, taken = np.unique(index.table[sel]), []
+        with open(path, "rb") as f:
+            got = _scan._read_ranges(f.fileno(), path, starts, size, lambda base, v, t=taken: t.append(base),
+                                     index.gaps)
+        assert got == want, sel  # the same digest as the separate pass
+        assert bool(taken) == bool(len(sel))  # the chunks were handed over
+        if len(sel) == 960:  # every chunk read: the gaps between them come with them
+            assert len(reads) < len(index.gaps)
+    with open(path, "rb") as f:
+        assert _scan._read_ranges(f.fileno(), path, starts, size, lambda *a: None) is None
+
+
 def test_truncated_chunk_data_is_a_named_error(tmp_path):
     data = np.ones((T, 2, 3, 4), dtype=np.int16)
     path = tmp_path / "b.hdf5"
@@ -147,6 +176,36 @@ def test_mgh_reader_equals_nibabel(tmp_path, monkeypatch):
         f.truncate(path.stat().st_size - 100)
     with pytest.raises(DataFormatError, match=r"lh.betas_session01.mgh: truncated or corrupt image data"):
         _scan.read_mgh_frames(path, img, cols)
+
+
+def test_mgh_frames_are_read_straight_into_a_big_endian_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(_scan, "_RANGE_BYTES", 4 * 50 * 3)  # 3 frames a read
+    vals = np.random.default_rng(3).standard_normal((50, 1, 1, 13)).astype(np.float32)
+    vals[3] = np.nan
+    vals.view(np.int32)[5, 0, 0, 2] = 0x7FC00123  # a NaN with a payload: bits kept
+    path = tmp_path / "lh.betas_session01.mgh"
+    nib.save(nib.MGHImage(vals, np.eye(4)), str(path))
+    img = nib.load(path)
+    real, calls = _scan.os.preadv, []
+
+    def short(fd, views, offset):  # the kernel may return fewer bytes than asked
+        calls.append(len(views))
+        first = views[0]
+        return real(fd, [first[: max(1, len(first) // 3)]], offset)
+
+    monkeypatch.setattr(_scan.os, "preadv", short)
+    block = np.full((13, 70), 7, dtype=">f4")  # both hemispheres; lh in columns 10:60
+    got = _scan.read_mgh_frames(path, img, np.arange(50), out=block[:, 10:60])
+    assert got.base is block or got.base is block.base
+    assert max(calls) > 1  # several rows in one preadv
+    want = np.asarray(img.dataobj)[:, 0, 0, :].T
+    np.testing.assert_array_equal(block[:, 10:60].astype(np.float32).view(np.int32),
+                                  want.astype(np.float32).view(np.int32))  # bitwise
+    assert (block[:, :10] == 7).all() and (block[:, 60:] == 7).all()
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 100)
+    with pytest.raises(DataFormatError, match=r"lh.betas_session01.mgh: truncated or corrupt image data"):
+        _scan.read_mgh_frames(path, img, np.arange(50), out=block[:, 10:60])
 
 
 @pytest.fixture(scope="module")
