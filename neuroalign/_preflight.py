@@ -176,6 +176,22 @@ def row_block(n_columns: int) -> int:
     return int(min(1024, max(64, ROW_BLOCK_BYTES // (8 * max(int(n_columns), 1)))))
 
 
+def largest_fitting(fits, hi: int) -> int:
+    """The largest ``b`` in ``1..hi`` with ``fits(b)`` true, by bisection (``fits`` must be
+    monotone: true up to some size, false above); 1 when none is.
+
+    Examples
+    --------
+    >>> largest_fitting(lambda b: 3 * b <= 100, 4096)
+    33
+    """
+    lo, hi = 1, int(hi)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
 def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                  n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
                  refit: bool = True) -> int:
@@ -318,15 +334,9 @@ def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: in
                f"{'float64' if itemsize == 8 else 'float32'}) even one target at a time",
                f"dtype='float32', {lower}, fewer alphas, or fewer targets per call "
                "(split the neuroids, e.g. cluster= or by ROI)")
-    lo, hi = 1, int(batch)  # the estimate grows with the batch: bisect the largest that fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ridge_memory(n_samples, n_features, n_targets, batch=mid, **kw) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    fit = lo
-    return int(fit)
+    # the estimate grows with the batch: the largest that fits
+    return largest_fitting(
+        lambda b: ridge_memory(n_samples, n_features, n_targets, batch=b, **kw) <= budget, batch)
 
 
 def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4) -> int:

@@ -122,14 +122,9 @@ def banded_batch(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n
                   "per alpha), fewer features (e.g. a PCA of each space), fewer samples per "
                   "fit, or fewer neuroids per call (e.g. by ROI, or cluster= with a smaller "
                   "batch_size)")
-    lo, hi = 1, int(batch)  # the estimate grows with the batch: the largest that fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if banded_memory(n_samples, n_features, t, batch=mid, **kw) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return int(lo)
+    # the estimate grows with the batch: the largest that fits
+    return pf.largest_fitting(
+        lambda b: banded_memory(n_samples, n_features, t, batch=b, **kw) <= budget, batch)
 
 
 # -- searchlight ---------------------------------------------------------------------------
@@ -218,15 +213,8 @@ def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: 
               itemsize=itemsize)
     whole = dict(kw, n_models=n_models, workers=workers, grid_cells=grid_cells)
 
-    def largest(ok, hi: int) -> int:
-        lo = 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
-        return lo
-
     per_thread = max_memory * 2**20
-    chunk = int(fixed_chunk) if fixed_chunk is not None else largest(
+    chunk = int(fixed_chunk) if fixed_chunk is not None else pf.largest_fitting(
         lambda c: searchlight_chunk_memory(n_stimuli, width, c, n_neuroids=n_neuroids,
                                            **kw) <= per_thread, 8192)
     if not apply_budget:
@@ -248,5 +236,5 @@ def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: 
         pf._raise(need, budget, what + f" with {chunk} centres per cell",
                   "a smaller batch_size (centres per cell; by default max_memory sets it), "
                   "fewer stimuli or a smaller radius")
-    return largest(lambda c: searchlight_memory(n_stimuli, n_neuroids, width, c, **whole)
-                   <= budget, chunk)
+    return pf.largest_fitting(
+        lambda c: searchlight_memory(n_stimuli, n_neuroids, width, c, **whole) <= budget, chunk)

@@ -205,3 +205,9 @@ def test_estimate_within_25_percent_of_the_measured_peak(cell):
                          capture_output=True, text=True)
     measured, estimate = json.loads(out.stdout.strip().splitlines()[-1])
     assert abs(estimate - measured) <= 0.25 * measured, (measured / 2**20, estimate / 2**20)
+
+
+@pytest.mark.parametrize("hi", [1, 2, 7, 64, 4096])
+def test_largest_fitting_is_the_exact_largest(hi):
+    for k in range(0, min(hi, 70) + 2):
+        assert pf.largest_fitting(lambda b, k=k: b <= k, hi) == min(max(k, 1), hi)
