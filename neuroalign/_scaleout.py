@@ -237,6 +237,37 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
 
 
 # -- clusters ------------------------------------------------------------------------------
+class kept_environ:
+    """Context manager: this process's environment as it was on entry, restored on exit.
+
+    Starting worker processes with dask's ``Nanny`` (a ``LocalCluster`` of processes, or a
+    worker killed and replaced) sets ``distributed.nanny.pre-spawn-environ`` in the
+    parent's ``os.environ`` for good (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``,
+    ``OPENBLAS_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_=65536``): every process the user
+    starts afterwards would inherit them. Variables added inside are removed, changed ones
+    put back.
+
+    Examples
+    --------
+    >>> import os
+    >>> with kept_environ():
+    ...     os.environ["NEUROALIGN_EXAMPLE"] = "1"
+    >>> "NEUROALIGN_EXAMPLE" in os.environ
+    False
+    """
+
+    def __enter__(self) -> kept_environ:
+        self.saved = dict(os.environ)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for key in set(os.environ) - set(self.saved):
+            del os.environ[key]
+        for key, value in self.saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
 def make_cluster(kind: str, options: dict | None = None):
     """A dask cluster object (not yet scaled): ``"local"`` (LocalCluster; options
     ``n_workers``, ``threads_per_worker``, ``processes``, ``memory_limit``), ``"slurm"`` or
@@ -304,14 +335,21 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
             "'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', a dask Client, "
             "or a table {kind = ..., options...}."
         )
-    obj = make_cluster(cluster, options)
-    if cluster != "local":
-        obj.scale(jobs=int((options or {}).get("jobs", 1)))
-    client = Client(obj)
+    env = kept_environ().__enter__()  # dask's nanny would leave its variables behind
+    try:
+        obj = make_cluster(cluster, options)
+        if cluster != "local":
+            obj.scale(jobs=int((options or {}).get("jobs", 1)))
+        client = Client(obj)
+    finally:
+        env.__exit__()
 
     def close():
-        client.close()
-        obj.close()
+        try:
+            client.close()
+            obj.close()
+        finally:  # a worker replaced meanwhile set them again
+            env.__exit__()
 
     return client, close
 

@@ -89,11 +89,16 @@ def local_client(n_workers: int, *, processes: bool = False):
     this process, or worker processes), closed afterwards; the dashboard on a free port."""
     from dask import distributed
 
-    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                       processes=processes, dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    from neuroalign._scaleout import kept_environ
+
+    # dask's nanny leaves OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_ ... in os.environ: every
+    # later subprocess of the run (e.g. the measured memory peaks) would inherit them
+    with kept_environ():
+        cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                           processes=processes, dashboard_address=":0")
+        with distributed.Client(cluster) as c:
+            yield c
+        cluster.close()
 
 
 @pytest.fixture(scope="module")

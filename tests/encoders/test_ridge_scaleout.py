@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from enc_helpers import planted
@@ -305,3 +307,21 @@ def test_without_result_path_the_temporary_cells_go_and_a_remote_cluster_needs_o
                                              r"RidgeEncoder.fit\(\): None with cluster='(slurm|tcp://10.0.0.1:8786|pbs)'\. "
                                              r"Expected a folder that the workers and this process share"):
             RidgeEncoder(alphas=ALPHAS).fit(X, Y, cluster=cluster)
+
+
+def test_a_local_cluster_of_processes_leaves_this_process_environment_as_it_was(
+        monkeypatch, tmp_path):
+    """dask's nanny sets OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_ ... in the parent's
+    os.environ when it spawns a worker, for good: after the fit, every process the user
+    starts would inherit them. The fit puts the environment back."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    for key in ("MALLOC_TRIM_THRESHOLD_", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(key, raising=False)
+    X, Y, _ = planted(n=80, p=6, t=5, seed=3)
+    before = dict(os.environ)
+    single = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(X, Y)
+    enc = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(
+        X, Y, cluster="local", cluster_options={"n_workers": 1, "processes": True},
+        result_path=tmp_path / "cells", batch_size=2)
+    assert dict(os.environ) == before
+    np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)

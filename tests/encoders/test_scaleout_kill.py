@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from neuroalign._scaleout import kept_environ
 from neuroalign.compare import searchlight
 from neuroalign.encoders import RidgeEncoder, _scaleout
 
@@ -184,6 +185,7 @@ def test_four_worker_processes_give_the_single_process_results(tmp_path):
     sl = searchlight(data, models, **skw)
     D = distance_matrix(systems, "cca")
     rdms = data_rdms(store, "crossnobis")
+    env = kept_environ().__enter__()  # dask's nanny leaves OMP_NUM_THREADS=1 ... behind
     cluster = distributed.LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
                                        dashboard_address=":0")
     try:
@@ -205,6 +207,7 @@ def test_four_worker_processes_give_the_single_process_results(tmp_path):
             xr.testing.assert_identical(got, rdms)
     finally:
         cluster.close()
+        env.__exit__()
 
 
 @pytest.mark.slow
