@@ -224,6 +224,7 @@ def worker(mode: str, args: dict) -> None:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     out.update(seconds=time.perf_counter() - t0,
                cpu_s=(r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),  # all threads
+               sys_s=r1.ru_stime - r0.ru_stime,  # of which in the kernel
                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                rss_at_start_mib=base / 1024)
     print(json.dumps(out))
