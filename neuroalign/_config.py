@@ -145,6 +145,35 @@ def limit_this_thread(n_threads: int) -> None:
     _LOCAL.limits = [n_threads]
 
 
+def map_threads(func, items) -> None:
+    """``func(item)`` for every item, in at most :func:`max_threads` worker threads, each
+    with ``max_threads() // workers`` BLAS, OpenMP and torch threads (restored afterwards),
+    so that workers times their threads never exceed the limit; in the calling thread when
+    only one worker would run. Returns when every call has ended; the first error (in the
+    order of ``items``) is raised.
+
+    Examples
+    --------
+    >>> out = [0] * 4
+    >>> map_threads(lambda k: out.__setitem__(k, k * k), range(4))
+    >>> out
+    [0, 1, 4, 9]
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    limit = max_threads()
+    workers = min(limit, len(items))
+    if workers <= 1:
+        for it in items:
+            func(it)
+        return
+    each = max(1, limit // workers)
+    with thread_limits(each), ThreadPoolExecutor(
+            max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
+        list(pool.map(func, items))
+
+
 @contextlib.contextmanager
 def thread_limits(n_threads: int | None, *, blas: bool = True, torch: bool = True) -> Iterator[int]:
     """Limit the threads used inside the block; everything is restored on exit.

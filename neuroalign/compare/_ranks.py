@@ -8,11 +8,10 @@ values to integer keys (see :func:`_sort_ties`), which is much faster than ``np.
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from neuroalign._config import limit_this_thread, max_threads, thread_limits
+from neuroalign._config import map_threads, thread_limits
 from neuroalign._logging import get_logger
 
 __all__ = ["rank_average", "rank_rows"]
@@ -82,13 +81,8 @@ def _rows_parallel(func, n_rows: int, size: int) -> None:
     OpenMP and torch get ``max_threads() // workers`` threads in each worker, so workers
     times their threads never exceed the limit.
     """
-    limit = max_threads()
-    workers = min(limit, n_rows)
-    if workers > 1 and size >= _PARALLEL_MIN:
-        each = max(1, limit // workers)
-        with thread_limits(each), ThreadPoolExecutor(
-                max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
-            list(pool.map(func, range(n_rows)))
+    if size >= _PARALLEL_MIN:
+        map_threads(func, range(n_rows))
     else:
         for r in range(n_rows):
             func(r)

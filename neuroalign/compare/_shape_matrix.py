@@ -6,13 +6,12 @@ a distance matrix (:func:`mds`). The metric's conventions are those of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
-from neuroalign._config import limit_this_thread, max_threads, resolve_device, thread_limits
+from neuroalign._config import map_threads, resolve_device, thread_limits
 from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option, check_positive_int
 from neuroalign.compare._inputs import (
@@ -58,17 +57,12 @@ def _parallel_rows(func, items: list, *, threads: bool) -> None:
     eigendecompositions, which scale poorly with BLAS threads and oversubscribe the cores
     when BLAS threads spin against each other; one BLAS thread per worker avoids both.
     Items are interleaved from both ends (rows of the upper triangle shrink)."""
-    limit = max_threads()
-    workers = min(limit, len(items)) if threads else 1
-    if workers <= 1:
+    if not threads:
         for it in items:
             func(it)
         return
-    order = [items[k // 2] if k % 2 == 0 else items[-1 - k // 2] for k in range(len(items))]
-    each = max(1, limit // workers)
-    with thread_limits(each), ThreadPoolExecutor(
-            max_workers=workers, initializer=limit_this_thread, initargs=(each,)) as pool:
-        list(pool.map(func, order))
+    map_threads(func, [items[k // 2] if k % 2 == 0 else items[-1 - k // 2]
+                       for k in range(len(items))])
 
 
 def _pair_block(prepared: list, pairs, score_method: str) -> dict:
