@@ -256,11 +256,17 @@ class kept_environ:
     False
     """
 
-    def __enter__(self) -> kept_environ:
+    def __init__(self) -> None:
         self.saved = dict(os.environ)
+
+    def __enter__(self) -> kept_environ:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the environment back as it was when this object was made."""
         for key in set(os.environ) - set(self.saved):
             del os.environ[key]
         for key, value in self.saved.items():
@@ -335,21 +341,21 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
             "'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', a dask Client, "
             "or a table {kind = ..., options...}."
         )
-    env = kept_environ().__enter__()  # dask's nanny would leave its variables behind
+    env = kept_environ()  # dask's nanny would leave its variables behind
     try:
         obj = make_cluster(cluster, options)
         if cluster != "local":
             obj.scale(jobs=int((options or {}).get("jobs", 1)))
         client = Client(obj)
     finally:
-        env.__exit__()
+        env.restore()
 
     def close():
         try:
             client.close()
             obj.close()
         finally:  # a worker replaced meanwhile set them again
-            env.__exit__()
+            env.restore()
 
     return client, close
 

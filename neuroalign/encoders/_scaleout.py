@@ -308,7 +308,7 @@ def routing_cells(est, arrays: tuple, spec: dict, *, client=None, cluster=None,
             cell = cells[0]
             computed.append(k)
         info = {"n_batches": start + 1 + len(computed), "computed": computed,
-                "skipped": list(range(start + 1)), "result_path": str(so.folder)}
+                "skipped": list(range(start + 1))}
         state = from_bytes(bytes(np.asarray(cell["state"])), spec)
     info["result_path"] = so.result_path and str(so.result_path)
     est.scaleout_info_ = info

@@ -185,7 +185,7 @@ def test_four_worker_processes_give_the_single_process_results(tmp_path):
     sl = searchlight(data, models, **skw)
     D = distance_matrix(systems, "cca")
     rdms = data_rdms(store, "crossnobis")
-    env = kept_environ().__enter__()  # dask's nanny leaves OMP_NUM_THREADS=1 ... behind
+    env = kept_environ()  # dask's nanny leaves OMP_NUM_THREADS=1 ... behind
     cluster = distributed.LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
                                        dashboard_address=":0")
     try:
@@ -207,7 +207,7 @@ def test_four_worker_processes_give_the_single_process_results(tmp_path):
             xr.testing.assert_identical(got, rdms)
     finally:
         cluster.close()
-        env.__exit__()
+        env.restore()
 
 
 @pytest.mark.slow
