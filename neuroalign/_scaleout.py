@@ -238,7 +238,8 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
 
 # -- clusters ------------------------------------------------------------------------------
 class kept_environ:
-    """Context manager: this process's environment as it was on entry, restored on exit.
+    """This process's environment as it was when the object was made, put back by
+    :meth:`restore` or at the end of a ``with`` block.
 
     Starting worker processes with dask's ``Nanny`` (a ``LocalCluster`` of processes, or a
     worker killed and replaced) sets ``distributed.nanny.pre-spawn-environ`` in the
