@@ -2,7 +2,8 @@
 
 :class:`ChunkFiles` lays each block of rows (one session file) out in the store's neuroid
 slabs: for every chunk, the block's values of that slab are divided/cast into a buffer,
-written at their offset (``pwrite``) and hashed (SHA-256, for the manifest). That work is
+written at their offset (``pwrite``; large writes past the page cache, see
+:mod:`~neuroalign.datasets._direct`) and hashed (SHA-256, for the manifest). That work is
 per byte and the same for every chunk, so the chunks of a block are spread over the
 threads of a :class:`Workers` pool (numpy's casts, ``pwrite`` and ``hashlib`` release the
 GIL); the pool also reads the next block meanwhile (:meth:`Workers.read_ahead`).
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroalign.datasets import _direct
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["ChunkFiles", "Workers"]
@@ -135,6 +137,7 @@ class ChunkFiles:
         self._sha = [hashlib.sha256() for _ in keys]
         self._hashed = [0] * self.n_chunks  # bytes hashed from the start; -1: out of order
         self._local = threading.local()  # each thread's buffer of one chunk's rows
+        self._direct = _direct.direct_io()  # large writes without the page cache, while allowed
 
     def digests(self) -> dict[str, tuple[int, str]]:
         """``{path relative to the store: (size, SHA-256)}`` of the chunk files whose every
@@ -155,18 +158,21 @@ class ChunkFiles:
         else:
             self.workers.map(one, range(self.n_chunks))
 
-    def _piece(self, n_rows: int) -> np.ndarray:
-        piece = getattr(self._local, "piece", None)
-        if piece is None or piece.shape[0] != n_rows:
-            piece = self._local.piece = np.empty((n_rows, self.width, *self.shape[2:]), dtype="<f4")
-        return piece
+    def _piece(self, n_rows: int, phase: int) -> np.ndarray:
+        """This thread's buffer of ``n_rows`` rows of one chunk, its address ``phase``
+        modulo :data:`~neuroalign.datasets._direct.ALIGN` (so that the block-aligned
+        middle of a write at an offset of that phase can go through ``O_DIRECT``)."""
+        buf = _direct.aligned_buffer(n_rows * self.row_bytes, phase, getattr(self._local, "raw", None))
+        self._local.raw = buf.base
+        return buf.view("<f4").reshape(n_rows, self.width, *self.shape[2:])
 
     def _write_chunk(self, c: int, start: int, arr) -> None:
         from neuroalign.datasets._ingest import Scaled
 
         n_rows = arr.shape[0]
         full = self.shape[0] * self.row_bytes
-        piece = self._piece(n_rows)
+        offset = start * self.row_bytes
+        piece = self._piece(n_rows, offset % _direct.ALIGN)
         cols = slice(c * self.width, min((c + 1) * self.width, self.shape[1]))
         k = cols.stop - cols.start
         if isinstance(arr, Scaled):  # divided (or cast) as it is laid out
@@ -177,13 +183,18 @@ class ChunkFiles:
             piece[:, k:] = 0
         data = memoryview(piece).cast("B")
         fd = os.open(self.paths[c], os.O_WRONLY | os.O_CREAT, 0o666)
+        dfd = None
         try:
             if os.fstat(fd).st_size != full:
                 os.ftruncate(fd, full)
-            offset, done = start * self.row_bytes, 0
-            while done < len(data):
-                done += os.pwrite(fd, data[done:], offset + done)
+            if self._direct and len(data) >= _direct.MIN_DIRECT:
+                dfd = _direct.open_direct(self.paths[c], os.O_WRONLY)
+                self._direct = dfd is not None  # refused here: refused for every chunk
+            if not _direct.write_at(fd, dfd, data, offset):
+                self._direct = False
         finally:
+            if dfd is not None:
+                os.close(dfd)
             os.close(fd)
         # one task per chunk and block, blocks one after the other: in row order
         if self._hashed[c] == offset:  # hashlib releases the GIL on large buffers

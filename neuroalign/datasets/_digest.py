@@ -4,8 +4,7 @@
 the SHA-256 of each file the block was read from; a resumed ingest keeps a block only
 when those digests are unchanged. Hashing a file costs about as much CPU as reading it
 (SHA-256 runs at ~0.5-2 GB/s a core), so it never holds up the ingest: once a block is
-read and written, its files are queued for hashing on a background thread (they are in
-the page cache then), and the block counts as finished in the resume state when its
+read and written, its files are queued for hashing on a background thread, and the block counts as finished in the resume state when its
 digests are in. A complete ingest drops the hashes still pending (they only serve a
 resume); an interrupted one first finishes those of the blocks it wrote (on its own
 thread, at its own priority). On Linux the
@@ -46,24 +45,27 @@ def file_stat(path) -> tuple:
 
 
 def _sha256_file(path, stop: threading.Event | None = None) -> str | None:
-    """SHA-256 of a file (None if ``stop`` is set meanwhile), read in pieces; the kernel
-    is asked to read the next pieces ahead (``POSIX_FADV_WILLNEED``) while the CPU hashes."""
+    """SHA-256 of a file (None if ``stop`` is set meanwhile), read in pieces past the page
+    cache where the file system allows it (:mod:`~neuroalign.datasets._direct`: the ingest
+    read the file that way too, so it is not cached), else with the kernel asked to read
+    the next pieces ahead (``POSIX_FADV_WILLNEED``) while the CPU hashes."""
+    from neuroalign.datasets._direct import Reader
+
     h = hashlib.sha256()
-    buf = bytearray(_DIGEST_PIECE)
-    view = memoryview(buf)
     advise = getattr(os, "posix_fadvise", None)
-    with open(path, "rb", buffering=0) as f:
+    path = Path(path)
+    with open(path, "rb", buffering=0) as f, Reader(f.fileno(), path) as reader:
         fd, pos = f.fileno(), 0
         while True:
             if stop is not None and stop.is_set():
                 return None
-            if advise is not None:
+            if advise is not None and not reader.direct(_DIGEST_PIECE):
                 advise(fd, pos + _DIGEST_PIECE, 2 * _DIGEST_PIECE, os.POSIX_FADV_WILLNEED)
-            n = f.readinto(buf)
-            if not n:
+            view = reader.read(pos, _DIGEST_PIECE, to_end=True)
+            if not len(view):
                 break
-            h.update(view[:n])
-            pos += n
+            h.update(view)
+            pos += len(view)
     return h.hexdigest()
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from neuroalign.datasets._direct import Reader, pread
 from neuroalign.exceptions import DataFormatError
 
 __all__ = ["read_h5_voxels", "read_mgh_frames"]
@@ -45,20 +46,6 @@ def _prefetch(fd: int, ranges) -> None:
         for a, b in ranges:
             if b > a:  # (a length of 0 would mean: to the end of the file)
                 advise(fd, int(a), int(b - a), os.POSIX_FADV_WILLNEED)
-
-
-def _pread(fd: int, buf: bytearray, offset: int, length: int, path: Path) -> memoryview:
-    view = memoryview(buf)[:length]
-    got = 0
-    while got < length:
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n == 0:
-            raise DataFormatError(
-                f"{path}: ends at byte {offset + got}, but its data continue to byte "
-                f"{offset + length}; the file is truncated. Download it again."
-            )
-        got += n
-    return view
 
 
 @dataclass
@@ -96,7 +83,7 @@ def _gap_digest(path: Path, gaps: np.ndarray) -> str:
         buf = bytearray(int((gaps[:, 1] - gaps[:, 0]).max(initial=0)))
         _prefetch(fd, gaps.tolist())
         for a, b in gaps.tolist():
-            h.update(_pread(fd, buf, a, b - a, path))
+            h.update(pread(fd, buf, a, b - a, path))
     finally:
         os.close(fd)
     return h.hexdigest()
@@ -319,22 +306,25 @@ def _read_ranges(fd: int, path: Path, starts: np.ndarray, size: int, take,
         r = np.searchsorted(lo, g_lo, side="right") - 1
         inside = (r >= 0) & (g_hi <= hi[np.maximum(r, 0)])
     alone = [] if gaps is None else gaps[~inside].tolist()
-    _prefetch(fd, sorted(zip(lo.tolist(), hi.tolist(), strict=True)) + alone)
-    buf = bytearray(int(np.max(hi - lo)) if len(lo) else 0)
+    ranges = list(zip(lo.tolist(), hi.tolist(), strict=True))
     gbuf = bytearray(max((b - a for a, b in alone), default=0))
     g = 0  # next gap to hash
-    for base, end in zip(lo.tolist(), hi.tolist(), strict=True):
-        view = _pread(fd, buf, base, end - base, path)
-        if h is not None:
-            while g < len(gaps) and g_lo[g] < end:
-                a, b = int(g_lo[g]), int(g_hi[g])
-                h.update(view[a - base : b - base] if inside[g] else _pread(fd, gbuf, a, b - a, path))
-                g += 1
-        take(base, view)
+    with Reader(fd, path) as reader:
+        # the kernel reads ahead what goes through the page cache (not the large ranges
+        # read directly: they would be read twice)
+        _prefetch(fd, [(a, b) for a, b in ranges if not reader.direct(b - a)] + alone)
+        for base, end in ranges:
+            view = reader.read(base, end - base)
+            if h is not None:
+                while g < len(gaps) and g_lo[g] < end:
+                    a, b = int(g_lo[g]), int(g_hi[g])
+                    h.update(view[a - base : b - base] if inside[g] else pread(fd, gbuf, a, b - a, path))
+                    g += 1
+            take(base, view)
     if h is None:
         return None
     for a, b in gaps[g:].tolist():
-        h.update(_pread(fd, gbuf, a, b - a, path))
+        h.update(pread(fd, gbuf, a, b - a, path))
     return h.hexdigest()
 
 
@@ -400,19 +390,20 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
     direct = (isinstance(columns, slice) and columns == slice(0, V) and out.dtype == dtype
               and out.strides[1] == dtype.itemsize)
     step = max(1, min(_RANGE_BYTES // max(frame, 1), 512 if direct else T))
-    buf = None if direct else bytearray(min(step, T) * frame)
     fd = os.open(path, os.O_RDONLY)
     try:
-        for t0 in range(0, T, step):
-            m = min(step, T - t0)
-            # the disk reads the next piece while this one is cast
-            _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
-            if direct:
-                _preadv_rows(fd, list(out[t0 : t0 + m]), offset + t0 * frame, path)
-                continue
-            view = _pread(fd, buf, offset + t0 * frame, m * frame, path)
-            out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
-            del view
+        with Reader(fd, path) as reader:
+            direct = direct and not reader.direct(step * frame)  # else: without the page cache
+            for t0 in range(0, T, step):
+                m = min(step, T - t0)
+                if not reader.direct(m * frame):  # the disk reads the next piece meanwhile
+                    _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
+                if direct:
+                    _preadv_rows(fd, list(out[t0 : t0 + m]), offset + t0 * frame, path)
+                    continue
+                view = reader.read(offset + t0 * frame, m * frame)
+                out[t0 : t0 + m] = np.frombuffer(view, dtype=dtype).reshape(m, V)[:, columns]
+                del view
     finally:
         os.close(fd)
     return out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neuroalign import _config
-from neuroalign.datasets import _chunkfiles, _ingest, ingest_nsd, load_nsd, nsd_plan
+from neuroalign.datasets import _chunkfiles, _direct, _ingest, ingest_nsd, load_nsd, nsd_plan
 from neuroalign.datasets._ingest import Block, IngestPlan, Scaled
 from neuroalign.datasets.simulate import simulate_nsd_scale
 from neuroalign.exceptions import DataFormatError
@@ -61,6 +61,29 @@ def test_threads_give_bit_identical_stores_and_manifests(tree, tmp_path, monkeyp
     assert {k: manifest[k] for k in chunks} == {k: json.loads(three[MANIFEST])["files"][k] for k in chunks}
     want = load_nsd(tree.root, 1, space=space, mask=None, rois=(), sessions=sessions).responses.values
     np.testing.assert_array_equal(open_store(stores[3]).responses.values, want)
+
+
+@pytest.mark.parametrize(("space", "sessions"), [("func1pt8mm", [2, 3, 1]), ("fsaverage", [3, 1, 2])])
+def test_reads_and_writes_past_the_page_cache_give_the_same_store(tree, tmp_path, monkeypatch, space, sessions):
+    monkeypatch.setattr(_ingest, "_TARGET_CHUNK_BYTES", 675 * 4 * 7)  # 7 neuroids a chunk
+    monkeypatch.setattr(_direct, "MIN_DIRECT", 1)  # every read and write of these small files
+    _threads(monkeypatch, 2)
+    opened, real = [], _direct.open_direct
+    monkeypatch.setattr(_direct, "open_direct", lambda p, flags: opened.append(
+        "chunk" if p.parent.name == "responses" else p.suffix) or real(p, flags))
+    stores = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("NEUROALIGN_DIRECT_IO", flag)
+        opened.clear()
+        stores[flag] = ingest_nsd(tree.root, 1, tmp_path / f"{flag}.zarr", space=space, mask=None, rois=(),
+                                  sessions=sessions)
+        kinds = {".hdf5"} if space == "func1pt8mm" else {".mgh"}
+        # the inputs read (and hashed for the resume state), the chunk files written
+        assert set(opened) >= kinds | {"chunk"} if flag == "1" else opened == []
+    buffered, direct = _files(stores["0"]), _files(stores["1"])
+    assert buffered.keys() == direct.keys() and [k for k in buffered if buffered[k] != direct[k]] == []
+    want = load_nsd(tree.root, 1, space=space, mask=None, rois=(), sessions=sessions).responses.values
+    np.testing.assert_array_equal(open_store(stores["1"]).responses.values, want)
 
 
 def _plan(sizes, *, scaled=(), reads=None):

@@ -13,7 +13,7 @@ import pytest
 import zarr
 from h5py import h5d, h5p
 
-from neuroalign.datasets import _digest, _ingest, _scan, ingest_nsd, load_nsd
+from neuroalign.datasets import _digest, _direct, _ingest, _scan, ingest_nsd, load_nsd
 from neuroalign.datasets.simulate import simulate_nsd_scale
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store import open_store
@@ -110,8 +110,11 @@ def test_index_cache_is_used_only_for_the_same_layout(tmp_path, monkeypatch):
     assert [p.rsplit("/", 1)[-1] for p in built] == ["a.hdf5", "c.hdf5"]
 
 
+@pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("early", [False, True])
-def test_gaps_are_hashed_in_the_pass_that_reads_the_chunks(tmp_path, monkeypatch, early):
+def test_gaps_are_hashed_in_the_pass_that_reads_the_chunks(tmp_path, monkeypatch, early, direct):
+    if direct:  # every range read past the page cache (where the file system allows it)
+        monkeypatch.setattr(_direct, "MIN_DIRECT", 1)
     monkeypatch.setattr(_scan, "_GAP_BYTES", 8000)  # ranges that hold B-tree nodes
     monkeypatch.setattr(_scan, "_RANGE_BYTES", 10**6)
     path = tmp_path / "a.hdf5"
@@ -122,8 +125,9 @@ def test_gaps_are_hashed_in_the_pass_that_reads_the_chunks(tmp_path, monkeypatch
         index = _scan._chunk_index(f["betas"], path, (8, 10, 12), (1, 1, 1), size)
     assert index.gaps is not None and len(index.gaps) > 6
     want = _scan._gap_digest(path, index.gaps)
-    reads, real = [], _scan._pread
-    monkeypatch.setattr(_scan, "_pread", lambda fd, buf, a, n, p: reads.append(n) or real(fd, buf, a, n, p))
+    reads, real = [], _direct.pread
+    for mod in (_scan, _direct):  # the gaps' reads and the ranges'
+        monkeypatch.setattr(mod, "pread", lambda fd, buf, a, n, p, **kw: reads.append(n) or real(fd, buf, a, n, p, **kw))
     rng = np.random.default_rng(5)
     for sel in (np.arange(960), np.sort(rng.choice(960, 9, replace=False)), np.array([959]), np.array([], int)):
         reads.clear()
