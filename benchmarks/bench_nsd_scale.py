@@ -17,7 +17,11 @@ For each space (func1pt8mm HDF5, fsaverage MGH) and each session count (default 
 
 each in a fresh subprocess, with the input files dropped from the page cache before
 (``POSIX_FADV_DONTNEED``), reporting wall time, CPU time (user + system, all threads of
-the process), peak RSS (``ru_maxrss``) and the load average. The ingest of the nsdgeneral store at the largest session count is checked
+the process), peak RSS (``ru_maxrss``) and the load average. The raw read and the ingest
+alternate ``--repeats`` times (default 3; the floor runs once): the speed of a virtual
+machine's disk drifts by 2-3x within minutes (a file written recently may still sit in the
+host's cache, whatever the guest drops), so the medians are compared, and every run's time
+is printed. The ingest of the nsdgeneral store at the largest session count is checked
 against ``truth.json`` (NSD's ncsnr estimated from the store vs the true ncsnr).
 
 Disk: the trees are written under ``--root`` (default ``/tmp/nsd-scale``) and deleted at
@@ -27,7 +31,7 @@ Run::
 
     python benchmarks/bench_nsd_scale.py [--root /tmp/nsd-scale] [--sessions 10 40]
         [--spaces func1pt8mm fsaverage] [--json results.json] [--profile]
-        [--baseline /tmp/neuroalign-before] [--skip reference]
+        [--baseline /tmp/neuroalign-before] [--skip reference] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -257,6 +261,11 @@ def _run(mode: str, args: dict, drop=(), src: Path = REPO) -> dict:
     return out
 
 
+def _median(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one of an even number)."""
+    return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+
+
 def _free(path: Path) -> float:
     return shutil.disk_usage(path).free / GiB
 
@@ -269,6 +278,8 @@ def main() -> None:
     ap.add_argument("--masks", nargs="+", default=["nsdgeneral", "whole"])
     ap.add_argument("--min-free", type=float, default=20.0, help="GiB to leave free on the disk")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="raw reads and ingests, alternated; the medians are compared")
     ap.add_argument("--profile", action="store_true", help="cProfile the first ingest")
     ap.add_argument("--smoke", action="store_true", help="small grids: check that the script runs")
     ap.add_argument("--nsdgeneral-only", action="store_true",
@@ -316,16 +327,28 @@ def main() -> None:
                     row = {"space": space, "sessions": n, "mask": mask, "nsdgeneral_only": a.nsdgeneral_only}
                     if "reference" not in a.skip:
                         row["reference"] = _run("reference", args, drop=files)
-                    row["raw"] = _run("raw", args, drop=files)
                     out = a.root / f"store-{space}-{mask}-{n}.zarr"
-                    if "floor" not in a.skip:
-                        row["floor"] = _run("floor", {**args, "out": str(out) + ".floor"}, drop=files)
-                    if a.baseline:
-                        row["ingest_baseline"] = _run("ingest", {**args, "out": str(out)}, drop=files,
-                                                      src=a.baseline.resolve())
-                        shutil.rmtree(out)
-                    row["ingest"] = _run("ingest", {**args, "out": str(out), "profile": not profiled}, drop=files)
-                    profiled = True
+                    # the raw read and the ingest alternate (the disk's speed drifts): medians
+                    raws, ingests, bases = [], [], []
+                    for rep in range(a.repeats):
+                        raws.append(_run("raw", args, drop=files))
+                        if "floor" not in a.skip and rep == 0:
+                            row["floor"] = _run("floor", {**args, "out": str(out) + ".floor"}, drop=files)
+                        if a.baseline:
+                            bases.append(_run("ingest", {**args, "out": str(out)}, drop=files,
+                                              src=a.baseline.resolve()))
+                            shutil.rmtree(out)
+                        ingests.append(_run("ingest", {**args, "out": str(out), "profile": not profiled},
+                                            drop=files))
+                        profiled = True
+                        if rep + 1 < a.repeats:
+                            shutil.rmtree(out)
+                    row["raw"], row["ingest"] = _median(raws), _median(ingests)
+                    row["raw_seconds"] = [r["seconds"] for r in raws]
+                    row["ingest_seconds"] = [r["seconds"] for r in ingests]
+                    if bases:
+                        row["ingest_baseline"] = _median(bases)
+                        row["ingest_baseline_seconds"] = [r["seconds"] for r in bases]
                     if m and n == max(a.sessions):
                         row["check"] = _run("check", {**args, "out": str(out)})
                     shutil.rmtree(out)
@@ -345,6 +368,9 @@ def main() -> None:
                                      f"{ref['peak_rss_mib']:6.0f} MiB ({row['ratio_reference']:.2f}x)")
                     parts.append(f"raw read {raw['seconds']:6.1f} s (CPU {raw['cpu_s']:.1f} s) load {raw['load_avg']}, "
                                  f"ingest/raw {row['ratio_raw']:.2f}x")
+                    if a.repeats > 1:
+                        parts.append("runs: raw " + "/".join(f"{x:.1f}" for x in row["raw_seconds"])
+                                     + " s, ingest " + "/".join(f"{x:.1f}" for x in row["ingest_seconds"]) + " s")
                     if "floor" in row:
                         fl = row["floor"]
                         row["ratio_floor"] = ing["seconds"] / fl["seconds"]
