@@ -338,7 +338,7 @@ def searchlight(
         from neuroalign._config import resolve_device
 
         dev = resolve_device(device)
-    prepared = _Models(vb[:, keep], method, dev)
+    prepared = _Models(vb[:, keep], method, dev, keep)
     geom, coords, ndim = _geometry(data, X, radius, threshold, ijk, volume_shape, surface)
     bad_vox = np.zeros(n_neuroids, dtype=bool)
     for s in range(0, n_neuroids, 65536):

@@ -125,6 +125,29 @@ def test_store_coords_and_stimulus_join():
             stimulus_id_j=("stimulus_j", [*ids[:-1], "x"])), radius=2)
 
 
+@pytest.mark.parametrize("method", ["bures", "cosine_cov", "pearson_cov", "tau_a"])
+def test_missing_model_pairs_equal_compare_rdms_per_centre(method):
+    """Model pairs left out (NaN): each centre's value is compare_rdms of its RDM with the
+    models, NaN at the same pairs. The second-moment methods place the pairs present among
+    the stimuli (9 pairs of 45 missing leave 36 = 9 * 8 / 2: read as an RDM of 9 stimuli
+    they would give a wrong value without an error)."""
+    from neuroalign.compare._rdm import squareform_vector
+    from neuroalign.compare._searchlight_geometry import VolumeSpheres
+
+    rng = np.random.default_rng(11)
+    ijk = np.argwhere(np.ones((4, 4, 4), dtype=bool))
+    data = rng.standard_normal((10, len(ijk)))
+    models = rng.random((2, 45))
+    models[:, 4:13] = np.nan
+    sl = searchlight(data, models, ijk=ijk, radius=1.5, method=method, threshold=0)
+    _, table = next(VolumeSpheres(ijk, 1.5, None, 0.0).chunks(len(ijk)))
+    for c in (0, 21, 63):
+        d = squareform_vector(np.asarray(rdm(data[:, table[c][table[c] >= 0]])))
+        d[np.isnan(models[0])] = np.nan
+        np.testing.assert_allclose(sl.values[:, c], compare_rdms(d, models, method),
+                                   rtol=1e-10)
+
+
 def test_nan_neuroid_and_constant_pattern_give_nan_and_warn():
     mask, full, ijk, data, models = _volume(6)
     data = data.copy()
