@@ -135,20 +135,27 @@ def _bounded_map(pool, func, items, in_flight: int):
 
 def _width(geom, sample: int = 2048) -> int:
     """The most neuroids in a neighbourhood (for the memory preflight): a volume's sphere;
-    on a surface, the largest Euclidean ball of ``radius`` around (an even sample of up to
-    ``sample`` per hemisphere of) the centres, which contains the geodesic disc."""
+    on a surface, the widest disc around an even sample of up to ``sample`` centres per
+    hemisphere (:meth:`SurfaceDiscs.widest`)."""
     if geom.max_size:
         return int(geom.max_size)
-    from scipy.spatial import cKDTree
+    return geom.widest(sample)[0]
 
-    widest = 1
-    for h, xyz in geom.coords.items():
-        idx = np.flatnonzero(geom.hemisphere == h)
-        pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), sample)).astype(int))]
-        counts = cKDTree(xyz).query_ball_point(xyz[geom.vertex[pick]], geom.radius,
-                                               return_length=True)
-        widest = max(widest, int(np.max(counts)))
-    return widest
+
+def _geometry_sizes(geom) -> dict:
+    """What the memory preflight needs of the neighbourhoods
+    (:func:`neuroalign._preflight_search.searchlight_chunk`): their width, and a volume's
+    lookup grid, or a surface's meshes (vertices, edges, faces per hemisphere), widest
+    ball and disc (mesh vertices), the most vertices a chunk's Dijkstra runs on, and the
+    chunk's cap."""
+    if not isinstance(geom, SurfaceDiscs):
+        return {"width": int(geom.max_size), "grid_cells": int(geom._lut.size)}
+    width, disc, ball = geom.widest()
+    meshes = [(len(geom.coords[h]), geom.graphs[h].nnz // 2, geom.n_faces[h])
+              for h in geom.graphs]
+    return {"width": width, "max_chunk": geom.max_chunk,
+            "surface": {"meshes": meshes, "ball": ball, "disc": disc,
+                        "candidates": geom.candidates(geom.max_chunk)}}
 
 
 def _model_labels(models, k: int, dims, coords) -> tuple[str, np.ndarray]:
@@ -360,9 +367,8 @@ def searchlight(
     from neuroalign._preflight_search import searchlight_chunk
 
     kw = dict(n_models=k, max_memory=max_memory, method=method, rdm_metric=rdm_metric,
-              n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize,
-              grid_cells=getattr(getattr(geom, "_lut", None), "size", 0))
-    width = _width(geom)
+              n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize, **_geometry_sizes(geom))
+    width = kw.pop("width")
     chunk = searchlight_chunk(n, n_neuroids, width, workers=workers,
                               apply_budget=dev is None and not so.active, **kw)
     if so.active:

@@ -211,7 +211,7 @@ class SurfaceDiscs:
         self.threshold = threshold
         self.hemisphere = np.asarray(hemisphere).astype(str)
         self.vertex = np.asarray(vertex).astype(np.int64)
-        self.graphs, self.luts, self.coords = {}, {}, {}
+        self.graphs, self.luts, self.coords, self.n_faces = {}, {}, {}, {}
         for h in np.unique(self.hemisphere):
             if h not in meshes:
                 raise ValueError(
@@ -235,6 +235,7 @@ class SurfaceDiscs:
                 )
             self.coords[h] = v.astype(np.float64)
             self.graphs[h] = _mesh_graph(self.coords[h], f)
+            self.n_faces[h] = len(f)
             lut = np.full(len(v), -1, dtype=np.int64)
             lut[self.vertex[idx]] = idx
             self.luts[h] = lut
@@ -277,6 +278,30 @@ class SurfaceDiscs:
                 keep, table = self._discs(h, tree, c)
                 yield c[keep], table
             del tree
+
+    def widest(self, sample: int = 2048) -> tuple[int, int, int]:
+        """``(neuroids, vertices, ball)``: the most neuroids and mesh vertices in a disc,
+        and the most mesh vertices in a Euclidean ball of ``radius``, around an even sample
+        of up to ``sample`` centres per hemisphere (each disc searched on the subgraph of
+        its ball, as :meth:`chunks`): for the memory preflight (a chunk's table is as wide
+        as its widest disc's neuroids)."""
+        from scipy.sparse.csgraph import dijkstra
+        from scipy.spatial import cKDTree
+
+        r, most = self.radius, [1, 1, 1]
+        for h, graph in self.graphs.items():
+            idx = np.flatnonzero(self.hemisphere == h)
+            pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), sample)).astype(int))]
+            tree = cKDTree(self.coords[h])
+            for centre, ball in zip(pick, self._balls(h, tree, pick), strict=True):
+                cand = np.sort(np.asarray(ball, dtype=np.int64))
+                d = dijkstra(graph[cand][:, cand], limit=r * (1 + 1e-12),
+                             indices=np.searchsorted(cand, self.vertex[centre]))
+                disc = cand[d <= r]
+                most = [max(most[0], int((self.luts[h][disc] >= 0).sum())),
+                        max(most[1], len(disc)), max(most[2], len(cand))]
+            del tree
+        return most[0], most[1], most[2]
 
     def candidates(self, size: int, sample: int = 16) -> int:
         """The most mesh vertices a chunk's Dijkstra runs on (the union of its centres'
