@@ -224,20 +224,41 @@ if job == 'banded':
     run = lambda: enc.fit(X, Y)
 else:
     from neuroalign.compare import searchlight
-    from neuroalign.compare._searchlight_geometry import VolumeSpheres
-    n, side, k, radius, mib = args
-    ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
-    X = rng.standard_normal((n, len(ijk)))
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import SurfaceDiscs, VolumeSpheres
+    n, side, k, radius, mib, method = args
+    if job == 'searchlight':
+        ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
+        N = len(ijk)
+        geom = VolumeSpheres(ijk, radius, (side,) * 3)
+        where = dict(ijk=ijk, volume_shape=(side,) * 3)
+        X = rng.standard_normal((n, N))
+    else:  # a side x side grid mesh, the neuroids on its central third
+        import xarray as xr
+        x, y = np.meshgrid(np.arange(side, dtype=float), np.arange(side, dtype=float),
+                           indexing='ij')
+        v = np.stack([x.ravel(), y.ravel(), 0.3 * np.sin(x.ravel() / 3)], 1)
+        q = np.arange(side * side).reshape(side, side)
+        a, b, c, d = q[:-1, :-1].ravel(), q[1:, :-1].ravel(), q[:-1, 1:].ravel(), q[1:, 1:].ravel()
+        f = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+        mid = (v[:, :2] >= side // 3).all(1) & (v[:, :2] < 2 * side // 3).all(1)
+        vertex = np.flatnonzero(mid)
+        N = len(vertex)
+        geom = SurfaceDiscs({'mesh': (v, f)}, np.full(N, 'mesh'), vertex, radius, 0.0)
+        where = dict(surface=(v, f), threshold=0.0)
+        X = xr.DataArray(rng.standard_normal((n, N)), dims=('stimulus', 'neuroid'),
+                         coords={'vertex': ('neuroid', vertex)})
     models = rng.random((k, n * (n - 1) // 2))
-    geom = VolumeSpheres(ijk, radius, (side,) * 3)
-    kw = dict(n_models=k, workers=1, method='spearman', rdm_metric='correlation')
-    chunk = ps.searchlight_chunk(n, len(ijk), geom.max_size, max_memory=mib,
-                                 apply_budget=False, **kw)
-    est = ps.searchlight_memory(n, len(ijk), geom.max_size, chunk, grid_cells=geom._lut.size,
-                                **kw)
+    sizes = _geometry_sizes(geom)
+    width = sizes.pop('width')
+    kw = dict(n_models=k, workers=1, method=method, rdm_metric='correlation')
+    chunk = ps.searchlight_chunk(n, N, width, max_memory=mib, apply_budget=False, **kw,
+                                 **sizes)
+    sizes.pop('max_chunk', None)
+    est = ps.searchlight_memory(n, N, width, chunk, **kw, **sizes)
     del geom
-    run = lambda: searchlight(X, models, ijk=ijk, volume_shape=(side,) * 3, radius=radius,
-                              n_jobs=1, max_memory=mib, show_progress=False)
+    run = lambda: searchlight(X, models, radius=radius, method=method, n_jobs=1,
+                              max_memory=mib, show_progress=False, **where)
 import gc; gc.collect()
 ctypes.CDLL('libc.so.6').malloc_trim(0)
 base = status('VmRSS')
@@ -252,8 +273,11 @@ print(json.dumps([status('VmHWM') - base, est]))
 # Peaks of 150 MiB and more (below, the fixed part of the process dominates: see
 # tests/test_preflight.py).
 @pytest.mark.parametrize("cell", [("banded", (1500, [200, 200], 4000, 8, 2)),
-                                  ("searchlight", (100, 24, 3, 3, 192)),
-                                  ("searchlight", (150, 20, 2, 2.5, 256))])
+                                  ("searchlight", (100, 24, 3, 3, 192, "spearman")),
+                                  ("searchlight", (150, 20, 2, 2.5, 256, "spearman")),
+                                  ("searchlight", (100, 20, 3, 3, 192, "tau_a")),
+                                  ("searchlight", (80, 16, 2, 3, 256, "bures")),
+                                  ("surface", (140, 300, 3, 6.0, 256, "spearman"))])
 def test_estimate_within_25_percent_of_the_measured_peak(cell):
     from test_preflight import assert_estimate_within_25_percent
 
