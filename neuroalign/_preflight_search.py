@@ -155,7 +155,12 @@ def _compare_memory(n: int, m_all: int, m: int, c: int, k: int, method: str) -> 
     of the pairs kept ``c m 8`` when some are left out): see
     :func:`searchlight_chunk_memory`."""
     if method in ("spearman", "rho_a"):
-        block = min(c * m, max(m, _RANK_BLOCK)) if m < _RANK_ROWS_MAX else 32 * m
+        if m < _RANK_ROWS_MAX:  # short rows: ranked a block of rows at a time
+            block = min(c * m, max(m, _RANK_BLOCK))
+        else:  # one row at a time, or one per thread
+            from neuroalign._config import max_threads
+
+            block = (max_threads() if m >= _ROWS_PARALLEL else 1) * m
         return c * m * 8 + 17 * block
     if method == "pearson":
         return c * m * 8
@@ -200,7 +205,8 @@ def searchlight_chunk_memory(n_stimuli: int, width: int, chunk: int, *, n_neuroi
 
       - ``pearson``: the centred vectors ``c m 8``; ``cosine``: nothing;
       - ``spearman``, ``rho_a``: the ranks ``c m 8`` and the sort of a block of rows
-        (``17`` bytes per entry);
+        (``17`` bytes per entry): rows of fewer than 1,024 pairs ``2^22`` entries at a
+        time, longer rows one at a time (``T`` at once, as tau-a's);
       - ``tau_a`` (one row at a time against each model,
         :func:`neuroalign.compare._ranks._tau_a`): the model's sorting order and dense
         ranks ``16 m``, and per row ``40 m`` (the row in the model's order, its sort's keys

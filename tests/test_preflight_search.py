@@ -510,3 +510,20 @@ def test_surface_searchlight_refuses_what_only_the_meshes_make_too_large(monkeyp
         searchlight(data, models, surface=(v, f), radius=3.0, n_jobs=1)
     monkeypatch.setenv(pf.ENV_VAR, str(need))
     assert searchlight(data, models, surface=(v, f), radius=3.0, n_jobs=1).shape == (2, 3000)
+
+
+def test_rank_methods_rank_long_rows_one_at_a_time(monkeypatch):
+    """Rows of 1,024 pairs and more are ranked one at a time (17 bytes per entry), one per
+    thread from 100,000 on: a chunk of few centres over many stimuli peaks at its RDM step
+    (traced, within 10 %), not at a block of 32 rows (which made 2 centres over 1,000
+    stimuli need 274 MiB instead of 53)."""
+    from neuroalign import _config
+
+    peak, est = _traced_chunk("spearman", n=400, c=3, w=30)
+    assert 0.9 * peak <= est <= 1.1 * peak, (peak / 2**20, est / 2**20)
+    assert ps._compare_memory(400, 79800, 79800, 3, 2, "rho_a") == 3 * 79800 * 8 + 17 * 79800
+    monkeypatch.setattr(_config, "max_threads", lambda: 3)
+    assert ps._compare_memory(500, 124750, 124750, 3, 2, "spearman") == (
+        3 * 124750 * 8 + 17 * 3 * 124750)
+    # short rows: a block of 2^22 entries (or all the chunk's)
+    assert ps._compare_memory(40, 780, 780, 100, 2, "spearman") == 100 * 780 * (8 + 17)
