@@ -136,6 +136,7 @@ _RANK_BLOCK = 1 << 22  # entries ranked together (neuroalign.compare._ranks._ROW
 _RANK_ROWS_MAX = 1024  # shorter rows are ranked a block at a time (_ranks._ROWS_MAX)
 _ROWS_PARALLEL = 100_000  # longer rows are taken in threads (_ranks._PARALLEL_MIN)
 _DIST_BYTES = 64 * 2**20  # Dijkstra distances at a time (_searchlight_geometry._DIST_BYTES)
+_CELLS_PER_ROUND = 64  # cached cells built and run at a time (_searchlight._CHUNKS_PER_ROUND)
 _TAU_RUNTIME = 121 * 2**20  # numba and the compiled tau-a count, loaded on first use
 # (measured: the resident memory a process gains from its first tau-a comparison)
 
@@ -289,7 +290,7 @@ def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, 
                        n_models: int, workers: int = 1, method: str = "spearman",
                        rdm_metric: str = "correlation", n_pairs_kept: int | None = None,
                        itemsize: int = 8, grid_cells: int = 0,
-                       surface: dict | None = None) -> int:
+                       surface: dict | None = None, cells: bool = False) -> int:
     """Peak bytes of a searchlight beyond its data, plus
     :data:`~neuroalign._preflight.OVERHEAD`.
 
@@ -311,6 +312,9 @@ def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, 
     once: the larger of the two, beside one hemisphere's KD-tree; with more, ``workers``
     chunks in flight, ``workers`` tables queued (``8 c w`` each) and one chunk's discs
     being built.
+
+    ``cells``: chunks run as cached cells in this process, 64 at a time: their tables and
+    results are held for the round (``64 (8 c w + c (8 k + 9))``).
     """
     n, N, k = int(n_stimuli), int(n_neuroids), int(n_models)
     c, wd = int(chunk), max(int(width), 1)
@@ -320,6 +324,8 @@ def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, 
                                    n_pairs_kept=n_pairs_kept, itemsize=itemsize, n_models=k)
     per = one + 8 * c * wd
     w = int(workers)
+    if cells:
+        fixed += _CELLS_PER_ROUND * (8 * c * wd + c * (8 * k + 9))
     if not surface:
         return int(fixed + w * per + 60 * c * wd + pf.OVERHEAD)
     kept, build, tree = surface_memory(surface["meshes"])
@@ -332,14 +338,15 @@ def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: 
                       workers: int, max_memory: float, method: str, rdm_metric: str,
                       n_pairs_kept: int | None = None, itemsize: int = 8, grid_cells: int = 0,
                       surface: dict | None = None, max_chunk: int = 8192,
-                      fixed_chunk: int | None = None, budget: int | None = None,
-                      apply_budget: bool = True) -> int:
+                      cells: bool = False, fixed_chunk: int | None = None,
+                      budget: int | None = None, apply_budget: bool = True) -> int:
     """Centres per chunk of a searchlight: the largest (at most ``max_chunk``: 8192, 512 on
     a surface) whose working set (:func:`searchlight_chunk_memory`) fits ``max_memory`` MiB
     per thread and whose whole peak (:func:`searchlight_memory`, ``workers`` chunks at
     once, and on a surface the meshes and the discs being built) fits the budget.
     ``fixed_chunk``: a chunk size set by the caller (cached cells, ``batch_size``; at most
-    ``max_chunk`` are taken at a time), only checked. ``apply_budget=False``: ``max_memory`` only (a GPU, or cells run elsewhere).
+    ``max_chunk`` are taken at a time), only checked; ``cells``: run as cached cells in
+    this process (see :func:`searchlight_memory`). ``apply_budget=False``: ``max_memory`` only (a GPU, or cells run elsewhere).
 
     Raises
     ------
@@ -349,7 +356,7 @@ def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: 
     kw = dict(n_pairs_kept=n_pairs_kept, method=method, rdm_metric=rdm_metric,
               itemsize=itemsize)
     whole = dict(kw, n_models=n_models, workers=workers, grid_cells=grid_cells,
-                 surface=surface)
+                 surface=surface, cells=cells)
 
     per_thread = max_memory * 2**20
     if fixed_chunk is not None:

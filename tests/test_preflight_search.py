@@ -125,6 +125,12 @@ def test_searchlight_estimate_grows_with_what_drives_it():
         50000 * 8 + 4 * 4950 * 8)  # a model's results and its prepared RDM
     assert ps.searchlight_memory(100, 50000, 123, 500, n_models=3, grid_cells=10**6,
                                  **SKW) - whole == 8 * 10**6
+    # cached cells in this process: a round of 64 chunks' tables and results held
+    assert ps.searchlight_memory(100, 50000, 123, 500, n_models=3, cells=True,
+                                 **SKW) - whole == 64 * (8 * 500 * 123 + 500 * (8 * 3 + 9))
+    from neuroalign.compare._searchlight import _CHUNKS_PER_ROUND
+
+    assert ps._CELLS_PER_ROUND == _CHUNKS_PER_ROUND
 
 
 def test_searchlight_chunk_fits_max_memory_and_a_small_budget(monkeypatch):
@@ -527,3 +533,25 @@ def test_rank_methods_rank_long_rows_one_at_a_time(monkeypatch):
         3 * 124750 * 8 + 17 * 3 * 124750)
     # short rows: a block of 2^22 entries (or all the chunk's)
     assert ps._compare_memory(40, 780, 780, 100, 2, "spearman") == 100 * 780 * (8 + 17)
+
+
+def test_cells_in_this_process_count_the_round_of_tables(monkeypatch, tmp_path):
+    """Cached cells run here hold a round of 64 chunks' tables and results: a budget that
+    fits everything but them stops at once."""
+    from neuroalign.compare import searchlight
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import VolumeSpheres
+
+    rng = np.random.default_rng(0)
+    ijk = np.argwhere(np.ones((5, 5, 5), dtype=bool))
+    sizes = _geometry_sizes(VolumeSpheres(ijk, 1.5))
+    kw = dict(n_models=2, n_pairs_kept=66, grid_cells=sizes["grid_cells"], **SKW)
+    need = ps.searchlight_memory(12, 125, sizes["width"], 100, cells=True, **kw)
+    assert ps.searchlight_memory(12, 125, sizes["width"], 100, **kw) < need
+    monkeypatch.setenv(pf.ENV_VAR, str(need - 1))
+    args = (rng.standard_normal((12, 125)), rng.random((2, 66)))
+    with pytest.raises(MemoryPreflightError, match=r"with 100 centres per cell"):
+        searchlight(*args, ijk=ijk, radius=1.5, result_path=tmp_path, batch_size=100)
+    monkeypatch.setenv(pf.ENV_VAR, str(need))
+    assert searchlight(*args, ijk=ijk, radius=1.5, result_path=tmp_path,
+                       batch_size=100).attrs["n_cells"] == 1  # one chunk has centres

@@ -96,7 +96,8 @@ def _geometry(data, X, radius, threshold, mask_ijk, volume_shape, surface):
 
 
 _CELL_VARS = ("sim", "bad", "sizes")
-_CHUNKS_PER_ROUND = 64  # chunks whose tables are built and submitted at a time (cells)
+_CHUNKS_PER_ROUND = 64  # chunks whose tables are built and submitted at a time (cells;
+# the memory preflight counts them: neuroalign._preflight_search._CELLS_PER_ROUND)
 
 
 def _cells_in_rounds(so, geom, chunk: int, base: str, shared: tuple, what: str):
@@ -375,7 +376,8 @@ def searchlight(
         if so.batch_size is not None:
             chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
         if dev is None and so.client is None and so.cluster is None:
-            searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, **kw)
+            searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, cells=True,
+                              **kw)
     out = np.full((k, n_neuroids), np.nan)
     sizes = np.zeros(n_neuroids, dtype=np.int64)
     undefined: list[np.ndarray] = []
