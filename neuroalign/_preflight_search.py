@@ -10,8 +10,11 @@ same :class:`~neuroalign.exceptions.MemoryPreflightError`,
   choice): the batch of targets himalaya works on (``n_targets_batch``) is the largest
   that fits;
 * :func:`searchlight_memory` / :func:`searchlight_chunk`: the searchlight's chunks of
-  centres (an RDM per centre, compared with the model RDMs): the number of centres per
-  chunk is the largest that fits (at most what ``max_memory`` gives per thread).
+  centres (an RDM per centre, compared with the model RDMs by any of
+  :func:`~neuroalign.compare.compare_rdms`' methods; spheres on a volume, or geodesic
+  discs on a surface, whose meshes and per-chunk Dijkstra searches are counted too:
+  :func:`surface_memory`, :func:`disc_build_memory`): the number of centres per chunk is
+  the largest that fits (at most what ``max_memory`` gives per thread).
 
 Both formulas are checked against peaks measured in fresh processes by
 ``benchmarks/bench_preflight.py`` (within 25 %, grid in ``benchmarks/README.md``). They
