@@ -112,7 +112,9 @@ def _mesh_graph(vertices: np.ndarray, faces: np.ndarray):
     """Sparse symmetric graph of the mesh's edges weighted by their Euclidean lengths.
 
     Built with few temporaries (the memory preflight counts them: with ``F`` faces and
-    ``E`` edges, at most ``72 F`` bytes for the edge keys and ``56 E`` for the CSR build)."""
+    ``E`` edges, at most ``72 F`` bytes for the edge keys and ``56 E`` for the CSR build).
+    An edge between two vertices at the same place is kept, of length 0 (an explicit zero,
+    which scipy's Dijkstra follows)."""
     import scipy.sparse as sp
 
     n = len(vertices)

@@ -193,6 +193,16 @@ def test_surface_equals_a_loop_over_discs(max_memory):
     assert np.array_equal(full["n_neighbours"].values > 0, whole)
 
 
+def test_mesh_graph_keeps_edges_between_vertices_at_the_same_place():
+    """Vertices 1 and 2 coincide: the edge between them has length 0 and is followed (it
+    is not dropped as a structural zero), so 2 is as far from 0 as 1 is."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0.0]])
+    f = np.array([[0, 1, 3], [1, 2, 3]])
+    g = _mesh_graph(v, f)
+    assert g.nnz == 10 and (g != g.T).nnz == 0
+    np.testing.assert_allclose(dijkstra(g, indices=0), [0, 1, 1, 1])
+
+
 def test_surface_two_hemispheres_by_coordinate():
     v, f = _plane(5, 5)
     rng = np.random.default_rng(8)
