@@ -245,9 +245,10 @@ def searchlight(
     max_memory : float
         MiB of working memory per thread: the chunk of centres is the largest whose
         estimated working set fits (and, with every thread's chunk at once, the memory
-        available: :mod:`neuroalign._preflight_search`; a
+        available: :mod:`neuroalign._preflight_search`, which on a surface also counts the
+        meshes and each chunk's Dijkstra search; a
         :class:`~neuroalign.exceptions.MemoryPreflightError` before any work when not even
-        one centre fits).
+        one centre fits). On a surface a chunk holds at most 512 centres.
     device : str, optional
         Compute the RDMs (and the ranks) with torch on this device (``"cpu"``, ``"cuda"``).
     show_progress : bool, optional
