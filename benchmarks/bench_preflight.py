@@ -10,8 +10,10 @@ correlation RDM, the ridge decoder's fit (``EmbeddingDecoder(kind="ridge")``, br
 features fewer and more than the samples), ``ridge_refit`` (the read-out fit of
 ``DifferentiableRidgeEncoder.fit_store``), a ``LayerSweep`` (primal and dual layers),
 ``BandedRidgeEncoder.fit`` (himalaya's random search, then the cv R² at each choice; 2-3
-spaces, several batches of targets) and ``searchlight`` (volume, one and two threads,
-chunk from ``max_memory``).
+spaces, several batches of targets), ``searchlight`` (volume, one and two threads,
+chunk from ``max_memory``; spearman, pearson, tau-a and Bures comparisons) and ``surface``
+(the searchlight on two icospheres: geodesic discs, the meshes' graphs and each chunk's
+Dijkstra search).
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_preflight.py [--quick]
 
@@ -55,6 +57,13 @@ GRID = [
     ("searchlight", 100, 30, 3, 3, 1, 256, "float64", "spearman"),
     ("searchlight", 60, 36, 2, 4, 2, 128, "float64", "pearson"),
     ("searchlight", 200, 24, 4, 2.5, 1, 512, "float32", "spearman"),
+    ("searchlight", 100, 30, 3, 3, 1, 256, "float64", "tau_a"),
+    ("searchlight", 80, 30, 3, 3, 1, 256, "float64", "bures"),
+    # surface: stimuli, icosphere level (2 hemispheres of 10 * 4^level + 2 vertices),
+    # models, disc radius (mm, on a sphere of radius 100 mm), threads, max_memory, dtype,
+    # method; the data are the vertices of a polar cap of 12 % of each sphere
+    ("surface", 100, 7, 3, 8.0, 1, 256, "float32", "spearman"),
+    ("surface", 60, 6, 2, 12.0, 2, 128, "float64", "bures"),
 ]
 QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[21]]
 
@@ -110,27 +119,44 @@ elif job == 'banded':
                                     batch=batch)  # + the fit's copy of the valid targets
     enc = BandedRidgeEncoder(alphas=np.logspace(-2, 5, a), n_iter=iters, cv=F, device='cpu')
     run = lambda: enc.fit(X, Y)
-elif job == 'searchlight':
+elif job in ('searchlight', 'surface'):
     from neuroalign._config import max_threads
     from neuroalign._preflight_search import searchlight_chunk, searchlight_memory
     from neuroalign.compare import searchlight
-    from neuroalign.compare._searchlight_geometry import VolumeSpheres
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import SurfaceDiscs, VolumeSpheres
     side, k, radius, jobs, mib = p, t, a, F, batch
-    ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
-    N = len(ijk)
+    if job == 'searchlight':
+        ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
+        N = len(ijk)
+        geom = VolumeSpheres(ijk, radius, (side,) * 3)
+        where = dict(ijk=ijk, volume_shape=(side,) * 3)
+    else:
+        sys.path.insert(0, 'benchmarks')
+        from bench_searchlight import icosphere
+        v, f = icosphere(side)
+        cap = np.flatnonzero(v[:, 2] > 100 * (1 - 2 * 0.12))
+        vertex, hemi = np.r_[cap, cap], np.repeat(['lh', 'rh'], len(cap))
+        N = len(vertex)
+        geom = SurfaceDiscs({'lh': (v, f), 'rh': (v, f)}, hemi, vertex, radius, 0.0)
+        import xarray as xr
+        where = dict(surface={'lh': (v, f), 'rh': (v, f)}, threshold=0.0)
     X = rng.standard_normal((n, N)).astype(dtype)
+    if job == 'surface':
+        X = xr.DataArray(X, dims=('stimulus', 'neuroid'),
+                         coords={'vertex': ('neuroid', vertex), 'hemisphere': ('neuroid', hemi)})
     models = rng.random((k, n * (n - 1) // 2))
-    geom = VolumeSpheres(ijk, radius, (side,) * 3)
-    width, cells = geom.max_size, geom._lut.size
+    sizes = _geometry_sizes(geom)
+    width = sizes.pop('width')
     del geom
     workers = min(max_threads(), jobs)
     kw = dict(method=form, rdm_metric='correlation', itemsize=np.dtype(dtype).itemsize)
     chunk = searchlight_chunk(n, N, width, n_models=k, workers=workers, max_memory=mib,
-                              apply_budget=False, **kw)
-    est = searchlight_memory(n, N, width, chunk, n_models=k, workers=workers,
-                             grid_cells=cells, **kw)
-    run = lambda: searchlight(X, models, ijk=ijk, volume_shape=(side,) * 3, radius=radius,
-                              method=form, n_jobs=jobs, max_memory=mib, show_progress=False)
+                              apply_budget=False, **kw, **sizes)
+    sizes.pop('max_chunk', None)
+    est = searchlight_memory(n, N, width, chunk, n_models=k, workers=workers, **kw, **sizes)
+    run = lambda: searchlight(X, models, radius=radius, method=form, n_jobs=jobs,
+                              max_memory=mib, show_progress=False, **where)
 elif job == 'rdm':
     from neuroalign.compare import rdm
     X = rng.standard_normal((n, p)).astype(dtype)
@@ -178,15 +204,19 @@ def main() -> None:
     worst = 0.0
     cells = QUICK if args.quick else GRID
     if args.jobs:
-        cells = [c for c in cells if c[0] in args.jobs.split(",")]
+        jobs = set(args.jobs.split(","))
+        if "searchlight" in jobs:
+            jobs.add("surface")  # the searchlight on a surface
+        cells = [c for c in cells if c[0] in jobs]
     for cell in cells:
         r = run_cell(cell)
         err = (r["est"] - r["peak"]) / r["peak"]
         worst = max(worst, abs(err))
         job, n, p, t, a, F, batch, dtype, form = cell
         form = f"{form} layers" if job == "sweep" else form
-        if job == "searchlight":
-            label = (f"{job:<8} stimuli={n:<4} centres={p}^3 models={t} radius={a} "
+        if job in ("searchlight", "surface"):
+            where = f"centres={p}^3" if job == "searchlight" else f"icosphere={p}"
+            label = (f"{job:<8} stimuli={n:<4} {where} models={t} radius={a} "
                      f"n_jobs={F} max_memory={batch} {dtype:<8} {form:<12}")
         else:
             label = (f"{job:<8} n={n:<6} p={p:<6} t={t:<6} alphas={a:<3} folds={F} "

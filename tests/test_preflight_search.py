@@ -125,6 +125,12 @@ def test_searchlight_estimate_grows_with_what_drives_it():
         50000 * 8 + 4 * 4950 * 8)  # a model's results and its prepared RDM
     assert ps.searchlight_memory(100, 50000, 123, 500, n_models=3, grid_cells=10**6,
                                  **SKW) - whole == 8 * 10**6
+    # cached cells in this process: a round of 64 chunks' tables and results held
+    assert ps.searchlight_memory(100, 50000, 123, 500, n_models=3, cells=True,
+                                 **SKW) - whole == 64 * (8 * 500 * 123 + 500 * (8 * 3 + 9))
+    from neuroalign.compare._searchlight import _CHUNKS_PER_ROUND
+
+    assert ps._CELLS_PER_ROUND == _CHUNKS_PER_ROUND
 
 
 def test_searchlight_chunk_fits_max_memory_and_a_small_budget(monkeypatch):
@@ -224,20 +230,41 @@ if job == 'banded':
     run = lambda: enc.fit(X, Y)
 else:
     from neuroalign.compare import searchlight
-    from neuroalign.compare._searchlight_geometry import VolumeSpheres
-    n, side, k, radius, mib = args
-    ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
-    X = rng.standard_normal((n, len(ijk)))
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import SurfaceDiscs, VolumeSpheres
+    n, side, k, radius, mib, method = args
+    if job == 'searchlight':
+        ijk = np.argwhere(np.ones((side,) * 3, dtype=bool))
+        N = len(ijk)
+        geom = VolumeSpheres(ijk, radius, (side,) * 3)
+        where = dict(ijk=ijk, volume_shape=(side,) * 3)
+        X = rng.standard_normal((n, N))
+    else:  # a side x side grid mesh, the neuroids on its central third
+        import xarray as xr
+        x, y = np.meshgrid(np.arange(side, dtype=float), np.arange(side, dtype=float),
+                           indexing='ij')
+        v = np.stack([x.ravel(), y.ravel(), 0.3 * np.sin(x.ravel() / 3)], 1)
+        q = np.arange(side * side).reshape(side, side)
+        a, b, c, d = q[:-1, :-1].ravel(), q[1:, :-1].ravel(), q[:-1, 1:].ravel(), q[1:, 1:].ravel()
+        f = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+        mid = (v[:, :2] >= side // 3).all(1) & (v[:, :2] < 2 * side // 3).all(1)
+        vertex = np.flatnonzero(mid)
+        N = len(vertex)
+        geom = SurfaceDiscs({'mesh': (v, f)}, np.full(N, 'mesh'), vertex, radius, 0.0)
+        where = dict(surface=(v, f), threshold=0.0)
+        X = xr.DataArray(rng.standard_normal((n, N)), dims=('stimulus', 'neuroid'),
+                         coords={'vertex': ('neuroid', vertex)})
     models = rng.random((k, n * (n - 1) // 2))
-    geom = VolumeSpheres(ijk, radius, (side,) * 3)
-    kw = dict(n_models=k, workers=1, method='spearman', rdm_metric='correlation')
-    chunk = ps.searchlight_chunk(n, len(ijk), geom.max_size, max_memory=mib,
-                                 apply_budget=False, **kw)
-    est = ps.searchlight_memory(n, len(ijk), geom.max_size, chunk, grid_cells=geom._lut.size,
-                                **kw)
+    sizes = _geometry_sizes(geom)
+    width = sizes.pop('width')
+    kw = dict(n_models=k, workers=1, method=method, rdm_metric='correlation')
+    chunk = ps.searchlight_chunk(n, N, width, max_memory=mib, apply_budget=False, **kw,
+                                 **sizes)
+    sizes.pop('max_chunk', None)
+    est = ps.searchlight_memory(n, N, width, chunk, **kw, **sizes)
     del geom
-    run = lambda: searchlight(X, models, ijk=ijk, volume_shape=(side,) * 3, radius=radius,
-                              n_jobs=1, max_memory=mib, show_progress=False)
+    run = lambda: searchlight(X, models, radius=radius, method=method, n_jobs=1,
+                              max_memory=mib, show_progress=False, **where)
 import gc; gc.collect()
 ctypes.CDLL('libc.so.6').malloc_trim(0)
 base = status('VmRSS')
@@ -252,17 +279,20 @@ print(json.dumps([status('VmHWM') - base, est]))
 # Peaks of 150 MiB and more (below, the fixed part of the process dominates: see
 # tests/test_preflight.py).
 @pytest.mark.parametrize("cell", [("banded", (1500, [200, 200], 4000, 8, 2)),
-                                  ("searchlight", (100, 24, 3, 3, 192)),
-                                  ("searchlight", (150, 20, 2, 2.5, 256))])
+                                  ("searchlight", (100, 24, 3, 3, 192, "spearman")),
+                                  ("searchlight", (150, 20, 2, 2.5, 256, "spearman")),
+                                  ("searchlight", (100, 20, 3, 3, 192, "tau_a")),
+                                  ("searchlight", (80, 16, 2, 3, 256, "bures")),
+                                  ("surface", (140, 300, 3, 6.0, 256, "spearman"))])
 def test_estimate_within_25_percent_of_the_measured_peak(cell):
     from test_preflight import assert_estimate_within_25_percent
 
     assert_estimate_within_25_percent(_CHILD, cell)
 
 
-def test_surface_width_bounds_every_disc():
-    """On a surface the preflight's neighbourhood size is the largest Euclidean ball around
-    the centres, which contains every geodesic disc (and equals the widest on a flat grid)."""
+def test_surface_width_is_the_widest_disc():
+    """On a surface the preflight's neighbourhood size is the widest geodesic disc (in
+    neuroids) around a sample of the centres: every disc when the sample is all of them."""
     from neuroalign.compare._searchlight import _width
     from neuroalign.compare._searchlight_geometry import SurfaceDiscs
 
@@ -271,8 +301,257 @@ def test_surface_width_bounds_every_disc():
     idx = np.arange(120).reshape(12, 10)
     a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
     f = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
-    geom = SurfaceDiscs({"lh": (v, f)}, np.full(120, "lh"), np.arange(120), radius=2.5,
+    keep = np.flatnonzero(np.random.default_rng(0).random(120) < 0.7)  # a masked surface
+    geom = SurfaceDiscs({"lh": (v, f)}, np.full(len(keep), "lh"), keep, radius=2.5,
                         threshold=0.0)
     widest = max(t.shape[1] for _, t in geom.chunks(512))
-    assert widest <= _width(geom) <= 3 * widest
-    assert _width(geom, sample=1) >= 1
+    assert _width(geom) == widest
+    assert 1 <= _width(geom, sample=3) <= widest
+
+
+def _traced_chunk(method, n=60, c=150, w=40, k=2, drop=0, seed=0):
+    """(traced peak of one chunk's work, its estimate): numpy's allocations, as
+    tracemalloc sees them (BLAS and LAPACK buffers are not among them)."""
+    import tracemalloc
+
+    from neuroalign.compare._searchlight_chunks import _centre_chunk, _Models
+
+    rng = np.random.default_rng(seed)
+    N, m_all = 5000, n * (n - 1) // 2
+    X = rng.standard_normal((n, N))
+    keep = np.ones(m_all, dtype=bool)
+    keep[rng.choice(m_all, drop, replace=False)] = False
+    models = _Models(rng.random((k, m_all))[:, keep], method, None, keep)
+    if method == "tau_a":  # numba's runtime loaded first (counted once, see test_tau_a_terms)
+        models.compare(rng.random((2, int(keep.sum()))))
+    table = rng.integers(0, N, (c, w))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        _centre_chunk(X, models, np.zeros(N, dtype=bool), keep, "correlation", None,
+                      np.arange(c), table)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    est = ps.searchlight_chunk_memory(n, w, c, n_neuroids=N, method=method, n_models=k,
+                                      n_pairs_kept=int(keep.sum()))
+    return peak, est
+
+
+@pytest.mark.parametrize("method", ["tau_a", "bures", "cosine_cov", "pearson_cov"])
+@pytest.mark.parametrize("drop", [0, 50])
+def test_chunk_estimate_follows_the_traced_working_set(method, drop):
+    """The chunk's estimate is its traced peak to within 10 %: the second-moment methods'
+    comparison (3 G building the data's G, the zero-filled vectors when pairs are left out,
+    pearson_cov's centred copies) is the peak here, tau-a's RDM step."""
+    peak, est = _traced_chunk(method, drop=drop)
+    assert 0.9 * peak <= est <= 1.1 * peak, (peak / 2**20, est / 2**20)
+
+
+def test_bures_one_centre_at_a_time_and_the_models_g():
+    """Few centres, many models: the models' G (3 G_k while built) and Bures' loop over
+    centres ((3 + 2 k) n^2 8 beside both G; LAPACK's copy, n^2 8 of it, is not traced) are
+    the peak."""
+    peak, est = _traced_chunk("bures", n=120, c=3, w=20, k=8)
+    assert 0.9 * peak <= est <= 1.1 * peak, (peak / 2**20, est / 2**20)
+    peak, est = _traced_chunk("cosine_cov", n=120, c=3, w=20, k=8)
+    assert 0.9 * peak <= est <= 1.1 * peak, (peak / 2**20, est / 2**20)
+
+
+def test_tau_a_terms(monkeypatch):
+    """tau-a adds the model's order and ranks 16 m and 40 m per row, rows of at least
+    100,000 pairs max_threads() at a time; numba's runtime (121 MiB) once, before the first
+    tau-a of the process."""
+    from neuroalign import _config
+
+    assert ps._compare_memory(100, 4950, 4950, 30, 3, "tau_a") == 56 * 4950
+    monkeypatch.setattr(_config, "max_threads", lambda: 3)
+    assert ps._compare_memory(500, 124750, 124750, 30, 3, "tau_a") == (16 + 3 * 40) * 124750
+    assert ps._compare_memory(100, 4950, 4950, 30, 3, "tau_a") == 56 * 4950
+    kw = dict(n_models=2, n_pairs_kept=None)
+    base = ps.searchlight_memory(40, 1000, 20, 50, method="pearson", **kw)
+    monkeypatch.setitem(sys.modules, "neuroalign.compare._tau_kernel", object())
+    assert ps.searchlight_memory(40, 1000, 20, 50, method="tau_a", **kw) == base
+    monkeypatch.delitem(sys.modules, "neuroalign.compare._tau_kernel")
+    import importlib.util
+
+    numba = importlib.util.find_spec("numba") is not None
+    assert ps.searchlight_memory(40, 1000, 20, 50, method="tau_a", **kw) == base + (
+        121 * 2**20 if numba else 0)
+
+
+def _grid_mesh(nx, ny):
+    x, y = np.meshgrid(np.arange(nx, dtype=float), np.arange(ny, dtype=float), indexing="ij")
+    v = np.stack([x.ravel(), y.ravel(), 0.3 * np.sin(x.ravel() / 3)], 1)
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+    return v, np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+
+
+@pytest.mark.parametrize("shape, patch, radius, phase", [
+    # half the vertices at random, balls of 113 vertices: 4,000+ candidates a chunk
+    ((150, 120), None, 6.0, "dijkstra"),
+    # a patch of 22 x 23 centres whose balls of 450 vertices overlap: 2,000 candidates
+    ((48, 48), (13, 35, 13, 36), 12.0, "balls"),
+])
+def test_surface_mesh_terms_follow_the_code(shape, patch, radius, phase):
+    """The meshes kept (graph, vertices, lookup) are exactly their arrays' bytes; building a
+    graph peaks at max(72 F, 56 E + 4 V) (traced, within 5 %); a chunk's disc
+    construction at disc_build_memory (traced, within 15 %), in either of its phases (the
+    neuroids are some of the vertices: the balls and the distances hold all of them)."""
+    import tracemalloc
+
+    from scipy.spatial import cKDTree
+
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import SurfaceDiscs, _mesh_graph
+
+    v, f = _grid_mesh(*shape)
+    if patch is None:
+        vert = np.random.default_rng(0).permutation(len(v))[:len(v) // 2]
+    else:
+        x0, x1, y0, y1 = patch
+        one = np.flatnonzero((v[:, 0] >= x0) & (v[:, 0] < x1) & (v[:, 1] >= y0)
+                             & (v[:, 1] < y1))
+        vert = np.r_[one, one]
+    geom = SurfaceDiscs({"lh": (v, f), "rh": (v, f)}, np.repeat(["lh", "rh"], len(vert) // 2),
+                        vert, radius=radius, threshold=0.0)
+    sizes = _geometry_sizes(geom)
+    surf = sizes["surface"]
+    kept, build, tree = ps.surface_memory(surf["meshes"])
+    assert kept == sum(geom.graphs[h].data.nbytes + geom.graphs[h].indices.nbytes
+                       + geom.graphs[h].indptr.nbytes + geom.coords[h].nbytes
+                       + geom.luts[h].nbytes for h in ("lh", "rh"))
+    (V, E, F), _ = surf["meshes"]
+    assert build == kept // 2 + 36 * V + max(72 * F, 56 * E + 4 * V)  # the second mesh's
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        _mesh_graph(geom.coords["lh"], f)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    if V > 10000:  # (a small mesh's fixed allocations are a larger share)
+        assert 0.95 * peak <= max(72 * F, 56 * E + 4 * V) <= 1.05 * peak
+    assert sizes["width"] < surf["disc"] < surf["ball"]
+    worst = 0
+    t = cKDTree(geom.coords["lh"])
+    order = geom._order("lh")
+    for start in range(0, len(order), 512):
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            geom._discs("lh", t, order[start:start + 512])
+            worst = max(worst, tracemalloc.get_traced_memory()[1] - base)
+        finally:
+            tracemalloc.stop()
+    est = ps.disc_build_memory(512, surf["ball"], surf["disc"], surf["candidates"])
+    assert 0.85 * worst <= est <= 1.15 * worst, (worst / 2**20, est / 2**20)
+    assert (est == 57 * 512 * surf["ball"] + 8 * surf["candidates"]) == (phase == "balls")
+
+
+SURF = dict(meshes=[(163842, 491520, 327680)] * 2, ball=400, disc=330, candidates=5000)
+
+
+def test_surface_search_counts_the_meshes_and_the_disc_builds():
+    kw = dict(n_models=2, **SKW)
+    vol = ps.searchlight_memory(100, 20000, 300, 512, **kw)
+    one = ps.searchlight_memory(100, 20000, 300, 512, surface=SURF, **kw)
+    kept, build, tree = ps.surface_memory(SURF["meshes"])
+    # one thread: the discs are built between the chunks' comparisons
+    assert one - vol == 16 * 20000 + kept + tree - 60 * 512 * 300
+    many = dict(SURF, candidates=10**6)  # distances larger than a chunk's comparison
+    discs = ps.disc_build_memory(512, 400, 330, 10**6)
+    per = ps.searchlight_chunk_memory(100, 300, 512, n_neuroids=20000, n_models=2,
+                                      **SKW) + 8 * 512 * 300
+    assert discs > per
+    assert ps.searchlight_memory(100, 20000, 300, 512, surface=many, **kw) - one == discs - per
+    # two threads: two chunks and two queued tables beside one chunk's discs
+    two = ps.searchlight_memory(100, 20000, 300, 512, workers=2, surface=SURF, **kw)
+    assert two - one == 2 * (per + 8 * 512 * 300) + ps.disc_build_memory(
+        512, 400, 330, 5000) - per
+    # the distances: rows x candidates x 9 bytes, at most 64 MiB of float64 at a time
+    assert ps.disc_build_memory(100, 10, 8, 50000) == 9 * 100 * 50000 + 16 * 800 + 208 * 50000
+    assert ps.disc_build_memory(512, 10, 8, 50000) == 9 * 167 * 50000 + 16 * 4096 + 208 * 50000
+    # the balls: 57 bytes per vertex in a ball of a chunk's centres
+    assert ps.disc_build_memory(512, 300, 200, 600) == 57 * 512 * 300 + 8 * 600
+
+
+def test_surface_chunk_is_capped_and_fits_a_small_budget(monkeypatch):
+    monkeypatch.setattr(pf, "available_memory", lambda: 2**40)
+    monkeypatch.delenv(pf.ENV_VAR, raising=False)
+    kw = dict(n_models=2, workers=1, max_memory=4096, surface=SURF, max_chunk=512, **SKW)
+    assert ps.searchlight_chunk(100, 20000, 300, **kw) == 512  # a surface's chunk cap
+    budget = ps.searchlight_memory(100, 20000, 300, 200, n_models=2, surface=SURF, **SKW)
+    c = ps.searchlight_chunk(100, 20000, 300, budget=budget, **kw)
+    assert c == 200
+    assert ps.searchlight_memory(100, 20000, 300, 201, n_models=2, surface=SURF,
+                                 **SKW) > budget
+    # a cell's chunk on a surface holds at most 512 centres: that is what is checked
+    assert ps.searchlight_chunk(100, 20000, 300, fixed_chunk=5000, budget=10**12, **kw) == 512
+
+
+def test_surface_searchlight_refuses_what_only_the_meshes_make_too_large(monkeypatch):
+    """A budget that the volume-style estimate fits but the meshes and the disc builds do
+    not: the named error, before any disc is built."""
+    from neuroalign.compare import searchlight
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import SurfaceDiscs
+
+    v, f = _grid_mesh(60, 50)
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((12, len(v)))
+    models = rng.random((2, 66))
+    sizes = _geometry_sizes(SurfaceDiscs({"mesh": (v, f)}, np.full(len(v), "mesh"),
+                                         np.arange(len(v)), 3.0, 1.0))
+    kw = dict(n_models=2, n_pairs_kept=66, **SKW)
+    need = ps.searchlight_memory(12, len(v), sizes["width"], 1, surface=sizes["surface"],
+                                 **kw)
+    assert ps.searchlight_memory(12, len(v), sizes["width"], 1, **kw) < need
+    monkeypatch.setenv(pf.ENV_VAR, str(need - 1))
+    with pytest.raises(MemoryPreflightError, match=(
+            r"searchlight: 3000 centres over 12 stimuli on a surface of 3000 vertices in 1 "
+            r"mesh \(neighbourhoods of up to \d+ neuroids, 2 model RDMs, 1 thread\) even one "
+            r"centre per chunk needs about .*one hemisphere per call")):
+        searchlight(data, models, surface=(v, f), radius=3.0, n_jobs=1)
+    monkeypatch.setenv(pf.ENV_VAR, str(need))
+    assert searchlight(data, models, surface=(v, f), radius=3.0, n_jobs=1).shape == (2, 3000)
+
+
+def test_rank_methods_rank_long_rows_one_at_a_time(monkeypatch):
+    """Rows of 1,024 pairs and more are ranked one at a time (17 bytes per entry), one per
+    thread from 100,000 on: a chunk of few centres over many stimuli peaks at its RDM step
+    (traced, within 10 %), not at a block of 32 rows (which made 2 centres over 1,000
+    stimuli need 274 MiB instead of 53)."""
+    from neuroalign import _config
+
+    peak, est = _traced_chunk("spearman", n=400, c=3, w=30)
+    assert 0.9 * peak <= est <= 1.1 * peak, (peak / 2**20, est / 2**20)
+    assert ps._compare_memory(400, 79800, 79800, 3, 2, "rho_a") == 3 * 79800 * 8 + 17 * 79800
+    monkeypatch.setattr(_config, "max_threads", lambda: 3)
+    assert ps._compare_memory(500, 124750, 124750, 3, 2, "spearman") == (
+        3 * 124750 * 8 + 17 * 3 * 124750)
+    # short rows: a block of 2^22 entries (or all the chunk's)
+    assert ps._compare_memory(40, 780, 780, 100, 2, "spearman") == 100 * 780 * (8 + 17)
+
+
+def test_cells_in_this_process_count_the_round_of_tables(monkeypatch, tmp_path):
+    """Cached cells run here hold a round of 64 chunks' tables and results: a budget that
+    fits everything but them stops at once."""
+    from neuroalign.compare import searchlight
+    from neuroalign.compare._searchlight import _geometry_sizes
+    from neuroalign.compare._searchlight_geometry import VolumeSpheres
+
+    rng = np.random.default_rng(0)
+    ijk = np.argwhere(np.ones((5, 5, 5), dtype=bool))
+    sizes = _geometry_sizes(VolumeSpheres(ijk, 1.5))
+    kw = dict(n_models=2, n_pairs_kept=66, grid_cells=sizes["grid_cells"], **SKW)
+    need = ps.searchlight_memory(12, 125, sizes["width"], 100, cells=True, **kw)
+    assert ps.searchlight_memory(12, 125, sizes["width"], 100, **kw) < need
+    monkeypatch.setenv(pf.ENV_VAR, str(need - 1))
+    args = (rng.standard_normal((12, 125)), rng.random((2, 66)))
+    with pytest.raises(MemoryPreflightError, match=r"with 100 centres per cell"):
+        searchlight(*args, ijk=ijk, radius=1.5, result_path=tmp_path, batch_size=100)
+    monkeypatch.setenv(pf.ENV_VAR, str(need))
+    assert searchlight(*args, ijk=ijk, radius=1.5, result_path=tmp_path,
+                       batch_size=100).attrs["n_cells"] == 1  # one chunk has centres

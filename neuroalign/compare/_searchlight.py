@@ -96,7 +96,8 @@ def _geometry(data, X, radius, threshold, mask_ijk, volume_shape, surface):
 
 
 _CELL_VARS = ("sim", "bad", "sizes")
-_CHUNKS_PER_ROUND = 64  # chunks whose tables are built and submitted at a time (cells)
+_CHUNKS_PER_ROUND = 64  # chunks whose tables are built and submitted at a time (cells;
+# the memory preflight counts them: neuroalign._preflight_search._CELLS_PER_ROUND)
 
 
 def _cells_in_rounds(so, geom, chunk: int, base: str, shared: tuple, what: str):
@@ -135,20 +136,27 @@ def _bounded_map(pool, func, items, in_flight: int):
 
 def _width(geom, sample: int = 2048) -> int:
     """The most neuroids in a neighbourhood (for the memory preflight): a volume's sphere;
-    on a surface, the largest Euclidean ball of ``radius`` around (an even sample of up to
-    ``sample`` per hemisphere of) the centres, which contains the geodesic disc."""
+    on a surface, the widest disc around an even sample of up to ``sample`` centres per
+    hemisphere (:meth:`SurfaceDiscs.widest`)."""
     if geom.max_size:
         return int(geom.max_size)
-    from scipy.spatial import cKDTree
+    return geom.widest(sample)[0]
 
-    widest = 1
-    for h, xyz in geom.coords.items():
-        idx = np.flatnonzero(geom.hemisphere == h)
-        pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), sample)).astype(int))]
-        counts = cKDTree(xyz).query_ball_point(xyz[geom.vertex[pick]], geom.radius,
-                                               return_length=True)
-        widest = max(widest, int(np.max(counts)))
-    return widest
+
+def _geometry_sizes(geom) -> dict:
+    """What the memory preflight needs of the neighbourhoods
+    (:func:`neuroalign._preflight_search.searchlight_chunk`): their width, and a volume's
+    lookup grid, or a surface's meshes (vertices, edges, faces per hemisphere), widest
+    ball and disc (mesh vertices), the most vertices a chunk's Dijkstra runs on, and the
+    chunk's cap."""
+    if not isinstance(geom, SurfaceDiscs):
+        return {"width": int(geom.max_size), "grid_cells": int(geom._lut.size)}
+    width, disc, ball = geom.widest()
+    meshes = [(len(geom.coords[h]), geom.graphs[h].nnz // 2, geom.n_faces[h])
+              for h in geom.graphs]
+    return {"width": width, "max_chunk": geom.max_chunk,
+            "surface": {"meshes": meshes, "ball": ball, "disc": disc,
+                        "candidates": geom.candidates(geom.max_chunk)}}
 
 
 def _model_labels(models, k: int, dims, coords) -> tuple[str, np.ndarray]:
@@ -237,9 +245,10 @@ def searchlight(
     max_memory : float
         MiB of working memory per thread: the chunk of centres is the largest whose
         estimated working set fits (and, with every thread's chunk at once, the memory
-        available: :mod:`neuroalign._preflight_search`; a
+        available: :mod:`neuroalign._preflight_search`, which on a surface also counts the
+        meshes and each chunk's Dijkstra search; a
         :class:`~neuroalign.exceptions.MemoryPreflightError` before any work when not even
-        one centre fits).
+        one centre fits). On a surface a chunk holds at most 512 centres.
     device : str, optional
         Compute the RDMs (and the ranks) with torch on this device (``"cpu"``, ``"cuda"``).
     show_progress : bool, optional
@@ -338,7 +347,7 @@ def searchlight(
         from neuroalign._config import resolve_device
 
         dev = resolve_device(device)
-    prepared = _Models(vb[:, keep], method, dev)
+    prepared = _Models(vb[:, keep], method, dev, keep)
     geom, coords, ndim = _geometry(data, X, radius, threshold, ijk, volume_shape, surface)
     bad_vox = np.zeros(n_neuroids, dtype=bool)
     for s in range(0, n_neuroids, 65536):
@@ -360,16 +369,16 @@ def searchlight(
     from neuroalign._preflight_search import searchlight_chunk
 
     kw = dict(n_models=k, max_memory=max_memory, method=method, rdm_metric=rdm_metric,
-              n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize,
-              grid_cells=getattr(getattr(geom, "_lut", None), "size", 0))
-    width = _width(geom)
+              n_pairs_kept=int(keep.sum()), itemsize=X.dtype.itemsize, **_geometry_sizes(geom))
+    width = kw.pop("width")
     chunk = searchlight_chunk(n, n_neuroids, width, workers=workers,
                               apply_budget=dev is None and not so.active, **kw)
     if so.active:
         if so.batch_size is not None:
             chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
         if dev is None and so.client is None and so.cluster is None:
-            searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, **kw)
+            searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, cells=True,
+                              **kw)
     out = np.full((k, n_neuroids), np.nan)
     sizes = np.zeros(n_neuroids, dtype=np.int64)
     undefined: list[np.ndarray] = []

@@ -77,10 +77,14 @@ def _chunk_rdms(X, table, metric: str, device):
 
 
 class _Models:
-    """Model RDM vectors prepared once for the fast comparison methods."""
+    """Model RDM vectors prepared once for the fast comparison methods.
 
-    def __init__(self, vb: np.ndarray, method: str, device):
+    ``keep``: which of all ``n (n-1) / 2`` pairs ``vb`` holds (None: all). The
+    second-moment methods need it to place the pairs present among the stimuli."""
+
+    def __init__(self, vb: np.ndarray, method: str, device, keep: np.ndarray | None = None):
         self.method, self.device, self.raw = method, device, vb
+        self.keep = None if keep is None or keep.all() else keep
         m = vb.shape[1]
         if method in ("spearman", "rho_a"):
             rb = _rank_torch(vb, device) if device is not None else rank_average(vb)
@@ -107,7 +111,8 @@ class _Models:
         """Similarities ``(c, k)`` of data RDM vectors ``d`` (NaN where undefined)."""
         method, m = self.method, d.shape[1]
         if method not in _FAST:
-            return _compare_vectors(d, self.raw, method, "searchlight", self.device, nan=True)
+            return _compare_vectors(d, self.raw, method, "searchlight", self.device,
+                                    keep=self.keep, nan=True)
         if method in ("spearman", "rho_a"):
             a = _rank_torch(d, self.device) if self.device is not None else rank_average(d)
             a -= (m + 1) / 2.0

@@ -109,16 +109,38 @@ class VolumeSpheres:
 
 
 def _mesh_graph(vertices: np.ndarray, faces: np.ndarray):
-    """Sparse symmetric graph of the mesh's edges weighted by their Euclidean lengths."""
+    """Sparse symmetric graph of the mesh's edges weighted by their Euclidean lengths.
+
+    Built with few temporaries (the memory preflight counts them: with ``F`` faces and
+    ``E`` edges, at most ``72 F`` bytes for the edge keys and ``56 E`` for the CSR build).
+    An edge between two vertices at the same place is kept, of length 0 (an explicit zero,
+    which scipy's Dijkstra follows)."""
     import scipy.sparse as sp
 
-    f = faces.astype(np.int64)
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    e = np.unique(np.sort(e, axis=1), axis=0)
-    w = np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1)
     n = len(vertices)
-    g = sp.coo_matrix((w, (e[:, 0], e[:, 1])), shape=(n, n))
-    return (g + g.T).tocsr()
+    f = faces.astype(np.int64)
+    b = f[:, [1, 2, 0]]
+    key = np.minimum(f, b)  # each face's three edges as one key, lower vertex first
+    np.maximum(f, b, out=b)
+    key *= n
+    key += b
+    del f, b
+    key = np.unique(key)
+    i, j = np.divmod(key, n)
+    del key
+    w = np.zeros(len(i))
+    for k in range(3):
+        t = vertices[i, k] - vertices[j, k]
+        t *= t
+        w += t
+    del t
+    np.sqrt(w, out=w)
+    idx = np.int32 if n < 2**31 else np.int64
+    rows = np.concatenate([i, j]).astype(idx)
+    cols = np.concatenate([j, i]).astype(idx)
+    del i, j
+    w = np.concatenate([w, w])
+    return sp.csr_matrix((w, (rows, cols)), shape=(n, n))
 
 
 def load_surface(name: str, hemisphere: str) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +213,7 @@ class SurfaceDiscs:
         self.threshold = threshold
         self.hemisphere = np.asarray(hemisphere).astype(str)
         self.vertex = np.asarray(vertex).astype(np.int64)
-        self.graphs, self.luts, self.coords = {}, {}, {}
+        self.graphs, self.luts, self.coords, self.n_faces = {}, {}, {}, {}
         for h in np.unique(self.hemisphere):
             if h not in meshes:
                 raise ValueError(
@@ -213,57 +235,126 @@ class SurfaceDiscs:
                     f"hemisphere {h!r} but its mesh has {len(v)} vertices. Expected the mesh of "
                     "the data's surface space."
                 )
-            self.graphs[h] = _mesh_graph(v.astype(np.float64), f)
             self.coords[h] = v.astype(np.float64)
+            self.graphs[h] = _mesh_graph(self.coords[h], f)
+            self.n_faces[h] = len(f)
             lut = np.full(len(v), -1, dtype=np.int64)
             lut[self.vertex[idx]] = idx
             self.luts[h] = lut
         self.n_neuroids = len(self.vertex)
         self.max_size = None
+        self.max_chunk = 512  # centres per chunk (their Dijkstra runs on one subgraph)
+
+    def _order(self, h: str) -> np.ndarray:
+        """The neuroids of hemisphere ``h`` in the order of a grid of cells of ``4 radius``
+        (so that a chunk's balls overlap)."""
+        idx = np.flatnonzero(self.hemisphere == h)
+        xyz = self.coords[h]
+        cell = np.floor((xyz[self.vertex[idx]] - xyz.min(0)) / (4 * self.radius)).astype(np.int64)
+        return idx[np.lexsort(cell.T[::-1])]
+
+    def _balls(self, h: str, tree, c: np.ndarray) -> list:
+        """The mesh vertices within ``radius`` (straight line) of each centre of ``c``."""
+        return tree.query_ball_point(self.coords[h][self.vertex[c]],
+                                     self.radius * (1 + 1e-9) + 1e-12)
 
     def chunks(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(centres, table)`` per chunk of spatially close centres.
+        """``(centres, table)`` per chunk of spatially close centres (at most
+        ``max_chunk``).
 
         A path of length at most ``radius`` never leaves the Euclidean ball of that radius
         around its start, so each chunk's Dijkstra runs on the subgraph of the vertices
         within ``radius`` (straight line, a KD-tree query) of its centres: exact, and its
         cost does not grow with the size of the mesh. Centres are taken in the order of a
-        grid of cells of ``4 radius`` so that a chunk's balls overlap.
+        grid of cells of ``4 radius`` so that a chunk's balls overlap. Only the table of a
+        chunk outlives its construction (:meth:`_discs`).
         """
+        from scipy.spatial import cKDTree
+
+        rows_max = max(1, min(size, self.max_chunk))
+        for h in self.graphs:
+            idx = self._order(h)
+            tree = cKDTree(self.coords[h])
+            for start in range(0, len(idx), rows_max):
+                c = idx[start:start + rows_max]
+                keep, table = self._discs(h, tree, c)
+                yield c[keep], table
+            del tree
+
+    def widest(self, sample: int = 2048) -> tuple[int, int, int]:
+        """``(neuroids, vertices, ball)``: the most neuroids and mesh vertices in a disc,
+        and the most mesh vertices in a Euclidean ball of ``radius``, around an even sample
+        of up to ``sample`` centres per hemisphere (each disc searched on the subgraph of
+        its ball, as :meth:`chunks`): for the memory preflight (a chunk's table is as wide
+        as its widest disc's neuroids)."""
         from scipy.sparse.csgraph import dijkstra
         from scipy.spatial import cKDTree
 
-        r = self.radius
+        r, most = self.radius, [1, 1, 1]
         for h, graph in self.graphs.items():
             idx = np.flatnonzero(self.hemisphere == h)
-            lut, xyz = self.luts[h], self.coords[h]
-            tree = cKDTree(xyz)
-            cell = np.floor((xyz[self.vertex[idx]] - xyz.min(0)) / (4 * r)).astype(np.int64)
-            idx = idx[np.lexsort(cell.T[::-1])]
-            rows_max = max(1, min(size, 512))
-            for start in range(0, len(idx), rows_max):
-                c = idx[start:start + rows_max]
-                src = self.vertex[c]
-                balls = tree.query_ball_point(xyz[src], r * (1 + 1e-9) + 1e-12)
-                cand = np.unique(np.concatenate([np.asarray(b, dtype=np.int64) for b in balls]))
-                sub = graph[cand][:, cand]
-                step = max(1, _DIST_BYTES // (8 * len(cand)))
-                pieces = []
-                for s0 in range(0, len(c), step):
-                    d = dijkstra(sub, indices=np.searchsorted(cand, src[s0:s0 + step]),
-                                 limit=r * (1 + 1e-12))
-                    rr, cc = np.nonzero(d <= r)
-                    pieces.append((rr + s0, cand[cc]))
-                    del d
-                rows = np.concatenate([p[0] for p in pieces])
-                nb = lut[np.concatenate([p[1] for p in pieces])]
-                total = np.bincount(rows, minlength=len(c))
-                inside = np.bincount(rows, weights=nb >= 0, minlength=len(c))
-                keep = inside >= self.threshold * total - 1e-9
-                rows, nb = rows[nb >= 0], nb[nb >= 0]
-                counts = np.bincount(rows, minlength=len(c))
-                width = int(counts.max()) if len(counts) else 0
-                table = np.full((len(c), max(width, 1)), -1, dtype=np.int64)
-                slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-                table[rows, slot] = nb
-                yield c[keep], table[keep]
+            pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), sample)).astype(int))]
+            tree = cKDTree(self.coords[h])
+            for centre, ball in zip(pick, self._balls(h, tree, pick), strict=True):
+                cand = np.sort(np.asarray(ball, dtype=np.int64))
+                d = dijkstra(graph[cand][:, cand], limit=r * (1 + 1e-12),
+                             indices=np.searchsorted(cand, self.vertex[centre]))
+                disc = cand[d <= r]
+                most = [max(most[0], int((self.luts[h][disc] >= 0).sum())),
+                        max(most[1], len(disc)), max(most[2], len(cand))]
+            del tree
+        return most[0], most[1], most[2]
+
+    def candidates(self, size: int, sample: int = 16) -> int:
+        """The most mesh vertices a chunk's Dijkstra runs on (the union of its centres'
+        balls), over up to ``sample`` chunks per hemisphere evenly spaced in chunk order:
+        for the memory preflight (the chunk's distances are ``rows x candidates``)."""
+        from scipy.spatial import cKDTree
+
+        rows_max = max(1, min(size, self.max_chunk))
+        most = 1
+        for h in self.graphs:
+            idx = self._order(h)
+            tree = cKDTree(self.coords[h])
+            starts = np.arange(0, len(idx), rows_max)
+            for start in starts[np.unique(np.linspace(0, len(starts) - 1,
+                                                      min(len(starts), sample)).astype(int))]:
+                balls = self._balls(h, tree, idx[start:start + rows_max])
+                most = max(most, len(set().union(*balls)))
+            del tree
+        return most
+
+    def _discs(self, h: str, tree, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(keep, table)`` of the centres ``c`` (all in hemisphere ``h``): which pass
+        ``threshold``, and their discs as a padded table of neuroid indices (``-1``)."""
+        from scipy.sparse.csgraph import dijkstra
+
+        r, lut = self.radius, self.luts[h]
+        src = self.vertex[c]
+        balls = self._balls(h, tree, c)
+        cand = np.unique(np.concatenate([np.asarray(b, dtype=np.int64) for b in balls]))
+        del balls
+        sub = self.graphs[h][cand][:, cand]
+        step = max(1, _DIST_BYTES // (8 * len(cand)))
+        pieces = []
+        for s0 in range(0, len(c), step):
+            d = dijkstra(sub, indices=np.searchsorted(cand, src[s0:s0 + step]),
+                         limit=r * (1 + 1e-12))
+            rr, cc = np.nonzero(d <= r)
+            del d
+            pieces.append((rr + s0, cand[cc]))
+            del rr, cc
+        del sub
+        rows = np.concatenate([p[0] for p in pieces])
+        nb = lut[np.concatenate([p[1] for p in pieces])]
+        del pieces
+        total = np.bincount(rows, minlength=len(c))
+        inside = np.bincount(rows, weights=nb >= 0, minlength=len(c))
+        keep = inside >= self.threshold * total - 1e-9
+        rows, nb = rows[nb >= 0], nb[nb >= 0]
+        counts = np.bincount(rows, minlength=len(c))
+        width = int(counts.max()) if len(counts) else 0
+        table = np.full((len(c), max(width, 1)), -1, dtype=np.int64)
+        slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        table[rows, slot] = nb
+        return keep, table[keep]

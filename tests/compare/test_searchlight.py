@@ -125,6 +125,29 @@ def test_store_coords_and_stimulus_join():
             stimulus_id_j=("stimulus_j", [*ids[:-1], "x"])), radius=2)
 
 
+@pytest.mark.parametrize("method", ["bures", "cosine_cov", "pearson_cov", "tau_a"])
+def test_missing_model_pairs_equal_compare_rdms_per_centre(method):
+    """Model pairs left out (NaN): each centre's value is compare_rdms of its RDM with the
+    models, NaN at the same pairs. The second-moment methods place the pairs present among
+    the stimuli (9 pairs of 45 missing leave 36 = 9 * 8 / 2: read as an RDM of 9 stimuli
+    they would give a wrong value without an error)."""
+    from neuroalign.compare._rdm import squareform_vector
+    from neuroalign.compare._searchlight_geometry import VolumeSpheres
+
+    rng = np.random.default_rng(11)
+    ijk = np.argwhere(np.ones((4, 4, 4), dtype=bool))
+    data = rng.standard_normal((10, len(ijk)))
+    models = rng.random((2, 45))
+    models[:, 4:13] = np.nan
+    sl = searchlight(data, models, ijk=ijk, radius=1.5, method=method, threshold=0)
+    _, table = next(VolumeSpheres(ijk, 1.5, None, 0.0).chunks(len(ijk)))
+    for c in (0, 21, 63):
+        d = squareform_vector(np.asarray(rdm(data[:, table[c][table[c] >= 0]])))
+        d[np.isnan(models[0])] = np.nan
+        np.testing.assert_allclose(sl.values[:, c], compare_rdms(d, models, method),
+                                   rtol=1e-10)
+
+
 def test_nan_neuroid_and_constant_pattern_give_nan_and_warn():
     mask, full, ijk, data, models = _volume(6)
     data = data.copy()
@@ -168,6 +191,16 @@ def test_surface_equals_a_loop_over_discs(max_memory):
     full = searchlight(da, models, surface=(v, f), radius=2.2, method="pearson")  # threshold 1
     whole = [np.isin(np.flatnonzero(dist[k] <= 2.2), keep).all() for k in keep]
     assert np.array_equal(full["n_neighbours"].values > 0, whole)
+
+
+def test_mesh_graph_keeps_edges_between_vertices_at_the_same_place():
+    """Vertices 1 and 2 coincide: the edge between them has length 0 and is followed (it
+    is not dropped as a structural zero), so 2 is as far from 0 as 1 is."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0.0]])
+    f = np.array([[0, 1, 3], [1, 2, 3]])
+    g = _mesh_graph(v, f)
+    assert g.nnz == 10 and (g != g.T).nnz == 0
+    np.testing.assert_allclose(dijkstra(g, indices=0), [0, 1, 1, 1])
 
 
 def test_surface_two_hemispheres_by_coordinate():
