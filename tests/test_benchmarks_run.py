@@ -1,0 +1,55 @@
+"""Every benchmark script runs, at a tiny size, from the repository as it is, so that the
+commands in benchmarks/README.md keep working. Each must exit cleanly; the checks a script
+makes of its own answers as it goes (values equal to the single-process or reference run,
+the planted truth recovered) fail it otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "compare": ["bench_compare.py", "--quick"],
+    "features": ["bench_features.py", "--models", "resnet18", "--n-images", "4", "--batch-size", "2",
+                 "--repeats", "1", "--memory-sizes", ""],
+    "nsd_ingest": ["bench_nsd_ingest.py", "--trials", "30", "--shape", "8", "9", "8", "--sessions", "2", "4"],
+    "nsd_scale": ["bench_nsd_scale.py", "--smoke", "--sessions", "2", "--repeats", "2", "--spaces", "func1pt8mm",
+                  "--skip", "reference", "--min-free", "1", "--root", "{tmp}/scale"],
+    "primal_dual": ["bench_primal_dual.py", "--samples", "100", "--features", "2000", "--targets", "100",
+                    "--primal-features", "400"],
+    "rdm": ["bench_rdm.py", "--quick"],
+    "ridge": ["bench_ridge.py", "--n", "300", "--p", "32", "--t", "200", "--alphas", "5", "--layers", "2",
+              "--sweep-n", "200", "--sweep-p", "16", "--sweep-t", "100"],
+    "scaleout": ["bench_scaleout.py"],
+    "searchlight": ["bench_searchlight.py", "--shape", "14", "14", "14", "--n-stim", "10", "--repeat", "1"],
+    "shape": ["bench_shape.py", "--n-sys", "4", "--n", "100", "--p", "20", "--sides", "neuroalign"],
+    "store": ["bench_store.py", "--trials", "300", "--voxels", "500"],
+    "wholebrain": ["bench_wholebrain.py", "--root", "{tmp}/wb", "--trials", "600", "--images", "200",
+                   "--features", "32", "--vertices", "2000", "--batch", "500", "--sweep-vertices", "200",
+                   "--sweep-layers", "3"],
+}
+
+
+def test_every_benchmark_script_is_covered():
+    scripts = {p.name for p in (REPO / "benchmarks").glob("bench_*.py")}
+    # bench_preflight measures memory peaks in fresh processes (its cells are slow tests
+    # of tests/test_preflight*.py)
+    assert scripts - {"bench_preflight.py"} == {c[0] for c in CASES.values()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_runs_at_a_tiny_size(name, tmp_path):
+    script, *args = CASES[name]
+    args = [a.format(tmp=tmp_path) for a in args]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2", NEUROALIGN_PROGRESS="0")
+    env.pop("NETREP_PATH", None)  # the shape benchmark's reference side is a local checkout
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, f"{script} {' '.join(args)}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
