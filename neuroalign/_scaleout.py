@@ -158,12 +158,38 @@ def _in_flight(client) -> int:
         return 4
 
 
+#: Seconds the cells' workers may all be gone (after at least one had joined) before the
+#: cells still to run are given up (named as missing, for a rerun): a Slurm/PBS job that is
+#: cancelled, preempted or past its walltime is not replaced, and the tasks would wait for a
+#: worker for ever. Workers not yet started (jobs waiting in the queue) do not count.
+LOST_WORKERS_TIMEOUT_S = 60.0
+#: How often (seconds) the driver looks at the workers while waiting for cells.
+_POLL_S = 1.0
+
+
+def _n_workers(client) -> int | None:
+    try:
+        return len(client.nthreads())
+    except Exception:  # pragma: no cover - a scheduler that does not answer: not counted
+        return None
+
+
+def _lost_workers(seconds: float) -> RuntimeError:
+    return RuntimeError(
+        f"every worker was lost and none joined for {seconds:.0f} s (a Slurm/PBS job "
+        "cancelled, preempted or past its walltime is not replaced)")
+
+
 def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
-    """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors."""
+    """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors.
+
+    When every worker has gone (after one had joined) for ``LOST_WORKERS_TIMEOUT_S``, the
+    cells not done are cancelled and reported as errors rather than waited for for ever."""
+    import time
     import warnings
     from itertools import islice
 
-    from dask.distributed import as_completed
+    from dask.distributed import wait
 
     # hash=False: a key of its own per run; with the content hash, two runs on the same
     # data share one key and releasing the first one's future can cancel the second one's
@@ -178,18 +204,37 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
                                  fail.get(i), pure=False)
 
     queue = iter(todo)
-    running = as_completed([submit(i) for i in islice(queue, _in_flight(client))])
-    errors = []
-    n_running = running.count()
-    for fut in running:
-        n_running -= 1
+    pending = {submit(i) for i in islice(queue, _in_flight(client))}
+    errors: list = []
+    joined, gone_since = bool(_n_workers(client)), None
+    while pending:
         try:
-            fut.result()
-        except Exception as err:  # collected, then re-raised with the missing cells named
-            errors.append(err)
-        for i in islice(queue, max(0, _in_flight(client) - n_running)):
-            running.add(submit(i))
-            n_running += 1
+            done, pending = wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for fut in done:
+            try:
+                fut.result()
+            except Exception as err:  # collected, then re-raised with the missing cells named
+                errors.append(err)
+        for i in islice(queue, max(0, _in_flight(client) - len(pending))):
+            pending.add(submit(i))
+        n = _n_workers(client)
+        if n:
+            joined, gone_since = True, None
+        elif n == 0 and joined:
+            gone_since = time.monotonic() if gone_since is None else gone_since
+            if time.monotonic() - gone_since > LOST_WORKERS_TIMEOUT_S:
+                log.warning("every worker was lost %.0f s ago; giving up %d cell(s) in flight",
+                            LOST_WORKERS_TIMEOUT_S, len(pending))
+                client.cancel(list(pending))
+                errors.insert(0, _lost_workers(LOST_WORKERS_TIMEOUT_S))
+                break
+    if errors and _n_workers(client) == 0 and not any(
+            str(e).startswith("every worker was lost") for e in errors):
+        # cells cancelled because their workers died with the shared data: say so first
+        errors.insert(0, RuntimeError("every worker was lost (a Slurm/PBS job cancelled, "
+                                      "preempted or past its walltime?)"))
     return errors
 
 

@@ -1,0 +1,69 @@
+"""Cells on a client whose workers all go away mid-grid (a Slurm/PBS job cancelled,
+preempted or past its walltime: dask-jobqueue does not replace it): the driver gives up the
+cells still to run after ``LOST_WORKERS_TIMEOUT_S`` and names them, instead of waiting for
+a worker for ever; a rerun computes only those."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from neuroalign import _scaleout
+from neuroalign._scaleout import kept_environ, run_cells
+
+N = 6
+
+
+def _slow_cell(i):
+    time.sleep(0.1)
+    return {"x": np.array([float(i)])}
+
+
+def _written(folder) -> int:
+    return sum(1 for f in (folder / "cells").glob("*.npz") if not f.name.startswith("."))
+
+
+def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging(
+        tmp_path, monkeypatch):
+    distributed = pytest.importorskip("dask.distributed")
+    monkeypatch.setattr(_scaleout, "LOST_WORKERS_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(_scaleout, "_POLL_S", 0.05)
+    keys = [f"cell{i}" for i in range(N)]
+    out: dict = {}
+
+    def grid(client):
+        try:
+            run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path,
+                      client=client, what="grid")
+        except RuntimeError as err:
+            out["error"] = err
+
+    with kept_environ():
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                           dashboard_address=":0")
+        try:
+            with distributed.Client(cluster) as client:
+                t = threading.Thread(target=grid, args=(client,), daemon=True)
+                t.start()
+                deadline = time.monotonic() + 30
+                while _written(tmp_path) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                cluster.scale(0)  # the only worker goes, none replaces it
+                t.join(timeout=30)
+                assert not t.is_alive(), "run_cells waited for a worker for ever"
+        finally:
+            cluster.close()
+    done = _written(tmp_path)
+    assert 2 <= done < N
+    with pytest.raises(RuntimeError, match=(
+            r"grid: \d+ cell\(s\) failed \(RuntimeError\('every worker was lost and none "
+            r"joined for 0 s \(a Slurm/PBS job cancelled, preempted or past its walltime is not "
+            r"replaced\)'\)\); batches \[.*\] of .* are missing")):
+        raise out["error"]
+    # the rerun (here in this process) computes only the missing cells
+    cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path)
+    assert len(info["computed"]) == N - done and len(info["skipped"]) == done
+    assert [float(c["x"][0]) for c in cells] == [float(i) for i in range(N)]
