@@ -180,6 +180,19 @@ def _lost_workers(seconds: float) -> RuntimeError:
         "cancelled, preempted or past its walltime is not replaced)")
 
 
+def _task_errors(fut) -> list:
+    """The error of a finished cell's future ([] when it succeeded), never its result: the
+    cell is on disk, and gathering a result from a worker gone meanwhile waits for ever
+    (its task queued again, for a worker that may never come)."""
+    from concurrent.futures import CancelledError
+
+    if fut.status == "error":
+        return [fut.exception()]
+    if fut.status == "cancelled":
+        return [CancelledError(f"cell task {fut.key} was cancelled")]
+    return []
+
+
 def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
     """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors.
 
@@ -212,11 +225,8 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
             done, pending = wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
-        for fut in done:
-            try:
-                fut.result()
-            except Exception as err:  # collected, then re-raised with the missing cells named
-                errors.append(err)
+        for fut in done:  # collected, then re-raised with the missing cells named
+            errors.extend(_task_errors(fut))
         for i in islice(queue, max(0, _in_flight(client) - len(pending))):
             pending.add(submit(i))
         n = _n_workers(client)

@@ -67,3 +67,29 @@ def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging
     cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path)
     assert len(info["computed"]) == N - done and len(info["skipped"]) == done
     assert [float(c["x"][0]) for c in cells] == [float(i) for i in range(N)]
+
+
+class _Future:
+    """A finished cell's future whose worker is gone: gathering its result would wait for
+    ever (its task queued again, for a worker that never comes)."""
+
+    key = "_run_task-1"
+
+    def __init__(self, status, exc=None):
+        self.status, self._exc = status, exc
+
+    def result(self, timeout=None):
+        raise AssertionError("the driver gathered a cell's result from a worker")
+
+    def exception(self, timeout=None):
+        return self._exc
+
+
+def test_finished_cells_are_checked_by_status_never_gathered():
+    from concurrent.futures import CancelledError
+
+    assert _scaleout._task_errors(_Future("finished")) == []
+    err = ValueError("bad cell")
+    assert _scaleout._task_errors(_Future("error", err)) == [err]
+    (got,) = _scaleout._task_errors(_Future("cancelled"))
+    assert isinstance(got, CancelledError) and "_run_task-1 was cancelled" in str(got)
