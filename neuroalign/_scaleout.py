@@ -200,6 +200,7 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
     cells not done are cancelled and reported as errors rather than waited for for ever."""
     import time
     import warnings
+    from concurrent.futures import CancelledError
     from itertools import islice
 
     from dask.distributed import wait
@@ -225,6 +226,9 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
             done, pending = wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
+        except CancelledError:  # cells cancelled (e.g. their shared data lost with a worker)
+            done = {f for f in pending if f.done()}
+            pending -= done
         for fut in done:  # collected, then re-raised with the missing cells named
             errors.extend(_task_errors(fut))
         for i in islice(queue, max(0, _in_flight(client) - len(pending))):

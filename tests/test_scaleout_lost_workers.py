@@ -17,17 +17,20 @@ from neuroalign._scaleout import kept_environ, run_cells
 N = 6
 
 
-def _slow_cell(i):
+def _slow_cell(*args):
     time.sleep(0.1)
-    return {"x": np.array([float(i)])}
+    return {"x": np.array([float(args[-1])])}
 
 
 def _written(folder) -> int:
     return sum(1 for f in (folder / "cells").glob("*.npz") if not f.name.startswith("."))
 
 
+@pytest.mark.parametrize("shared", [(), (np.ones(3),)], ids=["nothing-shared", "shared-data"])
 def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, shared):
+    """Without shared data the cells wait for a worker (given up after the timeout); with
+    data scattered to the workers, they are cancelled when it is lost with them."""
     distributed = pytest.importorskip("dask.distributed")
     monkeypatch.setattr(_scaleout, "LOST_WORKERS_TIMEOUT_S", 0.5)
     monkeypatch.setattr(_scaleout, "_POLL_S", 0.05)
@@ -37,7 +40,7 @@ def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging
     def grid(client):
         try:
             run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path,
-                      client=client, what="grid")
+                      client=client, what="grid", shared=shared)
         except RuntimeError as err:
             out["error"] = err
 
@@ -58,13 +61,17 @@ def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging
             cluster.close()
     done = _written(tmp_path)
     assert 2 <= done < N
+    why = (r"every worker was lost and none joined for 0 s \(a Slurm/PBS job cancelled, "
+           r"preempted or past its walltime is not replaced\)" if not shared else
+           r"every worker was lost \(a Slurm/PBS job cancelled, preempted or past its "
+           r"walltime\?\)")
     with pytest.raises(RuntimeError, match=(
-            r"grid: \d+ cell\(s\) failed \(RuntimeError\('every worker was lost and none "
-            r"joined for 0 s \(a Slurm/PBS job cancelled, preempted or past its walltime is not "
-            r"replaced\)'\)\); batches \[.*\] of .* are missing")):
+            rf"grid: \d+ cell\(s\) failed \(RuntimeError\('{why}'\)\); batches \[.*\] of "
+            r".* are missing")):
         raise out["error"]
     # the rerun (here in this process) computes only the missing cells
-    cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path)
+    cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path,
+                            shared=shared)
     assert len(info["computed"]) == N - done and len(info["skipped"]) == done
     assert [float(c["x"][0]) for c in cells] == [float(i) for i in range(N)]
 
