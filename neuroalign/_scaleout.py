@@ -180,6 +180,68 @@ def _lost_workers(seconds: float) -> RuntimeError:
         "cancelled, preempted or past its walltime is not replaced)")
 
 
+#: Seconds between the looks at a dask-jobqueue cluster's jobs while waiting for the first
+#: worker (jobs may wait in the queue for hours: that wait has no limit).
+_JOB_CHECK_S = 10.0
+
+
+def _live_slurm_jobs(ids: list[str]) -> set[str] | None:
+    """The jobs among ``ids`` that Slurm still holds (pending, running ...); None when
+    ``squeue`` does not answer."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "PD,CF,R,S,CG", "-j",
+                              ",".join(ids)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return set(out.stdout.split()) & set(ids)
+
+
+def _wait_for_a_worker(client) -> None:
+    """Wait until a worker has joined ``client``'s scheduler, for as long as the jobs of a
+    dask-jobqueue cluster wait in the queue (no limit), but raise when the jobs could not
+    be submitted, or (Slurm) left the queue without their worker ever joining.
+
+    Without this wait, scattering the data with no worker yet fails after dask's connect
+    timeout (30 s): on a cluster whose jobs wait in the queue longer, every fit failed."""
+    import time
+
+    if _n_workers(client):
+        return
+    cluster = getattr(client, "cluster", None)
+    jobs = getattr(cluster, "workers", None)
+    kind = type(cluster).__name__
+    start = last_check = last_log = time.monotonic()
+    while not _n_workers(client):
+        time.sleep(_POLL_S)
+        now = time.monotonic()
+        if not isinstance(jobs, dict) or not hasattr(cluster, "job_script"):
+            continue  # not dask-jobqueue: wait for the workers of a scheduler address
+        done = len(jobs) >= len(getattr(cluster, "worker_spec", jobs))  # submissions over
+        ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+        if done and jobs and not ids:
+            raise RuntimeError(
+                f"{kind}: none of the {len(jobs)} job(s) could be submitted (the submit "
+                "command's error is logged above: e.g. an unknown partition/queue or "
+                f"account, or too much memory or time asked). Job script:\n"
+                f"{cluster.job_script()}")
+        if ids and kind == "SLURMCluster" and now - last_check > _JOB_CHECK_S:
+            last_check = now
+            if _live_slurm_jobs(ids) == set() and not _n_workers(client):
+                raise RuntimeError(
+                    f"{kind}: the Slurm job(s) {', '.join(ids)} left the queue before their "
+                    "dask worker joined: see the jobs' output (cluster option "
+                    "'log_directory'); e.g. the python executable (option 'python') or "
+                    "neuroalign not found on the compute node.")
+        if now - last_log > 60:
+            last_log = now
+            log.info("%s: waiting %.0f s for the first worker (job(s) %s in the queue)",
+                     kind, now - start, ", ".join(ids) or "being submitted")
+
+
 def _task_errors(fut) -> list:
     """The error of a finished cell's future ([] when it succeeded), never its result: the
     cell is on disk, and gathering a result from a worker gone meanwhile waits for ever
@@ -205,6 +267,7 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
 
     from dask.distributed import wait
 
+    _wait_for_a_worker(client)  # jobs may wait in the queue: scatter would time out
     # hash=False: a key of its own per run; with the content hash, two runs on the same
     # data share one key and releasing the first one's future can cancel the second one's
     shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
@@ -413,7 +476,10 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
     def close():
         try:
             client.close()
-            obj.close()
+            try:
+                obj.close()
+            except AssertionError as err:  # dask-jobqueue, closing a job never submitted
+                log.warning("closing the %s cluster: %r", cluster, err)
         finally:  # a worker replaced meanwhile set them again
             env.restore()
 

@@ -100,3 +100,63 @@ def test_finished_cells_are_checked_by_status_never_gathered():
     assert _scaleout._task_errors(_Future("error", err)) == [err]
     (got,) = _scaleout._task_errors(_Future("cancelled"))
     assert isinstance(got, CancelledError) and "_run_task-1 was cancelled" in str(got)
+
+
+def test_cells_wait_for_the_first_worker_beyond_the_connect_timeout(tmp_path):
+    """Jobs that wait in the queue: no worker yet when the cells start. Scattering the
+    shared data then failed after dask's connect timeout (30 s; 0.5 s here)."""
+    distributed = pytest.importorskip("dask.distributed")
+    import dask
+
+    keys = [f"cell{i}" for i in range(3)]
+    with kept_environ(), dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
+        cluster = distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=False,
+                                           dashboard_address=":0")
+        try:
+            with distributed.Client(cluster) as client:
+                threading.Timer(1.5, cluster.scale, args=(1,)).start()  # the job starts
+                cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",),
+                                        folder=tmp_path, client=client, shared=(np.ones(3),))
+        finally:
+            cluster.close()
+    assert info["computed"] == [0, 1, 2]
+    assert [float(c["x"][0]) for c in cells] == [0.0, 1.0, 2.0]
+
+
+def _fake_slurm(folder, sbatch: str, squeue: str = "exit 0") -> str:
+    """A folder of fake ``sbatch``, ``squeue`` and ``scancel`` commands, for PATH."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", sbatch), ("squeue", squeue), ("scancel", "exit 0")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("case", ["refused", "left-the-queue"])
+def test_slurm_jobs_refused_or_gone_before_a_worker_joined_are_named(tmp_path, monkeypatch,
+                                                                      case):
+    """sbatch refuses the job (an unknown partition ...), or the job leaves the queue
+    without its worker joining (no python on the node ...): a named error, not a wait for
+    ever."""
+    pytest.importorskip("dask_jobqueue")
+    import os
+
+    from neuroalign._scaleout import ScaleOut
+
+    sbatch = ('echo "sbatch: error: invalid partition specified: nope" >&2; exit 1'
+              if case == "refused" else 'echo "Submitted batch job 4242"')
+    monkeypatch.setenv("PATH", _fake_slurm(tmp_path, sbatch) + os.pathsep + os.environ["PATH"])
+    monkeypatch.setattr(_scaleout, "_POLL_S", 0.05)
+    monkeypatch.setattr(_scaleout, "_JOB_CHECK_S", 0.2)
+    msg = (r"SLURMCluster: none of the 1 job\(s\) could be submitted \(the submit command's "
+           r"error is logged above: e\.g\. an unknown partition/queue or account(?s:.*)#SBATCH -p nope"
+           if case == "refused" else
+           r"SLURMCluster: the Slurm job\(s\) 4242 left the queue before their dask worker "
+           r"joined: see the jobs' output \(cluster option 'log_directory'\)")
+    with pytest.raises(RuntimeError, match=msg), kept_environ():
+        with ScaleOut(cluster="slurm", result_path=tmp_path / "r", cluster_options={
+                "queue": "nope", "cores": 1, "memory": "1GB", "walltime": "00:05:00",
+                "log_directory": str(tmp_path / "logs")}) as so:
+            run_cells(_slow_cell, ["c0"], lambda i: (i,), names=("x",), folder=so.folder,
+                      client=so.client, shared=(np.ones(3),))
