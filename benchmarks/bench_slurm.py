@@ -335,6 +335,48 @@ def bench_lost_workers(root: Path) -> None:
     check(same, "data_rdms after the cancel and rerun: identical to the in-process RDMs")
 
 
+def bench_queue(root: Path) -> None:
+    """Jobs that wait in the queue (behind a job holding both CPUs), jobs refused by sbatch
+    (an unknown partition), jobs that die before their worker joins (no such python)."""
+    print("\n## a job waiting in the queue; a job refused; a job dying before its worker joins",
+          flush=True)
+    X, Y = ridge_data()
+    X, Y = X[:200, :32], Y[:200, :400]
+    ref = ridge().fit(X, Y)
+    blocker = subprocess.run(["sbatch", "--parsable", "-J", "blocker", "-c", "2", "--mem", "1000",
+                              "-o", "/dev/null", "--wrap", "sleep 45"], capture_output=True,
+                             text=True).stdout.strip()
+    with Watch() as w:
+        t = time.perf_counter()
+        err = None
+        try:
+            enc = ridge().fit(X, Y, cluster="slurm", cluster_options=slurm_options(root, 1),
+                              result_path=root / "queued", batch_size=100)
+        except Exception as e:  # reported below
+            err = e
+        wall = time.perf_counter() - t
+    record(f"ridge, 1 job queued behind job {blocker} (sleep 45 on both CPUs)", wall,
+           None if err else enc.scaleout_info_, w, error=repr(err)[:300] if err else None)
+    check(err is None and wall > 35, f"the fit waits for its queued job ({wall:.0f} s), no "
+                                     f"timeout ({err!r})")
+    if err is None:
+        same_ridge(enc, ref, "ridge after a queue wait")
+    for case, opts in (("refused: partition 'nope'", {"queue": "nope"}),
+                       ("dying: python '/nonexistent/python'", {"python": "/nonexistent/python"})):
+        t = time.perf_counter()
+        err = None
+        try:
+            ridge().fit(X, Y, cluster="slurm", cluster_options=slurm_options(root, 1) | opts,
+                        result_path=root / "bad", batch_size=100)
+        except RuntimeError as e:
+            err = e
+        wall = time.perf_counter() - t
+        record(f"ridge, job {case}", wall, None, None, error=str(err)[:200] if err else None)
+        want = "could be submitted" if "refused" in case else "left the queue before"
+        check(err is not None and want in str(err) and wall < 60,
+              f"{case}: a named error after {wall:.0f} s ({str(err)[:120]!r})")
+
+
 def bench_searchlight(root: Path) -> None:
     from neuroalign.compare import searchlight
 
@@ -459,7 +501,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/tmp/neuroalign-bench-slurm")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--only", choices=("ridge", "lost", "searchlight", "recipe"), default=None)
+    parser.add_argument("--only", choices=("ridge", "lost", "queue", "searchlight", "recipe"), default=None)
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         print("SKIPPED: sbatch is not on PATH (no Slurm here); on one machine, "
@@ -482,7 +524,7 @@ def main() -> int:
     print(f"Slurm: {FIGURES['sinfo']}; load {FIGURES['loadavg_before']}", flush=True)
     os.chdir(root)  # anything written to the current folder lands here
     t = time.perf_counter()
-    for name, step in (("ridge", bench_ridge), ("lost", bench_lost_workers),
+    for name, step in (("ridge", bench_ridge), ("lost", bench_lost_workers), ("queue", bench_queue),
                        ("searchlight", bench_searchlight), ("recipe", bench_recipe)):
         if args.only in (None, name):
             step(root)
