@@ -281,7 +281,7 @@ def bench_lost_workers(root: Path) -> None:
     missing cells (it waited for ever before), and a rerun computes only those."""
     import xarray as xr
 
-    from neuroalign import _scaleout
+    from neuroalign import _scaleout_workers as sw
     from neuroalign.compare import data_rdms, pseudo_subjects
     from neuroalign.testing import make_store
 
@@ -294,7 +294,7 @@ def bench_lost_workers(root: Path) -> None:
     ref = data_rdms(store, "crossnobis")
     record("data_rdms crossnobis, in process (no cells)", time.perf_counter() - t, None, None)
     path = root / "rdms"
-    old, _scaleout.LOST_WORKERS_TIMEOUT_S = _scaleout.LOST_WORKERS_TIMEOUT_S, timeout
+    old, sw.LOST_WORKERS_TIMEOUT_S = sw.LOST_WORKERS_TIMEOUT_S, timeout
     out: dict = {}
     try:
         with Watch() as w:
@@ -309,7 +309,7 @@ def bench_lost_workers(root: Path) -> None:
             wall = time.perf_counter() - t
             killer.join(timeout=5)
     finally:
-        _scaleout.LOST_WORKERS_TIMEOUT_S = old
+        sw.LOST_WORKERS_TIMEOUT_S = old
     found = cells(path)
     record(f"data_rdms, slurm, 1 job, scancel {out.get('cancelled')} after "
            f"{out.get('cells_at_cancel')} cells", wall, None, w,

@@ -158,103 +158,6 @@ def _in_flight(client) -> int:
         return 4
 
 
-#: Seconds the cells' workers may all be gone (after at least one had joined) before the
-#: cells still to run are given up (named as missing, for a rerun): a Slurm/PBS job that is
-#: cancelled, preempted or past its walltime is not replaced, and the tasks would wait for a
-#: worker for ever. Workers not yet started (jobs waiting in the queue) do not count.
-LOST_WORKERS_TIMEOUT_S = 60.0
-#: How often (seconds) the driver looks at the workers while waiting for cells.
-_POLL_S = 1.0
-
-
-def _n_workers(client) -> int | None:
-    try:
-        return len(client.nthreads())
-    except Exception:  # pragma: no cover - a scheduler that does not answer: not counted
-        return None
-
-
-def _lost_workers(seconds: float) -> RuntimeError:
-    return RuntimeError(
-        f"every worker was lost and none joined for {seconds:.0f} s (a Slurm/PBS job "
-        "cancelled, preempted or past its walltime is not replaced)")
-
-
-#: Seconds between the looks at a dask-jobqueue cluster's jobs while waiting for the first
-#: worker (jobs may wait in the queue for hours: that wait has no limit).
-_JOB_CHECK_S = 10.0
-
-
-def _live_slurm_jobs(ids: list[str]) -> set[str] | None:
-    """The jobs among ``ids`` that Slurm still holds (pending, running ...); None when
-    ``squeue`` does not answer."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "PD,CF,R,S,CG", "-j",
-                              ",".join(ids)], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return set(out.stdout.split()) & set(ids)
-
-
-def _wait_for_a_worker(client) -> None:
-    """Wait until a worker has joined ``client``'s scheduler, for as long as the jobs of a
-    dask-jobqueue cluster wait in the queue (no limit), but raise when the jobs could not
-    be submitted, or (Slurm) left the queue without their worker ever joining.
-
-    Without this wait, scattering the data with no worker yet fails after dask's connect
-    timeout (30 s): on a cluster whose jobs wait in the queue longer, every fit failed."""
-    import time
-
-    if _n_workers(client):
-        return
-    cluster = getattr(client, "cluster", None)
-    jobs = getattr(cluster, "workers", None)
-    kind = type(cluster).__name__
-    start = last_check = last_log = time.monotonic()
-    while not _n_workers(client):
-        time.sleep(_POLL_S)
-        now = time.monotonic()
-        if not isinstance(jobs, dict) or not hasattr(cluster, "job_script"):
-            continue  # not dask-jobqueue: wait for the workers of a scheduler address
-        done = len(jobs) >= len(getattr(cluster, "worker_spec", jobs))  # submissions over
-        ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
-        if done and jobs and not ids:
-            raise RuntimeError(
-                f"{kind}: none of the {len(jobs)} job(s) could be submitted (the submit "
-                "command's error is logged above: e.g. an unknown partition/queue or "
-                f"account, or too much memory or time asked). Job script:\n"
-                f"{cluster.job_script()}")
-        if ids and kind == "SLURMCluster" and now - last_check > _JOB_CHECK_S:
-            last_check = now
-            if _live_slurm_jobs(ids) == set() and not _n_workers(client):
-                raise RuntimeError(
-                    f"{kind}: the Slurm job(s) {', '.join(ids)} left the queue before their "
-                    "dask worker joined: see the jobs' output (cluster option "
-                    "'log_directory'); e.g. the python executable (option 'python') or "
-                    "neuroalign not found on the compute node.")
-        if now - last_log > 60:
-            last_log = now
-            log.info("%s: waiting %.0f s for the first worker (job(s) %s in the queue)",
-                     kind, now - start, ", ".join(ids) or "being submitted")
-
-
-def _task_errors(fut) -> list:
-    """The error of a finished cell's future ([] when it succeeded), never its result: the
-    cell is on disk, and gathering a result from a worker gone meanwhile waits for ever
-    (its task queued again, for a worker that may never come)."""
-    from concurrent.futures import CancelledError
-
-    if fut.status == "error":
-        return [fut.exception()]
-    if fut.status == "cancelled":
-        return [CancelledError(f"cell task {fut.key} was cancelled")]
-    return []
-
-
 def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
     """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors.
 
@@ -267,7 +170,9 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
 
     from dask.distributed import wait
 
-    _wait_for_a_worker(client)  # jobs may wait in the queue: scatter would time out
+    from neuroalign import _scaleout_workers as w
+
+    w._wait_for_a_worker(client)  # jobs may wait in the queue: scatter would time out
     # hash=False: a key of its own per run; with the content hash, two runs on the same
     # data share one key and releasing the first one's future can cancel the second one's
     shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
@@ -283,31 +188,31 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
     queue = iter(todo)
     pending = {submit(i) for i in islice(queue, _in_flight(client))}
     errors: list = []
-    joined, gone_since = bool(_n_workers(client)), None
+    joined, gone_since = bool(w._n_workers(client)), None
     while pending:
         try:
-            done, pending = wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
+            done, pending = wait(pending, timeout=w._POLL_S, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
         except CancelledError:  # cells cancelled (e.g. their shared data lost with a worker)
             done = {f for f in pending if f.done()}
             pending -= done
         for fut in done:  # collected, then re-raised with the missing cells named
-            errors.extend(_task_errors(fut))
+            errors.extend(w._task_errors(fut))
         for i in islice(queue, max(0, _in_flight(client) - len(pending))):
             pending.add(submit(i))
-        n = _n_workers(client)
+        n = w._n_workers(client)
         if n:
             joined, gone_since = True, None
         elif n == 0 and joined:
             gone_since = time.monotonic() if gone_since is None else gone_since
-            if time.monotonic() - gone_since > LOST_WORKERS_TIMEOUT_S:
+            if time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S:
                 log.warning("every worker was lost %.0f s ago; giving up %d cell(s) in flight",
-                            LOST_WORKERS_TIMEOUT_S, len(pending))
+                            w.LOST_WORKERS_TIMEOUT_S, len(pending))
                 client.cancel(list(pending))
-                errors.insert(0, _lost_workers(LOST_WORKERS_TIMEOUT_S))
+                errors.insert(0, w._lost_workers(w.LOST_WORKERS_TIMEOUT_S))
                 break
-    if errors and _n_workers(client) == 0 and not any(
+    if errors and w._n_workers(client) == 0 and not any(
             str(e).startswith("every worker was lost") for e in errors):
         # cells cancelled because their workers died with the shared data: say so first
         errors.insert(0, RuntimeError("every worker was lost (a Slurm/PBS job cancelled, "

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from neuroalign import _scaleout
+from neuroalign import _scaleout_workers as sw
 from neuroalign._scaleout import kept_environ, run_cells
 
 N = 6
@@ -32,8 +32,8 @@ def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging
     """Without shared data the cells wait for a worker (given up after the timeout); with
     data scattered to the workers, they are cancelled when it is lost with them."""
     distributed = pytest.importorskip("dask.distributed")
-    monkeypatch.setattr(_scaleout, "LOST_WORKERS_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(_scaleout, "_POLL_S", 0.05)
+    monkeypatch.setattr(sw, "LOST_WORKERS_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sw, "_POLL_S", 0.05)
     keys = [f"cell{i}" for i in range(N)]
     out: dict = {}
 
@@ -95,10 +95,10 @@ class _Future:
 def test_finished_cells_are_checked_by_status_never_gathered():
     from concurrent.futures import CancelledError
 
-    assert _scaleout._task_errors(_Future("finished")) == []
+    assert sw._task_errors(_Future("finished")) == []
     err = ValueError("bad cell")
-    assert _scaleout._task_errors(_Future("error", err)) == [err]
-    (got,) = _scaleout._task_errors(_Future("cancelled"))
+    assert sw._task_errors(_Future("error", err)) == [err]
+    (got,) = sw._task_errors(_Future("cancelled"))
     assert isinstance(got, CancelledError) and "_run_task-1 was cancelled" in str(got)
 
 
@@ -147,8 +147,8 @@ def test_slurm_jobs_refused_or_gone_before_a_worker_joined_are_named(tmp_path, m
     sbatch = ('echo "sbatch: error: invalid partition specified: nope" >&2; exit 1'
               if case == "refused" else 'echo "Submitted batch job 4242"')
     monkeypatch.setenv("PATH", _fake_slurm(tmp_path, sbatch) + os.pathsep + os.environ["PATH"])
-    monkeypatch.setattr(_scaleout, "_POLL_S", 0.05)
-    monkeypatch.setattr(_scaleout, "_JOB_CHECK_S", 0.2)
+    monkeypatch.setattr(sw, "_POLL_S", 0.05)
+    monkeypatch.setattr(sw, "_JOB_CHECK_S", 0.2)
     msg = (r"SLURMCluster: none of the 1 job\(s\) could be submitted \(the submit command's "
            r"error is logged above: e\.g\. an unknown partition/queue or account(?s:.*)#SBATCH -p nope"
            if case == "refused" else
