@@ -16,7 +16,9 @@ Where the cells run (``cluster=``, :func:`get_client`): in this process (None), 
 :class:`dask.distributed.LocalCluster` (``"local"``), on a running scheduler (its address,
 or a ``Client``), or on Slurm / PBS through dask-jobqueue (``"slurm"``, ``"pbs"``; options
 such as cores, memory, walltime, queue, account, job_extra in ``cluster_options``), or a
-dict ``{"kind": ..., **options}`` as a recipe's ``[cluster]`` table gives it.
+dict ``{"kind": ..., **options}`` as a recipe's ``[cluster]`` table gives it. On a
+client, the cells wait for a first worker (jobs in a queue) and fail, naming the missing
+cells, once every worker has gone (:mod:`neuroalign._scaleout_workers`).
 """
 
 from __future__ import annotations

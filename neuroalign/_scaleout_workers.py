@@ -13,7 +13,9 @@ log = get_logger("neuroalign._scaleout")
 #: Seconds the cells' workers may all be gone (after at least one had joined) before the
 #: cells still to run are given up (named as missing, for a rerun): a Slurm/PBS job that is
 #: cancelled, preempted or past its walltime is not replaced, and the tasks would wait for a
-#: worker for ever. Workers not yet started (jobs waiting in the queue) do not count.
+#: worker for ever. The clock starts only once a worker has joined (before that, jobs
+#: waiting in the queue are waited for without limit); a job still queued when the last
+#: worker goes does not extend it.
 LOST_WORKERS_TIMEOUT_S = 60.0
 #: How often (seconds) the driver looks at the workers while waiting for cells.
 _POLL_S = 1.0
