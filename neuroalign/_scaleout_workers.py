@@ -69,11 +69,18 @@ def _wait_for_a_worker(client) -> None:
     jobs = getattr(cluster, "workers", None)
     kind = type(cluster).__name__
     start = last_check = last_log = time.monotonic()
+    jobqueue = isinstance(jobs, dict) and hasattr(cluster, "job_script")
+    ids: list[str] = []
     while not _n_workers(client):
         time.sleep(_POLL_S)
         now = time.monotonic()
-        if not isinstance(jobs, dict) or not hasattr(cluster, "job_script"):
-            continue  # not dask-jobqueue: wait for the workers of a scheduler address
+        if now - last_log > 60:
+            last_log = now
+            log.info("%s: waiting %.0f s for the first worker%s", kind, now - start,
+                     f" (job(s) {', '.join(ids) or 'being submitted'} in the queue)"
+                     if jobqueue else "")
+        if not jobqueue:
+            continue  # a scheduler address or a cluster of the user's: its workers may come
         done = len(jobs) >= len(getattr(cluster, "worker_spec", jobs))  # submissions over
         ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
         if done and jobs and not ids:
@@ -90,10 +97,6 @@ def _wait_for_a_worker(client) -> None:
                     "dask worker joined: see the jobs' output (cluster option "
                     "'log_directory'); e.g. the python executable (option 'python') or "
                     "neuroalign not found on the compute node.")
-        if now - last_log > 60:
-            last_log = now
-            log.info("%s: waiting %.0f s for the first worker (job(s) %s in the queue)",
-                     kind, now - start, ", ".join(ids) or "being submitted")
 
 
 def _task_errors(fut) -> list:
