@@ -208,7 +208,12 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
             joined, gone_since = True, None
         elif n == 0 and joined:
             gone_since = time.monotonic() if gone_since is None else gone_since
-            if time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S:
+            if time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S and (
+                    queued := w._jobs_still_queued(client)):
+                log.info("every worker was lost; waiting for job(s) %s still in the queue",
+                         ", ".join(queued))
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S:
                 log.warning("every worker was lost %.0f s ago; giving up %d cell(s) in flight",
                             w.LOST_WORKERS_TIMEOUT_S, len(pending))
                 client.cancel(list(pending))

@@ -14,8 +14,8 @@ log = get_logger("neuroalign._scaleout")
 #: cells still to run are given up (named as missing, for a rerun): a Slurm/PBS job that is
 #: cancelled, preempted or past its walltime is not replaced, and the tasks would wait for a
 #: worker for ever. The clock starts only once a worker has joined (before that, jobs
-#: waiting in the queue are waited for without limit); a job still queued when the last
-#: worker goes does not extend it.
+#: waiting in the queue are waited for without limit); a Slurm job of the cluster still
+#: in the queue when the time is up restarts it (its worker is waited for).
 LOST_WORKERS_TIMEOUT_S = 60.0
 #: How often (seconds) the driver looks at the workers while waiting for cells.
 _POLL_S = 1.0
@@ -97,6 +97,18 @@ def _wait_for_a_worker(client) -> None:
                     "dask worker joined: see the jobs' output (cluster option "
                     "'log_directory'); e.g. the python executable (option 'python') or "
                     "neuroalign not found on the compute node.")
+
+
+def _jobs_still_queued(client) -> list[str]:
+    """The Slurm jobs of ``client``'s dask-jobqueue cluster that Slurm still holds (pending
+    ...), among those the cluster still counts (a job whose worker left is dropped from
+    them after dask's ``lost-worker-timeout``, 15 s): [] for any other client."""
+    cluster = getattr(client, "cluster", None)
+    jobs = getattr(cluster, "workers", None)
+    if type(cluster).__name__ != "SLURMCluster" or not isinstance(jobs, dict):
+        return []
+    ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+    return sorted(_live_slurm_jobs(ids) or ()) if ids else []
 
 
 def _task_errors(fut) -> list:

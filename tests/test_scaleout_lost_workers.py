@@ -160,3 +160,48 @@ def test_slurm_jobs_refused_or_gone_before_a_worker_joined_are_named(tmp_path, m
                 "log_directory": str(tmp_path / "logs")}) as so:
             run_cells(_slow_cell, ["c0"], lambda i: (i,), names=("x",), folder=so.folder,
                       client=so.client, shared=(np.ones(3),))
+
+
+class SLURMCluster:
+    """Stands for dask-jobqueue's cluster of the client: one job, 4242, still queued."""
+
+    class _Job:
+        job_id = "4242"
+
+    def __init__(self):
+        self.workers = {"SLURMCluster-1": self._Job()}
+
+
+def test_a_slurm_job_still_queued_when_the_last_worker_goes_is_waited_for(tmp_path,
+                                                                           monkeypatch):
+    """2 jobs, one running, one still in the queue: the running one goes mid-grid. The
+    grid waits for the queued job's worker (it gave up before) and completes."""
+    distributed = pytest.importorskip("dask.distributed")
+    import os
+
+    monkeypatch.setattr(sw, "LOST_WORKERS_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sw, "_POLL_S", 0.05)
+    monkeypatch.setenv("PATH", _fake_slurm(tmp_path, "exit 1", squeue="echo 4242")
+                       + os.pathsep + os.environ["PATH"])
+    keys = [f"cell{i}" for i in range(N)]
+    with kept_environ():
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                           dashboard_address=":0")
+        try:
+            with distributed.Client(cluster) as client:
+                client.cluster = SLURMCluster()
+
+                def lose_then_start():
+                    while _written(tmp_path) < 2:
+                        time.sleep(0.01)
+                    cluster.scale(0)  # the running job goes
+                    time.sleep(1.5)
+                    cluster.scale(1)  # the queued one starts
+
+                threading.Thread(target=lose_then_start, daemon=True).start()
+                cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",),
+                                        folder=tmp_path, client=client)
+        finally:
+            cluster.close()
+    assert [float(c["x"][0]) for c in cells] == [float(i) for i in range(N)]
+    assert len(info["computed"]) == N
