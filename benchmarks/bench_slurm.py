@@ -13,6 +13,11 @@ Checks (exit status 1 when one fails):
 2. ``scancel`` of the worker job mid-grid (1 job: the fit fails, naming the missing cells;
    2 jobs: one cancelled, the other finishes the grid), then a rerun: it computes only the
    missing cells, the cells found are untouched (same mtimes), the result is the same.
+   ``data_rdms`` (no data scattered to the workers): with its only job cancelled it gives
+   up after ``LOST_WORKERS_TIMEOUT_S`` (10 s here) naming the missing cells; with a second
+   job still queued (held 20 s), it waits for that job's worker and completes.
+   Jobs waiting in the queue (45 s behind a job holding both CPUs) are waited for; a job
+   refused by sbatch, or one dying before its worker joins, is a named error.
 3. The driver SIGKILLed mid-grid (a subprocess): its orphaned worker job leaves the queue
    by itself (the worker's death timeout), and a rerun computes only the missing cells.
 4. A fit recipe with a ``[cluster]`` table ``kind = "slurm"`` run by ``neuroalign run``:
@@ -126,6 +131,17 @@ def slurm_options(root: Path, jobs: int) -> dict:
             "queue": os.environ.get("BENCH_SLURM_PARTITION", "debug"),
             "log_directory": str(root / "logs"), "python": sys.executable,
             "job_script_prologue": [f"export PYTHONPATH={ROOT}", "export OMP_NUM_THREADS=1"]}
+
+
+def start_blocker(cpus: int, seconds: int) -> str:
+    """Submit a job holding ``cpus`` CPUs for ``seconds``; its id once it runs."""
+    job = subprocess.run(["sbatch", "--parsable", "-J", "blocker", "-c", str(cpus), "--mem",
+                          "1000", "-o", "/dev/null", "--wrap", f"sleep {seconds}"],
+                         capture_output=True, text=True).stdout.strip()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (job, "blocker", "RUNNING") not in squeue():
+        time.sleep(0.2)
+    return job
 
 
 def ridge_data():
@@ -334,6 +350,69 @@ def bench_lost_workers(root: Path) -> None:
         same = False
     check(same, "data_rdms after the cancel and rerun: identical to the in-process RDMs")
 
+    print("\n## data_rdms, 2 jobs, one held in the queue (a job holds 1 CPU for 30 s), the "
+          "running one cancelled mid-grid", flush=True)
+    path = root / "rdms-queued"
+    blocker = start_blocker(1, 30)
+    old, sw.LOST_WORKERS_TIMEOUT_S = sw.LOST_WORKERS_TIMEOUT_S, timeout
+    out = {}
+    seen: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler, logger = Seen(level=logging.INFO), logging.getLogger("neuroalign._scaleout")
+    logger.addHandler(handler)
+    level, _ = logger.level, logger.setLevel(logging.INFO)
+    try:
+        with Watch() as w:
+            def hold_then_cancel():
+                deadline = time.monotonic() + 300
+                while len(cells(path)) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                running = [j for j, st in w.jobs.items() if st == "RUNNING"]
+                queued = [j for j, st in w.jobs.items() if st == "PENDING"]
+                out.update(cancelled=running, held=queued, cells_at_cancel=len(cells(path)))
+                # the queued job stays queued for 20 s after the running one goes (held: a
+                # cancelled job's CPU would otherwise start it at once)
+                subprocess.run(["scontrol", "hold", *queued], check=False)
+                subprocess.run(["scancel", *running], check=False)
+                time.sleep(20)
+                subprocess.run(["scontrol", "release", *queued], check=False)
+
+            killer = threading.Thread(target=hold_then_cancel, daemon=True)
+            killer.start()
+            t = time.perf_counter()
+            err = None
+            try:
+                got = data_rdms(store, "crossnobis", cluster="slurm", result_path=path,
+                                cluster_options=slurm_options(root, 2))
+            except RuntimeError as e:
+                err = e
+            wall = time.perf_counter() - t
+            killer.join(timeout=30)
+    finally:
+        sw.LOST_WORKERS_TIMEOUT_S = old
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    subprocess.run(["scancel", blocker], check=False)
+    waited = [m for m in seen if "still in the queue" in m]
+    record(f"data_rdms, slurm, 2 jobs (1 queued behind {blocker}, held 20 s), scancel "
+           f"{out.get('cancelled')} after {out.get('cells_at_cancel')} cells", wall, None, w,
+           error=repr(err)[:300] if err else None, cells_on_disk=len(cells(path)),
+           log=waited[:1])
+    check(bool(waited), f"the driver saw the queued job once every worker had gone ({waited[:1]})")
+    check(err is None and len(cells(path)) == 24 and len(w.jobs) == 2 and wall > 20,
+          f"the grid waits for the queued job's worker ({wall:.0f} s) and completes ({err!r})")
+    if err is None:
+        try:
+            xr.testing.assert_identical(got, ref)
+            same = True
+        except AssertionError:
+            same = False
+        check(same, "data_rdms completed by the queued job: identical to the in-process RDMs")
+
 
 def bench_queue(root: Path) -> None:
     """Jobs that wait in the queue (behind a job holding both CPUs), jobs refused by sbatch
@@ -343,9 +422,7 @@ def bench_queue(root: Path) -> None:
     X, Y = ridge_data()
     X, Y = X[:200, :32], Y[:200, :400]
     ref = ridge().fit(X, Y)
-    blocker = subprocess.run(["sbatch", "--parsable", "-J", "blocker", "-c", "2", "--mem", "1000",
-                              "-o", "/dev/null", "--wrap", "sleep 45"], capture_output=True,
-                             text=True).stdout.strip()
+    blocker = start_blocker(2, 45)
     with Watch() as w:
         t = time.perf_counter()
         err = None
@@ -355,6 +432,7 @@ def bench_queue(root: Path) -> None:
         except Exception as e:  # reported below
             err = e
         wall = time.perf_counter() - t
+    subprocess.run(["scancel", blocker], check=False)
     record(f"ridge, 1 job queued behind job {blocker} (sleep 45 on both CPUs)", wall,
            None if err else enc.scaleout_info_, w, error=repr(err)[:300] if err else None)
     check(err is None and wall > 35, f"the fit waits for its queued job ({wall:.0f} s), no "
