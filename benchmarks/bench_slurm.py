@@ -1,8 +1,8 @@
 """neuroalign's ``cluster="slurm"`` path through a real Slurm scheduler, end to end.
 
-A benchmark and demonstration, not part of the test suite: it needs ``sbatch`` on PATH (on
-one machine, ``sudo benchmarks/slurm_local.sh start`` gives a single-node Slurm) and skips
-with a message otherwise. Every Slurm job is one dask worker (dask-jobqueue
+A benchmark and demonstration, not part of the test suite: it needs ``sbatch`` on PATH and
+a controller that answers (on one machine, ``sudo benchmarks/slurm_local.sh start`` gives
+a single-node Slurm) and skips with a message otherwise (exit status 0). Every Slurm job is one dask worker (dask-jobqueue
 ``SLURMCluster``), started with this process's python and this checkout on PYTHONPATH.
 
 Checks (exit status 1 when one fails):
@@ -584,6 +584,12 @@ def main() -> int:
     if shutil.which("sbatch") is None:
         print("SKIPPED: sbatch is not on PATH (no Slurm here); on one machine, "
               "`sudo benchmarks/slurm_local.sh install && sudo benchmarks/slurm_local.sh start`.")
+        return 0
+    ping = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if ping.returncode != 0 or not ping.stdout.strip():
+        print(f"SKIPPED: Slurm is installed but its controller does not answer "
+              f"({(ping.stderr or ping.stdout).strip()[:200]!r}); on one machine, "
+              "`sudo benchmarks/slurm_local.sh start`.")
         return 0
     import distributed  # noqa: F401 - its loggers are set up on import: quieted below
 
