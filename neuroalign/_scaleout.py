@@ -16,7 +16,9 @@ Where the cells run (``cluster=``, :func:`get_client`): in this process (None), 
 :class:`dask.distributed.LocalCluster` (``"local"``), on a running scheduler (its address,
 or a ``Client``), or on Slurm / PBS through dask-jobqueue (``"slurm"``, ``"pbs"``; options
 such as cores, memory, walltime, queue, account, job_extra in ``cluster_options``), or a
-dict ``{"kind": ..., **options}`` as a recipe's ``[cluster]`` table gives it.
+dict ``{"kind": ..., **options}`` as a recipe's ``[cluster]`` table gives it. On a
+client, the cells wait for a first worker (jobs in a queue) and fail, naming the missing
+cells, once every worker has gone (:mod:`neuroalign._scaleout_workers`).
 """
 
 from __future__ import annotations
@@ -159,12 +161,20 @@ def _in_flight(client) -> int:
 
 
 def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
-    """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors."""
+    """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors.
+
+    When every worker has gone (after one had joined) for ``LOST_WORKERS_TIMEOUT_S``, the
+    cells not done are cancelled and reported as errors rather than waited for for ever."""
+    import time
     import warnings
+    from concurrent.futures import CancelledError
     from itertools import islice
 
-    from dask.distributed import as_completed
+    from dask.distributed import wait
 
+    from neuroalign import _scaleout_workers as w
+
+    w._wait_for_a_worker(client)  # jobs may wait in the queue: scatter would time out
     # hash=False: a key of its own per run; with the content hash, two runs on the same
     # data share one key and releasing the first one's future can cancel the second one's
     shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
@@ -178,18 +188,42 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
                                  fail.get(i), pure=False)
 
     queue = iter(todo)
-    running = as_completed([submit(i) for i in islice(queue, _in_flight(client))])
-    errors = []
-    n_running = running.count()
-    for fut in running:
-        n_running -= 1
+    pending = {submit(i) for i in islice(queue, _in_flight(client))}
+    errors: list = []
+    joined, gone_since = bool(w._n_workers(client)), None
+    while pending:
         try:
-            fut.result()
-        except Exception as err:  # collected, then re-raised with the missing cells named
-            errors.append(err)
-        for i in islice(queue, max(0, _in_flight(client) - n_running)):
-            running.add(submit(i))
-            n_running += 1
+            done, pending = wait(pending, timeout=w._POLL_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except CancelledError:  # cells cancelled (e.g. their shared data lost with a worker)
+            done = {f for f in pending if f.done()}
+            pending -= done
+        for fut in done:  # collected, then re-raised with the missing cells named
+            errors.extend(w._task_errors(fut))
+        for i in islice(queue, max(0, _in_flight(client) - len(pending))):
+            pending.add(submit(i))
+        n = w._n_workers(client)
+        if n:
+            joined, gone_since = True, None
+        elif n == 0 and joined:
+            gone_since = time.monotonic() if gone_since is None else gone_since
+            if time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S and (
+                    queued := w._jobs_still_queued(client)):
+                log.info("every worker was lost; waiting for job(s) %s still in the queue",
+                         ", ".join(queued))
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S:
+                log.warning("every worker was lost %.0f s ago; giving up %d cell(s) in flight",
+                            w.LOST_WORKERS_TIMEOUT_S, len(pending))
+                client.cancel(list(pending))
+                errors.insert(0, w._lost_workers(w.LOST_WORKERS_TIMEOUT_S))
+                break
+    if errors and w._n_workers(client) == 0 and not any(
+            str(e).startswith("every worker was lost") for e in errors):
+        # cells cancelled because their workers died with the shared data: say so first
+        errors.insert(0, RuntimeError("every worker was lost (a Slurm/PBS job cancelled, "
+                                      "preempted or past its walltime?)"))
     return errors
 
 
@@ -354,7 +388,10 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
     def close():
         try:
             client.close()
-            obj.close()
+            try:
+                obj.close()
+            except AssertionError as err:  # dask-jobqueue, closing a job never submitted
+                log.warning("closing the %s cluster: %r", cluster, err)
         finally:  # a worker replaced meanwhile set them again
             env.restore()
 

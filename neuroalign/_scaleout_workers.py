@@ -1,0 +1,124 @@
+"""The workers of cells on a dask client: waiting for the first one (jobs in a queue),
+noticing when they are all gone (a Slurm/PBS job cancelled, preempted or past its walltime
+is not replaced by dask-jobqueue), and reading a finished cell's status without gathering
+its result. Used by :func:`neuroalign._scaleout.run_cells`."""
+
+from __future__ import annotations
+
+from neuroalign._logging import get_logger
+
+log = get_logger("neuroalign._scaleout")
+
+
+#: Seconds the cells' workers may all be gone (after at least one had joined) before the
+#: cells still to run are given up (named as missing, for a rerun): a Slurm/PBS job that is
+#: cancelled, preempted or past its walltime is not replaced, and the tasks would wait for a
+#: worker for ever. The clock starts only once a worker has joined (before that, jobs
+#: waiting in the queue are waited for without limit); a Slurm job of the cluster still
+#: in the queue when the time is up restarts it (its worker is waited for).
+LOST_WORKERS_TIMEOUT_S = 60.0
+#: How often (seconds) the driver looks at the workers while waiting for cells.
+_POLL_S = 1.0
+
+
+def _n_workers(client) -> int | None:
+    try:
+        return len(client.nthreads())
+    except Exception:  # pragma: no cover - a scheduler that does not answer: not counted
+        return None
+
+
+def _lost_workers(seconds: float) -> RuntimeError:
+    return RuntimeError(
+        f"every worker was lost and none joined for {seconds:.0f} s (a Slurm/PBS job "
+        "cancelled, preempted or past its walltime is not replaced)")
+
+
+#: Seconds between the looks at a dask-jobqueue cluster's jobs while waiting for the first
+#: worker (jobs may wait in the queue for hours: that wait has no limit).
+_JOB_CHECK_S = 10.0
+
+
+def _live_slurm_jobs(ids: list[str]) -> set[str] | None:
+    """The jobs among ``ids`` that Slurm still holds (pending, running ...); None when
+    ``squeue`` does not answer."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "PD,CF,R,S,CG", "-j",
+                              ",".join(ids)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return set(out.stdout.split()) & set(ids)
+
+
+def _wait_for_a_worker(client) -> None:
+    """Wait until a worker has joined ``client``'s scheduler, for as long as the jobs of a
+    dask-jobqueue cluster wait in the queue (no limit), but raise when the jobs could not
+    be submitted, or (Slurm) left the queue without their worker ever joining.
+
+    Without this wait, scattering the data with no worker yet fails after dask's connect
+    timeout (30 s): on a cluster whose jobs wait in the queue longer, every fit failed."""
+    import time
+
+    if _n_workers(client):
+        return
+    cluster = getattr(client, "cluster", None)
+    jobs = getattr(cluster, "workers", None)
+    kind = type(cluster).__name__
+    start = last_check = last_log = time.monotonic()
+    jobqueue = isinstance(jobs, dict) and hasattr(cluster, "job_script")
+    ids: list[str] = []
+    while not _n_workers(client):
+        time.sleep(_POLL_S)
+        now = time.monotonic()
+        if now - last_log > 60:
+            last_log = now
+            log.info("%s: waiting %.0f s for the first worker%s", kind, now - start,
+                     f" (job(s) {', '.join(ids) or 'being submitted'} in the queue)"
+                     if jobqueue else "")
+        if not jobqueue:
+            continue  # a scheduler address or a cluster of the user's: its workers may come
+        done = len(jobs) >= len(getattr(cluster, "worker_spec", jobs))  # submissions over
+        ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+        if done and jobs and not ids:
+            raise RuntimeError(
+                f"{kind}: none of the {len(jobs)} job(s) could be submitted (the submit "
+                "command's error is logged above: e.g. an unknown partition/queue or "
+                f"account, or too much memory or time asked). Job script:\n"
+                f"{cluster.job_script()}")
+        if ids and kind == "SLURMCluster" and now - last_check > _JOB_CHECK_S:
+            last_check = now
+            if _live_slurm_jobs(ids) == set() and not _n_workers(client):
+                raise RuntimeError(
+                    f"{kind}: the Slurm job(s) {', '.join(ids)} left the queue before their "
+                    "dask worker joined: see the jobs' output (cluster option "
+                    "'log_directory'); e.g. the python executable (option 'python') or "
+                    "neuroalign not found on the compute node.")
+
+
+def _jobs_still_queued(client) -> list[str]:
+    """The Slurm jobs of ``client``'s dask-jobqueue cluster that Slurm still holds (pending
+    ...), among those the cluster still counts (a job whose worker left is dropped from
+    them after dask's ``lost-worker-timeout``, 15 s): [] for any other client."""
+    cluster = getattr(client, "cluster", None)
+    jobs = getattr(cluster, "workers", None)
+    if type(cluster).__name__ != "SLURMCluster" or not isinstance(jobs, dict):
+        return []
+    ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+    return sorted(_live_slurm_jobs(ids) or ()) if ids else []
+
+
+def _task_errors(fut) -> list:
+    """The error of a finished cell's future ([] when it succeeded), never its result: the
+    cell is on disk, and gathering a result from a worker gone meanwhile waits for ever
+    (its task queued again, for a worker that may never come)."""
+    from concurrent.futures import CancelledError
+
+    if fut.status == "error":
+        return [fut.exception()]
+    if fut.status == "cancelled":
+        return [CancelledError(f"cell task {fut.key} was cancelled")]
+    return []
