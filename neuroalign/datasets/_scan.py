@@ -9,8 +9,10 @@ in the same pass that reads the chunks, the result kept only when they are) and 
 chunks holding the wanted voxels are read as raw bytes, sorted by file offset and
 coalesced into large reads: disk speed.
 The fsaverage ``.mgh`` betas are one raw big-endian array after a 284-byte header; their
-trials are read in large pieces (the next one read ahead by the kernel while the CPU takes
-the wanted vertices from the current one).
+trials are read in large pieces. Large reads of either format go past the page cache
+where the file system allows it (:mod:`~neuroalign.datasets._direct`); the others are
+read ahead by the kernel (``POSIX_FADV_WILLNEED``) while the CPU takes what it wants from
+the current piece.
 
 Either reader returns ``None`` when the file does not have the layout it handles
 (filters, partial-trial chunks, gzip): the caller then reads it with h5py / nibabel.
@@ -356,9 +358,10 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
     Returns None for other files (``.mgz``, scaled data, other shapes). The values are
     those ``nibabel`` gives (``img.dataobj``), written into ``out`` (T, len(columns)) when
     given, cast to its dtype, else into a new float32 array. When ``out`` has the file's
-    own dtype (big-endian) and the columns are all of them, the frames are read straight
-    into it (no copy through a buffer, no cast). The frames are read in order, ~64 MiB at
-    a time.
+    own dtype (big-endian) and the columns are all of them, no value is cast: the frames
+    are read straight into it, or, where large reads go past the page cache
+    (:mod:`~neuroalign.datasets._direct`), copied into it from the reader's aligned buffer.
+    The frames are read in order, ~64 MiB at a time.
     """
     proxy = img.dataobj
     if not str(path).lower().endswith(".mgh") or getattr(proxy, "order", None) != "F":
@@ -387,18 +390,19 @@ def read_mgh_frames(path: Path, img, columns: np.ndarray,
         # a run of columns (the whole surface): a slice, cast straight into ``out``
         columns = slice(int(columns[0]), int(columns[0]) + len(columns))
     # every column, in the file's dtype, each row of ``out`` contiguous: read in place
-    direct = (isinstance(columns, slice) and columns == slice(0, V) and out.dtype == dtype
-              and out.strides[1] == dtype.itemsize)
-    step = max(1, min(_RANGE_BYTES // max(frame, 1), 512 if direct else T))
+    in_place = (isinstance(columns, slice) and columns == slice(0, V) and out.dtype == dtype
+                and out.strides[1] == dtype.itemsize)
+    step = max(1, min(_RANGE_BYTES // max(frame, 1), 512 if in_place else T))
     fd = os.open(path, os.O_RDONLY)
     try:
         with Reader(fd, path) as reader:
-            direct = direct and not reader.direct(step * frame)  # else: without the page cache
+            # large pieces are read past the page cache, through the reader's aligned buffer
+            in_place = in_place and not reader.direct(step * frame)
             for t0 in range(0, T, step):
                 m = min(step, T - t0)
                 if not reader.direct(m * frame):  # the disk reads the next piece meanwhile
                     _prefetch(fd, [(offset + (t0 + m) * frame, offset + min(t0 + m + step, T) * frame)])
-                if direct:
+                if in_place:
                     _preadv_rows(fd, list(out[t0 : t0 + m]), offset + t0 * frame, path)
                     continue
                 view = reader.read(offset + t0 * frame, m * frame)
