@@ -39,6 +39,11 @@ def _lost_workers(seconds: float) -> RuntimeError:
 _JOB_CHECK_S = 10.0
 
 
+def _job_ids(jobs: dict) -> list[str]:
+    """The scheduler's ids of a dask-jobqueue cluster's jobs that were submitted."""
+    return [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+
+
 def _live_slurm_jobs(ids: list[str]) -> set[str] | None:
     """The jobs among ``ids`` that Slurm still holds (pending, running ...); None when
     ``squeue`` does not answer."""
@@ -82,7 +87,7 @@ def _wait_for_a_worker(client) -> None:
         if not jobqueue:
             continue  # a scheduler address or a cluster of the user's: its workers may come
         done = len(jobs) >= len(getattr(cluster, "worker_spec", jobs))  # submissions over
-        ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+        ids = _job_ids(jobs)
         if done and jobs and not ids:
             raise RuntimeError(
                 f"{kind}: none of the {len(jobs)} job(s) could be submitted (the submit "
@@ -107,7 +112,7 @@ def _jobs_still_queued(client) -> list[str]:
     jobs = getattr(cluster, "workers", None)
     if type(cluster).__name__ != "SLURMCluster" or not isinstance(jobs, dict):
         return []
-    ids = [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
+    ids = _job_ids(jobs)
     return sorted(_live_slurm_jobs(ids) or ()) if ids else []
 
 
