@@ -18,7 +18,9 @@ or a ``Client``), or on Slurm / PBS through dask-jobqueue (``"slurm"``, ``"pbs"`
 such as cores, memory, walltime, queue, account, job_extra in ``cluster_options``), or a
 dict ``{"kind": ..., **options}`` as a recipe's ``[cluster]`` table gives it. On a
 client, the cells wait for a first worker (jobs in a queue) and fail, naming the missing
-cells, once every worker has gone (:mod:`neuroalign._scaleout_workers`).
+cells, once every worker has gone (:mod:`neuroalign._scaleout_workers`). The cluster is
+started only when a cell is to be computed (:attr:`ScaleOut.lazy`): a rerun whose cells
+are all on disk starts none and submits no job.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ import numpy as np
 
 from neuroalign._logging import get_logger
 
-__all__ = ["CLUSTER_KINDS", "ScaleOut", "clean_stale_temporaries", "fingerprint", "get_client",
-           "make_cluster", "read_cell", "run_cells", "write_cell"]
+__all__ = ["CLUSTER_KINDS", "ScaleOut", "check_cluster", "clean_stale_temporaries", "fingerprint",
+           "get_client", "make_cluster", "read_cell", "resolve_client", "run_cells", "write_cell"]
 
 log = get_logger(__name__)
 
@@ -234,7 +236,9 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
               ) -> tuple[list[dict], dict]:
     """Cached cells: load the cells of ``keys`` found under ``folder``, compute the others
     with ``task(*shared, *args_of(i))`` (a dict of the arrays ``names``) on ``client``'s
-    workers (``shared`` scattered once to all of them) or in this process, write each as
+    workers (``shared`` scattered once to all of them) or in this process (``client`` may
+    be a function that returns the client, called only when a cell is to be computed: a
+    rerun whose cells are all on disk starts no cluster), write each as
     it completes, and return ``(cells, info)``: the arrays of every cell in order, and
     ``{"n_batches", "computed", "skipped", "result_path"}``.
 
@@ -249,8 +253,9 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
     todo = [i for i in range(len(paths)) if i not in loaded]
     log.info("%s: %d cells, %d cached, %d to compute", what, len(paths), len(loaded), len(todo))
     errors = []
-    if client is not None and todo:
-        errors = _on_client(client, task, names, shared, todo, paths, args_of, fail)
+    if client is not None and todo:  # a lazy client starts its cluster only now
+        errors = _on_client(resolve_client(client), task, names, shared, todo, paths,
+                            args_of, fail)
     else:
         for i in todo:
             try:
@@ -349,6 +354,30 @@ def make_cluster(kind: str, options: dict | None = None):
         ) from err
 
 
+def check_cluster(cluster, *, func: str = "fit") -> str:
+    """The kind of ``cluster=`` (``"local"``, ``"slurm"``, ``"pbs"`` or the scheduler's
+    address; ``"client"`` for a dask Client), checked without starting anything; a
+    ``ValueError`` naming the value otherwise."""
+    if hasattr(cluster, "submit") and hasattr(cluster, "scheduler_info"):
+        return "client"
+    kind = cluster.get("kind") if isinstance(cluster, dict) else cluster
+    if isinstance(kind, str) and (kind in CLUSTER_KINDS or "://" in kind or ":" in kind):
+        return kind
+    raise ValueError(
+        f"Invalid value for 'cluster' in {func}(): {cluster!r}. Expected None, 'local', "
+        "'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', a dask Client, "
+        "or a table {kind = ..., options...}."
+    )
+
+
+def resolve_client(client):
+    """``client`` as :func:`run_cells` takes it (a dask Client, a function returning one,
+    e.g. :attr:`ScaleOut.lazy`, or None) -> the Client or None."""
+    if client is None or hasattr(client, "submit"):
+        return client
+    return client()
+
+
 def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
     """``cluster=`` -> ``(client, close)``: ``close()`` shuts down what was started here
     (None for a Client passed in, which is used as is and not closed).
@@ -363,19 +392,13 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
 
     if isinstance(cluster, Client):
         return cluster, None
+    kind = check_cluster(cluster, func=func)
     if isinstance(cluster, dict):
         options = {k: v for k, v in cluster.items() if k not in RUN_KEYS} | dict(options or {})
-        cluster = cluster.get("kind")
-    if isinstance(cluster, str) and cluster not in CLUSTER_KINDS and (
-            "://" in cluster or ":" in cluster):
+        cluster = kind
+    if kind not in CLUSTER_KINDS:  # a scheduler address
         client = Client(cluster)
         return client, client.close
-    if not isinstance(cluster, str) or cluster not in CLUSTER_KINDS:
-        raise ValueError(
-            f"Invalid value for 'cluster' in {func}(): {cluster!r}. Expected None, 'local', "
-            "'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', a dask Client, "
-            "or a table {kind = ..., options...}."
-        )
     env = kept_environ()  # dask's nanny would leave its variables behind
     try:
         obj = make_cluster(cluster, options)
@@ -401,11 +424,15 @@ def get_client(cluster, options: dict | None = None, *, func: str = "fit"):
 class ScaleOut:
     """The scale-out arguments of one call (``cluster``, ``cluster_options``, ``client``,
     ``result_path``, ``batch_size``), resolved once: ``active`` says whether cells are
-    asked for at all; as a context manager it starts the cluster named (if any) and shuts
-    it down on exit; ``folder`` is ``result_path`` or a fresh temporary folder, removed on
-    a successful exit (``result_path`` is then None; after a failure it stays, for a rerun).
-    A Slurm/PBS cluster or a scheduler address needs ``result_path``: the workers write the
-    cells that this process reads, so on a folder both see.
+    asked for at all; as a context manager it checks them and shuts down on exit the
+    cluster started here (if any); ``folder`` is ``result_path`` or a fresh temporary
+    folder, removed on a successful exit (``result_path`` is then None; after a failure it
+    stays, for a rerun). A Slurm/PBS cluster or a scheduler address needs ``result_path``:
+    the workers write the cells that this process reads, so on a folder both see.
+
+    The cluster is started lazily, by the first read of :attr:`client` (
+    :func:`run_cells` given :attr:`lazy` reads it only when a cell is to be computed): a
+    rerun whose cells are all on disk starts no cluster and submits no job.
 
     A ``cluster`` dict (a recipe's table) may carry ``result_path`` and ``batch_size``,
     used when the call's own are None.
@@ -420,16 +447,40 @@ class ScaleOut:
                 cluster = None
         elif cluster == "none":
             cluster = None
-        self.cluster, self.options, self.client = cluster, cluster_options, client
+        self.cluster, self.options, self._given = cluster, cluster_options, client
         self.result_path, self.batch_size, self.func = result_path, batch_size, func
         self.prefix = prefix
         self.fail: dict | None = None  # for the tests: {cell: "raise" | "kill:<marker>"}
+        self._client = None
         self._close = None
         self._temporary = False
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.cluster, self.client, self.result_path))
+        return any(v is not None for v in (self.cluster, self._given, self.result_path))
+
+    @property
+    def distributed(self) -> bool:
+        """Whether cells run on a dask client (one given, or a cluster to start)."""
+        return self.cluster is not None or self._given is not None
+
+    @property
+    def client(self):
+        """The dask Client the cells run on (None: in this process); the first read starts
+        the cluster named (or calls the lazy client given)."""
+        if self._client is None and self._given is not None:
+            self._client = resolve_client(self._given)
+        elif self._client is None and self.cluster is not None:
+            self._client, self._close = get_client(self.cluster, self.options, func=self.func)
+        return self._client
+
+    @property
+    def lazy(self):
+        """What to pass as ``client`` to :func:`run_cells`: a function that starts the
+        cluster and returns the client when first called (None: in this process)."""
+        if not self.distributed:
+            return None
+        return lambda: self.client
 
     @property
     def folder(self) -> Path:
@@ -439,22 +490,20 @@ class ScaleOut:
         return Path(self.result_path)
 
     def __enter__(self) -> ScaleOut:
-        kind = self.cluster.get("kind") if isinstance(self.cluster, dict) else self.cluster
-        remote = isinstance(kind, str) and (kind in ("slurm", "pbs") or ":" in kind)
-        if self.result_path is None and self.client is None and remote:
+        kind = None if self.cluster is None else check_cluster(self.cluster, func=self.func)
+        remote = kind is not None and (kind in ("slurm", "pbs") or ":" in kind)
+        if self.result_path is None and self._given is None and remote:
             raise ValueError(
                 f"Invalid value for 'result_path' in {self.func}(): None with cluster={kind!r}. "
                 "Expected a folder that the workers and this process share (the workers write "
                 "the cells, this process reads them)."
             )
-        if self.client is None and self.cluster is not None:
-            self.client, self._close = get_client(self.cluster, self.options, func=self.func)
         return self
 
     def __exit__(self, exc_type=None, *exc) -> None:
         if self._close is not None:
             self._close()
-            self._close, self.client = None, None
+        self._close, self._client = None, None
         if self._temporary and exc_type is None and self.result_path is not None:
             import shutil
 

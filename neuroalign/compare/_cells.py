@@ -49,7 +49,7 @@ def subject_rdm_cells(store: xr.Dataset, subjects: list, by: str, metric: str, k
 
     keys = [key(sub, subj) for sub, subj in zip(subs, subjects, strict=True)]
     cells, so.info = run_cells(_subject_rdm, keys, lambda i: (subs[i], metric, kw), names=_VARS,
-                               folder=so.folder, client=so.client, what="data_rdms",
+                               folder=so.folder, client=so.lazy, what="data_rdms",
                                fail=so.fail)
     out = []
     for subj, c in zip(subjects, cells, strict=True):

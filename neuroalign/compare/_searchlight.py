@@ -113,7 +113,7 @@ def _cells_in_rounds(so, geom, chunk: int, base: str, shared: tuple, what: str):
     while batch := list(islice(items, _CHUNKS_PER_ROUND)):
         keys = [fingerprint(base, c, t) for c, t in batch]
         cells, info = run_cells(_centre_chunk, keys, lambda i, b=batch: b[i], names=_CELL_VARS,
-                                folder=so.folder, shared=shared, client=so.client, what=what,
+                                folder=so.folder, shared=shared, client=so.lazy, what=what,
                                 fail=so.fail)
         first = so.info["n_batches"]
         so.info["n_batches"] += info["n_batches"]
@@ -376,7 +376,7 @@ def searchlight(
     if so.active:
         if so.batch_size is not None:
             chunk = check_positive_int(so.batch_size, name="batch_size", func="searchlight")
-        if dev is None and so.client is None and so.cluster is None:
+        if dev is None and not so.distributed:
             searchlight_chunk(n, n_neuroids, width, workers=1, fixed_chunk=chunk, cells=True,
                               **kw)
     out = np.full((k, n_neuroids), np.nan)

@@ -93,7 +93,7 @@ def _pairs_in_cells(so, prepared: list, fps: list[str], metric: ShapeMetric, D: 
     with so:
         cells, so.info = run_cells(_pair_block, keys, lambda k: (blocks[k], metric.score_method),
                                    names=("distance",), folder=so.folder, shared=(prepared,),
-                                   client=so.client, what="distance_matrix", fail=so.fail)
+                                   client=so.lazy, what="distance_matrix", fail=so.fail)
     for b, cell in zip(blocks, cells, strict=True):
         D[b[:, 0], b[:, 1]] = D[b[:, 1], b[:, 0]] = cell["distance"]
 

@@ -131,7 +131,7 @@ def distributed_ridge(encoder, X, Y, folds, alphas, *, client=None, cluster=None
                   prefix="neuroalign-ridge-") as so:
         batch = encoder.n_targets_batch if so.batch_size is None else so.batch_size
         out = cached_ridge(X, Y, folds, alphas, ridge_params(encoder), result_path=so.folder,
-                           batch_size=batch, client=so.client, func=name,
+                           batch_size=batch, client=so.lazy, func=name,
                            _fail_cells=_fail_batches, _fail=_fail)
     encoder.scaleout_info_ = out.pop("info")
     encoder.scaleout_info_["result_path"] = so.result_path and str(so.result_path)
@@ -175,7 +175,7 @@ def banded_cells(est, mats, Y, folds, alphas, gammas, device: str, *, client=Non
         keys = [fingerprint(base, fingerprint(cols(i))) for i in range(len(bounds))]
         cells, info = run_cells(_banded_cell, keys, lambda i: (folds, alphas, gammas, params, cols(i)),
                                 names=_BANDED_VARS, folder=so.folder, shared=(tuple(mats),),
-                                client=so.client, what=f"{name} (banded ridge)", fail=so.fail)
+                                client=so.lazy, what=f"{name} (banded ridge)", fail=so.fail)
     est.scaleout_info_ = info | {"result_path": so.result_path and str(so.result_path)}
     out = {k: np.concatenate([c[k] for c in cells], axis=-1) for k in _BANDED_VARS}
     out["ai"] = out["ai"].astype(np.int64)
@@ -207,7 +207,7 @@ class SweepCells:
         so = ScaleOut(cluster=cluster, cluster_options=cluster_options, client=client,
                       result_path=result_path, batch_size=batch_size, func=name,
                       prefix="neuroalign-sweep-").__enter__()
-        self.client, self._so = so.client, so
+        self.client, self._so = so.lazy, so
         self._finalize = weakref.finalize(self, so.__exit__, None, None, None)
         self.result_path = so.folder
         self.batch = est.n_targets_batch if so.batch_size is None else so.batch_size
@@ -303,7 +303,7 @@ def routing_cells(est, arrays: tuple, spec: dict, *, client=None, cluster=None,
             blob = None if cell is None else cell["state"]
             cells, _ = run_cells(routing_chunk, [keys[k]], lambda i, b=blob, e=ends[k]: (spec, b, e),
                                  names=_ROUTING_VARS, folder=so.folder, shared=tuple(arrays),
-                                 client=so.client, what=f"{name} (routing epochs to {ends[k]})",
+                                 client=so.lazy, what=f"{name} (routing epochs to {ends[k]})",
                                  fail={0: (so.fail or {}).get(k)} if so.fail else None)
             cell = cells[0]
             computed.append(k)

@@ -63,7 +63,7 @@ def run_rsa(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     with ScaleOut(cluster=cluster_spec(cfg, out), func="data_rdms", prefix="neuroalign-rdms-") as so, \
             atomic_dir(out, overwrite=overwrite, kind=RSA_KIND) as tmp:
         tmp.mkdir(parents=True)
-        cells = {"client": so.client, "result_path": so.folder} if so.active else {}
+        cells = {"client": so.lazy, "result_path": so.folder} if so.active else {}
         for roi in rois:
             summary[roi or "all"] = _rsa_roi(store, roi, models, cfg["rdm"], dict(cfg["rsa"]), tmp,
                                              lines, cells)

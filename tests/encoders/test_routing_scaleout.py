@@ -65,8 +65,14 @@ def test_rerun_computes_only_missing_cells_and_redoes_a_damaged_one(single, tmp_
     first = _cells(tmp_path)
     assert len(first) == n
     _assert_same(enc, single, tok)
-    # a finished fit: its last cell is loaded, nothing trained
-    enc = fit(tok, resp, result_path=tmp_path, batch_size=4)
+    # a finished fit: its last cell is loaded, nothing trained, and a cluster named is never
+    # started (for Slurm: no job submitted)
+    def refuse(kind, options=None):
+        raise AssertionError(f"a {kind!r} cluster was started for a finished fit")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("neuroalign._scaleout.make_cluster", refuse)
+        enc = fit(tok, resp, result_path=tmp_path, batch_size=4, cluster="slurm")
     assert enc.scaleout_info_["computed"] == [] and enc.scaleout_info_["skipped"] == list(range(n))
     assert _cells(tmp_path) == first
     _assert_same(enc, single, tok)

@@ -95,6 +95,18 @@ def test_fit_recipe_with_a_local_cluster_equals_one_process_and_reruns_only_miss
     after = _cells(tmp_path / "cl.cells")
     assert set(after) == set(cells)
     assert [n for n in after if after[n] != cells.get(n)] == [victim]
+    # every cell on disk: a rerun on Slurm loads them all, submits no job, writes nothing
+
+    def refuse(kind, options=None):
+        raise AssertionError(f"a {kind!r} cluster was started with every cell on disk")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("neuroalign._scaleout.make_cluster", refuse)
+        run_recipe(recipe, out=tmp_path / "cl", overwrite=True, sets=['cluster.kind="slurm"'])
+    assert _cells(tmp_path / "cl.cells") == after
+    c = xr.open_zarr(tmp_path / "cl" / "results.zarr").load()
+    for var in ("alpha", "cv_score", "score"):
+        np.testing.assert_allclose(c[var].values, a[var].values, rtol=0, atol=1e-12)
 
 
 def test_shape_and_banded_recipes_in_cells_and_the_map_refusal(tmp_path, own_data):
