@@ -86,6 +86,13 @@ def job_record(job_id: str) -> str:
     return " ".join(f"{k}={fields.get(k, '?')}" for k in ("JobId", "JobName", "JobState", "RunTime"))
 
 
+def jobs_submitted() -> int | None:
+    """The controller's count of jobs submitted since it started (``sdiag``), or None."""
+    out = subprocess.run(["sdiag"], capture_output=True, text=True)
+    m = re.search(r"Jobs submitted:\s*(\d+)", out.stdout)
+    return int(m.group(1)) if m else None
+
+
 class Watch:
     """Polls squeue while a run goes: the dask-worker jobs seen (id -> last state)."""
 
@@ -350,12 +357,44 @@ def bench_lost_workers(root: Path) -> None:
         same = False
     check(same, "data_rdms after the cancel and rerun: identical to the in-process RDMs")
 
-    print("\n## data_rdms, 2 jobs, one held in the queue (a job holds 1 CPU for 30 s), the "
+    def run_rdms():
+        return data_rdms(store, "crossnobis", cluster="slurm", result_path=root / "rdms-queued",
+                         cluster_options=slurm_options(root, 2))
+
+    def same_rdms(got):
+        try:
+            xr.testing.assert_identical(got, ref)
+            return True
+        except AssertionError:
+            return False
+
+    queued_then_cancelled(root, "data_rdms", root / "rdms-queued", run_rdms, 24, timeout,
+                          lambda got: check(same_rdms(got), "data_rdms completed by the queued "
+                                            "job: identical to the in-process RDMs"))
+    # the ridge's features are scattered to the workers: lost with the cancelled job's, they
+    # are scattered again to the queued job's worker (the grid failed there before)
+    X, Y = ridge_data()
+    ref_ridge = ridge().fit(X, Y)
+    queued_then_cancelled(
+        root, "ridge (features scattered to the workers)", root / "ridge-queued",
+        lambda: ridge().fit(X, Y, cluster="slurm", cluster_options=slurm_options(root, 2),
+                            result_path=root / "ridge-queued", batch_size=250),
+        N_CELLS, timeout, lambda enc: same_ridge(enc, ref_ridge, "ridge completed by the queued job"),
+        rescattered=True)
+
+
+def queued_then_cancelled(root: Path, what: str, path: Path, run, n_cells: int, timeout: float,
+                          compare, rescattered: bool = False) -> None:
+    """``run()`` on 2 jobs, one held in the queue (a blocker job holds 1 CPU for 30 s), the
+    running one cancelled mid-grid: the grid waits for the queued job's worker and
+    completes; ``compare(result)`` checks it against the in-process run."""
+    from neuroalign import _scaleout_workers as sw
+
+    print(f"\n## {what}, 2 jobs, one held in the queue (a job holds 1 CPU for 30 s), the "
           "running one cancelled mid-grid", flush=True)
-    path = root / "rdms-queued"
     blocker = start_blocker(1, 30)
     old, sw.LOST_WORKERS_TIMEOUT_S = sw.LOST_WORKERS_TIMEOUT_S, timeout
-    out = {}
+    out: dict = {}
     seen: list[str] = []
 
     class Seen(logging.Handler):
@@ -386,8 +425,7 @@ def bench_lost_workers(root: Path) -> None:
             t = time.perf_counter()
             err = None
             try:
-                got = data_rdms(store, "crossnobis", cluster="slurm", result_path=path,
-                                cluster_options=slurm_options(root, 2))
+                got = run()
             except RuntimeError as e:
                 err = e
             wall = time.perf_counter() - t
@@ -398,20 +436,18 @@ def bench_lost_workers(root: Path) -> None:
         logger.setLevel(level)
     subprocess.run(["scancel", blocker], check=False)
     waited = [m for m in seen if "still in the queue" in m]
-    record(f"data_rdms, slurm, 2 jobs (1 queued behind {blocker}, held 20 s), scancel "
+    again = [m for m in seen if "scattering it again" in m]
+    record(f"{what}, slurm, 2 jobs (1 queued behind {blocker}, held 20 s), scancel "
            f"{out.get('cancelled')} after {out.get('cells_at_cancel')} cells", wall, None, w,
            error=repr(err)[:300] if err else None, cells_on_disk=len(cells(path)),
-           log=waited[:1])
+           log=(waited[:1] + again[:1]))
     check(bool(waited), f"the driver saw the queued job once every worker had gone ({waited[:1]})")
-    check(err is None and len(cells(path)) == 24 and len(w.jobs) == 2 and wall > 20,
+    if rescattered:
+        check(len(again) == 1, f"the lost data was scattered again once ({again})")
+    check(err is None and len(cells(path)) == n_cells and len(w.jobs) == 2 and wall > 20,
           f"the grid waits for the queued job's worker ({wall:.0f} s) and completes ({err!r})")
     if err is None:
-        try:
-            xr.testing.assert_identical(got, ref)
-            same = True
-        except AssertionError:
-            same = False
-        check(same, "data_rdms completed by the queued job: identical to the in-process RDMs")
+        compare(got)
 
 
 def bench_queue(root: Path) -> None:
@@ -567,12 +603,17 @@ def bench_recipe(root: Path) -> None:
             d = float(np.nanmax(np.abs(a - b))) if a.size else 0.0
             check(bool(np.array_equal(np.isnan(a), np.isnan(b))) and d <= 1e-12,
                   f"recipe: results.zarr {name!r} equal to the one-process run (max |diff| {d:.1e})")
+    submitted = jobs_submitted()
     with Watch() as w:
         wall, log = run("slurm.toml", "slurm", "--overwrite")
     m = re.search(r"(\d+) cells, (\d+) cached, (\d+) to compute", log)
     record("recipe rerun (--overwrite), cells on disk", wall, None, w,
            computed=f"{m.group(3)} of {m.group(1)}" if m else "? (no log line)")
     check(m is not None and m.group(3) == "0", "recipe rerun: no cell computed")
+    after = jobs_submitted()
+    check(not w.jobs and submitted is not None and after == submitted,
+          f"recipe rerun: no job submitted (sdiag: {submitted} -> {after} jobs submitted; "
+          f"squeue saw {sorted(w.jobs)})")
 
 
 def main() -> int:

@@ -47,6 +47,9 @@ CLUSTER_KINDS = ("local", "slurm", "pbs")
 #: Options of dask-jobqueue clusters under the names recipes use -> dask-jobqueue's names.
 _JOBQUEUE_ALIASES = {"job_extra": "job_extra_directives", "queue": "queue", "account": "account",
                      "env_extra": "job_script_prologue"}
+#: Times the shared data of one run is scattered again after it was lost with every worker
+#: holding it (the cells it cancelled are then submitted again).
+MAX_RESCATTERS = 3
 #: Keys of a ``cluster`` dict (a recipe's table) that are not cluster options.
 RUN_KEYS = ("kind", "result_path", "batch_size")
 
@@ -162,50 +165,94 @@ def _in_flight(client) -> int:
         return 4
 
 
+def _futures_in(obj) -> list:
+    """The futures of what ``client.scatter`` returned (a future, or lists, tuples and dicts
+    of them, as the data scattered was)."""
+    if isinstance(obj, list | tuple):
+        return [f for o in obj for f in _futures_in(o)]
+    if isinstance(obj, dict):
+        return [f for o in obj.values() for f in _futures_in(o)]
+    return [obj] if hasattr(obj, "status") else []
+
+
 def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
     """Run the cells ``todo`` on ``client``, a bounded number in flight; the errors.
 
-    When every worker has gone (after one had joined) for ``LOST_WORKERS_TIMEOUT_S``, the
-    cells not done are cancelled and reported as errors rather than waited for for ever."""
+    When every worker holding the shared data is lost with it (a Slurm/PBS job cancelled,
+    preempted or past its walltime), the cells it cancelled are kept, the data is scattered
+    again once a worker is there (a job still in the queue, a worker of the user's cluster
+    joining), and those cells are submitted again, up to ``MAX_RESCATTERS`` times. When
+    every worker has gone (after one had joined) for ``LOST_WORKERS_TIMEOUT_S`` and no job
+    of the cluster is still queued, the cells not done are cancelled and reported as
+    errors rather than waited for for ever."""
     import time
     import warnings
     from concurrent.futures import CancelledError
-    from itertools import islice
+    from itertools import chain, islice
 
     from dask.distributed import wait
 
     from neuroalign import _scaleout_workers as w
 
     w._wait_for_a_worker(client)  # jobs may wait in the queue: scatter would time out
-    # hash=False: a key of its own per run; with the content hash, two runs on the same
-    # data share one key and releasing the first one's future can cancel the second one's
-    shared_f = tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
+
+    def scatter():
+        # hash=False: a key of its own per run; with the content hash, two runs on the same
+        # data share one key and releasing the first one's future can cancel the second one's
+        return tuple(client.scatter(s, broadcast=True, hash=False) for s in shared)
 
     def submit(i):
         with warnings.catch_warnings():
             # a cell's own batch travels with its task (kept by the scheduler, so a task of
             # a worker that died is rerun elsewhere), never a whole array
             warnings.filterwarnings("ignore", message="Large object", category=UserWarning)
-            return client.submit(_run_task, str(paths[i]), names, task, shared_f, args_of(i),
-                                 fail.get(i), pure=False)
+            fut = client.submit(_run_task, str(paths[i]), names, task, shared_f, args_of(i),
+                                fail.get(i), pure=False)
+        cell_of[fut] = i
+        return fut
 
+    def data_lost() -> bool:
+        return any(f.status == "cancelled" for f in _futures_in(shared_f))
+
+    shared_f = scatter()
+    cell_of: dict = {}
     queue = iter(todo)
     pending = {submit(i) for i in islice(queue, _in_flight(client))}
     errors: list = []
+    again: list[int] = []  # cells cancelled with the shared data: submitted after a re-scatter
+    rescatters = 0
     joined, gone_since = bool(w._n_workers(client)), None
-    while pending:
-        try:
-            done, pending = wait(pending, timeout=w._POLL_S, return_when="FIRST_COMPLETED")
-        except TimeoutError:
+    while pending or again:
+        if not pending:  # only cells waiting for a worker to scatter the data to again
+            time.sleep(w._POLL_S)
             done = set()
-        except CancelledError:  # cells cancelled (e.g. their shared data lost with a worker)
-            done = {f for f in pending if f.done()}
-            pending -= done
+        else:
+            try:
+                done, pending = wait(pending, timeout=w._POLL_S, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            except CancelledError:  # cells cancelled (e.g. their shared data lost with a worker)
+                done = {f for f in pending if f.done()}
+                pending -= done
+        lost = data_lost()
         for fut in done:  # collected, then re-raised with the missing cells named
-            errors.extend(w._task_errors(fut))
-        for i in islice(queue, max(0, _in_flight(client) - len(pending))):
-            pending.add(submit(i))
+            i = cell_of.pop(fut)
+            if lost and fut.status == "cancelled" and rescatters < MAX_RESCATTERS:
+                again.append(i)  # cancelled with the data, not a failure of its own
+            else:
+                errors.extend(w._task_errors(fut))
         n = w._n_workers(client)
+        if again and not pending and n:  # a worker is there: the data again, then the cells
+            again = [i for i in again if not paths[i].exists()]  # (some finished meanwhile)
+            rescatters += 1
+            log.warning("the shared data was lost with its worker(s); scattering it again "
+                        "(%d of %d) and submitting %d cell(s) again", rescatters,
+                        MAX_RESCATTERS, len(again))
+            shared_f = scatter()
+            queue, again = chain(again, queue), []
+        if not data_lost():  # (new cells would only be cancelled with it)
+            for i in islice(queue, max(0, _in_flight(client) - len(pending))):
+                pending.add(submit(i))
         if n:
             joined, gone_since = True, None
         elif n == 0 and joined:
@@ -217,7 +264,7 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
                 gone_since = time.monotonic()
             elif time.monotonic() - gone_since > w.LOST_WORKERS_TIMEOUT_S:
                 log.warning("every worker was lost %.0f s ago; giving up %d cell(s) in flight",
-                            w.LOST_WORKERS_TIMEOUT_S, len(pending))
+                            w.LOST_WORKERS_TIMEOUT_S, len(pending) + len(again))
                 client.cancel(list(pending))
                 errors.insert(0, w._lost_workers(w.LOST_WORKERS_TIMEOUT_S))
                 break

@@ -29,8 +29,9 @@ def _written(folder) -> int:
 @pytest.mark.parametrize("shared", [(), (np.ones(3),)], ids=["nothing-shared", "shared-data"])
 def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging(
         tmp_path, monkeypatch, shared):
-    """Without shared data the cells wait for a worker (given up after the timeout); with
-    data scattered to the workers, they are cancelled when it is lost with them."""
+    """Without shared data the cells wait for a worker; with data scattered to the
+    workers, they are cancelled when it is lost with them and wait to be submitted again
+    with the data scattered anew: either way given up after the timeout."""
     distributed = pytest.importorskip("dask.distributed")
     monkeypatch.setattr(sw, "LOST_WORKERS_TIMEOUT_S", 0.5)
     monkeypatch.setattr(sw, "_POLL_S", 0.05)
@@ -62,9 +63,7 @@ def test_all_workers_gone_mid_grid_fails_naming_missing_cells_instead_of_hanging
     done = _written(tmp_path)
     assert 2 <= done < N
     why = (r"every worker was lost and none joined for 0 s \(a Slurm/PBS job cancelled, "
-           r"preempted or past its walltime is not replaced\)" if not shared else
-           r"every worker was lost \(a Slurm/PBS job cancelled, preempted or past its "
-           r"walltime\?\)")
+           r"preempted or past its walltime is not replaced\)")
     with pytest.raises(RuntimeError, match=(
             rf"grid: \d+ cell\(s\) failed \(RuntimeError\('{why}'\)\); batches \[.*\] of "
             r".* are missing")):
@@ -172,11 +171,17 @@ class SLURMCluster:
         self.workers = {"SLURMCluster-1": self._Job()}
 
 
+@pytest.mark.parametrize("shared", [(), (np.arange(3.0),), ((np.arange(3.0), np.zeros(3)),)],
+                         ids=["nothing-shared", "shared-data", "shared-tuple"])
 def test_a_slurm_job_still_queued_when_the_last_worker_goes_is_waited_for(tmp_path,
-                                                                           monkeypatch):
+                                                                           monkeypatch, shared,
+                                                                           caplog):
     """2 jobs, one running, one still in the queue: the running one goes mid-grid. The
-    grid waits for the queued job's worker (it gave up before) and completes."""
+    grid waits for the queued job's worker (it gave up before) and completes; data
+    scattered to the workers, lost with the first one, is scattered again to the new one
+    and the cells it cancelled are submitted again (they failed before)."""
     distributed = pytest.importorskip("dask.distributed")
+    import logging
     import os
 
     monkeypatch.setattr(sw, "LOST_WORKERS_TIMEOUT_S", 0.3)
@@ -199,9 +204,63 @@ def test_a_slurm_job_still_queued_when_the_last_worker_goes_is_waited_for(tmp_pa
                     cluster.scale(1)  # the queued one starts
 
                 threading.Thread(target=lose_then_start, daemon=True).start()
-                cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",),
-                                        folder=tmp_path, client=client)
+                with caplog.at_level(logging.WARNING, logger="neuroalign._scaleout"):
+                    cells, info = run_cells(_shared_cell, keys, lambda i: (i,), names=("x",),
+                                            folder=tmp_path, client=client, shared=shared)
         finally:
             cluster.close()
-    assert [float(c["x"][0]) for c in cells] == [float(i) for i in range(N)]
+    offset = 3.0 if shared else 0.0  # the data scattered again is the same data
+    assert [float(c["x"][0]) for c in cells] == [i + offset for i in range(N)]
     assert len(info["computed"]) == N
+    again = [r.getMessage() for r in caplog.records if "scattering it again" in r.getMessage()]
+    assert len(again) == (1 if shared else 0), again
+
+
+def _shared_cell(*args):
+    time.sleep(0.1)
+    return {"x": np.array([float(args[-1]) + sum(float(np.sum(a)) for a in args[:-1])])}
+
+
+def test_the_data_is_scattered_again_a_bounded_number_of_times(tmp_path, monkeypatch, caplog):
+    """A worker that keeps dying takes the data with it each time: after MAX_RESCATTERS
+    re-scatters the cells it cancelled are named as missing, not retried for ever."""
+    distributed = pytest.importorskip("dask.distributed")
+    import logging
+
+    from neuroalign import _scaleout
+
+    monkeypatch.setattr(_scaleout, "MAX_RESCATTERS", 1)
+    monkeypatch.setattr(sw, "LOST_WORKERS_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(sw, "_POLL_S", 0.05)
+    keys = [f"cell{i}" for i in range(24)]
+    stop = threading.Event()
+    with kept_environ():
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                           dashboard_address=":0")
+        try:
+            with distributed.Client(cluster) as client:
+
+                def churn():  # once cells run, the worker goes and another comes, again
+                    while _written(tmp_path) < 1 and not stop.is_set():
+                        time.sleep(0.01)
+                    while not stop.is_set():
+                        cluster.scale(0)
+                        time.sleep(0.3)
+                        cluster.scale(1)
+                        time.sleep(0.4)
+
+                t = threading.Thread(target=churn, daemon=True)
+                t.start()
+                with caplog.at_level(logging.WARNING, logger="neuroalign._scaleout"), \
+                        pytest.raises(RuntimeError, match=r"grid: \d+ cell\(s\) failed \(.*"
+                                      r"\); batches \[.*\] of .* are missing"):
+                    run_cells(_shared_cell, keys, lambda i: (i,), names=("x",),
+                              folder=tmp_path, client=client, what="grid",
+                              shared=(np.ones(4),))
+                stop.set()
+                t.join()
+        finally:
+            cluster.close()
+    again = [r for r in caplog.records if "scattering it again" in r.getMessage()]
+    assert len(again) == 1
+    assert 1 <= _written(tmp_path) < len(keys)
