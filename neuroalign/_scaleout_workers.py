@@ -14,7 +14,7 @@ log = get_logger("neuroalign._scaleout")
 #: cells still to run are given up (named as missing, for a rerun): a Slurm/PBS job that is
 #: cancelled, preempted or past its walltime is not replaced, and the tasks would wait for a
 #: worker for ever. The clock starts only once a worker has joined (before that, jobs
-#: waiting in the queue are waited for without limit); a Slurm job of the cluster still
+#: waiting in the queue are waited for without limit); a Slurm/PBS job of the cluster still
 #: in the queue when the time is up restarts it (its worker is waited for).
 LOST_WORKERS_TIMEOUT_S = 60.0
 #: How often (seconds) the driver looks at the workers while waiting for cells.
@@ -44,25 +44,49 @@ def _job_ids(jobs: dict) -> list[str]:
     return [str(j.job_id) for j in list(jobs.values()) if getattr(j, "job_id", None)]
 
 
-def _live_slurm_jobs(ids: list[str]) -> set[str] | None:
-    """The jobs among ``ids`` that Slurm still holds (pending, running ...); None when
-    ``squeue`` does not answer."""
+#: The dask-jobqueue clusters whose jobs' states this module asks the scheduler for.
+_QUEUED_KINDS = ("SLURMCluster", "PBSCluster")
+#: PBS (PBS Pro, OpenPBS, Torque) job states of a job that has ended.
+_PBS_ENDED = frozenset("CFX")
+
+
+def _live_jobs(kind: str, ids: list[str]) -> set[str] | None:
+    """The jobs among ``ids`` that the batch system still holds (queued, held, running ...):
+    Slurm's ``squeue``, PBS's ``qstat``; None when it does not answer (or for another
+    kind of cluster)."""
     import subprocess
 
+    if kind == "SLURMCluster":
+        cmd = ["squeue", "-h", "-o", "%i", "-t", "PD,CF,R,S,CG", "-j", ",".join(ids)]
+    elif kind == "PBSCluster":
+        cmd = ["qstat", *ids]
+    else:
+        return None
     try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "PD,CF,R,S,CG", "-j",
-                              ",".join(ids)], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
-        return None
-    return set(out.stdout.split()) & set(ids)
+    if kind == "SLURMCluster":
+        return set(out.stdout.split()) & set(ids) if out.returncode == 0 else None
+    # qstat prints a row per job it knows ("1234.server  name  user  time  S  queue"), and
+    # for a job that has left (PBS Pro without -x, Torque after keep_completed) an error on
+    # stderr with a non-zero status, while still printing the others
+    live = set()
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0][:1].isdigit():
+            job = parts[0].split(".")[0]
+            if job in ids and parts[-2] not in _PBS_ENDED:
+                live.add(job)
+    if out.returncode != 0 and not live and "nknown" not in out.stderr:
+        return None  # not an unknown job: qstat itself failed
+    return live
 
 
 def _wait_for_a_worker(client) -> None:
     """Wait until a worker has joined ``client``'s scheduler, for as long as the jobs of a
     dask-jobqueue cluster wait in the queue (no limit), but raise when the jobs could not
-    be submitted, or (Slurm) left the queue without their worker ever joining.
+    be submitted, or (Slurm, PBS) left the queue without their worker ever joining.
 
     Without this wait, scattering the data with no worker yet fails after dask's connect
     timeout (30 s): on a cluster whose jobs wait in the queue longer, every fit failed."""
@@ -94,26 +118,28 @@ def _wait_for_a_worker(client) -> None:
                 "command's error is logged above: e.g. an unknown partition/queue or "
                 f"account, or too much memory or time asked). Job script:\n"
                 f"{cluster.job_script()}")
-        if ids and kind == "SLURMCluster" and now - last_check > _JOB_CHECK_S:
+        if ids and kind in _QUEUED_KINDS and now - last_check > _JOB_CHECK_S:
             last_check = now
-            if _live_slurm_jobs(ids) == set() and not _n_workers(client):
+            if _live_jobs(kind, ids) == set() and not _n_workers(client):
+                system = "Slurm" if kind == "SLURMCluster" else "PBS"
                 raise RuntimeError(
-                    f"{kind}: the Slurm job(s) {', '.join(ids)} left the queue before their "
+                    f"{kind}: the {system} job(s) {', '.join(ids)} left the queue before their "
                     "dask worker joined: see the jobs' output (cluster option "
                     "'log_directory'); e.g. the python executable (option 'python') or "
                     "neuroalign not found on the compute node.")
 
 
 def _jobs_still_queued(client) -> list[str]:
-    """The Slurm jobs of ``client``'s dask-jobqueue cluster that Slurm still holds (pending
-    ...), among those the cluster still counts (a job whose worker left is dropped from
-    them after dask's ``lost-worker-timeout``, 15 s): [] for any other client."""
+    """The Slurm/PBS jobs of ``client``'s dask-jobqueue cluster that the batch system still
+    holds (queued ...), among those the cluster still counts (a job whose worker left is
+    dropped from them after dask's ``lost-worker-timeout``, 15 s): [] for any other client."""
     cluster = getattr(client, "cluster", None)
     jobs = getattr(cluster, "workers", None)
-    if type(cluster).__name__ != "SLURMCluster" or not isinstance(jobs, dict):
+    kind = type(cluster).__name__
+    if kind not in _QUEUED_KINDS or not isinstance(jobs, dict):
         return []
     ids = _job_ids(jobs)
-    return sorted(_live_slurm_jobs(ids) or ()) if ids else []
+    return sorted(_live_jobs(kind, ids) or ()) if ids else []
 
 
 def _task_errors(fut) -> list:
