@@ -15,13 +15,15 @@ Checks (exit status 1 when one fails):
    missing cells, the cells found are untouched (same mtimes), the result is the same.
    ``data_rdms`` (no data scattered to the workers): with its only job cancelled it gives
    up after ``LOST_WORKERS_TIMEOUT_S`` (10 s here) naming the missing cells; with a second
-   job still queued (held 20 s), it waits for that job's worker and completes.
+   job still queued (held 20 s), it waits for that job's worker and completes; so does the
+   ridge, whose features, lost with the cancelled job's worker, are scattered again.
    Jobs waiting in the queue (45 s behind a job holding both CPUs) are waited for; a job
    refused by sbatch, or one dying before its worker joins, is a named error.
 3. The driver SIGKILLed mid-grid (a subprocess): its orphaned worker job leaves the queue
    by itself (the worker's death timeout), and a rerun computes only the missing cells.
 4. A fit recipe with a ``[cluster]`` table ``kind = "slurm"`` run by ``neuroalign run``:
-   its results equal those of the same recipe without the table; a rerun computes no cell.
+   its results equal those of the same recipe without the table; a rerun computes no cell
+   and submits no job (``sdiag``'s count of jobs submitted is unchanged).
 
 Usage::
 
