@@ -24,6 +24,10 @@ Checks (exit status 1 when one fails):
 4. A fit recipe with a ``[cluster]`` table ``kind = "slurm"`` run by ``neuroalign run``:
    its results equal those of the same recipe without the table; a rerun computes no cell
    and submits no job (``sdiag``'s count of jobs submitted is unchanged).
+5. Workers on other network hosts (``benchmarks/netns_nodes.sh up``: two network
+   namespaces on a bridge; skipped without them): the ridge on 2 jobs, the scheduler bound
+   to the bridge, equals the in-process fit; a scheduler bound where the workers cannot
+   reach it is a named error once their jobs end.
 
 Usage::
 
@@ -452,6 +456,59 @@ def queued_then_cancelled(root: Path, what: str, path: Path, run, n_cells: int, 
         compare(got)
 
 
+def bench_hosts(root: Path) -> None:
+    """The ridge on 2 Slurm jobs whose dask workers run on two other network hosts
+    (``benchmarks/netns_nodes.sh up``: network namespaces 10.77.0.2 and 10.77.0.3 on a
+    bridge, this host 10.77.0.1): the scheduler is bound to the bridge
+    (``scheduler_options={"interface": "na-br0"}``) and the workers to their own interface
+    (``interface="eth0"``), as on a cluster whose compute nodes reach the login node on
+    its cluster network only. Skipped when the namespaces are not up."""
+    wrapper = Path("/tmp/neuroalign-netns-python")
+    up = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    print("\n## ridge on 2 jobs whose workers run on two other network hosts", flush=True)
+    if "na-node2" not in up or "na-node3" not in up or not wrapper.exists():
+        print("SKIPPED: the network namespaces are not up (sudo benchmarks/netns_nodes.sh up)")
+        return
+    X, Y = ridge_data()
+    ref = ridge().fit(X, Y)
+    path, logs = root / "ridge-hosts", root / "logs-hosts"
+    options = slurm_options(root, 2) | {
+        "python": str(wrapper), "interface": "eth0", "log_directory": str(logs),
+        "scheduler_options": {"interface": "na-br0", "dashboard_address": ":0"}}
+    with Watch() as w:
+        t = time.perf_counter()
+        enc = ridge().fit(X, Y, cluster="slurm", cluster_options=options, result_path=path,
+                          batch_size=250)
+        wall = time.perf_counter() - t
+    text = " ".join(f.read_text() for f in logs.glob("*.err"))
+    workers = sorted(set(re.findall(r"Start worker at:\s+tcp://([\d.]+):", text)))
+    scheduler = sorted(set(re.findall(r"Registered to:\s+tcp://([\d.]+):", text)))
+    record("ridge, slurm, 2 jobs, workers on hosts 10.77.0.2 and 10.77.0.3", wall,
+           enc.scaleout_info_, w, workers=workers, scheduler=scheduler)
+    check(workers == ["10.77.0.2", "10.77.0.3"],
+          f"the two workers ran on the two other hosts ({workers})")
+    check(scheduler == ["10.77.0.1"], f"they reached the scheduler on the bridge ({scheduler})")
+    check(len(enc.scaleout_info_["computed"]) == N_CELLS, f"{N_CELLS} cells computed")
+    same_ridge(enc, ref, "ridge with workers on two other hosts")
+    # the scheduler bound where the compute nodes cannot reach it (this host's loopback):
+    # the workers give up (death_timeout 10 s), their jobs end, a named error says why
+    bad = options | {"jobs": 1, "death_timeout": 10,
+                     "scheduler_options": {"interface": "lo", "dashboard_address": ":0"}}
+    with Watch() as w:
+        t = time.perf_counter()
+        err = None
+        try:
+            ridge().fit(X, Y, cluster="slurm", cluster_options=bad, result_path=root / "ridge-lo",
+                        batch_size=250)
+        except RuntimeError as e:
+            err = e
+        wall = time.perf_counter() - t
+    record("ridge, slurm, scheduler on this host's loopback, workers on another host", wall,
+           None, w, error=repr(err)[:400] if err else None)
+    check(err is not None and "not reachable from it" in str(err) and "127.0.0.1" in str(err)
+          and wall < 60, f"a named error after {wall:.0f} s ({str(err)[-240:]!r})")
+
+
 def bench_queue(root: Path) -> None:
     """Jobs that wait in the queue (behind a job holding both CPUs), jobs refused by sbatch
     (an unknown partition), jobs that die before their worker joins (no such python)."""
@@ -622,7 +679,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/tmp/neuroalign-bench-slurm")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--only", choices=("ridge", "lost", "queue", "searchlight", "recipe"), default=None)
+    parser.add_argument("--only", choices=("ridge", "lost", "queue", "searchlight", "recipe", "hosts"),
+                        default=None)
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         print("SKIPPED: sbatch is not on PATH (no Slurm here); on one machine, "
@@ -652,7 +710,8 @@ def main() -> int:
     os.chdir(root)  # anything written to the current folder lands here
     t = time.perf_counter()
     for name, step in (("ridge", bench_ridge), ("lost", bench_lost_workers), ("queue", bench_queue),
-                       ("searchlight", bench_searchlight), ("recipe", bench_recipe)):
+                       ("searchlight", bench_searchlight), ("recipe", bench_recipe),
+                       ("hosts", bench_hosts)):
         if args.only in (None, name):
             step(root)
     FIGURES.update(total_s=round(time.perf_counter() - t, 1), loadavg_after=loadavg(),

@@ -126,7 +126,17 @@ def _wait_for_a_worker(client) -> None:
                     f"{kind}: the {system} job(s) {', '.join(ids)} left the queue before their "
                     "dask worker joined: see the jobs' output (cluster option "
                     "'log_directory'); e.g. the python executable (option 'python') or "
-                    "neuroalign not found on the compute node.")
+                    "neuroalign not found on the compute node, or the scheduler's address "
+                    f"{_address(client)} not reachable from it (bind the scheduler to the "
+                    "cluster's network: cluster option scheduler_options={'interface': "
+                    "...}; the workers' own: option 'interface').")
+
+
+def _address(client) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # pragma: no cover - a client without a scheduler
+        return "(unknown)"
 
 
 def _jobs_still_queued(client) -> list[str]:

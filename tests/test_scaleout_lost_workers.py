@@ -152,7 +152,9 @@ def test_slurm_jobs_refused_or_gone_before_a_worker_joined_are_named(tmp_path, m
            r"error is logged above: e\.g\. an unknown partition/queue or account(?s:.*)#SBATCH -p nope"
            if case == "refused" else
            r"SLURMCluster: the Slurm job\(s\) 4242 left the queue before their dask worker "
-           r"joined: see the jobs' output \(cluster option 'log_directory'\)")
+           r"joined: see the jobs' output \(cluster option 'log_directory'\)(?s:.*)the "
+           r"scheduler's address tcp://[\d.]+:\d+ not reachable from it \(bind the scheduler "
+           r"to the cluster's network: cluster option scheduler_options=\{'interface'")
     with pytest.raises(RuntimeError, match=msg), kept_environ():
         with ScaleOut(cluster="slurm", result_path=tmp_path / "r", cluster_options={
                 "queue": "nope", "cores": 1, "memory": "1GB", "walltime": "00:05:00",
