@@ -137,7 +137,7 @@ class ChunkFiles:
         self._sha = [hashlib.sha256() for _ in keys]
         self._hashed = [0] * self.n_chunks  # bytes hashed from the start; -1: out of order
         self._local = threading.local()  # each thread's buffer of one chunk's rows
-        self._direct = _direct.direct_io()  # large writes without the page cache, while allowed
+        self._direct = _direct.direct_io(folder)  # large writes past the page cache, while allowed
 
     def digests(self) -> dict[str, tuple[int, str]]:
         """``{path relative to the store: (size, SHA-256)}`` of the chunk files whose every

@@ -80,8 +80,17 @@ def test_reads_and_writes_past_the_page_cache_give_the_same_store(tree, tmp_path
         kinds = {".hdf5"} if space == "func1pt8mm" else {".mgh"}
         # the inputs read (and hashed for the resume state), the chunk files written
         assert set(opened) >= kinds | {"chunk"} if flag == "1" else opened == []
+    # the default (auto): past the page cache on ext4 and xfs, through it elsewhere (btrfs)
+    monkeypatch.delenv("NEUROALIGN_DIRECT_IO")
+    for kind in ("btrfs", "xfs"):
+        monkeypatch.setattr(_direct, "fs_type", lambda p, k=kind: k)
+        opened.clear()
+        stores[kind] = ingest_nsd(tree.root, 1, tmp_path / f"{kind}.zarr", space=space, mask=None,
+                                  rois=(), sessions=sessions)
+        assert (opened == []) if kind == "btrfs" else set(opened) >= kinds | {"chunk"}
     buffered, direct = _files(stores["0"]), _files(stores["1"])
     assert buffered.keys() == direct.keys() and [k for k in buffered if buffered[k] != direct[k]] == []
+    assert _files(stores["btrfs"]) == buffered and _files(stores["xfs"]) == buffered
     want = load_nsd(tree.root, 1, space=space, mask=None, rois=(), sessions=sessions).responses.values
     np.testing.assert_array_equal(open_store(stores["1"]).responses.values, want)
 

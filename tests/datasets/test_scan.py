@@ -115,6 +115,7 @@ def test_index_cache_is_used_only_for_the_same_layout(tmp_path, monkeypatch):
 def test_gaps_are_hashed_in_the_pass_that_reads_the_chunks(tmp_path, monkeypatch, early, direct):
     if direct:  # every range read past the page cache (where the file system allows it)
         monkeypatch.setattr(_direct, "MIN_DIRECT", 1)
+        monkeypatch.setenv("NEUROALIGN_DIRECT_IO", "1")
     monkeypatch.setattr(_scan, "_GAP_BYTES", 8000)  # ranges that hold B-tree nodes
     monkeypatch.setattr(_scan, "_RANGE_BYTES", 10**6)
     path = tmp_path / "a.hdf5"
