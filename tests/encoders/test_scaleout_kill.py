@@ -167,6 +167,36 @@ def test_a_worker_process_killed_mid_grid_is_replaced_and_the_result_complete(
 
 
 @pytest.mark.slow
+def test_the_only_worker_process_killed_mid_grid_the_data_is_scattered_again(
+        tmp_path, monkeypatch, caplog):
+    """``cluster="local"`` with one worker process, which dies (SIGKILL of itself) while
+    fitting a cell: the features scattered to it die with it. Its nanny starts a new
+    worker; the features are scattered again to it and the cells they had cancelled are
+    submitted again: the fit completes, identical (it failed before, naming the cells)."""
+    import logging
+
+    X, Y = _ridge_data()
+    marker = tmp_path / "killed"
+    original = _scaleout.distributed_ridge
+
+    def dying(*args, **kwargs):
+        return original(*args, **kwargs, _fail={2: f"kill:{marker}"})
+
+    monkeypatch.setattr(_scaleout, "distributed_ridge", dying)
+    path = tmp_path / "grid"
+    with kept_environ(), caplog.at_level(logging.WARNING, logger="neuroalign._scaleout"):
+        enc = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(
+            X, Y, cluster={"kind": "local", "n_workers": 1, "processes": True},
+            result_path=path, batch_size=10)
+    assert marker.exists()  # the worker did die mid-task
+    assert any("scattering it again" in r.getMessage() for r in caplog.records)
+    assert enc.scaleout_info_["computed"] == list(range(6)) and len(_cells(path)) == 6
+    single = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(X, Y)
+    np.testing.assert_array_equal(enc.best_alphas_, single.best_alphas_)
+    np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
 def test_four_worker_processes_give_the_single_process_results(tmp_path):
     """Cells pickled to 4 worker processes (ridge, searchlight, distance matrix, data RDMs):
     the single-process results, for three batch sizes each."""
