@@ -379,7 +379,18 @@ def make_cluster(kind: str, options: dict | None = None):
 
         opts.setdefault("threads_per_worker", 1)
         opts.setdefault("dashboard_address", ":0")
-        return LocalCluster(**opts)
+        try:
+            return LocalCluster(**opts)
+        except RuntimeError as err:
+            if not opts.get("processes", True):
+                raise
+            raise RuntimeError(
+                "cluster='local': its worker processes failed to start. A script that starts "
+                "a local cluster of processes must run its code under `if __name__ == "
+                "\"__main__\":` (each worker process imports the script again; the errors "
+                "above are theirs); or pass cluster options {'processes': False} for threads "
+                f"in this process. ({err})"
+            ) from err
     try:
         import dask_jobqueue
     except ImportError as err:

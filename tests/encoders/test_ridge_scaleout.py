@@ -325,3 +325,28 @@ def test_a_local_cluster_of_processes_leaves_this_process_environment_as_it_was(
         result_path=tmp_path / "cells", batch_size=2)
     assert dict(os.environ) == before
     np.testing.assert_allclose(enc.cv_scores_, single.cv_scores_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_is_told_how_to_start_a_local_cluster(tmp_path):
+    """A script that starts ``cluster="local"`` (worker processes) at its top level: each
+    worker process imports it again and fails, and dask says only "Nanny failed to start".
+    The error says what to do."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from neuroalign.encoders import RidgeEncoder\n"
+        "rng = np.random.default_rng(0)\n"
+        "X, Y = rng.standard_normal((60, 5)), rng.standard_normal((60, 4))\n"
+        "RidgeEncoder(device='cpu').fit(X, Y, cluster={'kind': 'local', 'n_workers': 1},\n"
+        f"                              result_path={str(tmp_path / 'cells')!r})\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode != 0
+    assert ("RuntimeError: cluster='local': its worker processes failed to start. A script that "
+            "starts a local cluster of processes must run its code under `if __name__ == "
+            "\"__main__\":`") in out.stderr, out.stderr[-3000:]
+    assert not (tmp_path / "cells" / "cells").exists() or not any((tmp_path / "cells" / "cells").iterdir())
