@@ -62,6 +62,23 @@ def test_schema_of_the_cluster_table(tmp_path, own_data):
         "kind": "none", "jobs": 1, "result_path": str(tmp_path / "o.cells")}
     # without the table: one process, no cells
     assert cluster_spec(load_recipe(_write(tmp_path, _fit(store, feats))).config, tmp_path) is None
+    # the scheduler's and the workers' network interfaces (a cluster whose compute nodes
+    # reach the login node on one network only) reach dask-jobqueue as given
+    pytest.importorskip("dask_jobqueue")
+    from neuroalign._scaleout import kept_environ, make_cluster
+
+    net = SLURM + 'interface = "lo"\nscheduler_options = {interface = "lo"}\n'
+    spec = cluster_spec(load_recipe(_write(tmp_path, _fit(store, feats, extra=net))).config,
+                        tmp_path / "o")
+    assert spec["scheduler_options"] == {"interface": "lo"}
+    with kept_environ():
+        cluster = make_cluster("slurm", {k: v for k, v in spec.items()
+                                         if k not in ("kind", "result_path", "batch_size")})
+        try:
+            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+            assert "--interface lo" in cluster.job_script()
+        finally:
+            cluster.close()
 
 
 def _cells(folder: Path) -> dict[str, int]:
