@@ -203,11 +203,11 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         split into batches of neuroids (a batch trained alone would learn other shared
         weights). Its cells are chunks of epochs instead: each cell holds the whole training
         state after its last epoch and the next starts from it, restored exactly, so the
-        result is the same for every ``batch_size`` and with or without cells (bit for bit
-        when the cells run with as many torch threads as this process, e.g. on thread
-        workers; float32 sums over another thread count differ in the last bits, as the
-        plain fit itself does between 1 and 2 threads, and dask's worker processes run one
-        thread each by default). The cells of
+        result is the same for every ``batch_size`` and with or without cells, bit for bit:
+        each cell trains with as many torch threads as this process has, whatever its
+        worker's own setting (dask's worker processes run one each by default), unless the
+        worker has fewer cores (float32 sums over another thread count differ in the last
+        bits, as the plain fit itself does between 1 and 2 threads). The cells of
         one fit run one after the other (on a cluster, one worker at a time); they make the
         fit resumable: a rerun with the same ``result_path`` (after a kill, or of a grid of
         fits sharing the folder) starts from the latest cell there, and a finished fit is
@@ -278,7 +278,10 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
                           self.dropout),
                 "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
                 "patience": self.patience, "max_epochs": self.max_epochs, "seed": seed,
-                "device": str(device)}
+                "device": str(device),
+                # the cells train with this process's torch threads (where the worker has
+                # the cores), so that their float32 sums are the plain fit's, bit for bit
+                "threads": torch.get_num_threads()}
         Yz = ((Ym - self.y_mean_) / self.y_sd_).astype(np.float32)
         arrays = (tokens, Yz, mask, ok, train, val)
         from neuroalign._scaleout import ScaleOut

@@ -202,8 +202,14 @@ def tensors(tokens, Yz, mask, ok, train_rows, val_rows, device: str) -> dict:
 def routing_chunk(tokens, Yz, mask, ok, train_rows, val_rows, spec: dict, blob, stop: int) -> dict:
     """Task of one cell: from the state ``blob`` (None: the start) train up to epoch
     ``stop``; the new state as arrays (``state`` bytes, ``epoch``, ``stopped``)."""
-    state = new_state(spec) if blob is None else from_bytes(bytes(np.asarray(blob)), spec)
-    data = tensors(tokens, Yz, mask, ok, train_rows, val_rows, spec["device"])
-    state = train(state, data, spec, stop)
+    import torch  # noqa: F401 - imported before the limit, which sets only a torch imported
+
+    from neuroalign._config import thread_limits
+
+    # the driver's torch threads (at most this worker's cores): the plain fit's float32 sums
+    with thread_limits(int(spec.get("threads") or 1), blas=False):
+        state = new_state(spec) if blob is None else from_bytes(bytes(np.asarray(blob)), spec)
+        data = tensors(tokens, Yz, mask, ok, train_rows, val_rows, spec["device"])
+        state = train(state, data, spec, stop)
     return {"state": np.frombuffer(to_bytes(state, spec["device"]), dtype=np.uint8),
             "epoch": np.array(state.epoch), "stopped": np.array(state.stopped)}

@@ -287,7 +287,7 @@ def routing_cells(est, arrays: tuple, spec: dict, *, client=None, cluster=None,
                                   name="batch_size", func=name)
         ends = [min(e, max_epochs) for e in range(step, max_epochs + step, step)]
         base = fingerprint("routing", *[fingerprint(np.asarray(a)) for a in arrays],
-                           {k: v for k, v in spec.items() if k != "max_epochs"})
+                           {k: v for k, v in spec.items() if k not in ("max_epochs", "threads")})
         keys = [fingerprint(base, end) for end in ends]
         # the latest cell present and sound: where this run starts (earlier ones not needed)
         start, cell = -1, None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_attention_routing import routed_data
 
+from neuroalign._config import max_threads
 from neuroalign.encoders import AttentionRoutingEncoder
 
 # dropout > 0: the cells must carry the dropout generator as well; patience small enough
@@ -148,16 +149,25 @@ def test_routing_batch_size_is_validated(tmp_path):
 
 
 @pytest.mark.slow
-def test_cells_on_worker_processes_give_the_plain_fit(process_client, tmp_path):
-    """The cells pickled to 2 worker processes (one torch thread each, as dask starts them):
-    the plain fit run with one thread here too (float32 sums over another thread count
-    differ in the last bits, with or without cells)."""
+@pytest.mark.parametrize("threads", [None, 1])
+def test_cells_on_worker_processes_give_the_plain_fit(process_client, tmp_path, threads):
+    """The cells pickled to 2 worker processes (one torch thread each, as dask starts
+    them) train with this process's torch threads (all its cores, or one): bit for bit the
+    plain fit run here (they trained with one thread, and differed in the last bits,
+    before). Cells computed with one thread count are reused with another (same keys)."""
+    import torch
+
     from neuroalign import thread_limits
 
     tok, resp = _data()
-    with thread_limits(1):
+    with thread_limits(threads):
         ref = AttentionRoutingEncoder(**KW).fit(tok, resp)
+        n = torch.get_num_threads()
         enc = AttentionRoutingEncoder(**KW).fit(tok, resp, client=process_client, batch_size=6,
                                                 result_path=tmp_path)
+    assert n == (1 if threads else max_threads())
     assert enc.scaleout_info_["n_batches"] == -(-len(ref.history_) // 6)
     _assert_same(enc, ref, tok)
+    with thread_limits(1 if threads is None else None):
+        again = AttentionRoutingEncoder(**KW).fit(tok, resp, result_path=tmp_path, batch_size=6)
+    assert again.scaleout_info_["computed"] == []
