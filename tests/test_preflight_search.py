@@ -292,7 +292,7 @@ def test_estimate_within_25_percent_of_the_measured_peak(cell):
 
 def test_surface_width_is_the_widest_disc():
     """On a surface the preflight's neighbourhood size is the widest geodesic disc (in
-    neuroids) around a sample of the centres: every disc when the sample is all of them."""
+    neuroids): exact, or an upper bound when the search's budget runs out."""
     from neuroalign.compare._searchlight import _width
     from neuroalign.compare._searchlight_geometry import SurfaceDiscs
 
@@ -305,8 +305,8 @@ def test_surface_width_is_the_widest_disc():
     geom = SurfaceDiscs({"lh": (v, f)}, np.full(len(keep), "lh"), keep, radius=2.5,
                         threshold=0.0)
     widest = max(t.shape[1] for _, t in geom.chunks(512))
-    assert _width(geom) == widest
-    assert 1 <= _width(geom, sample=3) <= widest
+    assert _width(geom) == widest and geom.widest_exact
+    assert widest <= _width(geom, budget=3) and not geom.widest_exact
 
 
 def _traced_chunk(method, n=60, c=150, w=40, k=2, drop=0, seed=0):
