@@ -74,6 +74,7 @@ GRID = [
     ("fsaverage5", 100, "pial", 3, 15.0, 2, 128, "float32", "spearman"),
     ("fsaverage5", 100, "white", 3, 10.0, 1, 256, "float32", "spearman"),
     ("fsaverage5", 80, "white", 3, 6.0, 1, 256, "float64", "bures"),
+    ("fsaverage5", 80, "white", 3, 10.0, 1, 256, "float64", "bures"),
     ("fsaverage5", 60, "pial", 2, 15.0, 2, 128, "float64", "bures"),
 ]
 QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[21]]
