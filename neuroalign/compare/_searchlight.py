@@ -134,7 +134,7 @@ def _bounded_map(pool, func, items, in_flight: int):
         yield pending.popleft().result()
 
 
-def _width(geom, budget: int = 2**23) -> int:
+def _width(geom, budget: int = 2**25) -> int:
     """The most neuroids in a neighbourhood (for the memory preflight): a volume's sphere;
     on a surface, the widest disc, exact or (when ``budget`` runs out) an upper bound
     (:meth:`SurfaceDiscs.widest`)."""
