@@ -145,6 +145,15 @@ def test_preflight_disc_width_is_exact_on_the_folded_mesh(pial):
     assert ball == cKDTree(v).query_ball_point(v, 10.0, return_length=True).max()
     bound = _width(geom, budget=1)
     assert bound >= widest and not geom.widest_exact
+    # the candidates of a chunk's Dijkstra (the union of its balls): exact, or a bound
+    order, tree = geom._order("lh"), cKDTree(v)
+    unions = [len(set().union(*geom._balls("lh", tree, order[s:s + 512])))
+              for s in range(0, len(order), 512)]
+    assert geom.candidates(512) == max(unions) and geom.candidates_exact
+    assert geom.candidates(512, budget=1) >= max(unions) and not geom.candidates_exact
+    assert geom.candidates(100, budget=1) >= max(
+        len(set().union(*geom._balls("lh", tree, order[s:s + 100])))
+        for s in range(0, len(order), 100))
     # masked surfaces, two hemispheres: the widths count neuroids, bounded by the neuroids
     # in the balls
     rng = np.random.default_rng(3)
