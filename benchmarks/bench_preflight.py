@@ -76,6 +76,10 @@ GRID = [
     ("fsaverage5", 80, "white", 3, 6.0, 1, 256, "float64", "bures"),
     ("fsaverage5", 80, "white", 3, 10.0, 1, 256, "float64", "bures"),
     ("fsaverage5", 60, "pial", 2, 15.0, 2, 128, "float64", "bures"),
+    # the same folds at fsaverage's density: each hemisphere subdivided twice (163,842
+    # vertices), every vertex a centre
+    ("fsaverage5", 20, "pial-dense", 2, 6.0, 1, 256, "float32", "spearman"),
+    ("fsaverage5", 60, "pial-dense", 2, 6.0, 2, 128, "float64", "spearman"),
 ]
 QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[21]]
 
@@ -145,11 +149,24 @@ elif job in ('searchlight', 'surface', 'fsaverage5'):
         where = dict(ijk=ijk, volume_shape=(side,) * 3)
     elif job == 'fsaverage5':
         from nilearn.datasets import load_fsaverage
-        surf = load_fsaverage('fsaverage5')[{'pial': 'pial', 'white': 'white_matter'}[side]]
+        name, _, dense = side.partition('-')
+        surf = load_fsaverage('fsaverage5')[{'pial': 'pial', 'white': 'white_matter'}[name]]
         meshes = {h: (np.asarray(surf.parts[part].coordinates, dtype=np.float64),
                       np.asarray(surf.parts[part].faces))
                   for h, part in (('lh', 'left'), ('rh', 'right'))}
         del surf
+        if dense:  # 'pial-dense': subdivided twice at the edges' midpoints, fsaverage's
+            for h, (v, f) in meshes.items():  # density (163,842 vertices), the same folds
+                for _ in range(2):
+                    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
+                    edges, inv = np.unique(e, axis=0, return_inverse=True)
+                    mid = len(v) + inv.reshape(3, -1).T
+                    v = np.vstack([v, (v[edges[:, 0]] + v[edges[:, 1]]) / 2])
+                    (a, b, c), (ab, bc, ca) = f.T, mid.T
+                    f = np.concatenate([np.stack(x, 1) for x in ((a, ab, ca), (b, bc, ab),
+                                                                  (c, ca, bc), (ab, bc, ca))])
+                meshes[h] = (v, f)
+            del e, edges, inv, mid, a, b, c, ab, bc, ca, v, f
         V = len(meshes['lh'][0])
         vertex, hemi = np.r_[np.arange(V), np.arange(V)], np.repeat(['lh', 'rh'], V)
         N = len(vertex)
