@@ -113,9 +113,9 @@ def test_same_values_whatever_the_vertex_order_and_the_chunks(pial, tmp_path):
     models = rng.random((2, n * (n - 1) // 2))
     kw = dict(radius=6.0, method="spearman", threshold=0.0, show_progress=False)
 
-    def run(vv, ff, dd, **more):
-        da = xr.DataArray(dd, dims=("stimulus", "neuroid"),
-                          coords={"vertex": ("neuroid", np.arange(len(vv)))})
+    def run(vv, ff, dd, vertex=None, **more):
+        vertex = np.arange(len(vv)) if vertex is None else vertex
+        da = xr.DataArray(dd, dims=("stimulus", "neuroid"), coords={"vertex": ("neuroid", vertex)})
         return searchlight(da, models, surface=(vv, ff), **kw, **more)
 
     ref = run(v, f, data)
@@ -125,6 +125,10 @@ def test_same_values_whatever_the_vertex_order_and_the_chunks(pial, tmp_path):
     got = run(v[perm], inv[f], data[:, perm])
     np.testing.assert_allclose(got.values[:, inv], ref.values, rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(got["n_neighbours"].values[inv], ref["n_neighbours"].values)
+    # the neuroids in another order than the vertices (the mesh as it was)
+    got = run(v, f, data[:, perm], vertex=perm)
+    np.testing.assert_allclose(got.values[:, inv], ref.values, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(got["vertex"].values[inv], np.arange(len(v)))
     small = run(v, f, data, max_memory=0.2, n_jobs=2)  # chunks of a few centres, 2 threads
     np.testing.assert_allclose(small.values, ref.values, rtol=1e-12, atol=1e-13)
     for b in (1, 37, 500):
