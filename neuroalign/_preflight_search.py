@@ -158,7 +158,6 @@ def search_overhead(workers: int) -> int:
     return _SEARCH_OVERHEAD_ONE if int(workers) <= 1 else pf.OVERHEAD
 
 
-
 def _tau_runtime(method: str) -> int:
     """Bytes that loading numba and the compiled tau-a count adds to the process:
     :data:`_TAU_RUNTIME` for ``tau_a`` before its first use (when numba is installed)."""
