@@ -13,7 +13,8 @@ features fewer and more than the samples), ``ridge_refit`` (the read-out fit of
 spaces, several batches of targets), ``searchlight`` (volume, one and two threads,
 chunk from ``max_memory``; spearman, pearson, tau-a and Bures comparisons) and ``surface``
 (the searchlight on two icospheres: geodesic discs, the meshes' graphs and each chunk's
-Dijkstra search).
+Dijkstra search) and ``fsaverage5`` (the same on a real folded cortex: nilearn's fsaverage5
+pial and white meshes, read from the installed package, every vertex of both hemispheres).
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_preflight.py [--quick]
 
@@ -64,6 +65,21 @@ GRID = [
     # method; the data are the vertices of a polar cap of 12 % of each sphere
     ("surface", 100, 7, 3, 8.0, 1, 256, "float32", "spearman"),
     ("surface", 60, 6, 2, 12.0, 2, 128, "float64", "bures"),
+    # fsaverage5: a real folded cortex (nilearn's fsaverage5, 2 x 10,242 vertices, read from
+    # the installed package), the data on every vertex of both hemispheres: stimuli, the
+    # mesh ("pial" or "white"), models, geodesic disc radius (mm), threads, max_memory,
+    # dtype, method
+    ("fsaverage5", 100, "pial", 3, 6.0, 1, 256, "float32", "spearman"),
+    ("fsaverage5", 100, "pial", 3, 10.0, 1, 256, "float64", "spearman"),
+    ("fsaverage5", 100, "pial", 3, 15.0, 2, 128, "float32", "spearman"),
+    ("fsaverage5", 100, "white", 3, 10.0, 1, 256, "float32", "spearman"),
+    ("fsaverage5", 80, "white", 3, 6.0, 1, 256, "float64", "bures"),
+    ("fsaverage5", 80, "white", 3, 10.0, 1, 256, "float64", "bures"),
+    ("fsaverage5", 60, "pial", 2, 15.0, 2, 128, "float64", "bures"),
+    # the same folds at fsaverage's density: each hemisphere subdivided twice (163,842
+    # vertices), every vertex a centre
+    ("fsaverage5", 20, "pial-dense", 2, 6.0, 1, 256, "float32", "spearman"),
+    ("fsaverage5", 60, "pial-dense", 2, 6.0, 2, 128, "float64", "spearman"),
 ]
 QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[21]]
 
@@ -119,7 +135,7 @@ elif job == 'banded':
                                     batch=batch)  # + the fit's copy of the valid targets
     enc = BandedRidgeEncoder(alphas=np.logspace(-2, 5, a), n_iter=iters, cv=F, device='cpu')
     run = lambda: enc.fit(X, Y)
-elif job in ('searchlight', 'surface'):
+elif job in ('searchlight', 'surface', 'fsaverage5'):
     from neuroalign._config import max_threads
     from neuroalign._preflight_search import searchlight_chunk, searchlight_memory
     from neuroalign.compare import searchlight
@@ -131,6 +147,32 @@ elif job in ('searchlight', 'surface'):
         N = len(ijk)
         geom = VolumeSpheres(ijk, radius, (side,) * 3)
         where = dict(ijk=ijk, volume_shape=(side,) * 3)
+    elif job == 'fsaverage5':
+        from nilearn.datasets import load_fsaverage
+        name, _, dense = side.partition('-')
+        surf = load_fsaverage('fsaverage5')[{'pial': 'pial', 'white': 'white_matter'}[name]]
+        meshes = {h: (np.asarray(surf.parts[part].coordinates, dtype=np.float64),
+                      np.asarray(surf.parts[part].faces))
+                  for h, part in (('lh', 'left'), ('rh', 'right'))}
+        del surf
+        if dense:  # 'pial-dense': subdivided twice at the edges' midpoints, fsaverage's
+            for h, (v, f) in meshes.items():  # density (163,842 vertices), the same folds
+                for _ in range(2):
+                    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
+                    edges, inv = np.unique(e, axis=0, return_inverse=True)
+                    mid = len(v) + inv.reshape(3, -1).T
+                    v = np.vstack([v, (v[edges[:, 0]] + v[edges[:, 1]]) / 2])
+                    (a, b, c), (ab, bc, ca) = f.T, mid.T
+                    f = np.concatenate([np.stack(x, 1) for x in ((a, ab, ca), (b, bc, ab),
+                                                                  (c, ca, bc), (ab, bc, ca))])
+                meshes[h] = (v, f)
+            del e, edges, inv, mid, a, b, c, ab, bc, ca, v, f
+        V = len(meshes['lh'][0])
+        vertex, hemi = np.r_[np.arange(V), np.arange(V)], np.repeat(['lh', 'rh'], V)
+        N = len(vertex)
+        geom = SurfaceDiscs(meshes, hemi, vertex, radius, 1.0)
+        import xarray as xr
+        where = dict(surface=meshes)
     else:
         sys.path.insert(0, 'benchmarks')
         from bench_searchlight import icosphere
@@ -142,7 +184,7 @@ elif job in ('searchlight', 'surface'):
         import xarray as xr
         where = dict(surface={'lh': (v, f), 'rh': (v, f)}, threshold=0.0)
     X = rng.standard_normal((n, N)).astype(dtype)
-    if job == 'surface':
+    if job in ('surface', 'fsaverage5'):
         X = xr.DataArray(X, dims=('stimulus', 'neuroid'),
                          coords={'vertex': ('neuroid', vertex), 'hemisphere': ('neuroid', hemi)})
     models = rng.random((k, n * (n - 1) // 2))
@@ -206,7 +248,7 @@ def main() -> None:
     if args.jobs:
         jobs = set(args.jobs.split(","))
         if "searchlight" in jobs:
-            jobs.add("surface")  # the searchlight on a surface
+            jobs |= {"surface", "fsaverage5"}  # the searchlight on a surface
         cells = [c for c in cells if c[0] in jobs]
     for cell in cells:
         r = run_cell(cell)
@@ -214,8 +256,9 @@ def main() -> None:
         worst = max(worst, abs(err))
         job, n, p, t, a, F, batch, dtype, form = cell
         form = f"{form} layers" if job == "sweep" else form
-        if job in ("searchlight", "surface"):
-            where = f"centres={p}^3" if job == "searchlight" else f"icosphere={p}"
+        if job in ("searchlight", "surface", "fsaverage5"):
+            where = {"searchlight": f"centres={p}^3", "surface": f"icosphere={p}",
+                     "fsaverage5": f"mesh={p}"}[job]
             label = (f"{job:<8} stimuli={n:<4} {where} models={t} radius={a} "
                      f"n_jobs={F} max_memory={batch} {dtype:<8} {form:<12}")
         else:

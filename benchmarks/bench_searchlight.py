@@ -6,6 +6,7 @@ values; the parent checks that they agree and reports time, peak RSS and the rat
     nice -n 0 python benchmarks/bench_searchlight.py                 # small volume, both sides
     nice -n 0 python benchmarks/bench_searchlight.py --whole-brain   # + neuroalign on ~250k centres
     nice -n 0 python benchmarks/bench_searchlight.py --surface       # fsaverage-size meshes
+    nice -n 0 python benchmarks/bench_searchlight.py --fsaverage5    # a real folded cortex
 
 rsatoolbox's side: ``get_volume_searchlight`` + ``get_searchlight_RDMs`` +
 ``evaluate_models_searchlight(eval_fixed)``; neuroalign's: one ``searchlight`` call (which
@@ -100,6 +101,48 @@ def surface_worker(args):
                       "peak_rss_MiB": self_peak_rss_mib(), "rss_after_data_MiB": rss0}))
 
 
+def fsaverage5_worker(args):
+    """neuroalign on every vertex of nilearn's fsaverage5 (2 x 10,242 vertices, a real
+    folded cortex, read from the installed package): ``--fsaverage5-mesh`` ``midthickness``
+    is ``surface="fsaverage5"`` (the named template), ``pial``/``white`` pass that mesh."""
+    import xarray as xr
+    from nilearn.datasets import load_fsaverage
+
+    from neuroalign.compare import searchlight
+
+    mesh = load_fsaverage("fsaverage5")
+    V = len(mesh["pial"].parts["left"].coordinates)
+    if args.fsaverage5_mesh == "midthickness":
+        surface = "fsaverage5"
+    else:
+        part = mesh[{"pial": "pial", "white": "white_matter"}[args.fsaverage5_mesh]]
+        surface = {h: (np.asarray(part.parts[p].coordinates, dtype=np.float64),
+                       np.asarray(part.parts[p].faces))
+                   for h, p in (("lh", "left"), ("rh", "right"))}
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((args.n_stim, 2 * V)).astype(np.float32)
+    models = rng.random((args.n_models, args.n_stim * (args.n_stim - 1) // 2))
+    da = xr.DataArray(data, dims=("stimulus", "neuroid"), coords={
+        "vertex": ("neuroid", np.r_[np.arange(V), np.arange(V)]),
+        "hemisphere": ("neuroid", ["lh"] * V + ["rh"] * V)})
+    kw = dict(surface=surface, radius=args.surface_radius, method=args.method,
+              show_progress=False, n_jobs=args.n_jobs)
+    searchlight(da.isel(neuroid=slice(0, 50)), models, threshold=0, **kw)  # warm-up
+    rss0 = self_peak_rss_mib()
+    t0 = time.perf_counter()
+    sl = searchlight(da, models, **kw)
+    seconds = time.perf_counter() - t0
+    sizes = sl["n_neighbours"].values
+    print(json.dumps({"side": f"neuroalign (fsaverage5 {args.fsaverage5_mesh})",
+                      "seconds": seconds, "n_centres": int(sl.attrs["n_centres"]),
+                      "radius_mm": args.surface_radius, "n_stim": args.n_stim,
+                      "method": args.method, "n_jobs": args.n_jobs,
+                      "median_disc": float(np.median(sizes)), "widest_disc": int(sizes.max()),
+                      "seconds_per_centre": seconds / sl.attrs["n_centres"],
+                      "peak_rss_MiB": self_peak_rss_mib(), "rss_after_data_MiB": rss0,
+                      "load": open("/proc/loadavg").read().split()[0]}))
+
+
 def worker(args):
     shape = tuple(args.shape)
     mask, ijk, data, models = make_data(shape, args.n_stim, args.n_models, args.fill)
@@ -166,7 +209,8 @@ def worker(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", choices=["neuroalign", "rsatoolbox", "surface"], default=None,
+    ap.add_argument("--side", choices=["neuroalign", "rsatoolbox", "surface", "fsaverage5"],
+                    default=None,
                     help=argparse.SUPPRESS)
     ap.add_argument("--save", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", type=int, nargs=3, default=[20, 20, 20])
@@ -187,9 +231,27 @@ def main(argv=None):
     ap.add_argument("--surface-radius", type=float, default=8.0)
     ap.add_argument("--surface-fraction", type=float, default=0.05,
                     help="share of each sphere (a polar cap) whose vertices are centres")
+    ap.add_argument("--fsaverage5", action="store_true",
+                    help="only neuroalign on every vertex of nilearn's fsaverage5 (2 x 10,242 "
+                         "vertices), discs of --surface-radius mm")
+    ap.add_argument("--fsaverage5-mesh", choices=["midthickness", "pial", "white"],
+                    default="midthickness")
+    ap.add_argument("--n-jobs", type=int, default=None, help="threads (default: the cores)")
     args = ap.parse_args(argv)
     if args.side == "surface":
         return surface_worker(args)
+    if args.side == "fsaverage5":
+        return fsaverage5_worker(args)
+    if args.fsaverage5:
+        env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+        r = run_fresh(__file__, ["--side", "fsaverage5", "--n-stim", str(args.n_stim),
+                                 "--n-models", str(args.n_models), "--surface-radius",
+                                 str(args.surface_radius), "--method", args.method,
+                                 "--fsaverage5-mesh", args.fsaverage5_mesh,
+                                 *(["--n-jobs", str(args.n_jobs)] if args.n_jobs else [])],
+                     env=env)
+        print(json.dumps(r), flush=True)
+        return [r]
     if args.side:
         return worker(args)
     if args.surface:

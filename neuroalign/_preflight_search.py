@@ -35,6 +35,7 @@ __all__ = [
     "searchlight_memory",
     "surface_memory",
     "disc_build_memory",
+    "search_overhead",
 ]
 
 
@@ -142,6 +143,19 @@ _DIST_BYTES = 64 * 2**20  # Dijkstra distances at a time (_searchlight_geometry.
 _CELLS_PER_ROUND = 64  # cached cells built and run at a time (_searchlight._CHUNKS_PER_ROUND)
 _TAU_RUNTIME = 121 * 2**20  # numba and the compiled tau-a count, loaded on first use
 # (measured: the resident memory a process gains from its first tau-a comparison)
+_SEARCH_OVERHEAD_ONE = 30 * 2**20  # the fixed cost of a searchlight with one thread
+
+
+def search_overhead(workers: int) -> int:
+    """The fixed cost of a searchlight beyond its arrays (the allocator's slack, BLAS's
+    buffers): :data:`_SEARCH_OVERHEAD_ONE` (30 MiB) with one thread over chunks,
+    :data:`~neuroalign._preflight.OVERHEAD` (48 MiB) with more (each thread's malloc arena
+    keeps its own freed memory). Measured by ``benchmarks/bench_preflight.py``: the
+    resident peak of the one-thread cells exceeds what their arrays need (the formula,
+    which ``tracemalloc``'s peak matches within 5 %) by 6-44 MiB, glibc's slack, which
+    depends on the order of the frees; two threads by 10-74 MiB. The ridge fits' 48 MiB put
+    the one-thread searchlights of 100-140 MiB on fsaverage5 up to 33 % high."""
+    return _SEARCH_OVERHEAD_ONE if int(workers) <= 1 else pf.OVERHEAD
 
 
 def _tau_runtime(method: str) -> int:
@@ -294,8 +308,8 @@ def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, 
                        rdm_metric: str = "correlation", n_pairs_kept: int | None = None,
                        itemsize: int = 8, grid_cells: int = 0,
                        surface: dict | None = None, cells: bool = False) -> int:
-    """Peak bytes of a searchlight beyond its data, plus
-    :data:`~neuroalign._preflight.OVERHEAD`.
+    """Peak bytes of a searchlight beyond its data, plus its fixed cost
+    (:func:`search_overhead`: 30 MiB with one thread, 48 MiB with more).
 
     Kept throughout: the results (``k N 8`` similarities and the neighbourhood sizes
     ``N 8``), the model RDMs prepared for the comparison (``4 k m 8``), for ``tau_a``
@@ -330,11 +344,11 @@ def searchlight_memory(n_stimuli: int, n_neuroids: int, width: int, chunk: int, 
     if cells:
         fixed += _CELLS_PER_ROUND * (8 * c * wd + c * (8 * k + 9))
     if not surface:
-        return int(fixed + w * per + 60 * c * wd + pf.OVERHEAD)
+        return int(fixed + w * per + 60 * c * wd + search_overhead(w))
     kept, build, tree = surface_memory(surface["meshes"])
     discs = disc_build_memory(c, surface["ball"], surface["disc"], surface["candidates"])
     search = max(per, discs) if w == 1 else w * (per + 8 * c * wd) + discs
-    return int(fixed + 16 * N + max(build, kept + tree + search) + pf.OVERHEAD)
+    return int(fixed + 16 * N + max(build, kept + tree + search) + search_overhead(w))
 
 
 def searchlight_chunk(n_stimuli: int, n_neuroids: int, width: int, *, n_models: int,

@@ -28,6 +28,8 @@ CASES = {
               "--sweep-n", "200", "--sweep-p", "16", "--sweep-t", "100"],
     "scaleout": ["bench_scaleout.py"],
     "searchlight": ["bench_searchlight.py", "--shape", "14", "14", "14", "--n-stim", "10", "--repeat", "1"],
+    "searchlight_fsaverage5": ["bench_searchlight.py", "--fsaverage5", "--fsaverage5-mesh", "pial",
+                               "--n-stim", "10", "--surface-radius", "6"],
     "shape": ["bench_shape.py", "--n-sys", "4", "--n", "100", "--p", "20", "--sides", "neuroalign"],
     # skips with a message (exit 0) where sbatch is missing or no controller answers, as
     # in CI; on a machine with benchmarks/slurm_local.sh started it runs the searchlight part

@@ -120,7 +120,8 @@ def test_searchlight_estimate_grows_with_what_drives_it():
         20, 123, 500, **kw)  # wide spheres of few stimuli: the patterns dominate
     whole = ps.searchlight_memory(100, 50000, 123, 500, n_models=3, **SKW)
     assert ps.searchlight_memory(100, 50000, 123, 500, n_models=3, workers=2,
-                                 **SKW) - whole == one + 8 * 500 * 123
+                                 **SKW) - whole == one + 8 * 500 * 123 + (
+        ps.search_overhead(2) - ps.search_overhead(1))  # each thread's arena: fixed cost
     assert ps.searchlight_memory(100, 50000, 123, 500, n_models=4, **SKW) - whole == (
         50000 * 8 + 4 * 4950 * 8)  # a model's results and its prepared RDM
     assert ps.searchlight_memory(100, 50000, 123, 500, n_models=3, grid_cells=10**6,
@@ -239,6 +240,19 @@ else:
         geom = VolumeSpheres(ijk, radius, (side,) * 3)
         where = dict(ijk=ijk, volume_shape=(side,) * 3)
         X = rng.standard_normal((n, N))
+    elif job == 'fsaverage5':  # a real folded cortex: nilearn's, every vertex of both hemis
+        import xarray as xr
+        from nilearn.datasets import load_fsaverage
+        surf = load_fsaverage('fsaverage5')[side]
+        meshes = {h: (np.asarray(surf.parts[p].coordinates, dtype=np.float64),
+                      np.asarray(surf.parts[p].faces)) for h, p in (('lh', 'left'), ('rh', 'right'))}
+        V = len(meshes['lh'][0])
+        vertex, hemi = np.r_[np.arange(V), np.arange(V)], np.repeat(['lh', 'rh'], V)
+        N = len(vertex)
+        geom = SurfaceDiscs(meshes, hemi, vertex, radius, 1.0)
+        where = dict(surface=meshes)
+        X = xr.DataArray(rng.standard_normal((n, N)), dims=('stimulus', 'neuroid'),
+                         coords={'vertex': ('neuroid', vertex), 'hemisphere': ('neuroid', hemi)})
     else:  # a side x side grid mesh, the neuroids on its central third
         import xarray as xr
         x, y = np.meshgrid(np.arange(side, dtype=float), np.arange(side, dtype=float),
@@ -283,7 +297,9 @@ print(json.dumps([status('VmHWM') - base, est]))
                                   ("searchlight", (150, 20, 2, 2.5, 256, "spearman")),
                                   ("searchlight", (100, 20, 3, 3, 192, "tau_a")),
                                   ("searchlight", (80, 16, 2, 3, 256, "bures")),
-                                  ("surface", (140, 300, 3, 6.0, 256, "spearman"))])
+                                  ("surface", (140, 300, 3, 6.0, 256, "spearman")),
+                                  ("fsaverage5", (100, "pial", 3, 6.0, 256, "spearman")),
+                                  ("fsaverage5", (80, "white_matter", 3, 6.0, 256, "bures"))])
 def test_estimate_within_25_percent_of_the_measured_peak(cell):
     from test_preflight import assert_estimate_within_25_percent
 
@@ -292,7 +308,7 @@ def test_estimate_within_25_percent_of_the_measured_peak(cell):
 
 def test_surface_width_is_the_widest_disc():
     """On a surface the preflight's neighbourhood size is the widest geodesic disc (in
-    neuroids) around a sample of the centres: every disc when the sample is all of them."""
+    neuroids): exact, or an upper bound when the search's budget runs out."""
     from neuroalign.compare._searchlight import _width
     from neuroalign.compare._searchlight_geometry import SurfaceDiscs
 
@@ -305,8 +321,8 @@ def test_surface_width_is_the_widest_disc():
     geom = SurfaceDiscs({"lh": (v, f)}, np.full(len(keep), "lh"), keep, radius=2.5,
                         threshold=0.0)
     widest = max(t.shape[1] for _, t in geom.chunks(512))
-    assert _width(geom) == widest
-    assert 1 <= _width(geom, sample=3) <= widest
+    assert _width(geom) == widest and geom.widest_exact
+    assert widest <= _width(geom, budget=3) and not geom.widest_exact
 
 
 def _traced_chunk(method, n=60, c=150, w=40, k=2, drop=0, seed=0):
@@ -468,8 +484,11 @@ def test_surface_search_counts_the_meshes_and_the_disc_builds():
     assert ps.searchlight_memory(100, 20000, 300, 512, surface=many, **kw) - one == discs - per
     # two threads: two chunks and two queued tables beside one chunk's discs
     two = ps.searchlight_memory(100, 20000, 300, 512, workers=2, surface=SURF, **kw)
+    # (and the fixed cost of more than one thread: 48 MiB instead of 30)
     assert two - one == 2 * (per + 8 * 512 * 300) + ps.disc_build_memory(
-        512, 400, 330, 5000) - per
+        512, 400, 330, 5000) - per + ps.search_overhead(2) - ps.search_overhead(1)
+    assert (ps.search_overhead(1), ps.search_overhead(2), ps.search_overhead(8)) == (
+        30 * 2**20, 48 * 2**20, 48 * 2**20)
     # the distances: rows x candidates x 9 bytes, at most 64 MiB of float64 at a time
     assert ps.disc_build_memory(100, 10, 8, 50000) == 9 * 100 * 50000 + 16 * 800 + 208 * 50000
     assert ps.disc_build_memory(512, 10, 8, 50000) == 9 * 167 * 50000 + 16 * 4096 + 208 * 50000

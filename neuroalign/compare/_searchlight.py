@@ -134,13 +134,13 @@ def _bounded_map(pool, func, items, in_flight: int):
         yield pending.popleft().result()
 
 
-def _width(geom, sample: int = 2048) -> int:
+def _width(geom, budget: int = 2**25) -> int:
     """The most neuroids in a neighbourhood (for the memory preflight): a volume's sphere;
-    on a surface, the widest disc around an even sample of up to ``sample`` centres per
-    hemisphere (:meth:`SurfaceDiscs.widest`)."""
+    on a surface, the widest disc, exact or (when ``budget`` runs out) an upper bound
+    (:meth:`SurfaceDiscs.widest`)."""
     if geom.max_size:
         return int(geom.max_size)
-    return geom.widest(sample)[0]
+    return geom.widest(budget)[0]
 
 
 def _geometry_sizes(geom) -> dict:
