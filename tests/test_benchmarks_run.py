@@ -1,5 +1,6 @@
-"""Every benchmark script runs, at a tiny size, from the repository as it is, so that the
-commands in benchmarks/README.md keep working. Each must exit cleanly; the checks a script
+"""Every benchmark script runs, at a tiny size, from the repository as it is, and every
+command of benchmarks/README.md is accepted by its script's parser, so that the commands in
+benchmarks/README.md keep working. Each must exit cleanly; the checks a script
 makes of its own answers as it goes (values equal to the single-process or reference run,
 the planted truth recovered) fail it otherwise."""
 
@@ -58,3 +59,84 @@ def test_benchmark_runs_at_a_tiny_size(name, tmp_path):
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=tmp_path,
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, f"{script} {' '.join(args)}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+
+
+#: a command of benchmarks/README.md: ``python benchmarks/bench_x.py ARGS``, the arguments up
+#: to a comment, a shell separator or pipe, or the end of the command
+_COMMAND = r"python (?:\S*/)?benchmarks/(bench_\w+\.py)([^#;|&]*)"
+
+# Run in a fresh interpreter per script: the script runs as ``__main__`` with each
+# documented argument list, up to its argument parser; a parse that succeeds stops the run
+# there (nothing is computed), an unknown or malformed argument exits with status 2.
+_PARSE_ONLY = """
+import argparse, json, runpy, sys
+script, commands = sys.argv[1], json.loads(sys.argv[2])
+parse = argparse.ArgumentParser.parse_args
+class Parsed(Exception):
+    pass
+def parse_only(self, *args, **kwargs):
+    parse(self, *args, **kwargs)
+    raise Parsed
+argparse.ArgumentParser.parse_args = parse_only
+bad = []
+for args in commands:
+    sys.argv = [script, *args]
+    try:
+        runpy.run_path(script, run_name="__main__")
+        bad.append([args, "ran without parsing its arguments"])
+    except Parsed:
+        pass
+    except SystemExit as exc:
+        bad.append([args, f"exit {exc.code}"])
+print(json.dumps(bad))
+"""
+
+
+def _readme_commands() -> dict[str, list[list[str]]]:
+    import re
+    import shlex
+
+    text = (REPO / "benchmarks" / "README.md").read_text()
+    # the lines of fenced blocks (backslash continuations joined), and inline code spans
+    # of the prose (which may run over a line break)
+    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
+    lines = [ln for b in blocks for ln in b.replace("\\\n", " ").splitlines()]
+    spans = re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    out: dict[str, list[list[str]]] = {}
+    for candidate in lines + [sp.replace("\n", " ") for sp in spans]:
+        for script, args in re.findall(_COMMAND, candidate):
+            if "..." in args or "$" in args:  # elided, or shell variables
+                continue
+            argv = shlex.split(args.strip())
+            if argv not in out.setdefault(script, []):
+                out[script].append(argv)
+    return out
+
+
+def test_the_benchmarks_readme_names_existing_scripts():
+    commands = _readme_commands()
+    scripts = {p.name for p in (REPO / "benchmarks").glob("bench_*.py")}
+    assert set(commands) <= scripts, set(commands) - scripts
+    assert sum(map(len, commands.values())) >= 20  # the extraction found the commands
+
+
+def test_every_command_in_the_benchmarks_readme_parses(tmp_path):
+    """Each ``python benchmarks/bench_*.py ...`` of the README, with its exact arguments,
+    is accepted by the script's parser (a renamed or removed option fails it), stopping
+    before any work; commands with elisions (``...``) or shell variables are left out."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    failures = {}
+    for script, commands in sorted(_readme_commands().items()):
+        if "argparse" not in (REPO / "benchmarks" / script).read_text():
+            assert commands == [[]], f"{script} takes no arguments: {commands}"
+            continue
+        res = subprocess.run([sys.executable, "-c", _PARSE_ONLY, str(REPO / "benchmarks" / script),
+                              json.dumps(commands)], cwd=tmp_path, capture_output=True, text=True,
+                             env=env, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        bad = json.loads(res.stdout.strip().splitlines()[-1])
+        if bad:
+            failures[script] = bad
+    assert not failures, failures
