@@ -138,6 +138,19 @@ def test_driver_killed_mid_searchlight_rerun_computes_only_missing_cells(tmp_pat
     np.testing.assert_allclose(sl.values, single.values, rtol=0, atol=1e-12)
 
 
+def _worker_dies_at_cell(cell: int, tmp_path, monkeypatch) -> Path:
+    """The ridge fits from here on: the worker fitting cell ``cell`` kills itself (once;
+    the marker returned is left)."""
+    marker = tmp_path / "killed"
+    original = _scaleout.distributed_ridge
+
+    def dying(*args, **kwargs):
+        return original(*args, **kwargs, _fail={cell: f"kill:{marker}"})
+
+    monkeypatch.setattr(_scaleout, "distributed_ridge", dying)
+    return marker
+
+
 @pytest.mark.slow
 def test_a_worker_process_killed_mid_grid_is_replaced_and_the_result_complete(
         process_client, tmp_path, monkeypatch):
@@ -145,13 +158,7 @@ def test_a_worker_process_killed_mid_grid_is_replaced_and_the_result_complete(
     restarts it, the scheduler reschedules its tasks; the fit is complete and identical."""
     X, Y = _ridge_data()
     pids = set(process_client.run(os.getpid).values())
-    marker = tmp_path / "killed"
-    original = _scaleout.distributed_ridge
-
-    def dying(*args, **kwargs):
-        return original(*args, **kwargs, _fail={4: f"kill:{marker}"})
-
-    monkeypatch.setattr(_scaleout, "distributed_ridge", dying)
+    marker = _worker_dies_at_cell(4, tmp_path, monkeypatch)
     path = tmp_path / "grid"
     enc = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(
         X, Y, client=process_client, result_path=path, batch_size=10)
@@ -176,13 +183,7 @@ def test_the_only_worker_process_killed_mid_grid_the_data_is_scattered_again(
     import logging
 
     X, Y = _ridge_data()
-    marker = tmp_path / "killed"
-    original = _scaleout.distributed_ridge
-
-    def dying(*args, **kwargs):
-        return original(*args, **kwargs, _fail={2: f"kill:{marker}"})
-
-    monkeypatch.setattr(_scaleout, "distributed_ridge", dying)
+    marker = _worker_dies_at_cell(2, tmp_path, monkeypatch)
     path = tmp_path / "grid"
     with kept_environ(), caplog.at_level(logging.WARNING, logger="neuroalign._scaleout"):
         enc = RidgeEncoder(alphas=ALPHAS, dtype="float64", device="cpu").fit(
