@@ -132,7 +132,7 @@ SWEEP = MEASURE + r"""
 import json, sys, time, numpy as np, xarray as xr
 from neuroalign.encoders import LayerSweep
 from neuroalign.store import open_store
-n, n_img, p, v, root, batch, n_layers, n_vertices = json.loads(sys.argv[1])
+n, n_img, p, v, root, batch, n_layers, n_vertices, keep = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 F = rng.standard_normal((n_img, p), dtype=np.float32)
 ids = np.array([f"img{i:05d}" for i in range(n_img)])
@@ -145,7 +145,8 @@ for k in range(n_layers):
 features = xr.Dataset(layers, coords={"stimulus_id": ("stimulus", ids)})
 t0, c0 = time.perf_counter(), cpu()
 store = open_store(root + "/store.zarr").isel(neuroid=slice(0, n_vertices))
-sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu").fit(
+sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu",
+                   keep_weights=keep).fit(
     features, store, result_path=root + f"/sweep-cells-{n_vertices}", batch_size=batch)
 wall, used = time.perf_counter() - t0, cpu() - c0
 best = sweep.best_layer_.values
@@ -155,7 +156,7 @@ s = np.concatenate([np.random.default_rng([2, a]).uniform(0, 1, min(a + chunk, v
 strong = s > 0.5
 print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
                   "true_layer_found": float(np.mean(best[strong] == f"layer{true:02d}")),
-                  "n_layers": n_layers, "n_vertices": n_vertices}))
+                  "n_layers": n_layers, "n_vertices": n_vertices, "keep_weights": keep}))
 """
 
 
@@ -176,6 +177,8 @@ def main() -> None:
     ap.add_argument("--vertices", type=int, default=2 * 163_842)
     ap.add_argument("--batch", type=int, default=20000)
     ap.add_argument("--sweep-layers", type=int, default=12)
+    ap.add_argument("--keep-weights", choices=("all", "best"), default="best",
+                    help="the sweep's keep_weights (best: each vertex's best layer only)")
     ap.add_argument("--sweep-vertices", type=int, default=0,
                     help="also sweep --sweep-layers layers over this many vertices (0: no sweep)")
     ap.add_argument("--skip-fit", action="store_true")
@@ -203,7 +206,8 @@ def main() -> None:
               f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
               f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
     if a.sweep_vertices:
-        res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices])
+        res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices,
+                                               a.keep_weights])
         res["load_after_sweep"] = open("/proc/loadavg").read().split()[:3]
         print(f"sweep: {a.sweep_layers} layers x {a.features} features -> {a.sweep_vertices} "
               f"vertices: {w['wall']:.0f} s wall, {w['cpu']:.0f} s CPU, peak RSS "

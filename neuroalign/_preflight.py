@@ -339,18 +339,25 @@ def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: in
         lambda b: ridge_memory(n_samples, n_features, n_targets, batch=b, **kw) <= budget, batch)
 
 
-def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4) -> int:
+def sweep_memory(n_features, n_targets: int, *, itemsize: int = 4, keep: str = "all") -> int:
     """Bytes a layer sweep keeps across layers: each layer's weights ``p_l t w`` and score
-    tables ``3 t 8`` (``n_features``: one feature count per layer). Each layer's own fit
-    adds :func:`ridge_memory` on top, and its batch adapts to what is left."""
-    return int(sum(int(p) * int(n_targets) * int(itemsize) + 3 * int(n_targets) * 8
-                   for p in n_features))
+    tables ``3 t 8`` (``n_features``: one feature count per layer). With ``keep="best"``
+    (each neuroid's best layer's weights only) the weights are at most ``max(p_l) t w``.
+    Each layer's own fit adds :func:`ridge_memory` on top, and its batch adapts to what is
+    left."""
+    sizes, t, w = [int(p) for p in n_features], int(n_targets), int(itemsize)
+    scores = 3 * t * 8 * len(sizes)
+    if keep == "best":
+        return int(max(sizes, default=0) * t * w + scores)
+    return int(sum(sizes) * t * w + scores)
 
 
 def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_folds: int,
-               batch: int = 4096, itemsize: int = 4) -> int:
+               batch: int = 4096, itemsize: int = 4, keep: str = "all",
+               responses: bool = True) -> int:
     """Peak bytes of a layer sweep (``n_features``: one feature count per layer, in the
-    order fitted): its copy of the valid neuroids' responses (``n t w``) and the largest,
+    order fitted): its copy of the valid neuroids' responses (``n t w``; with
+    ``responses=False``, responses left on disk, one batch of them ``n b w``) and the largest,
     over layers, of the weights and scores kept for the layers before it
     (:func:`sweep_memory`) plus that layer's fit (:func:`ridge_memory`, in the form
     ``ridge_cv`` picks; a dual-form layer adds its weights ``p t w``, formed after the fit
@@ -359,24 +366,28 @@ def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_f
 
     n, t, w = int(n_samples), int(n_targets), int(itemsize)
     F = max(int(n_folds), 2)
-    peak, kept = 0, n * t * w
+    peak, before = 0, []
     for p in (int(v) for v in n_features):
         form = "primal" if p <= n * (F - 1) // F else "dual"
         need = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=batch, itemsize=w,
                             form=form)
         if form == "dual":
             need += p * t * w + n * min(p, feature_block(n)) * 8
+        kept = n * (t if responses else min(t, int(batch))) * w + (
+            sweep_memory(before, t, itemsize=w, keep=keep) if before else 0)
         peak = max(peak, kept + need)
-        kept += sweep_memory([p], t, itemsize=w)
+        before.append(p)
     return int(peak)
 
 
 def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, n_folds: int,
-                dtype="float32", func: str = "LayerSweep.fit", budget: int | None = None) -> int:
+                dtype="float32", func: str = "LayerSweep.fit", budget: int | None = None,
+                keep: str = "all", responses: bool = True, batch: int = 4096) -> int:
     """Stop a layer sweep at once when the weights it keeps for every layer
     (:func:`sweep_memory`) plus the smallest fit of its layers (:func:`sweep_peak` one
     target at a time) do not fit the budget. ``layers`` maps names to arrays of shape
-    (n_samples, ...). Returns the bytes needed."""
+    (n_samples, ...); ``responses=False``: the responses stay on disk, read ``batch``
+    neuroids at a time. Returns the bytes needed."""
     import numpy as np
 
     sizes = [int(np.prod(np.shape(v)[1:])) for v in layers.values()]
@@ -385,15 +396,18 @@ def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, 
     itemsize = np.dtype(dtype).itemsize
     widest = max(sizes)
     need = sweep_peak(n_samples, sizes, n_targets, n_alphas=n_alphas, n_folds=n_folds,
-                      batch=1, itemsize=itemsize)
-    need = max(need, sweep_memory(sizes, n_targets, itemsize=itemsize))
+                      batch=1, itemsize=itemsize, keep=keep, responses=responses)
+    if not responses:  # one batch of responses read from disk at a time
+        need += int(n_samples) * min(int(n_targets), int(batch)) * itemsize
+    kept = sweep_memory(sizes, n_targets, itemsize=itemsize, keep=keep)
+    need = max(need, kept)
     return check_memory(
         need, budget=budget,
         what=f"{func}: {len(sizes)} layers (up to {widest} features) against {n_targets} "
-             f"neuroids keep {format_bytes(sweep_memory(sizes, n_targets, itemsize=itemsize))} "
-             "of weights, and",
-        lower="fewer layers per sweep (fit them in groups), dtype='float32', fewer neuroids "
-              "per call (e.g. by ROI, or cluster=) or fewer features (PCA)")
+             f"neuroids keep {format_bytes(kept)} of weights, and",
+        lower=("keep_weights='best' (only each neuroid's best layer's weights), " if keep == "all"
+               else "") + "fewer layers per sweep (fit them in groups), dtype='float32', fewer "
+              "neuroids per call (e.g. by ROI, or cluster=) or fewer features (PCA)")
 
 
 # -- RDMs and decoders ---------------------------------------------------------------------

@@ -51,9 +51,9 @@ def _ridge_cell(X, folds, alphas, params: dict, Y_batch) -> dict:
 
     work = np.dtype(params["dtype"])
     X = np.asarray(X)
-    X = X if X.dtype == np.float64 else X.astype(work)
+    X = X if X.dtype == np.float64 else X.astype(work, copy=False)
     Y_batch = np.asarray(Y_batch)
-    Y_batch = Y_batch if Y_batch.dtype == np.float64 else Y_batch.astype(work)
+    Y_batch = Y_batch if Y_batch.dtype == np.float64 else Y_batch.astype(work, copy=False)
     res = ridge_cv(X, Y_batch, alphas, folds, fit_intercept=params["fit_intercept"],
                    form=params["form"], n_targets_batch=params["n_targets_batch"], refit=True,
                    relative_alphas=params["relative_alphas"], dtype=work)

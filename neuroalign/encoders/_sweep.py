@@ -31,7 +31,7 @@ from neuroalign.encoders._scoring import held_out_scores, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.encoders._sweep_layers import layer_rows, layer_spaces, layer_table
 from neuroalign.exceptions import DataQualityWarning, DimensionError
-from neuroalign.store import SPLITS, select_split
+from neuroalign.store import SPLITS, LazyResponses, select_split
 
 __all__ = ["LayerSweep", "layer_table"]
 
@@ -67,6 +67,12 @@ class LayerSweep(RidgeEncoder):
     test_split : str or None
         With a store as ``Y``: fit on the other presentations and score (``metric``) on the
         repetition-averaged presentations of this split (e.g. ``"test"``).
+    keep_weights : {"all", "best"}
+        ``"all"``: every layer's weights for every neuroid (:meth:`predict` with any
+        ``layer``). ``"best"``: only each neuroid's best layer's weights, dropped from the
+        others as the layers are fitted, so the weights kept never exceed one layer's (a
+        whole-brain sweep of 12 layers keeps 1.25 GiB instead of 15 GiB); :meth:`predict`
+        then takes ``layer=None`` only. Scores, alphas and best layers are the same.
 
     Attributes
     ----------
@@ -82,7 +88,9 @@ class LayerSweep(RidgeEncoder):
     best_layer_ : DataArray of str, dim 'neuroid'
         Chosen by ``cv_scores_`` ("" where no layer has a score).
     encoders_ : dict {layer: dict of coef, intercept}
-        Weights of the valid neuroids (``valid_neuroids_``).
+        Weights of the valid neuroids (``valid_neuroids_``); with ``keep_weights="best"``,
+        of those whose best layer it is (their positions among the valid neuroids under
+        ``"columns"``).
 
     Examples
     --------
@@ -119,11 +127,13 @@ class LayerSweep(RidgeEncoder):
         dtype: str = "float32",
         relative_alphas: bool = True,
         test_split: str | None = None,
+        keep_weights: str = "all",
     ) -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, device=device,
                          form=form, n_targets_batch=n_targets_batch, metric=metric, dtype=dtype,
                          relative_alphas=relative_alphas)
         self.test_split = test_split
+        self.keep_weights = keep_weights
 
     # -- fitting -------------------------------------------------------------------------
     def _split(self, Y):
@@ -183,6 +193,8 @@ class LayerSweep(RidgeEncoder):
             ``self``, fitted.
         """
         alphas, device, dtype = self._validate()
+        check_option(self.keep_weights, ("all", "best"), name="keep_weights", func="LayerSweep")
+        best_only = self.keep_weights == "best"
         if not isinstance(X, xr.Dataset | dict) and not isinstance(y, xr.Dataset | xr.DataArray):
             X, y, self._y_1d = check_xy(X, y, func="LayerSweep.fit")
             X = {ARRAY_LAYER: X}
@@ -204,9 +216,11 @@ class LayerSweep(RidgeEncoder):
         self._spaces = layer_spaces(X)
         folds = resolve_folds(self.cv, first.X.shape[0], first.stimulus_id, func="LayerSweep")
         ok = valid_neuroids(first.Y, func="LayerSweep.fit")
-        check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
-                    n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype)
         Yt = self._input_array(first.Y[:, ok], device, dtype)
+        check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
+                    n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype,
+                    keep=self.keep_weights, responses=not isinstance(Yt, LazyResponses),
+                    batch=batch_size or self.n_targets_batch)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
         held = np.full((len(names), n_neuroids), np.nan) if sub else None
@@ -214,6 +228,10 @@ class LayerSweep(RidgeEncoder):
         self.encoders_ = {}
         self.alpha_scales_ = {}
         form = None if self.form == "auto" else self.form
+        # keep_weights="best": the layer owning each valid neuroid so far (nan_argmax's rule:
+        # a NaN never wins, ties go to the first layer), its score
+        owner = np.full(int(ok.sum()), -1)
+        top = np.full(int(ok.sum()), -np.inf)
         cells = SweepCells.maybe(self, client=client, cluster=cluster, result_path=result_path,
                                  cluster_options=cluster_options, batch_size=batch_size)
         for li, name in enumerate(progress(names, desc="layers", unit="layer")):
@@ -231,6 +249,7 @@ class LayerSweep(RidgeEncoder):
                    "y_offset": np.asarray(cvres.y_offset, dtype=np.float64)}
             self.encoders_[name] = enc
             self.alpha_scales_[name] = float(cvres.alpha_scale)
+            del cvres  # (with keep_weights="best", the full weights go once cut below)
             if sub:
                 tdata = align(layers[name], test, func="LayerSweep.fit")
                 pred = np.full(tdata.Y.shape, np.nan)
@@ -242,6 +261,8 @@ class LayerSweep(RidgeEncoder):
                     held[li] = held_out_scores(
                         tdata.Y, pred, ok, self.metric, tdata.neuroid_coords,
                         func=f"LayerSweep.fit (held-out {self.test_split!r} split)")
+            if best_only:
+                self._keep_best(li, names, np.nan_to_num(cv[li, ok], nan=-np.inf), owner, top)
             del Xt
             log.info("layer %s: median cv R² %.3f", name, float(np.median(cv[li, ok])) if ok.any() else np.nan)
         if cells:
@@ -272,11 +293,32 @@ class LayerSweep(RidgeEncoder):
                 f"({format_list(ids[lost], limit=5)}); their best layer is '' and their scores NaN.",
                 DataQualityWarning, stacklevel=2,
             )
+        if best_only and not np.array_equal(owner, np.where(none, -1, best)[ok]):
+            raise RuntimeError("LayerSweep.fit: the weights kept (keep_weights='best') are not "
+                               "those of each neuroid's best layer; please report this.")
         labels = np.where(none, "", np.asarray(names, dtype=object)[best]).astype(str)
         self.best_layer_ = xr.DataArray(labels, dims="neuroid", coords=coords, name="best_layer")
         self._best_index = best
         self._no_layer = none
         return self
+
+    def _keep_best(self, li: int, names: list, score: np.ndarray, owner: np.ndarray,
+                   top: np.ndarray) -> None:
+        """keep_weights="best": layer ``li`` (its cv ``score`` per valid neuroid, NaN as
+        -inf) takes the neuroids it beats; its weights are cut to them and theirs dropped
+        from the layers that held them."""
+        won = score > top
+        for lj in np.unique(owner[won & (owner >= 0)]):
+            enc = self.encoders_[names[lj]]
+            stay = ~won[enc["columns"]]
+            for key in ("coef", "intercept", "y_offset"):
+                enc[key] = np.ascontiguousarray(enc[key][..., stay])
+            enc["columns"] = enc["columns"][stay]
+        owner[won], top[won] = li, score[won]
+        enc = self.encoders_[names[li]]
+        for key in ("coef", "intercept", "y_offset"):
+            enc[key] = np.ascontiguousarray(enc[key][..., won])
+        enc["columns"] = np.flatnonzero(won)
 
     def _check_fitted(self) -> None:
         check_fitted(self, "encoders_", call="fit(X, y)")
@@ -305,6 +347,17 @@ class LayerSweep(RidgeEncoder):
                                        what=f"X (layer {name!r})" if name != ARRAY_LAYER else "X")
             check_finite(Xm, name="X" if name == ARRAY_LAYER else f"X (layer {name!r})",
                          func="LayerSweep.predict")
+            if "columns" in enc:  # keep_weights="best": the neuroids whose best layer it is
+                if layer is not None:
+                    raise ValueError(
+                        f"LayerSweep.predict(layer={layer!r}): this sweep kept the weights of "
+                        "each neuroid's best layer only (keep_weights='best'). Expected "
+                        "layer=None (each neuroid by its best layer), or refit with "
+                        "keep_weights='all' to predict every neuroid from one layer.")
+                if len(enc["columns"]):
+                    pred[:, cols_ok[enc["columns"]]] = predict_linear(
+                        Xm, enc["coef"], enc["intercept"], enc["x_offset"], enc["y_offset"])
+                continue
             if layer is None:
                 use = (self.best_layer_.values == name)[cols_ok]
             else:
