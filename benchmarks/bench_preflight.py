@@ -49,6 +49,7 @@ GRID = [
     ("refit", 800, 20000, 1000, 0, 0, 4096, "float64", "dual"),
     ("sweep", 2000, 512, 5000, 10, 5, 4096, "float32", 4),  # 4 layers of 512 features
     ("sweep", 600, 4000, 3000, 10, 5, 2048, "float32", 3),  # 3 dual-form layers
+    ("sweep", 2000, 512, 5000, 10, 5, 4096, "float32", "6best"),  # keep_weights="best"
     # banded: n, p (all spaces), t, alphas, folds, himalaya's batch, spaces x candidates
     ("banded", 2000, 400, 5000, 10, 5, 4096, "float32", "2x4"),
     ("banded", 1500, 1200, 3000, 8, 4, 1024, "float32", "3x3"),
@@ -113,12 +114,14 @@ elif job == 'refit':
                               dtype=dtype)
 elif job == 'sweep':
     from neuroalign.encoders import LayerSweep
-    layers = {f'l{i}': rng.standard_normal((n, p)).astype(dtype) for i in range(form)}
+    keep = 'best' if str(form).endswith('best') else 'all'
+    n_layers = int(str(form).removesuffix('best'))
+    layers = {f'l{i}': rng.standard_normal((n, p)).astype(dtype) for i in range(n_layers)}
     Y = rng.standard_normal((n, t)).astype(dtype)
-    est = pf.sweep_peak(n, [p] * form, t, n_alphas=a, n_folds=F, batch=batch,
-                        itemsize=np.dtype(dtype).itemsize)
+    est = pf.sweep_peak(n, [p] * n_layers, t, n_alphas=a, n_folds=F, batch=batch,
+                        itemsize=np.dtype(dtype).itemsize, keep=keep)
     sweep = LayerSweep(alphas=np.logspace(-2, 5, a), cv=F, device='cpu', dtype=dtype,
-                       n_targets_batch=batch)
+                       n_targets_batch=batch, keep_weights=keep)
     run = lambda: sweep.fit(layers, Y)
 elif job == 'banded':
     from neuroalign._preflight_search import banded_memory
