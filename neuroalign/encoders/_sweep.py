@@ -220,7 +220,8 @@ class LayerSweep(RidgeEncoder):
         check_sweep(layers, first.X.shape[0], int(ok.sum()), n_alphas=len(alphas),  # preflight
                     n_folds=1 if isinstance(folds, str) else len(folds), dtype=dtype,
                     keep=self.keep_weights, responses=not isinstance(Yt, LazyResponses),
-                    batch=batch_size or self.n_targets_batch)
+                    batch=batch_size if isinstance(batch_size, int) and batch_size > 0
+                    else self.n_targets_batch)
         n_neuroids = first.Y.shape[1]
         cv = np.full((len(names), n_neuroids), np.nan)
         held = np.full((len(names), n_neuroids), np.nan) if sub else None
@@ -262,7 +263,8 @@ class LayerSweep(RidgeEncoder):
                         tdata.Y, pred, ok, self.metric, tdata.neuroid_coords,
                         func=f"LayerSweep.fit (held-out {self.test_split!r} split)")
             if best_only:
-                self._keep_best(li, names, np.nan_to_num(cv[li, ok], nan=-np.inf), owner, top)
+                score = cv[li, ok]
+                self._keep_best(li, names, np.where(np.isnan(score), -np.inf, score), owner, top)
             del Xt
             log.info("layer %s: median cv R² %.3f", name, float(np.median(cv[li, ok])) if ok.any() else np.nan)
         if cells:
