@@ -239,18 +239,7 @@ def bench_ridge(root: Path) -> None:
                   f"1 job cancelled: the fit fails naming the missing cells ({str(err)[:140]!r})")
         else:
             check(err is None, f"2 jobs, 1 cancelled: the other job finishes the grid ({err!r})")
-        with Watch() as w:
-            t = time.perf_counter()
-            enc = ridge().fit(X, Y, cluster="slurm", cluster_options=slurm_options(root, 1),
-                                  result_path=path, batch_size=250)
-            wall = time.perf_counter() - t
-        info = enc.scaleout_info_
-        record(f"ridge, rerun after scancel ({jobs} job(s))", wall, info, w)
-        check(len(info["computed"]) == N_CELLS - len(found) and len(info["skipped"]) == len(found),
-              f"rerun computes only the missing cells ({len(info['computed'])} = {N_CELLS} - {len(found)})")
-        after = cells(path)
-        check({k: after.get(k) for k in found} == found, "the cells found are untouched (mtimes)")
-        same_ridge(enc, ref, f"ridge after scancel ({jobs} job(s)) and rerun")
+        rerun_ridge(root, X, Y, ref, path, found, f"after scancel ({jobs} job(s))")
 
     print("\n## driver SIGKILLed mid-grid", flush=True)
     path = root / "ridge-driverkill"
@@ -290,18 +279,24 @@ def bench_ridge(root: Path) -> None:
                     f"({gone_after:.0f} s after the kill)")
     if left:
         subprocess.run(["scancel", *left], check=False)
+    rerun_ridge(root, X, Y, ref, path, found, "after the driver's kill")
+
+
+def rerun_ridge(root: Path, X, Y, ref, path: Path, found: dict, after_what: str) -> None:
+    """Rerun the ridge grid of ``path`` on 1 job: only the cells not in ``found`` are
+    computed, those found are untouched (mtimes), the result is the in-process one."""
     with Watch() as w:
         t = time.perf_counter()
         enc = ridge().fit(X, Y, cluster="slurm", cluster_options=slurm_options(root, 1),
-                              result_path=path, batch_size=250)
+                          result_path=path, batch_size=250)
         wall = time.perf_counter() - t
     info = enc.scaleout_info_
-    record("ridge, rerun after the driver's kill", wall, info, w)
-    check(len(info["computed"]) == N_CELLS - len(found),
+    record(f"ridge, rerun {after_what}", wall, info, w)
+    check(len(info["computed"]) == N_CELLS - len(found) and len(info["skipped"]) == len(found),
           f"rerun computes only the missing cells ({len(info['computed'])} = {N_CELLS} - {len(found)})")
     after = cells(path)
     check({k: after.get(k) for k in found} == found, "the cells found are untouched (mtimes)")
-    same_ridge(enc, ref, "ridge after the driver's kill and rerun")
+    same_ridge(enc, ref, f"ridge {after_what} and rerun")
 
 
 def bench_lost_workers(root: Path) -> None:
