@@ -46,7 +46,9 @@ __all__ = [
     "check_refit",
     "check_sweep",
     "decoder_memory",
+    "folded_xty",
     "format_bytes",
+    "gram_errors",
     "memory_budget",
     "parse_bytes",
     "rdm_memory",
@@ -192,9 +194,29 @@ def largest_fitting(fits, hi: int) -> int:
     return lo
 
 
+def gram_errors(n_val: int, n_features: int, n_alphas: int) -> bool:
+    """Whether a primal fold of ``n_val`` validation rows forms its validation errors from
+    the fold's Gram matrices (``p^2`` per target and alpha) rather than from the residuals
+    (``n_val p`` per target and alpha): when that costs at most 2/3 of the flops,
+    ``a n_val >= 1.5 (a + 1) p`` with ``a`` alphas (the one extra rotation per fold
+    included). Shared by :func:`ridge_memory` and the solver
+    (:mod:`neuroalign.encoders._ridge_folds`)."""
+    a = int(n_alphas)
+    return a > 0 and 2 * a * int(n_val) >= 3 * (a + 1) * int(n_features)
+
+
+def folded_xty(n_samples: int, n_features: int, n_folds: int) -> bool:
+    """Whether a primal ridge whose validation sets partition the rows forms ``X^T Y`` as
+    the sum of the folds' validation cross-products (one pass of ``n p`` per target less)
+    rather than on its own: when keeping the ``F`` parts, ``F p`` values per target, costs
+    at most a quarter of the batch's responses (``n`` per target). Shared by
+    :func:`ridge_memory` and :func:`~neuroalign.encoders.ridge_cv`."""
+    return 4 * int(n_folds) * int(n_features) <= int(n_samples)
+
+
 def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                  n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
-                 refit: bool = True) -> int:
+                 refit: bool = True, complement: bool = True) -> int:
     """Peak bytes of :func:`~neuroalign.encoders.ridge_cv` beyond its inputs.
 
     With ``n`` samples, ``p`` features, ``t`` targets, ``a`` alphas, ``F`` folds (``F = 1``
@@ -203,20 +225,28 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     ``g = p`` (primal) or ``n_tr`` (dual), the larger of
 
     * set-up: the working features ``n p w`` and their float64 copy ``n p 8`` (when
-      ``w < 8``), the folds' decompositions (primal ``F p^2 w + 2 n p w``, dual
-      ``F n_tr^2 w + n n_tr w``), and the last fold's transients: primal, its rows in ``w``
-      and float64, centred (``n_tr p (w + 16)``), and its eigendecomposition (Gram matrix,
-      eigenvectors, LAPACK workspace: ``4 g^2 8``); dual, the full Gram matrix ``n^2 8``
-      and the fold's centred blocks and eigendecomposition ``7 n_tr^2 8``; likewise the
-      refit's (``n p 8 + 4 g_r^2 8``) (``n_tr p 16`` for the fold's rows when ``w = 8``);
+      ``w < 8``), the folds' decompositions (primal ``F p^2 w + 2 n p w``, and ``F p^2 w``
+      more for the Gram form of the errors, :func:`gram_errors`; dual
+      ``F n_tr^2 w + n n_tr w``; primal folds whose training rows are not all the others
+      keep them, ``F n_tr p w``), and the last fold's transients: primal, when each fold
+      trains on all the other rows (``complement``, as k-fold does), the features'
+      cross-product, the fold's rows in float64 and their cross-product, and the
+      eigendecomposition (``n_va p 8 + 7 p^2 8``), else its training rows in ``w`` and
+      float64, centred (``n_tr p (w + 16)``; ``n_tr p 16`` when ``w = 8``) and the
+      eigendecomposition (Gram matrix, eigenvectors, LAPACK workspace: ``4 g^2 8``); dual,
+      the full Gram matrix ``n^2 8`` and the fold's centred blocks and eigendecomposition
+      ``7 n_tr^2 8``; likewise the refit's (primal ``5 p^2 8`` from the cross-product,
+      or ``n p 8 + 4 g_r^2 8``);
     * the batch loop: the above without the transients, the refit's decomposition (primal
       ``p^2 w``, dual ``n^2 w + n p w``), the outputs written so far (``3 a t 8`` errors
       and R² per alpha, and the weights of the other batches ``p (t - b) w``: the
       zero-initialised weights become resident only as they are written), and one batch's
       working set: its targets ``n b w`` with float64 blocks ``2 r b 8`` (``r`` rows,
       :func:`row_block`),
-      ``X^T Y`` (primal, ``p b w``), per fold the rotated targets, a buffer and residuals
-      (``3 g b w + 3 n_va b w``) or the refit (primal ``3 p b w``, dual
+      ``X^T Y`` (primal, ``p b w``, with the folds' validation parts ``F p b w`` when
+      :func:`folded_xty`), per fold
+      the rotated targets, a buffer and residuals (``3 g b w + 3 n_va b w``; the Gram form
+      ``4 p b w + n_va b w``) or the refit (primal ``3 p b w``, dual
       ``3 n b w + p b w``, plus float64 weights ``2 p b 8``), and the errors ``2 a b 8``;
 
     plus :data:`OVERHEAD`. ``form="loo"``: the closed-form leave-one-out solver (float64).
@@ -236,7 +266,10 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
         w = 8
         folds = g * g * 8 + 2 * n * g * 8
     elif form == "primal":
-        folds = F * p * p * w + 2 * n * p * w
+        gram = gram_errors(n_va, p, a)
+        folds = (2 if gram else 1) * F * p * p * w + 2 * n * p * w
+        if not complement:  # each fold keeps its own training rows
+            folds += F * n_tr * p * w
     else:
         folds = F * n_tr * n_tr * w + n * n_tr * w
     base = n * p * w + folds
@@ -244,21 +277,27 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     # eigendecomposition) beside the float64 features; then the refit's decomposition
     if form == "dual":  # one float64 Gram matrix for all folds; each fold's centred block
         setup = base + x64 + n * n * 8 + 7 * n_tr * n_tr * 8
+    elif complement and not loo:  # from the features' cross-product (feature_cov)
+        setup = base + x64 + n_va * p * 8 + 7 * p * p * 8
     else:
         # the fold's rows, in float64 (the same array when w = 8) and centred
         setup = base + x64 + n_tr * p * (w + 16 if w != 8 else 16) + 4 * g * g * 8
     if refit and not loo:
         g_r = p if form == "primal" else n
-        setup = max(setup, base + x64 + n * p * 8 + 4 * g_r * g_r * 8)
+        refit_setup = 5 * p * p * 8 if form == "primal" else n * p * 8 + 4 * g_r * g_r * 8
+        setup = max(setup, base + x64 + refit_setup)
         base += p * p * w if form == "primal" else n * n * w + n * p * w
     # the batch loop: one batch's working set beside the outputs filled so far (the pages
     # of the zero-initialised weights become resident as batches are written: at most
     # t - b columns when a full batch is being worked on)
     outputs = 3 * a * t * 8 + (p * max(t - b, 0) * w + 2 * t * 8 if refit else 0)
     rows = min(n, row_block(b))
-    xty = p * b * w if form == "primal" else 0
+    xty = (F + 1 if folded_xty(n, p, F) else 1) * p * b * w if form == "primal" else 0
     targets = n * b * w + 2 * rows * b * 8
-    fold = 3 * g * b * w + 3 * n_va * b * w
+    if not loo and form == "primal" and gram_errors(n_va, p, a):
+        fold = 4 * p * b * w + n_va * b * w
+    else:
+        fold = 3 * g * b * w + 3 * n_va * b * w
     if not refit:
         final = 0
     elif form == "dual":
@@ -310,7 +349,8 @@ def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: 
 
 def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                 n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
-                refit: bool = True, func: str = "ridge_cv", budget: int | None = None) -> int:
+                refit: bool = True, func: str = "ridge_cv", budget: int | None = None,
+                complement: bool = True) -> int:
     """The number of targets per batch to use: ``batch`` when the fit's peak
     (:func:`ridge_memory`) fits the budget, else the largest smaller batch that does.
 
@@ -320,7 +360,8 @@ def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: in
         When the fit does not fit even one target at a time.
     """
     budget = memory_budget() if budget is None else budget
-    kw = dict(n_alphas=n_alphas, n_folds=n_folds, itemsize=itemsize, form=form, refit=refit)
+    kw = dict(n_alphas=n_alphas, n_folds=n_folds, itemsize=itemsize, form=form, refit=refit,
+              complement=complement)
     need = ridge_memory(n_samples, n_features, n_targets, batch=batch, **kw)
     if budget is None or need <= budget or n_targets == 0:
         return int(batch)
@@ -501,8 +542,12 @@ def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
         n_tr = min((len(tr) for tr, _ in folds), default=n)
         used = form or ("primal" if p <= n_tr else "dual")
     name = getattr(dtype, "name", None) or str(dtype).removeprefix("torch.")
+    from neuroalign.encoders._ridge_folds import complements
+
+    complement = not loo and all(complements(tr, va, n) for tr, va in folds)
     return ridge_batch(n, p, Y.shape[1], n_alphas=len(alphas), n_folds=1 if loo else len(folds),
-                       batch=batch, itemsize=np.dtype(name).itemsize, form=used, refit=refit)
+                       batch=batch, itemsize=np.dtype(name).itemsize, form=used, refit=refit,
+                       complement=complement)
 
 
 def check_refit(n_samples: int, n_features: int, n_targets: int, *, itemsize: int,

@@ -143,6 +143,15 @@ class NumpyOps:
         out -= C
         return out
 
+    def dot_cols_into(self, A, B):
+        """Column-wise dot products of ``A`` and ``B`` accumulated in float64; ``B`` is
+        overwritten by the products."""
+        np.multiply(A, B, out=B)
+        return B.sum(0, dtype=np.float64)
+
+    def colmin(self, x):
+        return x.min(0)
+
 
 class TorchOps:
     """The same operations on torch tensors on ``device``."""
@@ -224,6 +233,13 @@ class TorchOps:
 
     def residual_into(self, M, B, C, out):
         return self.torch.addmm(C, M, B, beta=-1.0, out=out)
+
+    def dot_cols_into(self, A, B):
+        B.mul_(A)
+        return B.sum(0, dtype=self.torch.float64)
+
+    def colmin(self, x):
+        return x.amin(0)
 
 
 def backend_for(*arrays):

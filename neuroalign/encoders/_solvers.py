@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign._preflight import check_refit, ridge_cv_batch
+from neuroalign._preflight import check_refit, folded_xty, ridge_cv_batch
 from neuroalign._validation import format_list
 from neuroalign.encoders._backend import (
     compute_backend,
@@ -52,8 +52,12 @@ from neuroalign.encoders._ridge_folds import (
     _Prep,
     _PrimalFold,
     choose_form,
+    complements,
+    cross_products,
     eig_gram,
+    feature_cov,
     feature_scale,
+    partitions,
 )
 from neuroalign.encoders._ridge_result import RidgeCVResult, predict_linear
 from neuroalign.exceptions import DataFormatError
@@ -223,6 +227,8 @@ def ridge_cv(
     else:
         used_form, tie = form or choose_form(min(len(tr) for tr, _ in folds), p), "largest"
     dual = used_form == "dual"
+    partition = (not loo and not dual and folded_xty(n, p, len(folds))
+                 and partitions(folds, n))
     if dual:  # kernel ridge: the float64 Gram matrix of the centred features serves every
         # fold and the refit; no copy of the features, no primal weights
         gram, x_mean, feature_var, kx, col_sums = centred_gram(X, fit_intercept, ops)
@@ -235,15 +241,20 @@ def ridge_cv(
     else:
         prep = _Prep(X, fit_intercept, ops)
         Xw = ops.cast(prep.Xw64, work)
+        # X^T X of the working features, once: the folds' decompositions and the refit's
+        cov = feature_cov(Xw, ops) if not loo or refit else None
         if loo:
             from neuroalign.encoders._loo import LooSolver
 
             loo_solver = LooSolver(prep.Xw64, fit_intercept, ops)
         else:
-            solvers = [_PrimalFold(Xw, ops.index(train), ops.index(val), fit_intercept, ops)
+            solvers = [_PrimalFold(Xw, ops.index(train), ops.index(val), fit_intercept, ops,
+                                   n_alphas=len(alphas_np),
+                                   cov=cov, complement=complements(train, val, n))
                        for train, val in folds]
         del prep.Xw64
-        full = _Refit(Xw, fit_intercept, form, ops) if refit else None
+        full = _Refit(Xw, fit_intercept, form, ops, cov=cov) if refit else None
+        del cov
     alpha_scale = prep.feature_var if relative_alphas else 1.0
     alphas_int = alphas_np * alpha_scale / prep.feature_var  # penalties on the rescaled X
     n_targets = Y.shape[1]
@@ -269,10 +280,14 @@ def ridge_cv(
             b_mse, b_r2 = loo_solver.errors(Yb, alphas_int)
             Yb = ops.cast(Yb, work)
         ysum = _colsum64(Yb, ops)
-        need_xty = (not loo and used_form == "primal") or (refit and full.form == "primal")
-        XtY = Xw.T @ Yb if need_xty else None
+        xvy = None
+        if not loo and used_form == "primal":
+            XtY, xvy = cross_products(solvers, Xw, Yb, partition)
+        else:
+            XtY = Xw.T @ Yb if refit and full.form == "primal" else None
         if not loo:
-            b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops)
+            b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops, xvy)
+            del xvy
         rel[:, sl] = ops.numpy(b_mse)
         mse[:, sl] = rel[:, sl] * ops.numpy(ysd ** 2)[None, :]
         r2[:, sl] = ops.numpy(b_r2)
@@ -304,15 +319,24 @@ def ridge_cv(
 class _Refit:
     """Full-data decomposition for the final fit with a per-target alpha."""
 
-    def __init__(self, X, fit_intercept: bool, form: str | None, ops, gram=None) -> None:
+    def __init__(self, X, fit_intercept: bool, form: str | None, ops, gram=None,
+                 cov=None) -> None:
         self.ops = ops
         n, p = X.shape
         self.form = form or choose_form(n, p)
         self.n = n
+        self.fit_intercept = fit_intercept
+        if self.form == "primal" and cov is not None:  # from feature_cov(X): no copy of X
+            S, sums = cov
+            xm64 = sums / n if fit_intercept else ops.zeros(p, ops.float64)
+            self.xm = ops.cast(xm64, X.dtype)
+            s, V = ops.eigh(S - n * ops.outer(xm64, xm64))
+            self.s = ops.cast(ops.asarray(s), X.dtype)
+            self.V = ops.cast(ops.asarray(V), X.dtype)
+            return
         X64 = ops.cast(X, ops.float64)
         xm64 = X64.mean(0) if fit_intercept else ops.zeros(p, ops.float64)
         self.xm = ops.cast(xm64, X.dtype)
-        self.fit_intercept = fit_intercept
         Xc64 = X64 - xm64
         if self.form == "primal":
             s, V = ops.eigh(Xc64.T @ Xc64)
