@@ -5,7 +5,11 @@ matrix. Per fold, :func:`ridge_cv` eigendecomposes ``X_train^T X_train`` (primal
 ``n_features <= n_train``) or ``X_train X_train^T`` (dual form) once, and reuses it for
 every alpha and every batch of targets. Validation predictions are formed batch by batch,
 so memory stays bounded whatever the number of neuroids. The solver for a form is chosen
-from :data:`FORMS`; both give the same answer.
+from :data:`FORMS`; both give the same answer. In the primal form, folds whose training
+rows are all the other rows take their decomposition from one float64 ``X^T X`` minus the
+validation rows' part, and when the validation rows far outnumber the features the
+validation errors come from the fold's Gram matrices (``p^2`` per target and alpha; see
+:class:`~neuroalign.encoders._ridge_folds._PrimalFold`).
 
 Units never matter. Before any work in the working precision, features and targets are
 centred (means computed in float64) and rescaled: the features by one number, the root of
