@@ -246,7 +246,9 @@ def ridge_cv(
         prep = _Prep(X, fit_intercept, ops)
         Xw = ops.cast(prep.Xw64, work)
         # X^T X of the working features, once: the folds' decompositions and the refit's
-        cov = feature_cov(Xw, ops) if not loo or refit else None
+        # (leave-one-out: only for a primal refit; p x p float64 would not fit for p >> n)
+        primal_refit = refit and (form or choose_form(n, p)) == "primal"
+        cov = feature_cov(Xw, ops) if not loo or primal_refit else None
         if loo:
             from neuroalign.encoders._loo import LooSolver
 

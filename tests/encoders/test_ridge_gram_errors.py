@@ -177,3 +177,18 @@ def test_a_time_series_splitter_gets_its_own_training_rows():
                        dtype="float64").fit(X, Y)
     score = -ref / Y.var(0) + TIE_SLOPE * np.log(PENALTIES)[:, None]
     np.testing.assert_array_equal(enc.best_alphas_, PENALTIES[np.argmax(score, 0)])
+
+
+@pytest.mark.parametrize("shape", [(40, 300), (300, 40)])
+def test_the_features_cross_product_is_formed_only_for_a_primal_decomposition(
+        shape, monkeypatch):
+    """Leave-one-out with more features than samples refits in the dual form: no
+    ``p x p`` cross-product (20 GB at 50,000 features) is formed for it."""
+    calls = []
+    real = rf.feature_cov
+    monkeypatch.setattr("neuroalign.encoders._solvers.feature_cov",
+                        lambda X, ops: calls.append(X.shape) or real(X, ops))
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal(shape), rng.standard_normal((shape[0], 5))
+    ridge_cv(X, Y, PENALTIES, "loo", refit=True)
+    assert calls == ([] if shape[1] > shape[0] else [shape])
