@@ -6,6 +6,7 @@ against the residual form, on awkward data and folds."""
 import numpy as np
 import pytest
 
+import neuroalign._preflight as pf
 import neuroalign.encoders._ridge_folds as rf
 from neuroalign._preflight import folded_xty, gram_errors
 from neuroalign.encoders import ridge_cv
@@ -192,3 +193,26 @@ def test_the_features_cross_product_is_formed_only_for_a_primal_decomposition(
     X, Y = rng.standard_normal(shape), rng.standard_normal((shape[0], 5))
     ridge_cv(X, Y, PENALTIES, "loo", refit=True)
     assert calls == ([] if shape[1] > shape[0] else [shape])
+
+
+def test_the_preflight_counts_the_training_rows_kept_by_folds_that_are_not_complements():
+    n, p, t, F = 3000, 200, 5000, 5
+    kw = dict(n_alphas=10, n_folds=F, batch=1024, itemsize=4)
+    n_tr = n * (F - 1) // F
+    extra = pf.ridge_memory(n, p, t, complement=False, **kw) - pf.ridge_memory(n, p, t, **kw)
+    assert extra >= F * n_tr * p * 4
+    # ridge_cv's own call sees which folds it has
+    X, Y = np.zeros((n, p), np.float32), np.zeros((n, t), np.float32)
+    seen = {}
+    real = pf.ridge_batch
+
+    def spy(*a, **k):
+        seen[len(seen)] = k["complement"]
+        return real(*a, **k)
+
+    for kind in ("kfold", "gap"):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(pf, "ridge_batch", spy)
+            pf.ridge_cv_batch(X, Y, PENALTIES, _folds(kind, n, 0), form=None, batch=1024,
+                           dtype=np.dtype("float32"), refit=True)
+    assert seen == {0: True, 1: False}
