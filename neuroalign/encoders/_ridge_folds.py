@@ -191,9 +191,7 @@ class _PrimalFold(_Fold):
             del Xtr64, Xtr_c
         else:  # the training rows are all the others: the full cross-product minus ours
             S, sums = cov
-            Xv64 = ops.cast(Xva, ops.float64)
-            Sva, sva = Xv64.T @ Xv64, Xv64.sum(0)
-            del Xv64
+            Sva, sva = feature_cov(Xva, ops)
             xm64 = (sums - sva) / n_tr if fit_intercept else ops.zeros(p, ops.float64)
             s, V = ops.eigh(S - Sva - n_tr * ops.outer(xm64, xm64))
         self.xm = ops.cast(xm64, dtype)
@@ -208,9 +206,7 @@ class _PrimalFold(_Fold):
         if gram_errors(Xva.shape[0], p, n_alphas):
             n_val = Xva.shape[0]
             if cov is None:
-                Xv64 = ops.cast(Xva, ops.float64)
-                Sva, sva = Xv64.T @ Xv64, Xv64.sum(0)
-                del Xv64
+                Sva, sva = feature_cov(Xva, ops)
             # (X_val - xm)^T (X_val - xm), rotated: the Gram matrix of X_val V
             Mva = (Sva - ops.outer(sva, xm64) - ops.outer(xm64, sva)
                    + n_val * ops.outer(xm64, xm64))
