@@ -50,6 +50,9 @@ GRID = [
     ("sweep", 2000, 512, 5000, 10, 5, 4096, "float32", 4),  # 4 layers of 512 features
     ("sweep", 600, 4000, 3000, 10, 5, 2048, "float32", 3),  # 3 dual-form layers
     ("sweep", 2000, 512, 5000, 10, 5, 4096, "float32", "6best"),  # keep_weights="best"
+    # the responses in a store on disk (as the whole-brain sweep): one batch read at a time
+    ("sweep", 3000, 512, 20000, 10, 5, 4096, "float32", "4diskbest"),
+    ("sweep", 3000, 512, 20000, 10, 5, 2048, "float32", "3disk"),
     # banded: n, p (all spaces), t, alphas, folds, himalaya's batch, spaces x candidates
     ("banded", 2000, 400, 5000, 10, 5, 4096, "float32", "2x4"),
     ("banded", 1500, 1200, 3000, 8, 4, 1024, "float32", "3x3"),
@@ -82,7 +85,7 @@ GRID = [
     ("fsaverage5", 20, "pial-dense", 2, 6.0, 1, 256, "float32", "spearman"),
     ("fsaverage5", 60, "pial-dense", 2, 6.0, 2, 128, "float64", "spearman"),
 ]
-QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[21]]
+QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[23]]
 
 CHILD = r"""
 import json, sys, numpy as np
@@ -115,11 +118,27 @@ elif job == 'refit':
 elif job == 'sweep':
     from neuroalign.encoders import LayerSweep
     keep = 'best' if str(form).endswith('best') else 'all'
-    n_layers = int(str(form).removesuffix('best'))
+    disk = 'disk' in str(form)  # the responses in a store on disk, read a batch at a time
+    n_layers = int(str(form).removesuffix('best').removesuffix('disk'))
     layers = {f'l{i}': rng.standard_normal((n, p)).astype(dtype) for i in range(n_layers)}
     Y = rng.standard_normal((n, t)).astype(dtype)
+    if disk:
+        import tempfile, xarray as xr
+        from neuroalign.store import open_store, save_store
+        from neuroalign.testing import make_store
+        ids = np.array([f'stim{i:06d}' for i in range(n)])
+        import atexit, shutil
+        tmp = tempfile.mkdtemp(prefix='bench-preflight-')
+        atexit.register(shutil.rmtree, tmp, True)
+        save_store(make_store(n, t, n_repetitions=1, n_test=0, dtype=np.dtype(dtype)).assign(
+            responses=(('presentation', 'neuroid'), Y)).assign_coords(
+            stimulus_id=('presentation', ids)), tmp + '/store.zarr')
+        del Y
+        Y = open_store(tmp + '/store.zarr')
+        layers = xr.Dataset({k: (('stimulus', f'u{k}'), v) for k, v in layers.items()},
+                            coords={'stimulus_id': ('stimulus', ids)})
     est = pf.sweep_peak(n, [p] * n_layers, t, n_alphas=a, n_folds=F, batch=batch,
-                        itemsize=np.dtype(dtype).itemsize, keep=keep)
+                        itemsize=np.dtype(dtype).itemsize, keep=keep, responses=not disk)
     sweep = LayerSweep(alphas=np.logspace(-2, 5, a), cv=F, device='cpu', dtype=dtype,
                        n_targets_batch=batch, keep_weights=keep)
     run = lambda: sweep.fit(layers, Y)

@@ -37,6 +37,7 @@ from pathlib import Path
 from neuroalign.exceptions import MemoryPreflightError
 
 __all__ = [
+    "DISK_READ_CHUNKS",
     "ENV_VAR",
     "SAFETY_MARGIN",
     "available_memory",
@@ -46,6 +47,7 @@ __all__ = [
     "check_refit",
     "check_sweep",
     "decoder_memory",
+    "disk_read_memory",
     "folded_xty",
     "format_bytes",
     "gram_errors",
@@ -216,7 +218,7 @@ def folded_xty(n_samples: int, n_features: int, n_folds: int) -> bool:
 
 def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                  n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
-                 refit: bool = True, complement: bool = True) -> int:
+                 refit: bool = True, complement: bool = True, disk: bool = False) -> int:
     """Peak bytes of :func:`~neuroalign.encoders.ridge_cv` beyond its inputs.
 
     With ``n`` samples, ``p`` features, ``t`` targets, ``a`` alphas, ``F`` folds (``F = 1``
@@ -249,7 +251,9 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
       ``4 p b w + n_va b w``) or the refit (primal ``3 p b w``, dual
       ``3 n b w + p b w``, plus float64 weights ``2 p b 8``), and the errors ``2 a b 8``;
 
-    plus :data:`OVERHEAD`. ``form="loo"``: the closed-form leave-one-out solver (float64).
+    plus :data:`OVERHEAD`, and with ``disk`` (responses left in a store on disk, read a
+    batch at a time) the read of a batch (:func:`disk_read_memory`). ``form="loo"``: the
+    closed-form leave-one-out solver (float64).
     """
     n, p, t, a = int(n_samples), int(n_features), int(n_targets), int(n_alphas)
     b = max(1, min(int(batch), t)) if t else 0
@@ -259,8 +263,9 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     n_tr = n if loo else n * (F - 1) // F
     n_va = n if loo else -(-n // F)
     g = (n if p >= n else p) if loo else (p if form == "primal" else n_tr)
+    read = disk_read_memory(n, b, t, itemsize=w) if disk else 0
     if form == "dual" and not loo:
-        return _dual_memory(n, p, t, a, F, b, w, refit)
+        return _dual_memory(n, p, t, a, F, b, w, refit) + read
     x64 = n * p * 8 if w != 8 else 0  # the float64 copy beside the working one
     if loo:
         w = 8
@@ -304,8 +309,28 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
         final = 3 * n * b * w + p * b * w + 2 * p * b * 8
     else:
         final = 3 * p * b * w + 2 * p * b * 8
-    per_batch = max(targets, n * b * w + xty + 2 * a * b * 8 + max(fold, final))
+    per_batch = max(targets, n * b * w + xty + 2 * a * b * 8 + max(fold, final)) + read
     return int(max(setup, base + outputs + per_batch) + OVERHEAD)
+
+
+#: Chunks of a store that reading from it holds beside the values read: zarr's file bytes,
+#: decoded chunk and its copy, made in zarr's reader threads, whose allocator arenas keep
+#: them once freed (which thread runs a read varies, so this varies from run to run).
+DISK_READ_CHUNKS = 6
+
+
+def disk_read_memory(n_rows: int, batch: int, n_targets: int, *, itemsize: int = 4) -> int:
+    """Bytes of reading ``batch`` neuroids of responses left in a store on disk
+    (:class:`~neuroalign.store.LazyResponses`): the batch as read (``n b w``, alive while
+    its working copy is made) and :data:`DISK_READ_CHUNKS` chunks of the store
+    (``min(CHUNK_BYTES, n t w)`` each: zarr decodes whole chunks; the reads go a chunk at
+    a time). Measured: a ``ridge_cv`` of 3,000 rows x 20,000 neuroids read in batches of
+    4,096 peaked 153-237 MiB above the same fit in memory (47 MiB batches, 32 MiB chunks,
+    in three runs)."""
+    from neuroalign.store._schema import CHUNK_BYTES
+
+    n, b, t, w = int(n_rows), int(batch), int(n_targets), int(itemsize)
+    return n * min(b, t) * w + DISK_READ_CHUNKS * min(CHUNK_BYTES, n * t * w)
 
 
 def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: bool) -> int:
@@ -350,7 +375,7 @@ def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: 
 def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: int,
                 n_folds: int, batch: int, itemsize: int = 4, form: str = "primal",
                 refit: bool = True, func: str = "ridge_cv", budget: int | None = None,
-                complement: bool = True) -> int:
+                complement: bool = True, disk: bool = False) -> int:
     """The number of targets per batch to use: ``batch`` when the fit's peak
     (:func:`ridge_memory`) fits the budget, else the largest smaller batch that does.
 
@@ -361,7 +386,7 @@ def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: in
     """
     budget = memory_budget() if budget is None else budget
     kw = dict(n_alphas=n_alphas, n_folds=n_folds, itemsize=itemsize, form=form, refit=refit,
-              complement=complement)
+              complement=complement, disk=disk)
     need = ridge_memory(n_samples, n_features, n_targets, batch=batch, **kw)
     if budget is None or need <= budget or n_targets == 0:
         return int(batch)
@@ -398,7 +423,8 @@ def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_f
                responses: bool = True) -> int:
     """Peak bytes of a layer sweep (``n_features``: one feature count per layer, in the
     order fitted): its copy of the valid neuroids' responses (``n t w``; with
-    ``responses=False``, responses left on disk, one batch of them ``n b w``) and the largest,
+    ``responses=False``, responses left on disk: each fit reads a batch of them,
+    :func:`disk_read_memory`) and the largest,
     over layers, of the weights and scores kept for the layers before it
     (:func:`sweep_memory`) plus that layer's fit (:func:`ridge_memory`, in the form
     ``ridge_cv`` picks; a dual-form layer adds its weights ``p t w``, formed after the fit
@@ -411,10 +437,10 @@ def sweep_peak(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n_f
     for p in (int(v) for v in n_features):
         form = "primal" if p <= n * (F - 1) // F else "dual"
         need = ridge_memory(n, p, t, n_alphas=n_alphas, n_folds=F, batch=batch, itemsize=w,
-                            form=form)
+                            form=form, disk=not responses)
         if form == "dual":
             need += p * t * w + n * min(p, feature_block(n)) * 8
-        kept = n * (t if responses else min(t, int(batch))) * w + (
+        kept = (n * t * w if responses else 0) + (
             sweep_memory(before, t, itemsize=w, keep=keep) if before else 0)
         peak = max(peak, kept + need)
         before.append(p)
@@ -544,10 +570,12 @@ def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
     name = getattr(dtype, "name", None) or str(dtype).removeprefix("torch.")
     from neuroalign.encoders._ridge_folds import complements
 
+    from neuroalign.store import LazyResponses
+
     complement = not loo and all(complements(tr, va, n) for tr, va in folds)
     return ridge_batch(n, p, Y.shape[1], n_alphas=len(alphas), n_folds=1 if loo else len(folds),
                        batch=batch, itemsize=np.dtype(name).itemsize, form=used, refit=refit,
-                       complement=complement)
+                       complement=complement, disk=isinstance(Y, LazyResponses))
 
 
 def check_refit(n_samples: int, n_features: int, n_targets: int, *, itemsize: int,

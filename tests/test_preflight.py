@@ -63,6 +63,48 @@ def test_dual_estimate_has_no_features_by_targets_terms():
     assert pf.decoder_memory(600, 8000, 512) > 2 * 600 * 8000 * 8
 
 
+def test_responses_on_disk_add_the_read_of_a_batch(monkeypatch):
+    """Responses left in a store on disk: each batch is read (``n b w``) while zarr holds
+    DISK_READ_CHUNKS chunks of the store (at most the whole store when it is smaller);
+    ridge_cv's batch choice counts it, so under the same budget it reads fewer neuroids at
+    a time than from memory."""
+    import xarray as xr
+
+    from neuroalign.store import LazyResponses
+    from neuroalign.store._schema import CHUNK_BYTES
+
+    n, p, t, b = 3000, 512, 20000, 4096
+    read = pf.disk_read_memory(n, b, t)
+    assert read == n * b * 4 + pf.DISK_READ_CHUNKS * CHUNK_BYTES
+    assert pf.ridge_memory(n, p, t, batch=b, disk=True, **KW) == \
+        pf.ridge_memory(n, p, t, batch=b, **KW) + read
+    # a store smaller than a chunk: its chunks are the whole store
+    assert pf.disk_read_memory(100, 4096, 50) == 100 * 50 * 4 * (1 + pf.DISK_READ_CHUNKS)
+    # the dual form too
+    dual = dict(KW, form="dual")
+    assert pf.ridge_memory(600, 12000, 3000, batch=2048, disk=True, **dual) == \
+        pf.ridge_memory(600, 12000, 3000, batch=2048, **dual) + pf.disk_read_memory(600, 2048, 3000)
+    # the sweep over a store on disk: the responses are not held, each fit reads its batches
+    assert pf.sweep_peak(n, [p], t, n_alphas=10, n_folds=5, responses=False) == \
+        pf.ridge_memory(n, p, t, batch=b, disk=True, **KW)
+    # ridge_cv's batch: smaller from disk under a budget that fits the in-memory fit and
+    # zarr's chunks, but not the batch read beside them
+    from neuroalign.store import cv_folds
+
+    X = np.zeros((n, p), np.float32)
+    folds = cv_folds(np.arange(n).astype(str), 5)
+    Y = np.zeros((n, t), np.float32)
+    lazy = LazyResponses(xr.DataArray(Y, dims=("presentation", "neuroid")))
+    alphas = np.logspace(-2, 5, 10)
+    budget = pf.ridge_memory(n, p, t, batch=b, **KW) + pf.DISK_READ_CHUNKS * CHUNK_BYTES
+    monkeypatch.setattr(pf, "memory_budget", lambda: budget)
+    kw = dict(form=None, batch=b, dtype=np.dtype("float32"), refit=True)
+    assert pf.ridge_cv_batch(X, Y, alphas, folds, **kw) == b
+    on_disk = pf.ridge_cv_batch(X, lazy, alphas, folds, **kw)
+    assert on_disk < b and pf.ridge_memory(n, p, t, batch=on_disk, disk=True, **KW) <= \
+        budget < pf.ridge_memory(n, p, t, batch=on_disk + 1, disk=True, **KW)
+
+
 def test_sweep_peak_adds_the_weights_kept_for_earlier_layers():
     one = pf.sweep_peak(2000, [512], 5000, n_alphas=10, n_folds=5)
     three = pf.sweep_peak(2000, [512] * 3, 5000, n_alphas=10, n_folds=5)

@@ -66,6 +66,8 @@ from neuroalign.datasets._chunkfiles import Workers
 from neuroalign.datasets._digest import DigestQueue, content_digest, file_stat
 from neuroalign.exceptions import DataFormatError, OutputExistsError
 from neuroalign.store import check_store, write_manifest
+from neuroalign.store._io import _ZARR_FORMAT
+from neuroalign.store._schema import CHUNK_BYTES as _TARGET_CHUNK_BYTES  # tests lower it
 from neuroalign.store._schema import RESPONSE_VAR
 
 __all__ = ["Block", "IngestPlan", "Scaled", "content_digest", "describe_files", "file_fingerprint"]
@@ -74,8 +76,6 @@ log = get_logger(__name__)
 
 _PROGRESS_FILE = ".neuroalign-ingest.json"
 _STATE_VERSION = 3  # 3: final layout written in place, uncompressed
-_ZARR_FORMAT = 2
-_TARGET_CHUNK_BYTES = 32 * 2**20
 
 
 @dataclass

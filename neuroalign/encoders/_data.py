@@ -200,13 +200,15 @@ def column_checks(Y) -> tuple[np.ndarray, np.ndarray]:
     """``(finite, spread)`` per neuroid: all values finite, and max - min of the finite ones.
 
     Responses left on disk (:class:`~neuroalign.store.LazyResponses`) are read a block of
-    neuroids at a time, once (the result is kept on the object).
+    neuroids at a time, once (the result is kept on the object). A block is
+    a store chunk's bytes (:meth:`LazyResponses.piece_columns
+    <neuroalign.store.LazyResponses.piece_columns>`), so the scan stays below a fit's own
+    working set.
     """
     if isinstance(Y, LazyResponses):
         cached = getattr(Y, "_checks", None)
         if cached is None:
-            parts = [column_checks(block) for _, _, block in
-                     Y.blocks(max(1, 2**28 // max(1, 4 * Y.shape[0])))]
+            parts = [column_checks(block) for _, _, block in Y.blocks(Y.piece_columns())]
             cached = Y._checks = (np.concatenate([p[0] for p in parts]) if parts else np.ones(0, bool),
                                   np.concatenate([p[1] for p in parts]) if parts else np.zeros(0))
         return cached

@@ -29,7 +29,7 @@ from neuroalign._files import LEGACY_MARKERS, OUTPUT_MARKER, atomic_dir, check_t
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError, NeuroalignError, StoreCorruptError
 from neuroalign.store._join import index_stimuli
-from neuroalign.store._schema import NEUROID_DIM, RESPONSE_VAR, check_store
+from neuroalign.store._schema import CHUNK_BYTES, NEUROID_DIM, RESPONSE_VAR, check_store
 
 __all__ = [
     "save_store",
@@ -54,7 +54,6 @@ MANIFEST = ".neuroalign-manifest.json"
 #: Folders up to this many bytes get every checksum checked when opened.
 VERIFY_AT_OPEN_BYTES = 128 * 2**20
 _ZARR_FORMAT = 2
-_TARGET_CHUNK_BYTES = 32 * 2**20
 _NOT_DATA = {MANIFEST, COMPLETE_MARKER, OUTPUT_MARKER, *LEGACY_MARKERS}
 
 
@@ -440,7 +439,7 @@ def read_zarr(path: str | os.PathLike, chunks: Any = None, *, what: str = "zarr 
 def _neuroid_chunk(ds: xr.Dataset) -> int:
     resp = ds[RESPONSE_VAR]
     per_neuroid = resp.dtype.itemsize * int(np.prod([n for d, n in resp.sizes.items() if d != NEUROID_DIM]))
-    return int(max(1, min(resp.sizes[NEUROID_DIM], _TARGET_CHUNK_BYTES // max(per_neuroid, 1))))
+    return int(max(1, min(resp.sizes[NEUROID_DIM], CHUNK_BYTES // max(per_neuroid, 1))))
 
 
 def save_store(
