@@ -41,6 +41,7 @@ GRID = [
     ("ridge", 2500, 600, 8000, 30, 3, 4096, "float32", "primal"),
     ("ridge", 1000, 50000, 2000, 10, 5, 4096, "float32", "dual"),  # bench_primal_dual's case
     ("ridge", 1500, 20000, 6000, 10, 5, 2048, "float32", "dual"),
+    ("ridge", 3000, 512, 20000, 10, 5, 4096, "float32", "primal-disk"),  # store on disk
     ("rdm", 4000, 1000, 0, 0, 0, 0, "float64", "correlation"),
     ("rdm", 5000, 300, 0, 0, 0, 0, "float32", "correlation"),
     ("decoder", 2000, 1500, 256, 5, 5, 0, "float64", "primal"),
@@ -85,7 +86,7 @@ GRID = [
     ("fsaverage5", 20, "pial-dense", 2, 6.0, 1, 256, "float32", "spearman"),
     ("fsaverage5", 60, "pial-dense", 2, 6.0, 2, 128, "float64", "spearman"),
 ]
-QUICK = [GRID[0], GRID[8], GRID[10], GRID[12], GRID[15], GRID[18], GRID[23]]
+QUICK = [GRID[0], GRID[8], GRID[11], GRID[13], GRID[16], GRID[19], GRID[24]]
 
 CHILD = r"""
 import json, sys, numpy as np
@@ -105,8 +106,20 @@ if job == 'ridge':
     Y = rng.standard_normal((n, t)).astype(dtype)
     folds = cv_folds(np.arange(n).astype(str), F)
     alphas = np.logspace(-2, 5, a)
+    disk = form.endswith('-disk')  # the responses in a store on disk, read a batch at a time
+    form = form.removesuffix('-disk')
+    if disk:
+        import atexit, shutil, tempfile
+        from neuroalign.store import LazyResponses, open_store, save_store
+        from neuroalign.testing import make_store
+        tmp = tempfile.mkdtemp(prefix='bench-preflight-')
+        atexit.register(shutil.rmtree, tmp, True)
+        save_store(make_store(n, t, n_repetitions=1, n_test=0, dtype=np.dtype(dtype)).assign(
+            responses=(('presentation', 'neuroid'), Y)), tmp + '/store.zarr')
+        del Y
+        Y = LazyResponses(open_store(tmp + '/store.zarr')['responses'])
     est = pf.ridge_memory(n, p, t, n_alphas=a, n_folds=F, batch=batch,
-                          itemsize=np.dtype(dtype).itemsize, form=form)
+                          itemsize=np.dtype(dtype).itemsize, form=form, disk=disk)
     run = lambda: ridge_cv(X, Y, alphas, folds, form=form, n_targets_batch=batch, refit=True)
 elif job == 'refit':
     from neuroalign.encoders import ridge_refit
