@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,9 @@ import numpy as np
 
 from neuroalign._logging import get_logger
 
-__all__ = ["CLUSTER_KINDS", "ScaleOut", "check_cluster", "clean_stale_temporaries", "fingerprint",
-           "get_client", "make_cluster", "read_cell", "resolve_client", "run_cells", "write_cell"]
+__all__ = ["CLUSTER_KINDS", "Cell", "ScaleOut", "check_cell", "check_cluster",
+           "clean_stale_temporaries", "fingerprint", "get_client", "make_cluster", "read_cell",
+           "resolve_client", "run_cells", "write_cell"]
 
 log = get_logger(__name__)
 
@@ -59,14 +60,18 @@ def fingerprint(*parts: Any) -> str:
     """Hash of arrays (values, dtype, shape), strings and JSON-able objects, in order."""
     h = hashlib.blake2b(digest_size=20)
     for part in parts:
-        if isinstance(part, np.ndarray):
-            arr = np.ascontiguousarray(part)
-            h.update(f"{arr.dtype.str}{arr.shape}".encode())
-            h.update(arr.view(np.uint8).reshape(-1).data if arr.size else b"")
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"\x00")
+        _hash_part(h, part)
     return h.hexdigest()
+
+
+def _hash_part(h, part: Any) -> None:
+    if isinstance(part, np.ndarray):
+        arr = np.ascontiguousarray(part)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.view(np.uint8).reshape(-1).data if arr.size else b"")
+    else:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    h.update(b"\x00")
 
 
 # -- cells ---------------------------------------------------------------------------------
@@ -95,22 +100,55 @@ def write_cell(path: str | os.PathLike, arrays: dict, names: Sequence[str]) -> N
         raise
 
 
-def read_cell(path: str | os.PathLike, names: Sequence[str]) -> dict | None:
-    """The cell's arrays, or None when it is missing, unreadable or fails its checksum."""
+class Cell(Mapping):
+    """A cell written by :func:`write_cell`, left on disk: each array is read when asked
+    for (``cell["coef"]``), so holding the cells of a whole fit costs nothing until they
+    are assembled one at a time."""
+
+    def __init__(self, path: str | os.PathLike, names: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.names = tuple(names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise KeyError(name)
+        with np.load(self.path, allow_pickle=False) as z:
+            return np.asarray(z[name])
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"<Cell {self.path.name} {list(self.names)}>"
+
+
+def check_cell(path: str | os.PathLike, names: Sequence[str]) -> bool:
+    """Whether the cell at ``path`` is present, readable and matches its checksum, read
+    one array at a time (a damaged one is logged, and computed again by its caller)."""
     path = Path(path)
     if not path.is_file():
-        return None
+        return False
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: np.asarray(z[k]) for k in names}
+            h = hashlib.blake2b(digest_size=20)
+            for name in names:  # as _checksum, one array in memory at a time
+                _hash_part(h, np.asarray(z[name]))
             stored = str(z["checksum"])
     except Exception as err:  # a damaged file: computed again
         log.warning("cached cell %s is unreadable (%s); computing it again", path.name, err)
-        return None
-    if stored != _checksum(arrays, names):
+        return False
+    if stored != h.hexdigest():
         log.warning("cached cell %s fails its checksum; computing it again", path.name)
-        return None
-    return arrays
+        return False
+    return True
+
+
+def read_cell(path: str | os.PathLike, names: Sequence[str]) -> dict | None:
+    """The cell's arrays, or None when it is missing, unreadable or fails its checksum."""
+    return dict(Cell(path, names)) if check_cell(path, names) else None
 
 
 #: A temporary cell file older than this (seconds) was left by a killed writer: removed.
@@ -279,15 +317,18 @@ def _on_client(client, task, names, shared, todo, paths, args_of, fail) -> list:
 def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tuple], *,
               names: Sequence[str], folder: str | os.PathLike, shared: tuple = (),
               client=None, what: str = "cells", fail: dict | None = None,
-              rerun_hint: str = "Call it again with the same result_path to complete them."
-              ) -> tuple[list[dict], dict]:
+              rerun_hint: str = "Call it again with the same result_path to complete them.",
+              lazy: bool = False) -> tuple[list, dict]:
     """Cached cells: load the cells of ``keys`` found under ``folder``, compute the others
     with ``task(*shared, *args_of(i))`` (a dict of the arrays ``names``) on ``client``'s
     workers (``shared`` scattered once to all of them) or in this process (``client`` may
     be a function that returns the client, called only when a cell is to be computed: a
     rerun whose cells are all on disk starts no cluster), write each as
-    it completes, and return ``(cells, info)``: the arrays of every cell in order, and
-    ``{"n_batches", "computed", "skipped", "result_path"}``.
+    it completes, and return ``(cells, info)``: the arrays of every cell in order (with
+    ``lazy``, each a :class:`Cell` left on disk, its arrays read when asked for, for a
+    caller that assembles them one at a time while ``folder`` exists), and
+    ``{"n_batches", "computed", "skipped", "result_path"}``. The cached cells are checked
+    one at a time and not held while the others are computed.
 
     A cell that fails is named in a ``RuntimeError`` after the others have run; the cells
     written stay, so a rerun computes only the missing ones.
@@ -296,7 +337,7 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
     fail = dict(fail or {})
     clean_stale_temporaries(folder)
     paths = [cell_path(folder, k) for k in keys]
-    loaded = {i: c for i, p in enumerate(paths) if (c := read_cell(p, names)) is not None}
+    loaded = {i for i, p in enumerate(paths) if check_cell(p, names)}
     todo = [i for i in range(len(paths)) if i not in loaded]
     log.info("%s: %d cells, %d cached, %d to compute", what, len(paths), len(loaded), len(todo))
     errors = []
@@ -309,7 +350,10 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
                 _run_task(str(paths[i]), names, task, shared, args_of(i), fail.get(i))
             except Exception as err:
                 errors.append(err)
-    cells = [loaded.get(i) or read_cell(paths[i], names) for i in range(len(paths))]
+    cells = [Cell(p, names) if i in loaded or check_cell(p, names) else None
+             for i, p in enumerate(paths)]
+    if not lazy:
+        cells = [None if c is None else dict(c) for c in cells]
     missing = [i for i, c in enumerate(cells) if c is None]
     if errors or missing:
         first = errors[0] if errors else None

@@ -96,10 +96,10 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     fail = {i: "raise" for i in _fail_cells} | dict(_fail or {})
     cells, info = run_cells(_ridge_cell, keys, lambda i: (folds, alphas, params, cols(i)),
                             names=_CELL_VARS, folder=folder, shared=(X,), client=client,
-                            what=f"{func} (ridge)", fail=fail,
+                            what=f"{func} (ridge)", fail=fail, lazy=True,
                             rerun_hint="Call fit() again with the same result_path to complete them.")
-    out = {k: np.concatenate([c[k] for c in cells], axis=-1)
-           if bounds else np.zeros((X.shape[1], 0) if k == "coef" else 0) for k in _VARS}
+    out = _assemble(cells, bounds, _VARS) if bounds else {
+        k: np.zeros((X.shape[1], 0) if k == "coef" else 0) for k in _VARS}
     np_dtype = np.float32 if params["dtype"] == "float32" else np.float64
     out["coef"] = out["coef"].astype(np_dtype, copy=False)
     out["intercept"] = out["intercept"].astype(np_dtype, copy=False)
@@ -109,6 +109,23 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     out["alpha_scale"] = prep.feature_var if params["relative_alphas"] else 1.0
     out["x_offset"] = np.asarray(prep.x_mean)
     out["info"] = info
+    return out
+
+
+def _assemble(cells, bounds, names) -> dict:
+    """The cells' arrays ``names`` side by side (neuroids along the last axis), filled one
+    cell at a time: the cells stay on disk (:class:`~neuroalign._scaleout.Cell`) and only
+    one cell's array is read beside the output (``np.concatenate`` of the cells held
+    them all: at whole-brain size a second copy of a layer's weights)."""
+    n = bounds[-1][1]
+    out = {}
+    for k in names:
+        for (a, b), cell in zip(bounds, cells, strict=True):
+            part = cell[k]
+            if k not in out:
+                out[k] = np.empty(part.shape[:-1] + (n,), dtype=part.dtype)
+            out[k][..., a:b] = part
+            del part
     return out
 
 
@@ -175,9 +192,10 @@ def banded_cells(est, mats, Y, folds, alphas, gammas, device: str, *, client=Non
         keys = [fingerprint(base, fingerprint(cols(i))) for i in range(len(bounds))]
         cells, info = run_cells(_banded_cell, keys, lambda i: (folds, alphas, gammas, params, cols(i)),
                                 names=_BANDED_VARS, folder=so.folder, shared=(tuple(mats),),
-                                client=so.lazy, what=f"{name} (banded ridge)", fail=so.fail)
+                                client=so.lazy, what=f"{name} (banded ridge)", fail=so.fail,
+                                lazy=True)
+        out = _assemble(cells, bounds, _BANDED_VARS)  # before a temporary folder goes
     est.scaleout_info_ = info | {"result_path": so.result_path and str(so.result_path)}
-    out = {k: np.concatenate([c[k] for c in cells], axis=-1) for k in _BANDED_VARS}
     out["ai"] = out["ai"].astype(np.int64)
     return out
 

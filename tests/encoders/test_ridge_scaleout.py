@@ -350,3 +350,71 @@ def test_a_script_without_a_main_guard_is_told_how_to_start_a_local_cluster(tmp_
             "starts a local cluster of processes must run its code under `if __name__ == "
             "\"__main__\":`") in out.stderr, out.stderr[-3000:]
     assert not (tmp_path / "cells" / "cells").exists() or not any((tmp_path / "cells" / "cells").iterdir())
+
+
+def _big_cell(i, size):
+    return {"x": np.full(size, float(i))}
+
+
+def test_cached_cells_are_not_held_while_the_others_are_computed(tmp_path):
+    """A rerun after a kill: the cells on disk are checked one at a time, not loaded and
+    kept while the missing ones are computed (at whole-brain size that was a layer's
+    weights), and cells damaged or missing are the only ones computed."""
+    import tracemalloc
+
+    from neuroalign._scaleout import Cell, run_cells
+
+    size = 250_000  # 2 MB a cell
+    keys = [f"k{i}" for i in range(8)]
+    kw = dict(names=("x",), folder=tmp_path)
+    cells, info = run_cells(_big_cell, keys, lambda i: (i, size), **kw)
+    assert info["computed"] == list(range(8))
+    (tmp_path / "cells" / "k5.npz").unlink()
+    seen = []
+
+    def task(i, n):
+        seen.append(tracemalloc.get_traced_memory()[0])
+        return _big_cell(i, n)
+
+    tracemalloc.start()
+    try:
+        cells, info = run_cells(task, keys, lambda i: (i, size), **kw)
+    finally:
+        tracemalloc.stop()
+    assert info["computed"] == [5] and info["skipped"] == [0, 1, 2, 3, 4, 6, 7]
+    assert seen[0] < 2 * size * 8  # not the 7 cached cells (14 MB)
+    assert [float(c["x"][0]) for c in cells] == list(range(8))
+    lazy, _ = run_cells(_big_cell, keys, lambda i: (i, size), lazy=True, **kw)
+    assert all(isinstance(c, Cell) for c in lazy) and lazy[3]["x"][7] == 3.0
+    with pytest.raises(KeyError):
+        lazy[3]["y"]
+
+
+def test_cells_are_assembled_one_at_a_time(tmp_path):
+    """A fit in cells assembles its weights from the cells on disk one cell at a time: the
+    rerun of a finished grid peaks at about the output, not the output plus every cell
+    (np.concatenate of the loaded cells), with the same numbers."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 600))
+    Y = X[:, :20] @ rng.standard_normal((20, 800)) + rng.standard_normal((100, 800))
+    folds = cv_folds(np.arange(100).astype(str), 5)
+    params = dict(fit_intercept=True, dtype="float64", form=None, n_targets_batch=4096,
+                  relative_alphas=True, seed=None)
+    kw = dict(result_path=tmp_path, batch_size=80)
+    first = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, **kw)
+    assert first["info"]["computed"] == list(range(10))
+    tracemalloc.start()
+    try:
+        again = _scaleout.cached_ridge(X, Y, folds, ALPHAS, params, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert again["info"]["computed"] == []
+    weights = 600 * 800 * 8
+    assert peak < 1.5 * weights, peak / weights  # was above 2 (all cells, then their concat)
+    for k in ("coef", "intercept", "best_alphas", "cv_scores", "y_offset"):
+        np.testing.assert_array_equal(again[k], first[k])
+    single = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y)
+    np.testing.assert_array_equal(again["best_alphas"], single.best_alphas_)
