@@ -63,7 +63,8 @@ def _ridge_cell(X, folds, alphas, params: dict, Y_batch) -> dict:
 
 
 def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_size: int,
-                 client=None, func: str = "fit", _fail_cells=(), _fail=None) -> dict:
+                 client=None, func: str = "fit", column_keys: dict | None = None,
+                 _fail_cells=(), _fail=None) -> dict:
     """Fit ``ridge_cv`` on ``(X, Y)`` in cached cells of ``batch_size`` neuroids
     (:func:`neuroalign._scaleout.run_cells`).
 
@@ -75,6 +76,10 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     single-process fit's dict (``coef``, ``intercept``, ``best_alphas``, ``cv_scores``,
     ``y_offset``, ``alpha_scale``, ``x_offset``, ``form``) and, under ``"info"``, the cells
     computed and loaded.
+
+    ``column_keys``: fingerprints of ``Y``'s blocks of columns by ``(start, stop)``, filled
+    here and reused by later calls on the same ``Y`` (a layer sweep's layers): the keys
+    read the responses once, not once per layer (a whole-brain store is 39 GB a pass).
     """
     from neuroalign.encoders._ridge_folds import _Prep
 
@@ -92,7 +97,11 @@ def cached_ridge(X, Y, folds, alphas, params: dict, *, result_path=None, batch_s
     bounds = [(s, min(s + batch, n_valid)) for s in range(0, n_valid, batch)]
     base = fingerprint(fingerprint(X), _folds_fingerprint(folds),
                        np.asarray(alphas, dtype=np.float64), params)
-    keys = [fingerprint(base, fingerprint(cols(i))) for i in range(len(bounds))]
+    known = {} if column_keys is None else column_keys
+    for i, span in enumerate(bounds):
+        if span not in known:
+            known[span] = fingerprint(cols(i))
+    keys = [fingerprint(base, known[span]) for span in bounds]
     fail = {i: "raise" for i in _fail_cells} | dict(_fail or {})
     cells, info = run_cells(_ridge_cell, keys, lambda i: (folds, alphas, params, cols(i)),
                             names=_CELL_VARS, folder=folder, shared=(X,), client=client,
@@ -232,6 +241,7 @@ class SweepCells:
         self.func = name
         self.params = ridge_params(est)
         self.info: dict[str, dict] = {}
+        self._columns: tuple = (None, {})  # (the responses, their column blocks' keys)
 
     def close(self) -> None:
         """Shut down a cluster started here; remove a temporary cells folder."""
@@ -257,10 +267,12 @@ class SweepCells:
         from neuroalign.encoders._backend import like_input, to_numpy
         from neuroalign.encoders._solvers import RidgeCVResult, _on_disk
 
+        if self._columns[0] is not Y:  # every layer fits the same responses
+            self._columns = (Y, {})
         Y = Y if _on_disk(Y) else to_numpy(Y)  # responses left on disk stay there
         out = cached_ridge(to_numpy(X), Y, folds, alphas, self.params,
                            result_path=self.result_path, batch_size=self.batch,
-                           client=self.client, func=self.func)
+                           client=self.client, func=self.func, column_keys=self._columns[1])
         self.info[layer] = out.pop("info")
         alphas = np.asarray(alphas, dtype=np.float64)
         idx = np.searchsorted(alphas, out["best_alphas"]) if np.all(np.diff(alphas) > 0) else \

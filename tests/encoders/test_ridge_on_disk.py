@@ -97,6 +97,15 @@ def test_layer_sweep_in_cells_on_disk_equals_the_in_memory_sweep(on_disk, tmp_pa
     np.testing.assert_allclose(disk.cv_scores_.values, ref.cv_scores_.values, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(disk.best_layer_.values, ref.best_layer_.values)
     assert reads[0] == 23 and max(reads[1:]) <= 6
+    # the screen, then the 21 valid neuroids in 4 cells: their keys read once for all three
+    # layers (not once per layer), and each layer's fit reads each cell once
+    assert len(reads) == 1 + 4 + 3 * 4
+    reads.clear()  # a rerun: every cell cached, read only for its key
+    with pytest.warns(DataQualityWarning):
+        again = LayerSweep(alphas=ALPHAS, dtype="float64", device="cpu").fit(
+            layers, train_disk, result_path=tmp_path / "cells", batch_size=6)
+    assert len(reads) == 1 + 4 and all(not i["computed"] for i in again.scaleout_info_.values())
+    np.testing.assert_array_equal(again.best_alphas_.values, ref.best_alphas_.values)
 
 
 def test_a_store_on_disk_is_read_a_batch_at_a_time_without_cells(on_disk, monkeypatch):
