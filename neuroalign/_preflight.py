@@ -70,6 +70,8 @@ SAFETY_MARGIN = 0.2
 #: Fixed cost of a heavy numeric job beyond its arrays (BLAS/LAPACK thread buffers, the
 #: allocator's slack), measured by ``benchmarks/bench_preflight.py``.
 OVERHEAD = 48 * 2**20
+#: The remedy a float64 job's error names first (a float32 one is already there).
+_FLOAT32 = "dtype='float32', "
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
           "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20,
@@ -398,7 +400,7 @@ def ridge_batch(n_samples: int, n_features: int, n_targets: int, *, n_alphas: in
                f"{func}: the fit of {n_targets} targets ({n_samples} samples x {n_features} "
                f"features, {n_alphas} alphas, {n_folds} folds, {form} form, "
                f"{'float64' if itemsize == 8 else 'float32'}) even one target at a time",
-               f"dtype='float32', {lower}, fewer alphas, or fewer targets per call "
+               f"{_FLOAT32 if itemsize == 8 else ''}{lower}, fewer alphas, or fewer targets per call "
                "(split the neuroids, e.g. cluster= or by ROI)")
     # the estimate grows with the batch: the largest that fits
     return largest_fitting(
@@ -473,8 +475,9 @@ def check_sweep(layers: dict, n_samples: int, n_targets: int, *, n_alphas: int, 
         what=f"{func}: {len(sizes)} layers (up to {widest} features) against {n_targets} "
              f"neuroids keep {format_bytes(kept)} of weights, and",
         lower=("keep_weights='best' (only each neuroid's best layer's weights), " if keep == "all"
-               else "") + "fewer layers per sweep (fit them in groups), dtype='float32', fewer "
-              "neuroids per call (e.g. by ROI, or cluster=) or fewer features (PCA)")
+               else "") + "fewer layers per sweep (fit them in groups), "
+              + (_FLOAT32 if itemsize == 8 else "") + "fewer neuroids per call (e.g. by ROI, "
+              "or cluster=) or fewer features (PCA)")
 
 
 # -- RDMs and decoders ---------------------------------------------------------------------
@@ -591,7 +594,8 @@ def check_refit(n_samples: int, n_features: int, n_targets: int, *, itemsize: in
         need, budget=budget,
         what=f"{func} of {n_targets} targets on {n_samples} samples x {n_features} features "
              f"({'float64' if itemsize == 8 else 'float32'})",
-        lower="fewer targets per call, fewer features (e.g. a PCA), or dtype='float32'")
+        lower="fewer targets per call, fewer features (e.g. a PCA)"
+              + (", or dtype='float32'" if itemsize == 8 else ""))
 
 
 def check_rdm(n_stimuli: int, n_channels: int, *, metric: str, dtype="float64",

@@ -136,8 +136,13 @@ def test_error_says_needed_available_and_what_lowers_it(monkeypatch):
             r"ridge_cv: the fit of 327684 targets \(30000 samples x 50000 features, 10 alphas, "
             r"5 folds, dual form, float32\) even one target at a time needs about [0-9.]+ GiB "
             r"of memory at its peak, but only 819.20 MiB may be used \(available now: 1.00 GiB, "
-            r"less a 20% safety margin.*To lower it: dtype='float32'.*fewer samples")):
+            r"less a 20% safety margin.*To lower it: fewer samples")):
         pf.ridge_batch(30000, 50000, 327684, batch=4096, **{**KW, "form": "dual"})
+    # float32 is named as a remedy only to a float64 job
+    with pytest.raises(MemoryPreflightError, match=r"float64\).*To lower it: dtype='float32', "
+                                                   r"fewer samples"):
+        pf.ridge_batch(30000, 50000, 327684, batch=4096,
+                       **{**KW, "form": "dual", "itemsize": 8})
     assert issubclass(MemoryPreflightError, MemoryError)
 
 
