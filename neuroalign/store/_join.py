@@ -365,7 +365,14 @@ class LazyResponses:
         return out
 
     def piece_columns(self) -> int:
-        """Neuroids read from disk at a time (a store chunk's bytes of responses)."""
+        """Neuroids read from disk at a time: a store chunk's bytes of responses
+        (:func:`~neuroalign.store.save_store` writes chunks of that size).
+
+        Returns
+        -------
+        int
+            The number of neuroids, at least 1.
+        """
         return max(1, CHUNK_BYTES // max(1, self.dtype.itemsize * self.shape[0]))
 
     def _read_piece(self, columns: np.ndarray) -> np.ndarray:
