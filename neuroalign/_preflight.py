@@ -315,20 +315,21 @@ def ridge_memory(n_samples: int, n_features: int, n_targets: int, *, n_alphas: i
     return int(max(setup, base + outputs + per_batch) + OVERHEAD)
 
 
-#: Chunks of a store that reading from it holds beside the values read: zarr's file bytes,
-#: decoded chunk and its copy, made in zarr's reader threads, whose allocator arenas keep
-#: them once freed (which thread runs a read varies, so this varies from run to run).
-DISK_READ_CHUNKS = 6
+#: Chunks of a store that reading from it holds beside the values read: zarr's file bytes
+#: and decoded values of the chunks in flight (at most ``READ_CONCURRENCY``, 4, at once),
+#: made in zarr's reader threads, whose allocator arenas keep them once freed (which
+#: threads run a read varies, so this varies from run to run).
+DISK_READ_CHUNKS = 8
 
 
 def disk_read_memory(n_rows: int, batch: int, n_targets: int, *, itemsize: int = 4) -> int:
     """Bytes of reading ``batch`` neuroids of responses left in a store on disk
     (:class:`~neuroalign.store.LazyResponses`): the batch as read (``n b w``, alive while
     its working copy is made) and :data:`DISK_READ_CHUNKS` chunks of the store
-    (``min(CHUNK_BYTES, n t w)`` each: zarr decodes whole chunks; the reads go a chunk at
-    a time). Measured: a ``ridge_cv`` of 3,000 rows x 20,000 neuroids read in batches of
-    4,096 peaked 153-237 MiB above the same fit in memory (47 MiB batches, 32 MiB chunks,
-    in three runs)."""
+    (``min(CHUNK_BYTES, n t w)`` each: zarr decodes whole chunks,
+    ``neuroalign.store._join.READ_CONCURRENCY`` at a time). Measured: a ``ridge_cv`` of
+    3,000 rows x 20,000 neuroids read in batches of 4,096 peaked 229-284 MiB above the same
+    fit in memory (47 MiB batches, 32 MiB chunks, three runs)."""
     from neuroalign.store._schema import CHUNK_BYTES
 
     n, b, t, w = int(n_rows), int(batch), int(n_targets), int(itemsize)

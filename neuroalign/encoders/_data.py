@@ -201,14 +201,14 @@ def column_checks(Y) -> tuple[np.ndarray, np.ndarray]:
 
     Responses left on disk (:class:`~neuroalign.store.LazyResponses`) are read a block of
     neuroids at a time, once (the result is kept on the object). A block is
-    a store chunk's bytes (:meth:`LazyResponses.piece_columns
-    <neuroalign.store.LazyResponses.piece_columns>`), so the scan stays below a fit's own
+    a store chunk's bytes (:meth:`LazyResponses.chunk_columns
+    <neuroalign.store.LazyResponses.chunk_columns>`), so the scan stays below a fit's own
     working set.
     """
     if isinstance(Y, LazyResponses):
         cached = getattr(Y, "_checks", None)
         if cached is None:
-            parts = [column_checks(block) for _, _, block in Y.blocks(Y.piece_columns())]
+            parts = [column_checks(block) for _, _, block in Y.blocks(Y.chunk_columns())]
             cached = Y._checks = (np.concatenate([p[0] for p in parts]) if parts else np.ones(0, bool),
                                   np.concatenate([p[1] for p in parts]) if parts else np.zeros(0))
         return cached

@@ -144,10 +144,13 @@ def test_a_store_on_disk_is_read_a_batch_at_a_time_without_cells(on_disk, monkey
                                atol=1e-12)
 
 
-def test_reads_from_disk_go_a_store_chunk_at_a_time(on_disk, monkeypatch):
-    """A read of many neuroids is cut where the store's chunks end (zarr decodes every chunk
-    a read touches at once; one at a time bounds what it holds), in the order asked for,
-    whatever the selection: contiguous, a sorted mask, unsorted positions."""
+def test_reads_from_disk_keep_few_chunks_in_flight(on_disk, monkeypatch):
+    """zarr decodes the chunks a read touches concurrently (each twice in memory: its file
+    bytes and its values); reads of responses ask for at most READ_CONCURRENCY at once (a
+    lower setting of the user's kept, zarr's own setting restored after), give the values
+    asked for in the order asked for, and the neuroid screen reads one chunk at a time."""
+    import zarr
+
     import neuroalign.store._join as join
     from neuroalign.encoders._data import column_checks
 
@@ -155,29 +158,35 @@ def test_reads_from_disk_go_a_store_chunk_at_a_time(on_disk, monkeypatch):
     eager = store["responses"].values
     n = eager.shape[0]
     monkeypatch.setattr(join, "CHUNK_BYTES", 5 * n * 8)  # the fixture's chunks: 5 neuroids
+    seen = []
+    get = zarr.core.array.Array.get_orthogonal_selection
+
+    def spy(self, *args, **kwargs):
+        seen.append(zarr.config.get("async.concurrency"))
+        return get(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.core.array.Array, "get_orthogonal_selection", spy)
     Y = LazyResponses(opened["responses"])
-    assert Y.piece_columns() == 5
-    pieces = []
-    read = LazyResponses._read_piece
-    monkeypatch.setattr(LazyResponses, "_read_piece",
-                        lambda self, cols: pieces.append(np.asarray(cols).tolist())
-                        or read(self, cols))
+    assert Y.chunk_columns() == 5
+    before = zarr.config.get("async.concurrency")
+    assert before > join.READ_CONCURRENCY  # zarr's default, 10
     rng = np.random.default_rng(3)
-    unsorted = rng.permutation(23)[:17]
-    for sel in (slice(None), slice(3, 17), np.arange(23) % 3 == 1, unsorted):
-        pieces.clear()
-        sub = Y[:, sel]
-        cols = np.arange(23)[sel]
-        np.testing.assert_array_equal(np.asarray(sub), eager[:, cols])
-        assert sum(pieces, []) == cols.tolist()  # every neuroid once, in order
-        assert all(len(p) <= 5 for p in pieces)
-        if np.all(np.diff(cols) > 0):  # sorted: each piece inside one chunk of the store
-            assert all(len({c // 5 for c in p}) == 1 for p in pieces)
-    # the neuroid screen of a store on disk reads a chunk at a time too
-    pieces.clear()
-    Y = LazyResponses(opened["responses"])
-    got = column_checks(Y)
-    assert max(len(p) for p in pieces) == 5 and sum(pieces, []) == list(range(23))
+    for sel in (slice(None), slice(3, 17), np.arange(23) % 3 == 1, rng.permutation(23)[:17]):
+        seen.clear()
+        np.testing.assert_array_equal(np.asarray(Y[:, sel]), eager[:, np.arange(23)[sel]])
+        assert seen and set(seen) == {join.READ_CONCURRENCY}
+    assert zarr.config.get("async.concurrency") == before
+    with zarr.config.set({"async.concurrency": 2}):
+        seen.clear()
+        np.asarray(Y)
+        assert set(seen) == {2}
+    # the neuroid screen of a store on disk: a chunk at a time
+    widths = []
+    blocks = LazyResponses.blocks
+    monkeypatch.setattr(LazyResponses, "blocks",
+                        lambda self, size: widths.append(size) or blocks(self, size))
+    got = column_checks(LazyResponses(opened["responses"]))
+    assert widths == [5]
     want = column_checks(eager)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
