@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroalign._logging import get_logger
+from neuroalign._logging import get_logger, heartbeat, progress
 
 __all__ = ["CLUSTER_KINDS", "Cell", "ScaleOut", "check_cell", "check_cluster",
            "clean_stale_temporaries", "fingerprint", "get_client", "make_cluster", "read_cell",
@@ -342,10 +342,11 @@ def run_cells(task: Callable, keys: Sequence[str], args_of: Callable[[int], tupl
     log.info("%s: %d cells, %d cached, %d to compute", what, len(paths), len(loaded), len(todo))
     errors = []
     if client is not None and todo:  # a lazy client starts its cluster only now
-        errors = _on_client(resolve_client(client), task, names, shared, todo, paths,
-                            args_of, fail)
+        with heartbeat(f"{what}: {len(todo)} cell(s) on the cluster"):
+            errors = _on_client(resolve_client(client), task, names, shared, todo, paths,
+                                args_of, fail)
     else:
-        for i in todo:
+        for i in progress(todo, desc=what, unit="cell", total=len(todo)):
             try:
                 _run_task(str(paths[i]), names, task, shared, args_of(i), fail.get(i))
             except Exception as err:

@@ -418,3 +418,27 @@ def test_cells_are_assembled_one_at_a_time(tmp_path):
         np.testing.assert_array_equal(again[k], first[k])
     single = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(X, Y)
     np.testing.assert_array_equal(again["best_alphas"], single.best_alphas_)
+
+
+def _slow_cell(i):
+    import time
+
+    time.sleep(0.04)
+    return {"x": np.full(3, float(i))}
+
+
+def test_cells_in_this_process_show_their_progress(tmp_path, monkeypatch, capsys):
+    """A grid of cells computed in this process reports its progress (heartbeat lines when
+    output is not a terminal), counting only the cells it computes."""
+    from neuroalign._scaleout import run_cells
+
+    monkeypatch.delenv("NEUROALIGN_PROGRESS", raising=False)
+    monkeypatch.setenv("NEUROALIGN_HEARTBEAT", "0.05")
+    keys = [f"k{i}" for i in range(6)]
+    run_cells(_slow_cell, keys[:2], lambda i: (i,), names=("x",), folder=tmp_path)
+    capsys.readouterr()
+    cells, info = run_cells(_slow_cell, keys, lambda i: (i,), names=("x",), folder=tmp_path,
+                            what="my grid")
+    assert info["computed"] == [2, 3, 4, 5]
+    err = capsys.readouterr().err
+    assert "my grid: done, 4 cell" in err, err
