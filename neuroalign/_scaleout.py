@@ -80,8 +80,13 @@ def cell_path(folder: str | os.PathLike, key: str) -> Path:
     return Path(folder) / "cells" / f"{key}.npz"
 
 
-def _checksum(arrays: dict, names: Sequence[str]) -> str:
-    return fingerprint(*[np.asarray(arrays[k]) for k in names])
+def _checksum(arrays: Mapping, names: Sequence[str]) -> str:
+    """:func:`fingerprint` of the arrays ``names``, taken from ``arrays`` one at a time (a
+    cell's ``np.load``: only one of its arrays in memory at once)."""
+    h = hashlib.blake2b(digest_size=20)
+    for name in names:
+        _hash_part(h, np.asarray(arrays[name]))
+    return h.hexdigest()
 
 
 def write_cell(path: str | os.PathLike, arrays: dict, names: Sequence[str]) -> None:
@@ -133,14 +138,11 @@ def check_cell(path: str | os.PathLike, names: Sequence[str]) -> bool:
         return False
     try:
         with np.load(path, allow_pickle=False) as z:
-            h = hashlib.blake2b(digest_size=20)
-            for name in names:  # as _checksum, one array in memory at a time
-                _hash_part(h, np.asarray(z[name]))
-            stored = str(z["checksum"])
+            ok = str(z["checksum"]) == _checksum(z, names)
     except Exception as err:  # a damaged file: computed again
         log.warning("cached cell %s is unreadable (%s); computing it again", path.name, err)
         return False
-    if stored != h.hexdigest():
+    if not ok:
         log.warning("cached cell %s fails its checksum; computing it again", path.name)
         return False
     return True

@@ -35,8 +35,8 @@ TRIAL_DIM = "presentation"  # one row per presentation (trial-level store)
 STIMULUS_DIM = "stimulus"  # one row per stimulus (after average_repetitions)
 NEUROID_DIM = "neuroid"
 #: Bytes per chunk of responses on disk: stores (``save_store``) and the ingest write chunks of
-#: about this many bytes along ``neuroid``, and responses left on disk are read this much at
-#: a time.
+#: about this many bytes along ``neuroid`` (the neuroid screen of a store left on disk reads
+#: one chunk at a time).
 CHUNK_BYTES = 32 * 2**20
 TIME_DIM = "time"
 SPLITS = ("train", "test")
