@@ -165,7 +165,7 @@ class LayerSweep(RidgeEncoder):
         train = select_split(Y, next(s for s in SPLITS if s != self.test_split))
         if "repetition" in test.coords:
             test = test.na.average_repetitions()
-        return train, test
+        return train, test.load()  # scored for every layer: read from disk once
 
     def fit(self, X, y, *, cluster=None, cluster_options=None, result_path=None,
             batch_size=None, client=None, **_):

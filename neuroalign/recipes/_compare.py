@@ -50,7 +50,7 @@ def run_rsa(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     "text": [lines]}``.
     """
     out = Path(out)
-    store = open_store(cfg["store"])[0].load()
+    store = open_store(cfg["store"])[0]
     rois = cfg["store"].get("rois")
     rois = [rois] if isinstance(rois, str) else (rois or [None])
     models = _representations(cfg, "models", store, out.with_name(out.name + ".features"))
@@ -125,7 +125,7 @@ def run_shape(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     out = Path(out)
     store = None
     if cfg.get("store") is not None:
-        store = open_store(cfg["store"])[0].load()
+        store = open_store(cfg["store"])[0]
     named = _representations(cfg, "systems", store, out.with_name(out.name + ".features"))
     if store is not None:
         av = store.na.average_repetitions() if store.na.is_trial_level else store
@@ -133,7 +133,7 @@ def run_shape(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
         rois = [rois] if isinstance(rois, str) else (rois or sorted(
             str(c)[4:] for c in av.coords if str(c).startswith("roi_")))
         for roi in rois:
-            resp = av.na.roi(roi)["responses"].transpose("stimulus", "neuroid")
+            resp = av.na.roi(roi)["responses"].transpose("stimulus", "neuroid").load()  # read once
             named[f"ROI {roi}"] = resp.rename(neuroid="unit").drop_vars(
                 [c for c in resp.coords if c != "stimulus_id"])
     shape = cfg["shape"]

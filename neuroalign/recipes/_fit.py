@@ -86,7 +86,9 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     from neuroalign.store import save_store  # noqa: F401 - registers the accessor
 
     out_dir = Path(out_dir)
-    st = open_store(cfg["store"])[0].load()
+    # left on disk: the ridge fits read a batch of neuroids at a time, the ceiling and the
+    # test average are computed a block of neuroids at a time
+    st = open_store(cfg["store"])[0]
     rois = cfg["store"].get("rois")
     if rois:
         st = st.na.roi([rois] if isinstance(rois, str) else list(rois))
@@ -100,7 +102,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     cache_dir = out_dir.with_name(out_dir.name + ".features")
     ceiling = st.na.noise_ceiling(split=test_split)
     train = st.na.split("train")
-    test = st.na.split(test_split).na.average_repetitions()
+    test = st.na.split(test_split).na.average_repetitions().load()  # one read, scored once or twice
     fspec = cfg["features"]
     summary: dict[str, Any] = {"study": cfg.get("study", {}), "encoder": kind}
     extra: dict[str, xr.DataArray] = {}

@@ -87,7 +87,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
             from neuroalign.recipes._inputs import cluster_spec
 
             sweep = LayerSweep(alphas=_alphas(enc.get("alphas")), cv=enc.get("cv", 5)).fit(
-                features, store.load(), cluster=cluster_spec(cfg, out)).scores_
+                features, store, cluster=cluster_spec(cfg, out)).scores_
     if units and features is None:
         features = features_of()
     rois = cfg["store"].get("rois")

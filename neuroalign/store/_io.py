@@ -430,8 +430,10 @@ def read_zarr(path: str | os.PathLike, chunks: Any = None, *, what: str = "zarr 
         ds = xr.open_zarr(path, chunks=chunks, consolidated=True, zarr_format=_ZARR_FORMAT)
     except Exception as err:  # zarr raises several types for corrupt metadata
         raise DataFormatError(f"{path}: cannot be read as a zarr store ({err}).") from err
-    for name in ds.variables:
-        ds.variables[name].encoding = {}
+    for name in ds.variables:  # kept: the chunks on disk (for reads a chunk at a time)
+        enc = ds.variables[name].encoding
+        ds.variables[name].encoding = ({"preferred_chunks": enc["preferred_chunks"]}
+                                       if "preferred_chunks" in enc else {})
     return index_stimuli(ds)  # features and averaged stores: stimulus_id is an index
 
 

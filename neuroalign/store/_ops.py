@@ -21,6 +21,7 @@ from neuroalign.store._join import index_stimuli
 from neuroalign.store._quality import neuroid_labels, report_neuroids
 from neuroalign.store._schema import (
     ALLOW_SPLIT_OVERLAP,
+    CHUNK_BYTES,
     NEUROID_DIM,
     RESPONSE_VAR,
     ROI_PREFIX,
@@ -63,10 +64,12 @@ def apply_along(
     """Apply ``func`` to arrays shaped ``(..., dim)`` -> ``(..., new_dim)``, dask-aware.
 
     The result keeps ``da``'s dim order with ``dim`` replaced by ``new_dim``; its dtype is
-    ``dtype`` (default: ``da``'s float dtype, at least float32).
+    ``dtype`` (default: ``da``'s float dtype, at least float32). Values still on disk are
+    worked on block by block (:func:`on_disk_blocks`); the result is then lazy (dask).
     """
     if dtype is None:
         dtype = np.result_type(da.dtype, np.float32)
+    da = on_disk_blocks(da, dim)
     out = xr.apply_ufunc(
         func,
         da,
@@ -80,6 +83,33 @@ def apply_along(
     )
     order = [new_dim if d == dim else d for d in da.dims]
     return out.transpose(*order)
+
+
+def on_disk_blocks(da: xr.DataArray, dim: str) -> xr.DataArray:
+    """``da`` as dask blocks along ``neuroid`` when its values are still on disk.
+
+    A store opened with :func:`~neuroalign.store.open_store` (no ``chunks``) is lazily
+    indexed: a computation over all of it would read it whole into memory. Its blocks
+    span whole store chunks along ``neuroid`` and hold all of ``dim``, about
+    :data:`~neuroalign.store._schema.CHUNK_BYTES` each (at most
+    :data:`~neuroalign.store._join.READ_CONCURRENCY` store chunks, as every read of a
+    store does), so an operation over ``dim`` runs block by block and its result stays
+    lazy. Arrays in memory or already in dask are returned as they are.
+    """
+    from neuroalign.store._join import READ_CONCURRENCY
+
+    if da.chunks is not None or da.variable._in_memory:
+        return da
+    along = NEUROID_DIM if NEUROID_DIM in da.dims and dim != NEUROID_DIM else next(
+        (d for d in da.dims if d != dim), None)
+    if along is None or da.sizes[along] == 0:
+        return da
+    per = max(1, da.dtype.itemsize * (da.size // da.sizes[along]))  # bytes per neuroid
+    size = max(1, CHUNK_BYTES // per)
+    disk = (da.encoding.get("preferred_chunks") or {}).get(along)
+    if disk:  # whole store chunks, and no more of them than a bounded read holds
+        size = min(max(disk, size // disk * disk), READ_CONCURRENCY * disk)
+    return da.chunk({along: min(size, da.sizes[along])})
 
 
 def _group_matrix(codes: np.ndarray, n_groups: int, *, mean: bool) -> sp.csr_matrix:
