@@ -1,7 +1,8 @@
 """Store operations: repetition averaging, ROI and split selection, z-scoring.
 
-All operations return new objects and work chunk by chunk on dask-backed stores (the
-store is chunked along ``neuroid`` only, so every chunk holds all presentations).
+All operations return new objects and work chunk by chunk on dask-backed stores and on
+stores opened from disk (the store is chunked along ``neuroid`` only, so every chunk holds
+all presentations).
 """
 
 from __future__ import annotations
