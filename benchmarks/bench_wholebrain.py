@@ -17,6 +17,11 @@
    over the store's first N vertices, in cells; layer ``L // 2`` carries the features that
    drive the responses and the others mix them with noise, less the further from it, so
    the best layer is known. ``--skip-fit`` runs only the sweep (on a kept store).
+4. ``--recipe`` (a fresh process; with ``--test-images N``, whose presentations are the
+   store's test split): ``neuroalign fit`` of a ridge recipe on the store (``run_recipe``,
+   the features as a zarr file): the store stays on disk for the fit, the noise ceiling
+   and the test average. Reports wall and CPU time, peak RSS, the median held-out r and
+   its rank correlation with the planted signal strength.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_wholebrain.py \
         --root /tmp/wholebrain --json wholebrain.json
@@ -38,7 +43,7 @@ from pathlib import Path
 MAKE = r"""
 import json, sys, time, resource, numpy as np, xarray as xr, dask.array as da
 from neuroalign.store import save_store
-n, n_img, p, v, root = json.loads(sys.argv[1])
+n, n_img, p, v, root, n_test = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 F = rng.standard_normal((n_img, p), dtype=np.float32)
 A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
@@ -62,7 +67,7 @@ ds = xr.Dataset(
     {"responses": (("presentation", "neuroid"), Y)},
     coords={"stimulus_id": ("presentation", ids[img]), "repetition": ("presentation", rep),
             "session": ("presentation", np.arange(n) // 750), "trial": ("presentation", np.arange(n)),
-            "split": ("presentation", np.full(n, "train")),
+            "split": ("presentation", np.where(img < n_test, "test", "train")),
             "neuroid_id": ("neuroid", np.array([f"v{j:06d}" for j in range(v)])),
             "subject": ("neuroid", np.full(v, "sub-sim"))},
     attrs={"dataset": "simulated whole brain", "space": "fsaverage", "units": "a.u.",
@@ -72,8 +77,18 @@ save_store(ds, root + "/store.zarr", neuroid_chunk=chunk)
 print(json.dumps({"wall": time.perf_counter() - t0}))
 """
 
-# peak RSS and CPU time of the child itself
+# peak RSS and CPU time of the child itself; the planted strength s_v of the first vertices
+# (drawn as the writer draws it: each chunk's generator gives its weights, then s)
 MEASURE = r"""
+import numpy as np
+def strength(n, n_vertices):
+    chunk = 2**25 // (4 * n)
+    out = []
+    for a in range(0, n_vertices, chunk):
+        g = np.random.default_rng([2, a])
+        g.standard_normal((64, min(a + chunk, n_vertices) - a))
+        out.append(g.uniform(0, 1, min(a + chunk, n_vertices) - a))
+    return np.concatenate(out)[:n_vertices]
 import resource
 def status(key):
     for line in open('/proc/self/status'):
@@ -150,13 +165,40 @@ sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device=
     features, store, result_path=root + f"/sweep-cells-{n_vertices}", batch_size=batch)
 wall, used = time.perf_counter() - t0, cpu() - c0
 best = sweep.best_layer_.values
-chunk = 2**25 // (4 * n)
-s = np.concatenate([np.random.default_rng([2, a]).uniform(0, 1, min(a + chunk, v) - a)
-                    for a in range(0, n_vertices, chunk)])[:n_vertices]
-strong = s > 0.5
+strong = strength(n, n_vertices) > 0.5
 print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
                   "true_layer_found": float(np.mean(best[strong] == f"layer{true:02d}")),
                   "n_layers": n_layers, "n_vertices": n_vertices, "keep_weights": keep}))
+"""
+
+
+RECIPE = MEASURE + r"""
+import json, sys, time, numpy as np, xarray as xr
+from neuroalign.recipes import run_recipe
+n, n_img, p, v, root = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+F = rng.standard_normal((n_img, p), dtype=np.float32)
+ids = np.array([f"img{i:05d}" for i in range(n_img)])
+xr.Dataset({"layer": (("stimulus", "unit"), F)}, coords={"stimulus_id": ("stimulus", ids)}).to_zarr(
+    root + "/features.zarr", mode="w")
+recipe = root + "/fit.toml"
+with open(recipe, "w") as f:
+    f.write(f'kind = "fit"\n[store]\npath = "{root}/store.zarr"\ntest_split = "test"\n'
+            f'[features]\npath = "{root}/features.zarr"\n[encoder]\nkind = "ridge"\n'
+            'alphas = { logspace = [-1, 5, 10] }\ncv = 5\n[encoder.params]\ndtype = "float32"\n')
+t0, c0 = time.perf_counter(), cpu()
+res = run_recipe(recipe, out=root + "/fit-out", overwrite=True)
+wall, used = time.perf_counter() - t0, cpu() - c0
+out = xr.open_zarr(root + "/fit-out/results.zarr")
+score = out["score"].values.ravel()        # held-out r on the averaged test images
+ceiling = out["noise_ceiling"].values.ravel()
+s = strength(n, v)
+rank = lambda x: np.argsort(np.argsort(x))
+ok = np.isfinite(score)
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+                  "median_test_r": float(np.nanmedian(score)),
+                  "test_r_vs_strength_spearman": float(np.corrcoef(rank(s[ok]), rank(score[ok]))[0, 1]),
+                  "median_ceiling": float(np.nanmedian(ceiling))}))
 """
 
 
@@ -184,6 +226,10 @@ def main() -> None:
     ap.add_argument("--skip-fit", action="store_true")
     ap.add_argument("--no-cells", action="store_true",
                     help="fit with the plain call (no result_path, no batch_size)")
+    ap.add_argument("--test-images", type=int, default=0,
+                    help="images (the first ones) whose presentations are the store's test split")
+    ap.add_argument("--recipe", action="store_true",
+                    help="also run `neuroalign fit` (a ridge recipe, store on disk; needs --test-images)")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -192,7 +238,7 @@ def main() -> None:
     size = [a.trials, a.images, a.features, a.vertices, str(root)]
     res = {"size": size[:4], "batch": a.batch, "load_before": open("/proc/loadavg").read().split()[:3]}
     if not (root / "store.zarr").exists():
-        res["make"] = _run(MAKE, size)
+        res["make"] = _run(MAKE, size + [a.test_images])
         print(f"store written in {res['make']['wall']:.0f} s", flush=True)
     if not a.skip_fit:
         t = time.time()
@@ -205,6 +251,13 @@ def main() -> None:
               f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
               f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
               f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
+    if a.recipe:
+        res["recipe"] = r = _run(RECIPE, size)
+        print(f"neuroalign fit (ridge recipe, store on disk, test split of {a.test_images} images): "
+              f"{r['wall']:.0f} s wall, {r['cpu']:.0f} s CPU, peak RSS {r['peak'] / 2**30:.2f} GiB; "
+              f"median held-out r {r['median_test_r']:.3f}, against the planted strength Spearman "
+              f"{r['test_r_vs_strength_spearman']:.3f}; median noise ceiling {r['median_ceiling']:.1f} %",
+              flush=True)
     if a.sweep_vertices:
         res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices,
                                                a.keep_weights])
@@ -217,6 +270,16 @@ def main() -> None:
         Path(a.json).write_text(json.dumps(res, indent=1))
     if not a.keep:
         shutil.rmtree(root)
+    # the planted truth must be found (a wrong number here is a bug, not a slow run)
+    found = {"fit: CV R² against the planted strength (Spearman)":
+             res.get("fit", {}).get("r2_vs_strength_spearman"),
+             "recipe: held-out r against the planted strength (Spearman)":
+             res.get("recipe", {}).get("test_r_vs_strength_spearman"),
+             "sweep: the true layer is the best layer of the strong vertices":
+             res.get("sweep", {}).get("true_layer_found")}
+    lost = {k: v for k, v in found.items() if v is not None and not v > 0.5}
+    if lost:
+        sys.exit(f"the planted truth was not recovered: {lost}")
 
 
 if __name__ == "__main__":

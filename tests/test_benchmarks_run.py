@@ -38,7 +38,7 @@ CASES = {
     "store": ["bench_store.py", "--trials", "300", "--voxels", "500"],
     "wholebrain": ["bench_wholebrain.py", "--root", "{tmp}/wb", "--trials", "600", "--images", "200",
                    "--features", "32", "--vertices", "2000", "--batch", "500", "--sweep-vertices", "200",
-                   "--sweep-layers", "3"],
+                   "--sweep-layers", "3", "--test-images", "20", "--recipe"],
 }
 
 

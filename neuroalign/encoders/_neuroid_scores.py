@@ -68,7 +68,12 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 SCORERS = {"pearson": pearson_r, "r2": r2_score}
 
 
-def held_out_scores(Y: np.ndarray, pred: np.ndarray, fitted: np.ndarray, metric: str,
+#: Values (rows x neuroids) of one block of :func:`held_out_scores`: its float64 work holds a
+#: few arrays of this size (32 MiB each), whatever the number of neuroids.
+SCORE_BLOCK = 2**22
+
+
+def held_out_scores(Y: np.ndarray, pred, fitted: np.ndarray, metric: str,
                     neuroid_coords=None, *, func: str) -> np.ndarray:
     """Held-out score (``metric``) of each neuroid, NaN where it is not defined.
 
@@ -76,24 +81,40 @@ def held_out_scores(Y: np.ndarray, pred: np.ndarray, fitted: np.ndarray, metric:
     neuroids not fitted (``fitted`` False: excluded at fit, or without a best layer), with
     one :class:`~neuroalign.exceptions.DataQualityWarning` that counts and names them
     (``neuroid_id`` from ``neuroid_coords`` when given). Never 0 for an undefined score.
+
+    ``pred`` is the predictions ``(rows, neuroids)``, or a function ``pred(start, stop)``
+    that gives those of neuroids ``start:stop``: the neuroids are scored a block at a time
+    (:data:`SCORE_BLOCK` values), so that a whole brain's predictions are never held at
+    once. Each neuroid's score is the same either way.
     """
     from neuroalign.encoders._data import neuroid_names
 
     Y = np.asarray(Y)
-    pred = np.asarray(pred, dtype=np.float64)
-    fitted = np.asarray(fitted, dtype=bool) & np.isfinite(pred).all(0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        finite = np.isfinite(Y).all(0)
-        spread = np.nanmax(Y, 0) - np.nanmin(Y, 0) if len(Y) else np.zeros(Y.shape[1])
-        s = SCORERS[metric](np.where(np.isfinite(Y), Y, 0.0), np.where(fitted, pred, 0.0))
+    n, t = Y.shape
+    fitted = np.asarray(fitted, dtype=bool).copy()
+    s = np.zeros(t)
+    finite = np.ones(t, bool)
+    spread = np.zeros(t)
+    step = max(1, SCORE_BLOCK // max(n, 1))
+    for a in range(0, t, step):
+        b = min(a + step, t)
+        p = np.asarray(pred(a, b) if callable(pred) else pred[:, a:b], dtype=np.float64)
+        y = Y[:, a:b]
+        fitted[a:b] &= np.isfinite(p).all(0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite[a:b] = np.isfinite(y).all(0)
+            if n:
+                spread[a:b] = np.nanmax(y, 0) - np.nanmin(y, 0)
+            s[a:b] = SCORERS[metric](np.where(np.isfinite(y), y, 0.0),
+                                     np.where(fitted[a:b], p, 0.0))
     constant = finite & ~(spread > 0)
     unfitted = ~fitted & finite & ~constant
     bad = ~finite | constant | unfitted
     s = np.where(bad, np.nan, s)
     if bad.any():
-        names = neuroid_names(neuroid_coords, Y.shape[1])
+        names = neuroid_names(neuroid_coords, t)
         warnings.warn(
-            f"{func}: {int(bad.sum())} of {Y.shape[1]} neuroids score NaN "
+            f"{func}: {int(bad.sum())} of {t} neuroids score NaN "
             f"({int((~finite).sum())} with NaN or inf test responses: "
             f"{format_list(names[~finite], limit=10) or '-'}; {int(constant.sum())} with "
             f"constant test responses: {format_list(names[constant], limit=10) or '-'}; "

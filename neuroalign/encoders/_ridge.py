@@ -33,6 +33,7 @@ from neuroalign.encoders._data import (
 )
 from neuroalign.encoders._dual import DualWeights
 from neuroalign.encoders._ridge_inputs import _neuroid_values, resolve_folds
+from neuroalign.encoders._ridge_result import predict_columns
 from neuroalign.encoders._scoring import SCORERS, held_out_scores
 from neuroalign.encoders._solvers import predict_linear, ridge_cv
 from neuroalign.exceptions import DataQualityWarning
@@ -370,6 +371,14 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         if Xm.shape[1] != self.n_features_in_:
             raise n_features_error(self, Xm.shape[1], self.n_features_in_)
 
+    def _predict_blocks(self, Xm: np.ndarray):
+        """The predictions for ``Xm`` as :func:`held_out_scores` takes them: a block of
+        neuroids at a time from the weights, all at once through the kernel."""
+        dual = self.__dict__.get("_dual")
+        if dual is not None and self.__dict__.get("_coef") is None:
+            return self._predict_matrix(Xm)
+        return predict_columns(Xm, self.coef_, self.intercept_, self._x_offset, self._y_offset)
+
     def _predict_matrix(self, Xm: np.ndarray) -> np.ndarray:
         dual = self.__dict__.get("_dual")
         if dual is not None and self.__dict__.get("_coef") is None:
@@ -438,7 +447,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         X, Y, y_1d = check_xy(X, y, func=f"{name}.score", min_samples=1, y_finite_1d=False)
         data = align(X, Y, func=f"{name}.score")
         self._check_n_features(data.X)
-        s = held_out_scores(data.Y, self._predict_matrix(data.X), self.valid_neuroids_,
+        s = held_out_scores(data.Y, self._predict_blocks(data.X), self.valid_neuroids_,
                             self.metric, data.neuroid_coords, func=f"{name}.score")
         if data.neuroid_coords is None:
             return float(s[0]) if y_1d else s

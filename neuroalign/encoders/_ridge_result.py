@@ -11,7 +11,7 @@ import numpy as np
 from neuroalign.encoders._backend import like_input, to_numpy
 from neuroalign.encoders._dual import DualWeights
 
-__all__ = ["RidgeCVResult", "predict_linear"]
+__all__ = ["RidgeCVResult", "predict_linear", "predict_columns"]
 
 
 class _LazyCoef:
@@ -96,10 +96,36 @@ def predict_linear(Xm, coef, intercept, x_offset=None, y_offset=None) -> np.ndar
     """``(X - x_offset) @ coef + y_offset`` with the offsets in float64 (exact in float32
     when the features carry a large mean), else ``X @ coef + intercept``. float64 features
     give float64 predictions; others are computed in the precision of ``coef``."""
+    return predict_columns(Xm, coef, intercept, x_offset, y_offset)(0, coef.shape[1])
+
+
+def predict_columns(Xm, coef, intercept, x_offset=None, y_offset=None, fitted=None):
+    """:func:`predict_linear` a block of neuroids at a time: a function ``(start, stop)``
+    that gives the predictions of neuroids ``start:stop``, as
+    :func:`~neuroalign.encoders._neuroid_scores.held_out_scores` takes them.
+
+    With ``fitted`` (bool over all neuroids; ``coef`` holds the fitted neuroids' columns),
+    the others are NaN.
+    """
     dtype = np.result_type(np.asarray(Xm).dtype, coef.dtype)
     if not np.issubdtype(dtype, np.floating):
         dtype = coef.dtype
     if x_offset is None:
-        return np.asarray(Xm, dtype=dtype) @ coef.astype(dtype, copy=False) + intercept.astype(dtype)
-    Xc = (np.asarray(Xm, dtype=np.float64) - x_offset).astype(dtype, copy=False)
-    return Xc @ coef.astype(dtype, copy=False) + np.asarray(y_offset).astype(dtype)
+        Xc, offset = np.asarray(Xm, dtype=dtype), np.asarray(intercept)
+    else:
+        Xc = (np.asarray(Xm, dtype=np.float64) - x_offset).astype(dtype, copy=False)
+        offset = np.asarray(y_offset)
+    if offset.ndim == 0:  # one value for every neuroid
+        offset = np.broadcast_to(offset, coef.shape[1:])
+    pos = None if fitted is None else np.cumsum(fitted) - 1
+
+    def predict(start: int, stop: int) -> np.ndarray:
+        if pos is None:
+            return Xc @ coef[:, start:stop].astype(dtype, copy=False) + offset[start:stop].astype(dtype)
+        keep = np.asarray(fitted[start:stop], dtype=bool)
+        cols = pos[start:stop][keep]
+        out = np.full((Xc.shape[0], stop - start), np.nan, dtype=dtype)
+        out[:, keep] = Xc @ coef[:, cols].astype(dtype, copy=False) + offset[cols].astype(dtype)
+        return out
+
+    return predict

@@ -26,6 +26,7 @@ from neuroalign.encoders._results import (
     params_json,
 )
 from neuroalign.encoders._ridge import DEFAULT_ALPHAS, RidgeEncoder, predict_linear, resolve_folds
+from neuroalign.encoders._ridge_result import predict_columns
 from neuroalign.encoders._scaleout import SweepCells
 from neuroalign.encoders._scoring import held_out_scores, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
@@ -253,9 +254,8 @@ class LayerSweep(RidgeEncoder):
             del cvres  # (with keep_weights="best", the full weights go once cut below)
             if sub:
                 tdata = align(layers[name], test, func="LayerSweep.fit")
-                pred = np.full(tdata.Y.shape, np.nan)
-                pred[:, ok] = predict_linear(tdata.X, enc["coef"], enc["intercept"],
-                                             enc["x_offset"], enc["y_offset"])
+                pred = predict_columns(tdata.X, enc["coef"], enc["intercept"], enc["x_offset"],
+                                       enc["y_offset"], fitted=ok)  # a block of neuroids at a time
                 with warnings.catch_warnings():
                     if li:  # the same neuroids for every layer: warn once
                         warnings.simplefilter("ignore", DataQualityWarning)

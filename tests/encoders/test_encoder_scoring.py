@@ -266,3 +266,60 @@ def test_bootstrap_roi_equals_a_direct_percentile_bootstrap(aggregate, with_ceil
     other = bootstrap_roi(v, mask, ceiling=ceiling, aggregate="median" if aggregate == "mean"
                           else "mean", n_bootstrap=500, random_state=11)[0]
     assert abs(other - est) > 1e-3  # the two aggregates are told apart on skewed values
+
+
+# -- held-out scores a block of neuroids at a time ---------------------------------------------
+def _scoring_data(seed: int):
+    """A ridge fitted on 300 x 6 -> 3,000 neuroids, and held-out data with a NaN, an inf
+    and a constant neuroid in different blocks."""
+    from neuroalign.encoders import RidgeEncoder
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((360, 6))
+    Y = X @ rng.standard_normal((6, 3000)) + rng.standard_normal((360, 3000))
+    enc = RidgeEncoder(alphas=[0.1, 10.0], cv=3).fit(X[:300], Y[:300])
+    Yt = Y[300:].copy()
+    Yt[5, 17] = np.nan
+    Yt[:, 1500] = 3.0
+    Yt[9, 2999] = np.inf
+    return enc, X[300:], Yt
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scores_in_blocks_equal_the_whole_and_name_the_same_neuroids(seed, monkeypatch):
+    import neuroalign.encoders._neuroid_scores as ns
+    from neuroalign.exceptions import DataQualityWarning
+
+    enc, Xt, Yt = _scoring_data(seed)
+    monkeypatch.setattr(ns, "SCORE_BLOCK", 10**9)  # one block: every neuroid at once
+    with pytest.warns(DataQualityWarning) as whole_warned:
+        whole = enc.score(Xt, Yt)
+    monkeypatch.setattr(ns, "SCORE_BLOCK", 60 * 137)  # blocks of 137 neuroids
+    with pytest.warns(DataQualityWarning) as block_warned:
+        blocks = enc.score(Xt, Yt)
+    np.testing.assert_allclose(blocks, whole, rtol=1e-12, atol=1e-14)
+    assert np.isnan(blocks[[17, 1500, 2999]]).all() and np.isfinite(np.delete(blocks, [17, 1500, 2999])).all()
+    assert [str(w.message) for w in block_warned] == [str(w.message) for w in whole_warned]
+    assert "3 of 3000 neuroids score NaN" in str(block_warned[0].message)
+    # and both are Pearson r of the whole predictions, neuroid by neuroid
+    ok = np.isfinite(Yt).all(0) & (Yt.std(0) > 0)
+    np.testing.assert_allclose(blocks[ok], ns.pearson_r(Yt[:, ok], enc.predict(Xt)[:, ok]), rtol=1e-12)
+
+
+def test_scores_hold_a_block_of_predictions_not_all(monkeypatch):
+    import tracemalloc
+
+    import neuroalign.encoders._neuroid_scores as ns
+
+    enc, Xt, Yt = _scoring_data(2)
+    Yt = np.nan_to_num(Yt, posinf=0.0)
+    Yt[:, 1500] += np.arange(60)
+    monkeypatch.setattr(ns, "SCORE_BLOCK", 60 * 100)
+    tracemalloc.start()
+    try:
+        enc.score(Xt, Yt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # all the predictions at once would take 1.44 MB (float64), and the scoring a few times that
+    assert peak < 0.5 * Yt.nbytes, peak
