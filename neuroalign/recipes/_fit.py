@@ -102,7 +102,8 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     cache_dir = out_dir.with_name(out_dir.name + ".features")
     ceiling = st.na.noise_ceiling(split=test_split)
     train = st.na.split("train")
-    test = st.na.split(test_split).na.average_repetitions().load()  # one read, scored once or twice
+    # the averaged test split, read from disk once after the fit (not beside its peak)
+    test = st.na.split(test_split).na.average_repetitions()
     fspec = cfg["features"]
     summary: dict[str, Any] = {"study": cfg.get("study", {}), "encoder": kind}
     extra: dict[str, xr.DataArray] = {}
@@ -115,6 +116,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
         # features cover every stimulus; the join on stimulus_id takes each split's rows
         enc.fit(mats, train, cluster=cells)
+        test = test.load()
         extra["split_r2"] = enc.score_split(mats, test)
         score = enc.score(mats, test)
     else:
@@ -131,9 +133,10 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
         if kind == "ridge":
             enc = RidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
             enc.fit(feats, train, cluster=cells)
-            score = enc.score(feats, test)
+            score = enc.score(feats, test.load())
         else:
             enc = AttentionRoutingEncoder(**params).fit(feats, train, cluster=cells)
+            test = test.load()
             score = enc.score(feats, test)
             from neuroalign.store import index_stimuli
 
