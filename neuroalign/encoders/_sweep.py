@@ -338,9 +338,13 @@ class LayerSweep(RidgeEncoder):
 
 
     def _predict_matrix(self, mats: dict, layer: str | None) -> np.ndarray:
-        n = next(iter(mats.values())).shape[0]
+        return self._predict_blocks(mats, layer)(0, len(self.valid_neuroids_))
+
+    def _predict_blocks(self, mats: dict, layer: str | None):
+        """The predictions of neuroids ``start:stop`` from ``mats`` (each neuroid by its best
+        layer, or all by ``layer``), as a function ``(start, stop)`` (as
+        :func:`held_out_scores` takes them); the inputs are checked first."""
         ok = self.valid_neuroids_
-        pred = np.full((n, len(ok)), np.nan)
         cols_ok = np.flatnonzero(ok)
         for name, Xm in mats.items():
             enc = self.encoders_[name]
@@ -349,26 +353,38 @@ class LayerSweep(RidgeEncoder):
                                        what=f"X (layer {name!r})" if name != ARRAY_LAYER else "X")
             check_finite(Xm, name="X" if name == ARRAY_LAYER else f"X (layer {name!r})",
                          func="LayerSweep.predict")
-            if "columns" in enc:  # keep_weights="best": the neuroids whose best layer it is
-                if layer is not None:
-                    raise ValueError(
-                        f"LayerSweep.predict(layer={layer!r}): this sweep kept the weights of "
-                        "each neuroid's best layer only (keep_weights='best'). Expected "
-                        "layer=None (each neuroid by its best layer), or refit with "
-                        "keep_weights='all' to predict every neuroid from one layer.")
-                if len(enc["columns"]):
-                    pred[:, cols_ok[enc["columns"]]] = predict_linear(
-                        Xm, enc["coef"], enc["intercept"], enc["x_offset"], enc["y_offset"])
-                continue
-            if layer is None:
-                use = (self.best_layer_.values == name)[cols_ok]
+            if "columns" in enc and layer is not None:  # keep_weights="best"
+                raise ValueError(
+                    f"LayerSweep.predict(layer={layer!r}): this sweep kept the weights of "
+                    "each neuroid's best layer only (keep_weights='best'). Expected "
+                    "layer=None (each neuroid by its best layer), or refit with "
+                    "keep_weights='all' to predict every neuroid from one layer.")
+        # per layer: the positions among the fitted neuroids it predicts, and its weights' columns
+        plan = {}
+        for name in mats:
+            enc = self.encoders_[name]
+            if "columns" in enc:  # the neuroids whose best layer it is
+                where, cols = np.asarray(enc["columns"], dtype=int), np.arange(len(enc["columns"]))
             else:
-                use = np.ones(len(cols_ok), bool)
-            if use.any():
-                pred[:, cols_ok[use]] = predict_linear(
-                    Xm, enc["coef"][:, use], enc["intercept"][use], enc["x_offset"],
-                    enc["y_offset"][use])
-        return pred
+                use = ((self.best_layer_.values == name)[cols_ok] if layer is None
+                       else np.ones(len(cols_ok), bool))
+                where = cols = np.flatnonzero(use)
+            plan[name] = (where, cols)
+        n = next(iter(mats.values())).shape[0]
+
+        def predict(start: int, stop: int) -> np.ndarray:
+            pred = np.full((n, stop - start), np.nan)
+            for name, Xm in mats.items():
+                enc = self.encoders_[name]
+                where, cols = plan[name]
+                inside = (cols_ok[where] >= start) & (cols_ok[where] < stop)
+                if inside.any():
+                    c = cols[inside]
+                    pred[:, cols_ok[where[inside]] - start] = predict_linear(
+                        Xm, enc["coef"][:, c], enc["intercept"][c], enc["x_offset"], enc["y_offset"][c])
+            return pred
+
+        return predict
 
     def predict(self, X, layer: str | None = None):
         """Predicted responses.
@@ -440,10 +456,10 @@ class LayerSweep(RidgeEncoder):
             raise DimensionError(
                 f"y has {Ym.shape[1]} neuroids; this LayerSweep was fitted with {len(self.valid_neuroids_)}."
             )
-        pred = self._predict_matrix({n: mats[n] for n in needed}, layer) if needed else \
+        pred = self._predict_blocks({n: mats[n] for n in needed}, layer) if needed else \
             np.full(Ym.shape, np.nan)
         s = held_out_scores(Ym, pred, self.valid_neuroids_, self.metric, tmpl,
-                            func="LayerSweep.score")
+                            func="LayerSweep.score")  # a block of neuroids at a time
         if tmpl is None:
             return float(s[0]) if y_1d else s
         out = tmpl.copy(data=s).rename("score")

@@ -323,3 +323,33 @@ def test_scores_hold_a_block_of_predictions_not_all(monkeypatch):
         tracemalloc.stop()
     # all the predictions at once would take 1.44 MB (float64), and the scoring a few times that
     assert peak < 0.5 * Yt.nbytes, peak
+
+
+@pytest.mark.parametrize("keep", ["all", "best"])
+def test_layer_sweep_scores_in_blocks_equal_the_whole(keep, monkeypatch):
+    import neuroalign.encoders._neuroid_scores as ns
+    from neuroalign.encoders import LayerSweep
+
+    rng = np.random.default_rng(3)
+    layers = {"a": rng.standard_normal((200, 5)), "b": rng.standard_normal((200, 7))}
+    # the first 700 neuroids follow layer a, the others layer b; one constant at fit
+    Y = np.concatenate([layers["a"] @ rng.standard_normal((5, 700)),
+                        layers["b"] @ rng.standard_normal((7, 800))], 1) + rng.standard_normal((200, 1500))
+    Y[:160, 333] = 1.0
+    train = {k: v[:160] for k, v in layers.items()}
+    test = {k: v[160:] for k, v in layers.items()}
+    sweep = LayerSweep(alphas=[0.1, 10.0], cv=3, keep_weights=keep).fit(train, Y[:160])
+    assert not sweep.valid_neuroids_[333]
+    monkeypatch.setattr(ns, "SCORE_BLOCK", 10**9)
+    with pytest.warns(UserWarning):
+        whole = sweep.score(test, Y[160:])
+    monkeypatch.setattr(ns, "SCORE_BLOCK", 40 * 97)  # blocks of 97 neuroids
+    with pytest.warns(UserWarning):
+        blocks = sweep.score(test, Y[160:])
+    np.testing.assert_allclose(blocks, whole, rtol=1e-12, atol=1e-14)
+    assert np.isnan(blocks[333]) and np.isfinite(np.delete(blocks, 333)).all()
+    best = sweep.best_layer_.values if hasattr(sweep.best_layer_, "values") else sweep.best_layer_
+    assert (best[:700] == "a").mean() > 0.95 and (best[800:] == "b").mean() > 0.95
+    # the blocks' predictions are those of predict(), neuroid by neuroid
+    ok = sweep.valid_neuroids_
+    np.testing.assert_allclose(blocks[ok], ns.pearson_r(Y[160:, ok], sweep.predict(test)[:, ok]), rtol=1e-12)
