@@ -573,7 +573,6 @@ def ridge_cv_batch(X, Y, alphas, folds, *, form: str | None, batch: int, dtype,
         used = form or ("primal" if p <= n_tr else "dual")
     name = getattr(dtype, "name", None) or str(dtype).removeprefix("torch.")
     from neuroalign.encoders._ridge_folds import complements
-
     from neuroalign.store import LazyResponses
 
     complement = not loo and all(complements(tr, va, n) for tr, va in folds)

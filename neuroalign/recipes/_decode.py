@@ -86,11 +86,12 @@ def run_decode(cfg: dict, out: Path, *, overwrite: bool = False,
     from neuroalign.decoders._stimuli import store_images
     from neuroalign.decoders._verdict import check_reconstructions
     from neuroalign.decoders.metrics import feature_network
-    from neuroalign.recipes._inputs import open_store
+    from neuroalign.recipes._inputs import open_store, store_rois
 
     out = Path(out)
     allow = cfg["allow_download"] if allow_download is None else bool(allow_download)
-    store = open_store(cfg["store"])[0].load()
+    # the decoder's voxels: the recipe's ROIs (all without), read into memory
+    store = store_rois(open_store(cfg["store"])[0], cfg["store"]).load()
     # the metric networks before the fits: missing weights stop the run before long work
     mcfg = cfg["metrics"]
     weights = mcfg["weights"]
@@ -148,7 +149,7 @@ def run_generate_recipe(cfg: dict, out: Path, *, overwrite: bool = False,
     the pipeline towards ``[generate] roi``. See :func:`run_generate` for the outputs."""
     from neuroalign.decoders._encoder import DifferentiableRidgeEncoder, PooledFeatureExtractor
     from neuroalign.decoders._stimuli import store_images
-    from neuroalign.recipes._inputs import SIMULATED_TRUTH, open_store
+    from neuroalign.recipes._inputs import SIMULATED_TRUTH, open_store, store_rois
 
     allow = cfg["allow_download"] if allow_download is None else bool(allow_download)
     ecfg, gcfg = cfg["encoder"], cfg["generate"]
@@ -158,7 +159,7 @@ def run_generate_recipe(cfg: dict, out: Path, *, overwrite: bool = False,
         enc = _saved_encoder(Path(ecfg["path"]), allow)
     else:
         store, sim = open_store(cfg["store"])
-        avg = store.load().na.average_repetitions()
+        avg = store_rois(store, cfg["store"]).load().na.average_repetitions()
         layers = tuple(ecfg["layers"])
         if ecfg["model"] == SIMULATED_TRUTH:
             if sim is None:

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
-from neuroalign.recipes._inputs import cluster_spec, feature_set, open_store
+from neuroalign.recipes._inputs import cluster_spec, feature_set, open_store, store_rois
 
 __all__ = ["run_fit", "OUTPUT_KIND"]
 
@@ -88,10 +88,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     out_dir = Path(out_dir)
     # left on disk: the ridge fits read a batch of neuroids at a time, the ceiling and the
     # test average are computed a block of neuroids at a time
-    st = open_store(cfg["store"])[0]
-    rois = cfg["store"].get("rois")
-    if rois:
-        st = st.na.roi([rois] if isinstance(rois, str) else list(rois))
+    st = store_rois(open_store(cfg["store"])[0], cfg["store"])
     test_split = cfg["store"]["test_split"]
     enc_spec = cfg["encoder"]
     kind = enc_spec["kind"]

@@ -16,7 +16,7 @@ import xarray as xr
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError
 
-__all__ = ["open_store", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH",
+__all__ = ["open_store", "store_rois", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH",
            "cluster_spec"]
 
 log = get_logger(__name__)
@@ -62,6 +62,15 @@ def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
         sim = SimulationResult.load(path)
         return sim.store(), sim
     return _open(path), None
+
+
+def store_rois(store: xr.Dataset, spec: dict) -> xr.Dataset:
+    """The neuroids of the ``[store] rois`` of ``spec`` (their union; all without ``rois``),
+    selected before anything is read."""
+    rois = spec.get("rois")
+    if not rois:
+        return store
+    return store.na.roi([rois] if isinstance(rois, str) else list(rois))
 
 
 def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -> xr.Dataset:

@@ -128,3 +128,39 @@ def test_shipped_recipes_parse():
     for path in sorted(root.glob("decode-*.toml")):
         assert load_recipe(path).config["reconstruct"]["mode"] in ("unclip", "tokens", "ip-adapter", "img2img")
     assert load_recipe(root / "generate-ffa.toml").config["generate"]["roi"] == "FFA-1"
+
+
+@pytest.mark.slow
+def test_decode_recipe_fits_on_the_recipes_rois_only(sim_nsd, tiny_path, tmp_path, monkeypatch):
+    """`[store] rois` picks the decoder's voxels (it was ignored: every voxel was used)."""
+    from neuroalign.decoders._embedding import EmbeddingDecoder
+    from neuroalign.recipes import run_recipe
+    from neuroalign.store import open_store
+
+    class Fitted(Exception):
+        pass
+
+    seen = {}
+
+    def fit(self, store, target):
+        seen["neuroids"] = store.sizes["neuroid"]
+        raise Fitted
+
+    monkeypatch.setattr(EmbeddingDecoder, "fit", fit)
+    recipe = tmp_path / "rois.toml"
+    recipe.write_text(f"""
+kind = "decode"
+[store]
+path = "{sim_nsd.root.resolve()}"
+rois = ["FFA-1", "PPA"]
+[pipeline]
+source = "{tiny_path}"
+[metrics]
+networks = ["alexnet2"]
+""")
+    with pytest.raises(Fitted):
+        run_recipe(recipe, out=tmp_path / "out")
+    store = open_store(sim_nsd.store_path)
+    want = int((store["roi_FFA-1"].values | store["roi_PPA"].values).sum())
+    assert 0 < want < store.sizes["neuroid"] and seen["neuroids"] == want
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import neuroalign.store._io as store_io
-import neuroalign.store._ops as store_ops
 from neuroalign.store import open_store, save_store
 from neuroalign.store._join import READ_CONCURRENCY
 from neuroalign.testing import make_store
