@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,11 @@ RUN_KEYS = ("kind", "result_path", "batch_size")
 # -- keys ----------------------------------------------------------------------------------
 def fingerprint(*parts: Any) -> str:
     """Hash of arrays (values, dtype, shape), strings and JSON-able objects, in order."""
+    return _digest(parts)
+
+
+def _digest(parts: Iterable) -> str:
+    """:func:`fingerprint` of the parts as they come (one of them in memory at a time)."""
     h = hashlib.blake2b(digest_size=20)
     for part in parts:
         _hash_part(h, part)
@@ -83,10 +88,7 @@ def cell_path(folder: str | os.PathLike, key: str) -> Path:
 def _checksum(arrays: Mapping, names: Sequence[str]) -> str:
     """:func:`fingerprint` of the arrays ``names``, taken from ``arrays`` one at a time (a
     cell's ``np.load``: only one of its arrays in memory at once)."""
-    h = hashlib.blake2b(digest_size=20)
-    for name in names:
-        _hash_part(h, np.asarray(arrays[name]))
-    return h.hexdigest()
+    return _digest(np.asarray(arrays[name]) for name in names)
 
 
 def write_cell(path: str | os.PathLike, arrays: dict, names: Sequence[str]) -> None:

@@ -376,14 +376,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         neuroids at a time from the weights, all at once through the kernel."""
         dual = self.__dict__.get("_dual")
         if dual is not None and self.__dict__.get("_coef") is None:
-            return self._predict_matrix(Xm)
+            return dual.predict(Xm, self._y_offset)  # through the kernel
         return predict_columns(Xm, self.coef_, self.intercept_, self._x_offset, self._y_offset)
 
     def _predict_matrix(self, Xm: np.ndarray) -> np.ndarray:
-        dual = self.__dict__.get("_dual")
-        if dual is not None and self.__dict__.get("_coef") is None:
-            return dual.predict(Xm, self._y_offset)  # through the kernel
-        return predict_linear(Xm, self.coef_, self.intercept_, self._x_offset, self._y_offset)
+        pred = self._predict_blocks(Xm)
+        return pred(0, self.coef_.shape[1]) if callable(pred) else pred
 
     def predict(self, X):
         """Predicted responses, in the container of ``X``.

@@ -344,8 +344,9 @@ class LayerSweep(RidgeEncoder):
         """The predictions of neuroids ``start:stop`` from ``mats`` (each neuroid by its best
         layer, or all by ``layer``), as a function ``(start, stop)`` (as
         :func:`held_out_scores` takes them); the inputs are checked first."""
-        ok = self.valid_neuroids_
-        cols_ok = np.flatnonzero(ok)
+        cols_ok = np.flatnonzero(self.valid_neuroids_)
+        # per layer: the positions among the fitted neuroids it predicts, and its weights' columns
+        plan = {}
         for name, Xm in mats.items():
             enc = self.encoders_[name]
             if Xm.shape[1] != enc["coef"].shape[0]:
@@ -353,23 +354,18 @@ class LayerSweep(RidgeEncoder):
                                        what=f"X (layer {name!r})" if name != ARRAY_LAYER else "X")
             check_finite(Xm, name="X" if name == ARRAY_LAYER else f"X (layer {name!r})",
                          func="LayerSweep.predict")
-            if "columns" in enc and layer is not None:  # keep_weights="best"
-                raise ValueError(
-                    f"LayerSweep.predict(layer={layer!r}): this sweep kept the weights of "
-                    "each neuroid's best layer only (keep_weights='best'). Expected "
-                    "layer=None (each neuroid by its best layer), or refit with "
-                    "keep_weights='all' to predict every neuroid from one layer.")
-        # per layer: the positions among the fitted neuroids it predicts, and its weights' columns
-        plan = {}
-        for name in mats:
-            enc = self.encoders_[name]
-            if "columns" in enc:  # the neuroids whose best layer it is
-                where, cols = np.asarray(enc["columns"], dtype=int), np.arange(len(enc["columns"]))
+            if "columns" in enc:  # keep_weights="best": the neuroids whose best layer it is
+                if layer is not None:
+                    raise ValueError(
+                        f"LayerSweep.predict(layer={layer!r}): this sweep kept the weights of "
+                        "each neuroid's best layer only (keep_weights='best'). Expected "
+                        "layer=None (each neuroid by its best layer), or refit with "
+                        "keep_weights='all' to predict every neuroid from one layer.")
+                plan[name] = (np.asarray(enc["columns"], dtype=int), np.arange(len(enc["columns"])))
             else:
                 use = ((self.best_layer_.values == name)[cols_ok] if layer is None
                        else np.ones(len(cols_ok), bool))
-                where = cols = np.flatnonzero(use)
-            plan[name] = (where, cols)
+                plan[name] = (np.flatnonzero(use),) * 2
         n = next(iter(mats.values())).shape[0]
 
         def predict(start: int, stop: int) -> np.ndarray:
