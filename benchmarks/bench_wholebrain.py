@@ -26,7 +26,8 @@
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_wholebrain.py \
         --root /tmp/wholebrain --json wholebrain.json
 
-The store (39 GB at full size) is removed afterwards unless ``--keep``.
+What it wrote (the store: 39 GB at full size) is removed afterwards unless ``--keep``;
+nothing else in ``--root`` is touched.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     root = Path(a.root)
+    made = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     size = [a.trials, a.images, a.features, a.vertices, str(root)]
     res = {"size": size[:4], "batch": a.batch, "load_before": open("/proc/loadavg").read().split()[:3]}
@@ -268,8 +270,17 @@ def main() -> None:
               f"{100 * w['true_layer_found']:.1f} % of the vertices with s > 0.5", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
-    if not a.keep:
-        shutil.rmtree(root)
+    if not a.keep:  # what this benchmark wrote, and the root if it made it
+        for name in ["store.zarr", "cells", "features.zarr", "fit.toml", "fit-out",
+                     *(p.name for p in root.glob("sweep-cells-*"))]:
+            path = root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            (root / f".{name}.lock").unlink(missing_ok=True)  # neuroalign's writer locks
+        if made and not any(root.iterdir()):
+            root.rmdir()
     # the planted truth must be found (a wrong number here is a bug, not a slow run)
     found = {"fit: CV R² against the planted strength (Spearman)":
              res.get("fit", {}).get("r2_vs_strength_spearman"),
