@@ -13,6 +13,10 @@ best rotation:
 - fit: ``U S V^T = svd(Xw^T Yw)``, ``Wx = Zx U``, ``Wy = Zy V``.
 - score ``"angular"``: ``arccos(<X Wx, Y Wy>_F / (||X Wx||_F ||Y Wy||_F))`` (radians, in
   ``[0, pi/2]``); ``"euclidean"``: ``||X Wx - Y Wy||_F`` (NOT divided by ``sqrt(n)``).
+- nearly identical systems (cosine above ``1 - 1e-4``): the same distances, measured on
+  the aligned difference (``2 atan2(||u - v||, ||u + v||)`` of the normalised aligned
+  systems, ``||X Wx - Y Wy||_F``) instead of the closed forms below, which cancel there
+  to an error of ``sqrt(eps)`` (1.5e-8 rad) that depends on the summation order.
 - narrower representations are zero-padded to the wider one's width (the padded channels
   have no variance: they change nothing).
 
@@ -62,6 +66,7 @@ from neuroalign.compare._inputs import (
     centre_columns,
     check_finite,
     is_torch,
+    to_numpy,
 )
 from neuroalign.exceptions import DimensionError, NotFittedError
 
@@ -190,16 +195,26 @@ def _prepare_pair(X, Y, func: str):
     return np.asarray(Xm, dtype=np.float64), np.asarray(Ym, dtype=np.float64)
 
 
+def _angle(u, v) -> float:
+    """Angle between two unit-norm arrays, ``2 atan2(||u - v||, ||u + v||)`` (Kahan).
+
+    It equals ``arccos(<u, v>)`` and keeps full precision near 0, where ``arccos`` of a
+    cosine within a rounding error of 1 is off by up to ``sqrt(2 eps)`` (1.5e-8 rad): a
+    distance between nearly identical systems would then depend on the summation order
+    (how the work is partitioned, the BLAS kernel of the machine).
+    """
+    return float(2 * np.arctan2(np.linalg.norm(u - v), np.linalg.norm(u + v)))
+
+
 def _angular(a, b) -> float:
-    num = float(np.sum(a * b))
-    den = float(np.linalg.norm(a) * np.linalg.norm(b))
-    if den == 0:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na * nb == 0:
         raise ValueError(
             "Invalid value in ShapeMetric.score(): a representation is zero after centring "
             "(every stimulus has the same pattern), so the angle is undefined. "
             "Expected varying patterns."
         )
-    return float(np.arccos(np.clip(num / den, -1.0, 1.0)))
+    return _angle(a / na, b / nb)
 
 
 class ShapeMetric:
@@ -410,7 +425,26 @@ def _fast_nuclear(M, a: _Whitened, b: _Whitened) -> float:
     return nuc
 
 
+def _aligned(a: _Whitened, b: _Whitened, ca: float, cb: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ca Bx Q`` and ``cb By``, with ``Q`` the rotation that aligns them best (both
+    zero-padded to one width), in float64 on the CPU."""
+    A, B = to_numpy(a.B).astype(np.float64), to_numpy(b.B).astype(np.float64)
+    width = max(A.shape[1], B.shape[1])
+    A, B = _pad(A, width), _pad(B, width)
+    U, _, Vt = np.linalg.svd(A.T @ B)
+    return ca * (A @ (U @ Vt)), cb * B
+
+
 def _pair_distance(a: _Whitened, b: _Whitened, nuc: float, score_method: str) -> float:
+    """The distance from the nuclear norm ``nuc`` of ``Bx^T By``.
+
+    The closed forms (``arccos(nuc / (||Bx|| ||By||))``, ``sqrt(sx^2 ||Bx||^2 + ... -
+    2 sx sy nuc)``) cancel for nearly identical systems, leaving an error of about
+    ``sqrt(eps)`` relative (1.5e-8 rad) that depends on the summation order. There (cosine
+    above ``1 - 1e-4``, or a squared Euclidean distance below ``1e-4`` of its terms) the
+    two systems are aligned and their difference measured directly: then the distance is
+    exact to rounding, whatever the partition of the work.
+    """
     if score_method == "angular":
         den = np.sqrt(a.sq_norm * b.sq_norm)
         if den == 0:
@@ -418,10 +452,16 @@ def _pair_distance(a: _Whitened, b: _Whitened, nuc: float, score_method: str) ->
                 "Invalid value in distance_matrix(): a system is zero after centring (every "
                 "stimulus has the same pattern). Expected varying patterns."
             )
-        return float(np.arccos(np.clip(nuc / den, -1.0, 1.0)))
+        if nuc / den <= 1 - 1e-4:
+            return float(np.arccos(np.clip(nuc / den, -1.0, 1.0)))
+        return _angle(*_aligned(a, b, 1 / np.sqrt(a.sq_norm), 1 / np.sqrt(b.sq_norm)))
     sa, sb = a.scale, b.scale
-    d2 = sa**2 * a.sq_norm + sb**2 * b.sq_norm - 2 * sa * sb * nuc
-    return float(np.sqrt(max(d2, 0.0)))
+    terms = sa**2 * a.sq_norm + sb**2 * b.sq_norm
+    d2 = terms - 2 * sa * sb * nuc
+    if d2 >= 1e-4 * terms:
+        return float(np.sqrt(d2))
+    u, v = _aligned(a, b, sa, sb)
+    return float(np.linalg.norm(u - v))
 
 
 def shape_distance(

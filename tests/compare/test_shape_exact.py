@@ -158,8 +158,33 @@ def test_systems_spanning_all_stimuli_are_at_cca_distance_zero(caplog):
     for factor in (1.0, 1e6, 1e-6):
         with caplog.at_level("WARNING", logger="neuroalign"):
             got = _paths(X * factor, Y * factor, 0.0, "angular", torch=True)
-        np.testing.assert_allclose(got, 0.0, atol=1e-7)
+        np.testing.assert_allclose(got, 0.0, atol=1e-12)
     assert "spans every direction of the 10 centred stimuli" in caplog.text
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nearly_identical_systems_keep_full_precision(seed):
+    """``arccos`` of a cosine within a rounding error of 1 is off by up to 1.5e-8 rad (and
+    ``sqrt`` of a cancelled Euclidean square as much, relative), by an amount that depends
+    on the summation order. Copies up to rotation, translation and scale are at distance
+    ~1e-15 by every path, and a perturbation of size ``eps`` moves the distance in
+    proportion to ``eps`` (the old closed forms gave noise of 1e-8 there)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((40, 7))
+    Q, _ = np.linalg.qr(rng.standard_normal((7, 7)))
+    E = rng.standard_normal((40, 7))
+    for alpha in (0.0, 0.5, 1.0):
+        copy = (2.0 if alpha == 1.0 else 1.0) * X @ Q + 3.0
+        np.testing.assert_allclose(_paths(X, copy, alpha, "angular", torch=True), 0.0, atol=1e-12)
+        if alpha == 1.0:
+            np.testing.assert_allclose(_paths(X, X @ Q - 1.0, alpha, "euclidean", torch=True), 0.0,
+                                       atol=1e-12 * np.linalg.norm(X))
+        for method in ("angular", "euclidean"):
+            small, large = (_paths(X, X @ Q + eps * E, alpha, method, torch=True)
+                            for eps in (1e-9, 1e-7))
+            assert np.all(large > 0)
+            np.testing.assert_allclose(small, large / 100, rtol=1e-3)
+            np.testing.assert_allclose(large, large[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
