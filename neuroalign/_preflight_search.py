@@ -138,7 +138,6 @@ def banded_batch(n_samples: int, n_features, n_targets: int, *, n_alphas: int, n
 # -- searchlight ---------------------------------------------------------------------------
 _RANK_BLOCK = 1 << 22  # entries ranked together (neuroalign.compare._ranks._ROWS_BLOCK)
 _RANK_ROWS_MAX = 1024  # shorter rows are ranked a block at a time (_ranks._ROWS_MAX)
-_ROWS_PARALLEL = 100_000  # longer rows are taken in threads (_ranks._PARALLEL_MIN)
 _DIST_BYTES = 64 * 2**20  # Dijkstra distances at a time (_searchlight_geometry._DIST_BYTES)
 _CELLS_PER_ROUND = 64  # cached cells built and run at a time (_searchlight._CHUNKS_PER_ROUND)
 _TAU_RUNTIME = 121 * 2**20  # numba and the compiled tau-a count, loaded on first use
@@ -176,19 +175,18 @@ def _compare_memory(n: int, m_all: int, m: int, c: int, k: int, method: str) -> 
         if m < _RANK_ROWS_MAX:  # short rows: ranked a block of rows at a time
             block = min(c * m, max(m, _RANK_BLOCK))
         else:  # one row at a time, or one per thread
-            from neuroalign._config import max_threads
+            from neuroalign.compare._ranks import row_threads
 
-            block = (max_threads() if m >= _ROWS_PARALLEL else 1) * m
+            block = row_threads(c, m) * m
         return c * m * 8 + 17 * block
     if method == "pearson":
         return c * m * 8
     if method == "cosine":
         return 0
     if method == "tau_a":
-        from neuroalign._config import max_threads
+        from neuroalign.compare._ranks import row_threads
 
-        rows = max_threads() if m >= _ROWS_PARALLEL else 1
-        return 16 * m + rows * 40 * m
+        return 16 * m + row_threads(c, m) * 40 * m
     # second-moment methods: G = -1/2 H D H of every RDM, (c, n, n) and (k, n, n)
     g, gk = c * n * n * 8, k * n * n * 8
     full = m != m_all  # pairs left out: G is built from a zero-filled full vector

@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+import scipy.linalg  # noqa: F401  (scipy's own BLAS loaded before any test reads the settings)
 from threadpoolctl import threadpool_info
 
 import neuroalign
@@ -114,6 +115,16 @@ def test_rank_threads_never_exceed_the_limit_and_restore_everything(monkeypatch)
     # workers x BLAS threads (and x torch threads) never exceed the limit of 2
     assert len(seen) == 6 and max(a for a, *_ in seen) <= 2
     assert all(a * blas <= 2 and a * t <= 2 for a, blas, t, _ in seen)
+    assert settings() == before
+    # many shorter rows: blocks of rows per task, under the same limit, every row once
+    monkeypatch.setattr(ranks, "_PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(ranks, "_BLOCKS_MIN", 1)
+    rows, gate = [], threading.Barrier(2, timeout=2)
+    with thread_limits(2):
+        ranks._rows_parallel(lambda r: (rows.append(r), func(r)), 8, 10)
+    assert sorted(rows) == list(range(8)) and len(seen) == 14
+    assert all(a * blas <= 2 and a * t <= 2 for a, blas, t, _ in seen)
+    assert len({name for *_, name in seen[6:]}) == 2  # two worker threads
     assert settings() == before
     seen.clear()
     gate = threading.Barrier(1)

@@ -18,7 +18,8 @@ __all__ = ["rank_average", "rank_rows"]
 
 log = get_logger(__name__)
 
-_PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads
+_PARALLEL_MIN = 100_000  # rows at least this long are ranked in threads, one row per task
+_BLOCKS_MIN = 1 << 20  # shorter rows, this many entries in all: in threads, blocks of rows
 
 
 def _tau_kernel():
@@ -72,17 +73,39 @@ def _scipy_kendall_dis():
     return count
 
 
+def row_threads(n_rows: int, size: int) -> int:
+    """The threads :func:`_rows_parallel` runs ``n_rows`` rows of ``size`` entries in: the
+    limit (:func:`neuroalign._config.max_threads`) for rows of at least ``_PARALLEL_MIN``
+    entries, or for many rows of at least ``_BLOCKS_MIN`` entries in all; else 1."""
+    from neuroalign._config import max_threads
+
+    if size >= _PARALLEL_MIN or (n_rows > 1 and n_rows * size >= _BLOCKS_MIN):
+        return max_threads()
+    return 1
+
+
 def _rows_parallel(func, n_rows: int, size: int) -> None:
-    """Run ``func(r)`` for every row, in threads when rows are long (numpy sorts release
-    the GIL).
+    """Run ``func(r)`` for every row, in threads where :func:`row_threads` says (numpy
+    sorts release the GIL): long rows one per task, many shorter rows in contiguous blocks
+    of rows, two blocks per thread (a task per short row would spend its time waiting for
+    the GIL between numpy calls).
 
     The pool has at most :func:`neuroalign._config.max_threads` workers (the cores, or the
     limit of an active :func:`neuroalign.thread_limits` block), and while it runs, BLAS,
     OpenMP and torch get ``max_threads() // workers`` threads in each worker, so workers
     times their threads never exceed the limit.
     """
-    if size >= _PARALLEL_MIN:
+    threads = row_threads(n_rows, size)
+    if threads > 1 and size >= _PARALLEL_MIN:
         map_threads(func, range(n_rows))
+    elif threads > 1:
+        edges = np.linspace(0, n_rows, min(n_rows, 2 * threads) + 1).astype(np.int64)
+
+        def block(b: int) -> None:
+            for r in range(edges[b], edges[b + 1]):
+                func(r)
+
+        map_threads(block, range(len(edges) - 1))
     else:
         for r in range(n_rows):
             func(r)

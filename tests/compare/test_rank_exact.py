@@ -178,3 +178,28 @@ def test_rank_average_of_many_rows_equals_rankdata(m, monkeypatch):
     v[3] = 1.0  # a constant row
     assert np.array_equal(rank_average(v), rankdata(v, axis=1))
     assert np.array_equal(rank_average(v.reshape(4, 10, m)), rankdata(v, axis=1).reshape(4, 10, m))
+
+
+@pytest.mark.parametrize("n_rows", [2, 5, 41])
+def test_many_medium_rows_ranked_in_blocks_of_threads_equal_rankdata(n_rows, monkeypatch):
+    """Rows too short for a thread each but many (``_BLOCKS_MIN`` entries in all) are
+    ranked in threads, contiguous blocks of rows per task: every row once, in its place,
+    whatever the number of rows against the blocks; Spearman of such rows as scipy's."""
+    import scipy.stats
+
+    from neuroalign import thread_limits
+    from neuroalign.compare import _ranks
+
+    monkeypatch.setattr(_ranks, "_BLOCKS_MIN", 1)
+    rng = np.random.default_rng(n_rows)
+    v = np.round(rng.standard_normal((n_rows, 1500)), 1)  # ties
+    v[1] = 1.0  # a constant row
+    with thread_limits(2):
+        assert _ranks.row_threads(n_rows, 1500) == 2
+        assert np.array_equal(rank_average(v), rankdata(v, axis=1))
+        data = rng.standard_normal(1500)
+        got = compare_rdms(v[2:] if n_rows > 2 else v[:1], data, "spearman")
+    want = [scipy.stats.spearmanr(row, data).statistic for row in (v[2:] if n_rows > 2 else v[:1])]
+    np.testing.assert_allclose(got.ravel(), want, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(_ranks, "_BLOCKS_MIN", 1 << 20)
+    assert _ranks.row_threads(n_rows, 1500) == 1  # few entries: one thread

@@ -185,6 +185,16 @@ def test_nearly_identical_systems_keep_full_precision(seed):
             assert np.all(large > 0)
             np.testing.assert_allclose(small, large / 100, rtol=1e-3)
             np.testing.assert_allclose(large, large[0], rtol=1e-6)
+    # ranks 7 and 8 (an extra channel of size eps), in both orders: the narrower system is
+    # aligned in the wider one's space (a thin rotation would drop that channel)
+    e = rng.standard_normal((40, 1))
+    for method in ("angular", "euclidean"):
+        small, large = (np.r_[_paths(X, np.c_[X @ Q, eps * e], 1.0, method, torch=True),
+                              _paths(np.c_[X @ Q, eps * e], X, 1.0, method, torch=True)]
+                        for eps in (1e-9, 1e-7))
+        assert np.all(large > 0)
+        np.testing.assert_allclose(small, large / 100, rtol=1e-3)
+        np.testing.assert_allclose(large, large[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
