@@ -77,7 +77,7 @@ def row_threads(n_rows: int, size: int) -> int:
     """The threads :func:`_rows_parallel` runs ``n_rows`` rows of ``size`` entries in: the
     limit (:func:`neuroalign._config.max_threads`) for rows of at least ``_PARALLEL_MIN``
     entries, or for many rows of at least ``_BLOCKS_MIN`` entries in all; else 1."""
-    from neuroalign._config import max_threads
+    from neuroalign._config import max_threads  # looked up at each call (tests patch it)
 
     if size >= _PARALLEL_MIN or (n_rows > 1 and n_rows * size >= _BLOCKS_MIN):
         return max_threads()

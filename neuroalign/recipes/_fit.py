@@ -129,12 +129,12 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
             return _write(res, summary, out_dir, extra, outputs, overwrite)
         if kind == "ridge":
             enc = RidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
-            enc.fit(feats, train, cluster=cells)
-            score = enc.score(feats, test.load())
         else:
-            enc = AttentionRoutingEncoder(**params).fit(feats, train, cluster=cells)
-            test = test.load()
-            score = enc.score(feats, test)
+            enc = AttentionRoutingEncoder(**params)
+        enc.fit(feats, train, cluster=cells)
+        test = test.load()
+        score = enc.score(feats, test)
+        if kind != "ridge":
             from neuroalign.store import index_stimuli
 
             test_ids = test.stimulus_id.values
