@@ -133,12 +133,31 @@ def max_threads() -> int:
     return min([_cores(), *getattr(_LOCAL, "limits", [])])
 
 
+_POOLS: list[Any] = []  # [(key of sys.modules, ThreadpoolController)]
+_POOLS_LOCK = threading.Lock()
+
+
+def _threadpools():
+    """threadpoolctl's ``ThreadpoolController`` of the libraries loaded now.
+
+    Building one scans every loaded shared library (2-30 ms with torch loaded, paid by each
+    ``threadpool_limits`` call, i.e. by every :func:`thread_limits` block of a batch loop);
+    it is rebuilt only when modules were imported since, which is how BLAS and OpenMP
+    runtimes get loaded.
+    """
+    key = (len(sys.modules), next(reversed(sys.modules)))
+    with _POOLS_LOCK:
+        if not _POOLS or _POOLS[0][0] != key:
+            from threadpoolctl import ThreadpoolController
+
+            _POOLS[:] = [(key, ThreadpoolController())]
+        return _POOLS[0][1]
+
+
 def limit_this_thread(n_threads: int) -> None:
     """Limit OpenMP and torch (if imported) in the calling thread for the rest of its life,
     e.g. in the initializer of a worker pool whose threads end with the pool."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=n_threads, user_api="openmp")
+    _threadpools().limit(limits=n_threads, user_api="openmp")
     torch = sys.modules.get("torch")  # never imported here
     if torch is not None:
         torch.set_num_threads(n_threads)
@@ -227,9 +246,7 @@ def thread_limits(n_threads: int | None, *, blas: bool = True, torch: bool = Tru
     limiter = None
     try:
         if blas:
-            from threadpoolctl import threadpool_limits
-
-            limiter = threadpool_limits(limits=n)
+            limiter = _threadpools().limit(limits=n)
         if torch_mod is not None:
             torch_mod.set_num_threads(n)
         yield n

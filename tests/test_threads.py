@@ -1,6 +1,7 @@
 """thread_limits: BLAS/OpenMP, torch and neuroalign's own pools bounded inside the block,
 everything restored after it (also after an exception, when nested, and across threads)."""
 
+import sys
 import threading
 
 import numpy as np
@@ -175,3 +176,48 @@ def test_ridge_core_restores_threads_after_an_error(monkeypatch):
         ridge_cv(X, Y, [1.0, 10.0], [(np.arange(20), np.arange(20, 30))])
     assert inside and all(set(libs.values()) == {1} and t == 1 for libs, t in inside)
     assert settings() == before
+
+
+_LATE_BLAS = """
+import json, numpy as np
+from threadpoolctl import threadpool_info
+from neuroalign import thread_limits
+with thread_limits(1):  # the library scan is kept from here on
+    pass
+import scipy.linalg  # loads scipy's own OpenBLAS after the first block
+scipy.linalg.cho_factor(np.eye(3))
+with thread_limits(1):
+    inside = [lib["num_threads"] for lib in threadpool_info()]
+print(json.dumps([inside, [lib["filepath"] for lib in threadpool_info()]]))
+"""
+
+
+def test_a_blas_loaded_after_the_first_block_is_limited_by_the_next():
+    """The scan of the loaded libraries is reused across blocks (it costs milliseconds),
+    and redone once an import has loaded another library: a block still limits them all."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _LATE_BLAS], capture_output=True, text=True,
+                         check=True, env={"OMP_NUM_THREADS": "2", "PATH": ""})
+    inside, libs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(libs) >= 2 and inside == [1] * len(libs), (inside, libs)
+
+
+def test_the_library_scan_is_reused_between_blocks(monkeypatch):
+    from neuroalign import _config
+
+    with thread_limits(1):
+        pass
+    scan = _config._threadpools()
+    before = settings()
+    for _ in range(5):
+        with thread_limits(1):
+            assert set(settings()[0].values()) == {1}
+        assert _config._threadpools() is scan
+    assert settings() == before
+    monkeypatch.setitem(sys.modules, "neuroalign_test_new_module", object())  # an import
+    with thread_limits(1):
+        assert set(settings()[0].values()) == {1}
+    assert _config._threadpools() is not scan
