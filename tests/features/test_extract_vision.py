@@ -268,3 +268,40 @@ def test_module_with_callable_transform(stim):
     f = extract(net, stim, layers=["layer3"], transform=tf, device="cpu")
     assert f["layer3"].shape == (5, 256)
     assert "Resize" in f.attrs["transform"] and f.attrs["model"] == "module:ResNet"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_channels_last_recording_equals_the_plain_one(seed):
+    """The hook engine's channels-last CPU path (taken by the simulation's truth network, the
+    decoders' extractors and extract() for CNNs) gives the plain path's values, tokens and
+    input gradients to float rounding, and really hands the network channels-last input."""
+    from neuroalign.features._hooks import LayerRecorder, is_cnn
+
+    net = build_network("resnet18", seed)
+    assert is_cnn(net) and is_cnn(build_network("alexnet", 0))
+    assert not is_cnn(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.Flatten()))
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    seen = []
+    hook = net.conv1.register_forward_pre_hook(
+        lambda _m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    out, grads = {}, {}
+    for cl in (False, True):
+        for pooling in ("mean", None):
+            with torch.no_grad(), LayerRecorder(net, ["layer2", "layer4"], pooling=pooling,
+                                                modality="image", channels_last=cl) as rec:
+                res = rec.run(net, x)
+            out[cl, pooling] = {k: v.clone() for k, v in res.items()}
+        xg = x.clone().requires_grad_(True)
+        with LayerRecorder(net, ["layer3"], pooling="mean", modality="image", detach=False,
+                           channels_last=cl) as rec:
+            rec.run(net, xg)["layer3"].square().sum().backward()
+        grads[cl] = xg.grad
+    hook.remove()
+    assert seen == [False, False, False, True, True, True]
+    for pooling in ("mean", None):
+        for layer in ("layer2", "layer4"):
+            a, b = out[False, pooling][layer], out[True, pooling][layer]
+            assert a.shape == b.shape
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[True], grads[False], rtol=1e-4, atol=1e-5 * float(grads[False].abs().max()))
+    assert grads[False].abs().max() > 0

@@ -115,7 +115,7 @@ def test_fit_recipe_with_a_local_cluster_equals_one_process_and_reruns_only_miss
     got, want = (_leaves(json.loads((tmp_path / d / "summary.json").read_text())["rois"])
                  for d in ("cl", "plain"))
     assert [k for k, _ in got] == [k for k, _ in want]
-    for (key, g), (_, w) in zip(got, want):
+    for (key, g), (_, w) in zip(got, want, strict=True):
         assert g == pytest.approx(w, rel=0, abs=1e-12) if isinstance(w, float) else g == w, key
     assert first["result"]["median_score"] == pytest.approx(plain["result"]["median_score"],
                                                             rel=0, abs=1e-12)

@@ -307,8 +307,14 @@ def test_simulation_made_on_demand(tmp_path):
     assert res.exit_code == 0, res.output
     sim = tmp_path / "study" / "sim"
     assert (sim / "truth.json").exists() and (sim / "store.zarr").exists()
-    summary = json.loads((tmp_path / "study" / "banded-results" / "summary.json").read_text())
+    out = tmp_path / "study" / "banded-results"
+    summary = json.loads((out / "summary.json").read_text())
     assert {"hV4", "FFA-1"} <= set(summary["rois"])
+    import xarray as xr
+
+    split = xr.open_zarr(out / "split_r2.zarr")["split_r2"]  # the share of each feature space
+    assert list(split["space"].values) == ["vision", "language"]
+    assert np.isfinite(split.values).mean() > 0.9
 
 
 def test_every_kind_has_an_example():

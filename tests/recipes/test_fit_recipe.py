@@ -59,15 +59,6 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
         assert 0 < norm["n_neuroids"] <= stats["n_neuroids"]
 
 
-@pytest.mark.slow
-def test_banded_recipe_runs(small_sim, tmp_path):
-    res = run_recipe(RECIPES / "fit-banded-ridge.toml", sets=[f"store.path={small_sim.store_path}"],
-                     out=tmp_path / "b")
-    split = xr.open_zarr(tmp_path / "b" / "split_r2.zarr")["split_r2"]
-    assert list(split["space"].values) == ["vision", "language"]
-    assert {"hV4", "FFA-1"} <= set(res["result"]["rois"])
-
-
 def test_recipe_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('kind = "fit"\n[store]\npath = "x"\n[features]\nmodel = "m"\nlayers = "l"\n'
