@@ -13,12 +13,9 @@ from neuroalign.exceptions import DimensionError, NotFittedError, StimulusMismat
 @pytest.fixture(scope="module")
 def sim_features(sim_nsd):
     """Target embeddings: pooled layers of the ground-truth network (a features Dataset)."""
-    import torch
-
     from neuroalign.datasets.simulate import build_network
     from neuroalign.decoders import PooledFeatureExtractor, store_images
 
-    torch.set_num_threads(1)
     avg = sim_nsd.store().load().na.average_repetitions()
     ext = PooledFeatureExtractor(build_network("resnet18", sim_nsd.truth["model"]["seed"]),
                                  ["layer2", "layer4"], input_size=112)

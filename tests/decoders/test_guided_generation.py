@@ -18,11 +18,8 @@ from neuroalign.exceptions import DimensionError, NotFittedError
 
 @pytest.fixture(scope="module")
 def setup(sim_nsd, tmp_path_factory):
-    import torch
-
     from neuroalign.datasets.simulate import build_network
 
-    torch.set_num_threads(1)
     avg = sim_nsd.store().load().na.average_repetitions()
     ext = PooledFeatureExtractor(build_network("resnet18", sim_nsd.truth["model"]["seed"]),
                                  ["layer1", "layer2", "layer3", "layer4"], input_size=224)

@@ -16,9 +16,6 @@ from neuroalign.exceptions import DataFormatError, DimensionError
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("pipe") / "tiny"
     return path, tiny_pipeline(path, n_images=48, steps=20, seed=0)
 

@@ -12,11 +12,8 @@ from neuroalign.cli import app
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
-    import torch
-
     from neuroalign.decoders import tiny_pipeline
 
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("pipe") / "tiny"
     tiny_pipeline(path, n_images=48, steps=20, seed=0)
     return path
