@@ -101,7 +101,6 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
                 f"such as {[n for n in modules if n][:10]!r}."
             )
         self.input_size = int(input_size)
-        self._cnn: bool | None = None  # is_cnn(model), on the first forward
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -163,13 +162,11 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=True)
-        from neuroalign.features._hooks import LayerRecorder, is_cnn
+        from neuroalign.features._hooks import LayerRecorder
 
         # the one hook engine, kept differentiable: spatial mean of feature maps
-        if self._cnn is None:
-            self._cnn = is_cnn(self.model)
         with LayerRecorder(self.model, self.layers, pooling="mean", modality="image",
-                           detach=False, channels_last=self._cnn) as rec:
+                           detach=False) as rec:
             out = rec.run(self.model, (x - self.mean) / self.std)
         return _torch().cat([out[name] for name in self.layers], dim=1)
 

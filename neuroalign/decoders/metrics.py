@@ -346,15 +346,14 @@ class FeatureNetwork:
                 f"Unknown node {self.node!r} of network {self.name!r}. "
                 f"Expected a module name such as {list(modules)[1:8]!r}."
             )
-        from neuroalign.features._hooks import LayerRecorder, is_cnn
+        from neuroalign.features._hooks import LayerRecorder
 
         out: list[np.ndarray] = []
         m = torch.tensor(self.mean).view(1, 3, 1, 1)
         s = torch.tensor(self.std).view(1, 3, 1, 1)
         # the one hook engine, unpooled: the node's whole output, flattened as (C, H, W)
         with torch.no_grad(), LayerRecorder(self.model, [self.node], pooling=None,
-                                            modality="image",
-                                            channels_last=is_cnn(self.model)) as rec:
+                                            modality="image") as rec:
             for start in range(0, len(images), batch_size):
                 arr = resize_images(images[start : start + batch_size], self.resize)
                 x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()

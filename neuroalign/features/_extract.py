@@ -15,7 +15,7 @@ from neuroalign._logging import get_logger, progress
 from neuroalign._validation import check_option, check_positive_int
 from neuroalign._version import __version__
 from neuroalign.features._cache import FeatureCache
-from neuroalign.features._hooks import POOLINGS, LayerRecorder, is_cnn, resolve_layers
+from neuroalign.features._hooks import POOLINGS, LayerRecorder, resolve_layers
 from neuroalign.features._language import encode_texts, story_inputs
 from neuroalign.features._sources import DEFAULT, FeatureModel, load_model, module_fingerprint
 from neuroalign.stimuli import StimulusSet
@@ -346,7 +346,7 @@ def _compute(store: FeatureCache | None, model: Any, stim: StimulusSet, n: int, 
         existing.close()
     use_cl = channels_last
     if use_cl is None:
-        use_cl = dev == "cpu" and stim.modality == "image" and is_cnn(fm.module)
+        use_cl = dev == "cpu" and stim.modality == "image" and _is_cnn(fm)
     with recorder, torch.inference_mode(), _memory_format(fm, bool(use_cl)):
         for start in progress(starts, desc=f"features {fm.name}", total=len(starts), unit="batch"):
             stop = min(start + batch_size, n)
@@ -380,6 +380,14 @@ def _compute(store: FeatureCache | None, model: Any, stim: StimulusSet, n: int, 
     ds = _template(stim, names, buffers, dims, var_attrs, token_coords, n, np_dtype, fill=True)
     ds.attrs.update(attrs)
     return ds
+
+
+def _is_cnn(fm: FeatureModel) -> bool:
+    """A network whose compute is mostly 2-d convolutions (not a ViT patch embedding)."""
+    import torch
+
+    convs = [m for m in fm.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    return len(convs) >= 4
 
 
 class _memory_format:

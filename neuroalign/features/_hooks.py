@@ -8,7 +8,7 @@ from typing import Any
 
 from neuroalign._validation import format_list
 
-__all__ = ["list_layers", "resolve_layers", "block_layers", "is_cnn", "LayerRecorder", "POOLINGS"]
+__all__ = ["list_layers", "resolve_layers", "block_layers", "LayerRecorder", "POOLINGS"]
 
 POOLINGS = ("auto", "cls", "mean", "spatial", "last", None)
 
@@ -26,14 +26,6 @@ def _tensor_of(output: Any):
             if isinstance(value, torch.Tensor):
                 return value
     raise TypeError(f"cannot take features from a module output of type {type(output).__name__}")
-
-
-def is_cnn(module) -> bool:
-    """Whether ``module``'s compute is mostly 2-d convolutions (not only a ViT's patch
-    embedding): such networks run faster on the CPU in channels-last memory format."""
-    import torch
-
-    return sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()) >= 4
 
 
 def list_layers(module) -> list[str]:
@@ -109,10 +101,6 @@ class LayerRecorder:
     detach : bool
         Detach the activations from the autograd graph (False: keep them differentiable
         with respect to the input, e.g. for guided image generation).
-    channels_last : bool
-        Pass image batches on the CPU in channels-last memory format (20-25 % faster for
-        convolutional networks, e.g. ResNet-18; the same values to float rounding). Callers
-        set it with :func:`is_cnn`.
 
     Notes
     -----
@@ -122,7 +110,7 @@ class LayerRecorder:
     """
 
     def __init__(self, module, layers, *, pooling, modality, n_prefix_tokens=0, causal=False,
-                 stop_early=True, detach=True, channels_last=False):
+                 stop_early=True, detach=True):
         self.module = module
         self.layers = list(layers)
         self.pooling = pooling
@@ -131,7 +119,6 @@ class LayerRecorder:
         self.causal = causal
         self.stop_early = stop_early
         self.detach = detach
-        self.channels_last = channels_last
         self.outputs: dict[str, Any] = {}
         self.kinds: dict[str, str] = {}
         self.grids: dict[str, tuple[int, int]] = {}
@@ -153,10 +140,6 @@ class LayerRecorder:
         """Run ``forward(inputs)`` and return ``{layer: pooled tensor}``."""
         self.outputs = {}
         self.select = select
-        if self.channels_last and getattr(inputs, "ndim", 0) == 4 and inputs.device.type == "cpu":
-            import torch
-
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
         try:
             forward(inputs)
         except _StopForward:

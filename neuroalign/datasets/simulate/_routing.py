@@ -63,12 +63,11 @@ def token_activations(model, images: np.ndarray, layer: str, *, grid: int = 7,
     import torch
     import torch.nn.functional as F
 
-    from neuroalign.features._hooks import LayerRecorder, is_cnn
+    from neuroalign.features._hooks import LayerRecorder
 
     out = []
     # the one hook engine: token-level feature maps, then pooled to the grid
-    with torch.no_grad(), LayerRecorder(model, [layer], pooling=None, modality="image",
-                                           channels_last=is_cnn(model)) as rec:
+    with torch.no_grad(), LayerRecorder(model, [layer], pooling=None, modality="image") as rec:
         for start in range(0, len(images), batch_size):
             tok = rec.run(model, preprocess(images[start:start + batch_size]))[layer]  # (B, HW, C)
             h, w = rec.grids[layer]

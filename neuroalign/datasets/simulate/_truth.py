@@ -100,12 +100,11 @@ def pooled_activations(
             f"Unknown layer(s) {missing!r} of the ground-truth network. "
             f"Expected module names such as {[n for n in modules if n][:12]!r}."
         )
-    from neuroalign.features._hooks import LayerRecorder, is_cnn
+    from neuroalign.features._hooks import LayerRecorder
 
     store: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     # the one hook engine (as neuroalign.features.extract): spatial mean of feature maps
-    with torch.no_grad(), LayerRecorder(model, layers, pooling="mean", modality="image",
-                                           channels_last=is_cnn(model)) as rec:
+    with torch.no_grad(), LayerRecorder(model, layers, pooling="mean", modality="image") as rec:
         for start in range(0, len(images), batch_size):
             out = rec.run(model, preprocess(images[start : start + batch_size]))
             for name in layers:
