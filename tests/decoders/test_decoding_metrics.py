@@ -134,3 +134,25 @@ def test_retrieval_seed_is_a_deprecated_alias():
     new = M.retrieval_top1(a, b, n_way=10, n_draws=5, random_state=7)
     with pytest.warns(FutureWarning, match="retrieval_top1\\(\\): 'seed' is deprecated.*random_state=7"):
         assert M.retrieval_top1(a, b, n_way=10, n_draws=5, seed=7) == new
+
+
+@pytest.mark.parametrize(("sides", "tile"), [((32,), 64), ((32, 64), 128), ((200,), 256),
+                                             ((300,), 300), ((512, 256), 512)])
+def test_grid_enlarges_small_images_only(tmp_path, sides, tile):
+    """Tiles are the largest image enlarged twice, up to 256 px; larger images (unCLIP's
+    512 px samples) keep their size instead of a grid of 1024 px tiles. Each image lands
+    in its own tile, rows in order."""
+    from PIL import Image
+
+    from neuroalign.decoders import save_grid
+
+    colours = np.arange(1, 1 + 3 * len(sides)).reshape(len(sides), 3) * 20
+    rows = [np.broadcast_to(colours[i][:, None, None, None].repeat(3, -1), (3, s, s, 3))
+            .astype(np.uint8) for i, s in enumerate(sides)]
+    with Image.open(save_grid(rows, tmp_path / "g.png")) as im:
+        canvas = np.asarray(im)
+    assert canvas.shape == (len(sides) * (tile + 2), 3 * (tile + 2), 3)
+    for i in range(len(sides)):
+        for j in range(3):
+            block = canvas[i * (tile + 2):i * (tile + 2) + tile, j * (tile + 2):j * (tile + 2) + tile]
+            assert (block == colours[i][j]).all(), (i, j)
