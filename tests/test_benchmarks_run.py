@@ -27,7 +27,7 @@ CASES = {
     "rdm": ["bench_rdm.py", "--quick"],
     "ridge": ["bench_ridge.py", "--n", "300", "--p", "32", "--t", "200", "--alphas", "5", "--layers", "2",
               "--sweep-n", "200", "--sweep-p", "16", "--sweep-t", "100"],
-    "scaleout": ["bench_scaleout.py"],
+    "scaleout": ["bench_scaleout.py", "--small"],
     "searchlight": ["bench_searchlight.py", "--shape", "14", "14", "14", "--n-stim", "10", "--repeat", "1"],
     "searchlight_fsaverage5": ["bench_searchlight.py", "--fsaverage5", "--fsaverage5-mesh", "pial",
                                "--n-stim", "10", "--surface-radius", "6"],
