@@ -63,14 +63,14 @@ def test_getting_started_page_runs_as_written(page, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
-@pytest.mark.slow  # ~45 s: imports every subpackage and renders ~200 pages
+@pytest.mark.slow  # ~15 s: imports every subpackage and renders ~200 pages
 @pytest.mark.timeout(600)
 def test_api_reference_builds_without_warnings(tmp_path):
     pytest.importorskip("sphinx")
     pytest.importorskip("numpydoc")
     out = tmp_path / "html"
     proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-E", "-W", "--keep-going", "-q", "-b", "html",
+        [sys.executable, "-m", "sphinx", "-E", "-W", "--keep-going", "-q", "-b", "html", "-j", "auto",
          "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
