@@ -145,13 +145,22 @@ def _threadpools():
     it is rebuilt only when modules were imported since, which is how BLAS and OpenMP
     runtimes get loaded.
     """
-    key = (len(sys.modules), next(reversed(sys.modules)))
+    key = _modules_key(sys.modules)
     with _POOLS_LOCK:
-        if not _POOLS or _POOLS[0][0] != key:
+        if not _POOLS or key is None or _POOLS[0][0] != key:
             from threadpoolctl import ThreadpoolController
 
             _POOLS[:] = [(key, ThreadpoolController())]
         return _POOLS[0][1]
+
+
+def _modules_key(modules: dict) -> tuple[int, str] | None:
+    """(number of modules, the last imported), or None when another thread's import
+    changed ``modules`` while it was read (then the scan is redone)."""
+    try:
+        return len(modules), next(reversed(modules))
+    except (RuntimeError, StopIteration):
+        return None
 
 
 def limit_this_thread(n_threads: int) -> None:

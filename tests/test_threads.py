@@ -221,3 +221,18 @@ def test_the_library_scan_is_reused_between_blocks(monkeypatch):
     with thread_limits(1):
         assert set(settings()[0].values()) == {1}
     assert _config._threadpools() is not scan
+
+
+def test_an_import_in_another_thread_while_the_key_is_read_forces_a_new_scan():
+    """The modules are read without a lock: when another thread's import changes them
+    meanwhile (iteration raises), the scan is redone rather than the read failing."""
+    from neuroalign import _config
+
+    class Importing(dict):
+        def __reversed__(self):
+            raise RuntimeError("dictionary changed size during iteration")
+
+    assert _config._modules_key(Importing(a=1)) is None
+    assert _config._modules_key({}) is None
+    assert _config._modules_key({"a": 1, "b": 2}) == (2, "b")
+    assert _config._modules_key(sys.modules) == (len(sys.modules), list(sys.modules)[-1])
