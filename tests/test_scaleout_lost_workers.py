@@ -101,6 +101,7 @@ def test_finished_cells_are_checked_by_status_never_gathered():
     assert isinstance(got, CancelledError) and "_run_task-1 was cancelled" in str(got)
 
 
+@pytest.mark.slow  # waits out a connect timeout, ~2.5 s
 def test_cells_wait_for_the_first_worker_beyond_the_connect_timeout(tmp_path):
     """Jobs that wait in the queue: no worker yet when the cells start. Scattering the
     shared data then failed after dask's connect timeout (30 s; 0.5 s here)."""
@@ -173,6 +174,7 @@ class SLURMCluster:
         self.workers = {"SLURMCluster-1": self._Job()}
 
 
+@pytest.mark.slow  # waits for a queued job, ~2 s per case
 @pytest.mark.parametrize("shared", [(), (np.arange(3.0),), ((np.arange(3.0), np.zeros(3)),)],
                          ids=["nothing-shared", "shared-data", "shared-tuple"])
 def test_a_slurm_job_still_queued_when_the_last_worker_goes_is_waited_for(tmp_path,

@@ -70,6 +70,7 @@ def _fit(cfg, out, *, in_memory: bool, monkeypatch):
     return summary, xr.open_zarr(out / "results.zarr").load(), peak
 
 
+@pytest.mark.slow  # two whole recipe runs, ~8 s
 @pytest.mark.parametrize("kind", ["ridge", "layer-sweep"])
 def test_fit_recipe_leaves_the_store_on_disk_with_the_same_results(files, kind, tmp_path, monkeypatch):
     cfg = _recipe(files, kind)

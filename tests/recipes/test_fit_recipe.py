@@ -21,6 +21,7 @@ def small_sim(sim_nsd_large):
     return sim_nsd_large
 
 
+@pytest.mark.slow  # the whole recipe with real extraction, ~8 s
 def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     out = tmp_path / "res"
     result = CliRunner().invoke(app, ["fit", str(RECIPES / "fit-layer-sweep.toml"),
