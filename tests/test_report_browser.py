@@ -76,14 +76,18 @@ def test_console_errors_and_exceptions_are_caught(chromium, tmp_path):
 
 
 def test_broken_image_is_caught(chromium, tmp_path):
-    page = tmp_path / "img.html"
+    # a deep folder: the report must name the missing file whole, not its first 80 characters
+    page = tmp_path / ("a-long-folder-name-" * 5) / "img.html"
+    page.parent.mkdir()
     ok_png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
               "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
     page.write_text(f'<html><body><img src="{ok_png}"><img src="missing.png">'
                     '<img src="data:image/png;base64,bm90IGEgcG5n"></body></html>')
     res = check_html(page, screenshot=tmp_path / "img.png", chromium=chromium)
     assert len(res.images) == 3
-    assert res.broken_images[0].endswith("missing.png") and len(res.broken_images) == 2
+    assert res.broken_images[0] == (page.parent / "missing.png").as_uri()
+    assert len(res.broken_images) == 2
+    assert len(res.images[0]["src"]) == 80  # an inline image's data URL is cut
     assert res.images[0]["width"] == 1
     assert any("missing.png" in e for e in res.console_errors)  # the failed load is logged
     assert "image did not load" in res.problems()

@@ -37,6 +37,12 @@ _IMAGES_JS = """JSON.stringify(Array.from(document.images).map(img => ({
   width: img.naturalWidth, height: img.naturalHeight})))"""
 
 
+def _short_src(src: str) -> str:
+    """An image's address for reports: an inline ``data:`` URL cut to 80 characters (it can
+    be megabytes), a file or web address whole (cut, it would no longer say which file)."""
+    return src[:80] if src.startswith("data:") else src
+
+
 @dataclass
 class BrowserCheck:
     """What :func:`check_html` saw (a dataclass; fields as parameters).
@@ -49,7 +55,8 @@ class BrowserCheck:
         ``console.error``/``console.assert`` calls, uncaught exceptions and browser log
         entries of level error (e.g. a resource that failed to load).
     images : list of dict
-        Every ``<img>``: ``src`` (cut to 80 characters), ``complete``, ``width``, ``height``
+        Every ``<img>``: ``src`` (a ``data:`` URL cut to 80 characters, other addresses
+        whole), ``complete``, ``width``, ``height``
         (natural size; 0 when the image did not load).
     screenshot : Path or None
         The screenshot written, if any.
@@ -193,7 +200,7 @@ def _errors_from(events: list[dict]) -> list[str]:
             errors.append(f"uncaught exception: {desc.splitlines()[0] if desc else d}")
         elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             e = p["entry"]
-            errors.append(f"{e.get('source', 'log')}: {e.get('text', '')} {e.get('url', '')[:80]}".rstrip())
+            errors.append(f"{e.get('source', 'log')}: {e.get('text', '')} {_short_src(e.get('url', ''))}".rstrip())
     return errors
 
 
@@ -276,7 +283,7 @@ def check_html(path: str | os.PathLike, *, screenshot: str | os.PathLike | None 
             dt.drain(settle)
             value = dt.call("Runtime.evaluate", {"expression": _IMAGES_JS, "returnByValue": True},
                             session=session)["result"]["value"]
-            result.images = [{**im, "src": im["src"][:80]} for im in json.loads(value)]
+            result.images = [{**im, "src": _short_src(im["src"])} for im in json.loads(value)]
             for key, expression in (evaluate or {}).items():
                 out = dt.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
                               session=session)
