@@ -200,6 +200,7 @@ def stage_decode(cfg: DemoConfig, report: Report) -> None:
 
 def stage_guided(cfg: DemoConfig, report: Report) -> None:
     import matplotlib.pyplot as plt
+    import scipy.stats
     from PIL import Image
 
     from neuroalign.recipes._decode import run_generate
@@ -208,7 +209,10 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
     t0 = _stage(cfg, f"10. brain-guided images for {' and '.join(GUIDED_ROIS)}")
     sim = cfg.state["sim"]
     pipe, _ = _pipeline(cfg)
-    n = 3 if cfg.quick else 6
+    # six seeds in both modes: one sample's true response moves with float rounding (the
+    # guidance follows a gradient for 12 steps), so the check is a paired test over seeds,
+    # not a verdict on each of three samples
+    n = 6
     rows, grids = [], []
     for roi in GUIDED_ROIS:
         # the encoder the generator climbs: ridge on pooled features of the network that won
@@ -219,15 +223,18 @@ def stage_guided(cfg: DemoConfig, report: Report) -> None:
         true_g, true_p = np.asarray(res["true_guided"]), np.asarray(res["true_unguided"])
         stim_mean = res["true_stimulus_mean"]
         wins = float(np.mean(true_g > true_p))
+        p_paired = float(scipy.stats.ttest_rel(true_g, true_p, alternative="greater").pvalue)
         rows.append({"ROI": roi, "true response, guided (mean)": round(float(true_g.mean()), 3),
                      "unguided, same seeds": round(float(true_p.mean()), 3),
-                     "stimulus-set mean": round(stim_mean, 3) + 0.0, "guided > unguided": f"{wins:.0%}"})
+                     "stimulus-set mean": round(stim_mean, 3) + 0.0, "guided > unguided": f"{wins:.0%}",
+                     "paired p": f"{p_paired:.2g}"})
         cfg.echo(f"  {roi:<6} true response: guided {true_g.mean():.3f}, unguided {true_p.mean():.3f}, "
-                 f"stimulus mean {stim_mean:.3f}; guided wins {wins:.0%}")
-        report.check(f"guided images drive the TRUE {roi} response above unguided ones (same seeds) "
-                     "and above the stimulus-set mean",
-                     f"unguided {true_p.mean():.3f}, stimuli {stim_mean:.3f}", f"{true_g.mean():.3f}",
-                     wins >= 0.8 and true_g.mean() > max(true_p.mean(), stim_mean))
+                 f"stimulus mean {stim_mean:.3f}; guided wins {wins:.0%} (paired t-test p {p_paired:.2g})")
+        report.check(f"guided images drive the TRUE {roi} response above unguided ones (same seeds; "
+                     "paired t-test over seeds, p < 0.05) and above the stimulus-set mean",
+                     f"unguided {true_p.mean():.3f}, stimuli {stim_mean:.3f}",
+                     f"{true_g.mean():.3f} (p {p_paired:.2g})",
+                     p_paired < 0.05 and true_g.mean() > stim_mean)
         grids.append((roi, np.asarray(Image.open(out / "grid.png"))))
     fig, axes = plt.subplots(len(grids), 1, figsize=(1.6 * n, 3.4 * len(grids)), squeeze=False)
     for ax, (roi, grid) in zip(axes[:, 0], grids, strict=True):
