@@ -11,6 +11,40 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (``-n N``), give each worker its own share of the cores, so that N
+    workers never run more threads than there are cores: worker k keeps cores k, k+N, ...
+    (at least one). Its BLAS, OpenMP and torch pools, and neuroalign's thread limits, size
+    themselves by that affinity; so do the subprocesses it starts."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    k = int(worker.removeprefix("gw"))
+    mine = cores[k % len(cores)::count] or [cores[k % len(cores)]]
+    os.sched_setaffinity(0, mine)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(len(mine))  # libraries loaded from now on
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(len(mine))  # those already loaded (numpy's BLAS): kept, not restored
+
+
+_pin_xdist_worker()
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the default, pyproject's addopts): one worker per core this process may
+    run on (not the host's count, which a container or ``taskset`` can exceed), at most 8 (each
+    worker holds torch and a simulated brain in memory)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     """Plot functions return pyplot-managed figures: close those a test leaves open."""
@@ -20,6 +54,15 @@ def _close_figures():
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:
         plt.close("all")
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    """neuroalign sees two cores (``max_threads() == 2`` outside a tighter limit), whatever
+    this machine or pytest-xdist worker has: for tests of how work is split between threads."""
+    from neuroalign import _config
+
+    monkeypatch.setattr(_config, "_cores", lambda: 2)
 
 
 @pytest.fixture(scope="session")
@@ -62,13 +105,30 @@ def sim_eeg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def quick_demo(tmp_path_factory):
-    """``neuroalign demo --quick`` run once per session: (out folder, CliRunner result)."""
+    """``neuroalign demo --quick`` run once per test run, by whichever pytest-xdist worker
+    asks first (the others wait for it): (out folder, result with ``exit_code`` and
+    ``output``, as a CliRunner result)."""
+    import json
+    import traceback
+    from types import SimpleNamespace
+
+    from filelock import FileLock
     from typer.testing import CliRunner
 
     from neuroalign.cli import app
 
-    out = tmp_path_factory.mktemp("demo")
-    return out, CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    out, record = base / "quick-demo", base / "quick-demo.json"
+    with FileLock(base / "quick-demo.lock"):
+        if not record.exists():
+            res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+            output = res.output
+            if res.exception is not None and not isinstance(res.exception, SystemExit):
+                output += "".join(traceback.format_exception(res.exception))
+            record.write_text(json.dumps({"exit_code": res.exit_code, "output": output}))
+        return out, SimpleNamespace(**json.loads(record.read_text()))
 
 
 import torch  # noqa: E402

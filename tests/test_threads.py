@@ -91,7 +91,7 @@ def test_invalid_limits_are_refused(bad):
     assert settings() == before
 
 
-def test_rank_threads_never_exceed_the_limit_and_restore_everything(monkeypatch):
+def test_rank_threads_never_exceed_the_limit_and_restore_everything(monkeypatch, two_cores):
     import neuroalign.compare._ranks as ranks
 
     monkeypatch.setattr(ranks, "_PARALLEL_MIN", 1)

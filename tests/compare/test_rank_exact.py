@@ -181,7 +181,7 @@ def test_rank_average_of_many_rows_equals_rankdata(m, monkeypatch):
 
 
 @pytest.mark.parametrize("n_rows", [2, 5, 41])
-def test_many_medium_rows_ranked_in_blocks_of_threads_equal_rankdata(n_rows, monkeypatch):
+def test_many_medium_rows_ranked_in_blocks_of_threads_equal_rankdata(n_rows, monkeypatch, two_cores):
     """Rows too short for a thread each but many (``_BLOCKS_MIN`` entries in all) are
     ranked in threads, contiguous blocks of rows per task: every row once, in its place,
     whatever the number of rows against the blocks; Spearman of such rows as scipy's."""
