@@ -54,7 +54,9 @@ def test_every_benchmark_script_is_covered():
 def test_benchmark_runs_at_a_tiny_size(name, tmp_path):
     script, *args = CASES[name]
     args = [a.format(tmp=tmp_path) for a in args]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2", NEUROALIGN_PROGRESS="0")
+    # two threads as benchmarks/README.md runs them, or the pytest-xdist worker's own cores
+    env = dict(os.environ, PYTHONPATH=str(REPO), NEUROALIGN_PROGRESS="0",
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     env.pop("NETREP_PATH", None)  # the shape benchmark's reference side is a local checkout
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=tmp_path,
                          capture_output=True, text=True, env=env, timeout=600)
