@@ -90,26 +90,31 @@ def run_decode(cfg: dict, out: Path, *, overwrite: bool = False,
 
     out = Path(out)
     allow = cfg["allow_download"] if allow_download is None else bool(allow_download)
-    # the decoder's voxels: the recipe's ROIs (all without), read into memory
-    store = store_rois(open_store(cfg["store"])[0], cfg["store"]).load()
+    dcfg = dict(cfg.get("decoder", {}))
+    # the decoder's voxels: the recipe's ROIs (all without), read into memory once they fit;
+    # a decoder fitted on averages (average = true) needs only them, averaged from disk,
+    # unless the low-level decoder (fitted on single trials) needs the trials too
+    store = store_rois(open_store(cfg["store"])[0], cfg["store"])
+    if dcfg.get("average", False) and cfg.get("lowlevel") is None:
+        store = _averaged(store)
+    store = _read(store, "decode")
     # the metric networks before the fits: missing weights stop the run before long work
     mcfg = cfg["metrics"]
     weights = mcfg["weights"]
     nets = {name: feature_network(name, weights=None if weights == "none" else weights,
                                   allow_download=allow)
             for name in mcfg["networks"]}
-    avg = store.na.average_repetitions()
+    avg = _averaged(store)
     images = store_images(avg)
     pipe = _load_pipe(cfg["pipeline"], allow)
     embed = pipeline_embedder(pipe)
     emb = embed(images)
     target = xr.DataArray(emb, dims=("stimulus", "embedding"),
                           coords={"stimulus_id": ("stimulus", avg.stimulus_id.values)})
-    dcfg = dict(cfg.get("decoder", {}))
     dec = EmbeddingDecoder(dcfg.pop("kind", "ridge"), **dcfg).fit(store.na.split("train"), target)
     test = store.na.split("test")
     retrieval = dec.score(test, target)
-    test_avg = test.na.average_repetitions()
+    test_avg = _averaged(test)
     pred = dec.predict(test_avg)
     order = {s: i for i, s in enumerate(avg.stimulus_id.values)}
     gt = images[[order[s] for s in test_avg.stimulus_id.values]]
@@ -142,6 +147,28 @@ def run_decode(cfg: dict, out: Path, *, overwrite: bool = False,
     return table
 
 
+def _averaged(store: xr.Dataset) -> xr.Dataset:
+    """One row per stimulus: the store's repetitions averaged (a store on disk: a block of
+    neuroids at a time, lazily), or the store itself when it is already averaged."""
+    from neuroalign.store import is_trial_level
+
+    return store.na.average_repetitions() if is_trial_level(store) else store
+
+
+def _read(store: xr.Dataset, command: str) -> xr.Dataset:
+    """``store`` read into memory, after a memory preflight of its bytes: a store too large
+    stops at once with a named error, before anything is read."""
+    from neuroalign._preflight import check_memory, format_bytes
+
+    shape = " x ".join(f"{n} {d}" for d, n in store["responses"].sizes.items())
+    check_memory(int(store.nbytes), what=f"{command}: reading the store's responses ({shape}, "
+                 f"{format_bytes(store.nbytes)}) into memory",
+                 lower="[store] rois in the recipe (the neuroids it reads; all without), e.g. "
+                       "rois = [\"nsdgeneral\"]" + (", or [decoder] average = true (one row per "
+                                                    "stimulus)" if command == "decode" else ""))
+    return store.load()
+
+
 def run_generate_recipe(cfg: dict, out: Path, *, overwrite: bool = False,
                         allow_download: bool | None = None) -> dict[str, Any]:
     """Run a validated ``generate`` recipe: a differentiable encoder (a saved one, or a ridge
@@ -159,7 +186,7 @@ def run_generate_recipe(cfg: dict, out: Path, *, overwrite: bool = False,
         enc = _saved_encoder(Path(ecfg["path"]), allow)
     else:
         store, sim = open_store(cfg["store"])
-        avg = store_rois(store, cfg["store"]).load().na.average_repetitions()
+        avg = _read(_averaged(store_rois(store, cfg["store"])), "generate")
         layers = tuple(ecfg["layers"])
         if ecfg["model"] == SIMULATED_TRUTH:
             if sim is None:

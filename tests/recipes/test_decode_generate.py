@@ -161,3 +161,81 @@ networks = ["alexnet2"]
     want = int((store["roi_FFA-1"].values | store["roi_PPA"].values).sum())
     assert 0 < want < store.sizes["neuroid"] and seen["neuroids"] == want
     assert not (tmp_path / "out").exists()
+
+
+def _sizes_of_the_store_read(monkeypatch, budget=None):
+    """Record each ``xr.Dataset.load`` of a store's responses: their sizes, in order."""
+    import xarray as xr
+
+    loads, real = [], xr.Dataset.load
+
+    def load(self, **kw):
+        if "responses" in self.data_vars:
+            loads.append(dict(self["responses"].sizes))
+        return real(self, **kw)
+
+    monkeypatch.setattr(xr.Dataset, "load", load)
+    if budget is not None:
+        monkeypatch.setenv("NEUROALIGN_MEMORY_LIMIT", budget)
+    return loads
+
+
+@pytest.mark.parametrize("kind", ["decode", "generate"])
+def test_a_store_too_large_for_memory_stops_before_it_is_read(kind, sim_nsd, tiny_path, tmp_path,
+                                                                  monkeypatch):
+    """decode and generate read the store's responses into memory: a memory preflight
+    stops them at once, with what it needs and how to lower it, before anything is read."""
+    from neuroalign.exceptions import MemoryPreflightError
+    from neuroalign.recipes import run_recipe
+
+    loads = _sizes_of_the_store_read(monkeypatch, budget="64KiB")  # the store: ~0.8 MiB
+    recipe = tmp_path / f"{kind}.toml"
+    body = (f'[pipeline]\nsource = "{tiny_path}"\n[metrics]\nnetworks = ["alexnet2"]\n' if kind == "decode"
+            else f'[pipeline]\nsource = "{tiny_path}"\n[encoder]\nmodel = "simulated-truth"\n'
+                 'layers = ["layer4"]\n[generate]\nroi = "FFA-1"\nn = 1\n')
+    recipe.write_text(f'kind = "{kind}"\n[store]\npath = "{sim_nsd.root.resolve()}"\n{body}')
+    with pytest.raises(MemoryPreflightError, match=rf"{kind}: reading the store's responses .*"
+                                                   r"\[store\] rois in the recipe"):
+        run_recipe(recipe, out=tmp_path / "out")
+    assert loads == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_decode_on_averages_reads_only_the_averages(sim_nsd, tiny_path, tmp_path, monkeypatch):
+    """[decoder] average = true: the store's averages are read (a third of the trials here),
+    and the decoder is fitted on the same values as on the trials averaged in memory; with a
+    low-level decoder (fitted on single trials) the trials are read."""
+    import numpy as np
+
+    from neuroalign.decoders._embedding import EmbeddingDecoder
+    from neuroalign.recipes import run_recipe
+    from neuroalign.store import open_store
+
+    class Fitted(Exception):
+        pass
+
+    seen = []
+
+    def fit(self, store, target):
+        seen.append(store)
+        raise Fitted
+
+    monkeypatch.setattr(EmbeddingDecoder, "fit", fit)
+    loads = _sizes_of_the_store_read(monkeypatch)
+    for lowlevel in ("", "[lowlevel]\nsize = 8\n"):
+        recipe = tmp_path / "avg.toml"
+        recipe.write_text(f'kind = "decode"\n[store]\npath = "{sim_nsd.root.resolve()}"\n'
+                          f'[pipeline]\nsource = "{tiny_path}"\n[decoder]\nkind = "ridge"\n'
+                          f'average = true\n{lowlevel}[metrics]\nnetworks = ["alexnet2"]\n')
+        with pytest.raises(Fitted):
+            run_recipe(recipe, out=tmp_path / "out")
+    store = open_store(sim_nsd.store_path)
+    n_stim = len(np.unique(store.stimulus_id.values))
+    assert store.sizes["presentation"] > n_stim
+    assert [next(iter(s)) for s in loads] == ["stimulus", "presentation"]
+    assert loads[0]["stimulus"] == n_stim and loads[1]["presentation"] == store.sizes["presentation"]
+    want = store.load().na.split("train").na.average_repetitions()
+    got = seen[0]
+    assert "presentation" not in got.dims and "presentation" in seen[1].dims
+    want = want.sel(stimulus_id=got.stimulus_id.values)
+    np.testing.assert_allclose(got["responses"].values, want["responses"].values, rtol=1e-6, atol=1e-6)
