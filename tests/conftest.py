@@ -34,6 +34,13 @@ def _pin_xdist_worker() -> None:
 _pin_xdist_worker()
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests that read the shared quick demo first (stable order otherwise): pytest-xdist's
+    work stealing hands out contiguous runs of tests and steals from their ends, so they stay
+    with the worker that builds the demo, and no other worker waits on its lock."""
+    items.sort(key=lambda item: "quick_demo" not in getattr(item, "fixturenames", ()))
+
+
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the default, pyproject's addopts): one worker per core this process may
     run on (not the host's count, which a container or ``taskset`` can exceed), at most 8 (each
