@@ -45,11 +45,9 @@ def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the default, pyproject's addopts): one worker per core this process may
     run on (not the host's count, which a container or ``taskset`` can exceed), at most 8 (each
     worker holds torch and a simulated brain in memory)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    from neuroalign._config import _cores  # neuroalign's own count: the CPU affinity
+
+    return min(_cores(), 8)
 
 
 @pytest.fixture(autouse=True)
