@@ -43,7 +43,9 @@ def blocks(x: np.ndarray):
     flat = x.reshape(-1, x.shape[-1])
     step = max(1, BLOCK // max(flat.shape[1], 1))
     for start in range(0, flat.shape[0], step):
-        yield slice(start, start + step), flat[start : start + step].astype(np.float64)
+        # rows contiguous whatever the layout of x (a transposed store gave column-major
+        # blocks, whose row sums numpy takes in another order than a row's own)
+        yield slice(start, start + step), flat[start : start + step].astype(np.float64, order="C")
 
 
 def finish_estimate(

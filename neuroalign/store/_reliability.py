@@ -117,65 +117,23 @@ def ncsnr(
             f"{by} {format_list(group_names[sizes < 2], limit=5)} hold 1. Merge them into "
             "a neighbouring group, or pass by=None."
         )
-    group_rows = [np.flatnonzero(groups == g) for g in range(len(sizes))]
-    sum_m = _group_matrix(codes, n_stim, mean=False)  # stimulus x presentation indicator
+    complete = _complete_rows(codes, counts, groups, ddof)
+    incomplete = _incomplete_rows(codes, counts, groups, ddof)
 
     def estimate(x: np.ndarray) -> np.ndarray:
         flat_shape = x.shape[:-1]
         out = np.empty((int(np.prod(flat_shape)), 3))
         for rows_out, xb in blocks(x):
-            status = np.where(np.isinf(xb).any(axis=1), INF, OK)
-            fin = np.isfinite(xb)
-            missing = (~fin).any(axis=1)
-            xb[~fin] = 0.0
-            complete = not missing.any()
-            for rows in group_rows:  # z-score within each group, finite values only
-                part, fp = xb[:, rows], fin[:, rows]
-                if complete:  # fast path: nothing to leave out
-                    n = np.full(len(part), len(rows))
-                    hi, lo = part.max(axis=1), part.min(axis=1)
-                    dev = part - part.mean(axis=1, keepdims=True)
-                else:
-                    n = fp.sum(axis=1)
-                    hi = np.where(fp, part, -np.inf).max(axis=1)
-                    lo = np.where(fp, part, np.inf).min(axis=1)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        dev = np.where(fp, part - (part.sum(axis=1) / n)[:, None], 0.0)
-                status = np.where((status == OK) & (n >= 2) & (hi == lo), CONST, status)
-                usable = n >= max(2, ddof + 1)  # fewer values: left out for that neuroid
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    sd = np.sqrt((dev**2).sum(axis=1) / (n - ddof))
-                    z = dev / np.where(usable & (sd > 0), sd, 1.0)[:, None]
-                if complete:
-                    xb[:, rows] = z
-                else:
-                    fp &= usable[:, None]
-                    xb[:, rows] = np.where(fp, z, 0.0)
-                    fin[:, rows] = fp
-            # per-stimulus variance across repetitions (N - 1), mean over stimuli with >= 2
-            if complete:  # the design's counts
-                means = (sum_m @ np.ascontiguousarray(xb.T)).T / counts
-                dev = xb - means[:, codes]
-                ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
-                use = counts >= 2
-                n_use = np.full(len(xb), use.sum())
-                nv = (ss[:, use] / (counts[use] - 1)).mean(axis=1)
-            else:
-                n_rep = (sum_m @ np.ascontiguousarray(fin.T, dtype=np.float64)).T
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    means = (sum_m @ np.ascontiguousarray(xb.T)).T / n_rep
-                    dev = np.where(fin, xb - np.nan_to_num(means)[:, codes], 0.0)
-                    ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
-                    use = n_rep >= 2
-                    n_use = use.sum(axis=1)
-                    nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
-            status = np.where((status == OK) & (n_use == 0), TOO_FEW, status)
-            status = np.where((status == OK) & (nv < ZERO_NOISE), NO_NOISE, status)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = np.sqrt(np.maximum(0.0, 1.0 - nv)) / np.sqrt(nv)
-            out[rows_out, 0] = np.where(status == OK, value, np.nan)
-            out[rows_out, 1] = status
-            out[rows_out, 2] = missing
+            # each row by its own values only, so a row's result never depends on the other
+            # rows of its block; a row whose sum is finite holds finite values only (one
+            # whose sum overflows goes to the masked path, which gives it the same result)
+            whole = np.isfinite(xb.sum(axis=1))
+            if whole.all():
+                out[rows_out] = complete(xb)
+                continue
+            part = out[rows_out]  # a view
+            part[whole] = complete(xb[whole])
+            part[~whole] = incomplete(xb[~whole])
         return out.reshape(*flat_shape, 3)
 
     resp = ds[RESPONSE_VAR]
@@ -200,6 +158,132 @@ def ncsnr(
         "zscore_ddof": ddof,
     }
     return out
+
+
+def _complete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, ddof: int):
+    """ncsnr of rows without a missing or infinite value: ``f(x) -> (value, status,
+    missing)`` per row of ``x`` (rows, presentations), float64, which ``f`` overwrites.
+
+    The presentations are gathered once by z-scoring group (unless they come in groups
+    already, as NSD's sessions do), so that each group is a contiguous slice z-scored in
+    place; then once by stimulus, grouped by repetition count
+    (``(count, stimuli)`` blocks: the first repetitions of the stimuli shown ``count``
+    times, then their second ...), so that each stimulus's mean and squared deviations are
+    sums of ``count`` contiguous rows. Every value is visited about a dozen times, in
+    place where it can be, where the masked path below makes some 25 passes and copies.
+    """
+    by_group = np.argsort(groups, kind="stable")
+    in_order = bool((by_group == np.arange(len(groups))).all())  # NSD: sessions in turn
+    tiny = 4 * np.finfo(np.float64).eps
+    bounds = np.flatnonzero(np.diff(groups[by_group])) + 1
+    slices = [slice(a, b) for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(groups)],
+                                          strict=True)]
+    where = np.empty_like(by_group)
+    where[by_group] = np.arange(len(by_group))  # each presentation's column after the gather
+    by_stimulus = np.argsort(codes, kind="stable")  # each stimulus's presentations in order
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    classes = []
+    for c in np.unique(counts[counts >= 2]):
+        stim = np.flatnonzero(counts == c)
+        cols = by_stimulus[starts[stim] + np.arange(c)[:, None]]  # (c, stimuli) presentations
+        classes.append((int(c), len(stim), where[cols].ravel()))
+    order = np.concatenate([cols for _, _, cols in classes])
+    n_use = sum(n for _, n, _ in classes)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), 3))
+        if not len(x):
+            return out
+        z = x if in_order else x[:, by_group]
+        const = np.zeros(len(x), dtype=bool)
+        for sl in slices:
+            part = z[:, sl]
+            mean = part.mean(axis=1, keepdims=True)
+            part -= mean
+            sd = np.sqrt(np.einsum("ij,ij->i", part, part) / (part.shape[1] - ddof))
+            # a constant group's sd is rounding, below `tiny` of its mean; only such rows
+            # are compared exactly (their deviations are exact differences: Sterbenz)
+            maybe = np.flatnonzero(sd <= tiny * part.shape[1] * np.abs(mean[:, 0]))
+            if maybe.size:
+                const[maybe] |= part[maybe].max(axis=1) == part[maybe].min(axis=1)
+            part /= np.where(sd > 0, sd, 1.0)[:, None]
+        reps = z[:, order]
+        noise = np.zeros(len(x))
+        at = 0
+        for c, n, _ in classes:
+            v = reps[:, at : at + n * c].reshape(len(x), c, n)  # v[:, k]: k-th repetitions
+            at += n * c
+            mean = v[:, 0].copy()
+            for k in range(1, c):
+                mean += v[:, k]
+            mean /= c
+            ss = np.zeros_like(mean)
+            for k in range(c):
+                d = v[:, k] - mean
+                d *= d
+                ss += d
+            noise += ss.sum(axis=1) / (c - 1)
+        noise /= n_use
+        status = np.where(const, CONST, np.where(noise < ZERO_NOISE, NO_NOISE, OK))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.sqrt(np.maximum(0.0, 1.0 - noise)) / np.sqrt(noise)
+        out[:, 0] = np.where(status == OK, value, np.nan)
+        out[:, 1] = status
+        return out
+
+    return f
+
+
+def _incomplete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, ddof: int):
+    """ncsnr of rows with missing (NaN) or infinite values, as :func:`_complete_rows`: each
+    NaN is left out of its group's z-scoring and of its stimulus's variance for that row."""
+    n_stim = len(counts)
+    group_rows = [np.flatnonzero(groups == g) for g in range(groups.max() + 1)]
+    sum_m = _group_matrix(codes, n_stim, mean=False)  # stimulus x presentation indicator
+
+    def f(xb: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(xb), 3))
+        if not len(xb):
+            return out
+        status = np.where(np.isinf(xb).any(axis=1), INF, OK)
+        fin = np.isfinite(xb)
+        missing = (~fin).any(axis=1)
+        xb[~fin] = 0.0
+        for rows in group_rows:  # z-score within each group, finite values only
+            part, fp = xb[:, rows], fin[:, rows]
+            n = fp.sum(axis=1)
+            hi = np.where(fp, part, -np.inf).max(axis=1)
+            lo = np.where(fp, part, np.inf).min(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dev = np.where(fp, part - (part.sum(axis=1) / n)[:, None], 0.0)
+            status = np.where((status == OK) & (n >= 2) & (hi == lo), CONST, status)
+            usable = n >= max(2, ddof + 1)  # fewer values: left out for that neuroid
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sd = np.sqrt((dev**2).sum(axis=1) / (n - ddof))
+                z = dev / np.where(usable & (sd > 0), sd, 1.0)[:, None]
+            fp &= usable[:, None]
+            xb[:, rows] = np.where(fp, z, 0.0)
+            fin[:, rows] = fp
+        # per-stimulus variance across the finite repetitions (N - 1), mean over stimuli
+        # with >= 2 of them
+        n_rep = (sum_m @ np.ascontiguousarray(fin.T, dtype=np.float64)).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (sum_m @ np.ascontiguousarray(xb.T)).T / n_rep
+            dev = np.where(fin, xb - np.nan_to_num(means)[:, codes], 0.0)
+            ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
+            use = n_rep >= 2
+            n_use = use.sum(axis=1)
+            nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
+        status = np.where((status == OK) & (n_use == 0), TOO_FEW, status)
+        status = np.where((status == OK) & (nv < ZERO_NOISE), NO_NOISE, status)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.sqrt(np.maximum(0.0, 1.0 - nv)) / np.sqrt(nv)
+        out[:, 0] = np.where(status == OK, value, np.nan)
+        out[:, 1] = status
+        out[:, 2] = missing
+        return out
+
+    return f
 
 
 def repetition_counts(ds: xr.Dataset, split: str | None = "test") -> np.ndarray:

@@ -297,6 +297,52 @@ def test_a_lone_value_in_a_session_is_left_out(clean):
     np.testing.assert_allclose(snr.values[2], ncsnr(without).values[2], rtol=1e-12)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_each_neuroid_by_its_own_values_whatever_its_block(seed, monkeypatch):
+    """A neuroid's ncsnr does not depend on what the other neuroids of its block hold (a
+    NaN, an infinite value) nor on how many share the block: rows without missing values
+    take the fast path, the others the masked one, row by row. (To rounding: numpy sums a
+    row of a many-row block in another order than a lone row.)"""
+    from neuroalign.store import _quality
+
+    ds = make_store(45, 9, n_repetitions=3, n_test=15, ncsnr=np.linspace(0.2, 2, 9), seed=seed)
+    rng = np.random.default_rng(seed)
+    ds = ds.isel(presentation=rng.permutation(ds.sizes["presentation"]))  # sessions interleaved
+    clean = ncsnr(ds).values
+    dirty = _set(_set(ds, 7, 3, np.nan), 11, 5, np.inf)
+    with pytest.warns(DataQualityWarning):
+        snr = ncsnr(dirty).values
+    keep = [0, 1, 2, 4, 6, 7, 8]
+    np.testing.assert_allclose(snr[keep], clean[keep], rtol=1e-13, atol=0)
+    assert np.isnan(snr[5]) and np.isfinite(snr[3])
+    for rows in (1, 2, 4):  # blocks of 1, 2 and 4 neuroids
+        monkeypatch.setattr(_quality, "BLOCK", rows * ds.sizes["presentation"])
+        np.testing.assert_allclose(ncsnr(ds).values, clean, rtol=1e-13, atol=0)
+        with pytest.warns(DataQualityWarning):
+            np.testing.assert_allclose(ncsnr(dirty).values, snr, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 1e-13, 123.456, 1e6 + 0.1])
+def test_constant_within_a_session_at_any_offset_and_a_single_ulp_is_not(clean, offset, dtype):
+    """Constant within one session is found exactly at any level (0, units of 1e-13, a mean
+    of 1e6; in float64 the mean of 123.456 repeated 40 times is not 123.456); values one step of the
+    dtype apart there are not constant."""
+    rows = np.flatnonzero(clean.session.values == 1)
+    level = dtype(offset)
+    clean = clean.assign(responses=clean.responses.astype(dtype))
+    const = _set(clean.assign(responses=clean.responses + level), rows, 2, level)
+    with pytest.warns(DataQualityWarning, match=r"1 constant within a session \('n00002'\)"):
+        snr = ncsnr(const)
+    assert np.isnan(snr.values[2]) and np.isfinite(np.delete(snr.values, 2)).all()
+    step = np.full(len(rows), level, dtype=dtype)
+    step[::2] = np.nextafter(level, dtype(np.inf))  # one step above the rest
+    near = _set(clean.assign(responses=clean.responses + level), rows, 2, step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        assert np.isfinite(ncsnr(near).values).all()
+
+
 def test_published_ncsnr_with_nan_or_inf_gives_nan_ceiling(clean):
     pub = clean.assign(ncsnr=("neuroid", np.array([1, np.nan, 1, np.inf, 1, -0.5, 1, 1], dtype=np.float32)))
     with pytest.warns(DataQualityWarning, match=r"noise_ceiling\(\): 3 of 8 neuroids have an unusable ncsnr: "
