@@ -325,15 +325,18 @@ DISK_READ_CHUNKS = 8
 def disk_read_memory(n_rows: int, batch: int, n_targets: int, *, itemsize: int = 4) -> int:
     """Bytes of reading ``batch`` neuroids of responses left in a store on disk
     (:class:`~neuroalign.store.LazyResponses`): the batch as read (``n b w``, alive while
-    its working copy is made) and :data:`DISK_READ_CHUNKS` chunks of the store
-    (``min(CHUNK_BYTES, n t w)`` each: zarr decodes whole chunks,
-    ``neuroalign.store._join.READ_CONCURRENCY`` at a time). Measured: a ``ridge_cv`` of
-    3,000 rows x 20,000 neuroids read in batches of 4,096 peaked 229-284 MiB above the same
-    fit in memory (47 MiB batches, 32 MiB chunks, three runs)."""
+    its working copy is made), the next batch, read in the background while this one is
+    solved (``n b w``, :meth:`LazyResponses.blocks <neuroalign.store.LazyResponses.blocks>`),
+    and :data:`DISK_READ_CHUNKS` chunks of the store (``min(CHUNK_BYTES, n t w)`` each:
+    zarr decodes whole chunks, ``neuroalign.store._join.READ_CONCURRENCY`` at a time).
+    Measured: a ``ridge_cv`` of 3,000 rows x 20,000 neuroids read in batches of 4,096
+    peaked 229-284 MiB above the same fit in memory (47 MiB batches, 32 MiB chunks, three
+    runs) when batches were read one after the other, 559 MiB in all with the read ahead
+    (estimate 569 MiB)."""
     from neuroalign.store._schema import CHUNK_BYTES
 
     n, b, t, w = int(n_rows), int(batch), int(n_targets), int(itemsize)
-    return n * min(b, t) * w + DISK_READ_CHUNKS * min(CHUNK_BYTES, n * t * w)
+    return 2 * n * min(b, t) * w + DISK_READ_CHUNKS * min(CHUNK_BYTES, n * t * w)
 
 
 def _dual_memory(n: int, p: int, t: int, a: int, F: int, b: int, w: int, refit: bool) -> int:

@@ -64,8 +64,9 @@ def test_dual_estimate_has_no_features_by_targets_terms():
 
 
 def test_responses_on_disk_add_the_read_of_a_batch(monkeypatch):
-    """Responses left in a store on disk: each batch is read (``n b w``) while zarr holds
-    DISK_READ_CHUNKS chunks of the store (at most the whole store when it is smaller);
+    """Responses left in a store on disk: each batch is read (``n b w``), and the next one
+    beside it while it is solved (``n b w``), while zarr holds DISK_READ_CHUNKS chunks of
+    the store (at most the whole store when it is smaller);
     ridge_cv's batch choice counts it, so under the same budget it reads fewer neuroids at
     a time than from memory."""
     import xarray as xr
@@ -75,11 +76,11 @@ def test_responses_on_disk_add_the_read_of_a_batch(monkeypatch):
 
     n, p, t, b = 3000, 512, 20000, 4096
     read = pf.disk_read_memory(n, b, t)
-    assert read == n * b * 4 + pf.DISK_READ_CHUNKS * CHUNK_BYTES
+    assert read == 2 * n * b * 4 + pf.DISK_READ_CHUNKS * CHUNK_BYTES
     assert pf.ridge_memory(n, p, t, batch=b, disk=True, **KW) == \
         pf.ridge_memory(n, p, t, batch=b, **KW) + read
     # a store smaller than a chunk: its chunks are the whole store
-    assert pf.disk_read_memory(100, 4096, 50) == 100 * 50 * 4 * (1 + pf.DISK_READ_CHUNKS)
+    assert pf.disk_read_memory(100, 4096, 50) == 100 * 50 * 4 * (2 + pf.DISK_READ_CHUNKS)
     # the dual form too
     dual = dict(KW, form="dual")
     assert pf.ridge_memory(600, 12000, 3000, batch=2048, disk=True, **dual) == \

@@ -35,6 +35,7 @@ torch input) and agree to rounding. The code is written once against
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import closing, nullcontext
 from typing import Any
 
 import numpy as np
@@ -148,11 +149,6 @@ def _on_disk(Y) -> bool:
     from neuroalign.store import LazyResponses
 
     return isinstance(Y, LazyResponses)
-
-
-def _columns(Y, sl: slice, ops):
-    """``Y[:, sl]`` on the backend; read from disk for responses left there."""
-    return ops.asarray(np.asarray(Y[:, sl])) if _on_disk(Y) else Y[:, sl]
 
 
 def ridge_cv(
@@ -274,40 +270,46 @@ def ridge_cv(
         y_offset = np.zeros(n_targets)
     batches = list(_batches(n_targets, n_targets_batch))
     it = progress(batches) if progress is not None else batches
-    for sl in it:
-        Yb, ym, ysd, finite = prep.targets(_columns(Y, sl, ops), ops.float64 if loo else work)
-        if not bool(finite.all()):
-            bad = np.flatnonzero(~ops.numpy(finite)) + sl.start
-            raise DataFormatError(
-                f"ridge_cv: 'Y' holds NaN or infinite values in {len(bad)} target columns "
-                f"{format_list(bad, limit=10)}. Expected finite targets (leave such neuroids out)."
-            )
-        if loo:
-            b_mse, b_r2 = loo_solver.errors(Yb, alphas_int)
-            Yb = ops.cast(Yb, work)
-        ysum = _colsum64(Yb, ops)
-        xvy = None
-        if not loo and used_form == "primal":
-            XtY, xvy = cross_products(solvers, Xw, Yb, partition)
-        else:
-            XtY = Xw.T @ Yb if refit and full.form == "primal" else None
-        if not loo:
-            b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops, xvy)
-            del xvy
-        rel[:, sl] = ops.numpy(b_mse)
-        mse[:, sl] = rel[:, sl] * ops.numpy(ysd ** 2)[None, :]
-        r2[:, sl] = ops.numpy(b_r2)
-        if refit:
-            best = _select(rel[:, sl], alphas_np, tie=tie)
-            if dual:
-                D, b = full.solve(Yb, ops.cast(ysum, work), alphas_int[best])
-                coef[:, sl], intercept[sl], y_off = full.to_units(D, b, ym, ysd,
-                                                                  prep.feature_var, kx, work)
+    # responses on disk: the next batch is read while this one is solved (the preflight's
+    # disk_read_memory counts that read beside a batch's working set)
+    reads = closing(Y.blocks(n_targets_batch)) if _on_disk(Y) else nullcontext()
+    with reads as ahead:
+        for sl in it:
+            Yraw = ops.asarray(next(ahead)[2]) if ahead is not None else Y[:, sl]
+            Yb, ym, ysd, finite = prep.targets(Yraw, ops.float64 if loo else work)
+            del Yraw
+            if not bool(finite.all()):
+                bad = np.flatnonzero(~ops.numpy(finite)) + sl.start
+                raise DataFormatError(
+                    f"ridge_cv: 'Y' holds NaN or infinite values in {len(bad)} target columns "
+                    f"{format_list(bad, limit=10)}. Expected finite targets (leave such neuroids out)."
+                )
+            if loo:
+                b_mse, b_r2 = loo_solver.errors(Yb, alphas_int)
+                Yb = ops.cast(Yb, work)
+            ysum = _colsum64(Yb, ops)
+            xvy = None
+            if not loo and used_form == "primal":
+                XtY, xvy = cross_products(solvers, Xw, Yb, partition)
             else:
-                W, b = full.solve(XtY, Yb, ops.cast(ysum, work), alphas_int[best])
-                coef[:, sl], intercept[sl], y_off = prep.to_units(W, b, ym, ysd, work)
-            y_offset[sl] = ops.numpy(y_off)
-        del Yb, XtY
+                XtY = Xw.T @ Yb if refit and full.form == "primal" else None
+            if not loo:
+                b_mse, b_r2 = _kfold_errors(solvers, Yb, XtY, ysum, alphas_int, ops, xvy)
+                del xvy
+            rel[:, sl] = ops.numpy(b_mse)
+            mse[:, sl] = rel[:, sl] * ops.numpy(ysd ** 2)[None, :]
+            r2[:, sl] = ops.numpy(b_r2)
+            if refit:
+                best = _select(rel[:, sl], alphas_np, tie=tie)
+                if dual:
+                    D, b = full.solve(Yb, ops.cast(ysum, work), alphas_int[best])
+                    coef[:, sl], intercept[sl], y_off = full.to_units(D, b, ym, ysd,
+                                                                      prep.feature_var, kx, work)
+                else:
+                    W, b = full.solve(XtY, Yb, ops.cast(ysum, work), alphas_int[best])
+                    coef[:, sl], intercept[sl], y_off = prep.to_units(W, b, ym, ysd, work)
+                y_offset[sl] = ops.numpy(y_off)
+            del Yb, XtY
     best = _select(rel, alphas_np, tie=tie)
     cols = np.arange(n_targets)
     res = RidgeCVResult(best, alphas_np[best], r2[best, cols], mse, r2, used_form,

@@ -403,6 +403,12 @@ class LazyResponses:
     def blocks(self, size: int):
         """Yield ``(start, stop, block)`` over the columns, ``size`` neuroids at a time.
 
+        The next block is read in a background thread while the caller works on this one
+        (zarr's decoding and copies overlap the caller's work), so at most two blocks are
+        held: the one yielded and the one being read. The generator keeps no reference to
+        a block it has yielded. Close it (``contextlib.closing``) to stop early; the read in
+        flight is then waited for.
+
         Parameters
         ----------
         size : int
@@ -413,9 +419,20 @@ class LazyResponses:
         tuple of (int, int, ndarray)
             The block's first and past-the-end column, and its values.
         """
-        for start in range(0, self.shape[1], size):
-            stop = min(start + size, self.shape[1])
-            yield start, stop, self._read(self._columns[start:stop])
+        from concurrent.futures import ThreadPoolExecutor
+
+        spans = [(a, min(a + size, self.shape[1])) for a in range(0, self.shape[1], size)]
+        if len(spans) < 2:
+            for start, stop in spans:
+                yield start, stop, self._read(self._columns[start:stop])
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="neuroalign-read") as pool:
+            ahead = pool.submit(self._read, self._columns[spans[0][0] : spans[0][1]])
+            for k, (start, stop) in enumerate(spans):
+                box = [ahead.result()]  # the future keeps its result: dropped before yield
+                ahead = (pool.submit(self._read, self._columns[spans[k + 1][0] : spans[k + 1][1]])
+                         if k + 1 < len(spans) else None)
+                yield start, stop, box.pop()
 
     def __repr__(self) -> str:
         return f"<LazyResponses {self.shape[0]} x {self.shape[1]} {self.dtype} on disk>"

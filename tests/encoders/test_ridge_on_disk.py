@@ -52,6 +52,52 @@ def test_lazy_join_reads_only_what_is_indexed(on_disk):
                                   eager.responses[:, mask])
 
 
+def test_blocks_read_one_ahead_and_keep_no_block_they_yielded(on_disk, monkeypatch):
+    """LazyResponses.blocks reads block k+1 in a background thread while the caller holds
+    block k: the values and order of a plain read, never more than one read ahead, no
+    reference kept to a yielded block, a failed read raised at its own block, and closing
+    the generator early leaves no reader thread behind."""
+    import threading
+    import weakref
+    from contextlib import closing
+
+    store, opened, _ = on_disk
+    eager = store["responses"].values
+    Y = LazyResponses(opened["responses"])
+    started = []
+    read = LazyResponses._read
+    monkeypatch.setattr(LazyResponses, "_read",
+                        lambda self, cols: started.append(int(cols[0])) or read(self, cols))
+    for size in (1, 4, 7, 23, 40):
+        started.clear()
+        seen, refs = [], []
+        for a, b, block in Y.blocks(size):  # (enumerate would keep the last item alive)
+            assert len(started) <= len(seen) + 2  # this block and at most the next one
+            np.testing.assert_array_equal(block, eager[:, a:b])
+            seen.append((a, b))
+            refs.append(weakref.ref(block))
+            del block
+            assert refs[-1]() is None  # the generator keeps no reference to it
+        assert seen == [(a, min(a + size, 23)) for a in range(0, 23, size)]
+        assert started == [a for a, _ in seen]
+
+    def failing(self, cols):
+        if cols[0] == 8:
+            raise OSError("chunk unreadable")
+        return read(self, cols)
+
+    monkeypatch.setattr(LazyResponses, "_read", failing)
+    got = []
+    with pytest.raises(OSError, match="chunk unreadable"):
+        for a, _, _ in Y.blocks(4):
+            got.append(a)
+    assert got == [0, 4]  # the blocks before the failed one were all given
+    monkeypatch.setattr(LazyResponses, "_read", read)
+    with closing(Y.blocks(2)) as it:
+        next(it)
+    assert not [t for t in threading.enumerate() if t.name.startswith("neuroalign-read")]
+
+
 @pytest.mark.parametrize("batch_size", [4, 9])
 def test_fit_in_cells_on_disk_equals_the_in_memory_fit(on_disk, tmp_path, batch_size, monkeypatch):
     store, opened, feats = on_disk
