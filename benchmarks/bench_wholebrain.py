@@ -22,6 +22,9 @@
    the features as a zarr file): the store stays on disk for the fit, the noise ceiling
    and the test average. Reports wall and CPU time, peak RSS, the median held-out r and
    its rank correlation with the planted signal strength.
+5. ``--ceiling`` (a fresh process): the noise ceiling of the test split alone
+   (``open_store(path).na.noise_ceiling(split="test")``, NSD's ncsnr over every trial, a
+   block of vertices at a time from disk): wall and CPU time, peak RSS.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_wholebrain.py \
         --root /tmp/wholebrain --json wholebrain.json
@@ -203,6 +206,20 @@ print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
 """
 
 
+CEILING = MEASURE + r"""
+import json, sys, time, numpy as np
+from neuroalign.store import open_store
+n, n_img, p, v, root = json.loads(sys.argv[1])
+store = open_store(root + "/store.zarr")
+t0, c0 = time.perf_counter(), cpu()
+ceiling = store.na.noise_ceiling(split="test").values   # NSD's ncsnr, all trials, from disk
+wall, used = time.perf_counter() - t0, cpu() - c0
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+                  "median_ceiling": float(np.nanmedian(ceiling)),
+                  "n_nan": int(np.isnan(ceiling).sum())}))
+"""
+
+
 def _run(code: str, args: list) -> dict:
     out = subprocess.run([sys.executable, "-c", code, json.dumps(args)],
                          capture_output=True, text=True, env=dict(os.environ))
@@ -231,6 +248,8 @@ def main() -> None:
                     help="images (the first ones) whose presentations are the store's test split")
     ap.add_argument("--recipe", action="store_true",
                     help="also run `neuroalign fit` (a ridge recipe, store on disk; needs --test-images)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also time the noise ceiling of the test split alone (needs --test-images)")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -260,6 +279,11 @@ def main() -> None:
               f"median held-out r {r['median_test_r']:.3f}, against the planted strength Spearman "
               f"{r['test_r_vs_strength_spearman']:.3f}; median noise ceiling {r['median_ceiling']:.1f} %",
               flush=True)
+    if a.ceiling:
+        res["ceiling"] = c = _run(CEILING, size)
+        print(f"noise ceiling of the store on disk (ncsnr over all {a.trials} trials): "
+              f"{c['wall']:.1f} s wall, {c['cpu']:.1f} s CPU, peak RSS {c['peak'] / 2**30:.2f} GiB; "
+              f"median {c['median_ceiling']:.1f} %, {c['n_nan']} NaN", flush=True)
     if a.sweep_vertices:
         res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices,
                                                a.keep_weights])
