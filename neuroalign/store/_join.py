@@ -422,17 +422,20 @@ class LazyResponses:
         from concurrent.futures import ThreadPoolExecutor
 
         spans = [(a, min(a + size, self.shape[1])) for a in range(0, self.shape[1], size)]
+
+        def read(span):
+            return self._read(self._columns[span[0] : span[1]])
+
         if len(spans) < 2:
-            for start, stop in spans:
-                yield start, stop, self._read(self._columns[start:stop])
+            for span in spans:
+                yield *span, read(span)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="neuroalign-read") as pool:
-            ahead = pool.submit(self._read, self._columns[spans[0][0] : spans[0][1]])
-            for k, (start, stop) in enumerate(spans):
+            ahead = pool.submit(read, spans[0])
+            for span, after in zip(spans, [*spans[1:], None], strict=True):
                 box = [ahead.result()]  # the future keeps its result: dropped before yield
-                ahead = (pool.submit(self._read, self._columns[spans[k + 1][0] : spans[k + 1][1]])
-                         if k + 1 < len(spans) else None)
-                yield start, stop, box.pop()
+                ahead = pool.submit(read, after) if after is not None else None
+                yield *span, box.pop()
 
     def __repr__(self) -> str:
         return f"<LazyResponses {self.shape[0]} x {self.shape[1]} {self.dtype} on disk>"

@@ -182,13 +182,14 @@ def _complete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, dd
     where[by_group] = np.arange(len(by_group))  # each presentation's column after the gather
     by_stimulus = np.argsort(codes, kind="stable")  # each stimulus's presentations in order
     starts = np.r_[0, np.cumsum(counts)[:-1]]
-    classes = []
+    classes, order = [], []  # (count, stimuli) per repetition count; their columns
     for c in np.unique(counts[counts >= 2]):
         stim = np.flatnonzero(counts == c)
         cols = by_stimulus[starts[stim] + np.arange(c)[:, None]]  # (c, stimuli) presentations
-        classes.append((int(c), len(stim), where[cols].ravel()))
-    order = np.concatenate([cols for _, _, cols in classes])
-    n_use = sum(n for _, n, _ in classes)
+        classes.append((int(c), len(stim)))
+        order.append(where[cols].ravel())
+    order = np.concatenate(order)
+    n_use = sum(n for _, n in classes)
 
     def f(x: np.ndarray) -> np.ndarray:
         out = np.zeros((len(x), 3))
@@ -210,7 +211,7 @@ def _complete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, dd
         reps = z[:, order]
         noise = np.zeros(len(x))
         at = 0
-        for c, n, _ in classes:
+        for c, n in classes:
             v = reps[:, at : at + n * c].reshape(len(x), c, n)  # v[:, k]: k-th repetitions
             at += n * c
             mean = v[:, 0].copy()
@@ -224,11 +225,7 @@ def _complete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, dd
                 ss += d
             noise += ss.sum(axis=1) / (c - 1)
         noise /= n_use
-        status = np.where(const, CONST, np.where(noise < ZERO_NOISE, NO_NOISE, OK))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = np.sqrt(np.maximum(0.0, 1.0 - noise)) / np.sqrt(noise)
-        out[:, 0] = np.where(status == OK, value, np.nan)
-        out[:, 1] = status
+        out[:, :2] = _from_noise(noise, np.where(const, CONST, OK))
         return out
 
     return f
@@ -274,16 +271,21 @@ def _incomplete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, 
             use = n_rep >= 2
             n_use = use.sum(axis=1)
             nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use
-        status = np.where((status == OK) & (n_use == 0), TOO_FEW, status)
-        status = np.where((status == OK) & (nv < ZERO_NOISE), NO_NOISE, status)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = np.sqrt(np.maximum(0.0, 1.0 - nv)) / np.sqrt(nv)
-        out[:, 0] = np.where(status == OK, value, np.nan)
-        out[:, 1] = status
+        out[:, :2] = _from_noise(nv, np.where((status == OK) & (n_use == 0), TOO_FEW, status))
         out[:, 2] = missing
         return out
 
     return f
+
+
+def _from_noise(noise: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """``(value, status)`` columns from the noise variance of z-scored data: ncsnr
+    ``sqrt(max(0, 1 - noise)) / sqrt(noise)``, NaN unless the status stays OK (a noise
+    variance under ZERO_NOISE is NO_NOISE)."""
+    status = np.where((status == OK) & (noise < ZERO_NOISE), NO_NOISE, status)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.sqrt(np.maximum(0.0, 1.0 - noise)) / np.sqrt(noise)
+    return np.stack([np.where(status == OK, value, np.nan), status], axis=1)
 
 
 def repetition_counts(ds: xr.Dataset, split: str | None = "test") -> np.ndarray:
