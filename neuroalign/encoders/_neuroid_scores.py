@@ -103,8 +103,8 @@ def held_out_scores(Y: np.ndarray, pred, fitted: np.ndarray, metric: str,
         fitted[a:b] &= np.isfinite(p).all(0)
         with np.errstate(invalid="ignore", over="ignore"):
             finite[a:b] = np.isfinite(y).all(0)
-            if n:
-                spread[a:b] = np.nanmax(y, 0) - np.nanmin(y, 0)
+            if n:  # only read where the column is finite (max and min are NaN-silent)
+                spread[a:b] = y.max(0) - y.min(0)
             s[a:b] = SCORERS[metric](np.where(np.isfinite(y), y, 0.0),
                                      np.where(fitted[a:b], p, 0.0))
     constant = finite & ~(spread > 0)

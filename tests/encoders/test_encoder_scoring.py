@@ -270,8 +270,8 @@ def test_bootstrap_roi_equals_a_direct_percentile_bootstrap(aggregate, with_ceil
 
 # -- held-out scores a block of neuroids at a time ---------------------------------------------
 def _scoring_data(seed: int):
-    """A ridge fitted on 300 x 6 -> 3,000 neuroids, and held-out data with a NaN, an inf
-    and a constant neuroid in different blocks."""
+    """A ridge fitted on 300 x 6 -> 3,000 neuroids, and held-out data with a NaN, an inf,
+    a constant and an all-NaN (dead) neuroid in different blocks."""
     from neuroalign.encoders import RidgeEncoder
 
     rng = np.random.default_rng(seed)
@@ -282,6 +282,7 @@ def _scoring_data(seed: int):
     Yt[5, 17] = np.nan
     Yt[:, 1500] = 3.0
     Yt[9, 2999] = np.inf
+    Yt[:, 40] = np.nan
     return enc, X[300:], Yt
 
 
@@ -298,11 +299,15 @@ def test_scores_in_blocks_equal_the_whole_and_name_the_same_neuroids(seed, monke
     with pytest.warns(DataQualityWarning) as block_warned:
         blocks = enc.score(Xt, Yt)
     np.testing.assert_allclose(blocks, whole, rtol=1e-12, atol=1e-14)
-    assert np.isnan(blocks[[17, 1500, 2999]]).all() and np.isfinite(np.delete(blocks, [17, 1500, 2999])).all()
+    bad = [17, 40, 1500, 2999]
+    assert np.isnan(blocks[bad]).all() and np.isfinite(np.delete(blocks, bad)).all()
     assert [str(w.message) for w in block_warned] == [str(w.message) for w in whole_warned]
-    assert "3 of 3000 neuroids score NaN" in str(block_warned[0].message)
+    assert "4 of 3000 neuroids score NaN" in str(block_warned[0].message)
+    # the named warning only: no numpy RuntimeWarning (an all-NaN neuroid's nanmax) beside it
+    assert {w.category for w in [*whole_warned, *block_warned]} == {DataQualityWarning}
     # and both are Pearson r of the whole predictions, neuroid by neuroid
-    ok = np.isfinite(Yt).all(0) & (Yt.std(0) > 0)
+    ok = np.isfinite(Yt).all(0)
+    ok[ok] = Yt[:, ok].std(0) > 0
     np.testing.assert_allclose(blocks[ok], ns.pearson_r(Yt[:, ok], enc.predict(Xt)[:, ok]), rtol=1e-12)
 
 
