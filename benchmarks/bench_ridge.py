@@ -7,8 +7,12 @@ independent fits. Run from the repository root::
 
     python benchmarks/bench_ridge.py                      # full size (see README)
     python benchmarks/bench_ridge.py --n 1000 --p 256 --t 2000 --layers 4   # quick
+    python benchmarks/bench_ridge.py --device cuda --himalaya-backend torch_cuda --no-sweep \
+        --methods neuroalign,himalaya                     # on a GPU: both sides on the device
 
-Prints a Markdown table; ``--json`` writes the raw figures.
+Prints a Markdown table; ``--json`` writes the raw figures. On a GPU the table adds each
+side's peak device memory (``torch.cuda.max_memory_allocated``) and the times include the
+copies to and from the device (the results come back as numpy arrays).
 """
 
 from __future__ import annotations
@@ -66,17 +70,21 @@ def child(args) -> None:
     from neuroalign.store import cv_folds
 
     alphas = np.logspace(-2, 6, args.alphas)
-    out = {"method": args.method}
+    out = {"method": args.method, "device": args.device}
+    cuda = args.device.startswith("cuda")
+    if cuda:  # CUDA initialised before the clock starts, for both sides
+        torch.zeros(1, device=args.device)
+        torch.cuda.reset_peak_memory_stats()
     if args.method in ("sweep", "independent"):
         layers = {f"layer{i}": make_data(args.n, args.p, 1, seed=100 + i)[0] for i in range(args.layers)}
         _, Y = make_data(args.n, args.p, args.t)
         base = current_rss_mb()
         t0, c0 = time.perf_counter(), time.process_time()
         if args.method == "sweep":
-            sw = LayerSweep(alphas=alphas, cv=args.folds, device="cpu").fit(layers, Y)
+            sw = LayerSweep(alphas=alphas, cv=args.folds, device=args.device).fit(layers, Y)
             best = sw.best_alphas_.values
         else:
-            best = np.stack([RidgeEncoder(alphas=alphas, cv=args.folds, device="cpu").fit(X, Y).best_alphas_
+            best = np.stack([RidgeEncoder(alphas=alphas, cv=args.folds, device=args.device).fit(X, Y).best_alphas_
                              for X in layers.values()])
         out["time_s"] = time.perf_counter() - t0
         out["cpu_s"] = time.process_time() - c0
@@ -86,22 +94,26 @@ def child(args) -> None:
         base = current_rss_mb()
         t0, c0 = time.perf_counter(), time.process_time()
         if args.method == "neuroalign":
-            enc = RidgeEncoder(alphas=alphas, cv=args.folds, device="cpu",
+            enc = RidgeEncoder(alphas=alphas, cv=args.folds, device=args.device,
                                n_targets_batch=args.batch).fit(X, Y)
             best = enc.best_alphas_
         elif args.method == "himalaya":
+            from himalaya.backend import set_backend
+
+            backend = set_backend(args.himalaya_backend, on_error="raise")
             enc = HimalayaRidgeCV(alphas=alphas, cv=folds, fit_intercept=True).fit(X, Y)
-            best = np.asarray(enc.best_alphas_)
+            best = backend.to_numpy(enc.best_alphas_)  # waits for the device
         elif args.method == "sklearn":
             enc = SkRidgeCV(alphas=alphas, alpha_per_target=True).fit(X, Y)
             best = np.asarray(enc.alpha_)
         elif args.method == "neuroalign-loo":
-            enc = RidgeEncoder(alphas=alphas, cv="loo", device="cpu", n_targets_batch=args.batch).fit(X, Y)
+            enc = RidgeEncoder(alphas=alphas, cv="loo", device=args.device, n_targets_batch=args.batch).fit(X, Y)
             best = enc.best_alphas_
         else:
             raise SystemExit(f"unknown method {args.method!r}")
         out["time_s"] = time.perf_counter() - t0
         out["cpu_s"] = time.process_time() - c0
+    out["peak_device_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     out["peak_rss_mb"] = rss_mb()
     out["baseline_rss_mb"] = base
     out["peak_extra_mb"] = out["peak_rss_mb"] - base
@@ -114,7 +126,8 @@ def run(method, args, tmp) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--save", str(save),
            "--n", str(args.n), "--p", str(args.p), "--t", str(args.t), "--alphas", str(args.alphas),
            "--folds", str(args.folds), "--threads", str(args.threads), "--batch", str(args.batch),
-           "--layers", str(args.layers)]
+           "--layers", str(args.layers), "--device", args.device,
+           "--himalaya-backend", args.himalaya_backend]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -140,6 +153,9 @@ def main() -> None:
     ap.add_argument("--sweep-p", type=int, default=256)
     ap.add_argument("--sweep-t", type=int, default=5000)
     ap.add_argument("--methods", default="neuroalign,himalaya,sklearn")
+    ap.add_argument("--device", default="cpu", help="neuroalign's device= (cpu, cuda)")
+    ap.add_argument("--himalaya-backend", default="numpy",
+                    help="himalaya's backend (numpy, torch, torch_cuda, cupy)")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", default=None)
@@ -162,14 +178,16 @@ def main() -> None:
                 results[m] = run(m, sargs, tmp)
     ref = results["neuroalign"]["best"] if "neuroalign" in results else None
     print(f"\nX {args.n}x{args.p}, Y {args.n}x{args.t} float32, {args.alphas} alphas, "
-          f"{args.folds} folds, {args.threads} threads\n")
-    print("| method | time (s) | CPU time (s) | peak RSS (MB) | peak above data (MB) | alphas equal to neuroalign |")
-    print("|---|---|---|---|---|---|")
+          f"{args.folds} folds, {args.threads} threads, neuroalign on {args.device}, himalaya's "
+          f"backend {args.himalaya_backend}\n")
+    print("| method | time (s) | CPU time (s) | peak RSS (MB) | peak above data (MB) | peak device memory (MB) | alphas equal to neuroalign |")
+    print("|---|---|---|---|---|---|---|")
     for m in args.methods.split(","):
         r = results[m]
         same = "-" if ref is None or m == "neuroalign" else f"{np.mean(np.isclose(r['best'], ref, rtol=1e-4)):.4f}"
+        dev = "-" if r.get("peak_device_mb") is None else f"{r['peak_device_mb']:.0f}"
         print(f"| {m} | {r['time_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | "
-              f"{r['peak_extra_mb']:.0f} | {same} |")
+              f"{r['peak_extra_mb']:.0f} | {dev} | {same} |")
     if "himalaya" in results and "neuroalign" in results:
         h, o = results["himalaya"], results["neuroalign"]
         print(f"\nspeed-up vs himalaya: {h['time_s'] / o['time_s']:.2f}x; peak-above-data ratio "

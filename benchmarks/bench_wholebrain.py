@@ -107,16 +107,20 @@ FIT = MEASURE + r"""
 import json, sys, time, numpy as np, xarray as xr
 from neuroalign.encoders import RidgeEncoder
 from neuroalign.store import open_store
-n, n_img, p, v, root, batch, cells = json.loads(sys.argv[1])
+n, n_img, p, v, root, batch, cells, device = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 F = rng.standard_normal((n_img, p), dtype=np.float32)
 A = (rng.standard_normal((p, 64)) / np.sqrt(p)).astype(np.float32)
 ids = np.array([f"img{i:05d}" for i in range(n_img)])
 features = xr.DataArray(F, dims=("stimulus", "unit"), coords={"stimulus_id": ("stimulus", ids)},
                         name="layer")
+cuda = device.startswith("cuda")
+if cuda:  # CUDA initialised before the clock starts
+    import torch
+    torch.zeros(1, device=device)
 t0, c0 = time.perf_counter(), cpu()
 store = open_store(root + "/store.zarr")
-enc = RidgeEncoder(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu")
+enc = RidgeEncoder(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device=device)
 if cells:
     enc.fit(features, store, result_path=root + "/cells", batch_size=batch)
 else:   # the plain call: responses stay on disk, each fold decomposed once for all batches
@@ -137,7 +141,8 @@ for a in range(0, v, chunk * max(1, v // 20 // chunk)):  # 20 of the writer's ch
     corr += [float(np.corrcoef(W[:, j], C[:, j])[0, 1]) for j in np.flatnonzero(good)[:20]]
     corr_r2 += list(zip(s.tolist(), r2[a:b].tolist()))
 ss, rr = np.array(corr_r2).T
-print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"),
+print(json.dumps({"wall": wall, "cpu": used, "peak": status("VmHWM"), "device": device,
+                  "peak_device": torch.cuda.max_memory_allocated() if cuda else None,
                   "median_cv_r2": float(np.nanmedian(r2)),
                   "median_weight_corr_strong": float(np.median(corr)),
                   "r2_vs_strength_spearman": float(
@@ -151,7 +156,7 @@ SWEEP = MEASURE + r"""
 import json, sys, time, numpy as np, xarray as xr
 from neuroalign.encoders import LayerSweep
 from neuroalign.store import open_store
-n, n_img, p, v, root, batch, n_layers, n_vertices, keep = json.loads(sys.argv[1])
+n, n_img, p, v, root, batch, n_layers, n_vertices, keep, device = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 F = rng.standard_normal((n_img, p), dtype=np.float32)
 ids = np.array([f"img{i:05d}" for i in range(n_img)])
@@ -164,7 +169,7 @@ for k in range(n_layers):
 features = xr.Dataset(layers, coords={"stimulus_id": ("stimulus", ids)})
 t0, c0 = time.perf_counter(), cpu()
 store = open_store(root + "/store.zarr").isel(neuroid=slice(0, n_vertices))
-sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device="cpu",
+sweep = LayerSweep(alphas=np.logspace(-1, 5, 10), cv=5, dtype="float32", device=device,
                    keep_weights=keep).fit(
     features, store, result_path=root + f"/sweep-cells-{n_vertices}", batch_size=batch)
 wall, used = time.perf_counter() - t0, cpu() - c0
@@ -250,6 +255,7 @@ def main() -> None:
                     help="also run `neuroalign fit` (a ridge recipe, store on disk; needs --test-images)")
     ap.add_argument("--ceiling", action="store_true",
                     help="also time the noise ceiling of the test split alone (needs --test-images)")
+    ap.add_argument("--device", default="cpu", help="the fits' device= (cpu, cuda)")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -263,13 +269,14 @@ def main() -> None:
         print(f"store written in {res['make']['wall']:.0f} s", flush=True)
     if not a.skip_fit:
         t = time.time()
-        res["fit"] = _run(FIT, size + [a.batch, not a.no_cells])
+        res["fit"] = _run(FIT, size + [a.batch, not a.no_cells, a.device])
         res["load_after"] = open("/proc/loadavg").read().split()[:3]
         f = res["fit"]
         print(f"fit: {a.trials} trials x {a.features} features -> {a.vertices} vertices in "
-              f"{f['n_batches']} cells{' (plain call)' if a.no_cells else ''}: {f['wall']:.0f} s wall ({(time.time() - t):.0f} s with "
-              f"start), {f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB; median CV R² "
-              f"{f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
+              f"{f['n_batches']} cells{' (plain call)' if a.no_cells else ''} on {a.device}: {f['wall']:.0f} s wall "
+              f"({(time.time() - t):.0f} s with start), {f['cpu']:.0f} s CPU, peak RSS {f['peak'] / 2**30:.2f} GiB"
+              + (f", peak device memory {f['peak_device'] / 2**30:.2f} GiB" if f["peak_device"] else "")
+              + f"; median CV R² {f['median_cv_r2']:.3f}; weights vs truth r = {f['median_weight_corr_strong']:.3f} "
               f"(vertices with s > 0.5); CV R² vs planted strength, Spearman "
               f"{f['r2_vs_strength_spearman']:.3f}", flush=True)
     if a.recipe:
@@ -286,7 +293,7 @@ def main() -> None:
               f"median {c['median_ceiling']:.1f} %, {c['n_nan']} NaN", flush=True)
     if a.sweep_vertices:
         res["sweep"] = w = _run(SWEEP, size + [a.batch, a.sweep_layers, a.sweep_vertices,
-                                               a.keep_weights])
+                                               a.keep_weights, a.device])
         res["load_after_sweep"] = open("/proc/loadavg").read().split()[:3]
         print(f"sweep: {a.sweep_layers} layers x {a.features} features -> {a.sweep_vertices} "
               f"vertices: {w['wall']:.0f} s wall, {w['cpu']:.0f} s CPU, peak RSS "
