@@ -28,6 +28,23 @@ def feature_block(n_rows: int) -> int:
     return max(1, BLOCK_BYTES // (8 * max(int(n_rows), 1)))
 
 
+def _row_weights(n: int, ops):
+    """Distinct weights ``1 + frac(i φ)`` of rows ``0 .. n-1`` (float64): the second line of
+    the features' fingerprint, which a reordering of distinct rows changes (their plain
+    column sums do not)."""
+    w = (np.arange(n, dtype=np.float64) * 0.6180339887498949) % 1.0 + 1.0
+    return ops.asarray(w) if ops.name != "numpy" else w
+
+
+def _fingerprint_into(fp, cols: slice, B, w) -> None:
+    """Columns ``cols`` of the ``(2, p)`` float64 fingerprint ``fp``: the column sums of the
+    float64 block ``B`` and its sums with the row weights ``w``, each added down the rows
+    in order (bit for bit the same for the same columns, whatever the other columns of the
+    block)."""
+    fp[0, cols] = B.sum(0)
+    fp[1, cols] = (B * w[:, None]).sum(0)
+
+
 def _centred_block(X, cols: slice, x_mean, ops):
     """Columns ``cols`` of ``X`` in float64, minus their means ``x_mean`` (float64)."""
     B = ops.cast(X[:, cols], ops.float64, copy=True)
@@ -64,25 +81,26 @@ def _symmetrise_lower(K, ops, rows: int = 1024) -> None:
 def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any, Any]:
     """Gram matrix of the features centred in float64, without a float64 copy of ``X``.
 
-    Returns ``(K, x_mean, feature_var, kx, col_sums)``: ``K = Xc Xc^T / feature_var``
+    Returns ``(K, x_mean, feature_var, kx, fingerprint)``: ``K = Xc Xc^T / feature_var``
     (float64, ``Xc = X - x_mean``, the means taken in float64), ``feature_var =
     trace(Xc^T Xc) / (n p)`` (1 when the features are constant), ``kx = Xc x_mean``
-    (float64, for the intercepts) and the float64 column sums of ``X`` (a fingerprint of
-    the features, see :class:`DualWeights`). Worked a block of feature columns at a time
-    (:func:`feature_block`).
+    (float64, for the intercepts) and the fingerprint of ``X`` (float64 column sums, plain
+    and row-weighted, see :class:`DualWeights`). Worked a block of feature columns at a
+    time (:func:`feature_block`).
     """
     n, p = X.shape
     x_mean = ops.zeros(p, ops.float64)
-    col_sums = ops.zeros(p, ops.float64)
+    fingerprint = ops.zeros((2, p), ops.float64)
+    w = _row_weights(n, ops)
     K = ops.zeros((n, n), ops.float64)
     kx = ops.zeros(n, ops.float64)
     step = feature_block(n)
     for c in range(0, p, step):
         cols = slice(c, min(c + step, p))
         B = ops.cast(X[:, cols], ops.float64, copy=True)
-        col_sums[cols] = B.sum(0)
+        _fingerprint_into(fingerprint, cols, B, w)
         if fit_intercept and n:
-            m = col_sums[cols] / n
+            m = fingerprint[0, cols] / n
             x_mean[cols] = m
             B -= m
             kx += B @ m
@@ -93,7 +111,7 @@ def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any, Any
     var = trace / (n * p) if n * p else 0.0
     var = var if var > 0 and math.isfinite(var) else 1.0
     K /= var
-    return K, x_mean, var, kx, col_sums
+    return K, x_mean, var, kx, fingerprint
 
 
 class DualRefit:
@@ -139,12 +157,14 @@ class DualWeights:
         Their float64 means (zeros without an intercept).
     dual : ndarray or torch.Tensor, shape (n_samples, n_targets)
         Dual coefficients in the data's units (the fit's working dtype).
-    col_sums : ndarray, shape (n_features,), optional
-        The float64 column sums of ``X`` at the fit. ``X`` is the caller's array, not a
-        copy: whenever it is read again (:meth:`coef`, :meth:`kernel`) its column sums are
-        recomputed (bit for bit the same for unchanged data) and a
-        :class:`~neuroalign.exceptions.DataFormatError` is raised if it was modified since,
-        instead of weights or predictions silently computed from other features.
+    col_sums : ndarray, shape (2, n_features), optional
+        The fingerprint of ``X`` at the fit: its float64 column sums, plain and with
+        distinct weights per row (so that a reordering of its rows changes it too). ``X``
+        is the caller's array, not a copy: whenever it is read again (:meth:`coef`,
+        :meth:`kernel`) its fingerprint is recomputed (bit for bit the same for unchanged
+        data) and a :class:`~neuroalign.exceptions.DataFormatError` is raised if it was
+        modified since, instead of weights or predictions silently computed from other
+        features.
     """
 
     def __init__(self, X, x_offset, dual, col_sums=None) -> None:
@@ -157,15 +177,17 @@ class DualWeights:
         self._ops = backend_for(X, dual)
 
     def fingerprint(self):
-        """The float64 column sums of the training features as they are now (a block of
-        features at a time, as :meth:`coef` and :meth:`kernel` check them)."""
+        """The fingerprint of the training features as they are now (a block of features
+        at a time, as :meth:`coef` and :meth:`kernel` check them)."""
         ops = self._ops
         n, p = self.X.shape
-        sums = ops.zeros(p, ops.float64)
+        fp = ops.zeros((2, p), ops.float64)
+        w = _row_weights(n, ops)
         step = feature_block(n)
         for c in range(0, p, step):
-            sums[c:c + step] = ops.cast(self.X[:, c:c + step], ops.float64, copy=True).sum(0)
-        return sums
+            cols = slice(c, min(c + step, p))
+            _fingerprint_into(fp, cols, ops.cast(self.X[:, cols], ops.float64, copy=True), w)
+        return fp
 
     def _training_block(self, cols: slice, x_off):
         """Columns ``cols`` of the training features, centred, in float64 (checked against
@@ -173,12 +195,13 @@ class DualWeights:
         ops = self._ops
         B = ops.cast(self.X[:, cols], ops.float64, copy=True)
         if self.col_sums is not None and ops.name == "numpy":
-            sums = B.sum(0)
-            if not np.array_equal(sums, self.col_sums[cols]):
+            now = np.empty((2, B.shape[1]))
+            _fingerprint_into(now, slice(None), B, _row_weights(B.shape[0], ops))
+            if not np.array_equal(now, self.col_sums[:, cols]):
                 from neuroalign._validation import format_list
                 from neuroalign.exceptions import DataFormatError
 
-                bad = np.flatnonzero(sums != self.col_sums[cols]) + cols.start
+                bad = np.flatnonzero((now != self.col_sums[:, cols]).any(0)) + cols.start
                 raise DataFormatError(
                     f"The training features of this dual-form ridge fit were modified after "
                     f"the fit (columns {format_list(bad, limit=5)} differ): the fit keeps a "

@@ -208,3 +208,35 @@ def test_dual_fit_refuses_training_features_modified_after_the_fit():
     X[7, 42] -= 1e-9
     X[7, 42] = make(40, 150, t=5, seed=15)[0][7, 42]  # restored: works again
     np.testing.assert_array_equal(enc.predict(Xnew), before)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dual_fit_refuses_training_rows_reordered_after_the_fit(seed):
+    """A reordering of X's rows in place keeps every column sum, exactly so for binary
+    features: the fingerprint's row-weighted sums catch it (a swap of two rows, or a
+    shuffle), while swapping two identical rows changes nothing and is accepted."""
+    from neuroalign.exceptions import DataFormatError
+
+    rng = np.random.default_rng(seed)
+    X = (rng.random((40, 300)) < 0.2).astype(np.float32)
+    X[11] = X[3]  # two identical rows
+    Y = X @ rng.standard_normal((300, 4)) + 0.5 * rng.standard_normal((40, 4))
+    Xnew = (rng.random((5, 300)) < 0.2).astype(np.float32)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=4, device="cpu").fit(X, Y)
+    assert enc.form_ == "dual"
+    before = enc.predict(Xnew)
+    X[[3, 11]] = X[[11, 3]]  # identical rows swapped: the same data
+    np.testing.assert_array_equal(enc.predict(Xnew), before)
+    swapped = X.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    assert not np.array_equal(X[0], X[1])
+    for other in (swapped, X[rng.permutation(len(X))]):
+        # the plain column sums cannot tell (binary values: exact in any order)
+        np.testing.assert_array_equal(other.astype(np.float64).sum(0), X.astype(np.float64).sum(0))
+        kept = X.copy()
+        X[...] = other
+        for call in (lambda: enc.predict(Xnew), lambda: enc.coef_):
+            with pytest.raises(DataFormatError, match="modified after the fit"):
+                call()
+        X[...] = kept
+    np.testing.assert_array_equal(enc.predict(Xnew), before)
