@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK_BYTES", "DualRefit", "DualWeights", "centred_gram", "feature_block"]
+from neuroalign.encoders._backend import to_numpy
+
+__all__ = ["BLOCK_BYTES", "DualRefit", "DualWeights", "centred_gram", "feature_block",
+           "numerical_range"]
 
 #: Bytes of one float64 block of feature columns (the Gram matrix, the kernel of new rows
 #: and the primal weights are accumulated over such blocks).
@@ -114,9 +117,31 @@ def centred_gram(X, fit_intercept: bool, ops) -> tuple[Any, Any, float, Any, Any
     return K, x_mean, var, kx, fingerprint
 
 
+def numerical_range(s, U, ops):
+    """The eigenpairs ``(s, U)`` of a Gram matrix above its numerical rank's tolerance,
+    ``n eps max(s)`` in float64 (as ``numpy.linalg.matrix_rank``); the others span the null
+    space of the centred features' transpose (see :class:`DualRefit`)."""
+    n = int(s.shape[0])
+    if not n:
+        return s, U
+    s_np = to_numpy(s)
+    keep = np.flatnonzero(s_np > n * np.finfo(np.float64).eps * s_np.max())
+    if keep.size == n:
+        return s, U
+    idx = ops.index(keep)
+    return s[idx], U[:, idx]
+
+
 class DualRefit:
     """The final fit in the dual form on all rows, from the centred Gram matrix ``K`` of
-    the rescaled features: ``D = U (S + a)^-1 U^T (y - mean y)`` per target."""
+    the rescaled features: ``D = U (S + a)^-1 U^T (y - mean y)`` per target.
+
+    Only the eigenvectors of ``K`` above its numerical rank's tolerance (``n eps
+    max(S)``, float64, as ``numpy.linalg.matrix_rank``) are kept. The others span the null
+    space of ``(X - x_mean)^T`` (repeated stimuli, features of lower rank than the rows,
+    the centring): in exact arithmetic the part of ``y`` there adds nothing to the weights
+    or predictions, but divided by a small alpha and cast to float32 it would swamp them.
+    """
 
     form = "dual"
 
@@ -124,7 +149,7 @@ class DualRefit:
         self.ops = ops
         self.n = K.shape[0]
         self.fit_intercept = fit_intercept
-        s, U = ops.eigh(K)
+        s, U = numerical_range(*ops.eigh(K), ops)
         self.s = ops.cast(ops.asarray(s), dtype)
         self.U = ops.cast(ops.asarray(U), dtype)
 

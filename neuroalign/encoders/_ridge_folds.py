@@ -16,6 +16,7 @@ import numpy as np
 
 from neuroalign._preflight import gram_errors, row_block
 from neuroalign.encoders._backend import backend_for
+from neuroalign.encoders._dual import numerical_range
 
 __all__ = ["FORMS", "choose_form", "complements", "cross_products", "eig_gram", "feature_cov",
            "feature_scale", "partitions"]
@@ -187,13 +188,13 @@ class _PrimalFold(_Fold):
             Xtr64 = ops.cast(X[train], ops.float64)
             xm64 = Xtr64.mean(0) if fit_intercept else ops.zeros(p, ops.float64)
             Xtr_c = Xtr64 - xm64
-            s, V = ops.eigh(Xtr_c.T @ Xtr_c)
+            s, V = numerical_range(*ops.eigh(Xtr_c.T @ Xtr_c), ops)
             del Xtr64, Xtr_c
         else:  # the training rows are all the others: the full cross-product minus ours
             S, sums = cov
             Sva, sva = feature_cov(Xva, ops)
             xm64 = (sums - sva) / n_tr if fit_intercept else ops.zeros(p, ops.float64)
-            s, V = ops.eigh(S - Sva - n_tr * ops.outer(xm64, xm64))
+            s, V = numerical_range(*ops.eigh(S - Sva - n_tr * ops.outer(xm64, xm64)), ops)
         self.xm = ops.cast(xm64, dtype)
         self.s = ops.cast(ops.asarray(s), dtype)
         self.V = ops.cast(ops.asarray(V), dtype)
@@ -296,10 +297,10 @@ class _DualFold(_Fold):
             c = r.mean()
             Ktt = Ktt - r[:, None] - r[None, :] + c
             Kvt = Kvt - Kvt.mean(1)[:, None] - r[None, :] + c
-        s, U = ops.eigh(Ktt)
+        s, U = numerical_range(*ops.eigh(Ktt), ops)  # as the refit: the null space left out
         self.s = ops.cast(ops.asarray(s), dtype)
         self.U = ops.cast(ops.asarray(U), dtype)
-        self.M = ops.cast(Kvt @ ops.asarray(U), dtype)  # (n_val, n_train)
+        self.M = ops.cast(Kvt @ ops.asarray(U), dtype)  # (n_val, rank)
         self.n_train = len(train)
         self.val = val
         self.train = train

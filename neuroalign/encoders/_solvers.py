@@ -48,7 +48,7 @@ from neuroalign.encoders._backend import (
     like_input,
 )
 from neuroalign.encoders._data import check_finite
-from neuroalign.encoders._dual import DualRefit, DualWeights, centred_gram
+from neuroalign.encoders._dual import DualRefit, DualWeights, centred_gram, numerical_range
 from neuroalign.encoders._ridge_folds import (
     FORMS,
     _colsum64,
@@ -338,7 +338,7 @@ class _Refit:
             S, sums = cov
             xm64 = sums / n if fit_intercept else ops.zeros(p, ops.float64)
             self.xm = ops.cast(xm64, X.dtype)
-            s, V = ops.eigh(S - n * ops.outer(xm64, xm64))
+            s, V = numerical_range(*ops.eigh(S - n * ops.outer(xm64, xm64)), ops)
             self.s = ops.cast(ops.asarray(s), X.dtype)
             self.V = ops.cast(ops.asarray(V), X.dtype)
             return
@@ -347,12 +347,12 @@ class _Refit:
         self.xm = ops.cast(xm64, X.dtype)
         Xc64 = X64 - xm64
         if self.form == "primal":
-            s, V = ops.eigh(Xc64.T @ Xc64)
+            s, V = numerical_range(*ops.eigh(Xc64.T @ Xc64), ops)
         else:  # the folds' Gram matrix, centred on all rows, when there is one
             if gram is not None and fit_intercept:
                 r = gram.mean(1)
                 gram = gram - r[:, None] - r[None, :] + r.mean()
-            s, V = ops.eigh(Xc64 @ Xc64.T if gram is None else gram)
+            s, V = numerical_range(*ops.eigh(Xc64 @ Xc64.T if gram is None else gram), ops)
             self.Xc = ops.cast(Xc64, X.dtype)
         self.s = ops.cast(ops.asarray(s), X.dtype)
         self.V = ops.cast(ops.asarray(V), X.dtype)
