@@ -2,8 +2,8 @@
 
 When features outnumber samples, :func:`~neuroalign.encoders.ridge_cv` works on the
 ``n x n`` Gram matrix of the centred features (float64: it is small) and keeps the fitted
-model as dual coefficients ``D`` (``n x n_targets``, in the working dtype), as a kernel
-ridge does: ``coef = (X - x_offset)^T D``. The primal weights are formed only when asked
+model as dual coefficients ``D`` (``n x n_targets``, in the working dtype, in the units of
+the responses), as a kernel ridge does: ``coef = (X - x_offset)^T D / feature_var``. The primal weights are formed only when asked
 (:meth:`DualWeights.coef`), a block of features at a time; predictions go through the
 kernel ``(X_new - x_offset)(X - x_offset)^T`` (float64, a block of features at a time)
 and never need them.
@@ -161,18 +161,20 @@ class DualRefit:
         return self.U @ ((self.U.T @ (Yb - ym)) / denom), ym
 
     def to_units(self, D, b, ym, ysd, feature_var: float, kx, dtype):
-        """Dual coefficients and intercepts in the data's units: ``coef = (X - x_mean)^T
-        D_units`` (``D * ysd / feature_var``), ``intercept = y_offset - x_mean @ coef``
-        (``x_mean @ coef = kx @ D_units``), and the float64 ``y_offset``."""
+        """Dual coefficients in the responses' units, ``D * ysd`` (``coef = (X - x_mean)^T
+        D_units / feature_var``: the features' scale stays a float64 number, so that no
+        ratio of units such as ``y / x^2`` has to fit the working dtype), intercepts
+        ``y_offset - x_mean @ coef`` (``x_mean @ coef = kx @ D_units / feature_var``) and
+        the float64 ``y_offset``."""
         ops = self.ops
-        D64 = ops.cast(D, ops.float64) * (ysd / feature_var)[None, :]
+        D64 = ops.cast(D, ops.float64) * ysd[None, :]
         y_off = ym + ysd * ops.cast(b, ops.float64)
-        intercept = y_off - kx @ D64
+        intercept = y_off - (kx @ D64) / feature_var
         return ops.cast(D64, dtype), ops.cast(intercept, dtype), y_off
 
 
 class DualWeights:
-    """A ridge fitted in the dual form: ``coef = (X - x_offset)^T dual``.
+    """A ridge fitted in the dual form: ``coef = (X - x_offset)^T dual / feature_var``.
 
     Parameters
     ----------
@@ -181,7 +183,7 @@ class DualWeights:
     x_offset : ndarray, shape (n_features,)
         Their float64 means (zeros without an intercept).
     dual : ndarray or torch.Tensor, shape (n_samples, n_targets)
-        Dual coefficients in the data's units (the fit's working dtype).
+        Dual coefficients in the responses' units (the fit's working dtype).
     col_sums : ndarray, shape (2, n_features), optional
         The fingerprint of ``X`` at the fit: its float64 column sums, plain and with
         distinct weights per row (so that a reordering of its rows changes it too). ``X``
@@ -190,15 +192,19 @@ class DualWeights:
         data) and a :class:`~neuroalign.exceptions.DataFormatError` is raised if it was
         modified since, instead of weights or predictions silently computed from other
         features.
+    feature_var : float
+        The features' scale (float64, :func:`centred_gram`): the training block and the
+        kernel are divided by it in float64 before any product in the working dtype.
     """
 
-    def __init__(self, X, x_offset, dual, col_sums=None) -> None:
+    def __init__(self, X, x_offset, dual, col_sums=None, feature_var: float = 1.0) -> None:
         from neuroalign.encoders._backend import backend_for
 
         self.X = X
         self.x_offset = x_offset
         self.dual = dual
         self.col_sums = col_sums
+        self.feature_var = float(feature_var)
         self._ops = backend_for(X, dual)
 
     def fingerprint(self):
@@ -246,8 +252,8 @@ class DualWeights:
 
     def coef(self, out=None):
         """The primal weights ``(n_features, n_targets)`` in the dtype of ``dual``, formed
-        a block of features at a time (float64 centring, then one GEMM per block in the
-        working dtype); written into ``out`` when given."""
+        a block of features at a time (float64 centring and scaling, then one GEMM per
+        block in the working dtype); written into ``out`` when given."""
         ops = self._ops
         n, p = self.X.shape
         if out is None:
@@ -256,7 +262,9 @@ class DualWeights:
         step = feature_block(n)
         for c in range(0, p, step):
             cols = slice(c, min(c + step, p))
-            B = ops.cast(self._training_block(cols, x_off), self.dual.dtype)
+            B = self._training_block(cols, x_off)
+            B /= self.feature_var
+            B = ops.cast(B, self.dual.dtype)
             out[cols] = B.T @ self.dual
             del B
         return out
@@ -284,5 +292,7 @@ class DualWeights:
             if not np.issubdtype(dtype, np.floating):
                 dtype = self.dual.dtype
         dt = ops.dtype(np.dtype(dtype).name) if ops.name != "numpy" else np.dtype(dtype)
-        K = ops.cast(self.kernel(Xnew), dt)
+        K = self.kernel(Xnew)
+        K /= self.feature_var
+        K = ops.cast(K, dt)
         return K @ ops.cast(self.dual, dt) + ops.cast(ops.asarray(y_offset), dt)

@@ -323,7 +323,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             dual = np.zeros((fitted.dual.shape[0], n_neuroids), dtype=np_dtype)
             dual[:, ok] = to_numpy(fitted.dual)
             self._dual = DualWeights(to_numpy(fitted.X), to_numpy(fitted.x_offset), dual,
-                                     fitted.col_sums)
+                                     fitted.col_sums, fitted.feature_var)
             if fitted.col_sums is None or is_torch(fitted.col_sums):  # summed by numpy
                 self._dual.col_sums = self._dual.fingerprint()
         else:

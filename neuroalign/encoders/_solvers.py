@@ -318,7 +318,8 @@ def ridge_cv(
         res.intercept = like_input(intercept, *inputs)
         res.x_offset, res.y_offset = ops.numpy(prep.x_mean), y_offset
         if dual:  # the primal weights are formed only when asked (RidgeCVResult.coef)
-            res.dual, res._inputs = DualWeights(X, prep.x_mean, coef, col_sums), inputs
+            res.dual = DualWeights(X, prep.x_mean, coef, col_sums, prep.feature_var)
+            res._inputs = inputs
         else:
             res.coef = like_input(coef, *inputs)
     return res
@@ -435,5 +436,5 @@ def ridge_refit(
             W, b = full.solve(Xw.T @ Yb, Yb, ysum, alphas_int[sl])
             coef[:, sl], intercept[sl], _ = prep.to_units(W, b, ym, ysd, work)
     if dual:
-        coef = DualWeights(X, x_mean, coef, col_sums).coef()
+        coef = DualWeights(X, x_mean, coef, col_sums, feature_var).coef()
     return like_input(coef, *inputs), like_input(intercept, *inputs)

@@ -277,3 +277,23 @@ def test_float32_fits_of_rank_deficient_problems_equal_float64(seed, reps, n_sti
         preds.append(enc.predict(Xs.astype(np.float32)))
         assert np.abs(preds[-1] - R).max() <= 1e-4 * np.ptp(R)
     assert max(np.abs(a - preds[0]).max() for a in preds) <= 1e-5 * np.ptp(R)
+
+
+@pytest.mark.parametrize(("xs", "ys"), [(1e13, 1e-13), (1e15, 1e-15), (1e-17, 1e6), (1e-13, 1.0)])
+def test_float32_dual_weights_do_not_depend_on_the_ratio_of_units(xs, ys):
+    """The dual coefficients used to be kept in units of y / x^2, which leave float32 at
+    opposite extremes of X's and Y's units (X * 1e15 with Y * 1e-15 predicted 117 % off,
+    X * 1e-17 with Y * 1e6 NaN). Now in Y's units, the features' scale kept in float64:
+    the fit in any units is the fit in plain units, rescaled."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 120))
+    Y = X @ rng.standard_normal((120, 3)) / 10 + rng.standard_normal((40, 3))
+    base = RidgeEncoder(alphas=ALPHAS, cv=5, form="dual", device="cpu").fit(X, Y)
+    enc = RidgeEncoder(alphas=ALPHAS, cv=5, form="dual", device="cpu").fit(X * xs, Y * ys)
+    np.testing.assert_array_equal(enc.best_alphas_, base.best_alphas_)
+    ref = base.predict(X)
+    np.testing.assert_allclose(enc.predict(X * xs) / ys, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(enc.coef_ * (xs / ys), base.coef_, rtol=0,
+                               atol=1e-5 * np.abs(base.coef_).max())
+    np.testing.assert_allclose(enc.intercept_ / ys, base.intercept_, rtol=0,
+                               atol=1e-5 * np.abs(ref).max())
