@@ -80,7 +80,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         needs no torch; on a GPU it runs with torch. ``"auto"`` picks a GPU when there is
         one (without importing torch when the machine has no GPU driver).
     form : {"auto", "primal", "dual"}
-        Which Gram matrix to decompose; ``"auto"`` picks the smaller one. Same answer.
+        Which Gram matrix to decompose; ``"auto"`` picks the smaller one. Same answer
+        (directions of either Gram matrix below its numerical rank are left out of both).
+        The dual form keeps a reference to the training features, not a copy, to form
+        ``coef_`` and predictions; features changed in place after the fit (values or the
+        order of rows) raise :class:`~neuroalign.exceptions.DataFormatError` at their next
+        use: refit, or fit on a copy.
     n_targets_batch : int
         Neuroids processed at once (bounds memory).
     metric : {"pearson", "r2"}
