@@ -276,8 +276,10 @@ def searchlight(
         centre; coordinate ``n_neighbours`` (0 for non-centres); attrs ``method``,
         ``rdm_metric``, ``radius``, ``threshold`` and ``n_centres`` (with cells also
         ``n_cells``, ``n_cells_computed`` and ``result_path``). A centre whose
-        neighbourhood has a NaN/infinite neuroid or, for ``"correlation"``, a stimulus with a
-        constant pattern is NaN, with a :class:`neuroalign.exceptions.DataQualityWarning`.
+        neighbourhood has a NaN/infinite neuroid, dissimilarities that overflow float64
+        or, for ``"correlation"``, a stimulus with a constant pattern is NaN, with a
+        :class:`neuroalign.exceptions.DataQualityWarning`; the other centres are
+        unaffected.
 
     Examples
     --------
@@ -425,8 +427,9 @@ def searchlight(
         names = coords["neuroid_id"].values[bad_idx] if "neuroid_id" in coords else bad_idx
         warnings.warn(
             f"searchlight(): {len(bad_idx)} of {n_centres} centres are NaN: their "
-            "neighbourhood has a NaN or infinite neuroid, or a stimulus whose pattern is "
-            f"constant across it (correlation undefined): {format_list(names, limit=5)}.",
+            "neighbourhood has a NaN or infinite neuroid, dissimilarities beyond the float64 "
+            "range, or a stimulus whose pattern is constant across it (correlation "
+            f"undefined): {format_list(names, limit=5)}.",
             DataQualityWarning, stacklevel=2,
         )
     if n_centres == 0:

@@ -20,20 +20,22 @@ def _chunk_rdms(X, table, metric: str, device):
     """RDM vectors ``(c, n_pairs)`` of the neighbourhoods in ``table`` (``-1`` = padding),
     and which centres have a stimulus whose pattern is constant (correlation undefined).
 
-    Patterns are gathered as ``(c, w, n)`` (voxels x stimuli per centre), padding zeroed,
-    centred over each neighbourhood's own voxels for ``"correlation"``; one batched
-    matrix product gives every centre's Gram matrix."""
+    Patterns are gathered as ``(c, w, n)`` (voxels x stimuli per centre), padding set to
+    0, centred over each neighbourhood's own voxels for ``"correlation"``; one batched
+    matrix product gives every centre's Gram matrix. Each centre's RDM depends on its own
+    neuroids only: padding is assigned 0, never multiplied by 0 (the neuroid that fills
+    it may be NaN, and NaN * 0 = NaN)."""
     n = X.shape[0]
     c, w = table.shape
     valid = table >= 0
+    pad = ~valid
     # the neuroids this chunk needs, transposed (stimuli last), then whole rows gathered
-    # into (c, w, n)
+    # into (c, w, n); padding gathers some neuroid of the chunk and is overwritten
     used, local = np.unique(np.where(valid, table, table[valid][0]), return_inverse=True)
     XT = np.ascontiguousarray(np.take(X, used, axis=1).T, dtype=np.float64)
     P = np.take(XT, local.reshape(table.shape), axis=0)
     del XT
-    vmask = valid[:, :, None]
-    P *= vmask
+    P[pad] = 0.0
     count = valid.sum(1).astype(np.float64)
     iu = np.triu_indices(n, k=1)
     if metric == "correlation":
@@ -42,7 +44,7 @@ def _chunk_rdms(X, table, metric: str, device):
         mean = np.matmul(ones, P)  # (c, 1, n)
         mean /= count[:, None, None]
         P -= mean
-        P *= vmask
+        P[pad] = 0.0
     if device is not None:
         import torch
 
@@ -134,10 +136,16 @@ class _Models:
 def _centre_chunk(X, prepared: _Models, bad_vox, keep, rdm_metric: str, dev, centres, table) -> dict:
     """One chunk of centres -> similarities ``(k, c)``, which centres are undefined, and
     their neighbourhood sizes (also the task of a cached cell, see ``cluster=``)."""
-    d, const = _chunk_rdms(X, table, rdm_metric, dev)
-    bad = const | bad_vox[np.where(table >= 0, table, 0)].any(1)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: named below, as NaN
+        d, const = _chunk_rdms(X, table, rdm_metric, dev)
+    valid = table >= 0
+    # a centre is undefined when one of its own neuroids is bad (padding is no neuroid),
+    # or when its RDM is not finite all the same (an overflow): such rows are set to 0
+    # before the comparison, so no NaN is ever ranked as a value, and then made NaN
+    bad = const | (bad_vox[np.where(valid, table, 0)] & valid).any(1)
+    bad |= ~np.isfinite(d).all(1)
     if bad.any():
         d[bad] = 0.0
     sim = prepared.compare(d[:, keep] if not keep.all() else d)
     sim[bad] = np.nan
-    return {"sim": np.ascontiguousarray(sim.T), "bad": bad, "sizes": (table >= 0).sum(1)}
+    return {"sim": np.ascontiguousarray(sim.T), "bad": bad, "sizes": valid.sum(1)}

@@ -247,3 +247,95 @@ def test_torch_device_path_gives_the_numpy_values(method):
     out = searchlight(data, models, ijk=ijk, volume_shape=SHAPE, radius=2, method=method,
                       device="cpu")
     np.testing.assert_allclose(out.values, ref.values, rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+
+def _tables(data, kw) -> list:
+    """``(centres, table)`` of every chunk, from the geometry the searchlight itself uses."""
+    from neuroalign.compare._searchlight import _geometry
+
+    arr = np.asarray(data)
+    geom, _, _ = _geometry(data, arr, kw["radius"], kw.get("threshold", 1.0), kw.get("ijk"),
+                           kw.get("volume_shape"), kw.get("surface"))
+    return list(geom.chunks(arr.shape[1]))
+
+
+def _nan_voxel_cases():
+    """(name, data, models, searchlight kwargs): a 6^3 cube in shuffled neuroid order with
+    spheres cut by the grid (volume_shape given, default threshold), partial spheres with
+    no grid (threshold 0, volume_shape default), and a masked surface (threshold 0)."""
+    rng = np.random.default_rng(11)
+    shape = (6, 6, 6)
+    ijk = np.argwhere(np.ones(shape, dtype=bool))
+    ijk = ijk[rng.permutation(len(ijk))]  # neuroid order need not be grid order
+    n = 8
+    vol = rng.standard_normal((n, len(ijk)))
+    v, f = _plane()
+    keep = np.sort(rng.choice(len(v), 60, replace=False))
+    surf = xr.DataArray(rng.standard_normal((n, len(keep))), dims=("stimulus", "neuroid"),
+                        coords={"vertex": ("neuroid", keep)})
+    models = rng.random((2, n * (n - 1) // 2))
+    return [
+        ("grid", vol, models, dict(ijk=ijk, volume_shape=shape, radius=2)),
+        ("no-grid", vol, models, dict(ijk=ijk, radius=2, threshold=0.0)),
+        ("surface", surf, models, dict(surface=(v, f), radius=2.2, threshold=0.0)),
+    ]
+
+
+@pytest.mark.parametrize("method", ["spearman", "rho_a", "pearson", "tau_a"])
+@pytest.mark.parametrize("rdm_metric", ["correlation", "euclidean"])
+@pytest.mark.parametrize("case", range(3))
+def test_a_nan_neuroid_changes_only_the_neighbourhoods_that_hold_it(case, rdm_metric, method,
+                                                                    monkeypatch):
+    """A NaN neuroid makes exactly the centres whose sphere or disc holds it NaN (and the
+    warning counts those); every other centre keeps its value bit for bit, wherever the
+    neuroid is in neuroid order. (Padding was read as neuroid 0, and filled with the
+    values of a chunk's first neuroid, times 0: NaN * 0 = NaN spread to every padded
+    neighbourhood, which spearman and rho_a ranked into finite wrong numbers.) No RDM with
+    a NaN reaches the ranks."""
+    from neuroalign.compare import _searchlight_chunks
+
+    name, data, models, kw = _nan_voxel_cases()[case]
+    kw = {**kw, "method": method, "rdm_metric": rdm_metric}
+    clean = searchlight(data, models, **kw).values
+    tables = _tables(data, kw)
+    ranks = _searchlight_chunks.rank_average
+
+    def finite_ranks(v):
+        assert np.isfinite(v).all(), "an RDM with NaN was ranked"
+        return ranks(v)
+
+    monkeypatch.setattr(_searchlight_chunks, "rank_average", finite_ranks)
+    first = tables[0][1][0]  # the neuroid whose values filled the first chunk's padding
+    n_neuroids = data.shape[1]
+    for voxel in sorted({0, int(first[first >= 0][0]), 17, n_neuroids - 1}):
+        dirty = data.copy()
+        dirty[3, voxel] = np.nan
+        centre, holds = np.zeros(n_neuroids, dtype=bool), np.zeros(n_neuroids, dtype=bool)
+        for c, table in tables:
+            centre[c] = True
+            holds[c] = (table == voxel).any(1)
+        assert 0 < holds.sum() < centre.sum()
+        with pytest.warns(DataQualityWarning,
+                          match=rf"\): {holds.sum()} of {centre.sum()} centres are NaN"):
+            out = searchlight(dirty, models, **kw).values
+        assert np.isnan(out[:, holds]).all(), (name, voxel)
+        np.testing.assert_array_equal(out[:, ~holds], clean[:, ~holds], err_msg=f"{name} {voxel}")
+
+
+@pytest.mark.parametrize("method", ["spearman", "rho_a", "pearson"])
+def test_overflowing_dissimilarities_give_nan_and_warn(method):
+    """Finite patterns whose squared distances overflow float64 (1e200) give NaN, named in
+    the warning, at the centres whose sphere holds them; never ranked into a number."""
+    mask, full, ijk, data, models = _volume(12)
+    data = data.copy()
+    data[:, 10] *= 1e200
+    kw = dict(ijk=ijk, volume_shape=SHAPE, radius=2, method=method, rdm_metric="euclidean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warnings stay inside
+        with pytest.warns(DataQualityWarning, match=r"dissimilarities beyond the float64 range"):
+            sl = searchlight(data, models, **kw)
+    near = ((ijk - ijk[10]) ** 2).sum(1) < 4
+    centres = sl["n_neighbours"].values > 0
+    assert np.isnan(sl.values[:, near & centres]).all() and (near & centres).any()
+    assert np.isfinite(sl.values[:, ~near & centres]).all()
