@@ -43,12 +43,36 @@ COMPARE_METHODS = (
 _RANK_CHUNK = 8  # RDMs ranked at a time (memory: 8 x n_pairs x 8 bytes)
 _DIRECT_MAX = 4  # against at most this many RDMs, rows are ranked and dotted one by one
 
+_SYMMETRY_RTOL = 1e-5  # asymmetry of a square RDM, relative to its largest entry
+
+
+def _is_symmetric(arr: np.ndarray) -> bool:
+    """Whether a square array equals its transpose up to rounding, in any units.
+
+    The tolerance is relative to the array's largest finite entry (``_SYMMETRY_RTOL``),
+    never absolute: an absolute one (``np.allclose``'s ``atol=1e-8``) took any array in
+    units of 1e-9 for symmetric. NaN and infinite entries must mirror each other exactly.
+    """
+    t = arr.T
+    finite = np.isfinite(arr) & np.isfinite(t)
+    if not np.array_equal(arr[~finite], t[~finite], equal_nan=True):
+        return False
+    a = np.where(finite, arr, 0.0)
+    scale = np.abs(a).max(initial=0.0)
+    return bool((np.abs(a - a.T) <= _SYMMETRY_RTOL * scale).all())
+
+
 def as_rdm_vectors(x: Any, *, name: str, func: str):
     """RDM(s) as a 2-D array of upper-triangle vectors ``(k, n_pairs)``.
 
     Accepts a square RDM ``(n, n)``, a stack ``(k, n, n)``, vectors ``(n_pairs,)`` or
     ``(k, n_pairs)``, and DataArrays with dims ``('stimulus_i', 'stimulus_j')`` plus any
     batch dims. Returns ``(vectors, batch_shape, batch_dims, batch_coords, stimulus_ids)``.
+
+    A ``(k, k)`` array is one square RDM when it is symmetric (to rounding: differences
+    up to ``1e-5`` times its largest entry, whatever the units, and NaN in mirrored
+    places), otherwise ``k`` vectors of ``k`` pairs. An exactly symmetric stack of
+    vectors cannot be told from a square RDM and is read as one.
     """
     if isinstance(x, xr.DataArray):
         if not set(RDM_DIMS) <= set(x.dims):
@@ -73,7 +97,7 @@ def as_rdm_vectors(x: Any, *, name: str, func: str):
                 "Expected square RDMs (k, n, n)."
             )
         return squareform_vector(arr), arr.shape[:1], None, {}, None
-    if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and np.allclose(arr, arr.T, equal_nan=True):
+    if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and _is_symmetric(arr):
         return squareform_vector(arr)[None], (), None, {}, None
     if arr.ndim == 2:
         return arr, arr.shape[:1], None, {}, None
@@ -231,6 +255,8 @@ def compare_rdms(
         One RDM or a stack of RDMs each: square ``(n, n)`` or ``(k, n, n)``, upper-triangle
         vectors ``(n_pairs,)`` or ``(k, n_pairs)``, or DataArrays from :func:`rdm` (with any
         extra batch dims, e.g. ``model``). DataArrays with stimulus ids are joined on them.
+        A ``(k, k)`` array is one square RDM when it is symmetric up to rounding relative
+        to its largest entry (in any units), otherwise ``k`` vectors of ``k`` pairs.
     method : str
         - ``"cosine"``: cosine of the upper-triangle vectors.
         - ``"pearson"``: Pearson r of the vectors (rsatoolbox ``"corr"``).

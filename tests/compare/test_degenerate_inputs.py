@@ -133,3 +133,34 @@ def test_an_undefined_rdm_is_nan_and_leaves_the_others_unchanged(rdms, method):
     right = _compare_vectors(va, np.vstack([dead, vb]), method, "test", nan=True)
     assert np.isnan(right[:, 0]).all()
     np.testing.assert_allclose(right[:, 1:], ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("units", [1.0, 1e-9, 1e-13, 1e9])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_k_by_k_stack_is_read_as_a_stack_in_any_units(seed, units):
+    """k RDM vectors of k pairs (3 over 3 stimuli, 6 over 4) are a stack, not one square
+    RDM, whatever the units: the symmetry test had an absolute tolerance (1e-8), so in
+    1e-9 units every such stack passed as symmetric (silently wrong for k = 3). A square
+    RDM symmetric only to rounding stays one RDM in any units."""
+    from scipy.spatial.distance import pdist, squareform
+
+    rng = np.random.default_rng(seed)
+    A, b = rng.random((3, 3)), rng.random(3)
+    expect = [np.corrcoef(a, b)[0, 1] for a in A]
+    np.testing.assert_allclose(compare_rdms(A * units, b * units, "pearson"), expect,
+                               rtol=1e-10)
+    A6, b6 = rng.random((6, 6)), rng.random(6)
+    np.testing.assert_allclose(compare_rdms(A6 * units, b6 * units), compare_rdms(A6, b6),
+                               rtol=1e-12)
+    lo, up = rsa_noise_ceiling(A * units, "pearson")  # 3 subjects' vectors of 3 pairs
+    assert (lo, up) == pytest.approx(rsa_noise_ceiling(A, "pearson"), rel=1e-10)
+    for n in (3, 4, 9):
+        D = squareform(pdist(rng.standard_normal((n, 5))))
+        rounded = D * (1 + 1e-13 * rng.standard_normal((n, n)))  # not exactly symmetric
+        assert not np.array_equal(rounded, rounded.T)
+        vec = D[np.triu_indices(n, 1)]
+        one = compare_rdms(rounded * units, vec, "pearson")
+        assert isinstance(one, float) and one == pytest.approx(1.0, rel=1e-10)
+        with_nan = rounded.copy()
+        with_nan[0, 1] = with_nan[1, 0] = np.nan  # a missing pair, on both sides
+        assert isinstance(compare_rdms(with_nan * units, vec, "spearman"), float)

@@ -339,3 +339,18 @@ def test_overflowing_dissimilarities_give_nan_and_warn(method):
     centres = sl["n_neighbours"].values > 0
     assert np.isnan(sl.values[:, near & centres]).all() and (near & centres).any()
     assert np.isfinite(sl.values[:, ~near & centres]).all()
+
+
+@pytest.mark.parametrize("units", [1e-9, 1e-13])
+def test_three_model_vectors_over_three_stimuli_in_small_units(units):
+    """Models (3, 3) over 3 stimuli are 3 vectors of 3 pairs in any units (in 1e-9 units
+    they were read as one square RDM: one model instead of three)."""
+    rng = np.random.default_rng(13)
+    ijk = np.argwhere(np.ones((4, 4, 4), dtype=bool))
+    data = rng.standard_normal((3, len(ijk)))
+    models = rng.random((3, 3))
+    kw = dict(ijk=ijk, radius=1.5, threshold=0.0, method="pearson")
+    ref = searchlight(data, models, **kw)
+    assert ref.sizes["model"] == 3
+    np.testing.assert_allclose(searchlight(data, models * units, **kw).values, ref.values,
+                               rtol=1e-10, equal_nan=True)
