@@ -494,13 +494,16 @@ def rdm_memory(n_stimuli: int, n_channels: int, *, metric: str = "correlation",
     the data are never copied whole), and the result is a second ``n^2 8`` (the
     C-ordered copy of the Fortran-ordered Gram matrix). Other metrics: a float64 copy of the
     patterns when the input is not float64 (``copy``), the centred/scaled or projected
-    patterns ``n p 8`` (and ``p^2 8`` for a precision matrix), and ``3 n^2 8`` for the Gram
+    patterns ``n p 8`` (``"mahalanobis"``: the centred patterns and their projection,
+    ``2 n p 8``; and ``p^2 8`` for a precision matrix), and ``3 n^2 8`` for the Gram
     matrix, its symmetrised form and the result."""
     n, p = int(n_stimuli), int(n_channels)
     if metric == "correlation":
         block = n * min(p, max(1, 32 * 2**20 // (8 * n))) * 8
         return int(2 * n * n * 8 + block + OVERHEAD)
     data = n * p * 8 * (2 if copy else 1)
+    if metric == "mahalanobis":
+        data += n * p * 8
     if metric in ("mahalanobis", "crossnobis"):
         data += p * p * 8
     return int(data + 3 * n * n * 8 + OVERHEAD)

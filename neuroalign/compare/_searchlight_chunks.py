@@ -21,10 +21,12 @@ def _chunk_rdms(X, table, metric: str, device):
     and which centres have a stimulus whose pattern is constant (correlation undefined).
 
     Patterns are gathered as ``(c, w, n)`` (voxels x stimuli per centre), padding set to
-    0, centred over each neighbourhood's own voxels for ``"correlation"``; one batched
-    matrix product gives every centre's Gram matrix. Each centre's RDM depends on its own
-    neuroids only: padding is assigned 0, never multiplied by 0 (the neuroid that fills
-    it may be NaN, and NaN * 0 = NaN)."""
+    0, centred over each neighbourhood's own voxels for ``"correlation"``, and each voxel
+    over the stimuli for the Euclidean metrics (distances do not change, and the
+    expansion ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` no longer loses every digit to a baseline
+    far above the differences); one batched matrix product gives every centre's Gram
+    matrix. Each centre's RDM depends on its own neuroids only: padding is assigned 0,
+    never multiplied by 0 (the neuroid that fills it may be NaN, and NaN * 0 = NaN)."""
     n = X.shape[0]
     c, w = table.shape
     valid = table >= 0
@@ -45,6 +47,8 @@ def _chunk_rdms(X, table, metric: str, device):
         mean /= count[:, None, None]
         P -= mean
         P[pad] = 0.0
+    else:
+        P -= P.mean(axis=2, keepdims=True)  # padding rows stay 0
     if device is not None:
         import torch
 

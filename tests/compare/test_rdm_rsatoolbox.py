@@ -332,3 +332,34 @@ def test_correlation_rdm_constant_patterns_in_any_units(X):
                                              "\\(rows \\[4\\]\\)"):
             rdm(Z, "correlation")
     np.testing.assert_allclose(rdm(X * 1e-13).values, rdm(X).values, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("offset", [2.0**20, -(2.0**30), 3 * 2.0**33])
+@pytest.mark.parametrize("seed", range(3))
+def test_distance_rdms_do_not_depend_on_a_common_offset(seed, offset):
+    """Distances do not change when one vector is subtracted from every pattern. The data
+    are multiples of 2^-10 and the offsets (per channel, per run for crossnobis) keep them
+    exact in float64, so the shifted RDMs must equal the unshifted ones: computed as
+    |x_i|^2 + |x_j|^2 - 2 x_i.x_j on uncentred data, they lost every digit (1e6 + 0.01
+    noise: 75 % off)."""
+    rng = np.random.default_rng(seed)
+    n, p = 8, 20
+    X = rng.integers(-1024, 1024, (n, p)) / 1024.0
+    shift = offset * rng.integers(1, 4, p)  # a different baseline per channel
+    assert np.array_equal((X + shift) - shift, X)  # exact in float64
+    P = np.diag(rng.integers(1, 5, p) / 4.0)
+    for data in (X + shift, torch.from_numpy(X + shift)):
+        for metric, kw in (("euclidean", {}), ("sqeuclidean", {}), ("mahalanobis", {"noise": P})):
+            np.testing.assert_allclose(rdm(data, metric, **kw).values, rdm(X, metric, **kw).values,
+                                       rtol=1e-12, atol=1e-12, err_msg=metric)
+    np.testing.assert_allclose(rdm(X + shift, "euclidean").values, squareform(pdist(X)),
+                               rtol=1e-12)
+    runs = np.repeat([0, 1, 2], n)
+    trials = np.tile(X, (3, 1)) + rng.integers(-64, 64, (3 * n, p)) / 1024.0
+    run_shift = shift * np.array([1.0, -1.0, 2.0])[runs, None]  # baselines drift per run
+    kw = {"conditions": np.tile(np.arange(n), 3), "runs": runs}
+    np.testing.assert_allclose(rdm(trials + run_shift, "crossnobis", **kw).values,
+                               rdm(trials, "crossnobis", **kw).values, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rdm(trials + run_shift, "crossnobis", noise=P, **kw).values,
+                               rdm(trials, "crossnobis", noise=P, **kw).values,
+                               rtol=1e-12, atol=1e-12)

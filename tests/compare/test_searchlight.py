@@ -354,3 +354,21 @@ def test_three_model_vectors_over_three_stimuli_in_small_units(units):
     assert ref.sizes["model"] == 3
     np.testing.assert_allclose(searchlight(data, models * units, **kw).values, ref.values,
                                rtol=1e-10, equal_nan=True)
+
+
+@pytest.mark.parametrize("rdm_metric", ["euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("seed", range(2))
+def test_distance_rdms_do_not_depend_on_a_baseline_per_voxel(seed, rdm_metric):
+    """A baseline per voxel (the same for every stimulus) leaves every distance unchanged:
+    data in multiples of 2^-10 on baselines of 2^20-2^31 stay exact in float64, so the
+    values must equal those without the baselines (the uncentred expansion lost every
+    digit), and those of rsatoolbox on the centred data."""
+    mask, full, ijk, data, models = _volume(seed)
+    rng = np.random.default_rng(seed)
+    data = np.round(data * 1024) / 1024
+    base = 2.0 ** rng.integers(20, 32, data.shape[1])
+    assert np.array_equal((data + base) - base, data)
+    kw = dict(ijk=ijk, volume_shape=SHAPE, radius=2, method="pearson", rdm_metric=rdm_metric)
+    ref = searchlight(data, models, **kw).values
+    np.testing.assert_allclose(searchlight(data + base, models, **kw).values, ref,
+                               rtol=1e-10, atol=1e-12, equal_nan=True)
