@@ -378,7 +378,8 @@ class BandedRidgeEncoder(RegressorMixin, BaseEstimator):
                                   y_finite_1d=False)
         Xs, Ym, tmpl = self._xy(X, Y)
         s = held_out_scores(Ym, self._predict_parts(list(Xs.values()), False), self.valid_neuroids_,
-                            self.metric, tmpl, func=f"{type(self).__name__}.score")
+                            self.metric, tmpl, func=f"{type(self).__name__}.score",
+                            fit_coords=self._template)
         if tmpl is None:
             return float(s[0]) if y_1d else s
         out = tmpl.copy(data=s).rename("score")

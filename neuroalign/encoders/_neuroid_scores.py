@@ -20,6 +20,7 @@ __all__ = [
     "explained_variance",
     "nan_argmax",
     "held_out_scores",
+    "fitted_positions",
 ]
 
 
@@ -73,8 +74,52 @@ SCORERS = {"pearson": pearson_r, "r2": r2_score}
 SCORE_BLOCK = 2**22
 
 
+def fitted_positions(fit_labels, labels, *, what: str, func: str) -> np.ndarray | None:
+    """The position in the fit of each of ``labels`` (the neuroid ids, or time points, of
+    the data being scored), or None when they are the fit's, in its order.
+
+    Raises :class:`~neuroalign.exceptions.DimensionError` naming labels the fit does not
+    have, or repeated ones.
+    """
+    from neuroalign.exceptions import DimensionError
+
+    fit_labels, labels = np.asarray(fit_labels), np.asarray(labels)
+    if fit_labels.shape == labels.shape and np.array_equal(fit_labels, labels):
+        return None
+    index = {v: i for i, v in enumerate(fit_labels.tolist())}
+    pos = np.array([index.get(v, -1) for v in labels.tolist()], dtype=np.int64)
+    unknown = labels[pos < 0]
+    uniq, counts = np.unique(labels, return_counts=True)
+    if unknown.size or (counts > 1).any():
+        found = (f"{unknown.size} {what} it was not fitted on ({format_list(unknown, limit=5)})"
+                 if unknown.size else
+                 f"repeated {what} ({format_list(uniq[counts > 1], limit=5)})")
+        raise DimensionError(
+            f"{func}(): the responses have {found}. Expected {what} of the fit "
+            f"({len(fit_labels)}; any order, or a subset)."
+        )
+    return pos
+
+
+def _label_positions(fit_coords, neuroid_coords, n: int, n_fit: int, func: str):
+    """:func:`fitted_positions` of the scored neuroids on ``neuroid_id`` when both sides
+    have it; else by position, which needs as many neuroids as the fit."""
+    from neuroalign.exceptions import DimensionError
+
+    ids = [getattr(c, "coords", {}).get("neuroid_id") if c is not None else None
+           for c in (fit_coords, neuroid_coords)]
+    if ids[0] is not None and ids[1] is not None:
+        return fitted_positions(ids[0].values, ids[1].values, what="neuroids", func=func)
+    if n != n_fit:
+        raise DimensionError(
+            f"{func}(): the responses have {n} neuroids; expected the {n_fit} of the fit "
+            "(in its order, or labelled with neuroid_id to be matched by id)."
+        )
+    return None
+
+
 def held_out_scores(Y: np.ndarray, pred, fitted: np.ndarray, metric: str,
-                    neuroid_coords=None, *, func: str) -> np.ndarray:
+                    neuroid_coords=None, *, func: str, fit_coords=None) -> np.ndarray:
     """Held-out score (``metric``) of each neuroid, NaN where it is not defined.
 
     NaN for neuroids whose test responses hold NaN or inf or are constant, and for
@@ -86,10 +131,39 @@ def held_out_scores(Y: np.ndarray, pred, fitted: np.ndarray, metric: str,
     that gives those of neuroids ``start:stop``: the neuroids are scored a block at a time
     (:data:`SCORE_BLOCK` values), so that a whole brain's predictions are never held at
     once. Each neuroid's score is the same either way.
+
+    ``pred`` and ``fitted`` follow the fit's neuroids. With ``fit_coords`` (the fit's
+    neuroid coordinates), the responses' neuroids are matched to them on ``neuroid_id``:
+    in another order, or a subset, each neuroid is scored against its own predictions and
+    the scores come in the responses' order. Without labels on either side the responses
+    must have the fit's neuroids, in its order.
     """
+    Y = np.asarray(Y)
+    pos = _label_positions(fit_coords, neuroid_coords, Y.shape[1], len(fitted), func)
+    if pos is None:
+        return _held_out_scores(Y, pred, fitted, metric, neuroid_coords, func=func)
+    order = np.argsort(pos, kind="stable")
+    cols = pos[order]  # ascending: each block of scored neuroids is one span of the fit's
+    if callable(pred):
+        full = pred
+
+        def pred(a, b):
+            c = cols[a:b]
+            return full(int(c[0]), int(c[-1]) + 1)[:, c - c[0]]
+    else:
+        pred = np.asarray(pred)[:, cols]
+    sorted_coords = neuroid_coords.isel(neuroid=order) if neuroid_coords is not None else None
+    s_sorted = _held_out_scores(Y[:, order], pred, np.asarray(fitted, bool)[cols], metric,
+                                sorted_coords, func=func)
+    s = np.empty_like(s_sorted)
+    s[order] = s_sorted
+    return s
+
+
+def _held_out_scores(Y: np.ndarray, pred, fitted: np.ndarray, metric: str,
+                     neuroid_coords=None, *, func: str) -> np.ndarray:
     from neuroalign.encoders._data import neuroid_names
 
-    Y = np.asarray(Y)
     n, t = Y.shape
     fitted = np.asarray(fitted, dtype=bool).copy()
     s = np.zeros(t)
@@ -120,7 +194,7 @@ def held_out_scores(Y: np.ndarray, pred, fitted: np.ndarray, metric: str,
             f"constant test responses: {format_list(names[constant], limit=10) or '-'}; "
             f"{int(unfitted.sum())} excluded at fit: "
             f"{format_list(names[unfitted], limit=10) or '-'}).",
-            DataQualityWarning, stacklevel=3,
+            DataQualityWarning, stacklevel=4,
         )
     return s
 

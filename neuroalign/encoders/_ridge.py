@@ -451,7 +451,8 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         data = align(X, Y, func=f"{name}.score")
         self._check_n_features(data.X)
         s = held_out_scores(data.Y, self._predict_blocks(data.X), self.valid_neuroids_,
-                            self.metric, data.neuroid_coords, func=f"{name}.score")
+                            self.metric, data.neuroid_coords, func=f"{name}.score",
+                            fit_coords=self._neuroid_template)
         if data.neuroid_coords is None:
             return float(s[0]) if y_1d else s
         return data.neuroid_coords.copy(data=s).rename("score")

@@ -383,14 +383,20 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("AttentionRoutingEncoder.score(): sample_weight is not supported; expected None.")
+        from neuroalign.encoders._neuroid_scores import _label_positions
+
         tokens, Ym, _, tmpl = self._align(X, Y, func="score")
         ok = self.valid_neuroids_
-        if Ym.shape[1] != len(ok):
+        if tmpl is None and Ym.shape[1] != len(ok):
             raise DimensionError(
                 f"Y has {Ym.shape[1]} neuroids; this AttentionRoutingEncoder was fitted with {len(ok)}."
             )
-        s = np.full(len(ok), np.nan)
-        s[ok] = SCORERS[self.metric](Ym[:, ok], self.predict(tokens)[:, ok])
+        pos = _label_positions(self._template, tmpl, Ym.shape[1], len(ok),
+                               "AttentionRoutingEncoder.score")
+        pos = np.arange(len(ok)) if pos is None else pos  # each scored neuroid's own fit
+        ok = ok[pos]
+        s = np.full(len(pos), np.nan)
+        s[ok] = SCORERS[self.metric](Ym[:, ok], self.predict(tokens)[:, pos[ok]])
         if tmpl is None:
             return s
         out = tmpl.copy(data=s).rename("score")

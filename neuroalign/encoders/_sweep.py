@@ -31,7 +31,7 @@ from neuroalign.encoders._scaleout import SweepCells
 from neuroalign.encoders._scoring import held_out_scores, nan_argmax
 from neuroalign.encoders._solvers import ridge_cv
 from neuroalign.encoders._sweep_layers import layer_rows, layer_spaces, layer_table
-from neuroalign.exceptions import DataQualityWarning, DimensionError
+from neuroalign.exceptions import DataQualityWarning
 from neuroalign.store import SPLITS, LazyResponses, select_split
 
 __all__ = ["LayerSweep", "layer_table"]
@@ -448,14 +448,11 @@ class LayerSweep(RidgeEncoder):
             X, y, y_1d = check_xy(X, y, func="LayerSweep.score", min_samples=1, y_finite_1d=False)
         needed = [layer] if layer is not None else sorted(set(self.best_layer_.values) - {""})
         mats, _, Ym, tmpl = self._layer_rows(X, needed or self.layers_[:1], "score", Y=y)
-        if Ym.shape[1] != len(self.valid_neuroids_):
-            raise DimensionError(
-                f"y has {Ym.shape[1]} neuroids; this LayerSweep was fitted with {len(self.valid_neuroids_)}."
-            )
         pred = self._predict_blocks({n: mats[n] for n in needed}, layer) if needed else \
-            np.full(Ym.shape, np.nan)
+            np.full((Ym.shape[0], len(self.valid_neuroids_)), np.nan)
         s = held_out_scores(Ym, pred, self.valid_neuroids_, self.metric, tmpl,
-                            func="LayerSweep.score")  # a block of neuroids at a time
+                            func="LayerSweep.score",  # a block of neuroids at a time
+                            fit_coords=self._neuroid_template)
         if tmpl is None:
             return float(s[0]) if y_1d else s
         out = tmpl.copy(data=s).rename("score")

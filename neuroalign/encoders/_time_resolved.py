@@ -148,6 +148,7 @@ class TimeResolvedEncoder(RidgeEncoder):
         self.times_ = centres
         self._wins = wins
         self._cube_tmpl = tmpl
+        self._fit_times = np.asarray(times)
         v = cube.shape[1]
         coords = {"time": centres}
         if tmpl is not None:
@@ -237,6 +238,31 @@ class TimeResolvedEncoder(RidgeEncoder):
         return out.assign_coords({k: v for k, v in tmpl.items()
                                   if v.dims in (("neuroid",), ("time",))})
 
+    def _in_fit_order(self, cube: np.ndarray, tmpl, times) -> np.ndarray:
+        """The response cube with the fit's neuroids and time points, in the fit's order:
+        matched on ``neuroid_id`` and on the time coordinate when the responses carry them
+        (any order), else taken as they come (the fit's count needed)."""
+        from neuroalign.encoders._neuroid_scores import _label_positions, fitted_positions
+
+        func = "TimeResolvedEncoder.score"
+        n_fit = self.cv_scores_.sizes["neuroid"]
+        fit_times = getattr(self, "_fit_times", np.arange(cube.shape[2]))
+        for axis, pos, n, what in (
+            (2, fitted_positions(fit_times, times, what="time points", func=func),
+             len(fit_times), "time points"),
+            (1, _label_positions(self._cube_tmpl, tmpl, cube.shape[1], n_fit, func),
+             n_fit, "neuroids"),
+        ):
+            if pos is None:
+                continue
+            if len(pos) != n:
+                raise DimensionError(
+                    f"{func}(): the responses have {len(pos)} of the fit's {n} {what}; "
+                    f"expected all of them (any order): windows and scores follow the fit's."
+                )
+            cube = np.take(cube, np.argsort(pos), axis=axis)
+        return cube
+
     def score(self, X, y, sample_weight=None):
         """Held-out score (``metric``) per neuroid and window.
 
@@ -245,7 +271,9 @@ class TimeResolvedEncoder(RidgeEncoder):
         X : xr.Dataset, xr.DataArray or array-like
             Features of held-out stimuli.
         y : xr.Dataset or array-like
-            Their responses (the features may cover more stimuli).
+            Their responses (the features may cover more stimuli), with the fit's neuroids
+            and time points: matched on ``neuroid_id`` and time when labelled (any order),
+            else in the fit's order.
         sample_weight : None
             Not supported (scikit-learn's signature); must be None.
 
@@ -260,8 +288,9 @@ class TimeResolvedEncoder(RidgeEncoder):
         if sample_weight is not None:
             raise ValueError("TimeResolvedEncoder.score(): sample_weight is not supported; "
                              "expected None.")
-        Xm, cube, _, tmpl, _, ndim, _ = self._responses(X, y, func="score")
+        Xm, cube, _, tmpl, times, ndim, _ = self._responses(X, y, func="score")
         self._check_n_features(Xm)
+        cube = self._in_fit_order(cube, tmpl, times)
         Ys = self._stack(cube, self._wins)
         s = held_out_scores(Ys, self._predict_matrix(Xm), self.valid_neuroids_, self.metric,
                             func="TimeResolvedEncoder.score")
