@@ -383,7 +383,7 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
         self._check_fitted()
         if sample_weight is not None:
             raise ValueError("AttentionRoutingEncoder.score(): sample_weight is not supported; expected None.")
-        from neuroalign.encoders._neuroid_scores import _label_positions
+        from neuroalign.encoders._neuroid_scores import held_out_scores
 
         tokens, Ym, _, tmpl = self._align(X, Y, func="score")
         ok = self.valid_neuroids_
@@ -391,12 +391,9 @@ class AttentionRoutingEncoder(RegressorMixin, BaseEstimator):
             raise DimensionError(
                 f"Y has {Ym.shape[1]} neuroids; this AttentionRoutingEncoder was fitted with {len(ok)}."
             )
-        pos = _label_positions(self._template, tmpl, Ym.shape[1], len(ok),
-                               "AttentionRoutingEncoder.score")
-        pos = np.arange(len(ok)) if pos is None else pos  # each scored neuroid's own fit
-        ok = ok[pos]
-        s = np.full(len(pos), np.nan)
-        s[ok] = SCORERS[self.metric](Ym[:, ok], self.predict(tokens)[:, pos[ok]])
+        # NaN where undefined (never 0), each neuroid matched to its own fit on neuroid_id
+        s = held_out_scores(Ym, np.asarray(self.predict(tokens)), ok, self.metric, tmpl,
+                            func="AttentionRoutingEncoder.score", fit_coords=self._template)
         if tmpl is None:
             return s
         out = tmpl.copy(data=s).rename("score")

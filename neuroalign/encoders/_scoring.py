@@ -329,6 +329,24 @@ def fdr_bh(p: np.ndarray, q: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
         return adj <= q, adj
 
 
+def _undefined_scores(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> np.ndarray:
+    """Neuroids whose score is undefined: a NaN or infinite response or prediction,
+    constant responses, or (Pearson r) constant predictions. Warns, naming them by column."""
+    finite = np.isfinite(y_true).all(0) & np.isfinite(y_pred).all(0)
+    with np.errstate(invalid="ignore"):
+        constant = ~(np.ptp(y_true, 0) > 0) if len(y_true) else np.ones(finite.shape, bool)
+        flat = ~(np.ptp(y_pred, 0) > 0) if len(y_pred) else np.ones(finite.shape, bool)
+    undefined = ~finite | constant | (flat if metric == "pearson" else False)
+    if np.any(undefined):
+        idx = np.flatnonzero(np.ravel(undefined))
+        warnings.warn(
+            f"permutation_test(): {idx.size} of {np.size(undefined)} neuroids have no defined score (NaN or "
+            f"infinite values, constant responses{', or constant predictions' if metric == 'pearson' else ''}"
+            f"; columns {format_list(idx, limit=5)}): their score and p-value are NaN and they "
+            "do not count towards the FDR correction.", DataQualityWarning, stacklevel=3)
+    return np.asarray(undefined)
+
+
 def permutation_test(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -378,7 +396,11 @@ def permutation_test(
     scorer = SCORERS[metric]
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    observed = scorer(y_true, y_pred)
+    undefined = _undefined_scores(y_true, y_pred, metric)
+    if undefined.any():  # scored on zeros (no NaN in the arithmetic), then NaN
+        y_true = np.where(undefined, 0.0, y_true)
+        y_pred = np.where(undefined, 0.0, y_pred)
+    observed = np.where(undefined, np.nan, scorer(y_true, y_pred))
     rng = np.random.default_rng(seed)
     count = np.zeros_like(observed)
     if groups is not None:

@@ -358,3 +358,36 @@ def test_layer_sweep_scores_in_blocks_equal_the_whole(keep, monkeypatch):
     # the blocks' predictions are those of predict(), neuroid by neuroid
     ok = sweep.valid_neuroids_
     np.testing.assert_allclose(blocks[ok], ns.pearson_r(Y[160:, ok], sweep.predict(test)[:, ok]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_permutation_test_gives_undefined_scores_nan_and_leaves_them_out_of_the_fdr(seed):
+    """A neuroid with a missing response, constant responses or (Pearson r) constant
+    predictions has no score: NaN score and p-value, named in a warning, and not counted
+    among the FDR's tests (they used to score 0 with p = 1, which raised every other
+    neuroid's corrected p-value)."""
+    from neuroalign.exceptions import DataQualityWarning
+
+    rng = np.random.default_rng(seed)
+    y_true = rng.standard_normal((40, 62))
+    y_pred = y_true + 0.3 * rng.standard_normal((40, 62))
+    y_true[5, 1:59] = np.nan      # missing responses
+    y_true[:, 59] = 2.0           # constant responses
+    y_pred[:, 60] = 1.0           # a constant prediction (a neuroid excluded at fit)
+    y_pred[3, 61] = np.inf
+    for metric in ("pearson", "r2"):
+        with pytest.warns(DataQualityWarning, match="no defined score") as warned:
+            res = permutation_test(y_true, y_pred, metric=metric, n_permutations=199,
+                                   random_state=seed)
+        undefined = np.r_[1:60, 61] if metric == "r2" else np.r_[1:62]
+        assert "columns 1, 2, 3" in str(warned[0].message)
+        for key in ("score", "p_value", "p_fdr"):
+            assert np.isnan(res[key][undefined]).all(), (metric, key)
+        assert not res["significant"][undefined].any()
+        defined = np.setdiff1d(np.arange(62), undefined)
+        assert np.isfinite(res["score"][defined]).all()
+        alone = permutation_test(y_true[:, defined], y_pred[:, defined], metric=metric,
+                                 n_permutations=199, random_state=seed)
+        np.testing.assert_allclose(res["score"][defined], alone["score"], rtol=1e-13)
+        for key in ("p_value", "p_fdr", "significant"):
+            np.testing.assert_array_equal(res[key][defined], alone[key])

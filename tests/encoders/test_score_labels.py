@@ -13,7 +13,7 @@ from neuroalign.encoders import (
     RidgeEncoder,
     TimeResolvedEncoder,
 )
-from neuroalign.exceptions import DimensionError
+from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.testing import make_store
 
 ALPHAS = np.logspace(-2, 4, 7)
@@ -88,6 +88,12 @@ def test_routing_scores_follow_the_neuroid_ids():
                           coords={"stimulus_id": ("stimulus", ids)})
     enc = AttentionRoutingEncoder(d_model=8, max_epochs=3, patience=3, device="cpu").fit(tokens, store)
     _check_orders(lambda y: enc.score(tokens, y), avg, rng)
+    # an undefined score is NaN and named, never 0 (it used to be r = 0)
+    flat = avg.copy(deep=True)
+    flat["responses"][:, 2] = 1.5
+    with pytest.warns(DataQualityWarning, match="1 with constant test responses: 'n00002'"):
+        s = enc.score(tokens, flat)
+    assert np.isnan(s.values[2]) and np.isfinite(np.delete(s.values, 2)).all()
 
 
 def test_time_resolved_scores_follow_neuroid_ids_and_time_points():
