@@ -66,7 +66,9 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
 
     ``forward(images)`` takes ``(B, 3, H, W)`` floats in ``[0, 1]``, resizes them
     (bilinear, antialiased) to ``input_size``, normalises with ``mean``/``std``, runs
-    ``model`` and returns the concatenation of each layer's spatial mean, ``(B, F)``.
+    ``model`` and returns the concatenation of each layer's spatial mean, ``(B, F)``. A layer
+    run several times per forward pass gives its output at its last call (as
+    :func:`neuroalign.features.extract`).
 
     Parameters
     ----------
@@ -101,6 +103,7 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
                 f"such as {[n for n in modules if n][:10]!r}."
             )
         self.input_size = int(input_size)
+        self._layer_calls: dict[str, int] | None = None  # counted by the first forward
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -164,10 +167,12 @@ class PooledFeatureExtractor(_module_base()):  # type: ignore[misc]
                               align_corners=False, antialias=True)
         from neuroalign.features._hooks import LayerRecorder
 
-        # the one hook engine, kept differentiable: spatial mean of feature maps
+        # the one hook engine, kept differentiable: spatial mean of feature maps, each layer
+        # at its last call (the first forward counts the calls, later ones stop after them)
         with LayerRecorder(self.model, self.layers, pooling="mean", modality="image",
-                           detach=False) as rec:
+                           detach=False, calls=self._layer_calls) as rec:
             out = rec.run(self.model, (x - self.mean) / self.std)
+        self._layer_calls = rec.calls
         return _torch().cat([out[name] for name in self.layers], dim=1)
 
     def extract(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:

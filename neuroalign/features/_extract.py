@@ -44,7 +44,9 @@ def list_layers(model: Any, **kwargs: Any) -> list[str]:
     Returns
     -------
     list of str
-        The names to pass as ``layers=`` to :func:`extract`, in ``named_modules()`` order.
+        The names to pass as ``layers=`` to :func:`extract`, in ``named_modules()`` order. A
+        module run several times per forward pass is listed once; its features are its
+        output at its last call.
 
     Examples
     --------
@@ -178,6 +180,9 @@ def extract(
         :meth:`StimulusSet.from_store`).
     layers : str or sequence of str
         Module names (see :func:`list_layers`), or ``"blocks"`` for every block (a sweep).
+        A layer's features are the module's output at its last call of the forward pass:
+        a module run several times per pass (the one ReLU of a torchvision ResNet block)
+        gives its last output (there, the block's output), whatever else is requested.
     pooling : {"auto", "cls", "mean", "spatial", "last"} or None
         Images: ``"auto"`` takes the CLS token of vision transformers and the spatial average
         of feature maps; ``"mean"`` averages patch tokens (or positions); ``None`` keeps
@@ -214,7 +219,10 @@ def extract(
         Replace a cache written with other settings (only a feature cache neuroalign wrote;
         a folder of the user's at ``cache`` is never replaced).
     stop_early : bool
-        Stop each forward pass once the last requested layer has run.
+        Skip the rest of the network once every requested layer has run its last call. The
+        first batch runs the whole network and counts each layer's calls; later batches stop
+        after that many (a count that changes between batches raises ``RuntimeError``). The
+        features are the same either way: ``stop_early`` is not part of the cache key.
     channels_last : bool, optional
         Run convolutional networks in channels-last memory format (faster on CPU). Default:
         on for CPU image extraction with a CNN; the module's format is restored afterwards.
@@ -246,6 +254,9 @@ def extract(
     OSError
         A write failed (e.g. a full disk); the message names the cache and the batch, and
         the same call again resumes from the batches already written.
+    RuntimeError
+        A requested layer did not run in the forward pass, or (``stop_early=True``) its
+        number of calls per pass changed between batches.
 
     Examples
     --------

@@ -85,6 +85,11 @@ class _StopForward(Exception):
 class LayerRecorder:
     """Register forward hooks on ``layers``; pool each output as it is produced.
 
+    A layer's features are the module's output at its **last** call of the forward pass
+    (what a forward hook that overwrites its result keeps): a module run several times per
+    pass, such as the one ReLU of a torchvision ResNet block, gives the block's output. The
+    result never depends on ``stop_early`` nor on the other requested layers.
+
     Parameters
     ----------
     module : torch.nn.Module
@@ -97,10 +102,17 @@ class LayerRecorder:
     causal : bool
         Text: ``"auto"`` takes the last selected token.
     stop_early : bool
-        Stop the forward pass once every requested layer has fired.
+        Stop the forward pass after the last call of the last requested layer. The first
+        :meth:`run` runs the whole network and counts each layer's calls; later runs stop
+        once every layer has run that many times. The counts must be the same for every
+        input (a count that changes raises :class:`RuntimeError`; pass ``False`` for
+        networks whose control flow depends on the input).
     detach : bool
         Detach the activations from the autograd graph (False: keep them differentiable
         with respect to the input, e.g. for guided image generation).
+    calls : dict of str to int, optional
+        The calls per forward pass of each layer, when known (``calls`` of an earlier
+        recorder on the same module); else counted by the first :meth:`run`.
 
     Notes
     -----
@@ -110,7 +122,7 @@ class LayerRecorder:
     """
 
     def __init__(self, module, layers, *, pooling, modality, n_prefix_tokens=0, causal=False,
-                 stop_early=True, detach=True):
+                 stop_early=True, detach=True, calls=None):
         self.module = module
         self.layers = list(layers)
         self.pooling = pooling
@@ -123,6 +135,10 @@ class LayerRecorder:
         self.kinds: dict[str, str] = {}
         self.grids: dict[str, tuple[int, int]] = {}
         self.select = None  # text: (B, T) float weights of the tokens to pool
+        #: calls of each layer per forward pass (counted by the first run without a stop)
+        self.calls: dict[str, int] | None = None if calls is None else dict(calls)
+        self._seen: dict[str, int] = {}
+        self._left = 0
         self._handles: list[Any] = []
 
     def __enter__(self) -> LayerRecorder:
@@ -140,23 +156,52 @@ class LayerRecorder:
         """Run ``forward(inputs)`` and return ``{layer: pooled tensor}``."""
         self.outputs = {}
         self.select = select
+        self._seen = dict.fromkeys(self.layers, 0)
+        self._left = len(self.layers)
         try:
             forward(inputs)
         except _StopForward:
             pass
-        missing = [n for n in self.layers if n not in self.outputs]
+        missing = [n for n in self.layers if not self._seen[n]]
         if missing:
             raise RuntimeError(
                 f"Layer(s) {format_list(missing)} did not run in the forward pass of "
                 f"{type(self.module).__name__}; pick layers on the path the input takes "
                 "(e.g. the vision tower for images)."
             )
+        if self.calls is None:
+            self.calls = dict(self._seen)
+        elif self.stop_early:
+            for name in self.layers:
+                if self._seen[name] != self.calls[name]:
+                    self._count_changed(name)
         return self.outputs
+
+    def _count_changed(self, name: str):
+        n, first = self._seen[name], self.calls[name]
+        raise RuntimeError(
+            f"Layer {name!r} ran {n} time(s) in this forward pass of "
+            f"{type(self.module).__name__}, {first} time(s) in the first. A layer's features "
+            "are its output at its last call, which stop_early=True finds from the calls "
+            "counted on the first batch; pass stop_early=False for a network whose calls "
+            "depend on the input."
+        )
 
     def _hook(self, name: str):
         def fn(_module, _inputs, output):
+            self._seen[name] += 1
+            calls = self.calls if self.stop_early else None
+            if calls is None:  # counting (or running to the end): keep the latest call
+                self.outputs[name] = self._pool(name, _tensor_of(output))
+                return
+            seen, last = self._seen[name], calls[name]
+            if seen > last:
+                self._count_changed(name)
+            if seen < last:  # not the layer's last call of the pass
+                return
             self.outputs[name] = self._pool(name, _tensor_of(output))
-            if self.stop_early and len(self.outputs) == len(self.layers):
+            self._left -= 1
+            if self._left == 0:
                 raise _StopForward
 
         return fn

@@ -268,3 +268,95 @@ def test_module_with_callable_transform(stim):
     f = extract(net, stim, layers=["layer3"], transform=tf, device="cpu")
     assert f["layer3"].shape == (5, 256)
     assert "Resize" in f.attrs["transform"] and f.attrs["model"] == "module:ResNet"
+
+
+# -- a module that runs several times per forward pass: its features are its last call --------
+# torchvision's BasicBlock runs its one ``relu`` twice (after bn1, after the residual sum) and
+# the Bottleneck three times (64, 64 then 256 channels in layer1): the last call is the
+# block's output, a planted answer that does not depend on the hooks.
+REUSED = {"resnet18": ("layer1.0.relu", "layer1.0"), "resnet50": ("layer1.0.relu", "layer1.0")}
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_reused_module_gives_its_last_call_whatever_else_is_requested(stim, arch):
+    relu, block = REUSED[arch]
+    net = load_model(f"torchvision:{arch}", weights=None, seed=0, transform=SMALL)
+    ref = extract(net, stim, layers=[block], device="cpu")[block].values
+    ref_tokens = extract(net, stim, layers=[block], pooling=None, device="cpu")[block]
+    for stop_early in (True, False):
+        kw = {"device": "cpu", "stop_early": stop_early}
+        for layers, batch_size in [([relu], 2), ([relu, "layer4"], 5), (["layer4", relu], 3),
+                                   (["conv1", relu], 1), ([relu, block], 4)]:
+            f = extract(net, stim, layers=layers, batch_size=batch_size, **kw)
+            np.testing.assert_allclose(f[relu].values, ref, rtol=0, atol=1e-5,
+                                       err_msg=f"{layers}, batch_size={batch_size}, {stop_early=}")
+        tokens = extract(net, stim, layers=["layer2", relu], pooling=None, batch_size=2, **kw)
+        np.testing.assert_allclose(tokens[relu].values, ref_tokens.values, rtol=0, atol=1e-5)
+        assert tokens[relu].attrs["token_grid"] == ref_tokens.attrs["token_grid"] == [16, 16]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reused_module_matches_an_overwriting_hook_loop(images, seed):
+    # the rule, as a plain forward hook that keeps the last output: the same for every
+    # requested set and order, with and without stop_early, and in the decoders' extractor
+    from neuroalign.decoders import PooledFeatureExtractor
+
+    net = build_network("resnet18", seed)
+    names = ["layer1.0.relu", "layer2.1.relu", "layer3.0.relu"]
+    last: dict[str, torch.Tensor] = {}
+    modules = dict(net.named_modules())
+    handles = [modules[n].register_forward_hook(
+        lambda _m, _i, out, n=n: last.__setitem__(n, out.mean(dim=(2, 3)))) for n in names]
+    x = SMALL(list(images))
+    with torch.no_grad():
+        net(x)
+    for h in handles:
+        h.remove()
+    stim = StimulusSet.from_arrays(images)
+    for layers in (names, names[::-1], names[1:2], [names[2], "layer4", names[0]]):
+        for stop_early in (True, False):
+            f = extract(net, stim, layers=layers, transform=SMALL, batch_size=2, device="cpu",
+                        stop_early=stop_early)
+            for n in layers:
+                if n in last:
+                    np.testing.assert_allclose(f[n].values, last[n].numpy(), rtol=0, atol=1e-5,
+                                               err_msg=f"{n} of {layers}, stop_early={stop_early}")
+        ext = PooledFeatureExtractor(net, layers, input_size=64, mean=SMALL.mean, std=SMALL.std)
+        for _ in range(2):  # the first pass learns the calls, the second stops early
+            with torch.no_grad():
+                pooled = ext(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0)
+            start = 0
+            for n in layers:
+                width = f[n].shape[1]
+                if n in last:
+                    np.testing.assert_allclose(pooled[:, start:start + width].numpy(),
+                                               last[n].numpy(), rtol=0, atol=1e-5)
+                start += width
+
+
+class _Repeat(torch.nn.Module):
+    """Runs ``act`` once per image of the batch: its call count depends on the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.act = torch.nn.Tanh()
+
+    def forward(self, x):
+        x = self.conv(x)
+        for _ in range(x.shape[0]):
+            x = self.act(x + 1)
+        return x
+
+
+def test_call_count_that_changes_between_batches_raises_with_stop_early(stim):
+    net = _Repeat().eval()
+    tf = ImageTransform(size=8, name="tiny")
+    with pytest.raises(RuntimeError, match=r"Layer 'act' ran 1 time\(s\) in this forward pass of "
+                                           r"_Repeat, 2 time\(s\) in the first.*stop_early=False"):
+        extract(net, stim, layers=["act"], transform=tf, batch_size=2, device="cpu")
+    f = extract(net, stim, layers=["act"], transform=tf, batch_size=2, device="cpu",
+                stop_early=False)
+    with torch.no_grad():
+        ref = [net(tf(stim.load(range(s, min(s + 2, 5))))).mean(dim=(2, 3)) for s in (0, 2, 4)]
+    np.testing.assert_allclose(f["act"].values, torch.cat(ref).numpy(), rtol=0, atol=1e-6)
