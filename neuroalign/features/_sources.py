@@ -141,9 +141,25 @@ def _load_torchvision(arch: str, weights: Any, seed: int | None, allow_download:
         weights = "DEFAULT"
     module, wid = torchvision_model(arch, weights, seed=seed, allow_download=allow_download)
     default_tf = TRANSFORM_PRESETS["simulation" if weights is None else "imagenet"]
+    prefix, grid = _torchvision_tokens(module)
     return FeatureModel(module=module.eval(), name=f"torchvision:{arch}", weights=wid,
                         modalities=("image",), transform=get_transform(transform, default_tf),
-                        image_forward=module)
+                        image_forward=module, n_prefix_tokens=prefix, patch_grid=grid)
+
+
+def _torchvision_tokens(module) -> tuple[int, tuple[int, int] | None]:
+    """Class tokens and patch grid of a torchvision vision transformer (``vit_*``).
+
+    Its token sequence is one class token (``class_token``) then the ``image_size //
+    patch_size`` square patch grid, row by row (``_process_input``); other networks: ``(0,
+    None)``.
+    """
+    from torchvision.models import VisionTransformer
+
+    if not isinstance(module, VisionTransformer):
+        return 0, None
+    side = module.image_size // module.patch_size
+    return int(module.class_token.shape[1]), (side, side)
 
 
 # -- open_clip ---------------------------------------------------------------------

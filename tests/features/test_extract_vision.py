@@ -360,3 +360,51 @@ def test_call_count_that_changes_between_batches_raises_with_stop_early(stim):
     with torch.no_grad():
         ref = [net(tf(stim.load(range(s, min(s + 2, 5))))).mean(dim=(2, 3)) for s in (0, 2, 4)]
     np.testing.assert_allclose(f["act"].values, torch.cat(ref).numpy(), rtol=0, atol=1e-6)
+
+
+# -- torchvision vision transformers: one class token before a (size / patch)^2 patch grid ----
+@pytest.fixture(scope="module", params=[
+    pytest.param(("vit_b_32", 7), id="b32"),
+    pytest.param(("vit_b_16", 14), id="b16", marks=pytest.mark.slow),
+])
+def tv_vit(request):
+    arch, grid = request.param
+    return load_model(f"torchvision:{arch}", weights=None, seed=0), grid
+
+
+def test_torchvision_vit_class_token_and_patch_grid(small, tv_vit):
+    fm, grid = tv_vit
+    assert fm.n_prefix_tokens == 1 and fm.patch_grid == (grid, grid)
+    first, last = "encoder.layers.encoder_layer_0", "encoder"
+    tok = extract(fm, small, layers=[first, last], pooling=None, device="cpu")
+    # planted answer: the first block on the class token + patch embeddings, by hand
+    m = fm.module
+    x = fm.transform(small.load())
+    heads_in = []
+    handle = m.heads.register_forward_pre_hook(lambda _m, inp: heads_in.append(inp[0]))
+    with torch.no_grad():
+        emb = m._process_input(x)
+        emb = torch.cat([m.class_token.expand(len(x), -1, -1), emb], dim=1)
+        block0 = m.encoder.layers[0](m.encoder.dropout(emb + m.encoder.pos_embedding))
+        m(x)  # the classifier reads the class token of the encoder's output
+    handle.remove()
+    n_tok = 1 + grid * grid
+    assert tok[first].shape == (2, n_tok, 768)
+    np.testing.assert_allclose(tok[first].values, block0.numpy(), rtol=0, atol=1e-4)
+    assert tok[first].attrs["token_grid"] == [grid, grid]
+    assert tok[first].attrs["n_prefix_tokens"] == 1
+    rows, cols = tok["token_row"].values, tok["token_col"].values
+    assert rows[0] == cols[0] == -1
+    r, c = np.divmod(np.arange(grid * grid), grid)
+    np.testing.assert_array_equal(rows[1:], r)
+    np.testing.assert_array_equal(cols[1:], c)
+    for pooling, want in [("auto", tok[last].values[:, 0]), ("cls", tok[last].values[:, 0]),
+                          ("mean", tok[last].values[:, 1:].mean(1))]:
+        f = extract(fm, small, layers=[last], pooling=pooling, device="cpu")
+        np.testing.assert_allclose(f[last].values, want, rtol=0, atol=1e-5, err_msg=pooling)
+    auto = extract(fm, small, layers=[first, last], device="cpu")
+    np.testing.assert_allclose(auto[last].values, heads_in[0].numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(auto[first].values, tok[first].values[:, 0], rtol=0, atol=1e-5)
+    # the patch embedding is a feature map: its own grid, no class token
+    conv = extract(fm, small, layers=["conv_proj"], pooling=None, device="cpu")["conv_proj"]
+    assert conv.shape == (2, grid * grid, 768) and conv.attrs["n_prefix_tokens"] == 0
