@@ -26,7 +26,13 @@ class ImageTransform:
         Output side in pixels.
     resize : {"square", "shortest"}
         ``"square"`` resizes straight to ``size x size``; ``"shortest"`` resizes the
-        shortest side to ``resize_to`` (default ``size``) and centre-crops ``size``.
+        shortest side to ``resize_to`` (default ``size``) and centre-crops ``size``, exactly
+        as torchvision's ``Resize(resize_to, antialias=True)`` then ``CenterCrop(size)`` on
+        float tensors in [0, 1]: the long side becomes ``int(resize_to * long / short)``
+        (truncated) and the crop offsets ``int(round((side - size) / 2))``. (On PIL images
+        or uint8 tensors, as torchvision's weights' transforms and open_clip's preprocess
+        may be given, the resize works in uint8: values then differ by at most one uint8
+        level, 0.017 after ImageNet normalisation.)
     resize_to : int, optional
         Target of the shortest side for ``"shortest"``.
     interpolation : {"bilinear", "bicubic"}
@@ -67,13 +73,17 @@ class ImageTransform:
                 x = F.interpolate(x, size=(self.size, self.size), mode=self.interpolation,
                                   align_corners=False, antialias=True)
             return x
+        # torchvision's Resize(int): the short side to ``target``, the long side truncated
         target = self.resize_to or self.size
-        scale = target / min(h, w)
-        nh, nw = max(target, round(h * scale)), max(target, round(w * scale))
+        short, long = min(h, w), max(h, w)
+        new_long = int(target * long / short)
+        nh, nw = (target, new_long) if h <= w else (new_long, target)
         if (nh, nw) != (h, w):
             x = F.interpolate(x, size=(nh, nw), mode=self.interpolation, align_corners=False,
                               antialias=True)
-        top, left = (nh - self.size) // 2, (nw - self.size) // 2
+        # torchvision's CenterCrop: offsets rounded (half to even), not floored
+        top = int(round((nh - self.size) / 2.0))
+        left = int(round((nw - self.size) / 2.0))
         return x[..., top:top + self.size, left:left + self.size]
 
     def __call__(self, images: Sequence[np.ndarray]):
@@ -111,6 +121,8 @@ class CallableTransform:
 
 #: Named presets. ``"simulation"`` is exactly the ground-truth preprocessing of
 #: ``neuroalign.datasets.simulate`` (antialiased bilinear resize to 224, ImageNet mean/std).
+#: ``"imagenet"`` is torchvision's ``Resize(256)``, ``CenterCrop(224)`` (bilinear, antialiased)
+#: and ImageNet mean/std; ``"clip"`` the same with bicubic ``Resize(224)`` and CLIP mean/std.
 TRANSFORM_PRESETS: dict[str, ImageTransform] = {
     "simulation": ImageTransform(name="simulation"),
     "imagenet": ImageTransform(resize="shortest", resize_to=256, name="imagenet"),

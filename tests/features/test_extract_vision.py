@@ -8,7 +8,14 @@ import torch
 
 from neuroalign.datasets.simulate import build_network, pooled_activations, simulate
 from neuroalign.exceptions import WeightsNotAvailableError
-from neuroalign.features import ImageTransform, block_layers, extract, list_layers, load_model
+from neuroalign.features import (
+    TRANSFORM_PRESETS,
+    ImageTransform,
+    block_layers,
+    extract,
+    list_layers,
+    load_model,
+)
 from neuroalign.stimuli import StimulusSet
 
 SMALL = ImageTransform(size=64, name="small")
@@ -408,3 +415,29 @@ def test_torchvision_vit_class_token_and_patch_grid(small, tv_vit):
     # the patch embedding is a feature map: its own grid, no class token
     conv = extract(fm, small, layers=["conv_proj"], pooling=None, device="cpu")["conv_proj"]
     assert conv.shape == (2, grid * grid, 768) and conv.attrs["n_prefix_tokens"] == 0
+
+
+# -- "shortest" presets: torchvision's Resize(int) then CenterCrop, on float tensors ----------
+# Resize(256) makes the long side int(256 * long / short) (truncated) and CenterCrop offsets by
+# int(round((side - crop) / 2)): (300, 451) -> (256, 384) where rounding gave 385, and
+# (481, 640) -> (256, 340) where it gave 341; 227 -> 224 crops from row round(1.5) = 2.
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shortest_side_presets_match_torchvision(seed):
+    from torchvision.transforms import v2 as T
+
+    rng = np.random.default_rng(seed)
+    shapes = [(300, 451), (481, 640), (375, 500), (256, 256), (500, 333)]
+    shapes += [tuple(int(v) for v in rng.integers(230, 700, 2)) for _ in range(4)]
+    cases = [(TRANSFORM_PRESETS["imagenet"], 256, T.InterpolationMode.BILINEAR),
+             (TRANSFORM_PRESETS["clip"], 224, T.InterpolationMode.BICUBIC),
+             (ImageTransform(size=224, resize="shortest", resize_to=227, name="odd"), 227,
+              T.InterpolationMode.BILINEAR)]
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    for tf, resize_to, interpolation in cases:
+        ref = T.Compose([T.Resize(resize_to, interpolation=interpolation, antialias=True),
+                         T.CenterCrop(tf.size), T.Normalize(tf.mean, tf.std)])
+        out = tf(images)  # one batch of mixed sizes
+        for img, got in zip(images, out, strict=True):
+            want = ref(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5,
+                                       err_msg=f"{tf.name} {img.shape}")
