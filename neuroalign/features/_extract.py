@@ -27,6 +27,11 @@ log = get_logger(__name__)
 
 DTYPES = ("float32", "float16", "float64")
 
+#: Version of the extraction rules, part of every cache key: 2 takes a layer's output at its
+#: last call of the forward pass, the class token of torchvision ViTs, and torchvision's
+#: Resize(int)/CenterCrop sizes. A cache written under other rules is never a hit.
+RULES = 2
+
 
 def list_layers(model: Any, **kwargs: Any) -> list[str]:
     """Names of the hookable layers of ``model`` (a spec or a module).
@@ -196,7 +201,8 @@ def extract(
     cache : path-like, optional
         A zarr folder. Written batch by batch; an interrupted run resumes where it stopped;
         a complete cache with the same key (model, weights, layers, pooling, transform,
-        stimulus-set hash, ...) is returned without running the model.
+        stimulus-set hash, version of the extraction rules, ...) is returned without running
+        the model.
     weights : "default", None or path
         Pretrained weights of the spec, random weights (``None``, seeded by ``seed``), or a
         local checkpoint.
@@ -300,7 +306,7 @@ def extract(
     fields = {**_spec_fields(model, weights, seed, transform, tokenizer),
               "layers": layers if isinstance(layers, str) else list(layers),
               "pooling": pooling, "context": context, "dtype": dtype,
-              "stimuli": stim.content_hash(), "n_stimuli": n}
+              "stimuli": stim.content_hash(), "n_stimuli": n, "rules": RULES}
     store = FeatureCache(cache, fields, overwrite=overwrite) if cache is not None else None
     # one extraction at a time per cache: the lock is held from the check to the rename
     with store.locked() if store is not None else contextlib.nullcontext():

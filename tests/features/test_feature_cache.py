@@ -103,6 +103,37 @@ def test_mismatched_cache_raises_and_names_field(tmp_path, images, net):
     assert list(new.data_vars) == ["layer2"]
 
 
+def test_cache_written_under_earlier_rules_is_not_a_hit(tmp_path, images, net):
+    # caches written before the extraction rules of their key (a reused module's first
+    # call, torchvision ViTs without their class token, shortest-side resizes rounded) hold
+    # other features for the same settings: such a cache is never returned
+    import json
+
+    from neuroalign.features._cache import cache_key
+
+    stim = StimulusSet.from_arrays(images)
+    cache = tmp_path / "f.zarr"
+    first = extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu")
+    fields = json.loads(first.attrs["cache_fields"])
+    assert fields["rules"] == 2
+    attrs_file = cache / ".zattrs"
+    attrs = json.loads(attrs_file.read_text())
+    del fields["rules"]  # the key as written before the rules were part of it
+    attrs["cache_fields"], attrs["cache_key"] = json.dumps(fields), cache_key(fields)
+    attrs_file.write_text(json.dumps(attrs))
+    with pytest.raises(CacheMismatchError, match="rules: cached None, requested 2"):
+        extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu")
+    new = extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu",
+                  overwrite=True)
+    np.testing.assert_allclose(new["layer1.0.relu"].values, first["layer1.0.relu"].values)
+    # stop_early is not in the key: the features do not depend on it
+    calls = _counting(net)
+    again = extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu",
+                    stop_early=False)
+    assert calls == []
+    np.testing.assert_array_equal(again["layer1.0.relu"].values, new["layer1.0.relu"].values)
+
+
 def test_mismatched_interrupted_run_raises(tmp_path, images, net):
     cache = tmp_path / "f.zarr"
     with pytest.raises(_Killed):
