@@ -29,8 +29,9 @@ DTYPES = ("float32", "float16", "float64")
 
 #: Version of the extraction rules, part of every cache key: 2 takes a layer's output at its
 #: last call of the forward pass, the class token of torchvision ViTs, and torchvision's
-#: Resize(int)/CenterCrop sizes. A cache written under other rules is never a hit.
-RULES = 2
+#: Resize(int)/CenterCrop sizes; 3 reads torchvision's (B, H, W, C) feature maps (Swin,
+#: ConvNeXt blocks) channels last. A cache written under other rules is never a hit.
+RULES = 3
 
 
 def list_layers(model: Any, **kwargs: Any) -> list[str]:

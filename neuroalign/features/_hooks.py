@@ -82,13 +82,23 @@ class _StopForward(Exception):
     """Raised by the last hook to skip the rest of the network."""
 
 
+def _permute_dims(module) -> tuple[int, ...] | None:
+    """The ``dims`` of a torchvision ``Permute`` module, else None."""
+    cls = type(module)
+    if cls.__name__ == "Permute" and cls.__module__.startswith("torchvision"):
+        return tuple(int(d) for d in module.dims)
+    return None
+
+
 class LayerRecorder:
     """Register forward hooks on ``layers``; pool each output as it is produced.
 
     A layer's features are the module's output at its **last** call of the forward pass
     (what a forward hook that overwrites its result keeps): a module run several times per
     pass, such as the one ReLU of a torchvision ResNet block, gives the block's output. The
-    result never depends on ``stop_early`` nor on the other requested layers.
+    result never depends on ``stop_early`` nor on the other requested layers. Feature maps
+    that torchvision lays out as ``(B, H, W, C)`` (between its ``Permute`` modules: Swin's
+    stages, ConvNeXt's block internals) are read as such: their units are the channels.
 
     Parameters
     ----------
@@ -135,6 +145,7 @@ class LayerRecorder:
         self.kinds: dict[str, str] = {}
         self.grids: dict[str, tuple[int, int]] = {}
         self.select = None  # text: (B, T) float weights of the tokens to pool
+        self._channels_last = False  # inside torchvision's (B, H, W, C) permutes
         #: calls of each layer per forward pass (counted by the first run without a stop)
         self.calls: dict[str, int] | None = None if calls is None else dict(calls)
         self._seen: dict[str, int] = {}
@@ -143,6 +154,10 @@ class LayerRecorder:
 
     def __enter__(self) -> LayerRecorder:
         modules = dict(self.module.named_modules())
+        for m in modules.values():  # first: a layer that is a Permute sees its own layout
+            dims = _permute_dims(m)
+            if dims is not None:
+                self._handles.append(m.register_forward_hook(self._layout_hook(dims)))
         for name in self.layers:
             self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         return self
@@ -156,6 +171,7 @@ class LayerRecorder:
         """Run ``forward(inputs)`` and return ``{layer: pooled tensor}``."""
         self.outputs = {}
         self.select = select
+        self._channels_last = False
         self._seen = dict.fromkeys(self.layers, 0)
         self._left = len(self.layers)
         try:
@@ -187,6 +203,18 @@ class LayerRecorder:
             "depend on the input."
         )
 
+    def _layout_hook(self, dims: tuple[int, ...]):
+        """Follow torchvision's ``Permute`` modules: feature maps are ``(B, H, W, C)``
+        from a ``(0, 2, 3, 1)`` permute to the next ``(0, 3, 1, 2)`` one (Swin's stages,
+        ConvNeXt's block internals)."""
+        def fn(_module, _inputs, _output):
+            if dims == (0, 2, 3, 1):
+                self._channels_last = True
+            elif dims == (0, 3, 1, 2):
+                self._channels_last = False
+
+        return fn
+
     def _hook(self, name: str):
         def fn(_module, _inputs, output):
             self._seen[name] += 1
@@ -213,6 +241,8 @@ class LayerRecorder:
         if self.modality == "text":
             return self._pool_text(name, x)
         if x.ndim == 4:  # (B, C, H, W)
+            if self._channels_last:  # (B, H, W, C) between torchvision's permutes
+                x = x.permute(0, 3, 1, 2)
             if pooling == "cls":
                 raise ValueError(
                     f"Invalid value for 'pooling' in extract(): 'cls' for layer {name!r}, a "

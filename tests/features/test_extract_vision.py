@@ -441,3 +441,34 @@ def test_shortest_side_presets_match_torchvision(seed):
             want = ref(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5,
                                        err_msg=f"{tf.name} {img.shape}")
+
+
+@pytest.mark.parametrize(("arch", "layers"), [
+    # layer: (channels, laid out channels last?)
+    pytest.param("swin_t", {"features.1": (96, True), "norm": (768, True), "permute": (768, False)},
+                 marks=pytest.mark.slow),  # 16 s here
+    ("convnext_tiny", {"features.1.0.block.2": (96, True), "features.1.0": (96, False)}),
+])
+def test_channels_last_feature_maps_pool_over_space(arch, layers, stim):
+    """torchvision's Swin stages and ConvNeXt block internals are (B, H, W, C) between its
+    Permute modules: their units are the channels and their tokens the positions (Swin's
+    features.1 came out with 16 'units', its height, pooled over its channels)."""
+    kw = {"weights": None, "transform": SMALL, "device": "cpu", "seed": 0, "batch_size": 2}
+    names = list(layers)
+    pooled = extract(f"torchvision:{arch}", stim, layers=names, **kw)
+    tokens = extract(f"torchvision:{arch}", stim, layers=names, pooling=None, **kw)
+    net = load_model(f"torchvision:{arch}", weights=None, seed=0).module.eval()
+    seen = {}
+    modules = dict(net.named_modules())
+    for name in names:
+        modules[name].register_forward_hook(lambda m, i, o, name=name: seen.update({name: o}))
+    with torch.no_grad():
+        net(SMALL(stim.load()))
+    for name, (channels, last) in layers.items():
+        maps = seen[name].permute(0, 3, 1, 2) if last else seen[name]  # (B, C, H, W)
+        assert pooled[name].shape == (5, channels)
+        np.testing.assert_allclose(pooled[name].values, maps.mean(dim=(2, 3)).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+        assert tokens[name].shape == (5, maps.shape[2] * maps.shape[3], channels)
+        np.testing.assert_allclose(tokens[name].values, maps.flatten(2).transpose(1, 2).numpy(),
+                                   rtol=1e-4, atol=1e-5)

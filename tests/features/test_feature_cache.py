@@ -10,6 +10,7 @@ from neuroalign.datasets.simulate import build_network
 from neuroalign.exceptions import CacheMismatchError, DataFormatError, OutputExistsError
 from neuroalign.features import ImageTransform
 from neuroalign.features import extract as _extract
+from neuroalign.features._extract import RULES
 from neuroalign.stimuli import StimulusSet
 
 LAYERS = ["layer1", "layer3"]
@@ -115,13 +116,13 @@ def test_cache_written_under_earlier_rules_is_not_a_hit(tmp_path, images, net):
     cache = tmp_path / "f.zarr"
     first = extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu")
     fields = json.loads(first.attrs["cache_fields"])
-    assert fields["rules"] == 2
+    assert fields["rules"] == RULES
     attrs_file = cache / ".zattrs"
     attrs = json.loads(attrs_file.read_text())
     del fields["rules"]  # the key as written before the rules were part of it
     attrs["cache_fields"], attrs["cache_key"] = json.dumps(fields), cache_key(fields)
     attrs_file.write_text(json.dumps(attrs))
-    with pytest.raises(CacheMismatchError, match="rules: cached None, requested 2"):
+    with pytest.raises(CacheMismatchError, match=f"rules: cached None, requested {RULES}"):
         extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu")
     new = extract(net, stim, layers=["layer1.0.relu"], batch_size=4, cache=cache, device="cpu",
                   overwrite=True)
