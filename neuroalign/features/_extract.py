@@ -117,8 +117,10 @@ def _spec_fields(model, weights, seed, transform, tokenizer) -> dict[str, Any]:
                 "seed": (0 if seed is None else seed) if weights is None else None,
                 "transform": transform if transform is None or isinstance(transform, str)
                 else getattr(transform, "describe", lambda: repr(transform))()}
-    if isinstance(model, FeatureModel):
+    if isinstance(model, FeatureModel):  # its weights as they are now, and how it is read
         return {"model": model.name, "weights": model.weights,
+                "values": module_fingerprint(model.module),
+                "tokens": [model.n_prefix_tokens, list(model.patch_grid or ()), model.causal],
                 "transform": model.describe_transform()}
     tf = None if transform is None else (transform if isinstance(transform, str) else
                                          getattr(transform, "describe", lambda: repr(transform))())

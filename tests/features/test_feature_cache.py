@@ -253,3 +253,27 @@ def test_sigkilled_process_resumes(tmp_path, images, net):
     assert calls == [2, 2, 2]  # batches 0 and 2 came from the killed run
     ref = extract(net, StimulusSet.from_arrays(images), layers=["layer1", "layer3"], device="cpu")
     np.testing.assert_allclose(done["layer3"].values, ref["layer3"].values, atol=1e-5)
+
+
+def test_a_feature_model_changed_after_a_cached_run_is_not_a_hit(tmp_path, images):
+    """A FeatureModel passed as is was keyed by its name and weights label only: its
+    weights edited in place, or its class-token count changed, returned the stale cache."""
+    import torch
+
+    from neuroalign.features import load_model
+
+    stim = StimulusSet.from_arrays(images)
+    fm = load_model("torchvision:resnet18", weights=None, seed=0, transform=SMALL)
+    cache = tmp_path / "c.zarr"
+    first = extract(fm, stim, layers=LAYERS, cache=cache)
+    np.testing.assert_array_equal(extract(fm, stim, layers=LAYERS, cache=cache)["layer3"].values,
+                                  first["layer3"].values)  # unchanged: a hit
+    with torch.no_grad():
+        fm.module.layer1[0].conv1.weight.mul_(2.0)
+    with pytest.raises(CacheMismatchError, match="values"):
+        extract(fm, stim, layers=LAYERS, cache=cache)
+    fresh = extract(fm, stim, layers=LAYERS, cache=cache, overwrite=True)
+    assert not np.allclose(fresh["layer3"].values, first["layer3"].values)
+    fm.n_prefix_tokens = 1
+    with pytest.raises(CacheMismatchError, match="tokens"):
+        extract(fm, stim, layers=LAYERS, cache=cache)
