@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ import xarray as xr
 
 from neuroalign._logging import get_logger
 from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
-from neuroalign.exceptions import DimensionError
+from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.mapping._common import averaged_responses, roi_masks
 from neuroalign.store._join import join_features
 
@@ -66,6 +67,31 @@ def _zscore(a: np.ndarray) -> np.ndarray:
     a = a - a.mean(axis=0)
     sd = a.std(axis=0)
     return a / np.where(sd > 0, sd, 1.0)
+
+
+def _scatter(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``values`` at the True positions of ``where``, NaN elsewhere."""
+    out = np.full(where.shape, np.nan)
+    out[where] = values
+    return out
+
+
+def _usable_units(X: np.ndarray, labels: np.ndarray, layer: str) -> np.ndarray:
+    """Units whose activations are all finite; the others are named in a warning."""
+    ok = np.isfinite(X).all(axis=0)
+    if not ok.any():
+        raise ValueError(
+            f"unit_to_roi(): every unit of layer {layer!r} has NaN or inf activations over the "
+            f"{X.shape[0]} stimuli; expected finite features."
+        )
+    if not ok.all():
+        warnings.warn(
+            f"unit_to_roi(): {int((~ok).sum())} of {len(ok)} units of layer {layer!r} have NaN "
+            f"or inf activations ({format_list(labels[~ok], limit=10)}). Their match, strength "
+            "and p-value are NaN and their roi is '': they are never selected.",
+            DataQualityWarning, stacklevel=3,
+        )
+    return ok
 
 
 def _batches(n: int, size: int):
@@ -134,6 +160,17 @@ def unit_to_roi(
         On dim ``unit``: ``roi`` (best ROI), ``strength`` (r or share at that ROI),
         ``p_value`` and ``match`` (dims ``('unit', 'roi_candidate')``, strength for every
         candidate ROI); coords ``unit_index``, ``layer`` and ``model`` on ``unit``.
+
+    Notes
+    -----
+    NaN rule (a NaN candidate never wins):
+
+    - A unit with a NaN or inf activation for any of the stimuli gets NaN ``match``,
+      ``strength`` and ``p_value`` and ``roi`` ``""``, so :func:`select_units` never
+      selects it, with a :class:`~neuroalign.exceptions.DataQualityWarning` naming the
+      units. The other units get what they get with clean features: bit for bit for
+      ``"correlation"`` (units are matched one at a time); ``"encoding"`` fits its ridge on
+      the usable units only. No usable unit at all raises ``ValueError``.
     """
     seed = renamed(seed, random_state, old="seed", new="random_state", func="unit_to_roi",
                    default=0)
@@ -156,13 +193,28 @@ def unit_to_roi(
     X = np.asarray(joined.matrix(), dtype=float)
     masks = roi_masks(resp, None, rois, func="unit_to_roi")
     Y = np.asarray(joined.responses, dtype=float)
-    Yz = np.nan_to_num(_zscore(Y))
-    R = np.stack([Yz[:, m].mean(axis=1) for m in masks.values()], axis=1)
     n_stim = X.shape[0]
     if n_stim < 3:
         raise ValueError(f"unit_to_roi(): {n_stim} stimuli; expected at least 3.")
-    Xz = _zscore(X)
-    const = X.std(axis=0) == 0
+    unit_dim = feats.dims[1]
+    unit_index = (np.asarray(feats[unit_dim].values) if unit_dim in feats.coords
+                  else np.arange(X.shape[1]))
+    ok_unit = _usable_units(X, unit_index, layer)
+    Yz = np.nan_to_num(_zscore(Y))
+    R = np.stack([Yz[:, m].mean(axis=1) for m in masks.values()], axis=1)
+    # a unit's correlation does not depend on the others: the unusable units stay in as
+    # zeros (in X's own memory layout), so that the others' values are those of a run with
+    # clean features, bit for bit; the ridge of "encoding" is fit on the usable units only
+    cols = np.ones(X.shape[1], bool) if method == "correlation" else ok_unit
+    Xu = X
+    if method == "encoding" and not ok_unit.all():
+        Xu = np.ascontiguousarray(X[:, ok_unit])
+    elif not ok_unit.all():
+        Xu = X.copy(order="K")
+        Xu[:, ~ok_unit] = 0.0
+    Xz = _zscore(Xu)
+    const = Xu.std(axis=0) == 0
+    n_units, n_roi = Xu.shape[1], R.shape[1]
 
     if method == "correlation":
         Rz = _zscore(R)
@@ -188,29 +240,33 @@ def unit_to_roi(
 
         match = shares(R, alpha)
     match[const] = 0.0
-    best = match.argmax(axis=1)
+    best = match.argmax(axis=1)  # finite: the unusable units are not in it
     strength = match[np.arange(len(best)), best]
 
     p = np.full(len(best), np.nan)
     if n_permutations:
         rng = np.random.default_rng(seed)
         exceed = np.zeros(len(best))
-        n_roi = R.shape[1]
-        batch = max(1, int(2e7 // max(1, X.shape[1] * n_roi)))
+        batch = max(1, int(2e7 // max(1, n_units * n_roi)))
         for a, b in _batches(n_permutations, batch):
             perms = np.stack([rng.permutation(n_stim) for _ in range(b - a)])
             Rp = R[perms].transpose(1, 0, 2).reshape(n_stim, -1)  # (n, B*n_roi)
-            null = stat(Rp).reshape(X.shape[1], b - a, n_roi).max(axis=2)
+            null = stat(Rp).reshape(n_units, b - a, n_roi).max(axis=2)
             exceed += (null >= strength[:, None] - 1e-12).sum(axis=1)
         p = (exceed + 1.0) / (n_permutations + 1.0)
         p[const] = 1.0
+    # back to every unit: NaN (and roi '') where there was no usable data
+    full = np.full((X.shape[1], len(masks)), np.nan)
+    full[cols] = match
+    match = full
     names = np.array(list(masks), dtype=object)
-    unit_dim = feats.dims[1]
-    unit_index = (np.asarray(feats[unit_dim].values) if unit_dim in feats.coords
-                  else np.arange(X.shape[1]))
+    roi = np.full(X.shape[1], "", dtype=object)
+    roi[cols] = names[best]
+    strength, p = _scatter(strength, cols), _scatter(p, cols)
+    match[~ok_unit], roi[~ok_unit], strength[~ok_unit], p[~ok_unit] = np.nan, "", np.nan, np.nan
     out = xr.Dataset(
         {
-            "roi": ("unit", names[best].astype(str)),
+            "roi": ("unit", roi.astype(str)),
             "strength": ("unit", strength),
             "p_value": ("unit", p),
             "match": (("unit", "roi_candidate"), match),

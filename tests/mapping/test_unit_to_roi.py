@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from neuroalign.exceptions import DimensionError, StimulusMismatchError
+from neuroalign.exceptions import DataQualityWarning, DimensionError, StimulusMismatchError
 from neuroalign.mapping import aligned_units, select_units, unit_to_roi
 from neuroalign.testing import make_store
 
@@ -124,3 +124,60 @@ def test_simulated_planted_units(sim_units, units_features):
         # correlation: planted units track their ROI far above the layer's typical unit
         match = corr["match"].sel(roi_candidate=roi).values
         assert match[planted_units[roi]].mean() > np.median(match), roi
+
+
+def noise_brain(seed, n_stimuli=30, n_units=6, n_voxels=9, rois=("A", "B", "C")):
+    """Features and a store of pure noise (no unit tracks any ROI); ROIs of 3 voxels each."""
+    from neuroalign.store import from_arrays
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_stimuli, n_units))
+    ids = np.array([f"s{i:03d}" for i in range(n_stimuli)])
+    Y = rng.standard_normal((n_stimuli, n_voxels))
+    masks = {r: np.arange(n_voxels) // 3 == k for k, r in enumerate(rois)}
+    feats = xr.DataArray(X, dims=("stimulus", "u"), name="fc",
+                         coords={"stimulus_id": ("stimulus", ids), "u": np.arange(n_units)})
+    return feats, Y, ids, masks, from_arrays
+
+
+@pytest.mark.parametrize("method", ["correlation", "encoding"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unit_with_nan_activation_is_never_selected(method, seed):
+    """A unit with a NaN (or inf) activation gets NaN strength and p-value, roi '' and a
+    warning naming it; it was the most significant unit (p = 1/(n+1)) on pure noise. The
+    other units keep their results: bit for bit (correlation) and those of a run without
+    the bad units (encoding, whose ridge is fit on the usable units)."""
+    feats, Y, ids, masks, from_arrays = noise_brain(seed)
+    store = from_arrays(Y, ids, rois=masks)
+    rng = np.random.default_rng(100 + seed)
+    bad = np.sort(rng.choice(6, size=2, replace=False))
+    X = feats.values.copy()
+    X[rng.integers(0, 30), bad[0]] = np.nan  # one NaN stimulus, anywhere
+    X[[0, -1], bad[1]] = [np.nan, np.inf] if seed % 2 else [np.inf, np.nan]
+    dirty = feats.copy(data=X)
+    kw = dict(method=method, n_permutations=99, random_state=seed)
+    with pytest.warns(DataQualityWarning, match=rf"unit_to_roi\(\): 2 of 6 units of layer 'fc' "
+                      rf"have NaN or inf activations \({bad[0]}, {bad[1]}\)"):
+        tab = unit_to_roi(dirty, store, **kw)
+    assert (tab["roi"].values[bad] == "").all()
+    assert np.isnan(tab["strength"].values[bad]).all() and np.isnan(tab["p_value"].values[bad]).all()
+    assert np.isnan(tab["match"].values[bad]).all()
+    for roi in masks:
+        for alpha in (0.05, 1.0, None):
+            assert not set(select_units(tab, roi, alpha=alpha)["unit_index"].values) & set(bad)
+    good = np.setdiff1d(np.arange(6), bad)
+    if method == "correlation":  # the units are independent: other finite values change nothing
+        X2 = X.copy()
+        X2[:, bad] = rng.standard_normal((30, 2))
+        ref = unit_to_roi(feats.copy(data=X2), store, **kw)
+        ref = ref.isel(unit=good)
+    else:
+        ref = unit_to_roi(dirty.isel(u=good), store, **kw)
+    for name in ("roi", "strength", "p_value", "match"):
+        np.testing.assert_array_equal(tab[name].values[good], ref[name].values, err_msg=name)
+
+
+def test_no_usable_unit_raises():
+    feats, Y, ids, masks, from_arrays = noise_brain(0)
+    with pytest.raises(ValueError, match=r"every unit of layer 'fc' has NaN or inf"):
+        unit_to_roi(feats * np.nan, from_arrays(Y, ids, rois=masks), n_permutations=0)
