@@ -11,9 +11,11 @@ import xarray as xr
 
 from neuroalign._logging import get_logger
 from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
+from neuroalign.encoders._data import column_checks
 from neuroalign.exceptions import DataQualityWarning, DimensionError
 from neuroalign.mapping._common import averaged_responses, roi_masks
 from neuroalign.store._join import join_features
+from neuroalign.store._quality import neuroid_labels, report_neuroids
 
 __all__ = ["unit_to_roi", "select_units", "aligned_units", "feature_matrix"]
 
@@ -94,6 +96,31 @@ def _usable_units(X: np.ndarray, labels: np.ndarray, layer: str) -> np.ndarray:
     return ok
 
 
+def _usable_rois(Y: np.ndarray, masks: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Each ROI's mask without its neuroids that hold NaN or inf or are constant over the
+    stimuli (left out of its average, as a fit leaves them out); named in a warning, with
+    the ROIs that keep no neuroid (their match is NaN: they never win)."""
+    finite, spread = column_checks(Y)
+    constant = finite & ~(spread > 0)
+    bad = ~finite | constant
+    out = {r: m & ~bad for r, m in masks.items()}
+    empty = [r for r, m in out.items() if not m.any()]
+    if len(empty) == len(out):
+        raise ValueError(
+            f"unit_to_roi(): no candidate ROI has usable data: {format_list(empty)} hold only "
+            "neuroids with NaN or inf values or constant responses over the stimuli."
+        )
+    in_roi = np.logical_or.reduce(list(masks.values()))
+    outcome = "They are left out of their ROIs' averages"
+    if empty:
+        outcome += (f"; ROI(s) {format_list(empty)} have no usable neuroid left: their match is "
+                    "NaN and they never win a unit")
+    report_neuroids("unit_to_roi()", labels, {"with NaN or inf values": ~finite & in_roi,
+                                              "constant": constant & in_roi},
+                    outcome=outcome, strict=False, stacklevel=4)
+    return out
+
+
 def _batches(n: int, size: int):
     for start in range(0, n, size):
         yield start, min(n, start + size)
@@ -170,7 +197,13 @@ def unit_to_roi(
       selects it, with a :class:`~neuroalign.exceptions.DataQualityWarning` naming the
       units. The other units get what they get with clean features: bit for bit for
       ``"correlation"`` (units are matched one at a time); ``"encoding"`` fits its ridge on
-      the usable units only. No usable unit at all raises ``ValueError``.
+      the usable units only.
+    - A neuroid (voxel) with a NaN or inf response for any of the stimuli, or a constant
+      one, is left out of its ROI's average, as encoders leave such neuroids out of a fit
+      (the NaN is not read as 0). An ROI left with none has NaN ``match`` (and
+      ``encoder_alpha``) and never wins a unit; the other ROIs get what they get without
+      it. One warning names those neuroids and ROIs. No usable ROI at all, or no usable
+      unit, raises ``ValueError``.
     """
     seed = renamed(seed, random_state, old="seed", new="random_state", func="unit_to_roi",
                    default=0)
@@ -200,8 +233,10 @@ def unit_to_roi(
     unit_index = (np.asarray(feats[unit_dim].values) if unit_dim in feats.coords
                   else np.arange(X.shape[1]))
     ok_unit = _usable_units(X, unit_index, layer)
-    Yz = np.nan_to_num(_zscore(Y))
-    R = np.stack([Yz[:, m].mean(axis=1) for m in masks.values()], axis=1)
+    ok_roi = _usable_rois(Y, masks, neuroid_labels(resp, Y.shape[1]))
+    with np.errstate(invalid="ignore"):  # inf - inf in the columns left out
+        Yz = _zscore(Y)
+    R = np.stack([Yz[:, m].mean(axis=1) for m in ok_roi.values() if m.any()], axis=1)
     # a unit's correlation does not depend on the others: the unusable units stay in as
     # zeros (in X's own memory layout), so that the others' values are those of a run with
     # clean features, bit for bit; the ridge of "encoding" is fit on the usable units only
@@ -240,7 +275,7 @@ def unit_to_roi(
 
         match = shares(R, alpha)
     match[const] = 0.0
-    best = match.argmax(axis=1)  # finite: the unusable units are not in it
+    best = match.argmax(axis=1)  # finite: the unusable units and ROIs are not in it
     strength = match[np.arange(len(best)), best]
 
     p = np.full(len(best), np.nan)
@@ -255,15 +290,18 @@ def unit_to_roi(
             exceed += (null >= strength[:, None] - 1e-12).sum(axis=1)
         p = (exceed + 1.0) / (n_permutations + 1.0)
         p[const] = 1.0
-    # back to every unit: NaN (and roi '') where there was no usable data
+    # back to every unit and candidate ROI: NaN (and roi '') where there was no usable data
+    has_data = np.array([m.any() for m in ok_roi.values()])
     full = np.full((X.shape[1], len(masks)), np.nan)
-    full[cols] = match
+    full[np.ix_(cols, has_data)] = match
     match = full
     names = np.array(list(masks), dtype=object)
     roi = np.full(X.shape[1], "", dtype=object)
-    roi[cols] = names[best]
+    roi[cols] = names[np.flatnonzero(has_data)[best]]
     strength, p = _scatter(strength, cols), _scatter(p, cols)
     match[~ok_unit], roi[~ok_unit], strength[~ok_unit], p[~ok_unit] = np.nan, "", np.nan, np.nan
+    if method == "encoding":
+        alpha = _scatter(alpha, has_data)
     out = xr.Dataset(
         {
             "roi": ("unit", roi.astype(str)),

@@ -177,7 +177,74 @@ def test_unit_with_nan_activation_is_never_selected(method, seed):
         np.testing.assert_array_equal(tab[name].values[good], ref[name].values, err_msg=name)
 
 
-def test_no_usable_unit_raises():
+def _all_nan_roi_store(seed, nan_roi, order):
+    feats, Y, ids, masks, from_arrays = noise_brain(seed)
+    X = feats.values
+    X[:, 5] = -(X[:, 0] + X[:, 1])  # unit 5 anti-correlated with the ROIs that hold data
+    Y[:, :3] += 2 * X[:, [0]]
+    Y[:, 3:6] += 2 * X[:, [1]]
+    Y[:, 6:] += 2 * X[:, [2]]
+    names = ["A", "B", "C"]
+    Y[:, masks[nan_roi]] = np.nan  # no valid data in this ROI
+    rois = {names[k]: masks[names[k]] for k in order}
+    return feats.copy(data=X), from_arrays(Y, ids, rois=rois), [names[k] for k in order]
+
+
+@pytest.mark.parametrize("method", ["correlation", "encoding"])
+@pytest.mark.parametrize(("seed", "nan_roi", "order"),
+                         [(0, "C", (0, 1, 2)), (1, "A", (0, 1, 2)), (2, "B", (2, 1, 0)),
+                          (3, "C", (2, 0, 1))])
+def test_roi_without_valid_data_never_wins(method, seed, nan_roi, order):
+    """An ROI whose voxels are all NaN scored r = 0 and won the units that match nothing
+    better; it now has NaN match, never wins, is named in a warning, and the others get
+    what they get without it, bit for bit (p-values included: the null is the maximum
+    over the ROIs that hold data)."""
+    feats, store, names = _all_nan_roi_store(seed, nan_roi, order)
+    kw = dict(method=method, n_permutations=49, random_state=seed)
+    with pytest.warns(DataQualityWarning, match=rf"ROI\(s\) '{nan_roi}' have no usable neuroid"):
+        tab = unit_to_roi(feats, store, **kw)
+    assert list(tab["roi_candidate"].values) == names
+    assert np.isnan(tab["match"].sel(roi_candidate=nan_roi).values).all()
+    assert nan_roi not in set(tab["roi"].values)
+    assert np.isfinite(tab["strength"].values).all() and np.isfinite(tab["p_value"].values).all()
+    rest = [r for r in names if r != nan_roi]
+    ref = unit_to_roi(feats, store, rois=rest, **kw)
+    for name in ("roi", "strength", "p_value"):
+        np.testing.assert_array_equal(tab[name].values, ref[name].values, err_msg=name)
+    np.testing.assert_array_equal(tab["match"].sel(roi_candidate=rest).values, ref["match"].values)
+    if method == "encoding":
+        assert np.isnan(tab["encoder_alpha"].sel(roi_candidate=nan_roi).item())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nan_voxels_are_left_out_of_their_roi(seed):
+    """A voxel with a NaN (for some stimulus or all) is left out of its ROI's average, as
+    encoders leave such neuroids out of a fit; the warning names it."""
+    feats, Y, ids, masks, from_arrays = noise_brain(seed)
+    Y[:, :3] += feats.values[:, [0]]
+    rng = np.random.default_rng(seed)
+    v_some, v_all = rng.choice(3, size=2, replace=False) + np.array([0, 3])
+    Y2 = Y.copy()
+    Y2[rng.integers(0, 30), v_some] = np.nan
+    Y2[:, v_all] = np.nan
+    nid = np.array([f"vox{i}" for i in range(9)])
+    store = from_arrays(Y2, ids, rois=masks, neuroid_ids=nid)
+    with pytest.warns(DataQualityWarning, match=rf"2 of 9 neuroids .*'vox{v_some}', 'vox{v_all}'"):
+        tab = unit_to_roi(feats, store, n_permutations=49, random_state=seed)
+    keep = np.setdiff1d(np.arange(9), [v_some, v_all])
+    ref = unit_to_roi(feats, from_arrays(Y[:, keep], ids, rois={r: m[keep] for r, m in masks.items()},
+                                         neuroid_ids=nid[keep]),
+                      n_permutations=49, random_state=seed)
+    np.testing.assert_allclose(tab["match"].values, ref["match"].values, rtol=1e-12)
+    np.testing.assert_array_equal(tab["roi"].values, ref["roi"].values)
+    np.testing.assert_allclose(tab["p_value"].values, ref["p_value"].values, rtol=1e-12)
+
+
+def test_no_usable_roi_or_unit_raises():
     feats, Y, ids, masks, from_arrays = noise_brain(0)
+    Y[:, :6] = np.nan
+    with pytest.raises(ValueError, match=r"no candidate ROI has usable data: 'A', 'B' hold only"):
+        unit_to_roi(feats, from_arrays(Y, ids, rois=masks), rois=["A", "B"], n_permutations=0)
     with pytest.raises(ValueError, match=r"every unit of layer 'fc' has NaN or inf"):
-        unit_to_roi(feats * np.nan, from_arrays(Y, ids, rois=masks), n_permutations=0)
+        unit_to_roi(feats * np.nan, from_arrays(Y[:, 6:], ids, rois={"C": np.ones(3, bool)}),
+                    n_permutations=0)
