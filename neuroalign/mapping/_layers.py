@@ -201,7 +201,10 @@ def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=Non
     -------
     xr.Dataset
         On ``roi`` (plus ``model``/extra dims): ``best_layer`` (the most common preferred
-        layer among neuroids that have one; ``""`` when none has), ``best_layer_fraction``
+        layer among neuroids that have one; ``""`` when none has; a tie goes to the layer
+        that comes first in its model, the shallowest by ``best_depth_norm``: the scores'
+        layer order, or their ``depth`` coordinate, with names ordering only equal
+        depths), ``best_layer_fraction``
         (the share of those neuroids preferring it), ``mean_depth_norm`` and
         ``best_depth_norm`` (means over the ROI, NaN left out) and ``n_neuroids``.
     """
@@ -211,15 +214,20 @@ def summarize_by_roi(pref: xr.Dataset, store: xr.Dataset | None = None, rois=Non
         sub = pref.isel(neuroid=np.flatnonzero(m))
         bl = sub["best_layer"].transpose("neuroid", ...)
         vals = bl.values.reshape(bl.shape[0], -1)
+        depth = sub["best_depth_norm"].transpose(*bl.dims).values.reshape(vals.shape)
         mode = np.empty(vals.shape[1], dtype=object)
         frac = np.zeros(vals.shape[1])
         for c in range(vals.shape[1]):
-            named = vals[:, c][vals[:, c] != ""]  # neuroids without a best layer never vote
-            if not named.size:
+            voted = vals[:, c] != ""  # neuroids without a best layer never vote
+            if not voted.any():
                 mode[c], frac[c] = "", np.nan
                 continue
-            u, cnt = np.unique(named, return_counts=True)
-            mode[c] = u[cnt.argmax()]
+            u, first, cnt = np.unique(vals[voted, c], return_index=True, return_counts=True)
+            # candidates in the layer order (by depth; names only break equal depths), so
+            # that a tie goes to the first layer, as everywhere (nan_argmax)
+            order = np.lexsort((u, depth[voted, c][first]))
+            best, _ = nan_argmax(cnt[order])
+            mode[c] = u[order][best]
             frac[c] = cnt.max() / cnt.sum()
         rest = bl.shape[1:]
         rows.append(xr.Dataset(

@@ -178,3 +178,43 @@ def test_nan_layers_never_win_in_roi_summaries():
     assert summary["best_layer"].sel(roi="B").item() == "" and np.isnan(summary["best_layer_fraction"].sel(roi="B"))
     prof = roi_layer_profile(da, rois="A")
     np.testing.assert_allclose(prof.sel(roi="A").values, [0.1, 0.7, 0.7 / 3])
+
+
+@pytest.mark.parametrize("names", [["layer2", "layer10"], ["layer10", "layer2"],
+                                   ["fc", "conv1", "b"], ["b", "fc", "conv1"], ["conv1", "b", "fc"]])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_roi_summary_tie_goes_to_the_first_layer_in_order(names, seed):
+    """Layers preferred by as many neuroids tie; the first in the scores' layer order wins
+    (nan_argmax's rule), whatever the names' alphabetical order and the neuroids' order.
+    It went alphabetically: 'layer10' beat 'layer2' in either order."""
+    k = len(names)
+    rng = np.random.default_rng(seed)
+    prefer = np.repeat(np.arange(k), 2)  # every layer the best of 2 neuroids: a k-way tie
+    vals = rng.uniform(0.0, 0.5, (k, 2 * k))
+    vals[prefer, np.arange(2 * k)] = 0.9
+    perm = rng.permutation(2 * k)
+    da = xr.DataArray(vals[:, perm], dims=("layer", "neuroid"),
+                      coords={"layer": names, "roi_A": ("neuroid", np.ones(2 * k, bool))})
+    summary = summarize_by_roi(layer_preference(da))
+    assert summary["best_layer"].sel(roi="A").item() == names[0]
+    assert summary["best_layer_fraction"].sel(roi="A").item() == pytest.approx(1 / k)
+    # a tie between the later layers only: the earlier of them
+    later = vals.copy()
+    later[:, prefer == 0] = vals[:, prefer == 1]  # layer 0's neuroids now prefer layer 1
+    later[:, [0]] = later[:, [-1]]  # ... but one prefers the last: at k = 3, layers 1 and 2 tie
+    pref = layer_preference(da.copy(data=later[:, perm]))
+    counts = {n: int((pref["best_layer"].values == n).sum()) for n in names}
+    top = max(counts.values())
+    expected = next(n for n in names if counts[n] == top)
+    assert summarize_by_roi(pref)["best_layer"].sel(roi="A").item() == expected
+
+
+def test_roi_summary_tie_follows_each_models_own_order():
+    vals = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    da = xr.DataArray(vals, dims=("layer", "neuroid"),
+                      coords={"layer": ["layer2", "layer10", "layer10", "layer2"],
+                              "model": ("layer", ["m1", "m1", "m2", "m2"]),
+                              "roi_A": ("neuroid", [True, True])})
+    summary = summarize_by_roi(layer_preference(da))
+    assert summary["best_layer"].sel(roi="A", model="m1").item() == "layer2"
+    assert summary["best_layer"].sel(roi="A", model="m2").item() == "layer10"
