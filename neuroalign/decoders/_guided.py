@@ -1,13 +1,21 @@
 """Encoder-guided image generation (BrainDiVE-style), with its own sampling loop.
 
-diffusers' step callbacks cannot change the noise prediction, so the loop is written out:
-at each step the UNet predicts the noise ``eps`` of ``x_t`` (with gradients), the clean image
-is predicted ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``, mixed as
-``sample = x0 * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))`` (crowsonkb / BrainDiVE), decoded
-(VAE for latent pipelines, identity for pixel ones) to images in ``[0, 1]``, passed through the
-differentiable encoder, and the predicted mean activation of the target ``a`` gives
-``g = d(scale * a) / d x_t``; the noise prediction becomes ``eps - sqrt(1 - abar) g`` before
-``scheduler.step`` (BrainDiVE, Luo et al. 2023).
+diffusers' step callbacks cannot change the noise prediction, so the loop is written out.
+At each step the UNet sees ``x_a = scheduler.scale_model_input(x_t)``, which is the
+alpha-space sample ``sqrt(abar) x0 + sqrt(1 - abar) eps`` for every supported scheduler:
+``x_t`` itself for alpha-space schedulers (DDIM, DDPM, DPM-Solver, ``abar =
+alphas_cumprod[t]``) and ``x_t / sqrt(sigma^2 + 1)`` for sigma-space ones (Euler, LMS,
+Heun, ...: ``x_t = x0 + sigma eps``, ``abar = 1 / (sigma^2 + 1)``). The clean image is
+predicted from the UNet's output in the scheduler's ``prediction_type`` (``epsilon``:
+``x0 = (x_a - sqrt(1 - abar) eps) / sqrt(abar)``; ``v_prediction``: ``x0 = sqrt(abar) x_a
+- sqrt(1 - abar) v``; ``sample``: the output), mixed as ``sample = x0 * sqrt(1 - abar) +
+x_a * (1 - sqrt(1 - abar))`` (crowsonkb / BrainDiVE), decoded (VAE for latent pipelines,
+identity for pixel ones) to images in ``[0, 1]``, passed through the differentiable
+encoder, and the predicted mean activation of the target ``a`` gives ``g = d(scale * a) /
+d x_t``. The noise prediction becomes ``eps - s g``, ``s`` the noise's standard deviation
+in the scheduler's space (``sqrt(1 - abar)`` in alpha space, as BrainDiVE, Luo et al. 2023;
+``sigma`` in sigma space: the same shift of the score), handed to ``scheduler.step`` in
+the scheduler's own prediction type.
 """
 
 from __future__ import annotations
@@ -117,9 +125,74 @@ def _clamp01(x):
     return x.clamp(0, 1)
 
 
-def _alphas_cumprod(scheduler, t):
-    ac = scheduler.alphas_cumprod
-    return ac[int(t)]
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def _prediction_type(scheduler) -> str:
+    """The scheduler's ``prediction_type``, or ``ValueError`` naming what is not supported."""
+    name = type(scheduler).__name__
+    config = getattr(scheduler, "config", None)
+    why = None
+    if getattr(config, "sigma_data", None) is not None:
+        why = "it uses EDM preconditioning (sigma_data)"
+    elif getattr(scheduler, "alphas_cumprod", None) is None:
+        why = "it has no 'alphas_cumprod'"
+    elif getattr(config, "use_flow_sigmas", False):
+        why = "it uses flow-matching sigmas (use_flow_sigmas=True)"
+    if why:
+        raise ValueError(
+            f"BrainGuidedGenerator: the pipeline's scheduler {name} is not supported: {why}. "
+            "Expected a diffusers scheduler of a variance-preserving model, in alpha space "
+            "(DDIM, DDPM, DPMSolverMultistep, ...) or sigma space (Euler, LMS, Heun, ...)."
+        )
+    kind = getattr(config, "prediction_type", None)
+    kind = "sample" if kind == "original_sample" else kind  # diffusers' old name
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(
+            f"BrainGuidedGenerator: the scheduler {name} has prediction_type {kind!r}. Expected "
+            "one of 'epsilon', 'v_prediction', 'sample' (the UNet predicts the noise, the "
+            "velocity or the clean sample)."
+        )
+    return kind
+
+
+def _clean_estimate(kind: str, out, x_a, fac, root):
+    """``x0`` from the UNet's output ``out`` of kind ``kind`` and the alpha-space sample
+    ``x_a = root x0 + fac eps`` (``root = sqrt(abar)``, ``fac = sqrt(1 - abar)``)."""
+    if kind == "epsilon":
+        return (x_a - fac * out) / root
+    if kind == "v_prediction":  # v = root eps - fac x0
+        return root * x_a - fac * out
+    return out
+
+
+def _shift_noise(kind: str, out, shift, fac, root):
+    """The output of kind ``kind`` whose noise is ``eps - shift`` (``d out / d eps`` is 1,
+    ``1 / sqrt(abar)`` for the velocity, ``-sqrt(1 - abar) / sqrt(abar)`` for the clean
+    sample)."""
+    if kind == "epsilon":
+        return out - shift
+    if kind == "v_prediction":
+        return out - shift / root
+    return out + shift * fac / root
+
+
+def _noise_level(scheduler, t):
+    """``(abar, k)`` at timestep ``t``: ``x_a = k x_t`` is the alpha-space sample
+    ``sqrt(abar) x0 + sqrt(1 - abar) eps`` the UNet sees (``scale_model_input``)."""
+    import torch
+
+    k = float(scheduler.scale_model_input(torch.ones((), dtype=torch.float64), t))
+    if k == 1.0:  # alpha space: x_t is the sample the UNet sees
+        return scheduler.alphas_cumprod[int(t)], k
+    if not 0.0 < k < 1.0:
+        raise ValueError(
+            f"BrainGuidedGenerator: the scheduler {type(scheduler).__name__} scales the UNet's "
+            f"input by {k!r} at timestep {t!r}; expected 1 (alpha space) or 1 / sqrt(sigma^2 + "
+            "1) (sigma space)."
+        )
+    abar = torch.tensor(k * k, dtype=scheduler.alphas_cumprod.dtype)
+    return abar, k  # sigma space: abar = 1 / (sigma^2 + 1)
 
 
 class BrainGuidedGenerator:
@@ -136,6 +209,11 @@ class BrainGuidedGenerator:
     pipeline : diffusers pipeline or EmbeddingDiffusionPipeline
         Supplies ``unet``, ``scheduler`` and (latent pipelines) ``vae``; conditional latent
         UNets get ``prompt_embeds`` (default: the pipeline's encoding of the empty prompt).
+        The scheduler is a diffusers scheduler of a variance-preserving model, in alpha
+        space (DDIM, DDPM, DPMSolverMultistep, ...) or sigma space (Euler, LMS, Heun, ...),
+        with ``prediction_type`` ``"epsilon"``, ``"v_prediction"`` or ``"sample"``; the
+        clean-image estimate follows its convention (module docstring). Others
+        (EDM-preconditioned, flow matching) raise ``ValueError`` naming them.
     scale : float
         Guidance strength. It multiplies a gradient whose size depends on the encoder's units
         and the pipeline's space: BrainDiVE used 130 on Stable Diffusion latents with a
@@ -256,6 +334,7 @@ class BrainGuidedGenerator:
         pos_t = torch.from_numpy(np.flatnonzero(pos)).to(device)
         neg_t = None if neg is None else torch.from_numpy(np.flatnonzero(neg)).to(device)
         scheduler = self.pipeline.scheduler
+        kind = _prediction_type(scheduler)
         scheduler.set_timesteps(self.num_inference_steps)
         seeds = [seed + i for i in range(n)]
         x = torch.cat([torch.randn((1, channels, size, size), generator=torch.Generator().manual_seed(s))
@@ -265,17 +344,20 @@ class BrainGuidedGenerator:
         for t in progress(scheduler.timesteps, desc="guided generation", unit="step"):
             x_in = x.detach().requires_grad_(scale != 0)
             with torch.set_grad_enabled(scale != 0):
-                eps = eps_fn(scheduler.scale_model_input(x_in, t), t)
-                abar = _alphas_cumprod(scheduler, t)
-                fac = (1 - abar).sqrt()
-                x0 = (x_in - fac * eps) / abar.sqrt()
-                sample = x0 * fac + x_in * (1 - fac)
+                x_a = scheduler.scale_model_input(x_in, t)
+                out = eps_fn(x_a, t)  # noise, velocity or clean sample: the scheduler's kind
+                abar, k = _noise_level(scheduler, t)
+                fac, root = (1 - abar).sqrt(), abar.sqrt()
+                x0 = _clean_estimate(kind, out, x_a, fac, root)
+                sample = x0 * fac + x_a * (1 - fac)
                 act = self._activation(decode(sample), pos_t, neg_t)
                 if scale != 0:
                     grad = torch.autograd.grad((scale * act).sum(), x_in)[0]
-                    eps = eps.detach() - fac * grad
+                    # eps - s g, s = sqrt(1 - abar) / k: sqrt(1 - abar) in alpha space,
+                    # sigma in sigma space
+                    out = _shift_noise(kind, out.detach(), (fac / k) * grad, fac, root)
             trajectory.append(act.detach().double().cpu().numpy())
-            x = scheduler.step(eps.detach(), t, x.detach()).prev_sample
+            x = scheduler.step(out.detach(), t, x.detach()).prev_sample
         with torch.no_grad():
             imgs = decode(x)
             final = self._activation(imgs, pos_t, neg_t).double().cpu().numpy()

@@ -145,3 +145,192 @@ def test_from_estimator_wraps_a_fitted_linear_model():
     out = enc(torch.as_tensor(X[:4], dtype=torch.float32)).numpy()
     np.testing.assert_allclose(out, est.predict(X[:4]), rtol=1e-4, atol=1e-5)
     assert enc.n_neuroids == 3 and enc.rois["A"].tolist() == [0, 2]
+
+
+# -- scheduler conventions: a stand-in UNet that knows the one clean image of its data ------
+CLEAN = 0.2  # the clean image (model space, [-1, 1]), the same in every pixel
+
+
+class ExactUNet:
+    """Predicts what the scheduler's ``prediction_type`` asks for, exactly, for a data set
+    of one image (x0 = CLEAN): its input is the scheduler-scaled sample
+    ``sqrt(abar) x0 + sqrt(1 - abar) eps`` (``scale_model_input``)."""
+
+    def __init__(self, scheduler, size=8):
+        from types import SimpleNamespace
+
+        import torch
+
+        self.scheduler = scheduler
+        self.config = SimpleNamespace(sample_size=size, in_channels=3, cross_attention_dim=None)
+        self.device = torch.device("cpu")
+
+    def to(self, device):
+        return self
+
+    def __call__(self, x, t, **kw):
+        from types import SimpleNamespace
+
+        ab = self.scheduler.alphas_cumprod[int(t)].double()
+        x = x.double()
+        eps = (x - ab.sqrt() * CLEAN) / (1 - ab).sqrt()
+        out = {"epsilon": eps, "v_prediction": ab.sqrt() * eps - (1 - ab).sqrt() * CLEAN,
+               "sample": torch_full_like(x, CLEAN)}
+        out["original_sample"] = out["sample"]  # diffusers' old name (Euler)
+        out = out[self.scheduler.config.prediction_type]
+        return SimpleNamespace(sample=out.float())
+
+
+def torch_full_like(x, v):
+    import torch
+
+    return torch.full_like(x, v)
+
+
+def exact_pipeline(name, prediction_type="epsilon", **config):
+    from types import SimpleNamespace
+
+    import diffusers
+
+    sched = getattr(diffusers, name)(num_train_timesteps=1000, prediction_type=prediction_type, **config)
+    return SimpleNamespace(unet=ExactUNet(sched), scheduler=sched)
+
+
+def patch_encoder(images):  # a differentiable activation with a gradient everywhere
+    w = images.new_tensor([1.0, -0.5, 0.25]).view(1, 3, 1, 1)
+    return (images * w).mean(dim=(2, 3)).sum(1, keepdim=True) + images[:, :, :4, :4].mean((1, 2, 3))[:, None]
+
+
+SCHEDULERS = ["DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "LMSDiscreteScheduler",
+              "HeunDiscreteScheduler", "DPMSolverMultistepScheduler"]
+
+
+@pytest.mark.parametrize(("name", "prediction_type"),
+                         [(n, k) for n in SCHEDULERS for k in ("epsilon", "v_prediction", "sample")]
+                         + [("EulerDiscreteScheduler", "original_sample")])
+def test_guidance_sees_the_exact_clean_image_with_any_scheduler(monkeypatch, name, prediction_type):
+    """With a UNet that predicts exactly, the clean-image estimate the encoder is shown is
+    the clean image at every step, in alpha space (DDIM, DDPM, DPM-Solver) and in sigma
+    space (Euler, LMS, Heun: x = x0 + sigma eps), for every prediction type. The
+    alpha-space formula used for every scheduler was off by up to 83,967 with Euler."""
+    import torch
+
+    import neuroalign.decoders._guided as G
+
+    pipe = exact_pipeline(name, prediction_type)
+    sched = pipe.scheduler
+    shown, states = [], []
+    real_clamp, real_step = G._clamp01, sched.step
+
+    def spy_clamp(z):
+        shown.append(z.detach().double() * 2 - 1)  # the mixed sample, before clamping
+        return real_clamp(z)
+
+    def spy_step(out, t, x, *a, **k):
+        states.append((t, x.detach().double(), sched.scale_model_input(x, t).double()))
+        return real_step(out, t, x, *a, **k)
+
+    monkeypatch.setattr(G, "_clamp01", spy_clamp)
+    monkeypatch.setattr(sched, "step", spy_step)
+    for seed in (0, 3):
+        shown.clear(), states.clear()
+        torch.manual_seed(seed)  # DDPM's own noise
+        res = BrainGuidedGenerator(patch_encoder, [0], pipe, scale=0.0, num_inference_steps=10,
+                                   device="cpu", rois={}).generate(n=2, seed=seed)
+        assert len(states) == len(sched.timesteps) == res.activation.shape[0]
+        for (t, x, xa), sample in zip(states, shown[:len(states)], strict=True):
+            k = float(xa.flatten()[0] / x.flatten()[0])  # x_alpha = k x: 1, or 1/sqrt(sigma^2 + 1)
+            ab = k * k if abs(k - 1) > 1e-7 else float(sched.alphas_cumprod[int(t)])
+            fac = np.sqrt(1 - ab)
+            x0 = (sample - xa * (1 - fac)) / fac  # the mix is x0 * fac + x_alpha * (1 - fac)
+            assert float((x0 - CLEAN).abs().max()) < 2e-3, (t, float((x0 - CLEAN).abs().max()))
+        np.testing.assert_allclose(res.images / 255 * 2 - 1, CLEAN, atol=2 / 255)
+
+
+@pytest.mark.parametrize("name", ["DDIMScheduler", "EulerDiscreteScheduler", "LMSDiscreteScheduler",
+                                  "DPMSolverMultistepScheduler", "DDPMScheduler"])
+def test_guided_sampling_does_not_depend_on_the_prediction_type(name):
+    """The guided noise prediction is handed to the scheduler in its own prediction type:
+    an exact UNet that predicts noise, velocity or the clean sample gives the same guided
+    samples."""
+    import torch
+
+    runs = {}
+    for kind in ("epsilon", "v_prediction", "sample"):
+        extra = {"clip_sample": False} if name in ("DDIMScheduler", "DDPMScheduler") else {}
+        pipe = exact_pipeline(name, kind, **extra)
+        torch.manual_seed(0)
+        runs[kind] = BrainGuidedGenerator(patch_encoder, [0], pipe, scale=20.0, num_inference_steps=10,
+                                          device="cpu", rois={}).generate(n=2, seed=5)
+    torch.manual_seed(0)
+    plain = BrainGuidedGenerator(patch_encoder, [0], exact_pipeline(name), scale=0.0,
+                                 num_inference_steps=10, device="cpu", rois={}).generate(n=2, seed=5)
+    ref = runs["epsilon"]
+    assert np.abs(ref.activation - plain.activation).max() > 1e-2  # the guidance acted
+    for kind in ("v_prediction", "sample"):
+        np.testing.assert_allclose(runs[kind].activation, ref.activation, rtol=1e-4, atol=1e-5, err_msg=kind)
+        np.testing.assert_allclose(runs[kind].final_activation, ref.final_activation, rtol=1e-4,
+                                   atol=1e-5, err_msg=kind)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_guided_euler_is_guided_ddim(prediction_type):
+    """DDIM is Euler's method in sigma space (Karras et al. 2022): on the same time grid and
+    from the same noise, guided DDIM and guided Euler take the same steps, so the same
+    guidance (x0, the image the encoder sees, the gradient's scale) gives the same samples."""
+    import torch
+
+    runs = []
+    for name, extra in (("DDIMScheduler", {"clip_sample": False}),
+                        ("EulerDiscreteScheduler", {"timestep_spacing": "leading"})):
+        pipe = exact_pipeline(name, prediction_type, **extra)
+        if name == "DDIMScheduler":
+            torch.manual_seed(0)
+        runs.append(BrainGuidedGenerator(patch_encoder, [0], pipe, scale=20.0, num_inference_steps=10,
+                                         device="cpu", rois={}).generate(n=3, seed=1))
+    ddim, euler = runs
+    np.testing.assert_allclose(euler.activation, ddim.activation, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(euler.final_activation, ddim.final_activation, rtol=1e-4, atol=1e-5)
+    assert np.abs(euler.images.astype(int) - ddim.images).max() <= 1
+
+
+@pytest.mark.parametrize(("name", "config", "match"), [
+    ("DPMSolverMultistepScheduler", {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
+     r"DPMSolverMultistepScheduler is not supported: it uses flow-matching sigmas"),
+    ("DPMSolverMultistepScheduler", {"prediction_type": "flow_prediction"},
+     r"DPMSolverMultistepScheduler has prediction_type 'flow_prediction'"),
+    ("EulerDiscreteScheduler", {"prediction_type": "original_velocity"},
+     r"EulerDiscreteScheduler has prediction_type 'original_velocity'. Expected one of 'epsilon'"),
+    ("FlowMatchEulerDiscreteScheduler", {}, r"FlowMatchEulerDiscreteScheduler is not supported: it has no 'alphas_cumprod'"),
+    ("EDMEulerScheduler", {}, r"EDMEulerScheduler is not supported: it uses EDM preconditioning"),
+])
+def test_unsupported_schedulers_are_refused_by_name(name, config, match):
+    """Schedulers whose conventions the guidance does not follow are refused, by name,
+    before any step (they would guide on a wrong clean-image estimate)."""
+    from types import SimpleNamespace
+
+    import diffusers
+
+    sched = getattr(diffusers, name)(**config)
+    pipe = SimpleNamespace(unet=ExactUNet(sched), scheduler=sched)
+    gen = BrainGuidedGenerator(patch_encoder, [0], pipe, scale=1.0, num_inference_steps=2,
+                               device="cpu", rois={})
+    with pytest.raises(ValueError, match=match):
+        gen.generate(n=1)
+
+
+def test_a_scheduler_scaling_its_input_otherwise_is_refused():
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    class Doubling(DDIMScheduler):
+        def scale_model_input(self, sample, timestep=None):
+            return sample * 2
+
+    sched = Doubling()
+    pipe = SimpleNamespace(unet=ExactUNet(sched), scheduler=sched)
+    gen = BrainGuidedGenerator(patch_encoder, [0], pipe, scale=1.0, num_inference_steps=2,
+                               device="cpu", rois={})
+    with pytest.raises(ValueError, match=r"Doubling scales the UNet's input by 2.0 at timestep"):
+        gen.generate(n=1)
