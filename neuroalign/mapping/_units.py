@@ -78,22 +78,26 @@ def _scatter(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     return out
 
 
-def _usable_units(X: np.ndarray, labels: np.ndarray, layer: str) -> np.ndarray:
-    """Units whose activations are all finite; the others are named in a warning."""
-    ok = np.isfinite(X).all(axis=0)
-    if not ok.any():
+def _usable_units(X: np.ndarray, labels: np.ndarray, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """-> (units whose activations are all finite, finite units that are constant over the
+    stimuli); both kinds of unusable unit are named in one warning."""
+    ok, spread = column_checks(X)
+    constant = ok & ~(spread > 0)
+    if not (ok & ~constant).any():
         raise ValueError(
-            f"unit_to_roi(): every unit of layer {layer!r} has NaN or inf activations over the "
-            f"{X.shape[0]} stimuli; expected finite features."
+            f"unit_to_roi(): every unit of layer {layer!r} has NaN or inf activations or is "
+            f"constant over the {X.shape[0]} stimuli; expected finite, varying features."
         )
-    if not ok.all():
+    parts = [f"{int(m.sum())} {text} ({format_list(labels[m], limit=10)})"
+             for text, m in (("with NaN or inf activations", ~ok), ("constant", constant)) if m.any()]
+    if parts:
         warnings.warn(
-            f"unit_to_roi(): {int((~ok).sum())} of {len(ok)} units of layer {layer!r} have NaN "
-            f"or inf activations ({format_list(labels[~ok], limit=10)}). Their match, strength "
-            "and p-value are NaN and their roi is '': they are never selected.",
+            f"unit_to_roi(): {int((~ok | constant).sum())} of {len(ok)} units of layer "
+            f"{layer!r} have no defined match: {'; '.join(parts)}. Their match, strength and "
+            "p-value are NaN and their roi is '': they are never selected.",
             DataQualityWarning, stacklevel=3,
         )
-    return ok
+    return ok, constant
 
 
 def _usable_rois(Y: np.ndarray, masks: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -192,10 +196,10 @@ def unit_to_roi(
     -----
     NaN rule (a NaN candidate never wins):
 
-    - A unit with a NaN or inf activation for any of the stimuli gets NaN ``match``,
-      ``strength`` and ``p_value`` and ``roi`` ``""``, so :func:`select_units` never
-      selects it, with a :class:`~neuroalign.exceptions.DataQualityWarning` naming the
-      units. The other units get what they get with clean features: bit for bit for
+    - A unit with a NaN or inf activation for any of the stimuli, or constant over them
+      (a dead unit: no correlation is defined), gets NaN ``match``, ``strength`` and
+      ``p_value`` and ``roi`` ``""``, so :func:`select_units` never selects it, with a
+      :class:`~neuroalign.exceptions.DataQualityWarning` naming the units. The other units get what they get with clean features: bit for bit for
       ``"correlation"`` (units are matched one at a time); ``"encoding"`` fits its ridge on
       the usable units only.
     - A neuroid (voxel) with a NaN or inf response for any of the stimuli, or a constant
@@ -232,7 +236,7 @@ def unit_to_roi(
     unit_dim = feats.dims[1]
     unit_index = (np.asarray(feats[unit_dim].values) if unit_dim in feats.coords
                   else np.arange(X.shape[1]))
-    ok_unit = _usable_units(X, unit_index, layer)
+    ok_unit, const_unit = _usable_units(X, unit_index, layer)
     ok_roi = _usable_rois(Y, masks, neuroid_labels(resp, Y.shape[1]))
     with np.errstate(invalid="ignore"):  # inf - inf in the columns left out
         Yz = _zscore(Y)
@@ -299,7 +303,8 @@ def unit_to_roi(
     roi = np.full(X.shape[1], "", dtype=object)
     roi[cols] = names[np.flatnonzero(has_data)[best]]
     strength, p = _scatter(strength, cols), _scatter(p, cols)
-    match[~ok_unit], roi[~ok_unit], strength[~ok_unit], p[~ok_unit] = np.nan, "", np.nan, np.nan
+    none = ~ok_unit | const_unit  # no defined match (a constant unit's r is undefined)
+    match[none], roi[none], strength[none], p[none] = np.nan, "", np.nan, np.nan
     if method == "encoding":
         alpha = _scatter(alpha, has_data)
     out = xr.Dataset(

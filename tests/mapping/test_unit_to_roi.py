@@ -157,7 +157,7 @@ def test_unit_with_nan_activation_is_never_selected(method, seed):
     dirty = feats.copy(data=X)
     kw = dict(method=method, n_permutations=99, random_state=seed)
     with pytest.warns(DataQualityWarning, match=rf"unit_to_roi\(\): 2 of 6 units of layer 'fc' "
-                      rf"have NaN or inf activations \({bad[0]}, {bad[1]}\)"):
+                      rf"have no defined match: 2 with NaN or inf activations \({bad[0]}, {bad[1]}\)"):
         tab = unit_to_roi(dirty, store, **kw)
     assert (tab["roi"].values[bad] == "").all()
     assert np.isnan(tab["strength"].values[bad]).all() and np.isnan(tab["p_value"].values[bad]).all()
@@ -175,6 +175,27 @@ def test_unit_with_nan_activation_is_never_selected(method, seed):
         ref = unit_to_roi(dirty.isel(u=good), store, **kw)
     for name in ("roi", "strength", "p_value", "match"):
         np.testing.assert_array_equal(tab[name].values[good], ref[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["correlation", "encoding"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_constant_unit_has_no_roi(method, seed):
+    """A dead unit (constant over the stimuli) has no correlation: it used to get strength
+    0, p = 1 and the first candidate ROI as its roi, counted among that ROI's units."""
+    feats, Y, ids, masks, from_arrays = noise_brain(seed)
+    store = from_arrays(Y, ids, rois=masks)
+    X = feats.values.copy()
+    X[:, 2] = 0.5
+    with pytest.warns(DataQualityWarning, match=r"1 of 6 units of layer 'fc' have no defined "
+                                                r"match: 1 constant \(2\)"):
+        tab = unit_to_roi(feats.copy(data=X), store, method=method, n_permutations=49,
+                          random_state=seed)
+    assert tab["roi"].values[2] == "" and np.isnan(tab["strength"].values[2])
+    assert np.isnan(tab["p_value"].values[2]) and np.isnan(tab["match"].values[2]).all()
+    assert (tab["roi"].values[np.r_[0:2, 3:6]] != "").all()
+    for roi in masks:
+        for alpha in (0.05, 1.0, None):
+            assert 2 not in select_units(tab, roi, alpha=alpha)["unit_index"].values
 
 
 def _all_nan_roi_store(seed, nan_roi, order):
