@@ -291,6 +291,40 @@ def select_split(ds: xr.Dataset, split: str) -> xr.Dataset:
     return ds.isel({dim: np.flatnonzero(mask)})
 
 
+def check_by(ds: xr.Dataset, by: str | None, *, func: str, dim: str,
+             optional: str | None = None) -> str | None:
+    """``by`` checked as a grouping of the rows of ``dim``: a coordinate on ``dim`` alone.
+
+    The one check of every ``by=`` that groups presentations (z-scoring, ncsnr): a
+    coordinate on ``neuroid`` (or on both dims) would otherwise be read as labels of the
+    presentations. ``by=None`` passes; ``by == optional`` (ncsnr's default ``"session"``)
+    becomes ``None`` when the store has no such coordinate.
+
+    Raises
+    ------
+    KeyError
+        ``by`` is not a coordinate on ``dim`` alone; the message says where it is, if
+        anywhere, and lists the coordinates on ``dim``.
+    """
+    if by is None:
+        return None
+    if by not in ds.coords:
+        if by == optional:
+            return None
+        found = ""
+    elif ds.coords[by].dims == (dim,):
+        return by
+    else:
+        found = f" (it is on dims {ds.coords[by].dims!r})"
+    present = sorted(str(c) for c in ds.coords if ds.coords[c].dims == (dim,))
+    rows = "presentations" if dim == TRIAL_DIM else "stimuli"
+    raise KeyError(
+        f"{func}(by={by!r}): the store has no coordinate {by!r} on dim {dim!r}{found}. "
+        f"Coordinates on {dim!r}: {format_list(present) or 'none'}. Use by=None to z-score "
+        f"over all {rows}."
+    )
+
+
 def _zscore_func(codes: np.ndarray, n_groups: int, ddof: int) -> Callable[[np.ndarray], np.ndarray]:
     def func(x: np.ndarray) -> np.ndarray:
         dtype = np.result_type(x.dtype, np.float32)
@@ -354,16 +388,10 @@ def zscore(
     check_store(ds)
     ddof = check_option(ddof, (0, 1), name="ddof", func="zscore")
     dim = sample_dim(ds)
+    by = check_by(ds, by, func="zscore", dim=dim)
     if by is None:
         codes = np.zeros(ds.sizes[dim], dtype=int)
     else:
-        if by not in ds.coords or ds.coords[by].dims != (dim,):
-            present = sorted(str(c) for c in ds.coords if ds.coords[c].dims == (dim,))
-            raise KeyError(
-                f"zscore(by={by!r}): the store has no coordinate {by!r} on dim {dim!r}. "
-                f"Coordinates on {dim!r}: {format_list(present)}. Use by=None to z-score "
-                "over all presentations."
-            )
         _, codes = stimulus_codes(ds.coords[by].values)
     n_groups = int(codes.max()) + 1 if codes.size else 0
     resp = ds[RESPONSE_VAR]

@@ -17,7 +17,13 @@ import xarray as xr
 
 from neuroalign._validation import check_option, format_list
 from neuroalign.exceptions import DimensionError
-from neuroalign.store._ops import _group_matrix, apply_along, select_split, stimulus_codes
+from neuroalign.store._ops import (
+    _group_matrix,
+    apply_along,
+    check_by,
+    select_split,
+    stimulus_codes,
+)
 from neuroalign.store._quality import (
     CONST,
     INF,
@@ -64,7 +70,8 @@ def ncsnr(
     by : str or None
         Grouping coordinate for z-scoring. The default ``"session"`` falls back to ``None``
         (z-scoring over all presentations) when the store has no ``session`` coordinate;
-        any other name must exist. Every group must hold at least 2 presentations.
+        any other name must be a coordinate on ``presentation`` alone (one on ``neuroid``
+        raises a ``KeyError``). Every group must hold at least 2 presentations.
     ddof : {1, 0}
         Delta degrees of freedom of the z-scoring sd. ``1`` is NSD's; ``0`` (the population
         sd, :func:`scipy.stats.zscore`'s) gives a smaller ncsnr on short sessions (up to
@@ -89,15 +96,7 @@ def ncsnr(
     """
     require_trials(ds, "ncsnr")
     ddof = check_option(ddof, (1, 0), name="ddof", func="ncsnr")
-    if by is not None and by not in ds.coords:
-        if by != "session":
-            present = sorted(str(c) for c in ds.coords if ds.coords[c].dims == (TRIAL_DIM,))
-            raise KeyError(
-                f"ncsnr(by={by!r}): the store has no coordinate {by!r} on dim {TRIAL_DIM!r}. "
-                f"Coordinates on {TRIAL_DIM!r}: {format_list(present)}. Use by=None to "
-                "z-score over all presentations."
-            )
-        by = None
+    by = check_by(ds, by, func="ncsnr", dim=TRIAL_DIM, optional="session")
     ids, codes = stimulus_codes(ds.coords["stimulus_id"].values)
     n_stim = len(ids)
     counts = np.bincount(codes, minlength=n_stim)
@@ -434,6 +433,8 @@ def noise_ceiling(
         if "ncsnr" in ds.data_vars:
             snr = ds["ncsnr"]
         else:
+            if sample_dim(ds) == TRIAL_DIM:  # else ncsnr() says it needs trials
+                by = check_by(ds, by, func="noise_ceiling", dim=TRIAL_DIM, optional="session")
             snr = ncsnr(ds, by=by, ddof=ddof, strict=strict)
         if n is None:
             n = repetition_counts(ds, split)

@@ -220,6 +220,38 @@ def test_ncsnr_needs_repeats_trials_and_groups():
     assert ncsnr(no_session).attrs["zscored_by"] == "None"
 
 
+
+@pytest.mark.parametrize("n_neuroids", [60, 7, 61])
+def test_by_must_name_a_coordinate_on_presentation(n_neuroids):
+    """A coordinate on 'neuroid' (or on both dims) is not a grouping of the presentations:
+    every function that z-scores by it names it, whether or not its length happens to be
+    the number of presentations (60 here: it was once used as session groups)."""
+    from neuroalign.store import zscore
+
+    ds = make_store(20, n_neuroids, n_repetitions=3, seed=0, dtype=np.float64)
+    hemi = np.where(np.arange(n_neuroids) < n_neuroids // 2, "L", "R")
+    ds = ds.assign_coords(hemi=("neuroid", hemi),
+                          both=(("presentation", "neuroid"), np.zeros((60, n_neuroids), dtype=int)))
+    calls = {
+        "ncsnr": lambda by: ncsnr(ds, by=by),
+        "noise_ceiling": lambda by: noise_ceiling(ds, by=by),
+        "zscore": lambda by: zscore(ds, by=by),
+    }
+    for func, call in calls.items():
+        for by, dims in (("hemi", r"\('neuroid',\)"), ("both", r"\('presentation', 'neuroid'\)")):
+            with pytest.raises(KeyError, match=rf"{func}\(by='{by}'\): the store has no coordinate "
+                               rf"'{by}' on dim 'presentation' \(it is on dims {dims}\). Coordinates on "
+                               r"'presentation': .*'session'.*Use by=None"):
+                call(by)
+    for method in ("ncsnr", "noise_ceiling", "zscore"):  # the accessor too
+        with pytest.raises(KeyError, match=rf"{method}\(by='hemi'\)"):
+            getattr(ds.na, method)(by="hemi")
+    # a coordinate on presentation is used, and the default falls back without a session
+    np.testing.assert_array_equal(ncsnr(ds, by="session").values, ncsnr(ds).values)
+    np.testing.assert_array_equal(noise_ceiling(ds.drop_vars("session")).values,
+                                  noise_ceiling(ds, by=None).values)
+
+
 # -- dirty data -------------------------------------------------------------------------
 
 
