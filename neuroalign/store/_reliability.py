@@ -357,8 +357,11 @@ def _ceiling_from_ncsnr(snr, inv: float, *, strict: bool):
         stacklevel=4,
     )
     ok = np.isfinite(values) & (values >= 0)
-    sq = np.where(ok, values, 0.0) ** 2
-    nc = np.where(ok, 100.0 * sq / (sq + inv), np.nan)
+    snr_ok = np.where(ok, values, 1.0)
+    # 100 s² / (s² + inv) without forming s², which overflows above ~1.3e154: inv / s / s
+    # is inf at s = 0 (a ceiling of 0) and 0 for a huge s (100), never NaN
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        nc = np.where(ok, 100.0 / (1.0 + inv / snr_ok / snr_ok), np.nan)
     if isinstance(snr, xr.DataArray):
         out = snr.copy(data=nc)
         out.name = "noise_ceiling"
@@ -381,6 +384,8 @@ def noise_ceiling(
     ``NC = 100 · ncsnr² / (ncsnr² + 1/n)``. When the averaged images have different
     repetition counts, ``1/n`` becomes the mean of ``1/n_i``, which is NSD's
     ``(A/3 + B/2 + C/1) / (A + B + C)`` for A, B, C images with 3, 2, 1 repetitions.
+    It is computed as ``100 / (1 + (1/n) / ncsnr²)``, which cannot overflow: any finite
+    ncsnr gives a value in [0, 100] (0 for 0, 100 for a huge one).
 
     Parameters
     ----------

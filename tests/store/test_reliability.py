@@ -174,6 +174,36 @@ def test_noise_ceiling_formula_and_mixed_repetitions():
     assert isinstance(nc, xr.DataArray) and nc.name == "noise_ceiling"
 
 
+def test_noise_ceiling_of_any_finite_ncsnr_is_within_0_and_100():
+    """NC = 100 s² / (s² + 1/n) without forming s²: s above ~1.3e154 once overflowed it to
+    inf (a NaN or inf ceiling, without a warning). A huge ncsnr gives 100, 0 gives 0."""
+    tiny = np.finfo(np.float64).smallest_subnormal
+    huge = np.finfo(np.float64).max
+    snr = np.array([0.0, tiny, 1e-200, 1e-8, 0.3, 1.0, 2.5, 1e6, 1.3e154, 1e200, huge])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow notes and DataQualityWarning alike
+        for n in (1, 3, {3: 10, 2: 12, 1: 8}):
+            nc = noise_ceiling(snr, n)
+            assert ((nc >= 0) & (nc <= 100)).all(), nc
+            assert nc[0] == 0.0 and (nc[-3:] == 100.0).all()
+            assert (np.diff(nc) >= 0).all()  # increasing in the ncsnr
+            ordinary = slice(3, 8)
+            np.testing.assert_allclose(nc[ordinary], nsd_ceiling(snr[ordinary], [3]) if n == 3 else
+                                       100 * snr[ordinary] ** 2 / (snr[ordinary] ** 2 + _inv(n)),
+                                       rtol=1e-15, atol=0)  # to rounding (<= 4 ulp)
+        for s in np.geomspace(1e-160, 1e300, 200):
+            assert 0.0 <= noise_ceiling([s], 3)[0] <= 100.0
+        pub = make_store(12, 3, n_repetitions=3, seed=0).assign(ncsnr=("neuroid", [1e200, 1e154, 0.0]))
+        np.testing.assert_array_equal(noise_ceiling(pub).values, [100.0, 100.0, 0.0])
+        assert noise_ceiling(1e300, 3) == 100.0
+
+
+def _inv(n):
+    if isinstance(n, dict):
+        return sum(c / r for r, c in n.items()) / sum(n.values())
+    return 1 / n
+
+
 def test_noise_ceiling_bad_n_and_split():
     with pytest.raises(ValueError, match=r"needs n= \(the number of trials averaged per image\)"):
         noise_ceiling([1.0])
