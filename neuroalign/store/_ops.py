@@ -326,12 +326,16 @@ def check_by(ds: xr.Dataset, by: str | None, *, func: str, dim: str,
 
 
 def _zscore_func(codes: np.ndarray, n_groups: int, ddof: int) -> Callable[[np.ndarray], np.ndarray]:
+    members = [np.flatnonzero(codes == g) for g in range(n_groups)]
+
     def func(x: np.ndarray) -> np.ndarray:
         dtype = np.result_type(x.dtype, np.float32)
         out = np.empty(x.shape, dtype=dtype)
-        for g in range(n_groups):
-            idx = codes == g
-            block = np.asarray(x[..., idx], dtype=np.float64)
+        for idx in members:
+            # take() gives C order whatever the layout of x: x[..., mask] gave a column-major
+            # block of two neuroids or more, whose sums numpy takes in another order than a
+            # lone neuroid's (the z-scores then changed in the last bit with the chunking)
+            block = x.take(idx, axis=-1).astype(np.float64, copy=False)
             finite = np.isfinite(block)
             n = finite.sum(axis=-1, keepdims=True)
             vals = np.where(finite, block, 0.0)

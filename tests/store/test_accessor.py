@@ -144,6 +144,28 @@ def test_zscore_ddof_nan_and_constant_follow_scipy(ds):
         zscore(dirty, by=None, strict=True)
 
 
+@pytest.mark.parametrize("n_times", [None, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zscore_of_a_neuroid_has_the_same_bits_alone_and_in_chunks_of_any_size(seed, n_times):
+    """z-scores (NaN trials left out) do not depend on how many neuroids share a dask chunk,
+    bit for bit (a boolean index once gave column-major blocks, summed in another order)."""
+    store = make_store(31, 11, n_repetitions=3, n_test=10, n_times=n_times, seed=seed,
+                       dtype=np.float32 if seed == 2 else np.float64)
+    rng = np.random.default_rng(seed)
+    store = store.isel(presentation=rng.permutation(store.sizes["presentation"]))
+    x = store.responses.values.copy()
+    n = x.shape[0]
+    for j in rng.choice(11, 4, replace=False):
+        x[rng.choice(n, rng.integers(1, 4), replace=False), j] = np.nan
+    store = store.assign(responses=(store.responses.dims, x))
+    want = zscore(store, ddof=seed % 2).responses.values
+    alone = [zscore(store.isel(neuroid=[j]), ddof=seed % 2).responses.values for j in range(11)]
+    np.testing.assert_array_equal(np.concatenate(alone, axis=1), want)
+    for size in (1, 2, 3, 5):
+        got = zscore(store.chunk({"neuroid": size}), ddof=seed % 2).responses.values
+        np.testing.assert_array_equal(got, want, err_msg=f"chunks of {size}")
+
+
 def test_operations_do_not_mutate(ds):
     before = ds.copy(deep=True)
     ds.na.average_repetitions()
