@@ -74,11 +74,17 @@ def split_half_r(
     used[order] = True
     sizes = [tuple(np.asarray(m.sum(axis=1)).T for m in pair) for pair in mats]
 
+    def by_stimulus(m, xt: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((m @ xt).T)  # (rows, stimuli), C order
+
     def estimate(x: np.ndarray) -> np.ndarray:
         flat_shape = x.shape[:-1]
         out = np.empty((int(np.prod(flat_shape)), 3))
         for rows_out, xb in blocks(x):
-            xb = xb[:, used]
+            # C order throughout (compress, and the half-averages made contiguous): a
+            # column-major block of two rows or more is summed in another order than a lone
+            # row, so a row's last bits depended on its block
+            xb = xb.compress(used, axis=1)
             status = np.where(np.isinf(xb).any(axis=1), INF, OK)
             fin = np.isfinite(xb)
             complete = bool(fin.all())
@@ -102,20 +108,20 @@ def split_half_r(
             for (ma, mb), (na, nb) in zip(mats, sizes, strict=True):
                 if complete:  # nothing missing in this block: every stimulus in both halves
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        xa = (ma @ xzt).T / na
-                        xb2 = (mb @ xzt).T / nb
+                        xa = by_stimulus(ma, xzt) / na
+                        xb2 = by_stimulus(mb, xzt) / nb
                         xa -= xa.mean(axis=1, keepdims=True)
                         xb2 -= xb2.mean(axis=1, keepdims=True)
                         den = np.sqrt((xa**2).sum(1) * (xb2**2).sum(1))
                         r = (xa * xb2).sum(1) / den
                     k = np.full(xb.shape[0], n_use)
                 else:
-                    ca, cb = (ma @ fzt).T, (mb @ fzt).T
+                    ca, cb = by_stimulus(ma, fzt), by_stimulus(mb, fzt)
                     v = (ca > 0) & (cb > 0)  # stimulus with data in both halves (this neuroid)
                     k = v.sum(axis=1)
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        xa = np.where(v, (ma @ xzt).T / ca, 0.0)
-                        xb2 = np.where(v, (mb @ xzt).T / cb, 0.0)
+                        xa = np.where(v, by_stimulus(ma, xzt) / ca, 0.0)
+                        xb2 = np.where(v, by_stimulus(mb, xzt) / cb, 0.0)
                         da = np.where(v, xa - (xa.sum(1) / k)[:, None], 0.0)
                         db = np.where(v, xb2 - (xb2.sum(1) / k)[:, None], 0.0)
                         den = np.sqrt((da**2).sum(1) * (db**2).sum(1))

@@ -136,3 +136,32 @@ def test_a_stimulus_missing_for_one_neuroid_is_left_out_of_its_correlation():
     without = split_half(ds.isel(presentation=np.flatnonzero(~rows)), n_splits=1)
     np.testing.assert_allclose(rel.values[1], without.values[1], rtol=1e-12)
     np.testing.assert_allclose(rel.values[[0, 2]], split_half(ds, n_splits=1).values[[0, 2]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_times", [None, 2])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_neuroid_has_the_same_bits_alone_and_in_blocks_of_any_size(seed, n_times, monkeypatch):
+    """Split-half r of each neuroid (and time point), computed alone, equals its value in
+    blocks of 1, 2, 3, 5 or 11 rows (neuroids, or neuroid x time points) bit for bit, with
+    NaN trials or not (a column-major block of two rows or more was once summed in another
+    order)."""
+    import warnings
+
+    from neuroalign.store import _quality
+
+    ds = make_store(31, 11, n_repetitions=3, n_test=10, n_times=n_times, seed=seed,
+                    ncsnr=np.linspace(0.2, 2, 11), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    resp = ds.responses.values.copy()
+    n = len(resp)
+    for j in rng.choice(11, 4, replace=False):
+        resp[rng.choice(n, rng.integers(1, 4), replace=False), j] = np.nan
+    ds = ds.assign(responses=(ds.responses.dims, resp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        alone = np.concatenate([split_half(ds.isel(neuroid=[j]), n_splits=3).values
+                                for j in range(11)])
+        for rows in (1, 2, 3, 5, 11):
+            monkeypatch.setattr(_quality, "BLOCK", rows * n)
+            np.testing.assert_array_equal(split_half(ds, n_splits=3).values, alone,
+                                          err_msg=f"blocks of {rows}")
