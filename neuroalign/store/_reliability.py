@@ -194,7 +194,7 @@ def _complete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, dd
         out = np.zeros((len(x), 3))
         if not len(x):
             return out
-        z = x if in_order else x[:, by_group]
+        z = x if in_order else x.take(by_group, axis=1)  # C-ordered, see _incomplete_rows
         const = np.zeros(len(x), dtype=bool)
         for sl in slices:
             part = z[:, sl]
@@ -207,7 +207,7 @@ def _complete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, dd
             if maybe.size:
                 const[maybe] |= part[maybe].max(axis=1) == part[maybe].min(axis=1)
             part /= np.where(sd > 0, sd, 1.0)[:, None]
-        reps = z[:, order]
+        reps = z.take(order, axis=1)
         noise = np.zeros(len(x))
         at = 0
         for c, n in classes:
@@ -237,6 +237,11 @@ def _incomplete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, 
     group_rows = [np.flatnonzero(groups == g) for g in range(groups.max() + 1)]
     sum_m = _group_matrix(codes, n_stim, mean=False)  # stimulus x presentation indicator
 
+    def by_stimulus(a: np.ndarray) -> np.ndarray:
+        """Sums of each row's values per stimulus, (rows, stimuli) in C order (so that the
+        sums over stimuli below run in one order whatever the number of rows)."""
+        return np.ascontiguousarray((sum_m @ np.ascontiguousarray(a.T, dtype=np.float64)).T)
+
     def f(xb: np.ndarray) -> np.ndarray:
         out = np.zeros((len(xb), 3))
         if not len(xb):
@@ -246,7 +251,10 @@ def _incomplete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, 
         missing = (~fin).any(axis=1)
         xb[~fin] = 0.0
         for rows in group_rows:  # z-score within each group, finite values only
-            part, fp = xb[:, rows], fin[:, rows]
+            # take(), not xb[:, rows]: fancy indexing gives a column-major block of two rows
+            # or more, whose row sums numpy takes in another order than a lone row's (the
+            # last bits of a row's result then depended on its block)
+            part, fp = xb.take(rows, axis=1), fin.take(rows, axis=1)
             n = fp.sum(axis=1)
             hi = np.where(fp, part, -np.inf).max(axis=1)
             lo = np.where(fp, part, np.inf).min(axis=1)
@@ -262,11 +270,11 @@ def _incomplete_rows(codes: np.ndarray, counts: np.ndarray, groups: np.ndarray, 
             fin[:, rows] = fp
         # per-stimulus variance across the finite repetitions (N - 1), mean over stimuli
         # with >= 2 of them
-        n_rep = (sum_m @ np.ascontiguousarray(fin.T, dtype=np.float64)).T
+        n_rep = by_stimulus(fin)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = (sum_m @ np.ascontiguousarray(xb.T)).T / n_rep
+            means = by_stimulus(xb) / n_rep
             dev = np.where(fin, xb - np.nan_to_num(means)[:, codes], 0.0)
-            ss = (sum_m @ np.ascontiguousarray((dev**2).T)).T
+            ss = by_stimulus(dev**2)
             use = n_rep >= 2
             n_use = use.sum(axis=1)
             nv = np.where(use, ss / np.where(use, n_rep - 1, 1.0), 0.0).sum(axis=1) / n_use

@@ -363,8 +363,7 @@ def test_a_lone_value_in_a_session_is_left_out(clean):
 def test_each_neuroid_by_its_own_values_whatever_its_block(seed, monkeypatch):
     """A neuroid's ncsnr does not depend on what the other neuroids of its block hold (a
     NaN, an infinite value) nor on how many share the block: rows without missing values
-    take the fast path, the others the masked one, row by row. (To rounding: numpy sums a
-    row of a many-row block in another order than a lone row.)"""
+    take the fast path, the others the masked one, row by row, bit for bit."""
     from neuroalign.store import _quality
 
     ds = make_store(45, 9, n_repetitions=3, n_test=15, ncsnr=np.linspace(0.2, 2, 9), seed=seed)
@@ -375,13 +374,51 @@ def test_each_neuroid_by_its_own_values_whatever_its_block(seed, monkeypatch):
     with pytest.warns(DataQualityWarning):
         snr = ncsnr(dirty).values
     keep = [0, 1, 2, 4, 6, 7, 8]
-    np.testing.assert_allclose(snr[keep], clean[keep], rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(snr[keep], clean[keep])
     assert np.isnan(snr[5]) and np.isfinite(snr[3])
     for rows in (1, 2, 4):  # blocks of 1, 2 and 4 neuroids
         monkeypatch.setattr(_quality, "BLOCK", rows * ds.sizes["presentation"])
-        np.testing.assert_allclose(ncsnr(ds).values, clean, rtol=1e-13, atol=0)
+        np.testing.assert_array_equal(ncsnr(ds).values, clean)
         with pytest.warns(DataQualityWarning):
-            np.testing.assert_allclose(ncsnr(dirty).values, snr, rtol=1e-13, atol=0)
+            np.testing.assert_array_equal(ncsnr(dirty).values, snr)
+
+
+def missing_trials(ds, seed):
+    """``ds`` with dirty neuroids where ``seed`` puts them: one NaN trial, two, a whole
+    session, the first and the last trial, an infinite value."""
+    rng = np.random.default_rng(seed)
+    resp = ds.responses.values.copy()
+    n = len(resp)
+    a, b, c, d, e = rng.choice(resp.shape[1], 5, replace=False)
+    resp[rng.integers(n), a] = np.nan
+    resp[rng.choice(n, 2, replace=False), b] = np.nan
+    resp[ds.session.values == rng.integers(3), c] = np.nan
+    resp[[0, n - 1], d] = np.nan
+    resp[rng.integers(n), e] = np.inf
+    return ds.assign(responses=(ds.responses.dims, resp))
+
+
+@pytest.mark.parametrize("order", ["sessions in turn", "sessions interleaved"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_neuroid_has_the_same_bits_alone_and_in_blocks_of_any_size(seed, order, monkeypatch):
+    """ncsnr of each neuroid, computed alone, equals its value in blocks of 1, 2, 3, 5 or
+    all 13 neuroids bit for bit, with NaN trials anywhere (fancy indexing once gave a
+    column-major block of two or more rows, whose row sums numpy takes in another order)."""
+    from neuroalign.store import _quality
+
+    ds = make_store(31, 13, n_repetitions=3, n_test=10, ncsnr=np.linspace(0.2, 2, 13), seed=seed,
+                    dtype=(np.float32, np.float64)[seed % 2])
+    ds = unbalanced(ds, seed)  # 1 to 3 repetitions per stimulus: several count classes
+    if order == "sessions interleaved":
+        ds = ds.isel(presentation=np.random.default_rng(seed).permutation(ds.sizes["presentation"]))
+    ds = missing_trials(ds, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        alone = np.concatenate([ncsnr(ds.isel(neuroid=[j])).values for j in range(13)])
+        assert np.isfinite(alone).sum() == 12
+        for rows in (1, 2, 3, 5, 13):
+            monkeypatch.setattr(_quality, "BLOCK", rows * ds.sizes["presentation"])
+            np.testing.assert_array_equal(ncsnr(ds).values, alone, err_msg=f"blocks of {rows}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
