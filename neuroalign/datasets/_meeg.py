@@ -184,9 +184,18 @@ def mne_epochs_plan(
     else:
         split = np.full(len(rows), "train")
     parts = _split_parts(path)
-    picks = mne.pick_types(epochs.info, meg=True, eeg=True, seeg=True, ecog=True, ref_meg=False, exclude=[])
+    # channels marked bad are left out, as from_epochs leaves them out (exclude="bads")
+    picks = mne.pick_types(epochs.info, meg=True, eeg=True, seeg=True, ecog=True, ref_meg=False,
+                           exclude="bads")
+    bads = list(epochs.info["bads"])
     if len(picks) == 0:
-        raise DataFormatError(f"{path}: no MEG/EEG data channels among {format_list(epochs.ch_names)}.")
+        but = f" but the bad ones ({format_list(bads)}, in info['bads'])" if bads else ""
+        raise DataFormatError(
+            f"{path}: no MEG/EEG data channels{but} among {format_list(epochs.ch_names)}. "
+            "Expected at least one good data channel."
+        )
+    if bads:
+        log.info("%s: leaving out the bad channel(s) %s (info['bads'])", path, format_list(bads))
     chs = [epochs.info["chs"][p] for p in picks]
     names_ch = [c["ch_name"] for c in chs]
     types = epochs.get_channel_types(picks=picks)
@@ -289,8 +298,11 @@ def load_mne_epochs(path: str | os.PathLike, *, stimulus_column: str, **kwargs) 
     -------
     xr.Dataset
         Store with ``responses`` of dims ('presentation', 'neuroid', 'time') in SI units,
-        read in blocks of epochs; neuroid coords ``sensor``, ``sensor_type`` and the
-        sensor positions ``sensor_x/y/z`` (device frame, metres) for topographic maps.
+        read in blocks of epochs; one neuroid per good MEG/EEG data channel (channels
+        marked bad in ``epochs.info['bads']`` are left out, as
+        :func:`~neuroalign.store.from_epochs` leaves them out); neuroid coords ``sensor``,
+        ``sensor_type`` and the sensor positions ``sensor_x/y/z`` (device frame, metres)
+        for topographic maps.
     """
     return mne_epochs_plan(path, stimulus_column=stimulus_column, **kwargs).load()
 
@@ -336,7 +348,8 @@ def load_things_meg(root: str | os.PathLike, subject: int | str) -> xr.Dataset:
 
     Reads ``derivatives/preprocessed/preprocessed_P{n}-epo.fif`` under ``root`` (or
     ``root`` itself when it is the epochs file), with ``sourcedata/sample_attributes_P{n}.csv``
-    when the epochs carry no metadata. Catch trials are dropped; ``trial_type == 'test'``
+    when the epochs carry no metadata. Catch trials and channels marked bad
+    (``info['bads']``) are dropped; ``trial_type == 'test'``
     is the test split; stimulus ids are ``things-<image stem>``; ``session``/``run`` come
     from ``session_nr``/``run_nr``.
 

@@ -319,7 +319,9 @@ def from_epochs(
         Column of ``epochs.metadata`` with each epoch's stimulus id; epochs where it is
         missing are left out.
     picks : str, list
-        Channels (:meth:`mne.Epochs.pick`; default the data channels, bad channels left out).
+        Channels (:meth:`mne.Epochs.pick`; default the data channels). Channels marked bad
+        in ``epochs.info['bads']`` are always left out, as
+        :func:`~neuroalign.datasets.load_mne_epochs` leaves them out.
     allow_mixed : bool
         Channels of different units (MEG magnetometers in T, gradiometers in T/m, EEG in
         V) are refused unless ``allow_mixed``: then ``units`` is ``"mixed"`` and each sensor

@@ -183,3 +183,37 @@ def test_mne_mixed_units_recorded_per_sensor_and_said(tmp_path):
     assert ds.attrs["units"] == "mixed"
     np.testing.assert_array_equal(ds.sensor_units.values, ["T", "T", "V", "V", "V"])
     np.testing.assert_allclose(ds.responses.values, data.astype(np.float32), rtol=1e-6)
+
+
+def _mark_bad(path, bads):
+    import mne
+
+    ep = mne.read_epochs(path, preload=True, verbose="error")
+    ep.info["bads"] = list(bads)
+    ep.save(path, overwrite=True, verbose="error")
+
+
+def test_bad_channels_are_left_out_as_from_epochs_does(tmp_path):
+    """Channels in ``info['bads']`` used to enter the store as ordinary sensors (no flag),
+    while from_epochs on the same file left them out: both now leave them out and give
+    the same sensors, values and ids (so do THINGS-MEG and the streamed ingest)."""
+    from neuroalign.datasets import mne_epochs_plan
+    from neuroalign.store import from_epochs
+
+    w = write_epochs(tmp_path / "derivatives/preprocessed/preprocessed_P1-epo.fif", n_epochs=20, n_ch=4)
+    _mark_bad(w["path"], ["MEG0001"])
+    good = ["MEG0000", "MEG0002", "MEG0003"]
+    ds = load_mne_epochs(w["path"], stimulus_column="image_path")
+    ref = from_epochs(w["path"], "image_path")
+    assert ds.sensor.values.tolist() == good == ref.sensor.values.tolist()
+    np.testing.assert_array_equal(ds.responses.values, ref.responses.values)
+    np.testing.assert_array_equal(ds.stimulus_id.values, ref.stimulus_id.values)
+    np.testing.assert_allclose(ds.responses.values, w["data"][:, [0, 2, 3]].astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(np.c_[ds.sensor_x, ds.sensor_y, ds.sensor_z], w["locs"][[0, 2, 3]])
+    assert load_things_meg(tmp_path, 1).sensor.values.tolist() == good
+    out = mne_epochs_plan(w["path"], stimulus_column="image_path").write(tmp_path / "e.zarr")
+    assert open_store(out).sensor.values.tolist() == good
+    _mark_bad(w["path"], ["MEG0000", "MEG0001", "MEG0002", "MEG0003"])
+    with pytest.raises(DataFormatError, match=r"preprocessed_P1-epo.fif: no MEG/EEG data channels but "
+                       r"the bad ones \('MEG0000', 'MEG0001', 'MEG0002', 'MEG0003'"):
+        load_mne_epochs(w["path"], stimulus_column="image_path")
