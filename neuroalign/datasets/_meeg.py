@@ -18,6 +18,7 @@ from neuroalign.datasets._formats import only_one, repetition_index, require_fil
 from neuroalign.datasets._ingest import Block, IngestPlan, file_fingerprint
 from neuroalign.datasets._text import int_column, read_table
 from neuroalign.exceptions import DataFormatError
+from neuroalign.store._builders import stimulus_ids_of
 from neuroalign.store._schema import SCHEMA_VERSION
 
 __all__ = [
@@ -63,17 +64,20 @@ def _montage_positions(names: Sequence[str]) -> np.ndarray:
 
 # -- BIDS events ------------------------------------------------------------------------------
 
-def read_bids_events(path: str | os.PathLike):
+def read_bids_events(path: str | os.PathLike, *, text_columns: Sequence[str] = ()):
     """Read a BIDS ``*_events.tsv`` with pandas, keeping every column (``n/a`` -> NaN).
 
     mne-bids turns events into annotations and drops the columns that hold stimulus ids
-    (the BIDS events format); this reader keeps them. Text that is not UTF-8 is read as latin-1
-    with a :class:`~neuroalign.datasets.TextEncodingWarning`.
+    (the BIDS events format); this reader keeps them. As in BIDS, only ``n/a`` (and an
+    empty cell) is missing: a stimulus called ``"NA"`` or ``"null"`` stays one. Text that
+    is not UTF-8 is read as latin-1 with a :class:`~neuroalign.datasets.TextEncodingWarning`.
 
     Parameters
     ----------
     path : path-like
         The ``*_events.tsv`` file (tab-separated, with ``onset`` and ``duration``).
+    text_columns : sequence of str
+        Columns read as text (stimulus ids: ``"0012"`` keeps its zeros).
 
     Returns
     -------
@@ -81,7 +85,7 @@ def read_bids_events(path: str | os.PathLike):
         One row per event, every column kept.
     """
     return read_table(Path(path), "a BIDS events.tsv (tab-separated)",
-                      required=("onset", "duration"), sep="\t")
+                      required=("onset", "duration"), sep="\t", text_columns=list(text_columns))
 
 
 # -- MNE epochs -------------------------------------------------------------------------------
@@ -142,8 +146,11 @@ def mne_epochs_plan(
     if metadata is not None:
         if not isinstance(metadata, pd.DataFrame):
             mpath = Path(metadata)
-            metadata = (read_bids_events(mpath) if mpath.name.endswith(".tsv")
-                        else read_table(mpath, "an epochs metadata table (one row per epoch)"))
+            # stimulus ids as from_nifti reads them: text, and only n/a or empty is missing
+            metadata = (read_bids_events(mpath, text_columns=[stimulus_column])
+                        if mpath.name.endswith(".tsv")
+                        else read_table(mpath, "an epochs metadata table (one row per epoch)",
+                                        text_columns=[stimulus_column]))
             src = mpath
         else:
             src = "metadata"
@@ -166,7 +173,13 @@ def mne_epochs_plan(
             f"{src}: no column {stimulus_column!r} for stimulus_column. Columns present: "
             f"{format_list(list(md.columns))}."
         )
-    keep = md[stimulus_column].notna().to_numpy().copy()
+    try:  # ids as from_epochs makes them: 12 and 12.0 (an int column with n/a rows) -> "12"
+        ids, keep = stimulus_ids_of(md[stimulus_column].to_numpy(), name=stimulus_column,
+                                    func="load_mne_epochs", drop_missing=True)
+    except DataFormatError as err:
+        raise DataFormatError(f"{src}: {err}") from None
+    all_ids = np.full(len(md), "", dtype=object)
+    all_ids[keep] = ids
     for col, values in (drop or {}).items():
         if col not in md.columns:
             raise DataFormatError(f"{src}: no column {col!r} (in drop=). Columns present: {format_list(list(md.columns))}.")
@@ -174,8 +187,8 @@ def mne_epochs_plan(
     rows = np.flatnonzero(keep)
     if rows.size == 0:
         raise DataFormatError(f"{src}: no epoch left with a stimulus in {stimulus_column!r}.")
-    vals = md[stimulus_column].to_numpy()[rows]
-    names = [Path(str(v)).stem if stem else str(v) for v in vals]
+    vals = all_ids[rows].astype(str)
+    names = [Path(v).stem if stem else v for v in vals]
     stim = np.array([f"{stimulus_prefix}{n}" for n in names])
     if split_column is not None:
         if split_column not in md.columns:
@@ -215,7 +228,7 @@ def mne_epochs_plan(
         "time": ("time", np.asarray(epochs.times, dtype=np.float64)),
     }
     if stimulus_column not in coords:
-        coords[stimulus_column] = ("presentation", np.asarray([str(v) for v in vals]))
+        coords[stimulus_column] = ("presentation", vals)
     for name, col in (("session", session_column), ("run", run_column)):
         if col is not None:
             if col not in md.columns:
@@ -271,13 +284,19 @@ def load_mne_epochs(path: str | os.PathLike, *, stimulus_column: str, **kwargs) 
     path : path-like
         The epochs file; mne reads split parts (``-epo-1.fif``...) automatically.
     stimulus_column : str
-        Column of the metadata that names each epoch's stimulus.
+        Column of the metadata that names each epoch's stimulus. Ids are made as
+        :func:`~neuroalign.store.from_epochs` makes them: text as it is, whole numbers as
+        integers (``12.0`` in a column with ``n/a`` rows is ``"12"``); epochs with no
+        stimulus are left out.
     **kwargs
         The other options of :func:`mne_epochs_plan`:
 
         metadata : DataFrame or path-like, optional
             One row per epoch, used instead of ``epochs.metadata`` (a CSV, or a BIDS
-            ``events.tsv`` read with :func:`read_bids_events`).
+            ``events.tsv`` read with :func:`read_bids_events`). Files are read as
+            :func:`~neuroalign.store.from_nifti` reads events: the stimulus column as text
+            (``"0012"`` keeps its zeros), and only ``n/a`` or an empty cell is missing (a
+            stimulus called ``"NA"`` stays one).
         stimulus_prefix : str
             Prefix of the stimulus ids (e.g. ``"things-"``).
         stem : bool

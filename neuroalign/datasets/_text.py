@@ -55,9 +55,19 @@ def read_lines(path: Path, what: str) -> list[str]:
     return lines
 
 
-def read_table(path: Path, what: str, *, required: Sequence[str] = (), sep: str = ","):
-    """A CSV/TSV as a DataFrame (``n/a`` -> NaN), with the ``required`` columns present."""
+def read_table(path: Path, what: str, *, required: Sequence[str] = (), sep: str = ",",
+               text_columns: Sequence[str] | None = None):
+    """A CSV/TSV as a DataFrame (``n/a`` -> NaN), with the ``required`` columns present.
+
+    With ``text_columns`` (an events or metadata table), the table is read as
+    :func:`~neuroalign.store.from_nifti` reads its events table (one set of options,
+    ``store._builders_neuro.events_csv_options``): only ``n/a`` and empty cells are missing,
+    and ``text_columns`` stay text. Without, pandas' default missing values apply (``NA``,
+    ``null``, ``nan`` ... too).
+    """
     import pandas as pd
+
+    from neuroalign.store._builders_neuro import events_csv_options
 
     text = read_text(path, what)
     if not text.strip():
@@ -66,7 +76,9 @@ def read_table(path: Path, what: str, *, required: Sequence[str] = (), sep: str 
             f"{f' (columns {format_list(required)})' if required else ''}."
         )
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, na_values=["n/a"], keep_default_na=True)
+        options = ({"na_values": ["n/a"], "keep_default_na": True} if text_columns is None
+                   else events_csv_options(text_columns))
+        df = pd.read_csv(io.StringIO(text), sep=sep, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         raise DataFormatError(
             f"{path}: cannot be read as a {'tab' if sep == chr(9) else 'comma'}-separated table "

@@ -18,12 +18,22 @@ from neuroalign._validation import format_list
 from neuroalign.exceptions import DataFormatError
 from neuroalign.store._builders import from_arrays, stimulus_ids_of
 
-__all__ = ["from_nifti", "from_epochs", "read_events"]
+__all__ = ["from_nifti", "from_epochs", "read_events", "events_csv_options"]
 
 log = get_logger(__name__)
 
 
 # -- tables --------------------------------------------------------------------------------
+def events_csv_options(columns: Sequence[str]) -> dict[str, Any]:
+    """The :func:`pandas.read_csv` options of every events or metadata table neuroalign reads.
+
+    Only ``n/a`` (BIDS's missing value) and empty cells are missing: a stimulus called
+    ``"NA"``, ``"null"`` or ``"None"`` stays one. ``columns`` are read as text, so
+    ``"0012"`` keeps its zeros and ``12`` is not turned into ``12.0`` by an ``n/a`` row.
+    """
+    return {"na_values": ["n/a", ""], "keep_default_na": False, "dtype": {c: str for c in columns}}
+
+
 def read_events(events: Any, *, columns: Sequence[str], func: str):
     """A BIDS-style events table as a DataFrame, every value of ``columns`` read as text.
 
@@ -42,8 +52,7 @@ def read_events(events: Any, *, columns: Sequence[str], func: str):
             raise FileNotFoundError(f"Invalid value for 'events' in {func}(): {path}: no such file.")
         sep = "," if path.suffix.lower() == ".csv" else "\t"
         try:
-            df = pd.read_csv(path, sep=sep, na_values=["n/a", ""], keep_default_na=False,
-                             dtype={c: str for c in columns})
+            df = pd.read_csv(path, sep=sep, **events_csv_options(columns))
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
             raise DataFormatError(
                 f"{path}: cannot be read as a {'comma' if sep == ',' else 'tab'}-separated events "

@@ -55,3 +55,16 @@ def test_ingest_mne_and_things_fmri_cli(tmp_path):
 def test_ingest_help(cmd):
     res = runner.invoke(app, ["ingest", cmd, "--help"])
     assert res.exit_code == 0 and "--out" in res.output
+
+
+def test_ingest_mne_metadata_keeps_stimulus_ids_as_written(tmp_path):
+    """``ingest mne --metadata``: zero-padded codes keep their zeros and a stimulus named
+    'NA' is not dropped as missing (read as from_nifti reads events tables)."""
+    w = write_epochs(tmp_path / "e-epo.fif", n_epochs=6, metadata=False)
+    codes = ["NA", "0001", "0002", "null", "0004", "0005"]
+    (tmp_path / "md.csv").write_text("trial_type,code\n" + "".join(f"exp,{c}\n" for c in codes))
+    out = tmp_path / "m.zarr"
+    res = runner.invoke(app, ["ingest", "mne", str(w["path"]), "--stimulus-column", "code",
+                              "--metadata", str(tmp_path / "md.csv"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert open_store(out).stimulus_id.values.tolist() == codes

@@ -217,3 +217,53 @@ def test_bad_channels_are_left_out_as_from_epochs_does(tmp_path):
     with pytest.raises(DataFormatError, match=r"preprocessed_P1-epo.fif: no MEG/EEG data channels but "
                        r"the bad ones \('MEG0000', 'MEG0001', 'MEG0002', 'MEG0003'"):
         load_mne_epochs(w["path"], stimulus_column="image_path")
+
+
+def _ids_fixture(tmp_path):
+    """Epochs whose metadata hold an integer column with n/a on catch rows, zero-padded
+    codes and stimuli literally named 'NA', 'null' and 'None'; the same table as a CSV and
+    as a BIDS events.tsv (missing values written 'n/a')."""
+    import mne
+
+    w = write_epochs(tmp_path / "x-epo.fif", n_epochs=12, n_ch=3)
+    md = w["metadata"].copy()
+    md["things_image_nr"] = md["things_image_nr"].astype(float)
+    md.loc[md.trial_type == "catch", "things_image_nr"] = np.nan  # catch: n/a, as in events.tsv
+    md["code"] = [f"{i:04d}" for i in range(12)]
+    md["name"] = ["NA", "null", "None"] + [f"img{i}" for i in range(3, 12)]
+    ep = mne.read_epochs(w["path"], preload=True, verbose="error")
+    ep.metadata = md
+    ep.save(w["path"], overwrite=True, verbose="error")
+    as_written = md.assign(things_image_nr=md.things_image_nr.astype("Int64"))  # 11, not 11.0
+    as_written.to_csv(tmp_path / "md.csv", index=False)  # n/a: an empty cell
+    as_written.assign(onset=np.arange(12) * 1.5, duration=0.5).to_csv(
+        tmp_path / "events.tsv", sep="\t", index=False, na_rep="n/a")
+    return w["path"], md
+
+
+def test_stimulus_ids_are_read_as_from_epochs_and_from_nifti_read_them(tmp_path):
+    """Ids were made with str(v): an integer column with n/a on catch rows gave '11.0'
+    (from_epochs: '11'); metadata files were read with pandas' default missing values and
+    no text type, so '0001' became '1' and a stimulus named 'NA', 'null' or 'None' was
+    dropped as missing. Now the ids are made as from_epochs / from_nifti make them."""
+    from neuroalign.store import from_epochs
+
+    path, md = _ids_fixture(tmp_path)
+    catch = md.trial_type.to_numpy() == "catch"
+    expect = [str(int(v)) for v in md.things_image_nr[~catch]]
+    ds = load_mne_epochs(path, stimulus_column="things_image_nr")
+    assert ds.stimulus_id.values.tolist() == expect
+    assert ds.stimulus_id.values.tolist() == from_epochs(path, "things_image_nr").stimulus_id.values.tolist()
+    assert ds.things_image_nr.values.tolist() == expect
+    np.testing.assert_array_equal(ds.epoch.values, np.flatnonzero(~catch))
+    for meta in (None, tmp_path / "md.csv", tmp_path / "events.tsv"):
+        kw = {} if meta is None else {"metadata": meta}
+        assert load_mne_epochs(path, stimulus_column="code", **kw).stimulus_id.values.tolist() == list(md.code), meta
+        names = load_mne_epochs(path, stimulus_column="name", **kw).stimulus_id.values.tolist()
+        assert names == list(md.name), meta  # 'NA', 'null', 'None' kept
+        ids = load_mne_epochs(path, stimulus_column="things_image_nr", **kw).stimulus_id.values.tolist()
+        assert ids == expect, meta  # n/a rows left out, the others '11', not '11.0'
+    # numbers that are not whole are refused, as from_epochs refuses them (a file's text is text)
+    with pytest.raises(DataFormatError, match=r"^metadata: Invalid value for 'frac' in load_mne_epochs\(\): "
+                       r"0.5, a non-integer number"):
+        load_mne_epochs(path, stimulus_column="frac", metadata=md.assign(frac=np.linspace(0.5, 6.0, 12)))
