@@ -32,6 +32,10 @@ __all__ = [
 log = get_logger(__name__)
 
 _EPOCHS_PER_BLOCK = 512
+#: Units of the published THINGS-MEG epochs: z-scored per channel against the pre-stimulus
+#: baseline (THINGS-data MEG/step1_preprocessing.py, ``mne.baseline.rescale(mode="zscore")``;
+#: the card datasets/things-meg.toml), although their FIFF channels still say tesla.
+THINGS_MEG_UNITS = "z-score (per channel, against the baseline)"
 
 
 def _sub(subject: int | str, prefix: str = "sub-") -> str:
@@ -359,6 +363,8 @@ def things_meg_plan(root: str | os.PathLike, subject: int | str) -> IngestPlan:
         split_column="trial_type", test_values=("test",), drop={"trial_type": ("catch",)},
         session_column="session_nr", run_column="run_nr", subject=f"P{n}", dataset="things-meg",
     )
+    # the FIFF channel unit (T) does not describe z-scored values; generic files keep theirs
+    plan.skeleton.attrs["units"] = THINGS_MEG_UNITS
     return plan
 
 
@@ -382,6 +388,9 @@ def load_things_meg(root: str | os.PathLike, subject: int | str) -> xr.Dataset:
     Returns
     -------
     xr.Dataset
-        The store (as :func:`load_mne_epochs`).
+        The store (as :func:`load_mne_epochs`), with ``units`` ``"z-score (per channel,
+        against the baseline)"``: the published epochs are z-scored per channel against the
+        pre-stimulus baseline, so their values are unitless although the file's channels
+        say tesla.
     """
     return things_meg_plan(root, subject).load()

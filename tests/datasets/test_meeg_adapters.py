@@ -267,3 +267,27 @@ def test_stimulus_ids_are_read_as_from_epochs_and_from_nifti_read_them(tmp_path)
     with pytest.raises(DataFormatError, match=r"^metadata: Invalid value for 'frac' in load_mne_epochs\(\): "
                        r"0.5, a non-integer number"):
         load_mne_epochs(path, stimulus_column="frac", metadata=md.assign(frac=np.linspace(0.5, 6.0, 12)))
+
+
+def test_things_meg_units_are_baseline_z_scores(tmp_path):
+    """The published THINGS-MEG epochs are z-scored per channel against the baseline
+    (THINGS-data MEG/step1_preprocessing.py: mne.baseline.rescale(mode='zscore')), so the
+    values are unitless although the FIFF channels still say tesla; the store said 'T'.
+    A generic MNE file keeps its FIFF units."""
+    import mne
+
+    w = write_epochs(tmp_path / "derivatives/preprocessed/preprocessed_P1-epo.fif", n_epochs=20, n_ch=4)
+    ep = mne.read_epochs(w["path"], preload=True, verbose="error")
+    z = mne.baseline.rescale(ep.get_data(), ep.times, baseline=(None, 0), mode="zscore", copy=True,
+                             verbose="error")
+    mne.EpochsArray(z, ep.info, ep.events, ep.tmin, metadata=ep.metadata, verbose="error").save(
+        w["path"], overwrite=True, verbose="error")
+    ds = load_things_meg(tmp_path, 1)
+    assert ds.attrs["units"] == "z-score (per channel, against the baseline)"
+    assert 0.1 < float(np.median(np.abs(ds.responses.values))) < 10  # unitless, ~N(0, 1)
+    assert "sensor_units" not in ds.coords
+    from neuroalign.datasets import things_meg_plan
+
+    out = things_meg_plan(tmp_path, 1).write(tmp_path / "m.zarr")  # what `ingest things-meg` writes
+    assert open_store(out).attrs["units"] == ds.attrs["units"]
+    assert load_mne_epochs(w["path"], stimulus_column="image_path").attrs["units"] == "T"
