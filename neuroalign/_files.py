@@ -8,8 +8,11 @@ neuroalign put in it. The rules that follow from it:
 - :func:`target_lock` gives one process at a time the right to write a target. The lock is
   an OS file lock (``filelock``) on ``.NAME.lock`` beside the target, so a lock left by a
   killed process is released by the kernel and taken over by the next writer; the holder's
-  pid, host and start time are recorded beside it so that a second writer's error names
-  the holder.
+  pid, host and start time are recorded beside it (``.NAME.lock.owner``) so that a second
+  writer's error names the holder. Neither is ever written through a symbolic link
+  planted at its name (as another user can in a shared folder such as ``/tmp``): a link at
+  the lock file is refused, one at the record is replaced by a new file, and the link's
+  target is never touched.
 - :class:`atomic_dir` builds a folder beside the target and renames it into place. An
   existing target is replaced only when *all* of these hold (:func:`check_target`):
   ``overwrite=True``; it carries a neuroalign marker; the marker's kind is the kind being
@@ -88,13 +91,44 @@ def _lock_paths(target: Path) -> tuple[Path, Path]:
             target.with_name(f".{target.name}.lock.owner"))
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def _holder(owner: Path) -> str:
-    try:
-        info = json.loads(owner.read_text())
+    try:  # read without following a link planted at the record's name
+        with os.fdopen(os.open(owner, os.O_RDONLY | _NOFOLLOW)) as f:
+            info = json.loads(f.read(4096))
         return (f"process {info.get('pid')} on {info.get('host')} "
                 f"(since {info.get('started')})")
     except (OSError, ValueError, AttributeError):
         return "process"
+
+
+def _write_record(path: Path, data: str | bytes) -> None:
+    """Write ``path`` (a lock record, a marker, a file added to an output) as a new file
+    renamed over whatever is there, never through a link.
+
+    The file is created under a new name (``O_EXCL | O_NOFOLLOW``) and renamed onto
+    ``path``: a symbolic link planted at ``path`` is replaced, its target is not touched.
+    A folder at ``path`` is an :class:`OutputExistsError` (it is left as it is).
+    """
+    if path.is_dir() and not path.is_symlink():
+        raise OutputExistsError(
+            f"{path}: exists and is a folder, not neuroalign's record; it is left untouched. "
+            "Move it away, or write to another path."
+        )
+    if path.is_symlink():
+        log.warning("%s: is a symbolic link (to %s); replaced by neuroalign's record, its "
+                    "target left untouched", path, os.readlink(path))
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -132,6 +166,12 @@ def target_lock(target: str | os.PathLike, *, what: str = "target",
     # thread_local=False + is_singleton=False: a second writer in this process opens its
     # own descriptor, and flock() refuses it just as it refuses another process
     lock = FileLock(str(lock_path), timeout=timeout, thread_local=False)
+    linked = OutputExistsError(
+        f"{lock_path}: is a symbolic link, not neuroalign's lock file; it is left untouched. "
+        f"Remove it, or write this {what} to another path."
+    )
+    if lock_path.is_symlink():
+        raise linked
     try:
         lock.acquire()
     except Timeout:
@@ -139,17 +179,25 @@ def target_lock(target: str | os.PathLike, *, what: str = "target",
             f"{target}: another neuroalign {_holder(owner)} is writing this {what}. Wait for "
             "it to finish, or write to another path."
         ) from None
+    except OSError as err:  # filelock opens with O_NOFOLLOW: a link planted meanwhile
+        if lock_path.is_symlink():
+            raise linked from err
+        raise
+    written = False
     try:
-        if owner.exists():  # the previous holder died without cleaning up: take over
+        if os.path.lexists(owner) and not owner.is_symlink():  # a holder died: take over
             log.info("%s: taking over a stale lock (%s)", target, _holder(owner))
-        owner.write_text(json.dumps({
+        # never write_text: it follows a link planted at the record's name
+        _write_record(owner, json.dumps({
             "pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }))
+        written = True
         yield
     finally:
-        with contextlib.suppress(OSError):
-            owner.unlink()
+        if written:
+            with contextlib.suppress(OSError):
+                owner.unlink()
         # the (empty) lock file stays: unlinking it would let a waiting writer lock a
         # deleted inode while a third one locks a new file
         lock.release()
@@ -197,7 +245,7 @@ def write_marker(folder: str | os.PathLike, kind: str, *,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if entries is not None:
         info["entries"] = sorted(set(entries) - set(_MARKERS))
-    (Path(folder) / OUTPUT_MARKER).write_text(json.dumps(info) + "\n")
+    _write_record(Path(folder) / OUTPUT_MARKER, json.dumps(info) + "\n")
 
 
 def _a(kind: str) -> str:
@@ -497,18 +545,8 @@ def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
             raise OutputExistsError(
                 f"{dest}: exists and neuroalign did not write it; it is left untouched."
             )
-        tmp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            if isinstance(data, bytes):
-                tmp.write_bytes(data)
-            else:
-                tmp.write_text(data)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_record(dest, data)
         if isinstance(info.get("entries"), list) and name not in info["entries"]:
             info["entries"] = sorted([*info["entries"], name])
-            mtmp = folder / f".{OUTPUT_MARKER}.tmp"
-            mtmp.write_text(json.dumps(info) + "\n")
-            os.replace(mtmp, folder / OUTPUT_MARKER)
+            _write_record(folder / OUTPUT_MARKER, json.dumps(info) + "\n")
     return dest

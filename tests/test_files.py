@@ -296,3 +296,34 @@ def test_output_left_aside_by_a_killed_replace_is_restored(tmp_path):
     assert (out / "data.txt").read_text() == "one" and not aside.exists()
     _write(out, "two", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_links_planted_at_the_lock_names_are_never_written_through(tmp_path):
+    """``.NAME.lock.owner`` was written with write_text, which follows links: a link planted
+    at that name (another user can, in a shared folder such as /tmp) made every save
+    overwrite the link's target. The record is now a new file renamed over the link; a link
+    at the lock file itself is refused, named; neither target is written."""
+    victim = tmp_path / "victim_notes.txt"
+    victim.write_text("important notes\n")
+    owner = tmp_path / ".out.lock.owner"
+    owner.symlink_to(victim)
+    _write(tmp_path / "out", "one")
+    assert victim.read_text() == "important notes\n"
+    assert not owner.exists() and not owner.is_symlink()  # the record is removed on release
+    elsewhere = tmp_path / "created_through_the_link"
+    owner.symlink_to(elsewhere)  # a dangling link: nothing is created at its target
+    with target_lock(tmp_path / "out"):
+        assert owner.is_file() and not owner.is_symlink() and '"pid"' in owner.read_text()
+    assert not elsewhere.exists() and not owner.exists()
+    owner.mkdir()  # not a file: a named error, the folder left as it is
+    with pytest.raises(OutputExistsError, match=r"\.out\.lock\.owner: exists and is a folder"):
+        _write(tmp_path / "out", "two", overwrite=True)
+    assert owner.is_dir() and (tmp_path / "out" / "data.txt").read_text() == "one"
+    owner.rmdir()
+    lock = tmp_path / ".out.lock"
+    lock.unlink()
+    lock.symlink_to(victim)
+    with pytest.raises(OutputExistsError, match=r"\.out\.lock: is a symbolic link"):
+        _write(tmp_path / "out", "three", overwrite=True)
+    assert victim.read_text() == "important notes\n" and lock.is_symlink()
+    assert (tmp_path / "out" / "data.txt").read_text() == "one"
