@@ -17,9 +17,13 @@ neuroalign put in it. The rules that follow from it:
   existing target is replaced only when *all* of these hold (:func:`check_target`):
   ``overwrite=True``; it carries a neuroalign marker; the marker's kind is the kind being
   written (a fit output never replaces a simulation or a store); and it holds nothing but
-  the entries the marker lists (a file the user added to an output folder keeps it from
-  being replaced). A folder without a marker (the user's own files) is never deleted, nor
-  is a file or a symbolic link. Temporary folders of earlier, killed writes to the same
+  the files neuroalign listed, at any depth (a file the user added anywhere in an output
+  folder keeps it from being replaced, and is named). The listing is the manifest
+  (:data:`MANIFEST`) of each zarr folder, which lists every chunk, and the marker's
+  ``files`` for every other file; outputs of earlier versions, whose marker lists only
+  top-level names, are checked against those and their manifests, and any other file in
+  their subfolders keeps them. A folder without a marker (the user's own files) is never
+  deleted, nor is a file or a symbolic link. Temporary folders of earlier, killed writes to the same
   target (``.NAME.tmp-XXXXXXXX`` and ``.NAME.old-XXXXXXXX``, neuroalign's names) are
   removed after the next successful write: every writer holds the target's lock while its
   temporary folder exists, so one found while holding the lock belongs to a dead writer.
@@ -53,11 +57,13 @@ from neuroalign.exceptions import OutputExistsError, TargetLockedError
 
 __all__ = [
     "OUTPUT_MARKER",
+    "MANIFEST",
     "LEGACY_MARKERS",
     "target_lock",
     "atomic_dir",
     "claim_dir",
     "check_target",
+    "unlisted_files",
     "replace_dir",
     "recover",
     "clean_stale",
@@ -76,6 +82,10 @@ OUTPUT_MARKER = ".neuroalign"
 LEGACY_MARKERS = (".neuroalign-complete",)
 LEGACY_KINDS = ("store", "feature cache")
 _MARKERS = (OUTPUT_MARKER, *LEGACY_MARKERS)
+#: Sizes and checksums of every file of a zarr folder (written by
+#: :func:`neuroalign.store.write_manifest`); it also tells :func:`check_target` which files
+#: of that folder neuroalign wrote.
+MANIFEST = ".neuroalign-manifest.json"
 
 
 def _abs(target: str | os.PathLike) -> Path:
@@ -234,17 +244,67 @@ def is_neuroalign_dir(path: str | os.PathLike) -> bool:
     return info is not None and not info.get("invalid")
 
 
+def _manifest_files(path: str) -> Iterable[str] | None:
+    """The files a manifest lists (relative to its folder); ``None`` when it is unreadable."""
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW)) as f:
+            files = json.load(f)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return files if isinstance(files, dict) else None
+
+
+def unlisted_files(root: str | os.PathLike, listed: Iterable[str] = ()) -> list[str]:
+    """Files under ``root`` that neither ``listed`` nor a manifest accounts for.
+
+    A folder holding a readable :data:`MANIFEST` (a zarr folder neuroalign wrote) accounts
+    for the files its manifest lists and for its own markers; every other file must be in
+    ``listed`` (paths relative to ``root``, ``/``-separated). ``root``'s own markers are
+    never listed. Anything that is not a folder counts as a file; symbolic links are not
+    followed. Cheap for stores of many chunks: one directory read per folder and one read
+    of each manifest, no ``stat`` and no read of any other file.
+
+    Returns
+    -------
+    list of str
+        The unaccounted files, sorted, as ``/``-separated paths relative to ``root``.
+    """
+    known = set(_MARKERS)
+    found: list[str] = []
+    stack = [(os.fspath(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            entries = list(it)
+        for e in entries:
+            if e.name == MANIFEST and e.is_file(follow_symlinks=False):
+                files = _manifest_files(e.path)
+                if files is not None:
+                    known.update(prefix + rel for rel in files)
+                    known.update(prefix + m for m in (MANIFEST, *_MARKERS))
+            if e.is_dir(follow_symlinks=False):
+                stack.append((e.path, f"{prefix}{e.name}/"))
+            else:
+                found.append(prefix + e.name)
+    listed = set(listed)
+    return sorted(f for f in found if f not in known and f not in listed)
+
+
 def write_marker(folder: str | os.PathLike, kind: str, *,
                  entries: Iterable[str] | None = None) -> None:
     """Write the ownership marker into ``folder``.
 
     ``entries``: the names neuroalign wrote into the folder (for a folder written in one
-    go); ``None`` for a working folder that fills over several runs.
+    go; call it last, once everything is written); ``None`` for a working folder that fills
+    over several runs. With ``entries``, the marker also lists as ``files`` every file
+    under ``folder`` that no manifest lists (:func:`unlisted_files`), so that
+    :func:`check_target` can tell any file added later, at any depth.
     """
     info = {"tool": "neuroalign", "version": __version__, "kind": kind,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if entries is not None:
         info["entries"] = sorted(set(entries) - set(_MARKERS))
+        info["files"] = unlisted_files(folder)
     _write_record(Path(folder) / OUTPUT_MARKER, json.dumps(info) + "\n")
 
 
@@ -292,8 +352,8 @@ def check_target(target: str | os.PathLike, *, overwrite: bool = False,
     OutputExistsError
         ``target`` is a file or a link; a non-empty folder without a neuroalign marker (or
         with an unreadable one); a neuroalign output of another kind; an output of this kind
-        without ``overwrite``; one holding entries neuroalign did not write there; or it is
-        (or holds) one of ``inputs``.
+        without ``overwrite``; one holding files, at any depth, that neuroalign did not
+        write (or list) there, named; or it is (or holds) one of ``inputs``.
     """
     target = _abs(target)
     for inp in inputs:
@@ -334,12 +394,17 @@ def check_target(target: str | os.PathLike, *, overwrite: bool = False,
             "(--overwrite) to replace it."
         )
     if isinstance(info.get("entries"), list):
-        foreign = sorted(names - set(info["entries"]) - set(_MARKERS))
+        top = names - set(info["entries"]) - set(_MARKERS)  # a folder of the user's, even empty
+        full = isinstance(info.get("files"), list)  # earlier versions listed top-level names
+        deep = unlisted_files(target, info["files"] if full else info["entries"])
+        foreign = sorted(top.union(f for f in deep if f.split("/", 1)[0] not in top))
         if foreign:
             raise OutputExistsError(
                 f"{target}: {_a(kind)} written by neuroalign, but it also holds "
-                f"{format_list(foreign, limit=5)}, which neuroalign did not write there; it is "
-                "left untouched. Move those away, or choose another path."
+                f"{format_list(foreign, limit=5)}, which neuroalign did not write there"
+                + ("" if full else " (or did not record: outputs of earlier versions list only "
+                   "their top-level names)")
+                + "; it is left untouched. Move those away, or choose another path."
             )
 
 
@@ -548,5 +613,7 @@ def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
         _write_record(dest, data)
         if isinstance(info.get("entries"), list) and name not in info["entries"]:
             info["entries"] = sorted([*info["entries"], name])
+            if isinstance(info.get("files"), list):
+                info["files"] = sorted({*info["files"], name})
             _write_record(folder / OUTPUT_MARKER, json.dumps(info) + "\n")
     return dest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -21,6 +22,7 @@ from neuroalign._files import (
     target_lock,
 )
 from neuroalign.exceptions import OutputExistsError, TargetLockedError
+from neuroalign.store import MANIFEST
 
 
 def _write(target: Path, text: str, **kw) -> None:
@@ -159,6 +161,66 @@ def test_a_file_the_user_added_to_an_output_keeps_it(tmp_path):
     with pytest.raises(OutputExistsError, match=r"also holds 'my-notes.txt', which neuroalign did not write"):
         _write(out, "two", overwrite=True, kind="fit output")
     assert (out / "my-notes.txt").read_bytes() == b"precious" and (out / "data.txt").read_text() == "one"
+
+
+def _nested(target: Path, text: str, **kw) -> None:
+    """An output with a subfolder and a zarr-like folder carrying a manifest."""
+    with atomic_dir(target, **kw) as tmp:
+        (tmp / "figs" / "deep").mkdir(parents=True)
+        (tmp / "figs" / "deep" / "a.png").write_text(text)
+        (tmp / "data.txt").write_text(text)
+        (tmp / "res.zarr" / "arr").mkdir(parents=True)
+        (tmp / "res.zarr" / "arr" / "0").write_text(text)
+        (tmp / "res.zarr" / MANIFEST).write_text(json.dumps({"files": {"arr/0": [len(text), "x"]}}))
+        (tmp / "res.zarr" / ".neuroalign-complete").write_text("{}")
+
+
+@pytest.mark.parametrize("where", ["figs/notes.txt", "figs/deep/notes.txt", "res.zarr/arr/notes.txt",
+                                   "res.zarr/notes.txt"])
+def test_a_file_the_user_added_in_a_subfolder_keeps_the_output(tmp_path, where):
+    """Only the top-level names were compared with the marker's list: a file put in a
+    subfolder of an output was deleted by overwrite=True. The whole tree is checked now
+    (the marker lists every file no manifest lists), and the unknown files are named."""
+    out = tmp_path / "results"
+    _nested(out, "one", kind="fit output")
+    assert read_marker(out)["files"] == ["data.txt", "figs/deep/a.png"]
+    _nested(out, "two", overwrite=True, kind="fit output")  # its own files only: replaced
+    (out / where).write_text("mine")
+    with pytest.raises(OutputExistsError, match=rf"results: a fit output written by neuroalign, but it also "
+                       rf"holds '{where}', which neuroalign did not write there; it is left untouched"):
+        _nested(out, "three", overwrite=True, kind="fit output")
+    assert (out / where).read_text() == "mine" and (out / "data.txt").read_text() == "two"
+    (out / where).unlink()
+    _nested(out, "four", overwrite=True, kind="fit output")
+    assert (out / "data.txt").read_text() == "four"
+
+
+def test_a_link_or_a_user_folder_in_an_output_keeps_it(tmp_path):
+    out = tmp_path / "results"
+    _nested(out, "one", kind="fit output")
+    (out / "figs" / "link").symlink_to(tmp_path)  # not followed: named as it is
+    (out / "mine" / "sub").mkdir(parents=True)
+    (out / "mine" / "sub" / "x.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"also holds 'figs/link', 'mine', which neuroalign"):
+        _nested(out, "two", overwrite=True, kind="fit output")
+    assert (out / "mine" / "sub" / "x.txt").read_text() == "mine"
+
+
+def test_an_output_of_an_earlier_version_lists_only_top_level_names(tmp_path):
+    """Its marker has 'entries' but no 'files': files in subfolders that no manifest lists
+    cannot be told from the user's, so they keep the output (named); top-level ones and
+    those of manifest folders are checked as before."""
+    out = tmp_path / "results"
+    _nested(out, "one", kind="fit output")
+    info = read_marker(out)
+    del info["files"]
+    (out / OUTPUT_MARKER).write_text(json.dumps(info))
+    with pytest.raises(OutputExistsError, match=r"also holds 'figs/deep/a.png', which neuroalign did not write "
+                       r"there \(or did not record: outputs of earlier versions list only their top-level names\)"):
+        _nested(out, "two", overwrite=True, kind="fit output")
+    assert (out / "figs" / "deep" / "a.png").read_text() == "one"
+    (out / "figs" / "deep" / "a.png").unlink()
+    _nested(out, "three", overwrite=True, kind="fit output")  # data.txt and res.zarr's own files: ours
 
 
 def test_forged_marker_is_trusted_unreadable_one_is_not(tmp_path):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuroalign._files import LEGACY_MARKERS, OUTPUT_MARKER, atomic_dir, check_target
+from neuroalign._files import LEGACY_MARKERS, MANIFEST, OUTPUT_MARKER, atomic_dir, check_target
 from neuroalign._logging import get_logger
 from neuroalign.exceptions import DataFormatError, NeuroalignError, StoreCorruptError
 from neuroalign.store._join import index_stimuli
@@ -49,8 +49,8 @@ log = get_logger(__name__)
 
 #: File written last inside a zarr folder; a folder without it is not complete.
 COMPLETE_MARKER = ".neuroalign-complete"
-#: Sizes and checksums of every file of a zarr folder, written before :data:`COMPLETE_MARKER`.
-MANIFEST = ".neuroalign-manifest.json"
+# MANIFEST (sizes and checksums of every file of a zarr folder, written before
+# COMPLETE_MARKER) is defined in neuroalign._files, whose check_target reads it too.
 #: Folders up to this many bytes get every checksum checked when opened.
 VERIFY_AT_OPEN_BYTES = 128 * 2**20
 _ZARR_FORMAT = 2

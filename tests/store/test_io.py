@@ -80,6 +80,30 @@ def test_existing_target_needs_overwrite(tmp_path):
     assert (tmp_path / ".s.zarr.lock").stat().st_size == 0
 
 
+@pytest.mark.parametrize("where", ["responses/notes.txt", "stimulus_id/mine/notes.txt", "notes.txt"])
+def test_a_file_the_user_put_anywhere_in_a_store_keeps_it(tmp_path, where):
+    """overwrite=True compared only the store's top-level names with its marker: a file the
+    user put in a subfolder (``t.zarr/responses/notes.txt``) was deleted by the replace. The
+    whole tree is now checked against the store's manifest, and the unknown file is named."""
+    ds = make_store(6, 3)
+    path = save_store(ds, tmp_path / "t.zarr")
+    (path / where).parent.mkdir(parents=True, exist_ok=True)
+    (path / where).write_text("mine")
+    with pytest.raises(OutputExistsError, match=rf"t.zarr: a store written by neuroalign, but it also holds "
+                       rf"'{where}', which neuroalign did not write there; it is left untouched"):
+        save_store(make_store(6, 3, seed=5), path, overwrite=True)
+    assert (path / where).read_text() == "mine"
+    xr.testing.assert_identical(open_store(path).load(), ds)
+    (path / where).unlink()
+    save_store(make_store(6, 3, seed=5), path, overwrite=True)  # the store's own files only: replaced
+    # results: a zarr folder inside an output folder is checked against its own manifest
+    res = save_results(xr.Dataset({"r": ("x", np.arange(4.0))}), tmp_path / "res.zarr")
+    (res / "r" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"also holds 'r/notes.txt'"):
+        save_results(xr.Dataset({"r": ("x", np.arange(3.0))}), res, overwrite=True)
+    assert (res / "r" / "notes.txt").read_text() == "mine"
+
+
 def test_invalid_store_is_not_written(tmp_path):
     ds = make_store(6, 3).drop_vars("split")
     with pytest.raises(Exception, match="split"):
