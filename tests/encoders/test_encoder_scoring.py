@@ -311,6 +311,7 @@ def test_scores_in_blocks_equal_the_whole_and_name_the_same_neuroids(seed, monke
     np.testing.assert_allclose(blocks[ok], ns.pearson_r(Yt[:, ok], enc.predict(Xt)[:, ok]), rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::neuroalign.exceptions.DataQualityWarning")  # neuroid 40
 def test_scores_hold_a_block_of_predictions_not_all(monkeypatch):
     import tracemalloc
 
