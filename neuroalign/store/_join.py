@@ -343,9 +343,9 @@ class LazyResponses:
 
     What :func:`join_features` returns with ``lazy=True``, for fits whose responses do not
     fit in memory (a whole-brain store opened with :func:`~neuroalign.store.open_store`
-    reads only what is indexed). Column selections stay lazy (``Y[:, mask]``); anything
-    else reads: ``np.asarray(Y)``, ``Y[:, a:b]`` as an array via ``np.asarray``, a row
-    ``Y[i, cols]``.
+    reads only what is indexed). Indexing is numpy's (see :meth:`__getitem__`); column
+    selections stay lazy (``Y[:, mask]``, ``Y[:, [2, 0, 1]]``, ``Y[:, a:b]``), anything
+    else reads: ``np.asarray(Y)``, a row ``Y[i, cols]``, a column ``Y[:, j]``.
 
     Parameters
     ----------
@@ -390,15 +390,72 @@ class LazyResponses:
         out = self._read(self._columns)
         return out if dtype is None else out.astype(dtype, copy=False)
 
+    def _positions(self, key, axis: int) -> np.ndarray:
+        """Positions picked by ``key`` along ``axis`` (0: rows, 1: columns), as numpy picks
+        them from an array of that length (same shape, same errors, named)."""
+        try:
+            return np.asarray(np.arange(self.shape[axis])[key])
+        except IndexError as err:
+            raise IndexError(
+                f"{('rows', 'columns')[axis]} of LazyResponses {self.shape[0]} x "
+                f"{self.shape[1]}: {err} (key {key!r})."
+            ) from None
+
     def __getitem__(self, key):
-        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
-        if isinstance(cols, slice) or (isinstance(cols, np.ndarray) and cols.dtype != bool):
+        """Index as numpy indexes a 2-D array: ``Y[rows]`` or ``Y[rows, columns]`` with
+        ints, slices, lists or arrays of ints (negative ones count from the end) or bools,
+        and ``...``. ``Y[:, columns]`` with a slice or a 1-D selection stays on disk (a
+        :class:`LazyResponses`); anything else is read and returned as an ndarray.
+
+        Raises
+        ------
+        IndexError
+            What numpy refuses (out-of-bounds positions, a boolean mask of another
+            length, non-integer positions), more than two indices, or ``None``
+            (``np.newaxis``); the message names the axis and the key.
+        """
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is None for k in key):
+            raise IndexError(
+                f"LazyResponses[{key!r}]: None (np.newaxis) is not supported; index the "
+                "array read (np.asarray(Y)) instead."
+            )
+        dots = [i for i, k in enumerate(key) if k is Ellipsis]
+        if len(dots) > 1:
+            raise IndexError(f"LazyResponses[{key!r}]: an index can only have one ellipsis.")
+        if dots:
+            at = dots[0]
+            fill = (slice(None),) * max(0, 2 - (len(key) - 1))
+            key = key[:at] + fill + key[at + 1:]
+        if len(key) > 2:
+            raise IndexError(
+                f"LazyResponses[...]: too many indices: {len(key)}; the responses are 2-D "
+                f"({self.shape[0]} rows x {self.shape[1]} columns)."
+            )
+        rows, cols = (*key, slice(None))[:2]
+        all_rows = isinstance(rows, slice) and rows == slice(None)
+        # refused before anything is read
+        at_rows = None if isinstance(rows, slice) else self._positions(rows, 0)
+        if isinstance(cols, slice):
             picked = self._columns[cols]
-        else:
-            picked = self._columns[np.asarray(cols, dtype=bool)]
-        if isinstance(rows, slice) and rows == slice(None):
-            return LazyResponses(self._data, picked)
-        return self._read(picked)[rows]
+            return LazyResponses(self._data, picked) if all_rows else self._read(picked)[rows]
+        pos = self._positions(cols, 1)
+        if at_rows is not None and at_rows.ndim and pos.ndim:
+            try:
+                np.broadcast_shapes(at_rows.shape, pos.shape)
+            except ValueError:
+                raise IndexError(
+                    f"LazyResponses[{rows!r}, {cols!r}]: the row and column selections "
+                    f"have shapes {at_rows.shape} and {pos.shape}, which do not broadcast "
+                    "together (numpy pairs them element by element)."
+                ) from None
+        if all_rows and pos.ndim == 1:
+            return LazyResponses(self._data, self._columns[pos])
+        # read each column once, then index the block as numpy would (rows and column
+        # arrays broadcast together; an int column drops its axis)
+        uniq, inverse = np.unique(pos, return_inverse=True)
+        block = self._read(self._columns[uniq])
+        return block[rows, inverse.reshape(pos.shape)]
 
     def blocks(self, size: int):
         """Yield ``(start, stop, block)`` over the columns, ``size`` neuroids at a time.

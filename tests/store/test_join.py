@@ -103,3 +103,72 @@ def test_stimulus_id_is_an_index_on_features_and_averaged_stores(store):
     assert "stimulus_id" not in store.xindexes  # trial level: ids repeat, no index
     feats = index_stimuli(_features(np.array(["stim-0001", "stim-0000"])))
     assert "stimulus_id" in feats.xindexes and index_stimuli(feats) is feats
+
+
+@pytest.fixture(scope="module")
+def lazy_on_disk(tmp_path_factory):
+    """Responses 9 x 7 saved with chunks of 3 neuroids, opened lazily, and their values."""
+    from neuroalign.store import open_store, save_store
+
+    ds = make_store(n_stimuli=9, n_neuroids=7, n_repetitions=1, n_test=3, seed=3)
+    path = save_store(ds, tmp_path_factory.mktemp("lazy") / "s.zarr", neuroid_chunk=3)
+    return open_store(path).responses, ds.responses.values
+
+
+def _keys(rng, n_rows, n_cols):
+    """Index keys numpy accepts on a (rows, cols) array: lists and arrays of ints and
+    bools, negative and repeated positions, slices, ints, Ellipsis."""
+    perm = rng.permutation(n_cols)
+    mask = rng.random(n_cols) < 0.5
+    rows = rng.permutation(n_rows)[:4]
+    return [
+        (slice(None), perm.tolist()), (slice(None), perm[:3].tolist()),
+        (slice(None), list(perm[:2] - n_cols)), (slice(None), perm), (slice(None), [0, 0, 2]),
+        (slice(None), mask), (slice(None), mask.tolist()), (slice(None), []),
+        (slice(None), np.array([], dtype=int)), (slice(None), int(perm[0])),
+        (slice(None), -1), (slice(None), np.int64(perm[1])), (slice(None), slice(1, None, 2)),
+        (slice(None), slice(None, None, -1)), (rows[:3], perm[:3]), (rows.tolist(), perm[:4].tolist()),
+        (int(rows[0]), perm[:3].tolist()), (rows, slice(2, 5)), (slice(1, 4), perm.tolist()),
+        (int(rows[1]),), (Ellipsis, perm[:2].tolist()), (perm[:2].tolist(), Ellipsis),
+        (slice(None), perm[:3].reshape(3, 1)), (rows[:2, None], perm[:3][None, :]),
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lazy_responses_index_as_numpy_does(lazy_on_disk, seed):
+    from neuroalign.store import LazyResponses
+
+    data, values = lazy_on_disk
+    lazy = LazyResponses(data)
+    for key in _keys(np.random.default_rng(seed), *values.shape):
+        key = key[0] if len(key) == 1 else key
+        want = values[key]
+        got = np.asarray(lazy[key])
+        assert got.shape == want.shape, key
+        np.testing.assert_array_equal(got, want, err_msg=repr(key))
+    # a column selection stays on disk, and a view of a view indexes its own columns
+    view = lazy[:, [5, 0, 3, 1]]
+    assert isinstance(view, LazyResponses) and view.shape == (values.shape[0], 4)
+    np.testing.assert_array_equal(np.asarray(view[:, [2, 0]]), values[:, [5, 0, 3, 1]][:, [2, 0]])
+    np.testing.assert_array_equal(np.asarray(view[:, -1]), values[:, 1])
+
+
+def test_lazy_responses_refuse_what_numpy_refuses_and_what_they_do_not_support(lazy_on_disk):
+    from neuroalign.store import LazyResponses
+
+    data, values = lazy_on_disk
+    lazy = LazyResponses(data)
+    with pytest.raises(IndexError, match="columns of LazyResponses .*out of bounds"):
+        lazy[:, [0, 7]]
+    with pytest.raises(IndexError, match="columns of LazyResponses .*boolean index did not match"):
+        lazy[:, [True, False]]
+    with pytest.raises(IndexError, match="rows of LazyResponses .*out of bounds"):
+        lazy[[0, 9], :]
+    with pytest.raises(IndexError, match="LazyResponses.*too many indices: 3"):
+        lazy[:, 0, 0]
+    with pytest.raises(IndexError, match="LazyResponses.*None \\(np.newaxis\\)"):
+        lazy[None, :]
+    with pytest.raises(IndexError, match="columns of LazyResponses.*integer.*or boolean"):
+        lazy[:, [0.5, 1.5]]
+    with pytest.raises(IndexError, match="shapes \\(3,\\) and \\(2,\\), which do not broadcast"):
+        lazy[[0, 1, 2], [0, 1]]
