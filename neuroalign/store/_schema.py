@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import xarray as xr
 
@@ -146,11 +144,17 @@ def split_overlap_allowed(ds: xr.Dataset) -> bool:
     return bool(value)
 
 
-def _kind_ok(values: Any, kinds: str) -> bool:
-    kind = np.asarray(values).dtype.kind
-    if kinds == "U":
-        return kind in "UO" and all(isinstance(v, str) for v in np.asarray(values).ravel()[:1000])
-    return kind in kinds
+def _not_str(values: np.ndarray) -> np.ndarray:
+    """Positions of the values of an object array that are not ``str`` (every value is
+    looked at: pandas' ``infer_dtype`` in C, about 2 ms for 300,000 neuroid ids; the
+    positions are only searched for when one is found)."""
+    from pandas.api.types import infer_dtype
+
+    flat = values.ravel()
+    if flat.size == 0 or infer_dtype(flat, skipna=False) == "string":
+        return np.array([], dtype=np.intp)
+    is_str = np.frompyfunc(lambda v: isinstance(v, str), 1, 1)(flat).astype(bool)
+    return np.flatnonzero(~is_str)
 
 
 def _check_coords(ds: xr.Dataset, spec: dict[str, tuple[str, bool]], dim: str) -> None:
@@ -168,10 +172,22 @@ def _check_coords(ds: xr.Dataset, spec: dict[str, tuple[str, bool]], dim: str) -
             raise DimensionError(
                 f"Store coordinate {name!r} has dims {coord.dims!r}, expected ({dim!r},)."
             )
-        if not _kind_ok(coord.values, kinds):
+        values = np.asarray(coord.values)
+        kind = values.dtype.kind
+        if kind not in (kinds + "O" if kinds == "U" else kinds):
             raise DataFormatError(
                 f"Store coordinate {name!r} has dtype {coord.dtype!s}, "
                 f"expected {_KIND_NAMES[kinds]}."
+            )
+        bad = _not_str(values) if kind == "O" else ()
+        if len(bad):
+            shown = ", ".join(f"{int(i)}: {values[i]!r}" for i in bad[:5])
+            raise DataFormatError(
+                f"Store coordinate {name!r} has dtype object, expected str: {len(bad)} of "
+                f"its {values.size} values on {dim!r} {'is' if len(bad) == 1 else 'are'} not str, "
+                f"at positions {shown}"
+                f"{', ...' if len(bad) > 5 else ''}. A missing value (None, or NaN from "
+                f"pandas) is no {name}: drop those rows or give them a label."
             )
 
 

@@ -226,3 +226,32 @@ def test_split_overlap_opt_out_survives_save_and_shows(ds, tmp_path):
         check_store(bad.assign_attrs(allow_split_overlap=False))
     with pytest.raises(DataFormatError, match=r"attribute 'allow_split_overlap' is 'yes'; expected True or False"):
         check_store(ds.assign_attrs(allow_split_overlap="yes"))
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """1,200 presentations and 1,500 neuroids: more values than the first thousand."""
+    return make_store(400, 1500, n_repetitions=3, n_test=40, seed=2)
+
+
+@pytest.mark.parametrize("name,dim", [("stimulus_id", "presentation"), ("split", "presentation"),
+                                      ("neuroid_id", "neuroid"), ("subject", "neuroid"),
+                                      ("hemisphere", "neuroid")])
+@pytest.mark.parametrize("bad", [np.nan, None, 7, b"x"], ids=["nan", "None", "int", "bytes"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_value_of_a_string_coordinate_is_checked(wide, name, dim, bad, seed):
+    n = wide.sizes[dim]
+    values = (np.asarray(wide.coords[name].values) if name in wide.coords
+              else np.full(n, "lh")).astype(object)
+    rows = np.sort(np.random.default_rng(seed).choice(np.arange(1000, n), 7, replace=False))
+    values[rows] = bad
+    ds = wide.assign_coords({name: (dim, values)}).assign_attrs(allow_split_overlap=True)
+    held = ds.coords[name].values  # xarray keeps None as NaN
+    shown = ", ".join(f"{r}: {held[r]!r}" for r in rows[:5]).replace("(", "\\(").replace(")", "\\)")
+    with pytest.raises(DataFormatError, match=(
+            f"coordinate '{name}' has dtype object, expected str: 7 of its {n} values on "
+            f"'{dim}' are not str, at positions {shown}, ...")):
+        check_store(ds)
+    for r in rows:  # the same coordinate with str everywhere passes
+        values[r] = "train" if name == "split" else f"ok-{r}"
+    check_store(wide.assign_coords({name: (dim, values)}).assign_attrs(allow_split_overlap=True))
