@@ -25,11 +25,62 @@ __all__ = ["IMAGE_EXTENSIONS", "from_folder", "from_hdf5", "from_store"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+#: Pillow's modes of unsigned 16-bit pixels (16-bit PNG, TIFF, PGM).
+_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _read_image(path: Path) -> np.ndarray:
+    """The image at ``path`` as uint8 RGB ``(H, W, 3)``.
+
+    8-bit images go through Pillow's ``convert("RGB")`` (grayscale repeated, palette looked
+    up, alpha dropped, CMYK converted). One-channel images of more than 8 bits, which that
+    conversion clips (a 16-bit ramp comes out white), are scaled to 8 bits first, then
+    repeated over the 3 channels:
+
+    - 16-bit (modes ``I;16``, ``I;16L``, ``I;16B``, ``I;16N``): the high byte, ``v >> 8``
+      (0..255 -> 0, 65535 -> 255), as Pillow itself reduces 16-bit RGB PNGs;
+    - 32-bit integer (mode ``I``, as which some formats and Pillow versions give 16-bit
+      images): read as 16-bit, ``v >> 8``, when every value lies in [0, 65535];
+    - 32-bit float (mode ``F``, float TIFF): values in [0, 1],
+      ``min(floor(v * 256), 255)`` (256 bins of equal width; 1.0 -> 255).
+
+    Raises
+    ------
+    DataFormatError
+        A mode ``I`` image with values outside [0, 65535], or a mode ``F`` image with
+        values outside [0, 1] or NaN: no scale to 8 bits is known for them; the message
+        names the file, the mode and the values found.
+    """
     from PIL import Image
 
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if img.mode not in (*_MODES_16, "I", "F"):
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        values = np.asarray(img)
+        mode = img.mode
+    if mode == "F":
+        if values.size and not np.isfinite(values).all():
+            raise DataFormatError(
+                f"{path}: a 32-bit float image (Pillow mode 'F') with NaN or infinite values; "
+                "expected values in [0, 1] (scaled to 0..255)."
+            )
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if lo < 0 or hi > 1:
+            raise DataFormatError(
+                f"{path}: a 32-bit float image (Pillow mode 'F') with values from {lo:g} to "
+                f"{hi:g}; expected values in [0, 1] (scaled to 0..255). Save it as 8- or "
+                "16-bit."
+            )
+        gray = np.minimum(np.floor(values.astype(np.float64) * 256), 255).astype(np.uint8)
+    else:
+        if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataFormatError(
+                f"{path}: a 32-bit integer image (Pillow mode 'I') with values from "
+                f"{int(values.min())} to {int(values.max())}; expected 16-bit values in "
+                "[0, 65535] (scaled to 0..255 as v >> 8). Save it as 8- or 16-bit."
+            )
+        gray = (values.astype(np.uint32) >> 8).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def from_folder(

@@ -187,3 +187,42 @@ def test_from_store_errors(tmp_path):
                     attrs={"stimulus_set": {"kind": "image-files", "root": str(tmp_path)}})
     with pytest.raises(FileNotFoundError, match="gone.png: image file of stimulus set is missing"):
         StimulusSet.from_store(ds)
+
+
+def _save_wide(path, values, mode):
+    """Save a one-channel image of more than 8 bits in Pillow's ``mode``."""
+    h, w = values.shape
+    if mode == "I;16B":
+        img = Image.frombytes(mode, (w, h), values.astype(">u2").tobytes())
+    else:
+        dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+        img = Image.fromarray(values.astype(dtype))
+    img.save(path)
+    assert Image.open(path).mode == mode  # what Pillow hands back for this file
+
+
+@pytest.mark.parametrize("mode,suffix", [("I;16", "png"), ("I;16", "tif"), ("I;16B", "tif"),
+                                         ("I", "tif"), ("F", "tif")])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_images_of_more_than_8_bits_are_scaled_not_clipped(tmp_path, mode, suffix, seed):
+    rng = np.random.default_rng(seed)
+    if mode == "F":
+        values = np.concatenate([[0.0, 1 / 256 - 1e-6, 1 / 256, 0.5, 1.0], rng.random(15)])
+        expected = np.minimum(np.floor(values.astype(np.float32) * 256), 255)
+    else:
+        values = np.concatenate([[0, 255, 256, 32768, 65535], rng.integers(0, 65536, 15)])
+        expected = values >> 8
+    values, expected = values.reshape(4, 5), expected.reshape(4, 5).astype(np.uint8)
+    _save_wide(tmp_path / f"wide.{suffix}", values, mode)
+    got = StimulusSet.from_folder(tmp_path)["wide"]
+    assert got.dtype == np.uint8 and got.shape == (4, 5, 3)
+    np.testing.assert_array_equal(got, np.repeat(expected[..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize("mode,bad,found", [("I", -1, "-1 to 65535"), ("I", 70000, "0 to 70000"),
+                                            ("F", 1.5, "0 to 1.5"), ("F", np.nan, "NaN")])
+def test_wide_images_without_a_known_scale_are_named(tmp_path, mode, bad, found):
+    values = np.array([[0, 65535 if mode == "I" else 1.0, bad]])
+    _save_wide(tmp_path / "odd.tif", values, mode)
+    with pytest.raises(DataFormatError, match=f"odd.tif: .*mode {mode!r}.*{found}"):
+        StimulusSet.from_folder(tmp_path)["odd"]
