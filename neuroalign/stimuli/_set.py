@@ -40,9 +40,11 @@ class StimulusSet:
         ``loader(indices) -> list`` of the stimuli at the given positions (ints, any order).
     source : dict of str to sequence, optional
         Source identifiers, one value per stimulus (``nsd_id``, ``image_file``, ``story``, ...).
-    fingerprint : dict, optional
-        JSON-serialisable description of where the content comes from, hashed by
-        :meth:`content_hash` together with the ids.
+    fingerprint : dict or callable, optional
+        JSON-serialisable description of the content, hashed by :meth:`content_hash`
+        together with the ids; or a function returning one, called by every
+        :meth:`content_hash` (content that can change after the set is built: files,
+        arrays).
 
     Examples
     --------
@@ -58,7 +60,7 @@ class StimulusSet:
         modality: Modality,
         loader: Callable[[Sequence[int]], list[Any]],
         source: Mapping[str, Sequence[Any]] | None = None,
-        fingerprint: Mapping[str, Any] | None = None,
+        fingerprint: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         check_option(modality, MODALITIES, name="modality", func="StimulusSet")
         self._ids = [str(i) for i in ids]
@@ -78,7 +80,7 @@ class StimulusSet:
                     f"Invalid value for 'source' in StimulusSet(): {key!r} has {len(values)} "
                     f"values, expected one per stimulus ({len(self._ids)})."
                 )
-        self._fingerprint = dict(fingerprint or {})
+        self._fingerprint = fingerprint if callable(fingerprint) else dict(fingerprint or {})
         self._index = {sid: i for i, sid in enumerate(self._ids)}
 
     # -- table ----------------------------------------------------------------------
@@ -227,8 +229,9 @@ class StimulusSet:
         str
             32 hexadecimal characters.
         """
+        content = self._fingerprint() if callable(self._fingerprint) else self._fingerprint
         payload = json.dumps(
-            {"ids": self._ids, "modality": self.modality, "content": self._fingerprint},
+            {"ids": self._ids, "modality": self.modality, "content": content},
             sort_keys=True, default=str,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -312,14 +315,26 @@ class StimulusSet:
         Parameters
         ----------
         images : ndarray of uint8, shape (N, H, W, 3)
-            The images.
+            The images. They are not copied: the set serves them as they are when loaded,
+            and :meth:`content_hash` hashes them (with their shape and dtype) as they are
+            when it is called, so an edit in place after building the set changes both
+            together. (Hashing them again costs about 0.6 s per GB at each call, where a
+            copy would double the memory they take.)
         ids : sequence of str, optional
-            Their stimulus ids (default ``image-00000``, ``image-00001``, ...).
+            Their stimulus ids, one per image (default ``image-00000``, ``image-00001``,
+            ...).
 
         Returns
         -------
         StimulusSet
-            An image set hashed by the pixel values.
+            An image set hashed by the pixel values. Each image loaded is a copy.
+
+        Raises
+        ------
+        DataFormatError
+            ``images`` is not uint8 ``(N, H, W, 3)``.
+        ValueError
+            ``ids`` does not hold one id per image.
         """
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -328,12 +343,23 @@ class StimulusSet:
                 f"{images.dtype}, shape {images.shape}. Expected uint8 (N, H, W, 3)."
             )
         ids = [f"image-{i:05d}" for i in range(len(images))] if ids is None else list(ids)
-        digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+        if len(ids) != len(images):
+            raise ValueError(
+                f"Invalid value for 'ids' in StimulusSet.from_arrays(): {len(ids)} ids for "
+                f"{len(images)} images (shape {images.shape}). Expected one id per image."
+            )
+
+        def fingerprint() -> dict[str, Any]:
+            digest = hashlib.sha256()
+            for i in range(len(images)):  # image by image: no copy of the whole array
+                digest.update(np.ascontiguousarray(images[i]).data)
+            return {"arrays": digest.hexdigest(), "shape": list(images.shape),
+                    "dtype": images.dtype.str}
 
         def loader(indices: Sequence[int]) -> list[np.ndarray]:
-            return [images[i] for i in indices]
+            return [images[i].copy() for i in indices]
 
-        return cls(ids, modality="image", loader=loader, fingerprint={"arrays": digest})
+        return cls(ids, modality="image", loader=loader, fingerprint=fingerprint)
 
     # -- constructors from files (:mod:`neuroalign.stimuli._set_files`) ----------------
     from_folder = classmethod(_set_files.from_folder)

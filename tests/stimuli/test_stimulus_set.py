@@ -226,3 +226,31 @@ def test_wide_images_without_a_known_scale_are_named(tmp_path, mode, bad, found)
     _save_wide(tmp_path / "odd.tif", values, mode)
     with pytest.raises(DataFormatError, match=f"odd.tif: .*mode {mode!r}.*{found}"):
         StimulusSet.from_folder(tmp_path)["odd"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_from_arrays_hash_covers_shape_dtype_and_the_pixels_served(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (2, 4, 6, 3), dtype=np.uint8)
+    sa = StimulusSet.from_arrays(a, ["a", "b"])
+    sb = StimulusSet.from_arrays(a.reshape(2, 6, 4, 3), ["a", "b"])  # same bytes, other images
+    assert sa[0].shape != sb[0].shape and sa.content_hash() != sb.content_hash()
+    before = sa.content_hash()
+    i, y, x, c = (int(v) for v in rng.integers(0, (2, 4, 6, 3)))
+    a[i, y, x, c] ^= 0xFF  # the caller edits its array after building the set
+    assert sa[i][y, x, c] == a[i, y, x, c]  # the set serves the new pixel ...
+    assert sa.content_hash() != before  # ... and its hash (the feature-cache key) says so
+    a[i, y, x, c] ^= 0xFF
+    assert sa.content_hash() == before
+    served = sa[i]
+    served[...] = 0  # an image handed out is the caller's: the set is unchanged
+    assert sa.content_hash() == before and sa[i].any()
+
+
+@pytest.mark.parametrize("n_ids", [0, 1, 3])
+def test_from_arrays_needs_one_id_per_image(n_ids):
+    imgs = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=(
+            f"Invalid value for 'ids' in StimulusSet.from_arrays\\(\\): {n_ids} ids for 2 "
+            "images \\(shape \\(2, 4, 4, 3\\)\\). Expected one id per image.")):
+        StimulusSet.from_arrays(imgs, [f"s{i}" for i in range(n_ids)])
