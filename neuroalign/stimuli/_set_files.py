@@ -115,22 +115,51 @@ def from_folder(
     return cls._from_files(root, rel, [r.rsplit(".", 1)[0] for r in rel])
 
 
-def _from_files(cls, root: Path, rel: list[str], ids: list[str]) -> StimulusSet:
-    stats = []
+#: Version of the rules by which :func:`_read_image` turns a file into pixels, hashed with
+#: the files: a change to them gives file-backed sets a new content hash. 2: images of more
+#: than 8 bits are scaled, not clipped.
+READ_RULES = 2
+
+
+def _missing(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(f"{path}: image file of stimulus set is missing.")
+
+
+def _files_digest(root: Path, rel: Sequence[str]) -> str:
+    """SHA-256 over the names (relative to ``root``) and the bytes of the files.
+
+    Every byte of every file is read (1,000 JPEGs of 58 kB in 0.07 s from the page
+    cache); sizes and modification times play no part.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is gone since the set was built; the message names it.
+    """
+    h = hashlib.sha256()
     for r in rel:
-        p = root / r
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: image file of stimulus set is missing.")
-        st = p.stat()
-        stats.append((r, st.st_size, st.st_mtime_ns))
+        try:
+            with open(root / r, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise _missing(root / r) from None
+        h.update(json.dumps([r, digest]).encode())
+    return h.hexdigest()
+
+
+def _from_files(cls, root: Path, rel: list[str], ids: list[str]) -> StimulusSet:
+    for r in rel:
+        if not (root / r).is_file():
+            raise _missing(root / r)
 
     def loader(indices: Sequence[int]) -> list[np.ndarray]:
         return [_read_image(root / rel[i]) for i in indices]
 
-    return cls(
-        ids, modality="image", loader=loader, source={"image_file": rel},
-        fingerprint={"files": hashlib.sha256(json.dumps(stats).encode()).hexdigest()},
-    )
+    def fingerprint() -> dict:
+        return {"files": _files_digest(root, rel), "read_rules": READ_RULES}
+
+    return cls(ids, modality="image", loader=loader, source={"image_file": rel},
+               fingerprint=fingerprint)
 
 
 def from_hdf5(
@@ -180,7 +209,6 @@ def from_hdf5(
             f"[0, {shape[0]}) of {path} dataset {key!r}."
         )
     ids = [f"nsd-{int(r):05d}" for r in rows] if ids is None else list(ids)
-    st = path.stat()
 
     def loader(pos: Sequence[int]) -> list[np.ndarray]:
         want = rows[np.asarray(pos, dtype=int)]
@@ -190,11 +218,34 @@ def from_hdf5(
             block = f[key][uniq.tolist()] if len(uniq) > 1 else f[key][int(uniq[0]):int(uniq[0]) + 1]
         return list(block[inverse])
 
-    return cls(
-        ids, modality="image", loader=loader, source={id_name: rows.tolist()},
-        fingerprint={"hdf5": str(path.resolve()), "key": key, "size": st.st_size,
-                     "mtime": st.st_mtime_ns, "rows": hashlib.sha256(rows.tobytes()).hexdigest()},
-    )
+    def fingerprint() -> dict:
+        return {"hdf5_rows": _rows_digest(path, key, rows), "key": key}
+
+    return cls(ids, modality="image", loader=loader, source={id_name: rows.tolist()},
+               fingerprint=fingerprint)
+
+
+def _rows_digest(path: Path, key: str, rows: np.ndarray) -> str:
+    """SHA-256 over the shape, dtype and bytes of the rows ``rows`` of dataset ``key`` (in
+    the order of ``rows``; each distinct row read once, in runs of consecutive rows of at
+    most 64 MB). Rows the set does not use play no part, nor do the file's size and
+    modification time."""
+    import h5py
+
+    h = hashlib.sha256()
+    rows = np.asarray(rows, dtype=np.int64)
+    with h5py.File(path, "r") as f:
+        data = f[key]
+        h.update(json.dumps([list(data.shape), data.dtype.str]).encode())
+        h.update(rows.tobytes())
+        uniq = np.unique(rows)
+        per_row = max(1, int(np.prod(data.shape[1:])) * data.dtype.itemsize)
+        step = max(1, 64 * 2**20 // per_row)
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+        for run in np.split(uniq, breaks) if uniq.size else []:
+            for a in range(int(run[0]), int(run[-1]) + 1, step):
+                h.update(np.ascontiguousarray(data[a:min(a + step, int(run[-1]) + 1)]).data)
+    return h.hexdigest()
 
 
 def from_store(cls, ds, *, stimulus_ids: Sequence[str] | None = None) -> StimulusSet:

@@ -254,3 +254,70 @@ def test_from_arrays_needs_one_id_per_image(n_ids):
             f"Invalid value for 'ids' in StimulusSet.from_arrays\\(\\): {n_ids} ids for 2 "
             "images \\(shape \\(2, 4, 4, 3\\)\\). Expected one id per image.")):
         StimulusSet.from_arrays(imgs, [f"s{i}" for i in range(n_ids)])
+
+
+def _rewrite_keeping_stat(path, write):
+    """Rewrite ``path`` with ``write(path)`` and put back its modification time, as
+    ``cp -p``, ``rsync -a`` or ``tar x`` do; the size must not change."""
+    import os
+
+    st = path.stat()
+    write(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_file_backed_hash_is_keyed_on_content_not_modification_time(tmp_path, seed):
+    import os
+    import shutil
+
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.bmp")
+    target = folder / f"{int(rng.integers(3))}.bmp"
+    h0 = StimulusSet.from_folder(folder).content_hash()
+    new = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    _rewrite_keeping_stat(target, lambda p: Image.fromarray(new).save(p))  # same size (BMP)
+    s = StimulusSet.from_folder(folder)
+    np.testing.assert_array_equal(s[target.stem], new)
+    h1 = s.content_hash()
+    assert h1 != h0  # other pixels, same size and mtime: another hash
+    assert s.content_hash() == h1  # ... and the hash of a set follows its files
+    os.utime(target)  # a touch: same bytes, new mtime
+    assert StimulusSet.from_folder(folder).content_hash() == h1
+    shutil.copytree(folder, tmp_path / "moved")  # same files elsewhere, new mtimes
+    assert StimulusSet.from_folder(tmp_path / "moved").content_hash() == h1
+
+    path, images = _brick(tmp_path, n=6)
+    rows = rng.permutation(6)[:4]
+    b0 = StimulusSet.from_hdf5(path, indices=rows).content_hash()
+    row = int(rows[int(rng.integers(4))])
+
+    def edit(p):
+        with h5py.File(p, "r+") as f:
+            f["imgBrick"][row] = 255 - images[row]
+
+    _rewrite_keeping_stat(path, edit)
+    b1 = StimulusSet.from_hdf5(path, indices=rows).content_hash()
+    assert b1 != b0
+    os.utime(path)
+    assert StimulusSet.from_hdf5(path, indices=rows).content_hash() == b1
+    other = int(np.setdiff1d(np.arange(6), rows)[0])  # a row the set does not use
+
+    def edit_other(p):
+        with h5py.File(p, "r+") as f:
+            f["imgBrick"][other] = 0
+
+    _rewrite_keeping_stat(path, edit_other)
+    assert StimulusSet.from_hdf5(path, indices=rows).content_hash() == b1
+
+
+def test_file_backed_hash_names_a_file_removed_since(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    s = StimulusSet.from_folder(tmp_path)
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(FileNotFoundError, match="a.png: image file of stimulus set is missing"):
+        s.content_hash()
