@@ -126,7 +126,7 @@ def _group_matrix(codes: np.ndarray, n_groups: int, *, mean: bool) -> sp.csr_mat
 
 def _matmul_last(matrix: sp.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
     def func(x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(-1, x.shape[-1])
+        flat = x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])
         m = matrix.astype(np.result_type(x.dtype, np.float32), copy=False)
         out = (m @ flat.T).T
         return np.asarray(out, dtype=np.result_type(x.dtype, np.float32)).reshape(
@@ -159,7 +159,8 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
     makes that stimulus's average NaN for that neuroid (other stimuli and neuroids are
     unaffected). To leave a dropped trial out, drop its presentation first
     (``ds.isel(presentation=...)``); ``n_repetitions`` then counts what was averaged.
-    The result does not depend on the order of the presentations.
+    The result does not depend on the order of the presentations. A store without
+    presentations gives a store without stimuli.
 
     Raises
     ------
@@ -283,12 +284,30 @@ def select_split(ds: xr.Dataset, split: str) -> xr.Dataset:
     -------
     xr.Dataset
         The store restricted to that split's presentations (or stimuli).
+
+    Raises
+    ------
+    ValueError
+        ``split`` is not ``"train"`` or ``"test"``, or the store has no presentations
+        (stimuli) in it: the message says which splits the store holds, and how many
+        rows each.
     """
     check_option(split, SPLITS, name="split", func="split")
     check_store(ds)
     dim = sample_dim(ds)
-    mask = np.asarray(ds.coords["split"].values) == split
-    return ds.isel({dim: np.flatnonzero(mask)})
+    labels = np.asarray(ds.coords["split"].values)
+    rows = np.flatnonzero(labels == split)
+    if rows.size == 0:
+        what = "presentations" if dim == TRIAL_DIM else "stimuli"
+        found, n = np.unique(labels, return_counts=True)
+        held = ", ".join(f"{str(s)!r} ({int(k)} {what})" for s, k in zip(found, n, strict=True))
+        raise ValueError(
+            f"Invalid value for 'split' in split(): {split!r}. The store has no {what} in "
+            f"split {split!r}; its 'split' coordinate holds {held or f'no {what}'}. Give "
+            f"some {what} that split (e.g. from_arrays(..., test=[...])), or use the store "
+            "whole."
+        )
+    return ds.isel({dim: rows})
 
 
 def check_by(ds: xr.Dataset, by: str | None, *, func: str, dim: str,

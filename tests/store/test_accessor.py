@@ -188,3 +188,28 @@ def test_accessor_passes_the_reliability_options(ds):
         dead.na.ncsnr(strict=True)
     with pytest.raises(DataFormatError, match="'n00002'"):
         dead.na.noise_ceiling(strict=True)
+
+
+@pytest.mark.parametrize("n_times", [None, 3])
+def test_average_of_a_store_without_presentations_is_an_empty_store(n_times):
+    ds = make_store(6, 4, n_repetitions=2, n_test=2, n_times=n_times)
+    empty = ds.isel(presentation=slice(0, 0))
+    av = empty.na.average_repetitions()
+    assert dict(av.responses.sizes) == {"stimulus": 0, "neuroid": 4, **({"time": 3} if n_times else {})}
+    assert av.responses.dtype == ds.responses.dtype and av.n_repetitions.size == 0
+    from neuroalign.store import check_store
+
+    check_store(av)
+
+
+@pytest.mark.parametrize("missing", ["train", "test"])
+def test_a_split_without_presentations_is_named(missing):
+    ds = make_store(6, 4, n_repetitions=2, n_test=0 if missing == "test" else 6)
+    with pytest.raises(ValueError, match=(
+            f"Invalid value for 'split' in split\\(\\): '{missing}'. The store has no "
+            f"presentations in split '{missing}'; its 'split' coordinate holds "
+            f"'{'train' if missing == 'test' else 'test'}' \\(12 presentations\\)")):
+        ds.na.split(missing).na.average_repetitions()
+    av = ds.na.average_repetitions()  # an averaged store: stimuli, not presentations
+    with pytest.raises(ValueError, match=f"The store has no stimuli in split '{missing}'"):
+        av.na.split(missing)
