@@ -124,14 +124,71 @@ def _group_matrix(codes: np.ndarray, n_groups: int, *, mean: bool) -> sp.csr_mat
     return m.tocsr()
 
 
-def _matmul_last(matrix: sp.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
+#: Values of a block averaged at once by :func:`_mean_func` (gathered: 16 MiB of float32).
+_MEAN_BLOCK = 2**22
+#: Up to this many presentations of a stimulus are sorted by a network of compare-swaps
+#: (elementwise minimum and maximum over all neuroids at once); more, by ``np.sort``.
+_NETWORK_MAX = 12
+
+
+def _sorted_columns(slab: np.ndarray) -> list[np.ndarray]:
+    """The ``c`` values of each entry ``slab[i, :, k]`` of a ``(n, c, m)`` slab in
+    ascending order, as ``c`` arrays ``(n, m)`` (the slab is overwritten: a private copy).
+    Two values need no sorting (``a + b == b + a``); NaN anywhere makes the sum NaN either
+    way."""
+    c = slab.shape[1]
+    if c > _NETWORK_MAX:
+        slab.sort(axis=1)
+        return [slab[:, j] for j in range(c)]
+    cols = [slab[:, j] for j in range(c)]
+    if c <= 2:
+        return cols
+    for i in range(c - 1):  # bubble network: after pass i, the last i + 1 are in place
+        for j in range(c - 1 - i):
+            lo = np.minimum(cols[j], cols[j + 1])
+            np.maximum(cols[j], cols[j + 1], out=cols[j + 1])
+            cols[j] = lo
+    return cols
+
+
+def _mean_func(codes: np.ndarray, n_groups: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``x (..., presentations) -> (..., stimuli)``: the mean of each stimulus's
+    presentations, the same to the last bit in any order of the presentations.
+
+    Each stimulus's values are sorted, summed in float64 from the smallest to the largest
+    and divided by their count; the result is rounded once to the output dtype (float32
+    for float32 data). The sum then depends on the values alone, never on their order
+    nor on how the neuroids are chunked. The presentations are gathered once per block of
+    at most :data:`_MEAN_BLOCK` values, grouped by the number of presentations of their
+    stimulus.
+    """
+    counts = np.bincount(codes, minlength=n_groups)
+    perm = np.lexsort((codes, counts[codes]))  # by count, then by stimulus
+    groups = [(int(c), np.flatnonzero(counts == c)) for c in np.unique(counts)]
+
     def func(x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])
-        m = matrix.astype(np.result_type(x.dtype, np.float32), copy=False)
-        out = (m @ flat.T).T
-        return np.asarray(out, dtype=np.result_type(x.dtype, np.float32)).reshape(
-            *x.shape[:-1], matrix.shape[0]
-        )
+        dtype = np.result_type(x.dtype, np.float32)
+        lead = x.shape[:-1]
+        # (presentations, values): a store's own layout (apply_along hands over a
+        # transposed view of its (presentation, neuroid[, time]) blocks)
+        rows = x.reshape(int(np.prod(lead, dtype=np.int64)), x.shape[-1]).T
+        out = np.empty((n_groups, rows.shape[1]), dtype=dtype)
+        step = max(1, _MEAN_BLOCK // max(1, rows.shape[0]))
+        for a in range(0, rows.shape[1], step):
+            part = rows[perm, a : a + step]  # a private copy, grouped
+            at = 0
+            for c, stim in groups:
+                slab = part[at : at + stim.size * c].reshape(stim.size, c, part.shape[1])
+                at += stim.size * c
+                # sorted in the data's dtype (float64 keeps that order), summed in float64
+                cols = _sorted_columns(slab)
+                total = (np.add(cols[0], cols[1], dtype=np.float64) if c > 1
+                         else cols[0].astype(np.float64))
+                for col in cols[2:]:  # one after another, elementwise: a fixed order
+                    np.add(total, col, out=total)
+                total /= c
+                out[stim, a : a + step] = total
+        return out.T.reshape(*lead, n_groups)
 
     return func
 
@@ -159,7 +216,9 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
     makes that stimulus's average NaN for that neuroid (other stimuli and neuroids are
     unaffected). To leave a dropped trial out, drop its presentation first
     (``ds.isel(presentation=...)``); ``n_repetitions`` then counts what was averaged.
-    The result does not depend on the order of the presentations. A store without
+    The result does not depend on the order of the presentations, to the last bit: each
+    stimulus's values are summed in float64 in sorted order, divided by their count and
+    rounded once to the store's dtype (float32 stays float32). A store without
     presentations gives a store without stimuli.
 
     Raises
@@ -176,7 +235,7 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
         )
     uniq, codes = stimulus_codes(ds.coords["stimulus_id"].values)
     n = len(uniq)
-    mean_m = _group_matrix(codes, n, mean=True)
+    mean = _mean_func(codes, n)
     counts = np.bincount(codes, minlength=n)
     first = np.unique(codes, return_index=True)[1]  # first presentation of each stimulus
 
@@ -185,7 +244,7 @@ def average_repetitions(ds: xr.Dataset) -> xr.Dataset:
         if TRIAL_DIM in var.dims:
             if var.dtype.kind != "f":
                 continue
-            data_vars[name] = apply_along(var, _matmul_last(mean_m), TRIAL_DIM, STIMULUS_DIM, n)
+            data_vars[name] = apply_along(var, mean, TRIAL_DIM, STIMULUS_DIM, n)
         else:
             data_vars[name] = var
     coords: dict[str, tuple] = {

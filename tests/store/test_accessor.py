@@ -213,3 +213,32 @@ def test_a_split_without_presentations_is_named(missing):
     av = ds.na.average_repetitions()  # an averaged store: stimuli, not presentations
     with pytest.raises(ValueError, match=f"The store has no stimuli in split '{missing}'"):
         av.na.split(missing)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_times", [None, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_average_has_the_same_bits_in_any_presentation_order(seed, n_times, dtype):
+    from neuroalign.store import from_arrays
+
+    rng = np.random.default_rng(seed)
+    counts = np.r_[1, 2, 3, 12, 13, rng.integers(1, 40, 20)]  # compare-swaps and np.sort
+    ids = rng.permutation(np.repeat([f"s{i}" for i in range(counts.size)], counts))
+    n = ids.size
+    shape = (n, 50) if n_times is None else (n, 50, n_times)
+    Y = (rng.normal(size=shape) * 1e3 + rng.normal(size=shape)).astype(dtype)
+    ds = from_arrays(Y, ids, times=None if n_times is None else np.arange(n_times) / 10.0)
+    a = average_repetitions(ds)
+    for _ in range(3):
+        b = average_repetitions(ds.isel(presentation=rng.permutation(n)))
+        b = b.sel(stimulus_id=a.stimulus_id.values)
+        np.testing.assert_array_equal(b.responses.values, a.responses.values)
+    chunked = average_repetitions(ds.chunk({"neuroid": 7})).responses.values
+    np.testing.assert_array_equal(chunked, a.responses.values)
+    # the mean of each stimulus, summed in float64 and rounded once
+    for k, sid in enumerate(a.stimulus_id.values):
+        want = Y[ids == sid].astype(np.float64).mean(axis=0)
+        if dtype == np.float32:  # within one float32 rounding of the float64 mean
+            np.testing.assert_allclose(a.responses.values[k], want, rtol=2**-23, atol=0)
+        else:  # up to 40 values of ~1e3 summed in float64
+            np.testing.assert_allclose(a.responses.values[k], want, rtol=0, atol=1e-10)
