@@ -306,10 +306,11 @@ def extract(
     n = len(stim)
     if n == 0:
         raise ValueError("Invalid value for 'stimuli' in extract(): an empty stimulus set.")
+    stim_hash = stim.content_hash()  # once: it reads the content (the key and the attrs)
     fields = {**_spec_fields(model, weights, seed, transform, tokenizer),
               "layers": layers if isinstance(layers, str) else list(layers),
               "pooling": pooling, "context": context, "dtype": dtype,
-              "stimuli": stim.content_hash(), "n_stimuli": n, "rules": RULES}
+              "stimuli": stim_hash, "n_stimuli": n, "rules": RULES}
     store = FeatureCache(cache, fields, overwrite=overwrite) if cache is not None else None
     # one extraction at a time per cache: the lock is held from the check to the rename
     with store.locked() if store is not None else contextlib.nullcontext():
@@ -320,12 +321,12 @@ def extract(
                         batch_size=batch_size, device=device, weights=weights, seed=seed,
                         transform=transform, tokenizer=tokenizer, context=context, dtype=dtype,
                         allow_download=allow_download, stop_early=stop_early,
-                        channels_last=channels_last)
+                        channels_last=channels_last, stim_hash=stim_hash)
 
 
 def _compute(store: FeatureCache | None, model: Any, stim: StimulusSet, n: int, *, layers,
              pooling, batch_size, device, weights, seed, transform, tokenizer, context, dtype,
-             allow_download, stop_early, channels_last) -> xr.Dataset:
+             allow_download, stop_early, channels_last, stim_hash: str) -> xr.Dataset:
     """The forward passes of :func:`extract`, batch by batch (into ``store`` when given)."""
     import torch
 
@@ -390,7 +391,7 @@ def _compute(store: FeatureCache | None, model: Any, stim: StimulusSet, n: int, 
                     buffers[name][start:stop] = arrays[name]
     attrs = {
         "model": fm.name, "weights": fm.weights, "transform": fm.describe_transform(),
-        "stimulus_set_hash": stim.content_hash(), "modality": stim.modality,
+        "stimulus_set_hash": stim_hash, "modality": stim.modality,
         "layers": list(names), "pooling": str(pooling), "context": -1 if context is None else context,
         "neuroalign_version": __version__,
     }

@@ -277,3 +277,16 @@ def test_a_feature_model_changed_after_a_cached_run_is_not_a_hit(tmp_path, image
     fm.n_prefix_tokens = 1
     with pytest.raises(CacheMismatchError, match="tokens"):
         extract(fm, stim, layers=LAYERS, cache=cache)
+
+
+def test_the_stimuli_are_hashed_once_per_extraction(tmp_path, images, net, monkeypatch):
+    """content_hash() reads the stimuli's content (a file set's every byte): extract() keys
+    its cache and labels its output with one hash, not two."""
+    calls = []
+    real = StimulusSet.content_hash
+    monkeypatch.setattr(StimulusSet, "content_hash", lambda self: calls.append(1) or real(self))
+    stim = StimulusSet.from_arrays(images)
+    out = extract(net, stim, layers=LAYERS, cache=tmp_path / "c.zarr")
+    assert len(calls) == 1 and out.attrs["stimulus_set_hash"] == real(stim)
+    extract(net, stim, layers=LAYERS)
+    assert len(calls) == 2
