@@ -18,7 +18,7 @@ from neuroalign.store import (
     match_stimuli,
 )
 
-__all__ = ["as_scores", "roi_masks", "averaged_responses", "align_stimuli"]
+__all__ = ["as_scores", "selection_scores", "roi_masks", "averaged_responses", "align_stimuli"]
 
 
 def as_scores(results: Any, *, func: str, required=("layer", "neuroid")) -> xr.DataArray:
@@ -56,6 +56,29 @@ def as_scores(results: Any, *, func: str, required=("layer", "neuroid")) -> xr.D
                 "layer's own name in 'layer' (no 'model/layer' names)."
             )
     return obj
+
+
+def selection_scores(results: Any, *, func: str, required=("layer", "neuroid")
+                     ) -> tuple[xr.DataArray, xr.DataArray]:
+    """The per-layer ``score`` of encoder results and the criterion that chooses each
+    neuroid's best layer among them.
+
+    Results that carry ``cv_score`` (held-out scores, the layer chosen within the training
+    data; docs/results.md) keep their own selection: the criterion is ``cv_score``, the
+    variable that chose their ``best_layer``, so the held-out ``score`` of the chosen layer
+    stays an unbiased estimate. Anything else (results without ``cv_score``, a DataArray of
+    scores) is chosen by its ``score``.
+
+    Returns
+    -------
+    (score, criterion) : tuple of xr.DataArray
+        Both on the same dims; ``criterion`` is ``score`` itself when nothing else chose.
+    """
+    scores = as_scores(results, func=func, required=required)
+    if isinstance(results, xr.Dataset) and "cv_score" in results.data_vars:
+        crit = results["cv_score"].transpose(*scores.dims)
+        return scores, crit
+    return scores, scores
 
 
 def _store_roi_names(ds) -> list[str]:

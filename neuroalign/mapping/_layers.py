@@ -11,7 +11,7 @@ import xarray as xr
 from neuroalign._validation import check_option, format_list
 from neuroalign.encoders._scoring import nan_argmax
 from neuroalign.exceptions import DataQualityWarning
-from neuroalign.mapping._common import as_scores, roi_masks
+from neuroalign.mapping._common import as_scores, roi_masks, selection_scores
 
 __all__ = ["layer_depths", "layer_preference", "roi_layer_profile", "summarize_by_roi",
            "best_layer_over_time"]
@@ -62,11 +62,21 @@ def _layer_names(scores: xr.DataArray) -> np.ndarray:
     return np.array([f"layer{i}" for i in range(scores.sizes["layer"])])
 
 
-def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray) -> xr.Dataset:
+#: ``best_score``'s ``aggregate`` attribute: the maximum over layers, or the score of the
+#: layer that the cross-validated R² within the training data chose
+_MAX_OVER_LAYERS = "maximum over layers (biased upwards as an estimate)"
+_CHOSEN_BY_CV = ("the held-out score of the layer that the cross-validated R² within the "
+                 "training data chose (cv_score): an unbiased estimate")
+
+
+def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray,
+                    criterion: xr.DataArray | None = None) -> xr.Dataset:
+    """Best layer by ``criterion`` (default: ``scores``), and the ``scores`` of that layer."""
     names = _layer_names(scores)
     s = scores.transpose("layer", ...)
     vals = np.asarray(s.values, dtype=float)
-    best, all_nan = nan_argmax(vals, axis=0)
+    crit = vals if criterion is None else np.asarray(criterion.transpose(*s.dims).values, dtype=float)
+    best, all_nan = nan_argmax(crit, axis=0)
     if all_nan.any():
         ids = (np.asarray(s["neuroid_id"].values) if "neuroid_id" in s.coords
                and s["neuroid_id"].dims == ("neuroid",) else np.arange(s.sizes["neuroid"]))
@@ -97,7 +107,7 @@ def _preference_one(scores: xr.DataArray, depth: np.ndarray, norm: np.ndarray) -
         },
         coords={k: v for k, v in s.coords.items() if "layer" not in v.dims},
     )
-    out["best_score"].attrs["aggregate"] = "maximum over layers (biased upwards as an estimate)"
+    out["best_score"].attrs["aggregate"] = _MAX_OVER_LAYERS if criterion is None else _CHOSEN_BY_CV
     return out
 
 
@@ -117,18 +127,26 @@ def layer_preference(sweep: Any) -> xr.Dataset:
     -------
     xr.Dataset
         On ``neuroid`` (plus ``model`` when the scores hold several models, plus extra dims):
-        ``best_layer`` (name of the highest-scoring layer), ``best_score`` (its score: the
-        maximum over layers, so an upward-biased estimate of that layer's accuracy when
-        the scores are noisy; score held-out data with the chosen layer for an unbiased
-        one, as :class:`~neuroalign.encoders.LayerSweep` does with ``test_split``),
-        ``best_depth``, ``best_depth_norm`` (its depth in [0, 1] within its model),
-        ``mean_depth`` and ``mean_depth_norm`` (depth averaged over layers with weights
-        ``max(score, 0)``; NaN where no layer scores above 0).
+        ``best_layer`` (name of the chosen layer, see Notes), ``best_score`` (its score;
+        its attribute ``aggregate`` says how it was chosen), ``best_depth``,
+        ``best_depth_norm`` (its depth in [0, 1] within its model), ``mean_depth`` and
+        ``mean_depth_norm`` (depth averaged over layers with weights ``max(score, 0)``;
+        NaN where no layer scores above 0).
 
     Notes
     -----
-    NaN rule: a layer whose score is NaN never wins. Where every layer is NaN the best
-    layer is ``""`` and the scores and depths are NaN, with a
+    Selection: results that carry ``cv_score`` (held-out scores of a
+    :class:`~neuroalign.encoders.LayerSweep` with ``test_split``, the ``results.zarr`` of
+    ``neuroalign fit``) keep their own selection: each neuroid's layer is the one the
+    cross-validated R² within the training data chose, as in their ``best_layer``, and
+    ``best_score`` is that layer's held-out ``score``, an unbiased estimate (with several
+    models, the choice is made within each model). Scores without ``cv_score`` choose by
+    themselves: ``best_layer`` is the highest-scoring layer and ``best_score`` the maximum
+    over layers, an upward-biased estimate of that layer's accuracy when the scores are
+    noisy.
+
+    NaN rule: a layer whose score (criterion) is NaN never wins. Where every layer is NaN
+    the best layer is ``""`` and the scores and depths are NaN, with a
     :class:`~neuroalign.exceptions.DataQualityWarning` naming the neuroids.
 
     Examples
@@ -141,16 +159,22 @@ def layer_preference(sweep: Any) -> xr.Dataset:
     >>> pref["best_layer"].values.tolist(), pref["best_depth_norm"].values.tolist()
     (['fc', 'conv1', 'fc'], [1.0, 0.0, 1.0])
     """
-    scores = as_scores(sweep, func="layer_preference")
+    scores, crit = selection_scores(sweep, func="layer_preference")
+    return _preference(scores, None if crit is scores else crit)
+
+
+def _preference(scores: xr.DataArray, crit: xr.DataArray | None) -> xr.Dataset:
+    """:func:`layer_preference` of ``scores``, chosen by ``crit`` (None: by ``scores``)."""
     model, depth, norm = layer_depths(scores)
     models = list(dict.fromkeys(model))
     if len(models) == 1:
-        out = _preference_one(scores, depth, norm)
+        out = _preference_one(scores, depth, norm, crit)
     else:
         parts = []
         for m in models:
             idx = np.flatnonzero(model == m)
-            parts.append(_preference_one(scores.isel(layer=idx), depth[idx], norm[idx]))
+            parts.append(_preference_one(scores.isel(layer=idx), depth[idx], norm[idx],
+                                         None if crit is None else crit.isel(layer=idx)))
         out = xr.concat(parts, dim=xr.DataArray(models, dims="model", name="model"))
     out.attrs["description"] = "layer preference per neuroid (neuroalign.mapping.layer_preference)"
     return out
@@ -253,7 +277,9 @@ def best_layer_over_time(
     ----------
     sweep : scores with dims ``('layer', 'neuroid', 'time')`` (see :func:`layer_preference`)
     by : {"neuroid", "roi"}
-        Per neuroid (sensor), or per ROI from the ROI-mean score profile.
+        Per neuroid (sensor), or per ROI from the ROI-mean score profile. The layer is
+        chosen as in :func:`layer_preference`: by ``cv_score`` (its ROI mean, per ROI) when
+        the results carry it, else by the score.
     store, rois : as in :func:`roi_layer_profile` (``by="roi"`` only)
 
     Returns
@@ -263,9 +289,14 @@ def best_layer_over_time(
         ``best_depth_norm``.
     """
     check_option(by, ("neuroid", "roi"), name="by", func="best_layer_over_time")
-    scores = as_scores(sweep, func="best_layer_over_time", required=("layer", "neuroid", "time"))
+    scores, crit = selection_scores(sweep, func="best_layer_over_time",
+                                    required=("layer", "neuroid", "time"))
+    crit = None if crit is scores else crit
     if by == "neuroid":
-        return layer_preference(scores)[["best_layer", "best_score", "best_depth_norm"]]
-    prof = roi_layer_profile(scores, store, rois)
-    pref = layer_preference(prof.rename(roi="neuroid").drop_vars("n_neuroids"))
+        return _preference(scores, crit)[["best_layer", "best_score", "best_depth_norm"]]
+
+    def profile(values: xr.DataArray) -> xr.DataArray:
+        return roi_layer_profile(values, store, rois).rename(roi="neuroid").drop_vars("n_neuroids")
+
+    pref = _preference(profile(scores), None if crit is None else profile(crit))
     return pref[["best_layer", "best_score", "best_depth_norm"]].rename(neuroid="roi")

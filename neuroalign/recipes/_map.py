@@ -21,7 +21,9 @@ class FigFormat(StrEnum):
     pdf = "pdf"
 
 
-def _open_scores(path: Path):
+def _open_results(path: Path):
+    """Results of the schema (a Dataset: their own selection, ``best_layer``, is kept) or a
+    DataArray of per-layer scores (a file holding one scores array), checked and loaded."""
     import xarray as xr
 
     from neuroalign.mapping._common import as_scores
@@ -35,7 +37,8 @@ def _open_scores(path: Path):
     # results (the schema, checked by as_scores), or a file holding one scores array
     if isinstance(obj, xr.Dataset) and "results_schema" not in obj.attrs and len(obj.data_vars) == 1:
         obj = obj[list(obj.data_vars)[0]]
-    return as_scores(obj, func="neuroalign map").load()
+    as_scores(obj, func="neuroalign map")
+    return obj.load()
 
 
 def _write_csv(df, path: Path) -> None:
@@ -75,7 +78,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
 
     features = None
     if cfg.get("results") is not None:
-        sweep = _open_scores(results_file(Path(cfg["results"]["path"])))
+        sweep = _open_results(results_file(Path(cfg["results"]["path"])))
     else:
         features = features_of()
         enc = cfg.get("encoder") or {}
@@ -108,6 +111,10 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
             return p
 
         time_resolved = "time" in sweep.dims
+        # the per-layer scores (profiles); the best layer of each neuroid is the results' own
+        # choice when they carry it (cv_score within train, their best_layer), see
+        # layer_preference
+        scores = _common.as_scores(sweep, func="neuroalign map")
         pref = nm.layer_preference(sweep)
         if "model" in pref.dims:
             pref = pref.isel(model=0)
@@ -125,7 +132,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
                              save=fig_path("topomap_best_depth"))
             nm.plot_topomaps(pref["best_score"], times=times, cmap="magma", vmin=0,
                              colorbar_label="best score (r)", save=fig_path("topomap_best_score"))
-            window = sweep.sel(time=slice(0.0, 0.5)) if float(sweep["time"].max()) > 0 else sweep
+            window = scores.sel(time=slice(0.0, 0.5)) if float(scores["time"].max()) > 0 else scores
             prof_scores = window.mean("time")
             lines = []
             for roi in roi_list:
@@ -136,11 +143,18 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
                              + (f"  (truth {truth[roi]} at {latency.get(roi, float('nan')) * 1000:.0f} ms)"
                                 if roi in truth else ""))
         else:
-            prof_scores = sweep
+            prof_scores = scores
             nc = None
             if is_trial_level(store) and "time" not in store.dims:
                 nc = noise_ceiling(store)
-            nm.plot_roi_scores(sweep.max("layer"), store=store, rois=roi_list, noise_ceiling=nc,
+            # the results' own best_score (the score of their best_layer); scores alone: the
+            # maximum over layers
+            best_score = sweep["best_score"] if "best_score" in getattr(sweep, "data_vars", ()) \
+                else scores.max("layer")
+            r2 = getattr(sweep, "attrs", {}).get("metric") == "r2"  # else Pearson r
+            nm.plot_roi_scores(best_score, store=store, rois=roi_list, noise_ceiling=nc,
+                               ceiling_as="r2" if r2 else "r",
+                               ylabel="prediction accuracy (R²)" if r2 else "prediction accuracy (r)",
                                title="best-layer score per ROI", save=fig_path("roi_scores"))
             if "affine" in store.attrs and "i" in store.coords:
                 shown = pref["best_depth_norm"].where(pref["best_score"] > 0.1)

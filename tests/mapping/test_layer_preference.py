@@ -110,6 +110,31 @@ def test_roi_profile_uses_store_masks(sim_nsd_large, nsd_scores):
                           sim_nsd_large.store())
 
 
+def test_results_keep_their_own_selection_by_cv_score():
+    """Held-out scores with cv_score: the layer is the one cv_score chose (the results'
+    best_layer), never re-picked on the held-out scores, and best_score is its score."""
+    test = toy_scores()
+    # the cross-validated R² within train prefers the last layer for w, x, y, the first for z
+    cv = xr.DataArray([[0.0, 0.0, 0.0, 0.5], [0.1, 0.1, 0.1, 0.2], [0.3, 0.3, 0.3, 0.1]],
+                      dims=test.dims, coords=test.coords)
+    ds = results_from_scores(test, cv_score=cv, metric="pearson", score_kind="test", split="test")
+    pref = layer_preference(ds)
+    assert list(pref["best_layer"].values) == list(ds["best_layer"].values) == ["c", "c", "c", "a"]
+    np.testing.assert_allclose(pref["best_score"].values, ds["best_score"].values)
+    np.testing.assert_allclose(pref["best_score"].values, [0.0, 0.1, 0.9, -0.2])
+    assert "cv_score" in pref["best_score"].attrs["aggregate"]
+    # the same scores without cv_score choose by themselves (the maximum, as before)
+    alone = layer_preference(test)
+    assert list(alone["best_layer"].values) == ["a", "b", "c", "b"]
+    assert "maximum over layers" in alone["best_score"].attrs["aggregate"]
+    # over time, per ROI: the ROI-mean cv_score chooses
+    tt = xr.concat([test, test], "time").transpose("layer", "neuroid", "time")
+    ct = xr.concat([cv, cv], "time").transpose("layer", "neuroid", "time")
+    ds_t = results_from_scores(tt, cv_score=ct, metric="pearson", score_kind="test", split="test")
+    roi = best_layer_over_time(ds_t, by="roi")
+    assert list(roi["best_layer"].sel(roi="A").values) == ["c", "c"]
+
+
 def test_best_layer_over_time_per_sensor_and_roi():
     # two sensors: layer a wins early, layer b late; sensor 1 reversed
     t = np.arange(4)

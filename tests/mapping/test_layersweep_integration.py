@@ -36,18 +36,21 @@ def test_layer_preference_of_a_layer_sweep_over_two_models(sim_nsd_large, sim_ns
 
 def test_layer_preference_of_a_sweep_result_dataset(sim_nsd_large, sim_nsd_large_features):
     """The results Dataset of a real fit (held-out test split) goes straight into
-    layer_preference: per-layer scores on ('layer', 'neuroid'). The sweep's own choice (by
-    cross-validation in the training data) recovers each ROI's layer; per-voxel choices by
-    the 40 test images alone are too noisy to pin (hV4/PPA neighbours within ~0.01)."""
+    layer_preference, which keeps the sweep's own choice (by cross-validation in the
+    training data: its best_layer) and that layer's held-out score. That choice recovers
+    each ROI's layer; per-voxel choices by the 40 test images alone would be too noisy to
+    pin (hV4/PPA neighbours within ~0.01)."""
     store = sim_nsd_large.store().load().na.roi(list(sim_nsd_large.layer_of_roi()))
     ds = LayerSweep(cv=3, device="cpu", test_split="test").fit(sim_nsd_large_features, store).to_dataset(
         ceiling=store.na.noise_ceiling())
     assert ds["score"].dims == ("layer", "neuroid") and ds["score"].attrs["kind"] == "test"
     pref = layer_preference(ds)
     assert pref.sizes["neuroid"] == ds.sizes["neuroid"]
-    np.testing.assert_allclose(pref["best_score"].values, ds["score"].max("layer").values)
-    assert set(summarize_by_roi(pref)["roi"].values.tolist()) >= set(sim_nsd_large.layer_of_roi())
+    np.testing.assert_array_equal(pref["best_layer"].values, ds["best_layer"].values)
+    np.testing.assert_allclose(pref["best_score"].values, ds["best_score"].values)
+    summary = summarize_by_roi(pref)
     cv_pref = summarize_by_roi(layer_preference(ds["cv_score"]))
     for roi, layer in sim_nsd_large.layer_of_roi().items():
+        assert summary["best_layer"].sel(roi=roi).item() == layer, roi
         assert cv_pref["best_layer"].sel(roi=roi).item() == layer, roi
     np.testing.assert_array_equal(layer_preference(ds["cv_score"])["best_layer"].values, ds["best_layer"].values)

@@ -28,6 +28,42 @@ def test_map_with_scores_file(sim_nsd_large, nsd_scores, tmp_path):
         assert re.search(rf"{re.escape(roi)}\s+{layer}\s.*truth {layer}", res.output), res.output
 
 
+def test_map_keeps_the_fits_own_best_layer(tmp_path):
+    """A fit's results choose each voxel's layer by cv_score within train (their best_layer);
+    the map keeps that choice and that layer's held-out score, never re-picking on the test
+    scores."""
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from neuroalign.encoders import results_from_scores
+    from neuroalign.store import save_results, save_store
+    from neuroalign.testing import make_store
+
+    n = 12
+    store = make_store(16, n, n_repetitions=2, n_test=4,
+                       rois={"A": np.arange(n) < 6, "B": np.arange(n) >= 6})
+    save_store(store, tmp_path / "store.zarr")
+    rng = np.random.default_rng(0)
+    coords = {"layer": ["early", "late"], "neuroid_id": store["neuroid_id"]}
+    # held-out scores favour 'early' everywhere; the cross-validated R² within train chose 'late'
+    test = xr.DataArray(np.stack([rng.uniform(0.5, 0.6, n), rng.uniform(0.1, 0.2, n)]),
+                        dims=("layer", "neuroid"), coords=coords)
+    cv = xr.DataArray(np.stack([np.full(n, 0.1), np.full(n, 0.3)]), dims=("layer", "neuroid"),
+                      coords=coords)
+    res = results_from_scores(test, cv_score=cv, metric="pearson", score_kind="test", split="test")
+    save_results(res, tmp_path / "results.zarr")
+    out = tmp_path / "maps"
+    cli = CliRunner().invoke(app, ["map", str(tmp_path / "store.zarr"), "--scores",
+                                   str(tmp_path / "results.zarr"), "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    table = pd.read_csv(out / "layer_preference.csv")
+    assert (table["best_layer"] == "late").all(), table["best_layer"].value_counts()
+    np.testing.assert_allclose(table["best_score"], res["best_score"].values)
+    assert pd.read_csv(out / "roi_summary.csv").set_index("roi")["best_layer"].to_dict() == {
+        "A": "late", "B": "late"}
+
+
 def test_map_errors(sim_nsd, tmp_path):
     from neuroalign.store import save_store
 
