@@ -60,16 +60,27 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+#: The fit table's columns that are not the score (the bars show the score).
+_CEILING_COLUMNS = ("% of noise ceiling", "95% CI of % of noise ceiling")
+
+
+def _percent(x) -> float | None:
+    """A fraction (summary.json's ``ceiling_normalised``) in percent, for a "%" column."""
+    return None if x is None else 100.0 * float(x)
+
+
 def _fit(folder: Path, report, record: dict) -> str:
     summary = _json(folder / "summary.json") or record.get("result") or {}
     rows = []
     for roi, entry in (summary.get("rois") or {}).items():
         score = entry.get("score") or {}
         ceil = entry.get("ceiling_normalised") or {}
+        # summary.json holds the ceiling-normalised score as a fraction of the ceiling
+        ceil_ci = [_percent(v) for v in ceil.get("ci95") or ()] or None
         rows.append({"ROI": roi, "neuroids": entry.get("n_neuroids"),
                      f"{score.get('aggregate', '')} {score.get('metric', 'score')}".strip(): score.get("value"),
                      "95% CI": _ci(score.get("ci95")),
-                     "% of noise ceiling": ceil.get("value"), "ceiling 95% CI": _ci(ceil.get("ci95"))})
+                     _CEILING_COLUMNS[0]: _percent(ceil.get("value")), _CEILING_COLUMNS[1]: _ci(ceil_ci)})
         if summary.get("best_layer_by_roi"):
             rows[-1]["best layer"] = summary["best_layer_by_roi"].get(roi, "")
     report.table(rows, caption=f"per-ROI {summary.get('score_kind', '')} scores "
@@ -88,8 +99,8 @@ def _roi_bars(rows: list[dict]):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    key = next(k for k in rows[0] if k not in ("ROI", "neuroids", "95% CI", "% of noise ceiling",
-                                               "ceiling 95% CI", "best layer"))
+    key = next(k for k in rows[0] if k not in ("ROI", "neuroids", "95% CI", *_CEILING_COLUMNS,
+                                               "best layer"))
     vals = np.array([np.nan if r[key] is None else float(r[key]) for r in rows])
     fig, ax = plt.subplots(figsize=(1 + 0.8 * len(rows), 3))
     ax.bar(range(len(rows)), vals, color="#557")

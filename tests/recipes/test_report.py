@@ -60,6 +60,35 @@ def test_report_of_fit_and_rsa(outputs, tmp_path):
     assert "per-ROI" in html and "noise ceiling" in html
 
 
+def _table(html: str, header: str) -> list[dict[str, str]]:
+    """The rows of the page's table that has the column ``header``, as dicts."""
+    for table in re.findall(r"<table>(.*?)</table>", html, flags=re.S):
+        cols = re.findall(r"<th>(.*?)</th>", table)
+        if header in cols:
+            rows = re.findall(r"<tr>((?:<td>.*?</td>)+)</tr>", table)
+            return [dict(zip(cols, re.findall(r"<td>(.*?)</td>", r), strict=True)) for r in rows]
+    raise AssertionError(f"no table with column {header!r}")
+
+
+def test_report_shows_the_ceiling_normalised_score_in_percent(outputs, tmp_path):
+    """summary.json holds the ceiling-normalised score as a fraction; the column that says
+    "%" shows it (and its interval) times 100."""
+    from pathlib import Path
+
+    _, fit, _ = outputs
+    rois = json.loads((Path(fit["out"]) / "summary.json").read_text())["rois"]
+    html = write_report(fit["out"], tmp_path / "r.html").read_text()
+    rows = {r["ROI"]: r for r in _table(html, "% of noise ceiling")}
+    assert set(rows) == set(rois)
+    for roi, entry in rois.items():
+        frac = entry["ceiling_normalised"]["value"]
+        lo, hi = entry["ceiling_normalised"]["ci95"]
+        assert 0 < frac < 1.5, frac  # a fraction of the ceiling
+        assert rows[roi]["% of noise ceiling"] == f"{100 * frac:.4g}"
+        assert rows[roi]["95% CI of % of noise ceiling"] == f"[{100 * lo:.3g}, {100 * hi:.3g}]"
+        assert rows[roi]["mean pearson"] == f"{entry['score']['value']:.4g}"  # the raw score as is
+
+
 def test_report_command_and_errors(outputs, tmp_path):
     _, fit, _ = outputs
     res = CliRunner().invoke(app, ["report", fit["out"], "-o", str(tmp_path / "r.html")])
