@@ -30,6 +30,13 @@ neuroalign put in it. The rules that follow from it:
 - :func:`claim_dir` is for working folders that neuroalign fills over several runs (the
   demo's folder): it accepts a missing or empty folder, or one that already carries a
   marker of the same kind, and refuses any other non-empty folder. It never deletes.
+- A single file goes into an output folder with :func:`add_file` (recorded in the
+  folder's marker, so that the folder's next overwrite accepts and replaces it), or stands
+  alone (an HTML report at a path of the user's choice) with :func:`write_file`. A file
+  carries no marker beside it: its writer tells its own files by their content (the
+  report's stamp, with a hash of the page). Either replaces an existing file only with
+  ``overwrite=True`` and only when neuroalign wrote it; a file of the user's, a folder or a
+  link at that name is never replaced.
 
 The marker is trusted: neuroalign cannot tell its own marker from a copied or hand-made
 one, so a folder carrying a valid marker of the right kind (and only the listed entries)
@@ -68,6 +75,7 @@ __all__ = [
     "recover",
     "clean_stale",
     "add_file",
+    "write_file",
     "is_neuroalign_dir",
     "read_marker",
     "write_marker",
@@ -591,12 +599,13 @@ def claim_dir(path: str | os.PathLike, *, kind: str = "output folder") -> Path:
 
 
 def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
-             kind: str = "output folder") -> Path:
+             kind: str = "output folder", overwrite: bool = True) -> Path:
     """Write ``name`` into the neuroalign output ``folder`` (a ``kind``) after the fact.
 
     The file is written beside its final name and renamed into place, under the folder's
     lock, and recorded in the folder's marker so that a later ``overwrite`` still
-    recognises every entry as neuroalign's.
+    recognises every entry as neuroalign's. An existing ``name`` is replaced only when the
+    marker lists it (neuroalign wrote it) and ``overwrite`` is true.
     """
     folder = _abs(folder)
     with target_lock(folder, what=kind):
@@ -606,9 +615,16 @@ def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
                 f"{folder}: not {_a(kind)} written by neuroalign; {name!r} is not written there."
             )
         dest = folder / name
-        if dest.exists() and isinstance(info.get("entries"), list) and name not in info["entries"]:
+        if os.path.lexists(dest) and isinstance(info.get("entries"), list) \
+                and name not in info["entries"]:
             raise OutputExistsError(
-                f"{dest}: exists and neuroalign did not write it; it is left untouched."
+                f"{dest}: exists and neuroalign did not write it; it is left untouched. "
+                "Choose another name, or move that file away."
+            )
+        if os.path.lexists(dest) and not overwrite:
+            raise OutputExistsError(
+                f"{dest}: already exists (written by neuroalign into {_a(kind)}). Pass "
+                "overwrite=True (--overwrite) to replace it."
             )
         _write_record(dest, data)
         if isinstance(info.get("entries"), list) and name not in info["entries"]:
@@ -617,3 +633,61 @@ def add_file(folder: str | os.PathLike, name: str, data: str | bytes, *,
                 info["files"] = sorted({*info["files"], name})
             _write_record(folder / OUTPUT_MARKER, json.dumps(info) + "\n")
     return dest
+
+
+def write_file(path: str | os.PathLike, data: str | bytes, *, owned, overwrite: bool = False,
+               kind: str = "file") -> Path:
+    """Write the single file ``path`` (not inside an output folder), atomically, under its lock.
+
+    The file is written beside its final name and renamed into place, never through a link.
+    An existing ``path`` is replaced only when ``overwrite`` is true and ``owned(path)``
+    says that neuroalign wrote it: a file has no marker beside it, so its writer tells its
+    own files by their content (an HTML report by its stamp). A file of the user's, a
+    folder or a symbolic link at ``path`` is never replaced.
+
+    Parameters
+    ----------
+    path : path-like
+    data : str or bytes
+    owned : callable
+        ``owned(path) -> bool``: whether the existing file at ``path`` is one neuroalign
+        wrote (unchanged since).
+    overwrite : bool
+        Replace an existing file that neuroalign wrote.
+    kind : str
+        What the file is, for the error messages.
+
+    Returns
+    -------
+    Path
+        ``path``, absolute.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` is a folder or a link, a file neuroalign did not write, or one it wrote
+        while ``overwrite`` is false.
+    TargetLockedError
+        Another process is writing ``path``.
+    """
+    path = _abs(path)
+    with target_lock(path, what=kind):
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise OutputExistsError(
+                f"{path}: exists and is not a file neuroalign wrote (a folder or a link); it is "
+                f"left untouched. Choose another path for this {kind}."
+            )
+        if path.exists():
+            if not owned(path):
+                raise OutputExistsError(
+                    f"{path}: exists and is not {_a(kind)} neuroalign wrote (or it was changed "
+                    f"since); it is left untouched, even with overwrite. Choose another path "
+                    f"for this {kind}, or move that file away."
+                )
+            if not overwrite:
+                raise OutputExistsError(
+                    f"{path}: already exists ({_a(kind)} written by neuroalign). Pass "
+                    "overwrite=True (--overwrite) to replace it."
+                )
+        _write_record(path, data)
+    return path

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Check", "Report", "CHECK_STATUSES"]
+__all__ = ["Check", "Report", "CHECK_STATUSES", "stamped", "is_report"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -65,6 +65,32 @@ _TEMPLATE = """<!DOCTYPE html>
 {%- endfor %}
 </body></html>
 """
+
+
+#: The last line of every page neuroalign writes: how :func:`is_report` tells its own pages
+#: (a hash of everything above it, so a page changed since is no longer neuroalign's).
+_STAMP = "<!-- written by neuroalign {version}; sha256 {digest} -->\n"
+_STAMP_RE = re.compile(rb"<!-- written by neuroalign [^;\n]*; sha256 ([0-9a-f]{64}) -->\n\Z")
+
+
+def stamped(html: str) -> str:
+    """``html`` with neuroalign's stamp appended (see :func:`is_report`)."""
+    from neuroalign._version import __version__
+
+    digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
+    return html + _STAMP.format(version=__version__, digest=digest)
+
+
+def is_report(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a page neuroalign wrote, unchanged since: its last line is the
+    stamp and the stamp's hash is that of everything above it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    nl = data.rfind(b"\n", 0, len(data) - 1) + 1  # start of the last line
+    m = _STAMP_RE.match(data, nl)
+    return m is not None and hashlib.sha256(data[:nl]).hexdigest() == m.group(1).decode()
 
 
 def _environment():
@@ -188,13 +214,20 @@ class Report:
             blocks=self.blocks)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the report atomically (temporary file, then rename)."""
+        """Write the report atomically (temporary file, then rename), stamped as
+        neuroalign's (:func:`stamped`). It replaces what is at ``path``: for a working folder
+        of neuroalign's own (the demo's); ``neuroalign.recipes.write_report`` is the writer
+        that refuses files it did not write."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_html(), encoding="utf-8")
+        tmp.write_text(self.page(), encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+    def page(self) -> str:
+        """The whole page, stamped (:func:`stamped`), as :meth:`save` writes it."""
+        return stamped(self.to_html())
 
 
 def _fmt(value: Any) -> str:

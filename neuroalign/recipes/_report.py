@@ -25,6 +25,9 @@ REPORT_KINDS = ("fit", "rsa", "shape", "map", "decode", "generate", "demo")
 
 _MAX_FIGURES = 24  # per folder
 
+#: What a page written on its own (not into a recipe's output folder) is, in messages.
+REPORT_FILE_KIND = "report"
+
 
 def _kind(folder: Path) -> tuple[str, dict]:
     from neuroalign._files import read_marker
@@ -197,7 +200,8 @@ def _figures(folder: Path, report) -> int:
     return len(files)
 
 
-def write_report(results, out: str | os.PathLike | None = None, *, title: str | None = None) -> Path:
+def write_report(results, out: str | os.PathLike | None = None, *, title: str | None = None,
+                 overwrite: bool = False) -> Path:
     """Write one self-contained HTML page for one or more results folders.
 
     Parameters
@@ -207,10 +211,13 @@ def write_report(results, out: str | os.PathLike | None = None, *, title: str | 
         ``run.json``) or of ``neuroalign demo``.
     out : path-like, optional
         The HTML file; default ``report.html`` inside the only folder given, else
-        ``report.html`` in the current directory. An existing file is replaced only when
-        it is a report (an HTML file); anything else is refused.
+        ``report.html`` in the current directory. Written into a recipe's output folder, it
+        is recorded there as neuroalign's (that folder's ``--overwrite`` replaces it).
     title : str, optional
         Page title (default: "neuroalign report").
+    overwrite : bool
+        Replace an existing report that neuroalign wrote at ``out`` (unchanged since). A
+        file neuroalign did not write is never replaced.
 
     Returns
     -------
@@ -223,13 +230,15 @@ def write_report(results, out: str | os.PathLike | None = None, *, title: str | 
         A folder does not exist.
     DataFormatError
         A folder is not a results folder neuroalign wrote.
+    OutputExistsError
+        ``out`` exists and is not a report neuroalign wrote, or it is one and ``overwrite``
+        is false.
 
     Examples
     --------
     >>> from neuroalign.recipes import write_report
     >>> write_report(["fit-results", "rsa-results"], "study.html")  # doctest: +SKIP
     """
-    from neuroalign.exceptions import OutputExistsError
     from neuroalign.recipes._html import Report
 
     folders = [Path(results)] if isinstance(results, str | os.PathLike) else [Path(r) for r in results]
@@ -241,9 +250,6 @@ def write_report(results, out: str | os.PathLike | None = None, *, title: str | 
     found = [(f, *_kind(f)) for f in folders]
     out = Path(out) if out is not None else (folders[0] / "report.html" if len(folders) == 1
                                              else Path("report.html"))
-    if out.exists() and (out.is_dir() or out.suffix.lower() not in (".html", ".htm")):
-        raise OutputExistsError(f"{str(out)!r} exists and is not an HTML report; choose another "
-                                "path (nothing was written).")
     body = Report(title or "neuroalign report")
     summary = []
     for folder, kind, record in found:
@@ -265,4 +271,30 @@ def write_report(results, out: str | os.PathLike | None = None, *, title: str | 
     page = Report(title or "neuroalign report")
     page.section("Summary").table(summary, caption="one row per results folder")
     page.blocks.extend(body.blocks)
-    return page.save(out)
+    _write(out, page.page(), overwrite)
+    return out
+
+
+def _output_kind(folder: Path) -> str | None:
+    """The marker kind of ``folder`` when it is a recipe's output folder (written in one go,
+    its entries listed), else None."""
+    from neuroalign._files import read_marker
+    from neuroalign.recipes._registry import OUTPUT_KINDS
+
+    info = read_marker(folder) or {}
+    if info.get("kind") in OUTPUT_KINDS.values() and isinstance(info.get("entries"), list):
+        return str(info["kind"])
+    return None
+
+
+def _write(out: Path, html: str, overwrite: bool) -> Path:
+    """Write the page: into a recipe's output folder as one of its files (recorded in its
+    marker, so that the folder's ``--overwrite`` replaces it), anywhere else as a file of
+    its own; either way an existing file only when neuroalign wrote it and ``overwrite``."""
+    from neuroalign._files import add_file, write_file
+    from neuroalign.recipes._html import is_report
+
+    kind = _output_kind(out.parent)
+    if kind is not None:
+        return add_file(out.parent, out.name, html, kind=kind, overwrite=overwrite)
+    return write_file(out, html, owned=is_report, overwrite=overwrite, kind=REPORT_FILE_KIND)

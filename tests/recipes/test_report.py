@@ -95,7 +95,7 @@ def test_report_command_and_errors(outputs, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"report: {tmp_path / 'r.html'}" in res.output
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="notes.txt' exists and is not an HTML report"):
+    with pytest.raises(OutputExistsError, match="notes.txt: exists and is not a report neuroalign wrote"):
         write_report(fit["out"], tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_text() == "mine"
     (tmp_path / "plain").mkdir()
@@ -103,6 +103,64 @@ def test_report_command_and_errors(outputs, tmp_path):
         write_report([fit["out"], tmp_path / "plain"], tmp_path / "x.html")
     res = CliRunner().invoke(app, ["report", str(tmp_path / "none")])
     assert res.exit_code == 2 and "no such results folder" in res.output
+
+
+def test_report_never_replaces_a_file_neuroalign_did_not_write(outputs, tmp_path):
+    _, fit, _ = outputs
+    mine = tmp_path / "index.html"
+    mine.write_text("<html>my own lab notes</html>")
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match="index.html: exists and is not a report "
+                                                    "neuroalign wrote .* even with overwrite"):
+            write_report(fit["out"], mine, overwrite=overwrite)
+    assert mine.read_text() == "<html>my own lab notes</html>"
+    res = CliRunner().invoke(app, ["report", fit["out"], "-o", str(mine), "--overwrite"])
+    assert res.exit_code == 2 and "is not a report neuroalign wrote" in res.output
+    assert mine.read_text() == "<html>my own lab notes</html>"
+    # a report of neuroalign's: replaced with --overwrite only
+    page = tmp_path / "page.html"
+    write_report(fit["out"], page)
+    with pytest.raises(OutputExistsError, match=r"page.html: already exists .*--overwrite"):
+        write_report(fit["out"], page)
+    write_report(fit["out"], page, overwrite=True, title="second")
+    assert "<title>second</title>" in page.read_text()
+    # ... unless it was changed since: then it is the user's
+    page.write_text(page.read_text().replace("second", "annotated by me"))
+    with pytest.raises(OutputExistsError, match="page.html: exists and is not a report"):
+        write_report(fit["out"], page, overwrite=True)
+    assert "annotated by me" in page.read_text()
+    # a link at the name is never written through
+    target = tmp_path / "target.html"
+    target.write_text("the link's target")
+    (tmp_path / "link.html").symlink_to(target)
+    with pytest.raises(OutputExistsError, match="link.html: exists and is not a file neuroalign wrote"):
+        write_report(fit["out"], tmp_path / "link.html", overwrite=True)
+    assert target.read_text() == "the link's target"
+
+
+def test_report_in_an_output_folder_is_one_of_its_files(tmp_path, own_data):
+    """`neuroalign report FOLDER` writes FOLDER/report.html; the recipe's --overwrite then
+    accepts the folder (and replaces the page with it)."""
+    from pathlib import Path
+
+    recipe, fit = _fit(tmp_path, own_data)
+    out = Path(fit["out"])
+    cli = CliRunner()
+    assert cli.invoke(app, ["report", str(out)]).exit_code == 0
+    assert (out / "report.html").is_file()
+    again = cli.invoke(app, ["report", str(out)])
+    assert again.exit_code == 2 and "report.html: already exists" in again.output
+    assert cli.invoke(app, ["report", str(out), "--overwrite"]).exit_code == 0
+    refit = cli.invoke(app, ["fit", str(recipe), "--overwrite"])
+    assert refit.exit_code == 0, refit.output
+    assert not (out / "report.html").exists() and (out / "results.zarr").is_dir()
+    # a file of the user's in the folder still keeps it
+    (out / "notes.html").write_text("mine")
+    with pytest.raises(OutputExistsError, match="notes.html: exists and neuroalign did not write it"):
+        write_report(out, out / "notes.html", overwrite=True)
+    refit = cli.invoke(app, ["fit", str(recipe), "--overwrite"])
+    assert refit.exit_code == 2 and "notes.html" in refit.output
+    assert (out / "notes.html").read_text() == "mine"
 
 
 def test_run_json_records_recipe_sets_and_versions(outputs):
