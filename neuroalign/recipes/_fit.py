@@ -88,7 +88,8 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     out_dir = Path(out_dir)
     # left on disk: the ridge fits read a batch of neuroids at a time, the ceiling and the
     # test average are computed a block of neuroids at a time
-    st = store_rois(open_store(cfg["store"])[0], cfg["store"])
+    # the [store] rois only: their neuroids, and no summary of any other ROI
+    st = store_rois(open_store(cfg["store"])[0], cfg["store"], only=True)
     test_split = cfg["store"]["test_split"]
     enc_spec = cfg["encoder"]
     kind = enc_spec["kind"]

@@ -64,13 +64,26 @@ def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
     return _open(path), None
 
 
-def store_rois(store: xr.Dataset, spec: dict) -> xr.Dataset:
+def store_rois(store: xr.Dataset, spec: dict, *, only: bool = False) -> xr.Dataset:
     """The neuroids of the ``[store] rois`` of ``spec`` (their union; all without ``rois``),
-    selected before anything is read."""
+    selected before anything is read.
+
+    ``only=True`` also drops the ``roi_*`` coordinates of the ROIs not asked for, so that
+    nothing downstream (per-ROI summaries, results) reports them: an ROI that overlaps a
+    requested one would otherwise be summarised over the overlap alone, under its own name.
+    """
+    from neuroalign.store import ROI_PREFIX
+
     rois = spec.get("rois")
     if not rois:
         return store
-    return store.na.roi([rois] if isinstance(rois, str) else list(rois))
+    rois = [rois] if isinstance(rois, str) else list(rois)
+    out = store.na.roi(rois)
+    if only:
+        keep = {ROI_PREFIX + r.removeprefix(ROI_PREFIX) for r in rois}
+        out = out.drop_vars([c for c in out.coords if str(c).startswith(ROI_PREFIX)
+                             and str(c) not in keep])
+    return out
 
 
 def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -> xr.Dataset:

@@ -95,3 +95,38 @@ def test_unknown_feature_model_is_a_clear_error(small_sim, tmp_path):
     with pytest.raises(ValueError, match="no-such-model"):
         run_recipe(RECIPES / "fit-layer-sweep.toml", out=tmp_path / "x",
                    sets=[f"store.path={small_sim.store_path}", "features.model=no-such-model"])
+
+
+def test_store_rois_restrict_the_summaries_to_those_rois(tmp_path):
+    """[store] rois = ["A"] on a store where 'AB' overlaps A and 'B' does not: only A is
+    summarised (not 'AB' over its overlap with A, under its own name), and no other ROI
+    gets a best layer or a warning."""
+    import warnings
+
+    import numpy as np
+
+    from neuroalign.store import save_store
+    from neuroalign.testing import make_store
+
+    n = 18
+    rois = {"A": np.arange(n) < 6, "AB": np.arange(n) < 12, "B": np.arange(n) >= 12}
+    ds, sig = make_store(n_stimuli=30, n_neuroids=n, n_repetitions=2, n_test=8, rois=rois, seed=1,
+                         ncsnr=2.0, return_signal=True)
+    save_store(ds, tmp_path / "store.zarr")
+    rng = np.random.default_rng(0)
+    xr.Dataset({"good": (("stimulus", "u"), sig.values @ rng.standard_normal((n, 8))),
+                "noise": (("stimulus", "v"), rng.standard_normal((30, 4)))},
+               coords={"stimulus_id": ("stimulus", sig["stimulus_id"].values)}
+               ).to_zarr(tmp_path / "features.zarr", zarr_format=2, consolidated=True)
+    recipe = tmp_path / "fit.toml"
+    recipe.write_text('kind = "fit"\n[store]\npath = "store.zarr"\nrois = ["A"]\n[features]\n'
+                      'path = "features.zarr"\n[encoder]\nkind = "layer-sweep"\nalphas = [1, 100]\n'
+                      'cv = 3\n[outputs]\nn_boot = 20\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DataQualityWarning about ROIs nobody asked for
+        summary = run_recipe(recipe, out=tmp_path / "res")["result"]
+    assert summary["best_layer_by_roi"] == {"A": "good"}
+    assert {k: v["n_neuroids"] for k, v in summary["rois"].items()} == {"A": 6}
+    res = xr.open_zarr(tmp_path / "res" / "results.zarr")
+    assert [c for c in res.coords if str(c).startswith("roi_")] == ["roi_A"]
+
