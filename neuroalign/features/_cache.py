@@ -102,8 +102,8 @@ class FeatureCache:
             old = json.loads(old) if isinstance(old, str) else (old or {})
             raise CacheMismatchError(
                 f"cache={str(self.path)!r}: {what} was written for other settings "
-                f"({_diff(old, self.fields)}). Pass overwrite=True to replace it, or another "
-                "cache path."
+                f"({_diff(old, self.fields)}). Pass overwrite=True (CLI: --overwrite) to "
+                "replace it, or another cache path."
             )
 
     def hit(self) -> bool:

@@ -28,12 +28,13 @@ def _averaged_ids(store) -> np.ndarray:
     return av["stimulus_id"].values.astype(str)
 
 
-def _representations(cfg: dict, table: str, store, cache_dir: Path) -> dict[str, Any]:
+def _representations(cfg: dict, table: str, store, cache_dir: Path, *,
+                     overwrite: bool = False) -> dict[str, Any]:
     """Named representations: the files of ``[table]`` and every layer of ``[features]``."""
     ids = _averaged_ids(store) if store is not None else None
     out: dict[str, Any] = {name: load_array(spec, ids) for name, spec in (cfg.get(table) or {}).items()}
     if cfg.get("features") is not None:
-        feats = feature_set(cfg["features"], store, cache_dir)
+        feats = feature_set(cfg["features"], store, cache_dir, overwrite=overwrite)
         for layer in feats.data_vars:
             name = str(layer)
             if name in out:
@@ -53,7 +54,8 @@ def run_rsa(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     store = open_store(cfg["store"])[0]
     rois = cfg["store"].get("rois")
     rois = [rois] if isinstance(rois, str) else (rois or [None])
-    models = _representations(cfg, "models", store, out.with_name(out.name + ".features"))
+    models = _representations(cfg, "models", store, out.with_name(out.name + ".features"),
+                              overwrite=overwrite)
     lines: list[str] = []
     summary: dict[str, Any] = {}
     from neuroalign._scaleout import ScaleOut
@@ -126,7 +128,8 @@ def run_shape(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     store = None
     if cfg.get("store") is not None:
         store = open_store(cfg["store"])[0]
-    named = _representations(cfg, "systems", store, out.with_name(out.name + ".features"))
+    named = _representations(cfg, "systems", store, out.with_name(out.name + ".features"),
+                             overwrite=overwrite)
     if store is not None:
         av = store.na.average_repetitions() if store.na.is_trial_level else store
         rois = cfg["store"].get("rois")

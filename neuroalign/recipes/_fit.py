@@ -108,7 +108,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     cells = cluster_spec(cfg, out_dir)
     if kind == "banded-ridge":
         spaces = fspec["spaces"]
-        feats = {name: feature_set(s, st, cache_dir) for name, s in spaces.items()}
+        feats = {name: feature_set(s, st, cache_dir, overwrite=overwrite) for name, s in spaces.items()}
         mats = {name: xr.concat([f[v].rename({f[v].dims[1]: "unit"}) for v in f.data_vars], "unit")
                 for name, f in feats.items()}
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)
@@ -118,7 +118,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
         extra["split_r2"] = enc.score_split(mats, test)
         score = enc.score(mats, test)
     else:
-        feats = feature_set(fspec, st, cache_dir)
+        feats = feature_set(fspec, st, cache_dir, overwrite=overwrite)
         if kind == "layer-sweep":
             sweep = LayerSweep(alphas=_alphas(enc_spec["alphas"]), cv=cv, test_split=test_split, **params)
             sweep.fit(feats, st, cluster=cells)

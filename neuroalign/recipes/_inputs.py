@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
-from neuroalign.exceptions import DataFormatError
+from neuroalign.exceptions import CacheMismatchError, DataFormatError
 
 __all__ = ["open_store", "store_rois", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH",
            "cluster_spec"]
@@ -86,8 +86,34 @@ def store_rois(store: xr.Dataset, spec: dict, *, only: bool = False) -> xr.Datas
     return out
 
 
-def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) -> xr.Dataset:
-    """The features of a ``[features]`` table for the stimuli of ``store``."""
+#: Keys of a ``[features]`` table that change how features are computed, not what they
+#: are (left out of the default cache's name; extract's cache key leaves them out too).
+_NOT_IN_CACHE_NAME = ("cache", "batch_size", "device", "allow_download", "stop_early",
+                      "channels_last", "show_progress")
+
+
+def default_cache(spec: dict, cache_dir: Path) -> Path:
+    """The default feature cache of a ``[features]`` table: ``cache_dir/<model>-<hash>.zarr``,
+    named by everything in the table that makes the features (model, layers, weights, seed,
+    transform, pooling ...), so that two feature sets never share a cache."""
+    import hashlib
+    import json
+
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(spec["model"]))
+    key = {k: v for k, v in spec.items() if k not in _NOT_IN_CACHE_NAME}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{slug}-{digest}.zarr"
+
+
+def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None, *,
+                overwrite: bool = False) -> xr.Dataset:
+    """The features of a ``[features]`` table for the stimuli of ``store``.
+
+    Extracted features are cached (``[features] cache``, default :func:`default_cache` in
+    ``cache_dir``) and reused only when the cache's key matches (model, weights, layers,
+    stimuli ...). A cache written for other settings (the store's stimuli changed) is an
+    error unless ``overwrite`` (the recipe's ``--overwrite``): then it is computed again.
+    """
     if "path" in spec:
         return _feature_file(spec)
     model = spec["model"]
@@ -109,11 +135,17 @@ def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None) ->
     if kwargs.get("weights") == "random":  # TOML has no None: random weights, seeded by 'seed'
         kwargs["weights"] = None
     if "cache" not in kwargs and cache_dir is not None:  # reruns reuse the features
-        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(model))
-        kwargs["cache"] = cache_dir / f"{slug}-seed{kwargs.get('seed', 0)}.zarr"
+        kwargs["cache"] = default_cache(spec, cache_dir)
     if spec.get("tokens"):
         kwargs["pooling"] = None
-    return extract(model, store, layers=layers, **kwargs)
+    try:
+        return extract(model, store, layers=layers, **kwargs)
+    except CacheMismatchError:
+        if not overwrite or "cache" not in kwargs:
+            raise
+    # --overwrite: a stale cache (a feature cache neuroalign wrote) is computed again
+    log.info("feature cache %s was written for other settings: computing it again", kwargs["cache"])
+    return extract(model, store, layers=layers, overwrite=True, **kwargs)
 
 
 def _feature_file(spec: dict) -> xr.Dataset:

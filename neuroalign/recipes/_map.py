@@ -74,7 +74,7 @@ def run_map(cfg: dict, out: Path, *, overwrite: bool = False) -> dict:
     def features_of():
         if fspec.get("model") == SIMULATED_TRUTH and sim is not None:
             return _simulated.simulated_features(sim, store, layers=fspec["layers"])
-        return feature_set(fspec, store, out.with_name(out.name + ".features"))
+        return feature_set(fspec, store, out.with_name(out.name + ".features"), overwrite=overwrite)
 
     features = None
     if cfg.get("results") is not None:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 from typer.testing import CliRunner
@@ -45,8 +46,11 @@ def test_cli_fit_layer_sweep_recipe(small_sim, tmp_path):
     assert run["config"]["store"]["path"] == str(small_sim.store_path)
     assert {"python", "neuroalign", "numpy", "xarray", "zarr"} <= set(run["versions"])
     # the recipe extracts real features (neuroalign.features), cached beside the results
-    assert [p.name for p in (tmp_path / "res.features").glob("*.zarr")] == [
-        "torchvision-resnet18-seed0.zarr"]
+    from neuroalign.recipes._inputs import default_cache
+
+    assert list((tmp_path / "res.features").glob("*.zarr")) == [
+        default_cache(load_recipe(RECIPES / "fit-layer-sweep.toml").config["features"],
+                      tmp_path / "res.features")]
     # every summary names its metric, kind and aggregate
     assert summary["metric"] == "pearson" and summary["score_kind"] == "test"
     assert summary["score_var"] == "best_score"
@@ -103,8 +107,6 @@ def test_store_rois_restrict_the_summaries_to_those_rois(tmp_path):
     gets a best layer or a warning."""
     import warnings
 
-    import numpy as np
-
     from neuroalign.store import save_store
     from neuroalign.testing import make_store
 
@@ -130,3 +132,76 @@ def test_store_rois_restrict_the_summaries_to_those_rois(tmp_path):
     res = xr.open_zarr(tmp_path / "res" / "results.zarr")
     assert [c for c in res.coords if str(c).startswith("roi_")] == ["roi_A"]
 
+
+_SPACE = 'model = "torchvision:resnet18"\nweights = "random"\ntransform = "simulation"\n'
+
+
+def test_default_feature_caches_are_named_by_every_setting(tmp_path):
+    from neuroalign.recipes._inputs import default_cache
+
+    base = {"model": "torchvision:resnet18", "weights": "random", "seed": 0,
+            "transform": "simulation", "layers": ["layer1"], "tokens": False, "grid": 7}
+    names = {default_cache(base | change, tmp_path).name for change in (
+        {}, {"layers": ["layer2"]}, {"layers": ["layer1", "layer2"]}, {"seed": 1},
+        {"weights": "default"}, {"transform": "imagenet"}, {"pooling": "max"}, {"tokens": True},
+        {"model": "torchvision:resnet50"})}
+    assert len(names) == 9 and all(n.startswith("torchvision-resnet") for n in names)
+    # how the features are computed is not what they are: the same cache
+    assert default_cache(base | {"batch_size": 8, "device": "cpu"}, tmp_path) == \
+        default_cache(base, tmp_path)
+
+
+def test_a_stale_feature_cache_is_an_error_naming_overwrite_which_recomputes_it(sim_nsd, tmp_path):
+    from neuroalign.exceptions import CacheMismatchError
+    from neuroalign.recipes._inputs import default_cache, feature_set
+
+    spec = {"model": "torchvision:resnet18", "weights": "random", "transform": "simulation",
+            "layers": ["layer1"], "tokens": False, "grid": 7}
+    test = sim_nsd.store().na.split("test")
+    ids = np.unique(test["stimulus_id"].values)
+    part = test.isel(presentation=np.flatnonzero(np.isin(test["stimulus_id"].values, ids[:6])))
+    feature_set(spec, part, tmp_path)  # the cache, written for 6 stimuli
+    with pytest.raises(CacheMismatchError, match=r"other settings .*\(CLI: --overwrite\)"):
+        feature_set(spec, test, tmp_path)
+    feats = feature_set(spec, test, tmp_path, overwrite=True)  # computed again
+    assert feats.sizes["stimulus"] == len(ids)
+    assert xr.open_zarr(default_cache(spec, tmp_path)).sizes["stimulus"] == len(ids)
+    assert feature_set(spec, test, tmp_path)["layer1"].shape == feats["layer1"].shape  # a hit
+
+
+@pytest.mark.slow  # four recipe runs with real extraction, ~18 s
+def test_feature_caches_of_recipes_never_collide(sim_nsd, tmp_path):
+    """Two feature spaces of one model get caches of their own; changing a recipe's layers
+    makes a new cache; a cache written for other stimuli is never reused: an error naming
+    --overwrite, which computes it again."""
+    from neuroalign.exceptions import CacheMismatchError
+    from neuroalign.features import extract
+
+    banded = tmp_path / "banded.toml"
+    banded.write_text(f'kind = "fit"\n[store]\npath = "{sim_nsd.store_path}"\nrois = ["V1v"]\n'
+                      f'[features.spaces.early]\n{_SPACE}layers = ["layer1"]\n'
+                      f'[features.spaces.late]\n{_SPACE}layers = ["layer2"]\n'
+                      '[encoder]\nkind = "banded-ridge"\nalphas = [1, 100]\ncv = 3\n'
+                      'params = { n_iter = 2 }\n[outputs]\nn_boot = 20\n')
+    run_recipe(banded, out=tmp_path / "band")
+    assert len(list((tmp_path / "band.features").glob("torchvision-resnet18-*.zarr"))) == 2
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f'kind = "fit"\n[store]\npath = "{sim_nsd.store_path}"\nrois = ["V1v"]\n'
+                     f'[features]\n{_SPACE}layers = ["layer1"]\n[encoder]\nkind = "layer-sweep"\n'
+                     'alphas = [1, 100]\ncv = 3\n[outputs]\nn_boot = 20\n')
+    run_recipe(sweep, out=tmp_path / "sw")
+    run_recipe(sweep, out=tmp_path / "sw", overwrite=True, sets=['features.layers=["layer1", "layer2"]'])
+    assert len(list((tmp_path / "sw.features").glob("*.zarr"))) == 2
+    # the recipe's default cache, written for other stimuli (only the test split's)
+    from neuroalign.recipes._inputs import default_cache
+
+    spec = load_recipe(sweep).config["features"]
+    cache = default_cache(spec, tmp_path / "stale.features")
+    extract("torchvision:resnet18", sim_nsd.store().na.split("test"), layers=["layer1"],
+            weights=None, transform="simulation", cache=cache)
+    with pytest.raises(CacheMismatchError, match=r"other settings .*--overwrite"):
+        run_recipe(sweep, out=tmp_path / "stale")
+    res = CliRunner().invoke(app, ["fit", str(sweep), "-o", str(tmp_path / "stale"), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    n = sim_nsd.store().na.average_repetitions().sizes["stimulus"]
+    assert xr.open_zarr(cache).sizes["stimulus"] == n  # computed again, for every stimulus
