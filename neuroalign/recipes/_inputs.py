@@ -3,6 +3,8 @@
 This module is the only place where a recipe's store may be simulated: when ``[store] path``
 does not exist and lies inside ``[store.simulate] out``, the simulated brain is written to
 ``out`` first; a missing store anywhere else is an error, never replaced by a simulation.
+A simulation in ``out`` is reused only when it was made with the table's settings; one made
+with other settings (neuroalign's own output) is made again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
     """The store of a ``[store]`` table, and the simulation it came from (or None).
 
     A store at ``path`` is opened; a missing one is simulated when ``path`` lies inside
-    ``[store.simulate] out`` (reused when ``out`` already holds that simulation).
+    ``[store.simulate] out``. A simulation already in ``out`` is reused when it was made
+    with the table's settings (its ``truth.json["settings"]``), and made again otherwise
+    (it is neuroalign's own output; a folder holding files of the user's is never
+    replaced), so that the store read is always the one the recipe describes.
     """
     from neuroalign.store import open_store as _open
 
@@ -38,10 +43,19 @@ def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
     if sim_cfg:
         root = Path(sim_cfg.pop("out"))
         if root.resolve() == path.resolve() or root.resolve() in path.resolve().parents:
-            from neuroalign.datasets.simulate import SimulationResult, simulate
+            from neuroalign.datasets.simulate import (
+                SimulationResult,
+                simulate,
+                simulation_settings,
+            )
 
             if (root / "truth.json").exists():
                 sim = SimulationResult.load(root)
+                made, wanted = sim.truth.get("settings"), simulation_settings(**sim_cfg)
+                if made != wanted:
+                    log.info("[store.simulate] %s: the simulation there was made with other "
+                             "settings (%s): simulating again", root, _changed(made, wanted))
+                    sim = simulate(root, overwrite=True, **sim_cfg)
             elif path.exists():
                 return _open(path), None
             else:
@@ -62,6 +76,14 @@ def open_store(spec: dict) -> tuple[xr.Dataset, Any]:
         sim = SimulationResult.load(path)
         return sim.store(), sim
     return _open(path), None
+
+
+def _changed(made: dict | None, wanted: dict) -> str:
+    if made is None:
+        return "not recorded: made by an earlier version"
+    keys = sorted(set(made) | set(wanted))
+    return "; ".join(f"{k}: {made.get(k)!r} there, {wanted.get(k)!r} asked"
+                     for k in keys if made.get(k) != wanted.get(k))
 
 
 def store_rois(store: xr.Dataset, spec: dict, *, only: bool = False) -> xr.Dataset:

@@ -45,7 +45,8 @@ SIMULATE = Table(
     "simulate",
     "Simulation on demand: when the store at `path` does not exist and lies inside `out`, the "
     "simulated brain is written to `out` first (a store anywhere else that is missing is an "
-    "error, never replaced by a simulation).",
+    "error, never replaced by a simulation); a simulation in `out` made with other settings "
+    "is made again.",
     keys=(Key("out", "string", "Folder of the simulated dataset.", required=True, path="path"),),
     kwargs=_kw("neuroalign.datasets:simulate", ("out", "overwrite", "write_store")),
     kwargs_doc="Other keys: keyword arguments of `neuroalign.datasets.simulate` "

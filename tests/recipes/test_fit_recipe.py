@@ -205,3 +205,25 @@ def test_feature_caches_of_recipes_never_collide(sim_nsd, tmp_path):
     assert res.exit_code == 0, res.output
     n = sim_nsd.store().na.average_repetitions().sizes["stimulus"]
     assert xr.open_zarr(cache).sizes["stimulus"] == n  # computed again, for every stimulus
+
+
+def test_edited_simulate_settings_simulate_again(tmp_path):
+    """[store.simulate] reuses the simulation in 'out' only when it was made with the same
+    settings; an edited table makes it again, so the store read is the one the recipe (and
+    its run.json) describes."""
+    from neuroalign.recipes._inputs import open_store
+
+    sim = {"out": str(tmp_path / "simx"), "n_images": 12, "n_test": 4, "n_sessions": 2,
+           "image_size": 32}
+    spec = {"path": str(tmp_path / "simx" / "store.zarr"), "simulate": sim}
+    assert open_store(spec)[0].sizes["presentation"] == 36  # 12 images x 3 repetitions
+    first = (tmp_path / "simx" / "truth.json").stat().st_mtime_ns
+    assert open_store(spec)[0].sizes["presentation"] == 36  # the same settings: reused
+    assert (tmp_path / "simx" / "truth.json").stat().st_mtime_ns == first
+    store, made = open_store({**spec, "simulate": {**sim, "n_images": 16}})
+    assert store.sizes["presentation"] == 48  # 16 images, as asked
+
+    from neuroalign.datasets.simulate import simulation_settings
+
+    asked = {k: v for k, v in sim.items() if k != "out"} | {"n_images": 16}
+    assert made.truth["settings"] == simulation_settings(**asked)

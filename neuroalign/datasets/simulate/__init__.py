@@ -15,8 +15,9 @@ benchmarks of ingest at scale.
 
 from __future__ import annotations
 
+import inspect
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from neuroalign.datasets.simulate._truth import (
 
 __all__ = [
     "simulate",
+    "simulation_settings",
     "SimulationResult",
     "GroundTruthBrain",
     "ROISpec",
@@ -264,6 +266,35 @@ def planted_unit_rois(
     return tuple(out)
 
 
+def _json_value(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def simulation_settings(**kwargs: Any) -> dict[str, Any]:
+    """The settings of a :func:`simulate` call with ``kwargs``: every argument but ``out``
+    and ``overwrite``, defaults filled in, as JSON values. ``simulate`` records them in
+    ``truth.json["settings"]``; a recipe's ``[store.simulate]`` compares them with the
+    simulation it finds.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    TypeError
+        A keyword that is not an argument of :func:`simulate`.
+    """
+    bound = inspect.signature(simulate).bind_partial(**kwargs)
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k not in ("out", "overwrite")}
+    return json.loads(json.dumps(args, sort_keys=True, default=_json_value))
+
+
 def simulate(
     out: str | Path,
     *,
@@ -343,7 +374,10 @@ def simulate(
     Returns
     -------
     SimulationResult
+        Its ``truth["settings"]`` records the arguments (:func:`simulation_settings`).
     """
+    # first, while locals() holds only the arguments
+    settings = simulation_settings(**{k: v for k, v in locals().items() if k != "out"})
     from neuroalign._config import require_torch
     from neuroalign.store import save_store
     from neuroalign.store._io import atomic_dir
@@ -419,6 +453,7 @@ def simulate(
             }
         if write_store:
             save_store(store, tmp / STORE_FILE)
+        truth["settings"] = settings
         write_json_atomic(truth, tmp / TRUTH_FILE)
     log.info("simulated %s dataset written to %s", format, out)
     return SimulationResult(root=out, format=format, truth=truth)
