@@ -47,7 +47,8 @@ __all__ = [
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 #: How a user opts in to downloads, for messages.
-HOW_TO_ALLOW = ("allow_download=True (CLI: --allow-download; recipes: allow_download = true)")
+HOW_TO_ALLOW = ("allow_download=True (CLI: --allow-download; decode and generate recipes: "
+                "allow_download = true; other recipes: [features] allow_download = true)")
 
 
 def unknown(kind: str, value: str, known: list[str], func: str = "load_model") -> ValueError:

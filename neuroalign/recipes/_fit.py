@@ -72,6 +72,26 @@ def _roi_summary(ds: xr.Dataset, outputs: dict) -> dict:
     return out
 
 
+def _test_split(store: xr.Dataset, spec: dict) -> str:
+    """``[store] test_split``, checked against the store's own splits (a named error, before
+    any work, instead of one from deep inside the fit)."""
+    from neuroalign._validation import format_list
+    from neuroalign.exceptions import DataFormatError
+
+    split = spec["test_split"]
+    if "split" not in store.coords:
+        raise DataFormatError(
+            f"[store] test_split = {split!r}: the store {spec['path']!r} has no 'split' "
+            "coordinate, so it has no held-out split to score.")
+    held_out = sorted(set(np.asarray(store["split"].values).astype(str).tolist()) - {"train"})
+    if split not in held_out:
+        raise DataFormatError(
+            f"[store] test_split = {split!r}: expected a held-out split of the store "
+            f"{spec['path']!r}, one of {format_list(held_out) or 'none (only train)'}"
+            + (" ('train' is what the encoder is fitted on)." if split == "train" else "."))
+    return split
+
+
 def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     """Run a validated ``fit`` recipe ``cfg``; write its outputs into ``out_dir`` (atomically).
 
@@ -90,7 +110,7 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     # test average are computed a block of neuroids at a time
     # the [store] rois only: their neuroids, and no summary of any other ROI
     st = store_rois(open_store(cfg["store"])[0], cfg["store"], only=True)
-    test_split = cfg["store"]["test_split"]
+    test_split = _test_split(st, cfg["store"])
     enc_spec = cfg["encoder"]
     kind = enc_spec["kind"]
     params = dict(enc_spec.get("params", {}))
@@ -108,7 +128,8 @@ def run_fit(cfg: dict, out_dir: Path, *, overwrite: bool = False) -> dict:
     cells = cluster_spec(cfg, out_dir)
     if kind == "banded-ridge":
         spaces = fspec["spaces"]
-        feats = {name: feature_set(s, st, cache_dir, overwrite=overwrite) for name, s in spaces.items()}
+        feats = {name: feature_set(s, st, cache_dir, overwrite=overwrite, table=f"features.spaces.{name}")
+                 for name, s in spaces.items()}
         mats = {name: xr.concat([f[v].rename({f[v].dims[1]: "unit"}) for v in f.data_vars], "unit")
                 for name, f in feats.items()}
         enc = BandedRidgeEncoder(alphas=_alphas(enc_spec["alphas"]), cv=cv, **params)

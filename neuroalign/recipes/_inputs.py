@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._logging import get_logger
-from neuroalign.exceptions import CacheMismatchError, DataFormatError
+from neuroalign.exceptions import CacheMismatchError, DataFormatError, WeightsNotAvailableError
 
 __all__ = ["open_store", "store_rois", "feature_set", "load_array", "load_results", "SIMULATED_TRUTH",
            "cluster_spec"]
@@ -128,13 +128,14 @@ def default_cache(spec: dict, cache_dir: Path) -> Path:
 
 
 def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None, *,
-                overwrite: bool = False) -> xr.Dataset:
+                overwrite: bool = False, table: str = "features") -> xr.Dataset:
     """The features of a ``[features]`` table for the stimuli of ``store``.
 
     Extracted features are cached (``[features] cache``, default :func:`default_cache` in
     ``cache_dir``) and reused only when the cache's key matches (model, weights, layers,
     stimuli ...). A cache written for other settings (the store's stimuli changed) is an
     error unless ``overwrite`` (the recipe's ``--overwrite``): then it is computed again.
+    ``table`` names the table in messages (``"features.spaces.vision"``).
     """
     if "path" in spec:
         return _feature_file(spec)
@@ -165,6 +166,12 @@ def feature_set(spec: dict, store: xr.Dataset, cache_dir: Path | None = None, *,
     except CacheMismatchError:
         if not overwrite or "cache" not in kwargs:
             raise
+    except WeightsNotAvailableError as err:  # the recipe's keys, not extract()'s arguments
+        raise WeightsNotAvailableError(
+            f"[{table}] model = {model!r}, weights = {spec.get('weights', 'default')!r}: {err} "
+            f"In this recipe: {table}.allow_download = true (--set {table}.allow_download=true) "
+            f'lets neuroalign download them; {table}.weights = "random" uses random weights.'
+        ) from None
     # --overwrite: a stale cache (a feature cache neuroalign wrote) is computed again
     log.info("feature cache %s was written for other settings: computing it again", kwargs["cache"])
     return extract(model, store, layers=layers, overwrite=True, **kwargs)

@@ -182,7 +182,7 @@ FIT = _root(
         Key("kind", "string", "The estimator.", required=True, choices=ENCODER_KINDS),
         Key("alphas", "alphas", "Ridge penalties tried per neuroid.", default={"logspace": [-2, 6, 20]}),
         Key("cv", "integer", "Cross-validation folds (a stimulus's repetitions stay together).",
-            default=5),
+            default=5, minimum=2),
         Key("params", "table", "Other constructor arguments of the estimator.", table=Table(
             "params", "Keyword arguments of the estimator named by `kind` (LayerSweep, "
             "RidgeEncoder, BandedRidgeEncoder, AttentionRoutingEncoder).", kwargs=_params,
@@ -244,7 +244,7 @@ MAP = _root(
     _t(_optional_features("Without [results]: fit a ridge layer sweep on these features first.")),
     _t(Table("encoder", "The layer sweep run without [results].", keys=(
         Key("alphas", "alphas", "Ridge penalties.", default={"logspace": [-2, 6, 20]}),
-        Key("cv", "integer", "Cross-validation folds.", default=5),
+        Key("cv", "integer", "Cross-validation folds.", default=5, minimum=2),
     ))),
     _t(Table("map", "The maps.", always=True, keys=(
         Key("format", "string", "Figure format.", default="png", choices=("png", "svg", "pdf")),

@@ -80,6 +80,7 @@ class Key:
     choices: tuple = ()
     path: str | None = None
     table: Table | None = None  # the schema of a "table" value, or of each "tables" value
+    minimum: int | float | None = None  # the smallest value allowed (numbers)
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
@@ -150,10 +151,13 @@ def _qualname(func) -> str:
     return f"{public}.{getattr(func, '__qualname__', repr(func))}"
 
 
-def _check_type(value: Any, type_: str, where: str, choices: tuple = ()) -> None:
+def _check_type(value: Any, type_: str, where: str, choices: tuple = (),
+                minimum: int | float | None = None) -> None:
     desc, ok = _TYPES[type_]
     if not ok(value):
         raise DataFormatError(f"{where} = {value!r}; expected {desc}.")
+    if minimum is not None and value < minimum:
+        raise DataFormatError(f"{where} = {value!r}; expected {desc} of at least {minimum!r}.")
     if choices and value not in choices:
         raise DataFormatError(f"{where} = {value!r}; expected one of {format_list(choices)}"
                               f"{did_you_mean(value, choices) if isinstance(value, str) else ''}.")
@@ -174,7 +178,7 @@ def _validate_table(table: Table, values: Any, path: tuple[str, ...], source: st
         loc = f"{source}: {_label(path + (name,))}" if key is not None and key.type in ("table", "tables") \
             else f"{where} {name}" if path else f"{source}: {name}"
         if key is not None:
-            _check_type(value, key.type, loc, key.choices)
+            _check_type(value, key.type, loc, key.choices, key.minimum)
             if key.type == "table" and key.table is not None:
                 value = _validate_table(key.table, value, path + (name,), source, values)
             elif key.type == "tables" and key.table is not None:
@@ -411,6 +415,8 @@ def _md_table(table: Table, path: tuple[str, ...], lines: list[str]) -> None:
             typ = _TYPES[k.type][0] + (f" ({k.path})" if k.path else "")
             if k.choices:
                 typ += ": " + ", ".join(f"`{_toml(c)}`" for c in k.choices)
+            if k.minimum is not None:
+                typ += f" of at least {k.minimum!r}"
             lines.append(f"| `{k.name}` | {typ} | {_default_text(k)} | {k.doc} |")
         if table.entries is not None:
             typ = _TYPES[table.entries.type][0] + (f" ({table.entries.path})" if table.entries.path else "")

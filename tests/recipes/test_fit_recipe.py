@@ -227,3 +227,34 @@ def test_edited_simulate_settings_simulate_again(tmp_path):
 
     asked = {k: v for k, v in sim.items() if k != "out"} | {"n_images": 16}
     assert made.truth["settings"] == simulation_settings(**asked)
+
+
+def test_bad_recipe_values_name_the_recipe_key_and_a_working_remedy(own_data, sim_nsd, tmp_path,
+                                                                    monkeypatch):
+    from neuroalign.exceptions import WeightsNotAvailableError
+
+    # cv: the recipe file, table and key, not LayerSweep()
+    with pytest.raises(DataFormatError, match=r"fit-layer-sweep.toml: \[encoder\] cv = -2; expected "
+                                              r"an integer of at least 2"):
+        load_recipe(RECIPES / "fit-layer-sweep.toml", sets=["encoder.cv=-2"])
+    # test_split: the recipe key and the store's held-out splits, before any work
+    _, store, feats = own_data
+    recipe = tmp_path / "fit.toml"
+    recipe.write_text(f'kind = "fit"\n[store]\npath = "{store}"\ntest_split = "tst"\n[features]\n'
+                      f'path = "{feats}"\n[encoder]\nkind = "ridge"\n')
+    with pytest.raises(DataFormatError, match=r"\[store\] test_split = 'tst': expected a held-out "
+                                              r"split of the store .*store.zarr', one of 'test'\."):
+        run_recipe(recipe, out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    # missing pretrained weights: the recipe's own key, which fit recipes accept
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    with pytest.raises(WeightsNotAvailableError) as err:
+        run_recipe(RECIPES / "fit-layer-sweep.toml", out=tmp_path / "b",
+                   sets=[f"store.path={sim_nsd.store_path}", "features.weights=default"])
+    message = str(err.value)
+    assert "[features] model = 'torchvision:resnet18', weights = 'default'" in message
+    assert "--set features.allow_download=true" in message
+    assert "other recipes: [features] allow_download = true" in message
+    assert "recipes: allow_download = true)" not in message
+    load_recipe(RECIPES / "fit-layer-sweep.toml", sets=["features.allow_download=true"])  # accepted
+
