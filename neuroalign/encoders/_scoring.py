@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign._validation import UNSET, check_option, check_positive_int, format_list, renamed
+from neuroalign.encoders._data import column_checks
 from neuroalign.encoders._neuroid_scores import (
     SCORERS,
     ceiling_normalise,
@@ -332,11 +333,11 @@ def fdr_bh(p: np.ndarray, q: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
 def _undefined_scores(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> np.ndarray:
     """Neuroids whose score is undefined: a NaN or infinite response or prediction,
     constant responses, or (Pearson r) constant predictions. Warns, naming them by column."""
-    finite = np.isfinite(y_true).all(0) & np.isfinite(y_pred).all(0)
-    with np.errstate(invalid="ignore"):
-        constant = ~(np.ptp(y_true, 0) > 0) if len(y_true) else np.ones(finite.shape, bool)
-        flat = ~(np.ptp(y_pred, 0) > 0) if len(y_pred) else np.ones(finite.shape, bool)
-    undefined = ~finite | constant | (flat if metric == "pearson" else False)
+    finite_true, spread_true = column_checks(y_true)
+    finite_pred, spread_pred = column_checks(y_pred)
+    undefined = ~(finite_true & finite_pred) | ~(spread_true > 0)
+    if metric == "pearson":
+        undefined |= ~(spread_pred > 0)
     if np.any(undefined):
         idx = np.flatnonzero(np.ravel(undefined))
         warnings.warn(
